@@ -1,0 +1,19 @@
+# The two commands a fresh machine needs (see README.md):
+#   make run    install everything, then run the main job on the embedded defaults
+#   make test   install everything, then run the test suite
+NB201_TABLE ?= $(abspath ../shared/data/nb201/nb201_tabular.csv.gz)
+export NAS_NB201_TABLE ?= $(NB201_TABLE)
+
+.PHONY: install run test bench-nb201
+
+install:
+	bash scripts/install.sh
+
+run: install
+	.venv/bin/nas search examples/mnist1d-random.yaml --out runs/mnist1d-random
+
+test: install
+	.venv/bin/python -m pytest -q
+
+bench-nb201: install
+	.venv/bin/python bench/nb201_random.py

@@ -1,0 +1,147 @@
+"""The ``Controller`` contract: ask for candidates, tell results, checkpoint as plain data.
+
+Modelled on Ray Tune's searcher contract: the caller runs trials; ``ask`` answers a candidate,
+"not now" (``None`` while ``finished`` is false: tell pending results first) or "finished"
+(``None`` with ``finished`` true: a finite space is exhausted); ``tell`` is idempotent.
+
+Controllers are pure: no database, no Ray, no HTTP, no global random state. All randomness
+comes from the generator made from ``seed`` (or injected as ``rng``), and ``state_dict()``
+captures it, so a controller restored from a checkpoint asks exactly what the original would
+have asked next. A controller is not thread-safe; the job runner calls it from one thread.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from nas.architecture import Architecture
+from nas.errors import NasError
+from nas.spaces.base import SearchSpace
+from nas.trial import TrialResult, TrialState
+
+
+class UnknownCandidateError(NasError, KeyError):
+    """``tell`` was called with an id that this controller never asked."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One proposal: an architecture and (for joint search) hyperparameters."""
+
+    id: int
+    architecture: Architecture
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "architecture": self.architecture.to_dict(), "hparams": dict(self.hparams)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Candidate:
+        return cls(int(data["id"]), Architecture.from_dict(data["architecture"]), dict(data["hparams"]))
+
+
+class ControllerConfig(BaseModel):
+    """Base of each controller's parameters (the spec's ``controller:`` section less ``name``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Controller(ABC):
+    """Base class: candidate ids, pending bookkeeping, idempotent tell, RNG checkpointing.
+
+    Subclasses implement ``_propose`` (return an architecture, or ``None`` for "not now" /
+    "finished") and ``_observe`` (learn from one told result), and extend ``state_dict`` /
+    ``load_state_dict`` with their own plain-data state.
+
+    Rewards: ``_observe`` gets ``score``: the objective signed so that larger is better
+    (negated for ``direction="minimize"``), or ``None`` when the trial did not complete.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[ControllerConfig]] = ControllerConfig
+
+    def __init__(
+        self,
+        *,
+        space: SearchSpace,
+        direction: str = "maximize",
+        seed: int | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        if direction not in ("maximize", "minimize"):
+            raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
+        self.space = space
+        self.direction = direction
+        self.rng = rng if rng is not None else np.random.default_rng(seed)
+        self._next_id = 0
+        self._pending: dict[int, Candidate] = {}
+        self._finished = False
+
+    # --- the contract ----------------------------------------------------------------------
+    def ask(self) -> Candidate | None:
+        """The next candidate, or ``None``: "not now" unless ``finished`` is true."""
+        if self._finished:
+            return None
+        proposal = self._propose()
+        if proposal is None:
+            return None
+        arch, hparams = proposal if isinstance(proposal, tuple) else (proposal, {})
+        candidate = Candidate(self._next_id, arch, hparams)
+        self._next_id += 1
+        self._pending[candidate.id] = candidate
+        return candidate
+
+    def tell(self, candidate_id: int, result: TrialResult) -> None:
+        """Report the result of a candidate. Telling the same id again is a no-op."""
+        candidate = self._pending.pop(candidate_id, None)
+        if candidate is None:
+            if 0 <= candidate_id < self._next_id:
+                return  # already told: idempotent
+            raise UnknownCandidateError(f"candidate {candidate_id} was never asked")
+        self._observe(candidate, result, self._score(result))
+
+    @property
+    def finished(self) -> bool:
+        """True once the controller will never propose again (a finite space is exhausted)."""
+        return self._finished
+
+    @property
+    def pending(self) -> list[Candidate]:
+        """Candidates asked and not yet told, oldest first."""
+        return list(self._pending.values())
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data (JSON-serialisable) that restores this controller exactly."""
+        return {
+            "name": self.name,
+            "next_id": self._next_id,
+            "pending": [c.to_dict() for c in self._pending.values()],
+            "finished": self._finished,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("name") != self.name:
+            raise ValueError(f"state_dict is for controller {state.get('name')!r}, not {self.name!r}")
+        self._next_id = int(state["next_id"])
+        self._pending = {int(c["id"]): Candidate.from_dict(c) for c in state["pending"]}
+        self._finished = bool(state["finished"])
+        self.rng.bit_generator.state = state["rng"]
+
+    # --- for subclasses --------------------------------------------------------------------
+    @abstractmethod
+    def _propose(self) -> Architecture | tuple[Architecture, Mapping[str, Any]] | None: ...
+
+    def _observe(self, candidate: Candidate, result: TrialResult, score: float | None) -> None:
+        """Learn from a result. The default learns nothing (random search)."""
+
+    def _score(self, result: TrialResult) -> float | None:
+        if result.state is not TrialState.COMPLETE or result.objective is None:
+            return None
+        return result.objective if self.direction == "maximize" else -result.objective

@@ -1,0 +1,71 @@
+"""``random``: uniform random search, the baseline every paper reports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from controllers.base import Controller, ControllerConfig
+from nas.architecture import Architecture
+
+
+class RandomConfig(ControllerConfig):
+    unique: bool = Field(
+        False,
+        description="never propose an architecture twice (the space can then be exhausted); "
+        "off by default, as in the NAS-Bench-201 protocol",
+    )
+
+
+class RandomSearch(Controller):
+    """Samples each decision uniformly.
+
+    Example:
+        >>> controller = RandomSearch(space=Nb201Space(), seed=0)
+        >>> candidate = controller.ask()
+    """
+
+    name = "random"
+    Config = RandomConfig
+
+    def __init__(self, *, unique: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.unique = unique
+        self._seen: set[tuple[int, ...]] = set()
+        self._remaining: list[tuple[int, ...]] | None = None
+
+    def _propose(self) -> Architecture | None:
+        if not self.unique:
+            return self.space.sample(self.rng)
+        size = self.space.size()
+        if self._remaining is None and len(self._seen) * 2 >= size:
+            # Dense: rejection sampling would slow down, so list the unseen ones once.
+            radices = [d.num_choices for d in self.space.decisions()]
+            grid = np.stack(np.unravel_index(np.arange(size), radices), axis=1)
+            unseen = [tuple(map(int, row)) for row in grid if tuple(row) not in self._seen]
+            self._remaining = [unseen[i] for i in self.rng.permutation(len(unseen))]
+        if self._remaining is not None:
+            if not self._remaining:
+                self._finished = True
+                return None
+            arch = self.space.make(self._remaining.pop())
+        else:
+            while (arch := self.space.sample(self.rng)).choices in self._seen:
+                pass
+        self._seen.add(arch.choices)
+        return arch
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["seen"] = [list(c) for c in sorted(self._seen)]
+        state["remaining"] = None if self._remaining is None else [list(c) for c in self._remaining]
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._seen = {tuple(c) for c in state.get("seen", [])}
+        remaining = state.get("remaining")
+        self._remaining = None if remaining is None else [tuple(c) for c in remaining]

@@ -1,0 +1,50 @@
+"""Exceptions that carry what was wrong and what would be valid.
+
+The API turns each of them into a 4xx response; the CLI prints them without a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class NasError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class UnknownNameError(NasError, KeyError):
+    """A spec named a space, controller, evaluator or dataset that is not registered."""
+
+    def __init__(self, kind: str, name: str, valid: Sequence[str]) -> None:
+        self.kind, self.name, self.valid = kind, name, list(valid)
+        super().__init__(f"unknown {kind} {name!r}; valid: {', '.join(self.valid)}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class InvalidArchitectureError(NasError, ValueError):
+    """An architecture does not belong to the space; ``decision`` names the bad choice."""
+
+    def __init__(self, message: str, *, decision: str | None = None) -> None:
+        self.decision = decision
+        super().__init__(f"{decision}: {message}" if decision else message)
+
+
+class DatasetError(NasError, ValueError):
+    """A dataset cannot be loaded: a missing array, a shape mismatch, a missing file."""
+
+
+class SpecError(NasError, ValueError):
+    """A job spec is invalid. ``errors`` holds one entry per problem, each with the field
+    path (``loc``) and a message that says what would be valid (pydantic's error shape)."""
+
+    def __init__(self, errors: Sequence[dict[str, Any]]) -> None:
+        self.errors = [dict(e) for e in errors]
+        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in self.errors]
+        super().__init__("invalid job spec:\n  " + "\n  ".join(lines))
+
+    @classmethod
+    def at(cls, loc: Sequence[str | int], msg: str, type_: str = "value_error") -> SpecError:
+        return cls([{"loc": tuple(loc), "msg": msg, "type": type_}])

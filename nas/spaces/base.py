@@ -1,0 +1,168 @@
+"""The ``SearchSpace`` contract and the product-space base that the built-in spaces share."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from nas.architecture import Architecture
+from nas.errors import InvalidArchitectureError
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One categorical choice a controller makes.
+
+    ``kind`` tells an RL controller how to treat it: ``op`` (pick an operation), ``skip``
+    (a binary skip connection from an earlier layer, ENAS macro), ``input`` (pick an earlier
+    node as input, ENAS micro), ``edge`` (an op on a fixed cell edge, NAS-Bench-201).
+    ``source`` is the earlier layer or node that a ``skip`` decision connects from.
+    """
+
+    name: str
+    choices: tuple[str, ...]
+    kind: str = "op"
+    source: int | None = None
+
+    @property
+    def num_choices(self) -> int:
+        return len(self.choices)
+
+
+class SpaceConfig(BaseModel):
+    """Base of each space's parameters (the job spec's ``space:`` section without ``name``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SearchSpace(ABC):
+    """What is allowed, how to sample, validate, mutate and encode it.
+
+    A space is a fixed sequence of categorical ``decisions()``; an ``Architecture`` holds one
+    choice index per decision. Spaces with a variable-length decision sequence (MetaQNN)
+    override the methods that assume a fixed sequence.
+
+    Subclasses set ``name``, ``version`` and ``Config`` and implement ``decisions`` and
+    ``describe``. Every method that takes an architecture validates it first, so a bad one
+    fails with the name of the bad decision instead of deep inside a network builder.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    Config: ClassVar[type[SpaceConfig]] = SpaceConfig
+
+    @classmethod
+    def from_config(cls, config: SpaceConfig | dict[str, Any] | None = None) -> SearchSpace:
+        if not isinstance(config, SpaceConfig):
+            config = cls.Config.model_validate(config or {})
+        return cls(**config.model_dump())
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The parameters that rebuild this space (``type(self).from_config(space.config)``)."""
+        return {}
+
+    # --- the decision sequence -------------------------------------------------------------
+    @abstractmethod
+    def decisions(self) -> list[Decision]:
+        """The ordered categorical choices that make one architecture."""
+
+    @cached_property
+    def _decisions(self) -> tuple[Decision, ...]:
+        return tuple(self.decisions())
+
+    @cached_property
+    def _cardinalities(self) -> np.ndarray:
+        return np.array([d.num_choices for d in self._decisions], dtype=np.int64)
+
+    def make(self, choices: Sequence[int]) -> Architecture:
+        """An architecture of this space from choice indices, validated."""
+        arch = Architecture(self.name, tuple(choices), self.version)
+        self.validate(arch)
+        return arch
+
+    # --- contract --------------------------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        """A uniformly random architecture, drawn from ``rng`` only."""
+        choices = rng.integers(0, self._cardinalities)
+        return Architecture(self.name, tuple(choices), self.version)
+
+    def validate(self, arch: Architecture) -> None:
+        """Raise ``InvalidArchitectureError`` naming the first bad decision, else return."""
+        if not isinstance(arch, Architecture):
+            raise InvalidArchitectureError(f"expected an Architecture, got {type(arch).__name__}")
+        if arch.space != self.name:
+            raise InvalidArchitectureError(
+                f"architecture belongs to space {arch.space!r}, not {self.name!r}"
+            )
+        if arch.version != self.version:
+            raise InvalidArchitectureError(
+                f"architecture has space version {arch.version}; {self.name} is version "
+                f"{self.version}"
+            )
+        decisions = self._decisions
+        if len(arch.choices) != len(decisions):
+            raise InvalidArchitectureError(
+                f"expected {len(decisions)} choices ({self._shape_hint()}), got "
+                f"{len(arch.choices)}"
+            )
+        for decision, choice in zip(decisions, arch.choices, strict=True):
+            if not 0 <= choice < decision.num_choices:
+                raise InvalidArchitectureError(
+                    f"choice {choice} out of range; valid 0..{decision.num_choices - 1} "
+                    f"({', '.join(decision.choices)})",
+                    decision=decision.name,
+                )
+
+    def encode(self, arch: Architecture) -> np.ndarray:
+        """The choice indices as an int64 vector (one entry per decision)."""
+        self.validate(arch)
+        return np.asarray(arch.choices, dtype=np.int64)
+
+    def decode(self, vector: Sequence[int] | np.ndarray) -> Architecture:
+        """Inverse of ``encode``; validates."""
+        return self.make([int(v) for v in np.asarray(vector).reshape(-1)])
+
+    def one_hot(self, arch: Architecture) -> np.ndarray:
+        """Concatenated one-hot blocks, one per decision (float32), for model-based search."""
+        self.validate(arch)
+        out = np.zeros(int(self._cardinalities.sum()), dtype=np.float32)
+        offsets = np.concatenate([[0], np.cumsum(self._cardinalities)[:-1]])
+        out[offsets + np.asarray(arch.choices)] = 1.0
+        return out
+
+    def mutate(self, arch: Architecture, rng: np.random.Generator) -> Architecture:
+        """Change one decision (chosen uniformly among those with more than one choice) to a
+        different value, as regularized evolution does."""
+        self.validate(arch)
+        mutable = np.flatnonzero(self._cardinalities > 1)
+        if mutable.size == 0:
+            return arch
+        index = int(rng.choice(mutable))
+        offset = int(rng.integers(1, self._cardinalities[index]))
+        choices = list(arch.choices)
+        choices[index] = (choices[index] + offset) % int(self._cardinalities[index])
+        return Architecture(self.name, tuple(choices), self.version)
+
+    def size(self) -> int:
+        """Number of distinct choice sequences (an exact Python int; may be astronomically big)."""
+        return math.prod(int(c) for c in self._cardinalities)
+
+    def describe(self, arch: Architecture) -> dict[str, Any]:
+        """A readable genotype: decision name -> chosen label."""
+        self.validate(arch)
+        return {d.name: d.choices[c] for d, c in zip(self._decisions, arch.choices, strict=True)}
+
+    def _shape_hint(self) -> str:
+        return f"{len(self._decisions)} decisions of {self.name}"
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"{type(self).__name__}({params})"

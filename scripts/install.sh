@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install the project and its dev tools into ./.venv (idempotent).
+# On a machine without an NVIDIA GPU, torch's CPU build is installed first so that no
+# multi-GB CUDA build is downloaded; the project's own `torch>=2.2` is then already met.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+TORCH_VERSION=${NAS_TORCH_VERSION:-2.13.0}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+VPIP=".venv/bin/python -m pip"
+$VPIP install --quiet --upgrade pip >/dev/null 2>&1 || true
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    $VPIP install "torch==${TORCH_VERSION}"
+  else
+    # A local wheel (pip's find-links) first; otherwise PyTorch's CPU index.
+    $VPIP install "torch==${TORCH_VERSION}+cpu" 2>/dev/null \
+      || $VPIP install "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+$VPIP install --quiet -e ".[dev]"

@@ -1,0 +1,221 @@
+"""The search loop: controller.ask -> evaluator -> controller.tell, within a budget.
+
+One loop serves ``nas search`` (in-process) and the service's job runner, which adds
+persistence through the ``on_trial`` callback. Candidates are gathered into batches of the
+evaluator's ``batch_size`` so cheap evaluators (tables) answer many per call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controllers import CONTROLLERS, Candidate, Controller
+from nas.architecture import Architecture
+from nas.evaluators import EVALUATORS, Evaluator
+from nas.spaces import SPACES, SearchSpace
+from nas.spec import ResolvedSpec
+from nas.trial import TrialResult, TrialState
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One evaluated candidate, as logged and (in the service) stored."""
+
+    number: int
+    candidate_id: int
+    architecture: Architecture
+    hparams: dict[str, Any]
+    result: TrialResult
+    started_at: float
+    finished_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "candidate_id": self.candidate_id,
+            "architecture": self.architecture.to_dict(),
+            "hparams": self.hparams,
+            **self.result.to_dict(),
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+@dataclass
+class SearchOutcome:
+    trials: list[TrialRecord]
+    best: TrialRecord | None
+    stop_reason: str
+    wall_s: float
+    simulated_s: float
+    final_metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Budget:
+    """Tracks the spec's budget. A result whose simulated cost would cross
+    ``simulated_seconds`` is not admitted (NATS-Bench discards the query that overruns)."""
+
+    trials: int | None = None
+    minutes: float | None = None
+    simulated_seconds: float | None = None
+    started: float = field(default_factory=time.monotonic)
+    used_trials: int = 0
+    used_simulated: float = 0.0
+    reason: str = ""
+
+    def exhausted(self) -> bool:
+        if self.reason:
+            return True
+        if self.trials is not None and self.used_trials >= self.trials:
+            self.reason = f"trial budget reached ({self.trials})"
+        elif self.minutes is not None and self.elapsed() >= self.minutes * 60:
+            self.reason = f"time budget reached ({self.minutes} min)"
+        return bool(self.reason)
+
+    def remaining_trials(self) -> int | None:
+        return None if self.trials is None else self.trials - self.used_trials
+
+    def admit(self, result: TrialResult) -> bool:
+        if self.simulated_seconds is not None and result.simulated:
+            if self.used_simulated + result.cost_s > self.simulated_seconds:
+                self.reason = f"simulated time budget reached ({self.simulated_seconds:g} s)"
+                return False
+            self.used_simulated += result.cost_s
+        self.used_trials += 1
+        return True
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def fraction_used(self) -> float:
+        """How much of the tightest budget is spent, 0..1 (for progress bars)."""
+        parts = []
+        if self.trials is not None:
+            parts.append(self.used_trials / self.trials)
+        if self.minutes is not None:
+            parts.append(self.elapsed() / (self.minutes * 60))
+        if self.simulated_seconds is not None:
+            parts.append(self.used_simulated / self.simulated_seconds)
+        return min(1.0, max(parts, default=0.0))
+
+
+@dataclass
+class SearchComponents:
+    space: SearchSpace
+    evaluator: Evaluator
+    controller: Controller
+
+
+def build_components(resolved: ResolvedSpec) -> SearchComponents:
+    spec = resolved.spec
+    space = SPACES.get(spec.space.name).from_config(resolved.space_params)
+    evaluator = EVALUATORS.get(spec.evaluator.name).from_spec(
+        dataset=spec.dataset.name,
+        dataset_params=resolved.dataset_params,
+        space=space,
+        params=resolved.evaluator_params,
+        seed=spec.seed,
+    )
+    controller = CONTROLLERS.get(spec.controller.name)(
+        space=space,
+        direction=spec.objective.direction,
+        seed=spec.seed,
+        **resolved.controller_params,
+    )
+    return SearchComponents(space, evaluator, controller)
+
+
+class SearchLoop:
+    """Runs one search to the end of its budget.
+
+    Example:
+        >>> outcome = SearchLoop(parse_spec(load_spec_file("examples/nb201-random.yaml"))).run()
+        >>> outcome.best.result.objective
+    """
+
+    def __init__(
+        self,
+        resolved: ResolvedSpec,
+        *,
+        components: SearchComponents | None = None,
+        on_trial: Callable[[TrialRecord], None] | None = None,
+    ) -> None:
+        self.resolved = resolved
+        self.components = components or build_components(resolved)
+        self.on_trial = on_trial
+        budget = resolved.spec.budget
+        self.budget = Budget(budget.trials, budget.minutes, budget.simulated_seconds)
+        self.maximize = resolved.spec.objective.direction == "maximize"
+        self.trials: list[TrialRecord] = []
+        self.best: TrialRecord | None = None
+
+    def run(self) -> SearchOutcome:
+        controller, evaluator = self.components.controller, self.components.evaluator
+        self.budget.started = time.monotonic()
+        while not self.budget.exhausted():
+            batch = self._gather(controller, evaluator.batch_size)
+            if not batch:
+                if controller.finished:
+                    self.budget.reason = "search space exhausted"
+                    break
+                raise RuntimeError(
+                    f"controller {controller.name!r} proposed nothing although no result is pending"
+                )
+            started = time.time()
+            results = evaluator.evaluate(
+                [c.architecture for c in batch], [c.hparams for c in batch]
+            )
+            finished = time.time()
+            for candidate, result in zip(batch, results, strict=True):
+                if not self.budget.admit(result):
+                    break
+                self._record(candidate, result, started, finished)
+                controller.tell(candidate.id, result)
+        best = self.best
+        final = evaluator.final_metrics(best.architecture) if best is not None else {}
+        return SearchOutcome(
+            trials=self.trials,
+            best=best,
+            stop_reason=self.budget.reason,
+            wall_s=self.budget.elapsed(),
+            simulated_s=self.budget.used_simulated,
+            final_metrics=final,
+        )
+
+    def _gather(self, controller: Controller, batch_size: int) -> list[Candidate]:
+        limit = batch_size
+        remaining = self.budget.remaining_trials()
+        if remaining is not None:
+            limit = min(limit, remaining)
+        batch: list[Candidate] = []
+        while len(batch) < limit and (candidate := controller.ask()) is not None:
+            batch.append(candidate)
+        return batch
+
+    def _record(
+        self, candidate: Candidate, result: TrialResult, started: float, finished: float
+    ) -> None:
+        record = TrialRecord(
+            number=len(self.trials),
+            candidate_id=candidate.id,
+            architecture=candidate.architecture,
+            hparams=dict(candidate.hparams),
+            result=result,
+            started_at=started,
+            finished_at=finished,
+        )
+        self.trials.append(record)
+        if result.state is TrialState.COMPLETE and (
+            self.best is None or self._better(result, self.best.result)
+        ):
+            self.best = record
+        if self.on_trial is not None:
+            self.on_trial(record)
+
+    def _better(self, a: TrialResult, b: TrialResult) -> bool:
+        assert a.objective is not None and b.objective is not None
+        return a.objective > b.objective if self.maximize else a.objective < b.objective
