@@ -1,0 +1,129 @@
+"""``StandaloneEvaluator``: train each candidate from scratch and score it on validation data."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from nas.architecture import Architecture
+from nas.datasets import DatasetSplits, load_dataset
+from nas.evaluators.base import Evaluator, EvaluatorConfig
+from nas.models import build_model, count_parameters
+from nas.spaces.base import SearchSpace
+from nas.training import (
+    DivergedError,
+    TrainRecipe,
+    accuracy,
+    configure_cpu_threads,
+    count_flops,
+    select_device,
+    to_tensors,
+    train_epochs,
+)
+from nas.trial import TrialResult, TrialState
+
+#: ``report(trial_index_in_batch, epoch, metrics)`` for intermediate values.
+ReportFn = Callable[[int, int, Mapping[str, float]], None]
+
+
+class StandaloneConfig(EvaluatorConfig):
+    epochs: int = Field(10, ge=1, le=10_000)
+    batch_size: int = Field(128, ge=1, le=65_536)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0, le=10)
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class StandaloneEvaluator(Evaluator):
+    """Builds each architecture as a standalone network, trains it for ``epochs`` on the
+    training split and reports validation accuracy (percent), parameters and FLOPs.
+
+    A trial whose loss diverges or that runs out of memory becomes a FAIL result with its
+    cause; the search goes on.
+    """
+
+    name = "standalone"
+    Config = StandaloneConfig
+    metrics = ("val_accuracy", "train_loss", "params", "flops")
+
+    def __init__(
+        self,
+        *,
+        space: SearchSpace,
+        data: DatasetSplits,
+        recipe: TrainRecipe,
+        device: str = "auto",
+        seed: int = 0,
+        report: ReportFn | None = None,
+    ) -> None:
+        self.space = space
+        self.data = data
+        self.recipe = recipe
+        self.device = select_device(device)
+        if self.device.type == "cpu":
+            configure_cpu_threads()
+        self.seed = seed
+        self.report = report
+        self._train = to_tensors(data.x_train, data.y_train, self.device)
+        self._valid = to_tensors(data.x_valid, data.y_valid, self.device)
+
+    @classmethod
+    def from_spec(
+        cls, *, dataset: str, dataset_params: Mapping[str, Any], space: SearchSpace,
+        params: Mapping[str, Any], seed: int,
+    ) -> StandaloneEvaluator:
+        params = dict(params)
+        device = params.pop("device", "auto")
+        data = load_dataset(dataset, seed=seed, **dataset_params)
+        return cls(space=space, data=data, recipe=TrainRecipe(**params), device=device, seed=seed)
+
+    def trial_seed(self, arch: Architecture) -> int:
+        """Deterministic per (job seed, architecture): the same architecture trains the same."""
+        return zlib.crc32(f"{self.seed}:{arch.key}".encode())
+
+    def evaluate(
+        self,
+        archs: Sequence[Architecture],
+        hparams: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[TrialResult]:
+        return [self._evaluate_one(i, arch) for i, arch in enumerate(archs)]
+
+    def _evaluate_one(self, index: int, arch: Architecture) -> TrialResult:
+        started = time.perf_counter()
+        seed = self.trial_seed(arch)
+        torch.manual_seed(seed)
+        model = build_model(self.space, arch, self.data.input_shape, self.data.num_classes)
+        model.to(self.device)
+        generator = torch.Generator().manual_seed(seed)
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            if self.report is not None:
+                self.report(index, epoch, {"train_loss": loss})
+
+        try:
+            loss = train_epochs(model, *self._train, self.recipe, generator=generator, on_epoch=on_epoch)
+        except DivergedError as exc:
+            return TrialResult.failed(f"diverged: {exc}", cost_s=time.perf_counter() - started)
+        except torch.cuda.OutOfMemoryError as exc:
+            torch.cuda.empty_cache()
+            return TrialResult.failed(f"out of memory: {exc}", cost_s=time.perf_counter() - started)
+        model.eval()
+        val = accuracy(model, *self._valid)
+        return TrialResult(
+            TrialState.COMPLETE,
+            objective=val,
+            metrics={
+                "val_accuracy": val,
+                "train_loss": loss,
+                "params": float(count_parameters(model)),
+                "flops": float(count_flops(model, self.data.input_shape, self.device)),
+            },
+            cost_s=time.perf_counter() - started,
+        )

@@ -1,0 +1,107 @@
+"""The contract every controller passes (as optuna/testing/pytest_samplers.py does for samplers).
+
+Subclass ``ControllerContract`` in a controller's test module and set ``make_controller``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from controllers import Candidate, Controller, UnknownCandidateError
+from nas.spaces import MacroSpace, Nb201Space, SearchSpace
+from nas.trial import TrialResult, TrialState
+
+SPACES: dict[str, Callable[[], SearchSpace]] = {
+    "nb201": Nb201Space,
+    "enas-macro": lambda: MacroSpace(layers=4, channels=8),
+}
+
+
+def fake_result(candidate: Candidate) -> TrialResult:
+    """A deterministic reward that depends on the architecture (so learners have signal)."""
+    score = float(sum((i + 1) * c for i, c in enumerate(candidate.architecture.choices)) % 97)
+    return TrialResult(TrialState.COMPLETE, objective=score, metrics={"val_accuracy": score})
+
+
+class ControllerContract:
+    """Shared behaviour of all controllers. ``make_controller(space, seed)`` builds one."""
+
+    make_controller: Callable[..., Controller]
+    #: spaces this controller supports, by key of ``SPACES``
+    space_names: tuple[str, ...] = ("nb201", "enas-macro")
+
+    def _run(self, controller: Controller, n: int) -> list[Candidate]:
+        asked = []
+        for _ in range(n):
+            candidate = controller.ask()
+            if candidate is None:
+                break
+            asked.append(candidate)
+            controller.tell(candidate.id, fake_result(candidate))
+        return asked
+
+    @pytest.fixture(params=["nb201", "enas-macro"])
+    def space(self, request: pytest.FixtureRequest) -> SearchSpace:
+        if request.param not in self.space_names:
+            pytest.skip(f"{request.param} not supported by this controller")
+        return SPACES[request.param]()
+
+    def test_asks_valid_candidates_with_fresh_ids(self, space: SearchSpace) -> None:
+        controller = type(self).make_controller(space, 0)
+        asked = self._run(controller, 20)
+        assert len(asked) == 20
+        assert [c.id for c in asked] == list(range(20))
+        for candidate in asked:
+            space.validate(candidate.architecture)
+
+    def test_tell_is_idempotent_and_rejects_unknown_ids(self, space: SearchSpace) -> None:
+        controller = type(self).make_controller(space, 0)
+        candidate = controller.ask()
+        assert candidate is not None
+        result = fake_result(candidate)
+        controller.tell(candidate.id, result)
+        before = json.dumps(controller.state_dict(), sort_keys=True)
+        controller.tell(candidate.id, result)  # again: no effect
+        assert json.dumps(controller.state_dict(), sort_keys=True) == before
+        with pytest.raises(UnknownCandidateError):
+            controller.tell(10_000, result)
+
+    def test_failed_trials_are_accepted(self, space: SearchSpace) -> None:
+        controller = type(self).make_controller(space, 0)
+        for _ in range(5):
+            candidate = controller.ask()
+            assert candidate is not None
+            controller.tell(candidate.id, TrialResult.failed("diverged: loss became nan"))
+        assert controller.ask() is not None
+
+    def test_same_seed_same_sequence(self, space: SearchSpace) -> None:
+        a = self._run(type(self).make_controller(space, 7), 15)
+        b = self._run(type(self).make_controller(space, 7), 15)
+        c = self._run(type(self).make_controller(space, 8), 15)
+        assert [x.architecture for x in a] == [x.architecture for x in b]
+        assert [x.architecture for x in a] != [x.architecture for x in c]
+
+    def test_state_dict_resume_gives_identical_next_asks(self, space: SearchSpace) -> None:
+        original = type(self).make_controller(space, 3)
+        self._run(original, 12)
+        pending = original.ask()  # asked, not told: part of the checkpoint
+        assert pending is not None
+        state = json.loads(json.dumps(original.state_dict()))  # must be plain JSON data
+        restored = type(self).make_controller(space, 999)  # another seed: state must win
+        restored.load_state_dict(state)
+        assert [c.id for c in restored.pending] == [pending.id]
+        for controller in (original, restored):
+            controller.tell(pending.id, fake_result(pending))
+        assert [c.architecture for c in self._run(original, 10)] == [
+            c.architecture for c in self._run(restored, 10)
+        ]
+
+    def test_state_dict_of_another_controller_is_rejected(self, space: SearchSpace) -> None:
+        controller = type(self).make_controller(space, 0)
+        state = controller.state_dict()
+        state["name"] = "something-else"
+        with pytest.raises(ValueError, match="something-else"):
+            type(self).make_controller(space, 0).load_state_dict(state)

@@ -1,0 +1,92 @@
+"""``nas search`` end to end: the console script, its run directory and its errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nas.architecture import Architecture
+from nas.cli import main
+from nas.spaces import MacroSpace, Nb201Space
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_nas_search_on_nb201_writes_the_run_directory(tmp_path: Path, nb201_table: Path) -> None:
+    spec = yaml.safe_load((REPO / "examples/nb201-random.yaml").read_text())
+    spec["evaluator"]["table"] = str(nb201_table)
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "nas"), "search", str(spec_file), "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "best:" in proc.stdout and "test_accuracy" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    trials = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+    assert summary["trials"] == len(trials) > 50
+    assert summary["simulated_time_s"] <= 12000
+    best = json.loads((out / "best_architecture.json").read_text())
+    arch = Architecture.from_dict(best["architecture"])
+    Nb201Space().validate(arch)
+    assert best["objective"]["val_accuracy"] == max(t["objective"] for t in trials)
+    assert 85 < best["final_metrics"]["test_accuracy"] <= 94.38
+    assert best["genotype"]["arch_str"].startswith("|")
+    assert yaml.safe_load((out / "spec.yaml").read_text())["name"] == "nb201-random"
+
+
+@pytest.mark.slow
+def test_nas_search_tiny_mnist1d_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = {
+        "name": "tiny",
+        "dataset": {"name": "mnist1d", "num_samples": 600},
+        "space": {"name": "enas-macro", "layers": 3, "channels": 4},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "standalone", "epochs": 2, "batch_size": 64},
+        "budget": {"trials": 3},
+        "seed": 1,
+    }
+    spec_file = tmp_path / "tiny.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    assert main(["search", str(spec_file), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["trials"] == 3 and summary["trial_states"] == {"COMPLETE": 3}
+    best = summary["best"]
+    MacroSpace(layers=3, channels=4).validate(Architecture.from_dict(best["architecture"]))
+    assert 10.0 <= best["objective"]["val_accuracy"] <= 100.0
+    assert best["metrics"]["params"] > 0 and best["metrics"]["flops"] > 0
+    lines = (tmp_path / "run/trials.jsonl").read_text().splitlines()
+    assert [json.loads(x)["number"] for x in lines] == [0, 1, 2]
+
+
+def test_spec_error_names_the_field_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec_file = tmp_path / "bad.yaml"
+    spec_file.write_text(
+        "name: bad\ndataset: {name: mnist1d}\nspace: {name: enas-macro, layers: 0}\n"
+        "controller: {name: random}\nevaluator: {name: standalone}\nbudget: {trials: 1}\n"
+    )
+    assert main(["search", str(spec_file), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "space.layers" in err and "greater than or equal to 1" in err
+    assert not (tmp_path / "run").exists()  # nothing half-created
+
+
+def test_unsupported_settings_are_rejected_not_ignored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    nb201_table: Path,
+) -> None:
+    spec = yaml.safe_load((REPO / "examples/nb201-random.yaml").read_text())
+    spec["resources"] = {"workers": 4}
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    monkeypatch.setenv("NAS_NB201_TABLE", str(nb201_table))
+    assert main(["search", str(spec_file), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "resources.workers" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

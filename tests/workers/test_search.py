@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controllers import RandomSearch
+from nas.evaluators import TabularEvaluator
+from nas.spec import parse_spec
+from workers.search import SearchComponents, SearchLoop, build_components
+
+
+def nb201_spec(table: Path, **budget: float) -> dict:
+    return {
+        "name": "t",
+        "dataset": {"name": "nb201-cifar10"},
+        "space": {"name": "nb201"},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "tabular", "table": str(table)},
+        "budget": budget or {"simulated_seconds": 12000},
+        "seed": 0,
+    }
+
+
+class CountingTabular(TabularEvaluator):
+    """The real evaluator, counting how many calls answer how many queries."""
+
+    calls: list[int]
+
+    def evaluate(self, archs, hparams=None):
+        self.calls.append(len(archs))
+        return super().evaluate(archs, hparams)
+
+
+def test_protocol_budget_discards_the_query_that_overruns(nb201_table: Path) -> None:
+    resolved = parse_spec(nb201_spec(nb201_table))
+    outcome = SearchLoop(resolved).run()
+    assert 60 <= len(outcome.trials) <= 160  # about 100 queries at 12,000 s
+    spent = sum(t.result.cost_s for t in outcome.trials)
+    assert spent == pytest.approx(outcome.simulated_s)
+    assert spent <= 12000
+    # The next query the same controller would have made must overrun the budget.
+    replay = build_components(resolved)
+    for _ in outcome.trials:
+        replay.controller.ask()
+    overrun = replay.evaluator.evaluate([replay.controller.ask().architecture])[0]
+    assert spent + overrun.cost_s > 12000
+    assert "simulated time budget" in outcome.stop_reason
+
+
+def test_best_is_the_highest_fitness_and_reports_its_table_test_accuracy(nb201_table: Path) -> None:
+    resolved = parse_spec(nb201_spec(nb201_table))
+    outcome = SearchLoop(resolved).run()
+    assert [t.number for t in outcome.trials] == list(range(len(outcome.trials)))
+    best = max(outcome.trials, key=lambda t: t.result.objective)
+    assert outcome.best is not None
+    assert outcome.best.result.objective == best.result.objective
+    evaluator = TabularEvaluator(dataset="nb201-cifar10", table=str(nb201_table))
+    code = evaluator.table.codes([outcome.best.architecture])[0]
+    assert outcome.final_metrics["test_accuracy"] == pytest.approx(
+        evaluator.table.column("c10_test200")[code]
+    )
+    assert "test_accuracy" not in outcome.best.result.metrics  # never shown to controllers
+
+
+def test_tabular_queries_are_answered_in_batches(nb201_table: Path) -> None:
+    resolved = parse_spec(nb201_spec(nb201_table, trials=1000))
+    space = build_components(resolved).space
+    evaluator = CountingTabular(dataset="nb201-cifar10", table=str(nb201_table))
+    evaluator.calls = []
+    controller = RandomSearch(space=space, seed=0)
+    outcome = SearchLoop(resolved, components=SearchComponents(space, evaluator, controller)).run()
+    assert len(outcome.trials) == 1000
+    assert sum(evaluator.calls) == 1000
+    assert len(evaluator.calls) == 4  # 256 + 256 + 256 + 232
+
+
+def test_same_seed_same_search(nb201_table: Path) -> None:
+    a = SearchLoop(parse_spec(nb201_spec(nb201_table))).run()
+    b = SearchLoop(parse_spec(nb201_spec(nb201_table))).run()
+    assert [t.architecture for t in a.trials] == [t.architecture for t in b.trials]
+
+
+def test_exhausted_space_stops_the_search(nb201_table: Path) -> None:
+    spec = nb201_spec(nb201_table, trials=20_000)
+    spec["controller"] = {"name": "random", "unique": True}
+    outcome = SearchLoop(parse_spec(spec)).run()
+    assert len(outcome.trials) == 15_625
+    assert outcome.stop_reason == "search space exhausted"
+    assert outcome.final_metrics["test_accuracy"] == pytest.approx(94.3733)
+
+
+def test_trial_callback_sees_every_trial_in_order(nb201_table: Path) -> None:
+    seen: list[int] = []
+    outcome = SearchLoop(
+        parse_spec(nb201_spec(nb201_table, trials=300)), on_trial=lambda r: seen.append(r.number)
+    ).run()
+    assert seen == list(range(300)) == [t.number for t in outcome.trials]
