@@ -106,6 +106,11 @@ class Controller(ABC):
             raise UnknownCandidateError(f"candidate {candidate_id} was never asked")
         self._observe(candidate, result, self._score(result))
 
+    def sample_for_training(self) -> Architecture:
+        """An architecture to train shared weights on, without creating a candidate (the
+        ENAS supernet phase). The default is a uniform sample: random weight sharing."""
+        return self.space.sample(self.rng)
+
     @property
     def finished(self) -> bool:
         """True once the controller will never propose again (a finite space is exhausted)."""

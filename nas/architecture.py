@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ class Architecture:
 
     def __post_init__(self) -> None:
         # Accept any integer sequence (lists from JSON, numpy arrays) but store plain ints.
-        object.__setattr__(self, "choices", tuple(int(c) for c in self.choices))
+        object.__setattr__(self, "choices", tuple(_as_index(c) for c in self.choices))
 
     def to_dict(self) -> dict[str, Any]:
         return {"space": self.space, "version": self.version, "choices": list(self.choices)}
@@ -53,3 +54,15 @@ class Architecture:
     def key(self) -> str:
         """A short stable string, handy as a cache or database key."""
         return f"{self.space}/v{self.version}/" + ".".join(map(str, self.choices))
+
+
+def _as_index(value: object) -> int:
+    """An integer choice; 1.7, "2" or True are rejected rather than silently converted."""
+    if isinstance(value, bool):
+        raise ValueError(f"architecture choices must be integers, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # JSON writers may emit 2.0
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(f"architecture choices must be integers, got {value!r}") from None

@@ -28,9 +28,16 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if best is None:
         print("no trial completed")
         return 1
-    print(f"best: trial {best['trial']} {json.dumps(best['objective'])}")
+    trial = f"trial {best['trial']} " if "trial" in best else ""
+    print(f"best: {trial}{json.dumps(best['objective'])}")
     if best["final_metrics"]:
         print(f"final: {json.dumps(best['final_metrics'])}")
+    if "final" in best:
+        final = best["final"]
+        print(
+            f"retrained: test_accuracy={final['test_accuracy']:.2f} params={final['params']} "
+            f"flops={final['flops']} weights={final.get('weights', '-')}"
+        )
     print(f"genotype: {json.dumps(best['genotype'])}")
     return 0
 

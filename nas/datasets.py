@@ -212,10 +212,14 @@ def _load_npz(
         raise DatasetError(f"dataset.path: no such file {str(file)!r}")
     try:
         data = np.load(file, allow_pickle=False)
-    except Exception as exc:  # a corrupt or non-npz file
-        raise DatasetError(f"dataset.path: {str(file)!r} is not a readable .npz file ({exc})")
-    with data:
-        arrays = {k: data[k] for k in data.files}
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array (.npy), not named arrays")
+        with data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as exc:  # corrupt, .npy, pickled object arrays
+        raise DatasetError(
+            f"dataset.path: {str(file)!r} is not a readable .npz file of numeric arrays ({exc})"
+        ) from None
     for required in ("x", "y"):
         if required not in arrays:
             raise DatasetError(

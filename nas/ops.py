@@ -90,12 +90,15 @@ class FactorizedReduce(nn.Module):
         conv = conv_layer(dim)
         self.dim = dim
         self.relu = nn.ReLU(inplace=False)
-        self.conv_a = conv(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_b = conv(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
+        # With one output channel there is nothing to split: the shifted path is dropped.
+        self.conv_a = conv(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
+        self.conv_b = conv(c_in, c_out // 2, 1, stride=2, bias=False) if c_out > 1 else None
         self.bn = batch_norm(dim, c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
+        if self.conv_b is None:
+            return self.bn(self.conv_a(x))
         # Shift by one along every spatial axis, padding at the end, so both paths see the
         # same output size for odd and even inputs.
         shifted = F.pad(x, (0, 1) * self.dim)[(..., *([slice(1, None)] * self.dim))]
@@ -105,15 +108,16 @@ class FactorizedReduce(nn.Module):
 class Zero(nn.Module):
     """NAS-Bench-201's ``none``: outputs zeros of the right shape."""
 
-    def __init__(self, stride: int, dim: int) -> None:
+    def __init__(self, c_out: int, stride: int, dim: int) -> None:
         super().__init__()
+        self.c_out = c_out
         self.stride = stride
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride == 1:
-            return x.mul(0.0)
-        return x[(..., *([slice(None, None, self.stride)] * self.dim))].mul(0.0)
+        # Slicing keeps the output on the autograd graph (a zero gradient, not an error).
+        strided = x[(slice(None), slice(0, 1), *([slice(None, None, self.stride)] * self.dim))]
+        return strided.mul(0.0).expand(-1, self.c_out, *strided.shape[2:])
 
 
 def _identity(c_in: int, c_out: int, stride: int, dim: int) -> nn.Module:
@@ -136,7 +140,7 @@ OPS: dict[str, OpFactory] = {
     "avg_pool3": lambda ci, co, s, d: Pool("avg", ci, co, 3, s, d),
     "identity": _identity,
     # NAS-Bench-201 (its own names, so its arch_str maps one to one)
-    "none": lambda ci, co, s, d: Zero(s, d),
+    "none": lambda ci, co, s, d: Zero(co, s, d),
     "skip_connect": _identity,
     "nor_conv_1x1": lambda ci, co, s, d: ReLUConvBN(ci, co, 1, s, d),
     "nor_conv_3x3": lambda ci, co, s, d: ReLUConvBN(ci, co, 3, s, d),

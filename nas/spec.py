@@ -70,8 +70,19 @@ class ResourcesSpec(_Strict):
 
 
 class FinalSpec(_Strict):
+    """Retrain the best architectures from scratch and report test metrics."""
+
     retrain_top_k: int = Field(1, ge=1, le=100)
     epochs: int = Field(60, ge=1, le=10_000)
+    batch_size: int = Field(128, ge=1, le=65_536)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(0.003, gt=0, le=10)
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    train_on: Literal["train", "train+valid"] = "train+valid"
+    channels: int | None = Field(None, ge=1, le=1024, description="retrain at another width")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 class JobSpec(_Strict):
@@ -92,7 +103,6 @@ class JobSpec(_Strict):
 #: A spec that sets one is rejected (never silently ignored); later issues empty this.
 SUPPORTED: dict[str, str] = {
     "hparams": "joint hyperparameter search is not supported yet",
-    "final": "final retraining is not supported yet",
     "objective.constraints": "constraints are not supported yet",
 }
 
@@ -145,6 +155,14 @@ def parse_spec(data: Mapping[str, Any] | JobSpec) -> ResolvedSpec:
                 raw = data.get(section)
                 if isinstance(raw, Mapping) and isinstance(raw.get("name"), str):
                     _component_params(section, Component.model_validate(dict(raw)), errors)
+            for field, message in SUPPORTED.items():
+                value: Any = data
+                for part in field.split("."):
+                    value = value.get(part) if isinstance(value, Mapping) else None
+                if value is not None:
+                    errors.append(
+                        {"loc": tuple(field.split(".")), "msg": message, "type": "not_supported"}
+                    )
             raise SpecError(errors) from None
     errors: list[dict[str, Any]] = []
     params = {
@@ -269,6 +287,11 @@ def _check_combinations(
                 f"evaluator {spec.evaluator.name!r} does not report {spec.objective.metric!r}; "
                 f"valid: {', '.join(evaluator.metrics)}",
             )
+        )
+    if spec.final is not None and space not in NETWORKS:
+        errors.append(
+            _err(("final",), f"space {space!r} has no trainable network here to retrain "
+                 f"(valid: {', '.join(sorted(NETWORKS))})")
         )
     if spec.budget.simulated_seconds is not None and spec.evaluator.name != "tabular":
         errors.append(

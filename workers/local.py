@@ -1,7 +1,10 @@
 """``nas search``: one search in this process, with a progress bar and a run directory.
 
 The run directory holds ``spec.yaml`` (the resolved spec), ``trials.jsonl`` (one line per
-trial, written as trials finish), ``best_architecture.json`` and ``summary.json``.
+trial, written as trials finish), ``best_architecture.json``, ``architectures.json`` (the
+top-K), ``curve.json`` (shared-weight search: the controller's reward, entropy and baseline
+per epoch), ``final/rank*.pt`` (retrained weights, with a ``final:`` section) and
+``summary.json``.
 """
 
 from __future__ import annotations
@@ -16,8 +19,12 @@ import yaml
 from tqdm import tqdm
 
 from nas.errors import SpecError
+from nas.evaluators.shared import SharedWeightEvaluator
+from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
-from workers.search import SearchLoop, SearchOutcome, TrialRecord, build_components
+from workers.final import retrain
+from workers.search import SearchComponents, SearchLoop, SearchOutcome, TrialRecord, build_components
+from workers.shared import SharedWeightSearch
 
 
 def check_runnable_inline(resolved: ResolvedSpec) -> None:
@@ -34,14 +41,25 @@ def default_run_dir(resolved: ResolvedSpec) -> Path:
     return Path("runs") / f"{resolved.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def make_search(
+    resolved: ResolvedSpec, components: SearchComponents, **callbacks: Any
+) -> SearchLoop:
+    """The loop that fits the evaluator: ENAS alternation for shared weights, else ask/tell."""
+    if isinstance(components.evaluator, SharedWeightEvaluator):
+        return SharedWeightSearch(resolved, components=components, **callbacks)
+    callbacks.pop("on_epoch", None)
+    return SearchLoop(resolved, components=components, **callbacks)
+
+
 def run_local_search(
     resolved: ResolvedSpec, out_dir: Path, *, progress: bool = True, stream: TextIO = sys.stderr
 ) -> dict[str, Any]:
-    """Run the search and write the run directory; returns the summary."""
+    """Run the search (and the final retraining) and write the run directory; returns the
+    summary."""
     check_runnable_inline(resolved)
+    components = build_components(resolved)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "spec.yaml").write_text(yaml.safe_dump(resolved.to_dict(), sort_keys=False))
-    components = build_components(resolved)
     bar = tqdm(
         total=100,
         unit="%",
@@ -51,49 +69,83 @@ def run_local_search(
         bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}",
         mininterval=0.5,
     )
+    status: dict[str, str] = {}
+
+    def show(**fields: str) -> None:
+        status.update(fields)
+        bar.set_postfix_str(" ".join(f"{k}={v}" for k, v in status.items()), refresh=False)
+        bar.update(round(100 * loop.fraction_done(), 1) - bar.n)  # rate-limited by mininterval
+
     with (out_dir / "trials.jsonl").open("w") as log:
-        loop: SearchLoop
 
         def on_trial(record: TrialRecord) -> None:
             log.write(json.dumps(record.to_dict()) + "\n")
             best = loop.best.result.objective if loop.best is not None else None
-            bar.set_postfix_str(
-                f"trials={record.number + 1} best={best if best is None else round(best, 4)}",
-                refresh=False,
-            )
-            bar.update(round(100 * loop.budget.fraction_used(), 1) - bar.n)  # rate-limited
+            show(trials=str(record.number + 1), best=_fmt(best))
 
-        loop = SearchLoop(resolved, components=components, on_trial=on_trial)
+        def on_epoch(point: dict[str, Any]) -> None:
+            show(
+                epoch=str(point["epoch"] + 1),
+                reward=_fmt(point.get("mean_reward")),
+                entropy=_fmt(point.get("entropy")),
+            )
+
+        loop = make_search(resolved, components, on_trial=on_trial, on_epoch=on_epoch)
         try:
             outcome = loop.run()
         finally:
-            bar.n = round(100 * loop.budget.fraction_used(), 1)
             bar.close()
-    summary = summarize(resolved, outcome, components.space)
-    if outcome.best is not None:
-        (out_dir / "best_architecture.json").write_text(
-            json.dumps(summary["best"], indent=2) + "\n"
-        )
+    final = []
+    if resolved.spec.final is not None and outcome.ranked:
+        archs = [arch for arch, _ in outcome.ranked[: resolved.spec.final.retrain_top_k]]
+        print(f"retraining {len(archs)} architecture(s) from scratch ...", file=stream)
+        final = retrain(resolved, components.space, archs, out_dir=out_dir)
+    summary = summarize(resolved, outcome, components.space, final)
+    if summary["best"] is not None:
+        (out_dir / "best_architecture.json").write_text(json.dumps(summary["best"], indent=2) + "\n")
+    (out_dir / "architectures.json").write_text(json.dumps(summary["ranked"], indent=2) + "\n")
+    if outcome.curve:
+        (out_dir / "curve.json").write_text(json.dumps(outcome.curve, indent=2) + "\n")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def summarize(resolved: ResolvedSpec, outcome: SearchOutcome, space: Any) -> dict[str, Any]:
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def summarize(
+    resolved: ResolvedSpec,
+    outcome: SearchOutcome,
+    space: SearchSpace,
+    final: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     spec = resolved.spec
     states: dict[str, int] = {}
     for trial in outcome.trials:
         states[trial.result.state.value] = states.get(trial.result.state.value, 0) + 1
+    ranked = [
+        {"architecture": arch.to_dict(), "genotype": space.describe(arch), "score": score}
+        for arch, score in outcome.ranked
+    ]
     best = None
-    if outcome.best is not None:
-        arch = outcome.best.architecture
+    if outcome.ranked:
+        arch, score = outcome.ranked[0]
         best = {
             "architecture": arch.to_dict(),
             "genotype": space.describe(arch),
-            "trial": outcome.best.number,
-            "objective": {spec.objective.metric: outcome.best.result.objective},
-            "metrics": dict(outcome.best.result.metrics),
+            "objective": {spec.objective.metric: score},
             "final_metrics": outcome.final_metrics,
         }
+        trial = next(
+            (t for t in reversed(outcome.trials) if t.architecture == arch and t.result.objective == score),
+            None,
+        )
+        if trial is not None:
+            best["trial"] = trial.number
+            best["metrics"] = dict(trial.result.metrics)
+        if final:
+            best["final"] = {k: v for k, v in final[0].items() if k not in ("architecture", "genotype")}
     return {
         "name": spec.name,
         "space": spec.space.name,
@@ -107,4 +159,6 @@ def summarize(resolved: ResolvedSpec, outcome: SearchOutcome, space: Any) -> dic
         "wall_time_s": round(outcome.wall_s, 3),
         "simulated_time_s": round(outcome.simulated_s, 3),
         "best": best,
+        "ranked": ranked,
+        "final": final,
     }

@@ -31,9 +31,13 @@ class TrialRecord:
     result: TrialResult
     started_at: float
     finished_at: float
+    epoch: int | None = None  # shared-weight search: the epoch and step of the reward
+    step: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "epoch": self.epoch,
+            "step": self.step,
             "number": self.number,
             "candidate_id": self.candidate_id,
             "architecture": self.architecture.to_dict(),
@@ -52,6 +56,10 @@ class SearchOutcome:
     wall_s: float
     simulated_s: float
     final_metrics: dict[str, float] = field(default_factory=dict)
+    #: Best architectures with their selection score, best first (top-K of the search).
+    ranked: list[tuple[Architecture, float]] = field(default_factory=list)
+    #: Per-epoch controller curve (shared-weight search): reward, entropy, baseline, loss.
+    curve: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -184,7 +192,29 @@ class SearchLoop:
             wall_s=self.budget.elapsed(),
             simulated_s=self.budget.used_simulated,
             final_metrics=final,
+            ranked=self.ranked(self.top_k),
         )
+
+    @property
+    def top_k(self) -> int:
+        final = self.resolved.spec.final
+        return final.retrain_top_k if final is not None else 1
+
+    def ranked(self, k: int) -> list[tuple[Architecture, float]]:
+        """The best ``k`` distinct architectures by objective, best first."""
+        best: dict[Architecture, float] = {}
+        for t in self.trials:
+            value = t.result.objective
+            if t.result.state is not TrialState.COMPLETE or value is None:
+                continue
+            old = best.get(t.architecture)
+            if old is None or (value > old if self.maximize else value < old):
+                best[t.architecture] = value
+        order = sorted(best.items(), key=lambda kv: kv[1], reverse=self.maximize)
+        return order[:k]
+
+    def fraction_done(self) -> float:
+        return self.budget.fraction_used()
 
     def _gather(self, controller: Controller, batch_size: int) -> list[Candidate]:
         limit = batch_size
@@ -197,7 +227,14 @@ class SearchLoop:
         return batch
 
     def _record(
-        self, candidate: Candidate, result: TrialResult, started: float, finished: float
+        self,
+        candidate: Candidate,
+        result: TrialResult,
+        started: float,
+        finished: float,
+        *,
+        epoch: int | None = None,
+        step: int | None = None,
     ) -> None:
         record = TrialRecord(
             number=len(self.trials),
@@ -207,6 +244,8 @@ class SearchLoop:
             result=result,
             started_at=started,
             finished_at=finished,
+            epoch=epoch,
+            step=step,
         )
         self.trials.append(record)
         if result.state is TrialState.COMPLETE and (

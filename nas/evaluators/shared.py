@@ -1,0 +1,239 @@
+"""``SharedWeightEvaluator``: ENAS's one supernet whose weights every child shares.
+
+The search loop (``workers.shared``) alternates two phases per epoch, as ENAS does:
+(a) ``train_epoch``: one pass over the training split, a freshly sampled child per minibatch,
+SGD with Nesterov momentum, cosine learning rate with warm restarts, gradient clipping;
+(b) ``evaluate``: each architecture's reward is its accuracy on the next validation minibatch,
+computed with the shared weights. ``score_full`` scores derived candidates on the whole
+validation split. Batch-norm layers always use batch statistics in the supernet: running
+averages mixed over thousands of children describe none of them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from nas.architecture import Architecture
+from nas.datasets import DatasetSplits, load_dataset
+from nas.evaluators.base import Evaluator, EvaluatorConfig
+from nas.models import build_supernet, count_parameters
+from nas.spaces.base import SearchSpace
+from nas.training import accuracy, configure_cpu_threads, select_device, to_tensors
+from nas.trial import TrialResult, TrialState
+
+
+class SharedWeightConfig(EvaluatorConfig):
+    """Defaults from ENAS's macro search script (child_* flags), scaled to small data."""
+
+    epochs: int = Field(30, ge=1, le=10_000, description="search epochs")
+    batch_size: int = Field(128, ge=1, le=65_536)
+    lr_max: float = Field(0.05, gt=0, le=10, description="ENAS child_lr_max")
+    lr_min: float = Field(0.0005, ge=0, le=10, description="ENAS child_lr_min")
+    lr_t0: int = Field(10, ge=1, description="epochs of the first cosine cycle (child_lr_T_0)")
+    lr_t_mul: int = Field(2, ge=1, description="cycle length multiplier (child_lr_T_mul)")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.00025, ge=0, le=1, description="ENAS child_l2_reg")
+    grad_clip: float = Field(5.0, gt=0, description="ENAS child_grad_bound")
+    rewards_per_epoch: int | None = Field(
+        None, ge=1, description="controller rewards per epoch; default: the controller's own"
+    )
+    derive_samples: int = Field(64, ge=1, le=10_000, description="candidates sampled at the end")
+    top_k: int = Field(1, ge=1, le=100, description="derived architectures to report")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class SharedWeightEvaluator(Evaluator):
+    """Holds the supernet of an ``enas-macro`` or ``enas-micro`` space on one device.
+
+    Example:
+        >>> ev = SharedWeightEvaluator(space=MacroSpace(layers=4), data=load_dataset("mnist1d"))
+        >>> ev.train_epoch(lambda: space.sample(rng))
+        >>> ev.evaluate([space.sample(rng)])[0].objective
+    """
+
+    name = "shared-weights"
+    Config = SharedWeightConfig
+    metrics = ("val_accuracy",)
+    batch_size = 64
+
+    def __init__(
+        self,
+        *,
+        space: SearchSpace,
+        data: DatasetSplits,
+        config: SharedWeightConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.space = space
+        self.data = data
+        self.config = config or SharedWeightConfig()
+        self.device = select_device(self.config.device)
+        if self.device.type == "cpu":
+            configure_cpu_threads()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.supernet = build_supernet(space, data.input_shape, data.num_classes).to(self.device)
+        self.optimizer = torch.optim.SGD(
+            self.supernet.parameters(),
+            lr=self.config.lr_max,
+            momentum=self.config.momentum,
+            nesterov=self.config.momentum > 0,
+            weight_decay=self.config.weight_decay,
+        )
+        self.generator = torch.Generator().manual_seed(seed)
+        self._train = to_tensors(data.x_train, data.y_train, self.device)
+        self._valid = to_tensors(data.x_valid, data.y_valid, self.device)
+        self._valid_order: list[int] = []
+        self.epoch = 0
+        self.loss_fn = nn.CrossEntropyLoss()
+
+    @classmethod
+    def from_spec(
+        cls, *, dataset: str, dataset_params: Mapping[str, Any], space: SearchSpace,
+        params: Mapping[str, Any], seed: int,
+    ) -> SharedWeightEvaluator:
+        data = load_dataset(dataset, seed=seed, **dataset_params)
+        return cls(space=space, data=data, config=SharedWeightConfig(**params), seed=seed)
+
+    # --- phase (a): shared weights ---------------------------------------------------------
+    def learning_rate(self, epoch: float) -> float:
+        """SGDR (Loshchilov & Hutter): cosine from lr_max to lr_min, cycles T0, T0*Tmul, ..."""
+        c = self.config
+        start, length = 0.0, float(c.lr_t0)
+        while epoch >= start + length:
+            start += length
+            length *= c.lr_t_mul
+        progress = (epoch - start) / length
+        return c.lr_min + 0.5 * (c.lr_max - c.lr_min) * (1 + math.cos(math.pi * progress))
+
+    def train_epoch(self, sample: Callable[[], Architecture]) -> dict[str, float]:
+        """One pass over the training split; ``sample()`` gives each minibatch's child. A step
+        whose loss is not finite is skipped (counted in ``skipped_steps``), never applied."""
+        x, y = self._train
+        size = self.config.batch_size
+        order = torch.randperm(len(y), generator=self.generator).to(self.device)
+        steps = math.ceil(len(y) / size)
+        total_loss, correct, seen, skipped = 0.0, 0, 0, 0
+        started = time.perf_counter()
+        self.supernet.train()
+        for step in range(steps):
+            lr = self.learning_rate(self.epoch + step / steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            index = order[step * size : (step + 1) * size]
+            arch = sample()
+            logits = self.supernet(x[index], arch)
+            loss = self.loss_fn(logits, y[index])
+            if not torch.isfinite(loss):
+                skipped += 1
+                continue
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(
+                [p for p in self.supernet.parameters() if p.grad is not None], self.config.grad_clip
+            )
+            self.optimizer.step()
+            total_loss += float(loss) * len(index)
+            correct += int((logits.argmax(1) == y[index]).sum())
+            seen += len(index)
+        self.epoch += 1
+        return {
+            "epoch": self.epoch,
+            "train_loss": total_loss / max(1, seen),
+            "train_accuracy": 100.0 * correct / max(1, seen),
+            "skipped_steps": skipped,
+            "lr": self.learning_rate(self.epoch - 1e-9),
+            "seconds": time.perf_counter() - started,
+        }
+
+    # --- phase (b): rewards ----------------------------------------------------------------
+    @contextmanager
+    def _scoring(self) -> Iterator[None]:
+        """Batch statistics (train-mode BN), no dropout, no gradients."""
+        self.supernet.train()
+        dropouts = [m for m in self.supernet.modules() if isinstance(m, nn.Dropout)]
+        for m in dropouts:
+            m.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            for m in dropouts:
+                m.train()
+
+    def _next_valid_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self._valid
+        size = min(self.config.batch_size, len(y))
+        if len(self._valid_order) < size:
+            self._valid_order = torch.randperm(len(y), generator=self.generator).tolist()
+        index = torch.tensor(self._valid_order[:size], device=self.device)
+        del self._valid_order[:size]
+        return x[index], y[index]
+
+    def evaluate(
+        self,
+        archs: Sequence[Architecture],
+        hparams: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[TrialResult]:
+        """Reward of each architecture: accuracy (percent) on the next validation minibatch."""
+        results = []
+        with self._scoring():
+            for arch in archs:
+                started = time.perf_counter()
+                x, y = self._next_valid_batch()
+                try:
+                    logits = self.supernet(x, arch)
+                except torch.cuda.OutOfMemoryError as exc:
+                    torch.cuda.empty_cache()
+                    results.append(TrialResult.failed(f"out of memory: {exc}"))
+                    continue
+                if not torch.isfinite(logits).all():
+                    results.append(
+                        TrialResult.failed("diverged: non-finite outputs with the shared weights",
+                                           cost_s=time.perf_counter() - started)
+                    )
+                    continue
+                acc = 100.0 * float((logits.argmax(1) == y).float().mean())
+                results.append(
+                    TrialResult(
+                        TrialState.COMPLETE,
+                        objective=acc,
+                        metrics={"val_accuracy": acc},
+                        cost_s=time.perf_counter() - started,
+                    )
+                )
+        return results
+
+    def score_full(self, archs: Sequence[Architecture]) -> list[float]:
+        """Accuracy (percent) of each architecture on the whole validation split."""
+        with self._scoring():
+            return [accuracy(lambda x, a=arch: self.supernet(x, a), *self._valid, batch_size=256)
+                    for arch in archs]
+
+    # --- checkpointing ---------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "supernet": self.supernet.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "valid_order": list(self._valid_order),
+            "epoch": self.epoch,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.supernet.load_state_dict(state["supernet"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self._valid_order = list(state["valid_order"])
+        self.epoch = int(state["epoch"])
+
+    def supernet_parameters(self) -> int:
+        return count_parameters(self.supernet)

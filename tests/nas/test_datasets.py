@@ -1,0 +1,250 @@
+"""Dataset loaders: shapes, deterministic splits, the MNIST-1D cache, and npz validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mnist1d.data
+import numpy as np
+import pytest
+
+from nas.datasets import DATASETS, DatasetSplits, cache_dir, load_dataset
+from nas.errors import DatasetError, UnknownNameError
+
+SPLITS = ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test")
+
+
+def assert_well_formed(data: DatasetSplits, example_shape: tuple[int, ...]) -> None:
+    for part in ("train", "valid", "test"):
+        x, y = getattr(data, f"x_{part}"), getattr(data, f"y_{part}")
+        assert x.dtype == np.float32 and y.dtype == np.int64
+        assert x.shape == (len(y), *example_shape)
+        assert y.min() >= 0 and y.max() < data.num_classes
+    assert data.input_shape == example_shape
+
+
+def assert_same_splits(a: DatasetSplits, b: DatasetSplits) -> None:
+    for part in SPLITS:
+        assert np.array_equal(getattr(a, part), getattr(b, part)), part
+
+
+def sorted_rows(*parts: np.ndarray) -> np.ndarray:
+    """The examples of ``parts`` as rows in lexicographic order (compares them as multisets)."""
+    rows = np.concatenate(parts).reshape(sum(len(p) for p in parts), -1)
+    return rows[np.lexsort(rows.T[::-1])]
+
+
+# --- mnist1d -----------------------------------------------------------------------------------
+# The session conftest points NAS_CACHE_DIR at one temporary cache, so the default dataset is
+# generated once per test session.
+def test_mnist1d_default_shapes_and_sizes() -> None:
+    data = load_dataset("mnist1d")
+    assert_well_formed(data, (1, 40))
+    sizes = data.sizes()
+    assert sizes["train"] + sizes["valid"] == 4000
+    assert sizes["valid"] == 400  # valid_fraction 0.1
+    assert sizes["test"] == 1000
+    assert data.num_classes == 10
+    assert set(np.unique(data.y_train)) == set(range(10))
+
+
+def test_mnist1d_splits_are_deterministic_by_seed() -> None:
+    a, b = load_dataset("mnist1d", seed=3), load_dataset("mnist1d", seed=3)
+    assert_same_splits(a, b)
+    c = load_dataset("mnist1d", seed=4)
+    assert not np.array_equal(a.x_valid, c.x_valid)
+    # Only the train/valid split moves: the same examples, the same fixed test set.
+    assert np.array_equal(a.x_test, c.x_test)
+    assert np.array_equal(sorted_rows(a.x_train, a.x_valid), sorted_rows(c.x_train, c.x_valid))
+
+
+def test_mnist1d_valid_fraction() -> None:
+    data = load_dataset("mnist1d", valid_fraction=0.25)
+    assert data.sizes() == {"train": 3000, "valid": 1000, "test": 1000}
+
+
+def test_mnist1d_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path))
+    assert cache_dir() == tmp_path
+    first = load_dataset("mnist1d", num_samples=200)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 1 and files[0].startswith("mnist1d-") and files[0].endswith(".npz")
+
+    def no_generation(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the dataset was generated again instead of read from the cache")
+
+    monkeypatch.setattr(mnist1d.data, "make_dataset", no_generation)
+    assert_same_splits(load_dataset("mnist1d", num_samples=200), first)
+    # Other generation parameters are another cache entry, not a stale hit.
+    with pytest.raises(AssertionError, match="generated again"):
+        load_dataset("mnist1d", num_samples=300)
+
+
+def test_cache_dir_defaults_to_the_user_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("NAS_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / "nas-service"
+
+
+# --- digits ------------------------------------------------------------------------------------
+def test_digits_shapes() -> None:
+    data = load_dataset("digits", seed=1)
+    assert_well_formed(data, (1, 8, 8))
+    assert sum(data.sizes().values()) == 1797
+    assert data.num_classes == 10
+    assert 0.0 <= data.x_train.min() and data.x_train.max() <= 1.0
+    assert_same_splits(data, load_dataset("digits", seed=1))
+
+
+# --- npz ---------------------------------------------------------------------------------------
+def write_npz(path: Path, **arrays: np.ndarray) -> str:
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def signals(
+    n: int, length: int = 16, classes: int = 3, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, length)), np.arange(n) % classes
+
+
+def test_npz_adds_a_channel_to_2d_inputs(tmp_path: Path) -> None:
+    x, y = signals(100)
+    data = load_dataset("npz", path=write_npz(tmp_path / "d.npz", x=x, y=y), seed=2)
+    assert_well_formed(data, (1, 16))
+    assert data.sizes() == {"train": 72, "valid": 8, "test": 20}  # test 0.2, then valid 0.1
+    assert data.num_classes == 3
+    # Every example lands in exactly one split, unchanged.
+    assert np.array_equal(
+        sorted_rows(data.x_train, data.x_valid, data.x_test), sorted_rows(x.astype(np.float32))
+    )
+
+
+def test_npz_with_a_test_set_keeps_it(tmp_path: Path) -> None:
+    x, y = signals(50)
+    x_test, y_test = signals(10, seed=1)
+    path = write_npz(tmp_path / "d.npz", x=x, y=y, x_test=x_test, y_test=y_test)
+    data = load_dataset("npz", path=path)
+    assert np.array_equal(data.x_test[:, 0, :], x_test.astype(np.float32))
+    assert np.array_equal(data.y_test, y_test)
+    assert data.sizes() == {"train": 45, "valid": 5, "test": 10}
+
+
+def test_npz_keeps_image_inputs(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = write_npz(tmp_path / "d.npz", x=rng.normal(size=(40, 3, 5, 5)), y=np.arange(40) % 4)
+    data = load_dataset("npz", path=path)
+    assert_well_formed(data, (3, 5, 5))
+    assert data.num_classes == 4
+
+
+def test_npz_splits_are_deterministic_by_seed(tmp_path: Path) -> None:
+    x, y = signals(100)
+    path = write_npz(tmp_path / "d.npz", x=x, y=y)
+    assert_same_splits(
+        load_dataset("npz", path=path, seed=5), load_dataset("npz", path=path, seed=5)
+    )
+    assert not np.array_equal(
+        load_dataset("npz", path=path, seed=5).x_test, load_dataset("npz", path=path, seed=6).x_test
+    )
+
+
+def _bad_npz_cases() -> list[object]:
+    x, y = signals(20)
+    return [
+        pytest.param({"x": x}, ["has no array 'y'", "needs x, y"], id="missing-y"),
+        pytest.param({"y": y}, ["has no array 'x'"], id="missing-x"),
+        pytest.param(
+            {"x": x, "y": y[:15]}, ["x has 20 examples but y has 15"], id="length-mismatch"
+        ),
+        pytest.param(
+            {"x": x, "y": y, "x_test": x}, ["has x_test but no y_test"], id="x_test-alone"
+        ),
+        pytest.param(
+            {"x": x, "y": y, "y_test": y}, ["has y_test but no x_test"], id="y_test-alone"
+        ),
+        pytest.param(
+            {"x": x, "y": y, "x_test": x[:, :8], "y_test": y},
+            ["x_test examples have shape (8,), x examples (16,)"],
+            id="x_test-shape",
+        ),
+        pytest.param(
+            {"x": x, "y": y, "x_test": x, "y_test": y[:3]},
+            ["x_test has 20 examples but y_test has 3"],
+            id="test-length-mismatch",
+        ),
+        pytest.param(
+            {"x": x, "y": y + 0.5}, ["y must hold integer class labels"], id="float-labels"
+        ),
+        pytest.param(
+            {"x": x, "y": y - 1}, ["y must hold integer class labels"], id="negative-labels"
+        ),
+        pytest.param({"x": x, "y": y[:, None]}, ["y must be 1-D labels"], id="2d-labels"),
+        pytest.param({"x": x[:, 0], "y": y}, ["x has shape (20,)"], id="1d-inputs"),
+        pytest.param({"x": x.astype(str), "y": y}, ["x must be numeric"], id="string-inputs"),
+    ]
+
+
+@pytest.mark.parametrize(("arrays", "messages"), _bad_npz_cases())
+def test_npz_errors_say_what_is_wrong(
+    tmp_path: Path, arrays: dict[str, np.ndarray], messages: list[str]
+) -> None:
+    path = write_npz(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DatasetError) as info:
+        load_dataset("npz", path=path)
+    for message in messages:
+        assert message in str(info.value)
+    assert str(info.value).startswith("dataset.path: ")
+
+
+def test_npz_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.npz"
+    with pytest.raises(DatasetError, match="no such file") as info:
+        load_dataset("npz", path=str(missing))
+    assert str(missing) in str(info.value)
+
+
+def test_npz_not_an_npz_file(tmp_path: Path) -> None:
+    path = tmp_path / "notes.npz"
+    path.write_text("x,y\n1,2\n")
+    with pytest.raises(DatasetError, match="is not a readable .npz file"):
+        load_dataset("npz", path=str(path))
+
+
+def test_npz_given_an_npy_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros((10, 4)))
+    with pytest.raises(DatasetError):
+        load_dataset("npz", path=str(path))
+
+
+def test_npz_with_object_arrays(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "o.npz", x=np.array([{}] * 10, dtype=object), y=np.arange(10))
+    with pytest.raises(DatasetError):
+        load_dataset("npz", path=path)
+
+
+def test_npz_too_few_examples_to_split(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "one.npz", x=np.zeros((1, 4)), y=np.zeros(1, dtype=np.int64))
+    with pytest.raises(DatasetError, match="cannot split 1 examples"):
+        load_dataset("npz", path=path)
+
+
+# --- names -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["nb201-cifar10", "nb201-cifar100", "nb201-imagenet16-120"])
+def test_tabular_datasets_have_no_arrays(name: str) -> None:
+    assert DATASETS.get(name).tabular is not None
+    with pytest.raises(DatasetError, match=f"{name!r} is a tabular benchmark"):
+        load_dataset(name)
+
+
+def test_unknown_dataset_lists_the_valid_names() -> None:
+    with pytest.raises(UnknownNameError) as info:
+        load_dataset("cifar11")
+    assert info.value.name == "cifar11"
+    for name in ("digits", "mnist1d", "nb201-cifar10", "npz"):
+        assert name in info.value.valid
+        assert name in str(info.value)

@@ -1,0 +1,268 @@
+"""Job spec validation: every problem reported at once, each with its exact field path."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nas.errors import SpecError
+from nas.evaluators import EVALUATORS
+from nas.spec import SUPPORTED, load_spec_file, parse_document, parse_spec
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nb201-random.yaml"
+
+
+@pytest.fixture
+def doc() -> dict[str, Any]:
+    return load_spec_file(EXAMPLE)
+
+
+def errors_of(data: dict[str, Any]) -> list[dict[str, Any]]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(data)
+    assert info.value.errors, "a SpecError must list at least one problem"
+    return info.value.errors
+
+
+def error_at(data: dict[str, Any], loc: tuple[object, ...]) -> dict[str, Any]:
+    errors = errors_of(data)
+    matching = [e for e in errors if e["loc"] == loc]
+    assert matching, f"no error at {loc}; got {[e['loc'] for e in errors]}"
+    return matching[0]
+
+
+def test_the_example_parses(doc: dict[str, Any]) -> None:
+    resolved = parse_spec(doc)
+    spec = resolved.spec
+    assert spec.name == "nb201-random"
+    assert (spec.dataset.name, spec.space.name, spec.controller.name, spec.evaluator.name) == (
+        "nb201-cifar10",
+        "nb201",
+        "random",
+        "tabular",
+    )
+    assert spec.budget.simulated_seconds == 12000
+    assert resolved.controller_params == {"unique": False}  # defaults filled in
+    assert resolved.evaluator_params["epochs"] == 12
+    assert parse_spec(resolved.to_dict()).to_dict() == resolved.to_dict()
+
+
+def test_a_json_document_parses_the_same(doc: dict[str, Any]) -> None:
+    data = parse_document(json.dumps(doc), source="job.json")
+    assert data == doc
+    assert parse_spec(data).to_dict() == parse_spec(doc).to_dict()
+
+
+def test_a_json_spec_file(tmp_path: Path, doc: dict[str, Any]) -> None:
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(doc, indent=2))
+    assert load_spec_file(path) == doc
+
+
+Mutation = Callable[[dict[str, Any]], object]
+CASES: list[tuple[str, Mutation, tuple[object, ...], str]] = [
+    ("unknown-top-level-key", lambda d: d.update(searcher="x"), ("searcher",), "unknown field"),
+    (
+        "unknown-dataset-param",
+        lambda d: d["dataset"].update(foo=1),
+        ("dataset", "foo"),
+        "unknown field",
+    ),
+    (
+        "unknown-space",
+        lambda d: d["space"].update(name="darts"),
+        ("space", "name"),
+        "unknown space 'darts'; valid: enas-macro, enas-micro, nb201",
+    ),
+    (
+        "unknown-controller",
+        lambda d: d["controller"].update(name="x"),
+        ("controller", "name"),
+        "random",
+    ),
+    (
+        "unknown-evaluator",
+        lambda d: d["evaluator"].update(name="x"),
+        ("evaluator", "name"),
+        "tabular",
+    ),
+    ("wrong-type", lambda d: d.update(budget={"trials": "ten"}), ("budget", "trials"), "integer"),
+    ("empty-budget", lambda d: d.update(budget={}), ("budget",), "set at least one of trials"),
+    ("no-budget", lambda d: d.pop("budget"), ("budget",), "field required"),
+    (
+        "controller-param-type",
+        lambda d: d["controller"].update(unique="maybe"),
+        ("controller", "unique"),
+        "boolean",
+    ),
+    ("space-param", lambda d: d["space"].update(nodes=3), ("space", "nodes"), "unknown field"),
+    (
+        "evaluator-param",
+        lambda d: d["evaluator"].update(epochs="x"),
+        ("evaluator", "epochs"),
+        "integer",
+    ),
+    (
+        "tabular-with-macro",
+        lambda d: d.update(space={"name": "enas-macro"}),
+        ("space", "name"),
+        "the tabular evaluator needs space nb201",
+    ),
+    (
+        "tabular-with-mnist1d",
+        lambda d: d.update(dataset={"name": "mnist1d"}),
+        ("dataset", "name"),
+        "needs a NAS-Bench-201 dataset",
+    ),
+    (
+        "metric-not-reported",
+        lambda d: d["objective"].update(metric="test_accuracy"),
+        ("objective", "metric"),
+        "does not report 'test_accuracy'; valid: val_accuracy",
+    ),
+    (
+        "bad-direction",
+        lambda d: d["objective"].update(direction="up"),
+        ("objective", "direction"),
+        "maximize",
+    ),
+    (
+        "hparams",
+        lambda d: d.update(hparams={"lr": [1e-3, 1e-1]}),
+        ("hparams",),
+        "not supported yet",
+    ),
+    ("bad-job-name", lambda d: d.update(name="my job!"), ("name",), "pattern"),
+    ("negative-seed", lambda d: d.update(seed=-1), ("seed",), "greater than or equal to 0"),
+    ("space-not-a-mapping", lambda d: d.update(space=["nb201"]), ("space",), "dictionary"),
+    ("space-without-name", lambda d: d.update(space={}), ("space", "name"), "field required"),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "loc", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_each_problem_is_reported_at_its_field(
+    doc: dict[str, Any], mutate: Mutation, loc: tuple[object, ...], message: str
+) -> None:
+    mutate(doc)
+    assert message in error_at(doc, loc)["msg"]
+
+
+#: A valid value for each field that ``SUPPORTED`` may list as parsed but not implemented.
+UNSUPPORTED_SAMPLES: dict[str, tuple[Mutation, tuple[object, ...]]] = {
+    "hparams": (lambda d: d.update(hparams={"lr": [1e-3, 1e-1]}), ("hparams",)),
+    "final": (lambda d: d.update(final={"retrain_top_k": 2}), ("final",)),
+    "objective.constraints": (
+        lambda d: d["objective"].update(constraints={"max_params": 10}),
+        ("objective", "constraints"),
+    ),
+}
+
+
+def test_every_unsupported_field_has_a_sample() -> None:
+    assert set(SUPPORTED) <= set(UNSUPPORTED_SAMPLES), "add a sample for the new field"
+
+
+@pytest.mark.parametrize("field", sorted(SUPPORTED))
+def test_fields_not_supported_yet_are_rejected(doc: dict[str, Any], field: str) -> None:
+    mutate, loc = UNSUPPORTED_SAMPLES[field]
+    mutate(doc)
+    error = error_at(doc, loc)
+    assert error["type"] == "not_supported"
+    assert "not supported yet" in error["msg"]
+
+
+def test_final_is_rejected_for_the_nb201_table(doc: dict[str, Any]) -> None:
+    # Either "not supported yet" or "no trainable network to retrain": never silently ignored.
+    doc["final"] = {"retrain_top_k": 2}
+    error_at(doc, ("final",))
+
+
+def test_simulated_time_needs_a_tabular_evaluator(doc: dict[str, Any]) -> None:
+    trainers = [name for name in EVALUATORS.names() if name != "tabular"]
+    if not trainers:
+        pytest.skip("no non-tabular evaluator is registered yet")
+    evaluator = EVALUATORS.get(trainers[0])
+    doc.update(
+        dataset={"name": "mnist1d"},
+        space={"name": "enas-micro"},
+        evaluator={"name": trainers[0]},
+        objective={"metric": evaluator.metrics[0]},
+        budget={"trials": 2, "simulated_seconds": 100},
+    )
+    assert "only tabular evaluators" in error_at(doc, ("budget", "simulated_seconds"))["msg"]
+
+
+def test_several_problems_are_reported_together(doc: dict[str, Any]) -> None:
+    doc["searcher"] = "x"
+    doc["dataset"]["foo"] = 1
+    doc["space"]["name"] = "darts"
+    doc["controller"]["unique"] = "maybe"
+    doc["budget"] = {"trials": "ten"}
+    locs = {e["loc"] for e in errors_of(doc)}
+    assert {
+        ("searcher",),
+        ("dataset", "foo"),
+        ("space", "name"),
+        ("controller", "unique"),
+        ("budget", "trials"),
+    } <= locs
+
+
+def test_combination_and_support_problems_are_reported_together(doc: dict[str, Any]) -> None:
+    doc["space"] = {"name": "enas-macro"}
+    doc["dataset"] = {"name": "digits"}
+    doc["objective"]["metric"] = "loss"
+    doc["hparams"] = {"lr": 0.1}
+    locs = [e["loc"] for e in errors_of(doc)]
+    assert sorted(locs) == sorted(
+        [("space", "name"), ("dataset", "name"), ("objective", "metric"), ("hparams",)]
+    )
+
+
+def test_the_message_lists_every_problem(doc: dict[str, Any]) -> None:
+    doc["dataset"]["foo"] = 1
+    doc["hparams"] = {"lr": 0.1}
+    with pytest.raises(SpecError) as info:
+        parse_spec(doc)
+    text = str(info.value)
+    assert text.startswith("invalid job spec:")
+    assert "dataset.foo: unknown field" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: [unclosed", "is not valid YAML/JSON"),
+        ('{"name": "x",', "is not valid YAML/JSON"),
+        ("- a\n- b\n", "must be a mapping of spec sections"),
+        ("", "must be a mapping of spec sections"),
+        ("just words", "must be a mapping of spec sections"),
+    ],
+)
+def test_malformed_documents(text: str, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_document(text, source="job.yaml")
+    [error] = info.value.errors
+    assert error["loc"] == ("<document>",)
+    assert "job.yaml" in error["msg"] and message in error["msg"]
+
+
+def test_a_missing_spec_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec_file(tmp_path / "missing.yaml")
+    [error] = info.value.errors
+    assert error["loc"] == ("<file>",)
+    assert "missing.yaml" in error["msg"]
+
+
+def test_the_input_document_is_not_modified(doc: dict[str, Any]) -> None:
+    before = copy.deepcopy(doc)
+    parse_spec(doc)
+    assert doc == before
