@@ -48,7 +48,9 @@ class EnasConfig(ControllerConfig):
     lstm_size: int = Field(64, ge=4, le=1024)
     lstm_layers: int = Field(1, ge=1, le=4)
     lr: float | None = Field(None, gt=0, le=1, description="default 0.001 (micro 0.0035)")
-    tanh_constant: float | None = Field(None, gt=0, description="default 1.5 (micro 1.10)")
+    tanh_constant: float | None = Field(
+        None, ge=0, description="default 1.5 (micro 1.10); 0 turns the tanh squashing off"
+    )
     op_tanh_reduce: float = Field(2.5, gt=0)
     temperature: float | None = Field(None, gt=0)
     entropy_weight: float = Field(0.0001, ge=0)
@@ -60,6 +62,9 @@ class EnasConfig(ControllerConfig):
     reward_scale: float = Field(0.01, gt=0)
     failure_reward: float = Field(0.0)
     grad_clip: float | None = Field(None, gt=0)
+    shared_heads: bool = Field(
+        True, description="one op head for all decisions, as ENAS; false: one per decision"
+    )
 
 
 class EnasController(Controller):
@@ -92,6 +97,7 @@ class EnasController(Controller):
         reward_scale: float = 0.01,
         failure_reward: float = 0.0,
         grad_clip: float | None = None,
+        shared_heads: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -100,7 +106,7 @@ class EnasController(Controller):
             MICRO_DEFAULTS[key] if micro else macro
         )
         self.lr = pick(lr, "lr", 0.001)
-        self.tanh_constant = pick(tanh_constant, "tanh_constant", 1.5)
+        self.tanh_constant = pick(tanh_constant, "tanh_constant", 1.5) or None  # 0: off
         self.num_aggregate = int(pick(num_aggregate, "num_aggregate", 20))
         self.train_steps = int(pick(train_steps, "train_steps", 50))
         self.entropy_weight = entropy_weight
@@ -121,8 +127,9 @@ class EnasController(Controller):
                 tanh_constant=self.tanh_constant,
                 op_tanh_reduce=op_tanh_reduce,
                 skip_target=skip_target,
+                shared_heads=shared_heads,
             )
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr, eps=1e-3)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr)
         self.baseline = 0.0
         self.aggregated = 0  # rewards accumulated since the last policy step
         self.updates = 0

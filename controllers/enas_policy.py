@@ -70,6 +70,7 @@ class EnasPolicy(nn.Module):
         tanh_constant: float | None,
         op_tanh_reduce: float,
         skip_target: float,
+        shared_heads: bool = True,
     ) -> None:
         super().__init__()
         self.space = space
@@ -84,16 +85,23 @@ class EnasPolicy(nn.Module):
         )
         self.g_emb = nn.Parameter(torch.empty(1, lstm_size))
         # One op head and embedding per distinct option list (ENAS shares w_soft over layers).
-        self.op_keys: dict[tuple[str, ...], str] = {}
-        for d in self.decisions:
-            if d.kind in ("op", "edge") and d.choices not in self.op_keys:
-                self.op_keys[d.choices] = f"ops{len(self.op_keys)}"
+        # With ``shared_heads=False`` every op decision gets its own head and embedding: the
+        # policy then tells positions apart from the start instead of first collapsing onto
+        # one op everywhere (seen on NAS-Bench-201 with ENAS's shared head).
+        self.shared_heads = shared_heads
+        self.op_keys: dict[object, str] = {}
+        sizes: dict[str, int] = {}
+        for index, d in enumerate(self.decisions):
+            if d.kind not in ("op", "edge"):
+                continue
+            key = d.choices if shared_heads else index
+            if key not in self.op_keys:
+                self.op_keys[key] = f"ops{len(self.op_keys)}"
+                sizes[self.op_keys[key]] = d.num_choices
         self.w_soft = nn.ModuleDict(
-            {k: nn.Linear(lstm_size, len(c), bias=False) for c, k in self.op_keys.items()}
+            {k: nn.Linear(lstm_size, n, bias=False) for k, n in sizes.items()}
         )
-        self.w_emb = nn.ModuleDict(
-            {k: nn.Embedding(len(c), lstm_size) for c, k in self.op_keys.items()}
-        )
+        self.w_emb = nn.ModuleDict({k: nn.Embedding(n, lstm_size) for k, n in sizes.items()})
         self.w_attn_1 = nn.Linear(lstm_size, lstm_size, bias=False)
         self.w_attn_2 = nn.Linear(lstm_size, lstm_size, bias=False)
         self.v_attn = nn.Linear(lstm_size, 1, bias=False)
@@ -120,12 +128,15 @@ class EnasPolicy(nn.Module):
             logits = tanh_constant * torch.tanh(logits)
         return logits
 
-    def _op_logits(self, h: torch.Tensor, choices: tuple[str, ...], reduce: float = 1.0):
-        tanh = None if self.tanh_constant is None else self.tanh_constant / reduce
-        return self._adjust(self.w_soft[self.op_keys[choices]](h)[0], tanh)
+    def _head(self, index: int) -> str:
+        return self.op_keys[self.decisions[index].choices if self.shared_heads else index]
 
-    def _op_embedding(self, choices: tuple[str, ...], choice: int) -> torch.Tensor:
-        return self.w_emb[self.op_keys[choices]].weight[choice : choice + 1]
+    def _op_logits(self, h: torch.Tensor, index: int, reduce: float = 1.0) -> torch.Tensor:
+        tanh = None if self.tanh_constant is None else self.tanh_constant / reduce
+        return self._adjust(self.w_soft[self._head(index)](h)[0], tanh)
+
+    def _op_embedding(self, index: int, choice: int) -> torch.Tensor:
+        return self.w_emb[self._head(index)].weight[choice : choice + 1]
 
     def _attend(self, h: torch.Tensor, anchors_w1: list[torch.Tensor]) -> torch.Tensor:
         query = torch.tanh(torch.cat(anchors_w1, dim=0) + self.w_attn_2(h))
@@ -142,15 +153,14 @@ class EnasPolicy(nn.Module):
 
     def _run_sequence(self, picker: _Picker) -> torch.Tensor:
         x, state = self.g_emb, self._zero_state()
-        for d in self.decisions:
+        for index in range(len(self.decisions)):
             h, state = self._step(x, state)
-            choice = picker.pick(self._op_logits(h, d.choices))
-            x = self._op_embedding(d.choices, choice)
+            choice = picker.pick(self._op_logits(h, index))
+            x = self._op_embedding(index, choice)
         return torch.zeros(())
 
     def _run_macro(self, picker: _Picker) -> torch.Tensor:
         layers = self.space.layers  # type: ignore[attr-defined]
-        op_choices = self.decisions[0].choices
         target = torch.tensor([1.0 - self.skip_target, self.skip_target])
         x, state = self.g_emb, self._zero_state()
         anchors: list[torch.Tensor] = []
@@ -158,8 +168,9 @@ class EnasPolicy(nn.Module):
         penalty = torch.zeros(())
         for layer in range(layers):
             h, state = self._step(x, state)
-            op = picker.pick(self._op_logits(h, op_choices))
-            x = self._op_embedding(op_choices, op)
+            index = len(picker.chosen)
+            op = picker.pick(self._op_logits(h, index))
+            x = self._op_embedding(index, op)
             h, state = self._step(x, state)
             if layer > 0:
                 q = self._attend(h, anchors_w1)
@@ -177,7 +188,6 @@ class EnasPolicy(nn.Module):
 
     def _run_micro(self, picker: _Picker) -> torch.Tensor:
         nodes = self.space.nodes  # type: ignore[attr-defined]
-        op_choices = self.decisions[2].choices
         state = self._zero_state()
         for _cell in ("normal", "reduce"):
             x = self.g_emb
@@ -194,8 +204,9 @@ class EnasPolicy(nn.Module):
                     x = anchors[index]
                 for _slot in range(2):
                     h, state = self._step(x, state)
-                    op = picker.pick(self._op_logits(h, op_choices, self.op_tanh_reduce))
-                    x = self._op_embedding(op_choices, op)
+                    index = len(picker.chosen)
+                    op = picker.pick(self._op_logits(h, index, self.op_tanh_reduce))
+                    x = self._op_embedding(index, op)
                 h, state = self._step(x, state)
                 anchors.append(h)
                 anchors_w1.append(self.w_attn_1(h))

@@ -1,0 +1,90 @@
+"""Shared-weight (ENAS) search end to end on a tiny budget, and its fault handling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nas.architecture import Architecture
+from nas.datasets import load_dataset
+from nas.evaluators import SharedWeightEvaluator
+from nas.evaluators.shared import SharedWeightConfig
+from nas.spaces import MacroSpace
+from nas.spec import parse_spec
+from nas.trial import TrialState
+from workers.local import run_local_search
+
+TINY = {
+    "name": "tiny-enas",
+    "dataset": {"name": "mnist1d", "num_samples": 800},
+    "space": {"name": "enas-macro", "layers": 3, "channels": 4},
+    "controller": {"name": "enas", "num_aggregate": 5},
+    "evaluator": {"name": "shared-weights", "epochs": 2, "rewards_per_epoch": 10,
+                  "derive_samples": 6, "top_k": 2},
+    "budget": {"minutes": 2},
+    "final": {"retrain_top_k": 2, "epochs": 1},
+    "seed": 0,
+}
+
+
+@pytest.mark.slow
+def test_enas_search_end_to_end_writes_trials_curve_and_retrained_weights(tmp_path: Path) -> None:
+    summary = run_local_search(parse_spec(TINY), tmp_path, progress=False)
+    trials = [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    assert len(trials) == summary["trials"] == 20  # 2 epochs x 10 rewards
+    assert [t["number"] for t in trials] == list(range(20))
+    assert [(t["epoch"], t["step"]) for t in trials] == [(e, s) for e in (0, 1) for s in range(10)]
+    for t in trials:
+        assert t["state"] == "COMPLETE" and 0.0 <= t["objective"] <= 100.0
+        assert t["finished_at"] >= t["started_at"]
+    curve = json.loads((tmp_path / "curve.json").read_text())
+    assert [p["epoch"] for p in curve] == [0, 1]
+    assert all(p["entropy"] > 0 and "baseline" in p and p["rewards"] == 10 for p in curve)
+    ranked = json.loads((tmp_path / "architectures.json").read_text())
+    assert len(ranked) == 2 and ranked[0]["score"] >= ranked[1]["score"]
+    final = summary["final"]
+    assert [f["rank"] for f in final] == [0, 1]
+    for f in final:
+        assert 0.0 <= f["test_accuracy"] <= 100.0 and f["params"] > 0 and f["flops"] > 0
+        weights = torch.load(f["weights"])
+        assert sum(v.numel() for k, v in weights.items() if "running" not in k and "num_batches" not in k) == f["params"]
+    best = json.loads((tmp_path / "best_architecture.json").read_text())
+    MacroSpace(layers=3, channels=4).validate(Architecture.from_dict(best["architecture"]))
+    assert best["final"]["test_accuracy"] == final[0]["test_accuracy"]
+
+
+@pytest.fixture(scope="module")
+def evaluator() -> SharedWeightEvaluator:
+    data = load_dataset("mnist1d", seed=0, num_samples=400)
+    return SharedWeightEvaluator(space=MacroSpace(layers=3, channels=4), data=data,
+                                 config=SharedWeightConfig(batch_size=64), seed=0)
+
+
+def test_non_finite_outputs_become_fail_trials_with_their_cause(evaluator: SharedWeightEvaluator) -> None:
+    rng = np.random.default_rng(0)
+    arch = evaluator.space.sample(rng)
+    weight = evaluator.supernet.stem[0].weight
+    saved = weight.detach().clone()
+    with torch.no_grad():
+        weight.fill_(float("nan"))
+    try:
+        result = evaluator.evaluate([arch])[0]
+        stats = evaluator.train_epoch(lambda: arch)
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
+    assert result.state is TrialState.FAIL and "diverged" in result.error
+    assert stats["skipped_steps"] == -(-len(evaluator.data.y_train) // 64)  # all skipped
+    assert torch.equal(weight, saved)  # the NaN steps changed nothing
+
+
+def test_sgdr_learning_rate_restarts(evaluator: SharedWeightEvaluator) -> None:
+    c = evaluator.config
+    assert evaluator.learning_rate(0) == pytest.approx(c.lr_max)
+    assert evaluator.learning_rate(9.999) == pytest.approx(c.lr_min, abs=1e-4)
+    assert evaluator.learning_rate(10) == pytest.approx(c.lr_max)  # restart, next cycle 20 epochs
+    assert evaluator.learning_rate(20) == pytest.approx((c.lr_max + c.lr_min) / 2)
