@@ -141,7 +141,11 @@ class EnasController(Controller):
         return self.train_steps * self.num_aggregate
 
     # --- sampling --------------------------------------------------------------------------
-    def _propose(self) -> Architecture:
+    def _propose(self) -> Architecture | None:
+        # "Not now" once a full aggregation group is out: the policy cannot change before
+        # those rewards come back, so further samples would all come from a stale policy.
+        if len(self._pending) >= self.num_aggregate:
+            return None
         return self.sample_for_training()
 
     def sample_for_training(self) -> Architecture:

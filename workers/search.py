@@ -65,7 +65,8 @@ class SearchOutcome:
 @dataclass
 class Budget:
     """Tracks the spec's budget. A result whose simulated cost would cross
-    ``simulated_seconds`` is not admitted (NATS-Bench discards the query that overruns)."""
+    ``simulated_seconds`` is not admitted, as in the NAS-Bench-201 paper's code (its random
+    search discards the query that overruns; NATS-Bench's later code keeps it)."""
 
     trials: int | None = None
     minutes: float | None = None

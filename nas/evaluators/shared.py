@@ -81,8 +81,10 @@ class SharedWeightEvaluator(Evaluator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.supernet = build_supernet(space, data.input_shape, data.num_classes).to(self.device)
+        # Listed once: walking the module tree per step costs ms on a micro supernet.
+        self._parameters = list(self.supernet.parameters())
         self.optimizer = torch.optim.SGD(
-            self.supernet.parameters(),
+            self._parameters,
             lr=self.config.lr_max,
             momentum=self.config.momentum,
             nesterov=self.config.momentum > 0,
@@ -138,7 +140,7 @@ class SharedWeightEvaluator(Evaluator):
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(
-                [p for p in self.supernet.parameters() if p.grad is not None], self.config.grad_clip
+                [p for p in self._parameters if p.grad is not None], self.config.grad_clip
             )
             self.optimizer.step()
             total_loss += float(loss) * len(index)
