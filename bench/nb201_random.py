@@ -48,12 +48,15 @@ PAPER: dict[str, tuple[float, float] | None] = {
 }
 
 
-def make_spec(dataset: str, table: str, seed: int, budget_s: float) -> dict:
+def make_spec(
+    dataset: str, table: str, seed: int, budget_s: float, controller: dict | None = None
+) -> dict:
+    controller = controller or {"name": "random"}
     return {
-        "name": f"bench-nb201-random-{dataset}",
+        "name": f"bench-nb201-{controller['name']}-{dataset}",
         "dataset": {"name": DATASETS[dataset][0]},
         "space": {"name": "nb201"},
-        "controller": {"name": "random"},
+        "controller": controller,
         "evaluator": {"name": "tabular", "table": table},
         "objective": {"metric": "val_accuracy", "direction": "maximize"},
         "budget": {"simulated_seconds": budget_s},
@@ -61,16 +64,20 @@ def make_spec(dataset: str, table: str, seed: int, budget_s: float) -> dict:
     }
 
 
-def run_dataset(dataset: str, table: str, runs: int, budget_s: float | None) -> dict:
+def run_dataset(
+    dataset: str, table: str, runs: int, budget_s: float | None, controller: dict | None = None
+) -> dict:
     budget = budget_s if budget_s is not None else DATASETS[dataset][1]
     started = time.perf_counter()
-    first = parse_spec(make_spec(dataset, table, 0, budget))
+    first = parse_spec(make_spec(dataset, table, 0, budget, controller))
     shared = build_components(first)  # the evaluator (table lookup) is built once, reused below
     accuracies: list[float] = []
     queries: list[int] = []
     simulated: list[float] = []
     for seed in range(runs):
-        resolved = first if seed == 0 else parse_spec(make_spec(dataset, table, seed, budget))
+        resolved = first if seed == 0 else parse_spec(
+            make_spec(dataset, table, seed, budget, controller)
+        )
         spec = resolved.spec
         controller = CONTROLLERS.get(spec.controller.name)(
             space=shared.space,

@@ -143,7 +143,7 @@ class SharedWeightEvaluator(Evaluator):
                 [p for p in self._parameters if p.grad is not None], self.config.grad_clip
             )
             self.optimizer.step()
-            total_loss += float(loss) * len(index)
+            total_loss += float(loss.detach()) * len(index)
             correct += int((logits.argmax(1) == y[index]).sum())
             seen += len(index)
         self.epoch += 1
