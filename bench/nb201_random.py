@@ -65,18 +65,18 @@ def make_spec(
 
 
 def run_dataset(
-    dataset: str, table: str, runs: int, budget_s: float | None, controller: dict | None = None
+    dataset: str, table: str, runs: int, budget_s: float | None, controller_spec: dict | None = None
 ) -> dict:
     budget = budget_s if budget_s is not None else DATASETS[dataset][1]
     started = time.perf_counter()
-    first = parse_spec(make_spec(dataset, table, 0, budget, controller))
+    first = parse_spec(make_spec(dataset, table, 0, budget, controller_spec))
     shared = build_components(first)  # the evaluator (table lookup) is built once, reused below
     accuracies: list[float] = []
     queries: list[int] = []
     simulated: list[float] = []
     for seed in range(runs):
         resolved = first if seed == 0 else parse_spec(
-            make_spec(dataset, table, seed, budget, controller)
+            make_spec(dataset, table, seed, budget, controller_spec)
         )
         spec = resolved.spec
         controller = CONTROLLERS.get(spec.controller.name)(
