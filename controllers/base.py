@@ -39,11 +39,17 @@ class Candidate:
     hparams: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "architecture": self.architecture.to_dict(), "hparams": dict(self.hparams)}
+        return {
+            "id": self.id,
+            "architecture": self.architecture.to_dict(),
+            "hparams": dict(self.hparams),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Candidate:
-        return cls(int(data["id"]), Architecture.from_dict(data["architecture"]), dict(data["hparams"]))
+        return cls(
+            int(data["id"]), Architecture.from_dict(data["architecture"]), dict(data["hparams"])
+        )
 
 
 class ControllerConfig(BaseModel):
@@ -133,7 +139,9 @@ class Controller(ABC):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("name") != self.name:
-            raise ValueError(f"state_dict is for controller {state.get('name')!r}, not {self.name!r}")
+            raise ValueError(
+                f"state_dict is for controller {state.get('name')!r}, not {self.name!r}"
+            )
         self._next_id = int(state["next_id"])
         self._pending = {int(c["id"]): Candidate.from_dict(c) for c in state["pending"]}
         self._finished = bool(state["finished"])

@@ -102,8 +102,10 @@ class EnasController(Controller):
     ) -> None:
         super().__init__(**kwargs)
         micro = self.space.name == "enas-micro"
-        pick = lambda value, key, macro: value if value is not None else (  # noqa: E731
-            MICRO_DEFAULTS[key] if micro else macro
+        pick = lambda value, key, macro: (
+            value
+            if value is not None
+            else (MICRO_DEFAULTS[key] if micro else macro)
         )
         self.lr = pick(lr, "lr", 0.001)
         self.tanh_constant = pick(tanh_constant, "tanh_constant", 1.5) or None  # 0: off
@@ -183,7 +185,12 @@ class EnasController(Controller):
             self.aggregated = 0
             self.updates += 1
         self.history.append(
-            {"reward": reward, "entropy": entropy, "baseline": self.baseline, "update": self.updates}
+            {
+                "reward": reward,
+                "entropy": entropy,
+                "baseline": self.baseline,
+                "update": self.updates,
+            }
         )
 
     # --- checkpointing ---------------------------------------------------------------------
@@ -191,7 +198,9 @@ class EnasController(Controller):
         state = super().state_dict()
         state["enas"] = {
             "policy": _to_plain(self.policy.state_dict()),
-            "grads": [None if p.grad is None else _to_plain(p.grad) for p in self.policy.parameters()],
+            "grads": [
+                None if p.grad is None else _to_plain(p.grad) for p in self.policy.parameters()
+            ],
             "optimizer": _to_plain(self.optimizer.state_dict()),
             "baseline": self.baseline,
             "aggregated": self.aggregated,
@@ -228,8 +237,11 @@ def _one_thread() -> Iterator[None]:
 def _to_plain(value: Any) -> Any:
     """Tensors -> tagged lists (exact for float32: every float32 is a float64)."""
     if isinstance(value, torch.Tensor):
-        return {"__tensor__": value.detach().cpu().reshape(-1).tolist(), "shape": list(value.shape),
-                "dtype": str(value.dtype).removeprefix("torch.")}
+        return {
+            "__tensor__": value.detach().cpu().reshape(-1).tolist(),
+            "shape": list(value.shape),
+            "dtype": str(value.dtype).removeprefix("torch."),
+        }
     if isinstance(value, Mapping):
         return {"__keys__": [[k, _to_plain(v)] for k, v in value.items()]}
     if isinstance(value, (list, tuple)):

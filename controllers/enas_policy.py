@@ -80,9 +80,7 @@ class EnasPolicy(nn.Module):
         self.op_tanh_reduce = op_tanh_reduce
         self.skip_target = skip_target
         self.mode = {"enas-macro": "macro", "enas-micro": "micro"}.get(space.name, "sequence")
-        self.lstm = nn.ModuleList(
-            nn.LSTMCell(lstm_size, lstm_size) for _ in range(lstm_layers)
-        )
+        self.lstm = nn.ModuleList(nn.LSTMCell(lstm_size, lstm_size) for _ in range(lstm_layers))
         self.g_emb = nn.Parameter(torch.empty(1, lstm_size))
         # One op head and embedding per distinct option list (ENAS shares w_soft over layers).
         # With ``shared_heads=False`` every op decision gets its own head and embedding: the
@@ -200,7 +198,9 @@ class EnasPolicy(nn.Module):
             for _node in range(nodes):
                 for _slot in range(2):
                     h, state = self._step(x, state)
-                    index = picker.pick(self._adjust(self._attend(h, anchors_w1), self.tanh_constant))
+                    index = picker.pick(
+                        self._adjust(self._attend(h, anchors_w1), self.tanh_constant)
+                    )
                     x = anchors[index]
                 for _slot in range(2):
                     h, state = self._step(x, state)

@@ -24,7 +24,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
     summary = run_local_search(resolved, out, progress=not args.quiet)
     best = summary["best"]
     print(f"run directory: {out}")
-    print(f"trials: {summary['trials']} ({summary['stop_reason']}), wall {summary['wall_time_s']} s")
+    print(
+        f"trials: {summary['trials']} ({summary['stop_reason']}), wall {summary['wall_time_s']} s"
+    )
     if best is None:
         print("no trial completed")
         return 1

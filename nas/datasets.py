@@ -193,7 +193,9 @@ def _load_mnist1d(
 
 
 # --- digits --------------------------------------------------------------------------------
-def _load_digits(*, name: str, seed: int, valid_fraction: float, test_fraction: float) -> DatasetSplits:
+def _load_digits(
+    *, name: str, seed: int, valid_fraction: float, test_fraction: float
+) -> DatasetSplits:
     from sklearn.datasets import load_digits
 
     digits = load_digits()  # ships with scikit-learn

@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 
-def conv_layer(dim: int) -> type[nn.Conv1d] | type[nn.Conv2d]:
+def conv_layer(dim: int) -> type[nn.Conv1d | nn.Conv2d]:
     if dim == 1:
         return nn.Conv1d
     if dim == 2:

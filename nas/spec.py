@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from nas.errors import SpecError
 
-__all__ = ["JobSpec", "load_spec_file", "parse_spec", "SUPPORTED"]
+__all__ = ["SUPPORTED", "JobSpec", "load_spec_file", "parse_spec"]
 
 
 class _Strict(BaseModel):
@@ -258,7 +258,9 @@ def _check_combinations(
     space = spec.space.name
     if spec.evaluator.name == "tabular":
         if space != "nb201":
-            errors.append(_err(("space", "name"), f"the tabular evaluator needs space nb201, got {space!r}"))
+            errors.append(
+                _err(("space", "name"), f"the tabular evaluator needs space nb201, got {space!r}")
+            )
         if dataset.tabular is None:
             errors.append(
                 _err(
@@ -270,7 +272,9 @@ def _check_combinations(
     else:
         if dataset.tabular is not None:
             errors.append(
-                _err(("dataset", "name"), f"{spec.dataset.name!r} is a table; use evaluator tabular")
+                _err(
+                    ("dataset", "name"), f"{spec.dataset.name!r} is a table; use evaluator tabular"
+                )
             )
         if space not in NETWORKS:
             errors.append(
@@ -290,8 +294,11 @@ def _check_combinations(
         )
     if spec.final is not None and space not in NETWORKS:
         errors.append(
-            _err(("final",), f"space {space!r} has no trainable network here to retrain "
-                 f"(valid: {', '.join(sorted(NETWORKS))})")
+            _err(
+                ("final",),
+                f"space {space!r} has no trainable network here to retrain "
+                f"(valid: {', '.join(sorted(NETWORKS))})",
+            )
         )
     if spec.budget.simulated_seconds is not None and spec.evaluator.name != "tabular":
         errors.append(

@@ -50,7 +50,7 @@ def configure_cpu_threads(threads: int | None = None) -> int:
     """Use the cores this process may run on (affinity, not the host's count), unless told.
     Tiny models gain nothing from oversubscription, and Ray workers pin their own count."""
     if threads is None:
-        threads = int(os.environ.get("NAS_TORCH_THREADS", 0)) or len(os.sched_getaffinity(0))
+        threads = int(os.environ.get("NAS_TORCH_THREADS", "0")) or len(os.sched_getaffinity(0))
     threads = max(1, threads)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
@@ -75,7 +75,10 @@ class TrainRecipe:
 def make_optimizer(params: object, recipe: TrainRecipe) -> torch.optim.Optimizer:
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+            params,
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
             nesterov=recipe.momentum > 0,
         )
     cls = torch.optim.AdamW if recipe.optimizer == "adamw" else torch.optim.Adam

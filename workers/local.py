@@ -23,7 +23,13 @@ from nas.evaluators.shared import SharedWeightEvaluator
 from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
 from workers.final import retrain
-from workers.search import SearchComponents, SearchLoop, SearchOutcome, TrialRecord, build_components
+from workers.search import (
+    SearchComponents,
+    SearchLoop,
+    SearchOutcome,
+    TrialRecord,
+    build_components,
+)
 from workers.shared import SharedWeightSearch
 
 
@@ -102,7 +108,9 @@ def run_local_search(
         final = retrain(resolved, components.space, archs, out_dir=out_dir)
     summary = summarize(resolved, outcome, components.space, final)
     if summary["best"] is not None:
-        (out_dir / "best_architecture.json").write_text(json.dumps(summary["best"], indent=2) + "\n")
+        (out_dir / "best_architecture.json").write_text(
+            json.dumps(summary["best"], indent=2) + "\n"
+        )
     (out_dir / "architectures.json").write_text(json.dumps(summary["ranked"], indent=2) + "\n")
     if outcome.curve:
         (out_dir / "curve.json").write_text(json.dumps(outcome.curve, indent=2) + "\n")
@@ -138,14 +146,20 @@ def summarize(
             "final_metrics": outcome.final_metrics,
         }
         trial = next(
-            (t for t in reversed(outcome.trials) if t.architecture == arch and t.result.objective == score),
+            (
+                t
+                for t in reversed(outcome.trials)
+                if t.architecture == arch and t.result.objective == score
+            ),
             None,
         )
         if trial is not None:
             best["trial"] = trial.number
             best["metrics"] = dict(trial.result.metrics)
         if final:
-            best["final"] = {k: v for k, v in final[0].items() if k not in ("architecture", "genotype")}
+            best["final"] = {
+                k: v for k, v in final[0].items() if k not in ("architecture", "genotype")
+            }
     return {
         "name": spec.name,
         "space": spec.space.name,

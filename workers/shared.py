@@ -102,9 +102,11 @@ class SharedWeightSearch(SearchLoop):
         """Sample ``derive_samples`` architectures from the controller, score each on the
         whole validation split with the shared weights, return the top-K distinct ones."""
         controller, evaluator = self.components.controller, self.evaluator
-        samples = list(dict.fromkeys(
-            controller.sample_for_training() for _ in range(evaluator.config.derive_samples)
-        ))
+        samples = list(
+            dict.fromkeys(
+                controller.sample_for_training() for _ in range(evaluator.config.derive_samples)
+            )
+        )
         scores = evaluator.score_full(samples)
         ranked = sorted(zip(samples, scores, strict=True), key=lambda p: p[1], reverse=True)
         return ranked[: max(evaluator.config.top_k, self.top_k)]

@@ -36,8 +36,13 @@ class Evaluator(ABC):
     @classmethod
     @abstractmethod
     def from_spec(
-        cls, *, dataset: str, dataset_params: Mapping[str, Any], space: SearchSpace,
-        params: Mapping[str, Any], seed: int,
+        cls,
+        *,
+        dataset: str,
+        dataset_params: Mapping[str, Any],
+        space: SearchSpace,
+        params: Mapping[str, Any],
+        seed: int,
     ) -> Evaluator:
         """Build from a resolved job spec (``params`` is the validated ``evaluator:`` section)."""
 

@@ -80,7 +80,9 @@ class SharedWeightEvaluator(Evaluator):
             configure_cpu_threads()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.supernet = build_supernet(space, data.input_shape, data.num_classes).to(self.device)
+            self.supernet = build_supernet(space, data.input_shape, data.num_classes).to(
+                self.device
+            )
         # Listed once: walking the module tree per step costs ms on a micro supernet.
         self._parameters = list(self.supernet.parameters())
         self.optimizer = torch.optim.SGD(
@@ -99,8 +101,13 @@ class SharedWeightEvaluator(Evaluator):
 
     @classmethod
     def from_spec(
-        cls, *, dataset: str, dataset_params: Mapping[str, Any], space: SearchSpace,
-        params: Mapping[str, Any], seed: int,
+        cls,
+        *,
+        dataset: str,
+        dataset_params: Mapping[str, Any],
+        space: SearchSpace,
+        params: Mapping[str, Any],
+        seed: int,
     ) -> SharedWeightEvaluator:
         data = load_dataset(dataset, seed=seed, **dataset_params)
         return cls(space=space, data=data, config=SharedWeightConfig(**params), seed=seed)
@@ -199,8 +206,10 @@ class SharedWeightEvaluator(Evaluator):
                     continue
                 if not torch.isfinite(logits).all():
                     results.append(
-                        TrialResult.failed("diverged: non-finite outputs with the shared weights",
-                                           cost_s=time.perf_counter() - started)
+                        TrialResult.failed(
+                            "diverged: non-finite outputs with the shared weights",
+                            cost_s=time.perf_counter() - started,
+                        )
                     )
                     continue
                 acc = 100.0 * float((logits.argmax(1) == y).float().mean())
@@ -217,8 +226,10 @@ class SharedWeightEvaluator(Evaluator):
     def score_full(self, archs: Sequence[Architecture]) -> list[float]:
         """Accuracy (percent) of each architecture on the whole validation split."""
         with self._scoring():
-            return [accuracy(lambda x, a=arch: self.supernet(x, a), *self._valid, batch_size=256)
-                    for arch in archs]
+            return [
+                accuracy(lambda x, a=arch: self.supernet(x, a), *self._valid, batch_size=256)
+                for arch in archs
+            ]
 
     # --- checkpointing ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

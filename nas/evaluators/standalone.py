@@ -76,8 +76,13 @@ class StandaloneEvaluator(Evaluator):
 
     @classmethod
     def from_spec(
-        cls, *, dataset: str, dataset_params: Mapping[str, Any], space: SearchSpace,
-        params: Mapping[str, Any], seed: int,
+        cls,
+        *,
+        dataset: str,
+        dataset_params: Mapping[str, Any],
+        space: SearchSpace,
+        params: Mapping[str, Any],
+        seed: int,
     ) -> StandaloneEvaluator:
         params = dict(params)
         device = params.pop("device", "auto")
@@ -108,7 +113,9 @@ class StandaloneEvaluator(Evaluator):
                 self.report(index, epoch, {"train_loss": loss})
 
         try:
-            loss = train_epochs(model, *self._train, self.recipe, generator=generator, on_epoch=on_epoch)
+            loss = train_epochs(
+                model, *self._train, self.recipe, generator=generator, on_epoch=on_epoch
+            )
         except DivergedError as exc:
             return TrialResult.failed(f"diverged: {exc}", cost_s=time.perf_counter() - started)
         except torch.cuda.OutOfMemoryError as exc:

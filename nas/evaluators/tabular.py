@@ -117,8 +117,13 @@ class TabularEvaluator(Evaluator):
 
     @classmethod
     def from_spec(
-        cls, *, dataset: str, dataset_params: Mapping[str, Any], space: SearchSpace,
-        params: Mapping[str, Any], seed: int,
+        cls,
+        *,
+        dataset: str,
+        dataset_params: Mapping[str, Any],
+        space: SearchSpace,
+        params: Mapping[str, Any],
+        seed: int,
     ) -> TabularEvaluator:
         return cls(dataset=dataset, **params)
 

@@ -27,7 +27,9 @@ def _network_class(space: SearchSpace) -> type[SpaceNetwork]:
         raise UnknownNameError("trainable space", space.name, sorted(NETWORKS)) from None
 
 
-def build_supernet(space: SearchSpace, input_shape: Sequence[int], num_classes: int) -> SpaceNetwork:
+def build_supernet(
+    space: SearchSpace, input_shape: Sequence[int], num_classes: int
+) -> SpaceNetwork:
     """The shared-weight supernet of ``space`` for data of ``input_shape`` (C, L) or (C, H, W)."""
     return _network_class(space)(space, input_shape, num_classes)
 

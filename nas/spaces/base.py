@@ -110,8 +110,7 @@ class SearchSpace(ABC):
         decisions = self._decisions
         if len(arch.choices) != len(decisions):
             raise InvalidArchitectureError(
-                f"expected {len(decisions)} choices ({self._shape_hint()}), got "
-                f"{len(arch.choices)}"
+                f"expected {len(decisions)} choices ({self._shape_hint()}), got {len(arch.choices)}"
             )
         for decision, choice in zip(decisions, arch.choices, strict=True):
             if not 0 <= choice < decision.num_choices:

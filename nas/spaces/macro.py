@@ -79,7 +79,9 @@ class MacroSpace(SearchSpace):
     ) -> None:
         self.layers = layers
         self.channels = channels
-        self.reductions = sorted(reductions) if reductions is not None else default_reductions(layers)
+        self.reductions = (
+            sorted(reductions) if reductions is not None else default_reductions(layers)
+        )
         self.channel_growth = channel_growth
         self.dropout = dropout
 
@@ -114,8 +116,6 @@ class MacroSpace(SearchSpace):
 
     def describe(self, arch: Architecture) -> dict[str, Any]:
         return {
-            "layers": [
-                {"op": op, "skips": list(skips)} for op, skips in self.layer_choices(arch)
-            ],
+            "layers": [{"op": op, "skips": list(skips)} for op, skips in self.layer_choices(arch)],
             "reductions": list(self.reductions),
         }

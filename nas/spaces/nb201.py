@@ -54,7 +54,11 @@ class Nb201Space(SearchSpace):
         """The official NAS-Bench-201 string, e.g. ``|nor_conv_3x3~0|+|...|``."""
         self.validate(arch)
         ops = [NB201_OPS[c] for c in arch.choices]
-        groups = [f"|{ops[0]}~0|", f"|{ops[1]}~0|{ops[2]}~1|", f"|{ops[3]}~0|{ops[4]}~1|{ops[5]}~2|"]
+        groups = [
+            f"|{ops[0]}~0|",
+            f"|{ops[1]}~0|{ops[2]}~1|",
+            f"|{ops[3]}~0|{ops[4]}~1|{ops[5]}~2|",
+        ]
         return "+".join(groups)
 
     def ops_code(self, arch: Architecture) -> str:
