@@ -16,7 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from nas.architecture import Architecture
 from nas.errors import NasError
+from nas.spaces.base import SearchSpace
 
 __all__ = [
     "DivergedError",
@@ -28,6 +30,7 @@ __all__ = [
     "select_device",
     "to_tensors",
     "train_epochs",
+    "train_from_scratch",
 ]
 
 
@@ -161,3 +164,28 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...], device: torch.de
         model(torch.zeros(1, *input_shape, device=device))
     model.train(was_training)
     return int(counter.get_total_flops())
+
+
+def train_from_scratch(
+    space: SearchSpace,
+    arch: Architecture,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    train: tuple[torch.Tensor, torch.Tensor],
+    recipe: TrainRecipe,
+    *,
+    seed: int,
+    device: torch.device,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> tuple[nn.Module, float]:
+    """Build ``arch`` with weights drawn from ``seed`` (global RNG untouched), train it; returns
+    the model in eval mode and the last epoch's mean loss. Raises ``DivergedError``."""
+    from nas.models import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(space, arch, input_shape, num_classes).to(device)
+    generator = torch.Generator().manual_seed(seed)
+    loss = train_epochs(model, *train, recipe, generator=generator, on_epoch=on_epoch)
+    model.eval()
+    return model, loss

@@ -14,7 +14,7 @@ import torch
 
 from nas.architecture import Architecture
 from nas.datasets import DatasetSplits, load_dataset
-from nas.models import build_model, count_parameters
+from nas.models import count_parameters
 from nas.spaces import SPACES, SearchSpace
 from nas.spec import FinalSpec, ResolvedSpec
 from nas.training import (
@@ -24,7 +24,7 @@ from nas.training import (
     count_flops,
     select_device,
     to_tensors,
-    train_epochs,
+    train_from_scratch,
 )
 
 
@@ -70,12 +70,16 @@ def retrain(
     results = []
     for rank, arch in enumerate(archs):
         started = time.perf_counter()
-        seed = spec.seed * 1000 + rank
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = build_model(build_space, arch, data.input_shape, data.num_classes).to(device)
-        loss = train_epochs(model, *train, recipe, generator=torch.Generator().manual_seed(seed))
-        model.eval()
+        model, loss = train_from_scratch(
+            build_space,
+            arch,
+            data.input_shape,
+            data.num_classes,
+            train,
+            recipe,
+            seed=spec.seed * 1000 + rank,
+            device=device,
+        )
         result: dict[str, Any] = {
             "rank": rank,
             "architecture": arch.to_dict(),

@@ -13,7 +13,7 @@ from pydantic import Field
 from nas.architecture import Architecture
 from nas.datasets import DatasetSplits, load_dataset
 from nas.evaluators.base import Evaluator, EvaluatorConfig
-from nas.models import build_model, count_parameters
+from nas.models import count_parameters
 from nas.spaces.base import SearchSpace
 from nas.training import (
     DivergedError,
@@ -23,7 +23,7 @@ from nas.training import (
     count_flops,
     select_device,
     to_tensors,
-    train_epochs,
+    train_from_scratch,
 )
 from nas.trial import TrialResult, TrialState
 
@@ -102,26 +102,28 @@ class StandaloneEvaluator(Evaluator):
 
     def _evaluate_one(self, index: int, arch: Architecture) -> TrialResult:
         started = time.perf_counter()
-        seed = self.trial_seed(arch)
-        torch.manual_seed(seed)
-        model = build_model(self.space, arch, self.data.input_shape, self.data.num_classes)
-        model.to(self.device)
-        generator = torch.Generator().manual_seed(seed)
 
         def on_epoch(epoch: int, loss: float) -> None:
             if self.report is not None:
                 self.report(index, epoch, {"train_loss": loss})
 
         try:
-            loss = train_epochs(
-                model, *self._train, self.recipe, generator=generator, on_epoch=on_epoch
+            model, loss = train_from_scratch(
+                self.space,
+                arch,
+                self.data.input_shape,
+                self.data.num_classes,
+                self._train,
+                self.recipe,
+                seed=self.trial_seed(arch),
+                device=self.device,
+                on_epoch=on_epoch,
             )
         except DivergedError as exc:
             return TrialResult.failed(f"diverged: {exc}", cost_s=time.perf_counter() - started)
         except torch.cuda.OutOfMemoryError as exc:
             torch.cuda.empty_cache()
             return TrialResult.failed(f"out of memory: {exc}", cost_s=time.perf_counter() - started)
-        model.eval()
         val = accuracy(model, *self._valid)
         return TrialResult(
             TrialState.COMPLETE,
