@@ -18,6 +18,11 @@ from nas.evaluators import EVALUATORS, Evaluator
 from nas.spaces import SPACES, SearchSpace
 from nas.spec import ResolvedSpec
 from nas.trial import TrialResult, TrialState
+from workers.backend import Backend, InlineBackend
+
+#: ``should_stop()`` answers why the search must stop now (a cancel, a server shutdown), or
+#: ``None`` to go on. It is polled between batches and between ENAS reward groups.
+StopFn = Callable[[], str | None]
 
 
 @dataclass(frozen=True)
@@ -75,9 +80,15 @@ class Budget:
     used_trials: int = 0
     used_simulated: float = 0.0
     reason: str = ""
+    should_stop: StopFn | None = None
+    #: The reason came from ``should_stop`` (cancel or shutdown), not from the budget.
+    interrupted: bool = False
 
     def exhausted(self) -> bool:
         if self.reason:
+            return True
+        if self.should_stop is not None and (why := self.should_stop()):
+            self.reason, self.interrupted = why, True
             return True
         if self.trials is not None and self.used_trials >= self.trials:
             self.reason = f"trial budget reached ({self.trials})"
@@ -152,19 +163,72 @@ class SearchLoop:
         *,
         components: SearchComponents | None = None,
         on_trial: Callable[[TrialRecord], None] | None = None,
+        on_batch_start: Callable[[list[Candidate], int], None] | None = None,
+        on_batch_end: Callable[[], None] | None = None,
+        should_stop: StopFn | None = None,
+        backend: Backend | None = None,
     ) -> None:
+        """Callbacks (all optional, all called from the thread running the search):
+        ``on_trial(record)`` once per recorded trial; ``on_batch_start(candidates,
+        first_number)`` before a batch is evaluated; ``on_batch_end()`` after a batch's
+        results are recorded and told (no candidate is pending then: a consistent point to
+        checkpoint); ``should_stop()`` see ``StopFn``."""
         self.resolved = resolved
         self.components = components or build_components(resolved)
         self.on_trial = on_trial
+        self.on_batch_start = on_batch_start
+        self.on_batch_end = on_batch_end
+        self.backend = backend or InlineBackend()
         budget = resolved.spec.budget
-        self.budget = Budget(budget.trials, budget.minutes, budget.simulated_seconds)
+        self.budget = Budget(
+            budget.trials, budget.minutes, budget.simulated_seconds, should_stop=should_stop
+        )
         self.maximize = resolved.spec.objective.direction == "maximize"
         self.trials: list[TrialRecord] = []
         self.best: TrialRecord | None = None
+        self.curve: list[dict[str, Any]] = []
+        self._elapsed_before = 0.0
+
+    # --- resume ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The loop's own progress (plain data); the controller and evaluator checkpoint
+        themselves. Trial records are stored by the caller and handed back on resume."""
+        return {
+            "trials": len(self.trials),
+            "used_trials": self.budget.used_trials,
+            "used_simulated": self.budget.used_simulated,
+            "elapsed_s": self.budget.elapsed(),
+            "curve": list(self.curve),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], trials: list[TrialRecord]) -> None:
+        if len(trials) != int(state["trials"]):
+            raise ValueError(
+                f"checkpoint covers {state['trials']} trials but {len(trials)} were given"
+            )
+        self.trials = list(trials)
+        self.best = None
+        for record in self.trials:
+            if record.result.state is TrialState.COMPLETE and (
+                self.best is None or self._better(record.result, self.best.result)
+            ):
+                self.best = record
+        self.budget.used_trials = int(state["used_trials"])
+        self.budget.used_simulated = float(state["used_simulated"])
+        self._elapsed_before = float(state["elapsed_s"])
+        self.curve = list(state.get("curve", []))
+
+    def _start_clock(self) -> None:
+        self.budget.started = time.monotonic() - self._elapsed_before
+
+    @property
+    def interrupted(self) -> bool:
+        """The search stopped on ``should_stop`` (cancel, shutdown) rather than its budget."""
+        return self.budget.interrupted
 
     def run(self) -> SearchOutcome:
         controller, evaluator = self.components.controller, self.components.evaluator
-        self.budget.started = time.monotonic()
+        self._start_clock()
         while not self.budget.exhausted():
             batch = self._gather(controller, evaluator.batch_size)
             if not batch:
@@ -174,9 +238,11 @@ class SearchLoop:
                 raise RuntimeError(
                     f"controller {controller.name!r} proposed nothing although no result is pending"
                 )
+            if self.on_batch_start is not None:
+                self.on_batch_start(batch, len(self.trials))
             started = time.time()
-            results = evaluator.evaluate(
-                [c.architecture for c in batch], [c.hparams for c in batch]
+            results = self.backend.evaluate(
+                evaluator, [c.architecture for c in batch], [c.hparams for c in batch]
             )
             finished = time.time()
             for candidate, result in zip(batch, results, strict=True):
@@ -184,8 +250,12 @@ class SearchLoop:
                     break
                 self._record(candidate, result, started, finished)
                 controller.tell(candidate.id, result)
+            if self.on_batch_end is not None:
+                self.on_batch_end()
         best = self.best
-        final = evaluator.final_metrics(best.architecture) if best is not None else {}
+        final = {}
+        if best is not None and not self.interrupted:
+            final = evaluator.final_metrics(best.architecture)
         return SearchOutcome(
             trials=self.trials,
             best=best,
@@ -255,6 +325,9 @@ class SearchLoop:
             self.best = record
         if self.on_trial is not None:
             self.on_trial(record)
+
+    def worker_name(self) -> str:
+        return self.backend.worker_name
 
     def _better(self, a: TrialResult, b: TrialResult) -> bool:
         assert a.objective is not None and b.objective is not None

@@ -34,13 +34,18 @@ class SharedWeightSearch(SearchLoop):
         components: SearchComponents | None = None,
         on_trial: Callable[[TrialRecord], None] | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(resolved, components=components, on_trial=on_trial)
+        """``on_epoch(point)`` is called after each epoch's rewards are recorded and told:
+        the consistent point to checkpoint the supernet and the controller. Other options as
+        for ``SearchLoop``."""
+        options.pop("on_batch_start", None)  # rewards are instant: no RUNNING phase
+        options.pop("on_batch_end", None)
+        super().__init__(resolved, components=components, on_trial=on_trial, **options)
         if not isinstance(self.components.evaluator, SharedWeightEvaluator):
             raise TypeError("SharedWeightSearch needs the shared-weights evaluator")
         self.evaluator: SharedWeightEvaluator = self.components.evaluator
         self.on_epoch = on_epoch
-        self.curve: list[dict[str, Any]] = []
 
     @property
     def rewards_per_epoch(self) -> int:
@@ -55,7 +60,7 @@ class SharedWeightSearch(SearchLoop):
     def run(self) -> SearchOutcome:
         controller, evaluator = self.components.controller, self.evaluator
         group = int(getattr(controller, "num_aggregate", 20))
-        self.budget.started = time.monotonic()
+        self._start_clock()
         while evaluator.epoch < evaluator.config.epochs and not self.budget.exhausted():
             stats = evaluator.train_epoch(controller.sample_for_training)
             epoch = evaluator.epoch - 1
@@ -87,7 +92,9 @@ class SharedWeightSearch(SearchLoop):
                 self.on_epoch(point)
         if not self.budget.reason:
             self.budget.reason = f"search epochs done ({evaluator.epoch})"
-        ranked = self.derive()
+        # Interrupted (cancel, shutdown): stop now; deriving scores many samples on the whole
+        # validation split, which is the kind of work a cancel must not wait for.
+        ranked = [] if self.interrupted else self.derive()
         return SearchOutcome(
             trials=self.trials,
             best=self.best,

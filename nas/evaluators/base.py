@@ -32,6 +32,9 @@ class Evaluator(ABC):
     metrics: ClassVar[tuple[str, ...]] = ()
     #: How many candidates a search loop should gather per ``evaluate`` call.
     batch_size: ClassVar[int] = 1
+    #: True when ``evaluate`` answers without training (a table lookup, a shared-weight
+    #: minibatch): the service then does not show its trials as RUNNING first.
+    instant: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod

@@ -63,6 +63,7 @@ class SharedWeightEvaluator(Evaluator):
     Config = SharedWeightConfig
     metrics = ("val_accuracy",)
     batch_size = 64
+    instant = True
 
     def __init__(
         self,

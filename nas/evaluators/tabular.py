@@ -114,6 +114,7 @@ class TabularEvaluator(Evaluator):
     Config = TabularConfig
     metrics = ("val_accuracy", "params_M", "flops_M", "latency_s")
     batch_size = 256
+    instant = True
 
     @classmethod
     def from_spec(

@@ -1,0 +1,128 @@
+"""The FastAPI application: ``create_app(settings)``; ``nas serve`` runs it with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.db import make_engine, make_session_factory, upgrade
+from api.deps import AppState
+from api.routes import health, jobs, trials
+from api.settings import Settings
+from api.version import VERSION
+from nas.errors import NasError, SpecError
+
+log = logging.getLogger("nas.api")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    """Refuse request bodies above ``max_bytes`` with 413, whether announced by
+    Content-Length or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._refuse(send)
+                return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        response = JSONResponse(
+            {"detail": f"request body larger than {self.max_bytes} bytes (NAS_MAX_BODY_BYTES)"},
+            status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+        )
+        await response({"type": "http", "method": "POST", "headers": []}, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.resolved_database_url())
+        if settings.migrate_on_start:
+            upgrade(engine)
+        state = AppState(
+            settings=settings,
+            engine=engine,
+            read=make_session_factory(engine),
+            write=make_session_factory(engine, write=True),
+        )
+        app.state.nas = state
+        runner = None
+        if settings.run_jobs:
+            from api.runner import JobRunner
+
+            runner = JobRunner(settings, engine)
+            runner.start()
+        app.state.runner = runner
+        try:
+            yield
+        finally:
+            if runner is not None:
+                runner.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="nas-service",
+        version=VERSION,
+        description="Neural architecture search and hyperparameter optimisation jobs.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    app.include_router(trials.router)
+
+    @app.exception_handler(SpecError)
+    async def _spec_error(_request: Request, exc: SpecError) -> JSONResponse:
+        detail = [{**e, "loc": list(e["loc"])} for e in exc.errors]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(NasError)
+    async def _nas_error(_request: Request, exc: NasError) -> JSONResponse:
+        detail: Any = [{"loc": [], "msg": str(exc), "type": type(exc).__name__}]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    return app

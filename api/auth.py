@@ -1,0 +1,65 @@
+"""API keys: random tokens shown once, stored as SHA-256 hashes.
+
+The keys are 256-bit random tokens, so a fast hash is enough (no password-style key
+stretching is needed: there is nothing to brute-force). ``Principal`` is who a request acts
+as: a key's owner, an admin, or, with ``NAS_AUTH=none``, the local admin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from api.models import ApiKeyModel
+from api.repositories import ApiKeyRepository
+
+KEY_PREFIX = "nas_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: int | None
+    name: str
+    admin: bool
+
+    @property
+    def sees_all(self) -> bool:
+        return self.admin
+
+
+LOCAL_ADMIN = Principal(key_id=None, name="local", admin=True)
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(session: Session, *, name: str, admin: bool = False) -> tuple[ApiKeyModel, str]:
+    """Store a new key; returns the row and the key itself (shown once, never stored)."""
+    if not name.strip():
+        raise ValueError("a key needs a non-empty name")
+    key = generate_key()
+    row = ApiKeyRepository(session).add(
+        ApiKeyModel(name=name, prefix=key[:12], key_hash=hash_key(key), admin=admin)
+    )
+    return row, key
+
+
+def authenticate(session: Session, authorization: str | None) -> Principal | None:
+    """The principal for an ``Authorization: Bearer <key>`` header, or ``None``."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    row = ApiKeyRepository(session).active_by_hash(hash_key(token.strip()))
+    if row is None:
+        return None
+    return Principal(key_id=row.id, name=row.name, admin=row.admin)

@@ -1,0 +1,296 @@
+"""The ``nas`` command line: ``nas search`` (in-process, from ``nas.cli``) plus the service
+commands, which talk HTTP through ``api.client.NasClient`` (``keys`` and ``db`` work on the
+database directly: they are how an operator bootstraps the service)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from nas.cli import build_parser as build_search_parser
+from nas.errors import NasError
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from api.client import NasClient
+
+    return NasClient(args.server, api_key=args.api_key)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from api.settings import Settings
+
+    overrides = {}
+    if getattr(args, "db", None):
+        overrides["database_url"] = args.db
+    return Settings(**overrides)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings(args)
+    if args.no_auth:
+        settings = settings.model_copy(update={"auth": "none"})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if settings.auth == "none":
+        logging.getLogger("nas.api").warning(
+            "authentication is OFF (NAS_AUTH=none): every caller is admin; trusted machine only"
+        )
+    print(f"database: {settings.resolved_database_url()}", file=sys.stderr)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = client.submit(args.spec)
+        print(f"job {job['id']} ({job['name']}) {job['state']}")
+        if args.wait:
+            return _watch(client, job["id"])
+    return 0
+
+
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        page = client.jobs(state=args.state, limit=args.limit)
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return 0
+    print(f"{'ID':>5}  {'NAME':<24} {'STATE':<10} {'TRIALS':>7} {'PROGRESS':>8}  BEST")
+    for job in page["data"]:
+        best = job["best"]["value"] if job["best"] else None
+        print(
+            f"{job['id']:>5}  {job['name'][:24]:<24} {job['state']:<10} {job['n_trials']:>7} "
+            f"{100 * job['progress']:>7.1f}%  {_fmt(best)}"
+        )
+    print(f"({page['count']} jobs)")
+    return 0
+
+
+def _cmd_trials(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.top:
+            rows = client.best(args.job, args.top)
+            count = len(rows)
+        else:
+            page = client.trials(
+                args.job,
+                state=args.state,
+                sort=args.sort,
+                order=args.order,
+                limit=args.limit,
+                offset=args.offset,
+            )
+            rows, count = page["data"], page["count"]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'#':>6}  {'STATE':<9} {'OBJECTIVE':>10}  ARCHITECTURE")
+    for t in rows:
+        choices = ",".join(str(c) for c in t["architecture"]["choices"])
+        print(f"{t['number']:>6}  {t['state']:<9} {_fmt(t['objective']):>10}  {choices[:80]}")
+    print(f"({len(rows)} shown of {count})")
+    return 0
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        return _watch(client, args.job)
+
+
+def _watch(client: Any, job_id: int) -> int:
+    """A live progress bar from the job's event stream; prints the best result at the end."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, unit="%", desc=f"job {job_id}", file=sys.stderr,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
+    job: dict[str, Any] = {}
+    try:
+        for event, data in client.events(job_id):
+            if event == "job":
+                job = data
+                best = data["best"]["value"] if data["best"] else None
+                bar.set_postfix_str(
+                    f"{data['state']} trials={data['n_trials']} best={_fmt(best)}", refresh=False
+                )
+                bar.update(round(100 * data["progress"], 1) - bar.n)
+    finally:
+        bar.close()
+    job = client.job(job_id)
+    print(f"job {job_id} {job['state']}: {job['reason']}")
+    print(f"trials: {job['n_trials']} {json.dumps(job['trial_states'])}")
+    best = client.best(job_id, 1)
+    if best:
+        t = best[0]
+        print(f"best: trial {t['number']} objective={_fmt(t['objective'])}")
+        print(f"architecture: {json.dumps(t['architecture'])}")
+    summary = job.get("summary") or {}
+    if summary.get("best") and summary["best"].get("final"):
+        final = summary["best"]["final"]
+        print(f"retrained: test_accuracy={final['test_accuracy']:.2f} params={final['params']}")
+    return 0 if job["state"] == "SUCCEEDED" else 1
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = client.cancel(args.job)
+    print(f"job {job['id']} {job['state']} (cancel requested)")
+    return 0
+
+
+def _db(args: argparse.Namespace) -> Any:
+    from api.db import make_engine, upgrade
+
+    engine = make_engine(_settings(args).resolved_database_url())
+    upgrade(engine)
+    return engine
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from api.auth import create_key
+    from api.db import make_session_factory, session_scope
+    from api.repositories import ApiKeyRepository
+
+    engine = _db(args)
+    factory = make_session_factory(engine, write=True)
+    with session_scope(factory) as session:
+        if args.keys_command == "create":
+            row, key = create_key(session, name=args.name, admin=args.admin)
+            print(key)
+            print(
+                f"key {row.id} '{row.name}'{' (admin)' if row.admin else ''} created; it is "
+                "shown only now: export NAS_API_KEY=<key>",
+                file=sys.stderr,
+            )
+        elif args.keys_command == "list":
+            for row in ApiKeyRepository(session).list():
+                state = "revoked" if row.revoked_at else "active"
+                admin = "admin" if row.admin else "user"
+                print(f"{row.id:>4}  {row.prefix}...  {row.name:<20} {admin:<5} {state}")
+        else:
+            if not ApiKeyRepository(session).revoke(args.id):
+                print(f"error: no active key {args.id}", file=sys.stderr)
+                return 2
+            print(f"key {args.id} revoked")
+    engine.dispose()
+    return 0
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    from api.db import current_revision
+
+    engine = _db(args)
+    print(f"database at revision {current_revision(engine)}")
+    engine.dispose()
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = build_search_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    def client_command(name: str, help_: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_)
+        cmd.add_argument("--server", help="service URL (default $NAS_SERVER or "
+                         "http://127.0.0.1:8000)")
+        cmd.add_argument("--api-key", help="API key (default $NAS_API_KEY)")
+        return cmd
+
+    serve = sub.add_parser("serve", help="run the service (HTTP API + job runner)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--db", help="database URL (default $NAS_DATABASE_URL or a SQLite file "
+                       "under $NAS_DATA_DIR, ./.nas)")
+    serve.add_argument("--no-auth", action="store_true",
+                       help="no API keys: every caller is admin (single user, trusted machine)")
+    serve.set_defaults(func=_cmd_serve)
+
+    submit = client_command("submit", "submit a job spec to the service")
+    submit.add_argument("spec")
+    submit.add_argument("--wait", action="store_true", help="watch until the job finishes")
+    submit.set_defaults(func=_cmd_submit)
+
+    jobs = client_command("jobs", "list jobs")
+    jobs.add_argument("--state")
+    jobs.add_argument("--limit", type=int, default=50)
+    jobs.add_argument("--json", action="store_true")
+    jobs.set_defaults(func=_cmd_jobs)
+
+    trials = client_command("trials", "list a job's trials")
+    trials.add_argument("job", type=int)
+    trials.add_argument("--top", type=int, help="the best K trials")
+    trials.add_argument("--state")
+    trials.add_argument("--sort", default="number")
+    trials.add_argument("--order", default="asc", choices=["asc", "desc"])
+    trials.add_argument("--limit", type=int, default=50)
+    trials.add_argument("--offset", type=int, default=0)
+    trials.add_argument("--json", action="store_true")
+    trials.set_defaults(func=_cmd_trials)
+
+    watch = client_command("watch", "live progress of a job until it ends")
+    watch.add_argument("job", type=int)
+    watch.set_defaults(func=_cmd_watch)
+
+    cancel = client_command("cancel", "cancel a job (its trials are kept)")
+    cancel.add_argument("job", type=int)
+    cancel.set_defaults(func=_cmd_cancel)
+
+    keys = sub.add_parser("keys", help="manage API keys (on the database directly)")
+    keys.add_argument("--db", help="database URL (default as for serve)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print it (shown once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--admin", action="store_true", help="sees and changes every job")
+    keys_sub.add_parser("list", help="list keys")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("id", type=int)
+    keys.set_defaults(func=_cmd_keys)
+
+    db = sub.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade"])
+    db.add_argument("--db", help="database URL (default as for serve)")
+    db.set_defaults(func=_cmd_db)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import httpx
+
+    from api.client import ApiError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except NasError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except httpx.HTTPError as exc:
+        server = getattr(args, "server", None) or "the server"
+        print(f"error: cannot talk to {server}: {exc} (is 'nas serve' running?)",
+              file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

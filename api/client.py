@@ -1,0 +1,169 @@
+"""A small Python client of the HTTP API, used by the ``nas`` CLI and importable by users.
+
+Example:
+    >>> from api.client import NasClient
+    >>> client = NasClient("http://127.0.0.1:8000", api_key="nas_...")
+    >>> job = client.submit("examples/nb201-random.yaml")
+    >>> client.wait(job["id"])["state"]
+    'SUCCEEDED'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+class ApiError(Exception):
+    """A 4xx/5xx answer; ``detail`` is the server's explanation (for 422: one entry per
+    problem with its field path)."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        self.status_code, self.detail = status_code, detail
+        super().__init__(f"HTTP {status_code}: {format_detail(detail)}")
+
+
+def format_detail(detail: Any) -> str:
+    if isinstance(detail, list):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}"
+            if isinstance(e, Mapping)
+            else str(e)
+            for e in detail
+        )
+    return str(detail)
+
+
+class NasClient:
+    """Talks to ``nas serve``. ``server`` defaults to ``$NAS_SERVER`` and ``api_key`` to
+    ``$NAS_API_KEY``."""
+
+    def __init__(
+        self, server: str | None = None, *, api_key: str | None = None, timeout: float = 30.0
+    ) -> None:
+        self.server = (server or os.environ.get("NAS_SERVER") or DEFAULT_SERVER).rstrip("/")
+        key = api_key if api_key is not None else os.environ.get("NAS_API_KEY")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> NasClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise ApiError(response.status_code, detail)
+        return response.json()
+
+    # --- jobs ------------------------------------------------------------------------------
+    def submit(self, spec: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+        """Submit a spec: a path to a YAML/JSON file, or a mapping."""
+        if isinstance(spec, Mapping):
+            return self._request("POST", "/api/v1/jobs", json=dict(spec))
+        path = Path(spec)
+        text = path.read_text()
+        is_json = text.lstrip().startswith("{")
+        content_type = "application/json" if is_json else "application/yaml"
+        return self._request(
+            "POST", "/api/v1/jobs", content=text.encode(), headers={"Content-Type": content_type}
+        )
+
+    def jobs(self, *, state: str | None = None, limit: int = 50, offset: int = 0) -> dict:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if state:
+            params["state"] = state
+        return self._request("GET", "/api/v1/jobs", params=params)
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/api/v1/jobs/{job_id}")
+
+    def cancel(self, job_id: int) -> dict[str, Any]:
+        return self._request("POST", f"/api/v1/jobs/{job_id}/cancel")
+
+    def trials(
+        self,
+        job_id: int,
+        *,
+        state: str | None = None,
+        sort: str = "number",
+        order: str = "asc",
+        limit: int = 50,
+        offset: int = 0,
+        after: int | None = None,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"sort": sort, "order": order, "limit": limit, "offset": offset}
+        if state:
+            params["state"] = state
+        if after is not None:
+            params["after"] = after
+        return self._request("GET", f"/api/v1/jobs/{job_id}/trials", params=params)
+
+    def all_trials(self, job_id: int, *, page: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every trial in number order, page by page (keyset paging)."""
+        after = -1
+        while True:
+            batch = self.trials(job_id, limit=page, after=after)
+            yield from batch["data"]
+            if batch["next_after"] is None:
+                return
+            after = batch["next_after"]
+
+    def trial(self, trial_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/api/v1/trials/{trial_id}")
+
+    def best(self, job_id: int, k: int = 1) -> list[dict[str, Any]]:
+        return self._request("GET", f"/api/v1/jobs/{job_id}/best", params={"k": k})
+
+    def health(self) -> dict[str, Any]:
+        return self._request("GET", "/healthz")
+
+    def events(self, job_id: int) -> Iterator[tuple[str, Any]]:
+        """Server-sent events of a job as ``(event, data)`` until it ends."""
+        with self._http.stream(
+            "GET", f"/api/v1/jobs/{job_id}/events", timeout=httpx.Timeout(30.0, read=None)
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise ApiError(response.status_code, response.json().get("detail"))
+            event, data = "message", []
+            for line in response.iter_lines():
+                if line == "":
+                    if data:
+                        yield event, json.loads("\n".join(data))
+                        if event == "end":
+                            return
+                    event, data = "message", []
+                elif line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].strip())
+
+    def wait(self, job_id: int, *, timeout: float | None = None, poll: float = 0.5) -> dict:
+        """Poll until the job has finished; returns it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["state"] in FINISHED:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['state']} after {timeout} s")
+            time.sleep(poll)

@@ -1,0 +1,107 @@
+"""FastAPI dependencies as annotated aliases: sessions, the caller, the parsed spec body."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import yaml
+from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.auth import LOCAL_ADMIN, Principal, authenticate
+from api.settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    read: sessionmaker[Session]
+    write: sessionmaker[Session]
+
+
+def app_state(request: Request) -> AppState:
+    return request.app.state.nas
+
+
+def _read_session(request: Request) -> Iterator[Session]:
+    with app_state(request).read() as session:
+        yield session
+
+
+def _write_session(request: Request) -> Iterator[Session]:
+    session = app_state(request).write()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+ReadSession = Annotated[Session, Depends(_read_session)]
+WriteSession = Annotated[Session, Depends(_write_session)]
+StateDep = Annotated[AppState, Depends(app_state)]
+
+
+def _principal(request: Request) -> Principal:
+    state = app_state(request)
+    if state.settings.auth == "none":
+        return LOCAL_ADMIN
+    with state.read() as session:
+        principal = authenticate(session, request.headers.get("authorization"))
+    if principal is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing or invalid API key: send 'Authorization: Bearer <key>' "
+            "(create one with 'nas keys create --name NAME')",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(_principal)]
+
+SPEC_MEDIA_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml")
+
+
+async def _spec_document(request: Request) -> dict[str, Any]:
+    """The request body as a spec document: JSON, or YAML with a YAML content type."""
+    media = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if media not in SPEC_MEDIA_TYPES:
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            f"content-type {media!r} is not supported; send one of {', '.join(SPEC_MEDIA_TYPES)}",
+        )
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body is not UTF-8 text") from None
+    if not text.strip():
+        raise _invalid(["<document>"], "the body is empty; send a job spec")
+    try:
+        data = json.loads(text) if media == "application/json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise _invalid(["<document>"], f"malformed JSON: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise _invalid(["<document>"], f"malformed YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise _invalid(["<document>"], "a job spec is a mapping of sections (name, dataset, ...)")
+    return data
+
+
+def _invalid(loc: list[str], msg: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        [{"loc": loc, "msg": msg, "type": "invalid_document"}],
+    )
+
+
+SpecDocument = Annotated[dict[str, Any], Depends(_spec_document)]

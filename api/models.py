@@ -1,0 +1,176 @@
+"""SQLAlchemy ORM models (tables). API schemas live in ``api.schemas``; queries in
+``api.repositories``. Every change here needs an Alembic migration in ``api/migrations``."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class JobState(str, enum.Enum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    def is_finished(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+#: Trial states stored in the database (``nas.trial.TrialState`` plus those before a result).
+TRIAL_STATES = ("WAITING", "RUNNING", "COMPLETE", "PRUNED", "FAIL")
+
+_ts = DateTime(timezone=True)
+
+
+class ApiKeyModel(Base):
+    __tablename__ = "nas_api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    #: The key's first characters, to recognise it in listings; the key itself is not stored.
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(_ts, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(_ts, nullable=True)
+
+
+class JobModel(Base):
+    __tablename__ = "nas_jobs"
+    __table_args__ = (
+        Index("ix_nas_jobs_state", "state", "id"),
+        Index("ix_nas_jobs_owner", "owner_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("nas_api_keys.id"), nullable=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED.value)
+    #: Why the job ended (or the error that failed it; the stop reason of a finished search).
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(_ts, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(_ts, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(_ts, nullable=True)
+    #: The runner holding the job (``host:pid:token``) and when it last renewed its lease.
+    runner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(_ts, nullable=True)
+    #: How many times the job was resumed from a checkpoint after its runner stopped.
+    resumes: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    #: Trials recorded (numbers 0..n_trials-1) and their count per state: the totals of
+    #: trial listings, kept here so a listing never counts 100k rows.
+    n_trials: Mapped[int] = mapped_column(Integer, default=0)
+    state_counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    best_trial_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    best_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: Result of a finished search: stop reason, ranked architectures, final retraining.
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class TrialModel(Base):
+    __tablename__ = "nas_trials"
+    __table_args__ = (
+        UniqueConstraint("job_id", "number", name="uq_nas_trials_job_number"),
+        Index("ix_nas_trials_job_state_number", "job_id", "state", "number"),
+        Index("ix_nas_trials_job_objective", "job_id", "objective"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("nas_jobs.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    candidate_id: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    architecture: Mapped[dict[str, Any]] = mapped_column(JSON)
+    arch_key: Mapped[str] = mapped_column(String(500))
+    hparams: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    objective: Mapped[float | None] = mapped_column(Float, nullable=True)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    cost_s: Mapped[float] = mapped_column(Float, default=0.0)
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: Shared-weight search: the supernet epoch and the reward's step within it.
+    epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(_ts, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(_ts, nullable=True)
+
+
+class IntermediateValueModel(Base):
+    """A value a trial reported while training (per epoch), keyed by the trial's number so
+    it can be written before the trial's own row is final."""
+
+    __tablename__ = "nas_intermediate_values"
+    __table_args__ = (
+        UniqueConstraint("job_id", "trial_number", "step", name="uq_nas_iv_trial_step"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("nas_jobs.id", ondelete="CASCADE"))
+    trial_number: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    recorded_at: Mapped[datetime] = mapped_column(_ts, default=utcnow)
+
+
+class CheckpointModel(Base):
+    """The latest consistent state of a running job: the controller's ``state_dict``, the
+    search loop's progress, and (shared-weight search) the supernet file. Written in the same
+    transaction as the trials it covers (numbers < ``trial_count``)."""
+
+    __tablename__ = "nas_checkpoints"
+
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("nas_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    trial_count: Mapped[int] = mapped_column(Integer)
+    controller_state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    loop_state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: Supernet + optimizer state (``torch.save``), relative to the artifacts folder.
+    evaluator_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(_ts, default=utcnow)
+
+
+class ArtifactModel(Base):
+    """A file of a job under the artifacts folder (retrained weights, exports)."""
+
+    __tablename__ = "nas_artifacts"
+    __table_args__ = (Index("ix_nas_artifacts_job", "job_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("nas_jobs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(50))
+    #: Relative to the artifacts folder.
+    path: Mapped[str] = mapped_column(String(500))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(_ts, default=utcnow)

@@ -1,0 +1,351 @@
+"""Queries, one repository per aggregate. Repositories flush but never commit: the caller's
+unit of work (``api.db.session_scope``) does, once."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from api.models import (
+    ApiKeyModel,
+    ArtifactModel,
+    CheckpointModel,
+    IntermediateValueModel,
+    JobModel,
+    JobState,
+    TrialModel,
+    utcnow,
+)
+
+METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
+
+
+class ApiKeyRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, key: ApiKeyModel) -> ApiKeyModel:
+        self.session.add(key)
+        self.session.flush()
+        return key
+
+    def active_by_hash(self, key_hash: str) -> ApiKeyModel | None:
+        return self.session.scalar(
+            select(ApiKeyModel).where(
+                ApiKeyModel.key_hash == key_hash, ApiKeyModel.revoked_at.is_(None)
+            )
+        )
+
+    def list(self) -> Sequence[ApiKeyModel]:
+        return self.session.scalars(select(ApiKeyModel).order_by(ApiKeyModel.id)).all()
+
+    def revoke(self, key_id: int) -> bool:
+        result = self.session.execute(
+            update(ApiKeyModel)
+            .where(ApiKeyModel.id == key_id, ApiKeyModel.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        return bool(result.rowcount)
+
+
+class JobRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, job: JobModel) -> JobModel:
+        self.session.add(job)
+        self.session.flush()
+        return job
+
+    def get(self, job_id: int, *, owner_id: int | None = None, any_owner: bool = True) -> (
+        JobModel | None
+    ):
+        """The job, or ``None`` when it does not exist or (``any_owner=False``) belongs to
+        someone other than ``owner_id``."""
+        job = self.session.get(JobModel, job_id)
+        if job is None or (not any_owner and job.owner_id != owner_id):
+            return None
+        return job
+
+    def page(
+        self,
+        *,
+        owner_id: int | None,
+        any_owner: bool,
+        state: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[Sequence[JobModel], int]:
+        query: Select[Any] = select(JobModel)
+        if not any_owner:
+            query = query.where(JobModel.owner_id == owner_id)
+        if state is not None:
+            query = query.where(JobModel.state == state)
+        total = self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = self.session.scalars(
+            query.order_by(JobModel.id.desc()).limit(limit).offset(offset)
+        ).all()
+        return rows, total
+
+    def claimable(self, *, stale_before: datetime, limit: int) -> Sequence[JobModel]:
+        """QUEUED jobs and RUNNING jobs whose runner let its lease expire (or released it),
+        oldest first."""
+        return self.session.scalars(
+            select(JobModel)
+            .where(
+                or_(
+                    JobModel.state == JobState.QUEUED.value,
+                    (JobModel.state == JobState.RUNNING.value)
+                    & (JobModel.heartbeat_at.is_(None) | (JobModel.heartbeat_at < stale_before)),
+                )
+            )
+            .order_by(JobModel.id)
+            .limit(limit)
+        ).all()
+
+    def running_elsewhere(self, runner: str) -> Sequence[JobModel]:
+        return self.session.scalars(
+            select(JobModel).where(
+                JobModel.state == JobState.RUNNING.value,
+                JobModel.runner.is_not(None),
+                JobModel.runner != runner,
+            )
+        ).all()
+
+    def claim(self, job: JobModel, runner: str, *, stale_before: datetime, force: bool) -> bool:
+        """Compare-and-set: take ``job`` for ``runner`` unless another runner took it first.
+        ``force`` takes over a RUNNING job whatever its lease (its runner is known dead)."""
+        now = utcnow()
+        condition = JobModel.state == JobState.QUEUED.value
+        if job.state == JobState.RUNNING.value:
+            condition = (JobModel.state == JobState.RUNNING.value) & (
+                JobModel.runner.is_(None)
+                if job.runner is None
+                else (JobModel.runner == job.runner)
+            )
+            if not force:
+                condition = condition & (
+                    JobModel.heartbeat_at.is_(None) | (JobModel.heartbeat_at < stale_before)
+                )
+        result = self.session.execute(
+            update(JobModel)
+            .where(JobModel.id == job.id, condition)
+            .values(
+                state=JobState.RUNNING.value,
+                runner=runner,
+                heartbeat_at=now,
+                started_at=func.coalesce(JobModel.started_at, now),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+    def renew(self, runner: str, job_ids: Iterable[int]) -> dict[int, bool]:
+        """Renew the leases of ``runner``'s jobs; answers which ask to be cancelled."""
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        self.session.execute(
+            update(JobModel)
+            .where(JobModel.id.in_(ids), JobModel.runner == runner)
+            .values(heartbeat_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        rows = self.session.execute(
+            select(JobModel.id, JobModel.cancel_requested).where(JobModel.id.in_(ids))
+        ).all()
+        return {row.id: bool(row.cancel_requested) for row in rows}
+
+    def set_fields(self, job_id: int, **values: Any) -> None:
+        self.session.execute(
+            update(JobModel)
+            .where(JobModel.id == job_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+
+
+class TrialRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def insert_many(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.session.execute(insert(TrialModel), rows)
+
+    def update_many(self, job_id: int, rows: list[dict[str, Any]]) -> None:
+        """Finish trials written as RUNNING, matched by number."""
+        for row in rows:
+            values = {k: v for k, v in row.items() if k not in ("job_id", "number")}
+            self.session.execute(
+                update(TrialModel)
+                .where(TrialModel.job_id == job_id, TrialModel.number == row["number"])
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+
+    def delete_from(self, job_id: int, number: int) -> int:
+        """Remove trials numbered ``number`` and later (work after the last checkpoint)."""
+        self.session.execute(
+            delete(IntermediateValueModel).where(
+                IntermediateValueModel.job_id == job_id,
+                IntermediateValueModel.trial_number >= number,
+            )
+        )
+        result = self.session.execute(
+            delete(TrialModel).where(TrialModel.job_id == job_id, TrialModel.number >= number)
+        )
+        return int(result.rowcount or 0)
+
+    def state_counts(self, job_id: int) -> dict[str, int]:
+        rows = self.session.execute(
+            select(TrialModel.state, func.count())
+            .where(TrialModel.job_id == job_id)
+            .group_by(TrialModel.state)
+        ).all()
+        return {state: int(n) for state, n in rows}
+
+    def mark_running_failed(self, job_id: int, error: str) -> int:
+        result = self.session.execute(
+            update(TrialModel)
+            .where(TrialModel.job_id == job_id, TrialModel.state.in_(("RUNNING", "WAITING")))
+            .values(state="FAIL", error=error, finished_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)
+
+    def all_before(self, job_id: int, number: int) -> Sequence[TrialModel]:
+        return self.session.scalars(
+            select(TrialModel)
+            .where(TrialModel.job_id == job_id, TrialModel.number < number)
+            .order_by(TrialModel.number)
+        ).all()
+
+    def get(self, trial_id: int) -> TrialModel | None:
+        return self.session.get(TrialModel, trial_id)
+
+    def page(
+        self,
+        job_id: int,
+        *,
+        state: str | None = None,
+        sort: str = "number",
+        descending: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+        after: int | None = None,
+    ) -> Sequence[TrialModel]:
+        """One page in SQL. ``sort`` is ``number``, ``objective`` or a metric name; trials
+        without the sort value come last. ``after`` is a keyset cursor for ``number`` order
+        (constant time however deep the page)."""
+        query = select(TrialModel).where(TrialModel.job_id == job_id)
+        if state is not None:
+            query = query.where(TrialModel.state == state)
+        if sort == "number":
+            key: Any = TrialModel.number
+            if after is not None:
+                query = query.where(
+                    TrialModel.number < after if descending else TrialModel.number > after
+                )
+            order = [key.desc() if descending else key.asc()]
+        else:
+            if sort == "objective":
+                key = TrialModel.objective
+            else:
+                key = TrialModel.metrics[sort].as_float()
+            order = [
+                (key.desc() if descending else key.asc()).nulls_last(),
+                TrialModel.number.asc(),
+            ]
+        return self.session.scalars(query.order_by(*order).limit(limit).offset(offset)).all()
+
+    def top(self, job_id: int, k: int, *, maximize: bool) -> Sequence[TrialModel]:
+        key = TrialModel.objective.desc() if maximize else TrialModel.objective.asc()
+        return self.session.scalars(
+            select(TrialModel)
+            .where(
+                TrialModel.job_id == job_id,
+                TrialModel.state == "COMPLETE",
+                TrialModel.objective.is_not(None),
+            )
+            .order_by(key, TrialModel.number)
+            .limit(k)
+        ).all()
+
+    def after(self, job_id: int, number: int, limit: int) -> Sequence[Any]:
+        """Compact rows (number, state, objective) of trials numbered above ``number``."""
+        return self.session.execute(
+            select(TrialModel.number, TrialModel.state, TrialModel.objective)
+            .where(TrialModel.job_id == job_id, TrialModel.number > number)
+            .order_by(TrialModel.number)
+            .limit(limit)
+        ).all()
+
+    def add_intermediate(self, job_id: int, trial_number: int, step: int, values: dict) -> None:
+        self.session.execute(
+            insert(IntermediateValueModel).values(
+                job_id=job_id, trial_number=trial_number, step=step, values=values
+            )
+        )
+
+    def intermediate(self, job_id: int, trial_number: int) -> Sequence[IntermediateValueModel]:
+        return self.session.scalars(
+            select(IntermediateValueModel)
+            .where(
+                IntermediateValueModel.job_id == job_id,
+                IntermediateValueModel.trial_number == trial_number,
+            )
+            .order_by(IntermediateValueModel.step)
+        ).all()
+
+
+class CheckpointRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, job_id: int) -> CheckpointModel | None:
+        return self.session.get(CheckpointModel, job_id)
+
+    def save(
+        self,
+        job_id: int,
+        *,
+        trial_count: int,
+        controller_state: dict[str, Any],
+        loop_state: dict[str, Any],
+        evaluator_path: str | None,
+    ) -> int:
+        """Replace the job's checkpoint; returns its sequence number."""
+        current = self.session.get(CheckpointModel, job_id)
+        if current is None:
+            current = CheckpointModel(job_id=job_id, seq=0)
+            self.session.add(current)
+        else:
+            current.seq += 1
+        current.trial_count = trial_count
+        current.controller_state = controller_state
+        current.loop_state = loop_state
+        current.evaluator_path = evaluator_path
+        current.created_at = utcnow()
+        self.session.flush()
+        return current.seq
+
+
+class ArtifactRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, artifact: ArtifactModel) -> ArtifactModel:
+        self.session.add(artifact)
+        self.session.flush()
+        return artifact
+
+    def for_job(self, job_id: int) -> Sequence[ArtifactModel]:
+        return self.session.scalars(
+            select(ArtifactModel).where(ArtifactModel.job_id == job_id).order_by(ArtifactModel.id)
+        ).all()

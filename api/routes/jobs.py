@@ -1,0 +1,219 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from enum import Enum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from api.auth import Principal
+from api.deps import AppState, CurrentPrincipal, ReadSession, SpecDocument, StateDep, WriteSession
+from api.models import JobState
+from api.repositories import METRIC_NAME, JobRepository, TrialRepository
+from api.schemas import JobList, JobRead, TrialList, TrialRead
+from api.services import ConflictError, JobService, NotFoundError, job_read
+from nas.evaluators import EVALUATORS
+from nas.spec import JobSpec
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+TrialStateParam = Enum(  # type: ignore[misc]
+    "TrialStateParam", {s: s for s in ("WAITING", "RUNNING", "COMPLETE", "PRUNED", "FAIL")}
+)
+JobStateParam = Enum("JobStateParam", {s.value: s.value for s in JobState})  # type: ignore[misc]
+
+_spec_body = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": JobSpec.model_json_schema()},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+def _not_found(exc: NotFoundError) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
+
+
+def _job(session: Any, principal: Principal, job_id: int) -> Any:
+    try:
+        return JobService(session).get(principal, job_id)
+    except NotFoundError as exc:
+        raise _not_found(exc) from None
+
+
+@router.post(
+    "",
+    response_model=JobRead,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=_spec_body,
+    responses={422: {"description": "invalid spec: one entry per problem, with its field path"}},
+)
+def submit_job(document: SpecDocument, session: WriteSession, principal: CurrentPrincipal) -> JobRead:
+    """Submit a job spec (JSON, or YAML with a YAML content type). The spec is validated
+    whole; an invalid one creates nothing and answers 422 with every problem's path."""
+    job = JobService(session).submit(principal, document)
+    return job_read(job, principal.name)
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    session: ReadSession,
+    principal: CurrentPrincipal,
+    state: JobStateParam | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobList:
+    """Your jobs (all jobs for an admin), newest first."""
+    rows, total = JobRepository(session).page(
+        owner_id=principal.key_id,
+        any_owner=principal.sees_all,
+        state=state.value if state else None,
+        limit=limit,
+        offset=offset,
+    )
+    return JobList(data=[job_read(j, with_spec=False) for j in rows], count=total)
+
+
+@router.get("/{job_id}", response_model=JobRead)
+def get_job(job_id: int, session: ReadSession, principal: CurrentPrincipal) -> JobRead:
+    """Status, progress, trial counts, best so far, and the summary once finished."""
+    return job_read(_job(session, principal, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobRead)
+def cancel_job(job_id: int, session: WriteSession, principal: CurrentPrincipal) -> JobRead:
+    """Stop a job; its recorded trials are kept. 409 when it already finished."""
+    try:
+        job = JobService(session).cancel(principal, job_id)
+    except NotFoundError as exc:
+        raise _not_found(exc) from None
+    except ConflictError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    return job_read(job)
+
+
+def _sort_keys(spec: dict[str, Any]) -> list[str]:
+    evaluator = EVALUATORS.get(spec["evaluator"]["name"])
+    return ["number", "objective", *evaluator.metrics]
+
+
+@router.get("/{job_id}/trials", response_model=TrialList)
+def list_trials(
+    job_id: int,
+    session: ReadSession,
+    principal: CurrentPrincipal,
+    state: TrialStateParam | None = None,
+    sort: Annotated[str, Query(description="number, objective or a metric name")] = "number",
+    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    after: Annotated[int | None, Query(ge=-1, description="keyset cursor (number order)")] = None,
+) -> TrialList:
+    """A page of a job's trials, filtered by state and sorted by number, objective or any
+    metric the job's evaluator reports. ``count`` is the total over all pages."""
+    job = _job(session, principal, job_id)
+    valid = _sort_keys(job.spec)
+    if sort not in valid or not METRIC_NAME.match(sort):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"loc": ["query", "sort"], "msg": f"unknown sort key {sort!r}; valid: "
+              f"{', '.join(valid)}", "type": "value_error"}],
+        )
+    if after is not None and sort != "number":
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"loc": ["query", "after"], "msg": "the after cursor needs sort=number; use "
+              "offset for other orders", "type": "value_error"}],
+        )
+    counts = job.state_counts or {}
+    total = job.n_trials if state is None else int(counts.get(state.value, 0))
+    rows = TrialRepository(session).page(
+        job_id,
+        state=state.value if state else None,
+        sort=sort,
+        descending=order == "desc",
+        limit=limit,
+        offset=offset,
+        after=after,
+    )
+    data = [TrialRead.model_validate(r) for r in rows]
+    next_after = data[-1].number if sort == "number" and len(data) == limit else None
+    return TrialList(data=data, count=total, next_after=next_after)
+
+
+@router.get("/{job_id}/best", response_model=list[TrialRead])
+def best_trials(
+    job_id: int,
+    session: ReadSession,
+    principal: CurrentPrincipal,
+    k: Annotated[int, Query(ge=1, le=1000)] = 1,
+) -> list[TrialRead]:
+    """The top-K completed trials by the job's objective, best first."""
+    job = _job(session, principal, job_id)
+    maximize = job.spec.get("objective", {}).get("direction", "maximize") == "maximize"
+    rows = TrialRepository(session).top(job_id, k, maximize=maximize)
+    return [TrialRead.model_validate(r) for r in rows]
+
+
+@router.get("/{job_id}/events", response_class=EventSourceResponse)
+async def job_events(
+    job_id: int, request: Request, state: StateDep, principal: CurrentPrincipal
+) -> AsyncIterator[ServerSentEvent]:
+    """Server-sent events: ``job`` (state, progress, trial count, best) whenever it changes,
+    ``trial`` (number, state, objective) for each trial as it is recorded, and a last
+    ``end`` once the job has finished."""
+    job = await asyncio.to_thread(_load_job, state, principal, job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
+    # Trials are sent once per state: a RUNNING trial is sent again when it finishes.
+    # ``done`` is the highest number below which every trial was sent finished.
+    done, sent, last_job = -1, dict[int, str](), None
+    poll = state.settings.poll_interval_s
+    while True:
+        job, trials = await asyncio.to_thread(_poll, state, job_id, done)
+        fresh = False
+        for number, trial_state, objective in trials:
+            if sent.get(number) != trial_state:
+                sent[number] = trial_state
+                fresh = True
+                yield ServerSentEvent(
+                    event="trial",
+                    id=str(number),
+                    data={"number": number, "state": trial_state, "objective": objective},
+                )
+            if number == done + 1 and trial_state not in ("RUNNING", "WAITING"):
+                done = number
+                sent.pop(number, None)
+        snapshot = job_read(job, with_spec=False).model_dump(
+            mode="json", exclude={"spec", "summary", "created_at", "owner"}
+        )
+        if snapshot != last_job:
+            last_job = snapshot
+            yield ServerSentEvent(event="job", data=snapshot)
+        if JobState(job.state).is_finished() and not fresh:
+            yield ServerSentEvent(event="end", data={"state": job.state, "reason": job.reason})
+            return
+        if await request.is_disconnected():
+            return
+        if not fresh or len(trials) < 500:
+            await asyncio.sleep(poll)
+
+
+def _load_job(state: AppState, principal: Principal, job_id: int) -> Any:
+    with state.read() as session:
+        try:
+            return JobService(session).get(principal, job_id)
+        except NotFoundError:
+            return None
+
+
+def _poll(state: AppState, job_id: int, last_number: int) -> tuple[Any, list[Any]]:
+    with state.read() as session:
+        job = JobRepository(session).get(job_id)
+        trials = list(TrialRepository(session).after(job_id, last_number, 500))
+        return job, trials

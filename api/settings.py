@@ -1,0 +1,55 @@
+"""Service settings, read from the environment (prefix ``NAS_``) by pydantic-settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything ``nas serve`` can be told. Each field is also an environment variable:
+    ``database_url`` is ``NAS_DATABASE_URL``, and so on.
+
+    Example:
+        >>> Settings(database_url="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    """
+
+    model_config = SettingsConfigDict(env_prefix="NAS_", extra="ignore")
+
+    #: Where the default SQLite database and the artifacts live.
+    data_dir: Path = Path(".nas")
+    #: SQLAlchemy URL; default ``sqlite:///<data_dir>/nas.db`` (WAL mode, created on start).
+    database_url: str | None = None
+    #: Weights, supernet checkpoints and exports; default ``<data_dir>/artifacts``.
+    artifacts_dir: Path | None = None
+    #: ``keys``: every request needs ``Authorization: Bearer <key>``. ``none``: no
+    #: authentication, every caller is the local admin; for single-user use on a trusted
+    #: machine only, and only when set explicitly.
+    auth: Literal["keys", "none"] = "keys"
+    #: Request bodies above this size are refused with 413.
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    #: Jobs this server runs at once; more wait QUEUED.
+    max_running_jobs: int = Field(2, ge=1, le=256)
+    #: Trial records are written in batches at most this often (and at every checkpoint).
+    flush_interval_s: float = Field(1.0, ge=0)
+    #: A RUNNING job whose runner has not renewed its lease for this long is taken over
+    #: (a crashed server on another machine). A dead process on this machine is taken over
+    #: at once.
+    job_lease_s: float = Field(30.0, gt=0)
+    #: How often the runner renews leases and looks for new jobs and cancel requests.
+    poll_interval_s: float = Field(0.5, gt=0)
+    #: Run jobs in this process (off: an API-only replica).
+    run_jobs: bool = True
+    #: Upgrade the database schema on start (else ``nas db upgrade`` must have run).
+    migrate_on_start: bool = True
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'nas.db').as_posix()}"
+
+    def resolved_artifacts_dir(self) -> Path:
+        return self.artifacts_dir or self.data_dir / "artifacts"
