@@ -110,8 +110,13 @@ def _watch(client: Any, job_id: int) -> int:
     """A live progress bar from the job's event stream; prints the best result at the end."""
     from tqdm import tqdm
 
-    bar = tqdm(total=100, unit="%", desc=f"job {job_id}", file=sys.stderr,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
+    bar = tqdm(
+        total=100,
+        unit="%",
+        desc=f"job {job_id}",
+        file=sys.stderr,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
+    )
     job: dict[str, Any] = {}
     try:
         for event, data in client.events(job_id):
@@ -203,18 +208,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     def client_command(name: str, help_: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_)
-        cmd.add_argument("--server", help="service URL (default $NAS_SERVER or "
-                         "http://127.0.0.1:8000)")
+        cmd.add_argument(
+            "--server", help="service URL (default $NAS_SERVER or http://127.0.0.1:8000)"
+        )
         cmd.add_argument("--api-key", help="API key (default $NAS_API_KEY)")
         return cmd
 
     serve = sub.add_parser("serve", help="run the service (HTTP API + job runner)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--db", help="database URL (default $NAS_DATABASE_URL or a SQLite file "
-                       "under $NAS_DATA_DIR, ./.nas)")
-    serve.add_argument("--no-auth", action="store_true",
-                       help="no API keys: every caller is admin (single user, trusted machine)")
+    serve.add_argument(
+        "--db",
+        help="database URL (default $NAS_DATABASE_URL or a SQLite file "
+        "under $NAS_DATA_DIR, ./.nas)",
+    )
+    serve.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="no API keys: every caller is admin (single user, trusted machine)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     submit = client_command("submit", "submit a job spec to the service")
@@ -281,8 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except httpx.HTTPError as exc:
         server = getattr(args, "server", None) or "the server"
-        print(f"error: cannot talk to {server}: {exc} (is 'nas serve' running?)",
-              file=sys.stderr)
+        print(f"error: cannot talk to {server}: {exc} (is 'nas serve' running?)", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -58,7 +58,7 @@ class NasClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> NasClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:

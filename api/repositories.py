@@ -62,9 +62,9 @@ class JobRepository:
         self.session.flush()
         return job
 
-    def get(self, job_id: int, *, owner_id: int | None = None, any_owner: bool = True) -> (
-        JobModel | None
-    ):
+    def get(
+        self, job_id: int, *, owner_id: int | None = None, any_owner: bool = True
+    ) -> JobModel | None:
         """The job, or ``None`` when it does not exist or (``any_owner=False``) belongs to
         someone other than ``owner_id``."""
         job = self.session.get(JobModel, job_id)
@@ -124,9 +124,7 @@ class JobRepository:
         condition = JobModel.state == JobState.QUEUED.value
         if job.state == JobState.RUNNING.value:
             condition = (JobModel.state == JobState.RUNNING.value) & (
-                JobModel.runner.is_(None)
-                if job.runner is None
-                else (JobModel.runner == job.runner)
+                JobModel.runner.is_(None) if job.runner is None else (JobModel.runner == job.runner)
             )
             if not force:
                 condition = condition & (

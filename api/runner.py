@@ -125,7 +125,7 @@ class JobRunner:
         while not self._stop.is_set():
             try:
                 self._tick()
-            except Exception:  # the database may be briefly unreachable: log and go on
+            except Exception:  # noqa: BLE001 - the database may be briefly unreachable
                 log.exception("runner tick failed")
             self._stop.wait(self.settings.poll_interval_s)
 
@@ -193,11 +193,11 @@ class JobExecution(threading.Thread):
     def run(self) -> None:
         try:
             self._run()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any error fails the job, with its cause
             log.error("job %d failed:\n%s", self.job_id, traceback.format_exc())
             try:
                 self._finish(JobState.FAILED, f"{type(exc).__name__}: {exc}")
-            except Exception:
+            except Exception:  # noqa: BLE001 - the database is gone; the lease will expire
                 log.exception("job %d: could not record the failure", self.job_id)
 
     def _run(self) -> None:
@@ -235,9 +235,7 @@ class JobExecution(threading.Thread):
                 TrialRepository(session).mark_running_failed(
                     self.job_id, "the job was cancelled while this trial ran"
                 )
-            self._finish(
-                JobState.CANCELLED, f"cancelled by user after {len(loop.trials)} trials"
-            )
+            self._finish(JobState.CANCELLED, f"cancelled by user after {len(loop.trials)} trials")
             return
         if self._stop_reason is not None or outcome is None:
             self._release()
@@ -356,10 +354,7 @@ class JobExecution(threading.Thread):
     def _on_batch_end(self) -> None:
         if self._running:  # refused by the budget after they started: not trials
             self._drop_running()
-        if (
-            self._updates
-            or time.monotonic() - self._last_flush >= self.settings.flush_interval_s
-        ):
+        if self._updates or time.monotonic() - self._last_flush >= self.settings.flush_interval_s:
             self._flush(checkpoint=True)
 
     def _on_epoch(self, _point: dict[str, Any]) -> None:

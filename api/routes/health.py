@@ -19,6 +19,8 @@ def healthz(state: StateDep) -> Health | JSONResponse:
         with state.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        body = Health(status="unavailable", database=f"error: {type(exc).__name__}", version=VERSION)
+        body = Health(
+            status="unavailable", database=f"error: {type(exc).__name__}", version=VERSION
+        )
         return JSONResponse(body.model_dump(), status_code=503)
     return Health(status="ok", database=state.engine.dialect.name, version=VERSION)

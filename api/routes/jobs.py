@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from enum import Enum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.auth import Principal
@@ -53,7 +53,9 @@ def _job(session: Any, principal: Principal, job_id: int) -> Any:
     openapi_extra=_spec_body,
     responses={422: {"description": "invalid spec: one entry per problem, with its field path"}},
 )
-def submit_job(document: SpecDocument, session: WriteSession, principal: CurrentPrincipal) -> JobRead:
+def submit_job(
+    document: SpecDocument, session: WriteSession, principal: CurrentPrincipal
+) -> JobRead:
     """Submit a job spec (JSON, or YAML with a YAML content type). The spec is validated
     whole; an invalid one creates nothing and answers 422 with every problem's path."""
     job = JobService(session).submit(principal, document)
@@ -121,14 +123,24 @@ def list_trials(
     if sort not in valid or not METRIC_NAME.match(sort):
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [{"loc": ["query", "sort"], "msg": f"unknown sort key {sort!r}; valid: "
-              f"{', '.join(valid)}", "type": "value_error"}],
+            [
+                {
+                    "loc": ["query", "sort"],
+                    "msg": f"unknown sort key {sort!r}; valid: {', '.join(valid)}",
+                    "type": "value_error",
+                }
+            ],
         )
     if after is not None and sort != "number":
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [{"loc": ["query", "after"], "msg": "the after cursor needs sort=number; use "
-              "offset for other orders", "type": "value_error"}],
+            [
+                {
+                    "loc": ["query", "after"],
+                    "msg": "the after cursor needs sort=number; use offset for other orders",
+                    "type": "value_error",
+                }
+            ],
         )
     counts = job.state_counts or {}
     total = job.n_trials if state is None else int(counts.get(state.value, 0))
@@ -160,16 +172,18 @@ def best_trials(
     return [TrialRead.model_validate(r) for r in rows]
 
 
+def _visible_job_id(job_id: int, session: ReadSession, principal: CurrentPrincipal) -> int:
+    """404 before the stream starts (a generator cannot answer an error status)."""
+    return _job(session, principal, job_id).id
+
+
 @router.get("/{job_id}/events", response_class=EventSourceResponse)
 async def job_events(
-    job_id: int, request: Request, state: StateDep, principal: CurrentPrincipal
+    job_id: Annotated[int, Depends(_visible_job_id)], request: Request, state: StateDep
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events: ``job`` (state, progress, trial count, best) whenever it changes,
     ``trial`` (number, state, objective) for each trial as it is recorded, and a last
     ``end`` once the job has finished."""
-    job = await asyncio.to_thread(_load_job, state, principal, job_id)
-    if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
     # Trials are sent once per state: a RUNNING trial is sent again when it finishes.
     # ``done`` is the highest number below which every trial was sent finished.
     done, sent, last_job = -1, dict[int, str](), None
@@ -202,14 +216,6 @@ async def job_events(
             return
         if not fresh or len(trials) < 500:
             await asyncio.sleep(poll)
-
-
-def _load_job(state: AppState, principal: Principal, job_id: int) -> Any:
-    with state.read() as session:
-        try:
-            return JobService(session).get(principal, job_id)
-        except NotFoundError:
-            return None
 
 
 def _poll(state: AppState, job_id: int, last_number: int) -> tuple[Any, list[Any]]:

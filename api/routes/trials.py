@@ -25,6 +25,4 @@ def get_trial(trial_id: int, session: ReadSession, principal: CurrentPrincipal) 
         IntermediateValue(step=v.step, values=v.values)
         for v in trials.intermediate(trial.job_id, trial.number)
     ]
-    return TrialDetail(
-        **TrialRead.model_validate(trial).model_dump(), intermediate_values=values
-    )
+    return TrialDetail(**TrialRead.model_validate(trial).model_dump(), intermediate_values=values)

@@ -1,0 +1,186 @@
+"""Fixtures for the service: a fresh database per test on SQLite and on PostgreSQL, and a
+real HTTP server (uvicorn in a thread) with the job runner inside.
+
+PostgreSQL is the one at ``NAS_TEST_PG`` (default 127.0.0.1:5432, user postgres); each test
+gets its own database, dropped afterwards. It never skips: CI starts the server first.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import uvicorn
+
+from api.app import create_app
+from api.client import NasClient
+from api.settings import Settings
+from tests.conftest import NB201_TABLE
+
+PG_ADMIN = os.environ.get("NAS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database; its SQLAlchemy URL."""
+    name = f"nas_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN}: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'nas.db'}"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+@pytest.fixture(autouse=True)
+def _nb201_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NAS_NB201_TABLE", str(NB201_TABLE))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "data_dir": data_dir,
+        "poll_interval_s": 0.1,
+        "flush_interval_s": 0.1,
+        "job_lease_s": 2.0,
+        "auth": "keys",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+class LiveServer:
+    """uvicorn serving ``create_app(settings)`` on a free port, in a thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app = create_app(settings)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(60)
+
+    def client(self, api_key: str | None = None) -> NasClient:
+        return NasClient(self.url, api_key=api_key or "")
+
+    def create_key(self, name: str, *, admin: bool = False) -> str:
+        from api.auth import create_key
+        from api.db import session_scope
+
+        with session_scope(self.app.state.nas.write) as session:
+            return create_key(session, name=name, admin=admin)[1]
+
+
+@pytest.fixture
+def server_factory(database_url: str, tmp_path: Path) -> Iterator[Any]:
+    """``server_factory(**settings)`` starts a live server on this test's database."""
+    servers: list[LiveServer] = []
+
+    def start(**overrides: Any) -> LiveServer:
+        server = LiveServer(make_settings(database_url, tmp_path / "data", **overrides))
+        servers.append(server.start())
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(server_factory: Any) -> LiveServer:
+    return server_factory()
+
+
+@pytest.fixture
+def user_key(server: LiveServer) -> str:
+    return server.create_key("user-a")
+
+
+@pytest.fixture
+def client(server: LiveServer, user_key: str) -> Iterator[NasClient]:
+    with server.client(user_key) as c:
+        yield c
+
+
+def nb201_spec(**overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "nb201-random",
+        "dataset": {"name": "nb201-cifar10"},
+        "space": {"name": "nb201"},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "tabular"},
+        "budget": {"trials": 300},
+        "seed": 0,
+    }
+    spec.update(overrides)
+    return spec
+
+
+def standalone_spec(trials: int = 12, epochs: int = 3, **overrides: Any) -> dict[str, Any]:
+    """Small standalone training trials on scikit-learn's digits (~0.3-1 s each)."""
+    spec: dict[str, Any] = {
+        "name": "digits-standalone",
+        "dataset": {"name": "digits"},
+        "space": {"name": "enas-macro", "layers": 2, "channels": 8, "reductions": [1]},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "standalone", "epochs": epochs, "batch_size": 64},
+        "budget": {"trials": trials},
+        "seed": 1,
+    }
+    spec.update(overrides)
+    return spec
+
+
+def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")

@@ -1,0 +1,146 @@
+"""Client mistakes get a 4xx that names the field and what would be valid; nothing is
+created; never a 500."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import LiveServer, nb201_spec
+
+
+@pytest.fixture
+def http(server: LiveServer, user_key: str) -> httpx.Client:
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {user_key}"}) as c:
+        yield c  # type: ignore[misc]
+
+
+def _post(http: httpx.Client, body: bytes | str, content_type: str = "application/json") -> Any:
+    return http.post("/api/v1/jobs", content=body, headers={"Content-Type": content_type})
+
+
+def _locs(response: httpx.Response) -> dict[str, str]:
+    return {".".join(str(p) for p in e["loc"]): e["msg"] for e in response.json()["detail"]}
+
+
+BAD_SPECS = [
+    # (what is wrong, the document, the field path reported, a fragment of the message)
+    ("unknown key", {**nb201_spec(), "bogus": 1}, "bogus", "unknown field"),
+    ("wrong type", nb201_spec(seed="zero"), "seed", "integer"),
+    ("unknown space", nb201_spec(space={"name": "nope"}), "space.name", "nb201"),
+    ("unknown controller", nb201_spec(controller={"name": "sgd"}), "controller.name", "random"),
+    ("unknown dataset", nb201_spec(dataset={"name": "imagenet"}), "dataset.name", "mnist1d"),
+    ("bad space param", nb201_spec(space={"name": "nb201", "layers": 3}), "space.layers", ""),
+    ("no budget", nb201_spec(budget={}), "budget", "at least one"),
+    ("negative budget", nb201_spec(budget={"trials": -1}), "budget.trials", "greater"),
+    (
+        "parallel workers inline",
+        nb201_spec(resources={"workers": 4}),
+        "resources.workers",
+        "workers: 1",
+    ),
+    (
+        "constraints",
+        nb201_spec(objective={"metric": "val_accuracy", "constraints": {"max_params": 1}}),
+        "objective.constraints",
+        "not supported",
+    ),
+    ("missing section", {"name": "x"}, "dataset", "required"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "document", "loc", "fragment"), BAD_SPECS, ids=[c[0] for c in BAD_SPECS]
+)
+def test_invalid_specs_are_422_with_the_field_path(
+    http: httpx.Client, case: str, document: dict, loc: str, fragment: str
+) -> None:
+    response = _post(http, json.dumps(document))
+    assert response.status_code == 422, response.text
+    errors = _locs(response)
+    assert loc in errors, errors
+    assert fragment.lower() in errors[loc].lower(), errors[loc]
+    assert http.get("/api/v1/jobs").json()["count"] == 0  # nothing created
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "fragment"),
+    [
+        ('{"name": "x", ', "application/json", 422, "malformed JSON"),
+        ("name: [unclosed", "application/yaml", 422, "malformed YAML"),
+        ("[1, 2]", "application/json", 422, "mapping"),
+        ("", "application/json", 422, "empty"),
+        ("name: x", "text/html", 415, "application/yaml"),
+        (b"\xff\xfe", "application/json", 400, "UTF-8"),
+    ],
+)
+def test_malformed_bodies(
+    http: httpx.Client, body: Any, content_type: str, status: int, fragment: str
+) -> None:
+    response = _post(http, body, content_type)
+    assert response.status_code == status, response.text
+    assert fragment in response.text
+    assert http.get("/api/v1/jobs").json()["count"] == 0
+
+
+def test_yaml_body_is_accepted(http: httpx.Client) -> None:
+    import yaml
+
+    response = _post(http, yaml.safe_dump(nb201_spec(budget={"trials": 3})), "application/yaml")
+    assert response.status_code == 201, response.text
+
+
+def test_oversized_body_is_413(server_factory: Any) -> None:
+    server: LiveServer = server_factory(max_body_bytes=4096, run_jobs=False)
+    key = server.create_key("a")
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as http:
+        spec = nb201_spec(name="x" * 10)
+        spec["padding"] = "y" * 10_000
+        response = _post(http, json.dumps(spec))
+        assert response.status_code == 413 and "4096" in response.text
+
+        def chunks():  # no Content-Length: the limit applies to the stream too
+            yield json.dumps(spec).encode()
+
+        response = http.post(
+            "/api/v1/jobs", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 413
+        assert http.get("/api/v1/jobs").json()["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "loc", "fragment"),
+    [
+        ("/api/v1/jobs/{id}/trials?state=DONE", "query.state", "COMPLETE"),
+        ("/api/v1/jobs/{id}/trials?sort=bogus", "query.sort", "val_accuracy"),
+        ("/api/v1/jobs/{id}/trials?limit=0", "query.limit", "greater"),
+        ("/api/v1/jobs/{id}/trials?sort=objective&after=3", "query.after", "sort=number"),
+        ("/api/v1/jobs/{id}/best?k=100000", "query.k", "less"),
+        ("/api/v1/jobs?state=DONE", "query.state", "QUEUED"),
+    ],
+)
+def test_bad_query_parameters(http: httpx.Client, path: str, loc: str, fragment: str) -> None:
+    job_id = _post(http, json.dumps(nb201_spec(budget={"trials": 3}))).json()["id"]
+    response = http.get(path.format(id=job_id))
+    assert response.status_code == 422, response.text
+    errors = _locs(response)
+    assert loc in errors and fragment.lower() in errors[loc].lower(), errors
+
+
+def test_unknown_ids_are_404(http: httpx.Client) -> None:
+    for method, path in [
+        ("GET", "/api/v1/jobs/999"),
+        ("POST", "/api/v1/jobs/999/cancel"),
+        ("GET", "/api/v1/jobs/999/trials"),
+        ("GET", "/api/v1/jobs/999/best"),
+        ("GET", "/api/v1/jobs/999/events"),
+        ("GET", "/api/v1/trials/999"),
+    ]:
+        response = http.request(method, path)
+        assert response.status_code == 404, (path, response.text)
+        assert "999" in response.json()["detail"]
+    assert http.get("/api/v1/jobs/abc").status_code == 422

@@ -1,0 +1,80 @@
+"""Submit, monitor and page a job over real HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.client import ApiError, NasClient
+from tests.api.conftest import LiveServer, nb201_spec
+
+
+def test_submit_runs_to_success_and_records_every_trial(client: NasClient) -> None:
+    job = client.submit(nb201_spec(budget={"trials": 300}))
+    assert job["state"] == "QUEUED" and job["n_trials"] == 0
+    done = client.wait(job["id"], timeout=60)
+    assert done["state"] == "SUCCEEDED", done["reason"]
+    assert done["reason"] == "trial budget reached (300)"
+    assert done["n_trials"] == 300 and done["trial_states"] == {"COMPLETE": 300}
+    assert done["progress"] == 1.0
+    numbers = [t["number"] for t in client.all_trials(job["id"], page=64)]
+    assert numbers == list(range(300))
+    best = client.best(job["id"], 5)
+    objectives = [t["objective"] for t in best]
+    assert objectives == sorted(objectives, reverse=True)
+    assert done["best"] == {"trial_number": best[0]["number"], "value": best[0]["objective"]}
+    assert done["summary"]["best"]["architecture"] == best[0]["architecture"]
+
+
+def test_trial_listing_pages_filters_and_sorts(client: NasClient) -> None:
+    job_id = client.submit(nb201_spec(budget={"trials": 120}))["id"]
+    client.wait(job_id, timeout=60)
+    page = client.trials(job_id, limit=50, offset=100)
+    assert page["count"] == 120 and [t["number"] for t in page["data"]] == list(range(100, 120))
+    page = client.trials(job_id, limit=50, after=49)
+    assert page["data"][0]["number"] == 50 and page["next_after"] == 99
+    by_objective = client.trials(job_id, sort="objective", order="desc", limit=10)["data"]
+    assert [t["objective"] for t in by_objective] == [
+        t["objective"] for t in client.best(job_id, 10)
+    ]
+    by_metric = client.trials(job_id, sort="params_M", order="asc", limit=120)["data"]
+    values = [t["metrics"]["params_M"] for t in by_metric]
+    assert values == sorted(values)
+    assert client.trials(job_id, state="COMPLETE", limit=1)["count"] == 120
+    assert client.trials(job_id, state="FAIL")["count"] == 0
+    one = client.trial(by_objective[0]["id"])
+    assert one["number"] == by_objective[0]["number"] and one["intermediate_values"] == []
+
+
+def test_events_stream_every_trial_then_end(client: NasClient) -> None:
+    job_id = client.submit(nb201_spec(budget={"trials": 80}))["id"]
+    trials, jobs, ends = [], [], []
+    for event, data in client.events(job_id):
+        {"trial": trials, "job": jobs, "end": ends}[event].append(data)
+    assert [t["number"] for t in trials] == list(range(80))
+    assert all(t["state"] == "COMPLETE" and t["objective"] is not None for t in trials)
+    assert jobs[-1]["state"] == "SUCCEEDED" and jobs[-1]["n_trials"] == 80
+    assert ends == [{"state": "SUCCEEDED", "reason": "trial budget reached (80)"}]
+
+
+def test_cancel_queued_and_finished_jobs(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server: LiveServer = server_factory(run_jobs=False)  # nothing picks jobs up
+    with server.client(server.create_key("a")) as client:
+        job = client.submit(nb201_spec())
+        cancelled = client.cancel(job["id"])
+        assert cancelled["state"] == "CANCELLED" and "before it started" in cancelled["reason"]
+        with pytest.raises(ApiError) as err:
+            client.cancel(job["id"])
+        assert err.value.status_code == 409 and "already CANCELLED" in str(err.value)
+
+
+def test_jobs_list_is_paged_newest_first(client: NasClient) -> None:
+    ids = [client.submit(nb201_spec(name=f"job{i}", budget={"trials": 5}))["id"] for i in range(3)]
+    page = client.jobs(limit=2)
+    assert page["count"] == 3 and [j["id"] for j in page["data"]] == ids[::-1][:2]
+
+
+def test_healthz_reports_the_database(server: LiveServer) -> None:
+    with server.client() as anonymous:
+        health = anonymous.health()
+    assert health["status"] == "ok"
+    assert health["database"] == server.app.state.nas.engine.dialect.name
