@@ -125,7 +125,7 @@ class JobRunner:
         while not self._stop.is_set():
             try:
                 self._tick()
-            except Exception:  # noqa: BLE001 - the database may be briefly unreachable
+            except Exception:  # the database may be briefly unreachable: log, retry
                 log.exception("runner tick failed")
             self._stop.wait(self.settings.poll_interval_s)
 
@@ -197,7 +197,7 @@ class JobExecution(threading.Thread):
             log.error("job %d failed:\n%s", self.job_id, traceback.format_exc())
             try:
                 self._finish(JobState.FAILED, f"{type(exc).__name__}: {exc}")
-            except Exception:  # noqa: BLE001 - the database is gone; the lease will expire
+            except Exception:  # the database is gone: the lease will expire
                 log.exception("job %d: could not record the failure", self.job_id)
 
     def _run(self) -> None:
