@@ -228,8 +228,10 @@ class JobExecution(threading.Thread):
             outcome = loop.run()
         except JobInterrupted:
             outcome = None
-        consistent = not components.controller.pending
-        self._flush(checkpoint=consistent)
+        # Shared-weight search checkpoints at epoch ends only (``_on_epoch``); other searches
+        # at any point where no candidate is pending.
+        shared = isinstance(evaluator, SharedWeightEvaluator)
+        self._flush(checkpoint=not shared and not components.controller.pending)
         if self._stop_reason == CANCELLED:
             with session_scope(self.runner.write) as session:
                 TrialRepository(session).mark_running_failed(

@@ -80,6 +80,10 @@ class SharedWeightSearch(SearchLoop):
                     if result.state is TrialState.COMPLETE:
                         rewards.append(float(result.objective))  # type: ignore[arg-type]
                     step += 1
+            if self.interrupted and step < self.rewards_per_epoch:
+                # Stopped mid-epoch (cancel, shutdown): no epoch point, so no checkpoint of
+                # a half-rewarded epoch; a resumed search redoes this epoch whole.
+                break
             point = {**stats, "epoch": epoch, "rewards": step}
             point["mean_reward"] = float(np.mean(rewards)) if rewards else None
             history = getattr(controller, "history", None)

@@ -1,0 +1,670 @@
+"""Load test of the service on PostgreSQL: trial ingestion rate and trial-listing latency.
+
+1. Ingestion: a fresh database ``nas_bench_<random>`` (schema upgraded, one API key, one job
+   owned by it), then ``--trials`` trial rows of the shape the job runner writes
+   (``api.runner._row``: NAS-Bench-201 architecture JSON, metrics, objective, mostly COMPLETE
+   with some FAIL) inserted ``--batch`` rows per transaction through
+   ``TrialRepository.insert_many`` inside ``session_scope(write factory)``, with the job's
+   counters (``n_trials``, ``state_counts``, progress, best) updated by
+   ``JobRepository.set_fields`` in the same transaction, as the runner's ``_flush`` does.
+   Target: >= 1,000 trials/s.
+2. Read latency: the real server in a subprocess (``nas serve``, or uvicorn with
+   ``--workers N`` for ``--server-workers N``), ``NAS_RUN_JOBS=false``, authentication on,
+   and ``--clients`` concurrent clients (one ``httpx.AsyncClient``, i.e. one keep-alive
+   connection, each; closed loop, no think time unless ``--think-ms``) paging the job's trials
+   for ``--seconds``: keyset pages (``after=<random>``), offset pages at random depths, pages
+   filtered by ``state=COMPLETE`` and first pages sorted by ``objective`` descending.
+   Target: p99 <= 100 ms. The load generator runs on the same machine and shares its cores
+   with the server and PostgreSQL; the CPU each used is printed.
+
+The database is dropped at the end unless ``--keep``.
+
+    .venv/bin/python bench/api_load.py
+    .venv/bin/python bench/api_load.py --trials 20000 --seconds 10 --server-workers 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+import psycopg  # noqa: E402
+
+from api.auth import create_key  # noqa: E402
+from api.db import make_engine, make_session_factory, session_scope, upgrade  # noqa: E402
+from api.models import JobModel, JobState  # noqa: E402
+from api.repositories import JobRepository, TrialRepository  # noqa: E402
+from nas.spec import parse_spec  # noqa: E402
+
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+INGEST_TARGET = 1_000.0  # trials/s
+P99_TARGET_MS = 100.0
+PAGE = 50
+
+#: Request kinds of the read mix and their weights.
+MIX: dict[str, float] = {
+    "keyset": 0.35,  # sort=number, after=<random number>
+    "offset": 0.25,  # sort=number, offset=<random depth>
+    "complete_keyset": 0.10,  # state=COMPLETE, after=<random number>
+    "complete_offset": 0.05,  # state=COMPLETE, offset=<random depth>
+    "objective_top": 0.25,  # sort=objective&order=desc, one of the first 5 pages
+}
+
+
+# --- database ----------------------------------------------------------------------------------
+def sqlalchemy_url(admin_url: str, database: str) -> str:
+    base = admin_url.rsplit("/", 1)[0]
+    if base.startswith("postgresql://"):
+        base = base.replace("postgresql://", "postgresql+psycopg://", 1)
+    elif base.startswith("postgres://"):
+        base = base.replace("postgres://", "postgresql+psycopg://", 1)
+    return f"{base}/{database}"
+
+
+def create_database(admin_url: str) -> str:
+    name = f"nas_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def job_spec(trials: int) -> dict[str, Any]:
+    spec = {
+        "name": "bench-api-load",
+        "dataset": {"name": "nb201-cifar10"},
+        "space": {"name": "nb201"},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "tabular"},
+        "budget": {"trials": trials},
+        "seed": 0,
+    }
+    return parse_spec(spec).to_dict()
+
+
+def trial_row(job_id: int, number: int, rng: random.Random, t0: datetime, worker: str) -> dict:
+    """One row as ``api.runner._row`` builds it for a tabular NAS-Bench-201 trial."""
+    choices = [rng.randrange(5) for _ in range(6)]
+    started = t0 + timedelta(milliseconds=2 * number)
+    failed = rng.random() < 0.03
+    if failed:
+        state, objective, metrics = "FAIL", None, {}
+        error = "RuntimeError: simulated evaluation failure"
+    else:
+        acc = rng.uniform(10.0, 91.7)
+        state, objective, error = "COMPLETE", acc, None
+        metrics = {
+            "val_accuracy": acc,
+            "params_M": rng.uniform(0.07, 1.53),
+            "flops_M": rng.uniform(7.8, 220.1),
+            "latency_s": rng.uniform(0.005, 0.03),
+        }
+    return {
+        "job_id": job_id,
+        "number": number,
+        "candidate_id": number,
+        "state": state,
+        "architecture": {"space": "nb201", "version": 1, "choices": choices},
+        "arch_key": "nb201/v1/" + ".".join(map(str, choices)),
+        "hparams": {},
+        "objective": objective,
+        "metrics": metrics,
+        "cost_s": rng.uniform(60.0, 240.0),
+        "simulated": True,
+        "error": error,
+        "worker": worker,
+        "epoch": None,
+        "step": None,
+        "started_at": started,
+        "finished_at": started + timedelta(milliseconds=1),
+    }
+
+
+def ingest(url: str, trials: int, batch: int, seed: int) -> dict[str, Any]:
+    """Create key and job, insert the trials; returns the figures, the job id and the key."""
+    engine = make_engine(url)
+    try:
+        t = time.perf_counter()
+        upgrade(engine)
+        upgrade_s = time.perf_counter() - t
+        write = make_session_factory(engine, write=True)
+        with session_scope(write) as session:
+            key_row, key = create_key(session, name="bench-api-load")
+            job = JobRepository(session).add(
+                JobModel(
+                    name="bench-api-load",
+                    owner_id=key_row.id,
+                    spec=job_spec(trials),
+                    state=JobState.RUNNING.value,
+                    state_counts={},
+                    started_at=datetime.now(UTC),
+                    runner=f"bench:{os.getpid()}:load",
+                    heartbeat_at=datetime.now(UTC),
+                )
+            )
+            job_id = job.id
+        rng = random.Random(seed)
+        worker = f"inline@{socket.gethostname()}:{os.getpid()}"
+        t0 = datetime.now(UTC)
+        counts: dict[str, int] = {}
+        best: tuple[int, float] | None = None
+        db_s, batch_s = 0.0, []
+        started = time.perf_counter()
+        for first in range(0, trials, batch):
+            rows = [trial_row(job_id, n, rng, t0, worker) for n in range(first, min(first + batch, trials))]
+            for r in rows:
+                counts[r["state"]] = counts.get(r["state"], 0) + 1
+                if r["objective"] is not None and (best is None or r["objective"] > best[1]):
+                    best = (r["number"], r["objective"])
+            t = time.perf_counter()
+            with session_scope(write) as session:
+                TrialRepository(session).insert_many(rows)
+                JobRepository(session).set_fields(
+                    job_id,
+                    n_trials=sum(counts.values()),
+                    state_counts={k: v for k, v in counts.items() if v},
+                    progress=round((first + len(rows)) / trials, 4),
+                    best_trial_number=None if best is None else best[0],
+                    best_value=None if best is None else best[1],
+                    heartbeat_at=datetime.now(UTC),
+                )
+            dt = time.perf_counter() - t
+            db_s += dt
+            batch_s.append(dt)
+        wall = time.perf_counter() - started
+        with session_scope(write) as session:
+            JobRepository(session).set_fields(
+                job_id,
+                state=JobState.SUCCEEDED.value,
+                reason="bench: all trials recorded",
+                finished_at=datetime.now(UTC),
+                runner=None,
+                heartbeat_at=None,
+                progress=1.0,
+            )
+        # The API never counts rows: the totals it answers come from the job row.
+        with session_scope(write) as session:
+            stored = TrialRepository(session).state_counts(job_id)
+        t = time.perf_counter()
+        with engine.connect() as conn:  # what autovacuum would do shortly after the load
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                "ANALYZE nas_trials"
+            )
+        analyze_s = time.perf_counter() - t
+    finally:
+        engine.dispose()
+    batch_s.sort()
+    return {
+        "job_id": job_id,
+        "key": key,
+        "trials": trials,
+        "batch": batch,
+        "batches": len(batch_s),
+        "wall_s": wall,
+        "db_s": db_s,
+        "rate": trials / wall,
+        "db_rate": trials / db_s,
+        "batch_p50_ms": 1000 * batch_s[len(batch_s) // 2],
+        "batch_max_ms": 1000 * batch_s[-1],
+        "upgrade_s": upgrade_s,
+        "analyze_s": analyze_s,
+        "counts": counts,
+        "stored_counts": stored,
+    }
+
+
+# --- server ------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """``nas serve`` (1 worker) or ``uvicorn --factory api.app:create_app --workers N``."""
+
+    def __init__(self, url: str, workers: int, data_dir: Path, log_path: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        env = {
+            **os.environ,
+            "NAS_DATABASE_URL": url,
+            "NAS_RUN_JOBS": "false",
+            "NAS_AUTH": "keys",
+            "NAS_DATA_DIR": str(data_dir),
+        }
+        venv = REPO / ".venv" / "bin"
+        if workers == 1:
+            self.command = [str(venv / "nas"), "serve", "--port", str(self.port)]
+        else:
+            self.command = [
+                str(venv / "python"), "-m", "uvicorn", "--factory", "api.app:create_app",
+                "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
+                "--log-level", "warning", "--no-access-log",
+            ]
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            self.command, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def describe(self) -> str:
+        if self.workers == 1:
+            return "nas serve (uvicorn, 1 process)"
+        return f"uvicorn --factory api.app:create_app --workers {self.workers}"
+
+    def wait_healthy(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited ({self.proc.returncode}):\n{self.log_tail()}")
+            try:
+                r = httpx.get(f"{self.base}/healthz", timeout=2.0)
+                if r.status_code == 200:
+                    # With several workers, wait a little so that all of them are up.
+                    if self.workers > 1:
+                        time.sleep(2.0)
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the server did not answer /healthz in {timeout} s:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 30) -> str:
+        self._log.flush()
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(lines[-n:])
+
+    def pids(self) -> list[int]:
+        """The server process and its descendants (uvicorn workers)."""
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+        out, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            todo.extend(children.get(pid, []))
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self._log.close()
+
+
+# --- CPU accounting (Linux /proc) --------------------------------------------------------------
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLK
+
+
+def database_backends(database: str) -> list[int]:
+    """PostgreSQL backend processes connected to ``database`` (their title names it)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                title = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if title.startswith(b"postgres:") and f" {database} ".encode() in title:
+                pids.append(int(entry))
+    return pids
+
+
+def machine_busy_s() -> float:
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLK
+
+
+# --- read load ---------------------------------------------------------------------------------
+def request_params(kind: str, rng: random.Random, n: int, n_complete: int) -> dict[str, Any]:
+    if kind == "keyset":
+        return {"limit": PAGE, "after": rng.randrange(-1, n)}
+    if kind == "offset":
+        return {"limit": PAGE, "offset": rng.randrange(0, max(1, n - PAGE))}
+    if kind == "complete_keyset":
+        return {"limit": PAGE, "state": "COMPLETE", "after": rng.randrange(-1, n)}
+    if kind == "complete_offset":
+        return {"limit": PAGE, "state": "COMPLETE",
+                "offset": rng.randrange(0, max(1, n_complete - PAGE))}
+    if kind == "objective_top":
+        return {"limit": PAGE, "sort": "objective", "order": "desc",
+                "offset": PAGE * rng.randrange(5)}
+    raise ValueError(kind)
+
+
+async def run_load(
+    base: str,
+    key: str,
+    job_id: int,
+    n: int,
+    n_complete: int,
+    clients: int,
+    seconds: float,
+    warmup: float,
+    think_ms: float,
+    seed: int,
+    cpu_snapshot: Any,
+) -> dict[str, Any]:
+    kinds, weights = list(MIX), list(MIX.values())
+    path = f"/api/v1/jobs/{job_id}/trials"
+    samples: list[tuple[str, float]] = []
+    errors: dict[str, int] = {}
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    measure_from, stop_at = start + warmup, start + warmup + seconds
+    lag: list[float] = []
+
+    async def user(i: int) -> None:
+        rng = random.Random(seed * 1000 + i)
+        async with httpx.AsyncClient(
+            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30.0
+        ) as client:
+            while True:
+                now = loop.time()
+                if now >= stop_at:
+                    return
+                kind = rng.choices(kinds, weights)[0]
+                params = request_params(kind, rng, n, n_complete)
+                t = time.perf_counter()
+                try:
+                    r = await client.get(path, params=params)
+                    body = r.content
+                    ok = r.status_code == 200 and len(body) > 0
+                    err = None if ok else f"HTTP {r.status_code}"
+                except httpx.HTTPError as exc:
+                    err = type(exc).__name__
+                dt = time.perf_counter() - t
+                if loop.time() >= measure_from and now >= measure_from:
+                    if err is None:
+                        samples.append((kind, dt))
+                    else:
+                        errors[err] = errors.get(err, 0) + 1
+                if think_ms > 0:
+                    await asyncio.sleep(rng.expovariate(1000.0 / think_ms))
+
+    async def lag_probe() -> None:
+        # How late the client's own event loop wakes up: latency the load generator adds.
+        while loop.time() < stop_at:
+            t = loop.time()
+            await asyncio.sleep(0.05)
+            if t >= measure_from:
+                lag.append(loop.time() - t - 0.05)
+
+    tasks = [asyncio.create_task(user(i)) for i in range(clients)]
+    probe = asyncio.create_task(lag_probe())
+    await asyncio.sleep(max(0.0, measure_from - loop.time()))
+    cpu0 = cpu_snapshot()
+    t0 = time.perf_counter()
+    await asyncio.gather(*tasks, probe)
+    elapsed = time.perf_counter() - t0
+    cpu1 = cpu_snapshot()
+    return {
+        "samples": samples,
+        "errors": errors,
+        "elapsed_s": elapsed,
+        "cpu_s": {k: _cpu_delta(cpu0[k], cpu1[k]) for k in cpu0},
+        "loop_lag_ms_p50": 1000 * statistics.median(lag) if lag else 0.0,
+        "loop_lag_ms_max": 1000 * max(lag) if lag else 0.0,
+    }
+
+
+def _cpu_delta(before: Any, after: Any) -> float:
+    if isinstance(before, dict):  # per process: those that exited in between are lost
+        return sum(t - before.get(pid, 0.0) for pid, t in after.items())
+    return float(after - before)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    i = min(len(sorted_values) - 1, max(0, int(round(q * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[i]
+
+
+def stats(latencies: list[float], elapsed: float) -> dict[str, Any]:
+    ms = sorted(1000 * x for x in latencies)
+    return {
+        "count": len(ms),
+        "rps": len(ms) / elapsed if elapsed else 0.0,
+        "p50_ms": percentile(ms, 0.50),
+        "p90_ms": percentile(ms, 0.90),
+        "p99_ms": percentile(ms, 0.99),
+        "max_ms": ms[-1] if ms else float("nan"),
+    }
+
+
+def read_benchmark(
+    url: str, database: str, ing: dict[str, Any], workers: int, args: argparse.Namespace, tmp: Path
+) -> dict[str, Any]:
+    server = Server(url, workers, tmp / f"data-{workers}", tmp / f"server-{workers}.log")
+    try:
+        t = time.perf_counter()
+        server.wait_healthy()
+        startup_s = time.perf_counter() - t
+        n = ing["trials"]
+        n_complete = ing["counts"].get("COMPLETE", 0)
+
+        def cpu_snapshot() -> dict[str, Any]:
+            return {
+                "client": time.process_time(),
+                "server": {pid: proc_cpu_s([pid]) for pid in server.pids()},
+                "postgres": {pid: proc_cpu_s([pid]) for pid in database_backends(database)},
+                "machine": machine_busy_s(),
+            }
+
+        result = asyncio.run(
+            run_load(server.base, ing["key"], ing["job_id"], n, n_complete, args.clients,
+                     args.seconds, args.warmup, args.think_ms, args.seed, cpu_snapshot)
+        )
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"the server died during the load:\n{server.log_tail()}")
+    finally:
+        server.stop()
+    elapsed = result["elapsed_s"]
+    overall = stats([dt for _, dt in result["samples"]], elapsed)
+    by_kind = {
+        kind: stats([dt for k, dt in result["samples"] if k == kind], elapsed) for kind in MIX
+    }
+    cpu = result["cpu_s"]
+    accounted = cpu["client"] + cpu["server"] + cpu["postgres"]
+    return {
+        "server_workers": workers,
+        "server": server.describe(),
+        "startup_s": startup_s,
+        **overall,
+        "p99_ok": overall["p99_ms"] <= P99_TARGET_MS,
+        "errors": result["errors"],
+        "elapsed_s": elapsed,
+        "by_kind": by_kind,
+        "cpu_cores": {
+            "client": cpu["client"] / elapsed,
+            "server": cpu["server"] / elapsed,
+            "postgres": cpu["postgres"] / elapsed,
+            "other": max(0.0, cpu["machine"] - accounted) / elapsed,
+            "machine": cpu["machine"] / elapsed,
+        },
+        "loop_lag_ms_p50": result["loop_lag_ms_p50"],
+        "loop_lag_ms_max": result["loop_lag_ms_max"],
+    }
+
+
+# --- report ------------------------------------------------------------------------------------
+def print_ingest(r: dict[str, Any]) -> None:
+    ok = r["rate"] >= INGEST_TARGET
+    print(f"== ingestion: {r['trials']} trials, {r['batch']} per transaction "
+          f"({r['batches']} transactions; insert_many + job counters in each)")
+    print(f"  trials/s           : {r['rate']:,.0f} (target >= {INGEST_TARGET:,.0f}: "
+          f"{'PASS' if ok else 'FAIL'}); wall {r['wall_s']:.2f} s incl. building the rows")
+    print(f"  in transactions    : {r['db_s']:.2f} s = {r['db_rate']:,.0f} trials/s; per "
+          f"transaction p50 {r['batch_p50_ms']:.1f} ms, max {r['batch_max_ms']:.1f} ms")
+    print(f"  states             : {json.dumps(r['counts'], sort_keys=True)} (COUNT(*) check: "
+          f"{'same' if r['stored_counts'] == r['counts'] else r['stored_counts']})")
+    print(f"  schema upgrade {r['upgrade_s']:.2f} s; ANALYZE nas_trials {r['analyze_s']:.2f} s "
+          f"(done explicitly, as autovacuum would shortly after such a load)")
+
+
+def print_read(r: dict[str, Any], args: argparse.Namespace) -> None:
+    think = f"think time exp. mean {args.think_ms:g} ms" if args.think_ms else "no think time"
+    print(f"== read latency: {r['server']}; {args.clients} clients (asyncio, one "
+          f"httpx.AsyncClient/keep-alive connection each, closed loop, {think}), "
+          f"{args.seconds:g} s after {args.warmup:g} s warm-up, limit={PAGE}")
+    print(f"  requests           : {r['count']} in {r['elapsed_s']:.1f} s = {r['rps']:.1f} req/s; "
+          f"errors {json.dumps(r['errors']) if r['errors'] else 0}")
+    print(f"  latency ms         : p50 {r['p50_ms']:.1f}  p90 {r['p90_ms']:.1f}  "
+          f"p99 {r['p99_ms']:.1f}  max {r['max_ms']:.1f}   "
+          f"p99 <= {P99_TARGET_MS:g} ms: {'PASS' if r['p99_ok'] else 'FAIL'}")
+    for kind, s in r["by_kind"].items():
+        print(f"    {kind:<16} n={s['count']:<6} p50 {s['p50_ms']:7.1f}  p90 {s['p90_ms']:7.1f}  "
+              f"p99 {s['p99_ms']:7.1f}  max {s['max_ms']:7.1f}")
+    c = r["cpu_cores"]
+    print(f"  CPU, cores of {os.cpu_count()} : load generator {c['client']:.2f}, server "
+          f"{c['server']:.2f}, PostgreSQL backends {c['postgres']:.2f}, anything else "
+          f"{c['other']:.2f}; machine busy {c['machine']:.2f}")
+    print(f"  per request        : server {1000 * c['server'] / max(r['rps'], 1e-9):.2f} ms CPU, "
+          f"PostgreSQL {1000 * c['postgres'] / max(r['rps'], 1e-9):.2f} ms CPU, load generator "
+          f"{1000 * c['client'] / max(r['rps'], 1e-9):.2f} ms CPU; client event-loop lag p50 "
+          f"{r['loop_lag_ms_p50']:.1f} ms, max {r['loop_lag_ms_max']:.1f} ms")
+    if c["other"] > 0.2:
+        print(f"  WARNING: other work used {c['other']:.2f} cores of the machine during this run; "
+              f"the figures are lower than on a quiet machine")
+    if args.think_ms == 0 and r["rps"]:
+        print(f"  note: closed loop without think time, so mean latency ~ clients / throughput "
+              f"= {1000 * args.clients / r['rps']:.0f} ms (Little's law); the load generator "
+              f"shares the machine's {os.cpu_count()} cores with the server and PostgreSQL")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=100_000, help="trial rows (default 100000)")
+    parser.add_argument("--batch", type=int, default=1_000,
+                        help="rows per transaction (default 1000)")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent clients (default 50)")
+    parser.add_argument("--seconds", type=float, default=20.0,
+                        help="measured seconds of read load per configuration (default 20)")
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="seconds of load before measuring (default 2)")
+    parser.add_argument("--think-ms", type=float, default=0.0,
+                        help="mean pause of each client between requests (default 0)")
+    parser.add_argument("--server-workers", default="1,2",
+                        help="comma-separated server process counts to measure, one run each "
+                             "(1: nas serve; N>1: uvicorn --workers N; default 1,2)")
+    parser.add_argument("--pg", default=os.environ.get("NAS_TEST_PG", DEFAULT_PG),
+                        help=f"admin connection to PostgreSQL (default {DEFAULT_PG})")
+    parser.add_argument("--keep", action="store_true", help="do not drop the database")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        workers = [int(w) for w in args.server_workers.split(",") if w.strip()]
+    except ValueError:
+        parser.error("--server-workers takes integers, e.g. 1 or 1,2")
+    if args.trials < PAGE or args.batch < 1 or args.clients < 1 or not workers or min(workers) < 1:
+        parser.error("need --trials >= 50, --batch >= 1, --clients >= 1, --server-workers >= 1")
+
+    print(f"# bench/api_load.py  python {platform.python_version()}  {os.cpu_count()} CPUs  "
+          f"PostgreSQL via {args.pg.rsplit('/', 1)[0]}")
+    try:
+        name = create_database(args.pg)
+    except psycopg.OperationalError as exc:
+        print(f"error: PostgreSQL is not reachable at {args.pg}: {exc}", file=sys.stderr)
+        return 2
+    url = sqlalchemy_url(args.pg, name)
+    print(f"database: {name}{' (kept)' if args.keep else ' (dropped at the end)'}")
+    summary: dict[str, Any] = {}
+    try:
+        ing = ingest(url, args.trials, args.batch, args.seed)
+        print_ingest(ing)
+        reads = []
+        with tempfile.TemporaryDirectory(prefix="nas-bench-") as tmp:
+            for w in workers:
+                r = read_benchmark(url, name, ing, w, args, Path(tmp))
+                print_read(r, args)
+                reads.append(r)
+        best = min(reads, key=lambda r: r["p99_ms"])
+        if len(reads) > 1:
+            print(f"== best configuration by p99: {best['server']} (p99 {best['p99_ms']:.1f} ms, "
+                  f"{best['rps']:.1f} req/s)")
+        summary = {
+            "trials": ing["trials"],
+            "batch": ing["batch"],
+            "ingest_trials_per_s": round(ing["rate"], 1),
+            "ingest_ok": ing["rate"] >= INGEST_TARGET,
+            "clients": args.clients,
+            "seconds": args.seconds,
+            "think_ms": args.think_ms,
+            "reads": [
+                {
+                    "server_workers": r["server_workers"],
+                    "requests": r["count"],
+                    "rps": round(r["rps"], 1),
+                    "p50_ms": round(r["p50_ms"], 1),
+                    "p90_ms": round(r["p90_ms"], 1),
+                    "p99_ms": round(r["p99_ms"], 1),
+                    "max_ms": round(r["max_ms"], 1),
+                    "p99_ok": r["p99_ok"],
+                    "errors": sum(r["errors"].values()),
+                    "cpu_cores": {k: round(v, 2) for k, v in r["cpu_cores"].items()},
+                }
+                for r in reads
+            ],
+            "best_server_workers": best["server_workers"],
+            "database": name if args.keep else None,
+        }
+    finally:
+        if not args.keep:
+            drop_database(args.pg, name)
+    print(json.dumps(summary, separators=(",", ":")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

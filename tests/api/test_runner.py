@@ -1,0 +1,105 @@
+"""The job runner: cancel, several jobs at once, failures, resume after a server restart."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from api.client import NasClient
+from tests.api.conftest import LiveServer, standalone_spec, wait_for
+
+
+def _numbers(client: NasClient, job_id: int) -> list[int]:
+    return [t["number"] for t in client.all_trials(job_id)]
+
+
+def test_cancel_stops_a_running_job_within_seconds_and_keeps_its_trials(
+    client: NasClient,
+) -> None:
+    job_id = client.submit(standalone_spec(trials=200, epochs=4))["id"]
+    wait_for(lambda: client.job(job_id)["trial_states"].get("COMPLETE", 0) >= 2, timeout=60)
+    asked = time.monotonic()
+    client.cancel(job_id)
+    job = client.wait(job_id, timeout=30, poll=0.05)
+    assert time.monotonic() - asked < 5.0
+    assert job["state"] == "CANCELLED" and "cancelled by user" in job["reason"]
+    trials = list(client.all_trials(job_id))
+    assert [t["number"] for t in trials] == list(range(len(trials)))
+    assert not [t for t in trials if t["state"] == "RUNNING"]
+    complete = [t for t in trials if t["state"] == "COMPLETE"]
+    assert len(complete) >= 2 and all(t["objective"] is not None for t in complete)
+    # A trial that was training when the cancel came is FAIL with the cause, never RUNNING.
+    assert all("cancelled" in t["error"] for t in trials if t["state"] == "FAIL")
+    assert job["n_trials"] == len(trials)
+
+
+def test_running_trials_are_visible_with_intermediate_values(client: NasClient) -> None:
+    job_id = client.submit(standalone_spec(trials=3, epochs=3))["id"]
+    client.wait(job_id, timeout=60)
+    trials = list(client.all_trials(job_id))
+    assert [t["state"] for t in trials] == ["COMPLETE"] * 3
+    detail = client.trial(trials[0]["id"])
+    assert [v["step"] for v in detail["intermediate_values"]] == [0, 1, 2]
+    assert detail["worker"].startswith("inline@")
+    assert detail["metrics"]["params"] > 0 and detail["started_at"] < detail["finished_at"]
+
+
+def test_several_jobs_run_at_once(server_factory: Any) -> None:
+    server: LiveServer = server_factory(max_running_jobs=2)
+    with server.client(server.create_key("a")) as client:
+        ids = [client.submit(standalone_spec(trials=6, seed=s))["id"] for s in range(3)]
+        both = wait_for(lambda: [j["id"] for j in client.jobs(state="RUNNING")["data"]], timeout=30)
+        seen_two = wait_for(lambda: len(client.jobs(state="RUNNING")["data"]) == 2, timeout=30)
+        assert both and seen_two
+        assert client.job(ids[2])["state"] == "QUEUED"  # the cap holds the third back
+        for job_id in ids:
+            assert client.wait(job_id, timeout=120)["state"] == "SUCCEEDED"
+            assert _numbers(client, job_id) == list(range(6))
+
+
+def test_a_job_that_cannot_run_fails_with_its_cause(client: NasClient, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    spec = standalone_spec(dataset={"name": "npz", "path": str(tmp_path / "missing.npz")})
+    job = client.wait(client.submit(spec)["id"], timeout=30)
+    assert job["state"] == "FAILED"
+    assert "missing.npz" in job["reason"]
+
+
+def _enas_spec() -> dict[str, Any]:
+    return {
+        "name": "digits-enas",
+        "dataset": {"name": "digits"},
+        "space": {"name": "enas-macro", "layers": 3, "channels": 8, "reductions": [1]},
+        "controller": {"name": "enas"},
+        "evaluator": {
+            "name": "shared-weights",
+            "epochs": 6,
+            "batch_size": 64,
+            "rewards_per_epoch": 10,
+        },
+        "budget": {"minutes": 10},
+        "seed": 0,
+    }
+
+
+def test_enas_job_resumes_after_a_server_restart(server_factory: Any) -> None:
+    first: LiveServer = server_factory()
+    key = first.create_key("a")
+    with first.client(key) as client:
+        job_id = client.submit(_enas_spec())["id"]
+        wait_for(lambda: client.job(job_id)["n_trials"] >= 20, timeout=120)
+        before = {t["number"]: t["id"] for t in client.all_trials(job_id)}
+    first.stop()  # graceful: the job stops at a checkpoint and is released, still RUNNING
+    second: LiveServer = server_factory()
+    with second.client(key) as client:
+        job = client.wait(job_id, timeout=180)
+        assert job["state"] == "SUCCEEDED", job["reason"]
+        assert job["resumes"] == 1
+        trials = list(client.all_trials(job_id))
+    assert [t["number"] for t in trials] == list(range(60))
+    # Each supernet epoch has exactly its 10 rewards: none lost, none run twice.
+    per_epoch = [sum(1 for t in trials if t["epoch"] == e) for e in range(6)]
+    assert per_epoch == [10] * 6
+    # Trials recorded before the restart were kept, not redone.
+    kept = {t["number"]: t["id"] for t in trials if t["number"] in before}
+    assert kept == before
+    assert job["summary"]["ranked"], "the resumed search derives its architectures"
