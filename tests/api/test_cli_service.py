@@ -1,0 +1,52 @@
+"""The service commands of ``nas`` against a live server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from api.cli import main
+from tests.api.conftest import LiveServer, nb201_spec
+
+
+def test_keys_submit_watch_jobs_trials_cancel(
+    server: LiveServer, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    db = ["--db", server.settings.resolved_database_url()]
+    assert main(["keys", *db, "create", "--name", "cli-user"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert key.startswith("nas_")
+    auth = ["--server", server.url, "--api-key", key]
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(nb201_spec(budget={"trials": 40})))
+
+    assert main(["submit", str(spec), *auth, "--wait"]) == 0
+    out = capsys.readouterr().out
+    assert "job 1 (nb201-random) QUEUED" in out
+    assert "job 1 SUCCEEDED: trial budget reached (40)" in out and "best: trial" in out
+
+    assert main(["jobs", *auth]) == 0
+    assert "SUCCEEDED" in capsys.readouterr().out
+    assert main(["trials", "1", "--top", "3", "--json", *auth]) == 0
+    top = json.loads(capsys.readouterr().out)
+    assert len(top) == 3 and top[0]["objective"] >= top[1]["objective"] >= top[2]["objective"]
+    assert main(["watch", "1", *auth]) == 0
+    assert "trials: 40" in capsys.readouterr().out
+    assert main(["cancel", "1", *auth]) == 2  # already finished: a clear 409
+    assert "already SUCCEEDED" in capsys.readouterr().err
+
+    assert main(["keys", *db, "list"]) == 0
+    assert "cli-user" in capsys.readouterr().out
+    assert main(["keys", *db, "revoke", "1"]) == 0
+    capsys.readouterr()
+    assert main(["jobs", *auth]) == 2
+    assert "401" in capsys.readouterr().err
+
+
+def test_bad_spec_and_unreachable_server(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(nb201_spec()))
+    assert main(["submit", str(spec), "--server", "http://127.0.0.1:9"]) == 2
+    assert "is 'nas serve' running?" in capsys.readouterr().err
