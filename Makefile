@@ -10,7 +10,7 @@ install:
 	bash scripts/install.sh
 
 run: install
-	.venv/bin/nas search examples/mnist1d-random.yaml --out runs/mnist1d-random
+	bash scripts/demo.sh examples/mnist1d-random.yaml
 
 test: install
 	.venv/bin/python -m pytest -q

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import random
@@ -47,14 +48,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import httpx  # noqa: E402
-import psycopg  # noqa: E402
+import httpx
+import psycopg
 
-from api.auth import create_key  # noqa: E402
-from api.db import make_engine, make_session_factory, session_scope, upgrade  # noqa: E402
-from api.models import JobModel, JobState  # noqa: E402
-from api.repositories import JobRepository, TrialRepository  # noqa: E402
-from nas.spec import parse_spec  # noqa: E402
+from api.auth import create_key
+from api.db import make_engine, make_session_factory, session_scope, upgrade
+from api.models import JobModel, JobState
+from api.repositories import JobRepository, TrialRepository
+from nas.spec import parse_spec
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 INGEST_TARGET = 1_000.0  # trials/s
@@ -175,7 +176,10 @@ def ingest(url: str, trials: int, batch: int, seed: int) -> dict[str, Any]:
         db_s, batch_s = 0.0, []
         started = time.perf_counter()
         for first in range(0, trials, batch):
-            rows = [trial_row(job_id, n, rng, t0, worker) for n in range(first, min(first + batch, trials))]
+            rows = [
+                trial_row(job_id, n, rng, t0, worker)
+                for n in range(first, min(first + batch, trials))
+            ]
             for r in rows:
                 counts[r["state"]] = counts.get(r["state"], 0) + 1
                 if r["objective"] is not None and (best is None or r["objective"] > best[1]):
@@ -263,14 +267,29 @@ class Server:
             self.command = [str(venv / "nas"), "serve", "--port", str(self.port)]
         else:
             self.command = [
-                str(venv / "python"), "-m", "uvicorn", "--factory", "api.app:create_app",
-                "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
-                "--log-level", "warning", "--no-access-log",
+                str(venv / "python"),
+                "-m",
+                "uvicorn",
+                "--factory",
+                "api.app:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+                "--log-level",
+                "warning",
+                "--no-access-log",
             ]
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            self.command, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            self.command,
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -283,7 +302,9 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited ({self.proc.returncode}):\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"the server exited ({self.proc.returncode}):\n{self.log_tail()}"
+                )
             try:
                 r = httpx.get(f"{self.base}/healthz", timeout=2.0)
                 if r.status_code == 200:
@@ -359,6 +380,41 @@ def database_backends(database: str) -> list[int]:
     return pids
 
 
+def postgres_cpu_s() -> float:
+    """CPU of every PostgreSQL process on this machine, plus what the postmaster reaped
+    (backends and parallel workers that exited), all databases together."""
+    procs: dict[int, tuple[str, int, list[str]]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat.rsplit(")", 1)[1].split()
+            procs[int(entry)] = (comm, int(fields[1]), fields)
+    total = 0
+    for comm, ppid, fields in procs.values():
+        if comm != "postgres":
+            continue
+        total += int(fields[11]) + int(fields[12])
+        if procs.get(ppid, ("",))[0] != "postgres":  # the postmaster: add its reaped children
+            total += int(fields[13]) + int(fields[14])
+    return total / CLK
+
+
+def pg_sessions(admin_url: str, database: str) -> int:
+    """Connections ever opened to ``database`` (PostgreSQL >= 14), or -1."""
+    try:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT sessions FROM pg_stat_database WHERE datname = %s", (database,)
+            ).fetchone()
+    except psycopg.Error:
+        return -1
+    return int(row[0]) if row and row[0] is not None else -1
+
+
 def machine_busy_s() -> float:
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
@@ -374,11 +430,18 @@ def request_params(kind: str, rng: random.Random, n: int, n_complete: int) -> di
     if kind == "complete_keyset":
         return {"limit": PAGE, "state": "COMPLETE", "after": rng.randrange(-1, n)}
     if kind == "complete_offset":
-        return {"limit": PAGE, "state": "COMPLETE",
-                "offset": rng.randrange(0, max(1, n_complete - PAGE))}
+        return {
+            "limit": PAGE,
+            "state": "COMPLETE",
+            "offset": rng.randrange(0, max(1, n_complete - PAGE)),
+        }
     if kind == "objective_top":
-        return {"limit": PAGE, "sort": "objective", "order": "desc",
-                "offset": PAGE * rng.randrange(5)}
+        return {
+            "limit": PAGE,
+            "sort": "objective",
+            "order": "desc",
+            "offset": PAGE * rng.randrange(5),
+        }
     raise ValueError(kind)
 
 
@@ -467,7 +530,8 @@ def _cpu_delta(before: Any, after: Any) -> float:
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
-    i = min(len(sorted_values) - 1, max(0, int(round(q * len(sorted_values) + 0.5)) - 1))
+    # nearest rank
+    i = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
     return sorted_values[i]
 
 
@@ -493,19 +557,37 @@ def read_benchmark(
         startup_s = time.perf_counter() - t
         n = ing["trials"]
         n_complete = ing["counts"].get("COMPLETE", 0)
+        # What the rest of the machine does while this benchmark is idle.
+        b0, t = machine_busy_s(), time.perf_counter()
+        time.sleep(2.0)
+        background = (machine_busy_s() - b0) / (time.perf_counter() - t)
+        sessions0 = pg_sessions(args.pg, database)
 
         def cpu_snapshot() -> dict[str, Any]:
             return {
                 "client": time.process_time(),
                 "server": {pid: proc_cpu_s([pid]) for pid in server.pids()},
                 "postgres": {pid: proc_cpu_s([pid]) for pid in database_backends(database)},
+                "postgres_all": postgres_cpu_s(),
                 "machine": machine_busy_s(),
             }
 
         result = asyncio.run(
-            run_load(server.base, ing["key"], ing["job_id"], n, n_complete, args.clients,
-                     args.seconds, args.warmup, args.think_ms, args.seed, cpu_snapshot)
+            run_load(
+                server.base,
+                ing["key"],
+                ing["job_id"],
+                n,
+                n_complete,
+                args.clients,
+                args.seconds,
+                args.warmup,
+                args.think_ms,
+                args.seed,
+                cpu_snapshot,
+            )
         )
+        sessions1 = pg_sessions(args.pg, database)
         if server.proc.poll() is not None:
             raise RuntimeError(f"the server died during the load:\n{server.log_tail()}")
     finally:
@@ -516,7 +598,7 @@ def read_benchmark(
         kind: stats([dt for k, dt in result["samples"] if k == kind], elapsed) for kind in MIX
     }
     cpu = result["cpu_s"]
-    accounted = cpu["client"] + cpu["server"] + cpu["postgres"]
+    accounted = cpu["client"] + cpu["server"] + max(cpu["postgres"], cpu["postgres_all"])
     return {
         "server_workers": workers,
         "server": server.describe(),
@@ -530,9 +612,12 @@ def read_benchmark(
             "client": cpu["client"] / elapsed,
             "server": cpu["server"] / elapsed,
             "postgres": cpu["postgres"] / elapsed,
+            "postgres_all": cpu["postgres_all"] / elapsed,
             "other": max(0.0, cpu["machine"] - accounted) / elapsed,
             "machine": cpu["machine"] / elapsed,
         },
+        "background_cores": background,
+        "pg_sessions_opened": sessions1 - sessions0 if min(sessions0, sessions1) >= 0 else None,
         "loop_lag_ms_p50": result["loop_lag_ms_p50"],
         "loop_lag_ms_max": result["loop_lag_ms_max"],
     }
@@ -541,65 +626,114 @@ def read_benchmark(
 # --- report ------------------------------------------------------------------------------------
 def print_ingest(r: dict[str, Any]) -> None:
     ok = r["rate"] >= INGEST_TARGET
-    print(f"== ingestion: {r['trials']} trials, {r['batch']} per transaction "
-          f"({r['batches']} transactions; insert_many + job counters in each)")
-    print(f"  trials/s           : {r['rate']:,.0f} (target >= {INGEST_TARGET:,.0f}: "
-          f"{'PASS' if ok else 'FAIL'}); wall {r['wall_s']:.2f} s incl. building the rows")
-    print(f"  in transactions    : {r['db_s']:.2f} s = {r['db_rate']:,.0f} trials/s; per "
-          f"transaction p50 {r['batch_p50_ms']:.1f} ms, max {r['batch_max_ms']:.1f} ms")
-    print(f"  states             : {json.dumps(r['counts'], sort_keys=True)} (COUNT(*) check: "
-          f"{'same' if r['stored_counts'] == r['counts'] else r['stored_counts']})")
-    print(f"  schema upgrade {r['upgrade_s']:.2f} s; ANALYZE nas_trials {r['analyze_s']:.2f} s "
-          f"(done explicitly, as autovacuum would shortly after such a load)")
+    print(
+        f"== ingestion: {r['trials']} trials, {r['batch']} per transaction "
+        f"({r['batches']} transactions; insert_many + job counters in each)"
+    )
+    print(
+        f"  trials/s           : {r['rate']:,.0f} (target >= {INGEST_TARGET:,.0f}: "
+        f"{'PASS' if ok else 'FAIL'}); wall {r['wall_s']:.2f} s incl. building the rows"
+    )
+    print(
+        f"  in transactions    : {r['db_s']:.2f} s = {r['db_rate']:,.0f} trials/s; per "
+        f"transaction p50 {r['batch_p50_ms']:.1f} ms, max {r['batch_max_ms']:.1f} ms"
+    )
+    print(
+        f"  states             : {json.dumps(r['counts'], sort_keys=True)} (COUNT(*) check: "
+        f"{'same' if r['stored_counts'] == r['counts'] else r['stored_counts']})"
+    )
+    print(
+        f"  schema upgrade {r['upgrade_s']:.2f} s; ANALYZE nas_trials {r['analyze_s']:.2f} s "
+        f"(done explicitly, as autovacuum would shortly after such a load)"
+    )
 
 
 def print_read(r: dict[str, Any], args: argparse.Namespace) -> None:
     think = f"think time exp. mean {args.think_ms:g} ms" if args.think_ms else "no think time"
-    print(f"== read latency: {r['server']}; {args.clients} clients (asyncio, one "
-          f"httpx.AsyncClient/keep-alive connection each, closed loop, {think}), "
-          f"{args.seconds:g} s after {args.warmup:g} s warm-up, limit={PAGE}")
-    print(f"  requests           : {r['count']} in {r['elapsed_s']:.1f} s = {r['rps']:.1f} req/s; "
-          f"errors {json.dumps(r['errors']) if r['errors'] else 0}")
-    print(f"  latency ms         : p50 {r['p50_ms']:.1f}  p90 {r['p90_ms']:.1f}  "
-          f"p99 {r['p99_ms']:.1f}  max {r['max_ms']:.1f}   "
-          f"p99 <= {P99_TARGET_MS:g} ms: {'PASS' if r['p99_ok'] else 'FAIL'}")
+    print(
+        f"== read latency: {r['server']}; {args.clients} clients (asyncio, one "
+        f"httpx.AsyncClient/keep-alive connection each, closed loop, {think}), "
+        f"{args.seconds:g} s after {args.warmup:g} s warm-up, limit={PAGE}"
+    )
+    print(
+        f"  requests           : {r['count']} in {r['elapsed_s']:.1f} s = {r['rps']:.1f} req/s; "
+        f"errors {json.dumps(r['errors']) if r['errors'] else 0}"
+    )
+    print(
+        f"  latency ms         : p50 {r['p50_ms']:.1f}  p90 {r['p90_ms']:.1f}  "
+        f"p99 {r['p99_ms']:.1f}  max {r['max_ms']:.1f}   "
+        f"p99 <= {P99_TARGET_MS:g} ms: {'PASS' if r['p99_ok'] else 'FAIL'}"
+    )
     for kind, s in r["by_kind"].items():
-        print(f"    {kind:<16} n={s['count']:<6} p50 {s['p50_ms']:7.1f}  p90 {s['p90_ms']:7.1f}  "
-              f"p99 {s['p99_ms']:7.1f}  max {s['max_ms']:7.1f}")
+        print(
+            f"    {kind:<16} n={s['count']:<6} p50 {s['p50_ms']:7.1f}  p90 {s['p90_ms']:7.1f}  "
+            f"p99 {s['p99_ms']:7.1f}  max {s['max_ms']:7.1f}"
+        )
     c = r["cpu_cores"]
-    print(f"  CPU, cores of {os.cpu_count()} : load generator {c['client']:.2f}, server "
-          f"{c['server']:.2f}, PostgreSQL backends {c['postgres']:.2f}, anything else "
-          f"{c['other']:.2f}; machine busy {c['machine']:.2f}")
-    print(f"  per request        : server {1000 * c['server'] / max(r['rps'], 1e-9):.2f} ms CPU, "
-          f"PostgreSQL {1000 * c['postgres'] / max(r['rps'], 1e-9):.2f} ms CPU, load generator "
-          f"{1000 * c['client'] / max(r['rps'], 1e-9):.2f} ms CPU; client event-loop lag p50 "
-          f"{r['loop_lag_ms_p50']:.1f} ms, max {r['loop_lag_ms_max']:.1f} ms")
-    if c["other"] > 0.2:
-        print(f"  WARNING: other work used {c['other']:.2f} cores of the machine during this run; "
-              f"the figures are lower than on a quiet machine")
+    per = 1000 / max(r["rps"], 1e-9)
+    print(
+        f"  CPU, cores of {os.cpu_count()}    : load generator {c['client']:.2f}, server "
+        f"{c['server']:.2f}, PostgreSQL {c['postgres_all']:.2f} (all databases, exited "
+        f"backends and parallel workers included; long-lived backends of this database "
+        f"{c['postgres']:.2f}), anything else {c['other']:.2f}; machine busy {c['machine']:.2f}"
+    )
+    print(
+        f"  CPU per request    : server {per * c['server']:.2f} ms, PostgreSQL "
+        f"<= {per * c['postgres_all']:.2f} ms, load generator {per * c['client']:.2f} ms; "
+        f"client event-loop lag p50 {r['loop_lag_ms_p50']:.1f} ms, "
+        f"max {r['loop_lag_ms_max']:.1f} ms"
+    )
+    print(
+        f"  PostgreSQL         : {r['pg_sessions_opened']} connections opened during the "
+        f"load (warm-up included; pool churn when high)"
+    )
+    if c["other"] > 0.2 or r["background_cores"] > 0.2:
+        print(
+            f"  WARNING: the machine is shared: other work used {c['other']:.2f} cores during "
+            f"the run ({r['background_cores']:.2f} just before it, with this benchmark "
+            f"idle); the figures are lower than on a quiet machine"
+        )
     if args.think_ms == 0 and r["rps"]:
-        print(f"  note: closed loop without think time, so mean latency ~ clients / throughput "
-              f"= {1000 * args.clients / r['rps']:.0f} ms (Little's law); the load generator "
-              f"shares the machine's {os.cpu_count()} cores with the server and PostgreSQL")
+        print(
+            f"  note: closed loop without think time, so mean latency ~ clients / throughput "
+            f"= {1000 * args.clients / r['rps']:.0f} ms (Little's law); the load generator "
+            f"shares the machine's {os.cpu_count()} cores with the server and PostgreSQL"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=100_000, help="trial rows (default 100000)")
-    parser.add_argument("--batch", type=int, default=1_000,
-                        help="rows per transaction (default 1000)")
+    parser.add_argument(
+        "--batch", type=int, default=1_000, help="rows per transaction (default 1000)"
+    )
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients (default 50)")
-    parser.add_argument("--seconds", type=float, default=20.0,
-                        help="measured seconds of read load per configuration (default 20)")
-    parser.add_argument("--warmup", type=float, default=2.0,
-                        help="seconds of load before measuring (default 2)")
-    parser.add_argument("--think-ms", type=float, default=0.0,
-                        help="mean pause of each client between requests (default 0)")
-    parser.add_argument("--server-workers", default="1,2",
-                        help="comma-separated server process counts to measure, one run each "
-                             "(1: nas serve; N>1: uvicorn --workers N; default 1,2)")
-    parser.add_argument("--pg", default=os.environ.get("NAS_TEST_PG", DEFAULT_PG),
-                        help=f"admin connection to PostgreSQL (default {DEFAULT_PG})")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=20.0,
+        help="measured seconds of read load per configuration (default 20)",
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of load before measuring (default 2)"
+    )
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="mean pause of each client between requests (default 0)",
+    )
+    parser.add_argument(
+        "--server-workers",
+        default="1,2",
+        help="comma-separated server process counts to measure, one run each "
+        "(1: nas serve; N>1: uvicorn --workers N; default 1,2)",
+    )
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("NAS_TEST_PG", DEFAULT_PG),
+        help=f"admin connection to PostgreSQL (default {DEFAULT_PG})",
+    )
     parser.add_argument("--keep", action="store_true", help="do not drop the database")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -610,8 +744,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.trials < PAGE or args.batch < 1 or args.clients < 1 or not workers or min(workers) < 1:
         parser.error("need --trials >= 50, --batch >= 1, --clients >= 1, --server-workers >= 1")
 
-    print(f"# bench/api_load.py  python {platform.python_version()}  {os.cpu_count()} CPUs  "
-          f"PostgreSQL via {args.pg.rsplit('/', 1)[0]}")
+    print(
+        f"# bench/api_load.py  python {platform.python_version()}  {os.cpu_count()} CPUs  "
+        f"PostgreSQL via {args.pg.rsplit('/', 1)[0]}"
+    )
     try:
         name = create_database(args.pg)
     except psycopg.OperationalError as exc:
@@ -631,8 +767,10 @@ def main(argv: list[str] | None = None) -> int:
                 reads.append(r)
         best = min(reads, key=lambda r: r["p99_ms"])
         if len(reads) > 1:
-            print(f"== best configuration by p99: {best['server']} (p99 {best['p99_ms']:.1f} ms, "
-                  f"{best['rps']:.1f} req/s)")
+            print(
+                f"== best configuration by p99: {best['server']} (p99 {best['p99_ms']:.1f} ms, "
+                f"{best['rps']:.1f} req/s)"
+            )
         summary = {
             "trials": ing["trials"],
             "batch": ing["batch"],
@@ -653,6 +791,8 @@ def main(argv: list[str] | None = None) -> int:
                     "p99_ok": r["p99_ok"],
                     "errors": sum(r["errors"].values()),
                     "cpu_cores": {k: round(v, 2) for k, v in r["cpu_cores"].items()},
+                    "background_cores": round(r["background_cores"], 2),
+                    "pg_sessions_opened": r["pg_sessions_opened"],
                 }
                 for r in reads
             ],
