@@ -45,7 +45,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "authentication is OFF (NAS_AUTH=none): every caller is admin; trusted machine only"
         )
     print(f"database: {settings.resolved_database_url()}", file=sys.stderr)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        timeout_graceful_shutdown=5,  # open event streams must not hold a shutdown
+    )
     return 0
 
 

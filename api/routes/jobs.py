@@ -54,7 +54,7 @@ def _job(session: Any, principal: Principal, job_id: int) -> Any:
     responses={422: {"description": "invalid spec: one entry per problem, with its field path"}},
 )
 def submit_job(
-    document: SpecDocument, session: WriteSession, principal: CurrentPrincipal
+    principal: CurrentPrincipal, document: SpecDocument, session: WriteSession
 ) -> JobRead:
     """Submit a job spec (JSON, or YAML with a YAML content type). The spec is validated
     whole; an invalid one creates nothing and answers 422 with every problem's path."""

@@ -252,11 +252,6 @@ def test_refused_cancels_leave_a_queued_job_alone(server_factory: Any) -> None:
         assert cancelled.status_code == 200 and cancelled.json()["state"] == "CANCELLED"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: POST /api/v1/jobs parses the body (SpecDocument) before authenticating, "
-    "so an anonymous caller gets 422/415 instead of 401",
-)
 @pytest.mark.parametrize(
     ("content_type", "body"),
     [("application/json", b"{not json"), ("application/json", b""), ("text/plain", b"x")],

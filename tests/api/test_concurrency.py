@@ -59,7 +59,7 @@ def test_concurrent_readers_and_writers(server_factory: Any) -> None:
                     JobRepository(session).set_fields(
                         job_id, n_trials=JobModel.n_trials + len(batch)
                     )
-        except Exception as exc:  # recorded and asserted below
+        except Exception as exc:  # noqa: BLE001 - recorded and asserted below
             errors.append(f"writer {index}: {exc!r}")
 
     def reader(index: int) -> None:

@@ -103,3 +103,31 @@ def test_enas_job_resumes_after_a_server_restart(server_factory: Any) -> None:
     kept = {t["number"]: t["id"] for t in trials if t["number"] in before}
     assert kept == before
     assert job["summary"]["ranked"], "the resumed search derives its architectures"
+
+
+def test_a_job_whose_lease_expired_is_taken_over(server_factory: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from api.db import session_scope
+    from api.repositories import JobRepository
+
+    held: LiveServer = server_factory(run_jobs=False)
+    key = held.create_key("a")
+    with held.client(key) as client:
+        stale = client.submit(standalone_spec(trials=2, epochs=1))["id"]
+        fresh = client.submit(standalone_spec(trials=2, epochs=1))["id"]
+    now = datetime.now(UTC)
+    with session_scope(held.app.state.nas.write) as session:
+        jobs = JobRepository(session)
+        # Both "run" on a machine we cannot see; one stopped renewing its lease 10 s ago.
+        jobs.set_fields(
+            stale, state="RUNNING", runner="elsewhere:1:x", heartbeat_at=now - timedelta(seconds=10)
+        )
+        jobs.set_fields(
+            fresh, state="RUNNING", runner="elsewhere:1:y", heartbeat_at=now + timedelta(hours=1)
+        )
+    runner: LiveServer = server_factory(job_lease_s=2.0)
+    with runner.client(key) as client:
+        assert client.wait(stale, timeout=60)["state"] == "SUCCEEDED"
+        job = client.job(fresh)
+        assert job["state"] == "RUNNING" and job["n_trials"] == 0  # its lease still holds
