@@ -90,6 +90,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             write=make_session_factory(engine, write=True),
         )
         app.state.nas = state
+        started_ray = False
+        if settings.backend == "ray":
+            from workers.ray_backend import ensure_ray
+
+            started_ray = ensure_ray(settings.ray_address, num_cpus=settings.ray_num_cpus)
         runner = None
         if settings.run_jobs:
             from api.runner import JobRunner
@@ -102,6 +107,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if runner is not None:
                 runner.stop()
+            if started_ray:
+                import ray
+
+                ray.shutdown()
             engine.dispose()
 
     app = FastAPI(

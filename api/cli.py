@@ -39,12 +39,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.no_auth:
         settings = settings.model_copy(update={"auth": "none"})
+    if args.ray_address:
+        settings = settings.model_copy(update={"ray_address": args.ray_address, "backend": "ray"})
+    if args.backend:
+        settings = settings.model_copy(update={"backend": args.backend})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if settings.auth == "none":
         logging.getLogger("nas.api").warning(
             "authentication is OFF (NAS_AUTH=none): every caller is admin; trusted machine only"
         )
-    print(f"database: {settings.resolved_database_url()}", file=sys.stderr)
+    print(
+        f"database: {settings.resolved_database_url()}; backend: {settings.backend}",
+        file=sys.stderr,
+    )
     uvicorn.run(
         create_app(settings),
         host=args.host,

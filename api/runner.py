@@ -44,7 +44,7 @@ from nas.architecture import Architecture
 from nas.evaluators.shared import SharedWeightEvaluator
 from nas.spec import parse_spec
 from nas.trial import TrialResult, TrialState
-from workers.backend import InlineBackend
+from workers.backend import Backend, InlineBackend, Interrupted
 from workers.final import retrain
 from workers.local import make_search, summarize
 from workers.search import SearchLoop, TrialRecord, build_components
@@ -55,8 +55,7 @@ CANCELLED = "cancelled"
 SHUTDOWN = "server shutdown"
 
 
-class JobInterrupted(Exception):
-    """Raised inside a running trial when its job must stop (cancel, shutdown)."""
+JobInterrupted = Interrupted  # raised inside a running trial when its job must stop
 
 
 def _pid_alive(pid: int) -> bool:
@@ -211,7 +210,7 @@ class JobExecution(threading.Thread):
         evaluator = components.evaluator
         if hasattr(evaluator, "report"):
             evaluator.report = self._report
-        self.backend = InlineBackend()
+        self.backend = self._make_backend(spec, resolved)
         loop = make_search(
             resolved,
             components,
@@ -265,6 +264,20 @@ class JobExecution(threading.Thread):
         summary = summarize(resolved, outcome, components.space, final)
         summary.pop("trials", None)
         self._finish(JobState.SUCCEEDED, outcome.stop_reason, summary=summary, progress=1.0)
+
+    def _make_backend(self, spec: dict[str, Any], resolved: Any) -> Backend:
+        if self.settings.backend == "inline":
+            return InlineBackend()
+        from workers.ray_backend import RayBackend
+
+        resources = resolved.spec.resources
+        return RayBackend(
+            spec=spec,
+            workers=resources.workers,
+            cpus_per_trial=resources.cpus_per_trial,
+            gpus_per_trial=resources.gpus_per_trial,
+            max_retries=resources.max_retries,
+        )
 
     # --- resume ----------------------------------------------------------------------------
     def _resume(self) -> None:
@@ -343,7 +356,7 @@ class JobExecution(threading.Thread):
             )
 
     def _on_trial(self, record: TrialRecord) -> None:
-        row = _row(self.job_id, record, self.backend.worker_name)
+        row = _row(self.job_id, record, record.worker or self.backend.worker_name)
         state = row["state"]
         self._counts[state] = self._counts.get(state, 0) + 1
         if record.number in self._running:

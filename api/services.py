@@ -23,35 +23,45 @@ class ConflictError(RuntimeError):
     """The request does not fit the resource's state (409)."""
 
 
-def check_runnable_here(resolved: ResolvedSpec) -> None:
+def check_runnable_here(resolved: ResolvedSpec, backend: str) -> None:
     """Reject settings this server cannot honour, at submit time (never silently ignored)."""
     resources = resolved.spec.resources
-    if resources.workers != 1:
+    if backend == "inline" and resources.workers != 1:
         raise SpecError.at(
             ["resources", "workers"],
-            "this server runs each job's trials inline, one at a time; set workers: 1 "
-            "(parallel trials need the Ray backend)",
+            "this server runs each job's trials inline, one at a time (NAS_BACKEND=inline); "
+            "set workers: 1, or run the server with the Ray backend",
         )
     if resources.gpus_per_trial > 0:
-        import torch
+        if backend == "ray":
+            from workers.ray_backend import cluster_gpus
 
-        if not torch.cuda.is_available():
+            available = cluster_gpus()
+            where = "the Ray cluster"
+        else:
+            import torch
+
+            available = float(torch.cuda.device_count())
+            where = "this server"
+        if available < resources.gpus_per_trial:
             raise SpecError.at(
                 ["resources", "gpus_per_trial"],
-                "this server has no GPU; set gpus_per_trial: 0",
+                f"{where} has {available:g} GPUs, fewer than gpus_per_trial="
+                f"{resources.gpus_per_trial:g}; set gpus_per_trial: 0 or add a GPU node",
             )
 
 
 class JobService:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, backend: str = "inline") -> None:
         self.session = session
+        self.backend = backend
         self.jobs = JobRepository(session)
 
     def submit(self, principal: Principal, document: Mapping[str, Any]) -> JobModel:
         """Validate the whole spec, then create the job QUEUED; nothing is created when the
         spec is invalid."""
         resolved = parse_spec(document)
-        check_runnable_here(resolved)
+        check_runnable_here(resolved, self.backend)
         return self.jobs.add(
             JobModel(
                 name=resolved.spec.name,

@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(30.0, gt=0)
     #: How often the runner renews leases and looks for new jobs and cancel requests.
     poll_interval_s: float = Field(0.5, gt=0)
+    #: Where trials run: ``ray`` (a local Ray instance started by the service, or the cluster
+    #: at ``ray_address`` / ``RAY_ADDRESS``) or ``inline`` (threads of this process; no Ray).
+    backend: Literal["ray", "inline"] = "ray"
+    #: A Ray cluster to join (``ray start --head`` prints it), e.g. ``10.0.0.5:6379``.
+    ray_address: str | None = None
+    #: CPUs of the local Ray instance (default: all).
+    ray_num_cpus: int | None = Field(None, ge=1)
     #: Run jobs in this process (off: an API-only replica).
     run_jobs: bool = True
     #: Upgrade the database schema on start (else ``nas db upgrade`` must have run).

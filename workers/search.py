@@ -38,11 +38,14 @@ class TrialRecord:
     finished_at: float
     epoch: int | None = None  # shared-weight search: the epoch and step of the reward
     step: int | None = None
+    #: Where the trial ran (backend-specific: a thread of this process, a Ray node).
+    worker: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
             "step": self.step,
+            "worker": self.worker,
             "number": self.number,
             "candidate_id": self.candidate_id,
             "architecture": self.architecture.to_dict(),
@@ -230,7 +233,10 @@ class SearchLoop:
         controller, evaluator = self.components.controller, self.components.evaluator
         self._start_clock()
         while not self.budget.exhausted():
-            batch = self._gather(controller, evaluator.batch_size)
+            size = evaluator.batch_size
+            if not evaluator.instant:  # trials that train: one per parallel worker
+                size = max(size, self.backend.parallelism)
+            batch = self._gather(controller, size)
             if not batch:
                 if controller.finished:
                     self.budget.reason = "search space exhausted"
@@ -242,13 +248,18 @@ class SearchLoop:
                 self.on_batch_start(batch, len(self.trials))
             started = time.time()
             results = self.backend.evaluate(
-                evaluator, [c.architecture for c in batch], [c.hparams for c in batch]
+                evaluator,
+                [c.architecture for c in batch],
+                [c.hparams for c in batch],
+                should_stop=self.budget.should_stop,
             )
+            workers = self.backend.last_workers
             finished = time.time()
-            for candidate, result in zip(batch, results, strict=True):
+            for i, (candidate, result) in enumerate(zip(batch, results, strict=True)):
                 if not self.budget.admit(result):
                     break
-                self._record(candidate, result, started, finished)
+                worker = workers[i] if i < len(workers) else None
+                self._record(candidate, result, started, finished, worker=worker)
                 controller.tell(candidate.id, result)
             if self.on_batch_end is not None:
                 self.on_batch_end()
@@ -306,6 +317,7 @@ class SearchLoop:
         *,
         epoch: int | None = None,
         step: int | None = None,
+        worker: str | None = None,
     ) -> None:
         record = TrialRecord(
             number=len(self.trials),
@@ -317,6 +329,7 @@ class SearchLoop:
             finished_at=finished,
             epoch=epoch,
             step=step,
+            worker=worker,
         )
         self.trials.append(record)
         if result.state is TrialState.COMPLETE and (

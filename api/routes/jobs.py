@@ -54,11 +54,11 @@ def _job(session: Any, principal: Principal, job_id: int) -> Any:
     responses={422: {"description": "invalid spec: one entry per problem, with its field path"}},
 )
 def submit_job(
-    principal: CurrentPrincipal, document: SpecDocument, session: WriteSession
+    principal: CurrentPrincipal, document: SpecDocument, session: WriteSession, state: StateDep
 ) -> JobRead:
     """Submit a job spec (JSON, or YAML with a YAML content type). The spec is validated
     whole; an invalid one creates nothing and answers 422 with every problem's path."""
-    job = JobService(session).submit(principal, document)
+    job = JobService(session, backend=state.settings.backend).submit(principal, document)
     return job_read(job, principal.name)
 
 

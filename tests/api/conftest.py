@@ -75,6 +75,7 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "flush_interval_s": 0.1,
         "job_lease_s": 2.0,
         "auth": "keys",
+        "backend": "inline",
     }
     values.update(overrides)
     return Settings(**values)

@@ -1,0 +1,117 @@
+"""The service on a real multi-node Ray cluster (``ray.cluster_utils.Cluster`` on this
+machine): per-trial resources decide placement, and a worker node killed mid-trial costs a
+retry, not the job."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.client import ApiError
+from tests.api.conftest import (
+    LiveServer,
+    make_settings,
+    postgres_database,
+    standalone_spec,
+    wait_for,
+)
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """A head that runs no trials, a CPU node, and a node with one (declared) GPU."""
+    cluster = Cluster(
+        initialize_head=True,
+        connect=True,
+        head_node_args={"num_cpus": 0, "include_dashboard": False},
+    )
+    cluster.add_node(num_cpus=1)
+    cluster.gpu_node = cluster.add_node(num_cpus=1, num_gpus=1)  # type: ignore[attr-defined]
+    cluster.wait_for_nodes()
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def _gpu_node_ids() -> set[str]:
+    return {n["NodeID"][:8] for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")}
+
+
+@pytest.mark.slow
+def test_gpu_trials_run_only_on_gpu_nodes_and_survive_losing_the_node(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    with postgres_database() as url:
+        server = LiveServer(make_settings(url, tmp_path / "data", backend="ray")).start()
+        try:
+            with server.client(server.create_key("a")) as client:
+                # More GPUs than the cluster has: refused at submit, nothing created.
+                with pytest.raises(ApiError) as err:
+                    client.submit(standalone_spec(resources={"gpus_per_trial": 2}))
+                assert err.value.status_code == 422
+                assert "resources.gpus_per_trial" in str(err.value)
+
+                gpu_nodes = _gpu_node_ids()
+                spec = standalone_spec(
+                    trials=4, epochs=25, resources={"gpus_per_trial": 0.5, "max_retries": 2}
+                )
+                job_id = client.submit(spec)["id"]
+                # Kill the GPU node while trial 1 trains on it; a new GPU node joins.
+                wait_for(
+                    lambda: (
+                        (j := client.job(job_id))["trial_states"].get("COMPLETE", 0) >= 1
+                        and j["trial_states"].get("RUNNING", 0) == 1
+                    ),
+                    timeout=180,
+                    interval=0.05,
+                )
+                cluster.remove_node(cluster.gpu_node, allow_graceful=False)
+                cluster.gpu_node = cluster.add_node(num_cpus=1, num_gpus=1)
+                gpu_nodes |= _gpu_node_ids()
+                job = client.wait(job_id, timeout=300)
+                assert job["state"] == "SUCCEEDED", job["reason"]
+                trials = list(client.all_trials(job_id))
+                assert [t["number"] for t in trials] == list(range(4))  # no duplicate rows
+                assert all(t["state"] == "COMPLETE" for t in trials), trials
+                nodes = {t["worker"].split(":")[2] for t in trials}
+                assert nodes <= gpu_nodes, (nodes, gpu_nodes)  # never on the CPU-only node
+                assert len(nodes) == 2  # the retried trial finished on the new node
+        finally:
+            server.stop()
+
+
+@pytest.mark.slow
+def test_a_trial_whose_retries_are_spent_fails_with_the_cause(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    server = LiveServer(
+        make_settings(f"sqlite:///{tmp_path / 'nas.db'}", tmp_path / "data", backend="ray")
+    ).start()
+    try:
+        with server.client(server.create_key("a")) as client:
+            spec = standalone_spec(
+                trials=3, epochs=25, resources={"gpus_per_trial": 1, "max_retries": 0}
+            )
+            job_id = client.submit(spec)["id"]
+            wait_for(
+                lambda: client.job(job_id)["trial_states"].get("RUNNING", 0) == 1,
+                timeout=180,
+                interval=0.05,
+            )
+            cluster.remove_node(cluster.gpu_node, allow_graceful=False)
+            cluster.gpu_node = cluster.add_node(num_cpus=1, num_gpus=1)
+            job = client.wait(job_id, timeout=300)
+            assert job["state"] == "SUCCEEDED", job["reason"]
+            trials = list(client.all_trials(job_id))
+            assert [t["number"] for t in trials] == list(range(3))
+            failed = [t for t in trials if t["state"] == "FAIL"]
+            assert len(failed) == 1 and "worker lost after 0 retries" in failed[0]["error"]
+            assert sum(t["state"] == "COMPLETE" for t in trials) == 2
+    finally:
+        server.stop()
