@@ -4,19 +4,48 @@ from __future__ import annotations
 
 from controllers.base import Candidate, Controller, ControllerConfig, UnknownCandidateError
 from controllers.enas import EnasController
+from controllers.evolution import RegularizedEvolution
+from controllers.optuna_search import (
+    CmaEsController,
+    GpController,
+    GridController,
+    Nsga2Controller,
+    OptunaController,
+    QmcController,
+    TpeController,
+)
 from controllers.random_search import RandomSearch
 from nas.registry import Registry
 
 CONTROLLERS: Registry[type[Controller]] = Registry("controller")
-CONTROLLERS.register(RandomSearch.name)(RandomSearch)
-CONTROLLERS.register(EnasController.name)(EnasController)
+for _controller in (
+    RandomSearch,
+    EnasController,
+    RegularizedEvolution,
+    TpeController,
+    CmaEsController,
+    GpController,
+    Nsga2Controller,
+    QmcController,
+    GridController,
+):
+    CONTROLLERS.register(_controller.name)(_controller)
+del _controller
 
 __all__ = [
     "CONTROLLERS",
     "Candidate",
+    "CmaEsController",
     "Controller",
     "ControllerConfig",
     "EnasController",
+    "GpController",
+    "GridController",
+    "Nsga2Controller",
+    "OptunaController",
+    "QmcController",
     "RandomSearch",
+    "RegularizedEvolution",
+    "TpeController",
     "UnknownCandidateError",
 ]

@@ -48,3 +48,8 @@ class SpecError(NasError, ValueError):
     @classmethod
     def at(cls, loc: Sequence[str | int], msg: str, type_: str = "value_error") -> SpecError:
         return cls([{"loc": tuple(loc), "msg": msg, "type": type_}])
+
+
+class ExportError(NasError, ValueError):
+    """An architecture cannot be exported: an unknown format, a space or network that the
+    format does not support, weights that do not fit, or an export that failed its check."""

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+import ray
+from ray.cluster_utils import Cluster
 
 from api.client import ApiError
 from tests.api.conftest import (
@@ -18,9 +19,6 @@ from tests.api.conftest import (
     standalone_spec,
     wait_for,
 )
-
-ray = pytest.importorskip("ray")
-from ray.cluster_utils import Cluster  # noqa: E402
 
 
 @pytest.fixture(scope="module")
