@@ -1,0 +1,508 @@
+"""Optuna samplers behind the ask/tell contract: ``tpe``, ``cmaes``, ``gp``, ``nsga2``, ``qmc``,
+``grid``.
+
+Each architecture decision becomes one Optuna parameter named after the decision, over the
+choice indices ``0..k-1``: a ``CategoricalDistribution`` for ``tpe``, ``gp`` (Hamming-type
+kernel on categoricals), ``nsga2`` and ``grid``; an ``IntDistribution`` for ``cmaes`` (Optuna's
+CMA-ES skips categoricals and would sample them at random; with ``with_margin`` its integer
+handling does not get stuck on one value) and ``qmc`` (one QMC coordinate per decision, the
+same uniform cut into ``k`` bins either way, and supported by every Optuna version).
+``_propose`` is ``study.ask(fixed_distributions)``, ``_observe`` is ``study.tell`` with the
+base class's larger-is-better score (the study maximizes), or state FAIL / PRUNED.
+
+Determinism and checkpoints: an ``optuna.Study`` is not plain data, so ``state_dict`` keeps
+what Optuna's own storage keeps: every trial in order (choices, state, value and Optuna's
+system attributes: CMA-ES's optimizer, NSGA-II's generation, GP's relative parameters...)
+plus the study's system attributes (NSGA-II's parent populations, QMC's sample counter) and
+the sampler seed. ``load_state_dict`` rebuilds an in-memory study from them with
+``create_trial`` + ``add_trial``. (CMA-ES's optimizer is a hex-encoded pickle there, as in any
+Optuna storage: load only checkpoints this service wrote.) Samplers also hold state outside
+the storage (their RNGs, GP's kernel-fit warm start, TPE's search-space caches), which Optuna
+cannot export; so each ask (and each tell) builds a fresh sampler seeded from (sampler seed,
+trial number), and a restored controller asks exactly the candidates that the original
+would. The cost: GP fits its kernel from the default start every time rather than from the
+previous fit. ``qmc`` and ``grid`` keep one seed for the whole search (the scrambled
+sequence, the grid's shuffled order), and their fresh samplers draw the same sequence from
+where the study left it.
+
+``max_pending`` bounds the candidates out at once (see ``controllers.evolution``): 1 for the
+learning samplers, so each proposal sees every earlier result; unbounded for ``qmc`` and
+``grid``, which learn nothing from results. Optuna's log messages and experimental-feature
+warnings are silenced while these controllers call Optuna.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import warnings
+from abc import abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.samplers import BaseSampler
+from optuna.trial import TrialState as OptunaState
+from optuna.trial import create_trial
+from pydantic import Field
+
+from controllers.base import Candidate, Controller, ControllerConfig
+from nas.architecture import Architecture
+from nas.trial import TrialResult, TrialState
+
+_STATES = {
+    "COMPLETE": OptunaState.COMPLETE,
+    "FAIL": OptunaState.FAIL,
+    "PRUNED": OptunaState.PRUNED,
+    "RUNNING": OptunaState.RUNNING,
+}
+
+
+@contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Silence Optuna's logger (below ERROR) and its experimental-feature warnings.
+
+    Not thread-safe (logger levels and warning filters are process-wide), like controllers.
+    """
+    logger = logging.getLogger("optuna")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # scipy's Sobol engine warns when a sample count is not a power of two.
+            warnings.filterwarnings("ignore", message=".*balance properties of Sobol")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+class OptunaConfig(ControllerConfig):
+    max_pending: int | None = Field(
+        1,
+        ge=1,
+        description="candidates out at once before ask answers 'not now'; null is unbounded",
+    )
+
+
+class OptunaController(Controller):
+    """Base of the Optuna-backed controllers: subclasses set ``name``, ``Config``,
+    ``integer_params`` and implement ``_make_sampler``."""
+
+    #: IntDistribution (ordered) rather than CategoricalDistribution for every decision.
+    integer_params: ClassVar[bool] = False
+
+    def __init__(self, *, max_pending: int | None = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if max_pending is not None and max_pending < 1:
+            raise ValueError(f"max_pending must be at least 1 or None, got {max_pending}")
+        self.max_pending = max_pending
+        decisions = self.space.decisions()
+        names = [d.name for d in decisions]
+        if len(set(names)) != len(names):  # Optuna needs unique parameter names
+            names = [f"{i}:{name}" for i, name in enumerate(names)]
+        self._names = names
+        self._distributions: dict[str, BaseDistribution] = {
+            name: (
+                IntDistribution(0, d.num_choices - 1)
+                if self.integer_params
+                else CategoricalDistribution(tuple(range(d.num_choices)))
+            )
+            for name, d in zip(names, decisions, strict=True)
+        }
+        self.sampler_seed = int(self.rng.integers(2**32))
+        self.study = self._new_study()
+
+    # --- samplers --------------------------------------------------------------------------
+    @abstractmethod
+    def _make_sampler(self, seed: int) -> BaseSampler:
+        """A new sampler; ``seed`` is derived from (sampler seed, trial number)."""
+
+    def _seed_for(self, number: int) -> int:
+        return int(np.random.SeedSequence([self.sampler_seed, number]).generate_state(1)[0])
+
+    def _use_sampler(self, number: int) -> None:
+        self.study.sampler = self._make_sampler(self._seed_for(number))
+
+    def _n_trials(self) -> int:
+        return self._storage.get_n_trials(self._study_id)  # study.trials would deep-copy all
+
+    def _new_study(self) -> optuna.Study:
+        self._storage = optuna.storages.InMemoryStorage()
+        with quiet_optuna():
+            study = optuna.create_study(
+                storage=self._storage, direction="maximize", sampler=optuna.samplers.RandomSampler()
+            )
+        self._study_id = self._storage.get_study_id_from_name(study.study_name)
+        return study
+
+    # --- ask / tell ------------------------------------------------------------------------
+    def _propose(self) -> Architecture | None:
+        if self.max_pending is not None and len(self._pending) >= self.max_pending:
+            return None  # not now: tell pending results first
+        number = self._n_trials()
+        if number != self._next_id:  # one trial per candidate: trial number == candidate id
+            raise RuntimeError(f"study has {number} trials but candidate {self._next_id} is next")
+        with quiet_optuna():
+            self._use_sampler(number)
+            trial = self.study.ask(self._distributions)
+        return self.space.make([int(trial.params[name]) for name in self._names])
+
+    def _observe(self, candidate: Candidate, result: TrialResult, score: float | None) -> None:
+        with quiet_optuna():
+            self._use_sampler(candidate.id)
+            if score is not None and not math.isnan(score):
+                self.study.tell(candidate.id, score)
+            else:
+                pruned = result.state is TrialState.PRUNED
+                self.study.tell(
+                    candidate.id, state=OptunaState.PRUNED if pruned else OptunaState.FAIL
+                )
+
+    # --- checkpoints -----------------------------------------------------------------------
+    def _attrs_to_state(self, number: int, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The system attributes of trial ``number`` to keep in ``state_dict``."""
+        return attrs
+
+    def _attrs_from_state(self, number: int, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Inverse of ``_attrs_to_state``."""
+        return attrs
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        trials = self._storage.get_all_trials(self._study_id, deepcopy=True)
+        state["optuna"] = {
+            "sampler_seed": self.sampler_seed,
+            "trials": [
+                {
+                    "state": t.state.name,
+                    "choices": [int(t.params[name]) for name in self._names],
+                    "value": t.value,
+                    "system_attrs": self._attrs_to_state(t.number, dict(t.system_attrs)),
+                }
+                for t in trials
+            ],
+            "study_system_attrs": copy.deepcopy(
+                self._storage.get_study_system_attrs(self._study_id)
+            ),
+        }
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        saved = state["optuna"]
+        if len(saved["trials"]) != self._next_id:
+            raise ValueError(
+                f"state_dict holds {len(saved['trials'])} Optuna trials for {self._next_id} "
+                f"candidates; it is corrupt"
+            )
+        self.sampler_seed = int(saved["sampler_seed"])
+        self.study = self._new_study()
+        for key, value in saved["study_system_attrs"].items():
+            self._storage.set_study_system_attr(self._study_id, key, value)
+        with quiet_optuna():
+            for number, t in enumerate(saved["trials"]):
+                trial_state = _STATES[t["state"]]
+                self.study.add_trial(
+                    create_trial(
+                        state=trial_state,
+                        value=t["value"] if trial_state is OptunaState.COMPLETE else None,
+                        params=dict(zip(self._names, t["choices"], strict=True)),
+                        distributions=self._distributions,
+                        system_attrs=self._attrs_from_state(number, t["system_attrs"]),
+                    )
+                )
+
+
+# --- the controllers ---------------------------------------------------------------------------
+class TpeConfig(OptunaConfig):
+    n_startup_trials: int = Field(10, ge=0, description="random trials first (Optuna: 10)")
+    n_ei_candidates: int = Field(24, ge=1, description="candidates scored per ask (Optuna: 24)")
+    multivariate: bool = Field(True, description="joint Parzen estimator (Optuna 5 default)")
+    constant_liar: bool = Field(
+        True, description="treat pending trials as bad results (Optuna 5 default)"
+    )
+
+
+class TpeController(OptunaController):
+    """Tree-structured Parzen estimator (Optuna's ``TPESampler``).
+
+    Example:
+        >>> controller = TpeController(space=Nb201Space(), seed=0)
+        >>> candidate = controller.ask()
+    """
+
+    name = "tpe"
+    Config = TpeConfig
+
+    def __init__(
+        self,
+        *,
+        n_startup_trials: int = 10,
+        n_ei_candidates: int = 24,
+        multivariate: bool = True,
+        constant_liar: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.n_startup_trials = n_startup_trials
+        self.n_ei_candidates = n_ei_candidates
+        self.multivariate = multivariate
+        self.constant_liar = constant_liar
+        super().__init__(**kwargs)
+
+    def _make_sampler(self, seed: int) -> BaseSampler:
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            n_startup_trials=self.n_startup_trials,
+            n_ei_candidates=self.n_ei_candidates,
+            multivariate=self.multivariate,
+            constant_liar=self.constant_liar,
+        )
+
+
+class CmaEsConfig(OptunaConfig):
+    n_startup_trials: int = Field(1, ge=0, description="random trials first (Optuna: 1)")
+    popsize: int | None = Field(None, ge=2, description="default 4 + floor(3 ln d)")
+    sigma0: float | None = Field(None, gt=0, description="default: a sixth of the range")
+    with_margin: bool = Field(
+        True, description="CMA-ES with margin, for integer parameters (Optuna's default: off)"
+    )
+
+
+class CmaEsController(OptunaController):
+    """CMA-ES over the choice indices as integers (Optuna's ``CmaEsSampler``; needs the
+    ``cmaes`` package).
+
+    Example:
+        >>> controller = CmaEsController(space=Nb201Space(), seed=0)
+    """
+
+    name = "cmaes"
+    Config = CmaEsConfig
+    integer_params = True
+
+    def __init__(
+        self,
+        *,
+        n_startup_trials: int = 1,
+        popsize: int | None = None,
+        sigma0: float | None = None,
+        with_margin: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            import cmaes  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                "controller 'cmaes' needs the 'cmaes' package: pip install cmaes"
+            ) from None
+        self.n_startup_trials = n_startup_trials
+        self.popsize = popsize
+        self.sigma0 = sigma0
+        self.with_margin = with_margin
+        super().__init__(**kwargs)
+
+    def _make_sampler(self, seed: int) -> BaseSampler:
+        return optuna.samplers.CmaEsSampler(
+            seed=seed,
+            n_startup_trials=self.n_startup_trials,
+            popsize=self.popsize,
+            sigma0=self.sigma0,
+            with_margin=self.with_margin,
+            warn_independent_sampling=False,
+        )
+
+
+class GpConfig(OptunaConfig):
+    n_startup_trials: int = Field(10, ge=0, description="random trials first (Optuna: 10)")
+    deterministic_objective: bool = Field(
+        False, description="noise-free objective (a table lookup); not for real training"
+    )
+
+
+class GpController(OptunaController):
+    """Gaussian-process Bayesian optimisation (Optuna's ``GPSampler``, log EI), with
+    categorical decisions. Each ask fits the GP and optimises the acquisition: seconds, not
+    milliseconds, once there are hundreds of trials.
+
+    Example:
+        >>> controller = GpController(space=Nb201Space(), seed=0)
+    """
+
+    name = "gp"
+    Config = GpConfig
+
+    def __init__(
+        self, *, n_startup_trials: int = 10, deterministic_objective: bool = False, **kwargs: Any
+    ) -> None:
+        self.n_startup_trials = n_startup_trials
+        self.deterministic_objective = deterministic_objective
+        super().__init__(**kwargs)
+
+    def _make_sampler(self, seed: int) -> BaseSampler:
+        return optuna.samplers.GPSampler(
+            seed=seed,
+            n_startup_trials=self.n_startup_trials,
+            deterministic_objective=self.deterministic_objective,
+        )
+
+
+class Nsga2Config(OptunaConfig):
+    population_size: int = Field(50, ge=2, description="generation size (Optuna: 50)")
+    mutation_prob: float | None = Field(
+        None, ge=0, le=1, description="per-decision mutation; default 1 / number of decisions"
+    )
+    crossover_prob: float = Field(0.9, ge=0, le=1)
+    swapping_prob: float = Field(0.5, ge=0, le=1, description="uniform crossover's swap rate")
+
+
+class Nsga2Controller(OptunaController):
+    """NSGA-II (Optuna's ``NSGAIISampler``): with one objective, a generational genetic
+    algorithm with uniform crossover and elitist selection.
+
+    Example:
+        >>> controller = Nsga2Controller(space=Nb201Space(), seed=0, population_size=20)
+    """
+
+    name = "nsga2"
+    Config = Nsga2Config
+
+    def __init__(
+        self,
+        *,
+        population_size: int = 50,
+        mutation_prob: float | None = None,
+        crossover_prob: float = 0.9,
+        swapping_prob: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
+        self.population_size = population_size
+        self.mutation_prob = mutation_prob
+        self.crossover_prob = crossover_prob
+        self.swapping_prob = swapping_prob
+        super().__init__(**kwargs)
+
+    def _make_sampler(self, seed: int) -> BaseSampler:
+        return optuna.samplers.NSGAIISampler(
+            seed=seed,
+            population_size=self.population_size,
+            mutation_prob=self.mutation_prob,
+            crossover_prob=self.crossover_prob,
+            swapping_prob=self.swapping_prob,
+        )
+
+
+class QmcConfig(OptunaConfig):
+    max_pending: int | None = Field(None, ge=1, description="default unbounded")
+    qmc_type: Literal["sobol", "halton"] = "sobol"
+    scramble: bool = Field(
+        True, description="randomised QMC: each seed its own sequence (Optuna's default: off)"
+    )
+
+
+class QmcController(OptunaController):
+    """Quasi-Monte Carlo sampling (Optuna's ``QMCSampler``): an even, non-adaptive cover of the
+    choice indices. The first trial is uniform (Optuna's QMC needs one to learn the space).
+
+    Example:
+        >>> controller = QmcController(space=Nb201Space(), seed=0)
+    """
+
+    name = "qmc"
+    Config = QmcConfig
+    integer_params = True
+
+    def __init__(
+        self,
+        *,
+        qmc_type: str = "sobol",
+        scramble: bool = True,
+        max_pending: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.qmc_type = qmc_type
+        self.scramble = scramble
+        super().__init__(max_pending=max_pending, **kwargs)
+
+    def _make_sampler(self, seed: int) -> BaseSampler:
+        # The sequence's seed is fixed for the search (the study counts the samples drawn);
+        # the per-trial seed only feeds the uniform sampler of the first trial(s).
+        return optuna.samplers.QMCSampler(
+            qmc_type=self.qmc_type,
+            scramble=self.scramble,
+            seed=self.sampler_seed,
+            independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+            warn_asynchronous_seeding=False,
+            warn_independent_sampling=False,
+        )
+
+
+class GridConfig(OptunaConfig):
+    max_pending: int | None = Field(None, ge=1, description="default unbounded")
+    max_size: int = Field(
+        100_000, ge=1, description="refuse spaces with more architectures than this"
+    )
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """``GridSampler`` whose ``after_trial`` does not call ``study.stop()``, which raises
+    outside ``study.optimize``; the controller tracks exhaustion itself."""
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        return None
+
+
+class GridController(OptunaController):
+    """Every architecture once, in an order shuffled by the seed (Optuna's ``GridSampler``).
+    When all have been asked, ``ask`` answers ``None`` and ``finished`` is true.
+
+    Example:
+        >>> controller = GridController(space=MacroSpace(layers=2, channels=4), seed=0)
+    """
+
+    name = "grid"
+    Config = GridConfig
+
+    def __init__(
+        self, *, max_size: int = 100_000, max_pending: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(max_pending=max_pending, **kwargs)
+        size = self.space.size()
+        if size > max_size:
+            raise ValueError(
+                f"grid search over space {self.space.name!r} would need {size:,} architectures, "
+                f"more than max_size={max_size:,}; use a smaller space, raise max_size, or "
+                f"choose another controller"
+            )
+        self.max_size = max_size
+        self._grid = {
+            name: list(range(d.num_choices))
+            for name, d in zip(self._names, self.space.decisions(), strict=True)
+        }
+        self._sampler: _GridSampler | None = None
+        self._sampler_for: int | None = None
+
+    def _make_sampler(self, seed: int) -> BaseSampler:
+        # One seed for the whole search: the sampler holds nothing else, so it is built once
+        # (its shuffled grid is the expensive part) and rebuilt only if the seed changes.
+        if self._sampler is None or self._sampler_for != self.sampler_seed:
+            self._sampler = _GridSampler(self._grid, seed=self.sampler_seed)
+            self._sampler_for = self.sampler_seed
+        return self._sampler
+
+    def _propose(self) -> Architecture | None:
+        if self._n_trials() >= self.space.size():
+            self._finished = True
+            return None
+        return super()._propose()
+
+    # Each trial's grid attributes follow from its number: keep them out of the checkpoint.
+    def _attrs_to_state(self, number: int, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in attrs.items() if k not in ("search_space", "grid_id")}
+
+    def _attrs_from_state(self, number: int, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {**attrs, "search_space": self._grid, "grid_id": number}
