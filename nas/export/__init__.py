@@ -1,0 +1,51 @@
+"""Export of architectures: JSON, standalone PyTorch source, TorchScript, ONNX, model card.
+
+Example:
+    >>> space = MacroSpace(layers=4, channels=8)
+    >>> arch = space.sample(np.random.default_rng(0))
+    >>> source = export_pytorch_source(space, arch, (1, 40), 10)  # imports torch only
+    >>> model = load_network(space, arch, (1, 40), 10, "final/rank0.pt")  # doctest: +SKIP
+    >>> export_onnx(model, (1, 40), "model.onnx")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from nas.export.artifacts import (
+    architecture_from_json,
+    export_json,
+    export_onnx,
+    export_torchscript,
+)
+from nas.export.card import draw_network, measure_latency, model_card
+from nas.export.formats import FORMATS, ExportFormat, export, get_format, supported_formats
+from nas.export.network import (
+    NB201_DEFAULTS,
+    Nb201Network,
+    build_network,
+    exportable_spaces,
+    load_network,
+    network_options,
+)
+from nas.export.source import export_pytorch_source
+
+__all__ = [
+    "FORMATS",
+    "NB201_DEFAULTS",
+    "ExportFormat",
+    "Nb201Network",
+    "architecture_from_json",
+    "build_network",
+    "draw_network",
+    "export",
+    "export_json",
+    "export_onnx",
+    "export_pytorch_source",
+    "export_torchscript",
+    "exportable_spaces",
+    "get_format",
+    "load_network",
+    "measure_latency",
+    "model_card",
+    "network_options",
+    "supported_formats",
+]

@@ -1,0 +1,329 @@
+"""Exports: standalone PyTorch source (run in an interpreter without this package),
+TorchScript, ONNX (onnxruntime, dynamic batch), JSON round trip, model card, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from torch import nn
+
+import nas.export as export_pkg
+from nas.architecture import Architecture
+from nas.errors import ExportError, NasError
+from nas.export import (
+    FORMATS,
+    architecture_from_json,
+    build_network,
+    export,
+    export_json,
+    export_onnx,
+    export_pytorch_source,
+    export_torchscript,
+    get_format,
+    load_network,
+    model_card,
+    supported_formats,
+)
+from nas.spaces import MacroSpace, MicroSpace, Nb201Space, SearchSpace
+from nas.spaces.base import Decision
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+
+NUM_CLASSES = 5
+# Every op of each space appears: macro samples with all skips of the last layer on (so each
+# reduction point reduces several sources); micro and nb201 are written out.
+MICRO_ALL_OPS = (0, 1, 0, 4, 2, 0, 2, 3) + (0, 1, 4, 1, 1, 2, 3, 2)  # normal, reduce
+NB201_ALL_OPS = (3, 1, 4, 2, 0, 3)
+CASES: dict[str, tuple[SearchSpace, tuple[int, ...], dict[str, int] | None]] = {
+    "macro-1d": (MacroSpace(layers=4, channels=4), (1, 40), None),
+    "macro-2d": (MacroSpace(layers=4, channels=3, dropout=0.5), (1, 8, 8), None),
+    "micro-1d": (MicroSpace(nodes=2, cells=1, stages=2, channels=4), (1, 40), None),
+    "micro-2d": (MicroSpace(nodes=2, cells=1, stages=2, channels=3), (1, 8, 8), None),
+    "nb201-2d": (Nb201Space(), (3, 8, 8), {"channels": 4, "cells": 1}),
+}
+over_cases = pytest.mark.parametrize("case", list(CASES))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def architecture(case: str) -> Architecture:
+    space = CASES[case][0]
+    if isinstance(space, MicroSpace):
+        return space.make(MICRO_ALL_OPS)
+    if isinstance(space, Nb201Space):
+        return space.make(NB201_ALL_OPS)
+    choices = list(space.sample(np.random.default_rng(7)).choices)
+    choices[-(space.layers - 1) :] = [1] * (space.layers - 1)  # last layer: every skip on
+    return space.make(choices)
+
+
+@cache
+def trained_like(case: str) -> nn.Module:
+    """Seeded random weights, with BN affine parameters and running statistics randomised
+    too (so the comparisons depend on every saved tensor); eval mode."""
+    space, shape, options = CASES[case]
+    torch.manual_seed(11)
+    model = build_network(space, architecture(case), shape, NUM_CLASSES, options)
+    generator = torch.Generator().manual_seed(12)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+                n = module.num_features
+                module.weight.copy_(0.5 + torch.rand(n, generator=generator))
+                module.bias.copy_(0.1 * torch.randn(n, generator=generator))
+                module.running_mean.copy_(0.1 * torch.randn(n, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(n, generator=generator))
+    return model.eval()
+
+
+def example_input(case: str, batch: int = 3) -> torch.Tensor:
+    return torch.randn(batch, *CASES[case][1], generator=torch.Generator().manual_seed(5))
+
+
+def outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x)
+
+
+# --- standalone PyTorch source ---------------------------------------------------------------
+# Run with -I -S: no script dir, no PYTHON* variables, no site processing, so the editable
+# install's import hook is not set up; only the site-packages folder (torch) is put on the path.
+RUNNER = textwrap.dedent(
+    """
+    import importlib.util
+    import runpy
+    import sys
+
+    sys.path.append(sys.argv[1])  # site-packages, without its .pth files
+    assert importlib.util.find_spec("nas") is None, "nas-service is importable here"
+    import torch
+
+    spec = importlib.util.spec_from_file_location("model", "model.py")
+    model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(model)
+    net = model.build()
+    net.load_state_dict(torch.load("weights.pt", weights_only=True), strict=True)
+    net.eval()
+    with torch.no_grad():
+        torch.save(net(torch.load("input.pt", weights_only=True)), "output.pt")
+    sys.argv = ["model.py", "weights.pt"]
+    runpy.run_path("model.py", run_name="__main__")  # the file's own entry point
+    assert "nas" not in sys.modules
+    """
+)
+
+
+@over_cases
+def test_pytorch_source_runs_without_this_package(case: str, tmp_path: Path) -> None:
+    space, shape, options = CASES[case]
+    model = trained_like(case)
+    source = export_pytorch_source(space, architecture(case), shape, NUM_CLASSES, options=options)
+    assert "import nas" not in source and "from nas" not in source
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "model.py").write_text(source)
+    (tmp_path / "run.py").write_text(RUNNER)
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    x = example_input(case)
+    torch.save(x, tmp_path / "input.pt")
+    site_packages = str(Path(torch.__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "run.py", site_packages],
+        cwd=tmp_path,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"output (1, {NUM_CLASSES})" in done.stdout
+    got = torch.load(tmp_path / "output.pt", weights_only=True)
+    assert got.shape == (3, NUM_CLASSES)
+    assert (got - outputs(model, x)).abs().max().item() <= 1e-5
+
+
+def test_pytorch_source_defines_only_the_ops_it_uses() -> None:
+    space = MacroSpace(layers=2, channels=4, reductions=[])
+    source = export_pytorch_source(space, space.make([4, 5, 0]), (1, 12), NUM_CLASSES)
+    assert "class Pool(" in source and "class ExportedNet(nn.Module)" in source
+    for unused in ("class SepConv(", "class ReLUConvBN(", "class FactorizedReduce(", "F.pad"):
+        assert unused not in source
+    assert source.count("class ") == 3  # Pool, ClassifierHead, ExportedNet
+
+
+# --- TorchScript and ONNX --------------------------------------------------------------------
+@over_cases
+def test_torchscript_loads_and_matches(case: str, tmp_path: Path) -> None:
+    model = trained_like(case)
+    path = export_torchscript(model, CASES[case][1], tmp_path / "model.ts")
+    loaded = torch.jit.load(str(path))
+    for batch in (1, 3):
+        x = example_input(case, batch)
+        assert (loaded(x) - outputs(model, x)).abs().max().item() <= 1e-5
+
+
+@over_cases
+def test_onnx_runs_in_onnxruntime_with_a_dynamic_batch(case: str, tmp_path: Path) -> None:
+    model = trained_like(case)
+    path = export_onnx(model, CASES[case][1], tmp_path / "model.onnx")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[0] == "batch"
+    for batch in (1, 3):
+        x = example_input(case, batch)
+        (got,) = session.run(None, {"input": x.numpy()})
+        assert got.shape == (batch, NUM_CLASSES)
+        assert np.abs(got - outputs(model, x).numpy()).max() <= 1e-4
+
+
+# --- JSON and the model card -----------------------------------------------------------------
+@over_cases
+def test_json_round_trips_to_the_same_architecture(case: str) -> None:
+    space, shape, options = CASES[case]
+    arch = architecture(case)
+    data = export_json(
+        space,
+        arch,
+        input_shape=shape,
+        num_classes=NUM_CLASSES,
+        hyperparameters={"lr": 0.05, "batch_size": np.int64(64)},
+        metrics={"test_accuracy": np.float32(91.5)},
+        job_id="job-1",
+        trial=3,
+        seed=0,
+        options=options,
+    )
+    text = json.dumps(data)
+    rebuilt_space, rebuilt = architecture_from_json(text)
+    assert rebuilt == arch
+    assert rebuilt_space.config == space.config
+    assert data["genotype"] == space.describe(arch)
+    assert data["input_shape"] == list(shape) and data["num_classes"] == NUM_CLASSES
+    assert data["provenance"]["package_version"] == export_pkg.artifacts.package_version()
+    assert data["provenance"]["trial"] == 3 and data["hyperparameters"]["batch_size"] == 64
+    # The recorded network options rebuild the same network.
+    rebuilt_net = build_network(rebuilt_space, rebuilt, shape, NUM_CLASSES, data["network_options"])
+    assert rebuilt_net.state_dict().keys() == trained_like(case).state_dict().keys()
+
+
+def test_json_rejects_a_foreign_or_broken_export() -> None:
+    space = MacroSpace(layers=2)
+    data = export_json(space, space.make([0, 1, 1]))
+    with pytest.raises(ExportError, match="version"):
+        architecture_from_json({**data, "space": {**data["space"], "version": 9}})
+    with pytest.raises(ExportError, match="needs 'space'"):
+        architecture_from_json({"architecture": data["architecture"]})
+    with pytest.raises(NasError, match="unknown space"):
+        architecture_from_json({**data, "space": {"name": "nope"}})
+    with pytest.raises(ExportError, match="JSON"):
+        export_json(space, space.make([0, 1, 1]), metrics={"bad": float("nan")})
+
+
+@pytest.mark.parametrize("case", ["macro-1d", "micro-2d", "nb201-2d"])
+def test_model_card(case: str) -> None:
+    space, shape, _ = CASES[case]
+    arch = architecture(case)
+    model = trained_like(case)
+    card = model_card(
+        space,
+        arch,
+        model,
+        shape,
+        accuracies={"test_accuracy": 91.25},
+        command="nas submit examples/x.yaml --seed 0",
+        job_id="job-1",
+        latency_runs=3,
+    )
+    params = sum(p.numel() for p in model.parameters())
+    assert card.startswith(f"# Model card: {space.name}")
+    assert f"| Parameters | {params:,} |" in card
+    assert "| FLOPs | " in card and "ms median of 3 forward passes at batch size 1" in card
+    assert "| test_accuracy | 91.25 |" in card
+    assert "nas submit examples/x.yaml --seed 0" in card and "- job id: job-1" in card
+    last_op = space.layer_choices(arch)[-1][0] if isinstance(space, MacroSpace) else ""
+    drawing = {
+        "macro-1d": f"layer 3    {last_op} + skip from 0, 1, 2",
+        "micro-2d": "node0 = identity(cell_in0) + sep_conv5(cell_in1)",
+        "nb201-2d": "node3 = nor_conv_1x1(node0) + none(node1) + nor_conv_3x3(node2)",
+    }[case]
+    assert drawing in card, card
+
+
+# --- the format table, the one-call export, errors ---------------------------------------------
+class TableOnlySpace(SearchSpace):
+    """A space with no network (like a purely tabular benchmark)."""
+
+    name = "table-only"
+
+    def decisions(self) -> list[Decision]:
+        return [Decision("op", ("a", "b"))]
+
+
+def test_unknown_format_and_unsupported_space_are_clear_errors() -> None:
+    with pytest.raises(ExportError, match=r"unknown export format 'tflite'; valid: json, pytorch"):
+        get_format("tflite")
+    table_only = TableOnlySpace()
+    assert supported_formats(table_only) == ["json"]
+    assert supported_formats("nb201") == list(FORMATS)
+    for fmt in ("pytorch", "torchscript", "onnx", "model-card"):
+        with pytest.raises(ExportError, match=f"cannot export to {fmt}"):
+            get_format(fmt, table_only)
+    with pytest.raises(ExportError, match="no network"):
+        export_pytorch_source(table_only, table_only.make([1]), (1, 8), NUM_CLASSES)
+    assert export_json(table_only, table_only.make([1]))["genotype"] == {"op": "b"}
+
+
+def test_network_options_and_weights_errors(tmp_path: Path) -> None:
+    space, shape, _ = CASES["macro-1d"]
+    arch = architecture("macro-1d")
+    with pytest.raises(ExportError, match="takes no network options"):
+        build_network(space, arch, shape, NUM_CLASSES, {"channels": 8})
+    with pytest.raises(ExportError, match="unknown nb201 network options"):
+        build_network(Nb201Space(), Nb201Space().make(NB201_ALL_OPS), (3, 8, 8), 5, {"width": 2})
+    wider = MacroSpace(layers=4, channels=8)
+    torch.save(build_network(wider, arch, shape, NUM_CLASSES).state_dict(), tmp_path / "w.pt")
+    with pytest.raises(ExportError, match="do not fit"):
+        load_network(space, arch, shape, NUM_CLASSES, tmp_path / "w.pt")
+
+
+def test_export_writes_every_format(tmp_path: Path) -> None:
+    space, shape, _ = CASES["micro-1d"]
+    arch = architecture("micro-1d")
+    weights = tmp_path / "rank0.pt"
+    torch.save(trained_like("micro-1d").state_dict(), weights)
+    written: dict[str, Any] = {}
+    for fmt, spec in FORMATS.items():
+        path = export(
+            fmt,
+            tmp_path / "out" / f"model{spec.suffix}",
+            space=space,
+            arch=arch,
+            input_shape=shape,
+            num_classes=NUM_CLASSES,
+            weights=weights,
+            metrics={"test_accuracy": 80.0},
+            latency_runs=2,
+        )
+        assert path.is_file() and path.stat().st_size > 0
+        written[fmt] = path
+    assert architecture_from_json(written["json"].read_text())[1] == arch
+    x = example_input("micro-1d")
+    loaded = torch.jit.load(str(written["torchscript"]))
+    assert (loaded(x) - outputs(trained_like("micro-1d"), x)).abs().max().item() <= 1e-5
+    with pytest.raises(ExportError, match="needs input_shape"):
+        export("onnx", tmp_path / "m.onnx", space=space, arch=arch)
