@@ -236,6 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
         "under $NAS_DATA_DIR, ./.nas)",
     )
     serve.add_argument(
+        "--ray-address",
+        help="join this Ray cluster (default $NAS_RAY_ADDRESS or $RAY_ADDRESS; else a local "
+        "Ray instance is started)",
+    )
+    serve.add_argument(
+        "--backend",
+        choices=["ray", "inline"],
+        help="where trials run (default $NAS_BACKEND, else ray)",
+    )
+    serve.add_argument(
         "--no-auth",
         action="store_true",
         help="no API keys: every caller is admin (single user, trusted machine)",

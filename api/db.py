@@ -58,8 +58,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    # Close to the number of request threads (anyio: 40), so a busy
+    # server reuses connections instead of opening and closing overflow ones.
+    kwargs.setdefault("pool_size", 30)
+    kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
 

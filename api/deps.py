@@ -50,12 +50,12 @@ WriteSession = Annotated[Session, Depends(_write_session)]
 StateDep = Annotated[AppState, Depends(app_state)]
 
 
-def _principal(request: Request) -> Principal:
+def _principal(request: Request, session: ReadSession) -> Principal:
+    """The caller, looked up in the request's read session (one connection per request)."""
     state = app_state(request)
     if state.settings.auth == "none":
         return LOCAL_ADMIN
-    with state.read() as session:
-        principal = authenticate(session, request.headers.get("authorization"))
+    principal = authenticate(session, request.headers.get("authorization"))
     if principal is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

@@ -100,7 +100,8 @@ class TrialModel(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "number", name="uq_nas_trials_job_number"),
         Index("ix_nas_trials_job_state_number", "job_id", "state", "number"),
-        Index("ix_nas_trials_job_objective", "job_id", "objective"),
+        # Objective order (both directions, NULLs last): dialect-specific, created by
+        # migration 0002 (ix_nas_trials_job_objective_asc / _desc).
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

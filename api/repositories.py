@@ -227,6 +227,26 @@ class TrialRepository:
     def get(self, trial_id: int) -> TrialModel | None:
         return self.session.get(TrialModel, trial_id)
 
+    #: The columns of a trial listing (``api.schemas.TrialRead``), selected as plain rows.
+    LISTING = (
+        TrialModel.id,
+        TrialModel.job_id,
+        TrialModel.number,
+        TrialModel.state,
+        TrialModel.objective,
+        TrialModel.metrics,
+        TrialModel.architecture,
+        TrialModel.hparams,
+        TrialModel.cost_s,
+        TrialModel.simulated,
+        TrialModel.error,
+        TrialModel.worker,
+        TrialModel.epoch,
+        TrialModel.step,
+        TrialModel.started_at,
+        TrialModel.finished_at,
+    )
+
     def page(
         self,
         job_id: int,
@@ -238,10 +258,10 @@ class TrialRepository:
         offset: int = 0,
         after: int | None = None,
     ) -> Sequence[TrialModel]:
-        """One page in SQL. ``sort`` is ``number``, ``objective`` or a metric name; trials
-        without the sort value come last. ``after`` is a keyset cursor for ``number`` order
-        (constant time however deep the page)."""
-        query = select(TrialModel).where(TrialModel.job_id == job_id)
+        """One page in SQL, as plain rows of ``LISTING``. ``sort`` is ``number``,
+        ``objective`` or a metric name; trials without the sort value come last. ``after``
+        is a keyset cursor for ``number`` order (constant time however deep the page)."""
+        query = select(*self.LISTING).where(TrialModel.job_id == job_id)
         if state is not None:
             query = query.where(TrialModel.state == state)
         if sort == "number":
@@ -260,7 +280,7 @@ class TrialRepository:
                 (key.desc() if descending else key.asc()).nulls_last(),
                 TrialModel.number.asc(),
             ]
-        return self.session.scalars(query.order_by(*order).limit(limit).offset(offset)).all()
+        return self.session.execute(query.order_by(*order).limit(limit).offset(offset)).all()
 
     def top(self, job_id: int, k: int, *, maximize: bool) -> Sequence[TrialModel]:
         key = TrialModel.objective.desc() if maximize else TrialModel.objective.asc()

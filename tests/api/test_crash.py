@@ -29,6 +29,7 @@ def _serve(database_url: str, data_dir: Path, port: int, log: Path) -> subproces
         "NAS_FLUSH_INTERVAL_S": "0.1",
         "NAS_JOB_LEASE_S": "60",  # the dead process is detected directly, not by lease expiry
         "NAS_TORCH_THREADS": "1",
+        "NAS_BACKEND": "inline",  # durability of the database is the point here, not Ray
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],

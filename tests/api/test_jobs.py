@@ -30,6 +30,10 @@ def test_trial_listing_pages_filters_and_sorts(client: NasClient) -> None:
     client.wait(job_id, timeout=60)
     page = client.trials(job_id, limit=50, offset=100)
     assert page["count"] == 120 and [t["number"] for t in page["data"]] == list(range(100, 120))
+    page = client.trials(job_id, order="desc", limit=5, offset=10)
+    assert [t["number"] for t in page["data"]] == [109, 108, 107, 106, 105]
+    page = client.trials(job_id, state="COMPLETE", order="desc", limit=3, offset=1)
+    assert [t["number"] for t in page["data"]] == [118, 117, 116]
     page = client.trials(job_id, limit=50, after=49)
     assert page["data"][0]["number"] == 50 and page["next_after"] == 99
     by_objective = client.trials(job_id, sort="objective", order="desc", limit=10)["data"]

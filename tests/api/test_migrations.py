@@ -21,7 +21,7 @@ def test_upgrade_creates_every_table_with_our_version_table(database_url: str) -
         tables = set(inspect(engine).get_table_names())
         assert OUR_TABLES | {VERSION_TABLE} <= tables
         assert "alembic_version" not in tables
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == "0002"
     finally:
         engine.dispose()
 
@@ -54,7 +54,7 @@ def test_optuna_storage_shares_the_database(database_url: str) -> None:
         study = optuna.create_study(storage=storage, study_name="shared")
         study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
         upgrade(engine)  # ours still at head next to Optuna's alembic_version
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == "0002"
         tables = set(inspect(engine).get_table_names())
         assert {"alembic_version", VERSION_TABLE, "studies"} <= tables
         assert len(optuna.load_study(study_name="shared", storage=storage).trials) == 3
