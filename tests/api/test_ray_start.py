@@ -1,0 +1,109 @@
+"""The documented multi-machine setup, on one machine: ``ray start --head`` in a subprocess
+and ``nas serve --ray-address`` joining it; trials run on that cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.auth import create_key
+from api.client import NasClient
+from api.db import make_engine, make_session_factory, session_scope, upgrade
+from tests.api.conftest import free_port, nb201_spec, wait_for
+from tests.conftest import REPO
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+@pytest.mark.slow
+def test_nas_serve_joins_a_cluster_started_with_ray_start(tmp_path: Path) -> None:
+    ray_port, api_port = free_port(), free_port()
+    ray_bin = Path(sys.executable).parent / "ray"
+    # Ray (>= 2.59) authenticates with a token; a driver given an address needs the mode set
+    # to find the token the head wrote (~/.ray/auth_token), as on a real second machine.
+    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token"}
+    head = subprocess.Popen(
+        [
+            str(ray_bin),
+            "start",
+            "--head",
+            f"--port={ray_port}",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            "--block",
+            "--disable-usage-stats",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=(tmp_path / "ray.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    database = f"sqlite:///{tmp_path / 'nas.db'}"
+    engine = make_engine(database)
+    upgrade(engine)
+    with session_scope(make_session_factory(engine, write=True)) as session:
+        key = create_key(session, name="a")[1]
+    engine.dispose()
+    server = None
+    try:
+        wait_for(
+            lambda: "Ray runtime started" in (tmp_path / "ray.log").read_text(),
+            timeout=120,
+            interval=0.5,
+        )
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "api.cli",
+                "serve",
+                "--port",
+                str(api_port),
+                "--ray-address",
+                f"127.0.0.1:{ray_port}",
+            ],
+            cwd=REPO,
+            env={**env, "NAS_DATABASE_URL": database, "NAS_DATA_DIR": str(tmp_path / "data")},
+            stdout=(tmp_path / "serve.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+        def healthy() -> bool:
+            assert server is not None and server.poll() is None, (
+                tmp_path / "serve.log"
+            ).read_text()
+            try:
+                return httpx.get(f"http://127.0.0.1:{api_port}/healthz").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, timeout=120, interval=0.5)
+        with NasClient(f"http://127.0.0.1:{api_port}", api_key=key) as client:
+            job_id = client.submit(nb201_spec(budget={"trials": 600}))["id"]
+            job = client.wait(job_id, timeout=120)
+            assert job["state"] == "SUCCEEDED", job["reason"]
+            trials = list(client.all_trials(job_id))
+        assert [t["number"] for t in trials] == list(range(600))
+        workers = {t["worker"] for t in trials}
+        assert all(w.startswith("ray:") for w in workers), workers
+        assert "backend: ray" in (tmp_path / "serve.log").read_text()
+    finally:
+        if server is not None:
+            _stop(server)
+        _stop(head)
