@@ -266,7 +266,11 @@ class JobExecution(threading.Thread):
         self._finish(JobState.SUCCEEDED, outcome.stop_reason, summary=summary, progress=1.0)
 
     def _make_backend(self, spec: dict[str, Any], resolved: Any) -> Backend:
-        if self.settings.backend == "inline":
+        # The ENAS search (supernet + controller) runs in this process whatever the backend:
+        # running it as one Ray actor is not implemented yet.
+        if self.settings.backend == "inline" or isinstance(
+            self.components.evaluator, SharedWeightEvaluator
+        ):
             return InlineBackend()
         from workers.ray_backend import RayBackend
 

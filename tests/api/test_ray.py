@@ -37,6 +37,17 @@ def cluster() -> Iterator[Cluster]:
     cluster.shutdown()
 
 
+def _trial_task_running() -> bool:
+    """A Ray worker process is executing a trial (Ray titles it ``ray::_run_trials``)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"ray::_run_trials" in cmdline.read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _gpu_node_ids() -> set[str]:
     return {n["NodeID"][:8] for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")}
 
@@ -98,7 +109,10 @@ def test_a_trial_whose_retries_are_spent_fails_with_the_cause(
             )
             job_id = client.submit(spec)["id"]
             wait_for(
-                lambda: client.job(job_id)["trial_states"].get("RUNNING", 0) == 1,
+                lambda: (
+                    client.job(job_id)["trial_states"].get("RUNNING", 0) == 1
+                    and _trial_task_running()
+                ),
                 timeout=180,
                 interval=0.05,
             )
