@@ -47,14 +47,14 @@ def test_running_trials_are_visible_with_intermediate_values(client: NasClient) 
 def test_several_jobs_run_at_once(server_factory: Any) -> None:
     server: LiveServer = server_factory(max_running_jobs=2)
     with server.client(server.create_key("a")) as client:
-        ids = [client.submit(standalone_spec(trials=6, seed=s))["id"] for s in range(3)]
+        ids = [client.submit(standalone_spec(trials=4, epochs=2, seed=s))["id"] for s in range(3)]
         both = wait_for(lambda: [j["id"] for j in client.jobs(state="RUNNING")["data"]], timeout=30)
         seen_two = wait_for(lambda: len(client.jobs(state="RUNNING")["data"]) == 2, timeout=30)
         assert both and seen_two
         assert client.job(ids[2])["state"] == "QUEUED"  # the cap holds the third back
         for job_id in ids:
             assert client.wait(job_id, timeout=120)["state"] == "SUCCEEDED"
-            assert _numbers(client, job_id) == list(range(6))
+            assert _numbers(client, job_id) == list(range(4))
 
 
 def test_a_job_that_cannot_run_fails_with_its_cause(client: NasClient, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -68,7 +68,7 @@ def _enas_spec() -> dict[str, Any]:
     return {
         "name": "digits-enas",
         "dataset": {"name": "digits"},
-        "space": {"name": "enas-macro", "layers": 3, "channels": 8, "reductions": [1]},
+        "space": {"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]},
         "controller": {"name": "enas"},
         "evaluator": {
             "name": "shared-weights",
