@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.db import make_engine, make_session_factory, upgrade
 from api.deps import AppState
-from api.routes import health, jobs, trials
+from api.routes import exports, health, jobs, trials
 from api.settings import Settings
 from api.version import VERSION
 from nas.errors import NasError, SpecError
@@ -123,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(trials.router)
+    app.include_router(exports.router)
 
     @app.exception_handler(SpecError)
     async def _spec_error(_request: Request, exc: SpecError) -> JSONResponse:

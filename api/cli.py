@@ -164,6 +164,46 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        path = client.export(
+            args.job, args.format, args.rank, args.output, untrained=args.untrained
+        )
+    print(f"wrote {path} ({path.stat().st_size:,} bytes): job {args.job} rank {args.rank}")
+    return 0
+
+
+def _cmd_retrain(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        started = client.retrain(args.job, args.rank)
+        print(
+            f"job {args.job} rank {args.rank}: retraining as trial {started['trial_number']} "
+            f"(id {started['trial_id']})",
+            file=sys.stderr,
+        )
+        if args.no_wait:
+            print(json.dumps(started))
+            return 0
+        trial = client.wait_trial(started["trial_id"])
+    if trial["state"] != "COMPLETE":
+        print(f"error: retraining {trial['state']}: {trial['error']}", file=sys.stderr)
+        return 1
+    m = trial["metrics"]
+    print(
+        f"retrained: test_accuracy={m['test_accuracy']:.4g} params={m['params']} "
+        f"flops={m['flops']} in {m['train_seconds']:.1f} s; "
+        f"export with: nas export {args.job} --rank {args.rank} --format pytorch"
+    )
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.delete(args.job)
+    print(f"job {args.job} deleted, with its trials and files")
+    return 0
+
+
 def _db(args: argparse.Namespace) -> Any:
     from api.db import make_engine, upgrade
 
@@ -281,6 +321,35 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = client_command("cancel", "cancel a job (its trials are kept)")
     cancel.add_argument("job", type=int)
     cancel.set_defaults(func=_cmd_cancel)
+
+    export = client_command("export", "download one of a job's best architectures")
+    export.add_argument("job", type=int)
+    export.add_argument(
+        "--format",
+        default="json",
+        help="json (default), pytorch (a zip: model.py, weights.pt), torchscript, onnx, "
+        "model-card (Markdown)",
+    )
+    export.add_argument("--rank", type=int, default=1, help="1 = the best (default)")
+    export.add_argument(
+        "-o", "--output", help="file or folder (default: the server's file name, here)"
+    )
+    export.add_argument(
+        "--untrained",
+        action="store_true",
+        help="torchscript/onnx even without trained weights (fresh initialisation)",
+    )
+    export.set_defaults(func=_cmd_export)
+
+    retrain = client_command("retrain", "retrain one of a job's best architectures from scratch")
+    retrain.add_argument("job", type=int)
+    retrain.add_argument("--rank", type=int, default=1, help="1 = the best (default)")
+    retrain.add_argument("--no-wait", action="store_true", help="start it and return")
+    retrain.set_defaults(func=_cmd_retrain)
+
+    delete = client_command("delete", "delete a job with its trials and files")
+    delete.add_argument("job", type=int)
+    delete.set_defaults(func=_cmd_delete)
 
     keys = sub.add_parser("keys", help="manage API keys (on the database directly)")
     keys.add_argument("--db", help="database URL (default as for serve)")

@@ -99,6 +99,82 @@ class NasClient:
     def cancel(self, job_id: int) -> dict[str, Any]:
         return self._request("POST", f"/api/v1/jobs/{job_id}/cancel")
 
+    def delete(self, job_id: int) -> None:
+        """Delete a finished (or queued) job with its trials and files."""
+        self._check(self._http.request("DELETE", f"/api/v1/jobs/{job_id}"))
+
+    def export(
+        self,
+        job_id: int,
+        format: str = "json",
+        rank: int = 1,
+        path: str | Path | None = None,
+        *,
+        untrained: bool = False,
+    ) -> Path:
+        """Download the ``rank``-th best architecture (1 = best) of a job as ``format``
+        (json, pytorch (a zip), torchscript, onnx, model-card) to ``path``: a file, or a
+        folder (default: the current one) to save it under the server's file name."""
+        params: dict[str, Any] = {"format": format, "rank": rank}
+        if untrained:
+            params["untrained"] = "true"
+        timeout = httpx.Timeout(30.0, read=600.0)  # the server builds and checks the file
+        with self._http.stream(
+            "GET", f"/api/v1/jobs/{job_id}/export", params=params, timeout=timeout
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._check(response)
+            target = Path(path) if path is not None else Path.cwd()
+            if target.is_dir():
+                target = target / (self._filename(response) or f"job{job_id}-rank{rank}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.part")
+            try:
+                with tmp.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+                tmp.replace(target)
+            finally:
+                tmp.unlink(missing_ok=True)
+        return target
+
+    def retrain(self, job_id: int, rank: int = 1) -> dict[str, Any]:
+        """Start retraining the ``rank``-th best architecture from scratch (202); the answer
+        names the trial that records it (``wait_trial(answer["trial_id"])``)."""
+        return self._request("POST", f"/api/v1/jobs/{job_id}/retrain", params={"rank": rank})
+
+    def wait_trial(
+        self, trial_id: int, *, timeout: float | None = None, poll: float = 0.5
+    ) -> dict[str, Any]:
+        """Poll a trial until it is no longer WAITING or RUNNING; returns it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            trial = self.trial(trial_id)
+            if trial["state"] not in ("WAITING", "RUNNING"):
+                return trial
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"trial {trial_id} still {trial['state']} after {timeout} s")
+            time.sleep(poll)
+
+    @staticmethod
+    def _filename(response: httpx.Response) -> str | None:
+        """The file name of a Content-Disposition header, without any folder part."""
+        disposition = response.headers.get("content-disposition", "")
+        for part in disposition.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name.lower() == "filename" and value:
+                return Path(value.strip().strip('"')).name or None
+        return None
+
+    def _check(self, response: httpx.Response) -> None:
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise ApiError(response.status_code, detail)
+
     def trials(
         self,
         job_id: int,

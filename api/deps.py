@@ -45,8 +45,10 @@ def _write_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-ReadSession = Annotated[Session, Depends(_read_session)]
-WriteSession = Annotated[Session, Depends(_write_session)]
+ReadSession = Annotated[Session, Depends(_read_session, scope="function")]
+# scope="function": commit before the response is sent, so a client that reads right after
+# a write sees it (the default closes yield dependencies after the response).
+WriteSession = Annotated[Session, Depends(_write_session, scope="function")]
 StateDep = Annotated[AppState, Depends(app_state)]
 
 

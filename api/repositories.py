@@ -167,6 +167,26 @@ class JobRepository:
             .execution_options(synchronize_session=False)
         )
 
+    def lock(self, job_id: int) -> JobModel | None:
+        """The job, freshly read and locked for this transaction (PostgreSQL: a row lock;
+        SQLite: a writing session holds the database's write lock already)."""
+        return self.session.scalar(
+            select(JobModel)
+            .where(JobModel.id == job_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+
+    def delete(self, job_id: int) -> bool:
+        """Delete a job that is not RUNNING; its trials, intermediate values, checkpoint and
+        artifact rows go with it (ON DELETE CASCADE). False when it is RUNNING or gone."""
+        result = self.session.execute(
+            delete(JobModel)
+            .where(JobModel.id == job_id, JobModel.state != JobState.RUNNING.value)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
 
 class TrialRepository:
     def __init__(self, session: Session) -> None:
@@ -295,6 +315,87 @@ class TrialRepository:
             .limit(k)
         ).all()
 
+    def _ranked_query(self, job_id: int, exclude_keys: Sequence[str]) -> Any:
+        query = select(TrialModel.arch_key).where(
+            TrialModel.job_id == job_id,
+            TrialModel.state == "COMPLETE",
+            TrialModel.objective.is_not(None),
+        )
+        if exclude_keys:
+            query = query.where(TrialModel.arch_key.not_in(list(exclude_keys)))
+        return query
+
+    def count_ranked(self, job_id: int, *, exclude_keys: Sequence[str] = ()) -> int:
+        """Distinct architectures among the completed trials (other than ``exclude_keys``)."""
+        query = self._ranked_query(job_id, exclude_keys).distinct().subquery()
+        return int(self.session.scalar(select(func.count()).select_from(query)) or 0)
+
+    def ranked_architecture(
+        self, job_id: int, offset: int, *, exclude_keys: Sequence[str] = (), maximize: bool
+    ) -> tuple[str, float]:
+        """The ``offset``-th (0-based) best distinct architecture of the completed trials by
+        its best objective (ties: the one first tried first): its key and best value."""
+        best = func.max(TrialModel.objective) if maximize else func.min(TrialModel.objective)
+        first = func.min(TrialModel.number)
+        row = self.session.execute(
+            self._ranked_query(job_id, exclude_keys)
+            .add_columns(best.label("value"))
+            .group_by(TrialModel.arch_key)
+            .order_by(best.desc() if maximize else best.asc(), first.asc())
+            .offset(offset)
+            .limit(1)
+        ).one()
+        return str(row.arch_key), float(row.value)
+
+    def best_of_architecture(
+        self, job_id: int, arch_key: str, *, maximize: bool
+    ) -> TrialModel | None:
+        """The completed trial with the best objective for ``arch_key`` (earliest on ties)."""
+        key = TrialModel.objective.desc() if maximize else TrialModel.objective.asc()
+        return self.session.scalar(
+            select(TrialModel)
+            .where(
+                TrialModel.job_id == job_id,
+                TrialModel.arch_key == arch_key,
+                TrialModel.state == "COMPLETE",
+                TrialModel.objective.is_not(None),
+            )
+            .order_by(key, TrialModel.number)
+            .limit(1)
+        )
+
+    def running(self, job_id: int, *, worker_suffix: str | None = None) -> Sequence[TrialModel]:
+        """RUNNING trials of the job (those whose worker ends with ``worker_suffix``)."""
+        query = select(TrialModel).where(TrialModel.job_id == job_id, TrialModel.state == "RUNNING")
+        if worker_suffix is not None:
+            query = query.where(TrialModel.worker.endswith(worker_suffix, autoescape=True))
+        return self.session.scalars(query.order_by(TrialModel.number)).all()
+
+    def finish(self, job_id: int, number: int, **values: Any) -> None:
+        """Set a trial's result fields (state, metrics, error, finished_at, ...)."""
+        self.session.execute(
+            update(TrialModel)
+            .where(TrialModel.job_id == job_id, TrialModel.number == number)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+
+    def next_number(self, job_id: int) -> int:
+        """One past the highest trial number of the job (0 when it has none)."""
+        highest = self.session.scalar(
+            select(func.max(TrialModel.number)).where(TrialModel.job_id == job_id)
+        )
+        return 0 if highest is None else int(highest) + 1
+
+    def id_of(self, job_id: int, number: int) -> int:
+        return int(
+            self.session.scalar(
+                select(TrialModel.id).where(
+                    TrialModel.job_id == job_id, TrialModel.number == number
+                )
+            )
+        )
+
     def after(self, job_id: int, number: int, limit: int) -> Sequence[Any]:
         """Compact rows (number, state, objective) of trials numbered above ``number``."""
         return self.session.execute(
@@ -367,3 +468,24 @@ class ArtifactRepository:
         return self.session.scalars(
             select(ArtifactModel).where(ArtifactModel.job_id == job_id).order_by(ArtifactModel.id)
         ).all()
+
+    def by_path(self, job_id: int, path: str) -> ArtifactModel | None:
+        return self.session.scalar(
+            select(ArtifactModel)
+            .where(ArtifactModel.job_id == job_id, ArtifactModel.path == path)
+            .order_by(ArtifactModel.id.desc())
+            .limit(1)
+        )
+
+    def put(
+        self, *, job_id: int, kind: str, path: str, size_bytes: int, meta: dict[str, Any]
+    ) -> ArtifactModel:
+        """Record the file at ``path``, replacing the record of an earlier file there."""
+        row = self.by_path(job_id, path)
+        if row is None:
+            return self.add(
+                ArtifactModel(job_id=job_id, kind=kind, path=path, size_bytes=size_bytes, meta=meta)
+            )
+        row.kind, row.size_bytes, row.meta, row.created_at = kind, size_bytes, meta, utcnow()
+        self.session.flush()
+        return row

@@ -12,8 +12,10 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.auth import Principal
 from api.deps import AppState, CurrentPrincipal, ReadSession, SpecDocument, StateDep, WriteSession
+from api.exports import delete_job as delete_job_and_files
 from api.models import JobState
 from api.repositories import METRIC_NAME, JobRepository, TrialRepository
+from api.routes.exports import retrainings
 from api.schemas import JobList, JobRead, TrialList, TrialRead
 from api.services import ConflictError, JobService, NotFoundError, job_read
 from nas.evaluators import EVALUATORS
@@ -99,6 +101,33 @@ def cancel_job(job_id: int, session: WriteSession, principal: CurrentPrincipal) 
     except ConflictError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     return job_read(job)
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={409: {"description": "the job is RUNNING (cancel it first) or retraining"}},
+)
+def delete_job(
+    job_id: int, request: Request, principal: CurrentPrincipal, state: StateDep
+) -> Response:
+    """Delete a job (yours, or any for an admin) with everything recorded of it: trials,
+    intermediate values, checkpoint, artifact rows, and its files under the artifacts folder.
+    A RUNNING job must be cancelled first (409), as must a retraining of it finish."""
+    try:
+        delete_job_and_files(
+            state.write,
+            state.settings.resolved_artifacts_dir(),
+            retrainings(request.app),
+            principal,
+            job_id,
+        )
+    except NotFoundError as exc:
+        raise _not_found(exc) from None
+    except ConflictError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 def _sort_keys(spec: dict[str, Any]) -> list[str]:

@@ -1,0 +1,144 @@
+"""Downloads of a job's best architectures, and their retraining from scratch."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, status
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from api.db import session_scope
+from api.deps import CurrentPrincipal, StateDep
+from api.exports import (
+    FORMATS,
+    InvalidRequestError,
+    Retrainings,
+    cached_export,
+    plan_export,
+    record_export,
+    start_retrain,
+    write_export,
+)
+from api.services import ConflictError, NotFoundError
+from nas.errors import ExportError
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["exports"])
+
+_errors: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no such job, or another user's"},
+    409: {"description": "no completed trial yet; no trained weights for torchscript/onnx"},
+    422: {"description": "unknown format, rank out of range, or a format the space lacks"},
+}
+
+
+def retrainings(app: FastAPI) -> Retrainings:
+    """This server's retrainings (created on first use)."""
+    found = getattr(app.state, "nas_retrainings", None)
+    if found is None:
+        found = Retrainings(limit=app.state.nas.settings.max_running_jobs)
+        app.state.nas_retrainings = found
+    return found
+
+
+def _http_error(exc: Exception) -> HTTPException:
+    if isinstance(exc, NotFoundError):
+        return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
+    if isinstance(exc, ConflictError):
+        return HTTPException(status.HTTP_409_CONFLICT, str(exc))
+    assert isinstance(exc, InvalidRequestError)
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.detail())
+
+
+@router.get(
+    "/{job_id}/export",
+    response_class=FileResponse,
+    responses={
+        200: {"description": "the file, as an attachment", "content": {"*/*": {}}},
+        **_errors,
+    },
+)
+def export_architecture(
+    job_id: int,
+    principal: CurrentPrincipal,
+    state: StateDep,
+    fmt: Annotated[str, Query(alias="format", description=", ".join(FORMATS))] = "json",
+    rank: Annotated[int, Query(description="1 = the best distinct architecture")] = 1,
+    untrained: Annotated[
+        bool, Query(description="allow torchscript/onnx with freshly initialised weights")
+    ] = False,
+) -> FileResponse:
+    """Download the job's ``rank``-th best distinct architecture (1-based) as ``json``
+    (architecture, metrics, provenance), ``pytorch`` (a zip: ``model.py``, ``weights.pt``
+    when trained, ``architecture.json``), ``torchscript``, ``onnx`` or ``model-card``
+    (Markdown). Retrained weights are used when the job has them for that architecture;
+    else the export says ``weights: none``, and torchscript/onnx answer 409 unless
+    ``untrained=true``. The file is kept under the job's artifacts."""
+    artifacts = state.settings.resolved_artifacts_dir()
+    try:
+        with state.read() as session:
+            plan = plan_export(
+                session, artifacts, principal, job_id, fmt, rank, untrained=untrained
+            )
+            path = cached_export(session, plan, artifacts)
+        if path is None:
+            try:
+                path = write_export(plan, artifacts)
+            except ExportError as exc:
+                raise InvalidRequestError(
+                    ["query", "format"], f"cannot export to {plan.fmt.name}: {exc}"
+                ) from None
+            with session_scope(state.write) as session:
+                record_export(session, plan, artifacts, path)
+    except (NotFoundError, ConflictError, InvalidRequestError) as exc:
+        raise _http_error(exc) from None
+    return FileResponse(path, media_type=plan.media_type, filename=plan.filename)
+
+
+class RetrainRead(BaseModel):
+    job_id: int
+    rank: int
+    trial_id: int = Field(description="the retraining's trial: GET /api/v1/trials/{trial_id}")
+    trial_number: int
+    state: str = "RUNNING"
+    architecture: dict[str, Any]
+
+
+@router.post(
+    "/{job_id}/retrain",
+    response_model=RetrainRead,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=_errors,
+)
+def retrain_architecture(
+    job_id: int,
+    request: Request,
+    principal: CurrentPrincipal,
+    state: StateDep,
+    rank: Annotated[int, Query(description="1 = the best distinct architecture")] = 1,
+) -> RetrainRead:
+    """Retrain the ``rank``-th best architecture of a finished job from scratch with the
+    job's ``final:`` recipe (its defaults when the spec has none), in the background. It is
+    recorded at once as a new RUNNING trial of the job; when done the trial is COMPLETE with
+    ``test_accuracy``, ``params``, ``flops`` (or FAIL with the error), the weights are an
+    artifact, the job's ``summary.final`` lists them, and exports of that rank use them.
+    409 while the job runs or another retraining of it runs; 422 for a job whose data cannot
+    be trained on (NAS-Bench-201 tables)."""
+    try:
+        started = start_retrain(
+            state.write,
+            state.settings.resolved_artifacts_dir(),
+            retrainings(request.app),
+            principal,
+            job_id,
+            rank,
+        )
+    except (NotFoundError, ConflictError, InvalidRequestError) as exc:
+        raise _http_error(exc) from None
+    return RetrainRead(
+        job_id=started.job_id,
+        rank=started.rank,
+        trial_id=started.trial_id,
+        trial_number=started.trial_number,
+        architecture=started.architecture,
+    )

@@ -1,0 +1,303 @@
+"""Exports of a job's best architectures, retraining and job deletion, over real HTTP on
+SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from sqlalchemy import func, select
+
+from api.cli import main
+from api.client import ApiError, NasClient
+from api.models import (
+    ArtifactModel,
+    CheckpointModel,
+    IntermediateValueModel,
+    JobModel,
+    TrialModel,
+)
+from nas.architecture import Architecture
+from nas.export import load_network
+from nas.spaces import SPACES
+from tests.api.conftest import LiveServer, nb201_spec, standalone_spec, wait_for
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tiny networks on a shared machine: one thread trains them faster than several."""
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("NAS_TORCH_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)
+
+
+def _submit(client: NasClient, spec: dict[str, Any]) -> int:
+    """Submit and wait until the job is visible: ``POST /jobs`` commits in a request-scoped
+    dependency of ``api/deps.py``, which FastAPI exits only after the 201 was sent."""
+    job_id = int(client.submit(spec)["id"])
+
+    def visible() -> bool:
+        try:
+            return bool(client.job(job_id))
+        except ApiError as exc:
+            if exc.status_code != 404:
+                raise
+            return False
+
+    wait_for(visible, timeout=10)
+    return job_id
+
+
+def _error(call: Any) -> ApiError:
+    with pytest.raises(ApiError) as err:
+        call()
+    return err.value
+
+
+def _rows(server: LiveServer, job_id: int) -> dict[str, int]:
+    """Rows that belong to the job, per table."""
+    tables = {
+        "jobs": (JobModel, JobModel.id),
+        "trials": (TrialModel, TrialModel.job_id),
+        "intermediate": (IntermediateValueModel, IntermediateValueModel.job_id),
+        "checkpoints": (CheckpointModel, CheckpointModel.job_id),
+        "artifacts": (ArtifactModel, ArtifactModel.job_id),
+    }
+    with server.app.state.nas.read() as session:
+        return {
+            name: int(
+                session.scalar(select(func.count()).select_from(model).where(column == job_id)) or 0
+            )
+            for name, (model, column) in tables.items()
+        }
+
+
+def _artifacts(server: LiveServer, job_id: int, kind: str) -> list[ArtifactModel]:
+    with server.app.state.nas.read() as session:
+        return list(
+            session.scalars(
+                select(ArtifactModel).where(
+                    ArtifactModel.job_id == job_id, ArtifactModel.kind == kind
+                )
+            ).all()
+        )
+
+
+def _input(shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.randn(1, *shape, generator=torch.Generator().manual_seed(3))
+
+
+def test_standalone_job_exports_trained_weights_retrains_and_deletes(
+    server: LiveServer,
+    user_key: str,
+    client: NasClient,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec = standalone_spec(trials=3, epochs=1, final={"retrain_top_k": 1, "epochs": 2})
+    job = client.wait(_submit(client, spec), timeout=60)
+    job_id = job["id"]
+    assert job["state"] == "SUCCEEDED", job["reason"]
+    final = job["summary"]["final"][0]
+    artifacts = server.settings.resolved_artifacts_dir()
+
+    # json: the architecture, its search metrics and the retrained test accuracy.
+    doc = json.loads(client.export(job_id, "json", 1, tmp_path / "best.json").read_text())
+    assert (
+        doc["architecture"] == final["architecture"] == job["summary"]["ranked"][0]["architecture"]
+    )
+    assert doc["rank"] == 1 and doc["ranked_architectures"] >= 2
+    assert doc["weights"].startswith("trained")
+    assert doc["final"]["test_accuracy"] == final["test_accuracy"]
+    assert doc["metrics"]["retrained_test_accuracy"] == final["test_accuracy"]
+    assert doc["metrics"]["val_accuracy"] == job["best"]["value"]
+    assert doc["input_shape"] == [1, 8, 8] and doc["num_classes"] == 10
+    assert doc["provenance"]["trial"] == job["best"]["trial_number"]
+
+    # Our network with the retrained weights: what every other format must reproduce.
+    arch = Architecture.from_dict(final["architecture"])
+    space = SPACES.get("enas-macro").from_config(final["space_config"])
+    ours = load_network(space, arch, (1, 8, 8), 10, artifacts / final["weights"])
+    x = _input((1, 8, 8))
+    with torch.no_grad():
+        expected = ours(x)
+
+    scripted = torch.jit.load(str(client.export(job_id, "torchscript", 1, tmp_path / "m.pt")))
+    with torch.no_grad():
+        assert torch.allclose(scripted(x), expected, atol=1e-5, rtol=0)
+
+    onnx_path = client.export(job_id, "onnx", 1, tmp_path)  # a folder: the server's name
+    assert onnx_path.name == f"digits-standalone-job{job_id}-rank1.onnx"
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(["logits"], {"input": x.numpy()})
+    np.testing.assert_allclose(logits, expected.numpy(), atol=1e-4)
+
+    with zipfile.ZipFile(client.export(job_id, "pytorch", 1, tmp_path / "m.zip")) as archive:
+        assert sorted(archive.namelist()) == ["architecture.json", "model.py", "weights.pt"]
+        archive.extractall(tmp_path / "pytorch")
+    namespace: dict[str, Any] = {"__name__": "exported"}
+    exec((tmp_path / "pytorch/model.py").read_text(), namespace)  # noqa: S102
+    net = namespace["build"](str(tmp_path / "pytorch/weights.pt")).eval()
+    with torch.no_grad():
+        assert torch.allclose(net(x), expected, atol=1e-5, rtol=0)
+
+    card = client.export(job_id, "model-card", 1, tmp_path / "card.md").read_text()
+    assert card.startswith("# Model card") and "Weights: trained" in card
+    assert f"{final['test_accuracy']:.2f}" in card
+
+    exports = _artifacts(server, job_id, "export")
+    assert len(exports) == 5 and all((artifacts / a.path).is_file() for a in exports)
+    assert all(a.path.startswith(f"jobs/{job_id}/exports/") for a in exports)
+    client.export(job_id, "onnx", 1, tmp_path / "again.onnx")  # served again, not re-recorded
+    assert len(_artifacts(server, job_id, "export")) == 5
+
+    # Rank 2 has no weights: torchscript is refused with the way to get them ...
+    err = _error(lambda: client.export(job_id, "torchscript", 2, tmp_path / "r2.pt"))
+    assert err.status_code == 409 and f"nas retrain {job_id} --rank 2" in str(err)
+    doc2 = json.loads(client.export(job_id, "json", 2, tmp_path / "r2.json").read_text())
+    assert (
+        doc2["weights"].startswith("none") and f"nas retrain {job_id} --rank 2" in (doc2["weights"])
+    )
+    assert doc2["final"] is None and doc2["architecture"] != doc["architecture"]
+
+    # ... which retraining gives, recorded as the next trial of the job.
+    before = client.job(job_id)
+    started = client.retrain(job_id, rank=2)
+    assert started["trial_number"] == before["n_trials"] and started["state"] == "RUNNING"
+    assert started["architecture"] == doc2["architecture"]
+    trial = client.wait_trial(started["trial_id"], timeout=60)
+    assert trial["state"] == "COMPLETE", trial["error"]
+    assert 0.0 <= trial["metrics"]["test_accuracy"] <= 100.0 and trial["objective"] is None
+    after = client.job(job_id)
+    assert after["n_trials"] == before["n_trials"] + 1
+    assert after["trial_states"]["COMPLETE"] == before["trial_states"]["COMPLETE"] + 1
+    numbers = [t["number"] for t in client.all_trials(job_id)]
+    assert numbers == list(range(after["n_trials"]))
+    assert after["summary"]["final"][-1]["trial"] == trial["number"]
+    assert len(_artifacts(server, job_id, "final_weights")) == 2
+    assert client.job(job_id)["best"] == before["best"]  # test accuracy is no objective
+    scripted = torch.jit.load(str(client.export(job_id, "torchscript", 2, tmp_path / "r2.pt")))
+    doc2 = json.loads(client.export(job_id, "json", 2, tmp_path / "r2.json").read_text())
+    assert doc2["final"]["test_accuracy"] == trial["metrics"]["test_accuracy"]
+
+    # The CLI streams the same download.
+    auth = ["--server", server.url, "--api-key", user_key]
+    out = tmp_path / "cli.onnx"
+    args = ["export", str(job_id), "--format", "onnx", "--rank", "2", "-o", str(out), *auth]
+    assert main(args) == 0
+    onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+
+    # The CLI retrains (and waits), then deletes: rows and files go.
+    capsys.readouterr()
+    assert main(["retrain", str(job_id), "--rank", "1", *auth]) == 0
+    assert "retrained: test_accuracy=" in capsys.readouterr().out
+    assert _rows(server, job_id)["artifacts"] == 3 + 9  # weights, exports
+    folder = artifacts / "jobs" / str(job_id)
+    assert (folder / "final").is_dir() and (folder / "exports").is_dir()
+    assert main(["delete", str(job_id), *auth]) == 0
+    assert _rows(server, job_id) == dict.fromkeys(_rows(server, job_id), 0)
+    assert not folder.exists()
+    assert _error(lambda: client.job(job_id)).status_code == 404
+    assert _error(lambda: client.delete(job_id)).status_code == 404
+
+
+def test_tabular_job_exports_the_architecture_but_cannot_train(
+    server: LiveServer, client: NasClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = client.wait(_submit(client, nb201_spec(budget={"trials": 30})), timeout=60)
+    job_id = job["id"]
+    assert job["state"] == "SUCCEEDED"
+    doc = json.loads(client.export(job_id, path=tmp_path / "a.json").read_text())
+    assert doc["architecture"] == job["summary"]["best"]["architecture"]
+    assert doc["input_shape"] == [3, 32, 32] and doc["num_classes"] == 10
+    assert doc["weights"].startswith("none") and "tabular" in doc["weights"]
+    assert doc["metrics"]["val_accuracy"] == job["best"]["value"]
+    count = doc["ranked_architectures"]
+    assert 1 < count <= 30
+
+    for fmt in ("torchscript", "onnx"):
+        err = _error(lambda fmt=fmt: client.export(job_id, fmt, 1, tmp_path / "x"))
+        assert err.status_code == 409
+        assert "tabular" in str(err) and "format=pytorch" in str(err)
+        assert "untrained=true" in str(err)
+    err = _error(lambda: client.retrain(job_id, 1))
+    assert err.status_code == 422 and "cannot be retrained" in str(err) and "tabular" in str(err)
+    assert client.job(job_id)["n_trials"] == 30  # nothing recorded
+
+    card = client.export(job_id, "model-card", count, tmp_path / "card.md").read_text()
+    assert "Weights: none" in card and "search's estimates" in card
+    with zipfile.ZipFile(client.export(job_id, "pytorch", 2, tmp_path / "m.zip")) as archive:
+        assert sorted(archive.namelist()) == ["architecture.json", "model.py"]
+    graph = client.export(job_id, "torchscript", 1, tmp_path / "g.pt", untrained=True)
+    assert torch.jit.load(str(graph))(_input((3, 32, 32))).shape == (1, 10)
+
+    # Bad requests: clear 4xx answers.
+    for rank in (0, count + 1):
+        err = _error(lambda rank=rank: client.export(job_id, "json", rank, tmp_path / "x"))
+        assert err.status_code == 422 and f"valid: 1..{count}" in str(err)
+    err = _error(lambda: client.export(job_id, "keras", 1, tmp_path / "x"))
+    assert err.status_code == 422 and err.detail[0]["loc"] == ["query", "format"]
+    assert "json, pytorch, torchscript, onnx, model-card" in str(err)
+    monkeypatch.setattr("nas.export.formats.exportable_spaces", lambda: ["enas-macro"])
+    err = _error(lambda: client.export(job_id, "pytorch", 1, tmp_path / "x"))
+    assert err.status_code == 422 and "cannot export to pytorch" in str(err)
+    monkeypatch.undo()
+
+    for call in (
+        lambda: client.export(job_id + 100, "json", 1, tmp_path / "x"),
+        lambda: client.retrain(job_id + 100, 1),
+        lambda: client.delete(job_id + 100),
+    ):
+        err = _error(call)
+        assert err.status_code == 404 and "not found" in str(err)
+    with server.client(server.create_key("user-b")) as other:
+        for call in (
+            lambda: other.export(job_id, "json", 1, tmp_path / "x"),
+            lambda: other.retrain(job_id, 1),
+            lambda: other.delete(job_id),
+        ):
+            assert _error(call).status_code == 404
+    assert not (tmp_path / "x").exists()
+    with server.client(server.create_key("admin", admin=True)) as admin:
+        admin.delete(job_id)  # an admin may delete anyone's job
+    assert _rows(server, job_id)["trials"] == 0
+
+
+def test_queued_and_running_jobs(server_factory: Any, tmp_path: Path) -> None:
+    server: LiveServer = server_factory(max_running_jobs=1)
+    with server.client(server.create_key("a")) as client:
+        long_job = _submit(client, standalone_spec(trials=500, epochs=2))
+        wait_for(lambda: client.job(long_job)["state"] == "RUNNING", timeout=30)
+        queued = _submit(client, standalone_spec())  # waits: one job at a time
+        assert client.job(queued)["state"] == "QUEUED"
+
+        err = _error(lambda: client.export(queued, "json", 1, tmp_path / "x"))
+        assert err.status_code == 409 and "no completed trial" in str(err)
+        err = _error(lambda: client.retrain(queued, 1))
+        assert err.status_code == 409 and "once it has finished" in str(err)
+        err = _error(lambda: client.delete(long_job))
+        assert err.status_code == 409 and f"nas cancel {long_job}" in str(err)
+
+        # A running job's best so far exports; it cannot be retrained yet.
+        wait_for(lambda: client.job(long_job)["trial_states"].get("COMPLETE"), timeout=30)
+        doc = json.loads(client.export(long_job, "json", 1, tmp_path / "r.json").read_text())
+        assert doc["rank"] == 1 and doc["weights"].startswith("none")
+        assert _error(lambda: client.retrain(long_job, 1)).status_code == 409
+
+        client.delete(queued)  # never started: deleted at once
+        assert _rows(server, queued)["jobs"] == 0
+        client.cancel(long_job)
+        assert client.wait(long_job, timeout=30)["state"] == "CANCELLED"
+        client.delete(long_job)
+        assert _rows(server, long_job) == dict.fromkeys(_rows(server, long_job), 0)
+        assert not (server.settings.resolved_artifacts_dir() / "jobs" / str(long_job)).exists()
