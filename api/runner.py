@@ -95,6 +95,7 @@ class JobRunner:
         self._executions: dict[int, JobExecution] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -105,6 +106,7 @@ class JobRunner:
         """Stop taking jobs, interrupt the running ones at their next checkpoint-safe point
         and release them (the next server resumes them at once)."""
         self._stop.set()
+        self._wake.set()
         with self._lock:
             executions = list(self._executions.values())
         for execution in executions:
@@ -113,6 +115,10 @@ class JobRunner:
             execution.join(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """Look for work now instead of at the next poll (a job was just submitted)."""
+        self._wake.set()
 
     @property
     def running(self) -> list[int]:
@@ -126,7 +132,8 @@ class JobRunner:
                 self._tick()
             except Exception:  # the database may be briefly unreachable: log, retry
                 log.exception("runner tick failed")
-            self._stop.wait(self.settings.poll_interval_s)
+            self._wake.wait(self.settings.poll_interval_s)
+            self._wake.clear()
 
     def _tick(self) -> None:
         with self._lock:

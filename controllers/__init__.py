@@ -5,6 +5,7 @@ from __future__ import annotations
 from controllers.base import Candidate, Controller, ControllerConfig, UnknownCandidateError
 from controllers.enas import EnasController
 from controllers.evolution import RegularizedEvolution
+from controllers.metaqnn import MetaQNN
 from controllers.optuna_search import (
     CmaEsController,
     GpController,
@@ -22,6 +23,7 @@ for _controller in (
     RandomSearch,
     EnasController,
     RegularizedEvolution,
+    MetaQNN,
     TpeController,
     CmaEsController,
     GpController,
@@ -41,6 +43,7 @@ __all__ = [
     "EnasController",
     "GpController",
     "GridController",
+    "MetaQNN",
     "Nsga2Controller",
     "OptunaController",
     "QmcController",

@@ -286,6 +286,19 @@ def _check_combinations(
                     f"trainable network here (valid: {', '.join(sorted(NETWORKS))})",
                 )
             )
+    if (
+        spec.evaluator.name == "shared-weights"
+        and space in NETWORKS
+        and not NETWORKS[space].has_supernet
+    ):
+        with_supernet = sorted(n for n, net in NETWORKS.items() if net.has_supernet)
+        errors.append(
+            _err(
+                ("evaluator", "name"),
+                f"space {space!r} has no shared-weight supernet; use evaluator standalone, or "
+                f"a space with one: {', '.join(with_supernet)}",
+            )
+        )
     if spec.objective.metric not in evaluator.metrics:
         errors.append(
             _err(

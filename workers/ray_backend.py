@@ -79,10 +79,12 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> bo
         # Workers import this project's packages from the service's environment.
         "runtime_env": {"env_vars": {"PYTHONPATH": _project_root()}},
     }
-    if address:
-        ray.init(address=address, **kwargs)
+    if address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address or os.environ["RAY_ADDRESS"], **kwargs)
     else:
-        ray.init(num_cpus=num_cpus, **kwargs)
+        # "local": always a new instance; without it Ray would join whatever cluster
+        # /tmp/ray/ray_current_cluster names (a stale one from another program hangs here).
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)
     return True
 
 

@@ -7,7 +7,16 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Depends,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    status,
+)
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.auth import Principal
@@ -58,11 +67,19 @@ def _job(session: Any, principal: Principal, job_id: int) -> Any:
     responses={422: {"description": "invalid spec: one entry per problem, with its field path"}},
 )
 def submit_job(
-    principal: CurrentPrincipal, document: SpecDocument, session: WriteSession, state: StateDep
+    principal: CurrentPrincipal,
+    document: SpecDocument,
+    session: WriteSession,
+    state: StateDep,
+    request: Request,
+    background: BackgroundTasks,
 ) -> JobRead:
     """Submit a job spec (JSON, or YAML with a YAML content type). The spec is validated
     whole; an invalid one creates nothing and answers 422 with every problem's path."""
     job = JobService(session, backend=state.settings.backend).submit(principal, document)
+    runner = getattr(request.app.state, "runner", None)
+    if runner is not None:  # after the commit (the session closes before the response)
+        background.add_task(runner.wake)
     return job_read(job, principal.name)
 
 

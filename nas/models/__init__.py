@@ -11,12 +11,14 @@ from nas.architecture import Architecture
 from nas.errors import UnknownNameError
 from nas.models.base import SpaceNetwork
 from nas.models.macro import MacroNetwork
+from nas.models.metaqnn import MetaQNNNetwork
 from nas.models.micro import MicroNetwork
 from nas.spaces.base import SearchSpace
 
 NETWORKS: dict[str, type[SpaceNetwork]] = {
     "enas-macro": MacroNetwork,
     "enas-micro": MicroNetwork,
+    "metaqnn": MetaQNNNetwork,
 }
 
 
@@ -48,6 +50,7 @@ def count_parameters(model: nn.Module) -> int:
 __all__ = [
     "NETWORKS",
     "MacroNetwork",
+    "MetaQNNNetwork",
     "MicroNetwork",
     "SpaceNetwork",
     "build_model",

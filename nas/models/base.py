@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import torch
 from torch import nn
@@ -25,6 +25,9 @@ class SpaceNetwork(nn.Module, Generic[S]):
     Input is ``(N, C, L)`` when ``input_shape`` is ``(C, L)`` and ``(N, C, H, W)`` when it is
     ``(C, H, W)``.
     """
+
+    #: Whether ``arch=None`` builds a shared-weight supernet (the ENAS evaluator needs one).
+    has_supernet: ClassVar[bool] = True
 
     def __init__(
         self,

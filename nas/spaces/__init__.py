@@ -5,11 +5,12 @@ from __future__ import annotations
 from nas.registry import Registry
 from nas.spaces.base import Decision, SearchSpace, SpaceConfig
 from nas.spaces.macro import MACRO_OPS, MacroSpace
+from nas.spaces.metaqnn import MetaQNNSpace
 from nas.spaces.micro import MICRO_OPS, MicroSpace
 from nas.spaces.nb201 import NB201_OPS, Nb201Space
 
 SPACES: Registry[type[SearchSpace]] = Registry("space")
-for _space in (MacroSpace, MicroSpace, Nb201Space):
+for _space in (MacroSpace, MicroSpace, Nb201Space, MetaQNNSpace):
     SPACES.register(_space.name)(_space)
 
 
@@ -25,6 +26,7 @@ __all__ = [
     "SPACES",
     "Decision",
     "MacroSpace",
+    "MetaQNNSpace",
     "MicroSpace",
     "Nb201Space",
     "SearchSpace",

@@ -316,7 +316,7 @@ def test_create_space_builds_by_name() -> None:
     space = create_space("enas-micro", nodes=3, channels=8)
     assert isinstance(space, MicroSpace)
     assert (space.nodes, space.channels) == (3, 8)
-    with pytest.raises(UnknownNameError, match="valid: enas-macro, enas-micro, nb201"):
+    with pytest.raises(UnknownNameError, match="valid: enas-macro, enas-micro, metaqnn, nb201"):
         create_space("darts")
 
 
