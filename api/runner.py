@@ -47,7 +47,7 @@ from nas.trial import TrialResult, TrialState
 from workers.backend import Backend, InlineBackend, Interrupted
 from workers.final import retrain
 from workers.local import make_search, summarize
-from workers.search import SearchLoop, TrialRecord, build_components
+from workers.search import TrialRecord, build_components
 
 log = logging.getLogger("nas.runner")
 
@@ -185,7 +185,8 @@ class JobExecution(threading.Thread):
         self._counts: dict[str, int] = {}
         self._last_flush = 0.0
         self._supernet_files: list[Path] = []
-        self.loop: SearchLoop | None = None
+        self.loop: Any = None
+        self.remote = False
 
     # --- control ---------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -205,6 +206,9 @@ class JobExecution(threading.Thread):
                 self._finish(JobState.FAILED, f"{type(exc).__name__}: {exc}")
             except Exception:  # the database is gone: the lease will expire
                 log.exception("job %d: could not record the failure", self.job_id)
+        finally:
+            if self.remote and self.loop is not None:
+                self.loop.shutdown()  # the ENAS actor, if still alive
 
     def _run(self) -> None:
         with self.runner.read() as session:
@@ -218,16 +222,34 @@ class JobExecution(threading.Thread):
         if hasattr(evaluator, "report"):
             evaluator.report = self._report
         self.backend = self._make_backend(spec, resolved)
-        loop = make_search(
-            resolved,
-            components,
-            on_trial=self._on_trial,
-            on_epoch=self._on_epoch,
-            on_batch_start=self._on_batch_start,
-            on_batch_end=self._on_batch_end,
-            should_stop=self._should_stop,
-            backend=self.backend,
+        self.remote = self.settings.backend == "ray" and isinstance(
+            evaluator, SharedWeightEvaluator
         )
+        if self.remote:  # the whole ENAS search in one Ray actor that holds the supernet
+            from workers.ray_backend import RemoteSharedWeightSearch
+
+            resources = resolved.spec.resources
+            loop: Any = RemoteSharedWeightSearch(
+                resolved,
+                spec,
+                on_trial=self._on_trial,
+                on_epoch=self._on_epoch,
+                should_stop=self._should_stop,
+                cpus=resources.cpus_per_trial,
+                gpus=resources.gpus_per_trial,
+                max_restarts=resources.max_retries,
+            )
+        else:
+            loop = make_search(
+                resolved,
+                components,
+                on_trial=self._on_trial,
+                on_epoch=self._on_epoch,
+                on_batch_start=self._on_batch_start,
+                on_batch_end=self._on_batch_end,
+                should_stop=self._should_stop,
+                backend=self.backend,
+            )
         self.loop = loop
         self._resume()
         try:
@@ -315,6 +337,15 @@ class JobExecution(threading.Thread):
         if not resumed:
             if removed:
                 log.info("job %d: restarting; %d unfinished trials removed", self.job_id, removed)
+            return
+        if self.remote:
+            loop.controller_state = controller_state
+            loop.load_state_dict(loop_state, records)
+            if evaluator_path is not None:
+                path = self.runner.artifacts / evaluator_path
+                loop.evaluator_state = path.read_bytes()
+                self._supernet_files.append(path)
+            log.info("job %d: resumed from the checkpoint at trial %d", self.job_id, len(records))
             return
         self.components.controller.load_state_dict(controller_state)
         loop.load_state_dict(loop_state, records)
@@ -404,7 +435,11 @@ class JobExecution(threading.Thread):
                 CheckpointRepository(session).save(
                     self.job_id,
                     trial_count=len(loop.trials),
-                    controller_state=self.components.controller.state_dict(),
+                    controller_state=(
+                        loop.controller_state
+                        if self.remote
+                        else self.components.controller.state_dict()
+                    ),
                     loop_state=loop.state_dict(),
                     evaluator_path=evaluator_path,
                 )
@@ -422,7 +457,10 @@ class JobExecution(threading.Thread):
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"supernet-{uuid.uuid4().hex[:12]}.pt"
         tmp = path.with_suffix(".tmp")
-        torch.save(evaluator.state_dict(), tmp)
+        if self.remote:
+            tmp.write_bytes(self.loop.evaluator_state)
+        else:
+            torch.save(evaluator.state_dict(), tmp)
         os.replace(tmp, path)
         self._supernet_files.append(path)
         return str(path.relative_to(self.runner.artifacts))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -189,3 +190,251 @@ class RayBackend(Backend):
                     report(group[index], epoch, values)
         self.last_workers = workers
         return [r for r in results if r is not None]
+
+
+class SharedWeightSearchActor:
+    """One ENAS search inside a Ray actor: the supernet lives on the actor's device (the GPU
+    Ray assigned, if any), with the controller that samples its children. The service drives
+    it one supernet epoch at a time and checkpoints what each epoch returns."""
+
+    def __init__(self, spec_json: str) -> None:
+        from workers.search import build_components
+        from workers.shared import SharedWeightSearch
+
+        resolved = parse_spec(json.loads(spec_json))
+        self.components = build_components(resolved)
+        self._records: list[Any] = []
+        self._points: list[dict[str, Any]] = []
+        self._pause = False
+        self.loop = SharedWeightSearch(
+            resolved,
+            components=self.components,
+            on_trial=self._on_trial,
+            on_epoch=self._on_epoch,
+            should_stop=lambda: "epoch done" if self._pause else None,
+        )
+
+    def _on_trial(self, record: Any) -> None:
+        self._records.append(record)
+
+    def _on_epoch(self, point: dict[str, Any]) -> None:
+        self._points.append(point)
+        self._pause = True
+
+    def restore(
+        self,
+        controller_state: dict[str, Any] | None,
+        loop_state: dict[str, Any] | None,
+        records: list[dict[str, Any]],
+        evaluator_state: bytes | None,
+    ) -> None:
+        import io
+
+        import torch
+
+        from workers.search import TrialRecord
+
+        if controller_state is not None:
+            self.components.controller.load_state_dict(controller_state)
+        if loop_state is not None:
+            self.loop.load_state_dict(loop_state, [TrialRecord.from_dict(r) for r in records])
+        if evaluator_state:
+            evaluator = self.components.evaluator
+            evaluator.load_state_dict(torch.load(io.BytesIO(evaluator_state)))  # type: ignore[attr-defined]
+
+    def run_epoch(self) -> dict[str, Any]:
+        """Run until the next supernet epoch is rewarded (or the search ends)."""
+        import io
+
+        import ray
+        import torch
+
+        loop = self.loop
+        self._pause = False
+        loop.budget.reason, loop.budget.interrupted = "", False
+        outcome = loop.run()
+        loop._elapsed_before = loop.budget.elapsed()  # the next epoch's clock goes on
+        done = not loop.interrupted
+        buffer = io.BytesIO()
+        torch.save(self.components.evaluator.state_dict(), buffer)  # type: ignore[attr-defined]
+        records, points = self._records, self._points
+        self._records, self._points = [], []
+        node = ray.get_runtime_context().get_node_id()[:8]
+        return {
+            "records": [r.to_dict() for r in records],
+            "points": points,
+            "controller_state": self.components.controller.state_dict(),
+            "loop_state": loop.state_dict(),
+            "evaluator_state": buffer.getvalue(),
+            "done": done,
+            "stop_reason": outcome.stop_reason,
+            "ranked": [(arch.to_dict(), score) for arch, score in outcome.ranked],
+            "worker": f"ray:{socket.gethostname()}:{node}:{os.getpid()}",
+        }
+
+
+class RemoteSharedWeightSearch:
+    """Service-side stand-in for ``SharedWeightSearch`` whose work runs in a
+    ``SharedWeightSearchActor``. It offers what the job runner uses of a search loop
+    (``run``, ``trials``, ``best``, ``state_dict``/``load_state_dict``, ``fraction_done``,
+    ``interrupted``) plus the controller and supernet state of the last epoch. A lost actor
+    (its process or node died) is started again from the last epoch's state, up to
+    ``max_restarts`` times."""
+
+    def __init__(
+        self,
+        resolved: Any,
+        spec: Mapping[str, Any],
+        *,
+        on_trial: Any,
+        on_epoch: Any,
+        should_stop: StopFn,
+        cpus: float = 1.0,
+        gpus: float = 0.0,
+        max_restarts: int = 2,
+        poll_s: float = 0.2,
+    ) -> None:
+        import ray
+
+        self.resolved = resolved
+        self._spec_json = json.dumps(dict(spec), sort_keys=True)
+        self.on_trial, self.on_epoch, self.should_stop = on_trial, on_epoch, should_stop
+        self.max_restarts, self.poll_s = max_restarts, poll_s
+        self.maximize = resolved.spec.objective.direction == "maximize"
+        self._actor_class = ray.remote(SharedWeightSearchActor).options(
+            num_cpus=cpus, num_gpus=gpus, max_restarts=0
+        )
+        self._actor: Any = None
+        self.trials: list[Any] = []
+        self.best: Any = None
+        self.curve: list[dict[str, Any]] = []
+        self.controller_state: dict[str, Any] | None = None
+        self.evaluator_state: bytes | None = None
+        self._loop_state: dict[str, Any] | None = None
+        self._epochs = int(resolved.evaluator_params.get("epochs", 0) or 0) or None
+        self._epoch = 0
+        self.interrupted = False
+        self.restarts = 0
+
+    # --- what the runner reads and restores -----------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self._loop_state or {"trials": len(self.trials)})
+
+    def load_state_dict(self, state: dict[str, Any], trials: list[Any]) -> None:
+        self._loop_state = dict(state)
+        self.trials = list(trials)
+        self.curve = list(state.get("curve", []))
+        self._epoch = len(self.curve)
+        self.best = None
+        for record in self.trials:
+            self._track_best(record)
+
+    def fraction_done(self) -> float:
+        if not self._epochs:
+            return 0.0
+        return min(1.0, self._epoch / self._epochs)
+
+    # --- the search ------------------------------------------------------------------------
+    def run(self) -> Any:
+        import ray
+
+        from workers.search import SearchOutcome, TrialRecord
+
+        started = time.monotonic()
+        self._start_actor()
+        while True:
+            if (why := self.should_stop()) is not None:
+                return self._interrupt(why)
+            ref = self._actor.run_epoch.remote()
+            while not ray.wait([ref], timeout=self.poll_s)[0]:
+                if (why := self.should_stop()) is not None:
+                    return self._interrupt(why)
+            try:
+                result = ray.get(ref)
+            except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
+                self.restarts += 1
+                if self.restarts > self.max_restarts:
+                    raise RuntimeError(
+                        f"the ENAS actor was lost {self.restarts} times (max_retries "
+                        f"{self.max_restarts}): {exc}"
+                    ) from None
+                self._actor = None
+                self._start_actor()  # from the last epoch's state
+                continue
+            worker = result["worker"]
+            for data in result["records"]:
+                record = TrialRecord.from_dict({**data, "worker": worker})
+                self.trials.append(record)
+                self._track_best(record)
+                self.on_trial(record)
+            self.controller_state = result["controller_state"]
+            self.evaluator_state = result["evaluator_state"]
+            self._loop_state = result["loop_state"]
+            for point in result["points"]:
+                self.curve.append(point)
+                self._epoch += 1
+                self.on_epoch(point)
+            if result["done"]:
+                ranked = [(Architecture.from_dict(a), s) for a, s in result["ranked"]]
+                return SearchOutcome(
+                    trials=self.trials,
+                    best=self.best,
+                    stop_reason=result["stop_reason"],
+                    wall_s=time.monotonic() - started,
+                    simulated_s=0.0,
+                    ranked=ranked,
+                    curve=self.curve,
+                )
+
+    def _start_actor(self) -> None:
+        import ray
+
+        if self._actor is not None:
+            return
+        self._actor = self._actor_class.remote(self._spec_json)
+        ray.get(
+            self._actor.restore.remote(
+                self.controller_state,
+                self._loop_state,
+                [t.to_dict() for t in self.trials] if self._loop_state else [],
+                self.evaluator_state,
+            )
+        )
+
+    def _interrupt(self, why: str) -> Any:
+        import ray
+
+        from workers.search import SearchOutcome
+
+        self.interrupted = True
+        if self._actor is not None:
+            ray.kill(self._actor)  # the unfinished epoch is redone on resume
+            self._actor = None
+        return SearchOutcome(
+            trials=self.trials,
+            best=self.best,
+            stop_reason=why,
+            wall_s=0.0,
+            simulated_s=0.0,
+            curve=self.curve,
+        )
+
+    def _track_best(self, record: Any) -> None:
+        from nas.trial import TrialState
+
+        result = record.result
+        if result.state is not TrialState.COMPLETE or result.objective is None:
+            return
+        if self.best is None:
+            self.best = record
+            return
+        old = self.best.result.objective
+        if (result.objective > old) if self.maximize else (result.objective < old):
+            self.best = record
+
+    def shutdown(self) -> None:
+        import ray
+
+        if self._actor is not None:
+            ray.kill(self._actor)
+            self._actor = None

@@ -7,6 +7,8 @@ evaluator's ``batch_size`` so cheap evaluators (tables) answer many per call.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from typing import Any
 from controllers import CONTROLLERS, Candidate, Controller
 from nas.architecture import Architecture
 from nas.evaluators import EVALUATORS, Evaluator
+from nas.pareto import non_dominated
 from nas.spaces import SPACES, SearchSpace
 from nas.spec import ResolvedSpec
 from nas.trial import TrialResult, TrialState
@@ -40,6 +43,21 @@ class TrialRecord:
     step: int | None = None
     #: Where the trial ran (backend-specific: a thread of this process, a Ray node).
     worker: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
+        return cls(
+            number=int(data["number"]),
+            candidate_id=int(data["candidate_id"]),
+            architecture=Architecture.from_dict(data["architecture"]),
+            hparams=dict(data.get("hparams") or {}),
+            result=TrialResult.from_dict(data),
+            started_at=float(data["started_at"]),
+            finished_at=float(data["finished_at"]),
+            epoch=data.get("epoch"),
+            step=data.get("step"),
+            worker=data.get("worker"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +86,9 @@ class SearchOutcome:
     ranked: list[tuple[Architecture, float]] = field(default_factory=list)
     #: Per-epoch controller curve (shared-weight search): reward, entropy, baseline, loss.
     curve: list[dict[str, float]] = field(default_factory=list)
+    #: Several objectives: the non-dominated COMPLETE trials (one per architecture, its
+    #: first trial), in trial order; empty with one objective.
+    pareto: list[TrialRecord] = field(default_factory=list)
 
 
 @dataclass
@@ -147,6 +168,8 @@ def build_components(resolved: ResolvedSpec) -> SearchComponents:
         space=space,
         direction=spec.objective.direction,
         seed=spec.seed,
+        **({"objectives": spec.objective.objectives} if spec.objective.is_multi else {}),
+        **({"hparams": resolved.hparams} if resolved.hparams is not None else {}),
         **resolved.controller_params,
     )
     return SearchComponents(space, evaluator, controller)
@@ -191,6 +214,7 @@ class SearchLoop:
         self.best: TrialRecord | None = None
         self.curve: list[dict[str, Any]] = []
         self._elapsed_before = 0.0
+        self._infeasible_in_a_row = 0
 
     # --- resume ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -244,6 +268,11 @@ class SearchLoop:
                 raise RuntimeError(
                     f"controller {controller.name!r} proposed nothing although no result is pending"
                 )
+            batch = self._prune_infeasible(batch)
+            if not batch:  # all infeasible: recorded as PRUNED and told, nothing to evaluate
+                if self.on_batch_end is not None:
+                    self.on_batch_end()
+                continue
             if self.on_batch_start is not None:
                 self.on_batch_start(batch, len(self.trials))
             started = time.time()
@@ -256,6 +285,7 @@ class SearchLoop:
             workers = self.backend.last_workers
             finished = time.time()
             for i, (candidate, result) in enumerate(zip(batch, results, strict=True)):
+                result = self._primary(result)
                 if not self.budget.admit(result):
                     break
                 worker = workers[i] if i < len(workers) else None
@@ -275,6 +305,7 @@ class SearchLoop:
             simulated_s=self.budget.used_simulated,
             final_metrics=final,
             ranked=self.ranked(self.top_k),
+            pareto=self.pareto(),
         )
 
     @property
@@ -295,8 +326,70 @@ class SearchLoop:
         order = sorted(best.items(), key=lambda kv: kv[1], reverse=self.maximize)
         return order[:k]
 
+    def pareto(self) -> list[TrialRecord]:
+        """The Pareto front of the COMPLETE trials over the spec's objectives (several
+        objectives only; ``[]`` with one): one trial per architecture (its first), in trial
+        order. A trial lacking an objective metric (or with NaN) is left out."""
+        objectives = self.resolved.spec.objective.objectives
+        if len(objectives) < 2:
+            return []
+        first: dict[Architecture, tuple[TrialRecord, list[float]]] = {}
+        for t in self.trials:
+            if t.result.state is not TrialState.COMPLETE or t.architecture in first:
+                continue
+            values = [t.result.metrics.get(metric) for metric, _ in objectives]
+            if all(v is not None and not math.isnan(v) for v in values):
+                first[t.architecture] = (t, [float(v) for v in values])  # type: ignore[arg-type]
+        candidates = list(first.values())
+        front = non_dominated([v for _, v in candidates], [d for _, d in objectives])
+        return [candidates[i][0] for i in front]
+
     def fraction_done(self) -> float:
         return self.budget.fraction_used()
+
+    # --- constraints and objectives ---------------------------------------------------------
+    #: Stop when this many proposals in a row were infeasible: constraints that (almost)
+    #: nothing satisfies would otherwise loop forever under a simulated-time budget.
+    max_infeasible_in_a_row: int = 1000
+
+    def _prune_infeasible(self, batch: list[Candidate]) -> list[Candidate]:
+        """Check ``objective.constraints`` before anything is evaluated: each infeasible
+        candidate becomes a PRUNED trial at once (its measured figures as metrics, the
+        reason as error, no cost), counted in the trial budget and told to the controller
+        as not complete. Returns the feasible candidates, in order."""
+        constraints = self.resolved.spec.objective.constraints
+        limits = constraints.limits() if constraints is not None else {}
+        if not limits:
+            return batch
+        controller, evaluator = self.components.controller, self.components.evaluator
+        started = time.time()
+        checks = evaluator.check_constraints([c.architecture for c in batch], limits)
+        finished = time.time()
+        feasible = []
+        for candidate, (why, figures) in zip(batch, checks, strict=True):
+            if why is None:
+                feasible.append(candidate)
+                self._infeasible_in_a_row = 0
+                continue
+            result = TrialResult(TrialState.PRUNED, metrics=figures, error=why)
+            self.budget.admit(result)
+            self._record(candidate, result, started, finished)
+            controller.tell(candidate.id, result)
+            self._infeasible_in_a_row += 1
+        if not feasible and self._infeasible_in_a_row >= self.max_infeasible_in_a_row:
+            self.budget.reason = (
+                f"no feasible candidate in the last {self._infeasible_in_a_row} proposals "
+                f"(objective.constraints: {limits})"
+            )
+        return feasible
+
+    def _primary(self, result: TrialResult) -> TrialResult:
+        """The result with ``objective`` = the spec's ``objective.metric`` (the first of
+        several), when the evaluator reported that metric under another objective."""
+        value = result.metrics.get(self.resolved.spec.objective.metric)
+        if result.state is not TrialState.COMPLETE or value is None or value == result.objective:
+            return result
+        return dataclasses.replace(result, objective=float(value))
 
     def _gather(self, controller: Controller, batch_size: int) -> list[Candidate]:
         limit = batch_size

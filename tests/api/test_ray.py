@@ -127,3 +127,57 @@ def test_a_trial_whose_retries_are_spent_fails_with_the_cause(
             assert sum(t["state"] == "COMPLETE" for t in trials) == 2
     finally:
         server.stop()
+
+
+def _kill_processes_titled(title: bytes) -> int:
+    import os
+    import signal
+
+    killed = 0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if cmdline.read_bytes().startswith(title):
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+                killed += 1
+        except (OSError, ValueError):
+            continue
+    return killed
+
+
+@pytest.mark.slow
+def test_enas_runs_as_one_actor_and_restarts_from_its_last_epoch(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    server = LiveServer(
+        make_settings(f"sqlite:///{tmp_path / 'nas.db'}", tmp_path / "data", backend="ray")
+    ).start()
+    try:
+        with server.client(server.create_key("a")) as client:
+            spec = {
+                "name": "digits-enas",
+                "dataset": {"name": "digits"},
+                "space": {"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]},
+                "controller": {"name": "enas"},
+                "evaluator": {
+                    "name": "shared-weights",
+                    "epochs": 4,
+                    "batch_size": 64,
+                    "rewards_per_epoch": 10,
+                },
+                "resources": {"gpus_per_trial": 1, "max_retries": 1},
+                "budget": {"minutes": 10},
+                "seed": 0,
+            }
+            job_id = client.submit(spec)["id"]
+            wait_for(lambda: client.job(job_id)["n_trials"] >= 10, timeout=180, interval=0.05)
+            assert _kill_processes_titled(b"ray::SharedWeightSearchActor") >= 1
+            job = client.wait(job_id, timeout=300)
+            assert job["state"] == "SUCCEEDED", job["reason"]
+            trials = list(client.all_trials(job_id))
+        assert [t["number"] for t in trials] == list(range(40))
+        assert [sum(t["epoch"] == e for t in trials) for e in range(4)] == [10] * 4
+        nodes = {t["worker"].split(":")[2] for t in trials}
+        assert nodes <= _gpu_node_ids(), nodes  # the supernet lived on the GPU node
+        assert job["summary"]["ranked"]
+    finally:
+        server.stop()
