@@ -13,7 +13,7 @@ have asked next. A controller is not thread-safe; the job runner calls it from o
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from nas.architecture import Architecture
 from nas.errors import NasError
+from nas.hparams import HparamSpace
 from nas.spaces.base import SearchSpace
 from nas.trial import TrialResult, TrialState
 
@@ -61,8 +62,8 @@ class ControllerConfig(BaseModel):
 class Controller(ABC):
     """Base class: candidate ids, pending bookkeeping, idempotent tell, RNG checkpointing.
 
-    Subclasses implement ``_propose`` (return an architecture, or ``None`` for "not now" /
-    "finished") and ``_observe`` (learn from one told result), and extend ``state_dict`` /
+    Subclasses implement ``_propose`` (return an architecture, an (architecture,
+    hyperparameters) pair, or ``None`` for "not now" / "finished") and ``_observe`` (learn from one told result), and extend ``state_dict`` /
     ``load_state_dict`` with their own plain-data state.
 
     Rewards: ``_observe`` gets ``score``: the objective signed so that larger is better
@@ -71,6 +72,10 @@ class Controller(ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type[ControllerConfig]] = ControllerConfig
+    #: Handles several objectives (``objectives=``): it optimises them jointly (``nsga2``)
+    #: or needs no values at all (``random``). Others take one objective and a spec with
+    #: several is rejected for them.
+    multi_objective: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -79,11 +84,25 @@ class Controller(ABC):
         direction: str = "maximize",
         seed: int | None = None,
         rng: np.random.Generator | None = None,
+        objectives: Sequence[tuple[str, str]] | None = None,
+        hparams: HparamSpace | None = None,
     ) -> None:
+        """``objectives``: ``(metric, direction)`` of each objective when there are several
+        (read from ``TrialResult.metrics``); ``direction`` is then the first one's.
+        ``hparams``: the job's hyperparameter space (joint search): each candidate then
+        carries values of its active parameters. Controllers that do not search them
+        themselves sample them uniformly from ``rng`` (see ``_sample_hparams``)."""
         if direction not in ("maximize", "minimize"):
             raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
+        objectives = [(str(m), str(d)) for m, d in objectives or ()]
+        if any(d not in ("maximize", "minimize") for _, d in objectives):
+            raise ValueError(f"objective directions must be maximize or minimize: {objectives}")
+        if len(objectives) > 1 and not self.multi_objective:
+            raise ValueError(f"controller {self.name!r} optimises one objective")
         self.space = space
         self.direction = direction
+        self.objectives = objectives
+        self.hparam_space = hparams if hparams else None
         self.rng = rng if rng is not None else np.random.default_rng(seed)
         self._next_id = 0
         self._pending: dict[int, Candidate] = {}
@@ -97,7 +116,10 @@ class Controller(ABC):
         proposal = self._propose()
         if proposal is None:
             return None
-        arch, hparams = proposal if isinstance(proposal, tuple) else (proposal, {})
+        if isinstance(proposal, tuple):
+            arch, hparams = proposal
+        else:
+            arch, hparams = proposal, self._sample_hparams()
         candidate = Candidate(self._next_id, arch, hparams)
         self._next_id += 1
         self._pending[candidate.id] = candidate
@@ -148,6 +170,12 @@ class Controller(ABC):
         self.rng.bit_generator.state = state["rng"]
 
     # --- for subclasses --------------------------------------------------------------------
+    def _sample_hparams(self) -> dict[str, Any]:
+        """Uniform values of the active hyperparameters (``{}`` without an hparam space),
+        drawn from ``rng`` after the architecture: what ``ask`` attaches to a proposal that
+        is an architecture alone."""
+        return {} if self.hparam_space is None else self.hparam_space.sample(self.rng)
+
     @abstractmethod
     def _propose(self) -> Architecture | tuple[Architecture, Mapping[str, Any]] | None: ...
 

@@ -24,6 +24,10 @@ flags and ``scripts/cifar10_{macro,micro}_search.sh``):
 Rewards: the job's objective scaled by ``reward_scale`` (0.01: accuracies here are percents,
 ENAS's rewards are fractions); a failed trial gets ``failure_reward`` (0.0, i.e. the worst
 accuracy) so the policy learns to avoid it. The baseline starts at 0.0, as in ENAS.
+
+Joint search (an ``hparams`` space): the policy covers the architecture decisions only; each
+candidate's hyperparameters are sampled uniformly from the controller's generator, after its
+architecture (``Controller._sample_hparams``), and do not enter the REINFORCE update.
 """
 
 from __future__ import annotations
@@ -103,9 +107,7 @@ class EnasController(Controller):
         super().__init__(**kwargs)
         micro = self.space.name == "enas-micro"
         pick = lambda value, key, macro: (
-            value
-            if value is not None
-            else (MICRO_DEFAULTS[key] if micro else macro)
+            value if value is not None else (MICRO_DEFAULTS[key] if micro else macro)
         )
         self.lr = pick(lr, "lr", 0.001)
         self.tanh_constant = pick(tanh_constant, "tanh_constant", 1.5) or None  # 0: off

@@ -21,13 +21,18 @@ initial random phase or an empty population leaves nothing to breed from.
 
 Failed trials (score ``None``) join the population like any other and age out; they lose
 every tournament against a scored member.
+
+Joint search (an ``hparams`` space): members carry their hyperparameters; initial candidates
+sample them uniformly, and a child mutates either one architecture decision or one active
+hyperparameter (``HparamSpace.mutate``), chosen in proportion to their numbers (the
+architecture's decisions vs. the parent's active hyperparameters).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -61,19 +66,26 @@ class EvolutionConfig(ControllerConfig):
 
 @dataclass(frozen=True)
 class Member:
-    """One population member: a told architecture and its score (``None``: failed)."""
+    """One population member: a told architecture (and hyperparameters, in joint search) and
+    its score (``None``: failed)."""
 
     architecture: Architecture
     score: float | None
+    hparams: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"architecture": self.architecture.to_dict(), "score": self.score}
+        data = {"architecture": self.architecture.to_dict(), "score": self.score}
+        if self.hparams:
+            data["hparams"] = dict(self.hparams)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Member:
         score = data["score"]
         return cls(
-            Architecture.from_dict(data["architecture"]), None if score is None else float(score)
+            Architecture.from_dict(data["architecture"]),
+            None if score is None else float(score),
+            dict(data.get("hparams") or {}),
         )
 
 
@@ -108,12 +120,12 @@ class RegularizedEvolution(Controller):
         self.population: deque[Member] = deque()  # oldest first
         self._random_proposals = 0  # candidates of the initial random phase asked so far
 
-    def _propose(self) -> Architecture | None:
+    def _propose(self) -> Architecture | tuple[Architecture, Mapping[str, Any]] | None:
         if self.max_pending is not None and len(self._pending) >= self.max_pending:
             return None  # not now: tell pending results first
         if self._random_proposals < self.population_size:
             self._random_proposals += 1
-            return self.space.sample(self.rng)
+            return self.space.sample(self.rng)  # (ask samples hyperparameters)
         if not self.population:  # every initial candidate is still pending
             return self.space.sample(self.rng)
         members = list(self.population)
@@ -121,10 +133,15 @@ class RegularizedEvolution(Controller):
         contestants = [members[int(i)] for i in picks]
         # max keeps the first of equal scores, as the reference code; failures always lose.
         parent = max(contestants, key=lambda m: float("-inf") if m.score is None else m.score)
-        return self.space.mutate(parent.architecture, self.rng)
+        if self.hparam_space is None:
+            return self.space.mutate(parent.architecture, self.rng)
+        decisions = len(self.space.decisions())
+        if self.rng.integers(decisions + len(parent.hparams)) >= decisions:
+            return parent.architecture, self.hparam_space.mutate(parent.hparams, self.rng)
+        return self.space.mutate(parent.architecture, self.rng), dict(parent.hparams)
 
     def _observe(self, candidate: Candidate, result: TrialResult, score: float | None) -> None:
-        self.population.append(Member(candidate.architecture, score))
+        self.population.append(Member(candidate.architecture, score, dict(candidate.hparams)))
         if len(self.population) > self.population_size:
             self.population.popleft()  # aging: the oldest leaves, whatever its score
 

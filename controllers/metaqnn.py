@@ -35,6 +35,10 @@ an update). After that many repeats the candidate is a uniform sample of the spa
 never asked; once every architecture of the space has been asked, the controller is
 finished.
 
+Joint search (an ``hparams`` space): the Q-table covers the architecture only; each
+candidate's hyperparameters are sampled uniformly after its walk (``Controller._sample_hparams``)
+and repeats are still judged by architecture.
+
 ``epsilon`` (the current one) and ``reward_curve`` (per schedule stage: epsilon, models told,
 mean and best reward) are there for benchmarks; ``greedy()`` is the walk at epsilon 0.
 """

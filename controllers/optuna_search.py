@@ -25,6 +25,13 @@ previous fit. ``qmc`` and ``grid`` keep one seed for the whole search (the scram
 sequence, the grid's shuffled order), and their fresh samplers draw the same sequence from
 where the study left it.
 
+Joint search (an ``hparams`` space): the hyperparameters are suggested in the same Optuna
+trial as the architecture, after it, named ``hparam:<name>``, each with its own distribution
+(float / int with log scale and step, categorical); a conditional one is suggested only when
+its condition holds, so the samplers see a define-by-run space (Optuna samples parameters
+outside the common search space independently). ``grid`` cannot grid continuous values: it
+grids the architectures and samples hyperparameters uniformly per candidate.
+
 ``max_pending`` bounds the candidates out at once (see ``controllers.evolution``): 1 for the
 learning samplers, so each proposal sees every earlier result; unbounded for ``qmc`` and
 ``grid``, which learn nothing from results. Optuna's log messages and experimental-feature
@@ -53,6 +60,9 @@ from pydantic import Field
 from controllers.base import Candidate, Controller, ControllerConfig
 from nas.architecture import Architecture
 from nas.trial import TrialResult, TrialState
+
+#: Optuna parameter names of hyperparameters: ``hparam:lr`` (never an architecture decision's).
+HP_PREFIX = "hparam:"
 
 _STATES = {
     "COMPLETE": OptunaState.COMPLETE,
@@ -95,6 +105,8 @@ class OptunaController(Controller):
 
     #: IntDistribution (ordered) rather than CategoricalDistribution for every decision.
     integer_params: ClassVar[bool] = False
+    #: Hyperparameters are Optuna parameters of the trial (else sampled by ``ask``).
+    suggests_hparams: ClassVar[bool] = True
 
     def __init__(self, *, max_pending: int | None = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -114,6 +126,12 @@ class OptunaController(Controller):
             )
             for name, d in zip(names, decisions, strict=True)
         }
+        self._hp_space = self.hparam_space if self.suggests_hparams else None
+        self._hp_distributions: dict[str, BaseDistribution] = (
+            {}
+            if self._hp_space is None
+            else {HP_PREFIX + n: d for n, d in self._hp_space.distributions().items()}
+        )
         self.sampler_seed = int(self.rng.integers(2**32))
         self.study = self._new_study()
 
@@ -135,13 +153,15 @@ class OptunaController(Controller):
         self._storage = optuna.storages.InMemoryStorage()
         with quiet_optuna():
             study = optuna.create_study(
-                storage=self._storage, direction="maximize", sampler=optuna.samplers.RandomSampler()
+                storage=self._storage,
+                directions=["maximize"] * max(1, len(self.objectives)),
+                sampler=optuna.samplers.RandomSampler(),
             )
         self._study_id = self._storage.get_study_id_from_name(study.study_name)
         return study
 
     # --- ask / tell ------------------------------------------------------------------------
-    def _propose(self) -> Architecture | None:
+    def _propose(self) -> Architecture | tuple[Architecture, Mapping[str, Any]] | None:
         if self.max_pending is not None and len(self._pending) >= self.max_pending:
             return None  # not now: tell pending results first
         number = self._n_trials()
@@ -150,12 +170,41 @@ class OptunaController(Controller):
         with quiet_optuna():
             self._use_sampler(number)
             trial = self.study.ask(self._distributions)
-        return self.space.make([int(trial.params[name]) for name in self._names])
+            hparams = (
+                None if self._hp_space is None else self._hp_space.suggest(trial, prefix=HP_PREFIX)
+            )
+        arch = self.space.make([int(trial.params[name]) for name in self._names])
+        return arch if hparams is None else (arch, hparams)
+
+    def _trial_hparams(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """A trial's hyperparameters (its ``hparam:`` parameters), in declaration order."""
+        assert self._hp_space is not None
+        return {n: params[HP_PREFIX + n] for n in self._hp_space if HP_PREFIX + n in params}
+
+    @property
+    def _multi(self) -> bool:
+        return len(self.objectives) > 1
+
+    def _values(self, result: TrialResult) -> list[float] | None:
+        """Several objectives: each metric signed so that larger is better, or ``None`` when
+        the trial did not complete or lacks one (told as FAIL / PRUNED)."""
+        if result.state is not TrialState.COMPLETE:
+            return None
+        values = []
+        for metric, direction in self.objectives:
+            value = result.metrics.get(metric)
+            if value is None or math.isnan(value):
+                return None
+            values.append(float(value) if direction == "maximize" else -float(value))
+        return values
 
     def _observe(self, candidate: Candidate, result: TrialResult, score: float | None) -> None:
         with quiet_optuna():
             self._use_sampler(candidate.id)
-            if score is not None and not math.isnan(score):
+            values = self._values(result) if self._multi else None
+            if values is not None:
+                self.study.tell(candidate.id, values)
+            elif not self._multi and score is not None and not math.isnan(score):
                 self.study.tell(candidate.id, score)
             else:
                 pruned = result.state is TrialState.PRUNED
@@ -181,7 +230,10 @@ class OptunaController(Controller):
                 {
                     "state": t.state.name,
                     "choices": [int(t.params[name]) for name in self._names],
-                    "value": t.value,
+                    **({"values": t.values} if self._multi else {"value": t.value}),
+                    **(
+                        {} if self._hp_space is None else {"hparams": self._trial_hparams(t.params)}
+                    ),
                     "system_attrs": self._attrs_to_state(t.number, dict(t.system_attrs)),
                 }
                 for t in trials
@@ -207,12 +259,19 @@ class OptunaController(Controller):
         with quiet_optuna():
             for number, t in enumerate(saved["trials"]):
                 trial_state = _STATES[t["state"]]
+                complete = trial_state is OptunaState.COMPLETE
+                params = dict(zip(self._names, t["choices"], strict=True))
+                hp = {HP_PREFIX + n: v for n, v in (t.get("hparams") or {}).items()}
                 self.study.add_trial(
                     create_trial(
                         state=trial_state,
-                        value=t["value"] if trial_state is OptunaState.COMPLETE else None,
-                        params=dict(zip(self._names, t["choices"], strict=True)),
-                        distributions=self._distributions,
+                        value=t.get("value") if complete and not self._multi else None,
+                        values=t.get("values") if complete and self._multi else None,
+                        params={**params, **hp},
+                        distributions={
+                            **self._distributions,
+                            **{n: self._hp_distributions[n] for n in hp},
+                        },
                         system_attrs=self._attrs_from_state(number, t["system_attrs"]),
                     )
                 )
@@ -362,7 +421,11 @@ class Nsga2Config(OptunaConfig):
 
 class Nsga2Controller(OptunaController):
     """NSGA-II (Optuna's ``NSGAIISampler``): with one objective, a generational genetic
-    algorithm with uniform crossover and elitist selection.
+    algorithm with uniform crossover and elitist selection; with several (``objectives``),
+    truly multi-objective: the study has one direction per objective, each trial is told
+    every objective's value (signed so larger is better), and parents are chosen by
+    non-dominated rank and crowding distance. Trials that did not complete (FAIL, PRUNED:
+    infeasible) never become parents.
 
     Example:
         >>> controller = Nsga2Controller(space=Nb201Space(), seed=0, population_size=20)
@@ -370,6 +433,7 @@ class Nsga2Controller(OptunaController):
 
     name = "nsga2"
     Config = Nsga2Config
+    multi_objective = True
 
     def __init__(
         self,
@@ -459,6 +523,7 @@ class _GridSampler(optuna.samplers.GridSampler):
 class GridController(OptunaController):
     """Every architecture once, in an order shuffled by the seed (Optuna's ``GridSampler``).
     When all have been asked, ``ask`` answers ``None`` and ``finished`` is true.
+    Hyperparameters (joint search) are sampled uniformly per candidate, not gridded.
 
     Example:
         >>> controller = GridController(space=MacroSpace(layers=2, channels=4), seed=0)
@@ -466,6 +531,7 @@ class GridController(OptunaController):
 
     name = "grid"
     Config = GridConfig
+    suggests_hparams = False  # a grid of continuous values is no grid: sampled by ask
 
     def __init__(
         self, *, max_size: int = 100_000, max_pending: int | None = None, **kwargs: Any

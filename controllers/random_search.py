@@ -21,7 +21,8 @@ class RandomConfig(ControllerConfig):
 
 
 class RandomSearch(Controller):
-    """Samples each decision uniformly.
+    """Samples each decision uniformly, and each hyperparameter of a joint search uniformly
+    (log-uniformly on a log scale); ``unique`` concerns the architecture alone.
 
     Example:
         >>> controller = RandomSearch(space=Nb201Space(), seed=0)
@@ -30,6 +31,7 @@ class RandomSearch(Controller):
 
     name = "random"
     Config = RandomConfig
+    multi_objective = True  # samples without looking at results
 
     def __init__(self, *, unique: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -15,9 +15,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from nas.errors import SpecError
+from nas.hparams import HparamSpace
 
 __all__ = ["SUPPORTED", "JobSpec", "load_spec_file", "parse_spec"]
 
@@ -37,16 +46,81 @@ class Component(BaseModel):
         return dict(self.model_extra or {})
 
 
+Direction = Literal["maximize", "minimize"]
+
+
 class Constraints(_Strict):
-    max_params: int | None = Field(None, gt=0)
-    max_flops: int | None = Field(None, gt=0)
-    max_latency_ms: float | None = Field(None, gt=0)
+    """Hard limits checked before a candidate is trained (``nas.constraints``): a candidate
+    over any of them becomes a PRUNED trial that costs no training."""
+
+    max_params: float | None = Field(None, gt=0, allow_inf_nan=False)
+    max_flops: float | None = Field(None, gt=0, allow_inf_nan=False)
+    max_latency_ms: float | None = Field(None, gt=0, allow_inf_nan=False)
+
+    def limits(self) -> dict[str, float]:
+        """The constraints that are set."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
 class ObjectiveSpec(_Strict):
+    """One objective (``metric``, ``direction``) or several (``metrics``, ``directions``:
+    a Pareto front is searched for and reported; ``metric``/``direction`` then name the
+    first, which ranks ``best`` and is the scalar single-objective controllers would see)."""
+
     metric: str = "val_accuracy"
-    direction: Literal["maximize", "minimize"] = "maximize"
+    direction: Direction = "maximize"
+    metrics: list[str] | None = Field(None, min_length=1, max_length=8)
+    directions: list[Direction] | None = None
     constraints: Constraints | None = None
+
+    @field_validator("metrics")
+    @classmethod
+    def _distinct(cls, metrics: list[str] | None) -> list[str] | None:
+        if metrics is not None and len(set(metrics)) != len(metrics):
+            raise ValueError(f"each metric may appear once, got {metrics}")
+        return metrics
+
+    @field_validator("directions")
+    @classmethod
+    def _one_per_metric(cls, directions: list[str] | None, info: ValidationInfo) -> Any:
+        if directions is None or "metrics" not in info.data:
+            return directions  # (an invalid metrics is reported at metrics)
+        metrics = info.data["metrics"]
+        if metrics is None:
+            raise ValueError("directions goes with metrics; one objective uses direction")
+        if len(directions) != len(metrics):
+            raise ValueError(
+                f"one direction per metric: {len(metrics)} metrics, {len(directions)} directions"
+            )
+        return directions
+
+    @model_validator(mode="after")
+    def _first_is_primary(self) -> ObjectiveSpec:
+        if self.metrics is None:
+            return self
+        if self.directions is None:
+            raise ValueError("set directions, one per metric (maximize or minimize)")
+        given = self.model_fields_set
+        if "metric" in given and self.metric != self.metrics[0]:
+            raise ValueError(
+                f"metric {self.metric!r} must be the first of metrics {self.metrics} "
+                f"(or leave metric out)"
+            )
+        if "direction" in given and self.direction != self.directions[0]:
+            raise ValueError("direction must be the first of directions (or leave it out)")
+        self.metric, self.direction = self.metrics[0], self.directions[0]
+        return self
+
+    @property
+    def objectives(self) -> list[tuple[str, str]]:
+        """``(metric, direction)`` of each objective, the primary first."""
+        if self.metrics is None or self.directions is None:
+            return [(self.metric, self.direction)]
+        return list(zip(self.metrics, self.directions, strict=True))
+
+    @property
+    def is_multi(self) -> bool:
+        return len(self.objectives) > 1
 
 
 class BudgetSpec(_Strict):
@@ -103,10 +177,7 @@ class JobSpec(_Strict):
 
 #: Sections and fields that parse but are not implemented yet, by where they would run.
 #: A spec that sets one is rejected (never silently ignored); later issues empty this.
-SUPPORTED: dict[str, str] = {
-    "hparams": "joint hyperparameter search is not supported yet",
-    "objective.constraints": "constraints are not supported yet",
-}
+SUPPORTED: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -118,6 +189,8 @@ class ResolvedSpec:
     space_params: dict[str, Any]
     controller_params: dict[str, Any]
     evaluator_params: dict[str, Any]
+    #: The validated ``hparams:`` section (``nas.hparams``); ``None`` when absent or empty.
+    hparams: HparamSpace | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return self.spec.model_dump(mode="json", exclude_none=True)
@@ -157,6 +230,10 @@ def parse_spec(data: Mapping[str, Any] | JobSpec) -> ResolvedSpec:
                 raw = data.get(section)
                 if isinstance(raw, Mapping) and isinstance(raw.get("name"), str):
                     _component_params(section, Component.model_validate(dict(raw)), errors)
+            if isinstance(data.get("hparams"), Mapping):
+                evaluator = data.get("evaluator")
+                name = evaluator.get("name") if isinstance(evaluator, Mapping) else None
+                _check_hparams(data["hparams"], name, errors)
             for field, message in SUPPORTED.items():
                 value: Any = data
                 for part in field.split("."):
@@ -173,6 +250,7 @@ def parse_spec(data: Mapping[str, Any] | JobSpec) -> ResolvedSpec:
     }
     if not errors:
         _check_combinations(spec, params, errors)
+    hparams = _check_hparams(spec.hparams, spec.evaluator.name, errors)
     for field, message in SUPPORTED.items():
         if _is_set(spec, field):
             errors.append({"loc": tuple(field.split(".")), "msg": message, "type": "not_supported"})
@@ -184,7 +262,35 @@ def parse_spec(data: Mapping[str, Any] | JobSpec) -> ResolvedSpec:
         params["space"] or {},
         params["controller"] or {},
         params["evaluator"] or {},
+        hparams,
     )
+
+
+def _check_hparams(
+    raw: Mapping[str, Any] | None, evaluator: Any, errors: list[dict[str, Any]]
+) -> HparamSpace | None:
+    """Validate the ``hparams:`` section; training-procedure names only with an evaluator
+    that trains each trial (``Evaluator.hparam_keys``)."""
+    from nas.evaluators import EVALUATORS
+    from nas.hparams import TRAINING_HPARAMS
+
+    if not raw:
+        return None
+    space, problems = HparamSpace.parse(raw)
+    errors.extend(problems)
+    if isinstance(evaluator, str) and evaluator in EVALUATORS:
+        used = EVALUATORS.get(evaluator).hparam_keys
+        users = [n for n in EVALUATORS.names() if EVALUATORS.get(n).hparam_keys]
+        for name in raw:
+            if name in TRAINING_HPARAMS and name not in used:
+                errors.append(
+                    _err(
+                        ("hparams", name),
+                        f"{name!r} sets the training procedure, which evaluator {evaluator!r} "
+                        f"does not set per trial; evaluators that do: {', '.join(users)}",
+                    )
+                )
+    return None if problems else space
 
 
 def _is_set(spec: JobSpec, dotted: str) -> bool:
@@ -299,14 +405,7 @@ def _check_combinations(
                 f"a space with one: {', '.join(with_supernet)}",
             )
         )
-    if spec.objective.metric not in evaluator.metrics:
-        errors.append(
-            _err(
-                ("objective", "metric"),
-                f"evaluator {spec.evaluator.name!r} does not report {spec.objective.metric!r}; "
-                f"valid: {', '.join(evaluator.metrics)}",
-            )
-        )
+    _check_objective(spec, evaluator, errors)
     if spec.final is not None and space not in NETWORKS:
         errors.append(
             _err(
@@ -321,5 +420,58 @@ def _check_combinations(
         )
 
 
-def _err(loc: tuple[str, ...], msg: str) -> dict[str, Any]:
+def _check_objective(spec: JobSpec, evaluator: Any, errors: list[dict[str, Any]]) -> None:
+    """Objective metrics the evaluator reports, constraints it can check, several objectives
+    only with a controller that handles them."""
+    from nas.evaluators import EVALUATORS
+
+    objective = spec.objective
+    metrics: list[tuple[tuple[Any, ...], str]] = (
+        [(("objective", "metric"), objective.metric)]
+        if objective.metrics is None
+        else [(("objective", "metrics", i), m) for i, m in enumerate(objective.metrics)]
+    )
+    for loc, metric in metrics:
+        if metric not in evaluator.metrics:
+            errors.append(
+                _err(
+                    loc,
+                    f"evaluator {spec.evaluator.name!r} does not report {metric!r}; "
+                    f"valid: {', '.join(evaluator.metrics)}",
+                )
+            )
+    if objective.constraints is not None:
+        for key in objective.constraints.limits():
+            if key not in evaluator.constraint_keys:
+                able = [n for n in EVALUATORS.names() if key in EVALUATORS.get(n).constraint_keys]
+                can = ", ".join(evaluator.constraint_keys) or "none"
+                errors.append(
+                    _err(
+                        ("objective", "constraints", key),
+                        f"evaluator {spec.evaluator.name!r} cannot check {key} before training "
+                        f"(it can check: {can}); evaluators that can: {', '.join(able)}",
+                    )
+                )
+    if objective.is_multi:
+        controllers = _registry("controller")
+        if not getattr(controllers.get(spec.controller.name), "multi_objective", False):
+            able = [n for n in controllers.names() if controllers.get(n).multi_objective]
+            errors.append(
+                _err(
+                    ("controller", "name"),
+                    f"controller {spec.controller.name!r} optimises one objective; with several "
+                    f"objective metrics use one of: {', '.join(able)} (or set one metric)",
+                )
+            )
+        if spec.evaluator.name == "shared-weights":
+            errors.append(
+                _err(
+                    ("objective", "metrics"),
+                    "the shared-weight search ranks architectures by one reward; several "
+                    "objectives need evaluator standalone or tabular",
+                )
+            )
+
+
+def _err(loc: tuple[Any, ...], msg: str) -> dict[str, Any]:
     return {"loc": loc, "msg": msg, "type": "value_error"}

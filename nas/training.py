@@ -6,11 +6,12 @@ Accuracies are percentages (0..100) everywhere, the NAS-Bench-201 table's conven
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -18,14 +19,18 @@ from torch import nn
 
 from nas.architecture import Architecture
 from nas.errors import NasError
+from nas.hparams import TRAINING_HPARAMS
 from nas.spaces.base import SearchSpace
 
 __all__ = [
     "DivergedError",
+    "FocalLoss",
     "TrainRecipe",
     "accuracy",
     "configure_cpu_threads",
     "count_flops",
+    "focal_loss",
+    "make_loss",
     "make_optimizer",
     "select_device",
     "to_tensors",
@@ -62,7 +67,13 @@ def configure_cpu_threads(threads: int | None = None) -> int:
 
 @dataclass(frozen=True)
 class TrainRecipe:
-    """How a network is trained (the training procedure of one trial)."""
+    """How a network is trained (the training procedure of one trial).
+
+    ``loss``: ``cross_entropy`` (with ``label_smoothing``, 0 by default: plain),
+    ``label_smoothing`` (cross-entropy with ``label_smoothing``, 0.1 when that is 0) or
+    ``focal`` (focal loss with ``focal_gamma``; no smoothing). ``momentum`` is SGD's
+    (Nesterov when above 0); Adam and AdamW ignore it.
+    """
 
     epochs: int = 10
     batch_size: int = 128
@@ -73,6 +84,51 @@ class TrainRecipe:
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     grad_clip: float | None = 5.0
     label_smoothing: float = 0.0
+    loss: Literal["cross_entropy", "label_smoothing", "focal"] = "cross_entropy"
+    focal_gamma: float = 2.0
+
+    def with_hparams(
+        self, hparams: Mapping[str, Any] | None, *, exclude: Collection[str] = ()
+    ) -> TrainRecipe:
+        """This recipe with the training-procedure names of ``hparams``
+        (``nas.hparams.TRAINING_HPARAMS``) set; other names (the user's own) are left out."""
+        changes: dict[str, Any] = {}
+        for name, value in (hparams or {}).items():
+            key = TRAINING_HPARAMS.get(name)
+            if key is None or name in exclude:
+                continue
+            cast = {"number": float, "integer": int, "choice": str}[key.kind]
+            changes[name] = cast(value)
+        return dataclasses.replace(self, **changes) if changes else self
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """Focal loss (Lin et al. 2017), mean over the batch: ``-(1 - p_t)^gamma * log p_t``,
+    with ``p_t`` the softmax probability of the true class. ``gamma = 0`` is cross-entropy;
+    larger ``gamma`` down-weights examples that are already classified well."""
+    log_p = torch.log_softmax(logits, dim=1).gather(1, target.unsqueeze(1)).squeeze(1)
+    # (1 - p_t) is clamped away from 0: a gamma below 1 would give an infinite gradient there.
+    weight = (1.0 - log_p.exp()).clamp(min=1e-12) ** gamma
+    return -(weight * log_p).mean()
+
+
+class FocalLoss(nn.Module):
+    def __init__(self, gamma: float = 2.0) -> None:
+        super().__init__()
+        self.gamma = gamma
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return focal_loss(logits, target, self.gamma)
+
+
+def make_loss(recipe: TrainRecipe) -> nn.Module:
+    """The training loss that ``recipe.loss`` names."""
+    if recipe.loss == "focal":
+        return FocalLoss(recipe.focal_gamma)
+    smoothing = recipe.label_smoothing
+    if recipe.loss == "label_smoothing" and smoothing == 0:
+        smoothing = 0.1  # Szegedy et al. 2016's value
+    return nn.CrossEntropyLoss(label_smoothing=smoothing)
 
 
 def make_optimizer(params: object, recipe: TrainRecipe) -> torch.optim.Optimizer:
@@ -112,7 +168,7 @@ def train_epochs(
         if recipe.lr_schedule == "cosine"
         else None
     )
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    loss_fn = make_loss(recipe)
     mean_loss = float("nan")
     model.train()
     for epoch in range(recipe.epochs):

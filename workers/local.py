@@ -160,7 +160,7 @@ def summarize(
             best["final"] = {
                 k: v for k, v in final[0].items() if k not in ("architecture", "genotype")
             }
-    return {
+    summary: dict[str, Any] = {
         "name": spec.name,
         "space": spec.space.name,
         "controller": spec.controller.name,
@@ -176,3 +176,14 @@ def summarize(
         "ranked": ranked,
         "final": final,
     }
+    if spec.objective.is_multi:  # the Pareto front over the objectives, in trial order
+        summary["pareto"] = [
+            {
+                "trial": t.number,
+                "architecture": t.architecture.to_dict(),
+                "genotype": space.describe(t.architecture),
+                "values": {m: t.result.metrics[m] for m, _ in spec.objective.objectives},
+            }
+            for t in outcome.pareto
+        ]
+    return summary

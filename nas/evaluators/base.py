@@ -35,6 +35,12 @@ class Evaluator(ABC):
     #: True when ``evaluate`` answers without training (a table lookup, a shared-weight
     #: minibatch): the service then does not show its trials as RUNNING first.
     instant: ClassVar[bool] = False
+    #: The ``hparams:`` names that set this evaluator's training procedure per trial (see
+    #: ``nas.hparams.TRAINING_HPARAMS``); a spec that searches another of them is rejected.
+    hparam_keys: ClassVar[tuple[str, ...]] = ()
+    #: The ``objective.constraints`` keys this evaluator can check before evaluating (see
+    #: ``nas.constraints``); a spec that sets another is rejected.
+    constraint_keys: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     @abstractmethod
@@ -56,6 +62,29 @@ class Evaluator(ABC):
         hparams: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[TrialResult]:
         """One result per architecture, in order."""
+
+    def constraint_figures(
+        self, archs: Sequence[Architecture], figures: Sequence[str]
+    ) -> list[dict[str, float]]:
+        """``figures`` (``params``, ``flops``, ``latency_ms``: see ``nas.constraints``) of each
+        architecture, found without training it. Evaluators that list ``constraint_keys``
+        implement this."""
+        raise NotImplementedError(f"evaluator {self.name!r} cannot check constraints")
+
+    def check_constraints(
+        self, archs: Sequence[Architecture], constraints: Mapping[str, float | None]
+    ) -> list[tuple[str | None, dict[str, float]]]:
+        """For each architecture: ``None`` when it satisfies ``constraints`` (the spec's
+        ``objective.constraints``, unset ones ``None``), else why not; with the figures
+        measured. Runs before ``evaluate``, so an infeasible candidate costs no training."""
+        active = {k: v for k, v in constraints.items() if v is not None}
+        if not active or not archs:
+            return [(None, {}) for _ in archs]
+        from nas.constraints import CONSTRAINTS, verdict
+
+        needed = sorted({CONSTRAINTS[k] for k in active})
+        measured = self.constraint_figures(archs, needed)
+        return [(verdict(figures, active), figures) for figures in measured]
 
     def final_metrics(self, arch: Architecture) -> dict[str, float]:
         """Held-out figures (test accuracy) for the architecture a search returns. Never

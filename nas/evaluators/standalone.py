@@ -13,6 +13,7 @@ from pydantic import Field
 from nas.architecture import Architecture
 from nas.datasets import DatasetSplits, load_dataset
 from nas.evaluators.base import Evaluator, EvaluatorConfig
+from nas.hparams import TRAINING_HPARAMS
 from nas.models import count_parameters
 from nas.spaces.base import SearchSpace
 from nas.training import (
@@ -38,6 +39,12 @@ class StandaloneConfig(EvaluatorConfig):
     lr: float = Field(1e-3, gt=0, le=10)
     weight_decay: float = Field(0.0, ge=0, le=1)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
+    momentum: float = Field(0.9, ge=0, le=1, description="SGD's momentum (Nesterov when > 0)")
+    loss: Literal["cross_entropy", "label_smoothing", "focal"] = "cross_entropy"
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="cross-entropy's smoothing (loss label_smoothing: 0.1 if 0)"
+    )
+    focal_gamma: float = Field(2.0, ge=0, le=20, description="loss focal's gamma")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -47,11 +54,19 @@ class StandaloneEvaluator(Evaluator):
 
     A trial whose loss diverges or that runs out of memory becomes a FAIL result with its
     cause; the search goes on.
+
+    Joint search: a candidate's hyperparameters named in ``nas.hparams.TRAINING_HPARAMS``
+    (optimizer, lr, lr_schedule, weight_decay, momentum, batch_size, epochs, loss,
+    label_smoothing, focal_gamma) override this evaluator's recipe for that trial; other
+    names are the user's own and only recorded. The per-trial seed depends on the
+    architecture alone, so two trials of one architecture differ only by their recipes.
     """
 
     name = "standalone"
     Config = StandaloneConfig
     metrics = ("val_accuracy", "train_loss", "params", "flops")
+    hparam_keys = tuple(TRAINING_HPARAMS)
+    constraint_keys = ("max_params", "max_flops", "max_latency_ms")
 
     def __init__(
         self,
@@ -98,9 +113,33 @@ class StandaloneEvaluator(Evaluator):
         archs: Sequence[Architecture],
         hparams: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[TrialResult]:
-        return [self._evaluate_one(i, arch) for i, arch in enumerate(archs)]
+        per_trial = list(hparams) if hparams is not None else [{}] * len(archs)
+        if len(per_trial) != len(archs):
+            raise ValueError(f"{len(archs)} architectures but {len(per_trial)} hparams")
+        return [
+            self._evaluate_one(i, arch, self.recipe.with_hparams(hp))
+            for i, (arch, hp) in enumerate(zip(archs, per_trial, strict=True))
+        ]
 
-    def _evaluate_one(self, index: int, arch: Architecture) -> TrialResult:
+    def constraint_figures(
+        self, archs: Sequence[Architecture], figures: Sequence[str]
+    ) -> list[dict[str, float]]:
+        """Builds each untrained network (global RNG untouched) and measures it on this
+        evaluator's device: parameters, FLOPs and batch-1 latency (``nas.constraints``)."""
+        from nas.constraints import measure_model
+        from nas.models import build_model
+
+        out = []
+        for arch in archs:
+            self.space.validate(arch)
+            with torch.random.fork_rng(devices=[]):
+                model = build_model(
+                    self.space, arch, self.data.input_shape, self.data.num_classes
+                ).to(self.device)
+            out.append(measure_model(model, self.data.input_shape, self.device, figures))
+        return out
+
+    def _evaluate_one(self, index: int, arch: Architecture, recipe: TrainRecipe) -> TrialResult:
         started = time.perf_counter()
 
         def on_epoch(epoch: int, loss: float) -> None:
@@ -114,7 +153,7 @@ class StandaloneEvaluator(Evaluator):
                 self.data.input_shape,
                 self.data.num_classes,
                 self._train,
-                self.recipe,
+                recipe,
                 seed=self.trial_seed(arch),
                 device=self.device,
                 on_epoch=on_epoch,

@@ -115,6 +115,7 @@ class TabularEvaluator(Evaluator):
     metrics = ("val_accuracy", "params_M", "flops_M", "latency_s")
     batch_size = 256
     instant = True
+    constraint_keys = ("max_params", "max_flops", "max_latency_ms")
 
     @classmethod
     def from_spec(
@@ -176,6 +177,21 @@ class TabularEvaluator(Evaluator):
             )
             for i in range(len(codes))
         ]
+
+    def constraint_figures(
+        self, archs: Sequence[Architecture], figures: Sequence[str]
+    ) -> list[dict[str, float]]:
+        """From the table: parameters (analytic count), FLOPs (NB201's convention) and the
+        recorded latency, in units (not millions, not seconds)."""
+        for arch in archs:
+            self.space.validate(arch)
+        codes = self.table.codes(archs)
+        columns = {
+            "params": self._params * 1e6,
+            "flops": self._flops * 1e6,
+            "latency_ms": self._latency * 1e3,
+        }
+        return [{f: float(columns[f][code]) for f in figures} for code in codes]
 
     def final_metrics(self, arch: Architecture) -> dict[str, float]:
         code = self.table.codes([arch])[0]

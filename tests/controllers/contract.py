@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from controllers import Candidate, Controller, UnknownCandidateError
+from nas.hparams import HparamSpace
 from nas.spaces import MacroSpace, Nb201Space, SearchSpace
 from nas.trial import TrialResult, TrialState
 
@@ -105,3 +106,59 @@ class ControllerContract:
         state["name"] = "something-else"
         with pytest.raises(ValueError, match="something-else"):
             type(self).make_controller(space, 0).load_state_dict(state)
+
+
+# --- joint search: the same contract with a hyperparameter space ------------------------------
+def joint_hparams() -> HparamSpace:
+    """A space with each kind of parameter: log float, stepped int, categorical, a
+    conditional float (``momentum`` only with ``sgd``) and a user-defined name."""
+    return HparamSpace.from_spec(
+        {
+            "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
+            "lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
+            "momentum": {
+                "type": "float",
+                "low": 0.5,
+                "high": 0.99,
+                "condition": {"param": "optimizer", "equals": "sgd"},
+            },
+            "batch_size": {"type": "int", "low": 16, "high": 128, "step": 16},
+            "note": {"type": "categorical", "choices": ["a", "b", "c"]},
+        }
+    )
+
+
+class JointControllerContract(ControllerContract):
+    """The contract again, for a controller built with ``hparams=joint_hparams()`` by
+    ``make_controller``, plus checks of the hyperparameters it proposes."""
+
+    space_names: tuple[str, ...] = ("enas-macro",)
+
+    def test_asks_carry_valid_hparams(self, space: SearchSpace) -> None:
+        controller = type(self).make_controller(space, 0)
+        hparams = joint_hparams()
+        asked = self._run(controller, 20)
+        assert len(asked) == 20
+        for candidate in asked:
+            assert hparams.validate(candidate.hparams) == dict(candidate.hparams)
+            assert ("momentum" in candidate.hparams) == (candidate.hparams["optimizer"] == "sgd")
+        assert len({c.hparams["lr"] for c in asked}) > 5
+        assert {c.hparams["optimizer"] for c in asked} == {"adam", "sgd"}
+
+    def test_state_dict_resume_gives_identical_hparams(self, space: SearchSpace) -> None:
+        original = type(self).make_controller(space, 3)
+        self._run(original, 12)
+        pending = original.ask()
+        assert pending is not None
+        state = json.loads(json.dumps(original.state_dict()))
+        restored = type(self).make_controller(space, 999)
+        restored.load_state_dict(state)
+        assert [c.to_dict() for c in restored.pending] == [pending.to_dict()]
+        for controller in (original, restored):
+            controller.tell(pending.id, fake_result(pending))
+        a = [c.to_dict() for c in self._run(original, 10)]
+        b = [c.to_dict() for c in self._run(restored, 10)]
+        assert a == b
+        assert json.dumps(original.state_dict(), sort_keys=True) == json.dumps(
+            restored.state_dict(), sort_keys=True
+        )

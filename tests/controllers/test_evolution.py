@@ -15,7 +15,12 @@ from nas.errors import SpecError
 from nas.spaces import MacroSpace, Nb201Space
 from nas.spec import parse_spec
 from nas.trial import TrialResult, TrialState
-from tests.controllers.contract import ControllerContract, fake_result
+from tests.controllers.contract import (
+    ControllerContract,
+    JointControllerContract,
+    fake_result,
+    joint_hparams,
+)
 from workers.search import SearchComponents, SearchLoop, build_components
 
 
@@ -72,6 +77,43 @@ class TestSmallPopulationUnboundedContract(ControllerContract):
         return RegularizedEvolution(
             space=space, seed=seed, population_size=4, sample_size=2, max_pending=None
         )
+
+
+class TestEvolutionJointContract(JointControllerContract):
+    """Population 4: most of the contract's asks are children (mutated architectures or
+    hyperparameters)."""
+
+    @staticmethod
+    def make_controller(space, seed):
+        return RegularizedEvolution(
+            space=space, seed=seed, population_size=4, sample_size=2, hparams=joint_hparams()
+        )
+
+
+def test_joint_children_change_the_architecture_or_one_hyperparameter() -> None:
+    space = MacroSpace(layers=4, channels=8)
+    controller = RegularizedEvolution(
+        space=space, seed=0, population_size=4, sample_size=2, hparams=joint_hparams()
+    )
+    members: dict[tuple, dict] = {}
+    arch_children = hparam_children = 0
+    for i in range(80):
+        candidate = controller.ask()
+        controller.tell(candidate.id, fake_result(candidate))
+        key = (candidate.architecture.choices, json.dumps(candidate.hparams, sort_keys=True))
+        if i >= 4:  # a child: one of the population changed in one place
+            parents = [
+                (arch, hp)
+                for arch, hp in members.values()
+                if arch == candidate.architecture.choices or hp == dict(candidate.hparams)
+            ]
+            assert parents, "a child shares its architecture or hyperparameters with a member"
+            if any(hp == dict(candidate.hparams) for _, hp in parents):
+                arch_children += 1
+            else:
+                hparam_children += 1
+        members[key] = (candidate.architecture.choices, dict(candidate.hparams))
+    assert arch_children > 10 and hparam_children > 10
 
 
 def hamming(a: tuple[int, ...], b: tuple[int, ...]) -> int:

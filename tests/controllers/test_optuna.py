@@ -23,7 +23,12 @@ from controllers import (
 )
 from nas.spaces import MacroSpace, MicroSpace, Nb201Space
 from nas.trial import TrialResult, TrialState
-from tests.controllers.contract import ControllerContract, fake_result
+from tests.controllers.contract import (
+    ControllerContract,
+    JointControllerContract,
+    fake_result,
+    joint_hparams,
+)
 from tests.controllers.test_evolution import mean_best_val
 
 needs_cmaes = pytest.mark.skipif(
@@ -80,6 +85,43 @@ class TestGridContract(ControllerContract):
     @staticmethod
     def make_controller(space, seed):
         return GridController(space=space, seed=seed)
+
+
+class TestTpeJointContract(JointControllerContract):
+    @staticmethod
+    def make_controller(space, seed):
+        return TpeController(space=space, seed=seed, n_startup_trials=4, hparams=joint_hparams())
+
+
+def test_hparams_are_optuna_parameters_of_the_same_trial_conditionals_only_when_active() -> None:
+    controller = TpeController(
+        space=MacroSpace(layers=2, channels=4), seed=0, n_startup_trials=3, hparams=joint_hparams()
+    )
+    asked = []
+    for _ in range(12):
+        candidate = controller.ask()
+        controller.tell(candidate.id, fake_result(candidate))
+        asked.append(candidate)
+    trials = controller.study.trials
+    assert len(trials) == 12
+    for candidate, trial in zip(asked, trials, strict=True):
+        hp = {
+            k.removeprefix("hparam:"): v for k, v in trial.params.items() if k.startswith("hparam:")
+        }
+        assert hp == dict(candidate.hparams)
+        assert ("hparam:momentum" in trial.params) == (hp["optimizer"] == "sgd")
+        lr = trial.distributions["hparam:lr"]
+        assert isinstance(lr, optuna.distributions.FloatDistribution) and lr.log
+        assert trial.distributions["hparam:batch_size"] == IntDistribution(16, 128, step=16)
+
+
+def test_grid_grids_architectures_and_samples_hparams() -> None:
+    space = MacroSpace(layers=2, channels=4)
+    controller = GridController(space=space, seed=0, hparams=joint_hparams())
+    asked = list(iter(controller.ask, None))
+    assert len({c.architecture for c in asked}) == len(asked) == space.size()
+    assert all(joint_hparams().validate(c.hparams) == c.hparams for c in asked)
+    assert not any(k.startswith("hparam:") for t in controller.study.trials for k in t.params)
 
 
 # --- registration and parameters -----------------------------------------------------------

@@ -1,10 +1,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from controllers import CONTROLLERS, RandomSearch
 from nas.spaces import MacroSpace, Nb201Space
-from tests.controllers.contract import ControllerContract, fake_result
+from tests.controllers.contract import (
+    ControllerContract,
+    JointControllerContract,
+    fake_result,
+    joint_hparams,
+)
 
 
 class TestRandomContract(ControllerContract):
@@ -17,6 +23,34 @@ class TestUniqueRandomContract(ControllerContract):
     @staticmethod
     def make_controller(space, seed):
         return RandomSearch(space=space, seed=seed, unique=True)
+
+
+class TestRandomJointContract(JointControllerContract):
+    @staticmethod
+    def make_controller(space, seed):
+        return RandomSearch(space=space, seed=seed, hparams=joint_hparams())
+
+
+def test_hparams_are_uniform_and_log_uniform() -> None:
+    controller = RandomSearch(space=Nb201Space(), seed=0, hparams=joint_hparams())
+    asked = [controller.ask() for _ in range(2000)]
+    lr = np.log10([c.hparams["lr"] for c in asked])  # log-uniform over 1e-4..1e-1
+    assert lr.min() >= -4 and lr.max() <= -1
+    assert np.histogram(lr, bins=3, range=(-4, -1))[0] / len(lr) == pytest.approx(
+        [1 / 3] * 3, abs=0.04
+    )
+    sgd = [c for c in asked if c.hparams["optimizer"] == "sgd"]
+    assert len(sgd) / len(asked) == pytest.approx(0.5, abs=0.04)
+    assert all("momentum" in c.hparams for c in sgd)
+    assert not any("momentum" in c.hparams for c in asked if c not in sgd)
+    assert {c.hparams["batch_size"] for c in asked} == set(range(16, 129, 16))
+
+
+def test_without_an_hparam_space_candidates_carry_none_and_asks_do_not_change() -> None:
+    plain = RandomSearch(space=Nb201Space(), seed=5)
+    joint = RandomSearch(space=Nb201Space(), seed=5, hparams=None)
+    assert [plain.ask().to_dict() for _ in range(5)] == [joint.ask().to_dict() for _ in range(5)]
+    assert plain.ask().hparams == {}
 
 
 def test_registered_by_spec_name() -> None:

@@ -132,10 +132,22 @@ CASES: list[tuple[str, Mutation, tuple[object, ...], str]] = [
         "maximize",
     ),
     (
-        "hparams",
-        lambda d: d.update(hparams={"lr": [1e-3, 1e-1]}),
-        ("hparams",),
-        "not supported yet",
+        "hparams-range",
+        lambda d: d.update(hparams={"width": {"type": "int", "low": 8, "high": 4}}),
+        ("hparams", "width", "high"),
+        "high (4) must be greater than low (8)",
+    ),
+    (
+        "hparams-not-a-mapping",
+        lambda d: d.update(hparams={"width": [8, 16]}),
+        ("hparams", "width"),
+        "must be a mapping with a type",
+    ),
+    (
+        "hparams-training-key-with-a-table",
+        lambda d: d.update(hparams={"lr": {"type": "float", "low": 0.001, "high": 0.1}}),
+        ("hparams", "lr"),
+        "evaluator 'tabular' does not set per trial; evaluators that do: standalone",
     ),
     ("bad-job-name", lambda d: d.update(name="my job!"), ("name",), "pattern"),
     ("negative-seed", lambda d: d.update(seed=-1), ("seed",), "greater than or equal to 0"),
@@ -156,7 +168,6 @@ def test_each_problem_is_reported_at_its_field(
 
 #: A valid value for each field that ``SUPPORTED`` may list as parsed but not implemented.
 UNSUPPORTED_SAMPLES: dict[str, tuple[Mutation, tuple[object, ...]]] = {
-    "hparams": (lambda d: d.update(hparams={"lr": [1e-3, 1e-1]}), ("hparams",)),
     "final": (lambda d: d.update(final={"retrain_top_k": 2}), ("final",)),
     "objective.constraints": (
         lambda d: d["objective"].update(constraints={"max_params": 10}),
@@ -219,16 +230,16 @@ def test_combination_and_support_problems_are_reported_together(doc: dict[str, A
     doc["space"] = {"name": "enas-macro"}
     doc["dataset"] = {"name": "digits"}
     doc["objective"]["metric"] = "loss"
-    doc["hparams"] = {"lr": 0.1}
+    doc["hparams"] = {"width": 0.1}
     locs = [e["loc"] for e in errors_of(doc)]
     assert sorted(locs) == sorted(
-        [("space", "name"), ("dataset", "name"), ("objective", "metric"), ("hparams",)]
+        [("space", "name"), ("dataset", "name"), ("objective", "metric"), ("hparams", "width")]
     )
 
 
 def test_the_message_lists_every_problem(doc: dict[str, Any]) -> None:
     doc["dataset"]["foo"] = 1
-    doc["hparams"] = {"lr": 0.1}
+    doc["hparams"] = {"width": 0.1}
     with pytest.raises(SpecError) as info:
         parse_spec(doc)
     text = str(info.value)
