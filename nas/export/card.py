@@ -16,11 +16,13 @@ from torch import nn
 from nas.architecture import Architecture
 from nas.errors import ExportError
 from nas.export.artifacts import package_version
-from nas.export.network import Nb201Cell, Nb201Network
+from nas.export.network import Nb201Cell, Nb201Network, metaqnn_layers
 from nas.models import count_parameters
 from nas.models.macro import MacroNetwork
+from nas.models.metaqnn import MetaQNNNetwork
 from nas.models.micro import MicroNetwork
 from nas.spaces.base import SearchSpace
+from nas.spaces.metaqnn import CONV, FC, GAP, POOL, SM
 from nas.spaces.micro import input_labels
 from nas.spaces.nb201 import NB201_EDGES, NB201_OPS
 from nas.training import count_flops
@@ -111,6 +113,8 @@ def draw_network(model: nn.Module, arch: Architecture, input_shape: Sequence[int
         return _draw_micro(model, arch, shape_in)
     if isinstance(model, Nb201Network):
         return _draw_nb201(model, arch, shape_in)
+    if isinstance(model, MetaQNNNetwork):
+        return _draw_metaqnn(model, shape_in)
     raise ExportError(f"no drawing for a {type(model).__name__}")
 
 
@@ -189,6 +193,40 @@ def _draw_nb201(model: Nb201Network, arch: Architecture, input_shape: tuple[int,
         ]
         lines.append(f"  node{target} = " + " + ".join(terms))
     return "\n".join(lines)
+
+
+def _draw_metaqnn(model: MetaQNNNetwork, input_shape: tuple[int, ...]) -> str:
+    """One row per MetaQNN layer, named by its label (``C(3,32)``, ``P(2)``, ``FC(64)``,
+    ``GAP``, ``SM``), with the body modules that make it and its output shape."""
+    layers = metaqnn_layers(model)
+    ends = [model.body[positions[-1]] for _, _, positions in layers if positions]
+    shapes = _output_shapes(model, [*ends, model.classifier], input_shape)
+    dropout = model.space.dropout
+    lines = [_row("input", "", input_shape)]
+    for label, kind, positions in layers:
+        flatten = bool(positions) and isinstance(model.body[positions[0]], nn.Flatten)
+        parts = ["flatten"] if flatten else []
+        if kind == CONV:
+            conv = model.body[positions[0]]
+            parts = [f"conv{_side(conv.kernel_size)} x {conv.out_channels}", "BN", "ReLU"]
+        elif kind == POOL:
+            parts = [f"max pool {_side(model.body[positions[0]].kernel_size)}, stride 2"]
+        elif kind == FC:
+            parts += ["linear", "ReLU"] + ([f"dropout {dropout:g}"] if dropout > 0 else [])
+        elif kind == GAP:
+            parts = ["global avg pool"]
+        else:  # SM: the classifier
+            parts += [f"dropout {dropout:g}"] if dropout > 0 else []
+            parts.append(f"linear -> {model.num_classes} logits")
+        last = model.classifier if kind == SM else model.body[positions[-1]]
+        shape = shapes[id(last)]
+        lines += ["  |", _row(label, " -> ".join(parts), shape)]
+    lines += ["", "layers: " + " -> ".join(label for label, _, _ in layers)]
+    return "\n".join(lines)
+
+
+def _side(value: int | tuple[int, ...]) -> int:
+    return value if isinstance(value, int) else value[0]
 
 
 # --- the card -----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""The networks that exports are made from: ``build_model`` for the ENAS spaces, and a
-NAS-Bench-201 network (the benchmark's own topology) for ``nb201``, which ``nas.models`` does
-not build because its search reads accuracies from a table."""
+"""The networks that exports are made from: ``build_model`` for the spaces of ``nas.models``
+(ENAS macro and micro, MetaQNN), and a NAS-Bench-201 network (the benchmark's own topology)
+for ``nb201``, which ``nas.models`` does not build because its search reads accuracies from
+a table."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from nas.architecture import Architecture
 from nas.errors import ExportError
 from nas.models import NETWORKS, build_model
 from nas.models.base import SpaceNetwork
+from nas.models.metaqnn import MetaQNNNetwork
 from nas.ops import OPS, ReLUConvBN, batch_norm, conv_layer
 from nas.spaces.base import SearchSpace
+from nas.spaces.metaqnn import CONV, FC, GAP, PAD, POOL, SM
 from nas.spaces.nb201 import NB201_EDGES, NB201_OPS, Nb201Space
 
 #: Options of the nb201 network (its space has no parameters): the benchmark's defaults.
@@ -30,6 +33,7 @@ __all__ = [
     "build_network",
     "exportable_spaces",
     "load_network",
+    "metaqnn_layers",
     "network_options",
 ]
 
@@ -110,6 +114,46 @@ class Nb201Network(SpaceNetwork[Nb201Space]):
         return self.classifier(self.lastact(x).flatten(2).mean(dim=2))
 
 
+def metaqnn_layers(model: MetaQNNNetwork) -> list[tuple[str, str, list[int]]]:
+    """The layers of a metaqnn network, in order, as ``(label, kind, positions)``: the labels
+    of ``space.labels(arch)`` (``SM``, the classifier, last), the layer kind and the indices in
+    ``model.body`` of the modules that make the layer (``SM``: the ``Flatten`` before the
+    classifier, if any). The source writer comments the body with these; the card draws them."""
+    space, arch = model.space, model.fixed_arch
+    if arch is None:  # pragma: no cover - MetaQNNNetwork builds children only
+        raise ExportError("a metaqnn network without an architecture")
+    body = list(model.body)
+
+    def take(cls: type[nn.Module], at: int) -> int:
+        return at + 1 if at < len(body) and isinstance(body[at], cls) else at
+
+    layers: list[tuple[str, str, list[int]]] = []
+    position = 0
+    for choice in arch.choices:
+        action = space.actions[choice]
+        if action.kind == PAD:
+            break
+        start = position
+        if action.kind == CONV:
+            position += 3  # conv, BN, ReLU
+        elif action.kind == POOL:
+            position += 1
+        elif action.kind == FC:  # [Flatten,] Linear, ReLU[, Dropout]
+            position = take(nn.Dropout, take(nn.Flatten, position) + 2)
+        elif action.kind == GAP:
+            position += 2  # adaptive average pooling, Flatten
+        else:
+            position = take(nn.Flatten, position)
+        layers.append((action.label, action.kind, list(range(start, position))))
+    if layers and layers[-1][1] == GAP:
+        layers.append(("SM", SM, []))
+    if position != len(body):  # pragma: no cover - the network builder changed
+        raise ExportError(
+            f"the metaqnn body has {len(body)} modules but its layers account for {position}"
+        )
+    return layers
+
+
 def exportable_spaces() -> list[str]:
     """Names of the spaces whose architectures build into a network (and so export as code,
     TorchScript, ONNX and a model card); every space exports as JSON."""
@@ -118,7 +162,7 @@ def exportable_spaces() -> list[str]:
 
 def network_options(space: SearchSpace, options: Mapping[str, Any] | None) -> dict[str, int]:
     """The validated network options of ``space``: only nb201 has any (``channels``,
-    ``cells``); the ENAS spaces take their widths from the space config."""
+    ``cells``); the other spaces take their widths from the space config."""
     options = dict(options or {})
     if space.name != Nb201Space.name:
         if options:
@@ -146,9 +190,9 @@ def build_network(
     num_classes: int,
     options: Mapping[str, Any] | None = None,
 ) -> nn.Module:
-    """A freshly initialised network for ``arch``: ``build_model`` for the ENAS spaces, an
-    ``Nb201Network`` (``options``: channels, cells) for nb201. Raises ``ExportError`` for a
-    space without a network."""
+    """A freshly initialised network for ``arch``: ``build_model`` for the ENAS and MetaQNN
+    spaces, an ``Nb201Network`` (``options``: channels, cells) for nb201. Raises
+    ``ExportError`` for a space without a network."""
     opts = network_options(space, options)
     space.validate(arch)
     if space.name == Nb201Space.name:

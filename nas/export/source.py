@@ -3,6 +3,8 @@
 The constructor is written from the module tree of the network that ``build_network`` makes
 (so the ``state_dict`` keys are the same by construction); the op classes are copied from
 ``nas.ops`` (only those used); ``forward`` is unrolled for the architecture, one line per node.
+A metaqnn network is a plain chain of torch layers: its ``body`` is written as one
+``nn.Sequential`` with a comment naming each MetaQNN layer (and its output shape).
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ from nas.export.network import (
     Nb201Network,
     ResNetBlock,
     build_network,
+    metaqnn_layers,
     network_options,
 )
 from nas.models.base import ClassifierHead
 from nas.models.macro import MacroNetwork, _reduce_key
+from nas.models.metaqnn import MetaQNNNetwork
 from nas.models.micro import Cell as MicroCell
 from nas.models.micro import MicroNetwork
 from nas.spaces.base import SearchSpace
+from nas.spaces.metaqnn import SM
 from nas.spaces.nb201 import NB201_EDGES
 
 __all__ = ["export_pytorch_source"]
@@ -67,16 +72,21 @@ def export_pytorch_source(
         torch.manual_seed(0)
         model = build_network(space, arch, input_shape, num_classes, options).eval()
     writer = _Writer(model)
+    written: dict[str, str] = {}  # attributes written by the space's writer, not generically
     if isinstance(model, MacroNetwork):
         extra, forward = [], _macro_forward(model, arch)
     elif isinstance(model, MicroNetwork):
         extra, forward = _micro_cells(model, arch), _MICRO_FORWARD
     elif isinstance(model, Nb201Network):
         extra, forward = _nb201_cell(space, arch), _NB201_FORWARD
-    else:  # pragma: no cover - build_network only builds the three above
+    elif isinstance(model, MetaQNNNetwork):
+        extra, forward = [], _METAQNN_FORWARD
+        written["body"] = _metaqnn_body(writer, model, 2)
+    else:  # pragma: no cover - build_network only builds the four above
         raise ExportError(f"no PyTorch source writer for {type(model).__name__}")
     body = "\n".join(
-        f"{INDENT * 2}self.{name} = {writer.expr(child, 2)}"
+        f"{INDENT * 2}self.{name} = "
+        + (written[name] if name in written else writer.expr(child, 2))
         for name, child in model.named_children()
     )
     source = _assemble(
@@ -242,11 +252,21 @@ def _torch_leaf(m: nn.Module) -> str:
         args = [_one(m.kernel_size), f"stride={_one(m.stride)}"]
         if _one(m.padding) != "0":
             args.append(f"padding={_one(m.padding)}")
+        if _one(getattr(m, "dilation", 1)) != "1":
+            args.append(f"dilation={_one(m.dilation)}")
+        if getattr(m, "return_indices", False):
+            raise ExportError(f"cannot write a {name} that returns indices")
         if m.ceil_mode:
             args.append("ceil_mode=True")
         if getattr(m, "count_include_pad", True) is False:
             args.append("count_include_pad=False")
         return f"nn.{name}({', '.join(args)})"
+    if isinstance(m, nn.AdaptiveAvgPool1d | nn.AdaptiveAvgPool2d):
+        return f"nn.{name}({_one(m.output_size)})"
+    if type(m) is nn.Flatten:
+        if (m.start_dim, m.end_dim) == (1, -1):
+            return "nn.Flatten()"
+        return f"nn.Flatten({m.start_dim}, {m.end_dim})"
     if type(m) is nn.ReLU:
         return "nn.ReLU(inplace=True)" if m.inplace else "nn.ReLU()"
     if type(m) is nn.Dropout:
@@ -288,6 +308,34 @@ _NB201_FORWARD = (
     f"{INDENT * 3}x = cell(x)\n"
     f"{INDENT * 2}return self.classifier(self.lastact(x).flatten(2).mean(dim=2))\n"
 )
+
+
+_METAQNN_FORWARD = (
+    f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
+    f"{INDENT * 2}return self.classifier(self.dropout(self.body(x)))\n"
+)
+
+
+def _metaqnn_body(writer: _Writer, model: MetaQNNNetwork, level: int) -> str:
+    """``nn.Sequential(...)`` of the body, one comment per MetaQNN layer: its label, the
+    body indices of its modules (the state_dict's ``body.<i>``) and its output shape."""
+    shapes: list[tuple[int, ...]] = []
+    with torch.no_grad():
+        h = torch.zeros(1, *model.input_shape)
+        for module in model.body:
+            h = module(h)
+            shapes.append(tuple(h.shape[1:]))
+    pad = INDENT * (level + 1)
+    lines = []
+    for label, kind, positions in metaqnn_layers(model):
+        if not positions:
+            continue
+        first, last = positions[0], positions[-1]
+        where = f"body.{first}" if first == last else f"body.{first}-{last}"
+        then = " (the classifier follows)" if kind == SM else ""
+        lines.append(f"{pad}# {label}: {where}, output {shapes[last]}{then}")
+        lines += [f"{pad}{writer.expr(model.body[i], level + 1)}," for i in positions]
+    return "nn.Sequential(\n" + "\n".join(lines) + f"\n{INDENT * level})"
 
 
 def _method(signature: str, lines: list[str]) -> str:

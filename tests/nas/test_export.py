@@ -4,6 +4,7 @@ TorchScript, ONNX (onnxruntime, dynamic batch), JSON round trip, model card, err
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -25,17 +26,19 @@ from nas.export import (
     FORMATS,
     architecture_from_json,
     build_network,
+    draw_network,
     export,
     export_json,
     export_onnx,
     export_pytorch_source,
     export_torchscript,
+    exportable_spaces,
     get_format,
     load_network,
     model_card,
     supported_formats,
 )
-from nas.spaces import MacroSpace, MicroSpace, Nb201Space, SearchSpace
+from nas.spaces import MacroSpace, MetaQNNSpace, MicroSpace, Nb201Space, SearchSpace
 from nas.spaces.base import Decision
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
@@ -45,12 +48,23 @@ NUM_CLASSES = 5
 # reduction point reduces several sources); micro and nb201 are written out.
 MICRO_ALL_OPS = (0, 1, 0, 4, 2, 0, 2, 3) + (0, 1, 4, 1, 1, 2, 3, 2)  # normal, reduce
 NB201_ALL_OPS = (3, 1, 4, 2, 0, 3)
+# metaqnn: both pool kernels, FC layers with dropout (1-D), GAP (2-D).
+METAQNN_LAYERS = {
+    "metaqnn-1d": ["C(3,8)", "P(3)", "C(5,4)", "P(2)", "FC(16)", "FC(8)", "SM"],
+    "metaqnn-2d": ["C(3,4)", "P(3)", "C(3,8)", "P(2)", "C(1,8)", "GAP", "SM"],
+}
 CASES: dict[str, tuple[SearchSpace, tuple[int, ...], dict[str, int] | None]] = {
     "macro-1d": (MacroSpace(layers=4, channels=4), (1, 40), None),
     "macro-2d": (MacroSpace(layers=4, channels=3, dropout=0.5), (1, 8, 8), None),
     "micro-1d": (MicroSpace(nodes=2, cells=1, stages=2, channels=4), (1, 40), None),
     "micro-2d": (MicroSpace(nodes=2, cells=1, stages=2, channels=3), (1, 8, 8), None),
     "nb201-2d": (Nb201Space(), (3, 8, 8), {"channels": 4, "cells": 1}),
+    "metaqnn-1d": (
+        MetaQNNSpace(max_layers=6, input_size=40, channels=8, fc_units=[16, 8], dropout=0.5),
+        (1, 40),
+        None,
+    ),
+    "metaqnn-2d": (MetaQNNSpace(max_layers=6, input_size=8, channels=8), (1, 8, 8), None),
 }
 over_cases = pytest.mark.parametrize("case", list(CASES))
 
@@ -69,6 +83,8 @@ def architecture(case: str) -> Architecture:
         return space.make(MICRO_ALL_OPS)
     if isinstance(space, Nb201Space):
         return space.make(NB201_ALL_OPS)
+    if isinstance(space, MetaQNNSpace):
+        return space.from_labels(METAQNN_LAYERS[case])
     choices = list(space.sample(np.random.default_rng(7)).choices)
     choices[-(space.layers - 1) :] = [1] * (space.layers - 1)  # last layer: every skip on
     return space.make(choices)
@@ -167,6 +183,48 @@ def test_pytorch_source_defines_only_the_ops_it_uses() -> None:
     assert source.count("class ") == 3  # Pool, ClassifierHead, ExportedNet
 
 
+METAQNN_VARIANTS = {  # input shape, layers, dropout: cheap in-process checks
+    "sm-on-conv": ((1, 40), ["C(1,2)", "P(2)", "C(3,8)", "P(3)", "SM"], 0.0),
+    "gap-dropout": ((1, 40), ["C(5,8)", "GAP", "SM"], 0.3),
+    "fc-2d": ((2, 8, 8), ["C(3,4)", "P(2)", "C(3,8)", "P(3)", "FC(16)", "FC(16)", "SM"], 0.2),
+    "non-square": ((1, 6, 8), ["C(5,2)", "P(3)", "C(3,4)", "P(2)", "SM"], 0.0),
+}
+
+
+@pytest.mark.parametrize("variant", list(METAQNN_VARIANTS))
+def test_metaqnn_source_and_drawing_follow_the_layers(variant: str) -> None:
+    shape, layers, dropout = METAQNN_VARIANTS[variant]
+    space = MetaQNNSpace(
+        max_layers=6, input_size=max(shape[1:]), channels=8, fc_units=[16], dropout=dropout
+    )
+    arch = space.from_labels(layers)
+    # verify=True runs the source here: same state_dict keys and shapes, same outputs.
+    source = export_pytorch_source(space, arch, shape, NUM_CLASSES)
+    assert "import nas" not in source and "from nas" not in source
+    model = build_network(space, arch, shape, NUM_CLASSES).eval()
+    labels = space.labels(arch)
+    # One comment per layer with body modules; SM has one (its Flatten) only right after a
+    # conv or pool layer.
+    flat_sm = not any(label.startswith("FC") or label == "GAP" for label in labels)
+    comments = [line.strip()[2:] for line in source.splitlines() if line.strip()[:2] == "# "]
+    assert [c.split(":")[0] for c in comments] == [
+        name for name in labels if name != "SM" or flat_sm
+    ]
+    with torch.no_grad():
+        features = tuple(model.body(torch.zeros(1, *shape)).shape[1:])
+    assert re.search(
+        rf"body\.(\d+-)?{len(model.body) - 1}, output {re.escape(str(features))}", comments[-1]
+    )
+    drawing = draw_network(model, arch, shape).splitlines()
+    assert [line.split()[0] for line in drawing if line[:1] not in ("", " ")] == [
+        "input",
+        *labels,
+        "layers:",
+    ]
+    assert drawing[-1] == "layers: " + " -> ".join(labels)
+    assert drawing[-3].endswith(f"({NUM_CLASSES},)")  # SM: the logits
+
+
 # --- TorchScript and ONNX --------------------------------------------------------------------
 @over_cases
 def test_torchscript_loads_and_matches(case: str, tmp_path: Path) -> None:
@@ -234,7 +292,7 @@ def test_json_rejects_a_foreign_or_broken_export() -> None:
         export_json(space, space.make([0, 1, 1]), metrics={"bad": float("nan")})
 
 
-@pytest.mark.parametrize("case", ["macro-1d", "micro-2d", "nb201-2d"])
+@pytest.mark.parametrize("case", ["macro-1d", "micro-2d", "nb201-2d", "metaqnn-1d", "metaqnn-2d"])
 def test_model_card(case: str) -> None:
     space, shape, _ = CASES[case]
     arch = architecture(case)
@@ -260,8 +318,14 @@ def test_model_card(case: str) -> None:
         "macro-1d": f"layer 3    {last_op} + skip from 0, 1, 2",
         "micro-2d": "node0 = identity(cell_in0) + sep_conv5(cell_in1)",
         "nb201-2d": "node3 = nor_conv_1x1(node0) + none(node1) + nor_conv_3x3(node2)",
+        "metaqnn-1d": "FC(16)     flatten -> linear -> ReLU -> dropout 0.5   (16,)",
+        "metaqnn-2d": "GAP        global avg pool                            (8,)",
     }[case]
     assert drawing in card, card
+    if isinstance(space, MetaQNNSpace):  # the layer list, in order, one row per layer
+        assert "layers: " + " -> ".join(METAQNN_LAYERS[case]) in card
+        rows = [card.index(f"\n{label} ") for label in METAQNN_LAYERS[case]]
+        assert rows == sorted(rows)
 
 
 # --- the format table, the one-call export, errors ---------------------------------------------
@@ -280,6 +344,8 @@ def test_unknown_format_and_unsupported_space_are_clear_errors() -> None:
     table_only = TableOnlySpace()
     assert supported_formats(table_only) == ["json"]
     assert supported_formats("nb201") == list(FORMATS)
+    assert supported_formats(CASES["metaqnn-2d"][0]) == list(FORMATS)
+    assert {"enas-macro", "enas-micro", "metaqnn", "nb201"} <= set(exportable_spaces())
     for fmt in ("pytorch", "torchscript", "onnx", "model-card"):
         with pytest.raises(ExportError, match=f"cannot export to {fmt}"):
             get_format(fmt, table_only)
