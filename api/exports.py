@@ -611,7 +611,11 @@ def start_retrain(
         spec = dict(job.spec)
     started = RetrainStarted(job_id, rank, trial_id, number, ranked.architecture.to_dict())
     retrainings.run(
-        job_id, number, lambda: _retrain(write, artifacts, spec, started, ranked.architecture)
+        job_id,
+        number,
+        lambda: _retrain(
+            write, artifacts, spec, started, ranked.architecture, dict(ranked.hparams)
+        ),
     )
     return started
 
@@ -622,6 +626,7 @@ def _retrain(
     spec: dict[str, Any],
     started: RetrainStarted,
     arch: Architecture,
+    hparams: dict[str, Any] | None = None,
 ) -> None:
     from workers.final import retrain
 
@@ -631,7 +636,9 @@ def _retrain(
     began = time.perf_counter()
     try:
         resolved = parse_spec(spec)
-        (item,) = retrain(resolved, search_space(resolved), [arch], out_dir=scratch)
+        (item,) = retrain(
+            resolved, search_space(resolved), [arch], out_dir=scratch, hparams=[hparams or {}]
+        )
         weights = folder / f"retrain-trial{number}.pt"
         os.replace(item["weights"], weights)
     except Exception as exc:

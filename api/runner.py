@@ -45,7 +45,7 @@ from nas.evaluators.shared import SharedWeightEvaluator
 from nas.spec import parse_spec
 from nas.trial import TrialResult, TrialState
 from workers.backend import Backend, InlineBackend, Interrupted
-from workers.final import retrain
+from workers.final import ranked_hparams, retrain
 from workers.local import make_search, summarize
 from workers.search import TrialRecord, build_components
 
@@ -273,9 +273,11 @@ class JobExecution(threading.Thread):
         final: list[dict[str, Any]] = []
         spec_final = resolved.spec.final
         if spec_final is not None and outcome.ranked:
-            archs = [arch for arch, _ in outcome.ranked[: spec_final.retrain_top_k]]
+            top = outcome.ranked[: spec_final.retrain_top_k]
+            archs = [arch for arch, _ in top]
             job_dir = self.runner.artifacts / "jobs" / str(self.job_id)
-            final = retrain(resolved, components.space, archs, out_dir=job_dir)
+            hparams = ranked_hparams(outcome.trials, top)
+            final = retrain(resolved, components.space, archs, out_dir=job_dir, hparams=hparams)
             with session_scope(self.runner.write) as session:
                 for item in final:
                     if "weights" in item:

@@ -366,7 +366,7 @@ class CmaEsController(OptunaController):
         super().__init__(**kwargs)
 
     def _make_sampler(self, seed: int) -> BaseSampler:
-        return optuna.samplers.CmaEsSampler(
+        sampler = _CmaEsSampler(
             seed=seed,
             n_startup_trials=self.n_startup_trials,
             popsize=self.popsize,
@@ -374,6 +374,25 @@ class CmaEsController(OptunaController):
             with_margin=self.with_margin,
             warn_independent_sampling=False,
         )
+        if self._hp_space is not None:
+            sampler.independent = {HP_PREFIX + n for n in self._hp_space.conditional()}
+        return sampler
+
+
+class _CmaEsSampler(optuna.samplers.CmaEsSampler):
+    """``CmaEsSampler`` that leaves the ``independent`` parameters (conditional
+    hyperparameters) out of its search space. Optuna's takes the intersection of the
+    completed trials' parameters, which shrinks once a trial lacks a conditional one; a
+    CMA generation then mixes solutions of two dimensions and ``cmaes`` fails. Left out,
+    they are sampled independently, as Optuna would after the shrink anyway."""
+
+    independent: frozenset[str] | set[str] = frozenset()
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        space = super().infer_relative_search_space(study, trial)
+        return {k: v for k, v in space.items() if k not in self.independent}
 
 
 class GpConfig(OptunaConfig):

@@ -6,6 +6,7 @@ This is where test accuracy is first looked at: never during the search.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,20 @@ def final_space(resolved: ResolvedSpec, space: SearchSpace) -> SearchSpace:
     return SPACES.get(space.name).from_config({**space.config, "channels": final.channels})
 
 
+def ranked_hparams(
+    trials: Sequence[Any], ranked: Sequence[tuple[Architecture, float]]
+) -> list[dict[str, Any]]:
+    """The hyperparameters of the trial that earned each ranked architecture its score
+    (``{}`` when no trial did: a derived ENAS architecture)."""
+    out = []
+    for arch, score in ranked:
+        trial = next(
+            (t for t in trials if t.architecture == arch and t.result.objective == score), None
+        )
+        out.append(dict(trial.hparams) if trial is not None else {})
+    return out
+
+
 def retrain(
     resolved: ResolvedSpec,
     space: SearchSpace,
@@ -43,9 +58,14 @@ def retrain(
     *,
     out_dir: Path | None = None,
     data: DatasetSplits | None = None,
+    hparams: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Train each architecture from scratch with the ``final:`` recipe; report test accuracy,
-    parameters and FLOPs, and save the weights under ``out_dir/final/`` when given."""
+    parameters and FLOPs, and save the weights under ``out_dir/final/`` when given.
+
+    ``hparams`` (joint search: each architecture's trial's hyperparameters) override the
+    recipe's training-procedure fields for that architecture, except ``epochs``: the final
+    section's epoch count always holds (searches train for a few epochs only)."""
     spec = resolved.spec
     final: FinalSpec = spec.final or FinalSpec()
     data = data or load_dataset(spec.dataset.name, seed=spec.seed, **resolved.dataset_params)
@@ -70,13 +90,14 @@ def retrain(
     results = []
     for rank, arch in enumerate(archs):
         started = time.perf_counter()
+        trial_hparams = dict(hparams[rank]) if hparams is not None else {}
         model, loss = train_from_scratch(
             build_space,
             arch,
             data.input_shape,
             data.num_classes,
             train,
-            recipe,
+            recipe.with_hparams(trial_hparams, exclude=("epochs",)),
             seed=spec.seed * 1000 + rank,
             device=device,
         )
@@ -91,6 +112,8 @@ def retrain(
             "train_seconds": round(time.perf_counter() - started, 3),
             "space_config": build_space.config,
         }
+        if trial_hparams:
+            result["hparams"] = trial_hparams
         if out_dir is not None:
             path = out_dir / "final" / f"rank{rank}.pt"
             path.parent.mkdir(parents=True, exist_ok=True)

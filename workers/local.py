@@ -22,7 +22,7 @@ from nas.errors import SpecError
 from nas.evaluators.shared import SharedWeightEvaluator
 from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
-from workers.final import retrain
+from workers.final import ranked_hparams, retrain
 from workers.search import (
     SearchComponents,
     SearchLoop,
@@ -103,9 +103,11 @@ def run_local_search(
             bar.close()
     final = []
     if resolved.spec.final is not None and outcome.ranked:
-        archs = [arch for arch, _ in outcome.ranked[: resolved.spec.final.retrain_top_k]]
+        top = outcome.ranked[: resolved.spec.final.retrain_top_k]
+        archs = [arch for arch, _ in top]
         print(f"retraining {len(archs)} architecture(s) from scratch ...", file=stream)
-        final = retrain(resolved, components.space, archs, out_dir=out_dir)
+        hparams = ranked_hparams(outcome.trials, top)
+        final = retrain(resolved, components.space, archs, out_dir=out_dir, hparams=hparams)
     summary = summarize(resolved, outcome, components.space, final)
     if summary["best"] is not None:
         (out_dir / "best_architecture.json").write_text(
@@ -156,6 +158,8 @@ def summarize(
         if trial is not None:
             best["trial"] = trial.number
             best["metrics"] = dict(trial.result.metrics)
+            if trial.hparams:
+                best["hparams"] = dict(trial.hparams)
         if final:
             best["final"] = {
                 k: v for k, v in final[0].items() if k not in ("architecture", "genotype")

@@ -337,9 +337,9 @@ class SearchLoop:
         for t in self.trials:
             if t.result.state is not TrialState.COMPLETE or t.architecture in first:
                 continue
-            values = [t.result.metrics.get(metric) for metric, _ in objectives]
-            if all(v is not None and not math.isnan(v) for v in values):
-                first[t.architecture] = (t, [float(v) for v in values])  # type: ignore[arg-type]
+            values = [float(t.result.metrics.get(metric, math.nan)) for metric, _ in objectives]
+            if not any(math.isnan(v) for v in values):
+                first[t.architecture] = (t, values)
         candidates = list(first.values())
         front = non_dominated([v for _, v in candidates], [d for _, d in objectives])
         return [candidates[i][0] for i in front]

@@ -43,10 +43,10 @@ BAD_SPECS = [
         "workers: 1",
     ),
     (
-        "constraints",
-        nb201_spec(objective={"metric": "val_accuracy", "constraints": {"max_params": 1}}),
-        "objective.constraints",
-        "not supported",
+        "impossible constraint",
+        nb201_spec(objective={"metric": "val_accuracy", "constraints": {"max_params": -5}}),
+        "objective.constraints.max_params",
+        "",
     ),
     ("missing section", {"name": "x"}, "dataset", "required"),
 ]

@@ -134,6 +134,10 @@ class JointControllerContract(ControllerContract):
 
     space_names: tuple[str, ...] = ("enas-macro",)
 
+    @pytest.fixture(params=["enas-macro"])
+    def space(self, request: pytest.FixtureRequest) -> SearchSpace:
+        return SPACES[request.param]()
+
     def test_asks_carry_valid_hparams(self, space: SearchSpace) -> None:
         controller = type(self).make_controller(space, 0)
         hparams = joint_hparams()
@@ -142,7 +146,7 @@ class JointControllerContract(ControllerContract):
         for candidate in asked:
             assert hparams.validate(candidate.hparams) == dict(candidate.hparams)
             assert ("momentum" in candidate.hparams) == (candidate.hparams["optimizer"] == "sgd")
-        assert len({c.hparams["lr"] for c in asked}) > 5
+        assert len({c.hparams["lr"] for c in asked}) > 2
         assert {c.hparams["optimizer"] for c in asked} == {"adam", "sgd"}
 
     def test_state_dict_resume_gives_identical_hparams(self, space: SearchSpace) -> None:

@@ -180,11 +180,13 @@ def test_every_unsupported_field_has_a_sample() -> None:
     assert set(SUPPORTED) <= set(UNSUPPORTED_SAMPLES), "add a sample for the new field"
 
 
-@pytest.mark.parametrize("field", sorted(SUPPORTED))
-def test_fields_not_supported_yet_are_rejected(doc: dict[str, Any], field: str) -> None:
-    mutate, loc = UNSUPPORTED_SAMPLES[field]
-    mutate(doc)
-    error = error_at(doc, loc)
+def test_fields_not_supported_yet_are_rejected(
+    doc: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every field is supported today; the mechanism stays for the next one that is not.
+    monkeypatch.setitem(SUPPORTED, "resources.max_retries", "retries are not supported yet")
+    doc.setdefault("resources", {})["max_retries"] = 3
+    error = error_at(doc, ("resources", "max_retries"))
     assert error["type"] == "not_supported"
     assert "not supported yet" in error["msg"]
 

@@ -1,0 +1,95 @@
+"""Pareto fronts and hypervolume for multi-objective search.
+
+Points are rows of objective values; ``directions`` says for each column whether larger
+(``"maximize"``) or smaller (``"minimize"``) is better. A point is dominated when another is
+at least as good in every objective and better in one; the front is the points no other
+point dominates. Equal points are all kept (callers de-duplicate by architecture).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["hypervolume_2d", "non_dominated"]
+
+
+def _signed(points: Sequence[Sequence[float]], directions: Sequence[str]) -> np.ndarray:
+    values = np.asarray(points, dtype=float).reshape(len(points), len(directions))
+    for d in directions:
+        if d not in ("maximize", "minimize"):
+            raise ValueError(f"direction must be 'maximize' or 'minimize', got {d!r}")
+    signs = np.array([1.0 if d == "maximize" else -1.0 for d in directions])
+    return values * signs  # larger is better in every column
+
+
+def non_dominated(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
+    """Indices of the points on the Pareto front, in input order.
+
+    Example:
+        >>> non_dominated([(90, 5), (80, 1), (85, 6), (90, 5)], ["maximize", "minimize"])
+        [0, 1, 3]
+    """
+    if len(points) == 0:
+        return []
+    values = _signed(points, directions)
+    if values.shape[1] == 2:
+        return _non_dominated_2d(values)
+    front = []
+    for i, v in enumerate(values):
+        dominated = np.any(np.all(values >= v, axis=1) & np.any(values > v, axis=1))
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def _non_dominated_2d(values: np.ndarray) -> list[int]:
+    """Two objectives, larger better, in O(n log n): sweep by the first objective, best
+    first; a point survives when it is the best of its group of equal first values in the
+    second and better there than every point with a larger first value."""
+    order = np.lexsort((-values[:, 1], -values[:, 0]))
+    front: list[int] = []
+    best_before = -np.inf  # best second value among larger first values
+    start = 0
+    while start < len(order):
+        x = values[order[start], 0]
+        end = start
+        while end < len(order) and values[order[end], 0] == x:
+            end += 1
+        top = values[order[start], 1]  # the group's best second value (sorted descending)
+        if top > best_before:
+            front.extend(int(i) for i in order[start:end] if values[i, 1] == top)
+        best_before = max(best_before, top)
+        start = end
+    return sorted(front)
+
+
+def hypervolume_2d(
+    points: Sequence[Sequence[float]], reference: Sequence[float], directions: Sequence[str]
+) -> float:
+    """Area dominated by ``points`` and bounded by ``reference`` (two objectives). Points
+    no better than the reference in both objectives add nothing.
+
+    Example:
+        >>> hypervolume_2d([(1, 1)], (0, 2), ["maximize", "minimize"])
+        1.0
+    """
+    if len(directions) != 2:
+        raise ValueError(f"hypervolume_2d needs two objectives, got {len(directions)}")
+    if len(points) == 0:
+        return 0.0
+    values = _signed(points, directions)
+    ref = _signed([reference], directions)[0]
+    values = values[np.all(values > ref, axis=1)]
+    if len(values) == 0:
+        return 0.0
+    # Sweep by the first objective, best first; each point adds the strip above the best
+    # second-objective value seen so far.
+    order = np.lexsort((-values[:, 1], -values[:, 0]))
+    area, best_y = 0.0, ref[1]
+    for x, y in values[order]:
+        if y > best_y:
+            area += (x - ref[0]) * (y - best_y)
+            best_y = y
+    return float(area)

@@ -1,0 +1,375 @@
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from nas.errors import SpecError
+from nas.hparams import TRAINING_HPARAMS, HparamSpace, InvalidHparamsError
+from nas.spec import parse_spec
+from nas.training import TrainRecipe
+
+REPO = Path(__file__).resolve().parents[2]
+JOINT = yaml.safe_load(
+    """
+optimizer: {type: categorical, choices: [adam, sgd]}
+lr: {type: float, low: 1e-4, high: 1.0e-1, log: true}
+momentum: {type: float, low: 0.5, high: 0.99, condition: {param: optimizer, equals: sgd}}
+loss: {type: categorical, choices: [cross_entropy, label_smoothing, focal]}
+label_smoothing:
+  {type: float, low: 0.05, high: 0.3, condition: {param: loss, equals: label_smoothing}}
+focal_gamma: {type: float, low: 0.5, high: 5, step: 0.5, condition: {param: loss, in: [focal]}}
+batch_size: {type: int, low: 16, high: 128, step: 16}
+depth: {type: int, low: 1, high: 64, log: true}
+dropout_on: {type: categorical, choices: [true, false]}
+dropout: {type: float, low: 0.0, high: 0.5, condition: {param: dropout_on, equals: true}}
+"""
+)
+
+
+def errors_of(raw: dict[str, Any]) -> dict[tuple, str]:
+    with pytest.raises(SpecError) as info:
+        HparamSpace.from_spec(raw)
+    return {e["loc"]: e["msg"] for e in info.value.errors}
+
+
+def f(**kw: Any) -> dict[str, Any]:
+    return {"type": "float", "low": 0.0, "high": 1.0, **kw}
+
+
+CASES = [
+    ("low-above-high", {"x": f(low=0.1, high=0.01)}, ("x", "high"), "high (0.01) must be greater"),
+    ("equal-ends", {"x": {"type": "int", "low": 3, "high": 3}}, ("x", "high"), "greater than low"),
+    ("log-needs-positive", {"x": f(log=True)}, ("x", "low"), "a log scale needs low > 0"),
+    (
+        "int-log-needs-positive",
+        {"x": {"type": "int", "low": 0, "high": 9, "log": True}},
+        ("x", "low"),
+        "low > 0",
+    ),
+    ("log-with-step", {"x": f(low=0.1, log=True, step=0.1)}, ("x", "step"), "cannot be combined"),
+    (
+        "step-not-a-multiple",
+        {"x": {"type": "int", "low": 1, "high": 10, "step": 4}},
+        ("x", "step"),
+        "must be a multiple of step (4)",
+    ),
+    ("float-step-not-a-multiple", {"x": f(step=0.3)}, ("x", "step"), "multiple of step (0.3)"),
+    ("negative-step", {"x": f(step=-1)}, ("x", "step"), "greater than 0"),
+    (
+        "unknown-type",
+        {"x": {"type": "loguniform"}},
+        ("x", "type"),
+        "unknown type 'loguniform'; valid: categorical, float, int",
+    ),
+    ("missing-type", {"x": {"low": 1}}, ("x", "type"), "field required; valid: categorical"),
+    ("not-a-mapping", {"x": [1, 2]}, ("x",), "must be a mapping with a type"),
+    ("missing-field", {"x": {"type": "float", "low": 1}}, ("x", "high"), "field required"),
+    ("unknown-field", {"x": f(lower=0)}, ("x", "lower"), "valid: low, high, log, step, condition"),
+    ("infinite", {"x": f(high=float("inf"))}, ("x", "high"), "finite"),
+    (
+        "empty-choices",
+        {"x": {"type": "categorical", "choices": []}},
+        ("x", "choices"),
+        "at least 1",
+    ),
+    (
+        "duplicate-choice",
+        {"x": {"type": "categorical", "choices": ["a", "b", "a"]}},
+        ("x", "choices", 2),
+        "duplicate choice 'a'",
+    ),
+    ("bad-name", {"my lr": f()}, ("my lr",), "parameter names are"),
+    (
+        "condition-unknown",
+        {"a": f(condition={"param": "nope", "equals": 1})},
+        ("a", "condition", "param"),
+        "unknown parameter 'nope'",
+    ),
+    (
+        "condition-later",
+        {
+            "a": f(condition={"param": "b", "equals": "x"}),
+            "b": {"type": "categorical", "choices": ["x"]},
+        },
+        ("a", "condition", "param"),
+        "'b' is declared after 'a'",
+    ),
+    (
+        "condition-self",
+        {"a": f(condition={"param": "a", "equals": 1})},
+        ("a", "condition", "param"),
+        "conditional on itself",
+    ),
+    (
+        "condition-not-categorical",
+        {"a": f(), "b": f(condition={"param": "a", "equals": 1})},
+        ("b", "condition", "param"),
+        "'a' is a float parameter; conditions refer to categorical",
+    ),
+    (
+        "condition-equals-not-a-choice",
+        {
+            "o": {"type": "categorical", "choices": ["adam", "sgd"]},
+            "m": f(condition={"param": "o", "equals": "rmsprop"}),
+        },
+        ("m", "condition", "equals"),
+        "'rmsprop' is not a choice of 'o'; choices: 'adam', 'sgd'",
+    ),
+    (
+        "condition-in-not-a-choice",
+        {
+            "o": {"type": "categorical", "choices": ["adam", "sgd"]},
+            "m": f(condition={"param": "o", "in": ["sgd", "lion"]}),
+        },
+        ("m", "condition", "in", 1),
+        "'lion' is not a choice of 'o'",
+    ),
+    (
+        "condition-both",
+        {
+            "o": {"type": "categorical", "choices": [1]},
+            "m": f(condition={"param": "o", "equals": 1, "in": [1]}),
+        },
+        ("m", "condition"),
+        "set exactly one of equals, in",
+    ),
+    (
+        "condition-neither",
+        {"o": {"type": "categorical", "choices": [1]}, "m": f(condition={"param": "o"})},
+        ("m", "condition"),
+        "set exactly one of equals, in",
+    ),
+    (
+        "training-lr-range",
+        {"lr": f(low=0.1, high=20)},
+        ("lr", "high"),
+        "20.0 is not valid for lr: 0 < lr <= 10",
+    ),
+    ("training-lr-zero", {"lr": f(low=0.0, high=0.1)}, ("lr", "low"), "0 < lr <= 10"),
+    (
+        "training-optimizer-choice",
+        {"optimizer": {"type": "categorical", "choices": ["adam", "lion"]}},
+        ("optimizer", "choices", 1),
+        "'lion' is not valid for optimizer: adam, adamw, sgd",
+    ),
+    ("training-optimizer-type", {"optimizer": f()}, ("optimizer", "type"), "use type categorical"),
+    (
+        "training-loss-choice",
+        {"loss": {"type": "categorical", "choices": ["mse"]}},
+        ("loss", "choices", 0),
+        "cross_entropy, label_smoothing, focal",
+    ),
+    (
+        "training-batch-size-float",
+        {"batch_size": f(low=16, high=64)},
+        ("batch_size", "type"),
+        "use type int",
+    ),
+    (
+        "training-yaml-string",
+        {"lr": {"type": "categorical", "choices": ["1e-3", 0.1]}},
+        ("lr", "choices", 0),
+        "YAML reads 1e-3 as text, write 1.0e-3",
+    ),
+    (
+        "training-smoothing-range",
+        {"label_smoothing": f(high=1.0)},
+        ("label_smoothing", "high"),
+        "0 <= label_smoothing < 1",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "loc", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_each_problem_is_reported_at_its_path(raw: dict, loc: tuple, message: str) -> None:
+    errors = errors_of(raw)
+    assert ("hparams", *loc) in errors, errors
+    assert message in errors[("hparams", *loc)]
+
+
+def test_every_problem_is_reported_together() -> None:
+    errors = errors_of({"a": f(low=2), "b": {"type": "x"}, "c": f(log=True)})
+    assert set(errors) == {
+        ("hparams", "a", "high"),
+        ("hparams", "b", "type"),
+        ("hparams", "c", "low"),
+    }
+
+
+def test_yaml_exponents_without_a_dot_are_read_as_numbers_for_ranges() -> None:
+    space = HparamSpace.from_spec(JOINT)
+    assert space.params["lr"].low == 1e-4  # YAML gives the string "1e-4": read as a number
+
+
+def test_spec_errors_have_paths_under_hparams() -> None:
+    doc = yaml.safe_load((REPO / "examples/mnist1d-joint.yaml").read_text())
+    doc["hparams"]["lr"]["high"] = 1e-5
+    with pytest.raises(SpecError) as info:
+        parse_spec(doc)
+    assert "hparams.lr.high: high (1e-05) must be greater than low (0.0001)" in str(info.value)
+
+
+def test_a_valid_section_resolves_to_a_space() -> None:
+    doc = yaml.safe_load((REPO / "examples/mnist1d-joint.yaml").read_text())
+    resolved = parse_spec(doc)
+    assert isinstance(resolved.hparams, HparamSpace)
+    assert list(resolved.hparams) == list(doc["hparams"])
+    assert resolved.to_dict()["hparams"] == doc["hparams"]
+    doc["hparams"] = {}
+    assert parse_spec(doc).hparams is None
+
+
+def test_user_defined_names_are_allowed_with_any_evaluator_training_names_are_not(
+    nb201_table: Any,
+) -> None:
+    doc = yaml.safe_load((REPO / "examples/nb201-random.yaml").read_text())
+    doc["evaluator"]["table"] = str(nb201_table)
+    doc["hparams"] = {"note": {"type": "categorical", "choices": ["a", "b"]}}
+    assert list(parse_spec(doc).hparams) == ["note"]
+    doc["hparams"]["lr"] = f(low=0.01)
+    with pytest.raises(SpecError) as info:
+        parse_spec(doc)
+    [error] = info.value.errors
+    assert error["loc"] == ("hparams", "lr")
+    assert "evaluator 'tabular' does not set per trial" in error["msg"]
+
+
+def test_to_dict_round_trips() -> None:
+    space = HparamSpace.from_spec(JOINT)
+    again = HparamSpace.from_spec(json.loads(json.dumps(space.to_dict())))
+    assert again.to_dict() == space.to_dict()
+    assert again.params == space.params
+
+
+# --- sampling ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def samples() -> list[dict[str, Any]]:
+    space = HparamSpace.from_spec(JOINT)
+    rng = np.random.default_rng(0)
+    return [space.sample(rng) for _ in range(4000)]
+
+
+def test_samples_are_valid_and_only_active_parameters_are_set(samples) -> None:
+    space = HparamSpace.from_spec(JOINT)
+    for values in samples:
+        assert space.validate(values) == values
+        assert list(values) == [n for n in space if n in values]  # declaration order
+        assert ("momentum" in values) == (values["optimizer"] == "sgd")
+        assert ("label_smoothing" in values) == (values["loss"] == "label_smoothing")
+        assert ("focal_gamma" in values) == (values["loss"] == "focal")
+        assert ("dropout" in values) == (values["dropout_on"] is True)
+
+
+def test_log_scale_is_log_uniform_and_linear_is_uniform(samples) -> None:
+    lr = np.log10([v["lr"] for v in samples])
+    assert lr.min() >= -4 and lr.max() <= -1
+    counts = np.histogram(lr, bins=3, range=(-4, -1))[0] / len(lr)
+    assert counts == pytest.approx([1 / 3] * 3, abs=0.03)
+    momentum = np.array([v["momentum"] for v in samples if "momentum" in v])
+    assert momentum.min() >= 0.5 and momentum.max() <= 0.99
+    assert momentum.mean() == pytest.approx(0.745, abs=0.02)
+
+
+def test_steps_and_integers(samples) -> None:
+    assert {v["batch_size"] for v in samples} == set(range(16, 129, 16))
+    gammas = {v["focal_gamma"] for v in samples if "focal_gamma" in v}
+    assert gammas == {0.5 * k for k in range(1, 11)}
+    depth = np.array([v["depth"] for v in samples])
+    assert all(isinstance(d, int) for d in depth.tolist())
+    assert depth.min() == 1 and depth.max() == 64
+    assert np.mean(depth <= 8) == pytest.approx(
+        math.log(8.5 / 0.5) / math.log(64.5 / 0.5), abs=0.03
+    )
+
+
+def test_categoricals_are_uniform(samples) -> None:
+    losses = [v["loss"] for v in samples]
+    for loss in ("cross_entropy", "label_smoothing", "focal"):
+        assert losses.count(loss) / len(losses) == pytest.approx(1 / 3, abs=0.03)
+
+
+def test_same_generator_same_samples() -> None:
+    space = HparamSpace.from_spec(JOINT)
+    a = [space.sample(np.random.default_rng(3)) for _ in range(3)]
+    b = [space.sample(np.random.default_rng(3)) for _ in range(3)]
+    assert a == b
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"optimizer": "adam", "lr": 0.01, "momentum": 0.9}, "momentum: set although"),
+        ({"optimizer": "sgd", "lr": 0.01}, "momentum: missing"),
+        ({"optimizer": "adam", "lr": 0.5}, "lr: 0.5 is outside [0.0001, 0.1] (log)"),
+        ({"optimizer": "adamw", "lr": 0.01}, "optimizer: 'adamw' is outside"),
+        ({"optimizer": "adam", "lr": 0.01, "extra": 1}, "unknown hyperparameters: extra"),
+    ],
+)
+def test_validate_rejects(values: dict[str, Any], message: str) -> None:
+    space = HparamSpace.from_spec({k: JOINT[k] for k in ("optimizer", "lr", "momentum")})
+    with pytest.raises(InvalidHparamsError, match=re.escape(message)):
+        space.validate(values)
+
+
+# --- mutation ------------------------------------------------------------------------------------
+def test_mutate_changes_one_parameter_and_keeps_conditions() -> None:
+    space = HparamSpace.from_spec(JOINT)
+    rng = np.random.default_rng(1)
+    parent = space.sample(rng)
+    changes = []
+    for _ in range(500):
+        child = space.mutate(parent, rng)
+        assert space.validate(child) == child
+        changed = {k for k in set(parent) & set(child) if parent[k] != child[k]}
+        # One parameter changes; conditionals it switches on or off come and go with it.
+        assert len(changed) <= 1
+        changes.append(bool(changed or set(parent) ^ set(child)))
+        parent = child
+    assert np.mean(changes) > 0.9  # (a number at the end of its range may stay there)
+
+
+def test_numeric_mutation_is_a_local_step() -> None:
+    space = HparamSpace.from_spec({"lr": JOINT["lr"]})
+    rng = np.random.default_rng(0)
+    steps = [abs(math.log10(space.mutate({"lr": 1e-2}, rng)["lr"]) + 2) for _ in range(500)]
+    assert 0.1 < float(np.mean(steps)) < 0.5  # a tenth of three decades, on the log scale
+    ints = HparamSpace.from_spec({"b": {"type": "int", "low": 1, "high": 3}})
+    assert all(ints.mutate({"b": 2}, rng)["b"] in (1, 3) for _ in range(50))
+
+
+# --- Optuna ------------------------------------------------------------------------------------
+def test_optuna_distributions() -> None:
+    dists = HparamSpace.from_spec(JOINT).distributions()
+    assert dists["lr"] == FloatDistribution(1e-4, 0.1, log=True)
+    assert dists["focal_gamma"] == FloatDistribution(0.5, 5.0, step=0.5)
+    assert dists["batch_size"] == IntDistribution(16, 128, step=16)
+    assert dists["depth"] == IntDistribution(1, 64, log=True)
+    assert dists["loss"] == CategoricalDistribution(("cross_entropy", "label_smoothing", "focal"))
+
+
+def test_optuna_suggests_only_active_parameters() -> None:
+    space = HparamSpace.from_spec(JOINT)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=5))
+    for _ in range(20):
+        trial = study.ask()
+        values = space.suggest(trial, prefix="hp:")
+        assert space.validate(values) == values
+        assert set(trial.params) == {"hp:" + k for k in values}
+        study.tell(trial, values["lr"])
+
+
+def test_training_keys_are_the_recipe_fields_they_override() -> None:
+    fields = set(TrainRecipe.__dataclass_fields__)
+    assert set(TRAINING_HPARAMS) <= fields

@@ -1,0 +1,181 @@
+"""Constraints checked before evaluation, and multi-objective search reporting its front,
+through ``SearchLoop``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from controllers import RandomSearch
+from nas.evaluators import standalone
+from nas.models import build_model, count_parameters
+from nas.pareto import non_dominated
+from nas.spec import parse_spec
+from nas.trial import TrialState
+from workers.local import summarize
+from workers.search import SearchLoop
+
+ACC_PARAMS = {"metrics": ["val_accuracy", "params_M"], "directions": ["maximize", "minimize"]}
+
+
+def nb201_spec(table: Path, controller: str = "random", **objective: Any) -> dict[str, Any]:
+    return {
+        "name": "t",
+        "dataset": {"name": "nb201-cifar10"},
+        "space": {"name": "nb201"},
+        "controller": {"name": controller},
+        "evaluator": {"name": "tabular", "table": str(table)},
+        "objective": objective or {"metric": "val_accuracy"},
+        "budget": {"simulated_seconds": 12000},
+        "seed": 0,
+    }
+
+
+def by_state(outcome: Any, state: TrialState) -> list[Any]:
+    return [t for t in outcome.trials if t.result.state is state]
+
+
+# --- constraints ---------------------------------------------------------------------------
+def test_infeasible_nb201_candidates_are_pruned_at_no_cost(nb201_table: Path) -> None:
+    spec = nb201_spec(nb201_table, constraints={"max_params": 4e5, "max_latency_ms": 20})
+    loop = SearchLoop(parse_spec(spec))
+    outcome = loop.run()
+    pruned, complete = by_state(outcome, TrialState.PRUNED), by_state(outcome, TrialState.COMPLETE)
+    assert pruned and complete
+    for t in pruned:
+        assert t.result.error.startswith("infeasible: ")
+        assert t.result.cost_s == 0 and t.result.objective is None
+        assert t.result.metrics["params"] > 4e5 or t.result.metrics["latency_ms"] > 20
+    for t in complete:
+        assert t.result.metrics["params_M"] * 1e6 <= 4e5
+        assert t.result.metrics["latency_s"] * 1e3 <= 20
+    # The simulated budget pays only for evaluated candidates; every one was told.
+    assert outcome.simulated_s == pytest.approx(sum(t.result.cost_s for t in complete))
+    # Only the candidates the budget refused at the end stay untold, as without constraints.
+    pending = {c.id for c in loop.components.controller.pending}
+    assert not pending & {t.candidate_id for t in outcome.trials}
+    assert loop.budget.used_trials == len(outcome.trials)
+    assert outcome.best.result.metrics["params_M"] * 1e6 <= 4e5
+
+
+def test_pruned_candidates_count_in_the_trial_budget(nb201_table: Path) -> None:
+    spec = nb201_spec(nb201_table, constraints={"max_params": 3e5})
+    spec["budget"] = {"trials": 50}
+    outcome = SearchLoop(parse_spec(spec)).run()
+    assert len(outcome.trials) == 50
+    assert [t.number for t in outcome.trials] == list(range(50))
+    assert by_state(outcome, TrialState.PRUNED)
+
+
+def test_constraints_nothing_satisfies_stop_the_search(nb201_table: Path) -> None:
+    loop = SearchLoop(parse_spec(nb201_spec(nb201_table, constraints={"max_flops": 1})))
+    loop.max_infeasible_in_a_row = 300
+    outcome = loop.run()
+    assert "no feasible candidate in the last" in outcome.stop_reason
+    assert 300 <= len(outcome.trials) < 600
+    assert outcome.best is None and outcome.simulated_s == 0
+
+
+def test_infeasible_candidates_are_never_trained(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = {
+        "name": "c",
+        "dataset": {"name": "digits"},
+        "space": {"name": "enas-macro", "layers": 2, "channels": 8, "reductions": [1]},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "standalone", "epochs": 1, "batch_size": 64},
+        "budget": {"trials": 6},
+        "seed": 1,
+    }
+    # The sizes of the six architectures the seeded controller will propose: a limit between.
+    space = parse_spec(spec)
+    replay = RandomSearch(space=_space(space), seed=1)
+    sizes = [
+        count_parameters(build_model(_space(space), replay.ask().architecture, (1, 8, 8), 10))
+        for _ in range(6)
+    ]
+    assert min(sizes) < max(sizes)
+    limit = (min(sizes) + max(sizes)) / 2
+    spec["objective"] = {"constraints": {"max_params": limit}}
+
+    trained = []
+    real = standalone.train_from_scratch
+
+    def counting(space, arch, *args, **kwargs):
+        trained.append(arch)
+        return real(space, arch, *args, **kwargs)
+
+    monkeypatch.setattr(standalone, "train_from_scratch", counting)
+    outcome = SearchLoop(parse_spec(spec)).run()
+    pruned, complete = by_state(outcome, TrialState.PRUNED), by_state(outcome, TrialState.COMPLETE)
+    assert len(outcome.trials) == 6 and pruned and complete
+    assert sorted(t.architecture.choices for t in complete) == sorted(a.choices for a in trained)
+    assert not {t.architecture for t in pruned} & set(trained)
+    for t in pruned:
+        assert t.result.metrics["params"] > limit and t.result.cost_s == 0
+        assert f"> max_params {limit:.4g}" in t.result.error
+    for t in complete:
+        assert t.result.metrics["params"] <= limit
+
+
+def _space(resolved: Any) -> Any:
+    from nas.spaces import SPACES
+
+    return SPACES.get(resolved.spec.space.name).from_config(resolved.space_params)
+
+
+# --- several objectives --------------------------------------------------------------------
+@pytest.mark.parametrize("controller", ["nsga2", "random"])
+def test_nb201_multi_objective_search_reports_its_front(nb201_table: Path, controller: str) -> None:
+    resolved = parse_spec(nb201_spec(nb201_table, controller, **ACC_PARAMS))
+    loop = SearchLoop(resolved)
+    outcome = loop.run()
+    assert "simulated time budget" in outcome.stop_reason
+    complete = by_state(outcome, TrialState.COMPLETE)
+    front = outcome.pareto
+    assert front and all(t.result.state is TrialState.COMPLETE for t in front)
+    assert len({t.architecture for t in front}) == len(front)
+
+    def point(t: Any) -> tuple[float, float]:
+        return (t.result.metrics["val_accuracy"], t.result.metrics["params_M"])
+
+    # Exactly the non-dominated ones of all complete trials (first trial per architecture).
+    first = {}
+    for t in complete:
+        first.setdefault(t.architecture, t)
+    unique = list(first.values())
+    expected = [
+        unique[i] for i in non_dominated([point(t) for t in unique], ACC_PARAMS["directions"])
+    ]
+    assert [t.number for t in front] == [t.number for t in expected]
+    # The primary objective still ranks best, and the front holds the best accuracy.
+    assert outcome.best.result.objective == max(t.result.objective for t in complete)
+    assert max(point(t)[0] for t in front) == outcome.best.result.objective
+
+    summary = summarize(resolved, outcome, loop.components.space)
+    assert [p["trial"] for p in summary["pareto"]] == [t.number for t in front]
+    entry = summary["pareto"][0]
+    assert set(entry) == {"trial", "architecture", "genotype", "values"}
+    assert entry["values"] == dict(zip(ACC_PARAMS["metrics"], point(front[0]), strict=True))
+
+
+def test_single_objective_reports_no_front(nb201_table: Path) -> None:
+    resolved = parse_spec(nb201_spec(nb201_table))
+    loop = SearchLoop(resolved)
+    outcome = loop.run()
+    assert outcome.pareto == []
+    assert "pareto" not in summarize(resolved, outcome, loop.components.space)
+
+
+def test_the_objective_metric_is_what_is_optimised(nb201_table: Path) -> None:
+    spec = nb201_spec(nb201_table, metric="params_M", direction="minimize")
+    spec["budget"] = {"trials": 200}
+    outcome = SearchLoop(parse_spec(spec)).run()
+    for t in outcome.trials:
+        assert t.result.objective == t.result.metrics["params_M"]
+    assert outcome.best.result.objective == min(
+        t.result.metrics["params_M"] for t in outcome.trials
+    )
+    assert np.isclose(outcome.ranked[0][1], outcome.best.result.objective)
