@@ -233,15 +233,30 @@ def train_from_scratch(
     seed: int,
     device: torch.device,
     on_epoch: Callable[[int, float], None] | None = None,
+    check_epoch: Callable[[int, nn.Module], None] | None = None,
 ) -> tuple[nn.Module, float]:
     """Build ``arch`` with weights drawn from ``seed`` (global RNG untouched), train it; returns
-    the model in eval mode and the last epoch's mean loss. Raises ``DivergedError``."""
+    the model in eval mode and the last epoch's mean loss. Raises ``DivergedError``.
+    ``check_epoch(epoch, model)`` runs after each epoch with the model in eval mode (and may
+    raise to abandon the run, e.g. to restart it)."""
     from nas.models import build_model
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(space, arch, input_shape, num_classes).to(device)
     generator = torch.Generator().manual_seed(seed)
-    loss = train_epochs(model, *train, recipe, generator=generator, on_epoch=on_epoch)
+
+    def after_epoch(epoch: int, loss: float) -> None:
+        if on_epoch is not None:
+            on_epoch(epoch, loss)
+        if check_epoch is not None:
+            model.eval()
+            try:
+                with torch.no_grad():
+                    check_epoch(epoch, model)
+            finally:
+                model.train()
+
+    loss = train_epochs(model, *train, recipe, generator=generator, on_epoch=after_epoch)
     model.eval()
     return model, loss

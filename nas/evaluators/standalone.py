@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -46,6 +47,16 @@ class StandaloneConfig(EvaluatorConfig):
     )
     focal_gamma: float = Field(2.0, ge=0, le=20, description="loss focal's gamma")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    #: MetaQNN's recipe: a model no better than chance after its first epoch is trained again
+    #: from the start with the learning rate times ``restart_factor``, at most
+    #: ``max_restarts`` times (Baker et al. 2017: 0.4 and 5).
+    restart_below_chance: bool = False
+    restart_factor: float = Field(0.4, gt=0, lt=1)
+    max_restarts: int = Field(5, ge=0, le=20)
+
+
+class _BelowChance(Exception):
+    """The first epoch ended no better than chance: restart with a smaller learning rate."""
 
 
 class StandaloneEvaluator(Evaluator):
@@ -77,8 +88,14 @@ class StandaloneEvaluator(Evaluator):
         device: str = "auto",
         seed: int = 0,
         report: ReportFn | None = None,
+        restart_below_chance: bool = False,
+        restart_factor: float = 0.4,
+        max_restarts: int = 5,
     ) -> None:
         self.space = space
+        self.restart_below_chance = restart_below_chance
+        self.restart_factor = restart_factor
+        self.max_restarts = max_restarts
         self.data = data
         self.recipe = recipe
         self.device = select_device(device)
@@ -101,8 +118,20 @@ class StandaloneEvaluator(Evaluator):
     ) -> StandaloneEvaluator:
         params = dict(params)
         device = params.pop("device", "auto")
+        restart = {
+            key: params.pop(key)
+            for key in ("restart_below_chance", "restart_factor", "max_restarts")
+            if key in params
+        }
         data = load_dataset(dataset, seed=seed, **dataset_params)
-        return cls(space=space, data=data, recipe=TrainRecipe(**params), device=device, seed=seed)
+        return cls(
+            space=space,
+            data=data,
+            recipe=TrainRecipe(**params),
+            device=device,
+            seed=seed,
+            **restart,
+        )
 
     def trial_seed(self, arch: Architecture) -> int:
         """Deterministic per (job seed, architecture): the same architecture trains the same."""
@@ -146,18 +175,35 @@ class StandaloneEvaluator(Evaluator):
             if self.report is not None:
                 self.report(index, epoch, {"train_loss": loss})
 
+        # Chance: always answering the most frequent validation class.
+        labels = self._valid[1]
+        chance = 100.0 * float(torch.bincount(labels).max()) / max(1, len(labels))
+        restarts = 0
+
+        def check(epoch: int, model: torch.nn.Module) -> None:
+            if epoch == 0 and accuracy(model, *self._valid) <= chance:
+                raise _BelowChance
+
         try:
-            model, loss = train_from_scratch(
-                self.space,
-                arch,
-                self.data.input_shape,
-                self.data.num_classes,
-                self._train,
-                recipe,
-                seed=self.trial_seed(arch),
-                device=self.device,
-                on_epoch=on_epoch,
-            )
+            while True:
+                may_restart = self.restart_below_chance and restarts < self.max_restarts
+                try:
+                    model, loss = train_from_scratch(
+                        self.space,
+                        arch,
+                        self.data.input_shape,
+                        self.data.num_classes,
+                        self._train,
+                        recipe,
+                        seed=self.trial_seed(arch),
+                        device=self.device,
+                        on_epoch=on_epoch,
+                        check_epoch=check if may_restart else None,
+                    )
+                    break
+                except _BelowChance:
+                    restarts += 1
+                    recipe = replace(recipe, lr=recipe.lr * self.restart_factor)
         except DivergedError as exc:
             return TrialResult.failed(f"diverged: {exc}", cost_s=time.perf_counter() - started)
         except torch.cuda.OutOfMemoryError as exc:
@@ -171,6 +217,7 @@ class StandaloneEvaluator(Evaluator):
                 "val_accuracy": val,
                 "train_loss": loss,
                 "params": float(count_parameters(model)),
+                "lr_restarts": float(restarts),
                 "flops": float(count_flops(model, self.data.input_shape, self.device)),
             },
             cost_s=time.perf_counter() - started,

@@ -106,3 +106,25 @@ def test_standalone_trains_each_trial_with_its_hparams(monkeypatch: pytest.Monke
     assert results[0].metrics["train_loss"] != results[1].metrics["train_loss"]
     with pytest.raises(ValueError, match="2 architectures but 1 hparams"):
         evaluator.evaluate([arch, arch], [{}])
+
+
+def test_a_model_at_chance_after_epoch_one_restarts_with_a_smaller_lr() -> None:
+    """MetaQNN's recipe: no better than chance after the first epoch -> lr x 0.4, restart."""
+    from nas.architecture import Architecture
+    from nas.datasets import load_dataset
+    from nas.evaluators.standalone import StandaloneEvaluator
+    from nas.spaces import MacroSpace
+    from nas.training import TrainRecipe
+
+    space = MacroSpace(layers=2, channels=4, reductions=[1])
+    arch = Architecture(space.name, (0,) * len(space.decisions()))
+    data = load_dataset("digits", seed=0)
+    # An absurd learning rate keeps the first epoch at chance; each restart divides it by 2.5.
+    recipe = TrainRecipe(epochs=1, batch_size=64, optimizer="sgd", lr=100.0, momentum=0.0)
+    evaluator = StandaloneEvaluator(
+        space=space, data=data, recipe=recipe, restart_below_chance=True, max_restarts=5
+    )
+    result = evaluator.evaluate([arch])[0]
+    assert result.metrics["lr_restarts"] >= 1
+    plain = StandaloneEvaluator(space=space, data=data, recipe=recipe)
+    assert plain.evaluate([arch])[0].metrics["lr_restarts"] == 0
