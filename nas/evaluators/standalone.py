@@ -9,13 +9,14 @@ from dataclasses import replace
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from nas.architecture import Architecture
 from nas.datasets import DatasetSplits, load_dataset
 from nas.evaluators.base import Evaluator, EvaluatorConfig
 from nas.hparams import TRAINING_HPARAMS
 from nas.models import count_parameters
+from nas.pruning import PrunerConfig, Pruning, PruningTrial, TrialPruned
 from nas.spaces.base import SearchSpace
 from nas.training import (
     DivergedError,
@@ -53,6 +54,23 @@ class StandaloneConfig(EvaluatorConfig):
     restart_below_chance: bool = False
     restart_factor: float = Field(0.4, gt=0, lt=1)
     max_restarts: int = Field(5, ge=0, le=20)
+    #: Early stopping by an Optuna pruner from each epoch's validation accuracy
+    #: (``nas.pruning``); unset or ``{name: none}``: every trial trains all its epochs.
+    pruner: PrunerConfig | None = None
+
+    @model_validator(mode="after")
+    def _pruner_fits_epochs(self) -> StandaloneConfig:
+        p = self.pruner
+        if (
+            p is not None
+            and p.min_resource is not None
+            and p.max_resource is None
+            and p.min_resource > self.epochs
+        ):
+            raise ValueError(
+                f"pruner.min_resource ({p.min_resource}) exceeds epochs ({self.epochs})"
+            )
+        return self
 
 
 class _BelowChance(Exception):
@@ -91,6 +109,7 @@ class StandaloneEvaluator(Evaluator):
         restart_below_chance: bool = False,
         restart_factor: float = 0.4,
         max_restarts: int = 5,
+        pruner: PrunerConfig | None = None,
     ) -> None:
         self.space = space
         self.restart_below_chance = restart_below_chance
@@ -103,6 +122,11 @@ class StandaloneEvaluator(Evaluator):
             configure_cpu_threads()
         self.seed = seed
         self.report = report
+        self.pruning = (
+            Pruning(pruner, max_resource=recipe.epochs, seed=seed)
+            if pruner is not None and pruner.name != "none"
+            else None
+        )
         self._train = to_tensors(data.x_train, data.y_train, self.device)
         self._valid = to_tensors(data.x_valid, data.y_valid, self.device)
 
@@ -118,6 +142,7 @@ class StandaloneEvaluator(Evaluator):
     ) -> StandaloneEvaluator:
         params = dict(params)
         device = params.pop("device", "auto")
+        pruner = params.pop("pruner", None)
         restart = {
             key: params.pop(key)
             for key in ("restart_below_chance", "restart_factor", "max_restarts")
@@ -130,6 +155,7 @@ class StandaloneEvaluator(Evaluator):
             recipe=TrainRecipe(**params),
             device=device,
             seed=seed,
+            pruner=PrunerConfig.model_validate(pruner) if pruner is not None else None,
             **restart,
         )
 
@@ -170,19 +196,54 @@ class StandaloneEvaluator(Evaluator):
 
     def _evaluate_one(self, index: int, arch: Architecture, recipe: TrainRecipe) -> TrialResult:
         started = time.perf_counter()
+        pruning = self.pruning.begin() if self.pruning is not None else None
+        try:
+            result = self._train_one(index, arch, recipe, started, pruning)
+        except BaseException:
+            if pruning is not None:
+                pruning.fail()
+            raise
+        if pruning is not None:
+            if result.state is TrialState.COMPLETE:
+                assert result.objective is not None
+                pruning.complete(result.objective)
+            else:
+                pruning.fail()  # a no-op when the pruner itself stopped the trial
+        return result
+
+    def _train_one(
+        self,
+        index: int,
+        arch: Architecture,
+        recipe: TrainRecipe,
+        started: float,
+        pruning: PruningTrial | None,
+    ) -> TrialResult:
+        last: dict[str, Any] = {}
 
         def on_epoch(epoch: int, loss: float) -> None:
-            if self.report is not None:
+            last["loss"] = loss
+            if self.report is not None and pruning is None:
                 self.report(index, epoch, {"train_loss": loss})
 
         # Chance: always answering the most frequent validation class.
         labels = self._valid[1]
         chance = 100.0 * float(torch.bincount(labels).max()) / max(1, len(labels))
         restarts = 0
+        may_restart = False
 
         def check(epoch: int, model: torch.nn.Module) -> None:
-            if epoch == 0 and accuracy(model, *self._valid) <= chance:
-                raise _BelowChance
+            if pruning is None:
+                if epoch == 0 and accuracy(model, *self._valid) <= chance:
+                    raise _BelowChance
+                return
+            acc = accuracy(model, *self._valid)
+            if self.report is not None:
+                self.report(index, epoch, {"val_accuracy": acc, "train_loss": last["loss"]})
+            if may_restart and epoch == 0 and acc <= chance:
+                raise _BelowChance  # before the pruner hears of this run
+            last["model"] = model
+            pruning.report(epoch + 1, acc)
 
         try:
             while True:
@@ -198,12 +259,29 @@ class StandaloneEvaluator(Evaluator):
                         seed=self.trial_seed(arch),
                         device=self.device,
                         on_epoch=on_epoch,
-                        check_epoch=check if may_restart else None,
+                        check_epoch=check if may_restart or pruning is not None else None,
                     )
                     break
                 except _BelowChance:
                     restarts += 1
                     recipe = replace(recipe, lr=recipe.lr * self.restart_factor)
+        except TrialPruned as exc:
+            model = last["model"]
+            model.eval()
+            assert pruning is not None and pruning.last_value is not None
+            return TrialResult(
+                TrialState.PRUNED,
+                metrics={
+                    "val_accuracy": pruning.last_value,
+                    "train_loss": last["loss"],
+                    "params": float(count_parameters(model)),
+                    "lr_restarts": float(restarts),
+                    "flops": float(count_flops(model, self.data.input_shape, self.device)),
+                    "epochs_trained": float(exc.step),
+                },
+                cost_s=time.perf_counter() - started,
+                error=str(exc),
+            )
         except DivergedError as exc:
             return TrialResult.failed(f"diverged: {exc}", cost_s=time.perf_counter() - started)
         except torch.cuda.OutOfMemoryError as exc:

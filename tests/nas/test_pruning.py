@@ -1,0 +1,141 @@
+"""Pruning of standalone trials by Optuna's pruners from each epoch's validation accuracy."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from nas.errors import SpecError
+from nas.pruning import PrunerConfig, Pruning, TrialPruned
+from nas.spec import parse_spec
+from nas.trial import TrialState
+
+
+def run_curve(pruning: Pruning, curve: list[float]) -> int | None:
+    """Feed one trial's curve; the epoch it was pruned at, or ``None`` when it completed."""
+    trial = pruning.begin()
+    try:
+        for step, value in enumerate(curve, start=1):
+            trial.report(step, value)
+    except TrialPruned as exc:
+        return exc.step
+    trial.complete(curve[-1])
+    return None
+
+
+def good(epochs: int) -> list[float]:
+    return [60.0 + 8.0 * e for e in range(epochs)]
+
+
+def bad(epochs: int, k: int) -> list[float]:
+    return [10.0 + 0.1 * k + 0.5 * e for e in range(epochs)]
+
+
+def test_median_prunes_a_clearly_worse_curve_after_warmup() -> None:
+    pruning = Pruning(
+        PrunerConfig(name="median", n_startup_trials=2, n_warmup_steps=2), max_resource=6
+    )
+    for _ in range(2):
+        assert run_curve(pruning, good(6)) is None
+    assert run_curve(pruning, bad(6, 0)) == 3  # the first epoch past the 2 warm-up epochs
+    assert run_curve(pruning, good(6)) is None
+    states = [t.state.name for t in pruning.study.trials]
+    assert states == ["COMPLETE", "COMPLETE", "PRUNED", "COMPLETE"]
+
+
+def test_median_waits_for_its_startup_trials() -> None:
+    pruning = Pruning(PrunerConfig(name="median", n_startup_trials=3), max_resource=4)
+    assert run_curve(pruning, good(4)) is None
+    assert run_curve(pruning, bad(4, 0)) is None  # only one completed trial so far
+
+
+@pytest.mark.parametrize("name", ["successive_halving", "hyperband"])
+def test_resource_pruners_prune_bad_curves_never_a_good_one(name: str) -> None:
+    pruning = Pruning(PrunerConfig(name=name, reduction_factor=2), max_resource=8)
+    for _ in range(3):
+        assert run_curve(pruning, good(8)) is None
+    pruned = [run_curve(pruning, bad(8, k)) for k in range(12)]
+    assert sum(p is not None for p in pruned) >= 4
+    assert all(p is None or p < 8 for p in pruned)
+    assert run_curve(pruning, [v + 5 for v in good(8)]) is None  # the best curve yet
+
+
+def test_pruner_none_builds_nothing() -> None:
+    with pytest.raises(ValueError):
+        Pruning(PrunerConfig(name="none"), max_resource=4)
+
+
+# --- spec validation ---------------------------------------------------------------------
+SPEC: dict[str, Any] = {
+    "name": "pruned",
+    "dataset": {"name": "digits"},
+    "space": {"name": "enas-macro", "layers": 2, "channels": 8, "reductions": [1]},
+    "controller": {"name": "random"},
+    "evaluator": {"name": "standalone", "epochs": 4, "batch_size": 64},
+    "budget": {"trials": 8},
+    "seed": 0,
+}
+
+
+def with_pruner(pruner: Any, **evaluator: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(SPEC)
+    spec["evaluator"].update(pruner=pruner, **evaluator)
+    return spec
+
+
+def spec_errors(spec: dict[str, Any]) -> dict[tuple[Any, ...], str]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec)
+    return {tuple(e["loc"]): e["msg"] for e in info.value.errors}
+
+
+def test_an_unknown_pruner_name_lists_the_valid_ones() -> None:
+    errors = spec_errors(with_pruner({"name": "asha"}))
+    msg = errors[("evaluator", "pruner", "name")]
+    for name in ("median", "successive_halving", "hyperband", "none"):
+        assert name in msg
+
+
+def test_pruner_option_errors_have_paths() -> None:
+    errors = spec_errors(with_pruner({"name": "median", "n_startup_trials": -1, "patience": 2}))
+    assert ("evaluator", "pruner", "n_startup_trials") in errors
+    assert errors[("evaluator", "pruner", "patience")] == "unknown field"
+    errors = spec_errors(with_pruner({"name": "median", "reduction_factor": 3}))
+    assert "reduction_factor" in errors[("evaluator", "pruner")]
+    errors = spec_errors(with_pruner({"name": "hyperband", "min_resource": 9}))
+    assert "exceeds epochs" in errors[("evaluator",)]
+
+
+def test_a_pruner_spec_round_trips() -> None:
+    resolved = parse_spec(with_pruner({"name": "hyperband", "reduction_factor": 2}))
+    assert resolved.evaluator_params["pruner"]["name"] == "hyperband"
+    assert parse_spec(resolved.to_dict()).to_dict() == resolved.to_dict()
+    assert parse_spec(SPEC).evaluator_params["pruner"] is None
+
+
+# --- end to end ----------------------------------------------------------------------------
+def test_a_standalone_search_prunes_trials() -> None:
+    from workers.search import SearchLoop, build_components
+
+    resolved = parse_spec(with_pruner({"name": "median", "n_startup_trials": 2}))
+    components = build_components(resolved)
+    reports: list[tuple[int, int, dict[str, float]]] = []
+    components.evaluator.report = lambda i, epoch, values: reports.append((i, epoch, values))
+    outcome = SearchLoop(resolved, components=components).run()
+
+    states = [t.result.state for t in outcome.trials]
+    assert len(states) == 8
+    pruned = [t.result for t in outcome.trials if t.result.state is TrialState.PRUNED]
+    assert pruned, states
+    assert TrialState.COMPLETE in states and TrialState.FAIL not in states
+    for result in pruned:
+        assert result.objective is None
+        assert result.metrics["epochs_trained"] < 4
+        assert result.error is not None and "by the median pruner" in result.error
+        assert {"val_accuracy", "train_loss", "params", "flops"} <= set(result.metrics)
+    assert outcome.best is not None and outcome.best.result.state is TrialState.COMPLETE
+    assert all(set(v) == {"val_accuracy", "train_loss"} for _, _, v in reports)
+    # Fewer epochs were trained in all than 8 full trials would take.
+    assert len(reports) < 8 * 4
