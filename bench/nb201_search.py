@@ -42,6 +42,13 @@ CONTROLLERS: dict[str, tuple[dict, str | None, int | None]] = {
     "nsga2 (Optuna NSGAIISampler, population 50)": ({"name": "nsga2"}, None, None),
     "qmc (Optuna QMCSampler, scrambled Sobol)": ({"name": "qmc"}, None, None),
     "grid (Optuna GridSampler, shuffled)": ({"name": "grid"}, None, None),
+    # MetaQNN's Q-learning with one step per cell decision (the controller's generic mode);
+    # its epsilon schedule is sized for about 100 models, the queries of the C10 budget.
+    "metaqnn (Q-learning over the cell decisions)": (
+        {"name": "metaqnn", "total_models": 100},
+        None,
+        None,
+    ),
 }
 
 
