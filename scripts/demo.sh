@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job, end to end through the service on the embedded defaults (a SQLite file under
-# .nas/, trials run inline by the service): start `nas serve`, create an API key, submit an
+# .nas/, trials on the local Ray instance the service starts): start `nas serve`, create an API key, submit an
 # example spec, watch its live progress, print the best trials, stop the service.
 #   usage: scripts/demo.sh [SPEC]     (default examples/mnist1d-random.yaml)
 set -euo pipefail
