@@ -36,6 +36,10 @@ def test_nas_serve_joins_a_cluster_started_with_ray_start(tmp_path: Path) -> Non
     # Ray (>= 2.59) authenticates with a token; a driver given an address needs the mode set
     # to find the token the head wrote (~/.ray/auth_token), as on a real second machine.
     env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token"}
+    # A fresh machine has no token yet: make one, as the README's setup does.
+    subprocess.run(
+        [str(ray_bin), "get-auth-token", "--generate"], capture_output=True, check=True, env=env
+    )
     head = subprocess.Popen(
         [
             str(ray_bin),
