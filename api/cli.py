@@ -377,10 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except NasError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ApiError as exc:
+    except (NasError, ApiError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except httpx.HTTPError as exc:

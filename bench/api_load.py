@@ -32,19 +32,29 @@ import math
 import os
 import platform
 import random
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _service import (
+    CLK,
+    DEFAULT_PG,
+    REPO,
+    ServerProcess,
+    cpu_s,
+    create_database,
+    drop_database,
+    free_port,
+    machine_busy_s,
+    sqlalchemy_url,
+)
+
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
@@ -57,7 +67,6 @@ from api.models import JobModel, JobState
 from api.repositories import JobRepository, TrialRepository
 from nas.spec import parse_spec
 
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 INGEST_TARGET = 1_000.0  # trials/s
 P99_TARGET_MS = 100.0
 PAGE = 50
@@ -73,27 +82,6 @@ MIX: dict[str, float] = {
 
 
 # --- database ----------------------------------------------------------------------------------
-def sqlalchemy_url(admin_url: str, database: str) -> str:
-    base = admin_url.rsplit("/", 1)[0]
-    if base.startswith("postgresql://"):
-        base = base.replace("postgresql://", "postgresql+psycopg://", 1)
-    elif base.startswith("postgres://"):
-        base = base.replace("postgres://", "postgresql+psycopg://", 1)
-    return f"{base}/{database}"
-
-
-def create_database(admin_url: str) -> str:
-    name = f"nas_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return name
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def job_spec(trials: int) -> dict[str, Any]:
     spec = {
         "name": "bench-api-load",
@@ -242,128 +230,32 @@ def ingest(url: str, trials: int, batch: int, seed: int) -> dict[str, Any]:
 
 
 # --- server ------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
+def start_server(url: str, workers: int, data_dir: Path, log_path: Path) -> ServerProcess:
     """``nas serve`` (1 worker) or ``uvicorn --factory api.app:create_app --workers N``."""
-
-    def __init__(self, url: str, workers: int, data_dir: Path, log_path: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.workers = workers
-        env = {
-            **os.environ,
-            "NAS_DATABASE_URL": url,
-            "NAS_RUN_JOBS": "false",
-            "NAS_AUTH": "keys",
-            "NAS_DATA_DIR": str(data_dir),
-        }
-        venv = REPO / ".venv" / "bin"
-        if workers == 1:
-            self.command = [str(venv / "nas"), "serve", "--port", str(self.port)]
-        else:
-            self.command = [
-                str(venv / "python"),
-                "-m",
-                "uvicorn",
-                "--factory",
-                "api.app:create_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(workers),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ]
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            self.command,
-            cwd=REPO,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def describe(self) -> str:
-        if self.workers == 1:
-            return "nas serve (uvicorn, 1 process)"
-        return f"uvicorn --factory api.app:create_app --workers {self.workers}"
-
-    def wait_healthy(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"the server exited ({self.proc.returncode}):\n{self.log_tail()}"
-                )
-            try:
-                r = httpx.get(f"{self.base}/healthz", timeout=2.0)
-                if r.status_code == 200:
-                    # With several workers, wait a little so that all of them are up.
-                    if self.workers > 1:
-                        time.sleep(2.0)
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"the server did not answer /healthz in {timeout} s:\n{self.log_tail()}")
-
-    def log_tail(self, n: int = 30) -> str:
-        self._log.flush()
-        lines = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(lines[-n:])
-
-    def pids(self) -> list[int]:
-        """The server process and its descendants (uvicorn workers)."""
-        children: dict[int, list[int]] = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    stat = Path(f"/proc/{entry}/stat").read_text()
-                except OSError:
-                    continue
-                ppid = int(stat.rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry))
-        out, todo = [], [self.proc.pid]
-        while todo:
-            pid = todo.pop()
-            out.append(pid)
-            todo.extend(children.get(pid, []))
-        return out
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self._log.close()
+    port = free_port()
+    env = {
+        "NAS_DATABASE_URL": url,
+        "NAS_RUN_JOBS": "false",
+        "NAS_AUTH": "keys",
+        "NAS_DATA_DIR": str(data_dir),
+    }
+    venv = REPO / ".venv" / "bin"
+    if workers == 1:
+        command = [str(venv / "nas"), "serve", "--port", str(port)]
+        label = "nas serve (uvicorn, 1 process)"
+    else:
+        command = [
+            *(str(venv / "python"), "-m", "uvicorn", "--factory", "api.app:create_app"),
+            *("--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)),
+            *("--log-level", "warning", "--no-access-log"),
+        ]
+        label = f"uvicorn --factory api.app:create_app --workers {workers}"
+    return ServerProcess(command, env, log_path, port=port, label=label)
 
 
 # --- CPU accounting (Linux /proc) --------------------------------------------------------------
-CLK = os.sysconf("SC_CLK_TCK")
-
-
 def proc_cpu_s(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLK
+    return sum(cpu_s(pids).values())
 
 
 def database_backends(database: str) -> list[int]:
@@ -413,12 +305,6 @@ def pg_sessions(admin_url: str, database: str) -> int:
     except psycopg.Error:
         return -1
     return int(row[0]) if row and row[0] is not None else -1
-
-
-def machine_busy_s() -> float:
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / CLK
 
 
 # --- read load ---------------------------------------------------------------------------------
@@ -550,10 +436,10 @@ def stats(latencies: list[float], elapsed: float) -> dict[str, Any]:
 def read_benchmark(
     url: str, database: str, ing: dict[str, Any], workers: int, args: argparse.Namespace, tmp: Path
 ) -> dict[str, Any]:
-    server = Server(url, workers, tmp / f"data-{workers}", tmp / f"server-{workers}.log")
+    server = start_server(url, workers, tmp / f"data-{workers}", tmp / f"server-{workers}.log")
     try:
         t = time.perf_counter()
-        server.wait_healthy()
+        server.wait_healthy(timeout=90.0, settle_s=2.0 if workers > 1 else 0.0)
         startup_s = time.perf_counter() - t
         n = ing["trials"]
         n_complete = ing["counts"].get("COMPLETE", 0)
@@ -589,7 +475,7 @@ def read_benchmark(
         )
         sessions1 = pg_sessions(args.pg, database)
         if server.proc.poll() is not None:
-            raise RuntimeError(f"the server died during the load:\n{server.log_tail()}")
+            raise RuntimeError(f"the server died during the load:\n{server.tail()}")
     finally:
         server.stop()
     elapsed = result["elapsed_s"]
@@ -601,7 +487,7 @@ def read_benchmark(
     accounted = cpu["client"] + cpu["server"] + max(cpu["postgres"], cpu["postgres_all"])
     return {
         "server_workers": workers,
-        "server": server.describe(),
+        "server": server.label,
         "startup_s": startup_s,
         **overall,
         "p99_ok": overall["p99_ms"] <= P99_TARGET_MS,
@@ -749,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         f"PostgreSQL via {args.pg.rsplit('/', 1)[0]}"
     )
     try:
-        name = create_database(args.pg)
+        name = create_database(args.pg, "nas_bench")
     except psycopg.OperationalError as exc:
         print(f"error: PostgreSQL is not reachable at {args.pg}: {exc}", file=sys.stderr)
         return 2

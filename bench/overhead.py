@@ -39,23 +39,32 @@ import argparse
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _service import (
+    DEFAULT_PG,
+    REPO,
+    ServerProcess,
+    cpu_s,
+    create_database,
+    drop_database,
+    free_port,
+    machine_busy_s,
+    process_tree,
+    psycopg_url,
+    sqlalchemy_url,
+)
+
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import httpx
 import numpy as np
 import psycopg
 
@@ -68,7 +77,6 @@ from nas.evaluators.tabular import TABLE_ENV
 from nas.spaces.nb201 import NB201_OPS, Nb201Space
 from nas.spec import parse_spec
 
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_TABLE = REPO.parent / "shared" / "data" / "nb201" / "nb201_tabular.csv.gz"
 SERVICE_TARGET = 1_000.0  # trials/s through the full path
 BATCH = 256  # TabularEvaluator.batch_size
@@ -108,73 +116,6 @@ def make_evaluator(table: str) -> Any:
     )
 
 
-def sqlalchemy_url(admin_url: str, database: str) -> str:
-    base = admin_url.rsplit("/", 1)[0]
-    for prefix in ("postgresql://", "postgres://"):
-        if base.startswith(prefix):
-            base = base.replace(prefix, "postgresql+psycopg://", 1)
-    return f"{base}/{database}"
-
-
-def psycopg_url(admin_url: str, database: str) -> str:
-    base = admin_url.rsplit("/", 1)[0].replace("postgresql+psycopg://", "postgresql://", 1)
-    return f"{base}/{database}"
-
-
-def create_database(admin_url: str) -> str:
-    name = f"nas_overhead_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return name
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-CLK = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (fields := _stat(int(entry))) is not None:
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
-def cpu_s(pids: list[int]) -> dict[int, float]:
-    out = {}
-    for pid in pids:
-        if (fields := _stat(pid)) is not None:
-            out[pid] = (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
-    return out
-
-
-def machine_busy_s() -> float:
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK
-
-
 def background_cores(seconds: float = 1.0) -> float:
     """Cores the rest of the machine keeps busy while this benchmark sleeps."""
     b0, t = machine_busy_s(), time.perf_counter()
@@ -187,61 +128,12 @@ def ts(value: str | None) -> float | None:
 
 
 # --- 1. the service ----------------------------------------------------------------------------
-class Server:
+def start_server(url: str, env_extra: dict[str, str], data_dir: Path, log: Path) -> ServerProcess:
     """``nas serve`` in its own session (so that its Ray processes stop with it)."""
-
-    def __init__(self, url: str, env_extra: dict[str, str], data_dir: Path, log: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.env_extra = env_extra
-        env = {**os.environ, "NAS_DATABASE_URL": url, "NAS_DATA_DIR": str(data_dir), **env_extra}
-        self.log_path = log
-        self._log = open(log, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [str(REPO / ".venv" / "bin" / "nas"), "serve", "--port", str(self.port)],
-            cwd=REPO,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait_healthy(self, timeout: float = 180.0) -> float:
-        t = time.perf_counter()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited ({self.proc.returncode}):\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=2.0).status_code == 200:
-                    return time.perf_counter() - t
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"no /healthz answer in {timeout:g} s:\n{self.tail()}")
-
-    def tail(self, n: int = 40) -> str:
-        self._log.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-
-    def stop(self) -> str:
-        how = "already exited"
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(45)
-                how = "SIGTERM"
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-                how = "SIGKILL after SIGTERM timed out"
-        # Anything of the server's session still alive (Ray's raylet, GCS, workers).
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self._log.close()
-        return how
+    port = free_port()
+    env = {"NAS_DATABASE_URL": url, "NAS_DATA_DIR": str(data_dir), **env_extra}
+    command = [str(REPO / ".venv" / "bin" / "nas"), "serve", "--port", str(port)]
+    return ServerProcess(command, env, log, port=port, label="nas serve")
 
 
 def check_trials(pg_url: str, job_id: int) -> dict[str, Any]:
@@ -291,7 +183,12 @@ def check_trials(pg_url: str, job_id: int) -> dict[str, Any]:
 
 
 def run_service_job(
-    client: NasClient, spec: dict[str, Any], poll_s: float, server: Server, pg_url: str, n: int
+    client: NasClient,
+    spec: dict[str, Any],
+    poll_s: float,
+    server: ServerProcess,
+    pg_url: str,
+    n: int,
 ) -> dict[str, Any]:
     pids = process_tree(server.proc.pid)
     cpu0, busy0 = cpu_s(pids), machine_busy_s()
@@ -368,7 +265,7 @@ def run_service_job(
 
 
 def service_path(args: argparse.Namespace, table: str, tmp: Path) -> dict[str, Any]:
-    name = create_database(args.pg)
+    name = create_database(args.pg, "nas_overhead")
     url = sqlalchemy_url(args.pg, name)
     pg_url = psycopg_url(args.pg, name)
     server = None
@@ -393,7 +290,7 @@ def service_path(args: argparse.Namespace, table: str, tmp: Path) -> dict[str, A
         env["RAY_ADDRESS"] = "local"
         os.environ.pop("NAS_RAY_ADDRESS", None)
         out["env"] = {k: v for k, v in env.items() if k != TABLE_ENV}
-        server = Server(url, env, tmp / "data", tmp / "server.log")
+        server = start_server(url, env, tmp / "data", tmp / "server.log")
         out["log"] = str(tmp / "server.log")
         out["startup_s"] = server.wait_healthy()  # includes ray.init in the lifespan
         runs = []
@@ -433,7 +330,7 @@ def optuna_path(args: argparse.Namespace, table: str) -> dict[str, Any]:
         result = evaluator.evaluate([Architecture("nb201", tuple(choices))])[0]
         return float(result.objective)
 
-    name = create_database(args.pg)
+    name = create_database(args.pg, "nas_overhead")
     url = sqlalchemy_url(args.pg, name)
     try:
         t = time.perf_counter()
