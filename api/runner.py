@@ -32,7 +32,7 @@ import torch
 from sqlalchemy import Engine
 
 from api.db import make_session_factory, session_scope
-from api.models import ArtifactModel, JobState, utcnow
+from api.models import ArtifactModel, JobModel, JobState, utcnow
 from api.repositories import (
     ArtifactRepository,
     CheckpointRepository,
@@ -330,7 +330,7 @@ class JobExecution(threading.Thread):
                 self.job_id,
                 n_trials=sum(self._counts.values()),
                 state_counts=dict(self._counts),
-                **({"resumes": _increment()} if resumed else {}),
+                **({"resumes": JobModel.resumes + 1} if resumed else {}),
             )
             if checkpoint is not None:
                 controller_state = checkpoint.controller_state
@@ -521,12 +521,6 @@ class JobExecution(threading.Thread):
         with session_scope(self.runner.write) as session:
             JobRepository(session).set_fields(self.job_id, runner=None, heartbeat_at=None)
         log.info("job %d: released at %s", self.job_id, self._stop_reason)
-
-
-def _increment() -> Any:
-    from api.models import JobModel
-
-    return JobModel.resumes + 1
 
 
 def _row(job_id: int, record: TrialRecord, worker: str) -> dict[str, Any]:

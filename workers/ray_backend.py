@@ -311,7 +311,10 @@ class RemoteSharedWeightSearch:
         self.controller_state: dict[str, Any] | None = None
         self.evaluator_state: bytes | None = None
         self._loop_state: dict[str, Any] | None = None
-        self._epochs = int(resolved.evaluator_params.get("epochs", 0) or 0) or None
+        from nas.evaluators.shared import SharedWeightConfig
+
+        # The configured epochs, defaults included (for progress).
+        self._epochs = SharedWeightConfig(**resolved.evaluator_params).epochs
         self._epoch = 0
         self.interrupted = False
         self.restarts = 0
@@ -330,8 +333,6 @@ class RemoteSharedWeightSearch:
             self._track_best(record)
 
     def fraction_done(self) -> float:
-        if not self._epochs:
-            return 0.0
         return min(1.0, self._epoch / self._epochs)
 
     # --- the search ------------------------------------------------------------------------
