@@ -78,7 +78,7 @@ def _latency_ms(
     was_training = model.training
     model.eval()
     x = torch.zeros(1, *input_shape, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     for _ in range(2):
         model(x)
     times = []

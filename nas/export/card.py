@@ -51,7 +51,7 @@ def measure_latency(
         raise ExportError(f"latency needs at least one run, got {runs}")
     device = _device(model)
     x = torch.randn(1, *input_shape, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     was_training = model.training
     model.eval()
     times = []
