@@ -240,7 +240,10 @@ class SharedWeightSearchActor:
             self.loop.load_state_dict(loop_state, [TrialRecord.from_dict(r) for r in records])
         if evaluator_state:
             evaluator = self.components.evaluator
-            evaluator.load_state_dict(torch.load(io.BytesIO(evaluator_state)))  # type: ignore[attr-defined]
+            # On the CPU first, as the runner does: the bytes may come from a GPU actor and this
+            # one may have none; load_state_dict moves each tensor to the supernet's device.
+            state = torch.load(io.BytesIO(evaluator_state), map_location="cpu")
+            evaluator.load_state_dict(state)  # type: ignore[attr-defined]
 
     def run_epoch(self) -> dict[str, Any]:
         """Run until the next supernet epoch is rewarded (or the search ends)."""

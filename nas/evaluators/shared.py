@@ -26,7 +26,13 @@ from nas.datasets import DatasetSplits, load_dataset
 from nas.evaluators.base import Evaluator, EvaluatorConfig
 from nas.models import build_supernet, count_parameters
 from nas.spaces.base import SearchSpace
-from nas.training import accuracy, configure_cpu_threads, select_device, to_tensors
+from nas.training import (
+    accuracy,
+    configure_cpu_threads,
+    forked_rng,
+    select_device,
+    to_tensors,
+)
 from nas.trial import TrialResult, TrialState
 
 
@@ -79,8 +85,7 @@ class SharedWeightEvaluator(Evaluator):
         self.device = select_device(self.config.device)
         if self.device.type == "cpu":
             configure_cpu_threads()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with forked_rng(seed, self.device):  # global RNG (CPU and CUDA) untouched
             self.supernet = build_supernet(space, data.input_shape, data.num_classes).to(
                 self.device
             )

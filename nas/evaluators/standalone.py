@@ -24,6 +24,7 @@ from nas.training import (
     accuracy,
     configure_cpu_threads,
     count_flops,
+    forked_rng,
     select_device,
     to_tensors,
     train_from_scratch,
@@ -187,7 +188,7 @@ class StandaloneEvaluator(Evaluator):
         out = []
         for arch in archs:
             self.space.validate(arch)
-            with torch.random.fork_rng(devices=[]):
+            with forked_rng(device=self.device):
                 model = build_model(
                     self.space, arch, self.data.input_shape, self.data.num_classes
                 ).to(self.device)

@@ -37,6 +37,7 @@ from nas.models.micro import MicroNetwork
 from nas.spaces.base import SearchSpace
 from nas.spaces.metaqnn import SM
 from nas.spaces.nb201 import NB201_EDGES
+from nas.training import forked_rng
 
 __all__ = ["export_pytorch_source"]
 
@@ -68,8 +69,7 @@ def export_pytorch_source(
     ``arch``, whose ``state_dict`` keys equal those of ``build_network(...)``, so saved weights
     load with ``strict=True``. ``verify`` runs the source here and compares keys and outputs.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with forked_rng(0):
         model = build_network(space, arch, input_shape, num_classes, options).eval()
     writer = _Writer(model)
     written: dict[str, str] = {}  # attributes written by the space's writer, not generically

@@ -128,3 +128,122 @@ def test_a_model_at_chance_after_epoch_one_restarts_with_a_smaller_lr() -> None:
     assert result.metrics["lr_restarts"] >= 1
     plain = StandaloneEvaluator(space=space, data=data, recipe=recipe)
     assert plain.evaluate([arch])[0].metrics["lr_restarts"] == 0
+
+
+# --- the global RNG: trials seed their own and leave the caller's as it was --------------------
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def train_once(device: torch.device, global_seed: int) -> tuple[nn.Module, float]:
+    """One ``train_from_scratch`` with dropout (which draws from torch's global RNG) after the
+    caller seeded the global RNG with ``global_seed``."""
+    from nas.training import train_from_scratch
+
+    space = MacroSpace(layers=2, channels=4, dropout=0.5)
+    data = tiny_data()
+    arch = space.sample(np.random.default_rng(0))
+    train = (torch.from_numpy(data.x_train).to(device), torch.from_numpy(data.y_train).to(device))
+    torch.manual_seed(global_seed)
+    recipe = TrainRecipe(epochs=2, batch_size=16)
+    shape, classes = data.input_shape, data.num_classes
+    return train_from_scratch(space, arch, shape, classes, train, recipe, seed=7, device=device)
+
+
+def test_train_from_scratch_is_seeded_and_leaves_the_global_rng_as_it_was() -> None:
+    cpu = torch.device("cpu")
+    torch.manual_seed(1)
+    before = torch.random.get_rng_state()
+    model, loss = train_once(cpu, global_seed=1)
+    assert torch.equal(torch.random.get_rng_state(), before)  # dropout drew from its own RNG
+    # Dropout follows the trial's seed, not whatever the caller seeded.
+    again, loss_again = train_once(cpu, global_seed=2)
+    assert loss == loss_again
+    for (key, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+
+
+def test_forked_rng_seeds_inside_and_restores_outside_even_on_error() -> None:
+    from nas.training import forked_rng
+
+    before = torch.random.get_rng_state()
+    with forked_rng(3):
+        first = torch.rand(4)
+    with pytest.raises(KeyError), forked_rng(3):
+        assert torch.equal(torch.rand(4), first)
+        raise KeyError
+    assert torch.equal(torch.random.get_rng_state(), before)
+    with forked_rng():  # not seeded: the caller's stream, then put back
+        assert torch.equal(
+            torch.rand(4), torch.rand(4, generator=torch.Generator().set_state(before))
+        )
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_forked_rng_forks_and_seeds_every_cuda_device_only_where_cuda_is_in_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Runs without a GPU: which CUDA generators are forked and seeded, with CUDA faked."""
+    import contextlib
+
+    from nas.training import forked_rng
+
+    forked: list[list[int]] = []
+    seeded: list[int] = []
+
+    def fake_fork(devices, device_type):
+        assert device_type == "cuda"
+        forked.append(list(devices))
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(torch.random, "fork_rng", fake_fork)
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", seeded.append)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    with forked_rng(5, torch.device("cuda:1")):  # torch seeds every device, so all are forked
+        pass
+    with forked_rng(6, torch.device("cpu")):  # a CPU trial neither starts CUDA nor seeds it
+        pass
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    with forked_rng(7, torch.device("cpu")):  # CUDA already running: kept as it was too
+        pass
+    assert forked == [[0, 1], [], [0, 1]]
+    assert seeded == [5, 7]
+
+
+def test_standalone_constraint_figures_leave_the_global_rng_as_it_was() -> None:
+    space = MacroSpace(layers=2, channels=4)
+    evaluator = StandaloneEvaluator(
+        space=space, data=tiny_data(), recipe=TrainRecipe(), device="cpu"
+    )
+    archs = [space.sample(np.random.default_rng(i)) for i in range(2)]
+    before = torch.random.get_rng_state()
+    figures = evaluator.constraint_figures(archs, ["params"])
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert all(f["params"] > 0 for f in figures)
+
+
+@needs_cuda
+def test_trials_on_a_gpu_leave_the_global_cuda_rng_as_it_was() -> None:
+    from nas.training import forked_rng
+
+    cuda = torch.device("cuda")
+    torch.manual_seed(1)
+    before, before_cuda = torch.random.get_rng_state(), torch.cuda.get_rng_state_all()
+    train_once(cuda, global_seed=1)
+    space = MacroSpace(layers=2, channels=4)
+    evaluator = StandaloneEvaluator(
+        space=space, data=tiny_data(), recipe=TrainRecipe(), device="cuda"
+    )
+    evaluator.constraint_figures([space.sample(np.random.default_rng(0))], ["params"])
+    assert torch.equal(torch.random.get_rng_state(), before)
+    after_cuda = torch.cuda.get_rng_state_all()
+    assert len(after_cuda) == len(before_cuda)
+    assert all(torch.equal(a, b) for a, b in zip(after_cuda, before_cuda, strict=True))
+    # CUDA-side draws (dropout on the GPU) follow the trial's seed, whatever the caller's.
+    draws = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        with forked_rng(7, cuda):
+            draws.append(torch.rand(8, device=cuda).cpu())
+    assert torch.equal(draws[0], draws[1])

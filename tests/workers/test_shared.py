@@ -88,3 +88,59 @@ def test_sgdr_learning_rate_restarts(evaluator: SharedWeightEvaluator) -> None:
     assert evaluator.learning_rate(9.999) == pytest.approx(c.lr_min, abs=1e-4)
     assert evaluator.learning_rate(10) == pytest.approx(c.lr_max)  # restart, next cycle 20 epochs
     assert evaluator.learning_rate(20) == pytest.approx((c.lr_max + c.lr_min) / 2)
+
+
+def test_building_the_supernet_leaves_the_global_rng_as_it_was() -> None:
+    data = load_dataset("mnist1d", seed=0, num_samples=400)
+    before = torch.random.get_rng_state()
+    built = [
+        SharedWeightEvaluator(space=MacroSpace(layers=3, channels=4), data=data, seed=3)
+        for _ in range(2)
+    ]
+    assert torch.equal(torch.random.get_rng_state(), before)
+    for a, b in zip(*(e.supernet.state_dict().values() for e in built), strict=True):
+        assert torch.equal(a, b)  # drawn from the seed
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_building_the_supernet_on_a_gpu_leaves_the_global_cuda_rng_as_it_was() -> None:
+    data = load_dataset("mnist1d", seed=0, num_samples=400)
+    torch.manual_seed(1)
+    before, before_cuda = torch.random.get_rng_state(), torch.cuda.get_rng_state_all()
+    SharedWeightEvaluator(
+        space=MacroSpace(layers=3, channels=4),
+        data=data,
+        config=SharedWeightConfig(device="cuda"),
+        seed=3,
+    )
+    assert torch.equal(torch.random.get_rng_state(), before)
+    after_cuda = torch.cuda.get_rng_state_all()
+    assert all(torch.equal(a, b) for a, b in zip(after_cuda, before_cuda, strict=True))
+
+
+def test_the_search_actor_restores_a_supernet_saved_on_a_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A GPU actor's checkpoint names cuda:0 as its tensors' home; an actor with no GPU (or
+    another one) must still load it. Faked here by tagging CPU tensors cuda:0 when saving."""
+    import io
+
+    import torch.serialization
+
+    from workers.ray_backend import SharedWeightSearchActor
+
+    actor = SharedWeightSearchActor(json.dumps(TINY))
+    evaluator = actor.components.evaluator
+    saved = {k: v.clone() for k, v in evaluator.supernet.state_dict().items()}
+    buffer = io.BytesIO()
+    with monkeypatch.context() as m:
+        m.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save({**evaluator.state_dict(), "epoch": 4}, buffer)
+    with torch.no_grad():
+        for p in evaluator.supernet.parameters():
+            p.zero_()
+    actor.restore(None, None, [], buffer.getvalue())
+    assert evaluator.epoch == 4
+    for key, value in evaluator.supernet.state_dict().items():
+        assert value.device.type == evaluator.device.type, key
+        assert torch.equal(value.cpu(), saved[key].cpu()), key
