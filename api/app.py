@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.db import make_engine, make_session_factory, upgrade
 from api.deps import AppState
+from api.reads import make_reader
 from api.routes import exports, health, jobs, trials
 from api.settings import Settings
 from api.version import VERSION
@@ -33,7 +34,8 @@ class BodySizeLimit:
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            # No endpoint reads the body of a GET: the hot read path skips the wrapping.
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:
@@ -88,10 +90,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine=engine,
             read=make_session_factory(engine),
             write=make_session_factory(engine, write=True),
+            reader=make_reader(engine, settings.read_concurrency),
         )
+        await state.reader.open()
         app.state.nas = state
         started_ray = False
-        if settings.backend == "ray":
+        if settings.backend == "ray" and settings.run_jobs:
+            # Only the job runner needs Ray; an API-only server connects at the first submit
+            # that asks for GPUs. Ray's driver threads cost a busy server CPU otherwise.
             from workers.ray_backend import ensure_ray
 
             started_ray = ensure_ray(settings.ray_address, num_cpus=settings.ray_num_cpus)
@@ -111,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 import ray
 
                 ray.shutdown()
+            await state.reader.close()
             engine.dispose()
 
     app = FastAPI(

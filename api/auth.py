@@ -52,14 +52,23 @@ def create_key(session: Session, *, name: str, admin: bool = False) -> tuple[Api
     return row, key
 
 
-def authenticate(session: Session, authorization: str | None) -> Principal | None:
-    """The principal for an ``Authorization: Bearer <key>`` header, or ``None``."""
+def bearer_token(authorization: str | None) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header, or ``None``."""
     if not authorization:
         return None
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         return None
-    row = ApiKeyRepository(session).active_by_hash(hash_key(token.strip()))
+    return token
+
+
+def authenticate(session: Session, authorization: str | None) -> Principal | None:
+    """The principal for an ``Authorization: Bearer <key>`` header, or ``None``."""
+    token = bearer_token(authorization)
+    if token is None:
+        return None
+    row = ApiKeyRepository(session).active_by_hash(hash_key(token))
     if row is None:
         return None
     return Principal(key_id=row.id, name=row.name, admin=row.admin)

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import LOCAL_ADMIN, Principal, authenticate
+from api.reads import Reader
 from api.settings import Settings
 
 
@@ -22,6 +23,8 @@ class AppState:
     engine: Engine
     read: sessionmaker[Session]
     write: sessionmaker[Session]
+    #: The hot read path (trial listings): ``api.reads``.
+    reader: Reader
 
 
 def app_state(request: Request) -> AppState:
@@ -59,13 +62,17 @@ def _principal(request: Request, session: ReadSession) -> Principal:
         return LOCAL_ADMIN
     principal = authenticate(session, request.headers.get("authorization"))
     if principal is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing or invalid API key: send 'Authorization: Bearer <key>' "
-            "(create one with 'nas keys create --name NAME')",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise unauthorized()
     return principal
+
+
+def unauthorized() -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        "missing or invalid API key: send 'Authorization: Bearer <key>' "
+        "(create one with 'nas keys create --name NAME')",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(_principal)]

@@ -3,12 +3,30 @@ unit of work (``api.db.session_scope``) does, once."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import lru_cache
+from itertools import chain
 from typing import Any
 
-from sqlalchemy import Select, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Row,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from api.models import (
@@ -247,26 +265,6 @@ class TrialRepository:
     def get(self, trial_id: int) -> TrialModel | None:
         return self.session.get(TrialModel, trial_id)
 
-    #: The columns of a trial listing (``api.schemas.TrialRead``), selected as plain rows.
-    LISTING = (
-        TrialModel.id,
-        TrialModel.job_id,
-        TrialModel.number,
-        TrialModel.state,
-        TrialModel.objective,
-        TrialModel.metrics,
-        TrialModel.architecture,
-        TrialModel.hparams,
-        TrialModel.cost_s,
-        TrialModel.simulated,
-        TrialModel.error,
-        TrialModel.worker,
-        TrialModel.epoch,
-        TrialModel.step,
-        TrialModel.started_at,
-        TrialModel.finished_at,
-    )
-
     def page(
         self,
         job_id: int,
@@ -277,30 +275,14 @@ class TrialRepository:
         limit: int = 50,
         offset: int = 0,
         after: int | None = None,
-    ) -> Sequence[TrialModel]:
+    ) -> Sequence[Row[Any]]:
         """One page in SQL, as plain rows of ``LISTING``. ``sort`` is ``number``,
         ``objective`` or a metric name; trials without the sort value come last. ``after``
         is a keyset cursor for ``number`` order (constant time however deep the page)."""
-        query = select(*self.LISTING).where(TrialModel.job_id == job_id)
-        if state is not None:
-            query = query.where(TrialModel.state == state)
-        if sort == "number":
-            key: Any = TrialModel.number
-            if after is not None:
-                query = query.where(
-                    TrialModel.number < after if descending else TrialModel.number > after
-                )
-            order = [key.desc() if descending else key.asc()]
-        else:
-            if sort == "objective":
-                key = TrialModel.objective
-            else:
-                key = TrialModel.metrics[sort].as_float()
-            order = [
-                (key.desc() if descending else key.asc()).nulls_last(),
-                TrialModel.number.asc(),
-            ]
-        return self.session.execute(query.order_by(*order).limit(limit).offset(offset)).all()
+        query, params = trial_page_query(
+            False, job_id, state, sort, descending, limit, offset, after
+        )
+        return self.session.execute(query, params).all()
 
     def top(self, job_id: int, k: int, *, maximize: bool) -> Sequence[TrialModel]:
         key = TrialModel.objective.desc() if maximize else TrialModel.objective.asc()
@@ -489,3 +471,161 @@ class ArtifactRepository:
         row.kind, row.size_bytes, row.meta, row.created_at = kind, size_bytes, meta, utcnow()
         self.session.flush()
         return row
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+#: The columns of a trial listing (``api.schemas.TrialRead``), selected as plain rows.
+LISTING = (
+    TrialModel.id,
+    TrialModel.job_id,
+    TrialModel.number,
+    TrialModel.state,
+    TrialModel.objective,
+    TrialModel.metrics,
+    TrialModel.architecture,
+    TrialModel.hparams,
+    TrialModel.cost_s,
+    TrialModel.simulated,
+    TrialModel.error,
+    TrialModel.worker,
+    TrialModel.epoch,
+    TrialModel.step,
+    TrialModel.started_at,
+    TrialModel.finished_at,
+)
+#: The same columns as one JSON object per row, written by PostgreSQL.
+LISTING_JSON = (
+    TrialModel.number,
+    cast(
+        func.json_build_object(
+            *chain.from_iterable((literal_column(f"'{c.key}'"), c) for c in LISTING)
+        ),
+        Text,
+    ),
+)
+
+
+# The hot read path (``api.reads``): statements built once per shape, with bound parameters
+# for the values, so a request neither builds nor compiles SQL.
+def listing_header_query(job_id: int, key_hash: str | None) -> tuple[Select[Any], dict[str, Any]]:
+    """What a trial listing needs, with the caller's key checked in the same query.
+
+    ``key_hash`` is the SHA-256 of the caller's API key, or ``None`` when authentication is
+    off. No row: the key is unknown or revoked (with ``key_hash=None``: the job is missing).
+    Else one row ``(key_found, job_id, n_trials, state_counts, evaluator)``: ``job_id`` is
+    ``None`` when the job does not exist, or belongs to another user and the key is not an
+    admin's; ``evaluator`` is the spec's evaluator name."""
+    if key_hash is None:
+        return _listing_header(False), {"job_id": job_id}
+    return _listing_header(True), {"job_id": job_id, "key_hash": key_hash}
+
+
+@lru_cache(maxsize=2)
+def _listing_header(with_key: bool) -> Select[Any]:
+    job_columns = (
+        JobModel.id.label("job_id"),
+        JobModel.n_trials,
+        JobModel.state_counts,
+        JobModel.spec[("evaluator", "name")].as_string().label("evaluator"),
+    )
+    if not with_key:
+        return select(true().label("key_found"), *job_columns).where(
+            JobModel.id == bindparam("job_id")
+        )
+    return (
+        select(ApiKeyModel.id.label("key_found"), *job_columns)
+        .select_from(ApiKeyModel)
+        .outerjoin(
+            JobModel,
+            and_(
+                JobModel.id == bindparam("job_id"),
+                or_(ApiKeyModel.admin, JobModel.owner_id == ApiKeyModel.id),
+            ),
+        )
+        .where(ApiKeyModel.key_hash == bindparam("key_hash"), ApiKeyModel.revoked_at.is_(None))
+    )
+
+
+def trial_rows_json(rows: Sequence[Sequence[Any]], as_json: bool) -> list[tuple[int, str]]:
+    """The rows of ``trial_page_query`` as ``(number, JSON object text)``: written by
+    PostgreSQL (``as_json``), else encoded here. (SQLite's JSON functions print floats
+    with 15 digits only, so SQLite rows are encoded exactly, in Python.)"""
+    if as_json:
+        return [(row[0], row[1]) for row in rows]
+    keys = [column.key for column in LISTING]
+    number = keys.index("number")
+    return [(row[number], json.dumps(dict(zip(keys, row)), default=_json_default)) for row in rows]
+
+
+def trial_page_query(
+    as_json: bool,
+    job_id: int,
+    state: str | None,
+    sort: str,
+    descending: bool,
+    limit: int,
+    offset: int,
+    after: int | None,
+) -> tuple[Select[Any], dict[str, Any]]:
+    """A page of a job's trials: its statement and parameters. Rows of ``LISTING``, or with
+    ``as_json`` (PostgreSQL) ``(number, JSON object text)``, the JSON written by the
+    database so the service neither parses the JSON columns nor encodes the page. ``sort``
+    is ``number``, ``objective`` or a metric name; trials without the sort value come last;
+    ``after`` is a keyset cursor for ``number`` order (constant time however deep the
+    page); an ``offset`` skips rows in the index alone."""
+    keyset = sort == "number" and after is not None
+    statement = _page_statement(as_json, state is not None, sort, descending, keyset, offset > 0)
+    params: dict[str, Any] = {"job_id": job_id, "limit": limit}
+    if state is not None:
+        params["state"] = state
+    if keyset:
+        params["after"] = after
+    if offset:
+        params["offset"] = offset
+    return statement, params
+
+
+@lru_cache(maxsize=256)
+def _page_statement(
+    as_json: bool, filtered: bool, sort: str, descending: bool, keyset: bool, offset: bool
+) -> Select[Any]:
+    columns = LISTING_JSON if as_json else LISTING
+    job = TrialModel.job_id == bindparam("job_id")
+    conditions = [job]
+    if filtered:
+        conditions.append(TrialModel.state == bindparam("state"))
+    if sort == "number":
+        key: Any = TrialModel.number
+        if keyset:
+            after = bindparam("after")
+            conditions.append(
+                TrialModel.number < after if descending else TrialModel.number > after
+            )
+        order = [key.desc() if descending else key.asc()]
+    else:
+        key = TrialModel.objective if sort == "objective" else TrialModel.metrics[sort].as_float()
+        order = [
+            (key.desc() if descending else key.asc()).nulls_last(),
+            TrialModel.number.asc(),
+        ]
+    if not offset:
+        return select(*columns).where(*conditions).order_by(*order).limit(bindparam("limit"))
+    # A deep offset skips its rows in the index alone (an index-only scan: only numbers are
+    # selected), then reads (and, on PostgreSQL, writes as JSON) the page's rows alone.
+    numbers = (
+        select(TrialModel.number)
+        .where(*conditions)
+        .order_by(*order)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    ).subquery()
+    return (
+        select(*columns)
+        .join(numbers, and_(job, TrialModel.number == numbers.c.number))
+        .order_by(*order)
+    )

@@ -23,7 +23,9 @@ class ConflictError(RuntimeError):
     """The request does not fit the resource's state (409)."""
 
 
-def check_runnable_here(resolved: ResolvedSpec, backend: str) -> None:
+def check_runnable_here(
+    resolved: ResolvedSpec, backend: str, ray_address: str | None = None
+) -> None:
     """Reject settings this server cannot honour, at submit time (never silently ignored)."""
     resources = resolved.spec.resources
     if backend == "inline" and resources.workers != 1:
@@ -36,7 +38,7 @@ def check_runnable_here(resolved: ResolvedSpec, backend: str) -> None:
         if backend == "ray":
             from workers.ray_backend import cluster_gpus
 
-            available = cluster_gpus()
+            available = cluster_gpus(ray_address)
             where = "the Ray cluster"
         else:
             import torch
@@ -52,16 +54,19 @@ def check_runnable_here(resolved: ResolvedSpec, backend: str) -> None:
 
 
 class JobService:
-    def __init__(self, session: Session, *, backend: str = "inline") -> None:
+    def __init__(
+        self, session: Session, *, backend: str = "inline", ray_address: str | None = None
+    ) -> None:
         self.session = session
         self.backend = backend
+        self.ray_address = ray_address
         self.jobs = JobRepository(session)
 
     def submit(self, principal: Principal, document: Mapping[str, Any]) -> JobModel:
         """Validate the whole spec, then create the job QUEUED; nothing is created when the
         spec is invalid."""
         resolved = parse_spec(document)
-        check_runnable_here(resolved, self.backend)
+        check_runnable_here(resolved, self.backend, self.ray_address)
         return self.jobs.add(
             JobModel(
                 name=resolved.spec.name,

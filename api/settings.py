@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     ray_address: str | None = None
     #: CPUs of the local Ray instance (default: all).
     ray_num_cpus: int | None = Field(None, ge=1)
+    #: Trial listings that query the database at once per server process; more wait on
+    #: the event loop. A few per core: more only switch between threads and connections.
+    read_concurrency: int = Field(3, ge=1, le=64)
     #: Run jobs in this process (off: an API-only replica).
     run_jobs: bool = True
     #: Upgrade the database schema on start (else ``nas db upgrade`` must have run).

@@ -97,9 +97,12 @@ def _project_root() -> str:
     return f"{root}{os.pathsep}{existing}" if existing else root
 
 
-def cluster_gpus() -> float:
+def cluster_gpus(address: str | None = None) -> float:
+    """GPUs of the Ray cluster; connects first (``ensure_ray(address)``) if this process
+    has not yet, as an API-only server (``NAS_RUN_JOBS=false``) has not."""
     import ray
 
+    ensure_ray(address)
     return float(ray.cluster_resources().get("GPU", 0.0))
 
 

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any
 
@@ -19,11 +18,28 @@ from fastapi import (
 )
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from api.auth import Principal
-from api.deps import AppState, CurrentPrincipal, ReadSession, SpecDocument, StateDep, WriteSession
+from api.auth import Principal, bearer_token, hash_key
+from api.deps import (
+    AppState,
+    CurrentPrincipal,
+    ReadSession,
+    SpecDocument,
+    StateDep,
+    WriteSession,
+    app_state,
+    unauthorized,
+)
 from api.exports import delete_job as delete_job_and_files
 from api.models import JobState
-from api.repositories import METRIC_NAME, JobRepository, TrialRepository
+from api.reads import Plan
+from api.repositories import (
+    METRIC_NAME,
+    JobRepository,
+    TrialRepository,
+    listing_header_query,
+    trial_page_query,
+    trial_rows_json,
+)
 from api.routes.exports import retrainings
 from api.schemas import JobList, JobRead, TrialList, TrialRead
 from api.services import ConflictError, JobService, NotFoundError, job_read
@@ -76,7 +92,9 @@ def submit_job(
 ) -> JobRead:
     """Submit a job spec (JSON, or YAML with a YAML content type). The spec is validated
     whole; an invalid one creates nothing and answers 422 with every problem's path."""
-    job = JobService(session, backend=state.settings.backend).submit(principal, document)
+    settings = state.settings
+    service = JobService(session, backend=settings.backend, ray_address=settings.ray_address)
+    job = service.submit(principal, document)
     runner = getattr(request.app.state, "runner", None)
     if runner is not None:  # after the commit (the session closes before the response)
         background.add_task(runner.wake)
@@ -147,16 +165,14 @@ def delete_job(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _sort_keys(spec: dict[str, Any]) -> list[str]:
-    evaluator = EVALUATORS.get(spec["evaluator"]["name"])
-    return ["number", "objective", *evaluator.metrics]
+def _sort_keys(evaluator: str) -> list[str]:
+    return ["number", "objective", *EVALUATORS.get(evaluator).metrics]
 
 
 @router.get("/{job_id}/trials", response_model=TrialList, response_class=Response)
-def list_trials(
+async def list_trials(
     job_id: int,
-    session: ReadSession,
-    principal: CurrentPrincipal,
+    request: Request,
     state: TrialStateParam | None = None,
     sort: Annotated[str, Query(description="number, objective or a metric name")] = "number",
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
@@ -166,61 +182,71 @@ def list_trials(
 ) -> Response:
     """A page of a job's trials, filtered by state and sorted by number, objective or any
     metric the job's evaluator reports. ``count`` is the total over all pages."""
-    job = _job(session, principal, job_id)
-    valid = _sort_keys(job.spec)
-    if sort not in valid or not METRIC_NAME.match(sort):
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [
-                {
-                    "loc": ["query", "sort"],
-                    "msg": f"unknown sort key {sort!r}; valid: {', '.join(valid)}",
-                    "type": "value_error",
-                }
-            ],
+    # The hottest read: a plan of two statements (api.reads), the caller's key checked in
+    # the first (api.repositories.listing_header_query).
+    app = app_state(request)
+    key_hash = None
+    if app.settings.auth != "none":
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            raise unauthorized()
+        key_hash = hash_key(token)
+    query = TrialQuery(state.value if state else None, sort, order == "desc", limit, offset, after)
+    as_json = app.reader.dialect == "postgresql"
+    body = await app.reader.run(lambda: _trials_page(key_hash, job_id, query, as_json))
+    return Response(body, media_type="application/json")
+
+
+@dataclass(frozen=True)
+class TrialQuery:
+    state: str | None
+    sort: str
+    descending: bool
+    limit: int
+    offset: int
+    after: int | None
+
+
+def _trials_page(key_hash: str | None, job_id: int, q: TrialQuery, as_json: bool) -> Plan[str]:
+    """The listing's plan: the caller, the job and its counters, then the page."""
+    header = yield listing_header_query(job_id, key_hash)
+    if not header and key_hash is not None:
+        raise unauthorized()
+    if not header or header[0][1] is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
+    _, _, n_trials, state_counts, evaluator = header[0]
+    valid = _sort_keys(evaluator)
+    if q.sort not in valid or not METRIC_NAME.match(q.sort):
+        raise _query_error("sort", f"unknown sort key {q.sort!r}; valid: {', '.join(valid)}")
+    if q.after is not None and q.sort != "number":
+        raise _query_error(
+            "after", "the after cursor needs sort=number; use offset for other orders"
         )
-    if after is not None and sort != "number":
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [
-                {
-                    "loc": ["query", "after"],
-                    "msg": "the after cursor needs sort=number; use offset for other orders",
-                    "type": "value_error",
-                }
-            ],
-        )
-    counts = job.state_counts or {}
-    total = job.n_trials if state is None else int(counts.get(state.value, 0))
-    descending = order == "desc"
-    if sort == "number" and state is None and after is None and offset:
+    total = n_trials if q.state is None else int((state_counts or {}).get(q.state, 0))
+    after, offset = q.after, q.offset
+    if q.sort == "number" and q.state is None and after is None and offset:
         # Numbers run without gaps from 0 to n_trials - 1: an offset is a keyset position.
-        after = job.n_trials - offset if descending else offset - 1
+        after = n_trials - offset if q.descending else offset - 1
         offset = 0
-    rows = TrialRepository(session).page(
-        job_id,
-        state=state.value if state else None,
-        sort=sort,
-        descending=descending,
-        limit=limit,
-        offset=offset,
-        after=after,
+    rows = trial_rows_json(
+        (
+            yield trial_page_query(
+                as_json, job_id, q.state, q.sort, q.descending, q.limit, offset, after
+            )
+        ),
+        as_json,
     )
-    data = [_trial_json(row) for row in rows]
-    next_after = data[-1]["number"] if sort == "number" and len(data) == limit else None
-    # Plain rows to JSON directly: a page of 1,000 trials skips 1,000 model validations.
-    body = {"data": data, "count": total, "next_after": next_after}
-    return Response(json.dumps(body, default=_json_default), media_type="application/json")
+    next_after = rows[-1][0] if q.sort == "number" and len(rows) == q.limit else None
+    data = ",".join(text for _, text in rows)
+    next_json = "null" if next_after is None else str(next_after)
+    return f'{{"data":[{data}],"count":{total},"next_after":{next_json}}}'
 
 
-def _trial_json(row: Any) -> dict[str, Any]:
-    return dict(row._mapping)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def _query_error(name: str, msg: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        [{"loc": ["query", name], "msg": msg, "type": "value_error"}],
+    )
 
 
 @router.get("/{job_id}/best", response_model=list[TrialRead])

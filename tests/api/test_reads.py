@@ -1,0 +1,101 @@
+"""The hot read path (api.reads): trial listings as written by the database or by the service,
+a dead pooled connection, and an API-only server that never starts Ray."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from api.reads import APPLICATION_NAME
+from tests.api.conftest import PG_ADMIN, LiveServer, make_settings, nb201_spec, postgres_database
+
+
+def _same_instant(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return datetime.fromisoformat(a) == datetime.fromisoformat(b)
+
+
+def test_listed_trials_equal_their_detail_exactly(server_factory: Any) -> None:
+    """Every field of a listed trial (JSON written by PostgreSQL, or by the service on
+    SQLite) equals the trial's own endpoint, floats to the last bit."""
+    server: LiveServer = server_factory()
+    with server.client(server.create_key("a")) as client:
+        job_id = client.submit(nb201_spec(budget={"trials": 40}))["id"]
+        client.wait(job_id, timeout=60)
+        page = client.trials(job_id, limit=40)
+        assert page["count"] == 40 and page["next_after"] == 39
+        for listed in page["data"]:
+            detail = client.trial(listed["id"])
+            assert set(listed) == set(detail) - {"intermediate_values"}
+            for field, value in listed.items():
+                if field in ("started_at", "finished_at"):
+                    assert _same_instant(value, detail[field]), field
+                else:
+                    assert value == detail[field], field
+            assert isinstance(listed["simulated"], bool)
+            assert listed["objective"] == listed["metrics"]["val_accuracy"]
+
+
+def test_listing_errors_name_the_parameter_and_leave_nothing_behind(server_factory: Any) -> None:
+    server: LiveServer = server_factory(run_jobs=False)
+    key = server.create_key("a")
+    with server.client(key) as client:
+        job_id = client.submit(nb201_spec())["id"]
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as http:
+        bad_sort = http.get(f"/api/v1/jobs/{job_id}/trials", params={"sort": "nope"})
+        assert bad_sort.status_code == 422
+        assert bad_sort.json()["detail"][0]["loc"] == ["query", "sort"]
+        assert "valid: number, objective, " in bad_sort.json()["detail"][0]["msg"]
+        cursor = http.get(f"/api/v1/jobs/{job_id}/trials", params={"sort": "objective", "after": 3})
+        assert cursor.status_code == 422 and cursor.json()["detail"][0]["loc"] == ["query", "after"]
+        assert http.get("/api/v1/jobs/999999/trials").status_code == 404
+        empty = http.get(f"/api/v1/jobs/{job_id}/trials")
+        assert empty.status_code == 200
+        assert empty.json() == {"data": [], "count": 0, "next_after": None}
+
+
+def _kill_read_connections(database_url: str) -> int:
+    database = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name = %s",
+            (database, APPLICATION_NAME),
+        ).fetchall()
+    return len(rows)
+
+
+def test_listing_survives_its_pooled_connections_being_killed(tmp_path: Path) -> None:
+    """PostgreSQL only: the read pool's connections (no ping at checkout) all die, as in
+    a database restart; the next listing still answers, on fresh connections."""
+    with postgres_database() as url:
+        server = LiveServer(make_settings(url, tmp_path / "data")).start()
+        try:
+            key = server.create_key("a")
+            with server.client(key) as client:
+                job_id = client.submit(nb201_spec(budget={"trials": 30}))["id"]
+                client.wait(job_id, timeout=60)
+                before = client.trials(job_id, limit=30)
+                assert _kill_read_connections(url) == server.settings.read_concurrency
+                assert client.trials(job_id, limit=30) == before
+                assert client.trials(job_id, limit=5, offset=10)["data"][0]["number"] == 10
+        finally:
+            server.stop()
+
+
+def test_an_api_only_server_never_starts_ray(server_factory: Any) -> None:
+    import ray
+
+    assert not ray.is_initialized(), "an earlier test left Ray running"
+    server: LiveServer = server_factory(backend="ray", run_jobs=False)
+    with server.client(server.create_key("a")) as client:
+        job_id = client.submit(nb201_spec())["id"]
+        assert client.trials(job_id)["count"] == 0
+        assert json.loads(json.dumps(client.job(job_id)))["state"] == "QUEUED"
+    assert not ray.is_initialized()
