@@ -11,7 +11,6 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
-    Row,
     Select,
     Text,
     and_,
@@ -263,25 +262,6 @@ class TrialRepository:
 
     def get(self, trial_id: int) -> TrialModel | None:
         return self.session.get(TrialModel, trial_id)
-
-    def page(
-        self,
-        job_id: int,
-        *,
-        state: str | None = None,
-        sort: str = "number",
-        descending: bool = False,
-        limit: int = 50,
-        offset: int = 0,
-        after: int | None = None,
-    ) -> Sequence[Row[Any]]:
-        """One page in SQL, as plain rows of ``LISTING``. ``sort`` is ``number``,
-        ``objective`` or a metric name; trials without the sort value come last. ``after``
-        is a keyset cursor for ``number`` order (constant time however deep the page)."""
-        query, params = trial_page_query(
-            False, job_id, state, sort, descending, limit, offset, after
-        )
-        return self.session.execute(query, params).all()
 
     def top(self, job_id: int, k: int, *, maximize: bool) -> Sequence[TrialModel]:
         key = TrialModel.objective.desc() if maximize else TrialModel.objective.asc()
