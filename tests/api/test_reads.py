@@ -1,16 +1,17 @@
 """The hot read path (api.reads): trial listings as written by the database or by the service,
-a dead pooled connection, and an API-only server that never starts Ray."""
+a dead pooled connection, and an API-only server that starts Ray only to check a GPU request."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
+from api.client import ApiError
 from api.reads import APPLICATION_NAME
 from tests.api.conftest import PG_ADMIN, LiveServer, make_settings, nb201_spec, postgres_database
 
@@ -89,13 +90,21 @@ def test_listing_survives_its_pooled_connections_being_killed(tmp_path: Path) ->
             server.stop()
 
 
-def test_an_api_only_server_never_starts_ray(server_factory: Any) -> None:
+def test_an_api_only_server_starts_ray_only_to_check_a_gpu_request(server_factory: Any) -> None:
     import ray
 
     assert not ray.is_initialized(), "an earlier test left Ray running"
-    server: LiveServer = server_factory(backend="ray", run_jobs=False)
-    with server.client(server.create_key("a")) as client:
-        job_id = client.submit(nb201_spec())["id"]
-        assert client.trials(job_id)["count"] == 0
-        assert json.loads(json.dumps(client.job(job_id)))["state"] == "QUEUED"
-    assert not ray.is_initialized()
+    server: LiveServer = server_factory(backend="ray", run_jobs=False, ray_num_cpus=1)
+    try:
+        with server.client(server.create_key("a")) as client:
+            job_id = client.submit(nb201_spec())["id"]
+            assert client.trials(job_id)["count"] == 0
+            assert client.job(job_id)["state"] == "QUEUED"
+            assert not ray.is_initialized()
+            with pytest.raises(ApiError) as err:
+                client.submit(nb201_spec(resources={"gpus_per_trial": 1}))
+            assert err.value.status_code == 422
+            assert "gpus_per_trial" in str(err.value) and "has 0 GPUs" in str(err.value)
+            assert ray.is_initialized()
+    finally:
+        ray.shutdown()
