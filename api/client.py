@@ -66,12 +66,7 @@ class NasClient:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise ApiError(response.status_code, detail)
+        self._check(response)
         return response.json()
 
     # --- jobs ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import LOCAL_ADMIN, Principal, authenticate
+from api.db import session_scope
 from api.reads import Reader
 from api.settings import Settings
 
@@ -37,15 +38,8 @@ def _read_session(request: Request) -> Iterator[Session]:
 
 
 def _write_session(request: Request) -> Iterator[Session]:
-    session = app_state(request).write()
-    try:
+    with session_scope(app_state(request).write) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 ReadSession = Annotated[Session, Depends(_read_session, scope="function")]

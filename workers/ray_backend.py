@@ -22,8 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nas.architecture import Architecture
-from nas.evaluators import EVALUATORS, Evaluator
-from nas.spaces import SPACES
+from nas.evaluators import Evaluator, build_evaluator
 from nas.spec import parse_spec
 from nas.trial import TrialResult
 from workers.backend import Backend, Interrupted, StopFn
@@ -35,16 +34,7 @@ _CACHE: dict[str, Evaluator] = {}
 def _evaluator_for(spec_json: str) -> Evaluator:
     evaluator = _CACHE.get(spec_json)
     if evaluator is None:
-        resolved = parse_spec(json.loads(spec_json))
-        spec = resolved.spec
-        space = SPACES.get(spec.space.name).from_config(resolved.space_params)
-        evaluator = EVALUATORS.get(spec.evaluator.name).from_spec(
-            dataset=spec.dataset.name,
-            dataset_params=resolved.dataset_params,
-            space=space,
-            params=resolved.evaluator_params,
-            seed=spec.seed,
-        )
+        _, evaluator = build_evaluator(parse_spec(json.loads(spec_json)))
         _CACHE.clear()
         _CACHE[spec_json] = evaluator
     return evaluator

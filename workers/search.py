@@ -16,9 +16,9 @@ from typing import Any
 
 from controllers import CONTROLLERS, Candidate, Controller
 from nas.architecture import Architecture
-from nas.evaluators import EVALUATORS, Evaluator
+from nas.evaluators import Evaluator, build_evaluator
 from nas.pareto import non_dominated
-from nas.spaces import SPACES, SearchSpace
+from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
 from nas.trial import TrialResult, TrialState
 from workers.backend import Backend, InlineBackend
@@ -156,14 +156,7 @@ class SearchComponents:
 
 def build_components(resolved: ResolvedSpec) -> SearchComponents:
     spec = resolved.spec
-    space = SPACES.get(spec.space.name).from_config(resolved.space_params)
-    evaluator = EVALUATORS.get(spec.evaluator.name).from_spec(
-        dataset=spec.dataset.name,
-        dataset_params=resolved.dataset_params,
-        space=space,
-        params=resolved.evaluator_params,
-        seed=spec.seed,
-    )
+    space, evaluator = build_evaluator(resolved)
     controller = CONTROLLERS.get(spec.controller.name)(
         space=space,
         direction=spec.objective.direction,

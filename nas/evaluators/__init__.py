@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from nas.evaluators.base import Evaluator, EvaluatorConfig
 from nas.evaluators.shared import SharedWeightEvaluator
 from nas.evaluators.standalone import StandaloneEvaluator
 from nas.evaluators.tabular import Nb201Table, TabularEvaluator, load_table, resolve_table_path
 from nas.registry import Registry
 
+if TYPE_CHECKING:
+    from nas.spaces.base import SearchSpace
+    from nas.spec import ResolvedSpec
+
 EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator")
 EVALUATORS.register(TabularEvaluator.name)(TabularEvaluator)
 EVALUATORS.register(StandaloneEvaluator.name)(StandaloneEvaluator)
 EVALUATORS.register(SharedWeightEvaluator.name)(SharedWeightEvaluator)
+
+
+def build_evaluator(resolved: ResolvedSpec) -> tuple[SearchSpace, Evaluator]:
+    """The spec's search space and its evaluator (the dataset loaded)."""
+    from nas.spaces import SPACES
+
+    spec = resolved.spec
+    space = SPACES.get(spec.space.name).from_config(resolved.space_params)
+    evaluator = EVALUATORS.get(spec.evaluator.name).from_spec(
+        dataset=spec.dataset.name,
+        dataset_params=resolved.dataset_params,
+        space=space,
+        params=resolved.evaluator_params,
+        seed=spec.seed,
+    )
+    return space, evaluator
+
 
 __all__ = [
     "EVALUATORS",
@@ -21,6 +44,7 @@ __all__ = [
     "SharedWeightEvaluator",
     "StandaloneEvaluator",
     "TabularEvaluator",
+    "build_evaluator",
     "load_table",
     "resolve_table_path",
 ]
