@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "NB201_DATASETS",
     "DatasetSplits",
     "cache_dir",
+    "dataset_shape",
     "load_dataset",
 ]
 
@@ -87,11 +89,22 @@ class DatasetEntry:
     config: type[BaseModel]
     load: Callable[..., DatasetSplits] | None  # None: a tabular benchmark, no arrays
     tabular: str | None = None  # the NAS-Bench-201 column prefix
+    #: Input shape (one example) and classes where they are fixed: a tabular benchmark has no
+    #: arrays to read them from. ``None``: they come from the loaded data.
+    input_shape: tuple[int, ...] | None = None
+    num_classes: int | None = None
 
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
 #: spec name -> NAS-Bench-201 table column prefix
 NB201_DATASETS = {"nb201-cifar10": "c10", "nb201-cifar100": "c100", "nb201-imagenet16-120": "in16"}
+#: spec name -> input shape and classes of the NAS-Bench-201 datasets: CIFAR-10/100 images are
+#: 32x32, ImageNet16-120 images 16x16.
+_NB201_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+    "nb201-cifar10": ((3, 32, 32), 10),
+    "nb201-cifar100": ((3, 32, 32), 100),
+    "nb201-imagenet16-120": ((3, 16, 16), 120),
+}
 
 
 def cache_dir() -> Path:
@@ -109,6 +122,24 @@ def load_dataset(name: str, *, seed: int = 0, **config: Any) -> DatasetSplits:
         raise DatasetError(f"dataset {name!r} is a tabular benchmark; it has no arrays to load")
     params = entry.config.model_validate(config)
     return entry.load(name=name, seed=seed, **params.model_dump())
+
+
+def dataset_shape(
+    name: str, params: Mapping[str, Any] | None = None, seed: int = 0
+) -> tuple[tuple[int, ...], int]:
+    """Input shape (one example: (C, L) or (C, H, W)) and number of classes of a registered
+    dataset with its spec parameters: from the registry entry where they are fixed, else from
+    the data, loaded once per (name, params, seed) in this process."""
+    entry = DATASETS.get(name)
+    if entry.input_shape is not None and entry.num_classes is not None:
+        return entry.input_shape, entry.num_classes
+    return _loaded_shape(name, json.dumps(dict(params or {}), sort_keys=True, default=str), seed)
+
+
+@lru_cache(maxsize=32)
+def _loaded_shape(name: str, params_json: str, seed: int) -> tuple[tuple[int, ...], int]:
+    data = load_dataset(name, seed=seed, **json.loads(params_json))
+    return tuple(int(v) for v in data.input_shape), int(data.num_classes)
 
 
 # --- splitting -----------------------------------------------------------------------------
@@ -279,4 +310,9 @@ DATASETS.register("mnist1d")(DatasetEntry(Mnist1dConfig, _load_mnist1d))
 DATASETS.register("digits")(DatasetEntry(DigitsConfig, _load_digits))
 DATASETS.register("npz")(DatasetEntry(NpzConfig, _load_npz))
 for _name, _prefix in NB201_DATASETS.items():
-    DATASETS.register(_name)(DatasetEntry(Nb201DatasetConfig, None, tabular=_prefix))
+    _shape, _classes = _NB201_SHAPES[_name]
+    DATASETS.register(_name)(
+        DatasetEntry(
+            Nb201DatasetConfig, None, tabular=_prefix, input_shape=_shape, num_classes=_classes
+        )
+    )

@@ -10,18 +10,13 @@ from pydantic import BaseModel, Field
 
 from api.db import session_scope
 from api.deps import CurrentPrincipal, StateDep
-from api.exports import (
-    FORMATS,
-    InvalidRequestError,
-    Retrainings,
-    cached_export,
-    plan_export,
-    record_export,
-    start_retrain,
-    write_export,
-)
+from api.exports import cached_export, plan_export, record_export, write_export
+from api.ranking import InvalidRequestError
+from api.retraining import Retrainings, start_retrain
 from api.services import ConflictError, NotFoundError
 from nas.errors import ExportError
+from nas.export import FORMATS
+from nas.trial import TrialState
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["exports"])
 
@@ -100,7 +95,7 @@ class RetrainRead(BaseModel):
     rank: int
     trial_id: int = Field(description="the retraining's trial: GET /api/v1/trials/{trial_id}")
     trial_number: int
-    state: str = "RUNNING"
+    state: TrialState = TrialState.RUNNING
     architecture: dict[str, Any]
 
 

@@ -5,7 +5,8 @@ Example:
     >>> arch = space.sample(np.random.default_rng(0))
     >>> source = export_pytorch_source(space, arch, (1, 40), 10)  # imports torch only
     >>> model = load_network(space, arch, (1, 40), 10, "final/rank0.pt")  # doctest: +SKIP
-    >>> export_onnx(model, (1, 40), "model.onnx")  # doctest: +SKIP
+    >>> export("onnx", "model.onnx", space=space, arch=arch, input_shape=(1, 40),
+    ...        num_classes=10, model=model)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -17,22 +18,21 @@ from nas.export.artifacts import (
     export_torchscript,
 )
 from nas.export.card import draw_network, measure_latency, model_card
-from nas.export.formats import FORMATS, ExportFormat, export, get_format, supported_formats
-from nas.export.network import (
-    NB201_DEFAULTS,
-    Nb201Network,
-    build_network,
-    exportable_spaces,
-    load_network,
-    network_options,
+from nas.export.formats import (
+    FORMATS,
+    ExportContext,
+    ExportFormat,
+    export,
+    get_format,
+    supported_formats,
 )
+from nas.export.network import build_network, exportable_spaces, load_network
 from nas.export.source import export_pytorch_source
 
 __all__ = [
     "FORMATS",
-    "NB201_DEFAULTS",
+    "ExportContext",
     "ExportFormat",
-    "Nb201Network",
     "architecture_from_json",
     "build_network",
     "draw_network",
@@ -46,6 +46,5 @@ __all__ = [
     "load_network",
     "measure_latency",
     "model_card",
-    "network_options",
     "supported_formats",
 ]

@@ -18,7 +18,6 @@ from torch import nn
 
 from nas.architecture import Architecture
 from nas.errors import ExportError
-from nas.export.network import exportable_spaces, network_options
 from nas.spaces import SPACES
 from nas.spaces.base import SearchSpace
 
@@ -59,14 +58,14 @@ def export_json(
     """Everything that rebuilds and describes ``arch``, as JSON-ready data; read it back with
     ``architecture_from_json``."""
     space.validate(arch)
-    exportable = space.name in exportable_spaces()
+    exportable = space.network_class is not None
     data = {
         "format": JSON_FORMAT,
         "format_version": JSON_FORMAT_VERSION,
         "architecture": arch.to_dict(),
         "space": {"name": space.name, "version": space.version, "config": space.config},
         "genotype": space.describe(arch),
-        "network_options": network_options(space, options) if exportable else {},
+        "network_options": space.network_options(options) if exportable else {},
         "input_shape": None if input_shape is None else [int(v) for v in input_shape],
         "num_classes": None if num_classes is None else int(num_classes),
         "hyperparameters": dict(hyperparameters or {}),

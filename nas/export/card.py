@@ -16,18 +16,12 @@ from torch import nn
 from nas.architecture import Architecture
 from nas.errors import ExportError
 from nas.export.artifacts import package_version
-from nas.export.network import Nb201Cell, Nb201Network, metaqnn_layers
 from nas.models import count_parameters
-from nas.models.macro import MacroNetwork
-from nas.models.metaqnn import MetaQNNNetwork
-from nas.models.micro import MicroNetwork
+from nas.models.base import SpaceNetwork
 from nas.spaces.base import SearchSpace
-from nas.spaces.metaqnn import CONV, FC, GAP, POOL, SM
-from nas.spaces.micro import input_labels
-from nas.spaces.nb201 import NB201_EDGES, NB201_OPS
 from nas.training import count_flops
 
-__all__ = ["draw_network", "measure_latency", "model_card"]
+__all__ = ["Drawing", "draw_network", "measure_latency", "model_card"]
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -79,154 +73,54 @@ def measure_latency(
 
 
 # --- the drawing --------------------------------------------------------------------------------
-def _output_shapes(
-    model: nn.Module, modules: Sequence[nn.Module], input_shape: Sequence[int]
-) -> dict[int, tuple[int, ...]]:
-    shapes: dict[int, tuple[int, ...]] = {}
+class Drawing:
+    """What a network's ``draw`` hook draws with: the input shape, the output shape of any of
+    its modules (one forward pass), and the row format (name, what it computes, shape).
 
-    def record(module: nn.Module, _args: Any, out: torch.Tensor) -> None:
-        shapes[id(module)] = tuple(out.shape[1:])
+    Example:
+        >>> space = MacroSpace(layers=2, channels=4)
+        >>> model = space.build_network((1, 40), 10, space.make([0, 0, 1]))
+        >>> drawing = Drawing(model, (1, 40))
+        >>> shapes = drawing.shapes([model.stem, model.head])
+        >>> drawing.row("stem", "conv3 -> BN", shapes[id(model.stem)])
+        'stem       conv3 -> BN                                (4, 40)'
+    """
 
-    hooks = [m.register_forward_hook(record) for m in modules]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape, device=_device(model)))
-    finally:
-        model.train(was_training)
-        for hook in hooks:
-            hook.remove()
-    return shapes
+    def __init__(self, model: nn.Module, input_shape: Sequence[int]) -> None:
+        self.model = model
+        self.input_shape = tuple(int(v) for v in input_shape)
 
+    def shapes(self, modules: Sequence[nn.Module]) -> dict[int, tuple[int, ...]]:
+        """Output shape (one example) of each of ``modules``, by ``id``."""
+        shapes: dict[int, tuple[int, ...]] = {}
 
-def _row(name: str, what: str, shape: tuple[int, ...] | None) -> str:
-    return f"{name:<10} {what:<42} {'' if shape is None else str(shape)}".rstrip()
+        def record(module: nn.Module, _args: Any, out: torch.Tensor) -> None:
+            shapes[id(module)] = tuple(out.shape[1:])
+
+        model = self.model
+        hooks = [m.register_forward_hook(record) for m in modules]
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, *self.input_shape, device=_device(model)))
+        finally:
+            model.train(was_training)
+            for hook in hooks:
+                hook.remove()
+        return shapes
+
+    @staticmethod
+    def row(name: str, what: str, shape: tuple[int, ...] | None) -> str:
+        return f"{name:<10} {what:<42} {'' if shape is None else str(shape)}".rstrip()
 
 
 def draw_network(model: nn.Module, arch: Architecture, input_shape: Sequence[int]) -> str:
-    """A plain-text drawing of the layers or cells of ``model`` with each output shape."""
-    shape_in = tuple(int(v) for v in input_shape)
-    if isinstance(model, MacroNetwork):
-        return _draw_macro(model, arch, shape_in)
-    if isinstance(model, MicroNetwork):
-        return _draw_micro(model, arch, shape_in)
-    if isinstance(model, Nb201Network):
-        return _draw_nb201(model, arch, shape_in)
-    if isinstance(model, MetaQNNNetwork):
-        return _draw_metaqnn(model, shape_in)
-    raise ExportError(f"no drawing for a {type(model).__name__}")
-
-
-def _draw_macro(model: MacroNetwork, arch: Architecture, input_shape: tuple[int, ...]) -> str:
-    layers, needed = model.plan(arch)
-    ops = [model.layers[i][op] for i, (op, _) in enumerate(layers)]
-    shapes = _output_shapes(model, [model.stem, *ops, model.head], input_shape)
-    lines = [
-        _row("input", "", input_shape),
-        "  |",
-        _row("stem", "conv3 -> BN", shapes[id(model.stem)]),
-    ]
-    for index, ((op, skips), module) in enumerate(zip(layers, ops, strict=True)):
-        if index in model.space.reductions:
-            sources = [j for j in range(index) if (index, j) in needed]
-            lines.append(f"  |  ~~ resolution halves: FactorizedReduce of layer(s) {sources}")
-        else:
-            lines.append("  |")
-        skip = f" + skip from {', '.join(map(str, skips))}" if skips else ""
-        lines.append(_row(f"layer {index}", op + skip, shapes[id(module)]))
-    lines += ["  |", _row("head", "ReLU -> global avg pool -> linear", shapes[id(model.head)])]
-    return "\n".join(lines)
-
-
-def _draw_micro(model: MicroNetwork, arch: Architecture, input_shape: tuple[int, ...]) -> str:
-    shapes = _output_shapes(model, [model.stem, *model.cells, model.head], input_shape)
-    lines = [
-        _row("input", "", input_shape),
-        "  |",
-        _row("stem", "conv3 -> BN", shapes[id(model.stem)]),
-    ]
-    for index, cell in enumerate(model.cells):
-        kind = "reduction cell" if cell.reduction else "normal cell"
-        lines += [
-            "  |",
-            _row(f"cell {index}", f"{kind} (inputs: 2 previous cells)", shapes[id(cell)]),
-        ]
-    lines += ["  |", _row("head", "ReLU -> global avg pool -> linear", shapes[id(model.head)])]
-    for kind, nodes in model.space.cell_choices(arch).items():
-        if kind == "reduce" and not any(c.reduction for c in model.cells):
-            continue
-        title = (
-            "reduction cell (ops on cell inputs have stride 2)"
-            if kind == "reduce"
-            else "normal cell"
-        )
-        lines += ["", f"{title}:", "  cell_in0 = previous-but-one cell, cell_in1 = previous cell"]
-        for node, (in0, in1, op0, op1) in enumerate(nodes):
-            labels = input_labels(node)
-            lines.append(f"  node{node} = {op0}({labels[in0]}) + {op1}({labels[in1]})")
-        lines.append("  output = concat(" + ", ".join(f"node{j}" for j in range(len(nodes))) + ")")
-    return "\n".join(lines)
-
-
-def _draw_nb201(model: Nb201Network, arch: Architecture, input_shape: tuple[int, ...]) -> str:
-    shapes = _output_shapes(model, [model.stem, *model.cells, model.classifier], input_shape)
-    lines = [
-        _row("input", "", input_shape),
-        "  |",
-        _row("stem", "conv3 -> BN", shapes[id(model.stem)]),
-    ]
-    for index, cell in enumerate(model.cells):
-        what = "cell" if isinstance(cell, Nb201Cell) else "residual block (stride 2)"
-        lines += ["  |", _row(f"cell {index}", what, shapes[id(cell)])]
-    lines += [
-        "  |",
-        _row("head", "BN -> ReLU -> global avg pool -> linear", shapes[id(model.classifier)]),
-        "",
-        "cell (node0 = cell input, node3 = cell output; none = zeros):",
-    ]
-    for target in range(1, 4):
-        terms = [
-            f"{NB201_OPS[arch.choices[e]]}(node{s})"
-            for e, (t, s) in enumerate(NB201_EDGES)
-            if t == target
-        ]
-        lines.append(f"  node{target} = " + " + ".join(terms))
-    return "\n".join(lines)
-
-
-def _draw_metaqnn(model: MetaQNNNetwork, input_shape: tuple[int, ...]) -> str:
-    """One row per MetaQNN layer, named by its label (``C(3,32)``, ``P(2)``, ``FC(64)``,
-    ``GAP``, ``SM``), with the body modules that make it and its output shape."""
-    layers = metaqnn_layers(model)
-    ends = [model.body[positions[-1]] for _, _, positions in layers if positions]
-    shapes = _output_shapes(model, [*ends, model.classifier], input_shape)
-    dropout = model.space.dropout
-    lines = [_row("input", "", input_shape)]
-    for label, kind, positions in layers:
-        flatten = bool(positions) and isinstance(model.body[positions[0]], nn.Flatten)
-        parts = ["flatten"] if flatten else []
-        if kind == CONV:
-            conv = model.body[positions[0]]
-            parts = [f"conv{_side(conv.kernel_size)} x {conv.out_channels}", "BN", "ReLU"]
-        elif kind == POOL:
-            parts = [f"max pool {_side(model.body[positions[0]].kernel_size)}, stride 2"]
-        elif kind == FC:
-            parts += ["linear", "ReLU"] + ([f"dropout {dropout:g}"] if dropout > 0 else [])
-        elif kind == GAP:
-            parts = ["global avg pool"]
-        else:  # SM: the classifier
-            parts += [f"dropout {dropout:g}"] if dropout > 0 else []
-            parts.append(f"linear -> {model.num_classes} logits")
-        last = model.classifier if kind == SM else model.body[positions[-1]]
-        shape = shapes[id(last)]
-        lines += ["  |", _row(label, " -> ".join(parts), shape)]
-    lines += ["", "layers: " + " -> ".join(label for label, _, _ in layers)]
-    return "\n".join(lines)
-
-
-def _side(value: int | tuple[int, ...]) -> int:
-    return value if isinstance(value, int) else value[0]
+    """A plain-text drawing of the layers or cells of ``model`` with each output shape (the
+    network draws itself: ``SpaceNetwork.draw``)."""
+    if not isinstance(model, SpaceNetwork):
+        raise ExportError(f"no drawing for a {type(model).__name__}")
+    return model.draw(arch, Drawing(model, input_shape))
 
 
 # --- the card -----------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 The constructor is written from the module tree of the network that ``build_network`` makes
 (so the ``state_dict`` keys are the same by construction); the op classes are copied from
 ``nas.ops`` (only those used); ``forward`` is unrolled for the architecture, one line per node.
-A metaqnn network is a plain chain of torch layers: its ``body`` is written as one
-``nn.Sequential`` with a comment naming each MetaQNN layer (and its output shape).
+What only a space knows (its ``forward``, its cells, a layer comment per MetaQNN layer) the
+network writes itself in its ``write_source`` hook, with the ``SourceWriter`` given to it.
 """
 
 from __future__ import annotations
@@ -21,36 +21,22 @@ from nas import ops
 from nas.architecture import Architecture
 from nas.errors import ExportError
 from nas.export.artifacts import package_version
-from nas.export.network import (
-    Nb201Cell,
-    Nb201Network,
-    ResNetBlock,
-    build_network,
-    metaqnn_layers,
-    network_options,
-)
+from nas.export.network import build_network
 from nas.models.base import ClassifierHead
-from nas.models.macro import MacroNetwork, _reduce_key
-from nas.models.metaqnn import MetaQNNNetwork
-from nas.models.micro import Cell as MicroCell
-from nas.models.micro import MicroNetwork
 from nas.spaces.base import SearchSpace
-from nas.spaces.metaqnn import SM
-from nas.spaces.nb201 import NB201_EDGES
 from nas.training import forked_rng
 
-__all__ = ["export_pytorch_source"]
+__all__ = ["INDENT", "SourceWriter", "export_pytorch_source"]
 
 INDENT = "    "
 
-#: Classes whose source is copied into the file, in file order, with what they need.
+#: Shared classes whose source is copied into the file, in file order, with what they need.
 _COPIED: dict[type, tuple[Callable[..., Any] | type, ...]] = {
     ops.ReLUConvBN: (ops.conv_layer, ops.batch_norm),
     ops.SepConv: (ops.conv_layer, ops.batch_norm),
     ops.Pool: (),
     ops.FactorizedReduce: (ops.conv_layer, ops.batch_norm),
     ops.Zero: (),
-    ResNetBlock: (ops.ReLUConvBN, ops.conv_layer, ops.batch_norm),
     ClassifierHead: (),
 }
 _HELPERS: tuple[Callable[..., Any], ...] = (ops.conv_layer, ops.batch_norm)
@@ -71,22 +57,11 @@ def export_pytorch_source(
     """
     with forked_rng(0):
         model = build_network(space, arch, input_shape, num_classes, options).eval()
-    writer = _Writer(model)
-    written: dict[str, str] = {}  # attributes written by the space's writer, not generically
-    if isinstance(model, MacroNetwork):
-        extra, forward = [], _macro_forward(model, arch)
-    elif isinstance(model, MicroNetwork):
-        extra, forward = _micro_cells(model, arch), _MICRO_FORWARD
-    elif isinstance(model, Nb201Network):
-        extra, forward = _nb201_cell(space, arch), _NB201_FORWARD
-    elif isinstance(model, MetaQNNNetwork):
-        extra, forward = [], _METAQNN_FORWARD
-        written["body"] = _metaqnn_body(writer, model, 2)
-    else:  # pragma: no cover - build_network only builds the four above
-        raise ExportError(f"no PyTorch source writer for {type(model).__name__}")
+    writer = SourceWriter(model)
+    parts = model.write_source(writer)
     body = "\n".join(
         f"{INDENT * 2}self.{name} = "
-        + (written[name] if name in written else writer.expr(child, 2))
+        + (parts.attributes[name] if name in parts.attributes else writer.expr(child, 2))
         for name, child in model.named_children()
     )
     source = _assemble(
@@ -94,11 +69,11 @@ def export_pytorch_source(
         arch=arch,
         input_shape=tuple(int(v) for v in input_shape),
         num_classes=num_classes,
-        options=network_options(space, options),
+        options=space.network_options(options),
         copied=writer.copied_sources(),
-        extra_classes=extra,
+        extra_classes=list(parts.classes),
         init_body=body,
-        forward=forward,
+        forward=parts.forward,
     )
     if verify:
         _verify(source, model, tuple(input_shape))
@@ -106,13 +81,30 @@ def export_pytorch_source(
 
 
 # --- module tree -> constructor expressions ---------------------------------------------------
-class _Writer:
-    """Writes each module as the expression that rebuilds it; records the classes it uses."""
+#: How a module of a space's own class is written: the class name the file defines for it and
+#: the attributes passed to that class's constructor.
+CallWriter = Callable[[nn.Module], tuple[str, Sequence[str]]]
+#: How a module whose class source is copied into the file is constructed: ``(module, dim)``.
+CopyWriter = Callable[[nn.Module, int], str]
+
+
+class SourceWriter:
+    """Writes each module as the expression that rebuilds it; records the classes it uses.
+
+    The shared op classes of ``nas.ops`` and ``ClassifierHead`` are known here. A network's
+    ``write_source`` hook teaches it its space's own classes: ``write_as`` for modules written
+    as a call of a class the network's source defines (a cell with its wiring unrolled), and
+    ``copy_class`` for a class whose source is copied into the file as it is.
+    """
+
+    INDENT = INDENT
 
     def __init__(self, model: nn.Module) -> None:
         self.dim = int(model.dim)  # type: ignore[arg-type]
         self.used: set[type] = set()
         self.channels: dict[int, int] = {}
+        self._calls: dict[type, CallWriter] = {}
+        self._copies: dict[type, tuple[tuple[Callable[..., Any] | type, ...], CopyWriter]] = {}
         # Pooling ops do not store their channel count; a forward pass tells it.
         hooks = [
             m.register_forward_hook(self._record)
@@ -129,13 +121,31 @@ class _Writer:
     def _record(self, module: nn.Module, args: tuple[torch.Tensor, ...], _out: Any) -> None:
         self.channels[id(module)] = int(args[0].shape[1])
 
+    # --- what a network's hook registers ---------------------------------------------------
+    def write_as(self, cls: type[nn.Module], call: CallWriter) -> None:
+        """Write modules of ``cls`` as ``Name(attr=<expr>, ...)``, ``call(module)`` giving the
+        name (a class the network's ``NetworkSource.classes`` defines) and the attributes."""
+        self._calls[cls] = call
+
+    def copy_class(
+        self,
+        cls: type[nn.Module],
+        construct: CopyWriter,
+        needs: Sequence[Callable[..., Any] | type] = (),
+    ) -> None:
+        """Copy the source of ``cls`` into the file when a module of it is written (after the
+        shared op classes), with the helpers and op classes it ``needs``;
+        ``construct(module, dim)`` writes one instance's constructor call."""
+        self._copies[cls] = (tuple(needs), construct)
+
+    # --- writing ----------------------------------------------------------------------------
     def expr(self, m: nn.Module, level: int) -> str:
         kind = type(m)
-        if kind in _COPIED:
+        if kind in _COPIED or kind in self._copies:
             self.used.add(kind)
             return self._copied(m)
-        if isinstance(m, MicroCell | Nb201Cell):
-            return self._cell(m, level)
+        if kind in self._calls:
+            return self._call(m, level)
         if kind is nn.Sequential:
             return self._block("nn.Sequential(", [self.expr(c, level + 1) for c in m], ")", level)
         if kind is nn.ModuleList:
@@ -155,21 +165,17 @@ class _Writer:
         pad = INDENT * (level + 1)
         return opening + "\n" + "".join(f"{pad}{i},\n" for i in items) + INDENT * level + closing
 
-    def _cell(self, cell: nn.Module, level: int) -> str:
-        """``NormalCell(pre0=..., pre1=..., edges=...)`` or ``Cell(edges=...)``."""
-        if isinstance(cell, MicroCell):
-            kind, names = (
-                ("ReduceCell" if cell.reduction else "NormalCell"),
-                ("pre0", "pre1", "edges"),
-            )
-        else:
-            kind, names = "Cell", ("edges",)
+    def _call(self, module: nn.Module, level: int) -> str:
+        """``NormalCell(pre0=..., pre1=..., edges=...)``: a class of the network's source."""
+        name, attributes = self._calls[type(module)](module)
         pad = INDENT * (level + 1)
-        parts = [f"{pad}{n}={self.expr(getattr(cell, n), level + 1)},\n" for n in names]
-        return f"{kind}(\n" + "".join(parts) + f"{INDENT * level})"
+        parts = [f"{pad}{a}={self.expr(getattr(module, a), level + 1)},\n" for a in attributes]
+        return f"{name}(\n" + "".join(parts) + f"{INDENT * level})"
 
     def _copied(self, m: nn.Module) -> str:
         d = self.dim
+        if type(m) in self._copies:
+            return self._copies[type(m)][1](m, d)
         if isinstance(m, ops.ReLUConvBN):
             conv = m[1]
             k, stride = _one(conv.kernel_size), _one(conv.stride)
@@ -189,22 +195,55 @@ class _Writer:
             return f"FactorizedReduce({m.conv_a.in_channels}, {m.bn.num_features}, {d})"
         if isinstance(m, ops.Zero):
             return f"Zero({m.c_out}, {m.stride}, {d})"
-        if isinstance(m, ResNetBlock):
-            conv = m.conv_a[1]
-            return f"ResNetBlock({conv.in_channels}, {conv.out_channels}, {d})"
         if isinstance(m, ClassifierHead):
             p = m.dropout.p if isinstance(m.dropout, nn.Dropout) else 0.0
             return f"ClassifierHead({m.linear.in_features}, {m.linear.out_features}, {p!r})"
         raise ExportError(f"no constructor writer for {type(m).__name__}")  # pragma: no cover
 
     def copied_sources(self) -> list[str]:
+        """The source of every helper and class the written modules use, in file order: the
+        helpers, the shared op classes, then the space's copied classes."""
+        requirements = {**_COPIED, **{cls: needs for cls, (needs, _) in self._copies.items()}}
         needed: list[Any] = []
-        for cls, deps in _COPIED.items():
+        for cls, deps in requirements.items():
             if cls in self.used:
                 needed.extend(d for d in deps if d not in needed)
         helpers = [h for h in _HELPERS if h in needed]
-        classes = [c for c in _COPIED if c in self.used or c in needed]
+        classes = [c for c in requirements if c in self.used or c in needed]
         return [inspect.getsource(obj).rstrip() for obj in (*helpers, *classes)]
+
+    # --- formatting, for the hooks ----------------------------------------------------------
+    @staticmethod
+    def method(signature: str, lines: Sequence[str]) -> str:
+        """A method of a class body: ``def <signature>:`` and ``lines`` as its body."""
+        return f"{INDENT}def {signature}:\n" + "".join(f"{INDENT * 2}{line}\n" for line in lines)
+
+    @staticmethod
+    def module_class(
+        name: str,
+        title: str,
+        doc: Sequence[str],
+        params: str,
+        attrs: Sequence[str],
+        signature: str,
+        lines: Sequence[str],
+    ) -> str:
+        """An ``nn.Module`` class whose constructor stores ``attrs`` (given as ``params``) and
+        whose forward method is ``signature`` with ``lines``; ``title`` and ``doc`` make its
+        docstring (e.g. a cell with its node wiring)."""
+        lines_ = [f"{INDENT}    {d}" if d else "" for d in doc]
+        docstring = "\n".join([f'{INDENT}"""{title}:', "", *lines_])
+        init = [
+            f"{INDENT}def __init__(self, {params}) -> None:",
+            f"{INDENT * 2}super().__init__()",
+        ]
+        init += [f"{INDENT * 2}self.{a} = {a}" for a in attrs]
+        return (
+            f'class {name}(nn.Module):\n{docstring}\n{INDENT}"""\n\n'
+            + "\n".join(init)
+            + "\n\n"
+            + SourceWriter.method(signature, lines)
+        )
 
 
 def _one(value: Any) -> str:
@@ -274,154 +313,6 @@ def _torch_leaf(m: nn.Module) -> str:
     if type(m) is nn.Identity:
         return "nn.Identity()"
     raise ExportError(f"cannot write a {name} as PyTorch source")
-
-
-# --- forward passes -----------------------------------------------------------------------------
-def _macro_forward(model: MacroNetwork, arch: Architecture) -> str:
-    layers, needed = model.plan(arch)
-    lines = ["h = self.stem(x)"]
-    for index, (op, skips) in enumerate(layers):
-        source = "h" if index == 0 else f"h{index - 1}"
-        if index in model.space.reductions:
-            lines.append(f"# resolution halves before layer {index}")
-            for j in range(index):
-                if (index, j) in needed:
-                    lines.append(f'h{j} = self.reduce["{_reduce_key(index, j)}"](h{j})')
-        terms = [f'self.layers[{index}]["{op}"]({source})', *(f"h{j}" for j in skips)]
-        lines.append(f"h{index} = " + " + ".join(terms))
-    lines.append(f"return self.head(h{len(layers) - 1})")
-    return _method("forward(self, x: torch.Tensor) -> torch.Tensor", lines)
-
-
-_MICRO_FORWARD = (
-    f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
-    f"{INDENT * 2}s0 = s1 = self.stem(x)\n"
-    f"{INDENT * 2}for cell in self.cells:\n"
-    f"{INDENT * 3}s0, s1 = s1, cell(s0, s1)\n"
-    f"{INDENT * 2}return self.head(s1)\n"
-)
-
-_NB201_FORWARD = (
-    f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
-    f"{INDENT * 2}x = self.stem(x)\n"
-    f"{INDENT * 2}for cell in self.cells:\n"
-    f"{INDENT * 3}x = cell(x)\n"
-    f"{INDENT * 2}return self.classifier(self.lastact(x).flatten(2).mean(dim=2))\n"
-)
-
-
-_METAQNN_FORWARD = (
-    f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
-    f"{INDENT * 2}return self.classifier(self.dropout(self.body(x)))\n"
-)
-
-
-def _metaqnn_body(writer: _Writer, model: MetaQNNNetwork, level: int) -> str:
-    """``nn.Sequential(...)`` of the body, one comment per MetaQNN layer: its label, the
-    body indices of its modules (the state_dict's ``body.<i>``) and its output shape."""
-    shapes: list[tuple[int, ...]] = []
-    with torch.no_grad():
-        h = torch.zeros(1, *model.input_shape)
-        for module in model.body:
-            h = module(h)
-            shapes.append(tuple(h.shape[1:]))
-    pad = INDENT * (level + 1)
-    lines = []
-    for label, kind, positions in metaqnn_layers(model):
-        if not positions:
-            continue
-        first, last = positions[0], positions[-1]
-        where = f"body.{first}" if first == last else f"body.{first}-{last}"
-        then = " (the classifier follows)" if kind == SM else ""
-        lines.append(f"{pad}# {label}: {where}, output {shapes[last]}{then}")
-        lines += [f"{pad}{writer.expr(model.body[i], level + 1)}," for i in positions]
-    return "nn.Sequential(\n" + "\n".join(lines) + f"\n{INDENT * level})"
-
-
-def _method(signature: str, lines: list[str]) -> str:
-    return f"{INDENT}def {signature}:\n" + "".join(f"{INDENT * 2}{line}\n" for line in lines)
-
-
-def _micro_cells(model: MicroNetwork, arch: Architecture) -> list[str]:
-    """``NormalCell`` / ``ReduceCell`` classes with the node wiring unrolled."""
-    choices = model.space.cell_choices(arch)
-    present = {"reduce" if c.reduction else "normal" for c in model.cells}  # type: ignore[union-attr]
-    classes = []
-    for kind in ("normal", "reduce"):
-        if kind not in present:
-            continue
-        names = ["in0", "in1"] + [f"node{j}" for j in range(len(choices[kind]))]
-        lines = ["in0 = self.pre0(s0)", "in1 = self.pre1(s1)"]
-        doc = []
-        for node, (in0, in1, op0, op1) in enumerate(choices[kind]):
-            a = f'self.edges["n{node}_s0_i{in0}_{op0}"]({names[in0]})'
-            b = f'self.edges["n{node}_s1_i{in1}_{op1}"]({names[in1]})'
-            lines.append(f"node{node} = {a} + {b}")
-            doc.append(f"node{node} = {op0}({names[in0]}) + {op1}({names[in1]})")
-        outputs = ", ".join(f"node{j}" for j in range(len(choices[kind])))
-        lines.append(f"return torch.cat([{outputs}], dim=1)")
-        title = (
-            "Reduction cell (ops on in0/in1 have stride 2)" if kind == "reduce" else "Normal cell"
-        )
-        classes.append(
-            _cell_class(
-                f"{kind.capitalize()}Cell",
-                title,
-                doc + [f"output = concat({outputs})"],
-                "pre0: nn.Module, pre1: nn.Module, edges: nn.ModuleDict",
-                ["pre0", "pre1", "edges"],
-                "forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor",
-                lines,
-            )
-        )
-    return classes
-
-
-def _nb201_cell(space: SearchSpace, arch: Architecture) -> list[str]:
-    from nas.spaces.nb201 import NB201_OPS
-
-    names = ["x", "node1", "node2", "node3"]
-    lines, doc = [], []
-    for target in range(1, 4):
-        edges = [(e, s) for e, (t, s) in enumerate(NB201_EDGES) if t == target]
-        terms = [f"self.edges[{e}]({names[s]})" for e, s in edges]
-        lines.append(f"{names[target]} = " + " + ".join(terms))
-        ops_ = [f"{NB201_OPS[arch.choices[e]]}({names[s]})" for e, s in edges]
-        doc.append(f"{names[target]} = " + " + ".join(ops_))
-    lines.append("return node3")
-    arch_str = space.arch_str(arch)  # type: ignore[attr-defined]
-    return [
-        _cell_class(
-            "Cell",
-            "NAS-Bench-201 cell (none: zeros)",
-            [arch_str, "", *doc],
-            "edges: nn.ModuleList",
-            ["edges"],
-            "forward(self, x: torch.Tensor) -> torch.Tensor",
-            lines,
-        )
-    ]
-
-
-def _cell_class(
-    name: str,
-    title: str,
-    doc: list[str],
-    params: str,
-    attrs: list[str],
-    signature: str,
-    lines: list[str],
-) -> str:
-    lines_ = [f"{INDENT}    {d}" if d else "" for d in doc]
-    docstring = "\n".join([f'{INDENT}"""{title}:', "", *lines_])
-    init = [f"{INDENT}def __init__(self, {params}) -> None:", f"{INDENT * 2}super().__init__()"]
-    init += [f"{INDENT * 2}self.{a} = {a}" for a in attrs]
-    return (
-        f'class {name}(nn.Module):\n{docstring}\n{INDENT}"""\n\n'
-        + "\n".join(init)
-        + "\n\n"
-        + _method(signature, lines)
-    )
 
 
 # --- the file -----------------------------------------------------------------------------------

@@ -1,17 +1,39 @@
-"""What the macro and micro networks share: the supernet/child split and the head."""
+"""What every space's network shares: the supernet/child split, the classifier head, and the
+hooks through which exports ask a network to write its source and draw itself."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar, Generic, TypeVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import torch
 from torch import nn
 
 from nas.architecture import Architecture
-from nas.spaces.base import SearchSpace
+from nas.errors import ExportError
 
-S = TypeVar("S", bound=SearchSpace)
+if TYPE_CHECKING:  # the export package imports the space registry, which imports this module
+    from nas.export.card import Drawing
+    from nas.export.source import SourceWriter
+    from nas.spaces.base import SearchSpace
+
+S = TypeVar("S", bound="SearchSpace")
+
+
+@dataclass(frozen=True)
+class NetworkSource:
+    """A network's part of its standalone PyTorch file (see ``SpaceNetwork.write_source``).
+
+    ``forward`` is the ``ExportedNet.forward`` method (indented as a method); ``classes`` are
+    class definitions written before ``ExportedNet`` (e.g. cells with their wiring unrolled);
+    ``attributes`` maps a child attribute to the constructor expression written for it where
+    the generic writer's expression is not wanted.
+    """
+
+    forward: str
+    classes: Sequence[str] = ()
+    attributes: Mapping[str, str] = field(default_factory=dict)
 
 
 class SpaceNetwork(nn.Module, Generic[S]):
@@ -23,11 +45,12 @@ class SpaceNetwork(nn.Module, Generic[S]):
       same names as in the supernet, so ``supernet.extract_child(arch)`` is a plain key copy.
 
     Input is ``(N, C, L)`` when ``input_shape`` is ``(C, L)`` and ``(N, C, H, W)`` when it is
-    ``(C, H, W)``.
-    """
+    ``(C, H, W)``. Whether a space has a supernet at all is the space's answer
+    (``SearchSpace.has_supernet``).
 
-    #: Whether ``arch=None`` builds a shared-weight supernet (the ENAS evaluator needs one).
-    has_supernet: ClassVar[bool] = True
+    Exports ask the network itself for what only its space knows: ``write_source`` (the
+    space-specific part of the standalone PyTorch file) and ``draw`` (the model card's drawing).
+    """
 
     def __init__(
         self,
@@ -37,11 +60,9 @@ class SpaceNetwork(nn.Module, Generic[S]):
         arch: Architecture | None = None,
     ) -> None:
         super().__init__()
-        if len(input_shape) not in (2, 3):
-            raise ValueError(
-                f"input_shape must be (C, L) for signals or (C, H, W) for images, got "
-                f"{tuple(input_shape)}"
-            )
+        problem = space.input_shape_problem(input_shape)
+        if problem is not None:
+            raise ValueError(problem)
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
         if arch is not None:
@@ -73,6 +94,18 @@ class SpaceNetwork(nn.Module, Generic[S]):
         own = self.state_dict()
         child.load_state_dict({k: own[k] for k in child.state_dict()})
         return child.to(next(self.parameters()).device)
+
+    # --- export hooks ------------------------------------------------------------------------
+    def write_source(self, writer: SourceWriter) -> NetworkSource:
+        """This child's part of its standalone PyTorch file. ``writer`` writes any module as
+        the expression that rebuilds it and formats methods and classes; register the
+        space's own module classes with it (``write_as``, ``copy_class``) before returning."""
+        raise ExportError(f"no PyTorch source writer for {type(self).__name__}")
+
+    def draw(self, arch: Architecture, drawing: Drawing) -> str:
+        """A plain-text drawing of this child's layers or cells with their output shapes, for
+        the model card; ``drawing`` measures output shapes and formats rows."""
+        raise ExportError(f"no drawing for a {type(self).__name__}")
 
 
 class ClassifierHead(nn.Module):

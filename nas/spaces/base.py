@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from nas.architecture import Architecture
-from nas.errors import InvalidArchitectureError
+from nas.errors import ExportError, InvalidArchitectureError
+
+if TYPE_CHECKING:
+    from nas.models.base import SpaceNetwork
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +55,22 @@ class SearchSpace(ABC):
     Subclasses set ``name``, ``version`` and ``Config`` and implement ``decisions`` and
     ``describe``. Every method that takes an architecture validates it first, so a bad one
     fails with the name of the bad decision instead of deep inside a network builder.
+
+    A space that builds networks sets ``network_class`` (a ``SpaceNetwork``, defined in the
+    space's own module, which also writes the network's export source and draws it) and says
+    what it can do with it: ``trainable``, ``has_supernet``. Callers ask the space
+    (``build_network``) instead of looking its network up by name.
     """
 
     name: ClassVar[str]
     version: ClassVar[int] = 1
     Config: ClassVar[type[SpaceConfig]] = SpaceConfig
+    #: Builds a network that standalone and shared-weight evaluators can train.
+    trainable: ClassVar[bool] = False
+    #: Builds a shared-weight supernet (what the ``shared-weights`` evaluator needs).
+    has_supernet: ClassVar[bool] = False
+    #: The network its architectures build into (exports need one); ``None``: JSON only.
+    network_class: ClassVar[type[SpaceNetwork] | None] = None
 
     @classmethod
     def from_config(cls, config: SpaceConfig | dict[str, Any] | None = None) -> SearchSpace:
@@ -67,6 +81,46 @@ class SearchSpace(ABC):
     @property
     def config(self) -> dict[str, Any]:
         """The parameters that rebuild this space (``type(self).from_config(space.config)``)."""
+        return {}
+
+    # --- the network ---------------------------------------------------------------------------
+    def build_network(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        arch: Architecture | None = None,
+        *,
+        options: Mapping[str, Any] | None = None,
+    ) -> SpaceNetwork:
+        """A freshly initialised network for data of ``input_shape`` (C, L) or (C, H, W): the
+        shared-weight supernet when ``arch`` is ``None``, else the standalone child of ``arch``.
+        ``options`` are the network's own options (``network_options``)."""
+        if self.network_class is None:
+            raise ExportError(f"space {self.name!r} builds no network")
+        opts = self.network_options(options)
+        return self.network_class(self, input_shape, num_classes, arch, **opts)
+
+    def input_shape_problem(self, input_shape: Sequence[int]) -> str | None:
+        """Why this space's networks cannot take examples of ``input_shape``, or ``None``:
+        ``(C, L)`` signals or ``(C, H, W)`` images, and whatever the space adds (MetaQNN: its
+        ``input_size``). Ask it before building anything, e.g. with the shape that
+        ``nas.datasets.dataset_shape`` gives; the networks check it too."""
+        if len(input_shape) not in (2, 3):
+            return (
+                f"input_shape must be (C, L) for signals or (C, H, W) for images, got "
+                f"{tuple(input_shape)}"
+            )
+        return None
+
+    def network_options(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The validated options of this space's network that are not part of the space
+        config (``ExportError`` if invalid). By default there are none: the widths come from
+        the space config."""
+        if options:
+            raise ExportError(
+                f"space {self.name!r} takes no network options (got {sorted(options)}); "
+                "its widths come from the space config"
+            )
         return {}
 
     # --- the decision sequence -------------------------------------------------------------

@@ -33,8 +33,9 @@ the default scales the paper's 8 and 4 for 32-pixel CIFAR to the input: ``input_
 5. a terminal action at step ``max_layers`` at the latest; only ``PAD`` after it.
 
 The space has to know the input's spatial size (``input_size``: 40 for MNIST-1D, 8 for the
-8x8 digits) because the legal actions depend on it; the network builder checks it against
-the data. ``sample`` is uniform over all legal sequences (counted exactly); the MetaQNN
+8x8 digits) because the legal actions depend on it; the network builder
+(``MetaQNNNetwork``, with its export source and drawing, in ``_metaqnn_network``) checks it
+against the data. ``sample`` is uniform over all legal sequences (counted exactly); the MetaQNN
 controller does its own walk (uniform over the legal actions of each step at epsilon 1).
 """
 
@@ -43,6 +44,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
@@ -52,11 +54,20 @@ from pydantic import Field, model_validator
 
 from nas.architecture import Architecture
 from nas.errors import InvalidArchitectureError
-from nas.spaces.base import Decision, SearchSpace, SpaceConfig
 
-#: Layer kinds of the vocabulary, in its order.
-CONV, POOL, FC, GAP, SM, PAD = "conv", "pool", "fc", "gap", "sm", "pad"
-TERMINALS = (GAP, SM)
+# The network (and the layer kinds it builds, the vocabulary's kinds) is this space's, in a
+# module of its own for length only.
+from nas.spaces._metaqnn_network import (
+    CONV,
+    FC,
+    GAP,
+    PAD,
+    POOL,
+    SM,
+    TERMINALS,
+    MetaQNNNetwork,
+)
+from nas.spaces.base import Decision, SearchSpace, SpaceConfig
 
 
 class MetaQNNConfig(SpaceConfig):
@@ -163,6 +174,9 @@ class MetaQNNSpace(SearchSpace):
 
     name = "metaqnn"
     version = 1
+    trainable = True
+    has_supernet = False
+    network_class = MetaQNNNetwork
     Config = MetaQNNConfig
 
     def __init__(
@@ -330,6 +344,18 @@ class MetaQNNSpace(SearchSpace):
             out.append(state)
             state = self.next_state(state, choice)
         return out
+
+    def input_shape_problem(self, input_shape: Sequence[int]) -> str | None:
+        """The legal layer sequences depend on the representation size: the data's spatial
+        size must be ``input_size``."""
+        problem = super().input_shape_problem(input_shape)
+        spatial = tuple(int(v) for v in input_shape[1:])
+        if problem is None and max(spatial) != self.input_size:
+            problem = (
+                f"space metaqnn has input_size {self.input_size} but the data's spatial size "
+                f"is {spatial}; set the space's input_size to {max(spatial)}"
+            )
+        return problem
 
     # --- contract -------------------------------------------------------------------------
     def validate(self, arch: Architecture) -> None:

@@ -8,7 +8,8 @@ import mnist1d.data
 import numpy as np
 import pytest
 
-from nas.datasets import DATASETS, DatasetSplits, cache_dir, load_dataset
+import nas.datasets
+from nas.datasets import DATASETS, DatasetSplits, cache_dir, dataset_shape, load_dataset
 from nas.errors import DatasetError, UnknownNameError
 
 SPLITS = ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test")
@@ -239,6 +240,40 @@ def test_tabular_datasets_have_no_arrays(name: str) -> None:
     assert DATASETS.get(name).tabular is not None
     with pytest.raises(DatasetError, match=f"{name!r} is a tabular benchmark"):
         load_dataset(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "classes"),
+    [
+        ("nb201-cifar10", (3, 32, 32), 10),
+        ("nb201-cifar100", (3, 32, 32), 100),
+        ("nb201-imagenet16-120", (3, 16, 16), 120),
+    ],
+)
+def test_tabular_datasets_know_their_shape_without_data(
+    name: str, shape: tuple[int, ...], classes: int
+) -> None:
+    assert (DATASETS.get(name).input_shape, DATASETS.get(name).num_classes) == (shape, classes)
+    assert dataset_shape(name) == (shape, classes)
+
+
+def test_dataset_shape_of_arrays_comes_from_the_data_loaded_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loads: list[str] = []
+
+    def counted(name: str, **kwargs: object) -> DatasetSplits:
+        loads.append(name)
+        return load_dataset(name, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(nas.datasets, "load_dataset", counted)
+    nas.datasets._loaded_shape.cache_clear()
+    params = {"test_fraction": 0.3, "valid_fraction": 0.15}
+    assert dataset_shape("digits", params, seed=5) == ((1, 8, 8), 10)
+    assert dataset_shape("digits", dict(reversed(params.items())), seed=5) == ((1, 8, 8), 10)
+    assert loads == ["digits"]
+    dataset_shape("digits", params, seed=6)  # another split: loaded again
+    assert loads == ["digits", "digits"]
 
 
 def test_unknown_dataset_lists_the_valid_names() -> None:

@@ -3,11 +3,13 @@ TorchScript, ONNX (onnxruntime, dynamic batch), JSON round trip, model card, err
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
 import sys
 import textwrap
+import zipfile
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -24,6 +26,7 @@ from nas.architecture import Architecture
 from nas.errors import ExportError, NasError
 from nas.export import (
     FORMATS,
+    ExportContext,
     architecture_from_json,
     build_network,
     draw_network,
@@ -38,6 +41,8 @@ from nas.export import (
     model_card,
     supported_formats,
 )
+from nas.models import ClassifierHead, NetworkSource, SpaceNetwork
+from nas.ops import conv_layer
 from nas.spaces import MacroSpace, MetaQNNSpace, MicroSpace, Nb201Space, SearchSpace
 from nas.spaces.base import Decision
 
@@ -373,7 +378,8 @@ def test_export_writes_every_format(tmp_path: Path) -> None:
     weights = tmp_path / "rank0.pt"
     torch.save(trained_like("micro-1d").state_dict(), weights)
     written: dict[str, Any] = {}
-    for fmt, spec in FORMATS.items():
+    for fmt in FORMATS:
+        spec = FORMATS.get(fmt)
         path = export(
             fmt,
             tmp_path / "out" / f"model{spec.suffix}",
@@ -393,3 +399,136 @@ def test_export_writes_every_format(tmp_path: Path) -> None:
     assert (loaded(x) - outputs(trained_like("micro-1d"), x)).abs().max().item() <= 1e-5
     with pytest.raises(ExportError, match="needs input_shape"):
         export("onnx", tmp_path / "m.onnx", space=space, arch=arch)
+
+
+def test_a_context_adds_a_bundle_a_card_note_and_document_keys(tmp_path: Path) -> None:
+    """What a service adds to an export: a zip download, keys of its own in the JSON, a
+    paragraph under the card's title, the retraining recipe in the card."""
+    space, shape, _ = CASES["macro-1d"]
+    arch = architecture("macro-1d")
+    weights = tmp_path / "rank0.pt"
+    torch.save(trained_like("macro-1d").state_dict(), weights)
+    ctx = ExportContext(
+        space=space,
+        arch=arch,
+        input_shape=shape,
+        num_classes=NUM_CLASSES,
+        weights=weights,
+        hyperparameters={"lr": 0.1},
+        recipe={"epochs": 3, "channels": None},
+        note="Rank 1 of 2.",
+        document={"rank": 1, "final": {"test_accuracy": 90.0}},
+        bundle=True,
+        latency_runs=2,
+    )
+    pytorch = FORMATS.get("pytorch")
+    assert (pytorch.file_suffix(), pytorch.file_suffix(bundle=True)) == (".py", ".zip")
+    assert pytorch.file_media_type(bundle=True) == "application/zip"
+    assert FORMATS.get("onnx").file_suffix(bundle=True) == ".onnx"  # no bundled form
+
+    with zipfile.ZipFile(pytorch.write(ctx, tmp_path / "model.zip")) as archive:
+        assert sorted(archive.namelist()) == ["architecture.json", "model.py", "weights.pt"]
+        assert archive.read("weights.pt") == weights.read_bytes()
+        source = archive.read("model.py").decode()
+        bundled = json.loads(archive.read("architecture.json"))
+    assert source == export_pytorch_source(space, arch, shape, NUM_CLASSES)
+    document = json.loads(FORMATS.get("json").write(ctx, tmp_path / "a.json").read_text())
+    for data in (bundled, document):
+        assert list(data)[-2:] == ["rank", "final"] and data["final"] == {"test_accuracy": 90.0}
+        assert architecture_from_json(data)[1] == arch
+    card = FORMATS.get("model-card").write(ctx, tmp_path / "card.md").read_text()
+    assert card.splitlines()[:4] == [
+        f"# Model card: {space.name} architecture",
+        "",
+        "Rank 1 of 2.",
+        "",
+    ]
+    assert "| lr | 0.10 |" in card and "| final.epochs | 3 |" in card
+    assert "final.channels" not in card
+    assert (
+        "Rank 1 of 2."
+        not in FORMATS.get("model-card")
+        .write(dataclasses.replace(ctx, note=None), tmp_path / "plain.md")
+        .read_text()
+    )
+
+    # Weights that do not fit the network are refused before anything is written.
+    wider = MacroSpace(layers=4, channels=8)
+    torch.save(build_network(wider, arch, shape, NUM_CLASSES).state_dict(), tmp_path / "w.pt")
+    with pytest.raises(ExportError, match="do not fit"):
+        pytorch.write(dataclasses.replace(ctx, weights=tmp_path / "w.pt"), tmp_path / "bad.zip")
+    assert not (tmp_path / "bad.zip").exists()
+
+
+# --- a new space is one module ----------------------------------------------------------------
+class TinyNetwork(SpaceNetwork["TinySpace"]):
+    """conv3 -> classifier head; writes its own forward and draws itself."""
+
+    def __init__(
+        self,
+        space: TinySpace,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        arch: Architecture | None = None,
+    ) -> None:
+        super().__init__(space, input_shape, num_classes, arch)
+        if arch is None:
+            raise ValueError("tiny has no supernet")
+        width = int(space.describe(arch)["width"])
+        self.conv = conv_layer(self.dim)(self.input_shape[0], width, 3, padding=1)
+        self.head = ClassifierHead(width, num_classes, 0.0)
+
+    def forward(self, x: torch.Tensor, arch: Architecture | None = None) -> torch.Tensor:
+        self._resolve(arch)
+        return self.head(self.conv(x))
+
+    def write_source(self, writer: Any) -> NetworkSource:
+        signature = "forward(self, x: torch.Tensor) -> torch.Tensor"
+        return NetworkSource(forward=writer.method(signature, ["return self.head(self.conv(x))"]))
+
+    def draw(self, arch: Architecture, drawing: Any) -> str:
+        shapes = drawing.shapes([self.conv, self.head])
+        return "\n".join(
+            [
+                drawing.row("conv", f"conv3 x {self.conv.out_channels}", shapes[id(self.conv)]),
+                drawing.row("head", "linear", shapes[id(self.head)]),
+            ]
+        )
+
+
+class TinySpace(SearchSpace):
+    """A space whose module is all there is of it (not even registered by name)."""
+
+    name = "tiny"
+    trainable = True
+    network_class = TinyNetwork
+
+    def decisions(self) -> list[Decision]:
+        return [Decision("width", ("2", "4"))]
+
+
+def test_a_space_module_with_its_network_exports_to_every_format(tmp_path: Path) -> None:
+    space = TinySpace()
+    arch = space.make([1])
+    assert supported_formats(space) == list(FORMATS)
+    # verify=True runs the source: same state_dict keys and shapes, same outputs.
+    source = export_pytorch_source(space, arch, (1, 12), NUM_CLASSES)
+    assert "class ClassifierHead(nn.Module)" in source and "self.conv = nn.Conv1d(1, 4, 3" in source
+    model = build_network(space, arch, (1, 12), NUM_CLASSES)
+    assert isinstance(model, TinyNetwork)
+    assert draw_network(model, arch, (1, 12)).splitlines() == [
+        "conv       conv3 x 4                                  (4, 12)",
+        f"head       linear                                     ({NUM_CLASSES},)",
+    ]
+    for fmt in FORMATS:
+        path = export(
+            fmt,
+            tmp_path / f"tiny{FORMATS.get(fmt).suffix}",
+            space=space,
+            arch=arch,
+            input_shape=(1, 12),
+            num_classes=NUM_CLASSES,
+            latency_runs=2,
+        )
+        assert path.is_file() and path.stat().st_size > 0
+    assert "conv3 x 4" in (tmp_path / "tiny.md").read_text()

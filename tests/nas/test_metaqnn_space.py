@@ -16,10 +16,10 @@ from pydantic import ValidationError
 
 from nas.architecture import Architecture
 from nas.errors import InvalidArchitectureError
-from nas.models import NETWORKS, MetaQNNNetwork, build_model, build_supernet, count_parameters
+from nas.models import build_model, build_supernet, count_parameters
 from nas.spaces import SPACES, MetaQNNSpace, SearchSpace, create_space
-from nas.spaces.metaqnn import default_size_bins
-from nas.spec import parse_spec
+from nas.spaces.metaqnn import MetaQNNNetwork, default_size_bins
+from workers.search import parse_spec
 
 SPACES_UNDER_TEST: dict[str, MetaQNNSpace] = {
     "default-1d40": MetaQNNSpace(),
@@ -66,7 +66,8 @@ def arch(space: MetaQNNSpace, *labels: str) -> Architecture:
 # --- registration and config ------------------------------------------------------------------
 def test_registered_with_a_network() -> None:
     assert SPACES.get("metaqnn") is MetaQNNSpace
-    assert NETWORKS["metaqnn"] is MetaQNNNetwork
+    assert MetaQNNSpace.network_class is MetaQNNNetwork
+    assert MetaQNNSpace.trainable and not MetaQNNSpace.has_supernet
     space = create_space("metaqnn", max_layers=5, input_size=8)
     assert isinstance(space, MetaQNNSpace)
     assert type(space).from_config(space.config).config == space.config
@@ -322,6 +323,15 @@ def test_network_trains() -> None:
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_the_space_says_which_input_shapes_fit_before_building() -> None:
+    space = MetaQNNSpace(max_layers=4)  # input_size 40
+    assert space.input_shape_problem((1, 40)) is None
+    assert space.input_shape_problem((3, 40, 12)) is None  # the larger side counts
+    problem = space.input_shape_problem((1, 8, 8))
+    assert problem is not None and "set the space's input_size to 8" in problem
+    assert "(C, L) for signals" in (space.input_shape_problem((40,)) or "")
 
 
 def test_network_checks_the_input_size_and_has_no_supernet() -> None:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from nas.architecture import Architecture
-from nas.errors import InvalidArchitectureError, UnknownNameError
+from nas.errors import ExportError, InvalidArchitectureError, UnknownNameError
 from nas.models import SpaceNetwork, build_model, build_supernet, count_parameters
 from nas.ops import OPS
 from nas.spaces import MacroSpace, MicroSpace, Nb201Space, SearchSpace
@@ -244,6 +244,26 @@ def test_a_space_without_a_network_is_named() -> None:
         UnknownNameError, match="unknown trainable space 'nb201'; valid: enas-macro, enas-micro"
     ):
         build_supernet(Nb201Space(), (3, 8, 8), 10)
+
+
+def test_a_space_builds_its_own_network() -> None:
+    space = MacroSpace(layers=2, channels=4)
+    supernet = space.build_network((1, 40), NUM_CLASSES)
+    assert type(supernet) is MacroSpace.network_class and supernet.is_supernet
+    arch = sample_archs(space, 1)[0]
+    child = space.build_network((1, 40), NUM_CLASSES, arch)
+    assert child.fixed_arch == arch
+    assert (
+        child.state_dict().keys()
+        == build_model(space, arch, (1, 40), NUM_CLASSES).state_dict().keys()
+    )
+    with pytest.raises(ExportError, match="takes no network options"):
+        space.build_network((1, 40), NUM_CLASSES, arch, options={"cells": 2})
+    nb201 = Nb201Space()
+    with pytest.raises(ValueError, match="nb201 has no shared-weight supernet"):
+        nb201.build_network((3, 8, 8), NUM_CLASSES)
+    net = nb201.build_network((3, 8, 8), NUM_CLASSES, nb201.make([3] * 6), options={"cells": 1})
+    assert len(net.cells) == 5  # 3 stages of one cell, 2 residual blocks between them
 
 
 @pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")

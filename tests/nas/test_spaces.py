@@ -18,6 +18,7 @@ from nas.spaces import (
     MACRO_OPS,
     MICRO_OPS,
     NB201_OPS,
+    SPACES,
     MacroSpace,
     MicroSpace,
     Nb201Space,
@@ -318,6 +319,21 @@ def test_create_space_builds_by_name() -> None:
     assert (space.nodes, space.channels) == (3, 8)
     with pytest.raises(UnknownNameError, match="valid: enas-macro, enas-micro, metaqnn, nb201"):
         create_space("darts")
+
+
+def test_each_space_says_what_its_network_can_do() -> None:
+    abilities = {
+        name: (cls.trainable, cls.has_supernet, cls.network_class is not None)
+        for name in SPACES
+        for cls in [SPACES.get(name)]
+    }
+    assert abilities == {
+        "enas-macro": (True, True, True),
+        "enas-micro": (True, True, True),
+        "metaqnn": (True, False, True),
+        # The table holds its accuracies: its network is built for exports only.
+        "nb201": (False, False, True),
+    }
 
 
 # --- NAS-Bench-201 strings -----------------------------------------------------------------

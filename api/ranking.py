@@ -1,0 +1,100 @@
+"""A job's ranking of its distinct architectures, which exports and retraining address.
+
+Rank K (1-based, like "top-K") is the job's K-th best distinct architecture. A finished
+search's own ranking comes first (the summary's ``ranked``: the best trials, or for ENAS the
+architectures derived from the supernet; final retraining trained these), then the other
+architectures of completed trials by their best objective (ties: the earlier trial first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from api.models import JobModel
+from api.repositories import TrialRepository
+from api.services import ConflictError
+from nas.architecture import Architecture
+
+__all__ = ["InvalidRequestError", "RankedArchitecture", "rank_architecture"]
+
+
+class InvalidRequestError(ValueError):
+    """A request parameter is invalid (422); ``loc`` is its path, e.g. ``["query", "rank"]``."""
+
+    def __init__(self, loc: list[str], msg: str) -> None:
+        self.loc = loc
+        super().__init__(msg)
+
+    def detail(self) -> list[dict[str, Any]]:
+        return [{"loc": self.loc, "msg": str(self), "type": "value_error"}]
+
+
+@dataclass(frozen=True)
+class RankedArchitecture:
+    """The architecture at ``rank`` (1-based) of ``count``, with its best trial (if any) and
+    the latest final retraining of it that saved weights (if any)."""
+
+    rank: int
+    count: int
+    architecture: Architecture
+    score: float | None
+    trial_number: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    hparams: dict[str, Any] = field(default_factory=dict)
+    final: dict[str, Any] | None = None
+
+
+def _maximize(job: JobModel) -> bool:
+    return (job.spec.get("objective") or {}).get("direction", "maximize") == "maximize"
+
+
+def rank_architecture(session: Session, job: JobModel, rank: int) -> RankedArchitecture:
+    """The job's ``rank``-th best distinct architecture. ``ConflictError`` when the job has
+    none yet, ``InvalidRequestError`` when ``rank`` is out of range."""
+    summary = job.summary or {}
+    listed = [
+        (Architecture.from_dict(item["architecture"]), item.get("score"))
+        for item in summary.get("ranked") or []
+    ]
+    keys = [arch.key[:500] for arch, _ in listed]
+    trials = TrialRepository(session)
+    maximize = _maximize(job)
+    count = len(listed) + trials.count_ranked(job.id, exclude_keys=keys)
+    if count == 0:
+        raise ConflictError(
+            f"job {job.id} has no completed trial yet ({job.state}); there is nothing to "
+            "export or retrain"
+        )
+    if not 1 <= rank <= count:
+        raise InvalidRequestError(
+            ["query", "rank"],
+            f"rank {rank} is out of range: job {job.id} has {count} distinct ranked "
+            f"architecture{'s' if count != 1 else ''}; valid: 1..{count} (1 is the best)",
+        )
+    if rank <= len(listed):
+        arch, score = listed[rank - 1]
+        trial = trials.best_of_architecture(job.id, arch.key[:500], maximize=maximize)
+    else:
+        key, score = trials.ranked_architecture(
+            job.id, rank - 1 - len(listed), exclude_keys=keys, maximize=maximize
+        )
+        trial = trials.best_of_architecture(job.id, key, maximize=maximize)
+        assert trial is not None  # the ranking came from it
+        arch = Architecture.from_dict(trial.architecture)
+    final = None
+    for entry in summary.get("final") or []:
+        if entry.get("weights") and Architecture.from_dict(entry["architecture"]) == arch:
+            final = entry  # the latest retraining wins
+    return RankedArchitecture(
+        rank=rank,
+        count=count,
+        architecture=arch,
+        score=score,
+        trial_number=None if trial is None else trial.number,
+        metrics=dict(trial.metrics or {}) if trial is not None else {},
+        hparams=dict(trial.hparams or {}) if trial is not None else {},
+        final=final,
+    )

@@ -1,0 +1,55 @@
+"""``pytorch``: one standalone ``model.py`` (imports torch only); bundled for a download, a
+zip of ``model.py``, ``weights.pt`` (when trained; checked to load strictly) and
+``architecture.json``."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from nas.export.formats.base import ExportContext, ExportFormat, write_text
+from nas.export.formats.json import JsonFormat
+from nas.export.network import load_network
+from nas.export.source import export_pytorch_source
+
+
+class PyTorchFormat(ExportFormat):
+    name = "pytorch"
+    suffix = ".py"
+    media_type = "text/x-python"
+    description = "standalone nn.Module source"
+    noun = "a PyTorch module"
+    bundle_suffix = ".zip"
+    bundle_media_type = "application/zip"
+
+    def write(self, ctx: ExportContext, path: Path) -> Path:
+        input_shape, num_classes = ctx.shape(self.name)
+        source = export_pytorch_source(
+            ctx.space, ctx.arch, input_shape, num_classes, options=ctx.options
+        )
+        if not ctx.bundle:
+            return write_text(path, source)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("model.py", source)
+            if ctx.weights is not None:
+                # The weights must load into model.py's network: the same check as its own.
+                load_network(
+                    ctx.space, ctx.arch, input_shape, num_classes, ctx.weights, ctx.options
+                )
+                if isinstance(ctx.weights, Mapping):
+                    saved = io.BytesIO()
+                    torch.save(dict(ctx.weights), saved)
+                    archive.writestr("weights.pt", saved.getvalue())
+                else:
+                    archive.write(ctx.weights, "weights.pt")
+            document = JsonFormat().document(ctx)
+            archive.writestr("architecture.json", json.dumps(document, indent=2) + "\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(buffer.getvalue())
+        return path

@@ -1,0 +1,133 @@
+"""``retrain_final``: the one path that trains a job's best architectures from scratch, puts
+their weights under the job's folder and records them (the runner's ``final:`` step and
+``POST /jobs/{id}/retrain``), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db import make_engine, make_session_factory, session_scope, upgrade
+from api.models import ArtifactModel, JobModel, JobState
+from api.repositories import JobRepository
+from api.retraining import retrain_final, search_space
+from api.services import NotFoundError
+from nas.export import load_network
+from tests.api.conftest import standalone_spec
+from workers.search import parse_spec
+
+
+@pytest.fixture
+def write(database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield make_session_factory(engine, write=True)
+    engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _job(write: sessionmaker[Session], spec: dict[str, Any]) -> int:
+    with session_scope(write) as session:
+        job = JobRepository(session).add(
+            JobModel(name="retrain", spec=spec, state=JobState.SUCCEEDED.value, state_counts={})
+        )
+        return job.id
+
+
+def _artifacts(write: sessionmaker[Session], job_id: int) -> list[tuple[str, str, Any]]:
+    """The job's artifact rows as (kind, path, meta)."""
+    with session_scope(write) as session:
+        rows = session.scalars(
+            select(ArtifactModel).where(ArtifactModel.job_id == job_id).order_by(ArtifactModel.id)
+        ).all()
+        return [(r.kind, r.path, r.meta) for r in rows]
+
+
+def test_trains_places_and_records_the_weights(
+    write: sessionmaker[Session], tmp_path: Path
+) -> None:
+    spec = standalone_spec(final={"retrain_top_k": 2, "epochs": 1})
+    job_id = _job(write, spec)
+    resolved = parse_spec(spec)
+    space = search_space(resolved)
+    archs = [space.sample(np.random.default_rng(seed)) for seed in (1, 2)]
+    artifacts = tmp_path / "artifacts"
+
+    final = retrain_final(write, artifacts, job_id, resolved, space, archs, [{"lr": 0.05}, {}])
+
+    folder = artifacts / "jobs" / str(job_id) / "final"
+    assert sorted(p.name for p in folder.iterdir()) == ["rank0.pt", "rank1.pt"]  # no scratch
+    assert [e["weights"] for e in final] == [
+        f"jobs/{job_id}/final/rank0.pt",
+        f"jobs/{job_id}/final/rank1.pt",
+    ]
+    assert [e["rank"] for e in final] == [0, 1] and "trial" not in final[0]
+    assert final[0]["hparams"] == {"lr": 0.05} and "hparams" not in final[1]
+    assert [e["architecture"] for e in final] == [a.to_dict() for a in archs]
+    assert _artifacts(write, job_id) == [
+        ("final_weights", e["weights"], {"rank": e["rank"], "test_accuracy": e["test_accuracy"]})
+        for e in final
+    ]
+    # The weights are the network's: they load strictly into what exports build.
+    load_network(space, archs[1], (1, 8, 8), 10, artifacts / final[1]["weights"])
+
+
+def test_a_retraining_trial_records_with_its_caller_or_not_at_all(
+    write: sessionmaker[Session], tmp_path: Path
+) -> None:
+    spec = standalone_spec(final={"epochs": 1})
+    job_id = _job(write, spec)
+    resolved = parse_spec(spec)
+    space = search_space(resolved)
+    arch = space.sample(np.random.default_rng(3))
+    artifacts = tmp_path / "artifacts"
+    seen: list[Any] = []
+
+    def record(session: Session, job: JobModel, entries: list[dict[str, Any]]) -> None:
+        seen.append((job.id, [dict(e) for e in entries]))
+        JobRepository(session).set_fields(job.id, summary={"final": entries})
+
+    (entry,) = retrain_final(
+        write, artifacts, job_id, resolved, space, [arch], ranks=[4], trial=9, record=record
+    )
+    assert entry["weights"] == f"jobs/{job_id}/final/retrain-trial9.pt"
+    assert entry["rank"] == 4 and entry["trial"] == 9
+    assert seen == [(job_id, [entry])]
+    (row,) = _artifacts(write, job_id)
+    assert row[2] == {"rank": 4, "test_accuracy": entry["test_accuracy"], "trial": 9}
+    with session_scope(write) as session:
+        assert JobRepository(session).get(job_id).summary == {"final": [entry]}
+
+    # A failing record rolls the artifact back and removes the weights.
+    def broken(session: Session, job: JobModel, entries: list[dict[str, Any]]) -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        retrain_final(write, artifacts, job_id, resolved, space, [arch], trial=10, record=broken)
+    assert not (artifacts / f"jobs/{job_id}/final/retrain-trial10.pt").exists()
+    assert len(_artifacts(write, job_id)) == 1
+
+    # A job deleted while it trained: nothing is kept.
+    with session_scope(write) as session:
+        JobRepository(session).delete(job_id)
+    with pytest.raises(NotFoundError):
+        retrain_final(write, artifacts, job_id, resolved, space, [arch], trial=11)
+    assert sorted(p.name for p in (artifacts / f"jobs/{job_id}/final").iterdir()) == [
+        "retrain-trial9.pt"
+    ]
+    with pytest.raises(ValueError, match="one architecture for a retraining trial"):
+        retrain_final(write, artifacts, job_id, resolved, space, [arch, arch], trial=12)
