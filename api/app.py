@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.db import make_engine, make_session_factory, upgrade
 from api.deps import AppState
 from api.reads import make_reader
-from api.routes import exports, health, jobs, trials
+from api.routes import curves, exports, health, jobs, trials
 from api.settings import Settings
 from api.version import VERSION
 from nas.errors import NasError, SpecError
@@ -131,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(trials.router)
     app.include_router(exports.router)
+    app.include_router(curves.router)
 
     @app.exception_handler(SpecError)
     async def _spec_error(_request: Request, exc: SpecError) -> JSONResponse:

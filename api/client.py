@@ -19,6 +19,8 @@ from typing import Any, Self
 
 import httpx
 
+from nas.trial import TrialState
+
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
 
@@ -146,7 +148,7 @@ class NasClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             trial = self.trial(trial_id)
-            if trial["state"] not in ("WAITING", "RUNNING"):
+            if TrialState(trial["state"]).is_finished():
                 return trial
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"trial {trial_id} still {trial['state']} after {timeout} s")
@@ -203,6 +205,12 @@ class NasClient:
 
     def best(self, job_id: int, k: int = 1) -> list[dict[str, Any]]:
         return self._request("GET", f"/api/v1/jobs/{job_id}/best", params={"k": k})
+
+    def curves(self, job_id: int) -> dict[str, Any]:
+        """Per-epoch curves by series (``epochs``: ``{"supernet": [{"epoch": 0, ...}]}``)
+        and the best-so-far history (``best_so_far``: ``[{"trial": n, "value": v}]``, the
+        trials that improved the best objective) of a job."""
+        return self._request("GET", f"/api/v1/jobs/{job_id}/curves")
 
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/healthz")

@@ -42,9 +42,6 @@ class JobState(str, enum.Enum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
-#: Trial states stored in the database (``nas.trial.TrialState`` plus those before a result).
-TRIAL_STATES = ("WAITING", "RUNNING", "COMPLETE", "PRUNED", "FAIL")
-
 _ts = DateTime(timezone=True)
 
 
@@ -175,3 +172,22 @@ class ArtifactModel(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(_ts, default=utcnow)
+
+
+class CurvePointModel(Base):
+    """One point of a job's per-epoch curve. ``series`` names the curve: ``supernet`` is a
+    shared-weight search's epochs (the supernet's training stats, the controller's mean
+    reward, entropy and baseline: the points of ``nas search``'s ``curve.json``); ``step`` is
+    the epoch, ``values`` the rest of the point."""
+
+    __tablename__ = "nas_curve_points"
+    __table_args__ = (
+        UniqueConstraint("job_id", "series", "step", name="uq_nas_curve_points_series_step"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("nas_jobs.id", ondelete="CASCADE"))
+    series: Mapped[str] = mapped_column(String(50))
+    step: Mapped[int] = mapped_column(Integer)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    recorded_at: Mapped[datetime] = mapped_column(_ts, default=utcnow)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,6 +75,37 @@ class TrialList(BaseModel):
     next_after: int | None = Field(
         None, description="cursor for the next page (pass as ?after=), number order only"
     )
+
+
+class EpochPoint(BaseModel):
+    """One epoch of a curve: ``epoch`` and the values recorded for it. A ``supernet``
+    point (shared-weight search) holds the supernet's ``train_loss``, ``train_accuracy``,
+    ``lr``, ``skipped_steps`` and ``seconds``, and the controller's ``rewards`` (count),
+    ``mean_reward``, ``entropy`` and ``baseline``: a point of ``nas search``'s
+    ``curve.json``. A value that was not finite is ``null``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    epoch: int
+
+
+class BestStep(BaseModel):
+    trial: int = Field(description="the trial's number")
+    value: float = Field(description="its objective, better than every earlier trial's")
+
+
+class JobCurves(BaseModel):
+    job_id: int
+    direction: Literal["maximize", "minimize"] = Field(description="the objective's direction")
+    epochs: dict[str, list[EpochPoint]] = Field(
+        description="per-epoch curves by series (`supernet`: a shared-weight search), in "
+        "epoch order; empty for a job without any"
+    )
+    best_so_far: list[BestStep] = Field(
+        description="the completed trials (number order) that improved the best objective: "
+        "the steps of the best-so-far curve"
+    )
+    n_trials: int = Field(description="trials recorded: numbers 0..n_trials-1")
 
 
 class Health(BaseModel):

@@ -1,0 +1,42 @@
+"""A job's curves: per-epoch search curves and the best-so-far history, for plotting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+
+from api.deps import CurrentPrincipal, ReadSession
+from api.repositories import CurveRepository, TrialRepository
+from api.schemas import BestStep, EpochPoint, JobCurves
+from api.services import JobService, NotFoundError
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["curves"])
+
+
+@router.get(
+    "/{job_id}/curves",
+    response_model=JobCurves,
+    responses={404: {"description": "no such job, or another user's"}},
+)
+def job_curves(job_id: int, session: ReadSession, principal: CurrentPrincipal) -> JobCurves:
+    """Per-epoch curves (a shared-weight search's supernet epochs: loss, accuracy, mean
+    reward, entropy, baseline) and the best-so-far history: the completed trials that
+    improved the best objective, so even a 100k-trial job answers a few steps."""
+    try:
+        job = JobService(session).get(principal, job_id)
+    except NotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    direction = (job.spec.get("objective") or {}).get("direction", "maximize")
+    epochs: dict[str, list[EpochPoint]] = {}
+    for point in CurveRepository(session).points(job_id):
+        values: dict[str, Any] = {**point.values, "epoch": point.step}
+        epochs.setdefault(point.series, []).append(EpochPoint.model_validate(values))
+    best = TrialRepository(session).best_so_far(job_id, maximize=direction == "maximize")
+    return JobCurves(
+        job_id=job_id,
+        direction=direction,
+        epochs=epochs,
+        best_so_far=[BestStep(trial=number, value=value) for number, value in best],
+        n_trials=job.n_trials,
+    )
