@@ -1,6 +1,9 @@
-"""The ``nas`` command line: ``nas search`` (in-process, from ``nas.cli``) plus the service
-commands, which talk HTTP through ``api.client.NasClient`` (``keys`` and ``db`` work on the
-database directly: they are how an operator bootstraps the service)."""
+"""The ``nas`` command line: ``nas search`` (one search in this process, through
+``workers.local``) plus the service commands, which talk HTTP through
+``api.client.NasClient`` (``keys`` and ``db`` work on the database directly: they are how an
+operator bootstraps the service).
+
+Subcommands import what they need when they run, so ``nas --help`` stays fast."""
 
 from __future__ import annotations
 
@@ -8,10 +11,41 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from nas.cli import build_parser as build_search_parser
 from nas.errors import NasError
+from nas.trial import TrialState
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from nas.spec import load_spec_file
+    from workers.local import default_run_dir, run_local_search
+    from workers.search import parse_spec
+
+    resolved = parse_spec(load_spec_file(args.spec))
+    out = Path(args.out) if args.out else default_run_dir(resolved)
+    summary = run_local_search(resolved, out, progress=not args.quiet)
+    best = summary["best"]
+    print(f"run directory: {out}")
+    print(
+        f"trials: {summary['trials']} ({summary['stop_reason']}), wall {summary['wall_time_s']} s"
+    )
+    if best is None:
+        print("no trial completed")
+        return 1
+    trial = f"trial {best['trial']} " if "trial" in best else ""
+    print(f"best: {trial}{json.dumps(best['objective'])}")
+    if best["final_metrics"]:
+        print(f"final: {json.dumps(best['final_metrics'])}")
+    if "final" in best:
+        final = best["final"]
+        print(
+            f"retrained: test_accuracy={final['test_accuracy']:.2f} params={final['params']} "
+            f"flops={final['flops']} weights={final.get('weights', '-')}"
+        )
+    print(f"genotype: {json.dumps(best['genotype'])}")
+    return 0
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -114,6 +148,28 @@ def _cmd_trials(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_curves(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        curves = client.curves(args.job)
+    if args.json:
+        print(json.dumps(curves, indent=2))
+        return 0
+    for series, points in curves["epochs"].items():
+        keys = [k for k in dict.fromkeys(k for p in points for k in p) if k != "epoch"]
+        print(f"{series}: {len(points)} epochs")
+        print(f"{'EPOCH':>5}  " + " ".join(f"{k[:12]:>12}" for k in keys))
+        for p in points:
+            print(f"{p['epoch']:>5}  " + " ".join(f"{_cell(p.get(k)):>12}" for k in keys))
+    steps = curves["best_so_far"]
+    print(f"best so far ({curves['direction']}, {curves['n_trials']} trials):")
+    print(f"{'TRIAL':>6}  {'VALUE':>10}")
+    for step in steps:
+        print(f"{step['trial']:>6}  {_fmt(step['value']):>10}")
+    if not steps:
+        print("(no completed trial yet)")
+    return 0
+
+
 def _cmd_watch(args: argparse.Namespace) -> int:
     with _client(args) as client:
         return _watch(client, args.job)
@@ -185,7 +241,7 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
             print(json.dumps(started))
             return 0
         trial = client.wait_trial(started["trial_id"])
-    if trial["state"] != "COMPLETE":
+    if trial["state"] != TrialState.COMPLETE.value:
         print(f"error: retraining {trial['state']}: {trial['error']}", file=sys.stderr)
         return 1
     m = trial["metrics"]
@@ -255,9 +311,23 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
+def _cell(value: Any) -> str:
+    """A table cell: numbers as ``_fmt`` writes them, anything else as text (cut short)."""
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return _fmt(value)
+    return str(value)[:12]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = build_search_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    parser = argparse.ArgumentParser(
+        prog="nas", description="Neural architecture search and hyperparameter optimisation."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    search = sub.add_parser("search", help="run one search in this process")
+    search.add_argument("spec", help="job spec, YAML or JSON")
+    search.add_argument("--out", help="run directory (default: runs/NAME-TIMESTAMP)")
+    search.add_argument("--quiet", action="store_true", help="no progress bar")
+    search.set_defaults(func=_cmd_search)
 
     def client_command(name: str, help_: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_)
@@ -313,6 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     trials.add_argument("--offset", type=int, default=0)
     trials.add_argument("--json", action="store_true")
     trials.set_defaults(func=_cmd_trials)
+
+    curves = client_command("curves", "a job's per-epoch curves and best-so-far history")
+    curves.add_argument("job", type=int)
+    curves.add_argument("--json", action="store_true")
+    curves.set_defaults(func=_cmd_curves)
 
     watch = client_command("watch", "live progress of a job until it ends")
     watch.add_argument("job", type=int)

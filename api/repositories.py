@@ -4,9 +4,11 @@ unit of work (``api.db.session_scope``) does, once."""
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import re
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -31,12 +33,15 @@ from api.models import (
     ApiKeyModel,
     ArtifactModel,
     CheckpointModel,
+    CurvePointModel,
     IntermediateValueModel,
     JobModel,
     JobState,
     TrialModel,
     utcnow,
 )
+from nas.architecture import Architecture
+from nas.trial import RunningTrial, TrialRecord, TrialResult, TrialState
 
 METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
 
@@ -194,8 +199,9 @@ class JobRepository:
         )
 
     def delete(self, job_id: int) -> bool:
-        """Delete a job that is not RUNNING; its trials, intermediate values, checkpoint and
-        artifact rows go with it (ON DELETE CASCADE). False when it is RUNNING or gone."""
+        """Delete a job that is not RUNNING; its trials, intermediate values, checkpoint,
+        curve points and artifact rows go with it (ON DELETE CASCADE). False when it is
+        RUNNING or gone."""
         result = self.session.execute(
             delete(JobModel)
             .where(JobModel.id == job_id, JobModel.state != JobState.RUNNING.value)
@@ -204,24 +210,100 @@ class JobRepository:
         return result.rowcount == 1
 
 
+def _timestamp(epoch_s: float | None) -> datetime | None:
+    return None if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC)
+
+
+def _running_row(job_id: int, trial: RunningTrial) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "number": trial.number,
+        "candidate_id": trial.candidate_id,
+        "state": TrialState.RUNNING.value,
+        "architecture": trial.architecture.to_dict(),
+        "arch_key": trial.architecture.key[:500],
+        "hparams": dict(trial.hparams),
+        "metrics": {},
+        "worker": trial.worker,
+        "started_at": _timestamp(trial.started_at),
+    }
+
+
+def _record_row(job_id: int, record: TrialRecord) -> dict[str, Any]:
+    result = record.result
+    return {
+        "job_id": job_id,
+        "number": record.number,
+        "candidate_id": record.candidate_id,
+        "state": result.state.value,
+        "architecture": record.architecture.to_dict(),
+        "arch_key": record.architecture.key[:500],
+        "hparams": dict(record.hparams),
+        "objective": result.objective,
+        "metrics": dict(result.metrics),
+        "cost_s": result.cost_s,
+        "simulated": result.simulated,
+        "error": result.error,
+        "worker": record.worker,
+        "epoch": record.epoch,
+        "step": record.step,
+        "started_at": _timestamp(record.started_at),
+        "finished_at": _timestamp(record.finished_at),
+    }
+
+
+def trial_record(row: TrialModel) -> TrialRecord:
+    """A stored finished trial as the search loop recorded it."""
+    return TrialRecord(
+        number=row.number,
+        candidate_id=row.candidate_id,
+        architecture=Architecture.from_dict(row.architecture),
+        hparams=dict(row.hparams or {}),
+        result=TrialResult(
+            state=TrialState(row.state),
+            objective=row.objective,
+            metrics=dict(row.metrics or {}),
+            cost_s=row.cost_s,
+            simulated=row.simulated,
+            error=row.error,
+        ),
+        started_at=row.started_at.timestamp() if row.started_at else 0.0,
+        finished_at=row.finished_at.timestamp() if row.finished_at else 0.0,
+        epoch=row.epoch,
+        step=row.step,
+        worker=row.worker,
+    )
+
+
 class TrialRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def insert_many(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            self.session.execute(insert(TrialModel), rows)
+    def add_running(self, job_id: int, trials: Sequence[RunningTrial]) -> None:
+        """Record trials that started and have no result yet (state RUNNING)."""
+        if trials:
+            self.session.execute(insert(TrialModel), [_running_row(job_id, t) for t in trials])
 
-    def update_many(self, job_id: int, rows: list[dict[str, Any]]) -> None:
-        """Finish trials written as RUNNING, matched by number."""
-        for row in rows:
-            values = {k: v for k, v in row.items() if k not in ("job_id", "number")}
+    def add_records(self, job_id: int, records: Sequence[TrialRecord]) -> None:
+        """Record finished trials."""
+        if records:
+            self.session.execute(insert(TrialModel), [_record_row(job_id, r) for r in records])
+
+    def finish_records(self, job_id: int, records: Sequence[TrialRecord]) -> None:
+        """Finish trials recorded as RUNNING (``add_running``), matched by number."""
+        for record in records:
+            values = _record_row(job_id, record)
+            del values["job_id"], values["number"]
             self.session.execute(
                 update(TrialModel)
-                .where(TrialModel.job_id == job_id, TrialModel.number == row["number"])
+                .where(TrialModel.job_id == job_id, TrialModel.number == record.number)
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
+
+    def records_before(self, job_id: int, number: int) -> list[TrialRecord]:
+        """The finished trials numbered below ``number``, in order."""
+        return [trial_record(row) for row in self.all_before(job_id, number)]
 
     def delete_from(self, job_id: int, number: int) -> int:
         """Remove trials numbered ``number`` and later (work after the last checkpoint)."""
@@ -247,8 +329,11 @@ class TrialRepository:
     def mark_running_failed(self, job_id: int, error: str) -> int:
         result = self.session.execute(
             update(TrialModel)
-            .where(TrialModel.job_id == job_id, TrialModel.state.in_(("RUNNING", "WAITING")))
-            .values(state="FAIL", error=error, finished_at=utcnow())
+            .where(
+                TrialModel.job_id == job_id,
+                TrialModel.state.in_((TrialState.RUNNING.value, TrialState.WAITING.value)),
+            )
+            .values(state=TrialState.FAIL.value, error=error, finished_at=utcnow())
             .execution_options(synchronize_session=False)
         )
         return int(result.rowcount or 0)
@@ -269,7 +354,7 @@ class TrialRepository:
             select(TrialModel)
             .where(
                 TrialModel.job_id == job_id,
-                TrialModel.state == "COMPLETE",
+                TrialModel.state == TrialState.COMPLETE.value,
                 TrialModel.objective.is_not(None),
             )
             .order_by(key, TrialModel.number)
@@ -279,7 +364,7 @@ class TrialRepository:
     def _ranked_query(self, job_id: int, exclude_keys: Sequence[str]) -> Any:
         query = select(TrialModel.arch_key).where(
             TrialModel.job_id == job_id,
-            TrialModel.state == "COMPLETE",
+            TrialModel.state == TrialState.COMPLETE.value,
             TrialModel.objective.is_not(None),
         )
         if exclude_keys:
@@ -318,7 +403,7 @@ class TrialRepository:
             .where(
                 TrialModel.job_id == job_id,
                 TrialModel.arch_key == arch_key,
-                TrialModel.state == "COMPLETE",
+                TrialModel.state == TrialState.COMPLETE.value,
                 TrialModel.objective.is_not(None),
             )
             .order_by(key, TrialModel.number)
@@ -327,7 +412,7 @@ class TrialRepository:
 
     def running(self, job_id: int, *, worker_suffix: str | None = None) -> Sequence[TrialModel]:
         """RUNNING trials of the job (those whose worker ends with ``worker_suffix``)."""
-        query = select(TrialModel).where(TrialModel.job_id == job_id, TrialModel.state == "RUNNING")
+        query = select(TrialModel).where(TrialModel.job_id == job_id, TrialModel.state == TrialState.RUNNING.value)
         if worker_suffix is not None:
             query = query.where(TrialModel.worker.endswith(worker_suffix, autoescape=True))
         return self.session.scalars(query.order_by(TrialModel.number)).all()
@@ -366,6 +451,34 @@ class TrialRepository:
             .limit(limit)
         ).all()
 
+    def best_so_far(self, job_id: int, *, maximize: bool) -> list[tuple[int, float]]:
+        """``(trial number, objective)`` of each completed trial that improved on every
+        earlier one (in number order): the steps of the best-so-far curve, few even for a
+        100k-trial job. One query: a window function keeps the best before each trial."""
+        best = func.max if maximize else func.min
+        done = (
+            select(
+                TrialModel.number,
+                TrialModel.objective,
+                best(TrialModel.objective)
+                .over(order_by=TrialModel.number, rows=(None, -1))
+                .label("before"),
+            )
+            .where(
+                TrialModel.job_id == job_id,
+                TrialModel.state == TrialState.COMPLETE.value,
+                TrialModel.objective.is_not(None),
+            )
+            .subquery()
+        )
+        better = done.c.objective > done.c.before if maximize else done.c.objective < done.c.before
+        rows = self.session.execute(
+            select(done.c.number, done.c.objective)
+            .where(or_(done.c.before.is_(None), better))
+            .order_by(done.c.number)
+        ).all()
+        return [(int(number), float(value)) for number, value in rows]
+
     def add_intermediate(self, job_id: int, trial_number: int, step: int, values: dict) -> None:
         self.session.execute(
             insert(IntermediateValueModel).values(
@@ -382,6 +495,66 @@ class TrialRepository:
             )
             .order_by(IntermediateValueModel.step)
         ).all()
+
+
+class CurveRepository:
+    """A job's per-epoch curves (``CurvePointModel``): the runner adds each checkpoint's new
+    points in the checkpoint's transaction, and drops those after the checkpoint at resume.
+
+    Example:
+        >>> curves = CurveRepository(session)
+        >>> curves.add_many(job.id, "supernet", [{"epoch": 0, "mean_reward": 0.41}])
+        1
+        >>> curves.delete_from(job.id, "supernet", 0)  # resuming from before epoch 0
+        1
+    """
+
+    #: The key of a point that holds its step.
+    STEP_KEY = "epoch"
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add_many(self, job_id: int, series: str, points: Iterable[Mapping[str, Any]]) -> int:
+        """Record ``points`` of ``series``: dicts with an integer ``epoch`` (the step; unique
+        per job and series) and any other values. Non-finite floats are stored as ``None``
+        (JSON has no NaN). Returns how many were added."""
+        rows = []
+        for point in points:
+            step = point.get(self.STEP_KEY)
+            if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+                raise TypeError(
+                    f"a curve point needs an integer {self.STEP_KEY!r}; got {dict(point)!r}"
+                )
+            values = {k: _finite(v) for k, v in point.items() if k != self.STEP_KEY}
+            rows.append({"job_id": job_id, "series": series, "step": int(step), "values": values})
+        if rows:
+            self.session.execute(insert(CurvePointModel), rows)
+        return len(rows)
+
+    def delete_from(self, job_id: int, series: str, step: int) -> int:
+        """Remove the points of ``series`` at ``step`` and later (epochs after the last
+        checkpoint); returns how many."""
+        result = self.session.execute(
+            delete(CurvePointModel).where(
+                CurvePointModel.job_id == job_id,
+                CurvePointModel.series == series,
+                CurvePointModel.step >= step,
+            )
+        )
+        return int(result.rowcount or 0)
+
+    def points(self, job_id: int) -> Sequence[CurvePointModel]:
+        """Every point of the job, by series then step."""
+        return self.session.scalars(
+            select(CurvePointModel)
+            .where(CurvePointModel.job_id == job_id)
+            .order_by(CurvePointModel.series, CurvePointModel.step)
+        ).all()
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 class CheckpointRepository:

@@ -1,13 +1,18 @@
 """The job runner: takes QUEUED jobs, runs each search in a thread of this process, and
 records every trial, intermediate value and checkpoint in the database.
 
-Durability: trial records are written in batches, each batch in one transaction with a
-checkpoint of the controller (``state_dict``) and the search loop's progress (and, for
-shared-weight search, a reference to the supernet file saved just before). The checkpoint
+The runner knows jobs, leases, batches and checkpoints, not kinds of search: every search is
+opened by a ``workers`` backend (inline, or Ray from ``settings.backend``) as a
+``SearchRun``, which reports trials and safe points and hands over its ``SearchState``.
+
+Durability: trial records are written in batches, each batch in one transaction with the
+search's checkpoint at a safe point (the controller's and the loop's state, and, when the
+search keeps evaluator state such as a supernet, a reference to the file of that state saved
+just before) and the search curve's new points. The checkpoint
 therefore always covers exactly the trials numbered below its ``trial_count``. A job whose
 runner dies (``kill -9``, a lost machine) is taken over by the next runner: trials after the
-checkpoint (unfinished work) are removed and redone, the controller and supernet are restored,
-and the search goes on with the next trial number. Nothing recorded before the checkpoint is
+checkpoint (unfinished work) and curve points after it are removed and redone, the search
+is restored from the checkpoint, and it goes on with the next trial number. Nothing recorded before the checkpoint is
 redone; no number is used twice or skipped.
 
 Leases: a runner renews ``heartbeat_at`` of its jobs every poll; a RUNNING job whose lease
@@ -24,38 +29,44 @@ import threading
 import time
 import traceback
 import uuid
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import torch
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from api.db import make_session_factory, session_scope
-from api.models import ArtifactModel, JobModel, JobState, utcnow
+from api.models import JobModel, JobState, utcnow
 from api.repositories import (
-    ArtifactRepository,
     CheckpointRepository,
+    CurveRepository,
     JobRepository,
     TrialRepository,
 )
+from api.retraining import retrain_final
 from api.settings import Settings
-from nas.architecture import Architecture
-from nas.evaluators.shared import SharedWeightEvaluator
-from nas.spec import parse_spec
-from nas.trial import TrialResult, TrialState
-from workers.backend import Backend, InlineBackend, Interrupted
-from workers.final import ranked_hparams, retrain
-from workers.local import make_search, summarize
-from workers.search import TrialRecord, build_components
+from nas.spec import ResolvedSpec
+from nas.trial import RunningTrial, TrialRecord, TrialState
+from workers.backend import (
+    Backend,
+    InlineBackend,
+    Interrupted,
+    SafePoint,
+    SearchEvents,
+    SearchRun,
+    SearchState,
+)
+from workers.final import ranked_hparams
+from workers.local import summarize
 
 log = logging.getLogger("nas.runner")
 
 CANCELLED = "cancelled"
 SHUTDOWN = "server shutdown"
-
-
-JobInterrupted = Interrupted  # raised inside a running trial when its job must stop
+#: The series name of a search's per-epoch curve points (``GET /jobs/{id}/curves``).
+EPOCH_SERIES = "supernet"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -77,10 +88,6 @@ def runner_is_dead(runner: str | None) -> bool:
     if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
         return False
     return not _pid_alive(int(pid))
-
-
-def _ts(epoch_s: float | None) -> datetime | None:
-    return None if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC)
 
 
 class JobRunner:
@@ -178,15 +185,15 @@ class JobExecution(threading.Thread):
         self.job_id = job_id
         self.settings = runner.settings
         self._stop_reason: str | None = None
-        self._rows: list[dict[str, Any]] = []  # new trial rows to insert
-        self._updates: list[dict[str, Any]] = []  # RUNNING rows to finish
+        self._records: list[TrialRecord] = []  # finished trials to insert
+        self._finished: list[TrialRecord] = []  # RUNNING rows to finish
+        self._curve: list[Mapping[str, Any]] = []  # curve points to insert
         self._running: set[int] = set()
-        self._batch_first = 0
         self._counts: dict[str, int] = {}
         self._last_flush = 0.0
-        self._supernet_files: list[Path] = []
-        self.loop: Any = None
-        self.remote = False
+        self._evaluator_files: list[Path] = []  # the newest is the checkpoint's
+        self._saved_evaluator: bytes | None = None  # the bytes of the newest file
+        self.search: SearchRun | None = None
 
     # --- control ---------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -207,65 +214,35 @@ class JobExecution(threading.Thread):
             except Exception:  # the database is gone: the lease will expire
                 log.exception("job %d: could not record the failure", self.job_id)
         finally:
-            if self.remote and self.loop is not None:
-                self.loop.shutdown()  # the ENAS actor, if still alive
+            if self.search is not None:
+                self.search.close()  # threads, a Ray actor
 
     def _run(self) -> None:
         with self.runner.read() as session:
             job = JobRepository(session).get(self.job_id)
             assert job is not None
-            spec = dict(job.spec)
-        resolved = parse_spec(spec)
-        components = build_components(resolved)
-        self.components = components
-        evaluator = components.evaluator
-        if hasattr(evaluator, "report"):
-            evaluator.report = self._report
-        self.backend = self._make_backend(spec, resolved)
-        self.remote = self.settings.backend == "ray" and isinstance(
-            evaluator, SharedWeightEvaluator
+            resolved = ResolvedSpec.from_stored(job.spec)
+        events = SearchEvents(
+            on_trial=self._on_trial,
+            on_trials_started=self._on_trials_started,
+            on_intermediate=self._on_intermediate,
+            on_safe_point=self._on_safe_point,
+            should_stop=self._should_stop,
         )
-        if self.remote:  # the whole ENAS search in one Ray actor that holds the supernet
-            from workers.ray_backend import RemoteSharedWeightSearch
-
-            resources = resolved.spec.resources
-            loop: Any = RemoteSharedWeightSearch(
-                resolved,
-                spec,
-                on_trial=self._on_trial,
-                on_epoch=self._on_epoch,
-                should_stop=self._should_stop,
-                cpus=resources.cpus_per_trial,
-                gpus=resources.gpus_per_trial,
-                max_restarts=resources.max_retries,
-            )
-        else:
-            loop = make_search(
-                resolved,
-                components,
-                on_trial=self._on_trial,
-                on_epoch=self._on_epoch,
-                on_batch_start=self._on_batch_start,
-                on_batch_end=self._on_batch_end,
-                should_stop=self._should_stop,
-                backend=self.backend,
-            )
-        self.loop = loop
-        self._resume()
+        search = self._backend().open(resolved, events)
+        self.search = search
+        self._resume(search)
         try:
-            outcome = loop.run()
-        except JobInterrupted:
+            outcome = search.run()
+        except Interrupted:
             outcome = None
-        # Shared-weight search checkpoints at epoch ends only (``_on_epoch``); other searches
-        # at any point where no candidate is pending.
-        shared = isinstance(evaluator, SharedWeightEvaluator)
-        self._flush(checkpoint=not shared and not components.controller.pending)
+        self._flush(checkpoint=search.consistent)
         if self._stop_reason == CANCELLED:
             with session_scope(self.runner.write) as session:
                 TrialRepository(session).mark_running_failed(
                     self.job_id, "the job was cancelled while this trial ran"
                 )
-            self._finish(JobState.CANCELLED, f"cancelled by user after {len(loop.trials)} trials")
+            self._finish(JobState.CANCELLED, f"cancelled by user after {len(search.trials)} trials")
             return
         if self._stop_reason is not None or outcome is None:
             self._release()
@@ -274,89 +251,55 @@ class JobExecution(threading.Thread):
         spec_final = resolved.spec.final
         if spec_final is not None and outcome.ranked:
             top = outcome.ranked[: spec_final.retrain_top_k]
-            archs = [arch for arch, _ in top]
-            job_dir = self.runner.artifacts / "jobs" / str(self.job_id)
-            hparams = ranked_hparams(outcome.trials, top)
-            final = retrain(resolved, components.space, archs, out_dir=job_dir, hparams=hparams)
-            with session_scope(self.runner.write) as session:
-                for item in final:
-                    if "weights" in item:
-                        path = Path(item["weights"])
-                        item["weights"] = str(path.relative_to(self.runner.artifacts))
-                        ArtifactRepository(session).add(
-                            ArtifactModel(
-                                job_id=self.job_id,
-                                kind="final_weights",
-                                path=item["weights"],
-                                size_bytes=path.stat().st_size,
-                                meta={"rank": item["rank"], "test_accuracy": item["test_accuracy"]},
-                            )
-                        )
-        summary = summarize(resolved, outcome, components.space, final)
+            final = retrain_final(
+                self.runner.write,
+                self.runner.artifacts,
+                self.job_id,
+                resolved,
+                search.space,
+                [arch for arch, _ in top],
+                ranked_hparams(outcome.trials, top),
+            )
+        summary = summarize(resolved, outcome, search.space, final)
         summary.pop("trials", None)
         self._finish(JobState.SUCCEEDED, outcome.stop_reason, summary=summary, progress=1.0)
 
-    def _make_backend(self, spec: dict[str, Any], resolved: Any) -> Backend:
-        # The ENAS search (supernet + controller) runs in this process whatever the backend:
-        # running it as one Ray actor is not implemented yet.
-        if self.settings.backend == "inline" or isinstance(
-            self.components.evaluator, SharedWeightEvaluator
-        ):
+    def _backend(self) -> Backend:
+        if self.settings.backend == "inline":
             return InlineBackend()
         from workers.ray_backend import RayBackend
 
-        resources = resolved.spec.resources
-        return RayBackend(
-            spec=spec,
-            workers=resources.workers,
-            cpus_per_trial=resources.cpus_per_trial,
-            gpus_per_trial=resources.gpus_per_trial,
-            max_retries=resources.max_retries,
-        )
+        return RayBackend()
 
     # --- resume ----------------------------------------------------------------------------
-    def _resume(self) -> None:
-        loop = self.loop
-        assert loop is not None
+    def _resume(self, search: SearchRun) -> None:
         with session_scope(self.runner.write) as session:
             trials = TrialRepository(session)
             checkpoint = CheckpointRepository(session).get(self.job_id)
             keep = checkpoint.trial_count if checkpoint is not None else 0
             removed = trials.delete_from(self.job_id, keep)
+            epochs = len(checkpoint.loop_state.get("curve", [])) if checkpoint is not None else 0
+            CurveRepository(session).delete_from(self.job_id, EPOCH_SERIES, epochs)
             self._counts = trials.state_counts(self.job_id)
-            records = [_record(row) for row in trials.all_before(self.job_id, keep)]
-            resumed = checkpoint is not None
+            records = trials.records_before(self.job_id, keep)
             JobRepository(session).set_fields(
                 self.job_id,
                 n_trials=sum(self._counts.values()),
                 state_counts=dict(self._counts),
-                **({"resumes": JobModel.resumes + 1} if resumed else {}),
+                **({"resumes": JobModel.resumes + 1} if checkpoint is not None else {}),
             )
             if checkpoint is not None:
-                controller_state = checkpoint.controller_state
-                loop_state = checkpoint.loop_state
+                state = SearchState(checkpoint.controller_state, checkpoint.loop_state)
                 evaluator_path = checkpoint.evaluator_path
-        if not resumed:
+        if checkpoint is None:
             if removed:
                 log.info("job %d: restarting; %d unfinished trials removed", self.job_id, removed)
             return
-        if self.remote:
-            loop.controller_state = controller_state
-            loop.load_state_dict(loop_state, records)
-            if evaluator_path is not None:
-                path = self.runner.artifacts / evaluator_path
-                loop.evaluator_state = path.read_bytes()
-                self._supernet_files.append(path)
-            log.info("job %d: resumed from the checkpoint at trial %d", self.job_id, len(records))
-            return
-        self.components.controller.load_state_dict(controller_state)
-        loop.load_state_dict(loop_state, records)
         if evaluator_path is not None:
-            evaluator = self.components.evaluator
-            assert isinstance(evaluator, SharedWeightEvaluator)
-            state = torch.load(self.runner.artifacts / evaluator_path, map_location="cpu")
-            evaluator.load_state_dict(state)
-            self._supernet_files.append(self.runner.artifacts / evaluator_path)
+            path = self.runner.artifacts / evaluator_path
+            state.evaluator = self._saved_evaluator = path.read_bytes()
+            self._evaluator_files.append(path)
+        search.restore(state, records)
         log.info(
             "job %d: resumed from the checkpoint at trial %d (%d later trials redone)",
             self.job_id,
@@ -364,118 +307,91 @@ class JobExecution(threading.Thread):
             removed,
         )
 
-    # --- callbacks from the search loop ----------------------------------------------------
-    def _on_batch_start(self, batch: list[Any], first: int) -> None:
-        self._batch_first = first
-        if self.components.evaluator.instant:
-            return
-        now = utcnow()
-        rows = [
-            {
-                "job_id": self.job_id,
-                "number": first + i,
-                "candidate_id": c.id,
-                "state": "RUNNING",
-                "architecture": c.architecture.to_dict(),
-                "arch_key": c.architecture.key[:500],
-                "hparams": dict(c.hparams),
-                "metrics": {},
-                "worker": self.backend.worker_name,
-                "started_at": now,
-            }
-            for i, c in enumerate(batch)
-        ]
-        self._running.update(r["number"] for r in rows)
-        self._counts["RUNNING"] = self._counts.get("RUNNING", 0) + len(rows)
+    # --- events from the search ------------------------------------------------------------
+    def _on_trials_started(self, trials: list[RunningTrial]) -> None:
+        self._running.update(t.number for t in trials)
+        self._counts[TrialState.RUNNING.value] = self._counts.get(
+            TrialState.RUNNING.value, 0
+        ) + len(trials)
         with session_scope(self.runner.write) as session:
-            TrialRepository(session).insert_many(rows)
+            TrialRepository(session).add_running(self.job_id, trials)
             self._job_counters(session)
 
-    def _report(self, index: int, epoch: int, values: Any) -> None:
-        if self._stop_reason is not None:
-            raise JobInterrupted(self._stop_reason)
+    def _on_intermediate(self, number: int, epoch: int, values: Mapping[str, float]) -> None:
         with session_scope(self.runner.write) as session:
-            TrialRepository(session).add_intermediate(
-                self.job_id, self._batch_first + index, epoch, dict(values)
-            )
+            TrialRepository(session).add_intermediate(self.job_id, number, epoch, dict(values))
 
     def _on_trial(self, record: TrialRecord) -> None:
-        row = _row(self.job_id, record, record.worker or self.backend.worker_name)
-        state = row["state"]
+        state = record.result.state.value
         self._counts[state] = self._counts.get(state, 0) + 1
         if record.number in self._running:
             self._running.discard(record.number)
-            self._counts["RUNNING"] -= 1
-            self._updates.append(row)
+            self._counts[TrialState.RUNNING.value] -= 1
+            self._finished.append(record)
         else:
-            self._rows.append(row)
+            self._records.append(record)
 
-    def _on_batch_end(self) -> None:
+    def _on_safe_point(self, point: SafePoint) -> None:
         if self._running:  # refused by the budget after they started: not trials
             self._drop_running()
-        if self._updates or time.monotonic() - self._last_flush >= self.settings.flush_interval_s:
+        if point.curve is not None:
+            self._curve.append(point.curve)
+        due = time.monotonic() - self._last_flush >= self.settings.flush_interval_s
+        if point.required or self._finished or due:
             self._flush(checkpoint=True)
 
-    def _on_epoch(self, _point: dict[str, Any]) -> None:
-        self._flush(checkpoint=True, supernet=True)
-
     # --- writing ---------------------------------------------------------------------------
-    def _flush(self, *, checkpoint: bool, supernet: bool = False) -> None:
-        loop = self.loop
-        assert loop is not None
+    def _flush(self, *, checkpoint: bool) -> None:
+        search = self.search
+        assert search is not None
+        state = search.state() if checkpoint else None
         evaluator_path = None
-        if checkpoint and isinstance(self.components.evaluator, SharedWeightEvaluator):
-            if supernet or not self._supernet_files:
-                evaluator_path = self._save_supernet()
-            else:
-                evaluator_path = str(self._supernet_files[-1].relative_to(self.runner.artifacts))
+        if state is not None and state.evaluator is not None:
+            evaluator_path = self._save_evaluator(state.evaluator)
         with session_scope(self.runner.write) as session:
             trials = TrialRepository(session)
-            trials.insert_many(self._rows)
-            trials.update_many(self.job_id, self._updates)
-            if checkpoint:
+            trials.add_records(self.job_id, self._records)
+            trials.finish_records(self.job_id, self._finished)
+            if state is not None:
                 CheckpointRepository(session).save(
                     self.job_id,
-                    trial_count=len(loop.trials),
-                    controller_state=(
-                        loop.controller_state
-                        if self.remote
-                        else self.components.controller.state_dict()
-                    ),
-                    loop_state=loop.state_dict(),
+                    trial_count=state.trial_count,
+                    controller_state=state.controller,
+                    loop_state=state.loop,
                     evaluator_path=evaluator_path,
                 )
+                CurveRepository(session).add_many(self.job_id, EPOCH_SERIES, self._curve)
+                self._curve = []
             self._job_counters(session)
-        self._rows, self._updates = [], []
+        self._records, self._finished = [], []
         self._last_flush = time.monotonic()
-        # Older supernet files are no longer referenced once the new checkpoint committed.
-        while len(self._supernet_files) > 1:
-            self._supernet_files.pop(0).unlink(missing_ok=True)
+        # Older evaluator files are no longer referenced once the new checkpoint committed.
+        while len(self._evaluator_files) > 1:
+            self._evaluator_files.pop(0).unlink(missing_ok=True)
 
-    def _save_supernet(self) -> str:
-        evaluator = self.components.evaluator
-        assert isinstance(evaluator, SharedWeightEvaluator)
-        folder = self.runner.artifacts / "jobs" / str(self.job_id) / "checkpoints"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"supernet-{uuid.uuid4().hex[:12]}.pt"
-        tmp = path.with_suffix(".tmp")
-        if self.remote:
-            tmp.write_bytes(self.loop.evaluator_state)
-        else:
-            torch.save(evaluator.state_dict(), tmp)
-        os.replace(tmp, path)
-        self._supernet_files.append(path)
-        return str(path.relative_to(self.runner.artifacts))
+    def _save_evaluator(self, data: bytes) -> str:
+        """The file holding the evaluator's state ``data`` (the supernet), written unless
+        the newest file already holds these bytes; its path relative to the artifacts."""
+        if data is not self._saved_evaluator or not self._evaluator_files:
+            folder = self.runner.artifacts / "jobs" / str(self.job_id) / "checkpoints"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"supernet-{uuid.uuid4().hex[:12]}.pt"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+            self._evaluator_files.append(path)
+            self._saved_evaluator = data
+        return str(self._evaluator_files[-1].relative_to(self.runner.artifacts))
 
-    def _job_counters(self, session: Any) -> None:
-        loop = self.loop
-        assert loop is not None
-        best = loop.best
+    def _job_counters(self, session: Session) -> None:
+        search = self.search
+        assert search is not None
+        best = search.best
         JobRepository(session).set_fields(
             self.job_id,
             n_trials=sum(self._counts.values()),
             state_counts={k: v for k, v in self._counts.items() if v},
-            progress=round(loop.fraction_done(), 4),
+            progress=round(search.fraction_done(), 4),
             best_trial_number=None if best is None else best.number,
             best_value=None if best is None else best.result.objective,
             heartbeat_at=utcnow(),
@@ -485,7 +401,7 @@ class JobExecution(threading.Thread):
         with session_scope(self.runner.write) as session:
             for number in self._running:
                 TrialRepository(session).delete_from(self.job_id, number)
-            self._counts["RUNNING"] -= len(self._running)
+            self._counts[TrialState.RUNNING.value] -= len(self._running)
             self._running.clear()
             self._job_counters(session)
 
@@ -521,47 +437,3 @@ class JobExecution(threading.Thread):
         with session_scope(self.runner.write) as session:
             JobRepository(session).set_fields(self.job_id, runner=None, heartbeat_at=None)
         log.info("job %d: released at %s", self.job_id, self._stop_reason)
-
-
-def _row(job_id: int, record: TrialRecord, worker: str) -> dict[str, Any]:
-    result = record.result
-    return {
-        "job_id": job_id,
-        "number": record.number,
-        "candidate_id": record.candidate_id,
-        "state": result.state.value,
-        "architecture": record.architecture.to_dict(),
-        "arch_key": record.architecture.key[:500],
-        "hparams": dict(record.hparams),
-        "objective": result.objective,
-        "metrics": dict(result.metrics),
-        "cost_s": result.cost_s,
-        "simulated": result.simulated,
-        "error": result.error,
-        "worker": worker,
-        "epoch": record.epoch,
-        "step": record.step,
-        "started_at": _ts(record.started_at),
-        "finished_at": _ts(record.finished_at),
-    }
-
-
-def _record(row: Any) -> TrialRecord:
-    return TrialRecord(
-        number=row.number,
-        candidate_id=row.candidate_id,
-        architecture=Architecture.from_dict(row.architecture),
-        hparams=dict(row.hparams or {}),
-        result=TrialResult(
-            state=TrialState(row.state),
-            objective=row.objective,
-            metrics=dict(row.metrics or {}),
-            cost_s=row.cost_s,
-            simulated=row.simulated,
-            error=row.error,
-        ),
-        started_at=row.started_at.timestamp() if row.started_at else 0.0,
-        finished_at=row.finished_at.timestamp() if row.finished_at else 0.0,
-        epoch=row.epoch,
-        step=row.step,
-    )

@@ -12,7 +12,8 @@ from api.models import JobModel, JobState, utcnow
 from api.repositories import JobRepository
 from api.schemas import BestSoFar, JobRead
 from nas.errors import SpecError
-from nas.spec import ResolvedSpec, parse_spec
+from nas.spec import ResolvedSpec
+from workers.search import parse_spec
 
 
 class NotFoundError(LookupError):

@@ -4,7 +4,7 @@
    owned by it), then ``--trials`` trial rows of the shape the job runner writes
    (``api.runner._row``: NAS-Bench-201 architecture JSON, metrics, objective, mostly COMPLETE
    with some FAIL) inserted ``--batch`` rows per transaction through
-   ``TrialRepository.insert_many`` inside ``session_scope(write factory)``, with the job's
+   ``TrialRepository.add_records`` inside ``session_scope(write factory)``, with the job's
    counters (``n_trials``, ``state_counts``, progress, best) updated by
    ``JobRepository.set_fields`` in the same transaction, as the runner's ``_flush`` does.
    Target: >= 1,000 trials/s.
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -37,7 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -65,7 +66,9 @@ from api.auth import create_key
 from api.db import make_engine, make_session_factory, session_scope, upgrade
 from api.models import JobModel, JobState
 from api.repositories import JobRepository, TrialRepository
-from nas.spec import parse_spec
+from nas.architecture import Architecture
+from nas.trial import TrialRecord, TrialResult, TrialState
+from workers.search import parse_spec
 
 INGEST_TARGET = 1_000.0  # trials/s
 P99_TARGET_MS = 100.0
@@ -95,42 +98,32 @@ def job_spec(trials: int) -> dict[str, Any]:
     return parse_spec(spec).to_dict()
 
 
-def trial_row(job_id: int, number: int, rng: random.Random, t0: datetime, worker: str) -> dict:
-    """One row as ``api.runner._row`` builds it for a tabular NAS-Bench-201 trial."""
+def trial_record(number: int, rng: random.Random, t0: float, worker: str) -> TrialRecord:
+    """One record as the search loop makes it for a tabular NAS-Bench-201 trial."""
     choices = [rng.randrange(5) for _ in range(6)]
-    started = t0 + timedelta(milliseconds=2 * number)
-    failed = rng.random() < 0.03
-    if failed:
-        state, objective, metrics = "FAIL", None, {}
-        error = "RuntimeError: simulated evaluation failure"
+    started = t0 + 0.002 * number
+    if rng.random() < 0.03:
+        result = TrialResult.failed("RuntimeError: simulated evaluation failure")
     else:
         acc = rng.uniform(10.0, 91.7)
-        state, objective, error = "COMPLETE", acc, None
         metrics = {
             "val_accuracy": acc,
             "params_M": rng.uniform(0.07, 1.53),
             "flops_M": rng.uniform(7.8, 220.1),
             "latency_s": rng.uniform(0.005, 0.03),
         }
-    return {
-        "job_id": job_id,
-        "number": number,
-        "candidate_id": number,
-        "state": state,
-        "architecture": {"space": "nb201", "version": 1, "choices": choices},
-        "arch_key": "nb201/v1/" + ".".join(map(str, choices)),
-        "hparams": {},
-        "objective": objective,
-        "metrics": metrics,
-        "cost_s": rng.uniform(60.0, 240.0),
-        "simulated": True,
-        "error": error,
-        "worker": worker,
-        "epoch": None,
-        "step": None,
-        "started_at": started,
-        "finished_at": started + timedelta(milliseconds=1),
-    }
+        result = TrialResult(TrialState.COMPLETE, acc, metrics)
+    result = dataclasses.replace(result, cost_s=rng.uniform(60.0, 240.0), simulated=True)
+    return TrialRecord(
+        number=number,
+        candidate_id=number,
+        architecture=Architecture("nb201", tuple(choices), 1),
+        hparams={},
+        result=result,
+        started_at=started,
+        finished_at=started + 0.001,
+        worker=worker,
+    )
 
 
 def ingest(url: str, trials: int, batch: int, seed: int) -> dict[str, Any]:
@@ -158,28 +151,28 @@ def ingest(url: str, trials: int, batch: int, seed: int) -> dict[str, Any]:
             job_id = job.id
         rng = random.Random(seed)
         worker = f"inline@{socket.gethostname()}:{os.getpid()}"
-        t0 = datetime.now(UTC)
+        t0 = time.time()
         counts: dict[str, int] = {}
         best: tuple[int, float] | None = None
         db_s, batch_s = 0.0, []
         started = time.perf_counter()
         for first in range(0, trials, batch):
-            rows = [
-                trial_row(job_id, n, rng, t0, worker)
-                for n in range(first, min(first + batch, trials))
+            records = [
+                trial_record(n, rng, t0, worker) for n in range(first, min(first + batch, trials))
             ]
-            for r in rows:
-                counts[r["state"]] = counts.get(r["state"], 0) + 1
-                if r["objective"] is not None and (best is None or r["objective"] > best[1]):
-                    best = (r["number"], r["objective"])
+            for r in records:
+                counts[r.result.state.value] = counts.get(r.result.state.value, 0) + 1
+                value = r.result.objective
+                if value is not None and (best is None or value > best[1]):
+                    best = (r.number, value)
             t = time.perf_counter()
             with session_scope(write) as session:
-                TrialRepository(session).insert_many(rows)
+                TrialRepository(session).add_records(job_id, records)
                 JobRepository(session).set_fields(
                     job_id,
                     n_trials=sum(counts.values()),
                     state_counts={k: v for k, v in counts.items() if v},
-                    progress=round((first + len(rows)) / trials, 4),
+                    progress=round((first + len(records)) / trials, 4),
                     best_trial_number=None if best is None else best[0],
                     best_value=None if best is None else best[1],
                     heartbeat_at=datetime.now(UTC),
@@ -588,7 +581,7 @@ def print_ingest(r: dict[str, Any]) -> None:
     ok = r["rate"] >= INGEST_TARGET
     print(
         f"== ingestion: {r['trials']} trials, {r['batch']} per transaction "
-        f"({r['batches']} transactions; insert_many + job counters in each)"
+        f"({r['batches']} transactions; add_records + job counters in each)"
     )
     print(
         f"  trials/s           : {r['rate']:,.0f} (target >= {INGEST_TARGET:,.0f}: "

@@ -15,7 +15,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from nas.spec import load_spec_file, parse_spec
+from nas.spec import load_spec_file
+from workers.search import parse_spec
 from workers.local import run_local_search
 
 REPO = Path(__file__).resolve().parents[1]

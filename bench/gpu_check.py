@@ -374,7 +374,7 @@ class Checks:
         )
 
     def check_enas_search(self) -> str:
-        from nas.spec import parse_spec
+        from workers.search import parse_spec
         from workers.local import run_local_search
 
         spec = {

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 def run(spec: dict[str, Any], controller_name: str) -> dict[str, Any]:
     from controllers import MetaQNN
     from nas.spaces import MetaQNNSpace
-    from nas.spec import parse_spec
+    from workers.search import parse_spec
     from nas.trial import TrialState
     from workers.final import retrain
     from workers.search import SearchLoop, build_components

@@ -27,7 +27,7 @@ if str(REPO) not in sys.path:
 
 from controllers import CONTROLLERS
 from nas.evaluators.tabular import TABLE_ENV
-from nas.spec import parse_spec
+from workers.search import parse_spec
 from workers.search import SearchComponents, SearchLoop, build_components
 
 DEFAULT_TABLE = REPO.parent / "shared" / "data" / "nb201" / "nb201_tabular.csv.gz"

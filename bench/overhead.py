@@ -75,7 +75,7 @@ from nas.architecture import Architecture
 from nas.evaluators import EVALUATORS
 from nas.evaluators.tabular import TABLE_ENV
 from nas.spaces.nb201 import NB201_OPS, Nb201Space
-from nas.spec import parse_spec
+from workers.search import parse_spec
 
 DEFAULT_TABLE = REPO.parent / "shared" / "data" / "nb201" / "nb201_tabular.csv.gz"
 SERVICE_TARGET = 1_000.0  # trials/s through the full path

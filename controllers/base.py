@@ -76,6 +76,13 @@ class Controller(ABC):
     #: or needs no values at all (``random``). Others take one objective and a spec with
     #: several is rejected for them.
     multi_objective: ClassVar[bool] = False
+    #: Shared-weight search: rewards per supernet epoch this controller asks for (``None``:
+    #: the search's default).
+    rewards_per_epoch: int | None = None
+    #: Shared-weight search: how many candidates to ask at once in the reward phase (a
+    #: policy that learns changes only after this many rewards, so the group is what a
+    #: sequential search would have sampled).
+    reward_group: int = 20
 
     def __init__(
         self,
@@ -138,6 +145,12 @@ class Controller(ABC):
         """An architecture to train shared weights on, without creating a candidate (the
         ENAS supernet phase). The default is a uniform sample: random weight sharing."""
         return self.space.sample(self.rng)
+
+    def curve_stats(self, last: int) -> dict[str, float]:
+        """Figures of the controller's own learning over its last ``last`` tells (the last
+        one when ``last`` is 0), for the search's per-epoch curve: ENAS reports its policy's
+        entropy and reward baseline. ``{}`` for controllers without such figures."""
+        return {}
 
     @property
     def finished(self) -> bool:

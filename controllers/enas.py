@@ -140,9 +140,23 @@ class EnasController(Controller):
         self.history: list[dict[str, float]] = []  # reward / entropy / baseline per tell
 
     @property
-    def rewards_per_epoch(self) -> int:
+    def rewards_per_epoch(self) -> int:  # type: ignore[override]
         """How many rewards ENAS collects per epoch (train_steps x num_aggregate)."""
         return self.train_steps * self.num_aggregate
+
+    @property
+    def reward_group(self) -> int:  # type: ignore[override]
+        """The policy takes one step per ``num_aggregate`` rewards."""
+        return self.num_aggregate
+
+    def curve_stats(self, last: int) -> dict[str, float]:
+        if not self.history:
+            return {}
+        recent = self.history[-last:] if last else self.history[-1:]
+        return {
+            "entropy": float(np.mean([h["entropy"] for h in recent])),
+            "baseline": float(self.history[-1]["baseline"]),
+        }
 
     # --- sampling --------------------------------------------------------------------------
     def _propose(self) -> Architecture | None:

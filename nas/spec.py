@@ -3,7 +3,13 @@
 ``parse_spec`` validates in two passes and raises one ``SpecError`` listing every problem with
 its field path: first the document's shape (pydantic, unknown keys rejected), then each
 component's own parameters against the registry entry its ``name`` selects, then the
-combinations (an evaluator that cannot score that space, an objective it does not measure).
+combinations, which the components answer themselves (``Evaluator.spec_problems``: a space it
+cannot score, an objective it does not measure; a controller's ``multi_objective``).
+
+The library knows no controllers: the controller registry is passed in (``controllers=``;
+``workers.parse_spec`` passes the built-in one). A validated spec is stored with every
+default filled in (``ResolvedSpec.to_dict``) and read back with ``ResolvedSpec.from_stored``,
+which validates nothing again.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import yaml
 from pydantic import (
@@ -27,8 +33,27 @@ from pydantic import (
 
 from nas.errors import SpecError
 from nas.hparams import HparamSpace
+from nas.registry import Registry
 
-__all__ = ["SUPPORTED", "JobSpec", "load_spec_file", "parse_spec"]
+__all__ = [
+    "ControllerEntry",
+    "JobSpec",
+    "ResolvedSpec",
+    "SpecProblem",
+    "load_spec_file",
+    "parse_spec",
+]
+
+#: One problem of a spec: the field path and what is wrong (and what would be valid).
+SpecProblem = tuple[tuple[Any, ...], str]
+
+
+class ControllerEntry(Protocol):
+    """What the spec parser asks of a registered controller class."""
+
+    Config: ClassVar[type[BaseModel]]
+    #: Handles several objectives; a spec with several is rejected for the others.
+    multi_objective: ClassVar[bool]
 
 
 class _Strict(BaseModel):
@@ -175,11 +200,6 @@ class JobSpec(_Strict):
     seed: int = Field(0, ge=0, lt=2**63)
 
 
-#: Sections and fields that parse but are not implemented yet, by where they would run.
-#: A spec that sets one is rejected (never silently ignored); later issues empty this.
-SUPPORTED: dict[str, str] = {}
-
-
 @dataclass(frozen=True)
 class ResolvedSpec:
     """A valid spec plus each component's validated parameters."""
@@ -193,7 +213,39 @@ class ResolvedSpec:
     hparams: HparamSpace | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return self.spec.model_dump(mode="json", exclude_none=True)
+        """The spec as stored: JSON data with each component's parameters complete (their
+        defaults filled in, unset ones ``None``), so that ``from_stored`` rebuilds this spec
+        exactly."""
+        data = self.spec.model_dump(mode="json", exclude_none=True)
+        for section, params in (
+            ("dataset", self.dataset_params),
+            ("space", self.space_params),
+            ("controller", self.controller_params),
+            ("evaluator", self.evaluator_params),
+        ):
+            data[section] = {"name": data[section]["name"], **params}
+        return data
+
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any]) -> ResolvedSpec:
+        """A spec that ``parse_spec`` validated and ``to_dict`` wrote (a job's stored spec),
+        read back as it is: no registry look-up and no cross-component check again.
+        Component parameters are taken as stored (a section written before defaults were
+        stored keeps its omitted fields at the component's defaults)."""
+        spec = JobSpec.model_validate(dict(data))
+        hparams = None
+        if spec.hparams:
+            hparams, problems = HparamSpace.parse(spec.hparams)
+            if problems:
+                raise SpecError(problems)
+        return cls(
+            spec,
+            spec.dataset.params,
+            spec.space.params,
+            spec.controller.params,
+            spec.evaluator.params,
+            hparams,
+        )
 
 
 def load_spec_file(path: str | Path) -> dict[str, Any]:
@@ -216,8 +268,14 @@ def parse_document(text: str, *, source: str = "<spec>") -> dict[str, Any]:
     return data
 
 
-def parse_spec(data: Mapping[str, Any] | JobSpec) -> ResolvedSpec:
-    """Validate a spec document fully; raise ``SpecError`` with every problem found."""
+def parse_spec(
+    data: Mapping[str, Any] | JobSpec, *, controllers: Registry[type[ControllerEntry]]
+) -> ResolvedSpec:
+    """Validate a spec document fully; raise ``SpecError`` with every problem found.
+
+    ``controllers`` is the registry the ``controller:`` section is checked against (the
+    library knows no controllers; ``workers.parse_spec`` passes the built-in registry)."""
+    registries = _registries(controllers)
     if isinstance(data, JobSpec):
         spec = data
     else:
@@ -228,34 +286,31 @@ def parse_spec(data: Mapping[str, Any] | JobSpec) -> ResolvedSpec:
             # Report bad component names and parameters in the same answer.
             for section in ("dataset", "space", "controller", "evaluator"):
                 raw = data.get(section)
-                if isinstance(raw, Mapping) and isinstance(raw.get("name"), str):
-                    _component_params(section, Component.model_validate(dict(raw)), errors)
+                if isinstance(raw, Mapping) and isinstance(raw.get("name"), str) and raw["name"]:
+                    component = Component.model_validate(dict(raw))
+                    _component_params(section, component, registries[section], errors)
             if isinstance(data.get("hparams"), Mapping):
                 evaluator = data.get("evaluator")
                 name = evaluator.get("name") if isinstance(evaluator, Mapping) else None
                 _check_hparams(data["hparams"], name, errors)
-            for field, message in SUPPORTED.items():
-                value: Any = data
-                for part in field.split("."):
-                    value = value.get(part) if isinstance(value, Mapping) else None
-                if value is not None:
-                    errors.append(
-                        {"loc": tuple(field.split(".")), "msg": message, "type": "not_supported"}
-                    )
             raise SpecError(errors) from None
     errors: list[dict[str, Any]] = []
     params = {
-        section: _component_params(section, getattr(spec, section), errors)
-        for section in ("dataset", "space", "controller", "evaluator")
+        section: _component_params(section, getattr(spec, section), registry, errors)
+        for section, registry in registries.items()
     }
     if not errors:
-        _check_combinations(spec, params, errors)
+        _check_combinations(spec, controllers, errors)
     hparams = _check_hparams(spec.hparams, spec.evaluator.name, errors)
-    for field, message in SUPPORTED.items():
-        if _is_set(spec, field):
-            errors.append({"loc": tuple(field.split(".")), "msg": message, "type": "not_supported"})
     if errors:
         raise SpecError(errors)
+    # The canonical form, as stored: each component with every parameter (defaults filled).
+    spec = spec.model_copy(
+        update={
+            section: Component(name=getattr(spec, section).name, **(params[section] or {}))
+            for section in registries
+        }
+    )
     return ResolvedSpec(
         spec,
         params["dataset"] or {},
@@ -293,13 +348,6 @@ def _check_hparams(
     return None if problems else space
 
 
-def _is_set(spec: JobSpec, dotted: str) -> bool:
-    value: Any = spec
-    for part in dotted.split("."):
-        value = getattr(value, part, None)
-    return value is not None
-
-
 def _pydantic_errors(exc: ValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors(include_url=False):
@@ -312,28 +360,23 @@ def _pydantic_errors(exc: ValidationError) -> list[dict[str, Any]]:
     return out
 
 
-def _registry(section: str) -> Any:
-    if section == "dataset":
-        from nas.datasets import DATASETS
+def _registries(controllers: Registry[Any]) -> dict[str, Registry[Any]]:
+    """The registry each component section is checked against, in section order."""
+    from nas.datasets import DATASETS
+    from nas.evaluators import EVALUATORS
+    from nas.spaces import SPACES
 
-        return DATASETS
-    if section == "space":
-        from nas.spaces import SPACES
-
-        return SPACES
-    if section == "evaluator":
-        from nas.evaluators import EVALUATORS
-
-        return EVALUATORS
-    from controllers import CONTROLLERS  # controllers build on nas; imported only here
-
-    return CONTROLLERS
+    return {
+        "dataset": DATASETS,
+        "space": SPACES,
+        "controller": controllers,
+        "evaluator": EVALUATORS,
+    }
 
 
 def _component_params(
-    section: str, component: Component, errors: list[dict[str, Any]]
+    section: str, component: Component, registry: Registry[Any], errors: list[dict[str, Any]]
 ) -> dict[str, Any] | None:
-    registry = _registry(section)
     if component.name not in registry:
         errors.append(
             {
@@ -346,7 +389,7 @@ def _component_params(
     entry = registry.get(component.name)
     config_model = entry.config if section == "dataset" else entry.Config
     try:
-        return config_model.model_validate(component.params).model_dump()
+        return config_model.model_validate(component.params).model_dump(mode="json")
     except ValidationError as exc:
         for err in _pydantic_errors(exc):
             err["loc"] = (section, *err["loc"])
@@ -355,122 +398,35 @@ def _component_params(
 
 
 def _check_combinations(
-    spec: JobSpec, params: dict[str, dict[str, Any] | None], errors: list[dict[str, Any]]
+    spec: JobSpec, controllers: Registry[type[ControllerEntry]], errors: list[dict[str, Any]]
 ) -> None:
-    from nas.datasets import DATASETS
+    """Cross-component rules, each answered by the component it concerns: the evaluator
+    (which datasets, spaces, objectives and constraints it can work with), the controller
+    (several objectives or one), the space (whether it has a network to retrain)."""
     from nas.evaluators import EVALUATORS
-    from nas.models import NETWORKS
+    from nas.spaces import SPACES
 
-    dataset = DATASETS.get(spec.dataset.name)
-    evaluator = EVALUATORS.get(spec.evaluator.name)
-    space = spec.space.name
-    if spec.evaluator.name == "tabular":
-        if space != "nb201":
-            errors.append(
-                _err(("space", "name"), f"the tabular evaluator needs space nb201, got {space!r}")
-            )
-        if dataset.tabular is None:
-            errors.append(
-                _err(
-                    ("dataset", "name"),
-                    f"the tabular evaluator needs a NAS-Bench-201 dataset (nb201-cifar10, "
-                    f"nb201-cifar100, nb201-imagenet16-120), got {spec.dataset.name!r}",
-                )
-            )
-    else:
-        if dataset.tabular is not None:
-            errors.append(
-                _err(
-                    ("dataset", "name"), f"{spec.dataset.name!r} is a table; use evaluator tabular"
-                )
-            )
-        if space not in NETWORKS:
-            errors.append(
-                _err(
-                    ("space", "name"),
-                    f"evaluator {spec.evaluator.name!r} trains networks; space {space!r} has no "
-                    f"trainable network here (valid: {', '.join(sorted(NETWORKS))})",
-                )
-            )
-    if (
-        spec.evaluator.name == "shared-weights"
-        and space in NETWORKS
-        and not NETWORKS[space].has_supernet
-    ):
-        with_supernet = sorted(n for n, net in NETWORKS.items() if net.has_supernet)
+    for loc, msg in EVALUATORS.get(spec.evaluator.name).spec_problems(spec):
+        errors.append(_err(loc, msg))
+    if spec.objective.is_multi and not controllers.get(spec.controller.name).multi_objective:
+        able = [n for n in controllers.names() if controllers.get(n).multi_objective]
         errors.append(
             _err(
-                ("evaluator", "name"),
-                f"space {space!r} has no shared-weight supernet; use evaluator standalone, or "
-                f"a space with one: {', '.join(with_supernet)}",
+                ("controller", "name"),
+                f"controller {spec.controller.name!r} optimises one objective; with several "
+                f"objective metrics use one of: {', '.join(able)} (or set one metric)",
             )
         )
-    _check_objective(spec, evaluator, errors)
-    if spec.final is not None and space not in NETWORKS:
+    space = SPACES.get(spec.space.name)
+    if spec.final is not None and not space.trainable:
+        trainable = [n for n in SPACES.names() if SPACES.get(n).trainable]
         errors.append(
             _err(
                 ("final",),
-                f"space {space!r} has no trainable network here to retrain "
-                f"(valid: {', '.join(sorted(NETWORKS))})",
+                f"space {space.name!r} has no trainable network here to retrain "
+                f"(valid: {', '.join(trainable)})",
             )
         )
-    if spec.budget.simulated_seconds is not None and spec.evaluator.name != "tabular":
-        errors.append(
-            _err(("budget", "simulated_seconds"), "only tabular evaluators simulate training time")
-        )
-
-
-def _check_objective(spec: JobSpec, evaluator: Any, errors: list[dict[str, Any]]) -> None:
-    """Objective metrics the evaluator reports, constraints it can check, several objectives
-    only with a controller that handles them."""
-    from nas.evaluators import EVALUATORS
-
-    objective = spec.objective
-    metrics: list[tuple[tuple[Any, ...], str]] = (
-        [(("objective", "metric"), objective.metric)]
-        if objective.metrics is None
-        else [(("objective", "metrics", i), m) for i, m in enumerate(objective.metrics)]
-    )
-    for loc, metric in metrics:
-        if metric not in evaluator.metrics:
-            errors.append(
-                _err(
-                    loc,
-                    f"evaluator {spec.evaluator.name!r} does not report {metric!r}; "
-                    f"valid: {', '.join(evaluator.metrics)}",
-                )
-            )
-    if objective.constraints is not None:
-        for key in objective.constraints.limits():
-            if key not in evaluator.constraint_keys:
-                able = [n for n in EVALUATORS.names() if key in EVALUATORS.get(n).constraint_keys]
-                can = ", ".join(evaluator.constraint_keys) or "none"
-                errors.append(
-                    _err(
-                        ("objective", "constraints", key),
-                        f"evaluator {spec.evaluator.name!r} cannot check {key} before training "
-                        f"(it can check: {can}); evaluators that can: {', '.join(able)}",
-                    )
-                )
-    if objective.is_multi:
-        controllers = _registry("controller")
-        if not getattr(controllers.get(spec.controller.name), "multi_objective", False):
-            able = [n for n in controllers.names() if controllers.get(n).multi_objective]
-            errors.append(
-                _err(
-                    ("controller", "name"),
-                    f"controller {spec.controller.name!r} optimises one objective; with several "
-                    f"objective metrics use one of: {', '.join(able)} (or set one metric)",
-                )
-            )
-        if spec.evaluator.name == "shared-weights":
-            errors.append(
-                _err(
-                    ("objective", "metrics"),
-                    "the shared-weight search ranks architectures by one reward; several "
-                    "objectives need evaluator standalone or tabular",
-                )
-            )
 
 
 def _err(loc: tuple[Any, ...], msg: str) -> dict[str, Any]:

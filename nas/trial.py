@@ -1,4 +1,4 @@
-"""Trial states and the immutable result of evaluating one candidate."""
+"""Trial states, the immutable result of evaluating one candidate, and the record of a trial."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+from nas.architecture import Architecture
 
 
 class TrialState(str, Enum):
@@ -66,3 +68,64 @@ class TrialResult:
             simulated=bool(data.get("simulated", False)),
             error=data.get("error"),
         )
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One finished trial of a search, as the search loop records it and the service stores
+    it. ``epoch`` and ``step`` place a shared-weight reward in its supernet epoch; ``worker``
+    names where the trial ran (a process of this machine, a Ray node)."""
+
+    number: int
+    candidate_id: int
+    architecture: Architecture
+    hparams: Mapping[str, Any]
+    result: TrialResult
+    started_at: float
+    finished_at: float
+    epoch: int | None = None
+    step: int | None = None
+    worker: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialRecord:
+        return cls(
+            number=int(data["number"]),
+            candidate_id=int(data["candidate_id"]),
+            architecture=Architecture.from_dict(data["architecture"]),
+            hparams=dict(data.get("hparams") or {}),
+            result=TrialResult.from_dict(data),
+            started_at=float(data["started_at"]),
+            finished_at=float(data["finished_at"]),
+            epoch=data.get("epoch"),
+            step=data.get("step"),
+            worker=data.get("worker"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (a line of ``trials.jsonl``)."""
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "worker": self.worker,
+            "number": self.number,
+            "candidate_id": self.candidate_id,
+            "architecture": self.architecture.to_dict(),
+            "hparams": dict(self.hparams),
+            **self.result.to_dict(),
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+@dataclass(frozen=True)
+class RunningTrial:
+    """A trial that has started training and has no result yet (the service shows it
+    RUNNING until its ``TrialRecord`` arrives)."""
+
+    number: int
+    candidate_id: int
+    architecture: Architecture
+    hparams: Mapping[str, Any]
+    started_at: float
+    worker: str

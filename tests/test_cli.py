@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from nas.architecture import Architecture
-from nas.cli import main
+from api.cli import main
 from nas.spaces import MacroSpace, Nb201Space
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,8 +1,15 @@
-"""Backends: where a batch of candidates is evaluated.
+"""Backends: where a search runs. One interface for every kind of search.
 
-The search loop gathers candidates and hands each batch to a backend. ``InlineBackend``
-evaluates in the calling process, one batch at a time. A Ray backend plugs in behind the same
-interface (tasks with CPU/GPU resources, retries, cancellation).
+A ``Backend`` opens a ``SearchRun`` for a resolved spec: the job runner (and ``nas search``)
+starts, checkpoints, resumes, cancels and reads progress through that one object, whatever
+the evaluator (trials that train, table lookups, a shared-weight supernet):
+
+- ``InlineBackend`` runs the search loop in this process, trials one batch at a time.
+- ``workers.ray_backend.RayBackend`` runs trials as Ray tasks while the loop runs here, or,
+  for a loop that keeps its evaluator's state (the supernet), runs the whole loop in one Ray
+  actor and relays its trials and checkpoints.
+
+What a search reports goes to its ``SearchEvents``; its checkpoint is a ``SearchState``.
 """
 
 from __future__ import annotations
@@ -11,28 +18,132 @@ import os
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from nas.architecture import Architecture
 from nas.evaluators import Evaluator
-from nas.trial import TrialResult
+from nas.spaces import SearchSpace
+from nas.spec import ResolvedSpec
+from nas.trial import RunningTrial, TrialRecord, TrialResult
 
-#: ``should_stop()`` answers why work must stop now, or ``None`` (see ``workers.search``).
+if TYPE_CHECKING:
+    from workers.search import SearchLoop, SearchOutcome
+
+#: ``should_stop()`` answers why work must stop now (a cancel, a server shutdown), or
+#: ``None`` to go on.
 StopFn = Callable[[], "str | None"]
 
 
 class Interrupted(Exception):
-    """Raised out of ``evaluate`` when ``should_stop`` asked to stop while trials ran; the
-    unfinished trials of the batch have no result."""
+    """Raised out of a running search when ``should_stop`` asked to stop while trials ran;
+    the unfinished trials have no result."""
 
 
-class Backend(ABC):
-    """Evaluates batches of candidates for one job."""
+@dataclass(frozen=True)
+class SafePoint:
+    """A point where the search's state covers exactly the trials recorded so far, so it
+    may be checkpointed. ``required``: the evaluator's state changed (a supernet epoch
+    ended): checkpoint now, or the work since the last checkpoint is lost on a restart.
+    ``curve``: the search's per-epoch curve point made here (supernet loss, mean reward,
+    controller entropy and baseline), if any."""
 
-    #: How many trials this backend runs at once (the spec's ``resources.workers``).
+    required: bool = False
+    curve: Mapping[str, Any] | None = None
+
+
+@dataclass
+class SearchEvents:
+    """What a running search reports, each called from the thread that runs the search.
+
+    - ``on_trial(record)``: once per recorded trial, in number order.
+    - ``on_trials_started(trials)``: trials that train are about to run (not called for
+      instant evaluators, whose trials have no RUNNING phase).
+    - ``on_intermediate(number, epoch, values)``: a running trial's intermediate values.
+    - ``on_safe_point(point)``: see ``SafePoint``.
+    - ``should_stop()``: see ``StopFn``; polled between batches, reward groups and epochs of
+      training trials.
+    """
+
+    on_trial: Callable[[TrialRecord], None] | None = None
+    on_trials_started: Callable[[list[RunningTrial]], None] | None = None
+    on_intermediate: Callable[[int, int, Mapping[str, float]], None] | None = None
+    on_safe_point: Callable[[SafePoint], None] | None = None
+    should_stop: StopFn | None = None
+
+
+@dataclass
+class SearchState:
+    """A checkpoint of a search: the controller's and the loop's state as plain data, and
+    the evaluator's own state (the supernet's weights) as bytes, ``None`` for evaluators
+    that keep none. It covers the first ``trial_count`` trials."""
+
+    controller: dict[str, Any]
+    loop: dict[str, Any]
+    evaluator: bytes | None = None
+
+    @property
+    def trial_count(self) -> int:
+        return int(self.loop["trials"])
+
+
+class SearchRun(ABC):
+    """One search opened by a backend. Restore (optional), ``run``, read ``state`` at safe
+    points, ``close``. Not thread-safe, except ``fraction_done``, ``trials`` and ``best``,
+    which another thread may read while ``run`` runs."""
+
+    #: The search space (for summaries and retraining).
+    space: SearchSpace
+
+    @abstractmethod
+    def restore(self, state: SearchState, trials: Sequence[TrialRecord]) -> None:
+        """Continue from a checkpoint: ``trials`` are the records it covers."""
+
+    @abstractmethod
+    def run(self) -> SearchOutcome:
+        """Run to the end of the budget or to a stop (then ``interrupted`` is true). May
+        raise ``Interrupted``."""
+
+    @abstractmethod
+    def state(self) -> SearchState:
+        """The checkpoint of the search as it is now; only valid where ``consistent``."""
+
+    @property
+    @abstractmethod
+    def consistent(self) -> bool:
+        """True when ``state()`` covers exactly the trials recorded so far."""
+
+    @property
+    @abstractmethod
+    def trials(self) -> list[TrialRecord]: ...
+
+    @property
+    @abstractmethod
+    def best(self) -> TrialRecord | None: ...
+
+    @abstractmethod
+    def fraction_done(self) -> float:
+        """How much of the budget is spent, 0..1."""
+
+    def close(self) -> None:
+        """Release what the run holds (threads, an actor)."""
+
+
+class TrialExecutor(ABC):
+    """Evaluates a batch of candidates for a search loop: here, or as Ray tasks."""
+
+    #: How many trials run at once (the spec's ``resources.workers``).
     parallelism: int = 1
     #: Where each trial of the last batch ran, in order (recorded with each trial).
     last_workers: list[str]
+
+    def __init__(self) -> None:
+        self.last_workers = []
+
+    @property
+    def worker_name(self) -> str:
+        """Where trials run (recorded with each trial)."""
+        return f"{socket.gethostname()}:{os.getpid()}"
 
     @abstractmethod
     def evaluate(
@@ -45,22 +156,22 @@ class Backend(ABC):
     ) -> list[TrialResult]:
         """One result per architecture, in order. May raise ``Interrupted``."""
 
-    @property
-    def worker_name(self) -> str:
-        """Where trials run (recorded with each trial)."""
-        return f"{socket.gethostname()}:{os.getpid()}"
-
     def close(self) -> None:
         """Release threads or remote workers."""
 
 
-class InlineBackend(Backend):
-    """Evaluates in this process, one batch at a time: ``nas search`` and the service's
-    default until a distributed backend is configured. A training trial sees ``should_stop``
-    only through the evaluator's per-epoch report hook (the service raises there)."""
+class InlineExecutor(TrialExecutor):
+    """Evaluates in this process, one batch at a time. A training trial sees
+    ``should_stop`` only through its per-epoch intermediate values (the loop raises
+    ``Interrupted`` there)."""
 
-    def __init__(self) -> None:
-        self.last_workers = []
+    def __init__(self, *, worker_name: str | None = None) -> None:
+        super().__init__()
+        self._name = worker_name
+
+    @property
+    def worker_name(self) -> str:
+        return self._name or f"inline@{socket.gethostname()}:{os.getpid()}"
 
     def evaluate(
         self,
@@ -73,6 +184,66 @@ class InlineBackend(Backend):
         self.last_workers = [self.worker_name] * len(archs)
         return evaluator.evaluate(list(archs), list(hparams))
 
+
+class Backend(ABC):
+    """Opens searches; see the module docstring."""
+
+    @abstractmethod
+    def open(self, resolved: ResolvedSpec, events: SearchEvents) -> SearchRun:
+        """A search of ``resolved`` that reports to ``events``, ready to restore or run."""
+
+    def close(self) -> None:
+        """Release what the backend holds."""
+
+
+@dataclass
+class LocalRun(SearchRun):
+    """A search loop running in this process (its trials evaluated by the loop's
+    executor: here, or on Ray)."""
+
+    loop: SearchLoop
+    executor: TrialExecutor = field(default_factory=InlineExecutor)
+
+    def __post_init__(self) -> None:
+        self.space = self.loop.components.space
+
+    def restore(self, state: SearchState, trials: Sequence[TrialRecord]) -> None:
+        self.loop.load_state(state, list(trials))
+
+    def run(self) -> SearchOutcome:
+        outcome = self.loop.run()
+        assert outcome is not None  # no pause asked for
+        return outcome
+
+    def state(self) -> SearchState:
+        return self.loop.state()
+
     @property
-    def worker_name(self) -> str:
-        return f"inline@{socket.gethostname()}:{os.getpid()}"
+    def consistent(self) -> bool:
+        return self.loop.consistent
+
+    @property
+    def trials(self) -> list[TrialRecord]:
+        return self.loop.log.trials
+
+    @property
+    def best(self) -> TrialRecord | None:
+        return self.loop.log.best
+
+    def fraction_done(self) -> float:
+        return self.loop.fraction_done()
+
+    def close(self) -> None:
+        self.executor.close()
+
+
+class InlineBackend(Backend):
+    """Runs every search in this process: ``nas search``, tests, and the service's default
+    until a distributed backend is configured."""
+
+    def open(self, resolved: ResolvedSpec, events: SearchEvents) -> SearchRun:
+        from workers.loops import loop_class
+
+        executor = InlineExecutor()
+        loop = loop_class(resolved)(resolved, events=events, executor=executor)
+        return LocalRun(loop, executor)

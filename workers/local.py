@@ -19,18 +19,12 @@ import yaml
 from tqdm import tqdm
 
 from nas.errors import SpecError
-from nas.evaluators.shared import SharedWeightEvaluator
 from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
+from nas.trial import TrialRecord
+from workers.backend import InlineBackend, SafePoint, SearchEvents
 from workers.final import ranked_hparams, retrain
-from workers.search import (
-    SearchComponents,
-    SearchLoop,
-    SearchOutcome,
-    TrialRecord,
-    build_components,
-)
-from workers.shared import SharedWeightSearch
+from workers.search import SearchOutcome
 
 
 def check_runnable_inline(resolved: ResolvedSpec) -> None:
@@ -47,23 +41,12 @@ def default_run_dir(resolved: ResolvedSpec) -> Path:
     return Path("runs") / f"{resolved.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def make_search(
-    resolved: ResolvedSpec, components: SearchComponents, **callbacks: Any
-) -> SearchLoop:
-    """The loop that fits the evaluator: ENAS alternation for shared weights, else ask/tell."""
-    if isinstance(components.evaluator, SharedWeightEvaluator):
-        return SharedWeightSearch(resolved, components=components, **callbacks)
-    callbacks.pop("on_epoch", None)
-    return SearchLoop(resolved, components=components, **callbacks)
-
-
 def run_local_search(
     resolved: ResolvedSpec, out_dir: Path, *, progress: bool = True, stream: TextIO = sys.stderr
 ) -> dict[str, Any]:
     """Run the search (and the final retraining) and write the run directory; returns the
     summary."""
     check_runnable_inline(resolved)
-    components = build_components(resolved)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "spec.yaml").write_text(yaml.safe_dump(resolved.to_dict(), sort_keys=False))
     bar = tqdm(
@@ -80,35 +63,38 @@ def run_local_search(
     def show(**fields: str) -> None:
         status.update(fields)
         bar.set_postfix_str(" ".join(f"{k}={v}" for k, v in status.items()), refresh=False)
-        bar.update(round(100 * loop.fraction_done(), 1) - bar.n)  # rate-limited by mininterval
+        bar.update(round(100 * search.fraction_done(), 1) - bar.n)  # rate-limited by mininterval
 
     with (out_dir / "trials.jsonl").open("w") as log:
 
         def on_trial(record: TrialRecord) -> None:
             log.write(json.dumps(record.to_dict()) + "\n")
-            best = loop.best.result.objective if loop.best is not None else None
+            best = search.best.result.objective if search.best is not None else None
             show(trials=str(record.number + 1), best=_fmt(best))
 
-        def on_epoch(point: dict[str, Any]) -> None:
-            show(
-                epoch=str(point["epoch"] + 1),
-                reward=_fmt(point.get("mean_reward")),
-                entropy=_fmt(point.get("entropy")),
-            )
+        def on_safe_point(point: SafePoint) -> None:
+            if point.curve is not None:
+                show(
+                    epoch=str(point.curve["epoch"] + 1),
+                    reward=_fmt(point.curve.get("mean_reward")),
+                    entropy=_fmt(point.curve.get("entropy")),
+                )
 
-        loop = make_search(resolved, components, on_trial=on_trial, on_epoch=on_epoch)
+        events = SearchEvents(on_trial=on_trial, on_safe_point=on_safe_point)
+        search = InlineBackend().open(resolved, events)
         try:
-            outcome = loop.run()
+            outcome = search.run()
         finally:
             bar.close()
+            search.close()
     final = []
     if resolved.spec.final is not None and outcome.ranked:
         top = outcome.ranked[: resolved.spec.final.retrain_top_k]
         archs = [arch for arch, _ in top]
         print(f"retraining {len(archs)} architecture(s) from scratch ...", file=stream)
         hparams = ranked_hparams(outcome.trials, top)
-        final = retrain(resolved, components.space, archs, out_dir=out_dir, hparams=hparams)
-    summary = summarize(resolved, outcome, components.space, final)
+        final = retrain(resolved, search.space, archs, out_dir=out_dir, hparams=hparams)
+    summary = summarize(resolved, outcome, search.space, final)
     if summary["best"] is not None:
         (out_dir / "best_architecture.json").write_text(
             json.dumps(summary["best"], indent=2) + "\n"

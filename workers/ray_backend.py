@@ -1,10 +1,18 @@
-"""``RayBackend``: trials as Ray tasks on a local Ray instance or a cluster.
+"""``RayBackend``: searches on a local Ray instance or a cluster.
 
-- A trial that trains is one task with the spec's ``cpus_per_trial`` / ``gpus_per_trial``
+- A search whose loop keeps its evaluator's state (the shared-weight supernet) runs whole in
+  one Ray actor (``SearchActor``) with the spec's ``cpus_per_trial`` / ``gpus_per_trial``,
+  the same loop class as inline. ``ActorRun`` drives it one safe point (a supernet epoch) at
+  a time, relays its trials and checkpoints, and starts a lost actor again from the last
+  checkpoint (up to ``max_retries`` times). A stop kills the actor; the unfinished epoch is
+  redone on resume.
+- Any other search loop runs in the calling process and evaluates its batches as Ray tasks
+  (``RayTaskExecutor``). A trial that trains is one task with the spec's ``cpus_per_trial`` / ``gpus_per_trial``
   (fractions allowed); Ray places it only on a node that has those resources, and inside the
   task ``CUDA_VISIBLE_DEVICES`` names the GPU Ray assigned, so ``device: auto`` uses it.
 - Cheap evaluators (tables) answer a whole batch in one task, never one task per lookup.
-- Each worker process builds the evaluator (dataset, table) once per job and keeps it.
+- The resolved spec is put in Ray's object store once per search; each worker process
+  builds the evaluator (dataset, table) once per search and keeps it.
 - A worker process or node that dies mid-trial: Ray retries the task (``max_retries``, default
   2) from the start of the trial; after that the trial is a FAIL with the cause and the job
   goes on. A task that raises is not retried (a bug does not fix itself) and is a FAIL too.
@@ -14,46 +22,68 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nas.architecture import Architecture
 from nas.evaluators import Evaluator, build_evaluator
-from nas.spec import parse_spec
-from nas.trial import TrialResult
-from workers.backend import Backend, Interrupted, StopFn
+from nas.spaces import SPACES
+from nas.spec import ResolvedSpec
+from nas.trial import TrialRecord, TrialResult
+from workers.backend import (
+    Backend,
+    InlineExecutor,
+    Interrupted,
+    LocalRun,
+    SafePoint,
+    SearchEvents,
+    SearchRun,
+    SearchState,
+    StopFn,
+    TrialExecutor,
+)
+from workers.search import SearchOutcome, TrialLog
 
-#: Per worker process: the evaluator of the last job spec seen (datasets load once).
+#: Per worker process: the evaluator of the last spec seen (datasets load once), by the
+#: hash of the stored spec.
 _CACHE: dict[str, Evaluator] = {}
 
 
-def _evaluator_for(spec_json: str) -> Evaluator:
-    evaluator = _CACHE.get(spec_json)
+def _evaluator_for(search_id: str, resolved: ResolvedSpec) -> Evaluator:
+    evaluator = _CACHE.get(search_id)
     if evaluator is None:
-        _, evaluator = build_evaluator(parse_spec(json.loads(spec_json)))
+        _, evaluator = build_evaluator(resolved)
         _CACHE.clear()
-        _CACHE[spec_json] = evaluator
+        _CACHE[search_id] = evaluator
     return evaluator
 
 
-def _run_trials(
-    spec_json: str, archs: list[dict[str, Any]], hparams: list[dict[str, Any]]
-) -> tuple[list[dict[str, Any]], list[tuple[int, int, dict[str, float]]], str]:
-    """The task body: evaluate a batch; returns results, intermediate values, the worker."""
+def _worker_name() -> str:
+    """Where this Ray worker process runs (this process's name outside Ray)."""
     import ray
 
-    evaluator = _evaluator_for(spec_json)
-    reports: list[tuple[int, int, dict[str, float]]] = []
-    if hasattr(evaluator, "report"):
-        evaluator.report = lambda i, epoch, values: reports.append((i, epoch, dict(values)))
-    results = evaluator.evaluate([Architecture.from_dict(a) for a in archs], hparams)
+    if not ray.is_initialized():
+        return f"{socket.gethostname()}:{os.getpid()}"
     node = ray.get_runtime_context().get_node_id()[:8]
-    worker = f"ray:{socket.gethostname()}:{node}:{os.getpid()}"
-    return [r.to_dict() for r in results], reports, worker
+    return f"ray:{socket.gethostname()}:{node}:{os.getpid()}"
+
+
+def _run_trials(
+    search_id: str,
+    resolved: ResolvedSpec,
+    archs: list[Architecture],
+    hparams: list[dict[str, Any]],
+) -> tuple[list[TrialResult], list[tuple[int, int, dict[str, float]]], str]:
+    """The task body: evaluate a batch; returns results, intermediate values, the worker."""
+    evaluator = _evaluator_for(search_id, resolved)
+    reports: list[tuple[int, int, dict[str, float]]] = []
+    evaluator.report = lambda i, epoch, values: reports.append((i, epoch, dict(values)))
+    results = evaluator.evaluate(archs, hparams)
+    return results, reports, _worker_name()
 
 
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool:
@@ -96,13 +126,13 @@ def cluster_gpus(address: str | None = None) -> float:
     return float(ray.cluster_resources().get("GPU", 0.0))
 
 
-class RayBackend(Backend):
-    """Evaluates batches as Ray tasks; see the module docstring."""
+class RayTaskExecutor(TrialExecutor):
+    """Evaluates a search loop's batches as Ray tasks; see the module docstring."""
 
     def __init__(
         self,
+        resolved: ResolvedSpec,
         *,
-        spec: Mapping[str, Any],
         workers: int = 1,
         cpus_per_trial: float = 1.0,
         gpus_per_trial: float = 0.0,
@@ -111,9 +141,11 @@ class RayBackend(Backend):
     ) -> None:
         import ray
 
-        if not ray.is_initialized():
-            raise RuntimeError("RayBackend needs Ray: call workers.ray_backend.ensure_ray()")
-        self._spec_json = json.dumps(dict(spec), sort_keys=True)
+        super().__init__()
+        # Workers keep the evaluator per spec: jobs of the same spec reuse the loaded data.
+        canonical = json.dumps(resolved.to_dict(), sort_keys=True)
+        self._search_id = hashlib.sha256(canonical.encode()).hexdigest()
+        self._resolved = ray.put(resolved)
         self.parallelism = workers
         self.max_retries = max_retries
         self.poll_s = poll_s
@@ -126,7 +158,6 @@ class RayBackend(Backend):
         )
         # Table lookups: one light task per batch.
         self._lookup = remote.options(num_cpus=min(cpus_per_trial, 1.0), max_retries=max_retries)
-        self.last_workers = []
 
     @property
     def worker_name(self) -> str:
@@ -142,14 +173,14 @@ class RayBackend(Backend):
     ) -> list[TrialResult]:
         import ray
 
-        arch_dicts = [a.to_dict() for a in archs]
         hps = [dict(h) for h in hparams]
+        key, spec = self._search_id, self._resolved
         if evaluator.instant:
             groups = [list(range(len(archs)))]
-            refs = [self._lookup.remote(self._spec_json, arch_dicts, hps)]
+            refs = [self._lookup.remote(key, spec, list(archs), hps)]
         else:
             groups = [[i] for i in range(len(archs))]
-            refs = [self._train.remote(self._spec_json, [a], [h]) for a, h in zip(arch_dicts, hps)]
+            refs = [self._train.remote(key, spec, [a], [h]) for a, h in zip(archs, hps)]
         pending = list(refs)
         while pending:
             _, pending = ray.wait(pending, num_returns=len(pending), timeout=self.poll_s)
@@ -159,7 +190,6 @@ class RayBackend(Backend):
                 raise Interrupted(why)
         results: list[TrialResult | None] = [None] * len(archs)
         workers = ["ray"] * len(archs)
-        report = getattr(evaluator, "report", None)
         for group, ref in zip(groups, refs, strict=True):
             try:
                 outputs, reports, worker = ray.get(ref)
@@ -176,115 +206,100 @@ class RayBackend(Backend):
                     )
                 continue
             for i, output in zip(group, outputs, strict=True):
-                results[i] = TrialResult.from_dict(output)
+                results[i] = output
                 workers[i] = worker
-            if report is not None:
+            if evaluator.report is not None:
                 for index, epoch, values in reports:
-                    report(group[index], epoch, values)
+                    evaluator.report(group[index], epoch, values)
         self.last_workers = workers
         return [r for r in results if r is not None]
 
 
-class SharedWeightSearchActor:
-    """One ENAS search inside a Ray actor: the supernet lives on the actor's device (the GPU
-    Ray assigned, if any), with the controller that samples its children. The service drives
-    it one supernet epoch at a time and checkpoints what each epoch returns."""
+class RayBackend(Backend):
+    """Runs searches on Ray with the spec's ``resources``; see the module docstring."""
 
-    def __init__(self, spec_json: str) -> None:
-        from workers.search import build_components
-        from workers.shared import SharedWeightSearch
-
-        resolved = parse_spec(json.loads(spec_json))
-        self.components = build_components(resolved)
-        self._records: list[Any] = []
-        self._points: list[dict[str, Any]] = []
-        self._pause = False
-        self.loop = SharedWeightSearch(
-            resolved,
-            components=self.components,
-            on_trial=self._on_trial,
-            on_epoch=self._on_epoch,
-            should_stop=lambda: "epoch done" if self._pause else None,
-        )
-
-    def _on_trial(self, record: Any) -> None:
-        self._records.append(record)
-
-    def _on_epoch(self, point: dict[str, Any]) -> None:
-        self._points.append(point)
-        self._pause = True
-
-    def restore(
-        self,
-        controller_state: dict[str, Any] | None,
-        loop_state: dict[str, Any] | None,
-        records: list[dict[str, Any]],
-        evaluator_state: bytes | None,
-    ) -> None:
-        import io
-
-        import torch
-
-        from workers.search import TrialRecord
-
-        if controller_state is not None:
-            self.components.controller.load_state_dict(controller_state)
-        if loop_state is not None:
-            self.loop.load_state_dict(loop_state, [TrialRecord.from_dict(r) for r in records])
-        if evaluator_state:
-            evaluator = self.components.evaluator
-            # On the CPU first, as the runner does: the bytes may come from a GPU actor and this
-            # one may have none; load_state_dict moves each tensor to the supernet's device.
-            state = torch.load(io.BytesIO(evaluator_state), map_location="cpu")
-            evaluator.load_state_dict(state)  # type: ignore[attr-defined]
-
-    def run_epoch(self) -> dict[str, Any]:
-        """Run until the next supernet epoch is rewarded (or the search ends)."""
-        import io
-
+    def __init__(self, *, poll_s: float = 0.2) -> None:
         import ray
-        import torch
 
-        loop = self.loop
-        self._pause = False
-        loop.budget.reason, loop.budget.interrupted = "", False
-        outcome = loop.run()
-        loop._elapsed_before = loop.budget.elapsed()  # the next epoch's clock goes on
-        done = not loop.interrupted
-        buffer = io.BytesIO()
-        torch.save(self.components.evaluator.state_dict(), buffer)  # type: ignore[attr-defined]
-        records, points = self._records, self._points
-        self._records, self._points = [], []
-        node = ray.get_runtime_context().get_node_id()[:8]
-        return {
-            "records": [r.to_dict() for r in records],
-            "points": points,
-            "controller_state": self.components.controller.state_dict(),
-            "loop_state": loop.state_dict(),
-            "evaluator_state": buffer.getvalue(),
-            "done": done,
-            "stop_reason": outcome.stop_reason,
-            "ranked": [(arch.to_dict(), score) for arch, score in outcome.ranked],
-            "worker": f"ray:{socket.gethostname()}:{node}:{os.getpid()}",
-        }
+        if not ray.is_initialized():
+            raise RuntimeError("RayBackend needs Ray: call workers.ray_backend.ensure_ray()")
+        self.poll_s = poll_s
+
+    def open(self, resolved: ResolvedSpec, events: SearchEvents) -> SearchRun:
+        from workers.loops import loop_class
+
+        resources = resolved.spec.resources
+        if loop_class(resolved).keeps_evaluator_state:
+            return ActorRun(
+                resolved,
+                events,
+                cpus=resources.cpus_per_trial,
+                gpus=resources.gpus_per_trial,
+                max_restarts=resources.max_retries,
+                poll_s=self.poll_s,
+            )
+        executor = RayTaskExecutor(
+            resolved,
+            workers=resources.workers,
+            cpus_per_trial=resources.cpus_per_trial,
+            gpus_per_trial=resources.gpus_per_trial,
+            max_retries=resources.max_retries,
+            poll_s=self.poll_s,
+        )
+        loop = loop_class(resolved)(resolved, events=events, executor=executor)
+        return LocalRun(loop, executor)
 
 
-class RemoteSharedWeightSearch:
-    """Service-side stand-in for ``SharedWeightSearch`` whose work runs in a
-    ``SharedWeightSearchActor``. It offers what the job runner uses of a search loop
-    (``run``, ``trials``, ``best``, ``state_dict``/``load_state_dict``, ``fraction_done``,
-    ``interrupted``) plus the controller and supernet state of the last epoch. A lost actor
-    (its process or node died) is started again from the last epoch's state, up to
-    ``max_restarts`` times."""
+class SearchActor:
+    """One search loop inside a Ray actor, with its evaluator (the supernet on the device
+    Ray assigned). ``ActorRun`` drives it from one safe point to the next."""
 
     def __init__(
         self,
-        resolved: Any,
-        spec: Mapping[str, Any],
+        resolved: ResolvedSpec,
+        state: SearchState | None,
+        trials: list[TrialRecord],
+    ) -> None:
+        from workers.loops import loop_class
+
+        self._records: list[TrialRecord] = []
+        self._points: list[SafePoint] = []
+        events = SearchEvents(on_trial=self._records.append, on_safe_point=self._points.append)
+        executor = InlineExecutor(worker_name=_worker_name())
+        self.loop = loop_class(resolved)(resolved, events=events, executor=executor)
+        if state is not None:
+            self.loop.load_state(state, trials)
+
+    def ready(self) -> bool:
+        return True
+
+    def run_to_safe_point(self) -> dict[str, Any]:
+        """Run until the next safe point (or the search's end); what happened since."""
+        loop = self.loop
+        outcome = loop.run(pause=lambda: bool(self._points))
+        records, points = self._records[:], self._points[:]
+        self._records.clear()
+        self._points.clear()
+        return {
+            "records": records,
+            "points": points,
+            "state": loop.state() if loop.consistent else None,
+            "progress": loop.fraction_done(),
+            "outcome": outcome,
+        }
+
+
+class ActorRun(SearchRun):
+    """A search loop running in a ``SearchActor``, seen from the calling process: its
+    trials and safe points are relayed to ``events`` as the actor reaches them, its state
+    is that of the last safe point. A lost actor (its process or node died) is started
+    again from that state, up to ``max_restarts`` times."""
+
+    def __init__(
+        self,
+        resolved: ResolvedSpec,
+        events: SearchEvents,
         *,
-        on_trial: Any,
-        on_epoch: Any,
-        should_stop: StopFn,
         cpus: float = 1.0,
         gpus: float = 0.0,
         max_restarts: int = 2,
@@ -293,143 +308,100 @@ class RemoteSharedWeightSearch:
         import ray
 
         self.resolved = resolved
-        self._spec_json = json.dumps(dict(spec), sort_keys=True)
-        self.on_trial, self.on_epoch, self.should_stop = on_trial, on_epoch, should_stop
+        self.events = events
+        self.space = SPACES.get(resolved.spec.space.name).from_config(resolved.space_params)
         self.max_restarts, self.poll_s = max_restarts, poll_s
-        self.maximize = resolved.spec.objective.direction == "maximize"
-        self._actor_class = ray.remote(SharedWeightSearchActor).options(
+        self._actor_class = ray.remote(SearchActor).options(
             num_cpus=cpus, num_gpus=gpus, max_restarts=0
         )
         self._actor: Any = None
-        self.trials: list[Any] = []
-        self.best: Any = None
-        self.curve: list[dict[str, Any]] = []
-        self.controller_state: dict[str, Any] | None = None
-        self.evaluator_state: bytes | None = None
-        self._loop_state: dict[str, Any] | None = None
-        from nas.evaluators.shared import SharedWeightConfig
-
-        # The configured epochs, defaults included (for progress).
-        self._epochs = SharedWeightConfig(**resolved.evaluator_params).epochs
-        self._epoch = 0
-        self.interrupted = False
+        self._log = TrialLog(maximize=resolved.spec.objective.direction == "maximize")
+        self._state: SearchState | None = None
+        self._progress = 0.0
         self.restarts = 0
 
-    # --- what the runner reads and restores -----------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return dict(self._loop_state or {"trials": len(self.trials)})
+    def restore(self, state: SearchState, trials: Sequence[TrialRecord]) -> None:
+        self._state = state
+        self._log.load(trials)
 
-    def load_state_dict(self, state: dict[str, Any], trials: list[Any]) -> None:
-        self._loop_state = dict(state)
-        self.trials = list(trials)
-        self.curve = list(state.get("curve", []))
-        self._epoch = len(self.curve)
-        self.best = None
-        for record in self.trials:
-            self._track_best(record)
+    def state(self) -> SearchState:
+        if self._state is None:
+            raise RuntimeError("the search has reached no safe point yet")
+        return self._state
+
+    @property
+    def consistent(self) -> bool:
+        return self._state is not None and self._state.trial_count == len(self._log.trials)
+
+    @property
+    def trials(self) -> list[TrialRecord]:
+        return self._log.trials
+
+    @property
+    def best(self) -> TrialRecord | None:
+        return self._log.best
 
     def fraction_done(self) -> float:
-        return min(1.0, self._epoch / self._epochs)
+        return self._progress
 
-    # --- the search ------------------------------------------------------------------------
-    def run(self) -> Any:
+    def run(self) -> SearchOutcome:
         import ray
 
-        from workers.search import SearchOutcome, TrialRecord
-
-        started = time.monotonic()
+        should_stop = self.events.should_stop or (lambda: None)
         self._start_actor()
         while True:
-            if (why := self.should_stop()) is not None:
+            if (why := should_stop()) is not None:
                 return self._interrupt(why)
-            ref = self._actor.run_epoch.remote()
+            ref = self._actor.run_to_safe_point.remote()
             while not ray.wait([ref], timeout=self.poll_s)[0]:
-                if (why := self.should_stop()) is not None:
+                if (why := should_stop()) is not None:
                     return self._interrupt(why)
             try:
-                result = ray.get(ref)
+                step = ray.get(ref)
             except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
                 self.restarts += 1
                 if self.restarts > self.max_restarts:
                     raise RuntimeError(
-                        f"the ENAS actor was lost {self.restarts} times (max_retries "
+                        f"the search actor was lost {self.restarts} times (max_retries "
                         f"{self.max_restarts}): {exc}"
                     ) from None
                 self._actor = None
-                self._start_actor()  # from the last epoch's state
+                self._start_actor()  # from the last safe point's state
                 continue
-            worker = result["worker"]
-            for data in result["records"]:
-                record = TrialRecord.from_dict({**data, "worker": worker})
-                self.trials.append(record)
-                self._track_best(record)
-                self.on_trial(record)
-            self.controller_state = result["controller_state"]
-            self.evaluator_state = result["evaluator_state"]
-            self._loop_state = result["loop_state"]
-            for point in result["points"]:
-                self.curve.append(point)
-                self._epoch += 1
-                self.on_epoch(point)
-            if result["done"]:
-                ranked = [(Architecture.from_dict(a), s) for a, s in result["ranked"]]
-                return SearchOutcome(
-                    trials=self.trials,
-                    best=self.best,
-                    stop_reason=result["stop_reason"],
-                    wall_s=time.monotonic() - started,
-                    simulated_s=0.0,
-                    ranked=ranked,
-                    curve=self.curve,
-                )
+            for record in step["records"]:
+                self._log.add(record)
+                if self.events.on_trial is not None:
+                    self.events.on_trial(record)
+            if step["state"] is not None:
+                self._state = step["state"]
+            self._progress = step["progress"]
+            for point in step["points"]:
+                if self.events.on_safe_point is not None:
+                    self.events.on_safe_point(point)
+            if step["outcome"] is not None:
+                return step["outcome"]
 
     def _start_actor(self) -> None:
         import ray
 
         if self._actor is not None:
             return
-        self._actor = self._actor_class.remote(self._spec_json)
-        ray.get(
-            self._actor.restore.remote(
-                self.controller_state,
-                self._loop_state,
-                [t.to_dict() for t in self.trials] if self._loop_state else [],
-                self.evaluator_state,
-            )
-        )
+        # Trials arrive with their safe point, so the log always matches the last state.
+        self._actor = self._actor_class.remote(self.resolved, self._state, self._log.trials)
+        ray.get(self._actor.ready.remote())  # a failing constructor fails the search here
 
-    def _interrupt(self, why: str) -> Any:
-        import ray
-
-        from workers.search import SearchOutcome
-
-        self.interrupted = True
-        if self._actor is not None:
-            ray.kill(self._actor)  # the unfinished epoch is redone on resume
-            self._actor = None
+    def _interrupt(self, why: str) -> SearchOutcome:
+        self.close()  # the unfinished epoch is redone on resume
         return SearchOutcome(
             trials=self.trials,
             best=self.best,
             stop_reason=why,
             wall_s=0.0,
             simulated_s=0.0,
-            curve=self.curve,
+            curve=list(self._state.loop.get("curve", [])) if self._state is not None else [],
         )
 
-    def _track_best(self, record: Any) -> None:
-        from nas.trial import TrialState
-
-        result = record.result
-        if result.state is not TrialState.COMPLETE or result.objective is None:
-            return
-        if self.best is None:
-            self.best = record
-            return
-        old = self.best.result.objective
-        if (result.objective > old) if self.maximize else (result.objective < old):
-            self.best = record
-
-    def shutdown(self) -> None:
+    def close(self) -> None:
         import ray
 
         if self._actor is not None:

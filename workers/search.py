@@ -1,7 +1,11 @@
 """The search loop: controller.ask -> evaluator -> controller.tell, within a budget.
 
-One loop serves ``nas search`` (in-process) and the service's job runner, which adds
-persistence through the ``on_trial`` callback. Candidates are gathered into batches of the
+One loop class per kind of search (``workers.loops.LOOPS``, chosen by the evaluator's
+``search``):
+``SearchLoop`` here (batches of trials: training, table lookups) and
+``workers.shared.SharedWeightSearch`` (a supernet trained and rewarded epoch by epoch). A
+loop reports through ``SearchEvents`` and checkpoints as a ``SearchState``; backends
+(``workers.backend``) run it here or on Ray. Candidates are gathered into batches of the
 evaluator's ``batch_size`` so cheap evaluators (tables) answer many per call.
 """
 
@@ -10,68 +14,70 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from controllers import CONTROLLERS, Candidate, Controller
+from nas import spec as nas_spec
 from nas.architecture import Architecture
 from nas.evaluators import Evaluator, build_evaluator
 from nas.pareto import non_dominated
 from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
-from nas.trial import TrialResult, TrialState
-from workers.backend import Backend, InlineBackend
+from nas.trial import RunningTrial, TrialRecord, TrialResult, TrialState
+from workers.backend import (
+    InlineExecutor,
+    Interrupted,
+    SafePoint,
+    SearchEvents,
+    SearchState,
+    StopFn,
+    TrialExecutor,
+)
 
-#: ``should_stop()`` answers why the search must stop now (a cancel, a server shutdown), or
-#: ``None`` to go on. It is polled between batches and between ENAS reward groups.
-StopFn = Callable[[], str | None]
+__all__ = [
+    "Budget",
+    "SearchComponents",
+    "SearchLoop",
+    "SearchOutcome",
+    "TrialLog",
+    "TrialRecord",
+    "build_components",
+    "parse_spec",
+]
 
 
-@dataclass(frozen=True)
-class TrialRecord:
-    """One evaluated candidate, as logged and (in the service) stored."""
+def parse_spec(data: Mapping[str, Any] | nas_spec.JobSpec) -> ResolvedSpec:
+    """Validate a job spec against the built-in components (``nas.spec.parse_spec`` with
+    this project's controller registry)."""
+    return nas_spec.parse_spec(data, controllers=CONTROLLERS)
 
-    number: int
-    candidate_id: int
-    architecture: Architecture
-    hparams: dict[str, Any]
-    result: TrialResult
-    started_at: float
-    finished_at: float
-    epoch: int | None = None  # shared-weight search: the epoch and step of the reward
-    step: int | None = None
-    #: Where the trial ran (backend-specific: a thread of this process, a Ray node).
-    worker: str | None = None
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
-        return cls(
-            number=int(data["number"]),
-            candidate_id=int(data["candidate_id"]),
-            architecture=Architecture.from_dict(data["architecture"]),
-            hparams=dict(data.get("hparams") or {}),
-            result=TrialResult.from_dict(data),
-            started_at=float(data["started_at"]),
-            finished_at=float(data["finished_at"]),
-            epoch=data.get("epoch"),
-            step=data.get("step"),
-            worker=data.get("worker"),
-        )
+class TrialLog:
+    """The trials of one search in number order, and the best COMPLETE one so far."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "epoch": self.epoch,
-            "step": self.step,
-            "worker": self.worker,
-            "number": self.number,
-            "candidate_id": self.candidate_id,
-            "architecture": self.architecture.to_dict(),
-            "hparams": self.hparams,
-            **self.result.to_dict(),
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-        }
+    def __init__(self, *, maximize: bool) -> None:
+        self.maximize = maximize
+        self.trials: list[TrialRecord] = []
+        self.best: TrialRecord | None = None
+
+    def add(self, record: TrialRecord) -> None:
+        self.trials.append(record)
+        result = record.result
+        if result.state is TrialState.COMPLETE and (
+            self.best is None or self.better(result, self.best.result)
+        ):
+            self.best = record
+
+    def load(self, records: Sequence[TrialRecord]) -> None:
+        self.trials, self.best = [], None
+        for record in records:
+            self.add(record)
+
+    def better(self, a: TrialResult, b: TrialResult) -> bool:
+        assert a.objective is not None and b.objective is not None
+        return a.objective > b.objective if self.maximize else a.objective < b.objective
 
 
 @dataclass
@@ -169,47 +175,59 @@ def build_components(resolved: ResolvedSpec) -> SearchComponents:
 
 
 class SearchLoop:
-    """Runs one search to the end of its budget.
+    """Runs one search of trials (ask a batch, evaluate it, tell) to the end of its budget.
 
     Example:
         >>> outcome = SearchLoop(parse_spec(load_spec_file("examples/nb201-random.yaml"))).run()
         >>> outcome.best.result.objective
     """
 
+    #: The loop keeps state inside its evaluator (a supernet) that must be checkpointed with
+    #: it, so the loop runs where the evaluator lives (on Ray: in one actor).
+    keeps_evaluator_state: ClassVar[bool] = False
+
     def __init__(
         self,
         resolved: ResolvedSpec,
         *,
         components: SearchComponents | None = None,
+        events: SearchEvents | None = None,
+        executor: TrialExecutor | None = None,
         on_trial: Callable[[TrialRecord], None] | None = None,
-        on_batch_start: Callable[[list[Candidate], int], None] | None = None,
-        on_batch_end: Callable[[], None] | None = None,
-        should_stop: StopFn | None = None,
-        backend: Backend | None = None,
     ) -> None:
-        """Callbacks (all optional, all called from the thread running the search):
-        ``on_trial(record)`` once per recorded trial; ``on_batch_start(candidates,
-        first_number)`` before a batch is evaluated; ``on_batch_end()`` after a batch's
-        results are recorded and told (no candidate is pending then: a consistent point to
-        checkpoint); ``should_stop()`` see ``StopFn``."""
+        """``events``: what the loop reports (``SearchEvents``); ``on_trial`` is a shortcut
+        for ``events.on_trial``. ``executor``: where batches are evaluated (default: here)."""
         self.resolved = resolved
         self.components = components or build_components(resolved)
-        self.on_trial = on_trial
-        self.on_batch_start = on_batch_start
-        self.on_batch_end = on_batch_end
-        self.backend = backend or InlineBackend()
+        self.events = events or SearchEvents()
+        if on_trial is not None:
+            self.events = dataclasses.replace(self.events, on_trial=on_trial)
+        self.executor = executor or InlineExecutor()
         budget = resolved.spec.budget
         self.budget = Budget(
-            budget.trials, budget.minutes, budget.simulated_seconds, should_stop=should_stop
+            budget.trials,
+            budget.minutes,
+            budget.simulated_seconds,
+            should_stop=self.events.should_stop,
         )
         self.maximize = resolved.spec.objective.direction == "maximize"
-        self.trials: list[TrialRecord] = []
-        self.best: TrialRecord | None = None
+        self.log = TrialLog(maximize=self.maximize)
         self.curve: list[dict[str, Any]] = []
         self._elapsed_before = 0.0
         self._infeasible_in_a_row = 0
+        self._batch_first = 0
+        self._running = False
+        self.components.evaluator.report = self._report
 
-    # --- resume ----------------------------------------------------------------------------
+    @property
+    def trials(self) -> list[TrialRecord]:
+        return self.log.trials
+
+    @property
+    def best(self) -> TrialRecord | None:
+        return self.log.best
+
+    # --- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """The loop's own progress (plain data); the controller and evaluator checkpoint
         themselves. Trial records are stored by the caller and handed back on resume."""
@@ -217,42 +235,82 @@ class SearchLoop:
             "trials": len(self.trials),
             "used_trials": self.budget.used_trials,
             "used_simulated": self.budget.used_simulated,
-            "elapsed_s": self.budget.elapsed(),
+            "elapsed_s": self.budget.elapsed() if self._running else self._elapsed_before,
             "curve": list(self.curve),
         }
 
-    def load_state_dict(self, state: dict[str, Any], trials: list[TrialRecord]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any], trials: list[TrialRecord]) -> None:
         if len(trials) != int(state["trials"]):
             raise ValueError(
                 f"checkpoint covers {state['trials']} trials but {len(trials)} were given"
             )
-        self.trials = list(trials)
-        self.best = None
-        for record in self.trials:
-            if record.result.state is TrialState.COMPLETE and (
-                self.best is None or self._better(record.result, self.best.result)
-            ):
-                self.best = record
+        self.log.load(trials)
         self.budget.used_trials = int(state["used_trials"])
         self.budget.used_simulated = float(state["used_simulated"])
         self._elapsed_before = float(state["elapsed_s"])
         self.curve = list(state.get("curve", []))
 
-    def _start_clock(self) -> None:
-        self.budget.started = time.monotonic() - self._elapsed_before
+    def state(self) -> SearchState:
+        """The whole search's checkpoint: controller, loop, and evaluator state."""
+        return SearchState(
+            self.components.controller.state_dict(), self.state_dict(), self.evaluator_state()
+        )
+
+    def load_state(self, state: SearchState, trials: list[TrialRecord]) -> None:
+        self.components.controller.load_state_dict(state.controller)
+        self.load_state_dict(state.loop, trials)
+        if state.evaluator is not None:
+            self.load_evaluator_state(state.evaluator)
+
+    def evaluator_state(self) -> bytes | None:
+        """The evaluator's state to checkpoint with the loop (``keeps_evaluator_state``)."""
+        return None
+
+    def load_evaluator_state(self, data: bytes) -> None:
+        raise ValueError(f"{type(self).__name__} keeps no evaluator state to restore")
+
+    @property
+    def consistent(self) -> bool:
+        """No candidate is pending: ``state()`` covers exactly the recorded trials."""
+        return not self.components.controller.pending
 
     @property
     def interrupted(self) -> bool:
         """The search stopped on ``should_stop`` (cancel, shutdown) rather than its budget."""
         return self.budget.interrupted
 
-    def run(self) -> SearchOutcome:
+    def fraction_done(self) -> float:
+        """How much of the budget is spent, 0..1 (for progress)."""
+        return self.budget.fraction_used()
+
+    # --- running -----------------------------------------------------------------------
+    def run(self, *, pause: Callable[[], bool] | None = None) -> SearchOutcome | None:
+        """Run to the end of the budget. With ``pause``, asked at each safe point: when it
+        answers true the loop returns ``None`` there, and a later ``run`` goes on (the
+        budget's clock stands still in between)."""
+        self.budget.started = time.monotonic() - self._elapsed_before
+        self._running = True
+        try:
+            if self._search(pause):
+                return self._outcome()
+            return None
+        finally:
+            self._elapsed_before = self.budget.elapsed()
+            self._running = False
+
+    def _safe_point(self, point: SafePoint, pause: Callable[[], bool] | None) -> bool:
+        """Report a safe point; True when the caller asked to pause here."""
+        if self.events.on_safe_point is not None:
+            self.events.on_safe_point(point)
+        return pause is not None and pause()
+
+    def _search(self, pause: Callable[[], bool] | None) -> bool:
+        """The search itself; False when it paused (see ``run``)."""
         controller, evaluator = self.components.controller, self.components.evaluator
-        self._start_clock()
         while not self.budget.exhausted():
             size = evaluator.batch_size
             if not evaluator.instant:  # trials that train: one per parallel worker
-                size = max(size, self.backend.parallelism)
+                size = max(size, self.executor.parallelism)
             batch = self._gather(controller, size)
             if not batch:
                 if controller.finished:
@@ -262,34 +320,55 @@ class SearchLoop:
                     f"controller {controller.name!r} proposed nothing although no result is pending"
                 )
             batch = self._prune_infeasible(batch)
-            if not batch:  # all infeasible: recorded as PRUNED and told, nothing to evaluate
-                if self.on_batch_end is not None:
-                    self.on_batch_end()
-                continue
-            if self.on_batch_start is not None:
-                self.on_batch_start(batch, len(self.trials))
-            started = time.time()
-            results = self.backend.evaluate(
-                evaluator,
-                [c.architecture for c in batch],
-                [c.hparams for c in batch],
-                should_stop=self.budget.should_stop,
+            if batch:
+                self._evaluate(batch)
+            if self._safe_point(SafePoint(), pause):
+                return False
+        return True
+
+    def _evaluate(self, batch: list[Candidate]) -> None:
+        controller, evaluator = self.components.controller, self.components.evaluator
+        self._batch_first = len(self.trials)
+        started = time.time()
+        if not evaluator.instant and self.events.on_trials_started is not None:
+            worker = self.executor.worker_name
+            self.events.on_trials_started(
+                [
+                    RunningTrial(
+                        self._batch_first + i, c.id, c.architecture, dict(c.hparams), started, worker
+                    )
+                    for i, c in enumerate(batch)
+                ]
             )
-            workers = self.backend.last_workers
-            finished = time.time()
-            for i, (candidate, result) in enumerate(zip(batch, results, strict=True)):
-                result = self._primary(result)
-                if not self.budget.admit(result):
-                    break
-                worker = workers[i] if i < len(workers) else None
-                self._record(candidate, result, started, finished, worker=worker)
-                controller.tell(candidate.id, result)
-            if self.on_batch_end is not None:
-                self.on_batch_end()
+        results = self.executor.evaluate(
+            evaluator,
+            [c.architecture for c in batch],
+            [c.hparams for c in batch],
+            should_stop=self.budget.should_stop,
+        )
+        workers = self.executor.last_workers
+        finished = time.time()
+        for i, (candidate, result) in enumerate(zip(batch, results, strict=True)):
+            result = self._primary(result)
+            if not self.budget.admit(result):
+                break
+            worker = workers[i] if i < len(workers) else self.executor.worker_name
+            self._record(candidate, result, started, finished, worker=worker)
+            controller.tell(candidate.id, result)
+
+    def _report(self, index: int, epoch: int, values: Mapping[str, float]) -> None:
+        """The evaluator's intermediate value of the batch's ``index``-th trial; a stop
+        asked for meanwhile ends the batch here (``Interrupted``)."""
+        if self.budget.should_stop is not None and (why := self.budget.should_stop()):
+            raise Interrupted(why)
+        if self.events.on_intermediate is not None:
+            self.events.on_intermediate(self._batch_first + index, epoch, values)
+
+    def _outcome(self) -> SearchOutcome:
         best = self.best
         final = {}
         if best is not None and not self.interrupted:
-            final = evaluator.final_metrics(best.architecture)
+            final = self.components.evaluator.final_metrics(best.architecture)
         return SearchOutcome(
             trials=self.trials,
             best=best,
@@ -337,9 +416,6 @@ class SearchLoop:
         front = non_dominated([v for _, v in candidates], [d for _, d in objectives])
         return [candidates[i][0] for i in front]
 
-    def fraction_done(self) -> float:
-        return self.budget.fraction_used()
-
     # --- constraints and objectives ---------------------------------------------------------
     #: Stop when this many proposals in a row were infeasible: constraints that (almost)
     #: nothing satisfies would otherwise loop forever under a simulated-time budget.
@@ -366,7 +442,7 @@ class SearchLoop:
                 continue
             result = TrialResult(TrialState.PRUNED, metrics=figures, error=why)
             self.budget.admit(result)
-            self._record(candidate, result, started, finished)
+            self._record(candidate, result, started, finished, worker=self.executor.worker_name)
             controller.tell(candidate.id, result)
             self._infeasible_in_a_row += 1
         if not feasible and self._infeasible_in_a_row >= self.max_infeasible_in_a_row:
@@ -401,9 +477,9 @@ class SearchLoop:
         started: float,
         finished: float,
         *,
+        worker: str,
         epoch: int | None = None,
         step: int | None = None,
-        worker: str | None = None,
     ) -> None:
         record = TrialRecord(
             number=len(self.trials),
@@ -417,17 +493,6 @@ class SearchLoop:
             step=step,
             worker=worker,
         )
-        self.trials.append(record)
-        if result.state is TrialState.COMPLETE and (
-            self.best is None or self._better(result, self.best.result)
-        ):
-            self.best = record
-        if self.on_trial is not None:
-            self.on_trial(record)
-
-    def worker_name(self) -> str:
-        return self.backend.worker_name
-
-    def _better(self, a: TrialResult, b: TrialResult) -> bool:
-        assert a.objective is not None and b.objective is not None
-        return a.objective > b.objective if self.maximize else a.objective < b.objective
+        self.log.add(record)
+        if self.events.on_trial is not None:
+            self.events.on_trial(record)

@@ -3,66 +3,79 @@
 Per epoch: (a) one pass over the training data, each minibatch training a child freshly
 sampled from the controller; (b) ``rewards_per_epoch`` candidates asked from the controller,
 each rewarded with its accuracy on a validation minibatch under the shared weights, and told
-back. Candidates are asked in groups of the controller's ``num_aggregate``: the policy only
+back. Candidates are asked in groups of the controller's ``reward_group``: the policy only
 changes after that many rewards, so the group is what sequential ENAS would have sampled.
-Every rewarded candidate becomes a trial record (with its epoch and step). At the end the
-final architectures are derived: ``derive_samples`` policy samples scored on the whole
-validation split with the shared weights, best first.
+Every rewarded candidate becomes a trial record (with its epoch and step). Each epoch ends
+at a safe point that requires a checkpoint (the supernet changed) and carries the epoch's
+curve point. At the end the final architectures are derived: ``derive_samples`` policy
+samples scored on the whole validation split with the shared weights, best first.
 """
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 
 from nas.evaluators.shared import SharedWeightEvaluator
 from nas.spec import ResolvedSpec
 from nas.trial import TrialState
-from workers.search import SearchComponents, SearchLoop, SearchOutcome, TrialRecord
+from workers.backend import SafePoint
+from workers.search import SearchLoop, SearchOutcome
 
 
 class SharedWeightSearch(SearchLoop):
     """ENAS (or random weight sharing, with the ``random`` controller)."""
 
-    def __init__(
-        self,
-        resolved: ResolvedSpec,
-        *,
-        components: SearchComponents | None = None,
-        on_trial: Callable[[TrialRecord], None] | None = None,
-        on_epoch: Callable[[dict[str, Any]], None] | None = None,
-        **options: Any,
-    ) -> None:
-        """``on_epoch(point)`` is called after each epoch's rewards are recorded and told:
-        the consistent point to checkpoint the supernet and the controller. Other options as
-        for ``SearchLoop``."""
-        options.pop("on_batch_start", None)  # rewards are instant: no RUNNING phase
-        options.pop("on_batch_end", None)
-        super().__init__(resolved, components=components, on_trial=on_trial, **options)
+    keeps_evaluator_state = True
+    #: Rewards per epoch when neither the evaluator nor the controller sets them.
+    default_rewards_per_epoch = 100
+
+    def __init__(self, resolved: ResolvedSpec, **options: Any) -> None:
+        """Options as for ``SearchLoop``."""
+        super().__init__(resolved, **options)
         if not isinstance(self.components.evaluator, SharedWeightEvaluator):
             raise TypeError("SharedWeightSearch needs the shared-weights evaluator")
         self.evaluator: SharedWeightEvaluator = self.components.evaluator
-        self.on_epoch = on_epoch
+        self._at_epoch_end = True  # nothing recorded since the last epoch's checkpoint
 
     @property
     def rewards_per_epoch(self) -> int:
         configured = self.evaluator.config.rewards_per_epoch
         if configured is not None:
             return configured
-        return int(getattr(self.components.controller, "rewards_per_epoch", 100))
+        own = self.components.controller.rewards_per_epoch
+        return own if own is not None else self.default_rewards_per_epoch
 
     def fraction_done(self) -> float:
         return max(self.budget.fraction_used(), self.evaluator.epoch / self.evaluator.config.epochs)
 
-    def run(self) -> SearchOutcome:
+    @property
+    def consistent(self) -> bool:
+        """Only at an epoch's end: a half-rewarded epoch is redone whole on resume."""
+        return self._at_epoch_end
+
+    def evaluator_state(self) -> bytes:
+        buffer = io.BytesIO()
+        torch.save(self.evaluator.state_dict(), buffer)
+        return buffer.getvalue()
+
+    def load_evaluator_state(self, data: bytes) -> None:
+        # On the CPU first: the bytes may come from a GPU and this process may have none;
+        # load_state_dict moves each tensor to the supernet's device.
+        self.evaluator.load_state_dict(torch.load(io.BytesIO(data), map_location="cpu"))
+
+    def _search(self, pause: Callable[[], bool] | None) -> bool:
         controller, evaluator = self.components.controller, self.evaluator
-        group = int(getattr(controller, "num_aggregate", 20))
-        self._start_clock()
+        group = controller.reward_group
+        worker = self.executor.worker_name
         while evaluator.epoch < evaluator.config.epochs and not self.budget.exhausted():
             stats = evaluator.train_epoch(controller.sample_for_training)
+            self._at_epoch_end = False
             epoch = evaluator.epoch - 1
             rewards: list[float] = []
             step = 0
@@ -75,27 +88,29 @@ class SharedWeightSearch(SearchLoop):
                 finished = time.time()
                 for candidate, result in zip(batch, results, strict=True):
                     self.budget.admit(result)
-                    self._record(candidate, result, started, finished, epoch=epoch, step=step)
+                    self._record(
+                        candidate, result, started, finished, worker=worker, epoch=epoch, step=step
+                    )
                     controller.tell(candidate.id, result)
                     if result.state is TrialState.COMPLETE:
                         rewards.append(float(result.objective))  # type: ignore[arg-type]
                     step += 1
             if self.interrupted and step < self.rewards_per_epoch:
-                # Stopped mid-epoch (cancel, shutdown): no epoch point, so no checkpoint of
+                # Stopped mid-epoch (cancel, shutdown): no safe point, so no checkpoint of
                 # a half-rewarded epoch; a resumed search redoes this epoch whole.
                 break
-            point = {**stats, "epoch": epoch, "rewards": step}
+            point: dict[str, Any] = {**stats, "epoch": epoch, "rewards": step}
             point["mean_reward"] = float(np.mean(rewards)) if rewards else None
-            history = getattr(controller, "history", None)
-            if history:
-                recent = history[-step:] if step else history[-1:]
-                point["entropy"] = float(np.mean([h["entropy"] for h in recent]))
-                point["baseline"] = float(history[-1]["baseline"])
+            point.update(controller.curve_stats(step))
             self.curve.append(point)
-            if self.on_epoch is not None:
-                self.on_epoch(point)
+            self._at_epoch_end = True
+            if self._safe_point(SafePoint(required=True, curve=point), pause):
+                return False
+        return True
+
+    def _outcome(self) -> SearchOutcome:
         if not self.budget.reason:
-            self.budget.reason = f"search epochs done ({evaluator.epoch})"
+            self.budget.reason = f"search epochs done ({self.evaluator.epoch})"
         # Interrupted (cancel, shutdown): stop now; deriving scores many samples on the whole
         # validation split, which is the kind of work a cancel must not wait for.
         ranked = [] if self.interrupted else self.derive()

@@ -19,6 +19,7 @@ from fastapi import (
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.auth import Principal, bearer_token, hash_key
+from api.deletion import delete_job as delete_job_and_files
 from api.deps import (
     AppState,
     CurrentPrincipal,
@@ -29,7 +30,6 @@ from api.deps import (
     app_state,
     unauthorized,
 )
-from api.exports import delete_job as delete_job_and_files
 from api.models import JobState
 from api.reads import Plan
 from api.repositories import (
@@ -45,12 +45,10 @@ from api.schemas import JobList, JobRead, TrialList, TrialRead
 from api.services import ConflictError, JobService, NotFoundError, job_read
 from nas.evaluators import EVALUATORS
 from nas.spec import JobSpec
+from nas.trial import TrialState
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
-TrialStateParam = Enum(  # type: ignore[misc]
-    "TrialStateParam", {s: s for s in ("WAITING", "RUNNING", "COMPLETE", "PRUNED", "FAIL")}
-)
 JobStateParam = Enum("JobStateParam", {s.value: s.value for s in JobState})  # type: ignore[misc]
 
 _spec_body = {
@@ -173,7 +171,7 @@ def _sort_keys(evaluator: str) -> list[str]:
 async def list_trials(
     job_id: int,
     request: Request,
-    state: TrialStateParam | None = None,
+    state: TrialState | None = None,
     sort: Annotated[str, Query(description="number, objective or a metric name")] = "number",
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -287,7 +285,7 @@ async def job_events(
                     id=str(number),
                     data={"number": number, "state": trial_state, "objective": objective},
                 )
-            if number == done + 1 and trial_state not in ("RUNNING", "WAITING"):
+            if number == done + 1 and TrialState(trial_state).is_finished():
                 done = number
                 sent.pop(number, None)
         snapshot = job_read(job, with_spec=False).model_dump(

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from nas.architecture import Architecture
 from nas.spaces.base import SearchSpace
 from nas.trial import TrialResult
+
+if TYPE_CHECKING:
+    from nas.spec import JobSpec, SpecProblem
+
+#: ``report(trial_index_in_batch, epoch, values)``: an intermediate value of a running trial.
+ReportFn = Callable[[int, int, Mapping[str, float]], None]
 
 
 class EvaluatorConfig(BaseModel):
@@ -41,6 +47,125 @@ class Evaluator(ABC):
     #: The ``objective.constraints`` keys this evaluator can check before evaluating (see
     #: ``nas.constraints``); a spec that sets another is rejected.
     constraint_keys: ClassVar[tuple[str, ...]] = ()
+    #: Trains networks of the space on a dataset's arrays (the space must be trainable, the
+    #: dataset not a table). False for evaluators that answer from a table.
+    trains_networks: ClassVar[bool] = True
+    #: Needs the space's shared-weight supernet.
+    needs_supernet: ClassVar[bool] = False
+    #: Can score several objectives (a Pareto front); False: ranks by one reward.
+    multi_objective: ClassVar[bool] = True
+    #: Results carry a simulated training cost (``budget.simulated_seconds`` applies).
+    simulates_cost: ClassVar[bool] = False
+    #: The search loop that drives this evaluator (``workers`` maps the name to its loop):
+    #: ``trials`` (ask, evaluate a batch, tell) or ``supernet`` (train shared weights and
+    #: reward candidates epoch by epoch).
+    search: ClassVar[str] = "trials"
+    #: Intermediate values of running trials go here when set (the service stores them);
+    #: evaluators that train per trial call it after each epoch.
+    report: ReportFn | None = None
+
+    @classmethod
+    def spec_problems(cls, spec: JobSpec) -> list[SpecProblem]:
+        """What in ``spec`` this evaluator cannot work with: its dataset and space (see
+        ``data_problems``), objective metrics it does not report, constraints it cannot
+        check, several objectives, a simulated-time budget."""
+        from nas.evaluators import EVALUATORS
+
+        problems = cls.data_problems(spec)
+        objective = spec.objective
+        metrics: list[tuple[tuple[Any, ...], str]] = (
+            [(("objective", "metric"), objective.metric)]
+            if objective.metrics is None
+            else [(("objective", "metrics", i), m) for i, m in enumerate(objective.metrics)]
+        )
+        for loc, metric in metrics:
+            if metric not in cls.metrics:
+                problems.append(
+                    (
+                        loc,
+                        (
+                            f"evaluator {cls.name!r} does not report {metric!r}; "
+                            f"valid: {', '.join(cls.metrics)}"
+                        ),
+                    )
+                )
+        if objective.constraints is not None:
+            for key in objective.constraints.limits():
+                if key not in cls.constraint_keys:
+                    able = [n for n in EVALUATORS if key in EVALUATORS.get(n).constraint_keys]
+                    can = ", ".join(cls.constraint_keys) or "none"
+                    problems.append(
+                        (
+                            ("objective", "constraints", key),
+                            (
+                                f"evaluator {cls.name!r} cannot check {key} before training "
+                                f"(it can check: {can}); evaluators that can: {', '.join(able)}"
+                            ),
+                        )
+                    )
+        if objective.is_multi and not cls.multi_objective:
+            able = [n for n in EVALUATORS if EVALUATORS.get(n).multi_objective]
+            problems.append(
+                (
+                    ("objective", "metrics"),
+                    (
+                        "the shared-weight search ranks architectures by one reward; several "
+                        f"objectives need evaluator {' or '.join(able)}"
+                    ),
+                )
+            )
+        if spec.budget.simulated_seconds is not None and not cls.simulates_cost:
+            able = [n for n in EVALUATORS if EVALUATORS.get(n).simulates_cost]
+            problems.append(
+                (
+                    ("budget", "simulated_seconds"),
+                    f"only {' and '.join(able)} evaluators simulate training time",
+                )
+            )
+        return problems
+
+    @classmethod
+    def data_problems(cls, spec: JobSpec) -> list[SpecProblem]:
+        """The dataset and space this evaluator cannot work with. The default is that of an
+        evaluator that trains networks: a dataset with arrays, a trainable space (with a
+        supernet when ``needs_supernet``)."""
+        from nas.datasets import DATASETS
+        from nas.evaluators import EVALUATORS
+        from nas.spaces import SPACES
+
+        problems: list[SpecProblem] = []
+        dataset, space = spec.dataset.name, SPACES.get(spec.space.name)
+        if DATASETS.get(dataset).tabular is not None:
+            readers = [n for n in EVALUATORS if not EVALUATORS.get(n).trains_networks]
+            problems.append(
+                (
+                    ("dataset", "name"),
+                    f"{dataset!r} is a table; use evaluator {' or '.join(readers)}",
+                )
+            )
+        if not space.trainable:
+            trainable = [n for n in SPACES if SPACES.get(n).trainable]
+            problems.append(
+                (
+                    ("space", "name"),
+                    (
+                        f"evaluator {cls.name!r} trains networks; space {space.name!r} has no "
+                        f"trainable network here (valid: {', '.join(trainable)})"
+                    ),
+                )
+            )
+        elif cls.needs_supernet and not space.has_supernet:
+            with_supernet = [n for n in SPACES if SPACES.get(n).has_supernet]
+            problems.append(
+                (
+                    ("evaluator", "name"),
+                    (
+                        f"space {space.name!r} has no shared-weight supernet; use evaluator "
+                        f"standalone, or a space with one: {', '.join(with_supernet)}"
+                    ),
+                )
+            )
+        return problems
 
     @classmethod
     @abstractmethod

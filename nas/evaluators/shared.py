@@ -24,7 +24,7 @@ from torch import nn
 from nas.architecture import Architecture
 from nas.datasets import DatasetSplits, load_dataset
 from nas.evaluators.base import Evaluator, EvaluatorConfig
-from nas.models import build_supernet, count_parameters
+from nas.models import build_supernet
 from nas.spaces.base import SearchSpace
 from nas.training import (
     accuracy,
@@ -70,6 +70,9 @@ class SharedWeightEvaluator(Evaluator):
     metrics = ("val_accuracy",)
     batch_size = 64
     instant = True
+    needs_supernet = True
+    multi_objective = False
+    search = "supernet"
 
     def __init__(
         self,
@@ -253,6 +256,3 @@ class SharedWeightEvaluator(Evaluator):
         self.generator.set_state(state["generator"])
         self._valid_order = list(state["valid_order"])
         self.epoch = int(state["epoch"])
-
-    def supernet_parameters(self) -> int:
-        return count_parameters(self.supernet)

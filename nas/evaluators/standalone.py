@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from nas.architecture import Architecture
 from nas.datasets import DatasetSplits, load_dataset
-from nas.evaluators.base import Evaluator, EvaluatorConfig
+from nas.evaluators.base import Evaluator, EvaluatorConfig, ReportFn
 from nas.hparams import TRAINING_HPARAMS
 from nas.models import count_parameters
 from nas.pruning import PrunerConfig, Pruning, PruningTrial, TrialPruned
@@ -30,9 +30,6 @@ from nas.training import (
     train_from_scratch,
 )
 from nas.trial import TrialResult, TrialState
-
-#: ``report(trial_index_in_batch, epoch, metrics)`` for intermediate values.
-ReportFn = Callable[[int, int, Mapping[str, float]], None]
 
 
 class StandaloneConfig(EvaluatorConfig):

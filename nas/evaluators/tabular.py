@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import Field
@@ -30,6 +30,10 @@ from nas.trial import TrialResult, TrialState
 
 TABLE_ENV = "NAS_NB201_TABLE"
 NUM_ARCHS = 5**6
+
+
+if TYPE_CHECKING:
+    from nas.spec import JobSpec, SpecProblem
 
 
 class TabularConfig(EvaluatorConfig):
@@ -116,6 +120,39 @@ class TabularEvaluator(Evaluator):
     batch_size = 256
     instant = True
     constraint_keys = ("max_params", "max_flops", "max_latency_ms")
+    trains_networks = False
+    simulates_cost = True
+    #: The table's space: NAS-Bench-201's cell.
+    space_name = Nb201Space.name
+
+    @classmethod
+    def data_problems(cls, spec: JobSpec) -> list[SpecProblem]:
+        """The table answers for the NAS-Bench-201 space on its own datasets only."""
+        from nas.datasets import DATASETS
+
+        problems: list[SpecProblem] = []
+        if spec.space.name != cls.space_name:
+            problems.append(
+                (
+                    ("space", "name"),
+                    (
+                        f"the tabular evaluator needs space {cls.space_name}, got "
+                        f"{spec.space.name!r}"
+                    ),
+                )
+            )
+        if DATASETS.get(spec.dataset.name).tabular is None:
+            tables = [n for n in DATASETS if DATASETS.get(n).tabular is not None]
+            problems.append(
+                (
+                    ("dataset", "name"),
+                    (
+                        f"the tabular evaluator needs a NAS-Bench-201 dataset ({', '.join(tables)}), "
+                        f"got {spec.dataset.name!r}"
+                    ),
+                )
+            )
+        return problems
 
     @classmethod
     def from_spec(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 import httpx
@@ -13,29 +13,31 @@ import httpx
 from api.db import session_scope
 from api.models import JobModel
 from api.repositories import JobRepository, TrialRepository
+from nas.architecture import Architecture
+from nas.trial import TrialRecord, TrialResult, TrialState
 from tests.api.conftest import LiveServer, nb201_spec
 
 WRITERS, PER_WRITER, BATCH, READERS = 4, 250, 10, 32
 
 
-def _trial(job_id: int, number: int) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    return {
-        "job_id": job_id,
-        "number": number,
-        "candidate_id": number,
-        "state": "COMPLETE",
-        "architecture": {"space": "nb201", "version": 1, "choices": [number % 5] * 6},
-        "arch_key": f"nb201:{number}",
-        "hparams": {},
-        "objective": float(number % 97),
-        "metrics": {"val_accuracy": float(number % 97)},
-        "cost_s": 1.0,
-        "simulated": True,
-        "worker": "test",
-        "started_at": now,
-        "finished_at": now,
-    }
+def _trial(number: int) -> TrialRecord:
+    now = time.time()
+    return TrialRecord(
+        number=number,
+        candidate_id=number,
+        architecture=Architecture("nb201", (number % 5,) * 6, 1),
+        hparams={},
+        result=TrialResult(
+            TrialState.COMPLETE,
+            float(number % 97),
+            {"val_accuracy": float(number % 97)},
+            cost_s=1.0,
+            simulated=True,
+        ),
+        started_at=now,
+        finished_at=now,
+        worker="test",
+    )
 
 
 def test_concurrent_readers_and_writers(server_factory: Any) -> None:
@@ -55,7 +57,7 @@ def test_concurrent_readers_and_writers(server_factory: Any) -> None:
             for start in range(0, len(numbers), BATCH):
                 batch = numbers[start : start + BATCH]
                 with session_scope(write) as session:
-                    TrialRepository(session).insert_many([_trial(job_id, n) for n in batch])
+                    TrialRepository(session).add_records(job_id, [_trial(n) for n in batch])
                     JobRepository(session).set_fields(
                         job_id, n_trials=JobModel.n_trials + len(batch)
                     )

@@ -102,6 +102,66 @@ def test_sigkill_mid_job_then_restart_resumes_from_the_checkpoint(
             server.kill()
 
 
+@pytest.mark.slow
+def test_sigkill_mid_shared_weight_search_resumes_trials_and_curves_without_gaps(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The supernet search checkpoints at epoch ends: after a ``kill -9`` mid-epoch the
+    restarted server redoes that epoch whole; trials and the per-epoch curve have no gap and
+    no duplicate."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    with session_scope(make_session_factory(engine, write=True)) as session:
+        key = create_key(session, name="a")[1]
+    engine.dispose()
+    port, log = free_port(), tmp_path / "server.log"
+    server = _serve(database_url, tmp_path / "data", port, log)
+    client = NasClient(f"http://127.0.0.1:{port}", api_key=key)
+    spec = {
+        "name": "digits-enas",
+        "dataset": {"name": "digits"},
+        "space": {"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]},
+        "controller": {"name": "enas", "num_aggregate": 5},
+        "evaluator": {
+            "name": "shared-weights",
+            "epochs": 5,
+            "batch_size": 64,
+            "rewards_per_epoch": 10,
+        },
+        "budget": {"minutes": 10},
+        "seed": 0,
+    }
+    try:
+        job_id = client.submit(spec)["id"]
+        # Kill after two epochs were checkpointed and while later rewards are recorded.
+        wait_for(
+            lambda: len(client.curves(job_id)["epochs"].get("supernet", [])) >= 2,
+            timeout=120,
+            interval=0.02,
+        )
+        before = client.curves(job_id)["epochs"]["supernet"]
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait(10)
+        server = _serve(database_url, tmp_path / "data", port, log)
+        job = client.wait(job_id, timeout=180)
+        assert job["state"] == "SUCCEEDED", job["reason"]
+        assert job["resumes"] == 1
+        trials = list(client.all_trials(job_id))
+        curve = client.curves(job_id)["epochs"]["supernet"]
+    finally:
+        client.close()
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    assert [t["number"] for t in trials] == list(range(50))
+    assert [sum(t["epoch"] == e for t in trials) for e in range(5)] == [10] * 5
+    assert [p["epoch"] for p in curve] == list(range(5))
+    assert all(p["rewards"] == 10 and p["entropy"] > 0 for p in curve)
+    assert curve[: len(before)] == before  # checkpointed epochs were kept, not redone
+
+
 def client_state(database_url: str, job_id: int) -> str:
     from api.models import JobModel
 

@@ -170,10 +170,13 @@ def test_enas_runs_as_one_actor_and_restarts_from_its_last_epoch(
             }
             job_id = client.submit(spec)["id"]
             wait_for(lambda: client.job(job_id)["n_trials"] >= 10, timeout=180, interval=0.05)
-            assert _kill_processes_titled(b"ray::SharedWeightSearchActor") >= 1
+            assert _kill_processes_titled(b"ray::SearchActor") >= 1
             job = client.wait(job_id, timeout=300)
             assert job["state"] == "SUCCEEDED", job["reason"]
             trials = list(client.all_trials(job_id))
+            curves = client.curves(job_id)
+        assert [p["epoch"] for p in curves["epochs"]["supernet"]] == [0, 1, 2, 3]
+        assert all(p["rewards"] == 10 for p in curves["epochs"]["supernet"])
         assert [t["number"] for t in trials] == list(range(40))
         assert [sum(t["epoch"] == e for t in trials) for e in range(4)] == [10] * 4
         nodes = {t["worker"].split(":")[2] for t in trials}

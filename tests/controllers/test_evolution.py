@@ -13,7 +13,7 @@ import pytest
 from controllers import CONTROLLERS, RegularizedEvolution
 from nas.errors import SpecError
 from nas.spaces import MacroSpace, Nb201Space
-from nas.spec import parse_spec
+from workers.search import parse_spec
 from nas.trial import TrialResult, TrialState
 from tests.controllers.contract import (
     ControllerContract,

@@ -14,7 +14,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from nas.errors import SpecError
 from nas.hparams import TRAINING_HPARAMS, HparamSpace, InvalidHparamsError
-from nas.spec import parse_spec
+from workers.search import parse_spec
 from nas.training import TrainRecipe
 
 REPO = Path(__file__).resolve().parents[2]

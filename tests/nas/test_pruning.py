@@ -9,7 +9,7 @@ import pytest
 
 from nas.errors import SpecError
 from nas.pruning import PrunerConfig, Pruning, TrialPruned
-from nas.spec import parse_spec
+from workers.search import parse_spec
 from nas.trial import TrialState
 
 

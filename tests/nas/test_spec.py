@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 from nas.errors import SpecError
 from nas.evaluators import EVALUATORS
-from nas.spec import SUPPORTED, load_spec_file, parse_document, parse_spec
+from nas.registry import Registry
+from nas.spec import ResolvedSpec, load_spec_file, parse_document
+from workers.search import parse_spec
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nb201-random.yaml"
 
@@ -166,29 +169,49 @@ def test_each_problem_is_reported_at_its_field(
     assert message in error_at(doc, loc)["msg"]
 
 
-#: A valid value for each field that ``SUPPORTED`` may list as parsed but not implemented.
-UNSUPPORTED_SAMPLES: dict[str, tuple[Mutation, tuple[object, ...]]] = {
-    "final": (lambda d: d.update(final={"retrain_top_k": 2}), ("final",)),
-    "objective.constraints": (
-        lambda d: d["objective"].update(constraints={"max_params": 10}),
-        ("objective", "constraints"),
-    ),
-}
-
-
-def test_every_unsupported_field_has_a_sample() -> None:
-    assert set(SUPPORTED) <= set(UNSUPPORTED_SAMPLES), "add a sample for the new field"
-
-
-def test_fields_not_supported_yet_are_rejected(
-    doc: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+def test_the_stored_spec_has_every_default_and_reads_back_as_it_was(
+    doc: dict[str, Any],
 ) -> None:
-    # Every field is supported today; the mechanism stays for the next one that is not.
-    monkeypatch.setitem(SUPPORTED, "resources.max_retries", "retries are not supported yet")
-    doc.setdefault("resources", {})["max_retries"] = 3
-    error = error_at(doc, ("resources", "max_retries"))
-    assert error["type"] == "not_supported"
-    assert "not supported yet" in error["msg"]
+    resolved = parse_spec(doc)
+    stored = resolved.to_dict()
+    assert stored["controller"] == {"name": "random", "unique": False}
+    assert stored["evaluator"]["epochs"] == 12 and "table" in stored["evaluator"]
+    assert json.loads(json.dumps(stored)) == stored  # plain JSON, as the database keeps it
+    again = ResolvedSpec.from_stored(stored)
+    assert again == resolved
+    assert again.to_dict() == stored
+
+
+def test_a_stored_spec_is_not_validated_against_the_registries_again(
+    doc: dict[str, Any],
+) -> None:
+    stored = parse_spec(doc).to_dict()
+    stored["controller"] = {"name": "not-registered-here", "anything": 1}
+    assert ResolvedSpec.from_stored(stored).controller_params == {"anything": 1}
+
+
+def test_the_controller_section_is_checked_against_the_registry_passed_in(
+    doc: dict[str, Any],
+) -> None:
+    from nas.spec import parse_spec as parse_with
+
+    only_other: Registry[Any] = Registry("controller")
+
+    class OtherConfig(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    class Other:
+        Config = OtherConfig
+        multi_objective = False
+
+    only_other.register("other")(Other)
+    with pytest.raises(SpecError) as info:
+        parse_with(doc, controllers=only_other)
+    (error,) = info.value.errors
+    assert tuple(error["loc"]) == ("controller", "name")
+    assert "unknown controller 'random'; valid: other" in error["msg"]
+    doc["controller"] = {"name": "other"}
+    assert parse_with(doc, controllers=only_other).spec.controller.name == "other"
 
 
 def test_final_is_rejected_for_the_nb201_table(doc: dict[str, Any]) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nas.spec import parse_spec
 from workers.local import run_local_search
+from workers.search import parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,10 +13,9 @@ from controllers import RandomSearch
 from nas.evaluators import standalone
 from nas.models import build_model, count_parameters
 from nas.pareto import non_dominated
-from nas.spec import parse_spec
 from nas.trial import TrialState
 from workers.local import summarize
-from workers.search import SearchLoop
+from workers.search import SearchLoop, parse_spec
 
 ACC_PARAMS = {"metrics": ["val_accuracy", "params_M"], "directions": ["maximize", "minimize"]}
 

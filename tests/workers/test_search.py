@@ -6,8 +6,7 @@ import pytest
 
 from controllers import RandomSearch
 from nas.evaluators import TabularEvaluator
-from nas.spec import parse_spec
-from workers.search import SearchComponents, SearchLoop, build_components
+from workers.search import SearchComponents, SearchLoop, build_components, parse_spec
 
 
 def nb201_spec(table: Path, **budget: float) -> dict:

@@ -14,17 +14,22 @@ from nas.datasets import load_dataset
 from nas.evaluators import SharedWeightEvaluator
 from nas.evaluators.shared import SharedWeightConfig
 from nas.spaces import MacroSpace
-from nas.spec import parse_spec
 from nas.trial import TrialState
 from workers.local import run_local_search
+from workers.search import parse_spec
 
 TINY = {
     "name": "tiny-enas",
     "dataset": {"name": "mnist1d", "num_samples": 800},
     "space": {"name": "enas-macro", "layers": 3, "channels": 4},
     "controller": {"name": "enas", "num_aggregate": 5},
-    "evaluator": {"name": "shared-weights", "epochs": 2, "rewards_per_epoch": 10,
-                  "derive_samples": 6, "top_k": 2},
+    "evaluator": {
+        "name": "shared-weights",
+        "epochs": 2,
+        "rewards_per_epoch": 10,
+        "derive_samples": 6,
+        "top_k": 2,
+    },
     "budget": {"minutes": 2},
     "final": {"retrain_top_k": 2, "epochs": 1},
     "seed": 0,
@@ -51,7 +56,14 @@ def test_enas_search_end_to_end_writes_trials_curve_and_retrained_weights(tmp_pa
     for f in final:
         assert 0.0 <= f["test_accuracy"] <= 100.0 and f["params"] > 0 and f["flops"] > 0
         weights = torch.load(f["weights"])
-        assert sum(v.numel() for k, v in weights.items() if "running" not in k and "num_batches" not in k) == f["params"]
+        assert (
+            sum(
+                v.numel()
+                for k, v in weights.items()
+                if "running" not in k and "num_batches" not in k
+            )
+            == f["params"]
+        )
     best = json.loads((tmp_path / "best_architecture.json").read_text())
     MacroSpace(layers=3, channels=4).validate(Architecture.from_dict(best["architecture"]))
     assert best["final"]["test_accuracy"] == final[0]["test_accuracy"]
@@ -60,11 +72,17 @@ def test_enas_search_end_to_end_writes_trials_curve_and_retrained_weights(tmp_pa
 @pytest.fixture(scope="module")
 def evaluator() -> SharedWeightEvaluator:
     data = load_dataset("mnist1d", seed=0, num_samples=400)
-    return SharedWeightEvaluator(space=MacroSpace(layers=3, channels=4), data=data,
-                                 config=SharedWeightConfig(batch_size=64), seed=0)
+    return SharedWeightEvaluator(
+        space=MacroSpace(layers=3, channels=4),
+        data=data,
+        config=SharedWeightConfig(batch_size=64),
+        seed=0,
+    )
 
 
-def test_non_finite_outputs_become_fail_trials_with_their_cause(evaluator: SharedWeightEvaluator) -> None:
+def test_non_finite_outputs_become_fail_trials_with_their_cause(
+    evaluator: SharedWeightEvaluator,
+) -> None:
     rng = np.random.default_rng(0)
     arch = evaluator.space.sample(rng)
     weight = evaluator.supernet.stem[0].weight
@@ -127,10 +145,12 @@ def test_the_search_actor_restores_a_supernet_saved_on_a_gpu(
 
     import torch.serialization
 
-    from workers.ray_backend import SharedWeightSearchActor
+    from workers.ray_backend import SearchActor
+    from workers.shared import SharedWeightSearch
 
-    actor = SharedWeightSearchActor(json.dumps(TINY))
-    evaluator = actor.components.evaluator
+    actor = SearchActor(parse_spec(TINY), None, [])
+    assert isinstance(actor.loop, SharedWeightSearch)  # the inline path's loop class
+    evaluator = actor.loop.evaluator
     saved = {k: v.clone() for k, v in evaluator.supernet.state_dict().items()}
     buffer = io.BytesIO()
     with monkeypatch.context() as m:
@@ -139,7 +159,7 @@ def test_the_search_actor_restores_a_supernet_saved_on_a_gpu(
     with torch.no_grad():
         for p in evaluator.supernet.parameters():
             p.zero_()
-    actor.restore(None, None, [], buffer.getvalue())
+    actor.loop.load_evaluator_state(buffer.getvalue())
     assert evaluator.epoch == 4
     for key, value in evaluator.supernet.state_dict().items():
         assert value.device.type == evaluator.device.type, key

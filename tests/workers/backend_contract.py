@@ -1,0 +1,148 @@
+"""The contract every backend passes: start, checkpoint at safe points, resume exactly,
+stop, and report, for every kind of search (trials answered by a table, a shared-weight
+supernet). Subclass ``BackendContract`` and provide the ``backend`` fixture;
+``test_backend_contract.py`` runs each registered backend through it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from nas.trial import TrialRecord
+from workers.backend import Backend, SafePoint, SearchEvents, SearchState
+from workers.search import parse_spec
+
+
+def table_spec(table: str, trials: int = 120) -> dict[str, Any]:
+    return {
+        "name": "contract-table",
+        "dataset": {"name": "nb201-cifar10"},
+        "space": {"name": "nb201"},
+        "controller": {"name": "evolution", "population_size": 20, "sample_size": 5},
+        "evaluator": {"name": "tabular", "table": table},
+        "budget": {"trials": trials},
+        "seed": 3,
+    }
+
+
+SUPERNET_SPEC: dict[str, Any] = {
+    "name": "contract-supernet",
+    "dataset": {"name": "digits"},
+    "space": {"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]},
+    "controller": {"name": "enas", "num_aggregate": 5},
+    "evaluator": {
+        "name": "shared-weights",
+        "epochs": 3,
+        "batch_size": 128,
+        "rewards_per_epoch": 10,
+        "derive_samples": 4,
+    },
+    "budget": {"minutes": 5},
+    "seed": 0,
+}
+
+
+class Recorder:
+    """Collects what a search reports, and optionally stops it after a safe point."""
+
+    def __init__(self, *, stop_after_trials: int | None = None) -> None:
+        self.trials: list[TrialRecord] = []
+        self.points: list[SafePoint] = []
+        self.states: list[SearchState] = []
+        self.stop_after_trials = stop_after_trials
+        self.search: Any = None
+        self.restored = 0  # trials handed back on restore (not reported again)
+
+    def events(self) -> SearchEvents:
+        return SearchEvents(
+            on_trial=self.trials.append,
+            on_safe_point=self._safe_point,
+            should_stop=self._should_stop,
+        )
+
+    def _safe_point(self, point: SafePoint) -> None:
+        self.points.append(point)
+        assert self.search.consistent
+        state = self.search.state()
+        # It covers exactly what was reported.
+        assert state.trial_count == self.restored + len(self.trials)
+        self.states.append(state)
+
+    def _should_stop(self) -> str | None:
+        limit = self.stop_after_trials
+        if limit is not None and self.states and self.states[-1].trial_count >= limit:
+            return "stop asked by the test"
+        return None
+
+
+def run(backend: Backend, spec: dict[str, Any], recorder: Recorder, restore: Any = None) -> Any:
+    search = backend.open(parse_spec(spec), recorder.events())
+    recorder.search = search
+    try:
+        if restore is not None:
+            search.restore(*restore)
+            recorder.restored = len(restore[1])
+        return search, search.run()
+    finally:
+        search.close()
+
+
+def key(records: list[TrialRecord]) -> list[tuple[Any, ...]]:
+    return [
+        (r.number, r.candidate_id, r.architecture, r.result.state, r.result.objective, r.epoch)
+        for r in records
+    ]
+
+
+class BackendContract:
+    """Shared behaviour of all backends; subclasses provide the ``backend`` fixture."""
+
+    def test_runs_a_table_search_to_its_budget(self, backend: Backend, nb201_table: Any) -> None:
+        recorder = Recorder()
+        search, outcome = run(backend, table_spec(str(nb201_table)), recorder)
+        assert [t.number for t in recorder.trials] == list(range(120))
+        assert outcome.trials == search.trials == recorder.trials
+        assert outcome.best is search.best and outcome.best is not None
+        assert outcome.stop_reason == "trial budget reached (120)"
+        assert search.fraction_done() == 1.0
+        assert all(not p.required and p.curve is None for p in recorder.points)
+
+    def test_a_stopped_table_search_resumes_exactly(
+        self, backend: Backend, nb201_table: Any
+    ) -> None:
+        spec = table_spec(str(nb201_table))
+        whole = Recorder()
+        run(backend, spec, whole)
+        first = Recorder(stop_after_trials=50)
+        search, outcome = run(backend, spec, first)
+        assert search.consistent is not None
+        state = first.states[-1]
+        assert 50 <= state.trial_count < 120
+        assert outcome.stop_reason == "stop asked by the test"
+        assert state.evaluator is None  # a table keeps no state
+        rest = Recorder()
+        done = first.trials[: state.trial_count]
+        _, outcome = run(backend, spec, rest, restore=(state, done))
+        assert key(done + rest.trials) == key(whole.trials)
+        assert [t.number for t in outcome.trials] == list(range(120))
+
+    @pytest.mark.slow
+    def test_a_supernet_search_checkpoints_each_epoch_and_resumes_from_one(
+        self, backend: Backend
+    ) -> None:
+        first = Recorder(stop_after_trials=10)
+        search, _ = run(backend, SUPERNET_SPEC, first)
+        required = [p for p in first.points if p.required]
+        assert required and required[0].curve is not None and required[0].curve["epoch"] == 0
+        state = first.states[0]
+        assert state.trial_count == 10 and state.evaluator  # the supernet's weights
+        assert [t.epoch for t in first.trials[:10]] == [0] * 10
+        rest = Recorder()
+        search, outcome = run(backend, SUPERNET_SPEC, rest, restore=(state, first.trials[:10]))
+        assert [t.number for t in rest.trials] == list(range(10, 30))
+        assert [t.epoch for t in rest.trials] == [1] * 10 + [2] * 10
+        assert [p.curve["epoch"] for p in rest.points if p.curve] == [1, 2]
+        assert len(outcome.curve) == 3 and outcome.ranked
+        assert [t.number for t in search.trials] == list(range(30))
+        assert search.fraction_done() == 1.0
