@@ -25,10 +25,10 @@ from nas.architecture import Architecture
 from nas.evaluators import Evaluator
 from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
-from nas.trial import RunningTrial, TrialRecord, TrialResult
+from nas.trial import RunningTrial, TrialRecord, TrialResult, TrialState
 
 if TYPE_CHECKING:
-    from workers.search import SearchLoop, SearchOutcome
+    from workers.search import SearchLoop
 
 #: ``should_stop()`` answers why work must stop now (a cancel, a server shutdown), or
 #: ``None`` to go on.
@@ -85,6 +85,49 @@ class SearchState:
     @property
     def trial_count(self) -> int:
         return int(self.loop["trials"])
+
+
+@dataclass
+class SearchOutcome:
+    trials: list[TrialRecord]
+    best: TrialRecord | None
+    stop_reason: str
+    wall_s: float
+    simulated_s: float
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    #: Best architectures with their selection score, best first (top-K of the search).
+    ranked: list[tuple[Architecture, float]] = field(default_factory=list)
+    #: Per-epoch controller curve (shared-weight search): reward, entropy, baseline, loss.
+    curve: list[dict[str, float]] = field(default_factory=list)
+    #: Several objectives: the non-dominated COMPLETE trials (one per architecture, its
+    #: first trial), in trial order; empty with one objective.
+    pareto: list[TrialRecord] = field(default_factory=list)
+
+
+class TrialLog:
+    """The trials of one search in number order, and the best COMPLETE one so far."""
+
+    def __init__(self, *, maximize: bool) -> None:
+        self.maximize = maximize
+        self.trials: list[TrialRecord] = []
+        self.best: TrialRecord | None = None
+
+    def add(self, record: TrialRecord) -> None:
+        self.trials.append(record)
+        result = record.result
+        if result.state is TrialState.COMPLETE and (
+            self.best is None or self.better(result, self.best.result)
+        ):
+            self.best = record
+
+    def load(self, records: Sequence[TrialRecord]) -> None:
+        self.trials, self.best = [], None
+        for record in records:
+            self.add(record)
+
+    def better(self, a: TrialResult, b: TrialResult) -> bool:
+        assert a.objective is not None and b.objective is not None
+        return a.objective > b.objective if self.maximize else a.objective < b.objective
 
 
 class SearchRun(ABC):

@@ -41,12 +41,13 @@ from workers.backend import (
     LocalRun,
     SafePoint,
     SearchEvents,
+    SearchOutcome,
     SearchRun,
     SearchState,
     StopFn,
     TrialExecutor,
+    TrialLog,
 )
-from workers.search import SearchOutcome, TrialLog
 
 #: Per worker process: the evaluator of the last spec seen (datasets load once), by the
 #: hash of the stored spec.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -31,9 +31,11 @@ from workers.backend import (
     Interrupted,
     SafePoint,
     SearchEvents,
+    SearchOutcome,
     SearchState,
     StopFn,
     TrialExecutor,
+    TrialLog,
 )
 
 __all__ = [
@@ -52,49 +54,6 @@ def parse_spec(data: Mapping[str, Any] | nas_spec.JobSpec) -> ResolvedSpec:
     """Validate a job spec against the built-in components (``nas.spec.parse_spec`` with
     this project's controller registry)."""
     return nas_spec.parse_spec(data, controllers=CONTROLLERS)
-
-
-class TrialLog:
-    """The trials of one search in number order, and the best COMPLETE one so far."""
-
-    def __init__(self, *, maximize: bool) -> None:
-        self.maximize = maximize
-        self.trials: list[TrialRecord] = []
-        self.best: TrialRecord | None = None
-
-    def add(self, record: TrialRecord) -> None:
-        self.trials.append(record)
-        result = record.result
-        if result.state is TrialState.COMPLETE and (
-            self.best is None or self.better(result, self.best.result)
-        ):
-            self.best = record
-
-    def load(self, records: Sequence[TrialRecord]) -> None:
-        self.trials, self.best = [], None
-        for record in records:
-            self.add(record)
-
-    def better(self, a: TrialResult, b: TrialResult) -> bool:
-        assert a.objective is not None and b.objective is not None
-        return a.objective > b.objective if self.maximize else a.objective < b.objective
-
-
-@dataclass
-class SearchOutcome:
-    trials: list[TrialRecord]
-    best: TrialRecord | None
-    stop_reason: str
-    wall_s: float
-    simulated_s: float
-    final_metrics: dict[str, float] = field(default_factory=dict)
-    #: Best architectures with their selection score, best first (top-K of the search).
-    ranked: list[tuple[Architecture, float]] = field(default_factory=list)
-    #: Per-epoch controller curve (shared-weight search): reward, entropy, baseline, loss.
-    curve: list[dict[str, float]] = field(default_factory=list)
-    #: Several objectives: the non-dominated COMPLETE trials (one per architecture, its
-    #: first trial), in trial order; empty with one objective.
-    pareto: list[TrialRecord] = field(default_factory=list)
 
 
 @dataclass
@@ -335,7 +294,12 @@ class SearchLoop:
             self.events.on_trials_started(
                 [
                     RunningTrial(
-                        self._batch_first + i, c.id, c.architecture, dict(c.hparams), started, worker
+                        self._batch_first + i,
+                        c.id,
+                        c.architecture,
+                        dict(c.hparams),
+                        started,
+                        worker,
                     )
                     for i, c in enumerate(batch)
                 ]
