@@ -8,7 +8,7 @@ import mnist1d.data
 import numpy as np
 import pytest
 
-import nas.datasets
+import nas.datasets.base
 from nas.datasets import DATASETS, DatasetSplits, cache_dir, dataset_shape, load_dataset
 from nas.errors import DatasetError, UnknownNameError
 
@@ -266,8 +266,8 @@ def test_dataset_shape_of_arrays_comes_from_the_data_loaded_once(
         loads.append(name)
         return load_dataset(name, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(nas.datasets, "load_dataset", counted)
-    nas.datasets._loaded_shape.cache_clear()
+    monkeypatch.setattr(nas.datasets.base, "load_dataset", counted)
+    nas.datasets.base._loaded_shape.cache_clear()
     params = {"test_fraction": 0.3, "valid_fraction": 0.15}
     assert dataset_shape("digits", params, seed=5) == ((1, 8, 8), 10)
     assert dataset_shape("digits", dict(reversed(params.items())), seed=5) == ((1, 8, 8), 10)

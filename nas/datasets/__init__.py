@@ -1,0 +1,38 @@
+"""Datasets, registered by the name a job spec uses (``dataset: {name: ...}``).
+
+One module per dataset (its config, its loader, its ``ENTRIES``), registered below. Nothing
+is downloaded: MNIST-1D is generated locally by the ``mnist1d`` package and cached,
+``digits`` ships with scikit-learn, ``npz`` is the user's own file. The NAS-Bench-201
+datasets (``nb201-cifar10`` ...) have no arrays: they name a column group of the benchmark
+table.
+"""
+
+from __future__ import annotations
+
+from nas.datasets import digits, mnist1d, nb201, npz
+from nas.datasets.base import (
+    DATASETS,
+    DatasetConfig,
+    DatasetEntry,
+    DatasetSplits,
+    cache_dir,
+    dataset_shape,
+    load_dataset,
+)
+from nas.datasets.nb201 import NB201_DATASETS
+
+for _module in (mnist1d, digits, npz, nb201):
+    for _name, _entry in _module.ENTRIES.items():
+        DATASETS.register(_name)(_entry)
+del _module, _name, _entry
+
+__all__ = [
+    "DATASETS",
+    "NB201_DATASETS",
+    "DatasetConfig",
+    "DatasetEntry",
+    "DatasetSplits",
+    "cache_dir",
+    "dataset_shape",
+    "load_dataset",
+]

@@ -1,0 +1,140 @@
+"""What every dataset shares: the splits a loader returns, the registry entry, loading by
+name, and the splitting helpers the loaders use.
+
+Every loader returns a ``DatasetSplits``: float32 inputs shaped ``(N, C, L)`` or
+``(N, C, H, W)``, int64 labels, split deterministically by ``seed`` into train / valid / test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from nas.errors import DatasetError
+from nas.registry import Registry
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_valid: np.ndarray
+    y_valid: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Per-example shape: (C, L) for signals, (C, H, W) for images."""
+        return tuple(self.x_train.shape[1:])
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.y_train), "valid": len(self.y_valid), "test": len(self.y_test)}
+
+
+class DatasetConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    valid_fraction: float = Field(
+        0.1, gt=0.0, lt=1.0, description="share of the training data held out for validation"
+    )
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    config: type[BaseModel]
+    load: Callable[..., DatasetSplits] | None  # None: a tabular benchmark, no arrays
+    tabular: str | None = None  # the NAS-Bench-201 column prefix
+    #: Input shape (one example) and classes where they are fixed: a tabular benchmark has no
+    #: arrays to read them from. ``None``: they come from the loaded data.
+    input_shape: tuple[int, ...] | None = None
+    num_classes: int | None = None
+
+
+DATASETS: Registry[DatasetEntry] = Registry("dataset")
+
+
+def cache_dir() -> Path:
+    """Where generated datasets are cached: ``$NAS_CACHE_DIR`` or the user's cache dir."""
+    root = os.environ.get("NAS_CACHE_DIR")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nas-service"
+
+
+def load_dataset(name: str, *, seed: int = 0, **config: Any) -> DatasetSplits:
+    """Load a registered dataset with its spec parameters, split by ``seed``."""
+    entry = DATASETS.get(name)
+    if entry.load is None:
+        raise DatasetError(f"dataset {name!r} is a tabular benchmark; it has no arrays to load")
+    params = entry.config.model_validate(config)
+    return entry.load(name=name, seed=seed, **params.model_dump())
+
+
+def dataset_shape(
+    name: str, params: Mapping[str, Any] | None = None, seed: int = 0
+) -> tuple[tuple[int, ...], int]:
+    """Input shape (one example: (C, L) or (C, H, W)) and number of classes of a registered
+    dataset with its spec parameters: from the registry entry where they are fixed, else from
+    the data, loaded once per (name, params, seed) in this process."""
+    entry = DATASETS.get(name)
+    if entry.input_shape is not None and entry.num_classes is not None:
+        return entry.input_shape, entry.num_classes
+    return _loaded_shape(name, json.dumps(dict(params or {}), sort_keys=True, default=str), seed)
+
+
+@lru_cache(maxsize=32)
+def _loaded_shape(name: str, params_json: str, seed: int) -> tuple[tuple[int, ...], int]:
+    data = load_dataset(name, seed=seed, **json.loads(params_json))
+    return tuple(int(v) for v in data.input_shape), int(data.num_classes)
+
+
+# --- for loaders ---------------------------------------------------------------------------
+def split_off(
+    x: np.ndarray, y: np.ndarray, fraction: float, seed: int, salt: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split ``fraction`` of the examples off, by a permutation seeded from ``seed``."""
+    order = np.random.default_rng([seed, salt]).permutation(len(y))
+    n_off = max(1, int(round(len(y) * fraction)))
+    if n_off >= len(y):
+        raise DatasetError(f"cannot split {len(y)} examples with fraction {fraction}")
+    keep, off = order[n_off:], order[:n_off]
+    return x[keep], y[keep], x[off], y[off]
+
+
+def finish_splits(
+    name: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    seed: int,
+    valid_fraction: float,
+) -> DatasetSplits:
+    x_train, y_train, x_valid, y_valid = split_off(x_train, y_train, valid_fraction, seed, 1)
+    labels = np.concatenate([y_train, y_valid, y_test])
+    return DatasetSplits(
+        name=name,
+        x_train=np.ascontiguousarray(x_train, dtype=np.float32),
+        y_train=y_train.astype(np.int64),
+        x_valid=np.ascontiguousarray(x_valid, dtype=np.float32),
+        y_valid=y_valid.astype(np.int64),
+        x_test=np.ascontiguousarray(x_test, dtype=np.float32),
+        y_test=y_test.astype(np.int64),
+        num_classes=int(labels.max()) + 1,
+    )
+
+
+def with_channels(x: np.ndarray) -> np.ndarray:
+    """(N, L) -> (N, 1, L); (N, H, W) stays images only if the caller says so (npz: below)."""
+    return x[:, None, :] if x.ndim == 2 else x

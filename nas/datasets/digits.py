@@ -1,0 +1,29 @@
+"""scikit-learn's 8x8 handwritten digits (ships with scikit-learn), as 1x8x8 images."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from nas.datasets.base import DatasetConfig, DatasetEntry, DatasetSplits, finish_splits, split_off
+
+
+class DigitsConfig(DatasetConfig):
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share held out for testing")
+
+
+def load_digits(
+    *, name: str, seed: int, valid_fraction: float, test_fraction: float
+) -> DatasetSplits:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()  # ships with scikit-learn
+    x = (digits.images / 16.0).astype(np.float32)[:, None, :, :]  # (N, 1, 8, 8)
+    y = digits.target.astype(np.int64)
+    x_train, y_train, x_test, y_test = split_off(x, y, test_fraction, seed, 0)
+    return finish_splits(
+        name, x_train, y_train, x_test, y_test, seed=seed, valid_fraction=valid_fraction
+    )
+
+
+ENTRIES = {"digits": DatasetEntry(DigitsConfig, load_digits)}

@@ -1,0 +1,69 @@
+"""MNIST-1D (Greydanus 2020): 1-D signals of 10 digit templates, generated locally by the
+``mnist1d`` package and cached under ``cache_dir()``; never downloaded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+from pydantic import Field
+
+from nas.datasets.base import (
+    DatasetConfig,
+    DatasetEntry,
+    DatasetSplits,
+    cache_dir,
+    finish_splits,
+    with_channels,
+)
+
+
+class Mnist1dConfig(DatasetConfig):
+    num_samples: int = Field(5000, ge=100, le=1_000_000, description="train + test examples")
+    train_split: float = Field(0.8, gt=0.0, lt=1.0, description="share of examples for training")
+    generation_seed: int = Field(
+        42, description="seed of the generator; 42 gives the standard MNIST-1D dataset"
+    )
+
+
+def load_mnist1d(
+    *,
+    name: str,
+    seed: int,
+    valid_fraction: float,
+    num_samples: int,
+    train_split: float,
+    generation_seed: int,
+) -> DatasetSplits:
+    params = {"num_samples": num_samples, "train_split": train_split, "seed": generation_seed}
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir() / f"mnist1d-{digest}.npz"
+    if path.exists():
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in ("x", "y", "x_test", "y_test")}
+    else:
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        args = get_dataset_args()
+        for key, value in params.items():
+            setattr(args, key, value)
+        made = make_dataset(args)  # generated locally; never downloaded
+        arrays = {k: np.asarray(made[k]) for k in ("x", "y", "x_test", "y_test")}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)  # atomic: concurrent writers cannot leave a torn file
+    return finish_splits(
+        name,
+        with_channels(arrays["x"]),
+        arrays["y"],
+        with_channels(arrays["x_test"]),
+        arrays["y_test"],
+        seed=seed,
+        valid_fraction=valid_fraction,
+    )
+
+
+ENTRIES = {"mnist1d": DatasetEntry(Mnist1dConfig, load_mnist1d)}
