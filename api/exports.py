@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from api.auth import Principal
 from api.ranking import InvalidRequestError, RankedArchitecture, rank_architecture
 from api.repositories import ArtifactRepository, JobRepository
-from api.retraining import search_space, trainable_problem
+from api.retraining import trainable_problem
 from api.services import ConflictError, JobService, NotFoundError
 from nas.datasets import dataset_shape
 from nas.errors import ExportError
@@ -54,7 +54,7 @@ def network_space(resolved: ResolvedSpec, final: Mapping[str, Any] | None) -> Se
     """The space the exported network is built in: that of the retraining that made the
     weights, else the search space with the ``final:`` width override (what a retraining
     would build, so that its weights fit the same ``model.py``)."""
-    space = search_space(resolved)
+    space = resolved.build_space()
     if final is not None and final.get("space_config") is not None:
         return SPACES.get(space.name).from_config(final["space_config"])
     return final_space(resolved, space)

@@ -91,6 +91,15 @@ class JobModel(Base):
     #: Result of a finished search: stop reason, ranked architectures, final retraining.
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
+    @property
+    def direction(self) -> str:
+        """The objective's direction in the stored spec (``maximize`` or ``minimize``)."""
+        return str((self.spec.get("objective") or {}).get("direction", "maximize"))
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
 
 class TrialModel(Base):
     __tablename__ = "nas_trials"

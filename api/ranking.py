@@ -47,10 +47,6 @@ class RankedArchitecture:
     final: dict[str, Any] | None = None
 
 
-def _maximize(job: JobModel) -> bool:
-    return (job.spec.get("objective") or {}).get("direction", "maximize") == "maximize"
-
-
 def rank_architecture(session: Session, job: JobModel, rank: int) -> RankedArchitecture:
     """The job's ``rank``-th best distinct architecture. ``ConflictError`` when the job has
     none yet, ``InvalidRequestError`` when ``rank`` is out of range."""
@@ -61,7 +57,7 @@ def rank_architecture(session: Session, job: JobModel, rank: int) -> RankedArchi
     ]
     keys = [arch.key[:500] for arch, _ in listed]
     trials = TrialRepository(session)
-    maximize = _maximize(job)
+    maximize = job.maximize
     count = len(listed) + trials.count_ranked(job.id, exclude_keys=keys)
     if count == 0:
         raise ConflictError(

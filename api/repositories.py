@@ -412,7 +412,9 @@ class TrialRepository:
 
     def running(self, job_id: int, *, worker_suffix: str | None = None) -> Sequence[TrialModel]:
         """RUNNING trials of the job (those whose worker ends with ``worker_suffix``)."""
-        query = select(TrialModel).where(TrialModel.job_id == job_id, TrialModel.state == TrialState.RUNNING.value)
+        query = select(TrialModel).where(
+            TrialModel.job_id == job_id, TrialModel.state == TrialState.RUNNING.value
+        )
         if worker_suffix is not None:
             query = query.where(TrialModel.worker.endswith(worker_suffix, autoescape=True))
         return self.session.scalars(query.order_by(TrialModel.number)).all()
@@ -532,17 +534,15 @@ class CurveRepository:
             self.session.execute(insert(CurvePointModel), rows)
         return len(rows)
 
-    def delete_from(self, job_id: int, series: str, step: int) -> int:
-        """Remove the points of ``series`` at ``step`` and later (epochs after the last
-        checkpoint); returns how many."""
-        result = self.session.execute(
-            delete(CurvePointModel).where(
-                CurvePointModel.job_id == job_id,
-                CurvePointModel.series == series,
-                CurvePointModel.step >= step,
-            )
+    def delete_from(self, job_id: int, series: str | None, step: int) -> int:
+        """Remove the points of ``series`` (``None``: of every series) at ``step`` and later
+        (epochs after the last checkpoint); returns how many."""
+        query = delete(CurvePointModel).where(
+            CurvePointModel.job_id == job_id, CurvePointModel.step >= step
         )
-        return int(result.rowcount or 0)
+        if series is not None:
+            query = query.where(CurvePointModel.series == series)
+        return int(self.session.execute(query).rowcount or 0)
 
     def points(self, job_id: int) -> Sequence[CurvePointModel]:
         """Every point of the job, by series then step."""

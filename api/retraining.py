@@ -44,7 +44,6 @@ __all__ = [
     "Retrainings",
     "job_dir",
     "retrain_final",
-    "search_space",
     "start_retrain",
     "trainable_problem",
 ]
@@ -56,10 +55,6 @@ RETRAIN_WORKER = ":retrain"
 def job_dir(artifacts: Path, job_id: int) -> Path:
     """The folder of every file of the job (deleted with it)."""
     return artifacts / "jobs" / str(job_id)
-
-
-def search_space(resolved: ResolvedSpec) -> SearchSpace:
-    return SPACES.get(resolved.spec.space.name).from_config(resolved.space_params)
 
 
 def trainable_problem(resolved: ResolvedSpec) -> str | None:
@@ -336,7 +331,7 @@ def _retrain(
             artifacts,
             job_id,
             resolved,
-            search_space(resolved),
+            resolved.build_space(),
             [arch],
             [hparams or {}],
             ranks=[started.rank - 1],

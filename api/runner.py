@@ -59,14 +59,12 @@ from workers.backend import (
     SearchState,
 )
 from workers.final import ranked_hparams
-from workers.local import summarize
+from workers.summary import summarize
 
 log = logging.getLogger("nas.runner")
 
 CANCELLED = "cancelled"
 SHUTDOWN = "server shutdown"
-#: The series name of a search's per-epoch curve points (``GET /jobs/{id}/curves``).
-EPOCH_SERIES = "supernet"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -187,12 +185,12 @@ class JobExecution(threading.Thread):
         self._stop_reason: str | None = None
         self._records: list[TrialRecord] = []  # finished trials to insert
         self._finished: list[TrialRecord] = []  # RUNNING rows to finish
-        self._curve: list[Mapping[str, Any]] = []  # curve points to insert
+        self._curve: dict[str, list[Mapping[str, Any]]] = {}  # curve points to insert, by series
         self._running: set[int] = set()
         self._counts: dict[str, int] = {}
         self._last_flush = 0.0
         self._evaluator_files: list[Path] = []  # the newest is the checkpoint's
-        self._saved_evaluator: bytes | None = None  # the bytes of the newest file
+        self._saved_at: tuple[int, int] | None = None  # (trials, epochs) of the newest file
         self.search: SearchRun | None = None
 
     # --- control ---------------------------------------------------------------------------
@@ -279,7 +277,7 @@ class JobExecution(threading.Thread):
             keep = checkpoint.trial_count if checkpoint is not None else 0
             removed = trials.delete_from(self.job_id, keep)
             epochs = len(checkpoint.loop_state.get("curve", [])) if checkpoint is not None else 0
-            CurveRepository(session).delete_from(self.job_id, EPOCH_SERIES, epochs)
+            CurveRepository(session).delete_from(self.job_id, None, epochs)
             self._counts = trials.state_counts(self.job_id)
             records = trials.records_before(self.job_id, keep)
             JobRepository(session).set_fields(
@@ -297,7 +295,8 @@ class JobExecution(threading.Thread):
             return
         if evaluator_path is not None:
             path = self.runner.artifacts / evaluator_path
-            state.evaluator = self._saved_evaluator = path.read_bytes()
+            state.evaluator = path.read_bytes()
+            self._saved_at = _progress_key(state)
             self._evaluator_files.append(path)
         search.restore(state, records)
         log.info(
@@ -335,7 +334,7 @@ class JobExecution(threading.Thread):
         if self._running:  # refused by the budget after they started: not trials
             self._drop_running()
         if point.curve is not None:
-            self._curve.append(point.curve)
+            self._curve.setdefault(point.series, []).append(point.curve)
         due = time.monotonic() - self._last_flush >= self.settings.flush_interval_s
         if point.required or self._finished or due:
             self._flush(checkpoint=True)
@@ -347,7 +346,7 @@ class JobExecution(threading.Thread):
         state = search.state() if checkpoint else None
         evaluator_path = None
         if state is not None and state.evaluator is not None:
-            evaluator_path = self._save_evaluator(state.evaluator)
+            evaluator_path = self._save_evaluator(state)
         with session_scope(self.runner.write) as session:
             trials = TrialRepository(session)
             trials.add_records(self.job_id, self._records)
@@ -360,8 +359,9 @@ class JobExecution(threading.Thread):
                     loop_state=state.loop,
                     evaluator_path=evaluator_path,
                 )
-                CurveRepository(session).add_many(self.job_id, EPOCH_SERIES, self._curve)
-                self._curve = []
+                for series, points in self._curve.items():
+                    CurveRepository(session).add_many(self.job_id, series, points)
+                self._curve = {}
             self._job_counters(session)
         self._records, self._finished = [], []
         self._last_flush = time.monotonic()
@@ -369,18 +369,19 @@ class JobExecution(threading.Thread):
         while len(self._evaluator_files) > 1:
             self._evaluator_files.pop(0).unlink(missing_ok=True)
 
-    def _save_evaluator(self, data: bytes) -> str:
-        """The file holding the evaluator's state ``data`` (the supernet), written unless
-        the newest file already holds these bytes; its path relative to the artifacts."""
-        if data is not self._saved_evaluator or not self._evaluator_files:
+    def _save_evaluator(self, state: SearchState) -> str:
+        """The file holding the evaluator's state (the supernet), written unless the newest
+        file already holds it (same trials and epochs); its path relative to the artifacts."""
+        assert state.evaluator is not None
+        if _progress_key(state) != self._saved_at or not self._evaluator_files:
             folder = self.runner.artifacts / "jobs" / str(self.job_id) / "checkpoints"
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"supernet-{uuid.uuid4().hex[:12]}.pt"
             tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(data)
+            tmp.write_bytes(state.evaluator)
             os.replace(tmp, path)
             self._evaluator_files.append(path)
-            self._saved_evaluator = data
+            self._saved_at = _progress_key(state)
         return str(self._evaluator_files[-1].relative_to(self.runner.artifacts))
 
     def _job_counters(self, session: Session) -> None:
@@ -437,3 +438,8 @@ class JobExecution(threading.Thread):
         with session_scope(self.runner.write) as session:
             JobRepository(session).set_fields(self.job_id, runner=None, heartbeat_at=None)
         log.info("job %d: released at %s", self.job_id, self._stop_reason)
+
+
+def _progress_key(state: SearchState) -> tuple[int, int]:
+    """How far a checkpoint is: its trials and its curve's epochs."""
+    return state.trial_count, len(state.loop.get("curve", ()))

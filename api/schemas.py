@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nas.trial import TrialState
+
 
 class _Read(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -45,7 +47,7 @@ class TrialRead(_Read):
     id: int
     job_id: int
     number: int
-    state: str
+    state: TrialState
     objective: float | None
     metrics: dict[str, Any]
     architecture: dict[str, Any]

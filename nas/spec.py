@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import yaml
 from pydantic import (
@@ -34,6 +34,9 @@ from pydantic import (
 from nas.errors import SpecError
 from nas.hparams import HparamSpace
 from nas.registry import Registry
+
+if TYPE_CHECKING:
+    from nas.spaces.base import SearchSpace
 
 __all__ = [
     "ControllerEntry",
@@ -225,6 +228,12 @@ class ResolvedSpec:
         ):
             data[section] = {"name": data[section]["name"], **params}
         return data
+
+    def build_space(self) -> SearchSpace:
+        """The spec's search space."""
+        from nas.spaces import SPACES
+
+        return SPACES.get(self.spec.space.name).from_config(self.space_params)
 
     @classmethod
     def from_stored(cls, data: Mapping[str, Any]) -> ResolvedSpec:

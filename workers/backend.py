@@ -46,10 +46,12 @@ class SafePoint:
     may be checkpointed. ``required``: the evaluator's state changed (a supernet epoch
     ended): checkpoint now, or the work since the last checkpoint is lost on a restart.
     ``curve``: the search's per-epoch curve point made here (supernet loss, mean reward,
-    controller entropy and baseline), if any."""
+    controller entropy and baseline), if any, with its ``epoch``; ``series`` names the
+    curve it belongs to (``GET /jobs/{id}/curves`` serves the points by series)."""
 
     required: bool = False
     curve: Mapping[str, Any] | None = None
+    series: str = "epochs"
 
 
 @dataclass
@@ -144,8 +146,9 @@ class SearchRun(ABC):
 
     @abstractmethod
     def run(self) -> SearchOutcome:
-        """Run to the end of the budget or to a stop (then ``interrupted`` is true). May
-        raise ``Interrupted``."""
+        """Run to the end of the budget or to a stop asked by ``should_stop``: the outcome's
+        ``stop_reason`` says which. A stop that lands inside a batch of training trials
+        raises ``Interrupted`` instead (their results are lost)."""
 
     @abstractmethod
     def state(self) -> SearchState:
@@ -184,9 +187,9 @@ class TrialExecutor(ABC):
         self.last_workers = []
 
     @property
+    @abstractmethod
     def worker_name(self) -> str:
         """Where trials run (recorded with each trial)."""
-        return f"{socket.gethostname()}:{os.getpid()}"
 
     @abstractmethod
     def evaluate(
@@ -239,16 +242,13 @@ class Backend(ABC):
         """Release what the backend holds."""
 
 
-@dataclass
 class LocalRun(SearchRun):
     """A search loop running in this process (its trials evaluated by the loop's
     executor: here, or on Ray)."""
 
-    loop: SearchLoop
-    executor: TrialExecutor = field(default_factory=InlineExecutor)
-
-    def __post_init__(self) -> None:
-        self.space = self.loop.components.space
+    def __init__(self, loop: SearchLoop) -> None:
+        self.loop = loop
+        self.space = loop.components.space
 
     def restore(self, state: SearchState, trials: Sequence[TrialRecord]) -> None:
         self.loop.load_state(state, list(trials))
@@ -277,7 +277,7 @@ class LocalRun(SearchRun):
         return self.loop.fraction_done()
 
     def close(self) -> None:
-        self.executor.close()
+        self.loop.executor.close()
 
 
 class InlineBackend(Backend):
@@ -287,6 +287,4 @@ class InlineBackend(Backend):
     def open(self, resolved: ResolvedSpec, events: SearchEvents) -> SearchRun:
         from workers.loops import loop_class
 
-        executor = InlineExecutor()
-        loop = loop_class(resolved)(resolved, events=events, executor=executor)
-        return LocalRun(loop, executor)
+        return LocalRun(loop_class(resolved)(resolved, events=events, executor=InlineExecutor()))

@@ -19,12 +19,11 @@ import yaml
 from tqdm import tqdm
 
 from nas.errors import SpecError
-from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
 from nas.trial import TrialRecord
 from workers.backend import InlineBackend, SafePoint, SearchEvents
 from workers.final import ranked_hparams, retrain
-from workers.search import SearchOutcome
+from workers.summary import summarize
 
 
 def check_runnable_inline(resolved: ResolvedSpec) -> None:
@@ -108,72 +107,3 @@ def run_local_search(
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
-
-
-def summarize(
-    resolved: ResolvedSpec,
-    outcome: SearchOutcome,
-    space: SearchSpace,
-    final: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    spec = resolved.spec
-    states: dict[str, int] = {}
-    for trial in outcome.trials:
-        states[trial.result.state.value] = states.get(trial.result.state.value, 0) + 1
-    ranked = [
-        {"architecture": arch.to_dict(), "genotype": space.describe(arch), "score": score}
-        for arch, score in outcome.ranked
-    ]
-    best = None
-    if outcome.ranked:
-        arch, score = outcome.ranked[0]
-        best = {
-            "architecture": arch.to_dict(),
-            "genotype": space.describe(arch),
-            "objective": {spec.objective.metric: score},
-            "final_metrics": outcome.final_metrics,
-        }
-        trial = next(
-            (
-                t
-                for t in reversed(outcome.trials)
-                if t.architecture == arch and t.result.objective == score
-            ),
-            None,
-        )
-        if trial is not None:
-            best["trial"] = trial.number
-            best["metrics"] = dict(trial.result.metrics)
-            if trial.hparams:
-                best["hparams"] = dict(trial.hparams)
-        if final:
-            best["final"] = {
-                k: v for k, v in final[0].items() if k not in ("architecture", "genotype")
-            }
-    summary: dict[str, Any] = {
-        "name": spec.name,
-        "space": spec.space.name,
-        "controller": spec.controller.name,
-        "evaluator": spec.evaluator.name,
-        "dataset": spec.dataset.name,
-        "seed": spec.seed,
-        "trials": len(outcome.trials),
-        "trial_states": states,
-        "stop_reason": outcome.stop_reason,
-        "wall_time_s": round(outcome.wall_s, 3),
-        "simulated_time_s": round(outcome.simulated_s, 3),
-        "best": best,
-        "ranked": ranked,
-        "final": final,
-    }
-    if spec.objective.is_multi:  # the Pareto front over the objectives, in trial order
-        summary["pareto"] = [
-            {
-                "trial": t.number,
-                "architecture": t.architecture.to_dict(),
-                "genotype": space.describe(t.architecture),
-                "values": {m: t.result.metrics[m] for m, _ in spec.objective.objectives},
-            }
-            for t in outcome.pareto
-        ]
-    return summary

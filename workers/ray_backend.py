@@ -31,7 +31,6 @@ from typing import Any
 
 from nas.architecture import Architecture
 from nas.evaluators import Evaluator, build_evaluator
-from nas.spaces import SPACES
 from nas.spec import ResolvedSpec
 from nas.trial import TrialRecord, TrialResult
 from workers.backend import (
@@ -247,8 +246,7 @@ class RayBackend(Backend):
             max_retries=resources.max_retries,
             poll_s=self.poll_s,
         )
-        loop = loop_class(resolved)(resolved, events=events, executor=executor)
-        return LocalRun(loop, executor)
+        return LocalRun(loop_class(resolved)(resolved, events=events, executor=executor))
 
 
 class SearchActor:
@@ -310,7 +308,7 @@ class ActorRun(SearchRun):
 
         self.resolved = resolved
         self.events = events
-        self.space = SPACES.get(resolved.spec.space.name).from_config(resolved.space_params)
+        self.space = resolved.build_space()
         self.max_restarts, self.poll_s = max_restarts, poll_s
         self._actor_class = ray.remote(SearchActor).options(
             num_cpus=cpus, num_gpus=gpus, max_restarts=0
@@ -349,26 +347,30 @@ class ActorRun(SearchRun):
         import ray
 
         should_stop = self.events.should_stop or (lambda: None)
-        self._start_actor()
         while True:
             if (why := should_stop()) is not None:
                 return self._interrupt(why)
-            ref = self._actor.run_to_safe_point.remote()
-            while not ray.wait([ref], timeout=self.poll_s)[0]:
-                if (why := should_stop()) is not None:
-                    return self._interrupt(why)
             try:
+                if self._actor is None:
+                    # Trials arrive with their safe point, so the log matches the last state.
+                    self._actor = self._actor_class.remote(
+                        self.resolved, self._state, self._log.trials
+                    )
+                    if (why := self._wait(self._actor.ready.remote(), should_stop)) is not None:
+                        return self._interrupt(why)
+                ref = self._actor.run_to_safe_point.remote()
+                if (why := self._wait(ref, should_stop)) is not None:
+                    return self._interrupt(why)
                 step = ray.get(ref)
             except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
                 self.restarts += 1
+                self.close()
                 if self.restarts > self.max_restarts:
                     raise RuntimeError(
                         f"the search actor was lost {self.restarts} times (max_retries "
                         f"{self.max_restarts}): {exc}"
                     ) from None
-                self._actor = None
-                self._start_actor()  # from the last safe point's state
-                continue
+                continue  # a new actor from the last safe point's state
             for record in step["records"]:
                 self._log.add(record)
                 if self.events.on_trial is not None:
@@ -382,14 +384,16 @@ class ActorRun(SearchRun):
             if step["outcome"] is not None:
                 return step["outcome"]
 
-    def _start_actor(self) -> None:
+    def _wait(self, ref: Any, should_stop: StopFn) -> str | None:
+        """Wait for ``ref`` (then ``ray.get`` it: an error it carries is raised); a stop
+        asked for meanwhile is returned instead."""
         import ray
 
-        if self._actor is not None:
-            return
-        # Trials arrive with their safe point, so the log always matches the last state.
-        self._actor = self._actor_class.remote(self.resolved, self._state, self._log.trials)
-        ray.get(self._actor.ready.remote())  # a failing constructor fails the search here
+        while not ray.wait([ref], timeout=self.poll_s)[0]:
+            if (why := should_stop()) is not None:
+                return why
+        ray.get(ref)
+        return None
 
     def _interrupt(self, why: str) -> SearchOutcome:
         self.close()  # the unfinished epoch is redone on resume

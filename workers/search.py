@@ -152,15 +152,12 @@ class SearchLoop:
         components: SearchComponents | None = None,
         events: SearchEvents | None = None,
         executor: TrialExecutor | None = None,
-        on_trial: Callable[[TrialRecord], None] | None = None,
     ) -> None:
-        """``events``: what the loop reports (``SearchEvents``); ``on_trial`` is a shortcut
-        for ``events.on_trial``. ``executor``: where batches are evaluated (default: here)."""
+        """``events``: what the loop reports (``SearchEvents``). ``executor``: where batches
+        are evaluated (default: here)."""
         self.resolved = resolved
         self.components = components or build_components(resolved)
         self.events = events or SearchEvents()
-        if on_trial is not None:
-            self.events = dataclasses.replace(self.events, on_trial=on_trial)
         self.executor = executor or InlineExecutor()
         budget = resolved.spec.budget
         self.budget = Budget(
@@ -281,7 +278,8 @@ class SearchLoop:
             batch = self._prune_infeasible(batch)
             if batch:
                 self._evaluate(batch)
-            if self._safe_point(SafePoint(), pause):
+            # A result the budget refused leaves its candidate pending: not a safe point.
+            if self.consistent and self._safe_point(SafePoint(), pause):
                 return False
         return True
 
@@ -316,8 +314,7 @@ class SearchLoop:
             result = self._primary(result)
             if not self.budget.admit(result):
                 break
-            worker = workers[i] if i < len(workers) else self.executor.worker_name
-            self._record(candidate, result, started, finished, worker=worker)
+            self._record(candidate, result, started, finished, worker=workers[i])
             controller.tell(candidate.id, result)
 
     def _report(self, index: int, epoch: int, values: Mapping[str, float]) -> None:

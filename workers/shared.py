@@ -104,7 +104,7 @@ class SharedWeightSearch(SearchLoop):
             point.update(controller.curve_stats(step))
             self.curve.append(point)
             self._at_epoch_end = True
-            if self._safe_point(SafePoint(required=True, curve=point), pause):
+            if self._safe_point(SafePoint(required=True, curve=point, series="supernet"), pause):
                 return False
         return True
 

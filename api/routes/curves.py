@@ -27,15 +27,14 @@ def job_curves(job_id: int, session: ReadSession, principal: CurrentPrincipal) -
         job = JobService(session).get(principal, job_id)
     except NotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    direction = (job.spec.get("objective") or {}).get("direction", "maximize")
     epochs: dict[str, list[EpochPoint]] = {}
     for point in CurveRepository(session).points(job_id):
         values: dict[str, Any] = {**point.values, "epoch": point.step}
         epochs.setdefault(point.series, []).append(EpochPoint.model_validate(values))
-    best = TrialRepository(session).best_so_far(job_id, maximize=direction == "maximize")
+    best = TrialRepository(session).best_so_far(job_id, maximize=job.maximize)
     return JobCurves(
         job_id=job_id,
-        direction=direction,
+        direction=job.direction,
         epochs=epochs,
         best_so_far=[BestStep(trial=number, value=value) for number, value in best],
         n_trials=job.n_trials,

@@ -252,8 +252,7 @@ def best_trials(
 ) -> list[TrialRead]:
     """The top-K completed trials by the job's objective, best first."""
     job = _job(session, principal, job_id)
-    maximize = job.spec.get("objective", {}).get("direction", "maximize") == "maximize"
-    rows = TrialRepository(session).top(job_id, k, maximize=maximize)
+    rows = TrialRepository(session).top(job_id, k, maximize=job.maximize)
     return [TrialRead.model_validate(r) for r in rows]
 
 

@@ -22,10 +22,8 @@ EVALUATORS.register(SharedWeightEvaluator.name)(SharedWeightEvaluator)
 
 def build_evaluator(resolved: ResolvedSpec) -> tuple[SearchSpace, Evaluator]:
     """The spec's search space and its evaluator (the dataset loaded)."""
-    from nas.spaces import SPACES
-
     spec = resolved.spec
-    space = SPACES.get(spec.space.name).from_config(resolved.space_params)
+    space = resolved.build_space()
     evaluator = EVALUATORS.get(spec.evaluator.name).from_spec(
         dataset=spec.dataset.name,
         dataset_params=resolved.dataset_params,

@@ -109,7 +109,7 @@ class Evaluator(ABC):
                 (
                     ("objective", "metrics"),
                     (
-                        "the shared-weight search ranks architectures by one reward; several "
+                        f"evaluator {cls.name!r} ranks architectures by one reward; several "
                         f"objectives need evaluator {' or '.join(able)}"
                     ),
                 )
@@ -156,12 +156,17 @@ class Evaluator(ABC):
             )
         elif cls.needs_supernet and not space.has_supernet:
             with_supernet = [n for n in SPACES if SPACES.get(n).has_supernet]
+            without = [
+                n
+                for n in EVALUATORS
+                if EVALUATORS.get(n).trains_networks and not EVALUATORS.get(n).needs_supernet
+            ]
             problems.append(
                 (
                     ("evaluator", "name"),
                     (
                         f"space {space.name!r} has no shared-weight supernet; use evaluator "
-                        f"standalone, or a space with one: {', '.join(with_supernet)}"
+                        f"{' or '.join(without)}, or a space with one: {', '.join(with_supernet)}"
                     ),
                 )
             )

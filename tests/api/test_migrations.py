@@ -19,7 +19,7 @@ from api.db import (
     upgrade,
 )
 from api.models import Base, CurvePointModel, JobModel
-from api.repositories import CurveRepository, JobRepository
+from api.repositories import CheckpointRepository, CurveRepository, JobRepository
 
 OUR_TABLES = {t.name for t in Base.metadata.sorted_tables}
 HEAD = "0003"
@@ -119,5 +119,51 @@ def test_upgrade_from_0002_keeps_jobs_and_adds_curve_points(database_url: str) -
             assert JobRepository(session).delete(job_id)
         with write() as session:  # ON DELETE CASCADE
             assert session.scalar(select(func.count()).select_from(CurvePointModel)) == 0
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_to_0003_copies_checkpointed_epochs_into_the_curve_table(
+    database_url: str,
+) -> None:
+    """A shared-weight job checkpointed before 0003 kept its epochs in the checkpoint only:
+    the upgrade serves them as its curve, and the runner goes on from there without a gap."""
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine, "0002")
+        write = make_session_factory(engine, write=True)
+        curve = [
+            {"epoch": 0, "train_loss": 2.0, "mean_reward": 40.5, "entropy": 1.5},
+            {"epoch": 1, "train_loss": 1.5, "mean_reward": None, "entropy": 1.4},
+        ]
+        with session_scope(write) as session:
+            job = JobRepository(session).add(
+                JobModel(name="enas", spec={}, state="RUNNING", state_counts={})
+            )
+            job_id = job.id
+            other = (
+                JobRepository(session)
+                .add(JobModel(name="table", spec={}, state="RUNNING", state_counts={}))
+                .id
+            )
+            checkpoints = CheckpointRepository(session)
+            loop = {"trials": 20, "used_trials": 20, "used_simulated": 0.0, "elapsed_s": 3.0}
+            checkpoints.save(
+                job_id,
+                trial_count=20,
+                controller_state={},
+                loop_state={**loop, "curve": curve},
+                evaluator_path=None,
+            )
+            checkpoints.save(
+                other, trial_count=20, controller_state={}, loop_state=loop, evaluator_path=None
+            )
+        upgrade(engine)
+        with write() as session:
+            points = CurveRepository(session).points(job_id)
+            assert [(p.series, p.step) for p in points] == [("supernet", 0), ("supernet", 1)]
+            assert points[0].values == {"train_loss": 2.0, "mean_reward": 40.5, "entropy": 1.5}
+            assert points[1].values["mean_reward"] is None
+            assert CurveRepository(session).points(other) == []
     finally:
         engine.dispose()

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.db import make_engine, make_session_factory, session_scope, upgrade
 from api.models import ArtifactModel, JobModel, JobState
 from api.repositories import JobRepository
-from api.retraining import retrain_final, search_space
+from api.retraining import retrain_final
 from api.services import NotFoundError
 from nas.export import load_network
 from tests.api.conftest import standalone_spec
@@ -63,7 +63,7 @@ def test_trains_places_and_records_the_weights(
     spec = standalone_spec(final={"retrain_top_k": 2, "epochs": 1})
     job_id = _job(write, spec)
     resolved = parse_spec(spec)
-    space = search_space(resolved)
+    space = resolved.build_space()
     archs = [space.sample(np.random.default_rng(seed)) for seed in (1, 2)]
     artifacts = tmp_path / "artifacts"
 
@@ -92,7 +92,7 @@ def test_a_retraining_trial_records_with_its_caller_or_not_at_all(
     spec = standalone_spec(final={"epochs": 1})
     job_id = _job(write, spec)
     resolved = parse_spec(spec)
-    space = search_space(resolved)
+    space = resolved.build_space()
     arch = space.sample(np.random.default_rng(3))
     artifacts = tmp_path / "artifacts"
     seen: list[Any] = []

@@ -116,7 +116,7 @@ class BackendContract:
         run(backend, spec, whole)
         first = Recorder(stop_after_trials=50)
         search, outcome = run(backend, spec, first)
-        assert search.consistent is not None
+        assert search.consistent
         state = first.states[-1]
         assert 50 <= state.trial_count < 120
         assert outcome.stop_reason == "stop asked by the test"

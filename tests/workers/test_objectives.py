@@ -14,8 +14,8 @@ from nas.evaluators import standalone
 from nas.models import build_model, count_parameters
 from nas.pareto import non_dominated
 from nas.trial import TrialState
-from workers.local import summarize
 from workers.search import SearchLoop, parse_spec
+from workers.summary import summarize
 
 ACC_PARAMS = {"metrics": ["val_accuracy", "params_M"], "directions": ["maximize", "minimize"]}
 

@@ -6,6 +6,7 @@ import pytest
 
 from controllers import RandomSearch
 from nas.evaluators import TabularEvaluator
+from workers.backend import SearchEvents
 from workers.search import SearchComponents, SearchLoop, build_components, parse_spec
 
 
@@ -92,6 +93,7 @@ def test_exhausted_space_stops_the_search(nb201_table: Path) -> None:
 def test_trial_callback_sees_every_trial_in_order(nb201_table: Path) -> None:
     seen: list[int] = []
     outcome = SearchLoop(
-        parse_spec(nb201_spec(nb201_table, trials=300)), on_trial=lambda r: seen.append(r.number)
+        parse_spec(nb201_spec(nb201_table, trials=300)),
+        events=SearchEvents(on_trial=lambda r: seen.append(r.number)),
     ).run()
     assert seen == list(range(300)) == [t.number for t in outcome.trials]
