@@ -15,7 +15,7 @@ from api.repositories import ArtifactRepository, JobRepository
 from api.retraining import Retrainings, job_dir
 from api.services import ConflictError, JobService
 
-log = logging.getLogger("nas.exports")
+log = logging.getLogger("nas.deletion")
 
 __all__ = ["delete_job"]
 

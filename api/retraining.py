@@ -36,7 +36,7 @@ from nas.spaces import SPACES, SearchSpace
 from nas.spec import ResolvedSpec
 from nas.trial import RunningTrial, TrialState
 
-log = logging.getLogger("nas.exports")
+log = logging.getLogger("nas.retraining")
 
 __all__ = [
     "RETRAIN_WORKER",

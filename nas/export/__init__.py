@@ -11,13 +11,7 @@ Example:
 
 from __future__ import annotations
 
-from nas.export.artifacts import (
-    architecture_from_json,
-    export_json,
-    export_onnx,
-    export_torchscript,
-)
-from nas.export.card import draw_network, measure_latency, model_card
+from nas.export.card import draw_network, measure_latency
 from nas.export.formats import (
     FORMATS,
     ExportContext,
@@ -26,6 +20,10 @@ from nas.export.formats import (
     get_format,
     supported_formats,
 )
+from nas.export.formats.json import architecture_from_json, export_json
+from nas.export.formats.model_card import model_card
+from nas.export.formats.onnx import export_onnx
+from nas.export.formats.torchscript import export_torchscript
 from nas.export.network import build_network, exportable_spaces, load_network
 from nas.export.source import export_pytorch_source
 

@@ -1,13 +1,13 @@
-"""A Markdown model card: a text drawing of the network, size, FLOPs, latency, accuracy and
-the command that reproduces it."""
+"""Drawing and timing a network, shared by the model card (``nas.export.formats.model_card``)
+and the spaces: ``Drawing`` (what a network's ``draw`` hook draws itself with),
+``draw_network``, ``measure_latency`` and the device helpers it reports with."""
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -15,20 +15,18 @@ from torch import nn
 
 from nas.architecture import Architecture
 from nas.errors import ExportError
-from nas.export.artifacts import package_version
-from nas.models import count_parameters
 from nas.models.base import SpaceNetwork
-from nas.spaces.base import SearchSpace
-from nas.training import count_flops
 
-__all__ = ["Drawing", "draw_network", "measure_latency", "model_card"]
+__all__ = ["Drawing", "device_name", "draw_network", "measure_latency", "model_device"]
 
 
-def _device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s (first) parameter."""
     return next(model.parameters()).device
 
 
 def device_name(device: torch.device) -> str:
+    """``device`` as a model card names it: the GPU's name, or the CPU and its thread count."""
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     cpu = platform.processor() or platform.machine() or "cpu"
@@ -43,7 +41,7 @@ def measure_latency(
     without gradients, on the model's device."""
     if runs < 1:
         raise ExportError(f"latency needs at least one run, got {runs}")
-    device = _device(model)
+    device = model_device(model)
     x = torch.randn(1, *input_shape, device=device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     was_training = model.training
@@ -103,7 +101,7 @@ class Drawing:
         model.eval()
         try:
             with torch.no_grad():
-                model(torch.zeros(1, *self.input_shape, device=_device(model)))
+                model(torch.zeros(1, *self.input_shape, device=model_device(model)))
         finally:
             model.train(was_training)
             for hook in hooks:
@@ -121,78 +119,3 @@ def draw_network(model: nn.Module, arch: Architecture, input_shape: Sequence[int
     if not isinstance(model, SpaceNetwork):
         raise ExportError(f"no drawing for a {type(model).__name__}")
     return model.draw(arch, Drawing(model, input_shape))
-
-
-# --- the card -----------------------------------------------------------------------------------
-def _number(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e-2 or abs(value) >= 1e5 else f"{value:.2f}"
-    return str(value)
-
-
-def model_card(
-    space: SearchSpace,
-    arch: Architecture,
-    model: nn.Module,
-    input_shape: Sequence[int],
-    *,
-    accuracies: Mapping[str, Any] | None = None,
-    command: str | None = None,
-    hyperparameters: Mapping[str, Any] | None = None,
-    job_id: str | None = None,
-    trial: int | None = None,
-    seed: int | None = None,
-    latency_runs: int = 50,
-) -> str:
-    """Markdown: the drawing of ``model`` (built for ``arch``), parameters, FLOPs, latency
-    measured here (median of ``latency_runs`` passes at batch 1), the given accuracies
-    (name -> value) and the reproducing ``command``."""
-    space.validate(arch)
-    shape = tuple(int(v) for v in input_shape)
-    drawing = draw_network(model, arch, shape)
-    params = count_parameters(model)
-    flops = count_flops(model, shape, _device(model))
-    latency = measure_latency(model, shape, runs=latency_runs)
-    classes = getattr(model, "num_classes", None)
-    lines = [
-        f"# Model card: {space.name} architecture",
-        "",
-        f"`{arch.key}`",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| Search space | {space.name} v{space.version} |",
-        f"| Space config | `{json.dumps(space.config)}` |",
-        f"| Input shape | {shape} (one example) |",
-        f"| Classes | {classes} |",
-        f"| Parameters | {params:,} |",
-        f"| FLOPs | {flops:,} per example (multiplies and adds counted separately) |",
-        (
-            f"| Latency | {latency['median_ms']:.3f} ms median of {latency['runs']} forward "
-            f"passes at batch size 1 (min {latency['min_ms']:.3f}, p90 {latency['p90_ms']:.3f}), "
-            f"{latency['device']} |"
-        ),
-        "",
-        "## Accuracy",
-        "",
-    ]
-    if accuracies:
-        lines += ["| metric | value |", "|---|---|"]
-        lines += [f"| {name} | {_number(value)} |" for name, value in accuracies.items()]
-    else:
-        lines.append("No accuracy was given.")
-    lines += ["", "## Architecture", "", "```text", drawing, "```", "", "Genotype:", ""]
-    lines += ["```json", json.dumps(space.describe(arch), indent=2), "```"]
-    if hyperparameters:
-        lines += ["", "## Hyperparameters", "", "| name | value |", "|---|---|"]
-        lines += [f"| {k} | {_number(v)} |" for k, v in hyperparameters.items()]
-    lines += ["", "## Reproduce", ""]
-    lines += ["```bash", command, "```"] if command else ["No command was given."]
-    lines += ["", "## Provenance", ""]
-    provenance = {"job id": job_id, "trial": trial, "seed": seed}
-    lines += [f"- {k}: {v}" for k, v in provenance.items() if v is not None]
-    lines += [
-        f"- exported by nas-service {package_version()} with torch {torch.__version__}",
-        "",
-    ]
-    return "\n".join(lines)

@@ -20,8 +20,8 @@ from torch import nn
 from nas import ops
 from nas.architecture import Architecture
 from nas.errors import ExportError
-from nas.export.artifacts import package_version
 from nas.export.network import build_network
+from nas.export.provenance import package_version
 from nas.models.base import ClassifierHead
 from nas.spaces.base import SearchSpace
 from nas.training import forked_rng

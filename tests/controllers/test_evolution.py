@@ -13,7 +13,6 @@ import pytest
 from controllers import CONTROLLERS, RegularizedEvolution
 from nas.errors import SpecError
 from nas.spaces import MacroSpace, Nb201Space
-from workers.search import parse_spec
 from nas.trial import TrialResult, TrialState
 from tests.controllers.contract import (
     ControllerContract,
@@ -21,7 +20,7 @@ from tests.controllers.contract import (
     fake_result,
     joint_hparams,
 )
-from workers.search import SearchComponents, SearchLoop, build_components
+from workers.search import SearchComponents, SearchLoop, build_components, parse_spec
 
 
 # --- seeded NAS-Bench-201 runs (also used by test_optuna) --------------------------------------

@@ -15,9 +15,9 @@ from controllers.metaqnn import PAPER_SCHEDULE, scaled_schedule
 from nas.architecture import Architecture
 from nas.errors import SpecError
 from nas.spaces import MacroSpace, MetaQNNSpace, Nb201Space, SearchSpace
-from workers.search import parse_spec
 from nas.trial import TrialResult, TrialState
 from tests.controllers.contract import SPACES, ControllerContract, fake_result
+from workers.search import parse_spec
 
 
 def told(score: float) -> TrialResult:

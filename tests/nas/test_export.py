@@ -277,7 +277,7 @@ def test_json_round_trips_to_the_same_architecture(case: str) -> None:
     assert rebuilt_space.config == space.config
     assert data["genotype"] == space.describe(arch)
     assert data["input_shape"] == list(shape) and data["num_classes"] == NUM_CLASSES
-    assert data["provenance"]["package_version"] == export_pkg.artifacts.package_version()
+    assert data["provenance"]["package_version"] == export_pkg.provenance.package_version()
     assert data["provenance"]["trial"] == 3 and data["hyperparameters"]["batch_size"] == 64
     # The recorded network options rebuild the same network.
     rebuilt_net = build_network(rebuilt_space, rebuilt, shape, NUM_CLASSES, data["network_options"])

@@ -14,8 +14,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from nas.errors import SpecError
 from nas.hparams import TRAINING_HPARAMS, HparamSpace, InvalidHparamsError
-from workers.search import parse_spec
 from nas.training import TrainRecipe
+from workers.search import parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
 JOINT = yaml.safe_load(

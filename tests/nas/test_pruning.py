@@ -9,8 +9,8 @@ import pytest
 
 from nas.errors import SpecError
 from nas.pruning import PrunerConfig, Pruning, TrialPruned
-from workers.search import parse_spec
 from nas.trial import TrialState
+from workers.search import parse_spec
 
 
 def run_curve(pruning: Pruning, curve: list[float]) -> int | None:

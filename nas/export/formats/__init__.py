@@ -1,8 +1,17 @@
-"""The export formats by name, and ``export``: one call that writes any of them to a file.
+"""The export formats by name.
 
-Each format is one module of this package (an ``ExportFormat``) plus its entry in ``FORMATS``
-below; the registration order is the order users see them in. Callers look a format up and
-call its ``write`` with an ``ExportContext``: this registry is the only dispatch on a format.
+Each format is one module of this package: its ``ExportFormat`` subclass and the functions
+that do its work (``json``: ``export_json`` and its reader ``architecture_from_json``;
+``onnx``: ``export_onnx``; ``torchscript``: ``export_torchscript``; ``model_card``:
+``model_card``; ``pytorch``: the bundle around ``nas.export.source``), plus its entry in
+``FORMATS`` below; the registration order is the order users see them in. What formats share
+lives in ``base`` (the context, the contract, the registry, the load-back check). Machinery
+that is not one format's stays outside this package, in ``nas.export``: ``network`` (the
+networks exports are made from), ``card`` (drawing and latency, with the spaces' ``draw``
+hooks), ``source`` (the PyTorch source writer, with the spaces' ``write_source`` hooks) and
+``provenance`` (the package version every export records). Callers look a format up and call
+its ``write`` with an ``ExportContext``: this registry is the only dispatch on a format;
+``export`` is a shorthand for that lookup and call.
 """
 
 from __future__ import annotations
@@ -67,10 +76,13 @@ def export(
     command: str | None = None,
     latency_runs: int = 50,
 ) -> Path:
-    """Write ``arch`` as ``fmt`` to ``path``. The network formats use ``model`` when given,
-    else build one and load ``weights`` strictly (random weights when ``None``); ``metrics``
-    are the card's accuracies. For more (a bundle, a card note, document keys), build an
-    ``ExportContext`` and call ``get_format(fmt, space).write(ctx, path)``."""
+    """Write ``arch`` as ``fmt`` to ``path``: a convenience over the registry, the same as
+    ``get_format(fmt, space).write(ExportContext(...), path)`` with these arguments.
+
+    The network formats use ``model`` when given, else build one and load ``weights``
+    strictly (random weights when ``None``); ``metrics`` are the card's accuracies. For the
+    rest of ``ExportContext`` (a bundle, a card note, document keys, a recipe), build one and
+    call ``get_format(fmt, space).write(ctx, path)``."""
     found = get_format(fmt, space)
     ctx = ExportContext(
         space=space,

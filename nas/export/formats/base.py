@@ -1,14 +1,17 @@
 """What every export format shares: the context an export is written from, the format
-contract, and the registry that maps a format's name to it."""
+contract, the registry that maps a format's name to it, and the check the network formats
+run on their file (the same seeded inputs through the model and the loaded export)."""
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,6 +27,9 @@ __all__ = [
     "ExportContext",
     "ExportFormat",
     "FormatRegistry",
+    "check_close",
+    "cpu_eval_copy",
+    "example_inputs",
     "get_format",
     "supported_formats",
     "write_text",
@@ -158,3 +164,28 @@ def write_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# --- checking a network export by loading it back ------------------------------------------
+def cpu_eval_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` on CPU in eval mode, so exporting leaves the caller's model as is."""
+    return copy.deepcopy(model).cpu().eval()
+
+
+def example_inputs(input_shape: Sequence[int], *batches: int) -> list[torch.Tensor]:
+    """One seeded random input per batch size in ``batches`` (the same on every call)."""
+    generator = torch.Generator().manual_seed(0)
+    return [torch.randn(b, *input_shape, generator=generator) for b in batches]
+
+
+def check_close(name: str, expected: torch.Tensor, got: Any, atol: float) -> None:
+    """``ExportError`` unless the ``name`` export's outputs ``got`` (a tensor or an array)
+    have ``expected``'s shape and are within ``atol`` of it, relative to its scale."""
+    got = torch.as_tensor(np.asarray(got)) if not isinstance(got, torch.Tensor) else got
+    if got.shape != expected.shape:
+        raise ExportError(
+            f"the {name} export gives shape {tuple(got.shape)}, not {tuple(expected.shape)}"
+        )
+    gap = (got.float() - expected.float()).abs().max().item()
+    if not gap <= atol + atol * expected.abs().max().item():
+        raise ExportError(f"the {name} export's outputs differ from the model's by {gap:g}")

@@ -1,12 +1,99 @@
 """``model-card``: Markdown with the network's drawing, size, FLOPs, latency measured here,
-accuracies, hyperparameters and the reproducing command (``nas.export.card.model_card``)."""
+accuracies, hyperparameters, the reproducing command and provenance."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from nas.export.card import model_card
+import torch
+from torch import nn
+
+from nas.architecture import Architecture
+from nas.export.card import draw_network, measure_latency, model_device
 from nas.export.formats.base import ExportContext, ExportFormat, write_text
+from nas.export.provenance import package_version
+from nas.models import count_parameters
+from nas.spaces.base import SearchSpace
+from nas.training import count_flops
+
+__all__ = ["ModelCardFormat", "model_card"]
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e-2 or abs(value) >= 1e5 else f"{value:.2f}"
+    return str(value)
+
+
+def model_card(
+    space: SearchSpace,
+    arch: Architecture,
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    accuracies: Mapping[str, Any] | None = None,
+    command: str | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+    job_id: str | None = None,
+    trial: int | None = None,
+    seed: int | None = None,
+    latency_runs: int = 50,
+) -> str:
+    """Markdown: the drawing of ``model`` (built for ``arch``), parameters, FLOPs, latency
+    measured here (median of ``latency_runs`` passes at batch 1), the given accuracies
+    (name -> value) and the reproducing ``command``."""
+    space.validate(arch)
+    shape = tuple(int(v) for v in input_shape)
+    drawing = draw_network(model, arch, shape)
+    params = count_parameters(model)
+    flops = count_flops(model, shape, model_device(model))
+    latency = measure_latency(model, shape, runs=latency_runs)
+    classes = getattr(model, "num_classes", None)
+    lines = [
+        f"# Model card: {space.name} architecture",
+        "",
+        f"`{arch.key}`",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Search space | {space.name} v{space.version} |",
+        f"| Space config | `{json.dumps(space.config)}` |",
+        f"| Input shape | {shape} (one example) |",
+        f"| Classes | {classes} |",
+        f"| Parameters | {params:,} |",
+        f"| FLOPs | {flops:,} per example (multiplies and adds counted separately) |",
+        (
+            f"| Latency | {latency['median_ms']:.3f} ms median of {latency['runs']} forward "
+            f"passes at batch size 1 (min {latency['min_ms']:.3f}, p90 {latency['p90_ms']:.3f}), "
+            f"{latency['device']} |"
+        ),
+        "",
+        "## Accuracy",
+        "",
+    ]
+    if accuracies:
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [f"| {name} | {_number(value)} |" for name, value in accuracies.items()]
+    else:
+        lines.append("No accuracy was given.")
+    lines += ["", "## Architecture", "", "```text", drawing, "```", "", "Genotype:", ""]
+    lines += ["```json", json.dumps(space.describe(arch), indent=2), "```"]
+    if hyperparameters:
+        lines += ["", "## Hyperparameters", "", "| name | value |", "|---|---|"]
+        lines += [f"| {k} | {_number(v)} |" for k, v in hyperparameters.items()]
+    lines += ["", "## Reproduce", ""]
+    lines += ["```bash", command, "```"] if command else ["No command was given."]
+    lines += ["", "## Provenance", ""]
+    provenance = {"job id": job_id, "trial": trial, "seed": seed}
+    lines += [f"- {k}: {v}" for k, v in provenance.items() if v is not None]
+    lines += [
+        f"- exported by nas-service {package_version()} with torch {torch.__version__}",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 class ModelCardFormat(ExportFormat):

@@ -1,11 +1,76 @@
-"""``onnx``: the network as ONNX with a dynamic batch axis (``export_onnx``)."""
+"""``onnx``: the network as ONNX with a dynamic batch axis, checked in onnxruntime."""
 
 from __future__ import annotations
 
+import inspect
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from nas.export.artifacts import export_onnx
-from nas.export.formats.base import ExportContext, ExportFormat
+import torch
+from torch import nn
+
+from nas.errors import ExportError
+from nas.export.formats.base import (
+    ExportContext,
+    ExportFormat,
+    check_close,
+    cpu_eval_copy,
+    example_inputs,
+)
+
+__all__ = ["OnnxFormat", "export_onnx"]
+
+
+def export_onnx(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    path: str | Path,
+    *,
+    opset: int = 17,
+    verify: bool = True,
+) -> Path:
+    """ONNX (input ``input``, output ``logits``, dynamic batch axis) by torch's TorchScript-based
+    exporter; ``verify`` checks the graph and runs it in onnxruntime at batch sizes 1 and 3."""
+    try:
+        import onnx
+    except ImportError:  # pragma: no cover - a main dependency
+        raise ExportError(
+            "ONNX export needs the onnx package: pip install onnx onnxruntime"
+        ) from None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = cpu_eval_copy(model)
+    (example,) = example_inputs(input_shape, 2)
+    kwargs: dict[str, Any] = {
+        "input_names": ["input"],
+        "output_names": ["logits"],
+        "dynamic_axes": {"input": {0: "batch"}, "logits": {0: "batch"}},
+        "opset_version": opset,
+    }
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        kwargs["dynamo"] = False  # the new exporter needs onnxscript and is slower
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation and constant-folding notices
+        try:
+            torch.onnx.export(net, (example,), str(path), **kwargs)
+        except Exception as error:
+            raise ExportError(f"ONNX export failed: {error}") from error
+    if verify:
+        onnx.checker.check_model(str(path))
+        try:
+            import onnxruntime
+        except ImportError:  # pragma: no cover - a main dependency
+            raise ExportError(
+                "ONNX verification needs onnxruntime: pip install onnxruntime"
+            ) from None
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        with torch.no_grad():
+            for x in example_inputs(input_shape, 1, 3):
+                (got,) = session.run(["logits"], {"input": x.numpy()})
+                check_close("ONNX", net(x), got, 1e-4)
+    return path
 
 
 class OnnxFormat(ExportFormat):

@@ -1,6 +1,7 @@
 """``pytorch``: one standalone ``model.py`` (imports torch only); bundled for a download, a
 zip of ``model.py``, ``weights.pt`` (when trained; checked to load strictly) and
-``architecture.json``."""
+``architecture.json``. The source is written by ``nas.export.source``, whose ``SourceWriter``
+the spaces' networks also write their own parts with."""
 
 from __future__ import annotations
 

@@ -1,11 +1,49 @@
-"""``torchscript``: the network traced to TorchScript (``export_torchscript``)."""
+"""``torchscript``: the network traced to TorchScript, checked by loading it back."""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
-from nas.export.artifacts import export_torchscript
-from nas.export.formats.base import ExportContext, ExportFormat
+import torch
+from torch import nn
+
+from nas.errors import ExportError
+from nas.export.formats.base import (
+    ExportContext,
+    ExportFormat,
+    check_close,
+    cpu_eval_copy,
+    example_inputs,
+)
+
+__all__ = ["TorchScriptFormat", "export_torchscript"]
+
+
+def export_torchscript(
+    model: nn.Module, input_shape: Sequence[int], path: str | Path, *, verify: bool = True
+) -> Path:
+    """Trace ``model`` (eval mode, on CPU) to a TorchScript file; ``verify`` loads it with
+    ``torch.jit.load`` and compares outputs at batch sizes 1 and 3."""
+    path = Path(path)
+    net = cpu_eval_copy(model)
+    (example,) = example_inputs(input_shape, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, not gone
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        try:
+            traced = torch.jit.trace(net, example, check_trace=False)
+        except Exception as error:
+            raise ExportError(f"TorchScript tracing failed: {error}") from error
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.jit.save(traced, str(path))
+        if verify:
+            loaded = torch.jit.load(str(path), map_location="cpu")
+            with torch.no_grad():
+                for x in example_inputs(input_shape, 1, 3):
+                    check_close("TorchScript", net(x), loaded(x), 1e-5)
+    return path
 
 
 class TorchScriptFormat(ExportFormat):

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nas.architecture import Architecture
 from api.cli import main
+from nas.architecture import Architecture
 from nas.spaces import MacroSpace, Nb201Space
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_nas_search_on_nb201_writes_the_run_directory(tmp_path: Path, nb201_table: Path) -> None:
@@ -25,7 +25,11 @@ def test_nas_search_on_nb201_writes_the_run_directory(tmp_path: Path, nb201_tabl
     out = tmp_path / "run"
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "nas"), "search", str(spec_file), "--out", str(out)],
-        check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     assert "best:" in proc.stdout and "test_accuracy" in proc.stdout
@@ -66,7 +70,9 @@ def test_nas_search_tiny_mnist1d_run(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert [json.loads(x)["number"] for x in lines] == [0, 1, 2]
 
 
-def test_spec_error_names_the_field_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_spec_error_names_the_field_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec_file = tmp_path / "bad.yaml"
     spec_file.write_text(
         "name: bad\ndataset: {name: mnist1d}\nspace: {name: enas-macro, layers: 0}\n"
@@ -79,7 +85,9 @@ def test_spec_error_names_the_field_and_exits_2(tmp_path: Path, capsys: pytest.C
 
 
 def test_unsupported_settings_are_rejected_not_ignored(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
     nb201_table: Path,
 ) -> None:
     spec = yaml.safe_load((REPO / "examples/nb201-random.yaml").read_text())
