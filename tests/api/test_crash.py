@@ -51,15 +51,21 @@ def _serve(database_url: str, data_dir: Path, port: int, log: Path) -> subproces
     return process
 
 
-@pytest.mark.slow
-def test_sigkill_mid_job_then_restart_resumes_from_the_checkpoint(
-    database_url: str, tmp_path: Path
-) -> None:
+def _key(database_url: str) -> str:
+    """A fresh API key in the (upgraded) database."""
     engine = make_engine(database_url)
     upgrade(engine)
     with session_scope(make_session_factory(engine, write=True)) as session:
         key = create_key(session, name="a")[1]
     engine.dispose()
+    return key
+
+
+@pytest.mark.slow
+def test_sigkill_mid_job_then_restart_resumes_from_the_checkpoint(
+    database_url: str, tmp_path: Path
+) -> None:
+    key = _key(database_url)  # before the server starts: one process upgrades the schema
     port, log = free_port(), tmp_path / "server.log"
     server = _serve(database_url, tmp_path / "data", port, log)
     client = NasClient(f"http://127.0.0.1:{port}", api_key=key)
@@ -109,11 +115,7 @@ def test_sigkill_mid_shared_weight_search_resumes_trials_and_curves_without_gaps
     """The supernet search checkpoints at epoch ends: after a ``kill -9`` mid-epoch the
     restarted server redoes that epoch whole; trials and the per-epoch curve have no gap and
     no duplicate."""
-    engine = make_engine(database_url)
-    upgrade(engine)
-    with session_scope(make_session_factory(engine, write=True)) as session:
-        key = create_key(session, name="a")[1]
-    engine.dispose()
+    key = _key(database_url)  # before the server starts: one process upgrades the schema
     port, log = free_port(), tmp_path / "server.log"
     server = _serve(database_url, tmp_path / "data", port, log)
     client = NasClient(f"http://127.0.0.1:{port}", api_key=key)
