@@ -302,3 +302,9 @@ def test_the_input_document_is_not_modified(doc: dict[str, Any]) -> None:
     before = copy.deepcopy(doc)
     parse_spec(doc)
     assert doc == before
+
+
+@pytest.mark.parametrize("section", ["dataset", "space", "controller", "evaluator"])
+def test_an_empty_component_name_is_a_field_error(doc: dict[str, Any], section: str) -> None:
+    doc[section] = {**doc[section], "name": ""}
+    assert "at least 1 character" in error_at(doc, (section, "name"))["msg"]
