@@ -63,6 +63,8 @@ class JobModel(Base):
     __table_args__ = (
         Index("ix_nas_jobs_state", "state", "id"),
         Index("ix_nas_jobs_owner", "owner_id", "id"),
+        # Ids are never reused, also after the newest job was deleted (migration 0004).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -108,6 +110,7 @@ class TrialModel(Base):
         Index("ix_nas_trials_job_state_number", "job_id", "state", "number"),
         # Objective order (both directions, NULLs last): dialect-specific, created by
         # migration 0002 (ix_nas_trials_job_objective_asc / _desc).
+        {"sqlite_autoincrement": True},  # ids never reused (migration 0004)
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
