@@ -20,6 +20,16 @@ EVALUATORS.register(StandaloneEvaluator.name)(StandaloneEvaluator)
 EVALUATORS.register(SharedWeightEvaluator.name)(SharedWeightEvaluator)
 
 
+def metric_note(name: str) -> str | None:
+    """What the metric ``name`` is (unit, where measured), as the evaluators that report it
+    describe it (``Evaluator.metric_notes``); ``None`` when none does."""
+    for evaluator in EVALUATORS:
+        note = EVALUATORS.get(evaluator).metric_notes.get(name)
+        if note is not None:
+            return note
+    return None
+
+
 def build_evaluator(resolved: ResolvedSpec) -> tuple[SearchSpace, Evaluator]:
     """The spec's search space and its evaluator (the dataset loaded)."""
     spec = resolved.spec
@@ -44,5 +54,6 @@ __all__ = [
     "TabularEvaluator",
     "build_evaluator",
     "load_table",
+    "metric_note",
     "resolve_table_path",
 ]

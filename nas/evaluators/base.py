@@ -60,6 +60,14 @@ class Evaluator(ABC):
     #: ``trials`` (ask, evaluate a batch, tell) or ``supernet`` (train shared weights and
     #: reward candidates epoch by epoch).
     search: ClassVar[str] = "trials"
+    #: What each metric this evaluator reports (trial and ``final_metrics``) is, with its
+    #: unit and where it was measured, for readers of exports (the model card). The names
+    #: here mean the same for every evaluator; a subclass adds the names of its own.
+    metric_notes: ClassVar[Mapping[str, str]] = {
+        "val_accuracy": "validation accuracy (%): the search's estimate, what it ranked by",
+        "test_accuracy": "test accuracy (%) on held-out data the search never saw",
+        "train_loss": "mean training loss of the last epoch",
+    }
     #: Intermediate values of running trials go here when set (the service stores them);
     #: evaluators that train per trial call it after each epoch.
     report: ReportFn | None = None

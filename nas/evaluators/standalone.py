@@ -6,7 +6,7 @@ import time
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -94,6 +94,16 @@ class StandaloneEvaluator(Evaluator):
     metrics = ("val_accuracy", "train_loss", "params", "flops")
     hparam_keys = tuple(TRAINING_HPARAMS)
     constraint_keys = ("max_params", "max_flops", "max_latency_ms")
+    metric_notes: ClassVar[Mapping[str, str]] = {
+        **Evaluator.metric_notes,
+        "params": "parameters of the trial's network",
+        "flops": (
+            "FLOPs per example of the trial's network (multiplies and adds counted "
+            "separately: twice its MACs)"
+        ),
+        "lr_restarts": "times the trial restarted training with a lower learning rate",
+        "epochs_trained": "epochs trained before the trial was pruned",
+    }
 
     def __init__(
         self,

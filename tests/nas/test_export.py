@@ -333,6 +333,75 @@ def test_model_card(case: str) -> None:
         assert rows == sorted(rows)
 
 
+def _card_number(card: str, row: str) -> int:
+    """The first number of the card's table row ``| row | ...``."""
+    match = re.search(rf"^\| {re.escape(row)} \| ([\d,]+) ", card, re.MULTILINE)
+    assert match, f"no row {row!r} in:\n{card}"
+    return int(match.group(1).replace(",", ""))
+
+
+def test_model_card_labels_each_figure_and_they_agree(nb201_table: Path, tmp_path: Path) -> None:
+    """Issue 13 item 19: a NAS-Bench-201 card showed FLOPs 298,681,600 and ``flops_M``
+    149.34, latency 64.9 ms and 0.02 s, without saying which is which."""
+    from nas.evaluators import TabularEvaluator
+
+    evaluator = TabularEvaluator(dataset="nb201-cifar10", table=str(nb201_table))
+    space = Nb201Space()
+    arch = space.from_arch_str(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
+        "nor_conv_3x3~2|"
+    )
+    result = evaluator.evaluate([arch])[0]
+    metrics = {**result.metrics, **evaluator.final_metrics(arch), "retrained_test_accuracy": 93.0}
+    ctx = ExportContext(
+        space=space,
+        arch=arch,
+        input_shape=(3, 32, 32),
+        num_classes=10,
+        metrics=metrics,
+        latency_runs=2,
+    )
+    card = FORMATS.get("model-card").write(ctx, tmp_path / "card.md").read_text()
+    flops, macs = _card_number(card, "FLOPs"), _card_number(card, "MACs")
+    assert macs == flops // 2 and "multiplies and adds counted separately" in card
+    # The table's "FLOPs" are multiply-accumulates of the same network: they agree with MACs.
+    assert metrics["flops_M"] * 1e6 == pytest.approx(macs, rel=1e-4)
+    flops_row = next(line for line in card.splitlines() if line.startswith("| flops_M |"))
+    assert "MACs" in flops_row and "NAS-Bench-201" in flops_row
+    # Two latencies, each saying where it comes from.
+    assert re.search(
+        r"^\| Latency, measured at export \| [\d.]+ ms median .* batch size 1", card, re.MULTILINE
+    )
+    latency_row = next(line for line in card.splitlines() if line.startswith("| latency_s |"))
+    assert "NAS-Bench-201" in latency_row and "not measured on this machine" in latency_row
+    # Every metric row says what it is.
+    rows = [
+        line
+        for line in card.split("## Metrics")[1].split("##")[0].splitlines()
+        if line.startswith("| ") and not line.startswith("| metric")
+    ]
+    assert len(rows) == len(metrics)
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert len(cells) == 3 and cells[2], row
+    assert "| retrained_test_accuracy | 93.00 | these weights, retrained from scratch: test" in card
+
+
+def test_evaluators_agree_on_what_a_metric_is() -> None:
+    """The card looks a metric's note up by name across evaluators: a name must mean one
+    thing, whichever evaluator reports it."""
+    from nas.evaluators import EVALUATORS
+
+    seen: dict[str, tuple[str, str]] = {}
+    for name in EVALUATORS:
+        for metric, note in EVALUATORS.get(name).metric_notes.items():
+            if metric in seen:
+                assert seen[metric][1] == note, (metric, seen[metric][0], name)
+            seen[metric] = (name, note)
+        missing = set(EVALUATORS.get(name).metrics) - set(EVALUATORS.get(name).metric_notes)
+        assert not missing, (name, missing)
+
+
 # --- the format table, the one-call export, errors ---------------------------------------------
 class TableOnlySpace(SearchSpace):
     """A space with no network (like a purely tabular benchmark)."""

@@ -1,5 +1,6 @@
-"""``model-card``: Markdown with the network's drawing, size, FLOPs, latency measured here,
-accuracies, hyperparameters, the reproducing command and provenance."""
+"""``model-card``: Markdown with the network's drawing, size, FLOPs and MACs, latency measured
+here, the search's metrics (each with what it is), hyperparameters, the reproducing command and
+provenance."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from nas.architecture import Architecture
+from nas.evaluators import metric_note
 from nas.export.card import draw_network, measure_latency, model_device
 from nas.export.formats.base import ExportContext, ExportFormat, write_text
 from nas.export.provenance import package_version
@@ -19,13 +21,26 @@ from nas.models import count_parameters
 from nas.spaces.base import SearchSpace
 from nas.training import count_flops
 
-__all__ = ["ModelCardFormat", "model_card"]
+__all__ = ["ModelCardFormat", "describe_metric", "model_card"]
+
+#: Metrics an export adds about its weights: ``retrained_<name>`` is ``<name>`` of them.
+RETRAINED = "retrained_"
 
 
 def _number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e-2 or abs(value) >= 1e5 else f"{value:.2f}"
     return str(value)
+
+
+def describe_metric(name: str) -> str:
+    """What the metric ``name`` is, for the card's metrics table: as the evaluators describe
+    it (``Evaluator.metric_notes``); ``retrained_<name>`` is ``<name>`` of the retrained
+    weights; empty when nobody describes it."""
+    if name.startswith(RETRAINED):
+        base = metric_note(name.removeprefix(RETRAINED))
+        return f"these weights, retrained from scratch: {base}" if base else ""
+    return metric_note(name) or ""
 
 
 def model_card(
@@ -42,9 +57,11 @@ def model_card(
     seed: int | None = None,
     latency_runs: int = 50,
 ) -> str:
-    """Markdown: the drawing of ``model`` (built for ``arch``), parameters, FLOPs, latency
-    measured here (median of ``latency_runs`` passes at batch 1), the given accuracies
-    (name -> value) and the reproducing ``command``."""
+    """Markdown: the drawing of ``model`` (built for ``arch``), parameters, FLOPs and MACs,
+    latency measured here (median of ``latency_runs`` passes at batch 1), the given metrics
+    (``accuracies``: name -> value; each with what it is, ``describe_metric``) and the
+    reproducing ``command``. Every figure says what it counts and where it was measured, so
+    that the card's own FLOPs and latency are not confused with a table's."""
     space.validate(arch)
     shape = tuple(int(v) for v in input_shape)
     drawing = draw_network(model, arch, shape)
@@ -66,19 +83,26 @@ def model_card(
         f"| Parameters | {params:,} |",
         f"| FLOPs | {flops:,} per example (multiplies and adds counted separately) |",
         (
-            f"| Latency | {latency['median_ms']:.3f} ms median of {latency['runs']} forward "
-            f"passes at batch size 1 (min {latency['min_ms']:.3f}, p90 {latency['p90_ms']:.3f}), "
-            f"{latency['device']} |"
+            f"| MACs | {flops // 2:,} per example (multiply-accumulates: half the FLOPs; "
+            "what some benchmarks, NAS-Bench-201 among them, call FLOPs) |"
+        ),
+        (
+            f"| Latency, measured at export | {latency['median_ms']:.3f} ms median of "
+            f"{latency['runs']} forward passes at batch size 1 (min {latency['min_ms']:.3f}, "
+            f"p90 {latency['p90_ms']:.3f}), on {latency['device']} |"
         ),
         "",
-        "## Accuracy",
+        "## Metrics",
         "",
     ]
     if accuracies:
-        lines += ["| metric | value |", "|---|---|"]
-        lines += [f"| {name} | {_number(value)} |" for name, value in accuracies.items()]
+        lines += ["| metric | value | what it is |", "|---|---|---|"]
+        lines += [
+            f"| {name} | {_number(value)} | {describe_metric(name)} |"
+            for name, value in accuracies.items()
+        ]
     else:
-        lines.append("No accuracy was given.")
+        lines.append("No metric was given.")
     lines += ["", "## Architecture", "", "```text", drawing, "```", "", "Genotype:", ""]
     lines += ["```json", json.dumps(space.describe(arch), indent=2), "```"]
     if hyperparameters:
