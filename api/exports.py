@@ -11,6 +11,7 @@ deleted with their job, like every file under ``<artifacts>/jobs/{id}``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
@@ -26,6 +27,7 @@ from api.ranking import InvalidRequestError, RankedArchitecture, rank_architectu
 from api.repositories import ArtifactRepository, JobRepository
 from api.retraining import trainable_problem
 from api.services import ConflictError, JobService, NotFoundError
+from api.storage import storage_error
 from nas.datasets import dataset_shape
 from nas.errors import ExportError
 from nas.export import ExportContext, ExportFormat, get_format
@@ -246,16 +248,29 @@ def export_context(plan: ExportPlan, resolved: ResolvedSpec) -> ExportContext:
 
 
 def write_export(plan: ExportPlan, artifacts: Path) -> Path:
-    """Build the export's file (atomically replaced) and return its absolute path."""
+    """Build the export's file (atomically replaced) and return its absolute path.
+    ``StorageError`` (507 or 503) when the disk is full or read-only: nothing is left
+    behind then (a partial file is removed, an earlier file of the same export is kept)."""
     ctx = export_context(plan, ResolvedSpec.from_stored(plan.spec))
     target = artifacts / plan.relative_path
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         plan.fmt.write(ctx, tmp)
         os.replace(tmp, target)
+    except ExportError:
+        raise
+    except Exception as exc:
+        fault = storage_error(
+            exc, target.parent, f"writing the {plan.fmt.name} export", "nothing was written"
+        )
+        if fault is None:
+            raise
+        log.warning("job %d: %s (%s)", plan.job_id, fault, exc)
+        raise fault from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only disk has no partial file either
+            tmp.unlink(missing_ok=True)
     return target
 
 

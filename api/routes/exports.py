@@ -14,6 +14,7 @@ from api.exports import cached_export, plan_export, record_export, write_export
 from api.ranking import InvalidRequestError
 from api.retraining import Retrainings, start_retrain
 from api.services import ConflictError, NotFoundError
+from api.storage import StorageError
 from nas.errors import ExportError
 from nas.export import FORMATS
 from nas.trial import TrialState
@@ -24,6 +25,12 @@ _errors: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such job, or another user's"},
     409: {"description": "no completed trial yet; no trained weights for torchscript/onnx"},
     422: {"description": "unknown format, rank out of range, or a format the space lacks"},
+}
+
+#: Disk faults of the artifacts folder (``api.storage``): nothing was written or changed.
+STORAGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    503: {"description": "the artifacts storage is read-only or failing; nothing was written"},
+    507: {"description": "the artifacts storage is full; nothing was written"},
 }
 
 
@@ -51,6 +58,7 @@ def _http_error(exc: Exception) -> HTTPException:
     responses={
         200: {"description": "the file, as an attachment", "content": {"*/*": {}}},
         **_errors,
+        **STORAGE_ERRORS,
     },
 )
 def export_architecture(
@@ -68,7 +76,8 @@ def export_architecture(
     when trained, ``architecture.json``), ``torchscript``, ``onnx`` or ``model-card``
     (Markdown). Retrained weights are used when the job has them for that architecture;
     else the export says ``weights: none``, and torchscript/onnx answer 409 unless
-    ``untrained=true``. The file is kept under the job's artifacts."""
+    ``untrained=true``. The file is kept under the job's artifacts; when it cannot be
+    written there: 507 (storage full) or 503 (read-only), nothing written."""
     artifacts = state.settings.resolved_artifacts_dir()
     try:
         with state.read() as session:
@@ -87,6 +96,8 @@ def export_architecture(
                 record_export(session, plan, artifacts, path)
     except (NotFoundError, ConflictError, InvalidRequestError) as exc:
         raise _http_error(exc) from None
+    except StorageError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
     return FileResponse(path, media_type=plan.media_type, filename=plan.filename)
 
 

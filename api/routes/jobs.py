@@ -43,6 +43,7 @@ from api.repositories import (
 from api.routes.exports import retrainings
 from api.schemas import JobList, JobRead, TrialList, TrialRead
 from api.services import ConflictError, JobService, NotFoundError, job_read
+from api.storage import StorageError
 from nas.evaluators import EVALUATORS
 from nas.spec import JobSpec
 from nas.trial import TrialState
@@ -140,14 +141,20 @@ def cancel_job(job_id: int, session: WriteSession, principal: CurrentPrincipal) 
     "/{job_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses={409: {"description": "the job is RUNNING (cancel it first) or retraining"}},
+    responses={
+        409: {"description": "the job is RUNNING (cancel it first) or retraining"},
+        503: {"description": "its files cannot be removed (read-only storage): job unchanged"},
+        507: {"description": "its files cannot be moved aside (storage full): job unchanged"},
+    },
 )
 def delete_job(
     job_id: int, request: Request, principal: CurrentPrincipal, state: StateDep
 ) -> Response:
     """Delete a job (yours, or any for an admin) with everything recorded of it: trials,
     intermediate values, checkpoint, artifact rows, and its files under the artifacts folder.
-    A RUNNING job must be cancelled first (409), as must a retraining of it finish."""
+    A RUNNING job must be cancelled first (409), as must a retraining of it finish. Rows
+    and files go together or not at all: 503 when the files cannot be removed (read-only
+    storage), the job then unchanged."""
     try:
         delete_job_and_files(
             state.write,
@@ -160,6 +167,8 @@ def delete_job(
         raise _not_found(exc) from None
     except ConflictError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except StorageError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
