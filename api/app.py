@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import APIRouter, FastAPI, Request, Response, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.db import make_engine, make_session_factory, upgrade
 from api.deps import AppState
+from api.openapi import install_openapi
 from api.reads import make_reader
 from api.routes import curves, exports, health, jobs, trials
 from api.settings import Settings
@@ -127,20 +132,49 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.include_router(health.router)
-    app.include_router(jobs.router)
-    app.include_router(trials.router)
-    app.include_router(exports.router)
-    app.include_router(curves.router)
+    routers = [health.router, jobs.router, trials.router, exports.router, curves.router]
+    for router in routers:
+        app.include_router(router)
 
     @app.exception_handler(SpecError)
     async def _spec_error(_request: Request, exc: SpecError) -> JSONResponse:
         detail = [{**e, "loc": list(e["loc"])} for e in exc.errors]
-        return JSONResponse({"detail": detail}, status_code=422)
+        return AsciiJSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(NasError)
     async def _nas_error(_request: Request, exc: NasError) -> JSONResponse:
         detail: Any = [{"loc": [], "msg": str(exc), "type": type(exc).__name__}]
-        return JSONResponse({"detail": detail}, status_code=422)
+        return AsciiJSONResponse({"detail": detail}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+            # Starlette's Allow names the methods of one route; a path has one per method.
+            allowed = _methods_at(routers, request.scope)
+            return JSONResponse(
+                {"detail": f"method {request.method} not allowed; allowed: {allowed}"},
+                status_code=405,
+                headers={"Allow": allowed},
+            )
+        return await http_exception_handler(request, exc)
+
+    install_openapi(app, auth=settings.auth != "none")
     return app
+
+
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: an error that quotes a client's input
+    can always be sent, whatever text the input held."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def _methods_at(routers: list[APIRouter], scope: Scope) -> str:
+    methods: set[str] = set()
+    for router in routers:
+        for route in router.routes:
+            match, _ = route.matches(scope)
+            if match is Match.PARTIAL:
+                methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods - {"HEAD"}))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import yaml
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,6 +14,7 @@ from api.auth import LOCAL_ADMIN, Principal, authenticate
 from api.db import session_scope
 from api.reads import Reader
 from api.settings import Settings
+from nas.spec import parse_document
 
 
 @dataclass
@@ -64,7 +63,9 @@ def unauthorized() -> HTTPException:
     return HTTPException(
         status.HTTP_401_UNAUTHORIZED,
         "missing or invalid API key: send 'Authorization: Bearer <key>' "
-        "(create one with 'nas keys create --name NAME')",
+        "(create one with 'nas keys create --name NAME' against this server's database: the "
+        "same --db / NAS_DATABASE_URL, else --data-dir / NAS_DATA_DIR, as 'nas serve'; a key "
+        "created in another database is unknown here)",
         headers={"WWW-Authenticate": "Bearer"},
     )
 
@@ -89,15 +90,13 @@ async def _spec_document(request: Request) -> dict[str, Any]:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body is not UTF-8 text") from None
     if not text.strip():
         raise _invalid(["<document>"], "the body is empty; send a job spec")
-    try:
-        data = json.loads(text) if media == "application/json" else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise _invalid(["<document>"], f"malformed JSON: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise _invalid(["<document>"], f"malformed YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise _invalid(["<document>"], "a job spec is a mapping of sections (name, dataset, ...)")
-    return data
+    syntax = "json" if media == "application/json" else "yaml"
+    return parse_document(
+        text,
+        source=f"the {syntax.upper()} body",
+        syntax=syntax,
+        max_depth=app_state(request).settings.max_spec_depth,
+    )
 
 
 def _invalid(loc: list[str], msg: str) -> HTTPException:
@@ -108,3 +107,11 @@ def _invalid(loc: list[str], msg: str) -> HTTPException:
 
 
 SpecDocument = Annotated[dict[str, Any], Depends(_spec_document)]
+
+
+#: The id columns' ranges: job ids are 32-bit integers (``INTEGER`` on PostgreSQL), trial ids
+#: 64-bit. An id outside them is a 422 naming the path parameter, never a database error.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+JobId = Annotated[int, Path(ge=1, le=INT32_MAX, description="the job's id")]
+TrialId = Annotated[int, Path(ge=1, le=INT64_MAX, description="the trial's id")]

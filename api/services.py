@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -11,6 +14,7 @@ from api.auth import Principal
 from api.models import JobModel, JobState, utcnow
 from api.repositories import JobRepository
 from api.schemas import BestSoFar, JobRead
+from api.settings import Settings
 from nas.errors import SpecError
 from nas.spec import ResolvedSpec
 from workers.search import parse_spec
@@ -54,20 +58,82 @@ def check_runnable_here(
             )
 
 
+def check_limits(resolved: ResolvedSpec, settings: Settings) -> ResolvedSpec:
+    """The server's per-job limits (``NAS_MAX_TRIALS_PER_JOB``, ``NAS_MAX_JOB_MINUTES``,
+    ``NAS_MAX_SIMULATED_SECONDS``): a budget above one is a 422 at its field. A spec without a
+    trial budget gets ``budget.trials`` at the limit, stored with the job, so that no job
+    writes rows without end."""
+    budget = resolved.spec.budget
+    problems = []
+    for field, value, limit, setting in (
+        ("trials", budget.trials, settings.max_trials_per_job, "NAS_MAX_TRIALS_PER_JOB"),
+        ("minutes", budget.minutes, settings.max_job_minutes, "NAS_MAX_JOB_MINUTES"),
+        (
+            "simulated_seconds",
+            budget.simulated_seconds,
+            settings.max_simulated_seconds,
+            "NAS_MAX_SIMULATED_SECONDS",
+        ),
+    ):
+        if value is not None and value > limit:
+            problems.append(
+                {
+                    "loc": ("budget", field),
+                    "msg": f"at most {limit:g} on this server ({setting}); got {value:g}",
+                    "type": "less_than_equal",
+                }
+            )
+    if problems:
+        raise SpecError(problems)
+    if budget.trials is not None:
+        return resolved
+    bounded = budget.model_copy(update={"trials": settings.max_trials_per_job})
+    spec = resolved.spec.model_copy(update={"budget": bounded})
+    return dataclasses.replace(resolved, spec=spec)
+
+
+#: Where a spec's files may never come from, whatever the roots: devices, processes, kernel.
+_SYSTEM_TREES = tuple(Path(p) for p in ("/dev", "/proc", "/sys"))
+
+
+def check_data_paths(resolved: ResolvedSpec, roots: list[Path]) -> None:
+    """Every file the spec names lies under a data root (symlinks resolved) and is a regular
+    file there. A path outside the roots gets one answer whether or not it exists, so a
+    client learns nothing about the rest of the file system."""
+    problems = []
+    for loc, value in resolved.file_params():
+        real = Path(os.path.realpath(Path(value).expanduser()))
+        inside = any(real.is_relative_to(root) for root in roots) and not any(
+            real.is_relative_to(tree) for tree in _SYSTEM_TREES
+        )
+        if not inside:
+            msg = (
+                "must name a file under this server's data roots (NAS_DATA_ROOTS); "
+                "copy the file there, or ask the operator to add its folder"
+            )
+        elif not real.is_file():
+            msg = f"no such file under the data roots: {value!r}"
+        else:
+            continue
+        problems.append({"loc": loc, "msg": msg, "type": "path_not_allowed"})
+    if problems:
+        raise SpecError(problems)
+
+
 class JobService:
-    def __init__(
-        self, session: Session, *, backend: str = "inline", ray_address: str | None = None
-    ) -> None:
+    def __init__(self, session: Session, *, settings: Settings | None = None) -> None:
         self.session = session
-        self.backend = backend
-        self.ray_address = ray_address
+        self.settings = settings
         self.jobs = JobRepository(session)
 
     def submit(self, principal: Principal, document: Mapping[str, Any]) -> JobModel:
         """Validate the whole spec, then create the job QUEUED; nothing is created when the
-        spec is invalid."""
-        resolved = parse_spec(document)
-        check_runnable_here(resolved, self.backend, self.ray_address)
+        spec is invalid, over this server's limits, names a file outside its data roots,
+        or asks for resources it lacks."""
+        settings = self.settings or Settings()
+        resolved = check_limits(parse_spec(document), settings)
+        check_data_paths(resolved, settings.resolved_data_roots())
+        check_runnable_here(resolved, settings.backend, settings.ray_address)
         return self.jobs.add(
             JobModel(
                 name=resolved.spec.name,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -55,6 +57,25 @@ class Settings(BaseSettings):
     run_jobs: bool = True
     #: Upgrade the database schema on start (else ``nas db upgrade`` must have run).
     migrate_on_start: bool = True
+    #: Files a spec may name (``dataset.path``, ``evaluator.table``) must lie under one of
+    #: these folders (symlinks resolved). Default: ``data_dir``, the NAS-Bench-201 table's
+    #: folder and the dataset cache. From the environment: a JSON list or ``:``-separated.
+    data_roots: Annotated[list[Path] | None, NoDecode] = None
+    #: Limits checked at submit (422 above them). A job without ``budget.trials`` is stored
+    #: with ``budget.trials: max_trials_per_job``, so that no job writes rows without end.
+    max_trials_per_job: int = Field(100_000, ge=1, le=2**31 - 1)
+    max_job_minutes: float = Field(10_080.0, gt=0, allow_inf_nan=False)
+    max_simulated_seconds: float = Field(1e9, gt=0, allow_inf_nan=False)
+    #: A spec body nested deeper than this is refused before it is parsed into objects.
+    max_spec_depth: int = Field(32, ge=8, le=512)
+
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else text.split(os.pathsep)
+        return value
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -63,3 +84,17 @@ class Settings(BaseSettings):
 
     def resolved_artifacts_dir(self) -> Path:
         return self.artifacts_dir or self.data_dir / "artifacts"
+
+    def resolved_data_roots(self) -> list[Path]:
+        """The folders spec files may come from, symlinks resolved."""
+        if self.data_roots is not None:
+            roots = list(self.data_roots)
+        else:
+            from nas.datasets import cache_dir
+            from nas.evaluators.tabular import default_table_path
+
+            roots = [self.data_dir, cache_dir()]
+            table = default_table_path()
+            if table is not None:
+                roots.append(table.parent)
+        return [Path(os.path.realpath(root.expanduser())) for root in roots if str(root)]

@@ -382,6 +382,10 @@ def _check_param(p: Param) -> list[tuple[tuple[str | int, ...], str]]:
         return problems
     if p.high <= p.low:
         problems.append((("high",), f"high ({p.high}) must be greater than low ({p.low})"))
+    elif isinstance(p, IntParam) and p.high - p.low >= 2**63:
+        problems.append((("high",), "the range is too wide: high - low must be below 2^63"))
+    elif isinstance(p, FloatParam) and not math.isfinite(p.high - p.low):
+        problems.append((("high",), "the range is too wide: high - low must be a finite float64"))
     if p.log and p.low <= 0:
         problems.append((("low",), f"a log scale needs low > 0, got {p.low}"))
     has_step = p.step is not None if isinstance(p, FloatParam) else p.step != 1

@@ -15,6 +15,8 @@ which validates nothing again.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +45,9 @@ __all__ = [
     "JobSpec",
     "ResolvedSpec",
     "SpecProblem",
+    "document_problems",
     "load_spec_file",
+    "parse_document",
     "parse_spec",
 ]
 
@@ -229,6 +233,30 @@ class ResolvedSpec:
             data[section] = {"name": data[section]["name"], **params}
         return data
 
+    def file_params(self) -> list[tuple[tuple[str, str], str]]:
+        """The files this spec names: ``((section, parameter), path)`` for each set component
+        parameter marked ``FILE_PARAM`` (``dataset.path``, ``evaluator.table``)."""
+        from nas.datasets import DATASETS, FILE_PARAM
+        from nas.evaluators import EVALUATORS
+        from nas.spaces import SPACES
+
+        found: list[tuple[tuple[str, str], str]] = []
+        for section, registry, params in (
+            ("dataset", DATASETS, self.dataset_params),
+            ("space", SPACES, self.space_params),
+            ("evaluator", EVALUATORS, self.evaluator_params),
+        ):
+            entry = registry.get(getattr(self.spec, section).name)
+            config = entry.config if section == "dataset" else entry.Config
+            for name, field in config.model_fields.items():
+                extra = field.json_schema_extra
+                marked = isinstance(extra, dict) and all(
+                    extra.get(k) == v for k, v in FILE_PARAM.items()
+                )
+                if marked and isinstance(params.get(name), str):
+                    found.append(((section, name), params[name]))
+        return found
+
     def build_space(self) -> SearchSpace:
         """The spec's search space."""
         from nas.spaces import SPACES
@@ -257,24 +285,149 @@ class ResolvedSpec:
         )
 
 
-def load_spec_file(path: str | Path) -> dict[str, Any]:
+#: How deep a spec document may nest (sections, component parameters, hyperparameter entries
+#: need at most 5 levels); deeper documents are refused before they are built.
+MAX_DEPTH = 32
+#: The integers a spec may hold: those of a 64-bit column.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def load_spec_file(path: str | Path, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
     """Read a YAML or JSON spec file; a syntax error names the file and line."""
     file = Path(path)
     try:
         text = file.read_text()
-    except OSError as exc:
-        raise SpecError.at(["<file>"], f"cannot read {str(file)!r}: {exc.strerror}") from None
-    return parse_document(text, source=str(file))
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise SpecError.at(["<file>"], f"cannot read {str(file)!r}: {reason}") from None
+    return parse_document(text, source=str(file), max_depth=max_depth)
 
 
-def parse_document(text: str, *, source: str = "<spec>") -> dict[str, Any]:
+def parse_document(
+    text: str,
+    *,
+    source: str = "<spec>",
+    syntax: Literal["auto", "json", "yaml"] = "auto",
+    max_depth: int = MAX_DEPTH,
+) -> dict[str, Any]:
+    """Parse a spec document (``auto``: JSON when it starts with ``{``, else YAML) into plain
+    JSON data. Refused with a ``SpecError`` at its path: nesting deeper than ``max_depth``
+    (checked before anything is built), non-finite numbers (``Infinity``, ``.nan``), integers
+    outside 64 bits, strings that are not valid Unicode (lone surrogates), non-string keys,
+    and YAML values JSON cannot hold (timestamps, binary)."""
+    if syntax == "auto":
+        syntax = "json" if text.lstrip().startswith("{") else "yaml"
+    depth = _json_depth(text, max_depth) if syntax == "json" else _yaml_depth(text, max_depth)
+    if depth > max_depth:
+        raise SpecError.at(
+            ["<document>"], f"{source} is nested deeper than {max_depth} levels; a spec needs 5"
+        )
     try:
-        data = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+        if syntax == "json":
+            data = json.loads(text, parse_constant=_reject_constant)
+        else:
+            data = yaml.safe_load(text)
+    except _NonFinite as exc:
+        raise SpecError.at(
+            ["<document>"],
+            f"{source}: {exc.args[0]} is not a number a spec may hold; numbers must be finite",
+        ) from None
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise SpecError.at(["<document>"], f"{source} is not valid YAML/JSON: {exc}") from None
+        raise SpecError.at(
+            ["<document>"], f"{source} is not valid {syntax.upper()}: {exc}"
+        ) from None
     if not isinstance(data, dict):
         raise SpecError.at(["<document>"], f"{source} must be a mapping of spec sections")
+    problems = document_problems(data)
+    if problems:
+        raise SpecError([_err(loc, msg) for loc, msg in problems])
     return data
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NonFinite(name)
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _json_depth(text: str, limit: int) -> int:
+    """The deepest bracket nesting of a JSON text (strings skipped), counting stops past
+    ``limit``; the parser itself recurses per level."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(_JSON_STRING.sub('""', text)):
+        depth += 1 if match.group() in "[{" else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > limit:
+                break
+    return deepest
+
+
+def _yaml_depth(text: str, limit: int) -> int:
+    """The deepest collection nesting of a YAML text, from the parser's events (the parser
+    keeps a stack; only the composer recurses). Counting stops past ``limit``."""
+    depth = deepest = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                deepest = max(deepest, depth)
+                if deepest > limit:
+                    break
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        pass  # reported by the parse that follows, with its line
+    return deepest
+
+
+def document_problems(data: Any, at: tuple[Any, ...] = ()) -> list[SpecProblem]:
+    """What in parsed spec data is not plain, storable JSON: non-finite floats, integers
+    outside 64 bits, invalid Unicode, non-string keys, other types (YAML timestamps)."""
+    problems: list[SpecProblem] = []
+    stack: list[tuple[tuple[Any, ...], Any]] = [(at, data)]
+    while stack:
+        loc, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    problems.append((loc, f"keys must be strings, got {type(key).__name__}"))
+                elif not _valid_unicode(key):
+                    problems.append((loc, "a key is not valid Unicode (a lone surrogate)"))
+                else:
+                    stack.append(((*loc, key), item))
+        elif isinstance(value, list):
+            stack.extend(((*loc, i), item) for i, item in enumerate(value))
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int):
+            if not INT64_MIN <= value <= INT64_MAX:
+                problems.append((loc, "integers must fit in 64 bits (-2^63 .. 2^63-1)"))
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                problems.append((loc, f"numbers must be finite, got {value}"))
+        elif isinstance(value, str):
+            if not _valid_unicode(value):
+                problems.append((loc, "not valid Unicode text (a lone surrogate)"))
+        else:
+            problems.append(
+                (loc, f"{type(value).__name__} is not a JSON value; quote it as a string")
+            )
+    return problems
+
+
+def _valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_spec(
@@ -288,6 +441,9 @@ def parse_spec(
     if isinstance(data, JobSpec):
         spec = data
     else:
+        problems = document_problems(dict(data))
+        if problems:
+            raise SpecError([_err(loc, msg) for loc, msg in problems])
         try:
             spec = JobSpec.model_validate(dict(data))
         except ValidationError as exc:

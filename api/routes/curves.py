@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 
-from api.deps import CurrentPrincipal, ReadSession
+from api.deps import CurrentPrincipal, JobId, ReadSession
 from api.repositories import CurveRepository, TrialRepository
 from api.schemas import BestStep, EpochPoint, JobCurves
 from api.services import JobService, NotFoundError
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/v1/jobs", tags=["curves"])
     response_model=JobCurves,
     responses={404: {"description": "no such job, or another user's"}},
 )
-def job_curves(job_id: int, session: ReadSession, principal: CurrentPrincipal) -> JobCurves:
+def job_curves(job_id: JobId, session: ReadSession, principal: CurrentPrincipal) -> JobCurves:
     """Per-epoch curves (a shared-weight search's supernet epochs: loss, accuracy, mean
     reward, entropy, baseline) and the best-so-far history: the completed trials that
     improved the best objective, so even a 100k-trial job answers a few steps."""

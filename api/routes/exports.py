@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from api.db import session_scope
-from api.deps import CurrentPrincipal, StateDep
+from api.deps import CurrentPrincipal, JobId, StateDep
 from api.exports import cached_export, plan_export, record_export, write_export
 from api.ranking import InvalidRequestError
 from api.retraining import Retrainings, start_retrain
@@ -62,11 +62,13 @@ def _http_error(exc: Exception) -> HTTPException:
     },
 )
 def export_architecture(
-    job_id: int,
+    job_id: JobId,
     principal: CurrentPrincipal,
     state: StateDep,
     fmt: Annotated[str, Query(alias="format", description=", ".join(FORMATS))] = "json",
-    rank: Annotated[int, Query(description="1 = the best distinct architecture")] = 1,
+    rank: Annotated[
+        int, Query(ge=1, le=1000, description="1 = the best distinct architecture")
+    ] = 1,
     untrained: Annotated[
         bool, Query(description="allow torchscript/onnx with freshly initialised weights")
     ] = False,
@@ -117,11 +119,13 @@ class RetrainRead(BaseModel):
     responses=_errors,
 )
 def retrain_architecture(
-    job_id: int,
+    job_id: JobId,
     request: Request,
     principal: CurrentPrincipal,
     state: StateDep,
-    rank: Annotated[int, Query(description="1 = the best distinct architecture")] = 1,
+    rank: Annotated[
+        int, Query(ge=1, le=1000, description="1 = the best distinct architecture")
+    ] = 1,
 ) -> RetrainRead:
     """Retrain the ``rank``-th best architecture of a finished job from scratch with the
     job's ``final:`` recipe (its defaults when the spec has none), in the background. It is

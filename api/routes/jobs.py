@@ -21,8 +21,10 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from api.auth import Principal, bearer_token, hash_key
 from api.deletion import delete_job as delete_job_and_files
 from api.deps import (
+    INT32_MAX,
     AppState,
     CurrentPrincipal,
+    JobId,
     ReadSession,
     SpecDocument,
     StateDep,
@@ -45,7 +47,6 @@ from api.schemas import JobList, JobRead, TrialList, TrialRead
 from api.services import ConflictError, JobService, NotFoundError, job_read
 from api.storage import StorageError
 from nas.evaluators import EVALUATORS
-from nas.spec import JobSpec
 from nas.trial import TrialState
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -56,8 +57,15 @@ _spec_body = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": JobSpec.model_json_schema()},
-            "application/yaml": {"schema": {"type": "string"}},
+            # api.openapi adds JobSpec and the models it uses as components.
+            "application/json": {"schema": {"$ref": "#/components/schemas/JobSpec"}},
+            "application/yaml": {
+                "schema": {
+                    "type": "string",
+                    "pattern": r"\S",
+                    "description": "the same spec as YAML: a mapping of the JobSpec sections",
+                }
+            },
         },
     }
 }
@@ -91,9 +99,7 @@ def submit_job(
 ) -> JobRead:
     """Submit a job spec (JSON, or YAML with a YAML content type). The spec is validated
     whole; an invalid one creates nothing and answers 422 with every problem's path."""
-    settings = state.settings
-    service = JobService(session, backend=settings.backend, ray_address=settings.ray_address)
-    job = service.submit(principal, document)
+    job = JobService(session, settings=state.settings).submit(principal, document)
     runner = getattr(request.app.state, "runner", None)
     if runner is not None:  # after the commit (the session closes before the response)
         background.add_task(runner.wake)
@@ -106,7 +112,7 @@ def list_jobs(
     principal: CurrentPrincipal,
     state: JobStateParam | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> JobList:
     """Your jobs (all jobs for an admin), newest first."""
     rows, total = JobRepository(session).page(
@@ -120,13 +126,17 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobRead)
-def get_job(job_id: int, session: ReadSession, principal: CurrentPrincipal) -> JobRead:
+def get_job(job_id: JobId, session: ReadSession, principal: CurrentPrincipal) -> JobRead:
     """Status, progress, trial counts, best so far, and the summary once finished."""
     return job_read(_job(session, principal, job_id))
 
 
-@router.post("/{job_id}/cancel", response_model=JobRead)
-def cancel_job(job_id: int, session: WriteSession, principal: CurrentPrincipal) -> JobRead:
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobRead,
+    responses={409: {"description": "the job already finished"}},
+)
+def cancel_job(job_id: JobId, session: WriteSession, principal: CurrentPrincipal) -> JobRead:
     """Stop a job; its recorded trials are kept. 409 when it already finished."""
     try:
         job = JobService(session).cancel(principal, job_id)
@@ -148,7 +158,7 @@ def cancel_job(job_id: int, session: WriteSession, principal: CurrentPrincipal) 
     },
 )
 def delete_job(
-    job_id: int, request: Request, principal: CurrentPrincipal, state: StateDep
+    job_id: JobId, request: Request, principal: CurrentPrincipal, state: StateDep
 ) -> Response:
     """Delete a job (yours, or any for an admin) with everything recorded of it: trials,
     intermediate values, checkpoint, artifact rows, and its files under the artifacts folder.
@@ -178,14 +188,16 @@ def _sort_keys(evaluator: str) -> list[str]:
 
 @router.get("/{job_id}/trials", response_model=TrialList, response_class=Response)
 async def list_trials(
-    job_id: int,
+    job_id: JobId,
     request: Request,
     state: TrialState | None = None,
     sort: Annotated[str, Query(description="number, objective or a metric name")] = "number",
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-    after: Annotated[int | None, Query(ge=-1, description="keyset cursor (number order)")] = None,
+    after: Annotated[
+        int | None, Query(ge=-1, le=INT32_MAX, description="keyset cursor (number order)")
+    ] = None,
 ) -> Response:
     """A page of a job's trials, filtered by state and sorted by number, objective or any
     metric the job's evaluator reports. ``count`` is the total over all pages."""
@@ -254,7 +266,7 @@ def _query_error(name: str, msg: str) -> HTTPException:
 
 @router.get("/{job_id}/best", response_model=list[TrialRead])
 def best_trials(
-    job_id: int,
+    job_id: JobId,
     session: ReadSession,
     principal: CurrentPrincipal,
     k: Annotated[int, Query(ge=1, le=1000)] = 1,
@@ -265,7 +277,7 @@ def best_trials(
     return [TrialRead.model_validate(r) for r in rows]
 
 
-def _visible_job_id(job_id: int, session: ReadSession, principal: CurrentPrincipal) -> int:
+def _visible_job_id(job_id: JobId, session: ReadSession, principal: CurrentPrincipal) -> int:
     """404 before the stream starts (a generator cannot answer an error status)."""
     return _job(session, principal, job_id).id
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
 
-from api.deps import CurrentPrincipal, ReadSession
+from api.deps import CurrentPrincipal, ReadSession, TrialId
 from api.repositories import TrialRepository
 from api.schemas import IntermediateValue, TrialDetail, TrialRead
 from api.services import JobService, NotFoundError
@@ -11,7 +11,7 @@ router = APIRouter(prefix="/api/v1/trials", tags=["trials"])
 
 
 @router.get("/{trial_id}", response_model=TrialDetail)
-def get_trial(trial_id: int, session: ReadSession, principal: CurrentPrincipal) -> TrialDetail:
+def get_trial(trial_id: TrialId, session: ReadSession, principal: CurrentPrincipal) -> TrialDetail:
     """One trial with its intermediate values (per-epoch figures while it trained)."""
     trials = TrialRepository(session)
     trial = trials.get(trial_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from nas.datasets import digits, mnist1d, nb201, npz
 from nas.datasets.base import (
     DATASETS,
+    FILE_PARAM,
     DatasetConfig,
     DatasetEntry,
     DatasetSplits,
@@ -28,6 +29,7 @@ del _module, _name, _entry
 
 __all__ = [
     "DATASETS",
+    "FILE_PARAM",
     "NB201_DATASETS",
     "DatasetConfig",
     "DatasetEntry",

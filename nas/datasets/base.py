@@ -62,6 +62,11 @@ class DatasetEntry:
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
+#: Marks a component parameter that names a file the job reads
+#: (``Field(json_schema_extra=FILE_PARAM)``). A service confines such paths to its data roots
+#: (``ResolvedSpec.file_params`` finds them); the OpenAPI schema shows the mark.
+FILE_PARAM: dict[str, Any] = {"x-nas-file": True}
+
 
 def cache_dir() -> Path:
     """Where generated datasets are cached: ``$NAS_CACHE_DIR`` or the user's cache dir."""

@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from nas.datasets.base import (
+    FILE_PARAM,
     DatasetConfig,
     DatasetEntry,
     DatasetSplits,
@@ -18,9 +19,15 @@ from nas.datasets.base import (
 )
 from nas.errors import DatasetError
 
+_ARRAYS = ("x", "y", "x_test", "y_test")
+_EXPECTED = "expected an .npz file of numeric arrays x, y (optionally x_test, y_test)"
+
 
 class NpzConfig(DatasetConfig):
-    path: str = Field(description="an .npz file with arrays x, y and optionally x_test, y_test")
+    path: str = Field(
+        description="an .npz file with arrays x, y and optionally x_test, y_test",
+        json_schema_extra=FILE_PARAM,
+    )
     test_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="share held out for testing when the file has no x_test"
     )
@@ -29,38 +36,30 @@ class NpzConfig(DatasetConfig):
 def load_npz(
     *, name: str, seed: int, valid_fraction: float, test_fraction: float, path: str
 ) -> DatasetSplits:
+    """Read the file. Errors say what the file must hold, never what it does hold (a service
+    must not tell a client about files it reads)."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise DatasetError(f"dataset.path: no such file {str(file)!r}")
     try:
         data = np.load(file, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError("it holds a single array (.npy), not named arrays")
+            raise ValueError("a single array")
         with data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as exc:  # corrupt, .npy, pickled object arrays
-        raise DatasetError(
-            f"dataset.path: {str(file)!r} is not a readable .npz file of numeric arrays ({exc})"
-        ) from None
-    for required in ("x", "y"):
-        if required not in arrays:
-            raise DatasetError(
-                f"dataset.path: {file.name} has no array {required!r}; it has "
-                f"{sorted(arrays) or 'none'} and needs x, y (optionally x_test, y_test)"
-            )
+            arrays = {k: data[k] for k in data.files if k in _ARRAYS}
+    except (OSError, ValueError, EOFError, KeyError):  # corrupt, .npy, pickled object arrays
+        raise DatasetError(f"dataset.path: {_EXPECTED}; this file is not one") from None
+    if "x" not in arrays or "y" not in arrays:
+        raise DatasetError(f"dataset.path: {_EXPECTED}; x or y is missing")
     if ("x_test" in arrays) != ("y_test" in arrays):
-        present, absent = ("x_test", "y_test") if "x_test" in arrays else ("y_test", "x_test")
-        raise DatasetError(f"dataset.path: {file.name} has {present} but no {absent}")
+        raise DatasetError("dataset.path: x_test and y_test go together; one is missing")
     x, y = arrays["x"], arrays["y"]
-    _check_pair(file.name, "x", "y", x, y)
+    _check_pair("x", "y", x, y)
     if "x_test" in arrays:
         x_test, y_test = arrays["x_test"], arrays["y_test"]
-        _check_pair(file.name, "x_test", "y_test", x_test, y_test)
+        _check_pair("x_test", "y_test", x_test, y_test)
         if x_test.shape[1:] != x.shape[1:]:
-            raise DatasetError(
-                f"dataset.path: x_test examples have shape {x_test.shape[1:]}, x examples "
-                f"{x.shape[1:]}; they must match"
-            )
+            raise DatasetError("dataset.path: x_test examples must have the shape of x examples")
         x_train, y_train = x, y
     else:
         x_train, y_train, x_test, y_test = split_off(x, y, test_fraction, seed, 0)
@@ -75,24 +74,16 @@ def load_npz(
     )
 
 
-def _check_pair(file: str, xname: str, yname: str, x: np.ndarray, y: np.ndarray) -> None:
-    if x.ndim not in (2, 3, 4):
+def _check_pair(xname: str, yname: str, x: np.ndarray, y: np.ndarray) -> None:
+    if x.ndim not in (2, 3, 4) or not np.issubdtype(x.dtype, np.number):
         raise DatasetError(
-            f"dataset.path: {file}:{xname} has shape {x.shape}; expected (N, L), (N, C, L) or "
-            f"(N, C, H, W)"
+            f"dataset.path: {xname} must be a numeric array of shape (N, L), (N, C, L) or "
+            "(N, C, H, W)"
         )
-    if not np.issubdtype(x.dtype, np.number):
-        raise DatasetError(f"dataset.path: {file}:{xname} must be numeric, got {x.dtype}")
-    if y.ndim != 1:
-        raise DatasetError(f"dataset.path: {file}:{yname} must be 1-D labels, got shape {y.shape}")
-    if len(x) != len(y):
-        raise DatasetError(
-            f"dataset.path: {file}:{xname} has {len(x)} examples but {yname} has {len(y)}"
-        )
+    if y.ndim != 1 or len(x) != len(y):
+        raise DatasetError(f"dataset.path: {yname} must be 1-D labels, one per example of {xname}")
     if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
-        raise DatasetError(
-            f"dataset.path: {file}:{yname} must hold integer class labels 0..K-1, got {y.dtype}"
-        )
+        raise DatasetError(f"dataset.path: {yname} must hold integer class labels 0..K-1")
 
 
 ENTRIES = {"npz": DatasetEntry(NpzConfig, load_npz)}

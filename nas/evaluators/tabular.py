@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field
 
 from nas.architecture import Architecture
-from nas.datasets import NB201_DATASETS
+from nas.datasets import FILE_PARAM, NB201_DATASETS
 from nas.errors import DatasetError
 from nas.evaluators.base import Evaluator, EvaluatorConfig
 from nas.spaces.base import SearchSpace
@@ -38,7 +38,10 @@ if TYPE_CHECKING:
 
 class TabularConfig(EvaluatorConfig):
     table: str | None = Field(
-        None, description=f"path of nb201_tabular.csv.gz; default: ${TABLE_ENV}"
+        None,
+        description=f"path of nb201_tabular.csv.gz; default: ${TABLE_ENV}, else the checkout's "
+        "../shared/data/nb201 copy",
+        json_schema_extra=FILE_PARAM,
     )
     epochs: int = Field(12, description="fitness epochs; the protocol uses 12")
 
@@ -70,14 +73,27 @@ class Nb201Table:
             raise DatasetError(f"the NAS-Bench-201 table has no column {name!r}") from None
 
 
+#: Where a source checkout finds the table without configuration: ``../shared/data`` beside
+#: the repository (the project's data folder; see README).
+CHECKOUT_TABLE = Path(__file__).resolve().parents[3] / "shared/data/nb201/nb201_tabular.csv.gz"
+
+
+def default_table_path() -> Path | None:
+    """The table used when a spec names none: ``$NAS_NB201_TABLE``, else the checkout's
+    shared copy when it exists; ``None`` when neither is there."""
+    configured = os.environ.get(TABLE_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    return CHECKOUT_TABLE if CHECKOUT_TABLE.is_file() else None
+
+
 def resolve_table_path(table: str | None) -> Path:
-    path = table or os.environ.get(TABLE_ENV)
-    if not path:
+    file = Path(table).expanduser() if table else default_table_path()
+    if file is None:
         raise DatasetError(
             f"evaluator.table: no NAS-Bench-201 table configured; set evaluator.table or "
             f"${TABLE_ENV} to the path of nb201_tabular.csv.gz"
         )
-    file = Path(path).expanduser()
     if not file.is_file():
         raise DatasetError(f"evaluator.table: no such file {str(file)!r}")
     return file.resolve()
@@ -85,12 +101,24 @@ def resolve_table_path(table: str | None) -> Path:
 
 @lru_cache(maxsize=2)
 def load_table(path: Path) -> Nb201Table:
-    """Read the table once per process (15,625 rows, about 0.2 s)."""
+    """Read the table once per process (15,625 rows, about 0.2 s). A file that is not the
+    table is refused with what was expected, never with what it holds."""
+    expected = (
+        f"evaluator.table: expected the NAS-Bench-201 table (nb201_tabular.csv.gz, "
+        f"{NUM_ARCHS} rows with ops, arch_str and index columns)"
+    )
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if len(rows) != NUM_ARCHS:
-        raise DatasetError(f"{path}: expected {NUM_ARCHS} rows, found {len(rows)}")
+    try:
+        with opener(path, "rt", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        if len(rows) != NUM_ARCHS or not {"ops", "arch_str", "index"} <= set(rows[0]):
+            raise ValueError
+        return _table(rows)
+    except (OSError, ValueError, KeyError, UnicodeDecodeError, EOFError, csv.Error):
+        raise DatasetError(expected) from None
+
+
+def _table(rows: list[dict[str, str]]) -> Nb201Table:
     order = np.empty(NUM_ARCHS, dtype=np.int64)
     for i, row in enumerate(rows):
         order[Nb201Table.code(int(ch) for ch in row["ops"].zfill(6))] = i

@@ -69,8 +69,8 @@ def test_invalid_specs_are_422_with_the_field_path(
 @pytest.mark.parametrize(
     ("body", "content_type", "status", "fragment"),
     [
-        ('{"name": "x", ', "application/json", 422, "malformed JSON"),
-        ("name: [unclosed", "application/yaml", 422, "malformed YAML"),
+        ('{"name": "x", ', "application/json", 422, "not valid JSON"),
+        ("name: [unclosed", "application/yaml", 422, "not valid YAML"),
         ("[1, 2]", "application/json", 422, "mapping"),
         ("", "application/json", 422, "empty"),
         ("name: x", "text/html", 415, "application/yaml"),

@@ -57,11 +57,14 @@ def test_several_jobs_run_at_once(server_factory: Any) -> None:
             assert _numbers(client, job_id) == list(range(4))
 
 
-def test_a_job_that_cannot_run_fails_with_its_cause(client: NasClient, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    spec = standalone_spec(dataset={"name": "npz", "path": str(tmp_path / "missing.npz")})
+def test_a_job_that_cannot_run_fails_with_its_cause(client: NasClient, server: Any) -> None:
+    data_dir = server.settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "corrupt.npz").write_bytes(b"not an npz file")
+    spec = standalone_spec(dataset={"name": "npz", "path": str(data_dir / "corrupt.npz")})
     job = client.wait(client.submit(spec)["id"], timeout=30)
     assert job["state"] == "FAILED"
-    assert "missing.npz" in job["reason"]
+    assert "dataset.path: expected an .npz file" in job["reason"]
 
 
 def _enas_spec() -> dict[str, Any]:

@@ -156,25 +156,25 @@ def test_npz_splits_are_deterministic_by_seed(tmp_path: Path) -> None:
 def _bad_npz_cases() -> list[object]:
     x, y = signals(20)
     return [
-        pytest.param({"x": x}, ["has no array 'y'", "needs x, y"], id="missing-y"),
-        pytest.param({"y": y}, ["has no array 'x'"], id="missing-x"),
+        pytest.param({"x": x}, ["x or y is missing", "arrays x, y"], id="missing-y"),
+        pytest.param({"y": y}, ["x or y is missing"], id="missing-x"),
         pytest.param(
-            {"x": x, "y": y[:15]}, ["x has 20 examples but y has 15"], id="length-mismatch"
+            {"x": x, "y": y[:15]}, ["y must be 1-D labels, one per example of x"], id="length-mismatch"
         ),
         pytest.param(
-            {"x": x, "y": y, "x_test": x}, ["has x_test but no y_test"], id="x_test-alone"
+            {"x": x, "y": y, "x_test": x}, ["x_test and y_test go together"], id="x_test-alone"
         ),
         pytest.param(
-            {"x": x, "y": y, "y_test": y}, ["has y_test but no x_test"], id="y_test-alone"
+            {"x": x, "y": y, "y_test": y}, ["x_test and y_test go together"], id="y_test-alone"
         ),
         pytest.param(
             {"x": x, "y": y, "x_test": x[:, :8], "y_test": y},
-            ["x_test examples have shape (8,), x examples (16,)"],
+            ["x_test examples must have the shape of x examples"],
             id="x_test-shape",
         ),
         pytest.param(
             {"x": x, "y": y, "x_test": x, "y_test": y[:3]},
-            ["x_test has 20 examples but y_test has 3"],
+            ["y_test must be 1-D labels, one per example of x_test"],
             id="test-length-mismatch",
         ),
         pytest.param(
@@ -184,8 +184,8 @@ def _bad_npz_cases() -> list[object]:
             {"x": x, "y": y - 1}, ["y must hold integer class labels"], id="negative-labels"
         ),
         pytest.param({"x": x, "y": y[:, None]}, ["y must be 1-D labels"], id="2d-labels"),
-        pytest.param({"x": x[:, 0], "y": y}, ["x has shape (20,)"], id="1d-inputs"),
-        pytest.param({"x": x.astype(str), "y": y}, ["x must be numeric"], id="string-inputs"),
+        pytest.param({"x": x[:, 0], "y": y}, ["x must be a numeric array of shape (N, L)"], id="1d-inputs"),
+        pytest.param({"x": x.astype(str), "y": y}, ["x must be a numeric array"], id="string-inputs"),
     ]
 
 
@@ -211,7 +211,7 @@ def test_npz_missing_file(tmp_path: Path) -> None:
 def test_npz_not_an_npz_file(tmp_path: Path) -> None:
     path = tmp_path / "notes.npz"
     path.write_text("x,y\n1,2\n")
-    with pytest.raises(DatasetError, match="is not a readable .npz file"):
+    with pytest.raises(DatasetError, match="expected an .npz file"):
         load_dataset("npz", path=str(path))
 
 

@@ -275,8 +275,8 @@ def test_the_message_lists_every_problem(doc: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("name: [unclosed", "is not valid YAML/JSON"),
-        ('{"name": "x",', "is not valid YAML/JSON"),
+        ("name: [unclosed", "is not valid YAML"),
+        ('{"name": "x",', "is not valid JSON"),
         ("- a\n- b\n", "must be a mapping of spec sections"),
         ("", "must be a mapping of spec sections"),
         ("just words", "must be a mapping of spec sections"),

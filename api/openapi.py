@@ -1,0 +1,141 @@
+"""The OpenAPI document: FastAPI's, completed with what route signatures cannot say.
+
+- The job spec body: ``JobSpec``'s JSON schema and every model it uses, as components (a
+  pydantic schema pasted into a request body keeps ``#/$defs/...`` references that resolve
+  nowhere in the document).
+- The bearer-key security scheme, required by every operation but ``/healthz`` when the
+  server checks keys (``NAS_AUTH=keys``).
+- Every status the server answers, with its body: 401 (a missing or unknown key), 404 (an id
+  that is not yours or does not exist), 422 (any parameter out of range), and for the spec
+  body 400 (not UTF-8), 413 (too large) and 415 (another content type).
+
+The rules live here, in one place, rather than repeated on each route.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from nas.spec import JobSpec
+
+__all__ = ["ERROR_SCHEMA", "install_openapi"]
+
+_REF = "#/components/schemas/{model}"
+
+#: A plain error: ``{"detail": "what went wrong and what would be valid"}``.
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "properties": {"detail": {"type": "string", "title": "Detail"}},
+    "required": ["detail"],
+}
+
+_PLAIN_ERRORS = {
+    400: "the body is not UTF-8 text",
+    401: "missing or invalid API key (send 'Authorization: Bearer <key>')",
+    404: "no such resource, or another user's",
+    409: "the request does not fit the resource's state",
+    413: "the body is larger than NAS_MAX_BODY_BYTES",
+    415: "a content type other than JSON or YAML",
+}
+_VALIDATION = {
+    "description": "invalid input: one entry per problem, with its field path (loc)",
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+    },
+}
+
+
+def install_openapi(app: FastAPI, *, auth: bool) -> None:
+    """Make ``app.openapi()`` answer the completed document (built once)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            _complete(doc, auth=auth)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _complete(doc: dict[str, Any], *, auth: bool) -> None:
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    spec_schema = JobSpec.model_json_schema(ref_template=_REF)
+    for name, schema in {**spec_schema.pop("$defs", {}), "JobSpec": spec_schema}.items():
+        if name in schemas and schemas[name] != schema:
+            raise RuntimeError(f"two different OpenAPI schemas are named {name!r}")
+        schemas[name] = schema
+    schemas["Error"] = ERROR_SCHEMA
+    schemas.setdefault("HTTPValidationError", _validation_schema(schemas))
+    if auth:
+        doc["components"]["securitySchemes"] = {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "an API key from 'nas keys create'",
+            }
+        }
+    for path, operations in doc["paths"].items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            codes: set[int] = set()
+            if path.startswith("/api/"):
+                responses.setdefault("422", _VALIDATION)
+                if auth:
+                    codes.add(401)
+                    operation["security"] = [{"bearerAuth": []}]
+            if "{" in path:
+                codes.add(404)
+            if "requestBody" in operation:
+                codes.update((400, 413, 415))
+            for code in sorted(codes):
+                _plain(responses, code)
+            for code, response in responses.items():
+                if code in {str(c) for c in _PLAIN_ERRORS} and "content" not in response:
+                    _plain(responses, int(code))
+                for media in response.get("content", {}).values():
+                    # FastAPI writes OpenAPI 3.2's itemSchema for event streams into a 3.1
+                    # document; 3.1 knows a stream only as text.
+                    if "itemSchema" in media:
+                        media.pop("itemSchema")
+                        media["schema"] = {"type": "string", "description": "server-sent events"}
+
+
+def _plain(responses: dict[str, Any], code: int) -> None:
+    response = responses.setdefault(str(code), {"description": _PLAIN_ERRORS[code]})
+    response["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+
+def _validation_schema(schemas: dict[str, Any]) -> dict[str, Any]:
+    schemas.setdefault(
+        "ValidationError",
+        {
+            "title": "ValidationError",
+            "type": "object",
+            "properties": {
+                "loc": {
+                    "type": "array",
+                    "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                },
+                "msg": {"type": "string"},
+                "type": {"type": "string"},
+            },
+            "required": ["loc", "msg", "type"],
+        },
+    )
+    return {
+        "title": "HTTPValidationError",
+        "type": "object",
+        "properties": {
+            "detail": {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}}
+        },
+    }

@@ -1,0 +1,326 @@
+"""Issue 13: what a careless client or an attacker can send gets a 4xx naming the field, never
+a 500, and creates nothing. Each test here failed on the main of 2026-12-04 (before the fix),
+on both databases."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from openapi_spec_validator import validate
+
+from tests.api.conftest import LiveServer, nb201_spec, standalone_spec, wait_for
+
+
+@pytest.fixture
+def http(server: LiveServer, user_key: str) -> httpx.Client:
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {user_key}"}, timeout=30
+    ) as c:
+        yield c  # type: ignore[misc]
+
+
+def _post_json(http: httpx.Client, text: str) -> httpx.Response:
+    return http.post(
+        "/api/v1/jobs",
+        content=text.encode("utf-8", "surrogatepass"),
+        headers={"content-type": "application/json"},
+    )
+
+
+def _post_yaml(http: httpx.Client, text: str) -> httpx.Response:
+    return http.post(
+        "/api/v1/jobs", content=text.encode(), headers={"content-type": "application/yaml"}
+    )
+
+
+def _locs(response: httpx.Response) -> list[list[Any]]:
+    assert response.status_code == 422, response.text
+    return [e["loc"] for e in response.json()["detail"]]
+
+
+def _no_jobs(http: httpx.Client) -> None:
+    assert http.get("/api/v1/jobs").json()["count"] == 0
+
+
+# --- item 1: ids and offsets out of the columns' range ----------------------------------------
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/jobs/{id}"),
+        ("POST", "/api/v1/jobs/{id}/cancel"),
+        ("DELETE", "/api/v1/jobs/{id}"),
+        ("GET", "/api/v1/jobs/{id}/best"),
+        ("GET", "/api/v1/jobs/{id}/events"),
+        ("GET", "/api/v1/jobs/{id}/export"),
+        ("POST", "/api/v1/jobs/{id}/retrain"),
+        ("GET", "/api/v1/jobs/{id}/trials"),
+        ("GET", "/api/v1/jobs/{id}/curves"),
+        ("GET", "/api/v1/trials/{id}"),
+    ],
+)
+def test_ids_beyond_the_column_are_a_422_not_a_500(
+    http: httpx.Client, method: str, path: str
+) -> None:
+    too_big = (2**63,) if path.startswith("/api/v1/trials") else (2**31, 2**63)
+    for value in (*too_big, 10**30, -1, 0):
+        response = http.request(method, path.format(id=value))
+        assert response.status_code == 422, (value, response.status_code, response.text)
+        assert response.json()["detail"][0]["loc"][0] == "path"
+    # The largest valid id is simply not found.
+    assert http.request(method, path.format(id=2**31 - 1)).status_code in (404, 409)
+
+
+def test_offsets_and_cursors_beyond_the_column_are_a_422(http: httpx.Client) -> None:
+    for query in ("offset=9223372036854775808", "offset=10000001", "limit=0"):
+        response = http.get(f"/api/v1/jobs?{query}")
+        assert response.status_code == 422, (query, response.text)
+    job_id = http.post("/api/v1/jobs", json=nb201_spec(budget={"trials": 5})).json()["id"]
+    for query in ("offset=9223372036854775808", "after=2147483648", "after=-2"):
+        response = http.get(f"/api/v1/jobs/{job_id}/trials?{query}")
+        assert response.status_code == 422, (query, response.text)
+
+
+# --- items 3, 4, 5: nesting, non-finite numbers, invalid Unicode -------------------------------
+def test_deep_nesting_is_refused_before_it_is_built(http: httpx.Client) -> None:
+    deep_json = '{"name": "x", "hparams": ' + "[" * 1000 + "]" * 1000 + "}"
+    deep_flow = "name: x\nhparams: " + "[" * 600 + "]" * 600 + "\n"
+    deep_block = (
+        "name: x\nhparams:\n"
+        + "".join(" " * (i + 1) + "a:\n" for i in range(1200))
+        + " " * 1201
+        + "1\n"
+    )
+    deep_list = "- " * 20000 + "x\n"
+    choices = {
+        "type": "categorical",
+        "choices": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+    }
+    for response in (
+        _post_json(http, deep_json),
+        _post_yaml(http, deep_flow),
+        _post_yaml(http, deep_block),
+        _post_yaml(http, deep_list),
+        _post_json(http, json.dumps({**nb201_spec(), "hparams": {"x": choices}})),
+    ):
+        assert response.status_code == 422, response.text[:300]
+        assert "nested deeper than 32" in response.text
+    _no_jobs(http)
+
+
+@pytest.mark.parametrize(
+    ("field", "body"),
+    [
+        (["budget", "minutes"], '"budget": {"minutes": Infinity}'),
+        (["budget", "simulated_seconds"], '"budget": {"simulated_seconds": NaN}'),
+        (
+            ["resources", "cpus_per_trial"],
+            '"budget": {"trials": 3}, "resources": {"cpus_per_trial": -Infinity}',
+        ),
+    ],
+)
+def test_non_finite_json_numbers_are_refused(
+    http: httpx.Client, field: list[str], body: str
+) -> None:
+    base = json.dumps({k: v for k, v in nb201_spec().items() if k != "budget"})[:-1]
+    response = _post_json(http, base + ", " + body + "}")
+    assert response.status_code == 422, response.text
+    assert "finite" in response.text
+    _no_jobs(http)
+
+
+def test_non_finite_yaml_numbers_are_refused_at_their_field(http: httpx.Client) -> None:
+    text = (
+        "name: inf\ndataset: {name: nb201-cifar10}\nspace: {name: nb201}\n"
+        "controller: {name: random}\nevaluator: {name: tabular}\n"
+        "budget: {minutes: .inf, simulated_seconds: .nan}\nresources: {cpus_per_trial: .inf}\n"
+    )
+    locs = _locs(_post_yaml(http, text))
+    assert ["budget", "minutes"] in locs
+    assert ["budget", "simulated_seconds"] in locs
+    assert ["resources", "cpus_per_trial"] in locs
+    _no_jobs(http)
+
+
+def test_lone_surrogates_are_refused_without_a_500(http: httpx.Client) -> None:
+    spec = nb201_spec(hparams={"x": {"type": "categorical", "choices": ["a", "\ud800"]}})
+    text = json.dumps(spec)  # escapes the surrogate as \ud800: valid JSON, invalid Unicode
+    response = _post_json(http, text)
+    assert ["hparams", "x", "choices", 1] in _locs(response)
+    key = json.dumps({**nb201_spec(), "hparams": {"\udfff": {"type": "int", "low": 0, "high": 1}}})
+    assert _post_json(http, key).status_code == 422
+    name = json.dumps(nb201_spec(dataset={"name": "\ud800"}))
+    assert _post_json(http, name).status_code == 422
+    _no_jobs(http)
+
+
+# --- items 6 and 7: bounded jobs, ranges that fit ----------------------------------------------
+def test_budgets_above_the_server_limits_are_refused(http: httpx.Client) -> None:
+    for budget, loc in (
+        ({"trials": 10**12}, ["budget", "trials"]),
+        ({"trials": 10**30}, ["budget", "trials"]),
+        ({"minutes": 1e308}, ["budget", "minutes"]),
+        ({"simulated_seconds": 1e300}, ["budget", "simulated_seconds"]),
+    ):
+        response = http.post("/api/v1/jobs", json=nb201_spec(budget=budget))
+        assert loc in _locs(response), (budget, response.text)
+    _no_jobs(http)
+
+
+def test_a_job_without_a_trial_budget_is_stored_with_the_server_limit(
+    server_factory: Any,
+) -> None:
+    server = server_factory(max_trials_per_job=25, run_jobs=False)
+    with server.client(server.create_key("u")) as client:
+        job = client.submit(nb201_spec(budget={"simulated_seconds": 1e6}))
+    assert job["spec"]["budget"] == {"trials": 25, "simulated_seconds": 1e6}
+
+
+def test_overflowing_hparam_ranges_are_refused(http: httpx.Client) -> None:
+    spec = standalone_spec(
+        hparams={
+            "lr": {"type": "float", "low": -1e308, "high": 1e308},
+            "depth": {"type": "int", "low": -(2**62), "high": 2**62},
+        }
+    )
+    locs = _locs(http.post("/api/v1/jobs", json=spec))
+    assert ["hparams", "lr", "high"] in locs
+    assert ["hparams", "depth", "high"] in locs
+    beyond = standalone_spec(hparams={"width": {"type": "int", "low": 0, "high": 10**30}})
+    assert _locs(http.post("/api/v1/jobs", json=beyond)) == [["hparams", "width", "high"]]
+    _no_jobs(http)
+
+
+# --- item 8: files only from the data roots ------------------------------------------------------
+def test_files_outside_the_data_roots_are_refused_alike(
+    http: httpx.Client, server: LiveServer, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.npz"
+    np.savez(outside, x=np.zeros((4, 8)), y=np.zeros(4, dtype=np.int64))
+    data_dir = server.settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    link = data_dir / "escape.npz"
+    link.symlink_to(outside)
+    answers = set()
+    for path in (
+        str(outside),
+        "/etc/passwd",
+        "/etc/shadow",
+        "/nonexistent/x.npz",
+        "/dev/zero",
+        "/proc/self/environ",
+        str(link),
+        f"{data_dir}/../outside.npz",
+    ):
+        response = http.post(
+            "/api/v1/jobs", json=standalone_spec(dataset={"name": "npz", "path": path})
+        )
+        assert _locs(response) == [["dataset", "path"]], (path, response.text)
+        answers.add(response.json()["detail"][0]["msg"])
+    table = http.post(
+        "/api/v1/jobs", json=nb201_spec(evaluator={"name": "tabular", "table": "/etc/passwd"})
+    )
+    assert _locs(table) == [["evaluator", "table"]]
+    answers.add(table.json()["detail"][0]["msg"])
+    assert len(answers) == 1, answers  # one answer: nothing learnt about the file system
+    assert "NAS_DATA_ROOTS" in answers.pop()
+    _no_jobs(http)
+
+
+def test_a_file_under_the_roots_runs_and_errors_name_no_content(
+    http: httpx.Client, server: LiveServer
+) -> None:
+    data_dir = server.settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    good = data_dir / "good.npz"
+    rng = np.random.default_rng(0)
+    np.savez(good, x=rng.normal(size=(120, 16)).astype(np.float32), y=rng.integers(0, 3, 120))
+    spec = standalone_spec(
+        trials=1,
+        epochs=1,
+        dataset={"name": "npz", "path": str(good)},
+        space={"name": "enas-macro", "layers": 1, "channels": 4},
+    )
+    job_id = http.post("/api/v1/jobs", json=spec).json()["id"]
+    bad = data_dir / "bad.npz"
+    np.savez(bad, secret_array_name=np.zeros((7, 3)))
+    bad_id = http.post(
+        "/api/v1/jobs", json={**spec, "dataset": {"name": "npz", "path": str(bad)}}
+    ).json()["id"]
+    done = wait_for(lambda: _finished(http, job_id) and _finished(http, bad_id), timeout=120)
+    assert done
+    assert http.get(f"/api/v1/jobs/{job_id}").json()["state"] == "SUCCEEDED"
+    failed = http.get(f"/api/v1/jobs/{bad_id}").json()
+    assert failed["state"] == "FAILED"
+    assert "expected an .npz file" in failed["reason"]
+    assert "secret_array_name" not in failed["reason"] and "(7, 3)" not in failed["reason"]
+
+
+def _finished(http: httpx.Client, job_id: int) -> bool:
+    return http.get(f"/api/v1/jobs/{job_id}").json()["state"] in (
+        "SUCCEEDED",
+        "FAILED",
+        "CANCELLED",
+    )
+
+
+def test_data_roots_come_from_the_environment_as_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.settings import Settings
+
+    monkeypatch.setenv("NAS_DATA_ROOTS", f"/srv/a{os.pathsep}/srv/b")
+    assert Settings().resolved_data_roots() == [Path("/srv/a"), Path("/srv/b")]
+    monkeypatch.setenv("NAS_DATA_ROOTS", '["/srv/c"]')
+    assert Settings().resolved_data_roots() == [Path("/srv/c")]
+
+
+# --- item 9: the OpenAPI document ----------------------------------------------------------------
+def test_the_openapi_document_validates_and_every_ref_resolves(http: httpx.Client) -> None:
+    doc = http.get("/openapi.json").json()
+    validate(doc)
+    refs = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                refs.add(node["$ref"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(doc)
+    assert "#/components/schemas/JobSpec" in refs
+    for ref in refs:
+        assert ref.startswith("#/components/schemas/"), ref
+        assert ref.rsplit("/", 1)[1] in doc["components"]["schemas"], ref
+    assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    submit = doc["paths"]["/api/v1/jobs"]["post"]
+    assert {"201", "400", "401", "413", "415", "422"} <= set(submit["responses"])
+    assert submit["security"] == [{"bearerAuth": []}]
+    assert {"401", "404", "409", "422"} <= set(
+        doc["paths"]["/api/v1/jobs/{job_id}/cancel"]["post"]["responses"]
+    )
+    assert "security" not in doc["paths"]["/healthz"]["get"]
+
+
+def test_an_unsupported_method_lists_every_method_of_the_path(http: httpx.Client) -> None:
+    for path, allowed in (
+        ("/api/v1/jobs", "GET, POST"),
+        ("/api/v1/jobs/1", "DELETE, GET"),
+        ("/api/v1/jobs/1/cancel", "POST"),
+    ):
+        response = http.request("OPTIONS", path)
+        assert response.status_code == 405
+        assert response.headers["allow"] == allowed
+
+
+def test_an_empty_or_scalar_yaml_body_is_a_422_naming_the_document(http: httpx.Client) -> None:
+    for text in ("''\n", "just text", "[1, 2]"):
+        assert _locs(_post_yaml(http, text)) == [["<document>"]]
+    _no_jobs(http)
