@@ -260,7 +260,10 @@ class JobExecution(threading.Thread):
             )
         summary = summarize(resolved, outcome, search.space, final)
         summary.pop("trials", None)
-        self._finish(JobState.SUCCEEDED, outcome.stop_reason, summary=summary, progress=1.0)
+        # A search whose every trial failed found nothing: FAILED, with the first error.
+        failure = outcome.failure()
+        state = JobState.SUCCEEDED if failure is None else JobState.FAILED
+        self._finish(state, failure or outcome.stop_reason, summary=summary, progress=1.0)
 
     def _backend(self) -> Backend:
         if self.settings.backend == "inline":

@@ -105,6 +105,23 @@ class SearchOutcome:
     #: first trial), in trial order; empty with one objective.
     pareto: list[TrialRecord] = field(default_factory=list)
 
+    def failure(self) -> str | None:
+        """Why the search as a whole failed: every one of its trials FAILed (none completed
+        or was pruned), for instance on data every trial diverges on or an error in the
+        workers. Then the search found nothing, whatever its budget says: the job is FAILED
+        with this reason (the first trial's error, cut to a few hundred characters).
+        ``None`` when a trial succeeded, or when there was none."""
+        if not self.trials or any(t.result.state is not TrialState.FAIL for t in self.trials):
+            return None
+        first = " ".join((self.trials[0].result.error or "unknown error").split())
+        if len(first) > FAILURE_ERROR_CHARS:
+            first = first[: FAILURE_ERROR_CHARS - 3] + "..."
+        return f"all {len(self.trials)} trials failed; first error: {first}"
+
+
+#: How much of the first trial's error a failed search's reason quotes.
+FAILURE_ERROR_CHARS = 300
+
 
 class TrialLog:
     """The trials of one search in number order, and the best COMPLETE one so far."""

@@ -15,7 +15,9 @@
   builds the evaluator (dataset, table) once per search and keeps it.
 - A worker process or node that dies mid-trial: Ray retries the task (``max_retries``, default
   2) from the start of the trial; after that the trial is a FAIL with the cause and the job
-  goes on. A task that raises is not retried (a bug does not fix itself) and is a FAIL too.
+  goes on. A task that raises is not retried (a bug does not fix itself) and is a FAIL too,
+  with the error's type and text (returned as text: not every exception pickles); "worker
+  lost" means only that.
   Trials are never run twice to completion: a retry only follows a lost attempt.
 - ``should_stop`` is polled while tasks run; on a stop the batch's tasks are cancelled.
 """
@@ -78,12 +80,33 @@ def _run_trials(
     archs: list[Architecture],
     hparams: list[dict[str, Any]],
 ) -> tuple[list[TrialResult], list[tuple[int, int, dict[str, float]]], str]:
-    """The task body: evaluate a batch; returns results, intermediate values, the worker."""
-    evaluator = _evaluator_for(search_id, resolved)
+    """The task body: evaluate a batch; returns results, intermediate values, the worker.
+
+    An error is returned as each trial's FAIL, with its type and text: an exception
+    travels back through Ray only if it pickles, and many do not (any whose constructor
+    takes other arguments than its message), which would hide the cause."""
     reports: list[tuple[int, int, dict[str, float]]] = []
-    evaluator.report = lambda i, epoch, values: reports.append((i, epoch, dict(values)))
-    results = evaluator.evaluate(archs, hparams)
+    try:
+        evaluator = _evaluator_for(search_id, resolved)
+        evaluator.report = lambda i, epoch, values: reports.append((i, epoch, dict(values)))
+        results = evaluator.evaluate(archs, hparams)
+    except Exception as exc:  # noqa: BLE001 - any error is the trials' FAIL, as text
+        failed = TrialResult.failed(f"trial raised: {_error_text(exc)}")
+        return [failed] * len(archs), [], _worker_name()
     return results, reports, _worker_name()
+
+
+def _error_text(exc: BaseException) -> str:
+    """``Type: message`` of an exception (its type alone when it has no message)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _unserializable_text(exc: BaseException) -> str:
+    """The original error's last line (``module.Type: message``) from Ray's
+    ``UnserializableException``, whose text carries the remote traceback."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool:
@@ -194,11 +217,18 @@ class RayTaskExecutor(TrialExecutor):
             try:
                 outputs, reports, worker = ray.get(ref)
             except ray.exceptions.RayTaskError as exc:
-                cause = str(exc.cause) if exc.cause is not None else str(exc)
+                # Outside the task body's own handler (its arguments did not unpickle).
+                cause = _error_text(exc.cause) if exc.cause is not None else str(exc)
                 for i in group:
                     results[i] = TrialResult.failed(f"trial raised: {cause}")
                 continue
+            except ray.exceptions.UnserializableException as exc:
+                # The task raised an error that does not pickle: its text is all there is.
+                for i in group:
+                    results[i] = TrialResult.failed(f"trial raised: {_unserializable_text(exc)}")
+                continue
             except (ray.exceptions.RayError, OSError) as exc:
+                # The worker process or its node died (each time, retries included).
                 for i in group:
                     results[i] = TrialResult.failed(
                         f"worker lost after {self.max_retries} retries: {type(exc).__name__}: "
@@ -275,7 +305,10 @@ class SearchActor:
     def run_to_safe_point(self) -> dict[str, Any]:
         """Run until the next safe point (or the search's end); what happened since."""
         loop = self.loop
-        outcome = loop.run(pause=lambda: bool(self._points))
+        try:
+            outcome = loop.run(pause=lambda: bool(self._points))
+        except Exception as exc:  # noqa: BLE001 - sent back as text: it may not pickle
+            raise RuntimeError(_error_text(exc)) from None
         records, points = self._records[:], self._points[:]
         self._records.clear()
         self._points.clear()
@@ -362,6 +395,9 @@ class ActorRun(SearchRun):
                 if (why := self._wait(ref, should_stop)) is not None:
                     return self._interrupt(why)
                 step = ray.get(ref)
+            except ray.exceptions.RayTaskError as exc:
+                # The search raised (the actor is alive): fail with its text, not Ray's dump.
+                raise RuntimeError(str(exc.cause or exc)) from None
             except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
                 self.restarts += 1
                 self.close()

@@ -1,0 +1,68 @@
+"""What a trial's error says on Ray: the worker's exception as text, whatever its type;
+"worker lost" only when a worker was lost (tests/api/test_ray.py kills one)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from nas.evaluators import build_evaluator
+from nas.trial import TrialState
+from tests.workers.hostile import HostileNumber, UnpicklableError
+from workers.search import parse_spec
+
+
+@pytest.fixture(scope="module")
+def ray_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    import ray
+
+    from workers.ray_backend import ensure_ray
+
+    # Ray's workers inherit the environment at its start: the session's dataset cache.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("NAS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "nas-cache"))
+        started = ensure_ray(num_cpus=1)
+    yield
+    if started:
+        ray.shutdown()
+
+
+def test_the_hostile_error_really_does_not_pickle() -> None:
+    import pickle
+
+    with pytest.raises(TypeError):
+        pickle.loads(pickle.dumps(UnpicklableError(7, "x")))
+
+
+@pytest.mark.slow
+def test_a_worker_error_that_does_not_pickle_reaches_the_trial_as_text(
+    ray_instance: None,
+) -> None:
+    from workers.ray_backend import RayTaskExecutor
+
+    resolved = parse_spec(
+        {
+            "name": "digits-standalone",
+            "dataset": {"name": "digits"},
+            "space": {"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]},
+            "controller": {"name": "random"},
+            "evaluator": {"name": "standalone", "epochs": 1, "batch_size": 64},
+            "budget": {"trials": 2},
+            "seed": 0,
+        }
+    )
+    space, evaluator = build_evaluator(resolved)
+    archs = [space.sample(np.random.default_rng(i)) for i in range(2)]
+    executor = RayTaskExecutor(resolved, max_retries=2, poll_s=0.05)
+    results = executor.evaluate(
+        evaluator, archs, [{"lr": HostileNumber("the learning rate is cursed")}, {"lr": 0.01}]
+    )
+    hostile, plain = results
+    assert hostile.state is TrialState.FAIL
+    assert hostile.error is not None
+    assert "UnpicklableError: error 7: the learning rate is cursed" in hostile.error
+    assert "worker lost" not in hostile.error  # no worker was lost: the trial raised
+    assert plain.state is TrialState.COMPLETE, plain.error  # the other trial is unaffected
+    assert all(w.startswith("ray:") for w in executor.last_workers)
