@@ -75,7 +75,15 @@ CurrentPrincipal = Annotated[Principal, Depends(_principal)]
 SPEC_MEDIA_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml")
 
 
-async def _spec_document(request: Request) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SpecBody:
+    """A parsed spec body; ``strict``: its types are explicit (JSON), so none are coerced."""
+
+    document: dict[str, Any]
+    strict: bool
+
+
+async def _spec_document(request: Request) -> SpecBody:
     """The request body as a spec document: JSON, or YAML with a YAML content type."""
     media = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if media not in SPEC_MEDIA_TYPES:
@@ -91,12 +99,13 @@ async def _spec_document(request: Request) -> dict[str, Any]:
     if not text.strip():
         raise _invalid(["<document>"], "the body is empty; send a job spec")
     syntax = "json" if media == "application/json" else "yaml"
-    return parse_document(
+    document = parse_document(
         text,
         source=f"the {syntax.upper()} body",
         syntax=syntax,
         max_depth=app_state(request).settings.max_spec_depth,
     )
+    return SpecBody(document, strict=syntax == "json")
 
 
 def _invalid(loc: list[str], msg: str) -> HTTPException:
@@ -106,7 +115,7 @@ def _invalid(loc: list[str], msg: str) -> HTTPException:
     )
 
 
-SpecDocument = Annotated[dict[str, Any], Depends(_spec_document)]
+SpecDocument = Annotated[SpecBody, Depends(_spec_document)]
 
 
 #: The id columns' ranges: job ids are 32-bit integers (``INTEGER`` on PostgreSQL), trial ids

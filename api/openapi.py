@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 from nas.spec import JobSpec
 
@@ -70,10 +71,25 @@ def install_openapi(app: FastAPI, *, auth: bool) -> None:
 def _complete(doc: dict[str, Any], *, auth: bool) -> None:
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     spec_schema = JobSpec.model_json_schema(ref_template=_REF)
-    for name, schema in {**spec_schema.pop("$defs", {}), "JobSpec": spec_schema}.items():
-        if name in schemas and schemas[name] != schema:
-            raise RuntimeError(f"two different OpenAPI schemas are named {name!r}")
-        schemas[name] = schema
+    _add_schemas(schemas, {**spec_schema.pop("$defs", {}), "JobSpec": spec_schema})
+    for section, entries in _components().items():
+        # Each section is one of its registry's entries: ``name`` and that entry's parameters.
+        title = f"{section.capitalize()}Section"
+        variants = []
+        for name, config in entries.items():
+            schema = config.model_json_schema(ref_template=_REF)
+            _add_schemas(schemas, schema.pop("$defs", {}))
+            variants.append(
+                {
+                    "title": f"{section} {name}",
+                    "type": "object",
+                    "properties": {"name": {"const": name}, **schema.get("properties", {})},
+                    "required": ["name", *schema.get("required", [])],
+                    "additionalProperties": False,
+                }
+            )
+        schemas[title] = {"title": title, "oneOf": variants}
+        spec_schema["properties"][section] = {"$ref": _REF.format(model=title)}
     schemas["Error"] = ERROR_SCHEMA
     schemas.setdefault("HTTPValidationError", _validation_schema(schemas))
     if auth:
@@ -84,6 +100,7 @@ def _complete(doc: dict[str, Any], *, auth: bool) -> None:
                 "description": "an API key from 'nas keys create'",
             }
         }
+    _link_jobs(doc["paths"])
     for path, operations in doc["paths"].items():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
@@ -108,6 +125,53 @@ def _complete(doc: dict[str, Any], *, auth: bool) -> None:
                     if "itemSchema" in media:
                         media.pop("itemSchema")
                         media["schema"] = {"type": "string", "description": "server-sent events"}
+
+
+#: From a created job to what a client can do with it (OpenAPI links: generated clients and
+#: schemathesis's stateful phase follow them).
+_JOB_LINKS = {
+    "GetJob": ("/api/v1/jobs/{job_id}", "get"),
+    "CancelJob": ("/api/v1/jobs/{job_id}/cancel", "post"),
+    "DeleteJob": ("/api/v1/jobs/{job_id}", "delete"),
+    "ListTrials": ("/api/v1/jobs/{job_id}/trials", "get"),
+    "BestTrials": ("/api/v1/jobs/{job_id}/best", "get"),
+    "JobCurves": ("/api/v1/jobs/{job_id}/curves", "get"),
+    "ExportArchitecture": ("/api/v1/jobs/{job_id}/export", "get"),
+    "RetrainArchitecture": ("/api/v1/jobs/{job_id}/retrain", "post"),
+}
+
+
+def _link_jobs(paths: dict[str, Any]) -> None:
+    created = paths["/api/v1/jobs"]["post"]["responses"]["201"]
+    created["links"] = {
+        name: {
+            "operationId": paths[path][method]["operationId"],
+            "parameters": {"job_id": "$response.body#/id"},
+        }
+        for name, (path, method) in _JOB_LINKS.items()
+    }
+
+
+def _add_schemas(schemas: dict[str, Any], new: dict[str, Any]) -> None:
+    for name, schema in new.items():
+        if name in schemas and schemas[name] != schema:
+            raise RuntimeError(f"two different OpenAPI schemas are named {name!r}")
+        schemas[name] = schema
+
+
+def _components() -> dict[str, dict[str, type[BaseModel]]]:
+    """Each spec section's registered entries and their parameter models."""
+    from controllers import CONTROLLERS
+    from nas.datasets import DATASETS
+    from nas.evaluators import EVALUATORS
+    from nas.spaces import SPACES
+
+    return {
+        "dataset": {n: DATASETS.get(n).config for n in DATASETS.names()},
+        "space": {n: SPACES.get(n).Config for n in SPACES.names()},
+        "controller": {n: CONTROLLERS.get(n).Config for n in CONTROLLERS.names()},
+        "evaluator": {n: EVALUATORS.get(n).Config for n in EVALUATORS.names()},
+    }
 
 
 def _plain(responses: dict[str, Any], code: int) -> None:

@@ -126,12 +126,14 @@ class JobService:
         self.settings = settings
         self.jobs = JobRepository(session)
 
-    def submit(self, principal: Principal, document: Mapping[str, Any]) -> JobModel:
+    def submit(
+        self, principal: Principal, document: Mapping[str, Any], *, strict: bool = False
+    ) -> JobModel:
         """Validate the whole spec, then create the job QUEUED; nothing is created when the
         spec is invalid, over this server's limits, names a file outside its data roots,
         or asks for resources it lacks."""
         settings = self.settings or Settings()
-        resolved = check_limits(parse_spec(document), settings)
+        resolved = check_limits(parse_spec(document, strict=strict), settings)
         check_data_paths(resolved, settings.resolved_data_roots())
         check_runnable_here(resolved, settings.backend, settings.ray_address)
         return self.jobs.add(

@@ -431,12 +431,17 @@ def _valid_unicode(text: str) -> bool:
 
 
 def parse_spec(
-    data: Mapping[str, Any] | JobSpec, *, controllers: Registry[type[ControllerEntry]]
+    data: Mapping[str, Any] | JobSpec,
+    *,
+    controllers: Registry[type[ControllerEntry]],
+    strict: bool = False,
 ) -> ResolvedSpec:
     """Validate a spec document fully; raise ``SpecError`` with every problem found.
 
     ``controllers`` is the registry the ``controller:`` section is checked against (the
-    library knows no controllers; ``workers.parse_spec`` passes the built-in registry)."""
+    library knows no controllers; ``workers.parse_spec`` passes the built-in registry).
+    ``strict``: no type coercion (``"5"`` or ``false`` for an integer is an error), for JSON
+    documents whose types are explicit; YAML's are not (``1e-3`` is a string in YAML 1.1)."""
     registries = _registries(controllers)
     if isinstance(data, JobSpec):
         spec = data
@@ -445,7 +450,7 @@ def parse_spec(
         if problems:
             raise SpecError([_err(loc, msg) for loc, msg in problems])
         try:
-            spec = JobSpec.model_validate(dict(data))
+            spec = JobSpec.model_validate(dict(data), strict=strict)
         except ValidationError as exc:
             errors = _pydantic_errors(exc)
             # Report bad component names and parameters in the same answer.
@@ -453,7 +458,7 @@ def parse_spec(
                 raw = data.get(section)
                 if isinstance(raw, Mapping) and isinstance(raw.get("name"), str) and raw["name"]:
                     component = Component.model_validate(dict(raw))
-                    _component_params(section, component, registries[section], errors)
+                    _component_params(section, component, registries[section], errors, strict)
             if isinstance(data.get("hparams"), Mapping):
                 evaluator = data.get("evaluator")
                 name = evaluator.get("name") if isinstance(evaluator, Mapping) else None
@@ -461,7 +466,7 @@ def parse_spec(
             raise SpecError(errors) from None
     errors: list[dict[str, Any]] = []
     params = {
-        section: _component_params(section, getattr(spec, section), registry, errors)
+        section: _component_params(section, getattr(spec, section), registry, errors, strict)
         for section, registry in registries.items()
     }
     if not errors:
@@ -540,7 +545,11 @@ def _registries(controllers: Registry[Any]) -> dict[str, Registry[Any]]:
 
 
 def _component_params(
-    section: str, component: Component, registry: Registry[Any], errors: list[dict[str, Any]]
+    section: str,
+    component: Component,
+    registry: Registry[Any],
+    errors: list[dict[str, Any]],
+    strict: bool = False,
 ) -> dict[str, Any] | None:
     if component.name not in registry:
         errors.append(
@@ -554,7 +563,7 @@ def _component_params(
     entry = registry.get(component.name)
     config_model = entry.config if section == "dataset" else entry.Config
     try:
-        return config_model.model_validate(component.params).model_dump(mode="json")
+        return config_model.model_validate(component.params, strict=strict).model_dump(mode="json")
     except ValidationError as exc:
         for err in _pydantic_errors(exc):
             err["loc"] = (section, *err["loc"])

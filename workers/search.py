@@ -50,10 +50,10 @@ __all__ = [
 ]
 
 
-def parse_spec(data: Mapping[str, Any] | nas_spec.JobSpec) -> ResolvedSpec:
+def parse_spec(data: Mapping[str, Any] | nas_spec.JobSpec, *, strict: bool = False) -> ResolvedSpec:
     """Validate a job spec against the built-in components (``nas.spec.parse_spec`` with
     this project's controller registry)."""
-    return nas_spec.parse_spec(data, controllers=CONTROLLERS)
+    return nas_spec.parse_spec(data, controllers=CONTROLLERS, strict=strict)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, status
@@ -20,6 +21,9 @@ from nas.export import FORMATS
 from nas.trial import TrialState
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["exports"])
+
+ExportFormat = Enum("ExportFormat", {name: name for name in FORMATS}, type=str)  # type: ignore[misc]
+_JSON = ExportFormat("json")
 
 _errors: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such job, or another user's"},
@@ -65,7 +69,7 @@ def export_architecture(
     job_id: JobId,
     principal: CurrentPrincipal,
     state: StateDep,
-    fmt: Annotated[str, Query(alias="format", description=", ".join(FORMATS))] = "json",
+    fmt: Annotated[ExportFormat, Query(alias="format")] = _JSON,
     rank: Annotated[
         int, Query(ge=1, le=1000, description="1 = the best distinct architecture")
     ] = 1,
@@ -84,7 +88,7 @@ def export_architecture(
     try:
         with state.read() as session:
             plan = plan_export(
-                session, artifacts, principal, job_id, fmt, rank, untrained=untrained
+                session, artifacts, principal, job_id, fmt.value, rank, untrained=untrained
             )
             path = cached_export(session, plan, artifacts)
         if path is None:

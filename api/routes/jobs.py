@@ -52,13 +52,35 @@ from nas.trial import TrialState
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 JobStateParam = Enum("JobStateParam", {s.value: s.value for s in JobState})  # type: ignore[misc]
+#: Every key a listing may sort by; each job accepts those of its evaluator (422 otherwise).
+SortKey = Enum(  # type: ignore[misc]
+    "SortKey",
+    {
+        k: k
+        for k in dict.fromkeys(
+            ["number", "objective", *(m for n in EVALUATORS for m in EVALUATORS.get(n).metrics)]
+        )
+    },
+    type=str,
+)
+_BY_NUMBER = SortKey("number")
 
 _spec_body = {
     "requestBody": {
         "required": True,
         "content": {
             # api.openapi adds JobSpec and the models it uses as components.
-            "application/json": {"schema": {"$ref": "#/components/schemas/JobSpec"}},
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/JobSpec"},
+                "example": {
+                    "name": "nb201-random",
+                    "dataset": {"name": "nb201-cifar10"},
+                    "space": {"name": "nb201"},
+                    "controller": {"name": "random"},
+                    "evaluator": {"name": "tabular"},
+                    "budget": {"trials": 100},
+                },
+            },
             "application/yaml": {
                 "schema": {
                     "type": "string",
@@ -99,7 +121,9 @@ def submit_job(
 ) -> JobRead:
     """Submit a job spec (JSON, or YAML with a YAML content type). The spec is validated
     whole; an invalid one creates nothing and answers 422 with every problem's path."""
-    job = JobService(session, settings=state.settings).submit(principal, document)
+    job = JobService(session, settings=state.settings).submit(
+        principal, document.document, strict=document.strict
+    )
     runner = getattr(request.app.state, "runner", None)
     if runner is not None:  # after the commit (the session closes before the response)
         background.add_task(runner.wake)
@@ -191,7 +215,9 @@ async def list_trials(
     job_id: JobId,
     request: Request,
     state: TrialState | None = None,
-    sort: Annotated[str, Query(description="number, objective or a metric name")] = "number",
+    sort: Annotated[
+        SortKey, Query(description="number, objective or a metric the job's evaluator reports")
+    ] = _BY_NUMBER,
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -210,7 +236,9 @@ async def list_trials(
         if token is None:
             raise unauthorized()
         key_hash = hash_key(token)
-    query = TrialQuery(state.value if state else None, sort, order == "desc", limit, offset, after)
+    query = TrialQuery(
+        state.value if state else None, sort.value, order == "desc", limit, offset, after
+    )
     as_json = app.reader.dialect == "postgresql"
     body = await app.reader.run(lambda: _trials_page(key_hash, job_id, query, as_json))
     return Response(body, media_type="application/json")

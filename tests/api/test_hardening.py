@@ -324,3 +324,26 @@ def test_an_empty_or_scalar_yaml_body_is_a_422_naming_the_document(http: httpx.C
     for text in ("''\n", "just text", "[1, 2]"):
         assert _locs(_post_yaml(http, text)) == [["<document>"]]
     _no_jobs(http)
+
+
+# --- found by the fuzzer -------------------------------------------------------------------------
+def test_json_types_are_not_coerced_but_yaml_ones_are(http: httpx.Client) -> None:
+    for bad, loc in (
+        ({"seed": False}, ["seed"]),
+        ({"budget": {"trials": "5"}}, ["budget", "trials"]),
+        ({"evaluator": {"name": "tabular", "epochs": "12"}}, ["evaluator", "epochs"]),
+    ):
+        assert loc in _locs(http.post("/api/v1/jobs", json=nb201_spec(**bad))), bad
+    _no_jobs(http)
+    yaml_text = (
+        "name: y\ndataset: {name: nb201-cifar10}\nspace: {name: nb201}\n"
+        "controller: {name: random}\nevaluator: {name: tabular}\nbudget: {trials: '5'}\n"
+    )
+    assert _post_yaml(http, yaml_text).status_code == 201
+
+
+def test_timestamps_carry_their_utc_offset(http: httpx.Client) -> None:
+    job = http.post("/api/v1/jobs", json=nb201_spec(budget={"trials": 3})).json()
+    assert job["created_at"].endswith(("Z", "+00:00")), job["created_at"]
+    listed = http.get("/api/v1/jobs").json()["data"][0]
+    assert listed["created_at"].endswith(("Z", "+00:00")), listed["created_at"]
