@@ -20,10 +20,11 @@ from nas.trial import TrialState
 
 def _cmd_search(args: argparse.Namespace) -> int:
     from nas.spec import load_spec_file
+    from nas.warmstart import resolve_runs
     from workers.local import default_run_dir, run_local_search
     from workers.search import parse_spec
 
-    resolved = parse_spec(load_spec_file(args.spec))
+    resolved = parse_spec(resolve_runs(load_spec_file(args.spec)))
     out = Path(args.out) if args.out else default_run_dir(resolved)
     summary = run_local_search(resolved, out, progress=not args.quiet)
     best = summary["best"]

@@ -15,6 +15,7 @@ from api.models import JobModel, JobState, utcnow
 from api.repositories import JobRepository
 from api.schemas import BestSoFar, JobRead
 from api.settings import Settings
+from api.warmstart import resolve_warm_start
 from nas.errors import SpecError
 from nas.spec import ResolvedSpec
 from workers.search import parse_spec
@@ -134,6 +135,7 @@ class JobService:
         or asks for resources it lacks."""
         settings = self.settings or Settings()
         resolved = check_limits(parse_spec(document, strict=strict), settings)
+        resolved = resolve_warm_start(self.session, principal, resolved)
         check_data_paths(resolved, settings.resolved_data_roots())
         check_runnable_here(resolved, settings.backend, settings.ray_address)
         return self.jobs.add(

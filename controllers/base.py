@@ -114,13 +114,31 @@ class Controller(ABC):
         self._next_id = 0
         self._pending: dict[int, Candidate] = {}
         self._finished = False
+        #: Warm-start configurations still to propose, best first (``warm_start``).
+        self._seeds: list[tuple[Architecture, dict[str, Any]]] = []
 
     # --- the contract ----------------------------------------------------------------------
+    def warm_start(self, priors: Sequence[Mapping[str, Any]]) -> None:
+        """Propose these configurations first, best ``score`` first (``nas.warmstart``:
+        ``{architecture, hparams, score}``, validated against this space at submit). Each is
+        then told like any proposal, so every controller learns from what the sources' best
+        score here; after them it proposes as it would have. Call before the first ``ask``."""
+        ordered = sorted(priors, key=lambda p: -float(p.get("score", 0.0)))
+        self._seeds = [
+            (Architecture.from_dict(p["architecture"]), dict(p.get("hparams") or {}))
+            for p in ordered
+        ]
+
     def ask(self) -> Candidate | None:
         """The next candidate, or ``None``: "not now" unless ``finished`` is true."""
         if self._finished:
             return None
-        proposal = self._propose()
+        if self._seeds:
+            proposal = self._propose_seed(*self._seeds[0])
+            if proposal is not None:
+                self._seeds.pop(0)
+        else:
+            proposal = self._propose()
         if proposal is None:
             return None
         if isinstance(proposal, tuple):
@@ -170,6 +188,7 @@ class Controller(ABC):
             "pending": [c.to_dict() for c in self._pending.values()],
             "finished": self._finished,
             "rng": self.rng.bit_generator.state,
+            "seeds": [{"architecture": a.to_dict(), "hparams": h} for a, h in self._seeds],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -181,6 +200,10 @@ class Controller(ABC):
         self._pending = {int(c["id"]): Candidate.from_dict(c) for c in state["pending"]}
         self._finished = bool(state["finished"])
         self.rng.bit_generator.state = state["rng"]
+        self._seeds = [
+            (Architecture.from_dict(s["architecture"]), dict(s["hparams"]))
+            for s in state.get("seeds", [])
+        ]
 
     # --- for subclasses --------------------------------------------------------------------
     def _sample_hparams(self) -> dict[str, Any]:
@@ -191,6 +214,16 @@ class Controller(ABC):
 
     @abstractmethod
     def _propose(self) -> Architecture | tuple[Architecture, Mapping[str, Any]] | None: ...
+
+    def _propose_seed(
+        self, architecture: Architecture, hparams: dict[str, Any]
+    ) -> tuple[Architecture, Mapping[str, Any]] | None:
+        """Propose a warm-start configuration, or ``None`` for "not now". The default
+        proposes it as it is; a controller that keeps its own record of proposals (Optuna's
+        study) records it there too."""
+        if not hparams and self.hparam_space is not None:
+            hparams = self.hparam_space.sample(self.rng)
+        return architecture, hparams
 
     def _observe(self, candidate: Candidate, result: TrialResult, score: float | None) -> None:
         """Learn from a result. The default learns nothing (random search)."""

@@ -162,6 +162,12 @@ class OptunaController(Controller):
 
     # --- ask / tell ------------------------------------------------------------------------
     def _propose(self) -> Architecture | tuple[Architecture, Mapping[str, Any]] | None:
+        return self._ask()
+
+    def _ask(
+        self, fixed: Mapping[str, Any] | None = None
+    ) -> Architecture | tuple[Architecture, Mapping[str, Any]] | None:
+        """The study's next trial; with ``fixed`` parameters (a warm start), that one."""
         if self.max_pending is not None and len(self._pending) >= self.max_pending:
             return None  # not now: tell pending results first
         number = self._n_trials()
@@ -169,12 +175,23 @@ class OptunaController(Controller):
             raise RuntimeError(f"study has {number} trials but candidate {self._next_id} is next")
         with quiet_optuna():
             self._use_sampler(number)
+            if fixed is not None:
+                self.study.enqueue_trial(dict(fixed), skip_if_exists=False)
             trial = self.study.ask(self._distributions)
             hparams = (
                 None if self._hp_space is None else self._hp_space.suggest(trial, prefix=HP_PREFIX)
             )
         arch = self.space.make([int(trial.params[name]) for name in self._names])
         return arch if hparams is None else (arch, hparams)
+
+    def _propose_seed(
+        self, architecture: Architecture, hparams: dict[str, Any]
+    ) -> tuple[Architecture, Mapping[str, Any]] | None:
+        """A warm-start configuration becomes the study's next trial (enqueued, then asked),
+        so the sampler learns from it like from its own proposals."""
+        params: dict[str, Any] = dict(zip(self._names, architecture.choices, strict=True))
+        params.update({HP_PREFIX + name: value for name, value in hparams.items()})
+        return self._ask(params)
 
     def _trial_hparams(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """A trial's hyperparameters (its ``hparam:`` parameters), in declaration order."""

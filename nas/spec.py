@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
 import yaml
 from pydantic import (
@@ -193,6 +193,43 @@ class FinalSpec(_Strict):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
 
 
+class PriorSpec(_Strict):
+    """One configuration taken from a source search (``nas.warmstart``): proposed first."""
+
+    architecture: dict[str, Any]
+    hparams: dict[str, Any] = Field(default_factory=dict)
+    score: float = Field(ge=0, le=1, description="rank in its source: 1 = the source's best")
+    source: int | str | None = Field(None, description="the source job id or run folder")
+
+
+class WarmStartSpec(_Strict):
+    """Start from earlier searches: their best configurations are proposed first and every
+    controller learns from how they score here (``nas.warmstart``). Name the sources by
+    ``jobs`` (ids, service) or ``query: same-space`` (your finished jobs on this space, newest
+    first, at most ``limit``), or ``runs`` (``nas search`` output folders); ``top_k`` of
+    their best distinct configurations are used. The service and ``nas search`` write the
+    resolved ``priors`` (and ``sources``) into the stored spec, so a job keeps them."""
+
+    jobs: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] | None = Field(
+        None, min_length=1, max_length=50
+    )
+    query: Literal["same-space"] | None = None
+    limit: int = Field(5, ge=1, le=50, description="most source jobs a query takes")
+    runs: list[str] | None = Field(None, min_length=1, max_length=50)
+    top_k: int = Field(20, ge=1, le=1000, description="configurations taken from the sources")
+    priors: list[PriorSpec] | None = Field(None, max_length=1000)
+    sources: list[dict[str, Any]] | None = Field(None, max_length=50)
+
+    @model_validator(mode="after")
+    def _named(self) -> WarmStartSpec:
+        named = [k for k in ("jobs", "query", "runs") if getattr(self, k) is not None]
+        if len(named) > 1:
+            raise ValueError(f"name sources one way: {' or '.join(named)}")
+        if not named and self.priors is None:
+            raise ValueError("name the sources: jobs, query or runs")
+        return self
+
+
 class JobSpec(_Strict):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     dataset: Component
@@ -204,6 +241,7 @@ class JobSpec(_Strict):
     budget: BudgetSpec
     resources: ResourcesSpec = ResourcesSpec()
     final: FinalSpec | None = None
+    warm_start: WarmStartSpec | None = None
     seed: int = Field(0, ge=0, lt=2**63)
 
 
@@ -470,7 +508,7 @@ def parse_spec(
         for section, registry in registries.items()
     }
     if not errors:
-        _check_combinations(spec, controllers, errors)
+        _check_combinations(spec, controllers, errors, params["space"] or {})
     hparams = _check_hparams(spec.hparams, spec.evaluator.name, errors)
     if errors:
         raise SpecError(errors)
@@ -572,7 +610,10 @@ def _component_params(
 
 
 def _check_combinations(
-    spec: JobSpec, controllers: Registry[type[ControllerEntry]], errors: list[dict[str, Any]]
+    spec: JobSpec,
+    controllers: Registry[type[ControllerEntry]],
+    errors: list[dict[str, Any]],
+    space_params: dict[str, Any],
 ) -> None:
     """Cross-component rules, each answered by the component it concerns: the evaluator
     (which datasets, spaces, objectives and constraints it can work with), the controller
@@ -592,6 +633,17 @@ def _check_combinations(
             )
         )
     space = SPACES.get(spec.space.name)
+    warm = spec.warm_start
+    if warm is not None and warm.priors:
+        from nas.hparams import HparamSpace
+        from nas.warmstart import check_priors
+
+        hparams, problems = HparamSpace.parse(spec.hparams) if spec.hparams else (None, [])
+        if not problems:
+            built = space.from_config(space_params)
+            priors = [p.model_dump() for p in warm.priors]
+            for loc, msg in check_priors(priors, built, hparams):
+                errors.append(_err(loc, msg))
     if spec.final is not None and not space.trainable:
         trainable = [n for n in SPACES.names() if SPACES.get(n).trainable]
         errors.append(

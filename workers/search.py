@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from controllers import CONTROLLERS, Candidate, Controller
 from nas import spec as nas_spec
 from nas.architecture import Architecture
+from nas.errors import SpecError
 from nas.evaluators import Evaluator, build_evaluator
 from nas.pareto import non_dominated
 from nas.spaces import SearchSpace
@@ -130,6 +131,15 @@ def build_components(resolved: ResolvedSpec) -> SearchComponents:
         **({"hparams": resolved.hparams} if resolved.hparams is not None else {}),
         **resolved.controller_params,
     )
+    warm = spec.warm_start
+    if warm is not None:
+        if warm.priors is None:
+            raise SpecError.at(
+                ["warm_start"],
+                "the sources were not resolved to priors (submit the job to the "
+                "service for jobs/query; nas search reads runs)",
+            )
+        controller.warm_start([p.model_dump() for p in warm.priors])
     return SearchComponents(space, evaluator, controller)
 
 

@@ -100,6 +100,51 @@ class ControllerContract:
             c.architecture for c in self._run(restored, 10)
         ]
 
+    def _priors(self, space: SearchSpace, n: int, joint: bool = False) -> list[dict]:
+        import numpy as np
+
+        rng = np.random.default_rng(42)
+        hparams = joint_hparams() if joint else None
+        priors, seen = [], set()
+        while len(priors) < n:
+            arch = space.sample(rng)
+            if arch.key in seen:
+                continue
+            seen.add(arch.key)
+            values = hparams.sample(rng) if hparams is not None else {}
+            priors.append(
+                {"architecture": arch.to_dict(), "hparams": values, "score": 1 - len(priors) / n}
+            )
+        return priors
+
+    def test_warm_start_proposes_the_priors_first_best_first(self, space: SearchSpace) -> None:
+        joint = isinstance(self, JointControllerContract)
+        priors = self._priors(space, 5, joint)
+        controller = type(self).make_controller(space, 0)
+        controller.warm_start(list(reversed(priors)))  # any order: proposed by score
+        asked = self._run(controller, 8)
+        assert len(asked) == 8
+        assert [c.architecture.to_dict() for c in asked[:5]] == [p["architecture"] for p in priors]
+        if joint:
+            assert [dict(c.hparams) for c in asked[:5]] == [p["hparams"] for p in priors]
+        for candidate in asked[5:]:
+            space.validate(candidate.architecture)
+
+    def test_warm_start_resumes_exactly_mid_priors(self, space: SearchSpace) -> None:
+        joint = isinstance(self, JointControllerContract)
+        priors = self._priors(space, 6, joint)
+        original = type(self).make_controller(space, 3)
+        original.warm_start(priors)
+        self._run(original, 3)
+        state = json.loads(json.dumps(original.state_dict()))
+        restored = type(self).make_controller(space, 999)
+        restored.warm_start(priors)  # as a resumed job builds it, then loads its state
+        restored.load_state_dict(state)
+        a = [c.to_dict() for c in self._run(original, 8)]
+        b = [c.to_dict() for c in self._run(restored, 8)]
+        assert a == b
+        assert [c["architecture"] for c in a[:3]] == [p["architecture"] for p in priors[3:]]
+
     def test_state_dict_of_another_controller_is_rejected(self, space: SearchSpace) -> None:
         controller = type(self).make_controller(space, 0)
         state = controller.state_dict()

@@ -1,0 +1,117 @@
+"""Warm starts at submit: the sources a spec names (job ids, or ``query: same-space``) become
+``warm_start.priors`` in the stored spec (``nas.warmstart``), with ``warm_start.sources``
+saying which jobs gave how many. From then on the job needs nothing of its sources: deleting
+one changes nothing, and a resume proposes exactly what the first run would have."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.auth import Principal
+from api.models import JobModel, JobState
+from api.repositories import JobRepository, TrialRepository
+from nas.errors import SpecError
+from nas.spec import ResolvedSpec
+from nas.trial import TrialState
+from nas.warmstart import Source, SourceTrial, priors_from_trials
+from workers.search import parse_spec
+
+#: Finished jobs a ``same-space`` query looks through, newest first.
+_QUERY_SCAN = 500
+
+
+def resolve_warm_start(
+    session: Session, principal: Principal, resolved: ResolvedSpec
+) -> ResolvedSpec:
+    """``resolved`` with its warm-start sources turned into priors (unchanged without a
+    ``warm_start`` section, or with priors given as they are). A source that is not the
+    caller's, has no completed trial, or searched another space (or other hyperparameters)
+    is a 422 at its field."""
+    warm = resolved.spec.warm_start
+    if warm is None or (warm.jobs is None and warm.query is None):
+        if warm is not None and warm.runs is not None:
+            raise SpecError.at(
+                ["warm_start", "runs"],
+                "runs are nas search output folders; a service job names source jobs "
+                "(warm_start.jobs) or a query (warm_start.query: same-space)",
+            )
+        return resolved
+    stored = resolved.to_dict()
+    jobs = _source_jobs(session, principal, warm.jobs, warm.limit, stored)
+    trials = TrialRepository(session)
+    sources = []
+    for loc, job in jobs:
+        completed = int((job.state_counts or {}).get(TrialState.COMPLETE.value, 0))
+        rows = trials.top(job.id, 2 * warm.top_k, maximize=job.maximize) if completed else []
+        if not rows:
+            raise SpecError.at(loc, f"job {job.id} has no completed trial to start from")
+        sources.append(
+            Source(
+                job.id,
+                [SourceTrial(r.architecture, r.hparams or {}, r.objective) for r in rows],
+                job.maximize,
+                completed,
+            )
+        )
+    priors = priors_from_trials(sources, top_k=warm.top_k)
+    stored["warm_start"]["priors"] = priors
+    stored["warm_start"]["sources"] = [
+        {
+            "job_id": job.id,
+            "name": job.name,
+            "dataset": job.spec["dataset"]["name"],
+            "priors": sum(1 for p in priors if p["source"] == job.id),
+        }
+        for _, job in jobs
+    ]
+    return parse_spec(stored)
+
+
+def _source_jobs(
+    session: Session,
+    principal: Principal,
+    ids: list[int] | None,
+    limit: int,
+    stored: dict[str, Any],
+) -> list[tuple[list[Any], JobModel]]:
+    repository = JobRepository(session)
+    found: list[tuple[list[Any], JobModel]] = []
+    if ids is not None:
+        for i, job_id in enumerate(ids):
+            loc: list[Any] = ["warm_start", "jobs", i]
+            job = repository.get(job_id, owner_id=principal.key_id, any_owner=principal.sees_all)
+            if job is None:
+                raise SpecError.at(loc, f"no job {job_id} of yours")
+            _check_same_search(loc, job, stored)
+            found.append((loc, job))
+        return found
+    query = select(JobModel).where(
+        JobModel.state.in_([s.value for s in JobState if s.is_finished()])
+    )
+    if not principal.sees_all:
+        query = query.where(JobModel.owner_id == principal.key_id)
+    for job in session.scalars(query.order_by(JobModel.id.desc()).limit(_QUERY_SCAN)):
+        same = job.spec.get("space") == stored["space"]
+        if same and job.n_trials > 0 and job.spec.get("hparams") == stored.get("hparams"):
+            found.append((["warm_start", "query"], job))
+        if len(found) == limit:
+            break
+    if not found:
+        raise SpecError.at(
+            ["warm_start", "query"],
+            "none of your finished jobs searched this space (same space and parameters)",
+        )
+    return found
+
+
+def _check_same_search(loc: list[Any], job: JobModel, stored: dict[str, Any]) -> None:
+    space, theirs = stored["space"], job.spec.get("space")
+    if theirs != space:
+        raise SpecError.at(loc, f"job {job.id} searched space {theirs}; this job searches {space}")
+    if stored.get("hparams") and job.spec.get("hparams") not in (None, stored["hparams"]):
+        raise SpecError.at(
+            loc, f"job {job.id} searched other hyperparameters; the hparams sections must match"
+        )

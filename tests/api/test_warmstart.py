@@ -1,0 +1,119 @@
+"""Warm starts over HTTP (issue 14): a job names earlier jobs, proposes their best
+configurations first, shows its sources, and outlives them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from api.client import ApiError, NasClient
+from tests.api.conftest import LiveServer, nb201_spec, standalone_spec
+
+
+def _top_distinct(client: NasClient, job_id: int, k: int) -> list[list[int]]:
+    best = client._request("GET", f"/api/v1/jobs/{job_id}/best", params={"k": 100})
+    out: list[list[int]] = []
+    for trial in best:
+        if trial["architecture"]["choices"] not in out:
+            out.append(trial["architecture"]["choices"])
+    return out[:k]
+
+
+def _first_trials(client: NasClient, job_id: int, n: int) -> list[list[int]]:
+    page = client._request(
+        "GET", f"/api/v1/jobs/{job_id}/trials", params={"limit": n, "sort": "number"}
+    )
+    return [t["architecture"]["choices"] for t in page["data"]]
+
+
+def test_a_warm_started_job_proposes_its_sources_best_first_and_outlives_them(
+    client: NasClient,
+) -> None:
+    source = client.submit(nb201_spec(controller={"name": "tpe"}, budget={"trials": 30}))
+    source = client.wait(source["id"], timeout=120)
+    assert source["state"] == "SUCCEEDED"
+    spec = nb201_spec(
+        name="warm",
+        dataset={"name": "nb201-cifar100"},
+        controller={"name": "tpe"},
+        budget={"trials": 10},
+        warm_start={"jobs": [source["id"]], "top_k": 5},
+        seed=7,
+    )
+    job = client.submit(spec)
+    warm = job["spec"]["warm_start"]
+    assert warm["sources"] == [
+        {"job_id": source["id"], "name": "nb201-random", "dataset": "nb201-cifar10", "priors": 5}
+    ]
+    assert [p["score"] for p in warm["priors"]] == sorted(
+        (p["score"] for p in warm["priors"]), reverse=True
+    )
+    done = client.wait(job["id"], timeout=120)
+    assert done["state"] == "SUCCEEDED"
+    expected = _top_distinct(client, source["id"], 5)
+    assert _first_trials(client, job["id"], 5) == expected
+    assert [p["architecture"]["choices"] for p in warm["priors"]] == expected
+
+    client.delete(source["id"])
+    after = client.job(job["id"])
+    assert after["spec"]["warm_start"] == warm
+    assert after["state"] == "SUCCEEDED"
+    with pytest.raises(ApiError) as info:
+        client.submit(spec)
+    assert info.value.status_code == 422
+    assert info.value.detail[0]["loc"] == ["warm_start", "jobs", 0]
+
+
+def test_sources_of_another_space_or_user_are_a_422_at_their_field(
+    server: LiveServer, client: NasClient
+) -> None:
+    source = client.wait(client.submit(nb201_spec(budget={"trials": 5}))["id"], timeout=120)
+    other_space = standalone_spec(warm_start={"jobs": [source["id"]]})
+    with pytest.raises(ApiError) as info:
+        client.submit(other_space)
+    assert info.value.detail[0]["loc"] == ["warm_start", "jobs", 0]
+    assert "space" in info.value.detail[0]["msg"]
+    stranger_key = server.create_key("someone-else")
+    with server.client(stranger_key) as stranger, pytest.raises(ApiError) as info:
+        stranger.submit(nb201_spec(warm_start={"jobs": [source["id"]]}))
+    assert info.value.detail[0]["loc"] == ["warm_start", "jobs", 0]
+    assert info.value.detail[0]["msg"] == f"no job {source['id']} of yours"
+    with pytest.raises(ApiError) as info:
+        client.submit(nb201_spec(warm_start={"runs": ["/tmp/run"]}))
+    assert info.value.detail[0]["loc"] == ["warm_start", "runs"]
+
+
+def test_a_same_space_query_takes_the_newest_finished_jobs(client: NasClient) -> None:
+    ids = [
+        client.wait(client.submit(nb201_spec(budget={"trials": 8}, seed=s))["id"], timeout=120)[
+            "id"
+        ]
+        for s in (1, 2, 3)
+    ]
+    job = client.submit(nb201_spec(warm_start={"query": "same-space", "limit": 2, "top_k": 6}))
+    sources = [s["job_id"] for s in job["spec"]["warm_start"]["sources"]]
+    assert sources == [ids[2], ids[1]]
+    assert len(job["spec"]["warm_start"]["priors"]) == 6
+
+
+def test_priors_are_validated_against_the_space(http_client: Any) -> None:
+    bad = nb201_spec(
+        warm_start={
+            "priors": [
+                {"architecture": {"space": "nb201", "choices": [9, 9, 9, 9, 9, 9]}, "score": 1}
+            ]
+        }
+    )
+    response = http_client.post("/api/v1/jobs", json=bad)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["warm_start", "priors", 0, "architecture"]
+
+
+@pytest.fixture
+def http_client(server: LiveServer, user_key: str) -> Any:
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {user_key}"}, timeout=30
+    ) as c:
+        yield c
