@@ -8,16 +8,23 @@ The session commits or rolls back once, at the edge of a request or a unit of wo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger("nas.db")
+
+T = TypeVar("T")
 
 #: Alembic's version table, named so that an Optuna storage (whose own Alembic table is
 #: ``alembic_version``) can share the database.
@@ -81,10 +88,90 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
         session.commit()
     except BaseException:
-        session.rollback()
+        try:
+            session.rollback()
+        except Exception:  # a dead connection: the error that killed it is the one to raise
+            log.debug("rollback failed", exc_info=True)
         raise
     finally:
         session.close()
+
+
+#: Longest pause between two tries of a unit of work (``retry_transient``).
+RETRY_PAUSE_MAX_S = 2.0
+
+
+class DatabaseUnavailable(Exception):
+    """Transient database errors went on for longer than the retry budget."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database error that a new try on a new connection may not meet:
+    a lost connection (terminated, a restart), a serialization failure or deadlock, SQLite's
+    busy database, an exhausted connection pool. Constraint violations, bad SQL and data
+    errors are not."""
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection free in time
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    # psycopg: connection failures, AdminShutdown, CannotConnectNow, SerializationFailure,
+    # DeadlockDetected are OperationalError; sqlite3: "database is locked" and I/O errors.
+    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
+
+
+def short_error(exc: BaseException, limit: int = 300) -> str:
+    """``exc`` in at most ``limit`` characters, for a job's reason or a trial's error: a
+    database error is its driver's message (first line), never the statement or its
+    parameters (those go to the log)."""
+    if isinstance(exc, sa_exc.StatementError) and exc.orig is not None:
+        orig = exc.orig
+        lines = str(orig).strip().splitlines() or [""]
+        text = f"database error: {type(orig).__name__}: {lines[0].strip()}"
+    elif isinstance(exc, DatabaseUnavailable):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}".strip()
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def retry_transient(
+    factory: sessionmaker[Session],
+    work: Callable[[Session], T],
+    *,
+    retry_s: float,
+    what: str,
+) -> T:
+    """Run ``work`` in a unit of work (``session_scope``); on a transient error
+    (``is_transient``) roll back and run it again in a new session, on a new connection,
+    pausing 0.05 s, then twice as long each time up to ``RETRY_PAUSE_MAX_S``, for up to
+    ``retry_s`` seconds from the first error; then ``DatabaseUnavailable``. ``work`` must be
+    idempotent: a try whose commit reached the database but whose answer was lost is tried
+    again. Other errors are raised at once."""
+    first: float | None = None
+    pause = 0.05
+    tries = 0
+    while True:
+        try:
+            with session_scope(factory) as session:
+                return work(session)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            tries += 1
+            now = time.monotonic()
+            first = now if first is None else first
+            if now - first >= retry_s:
+                log.error("%s: the database failed %d times in %.1f s", what, tries, now - first)
+                raise DatabaseUnavailable(
+                    f"the database was unavailable for {retry_s:g} s (NAS_DB_RETRY_S) while "
+                    f"{what}: {short_error(exc, 160)}"
+                ) from exc
+            log.warning("%s: %s; trying again in %.2f s", what, short_error(exc), pause)
+            log.debug("%s: transient database error", what, exc_info=True)
+            time.sleep(pause)
+            pause = min(pause * 2, RETRY_PAUSE_MAX_S)
 
 
 def alembic_config(url: str) -> Config:

@@ -46,6 +46,26 @@ from nas.trial import RunningTrial, TrialRecord, TrialResult, TrialState
 METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
 
 
+def _insert_new(
+    session: Session, model: type[Any], rows: Sequence[Mapping[str, Any]], key: Sequence[str]
+) -> None:
+    """Insert ``rows``, skipping those whose ``key`` (a unique constraint's columns) is
+    there already: the runner's writes are retried after a lost connection, and a try whose
+    commit was lost in transit must not add its rows twice (or fail on them)."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:  # pragma: no cover - the service runs on SQLite and PostgreSQL
+        session.execute(insert(model), list(rows))
+        return
+    statement = dialect_insert(model).on_conflict_do_nothing(index_elements=list(key))
+    session.execute(statement, list(rows))
+
+
 class ApiKeyRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -188,6 +208,17 @@ class JobRepository:
             .execution_options(synchronize_session=False)
         )
 
+    def set_fields_held(self, job_id: int, holder: str, /, **values: Any) -> bool:
+        """``set_fields`` on a job that the runner ``holder`` still holds; False (nothing
+        set) when another runner took it over (after this one's lease expired)."""
+        result = self.session.execute(
+            update(JobModel)
+            .where(JobModel.id == job_id, JobModel.runner == holder)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
     def lock(self, job_id: int) -> JobModel | None:
         """The job, freshly read and locked for this transaction (PostgreSQL: a row lock;
         SQLite: a writing session holds the database's write lock already)."""
@@ -280,14 +311,15 @@ class TrialRepository:
         self.session = session
 
     def add_running(self, job_id: int, trials: Sequence[RunningTrial]) -> None:
-        """Record trials that started and have no result yet (state RUNNING)."""
-        if trials:
-            self.session.execute(insert(TrialModel), [_running_row(job_id, t) for t in trials])
+        """Record trials that started and have no result yet (state RUNNING); a number
+        recorded already (a retried write) is kept as it is."""
+        rows = [_running_row(job_id, t) for t in trials]
+        _insert_new(self.session, TrialModel, rows, ("job_id", "number"))
 
     def add_records(self, job_id: int, records: Sequence[TrialRecord]) -> None:
-        """Record finished trials."""
-        if records:
-            self.session.execute(insert(TrialModel), [_record_row(job_id, r) for r in records])
+        """Record finished trials; a number recorded already (a retried write) is kept."""
+        rows = [_record_row(job_id, r) for r in records]
+        _insert_new(self.session, TrialModel, rows, ("job_id", "number"))
 
     def finish_records(self, job_id: int, records: Sequence[TrialRecord]) -> None:
         """Finish trials recorded as RUNNING (``add_running``), matched by number."""
@@ -482,11 +514,9 @@ class TrialRepository:
         return [(int(number), float(value)) for number, value in rows]
 
     def add_intermediate(self, job_id: int, trial_number: int, step: int, values: dict) -> None:
-        self.session.execute(
-            insert(IntermediateValueModel).values(
-                job_id=job_id, trial_number=trial_number, step=step, values=values
-            )
-        )
+        """Record a trial's values at ``step``; a step recorded already is kept."""
+        row = {"job_id": job_id, "trial_number": trial_number, "step": step, "values": values}
+        _insert_new(self.session, IntermediateValueModel, [row], ("job_id", "trial_number", "step"))
 
     def intermediate(self, job_id: int, trial_number: int) -> Sequence[IntermediateValueModel]:
         return self.session.scalars(
@@ -520,7 +550,8 @@ class CurveRepository:
     def add_many(self, job_id: int, series: str, points: Iterable[Mapping[str, Any]]) -> int:
         """Record ``points`` of ``series``: dicts with an integer ``epoch`` (the step; unique
         per job and series) and any other values. Non-finite floats are stored as ``None``
-        (JSON has no NaN). Returns how many were added."""
+        (JSON has no NaN); a point whose step is recorded already (a retried write) is kept
+        as it is. Returns how many were given."""
         rows = []
         for point in points:
             step = point.get(self.STEP_KEY)
@@ -530,8 +561,7 @@ class CurveRepository:
                 )
             values = {k: _finite(v) for k, v in point.items() if k != self.STEP_KEY}
             rows.append({"job_id": job_id, "series": series, "step": int(step), "values": values})
-        if rows:
-            self.session.execute(insert(CurvePointModel), rows)
+        _insert_new(self.session, CurvePointModel, rows, ("job_id", "series", "step"))
         return len(rows)
 
     def delete_from(self, job_id: int, series: str | None, step: int) -> int:

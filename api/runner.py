@@ -18,6 +18,14 @@ redone; no number is used twice or skipped.
 Leases: a runner renews ``heartbeat_at`` of its jobs every poll; a RUNNING job whose lease
 expired (``job_lease_s``), whose runner released it at shutdown, or whose runner is a dead
 process on this machine is claimed by compare-and-set, so two runners never run one job.
+Every write of a job's progress checks in its transaction that this runner still holds the
+job; one that lost it (another runner took over) stops without writing.
+
+Database faults: each write is one idempotent unit of work, retried on a new connection
+after a transient error (a lost connection, a serialization failure, a restart) for up to
+``db_retry_s`` (``api.db.retry_transient``); trials and curve points a lost commit did write
+are not added twice. Only then does the job fail, with a short reason (``short_error``: no
+SQL, no parameters; the full error goes to the log).
 """
 
 from __future__ import annotations
@@ -29,15 +37,21 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from api.db import make_session_factory, session_scope
+from api.db import (
+    is_transient,
+    make_session_factory,
+    retry_transient,
+    session_scope,
+    short_error,
+)
 from api.models import JobModel, JobState, utcnow
 from api.repositories import (
     CheckpointRepository,
@@ -63,8 +77,14 @@ from workers.summary import summarize
 
 log = logging.getLogger("nas.runner")
 
+T = TypeVar("T")
+
 CANCELLED = "cancelled"
 SHUTDOWN = "server shutdown"
+
+
+class LeaseLost(Exception):
+    """Another runner holds the job now (this one's lease expired meanwhile)."""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -135,8 +155,11 @@ class JobRunner:
         while not self._stop.is_set():
             try:
                 self._tick()
-            except Exception:  # the database may be briefly unreachable: log, retry
-                log.exception("runner tick failed")
+            except Exception as exc:  # the database may be briefly unreachable: log, retry
+                if not is_transient(exc):
+                    log.exception("runner tick failed")
+                else:  # the next poll tries again, on a new connection
+                    log.warning("runner tick failed: %s", short_error(exc))
             self._wake.wait(self.settings.poll_interval_s)
             self._wake.clear()
 
@@ -205,21 +228,38 @@ class JobExecution(threading.Thread):
     def run(self) -> None:
         try:
             self._run()
+        except LeaseLost:
+            log.warning("job %d: another runner took it over; this one stops", self.job_id)
         except Exception as exc:  # noqa: BLE001 - any error fails the job, with its cause
             log.error("job %d failed:\n%s", self.job_id, traceback.format_exc())
             try:
-                self._finish(JobState.FAILED, f"{type(exc).__name__}: {exc}")
+                self._finish(JobState.FAILED, short_error(exc))
             except Exception:  # the database is gone: the lease will expire
                 log.exception("job %d: could not record the failure", self.job_id)
         finally:
             if self.search is not None:
                 self.search.close()  # threads, a Ray actor
 
+    def _write(self, what: str, work: Callable[[Session], T]) -> T:
+        """``work`` in one unit of work, retried after transient database errors."""
+        return retry_transient(
+            self.runner.write,
+            work,
+            retry_s=self.settings.db_retry_s,
+            what=f"job {self.job_id}: {what}",
+        )
+
     def _run(self) -> None:
-        with self.runner.read() as session:
+        def spec(session: Session) -> dict[str, Any]:
             job = JobRepository(session).get(self.job_id)
             assert job is not None
-            resolved = ResolvedSpec.from_stored(job.spec)
+            return job.spec
+
+        resolved = ResolvedSpec.from_stored(
+            retry_transient(
+                self.runner.read, spec, retry_s=self.settings.db_retry_s, what="reading a job"
+            )
+        )
         events = SearchEvents(
             on_trial=self._on_trial,
             on_trials_started=self._on_trials_started,
@@ -236,10 +276,12 @@ class JobExecution(threading.Thread):
             outcome = None
         self._flush(checkpoint=search.consistent)
         if self._stop_reason == CANCELLED:
-            with session_scope(self.runner.write) as session:
-                TrialRepository(session).mark_running_failed(
+            self._write(
+                "failing its running trials",
+                lambda session: TrialRepository(session).mark_running_failed(
                     self.job_id, "the job was cancelled while this trial ran"
-                )
+                ),
+            )
             self._finish(JobState.CANCELLED, f"cancelled by user after {len(search.trials)} trials")
             return
         if self._stop_reason is not None or outcome is None:
@@ -274,24 +316,27 @@ class JobExecution(threading.Thread):
 
     # --- resume ----------------------------------------------------------------------------
     def _resume(self, search: SearchRun) -> None:
-        with session_scope(self.runner.write) as session:
+        def work(session: Session) -> tuple[Any, int, dict[str, int], list[TrialRecord]]:
             trials = TrialRepository(session)
             checkpoint = CheckpointRepository(session).get(self.job_id)
             keep = checkpoint.trial_count if checkpoint is not None else 0
             removed = trials.delete_from(self.job_id, keep)
             epochs = len(checkpoint.loop_state.get("curve", [])) if checkpoint is not None else 0
             CurveRepository(session).delete_from(self.job_id, None, epochs)
-            self._counts = trials.state_counts(self.job_id)
+            counts = trials.state_counts(self.job_id)
             records = trials.records_before(self.job_id, keep)
             JobRepository(session).set_fields(
                 self.job_id,
-                n_trials=sum(self._counts.values()),
-                state_counts=dict(self._counts),
+                n_trials=sum(counts.values()),
+                state_counts=dict(counts),
                 **({"resumes": JobModel.resumes + 1} if checkpoint is not None else {}),
             )
-            if checkpoint is not None:
-                state = SearchState(checkpoint.controller_state, checkpoint.loop_state)
-                evaluator_path = checkpoint.evaluator_path
+            return checkpoint, removed, counts, records
+
+        checkpoint, removed, self._counts, records = self._write("resuming", work)
+        if checkpoint is not None:
+            state = SearchState(checkpoint.controller_state, checkpoint.loop_state)
+            evaluator_path = checkpoint.evaluator_path
         if checkpoint is None:
             if removed:
                 log.info("job %d: restarting; %d unfinished trials removed", self.job_id, removed)
@@ -315,13 +360,20 @@ class JobExecution(threading.Thread):
         self._counts[TrialState.RUNNING.value] = self._counts.get(
             TrialState.RUNNING.value, 0
         ) + len(trials)
-        with session_scope(self.runner.write) as session:
+
+        def work(session: Session) -> None:
             TrialRepository(session).add_running(self.job_id, trials)
             self._job_counters(session)
 
+        self._write("recording started trials", work)
+
     def _on_intermediate(self, number: int, epoch: int, values: Mapping[str, float]) -> None:
-        with session_scope(self.runner.write) as session:
-            TrialRepository(session).add_intermediate(self.job_id, number, epoch, dict(values))
+        self._write(
+            "recording intermediate values",
+            lambda session: TrialRepository(session).add_intermediate(
+                self.job_id, number, epoch, dict(values)
+            ),
+        )
 
     def _on_trial(self, record: TrialRecord) -> None:
         state = record.result.state.value
@@ -350,10 +402,12 @@ class JobExecution(threading.Thread):
         evaluator_path = None
         if state is not None and state.evaluator is not None:
             evaluator_path = self._save_evaluator(state)
-        with session_scope(self.runner.write) as session:
+        records, finished, curve = self._records, self._finished, self._curve
+
+        def work(session: Session) -> None:  # idempotent: retried after a lost connection
             trials = TrialRepository(session)
-            trials.add_records(self.job_id, self._records)
-            trials.finish_records(self.job_id, self._finished)
+            trials.add_records(self.job_id, records)
+            trials.finish_records(self.job_id, finished)
             if state is not None:
                 CheckpointRepository(session).save(
                     self.job_id,
@@ -362,10 +416,13 @@ class JobExecution(threading.Thread):
                     loop_state=state.loop,
                     evaluator_path=evaluator_path,
                 )
-                for series, points in self._curve.items():
+                for series, points in curve.items():
                     CurveRepository(session).add_many(self.job_id, series, points)
-                self._curve = {}
             self._job_counters(session)
+
+        self._write("recording trials" + (" and a checkpoint" if state else ""), work)
+        if state is not None:
+            self._curve = {}
         self._records, self._finished = [], []
         self._last_flush = time.monotonic()
         # Older evaluator files are no longer referenced once the new checkpoint committed.
@@ -391,8 +448,9 @@ class JobExecution(threading.Thread):
         search = self.search
         assert search is not None
         best = search.best
-        JobRepository(session).set_fields(
+        held = JobRepository(session).set_fields_held(
             self.job_id,
+            self.runner.runner_id,
             n_trials=sum(self._counts.values()),
             state_counts={k: v for k, v in self._counts.items() if v},
             progress=round(search.fraction_done(), 4),
@@ -400,14 +458,20 @@ class JobExecution(threading.Thread):
             best_value=None if best is None else best.result.objective,
             heartbeat_at=utcnow(),
         )
+        if not held:  # rolls the unit of work back: nothing of it is written
+            raise LeaseLost(f"job {self.job_id} is held by another runner")
 
     def _drop_running(self) -> None:
-        with session_scope(self.runner.write) as session:
-            for number in self._running:
+        numbers = sorted(self._running)
+        self._counts[TrialState.RUNNING.value] -= len(numbers)
+        self._running.clear()
+
+        def work(session: Session) -> None:
+            for number in numbers:
                 TrialRepository(session).delete_from(self.job_id, number)
-            self._counts[TrialState.RUNNING.value] -= len(self._running)
-            self._running.clear()
             self._job_counters(session)
+
+        self._write("dropping trials the budget refused", work)
 
     def _finish(
         self,
@@ -428,18 +492,29 @@ class JobExecution(threading.Thread):
             values["summary"] = summary
         if progress is not None:
             values["progress"] = progress
-        with session_scope(self.runner.write) as session:
+
+        def work(session: Session) -> bool:
             if state is not JobState.SUCCEEDED:
                 counts = TrialRepository(session).state_counts(self.job_id)
                 values["state_counts"] = counts
                 values["n_trials"] = sum(counts.values())
-            JobRepository(session).set_fields(self.job_id, **values)
+            return JobRepository(session).set_fields_held(
+                self.job_id, self.runner.runner_id, **values
+            )
+
+        if not self._write(f"recording it {state.value}", work):
+            log.warning("job %d: not %s: another runner holds it", self.job_id, state.value)
+            return
         log.info("job %d: %s (%s)", self.job_id, state.value, reason)
 
     def _release(self) -> None:
         """Leave the job RUNNING with no lease: the next runner resumes it at once."""
-        with session_scope(self.runner.write) as session:
-            JobRepository(session).set_fields(self.job_id, runner=None, heartbeat_at=None)
+        self._write(
+            "releasing it",
+            lambda session: JobRepository(session).set_fields_held(
+                self.job_id, self.runner.runner_id, runner=None, heartbeat_at=None
+            ),
+        )
         log.info("job %d: released at %s", self.job_id, self._stop_reason)
 
 

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     #: (a crashed server on another machine). A dead process on this machine is taken over
     #: at once.
     job_lease_s: float = Field(30.0, gt=0)
+    #: A running job's writes (trial batches, checkpoints, heartbeats) that meet a transient
+    #: database error (connection lost, serialization failure, a restart) are retried on a
+    #: new connection for this long before the job fails.
+    db_retry_s: float = Field(60.0, ge=0)
     #: How often the runner renews leases and looks for new jobs and cancel requests.
     poll_interval_s: float = Field(0.5, gt=0)
     #: Where trials run: ``ray`` (a local Ray instance started by the service, or the cluster
