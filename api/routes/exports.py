@@ -70,9 +70,7 @@ def export_architecture(
     principal: CurrentPrincipal,
     state: StateDep,
     fmt: Annotated[ExportFormat, Query(alias="format")] = _JSON,
-    rank: Annotated[
-        int, Query(ge=1, le=1000, description="1 = the best distinct architecture")
-    ] = 1,
+    rank: Annotated[int, Query(description="1 = the best distinct architecture")] = 1,
     untrained: Annotated[
         bool, Query(description="allow torchscript/onnx with freshly initialised weights")
     ] = False,
@@ -127,9 +125,7 @@ def retrain_architecture(
     request: Request,
     principal: CurrentPrincipal,
     state: StateDep,
-    rank: Annotated[
-        int, Query(ge=1, le=1000, description="1 = the best distinct architecture")
-    ] = 1,
+    rank: Annotated[int, Query(description="1 = the best distinct architecture")] = 1,
 ) -> RetrainRead:
     """Retrain the ``rank``-th best architecture of a finished job from scratch with the
     job's ``final:`` recipe (its defaults when the spec has none), in the background. It is
