@@ -3,19 +3,32 @@
 ``api.client.NasClient`` (``keys`` and ``db`` work on the database directly: they are how an
 operator bootstraps the service).
 
-Subcommands import what they need when they run, so ``nas --help`` stays fast."""
+Subcommands import what they need when they run, so ``nas --help`` stays fast. Options are
+accepted before or after the subcommand (``nas --server URL jobs``, ``nas keys create --name
+NAME --db URL``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from nas.errors import NasError
 from nas.trial import TrialState
+
+#: The job states (``api.models.JobState``; spelled out here so that ``nas --help`` does not
+#: import SQLAlchemy).
+JOB_STATES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+TRIAL_STATES = tuple(state.value for state in TrialState)
+#: The largest page the API serves (``limit``, ``k``).
+MAX_PAGE = 1000
+#: Exit status after the reader of our output went away (``nas trials 1 | head``), as for a
+#: process ended by SIGPIPE.
+BROKEN_PIPE = 141
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -52,22 +65,49 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def _client(args: argparse.Namespace) -> Any:
     from api.client import NasClient
 
-    return NasClient(args.server, api_key=args.api_key)
+    return NasClient(getattr(args, "server", None), api_key=getattr(args, "api_key", None))
 
 
 def _settings(args: argparse.Namespace) -> Any:
     from api.settings import Settings
 
-    overrides = {}
+    overrides: dict[str, Any] = {}
     if getattr(args, "db", None):
         overrides["database_url"] = args.db
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = Path(args.data_dir)
     return Settings(**overrides)
+
+
+def describe_database(url: str) -> str:
+    """``url`` as the CLI shows it: any password masked, a SQLite file as an absolute path
+    (so that two commands run from different folders can be told apart).
+
+    Example:
+        >>> describe_database("postgresql+psycopg://nas:secret@db:5432/nas")
+        'postgresql+psycopg://nas:***@db:5432/nas'
+    """
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    file = _sqlite_file(url)
+    if file is not None:
+        parsed = parsed.set(database=str(file.resolve()))
+    return parsed.render_as_string(hide_password=True)
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (``None`` for other databases and in-memory ones)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return None if parsed.database.startswith("file:") else Path(parsed.database)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     import logging
-
-    import uvicorn
 
     from api.app import create_app
 
@@ -84,17 +124,75 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "authentication is OFF (NAS_AUTH=none): every caller is admin; trusted machine only"
         )
     print(
-        f"database: {settings.resolved_database_url()}; backend: {settings.backend}",
+        f"database: {describe_database(settings.resolved_database_url())}; "
+        f"backend: {settings.backend}",
         file=sys.stderr,
     )
-    uvicorn.run(
+    server = _quiet_server(
         create_app(settings),
         host=args.host,
         port=args.port,
         log_level="warning",
         timeout_graceful_shutdown=5,  # open event streams must not hold a shutdown
     )
+    server.run()
+    if not server.started:
+        print("error: the service did not start (see above)", file=sys.stderr)
+        return 1
+    print("nas serve: stopped", file=sys.stderr)
     return 0
+
+
+def _quiet_server(app: Any, **config: Any) -> Any:
+    """A uvicorn server that prints the URL it listens on once it does, and ends quietly on
+    SIGINT or SIGTERM: the signal stops it gracefully, and the command then exits 0 (plain
+    uvicorn raises the signal again after its shutdown, which kills the process with it, and
+    Ray's start replaces the handlers with one that exits from wherever the main thread is,
+    with a traceback)."""
+    import signal
+    import threading
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    import uvicorn
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    class QuietServer(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+        async def startup(self, sockets: list[Any] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.should_exit:
+                return
+            if threading.current_thread() is threading.main_thread():
+                for sig in signals:  # the app's start (Ray's) may have replaced them
+                    signal.signal(sig, self.handle_exit)
+            host = self.config.host
+            port = self.config.port
+            for server in self.servers:
+                for sock in server.sockets:
+                    port = sock.getsockname()[1]
+                    break
+            shown = f"[{host}]" if ":" in host else host
+            url = f"http://{shown}:{port}"
+            print(
+                f"nas serve: listening on {url} (API docs at {url}/docs); "
+                "Ctrl-C or SIGTERM stops it",
+                flush=True,
+            )
+
+    return QuietServer(uvicorn.Config(app, **config))
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
@@ -141,12 +239,35 @@ def _cmd_trials(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'#':>6}  {'STATE':<9} {'OBJECTIVE':>10}  ARCHITECTURE")
-    for t in rows:
-        choices = ",".join(str(c) for c in t["architecture"]["choices"])
-        print(f"{t['number']:>6}  {t['state']:<9} {_fmt(t['objective']):>10}  {choices[:80]}")
+    for line in trials_table(rows):
+        print(line)
     print(f"({len(rows)} shown of {count})")
     return 0
+
+
+def trials_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Trials as text lines: number, state, objective, one column per metric and per
+    hyperparameter (``hp.NAME``) any of them has, then the architecture's choices."""
+    metrics = list(dict.fromkeys(k for t in rows for k in t.get("metrics") or {}))
+    hparams = list(dict.fromkeys(k for t in rows for k in t.get("hparams") or {}))
+    columns: list[tuple[str, Callable[[Mapping[str, Any]], Any]]] = [
+        (name, lambda t, name=name: (t.get("metrics") or {}).get(name)) for name in metrics
+    ]
+    columns += [
+        (f"hp.{name}", lambda t, name=name: (t.get("hparams") or {}).get(name)) for name in hparams
+    ]
+    widths = [min(max(len(title), 8), 14) for title, _ in columns]
+    header = f"{'#':>6}  {'STATE':<9} {'OBJECTIVE':>10}"
+    header += "".join(f"  {title[:w]:>{w}}" for (title, _), w in zip(columns, widths, strict=True))
+    lines = [header + "  ARCHITECTURE"]
+    for t in rows:
+        line = f"{t['number']:>6}  {t['state']:<9} {_cell(t['objective'], 10):>10}"
+        line += "".join(
+            f"  {_cell(get(t), w):>{w}}" for (_, get), w in zip(columns, widths, strict=True)
+        )
+        choices = ",".join(str(c) for c in t["architecture"]["choices"])
+        lines.append(f"{line}  {choices[:80]}")
+    return lines
 
 
 def _cmd_curves(args: argparse.Namespace) -> int:
@@ -180,6 +301,7 @@ def _watch(client: Any, job_id: int) -> int:
     """A live progress bar from the job's event stream; prints the best result at the end."""
     from tqdm import tqdm
 
+    client.job(job_id)  # a job that is not there (404) is said before any bar is drawn
     bar = tqdm(
         total=100,
         unit="%",
@@ -212,6 +334,106 @@ def _watch(client: Any, job_id: int) -> int:
         final = summary["best"]["final"]
         print(f"retrained: test_accuracy={final['test_accuracy']:.2f} params={final['params']}")
     return 0 if job["state"] == "SUCCEEDED" else 1
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = client.job(args.job)
+        best = client.best(args.job, 1) if job["n_trials"] else []
+    if args.json:
+        print(json.dumps(job, indent=2))
+        return 0
+    for line in describe_job(job, best[0] if best else None):
+        print(line)
+    return 0
+
+
+def describe_job(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None) -> list[str]:
+    """``nas show``: the job's state and progress, then its best architecture with genotype,
+    hyperparameters, metrics and held-out figures (test accuracy: the evaluator's final
+    figures and any retraining), as text lines. A finished job's summary is used when it has
+    one; before that, the best trial so far (``best_trial``)."""
+    spec = job.get("spec") or {}
+    summary = job.get("summary") or {}
+    lines = [f"job {job['id']} {job['name']}: {job['state']}" + _paren(job.get("reason"))]
+    times = ", ".join(
+        f"{k} {str(job[f'{k}_at'])[:19]}"
+        for k in ("created", "started", "finished")
+        if job.get(f"{k}_at")
+    )
+    lines.append(
+        f"progress {100 * job['progress']:.1f}%, {job['n_trials']} trials "
+        f"{json.dumps(job.get('trial_states') or {})}, resumes {job.get('resumes', 0)}; {times}"
+    )
+    objective = spec.get("objective") or {}
+    lines.append(
+        "search: "
+        + ", ".join(
+            f"{part} {(spec.get(part) or {}).get('name', '-')}"
+            for part in ("space", "controller", "evaluator", "dataset")
+        )
+        + f"; objective {objective.get('metric', '-')} ({objective.get('direction', '-')})"
+    )
+    best = summary.get("best")
+    if best:
+        trial = f"trial {best['trial']}" if "trial" in best else "derived from the search"
+        lines.append(f"best: {trial}, {_pairs(best.get('objective') or {})}")
+        arch, genotype = best.get("architecture"), best.get("genotype")
+        metrics, hparams = best.get("metrics") or {}, best.get("hparams") or {}
+        held_out = best.get("final_metrics") or {}
+    elif best_trial is not None:
+        lines.append(
+            f"best so far: trial {best_trial['number']}, objective {_fmt(best_trial['objective'])}"
+        )
+        arch = best_trial.get("architecture")
+        genotype = _genotype(spec, arch) if arch else None
+        metrics, hparams = best_trial.get("metrics") or {}, best_trial.get("hparams") or {}
+        held_out = {}
+    else:
+        lines.append("best: - (no completed trial yet)")
+        return lines
+    if arch:
+        choices = ", ".join(str(c) for c in arch.get("choices", []))
+        lines.append(f"  architecture: {arch.get('space')} v{arch.get('version')} [{choices}]")
+    if genotype is not None:
+        lines.append(f"  genotype: {json.dumps(genotype)}")
+    lines.append(f"  hyperparameters: {_pairs(hparams) if hparams else '-'}")
+    lines.append(f"  metrics: {_pairs(metrics) if metrics else '-'}")
+    if held_out:
+        lines.append(f"  held-out: {_pairs(held_out)}")
+    for final in summary.get("final") or []:
+        figures = {
+            k: final[k] for k in ("test_accuracy", "train_loss", "params", "flops") if k in final
+        }
+        weights = final.get("weights", "-")
+        lines.append(
+            f"retrained rank {int(final.get('rank', 0)) + 1}: {_pairs(figures)} weights={weights}"
+        )
+    job_id = job["id"]
+    lines.append(
+        f"next: nas trials {job_id} --top 5; nas export {job_id} --format pytorch -o model.zip"
+    )
+    return lines
+
+
+def _genotype(spec: Mapping[str, Any], arch: Mapping[str, Any]) -> Any:
+    """The readable genotype of ``arch`` in the job's space (``None`` if it cannot be read)."""
+    from nas.architecture import Architecture
+    from nas.spec import ResolvedSpec
+
+    try:
+        space = ResolvedSpec.from_stored(spec).build_space()
+        return space.describe(Architecture.from_dict(dict(arch)))
+    except (NasError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _pairs(values: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={_cell(v, 24)}" for k, v in values.items())
+
+
+def _paren(text: str | None) -> str:
+    return f" ({text})" if text else ""
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
@@ -274,18 +496,31 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     from api.db import make_session_factory, session_scope
     from api.repositories import ApiKeyRepository
 
+    url = _settings(args).resolved_database_url()
+    sqlite_file = _sqlite_file(url)
+    fresh = sqlite_file is not None and not sqlite_file.exists()
     engine = _db(args)
     factory = make_session_factory(engine, write=True)
+    where = describe_database(url)
     with session_scope(factory) as session:
         if args.keys_command == "create":
             row, key = create_key(session, name=args.name, admin=args.admin)
             print(key)
             print(
-                f"key {row.id} '{row.name}'{' (admin)' if row.admin else ''} created; it is "
-                "shown only now: export NAS_API_KEY=<key>",
+                f"key {row.id} '{row.name}'{' (admin)' if row.admin else ''} created in "
+                f"database {where}; it is shown only now: export NAS_API_KEY=<key>\n"
+                "A server accepts it only if it uses this database (nas serve --db URL or "
+                "NAS_DATABASE_URL, else --data-dir DIR or NAS_DATA_DIR).",
                 file=sys.stderr,
             )
+            if fresh:
+                print(
+                    f"note: {sqlite_file} did not exist and was created just now: a server "
+                    "already running uses another database; pass its --db or --data-dir",
+                    file=sys.stderr,
+                )
         elif args.keys_command == "list":
+            print(f"keys in database {where}:", file=sys.stderr)
             for row in ApiKeyRepository(session).list():
                 state = "revoked" if row.revoked_at else "active"
                 admin = "admin" if row.admin else "user"
@@ -312,18 +547,97 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, width: int = 12) -> str:
     """A table cell: numbers as ``_fmt`` writes them, anything else as text (cut short)."""
-    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if float(value).is_integer() and abs(value) < 1e12:
+            return str(int(value))  # counts (parameters, FLOPs) in full
         return _fmt(value)
-    return str(value)[:12]
+    if value is None:
+        return _fmt(value)
+    return str(value)[:width]
+
+
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in ``low..high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not in {low}..{high}")
+        return value
+
+    return parse
+
+
+def _upper(text: str) -> str:
+    """States are matched whatever their case (``--state running``)."""
+    return text.upper()
+
+
+def _add_client_options(cmd: argparse.ArgumentParser, default: Any) -> None:
+    cmd.add_argument(
+        "--server",
+        default=default,
+        metavar="URL",
+        help="service URL (default: $NAS_SERVER, else http://127.0.0.1:8000)",
+    )
+    cmd.add_argument(
+        "--api-key", default=default, metavar="KEY", help="API key (default: $NAS_API_KEY)"
+    )
+
+
+def _add_database_options(cmd: argparse.ArgumentParser, default: Any) -> None:
+    cmd.add_argument(
+        "--db",
+        default=default,
+        metavar="URL",
+        help="database URL (default: $NAS_DATABASE_URL, else the SQLite file nas.db in the "
+        "data directory)",
+    )
+    cmd.add_argument(
+        "--data-dir",
+        default=default,
+        metavar="DIR",
+        help="data directory: the default SQLite database and the artifacts (default: "
+        "$NAS_DATA_DIR, else ./.nas)",
+    )
+
+
+def _version() -> str:
+    from api.version import VERSION
+
+    return VERSION
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, reading the installed version only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        print(f"nas (nas-service) {_version()}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``nas`` parser. Shared options (``--server``, ``--api-key``; ``--db``,
+    ``--data-dir``) are accepted before or after the subcommand: the subcommands' copies
+    default to nothing (``SUPPRESS``), so they never overwrite a value given before."""
     parser = argparse.ArgumentParser(
-        prog="nas", description="Neural architecture search and hyperparameter optimisation."
+        prog="nas",
+        description="Neural architecture search and hyperparameter optimisation: run a search "
+        "here (nas search) or use the service (nas serve, then submit, watch, show, trials, "
+        "export).",
+        epilog="'nas COMMAND --help' describes a command.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
+    _add_client_options(parser, None)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     search = sub.add_parser("search", help="run one search in this process")
     search.add_argument("spec", help="job spec, YAML or JSON")
     search.add_argument("--out", help="run directory (default: runs/NAME-TIMESTAMP)")
@@ -331,21 +645,21 @@ def build_parser() -> argparse.ArgumentParser:
     search.set_defaults(func=_cmd_search)
 
     def client_command(name: str, help_: str) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(name, help=help_)
-        cmd.add_argument(
-            "--server", help="service URL (default $NAS_SERVER or http://127.0.0.1:8000)"
-        )
-        cmd.add_argument("--api-key", help="API key (default $NAS_API_KEY)")
+        cmd = sub.add_parser(name, help=help_, description=help_)
+        _add_client_options(cmd, argparse.SUPPRESS)
         return cmd
 
     serve = sub.add_parser("serve", help="run the service (HTTP API + job runner)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
-        "--db",
-        help="database URL (default $NAS_DATABASE_URL or a SQLite file "
-        "under $NAS_DATA_DIR, ./.nas)",
+        "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
     )
+    serve.add_argument(
+        "--port",
+        type=_bounded(0, 65535),
+        default=8000,
+        help="port (default %(default)s; 0: any free one)",
+    )
+    _add_database_options(serve, None)
     serve.add_argument(
         "--ray-address",
         help="join this Ray cluster (default $NAS_RAY_ADDRESS or $RAY_ADDRESS; else a local "
@@ -364,42 +678,88 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     submit = client_command("submit", "submit a job spec to the service")
-    submit.add_argument("spec")
+    submit.add_argument("spec", help="job spec, YAML or JSON")
     submit.add_argument("--wait", action="store_true", help="watch until the job finishes")
     submit.set_defaults(func=_cmd_submit)
 
-    jobs = client_command("jobs", "list jobs")
-    jobs.add_argument("--state")
-    jobs.add_argument("--limit", type=int, default=50)
-    jobs.add_argument("--json", action="store_true")
+    jobs = client_command("jobs", "list jobs, newest first")
+    jobs.add_argument(
+        "--state",
+        type=_upper,
+        choices=JOB_STATES,
+        metavar="STATE",
+        help=f"only jobs in this state, any case: {', '.join(JOB_STATES)}",
+    )
+    jobs.add_argument(
+        "--limit",
+        type=_bounded(1, MAX_PAGE),
+        default=50,
+        help=f"at most this many jobs, 1..{MAX_PAGE} (default %(default)s)",
+    )
+    jobs.add_argument("--json", action="store_true", help="the API's JSON page instead of a table")
     jobs.set_defaults(func=_cmd_jobs)
 
-    trials = client_command("trials", "list a job's trials")
-    trials.add_argument("job", type=int)
-    trials.add_argument("--top", type=int, help="the best K trials")
-    trials.add_argument("--state")
-    trials.add_argument("--sort", default="number")
-    trials.add_argument("--order", default="asc", choices=["asc", "desc"])
-    trials.add_argument("--limit", type=int, default=50)
-    trials.add_argument("--offset", type=int, default=0)
-    trials.add_argument("--json", action="store_true")
+    show = client_command(
+        "show",
+        "a job's state and progress, and its best architecture: genotype, hyperparameters, "
+        "metrics, held-out test accuracy",
+    )
+    show.add_argument("job", type=int, help="job id")
+    show.add_argument("--json", action="store_true", help="the API's JSON document of the job")
+    show.set_defaults(func=_cmd_show)
+
+    trials = client_command("trials", "list a job's trials with their metrics and hyperparameters")
+    trials.add_argument("job", type=int, help="job id")
+    trials.add_argument(
+        "--top",
+        type=_bounded(1, MAX_PAGE),
+        metavar="K",
+        help=f"the best K completed trials by the objective, 1..{MAX_PAGE}",
+    )
+    trials.add_argument(
+        "--state",
+        type=_upper,
+        choices=TRIAL_STATES,
+        metavar="STATE",
+        help=f"only trials in this state, any case: {', '.join(TRIAL_STATES)}",
+    )
+    trials.add_argument(
+        "--sort",
+        default="number",
+        metavar="KEY",
+        help="number (default), objective, or a metric the job's evaluator reports "
+        "(e.g. val_accuracy; the server lists them when the name is wrong)",
+    )
+    trials.add_argument(
+        "--order", default="asc", choices=["asc", "desc"], help="asc (default) or desc"
+    )
+    trials.add_argument(
+        "--limit",
+        type=_bounded(1, MAX_PAGE),
+        default=50,
+        help=f"at most this many trials, 1..{MAX_PAGE} (default %(default)s)",
+    )
+    trials.add_argument(
+        "--offset", type=_bounded(0, 10_000_000), default=0, help="skip this many (default 0)"
+    )
+    trials.add_argument("--json", action="store_true", help="the API's JSON instead of a table")
     trials.set_defaults(func=_cmd_trials)
 
     curves = client_command("curves", "a job's per-epoch curves and best-so-far history")
-    curves.add_argument("job", type=int)
-    curves.add_argument("--json", action="store_true")
+    curves.add_argument("job", type=int, help="job id")
+    curves.add_argument("--json", action="store_true", help="the API's JSON instead of tables")
     curves.set_defaults(func=_cmd_curves)
 
     watch = client_command("watch", "live progress of a job until it ends")
-    watch.add_argument("job", type=int)
+    watch.add_argument("job", type=int, help="job id")
     watch.set_defaults(func=_cmd_watch)
 
     cancel = client_command("cancel", "cancel a job (its trials are kept)")
-    cancel.add_argument("job", type=int)
+    cancel.add_argument("job", type=int, help="job id")
     cancel.set_defaults(func=_cmd_cancel)
 
     export = client_command("export", "download one of a job's best architectures")
-    export.add_argument("job", type=int)
+    export.add_argument("job", type=int, help="job id")
     export.add_argument(
         "--format",
         default="json",
@@ -418,29 +778,34 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=_cmd_export)
 
     retrain = client_command("retrain", "retrain one of a job's best architectures from scratch")
-    retrain.add_argument("job", type=int)
+    retrain.add_argument("job", type=int, help="job id")
     retrain.add_argument("--rank", type=int, default=1, help="1 = the best (default)")
     retrain.add_argument("--no-wait", action="store_true", help="start it and return")
     retrain.set_defaults(func=_cmd_retrain)
 
     delete = client_command("delete", "delete a job with its trials and files")
-    delete.add_argument("job", type=int)
+    delete.add_argument("job", type=int, help="job id")
     delete.set_defaults(func=_cmd_delete)
 
-    keys = sub.add_parser("keys", help="manage API keys (on the database directly)")
-    keys.add_argument("--db", help="database URL (default as for serve)")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    keys = sub.add_parser(
+        "keys",
+        help="manage API keys (on the database directly: use the server's --db or --data-dir)",
+    )
+    _add_database_options(keys, None)
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     create = keys_sub.add_parser("create", help="create a key and print it (shown once)")
-    create.add_argument("--name", required=True)
+    create.add_argument("--name", required=True, help="who or what the key is for")
     create.add_argument("--admin", action="store_true", help="sees and changes every job")
-    keys_sub.add_parser("list", help="list keys")
+    listing = keys_sub.add_parser("list", help="list keys")
     revoke = keys_sub.add_parser("revoke", help="revoke a key")
-    revoke.add_argument("id", type=int)
+    revoke.add_argument("id", type=int, help="key id (nas keys list)")
+    for action in (create, listing, revoke):
+        _add_database_options(action, argparse.SUPPRESS)
     keys.set_defaults(func=_cmd_keys)
 
     db = sub.add_parser("db", help="database schema")
-    db.add_argument("action", choices=["upgrade"])
-    db.add_argument("--db", help="database URL (default as for serve)")
+    db.add_argument("action", choices=["upgrade"], help="upgrade: migrate to the latest schema")
+    _add_database_options(db, None)
     db.set_defaults(func=_cmd_db)
     return parser
 
@@ -450,9 +815,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from api.client import ApiError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare 'nas': what it can do
+        parser.print_help()
+        return 0
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a reader that went away is noticed here, not at exit
+        return code
+    except BrokenPipeError:
+        # 'nas trials 1 | head': the reader has what it wanted; stop quietly as other
+        # tools do. Python would write to the closed pipe once more at exit: not there.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return BROKEN_PIPE
     except (NasError, ApiError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
