@@ -102,7 +102,9 @@ def check_data_paths(resolved: ResolvedSpec, roots: list[Path]) -> None:
     file there. A path outside the roots gets one answer whether or not it exists, so a
     client learns nothing about the rest of the file system."""
     problems = []
-    for loc, value in resolved.file_params():
+    from controllers import CONTROLLERS
+
+    for loc, value in resolved.file_params(CONTROLLERS):
         real = Path(os.path.realpath(Path(value).expanduser()))
         inside = any(real.is_relative_to(root) for root in roots) and not any(
             real.is_relative_to(tree) for tree in _SYSTEM_TREES

@@ -16,6 +16,7 @@ from controllers.optuna_search import (
     TpeController,
 )
 from controllers.random_search import RandomSearch
+from controllers.rl2 import Rl2Controller
 from nas.registry import Registry
 
 CONTROLLERS: Registry[type[Controller]] = Registry("controller")
@@ -30,6 +31,7 @@ for _controller in (
     Nsga2Controller,
     QmcController,
     GridController,
+    Rl2Controller,
 ):
     CONTROLLERS.register(_controller.name)(_controller)
 del _controller
@@ -49,6 +51,7 @@ __all__ = [
     "QmcController",
     "RandomSearch",
     "RegularizedEvolution",
+    "Rl2Controller",
     "TpeController",
     "UnknownCandidateError",
 ]

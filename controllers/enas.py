@@ -32,15 +32,14 @@ architecture (``Controller._sample_hparams``), and do not enter the REINFORCE up
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field
 
-from controllers.base import Candidate, Controller, ControllerConfig
+from controllers.base import Candidate, Controller, ControllerConfig, one_torch_thread
 from controllers.enas_policy import EnasPolicy
 from nas.architecture import Architecture
 from nas.trial import TrialResult
@@ -168,19 +167,19 @@ class EnasController(Controller):
 
     def sample_for_training(self) -> Architecture:
         """A policy sample without a candidate (ENAS trains shared weights on these)."""
-        with torch.no_grad(), _one_thread():
+        with torch.no_grad(), one_torch_thread():
             out = self.policy.run(rng=self.rng)
         return Architecture(self.space.name, tuple(out.choices), self.space.version)
 
     def greedy(self) -> Architecture:
         """The most likely architecture (argmax at every decision)."""
-        with torch.no_grad(), _one_thread():
+        with torch.no_grad(), one_torch_thread():
             out = self.policy.run()
         return Architecture(self.space.name, tuple(out.choices), self.space.version)
 
     # --- learning --------------------------------------------------------------------------
     def _observe(self, candidate: Candidate, result: TrialResult, score: float | None) -> None:
-        with _one_thread():
+        with one_torch_thread():
             self._reinforce(candidate, score)
 
     def _reinforce(self, candidate: Candidate, score: float | None) -> None:
@@ -236,18 +235,6 @@ class EnasController(Controller):
         self.aggregated = int(enas["aggregated"])
         self.updates = int(enas["updates"])
         self.history = [dict(h) for h in enas["history"]]
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """The policy's ops are tiny: extra intra-op threads only add wake-ups, which cost 100x
-    on a loaded machine (measured: 3 ms vs 400 ms per ask+tell on nb201 with 2 busy cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _to_plain(value: Any) -> Any:

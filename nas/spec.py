@@ -271,19 +271,25 @@ class ResolvedSpec:
             data[section] = {"name": data[section]["name"], **params}
         return data
 
-    def file_params(self) -> list[tuple[tuple[str, str], str]]:
+    def file_params(
+        self, controllers: Registry[type[ControllerEntry]] | None = None
+    ) -> list[tuple[tuple[str, str], str]]:
         """The files this spec names: ``((section, parameter), path)`` for each set component
-        parameter marked ``FILE_PARAM`` (``dataset.path``, ``evaluator.table``)."""
+        parameter marked ``FILE_PARAM`` (``dataset.path``, ``evaluator.table``; with the
+        ``controllers`` registry, the controller's too: ``controller.policy``)."""
         from nas.datasets import DATASETS, FILE_PARAM
         from nas.evaluators import EVALUATORS
         from nas.spaces import SPACES
 
         found: list[tuple[tuple[str, str], str]] = []
-        for section, registry, params in (
+        sections: list[tuple[str, Any, dict[str, Any]]] = [
             ("dataset", DATASETS, self.dataset_params),
             ("space", SPACES, self.space_params),
             ("evaluator", EVALUATORS, self.evaluator_params),
-        ):
+        ]
+        if controllers is not None:
+            sections.append(("controller", controllers, self.controller_params))
+        for section, registry, params in sections:
             entry = registry.get(getattr(self.spec, section).name)
             config = entry.config if section == "dataset" else entry.Config
             for name, field in config.model_fields.items():

@@ -1,0 +1,94 @@
+"""RL² on NAS-Bench-201 (issue 14): meta-train on two datasets' tables, run on the third.
+
+For each leave-one-out split (``--targets``): ``controllers.rl2.meta_train`` on the other two
+datasets' 12-epoch validation columns for ``--seconds`` (the meta-training time is printed),
+the policy saved to ``--out``/rl2-<target>.pt, then 100 seeded searches through the product's
+path (spec with ``controller: {name: rl2, policy: FILE}`` -> ``parse_spec`` ->
+``SearchLoop``) at 50 queries and at the target's protocol budget, beside REA (``evolution``)
+and TPE at 50 queries and REA at the full budget, in the same run. Figure: the 200-epoch test
+accuracy of the architecture with the best 12-epoch validation accuracy, mean +- std.
+
+    .venv/bin/python bench/rl2_nb201.py [--runs 100] [--seconds 540] [--targets imagenet16-120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from controllers.rl2 import Task, meta_train, save_policy
+from nas.evaluators.tabular import load_table, resolve_table_path
+from workers.search import SearchLoop, parse_spec
+
+DATASETS = {
+    "cifar10": ("nb201-cifar10", "c10", 12_000.0),
+    "cifar100": ("nb201-cifar100", "c100", 40_000.0),
+    "imagenet16-120": ("nb201-imagenet16-120", "in16", 120_000.0),
+}
+
+
+def search(target: str, controller: dict[str, Any], seed: int, budget: dict[str, Any]) -> float:
+    spec = {
+        "name": f"rl2-bench-{controller['name']}",
+        "dataset": {"name": DATASETS[target][0]},
+        "space": {"name": "nb201"},
+        "controller": controller,
+        "evaluator": {"name": "tabular"},
+        "budget": budget,
+        "seed": seed,
+    }
+    return float(SearchLoop(parse_spec(spec)).run().final_metrics["test_accuracy"])
+
+
+def row(label: str, values: list[float]) -> str:
+    return f"  {label:32s} {statistics.fmean(values):6.2f} +- {statistics.pstdev(values):.2f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=540.0, help="meta-training time")
+    parser.add_argument("--targets", nargs="+", default=["imagenet16-120"], choices=list(DATASETS))
+    parser.add_argument("--out", type=Path, default=Path("runs/rl2"))
+    parser.add_argument("--queries", type=int, default=50)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = load_table(resolve_table_path(None))
+    for target in args.targets:
+        train = [d for d in DATASETS if d != target]
+        tasks = [Task(d, table.column(f"{DATASETS[d][1]}_val12")) for d in train]
+        started = time.perf_counter()
+        policy, summary = meta_train(tasks, [5] * 6, seconds=args.seconds, iterations=10**9)
+        path = args.out / f"rl2-{target}.pt"
+        save_policy(policy, path, summary)
+        print(
+            f"{target}: meta-trained on {', '.join(train)}: {summary['iterations']} iterations "
+            f"({summary['batch']} episodes of {summary['steps']} queries) in "
+            f"{time.perf_counter() - started:.0f} s; policy {path}"
+        )
+        short = {"trials": args.queries}
+        full = {"simulated_seconds": DATASETS[target][2]}
+        rl2 = {"name": "rl2", "policy": str(path)}
+        results: dict[str, list[float]] = {}
+        for label, controller, budget in (
+            (f"rl2, {args.queries} queries", rl2, short),
+            (f"evolution (REA), {args.queries} queries", {"name": "evolution"}, short),
+            (f"tpe, {args.queries} queries", {"name": "tpe"}, short),
+            ("rl2, full budget", rl2, full),
+            ("evolution (REA), full budget", {"name": "evolution"}, full),
+        ):
+            results[label] = [search(target, controller, s, budget) for s in range(args.runs)]
+            print(row(label, results[label]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

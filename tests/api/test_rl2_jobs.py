@@ -1,0 +1,36 @@
+"""An rl2 job over HTTP: its policy file comes from the data roots like any spec file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from api.client import ApiError, NasClient
+from controllers.rl2 import Rl2Policy, save_policy
+from tests.api.conftest import LiveServer, nb201_spec
+
+
+def _policy(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    save_policy(Rl2Policy([5] * 6, hidden=16), path, {"tasks": []})
+    return str(path)
+
+
+def test_an_rl2_job_runs_with_a_policy_under_the_data_roots(
+    server: LiveServer, client: NasClient, tmp_path: Path
+) -> None:
+    inside = _policy(server.settings.data_dir / "policies" / "rl2.pt")
+    job = client.submit(
+        nb201_spec(controller={"name": "rl2", "policy": inside}, budget={"trials": 15})
+    )
+    done = client.wait(job["id"], timeout=120)
+    assert done["state"] == "SUCCEEDED", done["reason"]
+    assert done["n_trials"] == 15
+    outside = _policy(tmp_path / "elsewhere" / "rl2.pt")
+    with pytest.raises(ApiError) as info:
+        client.submit(nb201_spec(controller={"name": "rl2", "policy": outside}))
+    assert info.value.status_code == 422
+    assert info.value.detail[0]["loc"] == ["controller", "policy"]
