@@ -1,8 +1,12 @@
-"""Shared fixtures: the NAS-Bench-201 table from ../shared (never copied into the repo)."""
+"""Shared fixtures: the NAS-Bench-201 table from ../shared (never copied into the repo);
+``time_left``, which sizes a test's waits to fit its timeout."""
 
 from __future__ import annotations
 
+import math
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,3 +28,43 @@ def nb201_table() -> Path:
 def _isolated_cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Generated datasets go to one cache per test session, not the user's cache dir."""
     monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "nas-cache"))
+
+
+#: Time a test keeps for its teardown (stopping servers, a Ray cluster) after its last wait.
+TEARDOWN_S = 60.0
+
+_STARTED = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # pytest-timeout's clock covers setup, call and teardown: it starts here.
+    item.stash[_STARTED] = time.monotonic()
+
+
+def _timeout_s(item: pytest.Item) -> float | None:
+    """The test's pytest-timeout: its ``timeout`` marker, else ``--timeout``, else the ini's."""
+    marker = item.get_closest_marker("timeout")
+    if marker is not None:
+        value = marker.args[0] if marker.args else marker.kwargs.get("timeout")
+    else:
+        value = item.config.getoption("timeout", None) or item.config.getini("timeout")
+    return float(value) if value else None
+
+
+@pytest.fixture
+def time_left(request: pytest.FixtureRequest) -> Callable[..., float]:
+    """``time_left(at_most)``: how long a wait may take, at most ``at_most`` seconds, so that
+    the test still ends (``TEARDOWN_S`` for its teardown) before its pytest-timeout. Size
+    every long wait with it: a test's waits then never add up to more than its timeout,
+    however slow a loaded machine makes them, and a wait that runs out fails with its own
+    message instead of the timeout's thread dump."""
+    timeout = _timeout_s(request.node)
+    started = request.node.stash.get(_STARTED, time.monotonic())
+
+    def left(at_most: float = math.inf) -> float:
+        if timeout is None:
+            return at_most
+        return max(1.0, min(at_most, started + timeout - TEARDOWN_S - time.monotonic()))
+
+    return left

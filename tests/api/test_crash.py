@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ from tests.api.conftest import free_port, standalone_spec, wait_for
 from tests.conftest import REPO
 
 
-def _serve(database_url: str, data_dir: Path, port: int, log: Path) -> subprocess.Popen[Any]:
+def _serve(
+    database_url: str, data_dir: Path, port: int, log: Path, *, timeout: float = 60
+) -> subprocess.Popen[Any]:
     env = {
         **os.environ,
         "NAS_DATABASE_URL": database_url,
@@ -47,7 +50,7 @@ def _serve(database_url: str, data_dir: Path, port: int, log: Path) -> subproces
         except httpx.HTTPError:
             return False
 
-    wait_for(healthy, timeout=60, interval=0.2)
+    wait_for(healthy, timeout=timeout, interval=0.2)
     return process
 
 
@@ -63,11 +66,11 @@ def _key(database_url: str) -> str:
 
 @pytest.mark.slow
 def test_sigkill_mid_job_then_restart_resumes_from_the_checkpoint(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, time_left: Callable[..., float]
 ) -> None:
     key = _key(database_url)  # before the server starts: one process upgrades the schema
     port, log = free_port(), tmp_path / "server.log"
-    server = _serve(database_url, tmp_path / "data", port, log)
+    server = _serve(database_url, tmp_path / "data", port, log, timeout=time_left(60))
     client = NasClient(f"http://127.0.0.1:{port}", api_key=key)
     try:
         job_id = client.submit(standalone_spec(trials=14, epochs=3))["id"]
@@ -77,7 +80,7 @@ def test_sigkill_mid_job_then_restart_resumes_from_the_checkpoint(
                 (j := client.job(job_id))["trial_states"].get("COMPLETE", 0) >= 4
                 and j["trial_states"].get("RUNNING", 0) == 1
             ),
-            timeout=120,
+            timeout=time_left(120),
             interval=0.02,
         )
         before = {t["number"]: (t["id"], t["state"]) for t in client.all_trials(job_id)}
@@ -85,8 +88,8 @@ def test_sigkill_mid_job_then_restart_resumes_from_the_checkpoint(
         server.wait(10)
         assert client_state(database_url, job_id) == "RUNNING"  # the crash left it RUNNING
 
-        server = _serve(database_url, tmp_path / "data", port, log)
-        job = client.wait(job_id, timeout=180)
+        server = _serve(database_url, tmp_path / "data", port, log, timeout=time_left(60))
+        job = client.wait(job_id, timeout=time_left())
         assert job["state"] == "SUCCEEDED", job["reason"]
         assert job["resumes"] == 1
         trials = list(client.all_trials(job_id))
@@ -110,14 +113,14 @@ def test_sigkill_mid_job_then_restart_resumes_from_the_checkpoint(
 
 @pytest.mark.slow
 def test_sigkill_mid_shared_weight_search_resumes_trials_and_curves_without_gaps(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, time_left: Callable[..., float]
 ) -> None:
     """The supernet search checkpoints at epoch ends: after a ``kill -9`` mid-epoch the
     restarted server redoes that epoch whole; trials and the per-epoch curve have no gap and
     no duplicate."""
     key = _key(database_url)  # before the server starts: one process upgrades the schema
     port, log = free_port(), tmp_path / "server.log"
-    server = _serve(database_url, tmp_path / "data", port, log)
+    server = _serve(database_url, tmp_path / "data", port, log, timeout=time_left(60))
     client = NasClient(f"http://127.0.0.1:{port}", api_key=key)
     spec = {
         "name": "digits-enas",
@@ -138,14 +141,14 @@ def test_sigkill_mid_shared_weight_search_resumes_trials_and_curves_without_gaps
         # Kill after two epochs were checkpointed and while later rewards are recorded.
         wait_for(
             lambda: len(client.curves(job_id)["epochs"].get("supernet", [])) >= 2,
-            timeout=120,
+            timeout=time_left(120),
             interval=0.02,
         )
         before = client.curves(job_id)["epochs"]["supernet"]
         os.kill(server.pid, signal.SIGKILL)
         server.wait(10)
-        server = _serve(database_url, tmp_path / "data", port, log)
-        job = client.wait(job_id, timeout=180)
+        server = _serve(database_url, tmp_path / "data", port, log, timeout=time_left(60))
+        job = client.wait(job_id, timeout=time_left())
         assert job["state"] == "SUCCEEDED", job["reason"]
         assert job["resumes"] == 1
         trials = list(client.all_trials(job_id))

@@ -10,7 +10,7 @@ refuses trial rows on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,7 @@ def _terminate_all_but(admin: psycopg.Connection, keep: int) -> int:
 
 
 def test_a_job_survives_its_connections_terminated_three_times_mid_flush(
-    pg_server: Any, pg_url: str
+    pg_server: Any, pg_url: str, time_left: Callable[..., float]
 ) -> None:
     server: LiveServer = pg_server()
     budget = 8  # trials that train for a second or so: time for three faults
@@ -118,7 +118,7 @@ def test_a_job_survives_its_connections_terminated_three_times_mid_flush(
             psycopg.connect(_psycopg_url(pg_url), autocommit=True) as admin,
             psycopg.connect(_psycopg_url(pg_url)) as holder,
         ):
-            wait_for(lambda: _job_row(admin, job_id)[1] > 0, timeout=60)
+            wait_for(lambda: _job_row(admin, job_id)[1] > 0, timeout=time_left(60))
             holder_pid = holder.info.backend_pid
             for _ in range(3):
                 # Hold the job's row (not its key: foreign-key checks pass): the runner's next
@@ -126,7 +126,7 @@ def test_a_job_survives_its_connections_terminated_three_times_mid_flush(
                 # trials, then waits to update the job inside its transaction; terminate every
                 # connection then.
                 holder.execute("SELECT id FROM nas_jobs WHERE id = %s FOR NO KEY UPDATE", (job_id,))
-                wait_for(lambda: _waiting(admin, contains="n_trials"), timeout=30)
+                wait_for(lambda: _waiting(admin, contains="n_trials"), timeout=time_left(30))
                 _, before = _job_row(admin, job_id)
                 assert _terminate_all_but(admin, holder_pid) >= 1
                 holder.rollback()
@@ -135,10 +135,10 @@ def test_a_job_survives_its_connections_terminated_three_times_mid_flush(
                     state, n_trials = _job_row(admin, job_id)
                     return state != "RUNNING" or n_trials > before
 
-                wait_for(moved_on, timeout=60)
+                wait_for(moved_on, timeout=time_left(60))
                 state, _ = _job_row(admin, job_id)
                 assert state in ("RUNNING", "SUCCEEDED"), client.job(job_id)["reason"]
-        job = client.wait(job_id, timeout=180)
+        job = client.wait(job_id, timeout=time_left())
         assert job["state"] == "SUCCEEDED", job["reason"]
         assert job["resumes"] == 0  # retried in place, not taken over after a lease expiry
         trials = list(client.all_trials(job_id))

@@ -16,11 +16,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.api.conftest import LiveServer
 
 CONFIG = Path(__file__).parent / "fuzz" / "schemathesis.toml"
 
 
+@pytest.mark.timeout(600)  # schemathesis may take its 400 s on a loaded machine
 def test_schemathesis_finds_nothing(server_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     server: LiveServer = server_factory(run_jobs=False)
     key = server.create_key("fuzzer")

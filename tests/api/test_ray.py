@@ -4,7 +4,7 @@ retry, not the job."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -53,8 +53,9 @@ def _gpu_node_ids() -> set[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a loaded machine; each wait is sized by time_left
 def test_gpu_trials_run_only_on_gpu_nodes_and_survive_losing_the_node(
-    cluster: Cluster, tmp_path: Path
+    cluster: Cluster, tmp_path: Path, time_left: Callable[..., float]
 ) -> None:
     with postgres_database() as url:
         server = LiveServer(make_settings(url, tmp_path / "data", backend="ray")).start()
@@ -77,13 +78,13 @@ def test_gpu_trials_run_only_on_gpu_nodes_and_survive_losing_the_node(
                         (j := client.job(job_id))["trial_states"].get("COMPLETE", 0) >= 1
                         and j["trial_states"].get("RUNNING", 0) == 1
                     ),
-                    timeout=180,
+                    timeout=time_left(240),
                     interval=0.05,
                 )
                 cluster.remove_node(cluster.gpu_node, allow_graceful=False)
                 cluster.gpu_node = cluster.add_node(num_cpus=1, num_gpus=1)
                 gpu_nodes |= _gpu_node_ids()
-                job = client.wait(job_id, timeout=300)
+                job = client.wait(job_id, timeout=time_left())
                 assert job["state"] == "SUCCEEDED", job["reason"]
                 trials = list(client.all_trials(job_id))
                 assert [t["number"] for t in trials] == list(range(4))  # no duplicate rows
@@ -96,8 +97,9 @@ def test_gpu_trials_run_only_on_gpu_nodes_and_survive_losing_the_node(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a loaded machine; each wait is sized by time_left
 def test_a_trial_whose_retries_are_spent_fails_with_the_cause(
-    cluster: Cluster, tmp_path: Path
+    cluster: Cluster, tmp_path: Path, time_left: Callable[..., float]
 ) -> None:
     server = LiveServer(
         make_settings(f"sqlite:///{tmp_path / 'nas.db'}", tmp_path / "data", backend="ray")
@@ -113,12 +115,12 @@ def test_a_trial_whose_retries_are_spent_fails_with_the_cause(
                     client.job(job_id)["trial_states"].get("RUNNING", 0) == 1
                     and _trial_task_running()
                 ),
-                timeout=180,
+                timeout=time_left(240),
                 interval=0.05,
             )
             cluster.remove_node(cluster.gpu_node, allow_graceful=False)
             cluster.gpu_node = cluster.add_node(num_cpus=1, num_gpus=1)
-            job = client.wait(job_id, timeout=300)
+            job = client.wait(job_id, timeout=time_left())
             assert job["state"] == "SUCCEEDED", job["reason"]
             trials = list(client.all_trials(job_id))
             assert [t["number"] for t in trials] == list(range(3))
@@ -145,8 +147,9 @@ def _kill_processes_titled(title: bytes) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a loaded machine; each wait is sized by time_left
 def test_enas_runs_as_one_actor_and_restarts_from_its_last_epoch(
-    cluster: Cluster, tmp_path: Path
+    cluster: Cluster, tmp_path: Path, time_left: Callable[..., float]
 ) -> None:
     server = LiveServer(
         make_settings(f"sqlite:///{tmp_path / 'nas.db'}", tmp_path / "data", backend="ray")
@@ -169,9 +172,11 @@ def test_enas_runs_as_one_actor_and_restarts_from_its_last_epoch(
                 "seed": 0,
             }
             job_id = client.submit(spec)["id"]
-            wait_for(lambda: client.job(job_id)["n_trials"] >= 10, timeout=180, interval=0.05)
+            wait_for(
+                lambda: client.job(job_id)["n_trials"] >= 10, timeout=time_left(240), interval=0.05
+            )
             assert _kill_processes_titled(b"ray::SearchActor") >= 1
-            job = client.wait(job_id, timeout=300)
+            job = client.wait(job_id, timeout=time_left())
             assert job["state"] == "SUCCEEDED", job["reason"]
             trials = list(client.all_trials(job_id))
             curves = client.curves(job_id)

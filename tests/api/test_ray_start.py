@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -30,7 +31,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.mark.slow
-def test_nas_serve_joins_a_cluster_started_with_ray_start(tmp_path: Path) -> None:
+@pytest.mark.timeout(450)  # a loaded machine; each wait is sized by time_left
+def test_nas_serve_joins_a_cluster_started_with_ray_start(
+    tmp_path: Path, time_left: Callable[..., float]
+) -> None:
     ray_port, api_port = free_port(), free_port()
     ray_bin = Path(sys.executable).parent / "ray"
     # Ray (>= 2.59) authenticates with a token; a driver given an address needs the mode set
@@ -67,7 +71,7 @@ def test_nas_serve_joins_a_cluster_started_with_ray_start(tmp_path: Path) -> Non
     try:
         wait_for(
             lambda: "Ray runtime started" in (tmp_path / "ray.log").read_text(),
-            timeout=120,
+            timeout=time_left(120),
             interval=0.5,
         )
         server = subprocess.Popen(
@@ -97,10 +101,10 @@ def test_nas_serve_joins_a_cluster_started_with_ray_start(tmp_path: Path) -> Non
             except httpx.HTTPError:
                 return False
 
-        wait_for(healthy, timeout=120, interval=0.5)
+        wait_for(healthy, timeout=time_left(120), interval=0.5)
         with NasClient(f"http://127.0.0.1:{api_port}", api_key=key) as client:
             job_id = client.submit(nb201_spec(budget={"trials": 600}))["id"]
-            job = client.wait(job_id, timeout=120)
+            job = client.wait(job_id, timeout=time_left())
             assert job["state"] == "SUCCEEDED", job["reason"]
             trials = list(client.all_trials(job_id))
         assert [t["number"] for t in trials] == list(range(600))

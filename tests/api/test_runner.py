@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from api.client import NasClient
@@ -44,16 +45,20 @@ def test_running_trials_are_visible_with_intermediate_values(client: NasClient) 
     assert detail["metrics"]["params"] > 0 and detail["started_at"] < detail["finished_at"]
 
 
-def test_several_jobs_run_at_once(server_factory: Any) -> None:
+def test_several_jobs_run_at_once(server_factory: Any, time_left: Callable[..., float]) -> None:
     server: LiveServer = server_factory(max_running_jobs=2)
     with server.client(server.create_key("a")) as client:
         ids = [client.submit(standalone_spec(trials=4, epochs=2, seed=s))["id"] for s in range(3)]
-        both = wait_for(lambda: [j["id"] for j in client.jobs(state="RUNNING")["data"]], timeout=30)
-        seen_two = wait_for(lambda: len(client.jobs(state="RUNNING")["data"]) == 2, timeout=30)
+        both = wait_for(
+            lambda: [j["id"] for j in client.jobs(state="RUNNING")["data"]], timeout=time_left(30)
+        )
+        seen_two = wait_for(
+            lambda: len(client.jobs(state="RUNNING")["data"]) == 2, timeout=time_left(30)
+        )
         assert both and seen_two
         assert client.job(ids[2])["state"] == "QUEUED"  # the cap holds the third back
         for job_id in ids:
-            assert client.wait(job_id, timeout=120)["state"] == "SUCCEEDED"
+            assert client.wait(job_id, timeout=time_left(120))["state"] == "SUCCEEDED"
             assert _numbers(client, job_id) == list(range(4))
 
 
@@ -84,17 +89,19 @@ def _enas_spec() -> dict[str, Any]:
     }
 
 
-def test_enas_job_resumes_after_a_server_restart(server_factory: Any) -> None:
+def test_enas_job_resumes_after_a_server_restart(
+    server_factory: Any, time_left: Callable[..., float]
+) -> None:
     first: LiveServer = server_factory()
     key = first.create_key("a")
     with first.client(key) as client:
         job_id = client.submit(_enas_spec())["id"]
-        wait_for(lambda: client.job(job_id)["n_trials"] >= 20, timeout=120)
+        wait_for(lambda: client.job(job_id)["n_trials"] >= 20, timeout=time_left(120))
         before = {t["number"]: t["id"] for t in client.all_trials(job_id)}
     first.stop()  # graceful: the job stops at a checkpoint and is released, still RUNNING
     second: LiveServer = server_factory()
     with second.client(key) as client:
-        job = client.wait(job_id, timeout=180)
+        job = client.wait(job_id, timeout=time_left())
         assert job["state"] == "SUCCEEDED", job["reason"]
         assert job["resumes"] == 1
         trials = list(client.all_trials(job_id))
