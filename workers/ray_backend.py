@@ -128,8 +128,30 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> bo
     else:
         # "local": always a new instance; without it Ray would join whatever cluster
         # /tmp/ray/ray_current_cluster names (a stale one from another program hangs here).
-        ray.init(address="local", num_cpus=num_cpus, **kwargs)
+        _init_local_ray(num_cpus=num_cpus, **kwargs)
     return True
+
+
+def _init_local_ray(**kwargs: Any) -> None:
+    """Start a local Ray instance whose processes end with this one, even on ``kill -9``:
+    each inherits a mark, which a watchdog (``workers.ray_watchdog``) finds them by."""
+    import secrets
+
+    import ray
+
+    from workers import ray_watchdog
+
+    token = secrets.token_hex(16)
+    saved = os.environ.get(ray_watchdog.OWNER_ENV)
+    os.environ[ray_watchdog.OWNER_ENV] = token  # inherited by what Ray starts now
+    try:
+        ray.init(address="local", **kwargs)
+    finally:
+        if saved is None:
+            del os.environ[ray_watchdog.OWNER_ENV]
+        else:
+            os.environ[ray_watchdog.OWNER_ENV] = saved
+    ray_watchdog.start(os.getpid(), token)
 
 
 def _project_root() -> str:
