@@ -204,8 +204,12 @@ def export_context(plan: ExportPlan, resolved: ResolvedSpec) -> ExportContext:
     ranked, job_id, rank = plan.ranked, plan.job_id, plan.ranked.rank
     final = ranked.final if plan.weights is not None else None
     recipe = (resolved.spec.final or FinalSpec()).model_dump() if final is not None else None
-    input_shape, num_classes = dataset_shape(
-        resolved.spec.dataset.name, resolved.dataset_params, resolved.spec.seed
+    space = network_space(resolved, final)
+    # A space without a network (the user's own table) has no input to describe.
+    input_shape, num_classes = (
+        (None, None)
+        if space.network_class is None
+        else dataset_shape(resolved.spec.dataset.name, resolved.dataset_params, resolved.spec.seed)
     )
     weights_note = _weights_note(plan, resolved)
     retraining = None
@@ -219,7 +223,7 @@ def export_context(plan: ExportPlan, resolved: ResolvedSpec) -> ExportContext:
     if plan.weights is None:
         note += " The accuracies below are the search's estimates, not of these weights."
     return ExportContext(
-        space=network_space(resolved, final),
+        space=space,
         arch=ranked.architecture,
         input_shape=input_shape,
         num_classes=num_classes,

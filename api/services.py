@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -105,9 +106,15 @@ def check_data_paths(resolved: ResolvedSpec, roots: list[Path]) -> None:
     from controllers import CONTROLLERS
 
     for loc, value in resolved.file_params(CONTROLLERS):
-        real = Path(os.path.realpath(Path(value).expanduser()))
-        inside = any(real.is_relative_to(root) for root in roots) and not any(
-            real.is_relative_to(tree) for tree in _SYSTEM_TREES
+        real: Path | None
+        try:
+            real = Path(os.path.realpath(Path(value).expanduser()))
+        except ValueError:  # a NUL byte or a lone surrogate: no file has that name
+            real = None
+        inside = (
+            real is not None
+            and any(real.is_relative_to(root) for root in roots)
+            and not any(real.is_relative_to(tree) for tree in _SYSTEM_TREES)
         )
         if not inside:
             msg = (
@@ -136,9 +143,12 @@ class JobService:
         spec is invalid, over this server's limits, names a file outside its data roots,
         or asks for resources it lacks."""
         settings = self.settings or Settings()
-        resolved = check_limits(parse_spec(document, strict=strict), settings)
+        roots = settings.resolved_data_roots()
+        # The files are confined before anything reads them (a table space's, for priors).
+        confine = functools.partial(check_data_paths, roots=roots)
+        resolved = check_limits(parse_spec(document, strict=strict, check_files=confine), settings)
         resolved = resolve_warm_start(self.session, principal, resolved)
-        check_data_paths(resolved, settings.resolved_data_roots())
+        check_data_paths(resolved, roots)
         check_runnable_here(resolved, settings.backend, settings.ray_address)
         return self.jobs.add(
             JobModel(

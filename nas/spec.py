@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
@@ -479,13 +479,18 @@ def parse_spec(
     *,
     controllers: Registry[type[ControllerEntry]],
     strict: bool = False,
+    check_files: Callable[[ResolvedSpec], None] | None = None,
 ) -> ResolvedSpec:
     """Validate a spec document fully; raise ``SpecError`` with every problem found.
 
     ``controllers`` is the registry the ``controller:`` section is checked against (the
     library knows no controllers; ``workers.parse_spec`` passes the built-in registry).
     ``strict``: no type coercion (``"5"`` or ``false`` for an integer is an error), for JSON
-    documents whose types are explicit; YAML's are not (``1e-3`` is a string in YAML 1.1)."""
+    documents whose types are explicit; YAML's are not (``1e-3`` is a string in YAML 1.1).
+    ``check_files``: called with the spec once its components' parameters are valid, before
+    any check that may read a file the spec names (a ``table`` space reads its table to
+    check ``warm_start.priors``); a service confines the files to its data roots there
+    (raising ``SpecError``)."""
     registries = _registries(controllers)
     if isinstance(data, JobSpec):
         spec = data
@@ -513,6 +518,16 @@ def parse_spec(
         section: _component_params(section, getattr(spec, section), registry, errors, strict)
         for section, registry in registries.items()
     }
+    if not errors and check_files is not None:
+        check_files(
+            ResolvedSpec(
+                spec,
+                params["dataset"] or {},
+                params["space"] or {},
+                params["controller"] or {},
+                params["evaluator"] or {},
+            )
+        )
     if not errors:
         _check_combinations(spec, controllers, errors, params["space"] or {})
     hparams = _check_hparams(spec.hparams, spec.evaluator.name, errors)

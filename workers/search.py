@@ -51,10 +51,17 @@ __all__ = [
 ]
 
 
-def parse_spec(data: Mapping[str, Any] | nas_spec.JobSpec, *, strict: bool = False) -> ResolvedSpec:
+def parse_spec(
+    data: Mapping[str, Any] | nas_spec.JobSpec,
+    *,
+    strict: bool = False,
+    check_files: Callable[[ResolvedSpec], None] | None = None,
+) -> ResolvedSpec:
     """Validate a job spec against the built-in components (``nas.spec.parse_spec`` with
     this project's controller registry)."""
-    return nas_spec.parse_spec(data, controllers=CONTROLLERS, strict=strict)
+    return nas_spec.parse_spec(
+        data, controllers=CONTROLLERS, strict=strict, check_files=check_files
+    )
 
 
 @dataclass
@@ -320,12 +327,25 @@ class SearchLoop:
         )
         workers = self.executor.last_workers
         finished = time.time()
+        why: str | None = None
         for i, (candidate, result) in enumerate(zip(batch, results, strict=True)):
             result = self._primary(result)
             if not self.budget.admit(result):
                 break
             self._record(candidate, result, started, finished, worker=workers[i])
             controller.tell(candidate.id, result)
+            # A PRUNED answer that cost nothing is an infeasible candidate (a combination a
+            # benchmark table does not hold), as a constraint's: it counts towards the same
+            # stop after too many in a row.
+            if result.state is TrialState.PRUNED and result.cost_s == 0:
+                self._infeasible_in_a_row += 1
+                why = result.error
+            else:
+                self._infeasible_in_a_row = 0
+        if self._infeasible_in_a_row >= self.max_infeasible_in_a_row and not self.budget.reason:
+            self.budget.reason = (
+                f"no feasible candidate in the last {self._infeasible_in_a_row} proposals ({why})"
+            )
 
     def _report(self, index: int, epoch: int, values: Mapping[str, float]) -> None:
         """The evaluator's intermediate value of the batch's ``index``-th trial; a stop

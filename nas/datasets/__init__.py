@@ -4,12 +4,12 @@ One module per dataset (its config, its loader, its ``ENTRIES``), registered bel
 is downloaded: MNIST-1D is generated locally by the ``mnist1d`` package and cached,
 ``digits`` ships with scikit-learn, ``npz`` is the user's own file. The NAS-Bench-201
 datasets (``nb201-cifar10`` ...) have no arrays: they name a column group of the benchmark
-table.
+table; ``table`` is the user's own benchmark table (its file is the ``table`` space's).
 """
 
 from __future__ import annotations
 
-from nas.datasets import digits, mnist1d, nb201, npz
+from nas.datasets import digits, mnist1d, nb201, npz, table
 from nas.datasets.base import (
     DATASETS,
     FILE_PARAM,
@@ -22,7 +22,7 @@ from nas.datasets.base import (
 )
 from nas.datasets.nb201 import NB201_DATASETS
 
-for _module in (mnist1d, digits, npz, nb201):
+for _module in (mnist1d, digits, npz, nb201, table):
     for _name, _entry in _module.ENTRIES.items():
         DATASETS.register(_name)(_entry)
 del _module, _name, _entry

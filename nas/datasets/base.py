@@ -53,7 +53,9 @@ class DatasetConfig(BaseModel):
 class DatasetEntry:
     config: type[BaseModel]
     load: Callable[..., DatasetSplits] | None  # None: a tabular benchmark, no arrays
-    tabular: str | None = None  # the NAS-Bench-201 column prefix
+    #: Not None: a benchmark table, no arrays to train on (for NAS-Bench-201, the table's
+    #: column prefix; ``table``: the user's own table).
+    tabular: str | None = None
     #: Input shape (one example) and classes where they are fixed: a tabular benchmark has no
     #: arrays to read them from. ``None``: they come from the loaded data.
     input_shape: tuple[int, ...] | None = None

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from nas.evaluators.base import Evaluator, EvaluatorConfig
 from nas.evaluators.shared import SharedWeightEvaluator
 from nas.evaluators.standalone import StandaloneEvaluator
+from nas.evaluators.table import TableEvaluator
 from nas.evaluators.tabular import Nb201Table, TabularEvaluator, load_table, resolve_table_path
 from nas.registry import Registry
 
@@ -18,6 +19,7 @@ EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator")
 EVALUATORS.register(TabularEvaluator.name)(TabularEvaluator)
 EVALUATORS.register(StandaloneEvaluator.name)(StandaloneEvaluator)
 EVALUATORS.register(SharedWeightEvaluator.name)(SharedWeightEvaluator)
+EVALUATORS.register(TableEvaluator.name)(TableEvaluator)
 
 
 def metric_note(name: str) -> str | None:
@@ -51,6 +53,7 @@ __all__ = [
     "Nb201Table",
     "SharedWeightEvaluator",
     "StandaloneEvaluator",
+    "TableEvaluator",
     "TabularEvaluator",
     "build_evaluator",
     "load_table",

@@ -80,6 +80,7 @@ class Evaluator(ABC):
         from nas.evaluators import EVALUATORS
 
         problems = cls.data_problems(spec)
+        reported = cls.spec_metrics(spec)
         objective = spec.objective
         metrics: list[tuple[tuple[Any, ...], str]] = (
             [(("objective", "metric"), objective.metric)]
@@ -87,13 +88,13 @@ class Evaluator(ABC):
             else [(("objective", "metrics", i), m) for i, m in enumerate(objective.metrics)]
         )
         for loc, metric in metrics:
-            if metric not in cls.metrics:
+            if metric not in reported:
                 problems.append(
                     (
                         loc,
                         (
                             f"evaluator {cls.name!r} does not report {metric!r}; "
-                            f"valid: {', '.join(cls.metrics)}"
+                            f"valid: {', '.join(reported)}"
                         ),
                     )
                 )
@@ -131,6 +132,12 @@ class Evaluator(ABC):
                 )
             )
         return problems
+
+    @classmethod
+    def spec_metrics(cls, spec: JobSpec) -> tuple[str, ...]:
+        """The metrics this evaluator reports for ``spec``: ``metrics``, unless its
+        parameters choose them (the ``table`` evaluator reports the columns it is given)."""
+        return cls.metrics
 
     @classmethod
     def data_problems(cls, spec: JobSpec) -> list[SpecProblem]:

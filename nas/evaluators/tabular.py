@@ -170,8 +170,6 @@ class TabularEvaluator(Evaluator):
     @classmethod
     def data_problems(cls, spec: JobSpec) -> list[SpecProblem]:
         """The table answers for the NAS-Bench-201 space on its own datasets only."""
-        from nas.datasets import DATASETS
-
         problems: list[SpecProblem] = []
         if spec.space.name != cls.space_name:
             problems.append(
@@ -183,8 +181,8 @@ class TabularEvaluator(Evaluator):
                     ),
                 )
             )
-        if DATASETS.get(spec.dataset.name).tabular is None:
-            tables = [n for n in DATASETS if DATASETS.get(n).tabular is not None]
+        if spec.dataset.name not in NB201_DATASETS:
+            tables = list(NB201_DATASETS)
             problems.append(
                 (
                     ("dataset", "name"),

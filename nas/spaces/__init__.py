@@ -8,9 +8,10 @@ from nas.spaces.macro import MACRO_OPS, MacroSpace
 from nas.spaces.metaqnn import MetaQNNSpace
 from nas.spaces.micro import MICRO_OPS, MicroSpace
 from nas.spaces.nb201 import NB201_OPS, Nb201Space
+from nas.spaces.table import TableSpace
 
 SPACES: Registry[type[SearchSpace]] = Registry("space")
-for _space in (MacroSpace, MicroSpace, Nb201Space, MetaQNNSpace):
+for _space in (MacroSpace, MicroSpace, Nb201Space, MetaQNNSpace, TableSpace):
     SPACES.register(_space.name)(_space)
 
 
@@ -31,5 +32,6 @@ __all__ = [
     "Nb201Space",
     "SearchSpace",
     "SpaceConfig",
+    "TableSpace",
     "create_space",
 ]

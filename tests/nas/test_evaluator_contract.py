@@ -42,6 +42,39 @@ class TestSharedWeights(EvaluatorContract):
     }
 
 
+_NB201_OPS = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
+
+
+class TestTable(EvaluatorContract):
+    """The user's own table: NAS-Bench-201 as a plain CSV, with the columns the
+    constraints read."""
+
+    spec: ClassVar[dict[str, Any]] = {
+        "name": "contract-table",
+        "dataset": {"name": "table"},
+        "space": {
+            "name": "table",
+            "path": "{table}",
+            "decisions": [{"column": f"edge{i}", "choices": _NB201_OPS} for i in range(6)],
+        },
+        "controller": {"name": "random"},
+        "evaluator": {
+            "name": "table",
+            "fitness": "c10_val12",
+            "heldout": "c10_test200",
+            "metrics": ["c10_flops_M"],
+            "cost": [{"column": "c10_train_time200_s", "scale": 0.06}],
+            "figures": {
+                "params": {"column": "c10_params_analytic_M", "scale": 1e6},
+                "flops": {"column": "c10_flops_M", "scale": 1e6},
+                "latency_ms": {"column": "c10_latency_s", "scale": 1e3},
+            },
+        },
+        "objective": {"metric": "c10_val12"},
+        "budget": {"trials": 10},
+    }
+
+
 def test_every_registered_evaluator_runs_through_the_contract() -> None:
     covered = {
         cls.spec["evaluator"]["name"]

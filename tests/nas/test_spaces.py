@@ -23,9 +23,11 @@ from nas.spaces import (
     MicroSpace,
     Nb201Space,
     SearchSpace,
+    TableSpace,
     create_space,
 )
 from nas.spaces.macro import default_reductions
+from tests.conftest import NB201_TABLE
 
 SPACES_UNDER_TEST: dict[str, SearchSpace] = {
     "macro-L1": MacroSpace(layers=1),
@@ -35,6 +37,8 @@ SPACES_UNDER_TEST: dict[str, SearchSpace] = {
     "micro-B3": MicroSpace(nodes=3, cells=1, stages=2),
     "micro-B5": MicroSpace(),
     "nb201": Nb201Space(),
+    # NAS-Bench-201 as a plain CSV (read when first used), choices sorted as text.
+    "table-nb201": TableSpace(path=str(NB201_TABLE), decisions=[f"edge{i}" for i in range(6)]),
 }
 over_spaces = pytest.mark.parametrize(
     "space", list(SPACES_UNDER_TEST.values()), ids=list(SPACES_UNDER_TEST)
@@ -317,7 +321,9 @@ def test_create_space_builds_by_name() -> None:
     space = create_space("enas-micro", nodes=3, channels=8)
     assert isinstance(space, MicroSpace)
     assert (space.nodes, space.channels) == (3, 8)
-    with pytest.raises(UnknownNameError, match="valid: enas-macro, enas-micro, metaqnn, nb201"):
+    with pytest.raises(
+        UnknownNameError, match="valid: enas-macro, enas-micro, metaqnn, nb201, table"
+    ):
         create_space("darts")
 
 
@@ -333,6 +339,8 @@ def test_each_space_says_what_its_network_can_do() -> None:
         "metaqnn": (True, False, True),
         # The table holds its accuracies: its network is built for exports only.
         "nb201": (False, False, True),
+        # The user's own table: searched, never trained or exported as a network.
+        "table": (False, False, False),
     }
 
 

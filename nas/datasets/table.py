@@ -1,0 +1,129 @@
+"""``table``: the user's own benchmark table (a tabular or surrogate benchmark, or results
+exported from another tool), searched by the ``table`` space and answered by the ``table``
+evaluator. The dataset has no arrays and no parameters: the file is the space's
+(``space.path``), its protocol the evaluator's.
+
+``read_table`` reads a CSV file (optionally gzip-compressed) once per process: a header row
+naming the columns, then one row per evaluated configuration. Errors say what the file must
+be, never what it holds (no cell values, row counts or bytes): a service must not tell a
+client about the files it reads.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from nas.datasets.base import DatasetEntry
+from nas.errors import DatasetError
+
+__all__ = ["ENTRIES", "CsvTable", "TableDatasetConfig", "read_table"]
+
+_GZIP_MAGIC = b"\x1f\x8b"
+EXPECTED = (
+    "expected a CSV file (UTF-8, optionally gzip-compressed): a header row naming each column "
+    "once, then one row per configuration with one cell per column"
+)
+
+
+class TableDatasetConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, eq=False)
+class CsvTable:
+    """A CSV table as text columns (numpy string arrays, one per header name, in file order);
+    ``numbers`` converts a column to floats once (an empty cell is NaN)."""
+
+    header: tuple[str, ...]
+    columns: dict[str, np.ndarray]
+    _numbers: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def rows(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+    def text(self, column: str) -> np.ndarray:
+        """The column's cells as text (``KeyError`` when there is no such column)."""
+        return self.columns[column]
+
+    def numbers(self, column: str) -> np.ndarray:
+        """The column's cells as float64 (empty cells NaN); ``KeyError`` when there is no
+        such column, ``ValueError`` when a cell is not a number."""
+        if column not in self._numbers:
+            cells = self.columns[column]
+            values = np.empty(len(cells), dtype=np.float64)
+            for i, cell in enumerate(cells.tolist()):
+                text = cell.strip()
+                values[i] = float(text) if text else math.nan  # ValueError: not a number
+            values.setflags(write=False)
+            self._numbers[column] = values
+        return self._numbers[column]
+
+
+def read_table(path: str | Path, *, where: str) -> CsvTable:
+    """The table at ``path``, read once per process while the file is unchanged (cached by
+    resolved path, modification time and size). ``where`` names the spec field that gave
+    the path; every error is a ``DatasetError`` starting with it."""
+    file = Path(path).expanduser()
+    try:
+        stat = file.stat()
+        real = file.resolve(strict=True)
+    except OSError:
+        raise DatasetError(f"{where}: no such file {str(path)!r}") from None
+    if not file.is_file():
+        raise DatasetError(f"{where}: {str(path)!r} is not a file")
+    try:
+        return _read(str(real), stat.st_mtime_ns, stat.st_size)
+    except _NotATable as exc:
+        raise DatasetError(f"{where}: {EXPECTED}; {exc}") from None
+
+
+class _NotATable(ValueError):
+    """What is wrong with the file, in terms of what was expected."""
+
+
+@lru_cache(maxsize=4)
+def _read(path: str, mtime_ns: int, size: int) -> CsvTable:
+    try:
+        with open(path, "rb") as raw:
+            compressed = raw.read(2) == _GZIP_MAGIC
+        opened = gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
+        with opened as binary, io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as text:
+            reader = csv.reader(text)
+            header = next(reader, None)
+            rows = [row for row in reader if row]
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error, gzip.BadGzipFile):
+        raise _NotATable("this file is not one") from None
+    if not header or any(not name.strip() for name in header):
+        raise _NotATable("the header row must name every column")
+    names = tuple(name.strip() for name in header)
+    if len(set(names)) != len(names):
+        raise _NotATable("a column name appears twice in the header")
+    if not rows:
+        raise _NotATable("the file has no data row")
+    if any(len(row) != len(names) for row in rows):
+        raise _NotATable("a row has more or fewer cells than the header has columns")
+    columns = {}
+    for j, name in enumerate(names):
+        cells = np.array([row[j] for row in rows], dtype=str)
+        cells.setflags(write=False)
+        columns[name] = cells
+    return CsvTable(names, columns)
+
+
+def clear_cache() -> None:
+    """Forget the tables read so far (tests)."""
+    _read.cache_clear()
+
+
+#: ``tabular`` is only a marker here (not None: a table, no arrays to train on).
+ENTRIES = {"table": DatasetEntry(TableDatasetConfig, None, tabular="table")}

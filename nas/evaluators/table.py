@@ -1,0 +1,356 @@
+"""``TableEvaluator``: the user's own benchmark table answers queries, with the protocol
+the spec sets.
+
+The ``table`` space (``nas.spaces.table``) finds an architecture's row; this evaluator reads
+that row's columns: ``fitness`` is the objective the search sees (reported as a metric under
+its column name), ``metrics`` are further columns reported with it, ``cost`` the columns
+whose weighted sum is the query's simulated cost (``budget.simulated_seconds`` spends it),
+``heldout`` the figure reported for the architecture a search returns (``final_metrics``),
+never shown to a controller. A combination no row holds is infeasible: a PRUNED trial at no
+cost, as a constraint's; a row whose fitness cell is empty is a failed evaluation (FAIL, at
+its cost).
+
+The NAS-Bench-201 protocol on its table as a plain CSV (``examples/table-nb201-cifar10.yaml``):
+fitness ``c10_val12``, held-out ``c10_test200``, cost ``0.06 * c10_train_time200_s +
+c10valid_valid_per_epoch_time_s`` (12 of 200 training epochs and one validation epoch).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from nas.architecture import Architecture
+from nas.constraints import CONSTRAINTS
+from nas.errors import DatasetError
+from nas.evaluators.base import Evaluator, EvaluatorConfig
+from nas.spaces.base import SearchSpace
+from nas.spaces.table import TableSpace
+from nas.trial import TrialResult, TrialState
+
+if TYPE_CHECKING:
+    from nas.spec import JobSpec, SpecProblem
+
+__all__ = ["NOT_IN_TABLE", "TableEvaluator", "TableEvaluatorConfig"]
+
+#: Why a combination of choices is infeasible: no row of the table holds it.
+NOT_IN_TABLE = "not in the table"
+
+
+class ScaledColumn(BaseModel):
+    """A numeric column times a factor."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    column: str = Field(min_length=1)
+    scale: float = Field(1.0, ge=0, allow_inf_nan=False, description="the column's factor")
+
+
+class ConstraintColumns(BaseModel):
+    """The columns ``objective.constraints`` read (figure = scale * column)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    params: ScaledColumn | None = Field(None, description="parameters (max_params)")
+    flops: ScaledColumn | None = Field(None, description="FLOPs of one example (max_flops)")
+    latency_ms: ScaledColumn | None = Field(
+        None, description="latency, milliseconds (max_latency_ms)"
+    )
+
+
+class TableEvaluatorConfig(EvaluatorConfig):
+    fitness: str = Field(
+        "val_accuracy",
+        min_length=1,
+        description="the column the search optimises (reported under its name: "
+        "objective.metric names it)",
+    )
+    heldout: str | None = Field(
+        None,
+        min_length=1,
+        description="the column reported for the search's best (final_metrics), never shown "
+        "to the search",
+    )
+    cost: list[ScaledColumn] = Field(
+        default_factory=list,
+        max_length=16,
+        description="a query's simulated cost in seconds: the sum of scale * column "
+        "(budget.simulated_seconds spends it); none: queries cost nothing",
+    )
+    metrics: list[str] = Field(
+        default_factory=list, max_length=64, description="further columns reported"
+    )
+    figures: ConstraintColumns = Field(
+        default_factory=ConstraintColumns,
+        description="the columns objective.constraints read: params, flops, latency_ms",
+    )
+
+    @field_validator("metrics")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if any(not m for m in value):
+            raise ValueError("a metric names a column (an empty name is none)")
+        if len(set(value)) != len(value):
+            raise ValueError("each column may be reported once")
+        return value
+
+    @model_validator(mode="after")
+    def _heldout_apart(self) -> TableEvaluatorConfig:
+        if self.fitness in self.metrics:
+            raise ValueError(
+                f"{self.fitness!r} is the fitness, reported already; drop it from metrics"
+            )
+        if self.heldout is not None and self.heldout in (self.fitness, *self.metrics):
+            raise ValueError(
+                f"the held-out column {self.heldout!r} is never shown to the search: it cannot "
+                "be the fitness or a metric"
+            )
+        return self
+
+    @property
+    def reported(self) -> tuple[str, ...]:
+        return (self.fitness, *self.metrics)
+
+
+class TableEvaluator(Evaluator):
+    """Answers queries from the ``table`` space's table, a whole batch per call.
+
+    Example:
+        >>> space = TableSpace(path="bench.csv", decisions=["optimizer", "width"])
+        >>> ev = TableEvaluator(space=space, fitness="val_acc", heldout="test_acc",
+        ...                     cost=[{"column": "train_s"}])
+        >>> ev.evaluate([space.sample(np.random.default_rng(0))])[0].objective
+    """
+
+    name = "table"
+    Config = TableEvaluatorConfig
+    #: The metrics are the columns a spec names (``spec_metrics``; an instance's ``metrics``).
+    metrics: ClassVar[tuple[str, ...]] = ()
+    batch_size = 256
+    instant = True
+    constraint_keys = ("max_params", "max_flops", "max_latency_ms")
+    metric_notes: ClassVar[Mapping[str, str]] = {
+        **Evaluator.metric_notes,
+        "table_row": "the architecture's row in the benchmark table (0 = the first data row)",
+    }
+    trains_networks = False
+    simulates_cost = True
+    #: The space whose table this evaluator reads.
+    space_name = TableSpace.name
+
+    # --- the spec ------------------------------------------------------------------------
+    @classmethod
+    def spec_metrics(cls, spec: JobSpec) -> tuple[str, ...]:
+        return _config(spec).reported
+
+    @classmethod
+    def spec_problems(cls, spec: JobSpec) -> list[SpecProblem]:
+        """The base checks with the columns the spec names, plus: a constraint needs its
+        column (``evaluator.figures``), a simulated-time budget needs ``evaluator.cost``."""
+        problems = super().spec_problems(spec)
+        config = _config(spec)
+        constraints = spec.objective.constraints
+        for key in constraints.limits() if constraints is not None else {}:
+            figure = CONSTRAINTS[key]
+            if getattr(config.figures, figure) is None:
+                problems.append(
+                    (
+                        ("objective", "constraints", key),
+                        (
+                            f"{key} needs evaluator.figures.{figure}: the column of the table "
+                            "that holds it (and its scale)"
+                        ),
+                    )
+                )
+        if spec.budget.simulated_seconds is not None and not config.cost:
+            problems.append(
+                (
+                    ("budget", "simulated_seconds"),
+                    (
+                        "queries cost nothing without evaluator.cost (the columns whose sum is "
+                        "a query's simulated seconds); set it or use budget.trials"
+                    ),
+                )
+            )
+        return problems
+
+    @classmethod
+    def data_problems(cls, spec: JobSpec) -> list[SpecProblem]:
+        """The table answers for the ``table`` space on the ``table`` dataset only."""
+        problems: list[SpecProblem] = []
+        if spec.space.name != cls.space_name:
+            problems.append(
+                (
+                    ("space", "name"),
+                    f"the table evaluator needs space {cls.space_name}, got {spec.space.name!r}",
+                )
+            )
+        if spec.dataset.name != "table":
+            problems.append(
+                (
+                    ("dataset", "name"),
+                    f"the table evaluator needs dataset table, got {spec.dataset.name!r}",
+                )
+            )
+        return problems
+
+    @classmethod
+    def from_spec(
+        cls,
+        *,
+        dataset: str,
+        dataset_params: Mapping[str, Any],
+        space: SearchSpace,
+        params: Mapping[str, Any],
+        seed: int,
+    ) -> TableEvaluator:
+        if not isinstance(space, TableSpace):
+            raise DatasetError(
+                f"space.name: the table evaluator needs space table, got {space.name!r}"
+            )
+        return cls(space=space, **params)
+
+    # --- answering -----------------------------------------------------------------------
+    def __init__(
+        self,
+        *,
+        space: TableSpace,
+        fitness: str = "val_accuracy",
+        heldout: str | None = None,
+        cost: Sequence[ScaledColumn | Mapping[str, Any]] = (),
+        metrics: Sequence[str] = (),
+        figures: ConstraintColumns | Mapping[str, Any] | None = None,
+    ) -> None:
+        config = TableEvaluatorConfig.model_validate(
+            {
+                "fitness": fitness,
+                "heldout": heldout,
+                "cost": [c.model_dump() if isinstance(c, BaseModel) else dict(c) for c in cost],
+                "metrics": list(metrics),
+                "figures": (
+                    figures.model_dump() if isinstance(figures, BaseModel) else dict(figures or {})
+                ),
+            }
+        )
+        self.space = space
+        self.fitness = config.fitness
+        self.heldout = config.heldout
+        #: The metrics this evaluator reports: the fitness column, then ``metrics``.
+        self.metrics = config.reported  # type: ignore[misc]
+        space.decisions()  # read the table, check the decision columns
+        self._columns = {
+            name: self._numeric(
+                name, "evaluator.fitness" if i == 0 else f"evaluator.metrics.{i - 1}"
+            )
+            for i, name in enumerate(self.metrics)
+        }
+        self._heldout = (
+            None if self.heldout is None else self._numeric(self.heldout, "evaluator.heldout")
+        )
+        self._cost = np.zeros(space.table.rows)
+        for i, part in enumerate(config.cost):
+            values = self._numeric(part.column, f"evaluator.cost.{i}")
+            if not np.all(np.isfinite(values) & (values >= 0)):
+                raise DatasetError(
+                    f"evaluator.cost.{i}: column {part.column!r} must hold a non-negative number "
+                    "in every row"
+                )
+            self._cost = self._cost + part.scale * values
+        self._figures: dict[str, np.ndarray] = {}
+        for figure in CONSTRAINTS.values():
+            scaled = getattr(config.figures, figure)
+            if scaled is not None:
+                values = self._numeric(scaled.column, f"evaluator.figures.{figure}")
+                self._figures[figure] = scaled.scale * values
+
+    def _numeric(self, column: str, where: str) -> np.ndarray:
+        try:
+            return self.space.table.numbers(column)
+        except KeyError:
+            raise DatasetError(f"{where}: the table has no column {column!r}") from None
+        except ValueError:
+            raise DatasetError(
+                f"{where}: column {column!r} must be numeric (a number or an empty cell in "
+                "every row)"
+            ) from None
+
+    def evaluate(
+        self,
+        archs: Sequence[Architecture],
+        hparams: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[TrialResult]:
+        results = []
+        for row in self.space.rows_of(archs):
+            if row is None:
+                results.append(TrialResult(TrialState.PRUNED, cost_s=0.0, error=NOT_IN_TABLE))
+                continue
+            cost = float(self._cost[row])
+            value = float(self._columns[self.fitness][row])
+            if math.isnan(value):
+                results.append(
+                    TrialResult(
+                        TrialState.FAIL,
+                        cost_s=cost,
+                        simulated=True,
+                        error=f"the table has no {self.fitness} for this row (empty cell)",
+                    )
+                )
+                continue
+            metrics = {
+                name: float(column[row])
+                for name, column in self._columns.items()
+                if not math.isnan(column[row])
+            }
+            results.append(
+                TrialResult(
+                    TrialState.COMPLETE,
+                    objective=value,
+                    metrics=metrics,
+                    cost_s=cost,
+                    simulated=True,
+                )
+            )
+        return results
+
+    def check_constraints(
+        self, archs: Sequence[Architecture], constraints: Mapping[str, float | None]
+    ) -> list[tuple[str | None, dict[str, float]]]:
+        """The base check, with a combination the table does not hold infeasible as such."""
+        checked = super().check_constraints(archs, constraints)
+        rows = self.space.rows_of(archs)
+        return [
+            (NOT_IN_TABLE, {}) if row is None else c for row, c in zip(rows, checked, strict=True)
+        ]
+
+    def constraint_figures(
+        self, archs: Sequence[Architecture], figures: Sequence[str]
+    ) -> list[dict[str, float]]:
+        """From the columns of ``evaluator.figures`` (scaled); NaN where the table has no
+        row or no value (an unknown figure violates its constraint)."""
+        missing = [f for f in figures if f not in self._figures]
+        if missing:
+            raise DatasetError(f"evaluator.figures: {', '.join(missing)} not set")
+        out = []
+        for row in self.space.rows_of(archs):
+            out.append(
+                {f: math.nan if row is None else float(self._figures[f][row]) for f in figures}
+            )
+        return out
+
+    def final_metrics(self, arch: Architecture) -> dict[str, float]:
+        """The held-out column of the architecture's row (when set and not empty) and the
+        row's number."""
+        row = self.space.row_of(arch)
+        if row is None:
+            return {}
+        out: dict[str, float] = {"table_row": row}
+        if self._heldout is not None and not math.isnan(self._heldout[row]):
+            out[self.heldout] = float(self._heldout[row])  # type: ignore[index]
+        return out
+
+
+def _config(spec: JobSpec) -> TableEvaluatorConfig:
+    """The spec's evaluator parameters (validated before the cross-component checks)."""
+    return TableEvaluatorConfig.model_validate(spec.evaluator.params)

@@ -1,0 +1,152 @@
+"""Bring your own benchmark table over HTTP (issue 14 item 2): a table under the server's
+data roots is searched like any job, warm-starts another, and is read only from there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api.client import ApiError, NasClient
+from tests.api.conftest import LiveServer
+
+#: (opt, width) -> (val, test, seconds); (sgd, 64) is not in the table.
+ROWS = {
+    ("adam", "8"): (70.0, 69.5, 10),
+    ("adam", "16"): (80.0, 79.5, 20),
+    ("adam", "64"): (90.0, 88.5, 40),
+    ("sgd", "8"): (60.0, 61.5, 10),
+    ("sgd", "16"): (75.0, 74.5, 20),
+}
+
+
+def write_table(folder: Path, name: str = "bench.csv") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["opt,width,val,test,seconds"]
+    lines += [f"{o},{w},{v},{t},{s}" for (o, w), (v, t, s) in ROWS.items()]
+    path = folder / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def table_spec(path: Path | str, **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "my-table",
+        "dataset": {"name": "table"},
+        "space": {"name": "table", "path": str(path), "decisions": ["opt", "width"]},
+        "controller": {"name": "random"},
+        "evaluator": {
+            "name": "table",
+            "fitness": "val",
+            "heldout": "test",
+            "cost": [{"column": "seconds"}],
+        },
+        "objective": {"metric": "val", "direction": "maximize"},
+        "budget": {"trials": 12},
+        "seed": 0,
+    }
+    spec.update(overrides)
+    return spec
+
+
+def test_a_table_job_succeeds_and_reports_the_best_rows_heldout_figure(
+    server: LiveServer, client: NasClient
+) -> None:
+    path = write_table(server.settings.data_dir)
+    job = client.wait(client.submit(table_spec(path))["id"], timeout=120)
+    assert job["state"] == "SUCCEEDED", job["reason"]
+    best = job["summary"]["best"]
+    genotype = best["genotype"]
+    val, test, _ = ROWS[(genotype["opt"], genotype["width"])]
+    assert best["objective"] == {"val": val}
+    assert best["final_metrics"]["test"] == test
+    assert "test" not in best["metrics"]  # never shown to the search
+    states = job["trial_states"]
+    assert sum(states.values()) == 12 and set(states) <= {"COMPLETE", "PRUNED"}
+    pruned = client._request(
+        "GET", f"/api/v1/jobs/{job['id']}/trials", params={"state": "PRUNED", "limit": 50}
+    )["data"]
+    assert len(pruned) == states.get("PRUNED", 0)
+    assert all(t["error"] == "not in the table" for t in pruned)
+
+
+def test_a_table_job_warm_starts_from_another_on_the_same_table(
+    server: LiveServer, client: NasClient
+) -> None:
+    path = write_table(server.settings.data_dir)
+    source = client.wait(
+        client.submit(table_spec(path, controller={"name": "grid"}, budget={"trials": 6}))["id"],
+        timeout=120,
+    )
+    assert source["state"] == "SUCCEEDED", source["reason"]
+    warm = table_spec(
+        path,
+        name="warm",
+        controller={"name": "tpe"},
+        budget={"trials": 6},
+        warm_start={"jobs": [source["id"]], "top_k": 3},
+        seed=9,
+    )
+    job = client.submit(warm)
+    assert job["spec"]["warm_start"]["sources"][0]["job_id"] == source["id"]
+    done = client.wait(job["id"], timeout=120)
+    assert done["state"] == "SUCCEEDED", done["reason"]
+    first = client._request(
+        "GET", f"/api/v1/jobs/{job['id']}/trials", params={"limit": 3, "sort": "number"}
+    )["data"]
+    # the source's three best rows, best first
+    best_rows = sorted(ROWS.values(), reverse=True)[:3]
+    assert [t["objective"] for t in first] == [v for v, _, _ in best_rows]
+    assert done["summary"]["best"]["final_metrics"]["test"] == 88.5
+
+
+def test_a_table_outside_the_data_roots_is_refused_before_it_is_read(
+    server: LiveServer, client: NasClient, tmp_path: Path
+) -> None:
+    outside = write_table(tmp_path / "elsewhere")
+    prior = {"architecture": {"space": "table", "choices": [0, 0]}, "score": 1.0}
+    for path in (outside, "/etc/passwd", "/nonexistent/bench.csv", "bench\x00.csv"):
+        # with priors, checking them reads the table: the path is refused first
+        with pytest.raises(ApiError) as info:
+            client.submit(table_spec(path, warm_start={"priors": [prior]}))
+        assert info.value.status_code == 422
+        (problem,) = info.value.detail
+        assert problem["loc"] == ["space", "path"]
+        assert "NAS_DATA_ROOTS" in problem["msg"]
+
+
+def test_a_bad_table_under_the_roots_fails_the_job_naming_the_field_not_the_content(
+    server: LiveServer, user_key: str
+) -> None:
+    folder = server.settings.data_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    bad = folder / "bad.csv"
+    bad.write_text("opt,width,val,test,seconds\nadam,8,secret-cell,1,1\n")
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {user_key}"}, timeout=30
+    ) as http:
+        job_id = http.post("/api/v1/jobs", json=table_spec(bad)).json()["id"]
+    with server.client(user_key) as client:
+        job = client.wait(job_id, timeout=120)
+    assert job["state"] == "FAILED"
+    assert "evaluator.fitness: column 'val' must be numeric" in job["reason"]
+    assert "secret-cell" not in job["reason"]
+
+
+def test_a_table_jobs_best_exports_as_json_and_not_as_a_network(
+    server: LiveServer, client: NasClient
+) -> None:
+    path = write_table(server.settings.data_dir)
+    job = client.wait(client.submit(table_spec(path))["id"], timeout=120)
+    response = client._http.get(f"/api/v1/jobs/{job['id']}/export", params={"format": "json"})
+    assert response.status_code == 200, response.text
+    document = response.json()
+    assert document["genotype"] == {"opt": "adam", "width": "64"}
+    assert document["metrics"]["val"] == 90.0 and document["metrics"]["test"] == 88.5
+    assert document["space"]["config"]["path"] == str(path)
+    assert (document["input_shape"], document["num_classes"]) == (None, None)
+    network = client._http.get(f"/api/v1/jobs/{job['id']}/export", params={"format": "onnx"})
+    assert network.status_code == 422
+    assert "table" in network.json()["detail"][0]["msg"]
