@@ -20,8 +20,10 @@ hyperparameters, never set to a placeholder.
 evolution) and maps itself to Optuna distributions, suggesting only active parameters.
 
 Names in ``TRAINING_HPARAMS`` set the training procedure of a trial for evaluators that train
-each trial (``standalone``); their values are checked against what training accepts. Any
-other name is the user's own: sampled, searched and recorded per trial like the rest.
+each trial (``standalone``), names in ``META_HPARAMS`` the meta-training procedure of the
+meta-learning evaluators (``maml``, ``fomaml``, ``reptile``, ``metasgd``); their values are
+checked against what training accepts (``PROCEDURE_HPARAMS``: both). Any other name is the
+user's own: sampled, searched and recorded per trial like the rest.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
 __all__ = [
+    "META_HPARAMS",
+    "PROCEDURE_HPARAMS",
     "TRAINING_HPARAMS",
     "CategoricalParam",
     "Condition",
@@ -127,7 +131,7 @@ _MODELS: dict[str, type[BaseModel]] = {
 class TrainingKey:
     """A hyperparameter name that sets the training procedure (``TrainRecipe`` field)."""
 
-    kind: Literal["number", "integer", "choice"]
+    kind: Literal["number", "integer", "choice", "flag"]
     domain: str  # for messages
     check: Callable[[Any], bool]
     choices: tuple[str, ...] = ()
@@ -151,6 +155,22 @@ TRAINING_HPARAMS: dict[str, TrainingKey] = {
     "label_smoothing": TrainingKey("number", "0 <= label_smoothing < 1", lambda v: 0 <= v < 1),
     "focal_gamma": TrainingKey("number", "0 <= focal_gamma <= 20", lambda v: 0 <= v <= 20),
 }
+
+#: Names that set a trial's meta-training procedure when the evaluator meta-learns (``maml``,
+#: ``fomaml``, ``reptile``, ``metasgd``: each takes those its parameters have, see its
+#: ``hparam_keys``): the inner loop's step size and steps, first-order or second-order
+#: meta-gradients, tasks per meta-batch and the outer (meta) learning rate.
+META_HPARAMS: dict[str, TrainingKey] = {
+    "inner_lr": TrainingKey("number", "0 < inner_lr <= 10", lambda v: 0 < v <= 10),
+    "inner_steps": TrainingKey("integer", "0 <= inner_steps <= 100", lambda v: 0 <= v <= 100),
+    "first_order": TrainingKey("flag", "true, false", lambda v: isinstance(v, bool)),
+    "meta_batch": TrainingKey("integer", "1 <= meta_batch <= 4096", lambda v: 1 <= v <= 4096),
+    "outer_lr": TrainingKey("number", "0 < outer_lr <= 10", lambda v: 0 < v <= 10),
+}
+
+#: Every name that sets a training procedure (``TRAINING_HPARAMS`` and ``META_HPARAMS``): a
+#: spec may search one only with an evaluator that sets it per trial (``hparam_keys``).
+PROCEDURE_HPARAMS: dict[str, TrainingKey] = {**TRAINING_HPARAMS, **META_HPARAMS}
 
 
 # --- the space ---------------------------------------------------------------------------------
@@ -401,13 +421,15 @@ def _check_param(p: Param) -> list[tuple[tuple[str | int, ...], str]]:
 
 
 def _check_training_key(name: str, p: Param) -> list[tuple[tuple[str | int, ...], str]]:
-    key = TRAINING_HPARAMS.get(name)
+    key = PROCEDURE_HPARAMS.get(name)
     if key is None:
         return []
     if isinstance(p, CategoricalParam):
         problems = []
         for i, choice in enumerate(p.choices):
-            if key.kind == "choice":
+            if key.kind == "flag":
+                ok = isinstance(choice, bool)
+            elif key.kind == "choice":
                 ok = isinstance(choice, str) and key.check(choice)
             elif key.kind == "integer":
                 ok = isinstance(choice, int) and not isinstance(choice, bool) and key.check(choice)
@@ -430,6 +452,10 @@ def _check_training_key(name: str, p: Param) -> list[tuple[tuple[str | int, ...]
         return problems
     if key.kind == "choice":
         return [(("type",), f"{name} is one of {key.domain}: use type categorical")]
+    if key.kind == "flag":
+        return [
+            (("type",), f"{name} is true or false: use type categorical, choices [true, false]")
+        ]
     if key.kind == "integer" and isinstance(p, FloatParam):
         return [(("type",), f"{name} is an integer: use type int (or categorical)")]
     return [

@@ -553,10 +553,10 @@ def parse_spec(
 def _check_hparams(
     raw: Mapping[str, Any] | None, evaluator: Any, errors: list[dict[str, Any]]
 ) -> HparamSpace | None:
-    """Validate the ``hparams:`` section; training-procedure names only with an evaluator
-    that trains each trial (``Evaluator.hparam_keys``)."""
+    """Validate the ``hparams:`` section; training-procedure names (``PROCEDURE_HPARAMS``)
+    only with an evaluator that sets them per trial (``Evaluator.hparam_keys``)."""
     from nas.evaluators import EVALUATORS
-    from nas.hparams import TRAINING_HPARAMS
+    from nas.hparams import PROCEDURE_HPARAMS
 
     if not raw:
         return None
@@ -564,9 +564,9 @@ def _check_hparams(
     errors.extend(problems)
     if isinstance(evaluator, str) and evaluator in EVALUATORS:
         used = EVALUATORS.get(evaluator).hparam_keys
-        users = [n for n in EVALUATORS.names() if EVALUATORS.get(n).hparam_keys]
         for name in raw:
-            if name in TRAINING_HPARAMS and name not in used:
+            if name in PROCEDURE_HPARAMS and name not in used:
+                users = [n for n in EVALUATORS.names() if name in EVALUATORS.get(n).hparam_keys]
                 errors.append(
                     _err(
                         ("hparams", name),

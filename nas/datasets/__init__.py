@@ -5,11 +5,13 @@ is downloaded: MNIST-1D is generated locally by the ``mnist1d`` package and cach
 ``digits`` ships with scikit-learn, ``npz`` is the user's own file. The NAS-Bench-201
 datasets (``nb201-cifar10`` ...) have no arrays: they name a column group of the benchmark
 table; ``table`` is the user's own benchmark table (its file is the ``table`` space's).
+``sinusoid`` is a task distribution for few-shot meta-learning (``nas.datasets.tasks``): no
+arrays either, tasks drawn by the meta-learning evaluators.
 """
 
 from __future__ import annotations
 
-from nas.datasets import digits, mnist1d, nb201, npz, table
+from nas.datasets import digits, mnist1d, nb201, npz, sinusoid, table
 from nas.datasets.base import (
     DATASETS,
     FILE_PARAM,
@@ -19,10 +21,11 @@ from nas.datasets.base import (
     cache_dir,
     dataset_shape,
     load_dataset,
+    load_tasks,
 )
 from nas.datasets.nb201 import NB201_DATASETS
 
-for _module in (mnist1d, digits, npz, nb201, table):
+for _module in (mnist1d, digits, npz, nb201, table, sinusoid):
     for _name, _entry in _module.ENTRIES.items():
         DATASETS.register(_name)(_entry)
 del _module, _name, _entry
@@ -37,4 +40,5 @@ __all__ = [
     "cache_dir",
     "dataset_shape",
     "load_dataset",
+    "load_tasks",
 ]

@@ -13,13 +13,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from nas.errors import DatasetError
 from nas.registry import Registry
+
+if TYPE_CHECKING:
+    from nas.datasets.tasks import TaskDistribution
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class DatasetConfig(BaseModel):
 @dataclass(frozen=True)
 class DatasetEntry:
     config: type[BaseModel]
-    load: Callable[..., DatasetSplits] | None  # None: a tabular benchmark, no arrays
+    load: Callable[..., DatasetSplits] | None  # None: no arrays (a table, a task distribution)
     #: Not None: a benchmark table, no arrays to train on (for NAS-Bench-201, the table's
     #: column prefix; ``table``: the user's own table).
     tabular: str | None = None
@@ -60,6 +63,10 @@ class DatasetEntry:
     #: arrays to read them from. ``None``: they come from the loaded data.
     input_shape: tuple[int, ...] | None = None
     num_classes: int | None = None
+    #: Not None: a task distribution for few-shot meta-learning (``nas.datasets.tasks``),
+    #: built from the spec's parameters; no arrays (``load`` is None), and only the
+    #: meta-learning evaluators take it.
+    tasks: Callable[..., TaskDistribution] | None = None
 
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
@@ -82,9 +89,19 @@ def load_dataset(name: str, *, seed: int = 0, **config: Any) -> DatasetSplits:
     """Load a registered dataset with its spec parameters, split by ``seed``."""
     entry = DATASETS.get(name)
     if entry.load is None:
-        raise DatasetError(f"dataset {name!r} is a tabular benchmark; it has no arrays to load")
+        what = "a task distribution" if entry.tasks is not None else "a tabular benchmark"
+        raise DatasetError(f"dataset {name!r} is {what}; it has no arrays to load")
     params = entry.config.model_validate(config)
     return entry.load(name=name, seed=seed, **params.model_dump())
+
+
+def load_tasks(name: str, **config: Any) -> TaskDistribution:
+    """The task distribution of a registered dataset with its spec parameters (few-shot
+    meta-learning: ``DatasetEntry.tasks``)."""
+    entry = DATASETS.get(name)
+    if entry.tasks is None:
+        raise DatasetError(f"dataset {name!r} is not a task distribution")
+    return entry.tasks(**config)
 
 
 def dataset_shape(

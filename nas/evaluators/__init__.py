@@ -5,6 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from nas.evaluators.base import Evaluator, EvaluatorConfig
+from nas.evaluators.meta import (
+    FomamlEvaluator,
+    MamlEvaluator,
+    MetaEvaluator,
+    MetaSgdEvaluator,
+    ReptileEvaluator,
+)
 from nas.evaluators.shared import SharedWeightEvaluator
 from nas.evaluators.standalone import StandaloneEvaluator
 from nas.evaluators.table import TableEvaluator
@@ -20,6 +27,8 @@ EVALUATORS.register(TabularEvaluator.name)(TabularEvaluator)
 EVALUATORS.register(StandaloneEvaluator.name)(StandaloneEvaluator)
 EVALUATORS.register(SharedWeightEvaluator.name)(SharedWeightEvaluator)
 EVALUATORS.register(TableEvaluator.name)(TableEvaluator)
+for _meta in (MamlEvaluator, FomamlEvaluator, ReptileEvaluator, MetaSgdEvaluator):
+    EVALUATORS.register(_meta.name)(_meta)
 
 
 def metric_note(name: str) -> str | None:
@@ -50,7 +59,12 @@ __all__ = [
     "EVALUATORS",
     "Evaluator",
     "EvaluatorConfig",
+    "FomamlEvaluator",
+    "MamlEvaluator",
+    "MetaEvaluator",
+    "MetaSgdEvaluator",
     "Nb201Table",
+    "ReptileEvaluator",
     "SharedWeightEvaluator",
     "StandaloneEvaluator",
     "TableEvaluator",

@@ -52,6 +52,9 @@ class Evaluator(ABC):
     trains_networks: ClassVar[bool] = True
     #: Needs the space's shared-weight supernet.
     needs_supernet: ClassVar[bool] = False
+    #: Meta-trains networks on a task distribution (a dataset with ``tasks``: few-shot
+    #: meta-learning) instead of training them on arrays.
+    meta_learning: ClassVar[bool] = False
     #: Can score several objectives (a Pareto front); False: ranks by one reward.
     multi_objective: ClassVar[bool] = True
     #: Results carry a simulated training cost (``budget.simulated_seconds`` applies).
@@ -156,6 +159,17 @@ class Evaluator(ABC):
                 (
                     ("dataset", "name"),
                     f"{dataset!r} is a table; use evaluator {' or '.join(readers)}",
+                )
+            )
+        elif DATASETS.get(dataset).tasks is not None:
+            learners = [n for n in EVALUATORS if EVALUATORS.get(n).meta_learning]
+            problems.append(
+                (
+                    ("dataset", "name"),
+                    (
+                        f"{dataset!r} is a task distribution for few-shot meta-learning, not "
+                        f"arrays to train on; use evaluator {', '.join(learners)}"
+                    ),
                 )
             )
         if not space.trainable:

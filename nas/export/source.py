@@ -308,6 +308,17 @@ def _torch_leaf(m: nn.Module) -> str:
         return f"nn.Flatten({m.start_dim}, {m.end_dim})"
     if type(m) is nn.ReLU:
         return "nn.ReLU(inplace=True)" if m.inplace else "nn.ReLU()"
+    if type(m) is nn.Tanh:
+        return "nn.Tanh()"
+    if type(m) is nn.LayerNorm:
+        args = [_one(tuple(m.normalized_shape))]
+        if m.eps != 1e-5:
+            args.append(f"eps={m.eps!r}")
+        if not m.elementwise_affine:
+            args.append("elementwise_affine=False")
+        elif m.bias is None:
+            args.append("bias=False")
+        return f"nn.LayerNorm({', '.join(args)})"
     if type(m) is nn.Dropout:
         return f"nn.Dropout({m.p!r})"
     if type(m) is nn.Identity:
@@ -328,7 +339,7 @@ def _assemble(
     init_body: str,
     forward: str,
 ) -> str:
-    layout = "(N, C, L)" if len(input_shape) == 2 else "(N, C, H, W)"
+    layout = {1: "(N, D)", 2: "(N, C, L)", 3: "(N, C, H, W)"}.get(len(input_shape), "(N, ...)")
     uses_f = any("F." in text for text in copied)
     header = f'''"""A standalone PyTorch module (imports torch only) for the architecture
 {arch.key}.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 import torch
 from torch import nn
@@ -52,6 +52,10 @@ class SpaceNetwork(nn.Module, Generic[S]):
     space-specific part of the standalone PyTorch file) and ``draw`` (the model card's drawing).
     """
 
+    #: The fewest outputs (``num_classes``) the network takes: 2 for a classifier; a network
+    #: that also regresses (the ``mlp`` space's) takes 1.
+    min_outputs: ClassVar[int] = 2
+
     def __init__(
         self,
         space: S,
@@ -63,8 +67,8 @@ class SpaceNetwork(nn.Module, Generic[S]):
         problem = space.input_shape_problem(input_shape)
         if problem is not None:
             raise ValueError(problem)
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        if num_classes < self.min_outputs:
+            raise ValueError(f"num_classes must be at least {self.min_outputs}, got {num_classes}")
         if arch is not None:
             space.validate(arch)
         self.space = space

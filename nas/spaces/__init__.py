@@ -7,11 +7,12 @@ from nas.spaces.base import Decision, SearchSpace, SpaceConfig
 from nas.spaces.macro import MACRO_OPS, MacroSpace
 from nas.spaces.metaqnn import MetaQNNSpace
 from nas.spaces.micro import MICRO_OPS, MicroSpace
+from nas.spaces.mlp import MlpSpace
 from nas.spaces.nb201 import NB201_OPS, Nb201Space
 from nas.spaces.table import TableSpace
 
 SPACES: Registry[type[SearchSpace]] = Registry("space")
-for _space in (MacroSpace, MicroSpace, Nb201Space, MetaQNNSpace, TableSpace):
+for _space in (MacroSpace, MicroSpace, Nb201Space, MetaQNNSpace, TableSpace, MlpSpace):
     SPACES.register(_space.name)(_space)
 
 
@@ -29,6 +30,7 @@ __all__ = [
     "MacroSpace",
     "MetaQNNSpace",
     "MicroSpace",
+    "MlpSpace",
     "Nb201Space",
     "SearchSpace",
     "SpaceConfig",

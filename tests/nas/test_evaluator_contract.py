@@ -75,6 +75,48 @@ class TestTable(EvaluatorContract):
     }
 
 
+def _meta_spec(evaluator: str) -> dict[str, Any]:
+    """A few meta-iterations of a meta-learning evaluator on sinusoid tasks (``mlp`` space)."""
+    return {
+        "name": f"contract-{evaluator}",
+        "dataset": {"name": "sinusoid"},
+        "space": {"name": "mlp", "max_layers": 2, "widths": [8, 16]},
+        "controller": {"name": "random"},
+        "evaluator": {
+            "name": evaluator,
+            "meta_iterations": 4,
+            "meta_batch": 3,
+            "inner_steps": 2,
+            "eval_steps": 2,
+            "eval_points": 20,
+            "val_tasks": 8,
+            "test_tasks": 16,
+        },
+        "objective": {"metric": "meta_val_mse", "direction": "minimize"},
+        "budget": {"trials": 2},
+    }
+
+
+class TestMaml(EvaluatorContract):
+    spec: ClassVar[dict[str, Any]] = _meta_spec("maml")
+    batch = 2
+
+
+class TestFomaml(EvaluatorContract):
+    spec: ClassVar[dict[str, Any]] = _meta_spec("fomaml")
+    batch = 2
+
+
+class TestReptile(EvaluatorContract):
+    spec: ClassVar[dict[str, Any]] = _meta_spec("reptile")
+    batch = 2
+
+
+class TestMetaSgd(EvaluatorContract):
+    spec: ClassVar[dict[str, Any]] = _meta_spec("metasgd")
+    batch = 2
+
+
 def test_every_registered_evaluator_runs_through_the_contract() -> None:
     covered = {
         cls.spec["evaluator"]["name"]

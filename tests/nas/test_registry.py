@@ -68,7 +68,7 @@ def test_registering_the_same_object_again_is_idempotent(widgets: Registry[type]
 
 
 def test_the_space_registry_maps_spec_names_to_classes() -> None:
-    assert SPACES.names() == ["enas-macro", "enas-micro", "metaqnn", "nb201", "table"]
+    assert SPACES.names() == ["enas-macro", "enas-micro", "metaqnn", "mlp", "nb201", "table"]
     assert SPACES.get("enas-macro") is MacroSpace
     assert SPACES.get("enas-micro") is MicroSpace
     assert SPACES.get("nb201") is Nb201Space
@@ -83,5 +83,6 @@ def test_the_dataset_registry_holds_the_builtin_datasets() -> None:
         "nb201-cifar100",
         "nb201-imagenet16-120",
         "table",
+        "sinusoid",
     ):
         assert name in DATASETS

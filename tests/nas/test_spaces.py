@@ -21,6 +21,7 @@ from nas.spaces import (
     SPACES,
     MacroSpace,
     MicroSpace,
+    MlpSpace,
     Nb201Space,
     SearchSpace,
     TableSpace,
@@ -37,6 +38,7 @@ SPACES_UNDER_TEST: dict[str, SearchSpace] = {
     "micro-B3": MicroSpace(nodes=3, cells=1, stages=2),
     "micro-B5": MicroSpace(),
     "nb201": Nb201Space(),
+    "mlp": MlpSpace(),
     # NAS-Bench-201 as a plain CSV (read when first used), choices sorted as text.
     "table-nb201": TableSpace(path=str(NB201_TABLE), decisions=[f"edge{i}" for i in range(6)]),
 }
@@ -322,7 +324,7 @@ def test_create_space_builds_by_name() -> None:
     assert isinstance(space, MicroSpace)
     assert (space.nodes, space.channels) == (3, 8)
     with pytest.raises(
-        UnknownNameError, match="valid: enas-macro, enas-micro, metaqnn, nb201, table"
+        UnknownNameError, match="valid: enas-macro, enas-micro, metaqnn, mlp, nb201, table"
     ):
         create_space("darts")
 
@@ -337,6 +339,7 @@ def test_each_space_says_what_its_network_can_do() -> None:
         "enas-macro": (True, True, True),
         "enas-micro": (True, True, True),
         "metaqnn": (True, False, True),
+        "mlp": (True, False, True),
         # The table holds its accuracies: its network is built for exports only.
         "nb201": (False, False, True),
         # The user's own table: searched, never trained or exported as a network.

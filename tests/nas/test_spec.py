@@ -80,7 +80,7 @@ CASES: list[tuple[str, Mutation, tuple[object, ...], str]] = [
         "unknown-space",
         lambda d: d["space"].update(name="darts"),
         ("space", "name"),
-        "unknown space 'darts'; valid: enas-macro, enas-micro, metaqnn, nb201",
+        "unknown space 'darts'; valid: enas-macro, enas-micro, metaqnn, mlp, nb201",
     ),
     (
         "unknown-controller",

@@ -1,0 +1,501 @@
+"""Meta-learning evaluators: ``maml``, ``fomaml``, ``reptile`` and ``metasgd`` score an
+architecture by how well its network learns a new task from a few examples.
+
+One module with a shared base (``MetaEvaluator``) because the four differ only in the
+meta-gradient rule, which lives in ``nas.metalearning`` (one ``algorithm`` name each);
+drawing tasks, the meta-training loop, intermediate values, the meta-validation reward,
+constraints and the meta-test figures are the same code for all of them. Each is still its
+own registry entry with its own parameters (``Config``) and ``hparam_keys``.
+
+Per trial: build the architecture's network (seeded by job seed and architecture), meta-train
+it for ``meta_iterations`` on ``meta_batch`` fresh tasks each (``shots`` support and
+``queries`` query examples per task, ``inner_steps`` inner steps of ``inner_lr``, Adam with
+``outer_lr`` outside) from the dataset's ``train`` task stream, then adapt it to each of
+``val_tasks`` fixed meta-validation tasks (``eval_shots`` support examples, ``eval_steps``
+steps of ``eval_lr``, default ``inner_lr``; Meta-SGD: its learned rates) and score the mean
+squared error on ``eval_points`` query points evenly spaced over the input range: the
+objective ``meta_val_mse`` (minimize). Intermediate values (``meta_train_loss``) are
+reported ten times per trial.
+
+``final_metrics`` (the search's best architecture only): the mean and 95% confidence
+interval (1.96 standard errors) over ``test_tasks`` (600) meta-test tasks of the MSE after
+each of ``final_steps`` (1, 5, 10) steps: ``meta_test_mse_5step``,
+``meta_test_mse_5step_ci95``. It uses the meta-learned weights of the architecture's
+best trial when this evaluator ran it (``nas search``, the inline backend); elsewhere (a
+Ray worker ran the trial) it meta-trains the architecture again with the evaluator's own
+parameters, without the trial's ``hparams``. A step count at which some task's loss is not
+finite (Meta-SGD's learned rates can overshoot beyond the steps they were trained for)
+reports ``meta_test_diverged_<k>step``, the share of such tasks, instead of a mean.
+
+Joint search: ``hparams:`` entries named ``inner_lr``, ``inner_steps``, ``meta_batch``,
+``outer_lr`` (and ``first_order`` for ``maml`` and ``metasgd``) override these parameters
+per trial (``nas.hparams.META_HPARAMS``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from pydantic import Field, model_validator
+
+from nas.architecture import Architecture
+from nas.datasets import DATASETS, load_tasks
+from nas.datasets.tasks import TaskBatch, TaskDistribution
+from nas.evaluators.base import Evaluator, EvaluatorConfig, ReportFn
+from nas.hparams import META_HPARAMS
+from nas.metalearning import Algorithm, FunctionalNet, MetaLearner
+from nas.models import build_model, count_parameters
+from nas.spaces.base import SearchSpace
+from nas.training import DivergedError, configure_cpu_threads, forked_rng, select_device
+from nas.trial import TrialResult, TrialState
+
+if TYPE_CHECKING:
+    from nas.spec import JobSpec, SpecProblem
+
+__all__ = [
+    "FomamlEvaluator",
+    "MamlEvaluator",
+    "MetaConfig",
+    "MetaEvaluator",
+    "MetaSgdEvaluator",
+    "ReptileEvaluator",
+]
+
+#: Intermediate values per trial.
+_REPORTS = 10
+
+
+class MetaConfig(EvaluatorConfig):
+    meta_iterations: int = Field(1000, ge=1, le=10_000_000, description="outer updates")
+    meta_batch: int = Field(25, ge=1, le=4096, description="tasks per meta-iteration")
+    shots: int = Field(10, ge=1, le=10_000, description="K: support examples per task")
+    queries: int | None = Field(
+        None, ge=1, le=10_000, description="query examples per meta-training task (default K)"
+    )
+    inner_steps: int = Field(1, ge=0, le=100, description="inner gradient steps per task")
+    inner_lr: float = Field(0.01, gt=0, le=10, description="inner step size alpha")
+    outer_lr: float = Field(1e-3, gt=0, le=10, description="Adam's meta learning rate")
+    eval_shots: int = Field(5, ge=1, le=10_000, description="K of meta-validation/test tasks")
+    eval_steps: int = Field(10, ge=0, le=100, description="steps before meta_val_mse is read")
+    eval_lr: float | None = Field(
+        None, gt=0, le=10, description="test-time step size (default inner_lr)"
+    )
+    eval_points: int = Field(
+        100, ge=1, le=100_000, description="query points per meta-val/test task, evenly spaced"
+    )
+    val_tasks: int = Field(100, ge=1, le=100_000, description="meta-validation tasks")
+    test_tasks: int = Field(600, ge=1, le=100_000, description="meta-test tasks")
+    final_steps: list[int] = Field(
+        [1, 5, 10], min_length=1, description="step counts of the meta-test figures"
+    )
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+
+    @model_validator(mode="after")
+    def _steps(self) -> MetaConfig:
+        if any(not 0 <= s <= 100 for s in self.final_steps):
+            raise ValueError(f"final_steps {self.final_steps}: each must be 0..100")
+        return self
+
+
+class MamlConfig(MetaConfig):
+    first_order: bool = Field(False, description="first-order MAML: no second derivatives")
+
+
+class MetaSgdConfig(MetaConfig):
+    inner_lr: float = Field(
+        0.01, gt=0, le=10, description="initial value of every learned inner learning rate"
+    )
+    first_order: bool = Field(False, description="no second derivatives for the parameters")
+
+
+class ReptileConfig(MetaConfig):
+    inner_steps: int = Field(
+        5, ge=1, le=100, description="SGD steps on each task's examples (support and query)"
+    )
+
+
+def _hparam_keys(config: type[MetaConfig]) -> tuple[str, ...]:
+    return tuple(name for name in META_HPARAMS if name in config.model_fields)
+
+
+class MetaEvaluator(Evaluator):
+    """Meta-trains each candidate's network on a task distribution and scores how well it
+    adapts to new tasks (see the module docstring). Subclasses set ``name``, ``Config``
+    and ``algorithm`` (``first_order_only``: first-order MAML)."""
+
+    algorithm: ClassVar[Algorithm]
+    first_order_only: ClassVar[bool] = False
+    Config: ClassVar[type[EvaluatorConfig]] = MetaConfig
+    metrics = ("meta_val_mse", "meta_train_loss", "params")
+    constraint_keys = ("max_params", "max_flops", "max_latency_ms")
+    meta_learning = True
+    metric_notes: ClassVar[Mapping[str, str]] = {
+        **Evaluator.metric_notes,
+        "meta_val_mse": (
+            "mean squared error on the query points of the meta-validation tasks after "
+            "adapting to their support sets (eval_shots examples, eval_steps steps): the "
+            "search's reward"
+        ),
+        "meta_train_loss": (
+            "mean meta-training loss of the last tenth of meta-training (post-adaptation "
+            "query loss; Reptile: loss on the task's examples after adapting)"
+        ),
+        "params": "parameters of the trial's network",
+        **{
+            f"meta_test_mse_{k}step{ci}": (
+                f"{what} of the mean squared error on 600 meta-test tasks after {k} adaptation "
+                "step(s) from the meta-learned weights"
+            )
+            for k in (1, 5, 10)
+            for ci, what in (("", "mean"), ("_ci95", "95% confidence half-width"))
+        },
+    }
+
+    def __init__(
+        self,
+        *,
+        space: SearchSpace,
+        tasks: TaskDistribution,
+        config: MetaConfig,
+        seed: int = 0,
+        report: ReportFn | None = None,
+    ) -> None:
+        self.space = space
+        self.tasks = tasks
+        self.config = config
+        self.seed = seed
+        self.report = report
+        self.device = select_device(config.device)
+        if self.device.type == "cpu":
+            # One thread unless told (NAS_TORCH_THREADS): a meta-batch's operations are
+            # small, and threads that wait on each other cost far more than they share
+            # (20x slower with 2 threads on 2 busy cores).
+            configure_cpu_threads(int(os.environ.get("NAS_TORCH_THREADS", "0")) or 1)
+        self._val = tasks.fixed(
+            "valid",
+            seed,
+            n_tasks=config.val_tasks,
+            shots=config.eval_shots,
+            queries=config.eval_points,
+            grid=True,
+        ).to(self.device)
+        self._test: TaskBatch | None = None
+        #: architecture key -> (meta_val_mse, learned state, settings) of its best trial here
+        self._learned: dict[str, tuple[float, dict[str, Any], MetaConfig]] = {}
+
+    @classmethod
+    def from_spec(
+        cls,
+        *,
+        dataset: str,
+        dataset_params: Mapping[str, Any],
+        space: SearchSpace,
+        params: Mapping[str, Any],
+        seed: int,
+    ) -> MetaEvaluator:
+        return cls(
+            space=space,
+            tasks=load_tasks(dataset, **dataset_params),
+            config=cls.Config.model_validate(dict(params)),  # type: ignore[arg-type]
+            seed=seed,
+        )
+
+    # --- what it can work with -------------------------------------------------------------
+    @classmethod
+    def data_problems(cls, spec: JobSpec) -> list[SpecProblem]:
+        """A task distribution, a trainable space whose networks take its inputs, and no
+        ``final:`` retraining (not supported yet)."""
+        from nas.spaces import SPACES
+
+        problems: list[SpecProblem] = []
+        dataset = DATASETS.get(spec.dataset.name)
+        if dataset.tasks is None:
+            distributions = [n for n in DATASETS if DATASETS.get(n).tasks is not None]
+            problems.append(
+                (
+                    ("dataset", "name"),
+                    (
+                        f"evaluator {cls.name!r} meta-trains on a task distribution; "
+                        f"{spec.dataset.name!r} is not one (valid: {', '.join(distributions)})"
+                    ),
+                )
+            )
+        space_cls = SPACES.get(spec.space.name)
+        if not space_cls.trainable:
+            trainable = [n for n in SPACES if SPACES.get(n).trainable]
+            problems.append(
+                (
+                    ("space", "name"),
+                    (
+                        f"evaluator {cls.name!r} trains networks; space {space_cls.name!r} has "
+                        f"no trainable network here (valid: {', '.join(trainable)})"
+                    ),
+                )
+            )
+        elif dataset.tasks is not None and dataset.input_shape is not None:
+            problem = space_cls.from_config(spec.space.params).input_shape_problem(
+                dataset.input_shape
+            )
+            if problem is not None:
+                able = [
+                    n
+                    for n in SPACES
+                    if SPACES.get(n).trainable
+                    and _default_takes(SPACES.get(n), dataset.input_shape)
+                ]
+                problems.append(
+                    (
+                        ("space", "name"),
+                        (
+                            f"space {space_cls.name!r} cannot take the inputs of "
+                            f"{spec.dataset.name!r} ({problem}); spaces that can: "
+                            f"{', '.join(able)}"
+                        ),
+                    )
+                )
+        if spec.final is not None:
+            problems.append(
+                (
+                    ("final",),
+                    (
+                        f"retraining (final:) after a {cls.name} search is not supported yet; "
+                        "the best architecture's meta-test figures are its final_metrics"
+                    ),
+                )
+            )
+        return problems
+
+    @classmethod
+    def spec_problems(cls, spec: JobSpec) -> list[SpecProblem]:
+        """The base checks, and a loss as objective must be minimized."""
+        problems = super().spec_problems(spec)
+        objective = spec.objective
+        pairs = (
+            [(objective.metric, objective.direction, ("objective", "direction"))]
+            if objective.metrics is None
+            else [
+                (m, d, ("objective", "directions", i))
+                for i, (m, d) in enumerate(
+                    zip(objective.metrics, objective.directions or [], strict=False)
+                )
+            ]
+        )
+        for metric, direction, loc in pairs:
+            if metric in ("meta_val_mse", "meta_train_loss") and direction != "minimize":
+                problems.append((loc, f"{metric} is an error: its direction is minimize"))
+        return problems
+
+    # --- evaluation ------------------------------------------------------------------------
+    def trial_seed(self, arch: Architecture) -> int:
+        """Deterministic per (job seed, architecture): the same architecture starts from the
+        same weights and sees the same meta-training tasks."""
+        return zlib.crc32(f"{self.seed}:{arch.key}".encode())
+
+    def settings(self, hparams: Mapping[str, Any] | None) -> MetaConfig:
+        """This evaluator's parameters with the trial's meta-training ``hparams`` set."""
+        changes: dict[str, Any] = {}
+        for name, value in (hparams or {}).items():
+            key = META_HPARAMS.get(name)
+            if key is None or name not in type(self).hparam_keys:
+                continue
+            cast = {"number": float, "integer": int, "flag": bool}[key.kind]
+            changes[name] = cast(value)
+        return self.config.model_copy(update=changes) if changes else self.config
+
+    def evaluate(
+        self,
+        archs: Sequence[Architecture],
+        hparams: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[TrialResult]:
+        per_trial = list(hparams) if hparams is not None else [{}] * len(archs)
+        if len(per_trial) != len(archs):
+            raise ValueError(f"{len(archs)} architectures but {len(per_trial)} hparams")
+        return [
+            self._evaluate_one(i, arch, self.settings(hp))
+            for i, (arch, hp) in enumerate(zip(archs, per_trial, strict=True))
+        ]
+
+    def constraint_figures(
+        self, archs: Sequence[Architecture], figures: Sequence[str]
+    ) -> list[dict[str, float]]:
+        """Builds each untrained network (global RNG untouched) and measures it here."""
+        from nas.constraints import measure_model
+
+        out = []
+        for arch in archs:
+            self.space.validate(arch)
+            with forked_rng(device=self.device):
+                model = self._network(arch)
+            out.append(measure_model(model, self.tasks.input_shape, self.device, figures))
+        return out
+
+    def _network(self, arch: Architecture) -> torch.nn.Module:
+        return build_model(self.space, arch, self.tasks.input_shape, self.tasks.outputs).to(
+            self.device
+        )
+
+    def _learner(self, arch: Architecture, settings: MetaConfig) -> MetaLearner:
+        with forked_rng(self.trial_seed(arch), device=self.device):
+            model = self._network(arch)
+        first_order = self.first_order_only or bool(getattr(settings, "first_order", False))
+        return MetaLearner(
+            FunctionalNet(model, self.tasks.loss),
+            algorithm=self.algorithm,
+            inner_steps=settings.inner_steps,
+            inner_lr=settings.inner_lr,
+            first_order=first_order,
+            outer_lr=settings.outer_lr,
+        )
+
+    def _meta_train(
+        self, arch: Architecture, settings: MetaConfig, index: int | None
+    ) -> tuple[MetaLearner, float]:
+        """The meta-trained learner and the mean loss of the last report window; reports
+        each window's mean loss as ``meta_train_loss`` when ``index`` is given."""
+        learner = self._learner(arch, settings)
+        stream = self.tasks.stream("train", self.seed, self.trial_seed(arch))
+        total = settings.meta_iterations
+        window = max(1, total // _REPORTS)
+        losses: list[float] = []
+        last = math.nan
+        for iteration in range(total):
+            batch = self.tasks.sample(
+                stream,
+                n_tasks=settings.meta_batch,
+                shots=settings.shots,
+                queries=settings.queries or settings.shots,
+            ).to(self.device)
+            losses.append(learner.step(batch))
+            if len(losses) == window or iteration == total - 1:
+                last = sum(losses) / len(losses)
+                if index is not None and self.report is not None:
+                    self.report(index, iteration // window, {"meta_train_loss": last})
+                losses = []
+        return learner, last
+
+    def _eval_lr(self, settings: MetaConfig) -> float | None:
+        """The test-time step size; ``None``: the learner's own (Meta-SGD's learned rates)."""
+        if self.algorithm == "metasgd":
+            return None
+        return settings.eval_lr if settings.eval_lr is not None else settings.inner_lr
+
+    def _evaluate_one(self, index: int, arch: Architecture, settings: MetaConfig) -> TrialResult:
+        started = time.perf_counter()
+        try:
+            learner, train_loss = self._meta_train(arch, settings, index)
+        except DivergedError as exc:
+            return TrialResult.failed(f"diverged: {exc}", cost_s=time.perf_counter() - started)
+        except torch.cuda.OutOfMemoryError as exc:
+            torch.cuda.empty_cache()
+            return TrialResult.failed(f"out of memory: {exc}", cost_s=time.perf_counter() - started)
+        losses = learner.adaptation_losses(
+            self._val, [settings.eval_steps], lr=self._eval_lr(settings)
+        )
+        val = float(losses.mean())
+        if not math.isfinite(val):
+            return TrialResult.failed(
+                f"diverged: meta-validation MSE {val} after {settings.eval_steps} steps",
+                cost_s=time.perf_counter() - started,
+            )
+        best = self._learned.get(arch.key)
+        if best is None or val < best[0]:
+            self._learned[arch.key] = (val, learner.state_dict(), settings)
+        return TrialResult(
+            TrialState.COMPLETE,
+            objective=val,
+            metrics={
+                "meta_val_mse": val,
+                "meta_train_loss": train_loss,
+                "params": float(count_parameters(learner.net.module)),
+            },
+            cost_s=time.perf_counter() - started,
+        )
+
+    def final_metrics(self, arch: Architecture) -> dict[str, float]:
+        """Meta-test MSE after each of ``final_steps`` steps (mean, 95% interval) on
+        ``test_tasks`` tasks, from the architecture's best meta-learned weights here (else
+        meta-trained again with this evaluator's parameters)."""
+        self.space.validate(arch)
+        known = self._learned.get(arch.key)
+        if known is not None:
+            _, state, settings = known
+            learner = self._learner(arch, settings)
+            learner.load_state_dict(state)
+        else:
+            settings = self.config
+            learner, _ = self._meta_train(arch, settings, None)
+        if self._test is None:
+            self._test = self.tasks.fixed(
+                "test",
+                self.seed,
+                n_tasks=self.config.test_tasks,
+                shots=self.config.eval_shots,
+                queries=self.config.eval_points,
+                grid=True,
+            ).to(self.device)
+        steps = self.config.final_steps
+        losses = learner.adaptation_losses(self._test, steps, lr=self._eval_lr(settings))
+        out: dict[str, float] = {}
+        for column, k in enumerate(steps):
+            values = losses[:, column].double()
+            finite = torch.isfinite(values)
+            if bool(finite.all()):
+                out[f"meta_test_mse_{k}step"] = float(values.mean())
+                half = 1.96 * float(values.std(unbiased=False)) / math.sqrt(len(values))
+                out[f"meta_test_mse_{k}step_ci95"] = half
+            else:
+                out[f"meta_test_diverged_{k}step"] = float(1.0 - finite.double().mean())
+        return out
+
+
+class MamlEvaluator(MetaEvaluator):
+    """MAML (Finn et al. 2017) with second-order meta-gradients through ``torch.func``
+    (``first_order: true``: first-order MAML)."""
+
+    name = "maml"
+    algorithm = "maml"
+    Config = MamlConfig
+    hparam_keys = _hparam_keys(MamlConfig)
+
+
+class FomamlEvaluator(MetaEvaluator):
+    """First-order MAML: the meta-gradient is the query loss's gradient at the adapted
+    parameters."""
+
+    name = "fomaml"
+    algorithm = "maml"
+    first_order_only = True
+    Config = MetaConfig
+    hparam_keys = _hparam_keys(MetaConfig)
+
+
+class ReptileEvaluator(MetaEvaluator):
+    """Reptile (Nichol et al. 2018): move the initialisation toward each task's adapted
+    weights (Adam on the difference)."""
+
+    name = "reptile"
+    algorithm = "reptile"
+    Config = ReptileConfig
+    hparam_keys = _hparam_keys(ReptileConfig)
+
+
+class MetaSgdEvaluator(MetaEvaluator):
+    """Meta-SGD (Li et al. 2017): MAML that also learns one inner learning rate per
+    parameter (the learned optimizer); adapts with those rates at test time."""
+
+    name = "metasgd"
+    algorithm = "metasgd"
+    Config = MetaSgdConfig
+    hparam_keys = _hparam_keys(MetaSgdConfig)
+
+
+def _default_takes(space_cls: type[SearchSpace], input_shape: tuple[int, ...]) -> bool:
+    """Whether a (trainable) space with its default parameters builds networks for
+    ``input_shape``."""
+    return space_cls.from_config({}).input_shape_problem(input_shape) is None

@@ -1,0 +1,375 @@
+"""Gradient-based meta-learning on ``torch.func``: MAML (second and first order), Reptile
+and Meta-SGD, with the tasks of a meta-batch batched by ``vmap``.
+
+A network is called functionally (``FunctionalNet``): its parameters are a dict of tensors,
+so an inner loop is plain arithmetic on dicts and its meta-gradient is ``torch.func.grad``
+of the whole thing. With ``P`` the parameters, ``L_s`` / ``L_q`` a task's support / query
+loss and ``alpha`` the inner step size (a number, or for Meta-SGD one learned tensor per
+parameter, multiplied elementwise):
+
+- ``adapt``: ``P_0 = P``, ``P_{i+1} = P_i - alpha * grad L_s(P_i)``, ``steps`` times;
+- MAML (``maml_gradient``, ``first_order=False``): ``d L_q(P_n) / d P`` through every inner
+  step, second derivatives included (the inner gradients keep their graph: create-graph
+  semantics, as nested ``torch.func.grad`` gives);
+- first-order MAML (``first_order=True``): the inner gradients are treated as constants
+  (detached), so ``d P_n / d P`` is the identity and the meta-gradient is exactly
+  ``grad L_q`` at the adapted parameters ``P_n``. With ``steps = 0`` both are ``grad L_q(P)``:
+  equal; with ``steps >= 1`` they differ by the second-order terms
+  ``-alpha * Hessian(L_s) * ...``;
+- Meta-SGD (``metasgd_gradient``): MAML's meta-gradient with respect to the parameters and
+  to ``alpha`` (Li et al. 2017); first order drops the Hessian terms from the parameters'
+  gradient only (``alpha``'s gradient is ``-grad L_q(P_n) * grad L_s(P_{n-1})`` per step);
+- Reptile (``reptile_direction``, Nichol et al. 2018): ``steps`` SGD steps on all of a
+  task's examples (support and query), and ``P - mean_tasks(P_n)`` as the direction that the
+  outer optimiser treats as a gradient.
+
+``MetaLearner`` holds the meta-learned parameters (and Meta-SGD's rates) and an Adam outer
+optimiser (``outer_lr``); ``adaptation_losses`` scores it on held-out tasks after each of
+several step counts in one pass.
+
+Example:
+    >>> net = FunctionalNet(MlpSpace().build_network((1,), 1, MlpSpace().from_layers([40, 40])))
+    >>> learner = MetaLearner(net, algorithm="maml", inner_steps=1, inner_lr=0.01)
+    >>> loss = learner.step(tasks.sample(rng, n_tasks=25, shots=10, queries=10))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from nas.datasets.tasks import TaskBatch
+from nas.training import DivergedError
+
+__all__ = [
+    "ALGORITHMS",
+    "FunctionalNet",
+    "MetaLearner",
+    "Params",
+    "adapt",
+    "adaptation_losses",
+    "maml_gradient",
+    "meta_loss",
+    "metasgd_gradient",
+    "reptile_direction",
+]
+
+Params = dict[str, torch.Tensor]
+#: The inner step size: one number, or one tensor per parameter (Meta-SGD).
+StepSize = float | Params
+Algorithm = Literal["maml", "reptile", "metasgd"]
+ALGORITHMS: tuple[str, ...] = ("maml", "reptile", "metasgd")
+
+
+class FunctionalNet:
+    """An ``nn.Module`` called with parameters given as a dict (``torch.func.functional_call``);
+    its buffers stay the module's. ``loss``: ``mse`` (regression)."""
+
+    def __init__(self, module: nn.Module, loss: Literal["mse"] = "mse") -> None:
+        if loss != "mse":
+            raise ValueError(f"unknown task loss {loss!r}; valid: mse")
+        self.module = module
+        self.buffers = dict(module.named_buffers())
+
+    def initial_params(self) -> Params:
+        """A detached copy of the module's parameters."""
+        return {k: v.detach().clone() for k, v in self.module.named_parameters()}
+
+    def predict(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.module, (params, self.buffers), (x,))
+
+    def loss(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return ((self.predict(params, x) - y) ** 2).mean()
+
+
+def _rate(lr: StepSize, name: str) -> float | torch.Tensor:
+    return lr[name] if isinstance(lr, dict) else lr
+
+
+def adapt(
+    net: FunctionalNet,
+    params: Params,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    steps: int,
+    lr: StepSize,
+    first_order: bool = False,
+) -> Params:
+    """``steps`` gradient steps on one task's ``(x, y)`` from ``params``. Differentiable in
+    ``params`` (and in ``lr`` when it is a dict) through every step; ``first_order``: the
+    inner gradients are constants (detached)."""
+    loss_grad = grad(net.loss)
+    for _ in range(steps):
+        grads = loss_grad(params, x, y)
+        if first_order:
+            grads = {k: g.detach() for k, g in grads.items()}
+        params = {k: p - _rate(lr, k) * grads[k] for k, p in params.items()}
+    return params
+
+
+def _query_loss(
+    net: FunctionalNet,
+    params: Params,
+    lr: StepSize,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    query_x: torch.Tensor,
+    query_y: torch.Tensor,
+    steps: int,
+    first_order: bool,
+) -> torch.Tensor:
+    adapted = adapt(net, params, support_x, support_y, steps=steps, lr=lr, first_order=first_order)
+    return net.loss(adapted, query_x, query_y)
+
+
+def meta_loss(
+    net: FunctionalNet,
+    params: Params,
+    tasks: TaskBatch,
+    *,
+    steps: int,
+    lr: StepSize,
+    first_order: bool = False,
+    vectorize: bool = True,
+) -> torch.Tensor:
+    """The mean over ``tasks`` of the query loss after adapting to the support set.
+    ``vectorize``: the tasks batched by ``vmap``; else a Python loop over them (the same
+    numbers, for comparison)."""
+
+    def one(
+        p: Params,
+        rate: StepSize,
+        sx: torch.Tensor,
+        sy: torch.Tensor,
+        qx: torch.Tensor,
+        qy: torch.Tensor,
+    ) -> torch.Tensor:
+        return _query_loss(net, p, rate, sx, sy, qx, qy, steps, first_order)
+
+    data = (tasks.support_x, tasks.support_y, tasks.query_x, tasks.query_y)
+    if vectorize:
+        return vmap(one, in_dims=(None, None, 0, 0, 0, 0))(params, lr, *data).mean()
+    losses = [one(params, lr, *(d[i] for d in data)) for i in range(len(tasks))]
+    return torch.stack(losses).mean()
+
+
+def maml_gradient(
+    net: FunctionalNet,
+    params: Params,
+    tasks: TaskBatch,
+    *,
+    steps: int,
+    lr: float,
+    first_order: bool = False,
+    vectorize: bool = True,
+) -> tuple[torch.Tensor, Params]:
+    """MAML's meta-loss and its gradient with respect to ``params`` (see the module
+    docstring for what ``first_order`` changes)."""
+
+    def loss(p: Params) -> tuple[torch.Tensor, torch.Tensor]:
+        value = meta_loss(
+            net, p, tasks, steps=steps, lr=lr, first_order=first_order, vectorize=vectorize
+        )
+        return value, value.detach()
+
+    grads, value = grad(loss, has_aux=True)(params)
+    return value, grads
+
+
+def metasgd_gradient(
+    net: FunctionalNet,
+    params: Params,
+    rates: Params,
+    tasks: TaskBatch,
+    *,
+    steps: int,
+    first_order: bool = False,
+    vectorize: bool = True,
+) -> tuple[torch.Tensor, Params, Params]:
+    """Meta-SGD's meta-loss and its gradients with respect to the parameters and to the
+    per-parameter inner learning rates ``rates``."""
+
+    def loss(p: Params, r: Params) -> tuple[torch.Tensor, torch.Tensor]:
+        value = meta_loss(
+            net, p, tasks, steps=steps, lr=r, first_order=first_order, vectorize=vectorize
+        )
+        return value, value.detach()
+
+    (grads, rate_grads), value = grad(loss, argnums=(0, 1), has_aux=True)(params, rates)
+    return value, grads, rate_grads
+
+
+def reptile_direction(
+    net: FunctionalNet, params: Params, tasks: TaskBatch, *, steps: int, lr: float
+) -> tuple[torch.Tensor, Params]:
+    """Reptile: adapt to each task's examples (support and query together) and answer the
+    mean loss after adapting and ``params - mean(adapted)``, the outer optimiser's
+    "gradient"."""
+    x = torch.cat([tasks.support_x, tasks.query_x], dim=1)
+    y = torch.cat([tasks.support_y, tasks.query_y], dim=1)
+
+    def one(xs: torch.Tensor, ys: torch.Tensor) -> tuple[Params, torch.Tensor]:
+        adapted = adapt(net, params, xs, ys, steps=steps, lr=lr, first_order=True)
+        return adapted, net.loss(adapted, xs, ys)
+
+    with torch.no_grad():
+        adapted, losses = vmap(one)(x, y)
+        direction = {k: p - adapted[k].mean(dim=0) for k, p in params.items()}
+    return losses.mean(), direction
+
+
+def adaptation_losses(
+    net: FunctionalNet,
+    params: Params,
+    tasks: TaskBatch,
+    *,
+    steps: Sequence[int],
+    lr: StepSize,
+    chunk: int = 200,
+) -> torch.Tensor:
+    """``(len(tasks), len(steps))``: each task's query loss after adapting to its support
+    set for each count in ``steps`` (one pass of ``max(steps)`` inner steps), with no graph
+    kept for the outer level. ``chunk`` tasks at a time bound the memory."""
+    counts = sorted({int(s) for s in steps})
+    if not counts or counts[0] < 0:
+        raise ValueError(f"steps must be non-negative counts, got {list(steps)}")
+    loss_grad = grad(net.loss)
+
+    def one(sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> torch.Tensor:
+        p, out = params, []
+        for step in range(counts[-1] + 1):
+            if step in counts:
+                out.append(net.loss(p, qx, qy))
+            if step < counts[-1]:
+                g = loss_grad(p, sx, sy)
+                p = {k: v - _rate(lr, k) * g[k] for k, v in p.items()}
+        return torch.stack(out)
+
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(tasks), chunk):
+            part = tasks.take(slice(start, start + chunk))
+            parts.append(vmap(one)(part.support_x, part.support_y, part.query_x, part.query_y))
+    by_count = torch.cat(parts)
+    return by_count[:, [counts.index(int(s)) for s in steps]]
+
+
+class MetaLearner:
+    """Meta-trains a network's initialisation (Meta-SGD: and its inner learning rates) with
+    Adam (``outer_lr``) on batches of tasks.
+
+    ``algorithm``: ``maml`` (``first_order`` for first-order MAML; ``inner_steps = 0`` is
+    plain joint training on all tasks: the pretraining baseline), ``reptile`` or
+    ``metasgd`` (rates start at ``inner_lr``). ``vectorize=False`` loops over the tasks of a
+    meta-batch in Python instead of ``vmap`` (same results; for speed comparisons).
+    """
+
+    def __init__(
+        self,
+        net: FunctionalNet,
+        *,
+        algorithm: Algorithm,
+        inner_steps: int,
+        inner_lr: float,
+        first_order: bool = False,
+        outer_lr: float = 1e-3,
+        vectorize: bool = True,
+    ) -> None:
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}")
+        self.net = net
+        self.algorithm = algorithm
+        self.inner_steps = inner_steps
+        self.inner_lr = inner_lr
+        self.first_order = first_order
+        self.vectorize = vectorize
+        self.params = {k: v.requires_grad_() for k, v in net.initial_params().items()}
+        self.rates: Params | None = None
+        tensors = list(self.params.values())
+        if algorithm == "metasgd":
+            self.rates = {
+                k: torch.full_like(v, inner_lr).requires_grad_() for k, v in self.params.items()
+            }
+            tensors += list(self.rates.values())
+        self.optimizer = torch.optim.Adam(tensors, lr=outer_lr)
+
+    def current(self) -> Params:
+        """The meta-learned parameters (detached)."""
+        return {k: v.detach() for k, v in self.params.items()}
+
+    def step_size(self) -> StepSize:
+        """The inner step size: Meta-SGD's learned rates (detached), else ``inner_lr``."""
+        if self.rates is not None:
+            return {k: v.detach() for k, v in self.rates.items()}
+        return self.inner_lr
+
+    def step(self, tasks: TaskBatch) -> float:
+        """One meta-iteration on ``tasks``; answers its meta-training loss. Raises
+        ``DivergedError`` when the loss is not finite (nothing is updated then)."""
+        params = self.current()
+        rate_grads: Params = {}
+        if self.algorithm == "maml":
+            loss, grads = maml_gradient(
+                self.net,
+                params,
+                tasks,
+                steps=self.inner_steps,
+                lr=self.inner_lr,
+                first_order=self.first_order,
+                vectorize=self.vectorize,
+            )
+        elif self.algorithm == "metasgd":
+            assert self.rates is not None
+            loss, grads, rate_grads = metasgd_gradient(
+                self.net,
+                params,
+                self.step_size(),  # type: ignore[arg-type]
+                tasks,
+                steps=self.inner_steps,
+                first_order=self.first_order,
+                vectorize=self.vectorize,
+            )
+        else:
+            loss, grads = reptile_direction(
+                self.net, params, tasks, steps=self.inner_steps, lr=self.inner_lr
+            )
+        value = float(loss)
+        if not math.isfinite(value):
+            raise DivergedError(f"meta-training loss {value} ({self.algorithm})")
+        for k, p in self.params.items():
+            p.grad = grads[k]
+        if self.rates is not None:
+            for k, r in self.rates.items():
+                r.grad = rate_grads[k]
+        self.optimizer.step()
+        return value
+
+    def adaptation_losses(
+        self, tasks: TaskBatch, steps: Sequence[int], lr: float | None = None
+    ) -> torch.Tensor:
+        """Per task, the query loss after each count of ``steps`` inner steps from the
+        meta-learned parameters, with step size ``lr`` (default: ``step_size()``)."""
+        rate = self.step_size() if lr is None else lr
+        return adaptation_losses(self.net, self.current(), tasks, steps=steps, lr=rate)
+
+    def state_dict(self) -> dict[str, Params]:
+        """The meta-learned parameters (``params``) and Meta-SGD's rates (``rates``) as
+        plain tensors, e.g. to keep the best of a search or to export."""
+        out = {"params": {k: v.detach().clone() for k, v in self.params.items()}}
+        if self.rates is not None:
+            out["rates"] = {k: v.detach().clone() for k, v in self.rates.items()}
+        return out
+
+    def load_state_dict(self, state: dict[str, Params]) -> None:
+        with torch.no_grad():
+            for k, v in state["params"].items():
+                self.params[k].copy_(v)
+            if self.rates is not None:
+                for k, v in state["rates"].items():
+                    self.rates[k].copy_(v)

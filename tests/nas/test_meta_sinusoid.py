@@ -1,0 +1,141 @@
+"""The ``sinusoid`` task distribution: MAML's few-shot regression tasks, reproducible streams
+with disjoint seeds, and the evaluators that take it (and those that refuse it)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from nas.datasets import DATASETS, dataset_shape, load_dataset, load_tasks
+from nas.datasets.sinusoid import SinusoidConfig, SinusoidTasks
+from nas.errors import DatasetError, SpecError
+from workers.search import parse_spec
+
+TASKS = load_tasks("sinusoid")
+
+
+def draw(split: str, seed: int, *extra: int, n: int = 50) -> Any:
+    return TASKS.sample(TASKS.stream(split, seed, *extra), n_tasks=n, shots=10, queries=10)
+
+
+def test_tasks_follow_the_maml_distribution() -> None:
+    batch = draw("train", 0, n=2000)
+    assert batch.support_x.shape == (2000, 10, 1) and batch.query_y.shape == (2000, 10, 1)
+    x = torch.cat([batch.support_x, batch.query_x], dim=1)
+    y = torch.cat([batch.support_y, batch.query_y], dim=1)
+    assert -5.0 <= float(x.min()) and float(x.max()) <= 5.0
+    # Each task is A sin(x - phi): fit A cos(phi), -A sin(phi) by least squares per task.
+    basis = torch.stack([torch.sin(x), torch.cos(x)], dim=-1).squeeze(2).double()
+    coef = torch.linalg.lstsq(basis, y.double()).solution.squeeze(-1)
+    residual = (basis @ coef.unsqueeze(-1) - y.double()).abs().max()
+    assert float(residual) < 1e-4
+    amplitude = coef.norm(dim=1)
+    phase = torch.atan2(-coef[:, 1], coef[:, 0])
+    assert 0.1 - 1e-4 <= float(amplitude.min()) and float(amplitude.max()) <= 5.0 + 1e-4
+    assert -1e-4 <= float(phase.min()) and float(phase.max()) <= math.pi + 1e-4
+    # Uniform: the means are those of U[0.1, 5] and U[0, pi] (2000 tasks: within 0.15).
+    assert float(amplitude.mean()) == pytest.approx(2.55, abs=0.15)
+    assert float(phase.mean()) == pytest.approx(math.pi / 2, abs=0.15)
+
+
+def test_streams_are_reproducible_and_their_seeds_disjoint() -> None:
+    first, again = draw("train", 3), draw("train", 3)
+    assert torch.equal(first.support_y, again.support_y)
+    assert not torch.equal(first.support_y, draw("train", 4).support_y)
+    assert not torch.equal(first.support_y, draw("train", 3, 1).support_y)
+    splits = {s: draw(s, 3).support_y for s in ("train", "valid", "test")}
+    assert not torch.equal(splits["train"], splits["valid"])
+    assert not torch.equal(splits["valid"], splits["test"])
+    assert not torch.equal(splits["train"], splits["test"])
+    with pytest.raises(ValueError, match="unknown task split 'val'; valid: train, valid, test"):
+        TASKS.stream("val", 0)
+
+
+def test_fixed_sets_score_on_an_even_grid() -> None:
+    fixed = TASKS.fixed("test", 0, n_tasks=3, shots=5, queries=100, grid=True)
+    assert torch.equal(
+        fixed.support_x,
+        TASKS.fixed("test", 0, n_tasks=3, shots=5, queries=100, grid=True).support_x,
+    )
+    grid = fixed.query_x[1, :, 0].numpy()
+    np.testing.assert_allclose(grid, np.linspace(-5, 5, 100), atol=1e-6)
+    assert fixed.support_x.shape == (3, 5, 1)
+
+
+def test_config_is_checked_and_changes_the_distribution() -> None:
+    with pytest.raises(ValidationError, match="amplitude must be finite with low < high"):
+        SinusoidConfig(amplitude=(5.0, 0.1))
+    with pytest.raises(ValidationError, match="unknown|extra"):
+        SinusoidConfig.model_validate({"shots": 5})
+    narrow = load_tasks("sinusoid", amplitude=[1.0, 1.0 + 1e-9], x_range=[0.0, 1.0])
+    assert isinstance(narrow, SinusoidTasks)
+    batch = narrow.sample(np.random.default_rng(0), n_tasks=20, shots=10, queries=1)
+    assert float(batch.support_x.min()) >= 0.0 and float(batch.support_x.max()) <= 1.0
+    assert float(batch.support_y.abs().max()) <= 1.0 + 1e-6
+
+
+def test_the_dataset_has_no_arrays_but_a_shape() -> None:
+    entry = DATASETS.get("sinusoid")
+    assert entry.load is None and entry.tasks is not None and entry.tabular is None
+    assert dataset_shape("sinusoid") == ((1,), 1)
+    with pytest.raises(DatasetError, match="'sinusoid' is a task distribution; it has no arrays"):
+        load_dataset("sinusoid")
+    with pytest.raises(DatasetError, match="'digits' is not a task distribution"):
+        load_tasks("digits")
+
+
+def _spec(**changes: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "sine",
+        "dataset": {"name": "sinusoid"},
+        "space": {"name": "mlp"},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "maml"},
+        "objective": {"metric": "meta_val_mse", "direction": "minimize"},
+        "budget": {"trials": 2},
+    }
+    return {**spec, **changes}
+
+
+def _problems(spec: dict[str, Any]) -> dict[tuple[Any, ...], str]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec)
+    return {tuple(e["loc"]): e["msg"] for e in info.value.errors}
+
+
+@pytest.mark.parametrize("evaluator", ["standalone", "shared-weights"])
+def test_evaluators_that_train_on_arrays_refuse_it(evaluator: str) -> None:
+    spec = _spec(evaluator={"name": evaluator}, objective={"metric": "val_accuracy"})
+    problems = _problems(spec)
+    assert problems[("dataset", "name")] == (
+        "'sinusoid' is a task distribution for few-shot meta-learning, not arrays to train on; "
+        "use evaluator fomaml, maml, metasgd, reptile"
+    )
+
+
+@pytest.mark.parametrize("evaluator", ["maml", "fomaml", "reptile", "metasgd"])
+def test_meta_learning_evaluators_take_it(evaluator: str) -> None:
+    resolved = parse_spec(_spec(evaluator={"name": evaluator}))
+    assert resolved.evaluator_params["eval_shots"] == 5
+    assert resolved.evaluator_params["test_tasks"] == 600
+
+
+def test_meta_learning_evaluators_say_what_they_need() -> None:
+    problems = _problems(_spec(dataset={"name": "digits"}))
+    assert problems[("dataset", "name")] == (
+        "evaluator 'maml' meta-trains on a task distribution; 'digits' is not one (valid: sinusoid)"
+    )
+    problems = _problems(_spec(space={"name": "enas-macro"}))
+    assert "space 'enas-macro' cannot take the inputs of 'sinusoid'" in problems[("space", "name")]
+    assert problems[("space", "name")].endswith("spaces that can: mlp")
+    problems = _problems(_spec(objective={"metric": "meta_val_mse", "direction": "maximize"}))
+    assert problems[("objective", "direction")] == (
+        "meta_val_mse is an error: its direction is minimize"
+    )
+    problems = _problems(_spec(final={"retrain_top_k": 1}))
+    assert "not supported yet" in problems[("final",)]
