@@ -26,12 +26,13 @@ OPTIONS = {
 def make(name: str, seed: int):
     if name == "cmaes" and importlib.util.find_spec("cmaes") is None:
         pytest.skip("needs the cmaes package")
-    return CONTROLLERS.get(name)(
-        space=MacroSpace(layers=2, channels=4),
-        seed=seed,
-        hparams=joint_hparams(),
-        **OPTIONS.get(name, {}),
-    )
+    space = MacroSpace(layers=2, channels=4)
+    options = dict(OPTIONS.get(name, {}))
+    if name == "rl2":  # runs a meta-trained policy: an untrained one for this space
+        from tests.controllers.test_rl2 import policy_for
+
+        options["policy"] = policy_for(space)
+    return CONTROLLERS.get(name)(space=space, seed=seed, hparams=joint_hparams(), **options)
 
 
 def run(controller, n: int) -> list[dict]:
