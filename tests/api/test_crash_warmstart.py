@@ -16,7 +16,10 @@ from tests.api.conftest import free_port, standalone_spec, wait_for
 from tests.api.test_crash import _key, _serve
 
 
+# One database: what is checked is the controller's resume; tests/api/test_crash.py checks the
+# kill -9 resume of the storage on both.
 @pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_warm_started_job_resumes_exactly_after_kill_9(
     database_url: str, tmp_path: Path, time_left: Callable[..., float]
 ) -> None:
