@@ -91,7 +91,6 @@ def _complete(doc: dict[str, Any], *, auth: bool) -> None:
         schemas[title] = {"title": title, "oneOf": variants}
         spec_schema["properties"][section] = {"$ref": _REF.format(model=title)}
     schemas["Error"] = ERROR_SCHEMA
-    schemas.setdefault("HTTPValidationError", _validation_schema(schemas))
     if auth:
         doc["components"]["securitySchemes"] = {
             "bearerAuth": {
@@ -177,29 +176,3 @@ def _components() -> dict[str, dict[str, type[BaseModel]]]:
 def _plain(responses: dict[str, Any], code: int) -> None:
     response = responses.setdefault(str(code), {"description": _PLAIN_ERRORS[code]})
     response["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-
-
-def _validation_schema(schemas: dict[str, Any]) -> dict[str, Any]:
-    schemas.setdefault(
-        "ValidationError",
-        {
-            "title": "ValidationError",
-            "type": "object",
-            "properties": {
-                "loc": {
-                    "type": "array",
-                    "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
-                },
-                "msg": {"type": "string"},
-                "type": {"type": "string"},
-            },
-            "required": ["loc", "msg", "type"],
-        },
-    )
-    return {
-        "title": "HTTPValidationError",
-        "type": "object",
-        "properties": {
-            "detail": {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}}
-        },
-    }

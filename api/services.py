@@ -17,6 +17,7 @@ from api.repositories import JobRepository
 from api.schemas import BestSoFar, JobRead
 from api.settings import Settings
 from api.warmstart import resolve_warm_start
+from controllers import CONTROLLERS
 from nas.errors import SpecError
 from nas.spec import ResolvedSpec
 from workers.search import parse_spec
@@ -103,8 +104,6 @@ def check_data_paths(resolved: ResolvedSpec, roots: list[Path]) -> None:
     file there. A path outside the roots gets one answer whether or not it exists, so a
     client learns nothing about the rest of the file system."""
     problems = []
-    from controllers import CONTROLLERS
-
     for loc, value in resolved.file_params(CONTROLLERS):
         real: Path | None
         try:
@@ -148,7 +147,6 @@ class JobService:
         confine = functools.partial(check_data_paths, roots=roots)
         resolved = check_limits(parse_spec(document, strict=strict, check_files=confine), settings)
         resolved = resolve_warm_start(self.session, principal, resolved)
-        check_data_paths(resolved, roots)
         check_runnable_here(resolved, settings.backend, settings.ray_address)
         return self.jobs.add(
             JobModel(
