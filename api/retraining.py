@@ -60,10 +60,22 @@ def job_dir(artifacts: Path, job_id: int) -> Path:
 def trainable_problem(resolved: ResolvedSpec) -> str | None:
     """Why the job's architectures cannot be trained from scratch here, or ``None``."""
     dataset, space = resolved.spec.dataset.name, resolved.spec.space.name
-    if DATASETS.get(dataset).load is None or dataset in NB201_DATASETS:
+    entry = DATASETS.get(dataset)
+    if entry.tasks is not None:
+        return (
+            f"its dataset {dataset!r} is a task distribution for few-shot meta-learning: its "
+            "models are meta-trained by the search's evaluator, not trained from scratch on "
+            "arrays (the best's meta-test figures are in the job's final_metrics)"
+        )
+    if dataset in NB201_DATASETS:
         return (
             f"its dataset {dataset!r} is a tabular benchmark (accuracies read from the "
             "NAS-Bench-201 table): there is no data here to train on"
+        )
+    if entry.load is None:
+        return (
+            f"its dataset {dataset!r} is a benchmark table (each trial's figures are read "
+            "from the table's rows): there is no data here to train on"
         )
     if not SPACES.get(space).trainable:
         trainable = [name for name in SPACES if SPACES.get(name).trainable]
