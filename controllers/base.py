@@ -109,12 +109,16 @@ class Controller(ABC):
         rng: np.random.Generator | None = None,
         objectives: Sequence[tuple[str, str]] | None = None,
         hparams: HparamSpace | None = None,
+        deterministic_evaluator: bool = False,
     ) -> None:
         """``objectives``: ``(metric, direction)`` of each objective when there are several
         (read from ``TrialResult.metrics``); ``direction`` is then the first one's.
         ``hparams``: the job's hyperparameter space (joint search): each candidate then
         carries values of its active parameters. Controllers that do not search them
-        themselves sample them uniformly from ``rng`` (see ``_sample_hparams``)."""
+        themselves sample them uniformly from ``rng`` (see ``_sample_hparams``).
+        ``deterministic_evaluator``: the evaluator declares that the same architecture and
+        hyperparameters always score the same (``Evaluator.deterministic``), so a controller
+        may reuse a told result instead of proposing that configuration again (evolution)."""
         if direction not in ("maximize", "minimize"):
             raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
         objectives = [(str(m), str(d)) for m, d in objectives or ()]
@@ -126,6 +130,7 @@ class Controller(ABC):
         self.direction = direction
         self.objectives = objectives
         self.hparam_space = hparams if hparams else None
+        self.deterministic_evaluator = deterministic_evaluator
         self.rng = rng if rng is not None else np.random.default_rng(seed)
         self._next_id = 0
         self._pending: dict[int, Candidate] = {}

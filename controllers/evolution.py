@@ -22,6 +22,14 @@ initial random phase or an empty population leaves nothing to breed from.
 Failed trials (score ``None``) join the population like any other and age out; they lose
 every tournament against a scored member.
 
+Repeats: when the evaluator declares itself deterministic (``deterministic_evaluator``: the
+standalone evaluator without a pruner trains an architecture the same way every time for the
+same hyperparameters and job seed), a child whose architecture and hyperparameters were told
+before is not proposed again: its told score joins the population as a new member (it ages
+like any other) and another child is bred, as MetaQNN reuses a trained model's reward (at
+most ``max_reuses_per_ask`` times per ask; then the repeat is proposed). Only completed
+results are reused; ``reused`` counts them. With any other evaluator every child is proposed.
+
 Joint search (an ``hparams`` space): members carry their hyperparameters; initial candidates
 sample them uniformly, and a child mutates either one architecture decision or one active
 hyperparameter (``HparamSpace.mutate``), chosen in proportion to their numbers (the
@@ -30,6 +38,7 @@ architecture's decisions vs. the parent's active hyperparameters).
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -100,6 +109,9 @@ class RegularizedEvolution(Controller):
 
     name = "evolution"
     Config = EvolutionConfig
+    #: Repeats of told configurations reused in one ask before a repeat is proposed anyway
+    #: (a nearly exhausted space must not stall the search).
+    max_reuses_per_ask = 100
 
     def __init__(
         self,
@@ -119,10 +131,29 @@ class RegularizedEvolution(Controller):
         self.max_pending = max_pending
         self.population: deque[Member] = deque()  # oldest first
         self._random_proposals = 0  # candidates of the initial random phase asked so far
+        #: Told scores of completed configurations (deterministic evaluators only).
+        self._told: dict[str, float] = {}
+        self.reused = 0  # children answered from ``_told`` instead of being proposed
 
     def _propose(self) -> Architecture | tuple[Architecture, Mapping[str, Any]] | None:
         if self.max_pending is not None and len(self._pending) >= self.max_pending:
             return None  # not now: tell pending results first
+        for _ in range(self.max_reuses_per_ask):
+            proposal = self._breed()
+            # An architecture alone gets fresh hyperparameters in ``ask``: not a repeat.
+            arch, hparams = (
+                proposal
+                if isinstance(proposal, tuple)
+                else (proposal, {} if self.hparam_space is None else None)
+            )
+            if hparams is None or (score := self._told.get(_config_key(arch, hparams))) is None:
+                return proposal
+            # Trained before and deterministic: its result joins again, at no training cost.
+            self.reused += 1
+            self._join(Member(arch, score, dict(hparams)))
+        return self._breed()
+
+    def _breed(self) -> Architecture | tuple[Architecture, Mapping[str, Any]]:
         if self._random_proposals < self.population_size:
             self._random_proposals += 1
             return self.space.sample(self.rng)  # (ask samples hyperparameters)
@@ -141,7 +172,12 @@ class RegularizedEvolution(Controller):
         return self.space.mutate(parent.architecture, self.rng), dict(parent.hparams)
 
     def _observe(self, candidate: Candidate, result: TrialResult, score: float | None) -> None:
-        self.population.append(Member(candidate.architecture, score, dict(candidate.hparams)))
+        if self.deterministic_evaluator and score is not None:
+            self._told[_config_key(candidate.architecture, candidate.hparams)] = score
+        self._join(Member(candidate.architecture, score, dict(candidate.hparams)))
+
+    def _join(self, member: Member) -> None:
+        self.population.append(member)
         if len(self.population) > self.population_size:
             self.population.popleft()  # aging: the oldest leaves, whatever its score
 
@@ -149,9 +185,18 @@ class RegularizedEvolution(Controller):
         state = super().state_dict()
         state["population"] = [m.to_dict() for m in self.population]
         state["random_proposals"] = self._random_proposals
+        state["told"] = dict(self._told)
+        state["reused"] = self.reused
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.population = deque(Member.from_dict(m) for m in state["population"])
         self._random_proposals = int(state["random_proposals"])
+        self._told = {str(k): float(v) for k, v in state.get("told", {}).items()}
+        self.reused = int(state.get("reused", 0))
+
+
+def _config_key(architecture: Architecture, hparams: Mapping[str, Any]) -> str:
+    """One configuration (architecture and hyperparameters) as a plain-data key."""
+    return architecture.key + "|" + json.dumps(dict(hparams), sort_keys=True)

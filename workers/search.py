@@ -136,6 +136,7 @@ def build_components(resolved: ResolvedSpec) -> SearchComponents:
         seed=spec.seed,
         **({"objectives": spec.objective.objectives} if spec.objective.is_multi else {}),
         **({"hparams": resolved.hparams} if resolved.hparams is not None else {}),
+        deterministic_evaluator=evaluator.deterministic,
         **resolved.controller_params,
     )
     warm = spec.warm_start

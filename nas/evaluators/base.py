@@ -222,6 +222,14 @@ class Evaluator(ABC):
     ) -> list[TrialResult]:
         """One result per architecture, in order."""
 
+    @property
+    def deterministic(self) -> bool:
+        """True when this evaluator gives the same result every time for the same
+        architecture and hyperparameters (in one job: same seed, same data), so a controller
+        may reuse a told result instead of asking for it again
+        (``Controller.deterministic_evaluator``). False unless an evaluator declares it."""
+        return False
+
     def constraint_figures(
         self, archs: Sequence[Architecture], figures: Sequence[str]
     ) -> list[dict[str, float]]:

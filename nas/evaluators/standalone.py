@@ -167,6 +167,14 @@ class StandaloneEvaluator(Evaluator):
             **restart,
         )
 
+    @property
+    def deterministic(self) -> bool:
+        """A trial's weights, minibatch order and dropout follow from (job seed,
+        architecture) and its recipe from its hyperparameters, so one configuration trains
+        the same every time (up to the order of floating-point sums: thread count, GPU
+        kernels); not with a pruner, which judges a trial against those told before it."""
+        return self.pruning is None
+
     def trial_seed(self, arch: Architecture) -> int:
         """Deterministic per (job seed, architecture): the same architecture trains the same."""
         return zlib.crc32(f"{self.seed}:{arch.key}".encode())
