@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ __all__ = [
     "accuracy",
     "configure_cpu_threads",
     "count_flops",
+    "cpu_threads_free",
     "focal_loss",
     "forked_rng",
     "make_loss",
@@ -79,15 +81,89 @@ def forked_rng(seed: int | None = None, device: torch.device | None = None) -> I
         yield
 
 
+#: How long a measured thread count holds before ``configure_cpu_threads`` measures again.
+THREADS_RECHECK_S = 30.0
+#: A core counts as free when at least this share of it was idle (our own use included).
+FREE_CORE_SHARE = 0.8
+_measured: tuple[float, int] | None = None  # (when, threads) of the last measurement
+
+
 def configure_cpu_threads(threads: int | None = None) -> int:
-    """Use the cores this process may run on (affinity, not the host's count), unless told.
-    Tiny models gain nothing from oversubscription, and Ray workers pin their own count."""
+    """Set torch's intra-op thread count on the CPU and return it.
+
+    ``threads`` or ``NAS_TORCH_THREADS`` (a positive number) decide when given. Otherwise
+    the count is what is free now (``cpu_threads_free``): the cores this process may run on
+    (affinity, not the host's count), at most ``OMP_NUM_THREADS`` (Ray sets it to a task's
+    CPUs), less those other processes keep busy. Threads that wait for a core are far worse
+    than fewer threads: two torch threads on a 2-core machine loaded by other work trained
+    5-10x slower than one (issue 17). The measurement is redone at most every
+    ``THREADS_RECHECK_S`` seconds, so calling this before each trial or epoch is cheap."""
+    global _measured
     if threads is None:
-        threads = int(os.environ.get("NAS_TORCH_THREADS", "0")) or len(os.sched_getaffinity(0))
+        threads = int(os.environ.get("NAS_TORCH_THREADS", "0") or 0)
+    if threads <= 0:
+        now = time.monotonic()
+        if _measured is None or now - _measured[0] >= THREADS_RECHECK_S:
+            _measured = (now, cpu_threads_free())
+        threads = _measured[1]
     threads = max(1, threads)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+def cpu_threads_free(window_s: float = 0.1) -> int:
+    """The threads worth running now: the cores this process may use (affinity, capped by
+    ``OMP_NUM_THREADS``) that are free, judged from ``/proc/stat`` over ``window_s`` (this
+    process's own use counts as free: its threads are the ones to place); the load average
+    where ``/proc/stat`` cannot be read. At least 1."""
+    allowed = sorted(os.sched_getaffinity(0))
+    cap = len(allowed)
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) > 0:
+        cap = min(cap, int(omp))
+    try:
+        before, own_before = _cpu_jiffies(allowed), time.process_time()
+        time.sleep(window_s)
+        after, own_after = _cpu_jiffies(allowed), time.process_time()
+        free = free_cores(before, after, own_after - own_before, window_s)
+    except (OSError, ValueError, ZeroDivisionError):
+        try:
+            free = len(allowed) - os.getloadavg()[0]
+        except OSError:
+            free = float(len(allowed))
+    return max(1, min(cap, int(free + (1 - FREE_CORE_SHARE))))
+
+
+def free_cores(
+    before: Mapping[int, tuple[int, int]],
+    after: Mapping[int, tuple[int, int]],
+    own_cpu_s: float,
+    window_s: float,
+) -> float:
+    """Cores free for this process between two ``/proc/stat`` snapshots (per core: idle and
+    total jiffies): the idle cores plus the cores this process itself kept busy
+    (``own_cpu_s`` of CPU time over ``window_s``)."""
+    idle = 0.0
+    for cpu, (idle_after, total_after) in after.items():
+        idle_before, total_before = before[cpu]
+        idle += (idle_after - idle_before) / (total_after - total_before)
+    return idle + own_cpu_s / window_s
+
+
+def _cpu_jiffies(cpus: Collection[int]) -> dict[int, tuple[int, int]]:
+    """Idle (idle + iowait) and total jiffies of each of ``cpus`` from ``/proc/stat``."""
+    wanted = {f"cpu{c}": c for c in cpus}
+    out = {}
+    with open("/proc/stat") as stat:
+        for line in stat:
+            name, *fields = line.split()
+            if name in wanted:
+                values = [int(v) for v in fields[:8]]  # guest time is already in user
+                out[wanted[name]] = (values[3] + values[4], sum(values))
+    if len(out) != len(wanted):
+        raise ValueError("/proc/stat lacks some of this process's cores")
+    return out
 
 
 @dataclass(frozen=True)

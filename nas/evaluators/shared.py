@@ -135,6 +135,8 @@ class SharedWeightEvaluator(Evaluator):
     def train_epoch(self, sample: Callable[[], Architecture]) -> dict[str, float]:
         """One pass over the training split; ``sample()`` gives each minibatch's child. A step
         whose loss is not finite is skipped (counted in ``skipped_steps``), never applied."""
+        if self.device.type == "cpu":
+            configure_cpu_threads()  # the cores free now (measured at most every 30 s)
         x, y = self._train
         size = self.config.batch_size
         order = torch.randperm(len(y), generator=self.generator).to(self.device)

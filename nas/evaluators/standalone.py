@@ -211,6 +211,8 @@ class StandaloneEvaluator(Evaluator):
         return out
 
     def _evaluate_one(self, index: int, arch: Architecture, recipe: TrainRecipe) -> TrialResult:
+        if self.device.type == "cpu":
+            configure_cpu_threads()  # the cores free now (measured at most every 30 s)
         started = time.perf_counter()
         pruning = self.pruning.begin() if self.pruning is not None else None
         try:
