@@ -45,6 +45,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
     print(
         f"trials: {summary['trials']} ({summary['stop_reason']}), wall {summary['wall_time_s']} s"
     )
+    _print_warnings(summary.get("warnings"))
+    if summary.get("failure"):
+        print(f"search failed: {summary['failure']}")
+        return 1
     if best is None:
         print("no trial completed")
         return 1
@@ -60,6 +64,15 @@ def _cmd_search(args: argparse.Namespace) -> int:
         )
     print(f"genotype: {json.dumps(best['genotype'])}")
     return 0
+
+
+def _print_warnings(warnings: Sequence[str] | None) -> None:
+    """Each warning on a line of its own, on stdout and (when that is not a terminal)
+    stderr, so neither a log nor an interactive user misses it."""
+    for warning in warnings or []:
+        print(f"WARNING: {warning}")
+        if not sys.stdout.isatty():
+            print(f"WARNING: {warning}", file=sys.stderr)
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -323,6 +336,7 @@ def _watch(client: Any, job_id: int) -> int:
         bar.close()
     job = client.job(job_id)
     print(f"job {job_id} {job['state']}: {job['reason']}")
+    _print_warnings(job.get("warnings"))
     print(f"trials: {job['n_trials']} {json.dumps(job['trial_states'])}")
     best = client.best(job_id, 1)
     if best:
@@ -356,6 +370,7 @@ def describe_job(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None) -
     spec = job.get("spec") or {}
     summary = job.get("summary") or {}
     lines = [f"job {job['id']} {job['name']}: {job['state']}" + _paren(job.get("reason"))]
+    lines += [f"WARNING: {warning}" for warning in job.get("warnings") or []]
     times = ", ".join(
         f"{k} {str(job[f'{k}_at'])[:19]}"
         for k in ("created", "started", "finished")

@@ -35,6 +35,11 @@ class JobRead(_Read):
     finished_at: datetime | None
     spec: dict[str, Any]
     summary: dict[str, Any] | None = None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="what a reader of a finished job's result must know, e.g. that the time "
+        "budget stopped a shared-weight search's supernet training before its epochs",
+    )
     owner: str | None = None
 
 

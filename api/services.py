@@ -201,5 +201,6 @@ def job_read(job: JobModel, owner: str | None = None, *, with_spec: bool = True)
         finished_at=job.finished_at,
         spec=job.spec if with_spec else {},
         summary=job.summary,
+        warnings=list((job.summary or {}).get("warnings") or []),
         owner=owner,
     )

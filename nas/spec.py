@@ -162,6 +162,12 @@ class BudgetSpec(_Strict):
         None, gt=0, description="tabular benchmarks: stop at this much simulated training time"
     )
 
+    on_time_limit: Literal["stop", "fail"] = Field(
+        "stop",
+        description="when minutes run out before the search's planned work (a shared-weight "
+        "search's epochs, or budget.trials): stop and finish with a warning, or fail the job",
+    )
+
     @model_validator(mode="after")
     def _at_least_one(self) -> BudgetSpec:
         if self.trials is None and self.minutes is None and self.simulated_seconds is None:
@@ -665,6 +671,24 @@ def _check_combinations(
             priors = [p.model_dump() for p in warm.priors]
             for loc, msg in check_priors(priors, built, hparams):
                 errors.append(_err(loc, msg))
+    final, constraints = spec.final, spec.objective.constraints
+    limits = constraints.limits() if constraints is not None else {}
+    if (
+        final is not None
+        and final.channels is not None
+        and limits
+        and final.channels != space_params.get("channels")
+    ):
+        errors.append(
+            _err(
+                ("final", "channels"),
+                f"retraining at {final.channels} channels instead of the searched "
+                f"{space_params.get('channels', 'width')} changes the figures that "
+                f"objective.constraints bound ({', '.join(limits)}), so the retrained "
+                f"networks would not keep to them; leave final.channels out (or set it to "
+                f"the space's channels) with constraints",
+            )
+        )
     if spec.final is not None and not space.trainable:
         trainable = [n for n in SPACES.names() if SPACES.get(n).trainable]
         errors.append(

@@ -104,13 +104,21 @@ class SearchOutcome:
     #: Several objectives: the non-dominated COMPLETE trials (one per architecture, its
     #: first trial), in trial order; empty with one objective.
     pareto: list[TrialRecord] = field(default_factory=list)
+    #: What a reader of the result must know: the search stopped before its planned work
+    #: (the time budget cut a supernet's training short), ...
+    warnings: list[str] = field(default_factory=list)
+    #: Why the search failed as a whole although it ran (``budget.on_time_limit: fail``).
+    error: str | None = None
 
     def failure(self) -> str | None:
         """Why the search as a whole failed: every one of its trials FAILed (none completed
         or was pruned), for instance on data every trial diverges on or an error in the
         workers. Then the search found nothing, whatever its budget says: the job is FAILED
         with this reason (the first trial's error, cut to a few hundred characters).
-        ``None`` when a trial succeeded, or when there was none."""
+        ``None`` when a trial succeeded, or when there was none. ``error``, when set, comes
+        first."""
+        if self.error is not None:
+            return self.error
         if not self.trials or any(t.result.state is not TrialState.FAIL for t in self.trials):
             return None
         first = " ".join((self.trials[0].result.error or "unknown error").split())

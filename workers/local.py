@@ -86,6 +86,8 @@ def run_local_search(
         finally:
             bar.close()
             search.close()
+    for warning in outcome.warnings:  # at once: a retraining may take minutes
+        print(f"WARNING: {warning}", file=stream)
     final = []
     if resolved.spec.final is not None and outcome.ranked:
         top = outcome.ranked[: resolved.spec.final.retrain_top_k]

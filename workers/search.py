@@ -80,6 +80,8 @@ class Budget:
     should_stop: StopFn | None = None
     #: The reason came from ``should_stop`` (cancel or shutdown), not from the budget.
     interrupted: bool = False
+    #: The reason is the time budget (``minutes``).
+    timed_out: bool = False
 
     def exhausted(self) -> bool:
         if self.reason:
@@ -91,6 +93,7 @@ class Budget:
             self.reason = f"trial budget reached ({self.trials})"
         elif self.minutes is not None and self.elapsed() >= self.minutes * 60:
             self.reason = f"time budget reached ({self.minutes} min)"
+            self.timed_out = True
         return bool(self.reason)
 
     def remaining_trials(self) -> int | None:
@@ -358,8 +361,9 @@ class SearchLoop:
 
     def _outcome(self) -> SearchOutcome:
         best = self.best
+        short, error = self._time_limit()
         final = {}
-        if best is not None and not self.interrupted:
+        if best is not None and not self.interrupted and error is None:
             final = self.components.evaluator.final_metrics(best.architecture)
         return SearchOutcome(
             trials=self.trials,
@@ -368,9 +372,33 @@ class SearchLoop:
             wall_s=self.budget.elapsed(),
             simulated_s=self.budget.used_simulated,
             final_metrics=final,
-            ranked=self.ranked(self.top_k),
+            ranked=[] if error is not None else self.ranked(self.top_k),
             pareto=self.pareto(),
+            warnings=[short] if short is not None else [],
+            error=error,
         )
+
+    def cut_short(self) -> str | None:
+        """What the search did not do because the time budget ran out first, or ``None``:
+        here the trials of ``budget.trials`` it did not run (with only ``minutes`` the time
+        is the plan, never cut short)."""
+        budget = self.budget
+        if not budget.timed_out or budget.trials is None or budget.used_trials >= budget.trials:
+            return None
+        return (
+            f"the time budget ({budget.minutes:g} min) ended the search after "
+            f"{budget.used_trials} of its {budget.trials} trials"
+        )
+
+    def _time_limit(self) -> tuple[str | None, str | None]:
+        """``(warning, error)`` for a search the time budget cut short (``cut_short``): a
+        warning, or with ``budget.on_time_limit: fail`` the job's failure."""
+        short = None if self.interrupted else self.cut_short()
+        if short is None:
+            return None, None
+        if self.resolved.spec.budget.on_time_limit == "fail":
+            return short, f"{short} (budget.on_time_limit: fail)"
+        return short, None
 
     @property
     def top_k(self) -> int:

@@ -111,9 +111,15 @@ class SharedWeightSearch(SearchLoop):
     def _outcome(self) -> SearchOutcome:
         if not self.budget.reason:
             self.budget.reason = f"search epochs done ({self.evaluator.epoch})"
+        short, error = self._time_limit()
+        if short is not None:
+            self.budget.reason += (
+                f" after {self.evaluator.epoch} of {self.evaluator.config.epochs} supernet epochs"
+            )
         # Interrupted (cancel, shutdown): stop now; deriving scores many samples on the whole
-        # validation split, which is the kind of work a cancel must not wait for.
-        ranked = [] if self.interrupted else self.derive()
+        # validation split, which is the kind of work a cancel must not wait for. A search
+        # failed by its time limit derives nothing either: nothing is to be retrained.
+        ranked = [] if self.interrupted or error is not None else self.derive()
         return SearchOutcome(
             trials=self.trials,
             best=self.best,
@@ -122,6 +128,21 @@ class SharedWeightSearch(SearchLoop):
             simulated_s=0.0,
             ranked=ranked,
             curve=self.curve,
+            warnings=[short] if short is not None else [],
+            error=error,
+        )
+
+    def cut_short(self) -> str | None:
+        """The supernet epochs the time budget left untrained: the shared weights are then
+        undertrained, and the architectures derived from them ranked by a weaker estimate."""
+        done, planned = self.evaluator.epoch, self.evaluator.config.epochs
+        if not self.budget.timed_out or done >= planned:
+            return None
+        return (
+            f"the time budget ({self.budget.minutes:g} min) stopped the supernet's training "
+            f"after {done} of its {planned} epochs: the shared weights are undertrained and "
+            f"the derived architectures were ranked by them (raise budget.minutes, lower "
+            f"evaluator.epochs, or set budget.on_time_limit: fail to fail such a job)"
         )
 
     def derive(self) -> list[tuple[Any, float]]:

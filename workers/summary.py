@@ -61,12 +61,17 @@ def summarize(
         "trials": len(outcome.trials),
         "trial_states": states,
         "stop_reason": outcome.stop_reason,
+        # What the reader must know about this result (the time budget cut the search
+        # short): shown by nas search, nas show / watch, and the job over HTTP.
+        "warnings": list(outcome.warnings),
         "wall_time_s": round(outcome.wall_s, 3),
         "simulated_time_s": round(outcome.simulated_s, 3),
         "best": best,
         "ranked": ranked,
         "final": final,
     }
+    if (failure := outcome.failure()) is not None:
+        summary["failure"] = failure
     if spec.objective.is_multi:  # the Pareto front over the objectives, in trial order
         summary["pareto"] = [
             {

@@ -1,0 +1,45 @@
+"""Over HTTP: a job whose time budget cut its supernet short carries the warning, or fails
+with ``budget.on_time_limit: fail``; retraining wider than the searched size under
+``objective.constraints`` is refused at submit (issue 17 items 5a, 5b)."""
+
+from __future__ import annotations
+
+import httpx
+
+from api.cli import describe_job
+from api.client import NasClient
+from tests.api.conftest import LiveServer, standalone_spec
+from tests.workers.test_time_limit import _spec
+
+
+def test_a_supernet_cut_short_is_a_warning_on_the_job_or_its_failure(client: NasClient) -> None:
+    warned = client.submit(_spec())["id"]
+    failed = client.submit(_spec(on_time_limit="fail"))["id"]
+    job = client.wait(warned, timeout=100)
+    assert job["state"] == "SUCCEEDED", job["reason"]
+    (warning,) = job["warnings"]
+    assert "stopped the supernet's training" in warning and "of its 200 epochs" in warning
+    assert "supernet epochs" in job["reason"] and job["summary"]["final"]
+    assert f"WARNING: {warning}" in describe_job(job, None)
+    job = client.wait(failed, timeout=100)
+    assert job["state"] == "FAILED"
+    assert "budget.on_time_limit: fail" in job["reason"] and job["warnings"]
+    assert not job["summary"]["final"]
+
+
+def test_final_channels_beyond_the_searched_width_under_constraints_is_422(
+    server: LiveServer, user_key: str
+) -> None:
+    spec = standalone_spec(
+        objective={"metric": "val_accuracy", "constraints": {"max_params": 9200}},
+        final={"channels": 48},
+    )
+    headers = {"Authorization": f"Bearer {user_key}"}
+    with httpx.Client(base_url=server.url, headers=headers) as http:
+        response = http.post("/api/v1/jobs", json=spec)
+        assert response.status_code == 422, response.text
+        errors = {".".join(map(str, e["loc"])): e["msg"] for e in response.json()["detail"]}
+        assert "max_params" in errors["final.channels"], errors
+        assert http.get("/api/v1/jobs").json()["count"] == 0
+        spec["final"] = {"channels": spec["space"]["channels"]}  # the searched width: fine
+        assert http.post("/api/v1/jobs", json=spec).status_code == 201
