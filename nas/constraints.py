@@ -13,11 +13,16 @@ import math
 import statistics
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-__all__ = ["CONSTRAINTS", "measure_model", "verdict"]
+if TYPE_CHECKING:
+    from nas.architecture import Architecture
+    from nas.spaces.base import SearchSpace
+
+__all__ = ["CONSTRAINTS", "measure_architectures", "measure_model", "verdict"]
 
 #: constraint key -> the figure it bounds (a key of what ``constraint_figures`` returns)
 CONSTRAINTS: dict[str, str] = {
@@ -68,6 +73,30 @@ def measure_model(
         out["flops"] = float(count_flops(model, tuple(input_shape), device))
     if "latency_ms" in wanted:
         out["latency_ms"] = _latency_ms(model, input_shape, device, latency_repeats)
+    return out
+
+
+def measure_architectures(
+    space: SearchSpace,
+    archs: Sequence[Architecture],
+    input_shape: Sequence[int],
+    num_classes: int,
+    device: torch.device,
+    figures: Iterable[str],
+) -> list[dict[str, float]]:
+    """The ``figures`` of each architecture's standalone network (what a trial or a final
+    retraining builds), untrained, on ``device``; the global RNG is left untouched. What
+    every evaluator that trains networks answers ``constraint_figures`` with."""
+    from nas.models import build_model
+    from nas.training import forked_rng
+
+    wanted = list(figures)
+    out = []
+    for arch in archs:
+        space.validate(arch)
+        with forked_rng(device=device):
+            model = build_model(space, arch, input_shape, num_classes).to(device)
+        out.append(measure_model(model, input_shape, device, wanted))
     return out
 
 

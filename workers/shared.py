@@ -9,6 +9,13 @@ Every rewarded candidate becomes a trial record (with its epoch and step). Each 
 at a safe point that requires a checkpoint (the supernet changed) and carries the epoch's
 curve point. At the end the final architectures are derived: ``derive_samples`` policy
 samples scored on the whole validation split with the shared weights, best first.
+
+Constraints (``objective.constraints``): each child's standalone network is measured once
+(cached per architecture) before it is used. Supernet training uses only feasible children
+(the policy is sampled again); an infeasible candidate in the reward phase is a PRUNED trial
+with the reason, told to the controller as not complete (ENAS: its ``failure_reward``) and
+never scored on a validation minibatch; derived architectures are the feasible policy
+samples, so what ``final:`` retrains keeps to the limits too.
 """
 
 from __future__ import annotations
@@ -21,9 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from nas.architecture import Architecture
 from nas.evaluators.shared import SharedWeightEvaluator
 from nas.spec import ResolvedSpec
-from nas.trial import TrialState
+from nas.trial import TrialResult, TrialState
 from workers.backend import SafePoint
 from workers.search import SearchLoop, SearchOutcome
 
@@ -42,6 +50,11 @@ class SharedWeightSearch(SearchLoop):
             raise TypeError("SharedWeightSearch needs the shared-weights evaluator")
         self.evaluator: SharedWeightEvaluator = self.components.evaluator
         self._at_epoch_end = True  # nothing recorded since the last epoch's checkpoint
+        self.warnings: list[str] = []
+        constraints = resolved.spec.objective.constraints
+        self.limits = constraints.limits() if constraints is not None else {}
+        #: Each architecture's constraint verdict and figures, measured once (not state).
+        self._checked: dict[Architecture, tuple[str | None, dict[str, float]]] = {}
 
     @property
     def rewards_per_epoch(self) -> int:
@@ -74,7 +87,11 @@ class SharedWeightSearch(SearchLoop):
         group = controller.reward_group
         worker = self.executor.worker_name
         while evaluator.epoch < evaluator.config.epochs and not self.budget.exhausted():
-            stats = evaluator.train_epoch(controller.sample_for_training)
+            try:
+                stats = evaluator.train_epoch(self._training_sample)
+            except _NoFeasibleChild as exc:
+                self.budget.reason = str(exc)
+                break
             self._at_epoch_end = False
             epoch = evaluator.epoch - 1
             rewards: list[float] = []
@@ -84,9 +101,16 @@ class SharedWeightSearch(SearchLoop):
                 if not batch:
                     break
                 started = time.time()
-                results = evaluator.evaluate([c.architecture for c in batch])
+                checks = self._check([c.architecture for c in batch])
+                feasible = [c.architecture for c, (why, _) in zip(batch, checks) if why is None]
+                scored = iter(evaluator.evaluate(feasible) if feasible else [])
                 finished = time.time()
-                for candidate, result in zip(batch, results, strict=True):
+                for candidate, (why, figures) in zip(batch, checks, strict=True):
+                    result = (
+                        next(scored)
+                        if why is None
+                        else TrialResult(TrialState.PRUNED, metrics=figures, error=why)
+                    )
                     self.budget.admit(result)
                     self._record(
                         candidate, result, started, finished, worker=worker, epoch=epoch, step=step
@@ -95,6 +119,14 @@ class SharedWeightSearch(SearchLoop):
                     if result.state is TrialState.COMPLETE:
                         rewards.append(float(result.objective))  # type: ignore[arg-type]
                     step += 1
+                self._infeasible_in_a_row = (
+                    self._infeasible_in_a_row + len(batch) if not feasible else 0
+                )
+                if self._infeasible_in_a_row >= self.max_infeasible_in_a_row:
+                    self.budget.reason = (
+                        f"no feasible candidate in the last {self._infeasible_in_a_row} "
+                        f"proposals (objective.constraints: {self.limits})"
+                    )
             if self.interrupted and step < self.rewards_per_epoch:
                 # Stopped mid-epoch (cancel, shutdown): no safe point, so no checkpoint of
                 # a half-rewarded epoch; a resumed search redoes this epoch whole.
@@ -119,6 +151,7 @@ class SharedWeightSearch(SearchLoop):
         # Interrupted (cancel, shutdown): stop now; deriving scores many samples on the whole
         # validation split, which is the kind of work a cancel must not wait for. A search
         # failed by its time limit derives nothing either: nothing is to be retrained.
+        self.warnings = [short] if short is not None else []
         ranked = [] if self.interrupted or error is not None else self.derive()
         return SearchOutcome(
             trials=self.trials,
@@ -128,7 +161,7 @@ class SharedWeightSearch(SearchLoop):
             simulated_s=0.0,
             ranked=ranked,
             curve=self.curve,
-            warnings=[short] if short is not None else [],
+            warnings=self.warnings,
             error=error,
         )
 
@@ -147,13 +180,59 @@ class SharedWeightSearch(SearchLoop):
 
     def derive(self) -> list[tuple[Any, float]]:
         """Sample ``derive_samples`` architectures from the controller, score each on the
-        whole validation split with the shared weights, return the top-K distinct ones."""
+        whole validation split with the shared weights, return the top-K distinct ones.
+        With constraints only feasible samples are scored; when the policy yields none, the
+        best feasible rewarded trials stand in (with a warning)."""
         controller, evaluator = self.components.controller, self.evaluator
         samples = list(
             dict.fromkeys(
                 controller.sample_for_training() for _ in range(evaluator.config.derive_samples)
             )
         )
+        k = max(evaluator.config.top_k, self.top_k)
+        if self.limits:
+            checks = self._check(samples)
+            samples = [a for a, (why, _) in zip(samples, checks, strict=True) if why is None]
+            if not samples:
+                self.warnings.append(
+                    f"none of the {evaluator.config.derive_samples} architectures derived from "
+                    f"the policy satisfies objective.constraints; the best feasible rewarded "
+                    f"trials are reported instead"
+                )
+                return self.ranked(k)
         scores = evaluator.score_full(samples)
         ranked = sorted(zip(samples, scores, strict=True), key=lambda p: p[1], reverse=True)
-        return ranked[: max(evaluator.config.top_k, self.top_k)]
+        return ranked[:k]
+
+    # --- constraints ---------------------------------------------------------------------------
+    def _check(self, archs: list[Architecture]) -> list[tuple[str | None, dict[str, float]]]:
+        """Each architecture's constraint verdict (``None``: feasible) and figures, measured
+        once per architecture; all feasible without constraints."""
+        if not self.limits:
+            return [(None, {}) for _ in archs]
+        new = [a for a in dict.fromkeys(archs) if a not in self._checked]
+        if new:
+            for arch, answer in zip(
+                new, self.evaluator.check_constraints(new, self.limits), strict=True
+            ):
+                self._checked[arch] = answer
+        return [self._checked[a] for a in archs]
+
+    def _training_sample(self) -> Architecture:
+        """A child to train the shared weights on: the controller's sample, sampled again
+        while it breaks a constraint (at most ``max_infeasible_in_a_row`` times)."""
+        sample = self.components.controller.sample_for_training
+        if not self.limits:
+            return sample()
+        for _ in range(self.max_infeasible_in_a_row):
+            arch = sample()
+            if self._check([arch])[0][0] is None:
+                return arch
+        raise _NoFeasibleChild(
+            f"no feasible child in the last {self.max_infeasible_in_a_row} samples for "
+            f"supernet training (objective.constraints: {self.limits})"
+        )
+
+
+class _NoFeasibleChild(Exception):
+    """The policy gave no child within the constraints to train the supernet on."""

@@ -68,6 +68,9 @@ class SharedWeightEvaluator(Evaluator):
     name = "shared-weights"
     Config = SharedWeightConfig
     metrics = ("val_accuracy",)
+    #: Checked on each child's standalone network (what is retrained) before it trains the
+    #: shared weights or is rewarded (``workers.shared``).
+    constraint_keys = ("max_params", "max_flops", "max_latency_ms")
     batch_size = 64
     instant = True
     needs_supernet = True
@@ -241,6 +244,17 @@ class SharedWeightEvaluator(Evaluator):
                 accuracy(lambda x, a=arch: self.supernet(x, a), *self._valid, batch_size=256)
                 for arch in archs
             ]
+
+    def constraint_figures(
+        self, archs: Sequence[Architecture], figures: Sequence[str]
+    ) -> list[dict[str, float]]:
+        """Each child's standalone network (as ``final:`` retrains it: the same parameters
+        as its ops in the supernet), untrained, measured on this evaluator's device."""
+        from nas.constraints import measure_architectures
+
+        return measure_architectures(
+            self.space, archs, self.data.input_shape, self.data.num_classes, self.device, figures
+        )
 
     # --- checkpointing ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from nas.training import (
     accuracy,
     configure_cpu_threads,
     count_flops,
-    forked_rng,
     select_device,
     to_tensors,
     train_from_scratch,
@@ -197,18 +196,11 @@ class StandaloneEvaluator(Evaluator):
     ) -> list[dict[str, float]]:
         """Builds each untrained network (global RNG untouched) and measures it on this
         evaluator's device: parameters, FLOPs and batch-1 latency (``nas.constraints``)."""
-        from nas.constraints import measure_model
-        from nas.models import build_model
+        from nas.constraints import measure_architectures
 
-        out = []
-        for arch in archs:
-            self.space.validate(arch)
-            with forked_rng(device=self.device):
-                model = build_model(
-                    self.space, arch, self.data.input_shape, self.data.num_classes
-                ).to(self.device)
-            out.append(measure_model(model, self.data.input_shape, self.device, figures))
-        return out
+        return measure_architectures(
+            self.space, archs, self.data.input_shape, self.data.num_classes, self.device, figures
+        )
 
     def _evaluate_one(self, index: int, arch: Architecture, recipe: TrainRecipe) -> TrialResult:
         if self.device.type == "cpu":
