@@ -41,7 +41,8 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, replace_all_batch_norm_modules_, vmap
+from torch.nn import functional as F
 
 from nas.datasets.tasks import TaskBatch
 from nas.training import DivergedError
@@ -50,9 +51,11 @@ __all__ = [
     "ALGORITHMS",
     "FunctionalNet",
     "MetaLearner",
+    "MetricLearner",
     "Params",
     "adapt",
     "adaptation_losses",
+    "adaptation_scores",
     "maml_gradient",
     "meta_loss",
     "metasgd_gradient",
@@ -66,14 +69,28 @@ Algorithm = Literal["maml", "reptile", "metasgd"]
 ALGORITHMS: tuple[str, ...] = ("maml", "reptile", "metasgd")
 
 
+TaskLoss = Literal["mse", "cross_entropy"]
+TASK_LOSSES: tuple[str, ...] = ("mse", "cross_entropy")
+
+
 class FunctionalNet:
     """An ``nn.Module`` called with parameters given as a dict (``torch.func.functional_call``);
-    its buffers stay the module's. ``loss``: ``mse`` (regression)."""
+    its buffers stay the module's. ``loss``: ``mse`` (regression) or ``cross_entropy``
+    (N-way classification: the outputs are logits, labels ``0..N-1``; scored by accuracy).
 
-    def __init__(self, module: nn.Module, loss: Literal["mse"] = "mse") -> None:
-        if loss != "mse":
-            raise ValueError(f"unknown task loss {loss!r}; valid: mse")
-        self.module = module
+    The module is put in eval mode (no dropout noise inside ``vmap``) and its batch norms
+    keep no running statistics (``torch.func.replace_all_batch_norm_modules_``): they
+    normalise each call's batch, i.e. each task's support or query set on its own, in
+    meta-training and at test alike (the MAML authors' code does the same), and nothing is
+    written in place inside ``vmap``.
+    """
+
+    def __init__(self, module: nn.Module, loss: TaskLoss = "mse") -> None:
+        if loss not in TASK_LOSSES:
+            raise ValueError(f"unknown task loss {loss!r}; valid: {', '.join(TASK_LOSSES)}")
+        replace_all_batch_norm_modules_(module)
+        self.module = module.eval()
+        self.loss_name = loss
         self.buffers = dict(module.named_buffers())
 
     def initial_params(self) -> Params:
@@ -84,7 +101,19 @@ class FunctionalNet:
         return functional_call(self.module, (params, self.buffers), (x,))
 
     def loss(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return ((self.predict(params, x) - y) ** 2).mean()
+        out = self.predict(params, x)
+        if self.loss_name == "cross_entropy":
+            return F.cross_entropy(out, y)
+        return ((out - y) ** 2).mean()
+
+    def scores(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``[loss, accuracy %]`` (classification) or ``[loss, loss]`` (regression)."""
+        out = self.predict(params, x)
+        if self.loss_name == "cross_entropy":
+            accuracy = (out.argmax(dim=-1) == y).float().mean() * 100.0
+            return torch.stack([F.cross_entropy(out, y), accuracy])
+        loss = ((out - y) ** 2).mean()
+        return torch.stack([loss, loss])
 
 
 def _rate(lr: StepSize, name: str) -> float | torch.Tensor:
@@ -236,6 +265,21 @@ def adaptation_losses(
     """``(len(tasks), len(steps))``: each task's query loss after adapting to its support
     set for each count in ``steps`` (one pass of ``max(steps)`` inner steps), with no graph
     kept for the outer level. ``chunk`` tasks at a time bound the memory."""
+    return adaptation_scores(net, params, tasks, steps=steps, lr=lr, chunk=chunk)[..., 0]
+
+
+def adaptation_scores(
+    net: FunctionalNet,
+    params: Params,
+    tasks: TaskBatch,
+    *,
+    steps: Sequence[int],
+    lr: StepSize,
+    chunk: int = 200,
+) -> torch.Tensor:
+    """``(len(tasks), len(steps), 2)``: each task's query ``FunctionalNet.scores`` (loss,
+    and accuracy in % for classification) after each count in ``steps`` (see
+    ``adaptation_losses``)."""
     counts = sorted({int(s) for s in steps})
     if not counts or counts[0] < 0:
         raise ValueError(f"steps must be non-negative counts, got {list(steps)}")
@@ -245,7 +289,7 @@ def adaptation_losses(
         p, out = params, []
         for step in range(counts[-1] + 1):
             if step in counts:
-                out.append(net.loss(p, qx, qy))
+                out.append(net.scores(p, qx, qy))
             if step < counts[-1]:
                 g = loss_grad(p, sx, sy)
                 p = {k: v - _rate(lr, k) * g[k] for k, v in p.items()}
@@ -309,6 +353,11 @@ class MetaLearner:
             return {k: v.detach() for k, v in self.rates.items()}
         return self.inner_lr
 
+    @property
+    def module(self) -> nn.Module:
+        """The network being meta-trained."""
+        return self.net.module
+
     def step(self, tasks: TaskBatch) -> float:
         """One meta-iteration on ``tasks``; answers its meta-training loss. Raises
         ``DivergedError`` when the loss is not finite (nothing is updated then)."""
@@ -358,6 +407,19 @@ class MetaLearner:
         rate = self.step_size() if lr is None else lr
         return adaptation_losses(self.net, self.current(), tasks, steps=steps, lr=rate)
 
+    def scores(
+        self,
+        tasks: TaskBatch,
+        steps: Sequence[int],
+        lr: float | None = None,
+        *,
+        chunk: int = 200,
+    ) -> torch.Tensor:
+        """``(len(tasks), len(steps), 2)``: per task the query loss and accuracy (%)
+        (regression: the loss twice) after each count of ``steps`` inner steps."""
+        rate = self.step_size() if lr is None else lr
+        return adaptation_scores(self.net, self.current(), tasks, steps=steps, lr=rate, chunk=chunk)
+
     def state_dict(self) -> dict[str, Params]:
         """The meta-learned parameters (``params``) and Meta-SGD's rates (``rates``) as
         plain tensors, e.g. to keep the best of a search or to export."""
@@ -373,3 +435,110 @@ class MetaLearner:
             if self.rates is not None:
                 for k, v in state["rates"].items():
                     self.rates[k].copy_(v)
+
+
+class MetricLearner:
+    """Base of the metric-based few-shot learners (Prototypical and Matching Networks):
+    no inner loop; a task's query examples are classified by comparing their embeddings
+    with the support set's (``log_probs``), and the embedding network (its classifier
+    taken off: ``SpaceNetwork.drop_classifier``) and any ``extra`` parameters of the
+    method are trained end to end by Adam (``outer_lr``) on the query cross-entropy. The
+    tasks of a meta-batch go through ``vmap`` as the gradient-based learners' do (each
+    task's batch norms see that task's examples only).
+    """
+
+    def __init__(
+        self, net: FunctionalNet, *, ways: int, outer_lr: float = 1e-3, extra: Params | None = None
+    ) -> None:
+        self.net = net
+        self.ways = ways
+        self.params = {k: v.requires_grad_() for k, v in net.initial_params().items()}
+        self.extra = {k: v.detach().clone().requires_grad_() for k, v in (extra or {}).items()}
+        self.optimizer = torch.optim.Adam(
+            [*self.params.values(), *self.extra.values()], lr=outer_lr
+        )
+
+    def log_probs(
+        self,
+        params: Params,
+        extra: Params,
+        support_x: torch.Tensor,
+        support_y: torch.Tensor,
+        query_x: torch.Tensor,
+    ) -> torch.Tensor:
+        """``(queries, ways)`` log-probabilities of one task's query examples."""
+        raise NotImplementedError
+
+    def _one_hot(self, labels: torch.Tensor) -> torch.Tensor:
+        return (labels[:, None] == torch.arange(self.ways, device=labels.device)).to(torch.float32)
+
+    def _task_scores(
+        self,
+        params: Params,
+        extra: Params,
+        sx: torch.Tensor,
+        sy: torch.Tensor,
+        qx: torch.Tensor,
+        qy: torch.Tensor,
+    ) -> torch.Tensor:
+        logp = self.log_probs(params, extra, sx, sy, qx)
+        loss = F.nll_loss(logp, qy)
+        accuracy = (logp.argmax(dim=-1) == qy).float().mean() * 100.0
+        return torch.stack([loss, accuracy])
+
+    @property
+    def module(self) -> nn.Module:
+        """The network being meta-trained."""
+        return self.net.module
+
+    def step(self, tasks: TaskBatch) -> float:
+        """One meta-iteration on ``tasks``; answers its loss (``DivergedError`` when it is
+        not finite: nothing is updated then)."""
+        scores = vmap(self._task_scores, in_dims=(None, None, 0, 0, 0, 0))(
+            self.params, self.extra, tasks.support_x, tasks.support_y, tasks.query_x, tasks.query_y
+        )
+        loss = scores[:, 0].mean()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise DivergedError(f"meta-training loss {value} ({type(self).__name__})")
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return value
+
+    def scores(
+        self,
+        tasks: TaskBatch,
+        steps: Sequence[int],
+        lr: float | None = None,
+        *,
+        chunk: int = 200,
+    ) -> torch.Tensor:
+        """``(len(tasks), len(steps), 2)``: query loss and accuracy (%) per task; there are
+        no adaptation steps, so every column of ``steps`` holds the same figures."""
+        params = {k: v.detach() for k, v in self.params.items()}
+        extra = {k: v.detach() for k, v in self.extra.items()}
+        parts = []
+        with torch.no_grad():
+            for start in range(0, len(tasks), chunk):
+                part = tasks.take(slice(start, start + chunk))
+                parts.append(
+                    vmap(self._task_scores, in_dims=(None, None, 0, 0, 0, 0))(
+                        params, extra, part.support_x, part.support_y, part.query_x, part.query_y
+                    )
+                )
+        out = torch.cat(parts)
+        return out[:, None, :].expand(-1, len(steps), -1).contiguous()
+
+    def state_dict(self) -> dict[str, Params]:
+        return {
+            "params": {k: v.detach().clone() for k, v in self.params.items()},
+            "extra": {k: v.detach().clone() for k, v in self.extra.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Params]) -> None:
+        with torch.no_grad():
+            for k, v in state["params"].items():
+                self.params[k].copy_(v)
+            for k, v in state.get("extra", {}).items():
+                self.extra[k].copy_(v)

@@ -6,12 +6,14 @@ is downloaded: MNIST-1D is generated locally by the ``mnist1d`` package and cach
 datasets (``nb201-cifar10`` ...) have no arrays: they name a column group of the benchmark
 table; ``table`` is the user's own benchmark table (its file is the ``table`` space's).
 ``sinusoid`` is a task distribution for few-shot meta-learning (``nas.datasets.tasks``): no
-arrays either, tasks drawn by the meta-learning evaluators.
+arrays either, tasks drawn by the meta-learning evaluators; so are ``episodes`` (N-way K-shot
+classification over ``mnist1d``, ``digits`` or an ``npz`` file, with disjoint class splits)
+and ``glyphs`` (a generated Omniglot-like benchmark of 200 characters).
 """
 
 from __future__ import annotations
 
-from nas.datasets import digits, mnist1d, nb201, npz, sinusoid, table
+from nas.datasets import digits, episodes, glyphs, mnist1d, nb201, npz, sinusoid, table
 from nas.datasets.base import (
     DATASETS,
     FILE_PARAM,
@@ -25,7 +27,7 @@ from nas.datasets.base import (
 )
 from nas.datasets.nb201 import NB201_DATASETS
 
-for _module in (mnist1d, digits, npz, nb201, table, sinusoid):
+for _module in (mnist1d, digits, npz, nb201, table, sinusoid, episodes, glyphs):
     for _name, _entry in _module.ENTRIES.items():
         DATASETS.register(_name)(_entry)
 del _module, _name, _entry

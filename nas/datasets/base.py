@@ -67,6 +67,9 @@ class DatasetEntry:
     #: built from the spec's parameters; no arrays (``load`` is None), and only the
     #: meta-learning evaluators take it.
     tasks: Callable[..., TaskDistribution] | None = None
+    #: How the task distribution's tasks are scored, known without building it: ``mse``
+    #: (regression) or ``cross_entropy`` (N-way classification episodes, scored by accuracy).
+    task_loss: str = "mse"
 
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
@@ -109,10 +112,13 @@ def dataset_shape(
 ) -> tuple[tuple[int, ...], int]:
     """Input shape (one example: (C, L) or (C, H, W)) and number of classes of a registered
     dataset with its spec parameters: from the registry entry where they are fixed, else from
-    the data, loaded once per (name, params, seed) in this process."""
+    the data, loaded once per (name, params, seed) in this process (a task distribution:
+    its examples' shape and its network's outputs, N for N-way episodes)."""
     entry = DATASETS.get(name)
     if entry.input_shape is not None and entry.num_classes is not None:
         return entry.input_shape, entry.num_classes
+    if entry.tasks is not None:  # a task distribution: its input and its network's outputs
+        return _task_shape(name, json.dumps(dict(params or {}), sort_keys=True, default=str))
     return _loaded_shape(name, json.dumps(dict(params or {}), sort_keys=True, default=str), seed)
 
 
@@ -120,6 +126,12 @@ def dataset_shape(
 def _loaded_shape(name: str, params_json: str, seed: int) -> tuple[tuple[int, ...], int]:
     data = load_dataset(name, seed=seed, **json.loads(params_json))
     return tuple(int(v) for v in data.input_shape), int(data.num_classes)
+
+
+@lru_cache(maxsize=32)
+def _task_shape(name: str, params_json: str) -> tuple[tuple[int, ...], int]:
+    tasks = load_tasks(name, **json.loads(params_json))
+    return tuple(int(v) for v in tasks.input_shape), int(tasks.outputs)
 
 
 # --- for loaders ---------------------------------------------------------------------------

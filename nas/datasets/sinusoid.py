@@ -79,7 +79,9 @@ class SinusoidTasks(TaskDistribution):
         shots: int,
         queries: int,
         grid_queries: bool = False,
+        split: str = "train",
     ) -> TaskBatch:
+        # The splits differ by their streams' seeds only (``split`` is not needed here).
         amp = rng.uniform(*self.amplitude, size=(n_tasks, 1, 1))
         phase = rng.uniform(*self.phase, size=(n_tasks, 1, 1))
         support = rng.uniform(*self.x_range, size=(n_tasks, shots, 1))

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -35,7 +36,9 @@ SPLITS: dict[str, int] = {"train": 0x7A5C_0001, "valid": 0x7A5C_0002, "test": 0x
 class TaskBatch:
     """``T`` tasks stacked along the first dimension: ``support_x`` is ``(T, K, *input)``,
     ``support_y`` ``(T, K, outputs)`` for regression; the query set likewise with ``Q``
-    examples per task."""
+    examples per task. Classification (N-way K-shot episodes): ``support_x`` is
+    ``(T, N*K, *input)`` and ``support_y`` ``(T, N*K)`` int64 labels ``0..N-1`` (a task's
+    own labels: which class is 0 is drawn per task), the query set likewise with ``N*Q``."""
 
     support_x: torch.Tensor
     support_y: torch.Tensor
@@ -64,8 +67,9 @@ class TaskDistribution(ABC):
     """Draws few-shot tasks. Subclasses set ``loss``, ``input_shape`` and ``outputs`` and
     implement ``sample``."""
 
-    #: How a task's predictions are scored: ``mse`` (regression).
-    loss: ClassVar[Literal["mse"]] = "mse"
+    #: How a task's predictions are scored: ``mse`` (regression) or ``cross_entropy``
+    #: (N-way classification: ``outputs`` is N, scored by accuracy).
+    loss: ClassVar[Literal["mse", "cross_entropy"]] = "mse"
     #: One example's input shape and the network's output width.
     input_shape: tuple[int, ...]
     outputs: int
@@ -87,10 +91,14 @@ class TaskDistribution(ABC):
         shots: int,
         queries: int,
         grid_queries: bool = False,
+        split: str = "train",
     ) -> TaskBatch:
         """``n_tasks`` tasks drawn from ``rng`` only, with ``shots`` support and ``queries``
-        query examples each; ``grid_queries``: query inputs evenly spaced over the input
-        range (a lower-variance score) where the distribution has one, else random."""
+        query examples each (classification: per class); ``grid_queries``: query inputs
+        evenly spaced over the input range (a lower-variance score) where the distribution
+        has one, else random. ``split``: whose tasks (classification episodes draw from the
+        split's own classes; a distribution whose splits differ only by their streams'
+        seeds, as sinusoid's, ignores it)."""
 
     def fixed(
         self, split: str, seed: int, *, n_tasks: int, shots: int, queries: int, grid: bool
@@ -103,7 +111,33 @@ class TaskDistribution(ABC):
             shots=shots,
             queries=queries,
             grid_queries=grid,
+            split=split,
         )
+
+    def fixed_batches(
+        self,
+        split: str,
+        seed: int,
+        *,
+        n_tasks: int,
+        shots: int,
+        queries: int,
+        grid: bool,
+        chunk: int = 100,
+    ) -> Iterator[TaskBatch]:
+        """The fixed task set of ``split`` drawn ``chunk`` tasks at a time from its stream
+        (the same tasks on every call with the same ``chunk``), so that 600 image tasks are
+        never all in memory at once."""
+        rng = self.stream(split, seed)
+        for start in range(0, n_tasks, chunk):
+            yield self.sample(
+                rng,
+                n_tasks=min(chunk, n_tasks - start),
+                shots=shots,
+                queries=queries,
+                grid_queries=grid,
+                split=split,
+            )
 
     @abstractmethod
     def describe(self) -> dict[str, object]:

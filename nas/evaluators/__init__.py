@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from nas.evaluators.base import Evaluator, EvaluatorConfig
+from nas.evaluators.matching import MatchingEvaluator
 from nas.evaluators.meta import (
     FomamlEvaluator,
     MamlEvaluator,
@@ -12,6 +13,8 @@ from nas.evaluators.meta import (
     MetaSgdEvaluator,
     ReptileEvaluator,
 )
+from nas.evaluators.pretrain import PretrainEvaluator
+from nas.evaluators.protonet import ProtoNetEvaluator
 from nas.evaluators.shared import SharedWeightEvaluator
 from nas.evaluators.standalone import StandaloneEvaluator
 from nas.evaluators.table import TableEvaluator
@@ -27,7 +30,15 @@ EVALUATORS.register(TabularEvaluator.name)(TabularEvaluator)
 EVALUATORS.register(StandaloneEvaluator.name)(StandaloneEvaluator)
 EVALUATORS.register(SharedWeightEvaluator.name)(SharedWeightEvaluator)
 EVALUATORS.register(TableEvaluator.name)(TableEvaluator)
-for _meta in (MamlEvaluator, FomamlEvaluator, ReptileEvaluator, MetaSgdEvaluator):
+for _meta in (
+    MamlEvaluator,
+    FomamlEvaluator,
+    ReptileEvaluator,
+    MetaSgdEvaluator,
+    ProtoNetEvaluator,
+    MatchingEvaluator,
+    PretrainEvaluator,
+):
     EVALUATORS.register(_meta.name)(_meta)
 
 
@@ -61,9 +72,12 @@ __all__ = [
     "EvaluatorConfig",
     "FomamlEvaluator",
     "MamlEvaluator",
+    "MatchingEvaluator",
     "MetaEvaluator",
     "MetaSgdEvaluator",
     "Nb201Table",
+    "PretrainEvaluator",
+    "ProtoNetEvaluator",
     "ReptileEvaluator",
     "SharedWeightEvaluator",
     "StandaloneEvaluator",

@@ -39,14 +39,16 @@ import os
 import time
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+import numpy as np
 import torch
 from pydantic import Field, model_validator
 
 from nas.architecture import Architecture
-from nas.datasets import DATASETS, load_tasks
+from nas.datasets import DATASETS, dataset_shape, load_tasks
 from nas.datasets.tasks import TaskBatch, TaskDistribution
+from nas.errors import DatasetError
 from nas.evaluators.base import Evaluator, EvaluatorConfig, ReportFn
 from nas.hparams import META_HPARAMS
 from nas.metalearning import Algorithm, FunctionalNet, MetaLearner
@@ -59,42 +61,89 @@ if TYPE_CHECKING:
     from nas.spec import JobSpec, SpecProblem
 
 __all__ = [
+    "FewShotConfig",
+    "FewShotLearner",
     "FomamlEvaluator",
     "MamlEvaluator",
     "MetaConfig",
     "MetaEvaluator",
     "MetaSgdEvaluator",
+    "MetricEvaluator",
     "ReptileEvaluator",
 ]
 
 #: Intermediate values per trial.
 _REPORTS = 10
+#: Meta-validation/test query examples per class of a classification task, by default.
+_CLASS_QUERIES = 15
+#: Regression: query points per meta-validation/test task, by default.
+_GRID_POINTS = 100
+#: Examples (support and query of all tasks) scored in one ``vmap`` call at test time.
+_EVAL_EXAMPLES = 1000
 
 
-class MetaConfig(EvaluatorConfig):
+class FewShotLearner(Protocol):
+    """What the evaluators need of a meta-learner: ``MetaLearner`` (MAML, Reptile,
+    Meta-SGD) and the metric-based learners (``nas.evaluators.protonet``, ``matching``)
+    alike."""
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """The network being meta-trained (for its parameter count)."""
+
+    def step(self, tasks: Any) -> float:
+        """One meta-iteration; its training loss (``DivergedError`` if not finite)."""
+
+    def scores(
+        self, tasks: TaskBatch, steps: Sequence[int], lr: float | None = None, *, chunk: int = 200
+    ) -> torch.Tensor:
+        """``(len(tasks), len(steps), 2)``: per task the query loss and accuracy (%) after
+        each count of ``steps`` adaptation steps (metric-based: no steps; every column is
+        the same)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class FewShotConfig(EvaluatorConfig):
+    """What every few-shot evaluator takes: tasks, budget, the outer optimiser, the
+    meta-validation and meta-test sets."""
+
     meta_iterations: int = Field(1000, ge=1, le=10_000_000, description="outer updates")
     meta_batch: int = Field(25, ge=1, le=4096, description="tasks per meta-iteration")
-    shots: int = Field(10, ge=1, le=10_000, description="K: support examples per task")
+    shots: int = Field(
+        10, ge=1, le=10_000, description="K: support examples per task (classification: per class)"
+    )
     queries: int | None = Field(
         None, ge=1, le=10_000, description="query examples per meta-training task (default K)"
     )
-    inner_steps: int = Field(1, ge=0, le=100, description="inner gradient steps per task")
-    inner_lr: float = Field(0.01, gt=0, le=10, description="inner step size alpha")
     outer_lr: float = Field(1e-3, gt=0, le=10, description="Adam's meta learning rate")
     eval_shots: int = Field(5, ge=1, le=10_000, description="K of meta-validation/test tasks")
-    eval_steps: int = Field(10, ge=0, le=100, description="steps before meta_val_mse is read")
-    eval_lr: float | None = Field(
-        None, gt=0, le=10, description="test-time step size (default inner_lr)"
-    )
-    eval_points: int = Field(
-        100, ge=1, le=100_000, description="query points per meta-val/test task, evenly spaced"
+    eval_points: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="query examples per meta-val/test task: regression 100 evenly spaced "
+        "points, classification 15 per class (default)",
     )
     val_tasks: int = Field(100, ge=1, le=100_000, description="meta-validation tasks")
     test_tasks: int = Field(600, ge=1, le=100_000, description="meta-test tasks")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class MetaConfig(FewShotConfig):
+    inner_steps: int = Field(1, ge=0, le=100, description="inner gradient steps per task")
+    inner_lr: float = Field(0.01, gt=0, le=10, description="inner step size alpha")
+    eval_steps: int = Field(
+        10, ge=0, le=100, description="steps before meta_val_mse / meta_val_accuracy is read"
+    )
+    eval_lr: float | None = Field(
+        None, gt=0, le=10, description="test-time step size (default inner_lr)"
+    )
     final_steps: list[int] = Field(
         [1, 5, 10], min_length=1, description="step counts of the meta-test figures"
     )
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
 
     @model_validator(mode="after")
     def _steps(self) -> MetaConfig:
@@ -120,7 +169,7 @@ class ReptileConfig(MetaConfig):
     )
 
 
-def _hparam_keys(config: type[MetaConfig]) -> tuple[str, ...]:
+def _hparam_keys(config: type[FewShotConfig]) -> tuple[str, ...]:
     return tuple(name for name in META_HPARAMS if name in config.model_fields)
 
 
@@ -131,8 +180,18 @@ class MetaEvaluator(Evaluator):
 
     algorithm: ClassVar[Algorithm]
     first_order_only: ClassVar[bool] = False
+    #: Adapts by gradient steps (``eval_steps``, ``final_steps``); False: metric-based.
+    adapts_by_steps: ClassVar[bool] = True
+    #: Works on regression task distributions too (False: classification episodes only).
+    regression: ClassVar[bool] = True
     Config: ClassVar[type[EvaluatorConfig]] = MetaConfig
     metrics = ("meta_val_mse", "meta_train_loss", "params")
+    #: What a classification task distribution makes it report.
+    classification_metrics: ClassVar[tuple[str, ...]] = (
+        "meta_val_accuracy",
+        "meta_train_loss",
+        "params",
+    )
     constraint_keys = ("max_params", "max_flops", "max_latency_ms")
     meta_learning = True
     metric_notes: ClassVar[Mapping[str, str]] = {
@@ -147,6 +206,24 @@ class MetaEvaluator(Evaluator):
             "query loss; Reptile: loss on the task's examples after adapting)"
         ),
         "params": "parameters of the trial's network",
+        "meta_val_accuracy": (
+            "accuracy (%) on the query examples of the meta-validation tasks (N-way episodes "
+            "of classes meta-training never saw) after adapting to their support sets: the "
+            "search's reward"
+        ),
+        "meta_test_accuracy": (
+            "mean accuracy (%) on 600 meta-test tasks (classes never seen in meta-training or "
+            "meta-validation) after adapting as for meta_val_accuracy"
+        ),
+        "meta_test_accuracy_ci95": "95% confidence half-width of meta_test_accuracy",
+        **{
+            f"meta_test_accuracy_{k}step{ci}": (
+                f"{what} of the accuracy (%) on 600 meta-test tasks after {k} adaptation "
+                "step(s) from the meta-learned weights"
+            )
+            for k in (1, 5, 10)
+            for ci, what in (("", "mean"), ("_ci95", "95% confidence half-width"))
+        },
         **{
             f"meta_test_mse_{k}step{ci}": (
                 f"{what} of the mean squared error on 600 meta-test tasks after {k} adaptation "
@@ -162,7 +239,7 @@ class MetaEvaluator(Evaluator):
         *,
         space: SearchSpace,
         tasks: TaskDistribution,
-        config: MetaConfig,
+        config: FewShotConfig,
         seed: int = 0,
         report: ReportFn | None = None,
     ) -> None:
@@ -171,6 +248,14 @@ class MetaEvaluator(Evaluator):
         self.config = config
         self.seed = seed
         self.report = report
+        self.classification = tasks.loss == "cross_entropy"
+        if self.classification:
+            self.metrics = self.classification_metrics  # type: ignore[misc]
+        elif not self.regression:
+            raise DatasetError(f"evaluator {self.name!r} needs classification episodes")
+        self.eval_queries = config.eval_points or (
+            _CLASS_QUERIES if self.classification else _GRID_POINTS
+        )
         self.device = select_device(config.device)
         if self.device.type == "cpu":
             # One thread unless told (NAS_TORCH_THREADS): a meta-batch's operations are
@@ -182,12 +267,16 @@ class MetaEvaluator(Evaluator):
             seed,
             n_tasks=config.val_tasks,
             shots=config.eval_shots,
-            queries=config.eval_points,
+            queries=self.eval_queries,
             grid=True,
         ).to(self.device)
-        self._test: TaskBatch | None = None
-        #: architecture key -> (meta_val_mse, learned state, settings) of its best trial here
-        self._learned: dict[str, tuple[float, dict[str, Any], MetaConfig]] = {}
+        per_task = (config.eval_shots + self.eval_queries) * (
+            self.tasks.outputs if self.classification else 1
+        )
+        #: Tasks per ``vmap`` call at test time: bounded memory for image tasks.
+        self.eval_chunk = 200 if not self.classification else max(1, _EVAL_EXAMPLES // per_task)
+        #: architecture key -> (objective, learned state, settings) of its best trial here
+        self._learned: dict[str, tuple[float, dict[str, Any], Any]] = {}
 
     @classmethod
     def from_spec(
@@ -238,16 +327,13 @@ class MetaEvaluator(Evaluator):
                     ),
                 )
             )
-        elif dataset.tasks is not None and dataset.input_shape is not None:
-            problem = space_cls.from_config(spec.space.params).input_shape_problem(
-                dataset.input_shape
-            )
+        elif dataset.tasks is not None and (shape := _task_input(spec)) is not None:
+            problem = space_cls.from_config(spec.space.params).input_shape_problem(shape)
             if problem is not None:
                 able = [
                     n
                     for n in SPACES
-                    if SPACES.get(n).trainable
-                    and _default_takes(SPACES.get(n), dataset.input_shape)
+                    if SPACES.get(n).trainable and _default_takes(SPACES.get(n), shape)
                 ]
                 problems.append(
                     (
@@ -259,6 +345,22 @@ class MetaEvaluator(Evaluator):
                         ),
                     )
                 )
+        if (
+            dataset.tasks is not None
+            and dataset.task_loss != "cross_entropy"
+            and not cls.regression
+        ):
+            episodes = [n for n in DATASETS if DATASETS.get(n).task_loss == "cross_entropy"]
+            problems.append(
+                (
+                    ("dataset", "name"),
+                    (
+                        f"evaluator {cls.name!r} classifies: it needs N-way classification "
+                        f"episodes (valid: {', '.join(episodes)}); {spec.dataset.name!r} is a "
+                        "regression task distribution"
+                    ),
+                )
+            )
         if spec.final is not None:
             problems.append(
                 (
@@ -273,7 +375,7 @@ class MetaEvaluator(Evaluator):
 
     @classmethod
     def spec_problems(cls, spec: JobSpec) -> list[SpecProblem]:
-        """The base checks, and a loss as objective must be minimized."""
+        """The base checks, a loss as objective must be minimized, an accuracy maximized."""
         problems = super().spec_problems(spec)
         objective = spec.objective
         pairs = (
@@ -289,7 +391,18 @@ class MetaEvaluator(Evaluator):
         for metric, direction, loc in pairs:
             if metric in ("meta_val_mse", "meta_train_loss") and direction != "minimize":
                 problems.append((loc, f"{metric} is an error: its direction is minimize"))
+            if metric == "meta_val_accuracy" and direction != "maximize":
+                problems.append((loc, f"{metric} is an accuracy: its direction is maximize"))
         return problems
+
+    @classmethod
+    def spec_metrics(cls, spec: JobSpec) -> tuple[str, ...]:
+        """``meta_val_mse`` ... on regression tasks, ``meta_val_accuracy`` ... on
+        classification episodes."""
+        entry = DATASETS.get(spec.dataset.name)
+        if entry.tasks is not None and entry.task_loss == "cross_entropy":
+            return cls.classification_metrics
+        return cls.metrics
 
     # --- evaluation ------------------------------------------------------------------------
     def trial_seed(self, arch: Architecture) -> int:
@@ -297,7 +410,7 @@ class MetaEvaluator(Evaluator):
         same weights and sees the same meta-training tasks."""
         return zlib.crc32(f"{self.seed}:{arch.key}".encode())
 
-    def settings(self, hparams: Mapping[str, Any] | None) -> MetaConfig:
+    def settings(self, hparams: Mapping[str, Any] | None) -> Any:
         """This evaluator's parameters with the trial's meta-training ``hparams`` set."""
         changes: dict[str, Any] = {}
         for name, value in (hparams or {}).items():
@@ -340,7 +453,7 @@ class MetaEvaluator(Evaluator):
             self.device
         )
 
-    def _learner(self, arch: Architecture, settings: MetaConfig) -> MetaLearner:
+    def _learner(self, arch: Architecture, settings: Any) -> FewShotLearner:
         with forked_rng(self.trial_seed(arch), device=self.device):
             model = self._network(arch)
         first_order = self.first_order_only or bool(getattr(settings, "first_order", False))
@@ -354,8 +467,8 @@ class MetaEvaluator(Evaluator):
         )
 
     def _meta_train(
-        self, arch: Architecture, settings: MetaConfig, index: int | None
-    ) -> tuple[MetaLearner, float]:
+        self, arch: Architecture, settings: Any, index: int | None
+    ) -> tuple[FewShotLearner, float]:
         """The meta-trained learner and the mean loss of the last report window; reports
         each window's mean loss as ``meta_train_loss`` when ``index`` is given."""
         learner = self._learner(arch, settings)
@@ -365,13 +478,7 @@ class MetaEvaluator(Evaluator):
         losses: list[float] = []
         last = math.nan
         for iteration in range(total):
-            batch = self.tasks.sample(
-                stream,
-                n_tasks=settings.meta_batch,
-                shots=settings.shots,
-                queries=settings.queries or settings.shots,
-            ).to(self.device)
-            losses.append(learner.step(batch))
+            losses.append(learner.step(self._draw(stream, settings)))
             if len(losses) == window or iteration == total - 1:
                 last = sum(losses) / len(losses)
                 if index is not None and self.report is not None:
@@ -379,13 +486,30 @@ class MetaEvaluator(Evaluator):
                 losses = []
         return learner, last
 
-    def _eval_lr(self, settings: MetaConfig) -> float | None:
-        """The test-time step size; ``None``: the learner's own (Meta-SGD's learned rates)."""
-        if self.algorithm == "metasgd":
+    def _draw(self, stream: np.random.Generator, settings: Any) -> Any:
+        """One meta-iteration's batch: ``meta_batch`` meta-training tasks."""
+        return self.tasks.sample(
+            stream,
+            n_tasks=settings.meta_batch,
+            shots=settings.shots,
+            queries=settings.queries or settings.shots,
+        ).to(self.device)
+
+    def _eval_lr(self, settings: Any) -> float | None:
+        """The test-time step size; ``None``: the learner's own (Meta-SGD's learned rates;
+        metric-based learners take no steps)."""
+        if not self.adapts_by_steps or self.algorithm == "metasgd":
             return None
         return settings.eval_lr if settings.eval_lr is not None else settings.inner_lr
 
-    def _evaluate_one(self, index: int, arch: Architecture, settings: MetaConfig) -> TrialResult:
+    def _eval_steps(self, settings: Any) -> int:
+        """Adaptation steps before the meta-validation score is read (0: metric-based)."""
+        return int(settings.eval_steps) if self.adapts_by_steps else 0
+
+    def _better(self, value: float, than: float) -> bool:
+        return value > than if self.classification else value < than
+
+    def _evaluate_one(self, index: int, arch: Architecture, settings: Any) -> TrialResult:
         started = time.perf_counter()
         try:
             learner, train_loss = self._meta_train(arch, settings, index)
@@ -394,33 +518,40 @@ class MetaEvaluator(Evaluator):
         except torch.cuda.OutOfMemoryError as exc:
             torch.cuda.empty_cache()
             return TrialResult.failed(f"out of memory: {exc}", cost_s=time.perf_counter() - started)
-        losses = learner.adaptation_losses(
-            self._val, [settings.eval_steps], lr=self._eval_lr(settings)
+        steps = self._eval_steps(settings)
+        scores = learner.scores(
+            self._val, [steps], lr=self._eval_lr(settings), chunk=self.eval_chunk
         )
-        val = float(losses.mean())
-        if not math.isfinite(val):
+        # classification: the accuracy (a finite loss is checked beside it); regression: MSE
+        val = float(scores[:, 0, 1 if self.classification else 0].mean())
+        loss = float(scores[:, 0, 0].mean())
+        what = "loss" if self.classification else "MSE"
+        if not (math.isfinite(val) and math.isfinite(loss)):
             return TrialResult.failed(
-                f"diverged: meta-validation MSE {val} after {settings.eval_steps} steps",
+                f"diverged: meta-validation {what} {loss} after {steps} steps",
                 cost_s=time.perf_counter() - started,
             )
         best = self._learned.get(arch.key)
-        if best is None or val < best[0]:
+        if best is None or self._better(val, best[0]):
             self._learned[arch.key] = (val, learner.state_dict(), settings)
+        metric = "meta_val_accuracy" if self.classification else "meta_val_mse"
         return TrialResult(
             TrialState.COMPLETE,
             objective=val,
             metrics={
-                "meta_val_mse": val,
+                metric: val,
                 "meta_train_loss": train_loss,
-                "params": float(count_parameters(learner.net.module)),
+                "params": float(count_parameters(learner.module)),
             },
             cost_s=time.perf_counter() - started,
         )
 
     def final_metrics(self, arch: Architecture) -> dict[str, float]:
-        """Meta-test MSE after each of ``final_steps`` steps (mean, 95% interval) on
-        ``test_tasks`` tasks, from the architecture's best meta-learned weights here (else
-        meta-trained again with this evaluator's parameters)."""
+        """Meta-test figures (mean, 95% interval) on ``test_tasks`` tasks, from the
+        architecture's best meta-learned weights here (else meta-trained again with this
+        evaluator's parameters): regression the MSE after each of ``final_steps`` steps;
+        classification the accuracy after ``eval_steps`` steps (``meta_test_accuracy``)
+        and, for learners that adapt by steps, after each of ``final_steps``."""
         self.space.validate(arch)
         known = self._learned.get(arch.key)
         if known is not None:
@@ -430,25 +561,37 @@ class MetaEvaluator(Evaluator):
         else:
             settings = self.config
             learner, _ = self._meta_train(arch, settings, None)
-        if self._test is None:
-            self._test = self.tasks.fixed(
+        eval_steps = self._eval_steps(settings)
+        final_steps = list(getattr(self.config, "final_steps", [])) if self.adapts_by_steps else []
+        steps = [eval_steps, *final_steps] if self.classification else final_steps
+        parts = [
+            learner.scores(
+                batch.to(self.device), steps, lr=self._eval_lr(settings), chunk=self.eval_chunk
+            )
+            for batch in self.tasks.fixed_batches(
                 "test",
                 self.seed,
                 n_tasks=self.config.test_tasks,
                 shots=self.config.eval_shots,
-                queries=self.config.eval_points,
+                queries=self.eval_queries,
                 grid=True,
-            ).to(self.device)
-        steps = self.config.final_steps
-        losses = learner.adaptation_losses(self._test, steps, lr=self._eval_lr(settings))
+            )
+        ]
+        scores = torch.cat(parts)
+        column = 1 if self.classification else 0
+        names = (
+            ["meta_test_accuracy", *(f"meta_test_accuracy_{k}step" for k in final_steps)]
+            if self.classification
+            else [f"meta_test_mse_{k}step" for k in final_steps]
+        )
         out: dict[str, float] = {}
-        for column, k in enumerate(steps):
-            values = losses[:, column].double()
-            finite = torch.isfinite(values)
+        for index, (name, k) in enumerate(zip(names, steps, strict=True)):
+            values = scores[:, index, column].double()
+            finite = torch.isfinite(values) & torch.isfinite(scores[:, index, 0].double())
             if bool(finite.all()):
-                out[f"meta_test_mse_{k}step"] = float(values.mean())
+                out[name] = float(values.mean())
                 half = 1.96 * float(values.std(unbiased=False)) / math.sqrt(len(values))
-                out[f"meta_test_mse_{k}step_ci95"] = half
+                out[f"{name}_ci95"] = half
             else:
                 out[f"meta_test_diverged_{k}step"] = float(1.0 - finite.double().mean())
         return out
@@ -493,6 +636,41 @@ class MetaSgdEvaluator(MetaEvaluator):
     algorithm = "metasgd"
     Config = MetaSgdConfig
     hparam_keys = _hparam_keys(MetaSgdConfig)
+
+
+class MetricEvaluator(MetaEvaluator):
+    """Base of the metric-based evaluators (``protonet``, ``matching``): the candidate's
+    network without its classifier (``SpaceNetwork.drop_classifier``) is the embedding,
+    trained end to end on classification episodes; no adaptation steps (``eval_steps``,
+    ``final_steps`` do not apply). Subclasses build their learner in ``_metric_learner``."""
+
+    adapts_by_steps = False
+    regression = False
+    Config: ClassVar[type[EvaluatorConfig]] = FewShotConfig
+    hparam_keys = _hparam_keys(FewShotConfig)
+    metrics = ("meta_val_accuracy", "meta_train_loss", "params")
+
+    def _network(self, arch: Architecture) -> torch.nn.Module:
+        model = super()._network(arch)
+        model.drop_classifier()  # type: ignore[operator]
+        return model
+
+    def _learner(self, arch: Architecture, settings: Any) -> FewShotLearner:
+        with forked_rng(self.trial_seed(arch), device=self.device):
+            model = self._network(arch)
+            return self._metric_learner(FunctionalNet(model, "cross_entropy"), settings)
+
+    def _metric_learner(self, net: FunctionalNet, settings: Any) -> FewShotLearner:
+        raise NotImplementedError
+
+
+def _task_input(spec: JobSpec) -> tuple[int, ...] | None:
+    """The input shape of the spec's task distribution with its parameters; ``None`` when
+    it cannot be read here (its data is refused when the job builds it, with the reason)."""
+    try:
+        return dataset_shape(spec.dataset.name, spec.dataset.params)[0]
+    except (DatasetError, ValueError, OSError):
+        return None
 
 
 def _default_takes(space_cls: type[SearchSpace], input_shape: tuple[int, ...]) -> bool:

@@ -55,6 +55,9 @@ class SpaceNetwork(nn.Module, Generic[S]):
     #: The fewest outputs (``num_classes``) the network takes: 2 for a classifier; a network
     #: that also regresses (the ``mlp`` space's) takes 1.
     min_outputs: ClassVar[int] = 2
+    #: The attribute path of the final linear layer (the classifier), which
+    #: ``drop_classifier`` takes off.
+    classifier_path: ClassVar[str] = "head"
 
     def __init__(
         self,
@@ -98,6 +101,21 @@ class SpaceNetwork(nn.Module, Generic[S]):
         own = self.state_dict()
         child.load_state_dict({k: own[k] for k in child.state_dict()})
         return child.to(next(self.parameters()).device)
+
+    def drop_classifier(self) -> int:
+        """Replace the final linear layer by an identity, in place, so the network answers
+        its embedding (what the classifier would read) instead of logits: what metric-based
+        few-shot learners (Prototypical and Matching Networks) compare. Answers the
+        embedding's width."""
+        *parents, last = self.classifier_path.split(".")
+        owner: nn.Module = self
+        for part in parents:
+            owner = getattr(owner, part)
+        linear = getattr(owner, last)
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"{type(self).__name__}.{self.classifier_path} is not a linear layer")
+        setattr(owner, last, nn.Identity())
+        return int(linear.in_features)
 
     # --- export hooks ------------------------------------------------------------------------
     def write_source(self, writer: SourceWriter) -> NetworkSource:

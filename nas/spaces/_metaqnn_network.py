@@ -58,6 +58,8 @@ class MetaQNNNetwork(SpaceNetwork["MetaQNNSpace"]):
         torch.Size([2, 10])
     """
 
+    classifier_path = "classifier"
+
     def __init__(
         self,
         space: MetaQNNSpace,

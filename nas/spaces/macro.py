@@ -90,6 +90,8 @@ class MacroNetwork(SpaceNetwork["MacroSpace"]):
         torch.Size([2, 10])
     """
 
+    classifier_path = "head.linear"
+
     def __init__(
         self,
         space: MacroSpace,

@@ -113,6 +113,8 @@ class MicroNetwork(SpaceNetwork["MicroSpace"]):
         torch.Size([2, 10])
     """
 
+    classifier_path = "head.linear"
+
     def __init__(
         self,
         space: MicroSpace,

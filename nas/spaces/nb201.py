@@ -99,6 +99,8 @@ class Nb201Network(SpaceNetwork["Nb201Space"]):
     ``ResNetBlock`` (doubling the channels) between stages, BN-ReLU, pooling, linear.
     Children only (no supernet); works on 1-D signals and 2-D images."""
 
+    classifier_path = "classifier"
+
     def __init__(
         self,
         space: Nb201Space,

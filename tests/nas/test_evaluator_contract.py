@@ -117,6 +117,61 @@ class TestMetaSgd(EvaluatorContract):
     batch = 2
 
 
+def _fewshot_spec(evaluator: str, **params: Any) -> dict[str, Any]:
+    """A few meta-iterations on tiny generated glyph episodes (3-way 1-shot, 10x10 images),
+    a conv space (``metaqnn``) whose networks take them."""
+    return {
+        "name": f"contract-{evaluator}-episodes",
+        "dataset": {"name": "glyphs", "classes": 15, "samples": 6, "size": 10, "ways": 3},
+        "space": {
+            "name": "metaqnn",
+            "max_layers": 3,
+            "input_size": 10,
+            "channels": 8,
+            "kernels": [3],
+            "pools": [2],
+            "fc_units": [],
+        },
+        "controller": {"name": "random"},
+        "evaluator": {
+            "name": evaluator,
+            "meta_iterations": 3,
+            "meta_batch": 2,
+            "shots": 1,
+            "queries": 2,
+            "eval_shots": 1,
+            "eval_points": 2,
+            "val_tasks": 4,
+            "test_tasks": 6,
+            **params,
+        },
+        "objective": {"metric": "meta_val_accuracy", "direction": "maximize"},
+        "budget": {"trials": 2},
+    }
+
+
+class TestProtoNet(EvaluatorContract):
+    spec: ClassVar[dict[str, Any]] = _fewshot_spec("protonet")
+    batch = 2
+
+
+class TestMatching(EvaluatorContract):
+    spec: ClassVar[dict[str, Any]] = _fewshot_spec("matching", fce=True, fce_steps=2)
+    batch = 2
+
+
+class TestPretrain(EvaluatorContract):
+    spec: ClassVar[dict[str, Any]] = _fewshot_spec("pretrain", batch_size=8, finetune_steps=3)
+    batch = 2
+
+
+class TestMamlEpisodes(EvaluatorContract):
+    """The gradient-based evaluators classify too (one of them through the contract)."""
+
+    spec: ClassVar[dict[str, Any]] = _fewshot_spec("maml", inner_steps=1, eval_steps=2)
+    batch = 2
+
+
 def test_every_registered_evaluator_runs_through_the_contract() -> None:
     covered = {
         cls.spec["evaluator"]["name"]

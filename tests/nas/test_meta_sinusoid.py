@@ -114,7 +114,7 @@ def test_evaluators_that_train_on_arrays_refuse_it(evaluator: str) -> None:
     problems = _problems(spec)
     assert problems[("dataset", "name")] == (
         "'sinusoid' is a task distribution for few-shot meta-learning, not arrays to train on; "
-        "use evaluator fomaml, maml, metasgd, reptile"
+        "use evaluator fomaml, maml, matching, metasgd, pretrain, protonet, reptile"
     )
 
 
@@ -128,7 +128,8 @@ def test_meta_learning_evaluators_take_it(evaluator: str) -> None:
 def test_meta_learning_evaluators_say_what_they_need() -> None:
     problems = _problems(_spec(dataset={"name": "digits"}))
     assert problems[("dataset", "name")] == (
-        "evaluator 'maml' meta-trains on a task distribution; 'digits' is not one (valid: sinusoid)"
+        "evaluator 'maml' meta-trains on a task distribution; 'digits' is not one "
+        "(valid: episodes, glyphs, sinusoid)"
     )
     problems = _problems(_spec(space={"name": "enas-macro"}))
     assert "space 'enas-macro' cannot take the inputs of 'sinusoid'" in problems[("space", "name")]

@@ -1,0 +1,221 @@
+"""Few-shot classification: the metric-based learners' arithmetic (Prototypical and
+Matching Networks), the gradient-based learners on episodes, Conv-4 in a conv space, the
+spec checks and a search end to end."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from nas.datasets import load_tasks
+from nas.datasets.tasks import TaskBatch, TaskDistribution
+from nas.errors import SpecError
+from nas.evaluators.matching import MatchingLearner
+from nas.evaluators.protonet import PrototypicalLearner
+from nas.metalearning import FunctionalNet, MetaLearner, meta_loss
+from nas.spaces import MetaQNNSpace
+from nas.trial import TrialState
+from workers.search import SearchLoop, parse_spec
+
+GLYPHS: dict[str, Any] = {"name": "glyphs", "classes": 15, "samples": 6, "size": 10, "ways": 3}
+SPACE: dict[str, Any] = {
+    "name": "metaqnn",
+    "max_layers": 3,
+    "input_size": 10,
+    "channels": 8,
+    "kernels": [3],
+    "pools": [2],
+    "fc_units": [],
+}
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads() -> Iterator[None]:
+    threads = torch.get_num_threads()  # the meta-learning evaluators use one
+    yield
+    torch.set_num_threads(threads)
+
+
+def _identity_net(width: int) -> FunctionalNet:
+    layer = nn.Linear(width, width)
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(width))
+        layer.bias.zero_()
+    return FunctionalNet(layer, "cross_entropy")
+
+
+def test_prototypes_and_squared_distances() -> None:
+    net = _identity_net(2)
+    learner = PrototypicalLearner(net, ways=2)
+    sx = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [0.0, 6.0]])
+    sy = torch.tensor([0, 0, 1, 1])
+    qx = torch.tensor([[1.0, 1.0]])
+    logp = learner.log_probs(learner.params, {}, sx, sy, qx)
+    # prototypes (1, 0) and (0, 5): squared distances 1 and 17
+    expected = torch.log_softmax(torch.tensor([[-1.0, -17.0]]), dim=-1)
+    torch.testing.assert_close(logp, expected)
+
+
+def test_matching_is_a_cosine_attention_vote_and_fce_reads_the_set() -> None:
+    net = _identity_net(2)
+    learner = MatchingLearner(net, ways=2, width=2, cosine_scale=2.0)
+    sx = torch.tensor([[1.0, 0.0], [0.0, 3.0], [1.0, 1.0]])
+    sy = torch.tensor([0, 1, 1])
+    qx = torch.tensor([[2.0, 0.0]])
+    cos = torch.tensor([1.0, 0.0, 1 / math.sqrt(2)])
+    attention = torch.softmax(2.0 * cos, dim=0)
+    expected = torch.log(torch.stack([attention[0], attention[1] + attention[2]]))[None]
+    torch.testing.assert_close(learner.log_probs(learner.params, {}, sx, sy, qx), expected)
+    fce = MatchingLearner(net, ways=2, width=2, fce=True, fce_steps=3)
+    assert set(fce.extra) == {
+        f"{cell}.{w}"
+        for cell in ("support_fwd", "support_bwd", "query")
+        for w in ("w_ih", "w_hh", "bias")
+    }
+    with_context = fce.log_probs(fce.params, fce.extra, sx, sy, qx)
+    assert not torch.allclose(with_context, expected)
+    # the support set's order reaches a query through the LSTMs (it does not without them)
+    order = torch.tensor([2, 0, 1])
+    shuffled = fce.log_probs(fce.params, fce.extra, sx[order], sy[order], qx)
+    assert not torch.allclose(shuffled, with_context)
+
+
+def test_conv4_of_the_maml_paper_is_a_metaqnn_architecture() -> None:
+    space = MetaQNNSpace(max_layers=9, input_size=28, channels=64, kernels=[3], pools=[2])
+    conv4 = space.from_labels(["C(3,64)", "P(2)"] * 4 + ["SM"])
+    net = space.build_network((1, 28, 28), 5, conv4)
+    kinds = [type(m).__name__ for m in net.body]
+    assert kinds == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"] * 4 + ["Flatten"]
+    convs = [m for m in net.body if isinstance(m, nn.Conv2d)]
+    assert all(c.kernel_size == (3, 3) and c.out_channels == 64 for c in convs)
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 5)  # the N-way head
+    assert net.drop_classifier() == 64 * 2 * 2  # 28 -> 14 -> 7 -> 4 -> 2
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 256)  # the embedding
+
+
+@functools.cache
+def _glyphs() -> TaskDistribution:
+    return load_tasks("glyphs", **{k: v for k, v in GLYPHS.items() if k != "name"})
+
+
+def _episodes(n: int, seed: int = 0, split: str = "train") -> TaskBatch:
+    tasks = _glyphs()
+    return tasks.sample(tasks.stream(split, seed), n_tasks=n, shots=1, queries=2, split=split)
+
+
+def _conv_net(seed: int = 0) -> FunctionalNet:
+    space = MetaQNNSpace(
+        max_layers=3, input_size=10, channels=8, kernels=[3], pools=[2], size_bins=[5]
+    )
+    arch = space.from_labels(["C(3,8)", "P(2)", "SM"])
+    torch.manual_seed(seed)
+    return FunctionalNet(space.build_network((1, 10, 10), 3, arch), "cross_entropy")
+
+
+def test_classification_maml_batches_tasks_with_vmap_and_batch_norm_per_task() -> None:
+    net = _conv_net()
+    assert not list(net.module.buffers())  # no running statistics: each call's batch
+    params = net.initial_params()
+    tasks = _episodes(3)
+    for first_order in (False, True):
+        fast = meta_loss(net, params, tasks, steps=1, lr=0.4, first_order=first_order)
+        slow = meta_loss(
+            net, params, tasks, steps=1, lr=0.4, first_order=first_order, vectorize=False
+        )
+        torch.testing.assert_close(fast, slow)
+    learner = MetaLearner(net, algorithm="maml", inner_steps=1, inner_lr=0.4)
+    scores = learner.scores(_episodes(6, split="valid"), [0, 3])
+    assert scores.shape == (6, 2, 2)
+    assert bool(((scores[..., 1] >= 0) & (scores[..., 1] <= 100)).all())
+
+
+def test_meta_training_learns_new_classes() -> None:
+    """ProtoNet on tiny glyphs: the query loss on meta-validation tasks (classes never
+    trained on) falls well below the untrained embedding's, accuracy does not fall."""
+    torch.manual_seed(0)
+    net = _conv_net(1)
+    net.module.drop_classifier()
+    learner = PrototypicalLearner(net, ways=3, outer_lr=3e-3)
+    valid = _episodes(30, seed=1, split="valid")
+    before = learner.scores(valid, [0])[:, 0].mean(dim=0)
+    for i in range(15):
+        learner.step(_episodes(4, seed=100 + i))
+    after = learner.scores(valid, [0])[:, 0].mean(dim=0)
+    assert float(after[0]) < 0.7 * float(before[0]), (before, after)
+    assert float(after[1]) >= float(before[1]), (before, after)
+
+
+def _spec(**changes: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "fewshot",
+        "dataset": GLYPHS,
+        "space": SPACE,
+        "controller": {"name": "random"},
+        "evaluator": {
+            "name": "protonet",
+            "meta_iterations": 4,
+            "meta_batch": 2,
+            "shots": 1,
+            "queries": 2,
+            "eval_shots": 1,
+            "eval_points": 2,
+            "val_tasks": 6,
+            "test_tasks": 10,
+        },
+        "objective": {"metric": "meta_val_accuracy", "direction": "maximize"},
+        "budget": {"trials": 3},
+        "seed": 2,
+    }
+    return {**spec, **changes}
+
+
+def _problems(spec: dict[str, Any]) -> dict[tuple[Any, ...], str]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec)
+    return {tuple(e["loc"]): e["msg"] for e in info.value.errors}
+
+
+def test_specs_say_what_classification_needs() -> None:
+    sine = {
+        "dataset": {"name": "sinusoid"},
+        "space": {"name": "mlp"},
+        "objective": {"metric": "meta_val_accuracy", "direction": "maximize"},
+    }
+    problems = _problems(_spec(**sine))
+    assert problems[("dataset", "name")] == (
+        "evaluator 'protonet' classifies: it needs N-way classification episodes "
+        "(valid: episodes, glyphs); 'sinusoid' is a regression task distribution"
+    )
+    problems = _problems(_spec(objective={"metric": "meta_val_mse", "direction": "minimize"}))
+    assert (
+        "does not report 'meta_val_mse'; valid: meta_val_accuracy"
+        in problems[("objective", "metric")]
+    )
+    problems = _problems(_spec(objective={"metric": "meta_val_accuracy", "direction": "minimize"}))
+    assert problems[("objective", "direction")] == (
+        "meta_val_accuracy is an accuracy: its direction is maximize"
+    )
+    problems = _problems(_spec(space={**SPACE, "input_size": 28}))
+    assert "cannot take the inputs of 'glyphs'" in problems[("space", "name")]
+    maml = _spec(evaluator={"name": "maml", "eval_steps": 3})
+    assert parse_spec(maml).spec.evaluator.name == "maml"
+
+
+def test_a_fewshot_search_runs_end_to_end() -> None:
+    outcome = SearchLoop(parse_spec(_spec())).run()
+    assert outcome is not None and len(outcome.trials) == 3
+    assert all(t.result.state is TrialState.COMPLETE for t in outcome.trials)
+    for trial in outcome.trials:
+        assert set(trial.result.metrics) == {"meta_val_accuracy", "meta_train_loss", "params"}
+        assert 0 <= trial.result.objective <= 100  # type: ignore[operator]
+    assert outcome.best is not None
+    assert outcome.best.result.objective == max(t.result.objective for t in outcome.trials)  # type: ignore[type-var]
+    final = outcome.final_metrics
+    assert set(final) == {"meta_test_accuracy", "meta_test_accuracy_ci95"}
+    assert 0 <= final["meta_test_accuracy"] <= 100 and final["meta_test_accuracy_ci95"] >= 0
