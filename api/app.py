@@ -19,7 +19,7 @@ from api.db import make_engine, make_session_factory, upgrade
 from api.deps import AppState
 from api.openapi import install_openapi
 from api.reads import make_reader
-from api.routes import curves, exports, health, jobs, trials
+from api.routes import curves, dashboard, exports, health, jobs, trials
 from api.settings import Settings
 from api.version import VERSION
 from nas.errors import NasError, SpecError
@@ -132,7 +132,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    routers = [health.router, jobs.router, trials.router, exports.router, curves.router]
+    routers = [
+        health.router,
+        jobs.router,
+        trials.router,
+        exports.router,
+        curves.router,
+        dashboard.router,
+        dashboard.pages,
+    ]
     for router in routers:
         app.include_router(router)
 

@@ -4,6 +4,26 @@
 # multi-GB CUDA build is downloaded; the project's own `torch>=2.2` is then already met.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The dashboard's browser tests (tests/api/dashboard) drive Debian's chromium through
+# Playwright; nothing is downloaded at test time, so the browser is installed here.
+CHROMIUM=${NAS_TEST_CHROMIUM:-/usr/bin/chromium}
+if [ ! -x "$CHROMIUM" ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install.sh: $CHROMIUM is missing and there is no apt-get to install Debian's chromium;" \
+      "install a Chromium and set NAS_TEST_CHROMIUM to it" >&2
+    exit 1
+  fi
+  echo "install.sh: installing Debian's chromium (for the dashboard's browser tests)"
+  if ! { DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends chromium \
+         || { DEBIAN_FRONTEND=noninteractive $SUDO apt-get update \
+              && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends chromium; }; }; then
+    echo "install.sh: could not install chromium with apt-get (root or passwordless sudo needed)" >&2
+    exit 1
+  fi
+  [ -x "$CHROMIUM" ] || { echo "install.sh: chromium installed but $CHROMIUM is missing" >&2; exit 1; }
+fi
 PY=${PYTHON:-python3}
 TORCH_VERSION=${NAS_TORCH_VERSION:-2.13.0}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

@@ -1,0 +1,472 @@
+// The dashboard: a hash-routed single page over the /api/v1 endpoints. The API key lives in
+// sessionStorage and travels only in the Authorization header (the event stream too: fetch
+// streaming, not EventSource).
+import { h, fmt, lineChart, historyChart, barChart, parallelChart, timelineChart, dataTable } from "./charts.js";
+
+const KEY = "nas_api_key";
+const main = document.getElementById("main");
+const JOB_STATES = ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"];
+const TRIAL_STATES = ["RUNNING", "COMPLETE", "PRUNED", "FAIL"];
+let stopLive = () => {};
+
+class ApiError extends Error {
+  constructor(status, detail) {
+    super(typeof detail === "string" ? detail : JSON.stringify(detail));
+    this.status = status; this.detail = detail;
+  }
+}
+
+function headers(extra = {}) {
+  const key = sessionStorage.getItem(KEY);
+  return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
+}
+
+async function api(path, { method = "GET", body, type, raw = false, signal } = {}) {
+  const res = await fetch(`/api/v1${path}`, { method, body, signal, headers: headers(type ? { "Content-Type": type } : {}) });
+  if (res.status === 401) { showLogin("That API key was not accepted; enter a valid key."); throw new ApiError(401, "unauthorized"); }
+  if (!res.ok) {
+    let detail = res.statusText;
+    try { detail = (await res.json()).detail; } catch { /* not JSON */ }
+    throw new ApiError(res.status, detail);
+  }
+  if (raw) return res;
+  return res.status === 204 ? null : res.json();
+}
+
+function showLogin(message = "") {
+  stopLive();
+  sessionStorage.removeItem(KEY);
+  document.getElementById("login").hidden = false;
+  main.hidden = true;
+  document.getElementById("signout").hidden = true;
+  document.getElementById("login-error").textContent = message;
+  document.getElementById("login-key").focus();
+}
+
+function hideLogin() {
+  document.getElementById("login").hidden = true;
+  main.hidden = false;
+  document.getElementById("signout").hidden = !sessionStorage.getItem(KEY);
+}
+
+document.getElementById("login-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const input = document.getElementById("login-key");
+  sessionStorage.setItem(KEY, input.value.trim());
+  input.value = "";
+  try { await api("/jobs?limit=1"); } catch { return; }
+  hideLogin(); route();
+});
+document.getElementById("signout").addEventListener("click", () => { sessionStorage.removeItem(KEY); showLogin(""); });
+
+function render(...nodes) { main.replaceChildren(...nodes); }
+function errorBox(err) {
+  const msg = err.status === 404 ? "Not found: no such job or trial, or it is not yours." : describe(err.detail ?? err.message);
+  return h("p", { role: "alert", class: "error", "data-status": err.status ?? "" }, msg);
+}
+function describe(detail) {
+  if (Array.isArray(detail)) return detail.map((d) => `${(d.loc || []).join(".")}: ${d.msg}`).join("; ");
+  return String(detail);
+}
+function stateTag(state) { return h("span", { class: `state state-${state}` }, state); }
+function eta(job) {
+  if (job.state !== "RUNNING" || !job.started_at || !(job.progress > 0)) return "–";
+  const spent = (Date.now() - Date.parse(job.started_at)) / 1000;
+  const left = (spent * (1 - job.progress)) / job.progress;
+  return left < 90 ? `${Math.round(left)} s` : left < 5400 ? `${Math.round(left / 60)} min` : `${(left / 3600).toFixed(1)} h`;
+}
+function progress(job) {
+  const pct = Math.round(100 * job.progress);
+  return h("span", {}, h("progress", { max: 100, value: pct, "aria-label": `job ${job.id} progress` }), ` ${pct}%`);
+}
+
+async function download(path, fallbackName) {
+  const res = await api(path, { raw: true });
+  const cd = res.headers.get("content-disposition") || "";
+  const m = /filename="?([^";]+)"?/.exec(cd);
+  const url = URL.createObjectURL(await res.blob());
+  const a = h("a", { href: url, download: m ? m[1] : fallbackName });
+  document.body.append(a); a.click(); a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+function actions(job, after) {
+  const status = h("span", { role: "status", class: "muted" });
+  const act = (label, fn, cls) => h("button", { type: "button", class: cls, onclick: async () => {
+    status.textContent = `${label}…`;
+    try { await fn(); status.textContent = `${label}: done`; after(); } catch (err) { status.textContent = `${label}: ${err.status === 404 ? "not found" : describe(err.detail ?? err.message)}`; }
+  } }, label);
+  const fmtSel = h("select", { "aria-label": `export format for job ${job.id}` }, ["json", "pytorch", "model-card", "torchscript", "onnx"].map((f) => h("option", { value: f }, f)));
+  const finished = !["QUEUED", "RUNNING"].includes(job.state);
+  return h("span", { class: "actions" },
+    finished ? null : act("Cancel", () => api(`/jobs/${job.id}/cancel`, { method: "POST" })),
+    finished ? act("Retrain best", () => api(`/jobs/${job.id}/retrain?rank=1`, { method: "POST" })) : null,
+    fmtSel, " ", act("Export", () => download(`/jobs/${job.id}/export?format=${fmtSel.value}&rank=1`, `job${job.id}.${fmtSel.value}`)),
+    " ", finished ? act("Delete", async () => { if (confirm(`Delete job ${job.id} and all its trials?`)) await api(`/jobs/${job.id}`, { method: "DELETE" }); }, "danger") : null,
+    " ", status);
+}
+
+// --- jobs page -----------------------------------------------------------------------------
+const SAMPLE_SPEC = `name: nb201-random
+dataset: {name: nb201-cifar10}
+space: {name: nb201}
+controller: {name: random}
+evaluator: {name: tabular}
+budget: {trials: 100}
+`;
+
+// The line of a YAML document where a field path (["space", "name"]) is written: the key
+// at each level, searched below its parent's line with a deeper indent (or inline {k: v}).
+export function lineOf(text, loc) {
+  const lines = text.split("\n");
+  const esc = (k) => k.replace(/[^\w]/g, "\\$&");
+  let start = 0, indent = -1, found = -1;
+  for (const key of loc) {
+    if (typeof key === "number") continue; // a list index: stay at the list's key
+    const k = String(key);
+    if (found >= 0 && new RegExp(`[{,]\\s*${esc(k)}\\s*:`).test(lines[found])) continue; // {k: v}
+    let hit = -1;
+    for (let i = start; i < lines.length; i++) {
+      const m = /^(\s*)(?:-\s+)?([\w.-]+)\s*:/.exec(lines[i]);
+      if (!m) continue;
+      if (found >= 0 && m[1].length <= indent) break; // left the parent's block
+      if (m[2] === k) { hit = i; indent = m[1].length; break; }
+    }
+    if (hit < 0) break; // a missing field: its parent's line
+    found = hit; start = hit + 1;
+  }
+  return found;
+}
+
+function submitForm(reload) {
+  const saved = sessionStorage.getItem("nas_spec_draft") || SAMPLE_SPEC;
+  const area = h("textarea", { id: "spec", name: "spec", spellcheck: "false", "aria-describedby": "spec-errors", rows: 14 }, saved);
+  const errors = h("ul", { id: "spec-errors", class: "field-errors", "aria-live": "polite" });
+  const result = h("p", { role: "status" });
+  const form = h("form", { id: "submit-form", "aria-labelledby": "submit-title" },
+    h("h2", { id: "submit-title" }, "Submit a job"),
+    h("div", { class: "editor" },
+      h("div", {}, h("label", { for: "spec" }, "Job spec (YAML)"), area,
+        h("p", {}, h("button", { type: "submit" }, "Submit"), " ", result)),
+      h("div", {}, h("h3", {}, "Problems"), errors)));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    errors.replaceChildren(); result.textContent = "Submitting…"; area.removeAttribute("aria-invalid");
+    sessionStorage.setItem("nas_spec_draft", area.value);
+    try {
+      const job = await api("/jobs", { method: "POST", body: area.value, type: "application/yaml" });
+      result.replaceChildren("Submitted: ", h("a", { href: `#/jobs/${job.id}` }, `job ${job.id} (${job.name})`));
+      reload();
+    } catch (err) {
+      result.textContent = err.status === 422 ? "The spec has problems:" : `Not submitted (${err.status}): ${describe(err.detail ?? err.message)}`;
+      if (err.status !== 422) return;
+      area.setAttribute("aria-invalid", "true");
+      const items = Array.isArray(err.detail) ? err.detail : [{ loc: [], msg: String(err.detail) }];
+      for (const d of items) {
+        const loc = (d.loc || []).filter((k) => k !== "body");
+        const line = lineOf(area.value, loc);
+        const jump = line >= 0 ? h("button", { type: "button", class: "jump", onclick: () => {
+          const starts = area.value.split("\n").slice(0, line).reduce((n, l) => n + l.length + 1, 0);
+          area.focus(); area.setSelectionRange(starts, starts + area.value.split("\n")[line].length);
+        } }, `line ${line + 1}`) : null;
+        errors.append(h("li", { "data-loc": loc.join(".") }, h("code", {}, loc.join(".") || "spec"), " ", jump, ": ", d.msg));
+      }
+    }
+  });
+  return form;
+}
+
+async function jobsPage(params) {
+  const state = params.get("state") || "";
+  const offset = Number(params.get("offset") || 0);
+  const limit = 50;
+  const filter = h("select", { id: "job-state", onchange: (e) => { location.hash = `#/?state=${e.target.value}`; } },
+    h("option", { value: "" }, "all"), JOB_STATES.map((st) => h("option", { value: st, selected: st === state }, st)));
+  const tbody = h("tbody");
+  const count = h("span", { class: "muted", id: "jobs-count" });
+  const pager = h("div", { class: "pager" });
+  const table = h("div", { class: "scroll" }, h("table", { id: "jobs" },
+    h("caption", { class: "muted" }, "Your jobs, newest first"),
+    h("thead", {}, h("tr", {}, ["Job", "State", "Progress", "ETA", "Best so far", "Trials", "Controller", "Space", "Dataset", "Warm start", "Actions"].map((c) => h("th", { scope: "col" }, c)))),
+    tbody));
+  let timer = null;
+  const load = async () => {
+    const q = new URLSearchParams({ limit, offset });
+    if (state) q.set("state", state);
+    const page = await api(`/dashboard/jobs?${q}`);
+    count.textContent = `${page.count} job(s)`;
+    tbody.replaceChildren(...page.data.map(({ job, ...o }) => h("tr", { "data-job": job.id },
+      h("td", {}, h("a", { href: `#/jobs/${job.id}` }, `${job.id} · ${job.name}`)),
+      h("td", {}, stateTag(job.state), job.reason ? h("div", { class: "muted reason" }, job.reason.slice(0, 60)) : null),
+      h("td", {}, progress(job)), h("td", {}, eta(job)),
+      h("td", { class: "num" }, job.best ? `${fmt(job.best.value)} (#${job.best.trial_number})` : "–"),
+      h("td", { class: "num" }, job.n_trials),
+      h("td", {}, o.controller), h("td", {}, o.space), h("td", {}, o.dataset),
+      h("td", {}, o.warm_start.length ? o.warm_start.join(", ") : "–"),
+      h("td", {}, actions(job, load)))));
+    if (!page.data.length) tbody.append(h("tr", {}, h("td", { colspan: 11 }, "No jobs.")));
+    pager.replaceChildren(...[
+      offset > 0 ? h("a", { href: `#/?state=${state}&offset=${Math.max(0, offset - limit)}` }, "← Newer") : null,
+      offset + limit < page.count ? h("a", { href: `#/?state=${state}&offset=${offset + limit}` }, "Older →") : null].filter(Boolean));
+    clearTimeout(timer);
+    if (page.data.some(({ job }) => ["QUEUED", "RUNNING"].includes(job.state))) timer = setTimeout(() => load().catch(() => {}), 2000);
+  };
+  stopLive = () => clearTimeout(timer);
+  render(h("h1", {}, "Jobs"),
+    h("div", { class: "controls" }, h("label", { for: "job-state" }, "State", filter), count),
+    table, pager, submitForm(() => load()));
+  await load();
+}
+
+// --- job page ------------------------------------------------------------------------------
+function facts(pairs) {
+  return h("dl", { class: "facts" }, pairs.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v ?? "–")]));
+}
+
+async function stream(path, onEvent, signal) {
+  const res = await api(path, { raw: true, signal });
+  const reader = res.body.getReader();
+  const dec = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += dec.decode(value, { stream: true });
+    let i;
+    while ((i = buf.search(/\r?\n\r?\n/)) >= 0) {
+      const block = buf.slice(0, i); buf = buf.slice(i).replace(/^\r?\n\r?\n/, "");
+      let event = "message", data = "";
+      for (const line of block.split(/\r?\n/)) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data += line.slice(5).trim();
+      }
+      if (data) onEvent(event, JSON.parse(data));
+    }
+  }
+}
+
+function trialsTable(job, metricNames) {
+  const st = { state: "", sort: "number", order: "asc", limit: 25, offset: 0, after: null, cursors: [] };
+  const tbody = h("tbody");
+  const info = h("span", { class: "muted", id: "trials-count", "aria-live": "polite" });
+  const stateSel = h("select", { id: "trial-state" }, h("option", { value: "" }, "all"), TRIAL_STATES.map((x) => h("option", { value: x }, x)));
+  const sortKeys = ["number", "objective", ...metricNames];
+  const sortSel = h("select", { id: "trial-sort" }, sortKeys.map((k) => h("option", { value: k }, k)));
+  const orderSel = h("select", { id: "trial-order" }, h("option", { value: "asc" }, "ascending"), h("option", { value: "desc" }, "descending"));
+  const prev = h("button", { type: "button", id: "trials-prev" }, "← Previous");
+  const next = h("button", { type: "button", id: "trials-next" }, "Next →");
+  const cols = ["number", "state", "objective", ...metricNames];
+  const headRow = h("tr");
+  const setSort = (key) => {
+    if (st.sort === key) st.order = st.order === "asc" ? "desc" : "asc"; else { st.sort = key; st.order = key === "number" ? "asc" : "desc"; }
+    sortSel.value = st.sort; orderSel.value = st.order; reset();
+  };
+  const heads = () => headRow.replaceChildren(...cols.map((c) => {
+    const sortable = sortKeys.includes(c);
+    return h("th", { scope: "col", class: c === "state" ? "" : "num", "aria-sort": st.sort === c ? (st.order === "asc" ? "ascending" : "descending") : null },
+      sortable ? h("button", { type: "button", "data-sort": c, onclick: () => setSort(c) }, c) : c);
+  }), h("th", { scope: "col" }, "hyperparameters"), h("th", { scope: "col", class: "num" }, "seconds"), h("th", { scope: "col" }, "worker"));
+  let loading = null;
+  const load = async () => {
+    const q = new URLSearchParams({ sort: st.sort, order: st.order, limit: st.limit });
+    if (st.state) q.set("state", st.state);
+    if (st.after !== null) q.set("after", st.after); else if (st.offset) q.set("offset", st.offset);
+    const page = await api(`/jobs/${job.id}/trials?${q}`);
+    heads();
+    tbody.replaceChildren(...page.data.map((t) => h("tr", { "data-trial": t.number },
+      h("td", { class: "num" }, h("a", { href: `#/trials/${t.id}` }, t.number)),
+      h("td", {}, stateTag(t.state)),
+      h("td", { class: "num" }, fmt(t.objective)),
+      metricNames.map((m) => h("td", { class: "num" }, fmt(t.metrics?.[m]))),
+      h("td", {}, Object.entries(t.hparams || {}).map(([k, v]) => `${k}=${fmt(v)}`).join(" ")),
+      h("td", { class: "num" }, fmt(t.cost_s, 2)), h("td", {}, t.worker ?? "–"))));
+    const first = st.cursors.length * st.limit + 1;
+    info.textContent = page.count ? `${first}–${first + page.data.length - 1} of ${page.count} trials` : "no trials";
+    prev.disabled = st.cursors.length === 0;
+    next.disabled = first + page.data.length - 1 >= page.count;
+    st.nextAfter = page.next_after;
+    st.pageLen = page.data.length;
+  };
+  const reload = () => (loading = load().catch((err) => tbody.replaceChildren(h("tr", {}, h("td", { colspan: cols.length + 3 }, errorBox(err))))));
+  const reset = () => { st.offset = 0; st.after = null; st.cursors = []; reload(); };
+  stateSel.addEventListener("change", () => { st.state = stateSel.value; reset(); });
+  sortSel.addEventListener("change", () => { st.sort = sortSel.value; reset(); });
+  orderSel.addEventListener("change", () => { st.order = orderSel.value; reset(); });
+  next.addEventListener("click", () => {
+    st.cursors.push({ after: st.after, offset: st.offset });
+    // keyset scrolling in number order (constant time at any depth); offsets otherwise
+    if (st.sort === "number" && !st.state && st.nextAfter !== null && st.nextAfter !== undefined) st.after = st.nextAfter;
+    else st.offset += st.limit;
+    reload();
+  });
+  prev.addEventListener("click", () => { const c = st.cursors.pop(); if (c) { st.after = c.after; st.offset = c.offset; } reload(); });
+  const el = h("section", { "aria-labelledby": "trials-title" },
+    h("h2", { id: "trials-title" }, "Trials"),
+    h("div", { class: "controls" },
+      h("label", { for: "trial-state" }, "State", stateSel), h("label", { for: "trial-sort" }, "Sort by", sortSel),
+      h("label", { for: "trial-order" }, "Order", orderSel), info),
+    h("div", { class: "scroll" }, h("table", { id: "trials" }, h("thead", {}, headRow), tbody)),
+    h("div", { class: "pager" }, prev, next));
+  reload();
+  // Live: a page that is not full gains the new rows; counts refresh.
+  el.refresh = () => { if (!loading || st.pageLen < st.limit || st.sort !== "number") reload(); };
+  return el;
+}
+
+function curvesCharts(curves) {
+  const charts = [];
+  for (const [series, points] of Object.entries(curves.epochs || {})) {
+    const keys = new Set();
+    for (const p of points) for (const [k, v] of Object.entries(p)) if (k !== "epoch" && typeof v === "number") keys.add(k);
+    const groups = [["mean_reward", "baseline"], ["entropy"], ["train_loss"], ["train_accuracy"]];
+    const used = new Set();
+    for (const g of groups) {
+      const present = g.filter((k) => keys.has(k));
+      if (!present.length) continue;
+      present.forEach((k) => used.add(k));
+      charts.push(lineChart(`curve-${series}-${present.join("-")}`, `${series}: ${present.join(", ")} per epoch`,
+        present.map((k) => ({ name: k, points: points.map((p) => [p.epoch, p[k]]) })), { xLabel: "epoch", yLabel: present.join("/") }));
+    }
+    for (const k of keys) {
+      if (used.has(k) || ["seconds", "skipped_steps", "rewards", "lr"].includes(k)) continue;
+      charts.push(lineChart(`curve-${series}-${k}`, `${series}: ${k} per ${points[0]?.stage !== undefined ? "point" : "epoch"}`,
+        [{ name: k, points: points.map((p) => [p.epoch, p[k]]) }], { xLabel: "epoch", yLabel: k }));
+    }
+  }
+  return charts;
+}
+
+async function jobPage(id) {
+  let job;
+  try { job = await api(`/jobs/${id}`); } catch (err) { render(h("h1", {}, `Job ${id}`), errorBox(err)); return; }
+  const spec = job.spec || {};
+  const metric = spec.objective?.metric || "objective";
+  const evaluatorMetrics = new Set();
+  const head = h("div");
+  const drawHead = (j) => head.replaceChildren(
+    facts([
+      ["State", h("span", {}, stateTag(j.state), j.reason ? ` — ${j.reason}` : "")],
+      ["Progress", progress(j)], ["ETA", eta(j)],
+      ["Best so far", j.best ? h("span", { id: "job-best" }, `${metric} ${fmt(j.best.value)} (trial ${j.best.trial_number})`) : "–"],
+      ["Trials", `${j.n_trials} (${Object.entries(j.trial_states).map(([k, v]) => `${k} ${v}`).join(", ") || "none"})`],
+      ["Controller", spec.controller?.name], ["Space", spec.space?.name], ["Dataset", spec.dataset?.name],
+      ["Evaluator", spec.evaluator?.name], ["Objective", `${metric} (${spec.objective?.direction || ""})`],
+      ["Warm start", (spec.warm_start?.sources || []).map((x) => `job ${x.job_id} (${x.name})`).join(", ") || "–"],
+    ]),
+    h("p", {}, actions(j, () => route())));
+  drawHead(job);
+  // The evaluator's metrics: those the job's trials report (first page).
+  try {
+    const sample = await api(`/jobs/${id}/trials?limit=5&state=COMPLETE`);
+    for (const t of sample.data) for (const [k, v] of Object.entries(t.metrics || {})) if (typeof v === "number") evaluatorMetrics.add(k);
+  } catch { /* the table shows the error */ }
+  const metricNames = [...evaluatorMetrics].slice(0, 8);
+  const table = trialsTable(job, metricNames);
+  const charts = h("div", { class: "grid", id: "charts" });
+  const loadCharts = async () => {
+    const [hist, curves] = await Promise.all([api(`/jobs/${id}/history?points=1500`), api(`/jobs/${id}/curves`)]);
+    const list = [];
+    if (hist.buckets.length || hist.best_so_far.length) list.push(historyChart("history", `Objective history: ${metric}`, hist, metric));
+    list.push(...curvesCharts(curves));
+    charts.replaceChildren(...list);
+    const extra = await Promise.allSettled([api(`/jobs/${id}/parallel?top=50&sample=200`), api(`/jobs/${id}/importance`), api(`/jobs/${id}/timeline?limit=300`)]);
+    const [pc, imp, tl] = extra.map((r) => (r.status === "fulfilled" ? r.value : null));
+    if (pc && pc.rows.length && pc.columns.length) charts.append(parallelChart("parallel", "Parallel coordinates: decisions, hyperparameters and the objective", pc));
+    if (imp && imp.importances.length) charts.append(barChart("importance", `Importance for ${metric} (Optuna PED-ANOVA over ${imp.trials} trials)`, imp.importances.slice(0, 15).map((i) => ({ name: i.name, value: i.importance }))));
+    if (tl && tl.workers.length) charts.append(timelineChart("timeline", "Timeline: trials by worker", tl));
+    charts.setAttribute("data-loaded", "true");
+  };
+  render(h("nav", { "aria-label": "Breadcrumb" }, h("a", { href: "#/" }, "Jobs"), " › ", `Job ${job.id}`),
+    h("h1", {}, `Job ${job.id}: ${job.name}`), head,
+    h("h2", {}, "Charts"), charts, table,
+    h("details", {}, h("summary", {}, "Spec as stored"), h("pre", { class: "drawing" }, JSON.stringify(spec, null, 2))));
+  loadCharts().catch((err) => charts.append(errorBox(err)));
+  if (!["QUEUED", "RUNNING"].includes(job.state)) return;
+  const ctl = new AbortController();
+  stopLive = () => ctl.abort();
+  let pending = null, lastCharts = Date.now();
+  const flush = () => {
+    pending = null; table.refresh();
+    if (Date.now() - lastCharts > 4000) { lastCharts = Date.now(); loadCharts().catch(() => {}); }
+  };
+  stream(`/jobs/${id}/events`, (event, data) => {
+    if (event === "job") drawHead({ ...job, ...data });
+    if (event === "trial" && !pending) pending = setTimeout(flush, 400);
+    if (event === "end") { setTimeout(() => { table.refresh(); loadCharts().catch(() => {}); api(`/jobs/${id}`).then(drawHead).catch(() => {}); }, 300); }
+  }, ctl.signal).catch(() => {});
+}
+
+// --- trial page ----------------------------------------------------------------------------
+async function trialPage(id) {
+  let t;
+  try { t = await api(`/trials/${id}`); } catch (err) { render(h("h1", {}, `Trial ${id}`), errorBox(err)); return; }
+  const iv = t.intermediate_values || [];
+  const keys = [...new Set(iv.flatMap((v) => Object.keys(v.values).filter((k) => typeof v.values[k] === "number")))];
+  const charts = keys.length ? [lineChart("intermediate", "Intermediate values per step", keys.map((k) => ({ name: k, points: iv.map((v) => [v.step, v.values[k]]) })), { xLabel: "step" })] : [h("p", { class: "muted" }, "No intermediate values.")];
+  const arch = h("div", { id: "architecture" }, h("p", { class: "muted" }, "Drawing…"));
+  const json = () => {
+    const url = URL.createObjectURL(new Blob([JSON.stringify(t, null, 2)], { type: "application/json" }));
+    const a = h("a", { href: url, download: `job${t.job_id}-trial${t.number}.json` }); document.body.append(a); a.click(); a.remove();
+  };
+  render(h("nav", { "aria-label": "Breadcrumb" }, h("a", { href: "#/" }, "Jobs"), " › ", h("a", { href: `#/jobs/${t.job_id}` }, `Job ${t.job_id}`), " › ", `Trial ${t.number}`),
+    h("h1", {}, `Trial ${t.number} of job ${t.job_id}`),
+    facts([["State", stateTag(t.state)], ["Objective", fmt(t.objective)], ["Seconds", fmt(t.cost_s, 2)], ["Worker", t.worker], ["Error", t.error]]),
+    h("h2", {}, "Metrics"), dataTable(["metric", "value"], Object.entries(t.metrics || {})),
+    h("h2", {}, "Hyperparameters"), dataTable(["name", "value"], Object.entries(t.hparams || {})),
+    h("h2", {}, "Intermediate values"), h("div", { class: "grid" }, charts),
+    h("h2", {}, "Architecture"), arch,
+    h("p", {}, h("button", { type: "button", onclick: json }, "Download this trial (JSON)"), " ",
+      h("a", { href: `#/jobs/${t.job_id}` }, "the job's exports (by rank)")));
+  try {
+    const d = await api(`/trials/${id}/drawing`);
+    const svg = new DOMParser().parseFromString(d.svg, "image/svg+xml").documentElement;
+    arch.replaceChildren(h("figure", { class: "chart", id: "drawing" }, h("figcaption", {}, `${d.space} architecture of trial ${d.trial}`), document.importNode(svg, true),
+      h("details", {}, h("summary", {}, "Drawing as text"), h("pre", { class: "drawing" }, d.text))),
+      h("h3", {}, "Genotype"), dataTable(["decision", "choice"], Object.entries(d.genotype)));
+  } catch (err) { arch.replaceChildren(errorBox(err)); }
+}
+
+// --- compare -------------------------------------------------------------------------------
+async function comparePage(params) {
+  const ids = (params.get("jobs") || "").split(",").map((x) => parseInt(x, 10)).filter((x) => x > 0).slice(0, 6);
+  const input = h("input", { id: "compare-jobs", value: ids.join(","), placeholder: "1,2", pattern: "[0-9, ]+" });
+  const form = h("form", { class: "controls", onsubmit: (e) => { e.preventDefault(); location.hash = `#/compare?jobs=${input.value.replace(/\s/g, "")}`; } },
+    h("label", { for: "compare-jobs" }, "Job ids (comma-separated)", input), h("button", { type: "submit" }, "Compare"));
+  const out = h("div", { class: "grid", id: "compare" });
+  render(h("h1", {}, "Compare jobs"), form, out);
+  if (!ids.length) return;
+  const results = await Promise.allSettled(ids.map(async (id) => ({ job: await api(`/jobs/${id}`), hist: await api(`/jobs/${id}/history?points=500`), best: await api(`/jobs/${id}/best?k=1`) })));
+  const ok = results.filter((r) => r.status === "fulfilled").map((r) => r.value);
+  results.forEach((r, i) => { if (r.status === "rejected") out.append(h("p", { class: "error", role: "alert" }, `Job ${ids[i]}: ${r.reason.status === 404 ? "not found" : r.reason.message}`)); });
+  if (!ok.length) return;
+  out.prepend(lineChart("compare-best", "Best so far by trial", ok.map(({ job, hist }) => ({ name: `job ${job.id}`, points: hist.best_so_far.map((b) => [b.trial, b.value]).concat(hist.best_so_far.length ? [[hist.n_trials - 1, hist.best_so_far.at(-1).value]] : []) })), { xLabel: "trial", yLabel: "best" }));
+  out.append(h("div", {}, h("h2", {}, "Best architectures"), dataTable(["job", "trial", "objective", "architecture"],
+    ok.map(({ job, best }) => [job.id, best[0]?.number ?? null, best[0]?.objective ?? null, best[0] ? best[0].architecture.choices.join(".") : "–"]))));
+}
+
+// --- router --------------------------------------------------------------------------------
+async function route() {
+  stopLive(); stopLive = () => {};
+  delete main.dataset.route;
+  const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
+  const params = new URLSearchParams(query);
+  let m;
+  try {
+    if ((m = /^\/jobs\/(\d+)$/.exec(path))) await jobPage(m[1]);
+    else if ((m = /^\/trials\/(\d+)$/.exec(path))) await trialPage(m[1]);
+    else if (path === "/compare") await comparePage(params);
+    else await jobsPage(params);
+  } catch (err) {
+    if (err.status !== 401) render(errorBox(err));
+  }
+  main.dataset.route = location.hash || "#/";
+}
+
+function start() {
+  window.addEventListener("hashchange", () => { if (!document.getElementById("login").hidden) return; route(); });
+  // A server without keys (nas serve --no-auth) answers without one.
+  if (!sessionStorage.getItem(KEY) && document.body.dataset.auth !== "none") { showLogin(""); return; }
+  hideLogin();
+  route();
+}
+start();

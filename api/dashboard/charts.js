@@ -1,0 +1,216 @@
+// Small SVG charts. Each returns a <figure> with the chart, a caption, and its numbers in a
+// table (the chart's text alternative). data-count on the <svg> = marks drawn.
+const NS = "http://www.w3.org/2000/svg";
+const COLORS = ["#1f5fbf", "#c2410c", "#15803d", "#7c3aed", "#b91c1c", "#0e7490", "#a16207", "#be185d"];
+const W = 460, H = 240, M = { l: 52, r: 12, t: 10, b: 34 };
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined && c !== false)
+    el.append(c instanceof Node ? c : String(c));
+  return el;
+}
+
+export function s(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(NS, tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined) el.setAttribute(k, String(v));
+  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c instanceof Node ? c : String(c));
+  return el;
+}
+
+export function fmt(v, digits = 4) {
+  if (v === null || v === undefined) return "–";
+  if (typeof v !== "number") return String(v);
+  if (Number.isInteger(v)) return String(v);
+  const a = Math.abs(v);
+  return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(2) : v.toFixed(digits).replace(/\.?0+$/, "");
+}
+
+function extent(values) {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) if (Number.isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  if (lo === Infinity) return [0, 1];
+  if (lo === hi) { const d = Math.abs(lo) * 0.05 || 0.5; return [lo - d, hi + d]; }
+  return [lo, hi];
+}
+
+function scale([d0, d1], [r0, r1]) { return (v) => r0 + ((v - d0) / (d1 - d0)) * (r1 - r0); }
+
+function ticks([lo, hi], n = 5) {
+  const step = Math.pow(10, Math.floor(Math.log10((hi - lo) / n)));
+  const err = (n * step) / (hi - lo);
+  const k = err <= 0.15 ? 10 : err <= 0.35 ? 5 : err <= 0.75 ? 2 : 1;
+  const st = step * k, out = [];
+  for (let v = Math.ceil(lo / st) * st; v <= hi + st * 1e-9; v += st) out.push(+v.toPrecision(12));
+  return out;
+}
+
+function axes(svg, x, y, xd, yd, xLabel, yLabel) {
+  const g = s("g", { class: "axis" });
+  g.append(s("line", { x1: M.l, y1: H - M.b, x2: W - M.r, y2: H - M.b }));
+  g.append(s("line", { x1: M.l, y1: M.t, x2: M.l, y2: H - M.b }));
+  for (const t of ticks(xd)) {
+    g.append(s("line", { x1: x(t), x2: x(t), y1: H - M.b, y2: H - M.b + 4 }));
+    g.append(s("text", { x: x(t), y: H - M.b + 14, "text-anchor": "middle" }, String(+t.toPrecision(6))));
+  }
+  for (const t of ticks(yd)) {
+    g.append(s("line", { x1: M.l - 4, x2: M.l, y1: y(t), y2: y(t) }));
+    g.append(s("text", { x: M.l - 6, y: y(t) + 3, "text-anchor": "end" }, String(+t.toPrecision(6))));
+  }
+  g.append(s("text", { x: (M.l + W - M.r) / 2, y: H - 4, "text-anchor": "middle" }, xLabel));
+  g.append(s("text", { x: 10, y: (M.t + H - M.b) / 2, transform: `rotate(-90 10 ${(M.t + H - M.b) / 2})`, "text-anchor": "middle" }, yLabel));
+  svg.append(g);
+}
+
+function figure(id, title, svg, table, note) {
+  const cap = h("figcaption", { id: `${id}-title` }, title);
+  svg.setAttribute("aria-labelledby", `${id}-title`);
+  return h("figure", { class: "chart", id, "data-chart": id }, cap, svg, note ? h("p", { class: "muted" }, note) : null,
+    h("details", {}, h("summary", {}, "Data table"), table));
+}
+
+export function dataTable(headers, rows, limit = 300) {
+  const shown = rows.slice(0, limit);
+  return h("div", { class: "scroll" }, h("table", {},
+    h("thead", {}, h("tr", {}, headers.map((c) => h("th", { scope: "col", class: "num" }, c)))),
+    h("tbody", {}, shown.map((r) => h("tr", {}, r.map((c) => h("td", { class: "num" }, fmt(c))))))),
+    rows.length > limit ? h("p", { class: "muted" }, `first ${limit} of ${rows.length} rows`) : null);
+}
+
+// series: [{name, points: [[x, y], ...]}]
+export function lineChart(id, title, series, { xLabel = "epoch", yLabel = "" } = {}) {
+  const xs = series.flatMap((q) => q.points.map((p) => p[0]));
+  const ys = series.flatMap((q) => q.points.map((p) => p[1]));
+  const xd = extent(xs), yd = extent(ys);
+  const x = scale(xd, [M.l, W - M.r]), y = scale(yd, [H - M.b, M.t]);
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", role: "img" });
+  axes(svg, x, y, xd, yd, xLabel, yLabel);
+  let marks = 0;
+  series.forEach((q, i) => {
+    const pts = q.points.filter((p) => Number.isFinite(p[1]));
+    const color = COLORS[i % COLORS.length];
+    if (pts.length) {
+      svg.append(s("path", { class: "line", stroke: color, d: "M" + pts.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join("L") }));
+      for (const p of pts.length <= 200 ? pts : []) svg.append(s("circle", { cx: x(p[0]), cy: y(p[1]), r: 2.2, fill: color }, s("title", {}, `${q.name}: ${xLabel} ${fmt(p[0])}, ${fmt(p[1])}`)));
+      marks += pts.length;
+    }
+  });
+  if (series.length > 1) series.forEach((q, i) => {
+    svg.append(s("text", { x: W - M.r - 4, y: M.t + 10 + 12 * i, "text-anchor": "end", fill: COLORS[i % COLORS.length] }, q.name));
+  });
+  svg.setAttribute("data-count", marks);
+  const xsAll = [...new Set(xs)].sort((a, b) => a - b);
+  const rows = xsAll.map((xv) => [xv, ...series.map((q) => (q.points.find((p) => p[0] === xv) || [])[1] ?? null)]);
+  return figure(id, title, svg, dataTable([xLabel, ...series.map((q) => q.name)], rows));
+}
+
+// history: {buckets: [{start, end, min, max, count}], best_so_far: [{trial, value}], n_trials, direction}
+export function historyChart(id, title, hist, metric) {
+  const ys = hist.buckets.flatMap((b) => [b.min, b.max]).concat(hist.best_so_far.map((b) => b.value));
+  const xd = [0, Math.max(1, hist.n_trials - 1)], yd = extent(ys);
+  const x = scale(xd, [M.l, W - M.r]), y = scale(yd, [H - M.b, M.t]);
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", role: "img" });
+  axes(svg, x, y, xd, yd, "trial", metric);
+  let d = "";
+  for (const b of hist.buckets) {
+    const xm = x((b.start + b.end) / 2).toFixed(1);
+    const y0 = y(b.min), y1 = y(b.max);
+    d += `M${xm},${(y0 + 0.6).toFixed(1)}L${xm},${(y1 - 0.6).toFixed(1)}`;
+  }
+  svg.append(s("path", { class: "band", d, "stroke-width": Math.max(1, (W - M.l - M.r) / Math.max(1, hist.buckets.length) * 0.8) },
+    s("title", {}, `${hist.buckets.length} buckets of ${hist.bucket_width} trial(s): each the lowest to highest objective`)));
+  const best = hist.best_so_far;
+  if (best.length) {
+    let p = "";
+    best.forEach((b, i) => { p += (i ? ` L${x(b.trial).toFixed(1)},${y(best[i - 1].value).toFixed(1)} L` : "M") + `${x(b.trial).toFixed(1)},${y(b.value).toFixed(1)}`; });
+    p += ` L${x(xd[1]).toFixed(1)},${y(best[best.length - 1].value).toFixed(1)}`;
+    svg.append(s("path", { class: "best", d: p }));
+    for (const b of best.slice(-300)) svg.append(s("circle", { cx: x(b.trial), cy: y(b.value), r: 2.5, fill: "#b3261e" }, s("title", {}, `best so far: trial ${b.trial}, ${fmt(b.value)}`)));
+  }
+  svg.setAttribute("data-count", hist.buckets.length + best.length);
+  const note = `${hist.n_trials} trials; ${hist.buckets.length} buckets of ${hist.bucket_width} (blue: lowest..highest objective), red: best so far (${hist.direction}).`;
+  return figure(id, title, svg, dataTable(["trial", "best so far"], best.map((b) => [b.trial, b.value])), note);
+}
+
+export function barChart(id, title, items) {
+  const bh = 20, height = M.t + items.length * bh + 20, left = 150;
+  const svg = s("svg", { viewBox: `0 0 ${W} ${height}`, class: "plot", role: "img" });
+  const max = Math.max(1e-12, ...items.map((i) => i.value));
+  items.forEach((it, i) => {
+    const w = ((W - left - 40) * it.value) / max;
+    svg.append(s("text", { x: left - 6, y: M.t + i * bh + 13, "text-anchor": "end" }, it.name.slice(0, 26)));
+    svg.append(s("rect", { x: left, y: M.t + i * bh + 2, width: Math.max(1, w), height: bh - 6, fill: COLORS[0] }, s("title", {}, `${it.name}: ${fmt(it.value)}`)));
+    svg.append(s("text", { x: left + w + 4, y: M.t + i * bh + 13 }, fmt(it.value, 3)));
+  });
+  svg.setAttribute("data-count", items.length);
+  return figure(id, title, svg, dataTable(["name", "value"], items.map((i) => [i.name, i.value])));
+}
+
+// pc: {columns: [{name, kind, labels, min, max}], rows: [{trial, top, values, objective}], metric}
+export function parallelChart(id, title, pc) {
+  const cols = [...pc.columns, { name: pc.metric, kind: "float" }];
+  const rowsV = pc.rows.map((r) => [...r.values, r.objective]);
+  const width = Math.max(W, 70 * cols.length + 60), top = 28, bottom = H - 20;
+  const svg = s("svg", { viewBox: `0 0 ${width} ${H}`, class: "plot", role: "img" });
+  const xs = cols.map((_, i) => 40 + (i * (width - 80)) / Math.max(1, cols.length - 1));
+  const ys = cols.map((c, i) => {
+    const d = c.kind === "choice" ? [0, Math.max(1, c.labels.length - 1)] : extent(rowsV.map((r) => r[i]));
+    return scale(d, [bottom, top]);
+  });
+  const objs = pc.rows.map((r) => r.objective), [olo, ohi] = extent(objs);
+  for (const [k, r] of pc.rows.entries()) {
+    const v = rowsV[k];
+    const pts = v.map((val, i) => (val === null ? null : `${xs[i].toFixed(1)},${ys[i](val).toFixed(1)}`)).filter(Boolean);
+    const t = (r.objective - olo) / (ohi - olo || 1), good = pc.direction === "maximize" ? t : 1 - t;
+    svg.append(s("polyline", { class: r.top ? "pc top" : "pc", points: pts.join(" "), stroke: `hsl(${Math.round(220 - 200 * good)},70%,45%)` }, s("title", {}, `trial ${r.trial}: ${fmt(r.objective)}`)));
+  }
+  cols.forEach((c, i) => {
+    svg.append(s("line", { x1: xs[i], x2: xs[i], y1: top, y2: bottom, stroke: "#444" }));
+    svg.append(s("text", { x: xs[i], y: 12, "text-anchor": "middle" }, c.name.slice(0, 14), s("title", {}, c.name)));
+    if (c.kind === "choice") c.labels.forEach((l, j) => svg.append(s("text", { x: xs[i] + 3, y: ys[i](j) + 3, "font-size": 8 }, String(l).slice(0, 12))));
+  });
+  svg.setAttribute("data-count", pc.rows.length);
+  const headers = ["trial", ...cols.map((c) => c.name)];
+  const rows = pc.rows.map((r, k) => [r.trial, ...rowsV[k].map((v, i) => (cols[i].kind === "choice" && v !== null ? cols[i].labels[v] : v))]);
+  return figure(id, title, svg, dataTable(headers, rows, 100), `${pc.rows.filter((r) => r.top).length} best trials (bold) and ${pc.rows.filter((r) => !r.top).length} evenly spaced others.`);
+}
+
+// tl: {workers: [{worker, trials: [{trial, state, start, end}]}]}
+export function timelineChart(id, title, tl) {
+  const all = tl.workers.flatMap((w) => w.trials);
+  const t = (iso) => Date.parse(iso);
+  const lo = Math.min(...all.map((r) => t(r.start))), hi = Math.max(...all.map((r) => (r.end ? t(r.end) : t(r.start))));
+  const lane = 22, height = M.t + tl.workers.length * lane + 30, left = 110;
+  const x = scale([lo, hi === lo ? lo + 1 : hi], [left, W - M.r]);
+  const svg = s("svg", { viewBox: `0 0 ${W} ${height}`, class: "plot", role: "img" });
+  tl.workers.forEach((w, i) => {
+    svg.append(s("text", { x: left - 6, y: M.t + i * lane + 14, "text-anchor": "end" }, w.worker.slice(-18)));
+    for (const r of w.trials) {
+      const x0 = x(t(r.start)), x1 = r.end ? x(t(r.end)) : x0 + 2;
+      svg.append(s("rect", { x: x0, y: M.t + i * lane + 3, width: Math.max(1, x1 - x0), height: lane - 8, fill: r.state === "COMPLETE" ? "#1f5fbf" : r.state === "RUNNING" ? "#f0b400" : "#b3261e" },
+        s("title", {}, `trial ${r.trial} (${r.state}) on ${w.worker}: ${((x1 - x0) && r.end ? (t(r.end) - t(r.start)) / 1000 : 0).toFixed(2)} s`)));
+    }
+  });
+  svg.append(s("text", { x: (left + W) / 2, y: height - 6, "text-anchor": "middle" }, `${((hi - lo) / 1000).toFixed(1)} s shown`));
+  svg.setAttribute("data-count", all.length);
+  const rows = tl.workers.flatMap((w) => w.trials.map((r) => [r.trial, w.worker, r.state, r.end ? (t(r.end) - t(r.start)) / 1000 : null]));
+  return figure(id, title, svg, dataTable(["trial", "worker", "state", "seconds"], rows, 200));
+}
+
+// points: [{trial, x, y, front}] ; names: [xName, yName]
+export function scatterChart(id, title, points, [xn, yn]) {
+  const xd = extent(points.map((p) => p.x)), yd = extent(points.map((p) => p.y));
+  const x = scale(xd, [M.l, W - M.r]), y = scale(yd, [H - M.b, M.t]);
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", role: "img" });
+  axes(svg, x, y, xd, yd, xn, yn);
+  const front = points.filter((p) => p.front).sort((a, b) => a.x - b.x);
+  for (const p of points) svg.append(s("circle", { cx: x(p.x), cy: y(p.y), r: p.front ? 3.5 : 2, fill: p.front ? "#b3261e" : "#9db8e6" }, s("title", {}, `trial ${p.trial}: ${xn} ${fmt(p.x)}, ${yn} ${fmt(p.y)}`)));
+  if (front.length > 1) svg.append(s("path", { class: "best", d: "M" + front.map((p) => `${x(p.x).toFixed(1)},${y(p.y).toFixed(1)}`).join("L") }));
+  svg.setAttribute("data-count", points.length);
+  return figure(id, title, svg, dataTable(["trial", xn, yn, "on the front"], front.map((p) => [p.trial, p.x, p.y, "yes"])));
+}

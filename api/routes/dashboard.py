@@ -1,0 +1,268 @@
+"""The dashboard: its page at ``/`` (static files shipped in ``api/dashboard/``) and the
+bounded-size chart data it reads (``api.charts``), behind the same API keys as the rest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import FileResponse, HTMLResponse
+from pydantic import BaseModel, Field
+
+from api import charts
+from api.deps import CurrentPrincipal, JobId, ReadSession, StateDep, TrialId
+from api.repositories import JobRepository, TrialRepository
+from api.routes.jobs import JobStateParam
+from api.schemas import JobRead
+from api.services import JobService, NotFoundError, job_read
+from nas.errors import ExportError, NasError
+
+STATIC = Path(__file__).resolve().parent.parent / "dashboard"
+
+pages = APIRouter(include_in_schema=False)
+router = APIRouter(prefix="/api/v1", tags=["dashboard"])
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no such job or trial, or another user's"}
+}
+_ASSETS = {
+    "app.js": "text/javascript",
+    "charts.js": "text/javascript",
+    "style.css": "text/css",
+}
+
+
+@pages.get("/", response_class=HTMLResponse)
+def index(state: StateDep) -> HTMLResponse:
+    """The dashboard's single page (the API key is asked for in the browser, unless the
+    server runs without keys)."""
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    page = page.replace('data-auth="keys"', f'data-auth="{state.settings.auth}"', 1)
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+
+@pages.get("/dashboard/{name}")
+def asset(name: str) -> FileResponse:
+    """One of the dashboard's own files (a fixed list: nothing else is served)."""
+    media = _ASSETS.get(name)
+    if media is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dashboard file {name!r}")
+    return FileResponse(STATIC / name, media_type=media, headers={"Cache-Control": "no-cache"})
+
+
+def _job(session: Any, principal: Any, job_id: int) -> Any:
+    try:
+        return JobService(session).get(principal, job_id)
+    except NotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+
+
+class HistoryBucket(BaseModel):
+    start: int = Field(description="first trial number of the bucket")
+    end: int = Field(description="last trial number of the bucket")
+    min: float = Field(description="lowest completed objective in the bucket")
+    max: float = Field(description="highest completed objective in the bucket")
+    count: int = Field(description="completed trials with an objective in the bucket")
+
+
+class HistoryStep(BaseModel):
+    trial: int
+    value: float
+
+
+class JobHistory(BaseModel):
+    job_id: int
+    direction: Literal["maximize", "minimize"]
+    n_trials: int
+    bucket_width: int = Field(description="trial numbers per bucket")
+    buckets: list[HistoryBucket] = Field(description="at most `points` buckets, number order")
+    best_so_far: list[HistoryStep] = Field(description="every improvement of the best objective")
+
+
+@router.get("/jobs/{job_id}/history", response_model=JobHistory, responses=_NOT_FOUND)
+def job_history(
+    job_id: JobId,
+    session: ReadSession,
+    principal: CurrentPrincipal,
+    points: Annotated[int, Query(ge=10, le=5000, description="most buckets")] = 2000,
+) -> dict[str, Any]:
+    """The objective over trial numbers downsampled to at most ``points`` buckets (each its
+    lowest and highest completed objective) and every best-so-far step, however many
+    trials the job has."""
+    return charts.history(session, _job(session, principal, job_id), points)
+
+
+class ParallelColumn(BaseModel):
+    name: str = Field(description="a decision of the space, or hp.NAME")
+    kind: Literal["choice", "float"]
+    labels: list[str] | None = Field(None, description="choice labels, by value index")
+    min: float | None = None
+    max: float | None = None
+
+
+class ParallelRow(BaseModel):
+    trial: int
+    top: bool = Field(description="among the top trials (else the sample)")
+    values: list[float | None] = Field(description="one per column; a choice is its index")
+    objective: float
+
+
+class ParallelCoordinates(BaseModel):
+    job_id: int
+    direction: Literal["maximize", "minimize"]
+    metric: str
+    columns: list[ParallelColumn]
+    rows: list[ParallelRow]
+
+
+@router.get("/jobs/{job_id}/parallel", response_model=ParallelCoordinates, responses=_NOT_FOUND)
+def job_parallel(
+    job_id: JobId,
+    session: ReadSession,
+    principal: CurrentPrincipal,
+    top: Annotated[int, Query(ge=1, le=1000, description="best trials")] = 100,
+    sample: Annotated[int, Query(ge=0, le=2000, description="others, evenly spaced")] = 400,
+) -> dict[str, Any]:
+    """Parallel coordinates: each decision and hyperparameter of the ``top`` best completed
+    trials and of ``sample`` others evenly spaced by number, with the objective."""
+    return charts.parallel_coordinates(session, _job(session, principal, job_id), top, sample)
+
+
+class Importance(BaseModel):
+    name: str
+    importance: float = Field(description="share of the objective's variance, sums to 1")
+
+
+class JobImportance(BaseModel):
+    job_id: int
+    evaluator: str = Field(description="Optuna's importance evaluator")
+    trials: int = Field(description="trials it was computed on")
+    importances: list[Importance] = Field(description="most important first")
+
+
+@router.get("/jobs/{job_id}/importance", response_model=JobImportance, responses=_NOT_FOUND)
+def job_importance(
+    job_id: JobId,
+    session: ReadSession,
+    principal: CurrentPrincipal,
+    top: Annotated[int, Query(ge=1, le=1000)] = 200,
+    sample: Annotated[int, Query(ge=0, le=2000)] = 300,
+    evaluator: Annotated[
+        Literal["ped-anova", "fanova"],
+        Query(description="Optuna's PedAnovaImportanceEvaluator (fast) or fANOVA (16 trees)"),
+    ] = "ped-anova",
+) -> dict[str, Any]:
+    """Importance of each decision and hyperparameter for the objective, by one of Optuna's
+    importance evaluators, over the ``top`` best completed trials and ``sample`` others."""
+    return charts.param_importance(
+        session, _job(session, principal, job_id), top, sample, evaluator
+    )
+
+
+class TimelineTrial(BaseModel):
+    trial: int
+    state: str
+    start: str
+    end: str | None
+
+
+class TimelineWorker(BaseModel):
+    worker: str
+    trials: list[TimelineTrial]
+
+
+class JobTimeline(BaseModel):
+    job_id: int
+    workers: list[TimelineWorker]
+
+
+@router.get("/jobs/{job_id}/timeline", response_model=JobTimeline, responses=_NOT_FOUND)
+def job_timeline(
+    job_id: JobId,
+    session: ReadSession,
+    principal: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=5000, description="latest trials")] = 500,
+) -> dict[str, Any]:
+    """The latest ``limit`` trials' start and end times, by worker."""
+    return charts.timeline(session, _job(session, principal, job_id), limit)
+
+
+class TrialDrawing(BaseModel):
+    trial_id: int
+    trial: int = Field(description="the trial's number")
+    space: str
+    genotype: dict[str, str]
+    text: str = Field(description="the space's own drawing, as in the model card")
+    svg: str = Field(description="the same drawing laid out as SVG")
+
+
+@router.get(
+    "/trials/{trial_id}/drawing",
+    response_model=TrialDrawing,
+    responses={
+        **_NOT_FOUND,
+        422: {"description": "the space has no network to draw (a user's table)"},
+    },
+)
+def trial_drawing(trial_id: TrialId, session: ReadSession, principal: CurrentPrincipal) -> Any:
+    """The trial's architecture drawn by its space (the model card's drawing), as text and
+    SVG, with its genotype."""
+    trial = TrialRepository(session).get(trial_id)
+    try:
+        if trial is None:
+            raise NotFoundError
+        job = JobService(session).get(principal, trial.job_id)
+    except NotFoundError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"trial {trial_id} not found") from None
+    try:
+        return charts.trial_drawing(job, trial)
+    except (ExportError, NasError, ValueError) as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"loc": ["path", "trial_id"], "msg": f"cannot draw: {exc}", "type": "value_error"}],
+        ) from None
+
+
+class JobOverview(BaseModel):
+    """A job as the dashboard's jobs page lists it: the job without its spec, plus the
+    spec's component names and warm-start sources."""
+
+    job: JobRead
+    controller: str | None
+    space: str | None
+    dataset: str | None
+    evaluator: str | None
+    objectives: list[str] = Field(description="the objective's metric(s)")
+    warm_start: list[str] = Field(description="warm-start sources: 'job 3', a query, a run")
+
+
+class JobOverviewList(BaseModel):
+    data: list[JobOverview]
+    count: int
+
+
+@router.get("/dashboard/jobs", response_model=JobOverviewList)
+def jobs_overview(
+    session: ReadSession,
+    principal: CurrentPrincipal,
+    state: JobStateParam | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> JobOverviewList:
+    """Your jobs (all for an admin), newest first, with each one's controller, space,
+    dataset, evaluator, objective and warm-start sources."""
+    rows, total = JobRepository(session).page(
+        owner_id=principal.key_id,
+        any_owner=principal.sees_all,
+        state=state.value if state else None,
+        limit=limit,
+        offset=offset,
+    )
+    return JobOverviewList(
+        data=[
+            JobOverview(job=job_read(j, with_spec=False), **charts.spec_overview(j.spec))
+            for j in rows
+        ],
+        count=total,
+    )

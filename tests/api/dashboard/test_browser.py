@@ -1,0 +1,216 @@
+"""The dashboard in a real Chromium (Debian's package, driven by Playwright) against a real
+server over HTTP: every page renders without a console error, each chart has data, the
+trials table pages, sorts and filters, a running job's page gains rows from the event
+stream, a wrong key shows the login, another user's job is not found, and a 422's field
+errors appear at the field of the spec editor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import standalone_spec
+from tests.api.dashboard.conftest import Site
+
+
+class Page:
+    """A browser page signed in to the site, recording console errors and failed loads."""
+
+    def __init__(self, browser: Any, site: Site, key: str | None) -> None:
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(15_000)
+        self.errors: list[str] = []
+        self.page.on(
+            "console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}")
+        )
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        self.site = site
+        self.page.goto(site.url + "/")
+        if key is not None:
+            self.page.fill("#login-key", key)
+            self.page.click("#login-form button")
+            self.page.wait_for_selector("#jobs tbody tr")
+
+    def go(self, fragment: str) -> Any:
+        self.page.goto(f"{self.site.url}/#{fragment}")
+        # the page's first render is done (charts may still be loading)
+        self.page.wait_for_function(
+            "fragment => document.querySelector('#main').dataset.route === '#' + fragment",
+            arg=fragment,
+        )
+        return self.page
+
+
+@pytest.fixture
+def page(browser: Any, site: Site) -> Iterator[Page]:
+    p = Page(browser, site, site.key)
+    yield p
+    p.context.close()
+
+
+def _rows(page: Any, table: str) -> list[str]:
+    return page.locator(f"#{table} tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.trial ?? r.dataset.job ?? '')"
+    )
+
+
+def _chart_counts(page: Any) -> dict[str, int]:
+    return page.locator("figure.chart").evaluate_all(
+        "fs => Object.fromEntries(fs.map(f => [f.id, Number(f.querySelector('svg')"
+        "?.getAttribute('data-count') ?? (f.querySelector('svg.arch') ? 1 : 0))]))"
+    )
+
+
+def test_every_page_renders_with_its_charts_and_no_console_error(page: Page, site: Site) -> None:
+    p = page.page
+    # jobs page: both jobs with their components
+    jobs = {r: None for r in _rows(p, "jobs")}
+    assert set(jobs) == {str(site.nb201["id"]), str(site.enas["id"])}
+    enas_row = p.locator(f"#jobs tr[data-job='{site.enas['id']}']").inner_text()
+    assert "enas" in enas_row and "enas-macro" in enas_row and "digits" in enas_row
+
+    # the ENAS job: history, supernet curves, parallel coordinates, importance, timeline
+    page.go(f"/jobs/{site.enas['id']}")
+    p.wait_for_selector("#charts[data-loaded]")
+    counts = _chart_counts(p)
+    for chart in ("history", "curve-supernet-mean_reward-baseline", "curve-supernet-entropy",
+                  "curve-supernet-train_loss", "parallel", "importance", "timeline"):  # fmt: skip
+        assert counts.get(chart, 0) > 0, (chart, counts)
+    # each chart's numbers are in a table: the supernet's 3 epochs
+    rows = p.locator("#curve-supernet-entropy details tbody tr").count()
+    assert rows == 3
+
+    # the NAS-Bench-201 job: history buckets cover its 120 trials
+    page.go(f"/jobs/{site.nb201['id']}")
+    p.wait_for_selector("#charts[data-loaded]")
+    assert _chart_counts(p)["history"] >= 120
+    # a trial: metrics, and its architecture drawn by the space as SVG with the genotype
+    p.click("#trials tbody tr[data-trial='0'] a")
+    p.wait_for_selector("#drawing svg.arch")
+    assert p.locator("#drawing svg.arch g.node").count() == 4  # the cell's node0..node3
+    assert "arch_str" in p.locator("#architecture").inner_text()
+
+    # a standalone-trained ENAS trial has intermediate values per epoch
+    page.go(f"/jobs/{site.enas['id']}")
+    p.click("#trials tbody tr[data-trial='0'] a")
+    p.wait_for_selector("#drawing svg.arch")
+
+    page.go(f"/compare?jobs={site.nb201['id']},{site.enas['id']}")
+    p.wait_for_selector("#compare-best")
+    assert _chart_counts(p)["compare-best"] > 0
+    assert page.errors == []
+
+
+def test_trials_table_pages_sorts_and_filters(page: Page, site: Site) -> None:
+    p = page.go(f"/jobs/{site.nb201['id']}")
+    p.wait_for_selector("#trials tbody tr[data-trial]")
+    assert _rows(p, "trials") == [str(n) for n in range(25)]
+    assert p.inner_text("#trials-count") == "1–25 of 120 trials"
+    p.click("#trials-next")  # keyset cursor
+    p.wait_for_selector("#trials tbody tr[data-trial='25']")
+    assert _rows(p, "trials") == [str(n) for n in range(25, 50)]
+    p.click("#trials-prev")
+    p.wait_for_selector("#trials tbody tr[data-trial='0']")
+
+    # sort by the objective (header button: descending first), then ascending
+    p.click("#trials th button[data-sort='objective']")
+    p.wait_for_selector("#trials th[aria-sort='descending']")
+    best = str(site.nb201["best"]["trial_number"])
+    p.wait_for_function(f"document.querySelector('#trials tbody tr')?.dataset.trial === '{best}'")
+    values = [float(v) for v in p.locator("#trials tbody tr td:nth-child(3)").all_inner_texts()]
+    assert values == sorted(values, reverse=True)
+    p.select_option("#trial-order", "asc")
+    p.wait_for_selector("#trials th[aria-sort='ascending']")
+    p.wait_for_function(
+        "(() => { const v = [...document.querySelectorAll('#trials tbody tr td:nth-child(3)')]"
+        ".map(t => parseFloat(t.textContent)); return v.length && v[0] < v[v.length - 1]; })()"
+    )
+
+    # filter: no trial FAILED in this job, all COMPLETE
+    p.select_option("#trial-state", "FAIL")
+    p.wait_for_function("document.querySelector('#trials-count').textContent === 'no trials'")
+    p.select_option("#trial-state", "COMPLETE")
+    p.wait_for_function(
+        "document.querySelector('#trials-count').textContent.endsWith('of 120 trials')"
+    )
+    assert page.errors == []
+
+
+def test_a_running_job_gains_rows_live(page: Page, site: Site) -> None:
+    with site.server.client(site.key) as client:
+        job = client.submit(standalone_spec(trials=8, epochs=1, name="live"))
+        p = page.go(f"/jobs/{job['id']}")
+        p.wait_for_selector("#trials")
+        first = len([r for r in _rows(p, "trials") if r])
+        # rows arrive through the event stream while the job runs (no reload)
+        p.wait_for_function(
+            f"document.querySelectorAll('#trials tbody tr[data-trial]').length > {first}",
+            timeout=30_000,
+        )
+        assert client.job(job["id"])["n_trials"] < 8 or first < 8
+        client.wait(job["id"], timeout=60)
+    p.wait_for_function(
+        "document.querySelectorAll('#trials tbody tr[data-trial]').length === 8", timeout=15_000
+    )
+    assert page.errors == []
+
+
+def test_a_wrong_key_shows_the_login_and_another_users_job_is_not_found(
+    browser: Any, site: Site
+) -> None:
+    wrong = Page(browser, site, None)
+    try:
+        wrong.page.fill("#login-key", "nas_not-a-key")
+        wrong.page.click("#login-form button")
+        wrong.page.wait_for_function(
+            "document.querySelector('#login-error').textContent.includes('not accepted')"
+        )
+        assert wrong.page.is_visible("#login") and not wrong.page.is_visible("#main")
+    finally:
+        wrong.context.close()
+    other = Page(browser, site, site.other_key)
+    try:
+        assert _rows(other.page, "jobs") == [str(site.foreign["id"])]
+        p = other.go(f"/jobs/{site.nb201['id']}")
+        p.wait_for_selector("[role=alert][data-status='404']")
+        assert "Not found" in p.inner_text("main")
+        assert "nb201-random" not in p.inner_text("main")
+    finally:
+        other.context.close()
+
+
+def test_submit_shows_the_servers_422_at_the_field(page: Page, site: Site) -> None:
+    p = page.page
+    spec = (
+        "name: bad\n"
+        "dataset: {name: nb201-cifar10}\n"
+        "space:\n"
+        "  name: nb201\n"
+        "controller:\n"
+        "  name: no-such-controller\n"
+        "evaluator: {name: tabular}\n"
+        "budget: {trials: 0}\n"
+    )
+    p.fill("#spec", spec)
+    p.click("#submit-form button[type=submit]")
+    p.wait_for_selector("#spec-errors li")
+    items = p.locator("#spec-errors li").evaluate_all(
+        "ls => ls.map(l => [l.dataset.loc, l.textContent])"
+    )
+    by_loc = dict(items)
+    assert "controller.name" in by_loc, items
+    assert "line 6" in by_loc["controller.name"]  # the editor's line of controller.name
+    assert "budget.trials" in by_loc and "line 8" in by_loc["budget.trials"]
+    assert p.get_attribute("#spec", "aria-invalid") == "true"
+    # jumping to the field selects its line in the editor
+    p.locator("#spec-errors li[data-loc='controller.name'] button").click()
+    selected = p.evaluate(
+        "(() => { const a = document.querySelector('#spec');"
+        " return a.value.slice(a.selectionStart, a.selectionEnd); })()"
+    )
+    assert selected == "  name: no-such-controller"
+    # the 422 is expected; the page reports no other error
+    assert [e for e in page.errors if "422" not in e] == []

@@ -1,0 +1,110 @@
+"""The dashboard's chart endpoints over HTTP on SQLite and PostgreSQL: bounded sizes that
+keep every best-so-far step, parallel coordinates and importance over the top trials and a
+sample, the timeline, a trial's drawing by its space, the jobs overview; 404 for another
+user's job or trial, 401 without a key, 422 naming a bad parameter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.api.conftest import LiveServer, nb201_spec
+
+
+def _get(server: LiveServer, key: str, path: str) -> httpx.Response:
+    return httpx.get(
+        f"{server.url}/api/v1{path}", headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+
+
+def test_chart_endpoints(server: LiveServer, user_key: str, client: Any) -> None:
+    job = client.wait(client.submit(nb201_spec(budget={"trials": 300}))["id"], timeout=60)
+    assert job["state"] == "SUCCEEDED"
+    jid = job["id"]
+    trials = list(client.all_trials(jid))
+    done = [t for t in trials if t["state"] == "COMPLETE" and t["objective"] is not None]
+
+    # history: 300 trials in at most 50 buckets; each bucket's extremes; every best step
+    hist = _get(server, user_key, f"/jobs/{jid}/history?points=50").json()
+    assert hist["n_trials"] == 300 and hist["bucket_width"] == 6
+    assert len(hist["buckets"]) == 50
+    first = [t["objective"] for t in done if t["number"] < 6]
+    assert hist["buckets"][0]["min"] == min(first) and hist["buckets"][0]["max"] == max(first)
+    assert sum(b["count"] for b in hist["buckets"]) == len(done)
+    best, steps = float("-inf"), []
+    for t in sorted(done, key=lambda t: t["number"]):
+        if t["objective"] > best:
+            best = t["objective"]
+            steps.append({"trial": t["number"], "value": t["objective"]})
+    assert hist["best_so_far"] == steps
+    assert steps[-1]["value"] == job["best"]["value"]
+
+    # parallel coordinates: the 10 best first, then a sample of 20 evenly spaced others
+    pc = _get(server, user_key, f"/jobs/{jid}/parallel?top=10&sample=20").json()
+    assert [c["name"] for c in pc["columns"]] == [f"edge_{i}" for i in range(6)] or len(
+        pc["columns"]
+    ) == 6
+    top = sorted(done, key=lambda t: (-t["objective"], t["number"]))[:10]
+    assert [r["trial"] for r in pc["rows"][:10]] == [t["number"] for t in top]
+    assert all(r["top"] for r in pc["rows"][:10]) and not any(r["top"] for r in pc["rows"][10:])
+    assert 10 < len(pc["rows"]) <= 30
+    by_number = {t["number"]: t for t in done}
+    for row in pc["rows"]:
+        assert row["values"] == [
+            float(c) for c in by_number[row["trial"]]["architecture"]["choices"]
+        ]
+
+    # importance: Optuna's PED-ANOVA (default) and fANOVA over the 6 edges, normalised
+    for evaluator in ("ped-anova", "fanova"):
+        imp = _get(
+            server, user_key, f"/jobs/{jid}/importance?evaluator={evaluator}&top=50&sample=100"
+        ).json()
+        assert imp["evaluator"] == evaluator and imp["trials"] > 100
+        assert len(imp["importances"]) == 6
+        assert abs(sum(i["importance"] for i in imp["importances"]) - 1) < 1e-6
+    bad = _get(server, user_key, f"/jobs/{jid}/importance?evaluator=shap")
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "evaluator"]
+
+    # timeline: the latest 40 trials by worker
+    tl = _get(server, user_key, f"/jobs/{jid}/timeline?limit=40").json()
+    assert sum(len(w["trials"]) for w in tl["workers"]) == 40
+
+    # a trial's drawing: the space's own text (as in the model card) and its SVG
+    trial = trials[0]
+    drawing = _get(server, user_key, f"/trials/{trial['id']}/drawing").json()
+    assert drawing["space"] == "nb201" and drawing["trial"] == 0
+    assert "node3 = " in drawing["text"] and drawing["svg"].startswith("<svg")
+    assert drawing["svg"].count('class="node"') == 4
+    assert drawing["genotype"]["arch_str"] in drawing["svg"] or drawing["genotype"]
+
+    # the jobs overview: components without the whole spec
+    overview = _get(server, user_key, "/dashboard/jobs").json()
+    assert overview["count"] == 1
+    row = overview["data"][0]
+    assert (row["controller"], row["space"], row["dataset"], row["evaluator"]) == (
+        "random", "nb201", "nb201-cifar10", "tabular"
+    )  # fmt: skip
+    assert row["job"]["id"] == jid and row["warm_start"] == []
+
+    # another user: 404 like a missing job or trial; no key: 401; bad parameters: 422
+    other = server.create_key("user-b")
+    for path in (f"/jobs/{jid}/history", f"/jobs/{jid}/parallel", f"/jobs/{jid}/importance",
+                 f"/jobs/{jid}/timeline", f"/trials/{trial['id']}/drawing"):  # fmt: skip
+        assert _get(server, other, path).status_code == 404, path
+        assert httpx.get(f"{server.url}/api/v1{path}").status_code == 401, path
+    assert _get(server, other, "/dashboard/jobs").json()["count"] == 0
+    bad = _get(server, user_key, f"/jobs/{jid}/history?points=1")
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "points"]
+    assert _get(server, user_key, "/trials/0/drawing").status_code == 422
+    assert _get(server, user_key, "/jobs/2147483648/history").status_code == 422
+
+
+def test_the_page_and_only_its_files_are_served(server: LiveServer) -> None:
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'data-auth="keys"' in page.text and "/dashboard/app.js" in page.text
+    for name in ("app.js", "charts.js", "style.css"):
+        assert httpx.get(f"{server.url}/dashboard/{name}").status_code == 200
+    assert httpx.get(f"{server.url}/dashboard/..%2Fapp.py").status_code == 404
+    assert httpx.get(f"{server.url}/dashboard/index.html").status_code == 404
