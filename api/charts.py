@@ -29,6 +29,7 @@ __all__ = [
     "history",
     "parallel_coordinates",
     "param_importance",
+    "pareto",
     "spec_overview",
     "timeline",
     "trial_drawing",
@@ -443,3 +444,49 @@ def _cell_graph(
         )
     width = x0 + 60 + (len(order) - 1) * step
     return parts, base + r - y0 + 10, width
+
+
+def pareto(session: Session, job: JobModel, sample: int) -> dict[str, Any]:
+    """The first two objectives of a job's completed trials: every trial on the
+    non-dominated front (one sort and a sweep, O(n log n)) and up to ``sample`` others
+    evenly spaced by number. A single-objective job has no front (``objectives`` then
+    names one metric and the lists are empty)."""
+    objective = ResolvedSpec.from_stored(job.spec).spec.objective
+    pairs = objective.objectives
+    result: dict[str, Any] = {
+        "job_id": job.id,
+        "objectives": [{"metric": m, "direction": d} for m, d in pairs[:2]],
+        "front": [],
+        "others": [],
+    }
+    if len(pairs) < 2:
+        return result
+    (m0, d0), (m1, d1) = pairs[:2]
+    rows = session.execute(
+        select(TrialModel.number, TrialModel.metrics).where(
+            TrialModel.job_id == job.id, TrialModel.state == _COMPLETE
+        )
+    ).all()
+    points: list[tuple[float, float, int]] = []
+    for number, metrics in rows:
+        a, b = (metrics or {}).get(m0), (metrics or {}).get(m1)
+        numbers = isinstance(a, int | float) and isinstance(b, int | float)
+        if numbers and math.isfinite(a) and math.isfinite(b):
+            points.append((float(a), float(b), int(number)))
+    s0 = -1.0 if d0 == "maximize" else 1.0
+    s1 = -1.0 if d1 == "maximize" else 1.0
+    # minimise (s0*a, s1*b): sort by the first, keep each point better in the second than
+    # every earlier one
+    order = sorted(points, key=lambda p: (s0 * p[0], s1 * p[1], p[2]))
+    front, best = [], math.inf
+    for a, b, number in order:
+        if s1 * b < best:
+            best = s1 * b
+            front.append({"trial": number, "values": [a, b]})
+    on_front = {p["trial"] for p in front}
+    rest = [p for p in points if p[2] not in on_front]
+    step = max(1, math.ceil(len(rest) / max(1, sample))) if sample else 0
+    others = [] if not step else sorted(rest, key=lambda p: p[2])[::step][:sample]
+    result["front"] = front
+    result["others"] = [{"trial": n, "values": [a, b]} for a, b, n in others]
+    return result

@@ -1,7 +1,7 @@
 // The dashboard: a hash-routed single page over the /api/v1 endpoints. The API key lives in
 // sessionStorage and travels only in the Authorization header (the event stream too: fetch
 // streaming, not EventSource).
-import { h, fmt, lineChart, historyChart, barChart, parallelChart, timelineChart, dataTable } from "./charts.js";
+import { h, fmt, lineChart, historyChart, barChart, parallelChart, timelineChart, scatterChart, dataTable } from "./charts.js";
 
 const KEY = "nas_api_key";
 const main = document.getElementById("main");
@@ -340,7 +340,7 @@ async function jobPage(id) {
   let job;
   try { job = await api(`/jobs/${id}`); } catch (err) { render(h("h1", {}, `Job ${id}`), errorBox(err)); return; }
   const spec = job.spec || {};
-  const metric = spec.objective?.metric || "objective";
+  const metric = spec.objective?.metrics?.[0] || spec.objective?.metric || "objective";
   const evaluatorMetrics = new Set();
   const head = h("div");
   const drawHead = (j) => head.replaceChildren(
@@ -369,8 +369,15 @@ async function jobPage(id) {
     if (hist.buckets.length || hist.best_so_far.length) list.push(historyChart("history", `Objective history: ${metric}`, hist, metric));
     list.push(...curvesCharts(curves));
     charts.replaceChildren(...list);
-    const extra = await Promise.allSettled([api(`/jobs/${id}/parallel?top=50&sample=200`), api(`/jobs/${id}/importance`), api(`/jobs/${id}/timeline?limit=300`)]);
-    const [pc, imp, tl] = extra.map((r) => (r.status === "fulfilled" ? r.value : null));
+    const extra = await Promise.allSettled([api(`/jobs/${id}/parallel?top=50&sample=200`), api(`/jobs/${id}/importance`), api(`/jobs/${id}/timeline?limit=300`),
+      spec.objective?.metrics?.length > 1 ? api(`/jobs/${id}/pareto?sample=1000`) : Promise.resolve(null)]);
+    const [pc, imp, tl, pf] = extra.map((r) => (r.status === "fulfilled" ? r.value : null));
+    if (pf && pf.front.length) {
+      const names = pf.objectives.map((o) => `${o.metric} (${o.direction})`);
+      charts.prepend(scatterChart("pareto", `Pareto front: ${names.join(" vs ")}`,
+        [...pf.front.map((p) => ({ trial: p.trial, x: p.values[0], y: p.values[1], front: true })),
+         ...pf.others.map((p) => ({ trial: p.trial, x: p.values[0], y: p.values[1], front: false }))], names));
+    }
     if (pc && pc.rows.length && pc.columns.length) charts.append(parallelChart("parallel", "Parallel coordinates: decisions, hyperparameters and the objective", pc));
     if (imp && imp.importances.length) charts.append(barChart("importance", `Importance for ${metric} (Optuna PED-ANOVA over ${imp.trials} trials)`, imp.importances.slice(0, 15).map((i) => ({ name: i.name, value: i.importance }))));
     if (tl && tl.workers.length) charts.append(timelineChart("timeline", "Timeline: trials by worker", tl));

@@ -116,14 +116,18 @@ export function historyChart(id, title, hist, metric) {
   const x = scale(xd, [M.l, W - M.r]), y = scale(yd, [H - M.b, M.t]);
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", role: "img" });
   axes(svg, x, y, xd, yd, "trial", metric);
+  // each bucket: a bar from its lowest to its highest objective (a dot for a single value)
+  const bw = Math.min(3, Math.max(1, ((W - M.l - M.r) / Math.max(1, hist.buckets.length)) * 0.8));
   let d = "";
+  const dots = s("g", { fill: "#6f93d3" });
   for (const b of hist.buckets) {
     const xm = x((b.start + b.end) / 2).toFixed(1);
-    const y0 = y(b.min), y1 = y(b.max);
-    d += `M${xm},${(y0 + 0.6).toFixed(1)}L${xm},${(y1 - 0.6).toFixed(1)}`;
+    if (b.min === b.max && hist.buckets.length <= 400) dots.append(s("circle", { cx: xm, cy: y(b.min).toFixed(1), r: 2 }, s("title", {}, `trial ${b.start}: ${fmt(b.min)}`)));
+    else d += `M${xm},${(y(b.min) + 0.8).toFixed(1)} L${xm},${(y(b.max) - 0.8).toFixed(1)} `;
   }
-  svg.append(s("path", { class: "band", d, "stroke-width": Math.max(1, (W - M.l - M.r) / Math.max(1, hist.buckets.length) * 0.8) },
+  svg.append(s("path", { class: "band", d, "stroke-width": bw },
     s("title", {}, `${hist.buckets.length} buckets of ${hist.bucket_width} trial(s): each the lowest to highest objective`)));
+  svg.append(dots);
   const best = hist.best_so_far;
   if (best.length) {
     let p = "";

@@ -160,6 +160,36 @@ def job_importance(
     )
 
 
+class ObjectiveName(BaseModel):
+    metric: str
+    direction: Literal["maximize", "minimize"]
+
+
+class ParetoPoint(BaseModel):
+    trial: int = Field(description="the trial's number")
+    values: list[float] = Field(description="its first two objectives' metrics")
+
+
+class JobPareto(BaseModel):
+    job_id: int
+    objectives: list[ObjectiveName] = Field(description="the first two objectives")
+    front: list[ParetoPoint] = Field(description="every non-dominated trial, by the first")
+    others: list[ParetoPoint] = Field(description="a sample of the dominated trials")
+
+
+@router.get("/jobs/{job_id}/pareto", response_model=JobPareto, responses=_NOT_FOUND)
+def job_pareto(
+    job_id: JobId,
+    session: ReadSession,
+    principal: CurrentPrincipal,
+    sample: Annotated[int, Query(ge=0, le=5000, description="dominated trials shown")] = 1000,
+) -> dict[str, Any]:
+    """A multi-objective job's Pareto front over its first two objectives (every
+    non-dominated completed trial) and a sample of the dominated ones; empty lists for a
+    single-objective job."""
+    return charts.pareto(session, _job(session, principal, job_id), sample)
+
+
 class TimelineTrial(BaseModel):
     trial: int
     state: str

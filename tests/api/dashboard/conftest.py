@@ -1,5 +1,5 @@
 """Fixtures of the dashboard's tests: one live server (SQLite, inline backend) per module
-with a finished NAS-Bench-201 job and a finished ENAS job, and one headless Chromium per
+with finished NAS-Bench-201 jobs (one of them two-objective) and a finished ENAS job, and one headless Chromium per
 session (Debian's ``chromium``, driven by Playwright; nothing is downloaded)."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def enas_spec(**overrides: Any) -> dict[str, Any]:
         "dataset": {"name": "digits"},
         "space": {"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]},
         "controller": {"name": "enas"},
-        "evaluator": {"name": "shared-weights", "epochs": 3, "batch_size": 64,
+        "evaluator": {"name": "shared-weights", "epochs": 2, "batch_size": 64,
                       "rewards_per_epoch": 5},
         "budget": {"minutes": 5},
         "seed": 0,
@@ -45,8 +45,16 @@ class Site:
         with server.client(self.key) as client:
             nb201 = client.submit(nb201_spec(budget={"trials": 120}))
             enas = client.submit(enas_spec())
+            objective = {
+                "metrics": ["val_accuracy", "params_M"],
+                "directions": ["maximize", "minimize"],
+            }
+            multi = client.submit(
+                nb201_spec(name="nb201-pareto", budget={"trials": 80}, objective=objective)
+            )
             self.nb201 = client.wait(nb201["id"], timeout=60)
             self.enas = client.wait(enas["id"], timeout=120)
+            self.multi = client.wait(multi["id"], timeout=60)
         with server.client(self.other_key) as client:
             self.foreign = client.wait(
                 client.submit(nb201_spec(budget={"trials": 5}))["id"], timeout=60

@@ -68,7 +68,7 @@ def test_every_page_renders_with_its_charts_and_no_console_error(page: Page, sit
     p = page.page
     # jobs page: both jobs with their components
     jobs = {r: None for r in _rows(p, "jobs")}
-    assert set(jobs) == {str(site.nb201["id"]), str(site.enas["id"])}
+    assert set(jobs) == {str(site.nb201["id"]), str(site.enas["id"]), str(site.multi["id"])}
     enas_row = p.locator(f"#jobs tr[data-job='{site.enas['id']}']").inner_text()
     assert "enas" in enas_row and "enas-macro" in enas_row and "digits" in enas_row
 
@@ -79,9 +79,9 @@ def test_every_page_renders_with_its_charts_and_no_console_error(page: Page, sit
     for chart in ("history", "curve-supernet-mean_reward-baseline", "curve-supernet-entropy",
                   "curve-supernet-train_loss", "parallel", "importance", "timeline"):  # fmt: skip
         assert counts.get(chart, 0) > 0, (chart, counts)
-    # each chart's numbers are in a table: the supernet's 3 epochs
+    # each chart's numbers are in a table: the supernet's 2 epochs
     rows = p.locator("#curve-supernet-entropy details tbody tr").count()
-    assert rows == 3
+    assert rows == 2
 
     # the NAS-Bench-201 job: history buckets cover its 120 trials
     page.go(f"/jobs/{site.nb201['id']}")
@@ -97,6 +97,12 @@ def test_every_page_renders_with_its_charts_and_no_console_error(page: Page, sit
     page.go(f"/jobs/{site.enas['id']}")
     p.click("#trials tbody tr[data-trial='0'] a")
     p.wait_for_selector("#drawing svg.arch")
+
+    # the two-objective job: its Pareto front
+    page.go(f"/jobs/{site.multi['id']}")
+    p.wait_for_selector("#charts[data-loaded]")
+    assert _chart_counts(p)["pareto"] == 80
+    assert p.locator("#pareto details tbody tr").count() >= 1  # the front's trials
 
     page.go(f"/compare?jobs={site.nb201['id']},{site.enas['id']}")
     p.wait_for_selector("#compare-best")

@@ -100,6 +100,35 @@ def test_chart_endpoints(server: LiveServer, user_key: str, client: Any) -> None
     assert _get(server, user_key, "/jobs/2147483648/history").status_code == 422
 
 
+def test_pareto_front_of_a_multi_objective_job(
+    server: LiveServer, user_key: str, client: Any
+) -> None:
+    objective = {"metrics": ["val_accuracy", "params_M"], "directions": ["maximize", "minimize"]}
+    job = client.wait(
+        client.submit(nb201_spec(budget={"trials": 150}, objective=objective))["id"], timeout=60
+    )
+    points = [
+        (t["number"], t["metrics"]["val_accuracy"], t["metrics"]["params_M"])
+        for t in client.all_trials(job["id"])
+        if t["state"] == "COMPLETE"
+    ]
+
+    def dominated(p: tuple[int, float, float]) -> bool:
+        return any(q[1] >= p[1] and q[2] <= p[2] and (q[1] > p[1] or q[2] < p[2]) for q in points)
+
+    pf = _get(server, user_key, f"/jobs/{job['id']}/pareto?sample=20").json()
+    assert [o["metric"] for o in pf["objectives"]] == ["val_accuracy", "params_M"]
+    front = {p["trial"] for p in pf["front"]}
+    # the front: exactly the non-dominated trials (one of each tie of equal values)
+    expected = {(a, b) for _, a, b in points if not dominated((0, a, b))}
+    assert {tuple(p["values"]) for p in pf["front"]} == expected
+    assert len(front) == len(expected) and 0 < len(pf["others"]) <= 20
+    assert not front & {p["trial"] for p in pf["others"]}
+    single = client.wait(client.submit(nb201_spec(budget={"trials": 5}))["id"], timeout=60)
+    empty = _get(server, user_key, f"/jobs/{single['id']}/pareto").json()
+    assert empty["front"] == [] and len(empty["objectives"]) == 1
+
+
 def test_the_page_and_only_its_files_are_served(server: LiveServer) -> None:
     page = httpx.get(server.url + "/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
