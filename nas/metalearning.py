@@ -25,7 +25,10 @@ parameter, multiplied elementwise):
 
 ``MetaLearner`` holds the meta-learned parameters (and Meta-SGD's rates) and an Adam outer
 optimiser (``outer_lr``); ``adaptation_losses`` scores it on held-out tasks after each of
-several step counts in one pass.
+several step counts in one pass (``adaptation_scores``: with the accuracy, for
+classification: ``FunctionalNet(module, "cross_entropy")``). ``MetricLearner`` is the base
+of the metric-based learners (Prototypical and Matching Networks: no inner loop, the tasks
+still batched by ``vmap``).
 
 Example:
     >>> net = FunctionalNet(MlpSpace().build_network((1,), 1, MlpSpace().from_layers([40, 40])))

@@ -70,6 +70,9 @@ class DatasetEntry:
     #: How the task distribution's tasks are scored, known without building it: ``mse``
     #: (regression) or ``cross_entropy`` (N-way classification episodes, scored by accuracy).
     task_loss: str = "mse"
+    #: A task distribution's example shape and outputs from its spec parameters without
+    #: building it (no data generated or read), or ``None`` where only its data tells.
+    task_shape: Callable[..., tuple[tuple[int, ...], int] | None] | None = None
 
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
@@ -118,6 +121,9 @@ def dataset_shape(
     if entry.input_shape is not None and entry.num_classes is not None:
         return entry.input_shape, entry.num_classes
     if entry.tasks is not None:  # a task distribution: its input and its network's outputs
+        known = entry.task_shape(**dict(params or {})) if entry.task_shape is not None else None
+        if known is not None:
+            return known
         return _task_shape(name, json.dumps(dict(params or {}), sort_keys=True, default=str))
     return _loaded_shape(name, json.dumps(dict(params or {}), sort_keys=True, default=str), seed)
 

@@ -229,4 +229,18 @@ def _tasks(**config: Any) -> EpisodeTasks:
     )
 
 
-ENTRIES = {"episodes": DatasetEntry(EpisodesConfig, None, tasks=_tasks, task_loss="cross_entropy")}
+#: The example shapes of the built-in sources (``npz``: read from the file).
+SOURCE_SHAPES: dict[str, tuple[int, ...]] = {"mnist1d": (1, 40), "digits": (1, 8, 8)}
+
+
+def _shape(**config: Any) -> tuple[tuple[int, ...], int] | None:
+    params = EpisodesConfig.model_validate(config)
+    shape = SOURCE_SHAPES.get(params.source)
+    return None if shape is None else (shape, params.ways)
+
+
+ENTRIES = {
+    "episodes": DatasetEntry(
+        EpisodesConfig, None, tasks=_tasks, task_loss="cross_entropy", task_shape=_shape
+    )
+}

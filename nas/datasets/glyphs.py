@@ -151,4 +151,13 @@ def _tasks(**config: Any) -> EpisodeTasks:
     )
 
 
-ENTRIES = {"glyphs": DatasetEntry(GlyphsConfig, None, tasks=_tasks, task_loss="cross_entropy")}
+def _shape(**config: Any) -> tuple[tuple[int, ...], int]:
+    params = GlyphsConfig.model_validate(config)
+    return (1, params.size, params.size), params.ways
+
+
+ENTRIES = {
+    "glyphs": DatasetEntry(
+        GlyphsConfig, None, tasks=_tasks, task_loss="cross_entropy", task_shape=_shape
+    )
+}

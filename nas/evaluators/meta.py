@@ -1,5 +1,7 @@
 """Meta-learning evaluators: ``maml``, ``fomaml``, ``reptile`` and ``metasgd`` score an
-architecture by how well its network learns a new task from a few examples.
+architecture by how well its network learns a new task from a few examples. The shared base
+(``MetaEvaluator``, and ``MetricEvaluator`` for the metric-based ``protonet`` and
+``matching``, each in its own module) also serves the ``pretrain`` baseline.
 
 One module with a shared base (``MetaEvaluator``) because the four differ only in the
 meta-gradient rule, which lives in ``nas.metalearning`` (one ``algorithm`` name each);
@@ -26,6 +28,14 @@ Ray worker ran the trial) it meta-trains the architecture again with the evaluat
 parameters, without the trial's ``hparams``. A step count at which some task's loss is not
 finite (Meta-SGD's learned rates can overshoot beyond the steps they were trained for)
 reports ``meta_test_diverged_<k>step``, the share of such tasks, instead of a mean.
+
+Classification episodes (a task distribution whose ``task_loss`` is ``cross_entropy``:
+``episodes``, ``glyphs``): the network has N outputs and the task loss is the
+cross-entropy; the objective is ``meta_val_accuracy`` (%, maximize) after ``eval_steps``
+steps, on ``eval_points`` (default 15) query examples per class; ``final_metrics`` are
+``meta_test_accuracy`` (after ``eval_steps``) and ``meta_test_accuracy_<k>step`` for each of
+``final_steps``, each with its ``_ci95``. The 600 meta-test tasks are drawn and scored in
+chunks (``TaskDistribution.fixed_batches``) so image tasks never all sit in memory.
 
 Joint search: ``hparams:`` entries named ``inner_lr``, ``inner_steps``, ``meta_batch``,
 ``outer_lr`` (and ``first_order`` for ``maml`` and ``metasgd``) override these parameters

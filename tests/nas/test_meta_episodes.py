@@ -128,3 +128,6 @@ def test_glyphs_are_generated_once_cached_and_classes_are_distinct() -> None:
     assert 0.0 <= x.min() and x.max() <= 1.0 and x.shape == (120, 1, 16, 16)
     with pytest.raises(ValidationError, match="5-way tasks need at least 5 classes"):
         GlyphsConfig(classes=10, ways=5)
+    # a spec's shapes are known without generating anything
+    assert dataset_shape("glyphs", {"size": 12, "ways": 4}) == ((1, 12, 12), 4)
+    assert not list(cache_dir().glob("glyphs-*.tmp.npz"))

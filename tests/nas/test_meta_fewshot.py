@@ -20,7 +20,9 @@ from nas.evaluators.matching import MatchingLearner
 from nas.evaluators.protonet import PrototypicalLearner
 from nas.metalearning import FunctionalNet, MetaLearner, meta_loss
 from nas.spaces import MetaQNNSpace
+from nas.spec import load_spec_file
 from nas.trial import TrialState
+from tests.conftest import REPO
 from workers.search import SearchLoop, parse_spec
 
 GLYPHS: dict[str, Any] = {"name": "glyphs", "classes": 15, "samples": 6, "size": 10, "ways": 3}
@@ -219,3 +221,14 @@ def test_a_fewshot_search_runs_end_to_end() -> None:
     final = outcome.final_metrics
     assert set(final) == {"meta_test_accuracy", "meta_test_accuracy_ci95"}
     assert 0 <= final["meta_test_accuracy"] <= 100 and final["meta_test_accuracy_ci95"] >= 0
+
+
+def test_the_example_spec_is_valid() -> None:
+    resolved = parse_spec(load_spec_file(REPO / "examples/glyphs-protonet.yaml"))
+    spec = resolved.spec
+    assert (spec.dataset.name, spec.space.name, spec.evaluator.name) == (
+        "glyphs",
+        "metaqnn",
+        "protonet",
+    )
+    assert resolved.hparams is not None and "outer_lr" in resolved.hparams
