@@ -36,8 +36,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from nas.warmstart import resolve_runs
     from workers.local import default_run_dir, run_local_search
     from workers.search import parse_spec
+    from workers.warmstart import resolve_run_controller
 
-    resolved = parse_spec(resolve_runs(load_spec_file(args.spec)))
+    resolved = parse_spec(resolve_run_controller(resolve_runs(load_spec_file(args.spec))))
     out = Path(args.out) if args.out else default_run_dir(resolved)
     summary = run_local_search(resolved, out, progress=not args.quiet)
     best = summary["best"]

@@ -12,15 +12,19 @@ from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.models import JobModel, JobState
-from api.repositories import JobRepository, TrialRepository
+from api.repositories import CheckpointRepository, JobRepository, TrialRepository
 from nas.errors import SpecError
 from nas.spec import ResolvedSpec
 from nas.trial import TrialState
-from nas.warmstart import Source, SourceTrial, priors_from_trials
+from nas.warmstart import Source, SourceTrial, observations_from_trials, priors_from_trials
 from workers.search import parse_spec
+from workers.warmstart import controller_transfer
 
 #: Finished jobs a ``same-space`` query looks through, newest first.
 _QUERY_SCAN = 500
+#: Completed trials read from one source for its observations (best first; a larger source
+#: gives observations spaced over its best 10,000).
+_OBSERVATION_SCAN = 10_000
 
 
 def resolve_warm_start(
@@ -45,7 +49,9 @@ def resolve_warm_start(
     sources = []
     for loc, job in jobs:
         completed = int((job.state_counts or {}).get(TrialState.COMPLETE.value, 0))
-        rows = trials.top(job.id, 2 * warm.top_k, maximize=job.maximize) if completed else []
+        # Every completed trial (up to a bound) for the observations; priors take the best.
+        take = max(2 * warm.top_k, _OBSERVATION_SCAN if warm.observations_per_source else 0)
+        rows = trials.top(job.id, take, maximize=job.maximize) if completed else []
         if not rows:
             raise SpecError.at(loc, f"job {job.id} has no completed trial to start from")
         sources.append(
@@ -58,6 +64,21 @@ def resolve_warm_start(
         )
     priors = priors_from_trials(sources, top_k=warm.top_k)
     stored["warm_start"]["priors"] = priors
+    stored["warm_start"]["observations"] = observations_from_trials(
+        sources, per_source=warm.observations_per_source
+    )
+    # ENAS / MetaQNN: the first source of the same controller gives its last checkpoint's
+    # policy / Q-table, copied into the spec (the source may be deleted later).
+    checkpoints = CheckpointRepository(session)
+    transfer = controller_transfer(
+        stored["controller"],
+        (
+            (job.id, job.spec.get("controller") or {}, _controller_state(checkpoints, job.id))
+            for _, job in jobs
+        ),
+    )
+    if transfer is not None:
+        stored["warm_start"]["controller_state"] = transfer
     stored["warm_start"]["sources"] = [
         {
             "job_id": job.id,
@@ -68,6 +89,11 @@ def resolve_warm_start(
         for _, job in jobs
     ]
     return parse_spec(stored)
+
+
+def _controller_state(checkpoints: CheckpointRepository, job_id: int) -> dict[str, Any] | None:
+    checkpoint = checkpoints.get(job_id)
+    return None if checkpoint is None else checkpoint.controller_state
 
 
 def _source_jobs(

@@ -11,6 +11,7 @@ seeds 0..runs-1; the warm columns print the acceptance targets beside them.
 
     .venv/bin/python bench/transfer_nb201.py [--runs 100] [--only tpe evolution]
         [--targets cifar100 imagenet16-120] [--source cifar10] [--top-k 10] [--queries 20]
+        [--observations 200]
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from nas.warmstart import Source, priors_from_trials, source_trials
+from nas.warmstart import Source, observations_from_trials, priors_from_trials, source_trials
 from workers.search import SearchLoop, parse_spec
 
 #: dataset -> (spec dataset name, protocol budget in simulated seconds)
@@ -67,14 +68,22 @@ def main() -> int:
     parser.add_argument("--source", default="cifar10", choices=list(DATASETS))
     parser.add_argument("--top-k", type=int, default=10, help="priors taken from the source")
     parser.add_argument("--queries", type=int, default=20, help="the short budget, in queries")
+    parser.add_argument(
+        "--observations",
+        type=int,
+        default=200,
+        help="source trials given as observations (warm_start.observations_per_source; 0: none)",
+    )
     args = parser.parse_args()
     print(
         f"source {args.source} at {DATASETS[args.source][1]:,.0f} s, top_k {args.top_k}, "
-        f"short budget {args.queries} queries, seeds 0..{args.runs - 1}"
+        f"observations {args.observations}, short budget {args.queries} queries, "
+        f"seeds 0..{args.runs - 1}"
     )
     for controller in args.only:
         started = time.perf_counter()
         priors_by_seed = []
+        observations_by_seed = []
         for seed in range(args.runs):
             source = run(
                 spec(
@@ -84,10 +93,10 @@ def main() -> int:
                     {"simulated_seconds": DATASETS[args.source][1]},
                 )
             )
-            priors_by_seed.append(
-                priors_from_trials(
-                    [Source(seed, source_trials(source.trials), True)], top_k=args.top_k
-                )
+            sources = [Source(seed, source_trials(source.trials), True)]
+            priors_by_seed.append(priors_from_trials(sources, top_k=args.top_k))
+            observations_by_seed.append(
+                observations_from_trials(sources, per_source=args.observations)
             )
         for target in args.targets:
             full = {"simulated_seconds": DATASETS[target][1]}
@@ -95,7 +104,11 @@ def main() -> int:
             rows: dict[str, list[float]] = {}
             queries: list[int] = []
             for seed in range(args.runs):
-                warm = {"jobs": [1], "priors": priors_by_seed[seed]}
+                warm = {
+                    "jobs": [1],
+                    "priors": priors_by_seed[seed],
+                    "observations": observations_by_seed[seed],
+                }
                 for label, budget, warm_start in (
                     (f"cold, {args.queries} queries", short, None),
                     (f"warm, {args.queries} queries", short, warm),

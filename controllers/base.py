@@ -137,18 +137,52 @@ class Controller(ABC):
         self._finished = False
         #: Warm-start configurations still to propose, best first (``warm_start``).
         self._seeds: list[tuple[Architecture, dict[str, Any]]] = []
+        #: The sources' trials as rank-scored observations (``warm_start``), plain data.
+        self._observations: list[dict[str, Any]] = []
 
     # --- the contract ----------------------------------------------------------------------
-    def warm_start(self, priors: Sequence[Mapping[str, Any]]) -> None:
+    def warm_start(
+        self,
+        priors: Sequence[Mapping[str, Any]],
+        *,
+        observations: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
         """Propose these configurations first, best ``score`` first (``nas.warmstart``:
         ``{architecture, hparams, score}``, validated against this space at submit). Each is
         then told like any proposal, so every controller learns from what the sources' best
-        score here; after them it proposes as it would have. Call before the first ``ask``."""
+        score here; after them it proposes as it would have. ``observations``: the sources'
+        trials, scored by rank in their source (same form), which a model-based controller
+        learns from before its first ask (``_use_observations``): they are not proposals and
+        not trials of this job. Call before the first ``ask``; they are not in
+        ``state_dict`` (they never change: a job's are in its spec, and a resume calls
+        ``warm_start`` again before ``load_state_dict``, as ``build_components`` does)."""
         ordered = sorted(priors, key=lambda p: -float(p.get("score", 0.0)))
         self._seeds = [
             (Architecture.from_dict(p["architecture"]), dict(p.get("hparams") or {}))
             for p in ordered
         ]
+        self._observations = [
+            {
+                "architecture": dict(o["architecture"]),
+                "hparams": dict(o.get("hparams") or {}),
+                "score": float(o["score"]),
+            }
+            for o in observations
+        ]
+        self._use_observations()
+
+    @classmethod
+    def transferable_state(cls, state: Mapping[str, Any]) -> dict[str, Any] | None:
+        """What a warm-started job of this controller takes from a source job's last
+        checkpoint (``state``: that job's ``state_dict()``, same controller, parameters and
+        space): plain data for ``load_transferred``, or ``None`` when this controller takes
+        nothing but the priors (the default). ENAS takes its policy, MetaQNN its Q-table."""
+        return None
+
+    def load_transferred(self, transferred: Mapping[str, Any]) -> None:
+        """Start from what ``transferable_state`` took from a source. Call before the first
+        ``ask`` (a checkpoint restored afterwards replaces it, so a resume is exact)."""
+        raise ValueError(f"controller {self.name!r} takes no state from a source job")
 
     def ask(self) -> Candidate | None:
         """The next candidate, or ``None``: "not now" unless ``finished`` is true."""
@@ -245,6 +279,10 @@ class Controller(ABC):
         if not hparams and self.hparam_space is not None:
             hparams = self.hparam_space.sample(self.rng)
         return architecture, hparams
+
+    def _use_observations(self) -> None:
+        """Learn from ``self._observations`` (set by ``warm_start``). The
+        default learns nothing from them: the priors are what it takes from the sources."""
 
     def _observe(self, candidate: Candidate, result: TrialResult, score: float | None) -> None:
         """Learn from a result. The default learns nothing (random search)."""

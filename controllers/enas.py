@@ -208,6 +208,21 @@ class EnasController(Controller):
             }
         )
 
+    # --- warm start ------------------------------------------------------------------------
+    @classmethod
+    def transferable_state(cls, state: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The source's policy weights. Not its optimizer moments or reward baseline: the
+        baseline is on the source's reward scale (another dataset's accuracies) and starts
+        at 0.0 as in any ENAS search."""
+        return {"policy": state["enas"]["policy"]}
+
+    def load_transferred(self, transferred: Mapping[str, Any]) -> None:
+        """The policy starts as the source's final policy (same space and parameters)."""
+        try:
+            self.policy.load_state_dict(_from_plain(transferred["policy"]))
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise ValueError(f"not an ENAS policy of this space and size: {exc}") from None
+
     # --- checkpointing ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

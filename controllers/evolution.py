@@ -30,6 +30,13 @@ like any other) and another child is bred, as MetaQNN reuses a trained model's r
 most ``max_reuses_per_ask`` times per ask; then the repeat is proposed). Only completed
 results are reused; ``reused`` counts them. With any other evaluator every child is proposed.
 
+Warm start: the priors (``Controller.warm_start``) are the first members of the initial
+population, which the random phase only completes (a population of 10 with 10 priors breeds
+from them at once; proposed after them, random samples would age them out before any child
+was bred). The sources' other trials (``observations``) are not used: a prior over each
+decision's operations learned from them was measured on NAS-Bench-201 and did not help
+(BENCHMARKS.md).
+
 Joint search (an ``hparams`` space): members carry their hyperparameters; initial candidates
 sample them uniformly, and a child mutates either one architecture decision or one active
 hyperparameter (``HparamSpace.mutate``), chosen in proportion to their numbers (the
@@ -152,6 +159,16 @@ class RegularizedEvolution(Controller):
             self.reused += 1
             self._join(Member(arch, score, dict(hparams)))
         return self._breed()
+
+    def _propose_seed(
+        self, architecture: Architecture, hparams: dict[str, Any]
+    ) -> tuple[Architecture, Mapping[str, Any]] | None:
+        """A warm-start configuration is one of the initial population: the random phase
+        fills only what the priors leave (else the priors would age out before breeding)."""
+        if self.max_pending is not None and len(self._pending) >= self.max_pending:
+            return None
+        self._random_proposals += 1
+        return super()._propose_seed(architecture, hparams)
 
     def _breed(self) -> Architecture | tuple[Architecture, Mapping[str, Any]]:
         if self._random_proposals < self.population_size:

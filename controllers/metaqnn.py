@@ -412,6 +412,24 @@ class MetaQNN(Controller):
             sample, value = self.memory[int(self.rng.integers(len(self.memory)))]
             self._update(sample, value)
 
+    # --- warm start ------------------------------------------------------------------------
+    @classmethod
+    def transferable_state(cls, state: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The source's Q-table (not its replay memory: those rewards are the source's
+        trained models, not this job's)."""
+        return {"q": state["metaqnn"]["q"]}
+
+    def load_transferred(self, transferred: Mapping[str, Any]) -> None:
+        """The Q-values start from the source's (same space: the same states and actions);
+        entries the source never updated keep ``q_init``."""
+        try:
+            self.q = {
+                str(k): {str(a): float(v) for a, v in row.items()}
+                for k, row in transferred["q"].items()
+            }
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a MetaQNN Q-table: {exc}") from None
+
     # --- checkpointing ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

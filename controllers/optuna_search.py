@@ -107,6 +107,9 @@ class OptunaController(Controller):
     integer_params: ClassVar[bool] = False
     #: Hyperparameters are Optuna parameters of the trial (else sampled by ``ask``).
     suggests_hparams: ClassVar[bool] = True
+    #: The sampler models the trials it sees, so a warm start's observations shape it
+    #: (``_ObservingSampler``); the others take the priors only.
+    models_observations: ClassVar[bool] = False
 
     def __init__(self, *, max_pending: int | None = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -134,6 +137,7 @@ class OptunaController(Controller):
         )
         self.sampler_seed = int(self.rng.integers(2**32))
         self.study = self._new_study()
+        self._pseudo: list[tuple[dict[str, Any], dict[str, BaseDistribution], float]] = []
 
     # --- samplers --------------------------------------------------------------------------
     @abstractmethod
@@ -144,7 +148,30 @@ class OptunaController(Controller):
         return int(np.random.SeedSequence([self.sampler_seed, number]).generate_state(1)[0])
 
     def _use_sampler(self, number: int) -> None:
-        self.study.sampler = self._make_sampler(self._seed_for(number))
+        sampler = self._make_sampler(self._seed_for(number))
+        if self._pseudo:
+            sampler = _ObservingSampler(sampler, self._pseudo)
+        self.study.sampler = sampler
+
+    def _use_observations(self) -> None:
+        """The sources' trials become pseudo-observations of the sampler (``models_observations``,
+        one objective): each ask shows the sampler them before this job's trials, on one
+        scale by rank (``_ObservingSampler``). They are not trials of the study, so trial
+        numbers stay candidate ids and the checkpoint's trials stay this job's."""
+        self._pseudo = []
+        if not self.models_observations or self._multi:
+            return
+        # Worst first: TPE weighs later trials more, and the sources' best should count most.
+        for o in sorted(self._observations, key=lambda o: float(o["score"])):
+            params: dict[str, Any] = dict(
+                zip(self._names, o["architecture"]["choices"], strict=True)
+            )
+            hp = {HP_PREFIX + n: v for n, v in (o.get("hparams") or {}).items()}
+            if self._hp_space is not None and not hp:
+                continue  # an architecture alone: no point of this job's joint space
+            params.update(hp)
+            distributions = {**self._distributions, **{n: self._hp_distributions[n] for n in hp}}
+            self._pseudo.append((params, distributions, float(o["score"])))
 
     def _n_trials(self) -> int:
         return self._storage.get_n_trials(self._study_id)  # study.trials would deep-copy all
@@ -294,6 +321,131 @@ class OptunaController(Controller):
                 )
 
 
+class _ObservingSampler(BaseSampler):
+    """A sampler that sees a warm start's pseudo-observations before the study's trials.
+
+    Transfer by rank: a pseudo-observation's value is its rank score in its source (1 = the
+    source's best), and each of this job's completed trials shows the sampler its mid-rank
+    quantile among this job's completed values instead of its raw value, so both are on one
+    scale whatever the sources' datasets; the order within this job is unchanged, which is
+    all TPE uses (its good/bad split). The pseudo-observations come first (trial numbers
+    0..P-1, worst first; this job's follow), so TPE's weights, which favour recent trials,
+    count the sources' best most among them and let this job's own results take over as
+    they come. Everything else is the wrapped sampler's."""
+
+    def __init__(
+        self,
+        inner: BaseSampler,
+        pseudo: list[tuple[dict[str, Any], dict[str, BaseDistribution], float]],
+    ) -> None:
+        self._inner = inner
+        self._pseudo = pseudo
+
+    def _view(self, study: optuna.Study) -> _StudyView:
+        return _StudyView(study, self._pseudo)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._inner.infer_relative_search_space(
+            self._view(study), _shifted(trial, len(self._pseudo))
+        )
+
+    def sample_relative(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        search_space: dict[str, BaseDistribution],
+    ) -> dict[str, Any]:
+        return self._inner.sample_relative(
+            self._view(study), _shifted(trial, len(self._pseudo)), search_space
+        )
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._inner.sample_independent(
+            self._view(study), _shifted(trial, len(self._pseudo)), param_name, param_distribution
+        )
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self._inner.before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: Any, state: Any, values: Any) -> None:
+        self._inner.after_trial(study, trial, state, values)
+
+
+def _shifted(trial: optuna.trial.FrozenTrial, by: int) -> optuna.trial.FrozenTrial:
+    out = copy.copy(trial)
+    out.number = trial.number + by
+    return out
+
+
+class _StudyView:
+    """The study as ``_ObservingSampler``'s sampler sees it: its trial lists start with the
+    pseudo-observations and give completed trials rank values; the rest is the study's."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        pseudo: list[tuple[dict[str, Any], dict[str, BaseDistribution], float]],
+    ) -> None:
+        self._study = study
+        self._pseudo = pseudo
+        self._cache: list[optuna.trial.FrozenTrial] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _all(self) -> list[optuna.trial.FrozenTrial]:
+        if self._cache is None:
+            real = self._study._get_trials(deepcopy=False, use_cache=False)
+            done = [t for t in real if t.state is OptunaState.COMPLETE]
+            values = np.sort(np.asarray([t.value for t in done], dtype=float))
+            out = [
+                create_trial(
+                    state=OptunaState.COMPLETE,
+                    value=score,
+                    params=params,
+                    distributions=distributions,
+                )
+                for params, distributions, score in self._pseudo
+            ]
+            for number, t in enumerate(out):
+                t.number = number
+                t._trial_id = -1 - number
+            for t in real:
+                view = _shifted(t, len(self._pseudo))
+                if t.state is OptunaState.COMPLETE:
+                    below = np.searchsorted(values, t.value, side="left")
+                    above = np.searchsorted(values, t.value, side="right")
+                    view.value = float((below + above) / 2 / len(values))
+                out.append(view)
+            self._cache = out
+        return self._cache
+
+    def _get_trials(
+        self, deepcopy: bool = True, states: Any = None, use_cache: bool = False
+    ) -> list[optuna.trial.FrozenTrial]:
+        trials = self._all()
+        if states is not None:
+            trials = [t for t in trials if t.state in states]
+        return copy.deepcopy(trials) if deepcopy else list(trials)
+
+    def get_trials(
+        self, deepcopy: bool = True, states: Any = None
+    ) -> list[optuna.trial.FrozenTrial]:
+        return self._get_trials(deepcopy=deepcopy, states=states)
+
+    @property
+    def trials(self) -> list[optuna.trial.FrozenTrial]:
+        return self._get_trials()
+
+
 # --- the controllers ---------------------------------------------------------------------------
 class TpeConfig(OptunaConfig):
     n_startup_trials: int = Field(10, ge=0, description="random trials first (Optuna: 10)")
@@ -314,6 +466,7 @@ class TpeController(OptunaController):
 
     name = "tpe"
     Config = TpeConfig
+    models_observations = True
 
     def __init__(
         self,
@@ -430,6 +583,7 @@ class GpController(OptunaController):
 
     name = "gp"
     Config = GpConfig
+    models_observations = True
 
     def __init__(
         self, *, n_startup_trials: int = 10, deterministic_objective: bool = False, **kwargs: Any

@@ -213,8 +213,11 @@ class WarmStartSpec(_Strict):
     controller learns from how they score here (``nas.warmstart``). Name the sources by
     ``jobs`` (ids, service) or ``query: same-space`` (your finished jobs on this space, newest
     first, at most ``limit``), or ``runs`` (``nas search`` output folders); ``top_k`` of
-    their best distinct configurations are used. The service and ``nas search`` write the
-    resolved ``priors`` (and ``sources``) into the stored spec, so a job keeps them."""
+    their best distinct configurations are used; ``tpe`` and ``gp`` also learn from up to
+    ``observations_per_source`` of each source's trials (``observations``), ``enas`` and
+    ``metaqnn`` start from a source's last policy / Q-table (``controller_state``). The
+    service and ``nas search`` write the resolved ``priors``, ``observations``,
+    ``controller_state`` (and ``sources``) into the stored spec, so a job keeps them."""
 
     jobs: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] | None = Field(
         None, min_length=1, max_length=50
@@ -223,7 +226,20 @@ class WarmStartSpec(_Strict):
     limit: int = Field(5, ge=1, le=50, description="most source jobs a query takes")
     runs: list[str] | None = Field(None, min_length=1, max_length=50)
     top_k: int = Field(20, ge=1, le=1000, description="configurations taken from the sources")
+    observations_per_source: int = Field(
+        200,
+        ge=0,
+        le=1000,
+        description="completed trials of each source that tpe and gp learn from as "
+        "observations scored by rank (not proposed, not trials of this job); 0: none",
+    )
     priors: list[PriorSpec] | None = Field(None, max_length=1000)
+    observations: list[PriorSpec] | None = Field(None, max_length=50_000)
+    controller_state: dict[str, Any] | None = Field(
+        None,
+        description="what the controller starts from, taken from a source job's last "
+        "checkpoint (ENAS: its policy, MetaQNN: its Q-table): {source, state}; written at submit",
+    )
     sources: list[dict[str, Any]] | None = Field(None, max_length=50)
 
     @model_validator(mode="after")
@@ -671,6 +687,9 @@ def _check_combinations(
             priors = [p.model_dump() for p in warm.priors]
             for loc, msg in check_priors(priors, built, hparams):
                 errors.append(_err(loc, msg))
+            observations = [p.model_dump() for p in warm.observations or ()]
+            for loc, msg in check_priors(observations, built, hparams):
+                errors.append(_err(("warm_start", "observations", *loc[2:]), msg))
     final, constraints = spec.final, spec.objective.constraints
     limits = constraints.limits() if constraints is not None else {}
     if (

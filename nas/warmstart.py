@@ -28,6 +28,7 @@ __all__ = [
     "Source",
     "SourceTrial",
     "check_priors",
+    "observations_from_trials",
     "priors_from_trials",
     "resolve_runs",
     "source_from_run",
@@ -64,12 +65,7 @@ def priors_from_trials(sources: Sequence[Source], *, top_k: int) -> list[dict[st
     Returns ``warm_start.priors`` entries: ``{architecture, hparams, score, source}``."""
     scored: list[tuple[float, int, int, dict[str, Any]]] = []
     for order, source in enumerate(sources):
-        done = [
-            t
-            for t in source.trials
-            if t.complete and t.objective is not None and math.isfinite(t.objective)
-        ]
-        done.sort(key=lambda t: -t.objective if source.maximize else t.objective)  # type: ignore[operator]
+        done = _ranked(source)
         n = max(source.completed or 0, len(done))
         for rank, trial in enumerate(done):
             entry = {
@@ -91,6 +87,47 @@ def priors_from_trials(sources: Sequence[Source], *, top_k: int) -> list[dict[st
         if len(priors) == top_k:
             break
     return priors
+
+
+def observations_from_trials(sources: Sequence[Source], *, per_source: int) -> list[dict[str, Any]]:
+    """Each source's completed trials as *observations* for model-based controllers
+    (``warm_start.observations``): ``{architecture, hparams, score, source}`` with the same
+    rank score as ``priors_from_trials`` (1 = the source's best), so the controller can put
+    them on this job's scale by rank. At most ``per_source`` of each source, evenly spaced
+    in rank (the best and the worst included) when it has more, so a model sees the bad
+    region as well as the good one. Best first within a source."""
+    out: list[dict[str, Any]] = []
+    for source in sources:
+        done = _ranked(source)
+        n = max(source.completed or 0, len(done))
+        ranks = list(range(len(done)))
+        if per_source <= 0:
+            ranks = []
+        elif len(done) > per_source:
+            step = (len(done) - 1) / max(1, per_source - 1)
+            ranks = sorted({round(i * step) for i in range(per_source)})
+        for rank in ranks:
+            trial = done[rank]
+            out.append(
+                {
+                    "architecture": dict(trial.architecture),
+                    "hparams": dict(trial.hparams),
+                    "score": 1.0 - rank / n,
+                    "source": source.id,
+                }
+            )
+    return out
+
+
+def _ranked(source: Source) -> list[SourceTrial]:
+    """A source's completed trials with a finite objective, best first."""
+    done = [
+        t
+        for t in source.trials
+        if t.complete and t.objective is not None and math.isfinite(t.objective)
+    ]
+    done.sort(key=lambda t: -t.objective if source.maximize else t.objective)  # type: ignore[operator]
+    return done
 
 
 def source_from_run(run: str | Path, *, space: Mapping[str, Any]) -> Source:
@@ -134,9 +171,13 @@ def resolve_runs(document: Mapping[str, Any]) -> dict[str, Any]:
     stored_space = {"name": component.name, **config.model_dump(mode="json")}
     sources = [source_from_run(run, space=stored_space) for run in warm["runs"]]
     priors = priors_from_trials(sources, top_k=int(warm.get("top_k", 20)))
+    observations = observations_from_trials(
+        sources, per_source=int(warm.get("observations_per_source", 200))
+    )
     doc["warm_start"] = {
         **warm,
         "priors": priors,
+        "observations": observations,
         "sources": [
             {"run": s.id, "priors": sum(p["source"] == s.id for p in priors)} for s in sources
         ],

@@ -5,6 +5,8 @@ trial, written as trials finish), ``best_architecture.json``, ``architectures.js
 top-K), ``curve.json`` (shared-weight search: the controller's reward, entropy and baseline
 per epoch), ``final/rank*.pt`` (retrained weights, with a ``final:`` section) and
 ``summary.json``.
+``controller.json`` holds the controller's final ``state_dict`` (a later search's warm start
+reads it: ``workers.warmstart``).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from tqdm import tqdm
 from nas.errors import SpecError
 from nas.spec import ResolvedSpec
 from nas.trial import TrialRecord
-from workers.backend import InlineBackend, SafePoint, SearchEvents
+from workers.backend import InlineBackend, LocalRun, SafePoint, SearchEvents
 from workers.final import ranked_hparams, retrain
 from workers.summary import summarize
+from workers.warmstart import CONTROLLER_FILE
 
 
 def check_runnable_inline(resolved: ResolvedSpec) -> None:
@@ -83,6 +86,12 @@ def run_local_search(
         search = InlineBackend().open(resolved, events)
         try:
             outcome = search.run()
+            # The controller's final state: what a later search's warm start may take
+            # (``workers.warmstart``: ENAS's policy, MetaQNN's Q-table).
+            # (Not search.state(): that would also serialise a supernet.)
+            assert isinstance(search, LocalRun)
+            controller = search.loop.components.controller.state_dict()
+            (out_dir / CONTROLLER_FILE).write_text(json.dumps(controller) + "\n")
         finally:
             bar.close()
             search.close()

@@ -150,7 +150,15 @@ def build_components(resolved: ResolvedSpec) -> SearchComponents:
                 "the sources were not resolved to priors (submit the job to the "
                 "service for jobs/query; nas search reads runs)",
             )
-        controller.warm_start([p.model_dump() for p in warm.priors])
+        if warm.controller_state is not None:
+            try:
+                controller.load_transferred(warm.controller_state["state"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise SpecError.at(["warm_start", "controller_state"], str(exc)) from None
+        controller.warm_start(
+            [p.model_dump() for p in warm.priors],
+            observations=[p.model_dump() for p in warm.observations or ()],
+        )
     return SearchComponents(space, evaluator, controller)
 
 
