@@ -46,7 +46,11 @@ def test_enas_and_metaqnn_start_from_their_sources_last_checkpoint(
             seed=11,
         )
         warm[name] = client.submit(spec)
-        assert warm[name]["spec"]["warm_start"]["controller_state"]["source"] == sources[name]["id"]
+        stored = warm[name]["spec"]["warm_start"]
+        assert stored["controller_state"]["source"] == sources[name]["id"]
+        # Every completed source trial is an observation, scored by its rank (1 = best).
+        scores = [o["score"] for o in stored["observations"]]
+        assert len(scores) == 24 and scores[0] == 1.0 and scores == sorted(scores, reverse=True)
 
     # The first policy / Q-table of each warm-started job is its source's final one.
     built = {
