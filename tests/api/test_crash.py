@@ -73,11 +73,11 @@ def test_sigkill_mid_job_then_restart_resumes_from_the_checkpoint(
     server = _serve(database_url, tmp_path / "data", port, log, timeout=time_left(60))
     client = NasClient(f"http://127.0.0.1:{port}", api_key=key)
     try:
-        job_id = client.submit(standalone_spec(trials=14, epochs=3))["id"]
+        job_id = client.submit(standalone_spec(trials=8, epochs=3))["id"]
         # Kill while a trial is training, after a few were recorded.
         wait_for(
             lambda: (
-                (j := client.job(job_id))["trial_states"].get("COMPLETE", 0) >= 4
+                (j := client.job(job_id))["trial_states"].get("COMPLETE", 0) >= 3
                 and j["trial_states"].get("RUNNING", 0) == 1
             ),
             timeout=time_left(120),
@@ -94,11 +94,11 @@ def test_sigkill_mid_job_then_restart_resumes_from_the_checkpoint(
         assert job["resumes"] == 1
         trials = list(client.all_trials(job_id))
         numbers = [t["number"] for t in trials]
-        assert numbers == list(range(14))  # unique and contiguous
+        assert numbers == list(range(8))  # unique and contiguous
         assert all(t["state"] == "COMPLETE" for t in trials)  # none left RUNNING
         # Trials finished before the kill were kept (same rows), not redone from scratch.
         kept = [n for n, (_, state) in before.items() if state == "COMPLETE"]
-        assert len(kept) >= 4
+        assert len(kept) >= 3
         by_number = {t["number"]: t["id"] for t in trials}
         assert all(by_number[n] == before[n][0] for n in kept)
         assert "resumed from the checkpoint at trial" in log.read_text()
@@ -129,7 +129,7 @@ def test_sigkill_mid_shared_weight_search_resumes_trials_and_curves_without_gaps
         "controller": {"name": "enas", "num_aggregate": 5},
         "evaluator": {
             "name": "shared-weights",
-            "epochs": 5,
+            "epochs": 3,
             "batch_size": 64,
             "rewards_per_epoch": 10,
         },
@@ -138,9 +138,9 @@ def test_sigkill_mid_shared_weight_search_resumes_trials_and_curves_without_gaps
     }
     try:
         job_id = client.submit(spec)["id"]
-        # Kill after two epochs were checkpointed and while later rewards are recorded.
+        # Kill after an epoch was checkpointed and while later rewards are recorded.
         wait_for(
-            lambda: len(client.curves(job_id)["epochs"].get("supernet", [])) >= 2,
+            lambda: len(client.curves(job_id)["epochs"].get("supernet", [])) >= 1,
             timeout=time_left(120),
             interval=0.02,
         )
@@ -160,9 +160,9 @@ def test_sigkill_mid_shared_weight_search_resumes_trials_and_curves_without_gaps
             server.wait(30)
         except subprocess.TimeoutExpired:
             server.kill()
-    assert [t["number"] for t in trials] == list(range(50))
-    assert [sum(t["epoch"] == e for t in trials) for e in range(5)] == [10] * 5
-    assert [p["epoch"] for p in curve] == list(range(5))
+    assert [t["number"] for t in trials] == list(range(30))
+    assert [sum(t["epoch"] == e for t in trials) for e in range(3)] == [10] * 3
+    assert [p["epoch"] for p in curve] == list(range(3))
     assert all(p["rewards"] == 10 and p["entropy"] > 0 for p in curve)
     assert curve[: len(before)] == before  # checkpointed epochs were kept, not redone
 

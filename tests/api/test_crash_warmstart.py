@@ -28,10 +28,10 @@ def test_a_warm_started_job_resumes_exactly_after_kill_9(
     server = _serve(database_url, tmp_path / "data", port, log, timeout=time_left(60))
     client = NasClient(f"http://127.0.0.1:{port}", api_key=key)
     try:
-        source = client.submit(standalone_spec(trials=8, epochs=2, controller={"name": "random"}))
+        source = client.submit(standalone_spec(trials=6, epochs=1, controller={"name": "random"}))
         assert client.wait(source["id"], timeout=time_left(180))["state"] == "SUCCEEDED"
         warm = standalone_spec(
-            trials=10,
+            trials=7,  # the 5 priors, then 2 children bred from them
             epochs=2,
             controller={"name": "evolution", "population_size": 4, "sample_size": 2},
             warm_start={"jobs": [source["id"]], "top_k": 5},
