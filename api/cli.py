@@ -43,6 +43,15 @@ def _cmd_search(args: argparse.Namespace) -> int:
     summary = run_local_search(resolved, out, progress=not args.quiet)
     best = summary["best"]
     print(f"run directory: {out}")
+    meta = summary.get("meta_training")
+    if meta is not None:  # an rl2-meta job: no trials, a policy
+        print(
+            f"meta-training: {meta['iterations']} iterations in {meta['seconds']} s "
+            f"({summary['stop_reason']}); last mean best (z) {meta['last'].get('mean_best_z')}"
+        )
+        for file in summary.get("files", []):
+            print(f"policy: {out / file['name']}  (controller: {{name: rl2, policy: FILE}})")
+        return 0
     print(
         f"trials: {summary['trials']} ({summary['stop_reason']}), wall {summary['wall_time_s']} s"
     )

@@ -37,7 +37,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,6 +54,7 @@ from api.db import (
 )
 from api.models import JobModel, JobState, utcnow
 from api.repositories import (
+    ArtifactRepository,
     CheckpointRepository,
     CurveRepository,
     JobRepository,
@@ -67,6 +68,7 @@ from workers.backend import (
     Backend,
     InlineBackend,
     Interrupted,
+    OutputFile,
     SafePoint,
     SearchEvents,
     SearchRun,
@@ -302,10 +304,39 @@ class JobExecution(threading.Thread):
             )
         summary = summarize(resolved, outcome, search.space, final)
         summary.pop("trials", None)
+        self._store_files(outcome.files)
         # A search whose every trial failed found nothing: FAILED, with the first error.
         failure = outcome.failure()
         state = JobState.SUCCEEDED if failure is None else JobState.FAILED
         self._finish(state, failure or outcome.stop_reason, summary=summary, progress=1.0)
+
+    def _store_files(self, files: Sequence[OutputFile]) -> None:
+        """The files the search produced (a meta-trained policy), as the job's artifacts under
+        ``jobs/ID/files/``: each written whole (a temporary file renamed into place), then
+        recorded (a rerun after a crash replaces both)."""
+        if not files:
+            return
+        folder = self.runner.artifacts / "jobs" / str(self.job_id) / "files"
+        folder.mkdir(parents=True, exist_ok=True)
+        placed = []
+        for file in files:
+            path = folder / Path(file.name).name
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+            tmp.write_bytes(file.data)
+            os.replace(tmp, path)
+            placed.append((file, path))
+
+        def work(session: Session) -> None:
+            for file, path in placed:
+                ArtifactRepository(session).put(
+                    job_id=self.job_id,
+                    kind=file.kind,
+                    path=str(path.relative_to(self.runner.artifacts)),
+                    size_bytes=len(file.data),
+                    meta={"name": path.name},
+                )
+
+        self._write("recording its files", work)
 
     def _backend(self) -> Backend:
         if self.settings.backend == "inline":

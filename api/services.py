@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.models import JobModel, JobState, utcnow
+from api.policies import resolve_policy_job, store_policy_copy
 from api.repositories import JobRepository
 from api.schemas import BestSoFar, JobRead
 from api.settings import Settings
@@ -147,8 +148,10 @@ class JobService:
         confine = functools.partial(check_data_paths, roots=roots)
         resolved = check_limits(parse_spec(document, strict=strict, check_files=confine), settings)
         resolved = resolve_warm_start(self.session, principal, resolved)
+        artifacts = settings.resolved_artifacts_dir()
+        policy = resolve_policy_job(self.session, principal, resolved, artifacts)
         check_runnable_here(resolved, settings.backend, settings.ray_address)
-        return self.jobs.add(
+        job = self.jobs.add(
             JobModel(
                 name=resolved.spec.name,
                 owner_id=principal.key_id,
@@ -157,6 +160,9 @@ class JobService:
                 state_counts={},
             )
         )
+        if policy is not None:  # the job's own copy, now that it has an id
+            store_policy_copy(self.session, job, policy, artifacts)
+        return job
 
     def get(self, principal: Principal, job_id: int) -> JobModel:
         job = self.jobs.get(job_id, owner_id=principal.key_id, any_owner=principal.sees_all)

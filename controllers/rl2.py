@@ -21,6 +21,7 @@ are plain data, so a resumed search proposes exactly what the original would hav
 
 from __future__ import annotations
 
+import io
 import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -81,7 +82,7 @@ class Rl2Policy(nn.Module):
         return split, h
 
 
-def save_policy(policy: Rl2Policy, path: str | Path, meta: Mapping[str, Any]) -> None:
+def save_policy(policy: Rl2Policy, path: str | Path | io.BytesIO, meta: Mapping[str, Any]) -> None:
     torch.save(
         {
             "format": POLICY_FORMAT,
@@ -91,13 +92,14 @@ def save_policy(policy: Rl2Policy, path: str | Path, meta: Mapping[str, Any]) ->
             "state_dict": policy.state_dict(),
             "meta": dict(meta),
         },
-        Path(path),
+        path if isinstance(path, io.BytesIO) else Path(path),
     )
 
 
-def load_policy(path: str | Path) -> tuple[Rl2Policy, dict[str, Any]]:
+def load_policy(path: str | Path | io.BytesIO) -> tuple[Rl2Policy, dict[str, Any]]:
+    source = path if isinstance(path, io.BytesIO) else Path(path).expanduser()
     try:
-        data = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
+        data = torch.load(source, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         raise PolicyFileError(
             f"controller.policy: not a readable rl2 policy file ({type(exc).__name__})"
@@ -106,8 +108,13 @@ def load_policy(path: str | Path) -> tuple[Rl2Policy, dict[str, Any]]:
         raise PolicyFileError(
             "controller.policy: expected a policy file written by rl2 meta-training"
         )
-    policy = Rl2Policy(data["cardinalities"], int(data["hidden"]))
-    policy.load_state_dict(data["state_dict"])
+    try:
+        policy = Rl2Policy(data["cardinalities"], int(data["hidden"]))
+        policy.load_state_dict(data["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError):
+        raise PolicyFileError(
+            "controller.policy: expected a policy file written by rl2 meta-training"
+        ) from None
     policy.eval()
     return policy, dict(data.get("meta") or {})
 
@@ -124,11 +131,24 @@ def percentile(value: float | None, seen: Sequence[float]) -> float:
 
 
 class Rl2Config(ControllerConfig):
-    policy: str = Field(
-        description="the meta-trained policy file (rl2 meta-training writes it)",
+    policy: str | None = Field(
+        None,
+        description="the meta-trained policy file (an rl2-meta job or nas search writes it); "
+        "the service writes a policy_job's copy here at submit",
         json_schema_extra=FILE_PARAM,
     )
+    policy_job: int | None = Field(
+        None,
+        ge=1,
+        le=2**31 - 1,
+        description="service: the id of a finished rl2-meta job whose policy this job runs "
+        "(copied at submit, so deleting that job later changes nothing)",
+    )
     unique: bool = Field(True, description="resample an architecture already proposed")
+
+
+#: The evaluator whose loop meta-trains the policy (``nas.evaluators.rl2_meta``).
+META_EVALUATOR = "rl2-meta"
 
 
 class Rl2Controller(Controller):
@@ -142,8 +162,46 @@ class Rl2Controller(Controller):
     name = "rl2"
     Config = Rl2Config
 
-    def __init__(self, *, policy: str, unique: bool = True, **kwargs: Any) -> None:
+    @classmethod
+    def spec_problems(
+        cls, spec: Any, params: Mapping[str, Any]
+    ) -> list[tuple[tuple[Any, ...], str]]:
+        """A search names its policy (one way); a meta-training job (evaluator ``rl2-meta``)
+        trains one and names none."""
+        named = [k for k in ("policy", "policy_job") if params.get(k) is not None]
+        if spec.evaluator.name == META_EVALUATOR:
+            return [
+                (("controller", k), "a meta-training job trains the policy; leave it out")
+                for k in named
+            ]
+        if not named:
+            return [
+                (
+                    ("controller", "policy"),
+                    (
+                        "name the meta-trained policy: policy (a policy file) or policy_job (the "
+                        f"id of a finished {META_EVALUATOR} job, service)"
+                    ),
+                )
+            ]
+        if len(named) > 1:
+            return [(("controller", "policy_job"), "name the policy one way: policy or policy_job")]
+        return []
+
+    def __init__(
+        self,
+        *,
+        policy: str | None = None,
+        policy_job: int | None = None,
+        unique: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        if policy is None:
+            raise PolicyFileError(
+                "controller.policy: no policy file (a policy_job is resolved to one when the "
+                "service accepts the job)"
+            )
         self.policy, self.policy_meta = load_policy(policy)
         cards = [d.num_choices for d in self.space.decisions()]
         if cards != self.policy.cardinalities:
@@ -204,14 +262,204 @@ class Rl2Controller(Controller):
 @dataclass(frozen=True)
 class Task:
     """A search task for meta-training: the fitness of every architecture of a finite space,
-    by mixed-radix code of its choices (``np.ravel_multi_index``), larger is better."""
+    by mixed-radix code of its choices (``np.ravel_multi_index``), larger is better; NaN
+    where the task has no result (a combination its table does not hold: at search time a
+    PRUNED trial, here a proposal with signal 0 that improves nothing)."""
 
     name: str
     fitness: np.ndarray
 
     @property
     def standardised(self) -> np.ndarray:
-        return (self.fitness - self.fitness.mean()) / (self.fitness.std() + 1e-12)
+        known = self.fitness[np.isfinite(self.fitness)]
+        if known.size == 0:
+            raise ValueError(f"task {self.name}: no architecture has a fitness")
+        return (self.fitness - known.mean()) / (known.std() + 1e-12)
+
+
+class MetaTrainer:
+    """RL² meta-training, one iteration per ``step``: ``batch`` search episodes of ``steps``
+    proposals, each on a task drawn uniformly, and one REINFORCE update; the return of a
+    step is the sum of the standardised best-so-far fitness from it to the episode's end,
+    less the batch mean at that step. Repeats are resampled as at search time.
+
+    Pure and resumable: all randomness comes from its own generators (numpy for the tasks,
+    ``torch.Generator`` for the samples; the global RNGs are untouched), and ``state_dict``
+    holds the policy, the optimizer and both generators, so ``load_state_dict`` into a
+    trainer built with the same arguments continues exactly as the original would have.
+
+    Example:
+        >>> trainer = MetaTrainer(tasks, [5] * 6, seed=0)
+        >>> while trainer.iterations < 100:
+        ...     stats = trainer.step()  # {'iteration', 'mean_best_z', 'auc_z', ...}
+        >>> save_policy(trainer.policy, "rl2.pt", trainer.summary())
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        cardinalities: Sequence[int],
+        *,
+        steps: int = 100,
+        batch: int = 32,
+        hidden: int = 64,
+        lr: float = 3e-3,
+        entropy_weight: float = 0.01,
+        seed: int = 0,
+    ) -> None:
+        if not tasks:
+            raise ValueError("meta-training needs at least one task")
+        self.cards = [int(c) for c in cardinalities]
+        self.size = int(np.prod(self.cards))
+        self.task_names = [t.name for t in tasks]
+        self.steps, self.batch, self.entropy_weight = steps, batch, entropy_weight
+        tables = []
+        for task in tasks:
+            values = np.asarray(task.standardised, dtype=np.float64)
+            if values.size != self.size:
+                raise ValueError(
+                    f"task {task.name}: {values.size} values for {self.size} architectures"
+                )
+            tables.append(torch.tensor(values, dtype=torch.float32))
+        self._tables = tables
+        #: Where a task has no result (NaN): never the best, signal 0.
+        self._floors = [float(t[torch.isfinite(t)].min()) for t in tables]
+        self._radix = torch.tensor(
+            np.cumprod([1, *self.cards[::-1]])[:-1][::-1].copy(), dtype=torch.long
+        )
+        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.policy = Rl2Policy(self.cards, hidden)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr)
+        self.iterations = 0
+        self.seconds = 0.0
+        self.last: dict[str, float] = {}
+
+    def step(self) -> dict[str, float]:
+        """One meta-training iteration; its figures: ``mean_best_z`` (the episodes' final
+        best, standardised per task), ``auc_z`` (mean best-so-far over the episode's steps:
+        the area under the curve it maximises), ``mean_return``, ``entropy``, ``loss``."""
+        started = time.perf_counter()
+        with one_torch_thread():
+            stats = self._iteration()
+        self.iterations += 1
+        self.seconds += time.perf_counter() - started
+        self.last = {"iteration": self.iterations, **stats}
+        return dict(self.last)
+
+    def _sample(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(
+            [
+                torch.multinomial(torch.softmax(lg, 1), 1, generator=self.generator)[:, 0]
+                for lg in logits
+            ],
+            1,
+        )
+
+    def _iteration(self) -> dict[str, float]:
+        policy, batch, radix = self.policy, self.batch, self._radix
+        policy.train()
+        which = self.rng.integers(len(self._tables), size=batch)
+        values = torch.stack([self._tables[i] for i in which])  # (B, N)
+        floors = torch.tensor([self._floors[i] for i in which])
+        h = torch.zeros(batch, policy.hidden)
+        prev: torch.Tensor | None = None
+        signal = torch.zeros(batch)
+        visited = torch.zeros(batch, self.size, dtype=torch.bool)
+        rows = torch.arange(batch)
+        scores = torch.empty(batch, 0)
+        best = floors.clone()
+        log_probs, entropies, bests = [], [], []
+        for _ in range(self.steps):
+            logits, h = policy.step(policy.encode(prev, signal, batch), h)
+            logps = [torch.log_softmax(lg, 1) for lg in logits]
+            choices = self._sample(logits)
+            codes = (choices * radix).sum(1)
+            for _ in range(RESAMPLES):  # resample repeats, as the controller does
+                repeat = visited[rows, codes]
+                if not bool(repeat.any()):
+                    break
+                again = self._sample(logits)
+                choices = torch.where(repeat[:, None], again, choices)
+                codes = (choices * radix).sum(1)
+            visited[rows, codes] = True
+            log_probs.append(
+                sum(lp.gather(1, choices[:, i : i + 1])[:, 0] for i, lp in enumerate(logps))
+            )
+            entropies.append(sum(-(lp.exp() * lp).sum(1) for lp in logps))
+            fitness = values[rows, codes]
+            known = torch.isfinite(fitness)
+            valid = torch.isfinite(scores)
+            count = valid.sum(1).float()
+            below = ((scores < fitness[:, None]) & valid).float() + 0.5 * (
+                (scores == fitness[:, None]) & valid
+            ).float()
+            signal = torch.where(count > 0, below.sum(1) / count.clamp(min=1), 0.5)
+            signal = torch.where(known, signal, 0.0)
+            scores = torch.cat([scores, torch.where(known, fitness, torch.nan)[:, None]], 1)
+            best = torch.where(known, torch.maximum(best, fitness), best)
+            bests.append(best.clone())
+            prev = choices
+        rewards = torch.stack(bests, 1)  # (B, T)
+        returns = rewards.flip(1).cumsum(1).flip(1)
+        advantage = returns - returns.mean(0, keepdim=True)
+        advantage = advantage / (advantage.std() + 1e-8)
+        entropy = torch.stack(entropies, 1).mean()
+        loss = -(torch.stack(log_probs, 1) * advantage).mean() - self.entropy_weight * entropy
+        self.optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(policy.parameters(), 5.0)
+        self.optimizer.step()
+        policy.eval()
+        return {
+            "mean_best_z": float(rewards[:, -1].mean()),
+            "auc_z": float(rewards.mean()),
+            "mean_return": float(returns[:, 0].mean()),
+            "entropy": float(entropy.detach()),
+            "loss": float(loss.detach()),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """What the policy file and a job's summary record about this meta-training."""
+        return {
+            "iterations": self.iterations,
+            "seconds": round(self.seconds, 1),
+            "steps": self.steps,
+            "batch": self.batch,
+            "tasks": list(self.task_names),
+            "final_mean_best_z": self.last.get("mean_best_z", float("nan")),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Policy, optimizer, both generators and the counters (``torch.save``-able with
+        ``weights_only`` loading)."""
+        return {
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "rng": self.rng.bit_generator.state,
+            "iterations": self.iterations,
+            "seconds": self.seconds,
+            "last": dict(self.last),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.rng.bit_generator.state = state["rng"]
+        self.iterations = int(state["iterations"])
+        self.seconds = float(state["seconds"])
+        self.last = {k: float(v) for k, v in state["last"].items()}
+
+
+def policy_bytes(policy: Rl2Policy, meta: Mapping[str, Any]) -> bytes:
+    """The policy file's content (``save_policy`` to memory)."""
+    buffer = io.BytesIO()
+    save_policy(policy, buffer, meta)
+    return buffer.getvalue()
 
 
 def meta_train(
@@ -228,118 +476,24 @@ def meta_train(
     seed: int = 0,
     log: Callable[[int, float, float], None] | None = None,
 ) -> tuple[Rl2Policy, dict[str, Any]]:
-    """Train a policy by REINFORCE over ``batch`` episodes of ``steps`` proposals per
-    iteration, each on a task drawn uniformly; the return of a step is the sum of the
-    standardised best-so-far fitness from it to the episode's end, less the batch mean at
-    that step. Stops after ``iterations`` or ``seconds``. Repeats are resampled as at search
-    time. Returns the policy and a summary (iterations, seconds, last mean best)."""
-    with one_torch_thread():
-        return _meta_train(
-            tasks,
-            cardinalities,
-            steps,
-            batch,
-            iterations,
-            seconds,
-            hidden,
-            lr,
-            entropy_weight,
-            seed,
-            log,
-        )
-
-
-def _meta_train(
-    tasks: Sequence[Task],
-    cardinalities: Sequence[int],
-    steps: int,
-    batch: int,
-    iterations: int,
-    seconds: float | None,
-    hidden: int,
-    lr: float,
-    entropy_weight: float,
-    seed: int,
-    log: Callable[[int, float, float], None] | None,
-) -> tuple[Rl2Policy, dict[str, Any]]:
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    cards = [int(c) for c in cardinalities]
-    tables = [torch.tensor(t.standardised, dtype=torch.float32) for t in tasks]
-    for task, table in zip(tasks, tables, strict=True):
-        if table.numel() != int(np.prod(cards)):
-            raise ValueError(
-                f"task {task.name}: {table.numel()} values for {np.prod(cards)} architectures"
-            )
-    radix = torch.tensor(np.cumprod([1, *cards[::-1]])[:-1][::-1].copy(), dtype=torch.long)
-    policy = Rl2Policy(cards, hidden)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
+    """``MetaTrainer`` run to ``iterations`` or ``seconds`` in one call (the bench's way; the
+    service steps it as a job, checkpointing between steps). Returns the policy and a
+    summary (iterations, seconds, last mean best)."""
+    trainer = MetaTrainer(
+        tasks,
+        cardinalities,
+        steps=steps,
+        batch=batch,
+        hidden=hidden,
+        lr=lr,
+        entropy_weight=entropy_weight,
+        seed=seed,
+    )
     started = time.perf_counter()
-    done = 0
-    last_best = float("nan")
-    while done < iterations and (seconds is None or time.perf_counter() - started < seconds):
-        which = rng.integers(len(tables), size=batch)
-        values = torch.stack([tables[i] for i in which])  # (B, N)
-        h = torch.zeros(batch, hidden)
-        prev: torch.Tensor | None = None
-        signal = torch.zeros(batch)
-        visited = torch.zeros(batch, tables[0].numel(), dtype=torch.bool)
-        rows = torch.arange(batch)
-        scores = torch.empty(batch, 0)
-        best = torch.full((batch,), -float("inf"))
-        log_probs, entropies, bests = [], [], []
-        for _ in range(steps):
-            logits, h = policy.step(policy.encode(prev, signal, batch), h)
-            dists = [
-                torch.distributions.Categorical(logits=lg, validate_args=False) for lg in logits
-            ]
-            choices = torch.stack([d.sample() for d in dists], 1)
-            codes = (choices * radix).sum(1)
-            for _ in range(RESAMPLES):  # resample repeats, as the controller does
-                repeat = visited[rows, codes]
-                if not bool(repeat.any()):
-                    break
-                again = torch.stack([d.sample() for d in dists], 1)
-                choices = torch.where(repeat[:, None], again, choices)
-                codes = (choices * radix).sum(1)
-            visited[rows, codes] = True
-            log_probs.append(sum(d.log_prob(choices[:, i]) for i, d in enumerate(dists)))
-            entropies.append(sum(d.entropy() for d in dists))
-            fitness = values[rows, codes]
-            if scores.shape[1] == 0:
-                signal = torch.full((batch,), 0.5)
-            else:
-                below = (scores < fitness[:, None]).float() + 0.5 * (
-                    scores == fitness[:, None]
-                ).float()
-                signal = below.mean(1)
-            scores = torch.cat([scores, fitness[:, None]], 1)
-            best = torch.maximum(best, fitness)
-            bests.append(best.clone())
-            prev = choices
-        rewards = torch.stack(bests, 1)  # (B, T)
-        returns = rewards.flip(1).cumsum(1).flip(1)
-        advantage = returns - returns.mean(0, keepdim=True)
-        advantage = advantage / (advantage.std() + 1e-8)
-        loss = (
-            -(torch.stack(log_probs, 1) * advantage).mean()
-            - entropy_weight * torch.stack(entropies, 1).mean()
-        )
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(policy.parameters(), 5.0)
-        optimizer.step()
-        done += 1
-        last_best = float(rewards[:, -1].mean())
+    while trainer.iterations < iterations and (
+        seconds is None or time.perf_counter() - started < seconds
+    ):
+        stats = trainer.step()
         if log is not None:
-            log(done, last_best, float(torch.stack(entropies).mean()))
-    policy.eval()
-    summary = {
-        "iterations": done,
-        "seconds": round(time.perf_counter() - started, 1),
-        "steps": steps,
-        "batch": batch,
-        "tasks": [t.name for t in tasks],
-        "final_mean_best_z": last_best,
-    }
-    return policy, summary
+            log(trainer.iterations, stats["mean_best_z"], stats["entropy"])
+    return trainer.policy, trainer.summary()

@@ -295,7 +295,7 @@ class ResolvedSpec:
 
     def file_params(
         self, controllers: Registry[type[ControllerEntry]] | None = None
-    ) -> list[tuple[tuple[str, str], str]]:
+    ) -> list[tuple[tuple[str | int, ...], str]]:
         """The files this spec names: ``((section, parameter), path)`` for each set component
         parameter marked ``FILE_PARAM`` (``dataset.path``, ``evaluator.table``; with the
         ``controllers`` registry, the controller's too: ``controller.policy``)."""
@@ -303,7 +303,7 @@ class ResolvedSpec:
         from nas.evaluators import EVALUATORS
         from nas.spaces import SPACES
 
-        found: list[tuple[tuple[str, str], str]] = []
+        found: list[tuple[tuple[str | int, ...], str]] = []
         sections: list[tuple[str, Any, dict[str, Any]]] = [
             ("dataset", DATASETS, self.dataset_params),
             ("space", SPACES, self.space_params),
@@ -319,8 +319,13 @@ class ResolvedSpec:
                 marked = isinstance(extra, dict) and all(
                     extra.get(k) == v for k, v in FILE_PARAM.items()
                 )
-                if marked and isinstance(params.get(name), str):
-                    found.append(((section, name), params[name]))
+                value = params.get(name)
+                if marked and isinstance(value, str):
+                    found.append(((section, name), value))
+                elif marked and isinstance(value, list):  # a list of files (rl2-meta tables)
+                    found.extend(
+                        ((section, name, i), v) for i, v in enumerate(value) if isinstance(v, str)
+                    )
         return found
 
     def build_space(self) -> SearchSpace:
@@ -675,6 +680,11 @@ def _check_combinations(
                 f"objective metrics use one of: {', '.join(able)} (or set one metric)",
             )
         )
+    # A controller may answer for the rest of the spec too (rl2: a policy, or meta-training).
+    own = getattr(controllers.get(spec.controller.name), "spec_problems", None)
+    if own is not None:
+        for loc, msg in own(spec, spec.controller.params):
+            errors.append(_err(loc, msg))
     space = SPACES.get(spec.space.name)
     warm = spec.warm_start
     if warm is not None and warm.priors:

@@ -89,6 +89,15 @@ class SearchState:
         return int(self.loop["trials"])
 
 
+@dataclass(frozen=True)
+class OutputFile:
+    """A file a search produced: its name (no folders), its artifact kind, its bytes."""
+
+    name: str
+    kind: str
+    data: bytes = field(repr=False)
+
+
 @dataclass
 class SearchOutcome:
     trials: list[TrialRecord]
@@ -109,6 +118,12 @@ class SearchOutcome:
     warnings: list[str] = field(default_factory=list)
     #: Why the search failed as a whole although it ran (``budget.on_time_limit: fail``).
     error: str | None = None
+    #: Files the search produced, by file name (a meta-trained policy): ``nas search`` writes
+    #: them into its run folder, the service stores them as the job's artifacts.
+    files: list[OutputFile] = field(default_factory=list)
+    #: More of the result for the summary, under its own key (``meta_training``: iterations,
+    #: seconds, tasks, the last figures).
+    report: dict[str, Any] = field(default_factory=dict)
 
     def failure(self) -> str | None:
         """Why the search as a whole failed: every one of its trials FAILed (none completed

@@ -3,8 +3,8 @@
 The run directory holds ``spec.yaml`` (the resolved spec), ``trials.jsonl`` (one line per
 trial, written as trials finish), ``best_architecture.json``, ``architectures.json`` (the
 top-K), ``curve.json`` (shared-weight search: the controller's reward, entropy and baseline
-per epoch), ``final/rank*.pt`` (retrained weights, with a ``final:`` section) and
-``summary.json``.
+per epoch), ``final/rank*.pt`` (retrained weights, with a ``final:`` section), the files a search
+produced (a meta-training job's ``rl2-policy.pt``) and ``summary.json``.
 ``controller.json`` holds the controller's final ``state_dict`` (a later search's warm start
 reads it: ``workers.warmstart``).
 """
@@ -31,6 +31,13 @@ from workers.warmstart import CONTROLLER_FILE
 
 def check_runnable_inline(resolved: ResolvedSpec) -> None:
     """Reject spec settings that only the service can honour, instead of ignoring them."""
+    params = resolved.controller_params
+    if params.get("policy_job") is not None and params.get("policy") is None:
+        raise SpecError.at(
+            ["controller", "policy_job"],
+            "nas search has no jobs to take a policy from; name the policy file: "
+            "controller.policy (a meta-training run folder's rl2-policy.pt)",
+        )
     if resolved.spec.resources.workers != 1:
         raise SpecError.at(
             ["resources", "workers"],
@@ -75,7 +82,12 @@ def run_local_search(
             show(trials=str(record.number + 1), best=_fmt(best))
 
         def on_safe_point(point: SafePoint) -> None:
-            if point.curve is not None:
+            if point.curve is not None and "iteration" in point.curve:  # meta-training
+                show(
+                    iteration=str(point.curve["iteration"]),
+                    auc=_fmt(point.curve.get("auc_z")),
+                )
+            elif point.curve is not None:
                 show(
                     epoch=str(point.curve["epoch"] + 1),
                     reward=_fmt(point.curve.get("mean_reward")),
@@ -112,6 +124,8 @@ def run_local_search(
     (out_dir / "architectures.json").write_text(json.dumps(summary["ranked"], indent=2) + "\n")
     if outcome.curve:
         (out_dir / "curve.json").write_text(json.dumps(outcome.curve, indent=2) + "\n")
+    for file in outcome.files:  # a meta-trained policy: rl2-policy.pt
+        (out_dir / file.name).write_bytes(file.data)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 from nas.evaluators import EVALUATORS
 from nas.registry import Registry
 from nas.spec import ResolvedSpec
+from workers.meta_train import MetaTrainSearch
 from workers.search import SearchLoop
 from workers.shared import SharedWeightSearch
 
 LOOPS: Registry[type[SearchLoop]] = Registry("search loop")
 LOOPS.register("trials")(SearchLoop)
 LOOPS.register("supernet")(SharedWeightSearch)
+LOOPS.register("meta-train")(MetaTrainSearch)
 
 
 def loop_class(resolved: ResolvedSpec) -> type[SearchLoop]:

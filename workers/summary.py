@@ -70,6 +70,9 @@ def summarize(
         "ranked": ranked,
         "final": final,
     }
+    summary.update(outcome.report)  # a meta-training job's meta_training
+    if outcome.files:
+        summary["files"] = [{"name": f.name, "kind": f.kind} for f in outcome.files]
     if (failure := outcome.failure()) is not None:
         summary["failure"] = failure
     if spec.objective.is_multi:  # the Pareto front over the objectives, in trial order

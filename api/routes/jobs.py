@@ -97,7 +97,11 @@ def _job(session: Any, principal: Principal, job_id: int) -> Any:
     response_model=JobRead,
     status_code=status.HTTP_201_CREATED,
     openapi_extra=_spec_body,
-    responses={422: {"description": "invalid spec: one entry per problem, with its field path"}},
+    responses={
+        422: {"description": "invalid spec: one entry per problem, with its field path"},
+        503: {"description": "a policy_job's policy cannot be copied (storage read-only)"},
+        507: {"description": "a policy_job's policy cannot be copied (storage full)"},
+    },
 )
 def submit_job(
     principal: CurrentPrincipal,
@@ -109,9 +113,12 @@ def submit_job(
 ) -> JobRead:
     """Submit a job spec (JSON, or YAML with a YAML content type). The spec is validated
     whole; an invalid one creates nothing and answers 422 with every problem's path."""
-    job = JobService(session, settings=state.settings).submit(
-        principal, document.document, strict=document.strict
-    )
+    try:
+        job = JobService(session, settings=state.settings).submit(
+            principal, document.document, strict=document.strict
+        )
+    except StorageError as exc:  # copying a policy_job's policy
+        raise HTTPException(exc.status, str(exc)) from None
     runner = getattr(request.app.state, "runner", None)
     if runner is not None:  # after the commit (the session closes before the response)
         background.add_task(runner.wake)

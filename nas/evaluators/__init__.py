@@ -15,6 +15,7 @@ from nas.evaluators.meta import (
 )
 from nas.evaluators.pretrain import PretrainEvaluator
 from nas.evaluators.protonet import ProtoNetEvaluator
+from nas.evaluators.rl2_meta import Rl2MetaEvaluator
 from nas.evaluators.shared import SharedWeightEvaluator
 from nas.evaluators.standalone import StandaloneEvaluator
 from nas.evaluators.table import TableEvaluator
@@ -30,6 +31,7 @@ EVALUATORS.register(TabularEvaluator.name)(TabularEvaluator)
 EVALUATORS.register(StandaloneEvaluator.name)(StandaloneEvaluator)
 EVALUATORS.register(SharedWeightEvaluator.name)(SharedWeightEvaluator)
 EVALUATORS.register(TableEvaluator.name)(TableEvaluator)
+EVALUATORS.register(Rl2MetaEvaluator.name)(Rl2MetaEvaluator)
 for _meta in (
     MamlEvaluator,
     FomamlEvaluator,
@@ -79,6 +81,7 @@ __all__ = [
     "PretrainEvaluator",
     "ProtoNetEvaluator",
     "ReptileEvaluator",
+    "Rl2MetaEvaluator",
     "SharedWeightEvaluator",
     "StandaloneEvaluator",
     "TableEvaluator",

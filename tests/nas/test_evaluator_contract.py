@@ -75,6 +75,19 @@ class TestTable(EvaluatorContract):
     }
 
 
+class TestRl2Meta(EvaluatorContract):
+    """The tasks an RL² policy is meta-trained on (its loop never calls evaluate)."""
+
+    spec: ClassVar[dict[str, Any]] = {
+        "name": "contract-rl2-meta",
+        "dataset": {"name": "nb201-cifar10"},
+        "space": {"name": "nb201"},
+        "controller": {"name": "rl2"},
+        "evaluator": {"name": "rl2-meta", "tasks": ["nb201-cifar10"], "table": "{table}"},
+        "budget": {"minutes": 1},
+    }
+
+
 def _meta_spec(evaluator: str) -> dict[str, Any]:
     """A few meta-iterations of a meta-learning evaluator on sinusoid tasks (``mlp`` space)."""
     return {

@@ -1,0 +1,127 @@
+"""Meta-trained policies at submit: ``controller: {name: rl2, policy_job: ID}`` names a
+finished ``rl2-meta`` job of the caller; its stored policy is checked against the new job's
+space (the decisions it was trained for) and copied into the new job's own files
+(``jobs/NEW/files/rl2-policy-from-job-ID.pt``, an artifact of the new job), whose path the
+stored spec's ``controller.policy`` then holds. From then on the job needs nothing of the
+meta-training job: deleting it changes nothing, and a resume reads the same copy."""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from api.auth import Principal
+from api.models import ArtifactModel, JobModel, JobState
+from api.repositories import ArtifactRepository, JobRepository
+from api.storage import storage_error
+from controllers.rl2 import META_EVALUATOR, PolicyFileError, load_policy
+from nas.errors import NasError, SpecError
+from nas.spec import ResolvedSpec
+from workers.meta_train import POLICY_KIND
+
+_LOC = ["controller", "policy_job"]
+
+
+@dataclass(frozen=True)
+class PolicyCopy:
+    """The policy a job takes from a meta-training job, to copy once the job exists."""
+
+    source: int
+    data: bytes
+
+
+def resolve_policy_job(
+    session: Session, principal: Principal, resolved: ResolvedSpec, artifacts: Path
+) -> PolicyCopy | None:
+    """The policy of the spec's ``controller.policy_job`` (``None`` without one), checked:
+    the caller's SUCCEEDED ``rl2-meta`` job, its policy stored and readable, trained for the
+    decisions of this spec's space. Anything else is a 422 at ``controller.policy_job``."""
+    if resolved.spec.controller.name != "rl2":
+        return None
+    job_id = resolved.controller_params.get("policy_job")
+    if job_id is None:
+        return None
+    job = JobRepository(session).get(
+        job_id, owner_id=principal.key_id, any_owner=principal.sees_all
+    )
+    if job is None:
+        raise SpecError.at(_LOC, f"no job {job_id} of yours")
+    if (job.spec.get("evaluator") or {}).get("name") != META_EVALUATOR:
+        raise SpecError.at(
+            _LOC, f"job {job_id} is not a meta-training job (evaluator {META_EVALUATOR})"
+        )
+    if job.state != JobState.SUCCEEDED.value:
+        raise SpecError.at(
+            _LOC,
+            f"job {job_id} is {job.state}; a policy comes from a SUCCEEDED meta-training job",
+        )
+    stored = [a for a in ArtifactRepository(session).for_job(job_id) if a.kind == POLICY_KIND]
+    if not stored:
+        raise SpecError.at(_LOC, f"job {job_id} has no stored policy")
+    try:
+        data = (artifacts / stored[-1].path).read_bytes()
+        policy, meta = load_policy(io.BytesIO(data))
+    except (OSError, PolicyFileError):
+        raise SpecError.at(_LOC, f"job {job_id}'s policy file is missing or unreadable") from None
+    trained_for = meta.get("space") or {}
+    space = resolved.build_space()
+    try:
+        decisions = [[d.name, list(d.choices)] for d in space.decisions()]
+    except NasError as exc:  # a table space whose file is wrong: its own field's error
+        raise SpecError.at(["space"], str(exc)) from None
+    if trained_for.get("name") != space.name or trained_for.get("decisions") != decisions:
+        raise SpecError.at(
+            _LOC,
+            f"job {job_id}'s policy was trained for the decisions of space "
+            f"{trained_for.get('name')!r} {_shape(trained_for.get('decisions'))}; this job's "
+            f"space {space.name!r} has {_shape(decisions)}: meta-train on this space's tasks",
+        )
+    if policy.cardinalities != [len(c) for _, c in decisions]:
+        raise SpecError.at(_LOC, f"job {job_id}'s policy does not fit this space's decisions")
+    return PolicyCopy(job_id, data)
+
+
+def _shape(decisions: Any) -> str:
+    """Decisions as ``name(choices)`` for a message (no cell values of a user's table)."""
+    if not isinstance(decisions, list):
+        return "(unknown)"
+    return "[" + ", ".join(f"{d[0]}({len(d[1])})" for d in decisions) + "]"
+
+
+def store_policy_copy(session: Session, job: JobModel, copy: PolicyCopy, artifacts: Path) -> None:
+    """Write the copy into the new job's files, record it as the job's artifact and point
+    the stored spec's ``controller.policy`` at it (in the submit's transaction: a failed
+    commit leaves only an unreferenced file under the never-reused job id)."""
+    folder = artifacts / "jobs" / str(job.id) / "files"
+    path = folder / f"rl2-policy-from-job-{copy.source}.pt"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_bytes(copy.data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        fault = storage_error(
+            exc, folder, f"copying job {copy.source}'s policy", "the job was not created"
+        )
+        if fault is None:
+            raise
+        raise fault from None
+    ArtifactRepository(session).add(
+        ArtifactModel(
+            job_id=job.id,
+            kind=POLICY_KIND,
+            path=str(path.relative_to(artifacts)),
+            size_bytes=len(copy.data),
+            meta={"from_job": copy.source},
+        )
+    )
+    spec = dict(job.spec)
+    spec["controller"] = {**spec["controller"], "policy": str(path)}
+    job.spec = spec
+    session.flush()

@@ -1,0 +1,314 @@
+"""``rl2-meta``: the search tasks an RL² policy is meta-trained on (a meta-training job).
+
+A job with this evaluator does not search: its loop (``workers.meta_train``, the ``meta-train``
+entry of ``workers.loops.LOOPS``) meta-trains the ``rl2`` controller's recurrent policy over
+many search episodes on these tasks and stores the policy, which later jobs name
+(``controller: {name: rl2, policy_job: ID}``). The evaluator's part is the tasks: the fitness
+of every architecture of the job's space on each task, from
+
+- ``tasks``: NAS-Bench-201 datasets (space ``nb201``; fitness the 12-epoch validation
+  accuracy, the protocol's, reported as ``val_accuracy``), read from the NAS-Bench-201 table
+  (``table``, as the ``tabular`` evaluator finds it); or
+- ``tables``: benchmark tables of your own, or earlier results exported as tables (space
+  ``table``; each file a CSV, CSV.gz or Parquet file with the space's decision columns and the
+  ``fitness`` column). A combination a table does not hold has no fitness there (in an
+  episode: a proposal that scores nothing, as a PRUNED trial at search time).
+
+``objective.direction: minimize`` turns a fitness to minimise (an error) into one to
+maximise. ``evaluate`` answers an architecture's mean fitness over the tasks (the metric named
+by the fitness), which is what the contract asks of every evaluator; a meta-training job
+never calls it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from nas.architecture import Architecture
+from nas.datasets import FILE_PARAM, NB201_DATASETS
+from nas.datasets.table import read_table
+from nas.errors import DatasetError
+from nas.evaluators.base import Evaluator, EvaluatorConfig
+from nas.evaluators.tabular import load_table, resolve_table_path
+from nas.spaces.base import SearchSpace
+from nas.spaces.table import TableSpace
+from nas.trial import TrialResult, TrialState
+
+if TYPE_CHECKING:
+    from nas.spec import JobSpec, SpecProblem
+
+__all__ = ["MAX_ARCHITECTURES", "Rl2MetaConfig", "Rl2MetaEvaluator"]
+
+#: The largest space meta-training plays episodes in (it keeps a table of every
+#: architecture's fitness per episode of a batch).
+MAX_ARCHITECTURES = 200_000
+NB201_FITNESS = "val_accuracy"
+
+
+class Rl2MetaConfig(EvaluatorConfig):
+    tasks: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="NAS-Bench-201 datasets to meta-train on (space nb201): "
+        + ", ".join(NB201_DATASETS),
+    )
+    tables: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="benchmark tables to meta-train on (space table): CSV, CSV.gz or Parquet "
+        "files with the space's decision columns and the fitness column",
+        json_schema_extra=FILE_PARAM,
+    )
+    fitness: str = Field(
+        NB201_FITNESS,
+        min_length=1,
+        description="the tables' fitness column (objective.metric names it); NAS-Bench-201 "
+        "tasks: val_accuracy, the 12-epoch validation accuracy",
+    )
+    table: str | None = Field(
+        None,
+        description="NAS-Bench-201 tasks: the path of nb201_tabular.csv.gz (default as for the "
+        "tabular evaluator)",
+        json_schema_extra=FILE_PARAM,
+    )
+    iterations: int = Field(
+        1500,
+        ge=1,
+        le=10**6,
+        description="meta-training iterations (budget.minutes may stop it first)",
+    )
+    steps: int = Field(100, ge=2, le=10_000, description="proposals per search episode")
+    batch: int = Field(32, ge=2, le=1024, description="episodes per iteration")
+    hidden: int = Field(64, ge=4, le=1024, description="the policy's GRU width")
+    lr: float = Field(3e-3, gt=0, le=1, description="Adam's learning rate")
+    entropy_weight: float = Field(0.01, ge=0, le=10)
+    record_every: int = Field(
+        10,
+        ge=1,
+        le=10**6,
+        description="iterations per recorded curve point and checkpoint",
+    )
+
+    @model_validator(mode="after")
+    def _known(self) -> Rl2MetaConfig:
+        unknown = [t for t in self.tasks if t not in NB201_DATASETS]
+        if unknown:
+            raise ValueError(
+                f"unknown NAS-Bench-201 task {unknown[0]!r}; valid: {', '.join(NB201_DATASETS)}"
+            )
+        if len(set(self.tasks)) != len(self.tasks) or len(set(self.tables)) != len(self.tables):
+            raise ValueError("each task may appear once")
+        return self
+
+
+class Rl2MetaEvaluator(Evaluator):
+    """The fitness of every architecture on each meta-training task.
+
+    Example:
+        >>> ev = Rl2MetaEvaluator(space=Nb201Space(), tasks=["nb201-cifar10", "nb201-cifar100"])
+        >>> [(name, fitness.shape) for name, fitness in ev.task_fitness()]
+        [('nb201-cifar10', (15625,)), ('nb201-cifar100', (15625,))]
+    """
+
+    name = "rl2-meta"
+    Config = Rl2MetaConfig
+    metrics: ClassVar[tuple[str, ...]] = (NB201_FITNESS,)
+    batch_size = 256
+    instant = True
+    trains_networks = False
+    multi_objective = False
+    search = "meta-train"
+    metric_notes: ClassVar[Mapping[str, str]] = {
+        **Evaluator.metric_notes,
+        "mean_best_z": "meta-training: the episodes' final best fitness, standardised per task",
+        "auc_z": "meta-training: the mean best-so-far fitness over an episode's steps "
+        "(standardised per task), the area meta-training maximises",
+    }
+
+    # --- the spec ------------------------------------------------------------------------
+    @classmethod
+    def spec_metrics(cls, spec: JobSpec) -> tuple[str, ...]:
+        return (Rl2MetaConfig.model_validate(spec.evaluator.params).fitness,)
+
+    @classmethod
+    def data_problems(cls, spec: JobSpec) -> list[SpecProblem]:
+        """NAS-Bench-201 tasks on space ``nb201``, tables on space ``table``; the controller
+        is the one meta-trained (``rl2``); the dataset is a table (not read: the tasks are)."""
+        from nas.datasets import DATASETS
+
+        config = Rl2MetaConfig.model_validate(spec.evaluator.params)
+        problems: list[SpecProblem] = []
+        if bool(config.tasks) == bool(config.tables):
+            problems.append(
+                (
+                    ("evaluator", "tasks"),
+                    (
+                        "name the tasks one way: tasks (NAS-Bench-201 datasets, space nb201) or "
+                        "tables (files, space table)"
+                    ),
+                )
+            )
+        needed = "nb201" if config.tasks else TableSpace.name
+        if spec.space.name != needed:
+            problems.append(
+                (
+                    ("space", "name"),
+                    (
+                        f"evaluator.{'tasks' if config.tasks else 'tables'} are searches of space "
+                        f"{needed}; got {spec.space.name!r}"
+                    ),
+                )
+            )
+        if DATASETS.get(spec.dataset.name).tabular is None:
+            problems.append(
+                (
+                    ("dataset", "name"),
+                    (
+                        f"meta-training reads its tasks' tables; use dataset table (or a "
+                        f"NAS-Bench-201 one), got {spec.dataset.name!r}"
+                    ),
+                )
+            )
+        if spec.controller.name != "rl2":
+            problems.append(
+                (
+                    ("controller", "name"),
+                    (
+                        f"evaluator {cls.name!r} meta-trains the rl2 controller's policy; "
+                        f"got {spec.controller.name!r}"
+                    ),
+                )
+            )
+        if spec.budget.trials is not None:
+            problems.append(
+                (
+                    ("budget", "trials"),
+                    (
+                        "a meta-training job runs no trials: set evaluator.iterations (and "
+                        "budget.minutes to cap its time)"
+                    ),
+                )
+            )
+        if spec.final is not None:
+            problems.append((("final",), "a meta-training job has no architecture to retrain"))
+        if spec.warm_start is not None:
+            problems.append(
+                (("warm_start",), "a meta-training job learns from its tasks, not from priors")
+            )
+        return problems
+
+    @classmethod
+    def from_spec(
+        cls,
+        *,
+        dataset: str,
+        dataset_params: Mapping[str, Any],
+        space: SearchSpace,
+        params: Mapping[str, Any],
+        seed: int,
+    ) -> Rl2MetaEvaluator:
+        return cls(space=space, **params)
+
+    # --- the tasks -----------------------------------------------------------------------
+    def __init__(self, *, space: SearchSpace, **params: Any) -> None:
+        self.config = Rl2MetaConfig.model_validate(params)
+        self.space = space
+        self.metrics = (self.config.fitness,)  # type: ignore[misc]
+        self.cardinalities = [d.num_choices for d in space.decisions()]
+        size = math.prod(self.cardinalities)
+        if size > MAX_ARCHITECTURES:
+            raise DatasetError(
+                f"space: meta-training plays episodes in spaces of at most "
+                f"{MAX_ARCHITECTURES:,} architectures; this one has {size:,}"
+            )
+        self._tasks = self._nb201_tasks() if self.config.tasks else self._table_tasks(size)
+        stacked = np.stack([f for _, f in self._tasks])
+        known = np.isfinite(stacked)
+        count = known.sum(0)
+        total = np.where(known, stacked, 0.0).sum(0)
+        self._mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+    def task_fitness(self) -> list[tuple[str, np.ndarray]]:
+        """``(name, fitness)`` per task: one value per architecture of the space, by
+        mixed-radix code of its choices; NaN where the task has none."""
+        return list(self._tasks)
+
+    def _nb201_tasks(self) -> list[tuple[str, np.ndarray]]:
+        table = load_table(resolve_table_path(self.config.table))
+        return [
+            (name, np.asarray(table.column(f"{NB201_DATASETS[name]}_val12"), dtype=np.float64))
+            for name in self.config.tasks
+        ]
+
+    def _table_tasks(self, size: int) -> list[tuple[str, np.ndarray]]:
+        decisions = self.space.decisions()
+        radix = np.cumprod([1, *self.cardinalities[::-1]])[:-1][::-1]
+        tasks = []
+        for i, path in enumerate(self.config.tables):
+            where = f"evaluator.tables.{i}"
+            table = read_table(path, where=where)
+            codes = np.zeros(table.rows, dtype=np.int64)
+            for decision, r in zip(decisions, radix, strict=True):
+                position = {c: k for k, c in enumerate(decision.choices)}
+                try:
+                    cells = np.char.strip(table.text(decision.name)).tolist()
+                except KeyError:
+                    raise DatasetError(
+                        f"{where}: the table has no column {decision.name!r} (a decision of "
+                        "the space)"
+                    ) from None
+                if any(c not in position for c in cells):
+                    raise DatasetError(
+                        f"{where}: column {decision.name!r} holds a value that is not one of "
+                        "the decision's choices in the space's table"
+                    )
+                codes += r * np.array([position[c] for c in cells], dtype=np.int64)
+            try:
+                values = table.numbers(self.config.fitness)
+            except KeyError:
+                raise DatasetError(
+                    f"evaluator.fitness: table {i} has no column {self.config.fitness!r}"
+                ) from None
+            except ValueError:
+                raise DatasetError(
+                    f"evaluator.fitness: column {self.config.fitness!r} of table {i} must be "
+                    "numeric"
+                ) from None
+            if len(np.unique(codes)) != len(codes):
+                raise DatasetError(
+                    f"{where}: two rows have the same values in every decision column"
+                )
+            fitness = np.full(size, np.nan)
+            fitness[codes] = values
+            if not np.isfinite(fitness).any():
+                raise DatasetError(f"{where}: no row has a fitness")
+            tasks.append((f"table{i}", fitness))
+        return tasks
+
+    def _code(self, arch: Architecture) -> int:
+        self.space.validate(arch)
+        return int(np.ravel_multi_index(tuple(arch.choices), self.cardinalities))
+
+    def evaluate(
+        self,
+        archs: Sequence[Architecture],
+        hparams: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[TrialResult]:
+        """Each architecture's mean fitness over the tasks that hold it."""
+        results = []
+        for arch in archs:
+            value = float(self._mean[self._code(arch)])
+            if math.isnan(value):
+                results.append(TrialResult(TrialState.PRUNED, error="in none of the tasks"))
+                continue
+            results.append(
+                TrialResult(
+                    TrialState.COMPLETE, objective=value, metrics={self.config.fitness: value}
+                )
+            )
+        return results

@@ -1,0 +1,97 @@
+"""Meta-training as a job (issue 14): an ``rl2-meta`` job records its curve, stores its
+policy as an artifact, and later jobs name it (``policy_job``), copied at submit so deleting
+the meta-training job breaks nothing; a policy for another space is a 422; cancel stops it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.client import ApiError, NasClient
+from controllers.rl2 import load_policy
+from tests.api.conftest import LiveServer, nb201_spec, wait_for
+
+
+def meta_spec(**evaluator: Any) -> dict[str, Any]:
+    params = {
+        "tasks": ["nb201-cifar10", "nb201-cifar100"],
+        "iterations": 4,
+        "steps": 10,
+        "batch": 4,
+        "hidden": 8,
+        "record_every": 2,
+        **evaluator,
+    }
+    return nb201_spec(
+        name="rl2-meta",
+        dataset={"name": "nb201-imagenet16-120"},
+        controller={"name": "rl2"},
+        evaluator={"name": "rl2-meta", **params},
+        budget={"minutes": 5},
+    )
+
+
+def test_a_meta_training_job_stores_a_policy_that_later_jobs_name(
+    server: LiveServer, client: NasClient
+) -> None:
+    meta = client.wait(client.submit(meta_spec())["id"], timeout=120)
+    assert meta["state"] == "SUCCEEDED", meta["reason"]
+    assert meta["summary"]["meta_training"]["iterations"] == 4
+    assert meta["summary"]["files"] == [{"name": "rl2-policy.pt", "kind": "rl2_policy"}]
+    points = client.curves(meta["id"])["epochs"]["meta_train"]
+    assert [p["iteration"] for p in points] == [2, 4]
+    assert all(p["auc_z"] is not None and p["entropy"] > 0 for p in points)
+    artifacts = server.settings.resolved_artifacts_dir()
+    policy, info = load_policy(artifacts / "jobs" / str(meta["id"]) / "files" / "rl2-policy.pt")
+    assert policy.cardinalities == [5] * 6 and info["space"]["name"] == "nb201"
+
+    user = client.submit(
+        nb201_spec(controller={"name": "rl2", "policy_job": meta["id"]}, budget={"trials": 12})
+    )
+    copy = Path(user["spec"]["controller"]["policy"])  # the job's own copy, in the stored spec
+    assert copy.is_relative_to(artifacts / "jobs" / str(user["id"])) and copy.is_file()
+    _refused_at_the_field(server, client, meta["id"])
+    client.delete(meta["id"])  # the source goes; the job that uses its policy does not care
+    done = client.wait(user["id"], timeout=60)
+    assert done["state"] == "SUCCEEDED", done["reason"]
+    assert done["n_trials"] == 12 and copy.is_file()
+    with pytest.raises(ApiError) as gone:  # now there is no such job to name
+        client.submit(nb201_spec(controller={"name": "rl2", "policy_job": meta["id"]}))
+    assert gone.value.status_code == 422
+    assert gone.value.detail[0]["loc"] == ["controller", "policy_job"]
+
+
+def _refused_at_the_field(server: LiveServer, client: NasClient, meta_job: int) -> None:
+    """A policy for another space's decisions, no policy, trials for meta-training: 422s."""
+    table = server.settings.data_dir / "tiny.csv"
+    table.write_text("a,b,acc\n" + "".join(f"{a},{b},{a + b}\n" for a in "xyz" for b in "12"))
+    other = {
+        "name": "tiny",
+        "dataset": {"name": "table"},
+        "space": {"name": "table", "path": str(table), "decisions": ["a", "b"]},
+        "controller": {"name": "rl2", "policy_job": meta_job},
+        "evaluator": {"name": "table", "fitness": "acc"},
+        "objective": {"metric": "acc"},
+        "budget": {"trials": 3},
+    }
+    for spec, loc, says in (
+        (other, ["controller", "policy_job"], "trained for the decisions of space 'nb201'"),
+        (nb201_spec(controller={"name": "rl2"}), ["controller", "policy"], "policy_job"),
+        (meta_spec() | {"budget": {"trials": 5}}, ["budget", "trials"], "evaluator.iterations"),
+    ):
+        with pytest.raises(ApiError) as info:
+            client.submit(spec)
+        assert info.value.status_code == 422
+        assert [e["loc"] for e in info.value.detail] == [loc], info.value.detail
+        assert says in info.value.detail[0]["msg"]
+
+
+def test_cancel_stops_meta_training_at_its_next_iteration(client: NasClient) -> None:
+    job = client.submit(meta_spec(iterations=100_000, record_every=1))
+    wait_for(lambda: len(client.curves(job["id"])["epochs"].get("meta_train", [])) >= 2, timeout=60)
+    client.cancel(job["id"])
+    done = client.wait(job["id"], timeout=60)
+    assert done["state"] == "CANCELLED"
+    assert len(client.curves(done["id"])["epochs"]["meta_train"]) < 1000

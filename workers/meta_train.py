@@ -1,0 +1,189 @@
+"""The meta-training loop: an ``rl2-meta`` job meta-trains the RL² policy (``LOOPS``'s
+``meta-train``).
+
+It runs no trials. Each step is one meta-training iteration of ``controllers.rl2.MetaTrainer``
+on the evaluator's tasks; every ``record_every`` iterations (and at the last, or where the
+time budget, a cancel or a shutdown stops it) it makes a curve point of series
+``meta_train`` (``iteration``, ``mean_best_z``, ``auc_z``, ``mean_return``, ``entropy``,
+``loss``) at a safe point that requires a checkpoint: the trainer's state (policy, optimizer,
+both random generators) is the evaluator state the backend saves, so a search restored from
+it goes on exactly as the uninterrupted one. Its outcome carries the policy file
+(``rl2-policy.pt``), which ``nas search`` writes into its run folder and the service stores as
+the job's artifact, and ``meta_training`` for the summary.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from controllers.rl2 import MetaTrainer, Task, policy_bytes
+from nas.evaluators import build_evaluator
+from nas.evaluators.rl2_meta import Rl2MetaEvaluator
+from nas.spec import ResolvedSpec
+from nas.trial import TrialRecord
+from workers.backend import (
+    InlineExecutor,
+    OutputFile,
+    SafePoint,
+    SearchEvents,
+    SearchOutcome,
+    SearchState,
+    TrialExecutor,
+    TrialLog,
+)
+from workers.search import Budget, SearchComponents, SearchLoop
+
+POLICY_FILE = "rl2-policy.pt"
+POLICY_KIND = "rl2_policy"
+SERIES = "meta_train"
+
+
+class MetaTrainSearch(SearchLoop):
+    """Meta-trains the ``rl2`` policy on the spec's ``rl2-meta`` tasks.
+
+    Example:
+        >>> outcome = MetaTrainSearch(parse_spec(load_spec_file("examples/rl2-meta-nb201.yaml"))).run()
+        >>> outcome.files[0].name
+        'rl2-policy.pt'
+    """
+
+    keeps_evaluator_state = True
+
+    def __init__(
+        self,
+        resolved: ResolvedSpec,
+        *,
+        components: SearchComponents | None = None,
+        events: SearchEvents | None = None,
+        executor: TrialExecutor | None = None,
+    ) -> None:
+        """As ``SearchLoop``; no controller is built (its policy is what is trained)."""
+        spec = resolved.spec
+        if components is None:
+            space, evaluator = build_evaluator(resolved)
+            components = SearchComponents(space, evaluator, None)  # type: ignore[arg-type]
+        if not isinstance(components.evaluator, Rl2MetaEvaluator):
+            raise TypeError("MetaTrainSearch needs the rl2-meta evaluator")
+        self.resolved = resolved
+        self.components = components
+        self.evaluator: Rl2MetaEvaluator = components.evaluator
+        self.events = events or SearchEvents()
+        self.executor = executor or InlineExecutor()
+        # Trials do not apply (the service fills budget.trials in; nothing counts against it).
+        self.budget = Budget(None, spec.budget.minutes, None, should_stop=self.events.should_stop)
+        self.maximize = True
+        self.log = TrialLog(maximize=True)
+        self.curve: list[dict[str, Any]] = []
+        self._elapsed_before = 0.0
+        self._infeasible_in_a_row = 0
+        self._batch_first = 0
+        self._running = False
+        self._recorded = True  # the last iteration is in a curve point (and checkpointed)
+        config = self.evaluator.config
+        sign = -1.0 if spec.objective.direction == "minimize" else 1.0
+        self.planned = config.iterations
+        self.trainer = MetaTrainer(
+            [Task(name, sign * fitness) for name, fitness in self.evaluator.task_fitness()],
+            self.evaluator.cardinalities,
+            steps=config.steps,
+            batch=config.batch,
+            hidden=config.hidden,
+            lr=config.lr,
+            entropy_weight=config.entropy_weight,
+            seed=spec.seed,
+        )
+
+    # --- checkpoints -------------------------------------------------------------------
+    def state(self) -> SearchState:
+        return SearchState({}, self.state_dict(), self.evaluator_state())
+
+    def load_state(self, state: SearchState, trials: list[TrialRecord]) -> None:
+        self.load_state_dict(state.loop, trials)
+        if state.evaluator is None:
+            raise ValueError("a meta-training checkpoint holds the trainer's state")
+        self.load_evaluator_state(state.evaluator)
+        self._recorded = True
+
+    def evaluator_state(self) -> bytes:
+        buffer = io.BytesIO()
+        torch.save(self.trainer.state_dict(), buffer)
+        return buffer.getvalue()
+
+    def load_evaluator_state(self, data: bytes) -> None:
+        self.trainer.load_state_dict(torch.load(io.BytesIO(data), weights_only=True))
+
+    @property
+    def consistent(self) -> bool:
+        """Where the last iteration is recorded in a curve point (every iteration leaves the
+        trainer whole; the curve and the checkpoint go together)."""
+        return self._recorded
+
+    def fraction_done(self) -> float:
+        return max(self.budget.fraction_used(), self.trainer.iterations / self.planned)
+
+    # --- running -----------------------------------------------------------------------
+    def _search(self, pause: Callable[[], bool] | None) -> bool:
+        every = self.evaluator.config.record_every
+        trainer = self.trainer
+        while trainer.iterations < self.planned and not self.budget.exhausted():
+            stats = trainer.step()
+            self._recorded = False
+            due = (
+                trainer.iterations % every == 0
+                or trainer.iterations >= self.planned
+                or self.budget.exhausted()
+            )
+            if not due:
+                continue
+            point = {"epoch": len(self.curve), **stats, "seconds": round(trainer.seconds, 3)}
+            point["iteration"] = trainer.iterations
+            self.curve.append(point)
+            self._recorded = True
+            if self._safe_point(SafePoint(required=True, curve=point, series=SERIES), pause):
+                return False
+        return True
+
+    def _outcome(self) -> SearchOutcome:
+        trainer = self.trainer
+        if not self.budget.reason:
+            self.budget.reason = f"meta-training iterations done ({trainer.iterations})"
+        summary = trainer.summary()
+        spec = self.resolved.spec
+        space = self.components.space
+        meta: dict[str, Any] = {
+            **summary,
+            "space": {
+                "name": space.name,
+                "version": space.version,
+                "config": space.config,
+                # What a later job's space must have for this policy: its decisions.
+                "decisions": [[d.name, list(d.choices)] for d in space.decisions()],
+            },
+            "direction": spec.objective.direction,
+            "seed": spec.seed,
+        }
+        files = []
+        if not self.interrupted:
+            files.append(OutputFile(POLICY_FILE, POLICY_KIND, policy_bytes(trainer.policy, meta)))
+        return SearchOutcome(
+            trials=[],
+            best=None,
+            stop_reason=self.budget.reason,
+            wall_s=self.budget.elapsed(),
+            simulated_s=0.0,
+            curve=self.curve,
+            files=files,
+            report={"meta_training": {**summary, "last": _finite(trainer.last)}},
+        )
+
+
+def _finite(values: Mapping[str, float]) -> dict[str, float | None]:
+    return {k: (float(v) if np.isfinite(v) else None) for k, v in values.items()}
+
+
+__all__ = ["POLICY_FILE", "POLICY_KIND", "MetaTrainSearch"]
