@@ -3,10 +3,12 @@ exported from another tool), searched by the ``table`` space and answered by the
 evaluator. The dataset has no arrays and no parameters: the file is the space's
 (``space.path``), its protocol the evaluator's.
 
-``read_table`` reads a CSV file (optionally gzip-compressed) once per process: a header row
-naming the columns, then one row per evaluated configuration. Errors say what the file must
-be, never what it holds (no cell values, row counts or bytes): a service must not tell a
-client about the files it reads.
+``read_table`` reads a CSV file (optionally gzip-compressed) or a Parquet file once per
+process: a header row (Parquet: the schema) naming the columns, then one row per evaluated
+configuration. A Parquet file's cells are read as the text their values print as (``16``,
+``0.5``, ``adam``; a null is an empty cell), so a decision's choices are its column's distinct
+values as text, as from a CSV. Errors say what the file must be, never what it holds (no cell
+values, row counts or bytes): a service must not tell a client about the files it reads.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from nas.errors import DatasetError
 __all__ = ["ENTRIES", "CsvTable", "TableDatasetConfig", "read_table"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_PARQUET_MAGIC = b"PAR1"
 EXPECTED = (
-    "expected a CSV file (UTF-8, optionally gzip-compressed): a header row naming each column "
-    "once, then one row per configuration with one cell per column"
+    "expected a CSV file (UTF-8, optionally gzip-compressed) or a Parquet file: a header row "
+    "(Parquet: columns) naming each column once, then one row per configuration with one cell "
+    "per column"
 )
 
 
@@ -95,7 +99,14 @@ class _NotATable(ValueError):
 def _read(path: str, mtime_ns: int, size: int) -> CsvTable:
     try:
         with open(path, "rb") as raw:
-            compressed = raw.read(2) == _GZIP_MAGIC
+            magic = raw.read(4)
+    except OSError:
+        raise _NotATable("this file is not one") from None
+    if magic == _PARQUET_MAGIC:
+        names, cells = _read_parquet(path)
+        return _columns(names, cells)
+    compressed = magic[:2] == _GZIP_MAGIC
+    try:
         opened = gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
         with opened as binary, io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as text:
             reader = csv.reader(text)
@@ -105,19 +116,46 @@ def _read(path: str, mtime_ns: int, size: int) -> CsvTable:
         raise _NotATable("this file is not one") from None
     if not header or any(not name.strip() for name in header):
         raise _NotATable("the header row must name every column")
+    if any(len(row) != len(header) for row in rows):
+        raise _NotATable("a row has more or fewer cells than the header has columns")
+    return _columns(header, [[row[j] for row in rows] for j in range(len(header))])
+
+
+def _columns(header: list[str], cells: list[list[str]]) -> CsvTable:
+    """The table from its header and its columns' cells (text), checked alike for CSV and
+    Parquet."""
+    if not header or any(not name.strip() for name in header):
+        raise _NotATable("the header row must name every column")
     names = tuple(name.strip() for name in header)
     if len(set(names)) != len(names):
         raise _NotATable("a column name appears twice in the header")
-    if not rows:
+    if not cells or not cells[0]:
         raise _NotATable("the file has no data row")
-    if any(len(row) != len(names) for row in rows):
-        raise _NotATable("a row has more or fewer cells than the header has columns")
     columns = {}
-    for j, name in enumerate(names):
-        cells = np.array([row[j] for row in rows], dtype=str)
-        cells.setflags(write=False)
-        columns[name] = cells
+    for name, column in zip(names, cells, strict=True):
+        values = np.array(column, dtype=str)
+        values.setflags(write=False)
+        columns[name] = values
     return CsvTable(names, columns)
+
+
+def _read_parquet(path: str) -> tuple[list[str], list[list[str]]]:
+    """A Parquet file's column names and cells as text (a null is an empty cell; numbers
+    print as Python prints them). Only flat columns: a list or record column is not a cell."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException, ValueError):
+        raise _NotATable("this file is not one (an unreadable Parquet file)") from None
+    if any(pa.types.is_nested(field.type) for field in table.schema):
+        raise _NotATable("a Parquet column holds lists or records, not one value per cell")
+    cells = [
+        ["" if v is None else v if isinstance(v, str) else str(v) for v in column.to_pylist()]
+        for column in table.columns
+    ]
+    return list(table.column_names), cells
 
 
 def clear_cache() -> None:

@@ -1,6 +1,6 @@
 """``table``: the space of the user's own benchmark table (``nas.datasets.table``).
 
-Each decision is a column of the CSV file; its choices are the column's distinct values (as
+Each decision is a column of the table (CSV or Parquet); its choices are the column's distinct values (as
 text), sorted (by number when every value is a number), unless the spec gives ``choices``:
 an explicit order, which must be exactly the column's distinct values. Every row of the
 table is one architecture; a combination of choices that no row holds is not in the table
@@ -72,8 +72,8 @@ class TableDecision(BaseModel):
 class TableSpaceConfig(SpaceConfig):
     path: str = Field(
         min_length=1,
-        description="the benchmark table: a CSV file (optionally gzip-compressed) with a header "
-        "row, one column per decision and columns for metrics and cost",
+        description="the benchmark table: a CSV file (optionally gzip-compressed) or a Parquet "
+        "file, with one column per decision and columns for metrics and cost",
         json_schema_extra=FILE_PARAM,
     )
     decisions: list[str | TableDecision] = Field(

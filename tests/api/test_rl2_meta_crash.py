@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from api.client import NasClient
@@ -23,6 +24,7 @@ from workers.meta_train import MetaTrainSearch
 from workers.search import parse_spec
 
 
+@pytest.mark.slow
 def test_sigkill_mid_meta_training_resumes_to_the_same_policy(
     tmp_path: Path, time_left: Callable[..., float]
 ) -> None:
