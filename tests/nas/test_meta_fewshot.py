@@ -18,7 +18,7 @@ from nas.datasets.tasks import TaskBatch, TaskDistribution
 from nas.errors import SpecError
 from nas.evaluators.matching import MatchingLearner
 from nas.evaluators.protonet import PrototypicalLearner
-from nas.metalearning import FunctionalNet, MetaLearner, meta_loss
+from nas.metalearning import FunctionalNet, MetaLearner, maml_gradient, meta_loss
 from nas.spaces import MetaQNNSpace
 from nas.spec import load_spec_file
 from nas.trial import TrialState
@@ -232,3 +232,40 @@ def test_the_example_spec_is_valid() -> None:
         "protonet",
     )
     assert resolved.hparams is not None and "outer_lr" in resolved.hparams
+
+
+def test_second_order_gradients_through_batch_norm_match_finite_differences() -> None:
+    """PyTorch's fused batch norm has wrong second derivatives under torch.func; the
+    learners' batch norm (``BatchStatNorm``) is exact: MAML's meta-gradient through two
+    inner steps of a conv -> BN -> pool network matches central differences, with ``vmap``
+    and with a loop alike."""
+    space = MetaQNNSpace(
+        max_layers=3, input_size=6, channels=4, kernels=[3], pools=[2], size_bins=[3]
+    )
+    torch.manual_seed(0)
+    module = space.build_network((1, 6, 6), 3, space.from_labels(["C(3,4)", "P(2)", "SM"]))
+    net = FunctionalNet(module.double(), "cross_entropy")
+    params = net.initial_params()
+    g = torch.Generator().manual_seed(1)
+    labels = torch.tensor([[0, 1, 2]] * 2)
+    tasks = TaskBatch(
+        torch.randn(2, 3, 1, 6, 6, generator=g, dtype=torch.float64),
+        labels,
+        torch.randn(2, 6, 1, 6, 6, generator=g, dtype=torch.float64),
+        labels.repeat(1, 2),
+    )
+    _, grads = maml_gradient(net, params, tasks, steps=2, lr=0.4)
+    _, looped = maml_gradient(net, params, tasks, steps=2, lr=0.4, vectorize=False)
+    eps = 1e-6
+    for name, value in params.items():
+        torch.testing.assert_close(grads[name], looped[name])
+        for i in range(min(value.numel(), 3)):
+            plus = {k: v.clone() for k, v in params.items()}
+            minus = {k: v.clone() for k, v in params.items()}
+            plus[name].view(-1)[i] += eps
+            minus[name].view(-1)[i] -= eps
+            numeric = (
+                meta_loss(net, plus, tasks, steps=2, lr=0.4)
+                - meta_loss(net, minus, tasks, steps=2, lr=0.4)
+            ) / (2 * eps)
+            assert abs(float(numeric) - float(grads[name].view(-1)[i])) < 1e-6, name
