@@ -14,6 +14,13 @@ import re
 from html import escape
 from typing import Any
 
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.importance import (
+    FanovaImportanceEvaluator,
+    PedAnovaImportanceEvaluator,
+    get_param_importances,
+)
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -222,13 +229,6 @@ def param_importance(
 ) -> dict[str, Any]:
     """Each decision's and hyperparameter's importance for the objective, by one of Optuna's
     importance evaluators over the top trials and a sample (at most ``top + sample``)."""
-    import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution
-    from optuna.importance import (
-        FanovaImportanceEvaluator,
-        PedAnovaImportanceEvaluator,
-        get_param_importances,
-    )
 
     trials = _sample(session, job, top, sample)
     columns = [c for c in (_columns(job, trials) if trials else [])]

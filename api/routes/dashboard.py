@@ -146,8 +146,8 @@ def job_importance(
     job_id: JobId,
     session: ReadSession,
     principal: CurrentPrincipal,
-    top: Annotated[int, Query(ge=1, le=1000)] = 200,
-    sample: Annotated[int, Query(ge=0, le=2000)] = 300,
+    top: Annotated[int, Query(ge=1, le=1000)] = 100,
+    sample: Annotated[int, Query(ge=0, le=2000)] = 200,
     evaluator: Annotated[
         Literal["ped-anova", "fanova"],
         Query(description="Optuna's PedAnovaImportanceEvaluator (fast) or fANOVA (16 trees)"),
