@@ -191,18 +191,22 @@ class Rl2Controller(Controller):
     def __init__(
         self,
         *,
-        policy: str | None = None,
+        policy: str | Rl2Policy | None = None,
         policy_job: int | None = None,
         unique: bool = True,
         **kwargs: Any,
     ) -> None:
+        """``policy``: the policy file, or the policy itself (meta-training's, in training)."""
         super().__init__(**kwargs)
         if policy is None:
             raise PolicyFileError(
                 "controller.policy: no policy file (a policy_job is resolved to one when the "
                 "service accepts the job)"
             )
-        self.policy, self.policy_meta = load_policy(policy)
+        if isinstance(policy, Rl2Policy):
+            self.policy, self.policy_meta = policy, {}
+        else:
+            self.policy, self.policy_meta = load_policy(policy)
         cards = [d.num_choices for d in self.space.decisions()]
         if cards != self.policy.cardinalities:
             raise PolicyFileError(

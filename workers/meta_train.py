@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from controllers.rl2 import MetaTrainer, Task, policy_bytes
+from controllers.rl2 import MetaTrainer, Rl2Controller, Task, policy_bytes
 from nas.evaluators import build_evaluator
 from nas.evaluators.rl2_meta import Rl2MetaEvaluator
 from nas.spec import ResolvedSpec
@@ -64,14 +64,15 @@ class MetaTrainSearch(SearchLoop):
     ) -> None:
         """As ``SearchLoop``; no controller is built (its policy is what is trained)."""
         spec = resolved.spec
-        if components is None:
-            space, evaluator = build_evaluator(resolved)
-            components = SearchComponents(space, evaluator, None)  # type: ignore[arg-type]
-        if not isinstance(components.evaluator, Rl2MetaEvaluator):
+        space, evaluator = (
+            build_evaluator(resolved)
+            if components is None
+            else (components.space, components.evaluator)
+        )
+        if not isinstance(evaluator, Rl2MetaEvaluator):
             raise TypeError("MetaTrainSearch needs the rl2-meta evaluator")
         self.resolved = resolved
-        self.components = components
-        self.evaluator: Rl2MetaEvaluator = components.evaluator
+        self.evaluator: Rl2MetaEvaluator = evaluator
         self.events = events or SearchEvents()
         self.executor = executor or InlineExecutor()
         # Trials do not apply (the service fills budget.trials in; nothing counts against it).
@@ -97,6 +98,15 @@ class MetaTrainSearch(SearchLoop):
             entropy_weight=config.entropy_weight,
             seed=spec.seed,
         )
+        # The controller being trained: the rl2 controller around the trainer's policy (what
+        # a search with the finished policy runs; its state is the search-time state).
+        controller = Rl2Controller(
+            space=space,
+            seed=spec.seed,
+            policy=self.trainer.policy,
+            **{k: v for k, v in resolved.controller_params.items() if k == "unique"},
+        )
+        self.components = SearchComponents(space, evaluator, controller)
 
     # --- checkpoints -------------------------------------------------------------------
     def state(self) -> SearchState:

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
@@ -20,6 +19,7 @@ from api.client import NasClient
 from controllers.rl2 import load_policy
 from tests.api.conftest import free_port, wait_for
 from tests.api.test_crash import _key, _serve, client_state
+from tests.workers.test_meta_train_search import table_meta_spec
 from workers.meta_train import MetaTrainSearch
 from workers.search import parse_spec
 
@@ -64,44 +64,6 @@ def test_sigkill_mid_meta_training_resumes_to_the_same_policy(
     reference, _ = load_policy_bytes(MetaTrainSearch(parse_spec(spec)).run().files[0].data)
     for a, b in zip(stored.parameters(), reference.parameters(), strict=True):
         assert torch.equal(a, b)
-
-
-def table_meta_spec(folder: Path) -> dict[str, Any]:
-    """Meta-training on two small tables of known results (125 architectures, a few missing),
-    written under ``folder`` (the server's data roots)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    paths = []
-    for task, weight in (("t0", 2.0), ("t1", 1.0)):
-        rows = [
-            f"{a},{b},{c},{weight * (a == 4) + rng.normal(0, 0.3):.4f}"
-            for a in range(5)
-            for b in range(5)
-            for c in range(5)
-            if (a, b, c) != (0, 0, 1) or task == "t0"
-        ]
-        path = folder / f"{task}.csv"
-        path.write_text("a,b,c,acc\n" + "\n".join(rows) + "\n")
-        paths.append(str(path))
-    return {
-        "name": "rl2-meta-tables",
-        "dataset": {"name": "table"},
-        "space": {"name": "table", "path": paths[0], "decisions": ["a", "b", "c"]},
-        "controller": {"name": "rl2"},
-        "evaluator": {
-            "name": "rl2-meta",
-            "tables": paths,
-            "fitness": "acc",
-            "iterations": 16,
-            "steps": 10,
-            "batch": 8,
-            "hidden": 8,
-            "record_every": 1,
-        },
-        "objective": {"metric": "acc"},
-        "budget": {"minutes": 10},
-        "seed": 1,
-    }
 
 
 def load_policy_bytes(data: bytes) -> tuple[torch.nn.Module, dict[str, Any]]:

@@ -80,6 +80,11 @@ def _refused_at_the_field(server: LiveServer, client: NasClient, meta_job: int) 
         (other, ["controller", "policy_job"], "trained for the decisions of space 'nb201'"),
         (nb201_spec(controller={"name": "rl2"}), ["controller", "policy"], "policy_job"),
         (meta_spec() | {"budget": {"trials": 5}}, ["budget", "trials"], "evaluator.iterations"),
+        (
+            {**other, "controller": {"name": "rl2"}, "evaluator": _tables("/etc/passwd")},
+            ["evaluator", "tables", 0],
+            "data roots",
+        ),
     ):
         with pytest.raises(ApiError) as info:
             client.submit(spec)
@@ -88,10 +93,15 @@ def _refused_at_the_field(server: LiveServer, client: NasClient, meta_job: int) 
         assert says in info.value.detail[0]["msg"]
 
 
+def _tables(*paths: str) -> dict[str, Any]:
+    return {"name": "rl2-meta", "tables": list(paths), "fitness": "acc", "iterations": 2}
+
+
 def test_cancel_stops_meta_training_at_its_next_iteration(client: NasClient) -> None:
     job = client.submit(meta_spec(iterations=100_000, record_every=1))
     wait_for(lambda: len(client.curves(job["id"])["epochs"].get("meta_train", [])) >= 2, timeout=60)
     client.cancel(job["id"])
     done = client.wait(job["id"], timeout=60)
-    assert done["state"] == "CANCELLED"
+    assert done["state"] == "CANCELLED" and done["reason"].startswith("cancelled")
+    assert done["summary"] is None  # no policy from a cancelled meta-training
     assert len(client.curves(done["id"])["epochs"]["meta_train"]) < 1000
