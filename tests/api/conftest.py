@@ -81,6 +81,20 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
     return Settings(**values)
 
 
+class PollingClient(NasClient):
+    """The service's client, but ``wait`` and ``wait_trial`` poll every 0.05 s instead of
+    0.5 s: a test goes on as soon as its job has finished, not at the next half second
+    (about 0.25 s saved per wait; more than 100 waits in the suite)."""
+
+    def wait(self, job_id: int, *, timeout: float | None = None, poll: float = 0.05) -> dict:
+        return super().wait(job_id, timeout=timeout, poll=poll)
+
+    def wait_trial(
+        self, trial_id: int, *, timeout: float | None = None, poll: float = 0.05
+    ) -> dict[str, Any]:
+        return super().wait_trial(trial_id, timeout=timeout, poll=poll)
+
+
 class LiveServer:
     """uvicorn serving ``create_app(settings)`` on a free port, in a thread."""
 
@@ -107,7 +121,7 @@ class LiveServer:
         self.thread.join(60)
 
     def client(self, api_key: str | None = None) -> NasClient:
-        return NasClient(self.url, api_key=api_key or "")
+        return PollingClient(self.url, api_key=api_key or "")
 
     def create_key(self, name: str, *, admin: bool = False) -> str:
         from api.auth import create_key

@@ -15,9 +15,8 @@ import httpx
 import pytest
 
 from api.auth import create_key
-from api.client import NasClient
 from api.db import make_engine, make_session_factory, session_scope, upgrade
-from tests.api.conftest import free_port, standalone_spec, wait_for
+from tests.api.conftest import PollingClient, free_port, standalone_spec, wait_for
 from tests.conftest import REPO
 
 
@@ -71,7 +70,7 @@ def test_sigkill_mid_job_then_restart_resumes_from_the_checkpoint(
     key = _key(database_url)  # before the server starts: one process upgrades the schema
     port, log = free_port(), tmp_path / "server.log"
     server = _serve(database_url, tmp_path / "data", port, log, timeout=time_left(60))
-    client = NasClient(f"http://127.0.0.1:{port}", api_key=key)
+    client = PollingClient(f"http://127.0.0.1:{port}", api_key=key)
     try:
         job_id = client.submit(standalone_spec(trials=8, epochs=3))["id"]
         # Kill while a trial is training, after a few were recorded.
@@ -121,7 +120,7 @@ def test_sigkill_mid_shared_weight_search_resumes_trials_and_curves_without_gaps
     key = _key(database_url)  # before the server starts: one process upgrades the schema
     port, log = free_port(), tmp_path / "server.log"
     server = _serve(database_url, tmp_path / "data", port, log, timeout=time_left(60))
-    client = NasClient(f"http://127.0.0.1:{port}", api_key=key)
+    client = PollingClient(f"http://127.0.0.1:{port}", api_key=key)
     spec = {
         "name": "digits-enas",
         "dataset": {"name": "digits"},

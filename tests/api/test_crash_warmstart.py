@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from api.client import NasClient
-from tests.api.conftest import free_port, standalone_spec, wait_for
+from tests.api.conftest import PollingClient, free_port, standalone_spec, wait_for
 from tests.api.test_crash import _key, _serve
 
 
@@ -26,7 +25,7 @@ def test_a_warm_started_job_resumes_exactly_after_kill_9(
     key = _key(database_url)
     port, log = free_port(), tmp_path / "server.log"
     server = _serve(database_url, tmp_path / "data", port, log, timeout=time_left(60))
-    client = NasClient(f"http://127.0.0.1:{port}", api_key=key)
+    client = PollingClient(f"http://127.0.0.1:{port}", api_key=key)
     try:
         source = client.submit(standalone_spec(trials=6, epochs=1, controller={"name": "random"}))
         assert client.wait(source["id"], timeout=time_left(180))["state"] == "SUCCEEDED"

@@ -90,6 +90,8 @@ def test_listing_survives_its_pooled_connections_being_killed(tmp_path: Path) ->
             server.stop()
 
 
+# One database: what is checked is when the service starts Ray, not the storage.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_an_api_only_server_starts_ray_only_to_check_a_gpu_request(server_factory: Any) -> None:
     import ray
 
