@@ -69,7 +69,7 @@ def test_gpu_trials_run_only_on_gpu_nodes_and_survive_losing_the_node(
 
                 gpu_nodes = _gpu_node_ids()
                 spec = standalone_spec(
-                    trials=4, epochs=25, resources={"gpus_per_trial": 0.5, "max_retries": 2}
+                    trials=3, epochs=25, resources={"gpus_per_trial": 0.5, "max_retries": 2}
                 )
                 job_id = client.submit(spec)["id"]
                 # Kill the GPU node while trial 1 trains on it; a new GPU node joins.
@@ -87,7 +87,7 @@ def test_gpu_trials_run_only_on_gpu_nodes_and_survive_losing_the_node(
                 job = client.wait(job_id, timeout=time_left())
                 assert job["state"] == "SUCCEEDED", job["reason"]
                 trials = list(client.all_trials(job_id))
-                assert [t["number"] for t in trials] == list(range(4))  # no duplicate rows
+                assert [t["number"] for t in trials] == list(range(3))  # no duplicate rows
                 assert all(t["state"] == "COMPLETE" for t in trials), trials
                 nodes = {t["worker"].split(":")[2] for t in trials}
                 assert nodes <= gpu_nodes, (nodes, gpu_nodes)  # never on the CPU-only node
@@ -107,7 +107,7 @@ def test_a_trial_whose_retries_are_spent_fails_with_the_cause(
     try:
         with server.client(server.create_key("a")) as client:
             spec = standalone_spec(
-                trials=3, epochs=25, resources={"gpus_per_trial": 1, "max_retries": 0}
+                trials=2, epochs=25, resources={"gpus_per_trial": 1, "max_retries": 0}
             )
             job_id = client.submit(spec)["id"]
             wait_for(
@@ -123,10 +123,10 @@ def test_a_trial_whose_retries_are_spent_fails_with_the_cause(
             job = client.wait(job_id, timeout=time_left())
             assert job["state"] == "SUCCEEDED", job["reason"]
             trials = list(client.all_trials(job_id))
-            assert [t["number"] for t in trials] == list(range(3))
+            assert [t["number"] for t in trials] == list(range(2))
             failed = [t for t in trials if t["state"] == "FAIL"]
             assert len(failed) == 1 and "worker lost after 0 retries" in failed[0]["error"]
-            assert sum(t["state"] == "COMPLETE" for t in trials) == 2
+            assert sum(t["state"] == "COMPLETE" for t in trials) == 1  # the job went on
     finally:
         server.stop()
 
