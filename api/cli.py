@@ -399,6 +399,13 @@ def describe_job(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None) -
         )
         + f"; objective {objective.get('metric', '-')} ({objective.get('direction', '-')})"
     )
+    meta = summary.get("meta_training")
+    if meta:  # an rl2-meta job: its policy, not an architecture
+        lines.append(
+            f"meta-training: {meta['iterations']} iterations in {meta['seconds']} s on "
+            f"{', '.join(meta['tasks'])}; policy stored: name it with "
+            f"controller: {{name: rl2, policy_job: {job['id']}}}"
+        )
     best = summary.get("best")
     if best:
         trial = f"trial {best['trial']}" if "trial" in best else "derived from the search"

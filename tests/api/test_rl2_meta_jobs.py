@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from api.cli import describe_job
 from api.client import ApiError, NasClient
 from controllers.rl2 import load_policy
 from tests.api.conftest import LiveServer, nb201_spec, wait_for
@@ -40,6 +41,8 @@ def test_a_meta_training_job_stores_a_policy_that_later_jobs_name(
     assert meta["state"] == "SUCCEEDED", meta["reason"]
     assert meta["summary"]["meta_training"]["iterations"] == 4
     assert meta["summary"]["files"] == [{"name": "rl2-policy.pt", "kind": "rl2_policy"}]
+    shown = "\n".join(describe_job(meta, None))  # nas show
+    assert f"policy_job: {meta['id']}" in shown and "4 iterations" in shown
     points = client.curves(meta["id"])["epochs"]["meta_train"]
     assert [p["iteration"] for p in points] == [2, 4]
     assert all(p["auc_z"] is not None and p["entropy"] > 0 for p in points)
