@@ -57,6 +57,14 @@ def _rows(page: Any, table: str) -> list[str]:
     )
 
 
+def _unlabelled_controls(page: Any) -> list[str]:
+    """Form controls with neither a <label> nor an aria-label (none may be)."""
+    return page.locator("main select, main input, main textarea").evaluate_all(
+        "cs => cs.filter(c => !c.labels?.length && !c.getAttribute('aria-label'))"
+        ".map(c => c.outerHTML.slice(0, 80))"
+    )
+
+
 def _chart_counts(page: Any) -> dict[str, int]:
     return page.locator("figure.chart").evaluate_all(
         "fs => Object.fromEntries(fs.map(f => [f.id, Number(f.querySelector('svg')"
@@ -71,11 +79,17 @@ def test_every_page_renders_with_its_charts_and_no_console_error(page: Page, sit
     assert set(jobs) == {str(site.nb201["id"]), str(site.enas["id"]), str(site.multi["id"])}
     enas_row = p.locator(f"#jobs tr[data-job='{site.enas['id']}']").inner_text()
     assert "enas" in enas_row and "enas-macro" in enas_row and "digits" in enas_row
+    assert _unlabelled_controls(p) == []
 
     # the ENAS job: history, supernet curves, parallel coordinates, importance, timeline
     page.go(f"/jobs/{site.enas['id']}")
     p.wait_for_selector("#charts[data-loaded]")
     counts = _chart_counts(p)
+    assert _unlabelled_controls(p) == []
+    # every chart has a caption naming it and its numbers in a table
+    for figure in p.locator("figure.chart").all():
+        assert figure.locator("figcaption").inner_text().strip()
+        assert figure.locator("details table").count() == 1
     for chart in ("history", "curve-supernet-mean_reward-baseline", "curve-supernet-entropy",
                   "curve-supernet-train_loss", "parallel", "importance", "timeline"):  # fmt: skip
         assert counts.get(chart, 0) > 0, (chart, counts)
@@ -121,8 +135,9 @@ def test_trials_table_pages_sorts_and_filters(page: Page, site: Site) -> None:
     p.click("#trials-prev")
     p.wait_for_selector("#trials tbody tr[data-trial='0']")
 
-    # sort by the objective (header button: descending first), then ascending
-    p.click("#trials th button[data-sort='objective']")
+    # sort by the objective from the keyboard (header button: descending first)
+    p.focus("#trials th button[data-sort='objective']")
+    p.keyboard.press("Enter")
     p.wait_for_selector("#trials th[aria-sort='descending']")
     best = str(site.nb201["best"]["trial_number"])
     p.wait_for_function(f"document.querySelector('#trials tbody tr')?.dataset.trial === '{best}'")
