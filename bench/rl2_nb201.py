@@ -1,8 +1,9 @@
 """RL² on NAS-Bench-201 (issue 14): meta-train on two datasets' tables, run on the third.
 
-For each leave-one-out split (``--targets``): ``controllers.rl2.meta_train`` on the other two
-datasets' 12-epoch validation columns for ``--seconds`` (the meta-training time is printed),
-the policy saved to ``--out``/rl2-<target>.pt, then 100 seeded searches through the product's
+For each leave-one-out split (``--targets``): a meta-training job (evaluator ``rl2-meta``,
+run by its loop as ``nas search`` and the service run it) on the other two datasets' 12-epoch
+validation columns for ``--seconds`` (the meta-training time is printed), the policy saved
+to ``--out``/rl2-<target>.pt, then 100 seeded searches through the product's
 path (spec with ``controller: {name: rl2, policy: FILE}`` -> ``parse_spec`` ->
 ``SearchLoop``) at 50 queries and at the target's protocol budget, beside REA (``evolution``)
 and TPE at 50 queries and REA at the full budget, in the same run. Figure: the 200-epoch test
@@ -24,8 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from controllers.rl2 import Task, meta_train, save_policy
-from nas.evaluators.tabular import load_table, resolve_table_path
+from workers.backend import InlineBackend, SearchEvents
 from workers.search import SearchLoop, parse_spec
 
 DATASETS = {
@@ -61,14 +61,29 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=50)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    table = load_table(resolve_table_path(None))
     for target in args.targets:
         train = [d for d in DATASETS if d != target]
-        tasks = [Task(d, table.column(f"{DATASETS[d][1]}_val12")) for d in train]
         started = time.perf_counter()
-        policy, summary = meta_train(tasks, [5] * 6, seconds=args.seconds, iterations=10**9)
+        meta_job = {
+            "name": f"rl2-meta-{target}",
+            "dataset": {"name": DATASETS[target][0]},
+            "space": {"name": "nb201"},
+            "controller": {"name": "rl2"},
+            "evaluator": {
+                "name": "rl2-meta",
+                "tasks": [DATASETS[d][0] for d in train],
+                "iterations": 10**6,
+                "record_every": 100,
+            },
+            "budget": {"minutes": args.seconds / 60},
+            "seed": 0,
+        }
+        run = InlineBackend().open(parse_spec(meta_job), SearchEvents())
+        outcome = run.run()
+        run.close()
+        summary = outcome.report["meta_training"]
         path = args.out / f"rl2-{target}.pt"
-        save_policy(policy, path, summary)
+        path.write_bytes(outcome.files[0].data)
         print(
             f"{target}: meta-trained on {', '.join(train)}: {summary['iterations']} iterations "
             f"({summary['batch']} episodes of {summary['steps']} queries) in "
