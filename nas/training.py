@@ -91,21 +91,34 @@ _measured: tuple[float, int] | None = None  # (when, threads) of the last measur
 def configure_cpu_threads(threads: int | None = None) -> int:
     """Set torch's intra-op thread count on the CPU and return it.
 
-    ``threads`` or ``NAS_TORCH_THREADS`` (a positive number) decide when given. Otherwise
-    the count is what is free now (``cpu_threads_free``): the cores this process may run on
-    (affinity, not the host's count), at most ``OMP_NUM_THREADS`` (Ray sets it to a task's
-    CPUs), less those other processes keep busy. Threads that wait for a core are far worse
-    than fewer threads: two torch threads on a 2-core machine loaded by other work trained
-    5-10x slower than one (issue 17). The measurement is redone at most every
-    ``THREADS_RECHECK_S`` seconds, so calling this before each trial or epoch is cheap."""
+    ``threads`` decides when given; else ``NAS_TORCH_THREADS``: a positive number, or
+    ``auto`` for the cores free now (``cpu_threads_free``, re-measured at most every
+    ``THREADS_RECHECK_S`` seconds). Unset, the count is ``OMP_NUM_THREADS`` where it is set
+    (Ray sets it to a task's CPUs, ``resources.cpus_per_trial``), else one thread.
+
+    Why one by default: the count changes the floating-point order of a gradient's sums
+    (one and two threads give different gradients for the same convolution), so a count
+    that follows the machine's load would make a seeded search unrepeatable (and break
+    reusing a deterministic evaluator's results, and exact resume). And threads that wait
+    for a core are far worse than fewer threads: on a 2-core machine loaded by other work,
+    two threads trained an MNIST-1D network 3.7x to 6x slower than one (issue 17)."""
     global _measured
     if threads is None:
-        threads = int(os.environ.get("NAS_TORCH_THREADS", "0") or 0)
-    if threads <= 0:
-        now = time.monotonic()
-        if _measured is None or now - _measured[0] >= THREADS_RECHECK_S:
-            _measured = (now, cpu_threads_free())
-        threads = _measured[1]
+        setting = os.environ.get("NAS_TORCH_THREADS", "").strip().lower()
+        if setting == "auto":
+            now = time.monotonic()
+            if _measured is None or now - _measured[0] >= THREADS_RECHECK_S:
+                _measured = (now, cpu_threads_free())
+            threads = _measured[1]
+        elif setting:
+            if not setting.isdigit() or int(setting) < 1:
+                raise ValueError(
+                    f"NAS_TORCH_THREADS must be a positive whole number or 'auto', got {setting!r}"
+                )
+            threads = int(setting)
+        else:
+            omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+            threads = int(omp) if omp.isdigit() and int(omp) > 0 else 1
     threads = max(1, threads)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)

@@ -45,7 +45,6 @@ per trial (``nas.hparams.META_HPARAMS``).
 from __future__ import annotations
 
 import math
-import os
 import time
 import zlib
 from collections.abc import Mapping, Sequence
@@ -268,10 +267,10 @@ class MetaEvaluator(Evaluator):
         )
         self.device = select_device(config.device)
         if self.device.type == "cpu":
-            # One thread unless told (NAS_TORCH_THREADS): a meta-batch's operations are
-            # small, and threads that wait on each other cost far more than they share
-            # (20x slower with 2 threads on 2 busy cores).
-            configure_cpu_threads(int(os.environ.get("NAS_TORCH_THREADS", "0")) or 1)
+            # One thread unless told (NAS_TORCH_THREADS, OMP_NUM_THREADS): a meta-batch's
+            # operations are small, and threads that wait on each other cost far more than
+            # they share (20x slower with 2 threads on 2 busy cores).
+            configure_cpu_threads()
         self._val = tasks.fixed(
             "valid",
             seed,
