@@ -16,11 +16,6 @@ from typing import Any
 
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
-from optuna.importance import (
-    FanovaImportanceEvaluator,
-    PedAnovaImportanceEvaluator,
-    get_param_importances,
-)
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -266,6 +261,14 @@ def param_importance(
             )
     if len(study.trials) < 2:
         return result
+    # Imported here: optuna.importance pulls in scikit-learn and SciPy (2.9 s), which every
+    # server start would pay for a chart few requests ask for.
+    from optuna.importance import (
+        FanovaImportanceEvaluator,
+        PedAnovaImportanceEvaluator,
+        get_param_importances,
+    )
+
     chosen = (
         FanovaImportanceEvaluator(seed=0, n_trees=16, max_depth=8)
         if evaluator == "fanova"
