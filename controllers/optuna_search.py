@@ -137,7 +137,8 @@ class OptunaController(Controller):
         )
         self.sampler_seed = int(self.rng.integers(2**32))
         self.study = self._new_study()
-        self._pseudo: list[tuple[dict[str, Any], dict[str, BaseDistribution], float]] = []
+        #: The observations as Optuna trials (numbers 0..P-1, value = rank score), built once.
+        self._pseudo: list[optuna.trial.FrozenTrial] = []
 
     # --- samplers --------------------------------------------------------------------------
     @abstractmethod
@@ -171,7 +172,16 @@ class OptunaController(Controller):
                 continue  # an architecture alone: no point of this job's joint space
             params.update(hp)
             distributions = {**self._distributions, **{n: self._hp_distributions[n] for n in hp}}
-            self._pseudo.append((params, distributions, float(o["score"])))
+            with quiet_optuna():
+                trial = create_trial(
+                    state=OptunaState.COMPLETE,
+                    value=float(o["score"]),
+                    params=params,
+                    distributions=distributions,
+                )
+            trial.number = len(self._pseudo)
+            trial._trial_id = -1 - trial.number
+            self._pseudo.append(trial)
 
     def _n_trials(self) -> int:
         return self._storage.get_n_trials(self._study_id)  # study.trials would deep-copy all
@@ -336,7 +346,7 @@ class _ObservingSampler(BaseSampler):
     def __init__(
         self,
         inner: BaseSampler,
-        pseudo: list[tuple[dict[str, Any], dict[str, BaseDistribution], float]],
+        pseudo: list[optuna.trial.FrozenTrial],
     ) -> None:
         self._inner = inner
         self._pseudo = pseudo
@@ -392,7 +402,7 @@ class _StudyView:
     def __init__(
         self,
         study: optuna.Study,
-        pseudo: list[tuple[dict[str, Any], dict[str, BaseDistribution], float]],
+        pseudo: list[optuna.trial.FrozenTrial],
     ) -> None:
         self._study = study
         self._pseudo = pseudo
@@ -406,18 +416,7 @@ class _StudyView:
             real = self._study._get_trials(deepcopy=False, use_cache=False)
             done = [t for t in real if t.state is OptunaState.COMPLETE]
             values = np.sort(np.asarray([t.value for t in done], dtype=float))
-            out = [
-                create_trial(
-                    state=OptunaState.COMPLETE,
-                    value=score,
-                    params=params,
-                    distributions=distributions,
-                )
-                for params, distributions, score in self._pseudo
-            ]
-            for number, t in enumerate(out):
-                t.number = number
-                t._trial_id = -1 - number
+            out = list(self._pseudo)
             for t in real:
                 view = _shifted(t, len(self._pseudo))
                 if t.state is OptunaState.COMPLETE:
