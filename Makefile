@@ -12,8 +12,10 @@ install:
 run: install
 	bash scripts/demo.sh examples/mnist1d-random.yaml
 
+# Two workers, each taking whole test files (module fixtures stay in one process): every test
+# already has its own database, port, Ray instance and temporary folders.
 test: install
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -n 2 --dist loadfile
 
 bench-nb201: install
 	.venv/bin/python bench/nb201_random.py
