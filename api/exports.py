@@ -1,8 +1,10 @@
 """Exports of a job's ranked architectures (``api.ranking``) as files.
 
 Exports use the architecture's retrained weights when there are some (the ``final:`` section
-of the spec, or ``POST /jobs/{id}/retrain``: ``api.retraining``), else freshly initialised
-weights, and say which. A request is planned from the database (``plan_export``), written
+of the spec, or ``POST /jobs/{id}/retrain``: ``api.retraining``), else the weights its
+search learned (a meta-learning job's best: ``meta-weights.pt`` among the job's files, the
+meta-learned initialisation, exported with ``adapt``), else freshly initialised weights, and
+say which. A request is planned from the database (``plan_export``), written
 without it by the format's own writer (``nas.export.FORMATS``: the one dispatch on a format;
 a download is the format's bundled form, e.g. pytorch's zip), and recorded. Files are written
 under ``<artifacts>/jobs/{id}/exports/`` and recorded as artifacts (kind ``export``); they are
@@ -18,6 +20,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from pickle import UnpicklingError
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -25,12 +28,14 @@ from sqlalchemy.orm import Session
 from api.auth import Principal
 from api.ranking import InvalidRequestError, RankedArchitecture, rank_architecture
 from api.repositories import ArtifactRepository, JobRepository
-from api.retraining import trainable_problem
+from api.retraining import job_dir, trainable_problem
 from api.services import ConflictError, JobService, NotFoundError
 from api.storage import storage_error
+from nas.architecture import Architecture
 from nas.datasets import dataset_shape
 from nas.errors import ExportError
 from nas.export import ExportContext, ExportFormat, get_format
+from nas.metalearning import META_WEIGHTS_FILE, MetaWeights
 from nas.spaces import SPACES, SearchSpace
 from nas.spec import FinalSpec, ResolvedSpec
 from workers.final import final_space
@@ -71,8 +76,10 @@ class ExportPlan:
     spec: dict[str, Any]
     fmt: ExportFormat
     ranked: RankedArchitecture
-    weights: Path | None  # absolute path of the retrained weights
+    weights: Path | None  # absolute path of the retrained (or meta-learned) weights
     summary_final_metrics: dict[str, Any]
+    #: ``weights`` is the search's ``MetaWeights`` file (meta-learned), not a retraining's.
+    meta_learned: bool = False
 
     @property
     def suffix(self) -> str:
@@ -133,6 +140,10 @@ def plan_export(
             weights = path
         else:
             log.warning("job %d: retrained weights %s are missing", job.id, path)
+    meta_learned = False
+    if weights is None:
+        weights = _meta_weights(artifacts, job.id, ranked)
+        meta_learned = weights is not None
     if weights is None and export_format.needs_weights and not untrained:
         raise ConflictError(_no_weights_message(job.id, rank, export_format, resolved))
     summary = job.summary or {}
@@ -146,7 +157,24 @@ def plan_export(
         ranked=ranked,
         weights=weights,
         summary_final_metrics=final_metrics,
+        meta_learned=meta_learned,
     )
+
+
+def _meta_weights(artifacts: Path, job_id: int, ranked: RankedArchitecture) -> Path | None:
+    """The job's meta-learned weights file when they are of ``ranked``'s architecture (the
+    search's best), else ``None``."""
+    path = job_dir(artifacts, job_id) / "files" / META_WEIGHTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        meta = MetaWeights.load(path)
+        arch = Architecture.from_dict(meta.architecture)
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError, UnpicklingError) as exc:
+        # an unreadable file exports as if it were not there
+        log.warning("job %d: meta-learned weights %s unreadable: %s", job_id, path, exc)
+        return None
+    return path if arch == ranked.architecture else None
 
 
 def _no_weights_message(job_id: int, rank: int, fmt: ExportFormat, resolved: ResolvedSpec) -> str:
@@ -169,6 +197,11 @@ def _no_weights_message(job_id: int, rank: int, fmt: ExportFormat, resolved: Res
 
 
 def _weights_note(plan: ExportPlan, resolved: ResolvedSpec) -> str:
+    if plan.meta_learned:
+        return (
+            f"meta-learned by the search ({resolved.spec.evaluator.name}): an initialisation "
+            "to adapt to a new task from its support set with model.py's adapt()"
+        )
     final = plan.ranked.final
     if plan.weights is not None and final is not None:
         accuracy = final.get("test_accuracy")
@@ -202,7 +235,8 @@ def export_context(plan: ExportPlan, resolved: ResolvedSpec) -> ExportContext:
     fit, its metrics, provenance and what the job adds to the JSON document (rank, ranked
     count, a note on the weights, the retraining) and to the model card (the same note)."""
     ranked, job_id, rank = plan.ranked, plan.job_id, plan.ranked.rank
-    final = ranked.final if plan.weights is not None else None
+    meta = MetaWeights.load(plan.weights) if plan.meta_learned and plan.weights else None
+    final = ranked.final if plan.weights is not None and meta is None else None
     recipe = (resolved.spec.final or FinalSpec()).model_dump() if final is not None else None
     space = network_space(resolved, final)
     # A space without a network (the user's own table) has no input to describe.
@@ -227,17 +261,18 @@ def export_context(plan: ExportPlan, resolved: ResolvedSpec) -> ExportContext:
         arch=ranked.architecture,
         input_shape=input_shape,
         num_classes=num_classes,
-        weights=plan.weights,
+        weights=meta.weights if meta is not None else plan.weights,
+        adaptation=meta.adaptation() if meta is not None else None,
         metrics=_metrics(plan, resolved),
         hyperparameters=ranked.hparams,
-        recipe=recipe if plan.weights is not None else None,
+        recipe=recipe if final is not None else None,
         job_id=str(job_id),
         trial=ranked.trial_number,
         seed=resolved.spec.seed,
         command=(
             f"nas submit job{job_id}-spec.json   # the job's spec: GET /api/v1/jobs/{job_id}\n"
-            f"nas retrain {job_id} --rank {rank}\n"
-            f"nas export {job_id} --format pytorch --rank {rank} -o model.zip"
+            + ("" if meta is not None else f"nas retrain {job_id} --rank {rank}\n")
+            + f"nas export {job_id} --format pytorch --rank {rank} -o model.zip"
         ),
         latency_runs=20,
         note=note,

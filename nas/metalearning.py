@@ -38,9 +38,12 @@ Example:
 
 from __future__ import annotations
 
+import io
 import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -52,9 +55,12 @@ from nas.training import DivergedError
 
 __all__ = [
     "ALGORITHMS",
+    "META_WEIGHTS_FILE",
+    "META_WEIGHTS_KIND",
     "BatchStatNorm",
     "FunctionalNet",
     "MetaLearner",
+    "MetaWeights",
     "MetricLearner",
     "Params",
     "adapt",
@@ -579,3 +585,84 @@ class MetricLearner:
                 self.params[k].copy_(v)
             for k, v in state.get("extra", {}).items():
                 self.extra[k].copy_(v)
+
+
+#: The file a meta-learning search leaves for its best architecture (``nas search``: in the
+#: run folder; the service: ``jobs/ID/files/``, artifact kind ``META_WEIGHTS_KIND``).
+META_WEIGHTS_FILE = "meta-weights.pt"
+META_WEIGHTS_KIND = "meta_weights"
+
+
+@dataclass(frozen=True)
+class MetaWeights:
+    """The meta-learned weights of one architecture and how they adapt to a new task: what
+    a gradient-based meta-learning search keeps of its best architecture
+    (``Evaluator.learned_weights``) and what its exports are made from.
+
+    ``weights`` is the whole network's ``state_dict`` (the meta-learned initialisation, the
+    buffers as built), so it loads strictly into the exported ``model.py``; ``rates`` are
+    Meta-SGD's learned per-parameter inner learning rates (same names and shapes as the
+    parameters), ``lr`` the one step size of the others (``None`` for Meta-SGD), ``steps``
+    the evaluator's adaptation steps (``eval_steps``), ``loss`` the task loss (``mse`` or
+    ``cross_entropy``).
+
+    Example:
+        >>> meta = MetaWeights.load("runs/sine/meta-weights.pt")  # doctest: +SKIP
+        >>> export("pytorch", "model.py", space=space, arch=meta.arch(), ...)  # doctest: +SKIP
+    """
+
+    architecture: dict[str, Any]
+    algorithm: str
+    loss: str
+    steps: int
+    lr: float | None
+    weights: dict[str, torch.Tensor]
+    rates: dict[str, torch.Tensor] | None = None
+
+    def adaptation(self) -> dict[str, Any]:
+        """What an export needs to write ``adapt`` (``nas.export.ExportContext.adaptation``)."""
+        return {
+            "algorithm": self.algorithm,
+            "loss": self.loss,
+            "steps": self.steps,
+            "lr": self.lr,
+            "rates": self.rates,
+        }
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        torch.save(
+            {
+                "format": 1,
+                "architecture": self.architecture,
+                "algorithm": self.algorithm,
+                "loss": self.loss,
+                "steps": int(self.steps),
+                "lr": self.lr,
+                "weights": {k: v.detach().cpu() for k, v in self.weights.items()},
+                "rates": None
+                if self.rates is None
+                else {k: v.detach().cpu() for k, v in self.rates.items()},
+            },
+            buffer,
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def load(cls, source: str | Path | bytes) -> MetaWeights:
+        """Read a ``META_WEIGHTS_FILE`` (a path, or its bytes); ``ValueError`` when it is
+        not one."""
+        handle: Any = io.BytesIO(source) if isinstance(source, bytes) else source
+        data = torch.load(handle, map_location="cpu", weights_only=True)
+        if not isinstance(data, Mapping) or data.get("format") != 1:
+            what = "the data" if isinstance(source, bytes) else str(source)
+            raise ValueError(f"{what} is not a meta-weights file (format 1)")
+        return cls(
+            architecture=dict(data["architecture"]),
+            algorithm=str(data["algorithm"]),
+            loss=str(data["loss"]),
+            steps=int(data["steps"]),
+            lr=None if data["lr"] is None else float(data["lr"]),
+            weights=dict(data["weights"]),
+            rates=None if data["rates"] is None else dict(data["rates"]),
+        )

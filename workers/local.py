@@ -4,7 +4,8 @@ The run directory holds ``spec.yaml`` (the resolved spec), ``trials.jsonl`` (one
 trial, written as trials finish), ``best_architecture.json``, ``architectures.json`` (the
 top-K), ``curve.json`` (shared-weight search: the controller's reward, entropy and baseline
 per epoch), ``final/rank*.pt`` (retrained weights, with a ``final:`` section), the files a search
-produced (a meta-training job's ``rl2-policy.pt``) and ``summary.json``.
+produced (a meta-training job's ``rl2-policy.pt``, a meta-learning search's
+``meta-weights.pt``) and ``summary.json``.
 ``controller.json`` holds the controller's final ``state_dict`` (a later search's warm start
 reads it: ``workers.warmstart``).
 """

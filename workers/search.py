@@ -23,6 +23,7 @@ from nas import spec as nas_spec
 from nas.architecture import Architecture
 from nas.errors import SpecError
 from nas.evaluators import Evaluator, build_evaluator
+from nas.metalearning import META_WEIGHTS_FILE, META_WEIGHTS_KIND
 from nas.pareto import non_dominated
 from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
@@ -30,6 +31,7 @@ from nas.trial import RunningTrial, TrialRecord, TrialResult, TrialState
 from workers.backend import (
     InlineExecutor,
     Interrupted,
+    OutputFile,
     SafePoint,
     SearchEvents,
     SearchOutcome,
@@ -371,8 +373,14 @@ class SearchLoop:
         best = self.best
         short, error = self._time_limit()
         final = {}
+        files: list[OutputFile] = []
         if best is not None and not self.interrupted and error is None:
-            final = self.components.evaluator.final_metrics(best.architecture)
+            evaluator = self.components.evaluator
+            final = evaluator.final_metrics(best.architecture)
+            # What the search itself learned for its best (the meta-learned weights).
+            learned = evaluator.learned_weights(best.architecture)
+            if learned is not None:
+                files.append(OutputFile(META_WEIGHTS_FILE, META_WEIGHTS_KIND, learned))
         return SearchOutcome(
             trials=self.trials,
             best=best,
@@ -384,6 +392,7 @@ class SearchLoop:
             pareto=self.pareto(),
             warnings=[short] if short is not None else [],
             error=error,
+            files=files,
         )
 
     def cut_short(self) -> str | None:

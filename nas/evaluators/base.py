@@ -257,3 +257,11 @@ class Evaluator(ABC):
         """Held-out figures (test accuracy) for the architecture a search returns. Never
         shown to a controller."""
         return {}
+
+    def learned_weights(self, arch: Architecture) -> bytes | None:
+        """The weights the search itself learned for the architecture it returns, as a
+        file's bytes, or ``None`` (the default: weights come from a ``final:`` retraining).
+        The gradient-based meta-learning evaluators answer the meta-learned initialisation
+        (``nas.metalearning.MetaWeights``), which the search stores as a file of its run
+        and its exports use; called after ``final_metrics`` for the same architecture."""
+        return None

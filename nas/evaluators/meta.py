@@ -28,6 +28,9 @@ Ray worker ran the trial) it meta-trains the architecture again with the evaluat
 parameters, without the trial's ``hparams``. A step count at which some task's loss is not
 finite (Meta-SGD's learned rates can overshoot beyond the steps they were trained for)
 reports ``meta_test_diverged_<k>step``, the share of such tasks, instead of a mean.
+``learned_weights`` then answers the weights those figures are of (the meta-learned
+initialisation, Meta-SGD's rates, the test-time adaptation settings) as a ``MetaWeights``
+file, which the search keeps and exports (``model.py``'s ``adapt``).
 
 Classification episodes (a task distribution whose ``task_loss`` is ``cross_entropy``:
 ``episodes``, ``glyphs``): the network has N outputs and the task loss is the
@@ -60,7 +63,7 @@ from nas.datasets.tasks import TaskBatch, TaskDistribution
 from nas.errors import DatasetError
 from nas.evaluators.base import Evaluator, EvaluatorConfig, ReportFn
 from nas.hparams import META_HPARAMS
-from nas.metalearning import Algorithm, FunctionalNet, MetaLearner
+from nas.metalearning import Algorithm, FunctionalNet, MetaLearner, MetaWeights
 from nas.models import build_model, count_parameters
 from nas.spaces.base import SearchSpace
 from nas.training import DivergedError, configure_cpu_threads, forked_rng, select_device
@@ -286,6 +289,8 @@ class MetaEvaluator(Evaluator):
         self.eval_chunk = 200 if not self.classification else max(1, _EVAL_EXAMPLES // per_task)
         #: architecture key -> (objective, learned state, settings) of its best trial here
         self._learned: dict[str, tuple[float, dict[str, Any], Any]] = {}
+        #: (architecture key, learner, settings) that ``final_metrics`` last scored
+        self._final: tuple[str, FewShotLearner, Any] | None = None
 
     @classmethod
     def from_spec(
@@ -543,6 +548,8 @@ class MetaEvaluator(Evaluator):
         best = self._learned.get(arch.key)
         if best is None or self._better(val, best[0]):
             self._learned[arch.key] = (val, learner.state_dict(), settings)
+            if self._final is not None and self._final[0] == arch.key:
+                self._final = None  # final_metrics scores the new best next time
         metric = "meta_val_accuracy" if self.classification else "meta_val_mse"
         return TrialResult(
             TrialState.COMPLETE,
@@ -555,13 +562,12 @@ class MetaEvaluator(Evaluator):
             cost_s=time.perf_counter() - started,
         )
 
-    def final_metrics(self, arch: Architecture) -> dict[str, float]:
-        """Meta-test figures (mean, 95% interval) on ``test_tasks`` tasks, from the
-        architecture's best meta-learned weights here (else meta-trained again with this
-        evaluator's parameters): regression the MSE after each of ``final_steps`` steps;
-        classification the accuracy after ``eval_steps`` steps (``meta_test_accuracy``)
-        and, for learners that adapt by steps, after each of ``final_steps``."""
+    def _final_learner(self, arch: Architecture) -> tuple[FewShotLearner, Any]:
+        """The architecture's best meta-learned learner here (else meta-trained again with
+        this evaluator's parameters) and its settings; kept for ``learned_weights``."""
         self.space.validate(arch)
+        if self._final is not None and self._final[0] == arch.key:
+            return self._final[1], self._final[2]
         known = self._learned.get(arch.key)
         if known is not None:
             _, state, settings = known
@@ -570,6 +576,39 @@ class MetaEvaluator(Evaluator):
         else:
             settings = self.config
             learner, _ = self._meta_train(arch, settings, None)
+        self._final = (arch.key, learner, settings)
+        return learner, settings
+
+    def learned_weights(self, arch: Architecture) -> bytes | None:
+        """The meta-learned initialisation of the weights ``final_metrics`` scored (and
+        Meta-SGD's learned rates) with the test-time adaptation settings, as a
+        ``MetaWeights`` file; ``None`` for learners that do not adapt by gradient steps
+        (metric-based, pretrain: their network is not the space's)."""
+        learner, settings = self._final_learner(arch)
+        if not isinstance(learner, MetaLearner):
+            return None
+        with forked_rng(self.trial_seed(arch), device=self.device):
+            model = self._network(arch)  # for the buffers a strict load needs
+        weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        weights.update({k: v.cpu().clone() for k, v in learner.current().items()})
+        rate = learner.step_size()
+        return MetaWeights(
+            architecture=arch.to_dict(),
+            algorithm=self.name,
+            loss=self.tasks.loss,
+            steps=self._eval_steps(settings),
+            lr=self._eval_lr(settings),
+            weights=weights,
+            rates={k: v.cpu().clone() for k, v in rate.items()} if isinstance(rate, dict) else None,
+        ).to_bytes()
+
+    def final_metrics(self, arch: Architecture) -> dict[str, float]:
+        """Meta-test figures (mean, 95% interval) on ``test_tasks`` tasks, from the
+        architecture's best meta-learned weights here (else meta-trained again with this
+        evaluator's parameters): regression the MSE after each of ``final_steps`` steps;
+        classification the accuracy after ``eval_steps`` steps (``meta_test_accuracy``)
+        and, for learners that adapt by steps, after each of ``final_steps``."""
+        learner, settings = self._final_learner(arch)
         eval_steps = self._eval_steps(settings)
         final_steps = list(getattr(self.config, "final_steps", [])) if self.adapts_by_steps else []
         steps = [eval_steps, *final_steps] if self.classification else final_steps

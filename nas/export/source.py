@@ -26,9 +26,11 @@ from nas.models.base import ClassifierHead
 from nas.spaces.base import SearchSpace
 from nas.training import forked_rng
 
-__all__ = ["INDENT", "SourceWriter", "export_pytorch_source"]
+__all__ = ["INDENT", "RATES_FILE", "SourceWriter", "export_pytorch_source"]
 
 INDENT = "    "
+#: Meta-SGD's learned per-parameter step sizes beside ``model.py`` in the pytorch bundle.
+RATES_FILE = "rates.pt"
 
 #: Shared classes whose source is copied into the file, in file order, with what they need.
 _COPIED: dict[type, tuple[Callable[..., Any] | type, ...]] = {
@@ -50,10 +52,17 @@ def export_pytorch_source(
     *,
     options: Mapping[str, Any] | None = None,
     verify: bool = True,
+    adaptation: Mapping[str, Any] | None = None,
 ) -> str:
     """Python source of ``ExportedNet`` (an ``nn.Module``) and ``build(weights=None)`` for
     ``arch``, whose ``state_dict`` keys equal those of ``build_network(...)``, so saved weights
     load with ``strict=True``. ``verify`` runs the source here and compares keys and outputs.
+
+    ``adaptation`` (meta-learned weights: ``algorithm``, ``loss``, ``steps``, ``lr`` and
+    ``rates``, the file name of Meta-SGD's learned step sizes or ``None``) adds
+    ``ADAPTATION``, ``load_rates`` and ``adapt(model, support_x, support_y, steps, lr,
+    rates)``: gradient steps on a task's support set with the meta-training task loss, the
+    same arithmetic as ``nas.metalearning.adapt``.
     """
     with forked_rng(0):
         model = build_network(space, arch, input_shape, num_classes, options).eval()
@@ -74,6 +83,7 @@ def export_pytorch_source(
         extra_classes=list(parts.classes),
         init_body=body,
         forward=parts.forward,
+        adaptation=adaptation,
     )
     if verify:
         _verify(source, model, tuple(input_shape))
@@ -338,6 +348,7 @@ def _assemble(
     extra_classes: list[str],
     init_body: str,
     forward: str,
+    adaptation: Mapping[str, Any] | None = None,
 ) -> str:
     layout = {1: "(N, D)", 2: "(N, C, L)", 3: "(N, C, H, W)"}.get(len(input_shape), "(N, ...)")
     uses_f = any("F." in text for text in copied)
@@ -355,11 +366,11 @@ Usage:
     logits = net(torch.zeros(1, *INPUT_SHAPE))
 
 Or run it: ``python model.py [weights.pt]`` prints the output shape and parameter count.
-"""
+{_ADAPT_USAGE if adaptation is not None else ""}"""
 
 from __future__ import annotations
 
-import sys
+{"import copy" + chr(10) if adaptation is not None else ""}import sys
 
 import torch
 {"import torch.nn.functional as F" + chr(10) if uses_f else ""}from torch import nn
@@ -394,8 +405,94 @@ if __name__ == "__main__":
         out = net(torch.zeros(1, *INPUT_SHAPE))
     print(f"output {tuple(out.shape)}, {sum(p.numel() for p in net.parameters())} parameters")
 '''
+    if adaptation is not None:
+        settings = {k: adaptation.get(k) for k in ("algorithm", "loss", "steps", "lr", "rates")}
+        footer = footer.replace(
+            "\n\nif __name__", f"\n\nADAPTATION = {_literal(settings)}\n\n\n{_ADAPT}\n\nif __name__"
+        )
     blocks = [header.rstrip(), *copied, *(c.rstrip() for c in extra_classes), net.rstrip(), footer]
     return "\n\n\n".join(blocks).rstrip() + "\n"
+
+
+_ADAPT_USAGE = f"""
+Meta-learned weights: they are an initialisation that adapts to a new task from a few
+examples (its support set) by gradient steps, as in meta-training (ADAPTATION says how):
+    net = build("weights.pt")
+    task_net = adapt(net, support_x, support_y)  # a copy, after ADAPTATION["steps"] steps
+    predictions = task_net(query_x)
+Meta-SGD learned one step size per parameter: pass them, adapt(..., rates="{RATES_FILE}").
+"""
+
+_ADAPT = '''def load_rates(path: str = "rates.pt") -> dict[str, torch.Tensor]:
+    """Meta-SGD's learned inner learning rates (the bundle's rates.pt): one tensor per
+    parameter, by the parameter's name, of its shape."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _batch_statistics(model: nn.Module) -> None:
+    """Batch norms normalise each call's batch with its own statistics, as in
+    meta-training (there are no running statistics to use)."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.track_running_stats = False
+            module.running_mean = None
+            module.running_var = None
+            module.num_batches_tracked = None
+
+
+def adapt(
+    model: nn.Module,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    steps: int = ADAPTATION["steps"],
+    lr: float | None = ADAPTATION["lr"],
+    rates: dict[str, torch.Tensor] | str | None = None,
+) -> nn.Module:
+    """A copy of ``model`` adapted to one task: ``steps`` plain gradient-descent steps on
+    the task's support set, each ``p <- p - lr * d loss / d p`` for every parameter, with
+    the loss of meta-training (ADAPTATION["loss"]: ``mse``, the mean squared error
+    against ``support_y`` of the outputs' shape; ``cross_entropy``, labels 0..N-1 of
+    the N outputs). ``model`` itself is left as it is.
+
+    Args:
+        model: the network, e.g. ``build("weights.pt")`` (the meta-learned weights).
+        support_x: the task's examples, ``(K, *INPUT_SHAPE)`` (classification: N * K).
+        support_y: their targets (``mse``) or class labels (``cross_entropy``).
+        steps: gradient steps (default: those the search scored its models after).
+        lr: one step size for every parameter (default: that of the search).
+        rates: per-parameter step sizes instead of ``lr`` (Meta-SGD: ``"rates.pt"`` of the
+            bundle, or ``load_rates(...)``'s dict); a path is loaded with ``load_rates``.
+
+    The copy is in eval mode (no dropout) and its batch norms use the statistics of each
+    batch they are given (``steps=0``: the meta-learned network as it was meta-trained),
+    so predict a task's query examples together.
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if isinstance(rates, str):
+        rates = load_rates(rates)
+    if rates is None and lr is None:
+        raise ValueError(
+            "this model learned one step size per parameter (Meta-SGD): pass "
+            "rates='rates.pt' (the bundle's file), or an lr of your own"
+        )
+    adapted = copy.deepcopy(model).eval()
+    _batch_statistics(adapted)
+    params = dict(adapted.named_parameters())
+    for p in params.values():
+        p.requires_grad_(True)
+    for _ in range(steps):
+        out = adapted(support_x)
+        if ADAPTATION["loss"] == "cross_entropy":
+            loss = torch.nn.functional.cross_entropy(out, support_y)
+        else:
+            loss = ((out - support_y) ** 2).mean()
+        grads = torch.autograd.grad(loss, list(params.values()))
+        with torch.no_grad():
+            for (name, p), g in zip(params.items(), grads):
+                p -= (rates[name] if rates is not None else lr) * g
+    return adapted
+'''
 
 
 def _literal(value: Any, level: int = 0) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from nas.evaluators import EVALUATORS, Evaluator, build_evaluator
+from nas.metalearning import MetaWeights
 from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
 from nas.trial import TrialResult, TrialState
@@ -111,8 +112,13 @@ class EvaluatorContract:
 
     def test_final_metrics_are_numbers(self, built: tuple[SearchSpace, Evaluator]) -> None:
         space, evaluator = built
-        metrics = evaluator.final_metrics(self._archs(space, 1, seed=4)[0])
+        arch = self._archs(space, 1, seed=4)[0]
+        metrics = evaluator.final_metrics(arch)
         assert all(isinstance(v, float | int) for v in metrics.values())
+        # Weights the search learned itself (meta-learning): of that architecture, or none.
+        learned = evaluator.learned_weights(arch)
+        if learned is not None:
+            assert MetaWeights.load(learned).architecture == arch.to_dict()
 
 
 def _extra(result: TrialResult) -> set[str]:

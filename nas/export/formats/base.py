@@ -72,6 +72,10 @@ class ExportContext:
     document: Mapping[str, Any] | None = None
     #: Write the form a person downloads where the format has one (``bundle_suffix``).
     bundle: bool = False
+    #: Meta-learned ``weights``: how they adapt to a new task (``MetaWeights.adaptation``:
+    #: ``algorithm``, ``loss``, ``steps``, ``lr``, ``rates``: Meta-SGD's per-parameter step
+    #: sizes by parameter name, or ``None``); the pytorch export then writes ``adapt``.
+    adaptation: Mapping[str, Any] | None = None
 
     def shape(self, fmt: str) -> tuple[tuple[int, ...], int]:
         """Input shape and classes, which every network format needs."""

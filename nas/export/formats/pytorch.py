@@ -1,7 +1,9 @@
 """``pytorch``: one standalone ``model.py`` (imports torch only); bundled for a download, a
 zip of ``model.py``, ``weights.pt`` (when trained; checked to load strictly) and
-``architecture.json``. The source is written by ``nas.export.source``, whose ``SourceWriter``
-the spaces' networks also write their own parts with."""
+``architecture.json``. Meta-learned weights (``ExportContext.adaptation``) add ``adapt`` to
+``model.py`` and, for Meta-SGD, its learned per-parameter step sizes as ``rates.pt``. The
+source is written by ``nas.export.source``, whose ``SourceWriter`` the spaces' networks also
+write their own parts with."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import torch
 from nas.export.formats.base import ExportContext, ExportFormat, write_text
 from nas.export.formats.json import JsonFormat
 from nas.export.network import load_network
-from nas.export.source import export_pytorch_source
+from nas.export.source import RATES_FILE, export_pytorch_source
 
 
 class PyTorchFormat(ExportFormat):
@@ -30,8 +32,17 @@ class PyTorchFormat(ExportFormat):
 
     def write(self, ctx: ExportContext, path: Path) -> Path:
         input_shape, num_classes = ctx.shape(self.name)
+        adaptation = None
+        if ctx.adaptation is not None:
+            adaptation = {k: v for k, v in ctx.adaptation.items() if k != "rates"}
+            adaptation["rates"] = RATES_FILE if ctx.adaptation.get("rates") is not None else None
         source = export_pytorch_source(
-            ctx.space, ctx.arch, input_shape, num_classes, options=ctx.options
+            ctx.space,
+            ctx.arch,
+            input_shape,
+            num_classes,
+            options=ctx.options,
+            adaptation=adaptation,
         )
         if not ctx.bundle:
             return write_text(path, source)
@@ -49,6 +60,11 @@ class PyTorchFormat(ExportFormat):
                     archive.writestr("weights.pt", saved.getvalue())
                 else:
                     archive.write(ctx.weights, "weights.pt")
+            rates = None if ctx.adaptation is None else ctx.adaptation.get("rates")
+            if rates is not None:
+                saved = io.BytesIO()
+                torch.save({k: v.detach().cpu() for k, v in rates.items()}, saved)
+                archive.writestr(RATES_FILE, saved.getvalue())
             document = JsonFormat().document(ctx)
             archive.writestr("architecture.json", json.dumps(document, indent=2) + "\n")
         path.parent.mkdir(parents=True, exist_ok=True)

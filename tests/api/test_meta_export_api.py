@@ -1,0 +1,127 @@
+"""A meta-learning job over real HTTP (SQLite and PostgreSQL): its best architecture's
+meta-learned weights are a file of the job, and its exports are made from them (json notes
+it, the pytorch bundle ships them with Meta-SGD's rates and ``adapt``, TorchScript and ONNX
+are no longer refused for want of weights)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from sqlalchemy import select
+
+from api.client import ApiError, NasClient
+from api.models import ArtifactModel
+from nas.metalearning import META_WEIGHTS_FILE, MetaWeights
+from tests.api.conftest import LiveServer, wait_for
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+
+SPEC: dict[str, Any] = {
+    "name": "sine-metasgd",
+    "dataset": {"name": "sinusoid"},
+    "space": {"name": "mlp", "max_layers": 2, "widths": [20, 40]},
+    "controller": {"name": "random"},
+    "evaluator": {
+        "name": "metasgd",
+        "meta_iterations": 10,
+        "meta_batch": 4,
+        "inner_lr": 0.05,
+        "val_tasks": 5,
+        "test_tasks": 10,
+        "eval_points": 20,
+        "eval_steps": 2,
+        "final_steps": [1, 2],
+    },
+    "objective": {"metric": "meta_val_mse", "direction": "minimize"},
+    "budget": {"trials": 2},
+    "seed": 5,
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("NAS_TORCH_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)
+
+
+def _submit(client: NasClient, spec: dict[str, Any]) -> int:
+    job_id = int(client.submit(spec)["id"])
+
+    def visible() -> bool:
+        try:
+            return bool(client.job(job_id))
+        except ApiError as exc:
+            if exc.status_code != 404:
+                raise
+            return False
+
+    wait_for(visible, timeout=10)
+    return job_id
+
+
+def test_a_meta_learning_job_exports_its_meta_learned_weights(
+    server: LiveServer, client: NasClient, tmp_path: Path
+) -> None:
+    job = client.wait(_submit(client, SPEC), timeout=120)
+    job_id = job["id"]
+    assert job["state"] == "SUCCEEDED", job
+    assert job["summary"]["files"] == [{"name": META_WEIGHTS_FILE, "kind": "meta_weights"}]
+    artifacts = server.settings.resolved_artifacts_dir()
+    with server.app.state.nas.read() as session:
+        rows = session.scalars(
+            select(ArtifactModel).where(
+                ArtifactModel.job_id == job_id, ArtifactModel.kind == "meta_weights"
+            )
+        ).all()
+        assert [row.path for row in rows] == [f"jobs/{job_id}/files/{META_WEIGHTS_FILE}"]
+    meta = MetaWeights.load(artifacts / rows[0].path)
+    assert meta.architecture == job["summary"]["best"]["architecture"]
+    assert meta.rates is not None and meta.lr is None and meta.steps == 2
+
+    doc = json.loads(client.export(job_id, "json", 1, tmp_path / "a.json").read_text())
+    assert doc["weights"].startswith("meta-learned by the search (metasgd)")
+    assert (
+        doc["metrics"]["meta_test_mse_2step"]
+        == job["summary"]["best"]["final_metrics"]["meta_test_mse_2step"]
+    )
+
+    bundle = client.export(job_id, "pytorch", 1, tmp_path / "m.zip")
+    with zipfile.ZipFile(bundle) as archive:
+        assert sorted(archive.namelist()) == [
+            "architecture.json",
+            "model.py",
+            "rates.pt",
+            "weights.pt",
+        ]
+        archive.extractall(tmp_path / "bundle")
+    namespace: dict[str, Any] = {"__name__": "exported_model"}
+    exec((tmp_path / "bundle" / "model.py").read_text(), namespace)  # noqa: S102
+    net = namespace["build"](str(tmp_path / "bundle" / "weights.pt"))
+    for name, value in net.state_dict().items():
+        assert torch.equal(value, meta.weights[name])
+    x = torch.linspace(-5, 5, 10)[:, None]
+    y = 2.0 * torch.sin(x - 0.5)
+    adapted = namespace["adapt"](net, x, y, rates=str(tmp_path / "bundle" / "rates.pt"))
+    with torch.no_grad():
+        assert float(((adapted(x) - y) ** 2).mean()) < float(((net(x) - y) ** 2).mean())
+
+    # TorchScript and ONNX need trained weights: the meta-learned ones are.
+    script = client.export(job_id, "torchscript", 1, tmp_path / "g.pt")
+    graph = client.export(job_id, "onnx", 1, tmp_path / "g.onnx")
+    want = torch.jit.load(str(script))(x).detach().numpy()
+    onnx = onnxruntime.InferenceSession(str(graph)).run(None, {"input": x.numpy()})[0]
+    assert np.allclose(onnx, want, atol=1e-5)
+    with torch.no_grad():
+        assert np.allclose(net(x).numpy(), want, atol=1e-5)
+    card = client.export(job_id, "model-card", 1, tmp_path / "card.md").read_text()
+    assert "Weights: meta-learned" in card and "nas retrain" not in card

@@ -1,0 +1,212 @@
+"""Export of a meta-trained model: a meta-learning search keeps its best architecture's
+meta-learned weights (Meta-SGD: with its learned rates) as a file of the run, the export
+formats take them as weights, and the standalone ``model.py``'s ``adapt`` gives what the
+evaluator's own adaptation gives."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from nas.datasets.tasks import TaskBatch
+from nas.export import FORMATS, ExportContext, load_network
+from nas.metalearning import (
+    META_WEIGHTS_FILE,
+    META_WEIGHTS_KIND,
+    FunctionalNet,
+    MetaWeights,
+    adaptation_scores,
+)
+from nas.spaces import SPACES
+from workers.search import SearchLoop, parse_spec
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+
+SPEC: dict[str, Any] = {
+    "name": "sine-export",
+    "dataset": {"name": "sinusoid"},
+    "space": {"name": "mlp", "max_layers": 2, "widths": [20, 40]},
+    "controller": {"name": "random"},
+    "evaluator": {
+        "name": "metasgd",
+        "meta_iterations": 20,
+        "meta_batch": 4,
+        "inner_lr": 0.05,
+        "eval_shots": 10,
+        "val_tasks": 10,
+        "test_tasks": 20,
+        "eval_points": 30,
+        "eval_steps": 3,
+        "final_steps": [1, 3],
+    },
+    "objective": {"metric": "meta_val_mse", "direction": "minimize"},
+    "budget": {"trials": 2},
+    "seed": 3,
+}
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads() -> Iterator[None]:
+    threads = torch.get_num_threads()  # the meta-learning evaluators use one
+    yield
+    torch.set_num_threads(threads)
+
+
+def _load_bundle(path: Path, into: Path) -> dict[str, Any]:
+    """``model.py`` of a pytorch bundle run in a fresh namespace (its files beside it)."""
+    with zipfile.ZipFile(path) as archive:
+        archive.extractall(into)
+    namespace: dict[str, Any] = {"__name__": "exported_model"}
+    source = (into / "model.py").read_text()
+    exec(compile(source, str(into / "model.py"), "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def _mse(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(((model(x) - y) ** 2).mean())
+
+
+def test_a_metasgd_search_exports_its_meta_learned_weights_and_adapt(tmp_path: Path) -> None:
+    loop = SearchLoop(parse_spec(SPEC))
+    outcome = loop.run()
+    assert outcome is not None and outcome.best is not None
+    files = {f.name: f for f in outcome.files}
+    assert set(files) == {META_WEIGHTS_FILE} and files[META_WEIGHTS_FILE].kind == META_WEIGHTS_KIND
+    meta = MetaWeights.load(files[META_WEIGHTS_FILE].data)
+    arch = outcome.best.architecture
+    assert meta.architecture == arch.to_dict()
+    assert (meta.algorithm, meta.loss, meta.steps, meta.lr) == ("metasgd", "mse", 3, None)
+    evaluator: Any = loop.components.evaluator
+    learner, _ = evaluator._final_learner(arch)  # what final_metrics scored
+    learned = learner.current()
+    assert meta.rates is not None and set(meta.rates) == set(learned)
+    for name, value in learned.items():
+        assert torch.equal(meta.weights[name], value)
+        assert torch.equal(meta.rates[name], learner.step_size()[name])
+    # The rates are learned: no longer all the initial inner_lr.
+    assert any(not torch.all(r == 0.05) for r in meta.rates.values())
+
+    space = loop.components.space
+    ctx = ExportContext(
+        space=space,
+        arch=arch,
+        input_shape=(1,),
+        num_classes=1,
+        weights=meta.weights,
+        adaptation=meta.adaptation(),
+        bundle=True,
+    )
+    bundle = FORMATS.get("pytorch").write(ctx, tmp_path / "model.zip")
+    with zipfile.ZipFile(bundle) as archive:
+        assert sorted(archive.namelist()) == [
+            "architecture.json",
+            "model.py",
+            "rates.pt",
+            "weights.pt",
+        ]
+    ns = _load_bundle(bundle, tmp_path / "bundle")
+    assert ns["ADAPTATION"] == {
+        "algorithm": "metasgd",
+        "loss": "mse",
+        "steps": 3,
+        "lr": None,
+        "rates": "rates.pt",
+    }
+    assert "def adapt(" in (tmp_path / "bundle" / "model.py").read_text()
+    net = ns["build"](str(tmp_path / "bundle" / "weights.pt"))
+
+    tasks = evaluator.tasks.fixed(
+        "test",
+        evaluator.seed,
+        n_tasks=10,
+        shots=evaluator.config.eval_shots,
+        queries=evaluator.eval_queries,
+        grid=True,
+    )
+    expected = learner.scores(tasks, [0, 3])  # the evaluator's own adaptation (its rates)
+    rates = str(tmp_path / "bundle" / "rates.pt")
+    befores, afters = [], []
+    for i in range(len(tasks)):
+        sx, sy = tasks.support_x[i], tasks.support_y[i]
+        qx, qy = tasks.query_x[i], tasks.query_y[i]
+        before = _mse(ns["adapt"](net, sx, sy, steps=0, rates=rates), qx, qy)
+        after = _mse(ns["adapt"](net, sx, sy, rates=rates), qx, qy)  # ADAPTATION's 3 steps
+        assert before == pytest.approx(float(expected[i, 0, 0]), rel=1e-5)
+        assert after == pytest.approx(float(expected[i, 1, 0]), rel=1e-4)
+        befores.append(before)
+        afters.append(after)
+    # Adapting helps on these meta-test tasks (on average: 20 meta-iterations only).
+    assert sum(afters) < sum(befores)
+    # A copy: the loaded network keeps the meta-learned weights.
+    for name, value in net.state_dict().items():
+        assert torch.equal(value, meta.weights[name])
+    with pytest.raises(ValueError, match="rates"):
+        ns["adapt"](net, tasks.support_x[0], tasks.support_y[0])  # rates are not guessed
+
+    # The other network formats take the meta-learned weights too (their own load-back
+    # check compares them with the network built from these weights).
+    script = FORMATS.get("torchscript").write(ctx, tmp_path / "model.pt")
+    loaded = torch.jit.load(str(script))
+    x = tasks.query_x[0]
+    assert torch.allclose(loaded(x), net.eval()(x), atol=1e-5)
+
+
+def test_adapt_of_a_classifier_with_batch_norms_matches_the_meta_learning_code(
+    tmp_path: Path,
+) -> None:
+    """Cross-entropy and batch norms (batch statistics, as in meta-training) through
+    ``adapt``'s defaults (ADAPTATION's step size and steps)."""
+    space = SPACES.get("enas-macro").from_config({"layers": 2, "channels": 8, "reductions": [1]})
+    arch = space.sample(np.random.default_rng(0))
+    shape, ways = (1, 8, 8), 5
+    torch.manual_seed(0)
+    weights = load_network(space, arch, shape, ways).state_dict()
+    adaptation = {
+        "algorithm": "maml",
+        "loss": "cross_entropy",
+        "steps": 2,
+        "lr": 0.5,
+        "rates": None,
+    }
+    ctx = ExportContext(
+        space=space,
+        arch=arch,
+        input_shape=shape,
+        num_classes=ways,
+        weights=weights,
+        adaptation=adaptation,
+        bundle=True,
+    )
+    bundle = FORMATS.get("pytorch").write(ctx, tmp_path / "model.zip")
+    with zipfile.ZipFile(bundle) as archive:
+        assert "rates.pt" not in archive.namelist()
+    ns = _load_bundle(bundle, tmp_path / "bundle")
+    net = ns["build"](str(tmp_path / "bundle" / "weights.pt"))
+
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(ways).repeat(2)[None]
+    support = torch.randn(1, 2 * ways, *shape, generator=g)
+    # Query examples near the support examples, of the same classes.
+    query = support + 0.1 * torch.randn(support.shape, generator=g)
+    task = TaskBatch(support, labels, query, labels.clone())
+    functional = FunctionalNet(load_network(space, arch, shape, ways, weights), "cross_entropy")
+    expected = adaptation_scores(
+        functional, functional.initial_params(), task, steps=[0, 2], lr=0.5
+    )
+
+    def loss(model: torch.nn.Module) -> float:
+        with torch.no_grad():
+            return float(torch.nn.functional.cross_entropy(model(task.query_x[0]), task.query_y[0]))
+
+    before = loss(ns["adapt"](net, task.support_x[0], task.support_y[0], steps=0))
+    after = loss(ns["adapt"](net, task.support_x[0], task.support_y[0]))
+    assert before == pytest.approx(float(expected[0, 0, 0]), rel=1e-5)
+    assert after == pytest.approx(float(expected[0, 1, 0]), rel=1e-4)
+    assert after < before
