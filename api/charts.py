@@ -23,6 +23,7 @@ from api.models import JobModel, TrialModel
 from api.repositories import TrialRepository
 from nas.architecture import Architecture
 from nas.errors import ExportError
+from nas.pareto import non_dominated
 from nas.spec import ResolvedSpec
 from nas.trial import TrialState
 
@@ -451,7 +452,7 @@ def _cell_graph(
 
 def pareto(session: Session, job: JobModel, sample: int) -> dict[str, Any]:
     """The first two objectives of a job's completed trials: every trial on the
-    non-dominated front (one sort and a sweep, O(n log n)) and up to ``sample`` others
+    non-dominated front (``nas.pareto.non_dominated``) and up to ``sample`` others
     evenly spaced by number. A single-objective job has no front (``objectives`` then
     names one metric and the lists are empty)."""
     objective = ResolvedSpec.from_stored(job.spec).spec.objective
@@ -476,16 +477,13 @@ def pareto(session: Session, job: JobModel, sample: int) -> dict[str, Any]:
         numbers = isinstance(a, int | float) and isinstance(b, int | float)
         if numbers and math.isfinite(a) and math.isfinite(b):
             points.append((float(a), float(b), int(number)))
-    s0 = -1.0 if d0 == "maximize" else 1.0
-    s1 = -1.0 if d1 == "maximize" else 1.0
-    # minimise (s0*a, s1*b): sort by the first, keep each point better in the second than
-    # every earlier one
-    order = sorted(points, key=lambda p: (s0 * p[0], s1 * p[1], p[2]))
-    front, best = [], math.inf
-    for a, b, number in order:
-        if s1 * b < best:
-            best = s1 * b
-            front.append({"trial": number, "values": [a, b]})
+    # The project's front (nas.pareto: O(n log n) for two objectives), best first objective
+    # first; of trials with equal values (a repeated architecture) the first one stands.
+    indices = non_dominated([(a, b) for a, b, _ in points], [d0, d1])
+    sign = -1.0 if d0 == "maximize" else 1.0
+    chosen = sorted((points[i] for i in indices), key=lambda p: (sign * p[0], p[2]))
+    firsts = {(a, b): number for a, b, number in reversed(chosen)}
+    front = [{"trial": n, "values": [a, b]} for a, b, n in chosen if firsts[(a, b)] == n]
     on_front = {p["trial"] for p in front}
     rest = [p for p in points if p[2] not in on_front]
     step = max(1, math.ceil(len(rest) / max(1, sample))) if sample else 0
