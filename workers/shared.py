@@ -16,6 +16,10 @@ Constraints (``objective.constraints``): each child's standalone network is meas
 with the reason, told to the controller as not complete (ENAS: its ``failure_reward``) and
 never scored on a validation minibatch; derived architectures are the feasible policy
 samples, so what ``final:`` retrains keeps to the limits too.
+
+Warm-up (``evaluator.warmup_epochs``): the first epochs train the shared weights on children
+sampled uniformly from the space (still only feasible ones), so every op is trained before
+the policy narrows what the supernet sees; rewards and controller updates run as usual.
 """
 
 from __future__ import annotations
@@ -220,8 +224,13 @@ class SharedWeightSearch(SearchLoop):
 
     def _training_sample(self) -> Architecture:
         """A child to train the shared weights on: the controller's sample, sampled again
-        while it breaks a constraint (at most ``max_infeasible_in_a_row`` times)."""
-        sample = self.components.controller.sample_for_training
+        while it breaks a constraint (at most ``max_infeasible_in_a_row`` times). In the
+        evaluator's warm-up epochs the child is a uniform sample of the space instead."""
+        sample = (
+            self.evaluator.uniform_child
+            if self.evaluator.in_warmup
+            else self.components.controller.sample_for_training
+        )
         if not self.limits:
             return sample()
         for _ in range(self.max_infeasible_in_a_row):

@@ -5,8 +5,14 @@ The search loop (``workers.shared``) alternates two phases per epoch, as ENAS do
 SGD with Nesterov momentum, cosine learning rate with warm restarts, gradient clipping;
 (b) ``evaluate``: each architecture's reward is its accuracy on the next validation minibatch,
 computed with the shared weights. ``score_full`` scores derived candidates on the whole
-validation split. Batch-norm layers always use batch statistics in the supernet: running
+validation split. Batch-norm layers use batch statistics in the supernet: running
 averages mixed over thousands of children describe none of them.
+
+Remedies for the shared weights' weak ranking (measured by ``bench/supernet_ranking.py``):
+``bn_recalibration`` gives each child scored by ``score_full`` its own BatchNorm statistics
+(a fixed set of training minibatches run through that child, then scored with them);
+``warmup_epochs`` trains the first epochs' children sampled uniformly from the space
+(``uniform_child``) instead of from the policy; longer training is ``epochs``.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
@@ -53,6 +60,22 @@ class SharedWeightConfig(EvaluatorConfig):
     )
     derive_samples: int = Field(64, ge=1, le=10_000, description="candidates sampled at the end")
     top_k: int = Field(1, ge=1, le=100, description="derived architectures to report")
+    bn_recalibration: int = Field(
+        0,
+        ge=0,
+        le=1_000,
+        description=(
+            "training minibatches run through each child scored by score_full (derived "
+            "candidates) to set its own BatchNorm statistics before scoring; 0: score with "
+            "the validation batches' statistics"
+        ),
+    )
+    warmup_epochs: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description="first epochs whose children are sampled uniformly, not from the policy",
+    )
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -105,11 +128,25 @@ class SharedWeightEvaluator(Evaluator):
             weight_decay=self.config.weight_decay,
         )
         self.generator = torch.Generator().manual_seed(seed)
+        #: Draws the warm-up epochs' uniform children (``uniform_child``).
+        self.uniform_rng = np.random.default_rng(seed)
         self._train = to_tensors(data.x_train, data.y_train, self.device)
         self._valid = to_tensors(data.x_valid, data.y_valid, self.device)
         self._valid_order: list[int] = []
         self.epoch = 0
         self.loss_fn = nn.CrossEntropyLoss()
+        self._batch_norms = [
+            m for m in self.supernet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        ]
+        # BN recalibration's minibatches: fixed per seed (not drawn from ``generator``), so a
+        # child scores the same whenever it is scored and resuming needs no extra state.
+        calibration = torch.Generator().manual_seed(seed + 1)
+        order = torch.randperm(len(self._train[1]), generator=calibration).to(self.device)
+        size = self.config.batch_size
+        self._calibration = [
+            self._train[0][order[i * size : (i + 1) * size]]
+            for i in range(min(self.config.bn_recalibration, math.ceil(len(order) / size)))
+        ]
 
     @classmethod
     def from_spec(
@@ -177,6 +214,15 @@ class SharedWeightEvaluator(Evaluator):
             "seconds": time.perf_counter() - started,
         }
 
+    @property
+    def in_warmup(self) -> bool:
+        """The next epoch's children are uniform samples (``warmup_epochs``), not the policy's."""
+        return self.epoch < self.config.warmup_epochs
+
+    def uniform_child(self) -> Architecture:
+        """An architecture drawn uniformly from the space (the warm-up's children)."""
+        return self.space.sample(self.uniform_rng)
+
     # --- phase (b): rewards ----------------------------------------------------------------
     @contextmanager
     def _scoring(self) -> Iterator[None]:
@@ -238,12 +284,41 @@ class SharedWeightEvaluator(Evaluator):
         return results
 
     def score_full(self, archs: Sequence[Architecture]) -> list[float]:
-        """Accuracy (percent) of each architecture on the whole validation split."""
+        """Accuracy (percent) of each architecture on the whole validation split; with
+        ``bn_recalibration``, under that architecture's own BatchNorm statistics."""
+        scores = []
         with self._scoring():
-            return [
-                accuracy(lambda x, a=arch: self.supernet(x, a), *self._valid, batch_size=256)
-                for arch in archs
-            ]
+            for arch in archs:
+                with self._recalibrated(arch):
+                    scores.append(
+                        accuracy(
+                            lambda x, a=arch: self.supernet(x, a), *self._valid, batch_size=256
+                        )
+                    )
+        return scores
+
+    @contextmanager
+    def _recalibrated(self, arch: Architecture) -> Iterator[None]:
+        """BatchNorm layers in eval mode with running statistics of ``arch`` alone: reset,
+        then the calibration minibatches run through ``arch`` (a cumulative average). The
+        running buffers are scratch in the supernet (training uses batch statistics)."""
+        if not self._calibration:
+            yield
+            return
+        momenta = [m.momentum for m in self._batch_norms]
+        for m in self._batch_norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+        for x in self._calibration:
+            self.supernet(x, arch)
+        for m in self._batch_norms:
+            m.eval()
+        try:
+            yield
+        finally:
+            for m, momentum in zip(self._batch_norms, momenta, strict=True):
+                m.train()
+                m.momentum = momentum
 
     def constraint_figures(
         self, archs: Sequence[Architecture], figures: Sequence[str]
@@ -264,6 +339,7 @@ class SharedWeightEvaluator(Evaluator):
             "generator": self.generator.get_state(),
             "valid_order": list(self._valid_order),
             "epoch": self.epoch,
+            "uniform_rng": self.uniform_rng.bit_generator.state,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -272,3 +348,5 @@ class SharedWeightEvaluator(Evaluator):
         self.generator.set_state(state["generator"])
         self._valid_order = list(state["valid_order"])
         self.epoch = int(state["epoch"])
+        if "uniform_rng" in state:  # checkpoints from before the warm-up option lack it
+            self.uniform_rng.bit_generator.state = state["uniform_rng"]

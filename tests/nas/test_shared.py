@@ -1,0 +1,93 @@
+"""The shared-weight evaluator's ranking remedies: BatchNorm recalibration and the uniform
+warm-up (``nas.evaluators.shared``)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from nas.architecture import Architecture
+from nas.datasets import DatasetSplits, load_dataset
+from nas.evaluators.shared import SharedWeightConfig, SharedWeightEvaluator
+from nas.spaces import MacroSpace
+from nas.training import accuracy
+
+SPACE = MacroSpace(layers=3, channels=4)
+
+
+@pytest.fixture(scope="module")
+def data() -> DatasetSplits:
+    return load_dataset("mnist1d", seed=0, num_samples=400)
+
+
+def _evaluator(data: DatasetSplits, **config: Any) -> SharedWeightEvaluator:
+    return SharedWeightEvaluator(
+        space=SPACE, data=data, config=SharedWeightConfig(batch_size=32, **config), seed=0
+    )
+
+
+def _trained(data: DatasetSplits, **config: Any) -> SharedWeightEvaluator:
+    ev = _evaluator(data, **config)
+    rng = np.random.default_rng(1)
+    ev.train_epoch(lambda: SPACE.sample(rng))
+    return ev
+
+
+def test_recalibrated_score_is_the_childs_accuracy_under_its_own_statistics(
+    data: DatasetSplits,
+) -> None:
+    ev = _trained(data, bn_recalibration=3)
+    arch = Architecture(SPACE.name, (0, 1, 0, 2, 1, 1), SPACE.version)  # convolutions
+    # The reference: the child cut out of the supernet, its BN statistics the cumulative
+    # average over the same three training minibatches, scored in eval mode.
+    child = ev.supernet.extract_child(arch)
+    for m in child.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    child.train()
+    x, _ = ev._train
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for i in range(3):
+            child(x[order[i * 32 : (i + 1) * 32]])
+        child.eval()
+        expected = accuracy(child, *ev._valid)
+    assert ev.score_full([arch]) == [pytest.approx(expected)]
+    plain = _trained(data).score_full([arch])
+    assert plain != ev.score_full([arch])  # batch statistics score it differently
+
+
+def test_recalibration_leaves_training_and_scores_of_other_children_alone(
+    data: DatasetSplits,
+) -> None:
+    recal, plain = _trained(data, bn_recalibration=2), _trained(data)
+    archs = [SPACE.sample(np.random.default_rng(s)) for s in range(3)]
+    first = recal.score_full(archs)
+    assert recal.score_full(archs[::-1]) == first[::-1]  # a child's score is its own
+    assert all(m.training and m.momentum == 0.1 for m in recal._batch_norms)
+    rng_a, rng_b = np.random.default_rng(2), np.random.default_rng(2)
+    a = recal.train_epoch(lambda: SPACE.sample(rng_a))
+    b = plain.train_epoch(lambda: SPACE.sample(rng_b))
+    assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+
+
+def test_warmup_epochs_give_uniform_children_and_resume_exactly(data: DatasetSplits) -> None:
+    ev = _evaluator(data, warmup_epochs=1)
+    assert ev.in_warmup
+    reference = np.random.default_rng(0)
+    assert [ev.uniform_child() for _ in range(3)] == [SPACE.sample(reference) for _ in range(3)]
+    buffer = io.BytesIO()
+    torch.save(ev.state_dict(), buffer)
+    expected = [ev.uniform_child() for _ in range(3)]
+    resumed = _evaluator(data, warmup_epochs=1)
+    resumed.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), map_location="cpu"))
+    assert [resumed.uniform_child() for _ in range(3)] == expected
+    rng = np.random.default_rng(0)
+    ev.train_epoch(lambda: SPACE.sample(rng))
+    assert not ev.in_warmup
+    assert not _evaluator(data).in_warmup  # off by default
