@@ -484,6 +484,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_policy(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        path = client.policy(args.job, args.output)
+    print(
+        f"wrote {path} ({path.stat().st_size:,} bytes): job {args.job}'s RL² policy, "
+        f"for controller: {{name: rl2, policy: {path}}}"
+    )
+    return 0
+
+
 def _cmd_retrain(args: argparse.Namespace) -> int:
     with _client(args) as client:
         started = client.retrain(args.job, args.rank)
@@ -808,6 +818,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="torchscript/onnx even without trained weights (fresh initialisation)",
     )
     export.set_defaults(func=_cmd_export)
+
+    policy = client_command(
+        "policy", "download a job's RL² policy (a meta-training job's rl2-policy.pt)"
+    )
+    policy.add_argument("job", type=int, help="job id")
+    policy.add_argument(
+        "-o", "--output", help="file or folder (default: the server's file name, here)"
+    )
+    policy.set_defaults(func=_cmd_policy)
 
     retrain = client_command("retrain", "retrain one of a job's best architectures from scratch")
     retrain.add_argument("job", type=int, help="job id")

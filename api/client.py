@@ -115,16 +115,31 @@ class NasClient:
         params: dict[str, Any] = {"format": format, "rank": rank}
         if untrained:
             params["untrained"] = "true"
+        return self._download(
+            f"/api/v1/jobs/{job_id}/export", params, path, f"job{job_id}-rank{rank}"
+        )
+
+    def policy(self, job_id: int, path: str | Path | None = None) -> Path:
+        """Download a job's RL² policy file (a meta-training job's result, or the copy an
+        ``rl2`` job runs) to ``path``: a file, or a folder (default: the current one) to
+        save it under the server's file name. 404 (``ApiError``) for a job without one."""
+        return self._download(
+            f"/api/v1/jobs/{job_id}/policy", {}, path, f"rl2-policy-job{job_id}.pt"
+        )
+
+    def _download(
+        self, url: str, params: dict[str, Any], path: str | Path | None, fallback: str
+    ) -> Path:
+        """Stream a GET's file to ``path`` (a file, or a folder for the server's file name,
+        else ``fallback``), through a temporary file so a failed download leaves nothing."""
         timeout = httpx.Timeout(30.0, read=600.0)  # the server builds and checks the file
-        with self._http.stream(
-            "GET", f"/api/v1/jobs/{job_id}/export", params=params, timeout=timeout
-        ) as response:
+        with self._http.stream("GET", url, params=params, timeout=timeout) as response:
             if response.status_code >= 400:
                 response.read()
                 self._check(response)
             target = Path(path) if path is not None else Path.cwd()
             if target.is_dir():
-                target = target / (self._filename(response) or f"job{job_id}-rank{rank}")
+                target = target / (self._filename(response) or fallback)
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.part")
             try:

@@ -61,11 +61,11 @@ def resolve_policy_job(
             _LOC,
             f"job {job_id} is {job.state}; a policy comes from a SUCCEEDED meta-training job",
         )
-    stored = [a for a in ArtifactRepository(session).for_job(job_id) if a.kind == POLICY_KIND]
-    if not stored:
+    stored = stored_policy(session, job_id)
+    if stored is None:
         raise SpecError.at(_LOC, f"job {job_id} has no stored policy")
     try:
-        data = (artifacts / stored[-1].path).read_bytes()
+        data = (artifacts / stored.path).read_bytes()
         policy, meta = load_policy(io.BytesIO(data))
     except (OSError, PolicyFileError):
         raise SpecError.at(_LOC, f"job {job_id}'s policy file is missing or unreadable") from None
@@ -85,6 +85,14 @@ def resolve_policy_job(
     if policy.cardinalities != [len(c) for _, c in decisions]:
         raise SpecError.at(_LOC, f"job {job_id}'s policy does not fit this space's decisions")
     return PolicyCopy(job_id, data)
+
+
+def stored_policy(session: Session, job_id: int) -> ArtifactModel | None:
+    """The job's RL² policy artifact (its latest): a meta-training job's result, or the copy
+    a ``policy_job`` job runs; ``None`` when it has none (a meta-training job that did not
+    succeed, any other job)."""
+    stored = [a for a in ArtifactRepository(session).for_job(job_id) if a.kind == POLICY_KIND]
+    return stored[-1] if stored else None
 
 
 def _shape(decisions: Any) -> str:

@@ -1,4 +1,5 @@
-"""Downloads of a job's best architectures, and their retraining from scratch."""
+"""Downloads of a job's best architectures and of its RL² policy, and the architectures'
+retraining from scratch."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from pydantic import BaseModel, Field
 from api.db import session_scope
 from api.deps import CurrentPrincipal, JobId, StateDep
 from api.exports import cached_export, plan_export, record_export, write_export
+from api.policies import stored_policy
 from api.ranking import InvalidRequestError
 from api.retraining import Retrainings, start_retrain
-from api.services import ConflictError, NotFoundError
+from api.services import ConflictError, JobService, NotFoundError
 from api.storage import StorageError
 from nas.errors import ExportError
 from nas.export import FORMATS
@@ -103,6 +105,35 @@ def export_architecture(
     except StorageError as exc:
         raise HTTPException(exc.status, str(exc)) from None
     return FileResponse(path, media_type=plan.media_type, filename=plan.filename)
+
+
+@router.get(
+    "/{job_id}/policy",
+    response_class=FileResponse,
+    responses={
+        200: {"description": "the policy file, as an attachment", "content": {"*/*": {}}},
+        404: {"description": "no such job, another user's, or a job without a policy"},
+    },
+)
+def download_policy(job_id: JobId, principal: CurrentPrincipal, state: StateDep) -> FileResponse:
+    """Download the job's RL² policy file (``rl2-policy.pt``): a SUCCEEDED meta-training
+    (``rl2-meta``) job's result, or the copy an ``rl2`` job runs. It is what
+    ``controller: {name: rl2, policy: FILE}`` reads (``nas search``, or another service).
+    404 for a job that has none (any other job, a meta-training job that did not succeed),
+    exactly as for another user's job."""
+    artifacts = state.settings.resolved_artifacts_dir()
+    with state.read() as session:
+        try:
+            JobService(session).get(principal, job_id)
+        except NotFoundError as exc:
+            raise _http_error(exc) from None
+        stored = stored_policy(session, job_id)
+    path = None if stored is None else artifacts / stored.path
+    if path is None or not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} has no RL² policy")
+    return FileResponse(
+        path, media_type="application/octet-stream", filename=f"rl2-policy-job{job_id}.pt"
+    )
 
 
 class RetrainRead(BaseModel):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from api.cli import describe_job
+from api.cli import describe_job, main
 from api.client import ApiError, NasClient
 from controllers.rl2 import load_policy
 from tests.api.conftest import LiveServer, nb201_spec, wait_for
@@ -35,7 +35,7 @@ def meta_spec(**evaluator: Any) -> dict[str, Any]:
 
 
 def test_a_meta_training_job_stores_a_policy_that_later_jobs_name(
-    server: LiveServer, client: NasClient
+    server: LiveServer, client: NasClient, user_key: str, tmp_path: Path, capsys: Any
 ) -> None:
     meta = client.wait(client.submit(meta_spec())["id"], timeout=120)
     assert meta["state"] == "SUCCEEDED", meta["reason"]
@@ -49,6 +49,7 @@ def test_a_meta_training_job_stores_a_policy_that_later_jobs_name(
     artifacts = server.settings.resolved_artifacts_dir()
     policy, info = load_policy(artifacts / "jobs" / str(meta["id"]) / "files" / "rl2-policy.pt")
     assert policy.cardinalities == [5] * 6 and info["space"]["name"] == "nb201"
+    _downloads_the_policy(server, user_key, meta["id"], tmp_path, capsys)
 
     user = client.submit(
         nb201_spec(controller={"name": "rl2", "policy_job": meta["id"]}, budget={"trials": 12})
@@ -64,6 +65,24 @@ def test_a_meta_training_job_stores_a_policy_that_later_jobs_name(
         client.submit(nb201_spec(controller={"name": "rl2", "policy_job": meta["id"]}))
     assert gone.value.status_code == 422
     assert gone.value.detail[0]["loc"] == ["controller", "policy_job"]
+
+
+def _downloads_the_policy(
+    server: LiveServer, key: str, meta_job: int, tmp_path: Path, capsys: Any
+) -> None:
+    """GET .../policy and ``nas policy`` give the stored file; another user gets a 404."""
+    stored = server.settings.resolved_artifacts_dir() / "jobs" / str(meta_job) / "files"
+    with server.client(key) as mine:
+        got = mine.policy(meta_job, tmp_path)
+    assert got == tmp_path / f"rl2-policy-job{meta_job}.pt"
+    assert got.read_bytes() == (stored / "rl2-policy.pt").read_bytes()
+    out = tmp_path / "cli" / "p.pt"
+    argv = ["policy", str(meta_job), "-o", str(out), "--server", server.url, "--api-key", key]
+    assert main(argv) == 0
+    assert out.read_bytes() == got.read_bytes() and "RL² policy" in capsys.readouterr().out
+    with server.client(server.create_key("someone-else")) as other, pytest.raises(ApiError) as info:
+        other.policy(meta_job, tmp_path / "theirs.pt")
+    assert info.value.status_code == 404 and not (tmp_path / "theirs.pt").exists()
 
 
 def _refused_at_the_field(server: LiveServer, client: NasClient, meta_job: int) -> None:
@@ -100,7 +119,9 @@ def _tables(*paths: str) -> dict[str, Any]:
     return {"name": "rl2-meta", "tables": list(paths), "fitness": "acc", "iterations": 2}
 
 
-def test_cancel_stops_meta_training_at_its_next_iteration(client: NasClient) -> None:
+def test_cancel_stops_meta_training_at_its_next_iteration(
+    client: NasClient, tmp_path: Path
+) -> None:
     job = client.submit(meta_spec(iterations=100_000, record_every=1))
     wait_for(lambda: len(client.curves(job["id"])["epochs"].get("meta_train", [])) >= 2, timeout=60)
     client.cancel(job["id"])
@@ -108,3 +129,6 @@ def test_cancel_stops_meta_training_at_its_next_iteration(client: NasClient) -> 
     assert done["state"] == "CANCELLED" and done["reason"].startswith("cancelled")
     assert done["summary"] is None  # no policy from a cancelled meta-training
     assert len(client.curves(done["id"])["epochs"]["meta_train"]) < 1000
+    with pytest.raises(ApiError) as info:  # no policy to download
+        client.policy(done["id"], tmp_path)
+    assert info.value.status_code == 404 and "no RL² policy" in str(info.value.detail)
