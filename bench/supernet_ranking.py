@@ -1,0 +1,254 @@
+"""How well the shared weights rank architectures: Kendall tau and Spearman rho between the
+supernet's score and standalone validation accuracy, per ranking remedy, side by side.
+
+Per case (an ENAS example spec) and seed:
+
+* ``--archs`` architectures are drawn uniformly from the case's space (``space.sample``);
+* ground truth: each is trained standalone by the product's ``StandaloneEvaluator`` with its
+  default recipe (``--standalone-epochs`` overrides the epochs) and scored on the validation
+  split. Standalone training is deterministic per (seed, architecture, recipe), so results are
+  cached in ``--cache`` (JSON) and reused by every variant and every rerun;
+* per training variant the supernet is trained by the product's own ENAS search
+  (``workers.shared.SharedWeightSearch`` on the example spec with the variant's evaluator
+  options, the ENAS controller's policy choosing the children), then the architectures are
+  scored on the whole validation split by ``SharedWeightEvaluator.score_full``; the scoring
+  variant ``+bn`` loads the same trained supernet into an evaluator with
+  ``bn_recalibration`` and scores again.
+
+Printed per case: each variant's tau per seed, mean tau, mean rho, and where the supernet's
+top pick ranks standalone (1 = best); the parameter count alone as a ranking for reference.
+Target (issue 17): mean Kendall tau >= 0.6 on MNIST-1D enas-macro over 3 seeds.
+
+    .venv/bin/python bench/supernet_ranking.py [--cases macro micro digits] [--seeds 0 1 2]
+        [--archs 30] [--epochs N] [--standalone-epochs N] [--variants enas enas+bn ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import kendalltau, spearmanr
+
+from nas.architecture import Architecture
+from nas.evaluators.shared import SharedWeightConfig, SharedWeightEvaluator
+from nas.evaluators.standalone import StandaloneEvaluator
+from nas.spec import load_spec_file
+from workers.search import ResolvedSpec, parse_spec
+from workers.shared import SharedWeightSearch
+
+REPO = Path(__file__).resolve().parents[1]
+CASES = {
+    "macro": REPO / "examples/mnist1d-enas-macro.yaml",
+    "micro": REPO / "examples/mnist1d-enas-micro.yaml",
+    "digits": REPO / "examples/digits-enas.yaml",
+}
+#: Training variants: evaluator options over the example's (``{E}``: the search epochs).
+TRAINING: dict[str, dict[str, Any]] = {
+    "enas": {},
+    "warmup": {"warmup_epochs": "E/3"},
+    "uniform": {"warmup_epochs": "E"},
+    "long": {"epochs": "2E"},
+    "long-warmup": {"epochs": "2E", "warmup_epochs": "2E/3"},
+}
+
+
+def _resolve_options(options: dict[str, Any], epochs: int) -> dict[str, Any]:
+    table = {"E": epochs, "E/3": max(1, epochs // 3), "2E": 2 * epochs, "2E/3": 2 * epochs // 3}
+    return {k: table.get(v, v) if isinstance(v, str) else v for k, v in options.items()}
+
+
+def _spec(case: str, seed: int, epochs: int | None, options: dict[str, Any]) -> ResolvedSpec:
+    spec = load_spec_file(str(CASES[case]))
+    spec["seed"] = seed
+    evaluator = spec["evaluator"]
+    if epochs is not None:
+        evaluator["epochs"] = epochs
+    evaluator.update(_resolve_options(options, int(evaluator.get("epochs", 30))))
+    spec["budget"] = {"minutes": 10_000}  # the supernet's epochs, never cut short
+    spec.pop("final", None)
+    return parse_spec(spec)
+
+
+def _archs(resolved: ResolvedSpec, seed: int, count: int) -> list[Architecture]:
+    space = resolved.build_space()
+    rng = np.random.default_rng(10_000 + seed)
+    archs: dict[Architecture, None] = {}
+    while len(archs) < count:
+        archs[space.sample(rng)] = None
+    return list(archs)
+
+
+def _standalone(
+    resolved: ResolvedSpec,
+    case: str,
+    seed: int,
+    archs: list[Architecture],
+    epochs: int | None,
+    cache_path: Path,
+) -> tuple[list[float], list[float]]:
+    """Standalone validation accuracy and parameter count per architecture (cached)."""
+    cache: dict[str, Any] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    params = {"epochs": epochs} if epochs is not None else {}
+    space = resolved.build_space()
+    prefix = json.dumps(
+        [
+            resolved.spec.dataset.name,
+            resolved.dataset_params,
+            space.name,
+            space.config,
+            params,
+            seed,
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    evaluator = None
+    out_acc, out_params = [], []
+    for i, arch in enumerate(archs):
+        key = f"{prefix}|{arch.key}"
+        if key not in cache:
+            if evaluator is None:
+                evaluator = StandaloneEvaluator.from_spec(
+                    dataset=resolved.spec.dataset.name,
+                    dataset_params=resolved.dataset_params,
+                    space=space,
+                    params=params,
+                    seed=seed,
+                )
+            started = time.perf_counter()
+            result = evaluator.evaluate([arch])[0]
+            cache[key] = {
+                "val_accuracy": result.metrics.get("val_accuracy"),
+                "params": result.metrics.get("params"),
+            }
+            cache_path.write_text(json.dumps(cache))
+            print(
+                f"  [{case} seed {seed}] standalone {i + 1}/{len(archs)}: "
+                f"{cache[key]['val_accuracy']:.2f} % in {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
+        out_acc.append(float(cache[key]["val_accuracy"]))
+        out_params.append(float(cache[key]["params"]))
+    return out_acc, out_params
+
+
+def _figures(truth: list[float], scores: list[float]) -> dict[str, float]:
+    tau = float(kendalltau(scores, truth).statistic)
+    rho = float(spearmanr(scores, truth).statistic)
+    best = int(np.argmax(scores))
+    rank = 1 + sum(t > truth[best] for t in truth)
+    return {"tau": tau, "rho": rho, "top_pick_rank": rank}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=["macro"], choices=sorted(CASES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--archs", type=int, default=30)
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="supernet epochs (default: the example's)"
+    )
+    parser.add_argument(
+        "--standalone-epochs",
+        type=int,
+        default=None,
+        help="standalone epochs (default: the evaluator's default recipe)",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["enas", "enas+bn", "warmup", "warmup+bn", "long", "long+bn"],
+        help=f"training variant ({', '.join(TRAINING)}), '+bn' to score with bn_recalibration",
+    )
+    parser.add_argument(
+        "--bn-batches", type=int, default=8, help="bn_recalibration of the '+bn' variants"
+    )
+    parser.add_argument("--cache", default="/tmp/supernet_ranking_cache.json")
+    parser.add_argument("--out", default=None, help="write every figure as JSON here")
+    args = parser.parse_args()
+    for variant in args.variants:
+        if variant.removesuffix("+bn") not in TRAINING:
+            parser.error(f"unknown variant {variant!r}")
+    cache = Path(args.cache)
+    rows: list[dict[str, Any]] = []
+    for case in args.cases:
+        for seed in args.seeds:
+            base = _spec(case, seed, args.epochs, {})
+            archs = _archs(base, seed, args.archs)
+            truth, sizes = _standalone(base, case, seed, archs, args.standalone_epochs, cache)
+            rows.append(
+                {"case": case, "seed": seed, "variant": "params only", **_figures(truth, sizes)}
+            )
+            trained = {v.removesuffix("+bn") for v in args.variants}
+            for name in [t for t in TRAINING if t in trained]:
+                resolved = _spec(case, seed, args.epochs, TRAINING[name])
+                search = SharedWeightSearch(resolved)
+                started = time.perf_counter()
+                search.run()
+                train_s = time.perf_counter() - started
+                evaluator = search.evaluator
+                last = search.curve[-1] if search.curve else {}
+                common = {
+                    "case": case,
+                    "seed": seed,
+                    "train_s": train_s,
+                    "epochs": evaluator.epoch,
+                    "train_accuracy": last.get("train_accuracy"),
+                    "mean_reward": last.get("mean_reward"),
+                }
+                if name in args.variants:
+                    scores = evaluator.score_full(archs)
+                    rows.append({**common, "variant": name, **_figures(truth, scores)})
+                    print(json.dumps(rows[-1]), flush=True)
+                if f"{name}+bn" in args.variants:
+                    config = SharedWeightConfig(
+                        **{**evaluator.config.model_dump(), "bn_recalibration": args.bn_batches}
+                    )
+                    recal = SharedWeightEvaluator(
+                        space=evaluator.space, data=evaluator.data, config=config, seed=seed
+                    )
+                    recal.load_state_dict(evaluator.state_dict())
+                    scores = recal.score_full(archs)
+                    rows.append({**common, "variant": f"{name}+bn", **_figures(truth, scores)})
+                    print(json.dumps(rows[-1]), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+    _print_table(rows, args)
+
+
+def _print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    print(
+        f"\n{args.archs} architectures per seed, seeds {args.seeds}, supernet epochs "
+        f"{args.epochs or 'of the example'}, standalone epochs "
+        f"{args.standalone_epochs or 'of the default recipe'}"
+    )
+    for case in args.cases:
+        print(
+            f"\n{case}: Kendall tau per seed | mean tau | mean Spearman rho | top pick's "
+            f"standalone rank per seed | supernet train acc (last epoch) | train s"
+        )
+        names = list(dict.fromkeys(r["variant"] for r in rows if r["case"] == case))
+        for name in names:
+            sel = [r for r in rows if r["case"] == case and r["variant"] == name]
+            taus = " ".join(f"{r['tau']:+.2f}" for r in sel)
+            ranks = " ".join(str(r["top_pick_rank"]) for r in sel)
+            acc = [r["train_accuracy"] for r in sel if r.get("train_accuracy") is not None]
+            secs = [r["train_s"] for r in sel if "train_s" in r]
+            print(
+                f"  {name:<16} {taus:<22} | {statistics.mean(r['tau'] for r in sel):+.3f} | "
+                f"{statistics.mean(r['rho'] for r in sel):+.3f} | {ranks:<10} | "
+                + (f"{statistics.mean(acc):.1f}" if acc else "-")
+                + " | "
+                + (f"{statistics.median(secs):.0f}" if secs else "-")
+            )
+    print("\ntarget: mean tau >= 0.6 on macro over 3 seeds")
+
+
+if __name__ == "__main__":
+    main()
