@@ -496,7 +496,12 @@ class MetricLearner:
         self.net = net
         self.ways = ways
         self.params = {k: v.requires_grad_() for k, v in net.initial_params().items()}
-        self.extra = {k: v.detach().clone().requires_grad_() for k, v in (extra or {}).items()}
+        # The method's own parameters (built on the CPU from a generator) live where the
+        # network does: on a GPU both take part in the same matrix products.
+        device = next(iter(self.params.values())).device if self.params else None
+        self.extra = {
+            k: v.detach().to(device).clone().requires_grad_() for k, v in (extra or {}).items()
+        }
         self.optimizer = torch.optim.Adam(
             [*self.params.values(), *self.extra.values()], lr=outer_lr
         )
