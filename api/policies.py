@@ -1,5 +1,7 @@
-"""Meta-trained policies at submit: ``controller: {name: rl2, policy_job: ID}`` names a
-finished ``rl2-meta`` job of the caller; its stored policy is checked against the new job's
+"""Meta-training and meta-trained policies at submit. An ``rl2-meta`` job's ``evaluator.jobs``
+(earlier jobs of the caller on the same space) become ``evaluator.job_tasks`` in the stored
+spec: each job's completed trials, its tasks to meta-train on (``resolve_meta_jobs``).
+``controller: {name: rl2, policy_job: ID}`` names a finished ``rl2-meta`` job of the caller; its stored policy is checked against the new job's
 space (the decisions it was trained for) and copied into the new job's own files
 (``jobs/NEW/files/rl2-policy-from-job-ID.pt``, an artifact of the new job), whose path the
 stored spec's ``controller.policy`` then holds. From then on the job needs nothing of the
@@ -18,12 +20,14 @@ from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.models import ArtifactModel, JobModel, JobState
-from api.repositories import ArtifactRepository, JobRepository
+from api.repositories import ArtifactRepository, JobRepository, TrialRepository
 from api.storage import storage_error
 from controllers.rl2 import META_EVALUATOR, PolicyFileError, load_policy
 from nas.errors import NasError, SpecError
+from nas.evaluators.rl2_meta import MAX_JOB_TRIALS, Rl2MetaConfig
 from nas.spec import ResolvedSpec
 from workers.meta_train import POLICY_KIND
+from workers.search import parse_spec
 
 _LOC = ["controller", "policy_job"]
 
@@ -34,6 +38,48 @@ class PolicyCopy:
 
     source: int
     data: bytes
+
+
+def resolve_meta_jobs(
+    session: Session, principal: Principal, resolved: ResolvedSpec
+) -> ResolvedSpec:
+    """``resolved`` with an ``rl2-meta`` job's ``evaluator.jobs`` read into
+    ``evaluator.job_tasks`` (unchanged otherwise): per job, its completed trials' architecture
+    choices and ``evaluator.fitness`` metric (at most ``MAX_JOB_TRIALS``, best first). A job
+    that is not the caller's, searched another space, or has no completed trial with that
+    metric is a 422 at ``evaluator.jobs.I``."""
+    if resolved.spec.evaluator.name != META_EVALUATOR:
+        return resolved
+    config = Rl2MetaConfig.model_validate(resolved.spec.evaluator.params)
+    if not config.jobs:
+        return resolved
+    stored = resolved.to_dict()
+    jobs, trials = JobRepository(session), TrialRepository(session)
+    tasks = []
+    for i, job_id in enumerate(config.jobs):
+        loc = ["evaluator", "jobs", i]
+        job = jobs.get(job_id, owner_id=principal.key_id, any_owner=principal.sees_all)
+        if job is None:
+            raise SpecError.at(loc, f"no job {job_id} of yours")
+        if job.spec.get("space") != stored["space"]:
+            raise SpecError.at(
+                loc,
+                f"job {job_id} searched space {job.spec.get('space')}; this job meta-trains "
+                f"on {stored['space']}",
+            )
+        choices, fitness = [], []
+        for row in trials.top(job_id, MAX_JOB_TRIALS, maximize=job.maximize):
+            value = (row.metrics or {}).get(config.fitness)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                choices.append([int(c) for c in row.architecture["choices"]])
+                fitness.append(float(value))
+        if not fitness:
+            raise SpecError.at(
+                loc, f"job {job_id} has no completed trial with metric {config.fitness!r}"
+            )
+        tasks.append({"job": job_id, "choices": choices, "fitness": fitness})
+    stored["evaluator"]["job_tasks"] = tasks
+    return parse_spec(stored)
 
 
 def resolve_policy_job(

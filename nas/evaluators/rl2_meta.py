@@ -12,7 +12,13 @@ of every architecture of the job's space on each task, from
 - ``tables``: benchmark tables of your own, or earlier results exported as tables (space
   ``table``; each file a CSV, CSV.gz or Parquet file with the space's decision columns and the
   ``fitness`` column). A combination a table does not hold has no fitness there (in an
-  episode: a proposal that scores nothing, as a PRUNED trial at search time).
+  episode: a proposal that scores nothing, as a PRUNED trial at search time); or
+- ``jobs``: earlier jobs of the service on the same space (any space of at most
+  ``MAX_ARCHITECTURES`` architectures), each a table of its completed trials over the space's
+  decisions: an architecture's fitness is the mean of its trials' ``fitness`` metric. The
+  service reads them at submit into ``job_tasks`` (``{job, choices, fitness}``, one entry per
+  job) in the stored spec, so the job needs nothing of its sources afterwards, like a warm
+  start's priors (``api.policies.resolve_meta_jobs``).
 
 ``objective.direction: minimize`` turns a fitness to minimise (an error) into one to
 maximise. ``evaluate`` answers an architecture's mean fitness over the tasks (the metric named
@@ -24,15 +30,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nas.architecture import Architecture
 from nas.datasets import FILE_PARAM, NB201_DATASETS
 from nas.datasets.table import read_table
-from nas.errors import DatasetError
+from nas.errors import DatasetError, SpecError
 from nas.evaluators.base import Evaluator, EvaluatorConfig
 from nas.evaluators.tabular import load_table, resolve_table_path
 from nas.spaces.base import SearchSpace
@@ -42,12 +48,31 @@ from nas.trial import TrialResult, TrialState
 if TYPE_CHECKING:
     from nas.spec import JobSpec, SpecProblem
 
-__all__ = ["MAX_ARCHITECTURES", "Rl2MetaConfig", "Rl2MetaEvaluator"]
+__all__ = ["MAX_ARCHITECTURES", "MAX_JOB_TRIALS", "JobTask", "Rl2MetaConfig", "Rl2MetaEvaluator"]
 
 #: The largest space meta-training plays episodes in (it keeps a table of every
 #: architecture's fitness per episode of a batch).
 MAX_ARCHITECTURES = 200_000
 NB201_FITNESS = "val_accuracy"
+#: The most completed trials a job gives as a task (``jobs``), best first.
+MAX_JOB_TRIALS = 20_000
+
+
+class JobTask(BaseModel):
+    """An earlier job's completed trials as a task (written at submit from ``jobs``): each
+    trial's architecture choices (indices into the space's decisions) and its fitness."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job: int
+    choices: list[list[int]] = Field(max_length=MAX_JOB_TRIALS)
+    fitness: list[float] = Field(max_length=MAX_JOB_TRIALS)
+
+    @model_validator(mode="after")
+    def _aligned(self) -> JobTask:
+        if len(self.choices) != len(self.fitness) or not self.choices:
+            raise ValueError("one fitness per trial's choices, at least one trial")
+        return self
 
 
 class Rl2MetaConfig(EvaluatorConfig):
@@ -63,6 +88,17 @@ class Rl2MetaConfig(EvaluatorConfig):
         description="benchmark tables to meta-train on (space table): CSV, CSV.gz or Parquet "
         "files with the space's decision columns and the fitness column",
         json_schema_extra=FILE_PARAM,
+    )
+    jobs: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="service: earlier jobs of yours on this space to meta-train on (their "
+        "completed trials' fitness metric per architecture), read at submit into job_tasks",
+    )
+    job_tasks: list[JobTask] | None = Field(
+        None,
+        max_length=16,
+        description="written at submit from jobs: each job's completed trials (choices, fitness)",
     )
     fitness: str = Field(
         NB201_FITNESS,
@@ -101,7 +137,7 @@ class Rl2MetaConfig(EvaluatorConfig):
             raise ValueError(
                 f"unknown NAS-Bench-201 task {unknown[0]!r}; valid: {', '.join(NB201_DATASETS)}"
             )
-        if len(set(self.tasks)) != len(self.tasks) or len(set(self.tables)) != len(self.tables):
+        if any(len(set(x)) != len(x) for x in (self.tasks, self.tables, self.jobs)):
             raise ValueError("each task may appear once")
         return self
 
@@ -143,18 +179,19 @@ class Rl2MetaEvaluator(Evaluator):
 
         config = Rl2MetaConfig.model_validate(spec.evaluator.params)
         problems: list[SpecProblem] = []
-        if bool(config.tasks) == bool(config.tables):
+        named = [bool(config.tasks), bool(config.tables), bool(config.jobs or config.job_tasks)]
+        if sum(named) != 1:
             problems.append(
                 (
                     ("evaluator", "tasks"),
                     (
-                        "name the tasks one way: tasks (NAS-Bench-201 datasets, space nb201) or "
-                        "tables (files, space table)"
+                        "name the tasks one way: tasks (NAS-Bench-201 datasets, space nb201), "
+                        "tables (files, space table) or jobs (earlier jobs on this space)"
                     ),
                 )
             )
         needed = "nb201" if config.tasks else TableSpace.name
-        if spec.space.name != needed:
+        if (config.tasks or config.tables) and spec.space.name != needed:
             problems.append(
                 (
                     ("space", "name"),
@@ -226,7 +263,12 @@ class Rl2MetaEvaluator(Evaluator):
                 f"space: meta-training plays episodes in spaces of at most "
                 f"{MAX_ARCHITECTURES:,} architectures; this one has {size:,}"
             )
-        self._tasks = self._nb201_tasks() if self.config.tasks else self._table_tasks(size)
+        if self.config.tasks:
+            self._tasks = self._nb201_tasks()
+        elif self.config.tables:
+            self._tasks = self._table_tasks(size)
+        else:
+            self._tasks = self._job_tasks(size)
         stacked = np.stack([f for _, f in self._tasks])
         known = np.isfinite(stacked)
         count = known.sum(0)
@@ -288,6 +330,40 @@ class Rl2MetaEvaluator(Evaluator):
             if not np.isfinite(fitness).any():
                 raise DatasetError(f"{where}: no row has a fitness")
             tasks.append((f"table{i}", fitness))
+        return tasks
+
+    def _job_tasks(self, size: int) -> list[tuple[str, np.ndarray]]:
+        if self.config.job_tasks is None:
+            raise SpecError.at(
+                ["evaluator", "jobs"],
+                "the jobs were not read into job_tasks (submit the job to the service; "
+                "nas search reads tables)",
+            )
+        cards = np.asarray(self.cardinalities)
+        tasks = []
+        for i, task in enumerate(self.config.job_tasks):
+            choices = np.asarray(task.choices, dtype=np.int64)
+            if (
+                choices.ndim != 2
+                or choices.shape[1] != len(cards)
+                or (choices < 0).any()
+                or (choices >= cards).any()
+            ):
+                raise DatasetError(
+                    f"evaluator.job_tasks.{i}: job {task.job}'s trials are not architectures "
+                    "of this space"
+                )
+            codes = np.ravel_multi_index(tuple(choices.T), tuple(cards))
+            values = np.asarray(task.fitness, dtype=np.float64)
+            ok = np.isfinite(values)
+            if not ok.any():
+                raise DatasetError(f"evaluator.job_tasks.{i}: job {task.job} has no fitness")
+            # An architecture the job tried several times (other hyperparameters, a repeat):
+            # the mean of its results.
+            total = np.bincount(codes[ok], weights=values[ok], minlength=size)
+            count = np.bincount(codes[ok], minlength=size)
+            fitness = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+            tasks.append((f"job{task.job}", fitness))
         return tasks
 
     def _code(self, arch: Architecture) -> int:

@@ -87,12 +87,10 @@ def _downloads_the_policy(
 
 def _refused_at_the_field(server: LiveServer, client: NasClient, meta_job: int) -> None:
     """A policy for another space's decisions, no policy, trials for meta-training: 422s."""
-    table = server.settings.data_dir / "tiny.csv"
-    table.write_text("a,b,acc\n" + "".join(f"{a},{b},{a + b}\n" for a in "xyz" for b in "12"))
     other = {
         "name": "tiny",
         "dataset": {"name": "table"},
-        "space": {"name": "table", "path": str(table), "decisions": ["a", "b"]},
+        "space": {"name": "table", "path": _tiny_table(server), "decisions": ["a", "b"]},
         "controller": {"name": "rl2", "policy_job": meta_job},
         "evaluator": {"name": "table", "fitness": "acc"},
         "objective": {"metric": "acc"},
@@ -115,6 +113,12 @@ def _refused_at_the_field(server: LiveServer, client: NasClient, meta_job: int) 
         assert says in info.value.detail[0]["msg"]
 
 
+def _tiny_table(server: LiveServer) -> str:
+    table = server.settings.data_dir / "tiny.csv"
+    table.write_text("a,b,acc\n" + "".join(f"{a},{b},{a + b}\n" for a in "xyz" for b in "12"))
+    return str(table)
+
+
 def _tables(*paths: str) -> dict[str, Any]:
     return {"name": "rl2-meta", "tables": list(paths), "fitness": "acc", "iterations": 2}
 
@@ -132,3 +136,54 @@ def test_cancel_stops_meta_training_at_its_next_iteration(
     with pytest.raises(ApiError) as info:  # no policy to download
         client.policy(done["id"], tmp_path)
     assert info.value.status_code == 404 and "no RL² policy" in str(info.value.detail)
+
+
+def test_meta_training_on_earlier_jobs_of_the_service(
+    server: LiveServer, client: NasClient, user_key: str
+) -> None:
+    """``evaluator.jobs``: earlier jobs' completed trials are the tasks, copied into the
+    stored spec at submit (the sources may go); a job that is not yours or searched another
+    space is a 422 at its field."""
+    sources = [
+        client.wait(client.submit(nb201_spec(budget={"trials": n}, seed=n))["id"], timeout=60)
+        for n in (30, 40)
+    ]
+    assert all(s["state"] == "SUCCEEDED" for s in sources)
+    spec = meta_spec(jobs=[s["id"] for s in sources])
+    del spec["evaluator"]["tasks"]
+    meta = client.submit(spec)
+    tasks = meta["spec"]["evaluator"]["job_tasks"]
+    assert [t["job"] for t in tasks] == [s["id"] for s in sources]
+    assert [len(t["fitness"]) for t in tasks] == [30, 40]
+    best = client.best(sources[0]["id"], k=1)[0]
+    assert tasks[0]["choices"][0] == best["architecture"]["choices"]
+    assert tasks[0]["fitness"][0] == best["metrics"]["val_accuracy"]
+    for source in sources:
+        client.delete(source["id"])  # the meta-training job has what it needs
+    done = client.wait(meta["id"], timeout=120)
+    assert done["state"] == "SUCCEEDED", done["reason"]
+    assert done["summary"]["files"] == [{"name": "rl2-policy.pt", "kind": "rl2_policy"}]
+
+    table_job = client.submit(
+        {
+            **nb201_spec(budget={"trials": 3}),
+            "space": {"name": "table", "path": _tiny_table(server), "decisions": ["a", "b"]},
+            "dataset": {"name": "table"},
+            "evaluator": {"name": "table", "fitness": "acc"},
+            "objective": {"metric": "acc"},
+        }
+    )
+    with server.client(server.create_key("someone-else")) as other:
+        theirs = other.submit(nb201_spec(budget={"trials": 3}))["id"]
+    for jobs, says in (
+        ([meta["id"] + 1000], "no job"),
+        ([theirs], "no job"),
+        ([table_job["id"]], "searched space"),
+    ):
+        bad = meta_spec(jobs=jobs)
+        del bad["evaluator"]["tasks"]
+        with pytest.raises(ApiError) as info:
+            client.submit(bad)
+        assert info.value.status_code == 422
+        assert [e["loc"] for e in info.value.detail] == [["evaluator", "jobs", 0]]
+        assert says in info.value.detail[0]["msg"]

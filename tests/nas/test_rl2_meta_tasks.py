@@ -1,0 +1,47 @@
+"""``rl2-meta`` tasks from earlier jobs (issue 14): a job's completed trials, written into the
+spec at submit as ``job_tasks``, are a task over the space's decisions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from nas.errors import DatasetError, SpecError
+from nas.evaluators.rl2_meta import Rl2MetaEvaluator
+from nas.spaces.nb201 import Nb201Space
+
+
+def test_a_jobs_trials_are_a_task_with_the_mean_of_repeated_architectures() -> None:
+    space = Nb201Space()
+    trials = [[0, 1, 2, 3, 4, 0], [0, 1, 2, 3, 4, 0], [4, 4, 4, 4, 4, 4], [1, 1, 1, 1, 1, 1]]
+    evaluator = Rl2MetaEvaluator(
+        space=space,
+        jobs=[3, 5],
+        job_tasks=[
+            {"job": 3, "choices": trials, "fitness": [70.0, 72.0, 50.0, float("nan")]},
+            {"job": 5, "choices": trials[:1], "fitness": [40.0]},
+        ],
+    )
+    (name3, fit3), (name5, fit5) = evaluator.task_fitness()
+    assert (name3, name5) == ("job3", "job5") and fit3.shape == (15625,)
+    code = int(np.ravel_multi_index(tuple(trials[0]), (5,) * 6))
+    assert fit3[code] == 71.0 and fit5[code] == 40.0  # repeats: their mean
+    assert np.isfinite(fit3).sum() == 2 and np.isfinite(fit5).sum() == 1  # NaN: no fitness
+    result = evaluator.evaluate([space.make(trials[0]), space.make(trials[3])])
+    assert result[0].objective == (71.0 + 40.0) / 2  # the mean over the tasks that hold it
+    assert result[1].state.value == "PRUNED"  # in none of the tasks
+    assert math.isclose(evaluator.evaluate([space.make(trials[2])])[0].objective, 50.0)
+
+
+def test_unresolved_jobs_and_foreign_architectures_are_errors_at_their_fields() -> None:
+    with pytest.raises(SpecError) as info:
+        Rl2MetaEvaluator(space=Nb201Space(), jobs=[3])
+    assert info.value.errors[0]["loc"] in (["evaluator", "jobs"], ("evaluator", "jobs"))
+    with pytest.raises(DatasetError, match=r"^evaluator\.job_tasks\.0: job 3's trials are not"):
+        Rl2MetaEvaluator(
+            space=Nb201Space(),
+            jobs=[3],
+            job_tasks=[{"job": 3, "choices": [[5] * 6], "fitness": [1]}],
+        )
