@@ -49,6 +49,7 @@ from workers.backend import (
     TrialExecutor,
     TrialLog,
 )
+from workers.supernet_group import Follower
 
 #: Per worker process: the evaluator of the last spec seen (datasets load once), by the
 #: hash of the stored spec.
@@ -281,10 +282,12 @@ class RayBackend(Backend):
         from workers.loops import loop_class
 
         resources = resolved.spec.resources
-        if loop_class(resolved).keeps_evaluator_state:
+        loop = loop_class(resolved)
+        if loop.keeps_evaluator_state:
             return ActorRun(
                 resolved,
                 events,
+                workers=resources.workers if loop.trains_in_groups else 1,
                 cpus=resources.cpus_per_trial,
                 gpus=resources.gpus_per_trial,
                 max_restarts=resources.max_retries,
@@ -324,12 +327,37 @@ class SearchActor:
     def ready(self) -> bool:
         return True
 
+    # --- rank 0 of a supernet group (``workers.supernet_group``) ---------------------------
+    def address(self) -> tuple[str, int]:
+        from workers.supernet_group import rendezvous
+
+        return rendezvous()
+
+    def join(self, address: str, port: int, world: int) -> None:
+        from workers.shared import SharedWeightSearch
+        from workers.supernet_group import GroupOps, join_group
+
+        loop = self.loop
+        if not isinstance(loop, SharedWeightSearch):
+            raise TypeError(f"{type(loop).__name__} does not train in groups")
+        control = join_group(loop.evaluator, address, port, 0, world)
+        loop.ops = GroupOps(loop.evaluator, loop.ops.worker, control)
+        self._group = True
+
+    _group = False
+
     def run_to_safe_point(self) -> dict[str, Any]:
         """Run until the next safe point (or the search's end); what happened since."""
+        from workers.supernet_group import GroupLost, is_group_lost
+
         loop = self.loop
         try:
             outcome = loop.run(pause=lambda: bool(self._points))
+            if outcome is not None and self._group:
+                loop.ops.stop()  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - sent back as text: it may not pickle
+            if self._group and is_group_lost(exc):
+                raise GroupLost(_error_text(exc)) from None
             raise RuntimeError(_error_text(exc)) from None
         records, points = self._records[:], self._points[:]
         self._records.clear()
@@ -347,13 +375,21 @@ class ActorRun(SearchRun):
     """A search loop running in a ``SearchActor``, seen from the calling process: its
     trials and safe points are relayed to ``events`` as the actor reaches them, its state
     is that of the last safe point. A lost actor (its process or node died) is started
-    again from that state, up to ``max_restarts`` times."""
+    again from that state, up to ``max_restarts`` times.
+
+    With ``workers`` > 1 (a shared-weight search's ``resources.workers``) the loop's actor
+    is rank 0 of a group of that many actors training one supernet
+    (``workers.supernet_group``), placed together by a placement group (one bundle of
+    ``cpus`` / ``gpus`` per worker, all or none). A lost member, or a collective that
+    failed because one is gone, ends the whole group and starts it again from the last
+    state (counted as one restart); a stop ends every member."""
 
     def __init__(
         self,
         resolved: ResolvedSpec,
         events: SearchEvents,
         *,
+        workers: int = 1,
         cpus: float = 1.0,
         gpus: float = 0.0,
         max_restarts: int = 2,
@@ -365,10 +401,14 @@ class ActorRun(SearchRun):
         self.events = events
         self.space = resolved.build_space()
         self.max_restarts, self.poll_s = max_restarts, poll_s
-        self._actor_class = ray.remote(SearchActor).options(
-            num_cpus=cpus, num_gpus=gpus, max_restarts=0
-        )
+        self.workers, self._bundle = workers, {"CPU": cpus, "GPU": gpus}
+        self._options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0}
+        self._actor_class = ray.remote(SearchActor)
+        self._follower_class = ray.remote(FollowerActor)
         self._actor: Any = None
+        self._followers: list[Any] = []
+        self._follow_refs: list[Any] = []
+        self._group: Any = None  # the placement group
         self._log = TrialLog(maximize=resolved.spec.objective.direction == "maximize")
         self._state: SearchState | None = None
         self._progress = 0.0
@@ -401,34 +441,33 @@ class ActorRun(SearchRun):
     def run(self) -> SearchOutcome:
         import ray
 
+        from workers.supernet_group import GroupLost
+
         should_stop = self.events.should_stop or (lambda: None)
         while True:
             if (why := should_stop()) is not None:
                 return self._interrupt(why)
             try:
-                if self._actor is None:
-                    # Trials arrive with their safe point, so the log matches the last state.
-                    self._actor = self._actor_class.remote(
-                        self.resolved, self._state, self._log.trials
-                    )
-                    if (why := self._wait(self._actor.ready.remote(), should_stop)) is not None:
-                        return self._interrupt(why)
+                if self._actor is None and (why := self._start(should_stop)) is not None:
+                    return self._interrupt(why)
                 ref = self._actor.run_to_safe_point.remote()
                 if (why := self._wait(ref, should_stop)) is not None:
                     return self._interrupt(why)
                 step = ray.get(ref)
             except ray.exceptions.RayTaskError as exc:
-                # The search raised (the actor is alive): fail with its text, not Ray's dump.
-                raise RuntimeError(str(exc.cause or exc)) from None
-            except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
-                self.restarts += 1
+                if isinstance(exc.cause, GroupLost):
+                    self._lost(exc.cause)  # a collective failed: a member of the group is gone
+                    continue
+                # The search raised (the actor is alive): fail with its text, not Ray's.
                 self.close()
-                if self.restarts > self.max_restarts:
-                    raise RuntimeError(
-                        f"the search actor was lost {self.restarts} times (max_retries "
-                        f"{self.max_restarts}): {exc}"
-                    ) from None
-                continue  # a new actor from the last safe point's state
+                raise RuntimeError(str(exc.cause or exc)) from None
+            except (
+                ray.exceptions.RayActorError,
+                ray.exceptions.ObjectLostError,
+                GroupLost,
+            ) as exc:
+                self._lost(exc)
+                continue  # a new actor (group) from the last safe point's state
             for record in step["records"]:
                 self._log.add(record)
                 if self.events.on_trial is not None:
@@ -442,16 +481,83 @@ class ActorRun(SearchRun):
             if step["outcome"] is not None:
                 return step["outcome"]
 
-    def _wait(self, ref: Any, should_stop: StopFn) -> str | None:
+    def _lost(self, exc: BaseException) -> None:
+        """An actor of the search is lost: end them all; fail once restarts are spent."""
+        self.restarts += 1
+        self.close()
+        if self.restarts > self.max_restarts:
+            what = "search actor" if self.workers == 1 else f"group of {self.workers} workers"
+            raise RuntimeError(
+                f"the {what} was lost {self.restarts} times (max_retries "
+                f"{self.max_restarts}): {str(exc).splitlines()[0] if str(exc) else exc!r}"
+            ) from None
+
+    def _start(self, should_stop: StopFn) -> str | None:
+        """Start the search's actor, or its group of ``workers`` actors joined into one
+        process group, from the last safe point's state; a stop asked meanwhile is
+        returned instead."""
+        # Trials arrive with their safe point, so the log matches the last state.
+        args = (self.resolved, self._state, self._log.trials)
+        if self.workers == 1:
+            self._actor = self._actor_class.options(**self._options).remote(*args)
+            return self._wait(self._actor.ready.remote(), should_stop)
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        bundle = {k: v for k, v in self._bundle.items() if v > 0}
+        self._group = placement_group([bundle] * self.workers, strategy="PACK")
+        if (why := self._wait(self._group.ready(), should_stop)) is not None:
+            return why
+
+        def place(index: int) -> dict[str, Any]:
+            return {
+                **self._options,
+                "scheduling_strategy": PlacementGroupSchedulingStrategy(
+                    self._group, placement_group_bundle_index=index
+                ),
+            }
+
+        self._actor = self._actor_class.options(**place(0)).remote(*args)
+        self._followers = [
+            self._follower_class.options(**place(i)).remote(self.resolved)
+            for i in range(1, self.workers)
+        ]
+        address = self._wait(self._actor.address.remote(), should_stop, value=True)
+        if isinstance(address, str):
+            return address
+        host, port = address.value
+        # Every member joins at once; a follower's failed join is raised while the lead's
+        # is waited for (``_wait`` watches ``_follow_refs``).
+        self._follow_refs = [
+            f.join.remote(host, port, rank, self.workers)
+            for rank, f in enumerate(self._followers, start=1)
+        ]
+        joins = [self._actor.join.remote(host, port, self.workers), *self._follow_refs]
+        for ref in joins:
+            if (why := self._wait(ref, should_stop)) is not None:
+                return why
+        self._follow_refs = [f.follow.remote() for f in self._followers]
+        return None
+
+    def _wait(self, ref: Any, should_stop: StopFn, *, value: bool = False) -> Any:
         """Wait for ``ref`` (then ``ray.get`` it: an error it carries is raised); a stop
-        asked for meanwhile is returned instead."""
+        asked for meanwhile is returned instead. A group's followers are watched meanwhile:
+        one that ended (lost, or raised) raises its error here. With ``value``, ``ref``'s
+        value comes back in a ``_Value`` (a stop is still a ``str``)."""
         import ray
 
-        while not ray.wait([ref], timeout=self.poll_s)[0]:
+        watched = [ref, *(r for r in self._follow_refs if r != ref)]
+        while True:
+            ready, _ = ray.wait(watched, num_returns=1, timeout=self.poll_s)
+            if ref in ready:
+                break
+            for done in ready:
+                ray.get(done)  # a follower's error (lost: RayActorError; or it raised)
+                watched.remove(done)  # it returned: the lead said stop
             if (why := should_stop()) is not None:
                 return why
-        ray.get(ref)
-        return None
+        result = ray.get(ref)
+        return _Value(result) if value else None
 
     def _interrupt(self, why: str) -> SearchOutcome:
         self.close()  # the unfinished epoch is redone on resume
@@ -467,6 +573,44 @@ class ActorRun(SearchRun):
     def close(self) -> None:
         import ray
 
-        if self._actor is not None:
-            ray.kill(self._actor)
-            self._actor = None
+        for actor in [self._actor, *self._followers]:
+            if actor is not None:
+                ray.kill(actor)
+        self._actor, self._followers, self._follow_refs = None, [], []
+        if self._group is not None:
+            from ray.util.placement_group import remove_placement_group
+
+            remove_placement_group(self._group)
+            self._group = None
+
+
+class _Value:
+    """A value waited for (``ActorRun._wait``), told apart from a stop's reason."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class FollowerActor(Follower):
+    """Rank r > 0 of a supernet group, as a Ray actor (``workers.supernet_group``); its
+    errors come back as text (they may not pickle), ``GroupLost`` when a peer is gone."""
+
+    def __init__(self, resolved: ResolvedSpec) -> None:
+        super().__init__(resolved, _worker_name())
+
+    def join(self, address: str, port: int, rank: int, world: int) -> None:
+        _as_text(super().join, address, port, rank, world)
+
+    def follow(self) -> None:
+        _as_text(super().follow)
+
+
+def _as_text(call: Any, *args: Any) -> None:
+    from workers.supernet_group import GroupLost, is_group_lost
+
+    try:
+        call(*args)
+    except Exception as exc:  # noqa: BLE001 - sent back as text: it may not pickle
+        if is_group_lost(exc):
+            raise GroupLost(_error_text(exc)) from None
+        raise RuntimeError(_error_text(exc)) from None

@@ -175,6 +175,10 @@ class SearchLoop:
     #: The loop keeps state inside its evaluator (a supernet) that must be checkpointed with
     #: it, so the loop runs where the evaluator lives (on Ray: in one actor).
     keeps_evaluator_state: ClassVar[bool] = False
+    #: On Ray with ``resources.workers`` > 1 the loop's evaluator is trained by a group of
+    #: that many workers (``workers.supernet_group``); otherwise the loop's one actor (or
+    #: the executor's parallel trials) is all there is.
+    trains_in_groups: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -44,6 +44,9 @@ class SharedWeightSearch(SearchLoop):
     """ENAS (or random weight sharing, with the ``random`` controller)."""
 
     keeps_evaluator_state = True
+    #: ``resources.workers`` > 1 on Ray: one supernet trained by that many workers
+    #: (``workers.supernet_group``).
+    trains_in_groups = True
     #: Rewards per epoch when neither the evaluator nor the controller sets them.
     default_rewards_per_epoch = 100
 
@@ -59,6 +62,9 @@ class SharedWeightSearch(SearchLoop):
         self.limits = constraints.limits() if constraints is not None else {}
         #: Each architecture's constraint verdict and figures, measured once (not state).
         self._checked: dict[Architecture, tuple[str | None, dict[str, float]]] = {}
+        #: Where the supernet's work runs: here, or over a group of Ray workers
+        #: (``workers.supernet_group``, ``resources.workers``).
+        self.ops = SupernetOps(self.evaluator, self.executor.worker_name)
 
     @property
     def rewards_per_epoch(self) -> int:
@@ -89,10 +95,9 @@ class SharedWeightSearch(SearchLoop):
     def _search(self, pause: Callable[[], bool] | None) -> bool:
         controller, evaluator = self.components.controller, self.evaluator
         group = controller.reward_group
-        worker = self.executor.worker_name
         while evaluator.epoch < evaluator.config.epochs and not self.budget.exhausted():
             try:
-                stats = evaluator.train_epoch(self._training_sample)
+                stats = self.ops.train_epoch(self._training_sample)
             except _NoFeasibleChild as exc:
                 self.budget.reason = str(exc)
                 break
@@ -107,14 +112,14 @@ class SharedWeightSearch(SearchLoop):
                 started = time.time()
                 checks = self._check([c.architecture for c in batch])
                 feasible = [c.architecture for c, (why, _) in zip(batch, checks) if why is None]
-                scored = iter(evaluator.evaluate(feasible) if feasible else [])
+                scored = iter(self.ops.evaluate(feasible) if feasible else [])
                 finished = time.time()
                 for candidate, (why, figures) in zip(batch, checks, strict=True):
-                    result = (
-                        next(scored)
-                        if why is None
-                        else TrialResult(TrialState.PRUNED, metrics=figures, error=why)
-                    )
+                    worker = self.ops.worker
+                    if why is None:
+                        result, worker = next(scored)
+                    else:
+                        result = TrialResult(TrialState.PRUNED, metrics=figures, error=why)
                     self.budget.admit(result)
                     self._record(
                         candidate, result, started, finished, worker=worker, epoch=epoch, step=step
@@ -204,7 +209,7 @@ class SharedWeightSearch(SearchLoop):
                     f"trials are reported instead"
                 )
                 return self.ranked(k)
-        scores = evaluator.score_full(samples)
+        scores = self.ops.score_full(samples)
         ranked = sorted(zip(samples, scores, strict=True), key=lambda p: p[1], reverse=True)
         return ranked[:k]
 
@@ -241,6 +246,29 @@ class SharedWeightSearch(SearchLoop):
             f"no feasible child in the last {self.max_infeasible_in_a_row} samples for "
             f"supernet training (objective.constraints: {self.limits})"
         )
+
+
+class SupernetOps:
+    """The supernet's work of a shared-weight search, in this process: an epoch of
+    training, rewards, whole-split scores. ``workers.supernet_group.GroupOps`` spreads the
+    same work over a group of processes."""
+
+    def __init__(self, evaluator: SharedWeightEvaluator, worker: str) -> None:
+        self.evaluator = evaluator
+        #: Where the work runs (recorded with each trial).
+        self.worker = worker
+
+    def train_epoch(self, sample: Callable[[], Architecture]) -> dict[str, float]:
+        """One epoch of the shared weights, ``sample()`` giving each minibatch's child."""
+        return self.evaluator.train_epoch(sample)
+
+    def evaluate(self, archs: list[Architecture]) -> list[tuple[TrialResult, str]]:
+        """Each architecture's reward, with the worker that scored it."""
+        return [(r, self.worker) for r in self.evaluator.evaluate(archs)]
+
+    def score_full(self, archs: list[Architecture]) -> list[float]:
+        """Each architecture's accuracy on the whole validation split."""
+        return self.evaluator.score_full(archs)
 
 
 class _NoFeasibleChild(Exception):

@@ -13,10 +13,15 @@ Remedies for the shared weights' weak ranking (measured by ``bench/supernet_rank
 (a fixed set of training minibatches run through that child, then scored with them);
 ``warmup_epochs`` trains the first epochs' children sampled uniformly from the space
 (``uniform_child``) instead of from the policy; longer training is ``epochs``.
+
+Several processes (``distribute``, ``resources.workers`` on Ray: ``workers.supernet_group``)
+train one supernet data-parallel with torch's DistributedDataParallel: each step every process
+trains its own child on its shard of the minibatch and the gradients are averaged.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -183,6 +188,7 @@ class SharedWeightEvaluator(Evaluator):
         steps = math.ceil(len(y) / size)
         total_loss, correct, seen, skipped = 0.0, 0, 0, 0
         started = time.perf_counter()
+        model = self.supernet if self._ddp is None else self._ddp
         self.supernet.train()
         for step in range(steps):
             lr = self.learning_rate(self.epoch + step / steps)
@@ -190,20 +196,35 @@ class SharedWeightEvaluator(Evaluator):
                 group["lr"] = lr
             index = order[step * size : (step + 1) * size]
             arch = sample()
-            logits = self.supernet(x[index], arch)
+            if self._world > 1:
+                if len(index) < self._world:  # too small to shard: every process skips it
+                    skipped += 1
+                    continue
+                index = index.tensor_split(self._world)[self._rank]
+            logits = model(x[index], arch)
             loss = self.loss_fn(logits, y[index])
-            if not torch.isfinite(loss):
+            if self._world == 1 and not torch.isfinite(loss):
                 skipped += 1
                 continue
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(
+            norm = nn.utils.clip_grad_norm_(
                 [p for p in self._parameters if p.grad is not None], self.config.grad_clip
             )
+            if self._world > 1 and not torch.isfinite(norm):
+                # A shard's loss was not finite: the averaged gradients are not either, on
+                # every process alike, so all skip the step (a collective decision for free).
+                skipped += 1
+                continue
             self.optimizer.step()
             total_loss += float(loss.detach()) * len(index)
             correct += int((logits.argmax(1) == y[index]).sum())
             seen += len(index)
+        if self._world > 1:  # the epoch's figures over every process's shards
+            totals = torch.tensor([total_loss, correct, seen], dtype=torch.float64)
+            totals = totals.to(self.device)
+            torch.distributed.all_reduce(totals)
+            total_loss, correct, seen = (float(v) for v in totals.tolist())
         self.epoch += 1
         return {
             "epoch": self.epoch,
@@ -213,6 +234,43 @@ class SharedWeightEvaluator(Evaluator):
             "lr": self.learning_rate(self.epoch - 1e-9),
             "seconds": time.perf_counter() - started,
         }
+
+    # --- several processes (torch.distributed) -------------------------------------------
+    #: This process's rank and the number of processes training the supernet together.
+    _rank, _world = 0, 1
+    _ddp: nn.Module | None = None
+
+    def distribute(self) -> None:
+        """Train the shared weights with the other processes of ``torch.distributed``'s
+        default group, data parallel: in ``train_epoch`` every process takes its shard of
+        each minibatch (the same order everywhere: keep ``generator`` equal) and trains the
+        child its ``sample()`` gives on it; DistributedDataParallel averages the gradients
+        over the processes, those of ops a process's child did not use counting as zero
+        (``find_unused_parameters``), so every process applies the same step. All processes
+        call this at once; rank 0's weights become everyone's."""
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        self._rank, self._world = dist.get_rank(), dist.get_world_size()
+        cuda = self.device.type == "cuda"
+        index = self.device.index if self.device.index is not None else 0
+        # Batch statistics: the running buffers are scratch, not synced at each forward.
+        buffers = (
+            {"forward_sync_buffers": False}
+            if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+            else {"broadcast_buffers": False}  # its name before torch 2.13
+        )
+        self._ddp = DistributedDataParallel(
+            self.supernet,
+            device_ids=[index] if cuda else None,
+            find_unused_parameters=True,
+            **buffers,
+        )
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Minibatches (children trained) per epoch."""
+        return math.ceil(len(self._train[1]) / self.config.batch_size)
 
     @property
     def in_warmup(self) -> bool:
