@@ -60,6 +60,10 @@ def check_runnable_here(
                 f"{where} has {available:g} GPUs, fewer than gpus_per_trial="
                 f"{resources.gpus_per_trial:g}; set gpus_per_trial: 0 or add a GPU node",
             )
+    if backend == "ray":
+        from workers.ray_backend import check_group_fits
+
+        check_group_fits(resolved, ray_address)
 
 
 def check_limits(resolved: ResolvedSpec, settings: Settings) -> ResolvedSpec:

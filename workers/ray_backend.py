@@ -172,6 +172,46 @@ def cluster_gpus(address: str | None = None) -> float:
     return float(ray.cluster_resources().get("GPU", 0.0))
 
 
+def check_group_fits(resolved: ResolvedSpec, address: str | None = None) -> None:
+    """A search that trains one evaluator with ``resources.workers`` > 1 workers (a
+    supernet group) needs them all at once: refuse (``SpecError`` at the field) a spec
+    whose workers the Ray cluster cannot place together, each with ``cpus_per_trial`` CPUs
+    and ``gpus_per_trial`` GPUs on one node. Connects first if needed (``ensure_ray``)."""
+    from nas.errors import SpecError
+    from workers.loops import loop_class
+
+    resources = resolved.spec.resources
+    if resources.workers == 1 or not loop_class(resolved).trains_in_groups:
+        return
+    cpus, gpus = resources.cpus_per_trial, resources.gpus_per_trial
+    if 0 < gpus < 1:
+        raise SpecError.at(
+            ["resources", "gpus_per_trial"],
+            f"the {resources.workers} workers of one supernet each need a GPU of their own "
+            f"(NCCL), not a share of one: set gpus_per_trial: 1, or 0 to train on CPUs",
+        )
+    import ray
+
+    ensure_ray(address)
+    places = 0
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        have = node.get("Resources", {})
+        fits = int(have.get("CPU", 0.0) / cpus + 1e-9)
+        if gpus > 0:
+            fits = min(fits, int(have.get("GPU", 0.0) / gpus + 1e-9))
+        places += fits
+    if places < resources.workers:
+        each = f"{cpus:g} CPUs" + (f" and {gpus:g} GPUs" if gpus else "")
+        raise SpecError.at(
+            ["resources", "workers"],
+            f"the Ray cluster can hold {places} workers of {each} each at once, fewer than "
+            f"workers={resources.workers}; set workers: {max(1, places)} or fewer, ask for "
+            f"less per worker (cpus_per_trial, gpus_per_trial), or add nodes",
+        )
+
+
 class RayTaskExecutor(TrialExecutor):
     """Evaluates a search loop's batches as Ray tasks; see the module docstring."""
 

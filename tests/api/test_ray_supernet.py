@@ -1,0 +1,128 @@
+"""A shared-weight job whose supernet 2 Ray workers train (``resources.workers: 2``) through
+the service on a 2-node ``ray.cluster_utils.Cluster``: it succeeds with each trial recorded
+once, more workers than the cluster holds is a 422, and losing a worker's node mid-epoch
+restarts the group from the last epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from api.client import ApiError
+from tests.api.conftest import LiveServer, make_settings, wait_for
+
+EPOCHS, REWARDS = 4, 6
+
+
+def _spec(**resources: Any) -> dict[str, Any]:
+    return {
+        "name": "digits-enas-group",
+        "dataset": {"name": "digits"},
+        "space": {"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]},
+        "controller": {"name": "enas", "num_aggregate": 3},
+        "evaluator": {
+            "name": "shared-weights",
+            "epochs": EPOCHS,
+            "batch_size": 64,
+            "rewards_per_epoch": REWARDS,
+            "derive_samples": 4,
+        },
+        "resources": {"workers": 2, **resources},
+        "budget": {"minutes": 10},
+        "seed": 0,
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """A head that runs nothing and two one-CPU nodes: a group of 2 spans both."""
+    cluster = Cluster(
+        initialize_head=True,
+        connect=True,
+        head_node_args={"num_cpus": 0, "include_dashboard": False},
+    )
+    cluster.worker_nodes_list = [  # type: ignore[attr-defined]
+        cluster.add_node(num_cpus=1),
+        cluster.add_node(num_cpus=1),
+    ]
+    cluster.wait_for_nodes()
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    settings = make_settings(f"sqlite:///{tmp_path / 'nas.db'}", tmp_path / "data", backend="ray")
+    server = LiveServer(settings).start()
+    yield server
+    server.stop()
+
+
+def _node(trial: dict[str, Any]) -> str:
+    return str(trial["worker"].split(":")[2])
+
+
+def _check_trials(trials: list[dict[str, Any]], curves: dict[str, Any]) -> None:
+    assert [t["number"] for t in trials] == list(range(EPOCHS * REWARDS))  # each once
+    assert [sum(t["epoch"] == e for t in trials) for e in range(EPOCHS)] == [REWARDS] * EPOCHS
+    assert all(t["state"] == "COMPLETE" for t in trials)
+    points = curves["epochs"]["supernet"]
+    assert [p["epoch"] for p in points] == list(range(EPOCHS))
+    assert all(p["rewards"] == REWARDS for p in points)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # a loaded machine; each wait is sized by time_left
+def test_a_shared_weight_job_with_two_workers_succeeds_and_three_are_refused(
+    cluster: Cluster, server: LiveServer, time_left: Callable[..., float]
+) -> None:
+    with server.client(server.create_key("a")) as client:
+        with pytest.raises(ApiError) as err:  # two one-CPU nodes hold 2 workers, not 3
+            client.submit(_spec(workers=3))
+        assert err.value.status_code == 422
+        assert "resources.workers" in str(err.value) and "hold 2 workers" in str(err.value)
+        assert client.jobs()["count"] == 0  # nothing created
+        with pytest.raises(ApiError) as err:  # each worker on one node: 2 CPUs fit none
+            client.submit(_spec(cpus_per_trial=2))
+        assert err.value.status_code == 422 and "resources.workers" in str(err.value)
+
+        job_id = client.submit(_spec())["id"]
+        job = client.wait(job_id, timeout=time_left())
+        assert job["state"] == "SUCCEEDED", job["reason"]
+        trials = list(client.all_trials(job_id))
+        _check_trials(trials, client.curves(job_id))
+        # Rewards were scored by both workers, one on each node.
+        assert len({_node(t) for t in trials}) == 2
+        assert job["summary"]["ranked"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # a loaded machine; each wait is sized by time_left
+def test_losing_a_workers_node_mid_epoch_restarts_the_group_from_the_last_epoch(
+    cluster: Cluster, server: LiveServer, time_left: Callable[..., float]
+) -> None:
+    with server.client(server.create_key("a")) as client:
+        job_id = client.submit(_spec(max_retries=1))["id"]
+        # Epoch 0 is checkpointed; epoch 1 trains: kill one worker's node, a new one joins.
+        wait_for(
+            lambda: client.job(job_id)["n_trials"] >= REWARDS,
+            timeout=time_left(120),
+            interval=0.02,
+        )
+        before = {_node(t) for t in client.all_trials(job_id)}
+        lost = cluster.worker_nodes_list.pop(0)  # type: ignore[attr-defined]
+        cluster.remove_node(lost, allow_graceful=False)
+        cluster.worker_nodes_list.append(cluster.add_node(num_cpus=1))  # type: ignore[attr-defined]
+        job = client.wait(job_id, timeout=time_left())
+        assert job["state"] == "SUCCEEDED", job["reason"]
+        trials = list(client.all_trials(job_id))
+        _check_trials(trials, client.curves(job_id))
+        # The last epoch's rewards came from the restarted group, on the new node too.
+        last = {_node(t) for t in trials if t["epoch"] == EPOCHS - 1}
+        assert last - before, (before, last)
