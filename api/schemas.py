@@ -87,9 +87,9 @@ class TrialList(BaseModel):
 class EpochPoint(BaseModel):
     """One epoch of a curve: ``epoch`` and the values recorded for it. A ``supernet``
     point (shared-weight search) holds the supernet's ``train_loss``, ``train_accuracy``,
-    ``lr``, ``skipped_steps`` and ``seconds``, and the controller's ``rewards`` (count),
-    ``mean_reward``, ``entropy`` and ``baseline``: a point of ``nas search``'s
-    ``curve.json``. A value that was not finite is ``null``."""
+    ``lr``, ``skipped_steps`` and ``seconds``, the reward phase's ``reward_seconds``, and
+    the controller's ``rewards`` (count), ``mean_reward``, ``entropy`` and ``baseline``: a
+    point of ``nas search``'s ``curve.json``. A value that was not finite is ``null``."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -104,6 +104,7 @@ class SharedWeightSearch(SearchLoop):
             self._at_epoch_end = False
             epoch = evaluator.epoch - 1
             rewards: list[float] = []
+            rewarding = time.perf_counter()
             step = 0
             while step < self.rewards_per_epoch and not self.budget.exhausted():
                 batch = self._gather(controller, min(group, self.rewards_per_epoch - step))
@@ -141,6 +142,7 @@ class SharedWeightSearch(SearchLoop):
                 # a half-rewarded epoch; a resumed search redoes this epoch whole.
                 break
             point: dict[str, Any] = {**stats, "epoch": epoch, "rewards": step}
+            point["reward_seconds"] = time.perf_counter() - rewarding
             point["mean_reward"] = float(np.mean(rewards)) if rewards else None
             point.update(controller.curve_stats(step))
             self.curve.append(point)
