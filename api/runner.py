@@ -13,7 +13,10 @@ therefore always covers exactly the trials numbered below its ``trial_count``. A
 runner dies (``kill -9``, a lost machine) is taken over by the next runner: trials after the
 checkpoint (unfinished work) and curve points after it are removed and redone, the search
 is restored from the checkpoint, and it goes on with the next trial number. Nothing recorded before the checkpoint is
-redone; no number is used twice or skipped.
+redone; no number is used twice or skipped. A trial that can resume part-way (a
+meta-learning trial, at the end of each meta-epoch: ``SafePoint.running``) is checkpointed
+inside, with its own state as the evaluator file: the next runner continues that trial (same
+number) from its last meta-epoch instead of from scratch.
 
 Leases: a runner renews ``heartbeat_at`` of its jobs every poll; a RUNNING job whose lease
 expired (``job_lease_s``), whose runner released it at shutdown, or whose runner is a dead
@@ -215,7 +218,7 @@ class JobExecution(threading.Thread):
         self._counts: dict[str, int] = {}
         self._last_flush = 0.0
         self._evaluator_files: list[Path] = []  # the newest is the checkpoint's
-        self._saved_at: tuple[int, int] | None = None  # (trials, epochs) of the newest file
+        self._saved_at: tuple[int, int, int] | None = None  # _progress_key of the newest file
         self.search: SearchRun | None = None
 
     # --- control ---------------------------------------------------------------------------
@@ -378,11 +381,15 @@ class JobExecution(threading.Thread):
             self._saved_at = _progress_key(state)
             self._evaluator_files.append(path)
         search.restore(state, records)
+        running = state.loop.get("running")
         log.info(
-            "job %d: resumed from the checkpoint at trial %d (%d later trials redone)",
+            "job %d: resumed from the checkpoint at trial %d (%d later trials redone)%s",
             self.job_id,
             len(records),
             removed,
+            ""
+            if running is None
+            else f"; trial {running['number']} goes on after its epoch {running['epoch']}",
         )
 
     # --- events from the search ------------------------------------------------------------
@@ -417,7 +424,7 @@ class JobExecution(threading.Thread):
             self._records.append(record)
 
     def _on_safe_point(self, point: SafePoint) -> None:
-        if self._running:  # refused by the budget after they started: not trials
+        if self._running and not point.running:  # refused by the budget after they started
             self._drop_running()
         if point.curve is not None:
             self._curve.setdefault(point.series, []).append(point.curve)
@@ -549,6 +556,8 @@ class JobExecution(threading.Thread):
         log.info("job %d: released at %s", self.job_id, self._stop_reason)
 
 
-def _progress_key(state: SearchState) -> tuple[int, int]:
-    """How far a checkpoint is: its trials and its curve's epochs."""
-    return state.trial_count, len(state.loop.get("curve", ()))
+def _progress_key(state: SearchState) -> tuple[int, int, int]:
+    """How far a checkpoint is: its trials, its curve's epochs, and inside a running trial
+    that trial's epoch (-1 between trials)."""
+    running = state.loop.get("running") or {}
+    return state.trial_count, len(state.loop.get("curve", ())), int(running.get("epoch", -1))

@@ -47,11 +47,15 @@ class SafePoint:
     ended): checkpoint now, or the work since the last checkpoint is lost on a restart.
     ``curve``: the search's per-epoch curve point made here (supernet loss, mean reward,
     controller entropy and baseline), if any, with its ``epoch``; ``series`` names the
-    curve it belongs to (``GET /jobs/{id}/curves`` serves the points by series)."""
+    curve it belongs to (``GET /jobs/{id}/curves`` serves the points by series).
+    ``running``: the point is inside a trial that goes on (a meta-epoch of a meta-learning
+    trial ended): the checkpoint also holds that trial's state, the trial stays RUNNING,
+    and a restored search continues it from there rather than from scratch."""
 
     required: bool = False
     curve: Mapping[str, Any] | None = None
     series: str = "epochs"
+    running: bool = False
 
 
 @dataclass

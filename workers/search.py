@@ -175,6 +175,10 @@ class SearchLoop:
     #: The loop keeps state inside its evaluator (a supernet) that must be checkpointed with
     #: it, so the loop runs where the evaluator lives (on Ray: in one actor).
     keeps_evaluator_state: ClassVar[bool] = False
+    #: Inside a trial's safe point: (the trial's ``trial_checkpoint``, its epoch).
+    _trial_state: tuple[bytes, int] | None = None
+    #: Restored from a checkpoint inside a trial: the candidates to evaluate first.
+    _resumed: tuple[Candidate, ...] = ()
     #: On Ray with ``resources.workers`` > 1 the loop's evaluator is trained by a group of
     #: that many workers (``workers.supernet_group``); otherwise the loop's one actor (or
     #: the executor's parallel trials) is all there is.
@@ -222,13 +226,18 @@ class SearchLoop:
     def state_dict(self) -> dict[str, Any]:
         """The loop's own progress (plain data); the controller and evaluator checkpoint
         themselves. Trial records are stored by the caller and handed back on resume."""
-        return {
+        state: dict[str, Any] = {
             "trials": len(self.trials),
             "used_trials": self.budget.used_trials,
             "used_simulated": self.budget.used_simulated,
             "elapsed_s": self.budget.elapsed() if self._running else self._elapsed_before,
             "curve": list(self.curve),
         }
+        if self._trial_state is not None:
+            # A checkpoint inside the running trial (number ``trials``): the controller's
+            # state holds its candidate as pending, the evaluator state is the trial's.
+            state["running"] = {"number": len(self.trials), "epoch": self._trial_state[1]}
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any], trials: list[TrialRecord]) -> None:
         if len(trials) != int(state["trials"]):
@@ -242,15 +251,25 @@ class SearchLoop:
         self.curve = list(state.get("curve", []))
 
     def state(self) -> SearchState:
-        """The whole search's checkpoint: controller, loop, and evaluator state."""
+        """The whole search's checkpoint: controller, loop, and evaluator state (inside a
+        trial: the trial's own state, ``Evaluator.trial_checkpoint``)."""
+        evaluator = self._trial_state[0] if self._trial_state is not None else None
         return SearchState(
-            self.components.controller.state_dict(), self.state_dict(), self.evaluator_state()
+            self.components.controller.state_dict(),
+            self.state_dict(),
+            evaluator if evaluator is not None else self.evaluator_state(),
         )
 
     def load_state(self, state: SearchState, trials: list[TrialRecord]) -> None:
-        self.components.controller.load_state_dict(state.controller)
+        controller = self.components.controller
+        controller.load_state_dict(state.controller)
         self.load_state_dict(state.loop, trials)
-        if state.evaluator is not None:
+        if state.loop.get("running") is not None:
+            if state.evaluator is None or len(controller.pending) != 1:
+                raise ValueError("a checkpoint inside a trial holds its candidate and its state")
+            self.components.evaluator.resume_trial(state.evaluator)
+            self._resumed = tuple(controller.pending)
+        elif state.evaluator is not None:
             self.load_evaluator_state(state.evaluator)
 
     def evaluator_state(self) -> bytes | None:
@@ -262,8 +281,9 @@ class SearchLoop:
 
     @property
     def consistent(self) -> bool:
-        """No candidate is pending: ``state()`` covers exactly the recorded trials."""
-        return not self.components.controller.pending
+        """No candidate is pending (``state()`` covers exactly the recorded trials), or the
+        one pending is the trial whose state ``state()`` holds (a safe point inside it)."""
+        return not self.components.controller.pending or self._trial_state is not None
 
     @property
     def interrupted(self) -> bool:
@@ -302,7 +322,8 @@ class SearchLoop:
             size = evaluator.batch_size
             if not evaluator.instant:  # trials that train: one per parallel worker
                 size = max(size, self.executor.parallelism)
-            batch = self._gather(controller, size)
+            batch = list(self._resumed) or self._gather(controller, size)
+            self._resumed = ()
             if not batch:
                 if controller.finished:
                     self.budget.reason = "search space exhausted"
@@ -372,6 +393,26 @@ class SearchLoop:
             raise Interrupted(why)
         if self.events.on_intermediate is not None:
             self.events.on_intermediate(self._batch_first + index, epoch, values)
+        self._trial_safe_point(epoch)
+
+    def _trial_safe_point(self, epoch: int) -> None:
+        """A safe point inside the running trial, where its evaluator can resume it from
+        its state now (``Evaluator.trial_checkpoint``: a meta-learning trial at the end of
+        a meta-epoch) and it is the only candidate pending (a batch of one, evaluated in
+        this process): the checkpoint then holds the trial's state, and a search restored
+        from it continues the trial instead of redoing it whole. Trials that run elsewhere
+        (Ray tasks) or cannot resume are redone whole, from the last checkpoint between
+        trials."""
+        if self.events.on_safe_point is None or len(self.components.controller.pending) != 1:
+            return
+        data = self.components.evaluator.trial_checkpoint()
+        if data is None:
+            return
+        self._trial_state = (data, epoch)
+        try:
+            self.events.on_safe_point(SafePoint(required=True, running=True))
+        finally:
+            self._trial_state = None
 
     def _outcome(self) -> SearchOutcome:
         best = self.best

@@ -265,3 +265,16 @@ class Evaluator(ABC):
         (``nas.metalearning.MetaWeights``), which the search stores as a file of its run
         and its exports use; called after ``final_metrics`` for the same architecture."""
         return None
+
+    def trial_checkpoint(self) -> bytes | None:
+        """Asked from inside ``report`` while a trial runs in this process: the trial's state
+        as it is now, from which ``resume_trial`` makes a later evaluation of the same
+        candidate go on instead of starting over (the meta-learning evaluators: at the end
+        of each meta-epoch). ``None`` (the default): the trial cannot be resumed part-way;
+        after a crash it is redone whole."""
+        return None
+
+    def resume_trial(self, data: bytes) -> None:
+        """Make the next ``evaluate`` of the candidate whose ``trial_checkpoint`` was ``data``
+        continue from it (another candidate starts from scratch)."""
+        raise ValueError(f"evaluator {self.name!r} does not resume trials part-way")

@@ -40,6 +40,14 @@ steps, on ``eval_points`` (default 15) query examples per class; ``final_metrics
 ``final_steps``, each with its ``_ci95``. The 600 meta-test tasks are drawn and scored in
 chunks (``TaskDistribution.fixed_batches``) so image tasks never all sit in memory.
 
+Resuming part-way (``trial_checkpoint``, ``resume_trial``): at the end of each meta-epoch
+(each ``meta_train_loss`` report) the trial's meta-training state can be taken: the
+learner's weights (Meta-SGD's rates, a metric learner's extra parameters), Adam's moments,
+the meta-training task stream's position and the losses reported so far. A search loop
+checkpoints it (``workers.search``); restored into a fresh evaluator, the same candidate (same
+architecture and settings) continues from there and ends with exactly the figures of the
+uninterrupted trial. Meta-training draws from the task stream only (no other randomness).
+
 Joint search: ``hparams:`` entries named ``inner_lr``, ``inner_steps``, ``meta_batch``,
 ``outer_lr`` (and ``first_order`` for ``maml`` and ``metasgd``) override these parameters
 per trial (``nas.hparams.META_HPARAMS``).
@@ -47,10 +55,12 @@ per trial (``nas.hparams.META_HPARAMS``).
 
 from __future__ import annotations
 
+import functools
+import io
 import math
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
@@ -291,6 +301,9 @@ class MetaEvaluator(Evaluator):
         self._learned: dict[str, tuple[float, dict[str, Any], Any]] = {}
         #: (architecture key, learner, settings) that ``final_metrics`` last scored
         self._final: tuple[str, FewShotLearner, Any] | None = None
+        #: The running trial's ``trial_checkpoint`` while it reports; a checkpoint to resume.
+        self._checkpoint: Callable[[], bytes] | None = None
+        self._resume: dict[str, Any] | None = None
 
     @classmethod
     def from_spec(
@@ -380,8 +393,9 @@ class MetaEvaluator(Evaluator):
                 (
                     ("final",),
                     (
-                        f"retraining (final:) after a {cls.name} search is not supported yet; "
-                        "the best architecture's meta-test figures are its final_metrics"
+                        f"retraining (final:) after a {cls.name} search is not supported yet: "
+                        "remove final:; the best architecture's meta-test figures are its "
+                        "final_metrics (from the weights its search meta-learned)"
                     ),
                 )
             )
@@ -490,15 +504,84 @@ class MetaEvaluator(Evaluator):
         total = settings.meta_iterations
         window = max(1, total // _REPORTS)
         losses: list[float] = []
-        last = math.nan
-        for iteration in range(total):
+        reported: list[float] = []  # each finished meta-epoch's mean loss
+        start = 0
+        resume, self._resume = self._resume, None
+        if index is not None and resume is not None and self._resumes(resume, arch, settings):
+            start, reported = self._restore(resume, learner, stream)
+            for epoch, value in enumerate(reported):  # what the lost process had reported
+                if self.report is not None:
+                    self.report(index, epoch, {"meta_train_loss": value})
+        last = reported[-1] if reported else math.nan
+        for iteration in range(start, total):
             losses.append(learner.step(self._draw(stream, settings)))
             if len(losses) == window or iteration == total - 1:
                 last = sum(losses) / len(losses)
-                if index is not None and self.report is not None:
-                    self.report(index, iteration // window, {"meta_train_loss": last})
+                reported.append(last)
                 losses = []
+                if index is not None and self.report is not None:
+                    self._checkpoint = functools.partial(
+                        self._snapshot, arch, settings, learner, stream, iteration + 1, reported
+                    )
+                    try:
+                        self.report(index, iteration // window, {"meta_train_loss": last})
+                    finally:
+                        self._checkpoint = None
         return learner, last
+
+    # --- resuming a trial part-way (Evaluator.trial_checkpoint) ----------------------------
+    def trial_checkpoint(self) -> bytes | None:
+        """At the end of each meta-epoch (a ``meta_train_loss`` report): the trial's
+        meta-training state (the learner's weights and Adam's moments, the task stream's
+        position, the meta-epochs' losses), from which ``resume_trial`` goes on exactly as
+        the uninterrupted trial would have."""
+        return self._checkpoint() if self._checkpoint is not None else None
+
+    def resume_trial(self, data: bytes) -> None:
+        self._resume = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+    def _snapshot(
+        self,
+        arch: Architecture,
+        settings: Any,
+        learner: FewShotLearner,
+        stream: np.random.Generator,
+        iteration: int,
+        reported: list[float],
+    ) -> bytes:
+        optimizer = getattr(learner, "optimizer", None)
+        buffer = io.BytesIO()
+        torch.save(
+            {
+                "architecture": arch.key,
+                "settings": settings.model_dump(),
+                "iteration": iteration,
+                "reported": list(reported),
+                "stream": stream.bit_generator.state,
+                "learner": learner.state_dict(),
+                "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            },
+            buffer,
+        )
+        return buffer.getvalue()
+
+    def _resumes(self, state: Mapping[str, Any], arch: Architecture, settings: Any) -> bool:
+        """Whether a ``trial_checkpoint`` is of this trial (architecture and settings)."""
+        return state.get("architecture") == arch.key and state.get("settings") == (
+            settings.model_dump()
+        )
+
+    def _restore(
+        self, state: Mapping[str, Any], learner: FewShotLearner, stream: np.random.Generator
+    ) -> tuple[int, list[float]]:
+        """Load a ``trial_checkpoint`` into a fresh learner and stream; its iteration and
+        reported losses."""
+        learner.load_state_dict(_to_device(state["learner"], self.device))
+        optimizer = getattr(learner, "optimizer", None)
+        if optimizer is not None and state["optimizer"] is not None:
+            optimizer.load_state_dict(state["optimizer"])  # moved to the parameters' device
+        stream.bit_generator.state = state["stream"]
+        return int(state["iteration"]), [float(v) for v in state["reported"]]
 
     def _draw(self, stream: np.random.Generator, settings: Any) -> Any:
         """One meta-iteration's batch: ``meta_batch`` meta-training tasks."""
@@ -710,6 +793,15 @@ class MetricEvaluator(MetaEvaluator):
 
     def _metric_learner(self, net: FunctionalNet, settings: Any) -> FewShotLearner:
         raise NotImplementedError
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    """``value`` (tensors in dicts) with every tensor on ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value
 
 
 def _task_input(spec: JobSpec) -> tuple[int, ...] | None:

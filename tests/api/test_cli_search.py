@@ -98,3 +98,18 @@ def test_unsupported_settings_are_rejected_not_ignored(
     assert main(["search", str(spec_file), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert "resources.workers" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_meta_learning_search_with_final_is_refused_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``final:`` retraining does not apply to a meta-learning job (yet): refused before
+    anything runs, not ignored."""
+    spec = yaml.safe_load((REPO / "examples/sinusoid-maml.yaml").read_text())
+    spec["final"] = {"epochs": 5}
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    assert main(["search", str(spec_file), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "final" in err and "not supported yet: remove final:" in err
+    assert not (tmp_path / "run").exists()

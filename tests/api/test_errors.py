@@ -49,6 +49,21 @@ BAD_SPECS = [
         "",
     ),
     ("missing section", {"name": "x"}, "dataset", "required"),
+    (
+        "final after meta-learning",
+        {
+            "name": "sine",
+            "dataset": {"name": "sinusoid"},
+            "space": {"name": "mlp"},
+            "controller": {"name": "random"},
+            "evaluator": {"name": "maml"},
+            "objective": {"metric": "meta_val_mse", "direction": "minimize"},
+            "budget": {"trials": 1},
+            "final": {"epochs": 5},
+        },
+        "final",
+        "retraining (final:) after a maml search is not supported yet: remove final:",
+    ),
 ]
 
 
