@@ -14,6 +14,10 @@ with its figures; a failing check prints its traceback and the others still run:
   100 rewards, ``score_full``, ``extract_child`` (outputs equal to the supernet's), and the
   evaluator checkpoint (``state_dict``) reloaded on the device and on the CPU, with and
   without ``map_location`` (``workers/ray_backend.py`` loads it without);
+* ``shared-weights enas-macro through DDP``: ``SharedWeightEvaluator.distribute`` (what each
+  worker of a ``resources.workers`` group runs) in a one-process ``torch.distributed`` group
+  on the device's backend (NCCL on CUDA, gloo on CPU): an epoch through DistributedDataParallel
+  gives the weights of an epoch without it;
 * ``enas search``: ``workers.local.run_local_search`` (``SharedWeightSearch``: ENAS controller
   on the CPU, supernet on the device, then ``workers.final.retrain``) on a short spec;
 * ``export enas-macro`` / ``export metaqnn``: TorchScript, ONNX (onnxruntime), PyTorch source,
@@ -158,7 +162,12 @@ class Checks:
         self.rows: list[dict[str, Any]] = []
         self.models: dict[str, tuple[SearchSpace, Architecture, torch.nn.Module, float]] = {}
 
+    #: Run only the checks whose name holds this text (``--only``).
+    only: str | None = None
+
     def run(self, name: str, fn: Callable[[], str]) -> None:
+        if self.only is not None and self.only not in name:
+            return
         started = time.perf_counter()
         try:
             detail, status = fn(), "PASS"
@@ -176,6 +185,7 @@ class Checks:
         self.run("constraints", self.check_constraints)
         self.run("shared-weights enas-macro", lambda: self.check_shared(MacroSpace(**MACRO)))
         self.run("shared-weights enas-micro", lambda: self.check_shared(MicroSpace(**MICRO)))
+        self.run("shared-weights enas-macro through DDP", self.check_shared_ddp)
         self.run("enas search (run_local_search)", self.check_enas_search)
         for key in ("enas-macro", "metaqnn"):
             self.run(f"export {key}", lambda key=key: self.check_export(key))
@@ -371,6 +381,40 @@ class Checks:
             f"({len(raw) / 1e6:.1f} MB) reloaded on {device} (max reward gap {same_gap:.2f} points; "
             f"also via map_location cpu) and cpu "
             f"(max reward gap {cpu_gap:.2f} points), cpu without map_location trains"
+        )
+
+    def check_shared_ddp(self) -> str:
+        import socket
+
+        import torch.distributed as dist
+
+        space = MacroSpace(**MACRO)
+        config = SharedWeightConfig(device=self.device_pref)
+        plain = SharedWeightEvaluator(space=space, data=self.data, config=config, seed=0)
+        wrapped = SharedWeightEvaluator(space=space, data=self.data, config=config, seed=0)
+        backend = "nccl" if self.device.type == "cuda" else "gloo"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        dist.init_process_group(
+            backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1
+        )
+        try:
+            wrapped.distribute()
+            rng_a, rng_b = np.random.default_rng(0), np.random.default_rng(0)
+            a = plain.train_epoch(lambda: space.sample(rng_a))
+            b = wrapped.train_epoch(lambda: space.sample(rng_b))
+        finally:
+            dist.destroy_process_group()
+        gap = max(
+            (p - q).abs().max().item()
+            for p, q in zip(plain.supernet.parameters(), wrapped.supernet.parameters(), strict=True)
+        )
+        ensure(b["skipped_steps"] == 0 and math.isfinite(b["train_loss"]), f"{b}")
+        ensure(gap <= 1e-3, f"weights after an epoch through DDP differ by {gap:g}")
+        return (
+            f"{backend}: max weight gap {gap:.2g} after one epoch through DDP; epoch "
+            f"{b['seconds']:.2f} s through DDP, {a['seconds']:.2f} s without"
         )
 
     def check_enas_search(self) -> str:
@@ -608,6 +652,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure")
     parser.add_argument("--num-samples", type=int, default=5000, help="MNIST-1D train + test")
     parser.add_argument("--skip-checks", action="store_true")
+    parser.add_argument("--only", default=None, help="run only the checks whose name has this")
     parser.add_argument("--skip-timings", action="store_true")
     parser.add_argument("--json", default=None, help="write checks, timings and environment here")
     args = parser.parse_args()
@@ -626,6 +671,7 @@ def main() -> int:
     checks = None
     if not args.skip_checks:
         checks = Checks(data, args.device)
+        checks.only = args.only
         print(f"\n== checks on {checks.device}", flush=True)
         checks.all()
 

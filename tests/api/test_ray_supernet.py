@@ -126,3 +126,39 @@ def test_losing_a_workers_node_mid_epoch_restarts_the_group_from_the_last_epoch(
         # The last epoch's rewards came from the restarted group, on the new node too.
         last = {_node(t) for t in trials if t["epoch"] == EPOCHS - 1}
         assert last - before, (before, last)
+
+
+def _group_processes() -> int:
+    """Ray worker processes of a supernet group (Ray titles them ``ray::<class>...``)."""
+    count = 0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            title = cmdline.read_bytes()
+        except OSError:
+            continue
+        count += title.startswith((b"ray::SearchActor", b"ray::FollowerActor"))
+    return count
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)  # a loaded machine; each wait is sized by time_left
+def test_cancel_ends_every_worker_of_the_group(
+    cluster: Cluster, server: LiveServer, time_left: Callable[..., float]
+) -> None:
+    with server.client(server.create_key("a")) as client:
+        spec = _spec()
+        spec["evaluator"]["epochs"] = 1000  # runs until cancelled
+        job_id = client.submit(spec)["id"]
+        wait_for(
+            lambda: client.job(job_id)["n_trials"] >= REWARDS and _group_processes() == 2,
+            timeout=time_left(120),
+            interval=0.05,
+        )
+        client.cancel(job_id)
+        job = client.wait(job_id, timeout=time_left(60))
+        assert job["state"] == "CANCELLED", job
+        # Both workers end and their placement group is gone: the nodes' CPUs are free.
+        wait_for(
+            lambda: _group_processes() == 0 and ray.available_resources().get("CPU") == 2,
+            timeout=time_left(60),
+        )
