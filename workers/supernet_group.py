@@ -26,7 +26,9 @@ evaluator and do what the lead broadcasts (a gloo group of its own, also beside 
   weights and the optimizer, which DDP keeps equal), and each rank trains ``children[rank::N]``.
 - ``evaluate`` / ``score_full``: the lead sends the architectures to score; rank r scores
   those at positions r, r+N, ...; the lead gathers the results (with the worker that
-  scored each) and tells the controller, as one process would.
+  scored each) and tells the controller, as one process would. Each rank draws the
+  validation minibatches from the same stream (equal at the epoch's start), so the
+  architectures the ranks score side by side share a minibatch.
 
 A lost worker or node breaks the group (a collective fails, or Ray reports the actor dead):
 ``ActorRun`` ends every actor and starts the group again from the last epoch's checkpoint
@@ -90,7 +92,9 @@ def join_group(
     and give every rank the lead's evaluator state. Returns the gloo group for commands."""
     backend = "nccl" if evaluator.device.type == "cuda" else "gloo"
     if evaluator.device.type == "cuda":
-        torch.cuda.set_device(evaluator.device)
+        # NCCL works on the current device; "cuda" (no index) is the one Ray assigned.
+        index = evaluator.device.index
+        torch.cuda.set_device(index if index is not None else torch.cuda.current_device())
     dist.init_process_group(
         backend,
         init_method=f"tcp://{address}:{port}",
