@@ -30,9 +30,9 @@ from api.models import ArtifactModel, JobModel, JobState, utcnow
 from api.ranking import InvalidRequestError, rank_architecture
 from api.repositories import ArtifactRepository, JobRepository, TrialRepository
 from api.services import ConflictError, JobService, NotFoundError
+from api.trainable import trainable_problem
 from nas.architecture import Architecture
-from nas.datasets import DATASETS, NB201_DATASETS
-from nas.spaces import SPACES, SearchSpace
+from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
 from nas.trial import RunningTrial, TrialState
 
@@ -55,32 +55,6 @@ RETRAIN_WORKER = ":retrain"
 def job_dir(artifacts: Path, job_id: int) -> Path:
     """The folder of every file of the job (deleted with it)."""
     return artifacts / "jobs" / str(job_id)
-
-
-def trainable_problem(resolved: ResolvedSpec) -> str | None:
-    """Why the job's architectures cannot be trained from scratch here, or ``None``."""
-    dataset, space = resolved.spec.dataset.name, resolved.spec.space.name
-    entry = DATASETS.get(dataset)
-    if entry.tasks is not None:
-        return (
-            f"its dataset {dataset!r} is a task distribution for few-shot meta-learning: its "
-            "models are meta-trained by the search's evaluator, not trained from scratch on "
-            "arrays (the best's meta-test figures are in the job's final_metrics)"
-        )
-    if dataset in NB201_DATASETS:
-        return (
-            f"its dataset {dataset!r} is a tabular benchmark (accuracies read from the "
-            "NAS-Bench-201 table): there is no data here to train on"
-        )
-    if entry.load is None:
-        return (
-            f"its dataset {dataset!r} is a benchmark table (each trial's figures are read "
-            "from the table's rows): there is no data here to train on"
-        )
-    if not SPACES.get(space).trainable:
-        trainable = [name for name in SPACES if SPACES.get(name).trainable]
-        return f"space {space!r} has no trainable network (trainable: {', '.join(trainable)})"
-    return None
 
 
 # --- the one retraining path ----------------------------------------------------------------

@@ -41,6 +41,12 @@ class JobRead(_Read):
         "budget stopped a shared-weight search's supernet training before its epochs",
     )
     owner: str | None = None
+    retrain_refused: str | None = Field(
+        None,
+        description="why `POST /jobs/{id}/retrain` refuses this job's architectures (422: a "
+        "tabular benchmark, a few-shot task distribution, a space without a trainable "
+        "network), or null when they can be retrained once the job has finished",
+    )
 
 
 class JobList(BaseModel):
@@ -105,8 +111,9 @@ class JobCurves(BaseModel):
     job_id: int
     direction: Literal["maximize", "minimize"] = Field(description="the objective's direction")
     epochs: dict[str, list[EpochPoint]] = Field(
-        description="per-epoch curves by series (`supernet`: a shared-weight search), in "
-        "epoch order; empty for a job without any"
+        description="per-epoch curves by series (`supernet`: a shared-weight search; "
+        "`epsilon_stages`: a MetaQNN search's reward per epsilon stage, `epoch` being the "
+        "stage's index), in epoch order; empty for a job without any"
     )
     best_so_far: list[BestStep] = Field(
         description="the completed trials (number order) that improved the best objective: "

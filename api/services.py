@@ -17,6 +17,7 @@ from api.policies import resolve_meta_jobs, resolve_policy_job, store_policy_cop
 from api.repositories import JobRepository
 from api.schemas import BestSoFar, JobRead
 from api.settings import Settings
+from api.trainable import trainable_problem
 from api.warmstart import resolve_warm_start
 from controllers import CONTROLLERS
 from nas.errors import SpecError
@@ -215,4 +216,5 @@ def job_read(job: JobModel, owner: str | None = None, *, with_spec: bool = True)
         summary=job.summary,
         warnings=list((job.summary or {}).get("warnings") or []),
         owner=owner,
+        retrain_refused=trainable_problem(ResolvedSpec.from_stored(job.spec)),
     )

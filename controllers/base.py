@@ -225,6 +225,14 @@ class Controller(ABC):
         entropy and reward baseline. ``{}`` for controllers without such figures."""
         return {}
 
+    @classmethod
+    def state_curves(cls, state: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        """The controller's own curves, read from its ``state_dict()`` (as a checkpoint
+        holds it), by series: points with an integer ``epoch`` (their order) and values.
+        MetaQNN reports its reward per epsilon stage. ``{}`` for controllers without such
+        curves (per-epoch figures go through ``curve_stats`` instead)."""
+        return {}
+
     @property
     def finished(self) -> bool:
         """True once the controller will never propose again (a finite space is exhausted)."""

@@ -204,6 +204,24 @@ class _DecisionEnv:
         return list(arch.choices)
 
 
+def _reward_curve(
+    schedule: Sequence[tuple[float, int]], stages: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    out = []
+    for (eps, planned), stats in zip(schedule, stages, strict=True):
+        models = int(stats["models"])
+        out.append(
+            {
+                "epsilon": eps,
+                "planned": planned,
+                "models": models,
+                "mean_reward": float(stats["sum"]) / models if models else None,
+                "best_reward": None if stats["best"] is None else float(stats["best"]),
+            }
+        )
+    return out
+
+
 class MetaQNN(Controller):
     """MetaQNN's epsilon-greedy tabular Q-learning with experience replay.
 
@@ -290,19 +308,19 @@ class MetaQNN(Controller):
     @property
     def reward_curve(self) -> list[dict[str, Any]]:
         """Per schedule stage: epsilon, planned models, models told, mean and best reward."""
-        out = []
-        for (eps, planned), stats in zip(self.schedule, self._stages, strict=True):
-            models = int(stats["models"])
-            out.append(
-                {
-                    "epsilon": eps,
-                    "planned": planned,
-                    "models": models,
-                    "mean_reward": stats["sum"] / models if models else None,
-                    "best_reward": stats["best"],
-                }
-            )
-        return out
+        return _reward_curve(self.schedule, self._stages)
+
+    @classmethod
+    def state_curves(cls, state: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        """``epsilon_stages``: ``reward_curve`` of the checkpointed controller, one point
+        per schedule stage (``epoch``: the stage's index)."""
+        data = state.get("metaqnn")
+        if not isinstance(data, Mapping):
+            return {}
+        curve = _reward_curve(
+            [(float(e), int(n)) for e, n in data["schedule"]], list(data["stages"])
+        )
+        return {"epsilon_stages": [{"epoch": i, **point} for i, point in enumerate(curve)]}
 
     # --- Q table ---------------------------------------------------------------------------
     def q_value(self, key: str, action: int) -> float:

@@ -100,7 +100,8 @@ function actions(job, after) {
   const finished = !["QUEUED", "RUNNING"].includes(job.state);
   return h("span", { class: "actions" },
     finished ? null : act("Cancel", () => api(`/jobs/${job.id}/cancel`, { method: "POST" })),
-    finished ? act("Retrain best", () => api(`/jobs/${job.id}/retrain?rank=1`, { method: "POST" })) : null,
+    // The server's own rule: retrain_refused says why it would refuse (a table, few-shot tasks).
+    finished && !job.retrain_refused ? act("Retrain best", () => api(`/jobs/${job.id}/retrain?rank=1`, { method: "POST" })) : null,
     fmtSel, " ", act("Export", () => download(`/jobs/${job.id}/export?format=${fmtSel.value}&rank=1`, `job${job.id}.${fmtSel.value}`)),
     " ", finished ? act("Delete", async () => { if (confirm(`Delete job ${job.id} and all its trials?`)) await api(`/jobs/${job.id}`, { method: "DELETE" }); }, "danger") : null,
     " ", status);
@@ -313,9 +314,18 @@ function trialsTable(job, metricNames) {
   return el;
 }
 
+// MetaQNN's reward per epsilon stage (the controller's own curve, one point per stage).
+function stagesChart(points) {
+  const label = (i) => { const p = points[i]; return p ? `ε ${p.epsilon} (stage ${i}, ${p.models}/${p.planned} models)` : String(i); };
+  return lineChart("curve-epsilon-stages", "MetaQNN: mean and best reward by epsilon stage",
+    ["mean_reward", "best_reward"].map((k) => ({ name: k, points: points.map((p) => [p.epoch, p[k]]) })),
+    { xLabel: "stage", yLabel: "reward", xFormat: label });
+}
+
 function curvesCharts(curves) {
   const charts = [];
   for (const [series, points] of Object.entries(curves.epochs || {})) {
+    if (series === "epsilon_stages") { charts.push(stagesChart(points)); continue; }
     const keys = new Set();
     for (const p of points) for (const [k, v] of Object.entries(p)) if (k !== "epoch" && typeof v === "number") keys.add(k);
     const groups = [["mean_reward", "baseline"], ["entropy"], ["train_loss"], ["train_accuracy"]];

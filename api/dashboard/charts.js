@@ -83,7 +83,8 @@ export function dataTable(headers, rows, limit = 300) {
 }
 
 // series: [{name, points: [[x, y], ...]}]
-export function lineChart(id, title, series, { xLabel = "epoch", yLabel = "" } = {}) {
+// xFormat: how an x value reads in the tooltips and the table (default: the number).
+export function lineChart(id, title, series, { xLabel = "epoch", yLabel = "", xFormat = fmt } = {}) {
   const xs = series.flatMap((q) => q.points.map((p) => p[0]));
   const ys = series.flatMap((q) => q.points.map((p) => p[1]));
   const xd = extent(xs), yd = extent(ys);
@@ -96,7 +97,7 @@ export function lineChart(id, title, series, { xLabel = "epoch", yLabel = "" } =
     const color = COLORS[i % COLORS.length];
     if (pts.length) {
       svg.append(s("path", { class: "line", stroke: color, d: "M" + pts.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join("L") }));
-      for (const p of pts.length <= 200 ? pts : []) svg.append(s("circle", { cx: x(p[0]), cy: y(p[1]), r: 2.2, fill: color }, s("title", {}, `${q.name}: ${xLabel} ${fmt(p[0])}, ${fmt(p[1])}`)));
+      for (const p of pts.length <= 200 ? pts : []) svg.append(s("circle", { cx: x(p[0]), cy: y(p[1]), r: 2.2, fill: color }, s("title", {}, `${q.name}: ${xLabel} ${xFormat(p[0])}, ${fmt(p[1])}`)));
       marks += pts.length;
     }
   });
@@ -105,7 +106,7 @@ export function lineChart(id, title, series, { xLabel = "epoch", yLabel = "" } =
   });
   svg.setAttribute("data-count", marks);
   const xsAll = [...new Set(xs)].sort((a, b) => a - b);
-  const rows = xsAll.map((xv) => [xv, ...series.map((q) => (q.points.find((p) => p[0] === xv) || [])[1] ?? null)]);
+  const rows = xsAll.map((xv) => [xFormat === fmt ? xv : xFormat(xv), ...series.map((q) => (q.points.find((p) => p[0] === xv) || [])[1] ?? null)]);
   return figure(id, title, svg, dataTable([xLabel, ...series.map((q) => q.name)], rows));
 }
 

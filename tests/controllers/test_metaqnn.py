@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controllers import CONTROLLERS, MetaQNN
+from controllers import CONTROLLERS, Controller, MetaQNN
 from controllers.metaqnn import PAPER_SCHEDULE, scaled_schedule
 from nas.architecture import Architecture
 from nas.errors import SpecError
@@ -113,6 +113,13 @@ def test_epsilon_follows_the_schedule_by_models_asked_and_stays_at_the_last() ->
     curve = controller.reward_curve
     assert [(c["epsilon"], c["planned"], c["models"]) for c in curve] == [(1.0, 3, 3), (0.5, 2, 5)]
     assert all(0 <= c["mean_reward"] <= c["best_reward"] <= 1 for c in curve)
+    # the same curve read from the checkpointed state (the dashboard's epsilon-stage chart),
+    # through JSON as the database stores it
+    state = json.loads(json.dumps(controller.state_dict()))
+    assert MetaQNN.state_curves(state) == {
+        "epsilon_stages": [{"epoch": i, **c} for i, c in enumerate(curve)]
+    }
+    assert Controller.state_curves(state) == {}
 
 
 # --- Q-learning -----------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Fixtures of the dashboard's tests: one live server (SQLite, inline backend) per module
-with finished NAS-Bench-201 jobs (one of them two-objective) and a finished ENAS job, and one headless Chromium per
+with finished NAS-Bench-201 jobs (one of them two-objective, one MetaQNN's) and a finished ENAS job, and one headless Chromium per
 session (Debian's ``chromium``, driven by Playwright; nothing is downloaded)."""
 
 from __future__ import annotations
@@ -52,9 +52,17 @@ class Site:
             multi = client.submit(
                 nb201_spec(name="nb201-pareto", budget={"trials": 80}, objective=objective)
             )
+            metaqnn = client.submit(
+                nb201_spec(
+                    name="nb201-metaqnn",
+                    controller={"name": "metaqnn", "total_models": 30},
+                    budget={"trials": 30},
+                )
+            )
             self.nb201 = client.wait(nb201["id"], timeout=60)
             self.enas = client.wait(enas["id"], timeout=120)
             self.multi = client.wait(multi["id"], timeout=60)
+            self.metaqnn = client.wait(metaqnn["id"], timeout=60)
         with server.client(self.other_key) as client:
             self.foreign = client.wait(
                 client.submit(nb201_spec(budget={"trials": 5}))["id"], timeout=60

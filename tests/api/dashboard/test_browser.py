@@ -76,7 +76,17 @@ def test_every_page_renders_with_its_charts_and_no_console_error(page: Page, sit
     p = page.page
     # jobs page: both jobs with their components
     jobs = {r: None for r in _rows(p, "jobs")}
-    assert set(jobs) == {str(site.nb201["id"]), str(site.enas["id"]), str(site.multi["id"])}
+    assert set(jobs) == {
+        str(site.nb201["id"]), str(site.enas["id"]), str(site.multi["id"]), str(site.metaqnn["id"])
+    }  # fmt: skip
+    # "Retrain best" only where the server would retrain (its job read says why not)
+    assert "tabular benchmark" in site.nb201["retrain_refused"]
+    assert site.enas["retrain_refused"] is None
+    retrain = {
+        job["id"]: p.locator(f"#jobs tr[data-job='{job['id']}'] button", has_text="Retrain best")
+        for job in (site.nb201, site.enas)
+    }
+    assert retrain[site.enas["id"]].count() == 1 and retrain[site.nb201["id"]].count() == 0
     enas_row = p.locator(f"#jobs tr[data-job='{site.enas['id']}']").inner_text()
     assert "enas" in enas_row and "enas-macro" in enas_row and "digits" in enas_row
     assert _unlabelled_controls(p) == []
@@ -111,6 +121,16 @@ def test_every_page_renders_with_its_charts_and_no_console_error(page: Page, sit
     page.go(f"/jobs/{site.enas['id']}")
     p.click("#trials tbody tr[data-trial='0'] a")
     p.wait_for_selector("#drawing svg.arch")
+
+    # the MetaQNN job: its reward by epsilon stage (one row per stage of its schedule)
+    page.go(f"/jobs/{site.metaqnn['id']}")
+    p.wait_for_selector("#charts[data-loaded]")
+    assert _chart_counts(p)["curve-epsilon-stages"] >= 2 * 10  # mean and best of 10 stages
+    stages = p.locator("#curve-epsilon-stages details tbody tr td:first-child").evaluate_all(
+        "tds => tds.map(t => t.textContent)"  # in the closed <details>: no inner text
+    )
+    assert len(stages) == 10 and stages[0].startswith("ε 1 (stage 0, 15/15 models)"), stages
+    assert "Retrain best" not in p.inner_text("main")
 
     # the two-objective job: its Pareto front
     page.go(f"/jobs/{site.multi['id']}")
