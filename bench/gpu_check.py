@@ -390,31 +390,49 @@ class Checks:
 
         space = MacroSpace(**MACRO)
         config = SharedWeightConfig(device=self.device_pref)
-        plain = SharedWeightEvaluator(space=space, data=self.data, config=config, seed=0)
-        wrapped = SharedWeightEvaluator(space=space, data=self.data, config=config, seed=0)
+        plain, again, wrapped = (
+            SharedWeightEvaluator(space=space, data=self.data, config=config, seed=0)
+            for _ in range(3)
+        )
         backend = "nccl" if self.device.type == "cuda" else "gloo"
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
+        # cuDNN's default algorithms add in any order: two plain epochs differ too. Compare
+        # under deterministic algorithms, and against a second plain epoch.
+        saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         dist.init_process_group(
             backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1
         )
         try:
             wrapped.distribute()
-            rng_a, rng_b = np.random.default_rng(0), np.random.default_rng(0)
-            a = plain.train_epoch(lambda: space.sample(rng_a))
-            b = wrapped.train_epoch(lambda: space.sample(rng_b))
+            stats = []
+            for ev in (plain, again, wrapped):
+                rng = np.random.default_rng(0)
+                stats.append(ev.train_epoch(lambda rng=rng: space.sample(rng)))
         finally:
             dist.destroy_process_group()
-        gap = max(
-            (p - q).abs().max().item()
-            for p, q in zip(plain.supernet.parameters(), wrapped.supernet.parameters(), strict=True)
-        )
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+
+        def gap(a: SharedWeightEvaluator, b: SharedWeightEvaluator) -> float:
+            return max(
+                (p - q).abs().max().item()
+                for p, q in zip(a.supernet.parameters(), b.supernet.parameters(), strict=True)
+            )
+
+        ddp_gap, plain_gap = gap(plain, wrapped), gap(plain, again)
+        b = stats[2]
         ensure(b["skipped_steps"] == 0 and math.isfinite(b["train_loss"]), f"{b}")
-        ensure(gap <= 1e-3, f"weights after an epoch through DDP differ by {gap:g}")
+        ensure(
+            ddp_gap <= max(1e-4, 4 * plain_gap),
+            f"weights after an epoch through DDP differ by {ddp_gap:g} (two plain epochs: "
+            f"{plain_gap:g})",
+        )
         return (
-            f"{backend}: max weight gap {gap:.2g} after one epoch through DDP; epoch "
-            f"{b['seconds']:.2f} s through DDP, {a['seconds']:.2f} s without"
+            f"{backend}: max weight gap {ddp_gap:.2g} after one epoch through DDP (two plain "
+            f"epochs: {plain_gap:.2g}); epoch {b['seconds']:.2f} s through DDP, "
+            f"{stats[0]['seconds']:.2f} s without"
         )
 
     def check_enas_search(self) -> str:
