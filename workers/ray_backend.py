@@ -5,7 +5,9 @@
   the same loop class as inline. ``ActorRun`` drives it one safe point (a supernet epoch) at
   a time, relays its trials and checkpoints, and starts a lost actor again from the last
   checkpoint (up to ``max_retries`` times). A stop kills the actor; the unfinished epoch is
-  redone on resume.
+  redone on resume. With ``resources.workers`` > 1 that actor is rank 0 of a group of
+  actors that train the one supernet together (``workers.supernet_group``), started,
+  restarted and stopped as a whole.
 - Any other search loop runs in the calling process and evaluates its batches as Ray tasks
   (``RayTaskExecutor``). A trial that trains is one task with the spec's ``cpus_per_trial`` / ``gpus_per_trial``
   (fractions allowed); Ray places it only on a node that has those resources, and inside the
