@@ -3,13 +3,16 @@ MNIST-1D (architecture + optimizer, lr, loss) warm-starts a joint search on digi
 
 Per seed: a source search on MNIST-1D (``examples/mnist1d-joint.yaml``'s space and hparams,
 ``--source-trials`` trials), a cold search on digits (``--trials``), and the same digits search
-with ``warm_start.priors`` from the source (its ``--top-k`` best, by rank). Both digits searches
-run through ``parse_spec`` -> ``SearchLoop`` as the service runs them. Reported per seed: the
+with ``warm_start.priors`` from the source (its ``--top-k`` best, by rank) and, as the service
+gives them, ``warm_start.observations`` (up to ``--observations`` of the source's trials, scored
+by rank, which tpe learns from). Both digits searches run through ``parse_spec`` ->
+``SearchLoop`` as the service runs them. Reported per seed: the
 cold search's best validation accuracy, and the number of trials the warm search needed to
 reach it (``-`` when it never did); then the median over seeds of warm trials / cold trials
 (the target: at most a third).
 
     .venv/bin/python bench/transfer_joint.py [--seeds 5] [--trials 30] [--source-trials 20]
+        [--top-k 5] [--observations 200]
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from nas.warmstart import Source, priors_from_trials, source_trials
+from nas.warmstart import Source, observations_from_trials, priors_from_trials, source_trials
 from workers.search import SearchLoop, parse_spec
 
 
@@ -59,17 +62,28 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--source-trials", type=int, default=20)
     parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument(
+        "--observations",
+        type=int,
+        default=200,
+        help="the source's trials given as observations (the spec's observations_per_source "
+        "default); 0: priors only",
+    )
     args = parser.parse_args()
     ratios = []
     started = time.perf_counter()
     for seed in range(args.seeds):
         source = SearchLoop(parse_spec(spec("mnist1d", 100 + seed, args.source_trials))).run()
-        priors = priors_from_trials(
-            [Source("mnist1d", source_trials(source.trials), True)], top_k=args.top_k
-        )
+        sources = [Source("mnist1d", source_trials(source.trials), True)]
+        priors = priors_from_trials(sources, top_k=args.top_k)
+        observations = observations_from_trials(sources, per_source=args.observations)
         cold = curve(SearchLoop(parse_spec(spec("digits", seed, args.trials))).run())
         warm_spec = spec("digits", seed, args.trials)
-        warm_spec["warm_start"] = {"jobs": [1], "priors": priors}  # as the service stores it
+        warm_spec["warm_start"] = {  # as the service stores it
+            "jobs": [1],
+            "priors": priors,
+            "observations": observations,
+        }
         warm = curve(SearchLoop(parse_spec(warm_spec)).run())
         target = cold[-1]
         reached = next((i + 1 for i, v in enumerate(warm) if v >= target), None)
@@ -78,7 +92,8 @@ def main() -> int:
         print(
             f"seed {seed}: cold best {target:.4f} after {cold.index(target) + 1} of "
             f"{args.trials} trials; warm reaches it at trial {reached or '-'} "
-            f"(warm best {warm[-1]:.4f}; first prior {priors[0]['hparams']})",
+            f"(warm best {warm[-1]:.4f}, after a third {warm[args.trials // 3 - 1]:.4f}; "
+            f"first prior {priors[0]['hparams']})",
             flush=True,
         )
     median = statistics.median(ratios)

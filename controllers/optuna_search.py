@@ -45,7 +45,7 @@ import logging
 import math
 import warnings
 from abc import abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
@@ -335,13 +335,12 @@ class _ObservingSampler(BaseSampler):
     """A sampler that sees a warm start's pseudo-observations before the study's trials.
 
     Transfer by rank: a pseudo-observation's value is its rank score in its source (1 = the
-    source's best), and each of this job's completed trials shows the sampler its mid-rank
-    quantile among this job's completed values instead of its raw value, so both are on one
-    scale whatever the sources' datasets; the order within this job is unchanged, which is
-    all TPE uses (its good/bad split). The pseudo-observations come first (trial numbers
-    0..P-1, worst first; this job's follow), so TPE's weights, which favour recent trials,
-    count the sources' best most among them and let this job's own results take over as
-    they come. Everything else is the wrapped sampler's."""
+    source's best); this job's completed trials are put on that scale (``_StudyView``), so
+    both are one scale whatever the sources' datasets; the order within this job is
+    unchanged, which is all TPE uses (its good/bad split). The pseudo-observations come
+    first (trial numbers 0..P-1, worst first; this job's follow), so TPE's weights, which
+    favour recent trials, count the sources' best most among them and let this job's own
+    results take over as they come. Everything else is the wrapped sampler's."""
 
     def __init__(
         self,
@@ -397,7 +396,19 @@ def _shifted(trial: optuna.trial.FrozenTrial, by: int) -> optuna.trial.FrozenTri
 
 class _StudyView:
     """The study as ``_ObservingSampler``'s sampler sees it: its trial lists start with the
-    pseudo-observations and give completed trials rank values; the rest is the study's."""
+    pseudo-observations and give completed trials values on their scale; the rest is the
+    study's.
+
+    A configuration this job has evaluated (a prior, mostly) is an *anchor*: its source score
+    and its value here. Its pseudo-observation is dropped (this job's result replaces the
+    source's word on it), and this job's values are mapped onto the source scale through the
+    anchors: a monotone (isotonic) fit of source score on value here, interpolated between
+    anchors; above every anchor, halfway from the best fitted score to 1; below every anchor,
+    the lowest fitted score times the value's mid-rank quantile among the values below. So
+    priors that all do well here keep the high scores their sources gave them, instead of
+    being spread over this job's quantiles (where the fifth-best of five good priors would
+    count as this job's worst and push TPE away from a good region). Without an anchor, a
+    value is its mid-rank quantile among this job's completed values."""
 
     def __init__(
         self,
@@ -414,15 +425,23 @@ class _StudyView:
     def _all(self) -> list[optuna.trial.FrozenTrial]:
         if self._cache is None:
             real = self._study._get_trials(deepcopy=False, use_cache=False)
-            done = [t for t in real if t.state is OptunaState.COMPLETE]
-            values = np.sort(np.asarray([t.value for t in done], dtype=float))
-            out = list(self._pseudo)
+            done = {_config_key(t): t.value for t in real if t.state is OptunaState.COMPLETE}
+            anchors = [(done[k], p.value) for p in self._pseudo if (k := _config_key(p)) in done]
+            pseudo = []
+            for p in self._pseudo:
+                if _config_key(p) not in done:
+                    view = copy.copy(p)
+                    view.number = len(pseudo)
+                    pseudo.append(view)
+            values = np.sort(
+                np.asarray([t.value for t in real if t.state is OptunaState.COMPLETE], dtype=float)
+            )
+            to_scale = _anchored_scale(anchors, values)
+            out = list(pseudo)
             for t in real:
-                view = _shifted(t, len(self._pseudo))
+                view = _shifted(t, len(pseudo))
                 if t.state is OptunaState.COMPLETE:
-                    below = np.searchsorted(values, t.value, side="left")
-                    above = np.searchsorted(values, t.value, side="right")
-                    view.value = float((below + above) / 2 / len(values))
+                    view.value = to_scale(float(t.value))
                 out.append(view)
             self._cache = out
         return self._cache
@@ -443,6 +462,50 @@ class _StudyView:
     @property
     def trials(self) -> list[optuna.trial.FrozenTrial]:
         return self._get_trials()
+
+
+def _config_key(trial: optuna.trial.FrozenTrial) -> tuple[tuple[str, Any], ...]:
+    """A trial's configuration (its parameters), comparable across trials."""
+    return tuple(sorted(trial.params.items()))
+
+
+def _mid_rank(sorted_values: np.ndarray, value: float) -> float:
+    """The mid-rank quantile of ``value`` among ``sorted_values`` (0 when there are none)."""
+    if len(sorted_values) == 0:
+        return 0.0
+    below = np.searchsorted(sorted_values, value, side="left")
+    above = np.searchsorted(sorted_values, value, side="right")
+    return float((below + above) / 2 / len(sorted_values))
+
+
+def _anchored_scale(
+    anchors: list[tuple[float, float]], values: np.ndarray
+) -> Callable[[float], float]:
+    """The map from this job's values (``values``: all its completed ones, sorted) to the
+    sources' rank scale given ``anchors`` ``(value here, source score)`` (``_StudyView``)."""
+    if not anchors:
+        return lambda v: _mid_rank(values, v)
+    # Isotonic fit (pool adjacent violators) of the source score on the value here.
+    blocks: list[list[Any]] = []  # [mean score, count, values]
+    for value, score in sorted(anchors):
+        blocks.append([score, 1, [value]])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            last, prev = blocks.pop(), blocks.pop()
+            n = prev[1] + last[1]
+            blocks.append([(prev[0] * prev[1] + last[0] * last[1]) / n, n, prev[2] + last[2]])
+    xs = np.asarray([x for _, _, members in blocks for x in members], dtype=float)
+    ys = np.asarray([m for m, _, members in blocks for _ in members], dtype=float)
+    low, high = xs[0], xs[-1]
+    under = values[values < low]
+
+    def to_scale(v: float) -> float:
+        if v > high:
+            return float(ys[-1] + (1.0 - ys[-1]) / 2)
+        if v >= low:
+            return float(np.interp(v, xs, ys))
+        return float(ys[0] * _mid_rank(under, v))
+
+    return to_scale
 
 
 # --- the controllers ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from controllers import RegularizedEvolution, TpeController
 from nas.spaces import Nb201Space
@@ -130,3 +131,32 @@ def test_nas_search_hands_enas_its_source_runs_policy(tmp_path: Path) -> None:
         resolve_runs({**target, "controller": {**controller, "lstm_size": 16}})
     )
     assert "controller_state" not in other["warm_start"]
+
+
+def test_tpe_keeps_the_source_scores_of_priors_that_do_well_here() -> None:
+    """Three priors that all do well here are anchors: their pseudo-observations give way to
+    this job's results, which keep the sources' high scores instead of this job's quantiles
+    (where the third-best of three would count as its worst); a trial below every prior
+    ranks under them, one above every prior over them."""
+    from controllers.optuna_search import _StudyView
+
+    observations = [  # 40 distinct architectures, the best first
+        {
+            "architecture": {"space": "nb201", "choices": [r // 5**i % 5 for i in range(6)]},
+            "score": 1.0 - r / 40,
+        }
+        for r in range(40)
+    ]
+    controller = TpeController(space=Nb201Space(), seed=4)
+    controller.warm_start(observations[:3], observations=observations)
+    for value in (90.0, 91.0, 89.0, 40.0, 95.0):  # the three priors, then two proposals
+        candidate = controller.ask()
+        controller.tell(candidate.id, TrialResult(TrialState.COMPLETE, objective=value))
+    view = _StudyView(controller.study, controller._pseudo).get_trials(deepcopy=False)
+    pseudo, job = view[: len(view) - 5], view[-5:]
+    assert len(pseudo) == len(observations) - 3  # the priors' own results replace them
+    assert [t.number for t in view] == list(range(len(view)))
+    priors = [t.value for t in job[:3]]
+    # Source scores 1.0, 0.975, 0.95; here 90, 91, 89: the isotonic fit pools the first two.
+    assert priors == pytest.approx([0.9875, 0.9875, 0.95])
+    assert 0 <= job[3].value < 0.95 and job[4].value == pytest.approx(0.99375)
