@@ -1,6 +1,7 @@
 """One supernet trained by 2 Ray workers on a 2-node ``ray.cluster_utils.Cluster``
 (``workers.supernet_group``): the weights after an epoch are those of one process that
-averages the gradients of the same two children on the same two half-batches."""
+averages the gradients of the same two children on the same two half-batches, and a group
+started again from an epoch's checkpoint goes on exactly as the group that never stopped."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ray.cluster_utils import Cluster
 from torch import nn
 
 from nas.evaluators import SharedWeightEvaluator
-from workers.backend import SearchEvents
+from workers.backend import SafePoint, SearchEvents, SearchState
 from workers.ray_backend import ActorRun
 from workers.search import build_components, parse_spec
 
@@ -23,12 +24,12 @@ SPEC: dict[str, Any] = {
     "name": "digits-enas-2",
     "dataset": {"name": "digits"},
     "space": {"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]},
-    # One epoch: the policy changes only in the reward phase after it, so every step's
-    # children come from the initial policy (frozen for these steps).
+    # The first epoch's steps are compared: the policy changes only in the reward phase
+    # after them, so every step's children come from the initial policy (frozen for them).
     "controller": {"name": "enas", "num_aggregate": 3},
     "evaluator": {
         "name": "shared-weights",
-        "epochs": 1,
+        "epochs": 2,
         "batch_size": 128,  # 11 steps over digits' 1294 training images
         "rewards_per_epoch": 6,
         "derive_samples": 4,
@@ -90,25 +91,53 @@ def _reference_weights(resolved: Any) -> tuple[dict[str, torch.Tensor], dict[str
     return initial, {k: v.detach() for k, v in ev.supernet.named_parameters()}
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(240)
-def test_two_workers_train_the_supernet_of_averaged_gradients(cluster: Cluster) -> None:
-    resolved = parse_spec(SPEC)
-    run = ActorRun(resolved, SearchEvents(), workers=2, max_restarts=0, poll_s=0.05)
+def _run(resolved: Any, start: SearchState | None = None, trials: Any = ()) -> tuple[Any, list]:
+    """The search on a group of 2 (from ``start``); its outcome and each epoch's checkpoint."""
+    states: list[SearchState] = []
+
+    def on_safe_point(point: SafePoint) -> None:
+        states.append(run.state())
+
+    run = ActorRun(
+        resolved, SearchEvents(on_safe_point=on_safe_point), workers=2, max_restarts=0, poll_s=0.05
+    )
+    if start is not None:
+        run.restore(start, list(trials))
     try:
-        outcome = run.run()
-        state = run.state()
+        return run.run(), states
     finally:
         run.close()
+
+
+def _weights(state: SearchState) -> dict[str, torch.Tensor]:
+    assert state.evaluator is not None
+    return torch.load(io.BytesIO(state.evaluator), map_location="cpu")["supernet"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_two_workers_train_the_supernet_of_averaged_gradients_and_resume_exactly(
+    cluster: Cluster,
+) -> None:
+    resolved = parse_spec(SPEC)
+    outcome, states = _run(resolved)
     assert outcome.stop_reason.startswith("search epochs done"), outcome.stop_reason
-    assert [t.number for t in outcome.trials] == list(range(6))  # each reward once
+    assert [t.number for t in outcome.trials] == list(range(12))  # each reward once
     workers = {t.worker for t in outcome.trials}
     assert len(workers) == 2, workers  # rewards scored by both workers...
     assert len({w.split(":")[2] for w in workers}) == 2  # ...on both nodes
     assert len(outcome.ranked) == 2
+    assert len(states) == 2  # one checkpoint per epoch (the lead's), not one per worker
 
-    assert state.evaluator is not None
-    trained = torch.load(io.BytesIO(state.evaluator), map_location="cpu")["supernet"]
+    # Started again from epoch 0's checkpoint: the same rewards and weights as straight on.
+    resumed, again = _run(resolved, states[0], outcome.trials[:6])
+    assert [(t.number, t.architecture, t.result.objective) for t in resumed.trials] == [
+        (t.number, t.architecture, t.result.objective) for t in outcome.trials
+    ]
+    for name, value in _weights(states[1]).items():
+        torch.testing.assert_close(_weights(again[0])[name], value, rtol=0, atol=0, msg=name)
+
+    trained = _weights(states[0])
     initial, expected = _reference_weights(resolved)
     moved = max(float((expected[k] - initial[k]).abs().max()) for k in expected)
     assert moved > 1e-2  # the steps changed the weights: the comparison below can fail
