@@ -178,13 +178,21 @@ def check_group_fits(resolved: ResolvedSpec, address: str | None = None) -> None
     """A search that trains one evaluator with ``resources.workers`` > 1 workers (a
     supernet group) needs them all at once: refuse (``SpecError`` at the field) a spec
     whose workers the Ray cluster cannot place together, each with ``cpus_per_trial`` CPUs
-    and ``gpus_per_trial`` GPUs on one node. Connects first if needed (``ensure_ray``)."""
+    and ``gpus_per_trial`` GPUs on one node; and ``workers`` > 1 for a search that runs as
+    one actor and cannot use them (meta-training). Connects first if needed."""
     from nas.errors import SpecError
     from workers.loops import loop_class
 
     resources = resolved.spec.resources
-    if resources.workers == 1 or not loop_class(resolved).trains_in_groups:
-        return
+    loop = loop_class(resolved)
+    if resources.workers == 1 or not loop.keeps_evaluator_state:
+        return  # trials that run side by side: Ray queues what does not fit yet
+    if not loop.trains_in_groups:
+        raise SpecError.at(
+            ["resources", "workers"],
+            f"a {resolved.spec.evaluator.name} search runs as one Ray actor and cannot use "
+            f"{resources.workers} workers; set workers: 1",
+        )
     cpus, gpus = resources.cpus_per_trial, resources.gpus_per_trial
     if 0 < gpus < 1:
         raise SpecError.at(

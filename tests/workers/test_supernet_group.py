@@ -143,3 +143,20 @@ def test_two_workers_train_the_supernet_of_averaged_gradients_and_resume_exactly
     assert moved > 1e-2  # the steps changed the weights: the comparison below can fail
     for name, value in expected.items():
         torch.testing.assert_close(trained[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_workers_a_search_cannot_use_are_refused(tmp_path: Any) -> None:
+    from nas.errors import SpecError
+    from tests.workers.test_meta_train_search import table_meta_spec
+    from workers.ray_backend import check_group_fits
+
+    # A share of a GPU per worker: NCCL needs a GPU of its own per worker.
+    with pytest.raises(SpecError) as err:
+        check_group_fits(parse_spec({**SPEC, "resources": {"workers": 2, "gpus_per_trial": 0.5}}))
+    assert err.value.errors[0]["loc"] == ("resources", "gpus_per_trial")
+    # Meta-training runs as one actor: workers: 2 would be ignored, so it is refused.
+    meta = {**table_meta_spec(tmp_path), "resources": {"workers": 2}}
+    with pytest.raises(SpecError) as err:
+        check_group_fits(parse_spec(meta))
+    assert err.value.errors[0]["loc"] == ("resources", "workers")
+    assert "one Ray actor" in str(err.value)
