@@ -19,7 +19,7 @@ from tests.api.conftest import LiveServer, make_settings, wait_for
 EPOCHS, REWARDS = 4, 6
 
 
-def _spec(**resources: Any) -> dict[str, Any]:
+def _spec(epochs: int = EPOCHS, **resources: Any) -> dict[str, Any]:
     return {
         "name": "digits-enas-group",
         "dataset": {"name": "digits"},
@@ -27,7 +27,7 @@ def _spec(**resources: Any) -> dict[str, Any]:
         "controller": {"name": "enas", "num_aggregate": 3},
         "evaluator": {
             "name": "shared-weights",
-            "epochs": EPOCHS,
+            "epochs": epochs,
             "batch_size": 64,
             "rewards_per_epoch": REWARDS,
             "derive_samples": 4,
@@ -68,12 +68,14 @@ def _node(trial: dict[str, Any]) -> str:
     return str(trial["worker"].split(":")[2])
 
 
-def _check_trials(trials: list[dict[str, Any]], curves: dict[str, Any]) -> None:
-    assert [t["number"] for t in trials] == list(range(EPOCHS * REWARDS))  # each once
-    assert [sum(t["epoch"] == e for t in trials) for e in range(EPOCHS)] == [REWARDS] * EPOCHS
+def _check_trials(
+    trials: list[dict[str, Any]], curves: dict[str, Any], epochs: int = EPOCHS
+) -> None:
+    assert [t["number"] for t in trials] == list(range(epochs * REWARDS))  # each once
+    assert [sum(t["epoch"] == e for t in trials) for e in range(epochs)] == [REWARDS] * epochs
     assert all(t["state"] == "COMPLETE" for t in trials)
     points = curves["epochs"]["supernet"]
-    assert [p["epoch"] for p in points] == list(range(EPOCHS))
+    assert [p["epoch"] for p in points] == list(range(epochs))
     assert all(p["rewards"] == REWARDS for p in points)
 
 
@@ -108,7 +110,8 @@ def test_losing_a_workers_node_mid_epoch_restarts_the_group_from_the_last_epoch(
     cluster: Cluster, server: LiveServer, time_left: Callable[..., float]
 ) -> None:
     with server.client(server.create_key("a")) as client:
-        job_id = client.submit(_spec(max_retries=1))["id"]
+        epochs = 6  # epochs 1-5 leave time to lose the node before the job ends
+        job_id = client.submit(_spec(epochs, max_retries=1))["id"]
         # Epoch 0 is checkpointed; epoch 1 trains: kill one worker's node, a new one joins.
         wait_for(
             lambda: client.job(job_id)["n_trials"] >= REWARDS,
@@ -122,9 +125,9 @@ def test_losing_a_workers_node_mid_epoch_restarts_the_group_from_the_last_epoch(
         job = client.wait(job_id, timeout=time_left())
         assert job["state"] == "SUCCEEDED", job["reason"]
         trials = list(client.all_trials(job_id))
-        _check_trials(trials, client.curves(job_id))
+        _check_trials(trials, client.curves(job_id), epochs)
         # The last epoch's rewards came from the restarted group, on the new node too.
-        last = {_node(t) for t in trials if t["epoch"] == EPOCHS - 1}
+        last = {_node(t) for t in trials if t["epoch"] == epochs - 1}
         assert last - before, (before, last)
 
 
@@ -146,8 +149,7 @@ def test_cancel_ends_every_worker_of_the_group(
     cluster: Cluster, server: LiveServer, time_left: Callable[..., float]
 ) -> None:
     with server.client(server.create_key("a")) as client:
-        spec = _spec()
-        spec["evaluator"]["epochs"] = 1000  # runs until cancelled
+        spec = _spec(epochs=1000)  # runs until cancelled
         job_id = client.submit(spec)["id"]
         wait_for(
             lambda: client.job(job_id)["n_trials"] >= REWARDS and _group_processes() == 2,
