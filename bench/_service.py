@@ -107,22 +107,24 @@ class ServerProcess:
             start_new_session=True,
         )
 
-    def wait_healthy(self, timeout: float = 180.0, settle_s: float = 0.0) -> float:
-        """Seconds until ``/healthz`` answers 200 (then waits ``settle_s`` more)."""
+    def wait_healthy(
+        self, timeout: float = 180.0, settle_s: float = 0.0, path: str = "/healthz"
+    ) -> float:
+        """Seconds until ``path`` answers 200 (then waits ``settle_s`` more)."""
         t = time.perf_counter()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited ({self.proc.returncode}):\n{self.tail()}")
             try:
-                if httpx.get(f"{self.base}/healthz", timeout=2.0).status_code == 200:
+                if httpx.get(f"{self.base}{path}", timeout=2.0).status_code == 200:
                     elapsed = time.perf_counter() - t
                     time.sleep(settle_s)
                     return elapsed
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"no /healthz answer in {timeout:g} s:\n{self.tail()}")
+        raise RuntimeError(f"no {path} answer in {timeout:g} s:\n{self.tail()}")
 
     def tail(self, n: int = 40) -> str:
         self._log.flush()
