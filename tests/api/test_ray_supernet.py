@@ -1,7 +1,7 @@
 """A shared-weight job whose supernet 2 Ray workers train (``resources.workers: 2``) through
 the service on a 2-node ``ray.cluster_utils.Cluster``: it succeeds with each trial recorded
-once, more workers than the cluster holds is a 422, and losing a worker's node mid-epoch
-restarts the group from the last epoch."""
+once even when a worker's node is lost mid-epoch (the group restarts from the last epoch),
+and more workers than the cluster holds is a 422."""
 
 from __future__ import annotations
 
@@ -79,10 +79,8 @@ def _check_trials(
     assert all(p["rewards"] == REWARDS for p in points)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)  # a loaded machine; each wait is sized by time_left
-def test_a_shared_weight_job_with_two_workers_succeeds_and_three_are_refused(
-    cluster: Cluster, server: LiveServer, time_left: Callable[..., float]
+def test_more_workers_than_the_cluster_holds_are_refused_at_submit(
+    cluster: Cluster, server: LiveServer
 ) -> None:
     with server.client(server.create_key("a")) as client:
         with pytest.raises(ApiError) as err:  # two one-CPU nodes hold 2 workers, not 3
@@ -93,15 +91,7 @@ def test_a_shared_weight_job_with_two_workers_succeeds_and_three_are_refused(
         with pytest.raises(ApiError) as err:  # each worker on one node: 2 CPUs fit none
             client.submit(_spec(cpus_per_trial=2))
         assert err.value.status_code == 422 and "resources.workers" in str(err.value)
-
-        job_id = client.submit(_spec())["id"]
-        job = client.wait(job_id, timeout=time_left())
-        assert job["state"] == "SUCCEEDED", job["reason"]
-        trials = list(client.all_trials(job_id))
-        _check_trials(trials, client.curves(job_id))
-        # Rewards were scored by both workers, one on each node.
-        assert len({_node(t) for t in trials}) == 2
-        assert job["summary"]["ranked"]
+        assert client.jobs()["count"] == 0
 
 
 @pytest.mark.slow
@@ -119,13 +109,15 @@ def test_losing_a_workers_node_mid_epoch_restarts_the_group_from_the_last_epoch(
             interval=0.02,
         )
         before = {_node(t) for t in client.all_trials(job_id)}
+        assert len(before) == 2  # epoch 0's rewards were scored by both workers, one per node
         lost = cluster.worker_nodes_list.pop(0)  # type: ignore[attr-defined]
         cluster.remove_node(lost, allow_graceful=False)
         cluster.worker_nodes_list.append(cluster.add_node(num_cpus=1))  # type: ignore[attr-defined]
         job = client.wait(job_id, timeout=time_left())
         assert job["state"] == "SUCCEEDED", job["reason"]
         trials = list(client.all_trials(job_id))
-        _check_trials(trials, client.curves(job_id), epochs)
+        _check_trials(trials, client.curves(job_id), epochs)  # each trial once
+        assert job["summary"]["ranked"]  # derived from the group's shared weights
         # The last epoch's rewards came from the restarted group, on the new node too.
         last = {_node(t) for t in trials if t["epoch"] == epochs - 1}
         assert last - before, (before, last)
