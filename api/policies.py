@@ -10,6 +10,7 @@ meta-training job: deleting it changes nothing, and a resume reads the same copy
 from __future__ import annotations
 
 import io
+import math
 import os
 import uuid
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from api.repositories import ArtifactRepository, JobRepository, TrialRepository
 from api.storage import storage_error
 from controllers.rl2 import META_EVALUATOR, PolicyFileError, load_policy
 from nas.errors import NasError, SpecError
-from nas.evaluators.rl2_meta import MAX_JOB_TRIALS, Rl2MetaConfig
+from nas.evaluators.rl2_meta import MAX_ARCHITECTURES, MAX_JOB_TRIALS, Rl2MetaConfig
 from nas.spec import ResolvedSpec
 from workers.meta_train import POLICY_KIND
 from workers.search import parse_spec
@@ -47,12 +48,22 @@ def resolve_meta_jobs(
     ``evaluator.job_tasks`` (unchanged otherwise): per job, its completed trials' architecture
     choices and ``evaluator.fitness`` metric (at most ``MAX_JOB_TRIALS``, best first). A job
     that is not the caller's, searched another space, or has no completed trial with that
-    metric is a 422 at ``evaluator.jobs.I``."""
+    metric is a 422 at ``evaluator.jobs.I``; a space too large to meta-train in, at ``space``."""
     if resolved.spec.evaluator.name != META_EVALUATOR:
         return resolved
     config = Rl2MetaConfig.model_validate(resolved.spec.evaluator.params)
     if not config.jobs:
         return resolved
+    try:
+        cardinalities = [d.num_choices for d in resolved.build_space().decisions()]
+    except NasError as exc:  # a table space whose file is wrong: its own field's error
+        raise SpecError.at(["space"], str(exc)) from None
+    if math.prod(cardinalities) > MAX_ARCHITECTURES:
+        raise SpecError.at(
+            ["space"],
+            f"meta-training plays episodes in spaces of at most {MAX_ARCHITECTURES:,} "
+            f"architectures; this one has {math.prod(cardinalities):,}",
+        )
     stored = resolved.to_dict()
     jobs, trials = JobRepository(session), TrialRepository(session)
     tasks = []

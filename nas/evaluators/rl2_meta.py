@@ -55,7 +55,7 @@ __all__ = ["MAX_ARCHITECTURES", "MAX_JOB_TRIALS", "JobTask", "Rl2MetaConfig", "R
 MAX_ARCHITECTURES = 200_000
 NB201_FITNESS = "val_accuracy"
 #: The most completed trials a job gives as a task (``jobs``), best first.
-MAX_JOB_TRIALS = 20_000
+MAX_JOB_TRIALS = 10_000
 
 
 class JobTask(BaseModel):

@@ -187,3 +187,10 @@ def test_meta_training_on_earlier_jobs_of_the_service(
         assert info.value.status_code == 422
         assert [e["loc"] for e in info.value.detail] == [["evaluator", "jobs", 0]]
         assert says in info.value.detail[0]["msg"]
+    huge = meta_spec(jobs=[sources[0]["id"]])
+    del huge["evaluator"]["tasks"]
+    huge["space"] = {"name": "enas-macro", "layers": 12, "channels": 8}
+    with pytest.raises(ApiError) as info:
+        client.submit(huge)
+    assert [e["loc"] for e in info.value.detail] == [["space"]]
+    assert "at most 200,000 architectures" in info.value.detail[0]["msg"]
