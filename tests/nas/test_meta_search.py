@@ -76,3 +76,15 @@ def test_the_example_spec_is_valid() -> None:
         "maml",
     )
     assert resolved.hparams is not None and "inner_lr" in resolved.hparams
+
+
+def test_the_search_target_example_searches_architecture_inner_lr_and_steps() -> None:
+    """``examples/sinusoid-maml-search.yaml`` (BENCHMARKS.md: the 5-shot 10-step search
+    target): the mlp space with MAML's inner step size and steps, within 30 minutes."""
+    resolved = parse_spec(load_spec_file(REPO / "examples/sinusoid-maml-search.yaml"))
+    spec = resolved.spec
+    assert (spec.space.name, spec.evaluator.name) == ("mlp", "maml")
+    assert resolved.hparams is not None
+    assert {"inner_lr", "inner_steps"} <= set(resolved.hparams)
+    assert spec.evaluator.params["eval_shots"] == 5 and spec.evaluator.params["eval_steps"] == 10
+    assert spec.budget.minutes is not None and spec.budget.minutes < 30
