@@ -51,6 +51,9 @@ CASES = {
 #: Training variants: evaluator options over the example's (``{E}``: the search epochs).
 TRAINING: dict[str, dict[str, Any]] = {
     "enas": {},
+    # The end of the SGDR cycle that E falls in (70 for 60 with T0 10, Tmul 2): the learning
+    # rate annealed to lr_min, where E itself may stop mid-cycle.
+    "cycle": {"epochs": "cycle"},
     "warmup": {"warmup_epochs": "E/3"},
     "uniform": {"warmup_epochs": "E"},
     "long": {"epochs": "2E"},
@@ -58,8 +61,21 @@ TRAINING: dict[str, dict[str, Any]] = {
 }
 
 
-def _resolve_options(options: dict[str, Any], epochs: int) -> dict[str, Any]:
-    table = {"E": epochs, "E/3": max(1, epochs // 3), "2E": 2 * epochs, "2E/3": 2 * epochs // 3}
+def _cycle_end(epochs: int, t0: int, t_mul: int) -> int:
+    start, length = 0, t0
+    while start + length < epochs:
+        start, length = start + length, length * t_mul
+    return start + length
+
+
+def _resolve_options(options: dict[str, Any], epochs: int, t0: int, t_mul: int) -> dict[str, Any]:
+    table = {
+        "E": epochs,
+        "E/3": max(1, epochs // 3),
+        "2E": 2 * epochs,
+        "2E/3": 2 * epochs // 3,
+        "cycle": _cycle_end(epochs, t0, t_mul),
+    }
     return {k: table.get(v, v) if isinstance(v, str) else v for k, v in options.items()}
 
 
@@ -69,7 +85,15 @@ def _spec(case: str, seed: int, epochs: int | None, options: dict[str, Any]) -> 
     evaluator = spec["evaluator"]
     if epochs is not None:
         evaluator["epochs"] = epochs
-    evaluator.update(_resolve_options(options, int(evaluator.get("epochs", 30))))
+    defaults = SharedWeightConfig()
+    evaluator.update(
+        _resolve_options(
+            options,
+            int(evaluator.get("epochs", defaults.epochs)),
+            int(evaluator.get("lr_t0", defaults.lr_t0)),
+            int(evaluator.get("lr_t_mul", defaults.lr_t_mul)),
+        )
+    )
     spec["budget"] = {"minutes": 10_000}  # the supernet's epochs, never cut short
     spec.pop("final", None)
     return parse_spec(spec)
@@ -163,7 +187,7 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         nargs="+",
-        default=["enas", "enas+bn", "warmup", "warmup+bn", "long", "long+bn"],
+        default=["enas", "enas+bn", "cycle", "cycle+bn", "warmup", "warmup+bn"],
         help=f"training variant ({', '.join(TRAINING)}), '+bn' to score with bn_recalibration",
     )
     parser.add_argument(
@@ -171,6 +195,11 @@ def main() -> None:
     )
     parser.add_argument("--cache", default="/tmp/supernet_ranking_cache.json")
     parser.add_argument("--out", default=None, help="write every figure as JSON here")
+    parser.add_argument(
+        "--ground-truth-only",
+        action="store_true",
+        help="only fill the standalone cache (e.g. in a second process with its own --cache)",
+    )
     args = parser.parse_args()
     for variant in args.variants:
         if variant.removesuffix("+bn") not in TRAINING:
@@ -185,6 +214,8 @@ def main() -> None:
             rows.append(
                 {"case": case, "seed": seed, "variant": "params only", **_figures(truth, sizes)}
             )
+            if args.ground_truth_only:
+                continue
             trained = {v.removesuffix("+bn") for v in args.variants}
             for name in [t for t in TRAINING if t in trained]:
                 resolved = _spec(case, seed, args.epochs, TRAINING[name])
