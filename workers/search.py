@@ -421,9 +421,9 @@ class SearchLoop:
         files: list[OutputFile] = []
         if best is not None and not self.interrupted and error is None:
             evaluator = self.components.evaluator
-            final = evaluator.final_metrics(best.architecture)
+            final = evaluator.final_metrics(best.architecture, best.hparams)
             # What the search itself learned for its best (the meta-learned weights).
-            learned = evaluator.learned_weights(best.architecture)
+            learned = evaluator.learned_weights(best.architecture, best.hparams)
             if learned is not None:
                 files.append(OutputFile(META_WEIGHTS_FILE, META_WEIGHTS_KIND, learned))
         return SearchOutcome(

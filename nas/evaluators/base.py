@@ -253,12 +253,17 @@ class Evaluator(ABC):
         measured = self.constraint_figures(archs, needed)
         return [(verdict(figures, active), figures) for figures in measured]
 
-    def final_metrics(self, arch: Architecture) -> dict[str, float]:
-        """Held-out figures (test accuracy) for the architecture a search returns. Never
-        shown to a controller."""
+    def final_metrics(
+        self, arch: Architecture, hparams: Mapping[str, Any] | None = None
+    ) -> dict[str, float]:
+        """Held-out figures (test accuracy) for the architecture a search returns, with the
+        ``hparams`` of the trial that made it the best (evaluators whose figures depend on
+        them: the meta-learning ones). Never shown to a controller."""
         return {}
 
-    def learned_weights(self, arch: Architecture) -> bytes | None:
+    def learned_weights(
+        self, arch: Architecture, hparams: Mapping[str, Any] | None = None
+    ) -> bytes | None:
         """The weights the search itself learned for the architecture it returns, as a
         file's bytes, or ``None`` (the default: weights come from a ``final:`` retraining).
         The gradient-based meta-learning evaluators answer the meta-learned initialisation

@@ -24,8 +24,9 @@ interval (1.96 standard errors) over ``test_tasks`` (600) meta-test tasks of the
 each of ``final_steps`` (1, 5, 10) steps: ``meta_test_mse_5step``,
 ``meta_test_mse_5step_ci95``. It uses the meta-learned weights of the architecture's
 best trial when this evaluator ran it (``nas search``, the inline backend); elsewhere (a
-Ray worker ran the trial) it meta-trains the architecture again with the evaluator's own
-parameters, without the trial's ``hparams``. A step count at which some task's loss is not
+Ray worker ran the trial, or another process before a resume) it meta-trains the
+architecture again with that trial's ``hparams`` from the same seeds (the same tasks and
+initial weights as the trial). A step count at which some task's loss is not
 finite (Meta-SGD's learned rates can overshoot beyond the steps they were trained for)
 reports ``meta_test_diverged_<k>step``, the share of such tasks, instead of a mean.
 ``learned_weights`` then answers the weights those figures are of (the meta-learned
@@ -645,9 +646,12 @@ class MetaEvaluator(Evaluator):
             cost_s=time.perf_counter() - started,
         )
 
-    def _final_learner(self, arch: Architecture) -> tuple[FewShotLearner, Any]:
-        """The architecture's best meta-learned learner here (else meta-trained again with
-        this evaluator's parameters) and its settings; kept for ``learned_weights``."""
+    def _final_learner(
+        self, arch: Architecture, hparams: Mapping[str, Any] | None = None
+    ) -> tuple[FewShotLearner, Any]:
+        """The architecture's best meta-learned learner here, else meta-trained again with
+        ``hparams`` (the best trial's: the same seeds, so the same weights as that trial),
+        and its settings; kept for ``learned_weights``."""
         self.space.validate(arch)
         if self._final is not None and self._final[0] == arch.key:
             return self._final[1], self._final[2]
@@ -657,17 +661,19 @@ class MetaEvaluator(Evaluator):
             learner = self._learner(arch, settings)
             learner.load_state_dict(state)
         else:
-            settings = self.config
+            settings = self.settings(hparams)
             learner, _ = self._meta_train(arch, settings, None)
         self._final = (arch.key, learner, settings)
         return learner, settings
 
-    def learned_weights(self, arch: Architecture) -> bytes | None:
+    def learned_weights(
+        self, arch: Architecture, hparams: Mapping[str, Any] | None = None
+    ) -> bytes | None:
         """The meta-learned initialisation of the weights ``final_metrics`` scored (and
         Meta-SGD's learned rates) with the test-time adaptation settings, as a
         ``MetaWeights`` file; ``None`` for learners that do not adapt by gradient steps
         (metric-based, pretrain: their network is not the space's)."""
-        learner, settings = self._final_learner(arch)
+        learner, settings = self._final_learner(arch, hparams)
         if not isinstance(learner, MetaLearner):
             return None
         with forked_rng(self.trial_seed(arch), device=self.device):
@@ -685,13 +691,15 @@ class MetaEvaluator(Evaluator):
             rates={k: v.cpu().clone() for k, v in rate.items()} if isinstance(rate, dict) else None,
         ).to_bytes()
 
-    def final_metrics(self, arch: Architecture) -> dict[str, float]:
+    def final_metrics(
+        self, arch: Architecture, hparams: Mapping[str, Any] | None = None
+    ) -> dict[str, float]:
         """Meta-test figures (mean, 95% interval) on ``test_tasks`` tasks, from the
-        architecture's best meta-learned weights here (else meta-trained again with this
-        evaluator's parameters): regression the MSE after each of ``final_steps`` steps;
+        architecture's best meta-learned weights here (else meta-trained again with
+        ``hparams``, the best trial's): regression the MSE after each of ``final_steps`` steps;
         classification the accuracy after ``eval_steps`` steps (``meta_test_accuracy``)
         and, for learners that adapt by steps, after each of ``final_steps``."""
-        learner, settings = self._final_learner(arch)
+        learner, settings = self._final_learner(arch, hparams)
         eval_steps = self._eval_steps(settings)
         final_steps = list(getattr(self.config, "final_steps", [])) if self.adapts_by_steps else []
         steps = [eval_steps, *final_steps] if self.classification else final_steps

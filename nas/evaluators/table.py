@@ -339,7 +339,9 @@ class TableEvaluator(Evaluator):
             )
         return out
 
-    def final_metrics(self, arch: Architecture) -> dict[str, float]:
+    def final_metrics(
+        self, arch: Architecture, hparams: Mapping[str, Any] | None = None
+    ) -> dict[str, float]:
         """The held-out column of the architecture's row (when set and not empty) and the
         row's number."""
         row = self.space.row_of(arch)

@@ -270,7 +270,9 @@ class TabularEvaluator(Evaluator):
         }
         return [{f: float(columns[f][code]) for f in figures} for code in codes]
 
-    def final_metrics(self, arch: Architecture) -> dict[str, float]:
+    def final_metrics(
+        self, arch: Architecture, hparams: Mapping[str, Any] | None = None
+    ) -> dict[str, float]:
         code = self.table.codes([arch])[0]
         return {
             "test_accuracy": float(self._test[code]),

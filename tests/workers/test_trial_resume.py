@@ -119,3 +119,28 @@ def test_a_checkpoint_of_another_candidate_does_not_resume_a_trial() -> None:
     evaluator.resume_trial(states[5])
     resumed = evaluator.evaluate([trial.architecture], [other])[0]
     assert resumed.metrics == fresh.metrics
+
+
+def test_a_best_trial_from_before_the_resume_is_tested_with_its_own_hparams() -> None:
+    """The best trial finished in the process that was lost: the resumed search's meta-test
+    figures and meta-learned weights are still that trial's (meta-trained again with its
+    hparams from the same seeds), not those of the evaluator's default settings."""
+    spec = {**SPEC, "budget": {"trials": 2}, "seed": 4}
+    reference = SearchLoop(parse_spec(spec)).run()
+    assert reference is not None and reference.best is not None
+    assert reference.best.number == 0  # the premise: the best ran before the checkpoint
+    first = SearchLoop(parse_spec(spec))
+    checkpoints: list[SearchState] = []
+
+    def keep(point: SafePoint) -> None:
+        if point.running and len(first.trials) == 1:
+            checkpoints.append(_stored(first.state()))
+
+    first.events.on_safe_point = keep
+    first.run()
+    again = SearchLoop(parse_spec(spec))
+    again.load_state(checkpoints[4], list(first.trials[:1]))
+    outcome = again.run()
+    assert outcome is not None and outcome.best is not None and outcome.best.number == 0
+    assert outcome.final_metrics == reference.final_metrics
+    assert [f.data for f in outcome.files] == [f.data for f in reference.files]
