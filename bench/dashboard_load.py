@@ -27,9 +27,11 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,6 +45,7 @@ from _service import (
     create_database,
     drop_database,
     free_port,
+    process_tree,
     sqlalchemy_url,
 )
 
@@ -330,6 +333,15 @@ def peer_ready(n_trials: int) -> list[str]:
     return [*(_plot_drawn(c) for c in charts), trial_list]
 
 
+def _kill_renderers() -> None:
+    for pid in process_tree(os.getpid()):
+        try:
+            if b"--type=renderer" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def timed_loads(
     browser: Any,
     url: str,
@@ -343,7 +355,7 @@ def timed_loads(
     load's split (when each condition first held) is printed. A load that has not rendered
     within ``timeout_s`` ends the series: its time is ``timeout_s`` and the second value is
     False (a lower bound, not a measure)."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import Error as PlaywrightError
 
     times = []
     for i in range(loads):
@@ -352,18 +364,25 @@ def timed_loads(
         page = context.new_page()
         t = time.perf_counter()
         splits: list[float] = []
+        # Playwright's own timeout cannot fire while the page's main thread is busy (the
+        # peer's page at 100k trials stayed busy for minutes past it): past the limit, the
+        # renderers under this process are killed, which fails the wait.
+        watchdog = threading.Timer(timeout_s + 30, _kill_renderers)
+        watchdog.start()
         try:
             page.goto(url, timeout=timeout_s * 1000)
             for condition in ready:
                 left = timeout_s - (time.perf_counter() - t)
                 page.wait_for_function(condition, polling=20, timeout=max(1.0, left) * 1000)
                 splits.append(time.perf_counter() - t)
-        except PlaywrightTimeout:
+        except PlaywrightError:  # a timeout, or the page killed by the watchdog
+            watchdog.cancel()
             done = len(splits)
             print(f"  {label} load {i + 1}: not rendered within {timeout_s:g} s "
                   f"({done} of {len(ready)} conditions held)", flush=True)  # fmt: skip
             context.close()
             return [*times, timeout_s], False
+        watchdog.cancel()
         times.append(splits[-1])
         print(f"  {label} load {i + 1}: " + " ".join(f"{x:.2f}" for x in splits), flush=True)
         context.close()
