@@ -404,7 +404,8 @@ def describe_job(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None) -
         lines.append(
             f"meta-training: {meta['iterations']} iterations in {meta['seconds']} s on "
             f"{', '.join(meta['tasks'])}; policy stored: name it with "
-            f"controller: {{name: rl2, policy_job: {job['id']}}}"
+            f"controller: {{name: rl2, policy_job: {job['id']}}}, or download it: "
+            f"nas policy {job['id']}"
         )
     best = summary.get("best")
     if best:

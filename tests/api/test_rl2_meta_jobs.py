@@ -43,6 +43,7 @@ def test_a_meta_training_job_stores_a_policy_that_later_jobs_name(
     assert meta["summary"]["files"] == [{"name": "rl2-policy.pt", "kind": "rl2_policy"}]
     shown = "\n".join(describe_job(meta, None))  # nas show
     assert f"policy_job: {meta['id']}" in shown and "4 iterations" in shown
+    assert f"nas policy {meta['id']}" in shown
     points = client.curves(meta["id"])["epochs"]["meta_train"]
     assert [p["iteration"] for p in points] == [2, 4]
     assert all(p["auc_z"] is not None and p["entropy"] > 0 for p in points)
