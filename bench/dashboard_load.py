@@ -9,7 +9,9 @@ scratch PostgreSQL database holding the same trials (``ingest_optuna``: a bulk i
 Optuna's own tables, counts checked with ``optuna.load_study``), measured the same way: a
 fresh browser context per load, from ``goto`` of its study page until that page's charts
 have drawn and its trial list (one click away) shows every trial (``peer_ready`` says what
-is waited for). Both medians and their ratio are printed; ``--no-peer`` skips it.
+is waited for). Both medians and their ratio are printed; ``--no-peer`` skips it. A load
+that has not rendered within ``--timeout`` (900 s) ends its series, and the figure printed
+is then a lower bound (at 100k trials the peer's first load does not render within it).
 
     .venv/bin/python bench/dashboard_load.py --trials 3000 --curves 300 --loads 2   # a try
 
