@@ -15,7 +15,7 @@ run: install
 # Two workers, each taking whole test files (module fixtures stay in one process): every test
 # already has its own database, port, Ray instance and temporary folders.
 test: install
-	.venv/bin/python -m pytest -q -n 2 --dist loadfile
+	.venv/bin/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 bench-nb201: install
 	.venv/bin/python bench/nb201_random.py

@@ -1,8 +1,9 @@
 """Schema fuzzing (issue 13): schemathesis runs every check (no 5xx, documented statuses and
 bodies, headers, auth, methods...) over every operation with at least 100 examples each, then
 its stateful phase along the OpenAPI links (create -> read, cancel, export, retrain, delete),
-against a real server on each database. Any failure fails the test, with schemathesis's own
-report.
+against a real server on each database (SQLite here, PostgreSQL in test_fuzz_postgresql.py: two
+files, so that the suite's two workers fuzz the databases side by side). Any failure fails the
+test, with schemathesis's own report.
 
 The event stream (``/events``) is left out: it streams until its job ends, and the job of a
 fuzzed spec never ends on this API-only server (tests/api/test_events.py covers it).
@@ -24,8 +25,13 @@ CONFIG = Path(__file__).parent / "fuzz" / "schemathesis.toml"
 
 
 @pytest.mark.timeout(600)  # schemathesis may take its 400 s on a loaded machine
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_schemathesis_finds_nothing(server_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    server: LiveServer = server_factory(run_jobs=False)
+    fuzz(server_factory(run_jobs=False), tmp_path)
+
+
+def fuzz(server: LiveServer, tmp_path: Path) -> None:
+    """Run schemathesis against ``server``; fail with its report."""
     key = server.create_key("fuzzer")
     command = [
         sys.executable,
