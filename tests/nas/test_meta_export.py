@@ -131,7 +131,8 @@ def test_a_metasgd_search_exports_its_meta_learned_weights_and_adapt(tmp_path: P
         queries=evaluator.eval_queries,
         grid=True,
     )
-    expected = learner.scores(tasks, [0, 3])  # the evaluator's own adaptation (its rates)
+    # the evaluator's own adaptation (its rates), on its device; the bundle runs on the CPU
+    expected = learner.scores(tasks.to(evaluator.device), [0, 3]).cpu()
     rates = str(tmp_path / "bundle" / "rates.pt")
     befores, afters = [], []
     for i in range(len(tasks)):

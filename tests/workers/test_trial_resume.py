@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+from nas.metalearning import MetaWeights
 from nas.trial import TrialState
 from workers.backend import SafePoint, SearchEvents, SearchState
 from workers.search import SearchLoop, parse_spec
@@ -142,5 +143,13 @@ def test_a_best_trial_from_before_the_resume_is_tested_with_its_own_hparams() ->
     again.load_state(checkpoints[4], list(first.trials[:1]))
     outcome = again.run()
     assert outcome is not None and outcome.best is not None and outcome.best.number == 0
-    assert outcome.final_metrics == reference.final_metrics
-    assert [f.data for f in outcome.files] == [f.data for f in reference.files]
+    if again.components.evaluator.device.type == "cpu":
+        assert outcome.final_metrics == reference.final_metrics
+        assert [f.data for f in outcome.files] == [f.data for f in reference.files]
+    else:  # CUDA kernels do not add up in a fixed order: the same training, up to rounding
+        assert outcome.final_metrics == pytest.approx(reference.final_metrics, rel=1e-5)
+        for got, want in zip(outcome.files, reference.files, strict=True):
+            a, b = MetaWeights.load(got.data), MetaWeights.load(want.data)
+            assert a.weights.keys() == b.weights.keys()
+            for key, value in a.weights.items():
+                assert torch.allclose(value, b.weights[key], rtol=1e-4, atol=1e-6)
