@@ -6,8 +6,11 @@ Per case (an ENAS example spec) and seed:
 * ``--archs`` architectures are drawn uniformly from the case's space (``space.sample``);
 * ground truth: each is trained standalone by the product's ``StandaloneEvaluator`` with its
   default recipe (``--standalone-epochs`` overrides the epochs) and scored on the validation
-  split. Standalone training is deterministic per (seed, architecture, recipe), so results are
-  cached in ``--cache`` (JSON) and reused by every variant and every rerun;
+  split; with ``--truth-seeds K`` K times (trial seeds seed, seed+1000, ...) and averaged,
+  since one training's validation accuracy is itself a noisy rank (the first two trainings'
+  agreement is printed as ``standalone vs standalone``). Standalone training is deterministic
+  per (seed, architecture, recipe), so results are cached in ``--cache`` (JSON) and reused by
+  every variant and every rerun;
 * per training variant the supernet is trained by the product's own ENAS search
   (``workers.shared.SharedWeightSearch`` on the example spec with the variant's evaluator
   options, the ENAS controller's policy choosing the children), then the architectures are
@@ -20,7 +23,8 @@ top pick ranks standalone (1 = best); the parameter count alone as a ranking for
 Target (issue 17): mean Kendall tau >= 0.6 on MNIST-1D enas-macro over 3 seeds.
 
     .venv/bin/python bench/supernet_ranking.py [--cases macro micro digits] [--seeds 0 1 2]
-        [--archs 30] [--epochs N] [--standalone-epochs N] [--variants enas enas+bn ...]
+        [--archs 30] [--epochs N] [--standalone-epochs N] [--truth-seeds K]
+        [--variants enas enas+bn ...]
 """
 
 from __future__ import annotations
@@ -193,6 +197,14 @@ def main() -> None:
     parser.add_argument(
         "--bn-batches", type=int, default=8, help="bn_recalibration of the '+bn' variants"
     )
+    parser.add_argument(
+        "--truth-seeds",
+        type=int,
+        default=1,
+        help="standalone trainings per architecture (trial seeds seed, seed+1000, ...): the "
+        "ground truth is their mean, and with 2 or more the first two's tau is printed as "
+        "'standalone vs standalone', the agreement of the ground truth with itself",
+    )
     parser.add_argument("--cache", default="/tmp/supernet_ranking_cache.json")
     parser.add_argument("--out", default=None, help="write every figure as JSON here")
     parser.add_argument(
@@ -210,10 +222,24 @@ def main() -> None:
         for seed in args.seeds:
             base = _spec(case, seed, args.epochs, {})
             archs = _archs(base, seed, args.archs)
-            truth, sizes = _standalone(base, case, seed, archs, args.standalone_epochs, cache)
+            runs = [
+                _standalone(base, case, seed + 1000 * k, archs, args.standalone_epochs, cache)
+                for k in range(args.truth_seeds)
+            ]
+            sizes = runs[0][1]
+            truth = [float(np.mean(values)) for values in zip(*(acc for acc, _ in runs))]
             rows.append(
                 {"case": case, "seed": seed, "variant": "params only", **_figures(truth, sizes)}
             )
+            if args.truth_seeds > 1:  # how well one standalone training ranks like another
+                rows.append(
+                    {
+                        "case": case,
+                        "seed": seed,
+                        "variant": "standalone vs standalone",
+                        **_figures(runs[1][0], runs[0][0]),
+                    }
+                )
             if args.ground_truth_only:
                 continue
             trained = {v.removesuffix("+bn") for v in args.variants}
@@ -272,7 +298,7 @@ def _print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             acc = [r["train_accuracy"] for r in sel if r.get("train_accuracy") is not None]
             secs = [r["train_s"] for r in sel if "train_s" in r]
             print(
-                f"  {name:<16} {taus:<22} | {statistics.mean(r['tau'] for r in sel):+.3f} | "
+                f"  {name:<24} {taus:<22} | {statistics.mean(r['tau'] for r in sel):+.3f} | "
                 f"{statistics.mean(r['rho'] for r in sel):+.3f} | {ranks:<10} | "
                 + (f"{statistics.mean(acc):.1f}" if acc else "-")
                 + " | "
