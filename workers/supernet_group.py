@@ -132,7 +132,7 @@ class GroupOps(SupernetOps):
     def train_epoch(self, sample: Callable[[], Architecture]) -> dict[str, float]:
         n = self.world
         children = [sample() for _ in range(self.evaluator.steps_per_epoch * n)]
-        self._send(("train", _small_state(self.evaluator), children))
+        self._send(("train", self.evaluator.progress_state(), children))
         return self.evaluator.train_epoch(iter(children[0::n]).__next__)
 
     def evaluate(self, archs: list[Architecture]) -> list[tuple[TrialResult, str]]:
@@ -173,9 +173,7 @@ class Follower:
             command = box[0]
             if command[0] == "train":
                 # The lead's data order (the rest, weights and optimizer, DDP keeps equal).
-                full = ev.state_dict()
-                full.update(command[1])
-                ev.load_state_dict(full)
+                ev.load_progress_state(command[1])
                 ev.train_epoch(iter(command[2][rank::n]).__next__)
             elif command[0] == "evaluate":
                 mine = [(r, self.worker) for r in ev.evaluate(command[1][rank::n])]
@@ -187,11 +185,6 @@ class Follower:
                 return
             else:
                 raise ValueError(f"unknown command from the lead: {command[0]!r}")
-
-
-def _small_state(evaluator: SharedWeightEvaluator) -> dict[str, Any]:
-    """The evaluator's state without the weights and the optimizer (equal everywhere)."""
-    return {k: v for k, v in evaluator.state_dict().items() if k not in ("supernet", "optimizer")}
 
 
 def _interleave(parts: list[list[Any]], count: int) -> list[Any]:

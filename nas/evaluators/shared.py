@@ -394,15 +394,26 @@ class SharedWeightEvaluator(Evaluator):
         return {
             "supernet": self.supernet.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            **self.progress_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.supernet.load_state_dict(state["supernet"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.load_progress_state(state)
+
+    def progress_state(self) -> dict[str, Any]:
+        """The state besides the weights and the optimizer: data and validation order, epoch,
+        warm-up sampler (small; what a supernet group's lead sends its followers each epoch,
+        DDP keeping their weights and optimizers equal)."""
+        return {
             "generator": self.generator.get_state(),
             "valid_order": list(self._valid_order),
             "epoch": self.epoch,
             "uniform_rng": self.uniform_rng.bit_generator.state,
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.supernet.load_state_dict(state["supernet"])
-        self.optimizer.load_state_dict(state["optimizer"])
+    def load_progress_state(self, state: Mapping[str, Any]) -> None:
         self.generator.set_state(state["generator"])
         self._valid_order = list(state["valid_order"])
         self.epoch = int(state["epoch"])
