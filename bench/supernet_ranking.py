@@ -24,15 +24,17 @@ Target (issue 17): mean Kendall tau >= 0.6 on MNIST-1D enas-macro over 3 seeds.
 
     .venv/bin/python bench/supernet_ranking.py [--cases macro micro digits] [--seeds 0 1 2]
         [--archs 30] [--epochs N] [--standalone-epochs N] [--truth-seeds K]
-        [--variants enas enas+bn ...]
+        [--variants enas enas+bn ...] [--jobs N]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +121,7 @@ def _standalone(
     archs: list[Architecture],
     epochs: int | None,
     cache_path: Path,
+    jobs: int = 1,
 ) -> tuple[list[float], list[float]]:
     """Standalone validation accuracy and parameter count per architecture (cached)."""
     cache: dict[str, Any] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
@@ -136,34 +139,64 @@ def _standalone(
         sort_keys=True,
         default=str,
     )
-    evaluator = None
-    out_acc, out_params = [], []
-    for i, arch in enumerate(archs):
-        key = f"{prefix}|{arch.key}"
-        if key not in cache:
-            if evaluator is None:
-                evaluator = StandaloneEvaluator.from_spec(
-                    dataset=resolved.spec.dataset.name,
-                    dataset_params=resolved.dataset_params,
-                    space=space,
-                    params=params,
-                    seed=seed,
-                )
-            started = time.perf_counter()
-            result = evaluator.evaluate([arch])[0]
-            cache[key] = {
-                "val_accuracy": result.metrics.get("val_accuracy"),
-                "params": result.metrics.get("params"),
-            }
-            cache_path.write_text(json.dumps(cache))
-            print(
-                f"  [{case} seed {seed}] standalone {i + 1}/{len(archs)}: "
-                f"{cache[key]['val_accuracy']:.2f} % in {time.perf_counter() - started:.1f} s",
-                flush=True,
-            )
-        out_acc.append(float(cache[key]["val_accuracy"]))
-        out_params.append(float(cache[key]["params"]))
+    keyed = [(f"{prefix}|{arch.key}", arch) for arch in archs]
+    missing = [(i, key, arch) for i, (key, arch) in enumerate(keyed) if key not in cache]
+    if missing:
+        work = [(resolved, space, seed, params, arch) for _, _, arch in missing]
+        started = time.perf_counter()
+        if jobs > 1:
+            # Separate processes (spawned: CUDA cannot be forked), each training its share;
+            # standalone training is deterministic per architecture, so the figures are those
+            # of one process.
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+                results = pool.map(_train_standalone, work)
+                done = zip(missing, results)
+                for n, ((_, key, _), figures) in enumerate(done, 1):
+                    cache[key] = figures
+                    cache_path.write_text(json.dumps(cache))  # an interrupted run keeps it
+                    _report(case, seed, n, len(missing), figures, started)
+        else:
+            for n, ((_, key, _), item) in enumerate(zip(missing, work, strict=True), 1):
+                cache[key] = _train_standalone(item)
+                cache_path.write_text(json.dumps(cache))
+                _report(case, seed, n, len(missing), cache[key], started)
+    out_acc = [float(cache[key]["val_accuracy"]) for key, _ in keyed]
+    out_params = [float(cache[key]["params"]) for key, _ in keyed]
     return out_acc, out_params
+
+
+_EVALUATORS: dict[str, StandaloneEvaluator] = {}
+
+
+def _train_standalone(item: tuple[ResolvedSpec, Any, int, dict[str, Any], Architecture]) -> dict:
+    """One architecture trained standalone: its validation accuracy and parameter count."""
+    resolved, space, seed, params, arch = item
+    key = json.dumps(
+        [resolved.spec.dataset.name, resolved.dataset_params, space.config, params, seed],
+        default=str,
+    )
+    if key not in _EVALUATORS:  # one per process and recipe: the data is loaded once
+        _EVALUATORS[key] = StandaloneEvaluator.from_spec(
+            dataset=resolved.spec.dataset.name,
+            dataset_params=resolved.dataset_params,
+            space=space,
+            params=params,
+            seed=seed,
+        )
+    result = _EVALUATORS[key].evaluate([arch])[0]
+    return {
+        "val_accuracy": result.metrics.get("val_accuracy"),
+        "params": result.metrics.get("params"),
+    }
+
+
+def _report(case: str, seed: int, n: int, total: int, figures: dict, started: float) -> None:
+    print(
+        f"  [{case} seed {seed}] standalone {n}/{total}: {figures['val_accuracy']:.2f} % "
+        f"({time.perf_counter() - started:.1f} s so far)",
+        flush=True,
+    )
 
 
 def _figures(truth: list[float], scores: list[float]) -> dict[str, float]:
@@ -206,6 +239,13 @@ def main() -> None:
         "'standalone vs standalone', the agreement of the ground truth with itself",
     )
     parser.add_argument("--cache", default="/tmp/supernet_ranking_cache.json")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="processes training the standalone ground truth side by side (e.g. on a GPU "
+        "machine, where each small network leaves the device mostly idle)",
+    )
     parser.add_argument("--out", default=None, help="write every figure as JSON here")
     parser.add_argument(
         "--ground-truth-only",
@@ -223,7 +263,9 @@ def main() -> None:
             base = _spec(case, seed, args.epochs, {})
             archs = _archs(base, seed, args.archs)
             runs = [
-                _standalone(base, case, seed + 1000 * k, archs, args.standalone_epochs, cache)
+                _standalone(
+                    base, case, seed + 1000 * k, archs, args.standalone_epochs, cache, args.jobs
+                )
                 for k in range(args.truth_seeds)
             ]
             sizes = runs[0][1]
