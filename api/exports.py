@@ -60,7 +60,8 @@ BUNDLE = True
 def network_space(resolved: ResolvedSpec, final: Mapping[str, Any] | None) -> SearchSpace:
     """The space the exported network is built in: that of the retraining that made the
     weights, else the search space with the ``final:`` width override (what a retraining
-    would build, so that its weights fit the same ``model.py``)."""
+    would build, so that its weights fit the same ``model.py``; with ``channels: fit``, whose
+    width is chosen per architecture when it is retrained, the searched width)."""
     space = resolved.build_space()
     if final is not None and final.get("space_config") is not None:
         return SPACES.get(space.name).from_config(final["space_config"])

@@ -195,8 +195,28 @@ class FinalSpec(_Strict):
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     train_on: Literal["train", "train+valid"] = "train+valid"
-    channels: int | None = Field(None, ge=1, le=1024, description="retrain at another width")
+    channels: int | Literal["fit"] | None = Field(
+        None,
+        description="retrain at another width (the space's first-stage channels, 1 to 1024); "
+        "'fit': each architecture at the widest width (up to 1024) that objective.constraints "
+        "allow; default: the searched width",
+    )
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _width_or_fit(cls, value: Any) -> Any:
+        """One error at ``final.channels`` for anything but a width or ``fit``."""
+        if value is None or value == "fit":
+            return value
+        try:
+            whole = isinstance(value, float) and value.is_integer()
+            width = int(value) if whole or not isinstance(value, bool | float) else None
+        except (TypeError, ValueError):
+            width = None
+        if width is None or not 1 <= width <= 1024:
+            raise ValueError(f"a number of channels from 1 to 1024, or fit; got {value!r}")
+        return width
 
 
 class PriorSpec(_Strict):
@@ -702,7 +722,26 @@ def _check_combinations(
                 errors.append(_err(("warm_start", "observations", *loc[2:]), msg))
     final, constraints = spec.final, spec.objective.constraints
     limits = constraints.limits() if constraints is not None else {}
-    if (
+    if final is not None and final.channels == "fit":
+        if not limits:
+            errors.append(
+                _err(
+                    ("final", "channels"),
+                    "channels: fit retrains each architecture at the widest width that "
+                    "objective.constraints allow, and none are set; set objective.constraints "
+                    "(max_params, max_flops, max_latency_ms) or give a number of channels",
+                )
+            )
+        if "channels" not in space.Config.model_fields:
+            widths = [n for n in SPACES.names() if "channels" in SPACES.get(n).Config.model_fields]
+            errors.append(
+                _err(
+                    ("final", "channels"),
+                    f"space {space.name!r} has no channels setting to fit "
+                    f"(spaces with one: {', '.join(widths)})",
+                )
+            )
+    elif (
         final is not None
         and final.channels is not None
         and limits
@@ -714,8 +753,8 @@ def _check_combinations(
                 f"retraining at {final.channels} channels instead of the searched "
                 f"{space_params.get('channels', 'width')} changes the figures that "
                 f"objective.constraints bound ({', '.join(limits)}), so the retrained "
-                f"networks would not keep to them; leave final.channels out (or set it to "
-                f"the space's channels) with constraints",
+                f"networks would not keep to them; leave final.channels out, set it to "
+                f"the space's channels, or to fit (the widest width within them)",
             )
         )
     if spec.final is not None and not space.trainable:

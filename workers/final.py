@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from nas.architecture import Architecture
+from nas.constraints import CONSTRAINTS, measure_architectures, verdict
 from nas.datasets import DatasetSplits, load_dataset
 from nas.models import count_parameters
 from nas.spaces import SPACES, SearchSpace
@@ -30,11 +31,68 @@ from nas.training import (
 
 
 def final_space(resolved: ResolvedSpec, space: SearchSpace) -> SearchSpace:
-    """The search space, with the final section's width override (ENAS retrains wider)."""
+    """The search space, with the final section's width override (ENAS retrains wider).
+    ``channels: fit`` picks a width per architecture (``fit_width``); without one this is
+    the searched width."""
     final = resolved.spec.final
-    if final is None or final.channels is None:
+    if final is None or final.channels is None or final.channels == "fit":
         return space
-    return SPACES.get(space.name).from_config({**space.config, "channels": final.channels})
+    return with_channels(space, final.channels)
+
+
+def with_channels(space: SearchSpace, channels: int) -> SearchSpace:
+    """``space`` with another first-stage width."""
+    return SPACES.get(space.name).from_config({**space.config, "channels": channels})
+
+
+#: The widest width ``fit_width`` tries (``final.channels``' own bound).
+MAX_FIT_CHANNELS = 1024
+
+
+def fit_width(
+    space: SearchSpace,
+    arch: Architecture,
+    input_shape: Sequence[int],
+    num_classes: int,
+    limits: Mapping[str, float],
+    device: torch.device,
+) -> SearchSpace:
+    """``space`` at the widest width (1 to ``MAX_FIT_CHANNELS``) at which ``arch``'s
+    standalone network satisfies ``limits`` (``objective.constraints``), measured as the
+    search measures its candidates (``nas.constraints``). Each figure grows with the width,
+    so the width is found by doubling from the searched one and then bisecting; the chosen
+    width is one that was measured to hold. Raises ``ValueError`` when not even one channel
+    does."""
+    figures = [CONSTRAINTS[key] for key in limits]
+
+    def holds(channels: int) -> bool:
+        (measured,) = measure_architectures(
+            with_channels(space, channels), [arch], input_shape, num_classes, device, figures
+        )
+        return verdict(measured, limits) is None
+
+    start = min(max(1, int(space.config["channels"])), MAX_FIT_CHANNELS)
+    if holds(start):
+        good, bad = start, None
+        while bad is None and good < MAX_FIT_CHANNELS:
+            wider = min(2 * good, MAX_FIT_CHANNELS)
+            if holds(wider):
+                good = wider
+            else:
+                bad = wider
+        if bad is None:
+            return with_channels(space, good)
+    else:
+        if start == 1 or not holds(1):
+            raise ValueError(
+                f"{space.describe(arch)} breaks objective.constraints ({dict(limits)}) even "
+                f"at 1 channel: no width to retrain it at"
+            )
+        good, bad = 1, start
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        good, bad = (middle, bad) if holds(middle) else (good, middle)
+    return with_channels(space, good)
 
 
 def ranked_hparams(
@@ -86,10 +144,15 @@ def retrain(
         lr_schedule=final.lr_schedule,
         label_smoothing=final.label_smoothing,
     )
-    build_space = final_space(resolved, space)
+    searched_space = final_space(resolved, space)
+    constraints = spec.objective.constraints
+    limits = constraints.limits() if constraints is not None else {}
     results = []
     for rank, arch in enumerate(archs):
         started = time.perf_counter()
+        build_space = searched_space
+        if final.channels == "fit":
+            build_space = fit_width(space, arch, data.input_shape, data.num_classes, limits, device)
         trial_hparams = dict(hparams[rank]) if hparams is not None else {}
         model, loss = train_from_scratch(
             build_space,

@@ -164,3 +164,44 @@ def test_a_constraint_the_evaluator_cannot_check_names_what_is_valid() -> None:
     message = problems[("objective", "constraints", "max_latency_ms")]
     assert "'blind' cannot check max_latency_ms before training (it can check: none)" in message
     assert "evaluators that can: " in message and "shared-weights, standalone" in message
+
+
+def _final_fit_spec(**changes: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "x",
+        "dataset": {"name": "digits"},
+        "space": {"name": "enas-macro", "layers": 2, "channels": 4},
+        "controller": {"name": "enas"},
+        "evaluator": {"name": "shared-weights"},
+        "objective": {"constraints": {"max_params": 2000}},
+        "budget": {"trials": 2},
+        "final": {"channels": "fit"},
+    }
+    return {**spec, **changes}
+
+
+def test_final_channels_fit_is_accepted_with_constraints() -> None:
+    assert parse_spec(_final_fit_spec()).spec.final.channels == "fit"  # type: ignore[union-attr]
+
+
+def test_final_channels_fit_without_constraints_is_an_error_naming_the_field() -> None:
+    (message,) = errors_at(_final_fit_spec(objective={}), ("final", "channels"))
+    assert "objective.constraints" in message and "none are set" in message
+
+
+def test_final_channels_fit_needs_a_space_with_a_width() -> None:
+    spec = _final_fit_spec(
+        space={"name": "mlp"}, controller={"name": "random"}, evaluator={"name": "standalone"}
+    )
+    (message,) = errors_at(spec, ("final", "channels"))
+    assert "has no channels setting to fit" in message and "enas-macro" in message
+
+
+@pytest.mark.parametrize("value", ["wide", 0, 1025])
+def test_final_channels_is_a_width_or_fit(value: object) -> None:
+    errors_at(_final_fit_spec(final={"channels": value}), ("final", "channels"))
+
+
+def test_a_wider_final_channels_under_constraints_points_to_fit() -> None:
+    (message,) = errors_at(_final_fit_spec(final={"channels": 8}), ("final", "channels"))
+    assert "max_params" in message and "fit" in message

@@ -1,0 +1,84 @@
+"""``final.channels: fit`` (issue 17): each architecture retrained at the widest width that
+``objective.constraints`` allow, measured as the search measures its candidates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from nas.architecture import Architecture
+from nas.constraints import measure_architectures
+from nas.spaces import SPACES, SearchSpace
+from workers.final import fit_width, retrain, with_channels
+from workers.search import parse_spec
+
+CPU = torch.device("cpu")
+SHAPE, CLASSES = (1, 8, 8), 10  # digits
+SPACE = SPACES.get("enas-macro").from_config({"layers": 3, "channels": 4})
+
+
+def _figures(space: SearchSpace, arch: Architecture, channels: int) -> dict[str, float]:
+    (figures,) = measure_architectures(
+        with_channels(space, channels), [arch], SHAPE, CLASSES, CPU, ["params", "flops"]
+    )
+    return figures
+
+
+def _archs(n: int) -> list[Architecture]:
+    rng = np.random.default_rng(0)
+    return [SPACE.sample(rng) for _ in range(n)]
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{"max_params": 3000}, {"max_params": 50_000, "max_flops": 400_000}, {"max_flops": 90_000}],
+)
+def test_fit_width_is_the_widest_width_within_every_limit(limits: dict[str, float]) -> None:
+    for arch in _archs(4):
+        width = fit_width(SPACE, arch, SHAPE, CLASSES, limits, CPU).config["channels"]
+        at, wider = _figures(SPACE, arch, width), _figures(SPACE, arch, width + 1)
+        assert all(at[key.removeprefix("max_")] <= limit for key, limit in limits.items())
+        assert any(wider[key.removeprefix("max_")] > limit for key, limit in limits.items())
+
+
+def test_fit_width_narrows_an_architecture_too_wide_at_the_searched_width() -> None:
+    arch = _archs(1)[0]
+    wide = with_channels(SPACE, 64)
+    limit = _figures(SPACE, arch, 10)["params"]
+    assert _figures(SPACE, arch, 64)["params"] > limit
+    assert (
+        fit_width(wide, arch, SHAPE, CLASSES, {"max_params": limit}, CPU).config["channels"] == 10
+    )
+
+
+def test_fit_width_refuses_an_architecture_no_width_fits() -> None:
+    arch = _archs(1)[0]
+    with pytest.raises(ValueError, match="even at 1 channel"):
+        fit_width(SPACE, arch, SHAPE, CLASSES, {"max_params": 10}, CPU)
+
+
+def test_retrain_with_channels_fit_keeps_to_the_limit_and_widens_what_is_below_it() -> None:
+    limit = 12_000
+    spec: dict[str, Any] = {
+        "name": "fit",
+        "dataset": {"name": "digits"},
+        "space": {"name": "enas-macro", "layers": 3, "channels": 4},
+        "controller": {"name": "enas"},
+        "evaluator": {"name": "shared-weights"},
+        "objective": {"constraints": {"max_params": limit}},
+        "budget": {"trials": 2},
+        "final": {"epochs": 1, "channels": "fit"},
+    }
+    resolved = parse_spec(spec)
+    archs = _archs(3)
+    searched = [_figures(SPACE, a, 4)["params"] for a in archs]
+    assert max(searched) < limit  # all inside the limit at the searched width
+    final = retrain(resolved, resolved.build_space(), archs)
+    for result, arch, before in zip(final, archs, searched, strict=True):
+        channels = result["space_config"]["channels"]
+        assert channels > 4 and result["params"] > before
+        assert result["params"] <= limit < _figures(SPACE, arch, channels + 1)["params"]
+        assert result["genotype"] == SPACE.describe(arch)
