@@ -54,7 +54,8 @@ CASES = {
     "micro": REPO / "examples/mnist1d-enas-micro.yaml",
     "digits": REPO / "examples/digits-enas.yaml",
 }
-#: Training variants: evaluator options over the example's (``{E}``: the search epochs).
+#: Training variants: evaluator options over the example's (``{E}``: the search epochs; ``K``:
+#: the space's ``fair_k``, the children of one fair step).
 TRAINING: dict[str, dict[str, Any]] = {
     "enas": {},
     # The end of the SGDR cycle that E falls in (70 for 60 with T0 10, Tmul 2): the learning
@@ -64,6 +65,12 @@ TRAINING: dict[str, dict[str, Any]] = {
     "uniform": {"warmup_epochs": "E"},
     "long": {"epochs": "2E"},
     "long-warmup": {"epochs": "2E", "warmup_epochs": "2E/3"},
+    # FairNAS strict-fair steps (K children per minibatch, one optimizer step): E/K fair
+    # epochs (as many child trainings as E plain epochs), the first third of E then the
+    # policy, and all E epochs (about K times the cost).
+    "fair-short": {"epochs": "E/K", "warmup_epochs": "E/K", "warmup_sampling": "fair"},
+    "fair-warmup": {"warmup_epochs": "E/3", "warmup_sampling": "fair"},
+    "fair": {"warmup_epochs": "E", "warmup_sampling": "fair"},
 }
 
 
@@ -74,9 +81,12 @@ def _cycle_end(epochs: int, t0: int, t_mul: int) -> int:
     return start + length
 
 
-def _resolve_options(options: dict[str, Any], epochs: int, t0: int, t_mul: int) -> dict[str, Any]:
+def _resolve_options(
+    options: dict[str, Any], epochs: int, t0: int, t_mul: int, fair_k: int
+) -> dict[str, Any]:
     table = {
         "E": epochs,
+        "E/K": max(1, epochs // fair_k),
         "E/3": max(1, epochs // 3),
         "2E": 2 * epochs,
         "2E/3": 2 * epochs // 3,
@@ -98,6 +108,7 @@ def _spec(case: str, seed: int, epochs: int | None, options: dict[str, Any]) -> 
             int(evaluator.get("epochs", defaults.epochs)),
             int(evaluator.get("lr_t0", defaults.lr_t0)),
             int(evaluator.get("lr_t_mul", defaults.lr_t_mul)),
+            parse_spec(spec).build_space().fair_k,
         )
     )
     spec["budget"] = {"minutes": 10_000}  # the supernet's epochs, never cut short

@@ -20,6 +20,12 @@ samples, so what ``final:`` retrains keeps to the limits too.
 Warm-up (``evaluator.warmup_epochs``): the first epochs train the shared weights on children
 sampled uniformly from the space (still only feasible ones), so every op is trained before
 the policy narrows what the supernet sees; rewards and controller updates run as usual.
+With ``evaluator.warmup_sampling: fair`` each warm-up minibatch trains FairNAS's strict-fair
+set of children instead (``SharedWeightEvaluator.fair_children``: together they use every op
+of every operation decision once), one optimizer step from their summed gradients. Under
+constraints an infeasible child of the set is skipped, not re-drawn (a re-drawn child would
+use some op twice and another not at all: the rest of the set stays one use per op at
+most); a set with no feasible child is drawn again.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import numpy as np
 import torch
 
 from nas.architecture import Architecture
-from nas.evaluators.shared import SharedWeightEvaluator
+from nas.evaluators.shared import SharedWeightEvaluator, StepChildren
 from nas.spec import ResolvedSpec
 from nas.trial import TrialResult, TrialState
 from workers.backend import SafePoint
@@ -229,10 +235,25 @@ class SharedWeightSearch(SearchLoop):
                 self._checked[arch] = answer
         return [self._checked[a] for a in archs]
 
-    def _training_sample(self) -> Architecture:
+    def _training_sample(self) -> StepChildren:
         """A child to train the shared weights on: the controller's sample, sampled again
         while it breaks a constraint (at most ``max_infeasible_in_a_row`` times). In the
-        evaluator's warm-up epochs the child is a uniform sample of the space instead."""
+        evaluator's warm-up epochs the child is a uniform sample of the space instead, or
+        with ``warmup_sampling: fair`` the step's strict-fair set of children, its
+        infeasible ones left out (the set drawn again while none is feasible)."""
+        if self.evaluator.fair_warmup:
+            for _ in range(self.max_infeasible_in_a_row):
+                children = self.evaluator.fair_children()
+                if not self.limits:
+                    return children
+                checks = self._check(children)
+                feasible = [a for a, (why, _) in zip(children, checks, strict=True) if why is None]
+                if feasible:
+                    return feasible
+            raise _NoFeasibleChild(
+                f"no feasible child in the last {self.max_infeasible_in_a_row} fair sets for "
+                f"supernet training (objective.constraints: {self.limits})"
+            )
         sample = (
             self.evaluator.uniform_child
             if self.evaluator.in_warmup
@@ -260,8 +281,9 @@ class SupernetOps:
         #: Where the work runs (recorded with each trial).
         self.worker = worker
 
-    def train_epoch(self, sample: Callable[[], Architecture]) -> dict[str, float]:
-        """One epoch of the shared weights, ``sample()`` giving each minibatch's child."""
+    def train_epoch(self, sample: Callable[[], StepChildren]) -> dict[str, float]:
+        """One epoch of the shared weights, ``sample()`` giving each minibatch's child (or
+        children: a fair step)."""
         return self.evaluator.train_epoch(sample)
 
     def evaluate(self, archs: list[Architecture]) -> list[tuple[TrialResult, str]]:

@@ -48,7 +48,7 @@ import torch.distributed as dist
 
 from nas.architecture import Architecture
 from nas.evaluators import build_evaluator
-from nas.evaluators.shared import SharedWeightEvaluator
+from nas.evaluators.shared import SharedWeightEvaluator, StepChildren
 from nas.spec import ResolvedSpec
 from nas.trial import TrialResult
 from workers.shared import SupernetOps
@@ -129,7 +129,9 @@ class GroupOps(SupernetOps):
         dist.gather_object(mine, gathered, dst=0, group=self.control)
         return gathered
 
-    def train_epoch(self, sample: Callable[[], Architecture]) -> dict[str, float]:
+    def train_epoch(self, sample: Callable[[], StepChildren]) -> dict[str, float]:
+        """Fair steps (several children per step) are refused with several workers at
+        submit (``SharedWeightEvaluator.spec_problems``); the evaluator refuses them too."""
         n = self.world
         children = [sample() for _ in range(self.evaluator.steps_per_epoch * n)]
         self._send(("train", self.evaluator.progress_state(), children))

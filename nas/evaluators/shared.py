@@ -12,11 +12,19 @@ Remedies for the shared weights' weak ranking (measured by ``bench/supernet_rank
 ``bn_recalibration`` gives each child scored by ``score_full`` its own BatchNorm statistics
 (a fixed set of training minibatches run through that child, then scored with them);
 ``warmup_epochs`` trains the first epochs' children sampled uniformly from the space
-(``uniform_child``) instead of from the policy; longer training is ``epochs``.
+(``uniform_child``) instead of from the policy; with ``warmup_sampling: fair`` those epochs
+are FairNAS's strict-fair steps instead (Chu et al., "FairNAS: Rethinking Evaluation Fairness
+of Weight Sharing NAS"): each minibatch trains ``space.fair_k`` children
+(``SearchSpace.fair_children``) that together use every op of every operation decision once,
+their gradients summed into one optimizer step (``warmup_epochs`` = ``epochs``: a supernet
+trained fairly throughout; each such epoch costs about ``fair_k`` plain ones); longer
+training is ``epochs``.
 
 Several processes (``distribute``, ``resources.workers`` on Ray: ``workers.supernet_group``)
 train one supernet data-parallel with torch's DistributedDataParallel: each step every process
-trains its own child on its shard of the minibatch and the gradients are averaged.
+trains its own child on its shard of the minibatch and the gradients are averaged. Fair
+warm-up steps are single-process only (``spec_problems`` refuses ``warmup_sampling: fair``
+with ``resources.workers`` > 1).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -46,6 +54,13 @@ from nas.training import (
     to_tensors,
 )
 from nas.trial import TrialResult, TrialState
+
+if TYPE_CHECKING:
+    from nas.spec import JobSpec, SpecProblem
+
+#: What ``train_epoch``'s ``sample()`` gives per minibatch: one child, or several trained on
+#: the same minibatch with their gradients summed into one step (a fair step).
+StepChildren = Architecture | Sequence[Architecture]
 
 
 class SharedWeightConfig(EvaluatorConfig):
@@ -80,6 +95,16 @@ class SharedWeightConfig(EvaluatorConfig):
         ge=0,
         le=10_000,
         description="first epochs whose children are sampled uniformly, not from the policy",
+    )
+    warmup_sampling: Literal["uniform", "fair"] = Field(
+        "uniform",
+        description=(
+            "how the warm-up epochs sample: 'uniform', one uniformly drawn child per "
+            "minibatch; 'fair', FairNAS's strict-fair step: the space's fair_k children "
+            "that together use every op of every operation decision once, trained on the "
+            "same minibatch, their gradients summed into one optimizer step (each epoch "
+            "costs about fair_k plain ones; one process only: resources.workers 1)"
+        ),
     )
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -133,7 +158,7 @@ class SharedWeightEvaluator(Evaluator):
             weight_decay=self.config.weight_decay,
         )
         self.generator = torch.Generator().manual_seed(seed)
-        #: Draws the warm-up epochs' uniform children (``uniform_child``).
+        #: Draws the warm-up epochs' children (``uniform_child``, ``fair_children``).
         self.uniform_rng = np.random.default_rng(seed)
         self._train = to_tensors(data.x_train, data.y_train, self.device)
         self._valid = to_tensors(data.x_valid, data.y_valid, self.device)
@@ -177,9 +202,13 @@ class SharedWeightEvaluator(Evaluator):
         progress = (epoch - start) / length
         return c.lr_min + 0.5 * (c.lr_max - c.lr_min) * (1 + math.cos(math.pi * progress))
 
-    def train_epoch(self, sample: Callable[[], Architecture]) -> dict[str, float]:
-        """One pass over the training split; ``sample()`` gives each minibatch's child. A step
-        whose loss is not finite is skipped (counted in ``skipped_steps``), never applied."""
+    def train_epoch(self, sample: Callable[[], StepChildren]) -> dict[str, float]:
+        """One pass over the training split; ``sample()`` gives each minibatch's child, or a
+        list of children (a fair step, one process only): each is trained on the whole
+        minibatch, their gradients summed, clipped together and applied in one optimizer
+        step (an empty list skips the step). A step whose loss (any child's) is not finite
+        is skipped (counted in ``skipped_steps``), never applied. The epoch's loss and
+        accuracy average over every child trained."""
         if self.device.type == "cpu":
             configure_cpu_threads()  # the cores free now (measured at most every 30 s)
         x, y = self._train
@@ -196,6 +225,17 @@ class SharedWeightEvaluator(Evaluator):
                 group["lr"] = lr
             index = order[step * size : (step + 1) * size]
             arch = sample()
+            if not isinstance(arch, Architecture):
+                if self._world > 1:
+                    raise ValueError("fair steps (several children per step) train in one process")
+                trained = self._fair_step(x[index], y[index], list(arch))
+                if trained is None:
+                    skipped += 1
+                    continue
+                total_loss += trained[0] * len(index)
+                correct += trained[1]
+                seen += trained[2] * len(index)
+                continue
             if self._world > 1:
                 if len(index) < self._world:  # too small to shard: every process skips it
                     skipped += 1
@@ -234,6 +274,32 @@ class SharedWeightEvaluator(Evaluator):
             "lr": self.learning_rate(self.epoch - 1e-9),
             "seconds": time.perf_counter() - started,
         }
+
+    def _fair_step(
+        self, x: torch.Tensor, y: torch.Tensor, children: list[Architecture]
+    ) -> tuple[float, int, int] | None:
+        """One optimizer step from every child's gradients on ``(x, y)``, summed (each
+        child's backward runs at once: one graph held at a time). Returns the children's
+        summed loss, summed correct count and how many children trained, or ``None`` when
+        the step was skipped (no child, or a loss that is not finite)."""
+        if not children:
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        total_loss, correct = 0.0, 0
+        for arch in children:
+            logits = self.supernet(x, arch)
+            loss = self.loss_fn(logits, y)
+            if not torch.isfinite(loss):
+                self.optimizer.zero_grad(set_to_none=True)
+                return None
+            loss.backward()
+            total_loss += float(loss.detach())
+            correct += int((logits.argmax(1) == y).sum())
+        nn.utils.clip_grad_norm_(
+            [p for p in self._parameters if p.grad is not None], self.config.grad_clip
+        )
+        self.optimizer.step()
+        return total_loss, correct, len(children)
 
     # --- several processes (torch.distributed) -------------------------------------------
     #: This process's rank and the number of processes training the supernet together.
@@ -280,6 +346,39 @@ class SharedWeightEvaluator(Evaluator):
     def uniform_child(self) -> Architecture:
         """An architecture drawn uniformly from the space (the warm-up's children)."""
         return self.space.sample(self.uniform_rng)
+
+    def fair_children(self) -> list[Architecture]:
+        """One strict-fair step's children (``SearchSpace.fair_children``), drawn from the
+        warm-up's generator (``uniform_rng``: checkpointed with the progress state)."""
+        return self.space.fair_children(self.uniform_rng)
+
+    @property
+    def fair_warmup(self) -> bool:
+        """The next epoch trains fair steps (``warmup_sampling: fair`` in the warm-up)."""
+        return self.in_warmup and self.config.warmup_sampling == "fair"
+
+    @classmethod
+    def spec_problems(cls, spec: JobSpec) -> list[SpecProblem]:
+        """The base checks, and ``warmup_sampling: fair`` only with one worker: a fair step
+        trains several children on one minibatch, which the data-parallel group (one child
+        per process and shard, ``distribute``) does not do."""
+        problems = super().spec_problems(spec)
+        params = spec.evaluator.params
+        if (
+            params.get("warmup_sampling") == "fair"
+            and params.get("warmup_epochs", 0)
+            and spec.resources.workers > 1
+        ):
+            problems.append(
+                (
+                    ("evaluator", "warmup_sampling"),
+                    (
+                        f"fair warm-up steps train in one process; with resources.workers "
+                        f"{spec.resources.workers} use warmup_sampling: uniform, or workers: 1"
+                    ),
+                )
+            )
+        return problems
 
     # --- phase (b): rewards ----------------------------------------------------------------
     @contextmanager

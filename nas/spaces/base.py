@@ -191,6 +191,37 @@ class SearchSpace(ABC):
         out[offsets + np.asarray(arch.choices)] = 1.0
         return out
 
+    #: Decision kinds that pick an operation: what ``fair_children`` balances.
+    fair_kinds: ClassVar[tuple[str, ...]] = ("op", "edge")
+
+    @property
+    def fair_k(self) -> int:
+        """How many children one ``fair_children`` step trains: the most choices of any
+        operation decision (1 when the space has none)."""
+        ops = [d.num_choices for d in self._decisions if d.kind in self.fair_kinds]
+        return max(ops, default=1)
+
+    def fair_children(self, rng: np.random.Generator) -> list[Architecture]:
+        """FairNAS's strict-fair step (Chu et al., "FairNAS: Rethinking Evaluation Fairness
+        of Weight Sharing NAS"): ``fair_k`` architectures that, together, use every choice
+        of every operation decision (kinds in ``fair_kinds``) once. Each operation decision
+        draws a random permutation of its choices and child ``i`` takes ``perm[i mod n]``
+        (a decision with fewer choices than ``fair_k`` uses some of them twice); the other
+        decisions (skip connections, node inputs) are drawn uniformly per child. Drawn from
+        ``rng`` only: first every child's uniform draws, then the permutations in decision
+        order."""
+        k = self.fair_k
+        cards = self._cardinalities
+        choices = rng.integers(0, cards, size=(k, len(cards)))
+        rows = np.arange(k)
+        for index, decision in enumerate(self._decisions):
+            if decision.kind in self.fair_kinds:
+                perm = rng.permutation(decision.num_choices)
+                choices[:, index] = perm[rows % decision.num_choices]
+        return [
+            Architecture(self.name, tuple(int(c) for c in row), self.version) for row in choices
+        ]
+
     def mutate(self, arch: Architecture, rng: np.random.Generator) -> Architecture:
         """Change one decision (chosen uniformly among those with more than one choice) to a
         different value, as regularized evolution does."""

@@ -1,5 +1,5 @@
 """The shared-weight evaluator's ranking remedies: BatchNorm recalibration and the uniform
-warm-up (``nas.evaluators.shared``)."""
+and strict-fair warm-ups (``nas.evaluators.shared``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
 from nas.architecture import Architecture
 from nas.datasets import DatasetSplits, load_dataset
@@ -94,3 +95,75 @@ def test_warmup_epochs_give_uniform_children_and_resume_exactly(data: DatasetSpl
     ev.train_epoch(lambda: SPACE.sample(rng))
     assert not ev.in_warmup
     assert not _evaluator(data).in_warmup  # off by default
+
+
+# --- strict-fair warm-up steps (FairNAS) ---------------------------------------------------
+def test_a_fair_step_is_one_optimizer_step_from_the_childrens_summed_gradients(
+    data: DatasetSplits,
+) -> None:
+    """One minibatch (the whole split): the fair step's weights are those of one clipped SGD
+    step on the sum of the K children's gradients, not of K steps one after another."""
+    config = SharedWeightConfig(batch_size=512, warmup_epochs=1, warmup_sampling="fair")
+    ev = SharedWeightEvaluator(space=SPACE, data=data, config=config, seed=0)
+    assert ev.fair_warmup
+    children = ev.fair_children()
+    assert len(children) == SPACE.fair_k == 6
+
+    def fresh() -> SharedWeightEvaluator:
+        return SharedWeightEvaluator(space=SPACE, data=data, config=config, seed=0)
+
+    def reference(one_step: bool) -> dict[str, torch.Tensor]:
+        ref = fresh()
+        x, y = ref._train
+        order = torch.randperm(len(y), generator=ref.generator)
+        for group in ref.optimizer.param_groups:
+            group["lr"] = ref.learning_rate(0.0)
+        ref.supernet.train()
+        ref.optimizer.zero_grad(set_to_none=True)
+        for arch in children:
+            ref.loss_fn(ref.supernet(x[order], arch), y[order]).backward()
+            if not one_step:
+                ref.optimizer.step()
+                ref.optimizer.zero_grad(set_to_none=True)
+        if one_step:
+            params = [p for p in ref.supernet.parameters() if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, ref.config.grad_clip)
+            ref.optimizer.step()
+        return {k: v.detach() for k, v in ref.supernet.named_parameters()}
+
+    stats = ev.train_epoch(lambda: children)
+    assert stats["skipped_steps"] == 0
+    trained = dict(ev.supernet.named_parameters())
+    summed, sequential = reference(one_step=True), reference(one_step=False)
+    for name, value in trained.items():
+        assert torch.allclose(value, summed[name], atol=1e-6), name
+    assert any(not torch.allclose(trained[n], sequential[n], atol=1e-4) for n in trained)
+    assert fresh().train_epoch(list)["skipped_steps"] == 1  # no child: no step
+
+
+def test_fair_warmup_resumes_exactly(data: DatasetSplits) -> None:
+    config = SharedWeightConfig(batch_size=128, warmup_epochs=2, warmup_sampling="fair")
+    ev = SharedWeightEvaluator(space=SPACE, data=data, config=config, seed=0)
+    ev.train_epoch(ev.fair_children)
+    buffer = io.BytesIO()
+    torch.save(ev.state_dict(), buffer)
+    expected_next = ev.fair_children()  # the draw the resumed evaluator must repeat
+    ev.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), map_location="cpu"))
+    ev.train_epoch(ev.fair_children)
+    resumed = SharedWeightEvaluator(space=SPACE, data=data, config=config, seed=5)
+    resumed.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), map_location="cpu"))
+    assert resumed.fair_children() == expected_next
+    resumed.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), map_location="cpu"))
+    resumed.train_epoch(resumed.fair_children)
+    for (name, a), b in zip(
+        ev.supernet.state_dict().items(), resumed.supernet.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert not resumed.fair_warmup and resumed.epoch == 2
+
+
+def test_warmup_sampling_is_uniform_by_default_and_checked() -> None:
+    assert SharedWeightConfig().warmup_sampling == "uniform"
+    with pytest.raises(ValidationError) as info:
+        SharedWeightConfig(warmup_sampling="fiar")
+    assert info.value.errors()[0]["loc"] == ("warmup_sampling",)

@@ -153,6 +153,39 @@ def test_mutate_is_reproducible_from_the_generator(space: SearchSpace, seed: int
 
 
 @over_spaces
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fair_children_use_every_op_of_every_decision_once(space: SearchSpace, seed: int) -> None:
+    """FairNAS's strict fairness: across one step's children each operation decision takes
+    every choice once (twice at most where it has fewer choices than the step has children);
+    the other decisions are uniform draws, every child valid."""
+    children = space.fair_children(np.random.default_rng(seed))
+    k = space.fair_k
+    assert len(children) == k
+    for child in children:
+        space.validate(child)
+    for index, decision in enumerate(space.decisions()):
+        if decision.kind not in space.fair_kinds:
+            continue
+        used = sorted(child.choices[index] for child in children)
+        n = decision.num_choices
+        if n == k:
+            assert used == list(range(n)), decision.name
+        else:
+            counts = np.bincount(used, minlength=n)
+            assert counts.min() >= k // n and counts.max() <= -(-k // n), decision.name
+
+
+def test_fair_children_depend_only_on_the_generator_and_vary() -> None:
+    space = MacroSpace(layers=4, channels=8)
+    a = space.fair_children(np.random.default_rng(7))
+    assert a == space.fair_children(np.random.default_rng(7))
+    rng = np.random.default_rng(7)
+    steps = [space.fair_children(rng) for _ in range(2)]
+    assert steps[0] == a and steps[1] != a  # each step draws new permutations
+    assert space.fair_k == len(MACRO_OPS) and MicroSpace(nodes=2).fair_k == len(MICRO_OPS)
+
+
+@over_spaces
 @few
 @given(seed=seeds, data=st.data())
 def test_out_of_range_choice_names_the_decision(
