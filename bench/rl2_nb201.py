@@ -2,14 +2,17 @@
 
 For each leave-one-out split (``--targets``): a meta-training job (evaluator ``rl2-meta``,
 run by its loop as ``nas search`` and the service run it) on the other two datasets' 12-epoch
-validation columns for ``--seconds`` (the meta-training time is printed), the policy saved
+validation columns for ``--iterations`` meta-iterations, capped at ``--seconds`` (without
+``--iterations``: as many as ``--seconds`` allows, which depends on the machine's load; the
+iterations reached, the time and the time per iteration are printed), the policy saved
 to ``--out``/rl2-<target>.pt, then 100 seeded searches through the product's
 path (spec with ``controller: {name: rl2, policy: FILE}`` -> ``parse_spec`` ->
 ``SearchLoop``) at 50 queries and at the target's protocol budget, beside REA (``evolution``)
 and TPE at 50 queries and REA at the full budget, in the same run. Figure: the 200-epoch test
 accuracy of the architecture with the best 12-epoch validation accuracy, mean +- std.
 
-    .venv/bin/python bench/rl2_nb201.py [--runs 100] [--seconds 540] [--targets imagenet16-120]
+    .venv/bin/python bench/rl2_nb201.py [--runs 100] [--iterations 3000] [--seconds 540]
+        [--targets imagenet16-120 cifar100 cifar10] [--steps 100] [--lr 3e-3] [--entropy-weight 0.01]
 """
 
 from __future__ import annotations
@@ -55,7 +58,26 @@ def row(label: str, values: list[float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--seconds", type=float, default=540.0, help="meta-training time")
+    parser.add_argument(
+        "--seconds", type=float, default=540.0, help="meta-training time (a cap with --iterations)"
+    )
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="meta-training iterations (reproducible whatever the load; default: time-boxed)",
+    )
+    parser.add_argument("--steps", type=int, default=None, help="rl2-meta steps (default: its own)")
+    parser.add_argument("--batch", type=int, default=None, help="rl2-meta batch")
+    parser.add_argument("--lr", type=float, default=None, help="rl2-meta lr")
+    parser.add_argument(
+        "--entropy-weight", type=float, default=None, help="rl2-meta entropy_weight"
+    )
+    parser.add_argument(
+        "--rl2-only",
+        action="store_true",
+        help="skip REA and TPE (they do not depend on the policy)",
+    )
     parser.add_argument("--targets", nargs="+", default=["imagenet16-120"], choices=list(DATASETS))
     parser.add_argument("--out", type=Path, default=Path("runs/rl2"))
     parser.add_argument("--queries", type=int, default=50)
@@ -72,8 +94,18 @@ def main() -> int:
             "evaluator": {
                 "name": "rl2-meta",
                 "tasks": [DATASETS[d][0] for d in train],
-                "iterations": 10**6,
+                "iterations": args.iterations or 10**6,
                 "record_every": 100,
+                **{
+                    key: value
+                    for key, value in (
+                        ("steps", args.steps),
+                        ("batch", args.batch),
+                        ("lr", args.lr),
+                        ("entropy_weight", args.entropy_weight),
+                    )
+                    if value is not None
+                },
             },
             "budget": {"minutes": args.seconds / 60},
             "seed": 0,
@@ -84,10 +116,15 @@ def main() -> int:
         summary = outcome.report["meta_training"]
         path = args.out / f"rl2-{target}.pt"
         path.write_bytes(outcome.files[0].data)
+        done = summary["iterations"]
         print(
-            f"{target}: meta-trained on {', '.join(train)}: {summary['iterations']} iterations "
+            f"{target}: meta-trained on {', '.join(train)}: {done} iterations"
+            f"{'' if args.iterations is None else f' of {args.iterations}'} "
             f"({summary['batch']} episodes of {summary['steps']} queries) in "
-            f"{time.perf_counter() - started:.0f} s; policy {path}"
+            f"{summary['seconds']:.1f} s of steps, {time.perf_counter() - started:.1f} s in all "
+            f"({1000 * summary['seconds'] / max(done, 1):.1f} ms per iteration; "
+            f"stop: {outcome.stop_reason}); policy {path}",
+            flush=True,
         )
         short = {"trials": args.queries}
         full = {"simulated_seconds": DATASETS[target][2]}
@@ -100,6 +137,8 @@ def main() -> int:
             ("rl2, full budget", rl2, full),
             ("evolution (REA), full budget", {"name": "evolution"}, full),
         ):
+            if args.rl2_only and controller is not rl2:
+                continue
             results[label] = [search(target, controller, s, budget) for s in range(args.runs)]
             print(row(label, results[label]), flush=True)
     return 0
