@@ -195,7 +195,7 @@ class FinalSpec(_Strict):
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     train_on: Literal["train", "train+valid"] = "train+valid"
-    channels: int | Literal["fit"] | None = Field(
+    channels: Annotated[int, Field(ge=1, le=1024)] | Literal["fit"] | None = Field(
         None,
         description="retrain at another width (the space's first-stage channels, 1 to 1024); "
         "'fit': each architecture at the widest width (up to 1024) that objective.constraints "
@@ -206,7 +206,8 @@ class FinalSpec(_Strict):
     @field_validator("channels", mode="before")
     @classmethod
     def _width_or_fit(cls, value: Any) -> Any:
-        """One error at ``final.channels`` for anything but a width or ``fit``."""
+        """One error at ``final.channels`` for anything but a width or ``fit`` (not one per
+        member of the union; the schema still states the bounds)."""
         if value is None or value == "fit":
             return value
         try:
