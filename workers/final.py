@@ -49,6 +49,16 @@ def with_channels(space: SearchSpace, channels: int) -> SearchSpace:
 MAX_FIT_CHANNELS = 1024
 
 
+def width_bounds(space: SearchSpace) -> tuple[int, int]:
+    """The narrowest and widest ``channels`` the space's config accepts (its field's ``ge`` /
+    ``le``), within 1 .. ``MAX_FIT_CHANNELS``."""
+    narrowest, widest = 1, MAX_FIT_CHANNELS
+    for bound in type(space).Config.model_fields["channels"].metadata:
+        narrowest = max(narrowest, int(getattr(bound, "ge", narrowest)))
+        widest = min(widest, int(getattr(bound, "le", widest)))
+    return narrowest, widest
+
+
 def fit_width(
     space: SearchSpace,
     arch: Architecture,
@@ -57,13 +67,14 @@ def fit_width(
     limits: Mapping[str, float],
     device: torch.device,
 ) -> SearchSpace:
-    """``space`` at the widest width (1 to ``MAX_FIT_CHANNELS``) at which ``arch``'s
+    """``space`` at the widest width (``width_bounds``) at which ``arch``'s
     standalone network satisfies ``limits`` (``objective.constraints``), measured as the
     search measures its candidates (``nas.constraints``). Each figure grows with the width,
     so the width is found by doubling from the searched one and then bisecting; the chosen
-    width is one that was measured to hold. Raises ``ValueError`` when not even one channel
-    does."""
+    width is one that was measured to hold. Raises ``ValueError`` when not even the
+    narrowest does."""
     figures = [CONSTRAINTS[key] for key in limits]
+    narrowest, widest = width_bounds(space)
 
     def holds(channels: int) -> bool:
         (measured,) = measure_architectures(
@@ -71,11 +82,11 @@ def fit_width(
         )
         return verdict(measured, limits) is None
 
-    start = min(max(1, int(space.config["channels"])), MAX_FIT_CHANNELS)
+    start = min(max(narrowest, int(space.config["channels"])), widest)
     if holds(start):
         good, bad = start, None
-        while bad is None and good < MAX_FIT_CHANNELS:
-            wider = min(2 * good, MAX_FIT_CHANNELS)
+        while bad is None and good < widest:
+            wider = min(2 * good, widest)
             if holds(wider):
                 good = wider
             else:
@@ -83,12 +94,12 @@ def fit_width(
         if bad is None:
             return with_channels(space, good)
     else:
-        if start == 1 or not holds(1):
+        if start == narrowest or not holds(narrowest):
             raise ValueError(
                 f"{space.describe(arch)} breaks objective.constraints ({dict(limits)}) even "
-                f"at 1 channel: no width to retrain it at"
+                f"at {narrowest} channel(s), the space's narrowest: no width to retrain it at"
             )
-        good, bad = 1, start
+        good, bad = narrowest, start
     while bad - good > 1:
         middle = (good + bad) // 2
         good, bad = (middle, bad) if holds(middle) else (good, middle)

@@ -12,7 +12,7 @@ import torch
 from nas.architecture import Architecture
 from nas.constraints import measure_architectures
 from nas.spaces import SPACES, SearchSpace
-from workers.final import fit_width, retrain, with_channels
+from workers.final import fit_width, retrain, width_bounds, with_channels
 from workers.search import parse_spec
 
 CPU = torch.device("cpu")
@@ -82,3 +82,13 @@ def test_retrain_with_channels_fit_keeps_to_the_limit_and_widens_what_is_below_i
         assert channels > 4 and result["params"] > before
         assert result["params"] <= limit < _figures(SPACE, arch, channels + 1)["params"]
         assert result["genotype"] == SPACE.describe(arch)
+
+
+def test_fit_width_stays_within_the_widths_the_space_accepts() -> None:
+    assert width_bounds(SPACE) == (1, 1024)
+    assert width_bounds(SPACES.get("enas-micro").from_config({})) == (1, 512)
+    metaqnn = SPACES.get("metaqnn").from_config({"max_layers": 2, "input_size": 8, "channels": 8})
+    assert width_bounds(metaqnn) == (4, 1024)
+    arch = metaqnn.sample(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="even at 4 channel"):
+        fit_width(metaqnn, arch, SHAPE, CLASSES, {"max_params": 10}, CPU)
