@@ -71,6 +71,10 @@ TRAINING: dict[str, dict[str, Any]] = {
     "fair-short": {"epochs": "E/K", "warmup_epochs": "E/K", "warmup_sampling": "fair"},
     "fair-warmup": {"warmup_epochs": "E/3", "warmup_sampling": "fair"},
     "fair": {"warmup_epochs": "E", "warmup_sampling": "fair"},
+    # Few-shot NAS: the supernet split into one sub-supernet per first-layer op halfway
+    # (split_epoch), with the policy's children, or with uniform children throughout.
+    "split": {"split_epoch": "E/2"},
+    "split-uniform": {"split_epoch": "E/2", "warmup_epochs": "E"},
 }
 
 
@@ -88,6 +92,7 @@ def _resolve_options(
         "E": epochs,
         "E/K": max(1, epochs // fair_k),
         "E/3": max(1, epochs // 3),
+        "E/2": max(1, epochs // 2),
         "2E": 2 * epochs,
         "2E/3": 2 * epochs // 3,
         "cycle": _cycle_end(epochs, t0, t_mul),

@@ -18,17 +18,23 @@ of Weight Sharing NAS"): each minibatch trains ``space.fair_k`` children
 (``SearchSpace.fair_children``) that together use every op of every operation decision once,
 their gradients summed into one optimizer step (``warmup_epochs`` = ``epochs``: a supernet
 trained fairly throughout; each such epoch costs about ``fair_k`` plain ones); longer
-training is ``epochs``.
+training is ``epochs``; ``split_epoch`` is few-shot NAS (Zhao et al., "Few-shot Neural
+Architecture Search", ICML 2021): after that many epochs the supernet is split into one
+sub-supernet per choice of the space's first operation decision (``SearchSpace.
+split_decision``), each a copy of the trained weights (and of their momentum) that from then
+on trains and scores only the children taking its choice (``SplitSupernet``), so children
+that differ there no longer share, and fight over, the later layers' weights.
 
 Several processes (``distribute``, ``resources.workers`` on Ray: ``workers.supernet_group``)
 train one supernet data-parallel with torch's DistributedDataParallel: each step every process
 trains its own child on its shard of the minibatch and the gradients are averaged. Fair
-warm-up steps are single-process only (``spec_problems`` refuses ``warmup_sampling: fair``
-with ``resources.workers`` > 1).
+warm-up steps and split supernets are single-process only (``spec_problems`` refuses
+``warmup_sampling: fair`` and ``split_epoch`` with ``resources.workers`` > 1).
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import time
@@ -106,7 +112,40 @@ class SharedWeightConfig(EvaluatorConfig):
             "costs about fair_k plain ones; one process only: resources.workers 1)"
         ),
     )
+    split_epoch: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description=(
+            "few-shot NAS: after this many epochs the supernet is split into one "
+            "sub-supernet per choice of the space's first operation decision, each starting "
+            "from the trained weights and then training and scoring only the children with "
+            "that choice (memory: that many supernets); 0: never split; below epochs; one "
+            "process only: resources.workers 1"
+        ),
+    )
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class SplitSupernet(nn.Module):
+    """Few-shot NAS's sub-supernets: one copy of a trained supernet per choice of one
+    decision; each child runs (trains, is scored) on the copy its choice there names."""
+
+    def __init__(self, supernet: nn.Module, decision: int, choices: int) -> None:
+        super().__init__()
+        self.decision = decision
+        self.parts = nn.ModuleList(copy.deepcopy(supernet) for _ in range(choices))
+
+    def part(self, arch: Architecture) -> nn.Module:
+        """The sub-supernet that ``arch`` belongs to."""
+        return self.parts[arch.choices[self.decision]]
+
+    def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
+        return self.part(arch)(x, arch)
+
+    def extract_child(self, arch: Architecture) -> nn.Module:
+        """A standalone child carrying its sub-supernet's weights for its ops."""
+        return self.part(arch).extract_child(arch)  # type: ignore[operator]
 
 
 class SharedWeightEvaluator(Evaluator):
@@ -211,6 +250,8 @@ class SharedWeightEvaluator(Evaluator):
         accuracy average over every child trained."""
         if self.device.type == "cpu":
             configure_cpu_threads()  # the cores free now (measured at most every 30 s)
+        if 0 < self.config.split_epoch <= self.epoch and not self.is_split:
+            self.split()
         x, y = self._train
         size = self.config.batch_size
         order = torch.randperm(len(y), generator=self.generator).to(self.device)
@@ -347,6 +388,33 @@ class SharedWeightEvaluator(Evaluator):
         """An architecture drawn uniformly from the space (the warm-up's children)."""
         return self.space.sample(self.uniform_rng)
 
+    @property
+    def is_split(self) -> bool:
+        """The supernet has been split into sub-supernets (``split_epoch``)."""
+        return isinstance(self.supernet, SplitSupernet)
+
+    def split(self) -> None:
+        """Few-shot NAS's split (``split_epoch``): the supernet becomes one copy per choice
+        of the space's first operation decision, each with the trained weights and their
+        momentum; the optimizer then steps over all copies (a step moves only the copy whose
+        child trained: the others have no gradients)."""
+        where = self.space.split_decision
+        if where is None:
+            raise ValueError(f"space {self.space.name!r} has no operation decision to split on")
+        old_parameters = self._parameters
+        self.supernet = SplitSupernet(self.supernet, *where)
+        self._parameters = list(self.supernet.parameters())
+        state = self.optimizer.state
+        optimizer = torch.optim.SGD(self._parameters, **self.optimizer.defaults)
+        for part in self.supernet.parts:
+            for old, new in zip(old_parameters, part.parameters(), strict=True):
+                if "momentum_buffer" in state.get(old, {}):
+                    optimizer.state[new]["momentum_buffer"] = state[old]["momentum_buffer"].clone()
+        self.optimizer = optimizer
+        self._batch_norms = [
+            m for m in self.supernet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        ]
+
     def fair_children(self) -> list[Architecture]:
         """One strict-fair step's children (``SearchSpace.fair_children``), drawn from the
         warm-up's generator (``uniform_rng``: checkpointed with the progress state)."""
@@ -359,11 +427,36 @@ class SharedWeightEvaluator(Evaluator):
 
     @classmethod
     def spec_problems(cls, spec: JobSpec) -> list[SpecProblem]:
-        """The base checks, and ``warmup_sampling: fair`` only with one worker: a fair step
-        trains several children on one minibatch, which the data-parallel group (one child
-        per process and shard, ``distribute``) does not do."""
+        """The base checks; ``split_epoch`` below ``epochs`` (else the split would never
+        come); ``warmup_sampling: fair`` and ``split_epoch`` only with one worker: a fair step
+        trains several children on one minibatch and a split supernet is several networks,
+        which the data-parallel group (one child per process and shard of one network,
+        ``distribute``) does not do."""
         problems = super().spec_problems(spec)
         params = spec.evaluator.params
+        split = params.get("split_epoch", 0)
+        if isinstance(split, int) and split > 0:
+            epochs = params.get("epochs", SharedWeightConfig.model_fields["epochs"].default)
+            if isinstance(epochs, int) and split >= epochs:
+                problems.append(
+                    (
+                        ("evaluator", "split_epoch"),
+                        (
+                            f"the supernet is split after split_epoch epochs, so it must be below "
+                            f"epochs ({epochs}); got {split} (0: never split)"
+                        ),
+                    )
+                )
+            if spec.resources.workers > 1:
+                problems.append(
+                    (
+                        ("evaluator", "split_epoch"),
+                        (
+                            f"a split supernet trains in one process; with resources.workers "
+                            f"{spec.resources.workers} use split_epoch: 0, or workers: 1"
+                        ),
+                    )
+                )
         if (
             params.get("warmup_sampling") == "fair"
             and params.get("warmup_epochs", 0)
@@ -493,10 +586,13 @@ class SharedWeightEvaluator(Evaluator):
         return {
             "supernet": self.supernet.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "split": self.is_split,
             **self.progress_state(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("split", False) and not self.is_split:
+            self.split()  # the sub-supernets' shapes, then their weights from the state
         self.supernet.load_state_dict(state["supernet"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.load_progress_state(state)

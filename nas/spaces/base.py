@@ -201,6 +201,16 @@ class SearchSpace(ABC):
         ops = [d.num_choices for d in self._decisions if d.kind in self.fair_kinds]
         return max(ops, default=1)
 
+    @property
+    def split_decision(self) -> tuple[int, int] | None:
+        """Where few-shot NAS splits this space's supernet: the index (in
+        ``Architecture.choices``) and the number of choices of the first operation decision
+        (kinds in ``fair_kinds``); ``None`` when the space has none."""
+        for index, decision in enumerate(self._decisions):
+            if decision.kind in self.fair_kinds:
+                return index, decision.num_choices
+        return None
+
     def fair_children(self, rng: np.random.Generator) -> list[Architecture]:
         """FairNAS's strict-fair step (Chu et al., "FairNAS: Rethinking Evaluation Fairness
         of Weight Sharing NAS"): ``fair_k`` architectures that, together, use every choice

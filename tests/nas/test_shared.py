@@ -167,3 +167,65 @@ def test_warmup_sampling_is_uniform_by_default_and_checked() -> None:
     with pytest.raises(ValidationError) as info:
         SharedWeightConfig(warmup_sampling="fiar")
     assert info.value.errors()[0]["loc"] == ("warmup_sampling",)
+
+
+# --- few-shot split into sub-supernets -----------------------------------------------------
+def test_after_the_split_a_child_trains_only_its_own_sub_supernet(data: DatasetSplits) -> None:
+    ev = _evaluator(data, epochs=3, split_epoch=1)
+    rng = np.random.default_rng(1)
+    ev.train_epoch(lambda: SPACE.sample(rng))
+    trained = {k: v.clone() for k, v in ev.supernet.state_dict().items()}
+    ev.split()
+    assert ev.is_split and len(ev.supernet.parts) == 6
+    for part in ev.supernet.parts:  # each starts as the trained supernet
+        for name, value in part.state_dict().items():
+            assert torch.equal(value, trained[name]), name
+    arch = Architecture(SPACE.name, (2, 1, 0, 2, 1, 1), SPACE.version)
+    ev.train_epoch(lambda: arch)
+    changed = [
+        any(not torch.equal(v, trained[k]) for k, v in part.state_dict().items())
+        for part in ev.supernet.parts
+    ]
+    assert changed == [False, False, True, False, False, False]
+    # Scores run on the child's own sub-supernet: equal to its part's forward.
+    x, _ = ev._valid
+    with ev._scoring():
+        assert torch.equal(ev.supernet(x, arch), ev.supernet.parts[2](x, arch))
+    assert ev.score_full([arch])[0] == pytest.approx(
+        accuracy(lambda v: ev.supernet.parts[2](v, arch), *ev._valid, batch_size=256)
+    )
+
+
+def test_a_split_supernet_resumes_exactly(data: DatasetSplits) -> None:
+    def run(ev: SharedWeightEvaluator, epochs: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        for _ in range(epochs):
+            ev.train_epoch(lambda: SPACE.sample(rng))
+
+    ev = _evaluator(data, epochs=4, split_epoch=1)
+    run(ev, 2, 1)
+    assert ev.is_split
+    buffer = io.BytesIO()
+    torch.save(ev.state_dict(), buffer)
+    run(ev, 1, 2)
+    resumed = _evaluator(data, epochs=4, split_epoch=1)
+    resumed.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), map_location="cpu"))
+    assert resumed.is_split
+    run(resumed, 1, 2)
+    for (name, a), b in zip(
+        ev.supernet.state_dict().items(), resumed.supernet.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    # And an unsplit checkpoint loads into an unsplit evaluator, splitting when its epoch comes.
+    fresh = _evaluator(data, epochs=4, split_epoch=3)
+    run(fresh, 1, 1)
+    again = _evaluator(data, epochs=4, split_epoch=3)
+    again.load_state_dict(fresh.state_dict())
+    assert not again.is_split
+
+
+def test_split_epoch_is_off_by_default_and_checked() -> None:
+    assert SharedWeightConfig().split_epoch == 0
+    with pytest.raises(ValidationError) as info:
+        SharedWeightConfig(split_epoch=-1)
+    assert info.value.errors()[0]["loc"] == ("split_epoch",)
