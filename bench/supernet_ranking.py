@@ -74,6 +74,7 @@ TRAINING: dict[str, dict[str, Any]] = {
     # Few-shot NAS: the supernet split into one sub-supernet per first-layer op halfway
     # (split_epoch), with the policy's children, or with uniform children throughout.
     "split": {"split_epoch": "E/2"},
+    "split-early": {"split_epoch": "E/3"},
     "split-uniform": {"split_epoch": "E/2", "warmup_epochs": "E"},
 }
 
