@@ -241,33 +241,26 @@ class SharedWeightSearch(SearchLoop):
         evaluator's warm-up epochs the child is a uniform sample of the space instead, or
         with ``warmup_sampling: fair`` the step's strict-fair set of children, its
         infeasible ones left out (the set drawn again while none is feasible)."""
-        if self.evaluator.fair_warmup:
-            for _ in range(self.max_infeasible_in_a_row):
-                children = self.evaluator.fair_children()
-                if not self.limits:
-                    return children
-                checks = self._check(children)
-                feasible = [a for a, (why, _) in zip(children, checks, strict=True) if why is None]
-                if feasible:
-                    return feasible
-            raise _NoFeasibleChild(
-                f"no feasible child in the last {self.max_infeasible_in_a_row} fair sets for "
-                f"supernet training (objective.constraints: {self.limits})"
+        fair = self.evaluator.fair_warmup
+        if fair:
+            draw = self.evaluator.fair_children
+        else:
+            one = (
+                self.evaluator.uniform_child
+                if self.evaluator.in_warmup
+                else self.components.controller.sample_for_training
             )
-        sample = (
-            self.evaluator.uniform_child
-            if self.evaluator.in_warmup
-            else self.components.controller.sample_for_training
-        )
-        if not self.limits:
-            return sample()
+            draw = lambda: [one()]
         for _ in range(self.max_infeasible_in_a_row):
-            arch = sample()
-            if self._check([arch])[0][0] is None:
-                return arch
+            children = draw()
+            checks = self._check(children)  # all feasible without constraints
+            feasible = [a for a, (why, _) in zip(children, checks, strict=True) if why is None]
+            if feasible:
+                return feasible if fair else feasible[0]
         raise _NoFeasibleChild(
-            f"no feasible child in the last {self.max_infeasible_in_a_row} samples for "
-            f"supernet training (objective.constraints: {self.limits})"
+            f"no feasible child in the last {self.max_infeasible_in_a_row} "
+            f"{'fair sets' if fair else 'samples'} for supernet training "
+            f"(objective.constraints: {self.limits})"
         )
 
 

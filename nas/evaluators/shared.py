@@ -265,11 +265,10 @@ class SharedWeightEvaluator(Evaluator):
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             index = order[step * size : (step + 1) * size]
-            arch = sample()
-            if not isinstance(arch, Architecture):
-                if self._world > 1:
-                    raise ValueError("fair steps (several children per step) train in one process")
-                trained = self._fair_step(x[index], y[index], list(arch))
+            drawn = sample()
+            children = [drawn] if isinstance(drawn, Architecture) else list(drawn)
+            if self._world == 1:
+                trained = self._step(x[index], y[index], children)
                 if trained is None:
                     skipped += 1
                     continue
@@ -277,22 +276,21 @@ class SharedWeightEvaluator(Evaluator):
                 correct += trained[1]
                 seen += trained[2] * len(index)
                 continue
-            if self._world > 1:
-                if len(index) < self._world:  # too small to shard: every process skips it
-                    skipped += 1
-                    continue
-                index = index.tensor_split(self._world)[self._rank]
-            logits = model(x[index], arch)
-            loss = self.loss_fn(logits, y[index])
-            if self._world == 1 and not torch.isfinite(loss):
+            if len(children) != 1:
+                raise ValueError("fair steps (several children per step) train in one process")
+            (arch,) = children
+            if len(index) < self._world:  # too small to shard: every process skips it
                 skipped += 1
                 continue
+            index = index.tensor_split(self._world)[self._rank]
+            logits = model(x[index], arch)
+            loss = self.loss_fn(logits, y[index])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             norm = nn.utils.clip_grad_norm_(
                 [p for p in self._parameters if p.grad is not None], self.config.grad_clip
             )
-            if self._world > 1 and not torch.isfinite(norm):
+            if not torch.isfinite(norm):
                 # A shard's loss was not finite: the averaged gradients are not either, on
                 # every process alike, so all skip the step (a collective decision for free).
                 skipped += 1
@@ -316,13 +314,14 @@ class SharedWeightEvaluator(Evaluator):
             "seconds": time.perf_counter() - started,
         }
 
-    def _fair_step(
+    def _step(
         self, x: torch.Tensor, y: torch.Tensor, children: list[Architecture]
     ) -> tuple[float, int, int] | None:
-        """One optimizer step from every child's gradients on ``(x, y)``, summed (each
-        child's backward runs at once: one graph held at a time). Returns the children's
-        summed loss, summed correct count and how many children trained, or ``None`` when
-        the step was skipped (no child, or a loss that is not finite)."""
+        """One optimizer step in this process from every child's gradients on ``(x, y)``,
+        summed (one child: a plain ENAS step; several: a fair step; each child's backward
+        runs at once: one graph held at a time). Returns the children's summed loss, summed
+        correct count and how many children trained, or ``None`` when the step was skipped
+        (no child, or a loss that is not finite)."""
         if not children:
             return None
         self.optimizer.zero_grad(set_to_none=True)
