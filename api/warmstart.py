@@ -14,9 +14,10 @@ from api.auth import Principal
 from api.models import JobModel, JobState
 from api.repositories import CheckpointRepository, JobRepository, TrialRepository
 from nas.errors import SpecError
+from nas.spaces import SPACES
 from nas.spec import ResolvedSpec
 from nas.trial import TrialState
-from nas.warmstart import Source, SourceTrial, observations_from_trials, priors_from_trials
+from nas.warmstart import Source, SourceTrial, observations_from_trials, priors_for
 from workers.search import parse_spec
 from workers.warmstart import controller_transfer
 
@@ -46,11 +47,14 @@ def resolve_warm_start(
     stored = resolved.to_dict()
     jobs = _source_jobs(session, principal, warm.jobs, warm.limit, stored)
     trials = TrialRepository(session)
+    predicted = warm.predicted_count(joint=bool(resolved.hparams))
     sources = []
     for loc, job in jobs:
         completed = int((job.state_counts or {}).get(TrialState.COMPLETE.value, 0))
-        # Every completed trial (up to a bound) for the observations; priors take the best.
-        take = max(2 * warm.top_k, _OBSERVATION_SCAN if warm.observations_per_source else 0)
+        # Every completed trial (up to a bound) for the observations and the model; priors
+        # take the best.
+        everything = warm.observations_per_source or predicted
+        take = max(2 * warm.top_k, _OBSERVATION_SCAN if everything else 0)
         rows = trials.top(job.id, take, maximize=job.maximize) if completed else []
         if not rows:
             raise SpecError.at(loc, f"job {job.id} has no completed trial to start from")
@@ -62,7 +66,8 @@ def resolve_warm_start(
                 completed,
             )
         )
-    priors = priors_from_trials(sources, top_k=warm.top_k)
+    space = SPACES.get(resolved.spec.space.name).from_config(resolved.space_params)
+    priors = priors_for(sources, space, top_k=warm.top_k, predicted=predicted)
     stored["warm_start"]["priors"] = priors
     stored["warm_start"]["observations"] = observations_from_trials(
         sources, per_source=warm.observations_per_source
@@ -88,6 +93,7 @@ def resolve_warm_start(
         }
         for _, job in jobs
     ]
+    stored["warm_start"]["predicted"] = predicted
     return parse_spec(stored)
 
 

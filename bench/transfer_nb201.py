@@ -1,8 +1,11 @@
 """Warm starts across NAS-Bench-201 datasets (issue 14), through the product's own path.
 
-For each seed s and controller: a source search on ``--source`` (default CIFAR-10) at that
-dataset's protocol budget with seed 1000 + s, its trials turned into priors by
-``nas.warmstart.priors_from_trials`` (as the service does for ``warm_start.jobs``), then the
+For each seed s and controller: a source search on ``--source`` (default CIFAR-10; ``related``:
+each target's nearest other dataset, CIFAR-100 for ImageNet16-120 and ImageNet16-120 for
+CIFAR-100, CIFAR-100 for CIFAR-10) at that dataset's protocol budget with seed 1000 + s, its
+trials turned into priors by ``nas.warmstart.priors_for`` (as the service does for
+``warm_start.jobs``: the ``top_k - predicted`` best it evaluated, and ``predicted``
+architectures a model of its trials predicts best), then the
 target search with ``warm_start.priors`` in its spec (``parse_spec`` -> ``build_components``,
 which hands the priors to the controller -> ``SearchLoop``), cold and warm, on the first
 ``--queries`` queries and at the target's full protocol budget. Figure: the 200-epoch test
@@ -10,8 +13,8 @@ accuracy of the architecture with the best 12-epoch validation accuracy, mean +-
 seeds 0..runs-1; the warm columns print the acceptance targets beside them.
 
     .venv/bin/python bench/transfer_nb201.py [--runs 100] [--only tpe evolution]
-        [--targets cifar100 imagenet16-120] [--source cifar10] [--top-k 10] [--queries 20]
-        [--observations 200]
+        [--targets cifar100 imagenet16-120] [--source cifar10|cifar100|imagenet16-120|related]
+        [--top-k 10] [--predicted 5] [--queries 20] [--observations 200]
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from nas.warmstart import Source, observations_from_trials, priors_from_trials, source_trials
+from nas.spaces.nb201 import Nb201Space
+from nas.warmstart import Source, observations_from_trials, priors_for, source_trials
 from workers.search import SearchLoop, parse_spec
 
 #: dataset -> (spec dataset name, protocol budget in simulated seconds)
@@ -36,6 +40,8 @@ DATASETS = {
     "cifar100": ("nb201-cifar100", 40_000.0),
     "imagenet16-120": ("nb201-imagenet16-120", 120_000.0),
 }
+#: ``--source related``: the source dataset of each target (the nearest other one).
+RELATED = {"cifar10": "cifar100", "cifar100": "imagenet16-120", "imagenet16-120": "cifar100"}
 #: Acceptance (issue 14): warm at the first queries >= cold REA's full-budget figure; warm at
 #: the full budget above these.
 TARGETS = {
@@ -60,13 +66,41 @@ def run(document: dict[str, Any]) -> Any:
     return SearchLoop(parse_spec(document)).run()
 
 
+def warm_starts(
+    controller: str, dataset: str, runs: int, top_k: int, predicted: int, observations: int
+) -> list[dict[str, Any]]:
+    """Per seed, the ``warm_start`` section a source search on ``dataset`` gives, as the
+    service resolves ``warm_start.jobs``."""
+    space = Nb201Space()
+    out = []
+    for seed in range(runs):
+        budget = {"simulated_seconds": DATASETS[dataset][1]}
+        source = run(spec(dataset, controller, 1000 + seed, budget))
+        sources = [Source(seed, source_trials(source.trials), True)]
+        out.append(
+            {
+                "jobs": [1],
+                "priors": priors_for(sources, space, top_k=top_k, predicted=predicted),
+                "observations": observations_from_trials(sources, per_source=observations),
+            }
+        )
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--only", nargs="+", default=["tpe", "evolution"])
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(DATASETS))
-    parser.add_argument("--source", default="cifar10", choices=list(DATASETS))
+    parser.add_argument("--source", default="cifar10", choices=[*DATASETS, "related"])
     parser.add_argument("--top-k", type=int, default=10, help="priors taken from the source")
+    parser.add_argument(
+        "--predicted",
+        type=int,
+        default=None,
+        help="of the top-k, architectures predicted by a model of the source's trials "
+        "(warm_start.predicted; default: the spec's, half of top-k)",
+    )
     parser.add_argument("--queries", type=int, default=20, help="the short budget, in queries")
     parser.add_argument(
         "--observations",
@@ -75,40 +109,26 @@ def main() -> int:
         help="source trials given as observations (warm_start.observations_per_source; 0: none)",
     )
     args = parser.parse_args()
+    predicted = args.top_k // 2 if args.predicted is None else args.predicted
     print(
-        f"source {args.source} at {DATASETS[args.source][1]:,.0f} s, top_k {args.top_k}, "
+        f"source {args.source}, top_k {args.top_k} (predicted {predicted}), "
         f"observations {args.observations}, short budget {args.queries} queries, "
         f"seeds 0..{args.runs - 1}"
     )
     for controller in args.only:
         started = time.perf_counter()
-        priors_by_seed = []
-        observations_by_seed = []
-        for seed in range(args.runs):
-            source = run(
-                spec(
-                    args.source,
-                    controller,
-                    1000 + seed,
-                    {"simulated_seconds": DATASETS[args.source][1]},
-                )
-            )
-            sources = [Source(seed, source_trials(source.trials), True)]
-            priors_by_seed.append(priors_from_trials(sources, top_k=args.top_k))
-            observations_by_seed.append(
-                observations_from_trials(sources, per_source=args.observations)
-            )
+        by_source: dict[str, list[dict[str, Any]]] = {}
         for target in args.targets:
             full = {"simulated_seconds": DATASETS[target][1]}
             short = {"trials": args.queries}
             rows: dict[str, list[float]] = {}
             queries: list[int] = []
-            for seed in range(args.runs):
-                warm = {
-                    "jobs": [1],
-                    "priors": priors_by_seed[seed],
-                    "observations": observations_by_seed[seed],
-                }
+            source = RELATED[target] if args.source == "related" else args.source
+            if source not in by_source:
+                by_source[source] = warm_starts(
+                    controller, source, args.runs, args.top_k, predicted, args.observations
+                )
+            for seed, warm in enumerate(by_source[source]):
                 for label, budget, warm_start in (
                     (f"cold, {args.queries} queries", short, None),
                     (f"warm, {args.queries} queries", short, warm),
@@ -128,7 +148,7 @@ def main() -> int:
                 if label.startswith("warm") and goal is not None:
                     mark = f"  target >= {goal}: {'met' if statistics.fmean(values) >= goal else 'NOT met'}"
                 print(
-                    f"{controller:10s} {target:15s} {label:22s} "
+                    f"{controller:10s} {target:15s} {label:22s} from {source:15s} "
                     f"{statistics.fmean(values):6.2f} +- {statistics.pstdev(values):.2f}{mark}"
                 )
             print(

@@ -227,6 +227,9 @@ class PriorSpec(_Strict):
     hparams: dict[str, Any] = Field(default_factory=dict)
     score: float = Field(ge=0, le=1, description="rank in its source: 1 = the source's best")
     source: int | str | None = Field(None, description="the source job id or run folder")
+    predicted: bool = Field(
+        False, description="not evaluated by a source: predicted by a model of their trials"
+    )
 
 
 class WarmStartSpec(_Strict):
@@ -236,7 +239,9 @@ class WarmStartSpec(_Strict):
     first, at most ``limit``), or ``runs`` (``nas search`` output folders); ``top_k`` of
     their best distinct configurations are used; ``tpe`` and ``gp`` also learn from up to
     ``observations_per_source`` of each source's trials (``observations``), ``enas`` and
-    ``metaqnn`` start from a source's last policy / Q-table (``controller_state``). The
+    ``metaqnn`` start from a source's last policy / Q-table (``controller_state``).
+    ``predicted`` of the ``top_k`` are architectures no source evaluated, predicted best by a
+    model of the sources' trials (``nas.warmstart.predicted_priors``). The
     service and ``nas search`` write the resolved ``priors``, ``observations``,
     ``controller_state`` (and ``sources``) into the stored spec, so a job keeps them."""
 
@@ -247,6 +252,14 @@ class WarmStartSpec(_Strict):
     limit: int = Field(5, ge=1, le=50, description="most source jobs a query takes")
     runs: list[str] | None = Field(None, min_length=1, max_length=50)
     top_k: int = Field(20, ge=1, le=1000, description="configurations taken from the sources")
+    predicted: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="of the top_k, architectures no source evaluated, predicted best by a "
+        "model of the sources' trials; null: half of top_k (rounded down) for a search of "
+        "architectures alone, 0 with an hparams section (the model sees architectures only)",
+    )
     observations_per_source: int = Field(
         200,
         ge=0,
@@ -270,7 +283,19 @@ class WarmStartSpec(_Strict):
             raise ValueError(f"name sources one way: {' or '.join(named)}")
         if not named and self.priors is None:
             raise ValueError("name the sources: jobs, query or runs")
+        if self.predicted is not None and self.predicted > self.top_k:
+            raise ValueError(
+                f"predicted ({self.predicted}) counts among the top_k ({self.top_k}) "
+                "priors: it must not exceed top_k"
+            )
         return self
+
+    def predicted_count(self, *, joint: bool) -> int:
+        """How many priors the model predicts: ``predicted``, or its default (half of
+        ``top_k`` for an architecture search, none for a ``joint`` one)."""
+        if self.predicted is not None:
+            return self.predicted
+        return 0 if joint else self.top_k // 2
 
 
 class JobSpec(_Strict):
@@ -708,6 +733,14 @@ def _check_combinations(
             errors.append(_err(loc, msg))
     space = SPACES.get(spec.space.name)
     warm = spec.warm_start
+    if warm is not None and spec.hparams and warm.predicted:
+        errors.append(
+            _err(
+                ("warm_start", "predicted"),
+                "the model predicts architectures alone, and this job searches "
+                "hyperparameters too (an hparams section): set predicted to 0 or leave it out",
+            )
+        )
     if warm is not None and warm.priors:
         from nas.hparams import HparamSpace
         from nas.warmstart import check_priors

@@ -7,28 +7,44 @@ raw values do not (72 % is a poor CIFAR-10 accuracy and a good CIFAR-100 one). T
 controller proposes the best priors first (``Controller.warm_start``), learns from what they
 score on the target like from any proposal, then goes on as it would have.
 
+Beyond what the sources evaluated, a model of their trials (``predicted_priors``: kernel
+ridge regression of the rank score on the architecture's choices, with a second-degree
+kernel so that pairs of choices count, not each alone) predicts which architectures *none of
+them tried* are best; ``warm_start.predicted`` of the priors are such predictions. A source
+of a hundred trials rarely holds its own dataset's best architectures, but its trials say
+which choices and pairs of choices do well, and the model extrapolates to combinations it
+never saw (measured on NAS-Bench-201 in BENCHMARKS.md).
+
 The priors are stored in the job's spec (``warm_start.priors``), so a job does not depend on
 its sources after submit (a source deleted later changes nothing) and resumes exactly.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from nas.architecture import Architecture
 from nas.errors import SpecError
 from nas.trial import TrialRecord, TrialState
+
+if TYPE_CHECKING:
+    from nas.spaces.base import SearchSpace
 
 __all__ = [
     "Source",
     "SourceTrial",
     "check_priors",
     "observations_from_trials",
+    "predicted_priors",
+    "priors_for",
     "priors_from_trials",
     "resolve_runs",
     "source_from_run",
@@ -87,6 +103,128 @@ def priors_from_trials(sources: Sequence[Source], *, top_k: int) -> list[dict[st
         if len(priors) == top_k:
             break
     return priors
+
+
+def priors_for(
+    sources: Sequence[Source], space: SearchSpace, *, top_k: int, predicted: int
+) -> list[dict[str, Any]]:
+    """A warm start's priors: the ``top_k - predicted`` best distinct configurations the
+    sources evaluated (``priors_from_trials``) and ``predicted`` architectures none of them
+    tried, predicted best by a model of their trials (``predicted_priors``), best score first
+    (the order a controller proposes them in; the sources' own first among equal scores)."""
+    observed = priors_from_trials(sources, top_k=top_k - predicted) if top_k > predicted else []
+    model = predicted_priors(sources, space, count=predicted) if predicted else []
+    return sorted(observed + model, key=lambda p: -p["score"])
+
+
+#: Candidates the model scores: every architecture of a space with at most this many,
+#: else this many uniform samples plus the one-decision neighbours of the sources' best.
+MAX_CANDIDATES = 20_000
+#: Source trials the model is fitted to (evenly spaced in rank when there are more).
+MAX_MODEL_TRIALS = 1_000
+#: Ridge of the kernel regression (on rank scores in [0, 1]); measured in BENCHMARKS.md.
+RIDGE = 0.1
+
+
+def predicted_priors(
+    sources: Sequence[Source], space: SearchSpace, *, count: int, seed: int = 0
+) -> list[dict[str, Any]]:
+    """``count`` architectures of ``space`` that no source evaluated, best first as
+    predicted by kernel ridge regression of the sources' rank scores (``1 - rank / n`` in
+    each source, as ``priors_from_trials`` scores them) on the architecture's choices.
+
+    The kernel of two architectures is ``((1 + m) / (1 + d)) ** 2``, ``m`` of their ``d``
+    decisions chosen alike: a regression on each choice and each pair of choices, fitted in
+    the trials' dual so its cost grows with the trials, not with the pairs. Candidates: the
+    whole space when it has at most ``MAX_CANDIDATES`` architectures, else that many uniform
+    samples (from ``seed``) and the one-decision neighbours of the sources' ten best; only
+    architectures the space ``holds``. Entries are ``warm_start.priors`` entries with
+    ``score`` the predicted rank score (clipped to [0, 1]), ``source`` ``None`` and
+    ``predicted`` true. Empty when the sources have fewer than two scored trials."""
+    if count <= 0:
+        return []
+    fitted: list[tuple[tuple[int, ...], float]] = []
+    seen: set[tuple[int, ...]] = set()
+    for source in sources:
+        done = _ranked(source)
+        n = max(source.completed or 0, len(done))
+        for rank, trial in enumerate(done):
+            choices = tuple(int(c) for c in trial.architecture["choices"])
+            seen.add(choices)
+            fitted.append((choices, 1.0 - rank / n))
+    if len(fitted) < 2:
+        return []
+    if len(fitted) > MAX_MODEL_TRIALS:
+        fitted.sort(key=lambda item: -item[1])
+        step = (len(fitted) - 1) / (MAX_MODEL_TRIALS - 1)
+        fitted = [fitted[round(i * step)] for i in range(MAX_MODEL_TRIALS)]
+    cards = [d.num_choices for d in space.decisions()]
+    offsets = np.concatenate([[0], np.cumsum(cards)[:-1]]).astype(np.int64)
+
+    def one_hot(rows: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(rows), int(sum(cards))), dtype=np.float32)
+        out[np.arange(len(rows))[:, None], rows + offsets] = 1.0
+        return out
+
+    def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return ((1.0 + a @ b.T) / (1.0 + len(cards))) ** 2
+
+    train = one_hot(np.asarray([c for c, _ in fitted], dtype=np.int64))
+    y = np.asarray([v for _, v in fitted], dtype=np.float64)
+    mean = float(y.mean())
+    gram = kernel(train, train).astype(np.float64)
+    alpha = np.linalg.solve(gram + RIDGE * np.eye(len(y)), y - mean)
+
+    candidates = [c for c in _candidates(space, cards, fitted, seed) if c not in seen]
+    picked: list[dict[str, Any]] = []
+    for start in range(0, len(candidates), 4096):
+        chunk = candidates[start : start + 4096]
+        scores = kernel(one_hot(np.asarray(chunk, dtype=np.int64)), train) @ alpha + mean
+        picked.extend(zip(scores.tolist(), range(start, start + len(chunk)), strict=True))
+        picked.sort(key=lambda item: (-item[0], item[1]))
+        del picked[4 * count :]  # keep a margin for architectures the space does not hold
+    out: list[dict[str, Any]] = []
+    for score, index in picked:
+        arch = Architecture(space.name, candidates[index], space.version)
+        try:
+            space.validate(arch)
+        except ValueError:
+            continue
+        if not space.holds(arch):
+            continue
+        out.append(
+            {
+                "architecture": arch.to_dict(),
+                "hparams": {},
+                "score": min(1.0, max(0.0, score)),
+                "source": None,
+                "predicted": True,
+            }
+        )
+        if len(out) == count:
+            break
+    return out
+
+
+def _candidates(
+    space: SearchSpace,
+    cards: Sequence[int],
+    fitted: Sequence[tuple[tuple[int, ...], float]],
+    seed: int,
+) -> list[tuple[int, ...]]:
+    """The choice sequences ``predicted_priors`` scores, without repeats, in a fixed order."""
+    if math.prod(cards) <= MAX_CANDIDATES:
+        return list(itertools.product(*(range(c) for c in cards)))
+    rng = np.random.default_rng(seed)
+    found: dict[tuple[int, ...], None] = {}
+    for _ in range(MAX_CANDIDATES):
+        found.setdefault(tuple(int(c) for c in space.sample(rng).choices), None)
+    for choices, _ in sorted(fitted, key=lambda item: -item[1])[:10]:
+        for i, card in enumerate(cards):
+            for alternative in range(card):
+                if alternative != choices[i]:
+                    found.setdefault((*choices[:i], alternative, *choices[i + 1 :]), None)
+    return list(found)
 
 
 def observations_from_trials(sources: Sequence[Source], *, per_source: int) -> list[dict[str, Any]]:
@@ -161,21 +299,32 @@ def resolve_runs(document: Mapping[str, Any]) -> dict[str, Any]:
     space = doc.get("space")
     if not isinstance(warm, Mapping) or not warm.get("runs") or not isinstance(space, Mapping):
         return doc  # (a malformed section is reported by the spec's own validation)
-    from nas.spaces import SPACES
-    from nas.spec import Component
+    from pydantic import ValidationError
 
-    component = Component.model_validate(dict(space))
+    from nas.spaces import SPACES
+    from nas.spec import Component, WarmStartSpec
+
+    try:
+        component = Component.model_validate(dict(space))
+        section = WarmStartSpec.model_validate(dict(warm))
+    except ValidationError:
+        return doc  # reported at its field by the spec's own validation
     if component.name not in SPACES:
         return doc
-    config = SPACES.get(component.name).Config.model_validate(component.params)
+    space_class = SPACES.get(component.name)
+    config = space_class.Config.model_validate(component.params)
     stored_space = {"name": component.name, **config.model_dump(mode="json")}
     sources = [source_from_run(run, space=stored_space) for run in warm["runs"]]
-    priors = priors_from_trials(sources, top_k=int(warm.get("top_k", 20)))
-    observations = observations_from_trials(
-        sources, per_source=int(warm.get("observations_per_source", 200))
+    priors = priors_for(
+        sources,
+        space_class.from_config(config),
+        top_k=section.top_k,
+        predicted=section.predicted_count(joint=bool(doc.get("hparams"))),
     )
+    observations = observations_from_trials(sources, per_source=section.observations_per_source)
     doc["warm_start"] = {
         **warm,
+        "predicted": section.predicted_count(joint=bool(doc.get("hparams"))),
         "priors": priors,
         "observations": observations,
         "sources": [

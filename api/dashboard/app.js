@@ -361,7 +361,8 @@ async function jobPage(id) {
       ["Trials", `${j.n_trials} (${Object.entries(j.trial_states).map(([k, v]) => `${k} ${v}`).join(", ") || "none"})`],
       ["Controller", spec.controller?.name], ["Space", spec.space?.name], ["Dataset", spec.dataset?.name],
       ["Evaluator", spec.evaluator?.name], ["Objective", `${metric} (${spec.objective?.direction || ""})`],
-      ["Warm start", (spec.warm_start?.sources || []).map((x) => `job ${x.job_id} (${x.name})`).join(", ") || "–"],
+      ["Warm start", ((spec.warm_start?.sources || []).map((x) => `job ${x.job_id} (${x.name})`).join(", ") || "–")
+        + (spec.warm_start?.predicted ? `; ${spec.warm_start.predicted} predicted by a model of their trials` : "")],
     ]),
     h("p", {}, actions(j, () => route())));
   drawHead(job);

@@ -142,6 +142,12 @@ class SearchSpace(ABC):
         self.validate(arch)
         return arch
 
+    def holds(self, arch: Architecture) -> bool:
+        """Whether ``arch`` (a valid choice sequence) is one this space can evaluate; every
+        sequence in most spaces, only the table's rows in ``table``. Used where candidates
+        are made without a controller (``nas.warmstart.predicted_priors``)."""
+        return True
+
     # --- contract --------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> Architecture:
         """A uniformly random architecture, drawn from ``rng`` only."""

@@ -153,6 +153,10 @@ class TableSpace(SearchSpace):
         self.validate(arch)
         return self._index[1].get(tuple(arch.choices))
 
+    def holds(self, arch: Architecture) -> bool:
+        """Only a combination that a row of the table holds."""
+        return self.row_of(arch) is not None
+
     def rows_of(self, archs: Sequence[Architecture]) -> list[int | None]:
         """``row_of`` of each architecture."""
         return [self.row_of(arch) for arch in archs]

@@ -86,7 +86,7 @@ def test_a_table_job_warm_starts_from_another_on_the_same_table(
         name="warm",
         controller={"name": "tpe"},
         budget={"trials": 6},
-        warm_start={"jobs": [source["id"]], "top_k": 3},
+        warm_start={"jobs": [source["id"]], "top_k": 3, "predicted": 0},
         seed=9,
     )
     job = client.submit(warm)

@@ -39,7 +39,7 @@ def test_a_warm_started_job_proposes_its_sources_best_first_and_outlives_them(
         dataset={"name": "nb201-cifar100"},
         controller={"name": "tpe"},
         budget={"trials": 10},
-        warm_start={"jobs": [source["id"]], "top_k": 5},
+        warm_start={"jobs": [source["id"]], "top_k": 5, "predicted": 0},
         seed=7,
     )
     job = client.submit(spec)
@@ -55,6 +55,23 @@ def test_a_warm_started_job_proposes_its_sources_best_first_and_outlives_them(
     expected = _top_distinct(client, source["id"], 5)
     assert _first_trials(client, job["id"], 5) == expected
     assert [p["architecture"]["choices"] for p in warm["priors"]] == expected
+
+    # By default half of top_k are architectures the source never tried, predicted by a
+    # model of its trials, marked, and proposed with the source's best by score.
+    predicted = client.submit(
+        {**spec, "name": "warm-predicted", "warm_start": {"jobs": [source["id"]], "top_k": 5}}
+    )
+    stored = predicted["spec"]["warm_start"]
+    assert stored["predicted"] == 2 and stored["sources"][0]["priors"] == 3
+    model = [p for p in stored["priors"] if p.get("predicted")]
+    observed = [p["architecture"]["choices"] for p in stored["priors"] if not p.get("predicted")]
+    assert len(model) == 2 and observed == expected[:3]
+    tried = set(map(tuple, _first_trials(client, source["id"], 30)))
+    assert all(tuple(p["architecture"]["choices"]) not in tried for p in model)
+    assert client.wait(predicted["id"], timeout=120)["state"] == "SUCCEEDED"
+    assert _first_trials(client, predicted["id"], 5) == [
+        p["architecture"]["choices"] for p in stored["priors"]
+    ]
 
     client.delete(source["id"])
     after = client.job(job["id"])

@@ -414,3 +414,20 @@ def test_the_nb201_example_draws_what_the_nb201_space_draws(nb201_table: Path) -
     assert ours.final_metrics["c10_test200"] == theirs.final_metrics["test_accuracy"]
     assert math.isclose(ours.simulated_s, theirs.simulated_s, rel_tol=1e-9)
     assert np.all(np.isfinite([t.result.cost_s for t in ours.trials]))
+
+
+def test_the_warm_start_model_predicts_only_combinations_the_table_holds(bench: Path) -> None:
+    """(sgd, 64) is no row: the model may rank it high, it is never a prior."""
+    from nas.warmstart import Source, SourceTrial, predicted_priors
+
+    space = TableSpace(path=str(bench), decisions=["opt", "width"])
+    assert not space.holds(Architecture("table", (1, 2))) and space.holds(
+        Architecture("table", (0, 2))
+    )
+    trials = [
+        SourceTrial(Architecture("table", c).to_dict(), {}, v)
+        for c, v in [((0, 0), 70.0), ((0, 1), 80.0), ((1, 0), 60.0)]
+    ]
+    predicted = predicted_priors([Source(1, trials, True)], space, count=3)
+    # Untried: (0, 2) and (1, 1) are rows; (1, 2) is not.
+    assert sorted(tuple(p["architecture"]["choices"]) for p in predicted) == [(0, 2), (1, 1)]

@@ -1,13 +1,24 @@
 """Priors from source searches (``nas.warmstart``): ranks, not raw values; distinct; best
-first; validated against the target's space."""
+first; validated against the target's space; the model's predictions are architectures no
+source tried, the ones its trials point to."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 
 from nas.errors import SpecError
 from nas.spaces import Nb201Space
-from nas.warmstart import Source, SourceTrial, check_priors, priors_from_trials
+from nas.warmstart import (
+    Source,
+    SourceTrial,
+    check_priors,
+    predicted_priors,
+    priors_for,
+    priors_from_trials,
+)
 
 
 def _trial(choices: list[int], objective: float | None, complete: bool = True) -> SourceTrial:
@@ -83,8 +94,126 @@ def test_nas_search_resolves_runs(tmp_path, monkeypatch) -> None:  # type: ignor
     resolved = parse_spec(resolve_runs(target))
     warm = resolved.spec.warm_start
     assert warm is not None and warm.priors is not None and len(warm.priors) == 4
-    assert warm.sources == [{"run": str(tmp_path / "src"), "priors": 4}]
+    # The default: half of top_k evaluated by the source, half predicted by the model.
+    assert warm.sources == [{"run": str(tmp_path / "src"), "priors": 2}]
+    assert warm.predicted == 2
+    assert sorted(p.predicted for p in warm.priors) == [False, False, True, True]
+    tried = {
+        tuple(json.loads(line)["architecture"]["choices"])
+        for line in (tmp_path / "src" / "trials.jsonl").read_text().splitlines()
+    }
+    assert all(tuple(p.architecture["choices"]) not in tried for p in warm.priors if p.predicted)
+    none = {**target, "warm_start": {**target["warm_start"], "predicted": 0}}
+    warm = parse_spec(resolve_runs(none)).spec.warm_start
+    assert warm is not None and warm.sources == [{"run": str(tmp_path / "src"), "priors": 4}]
     other = {**target, "space": {"name": "enas-macro"}}
     with pytest.raises(SpecError) as info:
         resolve_runs(other)
     assert info.value.errors[0]["loc"] == ("warm_start", "runs")
+
+
+def _hidden_best_source(space: Nb201Space, best: tuple[int, ...], n: int, seed: int) -> Source:
+    """A source that tried ``n`` random architectures, never ``best``, scored by how many
+    decisions they share with it plus a bonus for sharing the first two together."""
+    rng = np.random.default_rng(seed)
+    trials = []
+    while len(trials) < n:
+        choices = tuple(int(c) for c in space.sample(rng).choices)
+        if choices == best:
+            continue
+        same = [a == b for a, b in zip(choices, best, strict=True)]
+        trials.append(_trial(list(choices), sum(same) + 2.0 * (same[0] and same[1])))
+    return Source(1, trials, True)
+
+
+def test_the_model_predicts_the_best_architecture_no_source_tried() -> None:
+    space = Nb201Space()
+    best = (3, 1, 4, 0, 2, 3)
+    source = _hidden_best_source(space, best, n=80, seed=0)
+    tried = {tuple(t.architecture["choices"]) for t in source.trials}
+    predicted = predicted_priors([source], space, count=5)
+    assert len(predicted) == 5
+    assert tuple(predicted[0]["architecture"]["choices"]) == best
+    assert all(tuple(p["architecture"]["choices"]) not in tried for p in predicted)
+    assert all(p["predicted"] and p["source"] is None for p in predicted)
+    scores = [p["score"] for p in predicted]
+    assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
+    # The source's own best is some decisions away from it: the model extrapolated.
+    own_best = priors_from_trials([source], top_k=1)[0]["architecture"]["choices"]
+    assert tuple(own_best) != best
+    assert check_priors(predicted, space, None) == []
+
+
+def test_priors_for_puts_the_sources_best_first_then_the_models() -> None:
+    space = Nb201Space()
+    source = _hidden_best_source(space, (0, 1, 2, 3, 4, 0), n=40, seed=1)
+    priors = priors_for([source], space, top_k=6, predicted=2)
+    assert [p for p in priors if not p.get("predicted")] == priors_from_trials([source], top_k=4)
+    assert sum(p.get("predicted", False) for p in priors) == 2
+    assert [p["score"] for p in priors] == sorted((p["score"] for p in priors), reverse=True)
+    assert priors_for([source], space, top_k=3, predicted=0) == priors_from_trials(
+        [source], top_k=3
+    )
+    assert all(p["predicted"] for p in priors_for([source], space, top_k=3, predicted=3))
+    # Too little to fit a model: no predictions, the observed priors stand.
+    tiny = Source(2, [_trial([0] * 6, 1.0)], True)
+    assert priors_for([tiny], space, top_k=3, predicted=2) == priors_from_trials([tiny], top_k=1)
+
+
+def test_a_large_space_is_sampled_and_searched_near_the_sources_best() -> None:
+    """enas-macro has far more architectures than the model scores: its candidates are
+    uniform samples and the neighbours of the sources' best, all valid in the space."""
+    from nas.spaces import SPACES
+
+    space = SPACES.get("enas-macro").from_config({})
+    assert space.size() > 20_000
+    rng = np.random.default_rng(0)
+    trials = []
+    for _ in range(30):
+        arch = space.sample(rng)
+        trials.append(SourceTrial(arch.to_dict(), {}, float(sum(c == 0 for c in arch.choices))))
+    source = Source(1, trials, True)
+    first = predicted_priors([source], space, count=3)
+    assert predicted_priors([source], space, count=3) == first  # deterministic
+    assert len(first) == 3 and check_priors(first, space, None) == []
+    tried = {tuple(t.architecture["choices"]) for t in trials}
+    assert all(tuple(p["architecture"]["choices"]) not in tried for p in first)
+    best = max(trials, key=lambda t: t.objective or 0.0)
+
+    def zeros(choices: list[int]) -> int:
+        return sum(c == 0 for c in choices)
+
+    assert zeros(first[0]["architecture"]["choices"]) >= zeros(best.architecture["choices"])
+
+
+def test_the_predicted_count_defaults_to_half_of_top_k_and_is_checked() -> None:
+    from workers.search import parse_spec
+
+    spec = {
+        "name": "tgt",
+        "dataset": {"name": "nb201-cifar10"},
+        "space": {"name": "nb201"},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "tabular"},
+        "budget": {"trials": 5},
+        "warm_start": {"jobs": [1], "top_k": 5},
+    }
+    warm = parse_spec(spec).spec.warm_start
+    assert warm is not None and warm.predicted_count(joint=False) == 2
+    assert warm.predicted_count(joint=True) == 0
+    with pytest.raises(SpecError) as info:
+        parse_spec({**spec, "warm_start": {"jobs": [1], "top_k": 5, "predicted": 6}})
+    assert info.value.errors[0]["loc"][0] == "warm_start"
+    assert "top_k" in info.value.errors[0]["msg"]
+    joint = {
+        **spec,
+        "space": {"name": "mlp"},
+        "dataset": {"name": "digits"},
+        "evaluator": {"name": "standalone"},
+        "hparams": {"lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True}},
+        "warm_start": {"jobs": [1], "predicted": 3},
+    }
+    with pytest.raises(SpecError) as info:
+        parse_spec(joint)
+    assert [e["loc"] for e in info.value.errors] == [("warm_start", "predicted")]
+    assert "predicted to 0" in info.value.errors[0]["msg"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import standalone_spec
+from tests.api.conftest import nb201_spec, standalone_spec
 from tests.api.dashboard.conftest import Site
 
 
@@ -255,3 +255,21 @@ def test_submit_shows_the_servers_422_at_the_field(page: Page, site: Site) -> No
     assert selected == "  name: no-such-controller"
     # the 422 is expected; the page reports no other error
     assert [e for e in page.errors if "422" not in e] == []
+
+
+def test_a_warm_started_jobs_page_names_its_sources(page: Page, site: Site) -> None:
+    with site.server.client(site.key) as client:
+        warm = client.submit(
+            nb201_spec(
+                name="nb201-warm",
+                dataset={"name": "nb201-cifar100"},
+                budget={"trials": 6},
+                warm_start={"jobs": [site.nb201["id"]], "top_k": 4},
+            )
+        )
+        assert client.wait(warm["id"], timeout=60)["state"] == "SUCCEEDED"
+    p = page.go(f"/jobs/{warm['id']}")
+    p.wait_for_selector("#charts[data-loaded]")
+    text = p.inner_text("main")
+    assert f"job {site.nb201['id']} (nb201-random); 2 predicted by a model" in text, text
+    assert page.errors == []
