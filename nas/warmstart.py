@@ -175,35 +175,41 @@ def predicted_priors(
     gram = kernel(train, train).astype(np.float64)
     alpha = np.linalg.solve(gram + RIDGE * np.eye(len(y)), y - mean)
 
-    candidates = [c for c in _candidates(space, cards, fitted, seed) if c not in seen]
-    picked: list[dict[str, Any]] = []
-    for start in range(0, len(candidates), 4096):
-        chunk = candidates[start : start + 4096]
-        scores = kernel(one_hot(np.asarray(chunk, dtype=np.int64)), train) @ alpha + mean
-        picked.extend(zip(scores.tolist(), range(start, start + len(chunk)), strict=True))
-        picked.sort(key=lambda item: (-item[0], item[1]))
-        del picked[4 * count :]  # keep a margin for architectures the space does not hold
+    candidates = [
+        c for c in _candidates(space, cards, fitted, seed) if c not in seen and _held(space, c)
+    ]
+    if not candidates:
+        return []
+    scores = np.concatenate(
+        [
+            kernel(one_hot(np.asarray(candidates[i : i + 4096], dtype=np.int64)), train) @ alpha
+            for i in range(0, len(candidates), 4096)
+        ]
+    )
     out: list[dict[str, Any]] = []
-    for score, index in picked:
-        arch = Architecture(space.name, candidates[index], space.version)
-        try:
-            space.validate(arch)
-        except ValueError:
-            continue
-        if not space.holds(arch):
-            continue
+    for index in np.argsort(-scores, kind="stable")[:count]:
         out.append(
             {
-                "architecture": arch.to_dict(),
+                "architecture": Architecture(
+                    space.name, candidates[int(index)], space.version
+                ).to_dict(),
                 "hparams": {},
-                "score": min(1.0, max(0.0, score)),
+                "score": min(1.0, max(0.0, float(scores[index]) + mean)),
                 "source": None,
                 "predicted": True,
             }
         )
-        if len(out) == count:
-            break
     return out
+
+
+def _held(space: SearchSpace, choices: tuple[int, ...]) -> bool:
+    """Whether ``choices`` make an architecture of ``space`` that it can evaluate."""
+    arch = Architecture(space.name, choices, space.version)
+    try:
+        space.validate(arch)
+    except ValueError:
+        return False
+    return space.holds(arch)
 
 
 def _candidates(
