@@ -3,6 +3,7 @@ configurations first, shows its sources, and outlives them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -29,10 +30,10 @@ def _first_trials(client: NasClient, job_id: int, n: int) -> list[list[int]]:
 
 
 def test_a_warm_started_job_proposes_its_sources_best_first_and_outlives_them(
-    client: NasClient,
+    client: NasClient, time_left: Callable[..., float]
 ) -> None:
     source = client.submit(nb201_spec(controller={"name": "tpe"}, budget={"trials": 30}))
-    source = client.wait(source["id"], timeout=120)
+    source = client.wait(source["id"], timeout=time_left(120))
     assert source["state"] == "SUCCEEDED"
     spec = nb201_spec(
         name="warm",
@@ -50,7 +51,7 @@ def test_a_warm_started_job_proposes_its_sources_best_first_and_outlives_them(
     assert [p["score"] for p in warm["priors"]] == sorted(
         (p["score"] for p in warm["priors"]), reverse=True
     )
-    done = client.wait(job["id"], timeout=120)
+    done = client.wait(job["id"], timeout=time_left(120))
     assert done["state"] == "SUCCEEDED"
     expected = _top_distinct(client, source["id"], 5)
     assert _first_trials(client, job["id"], 5) == expected
@@ -68,7 +69,7 @@ def test_a_warm_started_job_proposes_its_sources_best_first_and_outlives_them(
     assert len(model) == 2 and observed == expected[:3]
     tried = set(map(tuple, _first_trials(client, source["id"], 30)))
     assert all(tuple(p["architecture"]["choices"]) not in tried for p in model)
-    assert client.wait(predicted["id"], timeout=120)["state"] == "SUCCEEDED"
+    assert client.wait(predicted["id"], timeout=time_left(120))["state"] == "SUCCEEDED"
     assert _first_trials(client, predicted["id"], 5) == [
         p["architecture"]["choices"] for p in stored["priors"]
     ]
