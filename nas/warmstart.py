@@ -81,13 +81,11 @@ def priors_from_trials(sources: Sequence[Source], *, top_k: int) -> list[dict[st
     Returns ``warm_start.priors`` entries: ``{architecture, hparams, score, source}``."""
     scored: list[tuple[float, int, int, dict[str, Any]]] = []
     for order, source in enumerate(sources):
-        done = _ranked(source)
-        n = max(source.completed or 0, len(done))
-        for rank, trial in enumerate(done):
+        for rank, (trial, score) in enumerate(_ranked(source)):
             entry = {
                 "architecture": dict(trial.architecture),
                 "hparams": dict(trial.hparams),
-                "score": 1.0 - rank / n,
+                "score": score,
                 "source": source.id,
             }
             scored.append((-entry["score"], order, rank, entry))
@@ -146,12 +144,10 @@ def predicted_priors(
     fitted: list[tuple[tuple[int, ...], float]] = []
     seen: set[tuple[int, ...]] = set()
     for source in sources:
-        done = _ranked(source)
-        n = max(source.completed or 0, len(done))
-        for rank, trial in enumerate(done):
+        for trial, score in _ranked(source):
             choices = tuple(int(c) for c in trial.architecture["choices"])
             seen.add(choices)
-            fitted.append((choices, 1.0 - rank / n))
+            fitted.append((choices, score))
     if len(fitted) < 2:
         return []
     if len(fitted) > MAX_MODEL_TRIALS:
@@ -243,7 +239,6 @@ def observations_from_trials(sources: Sequence[Source], *, per_source: int) -> l
     out: list[dict[str, Any]] = []
     for source in sources:
         done = _ranked(source)
-        n = max(source.completed or 0, len(done))
         ranks = list(range(len(done)))
         if per_source <= 0:
             ranks = []
@@ -251,27 +246,29 @@ def observations_from_trials(sources: Sequence[Source], *, per_source: int) -> l
             step = (len(done) - 1) / max(1, per_source - 1)
             ranks = sorted({round(i * step) for i in range(per_source)})
         for rank in ranks:
-            trial = done[rank]
+            trial, score = done[rank]
             out.append(
                 {
                     "architecture": dict(trial.architecture),
                     "hparams": dict(trial.hparams),
-                    "score": 1.0 - rank / n,
+                    "score": score,
                     "source": source.id,
                 }
             )
     return out
 
 
-def _ranked(source: Source) -> list[SourceTrial]:
-    """A source's completed trials with a finite objective, best first."""
+def _ranked(source: Source) -> list[tuple[SourceTrial, float]]:
+    """A source's completed trials with a finite objective, best first, each with its rank
+    score ``1 - rank / n`` (``n`` the source's completed trials, rank 0 its best)."""
     done = [
         t
         for t in source.trials
         if t.complete and t.objective is not None and math.isfinite(t.objective)
     ]
     done.sort(key=lambda t: -t.objective if source.maximize else t.objective)  # type: ignore[operator]
-    return done
+    n = max(source.completed or 0, len(done))
+    return [(trial, 1.0 - rank / n) for rank, trial in enumerate(done)]
 
 
 def source_from_run(run: str | Path, *, space: Mapping[str, Any]) -> Source:
