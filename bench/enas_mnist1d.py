@@ -10,12 +10,21 @@ With ``--max-params N`` the search runs under ``objective.constraints: {max_para
 retrained architecture is checked against the limit. Target (issue 17): >= 99.3 %
 mean test accuracy over 3 seeds under 9,200 parameters, <= 10 min per seed.
 
+With ``--retrain-only OP [OP ...]`` (one op per layer of an ``enas-macro`` spec, no skip
+connections) there is no search: that hand-picked architecture is retrained per seed with
+the spec's ``final:`` recipe (at ``fit`` under ``--max-params``), as a search's winner is;
+``--final KEY=VALUE`` overrides a field of the recipe. It tells what the space and the
+recipe allow, apart from what the search finds.
+
     .venv/bin/python bench/enas_mnist1d.py [--spec SPEC] [--seeds 0 1 2] [--max-params N] [--out DIR]
+    .venv/bin/python bench/enas_mnist1d.py --spec examples/mnist1d-enas-9k.yaml --max-params 9200 \
+        --retrain-only sep_conv5 max_pool3 sep_conv5 max_pool3 sep_conv5 max_pool3 [--final batch_size=64]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -26,7 +35,8 @@ import torch
 from nas.architecture import Architecture
 from nas.constraints import measure_architectures
 from nas.datasets import load_dataset
-from nas.spec import load_spec_file
+from nas.spec import ResolvedSpec, load_spec_file
+from workers.final import retrain
 from workers.local import run_local_search
 from workers.search import parse_spec
 
@@ -41,18 +51,17 @@ def main() -> None:
                         help="search under objective.constraints.max_params")
     parser.add_argument("--out", default=None,
                         help="keep each seed's run directory as OUT/seed<N> (default: discarded)")
+    parser.add_argument("--retrain-only", nargs="+", default=None, metavar="OP",
+                        help="no search: retrain this architecture (one op per layer)")
+    parser.add_argument("--final", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override fields of the spec's final section (JSON values)")
     args = parser.parse_args()
+    if args.retrain_only is not None:
+        retrain_only(args)
+        return
     rows = []
     for seed in args.seeds:
-        spec = load_spec_file(args.spec)
-        spec["seed"] = seed
-        if args.max_params is not None:
-            objective = spec.setdefault("objective", {})
-            objective.setdefault("constraints", {})["max_params"] = args.max_params
-            final = spec.get("final") or {}
-            if final.get("channels") != "fit":
-                final.pop("channels", None)
-        resolved = parse_spec(spec)
+        resolved = seed_spec(args, seed)
         with tempfile.TemporaryDirectory() as scratch:
             out = Path(args.out) / f"seed{seed}" if args.out else Path(scratch)
             started, cpu_started = time.perf_counter(), time.process_time()
@@ -110,6 +119,51 @@ def main() -> None:
           and statistics.mean(r["test_accuracy"] for r in rows) >= accuracy_target
           and within)
     print("PASS" if ok else "FAIL")
+
+
+def seed_spec(args: argparse.Namespace, seed: int) -> ResolvedSpec:
+    """The spec for one seed, under ``--max-params`` and with ``--final`` applied."""
+    spec = load_spec_file(args.spec)
+    spec["seed"] = seed
+    final = spec.get("final") or {}
+    if args.max_params is not None:
+        objective = spec.setdefault("objective", {})
+        objective.setdefault("constraints", {})["max_params"] = args.max_params
+        if final.get("channels") != "fit":
+            final.pop("channels", None)
+    for item in args.final:
+        key, _, value = item.partition("=")
+        try:
+            final[key] = json.loads(value)
+        except json.JSONDecodeError:
+            final[key] = value  # a bare word: adamw, fit
+    if final:
+        spec["final"] = final
+    return parse_spec(spec)
+
+
+def retrain_only(args: argparse.Namespace) -> None:
+    """Retrain one hand-picked enas-macro architecture per seed (``--retrain-only``)."""
+    accuracies = []
+    for seed in args.seeds:
+        resolved = seed_spec(args, seed)
+        space = resolved.build_space()
+        decisions = space.decisions()
+        ops = decisions[0].choices
+        layer_ops = [d for d in decisions if d.name.endswith(".op")]
+        if len(args.retrain_only) != len(layer_ops) or not set(args.retrain_only) <= set(ops):
+            raise SystemExit(f"--retrain-only: {len(layer_ops)} ops, each one of {', '.join(ops)}")
+        given = iter(args.retrain_only)
+        choices = [d.choices.index(next(given)) if d.name.endswith(".op") else 0
+                   for d in decisions]
+        started = time.perf_counter()
+        result = retrain(resolved, space, [space.make(choices)])[0]
+        accuracies.append(result["test_accuracy"])
+        print(f"seed {seed}: test {result['test_accuracy']:.2f} %, params {result['params']}, "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+    std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+    print(f"{' '.join(args.retrain_only)}: test accuracy mean {statistics.mean(accuracies):.2f} "
+          f"+- {std:.2f} over seeds {args.seeds}; final {resolved.spec.final}")
 
 
 if __name__ == "__main__":
