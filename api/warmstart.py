@@ -14,7 +14,6 @@ from api.auth import Principal
 from api.models import JobModel, JobState
 from api.repositories import CheckpointRepository, JobRepository, TrialRepository
 from nas.errors import SpecError
-from nas.spaces import SPACES
 from nas.spec import ResolvedSpec
 from nas.trial import TrialState
 from nas.warmstart import Source, SourceTrial, observations_from_trials, priors_for
@@ -66,8 +65,7 @@ def resolve_warm_start(
                 completed,
             )
         )
-    space = SPACES.get(resolved.spec.space.name).from_config(resolved.space_params)
-    priors = priors_for(sources, space, top_k=warm.top_k, predicted=predicted)
+    priors = priors_for(sources, resolved.build_space(), top_k=warm.top_k, predicted=predicted)
     stored["warm_start"]["priors"] = priors
     stored["warm_start"]["observations"] = observations_from_trials(
         sources, per_source=warm.observations_per_source

@@ -318,16 +318,14 @@ def resolve_runs(document: Mapping[str, Any]) -> dict[str, Any]:
     config = space_class.Config.model_validate(component.params)
     stored_space = {"name": component.name, **config.model_dump(mode="json")}
     sources = [source_from_run(run, space=stored_space) for run in warm["runs"]]
+    predicted = section.predicted_count(joint=bool(doc.get("hparams")))
     priors = priors_for(
-        sources,
-        space_class.from_config(config),
-        top_k=section.top_k,
-        predicted=section.predicted_count(joint=bool(doc.get("hparams"))),
+        sources, space_class.from_config(config), top_k=section.top_k, predicted=predicted
     )
     observations = observations_from_trials(sources, per_source=section.observations_per_source)
     doc["warm_start"] = {
         **warm,
-        "predicted": section.predicted_count(joint=bool(doc.get("hparams"))),
+        "predicted": predicted,
         "priors": priors,
         "observations": observations,
         "sources": [
