@@ -22,6 +22,7 @@ from api.warmstart import resolve_warm_start
 from controllers import CONTROLLERS
 from nas.errors import SpecError
 from nas.spec import ResolvedSpec
+from workers.loops import check_startable
 from workers.search import parse_spec
 
 
@@ -158,6 +159,10 @@ class JobService:
         artifacts = settings.resolved_artifacts_dir()
         policy = resolve_policy_job(self.session, principal, resolved, artifacts)
         check_runnable_here(resolved, settings.backend, settings.ray_address)
+        # What the job would otherwise find wrong only when it starts (a table's columns, an
+        # .npz file's arrays, a policy file, a transferred controller state) is a 422 now.
+        if policy is None:
+            check_startable(resolved)
         job = self.jobs.add(
             JobModel(
                 name=resolved.spec.name,
@@ -169,6 +174,8 @@ class JobService:
         )
         if policy is not None:  # the job's own copy, now that it has an id
             store_policy_copy(self.session, job, policy, artifacts)
+            # with controller.policy naming the copy; a 422 rolls the submit back
+            check_startable(ResolvedSpec.from_stored(job.spec))
         return job
 
     def get(self, principal: Principal, job_id: int) -> JobModel:

@@ -5,6 +5,7 @@ The API turns each of them into a 4xx response; the CLI prints them without a tr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,3 +54,19 @@ class SpecError(NasError, ValueError):
 class ExportError(NasError, ValueError):
     """An architecture cannot be exported: an unknown format, a space or network that the
     format does not support, weights that do not fit, or an export that failed its check."""
+
+
+#: ``space.decisions.1: the table has no column 'x'``: a component's error that starts with
+#: the field it is about (the convention of ``DatasetError`` and the RL² ``PolicyFileError``).
+_AT_FIELD = re.compile(r"([A-Za-z_]\w*(?:\.\w+)*): (.+)", re.DOTALL)
+
+
+def spec_error_at_field(exc: Exception, default: Sequence[str | int]) -> SpecError:
+    """``exc`` as a ``SpecError`` at the field its message starts with (``dataset.path: ...``),
+    else at ``default`` with the whole message."""
+    text = str(exc)
+    match = _AT_FIELD.fullmatch(text)
+    if match is None:
+        return SpecError.at(default, text)
+    loc = [int(part) if part.isdigit() else part for part in match.group(1).split(".")]
+    return SpecError.at(loc, match.group(2))

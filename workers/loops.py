@@ -6,11 +6,17 @@ loop module (a ``workers.search.SearchLoop`` subclass) plus one entry here.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from controllers import CONTROLLERS
+from nas.datasets import check_dataset
+from nas.errors import NasError, SpecError, spec_error_at_field
 from nas.evaluators import EVALUATORS
 from nas.registry import Registry
 from nas.spec import ResolvedSpec
 from workers.meta_train import MetaTrainSearch
-from workers.search import SearchLoop
+from workers.search import SearchLoop, build_controller
 from workers.shared import SharedWeightSearch
 
 LOOPS: Registry[type[SearchLoop]] = Registry("search loop")
@@ -24,4 +30,42 @@ def loop_class(resolved: ResolvedSpec) -> type[SearchLoop]:
     return LOOPS.get(EVALUATORS.get(resolved.spec.evaluator.name).search)
 
 
-__all__ = ["LOOPS", "loop_class"]
+def check_startable(resolved: ResolvedSpec) -> None:
+    """Find now what a job would otherwise find only when it starts, as a ``SpecError`` at
+    the field: the files it reads, as far as their structure tells without loading data (an
+    ``.npz`` dataset's arrays, a table's columns), and what its controller loads (an RL²
+    policy file, a transferred controller state: the controller is built when there is
+    one). A service calls it at submit, once the spec's files are confined to its data
+    roots."""
+    spec = resolved.spec
+    with _errors_at("dataset"):
+        check_dataset(spec.dataset.name, **resolved.dataset_params)
+    with _errors_at("space"):
+        space = resolved.build_space()
+        space.decisions()
+    with _errors_at("evaluator"):
+        EVALUATORS.get(spec.evaluator.name).check_files(
+            space=space, params=resolved.evaluator_params
+        )
+    warm = spec.warm_start
+    loads = (warm is not None and warm.controller_state is not None) or any(
+        loc[0] == "controller" for loc, _ in resolved.file_params(CONTROLLERS)
+    )
+    if loads:  # (a meta-training job has neither: it trains the policy)
+        with _errors_at("controller"):
+            build_controller(resolved, space)
+
+
+@contextmanager
+def _errors_at(section: str) -> Iterator[None]:
+    """A component's error as a ``SpecError`` at the field its message names, else at
+    ``section``."""
+    try:
+        yield
+    except SpecError:
+        raise
+    except (NasError, ValueError, TypeError, KeyError) as exc:
+        raise spec_error_at_field(exc, [section]) from None
+
+
+__all__ = ["LOOPS", "check_startable", "loop_class"]

@@ -133,15 +133,24 @@ class SearchComponents:
 
 
 def build_components(resolved: ResolvedSpec) -> SearchComponents:
-    spec = resolved.spec
     space, evaluator = build_evaluator(resolved)
+    controller = build_controller(resolved, space, deterministic_evaluator=evaluator.deterministic)
+    return SearchComponents(space, evaluator, controller)
+
+
+def build_controller(
+    resolved: ResolvedSpec, space: SearchSpace, *, deterministic_evaluator: bool = False
+) -> Controller:
+    """The spec's controller over ``space``, warm-started as its ``warm_start`` says (the
+    priors and observations; a transferred policy or Q-table)."""
+    spec = resolved.spec
     controller = CONTROLLERS.get(spec.controller.name)(
         space=space,
         direction=spec.objective.direction,
         seed=spec.seed,
         **({"objectives": spec.objective.objectives} if spec.objective.is_multi else {}),
         **({"hparams": resolved.hparams} if resolved.hparams is not None else {}),
-        deterministic_evaluator=evaluator.deterministic,
+        deterministic_evaluator=deterministic_evaluator,
         **resolved.controller_params,
     )
     warm = spec.warm_start
@@ -161,7 +170,7 @@ def build_components(resolved: ResolvedSpec) -> SearchComponents:
             [p.model_dump() for p in warm.priors],
             observations=[p.model_dump() for p in warm.observations or ()],
         )
-    return SearchComponents(space, evaluator, controller)
+    return controller
 
 
 class SearchLoop:

@@ -73,6 +73,10 @@ class DatasetEntry:
     #: A task distribution's example shape and outputs from its spec parameters without
     #: building it (no data generated or read), or ``None`` where only its data tells.
     task_shape: Callable[..., tuple[tuple[int, ...], int] | None] | None = None
+    #: Not None: checks, with the spec's parameters, what a submit can afford to check of a
+    #: file the dataset reads (its structure, not its data), raising the ``DatasetError``
+    #: that loading it would.
+    check: Callable[..., None] | None = None
 
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
@@ -99,6 +103,14 @@ def load_dataset(name: str, *, seed: int = 0, **config: Any) -> DatasetSplits:
         raise DatasetError(f"dataset {name!r} is {what}; it has no arrays to load")
     params = entry.config.model_validate(config)
     return entry.load(name=name, seed=seed, **params.model_dump())
+
+
+def check_dataset(name: str, **config: Any) -> None:
+    """``DatasetEntry.check`` of a registered dataset with its spec parameters (nothing for a
+    dataset without one)."""
+    entry = DATASETS.get(name)
+    if entry.check is not None:
+        entry.check(**entry.config.model_validate(config).model_dump())
 
 
 def load_tasks(name: str, **config: Any) -> TaskDistribution:

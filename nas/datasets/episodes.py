@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from nas.datasets.base import FILE_PARAM, DatasetEntry, load_dataset
+from nas.datasets.base import FILE_PARAM, DatasetEntry, check_dataset, load_dataset
 from nas.datasets.tasks import SPLITS, TaskBatch, TaskDistribution
 from nas.errors import DatasetError
 
@@ -239,8 +239,20 @@ def _shape(**config: Any) -> tuple[tuple[int, ...], int] | None:
     return None if shape is None else (shape, params.ways)
 
 
+def _check(**config: Any) -> None:
+    """The source npz file's arrays, as their headers tell (``nas.datasets.npz.check_npz``)."""
+    params = EpisodesConfig.model_validate(config)
+    if params.source == "npz" and params.path is not None:
+        check_dataset("npz", path=params.path)
+
+
 ENTRIES = {
     "episodes": DatasetEntry(
-        EpisodesConfig, None, tasks=_tasks, task_loss="cross_entropy", task_shape=_shape
+        EpisodesConfig,
+        None,
+        tasks=_tasks,
+        task_loss="cross_entropy",
+        task_shape=_shape,
+        check=_check,
     )
 }

@@ -1,9 +1,13 @@
 """The user's own data: an ``.npz`` file with arrays ``x``, ``y`` and optionally ``x_test``,
-``y_test``; every problem with the file is reported at ``dataset.path``."""
+``y_test``; every problem with the file is reported at ``dataset.path``. ``check_npz`` finds
+the problems that the arrays' headers show (a service checks them at submit) without reading
+the arrays; loading finds the rest (label values)."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -38,9 +42,7 @@ def load_npz(
 ) -> DatasetSplits:
     """Read the file. Errors say what the file must hold, never what it does hold (a service
     must not tell a client about files it reads)."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise DatasetError(f"dataset.path: no such file {str(file)!r}")
+    file = _file(path)
     try:
         data = np.load(file, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
@@ -49,17 +51,12 @@ def load_npz(
             arrays = {k: data[k] for k in data.files if k in _ARRAYS}
     except (OSError, ValueError, EOFError, KeyError):  # corrupt, .npy, pickled object arrays
         raise DatasetError(f"dataset.path: {_EXPECTED}; this file is not one") from None
-    if "x" not in arrays or "y" not in arrays:
-        raise DatasetError(f"dataset.path: {_EXPECTED}; x or y is missing")
-    if ("x_test" in arrays) != ("y_test" in arrays):
-        raise DatasetError("dataset.path: x_test and y_test go together; one is missing")
+    _check_arrays({k: (a.shape, a.dtype) for k, a in arrays.items()})
     x, y = arrays["x"], arrays["y"]
-    _check_pair("x", "y", x, y)
+    _check_labels("y", y)
     if "x_test" in arrays:
         x_test, y_test = arrays["x_test"], arrays["y_test"]
-        _check_pair("x_test", "y_test", x_test, y_test)
-        if x_test.shape[1:] != x.shape[1:]:
-            raise DatasetError("dataset.path: x_test examples must have the shape of x examples")
+        _check_labels("y_test", y_test)
         x_train, y_train = x, y
     else:
         x_train, y_train, x_test, y_test = split_off(x, y, test_fraction, seed, 0)
@@ -74,16 +71,72 @@ def load_npz(
     )
 
 
-def _check_pair(xname: str, yname: str, x: np.ndarray, y: np.ndarray) -> None:
-    if x.ndim not in (2, 3, 4) or not np.issubdtype(x.dtype, np.number):
+def check_npz(*, path: str, **_: Any) -> None:
+    """What the file's array headers tell, without reading the arrays: an .npz archive
+    holding x and y (and x_test with y_test) of numeric types, ranks and lengths that fit.
+    Raises the ``DatasetError`` that loading it would."""
+    file = _file(path)
+    headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    try:
+        with zipfile.ZipFile(file) as archive:
+            members = {n.removesuffix(".npy"): n for n in archive.namelist() if n.endswith(".npy")}
+            for key in _ARRAYS:
+                if key in members:
+                    with archive.open(members[key]) as member:
+                        version = np.lib.format.read_magic(member)
+                        if version == (1, 0):
+                            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                        elif version == (2, 0):
+                            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                        else:  # a newer format: loading will tell
+                            return
+                    headers[key] = (tuple(shape), np.dtype(dtype))
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        raise DatasetError(f"dataset.path: {_EXPECTED}; this file is not one") from None
+    _check_arrays(headers)
+
+
+def _file(path: str) -> Path:
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DatasetError(f"dataset.path: no such file {str(file)!r}")
+    return file
+
+
+def _check_arrays(arrays: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    """The arrays' presence, types, ranks and lengths, from ``(shape, dtype)`` of each."""
+    if "x" not in arrays or "y" not in arrays:
+        raise DatasetError(f"dataset.path: {_EXPECTED}; x or y is missing")
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise DatasetError("dataset.path: x_test and y_test go together; one is missing")
+    _check_pair("x", "y", arrays["x"], arrays["y"])
+    if "x_test" in arrays:
+        _check_pair("x_test", "y_test", arrays["x_test"], arrays["y_test"])
+        if arrays["x_test"][0][1:] != arrays["x"][0][1:]:
+            raise DatasetError("dataset.path: x_test examples must have the shape of x examples")
+
+
+def _check_pair(
+    xname: str,
+    yname: str,
+    x: tuple[tuple[int, ...], np.dtype],
+    y: tuple[tuple[int, ...], np.dtype],
+) -> None:
+    (x_shape, x_dtype), (y_shape, y_dtype) = x, y
+    if len(x_shape) not in (2, 3, 4) or not np.issubdtype(x_dtype, np.number):
         raise DatasetError(
             f"dataset.path: {xname} must be a numeric array of shape (N, L), (N, C, L) or "
             "(N, C, H, W)"
         )
-    if y.ndim != 1 or len(x) != len(y):
+    if len(y_shape) != 1 or x_shape[0] != y_shape[0]:
         raise DatasetError(f"dataset.path: {yname} must be 1-D labels, one per example of {xname}")
-    if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+    if not np.issubdtype(y_dtype, np.integer):
         raise DatasetError(f"dataset.path: {yname} must hold integer class labels 0..K-1")
 
 
-ENTRIES = {"npz": DatasetEntry(NpzConfig, load_npz)}
+def _check_labels(yname: str, y: np.ndarray) -> None:
+    if len(y) and y.min() < 0:
+        raise DatasetError(f"dataset.path: {yname} must hold integer class labels 0..K-1")
+
+
+ENTRIES = {"npz": DatasetEntry(NpzConfig, load_npz, check=check_npz)}

@@ -202,6 +202,12 @@ class Evaluator(ABC):
         return problems
 
     @classmethod
+    def check_files(cls, *, space: SearchSpace, params: Mapping[str, Any]) -> None:
+        """What a submit can afford to check of the files this evaluator reads with these
+        (validated ``evaluator:``) parameters, raising the error the job would meet when it
+        starts. The default: nothing to check."""
+
+    @classmethod
     @abstractmethod
     def from_spec(
         cls,

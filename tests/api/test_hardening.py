@@ -248,19 +248,30 @@ def test_a_file_under_the_roots_runs_and_errors_name_no_content(
         dataset={"name": "npz", "path": str(good)},
         space={"name": "enas-macro", "layers": 1, "channels": 4},
     )
+    before = http.get("/api/v1/jobs").json()["count"]
     job_id = http.post("/api/v1/jobs", json=spec).json()["id"]
     bad = data_dir / "bad.npz"
     np.savez(bad, secret_array_name=np.zeros((7, 3)))
+    # the arrays' headers are read at submit: a 422 at the field, and no job
+    refused = http.post("/api/v1/jobs", json={**spec, "dataset": {"name": "npz", "path": str(bad)}})
+    assert refused.status_code == 422, refused.text
+    assert _locs(refused) == [["dataset", "path"]]
+    assert "expected an .npz file" in refused.text
+    assert "secret_array_name" not in refused.text and "(7, 3)" not in refused.text
+    # label values only loading sees: the job fails at its start, naming no content either
+    negative = data_dir / "negative.npz"
+    np.savez(negative, x=np.zeros((20, 16), np.float32), y=np.full(20, -7))
     bad_id = http.post(
-        "/api/v1/jobs", json={**spec, "dataset": {"name": "npz", "path": str(bad)}}
+        "/api/v1/jobs", json={**spec, "dataset": {"name": "npz", "path": str(negative)}}
     ).json()["id"]
     done = wait_for(lambda: _finished(http, job_id) and _finished(http, bad_id), timeout=120)
     assert done
     assert http.get(f"/api/v1/jobs/{job_id}").json()["state"] == "SUCCEEDED"
     failed = http.get(f"/api/v1/jobs/{bad_id}").json()
     assert failed["state"] == "FAILED"
-    assert "expected an .npz file" in failed["reason"]
-    assert "secret_array_name" not in failed["reason"] and "(7, 3)" not in failed["reason"]
+    assert "dataset.path: y must hold integer class labels" in failed["reason"]
+    assert "-7" not in failed["reason"]
+    assert http.get("/api/v1/jobs").json()["count"] == before + 2
 
 
 def _finished(http: httpx.Client, job_id: int) -> bool:

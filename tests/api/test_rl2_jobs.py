@@ -34,3 +34,19 @@ def test_an_rl2_job_runs_with_a_policy_under_the_data_roots(
         client.submit(nb201_spec(controller={"name": "rl2", "policy": outside}))
     assert info.value.status_code == 422
     assert info.value.detail[0]["loc"] == ["controller", "policy"]
+
+
+def test_a_policy_file_that_is_no_policy_is_a_422_that_creates_nothing(
+    server: LiveServer, client: NasClient
+) -> None:
+    garbage = server.settings.data_dir / "policies" / "garbage.pt"
+    garbage.parent.mkdir(parents=True, exist_ok=True)
+    garbage.write_bytes(b"not a policy")
+    before = client.jobs()["count"]
+    with pytest.raises(ApiError) as info:
+        client.submit(nb201_spec(controller={"name": "rl2", "policy": str(garbage)}))
+    assert info.value.status_code == 422
+    (problem,) = info.value.detail
+    assert problem["loc"] == ["controller", "policy"]
+    assert "not a readable rl2 policy file" in problem["msg"]
+    assert client.jobs()["count"] == before

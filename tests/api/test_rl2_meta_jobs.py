@@ -116,7 +116,8 @@ def _refused_at_the_field(server: LiveServer, client: NasClient, meta_job: int) 
 
 def _tiny_table(server: LiveServer) -> str:
     table = server.settings.data_dir / "tiny.csv"
-    table.write_text("a,b,acc\n" + "".join(f"{a},{b},{a + b}\n" for a in "xyz" for b in "12"))
+    rows = [(a, b) for a in "xyz" for b in "12"]
+    table.write_text("a,b,acc\n" + "".join(f"{a},{b},{i}\n" for i, (a, b) in enumerate(rows)))
     return str(table)
 
 

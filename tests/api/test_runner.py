@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from api.client import NasClient
 from tests.api.conftest import LiveServer, standalone_spec, wait_for
 
@@ -65,11 +67,12 @@ def test_several_jobs_run_at_once(server_factory: Any, time_left: Callable[..., 
 def test_a_job_that_cannot_run_fails_with_its_cause(client: NasClient, server: Any) -> None:
     data_dir = server.settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "corrupt.npz").write_bytes(b"not an npz file")
-    spec = standalone_spec(dataset={"name": "npz", "path": str(data_dir / "corrupt.npz")})
+    # labels below 0: only loading the arrays tells (a submit reads their headers alone)
+    np.savez(data_dir / "negative.npz", x=np.zeros((20, 16), np.float32), y=np.full(20, -1))
+    spec = standalone_spec(dataset={"name": "npz", "path": str(data_dir / "negative.npz")})
     job = client.wait(client.submit(spec)["id"], timeout=30)
     assert job["state"] == "FAILED"
-    assert "dataset.path: expected an .npz file" in job["reason"]
+    assert "dataset.path: y must hold integer class labels 0..K-1" in job["reason"]
 
 
 def _enas_spec() -> dict[str, Any]:

@@ -117,7 +117,7 @@ def test_a_table_outside_the_data_roots_is_refused_before_it_is_read(
         assert "NAS_DATA_ROOTS" in problem["msg"]
 
 
-def test_a_bad_table_under_the_roots_fails_the_job_naming_the_field_not_the_content(
+def test_a_bad_table_under_the_roots_is_a_422_naming_the_field_not_the_content(
     server: LiveServer, user_key: str
 ) -> None:
     folder = server.settings.data_dir
@@ -127,12 +127,26 @@ def test_a_bad_table_under_the_roots_fails_the_job_naming_the_field_not_the_cont
     with httpx.Client(
         base_url=server.url, headers={"Authorization": f"Bearer {user_key}"}, timeout=30
     ) as http:
-        job_id = http.post("/api/v1/jobs", json=table_spec(bad)).json()["id"]
-    with server.client(user_key) as client:
-        job = client.wait(job_id, timeout=120)
-    assert job["state"] == "FAILED"
-    assert "evaluator.fitness: column 'val' must be numeric" in job["reason"]
-    assert "secret-cell" not in job["reason"]
+        before = http.get("/api/v1/jobs").json()["count"]
+        problems = {
+            "evaluator.fitness": (table_spec(bad), "column 'val' must be numeric"),
+            "space.decisions.1": (
+                {
+                    **table_spec(bad),
+                    "space": {"name": "table", "path": str(bad), "decisions": ["opt", "depth"]},
+                },
+                "the table has no column 'depth'",
+            ),
+        }
+        for field, (spec, message) in problems.items():
+            response = http.post("/api/v1/jobs", json=spec)
+            assert response.status_code == 422, response.text
+            (problem,) = response.json()["detail"]
+            assert ".".join(str(p) for p in problem["loc"]) == field
+            assert problem["msg"].startswith(message)
+            assert "secret-cell" not in response.text
+        # nothing was created
+        assert http.get("/api/v1/jobs").json()["count"] == before
 
 
 def test_a_table_jobs_best_exports_as_json_and_not_as_a_network(

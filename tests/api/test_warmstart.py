@@ -129,6 +129,24 @@ def test_priors_are_validated_against_the_space(http_client: Any) -> None:
     assert response.json()["detail"][0]["loc"] == ["warm_start", "priors", 0, "architecture"]
 
 
+def test_a_controller_state_that_does_not_fit_is_a_422_that_creates_nothing(
+    http_client: Any,
+) -> None:
+    """A state the controller cannot load is found at submit, not when the job starts."""
+    before = http_client.get("/api/v1/jobs").json()["count"]
+    prior = {"architecture": {"space": "nb201", "choices": [3, 3, 3, 3, 3, 3]}, "score": 1}
+    spec = nb201_spec(
+        controller={"name": "enas"},
+        warm_start={"priors": [prior], "controller_state": {"source": 1, "state": {"x": 1}}},
+    )
+    response = http_client.post("/api/v1/jobs", json=spec)
+    assert response.status_code == 422, response.text
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["warm_start", "controller_state"]
+    assert "not an ENAS policy of this space" in problem["msg"]
+    assert http_client.get("/api/v1/jobs").json()["count"] == before
+
+
 @pytest.fixture
 def http_client(server: LiveServer, user_key: str) -> Any:
     with httpx.Client(

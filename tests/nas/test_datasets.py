@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 import nas.datasets.base
-from nas.datasets import DATASETS, DatasetSplits, cache_dir, dataset_shape, load_dataset
+from nas.datasets import (
+    DATASETS,
+    DatasetSplits,
+    cache_dir,
+    check_dataset,
+    dataset_shape,
+    load_dataset,
+)
 from nas.errors import DatasetError, UnknownNameError
 
 SPLITS = ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test")
@@ -159,7 +166,9 @@ def _bad_npz_cases() -> list[object]:
         pytest.param({"x": x}, ["x or y is missing", "arrays x, y"], id="missing-y"),
         pytest.param({"y": y}, ["x or y is missing"], id="missing-x"),
         pytest.param(
-            {"x": x, "y": y[:15]}, ["y must be 1-D labels, one per example of x"], id="length-mismatch"
+            {"x": x, "y": y[:15]},
+            ["y must be 1-D labels, one per example of x"],
+            id="length-mismatch",
         ),
         pytest.param(
             {"x": x, "y": y, "x_test": x}, ["x_test and y_test go together"], id="x_test-alone"
@@ -184,8 +193,12 @@ def _bad_npz_cases() -> list[object]:
             {"x": x, "y": y - 1}, ["y must hold integer class labels"], id="negative-labels"
         ),
         pytest.param({"x": x, "y": y[:, None]}, ["y must be 1-D labels"], id="2d-labels"),
-        pytest.param({"x": x[:, 0], "y": y}, ["x must be a numeric array of shape (N, L)"], id="1d-inputs"),
-        pytest.param({"x": x.astype(str), "y": y}, ["x must be a numeric array"], id="string-inputs"),
+        pytest.param(
+            {"x": x[:, 0], "y": y}, ["x must be a numeric array of shape (N, L)"], id="1d-inputs"
+        ),
+        pytest.param(
+            {"x": x.astype(str), "y": y}, ["x must be a numeric array"], id="string-inputs"
+        ),
     ]
 
 
@@ -232,6 +245,52 @@ def test_npz_too_few_examples_to_split(tmp_path: Path) -> None:
     path = write_npz(tmp_path / "one.npz", x=np.zeros((1, 4)), y=np.zeros(1, dtype=np.int64))
     with pytest.raises(DatasetError, match="cannot split 1 examples"):
         load_dataset("npz", path=path)
+
+
+@pytest.mark.parametrize(("arrays", "messages"), _bad_npz_cases())
+def test_npz_check_reads_the_headers_and_finds_what_loading_would(
+    tmp_path: Path, arrays: dict[str, np.ndarray], messages: list[str]
+) -> None:
+    """A service's submit check: the same error as loading, from the arrays' headers alone;
+    label values are the one thing only loading sees."""
+    path = write_npz(tmp_path / "bad.npz", **arrays)
+    labels = arrays.get("y")
+    if labels is not None and labels.dtype.kind == "i" and labels.min() < 0:
+        check_dataset("npz", path=path)  # negative labels: only loading tells
+        return
+    with pytest.raises(DatasetError) as info:
+        check_dataset("npz", path=path)
+    with pytest.raises(DatasetError) as loaded:
+        load_dataset("npz", path=path)
+    assert str(info.value) == str(loaded.value)
+    for message in messages:
+        assert message in str(info.value)
+
+
+def test_npz_check_passes_good_files_and_refuses_what_is_no_npz(tmp_path: Path) -> None:
+    x, y = signals(30)
+    check_dataset("npz", path=write_npz(tmp_path / "d.npz", x=x, y=y, x_test=x, y_test=y))
+    check_dataset("npz", path=write_npz(tmp_path / "i.npz", x=np.zeros((4, 3, 5, 5)), y=y[:4]))
+    np.savez_compressed(tmp_path / "c.npz", x=x, y=y)  # compressed members read alike
+    check_dataset("npz", path=str(tmp_path / "c.npz"))
+    (tmp_path / "notes.npz").write_text("x,y\n1,2\n")
+    np.save(tmp_path / "x.npy", np.zeros((10, 4)))
+    objects = write_npz(tmp_path / "o.npz", x=np.array([{}] * 10, dtype=object), y=np.arange(10))
+    for path in (str(tmp_path / "notes.npz"), str(tmp_path / "x.npy"), objects):
+        with pytest.raises(DatasetError, match=r"^dataset\.path: "):
+            check_dataset("npz", path=path)
+    with pytest.raises(DatasetError, match="no such file"):
+        check_dataset("npz", path=str(tmp_path / "nope.npz"))
+    check_dataset("mnist1d")  # a dataset with nothing to check: nothing read
+
+
+def test_episodes_over_an_npz_file_check_that_file(tmp_path: Path) -> None:
+    x, y = signals(60, classes=10)
+    good = write_npz(tmp_path / "d.npz", x=x, y=y)
+    check_dataset("episodes", source="npz", path=good, ways=2)
+    bad = write_npz(tmp_path / "bad.npz", x=x)
+    with pytest.raises(DatasetError, match=r"^dataset\.path: .*x or y is missing"):
+        check_dataset("episodes", source="npz", path=bad, ways=2)
 
 
 # --- names -------------------------------------------------------------------------------------

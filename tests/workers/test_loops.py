@@ -1,0 +1,108 @@
+"""``check_startable``: what a job would meet only when it starts, found before it exists,
+as a ``SpecError`` at the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nas.errors import DatasetError, SpecError, spec_error_at_field
+from workers.loops import check_startable
+from workers.search import parse_spec
+
+
+def _table_spec(path: Path, **evaluator: Any) -> dict[str, Any]:
+    return {
+        "name": "t",
+        "dataset": {"name": "table"},
+        "space": {"name": "table", "path": str(path), "decisions": ["a", "b"]},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "table", "fitness": "acc", **evaluator},
+        "objective": {"metric": "acc", "direction": "maximize"},
+        "budget": {"trials": 3},
+    }
+
+
+def _problem(spec: dict[str, Any]) -> tuple[list[Any], str]:
+    with pytest.raises(SpecError) as info:
+        check_startable(parse_spec(spec))
+    (problem,) = info.value.errors
+    return list(problem["loc"]), problem["msg"]
+
+
+def test_a_tables_columns_are_checked_at_their_fields(tmp_path: Path) -> None:
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,acc,note\nx,1,0.5,hello\ny,1,0.7,hi\n")
+    check_startable(parse_spec(_table_spec(table)))  # a good one passes
+    assert _problem(_table_spec(table, metrics=["note"])) == (
+        ["evaluator", "metrics", 0],
+        "column 'note' must be numeric (a number or an empty cell in every row)",
+    )
+    assert _problem(_table_spec(table, cost=[{"column": "secs"}])) == (
+        ["evaluator", "cost", 0],
+        "the table has no column 'secs'",
+    )
+    renamed = _table_spec(table)
+    renamed["space"]["decisions"] = ["a", "c"]
+    assert _problem(renamed) == (["space", "decisions", 1], "the table has no column 'c'")
+
+
+def test_a_controller_that_cannot_be_built_is_a_problem_at_its_field() -> None:
+    spec = {
+        "name": "n",
+        "dataset": {"name": "nb201-cifar10"},
+        "space": {"name": "nb201"},
+        "controller": {"name": "metaqnn"},
+        "evaluator": {"name": "tabular"},
+        "budget": {"trials": 3},
+        "warm_start": {
+            "priors": [{"architecture": {"space": "nb201", "choices": [1] * 6}, "score": 1.0}],
+            "controller_state": {"source": 7, "state": {"q": "not a table"}},
+        },
+    }
+    loc, _ = _problem(spec)
+    assert loc == ["warm_start", "controller_state"]
+    del spec["warm_start"]["controller_state"]
+    check_startable(parse_spec(spec))
+
+
+def test_a_meta_training_job_has_no_controller_to_build() -> None:
+    """An rl2-meta job trains the policy its rl2 controller would need: nothing to load."""
+    check_startable(
+        parse_spec(
+            {
+                "name": "meta",
+                "dataset": {"name": "nb201-cifar10"},
+                "space": {"name": "nb201"},
+                "controller": {"name": "rl2"},
+                "evaluator": {
+                    "name": "rl2-meta",
+                    "tasks": ["nb201-cifar10"],
+                    "iterations": 1,
+                },
+                "budget": {"minutes": 1},
+            }
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "loc", "msg"),
+    [
+        ("space.decisions.1: the table has no column 'c'", ["space", "decisions", 1], None),
+        (
+            "dataset.path: expected an .npz file: x: y",
+            ["dataset", "path"],
+            "expected an .npz file: x: y",
+        ),
+        ("dataset 'x' is a task distribution", ["dataset"], "dataset 'x' is a task distribution"),
+    ],
+)
+def test_an_error_message_that_starts_with_a_field_is_placed_there(
+    message: str, loc: list[Any], msg: str | None
+) -> None:
+    (problem,) = spec_error_at_field(DatasetError(message), ["dataset"]).errors
+    assert list(problem["loc"]) == loc
+    assert problem["msg"] == (msg or "the table has no column 'c'")
