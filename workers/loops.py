@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from controllers import CONTROLLERS
 from nas.datasets import check_dataset
 from nas.errors import NasError, SpecError, spec_error_at_field
 from nas.evaluators import EVALUATORS
@@ -33,10 +32,9 @@ def loop_class(resolved: ResolvedSpec) -> type[SearchLoop]:
 def check_startable(resolved: ResolvedSpec) -> None:
     """Find now what a job would otherwise find only when it starts, as a ``SpecError`` at
     the field: the files it reads, as far as their structure tells without loading data (an
-    ``.npz`` dataset's arrays, a table's columns), and what its controller loads (an RL²
-    policy file, a transferred controller state: the controller is built when there is
-    one). A service calls it at submit, once the spec's files are confined to its data
-    roots."""
+    ``.npz`` dataset's arrays, a table's columns), and whether its controller can be built
+    (an RL² policy file, a transferred controller state, a grid that would be too large).
+    A service calls it at submit, once the spec's files are confined to its data roots."""
     spec = resolved.spec
     with _errors_at("dataset"):
         check_dataset(spec.dataset.name, **resolved.dataset_params)
@@ -47,11 +45,7 @@ def check_startable(resolved: ResolvedSpec) -> None:
         EVALUATORS.get(spec.evaluator.name).check_files(
             space=space, params=resolved.evaluator_params
         )
-    warm = spec.warm_start
-    loads = (warm is not None and warm.controller_state is not None) or any(
-        loc[0] == "controller" for loc, _ in resolved.file_params(CONTROLLERS)
-    )
-    if loads:  # (a meta-training job has neither: it trains the policy)
+    if loop_class(resolved).builds_controller:
         with _errors_at("controller"):
             build_controller(resolved, space)
 

@@ -53,6 +53,7 @@ class MetaTrainSearch(SearchLoop):
     """
 
     keeps_evaluator_state = True
+    builds_controller = False
 
     def __init__(
         self,

@@ -192,6 +192,9 @@ class SearchLoop:
     #: that many workers (``workers.supernet_group``); otherwise the loop's one actor (or
     #: the executor's parallel trials) is all there is.
     trains_in_groups: ClassVar[bool] = False
+    #: The loop asks a controller built from the spec (``build_controller``); a loop that
+    #: trains a policy instead (meta-training) builds none.
+    builds_controller: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -68,7 +68,7 @@ def test_a_controller_that_cannot_be_built_is_a_problem_at_its_field() -> None:
     check_startable(parse_spec(spec))
 
 
-def test_a_meta_training_job_has_no_controller_to_build() -> None:
+def test_a_meta_training_job_builds_no_controller() -> None:
     """An rl2-meta job trains the policy its rl2 controller would need: nothing to load."""
     check_startable(
         parse_spec(
@@ -106,3 +106,17 @@ def test_an_error_message_that_starts_with_a_field_is_placed_there(
     (problem,) = spec_error_at_field(DatasetError(message), ["dataset"]).errors
     assert list(problem["loc"]) == loc
     assert problem["msg"] == (msg or "the table has no column 'c'")
+
+
+def test_a_grid_too_large_is_a_problem_at_the_controller() -> None:
+    spec = {
+        "name": "g",
+        "dataset": {"name": "mnist1d"},
+        "space": {"name": "enas-macro", "layers": 12, "channels": 4},
+        "controller": {"name": "grid"},
+        "evaluator": {"name": "standalone", "epochs": 1},
+        "budget": {"trials": 2},
+    }
+    loc, msg = _problem(spec)
+    assert loc == ["controller"]
+    assert "more than max_size=100,000" in msg
