@@ -164,6 +164,22 @@ class TableEvaluator(Evaluator):
                         ),
                     )
                 )
+        decisions = spec.space.params.get("decisions") if spec.space.name == "table" else None
+        columns = {
+            d if isinstance(d, str) else d.get("column") if isinstance(d, Mapping) else None
+            for d in decisions or ()
+        }
+        for field, column in (("fitness", config.fitness), ("heldout", config.heldout)):
+            if column is not None and column in columns:
+                problems.append(
+                    (
+                        ("evaluator", field),
+                        (
+                            f"{column!r} is a decision column (space.decisions): the {field} "
+                            "must be a column of results, e.g. a validation accuracy"
+                        ),
+                    )
+                )
         if spec.budget.simulated_seconds is not None and not config.cost:
             problems.append(
                 (

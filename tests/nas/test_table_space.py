@@ -365,6 +365,13 @@ def test_the_spec_is_checked_against_the_columns_it_names(bench: Path) -> None:
     doc = spec(bench)
     doc["evaluator"]["metrics"] = ["test"]
     assert "never shown to the search" in _problems(doc)[("evaluator",)]
+    # a decision column is no result: not the fitness, not the held-out figure
+    doc = spec(bench, objective={"metric": "width"})
+    doc["evaluator"].update(fitness="width", heldout="opt")
+    doc["space"]["decisions"] = ["opt", {"column": "width", "choices": ["8", "16", "64"]}]
+    problems = _problems(doc)
+    assert set(problems) == {("evaluator", "fitness"), ("evaluator", "heldout")}
+    assert "'width' is a decision column" in problems[("evaluator", "fitness")]
 
 
 def test_the_table_space_evaluator_and_dataset_go_together(bench: Path) -> None:
