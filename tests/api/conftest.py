@@ -199,3 +199,43 @@ def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.05) -> A
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def cluster_processes(cluster: Any, *titles: bytes) -> list[int]:
+    """PIDs of ``cluster``'s Ray worker processes whose title starts with one of ``titles``
+    (Ray titles a process ``ray::<actor class>`` or ``ray::<task>``): children of its nodes'
+    raylets only, so that two test files running side by side (pytest-xdist), each with its
+    own ``ray.cluster_utils.Cluster``, never count or kill each other's processes."""
+    raylets = {
+        str(node.all_processes["raylet"][0].process.pid) for node in cluster.list_all_nodes()
+    }
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if not (proc / "cmdline").read_bytes().startswith(titles):
+                continue
+            parent = next(
+                line.split()[1]
+                for line in (proc / "status").read_text().splitlines()
+                if line.startswith("PPid:")
+            )
+        except (OSError, StopIteration, IndexError):
+            continue  # gone meanwhile
+        if parent in raylets:
+            found.append(int(proc.name))
+    return found
+
+
+def kill_cluster_processes(cluster: Any, title: bytes) -> int:
+    """SIGKILL ``cluster``'s processes titled ``title`` (``cluster_processes``), found first
+    and killed after, so that a process Ray restarts meanwhile is not killed too."""
+    import signal
+
+    killed = 0
+    for pid in cluster_processes(cluster, title):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+        except OSError:
+            continue
+    return killed

@@ -14,6 +14,8 @@ from ray.cluster_utils import Cluster
 from api.client import ApiError
 from tests.api.conftest import (
     LiveServer,
+    cluster_processes,
+    kill_cluster_processes,
     make_settings,
     postgres_database,
     standalone_spec,
@@ -37,15 +39,10 @@ def cluster() -> Iterator[Cluster]:
     cluster.shutdown()
 
 
-def _trial_task_running() -> bool:
-    """A Ray worker process is executing a trial (Ray titles it ``ray::_run_trials``)."""
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if b"ray::_run_trials" in cmdline.read_bytes():
-                return True
-        except OSError:
-            continue
-    return False
+def _trial_task_running(cluster: Cluster) -> bool:
+    """A Ray worker process of ``cluster`` is executing a trial (Ray titles it
+    ``ray::_run_trials``)."""
+    return bool(cluster_processes(cluster, b"ray::_run_trials"))
 
 
 def _gpu_node_ids() -> set[str]:
@@ -113,7 +110,7 @@ def test_a_trial_whose_retries_are_spent_fails_with_the_cause(
             wait_for(
                 lambda: (
                     client.job(job_id)["trial_states"].get("RUNNING", 0) == 1
-                    and _trial_task_running()
+                    and _trial_task_running(cluster)
                 ),
                 timeout=time_left(240),
                 interval=0.05,
@@ -129,21 +126,6 @@ def test_a_trial_whose_retries_are_spent_fails_with_the_cause(
             assert sum(t["state"] == "COMPLETE" for t in trials) == 1  # the job went on
     finally:
         server.stop()
-
-
-def _kill_processes_titled(title: bytes) -> int:
-    import os
-    import signal
-
-    killed = 0
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if cmdline.read_bytes().startswith(title):
-                os.kill(int(cmdline.parent.name), signal.SIGKILL)
-                killed += 1
-        except (OSError, ValueError):
-            continue
-    return killed
 
 
 @pytest.mark.slow
@@ -175,7 +157,7 @@ def test_enas_runs_as_one_actor_and_restarts_from_its_last_epoch(
             wait_for(
                 lambda: client.job(job_id)["n_trials"] >= 10, timeout=time_left(240), interval=0.05
             )
-            assert _kill_processes_titled(b"ray::SearchActor") >= 1
+            assert kill_cluster_processes(cluster, b"ray::SearchActor") >= 1
             job = client.wait(job_id, timeout=time_left())
             assert job["state"] == "SUCCEEDED", job["reason"]
             trials = list(client.all_trials(job_id))

@@ -14,7 +14,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from api.client import ApiError
-from tests.api.conftest import LiveServer, make_settings, wait_for
+from tests.api.conftest import LiveServer, cluster_processes, make_settings, wait_for
 
 EPOCHS, REWARDS = 4, 6
 
@@ -123,16 +123,10 @@ def test_losing_a_workers_node_mid_epoch_restarts_the_group_from_the_last_epoch(
         assert last - before, (before, last)
 
 
-def _group_processes() -> int:
-    """Ray worker processes of a supernet group (Ray titles them ``ray::<class>...``)."""
-    count = 0
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            title = cmdline.read_bytes()
-        except OSError:
-            continue
-        count += title.startswith((b"ray::SearchActor", b"ray::FollowerActor"))
-    return count
+def _group_processes(cluster: Cluster) -> int:
+    """Ray worker processes of a supernet group in ``cluster`` (Ray titles them
+    ``ray::<class>...``)."""
+    return len(cluster_processes(cluster, b"ray::SearchActor", b"ray::FollowerActor"))
 
 
 @pytest.mark.slow
@@ -144,7 +138,7 @@ def test_cancel_ends_every_worker_of_the_group(
         spec = _spec(epochs=1000)  # runs until cancelled
         job_id = client.submit(spec)["id"]
         wait_for(
-            lambda: client.job(job_id)["n_trials"] >= REWARDS and _group_processes() == 2,
+            lambda: client.job(job_id)["n_trials"] >= REWARDS and _group_processes(cluster) == 2,
             timeout=time_left(120),
             interval=0.05,
         )
@@ -153,6 +147,6 @@ def test_cancel_ends_every_worker_of_the_group(
         assert job["state"] == "CANCELLED", job
         # Both workers end and their placement group is gone: the nodes' CPUs are free.
         wait_for(
-            lambda: _group_processes() == 0 and ray.available_resources().get("CPU") == 2,
+            lambda: _group_processes(cluster) == 0 and ray.available_resources().get("CPU") == 2,
             timeout=time_left(60),
         )
