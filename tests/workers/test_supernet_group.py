@@ -98,9 +98,10 @@ def _run(resolved: Any, start: SearchState | None = None, trials: Any = ()) -> t
     def on_safe_point(point: SafePoint) -> None:
         states.append(run.state())
 
-    # One restart allowed, as a job's max_retries would: on a loaded 2-core CI machine a
-    # worker process of the group once died inside gloo, and the group then starts again
-    # from its last epoch's checkpoint, which (as this test checks) changes no result.
+    # One restart allowed, as a job's max_retries would (a restart resumes from the last
+    # epoch's checkpoint, which, as this test checks, changes no result). A CI run once lost
+    # a worker of this group inside gloo: most likely tests/api/test_ray.py, run beside it,
+    # killing every 'ray::SearchActor' on the machine, which it no longer does.
     run = ActorRun(
         resolved, SearchEvents(on_safe_point=on_safe_point), workers=2, max_restarts=1, poll_s=0.05
     )
