@@ -35,10 +35,13 @@ class ConflictError(RuntimeError):
 
 
 def check_runnable_here(
-    resolved: ResolvedSpec, backend: str, ray_address: str | None = None
+    resolved: ResolvedSpec, backend: str, ray_address: str | None = None, *, runs_jobs: bool = True
 ) -> None:
-    """Reject settings this server cannot honour, at submit time (never silently ignored)."""
+    """Reject settings this server cannot honour, at submit time (never silently ignored).
+    ``runs_jobs``: this server runs jobs (an API-only replica cannot tell whether the server
+    that will has a GPU for an inline trial or the ``final:`` retraining)."""
     resources = resolved.spec.resources
+    _check_cuda_devices(resolved, backend, runs_jobs)
     if backend == "inline" and resources.workers != 1:
         raise SpecError.at(
             ["resources", "workers"],
@@ -136,6 +139,40 @@ def check_data_paths(resolved: ResolvedSpec, roots: list[Path]) -> None:
         raise SpecError(problems)
 
 
+def _check_cuda_devices(resolved: ResolvedSpec, backend: str, runs_jobs: bool) -> None:
+    """A ``cuda`` device where the work will find none is a 422, not a job that fails when it
+    starts: trials on Ray see only the GPUs Ray assigns them (``gpus_per_trial``); inline
+    trials and the ``final:`` retraining run in the server that runs jobs."""
+    import torch
+
+    device = resolved.evaluator_params.get("device")
+    if isinstance(device, str) and device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        gpus = resolved.spec.resources.gpus_per_trial
+        if backend == "ray" and gpus <= index:
+            raise SpecError.at(
+                ["evaluator", "device"],
+                f"a trial on Ray sees only the GPUs it is assigned (gpus_per_trial={gpus:g}), "
+                f"so {device!r} would find none: set resources.gpus_per_trial: {index + 1}, "
+                "or device: auto (a GPU when the trial has one, else the CPU)",
+            )
+        if backend != "ray" and runs_jobs and torch.cuda.device_count() <= index:
+            raise SpecError.at(
+                ["evaluator", "device"],
+                f"this server runs trials inline and has {torch.cuda.device_count()} CUDA "
+                f"devices, so {device!r} would find none: set device: auto or cpu",
+            )
+    final = resolved.spec.final
+    if final is not None and final.device.startswith("cuda") and runs_jobs:
+        index = int(final.device.partition(":")[2] or 0)
+        if torch.cuda.device_count() <= index:
+            raise SpecError.at(
+                ["final", "device"],
+                f"final: retrains in this server, which has {torch.cuda.device_count()} CUDA "
+                f"devices, so {final.device!r} would find none: set device: auto or cpu",
+            )
+
+
 class JobService:
     def __init__(self, session: Session, *, settings: Settings | None = None) -> None:
         self.session = session
@@ -158,7 +195,9 @@ class JobService:
         resolved = resolve_warm_start(self.session, principal, resolved)
         artifacts = settings.resolved_artifacts_dir()
         policy = resolve_policy_job(self.session, principal, resolved, artifacts)
-        check_runnable_here(resolved, settings.backend, settings.ray_address)
+        check_runnable_here(
+            resolved, settings.backend, settings.ray_address, runs_jobs=settings.run_jobs
+        )
         # What the job would otherwise find wrong only when it starts (a table's columns, an
         # .npz file's arrays, a policy file, a transferred controller state) is a 422 now.
         if policy is None:
