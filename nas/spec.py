@@ -695,7 +695,11 @@ def _component_params(
     entry = registry.get(component.name)
     config_model = entry.config if section == "dataset" else entry.Config
     try:
-        return config_model.model_validate(component.params, strict=strict).model_dump(mode="json")
+        if strict:  # as JSON: no coercion, but a JSON array is a tuple (class_split: [...])
+            parsed = config_model.model_validate_json(json.dumps(component.params), strict=True)
+        else:
+            parsed = config_model.model_validate(component.params)
+        return parsed.model_dump(mode="json")
     except ValidationError as exc:
         for err in _pydantic_errors(exc):
             err["loc"] = (section, *err["loc"])

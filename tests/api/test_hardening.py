@@ -355,6 +355,39 @@ def test_json_types_are_not_coerced_but_yaml_ones_are(http: httpx.Client) -> Non
     assert _post_yaml(http, yaml_text).status_code == 201
 
 
+def test_a_json_array_is_a_tuple_parameter(http: httpx.Client) -> None:
+    """Pairs and triples (sinusoid ranges, an episodes class split, a MetaQNN schedule) are
+    JSON arrays: strict about their items' types, not about arrays being tuples."""
+    sinusoid = {
+        "name": "s",
+        "dataset": {"name": "sinusoid", "amplitude": [0.5, 2.0], "x_range": [-3, 3]},
+        "space": {"name": "mlp"},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "maml", "meta_iterations": 2},
+        "objective": {"metric": "meta_val_mse", "direction": "minimize"},
+        "budget": {"trials": 1},
+    }
+    episodes = {
+        **sinusoid,
+        "dataset": {
+            "name": "episodes",
+            "source": "mnist1d",
+            "ways": 2,
+            "class_split": [0.5, 0.3, 0.2],
+        },
+        "objective": {"metric": "meta_val_accuracy", "direction": "maximize"},
+    }
+    metaqnn = standalone_spec(
+        trials=1, controller={"name": "metaqnn", "schedule": [[1.0, 2], [0.1, 2]]}
+    )
+    for spec in (sinusoid, episodes, metaqnn):
+        response = http.post("/api/v1/jobs", json=spec)
+        assert response.status_code == 201, response.text
+        http.post(f"/api/v1/jobs/{response.json()['id']}/cancel")
+    sinusoid["dataset"]["amplitude"] = ["0.5", 2.0]  # still strict inside
+    assert _locs(http.post("/api/v1/jobs", json=sinusoid)) == [["dataset", "amplitude", 0]]
+
+
 def test_timestamps_carry_their_utc_offset(http: httpx.Client) -> None:
     job = http.post("/api/v1/jobs", json=nb201_spec(budget={"trials": 3})).json()
     assert job["created_at"].endswith(("Z", "+00:00")), job["created_at"]
