@@ -106,15 +106,10 @@ class EpisodeTasks(TaskDistribution):
         self.ways = int(ways)
         self.class_split = tuple(float(s) for s in class_split)
         self.split_seed = int(split_seed)
+        problem = ways_problem(len(classes), self.ways, self.class_split, name)  # type: ignore[arg-type]
+        if problem is not None:
+            raise DatasetError(f"dataset.ways: {problem}")
         self.splits = split_classes(classes, self.class_split, split_seed)  # type: ignore[arg-type]
-        small = {s: len(c) for s, c in self.splits.items() if len(c) < self.ways}
-        if small:
-            counts = "/".join(str(len(c)) for c in self.splits.values())
-            raise DatasetError(
-                f"dataset.ways: {self.ways}-way tasks need at least {self.ways} classes in each "
-                f"split; {name} has {len(classes)} classes, split {counts} (meta-train/valid/"
-                f"test) by class_split {list(self.class_split)}: lower ways or change class_split"
-            )
         self.x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         self.labels = labels
         self.by_class = {int(c): np.flatnonzero(labels == c) for c in classes}
@@ -196,15 +191,26 @@ class EpisodesConfig(BaseModel):
             raise ValueError("path is the source npz file: set it for source npz, and only then")
         known = SOURCE_CLASSES.get(self.source)
         if known is not None:
-            counts = split_counts(known, self.class_split)
-            if min(counts.values()) < self.ways:
-                raise ValueError(
-                    f"{self.ways}-way tasks need at least {self.ways} classes in each split; "
-                    f"{self.source} has {known} classes, split "
-                    f"{counts['train']}/{counts['valid']}/{counts['test']} by class_split "
-                    f"{list(self.class_split)}: lower ways or change class_split"
-                )
+            problem = ways_problem(known, self.ways, self.class_split, self.source)
+            if problem is not None:
+                raise ValueError(problem)
         return self
+
+
+def ways_problem(
+    n_classes: int, ways: int, shares: tuple[float, float, float], name: str
+) -> str | None:
+    """What is wrong when ``n_classes`` split by ``shares`` leave a split with fewer than
+    ``ways`` classes (``None`` when nothing is)."""
+    counts = split_counts(n_classes, shares)
+    if min(counts.values()) >= ways:
+        return None
+    return (
+        f"{ways}-way tasks need at least {ways} classes in each split; {name} has "
+        f"{n_classes} classes, split {counts['train']}/{counts['valid']}/{counts['test']} "
+        f"(meta-train/valid/test) by class_split {list(shares)}: lower ways or change "
+        "class_split"
+    )
 
 
 def check_split(shares: tuple[float, float, float]) -> None:
@@ -240,10 +246,20 @@ def _shape(**config: Any) -> tuple[tuple[int, ...], int] | None:
 
 
 def _check(**config: Any) -> None:
-    """The source npz file's arrays, as their headers tell (``nas.datasets.npz.check_npz``)."""
+    """The source npz file's arrays, as their headers tell (``nas.datasets.npz.check_npz``),
+    and its classes (its labels alone are read): enough for ``ways`` in each split."""
     params = EpisodesConfig.model_validate(config)
-    if params.source == "npz" and params.path is not None:
-        check_dataset("npz", path=params.path)
+    if params.source != "npz" or params.path is None:
+        return
+    check_dataset("npz", path=params.path)
+    with np.load(params.path, allow_pickle=False) as data:
+        labels = [np.asarray(data[k]).ravel() for k in ("y", "y_test") if k in data.files]
+    name = f"episodes over {params.source}"
+    problem = ways_problem(
+        len(np.unique(np.concatenate(labels))), params.ways, params.class_split, name
+    )
+    if problem is not None:
+        raise DatasetError(f"dataset.ways: {problem}")
 
 
 ENTRIES = {

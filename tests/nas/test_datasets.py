@@ -291,6 +291,9 @@ def test_episodes_over_an_npz_file_check_that_file(tmp_path: Path) -> None:
     bad = write_npz(tmp_path / "bad.npz", x=x)
     with pytest.raises(DatasetError, match=r"^dataset\.path: .*x or y is missing"):
         check_dataset("episodes", source="npz", path=bad, ways=2)
+    # its labels are read: 10 classes split 6/2/2 cannot hold 3-way tasks
+    with pytest.raises(DatasetError, match=r"^dataset\.ways: 3-way tasks need at least 3"):
+        check_dataset("episodes", source="npz", path=good, ways=3)
 
 
 # --- names -------------------------------------------------------------------------------------
