@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -252,7 +253,7 @@ def _check(**config: Any) -> None:
     if params.source != "npz" or params.path is None:
         return
     check_dataset("npz", path=params.path)
-    with np.load(params.path, allow_pickle=False) as data:
+    with np.load(Path(params.path).expanduser(), allow_pickle=False) as data:
         labels = [np.asarray(data[k]).ravel() for k in ("y", "y_test") if k in data.files]
     name = f"episodes over {params.source}"
     problem = ways_problem(
