@@ -145,9 +145,10 @@ def _check_cuda_devices(resolved: ResolvedSpec, backend: str, runs_jobs: bool) -
     trials and the ``final:`` retraining run in the server that runs jobs."""
     import torch
 
+    here = torch.cuda.device_count() if runs_jobs else None  # None: not this server's work
     device = resolved.evaluator_params.get("device")
-    if isinstance(device, str) and device.startswith("cuda"):
-        index = int(device.partition(":")[2] or 0)
+    index = _cuda_index(device)
+    if index is not None:
         gpus = resolved.spec.resources.gpus_per_trial
         if backend == "ray" and gpus <= index:
             raise SpecError.at(
@@ -156,21 +157,30 @@ def _check_cuda_devices(resolved: ResolvedSpec, backend: str, runs_jobs: bool) -
                 f"so {device!r} would find none: set resources.gpus_per_trial: {index + 1}, "
                 "or device: auto (a GPU when the trial has one, else the CPU)",
             )
-        if backend != "ray" and runs_jobs and torch.cuda.device_count() <= index:
+        if backend != "ray" and here is not None and here <= index:
             raise SpecError.at(
                 ["evaluator", "device"],
-                f"this server runs trials inline and has {torch.cuda.device_count()} CUDA "
-                f"devices, so {device!r} would find none: set device: auto or cpu",
+                f"this server runs trials inline and has {here} CUDA devices, so {device!r} "
+                "would find none: set device: auto or cpu",
             )
     final = resolved.spec.final
-    if final is not None and final.device.startswith("cuda") and runs_jobs:
-        index = int(final.device.partition(":")[2] or 0)
-        if torch.cuda.device_count() <= index:
-            raise SpecError.at(
-                ["final", "device"],
-                f"final: retrains in this server, which has {torch.cuda.device_count()} CUDA "
-                f"devices, so {final.device!r} would find none: set device: auto or cpu",
-            )
+    index = None if final is None else _cuda_index(final.device)
+    if final is not None and index is not None and here is not None and here <= index:
+        raise SpecError.at(
+            ["final", "device"],
+            f"final: retrains in this server, which has {here} CUDA devices, so "
+            f"{final.device!r} would find none: set device: auto or cpu",
+        )
+
+
+def _cuda_index(device: object) -> int | None:
+    """The CUDA device a ``device`` setting names (``cuda`` is 0); ``None`` for ``auto`` and
+    ``cpu``."""
+    import torch
+
+    if not isinstance(device, str) or not device.startswith("cuda"):
+        return None
+    return torch.device(device).index or 0
 
 
 class JobService:
