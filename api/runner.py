@@ -64,6 +64,7 @@ from api.repositories import (
     TrialRepository,
 )
 from api.retraining import retrain_final
+from api.services import check_data_paths
 from api.settings import Settings
 from nas.spec import ResolvedSpec
 from nas.trial import RunningTrial, TrialRecord, TrialState
@@ -264,6 +265,13 @@ class JobExecution(threading.Thread):
             retry_transient(
                 self.runner.read, spec, retry_s=self.settings.db_retry_s, what="reading a job"
             )
+        )
+        # Confined at submit, and again now that the job reads them: a file replaced by a
+        # symlink since, or roots narrowed by a restart, must not let it read outside them
+        # (a job's own copy of an RL² policy lies in the artifacts).
+        check_data_paths(
+            resolved,
+            [*self.settings.resolved_data_roots(), Path(os.path.realpath(self.runner.artifacts))],
         )
         events = SearchEvents(
             on_trial=self._on_trial,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,6 +74,34 @@ def test_a_job_that_cannot_run_fails_with_its_cause(client: NasClient, server: A
     job = client.wait(client.submit(spec)["id"], timeout=30)
     assert job["state"] == "FAILED"
     assert "dataset.path: y must hold integer class labels 0..K-1" in job["reason"]
+
+
+def test_a_file_swapped_for_a_link_outside_the_roots_after_submit_fails_the_job_unread(
+    server_factory: Any, tmp_path: Path, time_left: Callable[..., float]
+) -> None:
+    """Files are confined at submit and again when the job starts: one replaced since by a
+    symlink to a file outside the data roots fails the job at its field, and is not read."""
+    api_only: LiveServer = server_factory(run_jobs=False)
+    data_dir = api_only.settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data = data_dir / "data.npz"
+    arrays = {"x": np.zeros((40, 16), np.float32), "y": np.arange(40) % 2}
+    np.savez(data, **arrays)
+    key = api_only.create_key("a")
+    with api_only.client(key) as client:
+        job_id = client.submit(
+            standalone_spec(trials=2, epochs=1, dataset={"name": "npz", "path": str(data)})
+        )["id"]
+    outside = tmp_path / "outside.npz"  # a valid file: only the confinement refuses it
+    np.savez(outside, **arrays)
+    data.unlink()
+    data.symlink_to(outside)
+    runner: LiveServer = server_factory()
+    with runner.client(key) as client:
+        job = client.wait(job_id, timeout=time_left(60))
+        assert job["state"] == "FAILED"
+        assert "dataset.path: must name a file under this server's data roots" in job["reason"]
+        assert job["n_trials"] == 0
 
 
 def _enas_spec() -> dict[str, Any]:
