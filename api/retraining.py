@@ -29,9 +29,10 @@ from api.db import session_scope
 from api.models import ArtifactModel, JobModel, JobState, utcnow
 from api.ranking import InvalidRequestError, rank_architecture
 from api.repositories import ArtifactRepository, JobRepository, TrialRepository
-from api.services import ConflictError, JobService, NotFoundError
+from api.services import ConflictError, JobService, NotFoundError, check_data_paths
 from api.trainable import trainable_problem
 from nas.architecture import Architecture
+from nas.errors import SpecError
 from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
 from nas.trial import RunningTrial, TrialState
@@ -222,9 +223,13 @@ def start_retrain(
     principal: Principal,
     job_id: int,
     rank: int,
+    *,
+    roots: Sequence[Path],
 ) -> RetrainStarted:
     """Record the retraining of rank ``rank`` as a new RUNNING trial of the job (the next
-    number, in one transaction with the job's counts) and start it in the background."""
+    number, in one transaction with the job's counts) and start it in the background. The
+    job's files must still lie under the data ``roots`` (a 409 otherwise: retraining reads
+    its dataset)."""
     with session_scope(write) as session:
         JobService(session).get(principal, job_id)  # 404 before anything else
         job = JobRepository(session).lock(job_id)
@@ -235,6 +240,11 @@ def start_retrain(
             raise InvalidRequestError(
                 ["path", "job_id"], f"job {job_id} cannot be retrained: {problem}"
             )
+        try:
+            check_data_paths(resolved, list(roots))
+        except SpecError as exc:
+            where = "; ".join(f"{'.'.join(map(str, e['loc']))} {e['msg']}" for e in exc.errors)
+            raise ConflictError(f"job {job_id} cannot be retrained here: {where}") from None
         if not JobState(job.state).is_finished():
             raise ConflictError(
                 f"job {job_id} is {job.state}; retrain its architectures once it has finished"

@@ -267,12 +267,8 @@ class JobExecution(threading.Thread):
             )
         )
         # Confined at submit, and again now that the job reads them: a file replaced by a
-        # symlink since, or roots narrowed by a restart, must not let it read outside them
-        # (a job's own copy of an RL² policy lies in the artifacts).
-        check_data_paths(
-            resolved,
-            [*self.settings.resolved_data_roots(), Path(os.path.realpath(self.runner.artifacts))],
-        )
+        # symlink since, or roots narrowed by a restart, must not let it read outside them.
+        check_data_paths(resolved, self.settings.job_file_roots())
         events = SearchEvents(
             on_trial=self._on_trial,
             on_trials_started=self._on_trials_started,

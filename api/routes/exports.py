@@ -163,8 +163,9 @@ def retrain_architecture(
     recorded at once as a new RUNNING trial of the job; when done the trial is COMPLETE with
     ``test_accuracy``, ``params``, ``flops`` (or FAIL with the error), the weights are an
     artifact, the job's ``summary.final`` lists them, and exports of that rank use them.
-    409 while the job runs or another retraining of it runs; 422 for a job whose data cannot
-    be trained on (NAS-Bench-201 tables)."""
+    409 while the job runs or another retraining of it runs, or when its files no longer lie
+    under the data roots; 422 for a job whose data cannot be trained on (NAS-Bench-201
+    tables)."""
     try:
         started = start_retrain(
             state.write,
@@ -173,6 +174,7 @@ def retrain_architecture(
             principal,
             job_id,
             rank,
+            roots=state.settings.job_file_roots(),
         )
     except (NotFoundError, ConflictError, InvalidRequestError) as exc:
         raise _http_error(exc) from None

@@ -301,3 +301,24 @@ def test_queued_and_running_jobs(server_factory: Any, tmp_path: Path) -> None:
         client.delete(long_job)
         assert _rows(server, long_job) == dict.fromkeys(_rows(server, long_job), 0)
         assert not (server.settings.resolved_artifacts_dir() / "jobs" / str(long_job)).exists()
+
+
+def test_a_job_whose_data_file_now_leads_out_of_the_roots_is_not_retrained(
+    client: NasClient, server: LiveServer, tmp_path: Path
+) -> None:
+    data_dir = server.settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data = data_dir / "data.npz"
+    arrays = {"x": np.zeros((40, 16), np.float32), "y": np.arange(40) % 2}
+    np.savez(data, **arrays)
+    spec = standalone_spec(trials=1, epochs=1, dataset={"name": "npz", "path": str(data)})
+    job_id = client.submit(spec)["id"]
+    assert client.wait(job_id, timeout=60)["state"] == "SUCCEEDED"
+    outside = tmp_path / "outside.npz"
+    np.savez(outside, **arrays)
+    data.unlink()
+    data.symlink_to(outside)
+    err = _error(lambda: client.retrain(job_id, 1))
+    assert err.status_code == 409
+    assert "cannot be retrained here: dataset.path must name a file under" in str(err)
+    assert client.job(job_id)["n_trials"] == 1  # nothing recorded
