@@ -29,7 +29,7 @@ from api.auth import Principal
 from api.ranking import InvalidRequestError, RankedArchitecture, rank_architecture
 from api.repositories import ArtifactRepository, JobRepository
 from api.retraining import job_dir, trainable_problem
-from api.services import ConflictError, JobService, NotFoundError
+from api.services import ConflictError, JobService, NotFoundError, check_job_files
 from api.storage import storage_error
 from nas.architecture import Architecture
 from nas.datasets import dataset_shape
@@ -122,11 +122,13 @@ def plan_export(
     fmt: str,
     rank: int,
     *,
+    roots: list[Path],
     untrained: bool = False,
 ) -> ExportPlan:
     """Check an export request: 404 (``NotFoundError``), 409 (``ConflictError``) or 422
     (``InvalidRequestError``) before anything is built."""
     job = JobService(session).get(principal, job_id)
+    check_job_files(job, roots)  # a table space is read to build the network
     resolved = ResolvedSpec.from_stored(job.spec)
     try:
         get_format(fmt)

@@ -29,10 +29,9 @@ from api.db import session_scope
 from api.models import ArtifactModel, JobModel, JobState, utcnow
 from api.ranking import InvalidRequestError, rank_architecture
 from api.repositories import ArtifactRepository, JobRepository, TrialRepository
-from api.services import ConflictError, JobService, NotFoundError, check_data_paths
+from api.services import ConflictError, JobService, NotFoundError, check_job_files
 from api.trainable import trainable_problem
 from nas.architecture import Architecture
-from nas.errors import SpecError
 from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
 from nas.trial import RunningTrial, TrialState
@@ -240,11 +239,7 @@ def start_retrain(
             raise InvalidRequestError(
                 ["path", "job_id"], f"job {job_id} cannot be retrained: {problem}"
             )
-        try:
-            check_data_paths(resolved, list(roots))
-        except SpecError as exc:
-            where = "; ".join(f"{'.'.join(map(str, e['loc']))} {e['msg']}" for e in exc.errors)
-            raise ConflictError(f"job {job_id} cannot be retrained here: {where}") from None
+        check_job_files(job, list(roots))
         if not JobState(job.state).is_finished():
             raise ConflictError(
                 f"job {job_id} is {job.state}; retrain its architectures once it has finished"

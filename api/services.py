@@ -139,6 +139,18 @@ def check_data_paths(resolved: ResolvedSpec, roots: list[Path]) -> None:
         raise SpecError(problems)
 
 
+def check_job_files(job: JobModel, roots: list[Path]) -> None:
+    """The files a stored job names still lie under ``roots`` (``Settings.job_file_roots``):
+    what reads them after submit (a retraining, a chart or an export that builds a table
+    space) checks first, as the runner does when the job starts. ``ConflictError`` (409)
+    naming each field: the request is fine, the file has moved."""
+    try:
+        check_data_paths(ResolvedSpec.from_stored(job.spec), roots)
+    except SpecError as exc:
+        where = "; ".join(f"{'.'.join(map(str, e['loc']))} {e['msg']}" for e in exc.errors)
+        raise ConflictError(f"job {job.id}'s files are not readable here: {where}") from None
+
+
 def _check_cuda_devices(resolved: ResolvedSpec, backend: str, runs_jobs: bool) -> None:
     """A ``cuda`` device where the work will find none is a 422, not a job that fails when it
     starts: trials on Ray see only the GPUs Ray assigns them (``gpus_per_trial``); inline

@@ -15,7 +15,7 @@ from api.deps import CurrentPrincipal, JobId, ReadSession, StateDep, TrialId
 from api.repositories import JobRepository, TrialRepository
 from api.routes.jobs import JobStateParam
 from api.schemas import JobRead
-from api.services import JobService, NotFoundError, job_read
+from api.services import ConflictError, JobService, NotFoundError, check_job_files, job_read
 from nas.errors import ExportError, NasError
 
 STATIC = Path(__file__).resolve().parent.parent / "dashboard"
@@ -25,6 +25,11 @@ router = APIRouter(prefix="/api/v1", tags=["dashboard"])
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such job or trial, or another user's"}
+}
+#: Charts that build the job's space (a table space reads its file).
+_READS_FILES: dict[int | str, dict[str, Any]] = {
+    **_NOT_FOUND,
+    409: {"description": "a file the job names no longer lies under the data roots"},
 }
 _ASSETS = {
     "app.js": "text/javascript",
@@ -51,11 +56,23 @@ def asset(name: str) -> FileResponse:
     return FileResponse(STATIC / name, media_type=media, headers={"Cache-Control": "no-cache"})
 
 
-def _job(session: Any, principal: Any, job_id: int) -> Any:
+def _job(session: Any, principal: Any, job_id: int, roots: list[Path] | None = None) -> Any:
+    """The job (404 if the caller may not see it); with ``roots``, its files checked to lie
+    under them (409), for the charts that build its space."""
     try:
-        return JobService(session).get(principal, job_id)
+        job = JobService(session).get(principal, job_id)
     except NotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    if roots is not None:
+        _files_readable(job, roots)
+    return job
+
+
+def _files_readable(job: Any, roots: list[Path]) -> None:
+    try:
+        check_job_files(job, roots)
+    except ConflictError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
 
 class HistoryBucket(BaseModel):
@@ -116,17 +133,19 @@ class ParallelCoordinates(BaseModel):
     rows: list[ParallelRow]
 
 
-@router.get("/jobs/{job_id}/parallel", response_model=ParallelCoordinates, responses=_NOT_FOUND)
+@router.get("/jobs/{job_id}/parallel", response_model=ParallelCoordinates, responses=_READS_FILES)
 def job_parallel(
     job_id: JobId,
     session: ReadSession,
     principal: CurrentPrincipal,
+    state: StateDep,
     top: Annotated[int, Query(ge=1, le=1000, description="best trials")] = 100,
     sample: Annotated[int, Query(ge=0, le=2000, description="others, evenly spaced")] = 400,
 ) -> dict[str, Any]:
     """Parallel coordinates: each decision and hyperparameter of the ``top`` best completed
     trials and of ``sample`` others evenly spaced by number, with the objective."""
-    return charts.parallel_coordinates(session, _job(session, principal, job_id), top, sample)
+    job = _job(session, principal, job_id, state.settings.job_file_roots())
+    return charts.parallel_coordinates(session, job, top, sample)
 
 
 class Importance(BaseModel):
@@ -141,11 +160,12 @@ class JobImportance(BaseModel):
     importances: list[Importance] = Field(description="most important first")
 
 
-@router.get("/jobs/{job_id}/importance", response_model=JobImportance, responses=_NOT_FOUND)
+@router.get("/jobs/{job_id}/importance", response_model=JobImportance, responses=_READS_FILES)
 def job_importance(
     job_id: JobId,
     session: ReadSession,
     principal: CurrentPrincipal,
+    state: StateDep,
     top: Annotated[int, Query(ge=1, le=1000)] = 100,
     sample: Annotated[int, Query(ge=0, le=2000)] = 200,
     evaluator: Annotated[
@@ -155,9 +175,8 @@ def job_importance(
 ) -> dict[str, Any]:
     """Importance of each decision and hyperparameter for the objective, by one of Optuna's
     importance evaluators, over the ``top`` best completed trials and ``sample`` others."""
-    return charts.param_importance(
-        session, _job(session, principal, job_id), top, sample, evaluator
-    )
+    job = _job(session, principal, job_id, state.settings.job_file_roots())
+    return charts.param_importance(session, job, top, sample, evaluator)
 
 
 class ObjectiveName(BaseModel):
@@ -231,11 +250,13 @@ class TrialDrawing(BaseModel):
     "/trials/{trial_id}/drawing",
     response_model=TrialDrawing,
     responses={
-        **_NOT_FOUND,
+        **_READS_FILES,
         422: {"description": "the space has no network to draw (a user's table)"},
     },
 )
-def trial_drawing(trial_id: TrialId, session: ReadSession, principal: CurrentPrincipal) -> Any:
+def trial_drawing(
+    trial_id: TrialId, session: ReadSession, principal: CurrentPrincipal, state: StateDep
+) -> Any:
     """The trial's architecture drawn by its space (the model card's drawing), as text and
     SVG, with its genotype."""
     trial = TrialRepository(session).get(trial_id)
@@ -245,6 +266,7 @@ def trial_drawing(trial_id: TrialId, session: ReadSession, principal: CurrentPri
         job = JobService(session).get(principal, trial.job_id)
     except NotFoundError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"trial {trial_id} not found") from None
+    _files_readable(job, state.settings.job_file_roots())
     try:
         return charts.trial_drawing(job, trial)
     except (ExportError, NasError, ValueError) as exc:

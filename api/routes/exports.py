@@ -88,7 +88,14 @@ def export_architecture(
     try:
         with state.read() as session:
             plan = plan_export(
-                session, artifacts, principal, job_id, fmt.value, rank, untrained=untrained
+                session,
+                artifacts,
+                principal,
+                job_id,
+                fmt.value,
+                rank,
+                roots=state.settings.job_file_roots(),
+                untrained=untrained,
             )
             path = cached_export(session, plan, artifacts)
         if path is None:

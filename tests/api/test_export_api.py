@@ -320,5 +320,5 @@ def test_a_job_whose_data_file_now_leads_out_of_the_roots_is_not_retrained(
     data.symlink_to(outside)
     err = _error(lambda: client.retrain(job_id, 1))
     assert err.status_code == 409
-    assert "cannot be retrained here: dataset.path must name a file under" in str(err)
+    assert "files are not readable here: dataset.path must name a file under" in str(err)
     assert client.job(job_id)["n_trials"] == 1  # nothing recorded

@@ -164,3 +164,29 @@ def test_a_table_jobs_best_exports_as_json_and_not_as_a_network(
     network = client._http.get(f"/api/v1/jobs/{job['id']}/export", params={"format": "onnx"})
     assert network.status_code == 422
     assert "table" in network.json()["detail"][0]["msg"]
+
+
+def test_charts_and_exports_do_not_read_a_table_that_now_leads_out_of_the_roots(
+    server: LiveServer, client: NasClient, tmp_path: Path
+) -> None:
+    path = write_table(server.settings.data_dir)
+    job = client.wait(client.submit(table_spec(path))["id"], timeout=120)
+    assert job["state"] == "SUCCEEDED", job["reason"]
+    trial = next(iter(client.all_trials(job["id"])))
+    # The table replaced by a link to one outside the roots whose cells would show.
+    outside = write_table(tmp_path / "elsewhere")
+    outside.write_text(outside.read_text().replace("adam", "secret-cell"))
+    path.unlink()
+    path.symlink_to(outside)
+    for url, params in [
+        (f"/api/v1/jobs/{job['id']}/parallel", {}),
+        (f"/api/v1/jobs/{job['id']}/importance", {}),
+        (f"/api/v1/trials/{trial['id']}/drawing", {}),
+        (f"/api/v1/jobs/{job['id']}/export", {"format": "json"}),
+    ]:
+        response = client._http.get(url, params=params)
+        assert response.status_code == 409, (url, response.text)
+        assert "space.path must name a file under this server's data roots" in response.text
+        assert "secret-cell" not in response.text
+    # What does not read the table still answers.
+    assert client._http.get(f"/api/v1/jobs/{job['id']}/history").status_code == 200
