@@ -321,7 +321,7 @@ def trial_drawing(job: JobModel, trial: TrialModel) -> dict[str, Any]:
     resolved = ResolvedSpec.from_stored(job.spec)
     space = resolved.build_space()
     arch = Architecture.from_dict(trial.architecture)
-    genotype = {k: str(v) for k, v in space.describe(arch).items()}
+    genotype = space.describe(arch)
     if space.network_class is None:
         raise ExportError(f"space {space.name!r} has no network to draw")
     shape, classes = dataset_shape(

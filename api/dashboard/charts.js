@@ -25,6 +25,7 @@ export function s(tag, attrs = {}, ...children) {
 
 export function fmt(v, digits = 4) {
   if (v === null || v === undefined) return "–";
+  if (typeof v === "object") return JSON.stringify(v);  // a genotype's layers, say
   if (typeof v !== "number") return String(v);
   if (Number.isInteger(v)) return String(v);
   const a = Math.abs(v);

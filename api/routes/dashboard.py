@@ -241,7 +241,9 @@ class TrialDrawing(BaseModel):
     trial_id: int
     trial: int = Field(description="the trial's number")
     space: str
-    genotype: dict[str, str]
+    genotype: dict[str, Any] = Field(
+        description="the space's readable genotype, as in the job's summary and exports"
+    )
     text: str = Field(description="the space's own drawing, as in the model card")
     svg: str = Field(description="the same drawing laid out as SVG")
 

@@ -121,6 +121,8 @@ def test_every_page_renders_with_its_charts_and_no_console_error(page: Page, sit
     page.go(f"/jobs/{site.enas['id']}")
     p.click("#trials tbody tr[data-trial='0'] a")
     p.wait_for_selector("#drawing svg.arch")
+    genotype = p.locator("#architecture table").last.inner_text()  # its layers as JSON
+    assert '"op":' in genotype and "[object Object]" not in genotype, genotype
 
     # the MetaQNN job: its reward by epsilon stage (one row per stage of its schedule)
     page.go(f"/jobs/{site.metaqnn['id']}")

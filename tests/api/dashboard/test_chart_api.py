@@ -76,7 +76,8 @@ def test_chart_endpoints(server: LiveServer, user_key: str, client: Any) -> None
     assert drawing["space"] == "nb201" and drawing["trial"] == 0
     assert "node3 = " in drawing["text"] and drawing["svg"].startswith("<svg")
     assert drawing["svg"].count('class="node"') == 4
-    assert drawing["genotype"]["arch_str"] in drawing["svg"] or drawing["genotype"]
+    assert list(drawing["genotype"]) == ["arch_str"]
+    assert drawing["genotype"]["arch_str"].startswith("|")
 
     # the jobs overview: components without the whole spec
     overview = _get(server, user_key, "/dashboard/jobs").json()
