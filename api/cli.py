@@ -210,7 +210,7 @@ def _quiet_server(app: Any, **config: Any) -> Any:
             shown = f"[{host}]" if ":" in host else host
             url = f"http://{shown}:{port}"
             print(
-                f"nas serve: listening on {url} (API docs at {url}/docs); "
+                f"nas serve: listening on {url} (dashboard at {url}/, API docs at {url}/docs); "
                 "Ctrl-C or SIGTERM stops it",
                 flush=True,
             )
