@@ -40,6 +40,12 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
     resolved = parse_spec(resolve_run_controller(resolve_runs(load_spec_file(args.spec))))
     out = Path(args.out) if args.out else default_run_dir(resolved)
+    if out.exists() and not out.is_dir():
+        print(
+            f"error: --out {out}: a file is there; name a folder (created if missing)",
+            file=sys.stderr,
+        )
+        return 2
     summary = run_local_search(resolved, out, progress=not args.quiet)
     best = summary["best"]
     print(f"run directory: {out}")

@@ -113,3 +113,16 @@ def test_a_meta_learning_search_with_final_is_refused_naming_the_field(
     err = capsys.readouterr().err
     assert "final" in err and "not supported yet: remove final:" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_an_out_that_is_a_file_is_refused_before_the_search_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text((REPO / "examples/mnist1d-random.yaml").read_text())
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    assert main(["search", str(spec_file), "--out", str(taken), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {taken}: a file is there; name a folder" in err
+    assert taken.read_text() == "mine"
