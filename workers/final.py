@@ -106,6 +106,13 @@ def fit_width(
     return with_channels(space, good)
 
 
+def earning_trial(trials: Sequence[Any], arch: Architecture, score: float) -> Any | None:
+    """The first trial of ``arch`` whose objective is ``score``: the one that earned a ranked
+    architecture its score (a later one with the same result is a repeat, or a recorded
+    result reused); ``None`` when no trial did (a derived ENAS architecture)."""
+    return next((t for t in trials if t.architecture == arch and t.result.objective == score), None)
+
+
 def ranked_hparams(
     trials: Sequence[Any], ranked: Sequence[tuple[Architecture, float]]
 ) -> list[dict[str, Any]]:
@@ -113,9 +120,7 @@ def ranked_hparams(
     (``{}`` when no trial did: a derived ENAS architecture)."""
     out = []
     for arch, score in ranked:
-        trial = next(
-            (t for t in trials if t.architecture == arch and t.result.objective == score), None
-        )
+        trial = earning_trial(trials, arch, score)
         out.append(dict(trial.hparams) if trial is not None else {})
     return out
 

@@ -9,6 +9,7 @@ from typing import Any
 from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
 from workers.backend import SearchOutcome
+from workers.final import earning_trial
 
 
 def summarize(
@@ -34,14 +35,7 @@ def summarize(
             "objective": {spec.objective.metric: score},
             "final_metrics": outcome.final_metrics,
         }
-        trial = next(
-            (
-                t
-                for t in reversed(outcome.trials)
-                if t.architecture == arch and t.result.objective == score
-            ),
-            None,
-        )
+        trial = earning_trial(outcome.trials, arch, score)  # whose hparams final: used
         if trial is not None:
             best["trial"] = trial.number
             best["metrics"] = dict(trial.result.metrics)

@@ -92,3 +92,39 @@ def test_fit_width_stays_within_the_widths_the_space_accepts() -> None:
     arch = metaqnn.sample(np.random.default_rng(0))
     with pytest.raises(ValueError, match="even at 4 channel"):
         fit_width(metaqnn, arch, SHAPE, CLASSES, {"max_params": 10}, CPU)
+
+
+def test_the_summary_names_the_trial_whose_hyperparameters_final_retrains_with() -> None:
+    """A ranked architecture earned its score twice with other hyperparameters (a repeat):
+    the summary's best trial and hparams are those the ``final:`` retraining uses."""
+    from nas.trial import TrialRecord, TrialResult, TrialState
+    from workers.backend import SearchOutcome
+    from workers.final import ranked_hparams
+    from workers.summary import summarize
+
+    resolved = parse_spec(
+        {
+            "name": "repeat",
+            "dataset": {"name": "digits"},
+            "space": {"name": "enas-macro", "layers": 3, "channels": 4},
+            "controller": {"name": "random"},
+            "evaluator": {"name": "standalone"},
+            "hparams": {"lr": {"type": "float", "low": 0.001, "high": 0.1}},
+            "budget": {"trials": 3},
+        }
+    )
+    space = resolved.build_space()
+    best, other = _archs(2)
+    result = TrialResult(TrialState.COMPLETE, objective=90.0, metrics={"val_accuracy": 90.0})
+    trials = [
+        TrialRecord(
+            0, 0, other, {"lr": 0.05}, TrialResult(TrialState.COMPLETE, objective=50.0), 0, 1
+        ),
+        TrialRecord(1, 1, best, {"lr": 0.01}, result, 1, 2),
+        TrialRecord(2, 2, best, {"lr": 0.02}, result, 2, 3),
+    ]
+    outcome = SearchOutcome(trials, trials[1], "trial budget reached (3)", 3.0, 0.0)
+    outcome.ranked = [(best, 90.0), (other, 50.0)]
+    summary = summarize(resolved, outcome, space)
+    assert summary["best"]["trial"] == 1
+    assert summary["best"]["hparams"] == ranked_hparams(trials, outcome.ranked)[0] == {"lr": 0.01}
