@@ -254,7 +254,7 @@ def _cmd_trials(args: argparse.Namespace) -> int:
     with _client(args) as client:
         if args.top:
             rows = client.best(args.job, args.top)
-            count = len(rows)
+            footer = f"(the best {len(rows)} of {client.job(args.job)['n_trials']} trials)"
         else:
             page = client.trials(
                 args.job,
@@ -264,13 +264,14 @@ def _cmd_trials(args: argparse.Namespace) -> int:
                 limit=args.limit,
                 offset=args.offset,
             )
-            rows, count = page["data"], page["count"]
+            footer = f"({len(page['data'])} shown of {page['count']})"
+            rows = page["data"]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     for line in trials_table(rows):
         print(line)
-    print(f"({len(rows)} shown of {count})")
+    print(footer)
     return 0
 
 

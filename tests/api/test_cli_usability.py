@@ -150,6 +150,9 @@ def test_trials_show_metrics_and_hyperparameters(
     assert cells[4] == f"{first['metrics']['params_M']:.4g}"
     assert cells[7] == str(first["hparams"]["width"])
     assert len(rows) == 3 and footer == "(3 shown of 1000)"
+    top = nas("trials", str(job_id), "--top", "2", *auth)
+    assert top.returncode == 0, top.stderr
+    assert top.stdout.splitlines()[-1] == "(the best 2 of 1000 trials)"
 
 
 @sqlite_only
