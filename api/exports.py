@@ -30,6 +30,7 @@ from api.ranking import InvalidRequestError, RankedArchitecture, rank_architectu
 from api.repositories import ArtifactRepository, JobRepository
 from api.retraining import job_dir, trainable_problem
 from api.services import ConflictError, JobService, NotFoundError, check_job_files
+from api.settings import Settings
 from api.storage import storage_error
 from nas.architecture import Architecture
 from nas.datasets import dataset_shape
@@ -122,13 +123,13 @@ def plan_export(
     fmt: str,
     rank: int,
     *,
-    roots: list[Path],
+    settings: Settings,
     untrained: bool = False,
 ) -> ExportPlan:
     """Check an export request: 404 (``NotFoundError``), 409 (``ConflictError``) or 422
     (``InvalidRequestError``) before anything is built."""
     job = JobService(session).get(principal, job_id)
-    check_job_files(job, roots)  # a table space is read to build the network
+    check_job_files(job, settings, ("space", "dataset"))  # read to build the network
     resolved = ResolvedSpec.from_stored(job.spec)
     try:
         get_format(fmt)

@@ -30,6 +30,7 @@ from api.models import ArtifactModel, JobModel, JobState, utcnow
 from api.ranking import InvalidRequestError, rank_architecture
 from api.repositories import ArtifactRepository, JobRepository, TrialRepository
 from api.services import ConflictError, JobService, NotFoundError, check_job_files
+from api.settings import Settings
 from api.trainable import trainable_problem
 from nas.architecture import Architecture
 from nas.spaces import SearchSpace
@@ -223,12 +224,12 @@ def start_retrain(
     job_id: int,
     rank: int,
     *,
-    roots: Sequence[Path],
+    settings: Settings,
 ) -> RetrainStarted:
     """Record the retraining of rank ``rank`` as a new RUNNING trial of the job (the next
     number, in one transaction with the job's counts) and start it in the background. The
-    job's files must still lie under the data ``roots`` (a 409 otherwise: retraining reads
-    its dataset)."""
+    job's dataset must still lie under ``settings``' data roots (a 409 otherwise: retraining
+    reads it)."""
     with session_scope(write) as session:
         JobService(session).get(principal, job_id)  # 404 before anything else
         job = JobRepository(session).lock(job_id)
@@ -239,7 +240,7 @@ def start_retrain(
             raise InvalidRequestError(
                 ["path", "job_id"], f"job {job_id} cannot be retrained: {problem}"
             )
-        check_job_files(job, list(roots))
+        check_job_files(job, settings, ("space", "dataset"))
         if not JobState(job.state).is_finished():
             raise ConflictError(
                 f"job {job_id} is {job.state}; retrain its architectures once it has finished"

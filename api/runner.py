@@ -64,7 +64,7 @@ from api.repositories import (
     TrialRepository,
 )
 from api.retraining import retrain_final
-from api.services import check_data_paths
+from api.services import check_data_paths, job_files_dir
 from api.settings import Settings
 from nas.spec import ResolvedSpec
 from nas.trial import RunningTrial, TrialRecord, TrialState
@@ -268,7 +268,9 @@ class JobExecution(threading.Thread):
         )
         # Confined at submit, and again now that the job reads them: a file replaced by a
         # symlink since, or roots narrowed by a restart, must not let it read outside them.
-        check_data_paths(resolved, self.settings.job_file_roots())
+        roots = self.settings.resolved_data_roots()
+        own_files = job_files_dir(self.settings, self.job_id)
+        check_data_paths(resolved, roots, own_files=own_files, stored=True)
         events = SearchEvents(
             on_trial=self._on_trial,
             on_trials_started=self._on_trials_started,
@@ -300,6 +302,8 @@ class JobExecution(threading.Thread):
         spec_final = resolved.spec.final
         if spec_final is not None and outcome.ranked:
             top = outcome.ranked[: spec_final.retrain_top_k]
+            # The retraining reads the dataset again, maybe hours after the start.
+            check_data_paths(resolved, roots, sections=("dataset",), stored=True)
             final = retrain_final(
                 self.runner.write,
                 self.runner.artifacts,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -109,12 +109,25 @@ def check_limits(resolved: ResolvedSpec, settings: Settings) -> ResolvedSpec:
 _SYSTEM_TREES = tuple(Path(p) for p in ("/dev", "/proc", "/sys"))
 
 
-def check_data_paths(resolved: ResolvedSpec, roots: list[Path]) -> None:
-    """Every file the spec names lies under a data root (symlinks resolved) and is a regular
-    file there. A path outside the roots gets one answer whether or not it exists, so a
-    client learns nothing about the rest of the file system."""
+def check_data_paths(
+    resolved: ResolvedSpec,
+    roots: list[Path],
+    *,
+    sections: Collection[str] | None = None,
+    own_files: Path | None = None,
+    stored: bool = False,
+) -> None:
+    """Every file the spec names (in ``sections``, default all) lies under a data root
+    (symlinks resolved) and is a regular file there; the controller's file may also lie in
+    ``own_files`` (a stored job's own folder, where its copy of an RL² policy is). A path
+    outside the roots gets one answer whether or not it exists, so a client learns nothing
+    about the rest of the file system. ``stored``: the spec is a stored job's, checked again
+    before its files are read (the messages say what changed since submit)."""
     problems = []
     for loc, value in resolved.file_params(CONTROLLERS):
+        if sections is not None and loc[0] not in sections:
+            continue
+        allowed = [*roots, own_files] if own_files is not None and loc[0] == "controller" else roots
         real: Path | None
         try:
             real = Path(os.path.realpath(Path(value).expanduser()))
@@ -122,16 +135,23 @@ def check_data_paths(resolved: ResolvedSpec, roots: list[Path]) -> None:
             real = None
         inside = (
             real is not None
-            and any(real.is_relative_to(root) for root in roots)
+            and any(real.is_relative_to(root) for root in allowed)
             and not any(real.is_relative_to(tree) for tree in _SYSTEM_TREES)
         )
-        if not inside:
+        if not inside and stored:
+            msg = (
+                "no longer lies under this server's data roots (NAS_DATA_ROOTS): the file was "
+                "moved or replaced by a link out of them, or the roots changed, since the job "
+                "was submitted; submit it again naming a file under them"
+            )
+        elif not inside:
             msg = (
                 "must name a file under this server's data roots (NAS_DATA_ROOTS); "
                 "copy the file there, or ask the operator to add its folder"
             )
         elif not real.is_file():
-            msg = f"no such file under the data roots: {value!r}"
+            again = " any more" if stored else ""
+            msg = f"no such file under the data roots{again}: {value!r}"
         else:
             continue
         problems.append({"loc": loc, "msg": msg, "type": "path_not_allowed"})
@@ -139,13 +159,26 @@ def check_data_paths(resolved: ResolvedSpec, roots: list[Path]) -> None:
         raise SpecError(problems)
 
 
-def check_job_files(job: JobModel, roots: list[Path]) -> None:
-    """The files a stored job names still lie under ``roots`` (``Settings.job_file_roots``):
-    what reads them after submit (a retraining, a chart or an export that builds a table
-    space) checks first, as the runner does when the job starts. ``ConflictError`` (409)
-    naming each field: the request is fine, the file has moved."""
+def job_files_dir(settings: Settings, job_id: int) -> Path:
+    """A job's own folder of files (``jobs/ID/files`` under the artifacts), symlinks
+    resolved: where the service put the job's copy of an RL² policy."""
+    folder = settings.resolved_artifacts_dir().expanduser() / "jobs" / str(job_id) / "files"
+    return Path(os.path.realpath(folder))
+
+
+def check_job_files(job: JobModel, settings: Settings, sections: Collection[str]) -> None:
+    """The files a stored job names in ``sections`` (those the caller is about to read: a
+    table space's file to build the space, the dataset to train) still lie under the data
+    roots: a retraining, an export or a chart checks first, as the runner does when the job
+    starts. ``ConflictError`` (409) naming each field: the request is fine, the file moved."""
     try:
-        check_data_paths(ResolvedSpec.from_stored(job.spec), roots)
+        check_data_paths(
+            ResolvedSpec.from_stored(job.spec),
+            settings.resolved_data_roots(),
+            sections=sections,
+            own_files=job_files_dir(settings, job.id),
+            stored=True,
+        )
     except SpecError as exc:
         where = "; ".join(f"{'.'.join(map(str, e['loc']))} {e['msg']}" for e in exc.errors)
         raise ConflictError(f"job {job.id}'s files are not readable here: {where}") from None

@@ -102,9 +102,3 @@ class Settings(BaseSettings):
             if table is not None:
                 roots.append(table.parent)
         return [Path(os.path.realpath(root.expanduser())) for root in roots if str(root)]
-
-    def job_file_roots(self) -> list[Path]:
-        """What a job may read when it runs or is retrained: the data roots and the
-        artifacts (where its own copy of an RL² policy lies), symlinks resolved."""
-        artifacts = Path(os.path.realpath(self.resolved_artifacts_dir().expanduser()))
-        return [*self.resolved_data_roots(), artifacts]

@@ -16,6 +16,7 @@ from api.repositories import JobRepository, TrialRepository
 from api.routes.jobs import JobStateParam
 from api.schemas import JobRead
 from api.services import ConflictError, JobService, NotFoundError, check_job_files, job_read
+from api.settings import Settings
 from nas.errors import ExportError, NasError
 
 STATIC = Path(__file__).resolve().parent.parent / "dashboard"
@@ -29,7 +30,10 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 #: Charts that build the job's space (a table space reads its file).
 _READS_FILES: dict[int | str, dict[str, Any]] = {
     **_NOT_FOUND,
-    409: {"description": "a file the job names no longer lies under the data roots"},
+    409: {
+        "description": "a file the chart reads (a table space's, the dataset) is no longer a "
+        "file under the data roots"
+    },
 }
 _ASSETS = {
     "app.js": "text/javascript",
@@ -56,21 +60,18 @@ def asset(name: str) -> FileResponse:
     return FileResponse(STATIC / name, media_type=media, headers={"Cache-Control": "no-cache"})
 
 
-def _job(session: Any, principal: Any, job_id: int, roots: list[Path] | None = None) -> Any:
-    """The job (404 if the caller may not see it); with ``roots``, its files checked to lie
-    under them (409), for the charts that build its space."""
+def _job(session: Any, principal: Any, job_id: int) -> Any:
     try:
-        job = JobService(session).get(principal, job_id)
+        return JobService(session).get(principal, job_id)
     except NotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    if roots is not None:
-        _files_readable(job, roots)
-    return job
 
 
-def _files_readable(job: Any, roots: list[Path]) -> None:
+def _files_readable(job: Any, settings: Settings, sections: tuple[str, ...]) -> None:
+    """409 when a file the chart is about to read (``sections`` of the spec: a table space's
+    file, an npz dataset for its input shape) no longer lies under the data roots."""
     try:
-        check_job_files(job, roots)
+        check_job_files(job, settings, sections)
     except ConflictError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
@@ -144,7 +145,8 @@ def job_parallel(
 ) -> dict[str, Any]:
     """Parallel coordinates: each decision and hyperparameter of the ``top`` best completed
     trials and of ``sample`` others evenly spaced by number, with the objective."""
-    job = _job(session, principal, job_id, state.settings.job_file_roots())
+    job = _job(session, principal, job_id)
+    _files_readable(job, state.settings, ("space",))  # a table space reads its file
     return charts.parallel_coordinates(session, job, top, sample)
 
 
@@ -175,7 +177,8 @@ def job_importance(
 ) -> dict[str, Any]:
     """Importance of each decision and hyperparameter for the objective, by one of Optuna's
     importance evaluators, over the ``top`` best completed trials and ``sample`` others."""
-    job = _job(session, principal, job_id, state.settings.job_file_roots())
+    job = _job(session, principal, job_id)
+    _files_readable(job, state.settings, ("space",))  # a table space reads its file
     return charts.param_importance(session, job, top, sample, evaluator)
 
 
@@ -268,8 +271,8 @@ def trial_drawing(
         job = JobService(session).get(principal, trial.job_id)
     except NotFoundError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"trial {trial_id} not found") from None
-    _files_readable(job, state.settings.job_file_roots())
     try:
+        _files_readable(job, state.settings, ("space", "dataset"))  # the space, input shape
         return charts.trial_drawing(job, trial)
     except (ExportError, NasError, ValueError) as exc:
         raise HTTPException(

@@ -29,7 +29,11 @@ _JSON = ExportFormat("json")
 
 _errors: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such job, or another user's"},
-    409: {"description": "no completed trial yet; no trained weights for torchscript/onnx"},
+    409: {
+        "description": "export: no completed trial yet, no trained weights for torchscript/onnx; "
+        "retrain: the job or another retraining of it runs; both: a file the job names (its "
+        "dataset, a table space's file) is no longer a file under the data roots"
+    },
     422: {"description": "unknown format, rank out of range, or a format the space lacks"},
 }
 
@@ -94,7 +98,7 @@ def export_architecture(
                 job_id,
                 fmt.value,
                 rank,
-                roots=state.settings.job_file_roots(),
+                settings=state.settings,
                 untrained=untrained,
             )
             path = cached_export(session, plan, artifacts)
@@ -181,7 +185,7 @@ def retrain_architecture(
             principal,
             job_id,
             rank,
-            roots=state.settings.job_file_roots(),
+            settings=state.settings,
         )
     except (NotFoundError, ConflictError, InvalidRequestError) as exc:
         raise _http_error(exc) from None

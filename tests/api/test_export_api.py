@@ -320,5 +320,12 @@ def test_a_job_whose_data_file_now_leads_out_of_the_roots_is_not_retrained(
     data.symlink_to(outside)
     err = _error(lambda: client.retrain(job_id, 1))
     assert err.status_code == 409
-    assert "files are not readable here: dataset.path must name a file under" in str(err)
+    assert "not readable here: dataset.path no longer lies under this server's data roots" in str(
+        err
+    )
     assert client.job(job_id)["n_trials"] == 1  # nothing recorded
+    # A chart that reads no file still answers; the drawing reads the dataset's shape.
+    assert client._http.get(f"/api/v1/jobs/{job_id}/parallel").status_code == 200
+    trial_id = next(iter(client.all_trials(job_id)))["id"]
+    drawing = client._http.get(f"/api/v1/trials/{trial_id}/drawing")
+    assert drawing.status_code == 409 and "dataset.path no longer lies under" in drawing.text

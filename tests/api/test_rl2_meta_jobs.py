@@ -196,3 +196,32 @@ def test_meta_training_on_earlier_jobs_of_the_service(
         client.submit(huge)
     assert [e["loc"] for e in info.value.detail] == [["space"]]
     assert "at most 200,000 architectures" in info.value.detail[0]["msg"]
+
+
+def test_a_policy_copy_in_artifacts_outside_the_data_roots_still_runs(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    """The job's own copy of a policy lies in its artifacts folder, which need not be a data
+    root: the job starts (the check at start allows that one folder, for that field)."""
+    server: LiveServer = server_factory(artifacts_dir=tmp_path / "artifacts-elsewhere")
+    assert not any(
+        (tmp_path / "artifacts-elsewhere").resolve().is_relative_to(root)
+        for root in server.settings.resolved_data_roots()
+    )
+    with server.client(server.create_key("a")) as client:
+        meta = client.wait(client.submit(meta_spec())["id"], timeout=120)
+        assert meta["state"] == "SUCCEEDED", meta["reason"]
+        user = client.submit(
+            nb201_spec(controller={"name": "rl2", "policy_job": meta["id"]}, budget={"trials": 5})
+        )
+        done = client.wait(user["id"], timeout=60)
+        assert done["state"] == "SUCCEEDED", done["reason"]
+        # Another job's copy is not a data root's file: naming it directly is refused.
+        with pytest.raises(ApiError) as refused:
+            client.submit(
+                nb201_spec(
+                    controller={"name": "rl2", "policy": user["spec"]["controller"]["policy"]}
+                )
+            )
+        assert refused.value.status_code == 422
+        assert refused.value.detail[0]["loc"] == ["controller", "policy"]

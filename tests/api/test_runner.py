@@ -100,7 +100,7 @@ def test_a_file_swapped_for_a_link_outside_the_roots_after_submit_fails_the_job_
     with runner.client(key) as client:
         job = client.wait(job_id, timeout=time_left(60))
         assert job["state"] == "FAILED"
-        assert "dataset.path: must name a file under this server's data roots" in job["reason"]
+        assert "dataset.path: no longer lies under this server's data roots" in job["reason"]
         assert job["n_trials"] == 0
 
 
