@@ -129,8 +129,9 @@ def plan_export(
     """Check an export request: 404 (``NotFoundError``), 409 (``ConflictError``) or 422
     (``InvalidRequestError``) before anything is built."""
     job = JobService(session).get(principal, job_id)
-    check_job_files(job, settings, ("space", "dataset"))  # read to build the network
     resolved = ResolvedSpec.from_stored(job.spec)
+    # what building the network reads
+    check_job_files(job, settings, ("space", "dataset"), resolved=resolved)
     try:
         get_format(fmt)
         export_format = get_format(fmt, resolved.spec.space.name)

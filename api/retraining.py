@@ -240,7 +240,7 @@ def start_retrain(
             raise InvalidRequestError(
                 ["path", "job_id"], f"job {job_id} cannot be retrained: {problem}"
             )
-        check_job_files(job, settings, ("space", "dataset"))
+        check_job_files(job, settings, ("space", "dataset"), resolved=resolved)
         if not JobState(job.state).is_finished():
             raise ConflictError(
                 f"job {job_id} is {job.state}; retrain its architectures once it has finished"

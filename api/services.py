@@ -166,14 +166,21 @@ def job_files_dir(settings: Settings, job_id: int) -> Path:
     return Path(os.path.realpath(folder))
 
 
-def check_job_files(job: JobModel, settings: Settings, sections: Collection[str]) -> None:
+def check_job_files(
+    job: JobModel,
+    settings: Settings,
+    sections: Collection[str],
+    *,
+    resolved: ResolvedSpec | None = None,
+) -> None:
     """The files a stored job names in ``sections`` (those the caller is about to read: a
     table space's file to build the space, the dataset to train) still lie under the data
     roots: a retraining, an export or a chart checks first, as the runner does when the job
-    starts. ``ConflictError`` (409) naming each field: the request is fine, the file moved."""
+    starts. ``ConflictError`` (409) naming each field: the request is fine, the file moved.
+    ``resolved``: the job's spec, when the caller has parsed it already."""
     try:
         check_data_paths(
-            ResolvedSpec.from_stored(job.spec),
+            resolved or ResolvedSpec.from_stored(job.spec),
             settings.resolved_data_roots(),
             sections=sections,
             own_files=job_files_dir(settings, job.id),
