@@ -131,7 +131,7 @@ def check_data_paths(
         real: Path | None
         try:
             real = Path(os.path.realpath(Path(value).expanduser()))
-        except ValueError:  # a NUL byte or a lone surrogate: no file has that name
+        except (ValueError, RuntimeError):  # a NUL byte, a lone surrogate, ~nosuchuser
             real = None
         inside = (
             real is not None
@@ -149,7 +149,7 @@ def check_data_paths(
                 "must name a file under this server's data roots (NAS_DATA_ROOTS); "
                 "copy the file there, or ask the operator to add its folder"
             )
-        elif not real.is_file():
+        elif not _is_file(real):
             again = " any more" if stored else ""
             msg = f"no such file under the data roots{again}: {value!r}"
         else:
@@ -157,6 +157,14 @@ def check_data_paths(
         problems.append({"loc": loc, "msg": msg, "type": "path_not_allowed"})
     if problems:
         raise SpecError(problems)
+
+
+def _is_file(path: Path) -> bool:
+    """A regular file that this process can see (a folder it may not enter: not one)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def job_files_dir(settings: Settings, job_id: int) -> Path:
@@ -178,9 +186,10 @@ def check_job_files(
     roots: a retraining, an export or a chart checks first, as the runner does when the job
     starts. ``ConflictError`` (409) naming each field: the request is fine, the file moved.
     ``resolved``: the job's spec, when the caller has parsed it already."""
+    resolved = resolved or ResolvedSpec.from_stored(job.spec)  # not a file's problem: 422
     try:
         check_data_paths(
-            resolved or ResolvedSpec.from_stored(job.spec),
+            resolved,
             settings.resolved_data_roots(),
             sections=sections,
             own_files=job_files_dir(settings, job.id),

@@ -27,12 +27,17 @@ router = APIRouter(prefix="/api/v1", tags=["dashboard"])
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such job or trial, or another user's"}
 }
-#: Charts that build the job's space (a table space reads its file).
+#: Charts that build the job's space (a table space reads its file) ...
+_READS_TABLE: dict[int | str, dict[str, Any]] = {
+    **_NOT_FOUND,
+    409: {"description": "the job's table space file is no longer a file under the data roots"},
+}
+#: ... and the drawing, which also reads the dataset's input shape (an npz file's).
 _READS_FILES: dict[int | str, dict[str, Any]] = {
     **_NOT_FOUND,
     409: {
-        "description": "a file the chart reads (a table space's, the dataset) is no longer a "
-        "file under the data roots"
+        "description": "the job's table space file or dataset file is no longer a file under "
+        "the data roots"
     },
 }
 _ASSETS = {
@@ -134,7 +139,7 @@ class ParallelCoordinates(BaseModel):
     rows: list[ParallelRow]
 
 
-@router.get("/jobs/{job_id}/parallel", response_model=ParallelCoordinates, responses=_READS_FILES)
+@router.get("/jobs/{job_id}/parallel", response_model=ParallelCoordinates, responses=_READS_TABLE)
 def job_parallel(
     job_id: JobId,
     session: ReadSession,
@@ -162,7 +167,7 @@ class JobImportance(BaseModel):
     importances: list[Importance] = Field(description="most important first")
 
 
-@router.get("/jobs/{job_id}/importance", response_model=JobImportance, responses=_READS_FILES)
+@router.get("/jobs/{job_id}/importance", response_model=JobImportance, responses=_READS_TABLE)
 def job_importance(
     job_id: JobId,
     session: ReadSession,

@@ -218,6 +218,7 @@ def test_files_outside_the_data_roots_are_refused_alike(
         "/proc/self/environ",
         str(link),
         f"{data_dir}/../outside.npz",
+        "~nosuchuser-of-this-machine/x.npz",  # expanduser raises: not a 500
     ):
         response = http.post(
             "/api/v1/jobs", json=standalone_spec(dataset={"name": "npz", "path": path})

@@ -104,6 +104,31 @@ def test_a_file_swapped_for_a_link_outside_the_roots_after_submit_fails_the_job_
         assert job["n_trials"] == 0
 
 
+def test_a_dataset_swapped_out_of_the_roots_during_the_search_is_not_retrained_on(
+    client: NasClient, server: LiveServer, tmp_path: Path, time_left: Callable[..., float]
+) -> None:
+    """The ``final:`` retraining reads the dataset again (maybe hours after the start): a file
+    replaced by a link out of the roots meanwhile fails the job at that field."""
+    data_dir = server.settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data = data_dir / "data.npz"
+    arrays = {"x": np.zeros((40, 16), np.float32), "y": np.arange(40) % 2}
+    np.savez(data, **arrays)
+    spec = standalone_spec(
+        trials=300, epochs=1, dataset={"name": "npz", "path": str(data)}, final={"epochs": 1}
+    )
+    job_id = client.submit(spec)["id"]
+    wait_for(lambda: client.job(job_id)["n_trials"] >= 1, timeout=time_left(60))
+    outside = tmp_path / "outside.npz"
+    np.savez(outside, **arrays)
+    data.unlink()
+    data.symlink_to(outside)
+    job = client.wait(job_id, timeout=time_left())
+    assert job["state"] == "FAILED", job["reason"]
+    assert "dataset.path: no longer lies under this server's data roots" in job["reason"]
+    assert job["n_trials"] == 300  # the search ran; only the retraining was refused
+
+
 def _enas_spec() -> dict[str, Any]:
     return {
         "name": "digits-enas",
