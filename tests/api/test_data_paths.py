@@ -4,6 +4,7 @@ the sections asked for are checked; the messages say what changed since submit."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,11 @@ import pytest
 from api.services import check_data_paths, job_files_dir
 from api.settings import Settings
 from nas.errors import SpecError
+from nas.spec import ResolvedSpec
 from workers.search import parse_spec
 
 
-def _rl2(policy: Path) -> object:
+def _rl2(policy: Path) -> ResolvedSpec:
     return parse_spec(
         {
             "name": "p",
@@ -27,7 +29,7 @@ def _rl2(policy: Path) -> object:
     )
 
 
-def _npz(path: Path) -> object:
+def _npz(path: Path) -> ResolvedSpec:
     return parse_spec(
         {
             "name": "d",
@@ -40,9 +42,9 @@ def _npz(path: Path) -> object:
     )
 
 
-def _locs(call: object) -> list[tuple[object, ...]]:
+def _locs(call: Callable[[], None]) -> list[tuple[object, ...]]:
     with pytest.raises(SpecError) as err:
-        call()  # type: ignore[operator]
+        call()
     return [tuple(e["loc"]) for e in err.value.errors]
 
 
