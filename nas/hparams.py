@@ -94,6 +94,11 @@ class Condition(_Strict):
         return {"param": self.param, "in": list(self.in_)}
 
 
+MAX_STEPS = 10**15
+"""The most grid points a stepped parameter may have: samplers draw the step index as an
+integer, and float64 resolves the grid exactly only up to about 2^53."""
+
+
 class FloatParam(_Strict):
     type: Literal["float"]
     low: FiniteFloat
@@ -413,7 +418,13 @@ def _check_param(p: Param) -> list[tuple[tuple[str | int, ...], str]]:
         problems.append((("step",), "step cannot be combined with log: true"))
     elif has_step and not problems:
         span, step = Decimal(str(p.high)) - Decimal(str(p.low)), Decimal(str(p.step))
-        if span % step != 0:
+        if span / step > MAX_STEPS:
+            msg = (
+                f"step ({p.step}) is too small for the range: (high - low) / step must be at "
+                f"most {MAX_STEPS:.0e} steps, got {float(span / step):.3g}"
+            )
+            problems.append((("step",), msg))
+        elif span % step != 0:
             problems.append(
                 (("step",), f"high - low ({span}) must be a multiple of step ({p.step})")
             )

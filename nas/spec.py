@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -183,6 +184,22 @@ class ResourcesSpec(_Strict):
     max_retries: int = Field(2, ge=0, le=100)
 
 
+_DEVICE_PATTERN = r"^(auto|cpu|cuda(:(0|[1-9]\d?|1[01]\d|12[0-7]))?)$"
+
+
+def _device_setting(value: str) -> str:
+    if not re.fullmatch(_DEVICE_PATTERN, value):
+        raise ValueError(f"expected auto, cpu, cuda or cuda:N (N from 0 to 127), got {value!r}")
+    return value
+
+
+DeviceSetting = Annotated[
+    str, AfterValidator(_device_setting), Field(json_schema_extra={"pattern": _DEVICE_PATTERN})
+]
+"""A ``device`` setting: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, N from 0 to 127 without
+leading zeros (torch keeps a device index in 8 bits: ``cuda:300`` would wrap around)."""
+
+
 class FinalSpec(_Strict):
     """Retrain the best architectures from scratch and report test metrics."""
 
@@ -201,7 +218,7 @@ class FinalSpec(_Strict):
         "'fit': each architecture at the widest width (up to 1024) that objective.constraints "
         "allow; default: the searched width",
     )
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    device: DeviceSetting = "auto"
 
     @field_validator("channels", mode="before")
     @classmethod

@@ -77,6 +77,7 @@ from nas.hparams import META_HPARAMS
 from nas.metalearning import Algorithm, FunctionalNet, MetaLearner, MetaWeights
 from nas.models import build_model, count_parameters
 from nas.spaces.base import SearchSpace
+from nas.spec import DeviceSetting
 from nas.training import DivergedError, configure_cpu_threads, forked_rng, select_device
 from nas.trial import TrialResult, TrialState
 
@@ -152,7 +153,7 @@ class FewShotConfig(EvaluatorConfig):
     )
     val_tasks: int = Field(100, ge=1, le=100_000, description="meta-validation tasks")
     test_tasks: int = Field(600, ge=1, le=100_000, description="meta-test tasks")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    device: DeviceSetting = "auto"
 
 
 class MetaConfig(FewShotConfig):

@@ -52,6 +52,7 @@ from nas.datasets import DatasetSplits, load_dataset
 from nas.evaluators.base import Evaluator, EvaluatorConfig
 from nas.models import build_supernet
 from nas.spaces.base import SearchSpace
+from nas.spec import DeviceSetting
 from nas.training import (
     accuracy,
     configure_cpu_threads,
@@ -124,7 +125,7 @@ class SharedWeightConfig(EvaluatorConfig):
             "process only: resources.workers 1"
         ),
     )
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    device: DeviceSetting = "auto"
 
 
 class SplitSupernet(nn.Module):

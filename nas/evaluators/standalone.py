@@ -18,6 +18,7 @@ from nas.hparams import TRAINING_HPARAMS
 from nas.models import count_parameters
 from nas.pruning import PrunerConfig, Pruning, PruningTrial, TrialPruned
 from nas.spaces.base import SearchSpace
+from nas.spec import DeviceSetting
 from nas.training import (
     DivergedError,
     TrainRecipe,
@@ -44,7 +45,7 @@ class StandaloneConfig(EvaluatorConfig):
         0.0, ge=0, lt=1, description="cross-entropy's smoothing (loss label_smoothing: 0.1 if 0)"
     )
     focal_gamma: float = Field(2.0, ge=0, le=20, description="loss focal's gamma")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    device: DeviceSetting = "auto"
     #: MetaQNN's recipe: a model no better than chance after its first epoch is trained again
     #: from the start with the learning rate times ``restart_factor``, at most
     #: ``max_restarts`` times (Baker et al. 2017: 0.4 and 5).

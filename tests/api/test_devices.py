@@ -57,3 +57,16 @@ def test_cuda_on_a_server_without_one_is_refused_where_that_server_runs_the_work
     check_runnable_here(_spec("cuda"), "inline", runs_jobs=False)
     check_runnable_here(_spec(final_device="cuda"), "inline", runs_jobs=False)
     check_runnable_here(_spec(final_device="cpu"), "inline")
+
+
+@pytest.mark.parametrize("device", ["cuda:01", "cuda:128", "cuda:99999999999999999999", "gpu"])
+@pytest.mark.parametrize("where", ["evaluator", "final"])
+def test_a_device_torch_cannot_name_is_refused_at_its_field(device: str, where: str) -> None:
+    """``cuda:01`` and an index past 8 bits made ``torch.device`` raise at submit (a 500), and
+    ``cuda:300`` would have wrapped around to another index."""
+    with pytest.raises(SpecError) as info:
+        _spec(device) if where == "evaluator" else _spec(final_device=device)
+    (problem,) = info.value.errors
+    assert list(problem["loc"]) == [where, "device"]
+    assert "expected auto, cpu, cuda or cuda:N (N from 0 to 127)" in problem["msg"]
+    _spec("cuda:127") if where == "evaluator" else _spec(final_device="cuda:127")

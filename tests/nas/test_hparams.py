@@ -64,6 +64,11 @@ CASES = [
     ),
     ("float-step-not-a-multiple", {"x": f(step=0.3)}, ("x", "step"), "multiple of step (0.3)"),
     ("negative-step", {"x": f(step=-1)}, ("x", "step"), "greater than 0"),
+    # a step too fine for the sampler's integer grid was a decimal.InvalidOperation (1e-300)
+    # or a job that failed at start ("high is out of bounds for int64", 1e-20)
+    ("tiny-step", {"x": f(step=1e-300)}, ("x", "step"), "at most 1e+15 steps, got 1e+300"),
+    ("fine-step", {"x": f(step=1e-20)}, ("x", "step"), "at most 1e+15 steps, got 1e+20"),
+    ("wide-stepped", {"x": f(high=1e30, step=1e-3)}, ("x", "step"), "got 1e+33"),
     (
         "unknown-type",
         {"x": {"type": "loguniform"}},
