@@ -260,8 +260,8 @@ def param_importance(
                     value=float(t.objective),
                 )
             )
-    if len(study.trials) < 2:
-        return result
+    if len(study.trials) < 2 or len({t.value for t in study.trials}) < 2:
+        return result  # one objective value for all: nothing explains a variance of zero
     # Imported here: optuna.importance pulls in scikit-learn and SciPy (2.9 s), which every
     # server start would pay for a chart few requests ask for.
     from optuna.importance import (

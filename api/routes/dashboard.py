@@ -164,7 +164,10 @@ class JobImportance(BaseModel):
     job_id: int
     evaluator: str = Field(description="Optuna's importance evaluator")
     trials: int = Field(description="trials it was computed on")
-    importances: list[Importance] = Field(description="most important first")
+    importances: list[Importance] = Field(
+        description="most important first; empty under two trials with a value for every "
+        "parameter, or when all of them have the same objective"
+    )
 
 
 @router.get("/jobs/{job_id}/importance", response_model=JobImportance, responses=_READS_TABLE)

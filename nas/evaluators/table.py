@@ -288,15 +288,23 @@ class TableEvaluator(Evaluator):
                 self._figures[figure] = scaled.scale * values
 
     def _numeric(self, column: str, where: str) -> np.ndarray:
+        """The column as floats, NaN for an empty cell; an infinite cell is refused (a
+        result no JSON answer could carry)."""
+        numeric = (
+            f"{where}: column {column!r} must be numeric (a finite number or an empty cell in "
+            "every row)"
+        )
         try:
-            return self.space.table.numbers(column)
+            values = self.space.table.numbers(column)
         except KeyError:
             raise DatasetError(f"{where}: the table has no column {column!r}") from None
         except ValueError:
-            raise DatasetError(
-                f"{where}: column {column!r} must be numeric (a number or an empty cell in "
-                "every row)"
-            ) from None
+            raise DatasetError(numeric) from None
+        infinite = np.flatnonzero(np.isinf(values))
+        if len(infinite):
+            row = int(infinite[0])
+            raise DatasetError(f"{numeric}; data row {row + 1} holds {values[row]}")
+        return values
 
     def evaluate(
         self,

@@ -190,3 +190,22 @@ def test_charts_and_exports_do_not_read_a_table_that_now_leads_out_of_the_roots(
         assert "secret-cell" not in response.text
     # What does not read the table still answers.
     assert client._http.get(f"/api/v1/jobs/{job['id']}/history").status_code == 200
+
+
+def test_importance_of_a_job_whose_trials_all_scored_the_same_is_empty_not_a_500(
+    server: LiveServer, client: NasClient
+) -> None:
+    server.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = server.settings.data_dir / "flat.csv"
+    path.write_text("opt,width,val,test,seconds\n" + "".join(
+        f"{o},{w},50,50,1\n" for o in ("adam", "sgd") for w in ("8", "16")
+    ))  # fmt: skip
+    spec = table_spec(path, controller={"name": "grid"}, budget={"trials": 4})
+    job = client.wait(client.submit(spec)["id"], timeout=120)
+    assert job["state"] == "SUCCEEDED" and job["trial_states"] == {"COMPLETE": 4}
+    for evaluator in ("ped-anova", "fanova"):  # fANOVA raised "zero total variance"
+        response = client._http.get(
+            f"/api/v1/jobs/{job['id']}/importance", params={"evaluator": evaluator}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["importances"] == [] and response.json()["trials"] == 4

@@ -156,6 +156,13 @@ def _message(path: Path, decisions: list[Any] | None = None, **evaluator: Any) -
          "evaluator.fitness: column 'val' must be numeric"),
         (["opt", "val", "test", "seconds", "m"], [["a", 1, 1, 1, SECRET]], ["opt"],
          {"metrics": ["m"]}, "evaluator.metrics.0: column 'm' must be numeric"),
+        # an infinite cell: a result no JSON answer could carry (the trial listing answered
+        # "objective": -Infinity)
+        (["opt", "val", "test", "seconds"], [["a", 1, 1, 1], ["b", "-inf", 1, 1]], ["opt"], {},
+         "evaluator.fitness: column 'val' must be numeric (a finite number or an empty cell in "
+         "every row); data row 2 holds -inf"),
+        (["opt", "val", "test", "seconds"], [["a", 1, "inf", 1]], ["opt"], {"heldout": "test"},
+         "evaluator.heldout: column 'test' must be numeric"),
         # a cost that is missing or negative
         (["opt", "val", "test", "seconds"], [["a", 1, 1, ""]], ["opt"], {},
          "evaluator.cost.0: column 'seconds' must hold a non-negative number in every row"),
