@@ -270,7 +270,8 @@ class JobExecution(threading.Thread):
         # symlink since, or roots narrowed by a restart, must not let it read outside them.
         roots = self.settings.resolved_data_roots()
         own_files = job_files_dir(self.settings, self.job_id)
-        check_data_paths(resolved, roots, own_files=own_files, stored=True)
+        private = self.settings.private_paths()
+        check_data_paths(resolved, roots, private=private, own_files=own_files, stored=True)
         events = SearchEvents(
             on_trial=self._on_trial,
             on_trials_started=self._on_trials_started,
@@ -303,7 +304,7 @@ class JobExecution(threading.Thread):
         if spec_final is not None and outcome.ranked:
             top = outcome.ranked[: spec_final.retrain_top_k]
             # The retraining reads the dataset again, maybe hours after the start.
-            check_data_paths(resolved, roots, sections=("dataset",), stored=True)
+            check_data_paths(resolved, roots, private=private, sections=("dataset",), stored=True)
             final = retrain_final(
                 self.runner.write,
                 self.runner.artifacts,

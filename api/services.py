@@ -113,13 +113,16 @@ def check_data_paths(
     resolved: ResolvedSpec,
     roots: list[Path],
     *,
+    private: Collection[Path],
     sections: Collection[str] | None = None,
     own_files: Path | None = None,
     stored: bool = False,
 ) -> None:
     """Every file the spec names (in ``sections``, default all) lies under a data root
-    (symlinks resolved) and is a regular file there; the controller's file may also lie in
-    ``own_files`` (a stored job's own folder, where its copy of an RL² policy is). A path
+    (symlinks resolved), not among the server's ``private`` files (``Settings.private_paths``:
+    its database and artifacts, e.g. another user's policy or weights), and is a regular file
+    there; the controller's file may also lie in ``own_files`` (a stored job's own folder,
+    where its copy of an RL² policy is). A path
     outside the roots gets one answer whether or not it exists, so a client learns nothing
     about the rest of the file system. ``stored``: the spec is a stored job's, checked again
     before its files are read (the messages say what changed since submit)."""
@@ -127,16 +130,18 @@ def check_data_paths(
     for loc, value in resolved.file_params(CONTROLLERS):
         if sections is not None and loc[0] not in sections:
             continue
-        allowed = [*roots, own_files] if own_files is not None and loc[0] == "controller" else roots
+        own = own_files if own_files is not None and loc[0] == "controller" else None
         real: Path | None
         try:
             real = Path(os.path.realpath(Path(value).expanduser()))
         except (ValueError, RuntimeError):  # a NUL byte, a lone surrogate, ~nosuchuser
             real = None
-        inside = (
-            real is not None
-            and any(real.is_relative_to(root) for root in allowed)
-            and not any(real.is_relative_to(tree) for tree in _SYSTEM_TREES)
+        inside = real is not None and (
+            (own is not None and real.is_relative_to(own))
+            or (
+                any(real.is_relative_to(root) for root in roots)
+                and not any(real.is_relative_to(tree) for tree in (*private, *_SYSTEM_TREES))
+            )
         )
         if not inside and stored:
             msg = (
@@ -191,6 +196,7 @@ def check_job_files(
         check_data_paths(
             resolved,
             settings.resolved_data_roots(),
+            private=settings.private_paths(),
             sections=sections,
             own_files=job_files_dir(settings, job.id),
             stored=True,
@@ -259,7 +265,7 @@ class JobService:
         settings = self.settings or Settings()
         roots = settings.resolved_data_roots()
         # The files are confined before anything reads them (a table space's, for priors).
-        confine = functools.partial(check_data_paths, roots=roots)
+        confine = functools.partial(check_data_paths, roots=roots, private=settings.private_paths())
         resolved = parse_spec(document, strict=strict, check_files=confine)
         # (before the limits: they fill in a trial budget, which a meta-training spec refuses)
         resolved = check_limits(resolve_meta_jobs(self.session, principal, resolved), settings)

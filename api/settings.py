@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 
 class Settings(BaseSettings):
@@ -88,6 +90,22 @@ class Settings(BaseSettings):
 
     def resolved_artifacts_dir(self) -> Path:
         return self.artifacts_dir or self.data_dir / "artifacts"
+
+    def private_paths(self) -> list[Path]:
+        """The server's own files, never a spec's file even under a data root (the default
+        root ``data_dir`` holds them): the artifacts folder (other jobs' weights, policies,
+        checkpoints) and a SQLite database with its journal files. Symlinks resolved."""
+        private = [self.resolved_artifacts_dir()]
+        try:
+            url = make_url(self.resolved_database_url())
+        except ArgumentError:  # the server refuses to start on it
+            return [Path(os.path.realpath(private[0].expanduser()))]
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            database = Path(url.database)
+            private += [
+                database.with_name(database.name + s) for s in ("", "-wal", "-shm", "-journal")
+            ]
+        return [Path(os.path.realpath(path.expanduser())) for path in private]
 
     def resolved_data_roots(self) -> list[Path]:
         """The folders spec files may come from, symlinks resolved."""

@@ -61,17 +61,17 @@ def test_only_the_jobs_own_folder_and_only_for_its_controller_file(tmp_path: Pat
         (folder / "policy.pt").write_bytes(b"x")
         (folder / "data.npz").write_bytes(b"x")
     mine = tmp_path / "artifacts/jobs/5/files/policy.pt"  # as the stored spec spells it
-    check_data_paths(_rl2(mine), roots, own_files=own, stored=True)
+    check_data_paths(_rl2(mine), roots, private=(), own_files=own, stored=True)
     theirs = tmp_path / "artifacts/jobs/6/files/policy.pt"
-    assert _locs(lambda: check_data_paths(_rl2(theirs), roots, own_files=own, stored=True)) == [
-        ("controller", "policy")
-    ]
+    assert _locs(
+        lambda: check_data_paths(_rl2(theirs), roots, private=(), own_files=own, stored=True)
+    ) == [("controller", "policy")]
     data = tmp_path / "artifacts/jobs/5/files/data.npz"  # the folder is not a dataset's root
-    assert _locs(lambda: check_data_paths(_npz(data), roots, own_files=own, stored=True)) == [
-        ("dataset", "path")
-    ]
+    assert _locs(
+        lambda: check_data_paths(_npz(data), roots, private=(), own_files=own, stored=True)
+    ) == [("dataset", "path")]
     # without the job's folder, its own copy is outside the roots like any other file
-    assert _locs(lambda: check_data_paths(_rl2(mine), roots, stored=True)) == [
+    assert _locs(lambda: check_data_paths(_rl2(mine), roots, private=(), stored=True)) == [
         ("controller", "policy")
     ]
 
@@ -80,13 +80,45 @@ def test_only_the_sections_asked_for_and_messages_for_a_stored_job(tmp_path: Pat
     roots = [tmp_path / "data"]
     roots[0].mkdir()
     outside = _npz(tmp_path / "elsewhere.npz")
-    check_data_paths(outside, roots, sections=("space",))  # the dataset is not checked
+    check_data_paths(outside, roots, private=(), sections=("space",))  # the dataset is not checked
     with pytest.raises(SpecError) as moved:
-        check_data_paths(outside, roots, sections=("dataset",), stored=True)
+        check_data_paths(outside, roots, private=(), sections=("dataset",), stored=True)
     assert "no longer lies under this server's data roots" in str(moved.value)
     with pytest.raises(SpecError) as gone:
-        check_data_paths(_npz(roots[0] / "gone.npz"), roots, stored=True)
+        check_data_paths(_npz(roots[0] / "gone.npz"), roots, private=(), stored=True)
     assert "no such file under the data roots any more" in str(gone.value)
     with pytest.raises(SpecError) as at_submit:
-        check_data_paths(outside, roots)
+        check_data_paths(outside, roots, private=())
     assert "must name a file under this server's data roots" in str(at_submit.value)
+
+
+def test_the_servers_own_files_under_its_data_dir_are_not_a_specs_files(tmp_path: Path) -> None:
+    """The default root is the data folder, which also holds the database and the artifacts:
+    another user's policy there ran as this user's, and the answers told which of their files
+    existed (a policy file's type error against 'no such file')."""
+    settings = Settings(data_dir=tmp_path / ".nas")
+    roots, private = settings.resolved_data_roots(), settings.private_paths()
+    own, other = job_files_dir(settings, 5), job_files_dir(settings, 6)
+    for folder in (own, other):
+        folder.mkdir(parents=True)
+        (folder / "rl2-policy.pt").write_bytes(b"x")
+    database = tmp_path / ".nas/nas.db"
+    database.write_bytes(b"x")
+    (tmp_path / ".nas/mine.npz").write_bytes(b"x")
+    check_data_paths(_npz(tmp_path / ".nas/mine.npz"), roots, private=private)
+    messages = []
+    for spec in (
+        _rl2(other / "rl2-policy.pt"),  # another job's policy
+        _rl2(other / "missing.pt"),  # ... and one that is not there: the same answer
+        _npz(database),
+        _npz(tmp_path / ".nas/nas.db-wal"),
+        _npz(own / "rl2-policy.pt"),  # the job's own folder holds no dataset
+    ):
+        with pytest.raises(SpecError) as refused:
+            check_data_paths(spec, roots, private=private, own_files=own)
+        (problem,) = refused.value.errors
+        messages.append(problem["msg"])
+    assert len(set(messages)) == 1
+    assert "must name a file under this server's data roots" in messages[0]
+    # the job's own copy of its policy still runs
+    check_data_paths(_rl2(own / "rl2-policy.pt"), roots, private=private, own_files=own)
