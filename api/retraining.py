@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,6 +36,9 @@ from nas.architecture import Architecture
 from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
 from nas.trial import RunningTrial, TrialState
+
+if TYPE_CHECKING:
+    from workers.backend import StopFn
 
 log = logging.getLogger("nas.retraining")
 
@@ -71,6 +74,7 @@ def retrain_final(
     ranks: Sequence[int] | None = None,
     trial: int | None = None,
     record: Callable[[Session, JobModel, list[dict[str, Any]]], None] | None = None,
+    should_stop: StopFn | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``archs`` from scratch with the job's ``final:`` recipe, keep their weights and
     record them; return the ``final`` entries (``workers.final.retrain``'s, with ``weights``
@@ -89,6 +93,8 @@ def retrain_final(
             the file is ``retrain-trial<n>.pt`` and the entry and artifact record ``trial``.
         record: called in the transaction that records the weights, with the locked job and
             the entries, for what the caller records with them (a retraining's trial row).
+        should_stop: asked after every epoch; a reason raises ``workers.backend.Interrupted``
+            (nothing is kept).
 
     Raises ``NotFoundError`` when the job was deleted meanwhile (the weights are removed
     then); a failed training raises its own error and leaves nothing behind.
@@ -107,7 +113,9 @@ def retrain_final(
     scratch = folder / f".scratch-{uuid.uuid4().hex[:8]}"
     placed: list[Path] = []
     try:
-        entries = retrain(resolved, space, list(archs), out_dir=scratch, hparams=hparams)
+        entries = retrain(
+            resolved, space, list(archs), out_dir=scratch, hparams=hparams, should_stop=should_stop
+        )
         for entry, rank in zip(entries, ranks, strict=True):
             name = f"retrain-trial{trial}" if trial is not None else f"rank{rank}"
             path = folder / f"{name}.pt"

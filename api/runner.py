@@ -239,6 +239,12 @@ class JobExecution(threading.Thread):
         except Exception as exc:  # noqa: BLE001 - any error fails the job, with its cause
             log.error("job %d failed:\n%s", self.job_id, traceback.format_exc())
             try:
+                self._write(
+                    "failing its running trials",
+                    lambda session: TrialRepository(session).mark_running_failed(
+                        self.job_id, f"the job failed while this trial ran: {short_error(exc)}"
+                    ),
+                )
                 self._finish(JobState.FAILED, short_error(exc))
             except Exception:  # the database is gone: the lease will expire
                 log.exception("job %d: could not record the failure", self.job_id)
@@ -305,15 +311,27 @@ class JobExecution(threading.Thread):
             top = outcome.ranked[: spec_final.retrain_top_k]
             # The retraining reads the dataset again, maybe hours after the start.
             check_data_paths(resolved, roots, private=private, sections=("dataset",), stored=True)
-            final = retrain_final(
-                self.runner.write,
-                self.runner.artifacts,
-                self.job_id,
-                resolved,
-                search.space,
-                [arch for arch, _ in top],
-                ranked_hparams(outcome.trials, top),
-            )
+            try:
+                final = retrain_final(
+                    self.runner.write,
+                    self.runner.artifacts,
+                    self.job_id,
+                    resolved,
+                    search.space,
+                    [arch for arch, _ in top],
+                    ranked_hparams(outcome.trials, top),
+                    should_stop=self._should_stop,
+                )
+            except Interrupted:
+                if self._stop_reason == CANCELLED:
+                    self._finish(
+                        JobState.CANCELLED,
+                        f"cancelled by user during the final retraining, after "
+                        f"{len(search.trials)} trials",
+                    )
+                else:  # a server shutdown: the next runner searches on from the checkpoint
+                    self._release()
+                return
         summary = summarize(resolved, outcome, search.space, final)
         summary.pop("trials", None)
         self._store_files(outcome.files)

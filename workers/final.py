@@ -28,6 +28,7 @@ from nas.training import (
     to_tensors,
     train_from_scratch,
 )
+from workers.backend import Interrupted, StopFn
 
 
 def final_space(resolved: ResolvedSpec, space: SearchSpace) -> SearchSpace:
@@ -133,13 +134,22 @@ def retrain(
     out_dir: Path | None = None,
     data: DatasetSplits | None = None,
     hparams: Sequence[Mapping[str, Any]] | None = None,
+    should_stop: StopFn | None = None,
 ) -> list[dict[str, Any]]:
     """Train each architecture from scratch with the ``final:`` recipe; report test accuracy,
     parameters and FLOPs, and save the weights under ``out_dir/final/`` when given.
 
     ``hparams`` (joint search: each architecture's trial's hyperparameters) override the
     recipe's training-procedure fields for that architecture, except ``epochs``: the final
-    section's epoch count always holds (searches train for a few epochs only)."""
+    section's epoch count always holds (searches train for a few epochs only).
+    ``should_stop`` is asked after every epoch: ``Interrupted`` when it answers a reason (a
+    cancel, a server shutdown), so that a long retraining stops within an epoch."""
+
+    def after_epoch(epoch: int, loss: float) -> None:
+        reason = should_stop() if should_stop is not None else None
+        if reason is not None:
+            raise Interrupted(f"the final retraining stopped after epoch {epoch + 1}: {reason}")
+
     spec = resolved.spec
     final: FinalSpec = spec.final or FinalSpec()
     data = data or load_dataset(spec.dataset.name, seed=spec.seed, **resolved.dataset_params)
@@ -179,6 +189,7 @@ def retrain(
             recipe.with_hparams(trial_hparams, exclude=("epochs",)),
             seed=spec.seed * 1000 + rank,
             device=device,
+            on_epoch=after_epoch,
         )
         result: dict[str, Any] = {
             "rank": rank,

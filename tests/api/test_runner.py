@@ -37,6 +37,30 @@ def test_cancel_stops_a_running_job_within_seconds_and_keeps_its_trials(
     assert job["n_trials"] == len(trials)
 
 
+def test_cancel_during_the_final_retraining_stops_it_at_the_next_epoch(
+    client: NasClient, time_left: Callable[..., float]
+) -> None:
+    """A cancel during ``final:`` was ignored: the job trained on (up to 10,000 epochs of each
+    of 100 architectures), could not be deleted meanwhile, and ended SUCCEEDED."""
+    spec = standalone_spec(trials=1, epochs=1, final={"epochs": 10_000, "retrain_top_k": 1})
+    job_id = client.submit(spec)["id"]
+
+    def retraining() -> bool:
+        job = client.job(job_id)
+        return job["state"] == "RUNNING" and job["trial_states"].get("COMPLETE", 0) == 1
+
+    wait_for(retraining, timeout=time_left(60))
+    time.sleep(0.5)  # some epochs into it
+    asked = time.monotonic()
+    client.cancel(job_id)
+    job = client.wait(job_id, timeout=time_left(30), poll=0.05)
+    assert time.monotonic() - asked < 10.0
+    assert job["state"] == "CANCELLED", job["reason"]
+    assert "during the final retraining" in job["reason"]
+    assert not (job["summary"] or {}).get("final")
+    assert [t["state"] for t in client.all_trials(job_id)] == ["COMPLETE"]
+
+
 def test_running_trials_are_visible_with_intermediate_values(client: NasClient) -> None:
     job_id = client.submit(standalone_spec(trials=3, epochs=3))["id"]
     client.wait(job_id, timeout=60)
@@ -74,6 +98,30 @@ def test_a_job_that_cannot_run_fails_with_its_cause(client: NasClient, server: A
     job = client.wait(client.submit(spec)["id"], timeout=30)
     assert job["state"] == "FAILED"
     assert "dataset.path: y must hold integer class labels 0..K-1" in job["reason"]
+    assert "RUNNING" not in job["trial_states"]  # a failed job's trials are finished
+
+
+def test_a_dataset_broken_after_submit_fails_the_job_and_leaves_no_trial_running(
+    server_factory: Any, time_left: Callable[..., float]
+) -> None:
+    """The trial that met the broken file stayed RUNNING in the FAILED job for good."""
+    api_only: LiveServer = server_factory(run_jobs=False)
+    data_dir = api_only.settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data = data_dir / "data.npz"
+    np.savez(data, x=np.zeros((40, 16), np.float32), y=np.arange(40) % 2)
+    key = api_only.create_key("a")
+    with api_only.client(key) as client:
+        spec = standalone_spec(trials=2, epochs=1, dataset={"name": "npz", "path": str(data)})
+        job_id = client.submit(spec)["id"]
+    np.savez(data, x=np.zeros((40, 0), np.float32), y=np.arange(40) % 2)  # no features
+    runner: LiveServer = server_factory()
+    with runner.client(key) as client:
+        job = client.wait(job_id, timeout=time_left(60))
+        assert job["state"] == "FAILED"
+        trials = list(client.all_trials(job_id))
+        assert "RUNNING" not in job["trial_states"], trials
+        assert all("the job failed while this trial ran" in t["error"] for t in trials)
 
 
 def test_a_file_swapped_for_a_link_outside_the_roots_after_submit_fails_the_job_unread(
