@@ -153,14 +153,24 @@ def _task_shape(name: str, params_json: str) -> tuple[tuple[int, ...], int]:
 
 
 # --- for loaders ---------------------------------------------------------------------------
+def split_size(n: int, fraction: float, where: str = "") -> int:
+    """How many of ``n`` examples ``split_off`` takes off (at least one, and not all);
+    ``DatasetError`` (prefixed by the field ``where``) when that leaves none."""
+    n_off = max(1, int(round(n * fraction)))
+    if n_off >= n:
+        at = f"{where}: " if where else ""
+        raise DatasetError(
+            f"{at}cannot split {n} examples with fraction {fraction}: it would leave none"
+        )
+    return n_off
+
+
 def split_off(
     x: np.ndarray, y: np.ndarray, fraction: float, seed: int, salt: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Split ``fraction`` of the examples off, by a permutation seeded from ``seed``."""
     order = np.random.default_rng([seed, salt]).permutation(len(y))
-    n_off = max(1, int(round(len(y) * fraction)))
-    if n_off >= len(y):
-        raise DatasetError(f"cannot split {len(y)} examples with fraction {fraction}")
+    n_off = split_size(len(y), fraction)
     keep, off = order[n_off:], order[:n_off]
     return x[keep], y[keep], x[off], y[off]
 

@@ -8,7 +8,7 @@ import json
 import os
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from nas.datasets.base import (
     DatasetConfig,
@@ -16,8 +16,10 @@ from nas.datasets.base import (
     DatasetSplits,
     cache_dir,
     finish_splits,
+    split_size,
     with_channels,
 )
+from nas.errors import DatasetError
 
 
 class Mnist1dConfig(DatasetConfig):
@@ -26,6 +28,23 @@ class Mnist1dConfig(DatasetConfig):
     generation_seed: int = Field(
         42, description="seed of the generator; 42 gives the standard MNIST-1D dataset"
     )
+
+    @model_validator(mode="after")
+    def _splits_hold_examples(self) -> Mnist1dConfig:
+        """Training, validation and test examples each, as the generator splits them (the
+        first ``int(num_samples * train_split)`` for training), else the job failed at start."""
+        train = int(self.num_samples * self.train_split)
+        if train < 2 or train >= self.num_samples:
+            raise ValueError(
+                f"train_split {self.train_split} of num_samples {self.num_samples} leaves "
+                f"{train} training and {self.num_samples - train} test examples; it needs at "
+                "least 2 training and 1 test example"
+            )
+        try:
+            split_size(train, self.valid_fraction)
+        except DatasetError as exc:
+            raise ValueError(f"valid_fraction of the {train} training examples: {exc}") from None
+        return self
 
 
 def load_mnist1d(

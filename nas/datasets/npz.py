@@ -19,6 +19,7 @@ from nas.datasets.base import (
     DatasetSplits,
     finish_splits,
     split_off,
+    split_size,
     with_channels,
 )
 from nas.errors import DatasetError
@@ -53,10 +54,10 @@ def load_npz(
         raise DatasetError(f"dataset.path: {_EXPECTED}; this file is not one") from None
     _check_arrays({k: (a.shape, a.dtype) for k, a in arrays.items()})
     x, y = arrays["x"], arrays["y"]
-    _check_labels("y", y)
+    _check_splits(len(y), "y_test" in arrays, valid_fraction, test_fraction)
+    _check_labels({k: arrays[k] for k in ("y", "y_test") if k in arrays})
     if "x_test" in arrays:
         x_test, y_test = arrays["x_test"], arrays["y_test"]
-        _check_labels("y_test", y_test)
         x_train, y_train = x, y
     else:
         x_train, y_train, x_test, y_test = split_off(x, y, test_fraction, seed, 0)
@@ -71,12 +72,16 @@ def load_npz(
     )
 
 
-def check_npz(*, path: str, **_: Any) -> None:
-    """What the file's array headers tell, without reading the arrays: an .npz archive
-    holding x and y (and x_test with y_test) of numeric types, ranks and lengths that fit.
-    Raises the ``DatasetError`` that loading it would."""
+def check_npz(
+    *, path: str, valid_fraction: float = 0.1, test_fraction: float = 0.2, **_: Any
+) -> None:
+    """What the file's array headers and labels tell, without reading the examples: an .npz
+    archive holding x and y (and x_test with y_test) of numeric types, ranks and lengths that
+    fit, enough examples for the splits, labels 0..K-1. Raises the ``DatasetError`` that
+    loading it would."""
     file = _file(path)
     headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    labels: dict[str, np.ndarray] = {}
     try:
         with zipfile.ZipFile(file) as archive:
             members = {n.removesuffix(".npy"): n for n in archive.namelist() if n.endswith(".npy")}
@@ -94,6 +99,26 @@ def check_npz(*, path: str, **_: Any) -> None:
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
         raise DatasetError(f"dataset.path: {_EXPECTED}; this file is not one") from None
     _check_arrays(headers)
+    try:
+        with zipfile.ZipFile(file) as archive:
+            for key in ("y", "y_test"):  # small: one integer per example
+                if key in members:
+                    with archive.open(members[key]) as member:
+                        labels[key] = np.lib.format.read_array(member, allow_pickle=False)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        raise DatasetError(f"dataset.path: {_EXPECTED}; this file is not one") from None
+    _check_splits(len(labels["y"]), "y_test" in labels, valid_fraction, test_fraction)
+    _check_labels(labels)
+
+
+def _check_splits(n: int, has_test: bool, valid_fraction: float, test_fraction: float) -> None:
+    """Enough examples in x for the test split (without x_test) and the validation split."""
+    try:
+        if not has_test:
+            n -= split_size(n, test_fraction)
+        split_size(n, valid_fraction)
+    except DatasetError as exc:
+        raise DatasetError(f"dataset.path: x holds too few examples: {exc}") from None
 
 
 def _file(path: str) -> Path:
@@ -128,15 +153,27 @@ def _check_pair(
             f"dataset.path: {xname} must be a numeric array of shape (N, L), (N, C, L) or "
             "(N, C, H, W)"
         )
+    if min(x_shape[1:]) < 1:
+        raise DatasetError(
+            f"dataset.path: {xname} examples must have every dimension at least 1 (L, C, H, "
+            "W); one is 0"
+        )
     if len(y_shape) != 1 or x_shape[0] != y_shape[0]:
         raise DatasetError(f"dataset.path: {yname} must be 1-D labels, one per example of {xname}")
     if not np.issubdtype(y_dtype, np.integer):
         raise DatasetError(f"dataset.path: {yname} must hold integer class labels 0..K-1")
 
 
-def _check_labels(yname: str, y: np.ndarray) -> None:
-    if len(y) and y.min() < 0:
-        raise DatasetError(f"dataset.path: {yname} must hold integer class labels 0..K-1")
+def _check_labels(labels: dict[str, np.ndarray]) -> None:
+    """Class labels 0..K-1, K at most the number of examples (a label of 10^9 would make a
+    network of 10^9 outputs)."""
+    n = sum(len(y) for y in labels.values())
+    for yname, y in labels.items():
+        if len(y) and (y.min() < 0 or y.max() >= n):
+            raise DatasetError(
+                f"dataset.path: {yname} must hold integer class labels 0..K-1, with K at most "
+                f"the number of examples ({n})"
+            )
 
 
 ENTRIES = {"npz": DatasetEntry(NpzConfig, load_npz, check=check_npz)}

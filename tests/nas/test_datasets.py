@@ -192,6 +192,13 @@ def _bad_npz_cases() -> list[object]:
         pytest.param(
             {"x": x, "y": y - 1}, ["y must hold integer class labels"], id="negative-labels"
         ),
+        pytest.param(
+            {"x": x, "y": y + 10**6}, ["with K at most the number of examples"], id="huge-labels"
+        ),
+        pytest.param(
+            {"x": x[:, :0], "y": y}, ["x examples must have every dimension at least 1"], id="flat"
+        ),
+        pytest.param({"x": x[:2], "y": y[:2]}, ["x holds too few examples"], id="two-examples"),
         pytest.param({"x": x, "y": y[:, None]}, ["y must be 1-D labels"], id="2d-labels"),
         pytest.param(
             {"x": x[:, 0], "y": y}, ["x must be a numeric array of shape (N, L)"], id="1d-inputs"
@@ -251,13 +258,9 @@ def test_npz_too_few_examples_to_split(tmp_path: Path) -> None:
 def test_npz_check_reads_the_headers_and_finds_what_loading_would(
     tmp_path: Path, arrays: dict[str, np.ndarray], messages: list[str]
 ) -> None:
-    """A service's submit check: the same error as loading, from the arrays' headers alone;
-    label values are the one thing only loading sees."""
+    """A service's submit check: the same error as loading, from the arrays' headers and the
+    labels (negative ones, or 10^9 ones, failed the job at its start)."""
     path = write_npz(tmp_path / "bad.npz", **arrays)
-    labels = arrays.get("y")
-    if labels is not None and labels.dtype.kind == "i" and labels.min() < 0:
-        check_dataset("npz", path=path)  # negative labels: only loading tells
-        return
     with pytest.raises(DatasetError) as info:
         check_dataset("npz", path=path)
     with pytest.raises(DatasetError) as loaded:
@@ -270,7 +273,7 @@ def test_npz_check_reads_the_headers_and_finds_what_loading_would(
 def test_npz_check_passes_good_files_and_refuses_what_is_no_npz(tmp_path: Path) -> None:
     x, y = signals(30)
     check_dataset("npz", path=write_npz(tmp_path / "d.npz", x=x, y=y, x_test=x, y_test=y))
-    check_dataset("npz", path=write_npz(tmp_path / "i.npz", x=np.zeros((4, 3, 5, 5)), y=y[:4]))
+    check_dataset("npz", path=write_npz(tmp_path / "i.npz", x=np.zeros((4, 3, 5, 5)), y=y[:4] % 4))
     np.savez_compressed(tmp_path / "c.npz", x=x, y=y)  # compressed members read alike
     check_dataset("npz", path=str(tmp_path / "c.npz"))
     (tmp_path / "notes.npz").write_text("x,y\n1,2\n")
