@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from nas.datasets import check_dataset
+from nas.datasets import DATASETS, check_dataset, dataset_shape
 from nas.errors import NasError, SpecError, spec_error_at_field
 from nas.evaluators import EVALUATORS
 from nas.registry import Registry
@@ -41,6 +41,12 @@ def check_startable(resolved: ResolvedSpec) -> None:
     with _errors_at("space"):
         space = resolved.build_space()
         space.decisions()
+        entry = DATASETS.get(spec.dataset.name)
+        if entry.load is not None and entry.check is None:  # generated data: cheap to shape
+            shape, _ = dataset_shape(spec.dataset.name, resolved.dataset_params, spec.seed)
+            problem = space.input_shape_problem(shape)  # MetaQNN's input_size
+            if problem is not None:
+                raise SpecError.at(["space"], problem)
     with _errors_at("evaluator"):
         EVALUATORS.get(spec.evaluator.name).check_files(
             space=space, params=resolved.evaluator_params

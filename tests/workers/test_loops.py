@@ -124,3 +124,23 @@ def test_a_grid_too_large_is_a_problem_at_the_controller() -> None:
     loc, msg = _problem(spec)
     assert loc == ["controller"]
     assert "more than max_size=100,000" in msg
+
+
+def test_a_metaqnn_space_sized_for_other_data_is_refused_at_the_space() -> None:
+    """It was accepted, then every trial failed at the job's start ('nas search': a
+    traceback)."""
+    spec = {
+        "name": "m",
+        "dataset": {"name": "digits"},
+        "space": {"name": "metaqnn"},  # input_size 40: MNIST-1D's length, not digits' 8 x 8
+        "controller": {"name": "random"},
+        "evaluator": {"name": "standalone", "epochs": 1},
+        "budget": {"trials": 1},
+    }
+    assert _problem(spec) == (
+        ["space"],
+        "space metaqnn has input_size 40 but the data's spatial size is (8, 8); set the "
+        "space's input_size to 8",
+    )
+    spec["space"] = {"name": "metaqnn", "input_size": 8}
+    check_startable(parse_spec(spec))
