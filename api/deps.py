@@ -85,7 +85,8 @@ class SpecBody:
 
 async def _spec_document(request: Request) -> SpecBody:
     """The request body as a spec document: JSON, or YAML with a YAML content type."""
-    media = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    # Media types are case-insensitive (RFC 9110 8.3.1); parameters (charset) are ignored.
+    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if media not in SPEC_MEDIA_TYPES:
         raise HTTPException(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
@@ -99,11 +100,13 @@ async def _spec_document(request: Request) -> SpecBody:
     if not text.strip():
         raise _invalid(["<document>"], "the body is empty; send a job spec")
     syntax = "json" if media == "application/json" else "yaml"
+    settings = app_state(request).settings
     document = parse_document(
         text,
         source=f"the {syntax.upper()} body",
         syntax=syntax,
-        max_depth=app_state(request).settings.max_spec_depth,
+        max_depth=settings.max_spec_depth,
+        max_bytes=settings.max_body_bytes,  # aliases must not expand a YAML body past it
     )
     return SpecBody(document, strict=syntax == "json")
 

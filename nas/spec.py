@@ -424,9 +424,14 @@ class ResolvedSpec:
 MAX_DEPTH = 32
 #: The integers a spec may hold: those of a 64-bit column.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: How large a spec document may be once YAML aliases are expanded, as JSON text (about): the
+#: size it is stored at. The server passes its body limit (``NAS_MAX_BODY_BYTES``) instead.
+MAX_DOCUMENT_BYTES = 1_048_576
 
 
-def load_spec_file(path: str | Path, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
+def load_spec_file(
+    path: str | Path, *, max_depth: int = MAX_DEPTH, max_bytes: int = MAX_DOCUMENT_BYTES
+) -> dict[str, Any]:
     """Read a YAML or JSON spec file; a syntax error names the file and line."""
     file = Path(path)
     try:
@@ -434,7 +439,7 @@ def load_spec_file(path: str | Path, *, max_depth: int = MAX_DEPTH) -> dict[str,
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise SpecError.at(["<file>"], f"cannot read {str(file)!r}: {reason}") from None
-    return parse_document(text, source=str(file), max_depth=max_depth)
+    return parse_document(text, source=str(file), max_depth=max_depth, max_bytes=max_bytes)
 
 
 def parse_document(
@@ -443,12 +448,16 @@ def parse_document(
     source: str = "<spec>",
     syntax: Literal["auto", "json", "yaml"] = "auto",
     max_depth: int = MAX_DEPTH,
+    max_bytes: int = MAX_DOCUMENT_BYTES,
 ) -> dict[str, Any]:
     """Parse a spec document (``auto``: JSON when it starts with ``{``, else YAML) into plain
     JSON data. Refused with a ``SpecError`` at its path: nesting deeper than ``max_depth``
-    (checked before anything is built), non-finite numbers (``Infinity``, ``.nan``), integers
-    outside 64 bits, strings that are not valid Unicode (lone surrogates), non-string keys,
-    and YAML values JSON cannot hold (timestamps, binary)."""
+    (checked before anything is built), a key given twice in one mapping (with its line in
+    YAML, its path in JSON), a document larger than ``max_bytes`` once its YAML aliases are
+    expanded (an "alias bomb": a few hundred bytes of ``*alias`` lists that expand to
+    millions of values), non-finite numbers (``Infinity``, ``.nan``), integers outside 64
+    bits, strings that are not valid Unicode (lone surrogates), non-string keys, and YAML
+    values JSON cannot hold (timestamps, binary)."""
     if syntax == "auto":
         syntax = "json" if text.lstrip().startswith("{") else "yaml"
     depth = _json_depth(text, max_depth) if syntax == "json" else _yaml_depth(text, max_depth)
@@ -458,20 +467,23 @@ def parse_document(
         )
     try:
         if syntax == "json":
-            data = json.loads(text, parse_constant=_reject_constant)
+            data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_json_object)
         else:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader
     except _NonFinite as exc:
         raise SpecError.at(
             ["<document>"],
             f"{source}: {exc.args[0]} is not a number a spec may hold; numbers must be finite",
         ) from None
+    except _DuplicateYamlKey as exc:
+        raise SpecError.at(["<document>"], f"{source}: {exc}", "duplicate_key") from None
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise SpecError.at(
             ["<document>"], f"{source} is not valid {syntax.upper()}: {exc}"
         ) from None
     if not isinstance(data, dict):
         raise SpecError.at(["<document>"], f"{source} must be a mapping of spec sections")
+    _check_expanded(data, source=source, max_bytes=max_bytes, max_depth=max_depth)
     problems = document_problems(data)
     if problems:
         raise SpecError([_err(loc, msg) for loc, msg in problems])
@@ -480,6 +492,99 @@ def parse_document(
 
 class _NonFinite(ValueError):
     pass
+
+
+class _DuplicateYamlKey(yaml.YAMLError):
+    pass
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key given twice in one mapping (PyYAML keeps the
+    last silently). A key that a ``<<`` merge brings in may still be overridden."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _YAML_MERGE:
+                continue  # a collection key is refused later (keys must be strings)
+            key = self.construct_object(key_node)
+            mark = key_node.start_mark
+            if key in first:
+                raise _DuplicateYamlKey(
+                    f"the key {key!r} is given twice in one mapping, at line "
+                    f"{first[key].line + 1}, column {first[key].column + 1} and at line "
+                    f"{mark.line + 1}, column {mark.column + 1}; keep one"
+                )
+            first[key] = mark
+        return super().construct_mapping(node, deep=deep)
+
+
+_YAML_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _DuplicatedKeys(dict[str, Any]):
+    """A JSON object that held a key more than once (``duplicated``, last value kept): the
+    decoder's hook cannot say where the object is, the walk of the parsed document can."""
+
+    duplicated: list[str]
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) == len(pairs):
+        return data
+    seen: set[str] = set()
+    duplicated = [k for k, _ in pairs if k in seen or seen.add(k)]  # type: ignore[func-returns-value]
+    marked = _DuplicatedKeys(data)
+    marked.duplicated = list(dict.fromkeys(duplicated))
+    return marked
+
+
+def _check_expanded(data: Any, *, source: str, max_bytes: int, max_depth: int) -> None:
+    """Refuse ``data`` if, written out as JSON, it would be larger than ``max_bytes`` or
+    nested deeper than ``max_depth``, and any JSON object in it that held a key twice.
+
+    A YAML alias is one shared object, so a short text can stand for a huge (or, through a
+    recursive anchor, endless) document; the walk visits each use of a shared object again,
+    as writing it out would, and stops as soon as the size passes ``max_bytes``: it costs
+    at most ``max_bytes`` steps, however the document is built."""
+    size = 0
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while stack:
+        loc, value = stack.pop()
+        if len(loc) > max_depth:
+            raise SpecError.at(
+                list(loc[:max_depth]) or ["<document>"],
+                f"{source} is nested deeper than {max_depth} levels once its aliases are "
+                "expanded; a spec needs 5",
+            )
+        if isinstance(value, dict):
+            if isinstance(value, _DuplicatedKeys):
+                raise SpecError.at(
+                    list(loc) or ["<document>"],
+                    f"{source}: the key {value.duplicated[0]!r} is given more than once in "
+                    "this object; keep one",
+                    "duplicate_key",
+                )
+            size += 2
+            for key, item in value.items():
+                size += len(key) + 4 if isinstance(key, str) else 8
+                stack.append(((*loc, key), item))
+        elif isinstance(value, list):
+            size += 2 + len(value)
+            stack.extend(((*loc, i), item) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            size += len(value) + 2
+        else:
+            size += 4  # a number, a boolean, null (or what document_problems refuses)
+        if size > max_bytes:
+            raise SpecError.at(
+                ["<document>"],
+                f"{source} is larger than {max_bytes} bytes as JSON once its YAML aliases "
+                "(*name) are expanded; a spec is a few kilobytes (the server's limit is "
+                "NAS_MAX_BODY_BYTES)",
+                "document_too_large",
+            )
 
 
 def _reject_constant(name: str) -> Any:

@@ -1,0 +1,102 @@
+"""The spec document loader (``nas.spec.parse_document``, behind ``POST /api/v1/jobs`` and
+``load_spec_file``): YAML aliases cannot expand a short text into a huge document, and a key
+given twice is refused instead of the last one silently winning."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from nas.errors import SpecError
+from nas.spec import load_spec_file, parse_document
+
+
+def alias_bomb(levels: int, *, inside: str | None = None) -> str:
+    """``levels`` anchors, each a list of 10 aliases of the one before: 10**levels values in
+    a few hundred bytes. ``inside``: the anchors sit under that key, else at the top."""
+    anchors = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    anchors += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels)]
+    if inside is None:
+        return "name: x\n" + "".join(f"{line}\n" for line in anchors)
+    return f"name: x\n{inside}:\n" + "".join(f"  {line}\n" for line in anchors)
+
+
+def refusal(text: str, **kwargs: object) -> dict[str, object]:
+    with pytest.raises(SpecError) as info:
+        parse_document(text, **kwargs)  # type: ignore[arg-type]
+    assert len(info.value.errors) == 1, info.value.errors
+    return info.value.errors[0]
+
+
+def test_an_alias_bomb_is_refused_quickly_by_its_expanded_size() -> None:
+    text = alias_bomb(6)  # a million values; each level more took the loader 10 times longer
+    assert len(text) < 400
+    started = time.process_time()
+    error = refusal(text, syntax="yaml", max_bytes=1_048_576)
+    assert time.process_time() - started < 1.0
+    assert error["loc"] == ("<document>",)
+    assert "larger than 1048576 bytes" in str(error["msg"]) and "aliases" in str(error["msg"])
+
+
+@pytest.mark.timeout(10)
+def test_a_recursive_anchor_is_refused_not_walked_forever() -> None:
+    """A 30-byte body looped the server's check of the document forever."""
+    error = refusal("name: x\nloop: &loop [*loop]\n", syntax="yaml")
+    assert "nested deeper than 32 levels once its aliases are expanded" in str(error["msg"])
+
+
+def test_the_expanded_size_limit_is_the_one_given() -> None:
+    text = alias_bomb(3)  # 1000 values: about 5 kB written out
+    assert parse_document(text, syntax="yaml", max_bytes=10_000)["a2"][9][9] == [1] * 10
+    assert "larger than 2000 bytes" in str(refusal(text, syntax="yaml", max_bytes=2_000)["msg"])
+
+
+def test_spec_files_go_through_the_same_limit(tmp_path: Path) -> None:
+    spec = tmp_path / "bomb.yaml"
+    spec.write_text(alias_bomb(6, inside="hparams"))
+    with pytest.raises(SpecError, match="aliases"):
+        load_spec_file(spec)
+
+
+def test_ordinary_anchors_aliases_and_merges_still_work() -> None:
+    text = (
+        "name: x\n"
+        "base: &base {name: random, seed: 1}\n"
+        "controller: {<<: *base, seed: 2}\n"  # a merged key may be overridden
+        "budget: &budget {trials: 5}\n"
+        "other: *budget\n"
+    )
+    data = parse_document(text, syntax="yaml")
+    assert data["controller"] == {"name": "random", "seed": 2}
+    assert data["other"] == {"trials": 5}
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("name: first\nbudget: {trials: 3}\nname: second\n", "at line 1, column 1 and at line 3"),
+        ("name: x\nbudget:\n  trials: 3\n  trials: 4\n", "at line 3, column 3 and at line 4"),
+    ],
+)
+def test_a_yaml_key_given_twice_is_refused_with_its_lines(text: str, line: str) -> None:
+    error = refusal(text, syntax="yaml")
+    assert error["type"] == "duplicate_key"
+    assert "is given twice" in str(error["msg"]) and line in str(error["msg"])
+
+
+@pytest.mark.parametrize(
+    ("text", "loc", "key"),
+    [
+        ('{"name": "first", "budget": {"trials": 3}, "name": "second"}', ("<document>",), "name"),
+        ('{"name": "x", "budget": {"trials": 3, "trials": 4}}', ("budget",), "trials"),
+        ('{"name": "x", "hparams": {"lr": [{"a": 1, "a": 1}]}}', ("hparams", "lr", 0), "a"),
+    ],
+)
+def test_a_json_key_given_twice_is_refused_at_its_object(
+    text: str, loc: tuple[object, ...], key: str
+) -> None:
+    error = refusal(text, syntax="json")
+    assert error["type"] == "duplicate_key"
+    assert error["loc"] == loc and f"the key {key!r} is given more than once" in str(error["msg"])
