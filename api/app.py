@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -82,6 +83,16 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
+def request_stop(app: FastAPI) -> None:
+    """Tell the app its server is stopping: open event streams end at their next poll.
+
+    uvicorn waits for open connections *before* it runs the lifespan's shutdown, so a
+    stream that waited for that would hold the shutdown until uvicorn cancels it (an ERROR
+    and a traceback); the server calls this when it is asked to exit (safe from a signal
+    handler: it only sets a ``threading.Event``)."""
+    app.state.stopping.set()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -116,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            request_stop(app)
             if runner is not None:
                 runner.stop()
             if started_ray:
@@ -131,6 +143,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Neural architecture search and hyperparameter optimisation jobs.",
         lifespan=lifespan,
     )
+    #: Set once the server is stopping (``request_stop``); event streams end on it.
+    app.state.stopping = threading.Event()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     routers = [
         health.router,

@@ -26,6 +26,8 @@ JOB_STATES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
 TRIAL_STATES = tuple(state.value for state in TrialState)
 #: The largest page the API serves (``limit``, ``k``).
 MAX_PAGE = 1000
+#: ``nas trials`` options that choose a page of trials; ``--top K`` takes none of them.
+TRIALS_PAGE_OPTIONS = ("state", "sort", "order", "limit", "offset")
 #: Exit status after the reader of our output went away (``nas trials 1 | head``), as for a
 #: process ended by SIGPIPE.
 BROKEN_PIPE = 141
@@ -35,10 +37,12 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from nas.spec import load_spec_file
     from nas.warmstart import resolve_runs
     from workers.local import default_run_dir, run_local_search
+    from workers.loops import check_startable
     from workers.search import parse_spec
     from workers.warmstart import resolve_run_controller
 
     resolved = parse_spec(resolve_run_controller(resolve_runs(load_spec_file(args.spec))))
+    check_startable(resolved)  # what the job would find at its start, before any folder
     out = Path(args.out) if args.out else default_run_dir(resolved)
     if out.exists() and not out.is_dir():
         print(
@@ -91,10 +95,24 @@ def _print_warnings(warnings: Sequence[str] | None) -> None:
             print(f"WARNING: {warning}", file=sys.stderr)
 
 
+class CommandError(Exception):
+    """A mistake the command reports as ``error: MESSAGE`` and exits with ``code``, without
+    a traceback: an option's bad value (2), a database that cannot be reached (1)."""
+
+    def __init__(self, message: str, *, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def _client(args: argparse.Namespace) -> Any:
     from api.client import NasClient
 
-    return NasClient(getattr(args, "server", None), api_key=getattr(args, "api_key", None))
+    server = getattr(args, "server", None)
+    try:
+        return NasClient(server, api_key=getattr(args, "api_key", None))
+    except ValueError as exc:  # not an http(s) URL
+        source = "--server" if server else "$NAS_SERVER"
+        raise CommandError(f"{source}: {exc}") from None
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -141,6 +159,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from api.app import create_app
 
     settings = _settings(args)
+    _check_connects(args, _database_url(args))  # one line, not a failed start's traceback
     if args.no_auth:
         settings = settings.model_copy(update={"auth": "none"})
     if args.ray_address:
@@ -185,9 +204,17 @@ def _quiet_server(app: Any, **config: Any) -> Any:
 
     import uvicorn
 
+    from api.app import request_stop
+
     signals = (signal.SIGINT, signal.SIGTERM)
 
     class QuietServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Open event streams end now: uvicorn waits for connections before the app's
+            # shutdown runs, and a stream would otherwise be cancelled with a traceback.
+            request_stop(self.config.app)
+            super().handle_exit(sig, frame)
+
         @contextmanager
         def capture_signals(self) -> Iterator[None]:
             if threading.current_thread() is not threading.main_thread():
@@ -235,7 +262,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 def _cmd_jobs(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        page = client.jobs(state=args.state, limit=args.limit)
+        page = client.jobs(state=args.state, limit=args.limit, offset=args.offset)
     if args.json:
         print(json.dumps(page, indent=2))
         return 0
@@ -246,11 +273,16 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
             f"{job['id']:>5}  {job['name'][:24]:<24} {job['state']:<10} {job['n_trials']:>7} "
             f"{100 * job['progress']:>7.1f}%  {_fmt(best)}"
         )
-    print(f"({page['count']} jobs)")
+    shown, count = len(page["data"]), page["count"]
+    print(f"({count} jobs)" if shown == count else f"({shown} shown of {count})")
     return 0
 
 
 def _cmd_trials(args: argparse.Namespace) -> int:
+    if args.top:
+        given = [f"--{name}" for name in TRIALS_PAGE_OPTIONS if getattr(args, name) is not None]
+        if given:  # the best K are the best K of all trials: a page of them means nothing
+            raise CommandError(f"--top cannot be combined with {', '.join(given)}")
     with _client(args) as client:
         if args.top:
             rows = client.best(args.job, args.top)
@@ -259,10 +291,10 @@ def _cmd_trials(args: argparse.Namespace) -> int:
             page = client.trials(
                 args.job,
                 state=args.state,
-                sort=args.sort,
-                order=args.order,
-                limit=args.limit,
-                offset=args.offset,
+                sort=args.sort or "number",
+                order=args.order or "asc",
+                limit=args.limit or 50,
+                offset=args.offset or 0,
             )
             footer = f"({len(page['data'])} shown of {page['count']})"
             rows = page["data"]
@@ -286,9 +318,10 @@ def trials_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     columns += [
         (f"hp.{name}", lambda t, name=name: (t.get("hparams") or {}).get(name)) for name in hparams
     ]
-    widths = [min(max(len(title), 8), 14) for title, _ in columns]
+    # A column is as wide as its whole title and its cells (text cut at 14 characters).
+    widths = [max(8, len(title), *(len(_cell(get(t), 14)) for t in rows)) for title, get in columns]
     header = f"{'#':>6}  {'STATE':<9} {'OBJECTIVE':>10}"
-    header += "".join(f"  {title[:w]:>{w}}" for (title, _), w in zip(columns, widths, strict=True))
+    header += "".join(f"  {title:>{w}}" for (title, _), w in zip(columns, widths, strict=True))
     lines = [header + "  ARCHITECTURE"]
     for t in rows:
         line = f"{t['number']:>6}  {t['state']:<9} {_cell(t['objective'], 10):>10}"
@@ -309,9 +342,11 @@ def _cmd_curves(args: argparse.Namespace) -> int:
     for series, points in curves["epochs"].items():
         keys = [k for k in dict.fromkeys(k for p in points for k in p) if k != "epoch"]
         print(f"{series}: {len(points)} epochs")
-        print(f"{'EPOCH':>5}  " + " ".join(f"{k[:12]:>12}" for k in keys))
+        widths = [max(12, len(k)) for k in keys]  # whole names: train_accuracy, not train_accura
+        print(f"{'EPOCH':>5}  " + " ".join(f"{k:>{w}}" for k, w in zip(keys, widths, strict=True)))
         for p in points:
-            print(f"{p['epoch']:>5}  " + " ".join(f"{_cell(p.get(k)):>12}" for k in keys))
+            cells = (f"{_cell(p.get(k), w):>{w}}" for k, w in zip(keys, widths, strict=True))
+            print(f"{p['epoch']:>5}  " + " ".join(cells))
     steps = curves["best_so_far"]
     print(f"best so far ({curves['direction']}, {curves['n_trials']} trials):")
     print(f"{'TRIAL':>6}  {'VALUE':>10}")
@@ -342,6 +377,10 @@ def _watch(client: Any, job_id: int) -> int:
     job: dict[str, Any] = {}
     try:
         for event, data in client.events(job_id):
+            if event == "end" and data.get("state") == "DELETED":
+                bar.close()
+                print(f"job {job_id} DELETED: {data['reason']}")
+                return 1
             if event == "job":
                 job = data
                 best = data["best"]["value"] if data["best"] else None
@@ -355,15 +394,9 @@ def _watch(client: Any, job_id: int) -> int:
     print(f"job {job_id} {job['state']}: {job['reason']}")
     _print_warnings(job.get("warnings"))
     print(f"trials: {job['n_trials']} {json.dumps(job['trial_states'])}")
-    best = client.best(job_id, 1)
-    if best:
-        t = best[0]
-        print(f"best: trial {t['number']} objective={_fmt(t['objective'])}")
-        print(f"architecture: {json.dumps(t['architecture'])}")
-    summary = job.get("summary") or {}
-    if summary.get("best") and summary["best"].get("final"):
-        final = summary["best"]["final"]
-        print(f"retrained: test_accuracy={final['test_accuracy']:.2f} params={final['params']}")
+    best = client.best(job_id, 1) if job["n_trials"] else []
+    for line in describe_result(job, best[0] if best else None):  # as 'nas show' says it
+        print(line)
     return 0 if job["state"] == "SUCCEEDED" else 1
 
 
@@ -385,7 +418,6 @@ def describe_job(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None) -
     figures and any retraining), as text lines. A finished job's summary is used when it has
     one; before that, the best trial so far (``best_trial``)."""
     spec = job.get("spec") or {}
-    summary = job.get("summary") or {}
     lines = [f"job {job['id']} {job['name']}: {job['state']}" + _paren(job.get("reason"))]
     lines += [f"WARNING: {warning}" for warning in job.get("warnings") or []]
     times = ", ".join(
@@ -406,6 +438,17 @@ def describe_job(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None) -
         )
         + f"; objective {objective.get('metric', '-')} ({objective.get('direction', '-')})"
     )
+    return lines + describe_result(job, best_trial)
+
+
+def describe_result(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None) -> list[str]:
+    """The result part of ``nas show`` (also the end of ``nas watch`` and ``submit --wait``):
+    an RL² meta-training job's policy, or the best architecture (the summary's, which for a
+    shared-weight search is derived from it, not a trial; before a summary, the best trial
+    so far) with its genotype, hyperparameters, metrics, held-out figures and retrainings."""
+    spec = job.get("spec") or {}
+    summary = job.get("summary") or {}
+    lines: list[str] = []
     meta = summary.get("meta_training")
     if meta:  # an rl2-meta job: its policy, not an architecture
         lines.append(
@@ -484,17 +527,51 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from api.client import ApiError
+
     with _client(args) as client:
-        path = client.export(
-            args.job, args.format, args.rank, args.output, untrained=args.untrained
-        )
+        try:
+            path = _download(
+                args.output,
+                lambda target: client.export(
+                    args.job, args.format, args.rank, target, untrained=args.untrained
+                ),
+            )
+        except ApiError as exc:
+            # The API's advice names its query parameter; here it is an option.
+            if isinstance(exc.detail, str) and "untrained=true" in exc.detail:
+                detail = exc.detail.replace("untrained=true", "--untrained")
+                raise ApiError(exc.status_code, detail) from None
+            raise
+    if path is None:
+        print(f"wrote job {args.job} rank {args.rank} to stdout", file=sys.stderr)
+        return 0
     print(f"wrote {path} ({path.stat().st_size:,} bytes): job {args.job} rank {args.rank}")
     return 0
 
 
+def _download(output: str | None, fetch: Callable[[str | None], Path]) -> Path | None:
+    """``fetch(output)`` (a client download to a file or folder), except that ``-o -``
+    writes the file to stdout (``None`` then)."""
+    import shutil
+    import tempfile
+
+    if output != "-":
+        return fetch(output)
+    with tempfile.TemporaryDirectory(prefix="nas-download-") as folder:
+        path = fetch(folder + "/")
+        with path.open("rb") as source:
+            shutil.copyfileobj(source, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    return None
+
+
 def _cmd_policy(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        path = client.policy(args.job, args.output)
+        path = _download(args.output, lambda target: client.policy(args.job, target))
+    if path is None:
+        print(f"wrote job {args.job}'s RL² policy to stdout", file=sys.stderr)
+        return 0
     print(
         f"wrote {path} ({path.stat().st_size:,} bytes): job {args.job}'s RL² policy, "
         f"for controller: {{name: rl2, policy: {path}}}"
@@ -533,11 +610,78 @@ def _cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _db(args: argparse.Namespace) -> Any:
+def _database_source(args: argparse.Namespace) -> str:
+    """Where the command's database URL came from, as the user gave it."""
+    if getattr(args, "db", None):
+        return "--db"
+    if os.environ.get("NAS_DATABASE_URL"):
+        return "$NAS_DATABASE_URL"
+    if getattr(args, "data_dir", None):
+        return "--data-dir"
+    if os.environ.get("NAS_DATA_DIR"):
+        return "$NAS_DATA_DIR"
+    return "the default data directory ./.nas"
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    """The command's database URL, checked to be one SQLAlchemy can use (``CommandError``
+    naming where it came from and what is valid, before anything connects)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    url = shown = _settings(args).resolved_database_url()
+    try:
+        parsed = make_url(url)
+        shown = parsed.render_as_string(hide_password=True)
+        parsed.get_dialect().import_dbapi()
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise CommandError(
+            f"{_database_source(args)}: {shown!r} is not a database URL this service can use "
+            f"({str(exc).splitlines()[0]}); use sqlite:///FILE or "
+            "postgresql+psycopg://USER[:PASSWORD]@HOST:PORT/DATABASE"
+        ) from None
+    return url
+
+
+def _unreachable(args: argparse.Namespace, url: str, exc: Exception) -> CommandError:
+    """A database error at connection time as one line naming the database (exit 1)."""
+    from api.db import short_error
+
+    return CommandError(
+        f"cannot use database {describe_database(url)} (from {_database_source(args)}): "
+        f"{short_error(exc)}",
+        code=1,
+    )
+
+
+def _check_connects(args: argparse.Namespace, url: str) -> None:
+    """Connect to ``url`` once (``CommandError`` naming it when that fails)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from api.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        raise _unreachable(args, url, exc) from None
+    finally:
+        engine.dispose()
+
+
+def _db(args: argparse.Namespace, url: str) -> Any:
+    """An engine on ``url``, upgraded to the latest schema."""
+    from sqlalchemy.exc import DBAPIError
+
     from api.db import make_engine, upgrade
 
-    engine = make_engine(_settings(args).resolved_database_url())
-    upgrade(engine)
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    except DBAPIError as exc:
+        engine.dispose()
+        raise _unreachable(args, url, exc) from None
     return engine
 
 
@@ -546,10 +690,16 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     from api.db import make_session_factory, session_scope
     from api.repositories import ApiKeyRepository
 
-    url = _settings(args).resolved_database_url()
+    url = _database_url(args)
     sqlite_file = _sqlite_file(url)
     fresh = sqlite_file is not None and not sqlite_file.exists()
-    engine = _db(args)
+    if sqlite_file is not None and fresh and args.keys_command != "create":
+        # Nothing to list or revoke there: say so rather than create an empty database.
+        raise CommandError(
+            f"no database at {sqlite_file.resolve()} (from {_database_source(args)}), so no "
+            "keys: pass the server's --db or --data-dir ('nas keys create' makes a new one)"
+        )
+    engine = _db(args, url)
     factory = make_session_factory(engine, write=True)
     where = describe_database(url)
     with session_scope(factory) as session:
@@ -587,7 +737,7 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 def _cmd_db(args: argparse.Namespace) -> int:
     from api.db import current_revision
 
-    engine = _db(args)
+    engine = _db(args, _database_url(args))
     print(f"database at revision {current_revision(engine)}")
     engine.dispose()
     return 0
@@ -621,6 +771,13 @@ def _bounded(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _non_blank(text: str) -> str:
+    """An argparse type: text with something other than spaces in it."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"must not be empty or blank, got {text!r}")
+    return text
 
 
 def _upper(text: str) -> str:
@@ -746,6 +903,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=50,
         help=f"at most this many jobs, 1..{MAX_PAGE} (default %(default)s)",
     )
+    jobs.add_argument(
+        "--offset", type=_bounded(0, 10_000_000), default=0, help="skip this many (default 0)"
+    )
     jobs.add_argument("--json", action="store_true", help="the API's JSON page instead of a table")
     jobs.set_defaults(func=_cmd_jobs)
 
@@ -764,7 +924,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--top",
         type=_bounded(1, MAX_PAGE),
         metavar="K",
-        help=f"the best K completed trials by the objective, 1..{MAX_PAGE}",
+        help=f"the best K completed trials by the objective, 1..{MAX_PAGE} (not with "
+        "--state, --sort, --order, --limit, --offset)",
     )
     trials.add_argument(
         "--state",
@@ -775,23 +936,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     trials.add_argument(
         "--sort",
-        default="number",
         metavar="KEY",
         help="number (default), objective, or a metric the job's evaluator reports "
         "(e.g. val_accuracy; the server lists them when the name is wrong)",
     )
-    trials.add_argument(
-        "--order", default="asc", choices=["asc", "desc"], help="asc (default) or desc"
-    )
+    # No defaults here (None): --top refuses any of them that was given.
+    trials.add_argument("--order", choices=["asc", "desc"], help="asc (default) or desc")
     trials.add_argument(
         "--limit",
         type=_bounded(1, MAX_PAGE),
-        default=50,
-        help=f"at most this many trials, 1..{MAX_PAGE} (default %(default)s)",
+        help=f"at most this many trials, 1..{MAX_PAGE} (default 50)",
     )
-    trials.add_argument(
-        "--offset", type=_bounded(0, 10_000_000), default=0, help="skip this many (default 0)"
-    )
+    trials.add_argument("--offset", type=_bounded(0, 10_000_000), help="skip this many (default 0)")
     trials.add_argument("--json", action="store_true", help="the API's JSON instead of a table")
     trials.set_defaults(func=_cmd_trials)
 
@@ -818,7 +974,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--rank", type=int, default=1, help="1 = the best (default)")
     export.add_argument(
-        "-o", "--output", help="file or folder (default: the server's file name, here)"
+        "-o",
+        "--output",
+        help="file, or folder (existing, or any path ending in /: created), or - for stdout "
+        "(default: the server's file name, here)",
     )
     export.add_argument(
         "--untrained",
@@ -832,7 +991,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     policy.add_argument("job", type=int, help="job id")
     policy.add_argument(
-        "-o", "--output", help="file or folder (default: the server's file name, here)"
+        "-o",
+        "--output",
+        help="file, or folder (existing, or any path ending in /: created), or - for stdout "
+        "(default: the server's file name, here)",
     )
     policy.set_defaults(func=_cmd_policy)
 
@@ -853,7 +1015,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_database_options(keys, None)
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     create = keys_sub.add_parser("create", help="create a key and print it (shown once)")
-    create.add_argument("--name", required=True, help="who or what the key is for")
+    create.add_argument(
+        "--name", required=True, type=_non_blank, help="who or what the key is for (not blank)"
+    )
     create.add_argument("--admin", action="store_true", help="sees and changes every job")
     listing = keys_sub.add_parser("list", help="list keys")
     revoke = keys_sub.add_parser("revoke", help="revoke a key")
@@ -872,7 +1036,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     import httpx
 
-    from api.client import ApiError
+    from api.client import ApiError, ServerUnreachable
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -890,12 +1054,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return BROKEN_PIPE
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except ServerUnreachable as exc:
+        hint = " (is 'nas serve' running?)" if isinstance(exc.__cause__, httpx.ConnectError) else ""
+        print(f"error: {exc}{hint}", file=sys.stderr)
+        return 2
     except (NasError, ApiError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except httpx.HTTPError as exc:
-        server = getattr(args, "server", None) or "the server"
-        print(f"error: cannot talk to {server}: {exc} (is 'nas serve' running?)", file=sys.stderr)
+        server = getattr(args, "server", None) or os.environ.get("NAS_SERVER") or "the server"
+        print(f"error: cannot talk to {server}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ import json
 import os
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
@@ -34,6 +35,39 @@ class ApiError(Exception):
         super().__init__(f"HTTP {status_code}: {format_detail(detail)}")
 
 
+class ServerUnreachable(ApiError):
+    """No HTTP answer came: the server at ``server`` refused the connection, was not found,
+    timed out or broke the connection off. ``status_code`` is ``None``."""
+
+    def __init__(self, server: str, reason: str) -> None:
+        self.server, self.reason = server, reason
+        self.status_code, self.detail = None, reason  # type: ignore[assignment]
+        Exception.__init__(self, f"cannot talk to the server at {server}: {reason}")
+
+
+#: What a server URL may end in that is the API's prefix, not part of the server's address.
+API_PREFIX = "/api/v1"
+
+
+def server_url(server: str) -> str:
+    """``server`` as the client's base URL: without a trailing slash or the API's own prefix
+    (``http://host:8000/api/v1`` is ``http://host:8000``); ``ValueError`` for a URL that is
+    not http:// or https://.
+
+    Example:
+        >>> server_url("http://127.0.0.1:8000/api/v1/")
+        'http://127.0.0.1:8000'
+    """
+    url = server.strip().rstrip("/")
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest:
+        example = f"http://{url}" if not sep else f"http://{rest or '127.0.0.1:8000'}"
+        raise ValueError(
+            f"server URL {server!r} needs http:// or https:// and a host (e.g. {example})"
+        )
+    return url.removesuffix(API_PREFIX)
+
+
 def format_detail(detail: Any) -> str:
     if isinstance(detail, list):
         return "; ".join(
@@ -52,7 +86,7 @@ class NasClient:
     def __init__(
         self, server: str | None = None, *, api_key: str | None = None, timeout: float = 30.0
     ) -> None:
-        self.server = (server or os.environ.get("NAS_SERVER") or DEFAULT_SERVER).rstrip("/")
+        self.server = server_url(server or os.environ.get("NAS_SERVER") or DEFAULT_SERVER)
         key = api_key if api_key is not None else os.environ.get("NAS_API_KEY")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
@@ -67,9 +101,19 @@ class NasClient:
         self.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
+        with self._reaching():
+            response = self._http.request(method, path, **kwargs)
         self._check(response)
         return response.json()
+
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """Turn httpx's transport errors (refused, unknown host, timeout, connection lost)
+        into ``ServerUnreachable`` naming this client's server."""
+        try:
+            yield
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(self.server, str(exc) or type(exc).__name__) from exc
 
     # --- jobs ------------------------------------------------------------------------------
     def submit(self, spec: str | Path | Mapping[str, Any]) -> dict[str, Any]:
@@ -85,9 +129,10 @@ class NasClient:
         )
 
     def jobs(self, *, state: str | None = None, limit: int = 50, offset: int = 0) -> dict:
+        """A page of your jobs, newest first (``{data, count}``); ``state`` in any case."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if state:
-            params["state"] = state
+            params["state"] = state.upper()  # any case, as the CLI takes it
         return self._request("GET", "/api/v1/jobs", params=params)
 
     def job(self, job_id: int) -> dict[str, Any]:
@@ -98,7 +143,9 @@ class NasClient:
 
     def delete(self, job_id: int) -> None:
         """Delete a finished (or queued) job with its trials and files."""
-        self._check(self._http.request("DELETE", f"/api/v1/jobs/{job_id}"))
+        with self._reaching():
+            response = self._http.request("DELETE", f"/api/v1/jobs/{job_id}")
+        self._check(response)
 
     def export(
         self,
@@ -111,7 +158,8 @@ class NasClient:
     ) -> Path:
         """Download the ``rank``-th best architecture (1 = best) of a job as ``format``
         (json, pytorch (a zip), torchscript, onnx, model-card) to ``path``: a file, or a
-        folder (default: the current one) to save it under the server's file name."""
+        folder (default: the current one; a path ending in ``/`` is a folder, created if
+        missing) to save it under the server's file name."""
         params: dict[str, Any] = {"format": format, "rank": rank}
         if untrained:
             params["untrained"] = "true"
@@ -121,8 +169,9 @@ class NasClient:
 
     def policy(self, job_id: int, path: str | Path | None = None) -> Path:
         """Download a job's RL² policy file (a meta-training job's result, or the copy an
-        ``rl2`` job runs) to ``path``: a file, or a folder (default: the current one) to
-        save it under the server's file name. 404 (``ApiError``) for a job without one."""
+        ``rl2`` job runs) to ``path``: a file, or a folder (default: the current one; a path
+        ending in ``/`` is a folder, created if missing) to save it under the server's file
+        name. 404 (``ApiError``) for a job without one."""
         return self._download(
             f"/api/v1/jobs/{job_id}/policy", {}, path, f"rl2-policy-job{job_id}.pt"
         )
@@ -131,14 +180,18 @@ class NasClient:
         self, url: str, params: dict[str, Any], path: str | Path | None, fallback: str
     ) -> Path:
         """Stream a GET's file to ``path`` (a file, or a folder for the server's file name,
-        else ``fallback``), through a temporary file so a failed download leaves nothing."""
+        else ``fallback``: an existing folder, or any path ending in a slash, created),
+        through a temporary file so a failed download leaves nothing."""
         timeout = httpx.Timeout(30.0, read=600.0)  # the server builds and checks the file
-        with self._http.stream("GET", url, params=params, timeout=timeout) as response:
+        with (
+            self._reaching(),
+            self._http.stream("GET", url, params=params, timeout=timeout) as response,
+        ):
             if response.status_code >= 400:
                 response.read()
                 self._check(response)
             target = Path(path) if path is not None else Path.cwd()
-            if target.is_dir():
+            if target.is_dir() or str(path).endswith(("/", os.sep)):
                 target = target / (self._filename(response) or fallback)
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.part")
@@ -200,7 +253,7 @@ class NasClient:
     ) -> dict[str, Any]:
         params: dict[str, Any] = {"sort": sort, "order": order, "limit": limit, "offset": offset}
         if state:
-            params["state"] = state
+            params["state"] = state.upper()  # any case, as the CLI takes it
         if after is not None:
             params["after"] = after
         return self._request("GET", f"/api/v1/jobs/{job_id}/trials", params=params)
@@ -232,9 +285,12 @@ class NasClient:
 
     def events(self, job_id: int) -> Iterator[tuple[str, Any]]:
         """Server-sent events of a job as ``(event, data)`` until it ends."""
-        with self._http.stream(
-            "GET", f"/api/v1/jobs/{job_id}/events", timeout=httpx.Timeout(30.0, read=None)
-        ) as response:
+        with (
+            self._reaching(),
+            self._http.stream(
+                "GET", f"/api/v1/jobs/{job_id}/events", timeout=httpx.Timeout(30.0, read=None)
+            ) as response,
+        ):
             if response.status_code >= 400:
                 response.read()
                 raise ApiError(response.status_code, response.json().get("detail"))

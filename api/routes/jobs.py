@@ -314,13 +314,18 @@ async def job_events(
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events: ``job`` (state, progress, trial count, best) whenever it changes,
     ``trial`` (number, state, objective) for each trial as it is recorded, and a last
-    ``end`` once the job has finished."""
+    ``end`` once the job has finished (``state``, ``reason``), or ``DELETED`` once it is
+    deleted while watched."""
     # Trials are sent once per state: a RUNNING trial is sent again when it finishes.
     # ``done`` is the highest number below which every trial was sent finished.
     done, sent, last_job = -1, dict[int, str](), None
     poll = state.settings.poll_interval_s
     while True:
         job, trials = await asyncio.to_thread(_poll, state, job_id, done)
+        if job is None:  # deleted since the stream started (or since the last poll)
+            reason = f"job {job_id} was deleted while it was watched"
+            yield ServerSentEvent(event="end", data={"state": "DELETED", "reason": reason})
+            return
         fresh = False
         for number, trial_state, objective in trials:
             if sent.get(number) != trial_state:
@@ -343,8 +348,8 @@ async def job_events(
         if JobState(job.state).is_finished() and not fresh:
             yield ServerSentEvent(event="end", data={"state": job.state, "reason": job.reason})
             return
-        if await request.is_disconnected():
-            return
+        if await request.is_disconnected() or request.app.state.stopping.is_set():
+            return  # the server is stopping (api.app.request_stop): no end, the job goes on
         if not fresh or len(trials) < 500:
             await asyncio.sleep(poll)
 

@@ -1,0 +1,306 @@
+"""How the ``nas`` CLI and ``NasClient`` meet a user's mistakes and what the user reads:
+bad option values, unusable or unreachable databases and servers, paths, option mixes that
+would be ignored, and results printed the same way by every command (issue: CLI probe)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.cli import main
+from api.client import ApiError, NasClient, ServerUnreachable
+from tests.api.conftest import LiveServer, free_port, nb201_spec
+
+NAS = str(Path(sys.executable).parent / "nas")
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+UNREACHABLE_PG = "postgresql+psycopg://nobody@127.0.0.1:1/db"
+
+
+def nas(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    """``nas ARGS`` in a subprocess, with no server, key or database from the caller's
+    environment."""
+    unset = ("NAS_SERVER", "NAS_API_KEY", "NAS_DATABASE_URL", "NAS_DATA_DIR")
+    environ = {k: v for k, v in os.environ.items() if k not in unset}
+    return subprocess.run(
+        [NAS, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**environ, **env},
+        cwd=cwd,
+        check=False,
+    )
+
+
+def tiny_enas_spec() -> dict[str, Any]:
+    """examples/digits-enas.yaml shrunk to seconds: 2 search epochs, a 1-epoch retraining."""
+    return {
+        "name": "tiny-enas",
+        "dataset": {"name": "digits"},
+        "space": {"name": "enas-macro", "layers": 2, "channels": 8, "reductions": [1]},
+        "controller": {"name": "enas"},
+        "evaluator": {
+            "name": "shared-weights",
+            "epochs": 2,
+            "batch_size": 64,
+            "rewards_per_epoch": 5,
+        },
+        "objective": {"metric": "val_accuracy", "direction": "maximize"},
+        "budget": {"minutes": 2},
+        "final": {"retrain_top_k": 1, "epochs": 1, "batch_size": 64},
+        "seed": 0,
+    }
+
+
+@pytest.fixture
+def auth(server: LiveServer) -> list[str]:
+    return ["--server", server.url, "--api-key", server.create_key("cli")]
+
+
+def finished(server: LiveServer, auth: list[str], spec: dict[str, Any]) -> int:
+    with server.client(auth[-1]) as client:
+        job = client.submit(spec)
+        assert client.wait(job["id"], timeout=300)["state"] == "SUCCEEDED"
+    return int(job["id"])
+
+
+# --- 1: a blank key name ------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["", "   "])
+def test_keys_create_refuses_a_blank_name_naming_the_option(tmp_path: Path, name: str) -> None:
+    made = nas("keys", "create", "--name", name, "--data-dir", str(tmp_path / "d"))
+    assert made.returncode == 2, made.stderr
+    assert "argument --name: must not be empty or blank" in made.stderr
+    assert "Traceback" not in made.stderr and made.stdout == ""
+    assert not (tmp_path / "d").exists()  # refused before any database is made
+
+
+# --- 2: an unusable or unreachable database -----------------------------------------------------
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["keys", "--db", "bogus://x", "list"],
+        ["keys", "create", "--name", "a", "--db", "bogus://x"],
+        ["db", "--db", "bogus://x", "upgrade"],
+        ["serve", "--db", "bogus://x", "--port", "0", "--backend", "inline"],
+    ],
+)
+def test_a_database_url_of_no_known_kind_is_one_line_naming_db(command: list[str]) -> None:
+    ran = nas(*command)
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.startswith("error: --db: 'bogus://x' is not a database URL"), ran.stderr
+    assert "sqlite:///FILE or postgresql+psycopg://" in ran.stderr
+    assert len(ran.stderr.splitlines()) == 1 and "Traceback" not in ran.stderr
+
+
+def test_a_bad_database_url_from_the_environment_names_the_variable() -> None:
+    ran = nas("keys", "list", NAS_DATABASE_URL="not a url")
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.startswith("error: $NAS_DATABASE_URL: 'not a url' is not a database URL")
+    assert "Traceback" not in ran.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["keys", "--db", UNREACHABLE_PG, "list"],
+        ["db", "--db", UNREACHABLE_PG, "upgrade"],
+        ["serve", "--db", UNREACHABLE_PG, "--port", "0", "--backend", "inline"],
+    ],
+)
+def test_an_unreachable_database_is_one_line_naming_it(command: list[str]) -> None:
+    ran = nas(*command)
+    assert ran.returncode == 1, ran.stderr
+    assert ran.stderr.startswith(f"error: cannot use database {UNREACHABLE_PG} (from --db): ")
+    assert "Connection refused" in ran.stderr
+    assert len(ran.stderr.splitlines()) == 1 and "Traceback" not in ran.stderr
+
+
+# --- 3: watch / submit --wait say the best as show does -----------------------------------------
+@sqlite_only
+def test_watch_of_a_shared_weight_search_prints_the_best_that_show_prints(
+    server: LiveServer, auth: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_id = finished(server, auth, tiny_enas_spec())
+    assert main(["show", str(job_id), *auth]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert main(["watch", str(job_id), *auth]) == 0
+    watched = capsys.readouterr().out.splitlines()
+
+    # The summary's best is derived from the search, not a trial; the retraining is of it.
+    best = next(i for i, line in enumerate(shown) if line.startswith("best:"))
+    assert shown[best].startswith("best: derived from the search, val_accuracy=")
+    assert any(line.startswith("retrained rank 1: test_accuracy=") for line in shown)
+    assert watched[-len(shown[best:]) :] == shown[best:]  # the same lines, word for word
+    assert not any(line.startswith("best: trial") for line in watched)
+
+
+# --- 4: --top with page options -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--state", "complete"], "--state"),
+        (["--sort", "number"], "--sort"),  # even the default value, given, is refused
+        (["--order", "desc", "--offset", "5"], "--order, --offset"),
+        (["--limit", "3"], "--limit"),
+    ],
+)
+def test_trials_top_refuses_the_page_options_it_would_ignore(
+    options: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = f"http://127.0.0.1:{free_port()}"  # refused before anything is asked of it
+    assert main(["trials", "1", "--top", "3", *options, "--server", server]) == 2
+    assert capsys.readouterr().err == f"error: --top cannot be combined with {named}\n"
+
+
+# --- 5, 8: export paths, stdout, the --untrained hint -------------------------------------------
+@pytest.fixture
+def nb201_job(server: LiveServer, auth: list[str]) -> int:
+    return finished(server, auth, nb201_spec(budget={"trials": 10}))
+
+
+@sqlite_only
+def test_export_to_a_path_ending_in_a_slash_creates_that_folder(
+    server: LiveServer, auth: list[str], nb201_job: int, tmp_path: Path
+) -> None:
+    with server.client(auth[-1]) as client:
+        expected = client.export(nb201_job, "json", path=tmp_path / "best.json").read_bytes()
+        saved = client.export(nb201_job, "json", path=f"{tmp_path / 'newdir'}/")
+    assert saved.parent == tmp_path / "newdir" and saved.read_bytes() == expected
+
+    made = nas("export", str(nb201_job), "-o", "dirnew/", *auth, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "dirnew").is_dir()  # was: a file named 'dirnew'
+    assert [p.read_bytes() for p in (tmp_path / "dirnew").iterdir()] == [expected]
+
+
+@sqlite_only
+def test_export_to_dash_writes_stdout(
+    server: LiveServer, auth: list[str], nb201_job: int, tmp_path: Path
+) -> None:
+    with server.client(auth[-1]) as client:
+        expected = client.export(nb201_job, "json", path=tmp_path / "best.json").read_bytes()
+    piped = nas("export", str(nb201_job), "-o", "-", *auth, cwd=tmp_path)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.encode() == expected and json.loads(piped.stdout)
+    assert not (tmp_path / "-").exists()  # was: a file named '-'
+    assert f"wrote job {nb201_job} rank 1 to stdout" in piped.stderr
+
+
+@sqlite_only
+def test_export_refusal_names_the_untrained_option(
+    auth: list[str], nb201_job: int, tmp_path: Path
+) -> None:
+    refused = nas("export", str(nb201_job), "--format", "torchscript", *auth, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "HTTP 409" in refused.stderr and "add --untrained for the bare graph" in refused.stderr
+    assert "untrained=true" not in refused.stderr  # the API's query parameter, not an option
+
+
+# --- 6: jobs paging -----------------------------------------------------------------------------
+@sqlite_only
+def test_jobs_footer_says_how_many_are_shown_and_offset_pages(
+    server: LiveServer, auth: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with server.client(auth[-1]) as client:
+        ids = [client.submit(nb201_spec(budget={"trials": 5}))["id"] for _ in range(3)]
+    assert main(["jobs", "--limit", "1", *auth]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "(1 shown of 3)" and len(lines) == 3
+    assert main(["jobs", "--offset", "2", *auth]) == 0  # newest first: the oldest is last
+    _header, row, footer = capsys.readouterr().out.splitlines()
+    assert row.split()[0] == str(ids[0]) and footer == "(1 shown of 3)"
+    assert main(["jobs", *auth]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "(3 jobs)"
+
+
+# --- 7, 9: server URLs and connection errors ----------------------------------------------------
+def test_a_refused_connection_names_the_url_from_the_environment() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    ran = nas("jobs", NAS_SERVER=url)
+    assert ran.returncode == 2
+    assert ran.stderr == (
+        f"error: cannot talk to the server at {url}: [Errno 111] Connection refused "
+        "(is 'nas serve' running?)\n"
+    )
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_a_server_url_without_a_scheme_is_refused_saying_what_it_needs(how: str) -> None:
+    given = {"option": ("--server", "localhost:8772")}.get(how, ())
+    ran = nas("jobs", *given, **({"NAS_SERVER": "localhost:8772"} if how == "environment" else {}))
+    assert ran.returncode == 2
+    source = "--server" if how == "option" else "$NAS_SERVER"
+    assert ran.stderr == (
+        f"error: {source}: server URL 'localhost:8772' needs http:// or https:// and a host "
+        "(e.g. http://localhost:8772)\n"
+    )
+
+
+@sqlite_only
+def test_a_server_url_with_the_api_prefix_still_reaches_the_server(
+    server: LiveServer, auth: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["jobs", "--server", f"{server.url}/api/v1/", *auth[2:]]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "(0 jobs)"
+
+
+@sqlite_only
+def test_client_takes_states_in_any_case(server: LiveServer, auth: list[str]) -> None:
+    job_id = finished(server, auth, nb201_spec(budget={"trials": 5}))
+    with server.client(auth[-1]) as client:
+        assert [j["id"] for j in client.jobs(state="succeeded")["data"]] == [job_id]
+        assert client.trials(job_id, state="Complete")["count"] == 5
+
+
+def test_client_names_the_url_of_a_refused_connection() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with NasClient(url, api_key="k") as client, pytest.raises(ServerUnreachable) as caught:
+        client.jobs()
+    assert isinstance(caught.value, ApiError) and caught.value.status_code is None
+    assert str(caught.value).startswith(f"cannot talk to the server at {url}: ")
+    with pytest.raises(ValueError, match="needs http:// or https://"):
+        NasClient("localhost:8772")
+
+
+# --- 10: whole column titles --------------------------------------------------------------------
+@sqlite_only
+def test_trials_show_whole_column_titles(
+    server: LiveServer, auth: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    long_name = {"my_very_long_hyperparameter": {"type": "categorical", "choices": [8, 16]}}
+    job_id = finished(server, auth, nb201_spec(budget={"trials": 5}, hparams=long_name))
+    assert main(["trials", str(job_id), *auth]) == 0
+    header, *rows, _ = capsys.readouterr().out.splitlines()
+    assert header.split()[-2:] == ["hp.my_very_long_hyperparameter", "ARCHITECTURE"]
+    end = header.index("  ARCHITECTURE")  # every row's cells end where the titles do
+    assert all(row[end - 1] != " " and row[end : end + 2] == "  " for row in rows)
+
+
+@sqlite_only
+def test_curves_show_whole_column_titles(
+    server: LiveServer, auth: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    enas = finished(server, auth, tiny_enas_spec())
+    assert main(["curves", str(enas), *auth]) == 0
+    titles = capsys.readouterr().out.splitlines()[1].split()
+    assert "train_accuracy" in titles and "train_accura" not in titles
+
+
+# --- 11: listing the keys of a database that is not there --------------------------------------
+@pytest.mark.parametrize("action", [["list"], ["revoke", "1"]])
+def test_keys_of_a_missing_database_say_there_is_none_and_create_nothing(
+    tmp_path: Path, action: list[str]
+) -> None:
+    nowhere = tmp_path / "x" / "nowhere"
+    ran = nas("keys", "--data-dir", str(nowhere), *action)
+    assert ran.returncode == 2
+    assert ran.stderr.startswith(
+        f"error: no database at {nowhere / 'nas.db'} (from --data-dir), so no keys"
+    )
+    assert not (tmp_path / "x").exists()
