@@ -293,6 +293,16 @@ class WarmStartSpec(_Strict):
     )
     sources: list[dict[str, Any]] | None = Field(None, max_length=50)
 
+    @field_validator("controller_state")
+    @classmethod
+    def _source_and_state(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and not isinstance(value.get("state"), dict):
+            raise ValueError(
+                "expected {source, state}, state a mapping: a source job's controller state "
+                "(its policy or Q-table), as the service writes it at submit"
+            )
+        return value
+
     @model_validator(mode="after")
     def _named(self) -> WarmStartSpec:
         named = [k for k in ("jobs", "query", "runs") if getattr(self, k) is not None]

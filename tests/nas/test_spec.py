@@ -108,7 +108,13 @@ CASES: list[tuple[str, Mutation, tuple[object, ...], str]] = [
         "evaluator-param",
         lambda d: d["evaluator"].update(epochs="x"),
         ("evaluator", "epochs"),
-        "integer",
+        "12 or 200",
+    ),
+    (  # accepted, then the job failed at its start
+        "tabular-epochs-not-in-the-table",
+        lambda d: d["evaluator"].update(epochs=13),
+        ("evaluator", "epochs"),
+        "Input should be 12 or 200",
     ),
     (
         "tabular-with-macro",

@@ -64,6 +64,12 @@ def test_a_controller_that_cannot_be_built_is_a_problem_at_its_field() -> None:
     }
     loc, _ = _problem(spec)
     assert loc == ["warm_start", "controller_state"]
+    spec["warm_start"]["controller_state"] = {"junk": 1}  # was the bare message "'state'"
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec)
+    (problem,) = info.value.errors
+    assert problem["loc"] == ("warm_start", "controller_state")
+    assert "expected {source, state}, state a mapping" in problem["msg"]
     del spec["warm_start"]["controller_state"]
     check_startable(parse_spec(spec))
 
