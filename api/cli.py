@@ -65,7 +65,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     print(
         f"trials: {summary['trials']} ({summary['stop_reason']}), wall {summary['wall_time_s']} s"
     )
-    _print_warnings(summary.get("warnings"))
+    for warning in summary.get("warnings") or []:  # stderr had it as the search ended
+        print(f"WARNING: {warning}")
     if summary.get("failure"):
         print(f"search failed: {summary['failure']}")
         return 1

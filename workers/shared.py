@@ -188,11 +188,13 @@ class SharedWeightSearch(SearchLoop):
         done, planned = self.evaluator.epoch, self.evaluator.config.epochs
         if not self.budget.timed_out or done >= planned:
             return None
+        advice = "raise budget.minutes, lower evaluator.epochs"
+        if self.resolved.spec.budget.on_time_limit != "fail":  # else the job fails already
+            advice += ", or set budget.on_time_limit: fail to fail such a job"
         return (
             f"the time budget ({self.budget.minutes:g} min) stopped the supernet's training "
             f"after {done} of its {planned} epochs: the shared weights are undertrained and "
-            f"the derived architectures were ranked by them (raise budget.minutes, lower "
-            f"evaluator.epochs, or set budget.on_time_limit: fail to fail such a job)"
+            f"the derived architectures were ranked by them ({advice})"
         )
 
     def derive(self) -> list[tuple[Any, float]]:
