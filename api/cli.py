@@ -473,8 +473,16 @@ def describe_result(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None
         genotype = _genotype(spec, arch) if arch else None
         metrics, hparams = best_trial.get("metrics") or {}, best_trial.get("hparams") or {}
         held_out = {}
+    elif (spec.get("evaluator") or {}).get("name") == "rl2-meta":
+        finished = job["state"] not in ("QUEUED", "RUNNING")
+        lines.append(
+            "a meta-training job: it trains an RL² policy, not architectures"
+            + (f"; download it with: nas policy {job['id']} -o rl2.pt" if finished else "")
+        )
+        return lines
     else:
-        lines.append("best: - (no completed trial yet)")
+        yet = " yet" if job["state"] in ("QUEUED", "RUNNING") else ""
+        lines.append(f"best: - (no completed trial{yet})")
         return lines
     if arch:
         choices = ", ".join(str(c) for c in arch.get("choices", []))

@@ -59,6 +59,12 @@ def rank_architecture(session: Session, job: JobModel, rank: int) -> RankedArchi
     trials = TrialRepository(session)
     maximize = job.maximize
     count = len(listed) + trials.count_ranked(job.id, exclude_keys=keys)
+    if count == 0 and (job.spec.get("evaluator") or {}).get("name") == "rl2-meta":
+        raise ConflictError(
+            f"job {job.id} is a meta-training job (rl2-meta): it trains an RL² policy, not "
+            f"architectures; download the policy: GET /api/v1/jobs/{job.id}/policy "
+            f"(nas policy {job.id})"
+        )
     if count == 0:
         raise ConflictError(
             f"job {job.id} has no completed trial yet ({job.state}); there is nothing to "

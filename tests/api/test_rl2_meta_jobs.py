@@ -44,6 +44,13 @@ def test_a_meta_training_job_stores_a_policy_that_later_jobs_name(
     shown = "\n".join(describe_job(meta, None))  # nas show
     assert f"policy_job: {meta['id']}" in shown and "4 iterations" in shown
     assert f"nas policy {meta['id']}" in shown
+    assert "no completed trial" not in shown  # a finished meta-training job has none to have
+    with pytest.raises(ApiError) as no_architecture:  # it said "no completed trial yet"
+        client.export(meta["id"], "json", path=tmp_path / "x.json")
+    assert no_architecture.value.status_code == 409
+    assert f"download the policy: GET /api/v1/jobs/{meta['id']}/policy" in str(
+        no_architecture.value
+    )
     points = client.curves(meta["id"])["epochs"]["meta_train"]
     assert [p["iteration"] for p in points] == [2, 4]
     assert all(p["auc_z"] is not None and p["entropy"] > 0 for p in points)
