@@ -237,7 +237,7 @@ def test_nas_curves_prints_a_table(tenants: Tenants, capsys: pytest.CaptureFixtu
     assert nas_main(["curves", str(job_id), *server]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "supernet: 2 epochs"
-    assert lines[1].split()[:3] == ["EPOCH", "train_loss", "train_accura"]
+    assert lines[1].split()[:3] == ["EPOCH", "train_loss", "train_accuracy"]  # whole names
     assert lines[2].split()[:3] == ["0", "2", "10"]
     assert lines[3].split()[:3] == ["1", "1", "20"]
     assert lines[4] == f"best so far (maximize, {len(OBJECTIVES)} trials):"

@@ -40,7 +40,7 @@ def test_an_alias_bomb_is_refused_quickly_by_its_expanded_size() -> None:
     assert "larger than 1048576 bytes" in str(error["msg"]) and "aliases" in str(error["msg"])
 
 
-@pytest.mark.timeout(10)
+@pytest.mark.timeout(60)
 def test_a_recursive_anchor_is_refused_not_walked_forever() -> None:
     """A 30-byte body looped the server's check of the document forever."""
     error = refusal("name: x\nloop: &loop [*loop]\n", syntax="yaml")
