@@ -261,8 +261,11 @@ def _trials_page(key_hash: str | None, job_id: int, q: TrialQuery, as_json: bool
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
     _, _, n_trials, state_counts, evaluator = header[0]
     valid = _sort_keys(evaluator)
-    if q.sort not in valid or not METRIC_NAME.match(q.sort):
-        raise _query_error("sort", f"unknown sort key {q.sort!r}; valid: {', '.join(valid)}")
+    # A table's metrics are the columns its spec names: any metric name may be one.
+    spec_metrics = not EVALUATORS.get(evaluator).metrics
+    if (q.sort not in valid and not spec_metrics) or not METRIC_NAME.match(q.sort):
+        keys = [*valid, "a metric column of the job's table"] if spec_metrics else valid
+        raise _query_error("sort", f"unknown sort key {q.sort!r}; valid: {', '.join(keys)}")
     if q.after is not None and q.sort != "number":
         raise _query_error(
             "after", "the after cursor needs sort=number; use offset for other orders"

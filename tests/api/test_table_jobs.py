@@ -209,3 +209,17 @@ def test_importance_of_a_job_whose_trials_all_scored_the_same_is_empty_not_a_500
         )
         assert response.status_code == 200, response.text
         assert response.json()["importances"] == [] and response.json()["trials"] == 4
+
+
+def test_a_table_jobs_trials_sort_by_its_own_metric_columns(
+    server: LiveServer, client: NasClient
+) -> None:
+    """The listing sorts by any metric the job's evaluator reports; a table's are the columns
+    its spec names, which the listing refused ("valid: number, objective")."""
+    path = write_table(server.settings.data_dir)
+    job = client.wait(
+        client.submit(table_spec(path, controller={"name": "grid"}))["id"], timeout=120
+    )
+    page = client.trials(job["id"], sort="val", order="desc")
+    values = [t["metrics"]["val"] for t in page["data"] if t["state"] == "COMPLETE"]
+    assert values == sorted((v for v, _, _ in ROWS.values()), reverse=True)
