@@ -437,9 +437,19 @@ def describe_job(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None) -
             f"{part} {(spec.get(part) or {}).get('name', '-')}"
             for part in ("space", "controller", "evaluator", "dataset")
         )
-        + f"; objective {objective.get('metric', '-')} ({objective.get('direction', '-')})"
+        + "; "
+        + _objectives(objective)
     )
     return lines + describe_result(job, best_trial)
+
+
+def _objectives(objective: Mapping[str, Any]) -> str:
+    """``objective val_accuracy (maximize)``, or each objective of a multi-objective job."""
+    metrics, directions = objective.get("metrics") or [], objective.get("directions") or []
+    if len(metrics) > 1 and len(metrics) == len(directions):
+        pairs = ", ".join(f"{m} ({d})" for m, d in zip(metrics, directions, strict=True))
+        return f"objectives {pairs}"
+    return f"objective {objective.get('metric', '-')} ({objective.get('direction', '-')})"
 
 
 def describe_result(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None) -> list[str]:
@@ -474,11 +484,8 @@ def describe_result(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None
         metrics, hparams = best_trial.get("metrics") or {}, best_trial.get("hparams") or {}
         held_out = {}
     elif (spec.get("evaluator") or {}).get("name") == "rl2-meta":
-        finished = job["state"] not in ("QUEUED", "RUNNING")
-        lines.append(
-            "a meta-training job: it trains an RL² policy, not architectures"
-            + (f"; download it with: nas policy {job['id']} -o rl2.pt" if finished else "")
-        )
+        if not meta:  # (a finished one said where its policy is, above)
+            lines.append("a meta-training job: it trains an RL² policy, not architectures")
         return lines
     else:
         yet = " yet" if job["state"] in ("QUEUED", "RUNNING") else ""
@@ -493,6 +500,12 @@ def describe_result(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None
     lines.append(f"  metrics: {_pairs(metrics) if metrics else '-'}")
     if held_out:
         lines.append(f"  held-out: {_pairs(held_out)}")
+    pareto = summary.get("pareto") or []
+    if pareto:  # a multi-objective job: no one best, a front
+        lines.append(f"Pareto front: {len(pareto)} trials (GET /api/v1/jobs/{job['id']}/pareto)")
+        lines += [f"  trial {p['trial']}: {_pairs(p['values'])}" for p in pareto[:10]]
+        if len(pareto) > 10:
+            lines.append(f"  ... and {len(pareto) - 10} more")
     for final in summary.get("final") or []:
         figures = {
             k: final[k] for k in ("test_accuracy", "train_loss", "params", "flops") if k in final

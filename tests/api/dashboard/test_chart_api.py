@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from api.cli import describe_job
 from tests.api.conftest import LiveServer, nb201_spec
 
 
@@ -125,6 +126,11 @@ def test_pareto_front_of_a_multi_objective_job(
     assert {tuple(p["values"]) for p in pf["front"]} == expected
     assert len(front) == len(expected) and 0 < len(pf["others"]) <= 20
     assert not front & {p["trial"] for p in pf["others"]}
+    # nas show names both objectives and the front (it showed one objective and one best)
+    shown = describe_job(client.job(job["id"]), None)
+    assert "objectives val_accuracy (maximize), params_M (minimize)" in shown[2]
+    header = next(line for line in shown if line.startswith("Pareto front:"))
+    assert header.startswith(f"Pareto front: {len(job['summary']['pareto'])} trials")
     single = client.wait(client.submit(nb201_spec(budget={"trials": 5}))["id"], timeout=60)
     empty = _get(server, user_key, f"/jobs/{single['id']}/pareto").json()
     assert empty["front"] == [] and len(empty["objectives"]) == 1
