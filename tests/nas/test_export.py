@@ -307,12 +307,13 @@ def test_model_card(case: str) -> None:
         arch,
         model,
         shape,
-        accuracies={"test_accuracy": 91.25},
+        accuracies={"test_accuracy": 91.25, "params": 2690.0, "train_loss": 2.0},
         command="nas submit examples/x.yaml --seed 0",
         job_id="job-1",
         latency_runs=3,
     )
     params = sum(p.numel() for p in model.parameters())
+    assert "| params | 2690 |" in card and "| train_loss | 2.00 |" in card  # not 2690.00
     assert card.startswith(f"# Model card: {space.name}")
     assert f"| Parameters | {params:,} |" in card
     assert "| FLOPs | " in card and "ms median of 3 forward passes at batch size 1" in card

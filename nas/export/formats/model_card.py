@@ -27,7 +27,13 @@ __all__ = ["ModelCardFormat", "describe_metric", "model_card"]
 RETRAINED = "retrained_"
 
 
-def _number(value: Any) -> str:
+#: Metrics that count things (a float in JSON, an integer on the card: 2690, not 2690.00).
+COUNTS = frozenset({"params", "flops", "macs", "retrained_params", "retrained_flops"})
+
+
+def _number(value: Any, name: str = "") -> str:
+    if isinstance(value, float) and name in COUNTS and value.is_integer():
+        return str(int(value))
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e-2 or abs(value) >= 1e5 else f"{value:.2f}"
     return str(value)
@@ -98,7 +104,7 @@ def model_card(
     if accuracies:
         lines += ["| metric | value | what it is |", "|---|---|---|"]
         lines += [
-            f"| {name} | {_number(value)} | {describe_metric(name)} |"
+            f"| {name} | {_number(value, name)} | {describe_metric(name)} |"
             for name, value in accuracies.items()
         ]
     else:
