@@ -73,6 +73,10 @@ class DatasetEntry:
     #: A task distribution's example shape and outputs from its spec parameters without
     #: building it (no data generated or read), or ``None`` where only its data tells.
     task_shape: Callable[..., tuple[tuple[int, ...], int] | None] | None = None
+    #: Classification episodes: the examples of each class, from the spec's parameters
+    #: without building the distribution (``None`` where only its data tells): a task takes
+    #: support + query examples of each of its classes.
+    task_class_examples: Callable[..., int | None] | None = None
     #: Not None: checks, with the spec's parameters, what a submit can afford to check of a
     #: file the dataset reads (its structure, not its data), raising the ``DatasetError``
     #: that loading it would.

@@ -158,6 +158,11 @@ def _shape(**config: Any) -> tuple[tuple[int, ...], int]:
 
 ENTRIES = {
     "glyphs": DatasetEntry(
-        GlyphsConfig, None, tasks=_tasks, task_loss="cross_entropy", task_shape=_shape
+        GlyphsConfig,
+        None,
+        tasks=_tasks,
+        task_loss="cross_entropy",
+        task_shape=_shape,
+        task_class_examples=lambda **config: GlyphsConfig.model_validate(config).samples,
     )
 }

@@ -390,6 +390,28 @@ class MetaEvaluator(Evaluator):
                     ),
                 )
             )
+        per_class = (
+            dataset.task_class_examples(**spec.dataset.params)
+            if dataset.task_class_examples is not None and dataset.task_loss == "cross_entropy"
+            else None
+        )
+        if per_class is not None:
+            config = cls.Config.model_validate(dict(spec.evaluator.params))
+            for loc, shots, queries in (
+                ("shots", config.shots, config.queries or config.shots),
+                ("eval_shots", config.eval_shots, config.eval_points or _CLASS_QUERIES),
+            ):
+                if shots + queries > per_class:
+                    problems.append(
+                        (
+                            ("evaluator", loc),
+                            (
+                                f"a task takes {shots} support + {queries} query examples of "
+                                f"each class; {spec.dataset.name!r} has {per_class} of each "
+                                "(its samples): lower them, or raise the dataset's samples"
+                            ),
+                        )
+                    )
         if spec.final is not None:
             problems.append(
                 (

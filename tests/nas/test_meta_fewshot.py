@@ -205,7 +205,15 @@ def test_specs_say_what_classification_needs() -> None:
     )
     problems = _problems(_spec(space={**SPACE, "input_size": 28}))
     assert "cannot take the inputs of 'glyphs'" in problems[("space", "name")]
-    maml = _spec(evaluator={"name": "maml", "eval_steps": 3})
+    # more support + query examples than a class has: every task failed at the job's start
+    defaults = _problems(_spec(evaluator={"name": "maml"}))  # 10 + 10 and 5 + 15 of 6
+    assert defaults[("evaluator", "shots")] == (
+        "a task takes 10 support + 10 query examples of each class; 'glyphs' has 6 of each "
+        "(its samples): lower them, or raise the dataset's samples"
+    )
+    assert "5 support + 15 query" in defaults[("evaluator", "eval_shots")]
+    small = {"shots": 1, "queries": 2, "eval_shots": 1, "eval_points": 2}
+    maml = _spec(evaluator={"name": "maml", "eval_steps": 3, **small})
     assert parse_spec(maml).spec.evaluator.name == "maml"
 
 
