@@ -8,6 +8,10 @@ const main = document.getElementById("main");
 const JOB_STATES = ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"];
 const TRIAL_STATES = ["RUNNING", "COMPLETE", "PRUNED", "FAIL"];
 let stopLive = () => {};
+// Bumped by each route(): a page whose fetch returns after the user went elsewhere sees it
+// changed and neither renders nor starts live updates (it overwrote the newer page).
+let navigation = 0;
+function leaving() { const nav = navigation; return () => nav !== navigation; }
 
 class ApiError extends Error {
   constructor(status, detail) {
@@ -92,9 +96,10 @@ async function download(path, fallbackName) {
 
 function actions(job, after) {
   const status = h("span", { role: "status", class: "muted" });
-  const act = (label, fn, cls) => h("button", { type: "button", class: cls, onclick: async () => {
+  // after(): what the action changed is shown again (an export changes nothing on the page)
+  const act = (label, fn, cls, changes = true) => h("button", { type: "button", class: cls, onclick: async () => {
     status.textContent = `${label}…`;
-    try { await fn(); status.textContent = `${label}: done`; after(); } catch (err) { status.textContent = `${label}: ${err.status === 404 ? "not found" : describe(err.detail ?? err.message)}`; }
+    try { await fn(); status.textContent = `${label}: done`; if (changes) after(); } catch (err) { status.textContent = `${label}: ${err.status === 404 ? "not found" : describe(err.detail ?? err.message)}`; }
   } }, label);
   const fmtSel = h("select", { "aria-label": `export format for job ${job.id}` }, ["json", "pytorch", "model-card", "torchscript", "onnx"].map((f) => h("option", { value: f }, f)));
   const finished = !["QUEUED", "RUNNING"].includes(job.state);
@@ -102,8 +107,12 @@ function actions(job, after) {
     finished ? null : act("Cancel", () => api(`/jobs/${job.id}/cancel`, { method: "POST" })),
     // The server's own rule: retrain_refused says why it would refuse (a table, few-shot tasks).
     finished && !job.retrain_refused ? act("Retrain best", () => api(`/jobs/${job.id}/retrain?rank=1`, { method: "POST" })) : null,
-    fmtSel, " ", act("Export", () => download(`/jobs/${job.id}/export?format=${fmtSel.value}&rank=1`, `job${job.id}.${fmtSel.value}`)),
-    " ", finished ? act("Delete", async () => { if (confirm(`Delete job ${job.id} and all its trials?`)) await api(`/jobs/${job.id}`, { method: "DELETE" }); }, "danger") : null,
+    fmtSel, " ", act("Export", () => download(`/jobs/${job.id}/export?format=${fmtSel.value}&rank=1`, `job${job.id}.${fmtSel.value}`), undefined, false),
+    " ", finished ? act("Delete", async () => {
+      if (!confirm(`Delete job ${job.id} and all its trials?`)) return;
+      await api(`/jobs/${job.id}`, { method: "DELETE" });
+      if (location.hash.startsWith(`#/jobs/${job.id}`)) location.hash = "#/"; // its page is gone
+    }, "danger") : null,
     " ", status);
 }
 
@@ -178,6 +187,7 @@ function submitForm(reload) {
 }
 
 async function jobsPage(params) {
+  const left = leaving();
   const state = params.get("state") || "";
   const offset = Number(params.get("offset") || 0);
   const limit = 50;
@@ -195,10 +205,11 @@ async function jobsPage(params) {
     const q = new URLSearchParams({ limit, offset });
     if (state) q.set("state", state);
     const page = await api(`/dashboard/jobs?${q}`);
+    if (left()) return;
     count.textContent = `${page.count} job(s)`;
     tbody.replaceChildren(...page.data.map(({ job, ...o }) => h("tr", { "data-job": job.id },
-      h("td", {}, h("a", { href: `#/jobs/${job.id}` }, `${job.id} · ${job.name}`)),
-      h("td", {}, stateTag(job.state), job.reason ? h("div", { class: "muted reason" }, job.reason.slice(0, 60)) : null),
+      h("td", { class: "name" }, h("a", { href: `#/jobs/${job.id}` }, `${job.id} · ${job.name}`)),
+      h("td", {}, stateTag(job.state), job.reason ? h("div", { class: "muted reason", title: job.reason }, job.reason.length > 60 ? `${job.reason.slice(0, 59)}…` : job.reason) : null),
       h("td", {}, progress(job)), h("td", {}, eta(job)),
       h("td", { class: "num" }, job.best ? `${fmt(job.best.value)} (#${job.best.trial_number})` : "–"),
       h("td", { class: "num" }, job.n_trials),
@@ -347,8 +358,10 @@ function curvesCharts(curves) {
 }
 
 async function jobPage(id) {
+  const left = leaving();
   let job;
-  try { job = await api(`/jobs/${id}`); } catch (err) { render(h("h1", {}, `Job ${id}`), errorBox(err)); return; }
+  try { job = await api(`/jobs/${id}`); } catch (err) { if (!left()) render(h("h1", {}, `Job ${id}`), errorBox(err)); return; }
+  if (left()) return;
   const spec = job.spec || {};
   const metric = spec.objective?.metrics?.[0] || spec.objective?.metric || "objective";
   const evaluatorMetrics = new Set();
@@ -360,7 +373,9 @@ async function jobPage(id) {
       ["Best so far", j.best ? h("span", { id: "job-best" }, `${metric} ${fmt(j.best.value)} (trial ${j.best.trial_number})`) : "–"],
       ["Trials", `${j.n_trials} (${Object.entries(j.trial_states).map(([k, v]) => `${k} ${v}`).join(", ") || "none"})`],
       ["Controller", spec.controller?.name], ["Space", spec.space?.name], ["Dataset", spec.dataset?.name],
-      ["Evaluator", spec.evaluator?.name], ["Objective", `${metric} (${spec.objective?.direction || ""})`],
+      ["Evaluator", spec.evaluator?.name], ["Objective", spec.objective?.metrics?.length > 1
+        ? spec.objective.metrics.map((m, i) => `${m} (${spec.objective.directions?.[i] || ""})`).join(", ")
+        : `${metric} (${spec.objective?.direction || ""})`],
       ["Warm start", ((spec.warm_start?.sources || []).map((x) => `job ${x.job_id} (${x.name})`).join(", ") || "–")
         + (spec.warm_start?.predicted ? `; ${spec.warm_start.predicted} predicted by a model of their trials` : "")],
     ]),
@@ -371,6 +386,7 @@ async function jobPage(id) {
     const sample = await api(`/jobs/${id}/trials?limit=5&state=COMPLETE`);
     for (const t of sample.data) for (const [k, v] of Object.entries(t.metrics || {})) if (typeof v === "number") evaluatorMetrics.add(k);
   } catch { /* the table shows the error */ }
+  if (left()) return;
   const metricNames = [...evaluatorMetrics].slice(0, 8);
   const table = trialsTable(job, metricNames);
   const charts = h("div", { class: "grid", id: "charts" });
@@ -417,7 +433,9 @@ async function jobPage(id) {
 // --- trial page ----------------------------------------------------------------------------
 async function trialPage(id) {
   let t;
-  try { t = await api(`/trials/${id}`); } catch (err) { render(h("h1", {}, `Trial ${id}`), errorBox(err)); return; }
+  const left = leaving();
+  try { t = await api(`/trials/${id}`); } catch (err) { if (!left()) render(h("h1", {}, `Trial ${id}`), errorBox(err)); return; }
+  if (left()) return;
   const iv = t.intermediate_values || [];
   const keys = [...new Set(iv.flatMap((v) => Object.keys(v.values).filter((k) => typeof v.values[k] === "number")))];
   const charts = keys.length ? [lineChart("intermediate", "Intermediate values per step", keys.map((k) => ({ name: k, points: iv.map((v) => [v.step, v.values[k]]) })), { xLabel: "step" })] : [h("p", { class: "muted" }, "No intermediate values.")];
@@ -464,6 +482,8 @@ async function comparePage(params) {
 
 // --- router --------------------------------------------------------------------------------
 async function route() {
+  navigation += 1;
+  const left = leaving();
   stopLive(); stopLive = () => {};
   delete main.dataset.route;
   const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
@@ -475,9 +495,9 @@ async function route() {
     else if (path === "/compare") await comparePage(params);
     else await jobsPage(params);
   } catch (err) {
-    if (err.status !== 401) render(errorBox(err));
+    if (err.status !== 401 && !left()) render(errorBox(err));
   }
-  main.dataset.route = location.hash || "#/";
+  if (!left()) main.dataset.route = location.hash || "#/";
 }
 
 function start() {

@@ -275,3 +275,41 @@ def test_a_warm_started_jobs_page_names_its_sources(page: Page, site: Site) -> N
     text = p.inner_text("main")
     assert f"job {site.nb201['id']} (nb201-random); 2 predicted by a model" in text, text
     assert page.errors == []
+
+
+def test_a_page_left_while_it_loads_does_not_overwrite_the_next(page: Page, site: Site) -> None:
+    """A job page whose fetch came back after the user had gone to Compare replaced the
+    Compare page (the URL said #/compare, the page showed the job)."""
+    p = page.page
+    slowed = "**/api/v1/jobs/*/trials?limit=5*"
+
+    def late(route: Any) -> None:
+        p.wait_for_timeout(1500)
+        route.continue_()
+
+    p.route(slowed, late)
+    p.goto(f"{site.url}/#/jobs/{site.nb201['id']}")
+    p.wait_for_selector("#main:not([data-route])", state="attached")
+    p.goto(f"{site.url}/#/compare")
+    p.wait_for_function("document.querySelector('#main').dataset.route === '#/compare'")
+    p.wait_for_timeout(2500)  # the job page's slowed fetch has come back meanwhile
+    p.unroute(slowed)
+    assert p.locator("#main h1").inner_text() == "Compare jobs"
+    assert p.evaluate("document.querySelector('#main').dataset.route") == "#/compare"
+
+
+def test_colours_and_long_names_show(page: Page, site: Site) -> None:
+    """Legend labels took the axis text's grey, not their line's colour; an export re-rendered
+    the whole job page (back to the first trials page, charts reloaded)."""
+    p = page.go(f"/jobs/{site.enas['id']}")
+    p.wait_for_selector("#charts[data-loaded]")
+    fills = p.locator("figure.chart svg.plot text[fill]").evaluate_all(
+        "ts => ts.map(t => getComputedStyle(t).fill)"
+    )
+    assert fills and all(f != "rgb(68, 68, 68)" for f in fills)
+    p.evaluate("document.querySelector('#charts').dataset.marker = 'same'")
+    with p.expect_download():
+        p.get_by_role("button", name="Export").click()
+    p.wait_for_function("document.querySelector('[role=status]').textContent.includes('done')")
+    assert p.evaluate("document.querySelector('#charts').dataset.marker") == "same"
+    assert not page.errors, page.errors
