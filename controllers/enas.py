@@ -152,9 +152,11 @@ class EnasController(Controller):
         if not self.history:
             return {}
         recent = self.history[-last:] if last else self.history[-1:]
+        # The baseline in the rewards' units (the score's, e.g. accuracy in percent), as the
+        # curve's mean_reward is: the policy's reward is the score times reward_scale.
         return {
             "entropy": float(np.mean([h["entropy"] for h in recent])),
-            "baseline": float(self.history[-1]["baseline"]),
+            "baseline": float(self.history[-1]["baseline"]) / self.reward_scale,
         }
 
     # --- sampling --------------------------------------------------------------------------

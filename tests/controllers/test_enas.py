@@ -32,7 +32,9 @@ def test_registered_by_spec_name() -> None:
 
 
 @pytest.mark.parametrize(
-    "space", [Nb201Space(), MacroSpace(layers=4, channels=4), MicroSpace(nodes=3)], ids=lambda s: s.name
+    "space",
+    [Nb201Space(), MacroSpace(layers=4, channels=4), MicroSpace(nodes=3)],
+    ids=lambda s: s.name,
 )
 def test_scores_its_own_samples_and_emits_valid_architectures(space) -> None:
     controller = EnasController(space=space, seed=0)
@@ -55,8 +57,18 @@ def test_macro_skip_penalty_pulls_skip_density_toward_the_target() -> None:
 def test_micro_defaults_come_from_the_micro_script() -> None:
     micro = EnasController(space=MicroSpace(nodes=2), seed=0)
     macro = EnasController(space=MacroSpace(layers=3), seed=0)
-    assert (micro.lr, micro.tanh_constant, micro.num_aggregate, micro.train_steps) == (0.0035, 1.10, 10, 30)
-    assert (macro.lr, macro.tanh_constant, macro.num_aggregate, macro.train_steps) == (0.001, 1.5, 20, 50)
+    assert (micro.lr, micro.tanh_constant, micro.num_aggregate, micro.train_steps) == (
+        0.0035,
+        1.10,
+        10,
+        30,
+    )
+    assert (macro.lr, macro.tanh_constant, macro.num_aggregate, macro.train_steps) == (
+        0.001,
+        1.5,
+        20,
+        50,
+    )
 
 
 def test_converges_to_a_rewarded_target_architecture() -> None:
@@ -65,8 +77,15 @@ def test_converges_to_a_rewarded_target_architecture() -> None:
     every position; per-decision heads learn the target in about 100 rewards.)"""
     space = Nb201Space()
     target = space.sample(np.random.default_rng(123)).choices
-    controller = EnasController(space=space, seed=1, lr=0.003, num_aggregate=1, entropy_weight=0.0,
-                                tanh_constant=0, shared_heads=False)
+    controller = EnasController(
+        space=space,
+        seed=1,
+        lr=0.003,
+        num_aggregate=1,
+        entropy_weight=0.0,
+        tanh_constant=0,
+        shared_heads=False,
+    )
     assert controller.greedy().choices != target
     for step in range(1, 1001):
         candidate = controller.ask()
@@ -113,3 +132,16 @@ def test_says_not_now_while_a_full_aggregation_group_is_pending() -> None:
     assert controller.ask() is None and not controller.finished
     controller.tell(asked[0].id, fake_result(asked[0]))
     assert controller.ask() is not None
+
+
+def test_the_curves_baseline_is_in_the_scores_units() -> None:
+    """The dashboard plots mean_reward (the score, e.g. accuracy in percent) and the baseline
+    on one axis; the baseline was the policy's reward (score x 0.01 + entropy bonus), a flat
+    line at 0 beside rewards of 20-90."""
+    controller = EnasController(space=MacroSpace(layers=4, channels=4), seed=0, num_aggregate=2)
+    for _ in range(40):
+        c = controller.ask()
+        controller.tell(c.id, TrialResult(TrialState.COMPLETE, objective=90.0))
+    stats = controller.curve_stats(10)
+    assert stats["baseline"] == controller.baseline / controller.reward_scale
+    assert 10 < stats["baseline"] < 100  # about the scores' 90, less the warm-up from 0
