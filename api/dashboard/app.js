@@ -221,7 +221,9 @@ async function jobsPage(params) {
       offset > 0 ? h("a", { href: `#/?state=${state}&offset=${Math.max(0, offset - limit)}` }, "← Newer") : null,
       offset + limit < page.count ? h("a", { href: `#/?state=${state}&offset=${offset + limit}` }, "Older →") : null].filter(Boolean));
     clearTimeout(timer);
-    if (page.data.some(({ job }) => ["QUEUED", "RUNNING"].includes(job.state))) timer = setTimeout(() => load().catch(() => {}), 2000);
+    // Often while a listed job runs; now and then otherwise, for jobs submitted elsewhere.
+    const live = page.data.some(({ job }) => ["QUEUED", "RUNNING"].includes(job.state));
+    timer = setTimeout(() => load().catch(() => {}), live ? 2000 : 10000);
   };
   stopLive = () => clearTimeout(timer);
   render(h("h1", {}, "Jobs"),
@@ -321,7 +323,8 @@ function trialsTable(job, metricNames) {
     h("div", { class: "pager" }, prev, next));
   reload();
   // Live: a page that is not full gains the new rows; counts refresh.
-  el.refresh = () => { if (!loading || st.pageLen < st.limit || st.sort !== "number") reload(); };
+  // Every refresh reloads the page shown: its rows' states and the total change on any page.
+  el.refresh = () => reload();
   return el;
 }
 

@@ -313,3 +313,25 @@ def test_colours_and_long_names_show(page: Page, site: Site) -> None:
     p.wait_for_function("document.querySelector('[role=status]').textContent.includes('done')")
     assert p.evaluate("document.querySelector('#charts').dataset.marker") == "same"
     assert not page.errors, page.errors
+
+
+def test_a_full_first_page_keeps_counting_and_the_list_shows_new_jobs(
+    page: Page, site: Site
+) -> None:
+    """Once the first page of 25 trials was full the live page stopped reloading it ('1–25 of
+    27 trials' after the job ended with 45), and the jobs list polled only while a listed job
+    ran, so a job submitted elsewhere never appeared."""
+    with site.server.client(site.key) as client:
+        job = client.submit(standalone_spec(trials=40, epochs=1, name="live-full"))
+        p = page.go(f"/jobs/{job['id']}")
+        p.wait_for_selector("#trials")
+        client.wait(job["id"], timeout=120)
+        p.wait_for_function(
+            "document.querySelector('#trials-count').textContent === '1–25 of 40 trials'",
+            timeout=15_000,
+        )
+        p = page.go("/")
+        late = client.submit(nb201_spec(budget={"trials": 3}, name="late"))
+        client.wait(late["id"], timeout=60)
+        p.wait_for_selector(f"#jobs tr[data-job='{late['id']}']", timeout=20_000)
+    assert page.errors == []
