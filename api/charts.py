@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 from api.models import JobModel, TrialModel
 from api.repositories import TrialRepository
 from nas.architecture import Architecture
-from nas.errors import ExportError
 from nas.pareto import non_dominated
 from nas.spec import ResolvedSpec
 from nas.trial import TrialState
@@ -312,8 +311,8 @@ def timeline(session: Session, job: JobModel, limit: int) -> dict[str, Any]:
 
 # --- a trial's architecture drawing ------------------------------------------------------------
 def trial_drawing(job: JobModel, trial: TrialModel) -> dict[str, Any]:
-    """The trial's architecture as its space draws it (text), its genotype, and an SVG.
-    ``ExportError`` when the space has no network to draw."""
+    """The trial's architecture as its space draws it (text), its genotype, and an SVG;
+    a space with no network to draw (a user's table) gives its genotype alone."""
     from nas.datasets import dataset_shape
     from nas.export.card import draw_network
     from nas.export.network import build_network
@@ -323,7 +322,14 @@ def trial_drawing(job: JobModel, trial: TrialModel) -> dict[str, Any]:
     arch = Architecture.from_dict(trial.architecture)
     genotype = space.describe(arch)
     if space.network_class is None:
-        raise ExportError(f"space {space.name!r} has no network to draw")
+        return {
+            "trial_id": trial.id,
+            "trial": trial.number,
+            "space": space.name,
+            "genotype": genotype,
+            "text": None,
+            "svg": None,
+        }
     shape, classes = dataset_shape(
         resolved.spec.dataset.name, resolved.dataset_params, resolved.spec.seed
     )

@@ -458,10 +458,14 @@ async function trialPage(id) {
       h("a", { href: `#/jobs/${t.job_id}` }, "the job's exports (by rank)")));
   try {
     const d = await api(`/trials/${id}/drawing`);
+    const genotype = [h("h3", {}, "Genotype"), dataTable(["decision", "choice"], Object.entries(d.genotype))];
+    if (d.svg === null) { // a space with no network (a user's table): its decisions alone
+      arch.replaceChildren(h("p", { class: "muted" }, `Space ${d.space} has no network to draw.`), ...genotype);
+      return;
+    }
     const svg = new DOMParser().parseFromString(d.svg, "image/svg+xml").documentElement;
     arch.replaceChildren(h("figure", { class: "chart", id: "drawing" }, h("figcaption", {}, `${d.space} architecture of trial ${d.trial}`), document.importNode(svg, true),
-      h("details", {}, h("summary", {}, "Drawing as text"), h("pre", { class: "drawing" }, d.text))),
-      h("h3", {}, "Genotype"), dataTable(["decision", "choice"], Object.entries(d.genotype)));
+      h("details", {}, h("summary", {}, "Drawing as text"), h("pre", { class: "drawing" }, d.text))), ...genotype);
   } catch (err) { arch.replaceChildren(errorBox(err)); }
 }
 

@@ -255,8 +255,11 @@ class TrialDrawing(BaseModel):
     genotype: dict[str, Any] = Field(
         description="the space's readable genotype, as in the job's summary and exports"
     )
-    text: str = Field(description="the space's own drawing, as in the model card")
-    svg: str = Field(description="the same drawing laid out as SVG")
+    text: str | None = Field(
+        description="the space's own drawing, as in the model card; null for a space with no "
+        "network to draw (a user's table)"
+    )
+    svg: str | None = Field(description="the same drawing laid out as SVG; null as text is")
 
 
 @router.get(
@@ -264,7 +267,7 @@ class TrialDrawing(BaseModel):
     response_model=TrialDrawing,
     responses={
         **_READS_FILES,
-        422: {"description": "the space has no network to draw (a user's table)"},
+        422: {"description": "the architecture cannot be built on the job's data"},
     },
 )
 def trial_drawing(

@@ -223,3 +223,19 @@ def test_a_table_jobs_trials_sort_by_its_own_metric_columns(
     page = client.trials(job["id"], sort="val", order="desc")
     values = [t["metrics"]["val"] for t in page["data"] if t["state"] == "COMPLETE"]
     assert values == sorted((v for v, _, _ in ROWS.values()), reverse=True)
+
+
+def test_a_table_trials_drawing_is_its_genotype_without_a_picture(
+    server: LiveServer, client: NasClient
+) -> None:
+    """It was a 422 'cannot draw', so the dashboard's trial page showed an error and the
+    trial's decisions nowhere."""
+    path = write_table(server.settings.data_dir)
+    job = client.wait(client.submit(table_spec(path))["id"], timeout=120)
+    trial = next(t for t in client.all_trials(job["id"]) if t["state"] == "COMPLETE")
+    drawing = client._http.get(f"/api/v1/trials/{trial['id']}/drawing")
+    assert drawing.status_code == 200, drawing.text
+    body = drawing.json()
+    assert (body["text"], body["svg"]) == (None, None)
+    assert set(body["genotype"]) == {"opt", "width"}
+    assert (body["genotype"]["opt"], body["genotype"]["width"]) in ROWS
