@@ -106,8 +106,9 @@ function actions(job, after) {
   return h("span", { class: "actions" },
     finished ? null : act("Cancel", () => api(`/jobs/${job.id}/cancel`, { method: "POST" })),
     // The server's own rule: retrain_refused says why it would refuse (a table, few-shot tasks).
-    finished && !job.retrain_refused ? act("Retrain best", () => api(`/jobs/${job.id}/retrain?rank=1`, { method: "POST" })) : null,
-    fmtSel, " ", act("Export", () => download(`/jobs/${job.id}/export?format=${fmtSel.value}&rank=1`, `job${job.id}.${fmtSel.value}`), undefined, false),
+    // (nothing to retrain or export before a completed trial: the server would refuse)
+    finished && job.best && !job.retrain_refused ? act("Retrain best", () => api(`/jobs/${job.id}/retrain?rank=1`, { method: "POST" })) : null,
+    job.best ? fmtSel : null, " ", job.best ? act("Export", () => download(`/jobs/${job.id}/export?format=${fmtSel.value}&rank=1`, `job${job.id}.${fmtSel.value}`), undefined, false) : null,
     " ", finished ? act("Delete", async () => {
       if (!confirm(`Delete job ${job.id} and all its trials?`)) return;
       await api(`/jobs/${job.id}`, { method: "DELETE" });
@@ -411,6 +412,9 @@ async function jobPage(id) {
     if (pc && pc.rows.length && pc.columns.length) charts.append(parallelChart("parallel", "Parallel coordinates: decisions, hyperparameters and the objective", pc));
     if (imp && imp.importances.length) charts.append(barChart("importance", `Importance for ${metric} (Optuna PED-ANOVA over ${imp.trials} trials)`, imp.importances.slice(0, 15).map((i) => ({ name: i.name, value: i.importance }))));
     if (tl && tl.workers.length) charts.append(timelineChart("timeline", "Timeline: trials by worker", tl));
+    const refused = extra.filter((r) => r.status === "rejected" && r.reason.status === 409);
+    if (refused.length) charts.append(h("p", { class: "muted" }, `Some charts cannot be drawn: ${describe(refused[0].reason.detail ?? refused[0].reason.message)}`));
+    if (!charts.children.length) charts.append(h("p", { class: "muted" }, "No charts yet: the job has no completed trial."));
     charts.setAttribute("data-loaded", "true");
   };
   render(h("nav", { "aria-label": "Breadcrumb" }, h("a", { href: "#/" }, "Jobs"), " › ", `Job ${job.id}`),
@@ -482,7 +486,9 @@ async function comparePage(params) {
   const ok = results.filter((r) => r.status === "fulfilled").map((r) => r.value);
   results.forEach((r, i) => { if (r.status === "rejected") out.append(h("p", { class: "error", role: "alert" }, `Job ${ids[i]}: ${r.reason.status === 404 ? "not found" : r.reason.message}`)); });
   if (!ok.length) return;
-  out.prepend(lineChart("compare-best", "Best so far by trial", ok.map(({ job, hist }) => ({ name: `job ${job.id}`, points: hist.best_so_far.map((b) => [b.trial, b.value]).concat(hist.best_so_far.length ? [[hist.n_trials - 1, hist.best_so_far.at(-1).value]] : []) })), { xLabel: "trial", yLabel: "best" }));
+  // Steps: the best holds until the next improvement (a line between them showed a gradual gain).
+  const steps = (best) => best.flatMap((b, i) => (i ? [[b.trial, best[i - 1].value], [b.trial, b.value]] : [[b.trial, b.value]]));
+  out.prepend(lineChart("compare-best", "Best so far by trial", ok.map(({ job, hist }) => ({ name: `job ${job.id}`, points: steps(hist.best_so_far).concat(hist.best_so_far.length ? [[hist.n_trials - 1, hist.best_so_far.at(-1).value]] : []) })), { xLabel: "trial", yLabel: "best" }));
   out.append(h("div", {}, h("h2", {}, "Best architectures"), dataTable(["job", "trial", "objective", "architecture"],
     ok.map(({ job, best }) => [job.id, best[0]?.number ?? null, best[0]?.objective ?? null, best[0] ? best[0].architecture.choices.join(".") : "–"]))));
 }
