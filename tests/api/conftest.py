@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 import uvicorn
@@ -159,6 +160,15 @@ def user_key(server: LiveServer) -> str:
 @pytest.fixture
 def client(server: LiveServer, user_key: str) -> Iterator[NasClient]:
     with server.client(user_key) as c:
+        yield c
+
+
+@pytest.fixture
+def http(server: LiveServer, user_key: str) -> Iterator[httpx.Client]:
+    """Plain HTTP as the user, for what the client would not send (bad bodies, headers)."""
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {user_key}"}, timeout=60
+    ) as c:
         yield c
 
 

@@ -10,20 +10,12 @@ import time
 import httpx
 import pytest
 
-from tests.api.conftest import LiveServer, nb201_spec
+from tests.api.conftest import nb201_spec
 
 NB201_YAML = (
     "name: {name}\ndataset: {{name: nb201-cifar10}}\nspace: {{name: nb201}}\n"
     "controller: {{name: random}}\nevaluator: {{name: tabular}}\nbudget: {{trials: 3}}\n"
 )
-
-
-@pytest.fixture
-def http(server: LiveServer, user_key: str) -> httpx.Client:
-    with httpx.Client(
-        base_url=server.url, headers={"Authorization": f"Bearer {user_key}"}, timeout=60
-    ) as c:
-        yield c  # type: ignore[misc]
 
 
 def _post(http: httpx.Client, text: str, content_type: str) -> httpx.Response:

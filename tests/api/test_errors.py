@@ -12,12 +12,6 @@ import pytest
 from tests.api.conftest import LiveServer, nb201_spec
 
 
-@pytest.fixture
-def http(server: LiveServer, user_key: str) -> httpx.Client:
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {user_key}"}) as c:
-        yield c  # type: ignore[misc]
-
-
 def _post(http: httpx.Client, body: bytes | str, content_type: str = "application/json") -> Any:
     return http.post("/api/v1/jobs", content=body, headers={"Content-Type": content_type})
 

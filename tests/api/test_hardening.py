@@ -17,14 +17,6 @@ from openapi_spec_validator import validate
 from tests.api.conftest import LiveServer, nb201_spec, standalone_spec, wait_for
 
 
-@pytest.fixture
-def http(server: LiveServer, user_key: str) -> httpx.Client:
-    with httpx.Client(
-        base_url=server.url, headers={"Authorization": f"Bearer {user_key}"}, timeout=30
-    ) as c:
-        yield c  # type: ignore[misc]
-
-
 def _post_json(http: httpx.Client, text: str) -> httpx.Response:
     return http.post(
         "/api/v1/jobs",
