@@ -493,7 +493,9 @@ def parse_document(
         ) from None
     if not isinstance(data, dict):
         raise SpecError.at(["<document>"], f"{source} must be a mapping of spec sections")
-    _check_expanded(data, source=source, max_bytes=max_bytes, max_depth=max_depth)
+    # JSON has no aliases: its size is the text's, which the caller bounds.
+    expanded = None if syntax == "json" else max_bytes
+    _check_expanded(data, source=source, max_bytes=expanded, max_depth=max_depth)
     problems = document_problems(data)
     if problems:
         raise SpecError([_err(loc, msg) for loc, msg in problems])
@@ -512,21 +514,29 @@ class _SpecLoader(yaml.SafeLoader):
     """PyYAML's safe loader that refuses a key given twice in one mapping (PyYAML keeps the
     last silently). A key that a ``<<`` merge brings in may still be overridden."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        first: dict[Any, yaml.Mark] = {}
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _YAML_MERGE:
-                continue  # a collection key is refused later (keys must be strings)
-            key = self.construct_object(key_node)
-            mark = key_node.start_mark
-            if key in first:
-                raise _DuplicateYamlKey(
-                    f"the key {key!r} is given twice in one mapping, at line "
-                    f"{first[key].line + 1}, column {first[key].column + 1} and at line "
-                    f"{mark.line + 1}, column {mark.column + 1}; keep one"
-                )
-            first[key] = mark
-        return super().construct_mapping(node, deep=deep)
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._checked: set[int] = set()
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # Checked here, before the merge rewrites the pairs (of this mapping and, through
+        # the recursion, of each it merges): after it, a merged key looks given twice.
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            first: dict[Any, yaml.Mark] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _YAML_MERGE:
+                    continue  # a collection key is refused later (keys must be strings)
+                key = self.construct_object(key_node)
+                mark = key_node.start_mark
+                if key in first:
+                    raise _DuplicateYamlKey(
+                        f"the key {key!r} is given twice in one mapping, at line "
+                        f"{first[key].line + 1}, column {first[key].column + 1} and at line "
+                        f"{mark.line + 1}, column {mark.column + 1}; keep one"
+                    )
+                first[key] = mark
+        super().flatten_mapping(node)
 
 
 _YAML_MERGE = "tag:yaml.org,2002:merge"
@@ -550,9 +560,10 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return marked
 
 
-def _check_expanded(data: Any, *, source: str, max_bytes: int, max_depth: int) -> None:
-    """Refuse ``data`` if, written out as JSON, it would be larger than ``max_bytes`` or
-    nested deeper than ``max_depth``, and any JSON object in it that held a key twice.
+def _check_expanded(data: Any, *, source: str, max_bytes: int | None, max_depth: int) -> None:
+    """Refuse ``data`` if, written out as JSON, it would be larger than ``max_bytes`` (None:
+    no limit) or nested deeper than ``max_depth``, and any JSON object in it that held a key
+    twice.
 
     A YAML alias is one shared object, so a short text can stand for a huge (or, through a
     recursive anchor, endless) document; the walk visits each use of a shared object again,
@@ -585,9 +596,11 @@ def _check_expanded(data: Any, *, source: str, max_bytes: int, max_depth: int) -
             stack.extend(((*loc, i), item) for i, item in enumerate(value))
         elif isinstance(value, str):
             size += len(value) + 2
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            size += len(str(value))
         else:
-            size += 4  # a number, a boolean, null (or what document_problems refuses)
-        if size > max_bytes:
+            size += 5  # a boolean, null (or what document_problems refuses)
+        if max_bytes is not None and size > max_bytes:
             raise SpecError.at(
                 ["<document>"],
                 f"{source} is larger than {max_bytes} bytes as JSON once its YAML aliases "

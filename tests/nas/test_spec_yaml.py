@@ -4,6 +4,7 @@ given twice is refused instead of the last one silently winning."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -71,6 +72,9 @@ def test_ordinary_anchors_aliases_and_merges_still_work() -> None:
     data = parse_document(text, syntax="yaml")
     assert data["controller"] == {"name": "random", "seed": 2}
     assert data["other"] == {"trials": 5}
+    # a merge of a mapping that merges another: its merged key looked given twice
+    chained = "name: x\ndefs:\n  a: &A {k: 1}\n  b: &B {<<: *A, k: 2}\nuse: {<<: *B}\n"
+    assert parse_document(chained, syntax="yaml")["defs"]["b"] == {"k": 2}
 
 
 @pytest.mark.parametrize(
@@ -100,3 +104,14 @@ def test_a_json_key_given_twice_is_refused_at_its_object(
     error = refusal(text, syntax="json")
     assert error["type"] == "duplicate_key"
     assert error["loc"] == loc and f"the key {key!r} is given more than once" in str(error["msg"])
+
+
+def test_a_body_of_many_small_numbers_is_not_taken_for_an_alias_bomb() -> None:
+    """The size estimate counted 5 bytes for a 2-byte '0,': a 240 KB JSON body was refused
+    under a 512 KiB limit, blaming YAML aliases it did not have."""
+    numbers = [0] * 120_000
+    as_json = json.dumps({"name": "x", "other": numbers})
+    as_yaml = "name: x\nother: [" + ",".join(["0"] * 120_000) + "]\n"
+    for text, syntax in ((as_json, "json"), (as_yaml, "yaml")):
+        assert len(text) < 524_288
+        assert parse_document(text, syntax=syntax, max_bytes=524_288)["other"] == numbers
