@@ -13,6 +13,7 @@ from nas.datasets import DATASETS, check_dataset, dataset_shape
 from nas.errors import NasError, SpecError, spec_error_at_field
 from nas.evaluators import EVALUATORS
 from nas.registry import Registry
+from nas.spaces.base import SearchSpace
 from nas.spec import ResolvedSpec
 from workers.meta_train import MetaTrainSearch
 from workers.search import SearchLoop, build_controller
@@ -42,7 +43,10 @@ def check_startable(resolved: ResolvedSpec) -> None:
         space = resolved.build_space()
         space.decisions()
         entry = DATASETS.get(spec.dataset.name)
-        if entry.load is not None and entry.check is None:  # generated data: cheap to shape
+        # A space with its own demands on the input (MetaQNN's input_size), on generated
+        # data (a user's file is read when the job starts): building it costs seconds.
+        demands = type(space).input_shape_problem is not SearchSpace.input_shape_problem
+        if demands and entry.load is not None and entry.check is None:
             shape, _ = dataset_shape(spec.dataset.name, resolved.dataset_params, spec.seed)
             problem = space.input_shape_problem(shape)  # MetaQNN's input_size
             if problem is not None:
