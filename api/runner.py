@@ -203,6 +203,10 @@ class JobRunner:
             execution.start()
 
 
+class _NotHeld(Exception):
+    """Another runner holds the job now: what this one was about to record is not its own."""
+
+
 class JobExecution(threading.Thread):
     """One job's search in one thread, writing to the database as it goes."""
 
@@ -239,13 +243,11 @@ class JobExecution(threading.Thread):
         except Exception as exc:  # noqa: BLE001 - any error fails the job, with its cause
             log.error("job %d failed:\n%s", self.job_id, traceback.format_exc())
             try:
-                self._write(
-                    "failing its running trials",
-                    lambda session: TrialRepository(session).mark_running_failed(
-                        self.job_id, f"the job failed while this trial ran: {short_error(exc)}"
-                    ),
+                self._finish(
+                    JobState.FAILED,
+                    short_error(exc),
+                    running_error=f"the job failed while this trial ran: {short_error(exc)}",
                 )
-                self._finish(JobState.FAILED, short_error(exc))
             except Exception:  # the database is gone: the lease will expire
                 log.exception("job %d: could not record the failure", self.job_id)
         finally:
@@ -294,13 +296,11 @@ class JobExecution(threading.Thread):
             outcome = None
         self._flush(checkpoint=search.consistent)
         if self._stop_reason == CANCELLED:
-            self._write(
-                "failing its running trials",
-                lambda session: TrialRepository(session).mark_running_failed(
-                    self.job_id, "the job was cancelled while this trial ran"
-                ),
+            self._finish(
+                JobState.CANCELLED,
+                f"cancelled by user after {len(search.trials)} trials",
+                running_error="the job was cancelled while this trial ran",
             )
-            self._finish(JobState.CANCELLED, f"cancelled by user after {len(search.trials)} trials")
             return
         if self._stop_reason is not None or outcome is None:
             self._release()
@@ -545,7 +545,11 @@ class JobExecution(threading.Thread):
         *,
         summary: dict[str, Any] | None = None,
         progress: float | None = None,
+        running_error: str | None = None,
     ) -> None:
+        """Record the job finished, if this runner still holds it; ``running_error``: its
+        RUNNING trials become FAIL with that error in the same transaction (so that a runner
+        that lost the job cannot fail the trials of the one that took it over)."""
         values: dict[str, Any] = {
             "state": state.value,
             "reason": reason,
@@ -558,16 +562,22 @@ class JobExecution(threading.Thread):
         if progress is not None:
             values["progress"] = progress
 
-        def work(session: Session) -> bool:
+        def work(session: Session) -> None:
+            trials = TrialRepository(session)
+            if running_error is not None:
+                trials.mark_running_failed(self.job_id, running_error)
             if state is not JobState.SUCCEEDED:
-                counts = TrialRepository(session).state_counts(self.job_id)
+                counts = trials.state_counts(self.job_id)
                 values["state_counts"] = counts
                 values["n_trials"] = sum(counts.values())
-            return JobRepository(session).set_fields_held(
+            if not JobRepository(session).set_fields_held(
                 self.job_id, self.runner.runner_id, **values
-            )
+            ):
+                raise _NotHeld  # rolls the transaction back, trials included
 
-        if not self._write(f"recording it {state.value}", work):
+        try:
+            self._write(f"recording it {state.value}", work)
+        except _NotHeld:
             log.warning("job %d: not %s: another runner holds it", self.job_id, state.value)
             return
         log.info("job %d: %s (%s)", self.job_id, state.value, reason)
