@@ -55,7 +55,9 @@ def load_npz(
     _check_arrays({k: (a.shape, a.dtype) for k, a in arrays.items()})
     x, y = arrays["x"], arrays["y"]
     _check_splits(len(y), "y_test" in arrays, valid_fraction, test_fraction)
-    _check_labels({k: arrays[k] for k in ("y", "y_test") if k in arrays})
+    for key in ("y", "y_test"):
+        if key in arrays and len(arrays[key]):
+            _check_label_range(key, int(arrays[key].min()), int(arrays[key].max()))
     if "x_test" in arrays:
         x_test, y_test = arrays["x_test"], arrays["y_test"]
         x_train, y_train = x, y
@@ -77,38 +79,48 @@ def check_npz(
 ) -> None:
     """What the file's array headers and labels tell, without reading the examples: an .npz
     archive holding x and y (and x_test with y_test) of numeric types, ranks and lengths that
-    fit, enough examples for the splits, labels 0..K-1. Raises the ``DatasetError`` that
+    fit, enough examples for the splits, labels 0..K-1 (K at most ``MAX_CLASSES``). The
+    labels are streamed for their range, never held whole. Raises the ``DatasetError`` that
     loading it would."""
     file = _file(path)
     headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
-    labels: dict[str, np.ndarray] = {}
+    ranges: dict[str, tuple[int, int] | None] = {}
     try:
         with zipfile.ZipFile(file) as archive:
             members = {n.removesuffix(".npy"): n for n in archive.namelist() if n.endswith(".npy")}
             for key in _ARRAYS:
-                if key in members:
-                    with archive.open(members[key]) as member:
-                        version = np.lib.format.read_magic(member)
-                        if version == (1, 0):
-                            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
-                        elif version == (2, 0):
-                            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
-                        else:  # a newer format: loading will tell
-                            return
+                if key not in members:
+                    continue
+                with archive.open(members[key]) as member:
+                    version = np.lib.format.read_magic(member)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                    else:  # a newer format: loading will tell
+                        return
                     headers[key] = (tuple(shape), np.dtype(dtype))
+                    if key in ("y", "y_test") and np.issubdtype(np.dtype(dtype), np.integer):
+                        ranges[key] = _streamed_range(member, np.dtype(dtype))
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
         raise DatasetError(f"dataset.path: {_EXPECTED}; this file is not one") from None
     _check_arrays(headers)
-    try:
-        with zipfile.ZipFile(file) as archive:
-            for key in ("y", "y_test"):  # small: one integer per example
-                if key in members:
-                    with archive.open(members[key]) as member:
-                        labels[key] = np.lib.format.read_array(member, allow_pickle=False)
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
-        raise DatasetError(f"dataset.path: {_EXPECTED}; this file is not one") from None
-    _check_splits(len(labels["y"]), "y_test" in labels, valid_fraction, test_fraction)
-    _check_labels(labels)
+    _check_splits(headers["y"][0][0], "y_test" in headers, valid_fraction, test_fraction)
+    for key, extent in ranges.items():
+        if extent is not None:
+            _check_label_range(key, *extent)
+
+
+def _streamed_range(member: Any, dtype: np.dtype, chunk: int = 1 << 20) -> tuple[int, int] | None:
+    """``(min, max)`` of the integers left in ``member``, read ``chunk`` at a time (None: no
+    values)."""
+    low = high = None
+    while data := member.read(chunk * dtype.itemsize):
+        values = np.frombuffer(data[: len(data) - len(data) % dtype.itemsize], dtype=dtype)
+        if len(values):
+            lo, hi = int(values.min()), int(values.max())
+            low, high = (lo, hi) if low is None else (min(low, lo), max(high, hi))
+    return None if low is None else (low, high)
 
 
 def _check_splits(n: int, has_test: bool, valid_fraction: float, test_fraction: float) -> None:
@@ -164,16 +176,16 @@ def _check_pair(
         raise DatasetError(f"dataset.path: {yname} must hold integer class labels 0..K-1")
 
 
-def _check_labels(labels: dict[str, np.ndarray]) -> None:
-    """Class labels 0..K-1, K at most the number of examples (a label of 10^9 would make a
-    network of 10^9 outputs)."""
-    n = sum(len(y) for y in labels.values())
-    for yname, y in labels.items():
-        if len(y) and (y.min() < 0 or y.max() >= n):
-            raise DatasetError(
-                f"dataset.path: {yname} must hold integer class labels 0..K-1, with K at most "
-                f"the number of examples ({n})"
-            )
+#: The most classes a dataset's labels may name: a label of 10^9 would make a network of
+#: 10^9 outputs.
+MAX_CLASSES = 100_000
+
+
+def _check_label_range(yname: str, low: int, high: int) -> None:
+    if low < 0 or high >= MAX_CLASSES:
+        raise DatasetError(
+            f"dataset.path: {yname} must hold integer class labels 0..K-1, K at most {MAX_CLASSES}"
+        )
 
 
 ENTRIES = {"npz": DatasetEntry(NpzConfig, load_npz, check=check_npz)}

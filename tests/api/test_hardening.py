@@ -255,7 +255,7 @@ def test_a_file_under_the_roots_runs_and_errors_name_no_content(
     # the job's start), and so are the array shapes a network needs: 422s naming no content
     for name, arrays, says in [
         ("negative", {"y": np.full(20, -7)}, "y must hold integer class labels 0..K-1"),
-        ("huge", {"y": np.full(20, 10**9)}, "with K at most the number of examples (20)"),
+        ("huge", {"y": np.full(20, 10**9)}, "class labels 0..K-1, K at most 100000"),
         ("flat", {"x": np.zeros((20, 0), np.float32)}, "every dimension at least 1"),
         ("few", {"x": np.zeros((2, 16), np.float32), "y": np.zeros(2, int)}, "too few examples"),
     ]:

@@ -193,7 +193,7 @@ def _bad_npz_cases() -> list[object]:
             {"x": x, "y": y - 1}, ["y must hold integer class labels"], id="negative-labels"
         ),
         pytest.param(
-            {"x": x, "y": y + 10**6}, ["with K at most the number of examples"], id="huge-labels"
+            {"x": x, "y": y + 10**6}, ["class labels 0..K-1, K at most 100000"], id="huge-labels"
         ),
         pytest.param(
             {"x": x[:, :0], "y": y}, ["x examples must have every dimension at least 1"], id="flat"
@@ -348,3 +348,16 @@ def test_unknown_dataset_lists_the_valid_names() -> None:
     for name in ("digits", "mnist1d", "nb201-cifar10", "npz"):
         assert name in info.value.valid
         assert name in str(info.value)
+
+
+def test_npz_labels_are_checked_at_submit_by_their_range_streamed(tmp_path: Path) -> None:
+    """Labels are read at submit for their range only, a chunk at a time (the whole array
+    was read: a 1 MB compressed file can hold 10^8 labels); sparse class ids are fine."""
+    n = (1 << 20) + 1000  # past the first chunk
+    y = np.zeros(n, dtype=np.int64)
+    y[-1] = -1  # only the last chunk tells
+    np.savez_compressed(tmp_path / "late.npz", x=np.zeros((n, 1), np.float32), y=y)
+    with pytest.raises(DatasetError, match="y must hold integer class labels 0..K-1"):
+        check_dataset("npz", path=str(tmp_path / "late.npz"))
+    sparse = write_npz(tmp_path / "sparse.npz", x=np.zeros((20, 4)), y=np.arange(20) * 9)
+    check_dataset("npz", path=sparse)  # classes 0, 9, ..., 171: K = 172 > 20 examples
