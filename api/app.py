@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.stopping.clear()  # (an app started again after a stop streams again)
         engine = make_engine(settings.resolved_database_url())
         if settings.migrate_on_start:
             upgrade(engine)

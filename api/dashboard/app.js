@@ -113,7 +113,8 @@ function actions(job, after) {
       if (!confirm(`Delete job ${job.id} and all its trials?`)) return;
       await api(`/jobs/${job.id}`, { method: "DELETE" });
       if (location.hash.startsWith(`#/jobs/${job.id}`)) location.hash = "#/"; // its page is gone
-    }, "danger") : null,
+      else after();
+    }, "danger", false) : null,
     " ", status);
 }
 
@@ -201,12 +202,20 @@ async function jobsPage(params) {
     h("caption", { class: "muted" }, "Your jobs, newest first"),
     h("thead", {}, h("tr", {}, ["Job", "State", "Progress", "ETA", "Best so far", "Trials", "Controller", "Space", "Dataset", "Warm start", "Actions"].map((c) => h("th", { scope: "col" }, c)))),
     tbody));
-  let timer = null;
+  let timer = null, shown = null;
   const load = async () => {
     const q = new URLSearchParams({ limit, offset });
     if (state) q.set("state", state);
     const page = await api(`/dashboard/jobs?${q}`);
     if (left()) return;
+    const seen = JSON.stringify(page);
+    const unchanged = seen === shown; // redrawn rows would reset their controls (export format)
+    shown = seen;
+    clearTimeout(timer);
+    const live = page.data.some(({ job }) => ["QUEUED", "RUNNING"].includes(job.state));
+    // Often while a listed job runs; now and then otherwise, for jobs submitted elsewhere.
+    timer = setTimeout(() => load().catch(() => {}), live ? 2000 : 10000);
+    if (unchanged) return;
     count.textContent = `${page.count} job(s)`;
     tbody.replaceChildren(...page.data.map(({ job, ...o }) => h("tr", { "data-job": job.id },
       h("td", { class: "name" }, h("a", { href: `#/jobs/${job.id}` }, `${job.id} · ${job.name}`)),
@@ -221,10 +230,6 @@ async function jobsPage(params) {
     pager.replaceChildren(...[
       offset > 0 ? h("a", { href: `#/?state=${state}&offset=${Math.max(0, offset - limit)}` }, "← Newer") : null,
       offset + limit < page.count ? h("a", { href: `#/?state=${state}&offset=${offset + limit}` }, "Older →") : null].filter(Boolean));
-    clearTimeout(timer);
-    // Often while a listed job runs; now and then otherwise, for jobs submitted elsewhere.
-    const live = page.data.some(({ job }) => ["QUEUED", "RUNNING"].includes(job.state));
-    timer = setTimeout(() => load().catch(() => {}), live ? 2000 : 10000);
   };
   stopLive = () => clearTimeout(timer);
   render(h("h1", {}, "Jobs"),
@@ -281,12 +286,14 @@ function trialsTable(job, metricNames) {
     return h("th", { scope: "col", class: c === "state" ? "" : "num", "aria-sort": st.sort === c ? (st.order === "asc" ? "ascending" : "descending") : null },
       sortable ? h("button", { type: "button", "data-sort": c, onclick: () => setSort(c) }, c) : c);
   }), h("th", { scope: "col" }, "hyperparameters"), h("th", { scope: "col", class: "num" }, "seconds"), h("th", { scope: "col" }, "worker"));
-  let loading = null;
+  let requests = 0; // only the newest request's answer is shown (an older one may come later)
   const load = async () => {
+    const mine = ++requests;
     const q = new URLSearchParams({ sort: st.sort, order: st.order, limit: st.limit });
     if (st.state) q.set("state", st.state);
     if (st.after !== null) q.set("after", st.after); else if (st.offset) q.set("offset", st.offset);
     const page = await api(`/jobs/${job.id}/trials?${q}`);
+    if (mine !== requests) return;
     heads();
     tbody.replaceChildren(...page.data.map((t) => h("tr", { "data-trial": t.number },
       h("td", { class: "num" }, h("a", { href: `#/trials/${t.id}` }, t.number)),
@@ -302,7 +309,7 @@ function trialsTable(job, metricNames) {
     st.nextAfter = page.next_after;
     st.pageLen = page.data.length;
   };
-  const reload = () => (loading = load().catch((err) => tbody.replaceChildren(h("tr", {}, h("td", { colspan: cols.length + 3 }, errorBox(err))))));
+  const reload = () => (load().catch((err) => tbody.replaceChildren(h("tr", {}, h("td", { colspan: cols.length + 3 }, errorBox(err))))));
   const reset = () => { st.offset = 0; st.after = null; st.cursors = []; reload(); };
   stateSel.addEventListener("change", () => { st.state = stateSel.value; reset(); });
   sortSel.addEventListener("change", () => { st.sort = sortSel.value; reset(); });
