@@ -322,12 +322,12 @@ def test_a_full_first_page_keeps_counting_and_the_list_shows_new_jobs(
     27 trials' after the job ended with 45), and the jobs list polled only while a listed job
     ran, so a job submitted elsewhere never appeared."""
     with site.server.client(site.key) as client:
-        job = client.submit(standalone_spec(trials=40, epochs=1, name="live-full"))
+        job = client.submit(standalone_spec(trials=30, epochs=1, name="live-full"))
         p = page.go(f"/jobs/{job['id']}")
         p.wait_for_selector("#trials")
         client.wait(job["id"], timeout=120)
         p.wait_for_function(
-            "document.querySelector('#trials-count').textContent === '1–25 of 40 trials'",
+            "document.querySelector('#trials-count').textContent === '1–25 of 30 trials'",
             timeout=15_000,
         )
         p = page.go("/")
