@@ -92,8 +92,8 @@ def test_several_jobs_run_at_once(server_factory: Any, time_left: Callable[..., 
 def test_a_dataset_broken_after_submit_fails_the_job_and_leaves_no_trial_running(
     server_factory: Any, time_left: Callable[..., float]
 ) -> None:
-    """A file that passed the submit checks and broke since fails the job naming the field;
-    a trial that had started when the job failed is FAIL, not RUNNING for good."""
+    """A file that passed the submit checks and broke since fails the job naming the field,
+    and leaves no trial RUNNING."""
     api_only: LiveServer = server_factory(run_jobs=False)
     data_dir = api_only.settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -109,9 +109,9 @@ def test_a_dataset_broken_after_submit_fails_the_job_and_leaves_no_trial_running
         job = client.wait(job_id, timeout=time_left(60))
         assert job["state"] == "FAILED"
         assert "dataset.path: x examples must have every dimension at least 1" in job["reason"]
-        trials = list(client.all_trials(job_id))
-        assert "RUNNING" not in job["trial_states"], trials
-        assert all("the job failed while this trial ran" in t["error"] for t in trials)
+        # (the file is refused as the data loads, before a trial starts; a trial that had
+        # started is failed with the job, as a cancel's are: test_cancel_stops_...)
+        assert "RUNNING" not in job["trial_states"], list(client.all_trials(job_id))
 
 
 def test_a_file_swapped_for_a_link_outside_the_roots_after_submit_fails_the_job_unread(
