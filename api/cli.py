@@ -137,21 +137,13 @@ def describe_database(url: str) -> str:
     """
     from sqlalchemy.engine import make_url
 
+    from api.settings import sqlite_file
+
     parsed = make_url(url)
-    file = _sqlite_file(url)
+    file = sqlite_file(url)
     if file is not None:
         parsed = parsed.set(database=str(file.resolve()))
     return parsed.render_as_string(hide_password=True)
-
-
-def _sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite URL (``None`` for other databases and in-memory ones)."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return None if parsed.database.startswith("file:") else Path(parsed.database)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -711,14 +703,15 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     from api.auth import create_key
     from api.db import make_session_factory, session_scope
     from api.repositories import ApiKeyRepository
+    from api.settings import sqlite_file
 
     url = _database_url(args)
-    sqlite_file = _sqlite_file(url)
-    fresh = sqlite_file is not None and not sqlite_file.exists()
-    if sqlite_file is not None and fresh and args.keys_command != "create":
+    database_file = sqlite_file(url)
+    fresh = database_file is not None and not database_file.exists()
+    if database_file is not None and fresh and args.keys_command != "create":
         # Nothing to list or revoke there: say so rather than create an empty database.
         raise CommandError(
-            f"no database at {sqlite_file.resolve()} (from {_database_source(args)}), so no "
+            f"no database at {database_file.resolve()} (from {_database_source(args)}), so no "
             "keys: pass the server's --db or --data-dir ('nas keys create' makes a new one)"
         )
     engine = _db(args, url)
@@ -737,7 +730,7 @@ def _cmd_keys(args: argparse.Namespace) -> int:
             )
             if fresh:
                 print(
-                    f"note: {sqlite_file} did not exist and was created just now: a server "
+                    f"note: {database_file} did not exist and was created just now: a server "
                     "already running uses another database; pass its --db or --data-dir",
                     file=sys.stderr,
                 )

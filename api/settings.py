@@ -97,11 +97,10 @@ class Settings(BaseSettings):
         checkpoints) and a SQLite database with its journal files. Symlinks resolved."""
         private = [self.resolved_artifacts_dir()]
         try:
-            url = make_url(self.resolved_database_url())
+            database = sqlite_file(self.resolved_database_url())
         except ArgumentError:  # the server refuses to start on it
-            return [Path(os.path.realpath(private[0].expanduser()))]
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            database = Path(url.database)
+            database = None
+        if database is not None:
             private += [
                 database.with_name(database.name + s) for s in ("", "-wal", "-shm", "-journal")
             ]
@@ -120,3 +119,12 @@ class Settings(BaseSettings):
             if table is not None:
                 roots.append(table.parent)
         return [Path(os.path.realpath(root.expanduser())) for root in roots if str(root)]
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (``None`` for other databases, in-memory ones and ``file:``
+    URIs)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return None if parsed.database.startswith("file:") else Path(parsed.database)
