@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from api.models import JobModel
 from api.repositories import TrialRepository
 from api.services import ConflictError
+from controllers.rl2 import META_EVALUATOR
 from nas.architecture import Architecture
 
 __all__ = ["InvalidRequestError", "RankedArchitecture", "rank_architecture"]
@@ -59,9 +60,9 @@ def rank_architecture(session: Session, job: JobModel, rank: int) -> RankedArchi
     trials = TrialRepository(session)
     maximize = job.maximize
     count = len(listed) + trials.count_ranked(job.id, exclude_keys=keys)
-    if count == 0 and (job.spec.get("evaluator") or {}).get("name") == "rl2-meta":
+    if count == 0 and (job.spec.get("evaluator") or {}).get("name") == META_EVALUATOR:
         raise ConflictError(
-            f"job {job.id} is a meta-training job (rl2-meta): it trains an RL² policy, not "
+            f"job {job.id} is a meta-training job ({META_EVALUATOR}): it trains an RL² policy, not "
             f"architectures; download the policy: GET /api/v1/jobs/{job.id}/policy "
             f"(nas policy {job.id})"
         )

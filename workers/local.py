@@ -45,6 +45,29 @@ def check_runnable_inline(resolved: ResolvedSpec) -> None:
             "nas search runs one trial at a time in this process; set workers: 1, or submit "
             "the spec to the service (nas serve / nas submit) for parallel workers",
         )
+    import torch
+
+    here = torch.cuda.device_count()
+    gpus = resolved.spec.resources.gpus_per_trial
+    if gpus > here:
+        raise SpecError.at(
+            ["resources", "gpus_per_trial"],
+            f"nas search trains in this process, which sees {here} CUDA devices, fewer than "
+            f"gpus_per_trial={gpus:g}; set gpus_per_trial: 0 (device: auto uses a GPU when "
+            "there is one)",
+        )
+    final = resolved.spec.final
+    for field, device in (
+        (["evaluator", "device"], resolved.evaluator_params.get("device")),
+        (["final", "device"], None if final is None else final.device),
+    ):
+        cuda = isinstance(device, str) and device.startswith("cuda")
+        if cuda and (torch.device(device).index or 0) >= here:
+            raise SpecError.at(
+                field,
+                f"nas search trains in this process, which sees {here} CUDA devices, so "
+                f"{device!r} would find none: set device: auto or cpu",
+            )
 
 
 def default_run_dir(resolved: ResolvedSpec) -> Path:

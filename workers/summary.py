@@ -8,6 +8,7 @@ from typing import Any
 
 from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
+from nas.trial import TrialState
 from workers.backend import SearchOutcome
 from workers.final import earning_trial
 
@@ -64,6 +65,15 @@ def summarize(
         "ranked": ranked,
         "final": final,
     }
+    completed = any(t.result.state is TrialState.COMPLETE for t in outcome.trials)
+    if outcome.trials and not completed and outcome.failure() is None:
+        # Every trial PRUNED (constraints no candidate met, a pruner) or some failed: the
+        # job ran, but it found nothing to retrain or export, which the reader must see.
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        summary["warnings"].append(
+            f"no trial completed ({counts}): there is no best architecture to retrain or "
+            "export; with objective.constraints, no candidate may have met them"
+        )
     summary.update(outcome.report)  # a meta-training job's meta_training
     if outcome.files:
         summary["files"] = [{"name": f.name, "kind": f.kind} for f in outcome.files]

@@ -126,3 +126,26 @@ def test_an_out_that_is_a_file_is_refused_before_the_search_runs(
     err = capsys.readouterr().err
     assert f"--out {taken}: a file is there; name a folder" in err
     assert taken.read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("section", "field"),
+    [("resources", "gpus_per_trial"), ("evaluator", "device"), ("final", "device")],
+)
+def test_gpus_this_process_lacks_are_refused_before_the_search_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], section: str, field: str
+) -> None:
+    """``nas search`` trains in its own process: a GPU it does not see is refused at the field,
+    not ignored (``gpus_per_trial``) or met as a CUDA error once training starts (``device``)."""
+    import torch
+
+    here = torch.cuda.device_count()  # 0 on CPU-only machines: one more than there is
+    spec = yaml.safe_load((REPO / "examples/mnist1d-random.yaml").read_text())
+    value = here + 1 if field == "gpus_per_trial" else f"cuda:{here}"
+    spec.setdefault(section, {})[field] = value
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    assert main(["search", str(spec_file), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{section}.{field}" in err and f"sees {here} CUDA devices" in err
+    assert not (tmp_path / "run").exists()

@@ -70,12 +70,21 @@ def test_pruned_candidates_count_in_the_trial_budget(nb201_table: Path) -> None:
 
 
 def test_constraints_nothing_satisfies_stop_the_search(nb201_table: Path) -> None:
-    loop = SearchLoop(parse_spec(nb201_spec(nb201_table, constraints={"max_flops": 1})))
+    resolved = parse_spec(nb201_spec(nb201_table, constraints={"max_flops": 1}))
+    loop = SearchLoop(resolved)
     loop.max_infeasible_in_a_row = 300
     outcome = loop.run()
     assert "no feasible candidate in the last" in outcome.stop_reason
     assert 300 <= len(outcome.trials) < 600
     assert outcome.best is None and outcome.simulated_s == 0
+    # The job "succeeds" with nothing to retrain or export: its summary says so loudly.
+    summary = summarize(resolved, outcome, loop.components.space)
+    assert summary["best"] is None
+    warning = (
+        f"no trial completed ({len(outcome.trials)} PRUNED): there is no best architecture to "
+        "retrain or export; with objective.constraints, no candidate may have met them"
+    )
+    assert summary["warnings"] == [warning]
 
 
 def test_infeasible_candidates_are_never_trained(monkeypatch: pytest.MonkeyPatch) -> None:
