@@ -26,9 +26,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from api.auth import Principal
+from api.models import JobModel, JobState
 from api.ranking import InvalidRequestError, RankedArchitecture, rank_architecture
-from api.repositories import ArtifactRepository, JobRepository
-from api.retraining import job_dir, trainable_problem
+from api.repositories import ArtifactRepository, JobRepository, TrialRepository
+from api.retraining import RETRAIN_WORKER, job_dir, trainable_problem
 from api.services import ConflictError, JobService, NotFoundError, check_job_files
 from api.settings import Settings
 from api.storage import storage_error
@@ -150,7 +151,7 @@ def plan_export(
         weights = _meta_weights(artifacts, job.id, ranked)
         meta_learned = weights is not None
     if weights is None and export_format.needs_weights and not untrained:
-        raise ConflictError(_no_weights_message(job.id, rank, export_format, resolved))
+        raise ConflictError(_no_weights_message(session, job, rank, export_format, resolved))
     summary = job.summary or {}
     best = summary.get("best") or {}
     final_metrics = dict(best.get("final_metrics") or {}) if rank == 1 else {}
@@ -182,13 +183,34 @@ def _meta_weights(artifacts: Path, job_id: int, ranked: RankedArchitecture) -> P
     return path if arch == ranked.architecture else None
 
 
-def _no_weights_message(job_id: int, rank: int, fmt: ExportFormat, resolved: ResolvedSpec) -> str:
+def _no_weights_message(
+    session: Session, job: JobModel, rank: int, fmt: ExportFormat, resolved: ResolvedSpec
+) -> str:
+    job_id = job.id
     problem = trainable_problem(resolved)
     head = (
         f"job {job_id} has no trained weights for rank {rank}; {fmt.noun} with random "
         "weights predicts nothing. "
     )
-    if problem is None:
+    final = resolved.spec.final
+    retraining = TrialRepository(session).running(job_id, worker_suffix=RETRAIN_WORKER)
+    if job.state in (JobState.QUEUED.value, JobState.RUNNING.value):
+        if final is not None and rank <= final.retrain_top_k:
+            fix = (
+                f"The job is {job.state}: its final: section retrains its top "
+                f"{final.retrain_top_k} once the search ends; export again when it has finished"
+            )
+        else:
+            fix = (
+                f"The job is {job.state}: once it has finished, retrain it ('nas retrain "
+                f"{job_id} --rank {rank}'), then export again"
+            )
+    elif retraining:
+        fix = (
+            f"A retraining of this job is running (trial {retraining[0].number}); export again "
+            "when it has finished"
+        )
+    elif problem is None:
         fix = (
             f"Retrain it first: 'nas retrain {job_id} --rank {rank}' (POST /api/v1/jobs/"
             f"{job_id}/retrain?rank={rank}), then export again"

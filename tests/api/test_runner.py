@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
-from api.client import NasClient
+from api.client import ApiError, NasClient
 from tests.api.conftest import LiveServer, standalone_spec, wait_for
 
 
@@ -38,7 +39,7 @@ def test_cancel_stops_a_running_job_within_seconds_and_keeps_its_trials(
 
 
 def test_cancel_during_the_final_retraining_stops_it_at_the_next_epoch(
-    client: NasClient, time_left: Callable[..., float]
+    client: NasClient, time_left: Callable[..., float], tmp_path: Path
 ) -> None:
     """A cancel during ``final:`` was ignored: the job trained on (up to 10,000 epochs of each
     of 100 architectures), could not be deleted meanwhile, and ended SUCCEEDED."""
@@ -50,6 +51,13 @@ def test_cancel_during_the_final_retraining_stops_it_at_the_next_epoch(
         return job["state"] == "RUNNING" and job["trial_states"].get("COMPLETE", 0) == 1
 
     wait_for(retraining, timeout=time_left(60))
+    # An export asked meanwhile says the weights are coming, not "retrain it first" (which
+    # a running job refuses).
+    with pytest.raises(ApiError) as refused:
+        client.export(job_id, "torchscript", 1, tmp_path / "model.pt")
+    assert refused.value.status_code == 409
+    assert "The job is RUNNING: its final: section retrains its top 1" in str(refused.value)
+    assert "nas retrain" not in str(refused.value)
     time.sleep(0.5)  # some epochs into it
     asked = time.monotonic()
     client.cancel(job_id)
