@@ -224,8 +224,8 @@ async function jobsPage(params) {
       h("td", { class: "num" }, job.best ? `${fmt(job.best.value)} (#${job.best.trial_number})` : "–"),
       h("td", { class: "num" }, job.n_trials),
       h("td", {}, o.controller), h("td", {}, o.space), h("td", {}, o.dataset),
-      h("td", {}, o.warm_start.length ? o.warm_start.join(", ") : "–"),
-      h("td", {}, actions(job, load)))));
+      h("td", { class: "wrap" }, o.warm_start.length ? o.warm_start.join(", ") : "–"),
+      h("td", { class: "wrap" }, actions(job, load)))));
     if (!page.data.length) tbody.append(h("tr", {}, h("td", { colspan: 11 }, "No jobs.")));
     pager.replaceChildren(...[
       offset > 0 ? h("a", { href: `#/?state=${state}&offset=${Math.max(0, offset - limit)}` }, "← Newer") : null,

@@ -51,17 +51,25 @@ function ticks([lo, hi], n = 5) {
   return out;
 }
 
+// As many decimals as the step between ticks needs: close ticks never print alike.
+function tickText(ts) {
+  const step = ts.length > 1 ? ts[1] - ts[0] : 1;
+  const digits = Math.max(0, Math.min(12, -Math.floor(Math.log10(step) + 1e-9)));
+  return (t) => t.toFixed(digits);
+}
+
 function axes(svg, x, y, xd, yd, xLabel, yLabel) {
   const g = s("g", { class: "axis" });
   g.append(s("line", { x1: M.l, y1: H - M.b, x2: W - M.r, y2: H - M.b }));
   g.append(s("line", { x1: M.l, y1: M.t, x2: M.l, y2: H - M.b }));
-  for (const t of ticks(xd)) {
+  const xt = ticks(xd), xs = tickText(xt), yt = ticks(yd), ys = tickText(yt);
+  for (const t of xt) {
     g.append(s("line", { x1: x(t), x2: x(t), y1: H - M.b, y2: H - M.b + 4 }));
-    g.append(s("text", { x: x(t), y: H - M.b + 14, "text-anchor": "middle" }, String(+t.toPrecision(6))));
+    g.append(s("text", { x: x(t), y: H - M.b + 14, "text-anchor": "middle" }, xs(t)));
   }
-  for (const t of ticks(yd)) {
+  for (const t of yt) {
     g.append(s("line", { x1: M.l - 4, x2: M.l, y1: y(t), y2: y(t) }));
-    g.append(s("text", { x: M.l - 6, y: y(t) + 3, "text-anchor": "end" }, String(+t.toPrecision(6))));
+    g.append(s("text", { x: M.l - 6, y: y(t) + 3, "text-anchor": "end" }, ys(t)));
   }
   g.append(s("text", { x: (M.l + W - M.r) / 2, y: H - 4, "text-anchor": "middle" }, xLabel));
   g.append(s("text", { x: 10, y: (M.t + H - M.b) / 2, transform: `rotate(-90 10 ${(M.t + H - M.b) / 2})`, "text-anchor": "middle" }, yLabel));
@@ -164,10 +172,8 @@ export function parallelChart(id, title, pc) {
   const width = Math.max(W, 70 * cols.length + 60), top = 28, bottom = H - 20;
   const svg = s("svg", { viewBox: `0 0 ${width} ${H}`, class: "plot", role: "img" });
   const xs = cols.map((_, i) => 40 + (i * (width - 80)) / Math.max(1, cols.length - 1));
-  const ys = cols.map((c, i) => {
-    const d = c.kind === "choice" ? [0, Math.max(1, c.labels.length - 1)] : extent(rowsV.map((r) => r[i]));
-    return scale(d, [bottom, top]);
-  });
+  const domains = cols.map((c, i) => (c.kind === "choice" ? [0, Math.max(1, c.labels.length - 1)] : extent(rowsV.map((r) => r[i]))));
+  const ys = domains.map((d) => scale(d, [bottom, top]));
   const objs = pc.rows.map((r) => r.objective), [olo, ohi] = extent(objs);
   for (const [k, r] of pc.rows.entries()) {
     const v = rowsV[k];
@@ -177,8 +183,11 @@ export function parallelChart(id, title, pc) {
   }
   cols.forEach((c, i) => {
     svg.append(s("line", { x1: xs[i], x2: xs[i], y1: top, y2: bottom, stroke: "#444" }));
-    svg.append(s("text", { x: xs[i], y: 12, "text-anchor": "middle" }, c.name.slice(0, 14), s("title", {}, c.name)));
-    if (c.kind === "choice") c.labels.forEach((l, j) => svg.append(s("text", { x: xs[i] + 3, y: ys[i](j) + 3, "font-size": 8 }, String(l).slice(0, 12))));
+    svg.append(s("text", { x: xs[i], y: 12, "text-anchor": "middle", class: "pc-label" }, c.name.slice(0, 14), s("title", {}, c.name)));
+    // labels over the lines stay readable (a white halo); a number axis shows its range
+    const label = (text, y) => svg.append(s("text", { x: xs[i] + 3, y: y + 3, "font-size": 8, class: "pc-label" }, text));
+    if (c.kind === "choice") c.labels.forEach((l, j) => label(String(l).slice(0, 12), ys[i](j)));
+    else for (const v of domains[i]) label(fmt(v, 3), ys[i](v));
   });
   svg.setAttribute("data-count", pc.rows.length);
   const headers = ["trial", ...cols.map((c) => c.name)];

@@ -315,6 +315,29 @@ def test_colours_and_long_names_show(page: Page, site: Site) -> None:
     assert not page.errors, page.errors
 
 
+def test_the_jobs_table_fits_a_1280_pixel_window_and_axes_are_labelled(
+    page: Page, site: Site
+) -> None:
+    """At 1280 px the jobs table's Actions column lay past the window's edge (reached only
+    by scrolling the table sideways); the parallel-coordinates chart's number axes (the
+    objective's) had no values."""
+    p = page.go("/")
+    p.wait_for_selector("#jobs tbody tr[data-job] button")
+    fits = p.evaluate(
+        "() => { const box = document.querySelector('#jobs').parentElement;"
+        " return [box.scrollWidth, box.clientWidth]; }"
+    )
+    assert fits[0] <= fits[1], fits
+    p = page.go(f"/jobs/{site.nb201['id']}")
+    p.wait_for_selector("#parallel svg")
+    labels = p.locator("#parallel svg text.pc-label").evaluate_all(
+        "ts => ts.map(t => t.textContent)"
+    )
+    best = p.evaluate("document.querySelector('#parallel svg').getAttribute('data-count')")
+    assert int(best) > 0 and any(t.replace(".", "", 1).isdigit() for t in labels), labels
+    assert not page.errors, page.errors
+
+
 def test_a_full_first_page_keeps_counting_and_the_list_shows_new_jobs(
     page: Page, site: Site
 ) -> None:
