@@ -53,7 +53,10 @@ def check_startable(resolved: ResolvedSpec) -> None:
                 raise SpecError.at(["space"], problem)
     with _errors_at("evaluator"):
         EVALUATORS.get(spec.evaluator.name).check_files(
-            space=space, params=resolved.evaluator_params
+            space=space,
+            params=resolved.evaluator_params,
+            dataset=spec.dataset.name,
+            dataset_params=resolved.dataset_params,
         )
     if loop_class(resolved).builds_controller:
         with _errors_at("controller"):

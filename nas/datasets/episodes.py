@@ -246,6 +246,20 @@ def _shape(**config: Any) -> tuple[tuple[int, ...], int] | None:
     return None if shape is None else (shape, params.ways)
 
 
+def _smallest_class(**config: Any) -> tuple[int, int] | None:
+    """Episodes over an npz file: its smallest class and its examples (labels read alone)."""
+    params = EpisodesConfig.model_validate(config)
+    if params.source != "npz" or params.path is None:
+        return None
+    with np.load(Path(params.path).expanduser(), allow_pickle=False) as data:
+        labels = [np.asarray(data[k]).ravel() for k in ("y", "y_test") if k in data.files]
+    classes, counts = np.unique(np.concatenate(labels), return_counts=True)
+    if not len(classes):
+        return None
+    at = int(np.argmin(counts))
+    return int(classes[at]), int(counts[at])
+
+
 def _check(**config: Any) -> None:
     """The source npz file's arrays, as their headers tell (``nas.datasets.npz.check_npz``),
     and its classes (its labels alone are read): enough for ``ways`` in each split."""
@@ -270,6 +284,7 @@ ENTRIES = {
         tasks=_tasks,
         task_loss="cross_entropy",
         task_shape=_shape,
+        task_smallest_class=_smallest_class,
         check=_check,
     )
 }

@@ -202,10 +202,18 @@ class Evaluator(ABC):
         return problems
 
     @classmethod
-    def check_files(cls, *, space: SearchSpace, params: Mapping[str, Any]) -> None:
+    def check_files(
+        cls,
+        *,
+        space: SearchSpace,
+        params: Mapping[str, Any],
+        dataset: str,
+        dataset_params: Mapping[str, Any],
+    ) -> None:
         """What a submit can afford to check of the files this evaluator reads with these
-        (validated ``evaluator:``) parameters, raising the error the job would meet when it
-        starts. The default: nothing to check."""
+        (validated ``evaluator:``) parameters, or of the dataset's files as this evaluator
+        uses them, raising the error the job would meet when it starts. The default: nothing
+        to check."""
 
     @classmethod
     @abstractmethod

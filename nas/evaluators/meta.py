@@ -71,7 +71,7 @@ from pydantic import Field, model_validator
 from nas.architecture import Architecture
 from nas.datasets import DATASETS, dataset_shape, load_tasks
 from nas.datasets.tasks import TaskBatch, TaskDistribution
-from nas.errors import DatasetError
+from nas.errors import DatasetError, SpecError
 from nas.evaluators.base import Evaluator, EvaluatorConfig, ReportFn
 from nas.hparams import META_HPARAMS
 from nas.metalearning import Algorithm, FunctionalNet, MetaLearner, MetaWeights
@@ -326,6 +326,47 @@ class MetaEvaluator(Evaluator):
 
     # --- what it can work with -------------------------------------------------------------
     @classmethod
+    def _episode_problems(
+        cls, params: Mapping[str, Any], per_class: int, have: str
+    ) -> list[SpecProblem]:
+        """A task's support + query examples of a class (meta-training's, and evaluation's)
+        above the ``per_class`` examples a class has (``have`` says so, and what to do)."""
+        config = cls.Config.model_validate(dict(params))
+        return [
+            (
+                ("evaluator", loc),
+                f"a task takes {shots} support + {queries} query examples of each class; {have}",
+            )
+            for loc, shots, queries in (
+                ("shots", config.shots, config.queries or config.shots),
+                ("eval_shots", config.eval_shots, config.eval_points or _CLASS_QUERIES),
+            )
+            if shots + queries > per_class
+        ]
+
+    @classmethod
+    def check_files(
+        cls,
+        *,
+        space: SearchSpace,
+        params: Mapping[str, Any],
+        dataset: str,
+        dataset_params: Mapping[str, Any],
+    ) -> None:
+        """Episodes over a file: its smallest class holds each task's examples of a class."""
+        smallest = DATASETS.get(dataset).task_smallest_class
+        found = None if smallest is None else smallest(**dataset_params)
+        if found is None:
+            return
+        label, count = found
+        have = (
+            f"class {label} of dataset.path has only {count} (its smallest class): lower them, "
+            "or leave that class out of the file"
+        )
+        for loc, message in cls._episode_problems(params, count, have):
+            raise SpecError.at(list(loc), message)
+
+    @classmethod
     def data_problems(cls, spec: JobSpec) -> list[SpecProblem]:
         """A task distribution, a trainable space whose networks take its inputs, and no
         ``final:`` retraining (not supported yet)."""
@@ -396,22 +437,12 @@ class MetaEvaluator(Evaluator):
             else None
         )
         if per_class is not None:
-            config = cls.Config.model_validate(dict(spec.evaluator.params))
-            for loc, shots, queries in (
-                ("shots", config.shots, config.queries or config.shots),
-                ("eval_shots", config.eval_shots, config.eval_points or _CLASS_QUERIES),
-            ):
-                if shots + queries > per_class:
-                    problems.append(
-                        (
-                            ("evaluator", loc),
-                            (
-                                f"a task takes {shots} support + {queries} query examples of "
-                                f"each class; {spec.dataset.name!r} has {per_class} of each "
-                                "(its samples): lower them, or raise the dataset's samples"
-                            ),
-                        )
-                    )
+            problems += cls._episode_problems(
+                spec.evaluator.params,
+                per_class,
+                f"{spec.dataset.name!r} has {per_class} of each (its samples): lower them, or "
+                "raise the dataset's samples",
+            )
         if spec.final is not None:
             problems.append(
                 (

@@ -229,7 +229,14 @@ class TableEvaluator(Evaluator):
         return cls(space=space, **params)
 
     @classmethod
-    def check_files(cls, *, space: SearchSpace, params: Mapping[str, Any]) -> None:
+    def check_files(
+        cls,
+        *,
+        space: SearchSpace,
+        params: Mapping[str, Any],
+        dataset: str,
+        dataset_params: Mapping[str, Any],
+    ) -> None:
         """The table's columns this evaluator reads (building it reads them; the table is
         read once per process)."""
         cls.from_spec(dataset="table", dataset_params={}, space=space, params=params, seed=0)

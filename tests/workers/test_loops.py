@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from nas.errors import DatasetError, SpecError, spec_error_at_field
@@ -145,8 +146,37 @@ def test_a_metaqnn_space_sized_for_other_data_is_refused_at_the_space() -> None:
     }
     assert _problem(spec) == (
         ["space"],
-        "space metaqnn has input_size 40 but the data's spatial size is (8, 8); set the "
-        "space's input_size to 8",
+        (
+            "space metaqnn has input_size 40 but the data's spatial size is (8, 8); set the "
+            "space's input_size to 8"
+        ),
     )
     spec["space"] = {"name": "metaqnn", "input_size": 8}
     check_startable(parse_spec(spec))
+
+
+def test_episodes_over_a_file_need_enough_examples_in_its_smallest_class(tmp_path: Path) -> None:
+    """Tasks take support + query examples of each class: a file whose smallest class has
+    fewer failed the job at its first task; now the submit names the field and the class."""
+    labels = np.concatenate([np.repeat(np.arange(9), 8), np.full(3, 9)])  # class 9: 3
+    path = tmp_path / "few.npz"
+    np.savez(path, x=np.zeros((len(labels), 1, 4, 4), np.float32), y=labels)
+    spec = {
+        "name": "e",
+        "dataset": {"name": "episodes", "source": "npz", "path": str(path), "ways": 2},
+        "space": {"name": "enas-macro", "layers": 1, "channels": 4, "reductions": []},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "protonet", "shots": 1, "queries": 2, "eval_shots": 1,
+                      "eval_points": 2},
+        "objective": {"metric": "meta_val_accuracy", "direction": "maximize"},
+        "budget": {"trials": 1},
+    }  # fmt: skip
+    check_startable(parse_spec(spec))  # 1 + 2 of 3: enough
+    spec["evaluator"]["eval_points"] = 3
+    assert _problem(spec) == (
+        ["evaluator", "eval_shots"],
+        (
+            "a task takes 1 support + 3 query examples of each class; class 9 of dataset.path has "
+            "only 3 (its smallest class): lower them, or leave that class out of the file"
+        ),
+    )
