@@ -254,6 +254,25 @@ def test_onnx_runs_in_onnxruntime_with_a_dynamic_batch(case: str, tmp_path: Path
         assert np.abs(got - outputs(model, x).numpy()).max() <= 1e-4
 
 
+def test_graph_exports_in_several_threads_at_once_all_succeed(tmp_path: Path) -> None:
+    """A server exports in a thread pool; torch's ONNX exporter keeps process-wide state, so
+    two exports at once failed ('GLOBALS.in_onnx_export must be False')."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    case = next(iter(CASES))
+    model, shape = trained_like(case), CASES[case][1]
+    jobs = [
+        (
+            export_onnx if i % 3 else export_torchscript,
+            tmp_path / f"m{i}.{'onnx' if i % 3 else 'ts'}",
+        )
+        for i in range(9)
+    ]
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        done = list(pool.map(lambda job: job[0](model, shape, job[1]), jobs))
+    assert done == [path for _, path in jobs] and all(p.stat().st_size > 0 for p in done)
+
+
 # --- JSON and the model card -----------------------------------------------------------------
 @over_cases
 def test_json_round_trips_to_the_same_architecture(case: str) -> None:

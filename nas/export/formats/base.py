@@ -5,6 +5,7 @@ run on their file (the same seeded inputs through the model and the loaded expor
 from __future__ import annotations
 
 import copy
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from nas.spaces.base import SearchSpace
 
 __all__ = [
     "FORMATS",
+    "GRAPH_EXPORT_LOCK",
     "ExportContext",
     "ExportFormat",
     "FormatRegistry",
@@ -34,6 +36,11 @@ __all__ = [
     "supported_formats",
     "write_text",
 ]
+
+
+#: One graph export at a time per process: torch's ONNX exporter (``GLOBALS.in_onnx_export``)
+#: and the TorchScript tracer keep process-wide state, and a server exports in a thread pool.
+GRAPH_EXPORT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,6 +13,7 @@ from torch import nn
 
 from nas.errors import ExportError
 from nas.export.formats.base import (
+    GRAPH_EXPORT_LOCK,
     ExportContext,
     ExportFormat,
     check_close,
@@ -51,7 +52,7 @@ def export_onnx(
     }
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False  # the new exporter needs onnxscript and is slower
-    with warnings.catch_warnings():
+    with GRAPH_EXPORT_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation and constant-folding notices
         try:
             torch.onnx.export(net, (example,), str(path), **kwargs)

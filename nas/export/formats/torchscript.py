@@ -11,6 +11,7 @@ from torch import nn
 
 from nas.errors import ExportError
 from nas.export.formats.base import (
+    GRAPH_EXPORT_LOCK,
     ExportContext,
     ExportFormat,
     check_close,
@@ -29,7 +30,7 @@ def export_torchscript(
     path = Path(path)
     net = cpu_eval_copy(model)
     (example,) = example_inputs(input_shape, 2)
-    with warnings.catch_warnings():
+    with GRAPH_EXPORT_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, not gone
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         try:
