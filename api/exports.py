@@ -23,6 +23,7 @@ from pathlib import Path
 from pickle import UnpicklingError
 from typing import Any
 
+import torch
 from sqlalchemy.orm import Session
 
 from api.auth import Principal
@@ -97,7 +98,10 @@ class ExportPlan:
 
     @property
     def filename(self) -> str:
-        return f"{self.job_name}-job{self.job_id}-rank{self.ranked.rank}{self.suffix}"
+        """The download's name; a network with random weights says so (``-untrained``), so
+        that it is never taken for the trained one once downloaded."""
+        tag = "-untrained" if self.weights is None and self.fmt.needs_network else ""
+        return f"{self.job_name}-job{self.job_id}-rank{self.ranked.rank}{tag}{self.suffix}"
 
     @property
     def media_type(self) -> str:
@@ -165,6 +169,19 @@ def plan_export(
         summary_final_metrics=final_metrics,
         meta_learned=meta_learned,
     )
+
+
+def _check_readable(job_id: int, rank: int, path: Path) -> None:
+    """A 409 for a retrained weights file that cannot be read (damaged on disk): the
+    network formats would fail on it deep inside the build."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError, UnpicklingError) as exc:
+        log.warning("job %d: retrained weights %s unreadable: %s", job_id, path, exc)
+        raise ConflictError(
+            f"job {job_id}: the retrained weights of rank {rank} ({path.name}) cannot be read; "
+            f"retrain it again ('nas retrain {job_id} --rank {rank}'), then export again"
+        ) from None
 
 
 def _meta_weights(artifacts: Path, job_id: int, ranked: RankedArchitecture) -> Path | None:
@@ -317,6 +334,8 @@ def write_export(plan: ExportPlan, artifacts: Path) -> Path:
     """Build the export's file (atomically replaced) and return its absolute path.
     ``StorageError`` (507 or 503) when the disk is full or read-only: nothing is left
     behind then (a partial file is removed, an earlier file of the same export is kept)."""
+    if plan.weights is not None and plan.fmt.needs_network and not plan.meta_learned:
+        _check_readable(plan.job_id, plan.ranked.rank, plan.weights)
     ctx = export_context(plan, ResolvedSpec.from_stored(plan.spec))
     target = artifacts / plan.relative_path
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")

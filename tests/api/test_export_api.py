@@ -124,6 +124,16 @@ def test_standalone_job_exports_trained_weights_retrains_and_deletes(
     assert doc["input_shape"] == [1, 8, 8] and doc["num_classes"] == 10
     assert doc["provenance"]["trial"] == job["best"]["trial_number"]
 
+    # Weights damaged on disk: a network export is a 409 naming the remedy (was a 500).
+    weights = artifacts / final["weights"]
+    intact = weights.read_bytes()
+    weights.write_bytes(intact[:100])
+    err = _error(lambda: client.export(job_id, "torchscript", 1, tmp_path / "broken.pt"))
+    assert err.status_code == 409, err
+    assert "retrained weights of rank 1 (rank0.pt) cannot be read" in str(err)
+    assert f"nas retrain {job_id} --rank 1" in str(err)
+    weights.write_bytes(intact)
+
     # Our network with the retrained weights: what every other format must reproduce.
     arch = Architecture.from_dict(final["architecture"])
     space = SPACES.get("enas-macro").from_config(final["space_config"])
@@ -240,6 +250,9 @@ def test_tabular_job_exports_the_architecture_but_cannot_train(
         assert sorted(archive.namelist()) == ["architecture.json", "model.py"]
     graph = client.export(job_id, "torchscript", 1, tmp_path / "g.pt", untrained=True)
     assert torch.jit.load(str(graph))(_input((3, 32, 32))).shape == (1, 10)
+    # downloaded into a folder, its name says the weights are random
+    named = client.export(job_id, "torchscript", 1, f"{tmp_path}/into/", untrained=True)
+    assert named.name == f"nb201-random-job{job_id}-rank1-untrained.pt"
 
     # Bad requests: clear 4xx answers.
     for rank in (0, count + 1):
