@@ -507,9 +507,13 @@ def describe_result(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None
             f"retrained rank {int(final.get('rank', 0)) + 1}: {_pairs(figures)} weights={weights}"
         )
     job_id = job["id"]
-    lines.append(
-        f"next: nas trials {job_id} --top 5; nas export {job_id} --format pytorch -o model.zip"
+    # the space's own formats (a table space exports its architecture as json only)
+    export = (
+        f"nas export {job_id} --format pytorch -o model.zip"
+        if "pytorch" in job.get("export_formats", ["pytorch"])
+        else f"nas export {job_id} --format json -o architecture.json"
     )
+    lines.append(f"next: nas trials {job_id} --top 5; {export}")
     return lines
 
 

@@ -37,7 +37,7 @@ from api.storage import storage_error
 from nas.architecture import Architecture
 from nas.datasets import dataset_shape
 from nas.errors import ExportError
-from nas.export import ExportContext, ExportFormat, get_format
+from nas.export import ExportContext, ExportFormat, get_format, supported_formats
 from nas.metalearning import META_WEIGHTS_FILE, MetaWeights
 from nas.spaces import SPACES, SearchSpace
 from nas.spec import FinalSpec, ResolvedSpec
@@ -251,6 +251,9 @@ def _weights_note(plan: ExportPlan, resolved: ResolvedSpec) -> str:
         accuracy = final.get("test_accuracy")
         tested = "" if accuracy is None else f", test accuracy {accuracy:.2f}"
         return f"trained, from scratch with the job's final recipe{tested}"
+    space = resolved.spec.space.name
+    if "pytorch" not in supported_formats(space):
+        return f"none: space {space!r} builds no network, its architectures are choices only"
     problem = trainable_problem(resolved)
     if problem is None:
         fix = f"run 'nas retrain {plan.job_id} --rank {plan.ranked.rank}'"

@@ -47,6 +47,11 @@ class JobRead(_Read):
         "tabular benchmark, a few-shot task distribution, a space without a trainable "
         "network), or null when they can be retrained once the job has finished",
     )
+    export_formats: list[str] = Field(
+        default_factory=list,
+        description="the formats of `GET /jobs/{id}/export` that this job's space exports to "
+        "(a table space has no network: json only)",
+    )
 
 
 class JobList(BaseModel):

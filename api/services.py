@@ -21,6 +21,7 @@ from api.trainable import trainable_problem
 from api.warmstart import resolve_warm_start
 from controllers import CONTROLLERS
 from nas.errors import SpecError
+from nas.export import supported_formats
 from nas.spec import ResolvedSpec
 from workers.loops import check_startable
 from workers.search import parse_spec
@@ -340,4 +341,5 @@ def job_read(job: JobModel, owner: str | None = None, *, with_spec: bool = True)
         warnings=list((job.summary or {}).get("warnings") or []),
         owner=owner,
         retrain_refused=trainable_problem(ResolvedSpec.from_stored(job.spec)),
+        export_formats=supported_formats(str((job.spec.get("space") or {}).get("name", ""))),
     )

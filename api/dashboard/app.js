@@ -101,7 +101,8 @@ function actions(job, after) {
     status.textContent = `${label}…`;
     try { await fn(); status.textContent = `${label}: done`; if (changes) after(); } catch (err) { status.textContent = `${label}: ${err.status === 404 ? "not found" : describe(err.detail ?? err.message)}`; }
   } }, label);
-  const fmtSel = h("select", { "aria-label": `export format for job ${job.id}` }, ["json", "pytorch", "model-card", "torchscript", "onnx"].map((f) => h("option", { value: f }, f)));
+  // the formats the job's space exports to (a table space: json only)
+  const fmtSel = h("select", { "aria-label": `export format for job ${job.id}` }, (job.export_formats || []).map((f) => h("option", { value: f }, f)));
   const finished = !["QUEUED", "RUNNING"].includes(job.state);
   return h("span", { class: "actions" },
     finished ? null : act("Cancel", () => api(`/jobs/${job.id}/cancel`, { method: "POST" })),

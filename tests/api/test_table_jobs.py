@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from api.cli import describe_result
 from api.client import ApiError, NasClient
 from tests.api.conftest import LiveServer
 
@@ -164,6 +165,15 @@ def test_a_table_jobs_best_exports_as_json_and_not_as_a_network(
     network = client._http.get(f"/api/v1/jobs/{job['id']}/export", params={"format": "onnx"})
     assert network.status_code == 422
     assert "table" in network.json()["detail"][0]["msg"]
+    # What the job offers says so too: no model.py to train, json the one format, and the
+    # CLI's next step is that one (it suggested a pytorch export the server refuses).
+    assert document["weights"] == (
+        "none: space 'table' builds no network, its architectures are choices only"
+    )
+    assert job["export_formats"] == ["json"]
+    shown = "\n".join(describe_result(job, None))
+    assert f"nas export {job['id']} --format json -o architecture.json" in shown
+    assert "--format pytorch" not in shown
 
 
 def test_charts_and_exports_do_not_read_a_table_that_now_leads_out_of_the_roots(
