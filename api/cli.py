@@ -396,7 +396,12 @@ def _watch(client: Any, job_id: int) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     with _client(args) as client:
         job = client.job(args.job)
-        best = client.best(args.job, 1) if job["n_trials"] else []
+        best = client.best(args.job, 1) if job["n_trials"] and not args.spec else []
+    if args.spec:
+        import yaml
+
+        print(yaml.safe_dump(job["spec"], sort_keys=False), end="")
+        return 0
     if args.json:
         print(json.dumps(job, indent=2))
         return 0
@@ -934,7 +939,13 @@ def build_parser() -> argparse.ArgumentParser:
         "metrics, held-out test accuracy",
     )
     show.add_argument("job", type=int, help="job id")
-    show.add_argument("--json", action="store_true", help="the API's JSON document of the job")
+    shown = show.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="the API's JSON document of the job")
+    shown.add_argument(
+        "--spec",
+        action="store_true",
+        help="the job's spec as stored (YAML, defaults filled in): nas submit takes it back",
+    )
     show.set_defaults(func=_cmd_show)
 
     trials = client_command("trials", "list a job's trials with their metrics and hyperparameters")
@@ -988,8 +999,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--format",
         default="json",
-        help="json (default), pytorch (a zip: model.py, weights.pt), torchscript, onnx, "
-        "model-card (Markdown)",
+        help="json (default), pytorch (a zip: model.py, architecture.json, and weights.pt when "
+        "trained), torchscript, onnx, model-card (Markdown); a table space: json only",
     )
     export.add_argument("--rank", type=int, default=1, help="1 = the best (default)")
     export.add_argument(

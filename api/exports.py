@@ -35,7 +35,7 @@ from api.services import ConflictError, JobService, NotFoundError, check_job_fil
 from api.settings import Settings
 from api.storage import storage_error
 from nas.architecture import Architecture
-from nas.datasets import dataset_shape
+from nas.datasets import DATASETS, dataset_shape
 from nas.errors import ExportError
 from nas.export import ExportContext, ExportFormat, get_format, supported_formats
 from nas.metalearning import META_WEIGHTS_FILE, MetaWeights
@@ -308,6 +308,7 @@ def export_context(plan: ExportPlan, resolved: ResolvedSpec) -> ExportContext:
         arch=ranked.architecture,
         input_shape=input_shape,
         num_classes=num_classes,
+        inputs=None if input_shape is None else DATASETS.get(resolved.spec.dataset.name).inputs,
         weights=meta.weights if meta is not None else plan.weights,
         adaptation=meta.adaptation() if meta is not None else None,
         metrics=_metrics(plan, resolved),
@@ -317,7 +318,8 @@ def export_context(plan: ExportPlan, resolved: ResolvedSpec) -> ExportContext:
         trial=ranked.trial_number,
         seed=resolved.spec.seed,
         command=(
-            f"nas submit job{job_id}-spec.json   # the job's spec: GET /api/v1/jobs/{job_id}\n"
+            f"nas show {job_id} --spec > job{job_id}.yaml   # the job's spec, as stored\n"
+            f"nas submit job{job_id}.yaml\n"
             + ("" if meta is not None else f"nas retrain {job_id} --rank {rank}\n")
             + f"nas export {job_id} --format pytorch --rank {rank} -o model.zip"
         ),

@@ -85,6 +85,9 @@ class DatasetEntry:
     #: file the dataset reads (its structure, not its data), raising the ``DatasetError``
     #: that loading it would.
     check: Callable[..., None] | None = None
+    #: What one input is as the networks take it: the data and its preprocessing, which a
+    #: user of an exported model must repeat (the exports say it). ``None``: no network input.
+    inputs: str | None = None
 
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")

@@ -26,4 +26,11 @@ def load_digits(
     )
 
 
-ENTRIES = {"digits": DatasetEntry(DigitsConfig, load_digits)}
+ENTRIES = {
+    "digits": DatasetEntry(
+        DigitsConfig,
+        load_digits,
+        inputs="scikit-learn's load_digits() images divided by 16 (pixels 0..1), float32, "
+        "shape (1, 8, 8); labels 0-9",
+    )
+}

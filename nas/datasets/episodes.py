@@ -286,5 +286,8 @@ ENTRIES = {
         task_shape=_shape,
         task_smallest_class=_smallest_class,
         check=_check,
+        inputs="examples of the source dataset as that dataset gives them (digits: pixels / "
+        "16; mnist1d: as generated; npz: the file's x as it is); a task's N classes are "
+        "labelled 0..N-1 in the order it drew them",
     )
 }

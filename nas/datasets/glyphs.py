@@ -164,5 +164,8 @@ ENTRIES = {
         task_loss="cross_entropy",
         task_shape=_shape,
         task_class_examples=lambda **config: GlyphsConfig.model_validate(config).samples,
+        inputs="generated glyph drawings, ink 1 on paper 0 plus Gaussian pixel noise, float32, "
+        "shape (1, size, size); a task's N classes are labelled 0..N-1 in the order it drew "
+        "them",
     )
 }

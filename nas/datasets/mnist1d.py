@@ -85,4 +85,11 @@ def load_mnist1d(
     )
 
 
-ENTRIES = {"mnist1d": DatasetEntry(Mnist1dConfig, load_mnist1d)}
+ENTRIES = {
+    "mnist1d": DatasetEntry(
+        Mnist1dConfig,
+        load_mnist1d,
+        inputs="MNIST-1D signals as the mnist1d package's make_dataset generates them (no "
+        "further scaling), float32, shape (1, 40); labels 0-9",
+    )
+}

@@ -29,6 +29,8 @@ ENTRIES = {
         tabular=prefix,
         input_shape=_SHAPES[name][0],
         num_classes=_SHAPES[name][1],
+        inputs="images as NAS-Bench-201 trains on them (RGB, normalised per channel by the "
+        "dataset's mean and std); this service reads NAS-Bench-201's table and holds no images",
     )
     for name, prefix in NB201_DATASETS.items()
 }

@@ -188,4 +188,13 @@ def _check_label_range(yname: str, low: int, high: int) -> None:
         )
 
 
-ENTRIES = {"npz": DatasetEntry(NpzConfig, load_npz, check=check_npz)}
+ENTRIES = {
+    "npz": DatasetEntry(
+        NpzConfig,
+        load_npz,
+        check=check_npz,
+        inputs="the file's x examples as they are (nothing is scaled here), as float32, a 1-D "
+        "example given a channel axis (L -> 1 x L); labels as in its y: prepare new inputs "
+        "the way the file's were",
+    )
+}

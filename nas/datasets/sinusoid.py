@@ -115,5 +115,13 @@ def _tasks(**config: object) -> SinusoidTasks:
 
 # One input, one output (``num_classes`` is the network's output width here).
 ENTRIES = {
-    "sinusoid": DatasetEntry(SinusoidConfig, None, tasks=_tasks, input_shape=(1,), num_classes=1)
+    "sinusoid": DatasetEntry(
+        SinusoidConfig,
+        None,
+        tasks=_tasks,
+        input_shape=(1,),
+        num_classes=1,
+        inputs="one number x in [-5, 5], shape (1,); the one output is a task's y = A sin(x - "
+        "phi), regressed (mean squared error) after adapting to its support points",
+    )
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -53,6 +54,7 @@ def export_pytorch_source(
     options: Mapping[str, Any] | None = None,
     verify: bool = True,
     adaptation: Mapping[str, Any] | None = None,
+    inputs: str | None = None,
 ) -> str:
     """Python source of ``ExportedNet`` (an ``nn.Module``) and ``build(weights=None)`` for
     ``arch``, whose ``state_dict`` keys equal those of ``build_network(...)``, so saved weights
@@ -84,6 +86,7 @@ def export_pytorch_source(
         init_body=body,
         forward=parts.forward,
         adaptation=adaptation,
+        inputs=inputs,
     )
     if verify:
         _verify(source, model, tuple(input_shape))
@@ -349,15 +352,24 @@ def _assemble(
     init_body: str,
     forward: str,
     adaptation: Mapping[str, Any] | None = None,
+    inputs: str | None = None,
 ) -> str:
     layout = {1: "(N, D)", 2: "(N, C, L)", 3: "(N, C, H, W)"}.get(len(input_shape), "(N, ...)")
+    outputs = "1 value" if num_classes == 1 else f"{num_classes} logits"
+    about = textwrap.fill(
+        f"Written by nas-service {package_version()}. Input: {layout} tensors, each example "
+        f"of shape {input_shape}; output: {outputs} per example. The state_dict keys are "
+        "those of nas-service's own network, so its saved weights load with "
+        "``load_state_dict(..., strict=True)``.",
+        width=90,
+    )
+    if inputs:
+        about += "\n\n" + textwrap.fill(f"Inputs: {inputs}.", width=90)
     uses_f = any("F." in text for text in copied)
     header = f'''"""A standalone PyTorch module (imports torch only) for the architecture
 {arch.key}.
 
-Written by nas-service {package_version()}. Input: {layout} tensors, each example of shape
-{input_shape}; output: {num_classes} logits. The state_dict keys are those of nas-service's
-own network, so its saved weights load with ``load_state_dict(..., strict=True)``.
+{about}
 
 Usage:
     import torch

@@ -37,6 +37,16 @@ def test_keys_submit_watch_jobs_trials_cancel(
     assert main(["cancel", "1", *auth]) == 2  # already finished: a clear 409
     assert "already SUCCEEDED" in capsys.readouterr().err
 
+    # The stored spec, defaults filled in, submits again as it is (the model card says so).
+    assert main(["show", "1", "--spec", *auth]) == 0
+    stored = yaml.safe_load(capsys.readouterr().out)
+    assert stored["budget"]["trials"] == 40 and "population_size" not in stored["controller"]
+    assert stored["resources"]["workers"] == 1  # a default, filled in
+    again = tmp_path / "again.yaml"
+    again.write_text(yaml.safe_dump(stored))
+    assert main(["submit", str(again), *auth, "--wait"]) == 0
+    assert "job 2 SUCCEEDED: trial budget reached (40)" in capsys.readouterr().out
+
     assert main(["keys", *db, "list"]) == 0
     assert "cli-user" in capsys.readouterr().out
     assert main(["keys", *db, "revoke", "1"]) == 0

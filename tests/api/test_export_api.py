@@ -123,6 +123,8 @@ def test_standalone_job_exports_trained_weights_retrains_and_deletes(
     assert doc["metrics"]["val_accuracy"] == job["best"]["value"]
     assert doc["input_shape"] == [1, 8, 8] and doc["num_classes"] == 10
     assert doc["provenance"]["trial"] == job["best"]["trial_number"]
+    # what an input is: the exported network scores 10 % on raw load_digits() images
+    assert doc["inputs"].startswith("scikit-learn's load_digits() images divided by 16")
 
     # Weights damaged on disk: a network export is a 409 naming the remedy (was a 500).
     weights = artifacts / final["weights"]
@@ -163,6 +165,9 @@ def test_standalone_job_exports_trained_weights_retrains_and_deletes(
 
     card = client.export(job_id, "model-card", 1, tmp_path / "card.md").read_text()
     assert card.startswith("# Model card") and "Weights: trained" in card
+    assert f"| Inputs | {doc['inputs']} |" in card
+    source = " ".join((tmp_path / "pytorch/model.py").read_text().split())
+    assert f"Inputs: {doc['inputs']}." in source
     assert f"{final['test_accuracy']:.2f}" in card
 
     exports = _artifacts(server, job_id, "export")

@@ -57,6 +57,8 @@ class ExportContext:
     arch: Architecture
     input_shape: tuple[int, ...] | None = None
     num_classes: int | None = None
+    #: What one input is: the data and its preprocessing (``DatasetEntry.inputs``).
+    inputs: str | None = None
     #: Trained weights: a state_dict or a ``torch.save``d file of one (``None``: random init).
     weights: str | Path | Mapping[str, torch.Tensor] | None = None
     #: A network already built (and trained) for ``arch``; used instead of ``weights``.

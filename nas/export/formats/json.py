@@ -44,6 +44,7 @@ def export_json(
     trial: int | None = None,
     seed: int | None = None,
     options: Mapping[str, Any] | None = None,
+    inputs: str | None = None,
 ) -> dict[str, Any]:
     """Everything that rebuilds and describes ``arch``, as JSON-ready data; read it back with
     ``architecture_from_json``."""
@@ -58,6 +59,7 @@ def export_json(
         "network_options": space.network_options(options) if exportable else {},
         "input_shape": None if input_shape is None else [int(v) for v in input_shape],
         "num_classes": None if num_classes is None else int(num_classes),
+        "inputs": inputs,
         "hyperparameters": dict(hyperparameters or {}),
         "metrics": dict(metrics or {}),
         "provenance": {
@@ -133,6 +135,7 @@ class JsonFormat(ExportFormat):
             trial=ctx.trial,
             seed=ctx.seed,
             options=ctx.options,
+            inputs=ctx.inputs,
         )
         data.update(ctx.document or {})
         return data

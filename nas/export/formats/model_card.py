@@ -62,6 +62,7 @@ def model_card(
     trial: int | None = None,
     seed: int | None = None,
     latency_runs: int = 50,
+    inputs: str | None = None,
 ) -> str:
     """Markdown: the drawing of ``model`` (built for ``arch``), parameters, FLOPs and MACs,
     latency measured here (median of ``latency_runs`` passes at batch 1), the given metrics
@@ -85,6 +86,7 @@ def model_card(
         f"| Search space | {space.name} v{space.version} |",
         f"| Space config | `{json.dumps(space.config)}` |",
         f"| Input shape | {shape} (one example) |",
+        *([f"| Inputs | {inputs} |"] if inputs else []),
         f"| Classes | {classes} |",
         f"| Parameters | {params:,} |",
         f"| FLOPs | {flops:,} per example (multiplies and adds counted separately) |",
@@ -151,6 +153,7 @@ class ModelCardFormat(ExportFormat):
             trial=ctx.trial,
             seed=ctx.seed,
             latency_runs=ctx.latency_runs,
+            inputs=ctx.inputs,
         )
         if ctx.note:
             title, _, rest = card.partition("\n")

@@ -43,6 +43,7 @@ class PyTorchFormat(ExportFormat):
             num_classes,
             options=ctx.options,
             adaptation=adaptation,
+            inputs=ctx.inputs,
         )
         if not ctx.bundle:
             return write_text(path, source)
