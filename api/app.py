@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, Request, Response, status
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -143,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=VERSION,
         description="Neural architecture search and hyperparameter optimisation jobs.",
         lifespan=lifespan,
+        dependencies=[Depends(known_query_parameters)],
     )
     #: Set once the server is stopping (``request_stop``); event streams end on it.
     app.state.stopping = threading.Event()
@@ -183,6 +186,43 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_openapi(app, auth=settings.auth != "none")
     return app
+
+
+def known_query_parameters(request: Request) -> None:
+    """A query parameter the route does not take is a 422 naming it and the valid ones: a
+    typo (``?formt=onnx``, ``?Rank=2``) was ignored and answered as if it had not been sent."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not request.query_params:
+        return
+    known = _query_names(route)
+    for name in request.query_params:
+        if name not in known:
+            valid = ", ".join(sorted(known)) or "none"
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("query", name),
+                        "msg": f"unknown query parameter {name!r}; valid: {valid}",
+                        "type": "value_error",
+                    }
+                ]
+            )
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    """The query parameters ``route`` declares (remembered on the route)."""
+    known: frozenset[str] | None = getattr(route, "_nas_query_names", None)
+    if known is not None:
+        return known
+    names: set[str] = set()
+    pending = [route.dependant]
+    while pending:  # the route's own parameters and those of its dependencies
+        dependant = pending.pop()
+        names.update(param.alias for param in dependant.query_params)
+        pending.extend(dependant.dependencies)
+    known = frozenset(names)
+    route._nas_query_names = known  # type: ignore[attr-defined]
+    return known
 
 
 class AsciiJSONResponse(JSONResponse):

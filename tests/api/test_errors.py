@@ -130,6 +130,15 @@ def test_oversized_body_is_413(server_factory: Any) -> None:
         ("/api/v1/jobs/{id}/trials?sort=objective&after=3", "query.after", "sort=number"),
         ("/api/v1/jobs/{id}/best?k=100000", "query.k", "less"),
         ("/api/v1/jobs?state=DONE", "query.state", "QUEUED"),
+        # a parameter the route does not take: a typo was answered as if it were not there
+        (
+            "/api/v1/jobs?stat=RUNNING",
+            "query.stat",
+            "unknown query parameter 'stat'; valid: limit, offset, state",
+        ),
+        ("/api/v1/jobs/{id}/export?formt=onnx", "query.formt", "valid: format, rank, untrained"),
+        ("/api/v1/jobs/{id}/best?K=3", "query.K", "valid: k"),
+        ("/api/v1/jobs/{id}?verbose=1", "query.verbose", "valid: none"),
     ],
 )
 def test_bad_query_parameters(http: httpx.Client, path: str, loc: str, fragment: str) -> None:
