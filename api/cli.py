@@ -96,6 +96,25 @@ def _print_warnings(warnings: Sequence[str] | None) -> None:
             print(f"WARNING: {warning}", file=sys.stderr)
 
 
+def _in_cli_terms(exc: Any, args: argparse.Namespace) -> str:
+    """An API error as the command's user typed it: a query parameter the command has as an
+    option is that option (``query.rank`` is ``--rank``), a path's job or trial id the
+    argument (``job``)."""
+    if not isinstance(exc.detail, list):
+        return str(exc)
+    names = {("path", "job_id"): "job", ("path", "trial_id"): "trial"}
+    problems = []
+    for entry in exc.detail:
+        loc = tuple(entry.get("loc", ())) if isinstance(entry, Mapping) else ()
+        if len(loc) == 2 and loc[0] == "query" and hasattr(args, str(loc[1])):
+            field = f"--{str(loc[1]).replace('_', '-')}"
+        else:
+            field = names.get(loc[:2], ".".join(str(p) for p in loc))
+        msg = entry.get("msg") if isinstance(entry, Mapping) else entry
+        problems.append(f"{field}: {msg}" if field else str(msg))
+    return f"HTTP {exc.status_code}: " + "; ".join(problems)
+
+
 class CommandError(Exception):
     """A mistake the command reports as ``error: MESSAGE`` and exits with ``code``, without
     a traceback: an option's bad value (2), a database that cannot be reached (1)."""
@@ -1091,7 +1110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = " (is 'nas serve' running?)" if isinstance(exc.__cause__, httpx.ConnectError) else ""
         print(f"error: {exc}{hint}", file=sys.stderr)
         return 2
-    except (NasError, ApiError) as exc:
+    except ApiError as exc:
+        print(f"error: {_in_cli_terms(exc, args)}", file=sys.stderr)
+        return 2
+    except NasError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except httpx.HTTPError as exc:

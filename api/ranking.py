@@ -67,9 +67,13 @@ def rank_architecture(session: Session, job: JobModel, rank: int) -> RankedArchi
             f"(nas policy {job.id})"
         )
     if count == 0:
+        running = job.state in ("QUEUED", "RUNNING")
         raise ConflictError(
             f"job {job.id} has no completed trial yet ({job.state}); there is nothing to "
             "export or retrain"
+            if running
+            else f"job {job.id} ended {job.state} without a completed trial; there is nothing "
+            "to export or retrain"
         )
     if not 1 <= rank <= count:
         raise InvalidRequestError(

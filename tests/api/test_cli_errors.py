@@ -202,6 +202,18 @@ def test_export_refusal_names_the_untrained_option(
     assert "untrained=true" not in refused.stderr  # the API's query parameter, not an option
 
 
+@sqlite_only
+def test_an_export_refused_at_a_query_parameter_names_the_option(
+    auth: list[str], nb201_job: int, tmp_path: Path
+) -> None:
+    """The 422 named the API's ``query.rank`` / ``query.format``; the user typed options."""
+    refused = nas("export", str(nb201_job), "--rank", "999", *auth, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "HTTP 422: --rank: " in refused.stderr and "query.rank" not in refused.stderr
+    refused = nas("export", str(nb201_job), "--format", "keras", *auth, cwd=tmp_path)
+    assert "HTTP 422: --format: " in refused.stderr and "'onnx'" in refused.stderr
+
+
 # --- 6: jobs paging -----------------------------------------------------------------------------
 @sqlite_only
 def test_jobs_footer_says_how_many_are_shown_and_offset_pages(

@@ -291,6 +291,26 @@ def test_tabular_job_exports_the_architecture_but_cannot_train(
     assert _rows(server, job_id)["trials"] == 0
 
 
+def test_a_job_where_no_candidate_was_feasible_says_so_and_exports_nothing(
+    client: NasClient, tmp_path: Path
+) -> None:
+    """Every candidate breaks the constraint: the job ends SUCCEEDED (the search ran as
+    asked) with a warning, and an export says the job ended without a completed trial."""
+    spec = nb201_spec(
+        objective={"metric": "val_accuracy", "direction": "maximize",
+                   "constraints": {"max_flops": 1}},
+        budget={"trials": 5000},
+    )  # fmt: skip
+    job = client.wait(_submit(client, spec), timeout=120)
+    assert job["state"] == "SUCCEEDED" and "no feasible candidate" in job["reason"]
+    assert job["best"] is None and set(job["trial_states"]) == {"PRUNED"}
+    (warning,) = job["warnings"]
+    assert warning.startswith(f"no trial completed ({job['n_trials']} PRUNED)")
+    err = _error(lambda: client.export(job["id"], "json", 1, tmp_path / "x.json"))
+    assert err.status_code == 409
+    assert f"job {job['id']} ended SUCCEEDED without a completed trial" in str(err)
+
+
 def test_queued_and_running_jobs(server_factory: Any, tmp_path: Path) -> None:
     server: LiveServer = server_factory(max_running_jobs=1)
     with server.client(server.create_key("a")) as client:
