@@ -651,7 +651,8 @@ def _yaml_depth(text: str, limit: int) -> int:
 
 def document_problems(data: Any, at: tuple[Any, ...] = ()) -> list[SpecProblem]:
     """What in parsed spec data is not plain, storable JSON: non-finite floats, integers
-    outside 64 bits, invalid Unicode, non-string keys, other types (YAML timestamps)."""
+    outside 64 bits, invalid Unicode, the NUL character, non-string keys, other types (YAML
+    timestamps)."""
     problems: list[SpecProblem] = []
     stack: list[tuple[tuple[Any, ...], Any]] = [(at, data)]
     while stack:
@@ -662,6 +663,8 @@ def document_problems(data: Any, at: tuple[Any, ...] = ()) -> list[SpecProblem]:
                     problems.append((loc, f"keys must be strings, got {type(key).__name__}"))
                 elif not _valid_unicode(key):
                     problems.append((loc, "a key is not valid Unicode (a lone surrogate)"))
+                elif "\x00" in key:
+                    problems.append((loc, _NUL))
                 else:
                     stack.append(((*loc, key), item))
         elif isinstance(value, list):
@@ -677,11 +680,18 @@ def document_problems(data: Any, at: tuple[Any, ...] = ()) -> list[SpecProblem]:
         elif isinstance(value, str):
             if not _valid_unicode(value):
                 problems.append((loc, "not valid Unicode text (a lone surrogate)"))
+            elif "\x00" in value:
+                problems.append((loc, _NUL))
         else:
             problems.append(
                 (loc, f"{type(value).__name__} is not a JSON value; quote it as a string")
             )
     return problems
+
+
+#: PostgreSQL's JSON cannot hold the NUL character: a spec with one stored, then failed
+#: every query that reads into the spec.
+_NUL = "text may not hold the NUL character (\\u0000)"
 
 
 def _valid_unicode(text: str) -> bool:

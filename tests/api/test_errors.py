@@ -23,6 +23,13 @@ def _locs(response: httpx.Response) -> dict[str, str]:
 BAD_SPECS = [
     # (what is wrong, the document, the field path reported, a fragment of the message)
     ("unknown key", {**nb201_spec(), "bogus": 1}, "bogus", "unknown field"),
+    # stored, a NUL made every PostgreSQL query into the spec fail (the trial listing: 500)
+    (
+        "NUL character",
+        nb201_spec(hparams={"opt": {"type": "categorical", "choices": ["a\x00", "b"]}}),
+        "hparams.opt.choices.0",
+        "NUL character",
+    ),
     ("wrong type", nb201_spec(seed="zero"), "seed", "integer"),
     ("unknown space", nb201_spec(space={"name": "nope"}), "space.name", "nb201"),
     ("unknown controller", nb201_spec(controller={"name": "sgd"}), "controller.name", "random"),
