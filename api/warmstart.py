@@ -112,6 +112,8 @@ def _source_jobs(
     if ids is not None:
         for i, job_id in enumerate(ids):
             loc: list[Any] = ["warm_start", "jobs", i]
+            if job_id in ids[:i]:
+                raise SpecError.at(loc, f"job {job_id} is named twice; name each source once")
             job = repository.get(job_id, owner_id=principal.key_id, any_owner=principal.sees_all)
             if job is None:
                 raise SpecError.at(loc, f"no job {job_id} of yours")
@@ -125,7 +127,9 @@ def _source_jobs(
         query = query.where(JobModel.owner_id == principal.key_id)
     for job in session.scalars(query.order_by(JobModel.id.desc()).limit(_QUERY_SCAN)):
         same = job.spec.get("space") == stored["space"]
-        if same and job.n_trials > 0 and job.spec.get("hparams") == stored.get("hparams"):
+        # (a job with no completed trial, cancelled at its first, has nothing to give)
+        completed = (job.state_counts or {}).get(TrialState.COMPLETE.value, 0) > 0
+        if same and completed and job.spec.get("hparams") == stored.get("hparams"):
             found.append((["warm_start", "query"], job))
         if len(found) == limit:
             break

@@ -249,6 +249,23 @@ class PriorSpec(_Strict):
     )
 
 
+class WarmSourceSpec(_Strict):
+    """A source a warm start took configurations from, as the service (``job_id``, ``name``,
+    ``dataset``) or ``nas search`` (``run``) records it, with the priors it gave."""
+
+    job_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    name: str | None = Field(None, max_length=200)
+    dataset: str | None = Field(None, max_length=200)
+    run: str | None = Field(None, max_length=4096)
+    priors: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _named(self) -> WarmSourceSpec:
+        if (self.job_id is None) == (self.run is None):
+            raise ValueError("a source is a job (job_id) or a run folder (run), one of them")
+        return self
+
+
 class WarmStartSpec(_Strict):
     """Start from earlier searches: their best configurations are proposed first and every
     controller learns from how they score here (``nas.warmstart``). Name the sources by
@@ -291,7 +308,9 @@ class WarmStartSpec(_Strict):
         description="what the controller starts from, taken from a source job's last "
         "checkpoint (ENAS: its policy, MetaQNN: its Q-table): {source, state}; written at submit",
     )
-    sources: list[dict[str, Any]] | None = Field(None, max_length=50)
+    sources: list[WarmSourceSpec] | None = Field(
+        None, max_length=50, description="the sources used, written at submit"
+    )
 
     @field_validator("controller_state")
     @classmethod

@@ -388,7 +388,7 @@ async function jobPage(id) {
       ["Evaluator", spec.evaluator?.name], ["Objective", spec.objective?.metrics?.length > 1
         ? spec.objective.metrics.map((m, i) => `${m} (${spec.objective.directions?.[i] || ""})`).join(", ")
         : `${metric} (${spec.objective?.direction || ""})`],
-      ["Warm start", ((spec.warm_start?.sources || []).map((x) => `job ${x.job_id} (${x.name})`).join(", ") || "–")
+      ["Warm start", ((spec.warm_start?.sources || []).map((x) => (x.job_id != null ? `job ${x.job_id} (${x.name})` : `run ${x.run}`)).join(", ") || "–")
         + (spec.warm_start?.predicted ? `; ${spec.warm_start.predicted} predicted by a model of their trials` : "")],
     ]),
     h("p", {}, actions(j, () => route())));

@@ -116,6 +116,36 @@ def test_a_same_space_query_takes_the_newest_finished_jobs(client: NasClient) ->
     assert len(job["spec"]["warm_start"]["priors"]) == 6
 
 
+def test_a_query_passes_over_jobs_without_a_completed_trial(client: NasClient) -> None:
+    """A newer job of the space that completed no trial (cancelled at its first, or every
+    candidate infeasible) made every same-space query a 422; the query takes the others."""
+    good = client.wait(client.submit(nb201_spec(budget={"trials": 8}))["id"], timeout=120)
+    empty = nb201_spec(
+        objective={"metric": "val_accuracy", "direction": "maximize",
+                   "constraints": {"max_flops": 1}},
+        budget={"trials": 5000},
+    )  # fmt: skip
+    nothing = client.wait(client.submit(empty)["id"], timeout=120)
+    assert nothing["state"] == "SUCCEEDED" and not nothing["trial_states"].get("COMPLETE")
+    job = client.submit(nb201_spec(warm_start={"query": "same-space"}))
+    assert [s["job_id"] for s in job["spec"]["warm_start"]["sources"]] == [good["id"]]
+
+
+def test_a_source_named_twice_or_sources_made_up_are_refused(client: NasClient) -> None:
+    source = client.wait(client.submit(nb201_spec(budget={"trials": 5}))["id"], timeout=120)
+    with pytest.raises(ApiError) as info:
+        client.submit(nb201_spec(warm_start={"jobs": [source["id"], source["id"]]}))
+    assert info.value.detail[0]["loc"] == ["warm_start", "jobs", 1]
+    assert (
+        info.value.detail[0]["msg"] == f"job {source['id']} is named twice; name each source once"
+    )
+    prior = {"architecture": source["summary"]["best"]["architecture"], "score": 1.0}
+    made_up = nb201_spec(warm_start={"priors": [prior], "sources": [{"x": 1}]})
+    with pytest.raises(ApiError) as info:
+        client.submit(made_up)  # the job page showed "job undefined (undefined)"
+    assert info.value.detail[0]["loc"][:3] == ["warm_start", "sources", 0]
+
+
 def test_priors_are_validated_against_the_space(http_client: Any) -> None:
     bad = nb201_spec(
         warm_start={

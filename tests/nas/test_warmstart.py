@@ -11,6 +11,7 @@ import pytest
 
 from nas.errors import SpecError
 from nas.spaces import Nb201Space
+from nas.spec import WarmSourceSpec
 from nas.warmstart import (
     Source,
     SourceTrial,
@@ -95,7 +96,7 @@ def test_nas_search_resolves_runs(tmp_path, monkeypatch) -> None:  # type: ignor
     warm = resolved.spec.warm_start
     assert warm is not None and warm.priors is not None and len(warm.priors) == 4
     # The default: half of top_k evaluated by the source, half predicted by the model.
-    assert warm.sources == [{"run": str(tmp_path / "src"), "priors": 2}]
+    assert warm.sources == [WarmSourceSpec(run=str(tmp_path / "src"), priors=2)]
     assert warm.predicted == 2
     assert sorted(p.predicted for p in warm.priors) == [False, False, True, True]
     tried = {
@@ -105,7 +106,9 @@ def test_nas_search_resolves_runs(tmp_path, monkeypatch) -> None:  # type: ignor
     assert all(tuple(p.architecture["choices"]) not in tried for p in warm.priors if p.predicted)
     none = {**target, "warm_start": {**target["warm_start"], "predicted": 0}}
     warm = parse_spec(resolve_runs(none)).spec.warm_start
-    assert warm is not None and warm.sources == [{"run": str(tmp_path / "src"), "priors": 4}]
+    assert warm is not None and warm.sources == [
+        WarmSourceSpec(run=str(tmp_path / "src"), priors=4)
+    ]
     other = {**target, "space": {"name": "enas-macro"}}
     with pytest.raises(SpecError) as info:
         resolve_runs(other)
