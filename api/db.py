@@ -70,7 +70,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 30)
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    # Timestamps in UTC whatever the database's TimeZone setting (JSON built in SQL, as the
+    # trial listing's, formats them in the session's zone).
+    connect_args = {"options": PG_SESSION_OPTIONS, **kwargs.pop("connect_args", {})}
+    return create_engine(url, connect_args=connect_args, **kwargs)
+
+
+#: Settings of every PostgreSQL session this service opens.
+PG_SESSION_OPTIONS = "-c timezone=UTC"
 
 
 def make_session_factory(engine: Engine, *, write: bool = False) -> sessionmaker[Session]:

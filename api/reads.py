@@ -31,6 +31,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import Compiled
 
+from api.db import PG_SESSION_OPTIONS
+
 T = TypeVar("T")
 #: ``application_name`` of the read pool's PostgreSQL connections (``pg_stat_activity``).
 APPLICATION_NAME = "nas-reads"
@@ -113,7 +115,11 @@ class PgReader:
             url.render_as_string(hide_password=False),
             min_size=size,
             max_size=size,
-            kwargs={"autocommit": True, "application_name": APPLICATION_NAME},
+            kwargs={
+                "autocommit": True,
+                "application_name": APPLICATION_NAME,
+                "options": PG_SESSION_OPTIONS,
+            },
             open=False,
             name="nas-reads",
         )
