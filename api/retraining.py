@@ -108,9 +108,12 @@ def retrain_final(
             "per architecture, and one architecture for a retraining trial"
         )
     folder = job_dir(artifacts, job_id) / "final"
+    _sweep_scratch(folder)
     # Train into a scratch folder and move each file into place: a file under its final
-    # name is always complete.
+    # name is always complete. Its owner file says which process trains there.
     scratch = folder / f".scratch-{uuid.uuid4().hex[:8]}"
+    scratch.mkdir(parents=True)
+    (scratch / _OWNER).write_text(f"{socket.gethostname()}:{os.getpid()}")
     placed: list[Path] = []
     try:
         entries = retrain(
@@ -150,6 +153,24 @@ def retrain_final(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return entries
+
+
+#: In a retraining's scratch folder: ``host:pid`` of the process that trains there.
+_OWNER = "owner"
+
+
+def _sweep_scratch(folder: Path) -> None:
+    """Remove the scratch folders of retrainings whose process died on this machine (a
+    ``kill -9`` during a retraining left them for good)."""
+    from api.runner import runner_is_dead
+
+    for scratch in folder.glob(".scratch-*"):
+        try:
+            owner = (scratch / _OWNER).read_text().strip()
+        except OSError:
+            continue  # being created, or not ours to judge
+        if runner_is_dead(owner):
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 # --- retraining on request ------------------------------------------------------------------

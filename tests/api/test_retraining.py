@@ -4,6 +4,10 @@ their weights under the job's folder and records them (the runner's ``final:`` s
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,3 +135,24 @@ def test_a_retraining_trial_records_with_its_caller_or_not_at_all(
     ]
     with pytest.raises(ValueError, match="one architecture for a retraining trial"):
         retrain_final(write, artifacts, job_id, resolved, space, [arch, arch], trial=12)
+
+
+def test_a_killed_retrainings_scratch_folder_is_swept_by_the_next(
+    write: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """A ``kill -9`` during a retraining left ``final/.scratch-*`` behind for good; the next
+    retraining of the job removes those of dead processes, not of live ones."""
+    spec = standalone_spec(final={"epochs": 1})
+    job_id = _job(write, spec)
+    resolved = parse_spec(spec)
+    space = resolved.build_space()
+    final = tmp_path / "artifacts" / f"jobs/{job_id}/final"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs
+    for name, pid in ((".scratch-dead", dead.pid), (".scratch-live", os.getpid())):
+        (final / name).mkdir(parents=True)
+        (final / name / "owner").write_text(f"{socket.gethostname()}:{pid}")
+        (final / name / "rank0.pt").write_bytes(b"half")
+    arch = space.sample(np.random.default_rng(3))
+    retrain_final(write, tmp_path / "artifacts", job_id, resolved, space, [arch])
+    assert sorted(p.name for p in final.iterdir()) == [".scratch-live", "rank0.pt"]
