@@ -13,6 +13,7 @@ import io
 import math
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,28 @@ def resolve_policy_job(
     if policy.cardinalities != [len(c) for _, c in decisions]:
         raise SpecError.at(_LOC, f"job {job_id}'s policy does not fit this space's decisions")
     return PolicyCopy(job_id, data)
+
+
+def without_stored_copy(document: Mapping[str, Any], artifacts: Path) -> Mapping[str, Any]:
+    """A submitted spec as a job stores it (``nas show --spec``) names both its
+    ``policy_job`` and the copy of that policy this server made for the job; the copy's path
+    is this server's to choose (a new job gets its own copy), so it is left out. Anything
+    else is returned as it is."""
+    controller = document.get("controller")
+    if not isinstance(controller, Mapping):
+        return document
+    job_id, policy = controller.get("policy_job"), controller.get("policy")
+    if not isinstance(job_id, int) or not isinstance(policy, str):
+        return document
+    path = Path(policy)
+    copy = (
+        path.name == f"rl2-policy-from-job-{job_id}.pt"
+        and path.parent.name == "files"
+        and path.parent.parent.parent == artifacts / "jobs"
+    )
+    if not copy:
+        return document
+    return {**document, "controller": {k: v for k, v in controller.items() if k != "policy"}}
 
 
 def stored_policy(session: Session, job_id: int) -> ArtifactModel | None:

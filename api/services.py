@@ -13,7 +13,12 @@ from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.models import JobModel, JobState, utcnow
-from api.policies import resolve_meta_jobs, resolve_policy_job, store_policy_copy
+from api.policies import (
+    resolve_meta_jobs,
+    resolve_policy_job,
+    store_policy_copy,
+    without_stored_copy,
+)
 from api.repositories import JobRepository
 from api.schemas import BestSoFar, JobRead
 from api.settings import Settings
@@ -267,11 +272,12 @@ class JobService:
         roots = settings.resolved_data_roots()
         # The files are confined before anything reads them (a table space's, for priors).
         confine = functools.partial(check_data_paths, roots=roots, private=settings.private_paths())
+        artifacts = settings.resolved_artifacts_dir()
+        document = without_stored_copy(document, artifacts)  # a stored spec, resubmitted
         resolved = parse_spec(document, strict=strict, check_files=confine)
         # (before the limits: they fill in a trial budget, which a meta-training spec refuses)
         resolved = check_limits(resolve_meta_jobs(self.session, principal, resolved), settings)
         resolved = resolve_warm_start(self.session, principal, resolved)
-        artifacts = settings.resolved_artifacts_dir()
         policy = resolve_policy_job(self.session, principal, resolved, artifacts)
         check_runnable_here(
             resolved, settings.backend, settings.ray_address, runs_jobs=settings.run_jobs

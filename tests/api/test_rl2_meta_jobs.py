@@ -64,6 +64,19 @@ def test_a_meta_training_job_stores_a_policy_that_later_jobs_name(
     )
     copy = Path(user["spec"]["controller"]["policy"])  # the job's own copy, in the stored spec
     assert copy.is_relative_to(artifacts / "jobs" / str(user["id"])) and copy.is_file()
+    # Its stored spec (nas show --spec) submits again: the copy is this server's to make,
+    # not a file of the data roots (it was a 422 at controller.policy).
+    again = client.submit(user["spec"])
+    own = Path(again["spec"]["controller"]["policy"])
+    assert own.is_relative_to(artifacts / "jobs" / str(again["id"])) and own.is_file()
+    with pytest.raises(ApiError) as both:  # a policy file of the user's besides: one way
+        client.submit(
+            {
+                **user["spec"],
+                "controller": {**user["spec"]["controller"], "policy": str(tmp_path / "mine.pt")},
+            }
+        )
+    assert both.value.detail[0]["loc"][:2] == ["controller", "policy"]
     _refused_at_the_field(server, client, meta["id"])
     client.delete(meta["id"])  # the source goes; the job that uses its policy does not care
     done = client.wait(user["id"], timeout=60)
