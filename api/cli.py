@@ -456,6 +456,18 @@ def describe_job(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None) -
         + "; "
         + _objectives(objective)
     )
+    sources = ((spec.get("warm_start") or {}).get("sources")) or []
+    if sources:  # as the job page lists them
+        lines.append(
+            "warm start from: "
+            + ", ".join(
+                f"job {s['job_id']} ({s.get('name')}, {s.get('priors', 0)} priors)"
+                if s.get("job_id") is not None
+                else f"run {s.get('run')} ({s.get('priors', 0)} priors)"
+                for s in sources
+                if isinstance(s, Mapping)
+            )
+        )
     return lines + describe_result(job, best_trial)
 
 

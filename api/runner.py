@@ -296,9 +296,11 @@ class JobExecution(threading.Thread):
             outcome = None
         self._flush(checkpoint=search.consistent)
         if self._stop_reason == CANCELLED:
+            running = len(self._running)  # (marked FAIL with the job)
             self._finish(
                 JobState.CANCELLED,
-                f"cancelled by user after {len(search.trials)} trials",
+                f"cancelled by user after {len(search.trials)} finished trials"
+                + (f" ({running} running, now FAIL)" if running else ""),
                 running_error="the job was cancelled while this trial ran",
             )
             return

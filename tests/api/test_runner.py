@@ -36,6 +36,12 @@ def test_cancel_stops_a_running_job_within_seconds_and_keeps_its_trials(
     # A trial that was training when the cancel came is FAIL with the cause, never RUNNING.
     assert all("cancelled" in t["error"] for t in trials if t["state"] == "FAIL")
     assert job["n_trials"] == len(trials)
+    # the reason counts them as the listing does (it said "after 0 trials" beside 1 FAIL)
+    stopped = sum(t["state"] == "FAIL" for t in trials)
+    assert job["reason"] == (
+        f"cancelled by user after {len(trials) - stopped} finished trials"
+        + (f" ({stopped} running, now FAIL)" if stopped else "")
+    )
 
 
 def test_cancel_during_the_final_retraining_stops_it_at_the_next_epoch(

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from api.cli import describe_job
 from api.client import ApiError, NasClient
 from tests.api.conftest import LiveServer, nb201_spec, standalone_spec
 
@@ -53,6 +54,8 @@ def test_a_warm_started_job_proposes_its_sources_best_first_and_outlives_them(
     )
     done = client.wait(job["id"], timeout=time_left(120))
     assert done["state"] == "SUCCEEDED"
+    shown = describe_job(done, None)  # nas show names the sources, as the job page does
+    assert f"warm start from: job {source['id']} (nb201-random, 5 priors)" in shown
     expected = _top_distinct(client, source["id"], 5)
     assert _first_trials(client, job["id"], 5) == expected
     assert [p["architecture"]["choices"] for p in warm["priors"]] == expected
