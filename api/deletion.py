@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.auth import Principal
 from api.db import session_scope
 from api.models import JobState
-from api.repositories import ArtifactRepository, JobRepository
-from api.retraining import Retrainings, job_dir
+from api.repositories import ArtifactRepository, JobRepository, TrialRepository
+from api.retraining import RETRAIN_WORKER, Retrainings, job_dir, reap_stale_retrainings
 from api.services import ConflictError, JobService
 from api.storage import storage_error
 
@@ -110,7 +110,10 @@ def delete_job(
                     f"POST /api/v1/jobs/{job_id}/cancel)"
                 )
                 raise ConflictError(f"job {job_id} is RUNNING: {hint}")
-            if retrainings.running(job_id):
+            # This server's retrainings, and any other server's whose heartbeat is fresh.
+            reap_stale_retrainings(session, job_id, retrainings)
+            elsewhere = TrialRepository(session).running(job_id, worker_suffix=RETRAIN_WORKER)
+            if retrainings.running(job_id) or elsewhere:
                 raise ConflictError(
                     f"a retraining of job {job_id} is running; delete the job when it has finished"
                 )

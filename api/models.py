@@ -155,6 +155,8 @@ class TrialModel(Base):
     step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(_ts, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(_ts, nullable=True)
+    #: Renewed while a retraining trains (``api.retraining``); None for search trials.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(_ts, nullable=True)
 
 
 class IntermediateValueModel(Base):

@@ -451,6 +451,19 @@ class TrialRepository:
             query = query.where(TrialModel.worker.endswith(worker_suffix, autoescape=True))
         return self.session.scalars(query.order_by(TrialModel.number)).all()
 
+    def beat(self, job_id: int, numbers: Sequence[int]) -> None:
+        """Renew the heartbeat of the job's RUNNING trials ``numbers``."""
+        self.session.execute(
+            update(TrialModel)
+            .where(
+                TrialModel.job_id == job_id,
+                TrialModel.number.in_(list(numbers)),
+                TrialModel.state == TrialState.RUNNING.value,
+            )
+            .values(heartbeat_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
     def finish(self, job_id: int, number: int, **values: Any) -> None:
         """Set a trial's result fields (state, metrics, error, finished_at, ...)."""
         self.session.execute(

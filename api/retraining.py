@@ -19,14 +19,16 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import Principal
 from api.db import session_scope
-from api.models import ArtifactModel, JobModel, JobState, utcnow
+from api.models import ArtifactModel, JobModel, JobState, TrialModel, utcnow
 from api.ranking import InvalidRequestError, rank_architecture
 from api.repositories import ArtifactRepository, JobRepository, TrialRepository
 from api.services import ConflictError, JobService, NotFoundError, check_job_files
@@ -47,6 +49,7 @@ __all__ = [
     "RetrainStarted",
     "Retrainings",
     "job_dir",
+    "reap_stale_retrainings",
     "retrain_final",
     "start_retrain",
     "trainable_problem",
@@ -177,13 +180,17 @@ def _sweep_scratch(folder: Path) -> None:
 class Retrainings:
     """The retrainings running in this process (background threads, at most ``limit`` at
     once; the rest wait for a slot). A retraining is a trial of its job: RUNNING while it
-    trains, COMPLETE (metrics: test accuracy, ...) or FAIL when done."""
+    trains, COMPLETE (metrics: test accuracy, ...) or FAIL when done. While it runs (or
+    waits for a slot) its trial's heartbeat is renewed every ``lease_s / 3`` seconds; a
+    RUNNING retraining whose heartbeat is older than ``lease_s`` is taken for dead by any
+    server (``reap_stale_retrainings``)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, lease_s: float = 30.0) -> None:
         self._slots = threading.BoundedSemaphore(limit)
         self._lock = threading.Lock()
         self._live: dict[int, set[int]] = {}  # job id -> trial numbers
         self.worker = f"{socket.gethostname()}:{os.getpid()}{RETRAIN_WORKER}"
+        self.lease_s = lease_s
 
     def running(self, job_id: int) -> set[int]:
         with self._lock:
@@ -199,31 +206,58 @@ class Retrainings:
             if not self._live.get(job_id):
                 self._live.pop(job_id, None)
 
-    def run(self, job_id: int, number: int, work: Callable[[], None]) -> None:
+    def run(
+        self,
+        job_id: int,
+        number: int,
+        work: Callable[[], None],
+        write: sessionmaker[Session] | None = None,
+    ) -> None:
+        """``work`` in a thread of its own; with ``write``, the trial's heartbeat is renewed
+        meanwhile."""
         self._add(job_id, number)
+        done = threading.Event()
 
         def target() -> None:
             try:
                 with self._slots:
                     work()
             finally:
+                done.set()
                 self._done(job_id, number)
 
+        def beat() -> None:
+            assert write is not None
+            while not done.wait(self.lease_s / 3):
+                try:
+                    with session_scope(write) as session:
+                        TrialRepository(session).beat(job_id, [number])
+                except SQLAlchemyError:  # a database hiccup: the next beat tries again
+                    log.warning("job %d: retraining trial %d: heartbeat failed", job_id, number)
+
         threading.Thread(target=target, name=f"nas-retrain-{job_id}-{number}", daemon=True).start()
+        if write is not None:
+            threading.Thread(target=beat, name=f"nas-beat-{job_id}-{number}", daemon=True).start()
 
 
-def _reap_stale(session: Session, job_id: int, retrainings: Retrainings) -> None:
-    """Fail RUNNING trials of a finished job that no live retraining owns (their server
-    stopped while they trained)."""
+def reap_stale_retrainings(session: Session, job_id: int, retrainings: Retrainings) -> None:
+    """Fail RUNNING retraining trials of a finished job that no live retraining owns: this
+    process's that it no longer runs, those of a dead process on this machine, and any whose
+    heartbeat (or start) is older than the lease (its server, maybe on another machine,
+    stopped while it trained)."""
     from api.runner import runner_is_dead
 
     trials = TrialRepository(session)
     live = retrainings.running(job_id)
-    stale = [
-        t
-        for t in trials.running(job_id, worker_suffix=RETRAIN_WORKER)
-        if (t.worker == retrainings.worker and t.number not in live) or runner_is_dead(t.worker)
-    ]
+    expired = utcnow() - timedelta(seconds=retrainings.lease_s)
+
+    def is_stale(t: TrialModel) -> bool:
+        if t.worker == retrainings.worker:
+            return t.number not in live
+        last = t.heartbeat_at or t.started_at
+        return runner_is_dead(t.worker) or last is None or last < expired
+
+    stale = [t for t in trials.running(job_id, worker_suffix=RETRAIN_WORKER) if is_stale(t)]
     for trial in stale:
         trials.finish(
             job_id,
@@ -274,7 +308,7 @@ def start_retrain(
             raise ConflictError(
                 f"job {job_id} is {job.state}; retrain its architectures once it has finished"
             )
-        _reap_stale(session, job_id, retrainings)
+        reap_stale_retrainings(session, job_id, retrainings)
         running = TrialRepository(session).running(job_id, worker_suffix=RETRAIN_WORKER)
         if running:
             raise ConflictError(
@@ -309,6 +343,7 @@ def start_retrain(
         lambda: _retrain(
             write, artifacts, spec, started, ranked.architecture, dict(ranked.hparams)
         ),
+        write,
     )
     return started
 

@@ -48,7 +48,8 @@ def retrainings(app: FastAPI) -> Retrainings:
     """This server's retrainings (created on first use)."""
     found = getattr(app.state, "nas_retrainings", None)
     if found is None:
-        found = Retrainings(limit=app.state.nas.settings.max_running_jobs)
+        settings = app.state.nas.settings
+        found = Retrainings(limit=settings.max_running_jobs, lease_s=settings.job_lease_s)
         app.state.nas_retrainings = found
     return found
 

@@ -4,6 +4,7 @@ SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from sqlalchemy import func, select
 
 from api.cli import main
 from api.client import ApiError, NasClient
+from api.db import session_scope
 from api.models import (
     ArtifactModel,
     CheckpointModel,
@@ -24,9 +26,11 @@ from api.models import (
     JobModel,
     TrialModel,
 )
+from api.repositories import TrialRepository
 from nas.architecture import Architecture
 from nas.export import load_network
 from nas.spaces import SPACES, Nb201Space
+from nas.trial import RunningTrial
 from tests.api.conftest import LiveServer, nb201_spec, standalone_spec, wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
@@ -367,3 +371,25 @@ def test_a_job_whose_data_file_now_leads_out_of_the_roots_is_not_retrained(
     trial_id = next(iter(client.all_trials(job_id)))["id"]
     drawing = client._http.get(f"/api/v1/trials/{trial_id}/drawing")
     assert drawing.status_code == 409 and "dataset.path no longer lies under" in drawing.text
+
+
+def test_a_retraining_on_another_server_blocks_deletion_until_its_heartbeat_stops(
+    server_factory: Any,
+) -> None:
+    """Deleting a job whose retraining another server ran answered 204 and dropped that
+    retraining; a retraining whose server died elsewhere, once its lease is over, no longer
+    blocks anything."""
+    server: LiveServer = server_factory(job_lease_s=1.0)
+    with server.client(server.create_key("a")) as client:
+        job_id = client.wait(_submit(client, nb201_spec(budget={"trials": 5})), timeout=60)["id"]
+        with session_scope(server.app.state.nas.write) as session:  # as another machine's
+            TrialRepository(session).add_running(
+                job_id,
+                [RunningTrial(5, -1, Architecture("nb201", (0,) * 6), {}, time.time(),
+                              "elsewhere:4242:retrain")],
+            )  # fmt: skip
+        err = _error(lambda: client.delete(job_id))
+        assert err.status_code == 409 and "a retraining of job" in str(err)
+        time.sleep(1.2)  # its heartbeat is never renewed: past the lease
+        client.delete(job_id)
+        assert _error(lambda: client.job(job_id)).status_code == 404

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from api.client import ApiError, NasClient
 from api.db import make_engine, make_session_factory, session_scope, upgrade
@@ -63,14 +63,19 @@ def test_upgrade_to_0004_keeps_jobs_and_trials_and_stops_reusing_their_ids(
             newest = jobs.add(JobModel(name="new", spec={}, state="SUCCEEDED", state_counts={}))
             kept_id, newest_id = kept.id, newest.id
             for job_id, number in [(kept_id, 0), (newest_id, 0), (newest_id, 1)]:
-                session.add(
-                    TrialModel(
+                # (the columns of 0003's table: the model has later ones)
+                session.execute(
+                    insert(TrialModel).values(
                         job_id=job_id,
                         number=number,
                         candidate_id=number,
                         state="COMPLETE",
                         architecture={"space": "nb201", "choices": [number]},
                         arch_key=f"k{number}",
+                        hparams={},
+                        metrics={},
+                        cost_s=0.0,
+                        simulated=False,
                         objective=0.5 + number,
                     )
                 )

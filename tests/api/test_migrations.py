@@ -22,7 +22,7 @@ from api.models import Base, CurvePointModel, JobModel
 from api.repositories import CheckpointRepository, CurveRepository, JobRepository
 
 OUR_TABLES = {t.name for t in Base.metadata.sorted_tables}
-HEAD = "0004"
+HEAD = "0005"
 
 
 def test_upgrade_creates_every_table_with_our_version_table(database_url: str) -> None:

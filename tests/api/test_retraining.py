@@ -8,6 +8,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import make_engine, make_session_factory, session_scope, upgrade
-from api.models import ArtifactModel, JobModel, JobState
-from api.repositories import JobRepository
-from api.retraining import retrain_final
+from api.models import ArtifactModel, JobModel, JobState, TrialModel
+from api.repositories import JobRepository, TrialRepository
+from api.retraining import Retrainings, reap_stale_retrainings, retrain_final
 from api.services import NotFoundError
+from nas.architecture import Architecture
 from nas.export import load_network
-from tests.api.conftest import standalone_spec
+from nas.trial import RunningTrial
+from tests.api.conftest import standalone_spec, wait_for
 from workers.search import parse_spec
 
 
@@ -156,3 +160,58 @@ def test_a_killed_retrainings_scratch_folder_is_swept_by_the_next(
     arch = space.sample(np.random.default_rng(3))
     retrain_final(write, tmp_path / "artifacts", job_id, resolved, space, [arch])
     assert sorted(p.name for p in final.iterdir()) == [".scratch-live", "rank0.pt"]
+
+
+def _running(
+    write: sessionmaker[Session], job_id: int, number: int, worker: str, ago: float
+) -> None:
+    with session_scope(write) as session:
+        TrialRepository(session).add_running(
+            job_id,
+            [
+                RunningTrial(
+                    number=number,
+                    candidate_id=-1,
+                    architecture=Architecture("enas-macro", (0,) * 4),
+                    hparams={},
+                    started_at=time.time() - ago,
+                    worker=worker,
+                )
+            ],
+        )
+
+
+def _trial(write: sessionmaker[Session], job_id: int, number: int) -> TrialModel:
+    with session_scope(write) as session:
+        query = select(TrialModel).where(TrialModel.job_id == job_id, TrialModel.number == number)
+        return session.scalars(query).one()
+
+
+def test_a_retraining_renews_its_heartbeat_and_a_silent_one_is_reaped_on_any_machine(
+    write: sessionmaker[Session],
+) -> None:
+    """A retraining whose server died on another machine stayed RUNNING for good and
+    blocked every later retraining and the job's deletion (only a dead process on this
+    machine was recognised). Now a retraining renews its trial's heartbeat while it runs,
+    and one whose heartbeat is older than the lease is failed by whichever server looks."""
+    job_id = _job(write, standalone_spec())
+    retrainings = Retrainings(limit=1, lease_s=0.6)
+    release = threading.Event()
+    _running(write, job_id, 0, retrainings.worker, ago=0)
+    retrainings.run(job_id, 0, lambda: release.wait(30), write)
+    try:
+        first = wait_for(lambda: _trial(write, job_id, 0).heartbeat_at, timeout=10)
+        later = wait_for(
+            lambda: (_trial(write, job_id, 0).heartbeat_at or first) > first, timeout=10
+        )
+        assert later
+        _running(write, job_id, 1, "elsewhere:4242:retrain", ago=5)  # silent for 5 s
+        _running(write, job_id, 2, "elsewhere:4243:retrain", ago=0)  # just started
+        with session_scope(write) as session:
+            reap_stale_retrainings(session, job_id, retrainings)
+        states = {n: _trial(write, job_id, n).state for n in (0, 1, 2)}
+        assert states == {0: "RUNNING", 1: "FAIL", 2: "RUNNING"}
+        assert _trial(write, job_id, 1).error == "the server stopped while this retraining ran"
+    finally:
+        release.set()
+    wait_for(lambda: not retrainings.running(job_id), timeout=10)
