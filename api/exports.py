@@ -244,7 +244,9 @@ def _weights_note(plan: ExportPlan, resolved: ResolvedSpec) -> str:
     if plan.meta_learned:
         return (
             f"meta-learned by the search ({resolved.spec.evaluator.name}): an initialisation "
-            "to adapt to a new task from its support set with model.py's adapt()"
+            "to adapt to a new task from its support set with model.py's adapt(); TorchScript "
+            "and ONNX are its unadapted forward pass in eval mode, where batch norms (if any) "
+            "use running statistics that meta-training never set"
         )
     final = plan.ranked.final
     if plan.weights is not None and final is not None:

@@ -115,7 +115,9 @@ def test_a_table_outside_the_data_roots_is_refused_before_it_is_read(
         assert info.value.status_code == 422
         (problem,) = info.value.detail
         assert problem["loc"] == ["space", "path"]
-        assert "NAS_DATA_ROOTS" in problem["msg"]
+        # (a NUL is refused as text before it is taken for a path)
+        says = "NUL character" if "\x00" in str(path) else "NAS_DATA_ROOTS"
+        assert says in problem["msg"], problem
 
 
 def test_a_bad_table_under_the_roots_is_a_422_naming_the_field_not_the_content(
