@@ -66,6 +66,7 @@ class EvolutionConfig(ControllerConfig):
     max_pending: int | None = Field(
         1,
         ge=1,
+        le=100_000,
         description="candidates out at once before ask answers 'not now'; 1 is the sequential "
         "algorithm, null is unbounded",
     )

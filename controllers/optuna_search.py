@@ -95,6 +95,7 @@ class OptunaConfig(ControllerConfig):
     max_pending: int | None = Field(
         1,
         ge=1,
+        le=100_000,
         description="candidates out at once before ask answers 'not now'; null is unbounded",
     )
 
@@ -511,7 +512,9 @@ def _anchored_scale(
 # --- the controllers ---------------------------------------------------------------------------
 class TpeConfig(OptunaConfig):
     n_startup_trials: int = Field(10, ge=0, description="random trials first (Optuna: 10)")
-    n_ei_candidates: int = Field(24, ge=1, description="candidates scored per ask (Optuna: 24)")
+    n_ei_candidates: int = Field(
+        24, ge=1, le=10_000, description="candidates scored per ask (Optuna: 24)"
+    )
     multivariate: bool = Field(True, description="joint Parzen estimator (Optuna 5 default)")
     constant_liar: bool = Field(
         True, description="treat pending trials as bad results (Optuna 5 default)"
@@ -557,7 +560,7 @@ class TpeController(OptunaController):
 
 class CmaEsConfig(OptunaConfig):
     n_startup_trials: int = Field(1, ge=0, description="random trials first (Optuna: 1)")
-    popsize: int | None = Field(None, ge=2, description="default 4 + floor(3 ln d)")
+    popsize: int | None = Field(None, ge=2, le=10_000, description="default 4 + floor(3 ln d)")
     sigma0: float | None = Field(None, gt=0, description="default: a sixth of the range")
     with_margin: bool = Field(
         True, description="CMA-ES with margin, for integer parameters (Optuna's default: off)"
@@ -663,7 +666,7 @@ class GpController(OptunaController):
 
 
 class Nsga2Config(OptunaConfig):
-    population_size: int = Field(50, ge=2, description="generation size (Optuna: 50)")
+    population_size: int = Field(50, ge=2, le=100_000, description="generation size (Optuna: 50)")
     mutation_prob: float | None = Field(
         None, ge=0, le=1, description="per-decision mutation; default 1 / number of decisions"
     )
@@ -713,7 +716,7 @@ class Nsga2Controller(OptunaController):
 
 
 class QmcConfig(OptunaConfig):
-    max_pending: int | None = Field(None, ge=1, description="default unbounded")
+    max_pending: int | None = Field(None, ge=1, le=100_000, description="default unbounded")
     qmc_type: Literal["sobol", "halton"] = "sobol"
     scramble: bool = Field(
         True, description="randomised QMC: each seed its own sequence (Optuna's default: off)"
@@ -758,9 +761,13 @@ class QmcController(OptunaController):
 
 
 class GridConfig(OptunaConfig):
-    max_pending: int | None = Field(None, ge=1, description="default unbounded")
+    max_pending: int | None = Field(None, ge=1, le=100_000, description="default unbounded")
     max_size: int = Field(
-        100_000, ge=1, description="refuse spaces with more architectures than this"
+        100_000,
+        ge=1,
+        le=1_000_000,
+        description="refuse spaces with more architectures than this (the grid is built in "
+        "memory: at most a million points)",
     )
 
 

@@ -21,6 +21,7 @@ from controllers import (
     QmcController,
     TpeController,
 )
+from nas.errors import SpecError
 from nas.spaces import MacroSpace, MicroSpace, Nb201Space
 from nas.trial import TrialResult, TrialState
 from tests.controllers.contract import (
@@ -30,6 +31,7 @@ from tests.controllers.contract import (
     joint_hparams,
 )
 from tests.controllers.test_evolution import mean_best_val
+from workers.search import parse_spec
 
 needs_cmaes = pytest.mark.skipif(
     importlib.util.find_spec("cmaes") is None, reason="needs the cmaes package"
@@ -250,6 +252,36 @@ def test_grid_refuses_a_space_too_big_to_enumerate() -> None:
     with pytest.raises(ValueError, match=r"81,000,000,000,000 architectures.*max_size=100,000"):
         GridController(space=MicroSpace(nodes=3), seed=0)
     GridController(space=Nb201Space(), seed=0)  # 15,625: fine
+
+
+@pytest.mark.parametrize(
+    ("controller", "field"),
+    [
+        ("grid", "max_size"),  # the grid is built in memory at the first ask (12 GB, hung)
+        ("tpe", "n_ei_candidates"),  # "Unable to allocate 6.94 EiB" at the second trial
+        ("cmaes", "popsize"),  # MemoryError after 39 s
+        ("nsga2", "population_size"),
+        ("tpe", "max_pending"),
+        ("evolution", "max_pending"),
+        ("enas", "train_steps"),
+    ],
+)
+def test_sizes_that_cannot_fit_in_memory_are_refused_at_their_field(
+    controller: str, field: str
+) -> None:
+    spec = {
+        "name": "huge",
+        "dataset": {"name": "digits"},
+        "space": {"name": "enas-macro", "layers": 2, "channels": 4},
+        "controller": {"name": controller, field: 10**18},
+        "evaluator": {"name": "standalone", "epochs": 1},
+        "budget": {"trials": 2},
+    }
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec)
+    (problem,) = info.value.errors
+    assert list(problem["loc"]) == ["controller", field]
+    assert "less than or equal to" in problem["msg"]
 
 
 # --- learning ------------------------------------------------------------------------------
