@@ -58,14 +58,14 @@ class ExportError(NasError, ValueError):
 
 #: ``space.decisions.1: the table has no column 'x'``: a component's error that starts with
 #: the field it is about (the convention of ``DatasetError`` and the RL² ``PolicyFileError``).
-_AT_FIELD = re.compile(r"([A-Za-z_]\w*(?:\.\w+)*): (.+)", re.DOTALL)
+AT_FIELD = re.compile(r"([A-Za-z_]\w*(?:\.\w+)*): (.+)", re.DOTALL)
 
 
 def spec_error_at_field(exc: Exception, default: Sequence[str | int]) -> SpecError:
     """``exc`` as a ``SpecError`` at the field its message starts with (``dataset.path: ...``),
     else at ``default`` with the whole message."""
     text = str(exc)
-    match = _AT_FIELD.fullmatch(text)
+    match = AT_FIELD.fullmatch(text)
     if match is None:
         return SpecError.at(default, text)
     loc = [int(part) if part.isdigit() else part for part in match.group(1).split(".")]

@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from nas.errors import SpecError
+from nas.errors import AT_FIELD, SpecError
 from nas.hparams import HparamSpace
 from nas.registry import Registry
 
@@ -832,6 +832,8 @@ def _pydantic_errors(exc: ValidationError) -> list[dict[str, Any]]:
             msg = "unknown field"
         elif err["type"] == "missing":
             msg = "field required"
+        elif err["type"] == "value_error":  # a validator's own message, without pydantic's tag
+            msg = msg.removeprefix("Value error, ")
         out.append({"loc": tuple(err["loc"]), "msg": msg, "type": err["type"]})
     return out
 
@@ -876,6 +878,11 @@ def _component_params(
         return parsed.model_dump(mode="json")
     except ValidationError as exc:
         for err in _pydantic_errors(exc):
+            # A check of the whole config that names its field first ("test_fraction: ...")
+            # is placed at that field.
+            at = AT_FIELD.fullmatch(err["msg"]) if not err["loc"] else None
+            if at is not None and at.group(1) in config_model.model_fields:
+                err["loc"], err["msg"] = (at.group(1),), at.group(2)
             err["loc"] = (section, *err["loc"])
             errors.append(err)
         return None
@@ -934,28 +941,32 @@ def _check_combinations(
                 errors.append(_err(("warm_start", "observations", *loc[2:]), msg))
     final, constraints = spec.final, spec.objective.constraints
     limits = constraints.limits() if constraints is not None else {}
-    if final is not None and final.channels == "fit":
-        if not limits:
-            errors.append(
-                _err(
-                    ("final", "channels"),
-                    "channels: fit retrains each architecture at the widest width that "
-                    "objective.constraints allow, and none are set; set objective.constraints "
-                    "(max_params, max_flops, max_latency_ms) or give a number of channels",
-                )
+    if final is not None and final.channels == "fit" and not limits:
+        errors.append(
+            _err(
+                ("final", "channels"),
+                "channels: fit retrains each architecture at the widest width that "
+                "objective.constraints allow, and none are set; set objective.constraints "
+                "(max_params, max_flops, max_latency_ms) or give a number of channels",
             )
-        if "channels" not in space.Config.model_fields:
-            widths = [n for n in SPACES.names() if "channels" in SPACES.get(n).Config.model_fields]
-            errors.append(
-                _err(
-                    ("final", "channels"),
-                    f"space {space.name!r} has no channels setting to fit "
-                    f"(spaces with one: {', '.join(widths)})",
-                )
-            )
-    elif (
+        )
+    if (
         final is not None
         and final.channels is not None
+        and "channels" not in space.Config.model_fields
+    ):  # (a number was accepted, and the retraining failed after the search)
+        widths = [n for n in SPACES.names() if "channels" in SPACES.get(n).Config.model_fields]
+        errors.append(
+            _err(
+                ("final", "channels"),
+                f"space {space.name!r} has no channels setting to "
+                f"{'fit' if final.channels == 'fit' else 'change'} "
+                f"(spaces with one: {', '.join(widths)})",
+            )
+        )
+    elif (
+        final is not None
+        and isinstance(final.channels, int)
         and limits
         and final.channels != space_params.get("channels")
     ):

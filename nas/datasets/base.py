@@ -77,10 +77,10 @@ class DatasetEntry:
     #: without building the distribution (``None`` where only its data tells): a task takes
     #: support + query examples of each of its classes.
     task_class_examples: Callable[..., int | None] | None = None
-    #: Classification episodes over a file: ``(class, examples)`` of its smallest class, read
-    #: from the file (its labels only). Only ``check_startable`` calls it, once the file is
-    #: confined to the data roots.
-    task_smallest_class: Callable[..., tuple[int, int] | None] | None = None
+    #: Classification episodes: the examples of the smallest class and a sentence saying so
+    #: (which class, where, what to do), read from the data (a file's labels only). Only
+    #: ``check_startable`` calls it, once a file is confined to the data roots.
+    task_smallest_class: Callable[..., tuple[int, str] | None] | None = None
     #: Not None: checks, with the spec's parameters, what a submit can afford to check of a
     #: file the dataset reads (its structure, not its data), raising the ``DatasetError``
     #: that loading it would.

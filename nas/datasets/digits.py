@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from nas.datasets.base import DatasetConfig, DatasetEntry, DatasetSplits, finish_splits, split_off
+from nas.datasets.base import (
+    DatasetConfig,
+    DatasetEntry,
+    DatasetSplits,
+    finish_splits,
+    split_off,
+    split_size,
+)
+from nas.errors import DatasetError
+
+#: Examples in scikit-learn's digits.
+DIGITS_EXAMPLES = 1797
 
 
 class DigitsConfig(DatasetConfig):
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share held out for testing")
+
+    @model_validator(mode="after")
+    def _splits_hold_examples(self) -> DigitsConfig:
+        """Test, validation and training examples each (else the job failed at start)."""
+        try:
+            test = split_size(DIGITS_EXAMPLES, self.test_fraction, "test_fraction")
+            split_size(DIGITS_EXAMPLES - test, self.valid_fraction, "valid_fraction")
+        except DatasetError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 def load_digits(

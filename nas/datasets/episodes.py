@@ -246,18 +246,24 @@ def _shape(**config: Any) -> tuple[tuple[int, ...], int] | None:
     return None if shape is None else (shape, params.ways)
 
 
-def _smallest_class(**config: Any) -> tuple[int, int] | None:
-    """Episodes over an npz file: its smallest class and its examples (labels read alone)."""
+def _smallest_class(**config: Any) -> tuple[int, str] | None:
+    """The examples of the source's smallest class, and what to say of it: an npz file's
+    labels read alone, a built-in source's as it loads (from its cache once generated)."""
     params = EpisodesConfig.model_validate(config)
-    if params.source != "npz" or params.path is None:
-        return None
-    with np.load(Path(params.path).expanduser(), allow_pickle=False) as data:
-        labels = [np.asarray(data[k]).ravel() for k in ("y", "y_test") if k in data.files]
+    if params.source == "npz" and params.path is not None:
+        with np.load(Path(params.path).expanduser(), allow_pickle=False) as data:
+            labels = [np.asarray(data[k]).ravel() for k in ("y", "y_test") if k in data.files]
+        where, remedy = "dataset.path", "lower them, or leave that class out of the file"
+    else:
+        data = load_dataset(params.source, seed=0)
+        labels = [data.y_train, data.y_valid, data.y_test]
+        where, remedy = params.source, "lower them"
     classes, counts = np.unique(np.concatenate(labels), return_counts=True)
     if not len(classes):
         return None
     at = int(np.argmin(counts))
-    return int(classes[at]), int(counts[at])
+    count = int(counts[at])
+    return count, f"class {int(classes[at])} of {where} has only {count} (its smallest): {remedy}"
 
 
 def _check(**config: Any) -> None:

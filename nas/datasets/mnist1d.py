@@ -26,7 +26,10 @@ class Mnist1dConfig(DatasetConfig):
     num_samples: int = Field(5000, ge=100, le=1_000_000, description="train + test examples")
     train_split: float = Field(0.8, gt=0.0, lt=1.0, description="share of examples for training")
     generation_seed: int = Field(
-        42, description="seed of the generator; 42 gives the standard MNIST-1D dataset"
+        42,
+        ge=0,
+        le=2**32 - 1,
+        description="seed of the generator; 42 gives the standard MNIST-1D dataset",
     )
 
     @model_validator(mode="after")

@@ -38,8 +38,11 @@ class SinusoidConfig(BaseModel):
     def _ranges(self) -> SinusoidConfig:
         for name in ("amplitude", "phase", "x_range"):
             low, high = getattr(self, name)
-            if not (math.isfinite(low) and math.isfinite(high) and low < high):
-                raise ValueError(f"{name} must be finite with low < high, got [{low}, {high}]")
+            if not (math.isfinite(high - low) and low < high):  # (inf - x is not finite)
+                raise ValueError(
+                    f"{name} must be finite with low < high and a finite width, got "
+                    f"[{low}, {high}]"
+                )
         if self.amplitude[0] < 0:
             raise ValueError(f"amplitude must be non-negative, got {list(self.amplitude)}")
         return self

@@ -353,16 +353,12 @@ class MetaEvaluator(Evaluator):
         dataset: str,
         dataset_params: Mapping[str, Any],
     ) -> None:
-        """Episodes over a file: its smallest class holds each task's examples of a class."""
+        """Episodes over data: its smallest class holds each task's examples of a class."""
         smallest = DATASETS.get(dataset).task_smallest_class
         found = None if smallest is None else smallest(**dataset_params)
         if found is None:
             return
-        label, count = found
-        have = (
-            f"class {label} of dataset.path has only {count} (its smallest class): lower them, "
-            "or leave that class out of the file"
-        )
+        count, have = found
         for loc, message in cls._episode_problems(params, count, have):
             raise SpecError.at(list(loc), message)
 

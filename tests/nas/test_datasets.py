@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import mnist1d.data
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 import nas.datasets.base
 from nas.datasets import (
@@ -17,7 +19,8 @@ from nas.datasets import (
     dataset_shape,
     load_dataset,
 )
-from nas.errors import DatasetError, UnknownNameError
+from nas.errors import DatasetError, SpecError, UnknownNameError
+from workers.search import parse_spec
 
 SPLITS = ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test")
 
@@ -361,3 +364,46 @@ def test_npz_labels_are_checked_at_submit_by_their_range_streamed(tmp_path: Path
         check_dataset("npz", path=str(tmp_path / "late.npz"))
     sparse = write_npz(tmp_path / "sparse.npz", x=np.zeros((20, 4)), y=np.arange(20) * 9)
     check_dataset("npz", path=sparse)  # classes 0, 9, ..., 171: K = 172 > 20 examples
+
+
+@pytest.mark.parametrize(
+    ("dataset", "loc", "says"),
+    [
+        # each was accepted and failed the job at its start (numpy's or our own message)
+        ({"name": "mnist1d", "generation_seed": -1}, ("dataset", "generation_seed"), "greater"),
+        ({"name": "mnist1d", "generation_seed": 2**40}, ("dataset", "generation_seed"), "less"),
+        (
+            {"name": "digits", "test_fraction": 0.9999},
+            ("dataset", "test_fraction"),
+            "cannot split 1797 examples with fraction 0.9999",
+        ),
+        (
+            {"name": "digits", "valid_fraction": 0.9999},
+            ("dataset", "valid_fraction"),
+            "cannot split 1438 examples",
+        ),
+        (
+            {"name": "sinusoid", "x_range": [-1e308, 1e308]},
+            ("dataset",),
+            "x_range must be finite with low < high and a finite width",
+        ),
+    ],
+)
+def test_dataset_settings_a_job_could_not_load_are_refused_at_their_field(
+    dataset: dict[str, Any], loc: tuple[str, ...], says: str
+) -> None:
+    config = DATASETS.get(dataset["name"]).config
+    with pytest.raises(ValidationError):
+        config.model_validate({k: v for k, v in dataset.items() if k != "name"})
+    spec = {
+        "name": "d",
+        "dataset": dataset,
+        "space": {"name": "mlp"},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "standalone", "epochs": 1},
+        "budget": {"trials": 1},
+    }
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec)
+    found = {tuple(e["loc"]): e["msg"] for e in info.value.errors}
+    assert loc in found and says in found[loc], found

@@ -195,6 +195,11 @@ def test_final_channels_fit_needs_a_space_with_a_width() -> None:
     )
     (message,) = errors_at(spec, ("final", "channels"))
     assert "has no channels setting to fit" in message and "enas-macro" in message
+    # a number there was accepted, and the job failed after its search (a pydantic message)
+    spec["final"]["channels"] = 8
+    spec["objective"] = {}
+    (message,) = errors_at(spec, ("final", "channels"))
+    assert message.startswith("space 'mlp' has no channels setting to change (spaces with one")
 
 
 @pytest.mark.parametrize("value", ["wide", 0, 1025])

@@ -177,6 +177,16 @@ def test_episodes_over_a_file_need_enough_examples_in_its_smallest_class(tmp_pat
         ["evaluator", "eval_shots"],
         (
             "a task takes 1 support + 3 query examples of each class; class 9 of dataset.path has "
-            "only 3 (its smallest class): lower them, or leave that class out of the file"
+            "only 3 (its smallest): lower them, or leave that class out of the file"
+        ),
+    )
+    # a built-in source too (the README said so; only glyphs and npz files were checked)
+    spec["dataset"] = {"name": "episodes", "source": "digits", "ways": 2}
+    spec["evaluator"].update(shots=170, queries=5, eval_points=2)
+    assert _problem(spec) == (
+        ["evaluator", "shots"],
+        (
+            "a task takes 170 support + 5 query examples of each class; class 8 of digits has only "
+            "174 (its smallest): lower them"
         ),
     )
