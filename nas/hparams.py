@@ -28,6 +28,7 @@ user's own: sampled, searched and recorded per trial like the rest.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -205,9 +206,14 @@ class HparamSpace:
 
     @classmethod
     def parse(
-        cls, raw: Mapping[str, Any], *, loc: Sequence[str | int] = ("hparams",)
+        cls,
+        raw: Mapping[str, Any],
+        *,
+        loc: Sequence[str | int] = ("hparams",),
+        strict: bool = False,
     ) -> tuple[HparamSpace, list[dict[str, Any]]]:
-        """Like ``from_spec``, but answers the space (of the valid entries) and the errors."""
+        """Like ``from_spec``, but answers the space (of the valid entries) and the errors.
+        ``strict``: as JSON, nothing coerced (``low: true``, ``log: "yes"`` are refused)."""
         base = tuple(loc)
         errors: list[dict[str, Any]] = []
         params: dict[str, Param] = {}
@@ -223,7 +229,7 @@ class HparamSpace:
                     )
                 )
                 continue
-            param = _parse_entry(at, entry, errors)
+            param = _parse_entry(at, entry, errors, strict=strict)
             if param is None:
                 continue
             problems = _check_param(param) + _check_training_key(name, param)
@@ -363,7 +369,9 @@ def _err(loc: Sequence[str | int], msg: str) -> dict[str, Any]:
     return {"loc": tuple(loc), "msg": msg, "type": "value_error"}
 
 
-def _parse_entry(at: tuple[str, ...], entry: Any, errors: list[dict[str, Any]]) -> Param | None:
+def _parse_entry(
+    at: tuple[str, ...], entry: Any, errors: list[dict[str, Any]], *, strict: bool = False
+) -> Param | None:
     if not isinstance(entry, Mapping):
         errors.append(
             _err(
@@ -379,6 +387,8 @@ def _parse_entry(at: tuple[str, ...], entry: Any, errors: list[dict[str, Any]]) 
         errors.append(_err((*at, "type"), f"{msg}; valid: {', '.join(TYPES)}"))
         return None
     try:
+        if strict:  # as JSON: a JSON array is a tuple, nothing else is coerced
+            return _MODELS[kind].model_validate_json(json.dumps(dict(entry)), strict=True)  # type: ignore[return-value]
         return _MODELS[kind].model_validate(dict(entry))  # type: ignore[return-value]
     except ValidationError as exc:
         for err in exc.errors(include_url=False):

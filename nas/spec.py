@@ -758,7 +758,7 @@ def parse_spec(
             if isinstance(data.get("hparams"), Mapping):
                 evaluator = data.get("evaluator")
                 name = evaluator.get("name") if isinstance(evaluator, Mapping) else None
-                _check_hparams(data["hparams"], name, errors)
+                _check_hparams(data["hparams"], name, errors, strict=strict)
             raise SpecError(errors) from None
     errors: list[dict[str, Any]] = []
     params = {
@@ -777,7 +777,7 @@ def parse_spec(
         )
     if not errors:
         _check_combinations(spec, controllers, errors, params["space"] or {})
-    hparams = _check_hparams(spec.hparams, spec.evaluator.name, errors)
+    hparams = _check_hparams(spec.hparams, spec.evaluator.name, errors, strict=strict)
     if errors:
         raise SpecError(errors)
     # The canonical form, as stored: each component with every parameter (defaults filled).
@@ -798,7 +798,11 @@ def parse_spec(
 
 
 def _check_hparams(
-    raw: Mapping[str, Any] | None, evaluator: Any, errors: list[dict[str, Any]]
+    raw: Mapping[str, Any] | None,
+    evaluator: Any,
+    errors: list[dict[str, Any]],
+    *,
+    strict: bool = False,
 ) -> HparamSpace | None:
     """Validate the ``hparams:`` section; training-procedure names (``PROCEDURE_HPARAMS``)
     only with an evaluator that sets them per trial (``Evaluator.hparam_keys``)."""
@@ -807,7 +811,7 @@ def _check_hparams(
 
     if not raw:
         return None
-    space, problems = HparamSpace.parse(raw)
+    space, problems = HparamSpace.parse(raw, strict=strict)
     errors.extend(problems)
     if isinstance(evaluator, str) and evaluator in EVALUATORS:
         used = EVALUATORS.get(evaluator).hparam_keys

@@ -23,6 +23,19 @@ def _locs(response: httpx.Response) -> dict[str, str]:
 BAD_SPECS = [
     # (what is wrong, the document, the field path reported, a fragment of the message)
     ("unknown key", {**nb201_spec(), "bogus": 1}, "bogus", "unknown field"),
+    # JSON is strict in hparams too: true was taken for 1, "yes" for true
+    (
+        "hparam bound of another type",
+        nb201_spec(hparams={"w": {"type": "int", "low": True, "high": 10}}),
+        "hparams.w.low",
+        "valid integer",
+    ),
+    (
+        "hparam flag of another type",
+        nb201_spec(hparams={"lr": {"type": "float", "low": 0.001, "high": 0.1, "log": "yes"}}),
+        "hparams.lr.log",
+        "valid boolean",
+    ),
     # stored, a NUL made every PostgreSQL query into the spec fail (the trial listing: 500)
     (
         "NUL character",
