@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from nas.architecture import Architecture
@@ -126,6 +126,31 @@ class SharedWeightConfig(EvaluatorConfig):
         ),
     )
     device: DeviceSetting = "auto"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SharedWeightConfig:
+        """Settings that contradict each other were followed by one of them, silently."""
+        if self.lr_min > self.lr_max:
+            raise ValueError(
+                f"lr_min: {self.lr_min} is above lr_max ({self.lr_max}); the cosine schedule "
+                "anneals from lr_max down to lr_min"
+            )
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(
+                f"warmup_epochs: {self.warmup_epochs} is more than the search's epochs "
+                f"({self.epochs}); at most epochs (every epoch a warm-up one)"
+            )
+        if self.top_k > self.derive_samples:
+            raise ValueError(
+                f"top_k: {self.top_k} derived architectures out of derive_samples "
+                f"{self.derive_samples} candidates; at most derive_samples"
+            )
+        if self.warmup_sampling == "fair" and self.warmup_epochs == 0:
+            raise ValueError(
+                "warmup_sampling: 'fair' samples the warm-up epochs, and warmup_epochs is 0; "
+                "set warmup_epochs (epochs: fair throughout) or leave warmup_sampling out"
+            )
+        return self
 
 
 class SplitSupernet(nn.Module):

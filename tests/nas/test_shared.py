@@ -13,9 +13,11 @@ from pydantic import ValidationError
 
 from nas.architecture import Architecture
 from nas.datasets import DatasetSplits, load_dataset
+from nas.errors import SpecError
 from nas.evaluators.shared import SharedWeightConfig, SharedWeightEvaluator
 from nas.spaces import MacroSpace
 from nas.training import accuracy
+from workers.search import parse_spec
 
 SPACE = MacroSpace(layers=3, channels=4)
 
@@ -229,3 +231,31 @@ def test_split_epoch_is_off_by_default_and_checked() -> None:
     with pytest.raises(ValidationError) as info:
         SharedWeightConfig(split_epoch=-1)
     assert info.value.errors()[0]["loc"] == ("split_epoch",)
+
+
+@pytest.mark.parametrize(
+    ("settings", "field", "says"),
+    [
+        ({"lr_min": 1.0, "lr_max": 0.01}, "lr_min", "above lr_max"),
+        ({"warmup_epochs": 5, "epochs": 2}, "warmup_epochs", "more than the search's epochs"),
+        ({"top_k": 5, "derive_samples": 2}, "top_k", "at most derive_samples"),
+        ({"warmup_sampling": "fair"}, "warmup_sampling", "warmup_epochs is 0"),
+    ],
+)
+def test_settings_that_contradict_each_other_are_refused_at_the_field(
+    settings: dict[str, Any], field: str, says: str
+) -> None:
+    """Each was accepted and one of the two silently won (a warm-up longer than the search,
+    a schedule annealing upwards, fair sampling of no epochs)."""
+    spec = {
+        "name": "c",
+        "dataset": {"name": "digits"},
+        "space": {"name": "enas-macro", "layers": 2, "channels": 4},
+        "controller": {"name": "enas"},
+        "evaluator": {"name": "shared-weights", **settings},
+        "budget": {"minutes": 1},
+    }
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec)
+    (problem,) = info.value.errors
+    assert list(problem["loc"]) == ["evaluator", field] and says in problem["msg"], problem
