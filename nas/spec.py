@@ -856,6 +856,12 @@ def _registries(controllers: Registry[Any]) -> dict[str, Registry[Any]]:
     }
 
 
+def _quoted(text: str, limit: int = 80) -> str:
+    """``text`` quoted for a message, cut to ``limit`` characters (a client's 10 kB name is
+    not echoed back whole)."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 def _component_params(
     section: str,
     component: Component,
@@ -867,7 +873,8 @@ def _component_params(
         errors.append(
             {
                 "loc": (section, "name"),
-                "msg": f"unknown {section} {component.name!r}; valid: {', '.join(registry.names())}",
+                "msg": f"unknown {section} {_quoted(component.name)}; valid: "
+                f"{', '.join(registry.names())}",
                 "type": "unknown_name",
             }
         )

@@ -46,6 +46,12 @@ BAD_SPECS = [
     ("wrong type", nb201_spec(seed="zero"), "seed", "integer"),
     ("unknown space", nb201_spec(space={"name": "nope"}), "space.name", "nb201"),
     ("unknown controller", nb201_spec(controller={"name": "sgd"}), "controller.name", "random"),
+    (  # a client's 10 kB name was echoed back whole
+        "unknown long name",
+        nb201_spec(controller={"name": "x" * 10_000}),
+        "controller.name",
+        "... (10000 characters); valid: cmaes",
+    ),
     ("unknown dataset", nb201_spec(dataset={"name": "imagenet"}), "dataset.name", "mnist1d"),
     ("bad space param", nb201_spec(space={"name": "nb201", "layers": 3}), "space.layers", ""),
     ("no budget", nb201_spec(budget={}), "budget", "at least one"),
