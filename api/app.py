@@ -189,10 +189,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def known_query_parameters(request: Request) -> None:
-    """A query parameter the route does not take is a 422 naming it and the valid ones: a
+    """A query parameter an API route does not take is a 422 naming it and the valid ones: a
     typo (``?formt=onnx``, ``?Rank=2``) was ignored and answered as if it had not been sent."""
     route = request.scope.get("route")
-    if not isinstance(route, APIRoute) or not request.query_params:
+    if not request.query_params or not isinstance(route, APIRoute):
+        return
+    if not route.path.startswith("/api/"):  # the dashboard's page takes any (?utm=...)
         return
     known = _query_names(route)
     for name in request.query_params:

@@ -175,6 +175,13 @@ def test_bad_query_parameters(http: httpx.Client, path: str, loc: str, fragment:
     assert loc in errors and fragment.lower() in errors[loc].lower(), errors
 
 
+def test_the_dashboard_page_takes_any_query(http: httpx.Client) -> None:
+    """Only the API's routes refuse unknown query parameters: a link to the dashboard with a
+    tracking parameter still opens it."""
+    response = http.get("/?utm_source=mail")
+    assert response.status_code == 200 and "text/html" in response.headers["content-type"]
+
+
 def test_unknown_ids_are_404(http: httpx.Client) -> None:
     for method, path in [
         ("GET", "/api/v1/jobs/999"),
