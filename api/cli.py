@@ -41,7 +41,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from workers.search import parse_spec
     from workers.warmstart import resolve_run_controller
 
-    resolved = parse_spec(resolve_run_controller(resolve_runs(load_spec_file(args.spec))))
+    document = resolve_run_controller(resolve_runs(load_spec_file(args.spec)))
+    resolved = parse_spec(document, strict=True)  # as the service reads a body
     check_startable(resolved)  # what the job would find at its start, before any folder
     out = Path(args.out) if args.out else default_run_dir(resolved)
     if out.exists() and not out.is_dir():

@@ -560,6 +560,15 @@ class _SpecLoader(yaml.SafeLoader):
 
 _YAML_MERGE = "tag:yaml.org,2002:merge"
 
+# YAML 1.2's floats with an exponent and no dot (1e-4, 5E3), which PyYAML (YAML 1.1) reads
+# as strings: a spec's YAML then holds the numbers it shows, and is validated as strictly
+# as JSON.
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
 
 class _DuplicatedKeys(dict[str, Any]):
     """A JSON object that held a key more than once (``duplicated``, last value kept): the
@@ -732,8 +741,9 @@ def parse_spec(
 
     ``controllers`` is the registry the ``controller:`` section is checked against (the
     library knows no controllers; ``workers.parse_spec`` passes the built-in registry).
-    ``strict``: no type coercion (``"5"`` or ``false`` for an integer is an error), for JSON
-    documents whose types are explicit; YAML's are not (``1e-3`` is a string in YAML 1.1).
+    ``strict``: no type coercion (``"5"`` or ``false`` for an integer is an error), as the
+    service and ``nas search`` read every document (``parse_document`` reads YAML's ``1e-3``
+    as a number); a spec built in Python may leave it off.
     ``check_files``: called with the spec once its components' parameters are valid, before
     any check that may read a file the spec names (a ``table`` space reads its table to
     check ``warm_start.priors``); a service confines the files to its data roots there

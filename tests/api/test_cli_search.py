@@ -149,3 +149,16 @@ def test_gpus_this_process_lacks_are_refused_before_the_search_runs(
     err = capsys.readouterr().err
     assert f"{section}.{field}" in err and f"sees {here} CUDA devices" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_spec_file_is_read_as_strictly_as_a_json_body(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """'seed: true' ran as seed 1 under nas search (YAML was read leniently)."""
+    spec_file = tmp_path / "spec.yaml"
+    text = (REPO / "examples/mnist1d-random.yaml").read_text()
+    spec_file.write_text(text.replace("\nseed: 0\n", "\nseed: true\n"))
+    assert main(["search", str(spec_file), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "seed: Input should be a valid integer" in err, err
+    assert not (tmp_path / "run").exists()

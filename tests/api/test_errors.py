@@ -128,6 +128,23 @@ def test_yaml_body_is_accepted(http: httpx.Client) -> None:
     assert response.status_code == 201, response.text
 
 
+def test_a_yaml_body_is_as_strict_as_json_and_reads_its_exponents(http: httpx.Client) -> None:
+    """YAML was read leniently (PyYAML gives 1e-4 as a string): 'seed: true' ran as seed 1
+    and "trials: '3'" as 3, which a JSON body refuses."""
+    base = "name: y\ndataset: {name: nb201-cifar10}\nspace: {name: nb201}\n"
+    base += "controller: {name: random}\nevaluator: {name: tabular}\n"
+    for extra, loc in (("budget: {trials: 3}\nseed: true\n", "seed"),
+                       ("budget: {trials: '3'}\n", "budget.trials")):  # fmt: skip
+        response = _post(http, base + extra, "application/yaml")
+        assert response.status_code == 422, response.text
+        assert loc in _locs(response), response.text
+    assert http.get("/api/v1/jobs").json()["count"] == 0
+    hparams = "hparams: {rate: {type: float, low: 1e-4, high: 1e-1, log: true}}\n"
+    response = _post(http, base + "budget: {trials: 3}\n" + hparams, "application/yaml")
+    assert response.status_code == 201, response.text
+    assert response.json()["spec"]["hparams"]["rate"]["low"] == 0.0001
+
+
 def test_oversized_body_is_413(server_factory: Any) -> None:
     server: LiveServer = server_factory(max_body_bytes=4096, run_jobs=False)
     key = server.create_key("a")

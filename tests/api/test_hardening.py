@@ -339,7 +339,7 @@ def test_an_empty_or_scalar_yaml_body_is_a_422_naming_the_document(http: httpx.C
 
 
 # --- found by the fuzzer -------------------------------------------------------------------------
-def test_json_types_are_not_coerced_but_yaml_ones_are(http: httpx.Client) -> None:
+def test_types_are_not_coerced_in_json_or_yaml(http: httpx.Client) -> None:
     for bad, loc in (
         ({"seed": False}, ["seed"]),
         ({"budget": {"trials": "5"}}, ["budget", "trials"]),
@@ -351,7 +351,11 @@ def test_json_types_are_not_coerced_but_yaml_ones_are(http: httpx.Client) -> Non
         "name: y\ndataset: {name: nb201-cifar10}\nspace: {name: nb201}\n"
         "controller: {name: random}\nevaluator: {name: tabular}\nbudget: {trials: '5'}\n"
     )
-    assert _post_yaml(http, yaml_text).status_code == 201
+    # YAML was coerced ('5' read as 5); it reads its exponents as numbers now, so it is
+    # as strict as JSON
+    refused = _post_yaml(http, yaml_text)
+    assert refused.status_code == 422 and ["budget", "trials"] in _locs(refused)
+    assert _post_yaml(http, yaml_text.replace("'5'", "5")).status_code == 201
 
 
 def test_a_json_array_is_a_tuple_parameter(http: httpx.Client) -> None:
