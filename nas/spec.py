@@ -178,8 +178,8 @@ class BudgetSpec(_Strict):
 
 class ResourcesSpec(_Strict):
     workers: int = Field(1, ge=1, le=1024)
-    cpus_per_trial: float = Field(1.0, gt=0)
-    gpus_per_trial: float = Field(0.0, ge=0)
+    cpus_per_trial: float = Field(1.0, gt=0, le=1024)
+    gpus_per_trial: float = Field(0.0, ge=0, le=1024)
     #: A trial whose worker process or node dies is retried this many times, then FAIL.
     max_retries: int = Field(2, ge=0, le=100)
 

@@ -172,7 +172,10 @@ class MetaConfig(FewShotConfig):
     @model_validator(mode="after")
     def _steps(self) -> MetaConfig:
         if any(not 0 <= s <= 100 for s in self.final_steps):
-            raise ValueError(f"final_steps {self.final_steps}: each must be 0..100")
+            raise ValueError(f"final_steps: {self.final_steps}: each must be 0..100")
+        if len(set(self.final_steps)) != len(self.final_steps):
+            # (each names a metric, meta_test_*_<n>step: a repeat would be one metric twice)
+            raise ValueError(f"final_steps: {self.final_steps} names a step count twice")
         return self
 
 

@@ -140,3 +140,11 @@ def test_meta_learning_evaluators_say_what_they_need() -> None:
     )
     problems = _problems(_spec(final={"retrain_top_k": 1}))
     assert "not supported yet" in problems[("final",)]
+
+
+def test_final_steps_and_trial_resources_are_checked_at_their_field() -> None:
+    """final_steps [5, 5] named one meta-test metric twice; cpus_per_trial had no bound."""
+    problems = _problems(_spec(evaluator={"name": "maml", "final_steps": [5, 5]}))
+    assert problems[("evaluator", "final_steps")] == "[5, 5] names a step count twice"
+    problems = _problems(_spec(resources={"cpus_per_trial": 1e18}))
+    assert "less than or equal to 1024" in problems[("resources", "cpus_per_trial")]
