@@ -28,6 +28,7 @@ from controllers import CONTROLLERS
 from nas.errors import SpecError
 from nas.export import supported_formats
 from nas.spec import ResolvedSpec
+from nas.training import cuda_index
 from workers.loops import check_startable
 from workers.search import parse_spec
 
@@ -220,7 +221,7 @@ def _check_cuda_devices(resolved: ResolvedSpec, backend: str, runs_jobs: bool) -
 
     here = torch.cuda.device_count() if runs_jobs else None  # None: not this server's work
     device = resolved.evaluator_params.get("device")
-    index = _cuda_index(device)
+    index = cuda_index(device)
     if index is not None:
         gpus = resolved.spec.resources.gpus_per_trial
         if backend == "ray" and gpus <= index:
@@ -237,23 +238,13 @@ def _check_cuda_devices(resolved: ResolvedSpec, backend: str, runs_jobs: bool) -
                 "would find none: set device: auto or cpu",
             )
     final = resolved.spec.final
-    index = None if final is None else _cuda_index(final.device)
+    index = None if final is None else cuda_index(final.device)
     if final is not None and index is not None and here is not None and here <= index:
         raise SpecError.at(
             ["final", "device"],
             f"final: retrains in this server, which has {here} CUDA devices, so "
             f"{final.device!r} would find none: set device: auto or cpu",
         )
-
-
-def _cuda_index(device: object) -> int | None:
-    """The CUDA device a ``device`` setting names (``cuda`` is 0); ``None`` for ``auto`` and
-    ``cpu``."""
-    import torch
-
-    if not isinstance(device, str) or not device.startswith("cuda"):
-        return None
-    return torch.device(device).index or 0
 
 
 class JobService:

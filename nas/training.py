@@ -47,6 +47,14 @@ class DivergedError(NasError, RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+def cuda_index(device: object) -> int | None:
+    """The CUDA device a ``device`` setting names (``cuda`` is 0); ``None`` for ``auto`` and
+    ``cpu``."""
+    if not isinstance(device, str) or not device.startswith("cuda"):
+        return None
+    return torch.device(device).index or 0
+
+
 def select_device(preference: str = "auto") -> torch.device:
     """``auto``: the CUDA device when one is present, else CPU. ``cuda`` without a GPU is an
     error, not a silent fallback."""

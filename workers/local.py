@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from nas.errors import SpecError
 from nas.spec import ResolvedSpec
+from nas.training import cuda_index
 from nas.trial import TrialRecord
 from workers.backend import InlineBackend, LocalRun, SafePoint, SearchEvents
 from workers.final import ranked_hparams, retrain
@@ -61,8 +62,8 @@ def check_runnable_inline(resolved: ResolvedSpec) -> None:
         (["evaluator", "device"], resolved.evaluator_params.get("device")),
         (["final", "device"], None if final is None else final.device),
     ):
-        cuda = isinstance(device, str) and device.startswith("cuda")
-        if cuda and (torch.device(device).index or 0) >= here:
+        index = cuda_index(device)
+        if index is not None and index >= here:
             raise SpecError.at(
                 field,
                 f"nas search trains in this process, which sees {here} CUDA devices, so "

@@ -246,13 +246,18 @@ def _shape(**config: Any) -> tuple[tuple[int, ...], int] | None:
     return None if shape is None else (shape, params.ways)
 
 
+def _npz_labels(path: str) -> list[np.ndarray]:
+    """An npz file's labels (``y``, and ``y_test`` when it has one), read alone."""
+    with np.load(Path(path).expanduser(), allow_pickle=False) as data:
+        return [np.asarray(data[k]).ravel() for k in ("y", "y_test") if k in data.files]
+
+
 def _smallest_class(**config: Any) -> tuple[int, str] | None:
     """The examples of the source's smallest class, and what to say of it: an npz file's
     labels read alone, a built-in source's as it loads (from its cache once generated)."""
     params = EpisodesConfig.model_validate(config)
     if params.source == "npz" and params.path is not None:
-        with np.load(Path(params.path).expanduser(), allow_pickle=False) as data:
-            labels = [np.asarray(data[k]).ravel() for k in ("y", "y_test") if k in data.files]
+        labels = _npz_labels(params.path)
         where, remedy = "dataset.path", "lower them, or leave that class out of the file"
     else:
         data = load_dataset(params.source, seed=0)
@@ -273,8 +278,7 @@ def _check(**config: Any) -> None:
     if params.source != "npz" or params.path is None:
         return
     check_dataset("npz", path=params.path)
-    with np.load(Path(params.path).expanduser(), allow_pickle=False) as data:
-        labels = [np.asarray(data[k]).ravel() for k in ("y", "y_test") if k in data.files]
+    labels = _npz_labels(params.path)
     name = f"episodes over {params.source}"
     problem = ways_problem(
         len(np.unique(np.concatenate(labels))), params.ways, params.class_split, name
