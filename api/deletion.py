@@ -112,8 +112,8 @@ def delete_job(
                 raise ConflictError(f"job {job_id} is RUNNING: {hint}")
             # This server's retrainings, and any other server's whose heartbeat is fresh.
             reap_stale_retrainings(session, job_id, retrainings)
-            elsewhere = TrialRepository(session).running(job_id, worker_suffix=RETRAIN_WORKER)
-            if retrainings.running(job_id) or elsewhere:
+            recorded = TrialRepository(session).running(job_id, worker_suffix=RETRAIN_WORKER)
+            if retrainings.running(job_id) or recorded:
                 raise ConflictError(
                     f"a retraining of job {job_id} is running; delete the job when it has finished"
                 )

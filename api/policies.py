@@ -145,6 +145,11 @@ def resolve_policy_job(
     return PolicyCopy(job_id, data)
 
 
+def _copy_name(source: int) -> str:
+    """The file name of a job's copy of meta-training job ``source``'s policy."""
+    return f"rl2-policy-from-job-{source}.pt"
+
+
 def without_stored_copy(document: Mapping[str, Any], artifacts: Path) -> Mapping[str, Any]:
     """A submitted spec as a job stores it (``nas show --spec``) names both its
     ``policy_job`` and the copy of that policy this server made for the job; the copy's path
@@ -158,7 +163,7 @@ def without_stored_copy(document: Mapping[str, Any], artifacts: Path) -> Mapping
         return document
     path = Path(policy)
     copy = (
-        path.name == f"rl2-policy-from-job-{job_id}.pt"
+        path.name == _copy_name(job_id)
         and path.parent.name == "files"
         and path.parent.parent.parent == artifacts / "jobs"
     )
@@ -187,7 +192,7 @@ def store_policy_copy(session: Session, job: JobModel, copy: PolicyCopy, artifac
     the stored spec's ``controller.policy`` at it (in the submit's transaction: a failed
     commit leaves only an unreferenced file under the never-reused job id)."""
     folder = artifacts / "jobs" / str(job.id) / "files"
-    path = folder / f"rl2-policy-from-job-{copy.source}.pt"
+    path = folder / _copy_name(copy.source)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
