@@ -13,10 +13,12 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Select,
     Text,
     and_,
     bindparam,
+    case,
     cast,
     delete,
     func,
@@ -670,8 +672,25 @@ class ArtifactRepository:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return iso_utc(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def iso_utc(moment: datetime) -> str:
+    """An aware timestamp as the API writes it everywhere (pydantic's form): UTC, ``Z``,
+    microseconds only when there are any (``2026-12-05T08:41:15.123456Z``)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _iso_utc_sql(column: Any) -> ColumnElement[str]:
+    """PostgreSQL's text of a ``timestamptz`` column in ``iso_utc``'s form (``row_to_json``
+    would write the session's offset, ``+00:00``)."""
+    utc = func.timezone("UTC", column)
+    fraction = case(
+        (func.extract("microseconds", column) % 1_000_000 == 0, ""),
+        else_=func.to_char(utc, ".US"),
+    )
+    return (func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS') + fraction + "Z").label(column.key)
 
 
 #: The columns of a trial listing (``api.schemas.TrialRead``), selected as plain rows.
@@ -692,6 +711,10 @@ LISTING = (
     TrialModel.step,
     TrialModel.started_at,
     TrialModel.finished_at,
+)
+#: ``LISTING`` for PostgreSQL's JSON rows: timestamps as ``iso_utc`` text.
+_LISTING_PG = tuple(
+    _iso_utc_sql(c) if c.key in ("started_at", "finished_at") else c for c in LISTING
 )
 
 
@@ -787,8 +810,9 @@ def _page_statement(
         after = bindparam("after")
         conditions.append(TrialModel.number < after if descending else TrialModel.number > after)
     order = _page_order(TrialModel, sort, descending)
+    columns = _LISTING_PG if as_json else LISTING
     if not offset:
-        page = select(*LISTING).where(*conditions).order_by(*order).limit(bindparam("limit"))
+        page = select(*columns).where(*conditions).order_by(*order).limit(bindparam("limit"))
     else:
         # A deep offset skips its rows in the index alone (an index-only scan: only numbers
         # are selected), then reads the page's rows alone.
@@ -800,7 +824,7 @@ def _page_statement(
             .offset(bindparam("offset"))
         ).subquery()
         page = (
-            select(*LISTING)
+            select(*columns)
             .join(numbers, and_(job, TrialModel.number == numbers.c.number))
             .order_by(*order)
         )
