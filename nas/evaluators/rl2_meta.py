@@ -179,17 +179,25 @@ class Rl2MetaEvaluator(Evaluator):
 
         config = Rl2MetaConfig.model_validate(spec.evaluator.params)
         problems: list[SpecProblem] = []
-        named = [bool(config.tasks), bool(config.tables), bool(config.jobs or config.job_tasks)]
-        if sum(named) != 1:
-            problems.append(
-                (
-                    ("evaluator", "tasks"),
-                    (
-                        "name the tasks one way: tasks (NAS-Bench-201 datasets, space nb201), "
-                        "tables (files, space table) or jobs (earlier jobs on this space)"
-                    ),
-                )
+        ways = {
+            "tasks": bool(config.tasks),
+            "tables": bool(config.tables),
+            "jobs": bool(config.jobs or config.job_tasks),
+        }
+        named = [way for way, given in ways.items() if given]
+        if len(named) != 1:
+            one_way = (
+                "name the tasks one way: tasks (NAS-Bench-201 datasets, space nb201), "
+                "tables (files, space table) or jobs (earlier jobs on this space)"
             )
+            written = [way for way in ways if way in spec.evaluator.params]
+            if named:  # at the second way named: the first is what it contradicts
+                where, what = named[1], f"{named[0]} and {named[1]} both given; {one_way}"
+            elif written:  # written, but empty
+                where, what = written[0], f"is empty; {one_way}"
+            else:
+                where, what = "tasks", one_way
+            problems.append((("evaluator", where), what))
         needed = "nb201" if config.tasks else TableSpace.name
         if (config.tasks or config.tables) and spec.space.name != needed:
             problems.append(

@@ -11,6 +11,7 @@ import pytest
 from nas.errors import DatasetError, SpecError
 from nas.evaluators.rl2_meta import Rl2MetaEvaluator
 from nas.spaces.nb201 import Nb201Space
+from workers.search import parse_spec
 
 
 def test_a_jobs_trials_are_a_task_with_the_mean_of_repeated_architectures() -> None:
@@ -45,3 +46,29 @@ def test_unresolved_jobs_and_foreign_architectures_are_errors_at_their_fields() 
             jobs=[3],
             job_tasks=[{"job": 3, "choices": [[5] * 6], "fitness": [1]}],
         )
+
+
+@pytest.mark.parametrize(
+    ("evaluator", "loc", "message"),
+    [
+        ({"jobs": []}, "jobs", "is empty; name the tasks one way"),
+        ({"tables": []}, "tables", "is empty; name the tasks one way"),
+        ({}, "tasks", "name the tasks one way"),
+        ({"tasks": ["nb201-cifar10"], "jobs": [3]}, "jobs", "tasks and jobs both given"),
+    ],
+)
+def test_the_ways_of_naming_tasks_are_checked_at_the_field_written(
+    evaluator: dict[str, object], loc: str, message: str
+) -> None:
+    spec = {
+        "name": "meta",
+        "dataset": {"name": "nb201-imagenet16-120"},
+        "space": {"name": "nb201"},
+        "controller": {"name": "rl2"},
+        "evaluator": {"name": "rl2-meta", **evaluator},
+        "budget": {"minutes": 1},
+    }
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec)
+    errors = [e for e in info.value.errors if message in e["msg"]]
+    assert errors and tuple(errors[0]["loc"]) == ("evaluator", loc), info.value.errors
