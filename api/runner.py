@@ -412,9 +412,9 @@ class JobExecution(threading.Thread):
         search.restore(state, records)
         running = state.loop.get("running")
         log.info(
-            "job %d: resumed from the checkpoint at trial %d (%d later trials redone)%s",
+            "job %d: resumed from the checkpoint at %s (%d later trials redone)%s",
             self.job_id,
-            len(records),
+            _resume_position(len(records), state.loop.get("curve") or []),
             removed,
             ""
             if running is None
@@ -593,6 +593,17 @@ class JobExecution(threading.Thread):
             ),
         )
         log.info("job %d: released at %s", self.job_id, self._stop_reason)
+
+
+def _resume_position(trials: int, curve: list[dict[str, Any]]) -> str:
+    """Where a resumed search goes on, in the log: a meta-training job runs no trials, a
+    shared-weight search's progress is its supernet epochs."""
+    last = curve[-1] if curve else {}
+    if "iteration" in last:
+        return f"meta-training iteration {last['iteration']}"
+    if "epoch" in last:
+        return f"trial {trials}, after supernet epoch {int(last['epoch']) + 1}"
+    return f"trial {trials}"
 
 
 def _progress_key(state: SearchState) -> tuple[int, int, int]:

@@ -6,6 +6,7 @@ uninterrupted job would have (SQLite; the storage path is the same on PostgreSQL
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Callable
@@ -52,6 +53,10 @@ def test_sigkill_mid_meta_training_resumes_to_the_same_policy(
         assert job["resumes"] == 1
         points = client.curves(job_id)["epochs"]["meta_train"]
         assert [p["iteration"] for p in points] == list(range(1, 17))  # no gap, none twice
+        resumed = re.search(
+            r"resumed from the checkpoint at meta-training iteration (\d+)", log.read_text()
+        )
+        assert resumed and 3 <= int(resumed.group(1)) <= recorded, log.read_text()[-2000:]
     finally:
         client.close()
         server.send_signal(signal.SIGTERM)
