@@ -113,6 +113,14 @@ class MetaQNNControllerConfig(ControllerConfig):
                     raise ValueError(
                         f"schedule stage [{eps}, {models}]: epsilon in 0..1, models >= 1"
                     )
+            fields = type(self).model_fields
+            for name in ("total_models", "explore_fraction", "epsilons"):
+                # (a default passes: a stored spec has every default filled in)
+                if getattr(self, name) != fields[name].default:
+                    raise ValueError(
+                        f"{name}: the schedule replaces total_models, explore_fraction and "
+                        f"epsilons; give either the schedule or these, got both"
+                    )
         return self
 
 

@@ -25,7 +25,7 @@ import math
 from typing import Any, ClassVar
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from nas.evaluators.base import EvaluatorConfig
 from nas.evaluators.meta import FewShotConfig, FewShotLearner, MetricEvaluator, _hparam_keys
@@ -40,6 +40,13 @@ class MatchingConfig(FewShotConfig):
     cosine_scale: float = Field(
         1.0, gt=0, le=1000, description="multiplies the cosine similarities before the softmax"
     )
+
+    @model_validator(mode="after")
+    def _fce_steps_with_fce(self) -> MatchingConfig:
+        # (a default passes: a stored spec has every default filled in)
+        if not self.fce and self.fce_steps != type(self).model_fields["fce_steps"].default:
+            raise ValueError(f"fce_steps: applies with fce: true only; got {self.fce_steps}")
+        return self
 
 
 def _cell_params(prefix: str, width: int, generator: torch.Generator) -> Params:

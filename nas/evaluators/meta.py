@@ -189,6 +189,15 @@ class MetaSgdConfig(MetaConfig):
     )
     first_order: bool = Field(False, description="no second derivatives for the parameters")
 
+    @model_validator(mode="after")
+    def _no_eval_lr(self) -> MetaSgdConfig:
+        if self.eval_lr is not None:
+            raise ValueError(
+                f"eval_lr: Meta-SGD adapts with the rates it learned, so eval_lr would not "
+                f"be used; leave it out (got {self.eval_lr})"
+            )
+        return self
+
 
 class ReptileConfig(MetaConfig):
     inner_steps: int = Field(

@@ -6,10 +6,10 @@ import time
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from nas.architecture import Architecture
 from nas.datasets import DatasetSplits, load_dataset
@@ -30,6 +30,9 @@ from nas.training import (
     train_from_scratch,
 )
 from nas.trial import TrialResult, TrialState
+
+if TYPE_CHECKING:
+    from nas.spec import JobSpec, SpecProblem
 
 
 class StandaloneConfig(EvaluatorConfig):
@@ -55,20 +58,6 @@ class StandaloneConfig(EvaluatorConfig):
     #: Early stopping by an Optuna pruner from each epoch's validation accuracy
     #: (``nas.pruning``); unset or ``{name: none}``: every trial trains all its epochs.
     pruner: PrunerConfig | None = None
-
-    @model_validator(mode="after")
-    def _pruner_fits_epochs(self) -> StandaloneConfig:
-        p = self.pruner
-        if (
-            p is not None
-            and p.min_resource is not None
-            and p.max_resource is None
-            and p.min_resource > self.epochs
-        ):
-            raise ValueError(
-                f"pruner.min_resource ({p.min_resource}) exceeds epochs ({self.epochs})"
-            )
-        return self
 
 
 class _BelowChance(Exception):
@@ -166,6 +155,66 @@ class StandaloneEvaluator(Evaluator):
             pruner=PrunerConfig.model_validate(pruner) if pruner is not None else None,
             **restart,
         )
+
+    @classmethod
+    def spec_problems(cls, spec: JobSpec) -> list[SpecProblem]:
+        """The base checks, and settings that the rest of the recipe would ignore: a
+        ``focal_gamma`` without the focal loss, smoothing with it, ``momentum`` without SGD,
+        restart settings without ``restart_below_chance``, a pruner whose epochs lie past the
+        trials' (unless the ``hparams:`` section searches what they depend on). A value
+        equal to its default passes: a stored spec, defaults filled in, submits again."""
+        problems = super().spec_problems(spec)
+        config = StandaloneConfig.model_validate(spec.evaluator.params)
+        searched = set(spec.hparams or ())
+        default = {name: f.default for name, f in StandaloneConfig.model_fields.items()}
+
+        def ignored(name: str, because: str) -> None:
+            if getattr(config, name) != default[name]:
+                problems.append((("evaluator", name), f"{because}; got {getattr(config, name)}"))
+
+        if "loss" not in searched:
+            if config.loss != "focal":
+                ignored("focal_gamma", f"only loss focal uses focal_gamma (loss is {config.loss})")
+            else:
+                ignored("label_smoothing", "loss focal does not smooth labels")
+        if "optimizer" not in searched and config.optimizer != "sgd":
+            ignored("momentum", f"only optimizer sgd uses momentum ({config.optimizer} does not)")
+        if not config.restart_below_chance:
+            for name in ("restart_factor", "max_restarts"):
+                ignored(name, f"{name} applies with restart_below_chance: true only")
+        pruner, epochs = config.pruner, config.epochs
+        if pruner is not None and "epochs" not in searched:
+            if pruner.min_resource is not None and pruner.min_resource > epochs:
+                problems.append(
+                    (
+                        ("evaluator", "pruner", "min_resource"),
+                        (
+                            f"{pruner.min_resource} exceeds epochs ({epochs}): no trial would "
+                            f"reach the first rung; at most {epochs}"
+                        ),
+                    )
+                )
+            if pruner.max_resource is not None and pruner.max_resource > epochs:
+                problems.append(
+                    (
+                        ("evaluator", "pruner", "max_resource"),
+                        (
+                            f"{pruner.max_resource} is beyond the trials' epochs ({epochs}): "
+                            f"Hyperband would plan rungs no trial reaches; at most {epochs}"
+                        ),
+                    )
+                )
+            if pruner.n_warmup_steps is not None and pruner.n_warmup_steps >= epochs:
+                problems.append(
+                    (
+                        ("evaluator", "pruner", "n_warmup_steps"),
+                        (
+                            f"{pruner.n_warmup_steps} warm-up epochs of {epochs}: the pruner "
+                            f"would never prune; at most {epochs - 1}"
+                        ),
+                    )
+                )
+        return problems
 
     @property
     def deterministic(self) -> bool:

@@ -108,6 +108,15 @@ class MetaQNNConfig(SpaceConfig):
             raise ValueError(f"kernels {self.kernels} must be odd ('same' padding)")
         if any(k not in (2, 3) for k in self.pools):
             raise ValueError(f"pools {self.pools}: each must be 2 or 3 (stride-2 max pooling)")
+        if (
+            self.max_fc == 0
+            and self.fc_units
+            and self.fc_units != type(self).model_fields["fc_units"].default
+        ):
+            raise ValueError(
+                f"fc_units: max_fc 0 allows no FC layers, so fc_units {self.fc_units} would "
+                "never be used; set max_fc above 0 or fc_units: []"
+            )
         if self.size_bins is not None:
             bins = self.size_bins
             if any(b < 1 for b in bins) or any(a <= b for a, b in itertools.pairwise(bins)):

@@ -62,6 +62,14 @@ def test_spec_validates_the_controller_section() -> None:
         parse_spec({**base, "controller": {"name": "metaqnn", "schedule": [[1.5, 10]]}})
     with pytest.raises(SpecError, match="alpha"):
         parse_spec({**base, "controller": {"name": "metaqnn", "alpha": 0}})
+    # A schedule replaces total_models: both given is refused at the one it overrides.
+    both = {"name": "metaqnn", "schedule": [[1.0, 5], [0.5, 5]], "total_models": 40}
+    with pytest.raises(SpecError) as info:
+        parse_spec({**base, "controller": both})
+    assert [tuple(e["loc"]) for e in info.value.errors] == [("controller", "total_models")]
+    assert "the schedule replaces total_models" in info.value.errors[0]["msg"]
+    stored = parse_spec({**base, "controller": {"name": "metaqnn", "schedule": [[1.0, 10]]}})
+    assert parse_spec(stored.to_dict()).controller_params["schedule"] == [[1.0, 10]]
 
 
 # --- schedule -------------------------------------------------------------------------------

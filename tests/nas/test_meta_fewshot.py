@@ -277,3 +277,33 @@ def test_second_order_gradients_through_batch_norm_match_finite_differences() ->
                 - meta_loss(net, minus, tasks, steps=2, lr=0.4)
             ) / (2 * eps)
             assert abs(float(numeric) - float(grads[name].view(-1)[i])) < 1e-6, name
+
+
+@pytest.mark.parametrize(
+    ("evaluator", "space", "loc", "message"),
+    [
+        ({"name": "matching", "fce_steps": 3}, {}, ("evaluator", "fce_steps"), "fce: true only"),
+        ({"name": "metasgd", "eval_lr": 0.1}, {}, ("evaluator", "eval_lr"), "rates it learned"),
+        (
+            {"name": "protonet"},
+            {"max_fc": 0, "fc_units": [16]},
+            ("space", "fc_units"),
+            "max_fc 0 allows no FC layers",
+        ),
+    ],
+)
+def test_a_setting_the_method_would_not_use_is_refused_at_its_field(
+    evaluator: dict[str, Any], space: dict[str, Any], loc: tuple[str, ...], message: str
+) -> None:
+    from tests.nas.test_evaluator_contract import _fewshot_spec
+
+    params = dict(evaluator)
+    spec = _fewshot_spec(params.pop("name"), **params)
+    spec["space"].update(space)
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec)
+    found = {tuple(e["loc"]): e["msg"] for e in info.value.errors}
+    assert message in found.get(loc, ""), found
+    for name in ("matching", "metasgd"):  # stored specs, every default filled in, pass
+        stored = parse_spec(_fewshot_spec(name)).to_dict()
+        assert parse_spec(stored).to_dict() == stored

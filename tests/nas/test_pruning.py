@@ -105,7 +105,25 @@ def test_pruner_option_errors_have_paths() -> None:
     errors = spec_errors(with_pruner({"name": "median", "reduction_factor": 3}))
     assert "reduction_factor" in errors[("evaluator", "pruner")]
     errors = spec_errors(with_pruner({"name": "hyperband", "min_resource": 9}))
-    assert "exceeds epochs" in errors[("evaluator",)]
+    assert "exceeds epochs (4)" in errors[("evaluator", "pruner", "min_resource")]
+
+
+@pytest.mark.parametrize(
+    ("pruner", "field", "message"),
+    [
+        ({"name": "hyperband", "max_resource": 5}, "max_resource", "at most 4"),
+        ({"name": "median", "n_warmup_steps": 4}, "n_warmup_steps", "would never prune"),
+        ({"name": "successive_halving", "min_resource": 5}, "min_resource", "at most 4"),
+    ],
+)
+def test_pruner_epochs_past_the_trials_are_refused_unless_epochs_is_searched(
+    pruner: dict[str, Any], field: str, message: str
+) -> None:
+    assert message in spec_errors(with_pruner(pruner))[("evaluator", "pruner", field)]
+    searched = with_pruner(pruner)
+    searched["hparams"] = {"epochs": {"type": "int", "low": 2, "high": 8}}
+    parse_spec(searched)  # a trial may train long enough
+    parse_spec(with_pruner({**pruner, field: 4 - (field == "n_warmup_steps")}))  # the bound
 
 
 def test_a_pruner_spec_round_trips() -> None:
