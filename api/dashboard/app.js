@@ -73,12 +73,21 @@ function describe(detail) {
   return String(detail);
 }
 function stateTag(state) { return h("span", { class: `state state-${state}` }, state); }
+// The ETA is a finishing time estimated from the progress when the job was read; it counts
+// down between reads (the page redraws a job only when the job changed).
 function eta(job) {
   if (job.state !== "RUNNING" || !job.started_at || !(job.progress > 0)) return "–";
   const spent = (Date.now() - Date.parse(job.started_at)) / 1000;
   const left = (spent * (1 - job.progress)) / job.progress;
+  return h("span", { class: "eta", "data-finish": String(Math.round(Date.now() + 1000 * left)) }, etaText(left));
+}
+function etaText(left) {
+  if (left < 0.5) return "any moment";
   return left < 90 ? `${Math.round(left)} s` : left < 5400 ? `${Math.round(left / 60)} min` : `${(left / 3600).toFixed(1)} h`;
 }
+setInterval(() => {
+  for (const el of document.querySelectorAll(".eta[data-finish]")) el.textContent = etaText((Number(el.dataset.finish) - Date.now()) / 1000);
+}, 1000);
 function progress(job) {
   const pct = Math.round(100 * job.progress);
   return h("span", {}, h("progress", { max: 100, value: pct, "aria-label": `job ${job.id} progress` }), ` ${pct}%`);

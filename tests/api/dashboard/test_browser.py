@@ -358,3 +358,29 @@ def test_a_full_first_page_keeps_counting_and_the_list_shows_new_jobs(
         client.wait(late["id"], timeout=60)
         p.wait_for_selector(f"#jobs tr[data-job='{late['id']}']", timeout=20_000)
     assert page.errors == []
+
+
+def test_a_running_jobs_eta_counts_down_between_updates(page: Page, site: Site) -> None:
+    """The ETA was computed when a job's row was drawn, and the row is redrawn only when the
+    job changes: during a long trial it stood still. It counts down now, in the same
+    element, from the finishing time estimated at the last update."""
+    with site.server.client(site.key) as client:
+        job = client.submit(standalone_spec(trials=3, epochs=60, name="eta"))
+        try:
+            p = page.go("/")
+            # the first trial completed (progress > 0): the row has an estimate
+            cell = p.wait_for_selector(
+                f"#jobs tr[data-job='{job['id']}'] .eta[data-finish]", timeout=60_000
+            )
+            before = cell.text_content()
+            p.wait_for_function(
+                "([el, before]) => el.isConnected && el.textContent !== before",
+                arg=[cell, before],
+                timeout=5_000,
+            )
+            finish = int(cell.get_attribute("data-finish") or 0)
+            now = p.evaluate("Date.now()")
+            assert finish > now - 60_000, (finish, now)  # a finishing time, not a duration
+        finally:
+            client.cancel(job["id"])
+    assert page.errors == []
