@@ -185,14 +185,28 @@ export function parallelChart(id, title, pc) {
     svg.append(s("line", { x1: xs[i], x2: xs[i], y1: top, y2: bottom, stroke: "#444" }));
     svg.append(s("text", { x: xs[i], y: 12, "text-anchor": "middle", class: "pc-label" }, c.name.slice(0, 14), s("title", {}, c.name)));
     // labels over the lines stay readable (a white halo); a number axis shows its range
-    const label = (text, y) => svg.append(s("text", { x: xs[i] + 3, y: y + 3, "font-size": 8, class: "pc-label" }, text));
-    if (c.kind === "choice") c.labels.forEach((l, j) => label(String(l).slice(0, 12), ys[i](j)));
+    const label = (text, y, full) => svg.append(s("text", { x: xs[i] + 3, y: y + 3, "font-size": 8, class: "pc-label" }, text, full ? s("title", {}, full) : null));
+    // a choice axis names as many of its choices as fit 10 px apart, always the first and the
+    // last (the rest are in the table below)
+    if (c.kind === "choice") for (const j of shownChoices(c.labels.length, (bottom - top) / 10)) label(String(c.labels[j]).slice(0, 12), ys[i](j), String(c.labels[j]));
     else for (const v of domains[i]) label(fmt(v, 3), ys[i](v));
   });
   svg.setAttribute("data-count", pc.rows.length);
   const headers = ["trial", ...cols.map((c) => c.name)];
   const rows = pc.rows.map((r, k) => [r.trial, ...rowsV[k].map((v, i) => (cols[i].kind === "choice" && v !== null ? cols[i].labels[v] : v))]);
   return figure(id, title, svg, dataTable(headers, rows, 100), `${pc.rows.filter((r) => r.top).length} best trials (bold) and ${pc.rows.filter((r) => !r.top).length} evenly spaced others.`);
+}
+
+// Indices of n choices to label where at most room labels fit: every k-th, and the last.
+function shownChoices(n, room) {
+  const every = Math.max(1, Math.ceil(n / Math.max(2, Math.floor(room))));
+  const shown = [];
+  for (let j = 0; j < n; j += every) shown.push(j);
+  if (shown[shown.length - 1] !== n - 1) {
+    if (shown.length > 1 && n - 1 - shown[shown.length - 1] < every) shown.pop();
+    shown.push(n - 1);
+  }
+  return shown;
 }
 
 // tl: {workers: [{worker, trials: [{trial, state, start, end}]}]}

@@ -7,6 +7,7 @@ errors appear at the field of the spec editor."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -384,3 +385,38 @@ def test_a_running_jobs_eta_counts_down_between_updates(page: Page, site: Site) 
         finally:
             client.cancel(job["id"])
     assert page.errors == []
+
+
+def test_parallel_coordinates_choice_labels_do_not_overlap(page: Page, site: Site) -> None:
+    """A decision with more choices than its axis has room for printed every label, one over
+    the other; now it names as many as fit (the first and the last among them), each with
+    its full text as a tooltip."""
+    space = {
+        "name": "metaqnn",
+        "max_layers": 2,
+        "input_size": 8,
+        "channels": 4,
+        "kernels": [1, 3, 5, 7, 9],
+        "pools": [2],
+        "fc_units": [16],
+    }
+    with site.server.client(site.key) as client:
+        job = client.submit(standalone_spec(trials=4, epochs=1, name="crowded", space=space))
+        client.wait(job["id"], timeout=120)
+    p = page.go(f"/jobs/{job['id']}")
+    p.wait_for_selector("#parallel svg")
+    axes = p.evaluate(
+        """() => {
+          const by = {};
+          for (const t of document.querySelectorAll('#parallel svg text.pc-label[font-size]')) {
+            (by[t.getAttribute('x')] ??= []).push([Number(t.getAttribute('y')), t.textContent]);
+          }
+          return Object.values(by);
+        }"""
+    )
+    step0 = max(axes, key=len)
+    assert 10 <= len(step0) < 20, step0  # 20 choices (15 convs, pool, FC, GAP, SM, PAD)
+    ys = sorted(y for y, _ in step0)
+    assert min(b - a for a, b in pairwise(ys)) >= 9, step0
+    assert any(text.startswith("PAD") for _, text in step0), step0  # the last choice
+    assert not page.errors, page.errors
