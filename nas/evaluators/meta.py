@@ -188,6 +188,13 @@ class MetaSgdConfig(MetaConfig):
         0.01, gt=0, le=10, description="initial value of every learned inner learning rate"
     )
     first_order: bool = Field(False, description="no second derivatives for the parameters")
+    eval_steps: int | None = Field(  # type: ignore[assignment]
+        None,
+        ge=0,
+        le=100,
+        description="steps before meta_val_mse / meta_val_accuracy is read (default "
+        "inner_steps: the steps its rates were learned for; more can overshoot)",
+    )
 
     @model_validator(mode="after")
     def _no_eval_lr(self) -> MetaSgdConfig:
@@ -663,8 +670,11 @@ class MetaEvaluator(Evaluator):
         return settings.eval_lr if settings.eval_lr is not None else settings.inner_lr
 
     def _eval_steps(self, settings: Any) -> int:
-        """Adaptation steps before the meta-validation score is read (0: metric-based)."""
-        return int(settings.eval_steps) if self.adapts_by_steps else 0
+        """Adaptation steps before the meta-validation score is read (0: metric-based;
+        Meta-SGD's default: its ``inner_steps``, what its rates were learned for)."""
+        if not self.adapts_by_steps:
+            return 0
+        return int(settings.inner_steps if settings.eval_steps is None else settings.eval_steps)
 
     def _better(self, value: float, than: float) -> bool:
         return value > than if self.classification else value < than

@@ -88,3 +88,26 @@ def test_the_search_target_example_searches_architecture_inner_lr_and_steps() ->
     assert {"inner_lr", "inner_steps"} <= set(resolved.hparams)
     assert spec.evaluator.params["eval_shots"] == 5 and spec.evaluator.params["eval_steps"] == 10
     assert spec.budget.minutes is not None and spec.budget.minutes < 30
+
+
+def test_metasgd_with_its_defaults_scores_after_the_steps_its_rates_learned() -> None:
+    """Meta-SGD learns its rates for ``inner_steps`` (1) steps; read after MAML's default 10
+    steps they overshot and every trial failed ('diverged: ... nan after 10 steps'). Its
+    ``eval_steps`` defaults to its ``inner_steps`` now."""
+    spec = {
+        "name": "metasgd-defaults",
+        "dataset": {"name": "sinusoid"},
+        "space": {"name": "mlp", "min_layers": 2, "max_layers": 2, "widths": [40]},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "metasgd"},
+        "objective": {"metric": "meta_val_mse", "direction": "minimize"},
+        "budget": {"trials": 1},
+    }
+    resolved = parse_spec(spec)
+    assert resolved.evaluator_params["eval_steps"] is None
+    outcome = SearchLoop(resolved).run()
+    assert outcome is not None
+    (trial,) = outcome.trials
+    assert trial.result.state is TrialState.COMPLETE, trial.result.error
+    # predicting 0 everywhere scores about 4.25 (the mean of amplitude^2 / 2)
+    assert trial.result.objective < 2.0, trial.result.objective
