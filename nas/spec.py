@@ -787,7 +787,9 @@ def parse_spec(
         )
     if not errors:
         _check_combinations(spec, controllers, errors, params["space"] or {})
-    hparams = _check_hparams(spec.hparams, spec.evaluator.name, errors, strict=strict)
+    hparams = _check_hparams(
+        spec.hparams, spec.evaluator.name, errors, strict=strict, params=params["evaluator"]
+    )
     if errors:
         raise SpecError(errors)
     # The canonical form, as stored: each component with every parameter (defaults filled).
@@ -813,9 +815,12 @@ def _check_hparams(
     errors: list[dict[str, Any]],
     *,
     strict: bool = False,
+    params: dict[str, Any] | None = None,
 ) -> HparamSpace | None:
     """Validate the ``hparams:`` section; training-procedure names (``PROCEDURE_HPARAMS``)
-    only with an evaluator that sets them per trial (``Evaluator.hparam_keys``)."""
+    only with an evaluator that sets them per trial (``Evaluator.hparam_keys``), and with
+    ``params`` (the evaluator's validated parameters) only over values its own field takes
+    (Reptile's ``inner_steps`` starts at 1)."""
     from nas.evaluators import EVALUATORS
     from nas.hparams import PROCEDURE_HPARAMS
 
@@ -835,7 +840,33 @@ def _check_hparams(
                         f"does not set per trial; evaluators that do: {', '.join(users)}",
                     )
                 )
+        if params is not None and not problems:
+            config = EVALUATORS.get(evaluator).Config
+            for name, param in space.params.items():
+                if name in used and name in PROCEDURE_HPARAMS:
+                    msg = _outside_field(config, params, name, param, evaluator)
+                    if msg is not None:
+                        errors.append(_err(("hparams", name), msg))
     return None if problems else space
+
+
+def _outside_field(
+    config: Any, params: dict[str, Any], name: str, param: Any, evaluator: str
+) -> str | None:
+    """Why a value of hyperparameter ``param`` (its bounds, or each choice) is one that the
+    evaluator's own field ``name`` refuses; ``None`` when it takes them all."""
+    values = list(param.choices) if hasattr(param, "choices") else [param.low, param.high]
+    for value in values:
+        try:
+            config.model_validate({**params, name: value})
+        except ValidationError as exc:
+            found = [e["msg"] for e in _pydantic_errors(exc) if e["loc"] == (name,)]
+            if found:
+                return (
+                    f"{value!r} is outside what evaluator {evaluator!r} takes for {name} "
+                    f"({found[0].lower()})"
+                )
+    return None
 
 
 def _pydantic_errors(exc: ValidationError) -> list[dict[str, Any]]:

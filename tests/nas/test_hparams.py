@@ -378,3 +378,35 @@ def test_optuna_suggests_only_active_parameters() -> None:
 def test_training_keys_are_the_recipe_fields_they_override() -> None:
     fields = set(TrainRecipe.__dataclass_fields__)
     assert set(TRAINING_HPARAMS) <= fields
+
+
+@pytest.mark.parametrize(
+    ("evaluator", "hparam", "message"),
+    [
+        ("reptile", {"type": "int", "low": 0, "high": 3}, "0 is outside what evaluator 'reptile'"),
+        ("reptile", {"type": "categorical", "choices": [2, 0]}, "takes for inner_steps"),
+    ],
+)
+def test_a_procedure_range_is_checked_against_the_evaluators_own_field(
+    evaluator: str, hparam: dict[str, Any], message: str
+) -> None:
+    """Reptile refuses ``inner_steps: 0`` as a setting; a range reaching 0 ran trials at 0
+    (a degenerate search, no error)."""
+    spec = {
+        "name": "steps",
+        "dataset": {"name": "sinusoid"},
+        "space": {"name": "mlp", "max_layers": 2, "widths": [20]},
+        "controller": {"name": "random"},
+        "evaluator": {"name": evaluator},
+        "hparams": {"inner_steps": hparam},
+        "objective": {"metric": "meta_val_mse", "direction": "minimize"},
+        "budget": {"trials": 2},
+    }
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec)
+    found = {tuple(e["loc"]): e["msg"] for e in info.value.errors}
+    assert message in found.get(("hparams", "inner_steps"), ""), found
+    spec["hparams"] = {"inner_steps": {"type": "int", "low": 1, "high": 3}}
+    assert parse_spec(spec).hparams is not None
+    spec["evaluator"]["name"], spec["hparams"]["inner_steps"]["low"] = "maml", 0
+    assert parse_spec(spec).hparams is not None  # MAML takes 0 steps (its field does)
