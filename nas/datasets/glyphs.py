@@ -38,6 +38,8 @@ __all__ = ["ENTRIES", "GlyphsConfig", "generate_glyphs"]
 _POINTS = 48
 #: Generator version: part of the cache key, bumped when drawings change.
 _VERSION = 1
+#: The most pixels a glyphs dataset may have (1 GiB of float32), all generated at once.
+MAX_PIXELS = 2**28
 
 
 class GlyphsConfig(BaseModel):
@@ -58,6 +60,14 @@ class GlyphsConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> GlyphsConfig:
         check_split(self.class_split)
+        pixels = self.classes * self.samples * self.size**2
+        if pixels > MAX_PIXELS:
+            raise ValueError(
+                f"samples: {self.classes} classes x {self.samples} samples of {self.size}x"
+                f"{self.size} pixels is {pixels:,} pixels ({pixels * 4 / 2**30:.1f} GiB), "
+                f"generated and held whole; at most {MAX_PIXELS:,} (lower classes, samples "
+                "or size)"
+            )
         counts = split_counts(self.classes, self.class_split)
         if min(counts.values()) < self.ways:
             raise ValueError(

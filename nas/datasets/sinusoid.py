@@ -26,6 +26,11 @@ from nas.datasets.tasks import TaskBatch, TaskDistribution
 __all__ = ["ENTRIES", "SinusoidConfig", "SinusoidTasks"]
 
 
+#: The largest amplitude and |x| of the tasks: float32 squared errors stay finite.
+MAX_AMPLITUDE = 1e4
+MAX_X = 1e4
+
+
 class SinusoidConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     amplitude: tuple[float, float] = Field(
@@ -40,11 +45,17 @@ class SinusoidConfig(BaseModel):
             low, high = getattr(self, name)
             if not (math.isfinite(high - low) and low < high):  # (inf - x is not finite)
                 raise ValueError(
-                    f"{name} must be finite with low < high and a finite width, got "
-                    f"[{low}, {high}]"
+                    f"{name} must be finite with low < high and a finite width, got [{low}, {high}]"
                 )
         if self.amplitude[0] < 0:
             raise ValueError(f"amplitude must be non-negative, got {list(self.amplitude)}")
+        for name, bound in (("amplitude", MAX_AMPLITUDE), ("x_range", MAX_X)):
+            if max(abs(v) for v in getattr(self, name)) > bound:
+                # float32 losses of larger targets or inputs overflow to inf / NaN
+                raise ValueError(
+                    f"{name}: {list(getattr(self, name))} reaches past {bound:g}; "
+                    f"each end within [-{bound:g}, {bound:g}]"
+                )
         return self
 
 

@@ -102,6 +102,10 @@ _REPORTS = 10
 _CLASS_QUERIES = 15
 #: Regression: query points per meta-validation/test task, by default.
 _GRID_POINTS = 100
+#: The most examples one meta-batch may hold (tasks x classes x support + query examples).
+MAX_BATCH_EXAMPLES = 2**20
+#: The most numbers a meta-validation or meta-test set may hold (1 GiB of float32).
+MAX_SET_VALUES = 2**28
 #: Examples (support and query of all tasks) scored in one ``vmap`` call at test time.
 _EVAL_EXAMPLES = 1000
 
@@ -364,6 +368,58 @@ class MetaEvaluator(Evaluator):
         ]
 
     @classmethod
+    def _size_problems(cls, spec: JobSpec, classification: bool) -> list[SpecProblem]:
+        """Sizes that cannot fit in memory: a meta-batch above ``MAX_BATCH_EXAMPLES``
+        examples (each also runs through the network, second-order gradients and all), a
+        meta-validation or meta-test set above ``MAX_SET_VALUES`` numbers (both are held
+        whole; a 100,000-task set of 100,000 points asked for 37 GiB)."""
+        try:
+            config = cls.Config.model_validate(spec.evaluator.params)
+            shape, outputs = dataset_shape(spec.dataset.name, spec.dataset.params)
+        except (DatasetError, ValueError, OSError):  # (pydantic's errors are ValueErrors)
+            return []  # (reported where they are read)
+        ways = outputs if classification else 1
+        values = math.prod(shape) + 1  # an example's inputs and its label or target
+        queries = config.eval_points or (_CLASS_QUERIES if classification else _GRID_POINTS)
+        problems: list[SpecProblem] = []
+
+        def examples(tasks: int, shots: int, queries: int) -> tuple[int, str]:
+            per_class = f"({shots} + {queries}) examples"
+            what = (
+                f"{tasks} tasks x {ways} classes x {per_class}"
+                if classification
+                else (f"{tasks} tasks x ({shots} + {queries}) points")
+            )
+            return tasks * ways * (shots + queries), what
+
+        batch, what = examples(config.meta_batch, config.shots, config.queries or config.shots)
+        if batch > MAX_BATCH_EXAMPLES:
+            problems.append(
+                (
+                    ("evaluator", "meta_batch"),
+                    (
+                        f"a meta-batch of {what} is {batch:,} examples; at most "
+                        f"{MAX_BATCH_EXAMPLES:,} (lower meta_batch, shots or queries)"
+                    ),
+                )
+            )
+        for loc, tasks in (("val_tasks", config.val_tasks), ("test_tasks", config.test_tasks)):
+            count, what = examples(tasks, config.eval_shots, queries)
+            size = count * values
+            if size > MAX_SET_VALUES:
+                problems.append(
+                    (
+                        ("evaluator", loc),
+                        (
+                            f"{what} of {values} numbers each is {size:,} numbers "
+                            f"({size * 4 / 2**30:.1f} GiB), held whole; at most "
+                            f"{MAX_SET_VALUES:,} (lower {loc}, eval_shots or eval_points)"
+                        ),
+                    )
+                )
+        return problems
+
+    @classmethod
     def check_files(
         cls,
         *,
@@ -458,6 +514,8 @@ class MetaEvaluator(Evaluator):
                 f"{spec.dataset.name!r} has {per_class} of each (its samples): lower them, or "
                 "raise the dataset's samples",
             )
+        if dataset.tasks is not None:
+            problems += cls._size_problems(spec, dataset.task_loss == "cross_entropy")
         if spec.final is not None:
             problems.append(
                 (

@@ -128,6 +128,10 @@ def test_glyphs_are_generated_once_cached_and_classes_are_distinct() -> None:
     assert 0.0 <= x.min() and x.max() <= 1.0 and x.shape == (120, 1, 16, 16)
     with pytest.raises(ValidationError, match="5-way tasks need at least 5 classes"):
         GlyphsConfig(classes=10, ways=5)
+    # generated whole: 153 GiB of pixels was accepted and failed the job at start
+    with pytest.raises(ValidationError, match=r"is 40,960,000,000 pixels \(152.6 GiB\)"):
+        GlyphsConfig(classes=10_000, samples=1000, size=64)
+    GlyphsConfig(classes=10_000, samples=20, size=28)  # 157 M pixels: generated
     # a spec's shapes are known without generating anything
     assert dataset_shape("glyphs", {"size": 12, "ways": 4}) == ((1, 12, 12), 4)
     assert not list(cache_dir().glob("glyphs-*.tmp.npz"))

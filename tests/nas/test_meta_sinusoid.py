@@ -148,3 +148,22 @@ def test_final_steps_and_trial_resources_are_checked_at_their_field() -> None:
     assert problems[("evaluator", "final_steps")] == "[5, 5] names a step count twice"
     problems = _problems(_spec(resources={"cpus_per_trial": 1e18}))
     assert "less than or equal to 1024" in problems[("resources", "cpus_per_trial")]
+
+
+def test_sizes_that_cannot_fit_in_memory_are_refused_at_their_field() -> None:
+    """A 100,000-task meta-validation set of 100,000 points each was accepted and failed the
+    job at start (37 GiB); a meta-batch of 4,096 tasks of 20,000 points tried 6.5 GB
+    allocations; an amplitude of 1e30 diverged to NaN in every trial."""
+    problems = _problems(
+        _spec(evaluator={"name": "maml", "val_tasks": 100_000, "eval_points": 100_000})
+    )
+    assert "100000 tasks x (5 + 100000) points" in problems[("evaluator", "val_tasks")]
+    assert "GiB), held whole; at most 268,435,456" in problems[("evaluator", "val_tasks")]
+    big_batch = {"name": "maml", "meta_batch": 4096, "shots": 10_000, "queries": 10_000}
+    problems = _problems(_spec(evaluator=big_batch))
+    assert "81,920,000 examples; at most 1,048,576" in problems[("evaluator", "meta_batch")]
+    problems = _problems(_spec(dataset={"name": "sinusoid", "amplitude": [0, 1e30]}))
+    assert "within [-10000, 10000]" in problems[("dataset", "amplitude")]
+    # large but feasible: accepted
+    parse_spec(_spec(evaluator={"name": "maml", "test_tasks": 100_000, "meta_batch": 4096}))
+    parse_spec(_spec(dataset={"name": "sinusoid", "amplitude": [0, 1e4]}))
