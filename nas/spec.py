@@ -100,7 +100,11 @@ class ObjectiveSpec(_Strict):
     a Pareto front is searched for and reported; ``metric``/``direction`` then name the
     first, which ranks ``best`` and is the scalar single-objective controllers would see)."""
 
-    metric: str = "val_accuracy"
+    metric: str = Field(
+        "val_accuracy",
+        description="default: the evaluator's reward (few-shot: meta_val_accuracy on "
+        "episodes, meta_val_mse, minimized, on regression tasks)",
+    )
     direction: Direction = "maximize"
     metrics: list[str] | None = Field(None, min_length=1, max_length=8)
     directions: list[Direction] | None = None
@@ -730,6 +734,26 @@ def _valid_unicode(text: str) -> bool:
     return True
 
 
+def _with_default_objective(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` with the evaluator's own objective (``Evaluator.default_objective``) where it
+    names no metric: a MAML job on sinusoid minimizes ``meta_val_mse`` unless told."""
+    from nas.evaluators import EVALUATORS
+
+    objective = data.get("objective", {})
+    evaluator, dataset = data.get("evaluator"), data.get("dataset")
+    if not (isinstance(objective, Mapping) and isinstance(evaluator, Mapping)):
+        return data
+    name = evaluator.get("name")
+    if "metric" in objective or "metrics" in objective or name not in EVALUATORS:
+        return data
+    dataset_name = dataset.get("name") if isinstance(dataset, Mapping) else None
+    metric, direction = EVALUATORS.get(name).default_objective(str(dataset_name))
+    filled = {"metric": metric, **dict(objective)}
+    if "direction" not in objective:
+        filled["direction"] = direction
+    return {**data, "objective": filled}
+
+
 def parse_spec(
     data: Mapping[str, Any] | JobSpec,
     *,
@@ -755,6 +779,7 @@ def parse_spec(
         problems = document_problems(dict(data))
         if problems:
             raise SpecError([_err(loc, msg) for loc, msg in problems])
+        data = _with_default_objective(data)
         try:
             spec = JobSpec.model_validate(dict(data), strict=strict)
         except ValidationError as exc:

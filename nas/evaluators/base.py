@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -135,6 +135,12 @@ class Evaluator(ABC):
                 )
             )
         return problems
+
+    @classmethod
+    def default_objective(cls, dataset: str) -> tuple[str, Literal["maximize", "minimize"]]:
+        """The objective of a spec that names none (``metric``, ``direction``): this
+        evaluator's reward on ``dataset``. The default: validation accuracy, maximized."""
+        return "val_accuracy", "maximize"
 
     @classmethod
     def spec_metrics(cls, spec: JobSpec) -> tuple[str, ...]:

@@ -62,7 +62,7 @@ import math
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
@@ -550,6 +550,15 @@ class MetaEvaluator(Evaluator):
             if metric == "meta_val_accuracy" and direction != "maximize":
                 problems.append((loc, f"{metric} is an accuracy: its direction is maximize"))
         return problems
+
+    @classmethod
+    def default_objective(cls, dataset: str) -> tuple[str, Literal["maximize", "minimize"]]:
+        """``meta_val_accuracy`` (maximize) on classification episodes, ``meta_val_mse``
+        (minimize) on regression tasks."""
+        entry = DATASETS.get(dataset) if dataset in DATASETS else None
+        if entry is not None and entry.tasks is not None and entry.task_loss != "cross_entropy":
+            return "meta_val_mse", "minimize"
+        return "meta_val_accuracy", "maximize"
 
     @classmethod
     def spec_metrics(cls, spec: JobSpec) -> tuple[str, ...]:

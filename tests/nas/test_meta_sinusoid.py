@@ -167,3 +167,26 @@ def test_sizes_that_cannot_fit_in_memory_are_refused_at_their_field() -> None:
     # large but feasible: accepted
     parse_spec(_spec(evaluator={"name": "maml", "test_tasks": 100_000, "meta_batch": 4096}))
     parse_spec(_spec(dataset={"name": "sinusoid", "amplitude": [0, 1e4]}))
+
+
+def test_a_spec_without_an_objective_takes_the_evaluators_reward() -> None:
+    """It defaulted to val_accuracy, which no few-shot evaluator reports: a 422."""
+    spec = _spec()
+    del spec["objective"]
+    resolved = parse_spec(spec)
+    objective = resolved.spec.objective
+    assert (objective.metric, objective.direction) == ("meta_val_mse", "minimize")
+    assert parse_spec(resolved.to_dict()).to_dict() == resolved.to_dict()
+    spec["objective"] = {"constraints": {"max_params": 5000}}  # no metric: the default one
+    assert parse_spec(spec).spec.objective.metric == "meta_val_mse"
+    spec["objective"] = {"direction": "maximize"}  # a direction given is kept, and checked
+    assert "its direction is minimize" in _problems(spec)[("objective", "direction")]
+    episodes = {
+        "name": "ep",
+        "dataset": {"name": "glyphs"},
+        "space": {"name": "metaqnn", "input_size": 28},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "protonet"},
+        "budget": {"trials": 1},
+    }
+    assert parse_spec(episodes).spec.objective.metric == "meta_val_accuracy"
