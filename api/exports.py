@@ -37,6 +37,7 @@ from api.storage import storage_error
 from nas.architecture import Architecture
 from nas.datasets import DATASETS, dataset_shape
 from nas.errors import ExportError
+from nas.evaluators import EVALUATORS
 from nas.export import ExportContext, ExportFormat, get_format, supported_formats
 from nas.metalearning import META_WEIGHTS_FILE, MetaWeights
 from nas.spaces import SPACES, SearchSpace
@@ -305,6 +306,7 @@ def export_context(plan: ExportPlan, resolved: ResolvedSpec) -> ExportContext:
     )
     if plan.weights is None:
         note += " The accuracies below are the search's estimates, not of these weights."
+    metrics = _metrics(plan, resolved)
     return ExportContext(
         space=space,
         arch=ranked.architecture,
@@ -312,8 +314,9 @@ def export_context(plan: ExportPlan, resolved: ResolvedSpec) -> ExportContext:
         num_classes=num_classes,
         inputs=None if input_shape is None else DATASETS.get(resolved.spec.dataset.name).inputs,
         weights=meta.weights if meta is not None else plan.weights,
-        adaptation=meta.adaptation() if meta is not None else None,
-        metrics=_metrics(plan, resolved),
+        adaptation=None if meta is None else {**meta.adaptation(), **_shots(resolved, num_classes)},
+        metrics=metrics,
+        metric_notes=_metric_notes(resolved, metrics),
         hyperparameters=ranked.hparams,
         recipe=recipe if final is not None else None,
         job_id=str(job_id),
@@ -335,6 +338,23 @@ def export_context(plan: ExportPlan, resolved: ResolvedSpec) -> ExportContext:
         },
         bundle=BUNDLE,
     )
+
+
+def _metric_notes(resolved: ResolvedSpec, metrics: Mapping[str, Any]) -> dict[str, str]:
+    """What each metric is for this job (``Evaluator.metric_description``: e.g. its number
+    of meta-test tasks); metrics its evaluator does not describe are left out."""
+    evaluator = EVALUATORS.get(resolved.spec.evaluator.name)
+    notes = {
+        name: evaluator.metric_description(name, resolved.evaluator_params) for name in metrics
+    }
+    return {name: note for name, note in notes.items() if note}
+
+
+def _shots(resolved: ResolvedSpec, num_classes: int | None) -> dict[str, Any]:
+    """A few-shot job's task size at evaluation, for the export's ``adaptation``."""
+    shots = resolved.evaluator_params.get("eval_shots")
+    classification = DATASETS.get(resolved.spec.dataset.name).task_loss == "cross_entropy"
+    return {"shots": shots, "ways": num_classes if classification else None}
 
 
 def write_export(plan: ExportPlan, artifacts: Path) -> Path:

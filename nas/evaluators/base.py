@@ -137,6 +137,13 @@ class Evaluator(ABC):
         return problems
 
     @classmethod
+    def metric_description(cls, name: str, params: Mapping[str, Any]) -> str | None:
+        """What the metric ``name`` of a job with evaluator parameters ``params`` is (unit,
+        where measured); ``None`` when this evaluator does not describe it. The default:
+        ``metric_notes``."""
+        return cls.metric_notes.get(name)
+
+    @classmethod
     def default_objective(cls, dataset: str) -> tuple[str, Literal["maximize", "minimize"]]:
         """The objective of a spec that names none (``metric``, ``direction``): this
         evaluator's reward on ``dataset``. The default: validation accuracy, maximized."""

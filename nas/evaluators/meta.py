@@ -59,6 +59,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+import re
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -102,6 +103,10 @@ _REPORTS = 10
 _CLASS_QUERIES = 15
 #: Regression: query points per meta-validation/test task, by default.
 _GRID_POINTS = 100
+#: The meta-test metrics ``final_metrics`` names (``metric_description``).
+_META_TEST = re.compile(
+    r"meta_test_(?P<kind>accuracy|mse|diverged)(?:_(?P<steps>\d+)step)?(?P<ci>_ci95)?"
+)
 #: The most examples one meta-batch may hold (tasks x classes x support + query examples).
 MAX_BATCH_EXAMPLES = 2**20
 #: The most numbers a meta-validation or meta-test set may hold (1 GiB of float32).
@@ -259,13 +264,13 @@ class MetaEvaluator(Evaluator):
             "search's reward"
         ),
         "meta_test_accuracy": (
-            "mean accuracy (%) on 600 meta-test tasks (classes never seen in meta-training or "
+            "mean accuracy (%) on the test_tasks (default 600) meta-test tasks (classes never seen in meta-training or "
             "meta-validation) after adapting as for meta_val_accuracy"
         ),
         "meta_test_accuracy_ci95": "95% confidence half-width of meta_test_accuracy",
         **{
             f"meta_test_accuracy_{k}step{ci}": (
-                f"{what} of the accuracy (%) on 600 meta-test tasks after {k} adaptation "
+                f"{what} of the accuracy (%) on the test_tasks (default 600) meta-test tasks after {k} adaptation "
                 "step(s) from the meta-learned weights"
             )
             for k in (1, 5, 10)
@@ -273,7 +278,7 @@ class MetaEvaluator(Evaluator):
         },
         **{
             f"meta_test_mse_{k}step{ci}": (
-                f"{what} of the mean squared error on 600 meta-test tasks after {k} adaptation "
+                f"{what} of the mean squared error on the test_tasks (default 600) meta-test tasks after {k} adaptation "
                 "step(s) from the meta-learned weights"
             )
             for k in (1, 5, 10)
@@ -550,6 +555,35 @@ class MetaEvaluator(Evaluator):
             if metric == "meta_val_accuracy" and direction != "maximize":
                 problems.append((loc, f"{metric} is an accuracy: its direction is maximize"))
         return problems
+
+    @classmethod
+    def metric_description(cls, name: str, params: Mapping[str, Any]) -> str | None:
+        """The meta-test figures of this job's settings: its ``test_tasks``, any step count
+        of ``final_steps``, and the share of tasks that diverged."""
+        found = _META_TEST.fullmatch(name)
+        if found is None:
+            return super().metric_description(name, params)
+        kind, steps, ci = found.group("kind"), found.group("steps"), found.group("ci")
+        tasks = params.get("test_tasks", FewShotConfig.model_fields["test_tasks"].default)
+        after = (
+            f"after {steps} adaptation step(s) from the meta-learned weights"
+            if steps is not None
+            else "after adapting as for meta_val_accuracy"
+        )
+        if kind == "diverged":
+            return (
+                f"share (0..1) of the {tasks} meta-test tasks whose loss was not finite {after} "
+                "(no mean is reported at that step count)"
+            )
+        what = "accuracy (%)" if kind == "accuracy" else "mean squared error"
+        unseen = (
+            " (classes never seen in meta-training or meta-validation)"
+            if kind == "accuracy"
+            else ""
+        )
+        if ci:
+            return f"95% confidence half-width of the {what} over {tasks} meta-test tasks{unseen}, {after}"
+        return f"{what}, mean over {tasks} meta-test tasks{unseen}, {after}"
 
     @classmethod
     def default_objective(cls, dataset: str) -> tuple[str, Literal["maximize", "minimize"]]:

@@ -94,6 +94,16 @@ def test_a_meta_learning_job_exports_its_meta_learned_weights(
         doc["metrics"]["meta_test_mse_2step"]
         == job["summary"]["best"]["final_metrics"]["meta_test_mse_2step"]
     )
+    # how the weights adapt, without the bundle: the algorithm, steps, step size, task size
+    assert doc["adaptation"] == {
+        "algorithm": "metasgd",
+        "loss": "mse",
+        "steps": 2,
+        "lr": None,
+        "shots": 5,
+        "ways": None,
+        "rates": "learned per parameter: rates.pt in the pytorch bundle",
+    }
 
     bundle = client.export(job_id, "pytorch", 1, tmp_path / "m.zip")
     with zipfile.ZipFile(bundle) as archive:
@@ -125,3 +135,11 @@ def test_a_meta_learning_job_exports_its_meta_learned_weights(
         assert np.allclose(net(x).numpy(), want, atol=1e-5)
     card = client.export(job_id, "model-card", 1, tmp_path / "card.md").read_text()
     assert "Weights: meta-learned" in card and "nas retrain" not in card
+    # each metric says what it is for this job: its 10 meta-test tasks, its step counts
+    rows = {line.split(" | ")[0].strip("| "): line for line in card.splitlines() if " | " in line}
+    assert (
+        "mean squared error, mean over 10 meta-test tasks, after 2 adaptation"
+        in rows["meta_test_mse_2step"]
+    )
+    assert "| gradient steps on the support set | 2 |" in card
+    assert "| step size | learned per parameter (rates.pt) |" in card

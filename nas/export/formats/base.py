@@ -66,6 +66,9 @@ class ExportContext:
     #: The space's network options (nb201: channels, cells).
     options: Mapping[str, Any] | None = None
     metrics: Mapping[str, Any] | None = None
+    #: What each of ``metrics`` is for this job (its evaluator's settings: e.g. how many
+    #: meta-test tasks); the model card falls back on the evaluators' general notes.
+    metric_notes: Mapping[str, str] | None = None
     hyperparameters: Mapping[str, Any] | None = None
     #: The training recipe that made ``weights``; the model card lists it as ``final.<name>``.
     recipe: Mapping[str, Any] | None = None
@@ -83,7 +86,9 @@ class ExportContext:
     bundle: bool = False
     #: Meta-learned ``weights``: how they adapt to a new task (``MetaWeights.adaptation``:
     #: ``algorithm``, ``loss``, ``steps``, ``lr``, ``rates``: Meta-SGD's per-parameter step
-    #: sizes by parameter name, or ``None``); the pytorch export then writes ``adapt``.
+    #: sizes by parameter name, or ``None``; optionally ``shots``, the support examples per
+    #: class (regression: per task) a task gave at evaluation, and ``ways``, its classes);
+    #: the pytorch export then writes ``adapt``, the JSON and the model card say how.
     adaptation: Mapping[str, Any] | None = None
 
     def shape(self, fmt: str) -> tuple[tuple[int, ...], int]:

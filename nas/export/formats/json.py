@@ -123,7 +123,9 @@ class JsonFormat(ExportFormat):
     needs_network = False
 
     def document(self, ctx: ExportContext) -> dict[str, Any]:
-        """The JSON-ready document: ``export_json`` and then ``ctx.document``'s keys."""
+        """The JSON-ready document: ``export_json``, how meta-learned weights adapt
+        (``adaptation``: ``ExportContext.adaptation`` with ``rates`` naming the bundle's file)
+        and then ``ctx.document``'s keys."""
         data = export_json(
             ctx.space,
             ctx.arch,
@@ -137,6 +139,14 @@ class JsonFormat(ExportFormat):
             options=ctx.options,
             inputs=ctx.inputs,
         )
+        if ctx.adaptation is not None:
+            keys = ("algorithm", "loss", "steps", "lr", "shots", "ways")
+            adaptation = {k: ctx.adaptation.get(k) for k in keys if k in ctx.adaptation}
+            learned = ctx.adaptation.get("rates") is not None
+            adaptation["rates"] = (
+                "learned per parameter: rates.pt in the pytorch bundle" if learned else None
+            )
+            data["adaptation"] = adaptation
         data.update(ctx.document or {})
         return data
 

@@ -63,11 +63,14 @@ def model_card(
     seed: int | None = None,
     latency_runs: int = 50,
     inputs: str | None = None,
+    metric_notes: Mapping[str, str] | None = None,
+    adaptation: Mapping[str, Any] | None = None,
 ) -> str:
     """Markdown: the drawing of ``model`` (built for ``arch``), parameters, FLOPs and MACs,
     latency measured here (median of ``latency_runs`` passes at batch 1), the given metrics
-    (``accuracies``: name -> value; each with what it is, ``describe_metric``) and the
-    reproducing ``command``. Every figure says what it counts and where it was measured, so
+    (``accuracies``: name -> value; each with what it is: ``metric_notes``, else
+    ``describe_metric``), how meta-learned weights adapt (``adaptation``, as
+    ``ExportContext.adaptation``) and the reproducing ``command``. Every figure says what it counts and where it was measured, so
     that the card's own FLOPs and latency are not confused with a table's."""
     space.validate(arch)
     shape = tuple(int(v) for v in input_shape)
@@ -106,11 +109,14 @@ def model_card(
     if accuracies:
         lines += ["| metric | value | what it is |", "|---|---|---|"]
         lines += [
-            f"| {name} | {_number(value, name)} | {describe_metric(name)} |"
+            f"| {name} | {_number(value, name)} | "
+            f"{(metric_notes or {}).get(name) or describe_metric(name)} |"
             for name, value in accuracies.items()
         ]
     else:
         lines.append("No metric was given.")
+    if adaptation:
+        lines += ["", "## Adaptation", "", *adaptation_rows(adaptation)]
     lines += ["", "## Architecture", "", "```text", drawing, "```", "", "Genotype:", ""]
     lines += ["```json", json.dumps(space.describe(arch), indent=2), "```"]
     if hyperparameters:
@@ -126,6 +132,22 @@ def model_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def adaptation_rows(adaptation: Mapping[str, Any]) -> list[str]:
+    """The model card's table of how meta-learned weights adapt to a new task."""
+    rates = adaptation.get("rates")
+    step = "learned per parameter (rates.pt)" if rates is not None else adaptation.get("lr")
+    rows = {
+        "algorithm": adaptation.get("algorithm"),
+        "loss": adaptation.get("loss"),
+        "gradient steps on the support set": adaptation.get("steps"),
+        "step size": step,
+        "support examples per class (per task for regression)": adaptation.get("shots"),
+        "classes per task": adaptation.get("ways"),
+    }
+    table = ["| | |", "|---|---|"]
+    return table + [f"| {k} | {_number(v)} |" for k, v in rows.items() if v is not None]
 
 
 class ModelCardFormat(ExportFormat):
@@ -154,6 +176,8 @@ class ModelCardFormat(ExportFormat):
             seed=ctx.seed,
             latency_runs=ctx.latency_runs,
             inputs=ctx.inputs,
+            metric_notes=ctx.metric_notes,
+            adaptation=ctx.adaptation,
         )
         if ctx.note:
             title, _, rest = card.partition("\n")
