@@ -257,6 +257,14 @@ def _weights_note(plan: ExportPlan, resolved: ResolvedSpec) -> str:
     space = resolved.spec.space.name
     if "pytorch" not in supported_formats(space):
         return f"none: space {space!r} builds no network, its architectures are choices only"
+    evaluator = EVALUATORS.get(resolved.spec.evaluator.name)
+    if evaluator.meta_learning and not evaluator.learns_weights:
+        return (
+            f"none, freshly initialised: a {evaluator.name} search learns a network it does "
+            "not hand on (an embedding, or a pretrained body with per-task heads), which "
+            "exports do not carry yet; the metrics are that network's, meta-train model.py's "
+            "yourself to use it"
+        )
     problem = trainable_problem(resolved)
     if problem is None:
         fix = f"run 'nas retrain {plan.job_id} --rank {plan.ranked.rank}'"

@@ -50,7 +50,8 @@ class JobRead(_Read):
     export_formats: list[str] = Field(
         default_factory=list,
         description="the formats of `GET /jobs/{id}/export` that this job's space exports to "
-        "(a table space has no network: json only)",
+        "(a table space has no network: json only), less torchscript and onnx for a job that "
+        "can never have weights (neither retrained nor learned by its search)",
     )
 
 

@@ -26,7 +26,8 @@ from api.trainable import trainable_problem
 from api.warmstart import resolve_warm_start
 from controllers import CONTROLLERS
 from nas.errors import SpecError
-from nas.export import supported_formats
+from nas.evaluators import EVALUATORS
+from nas.export import get_format, supported_formats
 from nas.spec import ResolvedSpec
 from nas.training import cuda_index
 from workers.loops import check_startable
@@ -319,6 +320,8 @@ def job_read(job: JobModel, owner: str | None = None, *, with_spec: bool = True)
     best = None
     if job.best_trial_number is not None and job.best_value is not None:
         best = BestSoFar(trial_number=job.best_trial_number, value=job.best_value)
+    resolved = ResolvedSpec.from_stored(job.spec)
+    refused = trainable_problem(resolved)
     return JobRead(
         id=job.id,
         name=job.name,
@@ -337,6 +340,16 @@ def job_read(job: JobModel, owner: str | None = None, *, with_spec: bool = True)
         summary=job.summary,
         warnings=list((job.summary or {}).get("warnings") or []),
         owner=owner,
-        retrain_refused=trainable_problem(ResolvedSpec.from_stored(job.spec)),
-        export_formats=supported_formats(str((job.spec.get("space") or {}).get("name", ""))),
+        retrain_refused=refused,
+        export_formats=_export_formats(resolved, refused),
     )
+
+
+def _export_formats(resolved: ResolvedSpec, retrain_refused: str | None) -> list[str]:
+    """The export formats the job's space has, less those needing weights when the job can
+    never have any: it cannot be retrained and its search learns none (a Prototypical
+    Networks job: its embedding is not the space's network)."""
+    formats = supported_formats(resolved.spec.space.name)
+    if retrain_refused is None or EVALUATORS.get(resolved.spec.evaluator.name).learns_weights:
+        return formats
+    return [name for name in formats if not get_format(name).needs_weights]

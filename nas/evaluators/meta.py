@@ -246,6 +246,8 @@ class MetaEvaluator(Evaluator):
     )
     constraint_keys = ("max_params", "max_flops", "max_latency_ms")
     meta_learning = True
+    #: (the metric-based learners and pretrain: their network is not the space's)
+    learns_weights = True
     metric_notes: ClassVar[Mapping[str, str]] = {
         **Evaluator.metric_notes,
         "meta_val_mse": (
@@ -957,6 +959,7 @@ class MetricEvaluator(MetaEvaluator):
     ``final_steps`` do not apply). Subclasses build their learner in ``_metric_learner``."""
 
     adapts_by_steps = False
+    learns_weights = False
     regression = False
     Config: ClassVar[type[EvaluatorConfig]] = FewShotConfig
     hparam_keys = _hparam_keys(FewShotConfig)

@@ -137,6 +137,7 @@ class PretrainEvaluator(MetaEvaluator):
 
     name = "pretrain"
     adapts_by_steps = False
+    learns_weights = False
     regression = False
     Config: ClassVar[type[EvaluatorConfig]] = PretrainConfig
     hparam_keys = ("outer_lr",)

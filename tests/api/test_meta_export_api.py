@@ -143,3 +143,21 @@ def test_a_meta_learning_job_exports_its_meta_learned_weights(
     )
     assert "| gradient steps on the support set | 2 |" in card
     assert "| step size | learned per parameter (rates.pt) |" in card
+
+
+def test_a_metric_based_job_offers_only_the_exports_it_can_make(
+    client: NasClient, tmp_path: Path
+) -> None:
+    """A Prototypical Networks job listed torchscript and onnx among its export formats, and
+    both answered 409 for good: it cannot be retrained and its search hands on no weights."""
+    from tests.nas.test_evaluator_contract import _fewshot_spec
+
+    job = client.wait(_submit(client, _fewshot_spec("protonet")), timeout=120)
+    assert job["state"] == "SUCCEEDED", job
+    assert job["export_formats"] == ["json", "pytorch", "model-card"]
+    doc = json.loads(client.export(job["id"], "json", 1, tmp_path / "a.json").read_text())
+    assert doc["weights"].startswith("none, freshly initialised: a protonet search learns")
+    assert "adaptation" not in doc
+    with pytest.raises(ApiError) as refused:
+        client.export(job["id"], "torchscript", 1, tmp_path / "g.pt")
+    assert refused.value.status_code == 409
