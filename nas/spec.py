@@ -736,7 +736,8 @@ def _valid_unicode(text: str) -> bool:
 
 def _with_default_objective(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """``data`` with the evaluator's own objective (``Evaluator.default_objective``) where it
-    names no metric: a MAML job on sinusoid minimizes ``meta_val_mse`` unless told."""
+    names no metric (a MAML job on sinusoid minimizes ``meta_val_mse`` unless told), and a
+    named metric's known direction (``Evaluator.metric_direction``) where it names none."""
     from nas.evaluators import EVALUATORS
 
     objective = data.get("objective", {})
@@ -744,14 +745,20 @@ def _with_default_objective(data: Mapping[str, Any]) -> Mapping[str, Any]:
     if not (isinstance(objective, Mapping) and isinstance(evaluator, Mapping)):
         return data
     name = evaluator.get("name")
-    if "metric" in objective or "metrics" in objective or name not in EVALUATORS:
+    if not isinstance(name, str) or name not in EVALUATORS:
         return data
-    dataset_name = dataset.get("name") if isinstance(dataset, Mapping) else None
-    metric, direction = EVALUATORS.get(name).default_objective(str(dataset_name))
-    filled = {"metric": metric, **dict(objective)}
-    if "direction" not in objective:
-        filled["direction"] = direction
-    return {**data, "objective": filled}
+    entry = EVALUATORS.get(name)
+    filled = dict(objective)
+    if "metric" not in objective and "metrics" not in objective:
+        dataset_name = dataset.get("name") if isinstance(dataset, Mapping) else None
+        metric, direction = entry.default_objective(str(dataset_name), evaluator)
+        filled["metric"] = metric
+        filled.setdefault("direction", direction)
+    elif isinstance(objective.get("metric"), str) and "direction" not in objective:
+        known = entry.metric_direction(objective["metric"])
+        if known is not None:
+            filled["direction"] = known
+    return data if filled == dict(objective) else {**data, "objective": filled}
 
 
 def parse_spec(

@@ -146,11 +146,29 @@ class Evaluator(ABC):
         ``metric_notes``."""
         return cls.metric_notes.get(name)
 
+    #: The direction of the metrics whose better end is known (a spec that names the
+    #: metric but no direction takes it; ``metric_direction``).
+    metric_directions: ClassVar[Mapping[str, Literal["maximize", "minimize"]]] = {
+        "val_accuracy": "maximize",
+        "test_accuracy": "maximize",
+        "train_loss": "minimize",
+        "params": "minimize",
+        "flops": "minimize",
+    }
+
     @classmethod
-    def default_objective(cls, dataset: str) -> tuple[str, Literal["maximize", "minimize"]]:
+    def default_objective(
+        cls, dataset: str, params: Mapping[str, Any]
+    ) -> tuple[str, Literal["maximize", "minimize"]]:
         """The objective of a spec that names none (``metric``, ``direction``): this
-        evaluator's reward on ``dataset``. The default: validation accuracy, maximized."""
+        evaluator's reward on ``dataset`` with its (unvalidated) ``params``. The default:
+        validation accuracy, maximized."""
         return "val_accuracy", "maximize"
+
+    @classmethod
+    def metric_direction(cls, metric: str) -> Literal["maximize", "minimize"] | None:
+        """Which end of ``metric`` is better, where known (``metric_directions``)."""
+        return cls.metric_directions.get(metric)
 
     @classmethod
     def spec_metrics(cls, spec: JobSpec) -> tuple[str, ...]:

@@ -587,8 +587,17 @@ class MetaEvaluator(Evaluator):
             return f"95% confidence half-width of the {what} over {tasks} meta-test tasks{unseen}, {after}"
         return f"{what}, mean over {tasks} meta-test tasks{unseen}, {after}"
 
+    metric_directions: ClassVar[Mapping[str, Literal["maximize", "minimize"]]] = {
+        "meta_val_mse": "minimize",
+        "meta_val_accuracy": "maximize",
+        "meta_train_loss": "minimize",
+        "params": "minimize",
+    }
+
     @classmethod
-    def default_objective(cls, dataset: str) -> tuple[str, Literal["maximize", "minimize"]]:
+    def default_objective(
+        cls, dataset: str, params: Mapping[str, Any]
+    ) -> tuple[str, Literal["maximize", "minimize"]]:
         """``meta_val_accuracy`` (maximize) on classification episodes, ``meta_val_mse``
         (minimize) on regression tasks."""
         entry = DATASETS.get(dataset) if dataset in DATASETS else None

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -170,6 +170,14 @@ class Rl2MetaEvaluator(Evaluator):
     @classmethod
     def spec_metrics(cls, spec: JobSpec) -> tuple[str, ...]:
         return (Rl2MetaConfig.model_validate(spec.evaluator.params).fitness,)
+
+    @classmethod
+    def default_objective(
+        cls, dataset: str, params: Mapping[str, Any]
+    ) -> tuple[str, Literal["maximize", "minimize"]]:
+        """The tasks' ``fitness``, maximized."""
+        fitness = params.get("fitness")
+        return (fitness if isinstance(fitness, str) and fitness else NB201_FITNESS), "maximize"
 
     @classmethod
     def data_problems(cls, spec: JobSpec) -> list[SpecProblem]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -144,6 +144,15 @@ class TableEvaluator(Evaluator):
     @classmethod
     def spec_metrics(cls, spec: JobSpec) -> tuple[str, ...]:
         return _config(spec).reported
+
+    @classmethod
+    def default_objective(
+        cls, dataset: str, params: Mapping[str, Any]
+    ) -> tuple[str, Literal["maximize", "minimize"]]:
+        """The table's ``fitness`` column, maximized (a fitness to minimise says so in
+        ``objective.direction``)."""
+        fitness = params.get("fitness")
+        return (fitness if isinstance(fitness, str) and fitness else "val_accuracy"), "maximize"
 
     @classmethod
     def spec_problems(cls, spec: JobSpec) -> list[SpecProblem]:

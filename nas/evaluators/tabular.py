@@ -147,6 +147,13 @@ class TabularEvaluator(Evaluator):
     name = "tabular"
     Config = TabularConfig
     metrics = ("val_accuracy", "params_M", "flops_M", "latency_s")
+    metric_directions: ClassVar[Mapping[str, Literal["maximize", "minimize"]]] = {
+        "val_accuracy": "maximize",
+        "test_accuracy": "maximize",
+        "params_M": "minimize",
+        "flops_M": "minimize",
+        "latency_s": "minimize",
+    }
     batch_size = 256
     instant = True
     constraint_keys = ("max_params", "max_flops", "max_latency_ms")

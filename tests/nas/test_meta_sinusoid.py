@@ -190,3 +190,20 @@ def test_a_spec_without_an_objective_takes_the_evaluators_reward() -> None:
         "budget": {"trials": 1},
     }
     assert parse_spec(episodes).spec.objective.metric == "meta_val_accuracy"
+
+
+def test_a_metric_named_without_a_direction_takes_its_own() -> None:
+    """``{metric: meta_val_mse}`` was refused as maximized (the direction's default), and a
+    standalone job's ``{metric: train_loss}`` was stored maximized: a search for the worst."""
+    spec = _spec(objective={"metric": "meta_val_mse"})
+    assert parse_spec(spec).spec.objective.direction == "minimize"
+    standalone = {
+        "name": "loss",
+        "dataset": {"name": "digits"},
+        "space": {"name": "enas-macro", "layers": 2},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "standalone"},
+        "objective": {"metric": "train_loss"},
+        "budget": {"trials": 1},
+    }
+    assert parse_spec(standalone).spec.objective.direction == "minimize"
