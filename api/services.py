@@ -82,12 +82,13 @@ def check_runnable_here(
 def check_limits(resolved: ResolvedSpec, settings: Settings) -> ResolvedSpec:
     """The server's per-job limits (``NAS_MAX_TRIALS_PER_JOB``, ``NAS_MAX_JOB_MINUTES``,
     ``NAS_MAX_SIMULATED_SECONDS``): a budget above one is a 422 at its field. A spec without a
-    trial budget gets ``budget.trials`` at the limit, stored with the job, so that no job
-    writes rows without end."""
+    trial budget gets ``budget.max_trials`` at the limit, stored with the job, so that no job
+    writes rows without end: a cap, not a plan (the time stays the plan: never cut short)."""
     budget = resolved.spec.budget
     problems = []
     for field, value, limit, setting in (
         ("trials", budget.trials, settings.max_trials_per_job, "NAS_MAX_TRIALS_PER_JOB"),
+        ("max_trials", budget.max_trials, settings.max_trials_per_job, "NAS_MAX_TRIALS_PER_JOB"),
         ("minutes", budget.minutes, settings.max_job_minutes, "NAS_MAX_JOB_MINUTES"),
         (
             "simulated_seconds",
@@ -106,9 +107,9 @@ def check_limits(resolved: ResolvedSpec, settings: Settings) -> ResolvedSpec:
             )
     if problems:
         raise SpecError(problems)
-    if budget.trials is not None:
+    if budget.trials is not None or budget.max_trials is not None:
         return resolved
-    bounded = budget.model_copy(update={"trials": settings.max_trials_per_job})
+    bounded = budget.model_copy(update={"max_trials": settings.max_trials_per_job})
     spec = resolved.spec.model_copy(update={"budget": bounded})
     return dataclasses.replace(resolved, spec=spec)
 

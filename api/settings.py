@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     #: folder and the dataset cache. From the environment: a JSON list or ``:``-separated.
     data_roots: Annotated[list[Path] | None, NoDecode] = None
     #: Limits checked at submit (422 above them). A job without ``budget.trials`` is stored
-    #: with ``budget.trials: max_trials_per_job``, so that no job writes rows without end.
+    #: with ``budget.max_trials: max_trials_per_job``, so that no job writes rows without end.
     max_trials_per_job: int = Field(100_000, ge=1, le=2**31 - 1)
     max_job_minutes: float = Field(10_080.0, gt=0, allow_inf_nan=False)
     max_simulated_seconds: float = Field(1e9, gt=0, allow_inf_nan=False)

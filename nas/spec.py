@@ -162,6 +162,13 @@ class ObjectiveSpec(_Strict):
 
 class BudgetSpec(_Strict):
     trials: int | None = Field(None, ge=1, description="stop after this many trials")
+    max_trials: int | None = Field(
+        None,
+        ge=1,
+        description="a cap, not a plan: the search stops at this many trials, and minutes "
+        "that run out first do not cut it short (the service sets it to "
+        "NAS_MAX_TRIALS_PER_JOB when trials is not given)",
+    )
     minutes: float | None = Field(None, gt=0, description="stop after this much wall time")
     simulated_seconds: float | None = Field(
         None, gt=0, description="tabular benchmarks: stop at this much simulated training time"
@@ -172,6 +179,16 @@ class BudgetSpec(_Strict):
         description="when minutes run out before the search's planned work (a shared-weight "
         "search's epochs, or budget.trials): stop and finish with a warning, or fail the job",
     )
+
+    @field_validator("max_trials")
+    @classmethod
+    def _cap_at_or_above_the_plan(cls, value: int | None, info: ValidationInfo) -> int | None:
+        trials = info.data.get("trials")
+        if value is not None and trials is not None and trials > value:
+            raise ValueError(
+                f"{value} is below trials ({trials}): a cap at or above the plan, or leave it out"
+            )
+        return value
 
     @model_validator(mode="after")
     def _at_least_one(self) -> BudgetSpec:

@@ -76,7 +76,7 @@ class MetaTrainSearch(SearchLoop):
         self.evaluator: Rl2MetaEvaluator = evaluator
         self.events = events or SearchEvents()
         self.executor = executor or InlineExecutor()
-        # Trials do not apply (the service fills budget.trials in; nothing counts against it).
+        # Trials do not apply (nor the service's budget.max_trials: nothing counts against it).
         self.budget = Budget(None, spec.budget.minutes, None, should_stop=self.events.should_stop)
         self.maximize = True
         self.log = TrialLog(maximize=True)

@@ -84,6 +84,8 @@ class Budget:
     interrupted: bool = False
     #: The reason is the time budget (``minutes``).
     timed_out: bool = False
+    #: A cap on the trials that is not a plan (``budget.max_trials``).
+    max_trials: int | None = None
 
     def exhausted(self) -> bool:
         if self.reason:
@@ -93,13 +95,16 @@ class Budget:
             return True
         if self.trials is not None and self.used_trials >= self.trials:
             self.reason = f"trial budget reached ({self.trials})"
+        elif self.max_trials is not None and self.used_trials >= self.max_trials:
+            self.reason = f"trial limit reached ({self.max_trials}, budget.max_trials)"
         elif self.minutes is not None and self.elapsed() >= self.minutes * 60:
             self.reason = f"time budget reached ({self.minutes} min)"
             self.timed_out = True
         return bool(self.reason)
 
     def remaining_trials(self) -> int | None:
-        return None if self.trials is None else self.trials - self.used_trials
+        caps = [c for c in (self.trials, self.max_trials) if c is not None]
+        return None if not caps else min(caps) - self.used_trials
 
     def admit(self, result: TrialResult) -> bool:
         if self.simulated_seconds is not None and result.simulated:
@@ -216,6 +221,7 @@ class SearchLoop:
             budget.minutes,
             budget.simulated_seconds,
             should_stop=self.events.should_stop,
+            max_trials=budget.max_trials,
         )
         self.maximize = resolved.spec.objective.direction == "maximize"
         self.log = TrialLog(maximize=self.maximize)

@@ -171,8 +171,8 @@ def test_a_job_without_a_trial_budget_is_stored_with_the_server_limit(
     with server.client(server.create_key("u")) as client:
         job = client.submit(nb201_spec(budget={"simulated_seconds": 1e6}))
     budget = job["spec"]["budget"]
-    assert (budget["trials"], budget["simulated_seconds"]) == (25, 1e6)
-    assert "minutes" not in budget
+    assert (budget["max_trials"], budget["simulated_seconds"]) == (25, 1e6)
+    assert "minutes" not in budget and "trials" not in budget  # a cap, not a plan
 
 
 def test_overflowing_hparam_ranges_are_refused(http: httpx.Client) -> None:

@@ -4,11 +4,14 @@ with ``budget.on_time_limit: fail``; retraining wider than the searched size und
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from api.cli import describe_job
 from api.client import NasClient
-from tests.api.conftest import LiveServer, standalone_spec
+from tests.api.conftest import LiveServer, nb201_spec, standalone_spec
+from tests.workers.test_meta_train_search import table_meta_spec
 from tests.workers.test_time_limit import _spec
 
 
@@ -43,3 +46,28 @@ def test_final_channels_beyond_the_searched_width_under_constraints_is_422(
         assert http.get("/api/v1/jobs").json()["count"] == 0
         spec["final"] = {"channels": spec["space"]["channels"]}  # the searched width: fine
         assert http.post("/api/v1/jobs", json=spec).status_code == 201
+
+
+def test_a_minutes_budget_is_the_plan_in_the_service_too(server_factory: Any) -> None:
+    """The service stored a minutes-only job with budget.trials at its trial limit: the time
+    running out then 'cut the search short' (a warning, or with on_time_limit: fail a
+    FAILED job) where nas search, on the same file, succeeded; and a meta-training job's
+    stored spec, which then had budget.trials, was refused when submitted again. The limit
+    is budget.max_trials now: a cap that stops the search, not a plan."""
+    server = server_factory()
+    limit = server.settings.max_trials_per_job
+    with server.client(server.create_key("t")) as client:
+        timed = client.submit(nb201_spec(budget={"minutes": 0.02, "on_time_limit": "fail"}))
+        assert timed["spec"]["budget"]["max_trials"] == limit
+        capped = client.submit(nb201_spec(budget={"minutes": 5, "max_trials": 30}))
+        job = client.wait(timed["id"], timeout=60)
+        assert job["state"] == "SUCCEEDED" and job["warnings"] == [], job["reason"]
+        assert "time budget reached" in job["reason"] and job["n_trials"] < limit
+        job = client.wait(capped["id"], timeout=60)
+        assert job["state"] == "SUCCEEDED" and job["n_trials"] == 30, job["reason"]
+        assert "trial limit reached (30" in job["reason"]
+        meta = client.submit(table_meta_spec(server.settings.data_dir))
+        assert meta["spec"]["budget"]["max_trials"] == limit
+        client.cancel(meta["id"])
+        again = client.submit(meta["spec"])  # the stored spec submits again
+        client.cancel(again["id"])
