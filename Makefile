@@ -4,17 +4,21 @@
 NB201_TABLE ?= $(abspath ../shared/data/nb201/nb201_tabular.csv.gz)
 export NAS_NB201_TABLE ?= $(NB201_TABLE)
 
-.PHONY: install run test bench-nb201
+.PHONY: install install-test run test bench-nb201
 
 install:
 	bash scripts/install.sh
+
+# The install and Debian's chromium for the dashboard's browser tests (apt-get: root or sudo).
+install-test:
+	bash scripts/install.sh --browser
 
 run: install
 	bash scripts/demo.sh examples/mnist1d-random.yaml
 
 # Two workers, each taking whole test files (module fixtures stay in one process): every test
 # already has its own database, port, Ray instance and temporary folders.
-test: install
+test: install-test
 	.venv/bin/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 bench-nb201: install

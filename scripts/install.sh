@@ -4,10 +4,13 @@
 # multi-GB CUDA build is downloaded; the project's own `torch>=2.2` is then already met.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The dashboard's browser tests (tests/api/dashboard) drive Debian's chromium through
-# Playwright; nothing is downloaded at test time, so the browser is installed here.
+# With --browser (make test): the dashboard's browser tests (tests/api/dashboard) drive
+# Debian's chromium through Playwright; nothing is downloaded at test time, so the browser is
+# installed here. Running the product (make run) needs no browser.
+BROWSER=0
+[ "${1:-}" = "--browser" ] && BROWSER=1
 CHROMIUM=${NAS_TEST_CHROMIUM:-/usr/bin/chromium}
-if [ ! -x "$CHROMIUM" ]; then
+if [ "$BROWSER" = 1 ] && [ ! -x "$CHROMIUM" ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
   if ! command -v apt-get >/dev/null 2>&1; then
