@@ -379,7 +379,9 @@ def _watch(client: Any, job_id: int) -> int:
     """A live progress bar from the job's event stream; prints the best result at the end."""
     from tqdm import tqdm
 
-    client.job(job_id)  # a job that is not there (404) is said before any bar is drawn
+    first = client.job(job_id)  # a job that is not there (404) is said before any bar is drawn
+    # A meta-training job runs no trials: its progress is its curve (series meta_train).
+    meta = (first.get("spec", {}).get("evaluator") or {}).get("name") == "rl2-meta"
     bar = tqdm(
         total=100,
         unit="%",
@@ -397,9 +399,15 @@ def _watch(client: Any, job_id: int) -> int:
             if event == "job":
                 job = data
                 best = data["best"]["value"] if data["best"] else None
-                bar.set_postfix_str(
-                    f"{data['state']} trials={data['n_trials']} best={_fmt(best)}", refresh=False
-                )
+                status = f"{data['state']} trials={data['n_trials']} best={_fmt(best)}"
+                if meta:
+                    points = client.curves(job_id)["epochs"].get("meta_train") or [{}]
+                    last = points[-1]
+                    status = (
+                        f"{data['state']} iteration={last.get('iteration', 0)} "
+                        f"auc_z={_fmt(last.get('auc_z'))}"
+                    )
+                bar.set_postfix_str(status, refresh=False)
                 bar.update(round(100 * data["progress"], 1) - bar.n)
     finally:
         bar.close()

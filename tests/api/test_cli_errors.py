@@ -140,6 +140,19 @@ def test_watch_of_a_shared_weight_search_prints_the_best_that_show_prints(
     assert not any(line.startswith("best: trial") for line in watched)
 
 
+@sqlite_only
+def test_watch_of_a_meta_training_job_shows_its_iterations(
+    server: LiveServer, auth: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A meta-training job runs no trials: its bar said 'trials=0 best=-' throughout."""
+    from tests.workers.test_meta_train_search import table_meta_spec
+
+    job_id = finished(server, auth, table_meta_spec(server.settings.data_dir))
+    assert main(["watch", str(job_id), *auth]) == 0
+    bar = capsys.readouterr().err
+    assert "iteration=" in bar and "auc_z=" in bar and "trials=0" not in bar, bar
+
+
 # --- 4: --top with page options -----------------------------------------------------------------
 @pytest.mark.parametrize(
     ("options", "named"),
