@@ -266,22 +266,22 @@ class MetaEvaluator(Evaluator):
             "search's reward"
         ),
         "meta_test_accuracy": (
-            "mean accuracy (%) on the test_tasks (default 600) meta-test tasks (classes never seen in meta-training or "
-            "meta-validation) after adapting as for meta_val_accuracy"
+            "mean accuracy (%) on the test_tasks (default 600) meta-test tasks (classes never "
+            "seen in meta-training or meta-validation) after adapting as for meta_val_accuracy"
         ),
         "meta_test_accuracy_ci95": "95% confidence half-width of meta_test_accuracy",
         **{
             f"meta_test_accuracy_{k}step{ci}": (
-                f"{what} of the accuracy (%) on the test_tasks (default 600) meta-test tasks after {k} adaptation "
-                "step(s) from the meta-learned weights"
+                f"{what} of the accuracy (%) on the test_tasks (default 600) meta-test tasks "
+                f"after {k} adaptation step(s) from the meta-learned weights"
             )
             for k in (1, 5, 10)
             for ci, what in (("", "mean"), ("_ci95", "95% confidence half-width"))
         },
         **{
             f"meta_test_mse_{k}step{ci}": (
-                f"{what} of the mean squared error on the test_tasks (default 600) meta-test tasks after {k} adaptation "
-                "step(s) from the meta-learned weights"
+                f"{what} of the mean squared error on the test_tasks (default 600) meta-test "
+                f"tasks after {k} adaptation step(s) from the meta-learned weights"
             )
             for k in (1, 5, 10)
             for ci, what in (("", "mean"), ("_ci95", "95% confidence half-width"))
@@ -584,7 +584,10 @@ class MetaEvaluator(Evaluator):
             else ""
         )
         if ci:
-            return f"95% confidence half-width of the {what} over {tasks} meta-test tasks{unseen}, {after}"
+            return (
+                f"95% confidence half-width of the {what} over {tasks} meta-test "
+                f"tasks{unseen}, {after}"
+            )
         return f"{what}, mean over {tasks} meta-test tasks{unseen}, {after}"
 
     metric_directions: ClassVar[Mapping[str, Literal["maximize", "minimize"]]] = {

@@ -70,8 +70,9 @@ def model_card(
     latency measured here (median of ``latency_runs`` passes at batch 1), the given metrics
     (``accuracies``: name -> value; each with what it is: ``metric_notes``, else
     ``describe_metric``), how meta-learned weights adapt (``adaptation``, as
-    ``ExportContext.adaptation``) and the reproducing ``command``. Every figure says what it counts and where it was measured, so
-    that the card's own FLOPs and latency are not confused with a table's."""
+    ``ExportContext.adaptation``) and the reproducing ``command``. Every figure says what it
+    counts and where it was measured, so that the card's own FLOPs and latency are not
+    confused with a table's."""
     space.validate(arch)
     shape = tuple(int(v) for v in input_shape)
     drawing = draw_network(model, arch, shape)
