@@ -200,6 +200,8 @@ class Controller(ABC):
             arch, hparams = proposal
         else:
             arch, hparams = proposal, self._sample_hparams()
+        if self.hparam_space is not None:
+            hparams = self.hparam_space.tidy(hparams)
         candidate = Candidate(self._next_id, arch, hparams)
         self._next_id += 1
         self._pending[candidate.id] = candidate

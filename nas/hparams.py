@@ -307,6 +307,17 @@ class HparamSpace:
         kept = {k: v for k, v in changed.items() if k in self.params}
         return self._complete(kept, lambda _, p: _sample(p, rng))
 
+    def tidy(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` with each stepped float written as its decimal grid point (``low`` plus
+        a whole number of steps: 0.3, not the 0.30000000000000004 that float sums
+        give), as every trial records it."""
+        out = dict(values)
+        for name, value in values.items():
+            p = self.params.get(name)
+            if isinstance(p, FloatParam) and p.step is not None and isinstance(value, float):
+                out[name] = _grid_point(p, round((value - p.low) / p.step))
+        return out
+
     def validate(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """``values`` in declaration order; raises ``InvalidHparamsError`` when a value is out
         of its range, an active parameter is missing or an inactive or unknown one is set."""
@@ -577,8 +588,14 @@ def _sample(p: Param, rng: np.random.Generator) -> Any:
         )
     if p.step is not None:
         n = round((p.high - p.low) / p.step)
-        return float(min(p.low + p.step * int(rng.integers(n + 1)), p.high))
+        return _grid_point(p, int(rng.integers(n + 1)))
     return float(rng.uniform(p.low, p.high))
+
+
+def _grid_point(p: FloatParam, k: int) -> float:
+    """``low + k * step`` as the decimal it stands for (0.3, not 0.30000000000000004)."""
+    assert p.step is not None
+    return float(Decimal(str(p.low)) + Decimal(str(p.step)) * k)
 
 
 def _perturb(p: Param, value: Any, rng: np.random.Generator) -> Any:
@@ -602,5 +619,5 @@ def _perturb(p: Param, value: Any, rng: np.random.Generator) -> Any:
         return int(new)
     if p.step is not None:
         n = round((p.high - p.low) / p.step)
-        return float(p.low + p.step * min(max(round((x - p.low) / p.step), 0), n))
+        return _grid_point(p, min(max(round((x - p.low) / p.step), 0), n))
     return float(x)
