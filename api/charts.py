@@ -9,6 +9,7 @@ is its space's own ``SpaceNetwork.draw`` (what the model card prints), laid out 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from html import escape
@@ -473,23 +474,26 @@ def pareto(session: Session, job: JobModel, sample: int) -> dict[str, Any]:
         return result
     (m0, d0), (m1, d1) = pairs[:2]
     rows = session.execute(
-        select(TrialModel.number, TrialModel.metrics).where(
-            TrialModel.job_id == job.id, TrialModel.state == _COMPLETE
-        )
+        select(TrialModel.number, TrialModel.metrics, TrialModel.architecture)
+        .where(TrialModel.job_id == job.id, TrialModel.state == _COMPLETE)
+        .order_by(TrialModel.number)
     ).all()
     points: list[tuple[float, float, int]] = []
-    for number, metrics in rows:
+    first_of: dict[str, int] = {}  # architecture -> its first trial's index in points
+    for number, metrics, architecture in rows:
         a, b = (metrics or {}).get(m0), (metrics or {}).get(m1)
         numbers = isinstance(a, int | float) and isinstance(b, int | float)
         if numbers and math.isfinite(a) and math.isfinite(b):
+            first_of.setdefault(json.dumps(architecture, sort_keys=True), len(points))
             points.append((float(a), float(b), int(number)))
     # The project's front (nas.pareto: O(n log n) for two objectives), best first objective
-    # first; of trials with equal values (a repeated architecture) the first one stands.
-    indices = non_dominated([(a, b) for a, b, _ in points], [d0, d1])
+    # first, as the job's summary has it: one trial per architecture (its first), so two
+    # architectures with equal values are both on it, a repeated architecture once.
+    firsts = sorted(first_of.values())
+    indices = non_dominated([points[i][:2] for i in firsts], [d0, d1])
     sign = -1.0 if d0 == "maximize" else 1.0
-    chosen = sorted((points[i] for i in indices), key=lambda p: (sign * p[0], p[2]))
-    firsts = {(a, b): number for a, b, number in reversed(chosen)}
-    front = [{"trial": n, "values": [a, b]} for a, b, n in chosen if firsts[(a, b)] == n]
+    chosen = sorted((points[firsts[i]] for i in indices), key=lambda p: (sign * p[0], p[2]))
+    front = [{"trial": n, "values": [a, b]} for a, b, n in chosen]
     on_front = {p["trial"] for p in front}
     rest = [p for p in points if p[2] not in on_front]
     step = max(1, math.ceil(len(rest) / max(1, sample))) if sample else 0
