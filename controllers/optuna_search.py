@@ -773,7 +773,27 @@ class GridConfig(OptunaConfig):
 
 class _GridSampler(optuna.samplers.GridSampler):
     """``GridSampler`` whose ``after_trial`` does not call ``study.stop()``, which raises
-    outside ``study.optimize``; the controller tracks exhaustion itself."""
+    outside ``study.optimize`` (the controller tracks exhaustion itself), and whose trials
+    take the grid points in order from ``pick`` (the controller's cursor, which skips the
+    points a warm start proposed): Optuna's gives trial ``n`` grid point ``n``, so each
+    enqueued prior left one point out and the priors came round again."""
+
+    def __init__(self, search_space: Mapping[str, Any], seed: int, pick: Callable[[], int]) -> None:
+        super().__init__(search_space, seed=seed)
+        self._pick = pick
+
+    def grid_id(self, params: Mapping[str, Any]) -> int:
+        """The grid point of ``params`` (all the grid's parameters)."""
+        if not hasattr(self, "_ids"):
+            self._ids = {grid: i for i, grid in enumerate(self._all_grids)}
+        return self._ids[tuple(params[name] for name in self._param_names)]
+
+    def before_trial(self, study: Any, trial: Any) -> None:
+        if "grid_id" in trial.system_attrs or "fixed_params" in trial.system_attrs:
+            return
+        storage = study._storage
+        storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
+        storage.set_trial_system_attr(trial._trial_id, "grid_id", self._pick())
 
     def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
         return None
@@ -810,24 +830,58 @@ class GridController(OptunaController):
         }
         self._sampler: _GridSampler | None = None
         self._sampler_for: int | None = None
+        #: The next grid point to propose, and the points warm-start priors took.
+        self._cursor = 0
+        self._taken: set[int] = set()
 
-    def _make_sampler(self, seed: int) -> BaseSampler:
+    def _make_sampler(self, seed: int) -> _GridSampler:
         # One seed for the whole search: the sampler holds nothing else, so it is built once
         # (its shuffled grid is the expensive part) and rebuilt only if the seed changes.
         if self._sampler is None or self._sampler_for != self.sampler_seed:
-            self._sampler = _GridSampler(self._grid, seed=self.sampler_seed)
+            self._sampler = _GridSampler(self._grid, seed=self.sampler_seed, pick=self._pick)
             self._sampler_for = self.sampler_seed
         return self._sampler
 
+    def _skip_taken(self) -> None:
+        while self._cursor in self._taken:
+            self._cursor += 1
+
+    def _pick(self) -> int:
+        self._skip_taken()
+        self._cursor += 1
+        return self._cursor - 1
+
     def _propose(self) -> Architecture | None:
-        if self._n_trials() >= self.space.size():
+        self._skip_taken()
+        if self._cursor >= self.space.size():
             self._finished = True
             return None
         return super()._propose()
 
-    # Each trial's grid attributes follow from its number: keep them out of the checkpoint.
+    def _propose_seed(
+        self, architecture: Architecture, hparams: dict[str, Any]
+    ) -> tuple[Architecture, Mapping[str, Any]] | None:
+        """A warm-start prior, proposed as it is; its grid point is not proposed again."""
+        sampler = self._make_sampler(self.sampler_seed)
+        self._taken.add(sampler.grid_id(dict(zip(self._names, architecture.choices, strict=True))))
+        return super()._propose_seed(architecture, hparams)
+
+    # A trial's grid (the whole search space) is the controller's: kept out of the checkpoint.
     def _attrs_to_state(self, number: int, attrs: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in attrs.items() if k not in ("search_space", "grid_id")}
+        return {k: v for k, v in attrs.items() if k != "search_space"}
 
     def _attrs_from_state(self, number: int, attrs: dict[str, Any]) -> dict[str, Any]:
-        return {**attrs, "search_space": self._grid, "grid_id": number}
+        if "fixed_params" in attrs:  # a warm-start prior: no grid point of its own
+            return dict(attrs)
+        # (checkpoints before the priors took points gave trial n grid point n)
+        return {**attrs, "search_space": self._grid, "grid_id": attrs.get("grid_id", number)}
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["grid"] = {"cursor": self._cursor, "taken": sorted(self._taken)}
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        grid = state.get("grid") or {"cursor": len(state["optuna"]["trials"]), "taken": []}
+        self._cursor, self._taken = int(grid["cursor"]), {int(i) for i in grid["taken"]}

@@ -60,6 +60,16 @@ class RandomSearch(Controller):
         self._seen.add(arch.choices)
         return arch
 
+    def _propose_seed(
+        self, architecture: Architecture, hparams: dict[str, Any]
+    ) -> tuple[Architecture, Mapping[str, Any]] | None:
+        """A warm-start prior, counted as seen: ``unique`` never proposes it again."""
+        if self.unique:
+            self._seen.add(architecture.choices)
+            if self._remaining is not None and architecture.choices in self._remaining:
+                self._remaining.remove(architecture.choices)
+        return super()._propose_seed(architecture, hparams)
+
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state["seen"] = [list(c) for c in sorted(self._seen)]

@@ -6,7 +6,9 @@ import json
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, IntDistribution
@@ -125,6 +127,41 @@ def test_grid_grids_architectures_and_samples_hparams() -> None:
     assert len({c.architecture for c in asked}) == len(asked) == space.size()
     assert all(joint_hparams().validate(c.hparams) == c.hparams for c in asked)
     assert not any(k.startswith("hparam:") for t in controller.study.trials for k in t.params)
+
+
+@pytest.mark.parametrize("name", ["grid", "random"])
+def test_an_exhaustive_search_counts_warm_start_priors_as_visited(name: str) -> None:
+    """grid (and random with unique) proposed the priors, then proposed some of them again
+    and never reached as many other architectures, yet said the space was exhausted."""
+    space = MacroSpace(layers=2, channels=4)
+    options = {"unique": True} if name == "random" else {}
+    rng = np.random.default_rng(7)
+    priors = []
+    while len(priors) < 5:
+        arch = space.sample(rng)
+        if all(p["architecture"] != arch.to_dict() for p in priors):
+            priors.append({"architecture": arch.to_dict(), "hparams": {}, "score": 1.0})
+
+    def run(controller: Any, n: int | None = None) -> list[Any]:
+        asked = []
+        while (n is None or len(asked) < n) and (c := controller.ask()) is not None:
+            controller.tell(c.id, fake_result(c))
+            asked.append(c.architecture)
+        return asked
+
+    controller = CONTROLLERS.get(name)(space=space, seed=0, **options)
+    controller.warm_start(priors)
+    asked = run(controller)
+    assert [a.to_dict() for a in asked[:5]] == [p["architecture"] for p in priors]
+    assert len(asked) == len(set(asked)) == space.size()
+    # and across a checkpoint in the middle
+    original = CONTROLLERS.get(name)(space=space, seed=0, **options)
+    original.warm_start(priors)
+    first = run(original, 9)
+    restored = CONTROLLERS.get(name)(space=space, seed=0, **options)
+    restored.warm_start(priors)
+    restored.load_state_dict(json.loads(json.dumps(original.state_dict())))
+    assert first + run(restored) == asked
 
 
 # --- registration and parameters -----------------------------------------------------------
