@@ -561,7 +561,13 @@ class TpeController(OptunaController):
 class CmaEsConfig(OptunaConfig):
     n_startup_trials: int = Field(1, ge=0, description="random trials first (Optuna: 1)")
     popsize: int | None = Field(None, ge=2, le=10_000, description="default 4 + floor(3 ln d)")
-    sigma0: float | None = Field(None, gt=0, description="default: a sixth of the range")
+    sigma0: float | None = Field(
+        None,
+        gt=0,
+        le=1e6,
+        description="the initial step size; default: a sixth of the range (cmaes fails on "
+        "values past 1e32)",
+    )
     with_margin: bool = Field(
         True, description="CMA-ES with margin, for integer parameters (Optuna's default: off)"
     )
@@ -601,14 +607,17 @@ class CmaEsController(OptunaController):
         super().__init__(**kwargs)
 
     def _make_sampler(self, seed: int) -> BaseSampler:
-        sampler = _CmaEsSampler(
-            seed=seed,
-            n_startup_trials=self.n_startup_trials,
-            popsize=self.popsize,
-            sigma0=self.sigma0,
-            with_margin=self.with_margin,
-            warn_independent_sampling=False,
-        )
+        with warnings.catch_warnings():
+            # Optuna 4.9 deprecates sigma0 (built once per ask: a warning each time)
+            warnings.filterwarnings("ignore", message=".*sigma0.*", category=FutureWarning)
+            sampler = _CmaEsSampler(
+                seed=seed,
+                n_startup_trials=self.n_startup_trials,
+                popsize=self.popsize,
+                sigma0=self.sigma0,
+                with_margin=self.with_margin,
+                warn_independent_sampling=False,
+            )
         if self._hp_space is not None:
             sampler.independent = {HP_PREFIX + n for n in self._hp_space.conditional()}
         return sampler

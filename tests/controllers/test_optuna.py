@@ -345,3 +345,20 @@ def test_a_stepped_float_is_its_decimal_grid_point(name: str) -> None:
         seen.add(str(candidate.hparams["x"]))
     assert seen <= {f"{k / 10:.1f}" for k in range(11)}, seen
     assert len(seen) > 3
+
+
+def test_cmaes_sigma0_is_bounded_at_submit() -> None:
+    """sigma0 1e33 was accepted, then the job failed at its first joint trial (cmaes asserts
+    every value below 1e32)."""
+    spec = {
+        "name": "cma",
+        "dataset": {"name": "nb201-cifar10"},
+        "space": {"name": "nb201"},
+        "controller": {"name": "cmaes", "sigma0": 1e33},
+        "evaluator": {"name": "tabular"},
+        "hparams": {"x": {"type": "float", "low": 0, "high": 1}},
+        "budget": {"trials": 5},
+    }
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec)
+    assert [tuple(e["loc"]) for e in info.value.errors] == [("controller", "sigma0")]
