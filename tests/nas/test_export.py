@@ -330,9 +330,12 @@ def test_model_card(case: str) -> None:
         command="nas submit examples/x.yaml --seed 0",
         job_id="job-1",
         latency_runs=3,
+        hyperparameters={"lr": 0.07458, "optimizer": "sgd", "batch_size": 64},
     )
     params = sum(p.numel() for p in model.parameters())
     assert "| params | 2690 |" in card and "| train_loss | 2.00 |" in card  # not 2690.00
+    # hyperparameters as the trial ran them (the card rounded 0.07458 to 0.07)
+    assert "| lr | 0.07458 |" in card and "| batch_size | 64 |" in card
     assert card.startswith(f"# Model card: {space.name}")
     assert f"| Parameters | {params:,} |" in card
     assert "| FLOPs | " in card and "ms median of 3 forward passes at batch size 1" in card

@@ -122,7 +122,8 @@ def model_card(
     lines += ["```json", json.dumps(space.describe(arch), indent=2), "```"]
     if hyperparameters:
         lines += ["", "## Hyperparameters", "", "| name | value |", "|---|---|"]
-        lines += [f"| {k} | {_number(v)} |" for k, v in hyperparameters.items()]
+        # as the trial ran them (0.07458, not 0.07): the card is what reproduces it
+        lines += [f"| {k} | {v} |" for k, v in hyperparameters.items()]
     lines += ["", "## Reproduce", ""]
     lines += ["```bash", command, "```"] if command else ["No command was given."]
     lines += ["", "## Provenance", ""]
@@ -148,7 +149,7 @@ def adaptation_rows(adaptation: Mapping[str, Any]) -> list[str]:
         "classes per task": adaptation.get("ways"),
     }
     table = ["| | |", "|---|---|"]
-    return table + [f"| {k} | {_number(v)} |" for k, v in rows.items() if v is not None]
+    return table + [f"| {k} | {v} |" for k, v in rows.items() if v is not None]
 
 
 class ModelCardFormat(ExportFormat):
