@@ -535,7 +535,7 @@ def test_a_context_adds_a_bundle_a_card_note_and_document_keys(tmp_path: Path) -
         "Rank 1 of 2.",
         "",
     ]
-    assert "| lr | 0.10 |" in card and "| final.epochs | 3 |" in card
+    assert "| lr | 0.1 |" in card and "| final.epochs | 3 |" in card
     assert "final.channels" not in card
     assert (
         "Rank 1 of 2."
