@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -807,7 +808,7 @@ def parse_spec(
         try:
             spec = JobSpec.model_validate(dict(data), strict=strict)
         except ValidationError as exc:
-            errors = _pydantic_errors(exc)
+            errors = _pydantic_errors(exc, JobSpec)
             # Report bad component names and parameters in the same answer.
             for section in ("dataset", "space", "controller", "evaluator"):
                 raw = data.get(section)
@@ -918,18 +919,50 @@ def _outside_field(
     return None
 
 
-def _pydantic_errors(exc: ValidationError) -> list[dict[str, Any]]:
+def _pydantic_errors(
+    exc: ValidationError, model: type[BaseModel] | None = None
+) -> list[dict[str, Any]]:
+    """``exc``'s errors as the spec reports them; ``model``: the model validated, whose
+    fields an unknown field's message then lists."""
     out = []
     for err in exc.errors(include_url=False):
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown field"
+            valid = _fields_at(model, tuple(err["loc"])[:-1]) if model is not None else None
+            msg = "unknown field" + (f"; valid: {', '.join(valid)}" if valid else "")
         elif err["type"] == "missing":
             msg = "field required"
         elif err["type"] == "value_error":  # a validator's own message, without pydantic's tag
             msg = msg.removeprefix("Value error, ")
         out.append({"loc": tuple(err["loc"]), "msg": msg, "type": err["type"]})
     return out
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """The field names of the model at ``loc`` inside ``model`` (list indices and
+    ``Optional``/``list``/``dict`` wrappers passed through); ``None`` where none is found."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if isinstance(current, type) else None
+        if field is None:
+            return None
+        current = _model_in(field.annotation)
+        if current is None:
+            return None
+    return list(current.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (``X | None``, ``list[X]``, ...), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _registries(controllers: Registry[Any]) -> dict[str, Registry[Any]]:
@@ -978,7 +1011,7 @@ def _component_params(
             parsed = config_model.model_validate(component.params)
         return parsed.model_dump(mode="json")
     except ValidationError as exc:
-        for err in _pydantic_errors(exc):
+        for err in _pydantic_errors(exc, config_model):
             # A check of the whole config that names its field first ("test_fraction: ...")
             # is placed at that field.
             at = AT_FIELD.fullmatch(err["msg"]) if not err["loc"] else None

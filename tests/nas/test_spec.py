@@ -104,6 +104,18 @@ CASES: list[tuple[str, Mutation, tuple[object, ...], str]] = [
         "boolean",
     ),
     ("space-param", lambda d: d["space"].update(nodes=3), ("space", "nodes"), "unknown field"),
+    (  # an unknown field says which ones are valid (it said "unknown field" alone)
+        "unknown-constraint",
+        lambda d: d.update(objective={"constraints": {"max_memory": 1}}),
+        ("objective", "constraints", "max_memory"),
+        "unknown field; valid: max_params, max_flops, max_latency_ms",
+    ),
+    (
+        "unknown-budget-field",
+        lambda d: d["budget"].update(trails=3),
+        ("budget", "trails"),
+        "unknown field; valid: trials, max_trials, minutes",
+    ),
     (
         "evaluator-param",
         lambda d: d["evaluator"].update(epochs="x"),
