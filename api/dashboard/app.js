@@ -103,28 +103,43 @@ async function download(path, fallbackName) {
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
-function actions(job, after) {
-  const status = h("span", { role: "status", class: "muted" });
-  // after(): what the action changed is shown again (an export changes nothing on the page)
-  const act = (label, fn, cls, changes = true) => h("button", { type: "button", class: cls, onclick: async () => {
-    status.textContent = `${label}…`;
-    try { await fn(); status.textContent = `${label}: done`; if (changes) after(); } catch (err) { status.textContent = `${label}: ${err.status === 404 ? "not found" : describe(err.detail ?? err.message)}`; }
+// What the user chose or was told in a job's actions, by job id: the jobs list redraws a
+// row whenever any listed job changes (every 2 s while one runs), and a redraw kept neither
+// the export format chosen nor the last action's answer.
+const actionState = new Map();
+
+function actions(job, after, evaluator) {
+  const kept = actionState.get(job.id) || {};
+  actionState.set(job.id, kept);
+  const status = h("span", { role: "status", class: "muted" }, kept.status || "");
+  const say = (text) => { kept.status = text; status.textContent = text; };
+  // after(): what the action changed is shown again (an export changes nothing on the page);
+  // ask: a confirmation first (nothing is done, and nothing said done, when declined)
+  const act = (label, fn, cls, changes = true, ask = null) => h("button", { type: "button", class: cls, onclick: async () => {
+    if (ask && !confirm(ask)) return;
+    say(`${label}…`);
+    try { await fn(); say(`${label}: done`); if (changes) after(); } catch (err) { say(`${label}: ${err.status === 404 ? "not found" : describe(err.detail ?? err.message)}`); }
   } }, label);
   // the formats the job's space exports to (a table space: json only)
-  const fmtSel = h("select", { "aria-label": `export format for job ${job.id}` }, (job.export_formats || []).map((f) => h("option", { value: f }, f)));
+  const formats = job.export_formats || [];
+  const fmtSel = h("select", { "aria-label": `export format for job ${job.id}`, onchange: (e) => { kept.format = e.target.value; } },
+    formats.map((f) => h("option", { value: f, selected: f === kept.format }, f)));
   const finished = !["QUEUED", "RUNNING"].includes(job.state);
+  const policy = evaluator === "rl2-meta" && job.state === "SUCCEEDED"; // its result: the policy file
   return h("span", { class: "actions" },
-    finished ? null : act("Cancel", () => api(`/jobs/${job.id}/cancel`, { method: "POST" })),
+    finished ? null : act("Cancel", () => api(`/jobs/${job.id}/cancel`, { method: "POST" }), undefined, true,
+      `Cancel job ${job.id}? Its running trials stop and are recorded as failed; finished trials are kept.`),
     // The server's own rule: retrain_refused says why it would refuse (a table, few-shot tasks).
     // (nothing to retrain or export before a completed trial: the server would refuse)
     finished && job.best && !job.retrain_refused ? act("Retrain best", () => api(`/jobs/${job.id}/retrain?rank=1`, { method: "POST" })) : null,
     job.best ? fmtSel : null, " ", job.best ? act("Export", () => download(`/jobs/${job.id}/export?format=${fmtSel.value}&rank=1`, `job${job.id}.${fmtSel.value}`), undefined, false) : null,
+    policy ? act("Download policy", () => download(`/jobs/${job.id}/policy`, `rl2-policy-job${job.id}.pt`), undefined, false) : null,
     " ", finished ? act("Delete", async () => {
-      if (!confirm(`Delete job ${job.id} and all its trials?`)) return;
       await api(`/jobs/${job.id}`, { method: "DELETE" });
+      actionState.delete(job.id);
       if (location.hash.startsWith(`#/jobs/${job.id}`)) location.hash = "#/"; // its page is gone
       else after();
-    }, "danger", false) : null,
+    }, "danger", false, `Delete job ${job.id} and all its trials?`) : null,
     " ", status);
 }
 
@@ -231,11 +246,11 @@ async function jobsPage(params) {
       h("td", { class: "name" }, h("a", { href: `#/jobs/${job.id}` }, `${job.id} · ${job.name}`)),
       h("td", {}, stateTag(job.state), job.reason ? h("div", { class: "muted reason", title: job.reason }, job.reason.length > 60 ? `${job.reason.slice(0, 59)}…` : job.reason) : null),
       h("td", {}, progress(job)), h("td", {}, eta(job)),
-      h("td", { class: "num" }, job.best ? `${fmt(job.best.value)} (#${job.best.trial_number})` : "–"),
+      h("td", { class: "num", title: job.best ? `${(o.objectives || []).join(", ")}, trial ${job.best.trial_number}` : "" }, job.best ? `${fmt(job.best.value)} (#${job.best.trial_number})` : "–"),
       h("td", { class: "num" }, job.n_trials),
       h("td", {}, o.controller), h("td", {}, o.space), h("td", {}, o.dataset),
       h("td", { class: "wrap" }, o.warm_start.length ? o.warm_start.join(", ") : "–"),
-      h("td", { class: "wrap" }, actions(job, load)))));
+      h("td", { class: "wrap" }, actions(job, load, o.evaluator)))));
     if (!page.data.length) tbody.append(h("tr", {}, h("td", { colspan: 11 }, "No jobs.")));
     pager.replaceChildren(...[
       offset > 0 ? h("a", { href: `#/?state=${state}&offset=${Math.max(0, offset - limit)}` }, "← Newer") : null,
@@ -400,7 +415,7 @@ async function jobPage(id) {
       ["Warm start", ((spec.warm_start?.sources || []).map((x) => (x.job_id != null ? `job ${x.job_id} (${x.name})` : `run ${x.run}`)).join(", ") || "–")
         + (spec.warm_start?.predicted ? `; ${spec.warm_start.predicted} predicted by a model of their trials` : "")],
     ]),
-    h("p", {}, actions(j, () => route())));
+    h("p", {}, actions(j, () => route(), spec.evaluator?.name)));
   drawHead(job);
   // The evaluator's metrics: those the job's trials report (first page).
   try {

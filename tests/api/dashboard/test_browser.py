@@ -420,3 +420,69 @@ def test_parallel_coordinates_choice_labels_do_not_overlap(page: Page, site: Sit
     assert min(b - a for a, b in pairwise(ys)) >= 9, step0
     assert any(text.startswith("PAD") for _, text in step0), step0  # the last choice
     assert not page.errors, page.errors
+
+
+def test_a_phone_window_does_not_scroll_sideways(browser: Any, site: Site) -> None:
+    """At 390 px chart cards kept a 420 px minimum, the spec editor 560 px: pages were wider
+    than the window."""
+    phone = Page(browser, site, site.key)
+    try:
+        phone.page.set_viewport_size({"width": 390, "height": 844})
+        for fragment, ready in (
+            ("/", "#jobs tbody tr"),
+            (f"/jobs/{site.nb201['id']}", "#charts[data-loaded]"),
+            (f"/jobs/{site.enas['id']}", "#charts[data-loaded]"),
+        ):
+            p = phone.go(fragment)
+            p.wait_for_selector(ready)
+            widths = p.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            assert widths[0] <= widths[1], (fragment, widths)
+        assert phone.errors == []
+    finally:
+        phone.context.close()
+
+
+def test_a_declined_delete_does_nothing_and_row_choices_survive_a_redraw(
+    page: Page, site: Site
+) -> None:
+    """Declining the Delete confirmation still said 'Delete: done'; the jobs list redraws a
+    row whenever any listed job changes, which reset the export format chosen and wiped the
+    last action's answer; Cancel asked nothing."""
+    with site.server.client(site.key) as client:
+        running = client.submit(standalone_spec(trials=6, epochs=2, name="redraws"))
+        p = page.go("/")
+        dialogs: list[str] = []
+        p.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        cancel = f"#jobs tr[data-job='{running['id']}'] button:has-text('Cancel')"
+        p.click(cancel)  # declined: the job goes on
+        assert dialogs and dialogs[-1].startswith(f"Cancel job {running['id']}?")
+        row = f"#jobs tr[data-job='{site.nb201['id']}']"
+        status = f"{row} [role=status]"
+        p.wait_for_selector(f"{row} select")
+        p.select_option(f"{row} select", "model-card")
+        p.click(f"{row} button:has-text('Delete')")
+        assert dialogs[-1].startswith(f"Delete job {site.nb201['id']}")
+        assert "done" not in (p.text_content(status) or "")
+        p.evaluate(f"document.querySelector(\"{status}\").dataset.mark = 'before'")
+        # the running job's row changes: the list redraws every row
+        p.wait_for_function(f'!document.querySelector("{status}")?.dataset.mark', timeout=30_000)
+        assert p.eval_on_selector(f"{row} select", "s => s.value") == "model-card"
+        assert client.job(site.nb201["id"])["state"] == "SUCCEEDED"  # not deleted
+        client.wait(running["id"], timeout=120)
+    assert page.errors == []
+
+
+def test_a_meta_training_job_offers_its_policy(page: Page, site: Site) -> None:
+    """A meta-training job's only result is its policy file; its page offered Delete alone."""
+    from tests.workers.test_meta_train_search import table_meta_spec
+
+    with site.server.client(site.key) as client:
+        job = client.wait(
+            client.submit(table_meta_spec(site.server.settings.data_dir))["id"], timeout=120
+        )
+    assert job["state"] == "SUCCEEDED", job["reason"]
+    p = page.go(f"/jobs/{job['id']}")
+    with p.expect_download() as download:
+        p.get_by_role("button", name="Download policy").click()
+    assert download.value.suggested_filename == f"rl2-policy-job{job['id']}.pt"
+    assert page.errors == []
