@@ -373,21 +373,24 @@ function curvesCharts(curves) {
   const charts = [];
   for (const [series, points] of Object.entries(curves.epochs || {})) {
     if (series === "epsilon_stages") { charts.push(stagesChart(points)); continue; }
+    // A meta-training job's points are by iteration (its point number is no epoch).
+    const by = points.length && points.every((p) => typeof p.iteration === "number") ? "iteration" : "epoch";
+    const x = (p) => (by === "iteration" ? p.iteration : p.epoch);
     const keys = new Set();
-    for (const p of points) for (const [k, v] of Object.entries(p)) if (k !== "epoch" && typeof v === "number") keys.add(k);
+    for (const p of points) for (const [k, v] of Object.entries(p)) if (k !== "epoch" && k !== by && typeof v === "number") keys.add(k);
     const groups = [["mean_reward", "baseline"], ["entropy"], ["train_loss"], ["train_accuracy"]];
     const used = new Set();
     for (const g of groups) {
       const present = g.filter((k) => keys.has(k));
       if (!present.length) continue;
       present.forEach((k) => used.add(k));
-      charts.push(lineChart(`curve-${series}-${present.join("-")}`, `${series}: ${present.join(", ")} per epoch`,
-        present.map((k) => ({ name: k, points: points.map((p) => [p.epoch, p[k]]) })), { xLabel: "epoch", yLabel: present.join("/") }));
+      charts.push(lineChart(`curve-${series}-${present.join("-")}`, `${series}: ${present.join(", ")} per ${by}`,
+        present.map((k) => ({ name: k, points: points.map((p) => [x(p), p[k]]) })), { xLabel: by, yLabel: present.join("/") }));
     }
     for (const k of keys) {
       if (used.has(k) || ["seconds", "skipped_steps", "rewards", "lr"].includes(k)) continue;
-      charts.push(lineChart(`curve-${series}-${k}`, `${series}: ${k} per ${points[0]?.stage !== undefined ? "point" : "epoch"}`,
-        [{ name: k, points: points.map((p) => [p.epoch, p[k]]) }], { xLabel: "epoch", yLabel: k }));
+      charts.push(lineChart(`curve-${series}-${k}`, `${series}: ${k} per ${points[0]?.stage !== undefined ? "point" : by}`,
+        [{ name: k, points: points.map((p) => [x(p), p[k]]) }], { xLabel: by, yLabel: k }));
     }
   }
   return charts;
@@ -458,8 +461,16 @@ async function jobPage(id) {
   const ctl = new AbortController();
   stopLive = () => ctl.abort();
   let pending = null, lastCharts = Date.now();
-  const flush = () => {
-    pending = null; table.refresh();
+  const flush = async () => {
+    pending = null;
+    if (!metricNames.length) {
+      // Opened before any trial completed: the table has no metric columns yet. Once one has
+      // metrics, the page is drawn again with them.
+      const sample = await api(`/jobs/${id}/trials?limit=5&state=COMPLETE`).catch(() => null);
+      const found = sample?.data.some((t) => Object.values(t.metrics || {}).some((v) => typeof v === "number"));
+      if (found && !left()) { route(); return; }
+    }
+    table.refresh();
     if (Date.now() - lastCharts > 4000) { lastCharts = Date.now(); loadCharts().catch(() => {}); }
   };
   stream(`/jobs/${id}/events`, (event, data) => {

@@ -6,12 +6,14 @@ errors appear at the field of the spec editor."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from itertools import pairwise
 from typing import Any
 
 import pytest
 
+from api.client import ApiError
 from tests.api.conftest import nb201_spec, standalone_spec
 from tests.api.dashboard.conftest import Site
 
@@ -485,4 +487,25 @@ def test_a_meta_training_job_offers_its_policy(page: Page, site: Site) -> None:
     with p.expect_download() as download:
         p.get_by_role("button", name="Download policy").click()
     assert download.value.suggested_filename == f"rl2-policy-job{job['id']}.pt"
+    # its curve is by iteration (it was plotted over the point number, labelled epoch)
+    p.wait_for_selector("#charts[data-loaded]")
+    captions = p.locator("figure.chart figcaption").all_text_contents()
+    assert any("meta_train: auc_z per iteration" in c for c in captions), captions
+    assert not any("iteration per" in c or "per epoch" in c for c in captions), captions
+    assert page.errors == []
+
+
+def test_a_page_opened_before_any_trial_completed_gains_the_metric_columns(
+    page: Page, site: Site
+) -> None:
+    """The trials table's metric columns come from the job's completed trials: a page opened
+    before the first one completed never showed val_accuracy, params... until reloaded."""
+    with site.server.client(site.key) as client:
+        job = client.submit(standalone_spec(trials=2, epochs=40, name="early"))
+        p = page.go(f"/jobs/{job['id']}")
+        p.wait_for_selector("#trials")
+        assert client.job(job["id"])["trial_states"].get("COMPLETE", 0) == 0, "opened too late"
+        p.wait_for_selector("#trials thead button[data-sort='val_accuracy']", timeout=60_000)
+        with contextlib.suppress(ApiError):  # (it may have finished meanwhile)
+            client.cancel(job["id"])
     assert page.errors == []
