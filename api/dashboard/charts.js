@@ -58,11 +58,17 @@ function tickText(ts) {
   return (t) => t.toFixed(digits);
 }
 
-function axes(svg, x, y, xd, yd, xLabel, yLabel) {
+// xInteger: the x values are counts (trials, epochs, steps, iterations): whole ticks only.
+function axes(svg, x, y, xd, yd, xLabel, yLabel, xInteger = false) {
   const g = s("g", { class: "axis" });
   g.append(s("line", { x1: M.l, y1: H - M.b, x2: W - M.r, y2: H - M.b }));
   g.append(s("line", { x1: M.l, y1: M.t, x2: M.l, y2: H - M.b }));
-  const xt = ticks(xd), xs = tickText(xt), yt = ticks(yd), ys = tickText(yt);
+  let xt = ticks(xd);
+  if (xInteger) {
+    const whole = xt.filter(Number.isInteger);
+    xt = whole.length ? whole : [Math.round((xd[0] + xd[1]) / 2)];
+  }
+  const xs = tickText(xInteger ? [0, 1] : xt), yt = ticks(yd), ys = tickText(yt);
   for (const t of xt) {
     g.append(s("line", { x1: x(t), x2: x(t), y1: H - M.b, y2: H - M.b + 4 }));
     g.append(s("text", { x: x(t), y: H - M.b + 14, "text-anchor": "middle" }, xs(t)));
@@ -99,7 +105,7 @@ export function lineChart(id, title, series, { xLabel = "epoch", yLabel = "", xF
   const xd = extent(xs), yd = extent(ys);
   const x = scale(xd, [M.l, W - M.r]), y = scale(yd, [H - M.b, M.t]);
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", role: "img" });
-  axes(svg, x, y, xd, yd, xLabel, yLabel);
+  axes(svg, x, y, xd, yd, xLabel, yLabel, xs.every(Number.isInteger));
   let marks = 0;
   series.forEach((q, i) => {
     const pts = q.points.filter((p) => Number.isFinite(p[1]));
@@ -125,7 +131,7 @@ export function historyChart(id, title, hist, metric) {
   const xd = [0, Math.max(1, hist.n_trials - 1)], yd = extent(ys);
   const x = scale(xd, [M.l, W - M.r]), y = scale(yd, [H - M.b, M.t]);
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", role: "img" });
-  axes(svg, x, y, xd, yd, "trial", metric);
+  axes(svg, x, y, xd, yd, "trial", metric, true);
   // each bucket: a bar from its lowest to its highest objective (a dot for a single value)
   const bw = Math.min(3, Math.max(1, ((W - M.l - M.r) / Math.max(1, hist.buckets.length)) * 0.8));
   let d = "";

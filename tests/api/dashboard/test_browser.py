@@ -509,3 +509,13 @@ def test_a_page_opened_before_any_trial_completed_gains_the_metric_columns(
         with contextlib.suppress(ApiError):  # (it may have finished meanwhile)
             client.cancel(job["id"])
     assert page.errors == []
+
+
+def test_count_axes_have_whole_ticks(page: Page, site: Site) -> None:
+    """An ENAS job's 2 epochs were ticked 0, 0.2, ... 1 and a short history trial 0.5, 1.5."""
+    p = page.go(f"/jobs/{site.enas['id']}")
+    p.wait_for_selector("#charts[data-loaded]")
+    ticks = p.locator("figure.chart svg.plot g.axis text[text-anchor=middle][y='220']")
+    texts = ticks.all_text_contents()
+    assert texts and all(t.lstrip("-").isdigit() for t in texts), texts
+    assert page.errors == []
