@@ -306,11 +306,16 @@ function trialsTable(job, metricNames) {
     if (st.sort === key) st.order = st.order === "asc" ? "desc" : "asc"; else { st.sort = key; st.order = key === "number" ? "asc" : "desc"; }
     sortSel.value = st.sort; orderSel.value = st.order; reset();
   };
-  const heads = () => headRow.replaceChildren(...cols.map((c) => {
-    const sortable = sortKeys.includes(c);
-    return h("th", { scope: "col", class: c === "state" ? "" : "num", "aria-sort": st.sort === c ? (st.order === "asc" ? "ascending" : "descending") : null },
-      sortable ? h("button", { type: "button", "data-sort": c, onclick: () => setSort(c) }, c) : c);
-  }), h("th", { scope: "col" }, "hyperparameters"), h("th", { scope: "col", class: "num" }, "seconds"), h("th", { scope: "col" }, "worker"));
+  const heads = () => {
+    // redrawn on every load: a sort button that had the focus (a keyboard user's) keeps it
+    const focused = headRow.contains(document.activeElement) ? document.activeElement.dataset.sort : null;
+    headRow.replaceChildren(...cols.map((c) => {
+      const sortable = sortKeys.includes(c);
+      return h("th", { scope: "col", class: c === "state" ? "" : "num", "aria-sort": st.sort === c ? (st.order === "asc" ? "ascending" : "descending") : null },
+        sortable ? h("button", { type: "button", "data-sort": c, onclick: () => setSort(c) }, c) : c);
+    }), h("th", { scope: "col" }, "hyperparameters"), h("th", { scope: "col", class: "num" }, "seconds"), h("th", { scope: "col" }, "worker"));
+    if (focused) headRow.querySelector(`button[data-sort="${focused}"]`)?.focus();
+  };
   let requests = 0; // only the newest request's answer is shown (an older one may come later)
   const load = async () => {
     const mine = ++requests;

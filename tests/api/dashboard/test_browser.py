@@ -519,3 +519,15 @@ def test_count_axes_have_whole_ticks(page: Page, site: Site) -> None:
     texts = ticks.all_text_contents()
     assert texts and all(t.lstrip("-").isdigit() for t in texts), texts
     assert page.errors == []
+
+
+def test_sorting_by_keyboard_keeps_the_focus(page: Page, site: Site) -> None:
+    """The header row is drawn again on every load: Enter on a sort button dropped the focus
+    to the page's body."""
+    p = page.go(f"/jobs/{site.nb201['id']}")
+    p.wait_for_selector("#trials thead button[data-sort='objective']")
+    p.focus("#trials thead button[data-sort='objective']")
+    p.keyboard.press("Enter")
+    p.wait_for_selector("#trials thead th[aria-sort] button[data-sort='objective']")
+    assert p.evaluate("document.activeElement.dataset.sort") == "objective"
+    assert page.errors == []
