@@ -331,7 +331,7 @@ function trialsTable(job, metricNames) {
       h("td", { class: "num" }, fmt(t.objective)),
       metricNames.map((m) => h("td", { class: "num" }, fmt(t.metrics?.[m]))),
       h("td", {}, Object.entries(t.hparams || {}).map(([k, v]) => `${k}=${fmt(v)}`).join(" ")),
-      h("td", { class: "num" }, fmt(t.cost_s, 2)), h("td", {}, t.worker ?? "–"))));
+      h("td", { class: "num", title: t.simulated ? "simulated training time (a benchmark table's, not measured here)" : null }, t.simulated ? `${fmt(t.cost_s, 2)} sim.` : fmt(t.cost_s, 2)), h("td", {}, t.worker ?? "–"))));
     const first = st.cursors.length * st.limit + 1;
     info.textContent = page.count ? `${first}–${first + page.data.length - 1} of ${page.count} trials` : "no trials";
     prev.disabled = st.cursors.length === 0;
@@ -501,7 +501,7 @@ async function trialPage(id) {
   };
   render(h("nav", { "aria-label": "Breadcrumb" }, h("a", { href: "#/" }, "Jobs"), " › ", h("a", { href: `#/jobs/${t.job_id}` }, `Job ${t.job_id}`), " › ", `Trial ${t.number}`),
     h("h1", {}, `Trial ${t.number} of job ${t.job_id}`),
-    facts([["State", stateTag(t.state)], ["Objective", fmt(t.objective)], ["Seconds", fmt(t.cost_s, 2)], ["Worker", t.worker], ["Error", t.error]]),
+    facts([["State", stateTag(t.state)], ["Objective", fmt(t.objective)], ["Seconds", t.simulated ? `${fmt(t.cost_s, 2)} (simulated: a benchmark table's training time, not measured here)` : fmt(t.cost_s, 2)], ["Worker", t.worker], ["Error", t.error]]),
     h("h2", {}, "Metrics"), dataTable(["metric", "value"], Object.entries(t.metrics || {})),
     h("h2", {}, "Hyperparameters"), dataTable(["name", "value"], Object.entries(t.hparams || {})),
     h("h2", {}, "Intermediate values"), h("div", { class: "grid" }, charts),

@@ -531,3 +531,15 @@ def test_sorting_by_keyboard_keeps_the_focus(page: Page, site: Site) -> None:
     p.wait_for_selector("#trials thead th[aria-sort] button[data-sort='objective']")
     assert p.evaluate("document.activeElement.dataset.sort") == "objective"
     assert page.errors == []
+
+
+def test_simulated_seconds_say_so(page: Page, site: Site) -> None:
+    """A NAS-Bench-201 trial's seconds are the table's training time, not measured: the
+    trials table and the trial page showed them as plain seconds."""
+    p = page.go(f"/jobs/{site.nb201['id']}")
+    p.wait_for_selector("#trials tbody tr[data-trial]")
+    cells = p.locator("#trials tbody tr[data-trial] td:nth-last-child(2)").all_text_contents()
+    assert cells and all(c.endswith(" sim.") for c in cells), cells
+    p.locator("#trials tbody tr[data-trial] a").first.click()
+    p.wait_for_selector("text=simulated: a benchmark table's training time")
+    assert page.errors == []
