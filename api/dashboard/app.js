@@ -529,16 +529,35 @@ async function comparePage(params) {
     h("label", { for: "compare-jobs" }, "Job ids (comma-separated)", input), h("button", { type: "submit" }, "Compare"));
   const out = h("div", { class: "grid", id: "compare" });
   render(h("h1", {}, "Compare jobs"), form, out);
-  if (!ids.length) return;
+  if (!ids.length) {
+    if (params.get("jobs")) out.append(h("p", { class: "error", role: "alert" }, `No job ids in "${params.get("jobs")}": give numbers separated by commas, e.g. 1,2.`));
+    return;
+  }
   const results = await Promise.allSettled(ids.map(async (id) => ({ job: await api(`/jobs/${id}`), hist: await api(`/jobs/${id}/history?points=500`), best: await api(`/jobs/${id}/best?k=1`) })));
   const ok = results.filter((r) => r.status === "fulfilled").map((r) => r.value);
   results.forEach((r, i) => { if (r.status === "rejected") out.append(h("p", { class: "error", role: "alert" }, `Job ${ids[i]}: ${r.reason.status === 404 ? "not found" : r.reason.message}`)); });
   if (!ok.length) return;
+  for (const { job, best } of ok) if (!best.length) out.append(h("p", { class: "muted" }, `Job ${job.id}: no completed trial, nothing to plot.`));
   // Steps: the best holds until the next improvement (a line between them showed a gradual gain).
   const steps = (best) => best.flatMap((b, i) => (i ? [[b.trial, best[i - 1].value], [b.trial, b.value]] : [[b.trial, b.value]]));
-  out.prepend(lineChart("compare-best", "Best so far by trial", ok.map(({ job, hist }) => ({ name: `job ${job.id}`, points: steps(hist.best_so_far).concat(hist.best_so_far.length ? [[hist.n_trials - 1, hist.best_so_far.at(-1).value]] : []) })), { xLabel: "trial", yLabel: "best" }));
-  out.append(h("div", {}, h("h2", {}, "Best architectures"), dataTable(["job", "trial", "objective", "architecture"],
-    ok.map(({ job, best }) => [job.id, best[0]?.number ?? null, best[0]?.objective ?? null, best[0] ? best[0].architecture.choices.join(".") : "–"]))));
+  const metricOf = (job) => job.spec?.objective?.metric || "objective";
+  const metrics = [...new Set(ok.map(({ job }) => metricOf(job)))];
+  // one y axis: named by the metric when the jobs share it, else each line names its own
+  const shared = metrics.length === 1;
+  out.prepend(lineChart("compare-best", `Best so far by trial${shared ? `: ${metrics[0]}` : ""}`, ok.map(({ job, hist }) => ({
+    name: shared ? `job ${job.id}` : `job ${job.id} (${metricOf(job)})`,
+    points: steps(hist.best_so_far).concat(hist.best_so_far.length ? [[hist.n_trials - 1, hist.best_so_far.at(-1).value]] : []),
+  })), { xLabel: "trial", yLabel: shared ? metrics[0] : "each job's objective" }));
+  // each best architecture by its decisions' choices, named (the drawing's genotype)
+  const named = await Promise.all(ok.map(async ({ best }) => {
+    if (!best[0]) return "–";
+    try {
+      const d = await api(`/trials/${best[0].id}/drawing`);
+      return Object.entries(d.genotype).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ");
+    } catch { return best[0].architecture.choices.join("."); }
+  }));
+  out.append(h("div", {}, h("h2", {}, "Best architectures"), dataTable(["job", "trial", "metric", "objective", "architecture"],
+    ok.map(({ job, best }, i) => [job.id, best[0]?.number ?? null, metricOf(job), best[0]?.objective ?? null, named[i]]))));
 }
 
 // --- router --------------------------------------------------------------------------------

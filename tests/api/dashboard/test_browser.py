@@ -146,6 +146,13 @@ def test_every_page_renders_with_its_charts_and_no_console_error(page: Page, sit
     page.go(f"/compare?jobs={site.nb201['id']},{site.enas['id']}")
     p.wait_for_selector("#compare-best")
     assert _chart_counts(p)["compare-best"] > 0
+    # the best architectures by their named choices (they were raw indices: 3.1.3.3.3.1)
+    p.wait_for_selector("#compare h2:has-text('Best architectures')")
+    best = "#compare div:has(> h2:has-text('Best architectures')) tbody tr td:last-child"
+    cells = p.locator(best).all_text_contents()
+    assert len(cells) == 2 and all(":" in c for c in cells), cells
+    page.go("/compare?jobs=abc")
+    p.wait_for_selector("#compare [role=alert]:has-text('No job ids')")
     assert page.errors == []
 
 
