@@ -75,7 +75,11 @@ DEFAULT_EPSILONS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 
 class MetaQNNControllerConfig(ControllerConfig):
     total_models: int = Field(
-        100, ge=1, le=10_000_000, description="models the schedule spans: the trial budget"
+        100,
+        ge=1,
+        le=10_000_000,
+        description="models the schedule spans: the trial budget (default: budget.trials "
+        "when the spec has one, else 100)",
     )
     explore_fraction: float = Field(
         0.5, ge=0, le=1, description="share of total_models at epsilon 1.0 (paper: 1500/2700)"
@@ -241,6 +245,17 @@ class MetaQNN(Controller):
 
     name = "metaqnn"
     Config = MetaQNNControllerConfig
+
+    @classmethod
+    def spec_defaults(
+        cls, spec: Any, given: Mapping[str, Any], params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``total_models`` defaults to the spec's ``budget.trials``: with the fixed 100 a
+        30-trial search never left epsilon 1.0 (it was random search)."""
+        trials = spec.budget.trials
+        if "total_models" in given or "schedule" in given or trials is None:
+            return params
+        return {**params, "total_models": int(trials)}
 
     def __init__(
         self,

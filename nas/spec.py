@@ -825,6 +825,11 @@ def parse_spec(
         section: _component_params(section, getattr(spec, section), registry, errors, strict)
         for section, registry in registries.items()
     }
+    # A controller may fill a default from the rest of the spec (MetaQNN: its schedule's
+    # length from budget.trials), from the parameters the spec gives.
+    spec_defaults = getattr(controllers.get(spec.controller.name), "spec_defaults", None)
+    if not errors and spec_defaults is not None and params["controller"] is not None:
+        params["controller"] = spec_defaults(spec, spec.controller.params, params["controller"])
     if not errors and check_files is not None:
         check_files(
             ResolvedSpec(

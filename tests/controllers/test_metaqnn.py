@@ -58,6 +58,13 @@ def test_spec_validates_the_controller_section() -> None:
     }
     resolved = parse_spec({**base, "controller": {"name": "metaqnn", "total_models": 10}})
     assert resolved.controller_params["total_models"] == 10
+    # by default the schedule spans the trial budget (a fixed 100 kept a 30-trial search
+    # at epsilon 1.0: random search), and the stored spec says so
+    resolved = parse_spec({**base, "budget": {"trials": 30}, "controller": {"name": "metaqnn"}})
+    assert resolved.controller_params["total_models"] == 30
+    assert parse_spec(resolved.to_dict()).controller_params["total_models"] == 30
+    minutes = parse_spec({**base, "budget": {"minutes": 1}, "controller": {"name": "metaqnn"}})
+    assert minutes.controller_params["total_models"] == 100
     with pytest.raises(SpecError, match="epsilon in 0..1"):
         parse_spec({**base, "controller": {"name": "metaqnn", "schedule": [[1.5, 10]]}})
     with pytest.raises(SpecError, match="alpha"):
