@@ -85,6 +85,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
             f"flops={final['flops']} weights={final.get('weights', '-')}"
         )
     print(f"genotype: {json.dumps(best['genotype'])}")
+    if best.get("hparams"):  # a joint search: the best trial's hyperparameters too
+        print(f"hparams: {json.dumps(best['hparams'])}")
     return 0
 
 

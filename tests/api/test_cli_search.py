@@ -162,3 +162,23 @@ def test_a_spec_file_is_read_as_strictly_as_a_json_body(
     err = capsys.readouterr().err
     assert "seed: Input should be a valid integer" in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_nas_search_prints_the_best_trials_hyperparameters(
+    tmp_path: Path, nb201_table: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A joint search's closing lines named the architecture and not its hyperparameters."""
+    spec = {
+        "name": "joint",
+        "dataset": {"name": "nb201-cifar10"},
+        "space": {"name": "nb201"},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "tabular"},
+        "hparams": {"tag": {"type": "categorical", "choices": ["a", "b"]}},
+        "budget": {"trials": 5},
+    }
+    spec_file = tmp_path / "joint.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    assert main(["search", str(spec_file), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    best = json.loads((tmp_path / "run/summary.json").read_text())["best"]
+    assert f"hparams: {json.dumps(best['hparams'])}" in capsys.readouterr().out.splitlines()
