@@ -573,7 +573,8 @@ async function route() {
     if ((m = /^\/jobs\/(\d+)$/.exec(path))) await jobPage(m[1]);
     else if ((m = /^\/trials\/(\d+)$/.exec(path))) await trialPage(m[1]);
     else if (path === "/compare") await comparePage(params);
-    else await jobsPage(params);
+    else if (path === "" || path === "/") await jobsPage(params);
+    else render(h("h1", {}, "Not found"), h("p", { role: "alert", class: "error" }, `No page ${location.hash}: `, h("a", { href: "#/" }, "the jobs"), "."));
   } catch (err) {
     if (err.status !== 401 && !left()) render(errorBox(err));
   }

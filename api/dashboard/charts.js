@@ -93,7 +93,8 @@ export function dataTable(headers, rows, limit = 300) {
   const shown = rows.slice(0, limit);
   return h("div", { class: "scroll" }, h("table", {},
     h("thead", {}, h("tr", {}, headers.map((c) => h("th", { scope: "col", class: "num" }, c)))),
-    h("tbody", {}, shown.map((r) => h("tr", {}, r.map((c) => h("td", { class: "num" }, fmt(c))))))),
+    h("tbody", {}, shown.length ? shown.map((r) => h("tr", {}, r.map((c) => h("td", { class: "num" }, fmt(c)))))
+      : h("tr", {}, h("td", { colspan: headers.length, class: "muted" }, "None.")))),
     rows.length > limit ? h("p", { class: "muted" }, `first ${limit} of ${rows.length} rows`) : null);
 }
 

@@ -550,3 +550,16 @@ def test_simulated_seconds_say_so(page: Page, site: Site) -> None:
     p.locator("#trials tbody tr[data-trial] a").first.click()
     p.wait_for_selector("text=simulated: a benchmark table's training time")
     assert page.errors == []
+
+
+def test_an_unknown_page_says_so_and_empty_tables_say_none(page: Page, site: Site) -> None:
+    """'#/trials/abc' showed the jobs page; an empty table (a trial without hyperparameters)
+    showed its headers alone."""
+    p = page.go("/trials/abc")
+    p.wait_for_selector("#main [role=alert]:has-text('No page #/trials/abc')")
+    with site.server.client(site.key) as client:
+        trial = client.trials(site.nb201["id"], limit=1)["data"][0]
+    p = page.go(f"/trials/{trial['id']}")
+    table = "h2:has-text('Hyperparameters') + div table tbody"
+    p.wait_for_selector(f"{table} td:has-text('None.')")
+    assert page.errors == []
