@@ -177,7 +177,9 @@ export function parallelChart(id, title, pc) {
   const cols = [...pc.columns, { name: pc.metric, kind: "float" }];
   const rowsV = pc.rows.map((r) => [...r.values, r.objective]);
   const width = Math.max(W, 70 * cols.length + 60), top = 28, bottom = H - 20;
-  const svg = s("svg", { viewBox: `0 0 ${width} ${H}`, class: "plot", role: "img" });
+  // never drawn below its natural size (many axes shrank its labels to 5 px): the card
+  // scrolls sideways instead
+  const svg = s("svg", { viewBox: `0 0 ${width} ${H}`, class: "plot", role: "img", style: `min-width: ${width}px` });
   const xs = cols.map((_, i) => 40 + (i * (width - 80)) / Math.max(1, cols.length - 1));
   const domains = cols.map((c, i) => (c.kind === "choice" ? [0, Math.max(1, c.labels.length - 1)] : extent(rowsV.map((r) => r[i]))));
   const ys = domains.map((d) => scale(d, [bottom, top]));

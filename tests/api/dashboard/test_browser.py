@@ -563,3 +563,22 @@ def test_an_unknown_page_says_so_and_empty_tables_say_none(page: Page, site: Sit
     table = "h2:has-text('Hyperparameters') + div table tbody"
     p.wait_for_selector(f"{table} td:has-text('None.')")
     assert page.errors == []
+
+
+def test_parallel_coordinates_with_many_axes_keep_their_size(page: Page, site: Site) -> None:
+    """Thirteen axes were shrunk into the card, their labels to about 5 px; the chart keeps
+    its natural size now and its card scrolls sideways."""
+    hparams = {f"h{i}": {"type": "float", "low": 0, "high": 1} for i in range(6)}
+    with site.server.client(site.key) as client:
+        job = client.submit(nb201_spec(budget={"trials": 30}, hparams=hparams, name="wide"))
+        client.wait(job["id"], timeout=60)
+    p = page.go(f"/jobs/{job['id']}")
+    p.wait_for_selector("#parallel svg")
+    drawn, natural = p.evaluate(
+        "() => { const s = document.querySelector('#parallel svg');"
+        " return [s.getBoundingClientRect().width, s.viewBox.baseVal.width]; }"
+    )
+    assert natural > 900 and drawn >= natural - 1, (drawn, natural)
+    widths = p.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], widths  # the card scrolls, not the page
+    assert page.errors == []
