@@ -149,3 +149,11 @@ def _check_same_search(loc: list[Any], job: JobModel, stored: dict[str, Any]) ->
         raise SpecError.at(
             loc, f"job {job.id} searched other hyperparameters; the hparams sections must match"
         )
+    if not stored.get("hparams") and job.spec.get("hparams"):
+        # (else each of its configurations was refused on its own, at warm_start.priors.N)
+        raise SpecError.at(
+            loc,
+            f"job {job.id} searched hyperparameters too (an hparams section) and this job "
+            "searches none: give it the same hparams section, or warm-start from a job "
+            "without one",
+        )

@@ -104,6 +104,14 @@ def test_sources_of_another_space_or_user_are_a_422_at_their_field(
     with pytest.raises(ApiError) as info:
         client.submit(nb201_spec(warm_start={"runs": ["/tmp/run"]}))
     assert info.value.detail[0]["loc"] == ["warm_start", "runs"]
+    # a joint source for a job without hparams: one error at the source (it was one per
+    # configuration, at warm_start.priors.N)
+    joint = nb201_spec(budget={"trials": 5}, hparams={"t": {"type": "categorical", "choices": [1]}})
+    joint_id = client.wait(client.submit(joint)["id"], timeout=120)["id"]
+    with pytest.raises(ApiError) as info:
+        client.submit(nb201_spec(warm_start={"jobs": [joint_id]}))
+    assert [d["loc"] for d in info.value.detail] == [["warm_start", "jobs", 0]]
+    assert "searched hyperparameters too" in info.value.detail[0]["msg"]
 
 
 def test_a_same_space_query_takes_the_newest_finished_jobs(client: NasClient) -> None:
