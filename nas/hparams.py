@@ -421,7 +421,9 @@ def _check_param(p: Param) -> list[tuple[tuple[str | int, ...], str]]:
     if isinstance(p, CategoricalParam):
         seen = set()
         for i, choice in enumerate(p.choices):
-            key = (type(choice).__name__, choice)
+            # 1 and 1.0 are one number (a JSON reader may not tell them apart); true is no 1
+            number = isinstance(choice, int | float) and not isinstance(choice, bool)
+            key = ("number", float(choice)) if number else (type(choice).__name__, choice)
             if key in seen:
                 problems.append((("choices", i), f"duplicate choice {choice!r}"))
             seen.add(key)

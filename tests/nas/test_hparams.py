@@ -92,6 +92,12 @@ CASES = [
         ("x", "choices", 2),
         "duplicate choice 'a'",
     ),
+    (  # one number twice (sampled and stored as two choices); true stays no 1
+        "duplicate-number",
+        {"x": {"type": "categorical", "choices": [1, True, 1.0]}},
+        ("x", "choices", 2),
+        "duplicate choice 1.0",
+    ),
     ("bad-name", {"my lr": f()}, ("my lr",), "parameter names are"),
     (
         "condition-unknown",
