@@ -171,6 +171,10 @@ class Controller(ABC):
         ]
         self._use_observations()
 
+    #: Parameters a source job may differ in and still hand on its state
+    #: (``transferable_state``): they shape how the state is used, not the state itself.
+    transfer_ignores: ClassVar[frozenset[str]] = frozenset()
+
     @classmethod
     def transferable_state(cls, state: Mapping[str, Any]) -> dict[str, Any] | None:
         """What a warm-started job of this controller takes from a source job's last

@@ -245,6 +245,8 @@ class MetaQNN(Controller):
 
     name = "metaqnn"
     Config = MetaQNNControllerConfig
+    #: The Q-table does not depend on the epsilon schedule (whose length is the budget's).
+    transfer_ignores = frozenset({"total_models", "explore_fraction", "epsilons", "schedule"})
 
     @classmethod
     def spec_defaults(
@@ -255,7 +257,9 @@ class MetaQNN(Controller):
         trials = spec.budget.trials
         if "total_models" in given or "schedule" in given or trials is None:
             return params
-        return {**params, "total_models": int(trials)}
+        limit = cls.Config.model_fields["total_models"].metadata
+        most = min((m.le for m in limit if getattr(m, "le", None) is not None), default=None)
+        return {**params, "total_models": int(trials) if most is None else min(int(trials), most)}
 
     def __init__(
         self,

@@ -827,8 +827,9 @@ def parse_spec(
     }
     # A controller may fill a default from the rest of the spec (MetaQNN: its schedule's
     # length from budget.trials), from the parameters the spec gives.
-    spec_defaults = getattr(controllers.get(spec.controller.name), "spec_defaults", None)
-    if not errors and spec_defaults is not None and params["controller"] is not None:
+    entry = controllers.get(spec.controller.name) if not errors else None
+    spec_defaults = getattr(entry, "spec_defaults", None)
+    if spec_defaults is not None and params["controller"] is not None:
         params["controller"] = spec_defaults(spec, spec.controller.params, params["controller"])
     if not errors and check_files is not None:
         check_files(

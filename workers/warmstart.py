@@ -32,8 +32,12 @@ def controller_transfer(
     if name not in CONTROLLERS:
         return None
     cls = CONTROLLERS.get(name)
+
+    def compared(params: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in params.items() if k not in cls.transfer_ignores}
+
     for source, section, state in sources:
-        if state is None or dict(section) != dict(controller) or state.get("name") != name:
+        if state is None or compared(section) != compared(controller) or state.get("name") != name:
             continue
         transferred = cls.transferable_state(state)
         if transferred is not None:
