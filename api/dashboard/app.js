@@ -582,7 +582,11 @@ async function route() {
 }
 
 function start() {
-  window.addEventListener("hashchange", () => { if (!document.getElementById("login").hidden) return; route(); });
+  // (the skip link's #main is no page: only #/... routes)
+  window.addEventListener("hashchange", () => {
+    if (!document.getElementById("login").hidden || (location.hash && !location.hash.startsWith("#/"))) return;
+    route();
+  });
   // A server without keys (nas serve --no-auth) answers without one.
   if (!sessionStorage.getItem(KEY) && document.body.dataset.auth !== "none") { showLogin(""); return; }
   hideLogin();

@@ -65,6 +65,8 @@ def test_spec_validates_the_controller_section() -> None:
     assert parse_spec(resolved.to_dict()).controller_params["total_models"] == 30
     minutes = parse_spec({**base, "budget": {"minutes": 1}, "controller": {"name": "metaqnn"}})
     assert minutes.controller_params["total_models"] == 100
+    huge = parse_spec({**base, "budget": {"trials": 2 * 10**7}, "controller": {"name": "metaqnn"}})
+    assert huge.controller_params["total_models"] == 10**7  # the field's bound
     with pytest.raises(SpecError, match="epsilon in 0..1"):
         parse_spec({**base, "controller": {"name": "metaqnn", "schedule": [[1.5, 10]]}})
     with pytest.raises(SpecError, match="alpha"):

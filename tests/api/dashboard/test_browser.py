@@ -582,3 +582,15 @@ def test_parallel_coordinates_with_many_axes_keep_their_size(page: Page, site: S
     widths = p.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[1], widths  # the card scrolls, not the page
     assert page.errors == []
+
+
+def test_the_skip_link_keeps_the_page(page: Page, site: Site) -> None:
+    """'Skip to content' (#main) was routed as a page: it showed 'Not found'."""
+    p = page.go(f"/jobs/{site.nb201['id']}")
+    p.wait_for_selector("#trials")
+    p.focus("a.skip")
+    p.keyboard.press("Enter")
+    p.wait_for_function("location.hash === '#main'")
+    p.wait_for_timeout(300)  # (a route would have replaced the page by now)
+    assert p.locator("#trials").count() == 1 and p.locator("text=Not found").count() == 0
+    assert page.errors == []
