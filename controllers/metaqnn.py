@@ -49,10 +49,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from controllers.base import Candidate, Controller, ControllerConfig
 from nas.architecture import Architecture
+from nas.errors import at_submit
 from nas.spaces.base import SearchSpace
 from nas.spaces.metaqnn import LayerState, MetaQNNSpace
 from nas.trial import TrialResult
@@ -105,7 +106,7 @@ class MetaQNNControllerConfig(ControllerConfig):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> MetaQNNControllerConfig:
+    def _check(self, info: ValidationInfo) -> MetaQNNControllerConfig:
         for eps in self.epsilons:
             if not 0 <= eps <= 1:
                 raise ValueError(f"epsilons {self.epsilons} must lie in 0..1")
@@ -119,8 +120,9 @@ class MetaQNNControllerConfig(ControllerConfig):
                     )
             fields = type(self).model_fields
             for name in ("total_models", "explore_fraction", "epsilons"):
-                # (a default passes: a stored spec has every default filled in)
-                if getattr(self, name) != fields[name].default:
+                # at submit only (a job stored before still loads); a default passes (a
+                # stored spec has every default filled in)
+                if at_submit(info.context) and getattr(self, name) != fields[name].default:
                     raise ValueError(
                         f"{name}: the schedule replaces total_models, explore_fraction and "
                         f"epsilons; give either the schedule or these, got both"

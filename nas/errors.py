@@ -61,6 +61,17 @@ class ExportError(NasError, ValueError):
 AT_FIELD = re.compile(r"([A-Za-z_]\w*(?:\.\w+)*): (.+)", re.DOTALL)
 
 
+#: The validation context of a spec's components at submit (``parse_spec``): checks of
+#: settings that would be ignored run there only, so that a job stored before such a check
+#: existed still loads when it resumes or exports (``at_submit``).
+AT_SUBMIT = {"at_submit": True}
+
+
+def at_submit(context: Any) -> bool:
+    """Whether a validator runs at submit (its ``ValidationInfo.context`` is ``AT_SUBMIT``)."""
+    return isinstance(context, dict) and bool(context.get("at_submit"))
+
+
 def spec_error_at_field(exc: Exception, default: Sequence[str | int]) -> SpecError:
     """``exc`` as a ``SpecError`` at the field its message starts with (``dataset.path: ...``),
     else at ``default`` with the whole message."""

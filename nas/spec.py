@@ -35,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from nas.errors import AT_FIELD, SpecError
+from nas.errors import AT_FIELD, AT_SUBMIT, SpecError
 from nas.hparams import HparamSpace
 from nas.registry import Registry
 
@@ -1012,9 +1012,11 @@ def _component_params(
     config_model = entry.config if section == "dataset" else entry.Config
     try:
         if strict:  # as JSON: no coercion, but a JSON array is a tuple (class_split: [...])
-            parsed = config_model.model_validate_json(json.dumps(component.params), strict=True)
+            parsed = config_model.model_validate_json(
+                json.dumps(component.params), strict=True, context=AT_SUBMIT
+            )
         else:
-            parsed = config_model.model_validate(component.params)
+            parsed = config_model.model_validate(component.params, context=AT_SUBMIT)
         return parsed.model_dump(mode="json")
     except ValidationError as exc:
         for err in _pydantic_errors(exc, config_model):

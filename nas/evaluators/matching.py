@@ -25,8 +25,9 @@ import math
 from typing import Any, ClassVar
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
+from nas.errors import at_submit
 from nas.evaluators.base import EvaluatorConfig
 from nas.evaluators.meta import FewShotConfig, FewShotLearner, MetricEvaluator, _hparam_keys
 from nas.metalearning import FunctionalNet, MetricLearner, Params
@@ -42,9 +43,11 @@ class MatchingConfig(FewShotConfig):
     )
 
     @model_validator(mode="after")
-    def _fce_steps_with_fce(self) -> MatchingConfig:
-        # (a default passes: a stored spec has every default filled in)
-        if not self.fce and self.fce_steps != type(self).model_fields["fce_steps"].default:
+    def _fce_steps_with_fce(self, info: ValidationInfo) -> MatchingConfig:
+        # at submit only (a job stored before still loads); a default passes (a stored
+        # spec has every default filled in)
+        default = type(self).model_fields["fce_steps"].default
+        if at_submit(info.context) and not self.fce and self.fce_steps != default:
             raise ValueError(f"fce_steps: applies with fce: true only; got {self.fce_steps}")
         return self
 

@@ -67,12 +67,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from nas.architecture import Architecture
 from nas.datasets import DATASETS, dataset_shape, load_tasks
 from nas.datasets.tasks import TaskBatch, TaskDistribution
-from nas.errors import DatasetError, SpecError
+from nas.errors import DatasetError, SpecError, at_submit
 from nas.evaluators.base import Evaluator, EvaluatorConfig, ReportFn
 from nas.hparams import META_HPARAMS
 from nas.metalearning import Algorithm, FunctionalNet, MetaLearner, MetaWeights
@@ -206,8 +206,8 @@ class MetaSgdConfig(MetaConfig):
     )
 
     @model_validator(mode="after")
-    def _no_eval_lr(self) -> MetaSgdConfig:
-        if self.eval_lr is not None:
+    def _no_eval_lr(self, info: ValidationInfo) -> MetaSgdConfig:
+        if at_submit(info.context) and self.eval_lr is not None:  # (a stored job still loads)
             raise ValueError(
                 f"eval_lr: Meta-SGD adapts with the rates it learned, so eval_lr would not "
                 f"be used; leave it out (got {self.eval_lr})"

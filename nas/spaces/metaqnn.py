@@ -50,10 +50,10 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from nas.architecture import Architecture
-from nas.errors import InvalidArchitectureError
+from nas.errors import InvalidArchitectureError, at_submit
 
 # The network (and the layer kinds it builds, the vocabulary's kinds) is this space's, in a
 # module of its own for length only.
@@ -97,7 +97,7 @@ class MetaQNNConfig(SpaceConfig):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> MetaQNNConfig:
+    def _check(self, info: ValidationInfo) -> MetaQNNConfig:
         for name in ("kernels", "pools", "fc_units"):
             values = getattr(self, name)
             if len(set(values)) != len(values):
@@ -109,7 +109,8 @@ class MetaQNNConfig(SpaceConfig):
         if any(k not in (2, 3) for k in self.pools):
             raise ValueError(f"pools {self.pools}: each must be 2 or 3 (stride-2 max pooling)")
         if (
-            self.max_fc == 0
+            at_submit(info.context)  # (a job stored before still loads)
+            and self.max_fc == 0
             and self.fc_units
             and self.fc_units != type(self).model_fields["fc_units"].default
         ):

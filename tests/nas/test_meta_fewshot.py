@@ -307,3 +307,26 @@ def test_a_setting_the_method_would_not_use_is_refused_at_its_field(
     for name in ("matching", "metasgd"):  # stored specs, every default filled in, pass
         stored = parse_spec(_fewshot_spec(name)).to_dict()
         assert parse_spec(stored).to_dict() == stored
+
+
+def test_a_job_stored_before_those_checks_still_loads() -> None:
+    """The checks of settings that would be ignored run at submit only: a job stored with
+    one of those settings (accepted then) still builds when it resumes or exports."""
+    from pydantic import ValidationError
+
+    from controllers.metaqnn import MetaQNNControllerConfig
+    from nas.errors import AT_SUBMIT
+    from nas.evaluators.matching import MatchingConfig
+    from nas.evaluators.meta import MetaSgdConfig
+    from nas.spaces.metaqnn import MetaQNNConfig
+
+    for config, params in (
+        (MatchingConfig, {"fce_steps": 3}),
+        (MetaSgdConfig, {"eval_lr": 0.1}),
+        (MetaQNNConfig, {"max_fc": 0, "fc_units": [16]}),
+        (MetaQNNControllerConfig, {"schedule": [[1.0, 5]], "total_models": 40}),
+    ):
+        config.model_validate(params)  # loads
+        with pytest.raises(ValidationError):
+            config.model_validate(params, context=AT_SUBMIT)  # refused at submit
+    assert MetaQNNSpace.from_config({"max_fc": 0, "fc_units": [16]}).max_fc == 0
