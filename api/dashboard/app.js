@@ -327,7 +327,9 @@ function trialsTable(job, metricNames) {
     heads();
     tbody.replaceChildren(...page.data.map((t) => h("tr", { "data-trial": t.number },
       h("td", { class: "num" }, h("a", { href: `#/trials/${t.id}` }, t.number)),
-      h("td", {}, stateTag(t.state)),
+      // a retraining (nas retrain, Retrain best) is a trial of the job too: say which
+      h("td", {}, stateTag(t.state), (t.worker || "").endsWith(":retrain")
+        ? h("div", { class: "muted retraining" }, t.state === "COMPLETE" ? `retraining: test_accuracy ${fmt(t.metrics?.test_accuracy)}` : "retraining") : null),
       h("td", { class: "num" }, fmt(t.objective)),
       metricNames.map((m) => h("td", { class: "num" }, fmt(t.metrics?.[m]))),
       h("td", {}, Object.entries(t.hparams || {}).map(([k, v]) => `${k}=${fmt(v)}`).join(" ")),

@@ -594,3 +594,20 @@ def test_the_skip_link_keeps_the_page(page: Page, site: Site) -> None:
     p.wait_for_timeout(300)  # (a route would have replaced the page by now)
     assert p.locator("#trials").count() == 1 and p.locator("text=Not found").count() == 0
     assert page.errors == []
+
+
+def test_a_retraining_is_named_in_the_trials_table(page: Page, site: Site) -> None:
+    """A retraining is recorded as a trial of its job: it showed as a plain trial with no
+    objective, its test accuracy only in a column further on."""
+    spec = standalone_spec(trials=2, epochs=1, name="retrained", final={"epochs": 1})
+    with site.server.client(site.key) as client:
+        job = client.wait(client.submit(spec)["id"], timeout=120)
+        started = client.retrain(job["id"], 1)
+        trial = client.wait_trial(started["trial_id"], timeout=120)
+    assert trial["state"] == "COMPLETE", trial
+    p = page.go(f"/jobs/{job['id']}")
+    row = f"#trials tbody tr[data-trial='{started['trial_number']}']"
+    p.wait_for_selector(f"{row} .retraining")
+    text = p.text_content(f"{row} .retraining") or ""
+    assert text.startswith("retraining: test_accuracy "), text
+    assert page.errors == []
