@@ -72,13 +72,15 @@ PAPER_SCHEDULE: tuple[tuple[float, int], ...] = (
     (0.1, 150),
 )
 DEFAULT_EPSILONS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+#: The most models a schedule may span (``total_models``).
+MAX_MODELS = 10_000_000
 
 
 class MetaQNNControllerConfig(ControllerConfig):
     total_models: int = Field(
         100,
         ge=1,
-        le=10_000_000,
+        le=MAX_MODELS,
         description="models the schedule spans: the trial budget (default: budget.trials "
         "when the spec has one, else 100)",
     )
@@ -259,9 +261,7 @@ class MetaQNN(Controller):
         trials = spec.budget.trials
         if "total_models" in given or "schedule" in given or trials is None:
             return params
-        limit = cls.Config.model_fields["total_models"].metadata
-        most = min((m.le for m in limit if getattr(m, "le", None) is not None), default=None)
-        return {**params, "total_models": int(trials) if most is None else min(int(trials), most)}
+        return {**params, "total_models": min(int(trials), MAX_MODELS)}
 
     def __init__(
         self,
