@@ -242,6 +242,9 @@ async function jobsPage(params) {
     timer = setTimeout(() => load().catch(() => {}), live ? 2000 : 10000);
     if (unchanged) return;
     count.textContent = `${page.count} job(s)`;
+    // A redraw keeps the keyboard focus where it was: the same control of the same job's row.
+    const active = document.activeElement, row = active?.closest?.("tr[data-job]");
+    const where = row && tbody.contains(row) ? [row.dataset.job, [...row.querySelectorAll("a, button, select")].indexOf(active)] : null;
     tbody.replaceChildren(...page.data.map(({ job, ...o }) => h("tr", { "data-job": job.id },
       h("td", { class: "name" }, h("a", { href: `#/jobs/${job.id}` }, `${job.id} · ${job.name}`)),
       h("td", {}, stateTag(job.state), job.reason ? h("div", { class: "muted reason", title: job.reason }, job.reason.length > 60 ? `${job.reason.slice(0, 59)}…` : job.reason) : null),
@@ -252,6 +255,7 @@ async function jobsPage(params) {
       h("td", { class: "wrap" }, o.warm_start.length ? o.warm_start.join(", ") : "–"),
       h("td", { class: "wrap" }, actions(job, load, o.evaluator)))));
     if (!page.data.length) tbody.append(h("tr", {}, h("td", { colspan: 11 }, "No jobs.")));
+    if (where && where[1] >= 0) tbody.querySelector(`tr[data-job="${where[0]}"]`)?.querySelectorAll("a, button, select")[where[1]]?.focus();
     pager.replaceChildren(...[
       offset > 0 ? h("a", { href: `#/?state=${state}&offset=${Math.max(0, offset - limit)}` }, "← Newer") : null,
       offset + limit < page.count ? h("a", { href: `#/?state=${state}&offset=${offset + limit}` }, "Older →") : null].filter(Boolean));

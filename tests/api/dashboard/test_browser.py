@@ -611,3 +611,22 @@ def test_a_retraining_is_named_in_the_trials_table(page: Page, site: Site) -> No
     text = p.text_content(f"{row} .retraining") or ""
     assert text.startswith("retraining: test_accuracy "), text
     assert page.errors == []
+
+
+def test_the_jobs_list_keeps_the_keyboard_focus_across_redraws(page: Page, site: Site) -> None:
+    """Each redraw of the jobs list (every 2 s while a job runs) dropped the focus to the
+    page's body, so a keyboard user lost their place in the table."""
+    with site.server.client(site.key) as client:
+        running = client.submit(standalone_spec(trials=6, epochs=2, name="focus"))
+        p = page.go("/")
+        select = f"#jobs tr[data-job='{site.nb201['id']}'] select"
+        p.wait_for_selector(select)
+        p.focus(select)
+        p.evaluate(f"document.querySelector(\"{select}\").dataset.mark = 'before'")
+        p.wait_for_function(f'!document.querySelector("{select}")?.dataset.mark', timeout=30_000)
+        assert p.evaluate("document.activeElement.closest('tr')?.dataset.job") == str(
+            site.nb201["id"]
+        )
+        assert p.evaluate("document.activeElement.tagName") == "SELECT"
+        client.wait(running["id"], timeout=120)
+    assert page.errors == []
