@@ -46,9 +46,10 @@ for _meta in (
 
 def metric_note(name: str) -> str | None:
     """What the metric ``name`` is (unit, where measured), as the evaluators that report it
-    describe it (``Evaluator.metric_notes``); ``None`` when none does."""
+    describe it with their default settings (``Evaluator.metric_description``); ``None``
+    when none does."""
     for evaluator in EVALUATORS:
-        note = EVALUATORS.get(evaluator).metric_notes.get(name)
+        note = EVALUATORS.get(evaluator).metric_description(name, {})
         if note is not None:
             return note
     return None

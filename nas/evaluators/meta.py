@@ -265,27 +265,6 @@ class MetaEvaluator(Evaluator):
             "of classes meta-training never saw) after adapting to their support sets: the "
             "search's reward"
         ),
-        "meta_test_accuracy": (
-            "mean accuracy (%) on the test_tasks (default 600) meta-test tasks (classes never "
-            "seen in meta-training or meta-validation) after adapting as for meta_val_accuracy"
-        ),
-        "meta_test_accuracy_ci95": "95% confidence half-width of meta_test_accuracy",
-        **{
-            f"meta_test_accuracy_{k}step{ci}": (
-                f"{what} of the accuracy (%) on the test_tasks (default 600) meta-test tasks "
-                f"after {k} adaptation step(s) from the meta-learned weights"
-            )
-            for k in (1, 5, 10)
-            for ci, what in (("", "mean"), ("_ci95", "95% confidence half-width"))
-        },
-        **{
-            f"meta_test_mse_{k}step{ci}": (
-                f"{what} of the mean squared error on the test_tasks (default 600) meta-test "
-                f"tasks after {k} adaptation step(s) from the meta-learned weights"
-            )
-            for k in (1, 5, 10)
-            for ci, what in (("", "mean"), ("_ci95", "95% confidence half-width"))
-        },
     }
 
     def __init__(
