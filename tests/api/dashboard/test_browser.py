@@ -547,8 +547,12 @@ def test_simulated_seconds_say_so(page: Page, site: Site) -> None:
     p.wait_for_selector("#trials tbody tr[data-trial]")
     cells = p.locator("#trials tbody tr[data-trial] td:nth-last-child(2)").all_text_contents()
     assert cells and all(c.endswith(" sim.") for c in cells), cells
+    # (clicked once the charts above the table are drawn: they move it down as they come)
+    p.wait_for_selector("#charts[data-loaded]")
     p.locator("#trials tbody tr[data-trial] a").first.click()
-    p.wait_for_selector("text=simulated: a benchmark table's training time")
+    p.wait_for_function("document.querySelector('#main').dataset.route?.startsWith('#/trials/')")
+    text = p.inner_text("#main")
+    assert "simulated: a benchmark table's training time" in text, text[:500]
     assert page.errors == []
 
 
