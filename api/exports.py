@@ -85,6 +85,8 @@ class ExportPlan:
     summary_final_metrics: dict[str, Any]
     #: ``weights`` is the search's ``MetaWeights`` file (meta-learned), not a retraining's.
     meta_learned: bool = False
+    #: ... of a metric-based learner: the network up to its classifier is an embedding.
+    meta_embedding: bool = False
 
     @property
     def suffix(self) -> str:
@@ -151,12 +153,23 @@ def plan_export(
             weights = path
         else:
             log.warning("job %d: retrained weights %s are missing", job.id, path)
-    meta_learned = False
+    meta = None
     if weights is None:
-        weights = _meta_weights(artifacts, job.id, ranked)
-        meta_learned = weights is not None
+        meta = _meta_weights(artifacts, job.id, ranked)
+        weights = None if meta is None else meta[0]
+    embedding = meta is not None and meta[1].comparison is not None
     if weights is None and export_format.needs_weights and not untrained:
         raise ConflictError(_no_weights_message(session, job, rank, export_format, resolved))
+    if embedding and export_format.needs_weights:
+        if not untrained:
+            raise ConflictError(
+                f"job {job.id}: {export_format.noun} is the network's forward pass, whose "
+                f"classifier a {resolved.spec.evaluator.name} search never trains (its network "
+                "up to the classifier is an embedding, compared with a task's support set). "
+                "Export format=pytorch: model.py's classify() labels a new task's queries with "
+                "it; or add untrained=true for the bare graph (e.g. to time it)"
+            )
+        meta, weights, embedding = None, None, False  # the bare graph asked for
     summary = job.summary or {}
     best = summary.get("best") or {}
     final_metrics = dict(best.get("final_metrics") or {}) if rank == 1 else {}
@@ -168,7 +181,8 @@ def plan_export(
         ranked=ranked,
         weights=weights,
         summary_final_metrics=final_metrics,
-        meta_learned=meta_learned,
+        meta_learned=meta is not None,
+        meta_embedding=embedding,
     )
 
 
@@ -185,9 +199,11 @@ def _check_readable(job_id: int, rank: int, path: Path) -> None:
         ) from None
 
 
-def _meta_weights(artifacts: Path, job_id: int, ranked: RankedArchitecture) -> Path | None:
-    """The job's meta-learned weights file when they are of ``ranked``'s architecture (the
-    search's best), else ``None``."""
+def _meta_weights(
+    artifacts: Path, job_id: int, ranked: RankedArchitecture
+) -> tuple[Path, MetaWeights] | None:
+    """The job's meta-learned weights file (and what it holds) when they are of
+    ``ranked``'s architecture (the search's best), else ``None``."""
     path = job_dir(artifacts, job_id) / "files" / META_WEIGHTS_FILE
     if not path.is_file():
         return None
@@ -198,7 +214,7 @@ def _meta_weights(artifacts: Path, job_id: int, ranked: RankedArchitecture) -> P
         # an unreadable file exports as if it were not there
         log.warning("job %d: meta-learned weights %s unreadable: %s", job_id, path, exc)
         return None
-    return path if arch == ranked.architecture else None
+    return (path, meta) if arch == ranked.architecture else None
 
 
 def _no_weights_message(
@@ -242,6 +258,13 @@ def _no_weights_message(
 
 
 def _weights_note(plan: ExportPlan, resolved: ResolvedSpec) -> str:
+    if plan.meta_embedding:
+        return (
+            f"meta-learned by the search ({resolved.spec.evaluator.name}): the network up to "
+            "its classifier is an embedding; model.py's classify() labels a new task's query "
+            "examples by comparing their embeddings with its support set's. The classifier "
+            "layer keeps its initial weights: meta-training never used it"
+        )
     if plan.meta_learned:
         return (
             f"meta-learned by the search ({resolved.spec.evaluator.name}): an initialisation "
@@ -260,10 +283,11 @@ def _weights_note(plan: ExportPlan, resolved: ResolvedSpec) -> str:
     evaluator = EVALUATORS.get(resolved.spec.evaluator.name)
     if evaluator.meta_learning and not evaluator.learns_weights:
         return (
-            f"none, freshly initialised: a {evaluator.name} search learns a network it does "
-            "not hand on (an embedding, or a pretrained body with per-task heads), which "
-            "exports do not carry yet; the metrics are that network's, meta-train model.py's "
-            "yourself to use it"
+            f"none, freshly initialised: a {evaluator.name} search hands on the meta-learned "
+            "embedding of its best architecture (rank 1) only, and none when it learns "
+            "weights besides the network (pretrain's per-task heads, Matching Networks' "
+            "full-context LSTMs), which exports do not carry yet; the metrics are that "
+            "network's, meta-train model.py's yourself to use it"
         )
     problem = trainable_problem(resolved)
     if problem is None:

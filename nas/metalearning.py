@@ -517,6 +517,11 @@ class MetricLearner:
         """``(queries, ways)`` log-probabilities of one task's query examples."""
         raise NotImplementedError
 
+    def comparison(self) -> dict[str, Any]:
+        """How ``log_probs`` compares embeddings, for an export to do the same
+        (``MetaWeights.comparison``): ``kind`` and the method's settings."""
+        raise NotImplementedError
+
     def _one_hot(self, labels: torch.Tensor) -> torch.Tensor:
         return (labels[:, None] == torch.arange(self.ways, device=labels.device)).to(torch.float32)
 
@@ -609,7 +614,11 @@ class MetaWeights:
     Meta-SGD's learned per-parameter inner learning rates (same names and shapes as the
     parameters), ``lr`` the one step size of the others (``None`` for Meta-SGD), ``steps``
     the evaluator's adaptation steps (``eval_steps``), ``loss`` the task loss (``mse`` or
-    ``cross_entropy``).
+    ``cross_entropy``). A metric-based learner's (Prototypical, Matching Networks) file has
+    no steps (0) and names its ``comparison`` instead (``MetricLearner.comparison``): its
+    network up to the classifier is the embedding, and a task's query examples are labelled
+    by comparing their embeddings with the support set's; the classifier layer keeps its
+    initial weights, which meta-training never used.
 
     Example:
         >>> meta = MetaWeights.load("runs/sine/meta-weights.pt")  # doctest: +SKIP
@@ -623,16 +632,21 @@ class MetaWeights:
     lr: float | None
     weights: dict[str, torch.Tensor]
     rates: dict[str, torch.Tensor] | None = None
+    comparison: dict[str, Any] | None = None
 
     def adaptation(self) -> dict[str, Any]:
-        """What an export needs to write ``adapt`` (``nas.export.ExportContext.adaptation``)."""
-        return {
+        """What an export needs to write ``adapt`` or, with a ``comparison``, ``classify``
+        (``nas.export.ExportContext.adaptation``)."""
+        settings: dict[str, Any] = {
             "algorithm": self.algorithm,
             "loss": self.loss,
             "steps": self.steps,
             "lr": self.lr,
             "rates": self.rates,
         }
+        if self.comparison is not None:
+            settings["comparison"] = dict(self.comparison)
+        return settings
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -648,6 +662,7 @@ class MetaWeights:
                 "rates": None
                 if self.rates is None
                 else {k: v.detach().cpu() for k, v in self.rates.items()},
+                "comparison": self.comparison,
             },
             buffer,
         )
@@ -670,4 +685,6 @@ class MetaWeights:
             lr=None if data["lr"] is None else float(data["lr"]),
             weights=dict(data["weights"]),
             rates=None if data["rates"] is None else dict(data["rates"]),
+            # (absent from the files of the gradient-based learners written before it)
+            comparison=None if data.get("comparison") is None else dict(data["comparison"]),
         )

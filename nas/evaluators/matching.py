@@ -99,6 +99,9 @@ class MatchingLearner(MetricLearner):
         self.fce_steps = fce_steps
         self.cosine_scale = cosine_scale
 
+    def comparison(self) -> dict[str, Any]:
+        return {"kind": "cosine", "scale": self.cosine_scale}
+
     def _context(
         self, extra: Params, support: torch.Tensor, query: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,7 +31,8 @@ finite (Meta-SGD's learned rates can overshoot beyond the steps they were traine
 reports ``meta_test_diverged_<k>step``, the share of such tasks, instead of a mean.
 ``learned_weights`` then answers the weights those figures are of (the meta-learned
 initialisation, Meta-SGD's rates, the test-time adaptation settings) as a ``MetaWeights``
-file, which the search keeps and exports (``model.py``'s ``adapt``).
+file, which the search keeps and exports (``model.py``'s ``adapt``; for the metric-based
+learners, the embedding and ``model.py``'s ``classify``).
 
 Classification episodes (a task distribution whose ``task_loss`` is ``cross_entropy``:
 ``episodes``, ``glyphs``): the network has N outputs and the task loss is the
@@ -75,7 +76,7 @@ from nas.datasets.tasks import TaskBatch, TaskDistribution
 from nas.errors import DatasetError, SpecError, at_submit
 from nas.evaluators.base import Evaluator, EvaluatorConfig, ReportFn
 from nas.hparams import META_HPARAMS
-from nas.metalearning import Algorithm, FunctionalNet, MetaLearner, MetaWeights
+from nas.metalearning import Algorithm, FunctionalNet, MetaLearner, MetaWeights, MetricLearner
 from nas.models import build_model, count_parameters
 from nas.spaces.base import SearchSpace
 from nas.spec import DeviceSetting
@@ -838,7 +839,8 @@ class MetaEvaluator(Evaluator):
         """The meta-learned initialisation of the weights ``final_metrics`` scored (and
         Meta-SGD's learned rates) with the test-time adaptation settings, as a
         ``MetaWeights`` file; ``None`` for learners that do not adapt by gradient steps
-        (metric-based, pretrain: their network is not the space's)."""
+        (the metric-based ones answer their own, pretrain none: its network is not the
+        space's)."""
         learner, settings = self._final_learner(arch, hparams)
         if not isinstance(learner, MetaLearner):
             return None
@@ -968,6 +970,34 @@ class MetricEvaluator(MetaEvaluator):
 
     def _metric_learner(self, net: FunctionalNet, settings: Any) -> FewShotLearner:
         raise NotImplementedError
+
+    def learned_weights(
+        self, arch: Architecture, hparams: Mapping[str, Any] | None = None
+    ) -> bytes | None:
+        """The meta-learned embedding ``final_metrics`` scored, as a ``MetaWeights`` file of
+        the whole network (its classifier as initialised, unused) with the learner's
+        ``comparison``; ``None`` when the method has weights of its own besides the network
+        (Matching Networks' full-context LSTMs), which an export does not carry."""
+        learner, _ = self._final_learner(arch, hparams)
+        if not isinstance(learner, MetricLearner) or learner.extra:
+            return None
+        with forked_rng(self.trial_seed(arch), device=self.device):
+            model = super()._network(arch)  # with its classifier: what model.py builds
+        weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        learned = {k: v.detach().cpu().clone() for k, v in learner.params.items()}
+        if not set(learned) <= set(weights):  # the embedding is the network less its classifier
+            missing = sorted(set(learned) - set(weights))
+            raise RuntimeError(f"embedding parameters not in the whole network: {missing}")
+        weights.update(learned)
+        return MetaWeights(
+            architecture=arch.to_dict(),
+            algorithm=self.name,
+            loss="cross_entropy",
+            steps=0,
+            lr=None,
+            weights=weights,
+            comparison=learner.comparison(),
+        ).to_bytes()
 
 
 def _to_device(value: Any, device: torch.device) -> Any:

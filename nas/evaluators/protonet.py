@@ -29,6 +29,9 @@ __all__ = ["ProtoNetEvaluator", "PrototypicalLearner"]
 class PrototypicalLearner(MetricLearner):
     """Prototypes and squared Euclidean distances (see the module docstring)."""
 
+    def comparison(self) -> dict[str, Any]:
+        return {"kind": "prototypes"}
+
     def log_probs(
         self,
         params: Params,

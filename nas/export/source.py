@@ -64,7 +64,10 @@ def export_pytorch_source(
     ``rates``, the file name of Meta-SGD's learned step sizes or ``None``) adds
     ``ADAPTATION``, ``load_rates`` and ``adapt(model, support_x, support_y, steps, lr,
     rates)``: gradient steps on a task's support set with the meta-training task loss, the
-    same arithmetic as ``nas.metalearning.adapt``.
+    same arithmetic as ``nas.metalearning.adapt``. With a ``comparison`` (a metric-based
+    learner's: ``MetaWeights.comparison``) it adds ``embedder(model)`` and ``classify(model,
+    support_x, support_y, query_x)`` instead: the network up to its classifier embeds, and
+    query examples are labelled by the learner's comparison with the support set.
     """
     with forked_rng(0):
         model = build_network(space, arch, input_shape, num_classes, options).eval()
@@ -87,6 +90,7 @@ def export_pytorch_source(
         forward=parts.forward,
         adaptation=adaptation,
         inputs=inputs,
+        classifier=model.classifier_path,
     )
     if verify:
         _verify(source, model, tuple(input_shape))
@@ -353,7 +357,9 @@ def _assemble(
     forward: str,
     adaptation: Mapping[str, Any] | None = None,
     inputs: str | None = None,
+    classifier: str = "head",
 ) -> str:
+    comparison = None if adaptation is None else adaptation.get("comparison")
     layout = {1: "(N, D)", 2: "(N, C, L)", 3: "(N, C, H, W)"}.get(len(input_shape), "(N, ...)")
     outputs = "1 value" if num_classes == 1 else f"{num_classes} logits"
     about = textwrap.fill(
@@ -378,7 +384,7 @@ Usage:
     logits = net(torch.zeros(1, *INPUT_SHAPE))
 
 Or run it: ``python model.py [weights.pt]`` prints the output shape and parameter count.
-{_ADAPT_USAGE if adaptation is not None else ""}"""
+{_usage(adaptation)}"""
 
 from __future__ import annotations
 
@@ -417,7 +423,17 @@ if __name__ == "__main__":
         out = net(torch.zeros(1, *INPUT_SHAPE))
     print(f"output {tuple(out.shape)}, {sum(p.numel() for p in net.parameters())} parameters")
 '''
-    if adaptation is not None:
+    if comparison is not None:
+        settings = {
+            "algorithm": adaptation.get("algorithm"),  # type: ignore[union-attr]
+            "comparison": dict(comparison),
+            "classifier": classifier,
+        }
+        code = _CLASSIFY + _COMPARE[comparison["kind"]]
+        footer = footer.replace(
+            "\n\nif __name__", f"\n\nADAPTATION = {_literal(settings)}\n\n\n{code}\n\nif __name__"
+        )
+    elif adaptation is not None:
         settings = {k: adaptation.get(k) for k in ("algorithm", "loss", "steps", "lr", "rates")}
         footer = footer.replace(
             "\n\nif __name__", f"\n\nADAPTATION = {_literal(settings)}\n\n\n{_ADAPT}\n\nif __name__"
@@ -434,6 +450,103 @@ examples (its support set) by gradient steps, as in meta-training (ADAPTATION sa
     predictions = task_net(query_x)
 Meta-SGD learned one step size per parameter: pass them, adapt(..., rates="{RATES_FILE}").
 """
+
+
+def _usage(adaptation: Mapping[str, Any] | None) -> str:
+    if adaptation is None:
+        return ""
+    return _CLASSIFY_USAGE if adaptation.get("comparison") is not None else _ADAPT_USAGE
+
+
+_CLASSIFY_USAGE = """
+Meta-learned embedding: the network up to its classifier (ADAPTATION["classifier"], left
+as initialised: meta-training never used it) embeds examples, and a new task's query
+examples are labelled by comparing their embeddings with its support set's:
+    net = build("weights.pt")
+    log_probs = classify(net, support_x, support_y, query_x)  # (queries, ways)
+    predictions = log_probs.argmax(dim=-1)
+"""
+
+_CLASSIFY = '''def _batch_statistics(model: nn.Module) -> None:
+    """Batch norms normalise each call's batch with its own statistics, as in
+    meta-training (there are no running statistics to use)."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.track_running_stats = False
+            module.running_mean = None
+            module.running_var = None
+            module.num_batches_tracked = None
+
+
+def embedder(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` that answers embeddings: its classifier (ADAPTATION["classifier"])
+    replaced by an identity, in eval mode, its batch norms using each batch's statistics."""
+    embedding = copy.deepcopy(model).eval()
+    _batch_statistics(embedding)
+    *parents, last = ADAPTATION["classifier"].split(".")
+    owner = embedding
+    for part in parents:
+        owner = getattr(owner, part)
+    setattr(owner, last, nn.Identity())
+    return embedding
+
+
+def classify(
+    model: nn.Module,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    query_x: torch.Tensor,
+    ways: int | None = None,
+) -> torch.Tensor:
+    """``(queries, ways)`` log-probabilities of one task's query examples, from its support
+    set: labels 0..ways-1 (``ways``: by default the largest label plus one), every class
+    among them. The support and the query examples are embedded in one call each (batch
+    norms see each set's statistics), as in meta-training.
+
+    Args:
+        model: the network, e.g. ``build("weights.pt")`` (the meta-learned weights), or
+            ``embedder(...)``'s copy of it (kept to classify many tasks).
+        support_x: the task's labelled examples, ``(S, *INPUT_SHAPE)``.
+        support_y: their class labels, ``(S,)``.
+        query_x: the examples to label, ``(Q, *INPUT_SHAPE)``.
+    """
+    embedding = model if isinstance(_classifier(model), nn.Identity) else embedder(model)
+    ways = int(support_y.max()) + 1 if ways is None else ways
+    one_hot = (support_y[:, None] == torch.arange(ways)).to(torch.float32)
+    if bool((one_hot.sum(dim=0) == 0).any()):
+        raise ValueError(f"support_y must hold every label 0..{ways - 1}")
+    with torch.no_grad():
+        return _compare(embedding(support_x), one_hot, embedding(query_x))
+
+
+def _classifier(model: nn.Module) -> nn.Module:
+    for part in ADAPTATION["classifier"].split("."):
+        model = getattr(model, part)
+    return model
+'''
+
+#: ``_compare(support, one_hot, query)`` of each ``comparison`` kind: the learner's
+#: ``log_probs`` (``nas.evaluators.protonet``, ``nas.evaluators.matching``) on embeddings.
+_COMPARE = {
+    "prototypes": '''
+
+def _compare(support: torch.Tensor, one_hot: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """Prototypical Networks: each class's prototype is the mean embedding of its support
+    examples; the logits are minus the squared Euclidean distances to them."""
+    prototypes = (one_hot.T @ support) / one_hot.sum(dim=0)[:, None]
+    distances = ((query[:, None, :] - prototypes[None, :, :]) ** 2).sum(dim=-1)
+    return torch.log_softmax(-distances, dim=-1)
+''',
+    "cosine": '''
+
+def _compare(support: torch.Tensor, one_hot: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """Matching Networks: a softmax attention over the support examples by cosine
+    similarity (times ADAPTATION["comparison"]["scale"]) votes their labels."""
+    cosine = nn.functional.normalize(query, dim=-1) @ nn.functional.normalize(support, dim=-1).T
+    attention = torch.softmax(ADAPTATION["comparison"]["scale"] * cosine, dim=-1)
+    return torch.log((attention @ one_hot).clamp_min(1e-12))
+''',
+}
 
 _ADAPT = '''def load_rates(path: str = "rates.pt") -> dict[str, torch.Tensor]:
     """Meta-SGD's learned inner learning rates (the bundle's rates.pt): one tensor per

@@ -149,15 +149,44 @@ def test_a_metric_based_job_offers_only_the_exports_it_can_make(
     client: NasClient, tmp_path: Path
 ) -> None:
     """A Prototypical Networks job listed torchscript and onnx among its export formats, and
-    both answered 409 for good: it cannot be retrained and its search hands on no weights."""
+    both answered 409 for good: it cannot be retrained and its network's forward pass ends
+    in a classifier it never trains. Its pytorch bundle carries the meta-learned embedding
+    (it was freshly initialised) and ``classify``."""
     from tests.nas.test_evaluator_contract import _fewshot_spec
 
     job = client.wait(_submit(client, _fewshot_spec("protonet")), timeout=120)
     assert job["state"] == "SUCCEEDED", job
     assert job["export_formats"] == ["json", "pytorch", "model-card"]
     doc = json.loads(client.export(job["id"], "json", 1, tmp_path / "a.json").read_text())
-    assert doc["weights"].startswith("none, freshly initialised: a protonet search learns")
-    assert "adaptation" not in doc
+    assert doc["weights"].startswith("meta-learned by the search (protonet): the network up")
+    assert doc["adaptation"] == {
+        "algorithm": "protonet",
+        "loss": "cross_entropy",
+        "comparison": {"kind": "prototypes"},
+        "shots": 1,
+        "ways": 3,
+    }
     with pytest.raises(ApiError) as refused:
         client.export(job["id"], "torchscript", 1, tmp_path / "g.pt")
     assert refused.value.status_code == 409
+    assert "model.py's classify()" in str(refused.value)
+    # the bare graph, as asked: no weights
+    client.export(job["id"], "onnx", 1, tmp_path / "g.onnx", untrained=True)
+
+    bundle = client.export(job["id"], "pytorch", 1, tmp_path / "m.zip")
+    with zipfile.ZipFile(bundle) as archive:
+        assert sorted(archive.namelist()) == ["architecture.json", "model.py", "weights.pt"]
+        archive.extractall(tmp_path / "bundle")
+    namespace: dict[str, Any] = {"__name__": "exported_model"}
+    exec((tmp_path / "bundle" / "model.py").read_text(), namespace)  # noqa: S102
+    net = namespace["build"](str(tmp_path / "bundle" / "weights.pt"))
+    # one example per class: each is its own class's prototype, so a query equal to a
+    # support example is labelled as that example
+    g = torch.Generator().manual_seed(0)
+    support = torch.rand(3, *namespace["INPUT_SHAPE"], generator=g)
+    labels = torch.tensor([2, 0, 1])
+    log_probs = namespace["classify"](net, support, labels, support)
+    assert log_probs.argmax(dim=-1).tolist() == [2, 0, 1]
+    card = client.export(job["id"], "model-card", 1, tmp_path / "card.md").read_text()
+    assert "Weights: meta-learned by the search (protonet)" in card
+    assert "| a query is labelled by | the nearest class prototype" in card

@@ -212,3 +212,98 @@ def test_adapt_of_a_classifier_with_batch_norms_matches_the_meta_learning_code(
     assert before == pytest.approx(float(expected[0, 0, 0]), rel=1e-5)
     assert after == pytest.approx(float(expected[0, 1, 0]), rel=1e-4)
     assert after < before
+
+
+@pytest.mark.parametrize(
+    ("evaluator", "params", "comparison"),
+    [
+        ("protonet", {}, {"kind": "prototypes"}),
+        ("matching", {"cosine_scale": 5.0}, {"kind": "cosine", "scale": 5.0}),
+    ],
+)
+def test_a_metric_based_search_exports_its_embedding_and_classify(
+    tmp_path: Path, evaluator: str, params: dict[str, Any], comparison: dict[str, Any]
+) -> None:
+    """A Prototypical or Matching Networks search handed on no weights: its exports were
+    freshly initialised networks. Now its best embedding is a file of the run, and the
+    bundle's ``classify`` labels a task's queries as the evaluator's learner does."""
+    from tests.nas.test_evaluator_contract import _fewshot_spec
+
+    loop = SearchLoop(parse_spec(_fewshot_spec(evaluator, **params)))
+    outcome = loop.run()
+    assert outcome is not None and outcome.best is not None
+    files = {f.name: f for f in outcome.files}
+    assert set(files) == {META_WEIGHTS_FILE}
+    meta = MetaWeights.load(files[META_WEIGHTS_FILE].data)
+    arch = outcome.best.architecture
+    assert (meta.algorithm, meta.loss, meta.steps, meta.comparison) == (
+        evaluator,
+        "cross_entropy",
+        0,
+        comparison,
+    )
+    evaluator_: Any = loop.components.evaluator
+    learner, _ = evaluator_._final_learner(arch)  # what final_metrics scored
+    for name, value in learner.params.items():
+        assert torch.equal(meta.weights[name], value.detach().cpu())
+
+    space = loop.components.space
+    ways = evaluator_.tasks.outputs
+    shape = tuple(evaluator_.tasks.input_shape)
+    ctx = ExportContext(
+        space=space,
+        arch=arch,
+        input_shape=shape,
+        num_classes=ways,
+        weights=meta.weights,
+        adaptation=meta.adaptation(),
+        bundle=True,
+    )
+    bundle = FORMATS.get("pytorch").write(ctx, tmp_path / "model.zip")
+    ns = _load_bundle(bundle, tmp_path / "bundle")
+    assert ns["ADAPTATION"]["comparison"] == comparison
+    assert "def classify(" in (tmp_path / "bundle" / "model.py").read_text()
+    net = ns["build"](str(tmp_path / "bundle" / "weights.pt"))  # loads strictly
+
+    tasks = evaluator_.tasks.fixed(
+        "test", evaluator_.seed, n_tasks=6, shots=1, queries=evaluator_.eval_queries, grid=True
+    )
+    expected = learner.scores(tasks.to(evaluator_.device), [0]).cpu()  # loss, accuracy
+    embedding = ns["embedder"](net)
+    for i in range(len(tasks)):
+        sx, sy, qx, qy = (
+            tasks.support_x[i],
+            tasks.support_y[i],
+            tasks.query_x[i],
+            tasks.query_y[i],
+        )
+        log_probs = ns["classify"](net, sx, sy, qx)
+        assert log_probs.shape == (len(qx), ways)
+        loss = float(torch.nn.functional.nll_loss(log_probs, qy))
+        accuracy = float((log_probs.argmax(dim=-1) == qy).float().mean() * 100)
+        assert loss == pytest.approx(float(expected[i, 0, 0]), rel=1e-4, abs=1e-5)
+        assert accuracy == pytest.approx(float(expected[i, 0, 1]))
+        assert torch.equal(ns["classify"](embedding, sx, sy, qx), log_probs)
+    with pytest.raises(ValueError, match="every label"):
+        ns["classify"](net, tasks.support_x[0], tasks.support_y[0], tasks.query_x[0], ways + 1)
+
+    # the JSON and the model card say how it classifies, with no gradient steps
+    doc = FORMATS.get("json").document(ctx)
+    assert doc["adaptation"] == {
+        "algorithm": evaluator,
+        "loss": "cross_entropy",
+        "comparison": comparison,
+    }
+    card = (FORMATS.get("model-card").write(ctx, tmp_path / "card.md")).read_text()
+    assert "| a query is labelled by |" in card and "gradient steps" not in card
+
+
+def test_matching_with_full_context_embeddings_hands_on_no_weights() -> None:
+    """Its LSTMs are weights besides the network, which an export does not carry: no file
+    rather than an embedding that classifies otherwise than the search measured."""
+    from tests.nas.test_evaluator_contract import _fewshot_spec
+
+    loop = SearchLoop(parse_spec(_fewshot_spec("matching", fce=True, fce_steps=2)))
+    outcome = loop.run()
+    assert outcome is not None and outcome.best is not None
+    assert outcome.files == []

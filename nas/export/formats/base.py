@@ -88,7 +88,8 @@ class ExportContext:
     #: ``algorithm``, ``loss``, ``steps``, ``lr``, ``rates``: Meta-SGD's per-parameter step
     #: sizes by parameter name, or ``None``; optionally ``shots``, the support examples per
     #: class (regression: per task) a task gave at evaluation, and ``ways``, its classes);
-    #: the pytorch export then writes ``adapt``, the JSON and the model card say how.
+    #: the pytorch export then writes ``adapt``, the JSON and the model card say how. With
+    #: a ``comparison`` (a metric-based learner's embedding) it writes ``classify`` instead.
     adaptation: Mapping[str, Any] | None = None
 
     def shape(self, fmt: str) -> tuple[tuple[int, ...], int]:

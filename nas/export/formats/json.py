@@ -139,7 +139,11 @@ class JsonFormat(ExportFormat):
             options=ctx.options,
             inputs=ctx.inputs,
         )
-        if ctx.adaptation is not None:
+        if ctx.adaptation is not None and ctx.adaptation.get("comparison") is not None:
+            # a metric-based learner's embedding: no steps, its comparison instead
+            keys = ("algorithm", "loss", "comparison", "shots", "ways")
+            data["adaptation"] = {k: ctx.adaptation.get(k) for k in keys if k in ctx.adaptation}
+        elif ctx.adaptation is not None:
             keys = ("algorithm", "loss", "steps", "lr", "shots", "ways")
             adaptation = {k: ctx.adaptation.get(k) for k in keys if k in ctx.adaptation}
             learned = ctx.adaptation.get("rates") is not None

@@ -136,10 +136,18 @@ def model_card(
     return "\n".join(lines)
 
 
+#: What each ``comparison`` kind of a metric-based learner does, for the model card.
+_COMPARISONS = {
+    "prototypes": "the nearest class prototype (mean support embedding), squared Euclidean",
+    "cosine": "a vote of the support labels, attention by cosine similarity of embeddings",
+}
+
+
 def adaptation_rows(adaptation: Mapping[str, Any]) -> list[str]:
     """The model card's table of how meta-learned weights adapt to a new task."""
     rates = adaptation.get("rates")
     step = "learned per parameter (rates.pt)" if rates is not None else adaptation.get("lr")
+    comparison = adaptation.get("comparison")
     rows = {
         "algorithm": adaptation.get("algorithm"),
         "loss": adaptation.get("loss"),
@@ -148,6 +156,16 @@ def adaptation_rows(adaptation: Mapping[str, Any]) -> list[str]:
         "support examples per class (per task for regression)": adaptation.get("shots"),
         "classes per task": adaptation.get("ways"),
     }
+    if comparison is not None:  # a metric-based learner: no steps
+        rows = {
+            "algorithm": adaptation.get("algorithm"),
+            "loss": adaptation.get("loss"),
+            "a query is labelled by": _COMPARISONS.get(kind := str(comparison.get("kind")), kind)
+            + (f" (scale {comparison['scale']})" if "scale" in comparison else ""),
+            "embedding": "the network up to its classifier (model.py's classify())",
+            "support examples per class": adaptation.get("shots"),
+            "classes per task": adaptation.get("ways"),
+        }
     table = ["| | |", "|---|---|"]
     return table + [f"| {k} | {v} |" for k, v in rows.items() if v is not None]
 
