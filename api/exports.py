@@ -3,7 +3,8 @@
 Exports use the architecture's retrained weights when there are some (the ``final:`` section
 of the spec, or ``POST /jobs/{id}/retrain``: ``api.retraining``), else the weights its
 search learned (a meta-learning job's best: ``meta-weights.pt`` among the job's files, the
-meta-learned initialisation, exported with ``adapt``), else freshly initialised weights, and
+meta-learned initialisation, exported with ``adapt``; a metric-based learner's embedding,
+with ``classify``), else freshly initialised weights, and
 say which. A request is planned from the database (``plan_export``), written
 without it by the format's own writer (``nas.export.FORMATS``: the one dispatch on a format;
 a download is the format's bundled form, e.g. pytorch's zip), and recorded. Files are written
@@ -87,6 +88,8 @@ class ExportPlan:
     meta_learned: bool = False
     #: ... of a metric-based learner: the network up to its classifier is an embedding.
     meta_embedding: bool = False
+    #: The bare graph of such a job, asked for (``untrained``): its embedding left out.
+    bare: bool = False
 
     @property
     def suffix(self) -> str:
@@ -153,7 +156,7 @@ def plan_export(
             weights = path
         else:
             log.warning("job %d: retrained weights %s are missing", job.id, path)
-    meta = None
+    meta, bare = None, False
     if weights is None:
         meta = _meta_weights(artifacts, job.id, ranked)
         weights = None if meta is None else meta[0]
@@ -169,7 +172,7 @@ def plan_export(
                 "Export format=pytorch: model.py's classify() labels a new task's queries with "
                 "it; or add untrained=true for the bare graph (e.g. to time it)"
             )
-        meta, weights, embedding = None, None, False  # the bare graph asked for
+        meta, weights, embedding, bare = None, None, False, True  # the bare graph asked for
     summary = job.summary or {}
     best = summary.get("best") or {}
     final_metrics = dict(best.get("final_metrics") or {}) if rank == 1 else {}
@@ -183,6 +186,7 @@ def plan_export(
         summary_final_metrics=final_metrics,
         meta_learned=meta is not None,
         meta_embedding=embedding,
+        bare=bare,
     )
 
 
@@ -282,12 +286,21 @@ def _weights_note(plan: ExportPlan, resolved: ResolvedSpec) -> str:
         return f"none: space {space!r} builds no network, its architectures are choices only"
     evaluator = EVALUATORS.get(resolved.spec.evaluator.name)
     if evaluator.meta_learning and not evaluator.learns_weights:
+        if plan.bare:
+            return (
+                "none, freshly initialised: the bare graph asked for (untrained); format="
+                "pytorch exports the meta-learned embedding with model.py's classify()"
+            )
+        why = (
+            "the search keeps the meta-learned embedding of its best architecture (rank 1) only"
+            if plan.ranked.rank > 1
+            else "the search kept none for it (pretrain's body and per-task heads and Matching "
+            "Networks' full-context LSTMs are not exported yet; a job that ended before "
+            "embeddings were exported, or that was cancelled, kept none)"
+        )
         return (
-            f"none, freshly initialised: a {evaluator.name} search hands on the meta-learned "
-            "embedding of its best architecture (rank 1) only, and none when it learns "
-            "weights besides the network (pretrain's per-task heads, Matching Networks' "
-            "full-context LSTMs), which exports do not carry yet; the metrics are that "
-            "network's, meta-train model.py's yourself to use it"
+            f"none, freshly initialised: {why}; the metrics are that network's, meta-train "
+            "model.py's yourself to use it"
         )
     problem = trainable_problem(resolved)
     if problem is None:

@@ -652,7 +652,8 @@ class MetaWeights:
         buffer = io.BytesIO()
         torch.save(
             {
-                "format": 1,
+                # 2: with a comparison, which a reader of format 1 would take for steps
+                "format": 1 if self.comparison is None else 2,
                 "architecture": self.architecture,
                 "algorithm": self.algorithm,
                 "loss": self.loss,
@@ -674,9 +675,9 @@ class MetaWeights:
         not one."""
         handle: Any = io.BytesIO(source) if isinstance(source, bytes) else source
         data = torch.load(handle, map_location="cpu", weights_only=True)
-        if not isinstance(data, Mapping) or data.get("format") != 1:
+        if not isinstance(data, Mapping) or data.get("format") not in (1, 2):
             what = "the data" if isinstance(source, bytes) else str(source)
-            raise ValueError(f"{what} is not a meta-weights file (format 1)")
+            raise ValueError(f"{what} is not a meta-weights file (format 1 or 2)")
         return cls(
             architecture=dict(data["architecture"]),
             algorithm=str(data["algorithm"]),

@@ -465,6 +465,8 @@ examples are labelled by comparing their embeddings with its support set's:
     net = build("weights.pt")
     log_probs = classify(net, support_x, support_y, query_x)  # (queries, ways)
     predictions = log_probs.argmax(dim=-1)
+Batch norms use each call's batch statistics, as in meta-training: classify a task's
+query examples together, not one at a time.
 """
 
 _CLASSIFY = '''def _batch_statistics(model: nn.Module) -> None:
@@ -501,7 +503,9 @@ def classify(
     """``(queries, ways)`` log-probabilities of one task's query examples, from its support
     set: labels 0..ways-1 (``ways``: by default the largest label plus one), every class
     among them. The support and the query examples are embedded in one call each (batch
-    norms see each set's statistics), as in meta-training.
+    norms see each set's statistics), as in meta-training: classify a task's queries
+    together (as many per class as at meta-test), never one example at a time, where a
+    network with batch norms answers otherwise.
 
     Args:
         model: the network, e.g. ``build("weights.pt")`` (the meta-learned weights), or
@@ -512,11 +516,13 @@ def classify(
     """
     embedding = model if isinstance(_classifier(model), nn.Identity) else embedder(model)
     ways = int(support_y.max()) + 1 if ways is None else ways
-    one_hot = (support_y[:, None] == torch.arange(ways)).to(torch.float32)
+    with torch.no_grad():
+        support, query = embedding(support_x), embedding(query_x)
+    labels = torch.arange(ways, device=support.device)
+    one_hot = (support_y.to(support.device)[:, None] == labels).to(support.dtype)
     if bool((one_hot.sum(dim=0) == 0).any()):
         raise ValueError(f"support_y must hold every label 0..{ways - 1}")
-    with torch.no_grad():
-        return _compare(embedding(support_x), one_hot, embedding(query_x))
+    return _compare(support, one_hot, query)
 
 
 def _classifier(model: nn.Module) -> nn.Module:

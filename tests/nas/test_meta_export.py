@@ -286,6 +286,10 @@ def test_a_metric_based_search_exports_its_embedding_and_classify(
         assert torch.equal(ns["classify"](embedding, sx, sy, qx), log_probs)
     with pytest.raises(ValueError, match="every label"):
         ns["classify"](net, tasks.support_x[0], tasks.support_y[0], tasks.query_x[0], ways + 1)
+    if torch.cuda.is_available():  # the network and the task on a GPU, the labels anywhere
+        sx, sy, qx = tasks.support_x[0], tasks.support_y[0], tasks.query_x[0]
+        on_gpu = ns["classify"](net.cuda(), sx.cuda(), sy, qx.cuda())
+        assert torch.allclose(on_gpu.cpu(), ns["classify"](net.cpu(), sx, sy, qx), atol=1e-4)
 
     # the JSON and the model card say how it classifies, with no gradient steps
     doc = FORMATS.get("json").document(ctx)
