@@ -618,7 +618,8 @@ class MetaWeights:
     no steps (0) and names its ``comparison`` instead (``MetricLearner.comparison``): its
     network up to the classifier is the embedding, and a task's query examples are labelled
     by comparing their embeddings with the support set's; the classifier layer keeps its
-    initial weights, which meta-training never used.
+    initial weights, which meta-training never used. ``extra`` are the method's own weights
+    besides the network (Matching Networks' full-context LSTMs), or ``None``.
 
     Example:
         >>> meta = MetaWeights.load("runs/sine/meta-weights.pt")  # doctest: +SKIP
@@ -633,6 +634,7 @@ class MetaWeights:
     weights: dict[str, torch.Tensor]
     rates: dict[str, torch.Tensor] | None = None
     comparison: dict[str, Any] | None = None
+    extra: dict[str, torch.Tensor] | None = None
 
     def adaptation(self) -> dict[str, Any]:
         """What an export needs to write ``adapt`` or, with a ``comparison``, ``classify``
@@ -646,6 +648,7 @@ class MetaWeights:
         }
         if self.comparison is not None:
             settings["comparison"] = dict(self.comparison)
+            settings["extra"] = self.extra
         return settings
 
     def to_bytes(self) -> bytes:
@@ -664,6 +667,9 @@ class MetaWeights:
                 if self.rates is None
                 else {k: v.detach().cpu() for k, v in self.rates.items()},
                 "comparison": self.comparison,
+                "extra": None
+                if self.extra is None
+                else {k: v.detach().cpu() for k, v in self.extra.items()},
             },
             buffer,
         )
@@ -688,4 +694,5 @@ class MetaWeights:
             rates=None if data["rates"] is None else dict(data["rates"]),
             # (absent from the files of the gradient-based learners written before it)
             comparison=None if data.get("comparison") is None else dict(data["comparison"]),
+            extra=None if data.get("extra") is None else dict(data["extra"]),
         )

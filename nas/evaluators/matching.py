@@ -100,7 +100,8 @@ class MatchingLearner(MetricLearner):
         self.cosine_scale = cosine_scale
 
     def comparison(self) -> dict[str, Any]:
-        return {"kind": "cosine", "scale": self.cosine_scale}
+        fce = {"fce_steps": self.fce_steps} if self.fce else {}
+        return {"kind": "cosine", "scale": self.cosine_scale, **fce}
 
     def _context(
         self, extra: Params, support: torch.Tensor, query: torch.Tensor

@@ -976,10 +976,10 @@ class MetricEvaluator(MetaEvaluator):
     ) -> bytes | None:
         """The meta-learned embedding ``final_metrics`` scored, as a ``MetaWeights`` file of
         the whole network (its classifier as initialised, unused) with the learner's
-        ``comparison``; ``None`` when the method has weights of its own besides the network
-        (Matching Networks' full-context LSTMs), which an export does not carry."""
+        ``comparison`` and its own weights besides the network (``extra``: Matching
+        Networks' full-context LSTMs)."""
         learner, _ = self._final_learner(arch, hparams)
-        if not isinstance(learner, MetricLearner) or learner.extra:
+        if not isinstance(learner, MetricLearner):
             return None
         with forked_rng(self.trial_seed(arch), device=self.device):
             model = super()._network(arch)  # with its classifier: what model.py builds
@@ -997,6 +997,7 @@ class MetricEvaluator(MetaEvaluator):
             lr=None,
             weights=weights,
             comparison=learner.comparison(),
+            extra={k: v.detach().cpu().clone() for k, v in learner.extra.items()} or None,
         ).to_bytes()
 
 

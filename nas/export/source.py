@@ -27,11 +27,13 @@ from nas.models.base import ClassifierHead
 from nas.spaces.base import SearchSpace
 from nas.training import forked_rng
 
-__all__ = ["INDENT", "RATES_FILE", "SourceWriter", "export_pytorch_source"]
+__all__ = ["CONTEXT_FILE", "INDENT", "RATES_FILE", "SourceWriter", "export_pytorch_source"]
 
 INDENT = "    "
 #: Meta-SGD's learned per-parameter step sizes beside ``model.py`` in the pytorch bundle.
 RATES_FILE = "rates.pt"
+#: The bundle's file of a metric-based learner's own weights (Matching Networks' LSTMs).
+CONTEXT_FILE = "context.pt"
 
 #: Shared classes whose source is copied into the file, in file order, with what they need.
 _COPIED: dict[type, tuple[Callable[..., Any] | type, ...]] = {
@@ -424,12 +426,16 @@ if __name__ == "__main__":
     print(f"output {tuple(out.shape)}, {sum(p.numel() for p in net.parameters())} parameters")
 '''
     if comparison is not None:
+        context = adaptation.get("extra")  # type: ignore[union-attr]
         settings = {
             "algorithm": adaptation.get("algorithm"),  # type: ignore[union-attr]
             "comparison": dict(comparison),
             "classifier": classifier,
+            "context": context,
         }
         code = _CLASSIFY + _COMPARE[comparison["kind"]]
+        if context is not None:
+            code += _FULL_CONTEXT
         footer = footer.replace(
             "\n\nif __name__", f"\n\nADAPTATION = {_literal(settings)}\n\n\n{code}\n\nif __name__"
         )
@@ -455,7 +461,14 @@ Meta-SGD learned one step size per parameter: pass them, adapt(..., rates="{RATE
 def _usage(adaptation: Mapping[str, Any] | None) -> str:
     if adaptation is None:
         return ""
-    return _CLASSIFY_USAGE if adaptation.get("comparison") is not None else _ADAPT_USAGE
+    if adaptation.get("comparison") is None:
+        return _ADAPT_USAGE
+    if adaptation.get("extra") is None:
+        return _CLASSIFY_USAGE
+    return _CLASSIFY_USAGE + (
+        "Full-context embeddings read the support set with LSTMs: pass their weights,\n"
+        f'classify(..., context="{CONTEXT_FILE}").\n'
+    )
 
 
 _CLASSIFY_USAGE = """
@@ -499,6 +512,7 @@ def classify(
     support_y: torch.Tensor,
     query_x: torch.Tensor,
     ways: int | None = None,
+    context: dict[str, torch.Tensor] | str | None = None,
 ) -> torch.Tensor:
     """``(queries, ways)`` log-probabilities of one task's query examples, from its support
     set: labels 0..ways-1 (``ways``: by default the largest label plus one), every class
@@ -513,7 +527,16 @@ def classify(
         support_x: the task's labelled examples, ``(S, *INPUT_SHAPE)``.
         support_y: their class labels, ``(S,)``.
         query_x: the examples to label, ``(Q, *INPUT_SHAPE)``.
+        context: full-context embeddings' LSTM weights (Matching Networks with ``fce``:
+            ADAPTATION["context"], the bundle's file, or its loaded dict); ``None`` else.
     """
+    if ADAPTATION["context"] is not None and context is None:
+        raise ValueError(
+            "this embedding reads the support set with LSTMs (full-context embeddings): "
+            f"pass context={ADAPTATION['context']!r} (the bundle's file)"
+        )
+    if isinstance(context, str):
+        context = torch.load(context, map_location="cpu", weights_only=True)
     embedding = model if isinstance(_classifier(model), nn.Identity) else embedder(model)
     ways = int(support_y.max()) + 1 if ways is None else ways
     with torch.no_grad():
@@ -522,6 +545,9 @@ def classify(
     one_hot = (support_y.to(support.device)[:, None] == labels).to(support.dtype)
     if bool((one_hot.sum(dim=0) == 0).any()):
         raise ValueError(f"support_y must hold every label 0..{ways - 1}")
+    if context is not None:
+        context = {k: v.to(support.device) for k, v in context.items()}
+        support, query = _full_context(context, support, query)
     return _compare(support, one_hot, query)
 
 
@@ -553,6 +579,43 @@ def _compare(support: torch.Tensor, one_hot: torch.Tensor, query: torch.Tensor) 
     return torch.log((attention @ one_hot).clamp_min(1e-12))
 ''',
 }
+
+#: Matching Networks' full-context embeddings (``nas.evaluators.matching``'s ``_context``).
+_FULL_CONTEXT = '''
+
+def _cell(
+    p: dict[str, torch.Tensor], prefix: str, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LSTM step with the weights ``prefix.w_ih``, ``prefix.w_hh``, ``prefix.bias``."""
+    gates = x @ p[f"{prefix}.w_ih"].T + h @ p[f"{prefix}.w_hh"].T + p[f"{prefix}.bias"]
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def _full_context(
+    p: dict[str, torch.Tensor], support: torch.Tensor, query: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The support embeddings read by a bidirectional LSTM (added to them), each query's by
+    an LSTM with attention over those for ADAPTATION["comparison"]["fce_steps"] steps."""
+    zero = support.new_zeros(support.shape[1])
+    h, c, forward = zero, zero, []
+    for i in range(support.shape[0]):
+        h, c = _cell(p, "support_fwd", support[i], h, c)
+        forward.append(h)
+    h, c, backward = zero, zero, []
+    for i in reversed(range(support.shape[0])):
+        h, c = _cell(p, "support_bwd", support[i], h, c)
+        backward.append(h)
+    g = support + torch.stack(forward) + torch.stack(backward[::-1])
+    h = torch.zeros_like(query)
+    c, read = torch.zeros_like(query), torch.zeros_like(query)
+    for _ in range(ADAPTATION["comparison"]["fce_steps"]):
+        hidden, c = _cell(p, "query", query, h + read, c)
+        h = hidden + query
+        read = torch.softmax(h @ g.T, dim=-1) @ g
+    return g, h
+'''
 
 _ADAPT = '''def load_rates(path: str = "rates.pt") -> dict[str, torch.Tensor]:
     """Meta-SGD's learned inner learning rates (the bundle's rates.pt): one tensor per

@@ -219,14 +219,20 @@ def test_adapt_of_a_classifier_with_batch_norms_matches_the_meta_learning_code(
     [
         ("protonet", {}, {"kind": "prototypes"}),
         ("matching", {"cosine_scale": 5.0}, {"kind": "cosine", "scale": 5.0}),
+        (
+            "matching",
+            {"fce": True, "fce_steps": 2},
+            {"kind": "cosine", "scale": 1.0, "fce_steps": 2},
+        ),
     ],
 )
 def test_a_metric_based_search_exports_its_embedding_and_classify(
     tmp_path: Path, evaluator: str, params: dict[str, Any], comparison: dict[str, Any]
 ) -> None:
     """A Prototypical or Matching Networks search handed on no weights: its exports were
-    freshly initialised networks. Now its best embedding is a file of the run, and the
-    bundle's ``classify`` labels a task's queries as the evaluator's learner does."""
+    freshly initialised networks. Now its best embedding (with full-context embeddings'
+    LSTMs) is a file of the run, and the bundle's ``classify`` labels a task's queries as
+    the evaluator's learner does."""
     from tests.nas.test_evaluator_contract import _fewshot_spec
 
     loop = SearchLoop(parse_spec(_fewshot_spec(evaluator, **params)))
@@ -246,6 +252,10 @@ def test_a_metric_based_search_exports_its_embedding_and_classify(
     learner, _ = evaluator_._final_learner(arch)  # what final_metrics scored
     for name, value in learner.params.items():
         assert torch.equal(meta.weights[name], value.detach().cpu())
+    fce = bool(params.get("fce"))
+    assert (meta.extra is not None) == fce
+    for name, value in learner.extra.items():
+        assert torch.equal(meta.extra[name], value.detach().cpu())  # type: ignore[index]
 
     space = loop.components.space
     ways = evaluator_.tasks.outputs
@@ -260,8 +270,11 @@ def test_a_metric_based_search_exports_its_embedding_and_classify(
         bundle=True,
     )
     bundle = FORMATS.get("pytorch").write(ctx, tmp_path / "model.zip")
+    with zipfile.ZipFile(bundle) as archive:
+        assert ("context.pt" in archive.namelist()) == fce
     ns = _load_bundle(bundle, tmp_path / "bundle")
     assert ns["ADAPTATION"]["comparison"] == comparison
+    context = str(tmp_path / "bundle" / "context.pt") if fce else None
     assert "def classify(" in (tmp_path / "bundle" / "model.py").read_text()
     net = ns["build"](str(tmp_path / "bundle" / "weights.pt"))  # loads strictly
 
@@ -277,19 +290,23 @@ def test_a_metric_based_search_exports_its_embedding_and_classify(
             tasks.query_x[i],
             tasks.query_y[i],
         )
-        log_probs = ns["classify"](net, sx, sy, qx)
+        log_probs = ns["classify"](net, sx, sy, qx, context=context)
         assert log_probs.shape == (len(qx), ways)
         loss = float(torch.nn.functional.nll_loss(log_probs, qy))
         accuracy = float((log_probs.argmax(dim=-1) == qy).float().mean() * 100)
         assert loss == pytest.approx(float(expected[i, 0, 0]), rel=1e-4, abs=1e-5)
         assert accuracy == pytest.approx(float(expected[i, 0, 1]))
-        assert torch.equal(ns["classify"](embedding, sx, sy, qx), log_probs)
+        assert torch.equal(ns["classify"](embedding, sx, sy, qx, context=context), log_probs)
+    sx, sy, qx = tasks.support_x[0], tasks.support_y[0], tasks.query_x[0]
     with pytest.raises(ValueError, match="every label"):
-        ns["classify"](net, tasks.support_x[0], tasks.support_y[0], tasks.query_x[0], ways + 1)
+        ns["classify"](net, sx, sy, qx, ways + 1, context=context)
+    if fce:  # its LSTMs are not guessed
+        with pytest.raises(ValueError, match="context.pt"):
+            ns["classify"](net, sx, sy, qx)
     if torch.cuda.is_available():  # the network and the task on a GPU, the labels anywhere
-        sx, sy, qx = tasks.support_x[0], tasks.support_y[0], tasks.query_x[0]
-        on_gpu = ns["classify"](net.cuda(), sx.cuda(), sy, qx.cuda())
-        assert torch.allclose(on_gpu.cpu(), ns["classify"](net.cpu(), sx, sy, qx), atol=1e-4)
+        on_gpu = ns["classify"](net.cuda(), sx.cuda(), sy, qx.cuda(), context=context)
+        on_cpu = ns["classify"](net.cpu(), sx, sy, qx, context=context)
+        assert torch.allclose(on_gpu.cpu(), on_cpu, atol=1e-4)
 
     # the JSON and the model card say how it classifies, with no gradient steps
     doc = FORMATS.get("json").document(ctx)
@@ -297,17 +314,8 @@ def test_a_metric_based_search_exports_its_embedding_and_classify(
         "algorithm": evaluator,
         "loss": "cross_entropy",
         "comparison": comparison,
+        **({"context": "LSTM weights: context.pt in the pytorch bundle"} if fce else {}),
     }
     card = (FORMATS.get("model-card").write(ctx, tmp_path / "card.md")).read_text()
     assert "| a query is labelled by |" in card and "gradient steps" not in card
-
-
-def test_matching_with_full_context_embeddings_hands_on_no_weights() -> None:
-    """Its LSTMs are weights besides the network, which an export does not carry: no file
-    rather than an embedding that classifies otherwise than the search measured."""
-    from tests.nas.test_evaluator_contract import _fewshot_spec
-
-    loop = SearchLoop(parse_spec(_fewshot_spec("matching", fce=True, fce_steps=2)))
-    outcome = loop.run()
-    assert outcome is not None and outcome.best is not None
-    assert outcome.files == []
+    assert ("| full-context embeddings | LSTMs over the support set, 2 attention" in card) == fce

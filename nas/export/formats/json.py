@@ -142,7 +142,10 @@ class JsonFormat(ExportFormat):
         if ctx.adaptation is not None and ctx.adaptation.get("comparison") is not None:
             # a metric-based learner's embedding: no steps, its comparison instead
             keys = ("algorithm", "loss", "comparison", "shots", "ways")
-            data["adaptation"] = {k: ctx.adaptation.get(k) for k in keys if k in ctx.adaptation}
+            adaptation = {k: ctx.adaptation.get(k) for k in keys if k in ctx.adaptation}
+            if ctx.adaptation.get("extra") is not None:
+                adaptation["context"] = "LSTM weights: context.pt in the pytorch bundle"
+            data["adaptation"] = adaptation
         elif ctx.adaptation is not None:
             keys = ("algorithm", "loss", "steps", "lr", "shots", "ways")
             adaptation = {k: ctx.adaptation.get(k) for k in keys if k in ctx.adaptation}

@@ -163,6 +163,10 @@ def adaptation_rows(adaptation: Mapping[str, Any]) -> list[str]:
             "a query is labelled by": _COMPARISONS.get(kind := str(comparison.get("kind")), kind)
             + (f" (scale {comparison['scale']})" if "scale" in comparison else ""),
             "embedding": "the network up to its classifier (model.py's classify())",
+            "full-context embeddings": None
+            if adaptation.get("extra") is None
+            else f"LSTMs over the support set, {comparison.get('fce_steps')} attention steps "
+            "for a query (context.pt)",
             "support examples per class": adaptation.get("shots"),
             "classes per task": adaptation.get("ways"),
         }
