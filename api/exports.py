@@ -294,9 +294,8 @@ def _weights_note(plan: ExportPlan, resolved: ResolvedSpec) -> str:
         why = (
             "the search keeps the meta-learned embedding of its best architecture (rank 1) only"
             if plan.ranked.rank > 1
-            else "the search kept none for it (pretrain's body and per-task heads are not "
-            "exported yet; a job that ended before embeddings were exported, or that was "
-            "cancelled, kept none)"
+            else "the search kept none for it (a job that ended before embeddings were "
+            "exported, or that was cancelled)"
         )
         return (
             f"none, freshly initialised: {why}; the metrics are that network's, meta-train "

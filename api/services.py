@@ -349,7 +349,8 @@ def job_read(job: JobModel, owner: str | None = None, *, with_spec: bool = True)
 def _export_formats(resolved: ResolvedSpec, retrain_refused: str | None) -> list[str]:
     """The export formats the job's space has, less those needing weights when the job can
     never have any: it cannot be retrained and its search learns none for the network's
-    forward pass (a Prototypical Networks job: an embedding, its classifier never trained)."""
+    forward pass (a Prototypical Networks or pretrain job: an embedding, its N-way classifier
+    never trained)."""
     formats = supported_formats(resolved.spec.space.name)
     if retrain_refused is None or EVALUATORS.get(resolved.spec.evaluator.name).learns_weights:
         return formats

@@ -73,8 +73,9 @@ class Evaluator(ABC):
     }
     #: The search itself learns the weights of the architecture it returns, its forward pass
     #: included (``learned_weights`` answers them: the gradient-based meta-learners);
-    #: otherwise only a retraining does. (The metric-based learners' ``learned_weights`` are
-    #: an embedding: the network less its classifier, which they never train.)
+    #: otherwise only a retraining does. (The metric-based learners' and pretrain's
+    #: ``learned_weights`` are an embedding: the network less its N-way classifier, which
+    #: they never train.)
     learns_weights: ClassVar[bool] = False
     #: Intermediate values of running trials go here when set (the service stores them);
     #: evaluators that train per trial call it after each epoch.

@@ -19,6 +19,7 @@ shares tasks, seeds, reports and constraints. ``meta_batch``, ``shots`` and ``qu
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,6 +34,7 @@ from nas.datasets.episodes import EpisodeTasks
 from nas.datasets.tasks import TaskBatch
 from nas.evaluators.base import EvaluatorConfig
 from nas.evaluators.meta import FewShotConfig, FewShotLearner, MetaEvaluator
+from nas.metalearning import MetaWeights
 from nas.models import build_model
 from nas.training import DivergedError, forked_rng
 
@@ -72,6 +74,17 @@ class PretrainLearner:
     @property
     def module(self) -> nn.Module:
         return self.model
+
+    def comparison(self) -> dict[str, Any]:
+        """How a task's queries are labelled, for an export to do the same
+        (``MetaWeights.comparison``): a new head fitted on the support set, on embeddings
+        made with the running statistics of pretraining."""
+        return {
+            "kind": "finetune",
+            "steps": self.finetune_steps,
+            "lr": self.finetune_lr,
+            "batch_statistics": False,
+        }
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
         x, y = batch
@@ -164,6 +177,34 @@ class PretrainEvaluator(MetaEvaluator):
             finetune_steps=settings.finetune_steps,
             finetune_lr=settings.finetune_lr,
         )
+
+    def learned_weights(
+        self, arch: Architecture, hparams: Mapping[str, Any] | None = None
+    ) -> bytes | None:
+        """The pretrained body ``final_metrics`` scored (its batch norms' running statistics
+        included) in the N-way network an export builds, whose classifier keeps its initial
+        weights (a task's head is fitted anew), with the learner's ``comparison``."""
+        learner, _ = self._final_learner(arch, hparams)
+        if not isinstance(learner, PretrainLearner):
+            return None
+        with forked_rng(self.trial_seed(arch), device=self.device):
+            model = self._network(arch)  # N outputs: what model.py builds
+        weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        body = learner.model.state_dict()
+        head = [k for k, v in body.items() if k not in weights or v.shape != weights[k].shape]
+        classifier = model.classifier_path  # type: ignore[attr-defined]
+        if any(k.rpartition(".")[0] != classifier for k in head):
+            raise RuntimeError(f"pretrained weights that are not the classifier's: {head}")
+        weights.update({k: v.detach().cpu().clone() for k, v in body.items() if k not in head})
+        return MetaWeights(
+            architecture=arch.to_dict(),
+            algorithm=self.name,
+            loss="cross_entropy",
+            steps=0,
+            lr=None,
+            weights=weights,
+            comparison=learner.comparison(),
+        ).to_bytes()
 
     def _draw(self, stream: np.random.Generator, settings: Any) -> Any:
         """A minibatch of meta-training examples (all classes), drawn from the trial's

@@ -474,7 +474,8 @@ def _usage(adaptation: Mapping[str, Any] | None) -> str:
 _CLASSIFY_USAGE = """
 Meta-learned embedding: the network up to its classifier (ADAPTATION["classifier"], left
 as initialised: meta-training never used it) embeds examples, and a new task's query
-examples are labelled by comparing their embeddings with its support set's:
+examples are labelled by comparing their embeddings with its support set's (or, for a
+pretrained body, by a new head fitted on them: ADAPTATION["comparison"]):
     net = build("weights.pt")
     log_probs = classify(net, support_x, support_y, query_x)  # (queries, ways)
     predictions = log_probs.argmax(dim=-1)
@@ -495,9 +496,12 @@ _CLASSIFY = '''def _batch_statistics(model: nn.Module) -> None:
 
 def embedder(model: nn.Module) -> nn.Module:
     """A copy of ``model`` that answers embeddings: its classifier (ADAPTATION["classifier"])
-    replaced by an identity, in eval mode, its batch norms using each batch's statistics."""
+    replaced by an identity, in eval mode, its batch norms using each batch's statistics
+    (unless ADAPTATION["comparison"]["batch_statistics"] is false: then their running
+    statistics, as after ordinary training)."""
     embedding = copy.deepcopy(model).eval()
-    _batch_statistics(embedding)
+    if ADAPTATION["comparison"].get("batch_statistics", True):
+        _batch_statistics(embedding)
     *parents, last = ADAPTATION["classifier"].split(".")
     owner = embedding
     for part in parents:
@@ -577,6 +581,27 @@ def _compare(support: torch.Tensor, one_hot: torch.Tensor, query: torch.Tensor) 
     cosine = nn.functional.normalize(query, dim=-1) @ nn.functional.normalize(support, dim=-1).T
     attention = torch.softmax(ADAPTATION["comparison"]["scale"] * cosine, dim=-1)
     return torch.log((attention @ one_hot).clamp_min(1e-12))
+''',
+    "finetune": '''
+
+def _compare(support: torch.Tensor, one_hot: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """Pretrain, then fine-tune (Baseline): on L2-normalised embeddings, a new linear head,
+    starting at zero, takes ADAPTATION["comparison"]["steps"] full-batch gradient steps of
+    ADAPTATION["comparison"]["lr"] on the support set's cross-entropy."""
+    support = nn.functional.normalize(support, dim=-1)
+    query = nn.functional.normalize(query, dim=-1)
+    labels = one_hot.argmax(dim=-1)
+    w = support.new_zeros(one_hot.shape[1], support.shape[-1])
+    b = support.new_zeros(one_hot.shape[1])
+    lr = ADAPTATION["comparison"]["lr"]
+    for _ in range(ADAPTATION["comparison"]["steps"]):
+        w.requires_grad_(True)
+        b.requires_grad_(True)
+        with torch.enable_grad():
+            loss = nn.functional.cross_entropy(support @ w.T + b, labels)
+            gw, gb = torch.autograd.grad(loss, (w, b))
+        w, b = (w - lr * gw).detach(), (b - lr * gb).detach()
+    return torch.log_softmax(query @ w.T + b, dim=-1)
 ''',
 }
 

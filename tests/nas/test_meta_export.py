@@ -224,15 +224,20 @@ def test_adapt_of_a_classifier_with_batch_norms_matches_the_meta_learning_code(
             {"fce": True, "fce_steps": 2},
             {"kind": "cosine", "scale": 1.0, "fce_steps": 2},
         ),
+        (
+            "pretrain",
+            {"finetune_steps": 5, "finetune_lr": 0.5, "batch_size": 8},
+            {"kind": "finetune", "steps": 5, "lr": 0.5, "batch_statistics": False},
+        ),
     ],
 )
 def test_a_metric_based_search_exports_its_embedding_and_classify(
     tmp_path: Path, evaluator: str, params: dict[str, Any], comparison: dict[str, Any]
 ) -> None:
-    """A Prototypical or Matching Networks search handed on no weights: its exports were
-    freshly initialised networks. Now its best embedding (with full-context embeddings'
-    LSTMs) is a file of the run, and the bundle's ``classify`` labels a task's queries as
-    the evaluator's learner does."""
+    """A Prototypical or Matching Networks or pretrain search handed on no weights: its
+    exports were freshly initialised networks. Now its best embedding (with full-context
+    embeddings' LSTMs; pretrain: the pretrained body) is a file of the run, and the bundle's
+    ``classify`` labels a task's queries as the evaluator's learner does."""
     from tests.nas.test_evaluator_contract import _fewshot_spec
 
     loop = SearchLoop(parse_spec(_fewshot_spec(evaluator, **params)))
@@ -250,12 +255,19 @@ def test_a_metric_based_search_exports_its_embedding_and_classify(
     )
     evaluator_: Any = loop.components.evaluator
     learner, _ = evaluator_._final_learner(arch)  # what final_metrics scored
-    for name, value in learner.params.items():
-        assert torch.equal(meta.weights[name], value.detach().cpu())
     fce = bool(params.get("fce"))
     assert (meta.extra is not None) == fce
-    for name, value in learner.extra.items():
-        assert torch.equal(meta.extra[name], value.detach().cpu())  # type: ignore[index]
+    if evaluator == "pretrain":  # the body, running statistics included; not the head
+        body = learner.model.state_dict()
+        learned = {k: v for k, v in body.items() if v.shape == meta.weights[k].shape}
+        assert any("running_mean" in k for k in learned)
+        assert len(learned) == len(meta.weights) - 2  # the N-way classifier's weight, bias
+    else:
+        learned = dict(learner.params) | dict(learner.extra)
+        for name, value in learner.extra.items():
+            assert torch.equal(meta.extra[name], value.detach().cpu())  # type: ignore[index]
+    for name, value in learned.items():
+        assert torch.equal((meta.extra or {}).get(name, meta.weights.get(name)), value.cpu())
 
     space = loop.components.space
     ways = evaluator_.tasks.outputs

@@ -140,6 +140,7 @@ def model_card(
 _COMPARISONS = {
     "prototypes": "the nearest class prototype (mean support embedding), squared Euclidean",
     "cosine": "a vote of the support labels, attention by cosine similarity of embeddings",
+    "finetune": "a new linear head fitted on the support set's normalised embeddings",
 }
 
 
@@ -161,7 +162,12 @@ def adaptation_rows(adaptation: Mapping[str, Any]) -> list[str]:
             "algorithm": adaptation.get("algorithm"),
             "loss": adaptation.get("loss"),
             "a query is labelled by": _COMPARISONS.get(kind := str(comparison.get("kind")), kind)
-            + (f" (scale {comparison['scale']})" if "scale" in comparison else ""),
+            + (f" (scale {comparison['scale']})" if "scale" in comparison else "")
+            + (
+                f" ({comparison.get('steps')} steps of {comparison.get('lr')})"
+                if kind == "finetune"
+                else ""
+            ),
             "embedding": "the network up to its classifier (model.py's classify())",
             "full-context embeddings": None
             if adaptation.get("extra") is None
