@@ -85,6 +85,36 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
+#: Set in the scope of a HEAD request that ``HeadAsGet`` passes on as a GET.
+HEAD_KEY = "nas.head"
+
+
+class HeadAsGet:
+    """HEAD answers as GET would, its headers without the body (RFC 9110 9.3.2): the API's
+    routes answer GET alone, so ``curl -I`` and link checkers got 405. A streamed body
+    (an event stream) ends at its first chunk: the client has its headers, and its
+    disconnect stops the stream."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        ended = False
+
+        async def headers_only(message: Message) -> None:
+            nonlocal ended
+            if message["type"] != "http.response.body":
+                await send(message)
+            elif not ended:
+                ended = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        await self.app({**scope, "method": "GET", HEAD_KEY: True}, receive, headers_only)
+
+
 def request_stop(app: FastAPI) -> None:
     """Tell the app its server is stopping: open event streams end at their next poll.
 
@@ -150,6 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     #: Set once the server is stopping (``request_stop``); event streams end on it.
     app.state.stopping = threading.Event()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HeadAsGet)
     routers = [
         health.router,
         jobs.router,
@@ -177,8 +208,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
             # Starlette's Allow names the methods of one route; a path has one per method.
             allowed = _methods_at(routers, request.scope)
+            method = "HEAD" if request.scope.get(HEAD_KEY) else request.method
             return JSONResponse(
-                {"detail": f"method {request.method} not allowed; allowed: {allowed}"},
+                {"detail": f"method {method} not allowed; allowed: {allowed}"},
                 status_code=405,
                 headers={"Allow": allowed},
             )
@@ -242,4 +274,6 @@ def _methods_at(routers: list[APIRouter], scope: Scope) -> str:
             match, _ = route.matches(scope)
             if match is Match.PARTIAL:
                 methods.update(getattr(route, "methods", None) or ())
-    return ", ".join(sorted(methods - {"HEAD"}))
+    if "GET" in methods:
+        methods.add("HEAD")  # HeadAsGet
+    return ", ".join(sorted(methods))

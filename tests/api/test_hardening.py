@@ -323,13 +323,40 @@ def test_the_openapi_document_validates_and_every_ref_resolves(http: httpx.Clien
 
 def test_an_unsupported_method_lists_every_method_of_the_path(http: httpx.Client) -> None:
     for path, allowed in (
-        ("/api/v1/jobs", "GET, POST"),
-        ("/api/v1/jobs/1", "DELETE, GET"),
+        ("/api/v1/jobs", "GET, HEAD, POST"),
+        ("/api/v1/jobs/1", "DELETE, GET, HEAD"),
         ("/api/v1/jobs/1/cancel", "POST"),
     ):
         response = http.request("OPTIONS", path)
         assert response.status_code == 405
         assert response.headers["allow"] == allowed
+    refused = http.head("/api/v1/jobs/1/cancel")  # a HEAD where there is no GET
+    assert refused.status_code == 405 and refused.headers["allow"] == "POST"
+
+
+def test_head_answers_the_headers_of_get_without_a_body(
+    server: LiveServer, http: httpx.Client
+) -> None:
+    """FastAPI's routes answer GET alone: ``curl -I`` of an export or a job was a 405."""
+    job_id = http.post("/api/v1/jobs", json=nb201_spec(budget={"trials": 5})).json()["id"]
+    wait_for(lambda: http.get(f"/api/v1/jobs/{job_id}").json()["state"] == "SUCCEEDED", 60)
+    for path in (f"/api/v1/jobs/{job_id}", f"/api/v1/jobs/{job_id}/export?format=pytorch", "/"):
+        got, head = http.get(path), http.head(path)
+        assert head.status_code == got.status_code == 200, (path, head.status_code)
+        assert head.content == b""
+        for name in ("content-type", "content-disposition"):
+            assert head.headers.get(name) == got.headers.get(name), (path, name)
+        if "content-length" in got.headers:  # (a JSON body's own length)
+            assert head.headers["content-length"] == str(len(got.content)), path
+    assert http.head(f"/api/v1/jobs/{job_id + 100}").status_code == 404
+    # an event stream: its headers, then the answer ends (the stream is not waited out)
+    running = http.post("/api/v1/jobs", json=standalone_spec(trials=3, epochs=40)).json()["id"]
+    try:
+        head = http.head(f"/api/v1/jobs/{running}/events", timeout=20)
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-type"].startswith("text/event-stream")
+    finally:
+        http.post(f"/api/v1/jobs/{running}/cancel")
 
 
 def test_an_empty_or_scalar_yaml_body_is_a_422_naming_the_document(http: httpx.Client) -> None:
