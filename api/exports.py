@@ -86,8 +86,9 @@ class ExportPlan:
     summary_final_metrics: dict[str, Any]
     #: ``weights`` is the search's ``MetaWeights`` file (meta-learned), not a retraining's.
     meta_learned: bool = False
-    #: ... of a metric-based learner: the network up to its classifier is an embedding.
-    meta_embedding: bool = False
+    #: ... of an embedding (the network up to its classifier; protonet, matching, pretrain):
+    #: its ``comparison`` kind (``MetaWeights.comparison``), else ``None``.
+    embedding: str | None = None
     #: The bare graph of such a job, asked for (``untrained``): its embedding left out.
     bare: bool = False
 
@@ -160,19 +161,20 @@ def plan_export(
     if weights is None:
         meta = _meta_weights(artifacts, job.id, ranked)
         weights = None if meta is None else meta[0]
-    embedding = meta is not None and meta[1].comparison is not None
+    comparison = None if meta is None else meta[1].comparison
+    embedding = None if comparison is None else str(comparison.get("kind"))
     if weights is None and export_format.needs_weights and not untrained:
         raise ConflictError(_no_weights_message(session, job, rank, export_format, resolved))
-    if embedding and export_format.needs_weights:
+    if embedding is not None and export_format.needs_weights:
         if not untrained:
             raise ConflictError(
-                f"job {job.id}: {export_format.noun} is the network's forward pass, whose "
-                f"classifier a {resolved.spec.evaluator.name} search never trains (its network "
-                "up to the classifier is an embedding, compared with a task's support set). "
-                "Export format=pytorch: model.py's classify() labels a new task's queries with "
-                "it; or add untrained=true for the bare graph (e.g. to time it)"
+                f"job {job.id}: {export_format.noun} is the network's forward pass, through "
+                f"an N-way classifier that a {resolved.spec.evaluator.name} search never "
+                "trains: its network up to the classifier is an embedding, from which a task's "
+                "support set labels its queries. Export format=pytorch: model.py's classify() "
+                "does that; or add untrained=true for the bare graph (e.g. to time it)"
             )
-        meta, weights, embedding, bare = None, None, False, True  # the bare graph asked for
+        meta, weights, embedding, bare = None, None, None, True  # the bare graph asked for
     summary = job.summary or {}
     best = summary.get("best") or {}
     final_metrics = dict(best.get("final_metrics") or {}) if rank == 1 else {}
@@ -185,7 +187,7 @@ def plan_export(
         weights=weights,
         summary_final_metrics=final_metrics,
         meta_learned=meta is not None,
-        meta_embedding=embedding,
+        embedding=embedding,
         bare=bare,
     )
 
@@ -253,6 +255,14 @@ def _no_weights_message(
             f"Retrain it first: 'nas retrain {job_id} --rank {rank}' (POST /api/v1/jobs/"
             f"{job_id}/retrain?rank={rank}), then export again"
         )
+    elif (evaluator := EVALUATORS.get(resolved.spec.evaluator.name)).meta_learning and not (
+        evaluator.learns_weights
+    ):
+        fix = (
+            f"A {evaluator.name} search learns an embedding, not this forward pass, and keeps "
+            "it for its best architecture only: export rank 1 as format=pytorch, whose "
+            "model.py's classify() labels a task's queries with it"
+        )
     else:
         fix = (
             f"It cannot be retrained here: {problem}. Export format=pytorch (model.py with "
@@ -262,7 +272,15 @@ def _no_weights_message(
 
 
 def _weights_note(plan: ExportPlan, resolved: ResolvedSpec) -> str:
-    if plan.meta_embedding:
+    if plan.embedding == "finetune":
+        return (
+            f"pretrained by the search ({resolved.spec.evaluator.name}): the network up to "
+            "its classifier is the pretrained body (the classifier over the pretraining "
+            "classes is not exported; this one keeps its initial weights); model.py's "
+            "classify() labels a new task's query examples by a new head fitted on its "
+            "support set's embeddings"
+        )
+    if plan.embedding is not None:
         return (
             f"meta-learned by the search ({resolved.spec.evaluator.name}): the network up to "
             "its classifier is an embedding; model.py's classify() labels a new task's query "
@@ -289,17 +307,18 @@ def _weights_note(plan: ExportPlan, resolved: ResolvedSpec) -> str:
         if plan.bare:
             return (
                 "none, freshly initialised: the bare graph asked for (untrained); format="
-                "pytorch exports the meta-learned embedding with model.py's classify()"
+                "pytorch exports the learned embedding with model.py's classify()"
             )
         why = (
-            "the search keeps the meta-learned embedding of its best architecture (rank 1) only"
+            "the search keeps the learned embedding of its best architecture (rank 1) only"
             if plan.ranked.rank > 1
             else "the search kept none for it (a job that ended before embeddings were "
             "exported, or that was cancelled)"
         )
         return (
-            f"none, freshly initialised: {why}; the metrics are that network's, meta-train "
-            "model.py's yourself to use it"
+            f"none, freshly initialised: {why}; the metrics are those of the embedding it "
+            f"learned, which the network of model.py becomes only when trained as the "
+            f"{evaluator.name} evaluator trains it"
         )
     problem = trainable_problem(resolved)
     if problem is None:

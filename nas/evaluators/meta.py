@@ -249,6 +249,9 @@ class MetaEvaluator(Evaluator):
     meta_learning = True
     #: (the metric-based learners and pretrain: their network is not the space's)
     learns_weights = True
+    #: Meta-training draws episodes of ``meta_batch`` tasks with ``shots`` and ``queries``
+    #: examples per class (pretrain draws plain minibatches: they do not apply).
+    trains_on_episodes: ClassVar[bool] = True
     metric_notes: ClassVar[Mapping[str, str]] = {
         **Evaluator.metric_notes,
         "meta_val_mse": (
@@ -342,15 +345,15 @@ class MetaEvaluator(Evaluator):
         """A task's support + query examples of a class (meta-training's, and evaluation's)
         above the ``per_class`` examples a class has (``have`` says so, and what to do)."""
         config = cls.Config.model_validate(dict(params))
+        sizes = [("eval_shots", config.eval_shots, config.eval_points or _CLASS_QUERIES)]
+        if cls.trains_on_episodes:
+            sizes.insert(0, ("shots", config.shots, config.queries or config.shots))
         return [
             (
                 ("evaluator", loc),
                 f"a task takes {shots} support + {queries} query examples of each class; {have}",
             )
-            for loc, shots, queries in (
-                ("shots", config.shots, config.queries or config.shots),
-                ("eval_shots", config.eval_shots, config.eval_points or _CLASS_QUERIES),
-            )
+            for loc, shots, queries in sizes
             if shots + queries > per_class
         ]
 
@@ -380,7 +383,7 @@ class MetaEvaluator(Evaluator):
             return tasks * ways * (shots + queries), what
 
         batch, what = examples(config.meta_batch, config.shots, config.queries or config.shots)
-        if batch > MAX_BATCH_EXAMPLES:
+        if batch > MAX_BATCH_EXAMPLES and cls.trains_on_episodes:
             problems.append(
                 (
                     ("evaluator", "meta_batch"),
@@ -957,6 +960,14 @@ class MetricEvaluator(MetaEvaluator):
     Config: ClassVar[type[EvaluatorConfig]] = FewShotConfig
     hparam_keys = _hparam_keys(FewShotConfig)
     metrics = ("meta_val_accuracy", "meta_train_loss", "params")
+    metric_notes: ClassVar[Mapping[str, str]] = {
+        **MetaEvaluator.metric_notes,
+        "meta_train_loss": (
+            "mean meta-training loss of the last tenth of meta-training (the query examples' "
+            "cross-entropy, labelled from their support sets)"
+        ),
+        "params": "parameters of the trial's embedding (its network less the classifier)",
+    }
 
     def _network(self, arch: Architecture) -> torch.nn.Module:
         model = super()._network(arch)

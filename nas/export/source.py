@@ -461,26 +461,40 @@ Meta-SGD learned one step size per parameter: pass them, adapt(..., rates="{RATE
 def _usage(adaptation: Mapping[str, Any] | None) -> str:
     if adaptation is None:
         return ""
-    if adaptation.get("comparison") is None:
+    comparison = adaptation.get("comparison")
+    if comparison is None:
         return _ADAPT_USAGE
-    if adaptation.get("extra") is None:
-        return _CLASSIFY_USAGE
-    return _CLASSIFY_USAGE + (
-        "Full-context embeddings read the support set with LSTMs: pass their weights,\n"
-        f'classify(..., context="{CONTEXT_FILE}").\n'
-    )
+    if comparison.get("kind") == "finetune":
+        head = (
+            'Pretrained body: the network up to its classifier (ADAPTATION["classifier"], left\n'
+            "as initialised: pretraining had one over its own classes, not exported) embeds\n"
+            "examples, with the running statistics of pretraining, and a new task's query\n"
+            "examples are labelled by a new linear head fitted on its support set's embeddings\n"
+            '(ADAPTATION["comparison"]):\n'
+        )
+        tail = ""
+    else:
+        head = (
+            'Meta-learned embedding: the network up to its classifier (ADAPTATION["classifier"],\n'
+            "left as initialised: meta-training never used it) embeds examples, and a new task's\n"
+            "query examples are labelled by comparing their embeddings with its support set's\n"
+            '(ADAPTATION["comparison"]):\n'
+        )
+        tail = (
+            "Batch norms use each call's batch statistics, as in meta-training: classify a\n"
+            "task's query examples together, not one at a time.\n"
+        )
+    if adaptation.get("extra") is not None:
+        tail += (
+            "Full-context embeddings read the support set with LSTMs: pass their weights,\n"
+            f'classify(..., context="{CONTEXT_FILE}").\n'
+        )
+    return "\n" + head + _CLASSIFY_EXAMPLE + tail
 
 
-_CLASSIFY_USAGE = """
-Meta-learned embedding: the network up to its classifier (ADAPTATION["classifier"], left
-as initialised: meta-training never used it) embeds examples, and a new task's query
-examples are labelled by comparing their embeddings with its support set's (or, for a
-pretrained body, by a new head fitted on them: ADAPTATION["comparison"]):
-    net = build("weights.pt")
+_CLASSIFY_EXAMPLE = """    net = build("weights.pt")
     log_probs = classify(net, support_x, support_y, query_x)  # (queries, ways)
     predictions = log_probs.argmax(dim=-1)
-Batch norms use each call's batch statistics, as in meta-training: classify a task's
-query examples together, not one at a time.
 """
 
 _CLASSIFY = '''def _batch_statistics(model: nn.Module) -> None:
@@ -519,30 +533,44 @@ def classify(
     context: dict[str, torch.Tensor] | str | None = None,
 ) -> torch.Tensor:
     """``(queries, ways)`` log-probabilities of one task's query examples, from its support
-    set: labels 0..ways-1 (``ways``: by default the largest label plus one), every class
-    among them. The support and the query examples are embedded in one call each (batch
-    norms see each set's statistics), as in meta-training: classify a task's queries
-    together (as many per class as at meta-test), never one example at a time, where a
-    network with batch norms answers otherwise.
+    set (see ADAPTATION["comparison"] for how). The support and the query examples are
+    embedded in one call each, as in meta-training; where batch norms use each batch's
+    statistics (ADAPTATION["comparison"].get("batch_statistics", True)), classify a task's
+    queries together (as many per class as at meta-test), never one example at a time.
 
     Args:
         model: the network, e.g. ``build("weights.pt")`` (the meta-learned weights), or
             ``embedder(...)``'s copy of it (kept to classify many tasks).
         support_x: the task's labelled examples, ``(S, *INPUT_SHAPE)``.
-        support_y: their class labels, ``(S,)``.
+        support_y: their class labels 0..ways-1, ``(S,)``, every class among them.
         query_x: the examples to label, ``(Q, *INPUT_SHAPE)``.
+        ways: the task's classes (default: the largest label plus one).
         context: full-context embeddings' LSTM weights (Matching Networks with ``fce``:
             ADAPTATION["context"], the bundle's file, or its loaded dict); ``None`` else.
+            They read the support set in sequence, so its order counts: meta-training gave
+            it by class (all of class 0, then class 1, ...), and ``classify`` sorts it so.
     """
     if ADAPTATION["context"] is not None and context is None:
         raise ValueError(
             "this embedding reads the support set with LSTMs (full-context embeddings): "
             f"pass context={ADAPTATION['context']!r} (the bundle's file)"
         )
+    if ADAPTATION["context"] is None and context is not None:
+        raise ValueError("this model takes no context: it has no full-context embeddings")
     if isinstance(context, str):
         context = torch.load(context, map_location="cpu", weights_only=True)
-    embedding = model if isinstance(_classifier(model), nn.Identity) else embedder(model)
+    if support_y.dim() != 1 or len(support_y) != len(support_x) or len(support_y) == 0:
+        raise ValueError(
+            f"support_y must be one label per support example: {tuple(support_y.shape)} "
+            f"labels for {len(support_x)} examples"
+        )
     ways = int(support_y.max()) + 1 if ways is None else ways
+    if int(support_y.min()) < 0 or int(support_y.max()) >= ways:
+        raise ValueError(f"support_y must hold labels 0..{ways - 1}, got {support_y.tolist()}")
+    if context is not None:  # in class order, as meta-training gave it
+        order = torch.argsort(support_y, stable=True)
+        support_x, support_y = support_x[order.to(support_x.device)], support_y[order]
+    embedding = model if isinstance(_classifier(model), nn.Identity) else embedder(model)
     with torch.no_grad():
         support, query = embedding(support_x), embedding(query_x)
     labels = torch.arange(ways, device=support.device)

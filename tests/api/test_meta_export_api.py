@@ -190,3 +190,12 @@ def test_a_metric_based_job_offers_only_the_exports_it_can_make(
     card = client.export(job["id"], "model-card", 1, tmp_path / "card.md").read_text()
     assert "Weights: meta-learned by the search (protonet)" in card
     assert "| a query is labelled by | the nearest class prototype" in card
+    assert "query examples' cross-entropy" in card  # its meta_train_loss, not Reptile's
+
+    # pretrain: a body trained over its own classes, whose head is not the exported one
+    spec = _fewshot_spec("pretrain", batch_size=8, finetune_steps=3)
+    job = client.wait(_submit(client, spec), timeout=120)
+    assert job["state"] == "SUCCEEDED", job
+    doc = json.loads(client.export(job["id"], "json", 1, tmp_path / "p.json").read_text())
+    assert doc["weights"].startswith("pretrained by the search (pretrain): the network up")
+    assert doc["adaptation"]["comparison"]["kind"] == "finetune"

@@ -312,9 +312,20 @@ def test_a_metric_based_search_exports_its_embedding_and_classify(
     sx, sy, qx = tasks.support_x[0], tasks.support_y[0], tasks.query_x[0]
     with pytest.raises(ValueError, match="every label"):
         ns["classify"](net, sx, sy, qx, ways + 1, context=context)
-    if fce:  # its LSTMs are not guessed
+    # labels outside 0..ways-1 were left out of every class without a word
+    for labels, classes in ((sy - 1, None), (sy, ways - 1)):
+        with pytest.raises(ValueError, match="labels 0.."):
+            ns["classify"](net, sx, labels, qx, classes, context=context)
+    with pytest.raises(ValueError, match="one label per support example"):
+        ns["classify"](net, sx, sy[:-1], qx, context=context)
+    if fce:  # its LSTMs are not guessed; they read the support set in class order
         with pytest.raises(ValueError, match="context.pt"):
             ns["classify"](net, sx, sy, qx)
+        flipped = ns["classify"](net, sx.flip(0), sy.flip(0), qx, context=context)
+        assert torch.equal(flipped, ns["classify"](net, sx, sy, qx, context=context))
+    else:
+        with pytest.raises(ValueError, match="takes no context"):
+            ns["classify"](net, sx, sy, qx, context={})
     if torch.cuda.is_available():  # the network and the task on a GPU, the labels anywhere
         on_gpu = ns["classify"](net.cuda(), sx.cuda(), sy, qx.cuda(), context=context)
         on_cpu = ns["classify"](net.cpu(), sx, sy, qx, context=context)

@@ -330,3 +330,21 @@ def test_a_job_stored_before_those_checks_still_loads() -> None:
         with pytest.raises(ValidationError):
             config.model_validate(params, context=AT_SUBMIT)  # refused at submit
     assert MetaQNNSpace.from_config({"max_fc": 0, "fc_units": [16]}).max_fc == 0
+
+
+def test_pretrain_is_not_held_to_the_episode_sizes_it_does_not_draw() -> None:
+    """Its meta-training draws minibatches, not episodes: a class of 6 examples was refused
+    for the default 5 + 5 examples of a meta-training episode (``shots``), which do not
+    apply to it; protonet, which draws them, is still refused."""
+    from tests.nas.test_evaluator_contract import _fewshot_spec
+
+    def unset_shots(name: str) -> dict[str, Any]:
+        spec = _fewshot_spec(name)  # (6 examples per class, 1 + 2 at evaluation)
+        for key in ("shots", "queries"):
+            del spec["evaluator"][key]
+        return spec
+
+    parse_spec(unset_shots("pretrain"))
+    with pytest.raises(SpecError) as info:
+        parse_spec(unset_shots("protonet"))
+    assert [tuple(e["loc"]) for e in info.value.errors] == [("evaluator", "shots")]
