@@ -259,9 +259,13 @@ class MetaEvaluator(Evaluator):
             "adapting to their support sets (eval_shots examples, eval_steps steps): the "
             "search's reward"
         ),
+        # (one meaning per name, whichever evaluator reports it: the model card looks a
+        # metric up by name)
         "meta_train_loss": (
             "mean meta-training loss of the last tenth of meta-training (post-adaptation "
-            "query loss; Reptile: loss on the task's examples after adapting)"
+            "query loss; Reptile: loss on the task's examples after adapting; protonet, "
+            "matching: query cross-entropy, labelled from the support set; pretrain: "
+            "cross-entropy over every meta-training class)"
         ),
         "params": "parameters of the trial's network",
         "meta_val_accuracy": (
@@ -960,14 +964,6 @@ class MetricEvaluator(MetaEvaluator):
     Config: ClassVar[type[EvaluatorConfig]] = FewShotConfig
     hparam_keys = _hparam_keys(FewShotConfig)
     metrics = ("meta_val_accuracy", "meta_train_loss", "params")
-    metric_notes: ClassVar[Mapping[str, str]] = {
-        **MetaEvaluator.metric_notes,
-        "meta_train_loss": (
-            "mean meta-training loss of the last tenth of meta-training (the query examples' "
-            "cross-entropy, labelled from their support sets)"
-        ),
-        "params": "parameters of the trial's embedding (its network less the classifier)",
-    }
 
     def _network(self, arch: Architecture) -> torch.nn.Module:
         model = super()._network(arch)

@@ -156,17 +156,6 @@ class PretrainEvaluator(MetaEvaluator):
     Config: ClassVar[type[EvaluatorConfig]] = PretrainConfig
     hparam_keys = ("outer_lr",)
     metrics = ("meta_val_accuracy", "meta_train_loss", "params")
-    metric_notes: ClassVar[Mapping[str, str]] = {
-        **MetaEvaluator.metric_notes,
-        "meta_train_loss": (
-            "mean pretraining loss of the last tenth of pretraining (cross-entropy over every "
-            "meta-training class)"
-        ),
-        "params": (
-            "parameters of the trial's network as pretrained, with its classifier over every "
-            "meta-training class"
-        ),
-    }
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -190,7 +190,7 @@ def test_a_metric_based_job_offers_only_the_exports_it_can_make(
     card = client.export(job["id"], "model-card", 1, tmp_path / "card.md").read_text()
     assert "Weights: meta-learned by the search (protonet)" in card
     assert "| a query is labelled by | the nearest class prototype" in card
-    assert "query examples' cross-entropy" in card  # its meta_train_loss, not Reptile's
+    assert "protonet, matching: query cross-entropy" in card  # its meta_train_loss
 
     # pretrain: a body trained over its own classes, whose head is not the exported one
     spec = _fewshot_spec("pretrain", batch_size=8, finetune_steps=3)
