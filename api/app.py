@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response, status
+from fastapi import Depends, FastAPI, Request, Response, status
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.db import make_engine, make_session_factory, upgrade
@@ -207,7 +207,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
             # Starlette's Allow names the methods of one route; a path has one per method.
-            allowed = _methods_at(routers, request.scope)
+            # the routers' routes, and the app's own (/docs, /openapi.json); FastAPI wraps
+            # an included router in a route that names no methods
+            routes = [r for router in routers for r in router.routes]
+            routes += [r for r in request.app.router.routes if getattr(r, "methods", None)]
+            allowed = _methods_at(routes, request.scope)
             method = "HEAD" if request.scope.get(HEAD_KEY) else request.method
             return JSONResponse(
                 {"detail": f"method {method} not allowed; allowed: {allowed}"},
@@ -267,13 +271,12 @@ class AsciiJSONResponse(JSONResponse):
         return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
-def _methods_at(routers: list[APIRouter], scope: Scope) -> str:
+def _methods_at(routes: list[BaseRoute], scope: Scope) -> str:
     methods: set[str] = set()
-    for router in routers:
-        for route in router.routes:
-            match, _ = route.matches(scope)
-            if match is Match.PARTIAL:
-                methods.update(getattr(route, "methods", None) or ())
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.PARTIAL:
+            methods.update(getattr(route, "methods", None) or ())
     if "GET" in methods:
         methods.add("HEAD")  # HeadAsGet
     return ", ".join(sorted(methods))

@@ -73,6 +73,11 @@ def network_space(resolved: ResolvedSpec, final: Mapping[str, Any] | None) -> Se
     return final_space(resolved, space)
 
 
+#: Bumped when what an export writes for the same job changes (2: few-shot embeddings and
+#: their notes), so that a file cached before is written again, not served.
+EXPORT_REVISION = 2
+
+
 @dataclass(frozen=True)
 class ExportPlan:
     """What one export request will write: decided from the database, written without it."""
@@ -117,6 +122,7 @@ class ExportPlan:
     def meta(self, artifacts: Path) -> dict[str, Any]:
         weights = None if self.weights is None else str(self.weights.relative_to(artifacts))
         return {
+            "revision": EXPORT_REVISION,
             "format": self.fmt.name,
             "rank": self.ranked.rank,
             "architecture": self.ranked.architecture.key,
@@ -258,11 +264,14 @@ def _no_weights_message(
     elif (evaluator := EVALUATORS.get(resolved.spec.evaluator.name)).meta_learning and not (
         evaluator.learns_weights
     ):
-        fix = (
-            f"A {evaluator.name} search learns an embedding, not this forward pass, and keeps "
-            "it for its best architecture only: export rank 1 as format=pytorch, whose "
-            "model.py's classify() labels a task's queries with it"
+        kept = (
+            "and keeps it for its best architecture only: export rank 1 as format=pytorch, "
+            "whose model.py's classify() labels a task's queries with it"
+            if rank > 1
+            else "and this job kept none (it ended before embeddings were exported, or was "
+            "cancelled): submit its spec again for one"
         )
+        fix = f"A {evaluator.name} search learns an embedding, not this forward pass, {kept}"
     else:
         fix = (
             f"It cannot be retrained here: {problem}. Export format=pytorch (model.py with "

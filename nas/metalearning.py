@@ -614,11 +614,12 @@ class MetaWeights:
     Meta-SGD's learned per-parameter inner learning rates (same names and shapes as the
     parameters), ``lr`` the one step size of the others (``None`` for Meta-SGD), ``steps``
     the evaluator's adaptation steps (``eval_steps``), ``loss`` the task loss (``mse`` or
-    ``cross_entropy``). A metric-based learner's (Prototypical, Matching Networks) file has
-    no steps (0) and names its ``comparison`` instead (``MetricLearner.comparison``): its
-    network up to the classifier is the embedding, and a task's query examples are labelled
-    by comparing their embeddings with the support set's; the classifier layer keeps its
-    initial weights, which meta-training never used. ``extra`` are the method's own weights
+    ``cross_entropy``). A metric-based learner's (Prototypical, Matching Networks) or
+    pretrain's file has no steps (0) and names its ``comparison`` instead
+    (``MetricLearner.comparison``): its network up to the classifier is the embedding, and
+    a task's query examples are labelled from the support set's embeddings (compared with
+    them; pretrain: by a head fitted on them); the classifier layer keeps its initial
+    weights, which meta-training never used. ``extra`` are the method's own weights
     besides the network (Matching Networks' full-context LSTMs), or ``None``.
 
     Example:

@@ -85,9 +85,11 @@ def export_architecture(
     """Download the job's ``rank``-th best distinct architecture (1-based) as ``json``
     (architecture, metrics, provenance), ``pytorch`` (a zip: ``model.py``, ``weights.pt``
     when trained, ``architecture.json``), ``torchscript``, ``onnx`` or ``model-card``
-    (Markdown). Retrained weights are used when the job has them for that architecture;
-    else the export says ``weights: none``, and torchscript/onnx answer 409 unless
-    ``untrained=true``. The file is kept under the job's artifacts; when it cannot be
+    (Markdown). Retrained weights are used when the job has them for that architecture,
+    else the weights its search learned (a meta-learning job's best: an initialisation
+    with ``adapt``, or a few-shot embedding with ``classify`` in ``model.py``, whose
+    torchscript/onnx answer 409); else the export says ``weights: none``, and
+    torchscript/onnx answer 409 unless ``untrained=true``. The file is kept under the job's artifacts; when it cannot be
     written there: 507 (storage full) or 503 (read-only), nothing written."""
     artifacts = state.settings.resolved_artifacts_dir()
     try:

@@ -192,10 +192,11 @@ class PretrainEvaluator(MetaEvaluator):
             model = self._network(arch)  # N outputs: what model.py builds
         weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         body = learner.model.state_dict()
-        head = [k for k, v in body.items() if k not in weights or v.shape != weights[k].shape]
         classifier = model.classifier_path  # type: ignore[attr-defined]
-        if any(k.rpartition(".")[0] != classifier for k in head):
-            raise RuntimeError(f"pretrained weights that are not the classifier's: {head}")
+        # (by name: with as many pretraining classes as ways, the shapes would match)
+        head = [k for k in body if k.rpartition(".")[0] == classifier]
+        if set(body) - set(head) != set(weights) - set(head):
+            raise RuntimeError(f"pretrained weights {sorted(body)} against {sorted(weights)}")
         weights.update({k: v.detach().cpu().clone() for k, v in body.items() if k not in head})
         return MetaWeights(
             architecture=arch.to_dict(),

@@ -290,8 +290,8 @@ def test_a_metric_based_search_exports_its_embedding_and_classify(
     assert "def classify(" in (tmp_path / "bundle" / "model.py").read_text()
     net = ns["build"](str(tmp_path / "bundle" / "weights.pt"))  # loads strictly
 
-    tasks = evaluator_.tasks.fixed(
-        "test", evaluator_.seed, n_tasks=6, shots=1, queries=evaluator_.eval_queries, grid=True
+    tasks = evaluator_.tasks.fixed(  # 2 shots: an order within a class (fce reads it)
+        "test", evaluator_.seed, n_tasks=6, shots=2, queries=evaluator_.eval_queries, grid=True
     )
     expected = learner.scores(tasks.to(evaluator_.device), [0]).cpu()  # loss, accuracy
     embedding = ns["embedder"](net)
@@ -321,11 +321,21 @@ def test_a_metric_based_search_exports_its_embedding_and_classify(
     if fce:  # its LSTMs are not guessed; they read the support set in class order
         with pytest.raises(ValueError, match="context.pt"):
             ns["classify"](net, sx, sy, qx)
-        flipped = ns["classify"](net, sx.flip(0), sy.flip(0), qx, context=context)
-        assert torch.equal(flipped, ns["classify"](net, sx, sy, qx, context=context))
+        classes_reversed = torch.argsort(-sy, stable=True)  # (each class's order kept)
+        shuffled = ns["classify"](
+            net, sx[classes_reversed], sy[classes_reversed], qx, context=context
+        )
+        assert torch.equal(shuffled, ns["classify"](net, sx, sy, qx, context=context))
     else:
         with pytest.raises(ValueError, match="takes no context"):
             ns["classify"](net, sx, sy, qx, context={})
+    # in inference mode (pretrain fits its head with no autograd) and in double precision
+    reference = ns["classify"](net, sx, sy, qx, context=context)
+    with torch.inference_mode():
+        assert torch.equal(ns["classify"](net, sx, sy, qx, context=context), reference)
+    doubled = ns["classify"](net.double(), sx.double(), sy, qx.double(), context=context)
+    assert torch.allclose(doubled.float(), reference, atol=1e-3)
+    net.float()
     if torch.cuda.is_available():  # the network and the task on a GPU, the labels anywhere
         on_gpu = ns["classify"](net.cuda(), sx.cuda(), sy, qx.cuda(), context=context)
         on_cpu = ns["classify"](net.cpu(), sx, sy, qx, context=context)
@@ -342,3 +352,23 @@ def test_a_metric_based_search_exports_its_embedding_and_classify(
     card = (FORMATS.get("model-card").write(ctx, tmp_path / "card.md")).read_text()
     assert "| a query is labelled by |" in card and "gradient steps" not in card
     assert ("| full-context embeddings | LSTMs over the support set, 2 attention" in card) == fce
+
+
+def test_pretrain_exports_its_body_not_its_pretraining_classifier() -> None:
+    """With as many pretraining classes as ways, the pretrained classifier had the exported
+    one's shape and was exported as if it were a task's: the export says it is not."""
+    from tests.nas.test_evaluator_contract import _fewshot_spec
+
+    spec = _fewshot_spec("pretrain", batch_size=8, finetune_steps=3)
+    spec["dataset"].update(ways=5, class_split=[0.34, 0.33, 0.33])  # 5 pretraining classes
+    loop = SearchLoop(parse_spec(spec))
+    outcome = loop.run()
+    assert outcome is not None and outcome.best is not None
+    meta = MetaWeights.load(outcome.files[0].data)
+    evaluator: Any = loop.components.evaluator
+    learner, _ = evaluator._final_learner(outcome.best.architecture)
+    body = learner.model.state_dict()
+    head = [k for k in body if k.startswith("classifier.")]  # metaqnn's classifier_path
+    assert head and all(body[k].shape == meta.weights[k].shape for k in head)
+    assert not any(torch.equal(body[k].cpu(), meta.weights[k]) for k in head)
+    assert all(torch.equal(body[k].cpu(), meta.weights[k]) for k in body if k not in head)
