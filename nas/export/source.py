@@ -492,12 +492,8 @@ def _usage(adaptation: Mapping[str, Any] | None) -> str:
     return "\n" + head + _CLASSIFY_EXAMPLE + tail
 
 
-_CLASSIFY_EXAMPLE = """    net = build("weights.pt")
-    log_probs = classify(net, support_x, support_y, query_x)  # (queries, ways)
-    predictions = log_probs.argmax(dim=-1)
-"""
-
-_CLASSIFY = '''def _batch_statistics(model: nn.Module) -> None:
+#: Shared by ``adapt`` and ``classify`` (a file has one or the other).
+_BATCH_STATISTICS = '''def _batch_statistics(model: nn.Module) -> None:
     """Batch norms normalise each call's batch with its own statistics, as in
     meta-training (there are no running statistics to use)."""
     for module in model.modules():
@@ -506,7 +502,16 @@ _CLASSIFY = '''def _batch_statistics(model: nn.Module) -> None:
             module.running_mean = None
             module.running_var = None
             module.num_batches_tracked = None
+'''
 
+_CLASSIFY_EXAMPLE = """    net = build("weights.pt")
+    log_probs = classify(net, support_x, support_y, query_x)  # (queries, ways)
+    predictions = log_probs.argmax(dim=-1)
+"""
+
+_CLASSIFY = (
+    _BATCH_STATISTICS
+    + '''
 
 def embedder(model: nn.Module) -> nn.Module:
     """A copy of ``model`` that answers embeddings: its classifier (ADAPTATION["classifier"])
@@ -588,6 +593,7 @@ def _classifier(model: nn.Module) -> nn.Module:
         model = getattr(model, part)
     return model
 '''
+)
 
 #: ``_compare(support, one_hot, query)`` of each ``comparison`` kind: the learner's
 #: ``log_probs`` (``nas.evaluators.protonet``, ``nas.evaluators.matching``) on embeddings.
@@ -666,22 +672,16 @@ def _full_context(
     return g, h
 '''
 
-_ADAPT = '''def load_rates(path: str = "rates.pt") -> dict[str, torch.Tensor]:
+_ADAPT = (
+    '''def load_rates(path: str = "rates.pt") -> dict[str, torch.Tensor]:
     """Meta-SGD's learned inner learning rates (the bundle's rates.pt): one tensor per
     parameter, by the parameter's name, of its shape."""
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _batch_statistics(model: nn.Module) -> None:
-    """Batch norms normalise each call's batch with its own statistics, as in
-    meta-training (there are no running statistics to use)."""
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.track_running_stats = False
-            module.running_mean = None
-            module.running_var = None
-            module.num_batches_tracked = None
-
+'''
+    + _BATCH_STATISTICS
+    + '''
 
 def adapt(
     model: nn.Module,
@@ -736,6 +736,7 @@ def adapt(
                 p -= (rates[name] if rates is not None else lr) * g
     return adapted
 '''
+)
 
 
 def _literal(value: Any, level: int = 0) -> str:
