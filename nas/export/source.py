@@ -719,21 +719,24 @@ def adapt(
             "this model learned one step size per parameter (Meta-SGD): pass "
             "rates='rates.pt' (the bundle's file), or an lr of your own"
         )
-    adapted = copy.deepcopy(model).eval()
-    _batch_statistics(adapted)
-    params = dict(adapted.named_parameters())
-    for p in params.values():
-        p.requires_grad_(True)
-    for _ in range(steps):
-        out = adapted(support_x)
-        if ADAPTATION["loss"] == "cross_entropy":
-            loss = torch.nn.functional.cross_entropy(out, support_y)
-        else:
-            loss = ((out - support_y) ** 2).mean()
-        grads = torch.autograd.grad(loss, list(params.values()))
-        with torch.no_grad():
-            for (name, p), g in zip(params.items(), grads):
-                p -= (rates[name] if rates is not None else lr) * g
+    # gradients even when called under no_grad or inference_mode (its tensors copied out)
+    with torch.inference_mode(False), torch.enable_grad():
+        adapted = copy.deepcopy(model).eval()
+        _batch_statistics(adapted)
+        support_x, support_y = support_x.clone(), support_y.clone()
+        params = dict(adapted.named_parameters())
+        for p in params.values():
+            p.requires_grad_(True)
+        for _ in range(steps):
+            out = adapted(support_x)
+            if ADAPTATION["loss"] == "cross_entropy":
+                loss = torch.nn.functional.cross_entropy(out, support_y)
+            else:
+                loss = ((out - support_y) ** 2).mean()
+            grads = torch.autograd.grad(loss, list(params.values()))
+            with torch.no_grad():
+                for (name, p), g in zip(params.items(), grads):
+                    p -= (rates[name] if rates is not None else lr) * g
     return adapted
 '''
 )

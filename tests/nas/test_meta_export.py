@@ -212,6 +212,11 @@ def test_adapt_of_a_classifier_with_batch_norms_matches_the_meta_learning_code(
     assert before == pytest.approx(float(expected[0, 0, 0]), rel=1e-5)
     assert after == pytest.approx(float(expected[0, 1, 0]), rel=1e-4)
     assert after < before
+    # under inference_mode (a user predicting) it still takes its gradient steps
+    with torch.inference_mode():
+        sx, sy = task.support_x[0].clone(), task.support_y[0].clone()  # inference tensors
+        adapted = ns["adapt"](net, sx, sy)
+    assert loss(adapted) == pytest.approx(after, rel=1e-5)
 
 
 @pytest.mark.parametrize(
