@@ -24,7 +24,7 @@ class Page:
     def __init__(self, browser: Any, site: Site, key: str | None) -> None:
         self.context = browser.new_context(viewport={"width": 1280, "height": 900})
         self.page = self.context.new_page()
-        self.page.set_default_timeout(15_000)
+        self.page.set_default_timeout(30_000)  # (a loaded CI machine: 15 s ran out once)
         self.errors: list[str] = []
         self.page.on(
             "console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}")
