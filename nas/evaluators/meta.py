@@ -840,6 +840,35 @@ class MetaEvaluator(Evaluator):
         self._final = (arch.key, learner, settings)
         return learner, settings
 
+    def _embedding_file(
+        self,
+        arch: Architecture,
+        learned: Mapping[str, torch.Tensor],
+        comparison: dict[str, Any],
+        extra: Mapping[str, torch.Tensor] | None = None,
+    ) -> bytes:
+        """A ``MetaWeights`` file of an embedding (the metric-based learners', pretrain's):
+        the whole N-way network ``model.py`` builds, built under the trial's seed (its
+        classifier as initialised: the methods never use it), with the ``learned`` weights
+        of the rest in place; the learner's ``comparison`` and its own weights (``extra``)."""
+        with forked_rng(self.trial_seed(arch), device=self.device):
+            model = MetaEvaluator._network(self, arch)  # with its classifier
+        weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        unknown = sorted(set(learned) - set(weights))
+        if unknown:
+            raise RuntimeError(f"embedding weights not in the whole network: {unknown}")
+        weights.update({k: v.detach().cpu().clone() for k, v in learned.items()})
+        return MetaWeights(
+            architecture=arch.to_dict(),
+            algorithm=self.name,
+            loss="cross_entropy",
+            steps=0,
+            lr=None,
+            weights=weights,
+            comparison=comparison,
+            extra={k: v.detach().cpu().clone() for k, v in (extra or {}).items()} or None,
+        ).to_bytes()
+
     def learned_weights(
         self, arch: Architecture, hparams: Mapping[str, Any] | None = None
     ) -> bytes | None:
@@ -988,24 +1017,7 @@ class MetricEvaluator(MetaEvaluator):
         learner, _ = self._final_learner(arch, hparams)
         if not isinstance(learner, MetricLearner):
             return None
-        with forked_rng(self.trial_seed(arch), device=self.device):
-            model = super()._network(arch)  # with its classifier: what model.py builds
-        weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        learned = {k: v.detach().cpu().clone() for k, v in learner.params.items()}
-        if not set(learned) <= set(weights):  # the embedding is the network less its classifier
-            missing = sorted(set(learned) - set(weights))
-            raise RuntimeError(f"embedding parameters not in the whole network: {missing}")
-        weights.update(learned)
-        return MetaWeights(
-            architecture=arch.to_dict(),
-            algorithm=self.name,
-            loss="cross_entropy",
-            steps=0,
-            lr=None,
-            weights=weights,
-            comparison=learner.comparison(),
-            extra={k: v.detach().cpu().clone() for k, v in learner.extra.items()} or None,
-        ).to_bytes()
+        return self._embedding_file(arch, learner.params, learner.comparison(), learner.extra)
 
 
 def _to_device(value: Any, device: torch.device) -> Any:

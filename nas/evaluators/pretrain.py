@@ -34,7 +34,6 @@ from nas.datasets.episodes import EpisodeTasks
 from nas.datasets.tasks import TaskBatch
 from nas.evaluators.base import EvaluatorConfig
 from nas.evaluators.meta import FewShotConfig, FewShotLearner, MetaEvaluator
-from nas.metalearning import MetaWeights
 from nas.models import build_model
 from nas.training import DivergedError, forked_rng
 
@@ -188,25 +187,14 @@ class PretrainEvaluator(MetaEvaluator):
         learner, _ = self._final_learner(arch, hparams)
         if not isinstance(learner, PretrainLearner):
             return None
-        with forked_rng(self.trial_seed(arch), device=self.device):
-            model = self._network(arch)  # N outputs: what model.py builds
-        weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        body = learner.model.state_dict()
-        classifier = model.classifier_path  # type: ignore[attr-defined]
-        # (by name: with as many pretraining classes as ways, the shapes would match)
-        head = [k for k in body if k.rpartition(".")[0] == classifier]
-        if set(body) - set(head) != set(weights) - set(head):
-            raise RuntimeError(f"pretrained weights {sorted(body)} against {sorted(weights)}")
-        weights.update({k: v.detach().cpu().clone() for k, v in body.items() if k not in head})
-        return MetaWeights(
-            architecture=arch.to_dict(),
-            algorithm=self.name,
-            loss="cross_entropy",
-            steps=0,
-            lr=None,
-            weights=weights,
-            comparison=learner.comparison(),
-        ).to_bytes()
+        classifier = learner.model.classifier_path  # type: ignore[union-attr]
+        # the body: by name (with as many pretraining classes as ways, shapes would match)
+        body = {
+            k: v
+            for k, v in learner.model.state_dict().items()
+            if k.rpartition(".")[0] != classifier
+        }
+        return self._embedding_file(arch, body, learner.comparison())
 
     def _draw(self, stream: np.random.Generator, settings: Any) -> Any:
         """A minibatch of meta-training examples (all classes), drawn from the trial's
