@@ -94,8 +94,6 @@ class ExportPlan:
     #: ... of an embedding (the network up to its classifier; protonet, matching, pretrain):
     #: its ``comparison`` kind (``MetaWeights.comparison``), else ``None``.
     embedding: str | None = None
-    #: The bare graph of such a job, asked for (``untrained``): its embedding left out.
-    bare: bool = False
 
     @property
     def suffix(self) -> str:
@@ -163,7 +161,7 @@ def plan_export(
             weights = path
         else:
             log.warning("job %d: retrained weights %s are missing", job.id, path)
-    meta, bare = None, False
+    meta = None
     if weights is None:
         meta = _meta_weights(artifacts, job.id, ranked)
         weights = None if meta is None else meta[0]
@@ -180,7 +178,7 @@ def plan_export(
                 "support set labels its queries. Export format=pytorch: model.py's classify() "
                 "does that; or add untrained=true for the bare graph (e.g. to time it)"
             )
-        meta, weights, embedding, bare = None, None, None, True  # the bare graph asked for
+        meta, weights, embedding = None, None, None  # the bare graph asked for
     summary = job.summary or {}
     best = summary.get("best") or {}
     final_metrics = dict(best.get("final_metrics") or {}) if rank == 1 else {}
@@ -194,7 +192,6 @@ def plan_export(
         summary_final_metrics=final_metrics,
         meta_learned=meta is not None,
         embedding=embedding,
-        bare=bare,
     )
 
 
@@ -313,11 +310,6 @@ def _weights_note(plan: ExportPlan, resolved: ResolvedSpec) -> str:
         return f"none: space {space!r} builds no network, its architectures are choices only"
     evaluator = EVALUATORS.get(resolved.spec.evaluator.name)
     if evaluator.meta_learning and not evaluator.learns_weights:
-        if plan.bare:
-            return (
-                "none, freshly initialised: the bare graph asked for (untrained); format="
-                "pytorch exports the learned embedding with model.py's classify()"
-            )
         why = (
             "the search keeps the learned embedding of its best architecture (rank 1) only"
             if plan.ranked.rank > 1
