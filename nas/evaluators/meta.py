@@ -32,7 +32,7 @@ reports ``meta_test_diverged_<k>step``, the share of such tasks, instead of a me
 ``learned_weights`` then answers the weights those figures are of (the meta-learned
 initialisation, Meta-SGD's rates, the test-time adaptation settings) as a ``MetaWeights``
 file, which the search keeps and exports (``model.py``'s ``adapt``; for the metric-based
-learners, the embedding and ``model.py``'s ``classify``).
+learners and pretrain, the embedding and ``model.py``'s ``classify``).
 
 Classification episodes (a task distribution whose ``task_loss`` is ``cross_entropy``:
 ``episodes``, ``glyphs``): the network has N outputs and the task loss is the
@@ -247,7 +247,8 @@ class MetaEvaluator(Evaluator):
     )
     constraint_keys = ("max_params", "max_flops", "max_latency_ms")
     meta_learning = True
-    #: (the metric-based learners and pretrain: their network is not the space's)
+    #: (not the metric-based learners and pretrain: theirs is an embedding, whose classifier
+    #: they never train)
     learns_weights = True
     #: Meta-training draws episodes of ``meta_batch`` tasks with ``shots`` and ``queries``
     #: examples per class (pretrain draws plain minibatches: they do not apply).
@@ -875,8 +876,8 @@ class MetaEvaluator(Evaluator):
         """The meta-learned initialisation of the weights ``final_metrics`` scored (and
         Meta-SGD's learned rates) with the test-time adaptation settings, as a
         ``MetaWeights`` file; ``None`` for learners that do not adapt by gradient steps
-        (the metric-based ones answer their own, pretrain none: its network is not the
-        space's)."""
+        (the metric-based learners and pretrain answer their embedding:
+        ``_embedding_file``)."""
         learner, settings = self._final_learner(arch, hparams)
         if not isinstance(learner, MetaLearner):
             return None
