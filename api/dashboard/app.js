@@ -457,6 +457,8 @@ async function jobPage(id) {
     }
     if (pc && pc.rows.length && pc.columns.length) charts.append(parallelChart("parallel", "Parallel coordinates: decisions, hyperparameters and the objective", pc));
     if (imp && imp.importances.length) charts.append(barChart("importance", `Importance for ${metric} (Optuna PED-ANOVA over ${imp.trials} trials)`, imp.importances.slice(0, 15).map((i) => ({ name: i.name, value: i.importance }))));
+    // (it was left out without a word: nothing to explain yet)
+    else if (imp && imp.trials > 0) charts.append(h("p", { class: "muted", id: "importance-none" }, `No importance chart for ${metric}: over ${imp.trials} completed trial(s), nothing explains it yet (it needs two or more with different values, and a decision or hyperparameter that varies).`));
     if (tl && tl.workers.length) charts.append(timelineChart("timeline", "Timeline: trials by worker", tl));
     const refused = extra.filter((r) => r.status === "rejected" && r.reason.status === 409);
     if (refused.length) charts.append(h("p", { class: "muted" }, `Some charts cannot be drawn: ${describe(refused[0].reason.detail ?? refused[0].reason.message)}`));

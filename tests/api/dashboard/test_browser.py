@@ -634,3 +634,19 @@ def test_the_jobs_list_keeps_the_keyboard_focus_across_redraws(page: Page, site:
         assert p.evaluate("document.activeElement.tagName") == "SELECT"
         client.wait(running["id"], timeout=120)
     assert page.errors == []
+
+
+def test_a_job_without_importances_says_why(page: Page, site: Site) -> None:
+    """The importance chart was left out without a word when nothing explains the
+    objective yet (here: one completed trial)."""
+    with site.server.client(site.key) as client:
+        job = client.wait(client.submit(nb201_spec(budget={"trials": 1}))["id"], timeout=60)
+    p = page.go(f"/jobs/{job['id']}")
+    p.wait_for_selector("#charts[data-loaded]")
+    note = p.inner_text("#importance-none")
+    assert "over 1 completed trial(s)" in note and "two or more" in note, note
+    assert p.locator("#history").count() == 1  # the other charts are drawn
+    p = page.go(f"/jobs/{site.nb201['id']}")
+    p.wait_for_selector("#charts[data-loaded]")
+    assert p.locator("#importance-none").count() == 0 and p.locator("#importance").count() == 1
+    assert page.errors == []
