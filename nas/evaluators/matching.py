@@ -107,7 +107,9 @@ class MatchingLearner(MetricLearner):
         self, extra: Params, support: torch.Tensor, query: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Full-context embeddings of the support (bidirectional LSTM) and query
-        (attention LSTM) sets."""
+        (attention LSTM) sets. The exported ``model.py`` carries the same arithmetic as
+        text (``nas.export.source._FULL_CONTEXT``: a file that imports torch only);
+        ``tests/nas/test_meta_export.py`` holds the two equal."""
         zero = support.new_zeros(support.shape[1])
         h, c, forward = zero, zero, []
         for i in range(support.shape[0]):
