@@ -1043,7 +1043,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="json",
         help="json (default), pytorch (a zip: model.py, architecture.json, and weights.pt when "
         "trained; a meta-learning job's model.py has adapt() or, few-shot embeddings, "
-        "classify()), torchscript, onnx, model-card (Markdown); a table space: json only",
+        "classify()), torchscript, onnx (few-shot embeddings: output 'embedding'), "
+        "model-card (Markdown); a table space: json only",
     )
     export.add_argument("--rank", type=int, default=1, help="1 = the best (default)")
     export.add_argument(

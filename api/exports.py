@@ -74,8 +74,9 @@ def network_space(resolved: ResolvedSpec, final: Mapping[str, Any] | None) -> Se
 
 
 #: Bumped when what an export writes for the same job changes (2: few-shot embeddings and
-#: their notes), so that a file cached before is written again, not served.
-EXPORT_REVISION = 2
+#: their notes; 3: their TorchScript and ONNX), so that a file cached before is written
+#: again, not served.
+EXPORT_REVISION = 3
 
 
 @dataclass(frozen=True)
@@ -169,14 +170,16 @@ def plan_export(
     embedding = None if comparison is None else str(comparison.get("kind"))
     if weights is None and export_format.needs_weights and not untrained:
         raise ConflictError(_no_weights_message(session, job, rank, export_format, resolved))
-    if embedding is not None and export_format.needs_weights:
+    evaluator = EVALUATORS.get(resolved.spec.evaluator.name)
+    graph = evaluator.learns_graph(resolved.evaluator_params)
+    if embedding is not None and export_format.needs_weights and not graph:
         if not untrained:
             raise ConflictError(
-                f"job {job.id}: {export_format.noun} is the network's forward pass, through "
-                f"an N-way classifier that a {resolved.spec.evaluator.name} search never "
-                "trains: its network up to the classifier is an embedding, from which a task's "
-                "support set labels its queries. Export format=pytorch: model.py's classify() "
-                "does that; or add untrained=true for the bare graph (e.g. to time it)"
+                f"job {job.id}: its {evaluator.name} search learned an embedding with "
+                "full-context embeddings (fce): LSTMs that read a task's whole support set, "
+                f"which {export_format.noun} of one example's pass cannot hold. Export "
+                "format=pytorch: model.py's classify() runs them (context.pt); or add "
+                "untrained=true for the bare graph (e.g. to time it)"
             )
         meta, weights, embedding = None, None, None  # the bare graph asked for
     summary = job.summary or {}
@@ -261,9 +264,14 @@ def _no_weights_message(
     elif (evaluator := EVALUATORS.get(resolved.spec.evaluator.name)).meta_learning and not (
         evaluator.learns_weights
     ):
+        graph = (
+            f" ({fmt.noun} of it answers embeddings)"
+            if evaluator.learns_graph(resolved.evaluator_params)
+            else ""
+        )
         kept = (
-            "and keeps it for its best architecture only: export rank 1 as format=pytorch, "
-            "whose model.py's classify() labels a task's queries with it"
+            f"and keeps it for its best architecture only: export rank 1{graph}; as "
+            "format=pytorch, model.py's classify() labels a task's queries with it"
             if rank > 1
             else "and this job kept none (it ended before embeddings were exported, or was "
             "cancelled): submit its spec again for one"
@@ -278,20 +286,32 @@ def _no_weights_message(
 
 
 def _weights_note(plan: ExportPlan, resolved: ResolvedSpec) -> str:
+    evaluator = EVALUATORS.get(resolved.spec.evaluator.name)
+    graphs = (
+        "; TorchScript and ONNX hold the embedding (output `embedding`"
+        + (
+            ")"
+            if plan.embedding == "finetune"
+            else ", its batch norms normalising each call's batch: embed a task's examples "
+            "together)"
+        )
+        if evaluator.learns_graph(resolved.evaluator_params)
+        else ""
+    )
     if plan.embedding == "finetune":
         return (
-            f"pretrained by the search ({resolved.spec.evaluator.name}): the network up to "
+            f"pretrained by the search ({evaluator.name}): the network up to "
             "its classifier is the pretrained body (the classifier over the pretraining "
             "classes is not exported; this one keeps its initial weights); model.py's "
             "classify() labels a new task's query examples by a new head fitted on its "
-            "support set's embeddings"
+            f"support set's embeddings{graphs}"
         )
     if plan.embedding is not None:
         return (
-            f"meta-learned by the search ({resolved.spec.evaluator.name}): the network up to "
+            f"meta-learned by the search ({evaluator.name}): the network up to "
             "its classifier is an embedding; model.py's classify() labels a new task's query "
             "examples by comparing their embeddings with its support set's. The classifier "
-            "layer keeps its initial weights: meta-training never used it"
+            f"layer keeps its initial weights: meta-training never used it{graphs}"
         )
     if plan.meta_learned:
         return (
@@ -308,7 +328,6 @@ def _weights_note(plan: ExportPlan, resolved: ResolvedSpec) -> str:
     space = resolved.spec.space.name
     if "pytorch" not in supported_formats(space):
         return f"none: space {space!r} builds no network, its architectures are choices only"
-    evaluator = EVALUATORS.get(resolved.spec.evaluator.name)
     if evaluator.meta_learning and not evaluator.learns_weights:
         why = (
             "the search keeps the learned embedding of its best architecture (rank 1) only"

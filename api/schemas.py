@@ -51,7 +51,8 @@ class JobRead(_Read):
         default_factory=list,
         description="the formats of `GET /jobs/{id}/export` that this job's space exports to "
         "(a table space has no network: json only), less torchscript and onnx for a job that "
-        "can never have weights (neither retrained nor learned by its search)",
+        "can never have weights they hold (neither retrained nor learned by its search as a "
+        "forward pass or a per-example embedding)",
     )
 
 

@@ -348,10 +348,11 @@ def job_read(job: JobModel, owner: str | None = None, *, with_spec: bool = True)
 
 def _export_formats(resolved: ResolvedSpec, retrain_refused: str | None) -> list[str]:
     """The export formats the job's space has, less those needing weights when the job can
-    never have any: it cannot be retrained and its search learns none for the network's
-    forward pass (a Prototypical Networks or pretrain job: an embedding, its N-way classifier
-    never trained)."""
+    never have any that they hold: it cannot be retrained and its search learns none that a
+    graph holds (``Evaluator.learns_graph``: a Matching Networks job with full-context
+    embeddings, whose LSTMs read a whole support set)."""
     formats = supported_formats(resolved.spec.space.name)
-    if retrain_refused is None or EVALUATORS.get(resolved.spec.evaluator.name).learns_weights:
+    evaluator = EVALUATORS.get(resolved.spec.evaluator.name)
+    if retrain_refused is None or evaluator.learns_graph(resolved.evaluator_params):
         return formats
     return [name for name in formats if not get_format(name).needs_weights]

@@ -88,7 +88,8 @@ def export_architecture(
     (Markdown). Retrained weights are used when the job has them for that architecture,
     else the weights its search learned (a meta-learning job's best: an initialisation
     with ``adapt``, or a few-shot embedding with ``classify`` in ``model.py``, whose
-    torchscript/onnx answer 409); else the export says ``weights: none``, and
+    torchscript/onnx answer the embedding: output ``embedding``; 409 with full-context
+    embeddings); else the export says ``weights: none``, and
     torchscript/onnx answer 409 unless ``untrained=true``. The file is kept under the job's artifacts; when it cannot be
     written there: 507 (storage full) or 503 (read-only), nothing written."""
     artifacts = state.settings.resolved_artifacts_dir()

@@ -82,6 +82,15 @@ class Evaluator(ABC):
     report: ReportFn | None = None
 
     @classmethod
+    def learns_graph(cls, params: Mapping[str, Any]) -> bool:
+        """Whether a search with these evaluator ``params`` learns weights that a graph
+        export (TorchScript, ONNX) holds: the network's forward pass (``learns_weights``),
+        or an embedding that each example passes through on its own (the metric-based
+        learners and pretrain; not Matching Networks' full-context embeddings, whose LSTMs
+        read a whole support set). A retraining's weights are another matter."""
+        return cls.learns_weights
+
+    @classmethod
     def spec_problems(cls, spec: JobSpec) -> list[SpecProblem]:
         """What in ``spec`` this evaluator cannot work with: its dataset and space (see
         ``data_problems``), objective metrics it does not report, constraints it cannot

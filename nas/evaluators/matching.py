@@ -22,6 +22,7 @@ the accuracy on 600 meta-test episodes with its 95% interval (``nas.evaluators.m
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -156,6 +157,10 @@ class MatchingEvaluator(MetricEvaluator):
     name = "matching"
     Config: ClassVar[type[EvaluatorConfig]] = MatchingConfig
     hparam_keys = _hparam_keys(MatchingConfig)
+
+    @classmethod
+    def learns_graph(cls, params: Mapping[str, Any]) -> bool:
+        return not params.get("fce")  # full-context embeddings read a whole support set
 
     def _metric_learner(self, net: FunctionalNet, settings: Any) -> FewShotLearner:
         with torch.no_grad():

@@ -992,6 +992,11 @@ class MetricEvaluator(MetaEvaluator):
     learns_weights = False
     regression = False
     Config: ClassVar[type[EvaluatorConfig]] = FewShotConfig
+
+    @classmethod
+    def learns_graph(cls, params: Mapping[str, Any]) -> bool:
+        return True  # the embedding
+
     hparam_keys = _hparam_keys(FewShotConfig)
     metrics = ("meta_val_accuracy", "meta_train_loss", "params")
 

@@ -156,6 +156,10 @@ class PretrainEvaluator(MetaEvaluator):
     hparam_keys = ("outer_lr",)
     metrics = ("meta_val_accuracy", "meta_train_loss", "params")
 
+    @classmethod
+    def learns_graph(cls, params: Mapping[str, Any]) -> bool:
+        return True  # the pretrained body
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not isinstance(self.tasks, EpisodeTasks):

@@ -145,20 +145,23 @@ def test_a_meta_learning_job_exports_its_meta_learned_weights(
     assert "| step size | learned per parameter (rates.pt) |" in card
 
 
-def test_a_metric_based_job_offers_only_the_exports_it_can_make(
+def test_a_metric_based_job_offers_the_exports_it_can_make(
     client: NasClient, tmp_path: Path
 ) -> None:
-    """A Prototypical Networks job listed torchscript and onnx among its export formats, and
-    both answered 409 for good: it cannot be retrained and its network's forward pass ends
-    in a classifier it never trains. Its pytorch bundle carries the meta-learned embedding
-    (it was freshly initialised) and ``classify``."""
+    """A Prototypical Networks job's torchscript and onnx answered 409 (its network's forward
+    pass ends in a classifier it never trains); they now hold its learned embedding, say so,
+    and answer what model.py's embedder does. Matching Networks with full-context embeddings
+    (LSTMs over a whole support set, which no per-example graph holds) does not list them and
+    gets a 409 naming the export that has them. Its pytorch bundle carries the meta-learned
+    embedding (it was freshly initialised) and ``classify``."""
     from tests.nas.test_evaluator_contract import _fewshot_spec
 
     job = client.wait(_submit(client, _fewshot_spec("protonet")), timeout=120)
     assert job["state"] == "SUCCEEDED", job
-    assert job["export_formats"] == ["json", "pytorch", "model-card"]
+    assert job["export_formats"] == ["json", "pytorch", "torchscript", "onnx", "model-card"]
     doc = json.loads(client.export(job["id"], "json", 1, tmp_path / "a.json").read_text())
     assert doc["weights"].startswith("meta-learned by the search (protonet): the network up")
+    assert "TorchScript and ONNX hold the embedding (output `embedding`" in doc["weights"]
     assert doc["adaptation"] == {
         "algorithm": "protonet",
         "loss": "cross_entropy",
@@ -166,12 +169,15 @@ def test_a_metric_based_job_offers_only_the_exports_it_can_make(
         "shots": 1,
         "ways": 3,
     }
-    with pytest.raises(ApiError) as refused:
-        client.export(job["id"], "torchscript", 1, tmp_path / "g.pt")
-    assert refused.value.status_code == 409
-    assert "model.py's classify()" in str(refused.value)
-    # the bare graph, as asked: no weights
-    client.export(job["id"], "onnx", 1, tmp_path / "g.onnx", untrained=True)
+    script = client.export(job["id"], "torchscript", 1, tmp_path / "g.pt")
+    files = {"nas.embedding.json": ""}
+    traced = torch.jit.load(str(script), _extra_files=files)
+    described = json.loads(files["nas.embedding.json"])
+    assert (described["output"], described["comparison"]) == ("embedding", {"kind": "prototypes"})
+    assert (described["ways"], described["shots"], described["batch_statistics"]) == (3, 1, True)
+    graph = client.export(job["id"], "onnx", 1, tmp_path / "g.onnx")
+    session = onnxruntime.InferenceSession(str(graph))
+    assert [output.name for output in session.get_outputs()] == ["embedding"]
 
     bundle = client.export(job["id"], "pytorch", 1, tmp_path / "m.zip")
     with zipfile.ZipFile(bundle) as archive:
@@ -187,6 +193,11 @@ def test_a_metric_based_job_offers_only_the_exports_it_can_make(
     labels = torch.tensor([2, 0, 1])
     log_probs = namespace["classify"](net, support, labels, support)
     assert log_probs.argmax(dim=-1).tolist() == [2, 0, 1]
+    with torch.no_grad():  # the graphs embed as model.py does
+        want = namespace["embedder"](net)(support)
+        assert torch.allclose(traced(support), want, atol=1e-4, rtol=1e-4)
+    (onnx_embedding,) = session.run(["embedding"], {"input": support.numpy()})
+    assert np.allclose(onnx_embedding, want.numpy(), atol=1e-4, rtol=1e-4)
     card = client.export(job["id"], "model-card", 1, tmp_path / "card.md").read_text()
     assert "Weights: meta-learned by the search (protonet)" in card
     assert "| a query is labelled by | the nearest class prototype" in card
@@ -199,3 +210,23 @@ def test_a_metric_based_job_offers_only_the_exports_it_can_make(
     doc = json.loads(client.export(job["id"], "json", 1, tmp_path / "p.json").read_text())
     assert doc["weights"].startswith("pretrained by the search (pretrain): the network up")
     assert doc["adaptation"]["comparison"]["kind"] == "finetune"
+    assert "TorchScript and ONNX hold the embedding (output `embedding`)" in doc["weights"]
+    files = {"nas.embedding.json": ""}
+    torch.jit.load(
+        str(client.export(job["id"], "torchscript", 1, tmp_path / "p.pt")), _extra_files=files
+    )
+    assert json.loads(files["nas.embedding.json"])["batch_statistics"] is False
+
+    # full-context embeddings: no graph holds their LSTMs
+    job = client.wait(_submit(client, _fewshot_spec("matching", fce=True)), timeout=120)
+    assert job["state"] == "SUCCEEDED", job
+    assert job["export_formats"] == ["json", "pytorch", "model-card"]
+    doc = json.loads(client.export(job["id"], "json", 1, tmp_path / "m.json").read_text())
+    assert "TorchScript" not in doc["weights"]
+    for fmt in ("torchscript", "onnx"):
+        with pytest.raises(ApiError) as refused:
+            client.export(job["id"], fmt, 1, tmp_path / f"m-{fmt}")
+        assert refused.value.status_code == 409
+        assert "full-context embeddings (fce)" in str(refused.value)
+        assert "format=pytorch" in str(refused.value)
+    client.export(job["id"], "onnx", 1, tmp_path / "m.onnx", untrained=True)  # the bare graph

@@ -5,17 +5,21 @@ evaluator's own adaptation gives."""
 
 from __future__ import annotations
 
+import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime
 import pytest
 import torch
 
 from nas.datasets.tasks import TaskBatch
+from nas.errors import ExportError
 from nas.export import FORMATS, ExportContext, load_network
+from nas.export.formats.base import EMBEDDING_KEY
 from nas.metalearning import (
     META_WEIGHTS_FILE,
     META_WEIGHTS_KIND,
@@ -345,6 +349,37 @@ def test_a_metric_based_search_exports_its_embedding_and_classify(
         on_gpu = ns["classify"](net.cuda(), sx.cuda(), sy, qx.cuda(), context=context)
         on_cpu = ns["classify"](net.cpu(), sx, sy, qx, context=context)
         assert torch.allclose(on_gpu.cpu(), on_cpu, atol=1e-4)
+
+    # TorchScript and ONNX hold the embedding and say so (they were refused: the network's
+    # forward pass ends in a classifier these learners never train); fce's LSTMs over the
+    # support set fit no per-example graph: refused, naming the export that has them
+    want = embedding(torch.cat([sx, qx]))
+    for fmt in ("torchscript", "onnx"):
+        target = tmp_path / f"embedding-{fmt}"
+        if fce:
+            with pytest.raises(ExportError, match="export pytorch"):
+                FORMATS.get(fmt).write(ctx, target)
+            assert not target.exists()
+            continue
+        FORMATS.get(fmt).write(ctx, target)
+        if fmt == "torchscript":
+            files = {EMBEDDING_KEY: ""}
+            graph = torch.jit.load(str(target), _extra_files=files)
+            with torch.no_grad():
+                got = graph(torch.cat([sx, qx]))
+            described = json.loads(files[EMBEDDING_KEY])
+        else:
+            session = onnxruntime.InferenceSession(str(target))
+            assert [o.name for o in session.get_outputs()] == ["embedding"]
+            got = torch.from_numpy(
+                session.run(["embedding"], {"input": torch.cat([sx, qx]).numpy()})[0]
+            )
+            described = json.loads(session.get_modelmeta().custom_metadata_map[EMBEDDING_KEY])
+        assert got.shape == want.shape  # the embedding, not the classifier's logits
+        assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+        assert described["output"] == "embedding"
+        assert described["comparison"] == comparison
+        assert described["batch_statistics"] == (evaluator != "pretrain")
 
     # the JSON and the model card say how it classifies, with no gradient steps
     doc = FORMATS.get("json").document(ctx)

@@ -5,6 +5,7 @@ run on their file (the same seeded inputs through the model and the loaded expor
 from __future__ import annotations
 
 import copy
+import json
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -18,12 +19,13 @@ from torch import nn
 
 from nas.architecture import Architecture
 from nas.errors import ExportError
-from nas.export.network import exportable_spaces, load_network
+from nas.export.network import embedding_network, exportable_spaces, load_network
 from nas.registry import Registry
 from nas.spaces import SPACES
 from nas.spaces.base import SearchSpace
 
 __all__ = [
+    "EMBEDDING_KEY",
     "FORMATS",
     "GRAPH_EXPORT_LOCK",
     "ExportContext",
@@ -37,6 +39,10 @@ __all__ = [
     "write_text",
 ]
 
+
+#: Where a graph file of a few-shot embedding says what it is (``ExportContext.graph_metadata``):
+#: a TorchScript file's extra file of that name, an ONNX model's metadata property.
+EMBEDDING_KEY = "nas.embedding.json"
 
 #: One graph export at a time per process: torch's ONNX exporter (``GLOBALS.in_onnx_export``)
 #: and the TorchScript tracer keep process-wide state, and a server exports in a thread pool.
@@ -107,6 +113,40 @@ class ExportContext:
         return load_network(
             self.space, self.arch, input_shape, num_classes, self.weights, self.options
         )
+
+    @property
+    def comparison(self) -> Mapping[str, Any] | None:
+        """How a few-shot learner labels a task's queries from the embeddings of its network
+        less the classifier (``adaptation["comparison"]``), else ``None``."""
+        return None if self.adaptation is None else self.adaptation.get("comparison")
+
+    def graph(self, fmt: str) -> tuple[nn.Module, str]:
+        """What a graph format (TorchScript, ONNX) holds and the name of its output: the
+        network (``logits``) or, with a ``comparison``, its embedding (``embedding``:
+        ``nas.export.network.embedding_network``)."""
+        network = self.network(fmt)
+        if self.comparison is None:
+            return network, "logits"
+        return embedding_network(network, self.comparison), "embedding"
+
+    def graph_metadata(self) -> dict[str, str]:
+        """What a graph file records beside its graph: with a ``comparison``, under
+        ``EMBEDDING_KEY``, JSON saying that it answers embeddings and how a task's queries
+        are labelled from them."""
+        if self.comparison is None:
+            return {}
+        adaptation = self.adaptation or {}
+        described = {
+            "output": "embedding",
+            "algorithm": adaptation.get("algorithm"),
+            "comparison": dict(self.comparison),
+            "batch_statistics": bool(self.comparison.get("batch_statistics", True)),
+            "ways": adaptation.get("ways"),
+            "shots": adaptation.get("shots"),
+            "classify": "the pytorch export's model.py: classify(model, support_x, support_y, "
+            "query_x) does the comparison",
+        }
+        return {EMBEDDING_KEY: json.dumps(described)}
 
 
 class ExportFormat(ABC):

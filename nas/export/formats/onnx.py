@@ -1,10 +1,11 @@
-"""``onnx``: the network as ONNX with a dynamic batch axis, checked in onnxruntime."""
+"""``onnx``: the network as ONNX with a dynamic batch axis, checked in onnxruntime (a
+few-shot learner's embedding: the network less its classifier, output ``embedding``)."""
 
 from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,12 @@ def export_onnx(
     *,
     opset: int = 17,
     verify: bool = True,
+    output: str = "logits",
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
-    """ONNX (input ``input``, output ``logits``, dynamic batch axis) by torch's TorchScript-based
-    exporter; ``verify`` checks the graph and runs it in onnxruntime at batch sizes 1 and 3."""
+    """ONNX (input ``input``, output ``output``, dynamic batch axis, ``metadata`` as the
+    model's metadata properties) by torch's TorchScript-based exporter; ``verify`` checks
+    the graph and runs it in onnxruntime at batch sizes 1 and 3."""
     try:
         import onnx
     except ImportError:  # pragma: no cover - a main dependency
@@ -46,8 +50,8 @@ def export_onnx(
     (example,) = example_inputs(input_shape, 2)
     kwargs: dict[str, Any] = {
         "input_names": ["input"],
-        "output_names": ["logits"],
-        "dynamic_axes": {"input": {0: "batch"}, "logits": {0: "batch"}},
+        "output_names": [output],
+        "dynamic_axes": {"input": {0: "batch"}, output: {0: "batch"}},
         "opset_version": opset,
     }
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
@@ -58,6 +62,12 @@ def export_onnx(
             torch.onnx.export(net, (example,), str(path), **kwargs)
         except Exception as error:
             raise ExportError(f"ONNX export failed: {error}") from error
+    if metadata:
+        graph = onnx.load(str(path))
+        for key, value in metadata.items():
+            entry = graph.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(graph, str(path))
     if verify:
         onnx.checker.check_model(str(path))
         try:
@@ -69,7 +79,7 @@ def export_onnx(
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         with torch.no_grad():
             for x in example_inputs(input_shape, 1, 3):
-                (got,) = session.run(["logits"], {"input": x.numpy()})
+                (got,) = session.run([output], {"input": x.numpy()})
                 check_close("ONNX", net(x), got, 1e-4)
     return path
 
@@ -84,4 +94,5 @@ class OnnxFormat(ExportFormat):
 
     def write(self, ctx: ExportContext, path: Path) -> Path:
         input_shape, _ = ctx.shape(self.name)
-        return export_onnx(ctx.network(self.name), input_shape, path)
+        network, output = ctx.graph(self.name)
+        return export_onnx(network, input_shape, path, output=output, metadata=ctx.graph_metadata())

@@ -1,9 +1,10 @@
-"""``torchscript``: the network traced to TorchScript, checked by loading it back."""
+"""``torchscript``: the network traced to TorchScript, checked by loading it back (a
+few-shot learner's embedding: the network less its classifier, ``ExportContext.graph``)."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -23,10 +24,16 @@ __all__ = ["TorchScriptFormat", "export_torchscript"]
 
 
 def export_torchscript(
-    model: nn.Module, input_shape: Sequence[int], path: str | Path, *, verify: bool = True
+    model: nn.Module,
+    input_shape: Sequence[int],
+    path: str | Path,
+    *,
+    verify: bool = True,
+    extra_files: Mapping[str, str] | None = None,
 ) -> Path:
-    """Trace ``model`` (eval mode, on CPU) to a TorchScript file; ``verify`` loads it with
-    ``torch.jit.load`` and compares outputs at batch sizes 1 and 3."""
+    """Trace ``model`` (eval mode, on CPU) to a TorchScript file, with ``extra_files``
+    (name: text; read back by ``torch.jit.load(path, _extra_files={name: ""})``);
+    ``verify`` loads it with ``torch.jit.load`` and compares outputs at batch sizes 1 and 3."""
     path = Path(path)
     net = cpu_eval_copy(model)
     (example,) = example_inputs(input_shape, 2)
@@ -38,7 +45,7 @@ def export_torchscript(
         except Exception as error:
             raise ExportError(f"TorchScript tracing failed: {error}") from error
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.jit.save(traced, str(path))
+        torch.jit.save(traced, str(path), _extra_files=dict(extra_files or {}))
         if verify:
             loaded = torch.jit.load(str(path), map_location="cpu")
             with torch.no_grad():
@@ -57,4 +64,5 @@ class TorchScriptFormat(ExportFormat):
 
     def write(self, ctx: ExportContext, path: Path) -> Path:
         input_shape, _ = ctx.shape(self.name)
-        return export_torchscript(ctx.network(self.name), input_shape, path)
+        network, _ = ctx.graph(self.name)
+        return export_torchscript(network, input_shape, path, extra_files=ctx.graph_metadata())
