@@ -14,8 +14,10 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, Mount
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.db import make_engine, make_session_factory, upgrade
@@ -28,6 +30,9 @@ from api.version import VERSION
 from nas.errors import NasError, SpecError
 
 log = logging.getLogger("nas.api")
+
+#: Where /docs and /redoc load their scripts, styles and icon from (this server).
+DOCS_ASSETS = "/docs/assets"
 
 
 class _BodyTooLarge(Exception):
@@ -170,7 +175,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await state.reader.close()
             engine.dispose()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc with their scripts and styles served by this server, from
+    # the fastapi-offline package: FastAPI's own pages load them from a CDN, and were blank
+    # on a machine without internet access.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="nas-service",
         version=VERSION,
         description="Neural architecture search and hyperparameter optimisation jobs.",
@@ -210,7 +219,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # the routers' routes, and the app's own (/docs, /openapi.json); FastAPI wraps
             # an included router in a route that names no methods
             routes = [r for router in routers for r in router.routes]
-            routes += [r for r in request.app.router.routes if getattr(r, "methods", None)]
+            routes += [
+                r
+                for r in request.app.router.routes
+                if getattr(r, "methods", None) or _serves_files(r)
+            ]
             allowed = _methods_at(routes, request.scope)
             method = "HEAD" if request.scope.get(HEAD_KEY) else request.method
             return JSONResponse(
@@ -271,12 +284,21 @@ class AsciiJSONResponse(JSONResponse):
         return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
+def _serves_files(route: BaseRoute) -> bool:
+    """``route`` is a folder of static files (the docs' assets), which answer GET and HEAD."""
+    return isinstance(route, Mount) and isinstance(route.app, StaticFiles)
+
+
 def _methods_at(routes: list[BaseRoute], scope: Scope) -> str:
+    # a mount that raised the 405 (the static files) left its own prefix as the root path
+    scope = {**scope, "root_path": scope.get("app_root_path", scope.get("root_path", ""))}
     methods: set[str] = set()
     for route in routes:
         match, _ = route.matches(scope)
         if match is Match.PARTIAL:
             methods.update(getattr(route, "methods", None) or ())
+        elif match is Match.FULL and _serves_files(route):
+            methods.add("GET")
     if "GET" in methods:
         methods.add("HEAD")  # HeadAsGet
     return ", ".join(sorted(methods))
