@@ -115,11 +115,28 @@ function actions(job, after, evaluator) {
   const say = (text) => { kept.status = text; status.textContent = text; };
   // after(): what the action changed is shown again (an export changes nothing on the page);
   // ask: a confirmation first (nothing is done, and nothing said done, when declined)
+  // fn may answer what to say instead of "done" (an action that only starts something)
   const act = (label, fn, cls, changes = true, ask = null) => h("button", { type: "button", class: cls, onclick: async () => {
     if (ask && !confirm(ask)) return;
     say(`${label}…`);
-    try { await fn(); say(`${label}: done`); if (changes) after(); } catch (err) { say(`${label}: ${err.status === 404 ? "not found" : describe(err.detail ?? err.message)}`); }
+    try { const told = await fn(); say(`${label}: ${told || "done"}`); if (changes) after(); } catch (err) { say(`${label}: ${err.status === 404 ? "not found" : describe(err.detail ?? err.message)}`); }
   } }, label);
+  // A retraining runs in the background as a trial of the job: said started, then followed
+  // until it ends (a finished job's page has no live updates), and the page shown again.
+  const retrain = async () => {
+    const started = await api(`/jobs/${job.id}/retrain?rank=1`, { method: "POST" });
+    const page = location.hash, left = leaving();
+    const follow = async () => {
+      let t;
+      try { t = await api(`/trials/${started.trial_id}`); } catch { return; } // deleted with its job
+      if (t.state === "RUNNING") { setTimeout(follow, 2000); return; }
+      const acc = t.metrics?.test_accuracy;
+      say(`Retrain best: trial ${t.number} ${t.state}${acc != null ? `, test_accuracy ${fmt(acc)}` : ""}${t.error ? `: ${t.error}` : ""}`);
+      if (location.hash === page) { if (left()) route(); else after(); }
+    };
+    setTimeout(follow, 2000);
+    return `started as trial ${started.trial_number}; it runs in the background`;
+  };
   // the formats the job's space exports to (a table space: json only)
   const formats = job.export_formats || [];
   const fmtSel = h("select", { "aria-label": `export format for job ${job.id}`, onchange: (e) => { kept.format = e.target.value; } },
@@ -131,7 +148,7 @@ function actions(job, after, evaluator) {
       `Cancel job ${job.id}? Its running trials stop and are recorded as failed; finished trials are kept.`),
     // The server's own rule: retrain_refused says why it would refuse (a table, few-shot tasks).
     // (nothing to retrain or export before a completed trial: the server would refuse)
-    finished && job.best && !job.retrain_refused ? act("Retrain best", () => api(`/jobs/${job.id}/retrain?rank=1`, { method: "POST" })) : null,
+    finished && job.best && !job.retrain_refused ? act("Retrain best", retrain) : null,
     job.best ? fmtSel : null, " ", job.best ? act("Export", () => download(`/jobs/${job.id}/export?format=${fmtSel.value}&rank=1`, `job${job.id}.${fmtSel.value}`), undefined, false) : null,
     policy ? act("Download policy", () => download(`/jobs/${job.id}/policy`, `rl2-policy-job${job.id}.pt`), undefined, false) : null,
     " ", finished ? act("Delete", async () => {
@@ -215,9 +232,15 @@ function submitForm(reload) {
 
 async function jobsPage(params) {
   const left = leaving();
-  const state = params.get("state") || "";
-  const offset = Number(params.get("offset") || 0);
+  // (the state in any case, as the CLI takes it; an unknown one, or an offset that is no
+  // whole number, was sent as is and answered by the server's validation message)
+  const asked = (params.get("state") || "").toUpperCase();
+  const state = JOB_STATES.includes(asked) ? asked : "";
+  const rawOffset = Number(params.get("offset") || 0);
+  const offset = Number.isInteger(rawOffset) && rawOffset >= 0 ? rawOffset : 0;
   const limit = 50;
+  const notice = asked && !state
+    ? h("p", { class: "error", role: "alert" }, `No job state "${params.get("state")}": showing all (states: ${JOB_STATES.join(", ")}).`) : null;
   const filter = h("select", { id: "job-state", onchange: (e) => { location.hash = `#/?state=${e.target.value}`; } },
     h("option", { value: "" }, "all"), JOB_STATES.map((st) => h("option", { value: st, selected: st === state }, st)));
   const tbody = h("tbody");
@@ -241,28 +264,31 @@ async function jobsPage(params) {
     // Often while a listed job runs; now and then otherwise, for jobs submitted elsewhere.
     timer = setTimeout(() => load().catch(() => {}), live ? 2000 : 10000);
     if (unchanged) return;
-    count.textContent = `${page.count} job(s)`;
+    count.textContent = page.data.length && page.count > limit
+      ? `${offset + 1}–${offset + page.data.length} of ${page.count} jobs` : `${page.count} job(s)`;
     // A redraw keeps the keyboard focus where it was: the same control of the same job's row.
     const active = document.activeElement, row = active?.closest?.("tr[data-job]");
     const where = row && tbody.contains(row) ? [row.dataset.job, [...row.querySelectorAll("a, button, select")].indexOf(active)] : null;
     tbody.replaceChildren(...page.data.map(({ job, ...o }) => h("tr", { "data-job": job.id },
       h("td", { class: "name" }, h("a", { href: `#/jobs/${job.id}` }, `${job.id} · ${job.name}`)),
-      h("td", {}, stateTag(job.state), job.reason ? h("div", { class: "muted reason", title: job.reason }, job.reason.length > 60 ? `${job.reason.slice(0, 59)}…` : job.reason) : null),
+      h("td", {}, stateTag(job.state), job.reason ? h("div", { class: "muted reason", title: job.reason }, job.reason.length > 60 ? `${job.reason.slice(0, 59)}…` : job.reason) : null,
+        job.warnings?.length ? h("div", { class: "warning", title: job.warnings.join("\n") }, `⚠ ${job.warnings.length === 1 ? "a warning" : `${job.warnings.length} warnings`}: see its page`) : null),
       h("td", {}, progress(job)), h("td", {}, eta(job)),
       h("td", { class: "num", title: job.best ? `${(o.objectives || []).join(", ")}, trial ${job.best.trial_number}` : "" }, job.best ? `${fmt(job.best.value)} (#${job.best.trial_number})` : "–"),
       h("td", { class: "num" }, job.n_trials),
       h("td", {}, o.controller), h("td", {}, o.space), h("td", {}, o.dataset),
       h("td", { class: "wrap" }, o.warm_start.length ? o.warm_start.join(", ") : "–"),
       h("td", { class: "wrap" }, actions(job, load, o.evaluator)))));
-    if (!page.data.length) tbody.append(h("tr", {}, h("td", { colspan: 11 }, "No jobs.")));
+    if (!page.data.length) tbody.append(h("tr", {}, h("td", { colspan: 11 }, offset && page.count ? `No jobs this far: there are ${page.count}.` : "No jobs.")));
     if (where && where[1] >= 0) tbody.querySelector(`tr[data-job="${where[0]}"]`)?.querySelectorAll("a, button, select")[where[1]]?.focus();
     pager.replaceChildren(...[
-      offset > 0 ? h("a", { href: `#/?state=${state}&offset=${Math.max(0, offset - limit)}` }, "← Newer") : null,
+      offset > limit ? h("a", { href: `#/?state=${state}` }, "⇤ Newest") : null,
+      offset > 0 ? h("a", { href: `#/?state=${state}&offset=${Math.max(0, Math.min(offset, Math.ceil(page.count / limit) * limit) - limit)}` }, "← Newer") : null,
       offset + limit < page.count ? h("a", { href: `#/?state=${state}&offset=${offset + limit}` }, "Older →") : null].filter(Boolean));
   };
   stopLive = () => clearTimeout(timer);
   render(h("h1", {}, "Jobs"),
-    h("div", { class: "controls" }, h("label", { for: "job-state" }, "State", filter), count),
+    h("div", { class: "controls" }, h("label", { for: "job-state" }, "State", filter), count), notice,
     table, pager, submitForm(() => load()));
   await load();
 }
@@ -333,7 +359,9 @@ function trialsTable(job, metricNames) {
       h("td", { class: "num" }, h("a", { href: `#/trials/${t.id}` }, t.number)),
       // a retraining (nas retrain, Retrain best) is a trial of the job too: say which
       h("td", {}, stateTag(t.state), (t.worker || "").endsWith(":retrain")
-        ? h("div", { class: "muted retraining" }, t.state === "COMPLETE" ? `retraining: test_accuracy ${fmt(t.metrics?.test_accuracy)}` : "retraining") : null),
+        ? h("div", { class: "muted retraining" }, t.state === "COMPLETE" ? `retraining: test_accuracy ${fmt(t.metrics?.test_accuracy)}` : "retraining") : null,
+        // why it failed, without opening it (the whole text on its page)
+        t.error ? h("div", { class: "muted trial-error", title: t.error }, t.error.length > 80 ? `${t.error.slice(0, 79)}…` : t.error) : null),
       h("td", { class: "num" }, fmt(t.objective)),
       metricNames.map((m) => h("td", { class: "num" }, fmt(t.metrics?.[m]))),
       h("td", {}, Object.entries(t.hparams || {}).map(([k, v]) => `${k}=${fmt(v)}`).join(" ")),
@@ -429,6 +457,9 @@ async function jobPage(id) {
       ["Warm start", ((spec.warm_start?.sources || []).map((x) => (x.job_id != null ? `job ${x.job_id} (${x.name})` : `run ${x.run}`)).join(", ") || "–")
         + (spec.warm_start?.predicted ? `; ${spec.warm_start.predicted} predicted by a model of their trials` : "")],
     ]),
+    // what a reader of the result must know (the time budget cut the search short, ...)
+    j.warnings?.length ? h("div", { class: "warnings", id: "job-warnings", role: "note" }, h("strong", {}, "Warnings"),
+      h("ul", {}, j.warnings.map((w) => h("li", {}, w)))) : null,
     h("p", {}, actions(j, () => route(), spec.evaluator?.name)));
   drawHead(job);
   // The evaluator's metrics: those the job's trials report (first page).
@@ -531,14 +562,18 @@ async function trialPage(id) {
 
 // --- compare -------------------------------------------------------------------------------
 async function comparePage(params) {
-  const ids = (params.get("jobs") || "").split(",").map((x) => parseInt(x, 10)).filter((x) => x > 0).slice(0, 6);
+  // job ids: whole numbers, each once (parseInt took "1.5" for job 1; "1,1" drew job 1 twice)
+  const tokens = (params.get("jobs") || "").split(",").map((x) => x.trim()).filter(Boolean);
+  const wrong = tokens.filter((x) => !/^[0-9]+$/.test(x) || Number(x) < 1 || Number(x) > 2147483647);
+  const ids = [...new Set(tokens.filter((x) => !wrong.includes(x)).map(Number))].slice(0, 6);
   const input = h("input", { id: "compare-jobs", value: ids.join(","), placeholder: "1,2", pattern: "[0-9, ]+" });
   const form = h("form", { class: "controls", onsubmit: (e) => { e.preventDefault(); location.hash = `#/compare?jobs=${input.value.replace(/\s/g, "")}`; } },
     h("label", { for: "compare-jobs" }, "Job ids (comma-separated)", input), h("button", { type: "submit" }, "Compare"));
   const out = h("div", { class: "grid", id: "compare" });
   render(h("h1", {}, "Compare jobs"), form, out);
+  if (wrong.length) out.append(h("p", { class: "error", role: "alert", id: "compare-wrong" }, `Not job ids: ${wrong.join(", ")} (give whole numbers from 1, separated by commas).`));
   if (!ids.length) {
-    if (params.get("jobs")) out.append(h("p", { class: "error", role: "alert" }, `No job ids in "${params.get("jobs")}": give numbers separated by commas, e.g. 1,2.`));
+    if (params.get("jobs") && !wrong.length) out.append(h("p", { class: "error", role: "alert" }, `No job ids in "${params.get("jobs")}": give numbers separated by commas, e.g. 1,2.`));
     return;
   }
   const results = await Promise.allSettled(ids.map(async (id) => ({ job: await api(`/jobs/${id}`), hist: await api(`/jobs/${id}/history?points=500`), best: await api(`/jobs/${id}/best?k=1`) })));
@@ -577,9 +612,11 @@ async function route() {
   const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
   const params = new URLSearchParams(query);
   let m;
+  // an id is 1..2^31-1 (0 or a longer number showed the server's validation message)
+  const id = (re) => { const found = re.exec(path); return found && Number(found[1]) >= 1 && Number(found[1]) <= 2147483647 ? found : null; };
   try {
-    if ((m = /^\/jobs\/(\d+)$/.exec(path))) await jobPage(m[1]);
-    else if ((m = /^\/trials\/(\d+)$/.exec(path))) await trialPage(m[1]);
+    if ((m = id(/^\/jobs\/(\d+)$/))) await jobPage(m[1]);
+    else if ((m = id(/^\/trials\/(\d+)$/))) await trialPage(m[1]);
     else if (path === "/compare") await comparePage(params);
     else if (path === "" || path === "/") await jobsPage(params);
     else render(h("h1", {}, "Not found"), h("p", { role: "alert", class: "error" }, `No page ${location.hash}: `, h("a", { href: "#/" }, "the jobs"), "."));
@@ -590,6 +627,9 @@ async function route() {
 }
 
 function start() {
+  // The skip link moves the focus to the content; its #main was left in the address, which a
+  // reload or a bookmark then showed as no page.
+  document.querySelector("a.skip").addEventListener("click", (e) => { e.preventDefault(); main.focus(); main.scrollIntoView(); });
   // (the skip link's #main is no page: only #/... routes)
   window.addEventListener("hashchange", () => {
     if (!document.getElementById("login").hidden || (location.hash && !location.hash.startsWith("#/"))) return;

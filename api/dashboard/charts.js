@@ -219,6 +219,9 @@ function shownChoices(n, room) {
 }
 
 // tl: {workers: [{worker, trials: [{trial, state, start, end}]}]}
+// PRUNED (stopped early, or infeasible: not counted) was drawn in FAIL's red
+const TIMELINE_FILL = { COMPLETE: "#1f5fbf", RUNNING: "#f0b400", PRUNED: "#8c8c8c", FAIL: "#b3261e" };
+
 export function timelineChart(id, title, tl) {
   const all = tl.workers.flatMap((w) => w.trials);
   const t = (iso) => Date.parse(iso);
@@ -230,11 +233,15 @@ export function timelineChart(id, title, tl) {
     svg.append(s("text", { x: left - 6, y: M.t + i * lane + 14, "text-anchor": "end" }, w.worker.slice(-18)));
     for (const r of w.trials) {
       const x0 = x(t(r.start)), x1 = r.end ? x(t(r.end)) : x0 + 2;
-      svg.append(s("rect", { x: x0, y: M.t + i * lane + 3, width: Math.max(1, x1 - x0), height: lane - 8, fill: r.state === "COMPLETE" ? "#1f5fbf" : r.state === "RUNNING" ? "#f0b400" : "#b3261e" },
+      svg.append(s("rect", { x: x0, y: M.t + i * lane + 3, width: Math.max(1, x1 - x0), height: lane - 8, fill: TIMELINE_FILL[r.state] ?? "#b3261e", "data-state": r.state },
         s("title", {}, `trial ${r.trial} (${r.state}) on ${w.worker}: ${((x1 - x0) && r.end ? (t(r.end) - t(r.start)) / 1000 : 0).toFixed(2)} s`)));
     }
   });
-  svg.append(s("text", { x: (left + W) / 2, y: height - 6, "text-anchor": "middle" }, `${((hi - lo) / 1000).toFixed(1)} s shown`));
+  const states = Object.keys(TIMELINE_FILL).filter((st) => all.some((r) => r.state === st));
+  svg.append(s("text", { x: W - M.r, y: height - 6, "text-anchor": "end" }, `${((hi - lo) / 1000).toFixed(1)} s shown`));
+  // which colour is which state (those present)
+  states.forEach((st, i) => svg.append(s("rect", { x: 4 + i * 68, y: height - 16, width: 10, height: 10, fill: TIMELINE_FILL[st] }),
+    s("text", { x: 18 + i * 68, y: height - 7 }, st.toLowerCase())));
   svg.setAttribute("data-count", all.length);
   const rows = tl.workers.flatMap((w) => w.trials.map((r) => [r.trial, w.worker, r.state, r.end ? (t(r.end) - t(r.start)) / 1000 : null]));
   return figure(id, title, svg, dataTable(["trial", "worker", "state", "seconds"], rows, 200));

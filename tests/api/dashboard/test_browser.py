@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from itertools import pairwise
 from typing import Any
 
+import numpy as np
 import pytest
 
 from api.client import ApiError
@@ -152,7 +153,7 @@ def test_every_page_renders_with_its_charts_and_no_console_error(page: Page, sit
     cells = p.locator(best).all_text_contents()
     assert len(cells) == 2 and all(":" in c for c in cells), cells
     page.go("/compare?jobs=abc")
-    p.wait_for_selector("#compare [role=alert]:has-text('No job ids')")
+    p.wait_for_selector("#compare [role=alert]:has-text('Not job ids: abc')")
     assert page.errors == []
 
 
@@ -589,31 +590,37 @@ def test_parallel_coordinates_with_many_axes_keep_their_size(page: Page, site: S
 
 
 def test_the_skip_link_keeps_the_page(page: Page, site: Site) -> None:
-    """'Skip to content' (#main) was routed as a page: it showed 'Not found'."""
+    """'Skip to content' (#main) was routed as a page: it showed 'Not found'; then its #main
+    stayed in the address, which a reload or a bookmark showed as no page."""
     p = page.go(f"/jobs/{site.nb201['id']}")
     p.wait_for_selector("#trials")
     p.focus("a.skip")
     p.keyboard.press("Enter")
-    p.wait_for_function("location.hash === '#main'")
+    p.wait_for_function("document.activeElement?.id === 'main'")
     p.wait_for_timeout(300)  # (a route would have replaced the page by now)
+    assert p.evaluate("location.hash") == f"#/jobs/{site.nb201['id']}"
     assert p.locator("#trials").count() == 1 and p.locator("text=Not found").count() == 0
     assert page.errors == []
 
 
-def test_a_retraining_is_named_in_the_trials_table(page: Page, site: Site) -> None:
-    """A retraining is recorded as a trial of its job: it showed as a plain trial with no
-    objective, its test accuracy only in a column further on."""
+def test_a_retraining_is_followed_and_named_in_the_trials_table(page: Page, site: Site) -> None:
+    """'Retrain best' said 'done' as soon as the retraining had started, and the finished
+    job's page (no live updates) kept its trial RUNNING until reloaded; a retraining also
+    showed as a plain trial with no objective, its test accuracy only in a column further on."""
     spec = standalone_spec(trials=2, epochs=1, name="retrained", final={"epochs": 1})
     with site.server.client(site.key) as client:
         job = client.wait(client.submit(spec)["id"], timeout=120)
-        started = client.retrain(job["id"], 1)
-        trial = client.wait_trial(started["trial_id"], timeout=120)
-    assert trial["state"] == "COMPLETE", trial
     p = page.go(f"/jobs/{job['id']}")
-    row = f"#trials tbody tr[data-trial='{started['trial_number']}']"
-    p.wait_for_selector(f"{row} .retraining")
-    text = p.text_content(f"{row} .retraining") or ""
-    assert text.startswith("retraining: test_accuracy "), text
+    p.click("button:has-text('Retrain best')")
+    status = ".actions [role=status]"
+    p.wait_for_selector(f"{status}:has-text('Retrain best: started as trial 2')")
+    row = "#trials tbody tr[data-trial='2']"
+    p.wait_for_selector(f"{row} .retraining")  # RUNNING first, then redrawn once it ended
+    p.wait_for_selector(f"{status}:has-text('Retrain best: trial 2 COMPLETE, test_accuracy')")
+    p.wait_for_selector(f"{row} .retraining:has-text('retraining: test_accuracy ')")
+    with site.server.client(site.key) as client:
+        trial = client.trials(job["id"], limit=5)["data"][2]
+    assert trial["state"] == "COMPLETE" and trial["worker"].endswith(":retrain"), trial
     assert page.errors == []
 
 
@@ -682,3 +689,70 @@ def test_the_api_docs_render_without_the_internet(browser: Any, site: Site) -> N
         context.close()
     # ReDoc's footer links its maker's logo, which its bundle names on their site
     assert errors == [] and all(url.startswith("image ") for url in outside), outside
+
+
+def test_a_jobs_warnings_show_on_its_page_and_in_the_list(page: Page, site: Site) -> None:
+    """A job's warnings (what a reader of its result must know: no trial completed, the time
+    budget cut the search short) were in the API only."""
+    spec = nb201_spec(name="all-pruned", budget={"trials": 4})
+    spec["objective"] = {"metric": "val_accuracy", "constraints": {"max_params": 1}}
+    with site.server.client(site.key) as client:
+        job = client.wait(client.submit(spec)["id"], timeout=60)
+    assert job["warnings"] and job["warnings"][0].startswith("no trial completed"), job
+    p = page.go(f"/jobs/{job['id']}")
+    p.wait_for_selector("#job-warnings li")
+    assert (p.text_content("#job-warnings li") or "").startswith("no trial completed (4 PRUNED)")
+    # its timeline draws PRUNED apart from FAIL (both were red), with a legend
+    p.wait_for_selector("#charts[data-loaded]")
+    fills = p.locator("#timeline rect[data-state]").evaluate_all(
+        "rs => rs.map(r => r.getAttribute('fill'))"
+    )
+    assert len(fills) == 4 and set(fills) == {"#8c8c8c"}, fills
+    assert p.locator("#timeline svg text:text-is('pruned')").count() == 1
+    p = page.go("/")
+    p.wait_for_selector(f"#jobs tr[data-job='{job['id']}'] .warning:has-text('a warning')")
+    assert page.errors == []
+
+
+def test_odd_addresses_say_what_they_show(page: Page, site: Site) -> None:
+    """#/jobs/0 and over-long ids showed the server's validation text; ?state=running (the
+    CLI takes any case) and ?offset=abc were sent as they were; compare took '1.5' for job 1
+    and drew a job twice when named twice; a deep offset offered 50 steps back only."""
+    for address in ("/jobs/0", "/jobs/99999999999", "/trials/0"):
+        p = page.go(address)
+        p.wait_for_selector(f"#main [role=alert]:has-text('No page #{address}')")
+    p = page.go("/?state=succeeded")
+    p.wait_for_selector("#jobs tbody tr[data-job]")
+    assert p.input_value("#job-state") == "SUCCEEDED"
+    p = page.go("/?state=done&offset=abc")
+    p.wait_for_selector("#main [role=alert]:has-text('No job state \"done\"')")
+    p.wait_for_selector(f"#jobs tbody tr[data-job='{site.nb201['id']}']")
+    p = page.go("/?offset=100000")
+    p.wait_for_selector("#jobs tbody td:has-text('No jobs this far: there are')")
+    assert p.locator(".pager a:has-text('Newest')").count() == 1
+    assert "offset=0" in (p.get_attribute(".pager a:has-text('Newer')", "href") or "")
+    job = site.nb201["id"]
+    p = page.go(f"/compare?jobs=1.5,{job},{job},x")
+    p.wait_for_selector("#compare-wrong:has-text('Not job ids: 1.5, x')")
+    best = "#compare div:has(> h2:has-text('Best architectures')) tbody tr"
+    p.wait_for_selector(best)
+    assert p.locator(best).count() == 1  # named twice, drawn once
+    assert page.errors == []
+
+
+def test_a_failed_trials_error_shows_in_the_trials_table(page: Page, site: Site) -> None:
+    """Why a trial failed was on its own page only: a job whose trials all failed showed a
+    table of FAIL states to open one by one."""
+    rng = np.random.default_rng(0)
+    path = site.server.settings.data_dir / "huge.npz"  # every loss NaN in its first batch
+    x = np.float32(3e38) * rng.choice([-1.0, 1.0], size=(200, 16)).astype(np.float32)
+    np.savez(path, x=x, y=rng.integers(0, 3, 200))
+    spec = standalone_spec(trials=2, epochs=1, dataset={"name": "npz", "path": str(path)})
+    with site.server.client(site.key) as client:
+        job = client.wait(client.submit(spec)["id"], timeout=120)
+    assert job["state"] == "FAILED", job
+    p = page.go(f"/jobs/{job['id']}")
+    p.wait_for_selector("#trials tbody tr[data-trial='0'] .trial-error")
+    errors = p.locator("#trials .trial-error").all_text_contents()
+    assert len(errors) == 2 and all(e.startswith("diverged: loss became nan") for e in errors)
+    assert page.errors == []
