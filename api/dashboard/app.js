@@ -72,6 +72,9 @@ function describe(detail) {
   if (Array.isArray(detail)) return detail.map((d) => `${(d.loc || []).join(".")}: ${d.msg}`).join("; ");
   return String(detail);
 }
+function bestOf(objectives) {
+  return objectives.length > 1 ? `best ${objectives[0]} (the first of ${objectives.join(", ")})` : `best ${objectives[0] ?? "objective"}`;
+}
 function stateTag(state) { return h("span", { class: `state state-${state}` }, state); }
 // The ETA is a finishing time estimated from the progress when the job was read; it counts
 // down between reads (the page redraws a job only when the job changed).
@@ -141,6 +144,21 @@ function actions(job, after, evaluator) {
   const formats = job.export_formats || [];
   const fmtSel = h("select", { "aria-label": `export format for job ${job.id}`, onchange: (e) => { kept.format = e.target.value; } },
     formats.map((f) => h("option", { value: f, selected: f === kept.format }, f)));
+  // A graph format without trained weights is a 409 that offers the bare graph (untrained=true,
+  // e.g. to time it): said, with a button that asks for it.
+  const exportButton = () => h("button", { type: "button", onclick: async () => {
+    const fmtName = fmtSel.value, path = `/jobs/${job.id}/export?format=${fmtName}&rank=1`;
+    say("Export…");
+    try { await download(path, `job${job.id}.${fmtName}`); say("Export: done"); } catch (err) {
+      say(`Export: ${err.status === 404 ? "not found" : describe(err.detail ?? err.message)}`);
+      if (err.status === 409 && String(err.detail).includes("untrained=true")) {
+        status.append(" ", h("button", { type: "button", class: "untrained", onclick: async () => {
+          try { await download(`${path}&untrained=true`, `job${job.id}-untrained.${fmtName}`); say(`Export: the untrained ${fmtName} graph downloaded`); }
+          catch (e) { say(`Export: ${describe(e.detail ?? e.message)}`); }
+        } }, `Download the untrained ${fmtName} graph`));
+      }
+    }
+  } }, "Export");
   const finished = !["QUEUED", "RUNNING"].includes(job.state);
   const policy = evaluator === "rl2-meta" && job.state === "SUCCEEDED"; // its result: the policy file
   return h("span", { class: "actions" },
@@ -149,7 +167,7 @@ function actions(job, after, evaluator) {
     // The server's own rule: retrain_refused says why it would refuse (a table, few-shot tasks).
     // (nothing to retrain or export before a completed trial: the server would refuse)
     finished && job.best && !job.retrain_refused ? act("Retrain best", retrain) : null,
-    job.best ? fmtSel : null, " ", job.best ? act("Export", () => download(`/jobs/${job.id}/export?format=${fmtSel.value}&rank=1`, `job${job.id}.${fmtSel.value}`), undefined, false) : null,
+    job.best ? fmtSel : null, " ", job.best ? exportButton() : null,
     policy ? act("Download policy", () => download(`/jobs/${job.id}/policy`, `rl2-policy-job${job.id}.pt`), undefined, false) : null,
     " ", finished ? act("Delete", async () => {
       await api(`/jobs/${job.id}`, { method: "DELETE" });
@@ -274,7 +292,8 @@ async function jobsPage(params) {
       h("td", {}, stateTag(job.state), job.reason ? h("div", { class: "muted reason", title: job.reason }, job.reason.length > 60 ? `${job.reason.slice(0, 59)}…` : job.reason) : null,
         job.warnings?.length ? h("div", { class: "warning", title: job.warnings.join("\n") }, `⚠ ${job.warnings.length === 1 ? "a warning" : `${job.warnings.length} warnings`}: see its page`) : null),
       h("td", {}, progress(job)), h("td", {}, eta(job)),
-      h("td", { class: "num", title: job.best ? `${(o.objectives || []).join(", ")}, trial ${job.best.trial_number}` : "" }, job.best ? `${fmt(job.best.value)} (#${job.best.trial_number})` : "–"),
+      // (a multi-objective job's best is by its first objective: the title says so)
+      h("td", { class: "num", title: job.best ? `${bestOf(o.objectives || [])}, trial ${job.best.trial_number}` : "" }, job.best ? `${fmt(job.best.value)} (#${job.best.trial_number})` : "–"),
       h("td", { class: "num" }, job.n_trials),
       h("td", {}, o.controller), h("td", {}, o.space), h("td", {}, o.dataset),
       h("td", { class: "wrap" }, o.warm_start.length ? o.warm_start.join(", ") : "–"),
@@ -448,7 +467,8 @@ async function jobPage(id) {
     facts([
       ["State", h("span", {}, stateTag(j.state), j.reason ? ` — ${j.reason}` : "")],
       ["Progress", progress(j)], ["ETA", eta(j)],
-      ["Best so far", j.best ? h("span", { id: "job-best" }, `${metric} ${fmt(j.best.value)} (trial ${j.best.trial_number})`) : "–"],
+      ["Best so far", j.best ? h("span", { id: "job-best" }, `${metric} ${fmt(j.best.value)} (trial ${j.best.trial_number})`,
+        spec.objective?.metrics?.length > 1 ? h("span", { class: "muted" }, " — by the first objective; the Pareto front below weighs them all") : null) : "–"],
       ["Trials", `${j.n_trials} (${Object.entries(j.trial_states).map(([k, v]) => `${k} ${v}`).join(", ") || "none"})`],
       ["Controller", spec.controller?.name], ["Space", spec.space?.name], ["Dataset", spec.dataset?.name],
       ["Evaluator", spec.evaluator?.name], ["Objective", spec.objective?.metrics?.length > 1

@@ -756,3 +756,26 @@ def test_a_failed_trials_error_shows_in_the_trials_table(page: Page, site: Site)
     errors = p.locator("#trials .trial-error").all_text_contents()
     assert len(errors) == 2 and all(e.startswith("diverged: loss became nan") for e in errors)
     assert page.errors == []
+
+
+def test_an_export_without_weights_offers_the_untrained_graph(page: Page, site: Site) -> None:
+    """A graph format without trained weights is a 409 whose fix (untrained=true) the
+    dashboard could not ask for; and a two-objective job's best did not say by which."""
+    with site.server.client(site.key) as client:  # trainable, not retrained
+        job = client.wait(client.submit(standalone_spec(trials=1, epochs=1))["id"], timeout=120)
+    p = page.go(f"/jobs/{job['id']}")
+    p.select_option(f"select[aria-label='export format for job {job['id']}']", "onnx")
+    p.get_by_role("button", name="Export", exact=True).click()
+    p.wait_for_selector(".actions [role=status]:has-text('untrained=true')")
+    with p.expect_download() as download:
+        p.get_by_role("button", name="Download the untrained onnx graph").click()
+    assert download.value.suggested_filename.endswith("-untrained.onnx")
+    p.wait_for_selector(".actions [role=status]:has-text('the untrained onnx graph downloaded')")
+    p = page.go(f"/jobs/{site.multi['id']}")
+    p.wait_for_selector("#job-best:has-text('by the first objective')")
+    p = page.go("/")
+    best = f"#jobs tr[data-job='{site.multi['id']}'] td.num[title]"
+    p.wait_for_selector(best)
+    title = p.get_attribute(best, "title") or ""
+    assert title.startswith("best val_accuracy (the first of val_accuracy, params_M)"), title
+    assert [e for e in page.errors if "409" not in e] == []  # (the 409 is expected)
