@@ -74,8 +74,9 @@ def check_runnable_here(
                 f"{resources.gpus_per_trial:g}; set gpus_per_trial: 0 or add a GPU node",
             )
     if backend == "ray":
-        from workers.ray_backend import check_group_fits
+        from workers.ray_backend import check_group_fits, check_trial_fits
 
+        check_trial_fits(resolved, ray_address)
         check_group_fits(resolved, ray_address)
 
 

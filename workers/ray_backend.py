@@ -174,6 +174,45 @@ def cluster_gpus(address: str | None = None) -> float:
     return float(ray.cluster_resources().get("GPU", 0.0))
 
 
+def _alive_nodes(address: str | None) -> list[tuple[float, float]]:
+    """``(CPUs, GPUs)`` of each live node of the Ray cluster (connects first if needed)."""
+    import ray
+
+    ensure_ray(address)
+    return [
+        (float(node["Resources"].get("CPU", 0.0)), float(node["Resources"].get("GPU", 0.0)))
+        for node in ray.nodes()
+        if node.get("Alive")
+    ]
+
+
+def check_trial_fits(resolved: ResolvedSpec, address: str | None = None) -> None:
+    """A trial (or a search's actor) needs ``cpus_per_trial`` CPUs and ``gpus_per_trial``
+    GPUs on one node: a spec that asks more than any node of the Ray cluster has would wait
+    in Ray's queue for good, its job RUNNING at 0 %. Refuse it (``SpecError`` at the field)."""
+    from nas.errors import SpecError
+
+    resources = resolved.spec.resources
+    cpus, gpus = resources.cpus_per_trial, resources.gpus_per_trial
+    nodes = _alive_nodes(address)
+    if not nodes or any(c + 1e-9 >= cpus and g + 1e-9 >= gpus for c, g in nodes):
+        return
+    most = max(c for c, _ in nodes)
+    if most + 1e-9 < cpus:
+        raise SpecError.at(
+            ["resources", "cpus_per_trial"],
+            f"no node of the Ray cluster has {cpus:g} CPUs for one trial (the largest has "
+            f"{most:g}), so it would wait for good; set cpus_per_trial: {most:g} or fewer, "
+            "or add a larger node",
+        )
+    raise SpecError.at(
+        ["resources", "gpus_per_trial"],
+        f"no node of the Ray cluster has {cpus:g} CPUs and {gpus:g} GPUs together for one "
+        f"trial (nodes, CPUs / GPUs: {', '.join(f'{c:g} / {g:g}' for c, g in nodes)}), so it "
+        "would wait for good; ask for less (cpus_per_trial, gpus_per_trial) or add a node",
+    )
+
+
 def check_group_fits(resolved: ResolvedSpec, address: str | None = None) -> None:
     """A search that trains one evaluator with ``resources.workers`` > 1 workers (a
     supernet group) needs them all at once: refuse (``SpecError`` at the field) a spec
@@ -200,17 +239,11 @@ def check_group_fits(resolved: ResolvedSpec, address: str | None = None) -> None
             f"the {resources.workers} workers of one supernet each need a GPU of their own "
             f"(NCCL), not a share of one: set gpus_per_trial: 1, or 0 to train on CPUs",
         )
-    import ray
-
-    ensure_ray(address)
     places = 0
-    for node in ray.nodes():
-        if not node.get("Alive"):
-            continue
-        have = node.get("Resources", {})
-        fits = int(have.get("CPU", 0.0) / cpus + 1e-9)
+    for node_cpus, node_gpus in _alive_nodes(address):
+        fits = int(node_cpus / cpus + 1e-9)
         if gpus > 0:
-            fits = min(fits, int(have.get("GPU", 0.0) / gpus + 1e-9))
+            fits = min(fits, int(node_gpus / gpus + 1e-9))
         places += fits
     if places < resources.workers:
         each = f"{cpus:g} CPUs" + (f" and {gpus:g} GPUs" if gpus else "")

@@ -63,6 +63,14 @@ def test_gpu_trials_run_only_on_gpu_nodes_and_survive_losing_the_node(
                     client.submit(standalone_spec(resources={"gpus_per_trial": 2}))
                 assert err.value.status_code == 422
                 assert "resources.gpus_per_trial" in str(err.value)
+                # More CPUs than any one node has (1 each, 2 in all): it was accepted, then
+                # waited in Ray's queue for good, its job RUNNING at 0 %
+                with pytest.raises(ApiError) as err:
+                    client.submit(standalone_spec(resources={"cpus_per_trial": 2}))
+                assert err.value.status_code == 422
+                assert "resources.cpus_per_trial" in str(err.value)
+                assert "the largest has 1" in str(err.value)
+                assert client.jobs()["count"] == 0  # nothing created
 
                 gpu_nodes = _gpu_node_ids()
                 spec = standalone_spec(

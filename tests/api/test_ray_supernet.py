@@ -90,7 +90,7 @@ def test_more_workers_than_the_cluster_holds_are_refused_at_submit(
         assert client.jobs()["count"] == 0  # nothing created
         with pytest.raises(ApiError) as err:  # each worker on one node: 2 CPUs fit none
             client.submit(_spec(cpus_per_trial=2))
-        assert err.value.status_code == 422 and "resources.workers" in str(err.value)
+        assert err.value.status_code == 422 and "resources.cpus_per_trial" in str(err.value)
         assert client.jobs()["count"] == 0
 
 
