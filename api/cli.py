@@ -139,6 +139,8 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def _settings(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
     from api.settings import Settings
 
     overrides: dict[str, Any] = {}
@@ -146,7 +148,16 @@ def _settings(args: argparse.Namespace) -> Any:
         overrides["database_url"] = args.db
     if getattr(args, "data_dir", None):
         overrides["data_dir"] = Path(args.data_dir)
-    return Settings(**overrides)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:  # a bad $NAS_... setting (it was a pydantic traceback)
+        options = {"database_url": "--db", "data_dir": "--data-dir"}
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            source = options[field] if field in overrides else f"$NAS_{field.upper()}"
+            problems.append(f"{source}: {error['msg']} (got {error.get('input')!r})")
+        raise CommandError("; ".join(problems)) from None
 
 
 def describe_database(url: str) -> str:

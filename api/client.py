@@ -20,6 +20,7 @@ from typing import Any, Self
 
 import httpx
 
+from nas.errors import SpecError
 from nas.trial import TrialState
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -121,7 +122,12 @@ class NasClient:
         if isinstance(spec, Mapping):
             return self._request("POST", "/api/v1/jobs", json=dict(spec))
         path = Path(spec)
-        text = path.read_text()
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:  # (it was a traceback in the CLI)
+            raise SpecError.at(
+                ["<file>"], f"cannot read {str(path)!r}: not UTF-8 text (byte {exc.start})"
+            ) from None
         is_json = text.lstrip().startswith("{")
         content_type = "application/json" if is_json else "application/yaml"
         return self._request(

@@ -329,3 +329,32 @@ def test_keys_of_a_missing_database_say_there_is_none_and_create_nothing(
         f"error: no database at {nowhere / 'nas.db'} (from --data-dir), so no keys"
     )
     assert not (tmp_path / "x").exists()
+
+
+def test_a_spec_file_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) -> None:
+    """``nas submit`` of a file that is not UTF-8 printed a UnicodeDecodeError traceback
+    (``nas search`` of the same file said what was wrong)."""
+    spec = tmp_path / "binary.yaml"
+    spec.write_bytes(b"name: \xff\xfe\n")
+    ran = nas("submit", str(spec), NAS_SERVER="http://127.0.0.1:1")  # read before any request
+    assert ran.returncode == 2, ran.stderr
+    assert f"cannot read '{spec}': not UTF-8 text (byte 6)" in ran.stderr, ran.stderr
+    assert "Traceback" not in ran.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("NAS_AUTH", "maybe", "Input should be 'keys' or 'none' (got 'maybe')"),
+        ("NAS_MAX_RUNNING_JOBS", "-1", "greater than or equal to 1 (got '-1')"),
+    ],
+)
+def test_a_bad_setting_from_the_environment_is_one_line_naming_the_variable(
+    variable: str, value: str, says: str
+) -> None:
+    """A bad ``$NAS_...`` setting printed pydantic's traceback, naming a field ('auth') that
+    the user never wrote rather than the variable."""
+    ran = nas("serve", "--port", "0", "--backend", "inline", **{variable: value})
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.startswith(f"error: ${variable}: ") and says in ran.stderr, ran.stderr
+    assert len(ran.stderr.splitlines()) == 1
