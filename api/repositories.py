@@ -395,6 +395,20 @@ class TrialRepository:
             .limit(k)
         ).all()
 
+    def count_scored(self, job_id: int) -> int:
+        """Completed trials with an objective: the search's, not its retrainings (COMPLETE
+        trials too, which have none)."""
+        return int(
+            self.session.scalar(
+                select(func.count()).where(
+                    TrialModel.job_id == job_id,
+                    TrialModel.state == TrialState.COMPLETE.value,
+                    TrialModel.objective.is_not(None),
+                )
+            )
+            or 0
+        )
+
     def _ranked_query(self, job_id: int, exclude_keys: Sequence[str]) -> Any:
         query = select(TrialModel.arch_key).where(
             TrialModel.job_id == job_id,

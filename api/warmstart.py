@@ -49,7 +49,8 @@ def resolve_warm_start(
     predicted = warm.predicted_count(joint=bool(resolved.hparams))
     sources = []
     for loc, job in jobs:
-        completed = int((job.state_counts or {}).get(TrialState.COMPLETE.value, 0))
+        # (a retraining is a COMPLETE trial without an objective: it is no rank to score)
+        completed = trials.count_scored(job.id)
         # Every completed trial (up to a bound) for the observations and the model; priors
         # take the best.
         everything = warm.observations_per_source or predicted

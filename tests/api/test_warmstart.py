@@ -194,3 +194,29 @@ def http_client(server: LiveServer, user_key: str) -> Any:
         base_url=server.url, headers={"Authorization": f"Bearer {user_key}"}, timeout=30
     ) as c:
         yield c
+
+
+def test_a_sources_retraining_is_not_counted_among_its_ranks(
+    client: NasClient, time_left: Callable[..., float]
+) -> None:
+    """A retraining is a COMPLETE trial of its job with no objective: a source of 4 trials
+    and one retraining scored its trials 1, 0.8, 0.6, 0.4 (ranks out of 5), where one with
+    no retraining scores 1, 0.75, 0.5, 0.25."""
+    source = client.wait(
+        client.submit(standalone_spec(trials=4, epochs=1, name="source"))["id"],
+        timeout=time_left(120),
+    )
+    assert source["state"] == "SUCCEEDED", source["reason"]
+    retraining = client.wait_trial(client.retrain(source["id"], 1)["trial_id"], timeout=120)
+    assert retraining["state"] == "COMPLETE" and retraining["objective"] is None
+    assert client.job(source["id"])["trial_states"] == {"COMPLETE": 5}
+    spec = standalone_spec(
+        trials=1,
+        epochs=1,
+        name="warm",
+        warm_start={"jobs": [source["id"]], "top_k": 4, "predicted": 0},
+    )
+    job = client.submit(spec)
+    observations = job["spec"]["warm_start"]["observations"]
+    assert [o["score"] for o in observations] == [1.0, 0.75, 0.5, 0.25]
+    client.cancel(job["id"])
