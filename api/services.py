@@ -160,8 +160,14 @@ def check_data_paths(
                 "was submitted; submit it again naming a file under them"
             )
         elif not inside:
+            relative = (
+                " (a relative path is read from the server's working directory, not from "
+                "the spec's folder)"
+                if not value.startswith("~") and not os.path.isabs(value)
+                else ""
+            )
             msg = (
-                "must name a file under this server's data roots (NAS_DATA_ROOTS); "
+                f"must name a file under this server's data roots (NAS_DATA_ROOTS){relative}; "
                 "copy the file there, or ask the operator to add its folder"
             )
         elif not _is_file(real):
@@ -172,6 +178,17 @@ def check_data_paths(
         problems.append({"loc": loc, "msg": msg, "type": "path_not_allowed"})
     if problems:
         raise SpecError(problems)
+
+
+def _with_absolute_files(resolved: ResolvedSpec) -> dict[str, Any]:
+    """The spec to store, each file it names as an absolute path: a relative one is read
+    from the server's working directory, and was stored as written, so a server started
+    from another folder later found no such file."""
+    stored = resolved.to_dict()
+    for (section, name), value in resolved.file_params(CONTROLLERS):
+        if not os.path.isabs(os.path.expanduser(value)):
+            stored[str(section)][str(name)] = os.path.abspath(os.path.expanduser(value))
+    return stored
 
 
 def _is_file(path: Path) -> bool:
@@ -284,7 +301,7 @@ class JobService:
             JobModel(
                 name=resolved.spec.name,
                 owner_id=principal.key_id,
-                spec=resolved.to_dict(),
+                spec=_with_absolute_files(resolved),
                 state=JobState.QUEUED.value,
                 state_counts={},
             )

@@ -227,6 +227,35 @@ def test_files_outside_the_data_roots_are_refused_alike(
     _no_jobs(http)
 
 
+def test_a_relative_path_is_stored_absolute_and_its_refusal_says_how_it_is_read(
+    http: httpx.Client, server: LiveServer
+) -> None:
+    """A relative path is read from the server's working directory; it was stored as
+    written, so a server started from another folder found no such file; and its refusal
+    did not say how it is read."""
+    data_dir = server.settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    good = data_dir / "relative.npz"
+    rng = np.random.default_rng(0)
+    np.savez(good, x=rng.normal(size=(60, 16)).astype(np.float32), y=rng.integers(0, 3, 60))
+    relative = os.path.relpath(good)  # (the server runs in this process: the same folder)
+    assert not os.path.isabs(relative)
+    spec = standalone_spec(
+        trials=1,
+        epochs=1,
+        dataset={"name": "npz", "path": relative},
+        space={"name": "enas-macro", "layers": 1, "channels": 4},
+    )
+    job = http.post("/api/v1/jobs", json=spec).json()
+    assert job["spec"]["dataset"]["path"] == str(good)
+    http.post(f"/api/v1/jobs/{job['id']}/cancel")
+    refused = http.post(
+        "/api/v1/jobs", json={**spec, "dataset": {"name": "npz", "path": "elsewhere.npz"}}
+    )
+    assert _locs(refused) == [["dataset", "path"]]
+    assert "a relative path is read from the server's working directory" in refused.text
+
+
 def test_a_file_under_the_roots_runs_and_errors_name_no_content(
     http: httpx.Client, server: LiveServer
 ) -> None:
