@@ -3,6 +3,8 @@ bounded-size chart data it reads (``api.charts``), behind the same API keys as t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,7 +19,7 @@ from api.routes.jobs import JobStateParam
 from api.schemas import JobRead
 from api.services import ConflictError, JobService, NotFoundError, check_job_files, job_read
 from api.settings import Settings
-from nas.errors import ExportError, NasError
+from nas.errors import DatasetError, ExportError, NasError
 
 STATIC = Path(__file__).resolve().parent.parent / "dashboard"
 
@@ -30,14 +32,17 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 #: Charts that build the job's space (a table space reads its file) ...
 _READS_TABLE: dict[int | str, dict[str, Any]] = {
     **_NOT_FOUND,
-    409: {"description": "the job's table space file is no longer a file under the data roots"},
+    409: {
+        "description": "the job's table space file is no longer a file under the data roots, "
+        "or no longer reads as it did at submit"
+    },
 }
 #: ... and the drawing, which also reads the dataset's input shape (an npz file's).
 _READS_FILES: dict[int | str, dict[str, Any]] = {
     **_NOT_FOUND,
     409: {
         "description": "the job's table space file or dataset file is no longer a file under "
-        "the data roots"
+        "the data roots, or no longer reads as it did at submit"
     },
 }
 _ASSETS = {
@@ -79,6 +84,19 @@ def _files_readable(job: Any, settings: Settings, sections: tuple[str, ...]) -> 
         check_job_files(job, settings, sections)
     except ConflictError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+
+
+@contextmanager
+def _reading_files(job: Any) -> Iterator[None]:
+    """409 when a file the job names no longer reads as it did at submit (a table rewritten
+    without rows): the job's state, not the request, is wrong (it was a 422 with no field)."""
+    try:
+        yield
+    except DatasetError as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"job {job.id}'s files cannot be read as they were at submit: {exc}",
+        ) from None
 
 
 class HistoryBucket(BaseModel):
@@ -152,7 +170,8 @@ def job_parallel(
     trials and of ``sample`` others evenly spaced by number, with the objective."""
     job = _job(session, principal, job_id)
     _files_readable(job, state.settings, ("space",))  # a table space reads its file
-    return charts.parallel_coordinates(session, job, top, sample)
+    with _reading_files(job):
+        return charts.parallel_coordinates(session, job, top, sample)
 
 
 class Importance(BaseModel):
@@ -187,7 +206,8 @@ def job_importance(
     importance evaluators, over the ``top`` best completed trials and ``sample`` others."""
     job = _job(session, principal, job_id)
     _files_readable(job, state.settings, ("space",))  # a table space reads its file
-    return charts.param_importance(session, job, top, sample, evaluator)
+    with _reading_files(job):
+        return charts.param_importance(session, job, top, sample, evaluator)
 
 
 class ObjectiveName(BaseModel):
@@ -284,7 +304,8 @@ def trial_drawing(
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"trial {trial_id} not found") from None
     try:
         _files_readable(job, state.settings, ("space", "dataset"))  # the space, input shape
-        return charts.trial_drawing(job, trial)
+        with _reading_files(job):
+            return charts.trial_drawing(job, trial)
     except (ExportError, NasError, ValueError) as exc:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,

@@ -18,7 +18,7 @@ from api.ranking import InvalidRequestError
 from api.retraining import Retrainings, start_retrain
 from api.services import ConflictError, JobService, NotFoundError
 from api.storage import StorageError
-from nas.errors import ExportError
+from nas.errors import DatasetError, ExportError
 from nas.export import FORMATS
 from nas.trial import TrialState
 
@@ -32,7 +32,8 @@ _errors: dict[int | str, dict[str, Any]] = {
     409: {
         "description": "export: no completed trial yet, no trained weights for torchscript/onnx; "
         "retrain: the job or another retraining of it runs; both: a file the job names (its "
-        "dataset, a table space's file) is no longer a file under the data roots"
+        "dataset, a table space's file) is no longer a file under the data roots, or no longer "
+        "reads as it did at submit"
     },
     422: {"description": "unknown format, rank out of range, or a format the space lacks"},
 }
@@ -119,6 +120,11 @@ def export_architecture(
         raise _http_error(exc) from None
     except StorageError as exc:
         raise HTTPException(exc.status, str(exc)) from None
+    except DatasetError as exc:  # the job's state, not the request (it was a 422, no field)
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"job {job_id}'s files cannot be read as they were at submit: {exc}",
+        ) from None
     return FileResponse(path, media_type=plan.media_type, filename=plan.filename)
 
 

@@ -204,6 +204,27 @@ def test_charts_and_exports_do_not_read_a_table_that_now_leads_out_of_the_roots(
     assert client._http.get(f"/api/v1/jobs/{job['id']}/history").status_code == 200
 
 
+def test_charts_of_a_table_rewritten_without_rows_are_a_409(
+    server: LiveServer, client: NasClient
+) -> None:
+    """A job's table rewritten with its header only: the charts that read it answered a
+    422 with no field (the request was fine; the job's file changed)."""
+    path = write_table(server.settings.data_dir, "emptied.csv")
+    job = client.wait(client.submit(table_spec(path))["id"], timeout=120)
+    assert job["state"] == "SUCCEEDED", job["reason"]
+    trial = next(iter(client.all_trials(job["id"])))
+    path.write_text("opt,width,val,test,seconds\n")
+    for url, params in [
+        (f"/api/v1/jobs/{job['id']}/parallel", {}),
+        (f"/api/v1/jobs/{job['id']}/importance", {}),
+        (f"/api/v1/trials/{trial['id']}/drawing", {}),
+        (f"/api/v1/jobs/{job['id']}/export", {"format": "json"}),
+    ]:
+        response = client._http.get(url, params=params)
+        assert response.status_code == 409, (url, response.text)
+        assert "no data row" in response.text, (url, response.text)
+
+
 def test_importance_of_a_job_whose_trials_all_scored_the_same_is_empty_not_a_500(
     server: LiveServer, client: NasClient
 ) -> None:
