@@ -56,6 +56,11 @@ class ExportError(NasError, ValueError):
     format does not support, weights that do not fit, or an export that failed its check."""
 
 
+class WeightsMismatchError(ExportError):
+    """Trained weights do not fit the network built for their architecture (another input
+    shape or number of classes: e.g. the dataset changed since they were trained)."""
+
+
 #: ``space.decisions.1: the table has no column 'x'``: a component's error that starts with
 #: the field it is about (the convention of ``DatasetError`` and the RL² ``PolicyFileError``).
 AT_FIELD = re.compile(r"([A-Za-z_]\w*(?:\.\w+)*): (.+)", re.DOTALL)

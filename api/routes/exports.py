@@ -18,7 +18,7 @@ from api.ranking import InvalidRequestError
 from api.retraining import Retrainings, start_retrain
 from api.services import ConflictError, JobService, NotFoundError
 from api.storage import StorageError
-from nas.errors import DatasetError, ExportError
+from nas.errors import DatasetError, ExportError, WeightsMismatchError
 from nas.export import FORMATS
 from nas.trial import TrialState
 
@@ -110,6 +110,13 @@ def export_architecture(
         if path is None:
             try:
                 path = write_export(plan, artifacts)
+            except WeightsMismatchError:  # the job's state, not the request
+                raise ConflictError(
+                    f"job {job_id}: the trained weights of rank {rank} do not fit the network "
+                    "its spec builds now (another input shape or number of classes: did the "
+                    f"dataset file change since they were trained?); retrain it ('nas retrain "
+                    f"{job_id} --rank {rank}'), then export again"
+                ) from None
             except ExportError as exc:
                 raise InvalidRequestError(
                     ["query", "format"], f"cannot export to {plan.fmt.name}: {exc}"

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from nas.architecture import Architecture
-from nas.errors import ExportError
+from nas.errors import ExportError, WeightsMismatchError
 from nas.models.base import SpaceNetwork
 from nas.spaces import SPACES
 from nas.spaces.base import SearchSpace
@@ -65,7 +65,7 @@ def load_network(
         try:
             model.load_state_dict(state, strict=True)  # type: ignore[arg-type]
         except RuntimeError as error:
-            raise ExportError(
+            raise WeightsMismatchError(
                 f"the weights do not fit {space.name} {arch.key} built for input "
                 f"{tuple(input_shape)} and {num_classes} classes (was the space config, e.g. "
                 f"the final channels, the same?): {error}"

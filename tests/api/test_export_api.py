@@ -373,6 +373,35 @@ def test_a_job_whose_data_file_now_leads_out_of_the_roots_is_not_retrained(
     assert drawing.status_code == 409 and "dataset.path no longer lies under" in drawing.text
 
 
+def test_weights_that_no_longer_fit_the_jobs_data_are_a_409_that_says_retrain(
+    client: NasClient, server: LiveServer
+) -> None:
+    """A job's data file rewritten with more classes since its retraining: its exports
+    answered 422 at --format with PyTorch's state_dict text; the request was fine, the
+    weights no longer fit the network its spec now builds."""
+    data_dir = server.settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data = data_dir / "classes.npz"
+    x = np.random.default_rng(0).normal(size=(60, 16)).astype(np.float32)
+    np.savez(data, x=x, y=np.arange(60) % 3)
+    spec = standalone_spec(
+        trials=1, epochs=1, dataset={"name": "npz", "path": str(data)}, final={"epochs": 1}
+    )
+    job_id = client.submit(spec)["id"]
+    assert client.wait(job_id, timeout=120)["state"] == "SUCCEEDED"
+    np.savez(data, x=x, y=np.arange(60) % 7)  # seven classes now
+    for fmt in ("pytorch", "onnx"):
+        err = _error(
+            lambda fmt=fmt: client._request(
+                "GET", f"/api/v1/jobs/{job_id}/export", params={"format": fmt}
+            )
+        )
+        assert err.status_code == 409, str(err)
+        assert "do not fit the network its spec builds now" in str(err)
+        assert f"nas retrain {job_id} --rank 1" in str(err)
+        assert "state_dict" not in str(err)
+
+
 def test_a_retraining_on_another_server_blocks_deletion_until_its_heartbeat_stops(
     server_factory: Any,
 ) -> None:
