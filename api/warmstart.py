@@ -31,7 +31,8 @@ def resolve_warm_start(
     session: Session, principal: Principal, resolved: ResolvedSpec
 ) -> ResolvedSpec:
     """``resolved`` with its warm-start sources turned into priors (unchanged without a
-    ``warm_start`` section, or with priors given as they are). A source that is not the
+    ``warm_start`` section, or with priors given as they are, or as a stored spec holds
+    them: with the ``sources`` they were resolved from). A source that is not the
     caller's, has no completed trial, or searched another space (or other hyperparameters)
     is a 422 at its field."""
     warm = resolved.spec.warm_start
@@ -42,6 +43,11 @@ def resolve_warm_start(
                 "runs are nas search output folders; a service job names source jobs "
                 "(warm_start.jobs) or a query (warm_start.query: same-space)",
             )
+        return resolved
+    if warm.sources is not None and warm.priors is not None:
+        # A stored spec submitted again (nas show --spec): its sources were resolved at its
+        # first submit and are in it, so it needs none of them (it was a 422 once one had
+        # been deleted, though a stored job outlives its sources).
         return resolved
     stored = resolved.to_dict()
     jobs = _source_jobs(session, principal, warm.jobs, warm.limit, stored)

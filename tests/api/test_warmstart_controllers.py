@@ -4,7 +4,10 @@ the job's stored spec at submit, so the job outlives its source; on SQLite and P
 
 from __future__ import annotations
 
+import json
+
 import torch
+import yaml
 
 from api.client import NasClient
 from api.db import session_scope
@@ -82,3 +85,19 @@ def test_enas_and_metaqnn_start_from_their_sources_last_checkpoint(
         done = client.wait(job["id"], timeout=120)
         assert done["state"] == "SUCCEEDED", name
         assert done["spec"]["warm_start"] == job["spec"]["warm_start"]
+
+    # The stored spec submitted again, as 'nas show --spec' prints it: it was a 422 once a
+    # source was deleted (its jobs re-resolved), and an ENAS policy as lists of numbers made
+    # a real one's YAML larger than a request may be; the same warm start, with no source.
+    for name, job in warm.items():
+        document = yaml.safe_dump(job["spec"], sort_keys=False)
+        again = client._request(
+            "POST",
+            "/api/v1/jobs",
+            content=document.encode(),
+            headers={"Content-Type": "application/yaml"},
+        )
+        assert again["spec"]["warm_start"] == job["spec"]["warm_start"], name
+    policy_text = json.dumps(warm["enas"]["spec"]["warm_start"]["controller_state"])
+    parameters = sum(t.numel() for t in source_policy.values())
+    assert len(policy_text) < 6 * parameters + 2000  # base64 of float32: about 5.3 bytes each
