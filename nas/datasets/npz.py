@@ -160,10 +160,12 @@ def _check_pair(
     y: tuple[tuple[int, ...], np.dtype],
 ) -> None:
     (x_shape, x_dtype), (y_shape, y_dtype) = x, y
-    if len(x_shape) not in (2, 3, 4) or not np.issubdtype(x_dtype, np.number):
+    # (complex numbers are numbers: their imaginary parts were dropped with a warning)
+    real = np.issubdtype(x_dtype, np.number) and not np.issubdtype(x_dtype, np.complexfloating)
+    if len(x_shape) not in (2, 3, 4) or not real:
         raise DatasetError(
-            f"dataset.path: {xname} must be a numeric array of shape (N, L), (N, C, L) or "
-            "(N, C, H, W)"
+            f"dataset.path: {xname} must be an array of real numbers of shape (N, L), "
+            "(N, C, L) or (N, C, H, W)"
         )
     if min(x_shape[1:]) < 1:
         raise DatasetError(

@@ -204,10 +204,18 @@ def _bad_npz_cases() -> list[object]:
         pytest.param({"x": x[:2], "y": y[:2]}, ["x holds too few examples"], id="two-examples"),
         pytest.param({"x": x, "y": y[:, None]}, ["y must be 1-D labels"], id="2d-labels"),
         pytest.param(
-            {"x": x[:, 0], "y": y}, ["x must be a numeric array of shape (N, L)"], id="1d-inputs"
+            {"x": x[:, 0], "y": y},
+            ["x must be an array of real numbers of shape (N, L)"],
+            id="1d-inputs",
         ),
         pytest.param(
-            {"x": x.astype(str), "y": y}, ["x must be a numeric array"], id="string-inputs"
+            {"x": x.astype(str), "y": y}, ["x must be an array of real numbers"], id="string-inputs"
+        ),
+        # (their imaginary parts were dropped with a warning in the server's log)
+        pytest.param(
+            {"x": x.astype(np.complex64), "y": y},
+            ["x must be an array of real numbers"],
+            id="complex-inputs",
         ),
     ]
 
