@@ -76,7 +76,11 @@ def check_runnable_here(
     if backend == "ray":
         from workers.ray_backend import check_group_fits, check_trial_fits
 
-        check_trial_fits(resolved, ray_address)
+        if runs_jobs and ray_address is None:
+            # The Ray instance this server started (or the one this process joined): its
+            # nodes are all there will be. A cluster named by address may add nodes on
+            # demand (an autoscaler, a worker pod that restarts), where a trial waits.
+            check_trial_fits(resolved, ray_address)
         check_group_fits(resolved, ray_address)
 
 
@@ -180,15 +184,22 @@ def check_data_paths(
         raise SpecError(problems)
 
 
-def _with_absolute_files(resolved: ResolvedSpec) -> dict[str, Any]:
-    """The spec to store, each file it names as an absolute path: a relative one is read
+def with_absolute_files(resolved: ResolvedSpec) -> ResolvedSpec:
+    """``resolved`` with each file it names as an absolute path: a relative one is read
     from the server's working directory, and was stored as written, so a server started
-    from another folder later found no such file."""
+    from another folder later found no such file. (Before the sources of a warm start or a
+    meta-training are compared with it: they are stored so.)"""
     stored = resolved.to_dict()
-    for (section, name), value in resolved.file_params(CONTROLLERS):
-        if not os.path.isabs(os.path.expanduser(value)):
-            stored[str(section)][str(name)] = os.path.abspath(os.path.expanduser(value))
-    return stored
+    changed = False
+    for loc, value in resolved.file_params(CONTROLLERS):  # (section, name[, index])
+        if os.path.isabs(os.path.expanduser(value)):
+            continue
+        container: Any = stored
+        for key in loc[:-1]:
+            container = container[key]
+        container[loc[-1]] = os.path.abspath(os.path.expanduser(value))
+        changed = True
+    return ResolvedSpec.from_stored(stored) if changed else resolved
 
 
 def _is_file(path: Path) -> bool:
@@ -285,7 +296,7 @@ class JobService:
         confine = functools.partial(check_data_paths, roots=roots, private=settings.private_paths())
         artifacts = settings.resolved_artifacts_dir()
         document = without_stored_copy(document, artifacts)  # a stored spec, resubmitted
-        resolved = parse_spec(document, strict=strict, check_files=confine)
+        resolved = with_absolute_files(parse_spec(document, strict=strict, check_files=confine))
         # (before the limits: they fill in a trial budget, which a meta-training spec refuses)
         resolved = check_limits(resolve_meta_jobs(self.session, principal, resolved), settings)
         resolved = resolve_warm_start(self.session, principal, resolved)
@@ -301,7 +312,7 @@ class JobService:
             JobModel(
                 name=resolved.spec.name,
                 owner_id=principal.key_id,
-                spec=_with_absolute_files(resolved),
+                spec=resolved.to_dict(),
                 state=JobState.QUEUED.value,
                 state_counts={},
             )

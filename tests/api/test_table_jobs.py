@@ -3,6 +3,7 @@ data roots is searched like any job, warm-starts another, and is read only from 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,9 @@ def test_a_table_job_succeeds_and_reports_the_best_rows_heldout_figure(
 def test_a_table_job_warm_starts_from_another_on_the_same_table(
     server: LiveServer, client: NasClient
 ) -> None:
-    path = write_table(server.settings.data_dir)
+    # (named relatively, from the server's folder: stored absolute, and compared so with
+    # the source's space, which was stored so too)
+    path = os.path.relpath(write_table(server.settings.data_dir))
     source = client.wait(
         client.submit(table_spec(path, controller={"name": "grid"}, budget={"trials": 6}))["id"],
         timeout=120,
@@ -92,6 +95,7 @@ def test_a_table_job_warm_starts_from_another_on_the_same_table(
     )
     job = client.submit(warm)
     assert job["spec"]["warm_start"]["sources"][0]["job_id"] == source["id"]
+    assert job["spec"]["space"]["path"] == os.path.abspath(path) == source["spec"]["space"]["path"]
     done = client.wait(job["id"], timeout=120)
     assert done["state"] == "SUCCEEDED", done["reason"]
     first = client._request(
