@@ -179,11 +179,12 @@ def _alive_nodes(address: str | None) -> list[tuple[float, float]]:
     import ray
 
     ensure_ray(address)
-    return [
-        (float(node["Resources"].get("CPU", 0.0)), float(node["Resources"].get("GPU", 0.0)))
-        for node in ray.nodes()
-        if node.get("Alive")
-    ]
+    nodes = []
+    for node in ray.nodes():
+        if node.get("Alive"):
+            have = node.get("Resources") or {}
+            nodes.append((float(have.get("CPU", 0.0)), float(have.get("GPU", 0.0))))
+    return nodes
 
 
 def check_trial_fits(resolved: ResolvedSpec, address: str | None = None) -> None:
