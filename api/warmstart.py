@@ -44,10 +44,12 @@ def resolve_warm_start(
                 "(warm_start.jobs) or a query (warm_start.query: same-space)",
             )
         return resolved
-    if warm.sources is not None and warm.priors is not None:
+    resolved_from = [source.job_id for source in warm.sources or []]
+    if warm.priors is not None and resolved_from and resolved_from == (warm.jobs or resolved_from):
         # A stored spec submitted again (nas show --spec): its sources were resolved at its
         # first submit and are in it, so it needs none of them (it was a 422 once one had
-        # been deleted, though a stored job outlives its sources).
+        # been deleted, though a stored job outlives its sources). Jobs edited since name
+        # other sources: those are resolved.
         return resolved
     stored = resolved.to_dict()
     jobs = _source_jobs(session, principal, warm.jobs, warm.limit, stored)

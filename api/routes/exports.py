@@ -111,11 +111,15 @@ def export_architecture(
             try:
                 path = write_export(plan, artifacts)
             except WeightsMismatchError:  # the job's state, not the request
+                fix = (
+                    "submit its spec again for weights learned on the data as it is now"
+                    if plan.meta_learned
+                    else f"retrain it ('nas retrain {job_id} --rank {rank}'), then export again"
+                )
                 raise ConflictError(
                     f"job {job_id}: the trained weights of rank {rank} do not fit the network "
                     "its spec builds now (another input shape or number of classes: did the "
-                    f"dataset file change since they were trained?); retrain it ('nas retrain "
-                    f"{job_id} --rank {rank}'), then export again"
+                    f"dataset file change since they were trained?); {fix}"
                 ) from None
             except ExportError as exc:
                 raise InvalidRequestError(

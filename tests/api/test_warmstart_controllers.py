@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 import yaml
 
-from api.client import NasClient
+from api.client import ApiError, NasClient
 from api.db import session_scope
 from api.repositories import CheckpointRepository
 from controllers.enas import _from_plain
@@ -98,6 +99,12 @@ def test_enas_and_metaqnn_start_from_their_sources_last_checkpoint(
             headers={"Content-Type": "application/yaml"},
         )
         assert again["spec"]["warm_start"] == job["spec"]["warm_start"], name
+    # ... but sources edited since are resolved, not passed over for the stored ones
+    edited = yaml.safe_load(document)
+    edited["warm_start"]["jobs"] = [999_999]
+    with pytest.raises(ApiError) as refused:
+        client.submit(edited)
+    assert refused.value.status_code == 422 and "no job 999999" in str(refused.value)
     policy_text = json.dumps(warm["enas"]["spec"]["warm_start"]["controller_state"])
     parameters = sum(t.numel() for t in source_policy.values())
     assert len(policy_text) < 6 * parameters + 2000  # base64 of float32: about 5.3 bytes each
