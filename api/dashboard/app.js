@@ -63,7 +63,8 @@ document.getElementById("login-form").addEventListener("submit", async (e) => {
 });
 document.getElementById("signout").addEventListener("click", () => { sessionStorage.removeItem(KEY); showLogin(""); });
 
-function render(...nodes) { main.replaceChildren(...nodes); }
+// (a node left out is null: replaceChildren would write it as the text "null")
+function render(...nodes) { main.replaceChildren(...nodes.filter((n) => n != null)); }
 function errorBox(err) {
   const msg = err.status === 404 ? "Not found: no such job or trial, or it is not yours." : describe(err.detail ?? err.message);
   return h("p", { role: "alert", class: "error", "data-status": err.status ?? "" }, msg);
@@ -129,9 +130,16 @@ function actions(job, after, evaluator) {
   const retrain = async () => {
     const started = await api(`/jobs/${job.id}/retrain?rank=1`, { method: "POST" });
     const page = location.hash, left = leaving();
+    let misses = 0;
     const follow = async () => {
+      if (!sessionStorage.getItem(KEY) && document.body.dataset.auth !== "none") return; // signed out
       let t;
-      try { t = await api(`/trials/${started.trial_id}`); } catch { return; } // deleted with its job
+      try { t = await api(`/trials/${started.trial_id}`); } catch (err) {
+        // gone with its job (404), signed out (401); else a passing fault: asked again
+        if (err.status !== 404 && err.status !== 401 && ++misses < 30) setTimeout(follow, 2000);
+        return;
+      }
+      misses = 0;
       if (t.state === "RUNNING") { setTimeout(follow, 2000); return; }
       const acc = t.metrics?.test_accuracy;
       say(`Retrain best: trial ${t.number} ${t.state}${acc != null ? `, test_accuracy ${fmt(acc)}` : ""}${t.error ? `: ${t.error}` : ""}`);
@@ -463,7 +471,7 @@ async function jobPage(id) {
   const metric = spec.objective?.metrics?.[0] || spec.objective?.metric || "objective";
   const evaluatorMetrics = new Set();
   const head = h("div");
-  const drawHead = (j) => head.replaceChildren(
+  const drawHead = (j) => head.replaceChildren(...[
     facts([
       ["State", h("span", {}, stateTag(j.state), j.reason ? ` — ${j.reason}` : "")],
       ["Progress", progress(j)], ["ETA", eta(j)],
@@ -480,7 +488,7 @@ async function jobPage(id) {
     // what a reader of the result must know (the time budget cut the search short, ...)
     j.warnings?.length ? h("div", { class: "warnings", id: "job-warnings", role: "note" }, h("strong", {}, "Warnings"),
       h("ul", {}, j.warnings.map((w) => h("li", {}, w)))) : null,
-    h("p", {}, actions(j, () => route(), spec.evaluator?.name)));
+    h("p", {}, actions(j, () => route(), spec.evaluator?.name))].filter((n) => n != null));
   drawHead(job);
   // The evaluator's metrics: those the job's trials report (first page).
   try {

@@ -711,6 +711,9 @@ def test_a_jobs_warnings_show_on_its_page_and_in_the_list(page: Page, site: Site
     assert p.locator("#timeline svg text:text-is('pruned')").count() == 1
     p = page.go("/")
     p.wait_for_selector(f"#jobs tr[data-job='{job['id']}'] .warning:has-text('a warning')")
+    p = page.go(f"/jobs/{site.nb201['id']}")  # none: nothing said (it was written "null")
+    p.wait_for_selector("#charts[data-loaded]")
+    assert p.locator("#job-warnings").count() == 0 and "null" not in p.inner_text("#main")
     assert page.errors == []
 
 
@@ -724,6 +727,7 @@ def test_odd_addresses_say_what_they_show(page: Page, site: Site) -> None:
     p = page.go("/?state=succeeded")
     p.wait_for_selector("#jobs tbody tr[data-job]")
     assert p.input_value("#job-state") == "SUCCEEDED"
+    assert "null" not in p.inner_text("#main")  # (an absent notice was written as "null")
     p = page.go("/?state=done&offset=abc")
     p.wait_for_selector("#main [role=alert]:has-text('No job state \"done\"')")
     p.wait_for_selector(f"#jobs tbody tr[data-job='{site.nb201['id']}']")
