@@ -190,9 +190,15 @@ def _alive_nodes(address: str | None) -> list[tuple[float, float]]:
 def check_trial_fits(resolved: ResolvedSpec, address: str | None = None) -> None:
     """A trial (or a search's actor) needs ``cpus_per_trial`` CPUs and ``gpus_per_trial``
     GPUs on one node: a spec that asks more than any node of the Ray cluster has would wait
-    in Ray's queue for good, its job RUNNING at 0 %. Refuse it (``SpecError`` at the field)."""
+    in Ray's queue for good, its job RUNNING at 0 %. Refuse it (``SpecError`` at the field).
+    Checked against the Ray this process is connected to (a server that runs jobs is, from
+    its start); without one, nothing is started for it."""
+    import ray
+
     from nas.errors import SpecError
 
+    if not ray.is_initialized():
+        return
     resources = resolved.spec.resources
     cpus, gpus = resources.cpus_per_trial, resources.gpus_per_trial
     nodes = _alive_nodes(address)
