@@ -56,6 +56,16 @@ def check_runnable_here(
             "this server runs each job's trials inline, one at a time (NAS_BACKEND=inline); "
             "set workers: 1, or run the server with the Ray backend",
         )
+    if backend == "inline":  # what only Ray places and retries by (they were ignored here)
+        defaults = type(resources)()
+        for field in ("cpus_per_trial", "max_retries"):
+            if getattr(resources, field) != getattr(defaults, field):
+                raise SpecError.at(
+                    ["resources", field],
+                    "this server runs each job's trials inline, in its own process "
+                    f"(NAS_BACKEND=inline), where {field} does nothing: leave it out (default "
+                    f"{getattr(defaults, field):g}), or run the server with the Ray backend",
+                )
     if resources.gpus_per_trial > 0:
         if backend == "ray":
             from workers.ray_backend import cluster_gpus

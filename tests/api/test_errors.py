@@ -62,6 +62,18 @@ BAD_SPECS = [
         "resources.workers",
         "workers: 1",
     ),
+    (  # (only Ray places and retries by them: they were accepted and ignored inline)
+        "cpus per trial inline",
+        nb201_spec(resources={"cpus_per_trial": 64}),
+        "resources.cpus_per_trial",
+        "does nothing: leave it out (default 1)",
+    ),
+    (
+        "retries inline",
+        nb201_spec(resources={"max_retries": 5}),
+        "resources.max_retries",
+        "does nothing: leave it out (default 2)",
+    ),
     (
         "impossible constraint",
         nb201_spec(objective={"metric": "val_accuracy", "constraints": {"max_params": -5}}),
