@@ -44,9 +44,11 @@ def test_a_yaml_alias_bomb_is_refused_quickly_and_stores_nothing(
     http: httpx.Client, body: str
 ) -> None:
     assert len(body) < 600
-    started = time.monotonic()
+    # CPU seconds of this process, where the server runs (a thread): the wall clock of a
+    # loaded machine once took 2.02 s for what takes it a fraction of one
+    started = time.process_time()
     response = _post(http, body, "application/yaml")
-    assert time.monotonic() - started < 2.0
+    assert time.process_time() - started < 2.0
     assert response.status_code == 422, response.text[:300]
     [error] = response.json()["detail"]
     assert error["loc"] == ["<document>"] and error["type"] == "document_too_large"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +146,7 @@ def test_a_meta_learning_job_exports_its_meta_learned_weights(
 
 
 def test_a_metric_based_job_offers_the_exports_it_can_make(
-    client: NasClient, tmp_path: Path
+    client: NasClient, tmp_path: Path, time_left: Callable[..., float]
 ) -> None:
     """A Prototypical Networks job's torchscript and onnx answered 409 (its network's forward
     pass ends in a classifier it never trains); they now hold its learned embedding, say so,
@@ -156,7 +156,7 @@ def test_a_metric_based_job_offers_the_exports_it_can_make(
     embedding (it was freshly initialised) and ``classify``."""
     from tests.nas.test_evaluator_contract import _fewshot_spec
 
-    job = client.wait(_submit(client, _fewshot_spec("protonet")), timeout=120)
+    job = client.wait(_submit(client, _fewshot_spec("protonet")), timeout=time_left(120))
     assert job["state"] == "SUCCEEDED", job
     assert job["export_formats"] == ["json", "pytorch", "torchscript", "onnx", "model-card"]
     doc = json.loads(client.export(job["id"], "json", 1, tmp_path / "a.json").read_text())
@@ -205,7 +205,7 @@ def test_a_metric_based_job_offers_the_exports_it_can_make(
 
     # pretrain: a body trained over its own classes, whose head is not the exported one
     spec = _fewshot_spec("pretrain", batch_size=8, finetune_steps=3)
-    job = client.wait(_submit(client, spec), timeout=120)
+    job = client.wait(_submit(client, spec), timeout=time_left(120))
     assert job["state"] == "SUCCEEDED", job
     doc = json.loads(client.export(job["id"], "json", 1, tmp_path / "p.json").read_text())
     assert doc["weights"].startswith("pretrained by the search (pretrain): the network up")
@@ -218,7 +218,7 @@ def test_a_metric_based_job_offers_the_exports_it_can_make(
     assert json.loads(files["nas.embedding.json"])["batch_statistics"] is False
 
     # full-context embeddings: no graph holds their LSTMs
-    job = client.wait(_submit(client, _fewshot_spec("matching", fce=True)), timeout=120)
+    job = client.wait(_submit(client, _fewshot_spec("matching", fce=True)), timeout=time_left(120))
     assert job["state"] == "SUCCEEDED", job
     assert job["export_formats"] == ["json", "pytorch", "model-card"]
     doc = json.loads(client.export(job["id"], "json", 1, tmp_path / "m.json").read_text())
