@@ -182,6 +182,16 @@ def test_a_table_jobs_best_exports_as_json_and_not_as_a_network(
     assert "--format pytorch" not in shown
 
 
+def _reading_the_table(job: dict[str, Any], trial: dict[str, Any]) -> list[tuple[str, dict]]:
+    """The requests that read a job's table: its charts, a trial's drawing, an export."""
+    return [
+        (f"/api/v1/jobs/{job['id']}/parallel", {}),
+        (f"/api/v1/jobs/{job['id']}/importance", {}),
+        (f"/api/v1/trials/{trial['id']}/drawing", {}),
+        (f"/api/v1/jobs/{job['id']}/export", {"format": "json"}),
+    ]
+
+
 def test_charts_and_exports_do_not_read_a_table_that_now_leads_out_of_the_roots(
     server: LiveServer, client: NasClient, tmp_path: Path
 ) -> None:
@@ -194,12 +204,7 @@ def test_charts_and_exports_do_not_read_a_table_that_now_leads_out_of_the_roots(
     outside.write_text(outside.read_text().replace("adam", "secret-cell"))
     path.unlink()
     path.symlink_to(outside)
-    for url, params in [
-        (f"/api/v1/jobs/{job['id']}/parallel", {}),
-        (f"/api/v1/jobs/{job['id']}/importance", {}),
-        (f"/api/v1/trials/{trial['id']}/drawing", {}),
-        (f"/api/v1/jobs/{job['id']}/export", {"format": "json"}),
-    ]:
+    for url, params in _reading_the_table(job, trial):
         response = client._http.get(url, params=params)
         assert response.status_code == 409, (url, response.text)
         assert "space.path no longer lies under this server's data roots" in response.text
@@ -218,12 +223,7 @@ def test_charts_of_a_table_rewritten_without_rows_are_a_409(
     assert job["state"] == "SUCCEEDED", job["reason"]
     trial = next(iter(client.all_trials(job["id"])))
     path.write_text("opt,width,val,test,seconds\n")
-    for url, params in [
-        (f"/api/v1/jobs/{job['id']}/parallel", {}),
-        (f"/api/v1/jobs/{job['id']}/importance", {}),
-        (f"/api/v1/trials/{trial['id']}/drawing", {}),
-        (f"/api/v1/jobs/{job['id']}/export", {"format": "json"}),
-    ]:
+    for url, params in _reading_the_table(job, trial):
         response = client._http.get(url, params=params)
         assert response.status_code == 409, (url, response.text)
         assert "no data row" in response.text, (url, response.text)
