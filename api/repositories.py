@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Numeric,
     Select,
     Text,
     and_,
@@ -726,10 +727,27 @@ LISTING = (
     TrialModel.started_at,
     TrialModel.finished_at,
 )
+
+
+def _float_json_sql(column: Any) -> ColumnElement[Any]:
+    """PostgreSQL's JSON of a ``double precision`` column as Python writes it:
+    ``row_to_json`` writes a whole number without its ``.0`` (``82``), which a client reads
+    as an integer where SQLite's listing and every other endpoint give ``82.0``. A whole
+    number below 1e16 (where Python's ``repr`` turns to exponents) becomes a one-decimal
+    ``numeric``, which keeps its ``.0``; any other value is written as before."""
+    whole = and_(column == func.trunc(column), func.abs(column) < 1e16)
+    return case(
+        (whole, func.to_json(cast(column, Numeric(18, 1)))),
+        else_=func.to_json(column),
+    ).label(column.key)
+
+
 #: ``LISTING`` for PostgreSQL's JSON rows: timestamps as ``iso_utc`` text.
 _LISTING_PG = tuple(
     _iso_utc_sql(c) if c.key in ("started_at", "finished_at") else c for c in LISTING
 )
+#: The float columns of ``LISTING``, written by ``_float_json_sql`` in PostgreSQL's rows.
+_FLOATS = ("objective", "cost_s")
 
 
 # The hot read path (``api.reads``): statements built once per shape, with bound parameters
@@ -846,10 +864,17 @@ def _page_statement(
         return page
     # PostgreSQL writes each row as JSON: row_to_json of the page's rows costs it a third
     # less than json_build_object with the names spelled out, and the keys are the same.
-    rows = page.subquery("t")
+    # The floats are rewritten in a lateral row of their own, so the page still sorts on
+    # the numbers themselves.
+    rows = page.subquery("p")
+    written = (
+        select(*(_float_json_sql(c) if c.key in _FLOATS else c for c in rows.c))
+        .correlate(rows)
+        .lateral("t")
+    )
     return (
         select(rows.c.number, cast(func.row_to_json(literal_column("t")), Text))
-        .select_from(rows)
+        .select_from(rows.join(written, true()))
         .order_by(*_page_order(rows.c, sort, descending))
     )
 

@@ -9,8 +9,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from sqlalchemy import text
 
 from api.client import ApiError
+from api.db import make_engine
 from api.reads import APPLICATION_NAME
 from tests.api.conftest import PG_ADMIN, LiveServer, make_settings, nb201_spec, postgres_database
 
@@ -33,6 +35,43 @@ def test_listed_trials_equal_their_detail_exactly(server_factory: Any) -> None:
             assert listed["finished_at"].endswith("Z"), listed
             assert isinstance(listed["simulated"], bool)
             assert listed["objective"] == listed["metrics"]["val_accuracy"]
+
+
+def test_listed_whole_numbers_are_written_as_floats_on_either_database(
+    server_factory: Any,
+) -> None:
+    """A whole-number objective or cost is a float in the listing, as in the trial's own
+    endpoint (PostgreSQL's ``row_to_json`` wrote ``82`` where SQLite's listing wrote
+    ``82.0``); the page still sorts on the numbers."""
+    server: LiveServer = server_factory()
+    key = server.create_key("a")
+    with server.client(key) as client:
+        job_id = client.submit(nb201_spec(budget={"trials": 6}))["id"]
+        client.wait(job_id, timeout=60)
+        engine = make_engine(server.settings.database_url)
+        try:
+            with engine.begin() as connection:
+                connection.execute(
+                    text(
+                        "UPDATE nas_trials SET objective = 100 - number, cost_s = 3"
+                        " WHERE job_id = :job AND number < 2"
+                    ),
+                    {"job": job_id},
+                )
+        finally:
+            engine.dispose()
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as http:
+            listing = http.get(
+                f"/api/v1/jobs/{job_id}/trials", params={"sort": "objective", "order": "desc"}
+            )
+            detail = http.get(f"/api/v1/trials/{listing.json()['data'][0]['id']}")
+        first = listing.json()["data"][0]
+        assert [t["number"] for t in listing.json()["data"][:2]] == [0, 1]
+        for body in (listing.text, detail.text):
+            compact = body.replace(" ", "")
+            assert '"objective":100.0' in compact and '"cost_s":3.0' in compact, body[:300]
+            assert '"objective":100,' not in compact and '"cost_s":3,' not in compact
+        assert isinstance(first["objective"], float) and isinstance(first["cost_s"], float)
 
 
 def test_listing_errors_name_the_parameter_and_leave_nothing_behind(server_factory: Any) -> None:
