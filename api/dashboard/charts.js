@@ -108,17 +108,22 @@ export function lineChart(id, title, series, { xLabel = "epoch", yLabel = "", xF
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", role: "img" });
   axes(svg, x, y, xd, yd, xLabel, yLabel, xs.every(Number.isInteger));
   let marks = 0;
+  // a line equal to an earlier one would hide it: drawn dashed, its legend names the other
+  const drawn = series.map((q) => JSON.stringify(q.points));
+  const sameAs = drawn.map((d, i) => drawn.indexOf(d) < i ? drawn.indexOf(d) : -1);
   series.forEach((q, i) => {
     const pts = q.points.filter((p) => Number.isFinite(p[1]));
     const color = COLORS[i % COLORS.length];
     if (pts.length) {
-      svg.append(s("path", { class: "line", stroke: color, d: "M" + pts.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join("L") }));
+      const dash = sameAs[i] >= 0 ? { "stroke-dasharray": `${4 + 2 * i} ${4 + 2 * i}`, "stroke-dashoffset": 3 * i } : {};
+      svg.append(s("path", { class: "line", stroke: color, ...dash, d: "M" + pts.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join("L") }));
       for (const p of pts.length <= 200 ? pts : []) svg.append(s("circle", { cx: x(p[0]), cy: y(p[1]), r: 2.2, fill: color }, s("title", {}, `${q.name}: ${xLabel} ${xFormat(p[0])}, ${fmt(p[1])}`)));
       marks += pts.length;
     }
   });
   if (series.length > 1) series.forEach((q, i) => {
-    svg.append(s("text", { x: W - M.r - 4, y: M.t + 10 + 12 * i, "text-anchor": "end", fill: COLORS[i % COLORS.length] }, q.name));
+    const name = sameAs[i] >= 0 ? `${q.name} (same as ${series[sameAs[i]].name})` : q.name;
+    svg.append(s("text", { x: W - M.r - 4, y: M.t + 10 + 12 * i, "text-anchor": "end", fill: COLORS[i % COLORS.length], class: "legend" }, name));
   });
   svg.setAttribute("data-count", marks);
   const xsAll = [...new Set(xs)].sort((a, b) => a - b);

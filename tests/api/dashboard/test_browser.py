@@ -744,6 +744,23 @@ def test_odd_addresses_say_what_they_show(page: Page, site: Site) -> None:
     assert page.errors == []
 
 
+def test_compare_says_when_two_jobs_draw_the_same_line(page: Page, site: Site) -> None:
+    """Two jobs with the same best-so-far steps (the same spec and seed) drew one line over
+    the other: the second is dashed and its legend names the first."""
+    with site.server.client(site.key) as client:
+        twin = client.wait(client.submit(nb201_spec(budget={"trials": 120}))["id"], timeout=60)
+    first = site.nb201["id"]
+    p = page.go(f"/compare?jobs={first},{twin['id']}")
+    p.wait_for_selector("#compare-best")
+    legend = p.locator("#compare-best text.legend").all_text_contents()
+    assert legend == [f"job {first}", f"job {twin['id']} (same as job {first})"], legend
+    dashes = p.locator("#compare-best path.line").evaluate_all(
+        "ps => ps.map(p => p.getAttribute('stroke-dasharray'))"
+    )
+    assert dashes[0] is None and dashes[1], dashes
+    assert page.errors == []
+
+
 def test_a_failed_trials_error_shows_in_the_trials_table(page: Page, site: Site) -> None:
     """Why a trial failed was on its own page only: a job whose trials all failed showed a
     table of FAIL states to open one by one."""
