@@ -21,6 +21,7 @@ from typing import Any, Self
 import httpx
 
 from nas.errors import SpecError
+from nas.spec import file_syntax
 from nas.trial import TrialState
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -128,8 +129,10 @@ class NasClient:
             raise SpecError.at(
                 ["<file>"], f"cannot read {str(path)!r}: not UTF-8 text (byte {exc.start})"
             ) from None
-        is_json = text.lstrip().startswith("{")
-        content_type = "application/json" if is_json else "application/yaml"
+        syntax = file_syntax(path)
+        if syntax == "auto":
+            syntax = "json" if text.lstrip().startswith("{") else "yaml"
+        content_type = f"application/{syntax}"
         return self._request(
             "POST", "/api/v1/jobs", content=text.encode(), headers={"Content-Type": content_type}
         )

@@ -490,7 +490,23 @@ def load_spec_file(
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise SpecError.at(["<file>"], f"cannot read {str(file)!r}: {reason}") from None
-    return parse_document(text, source=str(file), max_depth=max_depth, max_bytes=max_bytes)
+    return parse_document(
+        text,
+        source=str(file),
+        syntax=file_syntax(file),
+        max_depth=max_depth,
+        max_bytes=max_bytes,
+    )
+
+
+def file_syntax(path: str | Path) -> Literal["auto", "json", "yaml"]:
+    """A spec file's syntax by its name: ``.json`` JSON, ``.yaml``/``.yml`` YAML (a YAML
+    file may be written in flow style, ``{name: x, ...}``, which is not JSON), any other
+    name ``auto``."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".json":
+        return "json"
+    return "yaml" if suffix in (".yaml", ".yml") else "auto"
 
 
 def parse_document(

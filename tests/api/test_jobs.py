@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from api.client import ApiError, NasClient
 from tests.api.conftest import LiveServer, nb201_spec
@@ -23,6 +26,17 @@ def test_submit_runs_to_success_and_records_every_trial(client: NasClient) -> No
     assert objectives == sorted(objectives, reverse=True)
     assert done["best"] == {"trial_number": best[0]["number"], "value": best[0]["objective"]}
     assert done["summary"]["best"]["architecture"] == best[0]["architecture"]
+
+
+# One database: what is checked is how the client sends a file.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_yaml_file_in_flow_style_is_submitted_as_yaml(client: NasClient, tmp_path: Path) -> None:
+    """A ``.yaml`` file in flow style starts with ``{`` and was sent as JSON: a 422 "not
+    valid JSON" for a file the server reads fine as YAML."""
+    path = tmp_path / "flow.yaml"
+    path.write_text(yaml.safe_dump(nb201_spec(name="flow"), default_flow_style=True))
+    assert path.read_text().startswith("{")
+    assert client.submit(path)["name"] == "flow"
 
 
 def test_trial_listing_pages_filters_and_sorts(client: NasClient) -> None:

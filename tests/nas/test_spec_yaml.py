@@ -115,3 +115,24 @@ def test_a_body_of_many_small_numbers_is_not_taken_for_an_alias_bomb() -> None:
     for text, syntax in ((as_json, "json"), (as_yaml, "yaml")):
         assert len(text) < 100_000
         assert parse_document(text, syntax=syntax, max_bytes=100_000)["other"] == numbers
+
+
+def test_a_yaml_file_in_flow_style_is_read_as_yaml_and_a_json_file_as_json(
+    tmp_path: Path,
+) -> None:
+    """``{name: x, ...}`` is YAML (flow style), not JSON: a ``.yaml`` file written so was
+    refused as "not valid JSON" because it starts with ``{``. The file's name decides."""
+    flow = "{name: flow, seed: 3, budget: {trials: 2}}\n"
+    (tmp_path / "spec.yaml").write_text(flow)
+    (tmp_path / "spec.yml").write_text(flow)
+    for name in ("spec.yaml", "spec.yml"):
+        assert load_spec_file(tmp_path / name) == {
+            "name": "flow",
+            "seed": 3,
+            "budget": {"trials": 2},
+        }
+    (tmp_path / "spec.json").write_text("name: x\n")
+    with pytest.raises(SpecError, match="is not valid JSON"):
+        load_spec_file(tmp_path / "spec.json")
+    (tmp_path / "spec").write_text('{"name": "x", "n": 1}')  # no suffix: by its first character
+    assert load_spec_file(tmp_path / "spec") == {"name": "x", "n": 1}
