@@ -15,6 +15,7 @@ deleted with their job, like every file under ``<artifacts>/jobs/{id}``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import uuid
@@ -43,7 +44,7 @@ from nas.export import ExportContext, ExportFormat, get_format, supported_format
 from nas.metalearning import META_WEIGHTS_FILE, MetaWeights
 from nas.spaces import SPACES, SearchSpace
 from nas.spec import FinalSpec, ResolvedSpec
-from workers.final import final_space
+from workers.final import final_space, retraining_recipe
 
 log = logging.getLogger("nas.exports")
 
@@ -95,6 +96,8 @@ class ExportPlan:
     #: ... of an embedding (the network up to its classifier; protonet, matching, pretrain):
     #: its ``comparison`` kind (``MetaWeights.comparison``), else ``None``.
     embedding: str | None = None
+    #: Without weights: why they cannot be retrained now (``_pending_weights``), else ``None``.
+    pending: str | None = None
 
     @property
     def suffix(self) -> str:
@@ -195,6 +198,7 @@ def plan_export(
         summary_final_metrics=final_metrics,
         meta_learned=meta is not None,
         embedding=embedding,
+        pending=None if weights is not None else _pending_weights(session, job, rank, resolved),
     )
 
 
@@ -229,6 +233,43 @@ def _meta_weights(
     return (path, meta) if arch == ranked.architecture else None
 
 
+def _pending_weights(
+    session: Session, job: JobModel, rank: int, resolved: ResolvedSpec
+) -> str | None:
+    """Why a rank without weights has none yet, and when to export again: the job is still
+    queued or running (its ``final:`` retrains it, or a retraining can once it ends, or the
+    search keeps its best's meta-learned weights when it ends), or a retraining of the job
+    runs; else ``None`` (also for a rank that can never have any here)."""
+    problem = trainable_problem(resolved)
+    if job.state in (JobState.QUEUED.value, JobState.RUNNING.value):
+        final = resolved.spec.final
+        if problem is None and final is not None and rank <= final.retrain_top_k:
+            return (
+                f"the job is {job.state}: its final: section retrains its top "
+                f"{final.retrain_top_k} once the search ends; export again when it has finished"
+            )
+        if problem is None:
+            return (
+                f"the job is {job.state}: once it has finished, retrain it ('nas retrain "
+                f"{job.id} --rank {rank}'), then export again"
+            )
+        if EVALUATORS.get(resolved.spec.evaluator.name).meta_learning and rank == 1:
+            return (
+                f"the job is {job.state}: the search keeps its best architecture's "
+                "meta-learned weights when it ends; export again when it has finished"
+            )
+        return None
+    if problem is not None:
+        return None
+    retraining = TrialRepository(session).running(job.id, worker_suffix=RETRAIN_WORKER)
+    if retraining:
+        return (
+            f"a retraining of this job is running (trial {retraining[0].number}); export "
+            "again when it has finished"
+        )
+    return None
+
+
 def _no_weights_message(
     session: Session, job: JobModel, rank: int, fmt: ExportFormat, resolved: ResolvedSpec
 ) -> str:
@@ -238,24 +279,9 @@ def _no_weights_message(
         f"job {job_id} has no trained weights for rank {rank}; {fmt.noun} with random "
         "weights predicts nothing. "
     )
-    final = resolved.spec.final
-    retraining = TrialRepository(session).running(job_id, worker_suffix=RETRAIN_WORKER)
-    if job.state in (JobState.QUEUED.value, JobState.RUNNING.value):
-        if final is not None and rank <= final.retrain_top_k:
-            fix = (
-                f"The job is {job.state}: its final: section retrains its top "
-                f"{final.retrain_top_k} once the search ends; export again when it has finished"
-            )
-        else:
-            fix = (
-                f"The job is {job.state}: once it has finished, retrain it ('nas retrain "
-                f"{job_id} --rank {rank}'), then export again"
-            )
-    elif retraining:
-        fix = (
-            f"A retraining of this job is running (trial {retraining[0].number}); export again "
-            "when it has finished"
-        )
+    pending = _pending_weights(session, job, rank, resolved)
+    if pending is not None:
+        fix = pending[0].upper() + pending[1:]
     elif problem is None:
         fix = (
             f"Retrain it first: 'nas retrain {job_id} --rank {rank}' (POST /api/v1/jobs/"
@@ -328,6 +354,8 @@ def _weights_note(plan: ExportPlan, resolved: ResolvedSpec) -> str:
     space = resolved.spec.space.name
     if "pytorch" not in supported_formats(space):
         return f"none: space {space!r} builds no network, its architectures are choices only"
+    if plan.pending is not None:
+        return f"none, freshly initialised; {plan.pending}"
     if evaluator.meta_learning and not evaluator.learns_weights:
         why = (
             "the search keeps the learned embedding of its best architecture (rank 1) only"
@@ -363,6 +391,14 @@ def _metrics(plan: ExportPlan, resolved: ResolvedSpec) -> dict[str, Any]:
     return metrics
 
 
+def _recipe(final: FinalSpec, hparams: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``final:`` section that retrained the weights, with what the ranking trial's
+    training hyperparameters set over it (``workers.final.retraining_recipe``)."""
+    given = dataclasses.asdict(retraining_recipe(final))
+    used = dataclasses.asdict(retraining_recipe(final, hparams))
+    return final.model_dump() | {k: v for k, v in used.items() if v != given[k]}
+
+
 def export_context(plan: ExportPlan, resolved: ResolvedSpec) -> ExportContext:
     """What the job knows about the planned export: the architecture in the space its weights
     fit, its metrics, provenance and what the job adds to the JSON document (rank, ranked
@@ -370,7 +406,9 @@ def export_context(plan: ExportPlan, resolved: ResolvedSpec) -> ExportContext:
     ranked, job_id, rank = plan.ranked, plan.job_id, plan.ranked.rank
     meta = MetaWeights.load(plan.weights) if plan.meta_learned and plan.weights else None
     final = ranked.final if plan.weights is not None and meta is None else None
-    recipe = (resolved.spec.final or FinalSpec()).model_dump() if final is not None else None
+    recipe = (
+        _recipe(resolved.spec.final or FinalSpec(), ranked.hparams) if final is not None else None
+    )
     space = network_space(resolved, final)
     # A space without a network (the user's own table) has no input to describe.
     input_shape, num_classes = (

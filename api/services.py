@@ -392,6 +392,8 @@ def _export_formats(resolved: ResolvedSpec, retrain_refused: str | None) -> list
     embeddings, whose LSTMs read a whole support set)."""
     formats = supported_formats(resolved.spec.space.name)
     evaluator = EVALUATORS.get(resolved.spec.evaluator.name)
+    if evaluator.search == "meta-train":
+        return []  # it trains a policy (GET /jobs/{id}/policy), no architecture to export
     if retrain_refused is None or evaluator.learns_graph(resolved.evaluator_params):
         return formats
     return [name for name in formats if not get_format(name).needs_weights]

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from nas.datasets import DATASETS, NB201_DATASETS
+from nas.evaluators import EVALUATORS
 from nas.spaces import SPACES
 from nas.spec import ResolvedSpec
 
@@ -15,6 +16,12 @@ __all__ = ["trainable_problem"]
 def trainable_problem(resolved: ResolvedSpec) -> str | None:
     """Why the job's architectures cannot be trained from scratch here, or ``None``."""
     dataset, space = resolved.spec.dataset.name, resolved.spec.space.name
+    evaluator = EVALUATORS.get(resolved.spec.evaluator.name)
+    if evaluator.search == "meta-train":
+        return (
+            f"it is a meta-training job ({evaluator.name}): it trains an RL² policy, not "
+            "architectures (download the policy: nas policy JOB, GET /api/v1/jobs/JOB/policy)"
+        )
     entry = DATASETS.get(dataset)
     if entry.tasks is not None:
         return (

@@ -31,6 +31,22 @@ from nas.training import (
 from workers.backend import Interrupted, StopFn
 
 
+def retraining_recipe(final: FinalSpec, hparams: Mapping[str, Any] | None = None) -> TrainRecipe:
+    """How ``final:`` retrains an architecture: its recipe, with the training hyperparameters
+    of the trial that ranked it (a joint search's optimizer, lr, loss, ...) set over it; the
+    epochs stay ``final``'s."""
+    recipe = TrainRecipe(
+        epochs=final.epochs,
+        batch_size=final.batch_size,
+        optimizer=final.optimizer,
+        lr=final.lr,
+        weight_decay=final.weight_decay,
+        lr_schedule=final.lr_schedule,
+        label_smoothing=final.label_smoothing,
+    )
+    return recipe.with_hparams(hparams, exclude=("epochs",))
+
+
 def final_space(resolved: ResolvedSpec, space: SearchSpace) -> SearchSpace:
     """The search space, with the final section's width override (ENAS retrains wider).
     ``channels: fit`` picks a width per architecture (``fit_width``); without one this is
@@ -161,15 +177,6 @@ def retrain(
         x, y = np.concatenate([x, data.x_valid]), np.concatenate([y, data.y_valid])
     train = to_tensors(x, y, device)
     test = to_tensors(data.x_test, data.y_test, device)
-    recipe = TrainRecipe(
-        epochs=final.epochs,
-        batch_size=final.batch_size,
-        optimizer=final.optimizer,
-        lr=final.lr,
-        weight_decay=final.weight_decay,
-        lr_schedule=final.lr_schedule,
-        label_smoothing=final.label_smoothing,
-    )
     searched_space = final_space(resolved, space)
     constraints = spec.objective.constraints
     limits = constraints.limits() if constraints is not None else {}
@@ -186,7 +193,7 @@ def retrain(
             data.input_shape,
             data.num_classes,
             train,
-            recipe.with_hparams(trial_hparams, exclude=("epochs",)),
+            retraining_recipe(final, trial_hparams),
             seed=spec.seed * 1000 + rank,
             device=device,
             on_epoch=after_epoch,

@@ -175,7 +175,7 @@ function actions(job, after, evaluator) {
     // The server's own rule: retrain_refused says why it would refuse (a table, few-shot tasks).
     // (nothing to retrain or export before a completed trial: the server would refuse)
     finished && job.best && !job.retrain_refused ? act("Retrain best", retrain) : null,
-    job.best ? fmtSel : null, " ", job.best ? exportButton() : null,
+    job.best && formats.length ? fmtSel : null, " ", job.best && formats.length ? exportButton() : null,
     policy ? act("Download policy", () => download(`/jobs/${job.id}/policy`, `rl2-policy-job${job.id}.pt`), undefined, false) : null,
     " ", finished ? act("Delete", async () => {
       await api(`/jobs/${job.id}`, { method: "DELETE" });

@@ -230,6 +230,29 @@ def test_standalone_job_exports_trained_weights_retrains_and_deletes(
     assert _error(lambda: client.delete(job_id)).status_code == 404
 
 
+def test_a_joint_jobs_export_shows_the_recipe_its_weights_were_trained_with(
+    client: NasClient, tmp_path: Path
+) -> None:
+    """final: retrains with the ranking trial's optimizer and lr over its own; the export's
+    recipe (JSON and model card) showed final:'s adam / 0.001 beside weights trained by SGD."""
+    hparams = {
+        "optimizer": {"type": "categorical", "choices": ["sgd"]},
+        "lr": {"type": "float", "low": 0.02, "high": 0.03},
+        "momentum": {"type": "float", "low": 0.5, "high": 0.6},
+    }
+    spec = standalone_spec(trials=2, epochs=1, hparams=hparams, final={"epochs": 1})
+    job = client.wait(_submit(client, spec), timeout=60)
+    assert job["state"] == "SUCCEEDED", job["reason"]
+    used = job["summary"]["final"][0]["hparams"]
+    doc = json.loads(client.export(job["id"], "json", 1, tmp_path / "best.json").read_text())
+    recipe = doc["final"]["recipe"]
+    assert recipe["optimizer"] == "sgd" and recipe["lr"] == used["lr"] != 0.001
+    assert recipe["momentum"] == used["momentum"] and recipe["epochs"] == 1
+    assert recipe["batch_size"] == 128  # final:'s own, which no hyperparameter set
+    card = client.export(job["id"], "model-card", 1, tmp_path / "card.md").read_text()
+    assert "| final.optimizer | sgd |" in card and "| final.optimizer | adam |" not in card
+
+
 def test_tabular_job_exports_the_architecture_but_cannot_train(
     server: LiveServer, client: NasClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -334,6 +357,7 @@ def test_queued_and_running_jobs(server_factory: Any, tmp_path: Path) -> None:
         wait_for(lambda: client.job(long_job)["trial_states"].get("COMPLETE"), timeout=30)
         doc = json.loads(client.export(long_job, "json", 1, tmp_path / "r.json").read_text())
         assert doc["rank"] == 1 and doc["weights"].startswith("none")
+        assert "once it has finished, retrain it" in doc["weights"]
         assert _error(lambda: client.retrain(long_job, 1)).status_code == 409
 
         client.delete(queued)  # never started: deleted at once
@@ -422,3 +446,22 @@ def test_a_retraining_on_another_server_blocks_deletion_until_its_heartbeat_stop
         time.sleep(1.2)  # its heartbeat is never renewed: past the lease
         client.delete(job_id)
         assert _error(lambda: client.job(job_id)).status_code == 404
+
+
+def test_an_export_during_a_retraining_says_to_wait_for_it(
+    client: NasClient, server: LiveServer
+) -> None:
+    """The weights note said "run 'nas retrain'" while a retraining ran, which the server
+    refuses (409) until it ends."""
+    job_id = client.wait(_submit(client, standalone_spec(trials=2, epochs=1)), timeout=60)["id"]
+    with session_scope(server.app.state.nas.write) as session:  # as another machine's
+        TrialRepository(session).add_running(
+            job_id,
+            [RunningTrial(2, -1, Architecture("enas-macro", (0,) * 4), {}, time.time(),
+                          "elsewhere:4242:retrain")],
+        )  # fmt: skip
+    doc = client._request("GET", f"/api/v1/jobs/{job_id}/export")
+    assert doc["weights"] == (
+        "none, freshly initialised; a retraining of this job is running (trial 2); export "
+        "again when it has finished"
+    )

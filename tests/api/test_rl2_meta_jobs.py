@@ -51,6 +51,14 @@ def test_a_meta_training_job_stores_a_policy_that_later_jobs_name(
     assert f"download the policy: GET /api/v1/jobs/{meta['id']}/policy" in str(
         no_architecture.value
     )
+    # nothing exports and nothing retrains (it listed json, pytorch, model-card; a retrain
+    # was refused for its tasks' "tabular benchmark" dataset)
+    assert meta["export_formats"] == []
+    assert meta["retrain_refused"].startswith("it is a meta-training job (rl2-meta)")
+    with pytest.raises(ApiError) as no_retraining:
+        client.retrain(meta["id"], 1)
+    assert no_retraining.value.status_code == 422
+    assert "meta-training job" in str(no_retraining.value)
     points = client.curves(meta["id"])["epochs"]["meta_train"]
     assert [p["iteration"] for p in points] == [2, 4]
     assert all(p["auc_z"] is not None and p["entropy"] > 0 for p in points)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,6 +65,10 @@ def test_cancel_during_the_final_retraining_stops_it_at_the_next_epoch(
     assert refused.value.status_code == 409
     assert "The job is RUNNING: its final: section retrains its top 1" in str(refused.value)
     assert "nas retrain" not in str(refused.value)
+    # ... and so does the JSON export's weights note (it said "run 'nas retrain'", a 409)
+    doc = json.loads(client.export(job_id, "json", 1, tmp_path / "best.json").read_text())
+    assert doc["weights"].startswith("none, freshly initialised; the job is RUNNING: its final:")
+    assert "nas retrain" not in doc["weights"]
     time.sleep(0.5)  # some epochs into it
     asked = time.monotonic()
     client.cancel(job_id)
