@@ -75,9 +75,9 @@ def network_space(resolved: ResolvedSpec, final: Mapping[str, Any] | None) -> Se
 
 
 #: Bumped when what an export writes for the same job changes (2: few-shot embeddings and
-#: their notes; 3: their TorchScript and ONNX), so that a file cached before is written
-#: again, not served.
-EXPORT_REVISION = 3
+#: their notes; 3: their TorchScript and ONNX; 4: the recipe with the trial's
+#: hyperparameters), so that a file cached before is written again, not served.
+EXPORT_REVISION = 4
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,8 @@ class ExportPlan:
             "trial": self.ranked.trial_number,
             "ranked": self.ranked.count,
             "weights": weights,
+            # the note on missing weights follows the job's state (running, retraining)
+            "pending": self.pending,
         }
 
 

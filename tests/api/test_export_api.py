@@ -364,6 +364,9 @@ def test_queued_and_running_jobs(server_factory: Any, tmp_path: Path) -> None:
         assert _rows(server, queued)["jobs"] == 0
         client.cancel(long_job)
         assert client.wait(long_job, timeout=30)["state"] == "CANCELLED"
+        # the same export again: written anew for the job's new state, not served as cached
+        doc = json.loads(client.export(long_job, "json", 1, tmp_path / "r.json").read_text())
+        assert doc["weights"] == f"none, freshly initialised; run 'nas retrain {long_job} --rank 1'"
         client.delete(long_job)
         assert _rows(server, long_job) == dict.fromkeys(_rows(server, long_job), 0)
         assert not (server.settings.resolved_artifacts_dir() / "jobs" / str(long_job)).exists()
