@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response, status
+from fastapi.dependencies.utils import is_scalar_field
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -249,31 +250,31 @@ def known_query_parameters(request: Request) -> None:
     for name in request.query_params:
         if name not in known:
             valid = ", ".join(sorted(known)) or "none"
-            raise RequestValidationError(
-                [
-                    {
-                        "loc": ("query", name),
-                        "msg": f"unknown query parameter {name!r}; valid: {valid}",
-                        "type": "value_error",
-                    }
-                ]
-            )
+            raise _query_error(name, f"unknown query parameter {name!r}; valid: {valid}")
+        # one value each: a second (?format=json&format=onnx) silently won
+        given = len(request.query_params.getlist(name))
+        if given > 1 and known[name]:
+            raise _query_error(name, f"query parameter {name!r} given {given} times; give it once")
 
 
-def _query_names(route: APIRoute) -> frozenset[str]:
-    """The query parameters ``route`` declares (remembered on the route)."""
-    known: frozenset[str] | None = getattr(route, "_nas_query_names", None)
+def _query_error(name: str, msg: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("query", name), "msg": msg, "type": "value_error"}])
+
+
+def _query_names(route: APIRoute) -> Mapping[str, bool]:
+    """The query parameters ``route`` declares, each with whether it takes one value only
+    (remembered on the route)."""
+    known: Mapping[str, bool] | None = getattr(route, "_nas_query_names", None)
     if known is not None:
         return known
-    names: set[str] = set()
+    names: dict[str, bool] = {}
     pending = [route.dependant]
     while pending:  # the route's own parameters and those of its dependencies
         dependant = pending.pop()
-        names.update(param.alias for param in dependant.query_params)
+        names.update((param.alias, is_scalar_field(param)) for param in dependant.query_params)
         pending.extend(dependant.dependencies)
-    known = frozenset(names)
-    route._nas_query_names = known  # type: ignore[attr-defined]
-    return known
+    route._nas_query_names = names  # type: ignore[attr-defined]
+    return names
 
 
 class AsciiJSONResponse(JSONResponse):

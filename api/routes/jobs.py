@@ -4,7 +4,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import (
     APIRouter,
@@ -218,7 +218,7 @@ async def list_trials(
             description="number, objective or a metric the job's evaluator reports",
         ),
     ] = "number",
-    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+    order: Literal["asc", "desc"] = "asc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     after: Annotated[

@@ -194,6 +194,14 @@ def test_oversized_body_is_413(server_factory: Any) -> None:
         ("/api/v1/jobs/{id}/export?formt=onnx", "query.formt", "valid: format, rank, untrained"),
         ("/api/v1/jobs/{id}/best?K=3", "query.K", "valid: k"),
         ("/api/v1/jobs/{id}?verbose=1", "query.verbose", "valid: none"),
+        ("/api/v1/jobs/{id}/trials?order=up", "query.order", "'asc' or 'desc'"),
+        # one value each: the last of two was used (?format=json&format=onnx served ONNX)
+        (
+            "/api/v1/jobs/{id}/export?format=json&format=onnx",
+            "query.format",
+            "query parameter 'format' given 2 times; give it once",
+        ),
+        ("/api/v1/jobs/{id}/trials?limit=5&limit=6&limit=7", "query.limit", "given 3 times"),
     ],
 )
 def test_bad_query_parameters(http: httpx.Client, path: str, loc: str, fragment: str) -> None:
