@@ -371,6 +371,7 @@ def test_a_metric_based_search_exports_its_embedding_and_classify(
         else:
             session = onnxruntime.InferenceSession(str(target))
             assert [o.name for o in session.get_outputs()] == ["embedding"]
+            assert session.get_outputs()[0].shape == ["batch", want.shape[1]]
             got = torch.from_numpy(
                 session.run(["embedding"], {"input": torch.cat([sx, qx]).numpy()})[0]
             )
@@ -412,3 +413,21 @@ def test_pretrain_exports_its_body_not_its_pretraining_classifier() -> None:
     assert head and all(body[k].shape == meta.weights[k].shape for k in head)
     assert not any(torch.equal(body[k].cpu(), meta.weights[k]) for k in head)
     assert all(torch.equal(body[k].cpu(), meta.weights[k]) for k in body if k not in head)
+
+
+def test_an_onnx_embeddings_width_is_a_number_not_a_symbol(tmp_path: Path) -> None:
+    """An enas-macro embedding (global pooling after batch norms written as reductions) came
+    out with the output shape ['batch', 'ReduceMeanembedding_dim_1']: only the batch is free."""
+    from nas.export.formats.onnx import export_onnx
+    from nas.export.network import build_network, embedding_network
+
+    space = SPACES.get("enas-macro")(layers=2, channels=4, reductions=[1])
+    arch = space.sample(np.random.default_rng(0))
+    embedding = embedding_network(build_network(space, arch, (1, 8, 8), 2), {"kind": "prototypes"})
+    path = export_onnx(embedding, (1, 8, 8), tmp_path / "embedding.onnx", output="embedding")
+    session = onnxruntime.InferenceSession(str(path))
+    assert session.get_outputs()[0].shape == ["batch", 8]
+    x = torch.randn(5, 1, 8, 8)
+    (got,) = session.run(["embedding"], {"input": x.numpy()})
+    with torch.no_grad():
+        assert np.allclose(got, embedding(x).numpy(), atol=1e-5)

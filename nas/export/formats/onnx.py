@@ -62,12 +62,19 @@ def export_onnx(
             torch.onnx.export(net, (example,), str(path), **kwargs)
         except Exception as error:
             raise ExportError(f"ONNX export failed: {error}") from error
-    if metadata:
-        graph = onnx.load(str(path))
-        for key, value in metadata.items():
-            entry = graph.metadata_props.add()
-            entry.key, entry.value = key, value
-        onnx.save(graph, str(path))
+    graph = onnx.load(str(path))
+    # The exporter may leave an output axis other than the batch symbolic where it lost
+    # track of the shape (an embedding after explicit batch-norm reductions came out
+    # ['batch', 'ReduceMeanembedding_dim_1']): those axes are the network's, fixed.
+    with torch.no_grad():
+        shape = tuple(net(example).shape)
+    for axis, dim in enumerate(graph.graph.output[0].type.tensor_type.shape.dim):
+        if axis > 0 and axis < len(shape) and dim.HasField("dim_param"):
+            dim.dim_value = shape[axis]
+    for key, value in (metadata or {}).items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(graph, str(path))
     if verify:
         onnx.checker.check_model(str(path))
         try:
