@@ -344,8 +344,8 @@ def trials_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     columns += [
         (f"hp.{name}", lambda t, name=name: (t.get("hparams") or {}).get(name)) for name in hparams
     ]
-    # A column is as wide as its whole title and its cells (text cut at 14 characters).
-    widths = [max(8, len(title), *(len(_cell(get(t), 14)) for t in rows)) for title, get in columns]
+    # A column is as wide as its whole title and its cells (text cut at 20 characters).
+    widths = [max(8, len(title), *(len(_cell(get(t), 20)) for t in rows)) for title, get in columns]
     header = f"{'#':>6}  {'STATE':<9} {'OBJECTIVE':>10}"
     header += "".join(f"  {title:>{w}}" for (title, _), w in zip(columns, widths, strict=True))
     lines = [header + "  ARCHITECTURE"]
@@ -832,7 +832,8 @@ def _cell(value: Any, width: int = 12) -> str:
         return _fmt(value)
     if value is None:
         return _fmt(value)
-    return str(value)[:width]
+    text = str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"  # cut, and says so
 
 
 def _bounded(low: int, high: int) -> Callable[[str], int]:

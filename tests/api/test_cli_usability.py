@@ -155,6 +155,20 @@ def test_trials_show_metrics_and_hyperparameters(
     assert top.stdout.splitlines()[-1] == "(the best 2 of 1000 trials)"
 
 
+def test_a_trials_table_keeps_a_choice_name_whole_and_marks_what_it_cuts() -> None:
+    """Text cells were cut at 14 characters with nothing to show it: 'label_smoothin'."""
+    from api.cli import trials_table
+
+    row = {"number": 0, "state": "COMPLETE", "objective": 0.5, "metrics": {}}
+    rows = [
+        {**row, "hparams": {"loss": "label_smoothing"}, "architecture": {"choices": [1]}},
+        {**row, "hparams": {"loss": "x" * 30}, "architecture": {"choices": [2]}},
+    ]
+    _, whole, cut = trials_table(rows)
+    assert whole.split()[3] == "label_smoothing"
+    assert cut.split()[3] == "x" * 19 + "…"
+
+
 @sqlite_only
 def test_show_gives_the_best_architecture_genotype_and_test_accuracy(
     server: LiveServer, finished_job: tuple[str, int]
