@@ -24,7 +24,7 @@ from api.auth import Principal
 from api.models import ArtifactModel, JobModel, JobState
 from api.repositories import ArtifactRepository, JobRepository, TrialRepository
 from api.storage import storage_error
-from controllers.rl2 import META_EVALUATOR, PolicyFileError, load_policy
+from controllers.rl2 import META_EVALUATOR, PolicyFileError, load_policy, space_mismatch
 from nas.errors import NasError, SpecError
 from nas.evaluators.rl2_meta import MAX_ARCHITECTURES, MAX_JOB_TRIALS, Rl2MetaConfig
 from nas.spec import ResolvedSpec
@@ -127,19 +127,14 @@ def resolve_policy_job(
         policy, meta = load_policy(io.BytesIO(data))
     except (OSError, PolicyFileError):
         raise SpecError.at(_LOC, f"job {job_id}'s policy file is missing or unreadable") from None
-    trained_for = meta.get("space") or {}
     space = resolved.build_space()
     try:
         decisions = [[d.name, list(d.choices)] for d in space.decisions()]
     except NasError as exc:  # a table space whose file is wrong: its own field's error
         raise SpecError.at(["space"], str(exc)) from None
-    if trained_for.get("name") != space.name or trained_for.get("decisions") != decisions:
-        raise SpecError.at(
-            _LOC,
-            f"job {job_id}'s policy was trained for the decisions of space "
-            f"{trained_for.get('name')!r} {_shape(trained_for.get('decisions'))}; this job's "
-            f"space {space.name!r} has {_shape(decisions)}: meta-train on this space's tasks",
-        )
+    mismatch = space_mismatch(meta, space) if meta.get("space") else "records no space"
+    if mismatch is not None:
+        raise SpecError.at(_LOC, f"job {job_id}'s policy {mismatch}")
     if policy.cardinalities != [len(c) for _, c in decisions]:
         raise SpecError.at(_LOC, f"job {job_id}'s policy does not fit this space's decisions")
     return PolicyCopy(job_id, data)
@@ -178,13 +173,6 @@ def stored_policy(session: Session, job_id: int) -> ArtifactModel | None:
     succeed, any other job)."""
     stored = [a for a in ArtifactRepository(session).for_job(job_id) if a.kind == POLICY_KIND]
     return stored[-1] if stored else None
-
-
-def _shape(decisions: Any) -> str:
-    """Decisions as ``name(choices)`` for a message (no cell values of a user's table)."""
-    if not isinstance(decisions, list):
-        return "(unknown)"
-    return "[" + ", ".join(f"{d[0]}({len(d[1])})" for d in decisions) + "]"
 
 
 def store_policy_copy(session: Session, job: JobModel, copy: PolicyCopy, artifacts: Path) -> None:

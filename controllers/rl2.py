@@ -22,7 +22,6 @@ are plain data, so a resumed search proposes exactly what the original would hav
 from __future__ import annotations
 
 import io
-import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from controllers.base import Candidate, Controller, ControllerConfig, one_torch_
 from nas.architecture import Architecture
 from nas.datasets import FILE_PARAM
 from nas.errors import NasError
+from nas.spaces.base import SearchSpace
 from nas.trial import TrialResult
 
 POLICY_FORMAT = "nas-rl2-policy"
@@ -100,7 +100,7 @@ def load_policy(path: str | Path | io.BytesIO) -> tuple[Rl2Policy, dict[str, Any
     source = path if isinstance(path, io.BytesIO) else Path(path).expanduser()
     try:
         data = torch.load(source, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+    except Exception as exc:  # noqa: BLE001 - an untrusted file: torch.load raises many kinds
         raise PolicyFileError(
             f"controller.policy: not a readable rl2 policy file ({type(exc).__name__})"
         ) from None
@@ -117,6 +117,30 @@ def load_policy(path: str | Path | io.BytesIO) -> tuple[Rl2Policy, dict[str, Any
         ) from None
     policy.eval()
     return policy, dict(data.get("meta") or {})
+
+
+def space_mismatch(meta: Mapping[str, Any], space: SearchSpace) -> str | None:
+    """How a policy's space (``meta["space"]``, as meta-training records it) differs from
+    ``space``: ``None`` when their names and decisions (names and choices) are the same, or
+    when the file records no space (a policy saved by hand: its choice counts still count)."""
+    trained_for = meta.get("space")
+    if not isinstance(trained_for, Mapping):
+        return None
+    decisions = [[d.name, list(d.choices)] for d in space.decisions()]
+    if trained_for.get("name") == space.name and trained_for.get("decisions") == decisions:
+        return None
+    return (
+        f"was trained for the decisions of space {trained_for.get('name')!r} "
+        f"{_shape(trained_for.get('decisions'))}; this job's space {space.name!r} has "
+        f"{_shape(decisions)}: meta-train on this space's tasks"
+    )
+
+
+def _shape(decisions: Any) -> str:
+    """Decisions as ``name(choices)`` for a message (no cell values of a user's table)."""
+    if not isinstance(decisions, list):
+        return "(unknown)"
+    return "[" + ", ".join(f"{d[0]}({len(d[1])})" for d in decisions) + "]"
 
 
 def percentile(value: float | None, seen: Sequence[float]) -> float:
@@ -207,6 +231,9 @@ class Rl2Controller(Controller):
             self.policy, self.policy_meta = policy, {}
         else:
             self.policy, self.policy_meta = load_policy(policy)
+            mismatch = space_mismatch(self.policy_meta, self.space)
+            if mismatch is not None:
+                raise PolicyFileError(f"controller.policy: the policy {mismatch}")
         cards = [d.num_choices for d in self.space.decisions()]
         if cards != self.policy.cardinalities:
             raise PolicyFileError(

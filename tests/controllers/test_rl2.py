@@ -97,3 +97,34 @@ def test_meta_training_learns_where_the_good_architectures_are() -> None:
         return float(torch.softmax(logits[0][0], 0)[4])
 
     assert share_good(trained) > 0.6 > share_good(untrained) + 0.2
+
+
+def test_a_policy_file_of_another_space_with_the_same_choice_counts_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A policy file was checked by its choice counts only: one meta-trained on nb201 ran
+    on a table space with the same counts (its choices reversed), which policy_job refused."""
+    space = Nb201Space()
+    decisions = [[d.name, list(d.choices)] for d in space.decisions()]
+    path = tmp_path / "p.pt"
+    meta = {"space": {"name": "nb201", "decisions": decisions}}
+    save_policy(Rl2Policy([5] * 6, hidden=8), path, meta)
+    Rl2Controller(space=space, seed=0, policy=str(path))  # its own space: runs
+    reversed_choices = [[name, choices[::-1]] for name, choices in decisions]
+    save_policy(
+        Rl2Policy([5] * 6, hidden=8),
+        path,
+        {"space": {**meta["space"], "decisions": reversed_choices}},
+    )
+    with pytest.raises(PolicyFileError, match="trained for the decisions of space 'nb201'"):
+        Rl2Controller(space=space, seed=0, policy=str(path))
+
+
+@pytest.mark.parametrize("content", [b"hello\n", b"hidden: 64\n", b"junk"])
+def test_a_file_that_is_no_policy_says_so(tmp_path: Path, content: bytes) -> None:
+    """Files starting with pickle's GET opcodes ('h', 'j') raised a KeyError out of
+    torch.load, reported as 'controller: 101'."""
+    path = tmp_path / "notpolicy.pt"
+    path.write_bytes(content)
+    with pytest.raises(PolicyFileError, match="not a readable rl2 policy file"):
+        Rl2Controller(space=Nb201Space(), seed=0, policy=str(path))
