@@ -267,6 +267,21 @@ class Rl2MetaEvaluator(Evaluator):
     ) -> Rl2MetaEvaluator:
         return cls(space=space, **params)
 
+    @classmethod
+    def check_files(
+        cls,
+        *,
+        space: SearchSpace,
+        params: Mapping[str, Any],
+        dataset: str,
+        dataset_params: Mapping[str, Any],
+    ) -> None:
+        """The tables' columns (``tables``: building the evaluator reads them, as the job
+        would when it starts); NAS-Bench-201 tasks and jobs' trials need no file of the
+        user's."""
+        if params.get("tables"):
+            cls(space=space, **params)
+
     # --- the tasks -----------------------------------------------------------------------
     def __init__(self, *, space: SearchSpace, **params: Any) -> None:
         self.config = Rl2MetaConfig.model_validate(params)
@@ -305,6 +320,11 @@ class Rl2MetaEvaluator(Evaluator):
 
     def _table_tasks(self, size: int) -> list[tuple[str, np.ndarray]]:
         decisions = self.space.decisions()
+        if self.config.fitness in {d.name for d in decisions}:
+            raise DatasetError(
+                f"evaluator.fitness: {self.config.fitness!r} is a decision column of the "
+                "space, not a result; name a metric column of the tables"
+            )
         radix = np.cumprod([1, *self.cardinalities[::-1]])[:-1][::-1]
         tasks = []
         for i, path in enumerate(self.config.tables):

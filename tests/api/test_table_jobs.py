@@ -276,3 +276,40 @@ def test_a_table_trials_drawing_is_its_genotype_without_a_picture(
     assert (body["text"], body["svg"]) == (None, None)
     assert set(body["genotype"]) == {"opt", "width"}
     assert (body["genotype"]["opt"], body["genotype"]["width"]) in ROWS
+
+
+def test_meta_training_tables_are_checked_at_submit(server: LiveServer, client: NasClient) -> None:
+    """An rl2-meta job's tables were read only when it started: a table without a decision's
+    column, or without the fitness column, was accepted (201) and failed in its Ray actor
+    three times over with an unreadable reason."""
+    data = server.settings.data_dir
+    good = write_table(data)
+    no_width = data / "no-width.csv"
+    no_width.write_text("opt,val\nadam,1\n")
+
+    def meta(tables: list[Path], fitness: str = "val") -> dict[str, Any]:
+        return table_spec(
+            good,
+            controller={"name": "rl2"},
+            evaluator={
+                "name": "rl2-meta",
+                "tables": [str(t) for t in tables],
+                "fitness": fitness,
+                **{"iterations": 2, "steps": 4, "batch": 2, "hidden": 8},
+            },
+            objective={"metric": fitness, "direction": "maximize"},
+            budget={"minutes": 1},
+        )
+
+    for spec, loc, fragment in [
+        (meta([good, no_width]), "evaluator.tables.1", "no column 'width'"),
+        (meta([good], fitness="cost"), "evaluator.fitness", "no column 'cost'"),
+        (meta([good], fitness="width"), "evaluator.fitness", "a decision column"),
+    ]:
+        with pytest.raises(ApiError) as refused:
+            client.submit(spec)
+        assert refused.value.status_code == 422, refused.value
+        assert f"{loc}: " in str(refused.value) and fragment in str(refused.value), refused.value
+    assert client.jobs()["count"] == 0
+    job = client.wait(client.submit(meta([good]))["id"], timeout=60)
+    assert job["state"] == "SUCCEEDED", job["reason"]
