@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -109,6 +110,14 @@ def _unserializable_text(exc: BaseException) -> str:
     """The original error's last line (``module.Type: message``) from Ray's
     ``UnserializableException``, whose text carries the remote traceback."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _creation_error(exc: BaseException) -> str:
+    """The error that stopped a search actor's creation, as ``Type: message``: the last line
+    of Ray's text (which carries the remote traceback, coloured for a terminal)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", getattr(exc, "error_msg", "") or str(exc))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
 
 
@@ -556,6 +565,11 @@ class ActorRun(SearchRun):
                 ray.exceptions.ObjectLostError,
                 GroupLost,
             ) as exc:
+                if isinstance(exc, ray.exceptions.RayActorError) and exc.actor_init_failed:
+                    # The search could not be built (its data, its evaluator's files): that
+                    # recurs on every restart. Fail with its error, not Ray's wrapping.
+                    self.close()
+                    raise RuntimeError(_creation_error(exc)) from None
                 self._lost(exc)
                 continue  # a new actor (group) from the last safe point's state
             for record in step["records"]:

@@ -150,3 +150,39 @@ def test_cancel_ends_every_worker_of_the_group(
             lambda: _group_processes(cluster) == 0 and ray.available_resources().get("CPU") == 2,
             timeout=time_left(60),
         )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_search_actor_that_cannot_be_built_fails_the_job_at_once_with_its_error(
+    cluster: Cluster, tmp_path: Path, time_left: Callable[..., float]
+) -> None:
+    """An error building the search in its actor (data broken since the submit) recurs on
+    every restart: the job was retried max_retries times and failed with Ray's coloured
+    "the search actor was lost 3 times: The actor died because of an error raised in its
+    creation task, ray::SearchActor.__init__() ...". It fails at once, with the error."""
+    import numpy as np
+
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    data = tmp_path / "data" / "signals.npz"
+    data.parent.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.normal(size=(64, 1, 16)).astype(np.float32), y=np.arange(64) % 2)
+    api_only = LiveServer(make_settings(url, tmp_path / "data", run_jobs=False)).start()
+    try:
+        key = api_only.create_key("a")
+        with api_only.client(key) as client:
+            spec = {**_spec(epochs=1, workers=1), "dataset": {"name": "npz", "path": str(data)}}
+            job_id = client.submit(spec)["id"]
+    finally:
+        api_only.stop()
+    np.savez(data, x=np.zeros((64, 1, 0), np.float32), y=np.arange(64) % 2)  # no features
+    runner = LiveServer(make_settings(url, tmp_path / "data", backend="ray")).start()
+    try:
+        with runner.client(key) as client:
+            job = client.wait(job_id, timeout=time_left(120))
+    finally:
+        runner.stop()
+    assert job["state"] == "FAILED"
+    assert "x examples must have every dimension at least 1" in job["reason"], job["reason"]
+    assert "lost" not in job["reason"] and "\x1b" not in job["reason"], job["reason"]
