@@ -648,6 +648,27 @@ class CheckpointRepository:
         self.session.flush()
         return current.seq
 
+    def set_final_controller(
+        self, job_id: int, controller_state: dict[str, Any], *, trial_count: int
+    ) -> None:
+        """A finished job's controller state as it ended, in its checkpoint row (what a
+        later job's warm start reads), the rest of the row kept; a job that never
+        checkpointed gets a row of that state alone (no loop to resume: it has finished)."""
+        current = self.session.get(CheckpointModel, job_id)
+        if current is None:
+            self.save(
+                job_id,
+                trial_count=trial_count,
+                controller_state=controller_state,
+                loop_state={},
+                evaluator_path=None,
+            )
+            return
+        current.seq += 1
+        current.controller_state = controller_state
+        current.created_at = utcnow()
+        self.session.flush()
+
 
 class ArtifactRepository:
     def __init__(self, session: Session) -> None:

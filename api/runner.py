@@ -340,7 +340,17 @@ class JobExecution(threading.Thread):
         # A search whose every trial failed found nothing: FAILED, with the first error.
         failure = outcome.failure()
         state = JobState.SUCCEEDED if failure is None else JobState.FAILED
-        self._finish(state, failure or outcome.stop_reason, summary=summary, progress=1.0)
+        # The last checkpoint is older than the end where the budget refused a candidate
+        # (or mid-epoch): a later job's warm start takes the controller as it ended.
+        final_state = None if search.consistent else search.final_controller_state()
+        final_controller = None if final_state is None else (final_state, len(search.trials))
+        self._finish(
+            state,
+            failure or outcome.stop_reason,
+            summary=summary,
+            progress=1.0,
+            final_controller=final_controller,
+        )
 
     def _store_files(self, files: Sequence[OutputFile]) -> None:
         """The files the search produced (a meta-trained policy), as the job's artifacts under
@@ -548,10 +558,14 @@ class JobExecution(threading.Thread):
         summary: dict[str, Any] | None = None,
         progress: float | None = None,
         running_error: str | None = None,
+        final_controller: tuple[dict[str, Any], int] | None = None,
     ) -> None:
         """Record the job finished, if this runner still holds it; ``running_error``: its
         RUNNING trials become FAIL with that error in the same transaction (so that a runner
-        that lost the job cannot fail the trials of the one that took it over)."""
+        that lost the job cannot fail the trials of the one that took it over);
+        ``final_controller``: the controller's state at the end and the trials it was told,
+        kept in its checkpoint row in the same transaction (a finished job is never resumed
+        from it)."""
         values: dict[str, Any] = {
             "state": state.value,
             "reason": reason,
@@ -568,6 +582,11 @@ class JobExecution(threading.Thread):
             trials = TrialRepository(session)
             if running_error is not None:
                 trials.mark_running_failed(self.job_id, running_error)
+            if final_controller is not None:
+                controller_state, told = final_controller
+                CheckpointRepository(session).set_final_controller(
+                    self.job_id, controller_state, trial_count=told
+                )
             if state is not JobState.SUCCEEDED:
                 counts = trials.state_counts(self.job_id)
                 values["state_counts"] = counts

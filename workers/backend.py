@@ -203,6 +203,13 @@ class SearchRun(ABC):
     def consistent(self) -> bool:
         """True when ``state()`` covers exactly the trials recorded so far."""
 
+    @abstractmethod
+    def final_controller_state(self) -> dict[str, Any] | None:
+        """Once ``run`` has returned its outcome: the controller's state, told every
+        recorded result (what a later job's warm start takes: an ENAS policy, a MetaQNN
+        Q-table). Not a checkpoint to resume from: a candidate the budget refused may still
+        be pending. ``None`` before the end, or for a search without a controller."""
+
     @property
     @abstractmethod
     def trials(self) -> list[TrialRecord]: ...
@@ -293,6 +300,7 @@ class LocalRun(SearchRun):
     def __init__(self, loop: SearchLoop) -> None:
         self.loop = loop
         self.space = loop.components.space
+        self._ended = False
 
     def restore(self, state: SearchState, trials: Sequence[TrialRecord]) -> None:
         self.loop.load_state(state, list(trials))
@@ -300,6 +308,7 @@ class LocalRun(SearchRun):
     def run(self) -> SearchOutcome:
         outcome = self.loop.run()
         assert outcome is not None  # no pause asked for
+        self._ended = True
         return outcome
 
     def state(self) -> SearchState:
@@ -308,6 +317,9 @@ class LocalRun(SearchRun):
     @property
     def consistent(self) -> bool:
         return self.loop.consistent
+
+    def final_controller_state(self) -> dict[str, Any] | None:
+        return controller_state_of(self.loop) if self._ended else None
 
     @property
     def trials(self) -> list[TrialRecord]:
@@ -332,3 +344,8 @@ class InlineBackend(Backend):
         from workers.loops import loop_class
 
         return LocalRun(loop_class(resolved)(resolved, events=events, executor=InlineExecutor()))
+
+
+def controller_state_of(loop: Any) -> dict[str, Any] | None:
+    """The state of ``loop``'s controller (``None`` for a loop without one: meta-training)."""
+    return loop.components.controller.state_dict() if loop.builds_controller else None

@@ -51,6 +51,7 @@ from workers.backend import (
     StopFn,
     TrialExecutor,
     TrialLog,
+    controller_state_of,
 )
 from workers.supernet_group import Follower
 
@@ -467,6 +468,8 @@ class SearchActor:
             "state": loop.state() if loop.consistent else None,
             "progress": loop.fraction_done(),
             "outcome": outcome,
+            # (for a later job's warm start: SearchRun.final_controller_state)
+            "controller": controller_state_of(loop) if outcome is not None else None,
         }
 
 
@@ -510,6 +513,7 @@ class ActorRun(SearchRun):
         self._group: Any = None  # the placement group
         self._log = TrialLog(maximize=resolved.spec.objective.direction == "maximize")
         self._state: SearchState | None = None
+        self._final_controller: dict[str, Any] | None = None
         self._progress = 0.0
         self.restarts = 0
 
@@ -525,6 +529,9 @@ class ActorRun(SearchRun):
     @property
     def consistent(self) -> bool:
         return self._state is not None and self._state.trial_count == len(self._log.trials)
+
+    def final_controller_state(self) -> dict[str, Any] | None:
+        return self._final_controller
 
     @property
     def trials(self) -> list[TrialRecord]:
@@ -583,6 +590,7 @@ class ActorRun(SearchRun):
                 if self.events.on_safe_point is not None:
                     self.events.on_safe_point(point)
             if step["outcome"] is not None:
+                self._final_controller = step["controller"]
                 return step["outcome"]
 
     def _lost(self, exc: BaseException) -> None:

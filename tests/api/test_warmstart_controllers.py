@@ -108,3 +108,39 @@ def test_enas_and_metaqnn_start_from_their_sources_last_checkpoint(
     policy_text = json.dumps(warm["enas"]["spec"]["warm_start"]["controller_state"])
     parameters = sum(t.numel() for t in source_policy.values())
     assert len(policy_text) < 6 * parameters + 2000  # base64 of float32: about 5.3 bytes each
+
+
+def test_a_source_that_ended_on_its_simulated_budget_hands_on_its_final_q_table(
+    server: LiveServer, client: NasClient
+) -> None:
+    """A MetaQNN source on simulated_seconds ends with the budget refusing a candidate,
+    which stays pending: its end wrote no checkpoint (the last one was up to
+    NAS_FLUSH_INTERVAL_S old, or none at all), so a warm start took a stale Q-table or
+    none. The job's row now holds its controller as it ended, as nas search's does."""
+    spec = nb201_spec(
+        controller={"name": "metaqnn", "total_models": 60},
+        budget={"simulated_seconds": 3000},
+        seed=5,
+    )
+    source = client.wait(client.submit(spec)["id"], timeout=120)
+    assert source["state"] == "SUCCEEDED", source["reason"]
+    assert source["reason"].startswith("simulated time budget reached")
+    # the same search in this process: its controller's final Q-table
+    from workers.search import SearchLoop, parse_spec
+
+    loop = SearchLoop(parse_spec(spec))
+    loop.run()
+    assert len(loop.trials) == source["n_trials"]
+    expected = loop.components.controller.state_dict()["metaqnn"]["q"]
+    warm = client.submit(
+        nb201_spec(
+            name="warm-metaqnn",
+            dataset={"name": "nb201-cifar100"},
+            controller={"name": "metaqnn", "total_models": 60},
+            budget={"trials": 5},
+            warm_start={"jobs": [source["id"]]},
+        )
+    )
+    transferred = warm["spec"]["warm_start"]["controller_state"]
+    assert transferred is not None and transferred["source"] == source["id"]
+    assert json.loads(json.dumps(transferred["state"]["q"])) == json.loads(json.dumps(expected))
