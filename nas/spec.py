@@ -205,6 +205,18 @@ class ResourcesSpec(_Strict):
     #: A trial whose worker process or node dies is retried this many times, then FAIL.
     max_retries: int = Field(2, ge=0, le=100)
 
+    @field_validator("cpus_per_trial", "gpus_per_trial")
+    @classmethod
+    def _ray_quantity(cls, value: float, info: ValidationInfo) -> float:
+        """What Ray can schedule, refused here rather than when the job starts (it failed
+        then with Ray's ValueError): quantities in steps of 0.0001, and above 1 only whole
+        GPUs."""
+        if abs(value * 10_000 - round(value * 10_000)) > 1e-6:
+            raise ValueError(f"give it in steps of 0.0001 (Ray's precision), got {value!r}")
+        if info.field_name == "gpus_per_trial" and value > 1 and not float(value).is_integer():
+            raise ValueError(f"above 1, GPUs are whole (1, 2, ...) or a fraction of one: {value!r}")
+        return value
+
 
 _DEVICE_PATTERN = r"^(auto|cpu|cuda(:(0|[1-9]\d?|1[01]\d|12[0-7]))?)$"
 

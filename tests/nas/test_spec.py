@@ -327,3 +327,25 @@ def test_the_input_document_is_not_modified(doc: dict[str, Any]) -> None:
 def test_an_empty_component_name_is_a_field_error(doc: dict[str, Any], section: str) -> None:
     doc[section] = {**doc[section], "name": ""}
     assert "at least 1 character" in error_at(doc, (section, "name"))["msg"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("cpus_per_trial", 0.00001, "steps of 0.0001"),
+        ("gpus_per_trial", 0.00002, "steps of 0.0001"),
+        ("gpus_per_trial", 1.5, "GPUs are whole"),
+    ],
+)
+def test_resources_ray_cannot_schedule_are_refused_at_their_field(
+    doc: dict[str, Any], field: str, value: float, fragment: str
+) -> None:
+    """They were accepted and the job failed when it started, with Ray's ValueError."""
+    doc["resources"] = {field: value}
+    assert fragment in error_at(doc, ("resources", field))["msg"]
+
+
+def test_resources_ray_can_schedule_pass(doc: dict[str, Any]) -> None:
+    for resources in ({"cpus_per_trial": 0.1, "gpus_per_trial": 0.25}, {"gpus_per_trial": 2.0}):
+        doc["resources"] = resources
+        assert parse_spec(doc).spec.resources.gpus_per_trial == resources["gpus_per_trial"]
