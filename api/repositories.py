@@ -88,6 +88,16 @@ class ApiKeyRepository:
     def list(self) -> Sequence[ApiKeyModel]:
         return self.session.scalars(select(ApiKeyModel).order_by(ApiKeyModel.id)).all()
 
+    def names(self, key_ids: Iterable[int | None]) -> dict[int, str]:
+        """The names of these keys (a job's ``owner_id``: whose job it is), by id."""
+        wanted = {i for i in key_ids if i is not None}
+        if not wanted:
+            return {}
+        rows = self.session.execute(
+            select(ApiKeyModel.id, ApiKeyModel.name).where(ApiKeyModel.id.in_(wanted))
+        )
+        return {key_id: name for key_id, name in rows}
+
     def revoke(self, key_id: int) -> bool:
         result = self.session.execute(
             update(ApiKeyModel)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from api import charts
 from api.deps import CurrentPrincipal, JobId, ReadSession, StateDep, TrialId
-from api.repositories import JobRepository, TrialRepository
+from api.repositories import ApiKeyRepository, JobRepository, TrialRepository
 from api.routes.jobs import JobStateParam
 from api.schemas import JobRead
 from api.services import ConflictError, JobService, NotFoundError, check_job_files, job_read
@@ -348,9 +348,13 @@ def jobs_overview(
         limit=limit,
         offset=offset,
     )
+    owners = ApiKeyRepository(session).names(j.owner_id for j in rows)
     return JobOverviewList(
         data=[
-            JobOverview(job=job_read(j, with_spec=False), **charts.spec_overview(j.spec))
+            JobOverview(
+                job=job_read(j, owners.get(j.owner_id), with_spec=False),
+                **charts.spec_overview(j.spec),
+            )
             for j in rows
         ],
         count=total,

@@ -36,6 +36,7 @@ from api.models import JobState
 from api.reads import Plan
 from api.repositories import (
     METRIC_NAME,
+    ApiKeyRepository,
     JobRepository,
     TrialRepository,
     listing_header_query,
@@ -141,13 +142,22 @@ def list_jobs(
         limit=limit,
         offset=offset,
     )
-    return JobList(data=[job_read(j, with_spec=False) for j in rows], count=total)
+    owners = ApiKeyRepository(session).names(j.owner_id for j in rows)
+    return JobList(
+        data=[job_read(j, owners.get(j.owner_id), with_spec=False) for j in rows], count=total
+    )
+
+
+def _owner(session: Any, job: Any) -> str | None:
+    """The name of the key that submitted ``job`` (``None`` without authentication)."""
+    return ApiKeyRepository(session).names([job.owner_id]).get(job.owner_id)
 
 
 @router.get("/{job_id}", response_model=JobRead)
 def get_job(job_id: JobId, session: ReadSession, principal: CurrentPrincipal) -> JobRead:
     """Status, progress, trial counts, best so far, and the summary once finished."""
-    return job_read(_job(session, principal, job_id))
+    job = _job(session, principal, job_id)
+    return job_read(job, _owner(session, job))
 
 
 @router.post(
@@ -163,7 +173,7 @@ def cancel_job(job_id: JobId, session: WriteSession, principal: CurrentPrincipal
         raise _not_found(exc) from None
     except ConflictError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    return job_read(job)
+    return job_read(job, _owner(session, job))
 
 
 @router.delete(

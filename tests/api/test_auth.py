@@ -181,8 +181,15 @@ def test_auth_matrix(world: World, endpoint: str, principal: str) -> None:
             mine = sorted(world.owned[principal])
         assert page["count"] == len(mine), f"{where}: {page}"
         assert sorted(j["id"] for j in page["data"]) == mine, f"{where}: {page}"
+        # whose each job is (an admin could not tell: only the submit answer said)
+        owners = {j: user for user, ids in world.owned.items() for j in ids}
+        names = {"user_a": "user-a", "user_b": "user-b", "admin": "admin"}
+        assert {j["id"]: j["owner"] for j in page["data"]} == {j: names[owners[j]] for j in mine}, (
+            where
+        )
     elif endpoint == "get":
         assert response.json()["id"] == world.job_a, where
+        assert response.json()["owner"] == "user-a", where
     elif endpoint == "cancel":
         assert "already SUCCEEDED" in response.json()["detail"], where
     elif endpoint == "trials":
