@@ -86,7 +86,8 @@ def check_runnable_here(
     if backend == "ray":
         from workers.ray_backend import check_group_fits, check_trial_fits
 
-        if runs_jobs and ray_address is None:
+        # (Ray's own RAY_ADDRESS joins a cluster as --ray-address does: workers.ray_backend)
+        if runs_jobs and not (ray_address or os.environ.get("RAY_ADDRESS")):
             # The Ray instance this server started (or the one this process joined): its
             # nodes are all there will be. A cluster named by address may add nodes on
             # demand (an autoscaler, a worker pod that restarts), where a trial waits.

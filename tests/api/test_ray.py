@@ -12,6 +12,8 @@ import ray
 from ray.cluster_utils import Cluster
 
 from api.client import ApiError
+from api.services import check_runnable_here
+from nas.errors import SpecError
 from tests.api.conftest import (
     LiveServer,
     cluster_processes,
@@ -21,6 +23,7 @@ from tests.api.conftest import (
     standalone_spec,
     wait_for,
 )
+from workers.search import parse_spec
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +50,20 @@ def _trial_task_running(cluster: Cluster) -> bool:
 
 def _gpu_node_ids() -> set[str]:
     return {n["NodeID"][:8] for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")}
+
+
+@pytest.mark.slow
+def test_a_cluster_joined_through_ray_address_may_grow_as_one_named_by_the_setting(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray's own RAY_ADDRESS joins a cluster as --ray-address does: a trial larger than
+    today's nodes was refused with it (and accepted with --ray-address)."""
+    resolved = parse_spec(standalone_spec(resources={"cpus_per_trial": 2}))
+    with pytest.raises(SpecError, match="the largest has 1"):
+        check_runnable_here(resolved, "ray")  # the Ray this process started: all it has
+    check_runnable_here(resolved, "ray", cluster.address)
+    monkeypatch.setenv("RAY_ADDRESS", cluster.address)
+    check_runnable_here(resolved, "ray")
 
 
 @pytest.mark.slow
