@@ -165,6 +165,17 @@ def plan_export(
         path = artifacts / ranked.final["weights"]
         if path.is_file():
             weights = path
+        elif export_format.holds_weights and not untrained:
+            # Retrained, but the file is not here: not "retrain it first" (or the network
+            # with random weights, which the pytorch bundle would have written).
+            log.warning("job %d: retrained weights %s are missing", job.id, path)
+            raise ConflictError(
+                f"job {job.id}: the retrained weights of rank {rank} ({ranked.final['weights']}"
+                ") are not in this server's artifacts folder (NAS_ARTIFACTS_DIR; servers that "
+                "share a database must share it too); export from the server that retrained "
+                f"it, or retrain it here ('nas retrain {job.id} --rank {rank}'), or add "
+                "untrained=true for the bare graph"
+            )
         else:
             log.warning("job %d: retrained weights %s are missing", job.id, path)
     meta = None

@@ -468,3 +468,22 @@ def test_an_export_during_a_retraining_says_to_wait_for_it(
         "none, freshly initialised; a retraining of this job is running (trial 2); export "
         "again when it has finished"
     )
+
+
+def test_retrained_weights_missing_here_are_a_409_that_says_where(
+    client: NasClient, server: LiveServer, tmp_path: Path
+) -> None:
+    """A server whose artifacts folder lacks the job's retrained weights (another server's
+    NAS_DATA_DIR) exported the pytorch bundle with random weights, and refused TorchScript
+    with "retrain it first", although the job lists its weights."""
+    spec = standalone_spec(trials=2, epochs=1, final={"epochs": 1})
+    job = client.wait(_submit(client, spec), timeout=60)
+    assert job["state"] == "SUCCEEDED", job["reason"]
+    weights = job["summary"]["final"][0]["weights"]
+    (server.settings.resolved_artifacts_dir() / weights).unlink()
+    for fmt in ("pytorch", "torchscript"):
+        err = _error(lambda fmt=fmt: client.export(job["id"], fmt, 1, tmp_path / "x"))
+        assert err.status_code == 409, str(err)
+        assert f"({weights}) are not in this server's artifacts folder" in str(err)
+    doc = json.loads(client.export(job["id"], "json", 1, tmp_path / "best.json").read_text())
+    assert doc["rank"] == 1  # the architecture itself still exports

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from api.client import ApiError, NasClient
-from tests.api.conftest import LiveServer, standalone_spec, wait_for
+from tests.api.conftest import LiveServer, make_settings, standalone_spec, wait_for
 
 
 def _numbers(client: NasClient, job_id: int) -> list[int]:
@@ -227,6 +227,28 @@ def test_enas_job_resumes_after_a_server_restart(
     kept = {t["number"]: t["id"] for t in trials if t["number"] in before}
     assert kept == before
     assert job["summary"]["ranked"], "the resumed search derives its architectures"
+
+
+def test_a_server_without_the_checkpoints_file_says_the_artifacts_must_be_shared(
+    server_factory: Any, database_url: str, tmp_path: Path, time_left: Callable[..., float]
+) -> None:
+    """A server on the same database with another NAS_DATA_DIR took the job over and
+    failed it with "FileNotFoundError: [Errno 2] ... /its/own/path/supernet-....pt"."""
+    first: LiveServer = server_factory()
+    key = first.create_key("a")
+    with first.client(key) as client:
+        job_id = client.submit(_enas_spec())["id"]
+        wait_for(lambda: client.job(job_id)["n_trials"] >= 20, timeout=time_left(120))
+    first.stop()  # released at a checkpoint, with its supernet file in the first data dir
+    second = LiveServer(make_settings(database_url, tmp_path / "elsewhere")).start()
+    try:
+        with second.client(key) as client:
+            job = client.wait(job_id, timeout=time_left(60))
+    finally:
+        second.stop()
+    assert job["state"] == "FAILED"
+    assert "is not in this server's artifacts folder" in job["reason"], job["reason"]
+    assert "NAS_ARTIFACTS_DIR" in job["reason"] and str(tmp_path) not in job["reason"]
 
 
 def test_a_job_whose_lease_expired_is_taken_over(server_factory: Any) -> None:

@@ -166,6 +166,8 @@ class ExportFormat(ABC):
     needs_network: ClassVar[bool] = True
     #: Useful only with trained weights (a service refuses it without, unless asked).
     needs_weights: ClassVar[bool] = False
+    #: It writes the network's weights (random ones where it has none to write).
+    holds_weights: ClassVar[bool] = False
     #: Suffix and media type of the bundled form (``ExportContext.bundle``), if it has one.
     bundle_suffix: ClassVar[str | None] = None
     bundle_media_type: ClassVar[str | None] = None

@@ -98,6 +98,7 @@ class OnnxFormat(ExportFormat):
     description = "ONNX, dynamic batch"
     noun = "an ONNX model"
     needs_weights = True
+    holds_weights = True
 
     def write(self, ctx: ExportContext, path: Path) -> Path:
         input_shape, _ = ctx.shape(self.name)

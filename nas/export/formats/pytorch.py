@@ -29,6 +29,7 @@ class PyTorchFormat(ExportFormat):
     media_type = "text/x-python"
     description = "standalone nn.Module source"
     noun = "a PyTorch module"
+    holds_weights = True
     bundle_suffix = ".zip"
     bundle_media_type = "application/zip"
 

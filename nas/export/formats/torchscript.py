@@ -61,6 +61,7 @@ class TorchScriptFormat(ExportFormat):
     description = "traced TorchScript"
     noun = "a TorchScript model"
     needs_weights = True
+    holds_weights = True
 
     def write(self, ctx: ExportContext, path: Path) -> Path:
         input_shape, _ = ctx.shape(self.name)
