@@ -62,6 +62,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
         )
         for file in summary.get("files", []):
             print(f"policy: {out / file['name']}  (controller: {{name: rl2, policy: FILE}})")
+        for warning in summary.get("warnings") or []:
+            print(f"WARNING: {warning}")
+        if summary.get("failure"):  # (budget.on_time_limit: fail)
+            print(f"meta-training failed: {summary['failure']}")
+            return 1
         return 0
     print(
         f"trials: {summary['trials']} ({summary['stop_reason']}), wall {summary['wall_time_s']} s"

@@ -159,10 +159,26 @@ class MetaTrainSearch(SearchLoop):
                 return False
         return True
 
+    def cut_short(self) -> str | None:
+        """The meta-training iterations the time budget left undone: the policy is then
+        trained less than the spec asked."""
+        done, planned = self.trainer.iterations, self.planned
+        if not self.budget.timed_out or done >= planned:
+            return None
+        advice = "raise budget.minutes or lower evaluator.iterations"
+        if self.resolved.spec.budget.on_time_limit != "fail":  # else the job fails already
+            advice += ", or set budget.on_time_limit: fail to fail such a job"
+        return (
+            f"the time budget ({self.budget.minutes:g} min) stopped meta-training after "
+            f"{done} of its {planned} iterations: the policy is trained less than asked "
+            f"({advice})"
+        )
+
     def _outcome(self) -> SearchOutcome:
         trainer = self.trainer
         if not self.budget.reason:
             self.budget.reason = f"meta-training iterations done ({trainer.iterations})"
+        short, error = self._time_limit()
         summary = trainer.summary()
         spec = self.resolved.spec
         space = self.components.space
@@ -179,7 +195,7 @@ class MetaTrainSearch(SearchLoop):
             "seed": spec.seed,
         }
         files = []
-        if not self.interrupted:
+        if not self.interrupted and error is None:  # (a failed job's policy names nothing)
             files.append(OutputFile(POLICY_FILE, POLICY_KIND, policy_bytes(trainer.policy, meta)))
         return SearchOutcome(
             trials=[],
@@ -189,6 +205,8 @@ class MetaTrainSearch(SearchLoop):
             simulated_s=0.0,
             curve=self.curve,
             files=files,
+            warnings=[short] if short is not None else [],
+            error=error,
             report={"meta_training": {**summary, "last": _finite(trainer.last)}},
         )
 

@@ -74,3 +74,32 @@ def test_a_table_without_a_decision_column_is_an_error_at_its_field(tmp_path: Pa
     spec["evaluator"]["tables"] = [spec["evaluator"]["tables"][0], str(other)]
     with pytest.raises(DatasetError, match=r"^evaluator\.tables\.1: the table has no column 'c'"):
         run_local_search(parse_spec(spec), tmp_path / "run", progress=False)
+
+
+@pytest.mark.parametrize("on_time_limit", ["stop", "fail"])
+def test_meta_training_cut_short_by_its_time_budget_says_so(
+    tmp_path: Path, on_time_limit: str
+) -> None:
+    """budget.on_time_limit was ignored by meta-training: `fail` SUCCEEDED with a policy of
+    130 of 100,000 iterations, and `stop` gave no warning."""
+    from workers.meta_train import MetaTrainSearch
+
+    spec = table_meta_spec(tmp_path / "tables")
+    spec["evaluator"].update(iterations=100_000, record_every=1000)
+    spec["budget"] = {"minutes": 0.01, "on_time_limit": on_time_limit}
+    outcome = MetaTrainSearch(parse_spec(spec)).run()
+    assert outcome is not None and outcome.stop_reason.startswith("time budget reached")
+    [warning] = outcome.warnings
+    assert "stopped meta-training after" in warning and "of its 100000 iterations" in warning
+    if on_time_limit == "fail":
+        assert outcome.failure() == f"{warning} (budget.on_time_limit: fail)"
+        assert outcome.files == []  # no policy for later jobs to name
+    else:
+        assert outcome.failure() is None and [f.name for f in outcome.files] == ["rl2-policy.pt"]
+    # nas search: 1 for a failed search (it said 0 whatever happened)
+    from api.cli import main
+
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    code = main(["search", str(spec_file), "--out", str(tmp_path / "run"), "--quiet"])
+    assert code == (1 if on_time_limit == "fail" else 0)
