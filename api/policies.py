@@ -55,6 +55,10 @@ def resolve_meta_jobs(
     config = Rl2MetaConfig.model_validate(resolved.spec.evaluator.params)
     if not config.jobs:
         return resolved
+    if config.job_tasks is not None and [t.job for t in config.job_tasks] == config.jobs:
+        # A stored spec submitted again (nas show --spec): its tasks were read when it was
+        # first accepted and are the job's data now; its jobs may have been deleted since.
+        return resolved
     try:
         cardinalities = [d.num_choices for d in resolved.build_space().decisions()]
     except NasError as exc:  # a table space whose file is wrong: its own field's error

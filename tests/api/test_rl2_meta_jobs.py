@@ -193,6 +193,10 @@ def test_meta_training_on_earlier_jobs_of_the_service(
     done = client.wait(meta["id"], timeout=120)
     assert done["state"] == "SUCCEEDED", done["reason"]
     assert done["summary"]["files"] == [{"name": "rl2-policy.pt", "kind": "rl2_policy"}]
+    # its stored spec submits again with its sources gone (it said "no job N of yours")
+    again = client.submit(client.job(meta["id"])["spec"])
+    assert again["spec"]["evaluator"]["job_tasks"] == tasks
+    assert client.wait(again["id"], timeout=120)["state"] == "SUCCEEDED"
 
     table_job = client.submit(
         {
