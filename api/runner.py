@@ -416,7 +416,13 @@ class JobExecution(threading.Thread):
             return
         if evaluator_path is not None:
             path = self.runner.artifacts / evaluator_path
-            state.evaluator = path.read_bytes()
+            try:
+                state.evaluator = path.read_bytes()
+            except FileNotFoundError:  # (the reason named this server's absolute path)
+                raise RuntimeError(
+                    f"the checkpoint's file {evaluator_path} is not in this server's artifacts "
+                    "folder: servers that share a database must share NAS_ARTIFACTS_DIR"
+                ) from None
             self._saved_at = _progress_key(state)
             self._evaluator_files.append(path)
         search.restore(state, records)
