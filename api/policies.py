@@ -99,19 +99,33 @@ def resolve_meta_jobs(
 
 
 def resolve_policy_job(
-    session: Session, principal: Principal, resolved: ResolvedSpec, artifacts: Path
+    session: Session,
+    principal: Principal,
+    resolved: ResolvedSpec,
+    artifacts: Path,
+    stored_copy: Path | None = None,
 ) -> PolicyCopy | None:
     """The policy of the spec's ``controller.policy_job`` (``None`` without one), checked:
     the caller's SUCCEEDED ``rl2-meta`` job, its policy stored and readable, trained for the
-    decisions of this spec's space. Anything else is a 422 at ``controller.policy_job``."""
+    decisions of this spec's space. Anything else is a 422 at ``controller.policy_job``.
+    ``stored_copy``: the copy of that policy an earlier job of the caller ran (its stored
+    spec submitted again, ``stored_copy_path``), used when the meta-training job is gone."""
     if resolved.spec.controller.name != "rl2":
         return None
     job_id = resolved.controller_params.get("policy_job")
     if job_id is None:
         return None
-    job = JobRepository(session).get(
-        job_id, owner_id=principal.key_id, any_owner=principal.sees_all
-    )
+    jobs = JobRepository(session)
+    job = jobs.get(job_id, owner_id=principal.key_id, any_owner=principal.sees_all)
+    if job is None and stored_copy is not None:
+        holder = int(stored_copy.parent.parent.name)
+        if jobs.get(holder, owner_id=principal.key_id, any_owner=principal.sees_all):
+            try:
+                data = stored_copy.read_bytes()
+            except OSError:
+                data = None
+            if data is not None:
+                return _checked(job_id, data, resolved, f"job {holder}'s copy of job {job_id}'s")
     if job is None:
         raise SpecError.at(_LOC, f"no job {job_id} of yours")
     if (job.spec.get("evaluator") or {}).get("name") != META_EVALUATOR:
@@ -128,9 +142,18 @@ def resolve_policy_job(
         raise SpecError.at(_LOC, f"job {job_id} has no stored policy")
     try:
         data = (artifacts / stored.path).read_bytes()
-        policy, meta = load_policy(io.BytesIO(data))
-    except (OSError, PolicyFileError):
+    except OSError:
         raise SpecError.at(_LOC, f"job {job_id}'s policy file is missing or unreadable") from None
+    return _checked(job_id, data, resolved, f"job {job_id}'s")
+
+
+def _checked(job_id: int, data: bytes, resolved: ResolvedSpec, whose: str) -> PolicyCopy:
+    """``data`` (``whose`` policy file) as the job's copy, once it reads as a policy trained
+    for the decisions of the spec's space (a 422 at ``controller.policy_job`` otherwise)."""
+    try:
+        policy, meta = load_policy(io.BytesIO(data))
+    except PolicyFileError:
+        raise SpecError.at(_LOC, f"{whose} policy file is missing or unreadable") from None
     space = resolved.build_space()
     try:
         decisions = [[d.name, list(d.choices)] for d in space.decisions()]
@@ -138,9 +161,9 @@ def resolve_policy_job(
         raise SpecError.at(["space"], str(exc)) from None
     mismatch = space_mismatch(meta, space) if meta.get("space") else "records no space"
     if mismatch is not None:
-        raise SpecError.at(_LOC, f"job {job_id}'s policy {mismatch}")
+        raise SpecError.at(_LOC, f"{whose} policy {mismatch}")
     if policy.cardinalities != [len(c) for _, c in decisions]:
-        raise SpecError.at(_LOC, f"job {job_id}'s policy does not fit this space's decisions")
+        raise SpecError.at(_LOC, f"{whose} policy does not fit this space's decisions")
     return PolicyCopy(job_id, data)
 
 
@@ -149,25 +172,32 @@ def _copy_name(source: int) -> str:
     return f"rl2-policy-from-job-{source}.pt"
 
 
-def without_stored_copy(document: Mapping[str, Any], artifacts: Path) -> Mapping[str, Any]:
+def stored_copy_path(document: Mapping[str, Any], artifacts: Path) -> Path | None:
     """A submitted spec as a job stores it (``nas show --spec``) names both its
-    ``policy_job`` and the copy of that policy this server made for the job; the copy's path
-    is this server's to choose (a new job gets its own copy), so it is left out. Anything
-    else is returned as it is."""
+    ``policy_job`` and the copy of that policy this server made for the job
+    (``artifacts/jobs/ID/files/rl2-policy-from-job-N.pt``): that copy's path, else ``None``."""
     controller = document.get("controller")
     if not isinstance(controller, Mapping):
-        return document
+        return None
     job_id, policy = controller.get("policy_job"), controller.get("policy")
     if not isinstance(job_id, int) or not isinstance(policy, str):
-        return document
+        return None
     path = Path(policy)
     copy = (
         path.name == _copy_name(job_id)
         and path.parent.name == "files"
+        and path.parent.parent.name.isdigit()
         and path.parent.parent.parent == artifacts / "jobs"
     )
-    if not copy:
+    return path if copy else None
+
+
+def without_stored_copy(document: Mapping[str, Any], artifacts: Path) -> Mapping[str, Any]:
+    """The document less its stored copy's path (``stored_copy_path``): the copy's path is
+    this server's to choose (a new job gets its own copy). Anything else as it is."""
+    if stored_copy_path(document, artifacts) is None:
         return document
+    controller = document["controller"]
     return {**document, "controller": {k: v for k, v in controller.items() if k != "policy"}}
 
 

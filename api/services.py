@@ -17,6 +17,7 @@ from api.policies import (
     resolve_meta_jobs,
     resolve_policy_job,
     store_policy_copy,
+    stored_copy_path,
     without_stored_copy,
 )
 from api.repositories import JobRepository
@@ -306,12 +307,13 @@ class JobService:
         # The files are confined before anything reads them (a table space's, for priors).
         confine = functools.partial(check_data_paths, roots=roots, private=settings.private_paths())
         artifacts = settings.resolved_artifacts_dir()
-        document = without_stored_copy(document, artifacts)  # a stored spec, resubmitted
+        stored_copy = stored_copy_path(document, artifacts)  # a stored spec, resubmitted
+        document = without_stored_copy(document, artifacts)
         resolved = with_absolute_files(parse_spec(document, strict=strict, check_files=confine))
         # (before the limits: they fill in a trial budget, which a meta-training spec refuses)
         resolved = check_limits(resolve_meta_jobs(self.session, principal, resolved), settings)
         resolved = resolve_warm_start(self.session, principal, resolved)
-        policy = resolve_policy_job(self.session, principal, resolved, artifacts)
+        policy = resolve_policy_job(self.session, principal, resolved, artifacts, stored_copy)
         check_runnable_here(
             resolved, settings.backend, settings.ray_address, runs_jobs=settings.run_jobs
         )

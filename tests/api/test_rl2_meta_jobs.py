@@ -94,6 +94,13 @@ def test_a_meta_training_job_stores_a_policy_that_later_jobs_name(
         client.submit(nb201_spec(controller={"name": "rl2", "policy_job": meta["id"]}))
     assert gone.value.status_code == 422
     assert gone.value.detail[0]["loc"] == ["controller", "policy_job"]
+    # ... but the stored spec of the job that ran its policy submits again, from that job's
+    # copy (it said "no job N of yours", though nas show --spec promises it submits)
+    rerun = client.submit(client.job(user["id"])["spec"])
+    rerun_copy = Path(rerun["spec"]["controller"]["policy"])
+    assert rerun_copy.is_relative_to(artifacts / "jobs" / str(rerun["id"]))
+    assert rerun_copy.read_bytes() == copy.read_bytes()
+    assert client.wait(rerun["id"], timeout=60)["state"] == "SUCCEEDED"
 
 
 def _downloads_the_policy(
