@@ -46,6 +46,7 @@ __all__ = [
     "predicted_priors",
     "priors_for",
     "priors_from_trials",
+    "read_run_spec",
     "resolve_runs",
     "source_from_run",
     "source_trials",
@@ -271,27 +272,61 @@ def _ranked(source: Source) -> list[tuple[SourceTrial, float]]:
     return [(trial, 1.0 - rank / n) for rank, trial in enumerate(done)]
 
 
-def source_from_run(run: str | Path, *, space: Mapping[str, Any]) -> Source:
+def source_from_run(
+    run: str | Path, *, space: Mapping[str, Any], loc: Sequence[str | int] = ("warm_start", "runs")
+) -> Source:
     """A ``nas search`` output folder (its ``spec.yaml`` and ``trials.jsonl``) as a source.
-    Its space section must equal ``space`` (the target's as stored, parameters included)."""
-    import yaml
-
+    Its space section must equal ``space`` (the target's as stored, parameters included),
+    and it must have completed a trial (as a service source job must). A folder that is
+    not one, or is damaged, is a ``SpecError`` at ``loc`` (``warm_start.runs.I``)."""
     folder = Path(run).expanduser()
+    spec = read_run_spec(folder, loc=loc)
     try:
-        spec = yaml.safe_load((folder / "spec.yaml").read_text())
         lines = (folder / "trials.jsonl").read_text().splitlines()
-    except (OSError, yaml.YAMLError):
-        raise SpecError.at(
-            ["warm_start", "runs"], f"{str(folder)!r} is not a nas search output folder"
-        ) from None
+    except (OSError, UnicodeDecodeError):
+        raise SpecError.at(loc, f"{str(folder)!r} is not a nas search output folder") from None
     if spec.get("space") != dict(space):
         raise SpecError.at(
-            ["warm_start", "runs"],
+            loc,
             f"{str(folder)!r} searched space {spec.get('space')}; this job searches {dict(space)}",
         )
-    maximize = spec.get("objective", {}).get("direction", "maximize") == "maximize"
-    trials = [_run_trial(json.loads(line)) for line in lines if line.strip()]
-    return Source(str(folder), trials, maximize)
+    objective = spec.get("objective") or {}
+    direction = objective.get("direction", "maximize") if isinstance(objective, Mapping) else None
+    if direction not in ("maximize", "minimize"):
+        raise SpecError.at(
+            loc, f"{str(folder)!r}: its spec.yaml has no objective direction (maximize or minimize)"
+        )
+    trials = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            trials.append(_run_trial(json.loads(line)))
+        except (ValueError, TypeError) as exc:  # (json.JSONDecodeError is a ValueError)
+            raise SpecError.at(
+                loc, f"{str(folder)!r}: line {number} of trials.jsonl is not a trial: {exc}"
+            ) from None
+    source = Source(str(folder), trials, direction == "maximize")
+    if not _ranked(source):
+        # (the service's 422 for a source job with none: priors from nothing are no start)
+        raise SpecError.at(loc, f"{str(folder)!r} has no completed trial to start from")
+    return source
+
+
+def read_run_spec(folder: Path, *, loc: Sequence[str | int]) -> dict[str, Any]:
+    """The ``spec.yaml`` of the ``nas search`` output folder ``folder``, or a ``SpecError``
+    at ``loc`` saying it is none (missing, unreadable, or not a mapping)."""
+    import yaml
+
+    try:
+        spec = yaml.safe_load((folder / "spec.yaml").read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raise SpecError.at(loc, f"{str(folder)!r} is not a nas search output folder") from None
+    if not isinstance(spec, dict):
+        raise SpecError.at(
+            loc, f"{str(folder)!r}: its spec.yaml holds a {type(spec).__name__}, not a job spec"
+        )
+    return spec
 
 
 def resolve_runs(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -317,7 +352,10 @@ def resolve_runs(document: Mapping[str, Any]) -> dict[str, Any]:
     space_class = SPACES.get(component.name)
     config = space_class.Config.model_validate(component.params)
     stored_space = {"name": component.name, **config.model_dump(mode="json")}
-    sources = [source_from_run(run, space=stored_space) for run in warm["runs"]]
+    sources = [
+        source_from_run(run, space=stored_space, loc=["warm_start", "runs", i])
+        for i, run in enumerate(warm["runs"])
+    ]
     predicted = section.predicted_count(joint=bool(doc.get("hparams")))
     priors = priors_for(
         sources, space_class.from_config(config), top_k=section.top_k, predicted=predicted
@@ -348,13 +386,26 @@ def source_trials(records: Iterable[TrialRecord]) -> list[SourceTrial]:
     ]
 
 
-def _run_trial(row: Mapping[str, Any]) -> SourceTrial:
-    return SourceTrial(
-        row["architecture"],
-        row.get("hparams") or {},
-        row.get("objective"),
-        row.get("state") == "COMPLETE",
-    )
+def _run_trial(row: Any) -> SourceTrial:
+    """A ``trials.jsonl`` row as a source trial; ``ValueError`` or ``TypeError`` saying what
+    is wrong with a row that is none (a damaged or hand-edited file)."""
+    if not isinstance(row, Mapping):
+        raise TypeError(f"expected a JSON object, got {type(row).__name__}")
+    if "architecture" not in row:
+        raise ValueError("it has no architecture")
+    try:
+        architecture = Architecture.from_dict(row["architecture"]).to_dict()
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"architecture: {exc}") from None
+    hparams = row.get("hparams") or {}
+    if not isinstance(hparams, Mapping):
+        raise TypeError(f"hparams: expected a JSON object, got {hparams!r}")
+    objective = row.get("objective")
+    if objective is not None and (
+        isinstance(objective, bool) or not isinstance(objective, int | float)
+    ):
+        raise TypeError(f"objective: expected a number or null, got {objective!r}")
+    return SourceTrial(architecture, hparams, objective, row.get("state") == "COMPLETE")
 
 
 def check_priors(

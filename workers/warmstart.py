@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from controllers import CONTROLLERS
+from nas.errors import SpecError
+from nas.warmstart import read_run_spec
 
 __all__ = ["CONTROLLER_FILE", "controller_transfer", "resolve_run_controller"]
 
@@ -48,25 +50,64 @@ def controller_transfer(
 def resolve_run_controller(document: Mapping[str, Any]) -> dict[str, Any]:
     """A spec document resolved by ``nas.warmstart.resolve_runs`` with the controller's
     ``controller_state`` taken from its source run folders' ``controller.json`` (a folder
-    without one, from before this file was written, gives priors only)."""
+    without one, from before this file was written, gives priors only). A damaged file is
+    a ``SpecError`` at the folder's ``warm_start.runs.I``."""
     doc = dict(document)
     warm = doc.get("warm_start")
-    if not isinstance(warm, Mapping) or not warm.get("runs") or "controller_state" in warm:
-        return doc
-    import yaml
-
-    sources = []
-    for run in warm["runs"]:
-        folder = Path(run).expanduser()
-        path = folder / CONTROLLER_FILE
-        if not path.is_file():
-            continue
-        spec = yaml.safe_load((folder / "spec.yaml").read_text())
-        sources.append((str(folder), spec.get("controller") or {}, json.loads(path.read_text())))
-    transfer = controller_transfer(_controller_section(doc), sources)
-    if transfer is not None:
-        doc["warm_start"] = {**warm, "controller_state": transfer}
+    if (
+        not isinstance(warm, Mapping)
+        or not isinstance(warm.get("runs"), list)
+        or "controller_state" in warm
+    ):
+        return doc  # (a malformed section is reported by the spec's own validation)
+    controller = _controller_section(doc)
+    # Every folder's file is read first: a damaged one is an error wherever it is listed.
+    sources: list[tuple[list[Any], str, Mapping[str, Any], dict[str, Any]]] = []
+    for i, run in enumerate(warm["runs"]):
+        loc = ["warm_start", "runs", i]
+        source = _run_controller(Path(str(run)).expanduser(), loc)
+        if source is not None:
+            sources.append((loc, *source))
+    for loc, folder, section, state in sources:
+        try:
+            # One source at a time, in order (the first that gives a state is taken, as
+            # controller_transfer takes it), so that a state it cannot read is known by its
+            # folder's index.
+            transfer = controller_transfer(controller, [(folder, section, state)])
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise SpecError.at(
+                loc, f"{folder!r}: {CONTROLLER_FILE} is not a state of its controller: {exc!r}"
+            ) from None
+        if transfer is not None:
+            doc["warm_start"] = {**warm, "controller_state": transfer}
+            break
     return doc
+
+
+def _run_controller(
+    folder: Path, loc: list[Any]
+) -> tuple[str, Mapping[str, Any], dict[str, Any]] | None:
+    """A run folder's controller section (its ``spec.yaml``'s) and final state (its
+    ``controller.json``), ``None`` without that file, or a ``SpecError`` at ``loc``."""
+    path = folder / CONTROLLER_FILE
+    if not path.is_file():
+        return None
+    section = read_run_spec(folder, loc=loc).get("controller") or {}
+    if not isinstance(section, Mapping):
+        raise SpecError.at(loc, f"{str(folder)!r}: its spec.yaml has no controller section")
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SpecError.at(
+            loc, f"{str(folder)!r}: {CONTROLLER_FILE} cannot be read as JSON: {exc}"
+        ) from None
+    if not isinstance(state, dict):
+        raise SpecError.at(
+            loc,
+            f"{str(folder)!r}: {CONTROLLER_FILE} holds a {type(state).__name__}; "
+            "expected a JSON object (the controller's state_dict)",
+        )
+    return str(folder), section, state
 
 
 def _controller_section(doc: Mapping[str, Any]) -> dict[str, Any]:

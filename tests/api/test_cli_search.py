@@ -182,3 +182,23 @@ def test_nas_search_prints_the_best_trials_hyperparameters(
     assert main(["search", str(spec_file), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     best = json.loads((tmp_path / "run/summary.json").read_text())["best"]
     assert f"hparams: {json.dumps(best['hparams'])}" in capsys.readouterr().out.splitlines()
+
+
+def test_a_damaged_warm_start_run_is_a_field_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``warm_start: {runs: [...]}`` on a folder whose trials.jsonl is not JSON raised a
+    JSONDecodeError (exit 1, a traceback); one without a completed trial gave no priors.
+    Both are exit 2 at the folder's ``warm_start.runs.I``, worded as the service's 422."""
+    from tests.nas.test_warmstart import NB201_RUN_SPEC, write_run
+
+    damaged = write_run(tmp_path / "damaged", trials="{not json\n")
+    empty = write_run(tmp_path / "empty", trials="")
+    for run, message in ((damaged, "trials.jsonl is not a trial"), (empty, "no completed trial")):
+        spec_file = tmp_path / "spec.yaml"
+        spec_file.write_text(yaml.safe_dump({**NB201_RUN_SPEC, "warm_start": {"runs": [str(run)]}}))
+        assert main(["search", str(spec_file), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"warm_start.runs.0: {str(run)!r}" in err and message in err, err
+        assert "Traceback" not in err
+        assert not (tmp_path / "run").exists()

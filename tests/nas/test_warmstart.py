@@ -5,6 +5,7 @@ source tried, the ones its trials point to."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,7 +113,72 @@ def test_nas_search_resolves_runs(tmp_path, monkeypatch) -> None:  # type: ignor
     other = {**target, "space": {"name": "enas-macro"}}
     with pytest.raises(SpecError) as info:
         resolve_runs(other)
-    assert info.value.errors[0]["loc"] == ("warm_start", "runs")
+    assert info.value.errors[0]["loc"] == ("warm_start", "runs", 0)
+
+
+NB201_RUN_SPEC = {
+    "name": "src",
+    "dataset": {"name": "nb201-cifar10"},
+    "space": {"name": "nb201"},
+    "controller": {"name": "random"},
+    "evaluator": {"name": "tabular"},
+    "objective": {"metric": "val_accuracy", "direction": "maximize"},
+    "budget": {"trials": 2},
+}
+GOOD_ROW = {
+    "architecture": {"space": "nb201", "version": 1, "choices": [0, 1, 2, 3, 4, 0]},
+    "state": "COMPLETE",
+    "objective": 80.0,
+}
+
+
+def write_run(folder: Path, *, spec: object = None, trials: str | None = None) -> Path:
+    """A ``nas search`` output folder as far as a warm start reads it: its ``spec.yaml``
+    (``NB201_RUN_SPEC`` by default) and ``trials.jsonl`` (one completed trial by default)."""
+    import yaml
+
+    folder.mkdir(parents=True)
+    (folder / "spec.yaml").write_text(yaml.safe_dump(NB201_RUN_SPEC if spec is None else spec))
+    (folder / "trials.jsonl").write_text(json.dumps(GOOD_ROW) + "\n" if trials is None else trials)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("spec", "trials", "message"),
+    [
+        (None, "{not json\n", "line 1 of trials.jsonl is not a trial: Expecting property name"),
+        ([1, 2], None, "its spec.yaml holds a list, not a job spec"),
+        (None, json.dumps({"state": "COMPLETE", "objective": 1.0}), "it has no architecture"),
+        (None, json.dumps({**GOOD_ROW, "architecture": 7}), "line 1 of trials.jsonl is not"),
+        (None, json.dumps({**GOOD_ROW, "objective": "high"}), "objective: expected a number"),
+        (None, json.dumps({**GOOD_ROW, "hparams": [1]}), "hparams: expected a JSON object"),
+        (None, "[]\n", "expected a JSON object, got list"),
+        ({**NB201_RUN_SPEC, "objective": "max"}, None, "has no objective direction"),
+        (None, "", "has no completed trial to start from"),
+        (None, json.dumps({**GOOD_ROW, "state": "FAIL", "objective": None}), "no completed trial"),
+    ],
+)
+def test_a_damaged_run_folder_is_a_field_error_at_its_index(
+    tmp_path: Path, spec: object, trials: str | None, message: str
+) -> None:
+    """A damaged source folder (or one without a completed trial) was a traceback (or no
+    priors from it at all): it is a spec error at its own ``warm_start.runs.I``, as a bad
+    source job is at ``warm_start.jobs.I``."""
+    from nas.warmstart import resolve_runs
+
+    good = write_run(tmp_path / "good")
+    bad = write_run(tmp_path / "bad", spec=spec, trials=trials)
+    target = {**NB201_RUN_SPEC, "name": "tgt", "warm_start": {"runs": [str(good), str(bad)]}}
+    with pytest.raises(SpecError) as info:
+        resolve_runs(target)
+    [error] = info.value.errors
+    assert error["loc"] == ("warm_start", "runs", 1)
+    assert repr(str(bad)) in error["msg"] and message in error["msg"], error["msg"]
+    # The good folder alone resolves.
+    alone = resolve_runs({**target, "warm_start": {"runs": [str(good)]}})
+    assert [p["source"] for p in alone["warm_start"]["priors"] if not p.get("predicted")] == [
+        str(good)
+    ]
 
 
 def _hidden_best_source(space: Nb201Space, best: tuple[int, ...], n: int, seed: int) -> Source:

@@ -1,0 +1,64 @@
+"""The controller's part of a ``nas search`` warm start (``workers.warmstart``): a source run
+folder's ``controller.json``, damaged, is a spec error at that folder's ``warm_start.runs.I``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nas.errors import SpecError
+from tests.nas.test_warmstart import NB201_RUN_SPEC, write_run
+from workers.warmstart import CONTROLLER_FILE, _controller_section, resolve_run_controller
+
+ENAS = {"name": "enas", "num_aggregate": 4, "lstm_size": 8}
+
+
+@pytest.mark.parametrize(
+    ("controller_json", "message"),
+    [
+        ("{bad", "controller.json cannot be read as JSON"),
+        ("[]", "controller.json holds a list; expected a JSON object"),
+        # The same controller and parameters, but no policy in its state.
+        (json.dumps({"name": "enas"}), "controller.json is not a state of its controller"),
+    ],
+)
+def test_a_damaged_controller_file_is_a_field_error_at_its_run(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    nb201_table: Path,
+    controller_json: str,
+    message: str,
+) -> None:
+    monkeypatch.setenv("NAS_NB201_TABLE", str(nb201_table))
+    target = {**NB201_RUN_SPEC, "name": "tgt", "controller": ENAS}
+    # (the source ran this controller as its spec.yaml stores it: every default written out)
+    source_spec = {**NB201_RUN_SPEC, "controller": _controller_section(target)}
+    good = write_run(tmp_path / "good", spec=source_spec)
+    bad = write_run(tmp_path / "bad", spec=source_spec)
+    (bad / CONTROLLER_FILE).write_text(controller_json)
+    document = {**target, "warm_start": {"runs": [str(good), str(bad)]}}
+    with pytest.raises(SpecError) as info:
+        resolve_run_controller(document)
+    [error] = info.value.errors
+    assert error["loc"] == ("warm_start", "runs", 1)
+    assert repr(str(bad)) in error["msg"] and message in error["msg"], error["msg"]
+
+
+def test_the_first_run_with_a_state_gives_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nb201_table: Path
+) -> None:
+    """Transferred one folder at a time, the first folder whose state this controller takes
+    gives it, as all at once; a folder without the file gives none."""
+    monkeypatch.setenv("NAS_NB201_TABLE", str(nb201_table))
+    target = {**NB201_RUN_SPEC, "name": "tgt", "controller": ENAS}
+    source_spec = {**NB201_RUN_SPEC, "controller": _controller_section(target)}
+    none = write_run(tmp_path / "none", spec=source_spec)
+    first, second = (write_run(tmp_path / n, spec=source_spec) for n in ("first", "second"))
+    for folder in (first, second):
+        state = {"name": "enas", "enas": {"policy": folder.name}}
+        (folder / CONTROLLER_FILE).write_text(json.dumps(state))
+    document = {**target, "warm_start": {"runs": [str(none), str(first), str(second)]}}
+    warm = resolve_run_controller(document)["warm_start"]
+    assert warm["controller_state"] == {"source": str(first), "state": {"policy": "first"}}
