@@ -48,8 +48,9 @@ def resolve_meta_jobs(
     """``resolved`` with an ``rl2-meta`` job's ``evaluator.jobs`` read into
     ``evaluator.job_tasks`` (unchanged otherwise): per job, its completed trials' architecture
     choices and ``evaluator.fitness`` metric (at most ``MAX_JOB_TRIALS``, best first). A job
-    that is not the caller's, searched another space, or has no completed trial with that
-    metric is a 422 at ``evaluator.jobs.I``; a space too large to meta-train in, at ``space``."""
+    that is not the caller's, searched another space, had that metric as an objective in the
+    other direction than this job's, or has no completed trial with that metric is a 422 at
+    ``evaluator.jobs.I``; a space too large to meta-train in, at ``space``."""
     if resolved.spec.evaluator.name != META_EVALUATOR:
         return resolved
     config = Rl2MetaConfig.model_validate(resolved.spec.evaluator.params)
@@ -70,6 +71,7 @@ def resolve_meta_jobs(
             f"architectures; this one has {math.prod(cardinalities):,}",
         )
     stored = resolved.to_dict()
+    direction = resolved.spec.objective.direction
     jobs, trials = JobRepository(session), TrialRepository(session)
     tasks = []
     for i, job_id in enumerate(config.jobs):
@@ -82,6 +84,15 @@ def resolve_meta_jobs(
                 loc,
                 f"job {job_id} searched space {job.spec.get('space')}; this job meta-trains "
                 f"on {stored['space']}",
+            )
+        theirs = _direction_of(job.spec, config.fitness)
+        if theirs is not None and theirs != direction:
+            # One of the two directions is wrong, and only the user knows which: negating
+            # the source's values here would as silently train towards what it avoided.
+            raise SpecError.at(
+                loc,
+                f"job {job_id} {theirs}d {config.fitness!r}; this job would {direction} it: "
+                f"set objective.direction: {theirs}, or meta-train on jobs that {direction}d it",
             )
         choices, fitness = [], []
         for row in trials.top(job_id, MAX_JOB_TRIALS, maximize=job.maximize):
@@ -96,6 +107,15 @@ def resolve_meta_jobs(
         tasks.append({"job": job_id, "choices": choices, "fitness": fitness})
     stored["evaluator"]["job_tasks"] = tasks
     return parse_spec(stored)
+
+
+def _direction_of(spec: Mapping[str, Any], metric: str) -> str | None:
+    """The direction a job's stored ``spec`` searched ``metric`` in, where it was one of its
+    objectives (``None``: it only reported it)."""
+    objective = spec.get("objective") or {}
+    metrics = objective.get("metrics") or [objective.get("metric")]
+    directions = objective.get("directions") or [objective.get("direction", "maximize")]
+    return dict(zip(metrics, directions, strict=False)).get(metric)
 
 
 def resolve_policy_job(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Literal
 
 from nas.evaluators.base import Evaluator, EvaluatorConfig
 from nas.evaluators.matching import MatchingEvaluator
@@ -55,6 +56,23 @@ def metric_note(name: str) -> str | None:
     return None
 
 
+#: Words of a metric's name that make it a loss or an error (``val_loss``, ``meta_val_mse``,
+#: ``top1_err``): smaller is better.
+ERROR_WORDS = frozenset({"loss", "mse", "rmse", "mae", "error", "err", "nll", "regret"})
+
+
+def known_direction(metric: str) -> Literal["maximize", "minimize"] | None:
+    """Which end of the metric ``metric`` is better: as an evaluator that reports it knows it
+    (``Evaluator.metric_directions``), else ``minimize`` for a loss or an error by its name
+    (``ERROR_WORDS``); ``None`` when neither tells (a column of the user's own table)."""
+    for evaluator in EVALUATORS:
+        direction = EVALUATORS.get(evaluator).metric_directions.get(metric)
+        if direction is not None:
+            return direction
+    words = re.split(r"[^a-z0-9]+", metric.lower())
+    return "minimize" if ERROR_WORDS.intersection(words) else None
+
+
 def build_evaluator(resolved: ResolvedSpec) -> tuple[SearchSpace, Evaluator]:
     """The spec's search space and its evaluator (the dataset loaded)."""
     spec = resolved.spec
@@ -88,6 +106,7 @@ __all__ = [
     "TableEvaluator",
     "TabularEvaluator",
     "build_evaluator",
+    "known_direction",
     "load_table",
     "metric_note",
     "resolve_table_path",

@@ -21,9 +21,10 @@ of every architecture of the job's space on each task, from
   start's priors (``api.policies.resolve_meta_jobs``).
 
 ``objective.direction: minimize`` turns a fitness to minimise (an error) into one to
-maximise. ``evaluate`` answers an architecture's mean fitness over the tasks (the metric named
-by the fitness), which is what the contract asks of every evaluator; a meta-training job
-never calls it.
+maximise (``workers.meta_train`` negates it); left out, it is the fitness's own direction
+(``metric_direction``: an error or a loss is minimised). ``evaluate`` answers an
+architecture's mean fitness over the tasks (the metric named by the fitness), which is what
+the contract asks of every evaluator; a meta-training job never calls it.
 """
 
 from __future__ import annotations
@@ -175,9 +176,21 @@ class Rl2MetaEvaluator(Evaluator):
     def default_objective(
         cls, dataset: str, params: Mapping[str, Any]
     ) -> tuple[str, Literal["maximize", "minimize"]]:
-        """The tasks' ``fitness``, maximized."""
-        fitness = params.get("fitness")
-        return (fitness if isinstance(fitness, str) and fitness else NB201_FITNESS), "maximize"
+        """The tasks' ``fitness``, in its known direction (``metric_direction``): a loss or an
+        error (``meta_val_mse`` of earlier few-shot jobs) minimized, else maximized."""
+        given = params.get("fitness")
+        fitness = given if isinstance(given, str) and given else NB201_FITNESS
+        return fitness, cls.metric_direction(fitness) or "maximize"
+
+    @classmethod
+    def metric_direction(cls, metric: str) -> Literal["maximize", "minimize"] | None:
+        """The fitness is any evaluator's metric (the earlier jobs' or the tables'): its
+        direction as the evaluators know it, or a loss's or an error's by its name
+        (``nas.evaluators.known_direction``): maximizing an MSE would meta-train a policy
+        that finds the worst architectures."""
+        from nas.evaluators import known_direction
+
+        return known_direction(metric)
 
     @classmethod
     def data_problems(cls, spec: JobSpec) -> list[SpecProblem]:

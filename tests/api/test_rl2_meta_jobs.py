@@ -264,3 +264,26 @@ def test_a_policy_copy_in_artifacts_outside_the_data_roots_still_runs(
             )
         assert refused.value.status_code == 422
         assert refused.value.detail[0]["loc"] == ["controller", "policy"]
+
+
+def test_meta_training_on_jobs_follows_their_direction_or_is_refused(
+    client: NasClient,
+) -> None:
+    """A source job that minimised the fitness, under a meta-training job that maximises it,
+    gave its values as they were: the policy learnt to find what the source avoided. It is a
+    422 at ``evaluator.jobs.I``; meta-training in the source's direction is accepted."""
+    minimised = nb201_spec(budget={"trials": 3}, objective={"metric": "val_accuracy"})
+    minimised["objective"]["direction"] = "minimize"
+    source = client.wait(client.submit(minimised)["id"], timeout=60)
+    assert source["state"] == "SUCCEEDED", source["reason"]
+    spec = meta_spec(jobs=[source["id"]], iterations=1)
+    del spec["evaluator"]["tasks"]
+    with pytest.raises(ApiError) as info:  # (val_accuracy: maximised unless told)
+        client.submit(spec)
+    assert info.value.status_code == 422
+    assert [e["loc"] for e in info.value.detail] == [["evaluator", "jobs", 0]]
+    assert f"job {source['id']} minimized 'val_accuracy'" in info.value.detail[0]["msg"]
+    agreed = client.submit({**spec, "objective": {"direction": "minimize"}})
+    assert agreed["spec"]["objective"] == {**agreed["spec"]["objective"], "direction": "minimize"}
+    assert agreed["spec"]["evaluator"]["job_tasks"][0]["job"] == source["id"]
+    assert client.wait(agreed["id"], timeout=60)["state"] == "SUCCEEDED"

@@ -103,3 +103,57 @@ def test_meta_training_cut_short_by_its_time_budget_says_so(
     spec_file.write_text(json.dumps(spec))
     code = main(["search", str(spec_file), "--out", str(tmp_path / "run"), "--quiet"])
     assert code == (1 if on_time_limit == "fail" else 0)
+
+
+def _first_choice_probabilities(spec: dict[str, Any]) -> tuple[str, np.ndarray]:
+    """Meta-train on ``spec``; its objective's direction and the trained policy's
+    probabilities of the first decision's choices at an episode's first step."""
+    import torch
+
+    from workers.meta_train import MetaTrainSearch
+
+    resolved = parse_spec(spec)
+    search = MetaTrainSearch(resolved)
+    search.run()
+    policy = search.trainer.policy
+    with torch.no_grad():
+        logits, _ = policy.step(policy.encode(None, torch.zeros(1), 1), torch.zeros(1, 16))
+    return resolved.spec.objective.direction, torch.softmax(logits[0], 1)[0].numpy()
+
+
+def test_a_policy_meta_trained_on_an_error_learns_to_find_low_values(tmp_path: Path) -> None:
+    """A fitness that is an error (``val_err``: its name says so; ``meta_val_mse`` of
+    earlier few-shot jobs, as the evaluators know it) with no objective given was maximised:
+    the policy learnt to propose the worst architectures. Defaulted, it is minimised;
+    given, the spec's direction is the one meta-training follows."""
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    paths = []
+    for task in ("t0", "t1"):  # the error grows with decision a: a = 0 is the best
+        rows = [
+            f"{a},{b},{c},{a + rng.normal(0, 0.3):.4f}"
+            for a in range(5)
+            for b in range(5)
+            for c in range(5)
+        ]
+        path = folder / f"{task}.csv"
+        path.write_text("a,b,c,val_err\n" + "\n".join(rows) + "\n")
+        paths.append(str(path))
+    spec = table_meta_spec(tmp_path / "unused")
+    spec["space"]["path"] = paths[0]
+    spec["evaluator"].update(
+        tables=paths, fitness="val_err", iterations=30, steps=5, batch=16, hidden=16, lr=0.01
+    )
+    del spec["objective"]
+    direction, minimised = _first_choice_probabilities(spec)
+    assert direction == "minimize"
+    assert minimised.argmax() == 0 and minimised[0] > 0.5, minimised
+    spec["objective"] = {"metric": "val_err", "direction": "maximize"}  # given: followed
+    direction, maximised = _first_choice_probabilities(spec)
+    assert direction == "maximize"
+    assert maximised.argmax() == 4 and maximised[4] > 0.5, maximised
+    meta_mse = {**spec["evaluator"], "fitness": "meta_val_mse"}
+    assert parse_spec(
+        {**spec, "evaluator": meta_mse, "objective": {}}
+    ).spec.objective.direction == ("minimize")
