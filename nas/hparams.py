@@ -290,6 +290,20 @@ class HparamSpace:
             out[name] = values[name] if name in values else draw(name, param)
         return out
 
+    def largest(self, name: str) -> int | float | None:
+        """The largest number parameter ``name`` can take: a range's highest point on its
+        grid, a categorical's largest number choice (``None``: it has none). What a size
+        limit that the value enters must hold for, as for a value given directly."""
+        param = self.params[name]
+        if isinstance(param, IntParam):
+            return param.low + (param.high - param.low) // param.step * param.step
+        if isinstance(param, FloatParam):
+            return param.high
+        numbers = [
+            c for c in param.choices if isinstance(c, int | float) and not isinstance(c, bool)
+        ]
+        return max(numbers) if numbers else None
+
     # --- sampling --------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         """Active parameters only, each uniform (log-uniform on a log scale) over its range."""

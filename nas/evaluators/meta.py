@@ -75,7 +75,7 @@ from nas.datasets import DATASETS, dataset_shape, load_tasks
 from nas.datasets.tasks import TaskBatch, TaskDistribution
 from nas.errors import DatasetError, SpecError, at_submit
 from nas.evaluators.base import Evaluator, EvaluatorConfig, ReportFn
-from nas.hparams import META_HPARAMS
+from nas.hparams import META_HPARAMS, HparamSpace
 from nas.metalearning import Algorithm, FunctionalNet, MetaLearner, MetaWeights, MetricLearner
 from nas.models import build_model, count_parameters
 from nas.spaces.base import SearchSpace
@@ -224,6 +224,24 @@ class ReptileConfig(MetaConfig):
 
 def _hparam_keys(config: type[FewShotConfig]) -> tuple[str, ...]:
     return tuple(name for name in META_HPARAMS if name in config.model_fields)
+
+
+def _largest_searched(
+    spec: JobSpec, sizes: Mapping[str, int], keys: Sequence[str]
+) -> dict[str, int]:
+    """Of ``sizes`` (their values as the evaluator's parameters set them), those the spec's
+    ``hparams`` search (names the evaluator sets per trial, ``keys``) up to a larger value:
+    that value."""
+    if not spec.hparams:
+        return {}
+    space, _ = HparamSpace.parse(spec.hparams)  # (its problems are reported at hparams)
+    out: dict[str, int] = {}
+    for name, fixed in sizes.items():
+        if name in keys and name in space.params:
+            largest = space.largest(name)
+            if largest is not None and largest > fixed:
+                out[name] = int(largest)
+    return out
 
 
 class MetaEvaluator(Evaluator):
@@ -387,7 +405,16 @@ class MetaEvaluator(Evaluator):
             )
             return tasks * ways * (shots + queries), what
 
-        batch, what = examples(config.meta_batch, config.shots, config.queries or config.shots)
+        sizes = {
+            "meta_batch": config.meta_batch,
+            "shots": config.shots,
+            "queries": config.queries or config.shots,
+        }
+        batch, what = examples(*sizes.values())
+        # A size searched in hparams takes values up to its largest in some trial: the limit
+        # holds for those too (else the trial that draws one fails), at the hparam's field.
+        searched = _largest_searched(spec, sizes, cls.hparam_keys)
+        most, most_what = examples(*{**sizes, **searched}.values())
         if batch > MAX_BATCH_EXAMPLES and cls.trains_on_episodes:
             problems.append(
                 (
@@ -395,6 +422,18 @@ class MetaEvaluator(Evaluator):
                     (
                         f"a meta-batch of {what} is {batch:,} examples; at most "
                         f"{MAX_BATCH_EXAMPLES:,} (lower meta_batch, shots or queries)"
+                    ),
+                )
+            )
+        elif most > MAX_BATCH_EXAMPLES and cls.trains_on_episodes:
+            ranges = " and ".join(f"{name} up to {value}" for name, value in searched.items())
+            problems.append(
+                (
+                    ("hparams", next(iter(searched))),
+                    (
+                        f"{ranges}: a meta-batch of {most_what} is {most:,} examples; at most "
+                        f"{MAX_BATCH_EXAMPLES:,} (lower the highest value searched, or the "
+                        "evaluator's shots or queries)"
                     ),
                 )
             )

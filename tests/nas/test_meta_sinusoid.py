@@ -169,6 +169,33 @@ def test_sizes_that_cannot_fit_in_memory_are_refused_at_their_field() -> None:
     parse_spec(_spec(dataset={"name": "sinusoid", "amplitude": [0, 1e4]}))
 
 
+@pytest.mark.parametrize(
+    "searched",
+    [
+        {"type": "int", "low": 4000, "high": 4096},
+        {"type": "int", "low": 1, "high": 4096, "log": True},
+        {"type": "int", "low": 1, "high": 4096, "step": 5},  # (its grid ends at 4096)
+        {"type": "categorical", "choices": [1, 4096]},
+    ],
+)
+def test_a_meta_batch_searched_in_hparams_is_held_to_the_size_limit(
+    searched: dict[str, Any],
+) -> None:
+    """``meta_batch: 1`` with ``hparams: {meta_batch: {low: 4000, high: 4096}}`` was accepted
+    and a trial started with 8,192,000 examples a meta-batch, which the value given directly
+    is refused for: the limit holds for the largest value searched, at its hparam's field."""
+    evaluator = {"name": "maml", "meta_batch": 1, "shots": 1000, "queries": 1000}
+    problems = _problems(_spec(evaluator=evaluator, hparams={"meta_batch": searched}))
+    assert list(problems) == [("hparams", "meta_batch")]
+    assert problems[("hparams", "meta_batch")].startswith(
+        "meta_batch up to 4096: a meta-batch of 4096 tasks x (1000 + 1000) points is "
+        "8,192,000 examples; at most 1,048,576"
+    )
+    # Up to the limit: accepted (524 x 2000 = 1,048,000 examples).
+    fits = {"meta_batch": {"type": "int", "low": 1, "high": 524}}
+    assert parse_spec(_spec(evaluator=evaluator, hparams=fits)).hparams is not None
+
+
 def test_a_spec_without_an_objective_takes_the_evaluators_reward() -> None:
     """It defaulted to val_accuracy, which no few-shot evaluator reports: a 422."""
     spec = _spec()
