@@ -197,6 +197,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"ray_address": args.ray_address, "backend": "ray"})
     if args.backend:
         settings = settings.model_copy(update={"backend": args.backend})
+    if settings.backend == "ray":
+        _check_ray_reachable(settings.ray_address or os.environ.get("RAY_ADDRESS") or "")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if settings.auth == "none":
         logging.getLogger("nas.api").warning(
@@ -749,6 +751,25 @@ def _check_connects(args: argparse.Namespace, url: str) -> None:
         raise _unreachable(args, url, exc) from None
     finally:
         engine.dispose()
+
+
+def _check_ray_reachable(address: str) -> None:
+    """A Ray cluster named by ``host:port`` answers there (``CommandError`` when nothing
+    does): Ray's own connect retries for minutes with its warnings alone, the port unbound."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # (none: a local instance; auto, ray://: Ray's own ways of finding one)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise CommandError(
+            f"the Ray cluster at {address} cannot be reached ({exc.strerror or exc}): start "
+            "its head there (ray start --head --port=PORT) or correct --ray-address / "
+            "NAS_RAY_ADDRESS / RAY_ADDRESS",
+            code=1,
+        ) from None
 
 
 def _db(args: argparse.Namespace, url: str) -> Any:

@@ -60,3 +60,21 @@ def test_bad_spec_and_unreachable_server(tmp_path, capsys: pytest.CaptureFixture
     spec.write_text(yaml.safe_dump(nb201_spec()))
     assert main(["submit", str(spec), "--server", "http://127.0.0.1:9"]) == 2
     assert "is 'nas serve' running?" in capsys.readouterr().err
+
+
+def test_serve_says_at_once_when_its_ray_cluster_cannot_be_reached(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    """--ray-address naming a port where nothing listens: the server hung for minutes with
+    Ray's connection warnings alone, its port never bound."""
+    import socket
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    code = main(
+        ["serve", "--data-dir", str(tmp_path), "--port", "0", "--ray-address", f"127.0.0.1:{port}"]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"error: the Ray cluster at 127.0.0.1:{port} cannot be reached" in err
