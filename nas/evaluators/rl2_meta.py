@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nas.architecture import Architecture
 from nas.datasets import FILE_PARAM, NB201_DATASETS
@@ -131,16 +131,29 @@ class Rl2MetaConfig(EvaluatorConfig):
         description="iterations per recorded curve point and checkpoint",
     )
 
-    @model_validator(mode="after")
-    def _known(self) -> Rl2MetaConfig:
-        unknown = [t for t in self.tasks if t not in NB201_DATASETS]
+    @field_validator("tasks")
+    @classmethod
+    def _known(cls, tasks: list[str]) -> list[str]:
+        unknown = [t for t in tasks if t not in NB201_DATASETS]
         if unknown:
             raise ValueError(
                 f"unknown NAS-Bench-201 task {unknown[0]!r}; valid: {', '.join(NB201_DATASETS)}"
             )
-        if any(len(set(x)) != len(x) for x in (self.tasks, self.tables, self.jobs)):
-            raise ValueError("each task may appear once")
-        return self
+        return tasks
+
+    @field_validator("tasks", "tables", "jobs")
+    @classmethod
+    def _once_each(cls, values: list[Any]) -> list[Any]:
+        """At the list's field (it was the whole evaluator section's error)."""
+        seen: dict[Any, int] = {}
+        for i, value in enumerate(values):
+            if value in seen:
+                raise ValueError(
+                    f"{value!r} is given twice (items {seen[value]} and {i}); each task may "
+                    "appear once"
+                )
+            seen[value] = i
+        return values
 
 
 class Rl2MetaEvaluator(Evaluator):

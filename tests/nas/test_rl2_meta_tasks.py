@@ -55,6 +55,10 @@ def test_unresolved_jobs_and_foreign_architectures_are_errors_at_their_fields() 
         ({"tables": []}, "tables", "is empty; name the tasks one way"),
         ({}, "tasks", "name the tasks one way"),
         ({"tasks": ["nb201-cifar10"], "jobs": [3]}, "jobs", "tasks and jobs both given"),
+        # these were errors of the whole evaluator section
+        ({"jobs": [1, 1]}, "jobs", "1 is given twice (items 0 and 1)"),
+        ({"tasks": ["nb201-cifar10", "nb201-cifar10"]}, "tasks", "given twice"),
+        ({"tasks": ["cifar10"]}, "tasks", "unknown NAS-Bench-201 task 'cifar10'"),
     ],
 )
 def test_the_ways_of_naming_tasks_are_checked_at_the_field_written(
