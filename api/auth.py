@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from api.models import ApiKeyModel
+from api.models import KEY_NAME_LENGTH, ApiKeyModel
 from api.repositories import ApiKeyRepository
 
 KEY_PREFIX = "nas_"
@@ -41,10 +41,28 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(session: Session, *, name: str, admin: bool = False) -> tuple[ApiKeyModel, str]:
-    """Store a new key; returns the row and the key itself (shown once, never stored)."""
+def check_key_name(name: str) -> str:
+    """``name`` if a key may have it, else ``ValueError`` saying what is valid: 1 to
+    ``KEY_NAME_LENGTH`` characters, not blank, text every database stores as given (no
+    NUL, which PostgreSQL refuses, and no undecodable bytes: an argument that was not UTF-8
+    reaches Python as lone surrogates, which no driver can encode)."""
     if not name.strip():
-        raise ValueError("a key needs a non-empty name")
+        raise ValueError(f"must not be empty or blank, got {name!r}")
+    if len(name) > KEY_NAME_LENGTH:
+        raise ValueError(f"at most {KEY_NAME_LENGTH} characters, got {len(name)}")
+    if "\x00" in name:
+        raise ValueError("must not contain NUL characters")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not UTF-8 text (character {exc.start})") from None
+    return name
+
+
+def create_key(session: Session, *, name: str, admin: bool = False) -> tuple[ApiKeyModel, str]:
+    """Store a new key; returns the row and the key itself (shown once, never stored).
+    A name ``check_key_name`` refuses is a ``ValueError``, on every database alike."""
+    check_key_name(name)
     key = generate_key()
     row = ApiKeyRepository(session).add(
         ApiKeyModel(name=name, prefix=key[:12], key_hash=hash_key(key), admin=admin)

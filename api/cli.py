@@ -28,6 +28,11 @@ TRIAL_STATES = tuple(state.value for state in TrialState)
 MAX_PAGE = 1000
 #: ``nas trials`` options that choose a page of trials; ``--top K`` takes none of them.
 TRIALS_PAGE_OPTIONS = ("state", "sort", "order", "limit", "offset")
+#: The largest row id (``Integer`` columns: 32-bit on PostgreSQL); a larger one is refused
+#: as an argument rather than overflowing in the driver.
+MAX_ID = 2**31 - 1
+#: The longest key name (``api.models.KEY_NAME_LENGTH``, spelled out for ``--help``).
+KEY_NAME_LENGTH = 200
 #: Exit status after the reader of our output went away (``nas trials 1 | head``), as for a
 #: process ended by SIGPIPE.
 BROKEN_PIPE = 141
@@ -877,11 +882,16 @@ def _bounded(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def _non_blank(text: str) -> str:
-    """An argparse type: text with something other than spaces in it."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError(f"must not be empty or blank, got {text!r}")
-    return text
+def _key_name(text: str) -> str:
+    """An argparse type: a name ``api.auth.check_key_name`` accepts, so that a name too long
+    for the column, or not UTF-8, is refused alike on every database instead of being a
+    driver's traceback (PostgreSQL) or stored (SQLite)."""
+    from api.auth import check_key_name
+
+    try:
+        return check_key_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _upper(text: str) -> str:
@@ -1128,12 +1138,15 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     create = keys_sub.add_parser("create", help="create a key and print it (shown once)")
     create.add_argument(
-        "--name", required=True, type=_non_blank, help="who or what the key is for (not blank)"
+        "--name",
+        required=True,
+        type=_key_name,
+        help=f"who or what the key is for: 1..{KEY_NAME_LENGTH} characters, not blank",
     )
     create.add_argument("--admin", action="store_true", help="sees and changes every job")
     listing = keys_sub.add_parser("list", help="list keys")
     revoke = keys_sub.add_parser("revoke", help="revoke a key")
-    revoke.add_argument("id", type=int, help="key id (nas keys list)")
+    revoke.add_argument("id", type=_bounded(1, MAX_ID), help=f"key id (nas keys list), 1..{MAX_ID}")
     for action in (create, listing, revoke):
         _add_database_options(action, argparse.SUPPRESS)
     keys.set_defaults(func=_cmd_keys)

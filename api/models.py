@@ -68,11 +68,15 @@ class UtcDateTime(TypeDecorator[datetime]):
 _ts = UtcDateTime()
 
 
+#: The longest key name the column holds (PostgreSQL refuses longer ones; SQLite would not).
+KEY_NAME_LENGTH = 200
+
+
 class ApiKeyModel(Base):
     __tablename__ = "nas_api_keys"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(KEY_NAME_LENGTH))
     #: The key's first characters, to recognise it in listings; the key itself is not stored.
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)

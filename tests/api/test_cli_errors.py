@@ -358,3 +358,33 @@ def test_a_bad_setting_from_the_environment_is_one_line_naming_the_variable(
     assert ran.returncode == 2, ran.stderr
     assert ran.stderr.startswith(f"error: ${variable}: ") and says in ran.stderr, ran.stderr
     assert len(ran.stderr.splitlines()) == 1
+
+
+# --- 12: key ids and names the database cannot hold ---------------------------------------------
+def test_keys_refuse_ids_and_names_the_database_cannot_hold_alike_on_both(
+    database_url: str,
+) -> None:
+    """A key id past the 32-bit column was a driver traceback (PostgreSQL ``DataError``,
+    SQLite ``OverflowError``), as was a name of bytes that are not UTF-8; a name longer than
+    the column was a traceback on PostgreSQL and stored on SQLite. Each is now an argument
+    error naming the bound, and the bounds themselves are accepted, on both databases."""
+    refused = {
+        ("revoke", "99999999999999999999"): "argument id: 99999999999999999999 is not in 1..",
+        ("revoke", str(2**31)): f"argument id: {2**31} is not in 1..{2**31 - 1}",
+        ("create", "--name", "a" * 201): "argument --name: at most 200 characters, got 201",
+        ("create", "--name", os.fsdecode(b"bad\xffname")): "argument --name: not UTF-8 text",
+    }
+    made = nas("keys", "create", "--name", "a" * 200, "--db", database_url)
+    assert made.returncode == 0, made.stderr
+    for action, says in refused.items():
+        ran = nas("keys", *action, "--db", database_url)
+        assert ran.returncode == 2, (action, ran.stderr)
+        assert says in ran.stderr and "Traceback" not in ran.stderr, (action, ran.stderr)
+        assert ran.stdout == ""
+    listed = nas("keys", "list", "--db", database_url).stdout
+    assert "a" * 200 in listed and len(listed.splitlines()) == 1  # the one key, in full
+    revoked = nas("keys", "revoke", str(2**31 - 1), "--db", database_url)
+    assert revoked.returncode == 2 and revoked.stderr == f"error: no active key {2**31 - 1}\n"
+    from api import cli, models
+
+    assert cli.KEY_NAME_LENGTH == models.KEY_NAME_LENGTH  # --help's bound is the column's
