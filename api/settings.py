@@ -12,6 +12,15 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+#: A crashed server's job waits at most a day for another server to take it over.
+MAX_JOB_LEASE_S = 86_400.0
+#: A running job's writes wait out a database outage of at most a day before it fails.
+MAX_DB_RETRY_S = 86_400.0
+#: A runner sees cancel requests and event streams see progress this often: a minute at most.
+MAX_POLL_INTERVAL_S = 60.0
+#: Trials finished since the last flush are redone after a crash: an hour of them at most.
+MAX_FLUSH_INTERVAL_S = 3_600.0
+
 
 class Settings(BaseSettings):
     """Everything ``nas serve`` can be told. Each field is also an environment variable:
@@ -37,18 +46,20 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024)
     #: Jobs this server runs at once; more wait QUEUED.
     max_running_jobs: int = Field(2, ge=1, le=256)
+    # The durations below are finite and bounded: they become ``timedelta``s and thread
+    # wait timeouts, which overflow (every runner tick failing) long before ``inf``.
     #: Trial records are written in batches at most this often (and at every checkpoint).
-    flush_interval_s: float = Field(1.0, ge=0)
+    flush_interval_s: float = Field(1.0, ge=0, le=MAX_FLUSH_INTERVAL_S, allow_inf_nan=False)
     #: A RUNNING job whose runner has not renewed its lease for this long is taken over
     #: (a crashed server on another machine). A dead process on this machine is taken over
     #: at once.
-    job_lease_s: float = Field(30.0, gt=0)
+    job_lease_s: float = Field(30.0, gt=0, le=MAX_JOB_LEASE_S, allow_inf_nan=False)
     #: A running job's writes (trial batches, checkpoints, heartbeats) that meet a transient
     #: database error (connection lost, serialization failure, a restart) are retried on a
     #: new connection for this long before the job fails.
-    db_retry_s: float = Field(60.0, ge=0)
+    db_retry_s: float = Field(60.0, ge=0, le=MAX_DB_RETRY_S, allow_inf_nan=False)
     #: How often the runner renews leases and looks for new jobs and cancel requests.
-    poll_interval_s: float = Field(0.5, gt=0)
+    poll_interval_s: float = Field(0.5, gt=0, le=MAX_POLL_INTERVAL_S, allow_inf_nan=False)
     #: Where trials run: ``ray`` (a local Ray instance started by the service, or the cluster
     #: at ``ray_address`` / ``RAY_ADDRESS``) or ``inline`` (threads of this process; no Ray).
     backend: Literal["ray", "inline"] = "ray"
