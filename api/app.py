@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Match, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.db import make_engine, make_session_factory, upgrade
+from api.db import check_schema, make_engine, make_session_factory, upgrade
 from api.deps import AppState
 from api.openapi import install_openapi
 from api.reads import make_reader
@@ -138,8 +138,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.stopping.clear()  # (an app started again after a stop streams again)
         engine = make_engine(settings.resolved_database_url())
-        if settings.migrate_on_start:
-            upgrade(engine)
+        try:
+            if settings.migrate_on_start:
+                upgrade(engine)
+            else:  # refuse to start rather than serve 500s from another schema
+                check_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
         state = AppState(
             settings=settings,
             engine=engine,

@@ -195,7 +195,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from api.app import create_app
 
     settings = _settings(args)
-    _check_connects(args, _database_url(args))  # one line, not a failed start's traceback
+    # One line, not a failed start's traceback (the app's start checks the schema too).
+    _check_connects(args, _database_url(args), schema=not settings.migrate_on_start)
     if args.no_auth:
         settings = settings.model_copy(update={"auth": "none"})
     if args.ray_address:
@@ -742,18 +743,27 @@ def _unreachable(args: argparse.Namespace, url: str, exc: Exception) -> CommandE
     )
 
 
-def _check_connects(args: argparse.Namespace, url: str) -> None:
-    """Connect to ``url`` once (``CommandError`` naming it when that fails)."""
+def _check_connects(args: argparse.Namespace, url: str, *, schema: bool = False) -> None:
+    """Connect to ``url`` once (``CommandError`` naming it when that fails); with ``schema``,
+    also check that it is at the schema's revision (``api.db.check_schema``), as a server
+    that does not migrate it needs."""
     from sqlalchemy.exc import DBAPIError
 
-    from api.db import make_engine
+    from api.db import SchemaNotCurrent, check_schema, make_engine
 
     engine = make_engine(url)
     try:
         with engine.connect():
             pass
+        if schema:
+            check_schema(engine)
     except DBAPIError as exc:
         raise _unreachable(args, url, exc) from None
+    except SchemaNotCurrent as exc:
+        raise CommandError(
+            f"cannot serve {describe_database(url)} (from {_database_source(args)}): {exc}",
+            code=1,
+        ) from None
     finally:
         engine.dispose()
 

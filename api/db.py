@@ -220,3 +220,32 @@ def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
         return context.get_current_revision()
+
+
+def head_revision() -> str:
+    """The revision ``upgrade`` brings a database to: the schema this code reads and writes."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None, "api/migrations has no revision"  # the package is broken
+    return head
+
+
+class SchemaNotCurrent(Exception):
+    """The database is not at ``head_revision``, and this process was told not to migrate
+    it (``NAS_MIGRATE_ON_START=false``)."""
+
+
+def check_schema(engine: Engine) -> None:
+    """``SchemaNotCurrent`` unless the database is at ``head_revision``. A server that
+    does not migrate on start checks this first: on a database never migrated, or migrated
+    by another version, it would answer every request with a 500 and fail every runner
+    tick."""
+    found = current_revision(engine)
+    head = head_revision()
+    if found != head:
+        raise SchemaNotCurrent(
+            f"the database is at revision {found or 'none (never migrated)'}, not {head} "
+            "(this version's schema), and NAS_MIGRATE_ON_START is false: run 'nas db "
+            "upgrade' with the server's --db or --data-dir first"
+        )

@@ -419,3 +419,23 @@ def test_a_duration_setting_too_long_to_wait_is_refused_at_start(
     assert ran.returncode == 2, ran.stderr
     assert ran.stderr.startswith(f"error: ${variable}: ") and says in ran.stderr, ran.stderr
     assert len(ran.stderr.splitlines()) == 1
+
+
+@sqlite_only
+def test_serve_without_migrating_a_database_never_migrated_is_one_line(database_url: str) -> None:
+    """``NAS_MIGRATE_ON_START=false`` on a database never migrated served 500s (see
+    test_migrations); ``nas serve`` now says so in one line before anything starts."""
+    ran = nas(
+        "serve",
+        "--port",
+        "0",
+        "--backend",
+        "inline",
+        "--db",
+        database_url,
+        NAS_MIGRATE_ON_START="false",
+    )
+    assert ran.returncode == 1, ran.stderr
+    assert ran.stderr.startswith("error: cannot serve sqlite:///"), ran.stderr
+    assert "revision none (never migrated)" in ran.stderr and "'nas db upgrade'" in ran.stderr
+    assert len(ran.stderr.splitlines()) == 1

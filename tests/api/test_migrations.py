@@ -3,16 +3,22 @@ share the database."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import optuna
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, inspect, select
 
+from api.app import create_app
 from api.db import (
     VERSION_TABLE,
+    SchemaNotCurrent,
     current_revision,
+    head_revision,
     make_engine,
     make_session_factory,
     session_scope,
@@ -20,6 +26,7 @@ from api.db import (
 )
 from api.models import Base, CurvePointModel, JobModel
 from api.repositories import CheckpointRepository, CurveRepository, JobRepository
+from tests.api.conftest import make_settings
 
 OUR_TABLES = {t.name for t in Base.metadata.sorted_tables}
 HEAD = "0005"
@@ -37,6 +44,34 @@ def test_upgrade_creates_every_table_with_our_version_table(database_url: str) -
         assert current_revision(engine) == HEAD
     finally:
         engine.dispose()
+
+
+def test_a_server_that_does_not_migrate_starts_only_on_a_database_at_head(
+    database_url: str, tmp_path: Path
+) -> None:
+    """``NAS_MIGRATE_ON_START=false`` on a database never migrated started a server whose
+    /healthz said ok while every API call was a 500 and every runner tick a traceback. It
+    now refuses to start, saying to run ``nas db upgrade``, also on a database an older
+    version left behind; at the head revision it starts."""
+    app = create_app(make_settings(database_url, tmp_path, migrate_on_start=False))
+
+    async def start_and_stop() -> None:
+        async with app.router.lifespan_context(app):
+            pass
+
+    with pytest.raises(SchemaNotCurrent, match=r"at revision none \(never migrated\), not 0005"):
+        asyncio.run(start_and_stop())
+    engine = make_engine(database_url)
+    try:
+        assert current_revision(engine) is None  # refused without migrating
+        upgrade(engine, "0004")
+        with pytest.raises(SchemaNotCurrent, match="at revision 0004.*run 'nas db upgrade'"):
+            asyncio.run(start_and_stop())
+        upgrade(engine)
+        asyncio.run(start_and_stop())
+    finally:
+        engine.dispose()
+    assert head_revision() == HEAD
 
 
 def test_downgrade_then_upgrade(database_url: str) -> None:
