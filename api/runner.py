@@ -138,14 +138,17 @@ class JobRunner:
         and release them (the next server resumes them at once)."""
         self._stop.set()
         self._wake.set()
+        # The supervisor first: a tick under way may be claiming a job right now, and one
+        # claimed after the list below was taken would run on, or stay RUNNING under this
+        # runner's lease, after the server is gone.
+        if self._thread is not None:
+            self._thread.join(timeout)
         with self._lock:
             executions = list(self._executions.values())
         for execution in executions:
             execution.request_stop(SHUTDOWN)
         for execution in executions:
             execution.join(timeout)
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def wake(self) -> None:
         """Look for work now instead of at the next poll (a job was just submitted)."""

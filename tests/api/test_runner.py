@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,10 @@ import numpy as np
 import pytest
 
 from api.client import ApiError, NasClient
+from api.db import session_scope
+from api.models import JobModel
+from api.repositories import JobRepository
+from api.runner import JobRunner
 from tests.api.conftest import LiveServer, make_settings, standalone_spec, wait_for
 
 
@@ -277,3 +282,45 @@ def test_a_job_whose_lease_expired_is_taken_over(server_factory: Any) -> None:
         assert client.wait(stale, timeout=60)["state"] == "SUCCEEDED"
         job = client.job(fresh)
         assert job["state"] == "RUNNING" and job["n_trials"] == 0  # its lease still holds
+
+
+def test_a_job_claimed_while_the_runner_stops_is_stopped_and_released(
+    server_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``JobRunner.stop`` took its list of running jobs before it joined the supervisor: a job
+    that the tick under way claimed meanwhile was never stopped, and ran on (or, in a server
+    that then exited, stayed RUNNING under its lease until that expired)."""
+    api = server_factory(run_jobs=False)  # submits; runs nothing
+    with api.client(api.create_key("a")) as client:
+        job_id = client.submit(standalone_spec(trials=200, epochs=4))["id"]
+    claiming, go_on = threading.Event(), threading.Event()
+    claim = JobRepository.claim
+
+    def held_claim(self: JobRepository, *args: Any, **kwargs: Any) -> bool:
+        claiming.set()
+        go_on.wait(30)  # until stop() is under way
+        return claim(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobRepository, "claim", held_claim)
+    runner = JobRunner(api.settings, api.app.state.nas.engine)
+    runner.start()
+    assert claiming.wait(30)
+    stopper = threading.Thread(target=runner.stop, kwargs={"timeout": 30})
+    stopper.start()
+    time.sleep(0.3)  # stop() has begun while the claim is in flight
+    go_on.set()
+    stopper.join(60)
+    assert not stopper.is_alive()
+
+    def row() -> JobModel:
+        with session_scope(api.app.state.nas.read) as session:
+            job = JobRepository(session).get(job_id)
+            assert job is not None
+            return job
+
+    # Released as at any shutdown: RUNNING with no runner, which the next server takes at once.
+    job = row()
+    assert (job.state, job.runner, job.heartbeat_at) == ("RUNNING", None, None)
+    trials = job.n_trials
+    time.sleep(0.5)
+    assert row().n_trials == trials  # nothing runs it any more
