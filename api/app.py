@@ -131,7 +131,20 @@ def request_stop(app: FastAPI) -> None:
     app.state.stopping.set()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def start_jobs(app: FastAPI) -> None:
+    """Let the job runner of an app made with ``create_app(jobs_at_startup=False)`` take
+    jobs; its server calls this once it is serving."""
+    runner = app.state.runner
+    if runner is not None:
+        runner.start()
+
+
+def create_app(settings: Settings | None = None, *, jobs_at_startup: bool = True) -> FastAPI:
+    """The service's app. Its start (the lifespan) migrates or checks the database, starts
+    Ray and the job runner. ``jobs_at_startup=False``: the runner takes jobs only once
+    ``start_jobs(app)`` is called. A server starts the app *before* it binds its port, so
+    one that calls ``start_jobs`` after binding (``nas serve``) claims no job when the port
+    is taken and it exits at once."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -167,8 +180,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             from api.runner import JobRunner
 
             runner = JobRunner(settings, engine)
-            runner.start()
         app.state.runner = runner
+        if jobs_at_startup:
+            start_jobs(app)
         try:
             yield
         finally:

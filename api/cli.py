@@ -216,7 +216,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     server = _quiet_server(
-        create_app(settings),
+        create_app(settings, jobs_at_startup=False),  # jobs once the port is bound
         host=args.host,
         port=args.port,
         log_level="warning",
@@ -231,7 +231,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _quiet_server(app: Any, **config: Any) -> Any:
-    """A uvicorn server that prints the URL it listens on once it does, and ends quietly on
+    """A uvicorn server that prints the URL it listens on once it does (and starts the app's
+    job runner then: ``create_app(jobs_at_startup=False)``), and ends quietly on
     SIGINT or SIGTERM: the signal stops it gracefully, and the command then exits 0 (plain
     uvicorn raises the signal again after its shutdown, which kills the process with it, and
     Ray's start replaces the handlers with one that exits from wherever the main thread is,
@@ -243,7 +244,7 @@ def _quiet_server(app: Any, **config: Any) -> Any:
 
     import uvicorn
 
-    from api.app import request_stop
+    from api.app import request_stop, start_jobs
 
     signals = (signal.SIGINT, signal.SIGTERM)
 
@@ -273,6 +274,9 @@ def _quiet_server(app: Any, **config: Any) -> Any:
             if threading.current_thread() is threading.main_thread():
                 for sig in signals:  # the app's start (Ray's) may have replaced them
                     signal.signal(sig, self.handle_exit)
+            # Only now that the port is ours: a server that cannot bind it exits without
+            # having claimed a job that it would leave RUNNING.
+            start_jobs(self.config.app)
             host = self.config.host
             port = self.config.port
             for server in self.servers:

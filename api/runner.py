@@ -130,6 +130,9 @@ class JobRunner:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Start taking jobs (once; a second call does nothing)."""
+        if self._thread is not None:
+            return
         self._thread = threading.Thread(target=self._supervise, name="nas-runner", daemon=True)
         self._thread.start()
 

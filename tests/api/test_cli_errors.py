@@ -439,3 +439,19 @@ def test_serve_without_migrating_a_database_never_migrated_is_one_line(database_
     assert ran.stderr.startswith("error: cannot serve sqlite:///"), ran.stderr
     assert "revision none (never migrated)" in ran.stderr and "'nas db upgrade'" in ran.stderr
     assert len(ran.stderr.splitlines()) == 1
+
+
+def test_serve_on_a_port_already_taken_claims_no_job(server_factory: Any, tmp_path: Path) -> None:
+    """A ``nas serve`` that could not bind its port had started its job runner before (the
+    app starts before uvicorn binds): it claimed the QUEUED job, exited, and left it RUNNING
+    at 0 % under its lease. It now takes jobs only once it listens."""
+    api = server_factory(run_jobs=False)  # holds the port; runs nothing
+    with api.client(api.create_key("a")) as client:
+        job_id = client.submit(nb201_spec())["id"]
+        url = api.settings.resolved_database_url()
+        ran = nas(
+            "serve", "--port", str(api.port), "--db", url, "--backend", "inline", cwd=tmp_path
+        )
+        assert ran.returncode != 0 and "address already in use" in ran.stderr, ran.stderr
+        assert "listening" not in ran.stdout
+        assert client.job(job_id)["state"] == "QUEUED"
