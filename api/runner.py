@@ -225,6 +225,7 @@ class JobExecution(threading.Thread):
         self._records: list[TrialRecord] = []  # finished trials to insert
         self._finished: list[TrialRecord] = []  # RUNNING rows to finish
         self._curve: dict[str, list[Mapping[str, Any]]] = {}  # curve points to insert, by series
+        self._iterations: int | None = None  # the last recorded meta-training iteration
         self._running: set[int] = set()
         self._counts: dict[str, int] = {}
         self._last_flush = 0.0
@@ -303,9 +304,14 @@ class JobExecution(threading.Thread):
         self._flush(checkpoint=search.consistent)
         if self._stop_reason == CANCELLED:
             running = len(self._running)  # (marked FAIL with the job)
+            done = (
+                f"{len(search.trials)} finished trials"
+                if self._iterations is None
+                else f"{self._iterations} meta-training iterations"  # (it runs no trials)
+            )
             self._finish(
                 JobState.CANCELLED,
-                f"cancelled by user after {len(search.trials)} finished trials"
+                f"cancelled by user after {done}"
                 + (f" ({running} running, now FAIL)" if running else ""),
                 running_error="the job was cancelled while this trial ran",
             )
@@ -479,6 +485,8 @@ class JobExecution(threading.Thread):
             self._drop_running()
         if point.curve is not None:
             self._curve.setdefault(point.series, []).append(point.curve)
+            if "iteration" in point.curve:  # meta-training: its progress, for a cancel's reason
+                self._iterations = int(point.curve["iteration"])
         due = time.monotonic() - self._last_flush >= self.settings.flush_interval_s
         if point.required or self._finished or due:
             self._flush(checkpoint=True)

@@ -4,6 +4,7 @@ the meta-training job breaks nothing; a policy for another space is a 422; cance
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,8 @@ def test_cancel_stops_meta_training_at_its_next_iteration(
     client.cancel(job["id"])
     done = client.wait(job["id"], timeout=60)
     assert done["state"] == "CANCELLED" and done["reason"].startswith("cancelled")
+    # (it said "after 0 finished trials": a meta-training job runs none)
+    assert re.fullmatch(r"cancelled by user after \d+ meta-training iterations", done["reason"])
     assert done["summary"] is None  # no policy from a cancelled meta-training
     assert len(client.curves(done["id"])["epochs"]["meta_train"]) < 1000
     with pytest.raises(ApiError) as info:  # no policy to download
