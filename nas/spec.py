@@ -363,12 +363,19 @@ class WarmStartSpec(_Strict):
             raise ValueError(f"name sources one way: {' or '.join(named)}")
         if not named and self.priors is None:
             raise ValueError("name the sources: jobs, query or runs")
-        if self.predicted is not None and self.predicted > self.top_k:
-            raise ValueError(
-                f"predicted ({self.predicted}) counts among the top_k ({self.top_k}) "
-                "priors: it must not exceed top_k"
-            )
         return self
+
+    @field_validator("predicted")
+    @classmethod
+    def _within_top_k(cls, value: int | None, info: ValidationInfo) -> int | None:
+        """At ``warm_start.predicted`` (it was the whole section's error)."""
+        top_k = info.data.get("top_k")
+        if value is not None and isinstance(top_k, int) and value > top_k:
+            raise ValueError(
+                f"predicted ({value}) counts among the top_k ({top_k}) priors: it must not "
+                "exceed top_k"
+            )
+        return value
 
     def predicted_count(self, *, joint: bool) -> int:
         """How many priors the model predicts: ``predicted``, or its default (half of

@@ -349,3 +349,9 @@ def test_resources_ray_can_schedule_pass(doc: dict[str, Any]) -> None:
     for resources in ({"cpus_per_trial": 0.1, "gpus_per_trial": 0.25}, {"gpus_per_trial": 2.0}):
         doc["resources"] = resources
         assert parse_spec(doc).spec.resources.gpus_per_trial == resources["gpus_per_trial"]
+
+
+def test_more_predicted_priors_than_top_k_is_an_error_at_predicted(doc: dict[str, Any]) -> None:
+    """It was an error of the whole warm_start section."""
+    doc["warm_start"] = {"priors": [], "top_k": 3, "predicted": 5}
+    assert "must not exceed top_k" in error_at(doc, ("warm_start", "predicted"))["msg"]
