@@ -365,6 +365,18 @@ class WarmStartSpec(_Strict):
             raise ValueError("name the sources: jobs, query or runs")
         return self
 
+    @field_validator("limit")
+    @classmethod
+    def _limit_of_a_query(cls, value: int, info: ValidationInfo) -> int:
+        """``limit`` caps a query's jobs; another one with ``jobs`` or ``runs`` would be
+        ignored (the default, which a stored spec holds, is left alone)."""
+        if info.data.get("query") is None and value != 5:
+            raise ValueError(
+                "limit caps the jobs of a query (query: same-space); jobs and runs are used "
+                "as listed: leave it out"
+            )
+        return value
+
     @field_validator("predicted")
     @classmethod
     def _within_top_k(cls, value: int | None, info: ValidationInfo) -> int | None:

@@ -279,6 +279,20 @@ class Rl2MetaEvaluator(Evaluator):
             problems.append(
                 (("warm_start",), "a meta-training job learns from its tasks, not from priors")
             )
+        if spec.hparams:  # (stored and ignored: it searches no trial's hyperparameters)
+            problems.append(
+                (("hparams",), "a meta-training job runs no trials to search hyperparameters of")
+            )
+        if config.table is not None and not config.tasks:
+            problems.append(
+                (
+                    ("evaluator", "table"),
+                    (
+                        "the NAS-Bench-201 table of tasks: only with evaluator.tasks (tables "
+                        "and jobs name their own data)"
+                    ),
+                )
+            )
         return problems
 
     @classmethod

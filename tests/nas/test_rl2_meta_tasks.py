@@ -59,6 +59,8 @@ def test_unresolved_jobs_and_foreign_architectures_are_errors_at_their_fields() 
         ({"jobs": [1, 1]}, "jobs", "1 is given twice (items 0 and 1)"),
         ({"tasks": ["nb201-cifar10", "nb201-cifar10"]}, "tasks", "given twice"),
         ({"tasks": ["cifar10"]}, "tasks", "unknown NAS-Bench-201 task 'cifar10'"),
+        # accepted and ignored before
+        ({"jobs": [3], "table": "x.csv.gz"}, "table", "only with evaluator.tasks"),
     ],
 )
 def test_the_ways_of_naming_tasks_are_checked_at_the_field_written(
@@ -76,3 +78,19 @@ def test_the_ways_of_naming_tasks_are_checked_at_the_field_written(
         parse_spec(spec)
     errors = [e for e in info.value.errors if message in e["msg"]]
     assert errors and tuple(errors[0]["loc"]) == ("evaluator", loc), info.value.errors
+
+
+def test_hparams_on_a_meta_training_job_are_refused() -> None:
+    """They were stored and ignored: meta-training runs no trials."""
+    spec = {
+        "name": "meta",
+        "dataset": {"name": "nb201-imagenet16-120"},
+        "space": {"name": "nb201"},
+        "controller": {"name": "rl2"},
+        "evaluator": {"name": "rl2-meta", "tasks": ["nb201-cifar10"]},
+        "hparams": {"tag": {"type": "categorical", "choices": ["a", "b"]}},
+        "budget": {"minutes": 1},
+    }
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec)
+    assert [tuple(e["loc"]) for e in info.value.errors] == [("hparams",)]

@@ -355,3 +355,9 @@ def test_more_predicted_priors_than_top_k_is_an_error_at_predicted(doc: dict[str
     """It was an error of the whole warm_start section."""
     doc["warm_start"] = {"priors": [], "top_k": 3, "predicted": 5}
     assert "must not exceed top_k" in error_at(doc, ("warm_start", "predicted"))["msg"]
+
+
+def test_a_limit_without_a_query_is_refused_at_limit(doc: dict[str, Any]) -> None:
+    """It capped nothing: jobs and runs are used as listed."""
+    doc["warm_start"] = {"jobs": [1, 2, 3], "limit": 2}
+    assert "limit caps the jobs of a query" in error_at(doc, ("warm_start", "limit"))["msg"]
