@@ -822,6 +822,15 @@ def _listing_header(with_key: bool) -> Select[Any]:
     )
 
 
+#: A job's stored spec, for the rare read that needs more of it than the listing header.
+_JOB_SPEC = select(JobModel.spec).where(JobModel.id == bindparam("job_id"))
+
+
+def job_spec_query(job_id: int) -> tuple[Select[Any], dict[str, Any]]:
+    """The job's stored spec (one row, one column)."""
+    return _JOB_SPEC, {"job_id": job_id}
+
+
 def trial_rows_json(rows: Sequence[Sequence[Any]], as_json: bool) -> list[tuple[int, str]]:
     """The rows of ``trial_page_query`` as ``(number, JSON object text)``: written by
     PostgreSQL (``as_json``), else encoded here. (SQLite's JSON functions print floats

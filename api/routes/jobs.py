@@ -39,6 +39,7 @@ from api.repositories import (
     ApiKeyRepository,
     JobRepository,
     TrialRepository,
+    job_spec_query,
     listing_header_query,
     trial_page_query,
     trial_rows_json,
@@ -48,6 +49,7 @@ from api.schemas import JobList, JobRead, TrialList, TrialRead
 from api.services import ConflictError, JobService, NotFoundError, job_read
 from api.storage import StorageError
 from nas.evaluators import EVALUATORS
+from nas.spec import ResolvedSpec
 from nas.trial import TrialState
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -271,11 +273,14 @@ def _trials_page(key_hash: str | None, job_id: int, q: TrialQuery, as_json: bool
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
     _, _, n_trials, state_counts, evaluator = header[0]
     valid = _sort_keys(evaluator)
-    # A table's metrics are the columns its spec names: any metric name may be one.
-    spec_metrics = not EVALUATORS.get(evaluator).metrics
-    if (q.sort not in valid and not spec_metrics) or not METRIC_NAME.match(q.sort):
-        keys = [*valid, "a metric column of the job's table"] if spec_metrics else valid
-        raise _query_error("sort", f"unknown sort key {q.sort!r}; valid: {', '.join(keys)}")
+    if q.sort not in valid and not EVALUATORS.get(evaluator).metrics and METRIC_NAME.match(q.sort):
+        # A table's metrics are the columns its spec names (a column it does not name, such
+        # as the held-out one, no trial holds: the sort was ignored).
+        rows = yield job_spec_query(job_id)
+        stored = ResolvedSpec.from_stored(rows[0][0]).spec
+        valid += [m for m in EVALUATORS.get(evaluator).spec_metrics(stored) if m not in valid]
+    if q.sort not in valid or not METRIC_NAME.match(q.sort):
+        raise _query_error("sort", f"unknown sort key {q.sort!r}; valid: {', '.join(valid)}")
     if q.after is not None and q.sort != "number":
         raise _query_error(
             "after", "the after cursor needs sort=number; use offset for other orders"

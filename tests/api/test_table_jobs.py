@@ -260,6 +260,13 @@ def test_a_table_jobs_trials_sort_by_its_own_metric_columns(
     page = client.trials(job["id"], sort="val", order="desc")
     values = [t["metrics"]["val"] for t in page["data"] if t["state"] == "COMPLETE"]
     assert values == sorted((v for v, _, _ in ROWS.values()), reverse=True)
+    # a column the spec does not name as a metric (the held-out one), which no trial holds:
+    # the order was ignored and the page came in number order
+    for column in ("test", "nope"):
+        with pytest.raises(ApiError) as refused:
+            client.trials(job["id"], sort=column, order="desc")
+        assert refused.value.status_code == 422, refused.value
+        assert f"unknown sort key '{column}'; valid: number, objective, val" in str(refused.value)
 
 
 def test_a_table_trials_drawing_is_its_genotype_without_a_picture(
