@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from sqlalchemy.orm import Session
 
 from api.auth import Principal
@@ -313,6 +315,7 @@ class JobService:
         # (before the limits: they fill in a trial budget, which a meta-training spec refuses)
         resolved = check_limits(resolve_meta_jobs(self.session, principal, resolved), settings)
         resolved = resolve_warm_start(self.session, principal, resolved)
+        check_resubmittable(resolved, settings.max_body_bytes)
         policy = resolve_policy_job(self.session, principal, resolved, artifacts, stored_copy)
         check_runnable_here(
             resolved, settings.backend, settings.ray_address, runs_jobs=settings.run_jobs
@@ -386,6 +389,28 @@ def job_read(job: JobModel, owner: str | None = None, *, with_spec: bool = True)
         retrain_refused=refused,
         export_formats=_export_formats(resolved, refused),
     )
+
+
+def check_resubmittable(resolved: ResolvedSpec, max_body_bytes: int) -> None:
+    """The spec as the job stores it, sources' trials read in, must fit this server's body
+    limit: ``nas show --spec`` prints it (YAML) to be submitted again. A warm start from
+    many sources with many observations each made a 255-byte spec a 1.5 MB stored one,
+    which answered 413 when submitted again."""
+    warm = resolved.spec.warm_start
+    if warm is None:
+        return
+    stored = resolved.to_dict()
+    size = len(json.dumps(stored, separators=(",", ":")))
+    if size > max_body_bytes // 2:  # (YAML is larger than JSON: measured when it may matter)
+        size = max(size, len(yaml.safe_dump(stored, sort_keys=False)))
+    if size > max_body_bytes:
+        counts = f"{len(warm.priors or [])} priors, {len(warm.observations or [])} observations"
+        raise SpecError.at(
+            ["warm_start", "observations_per_source"],
+            f"the sources' trials ({counts}) make the stored spec {size:,} bytes, above this "
+            f"server's body limit of {max_body_bytes:,} (NAS_MAX_BODY_BYTES), so it could not "
+            "be submitted again; lower observations_per_source (or top_k, or the sources)",
+        )
 
 
 def _export_formats(resolved: ResolvedSpec, retrain_refused: str | None) -> list[str]:

@@ -220,3 +220,26 @@ def test_a_sources_retraining_is_not_counted_among_its_ranks(
     observations = job["spec"]["warm_start"]["observations"]
     assert [o["score"] for o in observations] == [1.0, 0.75, 0.5, 0.25]
     client.cancel(job["id"])
+
+
+def test_a_warm_start_whose_stored_spec_could_not_be_submitted_again_is_refused(
+    server_factory: Any,
+) -> None:
+    """A short spec naming sources with many trials was stored at a size above the body
+    limit: nas show --spec printed it, and submitting it again answered 413."""
+    server: LiveServer = server_factory(max_body_bytes=30_000)
+    with server.client(server.create_key("a")) as client:
+        source = client.wait(client.submit(nb201_spec(budget={"trials": 300}))["id"], timeout=60)
+        spec = nb201_spec(
+            name="warm", warm_start={"jobs": [source["id"]], "observations_per_source": 300}
+        )
+        with pytest.raises(ApiError) as refused:
+            client.submit(spec)
+        assert refused.value.status_code == 422
+        assert refused.value.detail[0]["loc"] == ["warm_start", "observations_per_source"]
+        assert "above this server's body limit of 30,000" in refused.value.detail[0]["msg"]
+        assert client.jobs()["count"] == 1  # the source alone
+        spec["warm_start"]["observations_per_source"] = 20
+        job = client.submit(spec)
+        again = client.submit(client.job(job["id"])["spec"])  # as nas show --spec gives it
+        assert again["spec"]["warm_start"] == job["spec"]["warm_start"]
