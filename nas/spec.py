@@ -35,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from nas.errors import AT_FIELD, AT_SUBMIT, SpecError
+from nas.errors import AT_FIELD, AT_SUBMIT, SpecError, at_submit
 from nas.hparams import HparamSpace
 from nas.registry import Registry
 
@@ -208,11 +208,13 @@ class ResourcesSpec(_Strict):
     @field_validator("cpus_per_trial", "gpus_per_trial")
     @classmethod
     def _ray_quantity(cls, value: float, info: ValidationInfo) -> float:
-        """What Ray can schedule, refused here rather than when the job starts (it failed
-        then with Ray's ValueError): quantities in steps of 0.0001, and above 1 only whole
-        GPUs."""
-        if abs(value * 10_000 - round(value * 10_000)) > 1e-6:
-            raise ValueError(f"give it in steps of 0.0001 (Ray's precision), got {value!r}")
+        """What Ray can schedule, refused at submit rather than when the job starts (it
+        failed then with Ray's ValueError): no amount below 0.0001 but 0, and above 1 only
+        whole GPUs. (At submit only: a job stored before still loads.)"""
+        if not at_submit(info.context):
+            return value
+        if 0 < value < 1e-4:
+            raise ValueError(f"at least 0.0001 (Ray's precision) or 0, got {value!r}")
         if info.field_name == "gpus_per_trial" and value > 1 and not float(value).is_integer():
             raise ValueError(f"above 1, GPUs are whole (1, 2, ...) or a fraction of one: {value!r}")
         return value
@@ -370,7 +372,9 @@ class WarmStartSpec(_Strict):
     def _limit_of_a_query(cls, value: int, info: ValidationInfo) -> int:
         """``limit`` caps a query's jobs; another one with ``jobs`` or ``runs`` would be
         ignored (the default, which a stored spec holds, is left alone)."""
-        if info.data.get("query") is None and value != 5:
+        if not at_submit(info.context) or "query" not in info.data:  # (a job stored before
+            return value  # still loads; a bad query has its own error)
+        if info.data["query"] is None and value != 5:
             raise ValueError(
                 "limit caps the jobs of a query (query: same-space); jobs and runs are used "
                 "as listed: leave it out"
@@ -853,7 +857,7 @@ def parse_spec(
             raise SpecError([_err(loc, msg) for loc, msg in problems])
         data = _with_default_objective(data)
         try:
-            spec = JobSpec.model_validate(dict(data), strict=strict)
+            spec = JobSpec.model_validate(dict(data), strict=strict, context=AT_SUBMIT)
         except ValidationError as exc:
             errors = _pydantic_errors(exc, JobSpec)
             # Report bad component names and parameters in the same answer.

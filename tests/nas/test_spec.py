@@ -332,8 +332,8 @@ def test_an_empty_component_name_is_a_field_error(doc: dict[str, Any], section: 
 @pytest.mark.parametrize(
     ("field", "value", "fragment"),
     [
-        ("cpus_per_trial", 0.00001, "steps of 0.0001"),
-        ("gpus_per_trial", 0.00002, "steps of 0.0001"),
+        ("cpus_per_trial", 0.00001, "at least 0.0001"),
+        ("gpus_per_trial", 0.00002, "at least 0.0001"),
         ("gpus_per_trial", 1.5, "GPUs are whole"),
     ],
 )
@@ -361,3 +361,14 @@ def test_a_limit_without_a_query_is_refused_at_limit(doc: dict[str, Any]) -> Non
     """It capped nothing: jobs and runs are used as listed."""
     doc["warm_start"] = {"jobs": [1, 2, 3], "limit": 2}
     assert "limit caps the jobs of a query" in error_at(doc, ("warm_start", "limit"))["msg"]
+
+
+def test_a_spec_stored_before_the_submit_rules_still_loads(doc: dict[str, Any]) -> None:
+    """The rules added at submit (Ray's resource precision, limit without a query) must not
+    make a job accepted before them unreadable: every listing of it answered 500."""
+    stored = parse_spec(doc).to_dict()
+    stored["resources"] = {**stored["resources"], "cpus_per_trial": 0.00001}
+    stored["warm_start"] = {"jobs": [1, 2], "limit": 3, "priors": []}
+    resolved = ResolvedSpec.from_stored(stored)
+    assert resolved.spec.resources.cpus_per_trial == 0.00001
+    assert resolved.spec.warm_start is not None and resolved.spec.warm_start.limit == 3
