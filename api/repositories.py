@@ -822,13 +822,14 @@ def _listing_header(with_key: bool) -> Select[Any]:
     )
 
 
-#: A job's stored spec, for the rare read that needs more of it than the listing header.
-_JOB_SPEC = select(JobModel.spec).where(JobModel.id == bindparam("job_id"))
+#: A job's stored evaluator section, for the rare read that needs more of its spec than
+#: the listing header (a table job's metric names).
+_JOB_EVALUATOR = select(JobModel.spec["evaluator"]).where(JobModel.id == bindparam("job_id"))
 
 
-def job_spec_query(job_id: int) -> tuple[Select[Any], dict[str, Any]]:
-    """The job's stored spec (one row, one column)."""
-    return _JOB_SPEC, {"job_id": job_id}
+def job_evaluator_query(job_id: int) -> tuple[Select[Any], dict[str, Any]]:
+    """The job's stored ``evaluator`` section (one row, one column; none when it is gone)."""
+    return _JOB_EVALUATOR, {"job_id": job_id}
 
 
 def trial_rows_json(rows: Sequence[Sequence[Any]], as_json: bool) -> list[tuple[int, str]]:

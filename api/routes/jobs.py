@@ -39,7 +39,7 @@ from api.repositories import (
     ApiKeyRepository,
     JobRepository,
     TrialRepository,
-    job_spec_query,
+    job_evaluator_query,
     listing_header_query,
     trial_page_query,
     trial_rows_json,
@@ -49,7 +49,6 @@ from api.schemas import JobList, JobRead, TrialList, TrialRead
 from api.services import ConflictError, JobService, NotFoundError, job_read
 from api.storage import StorageError
 from nas.evaluators import EVALUATORS
-from nas.spec import ResolvedSpec
 from nas.trial import TrialState
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -276,9 +275,15 @@ def _trials_page(key_hash: str | None, job_id: int, q: TrialQuery, as_json: bool
     if q.sort not in valid and not EVALUATORS.get(evaluator).metrics and METRIC_NAME.match(q.sort):
         # A table's metrics are the columns its spec names (a column it does not name, such
         # as the held-out one, no trial holds: the sort was ignored).
-        rows = yield job_spec_query(job_id)
-        stored = ResolvedSpec.from_stored(rows[0][0]).spec
-        valid += [m for m in EVALUATORS.get(evaluator).spec_metrics(stored) if m not in valid]
+        rows = yield job_evaluator_query(job_id)
+        if not rows:  # deleted meanwhile
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
+        params = {k: v for k, v in (rows[0][0] or {}).items() if k != "name"}
+        try:
+            listed = EVALUATORS.get(evaluator).listed_metrics(params)
+        except ValueError:  # a section stored by an older version: its own names only
+            listed = ()
+        valid += [m for m in listed if m not in valid]
     if q.sort not in valid or not METRIC_NAME.match(q.sort):
         raise _query_error("sort", f"unknown sort key {q.sort!r}; valid: {', '.join(valid)}")
     if q.after is not None and q.sort != "number":

@@ -189,6 +189,12 @@ class Evaluator(ABC):
         return cls.metrics
 
     @classmethod
+    def listed_metrics(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
+        """The metric names a trial may hold with these (stored) evaluator ``params``, what
+        a trial listing sorts by: ``metrics``, unless the parameters choose them."""
+        return cls.metrics
+
+    @classmethod
     def data_problems(cls, spec: JobSpec) -> list[SpecProblem]:
         """The dataset and space this evaluator cannot work with. The default is that of an
         evaluator that trains networks: a dataset with arrays, a trainable space (with a

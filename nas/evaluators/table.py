@@ -146,6 +146,12 @@ class TableEvaluator(Evaluator):
         return _config(spec).reported
 
     @classmethod
+    def listed_metrics(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
+        """The columns reported, and the constraint figures a pruned trial holds."""
+        config = TableEvaluatorConfig.model_validate(params)
+        return (*config.reported, *CONSTRAINTS.values())
+
+    @classmethod
     def default_objective(
         cls, dataset: str, params: Mapping[str, Any]
     ) -> tuple[str, Literal["maximize", "minimize"]]:

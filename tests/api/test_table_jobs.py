@@ -266,7 +266,8 @@ def test_a_table_jobs_trials_sort_by_its_own_metric_columns(
         with pytest.raises(ApiError) as refused:
             client.trials(job["id"], sort=column, order="desc")
         assert refused.value.status_code == 422, refused.value
-        assert f"unknown sort key '{column}'; valid: number, objective, val" in str(refused.value)
+        assert f"unknown sort key '{column}'; valid: number, objective, val, " in str(refused.value)
+    assert client.trials(job["id"], sort="params")["count"] == page["count"]  # a constraint's
 
 
 def test_a_table_trials_drawing_is_its_genotype_without_a_picture(
