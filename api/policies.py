@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -203,10 +204,12 @@ def stored_copy_path(document: Mapping[str, Any], artifacts: Path) -> Path | Non
     if not isinstance(job_id, int) or not isinstance(policy, str):
         return None
     path = Path(policy)
+    holder = path.parent.parent.name
     copy = (
         path.name == _copy_name(job_id)
         and path.parent.name == "files"
-        and path.parent.parent.name.isdigit()
+        and re.fullmatch(r"[1-9][0-9]{0,9}", holder) is not None  # (isdigit took '²')
+        and int(holder) <= 2**31 - 1  # a job id: larger ones overflow the id column
         and path.parent.parent.parent == artifacts / "jobs"
     )
     return path if copy else None

@@ -290,3 +290,15 @@ def test_meta_training_on_jobs_follows_their_direction_or_is_refused(
     assert agreed["spec"]["objective"] == {**agreed["spec"]["objective"], "direction": "minimize"}
     assert agreed["spec"]["evaluator"]["job_tasks"][0]["job"] == source["id"]
     assert client.wait(agreed["id"], timeout=60)["state"] == "SUCCEEDED"
+
+
+def test_a_made_up_copy_path_is_a_422_not_a_500(server: LiveServer, client: NasClient) -> None:
+    """A job folder named '²' (isdigit, not int) or 30 digits (past the id column) in a
+    policy copy's path answered 500."""
+    artifacts = server.settings.resolved_artifacts_dir()
+    for folder in ("²", "9" * 30):
+        path = artifacts / "jobs" / folder / "files" / "rl2-policy-from-job-7.pt"
+        spec = nb201_spec(controller={"name": "rl2", "policy_job": 7, "policy": str(path)})
+        with pytest.raises(ApiError) as refused:
+            client.submit(spec)
+        assert refused.value.status_code == 422, refused.value

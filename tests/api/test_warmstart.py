@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from api.cli import describe_job
 from api.client import ApiError, NasClient
@@ -243,3 +244,46 @@ def test_a_warm_start_whose_stored_spec_could_not_be_submitted_again_is_refused(
         job = client.submit(spec)
         again = client.submit(client.job(job["id"])["spec"])  # as nas show --spec gives it
         assert again["spec"]["warm_start"] == job["spec"]["warm_start"]
+        # what is accepted fits as the YAML nas show --spec prints (larger than its JSON,
+        # which alone was measured at first)
+        verdicts = []
+        for n in range(40, 200, 10):
+            spec["warm_start"]["observations_per_source"] = n
+            try:
+                stored = client.submit(spec)["spec"]
+            except ApiError as exc:
+                assert exc.status_code == 422, exc
+                verdicts.append(False)
+                continue
+            assert len(yaml.safe_dump(stored, sort_keys=False)) <= 30_000, n
+            verdicts.append(True)
+        assert verdicts[0] and not verdicts[-1], verdicts
+
+
+def test_the_stored_size_is_measured_as_the_yaml_it_is_printed_in() -> None:
+    """enas-macro architectures print as YAML at about 2.6 times their JSON: a stored spec
+    whose JSON fits half the limit was accepted although its YAML did not fit at all."""
+    import json
+
+    import numpy as np
+
+    from api.services import check_resubmittable
+    from nas.errors import SpecError
+    from workers.search import parse_spec
+
+    spec = standalone_spec(space={"name": "enas-macro", "layers": 12, "channels": 8})
+    space = parse_spec(spec).build_space()
+    rng = np.random.default_rng(0)
+    priors = [
+        {"architecture": space.sample(rng).to_dict(), "score": 1 - i / 400, "source": 1}
+        for i in range(400)
+    ]
+    resolved = parse_spec({**spec, "warm_start": {"priors": priors}})
+    stored = resolved.to_dict()
+    as_json = len(json.dumps(stored, separators=(",", ":")))
+    as_yaml = len(yaml.safe_dump(stored, sort_keys=False))
+    assert as_yaml > 2 * as_json  # the case: JSON under half the limit, YAML over it
+    limit = as_json * 2 + 1
+    with pytest.raises(SpecError, match="above this server's body limit"):
+        check_resubmittable(resolved, limit)
+    check_resubmittable(resolved, as_yaml)
