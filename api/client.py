@@ -129,10 +129,7 @@ class NasClient:
             raise SpecError.at(
                 ["<file>"], f"cannot read {str(path)!r}: not UTF-8 text (byte {exc.start})"
             ) from None
-        syntax = file_syntax(path)
-        if syntax == "auto":
-            syntax = "json" if text.lstrip().startswith("{") else "yaml"
-        content_type = f"application/{syntax}"
+        content_type = f"application/{file_syntax(path, text)}"
         return self._request(
             "POST", "/api/v1/jobs", content=text.encode(), headers={"Content-Type": content_type}
         )

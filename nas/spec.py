@@ -528,20 +528,29 @@ def load_spec_file(
     return parse_document(
         text,
         source=str(file),
-        syntax=file_syntax(file),
+        syntax=file_syntax(file, text),
         max_depth=max_depth,
         max_bytes=max_bytes,
     )
 
 
-def file_syntax(path: str | Path) -> Literal["auto", "json", "yaml"]:
-    """A spec file's syntax by its name: ``.json`` JSON, ``.yaml``/``.yml`` YAML (a YAML
-    file may be written in flow style, ``{name: x, ...}``, which is not JSON), any other
-    name ``auto``."""
+def file_syntax(path: str | Path, text: str) -> Literal["json", "yaml"]:
+    """A spec file's syntax: by its name, ``.json`` JSON, ``.yaml``/``.yml`` YAML (which may
+    be written in flow style, ``{name: x, ...}``: not JSON), any other name JSON when it
+    starts with ``{``. A ``.yaml`` file holding JSON is read as JSON (JSON indented with
+    tabs is no YAML)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".json":
         return "json"
-    return "yaml" if suffix in (".yaml", ".yml") else "auto"
+    if not text.lstrip().startswith("{"):
+        return "yaml"
+    if suffix not in (".yaml", ".yml"):
+        return "json"
+    try:
+        json.loads(text)
+    except ValueError:
+        return "yaml"
+    return "json"
 
 
 def parse_document(

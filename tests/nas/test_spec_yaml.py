@@ -136,3 +136,6 @@ def test_a_yaml_file_in_flow_style_is_read_as_yaml_and_a_json_file_as_json(
         load_spec_file(tmp_path / "spec.json")
     (tmp_path / "spec").write_text('{"name": "x", "n": 1}')  # no suffix: by its first character
     assert load_spec_file(tmp_path / "spec") == {"name": "x", "n": 1}
+    # JSON in a .yaml file is still JSON: indented with tabs, it is no YAML
+    (tmp_path / "tabs.yaml").write_text(json.dumps({"name": "x", "n": [1, 2]}, indent="\t"))
+    assert load_spec_file(tmp_path / "tabs.yaml") == {"name": "x", "n": [1, 2]}
