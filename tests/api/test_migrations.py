@@ -4,6 +4,7 @@ share the database."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -55,20 +56,38 @@ def test_a_server_that_does_not_migrate_starts_only_on_a_database_at_head(
     version left behind; at the head revision it starts."""
     app = create_app(make_settings(database_url, tmp_path, migrate_on_start=False))
 
-    async def start_and_stop() -> None:
+    async def lifespan() -> None:
         async with app.router.lifespan_context(app):
             pass
 
+    def start_and_stop() -> None:
+        """The app's start and stop, on an event loop of a thread of its own (this one may
+        run one already: a browser test before, in the same pytest worker)."""
+        raised: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                asyncio.run(lifespan())
+            except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+                raised.append(exc)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(60)
+        assert not thread.is_alive(), "the app's start or stop hung"
+        if raised:
+            raise raised[0]
+
     with pytest.raises(SchemaNotCurrent, match=r"at revision none \(never migrated\), not 0005"):
-        asyncio.run(start_and_stop())
+        start_and_stop()
     engine = make_engine(database_url)
     try:
         assert current_revision(engine) is None  # refused without migrating
         upgrade(engine, "0004")
         with pytest.raises(SchemaNotCurrent, match="at revision 0004.*run 'nas db upgrade'"):
-            asyncio.run(start_and_stop())
+            start_and_stop()
         upgrade(engine)
-        asyncio.run(start_and_stop())
+        start_and_stop()
     finally:
         engine.dispose()
     assert head_revision() == HEAD

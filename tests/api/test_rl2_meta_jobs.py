@@ -5,6 +5,7 @@ the meta-training job breaks nothing; a policy for another space is a 422; cance
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -179,13 +180,15 @@ def test_cancel_stops_meta_training_at_its_next_iteration(
 
 
 def test_meta_training_on_earlier_jobs_of_the_service(
-    server: LiveServer, client: NasClient, user_key: str
+    server: LiveServer, client: NasClient, user_key: str, time_left: Callable[..., float]
 ) -> None:
     """``evaluator.jobs``: earlier jobs' completed trials are the tasks, copied into the
     stored spec at submit (the sources may go); a job that is not yours or searched another
     space is a 422 at its field."""
     sources = [
-        client.wait(client.submit(nb201_spec(budget={"trials": n}, seed=n))["id"], timeout=60)
+        client.wait(
+            client.submit(nb201_spec(budget={"trials": n}, seed=n))["id"], timeout=time_left(60)
+        )
         for n in (30, 40)
     ]
     assert all(s["state"] == "SUCCEEDED" for s in sources)
@@ -200,13 +203,13 @@ def test_meta_training_on_earlier_jobs_of_the_service(
     assert tasks[0]["fitness"][0] == best["metrics"]["val_accuracy"]
     for source in sources:
         client.delete(source["id"])  # the meta-training job has what it needs
-    done = client.wait(meta["id"], timeout=120)
+    done = client.wait(meta["id"], timeout=time_left(120))
     assert done["state"] == "SUCCEEDED", done["reason"]
     assert done["summary"]["files"] == [{"name": "rl2-policy.pt", "kind": "rl2_policy"}]
     # its stored spec submits again with its sources gone (it said "no job N of yours")
     again = client.submit(client.job(meta["id"])["spec"])
     assert again["spec"]["evaluator"]["job_tasks"] == tasks
-    assert client.wait(again["id"], timeout=120)["state"] == "SUCCEEDED"
+    assert client.wait(again["id"], timeout=time_left(120))["state"] == "SUCCEEDED"
 
     table_job = client.submit(
         {
