@@ -163,15 +163,12 @@ class MetaTrainSearch(SearchLoop):
         """The meta-training iterations the time budget left undone: the policy is then
         trained less than the spec asked."""
         done, planned = self.trainer.iterations, self.planned
-        if not self.budget.timed_out or done >= planned:
-            return None
-        advice = "raise budget.minutes or lower evaluator.iterations"
-        if self.resolved.spec.budget.on_time_limit != "fail":  # else the job fails already
-            advice += ", or set budget.on_time_limit: fail to fail such a job"
-        return (
-            f"the time budget ({self.budget.minutes:g} min) stopped meta-training after "
-            f"{done} of its {planned} iterations: the policy is trained less than asked "
-            f"({advice})"
+        return self._time_cut(
+            done,
+            planned,
+            f"stopped meta-training after {done} of its {planned} iterations: the policy is "
+            "trained less than asked",
+            "raise budget.minutes or lower evaluator.iterations",
         )
 
     def _outcome(self) -> SearchOutcome:

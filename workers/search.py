@@ -470,6 +470,15 @@ class SearchLoop:
             f"{budget.used_trials} of its {budget.trials} trials"
         )
 
+    def _time_cut(self, done: int, planned: int, stopped: str, advice: str) -> str | None:
+        """A ``cut_short`` text: the time budget ``stopped`` the work after ``done`` of its
+        ``planned`` units (``None`` when it did not), with ``advice`` on how to avoid it."""
+        if not self.budget.timed_out or done >= planned:
+            return None
+        if self.resolved.spec.budget.on_time_limit != "fail":  # else the job fails already
+            advice += ", or set budget.on_time_limit: fail to fail such a job"
+        return f"the time budget ({self.budget.minutes:g} min) {stopped} ({advice})"
+
     def _time_limit(self) -> tuple[str | None, str | None]:
         """``(warning, error)`` for a search the time budget cut short (``cut_short``): a
         warning, or with ``budget.on_time_limit: fail`` the job's failure."""

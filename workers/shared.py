@@ -186,15 +186,12 @@ class SharedWeightSearch(SearchLoop):
         """The supernet epochs the time budget left untrained: the shared weights are then
         undertrained, and the architectures derived from them ranked by a weaker estimate."""
         done, planned = self.evaluator.epoch, self.evaluator.config.epochs
-        if not self.budget.timed_out or done >= planned:
-            return None
-        advice = "raise budget.minutes, lower evaluator.epochs"
-        if self.resolved.spec.budget.on_time_limit != "fail":  # else the job fails already
-            advice += ", or set budget.on_time_limit: fail to fail such a job"
-        return (
-            f"the time budget ({self.budget.minutes:g} min) stopped the supernet's training "
-            f"after {done} of its {planned} epochs: the shared weights are undertrained and "
-            f"the derived architectures were ranked by them ({advice})"
+        return self._time_cut(
+            done,
+            planned,
+            f"stopped the supernet's training after {done} of its {planned} epochs: the "
+            "shared weights are undertrained and the derived architectures were ranked by them",
+            "raise budget.minutes, lower evaluator.epochs",
         )
 
     def derive(self) -> list[tuple[Any, float]]:
