@@ -65,6 +65,11 @@ document.getElementById("signout").addEventListener("click", () => { sessionStor
 
 // (a node left out is null: replaceChildren would write it as the text "null")
 function render(...nodes) { main.replaceChildren(...nodes.filter((n) => n != null)); }
+// The keyboard's focus, lost to the page's body when the control it was on went away (a
+// link followed, a row deleted), goes to the content, where the next Tab goes on from.
+function keepFocus() {
+  if (!document.activeElement || document.activeElement === document.body) main.focus({ preventScroll: true });
+}
 function errorBox(err) {
   const msg = err.status === 404 ? "Not found: no such job or trial, or it is not yours." : describe(err.detail ?? err.message);
   return h("p", { role: "alert", class: "error", "data-status": err.status ?? "" }, msg);
@@ -123,7 +128,7 @@ function actions(job, after, evaluator) {
   const act = (label, fn, cls, changes = true, ask = null) => h("button", { type: "button", class: cls, onclick: async () => {
     if (ask && !confirm(ask)) return;
     say(`${label}…`);
-    try { const told = await fn(); say(`${label}: ${told || "done"}`); if (changes) after(); } catch (err) { say(`${label}: ${err.status === 404 ? "not found" : describe(err.detail ?? err.message)}`); }
+    try { const told = await fn(); say(`${label}: ${typeof told === "string" && told ? told : "done"}`); if (changes) after(); } catch (err) { say(`${label}: ${err.status === 404 ? "not found" : describe(err.detail ?? err.message)}`); }
   } }, label);
   // A retraining runs in the background as a trial of the job: said started, then followed
   // until it ends (a finished job's page has no live updates), and the page shown again.
@@ -272,8 +277,9 @@ async function jobsPage(params) {
   const tbody = h("tbody");
   const count = h("span", { class: "muted", id: "jobs-count" });
   const pager = h("div", { class: "pager" });
+  const caption = h("caption", { class: "muted" }, "Your jobs, newest first");
   const table = h("div", { class: "scroll" }, h("table", { id: "jobs" },
-    h("caption", { class: "muted" }, "Your jobs, newest first"),
+    caption,
     h("thead", {}, h("tr", {}, ["Job", "State", "Progress", "ETA", "Best so far", "Trials", "Controller", "Space", "Dataset", "Warm start", "Actions"].map((c) => h("th", { scope: "col" }, c)))),
     tbody));
   let timer = null, shown = null;
@@ -295,8 +301,12 @@ async function jobsPage(params) {
     // A redraw keeps the keyboard focus where it was: the same control of the same job's row.
     const active = document.activeElement, row = active?.closest?.("tr[data-job]");
     const where = row && tbody.contains(row) ? [row.dataset.job, [...row.querySelectorAll("a, button, select")].indexOf(active)] : null;
+    // an admin's list holds other users' jobs: each says whose it is
+    const owners = new Set(page.data.map(({ job }) => job.owner));
+    caption.textContent = owners.size > 1 ? "Jobs of every user, newest first" : "Your jobs, newest first";
     tbody.replaceChildren(...page.data.map(({ job, ...o }) => h("tr", { "data-job": job.id },
-      h("td", { class: "name" }, h("a", { href: `#/jobs/${job.id}` }, `${job.id} · ${job.name}`)),
+      h("td", { class: "name" }, h("a", { href: `#/jobs/${job.id}` }, `${job.id} · ${job.name}`),
+        owners.size > 1 && job.owner ? h("div", { class: "muted owner" }, `by ${job.owner}`) : null),
       h("td", {}, stateTag(job.state), job.reason ? h("div", { class: "muted reason", title: job.reason }, job.reason.length > 60 ? `${job.reason.slice(0, 59)}…` : job.reason) : null,
         job.warnings?.length ? h("div", { class: "warning", title: job.warnings.join("\n") }, `⚠ ${job.warnings.length === 1 ? "a warning" : `${job.warnings.length} warnings`}: see its page`) : null),
       h("td", {}, progress(job)), h("td", {}, eta(job)),
@@ -308,6 +318,7 @@ async function jobsPage(params) {
       h("td", { class: "wrap" }, actions(job, load, o.evaluator)))));
     if (!page.data.length) tbody.append(h("tr", {}, h("td", { colspan: 11 }, offset && page.count ? `No jobs this far: there are ${page.count}.` : "No jobs.")));
     if (where && where[1] >= 0) tbody.querySelector(`tr[data-job="${where[0]}"]`)?.querySelectorAll("a, button, select")[where[1]]?.focus();
+    keepFocus(); // (its row deleted)
     pager.replaceChildren(...[
       offset > limit ? h("a", { href: `#/?state=${state}` }, "⇤ Newest") : null,
       offset > 0 ? h("a", { href: `#/?state=${state}&offset=${Math.max(0, Math.min(offset, Math.ceil(page.count / limit) * limit) - limit)}` }, "← Newer") : null,
@@ -395,8 +406,13 @@ function trialsTable(job, metricNames) {
       h("td", { class: "num", title: t.simulated ? "simulated training time (a benchmark table's, not measured here)" : null }, t.simulated ? `${fmt(t.cost_s, 2)} sim.` : fmt(t.cost_s, 2)), h("td", {}, t.worker ?? "–"))));
     const first = st.cursors.length * st.limit + 1;
     info.textContent = page.count ? `${first}–${first + page.data.length - 1} of ${page.count} trials` : "no trials";
+    const focused = document.activeElement;
     prev.disabled = st.cursors.length === 0;
     next.disabled = first + page.data.length - 1 >= page.count;
+    // a pager button disabled under the keyboard's focus (the last page reached) hands the
+    // focus to the other one, which was lost to the page's body
+    if (focused === next && next.disabled && !prev.disabled) prev.focus();
+    if (focused === prev && prev.disabled && !next.disabled) next.focus();
     st.nextAfter = page.next_after;
     st.pageLen = page.data.length;
   };
@@ -474,11 +490,13 @@ async function jobPage(id) {
   const drawHead = (j) => head.replaceChildren(...[
     facts([
       ["State", h("span", {}, stateTag(j.state), j.reason ? ` — ${j.reason}` : "")],
+      ...(j.owner ? [["Owner", j.owner]] : []),
       ["Progress", progress(j)], ["ETA", eta(j)],
       ["Best so far", j.best ? h("span", { id: "job-best" }, `${metric} ${fmt(j.best.value)} (trial ${j.best.trial_number})`,
         spec.objective?.metrics?.length > 1 ? h("span", { class: "muted" }, " — by the first objective; the Pareto front below weighs them all") : null) : "–"],
       ["Trials", `${j.n_trials} (${Object.entries(j.trial_states).map(([k, v]) => `${k} ${v}`).join(", ") || "none"})`],
-      ["Controller", spec.controller?.name], ["Space", spec.space?.name], ["Dataset", spec.dataset?.name],
+      ["Controller", spec.controller?.policy_job != null ? `${spec.controller.name} (the policy of job ${spec.controller.policy_job})` : spec.controller?.name],
+      ["Space", spec.space?.name], ["Dataset", spec.dataset?.name],
       ["Evaluator", spec.evaluator?.name], ["Objective", spec.objective?.metrics?.length > 1
         ? spec.objective.metrics.map((m, i) => `${m} (${spec.objective.directions?.[i] || ""})`).join(", ")
         : `${metric} (${spec.objective?.direction || ""})`],
@@ -560,7 +578,7 @@ async function trialPage(id) {
   if (left()) return;
   const iv = t.intermediate_values || [];
   const keys = [...new Set(iv.flatMap((v) => Object.keys(v.values).filter((k) => typeof v.values[k] === "number")))];
-  const charts = keys.length ? [lineChart("intermediate", "Intermediate values per step", keys.map((k) => ({ name: k, points: iv.map((v) => [v.step, v.values[k]]) })), { xLabel: "step" })] : [h("p", { class: "muted" }, "No intermediate values.")];
+  const charts = keys.length ? [lineChart("intermediate", "Intermediate values per step", keys.map((k) => ({ name: k, points: iv.map((v) => [v.step, v.values[k]]) })), { xLabel: "step", yLabel: keys.join(", ") })] : [h("p", { class: "muted" }, "No intermediate values.")];
   const arch = h("div", { id: "architecture" }, h("p", { class: "muted" }, "Drawing…"));
   const json = () => {
     const url = URL.createObjectURL(new Blob([JSON.stringify(t, null, 2)], { type: "application/json" }));
@@ -618,6 +636,8 @@ async function comparePage(params) {
   out.prepend(lineChart("compare-best", `Best so far by trial${shared ? `: ${metrics[0]}` : ""}`, ok.map(({ job, hist }) => ({
     name: shared ? `job ${job.id}` : `job ${job.id} (${metricOf(job)})`,
     points: steps(hist.best_so_far).concat(hist.best_so_far.length ? [[hist.n_trials - 1, hist.best_so_far.at(-1).value]] : []),
+    // the same improvements are the same line, however long each job ran on after its last
+    same: hist.best_so_far.length ? `${metricOf(job)}:${JSON.stringify(hist.best_so_far)}` : undefined,
   })), { xLabel: "trial", yLabel: shared ? metrics[0] : "each job's objective" }));
   // each best architecture by its decisions' choices, named (the drawing's genotype)
   const named = await Promise.all(ok.map(async ({ best }) => {
@@ -651,7 +671,7 @@ async function route() {
   } catch (err) {
     if (err.status !== 401 && !left()) render(errorBox(err));
   }
-  if (!left()) main.dataset.route = location.hash || "#/";
+  if (!left()) { main.dataset.route = location.hash || "#/"; keepFocus(); }
 }
 
 function start() {

@@ -109,7 +109,8 @@ export function lineChart(id, title, series, { xLabel = "epoch", yLabel = "", xF
   axes(svg, x, y, xd, yd, xLabel, yLabel, xs.every(Number.isInteger));
   let marks = 0;
   // a line equal to an earlier one would hide it: drawn dashed, its legend names the other
-  const drawn = series.map((q) => JSON.stringify(q.points));
+  // (q.same: what makes two series the same where their points may differ, e.g. in length)
+  const drawn = series.map((q) => q.same ?? JSON.stringify(q.points));
   const sameAs = drawn.map((d, i) => drawn.indexOf(d) < i ? drawn.indexOf(d) : -1);
   series.forEach((q, i) => {
     const pts = q.points.filter((p) => Number.isFinite(p[1]));

@@ -800,3 +800,54 @@ def test_an_export_without_weights_offers_the_untrained_graph(page: Page, site: 
     title = p.get_attribute(best, "title") or ""
     assert title.startswith("best val_accuracy (the first of val_accuracy, params_M)"), title
     assert [e for e in page.errors if "409" not in e] == []  # (the 409 is expected)
+
+
+def test_owners_cancel_answers_compare_lengths_and_pager_focus(
+    browser: Any, page: Page, site: Site
+) -> None:
+    """An admin's list did not say whose job was whose; Cancel said 'Cancel: [object
+    Object]'; two runs of one spec that ran on for different lengths drew one line over the
+    other; the pager's Next, disabled under the keyboard's focus, dropped it to the body."""
+    admin = Page(browser, site, site.server.create_key("boss", admin=True))
+    try:
+        p = admin.page
+        p.wait_for_selector("#jobs caption:has-text('Jobs of every user')")
+        foreign = site.foreign["id"]
+        row = f"#jobs tr[data-job='{foreign}']"
+        assert p.text_content(f"{row} .owner") == "by dash-b"
+        admin.go(f"/jobs/{foreign}")
+        p.wait_for_selector("#main dt:has-text('Owner') + dd:has-text('dash-b')")
+        assert admin.errors == []
+    finally:
+        admin.context.close()
+
+    with site.server.client(site.key) as client:
+        running = client.submit(standalone_spec(trials=50, epochs=2, name="to-cancel"))
+        longer = client.wait(client.submit(nb201_spec(budget={"trials": 125}))["id"], timeout=60)
+        same = client._request("GET", f"/api/v1/jobs/{longer['id']}/history")["best_so_far"]
+        first = client._request("GET", f"/api/v1/jobs/{site.nb201['id']}/history")["best_so_far"]
+        assert same == first  # (the same seed: its first 120 trials are the other job's)
+        p = page.go(f"/jobs/{running['id']}")
+        p.on("dialog", lambda d: d.accept())
+        p.get_by_role("button", name="Cancel").click()
+        p.wait_for_selector("#main [role=status]:has-text('Cancel: done')")
+        client.wait(running["id"], timeout=60)
+
+    p = page.go(f"/compare?jobs={site.nb201['id']},{longer['id']}")
+    p.wait_for_selector("#compare-best")
+    legend = p.locator("#compare-best text.legend").all_text_contents()
+    assert legend[1] == f"job {longer['id']} (same as job {site.nb201['id']})", legend
+
+    p = page.go(f"/jobs/{site.nb201['id']}")
+    p.wait_for_selector("#trials tbody tr[data-trial]")
+    p.focus("#trials-next")
+    while not p.eval_on_selector("#trials-next", "b => b.disabled"):
+        shown = p.text_content("#trials-count") if p.locator("#trials-count").count() else None
+        p.keyboard.press("Enter")
+        p.wait_for_function(
+            "shown => (document.querySelector('#trials-count')?.textContent ?? null) !== shown"
+            " || document.querySelector('#trials-next').disabled",
+            arg=shown,
+        )
+    assert p.evaluate("document.activeElement.id") == "trials-prev"
+    assert page.errors == []
