@@ -17,11 +17,12 @@ from typing import Any
 
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from api.models import JobModel, TrialModel
 from api.repositories import TrialRepository
+from api.retraining import RETRAIN_WORKER
 from nas.architecture import Architecture
 from nas.pareto import non_dominated
 from nas.spec import ResolvedSpec
@@ -41,11 +42,29 @@ __all__ = [
 _COMPLETE = TrialState.COMPLETE.value
 
 
+def _search_trials(session: Session, job: JobModel) -> int:
+    """The job's trials less the retrainings recorded after its search (``nas retrain``:
+    numbered after the search's last trial), which have no objective and stretched the
+    history's trial axis past the search. Read from the highest number down: as many rows
+    as there are retrainings."""
+    n = int(job.n_trials or 0)
+    last = session.scalar(
+        select(TrialModel.number)
+        .where(
+            TrialModel.job_id == job.id,
+            or_(TrialModel.worker.is_(None), TrialModel.worker.not_like(f"%{RETRAIN_WORKER}")),
+        )
+        .order_by(TrialModel.number.desc())
+        .limit(1)
+    )
+    return n if last is None else min(n, int(last) + 1)
+
+
 def history(session: Session, job: JobModel, buckets: int) -> dict[str, Any]:
     """The objective over trial numbers at most ``buckets`` points: each bucket of
     consecutive numbers as its lowest and highest completed objective, plus every
     best-so-far step (exact, however many trials)."""
-    n = int(job.n_trials or 0)
+    n = _search_trials(session, job)
     width = max(1, math.ceil(n / buckets)) if n else 1
     bucket = (TrialModel.number // width).label("bucket")
     rows = session.execute(

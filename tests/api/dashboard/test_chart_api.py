@@ -148,3 +148,19 @@ def test_the_page_and_only_its_files_are_served(server: LiveServer) -> None:
         assert httpx.get(f"{server.url}/dashboard/{name}").status_code == 200
     assert httpx.get(f"{server.url}/dashboard/..%2Fapp.py").status_code == 404
     assert httpx.get(f"{server.url}/dashboard/index.html").status_code == 404
+
+
+def test_the_history_axis_ends_with_the_search_not_its_retrainings(
+    server: LiveServer, user_key: str, client: Any
+) -> None:
+    """A retraining is the job's next trial (no objective): the history counted it, and the
+    best-so-far line ran on to it."""
+    from tests.api.conftest import standalone_spec
+
+    job = client.wait(client.submit(standalone_spec(trials=3, epochs=1))["id"], timeout=60)
+    started = client.retrain(job["id"], 1)
+    assert client.wait_trial(started["trial_id"], timeout=120)["state"] == "COMPLETE"
+    assert client.job(job["id"])["n_trials"] == 4
+    hist = _get(server, user_key, f"/jobs/{job['id']}/history").json()
+    assert hist["n_trials"] == 3
+    assert max(b["end"] for b in hist["buckets"]) == 2
