@@ -122,9 +122,12 @@ export function lineChart(id, title, series, { xLabel = "epoch", yLabel = "", xF
       marks += pts.length;
     }
   });
-  if (series.length > 1) series.forEach((q, i) => {
+  // the legend names the lines drawn (a series without a point, e.g. a job with no
+  // completed trial, has none to name), each in its line's colour
+  const named = series.map((q, i) => [q, i]).filter(([q]) => q.points.some((p) => Number.isFinite(p[1])));
+  if (series.length > 1) named.forEach(([q, i], row) => {
     const name = sameAs[i] >= 0 ? `${q.name} (same as ${series[sameAs[i]].name})` : q.name;
-    svg.append(s("text", { x: W - M.r - 4, y: M.t + 10 + 12 * i, "text-anchor": "end", fill: COLORS[i % COLORS.length], class: "legend" }, name));
+    svg.append(s("text", { x: W - M.r - 4, y: M.t + 10 + 12 * row, "text-anchor": "end", fill: COLORS[i % COLORS.length], class: "legend" }, name));
   });
   svg.setAttribute("data-count", marks);
   const xsAll = [...new Set(xs)].sort((a, b) => a - b);

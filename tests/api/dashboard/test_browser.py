@@ -833,10 +833,22 @@ def test_owners_cancel_answers_compare_lengths_and_pager_focus(
         p.wait_for_selector("#main [role=status]:has-text('Cancel: done')")
         client.wait(running["id"], timeout=60)
 
-    p = page.go(f"/compare?jobs={site.nb201['id']},{longer['id']}")
+    rng = np.random.default_rng(1)  # a job without a completed trial: every loss NaN
+    path = site.server.settings.data_dir / "huge-compare.npz"
+    x = np.float32(3e38) * rng.choice([-1.0, 1.0], size=(200, 16)).astype(np.float32)
+    np.savez(path, x=x, y=rng.integers(0, 3, 200))
+    with site.server.client(site.key) as client:
+        spec = standalone_spec(trials=2, epochs=1, dataset={"name": "npz", "path": str(path)})
+        empty = client.wait(client.submit(spec)["id"], timeout=120)["id"]
+        assert client.best(empty, 1) == []
+    p = page.go(f"/compare?jobs={site.nb201['id']},{empty},{longer['id']}")
     p.wait_for_selector("#compare-best")
     legend = p.locator("#compare-best text.legend").all_text_contents()
-    assert legend[1] == f"job {longer['id']} (same as job {site.nb201['id']})", legend
+    # (the empty job: no line, so not in the legend either)
+    assert legend == [
+        f"job {site.nb201['id']}",
+        f"job {longer['id']} (same as job {site.nb201['id']})",
+    ], legend
 
     p = page.go(f"/jobs/{site.nb201['id']}")
     p.wait_for_selector("#trials tbody tr[data-trial]")
