@@ -215,13 +215,18 @@ def stored_copy_path(document: Mapping[str, Any], artifacts: Path) -> Path | Non
     return path if copy else None
 
 
-def without_stored_copy(document: Mapping[str, Any], artifacts: Path) -> Mapping[str, Any]:
-    """The document less its stored copy's path (``stored_copy_path``): the copy's path is
-    this server's to choose (a new job gets its own copy). Anything else as it is."""
-    if stored_copy_path(document, artifacts) is None:
-        return document
+def without_stored_copy(
+    document: Mapping[str, Any], artifacts: Path
+) -> tuple[Mapping[str, Any], Path | None]:
+    """The document less its stored copy's path, and that path (``stored_copy_path``; the
+    document as it is and ``None`` when it names none): the copy's path is this server's to
+    choose (a new job gets its own copy)."""
+    copy = stored_copy_path(document, artifacts)
+    if copy is None:
+        return document, None
     controller = document["controller"]
-    return {**document, "controller": {k: v for k, v in controller.items() if k != "policy"}}
+    rest = {k: v for k, v in controller.items() if k != "policy"}
+    return {**document, "controller": rest}, copy
 
 
 def stored_policy(session: Session, job_id: int) -> ArtifactModel | None:

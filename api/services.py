@@ -19,7 +19,6 @@ from api.policies import (
     resolve_meta_jobs,
     resolve_policy_job,
     store_policy_copy,
-    stored_copy_path,
     without_stored_copy,
 )
 from api.repositories import JobRepository
@@ -309,8 +308,7 @@ class JobService:
         # The files are confined before anything reads them (a table space's, for priors).
         confine = functools.partial(check_data_paths, roots=roots, private=settings.private_paths())
         artifacts = settings.resolved_artifacts_dir()
-        stored_copy = stored_copy_path(document, artifacts)  # a stored spec, resubmitted
-        document = without_stored_copy(document, artifacts)
+        document, stored_copy = without_stored_copy(document, artifacts)  # a stored spec again
         resolved = with_absolute_files(parse_spec(document, strict=strict, check_files=confine))
         # (before the limits: they fill in a trial budget, which a meta-training spec refuses)
         resolved = check_limits(resolve_meta_jobs(self.session, principal, resolved), settings)
