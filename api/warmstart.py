@@ -18,7 +18,7 @@ from nas.spec import ResolvedSpec
 from nas.trial import TrialState
 from nas.warmstart import Source, SourceTrial, observations_from_trials, priors_for
 from workers.search import parse_spec
-from workers.warmstart import controller_transfer
+from workers.warmstart import controller_transfer, models_observations
 
 #: Finished jobs a ``same-space`` query looks through, newest first.
 _QUERY_SCAN = 500
@@ -55,13 +55,14 @@ def resolve_warm_start(
     jobs = _source_jobs(session, principal, warm.jobs, warm.limit, stored)
     trials = TrialRepository(session)
     predicted = warm.predicted_count(joint=bool(resolved.hparams))
+    observing = models_observations(stored)
     sources = []
     for loc, job in jobs:
         # (a retraining is a COMPLETE trial without an objective: it is no rank to score)
         completed = trials.count_scored(job.id)
         # Every completed trial (up to a bound) for the observations and the model; priors
         # take the best.
-        everything = warm.observations_per_source or predicted
+        everything = (warm.observations_per_source if observing else 0) or predicted
         take = max(2 * warm.top_k, _OBSERVATION_SCAN if everything else 0)
         rows = trials.top(job.id, take, maximize=job.maximize) if completed else []
         if not rows:
@@ -76,8 +77,10 @@ def resolve_warm_start(
         )
     priors = priors_for(sources, resolved.build_space(), top_k=warm.top_k, predicted=predicted)
     stored["warm_start"]["priors"] = priors
-    stored["warm_start"]["observations"] = observations_from_trials(
-        sources, per_source=warm.observations_per_source
+    stored["warm_start"]["observations"] = (
+        observations_from_trials(sources, per_source=warm.observations_per_source)
+        if observing
+        else []
     )
     # ENAS / MetaQNN: the first source of the same controller gives its last checkpoint's
     # policy / Q-table, copied into the spec (the source may be deleted later).

@@ -92,6 +92,10 @@ class Controller(ABC):
     #: or needs no values at all (``random``). Others take one objective and a spec with
     #: several is rejected for them.
     multi_objective: ClassVar[bool] = False
+    #: It learns from a warm start's ``observations`` (the sources' trials, not proposed):
+    #: the model-based samplers (``tpe``, ``gp``). For the others the
+    #: service stores none (``workers.warmstart.models_observations``): priors only.
+    models_observations: ClassVar[bool] = False
     #: Shared-weight search: rewards per supernet epoch this controller asks for (``None``:
     #: the search's default).
     rewards_per_epoch: int | None = None

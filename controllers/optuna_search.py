@@ -108,9 +108,6 @@ class OptunaController(Controller):
     integer_params: ClassVar[bool] = False
     #: Hyperparameters are Optuna parameters of the trial (else sampled by ``ask``).
     suggests_hparams: ClassVar[bool] = True
-    #: The sampler models the trials it sees, so a warm start's observations shape it
-    #: (``_ObservingSampler``); the others take the priors only.
-    models_observations: ClassVar[bool] = False
 
     def __init__(self, *, max_pending: int | None = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -16,7 +16,12 @@ from controllers import CONTROLLERS
 from nas.errors import SpecError
 from nas.warmstart import read_run_spec
 
-__all__ = ["CONTROLLER_FILE", "controller_transfer", "resolve_run_controller"]
+__all__ = [
+    "CONTROLLER_FILE",
+    "controller_transfer",
+    "models_observations",
+    "resolve_run_controller",
+]
 
 #: The final controller state a ``nas search`` run folder keeps (its ``state_dict()``).
 CONTROLLER_FILE = "controller.json"
@@ -47,6 +52,18 @@ def controller_transfer(
     return None
 
 
+def models_observations(document: Mapping[str, Any]) -> bool:
+    """Whether the job this spec document describes learns from a warm start's
+    ``observations`` (``Controller.models_observations``). For the others they are not
+    kept: they would only make the stored spec larger (up to the body limit a stored spec
+    submitted again must fit)."""
+    controller = document.get("controller")
+    name = controller.get("name") if isinstance(controller, Mapping) else controller
+    return (
+        isinstance(name, str) and name in CONTROLLERS and CONTROLLERS.get(name).models_observations
+    )
+
+
 def resolve_run_controller(document: Mapping[str, Any]) -> dict[str, Any]:
     """A spec document resolved by ``nas.warmstart.resolve_runs`` with the controller's
     ``controller_state`` taken from its source run folders' ``controller.json`` (a folder
@@ -60,6 +77,8 @@ def resolve_run_controller(document: Mapping[str, Any]) -> dict[str, Any]:
         or "controller_state" in warm
     ):
         return doc  # (a malformed section is reported by the spec's own validation)
+    if warm.get("observations") and not models_observations(doc):
+        warm = doc["warm_start"] = {**warm, "observations": []}
     controller = _controller_section(doc)
     # Every folder's file is read first: a damaged one is an error wherever it is listed.
     sources: list[tuple[list[Any], str, Mapping[str, Any], dict[str, Any]]] = []

@@ -215,6 +215,7 @@ def test_a_sources_retraining_is_not_counted_among_its_ranks(
         trials=1,
         epochs=1,
         name="warm",
+        controller={"name": "tpe"},  # (a controller that learns from observations)
         warm_start={"jobs": [source["id"]], "top_k": 4, "predicted": 0},
     )
     job = client.submit(spec)
@@ -232,7 +233,9 @@ def test_a_warm_start_whose_stored_spec_could_not_be_submitted_again_is_refused(
     with server.client(server.create_key("a")) as client:
         source = client.wait(client.submit(nb201_spec(budget={"trials": 300}))["id"], timeout=60)
         spec = nb201_spec(
-            name="warm", warm_start={"jobs": [source["id"]], "observations_per_source": 300}
+            name="warm",
+            controller={"name": "tpe"},
+            warm_start={"jobs": [source["id"]], "observations_per_source": 300},
         )
         with pytest.raises(ApiError) as refused:
             client.submit(spec)

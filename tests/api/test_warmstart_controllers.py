@@ -53,9 +53,8 @@ def test_enas_and_metaqnn_start_from_their_sources_last_checkpoint(
         warm[name] = client.submit(spec)
         stored = warm[name]["spec"]["warm_start"]
         assert stored["controller_state"]["source"] == sources[name]["id"]
-        # Every completed source trial is an observation, scored by its rank (1 = best).
-        scores = [o["score"] for o in stored["observations"]]
-        assert len(scores) == 24 and scores[0] == 1.0 and scores == sorted(scores, reverse=True)
+        # Neither learns from observations: none is stored (tpe's are, see test_warmstart).
+        assert stored["observations"] == []
 
     # The first policy / Q-table of each warm-started job is its source's final one.
     built = {

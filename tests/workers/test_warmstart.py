@@ -1,5 +1,6 @@
 """The controller's part of a ``nas search`` warm start (``workers.warmstart``): a source run
-folder's ``controller.json``, damaged, is a spec error at that folder's ``warm_start.runs.I``."""
+folder's ``controller.json``, damaged, is a spec error at that folder's ``warm_start.runs.I``;
+the sources' observations are kept only for the controllers that learn from them."""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ from pathlib import Path
 import pytest
 
 from nas.errors import SpecError
+from nas.warmstart import resolve_runs
 from tests.nas.test_warmstart import NB201_RUN_SPEC, write_run
-from workers.warmstart import CONTROLLER_FILE, _controller_section, resolve_run_controller
+from workers.warmstart import (
+    CONTROLLER_FILE,
+    _controller_section,
+    models_observations,
+    resolve_run_controller,
+)
 
 ENAS = {"name": "enas", "num_aggregate": 4, "lstm_size": 8}
 
@@ -62,3 +69,36 @@ def test_the_first_run_with_a_state_gives_it(
     document = {**target, "warm_start": {"runs": [str(none), str(first), str(second)]}}
     warm = resolve_run_controller(document)["warm_start"]
     assert warm["controller_state"] == {"source": str(first), "state": {"policy": "first"}}
+
+
+@pytest.mark.parametrize(
+    ("controller", "kept"),
+    [
+        ({"name": "tpe"}, True),
+        ({"name": "gp"}, True),
+        ({"name": "random"}, False),
+        ({"name": "evolution"}, False),
+        (ENAS, False),
+    ],
+)
+def test_observations_are_kept_only_for_controllers_that_learn_from_them(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    nb201_table: Path,
+    controller: dict[str, object],
+    kept: bool,
+) -> None:
+    """A random or evolution job stored every source trial it never read, up to the body
+    limit a stored spec submitted again must fit."""
+    monkeypatch.setenv("NAS_NB201_TABLE", str(nb201_table))
+    run = write_run(tmp_path / "run")
+    target = {
+        **NB201_RUN_SPEC,
+        "name": "tgt",
+        "controller": controller,
+        "warm_start": {"runs": [str(run)]},
+    }
+    warm = resolve_run_controller(resolve_runs(target))["warm_start"]
+    assert warm["priors"]  # (the priors are every controller's)
+    assert len(warm["observations"]) == (1 if kept else 0)
+    assert models_observations(target) is kept
