@@ -260,17 +260,13 @@ class FinalSpec(_Strict):
     @classmethod
     def _width_or_fit(cls, value: Any) -> Any:
         """One error at ``final.channels`` for anything but a width or ``fit`` (not one per
-        member of the union; the schema still states the bounds)."""
+        member of the union; the schema still states the bounds). A width is a whole number
+        as a spec writes it: ``'16'`` or ``16.0`` is refused, as a quoted number is elsewhere."""
         if value is None or value == "fit":
             return value
-        try:
-            whole = isinstance(value, float) and value.is_integer()
-            width = int(value) if whole or not isinstance(value, bool | float) else None
-        except (TypeError, ValueError):
-            width = None
-        if width is None or not 1 <= width <= 1024:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
             raise ValueError(f"a number of channels from 1 to 1024, or fit; got {value!r}")
-        return width
+        return value
 
 
 class PriorSpec(_Strict):

@@ -204,9 +204,11 @@ def test_final_channels_fit_needs_a_space_with_a_width() -> None:
     assert message.startswith("space 'mlp' has no channels setting to change (spaces with one")
 
 
-@pytest.mark.parametrize("value", ["wide", 0, 1025])
+@pytest.mark.parametrize("value", ["wide", 0, 1025, "16", 16.0, True])
 def test_final_channels_is_a_width_or_fit(value: object) -> None:
-    errors_at(_final_fit_spec(final={"channels": value}), ("final", "channels"))
+    """A quoted or decimal width was read as 16 (the README: a quoted number is a 422)."""
+    (message,) = errors_at(_final_fit_spec(final={"channels": value}), ("final", "channels"))
+    assert "a number of channels from 1 to 1024, or fit" in message
 
 
 def test_a_wider_final_channels_under_constraints_points_to_fit() -> None:
