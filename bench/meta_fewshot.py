@@ -128,6 +128,8 @@ def spec(
     }
     if method == "pretrain":  # as many examples per step as a meta-batch of episodes holds
         evaluator["batch_size"] = args.meta_batch * 5 * (shots + args.queries)
+        for key in ("meta_batch", "shots", "queries"):  # (no episodes: refused)
+            del evaluator[key]
     return {
         "name": f"fewshot-{method}-{shots}shot",
         "dataset": {"name": "glyphs", "ways": 5, "size": args.size},

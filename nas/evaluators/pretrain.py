@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 from torch.func import grad, vmap
 from torch.nn import functional as F
@@ -49,6 +49,20 @@ class PretrainConfig(FewShotConfig):
         100, ge=0, le=10_000, description="gradient steps of a new task's head on its support set"
     )
     finetune_lr: float = Field(1.0, gt=0, le=100, description="step size of those steps")
+
+    @field_validator("meta_batch", "shots", "queries")
+    @classmethod
+    def _no_episodes(cls, value: Any, info: ValidationInfo) -> Any:
+        """Meta-training's episodes do not apply: a value other than the default (which a
+        stored spec writes out) would be ignored, so it is refused."""
+        field = info.field_name or ""
+        if value != cls.model_fields[field].default:
+            raise ValueError(
+                f"pretrain trains on plain minibatches of batch_size examples, not on "
+                f"episodes: {field} does not apply (meta-validation and meta-test tasks take "
+                "eval_shots)"
+            )
+        return value
 
 
 class PretrainLearner:

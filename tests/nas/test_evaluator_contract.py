@@ -132,7 +132,9 @@ class TestMetaSgd(EvaluatorContract):
 
 def _fewshot_spec(evaluator: str, **params: Any) -> dict[str, Any]:
     """A few meta-iterations on tiny generated glyph episodes (3-way 1-shot, 10x10 images),
-    a conv space (``metaqnn``) whose networks take them."""
+    a conv space (``metaqnn``) whose networks take them (pretrain: no meta-training
+    episodes)."""
+    episodes = {} if evaluator == "pretrain" else {"meta_batch": 2, "shots": 1, "queries": 2}
     return {
         "name": f"contract-{evaluator}-episodes",
         "dataset": {"name": "glyphs", "classes": 15, "samples": 6, "size": 10, "ways": 3},
@@ -149,9 +151,7 @@ def _fewshot_spec(evaluator: str, **params: Any) -> dict[str, Any]:
         "evaluator": {
             "name": evaluator,
             "meta_iterations": 3,
-            "meta_batch": 2,
-            "shots": 1,
-            "queries": 2,
+            **episodes,
             "eval_shots": 1,
             "eval_points": 2,
             "val_tasks": 4,

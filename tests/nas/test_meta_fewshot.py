@@ -332,6 +332,24 @@ def test_a_job_stored_before_those_checks_still_loads() -> None:
     assert MetaQNNSpace.from_config({"max_fc": 0, "fc_units": [16]}).max_fc == 0
 
 
+@pytest.mark.parametrize(("key", "value"), [("meta_batch", 5), ("shots", 5), ("queries", 3)])
+def test_pretrain_refuses_the_episode_settings_it_would_ignore(key: str, value: int) -> None:
+    """They were accepted and did nothing; their defaults, which a stored spec writes out,
+    still load."""
+    from tests.nas.test_evaluator_contract import _fewshot_spec
+
+    spec = _fewshot_spec("pretrain")
+    spec["evaluator"][key] = value
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec, strict=True)
+    [error] = info.value.errors
+    assert tuple(error["loc"]) == ("evaluator", key)
+    assert f"not on episodes: {key} does not apply" in error["msg"]
+    stored = parse_spec(_fewshot_spec("pretrain")).to_dict()
+    assert stored["evaluator"]["meta_batch"] == 25  # (the default, written out)
+    parse_spec(stored, strict=True)
+
+
 def test_pretrain_is_not_held_to_the_episode_sizes_it_does_not_draw() -> None:
     """Its meta-training draws minibatches, not episodes: a class of 6 examples was refused
     for the default 5 + 5 examples of a meta-training episode (``shots``), which do not
@@ -341,7 +359,7 @@ def test_pretrain_is_not_held_to_the_episode_sizes_it_does_not_draw() -> None:
     def unset_shots(name: str) -> dict[str, Any]:
         spec = _fewshot_spec(name)  # (6 examples per class, 1 + 2 at evaluation)
         for key in ("shots", "queries"):
-            del spec["evaluator"][key]
+            spec["evaluator"].pop(key, None)
         return spec
 
     parse_spec(unset_shots("pretrain"))
