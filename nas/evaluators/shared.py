@@ -77,13 +77,18 @@ class SharedWeightConfig(EvaluatorConfig):
     batch_size: int = Field(128, ge=1, le=65_536)
     lr_max: float = Field(0.05, gt=0, le=10, description="ENAS child_lr_max")
     lr_min: float = Field(0.0005, ge=0, le=10, description="ENAS child_lr_min")
-    lr_t0: int = Field(10, ge=1, description="epochs of the first cosine cycle (child_lr_T_0)")
-    lr_t_mul: int = Field(2, ge=1, description="cycle length multiplier (child_lr_T_mul)")
+    lr_t0: int = Field(
+        10, ge=1, le=10_000, description="epochs of the first cosine cycle (child_lr_T_0)"
+    )
+    lr_t_mul: int = Field(2, ge=1, le=16, description="cycle length multiplier (child_lr_T_mul)")
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.00025, ge=0, le=1, description="ENAS child_l2_reg")
     grad_clip: float = Field(5.0, gt=0, description="ENAS child_grad_bound")
     rewards_per_epoch: int | None = Field(
-        None, ge=1, description="controller rewards per epoch; default: the controller's own"
+        None,
+        ge=1,
+        le=1_000_000,
+        description="controller rewards per epoch; default: the controller's own",
     )
     derive_samples: int = Field(64, ge=1, le=10_000, description="candidates sampled at the end")
     top_k: int = Field(1, ge=1, le=100, description="derived architectures to report")

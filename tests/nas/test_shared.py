@@ -259,3 +259,20 @@ def test_settings_that_contradict_each_other_are_refused_at_the_field(
         parse_spec(spec)
     (problem,) = info.value.errors
     assert list(problem["loc"]) == ["evaluator", field] and says in problem["msg"], problem
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "limit"),
+    [
+        ("lr_t0", 2**62, 10_000),
+        ("lr_t_mul", 2**62, 16),
+        ("rewards_per_epoch", 2**63 - 1, 1_000_000),
+    ],
+)
+def test_schedule_and_reward_settings_are_bounded(field: str, value: int, limit: int) -> None:
+    """They had no upper bound: 2**63 - 1 rewards per epoch was accepted."""
+    with pytest.raises(ValidationError) as info:
+        SharedWeightConfig(**{field: value})
+    [error] = info.value.errors()
+    assert error["loc"] == (field,) and error["ctx"]["le"] == limit
+    SharedWeightConfig(**{field: limit})
