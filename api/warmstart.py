@@ -14,7 +14,7 @@ from api.auth import Principal
 from api.models import JobModel, JobState
 from api.repositories import CheckpointRepository, JobRepository, TrialRepository
 from nas.errors import SpecError
-from nas.spec import ResolvedSpec
+from nas.spec import ResolvedSpec, WarmSourceSpec
 from nas.trial import TrialState
 from nas.warmstart import Source, SourceTrial, observations_from_trials, priors_for
 from workers.search import parse_spec
@@ -43,6 +43,8 @@ def resolve_warm_start(
                 "runs are nas search output folders; a service job names source jobs "
                 "(warm_start.jobs) or a query (warm_start.query: same-space)",
             )
+        if warm is not None:
+            _check_recorded_sources(session, principal, warm.sources or [])
         return resolved
     resolved_from = [source.job_id for source in warm.sources or []]
     if warm.priors is not None and resolved_from and resolved_from == (warm.jobs or resolved_from):
@@ -50,6 +52,7 @@ def resolve_warm_start(
         # first submit and are in it, so it needs none of them (it was a 422 once one had
         # been deleted, though a stored job outlives its sources). Jobs edited since name
         # other sources: those are resolved.
+        _check_recorded_sources(session, principal, warm.sources or [])
         return resolved
     stored = resolved.to_dict()
     jobs = _source_jobs(session, principal, warm.jobs, warm.limit, stored)
@@ -105,6 +108,25 @@ def resolve_warm_start(
     ]
     stored["warm_start"]["predicted"] = predicted
     return parse_spec(stored)
+
+
+def _check_recorded_sources(
+    session: Session, principal: Principal, sources: list[WarmSourceSpec]
+) -> None:
+    """``warm_start.sources`` as a stored spec records them, sent back: a source job that
+    still exists must be the caller's (or any, for an admin), so that a job page never names
+    another user's job as its source; one deleted since is taken as recorded."""
+    repository = JobRepository(session)
+    for i, source in enumerate(sources):
+        if source.job_id is None or principal.sees_all:
+            continue
+        job = repository.get(source.job_id, any_owner=True)
+        if job is not None and job.owner_id != principal.key_id:
+            raise SpecError.at(
+                ["warm_start", "sources", i, "job_id"],
+                f"job {source.job_id} is not one of yours; a recorded source is a job of "
+                "yours, or one deleted since",
+            )
 
 
 def _controller_state(checkpoints: CheckpointRepository, job_id: int) -> dict[str, Any] | None:

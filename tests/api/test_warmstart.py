@@ -98,10 +98,30 @@ def test_sources_of_another_space_or_user_are_a_422_at_their_field(
     assert info.value.detail[0]["loc"] == ["warm_start", "jobs", 0]
     assert "space" in info.value.detail[0]["msg"]
     stranger_key = server.create_key("someone-else")
-    with server.client(stranger_key) as stranger, pytest.raises(ApiError) as info:
-        stranger.submit(nb201_spec(warm_start={"jobs": [source["id"]]}))
-    assert info.value.detail[0]["loc"] == ["warm_start", "jobs", 0]
-    assert info.value.detail[0]["msg"] == f"no job {source['id']} of yours"
+    with server.client(stranger_key) as stranger:
+        with pytest.raises(ApiError) as info:
+            stranger.submit(nb201_spec(warm_start={"jobs": [source["id"]]}))
+        assert info.value.detail[0]["loc"] == ["warm_start", "jobs", 0]
+        assert info.value.detail[0]["msg"] == f"no job {source['id']} of yours"
+        # Priors given as a stored spec records them, naming another user's job as their
+        # source: the stranger's job page said it was warm-started from it.
+        prior = {"architecture": source["summary"]["best"]["architecture"], "score": 1.0}
+        recorded = {"job_id": source["id"], "name": "theirs", "priors": 1}
+        for warm in (
+            {"priors": [prior], "sources": [recorded]},
+            {"jobs": [source["id"]], "priors": [prior], "sources": [recorded]},
+        ):
+            with pytest.raises(ApiError) as info:
+                stranger.submit(nb201_spec(warm_start=warm))
+            assert info.value.status_code == 422
+            assert info.value.detail[0]["loc"] == ["warm_start", "sources", 0, "job_id"]
+            assert f"job {source['id']} is not one of yours" in info.value.detail[0]["msg"]
+        # a source deleted since is taken as recorded (a stored spec outlives its sources)
+        gone = {**recorded, "job_id": 2**31 - 1}
+        warm = {"priors": [prior], "sources": [gone]}
+        job = stranger.submit(nb201_spec(budget={"trials": 1}, warm_start=warm))
+        assert job["spec"]["warm_start"]["sources"] == [gone]
+        assert stranger.jobs()["count"] == 1
     with pytest.raises(ApiError) as info:
         client.submit(nb201_spec(warm_start={"runs": ["/tmp/run"]}))
     assert info.value.detail[0]["loc"] == ["warm_start", "runs"]
