@@ -329,6 +329,7 @@ def _cmd_trials(args: argparse.Namespace) -> int:
     with _client(args) as client:
         if args.top:
             rows = client.best(args.job, args.top)
+            answer: Any = rows  # (/best answers a list)
             footer = f"(the best {len(rows)} of {client.job(args.job)['n_trials']} trials)"
         else:
             page = client.trials(
@@ -340,9 +341,9 @@ def _cmd_trials(args: argparse.Namespace) -> int:
                 offset=args.offset or 0,
             )
             footer = f"({len(page['data'])} shown of {page['count']})"
-            rows = page["data"]
-    if args.json:
-        print(json.dumps(rows, indent=2))
+            rows, answer = page["data"], page
+    if args.json:  # the API's JSON: a page (data, count, next cursor), or /best's list
+        print(json.dumps(answer, indent=2))
         return 0
     for line in trials_table(rows):
         print(line)

@@ -32,6 +32,10 @@ def test_keys_submit_watch_jobs_trials_cancel(
     assert main(["trials", "1", "--top", "3", "--json", *auth]) == 0
     top = json.loads(capsys.readouterr().out)
     assert len(top) == 3 and top[0]["objective"] >= top[1]["objective"] >= top[2]["objective"]
+    # a page is printed as the API answers it (it was its data alone: no count, no cursor)
+    assert main(["trials", "1", "--limit", "2", "--json", *auth]) == 0
+    page = json.loads(capsys.readouterr().out)
+    assert page["count"] == 40 and [t["number"] for t in page["data"]] == [0, 1]
     assert main(["watch", "1", *auth]) == 0
     assert "trials: 40" in capsys.readouterr().out
     assert main(["cancel", "1", *auth]) == 2  # already finished: a clear 409
