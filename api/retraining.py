@@ -35,6 +35,7 @@ from api.services import ConflictError, JobService, NotFoundError, check_job_fil
 from api.settings import Settings
 from api.trainable import trainable_problem
 from nas.architecture import Architecture
+from nas.evaluators.base import RETRAINING_METRICS
 from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
 from nas.trial import RunningTrial, TrialState
@@ -363,9 +364,7 @@ def _retrain(
         """The trial COMPLETE with the retraining's figures, listed in ``summary.final``."""
         (entry,) = entries
         trials = TrialRepository(session)
-        metrics = {
-            k: entry[k] for k in ("test_accuracy", "train_loss", "params", "flops", "train_seconds")
-        }
+        metrics = {k: entry[k] for k in RETRAINING_METRICS}
         trials.finish(
             job_id,
             number,

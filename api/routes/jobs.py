@@ -213,7 +213,8 @@ def delete_job(
 
 
 def _sort_keys(evaluator: str) -> list[str]:
-    return ["number", "objective", *EVALUATORS.get(evaluator).metrics]
+    cls = EVALUATORS.get(evaluator)
+    return ["number", "objective", *cls.metrics, *cls.extra_metrics]
 
 
 @router.get("/{job_id}/trials", response_model=TrialList, response_class=Response)

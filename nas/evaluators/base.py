@@ -12,6 +12,16 @@ from nas.architecture import Architecture
 from nas.spaces.base import SearchSpace
 from nas.trial import TrialResult
 
+#: What a retraining's trial holds (``POST /jobs/{id}/retrain``: the architecture trained
+#: from scratch, scored on the test split).
+RETRAINING_METRICS: tuple[str, ...] = (
+    "test_accuracy",
+    "train_loss",
+    "params",
+    "flops",
+    "train_seconds",
+)
+
 if TYPE_CHECKING:
     from nas.spec import JobSpec, SpecProblem
 
@@ -36,6 +46,9 @@ class Evaluator(ABC):
     name: ClassVar[str]
     Config: ClassVar[type[EvaluatorConfig]] = EvaluatorConfig
     metrics: ClassVar[tuple[str, ...]] = ()
+    #: Metrics some of its trials hold beyond ``metrics``, which an objective cannot name
+    #: but a trial listing sorts by (a pruned trial's epochs, a retraining's test accuracy).
+    extra_metrics: ClassVar[tuple[str, ...]] = ()
     #: How many candidates a search loop should gather per ``evaluate`` call.
     batch_size: ClassVar[int] = 1
     #: True when ``evaluate`` answers without training (a table lookup, a shared-weight
@@ -191,8 +204,9 @@ class Evaluator(ABC):
     @classmethod
     def listed_metrics(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
         """The metric names a trial may hold with these (stored) evaluator ``params``, what
-        a trial listing sorts by: ``metrics``, unless the parameters choose them."""
-        return cls.metrics
+        a trial listing sorts by: ``metrics`` and ``extra_metrics``, unless the parameters
+        choose them."""
+        return cls.metrics + cls.extra_metrics
 
     @classmethod
     def data_problems(cls, spec: JobSpec) -> list[SpecProblem]:

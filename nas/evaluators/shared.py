@@ -49,7 +49,7 @@ from torch import nn
 
 from nas.architecture import Architecture
 from nas.datasets import DatasetSplits, load_dataset
-from nas.evaluators.base import Evaluator, EvaluatorConfig
+from nas.evaluators.base import RETRAINING_METRICS, Evaluator, EvaluatorConfig
 from nas.models import build_supernet
 from nas.spaces.base import SearchSpace
 from nas.spec import DeviceSetting
@@ -191,6 +191,7 @@ class SharedWeightEvaluator(Evaluator):
     name = "shared-weights"
     Config = SharedWeightConfig
     metrics = ("val_accuracy",)
+    extra_metrics = RETRAINING_METRICS
     #: Checked on each child's standalone network (what is retrained) before it trains the
     #: shared weights or is rewarded (``workers.shared``).
     constraint_keys = ("max_params", "max_flops", "max_latency_ms")

@@ -81,6 +81,7 @@ class StandaloneEvaluator(Evaluator):
     name = "standalone"
     Config = StandaloneConfig
     metrics = ("val_accuracy", "train_loss", "params", "flops")
+    extra_metrics = ("lr_restarts", "epochs_trained", "test_accuracy", "train_seconds")
     hparam_keys = tuple(TRAINING_HPARAMS)
     constraint_keys = ("max_params", "max_flops", "max_latency_ms")
     metric_notes: ClassVar[Mapping[str, str]] = {

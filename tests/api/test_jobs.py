@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
 from api.client import ApiError, NasClient
-from tests.api.conftest import LiveServer, nb201_spec
+from tests.api.conftest import LiveServer, nb201_spec, standalone_spec
 
 
 def test_submit_runs_to_success_and_records_every_trial(client: NasClient) -> None:
@@ -96,3 +97,23 @@ def test_healthz_reports_the_database(server: LiveServer) -> None:
         health = anonymous.health()
     assert health["status"] == "ok"
     assert health["database"] == server.app.state.nas.engine.dialect.name
+
+
+def test_trials_sort_by_the_metrics_their_rows_show(
+    client: NasClient, time_left: Callable[..., float]
+) -> None:
+    """A standalone trial's lr_restarts, and a retraining's test_accuracy, are columns of
+    the listing (nas trials shows them) but sorting by them was a 422."""
+    job = client.wait(
+        client.submit(standalone_spec(trials=2, epochs=1))["id"], timeout=time_left(120)
+    )
+    assert job["state"] == "SUCCEEDED", job["reason"]
+    retraining = client.retrain(job["id"], 1)["trial_id"]
+    assert client.wait_trial(retraining, timeout=time_left(120))["state"] == "COMPLETE"
+    by_test = client.trials(job["id"], sort="test_accuracy", order="desc")["data"]
+    assert by_test[0]["id"] == retraining and "test_accuracy" in by_test[0]["metrics"]
+    by_restarts = client.trials(job["id"], sort="lr_restarts")["data"]
+    assert len(by_restarts) == 3 and "lr_restarts" in by_restarts[0]["metrics"]
+    with pytest.raises(ApiError) as refused:  # a name no trial of it holds is still refused
+        client.trials(job["id"], sort="meta_val_accuracy")
+    assert "lr_restarts, epochs_trained, test_accuracy, train_seconds" in str(refused.value)
