@@ -186,11 +186,16 @@ class SharedWeightSearch(SearchLoop):
         """The supernet epochs the time budget left untrained: the shared weights are then
         undertrained, and the architectures derived from them ranked by a weaker estimate."""
         done, planned = self.evaluator.epoch, self.evaluator.config.epochs
+        consequence = (
+            "so the job fails and derives nothing"
+            if self.resolved.spec.budget.on_time_limit == "fail"
+            else "and the derived architectures were ranked by them"
+        )
         return self._time_cut(
             done,
             planned,
             f"stopped the supernet's training after {done} of its {planned} epochs: the "
-            "shared weights are undertrained and the derived architectures were ranked by them",
+            f"shared weights are undertrained, {consequence}",
             "raise budget.minutes, lower evaluator.epochs",
         )
 

@@ -22,12 +22,15 @@ def test_a_supernet_cut_short_is_a_warning_on_the_job_or_its_failure(client: Nas
     assert job["state"] == "SUCCEEDED", job["reason"]
     (warning,) = job["warnings"]
     assert "stopped the supernet's training" in warning and "of its 200 epochs" in warning
+    assert "the derived architectures were ranked by them" in warning
     assert "supernet epochs" in job["reason"] and job["summary"]["final"]
     assert f"WARNING: {warning}" in describe_job(job, None)
     job = client.wait(failed, timeout=100)
     assert job["state"] == "FAILED"
     assert "budget.on_time_limit: fail" in job["reason"] and job["warnings"]
     assert not job["summary"]["final"]
+    # (it said the derived architectures were ranked by the undertrained weights: none is)
+    assert "so the job fails and derives nothing" in job["warnings"][0]
 
 
 def test_final_channels_beyond_the_searched_width_under_constraints_is_422(
