@@ -385,12 +385,17 @@ def _cmd_curves(args: argparse.Namespace) -> int:
         return 0
     for series, points in curves["epochs"].items():
         keys = [k for k in dict.fromkeys(k for p in points for k in p) if k != "epoch"]
-        print(f"{series}: {len(points)} epochs")
+        # A meta-training curve has a point per record_every iterations (its "iteration"
+        # column), not epochs.
+        unit, column = ("points", "POINT") if series == "meta_train" else ("epochs", "EPOCH")
+        print(f"{series}: {len(points)} {unit}")
         widths = [max(12, len(k)) for k in keys]  # whole names: train_accuracy, not train_accura
-        print(f"{'EPOCH':>5}  " + " ".join(f"{k:>{w}}" for k, w in zip(keys, widths, strict=True)))
+        print(f"{column:>5}  " + " ".join(f"{k:>{w}}" for k, w in zip(keys, widths, strict=True)))
         for p in points:
             cells = (f"{_cell(p.get(k), w):>{w}}" for k, w in zip(keys, widths, strict=True))
             print(f"{p['epoch']:>5}  " + " ".join(cells))
+    if "meta_train" in curves["epochs"] and not curves["n_trials"]:
+        return 0  # (a meta-training job runs no trials: there is no best so far to show)
     steps = curves["best_so_far"]
     print(f"best so far ({curves['direction']}, {curves['n_trials']} trials):")
     print(f"{'TRIAL':>6}  {'VALUE':>10}")

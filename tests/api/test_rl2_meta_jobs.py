@@ -118,6 +118,13 @@ def _downloads_the_policy(
     argv = ["policy", str(meta_job), "-o", str(out), "--server", server.url, "--api-key", key]
     assert main(argv) == 0
     assert out.read_bytes() == got.read_bytes() and "RL² policy" in capsys.readouterr().out
+    # nas curves: a point per record_every iterations, and no trials to have a best of (it
+    # said "meta_train: 2 epochs" and "(no completed trial yet)")
+    argv = ["curves", str(meta_job), "--server", server.url, "--api-key", key]
+    assert main(argv) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("meta_train: 2 points\nPOINT ") and "iteration" in shown
+    assert "epochs" not in shown and "no completed trial" not in shown
     with server.client(server.create_key("someone-else")) as other, pytest.raises(ApiError) as info:
         other.policy(meta_job, tmp_path / "theirs.pt")
     assert info.value.status_code == 404 and not (tmp_path / "theirs.pt").exists()
