@@ -824,8 +824,9 @@ class GridController(OptunaController):
         super().__init__(max_pending=max_pending, **kwargs)
         size = self.space.size()
         if size > max_size:
-            raise ValueError(
-                f"grid search over space {self.space.name!r} would need {size:,} architectures, "
+            raise ValueError(  # (at the field in a spec error: nas.errors.spec_error_at_field)
+                f"controller.max_size: grid search over space {self.space.name!r} would need "
+                f"{size:,} architectures, "
                 f"more than max_size={max_size:,}; use a smaller space, raise max_size, or "
                 f"choose another controller"
             )
