@@ -19,10 +19,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from nas.architecture import Architecture
 from nas.constraints import CONSTRAINTS
@@ -60,6 +67,21 @@ class ConstraintColumns(BaseModel):
     )
 
 
+_HELDOUT_APART = (
+    "the held-out column {!r} is never shown to the search: it cannot be the fitness or a metric"
+)
+
+
+def _not_fitness_or_heldout(column: str, info: ValidationInfo) -> str:
+    """A metric column is neither the fitness (reported already) nor the held-out column
+    (never shown to the search); refused at ``metrics.<i>``."""
+    if column == info.data.get("fitness"):
+        raise ValueError(f"{column!r} is the fitness, reported already; drop it from metrics")
+    if column == info.data.get("heldout"):
+        raise ValueError(_HELDOUT_APART.format(column))
+    return column
+
+
 class TableEvaluatorConfig(EvaluatorConfig):
     fitness: str = Field(
         "val_accuracy",
@@ -79,13 +101,20 @@ class TableEvaluatorConfig(EvaluatorConfig):
         description="a query's simulated cost in seconds: the sum of scale * column "
         "(budget.simulated_seconds spends it); none: queries cost nothing",
     )
-    metrics: list[str] = Field(
+    metrics: list[Annotated[str, AfterValidator(_not_fitness_or_heldout)]] = Field(
         default_factory=list, max_length=64, description="further columns reported"
     )
     figures: ConstraintColumns = Field(
         default_factory=ConstraintColumns,
         description="the columns objective.constraints read: params, flops, latency_ms",
     )
+
+    @field_validator("heldout")
+    @classmethod
+    def _heldout_not_fitness(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value == info.data.get("fitness"):
+            raise ValueError(_HELDOUT_APART.format(value))
+        return value
 
     @field_validator("metrics")
     @classmethod
@@ -95,19 +124,6 @@ class TableEvaluatorConfig(EvaluatorConfig):
         if len(set(value)) != len(value):
             raise ValueError("each column may be reported once")
         return value
-
-    @model_validator(mode="after")
-    def _heldout_apart(self) -> TableEvaluatorConfig:
-        if self.fitness in self.metrics:
-            raise ValueError(
-                f"{self.fitness!r} is the fitness, reported already; drop it from metrics"
-            )
-        if self.heldout is not None and self.heldout in (self.fitness, *self.metrics):
-            raise ValueError(
-                f"the held-out column {self.heldout!r} is never shown to the search: it cannot "
-                "be the fitness or a metric"
-            )
-        return self
 
     @property
     def reported(self) -> tuple[str, ...]:

@@ -22,10 +22,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from nas.architecture import Architecture
 from nas.datasets import FILE_PARAM
@@ -69,6 +78,32 @@ class TableDecision(BaseModel):
         return value
 
 
+def _one_decision(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A decision as one of its two forms: the union's errors are those of the form the spec
+    wrote, at its fields (``decisions.<i>.choices``), not under pydantic's member names
+    (``decisions.<i>.TableDecision.choices`` beside ``decisions.<i>.str``)."""
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        member = "TableDecision" if isinstance(value, dict) else None
+        errors = [
+            InitErrorDetails(
+                type=e["type"], loc=tuple(e["loc"][1:]), input=e["input"], ctx=e.get("ctx", {})
+            )
+            for e in exc.errors()
+            if member is not None and e["loc"][:1] == (member,)
+        ]
+        if not errors:
+            raise PydanticCustomError(
+                "decision_type", "a decision is a column name or {column, choices}"
+            ) from None
+        raise ValidationError.from_exception_data(exc.title, errors) from None
+
+
+#: A decision as the spec writes it: a column name, or ``{column, choices}``.
+DecisionItem = Annotated[str | TableDecision, WrapValidator(_one_decision)]
+
+
 class TableSpaceConfig(SpaceConfig):
     path: str = Field(
         min_length=1,
@@ -76,7 +111,7 @@ class TableSpaceConfig(SpaceConfig):
         "file, with one column per decision and columns for metrics and cost",
         json_schema_extra=FILE_PARAM,
     )
-    decisions: list[str | TableDecision] = Field(
+    decisions: list[DecisionItem] = Field(
         min_length=1,
         max_length=64,
         description="the decision columns, in order: a column name, or {column, choices}",

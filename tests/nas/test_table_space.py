@@ -371,7 +371,7 @@ def test_the_spec_is_checked_against_the_columns_it_names(bench: Path) -> None:
     assert "evaluator.figures.flops" in _problems(doc)[("objective", "constraints", "max_flops")]
     doc = spec(bench)
     doc["evaluator"]["metrics"] = ["test"]
-    assert "never shown to the search" in _problems(doc)[("evaluator",)]
+    assert "never shown to the search" in _problems(doc)[("evaluator", "metrics", 0)]
     # a decision column is no result: not the fitness, not the held-out figure
     doc = spec(bench, objective={"metric": "width"})
     doc["evaluator"].update(fitness="width", heldout="opt")
@@ -379,6 +379,36 @@ def test_the_spec_is_checked_against_the_columns_it_names(bench: Path) -> None:
     problems = _problems(doc)
     assert set(problems) == {("evaluator", "fitness"), ("evaluator", "heldout")}
     assert "'width' is a decision column" in problems[("evaluator", "fitness")]
+
+
+def test_column_conflicts_and_bad_decisions_are_reported_at_the_field_written(
+    bench: Path,
+) -> None:
+    """Not at ``evaluator`` as a whole, nor under pydantic's union member names
+    (``decisions.1.TableDecision.choices`` beside a spurious ``decisions.1.str``)."""
+    doc = spec(bench)
+    doc["evaluator"].update(heldout="val")
+    assert list(_problems(doc)) == [("evaluator", "heldout")]
+    doc = spec(bench)
+    doc["evaluator"].update(metrics=["params", "val"])
+    problems = _problems(doc)
+    assert list(problems) == [("evaluator", "metrics", 1)]
+    assert problems[("evaluator", "metrics", 1)].startswith("'val' is the fitness")
+    for decision, loc, msg in [
+        ({"column": "width", "choices": 5}, ("choices",), "Input should be a valid"),
+        ({"column": "width", "choices": ["8", "8"]}, ("choices",), "each choice may appear once"),
+        ({"column": "width", "colour": 1}, ("colour",), "unknown field; valid: column, choices"),
+        (7, (), "a decision is a column name or {column, choices}"),
+    ]:
+        doc = spec(bench)
+        doc["space"]["decisions"] = ["opt", decision]
+        for strict in (False, True):
+            with pytest.raises(SpecError) as info:
+                parse_spec(doc, strict=strict)
+            errors = [(tuple(e["loc"]), e["msg"]) for e in info.value.errors]
+            assert len(errors) == 1, errors
+            assert errors[0][0] == ("space", "decisions", 1, *loc), errors
+            assert msg in errors[0][1], errors
 
 
 def test_the_table_space_evaluator_and_dataset_go_together(bench: Path) -> None:
