@@ -33,7 +33,8 @@ from pydantic import (
 
 from nas.architecture import Architecture
 from nas.constraints import CONSTRAINTS
-from nas.errors import DatasetError
+from nas.datasets.table import read_table
+from nas.errors import AT_FIELD, DatasetError
 from nas.evaluators.base import Evaluator, EvaluatorConfig
 from nas.spaces.base import SearchSpace
 from nas.spaces.table import TableSpace
@@ -180,8 +181,10 @@ class TableEvaluator(Evaluator):
     def spec_problems(cls, spec: JobSpec) -> list[SpecProblem]:
         """The base checks with the columns the spec names, plus: a constraint needs its
         column (``evaluator.figures``), a simulated-time budget needs ``evaluator.cost``."""
-        problems = super().spec_problems(spec)
         config = _config(spec)
+        # The columns first: a fitness the table lacks is the problem, more than an
+        # objective.metric that names another column.
+        problems = [*_missing_columns(spec, config), *super().spec_problems(spec)]
         constraints = spec.objective.constraints
         for key in constraints.limits() if constraints is not None else {}:
             figure = CONSTRAINTS[key]
@@ -419,6 +422,34 @@ class TableEvaluator(Evaluator):
         if self._heldout is not None and not math.isnan(self._heldout[row]):
             out[self.heldout] = float(self._heldout[row])  # type: ignore[index]
         return out
+
+
+def _missing_columns(spec: JobSpec, config: TableEvaluatorConfig) -> list[SpecProblem]:
+    """Each column the evaluator names that the space's table lacks, at the field naming it
+    (the table is read as the space reads it, once per process; a service has confined its
+    path by then). A table that cannot be read is a problem at its own field."""
+    path = spec.space.params.get("path") if spec.space.name == TableSpace.name else None
+    if not isinstance(path, str) or not path:
+        return []
+    try:
+        header = set(read_table(path, where="space.path").header)
+    except DatasetError as exc:
+        at = AT_FIELD.fullmatch(str(exc))
+        return [(("space", "path"), at.group(2) if at else str(exc))]
+    named: list[tuple[tuple[Any, ...], str]] = [(("evaluator", "fitness"), config.fitness)]
+    if config.heldout is not None:
+        named.append((("evaluator", "heldout"), config.heldout))
+    named += [(("evaluator", "metrics", i), m) for i, m in enumerate(config.metrics)]
+    named += [(("evaluator", "cost", i), c.column) for i, c in enumerate(config.cost)]
+    for figure in CONSTRAINTS.values():
+        scaled = getattr(config.figures, figure)
+        if scaled is not None:
+            named.append((("evaluator", "figures", figure), scaled.column))
+    return [
+        (loc, f"the table has no column {column!r}")
+        for loc, column in named
+        if column not in header
+    ]
 
 
 def _config(spec: JobSpec) -> TableEvaluatorConfig:

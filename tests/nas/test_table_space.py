@@ -139,16 +139,22 @@ def _message(path: Path, decisions: list[Any] | None = None, **evaluator: Any) -
         doc["space"]["decisions"] = decisions
     doc["evaluator"].update(evaluator)
     doc["objective"] = {"metric": doc["evaluator"]["fitness"]}
-    with pytest.raises(DatasetError) as info:
+    try:
         build_evaluator(parse_spec(doc))
-    return str(info.value)
+    except SpecError as exc:  # a column or file problem found as the spec is checked
+        (first, *_) = exc.errors
+        return ".".join(str(part) for part in first["loc"]) + ": " + first["msg"]
+    except DatasetError as exc:  # found as the space and evaluator are built
+        return str(exc)
+    raise AssertionError("no error")
 
 
 @pytest.mark.parametrize(
     ("header", "rows", "decisions", "evaluator", "starts"),
     [
         # no such column
-        (["opt", "val"], [["a", 1]], ["nope"], {}, "space.decisions.0: the table has no column 'nope'"),
+        (["opt", "val", "test", "seconds"], [["a", 1, 1, 1]], ["nope"], {},
+         "space.decisions.0: the table has no column 'nope'"),
         (["opt", "val", "test", "seconds"], [["a", 1, 1, 1]], ["opt"], {"fitness": "acc"},
          "evaluator.fitness: the table has no column 'acc'"),
         # a metric column that is not numeric
@@ -379,6 +385,34 @@ def test_the_spec_is_checked_against_the_columns_it_names(bench: Path) -> None:
     problems = _problems(doc)
     assert set(problems) == {("evaluator", "fitness"), ("evaluator", "heldout")}
     assert "'width' is a decision column" in problems[("evaluator", "fitness")]
+
+
+def test_columns_the_table_lacks_are_reported_at_their_fields_with_the_objective(
+    bench: Path,
+) -> None:
+    """A fitness column the table lacks was reported only as objective.metric's 'does not
+    report val; valid: nope', and only once that was fixed as evaluator.fitness."""
+    doc = spec(bench)
+    doc["evaluator"].update(
+        fitness="nope",
+        heldout="gone",
+        metrics=["params", "absent"],
+        cost=[{"column": "seconds"}, {"column": "minutes"}],
+        figures={"flops": {"column": "flop_count"}},
+    )
+    problems = _problems(doc)
+    assert list(problems)[:5] == [
+        ("evaluator", "fitness"),
+        ("evaluator", "heldout"),
+        ("evaluator", "metrics", 1),
+        ("evaluator", "cost", 1),
+        ("evaluator", "figures", "flops"),
+    ]
+    assert problems[("evaluator", "fitness")] == "the table has no column 'nope'"
+    assert problems[("evaluator", "figures", "flops")] == "the table has no column 'flop_count'"
+    assert ("objective", "metric") in problems  # still 'val', which is not the fitness
+    doc["objective"] = {"metric": "nope"}
+    assert ("objective", "metric") not in _problems(doc)
 
 
 def test_column_conflicts_and_bad_decisions_are_reported_at_the_field_written(
