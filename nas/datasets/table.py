@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from nas.datasets.base import DatasetEntry
 from nas.errors import DatasetError
 
-__all__ = ["ENTRIES", "CsvTable", "TableDatasetConfig", "read_table"]
+__all__ = ["ENTRIES", "CsvTable", "NotANumber", "TableDatasetConfig", "read_table"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
@@ -45,7 +45,7 @@ class TableDatasetConfig(BaseModel):
 @dataclass(frozen=True, eq=False)
 class CsvTable:
     """A CSV table as text columns (numpy string arrays, one per header name, in file order);
-    ``numbers`` converts a column to floats once (an empty cell is NaN)."""
+    ``numbers`` converts a column to floats once (an empty cell is NaN: a missing value)."""
 
     header: tuple[str, ...]
     columns: dict[str, np.ndarray]
@@ -60,17 +60,36 @@ class CsvTable:
         return self.columns[column]
 
     def numbers(self, column: str) -> np.ndarray:
-        """The column's cells as float64 (empty cells NaN); ``KeyError`` when there is no
-        such column, ``ValueError`` when a cell is not a number."""
+        """The column's cells as float64, an empty cell (a missing value) NaN; ``KeyError``
+        when there is no such column, ``NotANumber`` (its data row) when a cell is not a
+        finite number: ``nan`` and ``inf`` are refused as text is, so that a missing value is
+        written one way (an empty cell) and no result is one that JSON cannot carry."""
         if column not in self._numbers:
             cells = self.columns[column]
             values = np.empty(len(cells), dtype=np.float64)
             for i, cell in enumerate(cells.tolist()):
                 text = cell.strip()
-                values[i] = float(text) if text else math.nan  # ValueError: not a number
+                if not text:
+                    values[i] = math.nan
+                    continue
+                try:
+                    values[i] = number = float(text)
+                except ValueError:
+                    raise NotANumber(i) from None
+                if not math.isfinite(number):
+                    raise NotANumber(i)
             values.setflags(write=False)
             self._numbers[column] = values
         return self._numbers[column]
+
+
+class NotANumber(ValueError):
+    """A cell of a numeric column is not a finite number; ``row`` is its data row (0 = the
+    first)."""
+
+    def __init__(self, row: int) -> None:
+        super().__init__(f"data row {row + 1} is not a finite number")
+        self.row = row
 
 
 def read_table(path: str | Path, *, where: str) -> CsvTable:

@@ -33,7 +33,7 @@ from pydantic import (
 
 from nas.architecture import Architecture
 from nas.constraints import CONSTRAINTS
-from nas.datasets.table import read_table
+from nas.datasets.table import NotANumber, read_table
 from nas.errors import AT_FIELD, DatasetError
 from nas.evaluators.base import Evaluator, EvaluatorConfig
 from nas.spaces.base import SearchSpace
@@ -329,23 +329,17 @@ class TableEvaluator(Evaluator):
                 self._figures[figure] = scaled.scale * values
 
     def _numeric(self, column: str, where: str) -> np.ndarray:
-        """The column as floats, NaN for an empty cell; an infinite cell is refused (a
-        result no JSON answer could carry)."""
-        numeric = (
-            f"{where}: column {column!r} must be numeric (a finite number or an empty cell in "
-            "every row)"
-        )
+        """The column as floats, NaN for an empty cell (a missing value); a cell that is not
+        a finite number (text, ``nan``, ``inf``) is refused by its data row, not quoted."""
         try:
-            values = self.space.table.numbers(column)
+            return self.space.table.numbers(column)
         except KeyError:
             raise DatasetError(f"{where}: the table has no column {column!r}") from None
-        except ValueError:
-            raise DatasetError(numeric) from None
-        infinite = np.flatnonzero(np.isinf(values))
-        if len(infinite):
-            row = int(infinite[0])
-            raise DatasetError(f"{numeric}; data row {row + 1} holds {values[row]}")
-        return values
+        except NotANumber as exc:
+            raise DatasetError(
+                f"{where}: column {column!r} must be numeric (a finite number, or an empty "
+                f"cell for a missing value, in every row); {exc}"
+            ) from None
 
     def evaluate(
         self,

@@ -162,11 +162,17 @@ def _message(path: Path, decisions: list[Any] | None = None, **evaluator: Any) -
          "evaluator.fitness: column 'val' must be numeric"),
         (["opt", "val", "test", "seconds", "m"], [["a", 1, 1, 1, SECRET]], ["opt"],
          {"metrics": ["m"]}, "evaluator.metrics.0: column 'm' must be numeric"),
-        # an infinite cell: a result no JSON answer could carry (the trial listing answered
-        # "objective": -Infinity)
+        # a cell that is not a finite number: an infinite one is a result no JSON answer could
+        # carry (the trial listing answered "objective": -Infinity); nan is refused alike (it
+        # was taken as an empty cell, a missing value, which is written one way: empty). The
+        # row is named, the cell not repeated.
         (["opt", "val", "test", "seconds"], [["a", 1, 1, 1], ["b", "-inf", 1, 1]], ["opt"], {},
-         "evaluator.fitness: column 'val' must be numeric (a finite number or an empty cell in "
-         "every row); data row 2 holds -inf"),
+         ("evaluator.fitness: column 'val' must be numeric (a finite number, or an empty cell "
+          "for a missing value, in every row); data row 2 is not a finite number")),
+        (["opt", "val", "test", "seconds"], [["a", 1, 1, 1], ["b", "nan", 1, 1]], ["opt"], {},
+         "evaluator.fitness: column 'val' must be numeric"),
+        (["opt", "val", "test", "seconds", "m"], [["a", 1, 1, 1, 2], ["b", 1, 1, 1, "NaN"]],
+         ["opt"], {"metrics": ["m"]}, "evaluator.metrics.0: column 'm' must be numeric"),
         (["opt", "val", "test", "seconds"], [["a", 1, "inf", 1]], ["opt"], {"heldout": "test"},
          "evaluator.heldout: column 'test' must be numeric"),
         # a cost that is missing or negative
@@ -198,6 +204,7 @@ def test_a_bad_table_is_a_clear_error_at_its_field(
     assert message.startswith(starts), message
     assert SECRET not in message
     assert str(len(rows)) + " rows" not in message
+    assert " holds " not in message and "nan" not in message.lower()
 
 
 def test_a_file_that_is_not_text_or_not_there_says_what_was_expected(tmp_path: Path) -> None:
