@@ -320,13 +320,21 @@ class TableEvaluator(Evaluator):
                     f"evaluator.cost.{i}: column {part.column!r} must hold a non-negative number "
                     "in every row"
                 )
-            self._cost = self._cost + part.scale * values
+            scaled_cost = _scaled(part, values, f"evaluator.cost.{i}.scale")
+            with np.errstate(over="ignore"):  # an overflowing sum is refused below
+                self._cost = self._cost + scaled_cost
+        if not np.all(np.isfinite(self._cost)):
+            row = int(np.flatnonzero(~np.isfinite(self._cost))[0])
+            raise DatasetError(
+                f"evaluator.cost: the sum of scale * column is not a finite number in data row "
+                f"{row + 1}; use smaller scales"
+            )
         self._figures: dict[str, np.ndarray] = {}
         for figure in CONSTRAINTS.values():
             scaled = getattr(config.figures, figure)
             if scaled is not None:
                 values = self._numeric(scaled.column, f"evaluator.figures.{figure}")
-                self._figures[figure] = scaled.scale * values
+                self._figures[figure] = _scaled(scaled, values, f"evaluator.figures.{figure}.scale")
 
     def _numeric(self, column: str, where: str) -> np.ndarray:
         """The column as floats, NaN for an empty cell (a missing value); a cell that is not
@@ -416,6 +424,21 @@ class TableEvaluator(Evaluator):
         if self._heldout is not None and not math.isnan(self._heldout[row]):
             out[self.heldout] = float(self._heldout[row])  # type: ignore[index]
         return out
+
+
+def _scaled(part: ScaledColumn, values: np.ndarray, where: str) -> np.ndarray:
+    """``part.scale * values``, refused at ``where`` (the scale) where a product overflows
+    to infinity: a cost or figure no JSON answer carries, and a cost that would spend any
+    simulated budget at once. An empty cell stays NaN (a missing value)."""
+    with np.errstate(over="ignore"):
+        scaled = part.scale * values
+    overflow = np.flatnonzero(np.isinf(scaled))
+    if len(overflow):
+        raise DatasetError(
+            f"{where}: {part.scale:g} * column {part.column!r} is not a finite number in data "
+            f"row {int(overflow[0]) + 1}; use a smaller scale"
+        )
+    return scaled
 
 
 def _missing_columns(spec: JobSpec, config: TableEvaluatorConfig) -> list[SpecProblem]:

@@ -180,6 +180,19 @@ def _message(path: Path, decisions: list[Any] | None = None, **evaluator: Any) -
          "evaluator.cost.0: column 'seconds' must hold a non-negative number in every row"),
         (["opt", "val", "test", "seconds"], [["a", 1, 1, -5]], ["opt"], {},
          "evaluator.cost.0: column 'seconds' must hold a non-negative number in every row"),
+        # a scale that overflows a column's values to infinity (the listing answered
+        # Infinity; a simulated-time budget was spent by the first query, with no trial)
+        (["opt", "val", "test", "seconds"], [["a", 1, 1, 1], ["b", 1, 1, 10]], ["opt"],
+         {"cost": [{"column": "seconds", "scale": 1e308}]},
+         ("evaluator.cost.0.scale: 1e+308 * column 'seconds' is not a finite number in data "
+          "row 2; use a smaller scale")),
+        (["opt", "val", "test", "seconds"], [["a", 1, 1, 1]], ["opt"],
+         {"cost": [{"column": "seconds", "scale": 1e308}, {"column": "val", "scale": 1e308}]},
+         "evaluator.cost: the sum of scale * column is not a finite number in data row 1"),
+        (["opt", "val", "test", "seconds", "p"], [["a", 1, 1, 1, ""], ["b", 1, 1, 1, 5]],
+         ["opt"], {"figures": {"params": {"column": "p", "scale": 1e308}}},
+         ("evaluator.figures.params.scale: 1e+308 * column 'p' is not a finite number in data "
+          "row 2")),
         # a decision cell that is empty, a combination on two rows
         (["opt", "val", "test", "seconds"], [["", 1, 1, 1], ["b", 1, 1, 1]], ["opt"], {},
          "space.decisions.0: column 'opt' must hold a value in every row"),
