@@ -599,7 +599,7 @@ class CurveRepository:
                 raise TypeError(
                     f"a curve point needs an integer {self.STEP_KEY!r}; got {dict(point)!r}"
                 )
-            values = {k: _finite(v) for k, v in point.items() if k != self.STEP_KEY}
+            values = {k: finite(v) for k, v in point.items() if k != self.STEP_KEY}
             rows.append({"job_id": job_id, "series": series, "step": int(step), "values": values})
         _insert_new(self.session, CurvePointModel, rows, ("job_id", "series", "step"))
         return len(rows)
@@ -623,8 +623,26 @@ class CurveRepository:
         ).all()
 
 
-def _finite(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
+def finite(value: Any) -> Any:
+    """``value`` with every float that is not finite (inside dicts and lists too) as
+    ``None``: JSON has no NaN or infinity, and the API answers ``null`` for them everywhere,
+    as pydantic writes a trial's own read (``TrialRead``) and as curve points are stored."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text, non-finite floats ``null`` (``finite``); the common case,
+    with none, is encoded at once."""
+    try:
+        return json.dumps(value, default=_json_default, allow_nan=False)
+    except ValueError:  # a NaN or infinity somewhere
+        return json.dumps(finite(value), default=_json_default, allow_nan=False)
 
 
 class CheckpointRepository:
@@ -767,7 +785,12 @@ def _float_json_sql(column: Any) -> ColumnElement[Any]:
     number below 1e16 (where Python's ``repr`` turns to exponents) becomes a one-decimal
     ``numeric``, which keeps its ``.0``; any other value is written as before."""
     whole = and_(column == func.trunc(column), func.abs(column) < 1e16)
+    # NaN and infinities: null, as everywhere (to_json writes the strings "NaN", "Infinity")
+    nonfinite = column.in_(
+        [literal_column(f"'{v}'::float8") for v in ("NaN", "Infinity", "-Infinity")]
+    )
     return case(
+        (nonfinite, literal_column("'null'::json")),
         (whole, func.to_json(cast(column, Numeric(18, 1)))),
         else_=func.to_json(column),
     ).label(column.key)
@@ -840,7 +863,7 @@ def trial_rows_json(rows: Sequence[Sequence[Any]], as_json: bool) -> list[tuple[
         return [(row[0], row[1]) for row in rows]
     keys = [column.key for column in LISTING]
     number = keys.index("number")
-    return [(row[number], json.dumps(dict(zip(keys, row)), default=_json_default)) for row in rows]
+    return [(row[number], json_text(dict(zip(keys, row)))) for row in rows]
 
 
 def trial_page_query(

@@ -3,6 +3,7 @@ a dead pooled connection, and an API-only server that starts Ray only to check a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,57 @@ def test_listed_whole_numbers_are_written_as_floats_on_either_database(
             assert '"objective":100.0' in compact and '"cost_s":3.0' in compact, body[:300]
             assert '"objective":100,' not in compact and '"cost_s":3,' not in compact
         assert isinstance(first["objective"], float) and isinstance(first["cost_s"], float)
+
+
+def test_listed_non_finite_numbers_are_null_as_in_the_trials_own_read(
+    server_factory: Any,
+) -> None:
+    """An infinite cost (a table's scale that overflowed) was listed as a bare ``Infinity``
+    on SQLite (invalid JSON) and as the string ``"Infinity"`` on PostgreSQL, while the
+    trial's own read answered null."""
+    server: LiveServer = server_factory()
+    key = server.create_key("a")
+    with server.client(key) as client:
+        job_id = client.submit(nb201_spec(budget={"trials": 3}))["id"]
+        client.wait(job_id, timeout=60)
+    engine = make_engine(server.settings.database_url)
+    sqlite = engine.dialect.name == "sqlite"
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    # SQLite: 9e999 reads as infinity and keeps no NaN; PostgreSQL: its JSON
+                    # holds no infinity (the text a JSON column of SQLite may hold)
+                    'UPDATE nas_trials SET cost_s = 9e999, metrics = \'{"val_accuracy": '
+                    '-Infinity, "x": [NaN]}\' WHERE job_id = :job AND number = 0'
+                    if sqlite
+                    else "UPDATE nas_trials SET cost_s = 'Infinity', objective = 'NaN'"
+                    " WHERE job_id = :job AND number = 0"
+                ),
+                {"job": job_id},
+            )
+    finally:
+        engine.dispose()
+
+    def strict_json(body: str) -> Any:
+        def refuse(name: str) -> None:
+            raise AssertionError(f"{name} in {body[:300]}")
+
+        return json.loads(body, parse_constant=refuse)
+
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as http:
+        for sort in ("number", "objective"):
+            listing = http.get(f"/api/v1/jobs/{job_id}/trials", params={"sort": sort})
+            assert listing.status_code == 200
+            (first,) = [t for t in strict_json(listing.text)["data"] if t["number"] == 0]
+            detail = strict_json(http.get(f"/api/v1/trials/{first['id']}").text)
+            assert first["cost_s"] is None
+            for field, value in first.items():
+                assert value == detail[field], field
+            if sqlite:
+                assert first["metrics"] == {"val_accuracy": None, "x": [None]}
+            else:
+                assert first["objective"] is None
 
 
 def test_listing_errors_name_the_parameter_and_leave_nothing_behind(server_factory: Any) -> None:
