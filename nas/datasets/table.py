@@ -8,7 +8,8 @@ process: a header row (Parquet: the schema) naming the columns, then one row per
 configuration. A Parquet file's cells are read as the text their values print as (``16``,
 ``0.5``, ``adam``; a null is an empty cell), so a decision's choices are its column's distinct
 values as text, as from a CSV. Errors say what the file must be, never what it holds (no cell
-values, row counts or bytes): a service must not tell a client about the files it reads.
+values, row counts or bytes): a service must not tell a client about the files it reads. A
+table over ``MAX_TABLE_BYTES`` or ``MAX_TABLE_CELLS`` is refused before it is read whole.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import csv
 import gzip
 import io
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +31,21 @@ from nas.errors import DatasetError
 
 __all__ = ["ENTRIES", "CsvTable", "NotANumber", "TableDatasetConfig", "read_table"]
 
+#: The largest table read: its text (the file on disk, and as read once decompressed; a
+#: column's cells counted at its longest cell's width, as they are held) and its cells
+#: (rows x columns, header excluded). NAS-Bench-201 as a CSV (15,625 rows of 52 columns) is
+#: 0.8 million cells. A larger file is refused before it is read whole (the size on disk at
+#: once; the text and cells as they are read, stopping at the limit): an 18 MB .csv.gz of 8
+#: million rows took 34 s and 2.9 GB of a server's memory to refuse, now 2 s and 0.2 GB.
+MAX_TABLE_BYTES = 64 * 2**20
+MAX_TABLE_CELLS = 2_000_000
+#: The longest line of a CSV table (its row is parsed whole before its cells are counted).
+MAX_LINE_CHARS = 2**20
+TOO_LARGE = (
+    f"the table is larger than a table may be: at most {MAX_TABLE_BYTES // 2**20} MiB of text "
+    f"(uncompressed; lines of at most {MAX_LINE_CHARS // 2**20} MiB) and "
+    f"{MAX_TABLE_CELLS:,} cells (rows x columns)"
+)
 _GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
 EXPECTED = (
@@ -104,10 +121,18 @@ def read_table(path: str | Path, *, where: str) -> CsvTable:
         raise DatasetError(f"{where}: no such file {str(path)!r}") from None
     if not file.is_file():
         raise DatasetError(f"{where}: {str(path)!r} is not a file")
+    if stat.st_size > MAX_TABLE_BYTES:
+        raise DatasetError(f"{where}: {TOO_LARGE}")
     try:
         return _read(str(real), stat.st_mtime_ns, stat.st_size)
+    except _TooLarge:
+        raise DatasetError(f"{where}: {TOO_LARGE}") from None
     except _NotATable as exc:
         raise DatasetError(f"{where}: {EXPECTED}; {exc}") from None
+
+
+class _TooLarge(Exception):
+    """The table is over ``MAX_TABLE_BYTES`` or ``MAX_TABLE_CELLS``."""
 
 
 class _NotATable(ValueError):
@@ -128,9 +153,16 @@ def _read(path: str, mtime_ns: int, size: int) -> CsvTable:
     try:
         opened = gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
         with opened as binary, io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as text:
-            reader = csv.reader(text)
+            reader = csv.reader(_lines(text))
             header = next(reader, None)
-            rows = [row for row in reader if row]
+            rows = []
+            cells = 0
+            for row in reader:
+                if row:
+                    cells += len(row)
+                    if cells > MAX_TABLE_CELLS:
+                        raise _TooLarge
+                    rows.append(row)
     except (OSError, EOFError, UnicodeDecodeError, csv.Error, gzip.BadGzipFile):
         raise _NotATable("this file is not one") from None
     if not header or any(not name.strip() for name in header):
@@ -138,6 +170,17 @@ def _read(path: str, mtime_ns: int, size: int) -> CsvTable:
     if any(len(row) != len(header) for row in rows):
         raise _NotATable("a row has more or fewer cells than the header has columns")
     return _columns(header, [[row[j] for row in rows] for j in range(len(header))])
+
+
+def _lines(text: io.TextIOBase) -> Iterator[str]:
+    """The lines of ``text``, each at most ``MAX_LINE_CHARS`` and all together at most
+    ``MAX_TABLE_BYTES`` characters (``_TooLarge`` past either, before reading on)."""
+    total = 0
+    while line := text.readline(MAX_LINE_CHARS + 1):
+        total += len(line)
+        if total > MAX_TABLE_BYTES or (len(line) > MAX_LINE_CHARS and line[-1] != "\n"):
+            raise _TooLarge
+        yield line
 
 
 def _columns(header: list[str], cells: list[list[str]]) -> CsvTable:
@@ -150,6 +193,10 @@ def _columns(header: list[str], cells: list[list[str]]) -> CsvTable:
         raise _NotATable("a column name appears twice in the header")
     if not cells or not cells[0]:
         raise _NotATable("the file has no data row")
+    # Held as fixed-width text: each cell as wide as its column's longest.
+    widths = [max(map(len, column)) for column in cells]
+    if len(cells[0]) * sum(widths) > MAX_TABLE_BYTES:
+        raise _TooLarge
     columns = {}
     for name, column in zip(names, cells, strict=True):
         values = np.array(column, dtype=str)
@@ -165,6 +212,12 @@ def _read_parquet(path: str) -> tuple[list[str], list[list[str]]]:
     import pyarrow.parquet as pq
 
     try:
+        meta = pq.ParquetFile(path).metadata
+        if meta.num_rows * meta.num_columns > MAX_TABLE_CELLS or (
+            sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            > MAX_TABLE_BYTES
+        ):
+            raise _TooLarge
         table = pq.read_table(path)
     except (OSError, pa.ArrowException, ValueError):
         raise _NotATable("this file is not one (an unreadable Parquet file)") from None

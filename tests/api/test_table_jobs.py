@@ -156,6 +156,40 @@ def test_a_bad_table_under_the_roots_is_a_422_naming_the_field_not_the_content(
         assert http.get("/api/v1/jobs").json()["count"] == before
 
 
+def test_table_problems_found_by_a_user_probe_are_422s_at_their_fields(
+    server: LiveServer, user_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table too large (was: 34 s and 2.9 GB to refuse), a scale that overflows to
+    infinity (was: accepted, a listing of bare Infinity, a simulated budget spent with no
+    trial), a fitness column the table lacks (was: only objective.metric's error)."""
+    import nas.datasets.table as table_module
+
+    path = write_table(server.settings.data_dir)
+    big = write_table(server.settings.data_dir, "big.csv")
+    with big.open("a") as file:
+        file.writelines(f"opt{i},8,1,1,1\n" for i in range(100))
+    monkeypatch.setattr(table_module, "MAX_TABLE_CELLS", 200)
+    overflow = table_spec(path, budget={"simulated_seconds": 1e6})
+    overflow["evaluator"]["cost"] = [{"column": "seconds", "scale": 1e308}]
+    no_fitness = table_spec(path)
+    no_fitness["evaluator"]["fitness"] = "nope"
+    cases = [
+        (table_spec(big), "space.path", "the table is larger than a table may be: at most"),
+        (overflow, "evaluator.cost.0.scale", "1e+308 * column 'seconds' is not a finite number"),
+        (no_fitness, "evaluator.fitness", "the table has no column 'nope'"),
+    ]
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {user_key}"}, timeout=30
+    ) as http:
+        for spec, field, message in cases:
+            response = http.post("/api/v1/jobs", json=spec)
+            assert response.status_code == 422, response.text
+            first = response.json()["detail"][0]
+            assert ".".join(str(p) for p in first["loc"]) == field, response.text
+            assert first["msg"].startswith(message), response.text
+        assert http.get("/api/v1/jobs").json()["count"] == 0
+
+
 def test_a_table_jobs_best_exports_as_json_and_not_as_a_network(
     server: LiveServer, client: NasClient
 ) -> None:

@@ -231,6 +231,51 @@ def test_a_file_that_is_not_text_or_not_there_says_what_was_expected(tmp_path: P
     assert _message(tmp_path / "absent.csv").startswith("space.path: no such file")
 
 
+def test_a_table_over_the_size_limits_is_refused_at_its_path_before_it_is_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An 18 MB .csv.gz of 8 million rows took 34 s and 2.9 GB of a server's memory to
+    refuse: the size on disk is checked first, the text and cells as they are read."""
+    import nas.datasets.table as table_module
+
+    monkeypatch.setattr(table_module, "MAX_TABLE_CELLS", 1_000)
+    monkeypatch.setattr(table_module, "MAX_TABLE_BYTES", 20_000)
+    monkeypatch.setattr(table_module, "MAX_LINE_CHARS", 1_000)
+    refused = "space.path: the table is larger than a table may be: at most"
+    # cells: 600 rows of 2 columns is 1,200 cells (gzip: read up to the limit, not on)
+    many = tmp_path / "many.csv.gz"
+    many.write_bytes(gzip.compress(b"opt,val\n" + b"".join(b"o%d,1\n" % i for i in range(600))))
+    # text: blank lines hold no cells, but are read (40,000 characters)
+    blank = tmp_path / "blank.csv.gz"
+    blank.write_bytes(gzip.compress(b"opt,val\na,1\n" + b"\n" * 40_000))
+    # a line longer than MAX_LINE_CHARS (its row is parsed whole before it is counted)
+    wide = write_csv(tmp_path / "wide.csv", ["opt", "val"], [["a" + "," * 2_000, 1]])
+    # a file larger than MAX_TABLE_BYTES on disk: refused unread (not even a CSV)
+    huge = tmp_path / "huge.csv"
+    huge.write_bytes(bytes(range(256)) * 100)
+    # text held at its column's widest cell: 10 rows of one 2,500-character cell are 25,000
+    padded = write_csv(
+        tmp_path / "padded.csv",
+        ["opt", "val"],
+        [["x" * 2_500 if i == 0 else i, 1] for i in range(10)],
+    )
+    for path in (many, blank, wide, huge, padded):
+        with pytest.raises(DatasetError) as info:
+            read_table(path, where="space.path")
+        assert str(info.value).startswith(refused), (path.name, str(info.value))
+        assert _message(path).startswith(refused), path.name  # as the spec is checked
+    parquet = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    cells = tmp_path / "cells.parquet"
+    parquet.write_table(pa.table({"opt": [f"o{i}" for i in range(600)], "val": [1.0] * 600}), cells)
+    with pytest.raises(DatasetError, match="the table is larger than a table may be"):
+        read_table(cells, where="space.path")
+    # within the limits: read
+    write_csv(tmp_path / "ok.csv", ["opt", "val"], [[f"o{i}", 1] for i in range(400)])
+    assert read_table(tmp_path / "ok.csv", where="space.path").rows == 400
+
+
 def test_a_gzip_table_reads_like_the_plain_one(bench: Path, tmp_path: Path) -> None:
     packed = tmp_path / "bench.csv.gz"
     packed.write_bytes(gzip.compress(bench.read_bytes()))
