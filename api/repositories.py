@@ -284,7 +284,9 @@ def _record_row(job_id: int, record: TrialRecord) -> dict[str, Any]:
         "arch_key": record.architecture.key[:500],
         "hparams": dict(record.hparams),
         "objective": result.objective,
-        "metrics": dict(result.metrics),
+        # JSON holds no NaN or infinity (PostgreSQL refused the row; SQLite's JSON functions,
+        # which sort the listing, failed on it): stored as null, read back as absent
+        "metrics": finite(dict(result.metrics)),
         "cost_s": result.cost_s,
         "simulated": result.simulated,
         "error": result.error,
@@ -306,7 +308,8 @@ def trial_record(row: TrialModel) -> TrialRecord:
         result=TrialResult(
             state=TrialState(row.state),
             objective=row.objective,
-            metrics=dict(row.metrics or {}),
+            # (a metric stored as null was not finite: absent, as a loop reads it, `.get`)
+            metrics={k: v for k, v in (row.metrics or {}).items() if v is not None},
             cost_s=row.cost_s,
             simulated=row.simulated,
             error=row.error,
@@ -493,6 +496,8 @@ class TrialRepository:
 
     def finish(self, job_id: int, number: int, **values: Any) -> None:
         """Set a trial's result fields (state, metrics, error, finished_at, ...)."""
+        if "metrics" in values:
+            values["metrics"] = finite(values["metrics"])
         self.session.execute(
             update(TrialModel)
             .where(TrialModel.job_id == job_id, TrialModel.number == number)
@@ -555,7 +560,12 @@ class TrialRepository:
 
     def add_intermediate(self, job_id: int, trial_number: int, step: int, values: dict) -> None:
         """Record a trial's values at ``step``; a step recorded already is kept."""
-        row = {"job_id": job_id, "trial_number": trial_number, "step": step, "values": values}
+        row = {
+            "job_id": job_id,
+            "trial_number": trial_number,
+            "step": step,
+            "values": finite(values),
+        }
         _insert_new(self.session, IntermediateValueModel, [row], ("job_id", "trial_number", "step"))
 
     def intermediate(self, job_id: int, trial_number: int) -> Sequence[IntermediateValueModel]:

@@ -193,3 +193,49 @@ def test_an_api_only_server_starts_ray_only_to_check_a_gpu_request(server_factor
             assert ray.is_initialized()
     finally:
         ray.shutdown()
+
+
+def test_a_trial_with_a_metric_that_is_not_finite_is_stored_and_read_back_without_it(
+    database_url: str,
+) -> None:
+    """PostgreSQL refused the row (its JSON has no NaN: the trial's write failed) and
+    SQLite stored a bare NaN its JSON functions cannot read, so sorting by it failed. Stored
+    as null, the metric reads back as absent (what a loop's ``metrics.get`` expects)."""
+    from sqlalchemy import select
+
+    from api.db import make_session_factory, session_scope, upgrade
+    from api.models import JobModel, JobState, TrialModel
+    from api.repositories import JobRepository, TrialRepository, trial_record
+    from nas.architecture import Architecture
+    from nas.trial import TrialRecord, TrialResult, TrialState
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    write = make_session_factory(engine, write=True)
+    try:
+        with session_scope(write) as session:
+            job = JobRepository(session).add(
+                JobModel(name="nan", spec=nb201_spec(), state=JobState.RUNNING.value)
+            )
+            result = TrialResult(
+                state=TrialState.COMPLETE,
+                objective=1.0,
+                metrics={"val_accuracy": 1.0, "train_loss": float("nan"), "x": float("inf")},
+            )
+            arch = Architecture("nb201", (0, 1, 2, 3, 4, 0))
+            record = TrialRecord(0, 0, arch, {}, result, started_at=0.0, finished_at=1.0)
+            trials = TrialRepository(session)
+            trials.add_records(job.id, [record])
+            trials.add_intermediate(job.id, 0, 0, {"loss": float("nan")})
+            job_id = job.id
+        with session_scope(write) as session:
+            trials = TrialRepository(session)
+            by_loss = TrialModel.metrics["train_loss"].as_float()  # as the listing sorts
+            (row,) = session.scalars(
+                select(TrialModel).where(TrialModel.job_id == job_id).order_by(by_loss)
+            ).all()
+            assert row.metrics == {"val_accuracy": 1.0, "train_loss": None, "x": None}
+            assert trial_record(row).result.metrics == {"val_accuracy": 1.0}
+            assert [v.values for v in trials.intermediate(job_id, 0)] == [{"loss": None}]
+    finally:
+        engine.dispose()
