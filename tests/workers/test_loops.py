@@ -39,7 +39,8 @@ def test_a_tables_columns_are_checked_at_their_fields(tmp_path: Path) -> None:
     check_startable(parse_spec(_table_spec(table)))  # a good one passes
     assert _problem(_table_spec(table, metrics=["note"])) == (
         ["evaluator", "metrics", 0],
-        "column 'note' must be numeric (a finite number or an empty cell in every row)",
+        "column 'note' must be numeric (a finite number, or an empty cell for a missing "
+        "value, in every row); data row 1 is not a finite number",
     )
     assert _problem(_table_spec(table, cost=[{"column": "secs"}])) == (
         ["evaluator", "cost", 0],
