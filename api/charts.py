@@ -493,21 +493,23 @@ def pareto(session: Session, job: JobModel, sample: int) -> dict[str, Any]:
         return result
     (m0, d0), (m1, d1) = pairs[:2]
     rows = session.execute(
-        select(TrialModel.number, TrialModel.metrics, TrialModel.architecture)
+        select(TrialModel.number, TrialModel.metrics, TrialModel.architecture, TrialModel.hparams)
         .where(TrialModel.job_id == job.id, TrialModel.state == _COMPLETE)
         .order_by(TrialModel.number)
     ).all()
     points: list[tuple[float, float, int]] = []
-    first_of: dict[str, int] = {}  # architecture -> its first trial's index in points
-    for number, metrics, architecture in rows:
+    first_of: dict[str, int] = {}  # configuration -> its first trial's index in points
+    for number, metrics, architecture, hparams in rows:
         a, b = (metrics or {}).get(m0), (metrics or {}).get(m1)
         numbers = isinstance(a, int | float) and isinstance(b, int | float)
         if numbers and math.isfinite(a) and math.isfinite(b):
-            first_of.setdefault(json.dumps(architecture, sort_keys=True), len(points))
+            configuration = json.dumps([architecture, hparams or {}], sort_keys=True)
+            first_of.setdefault(configuration, len(points))
             points.append((float(a), float(b), int(number)))
     # The project's front (nas.pareto: O(n log n) for two objectives), best first objective
-    # first, as the job's summary has it: one trial per architecture (its first), so two
-    # architectures with equal values are both on it, a repeated architecture once.
+    # first, as the job's summary has it: one trial per configuration (architecture and
+    # hyperparameters: its first), so two configurations with equal values are both on it,
+    # a repeated one once.
     firsts = sorted(first_of.values())
     indices = non_dominated([points[i][:2] for i in firsts], [d0, d1])
     sign = -1.0 if d0 == "maximize" else 1.0

@@ -114,8 +114,9 @@ class SearchOutcome:
     ranked: list[tuple[Architecture, float]] = field(default_factory=list)
     #: Per-epoch controller curve (shared-weight search): reward, entropy, baseline, loss.
     curve: list[dict[str, float]] = field(default_factory=list)
-    #: Several objectives: the non-dominated COMPLETE trials (one per architecture, its
-    #: first trial), in trial order; empty with one objective.
+    #: Several objectives: the non-dominated COMPLETE trials (one per configuration,
+    #: architecture and hyperparameters: its first trial), in trial order; empty with one
+    #: objective.
     pareto: list[TrialRecord] = field(default_factory=list)
     #: What a reader of the result must know: the search stopped before its planned work
     #: (the time budget cut a supernet's training short), ...

@@ -12,6 +12,7 @@ evaluator's ``batch_size`` so cheap evaluators (tables) answer many per call.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -509,18 +510,22 @@ class SearchLoop:
 
     def pareto(self) -> list[TrialRecord]:
         """The Pareto front of the COMPLETE trials over the spec's objectives (several
-        objectives only; ``[]`` with one): one trial per architecture (its first), in trial
-        order. A trial lacking an objective metric (or with NaN) is left out."""
+        objectives only; ``[]`` with one): one trial per configuration (architecture and
+        hyperparameters: its first), in trial order. A trial lacking an objective metric
+        (or with NaN) is left out."""
         objectives = self.resolved.spec.objective.objectives
         if len(objectives) < 2:
             return []
-        first: dict[Architecture, tuple[TrialRecord, list[float]]] = {}
+        first: dict[tuple[Architecture, str], tuple[TrialRecord, list[float]]] = {}
         for t in self.trials:
-            if t.result.state is not TrialState.COMPLETE or t.architecture in first:
+            # (a joint search's configurations of one architecture are distinct points: one
+            # that dominates another of the same architecture was left off the front)
+            configuration = (t.architecture, json.dumps(dict(t.hparams), sort_keys=True))
+            if t.result.state is not TrialState.COMPLETE or configuration in first:
                 continue
             values = [float(t.result.metrics.get(metric, math.nan)) for metric, _ in objectives]
             if not any(math.isnan(v) for v in values):
-                first[t.architecture] = (t, values)
+                first[configuration] = (t, values)
         candidates = list(first.values())
         front = non_dominated([v for _, v in candidates], [d for _, d in objectives])
         return [candidates[i][0] for i in front]

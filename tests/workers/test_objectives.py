@@ -187,3 +187,32 @@ def test_the_objective_metric_is_what_is_optimised(nb201_table: Path) -> None:
         t.result.metrics["params_M"] for t in outcome.trials
     )
     assert np.isclose(outcome.ranked[0][1], outcome.best.result.objective)
+
+
+def test_a_joint_searchs_front_holds_configurations_not_architectures(nb201_table: Path) -> None:
+    """Two trials of one architecture with other hyperparameters are two configurations: the
+    second, better on one objective and equal on the other, dominates the first, and was left
+    off the front ("one per architecture, its first")."""
+    from nas.architecture import Architecture
+    from nas.trial import TrialRecord, TrialResult
+
+    spec = nb201_spec(nb201_table, **ACC_PARAMS)
+    spec["hparams"] = {"rate": {"type": "categorical", "choices": [0.1, 0.2]}}  # (recorded)
+    loop = SearchLoop(parse_spec(spec))
+    arch = Architecture("nb201", (0, 1, 2, 3, 4, 0))
+    other = Architecture("nb201", (1, 1, 2, 3, 4, 0))
+
+    def record(number: int, a: Architecture, lr: float, acc: float, size: float) -> TrialRecord:
+        metrics = {"val_accuracy": acc, "params_M": size}
+        result = TrialResult(state=TrialState.COMPLETE, objective=acc, metrics=metrics)
+        return TrialRecord(number, number, a, {"rate": lr}, result, started_at=0, finished_at=1)
+
+    loop.log.trials.extend(
+        [
+            record(0, arch, 0.1, 21.25, 2.5),
+            record(1, other, 0.1, 30.0, 3.0),
+            record(2, arch, 0.2, 27.5, 2.5),
+            record(3, arch, 0.2, 10.0, 1.0),  # the same configuration again: its first counts
+        ]
+    )
+    assert [t.number for t in loop.pareto()] == [1, 2]

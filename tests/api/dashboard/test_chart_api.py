@@ -164,3 +164,56 @@ def test_the_history_axis_ends_with_the_search_not_its_retrainings(
     hist = _get(server, user_key, f"/jobs/{job['id']}/history").json()
     assert hist["n_trials"] == 3
     assert max(b["end"] for b in hist["buckets"]) == 2
+
+
+def test_a_joint_searchs_front_holds_configurations_not_architectures(
+    database_url: str,
+) -> None:
+    """Two trials of one architecture with other hyperparameters are two configurations:
+    /pareto left the second off the front although it dominates the first (as the job's
+    summary did, ``SearchLoop.pareto``)."""
+    from api.charts import pareto
+    from api.db import make_engine, make_session_factory, session_scope, upgrade
+    from api.models import JobModel, JobState
+    from api.repositories import JobRepository, TrialRepository
+    from nas.architecture import Architecture
+    from nas.trial import TrialRecord, TrialResult, TrialState
+
+    objective = {"metrics": ["val_accuracy", "params_M"], "directions": ["maximize", "minimize"]}
+    spec = nb201_spec(
+        objective=objective, hparams={"rate": {"type": "categorical", "choices": [0.1, 0.2]}}
+    )
+    arch, other = (Architecture("nb201", (c, 1, 2, 3, 4, 0)) for c in (0, 1))
+    trials = [(arch, 0.1, 21.25, 2.5), (other, 0.1, 30.0, 3.0), (arch, 0.2, 27.5, 2.5)]
+    records = [
+        TrialRecord(
+            n,
+            n,
+            a,
+            {"rate": rate},
+            TrialResult(
+                state=TrialState.COMPLETE,
+                objective=acc,
+                metrics={"val_accuracy": acc, "params_M": size},
+            ),
+            started_at=0,
+            finished_at=1,
+        )
+        for n, (a, rate, acc, size) in enumerate(trials)
+    ]
+    engine = make_engine(database_url)
+    upgrade(engine)
+    try:
+        with session_scope(make_session_factory(engine, write=True)) as session:
+            job = JobRepository(session).add(
+                JobModel(name="joint", spec=spec, state=JobState.SUCCEEDED.value)
+            )
+            TrialRepository(session).add_records(job.id, records)
+            session.flush()
+            front = pareto(session, job, sample=0)["front"]
+        assert front == [
+            {"trial": 1, "values": [30.0, 3.0]},
+            {"trial": 2, "values": [27.5, 2.5]},
+        ]
+    finally:
+        engine.dispose()
