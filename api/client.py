@@ -286,6 +286,34 @@ class NasClient:
         trials that improved the best objective) of a job."""
         return self._request("GET", f"/api/v1/jobs/{job_id}/curves")
 
+    # --- what the dashboard draws (one call each; the README's "Dashboard" section) -------
+    def history(self, job_id: int, *, points: int = 2000) -> dict[str, Any]:
+        """Every trial's objective (bucketed above ``points``) and the best-so-far steps."""
+        return self._request("GET", f"/api/v1/jobs/{job_id}/history", params={"points": points})
+
+    def parallel(self, job_id: int, *, top: int = 100, sample: int = 400) -> dict[str, Any]:
+        """Parallel coordinates: each decision and hyperparameter of the ``top`` trials and
+        ``sample`` others."""
+        params = {"top": top, "sample": sample}
+        return self._request("GET", f"/api/v1/jobs/{job_id}/parallel", params=params)
+
+    def importance(
+        self, job_id: int, *, top: int = 100, sample: int = 200, evaluator: str = "ped-anova"
+    ) -> dict[str, Any]:
+        """Each decision's and hyperparameter's importance for the objective (Optuna's
+        ``ped-anova`` or ``fanova``)."""
+        params = {"top": top, "sample": sample, "evaluator": evaluator}
+        return self._request("GET", f"/api/v1/jobs/{job_id}/importance", params=params)
+
+    def pareto(self, job_id: int, *, sample: int = 1000) -> dict[str, Any]:
+        """The Pareto front of a job with several objectives (its first two), and up to
+        ``sample`` dominated trials."""
+        return self._request("GET", f"/api/v1/jobs/{job_id}/pareto", params={"sample": sample})
+
+    def timeline(self, job_id: int, *, limit: int = 500) -> dict[str, Any]:
+        """When and where the latest ``limit`` trials ran (worker, start, end)."""
+        return self._request("GET", f"/api/v1/jobs/{job_id}/timeline", params={"limit": limit})
+
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/healthz")
 

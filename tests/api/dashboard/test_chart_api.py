@@ -68,6 +68,12 @@ def test_chart_endpoints(server: LiveServer, user_key: str, client: Any) -> None
     bad = _get(server, user_key, f"/jobs/{jid}/importance?evaluator=shap")
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "evaluator"]
 
+    # the Python client reads each (a user had to call its private _request)
+    assert client.history(jid, points=50) == hist
+    assert client.parallel(jid, top=10, sample=20) == pc
+    assert client.importance(jid, top=50, sample=100, evaluator="fanova") == imp
+    assert client.pareto(jid)["front"] == [] and client.timeline(jid, limit=5)["workers"]
+
     # timeline: the latest 40 trials by worker
     tl = _get(server, user_key, f"/jobs/{jid}/timeline?limit=40").json()
     assert sum(len(w["trials"]) for w in tl["workers"]) == 40
