@@ -79,6 +79,7 @@ from workers.backend import (
     SearchState,
 )
 from workers.final import ranked_hparams
+from workers.loops import loop_class
 from workers.summary import summarize
 
 log = logging.getLogger("nas.runner")
@@ -304,11 +305,9 @@ class JobExecution(threading.Thread):
         self._flush(checkpoint=search.consistent)
         if self._stop_reason == CANCELLED:
             running = len(self._running)  # (marked FAIL with the job)
-            done = (
-                f"{len(search.trials)} finished trials"
-                if self._iterations is None
-                else f"{self._iterations} meta-training iterations"  # (it runs no trials)
-            )
+            unit = loop_class(resolved).progress_unit  # (meta-training runs no trials)
+            count = len(search.trials) if unit == "finished trials" else self._iterations or 0
+            done = f"{count} {unit}"
             self._finish(
                 JobState.CANCELLED,
                 f"cancelled by user after {done}"
@@ -438,6 +437,9 @@ class JobExecution(threading.Thread):
             self._saved_at = _progress_key(state)
             self._evaluator_files.append(path)
         search.restore(state, records)
+        curve = state.loop.get("curve") or []
+        if curve and "iteration" in curve[-1]:  # meta-training: its progress so far
+            self._iterations = int(curve[-1]["iteration"])
         running = state.loop.get("running")
         log.info(
             "job %d: resumed from the checkpoint at %s (%d later trials redone)%s",

@@ -368,13 +368,23 @@ class MetaTrainer:
         self.seconds = 0.0
         self.last: dict[str, float] = {}
 
-    def step(self) -> dict[str, float]:
+    def step(self, *, stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
         """One meta-training iteration; its figures: ``mean_best_z`` (the episodes' final
         best, standardised per task), ``auc_z`` (mean best-so-far over the episode's steps:
-        the area under the curve it maximises), ``mean_return``, ``entropy``, ``loss``."""
+        the area under the curve it maximises), ``mean_return``, ``entropy``, ``loss``.
+
+        ``stop`` is asked before each step of the episodes (a large iteration runs for
+        minutes): when it answers true the iteration is abandoned and ``None`` returned,
+        with the trainer exactly as before it (its generators rewound), so a checkpoint of
+        it still resumes exactly."""
         started = time.perf_counter()
+        rng_state, generator_state = self.rng.bit_generator.state, self.generator.get_state()
         with one_torch_thread():
-            stats = self._iteration()
+            stats = self._iteration(stop)
+        if stats is None:
+            self.rng.bit_generator.state = rng_state
+            self.generator.set_state(generator_state)
+            return None
         self.iterations += 1
         self.seconds += time.perf_counter() - started
         self.last = {"iteration": self.iterations, **stats}
@@ -389,7 +399,7 @@ class MetaTrainer:
             1,
         )
 
-    def _iteration(self) -> dict[str, float]:
+    def _iteration(self, stop: Callable[[], bool] | None) -> dict[str, float] | None:
         policy, batch, radix = self.policy, self.batch, self._radix
         policy.train()
         which = self.rng.integers(len(self._tables), size=batch)
@@ -400,10 +410,19 @@ class MetaTrainer:
         signal = torch.zeros(batch)
         visited = torch.zeros(batch, self.size, dtype=torch.bool)
         rows = torch.arange(batch)
-        scores = torch.empty(batch, 0)
+        # Every step's score (NaN: none), filled as the episodes go, and one buffer for the
+        # comparisons with them: a step allocates nothing the size of the history (a column
+        # concatenated per step, and the masks made per step, fragmented the heap into
+        # gigabytes over a few thousand steps).
+        history = torch.full((self.steps, batch), torch.nan)
+        compared = torch.empty((self.steps, batch))  # (float: summed without a copy)
+        count = torch.zeros(batch)
         best = floors.clone()
         log_probs, entropies, bests = [], [], []
-        for _ in range(self.steps):
+        for t in range(self.steps):
+            if stop is not None and stop():
+                return None  # (the graph built so far is freed with this frame)
+            scores = history[:t]
             logits, h = policy.step(policy.encode(prev, signal, batch), h)
             logps = [torch.log_softmax(lg, 1) for lg in logits]
             choices = self._sample(logits)
@@ -422,14 +441,15 @@ class MetaTrainer:
             entropies.append(sum(-(lp.exp() * lp).sum(1) for lp in logps))
             fitness = values[rows, codes]
             known = torch.isfinite(fitness)
-            valid = torch.isfinite(scores)
-            count = valid.sum(1).float()
-            below = ((scores < fitness[:, None]) & valid).float() + 0.5 * (
-                (scores == fitness[:, None]) & valid
-            ).float()
-            signal = torch.where(count > 0, below.sum(1) / count.clamp(min=1), 0.5)
+            # The share of the episode's earlier scores below this one, ties half (NaN
+            # compares false: steps without a score do not count).
+            lower = torch.lt(scores, fitness, out=compared[:t]).sum(0)
+            ties = torch.eq(scores, fitness, out=compared[:t]).sum(0)
+            below = lower + 0.5 * ties
+            signal = torch.where(count > 0, below / count.clamp(min=1), 0.5)
             signal = torch.where(known, signal, 0.0)
-            scores = torch.cat([scores, torch.where(known, fitness, torch.nan)[:, None]], 1)
+            history[t] = torch.where(known, fitness, torch.nan)
+            count += known
             best = torch.where(known, torch.maximum(best, fitness), best)
             bests.append(best.clone())
             prev = choices
@@ -525,6 +545,6 @@ def meta_train(
         seconds is None or time.perf_counter() - started < seconds
     ):
         stats = trainer.step()
-        if log is not None:
+        if log is not None and stats is not None:  # (None only when asked to stop)
             log(trainer.iterations, stats["mean_best_z"], stats["entropy"])
     return trainer.policy, trainer.summary()

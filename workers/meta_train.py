@@ -7,7 +7,9 @@ time budget, a cancel or a shutdown stops it) it makes a curve point of series
 ``meta_train`` (``iteration``, ``mean_best_z``, ``auc_z``, ``mean_return``, ``entropy``,
 ``loss``) at a safe point that requires a checkpoint: the trainer's state (policy, optimizer,
 both random generators) is the evaluator state the backend saves, so a search restored from
-it goes on exactly as the uninterrupted one. Its outcome carries the policy file
+it goes on exactly as the uninterrupted one. A cancel or a shutdown is heard between the
+steps of an iteration's episodes: that iteration is abandoned (not a safe point: the trainer
+is left as it was before it), so a large iteration stops within a step. Its outcome carries the policy file
 (``rl2-policy.pt``), which ``nas search`` writes into its run folder and the service stores as
 the job's artifact, and ``meta_training`` for the summary.
 """
@@ -54,6 +56,7 @@ class MetaTrainSearch(SearchLoop):
 
     keeps_evaluator_state = True
     builds_controller = False
+    progress_unit = "meta-training iterations"
 
     def __init__(
         self,
@@ -142,22 +145,39 @@ class MetaTrainSearch(SearchLoop):
         every = self.evaluator.config.record_every
         trainer = self.trainer
         while trainer.iterations < self.planned and not self.budget.exhausted():
-            stats = trainer.step()
+            # A cancel or a shutdown is heard within an iteration (a large one runs for
+            # minutes): the iteration is abandoned, the trainer left as it was before it,
+            # and the iterations done before it are recorded as a stop between them would.
+            stats = trainer.step(stop=self._stopped)
+            if stats is None:
+                if not self._recorded:
+                    self._record(dict(trainer.last), pause)
+                return True
             self._recorded = False
             due = (
                 trainer.iterations % every == 0
                 or trainer.iterations >= self.planned
                 or self.budget.exhausted()
             )
-            if not due:
-                continue
-            point = {"epoch": len(self.curve), **stats, "seconds": round(trainer.seconds, 3)}
-            point["iteration"] = trainer.iterations
-            self.curve.append(point)
-            self._recorded = True
-            if self._safe_point(SafePoint(required=True, curve=point, series=SERIES), pause):
+            if due and self._record(stats, pause):
                 return False
         return True
+
+    def _record(self, stats: Mapping[str, float], pause: Callable[[], bool] | None) -> bool:
+        """A curve point of the last iteration, at a safe point; True when asked to pause."""
+        trainer = self.trainer
+        point = {"epoch": len(self.curve), **stats, "seconds": round(trainer.seconds, 3)}
+        point["iteration"] = trainer.iterations
+        self.curve.append(point)
+        self._recorded = True
+        return self._safe_point(SafePoint(required=True, curve=point, series=SERIES), pause)
+
+    def _stopped(self) -> bool:
+        """``should_stop`` answered (a cancel, a shutdown): the budget says why."""
+        why = self.events.should_stop() if self.events.should_stop is not None else None
+        if why:
+            self.budget.reason, self.budget.interrupted = why, True
+        return bool(why)
 
     def cut_short(self) -> str | None:
         """The meta-training iterations the time budget left undone: the policy is then

@@ -201,6 +201,9 @@ class SearchLoop:
     #: The loop asks a controller built from the spec (``build_controller``); a loop that
     #: trains a policy instead (meta-training) builds none.
     builds_controller: ClassVar[bool] = True
+    #: What the loop's progress is counted in, for a cancel's reason: its finished trials,
+    #: or (``"meta-training iterations"``) the ``iteration`` of its curve points.
+    progress_unit: ClassVar[str] = "finished trials"
 
     def __init__(
         self,

@@ -49,14 +49,38 @@ from nas.trial import TrialResult, TrialState
 if TYPE_CHECKING:
     from nas.spec import JobSpec, SpecProblem
 
-__all__ = ["MAX_ARCHITECTURES", "MAX_JOB_TRIALS", "JobTask", "Rl2MetaConfig", "Rl2MetaEvaluator"]
+__all__ = [
+    "MAX_ARCHITECTURES",
+    "MAX_ITERATION_BYTES",
+    "MAX_JOB_TRIALS",
+    "JobTask",
+    "Rl2MetaConfig",
+    "Rl2MetaEvaluator",
+    "iteration_bytes",
+]
 
 #: The largest space meta-training plays episodes in (it keeps a table of every
 #: architecture's fitness per episode of a batch).
 MAX_ARCHITECTURES = 200_000
 NB201_FITNESS = "val_accuracy"
+#: The most memory one meta-training iteration may hold (``iteration_bytes``): 2 GiB.
+MAX_ITERATION_BYTES = 2**31
 #: The most completed trials a job gives as a task (``jobs``), best first.
 MAX_JOB_TRIALS = 10_000
+
+
+def iteration_bytes(cardinalities: Sequence[int], *, steps: int, batch: int, hidden: int) -> int:
+    """About the memory one meta-training iteration (``controllers.rl2.MetaTrainer``) holds,
+    in bytes: the steps of ``batch`` episodes run through the policy's GRU and are all kept
+    for one backpropagation through the episodes, 12 x ``hidden`` + 8 x (the decisions'
+    choices + 2) float32 per episode step (gates, states, one-hot inputs, logits and their
+    softmaxes: 7.3 and 4 saved by autograd, the rest what the allocator holds around them,
+    as measured); each episode's copy of its task's table and its visited mask (5 bytes an
+    architecture); the policy's weights, their gradients and Adam's two moments."""
+    inputs = sum(cardinalities) + 2
+    per_step = 12 * hidden + 8 * inputs
+    weights = 3 * hidden * (inputs + hidden + 2) + (hidden + 1) * (inputs - 2)
+    return 4 * steps * batch * per_step + 5 * batch * math.prod(cardinalities) + 16 * weights
 
 
 class JobTask(BaseModel):
@@ -316,24 +340,46 @@ class Rl2MetaEvaluator(Evaluator):
         dataset: str,
         dataset_params: Mapping[str, Any],
     ) -> None:
-        """The tables' columns (``tables``: building the evaluator reads them, as the job
-        would when it starts); NAS-Bench-201 tasks and jobs' trials need no file of the
-        user's."""
+        """The memory an iteration would hold in this space (``iteration_bytes``), and the
+        tables' columns (``tables``: building the evaluator reads them, as the job would when
+        it starts); NAS-Bench-201 tasks and jobs' trials need no file of the user's."""
+        cls._check_size(space, Rl2MetaConfig.model_validate(params))
         if params.get("tables"):
             cls(space=space, **params)
+
+    @staticmethod
+    def _check_size(space: SearchSpace, config: Rl2MetaConfig) -> None:
+        """A space too large to play episodes in (at ``space``) or an iteration too large
+        to hold in memory (``MAX_ITERATION_BYTES``, at ``evaluator.batch``)."""
+        cardinalities = [d.num_choices for d in space.decisions()]
+        size = math.prod(cardinalities)
+        if size > MAX_ARCHITECTURES:
+            raise SpecError.at(
+                ["space"],
+                f"meta-training plays episodes in spaces of at most {MAX_ARCHITECTURES:,} "
+                f"architectures; this one has {size:,}",
+            )
+        need = iteration_bytes(
+            cardinalities, steps=config.steps, batch=config.batch, hidden=config.hidden
+        )
+        if need > MAX_ITERATION_BYTES:
+            raise SpecError.at(
+                ["evaluator", "batch"],
+                f"an iteration of {config.batch} episodes x {config.steps} steps with a GRU of "
+                f"{config.hidden} in this space ({sum(cardinalities)} choices, {size:,} "
+                f"architectures) holds about {need / 2**30:,.1f} GiB for backpropagation "
+                f"through the episodes; at most {MAX_ITERATION_BYTES / 2**30:g} GiB: lower "
+                "batch, steps or hidden",
+            )
 
     # --- the tasks -----------------------------------------------------------------------
     def __init__(self, *, space: SearchSpace, **params: Any) -> None:
         self.config = Rl2MetaConfig.model_validate(params)
         self.space = space
         self.metrics = (self.config.fitness,)  # type: ignore[misc]
+        self._check_size(space, self.config)
         self.cardinalities = [d.num_choices for d in space.decisions()]
         size = math.prod(self.cardinalities)
-        if size > MAX_ARCHITECTURES:
-            raise DatasetError(
-                f"space: meta-training plays episodes in spaces of at most "
-                f"{MAX_ARCHITECTURES:,} architectures; this one has {size:,}"
-            )
         if self.config.tasks:
             self._tasks = self._nb201_tasks()
         elif self.config.tables:

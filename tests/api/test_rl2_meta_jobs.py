@@ -186,6 +186,27 @@ def test_cancel_stops_meta_training_at_its_next_iteration(
     assert info.value.status_code == 404 and "no RL² policy" in str(info.value.detail)
 
 
+def test_a_cancel_stops_a_long_iteration_and_an_iteration_too_large_is_refused(
+    client: NasClient, time_left: Callable[..., float]
+) -> None:
+    """10,000 steps x 1,024 episodes x a GRU of 1,024 was accepted and grew the server to
+    18 GB in 35 s, and a cancel answered 200 but waited for the iteration to end: the
+    product is bounded at submit, and a cancel is heard between an iteration's steps."""
+    huge = meta_spec(steps=10_000, batch=1024, hidden=1024, iterations=2, record_every=1)
+    with pytest.raises(ApiError) as info:
+        client.submit(huge)
+    assert info.value.status_code == 422
+    assert [e["loc"] for e in info.value.detail] == [["evaluator", "batch"]]
+    assert "at most 2 GiB" in info.value.detail[0]["msg"]
+    # An iteration of tens of seconds (10,000 steps), cancelled in its first.
+    job = client.submit(meta_spec(steps=10_000, batch=16, hidden=16, iterations=2))
+    wait_for(lambda: client.job(job["id"])["state"] == "RUNNING", timeout=time_left(60))
+    client.cancel(job["id"])
+    done = client.wait(job["id"], timeout=time_left(20))
+    assert done["state"] == "CANCELLED"
+    assert done["reason"] == "cancelled by user after 0 meta-training iterations"
+
+
 def test_meta_training_on_earlier_jobs_of_the_service(
     server: LiveServer, client: NasClient, user_key: str, time_left: Callable[..., float]
 ) -> None:

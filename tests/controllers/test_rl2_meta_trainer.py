@@ -68,3 +68,49 @@ def test_the_policy_file_round_trips_with_its_meta() -> None:
     assert meta["iterations"] == 1 and meta["tasks"] == ["a", "b"]
     for a, b in zip(policy.parameters(), trainer.policy.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_step_asked_to_stop_is_abandoned_and_leaves_the_trainer_as_it_was() -> None:
+    """A cancel was heard only between iterations (one of 10,000 steps x 1,024 episodes ran
+    for minutes): ``stop`` is asked before every step of the episodes; the iteration it
+    stops is abandoned, with the generators rewound, so the trainer goes on exactly as one
+    never asked to stop."""
+    asked = []
+
+    def stop_at_the_third_step() -> bool:
+        asked.append(1)
+        return len(asked) == 3
+
+    trainer = _trainer()
+    trainer.step()
+    assert trainer.step(stop=stop_at_the_third_step) is None
+    assert len(asked) == 3 and trainer.iterations == 1 and trainer.last["iteration"] == 1
+    after = trainer.step(stop=lambda: False)
+    straight = _trainer()
+    straight.step()
+    assert after == straight.step()
+    for a, b in zip(_weights(straight), _weights(trainer), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_the_memory_estimate_covers_what_an_iteration_keeps_for_backpropagation() -> None:
+    """``iteration_bytes`` (the submit's bound on steps x batch x hidden) is at least what
+    autograd saves for one iteration, and not far above it."""
+    from nas.evaluators.rl2_meta import iteration_bytes
+
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    tasks = [Task("a", np.random.default_rng(0).normal(size=125))]
+    for steps, batch, hidden in ((40, 8, 8), (20, 16, 64), (10, 4, 256)):
+        storages.clear()
+        trainer = MetaTrainer(tasks, CARDS, steps=steps, batch=batch, hidden=hidden)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            trainer.step()
+        saved = sum(storages.values())
+        estimate = iteration_bytes(CARDS, steps=steps, batch=batch, hidden=hidden)
+        assert saved <= estimate <= 5 * saved, (steps, batch, hidden, saved, estimate)

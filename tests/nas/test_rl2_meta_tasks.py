@@ -94,3 +94,29 @@ def test_hparams_on_a_meta_training_job_are_refused() -> None:
     with pytest.raises(SpecError) as info:
         parse_spec(spec)
     assert [tuple(e["loc"]) for e in info.value.errors] == [("hparams",)]
+
+
+def test_an_iteration_too_large_for_memory_is_refused_at_submit() -> None:
+    """10,000 steps x 1,024 episodes x a GRU of 1,024 was accepted (each bounded on its
+    own) and grew the server by 17 GB in 35 s: their product is bounded by the memory an
+    iteration holds (``MAX_ITERATION_BYTES``), at ``evaluator.batch``."""
+    from nas.evaluators.rl2_meta import MAX_ITERATION_BYTES, iteration_bytes
+
+    space = Nb201Space()
+    cards = [d.num_choices for d in space.decisions()]
+    huge = {"tasks": ["nb201-cifar10"], "steps": 10_000, "batch": 1024, "hidden": 1024}
+    assert iteration_bytes(cards, steps=10_000, batch=1024, hidden=1024) > 100 * 2**30
+    with pytest.raises(SpecError) as info:
+        Rl2MetaEvaluator.check_files(
+            space=space, params=huge, dataset="nb201-cifar10", dataset_params={}
+        )
+    [error] = info.value.errors
+    assert tuple(error["loc"]) == ("evaluator", "batch") and "at most 2 GiB" in error["msg"]
+    assert MAX_ITERATION_BYTES == 2**31
+    for fine in ({}, {"steps": 10_000}, {"batch": 1024, "steps": 100}, {"hidden": 1024}):
+        Rl2MetaEvaluator.check_files(
+            space=space,
+            params={"tasks": ["nb201-cifar10"], **fine},
+            dataset="nb201-cifar10",
+            dataset_params={},
+        )

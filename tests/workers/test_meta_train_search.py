@@ -157,3 +157,51 @@ def test_a_policy_meta_trained_on_an_error_learns_to_find_low_values(tmp_path: P
     assert parse_spec(
         {**spec, "evaluator": meta_mse, "objective": {}}
     ).spec.objective.direction == ("minimize")
+
+
+def test_a_cancel_stops_meta_training_within_an_iteration(tmp_path: Path) -> None:
+    """``should_stop`` was asked only between iterations, so a cancel waited for a whole
+    iteration (minutes for a large one): it is asked between the steps of the episodes,
+    and the iteration it stops is abandoned, not counted nor recorded."""
+    from workers.backend import SearchEvents
+    from workers.meta_train import MetaTrainSearch
+
+    spec = table_meta_spec(tmp_path / "tables")
+    spec["evaluator"].update(iterations=3, steps=50, record_every=1)
+    asked: list[int] = []
+
+    def cancel_at_the_tenth_question() -> str | None:
+        asked.append(1)
+        return "cancelled" if len(asked) >= 10 else None
+
+    search = MetaTrainSearch(
+        parse_spec(spec), events=SearchEvents(should_stop=cancel_at_the_tenth_question)
+    )
+    outcome = search.run()
+    assert outcome is not None and search.interrupted and outcome.stop_reason == "cancelled"
+    assert search.trainer.iterations == 0 and outcome.curve == [] and outcome.files == []
+    assert len(asked) == 10
+
+
+def test_a_stop_inside_an_iteration_records_the_iterations_before_it(tmp_path: Path) -> None:
+    """A shutdown between two curve points: the iterations done since the last one are
+    recorded (and checkpointed) as a stop between iterations recorded them."""
+    from workers.backend import SafePoint, SearchEvents
+    from workers.meta_train import MetaTrainSearch
+
+    spec = table_meta_spec(tmp_path / "tables")
+    spec["evaluator"].update(iterations=10, steps=10, record_every=5)
+    points: list[SafePoint] = []
+    search: MetaTrainSearch | None = None
+
+    def stop_in_the_third_iteration() -> str | None:
+        assert search is not None
+        return "shutdown" if search.trainer.iterations == 2 else None
+
+    search = MetaTrainSearch(
+        parse_spec(spec),
+        events=SearchEvents(should_stop=stop_in_the_third_iteration, on_safe_point=points.append),
+    )
+    search.run()
+    assert search.trainer.iterations == 2 and search.consistent
+    assert [p.curve["iteration"] for p in points if p.curve is not None] == [2]
