@@ -51,16 +51,28 @@ def resolve_meta_jobs(
     choices and ``evaluator.fitness`` metric (at most ``MAX_JOB_TRIALS``, best first). A job
     that is not the caller's, searched another space, had that metric as an objective in the
     other direction than this job's, or has no completed trial with that metric is a 422 at
-    ``evaluator.jobs.I``; a space too large to meta-train in, at ``space``."""
+    ``evaluator.jobs.I``; a space too large to meta-train in, at ``space``.
+
+    A stored spec submitted again (``nas show --spec``) brings the ``job_tasks`` read when
+    it was first accepted: those of a job that no longer exists (deleted since) are taken as
+    given, their content checked against the space when the evaluator is (``check_files``);
+    a job that still exists is read again, with every check above, so ``job_tasks`` cannot
+    stand in for another user's job or skip its checks. An entry for a job not in ``jobs``
+    is a 422 at ``evaluator.job_tasks.I``."""
     if resolved.spec.evaluator.name != META_EVALUATOR:
         return resolved
     config = Rl2MetaConfig.model_validate(resolved.spec.evaluator.params)
     if not config.jobs:
-        return resolved
-    if config.job_tasks is not None and [t.job for t in config.job_tasks] == config.jobs:
-        # A stored spec submitted again (nas show --spec): its tasks were read when it was
-        # first accepted and are the job's data now; its jobs may have been deleted since.
-        return resolved
+        return resolved  # (job_tasks without jobs: refused by the evaluator's spec checks)
+    given: dict[int, dict[str, Any]] = {}
+    for i, task in enumerate(config.job_tasks or []):
+        if task.job not in config.jobs or task.job in given:
+            raise SpecError.at(
+                ["evaluator", "job_tasks", i],
+                f"job {task.job} is not in evaluator.jobs, or has two entries; job_tasks hold "
+                "the tasks read from evaluator.jobs, one entry per job",
+            )
+        given[task.job] = task.model_dump()
     try:
         cardinalities = [d.num_choices for d in resolved.build_space().decisions()]
     except NasError as exc:  # a table space whose file is wrong: its own field's error
@@ -78,6 +90,9 @@ def resolve_meta_jobs(
     for i, job_id in enumerate(config.jobs):
         loc = ["evaluator", "jobs", i]
         job = jobs.get(job_id, owner_id=principal.key_id, any_owner=principal.sees_all)
+        if job is None and job_id in given and jobs.get(job_id) is None:
+            tasks.append(given[job_id])  # read when it existed; the job is gone now
+            continue
         if job is None:
             raise SpecError.at(loc, f"no job {job_id} of yours")
         if job.spec.get("space") != stored["space"]:
@@ -98,7 +113,11 @@ def resolve_meta_jobs(
         choices, fitness = [], []
         for row in trials.top(job_id, MAX_JOB_TRIALS, maximize=job.maximize):
             value = (row.metrics or {}).get(config.fitness)
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            if (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            ):
                 choices.append([int(c) for c in row.architecture["choices"]])
                 fitness.append(float(value))
         if not fitness:

@@ -93,6 +93,14 @@ class JobTask(BaseModel):
     choices: list[list[int]] = Field(max_length=MAX_JOB_TRIALS)
     fitness: list[float] = Field(max_length=MAX_JOB_TRIALS)
 
+    @field_validator("fitness")
+    @classmethod
+    def _finite(cls, fitness: list[float]) -> list[float]:
+        bad = next((i for i, value in enumerate(fitness) if not math.isfinite(value)), None)
+        if bad is not None:
+            raise ValueError(f"fitness values must be finite numbers; item {bad} is not")
+        return fitness
+
     @model_validator(mode="after")
     def _aligned(self) -> JobTask:
         if len(self.choices) != len(self.fitness) or not self.choices:
@@ -307,6 +315,16 @@ class Rl2MetaEvaluator(Evaluator):
             problems.append(
                 (("hparams",), "a meta-training job runs no trials to search hyperparameters of")
             )
+        if config.job_tasks is not None and not config.jobs:
+            problems.append(
+                (
+                    ("evaluator", "job_tasks"),
+                    (
+                        "written at submit from evaluator.jobs: name the jobs they were read "
+                        "from (tables take results of your own)"
+                    ),
+                )
+            )
         if config.table is not None and not config.tasks:
             problems.append(
                 (
@@ -341,10 +359,10 @@ class Rl2MetaEvaluator(Evaluator):
         dataset_params: Mapping[str, Any],
     ) -> None:
         """The memory an iteration would hold in this space (``iteration_bytes``), and the
-        tables' columns (``tables``: building the evaluator reads them, as the job would when
-        it starts); NAS-Bench-201 tasks and jobs' trials need no file of the user's."""
+        tasks as the job would read them when it starts: the tables' columns (``tables``),
+        the jobs' trials (``job_tasks``: architectures of this space)."""
         cls._check_size(space, Rl2MetaConfig.model_validate(params))
-        if params.get("tables"):
+        if params.get("tables") or params.get("job_tasks"):
             cls(space=space, **params)
 
     @staticmethod
@@ -461,25 +479,20 @@ class Rl2MetaEvaluator(Evaluator):
                 "the jobs were not read into job_tasks (submit the job to the service; "
                 "nas search reads tables)",
             )
-        cards = np.asarray(self.cardinalities)
+        cards = self.cardinalities
         tasks = []
         for i, task in enumerate(self.config.job_tasks):
-            choices = np.asarray(task.choices, dtype=np.int64)
-            if (
-                choices.ndim != 2
-                or choices.shape[1] != len(cards)
-                or (choices < 0).any()
-                or (choices >= cards).any()
-            ):
-                raise DatasetError(
-                    f"evaluator.job_tasks.{i}: job {task.job}'s trials are not architectures "
-                    "of this space"
-                )
+            for k, row in enumerate(task.choices):
+                if len(row) != len(cards) or any(not 0 <= c < n for c, n in zip(row, cards)):
+                    raise DatasetError(
+                        f"evaluator.job_tasks.{i}: job {task.job}'s trials are not "
+                        f"architectures of this space: trial {k} has choices {row[:8]}; "
+                        f"the space has {len(cards)} decisions of {cards} choices"
+                    )
+            choices = np.asarray(task.choices, dtype=np.int64).reshape(-1, len(cards))
             codes = np.ravel_multi_index(tuple(choices.T), tuple(cards))
             values = np.asarray(task.fitness, dtype=np.float64)
             ok = np.isfinite(values)
-            if not ok.any():
-                raise DatasetError(f"evaluator.job_tasks.{i}: job {task.job} has no fitness")
             # An architecture the job tried several times (other hyperparameters, a repeat):
             # the mean of its results.
             total = np.bincount(codes[ok], weights=values[ok], minlength=size)

@@ -271,6 +271,59 @@ def test_meta_training_on_earlier_jobs_of_the_service(
     assert "at most 200,000 architectures" in info.value.detail[0]["msg"]
 
 
+def test_job_tasks_a_client_sends_do_not_stand_in_for_a_job(
+    server: LiveServer, client: NasClient, time_left: Callable[..., float]
+) -> None:
+    """``evaluator.job_tasks`` were trusted when their jobs matched ``jobs``: another user's
+    job, or one of yours, with made-up trials was accepted unchecked (201), and made-up
+    choices failed the job when it started. A job that exists is read again, with its
+    checks; only a job that is gone (deleted since its stored spec was written) is taken
+    from job_tasks, their content checked against the space."""
+    with server.client(server.create_key("someone-else")) as other:
+        theirs = other.wait(
+            other.submit(nb201_spec(budget={"trials": 3}))["id"], timeout=time_left(60)
+        )
+    mine = client.wait(client.submit(nb201_spec(budget={"trials": 4}))["id"], timeout=time_left(60))
+    assert theirs["state"] == mine["state"] == "SUCCEEDED"
+    made_up = {"choices": [[1] * 6], "fitness": [99.0]}
+
+    def meta(jobs: list[int], *tasks: dict[str, Any]) -> dict[str, Any]:
+        spec = meta_spec(jobs=jobs, job_tasks=list(tasks), iterations=1)
+        del spec["evaluator"]["tasks"]
+        return spec
+
+    for spec, loc, says in (
+        (
+            meta([theirs["id"]], {"job": theirs["id"], **made_up}),
+            ["evaluator", "jobs", 0],
+            "no job",
+        ),
+        (meta([], {"job": mine["id"], **made_up}), ["evaluator", "job_tasks"], "evaluator.jobs"),
+        (
+            meta(
+                [mine["id"] + 1000],
+                {"job": mine["id"] + 1000, "choices": [[9] * 6], "fitness": [1.0]},
+            ),
+            ["evaluator", "job_tasks", 0],
+            "not architectures of this space",
+        ),
+        (
+            meta([mine["id"]], {"job": mine["id"] + 1, **made_up}),
+            ["evaluator", "job_tasks", 0],
+            "not in evaluator.jobs",
+        ),
+    ):
+        with pytest.raises(ApiError) as info:
+            client.submit(spec)
+        assert info.value.status_code == 422
+        assert [e["loc"] for e in info.value.detail] == [loc], info.value.detail
+        assert says in info.value.detail[0]["msg"]
+    # A job of yours that still exists is read, not taken from what the client sent.
+    read = client.submit(meta([mine["id"]], {"job": mine["id"], **made_up}))
+    [task] = read["spec"]["evaluator"]["job_tasks"]
+    assert len(task["fitness"]) == 4 and 99.0 not in task["fitness"]
+
+
 def test_a_policy_copy_in_artifacts_outside_the_data_roots_still_runs(
     server_factory: Any, tmp_path: Path
 ) -> None:

@@ -21,7 +21,7 @@ def test_a_jobs_trials_are_a_task_with_the_mean_of_repeated_architectures() -> N
         space=space,
         jobs=[3, 5],
         job_tasks=[
-            {"job": 3, "choices": trials, "fitness": [70.0, 72.0, 50.0, float("nan")]},
+            {"job": 3, "choices": trials[:3], "fitness": [70.0, 72.0, 50.0]},
             {"job": 5, "choices": trials[:1], "fitness": [40.0]},
         ],
     )
@@ -29,11 +29,20 @@ def test_a_jobs_trials_are_a_task_with_the_mean_of_repeated_architectures() -> N
     assert (name3, name5) == ("job3", "job5") and fit3.shape == (15625,)
     code = int(np.ravel_multi_index(tuple(trials[0]), (5,) * 6))
     assert fit3[code] == 71.0 and fit5[code] == 40.0  # repeats: their mean
-    assert np.isfinite(fit3).sum() == 2 and np.isfinite(fit5).sum() == 1  # NaN: no fitness
+    assert np.isfinite(fit3).sum() == 2 and np.isfinite(fit5).sum() == 1  # NaN: not tried
     result = evaluator.evaluate([space.make(trials[0]), space.make(trials[3])])
     assert result[0].objective == (71.0 + 40.0) / 2  # the mean over the tasks that hold it
     assert result[1].state.value == "PRUNED"  # in none of the tasks
     assert math.isclose(evaluator.evaluate([space.make(trials[2])])[0].objective, 50.0)
+
+
+def test_a_job_task_built_in_python_with_a_fitness_that_is_not_finite_is_refused() -> None:
+    with pytest.raises(ValueError, match="fitness values must be finite numbers; item 1"):
+        Rl2MetaEvaluator(
+            space=Nb201Space(),
+            jobs=[3],
+            job_tasks=[{"job": 3, "choices": [[1] * 6, [2] * 6], "fitness": [1.0, math.nan]}],
+        )
 
 
 def test_unresolved_jobs_and_foreign_architectures_are_errors_at_their_fields() -> None:
@@ -49,9 +58,56 @@ def test_unresolved_jobs_and_foreign_architectures_are_errors_at_their_fields() 
 
 
 @pytest.mark.parametrize(
+    ("task", "loc", "message"),
+    [
+        ({"choices": [[9] * 6]}, ("evaluator", "job_tasks", 0), "trial 0 has choices [9, 9"),
+        ({"choices": [[1] * 5]}, ("evaluator", "job_tasks", 0), "6 decisions of [5, 5"),
+        (
+            {"choices": [[1] * 6, [1] * 7], "fitness": [1.0, 2.0]},
+            ("evaluator", "job_tasks", 0),
+            "trial 1 has",
+        ),
+        ({"choices": [[-1] * 6]}, ("evaluator", "job_tasks", 0), "trial 0 has choices [-1"),
+        ({"fitness": [math.inf]}, ("evaluator", "job_tasks", 0, "fitness", 0), "finite"),
+        ({"fitness": [1.0, 2.0]}, ("evaluator", "job_tasks", 0), "one fitness per trial"),
+    ],
+)
+def test_job_tasks_that_are_not_this_spaces_trials_are_refused_at_their_entry(
+    task: dict[str, object], loc: tuple[object, ...], message: str
+) -> None:
+    """A client's ``job_tasks`` (a stored spec submitted again) were trusted: a choice out of
+    range or a row of the wrong length failed the job when it started (or raised numpy's
+    error), and a fitness of inf meta-trained on nothing."""
+    from workers.loops import check_startable
+
+    spec = {
+        "name": "meta",
+        "dataset": {"name": "nb201-imagenet16-120"},
+        "space": {"name": "nb201"},
+        "controller": {"name": "rl2"},
+        "evaluator": {
+            "name": "rl2-meta",
+            "jobs": [3],
+            "job_tasks": [{"job": 3, "choices": [[1] * 6], "fitness": [1.0], **task}],
+        },
+        "budget": {"minutes": 1},
+    }
+    with pytest.raises(SpecError) as info:
+        check_startable(parse_spec(spec))
+    [error] = info.value.errors
+    assert tuple(error["loc"]) == loc and message in error["msg"], error
+
+
+@pytest.mark.parametrize(
     ("evaluator", "loc", "message"),
     [
         ({"jobs": []}, "jobs", "is empty; name the tasks one way"),
+        # job_tasks are written from jobs: without them they were an unchecked way in
+        (
+            {"jobs": [], "job_tasks": [{"job": 1, "choices": [[1] * 6], "fitness": [1.0]}]},
+            "job_tasks",
+            "written at submit from evaluator.jobs",
+        ),
         ({"tables": []}, "tables", "is empty; name the tasks one way"),
         ({}, "tasks", "name the tasks one way"),
         ({"tasks": ["nb201-cifar10"], "jobs": [3]}, "jobs", "tasks and jobs both given"),
