@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -315,6 +316,18 @@ class Rl2MetaEvaluator(Evaluator):
             problems.append(
                 (("hparams",), "a meta-training job runs no trials to search hyperparameters of")
             )
+        if config.tasks and config.fitness != NB201_FITNESS:
+            problems.append(
+                (
+                    ("evaluator", "fitness"),
+                    (
+                        f"the fitness column of evaluator.tables (or the metric read from "
+                        f"evaluator.jobs); NAS-Bench-201 tasks are scored by {NB201_FITNESS} "
+                        f"(the 12-epoch validation accuracy): leave it out, got "
+                        f"{config.fitness!r}"
+                    ),
+                )
+            )
         if config.job_tasks is not None and not config.jobs:
             problems.append(
                 (
@@ -359,11 +372,12 @@ class Rl2MetaEvaluator(Evaluator):
         dataset_params: Mapping[str, Any],
     ) -> None:
         """The memory an iteration would hold in this space (``iteration_bytes``), and the
-        tasks as the job would read them when it starts: the tables' columns (``tables``),
-        the jobs' trials (``job_tasks``: architectures of this space)."""
+        tasks as the job would read them when it starts (building the evaluator reads
+        them): the NAS-Bench-201 table (``tasks``: ``table`` or the default one), the
+        tables' columns and fitness (``tables``), the jobs' trials (``job_tasks``:
+        architectures of this space)."""
         cls._check_size(space, Rl2MetaConfig.model_validate(params))
-        if params.get("tables") or params.get("job_tasks"):
-            cls(space=space, **params)
+        cls(space=space, **params)
 
     @staticmethod
     def _check_size(space: SearchSpace, config: Rl2MetaConfig) -> None:
@@ -431,9 +445,18 @@ class Rl2MetaEvaluator(Evaluator):
             )
         radix = np.cumprod([1, *self.cardinalities[::-1]])[:-1][::-1]
         tasks = []
+        files: dict[Path, int] = {}
         for i, path in enumerate(self.config.tables):
             where = f"evaluator.tables.{i}"
             table = read_table(path, where=where)
+            # The same file under two paths (a link) would be one task counted twice.
+            real = Path(path).expanduser().resolve()
+            if real in files:
+                raise DatasetError(
+                    f"{where}: the same file as evaluator.tables.{files[real]} (under another "
+                    "path); each task may appear once"
+                )
+            files[real] = i
             codes = np.zeros(table.rows, dtype=np.int64)
             for decision, r in zip(decisions, radix, strict=True):
                 position = {c: k for k, c in enumerate(decision.choices)}
@@ -461,6 +484,13 @@ class Rl2MetaEvaluator(Evaluator):
                     f"evaluator.fitness: column {self.config.fitness!r} of table {i} must be "
                     "numeric"
                 ) from None
+            infinite = np.flatnonzero(np.isinf(values))
+            if len(infinite):  # (as a table search refuses it: no result is infinite)
+                row = int(infinite[0])
+                raise DatasetError(
+                    f"{where}: column {self.config.fitness!r} must be numeric (a finite number "
+                    f"or an empty cell in every row); data row {row + 1} holds {values[row]}"
+                )
             if len(np.unique(codes)) != len(codes):
                 raise DatasetError(
                     f"{where}: two rows have the same values in every decision column"

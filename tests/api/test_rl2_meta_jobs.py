@@ -324,6 +324,52 @@ def test_job_tasks_a_client_sends_do_not_stand_in_for_a_job(
     assert len(task["fitness"]) == 4 and 99.0 not in task["fitness"]
 
 
+def test_what_a_meta_training_job_would_meet_when_it_starts_is_a_422_at_submit(
+    server: LiveServer, client: NasClient
+) -> None:
+    """Each was accepted (201): a custom NAS-Bench-201 ``table`` that is not one (FAILED at
+    start), a table whose fitness holds inf (SUCCEEDED having learnt nothing: every figure
+    0.0), ``fitness`` with NAS-Bench-201 tasks (ignored), one file under two paths (one task
+    counted twice)."""
+    server.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    tiny = _tiny_table(server)
+    infinite = server.settings.data_dir / "infinite.csv"
+    infinite.write_text(Path(tiny).read_text().replace(",3\n", ",inf\n"))
+    link = server.settings.data_dir / "link.csv"
+    link.symlink_to(tiny)
+    on_tables = {
+        "name": "tables",
+        "dataset": {"name": "table"},
+        "space": {"name": "table", "path": tiny, "decisions": ["a", "b"]},
+        "controller": {"name": "rl2"},
+        "objective": {"metric": "acc"},
+        "budget": {"minutes": 1},
+    }
+    for spec, loc, says in (
+        (meta_spec(table=tiny), ["evaluator", "table"], "expected the NAS-Bench-201 table"),
+        (
+            {**on_tables, "evaluator": _tables(tiny, str(infinite))},
+            ["evaluator", "tables", 1],
+            "data row 4 holds inf",
+        ),
+        (meta_spec(fitness="c10_val12"), ["evaluator", "fitness"], "evaluator.tables"),
+        (
+            {**on_tables, "evaluator": _tables(tiny, str(link))},
+            ["evaluator", "tables", 1],
+            "the same file as evaluator.tables.0",
+        ),
+    ):
+        with pytest.raises(ApiError) as info:
+            client.submit(spec)
+        assert info.value.status_code == 422
+        assert [e["loc"] for e in info.value.detail] == [loc], info.value.detail
+        assert says in info.value.detail[0]["msg"]
+    # the stored spec's default fitness with tasks is no setting of the user's
+    assert client.submit(meta_spec(fitness="val_accuracy"))["spec"]["evaluator"]["fitness"] == (
+        "val_accuracy"
+    )
+
+
 def test_a_policy_copy_in_artifacts_outside_the_data_roots_still_runs(
     server_factory: Any, tmp_path: Path
 ) -> None:
