@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from nas.architecture import Architecture
 from nas.datasets import FILE_PARAM, NB201_DATASETS
-from nas.datasets.table import read_table
+from nas.datasets.table import NotANumber, read_table
 from nas.errors import DatasetError, SpecError
 from nas.evaluators.base import Evaluator, EvaluatorConfig
 from nas.evaluators.tabular import load_table, resolve_table_path
@@ -479,18 +479,11 @@ class Rl2MetaEvaluator(Evaluator):
                 raise DatasetError(
                     f"evaluator.fitness: table {i} has no column {self.config.fitness!r}"
                 ) from None
-            except ValueError:
+            except NotANumber as exc:  # (text, nan or inf: as a table search refuses it)
                 raise DatasetError(
-                    f"evaluator.fitness: column {self.config.fitness!r} of table {i} must be "
-                    "numeric"
+                    f"{where}: column {self.config.fitness!r} must be numeric (a finite number, "
+                    f"or an empty cell for a missing value, in every row); {exc}"
                 ) from None
-            infinite = np.flatnonzero(np.isinf(values))
-            if len(infinite):  # (as a table search refuses it: no result is infinite)
-                row = int(infinite[0])
-                raise DatasetError(
-                    f"{where}: column {self.config.fitness!r} must be numeric (a finite number "
-                    f"or an empty cell in every row); data row {row + 1} holds {values[row]}"
-                )
             if len(np.unique(codes)) != len(codes):
                 raise DatasetError(
                     f"{where}: two rows have the same values in every decision column"

@@ -350,7 +350,7 @@ def test_what_a_meta_training_job_would_meet_when_it_starts_is_a_422_at_submit(
         (
             {**on_tables, "evaluator": _tables(tiny, str(infinite))},
             ["evaluator", "tables", 1],
-            "data row 4 holds inf",
+            "data row 4 is not a finite number",
         ),
         (meta_spec(fitness="c10_val12"), ["evaluator", "fitness"], "evaluator.tables"),
         (
