@@ -43,6 +43,7 @@ from pydantic import Field
 from controllers.base import Candidate, Controller, ControllerConfig, one_torch_thread
 from controllers.enas_policy import EnasPolicy
 from nas.architecture import Architecture
+from nas.rng import forked_rng
 from nas.trial import TrialResult
 
 MICRO_DEFAULTS = {"lr": 0.0035, "tanh_constant": 1.10, "num_aggregate": 10, "train_steps": 30}
@@ -121,8 +122,7 @@ class EnasController(Controller):
         self.grad_clip = grad_clip
         # Initial weights come from the controller's own generator, not torch's global state.
         init_seed = int(self.rng.integers(2**63 - 1))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init_seed)
+        with forked_rng(init_seed):  # safe beside other threads' use of torch's RNG
             self.policy = EnasPolicy(
                 self.space,
                 lstm_size=lstm_size,

@@ -37,6 +37,7 @@ from controllers.base import Candidate, Controller, ControllerConfig, one_torch_
 from nas.architecture import Architecture
 from nas.datasets import FILE_PARAM
 from nas.errors import NasError
+from nas.rng import forked_rng
 from nas.spaces.base import SearchSpace
 from nas.trial import TrialResult
 
@@ -360,8 +361,7 @@ class MetaTrainer:
         )
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator().manual_seed(seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with forked_rng(seed):  # safe beside other threads' use of torch's RNG
             self.policy = Rl2Policy(self.cards, hidden)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr)
         self.iterations = 0

@@ -10,8 +10,7 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,6 +21,7 @@ from torch import nn
 from nas.architecture import Architecture
 from nas.errors import NasError
 from nas.hparams import TRAINING_HPARAMS
+from nas.rng import dropout_from, forked_rng
 from nas.spaces.base import SearchSpace
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "configure_cpu_threads",
     "count_flops",
     "cpu_threads_free",
+    "dropout_from",
     "focal_loss",
     "forked_rng",
     "make_loss",
@@ -64,29 +65,6 @@ def select_device(preference: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise NasError(f"device {preference!r} was asked for but no CUDA device is available")
     return device
-
-
-@contextmanager
-def forked_rng(seed: int | None = None, device: torch.device | None = None) -> Iterator[None]:
-    """Inside: torch's global RNG, seeded with ``seed`` if given; on exit the caller's global
-    RNG state is exactly as before, on the CPU and on every CUDA device.
-
-    CUDA's generators are forked (all of them: seeding seeds every device) when the work runs
-    on ``device`` CUDA or CUDA is already initialised, and seeded with ``seed`` too, so dropout
-    on a GPU is reproducible from ``seed`` as on the CPU. Otherwise CUDA is left alone: no
-    context is created in a CPU-only trial, and no seed is queued for CUDA's lazy start (which
-    would replace the caller's pending ``torch.manual_seed``). Without CUDA this is a CPU fork.
-    """
-    on_cuda = torch.cuda.is_available() and (
-        (device is not None and device.type == "cuda") or torch.cuda.is_initialized()
-    )
-    devices = list(range(torch.cuda.device_count())) if on_cuda else []
-    with torch.random.fork_rng(devices=devices, device_type="cuda"):
-        if seed is not None:
-            torch.random.default_generator.manual_seed(seed)
-            if devices:
-                torch.cuda.manual_seed_all(seed)
-        yield
 
 
 #: How long a measured thread count holds before ``configure_cpu_threads`` measures again.
@@ -359,26 +337,32 @@ def train_from_scratch(
 ) -> tuple[nn.Module, float]:
     """Build ``arch`` with weights drawn from ``seed``, train it; returns the model in eval
     mode and the last epoch's mean loss. Raises ``DivergedError``. Weights, minibatch order and
-    dropout all follow from ``seed`` (on CPU or GPU); the global RNG, CPU and CUDA, is left as
-    it was. ``check_epoch(epoch, model)`` runs after each epoch with the model in eval mode
-    (and may raise to abandon the run, e.g. to restart it)."""
+    dropout all follow from ``seed`` (on CPU or GPU), whatever other threads do meanwhile; the
+    global RNG, CPU and CUDA, is left as it was. ``check_epoch(epoch, model)`` runs after each
+    epoch with the model in eval mode (and may raise to abandon the run, e.g. to restart it)."""
     from nas.models import build_model
 
-    with forked_rng(seed, device):
+    # Only the build holds the RNG lock; training draws from generators of its own, so
+    # trials that run beside each other in threads of one process train as when alone.
+    with forked_rng(seed, device) as init_rng:
         model = build_model(space, arch, input_shape, num_classes).to(device)
-        generator = torch.Generator().manual_seed(seed)
+    # Dropout goes on from where the weights' draws left off (as it did in the global RNG);
+    # on a GPU from a CUDA generator seeded with ``seed``.
+    dropout_rng = init_rng if device.type == "cpu" else torch.Generator(device).manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
 
-        def after_epoch(epoch: int, loss: float) -> None:
-            if on_epoch is not None:
-                on_epoch(epoch, loss)
-            if check_epoch is not None:
-                model.eval()
-                try:
-                    with torch.no_grad():
-                        check_epoch(epoch, model)
-                finally:
-                    model.train()
+    def after_epoch(epoch: int, loss: float) -> None:
+        if on_epoch is not None:
+            on_epoch(epoch, loss)
+        if check_epoch is not None:
+            model.eval()
+            try:
+                with torch.no_grad():
+                    check_epoch(epoch, model)
+            finally:
+                model.train()
 
+    with dropout_from(model, dropout_rng):
         loss = train_epochs(model, *train, recipe, generator=generator, on_epoch=after_epoch)
     model.eval()
     return model, loss

@@ -42,7 +42,8 @@ def measure_latency(
     if runs < 1:
         raise ExportError(f"latency needs at least one run, got {runs}")
     device = model_device(model)
-    x = torch.randn(1, *input_shape, device=device)
+    # An input of its own generator: torch's global RNG is shared with concurrent trials.
+    x = torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0)).to(device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     was_training = model.training
     model.eval()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -160,6 +161,79 @@ def test_train_from_scratch_is_seeded_and_leaves_the_global_rng_as_it_was() -> N
     assert loss == loss_again
     for (key, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b), key
+
+
+def test_trials_training_beside_each_other_in_threads_train_as_when_alone(
+    time_left: Callable[..., float],
+) -> None:
+    """The inline backend runs jobs in threads of one process, sharing torch's global RNG: a
+    trial's weights and dropout must follow from its seed alone, whatever runs beside it (here
+    the same trial twice, and a thread that keeps seeding and drawing from the global RNG)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    cpu = torch.device("cpu")
+    alone, alone_loss = train_once(cpu, global_seed=1)
+    stop = threading.Event()
+
+    def hammer() -> None:
+        i = 0
+        while not stop.is_set():
+            torch.manual_seed(i)
+            torch.rand(64)
+            nn.Linear(8, 8)  # module init draws from the global RNG too
+            i += 1
+
+    hammering = threading.Thread(target=hammer)
+    hammering.start()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            runs = [pool.submit(train_once, cpu, 2) for _ in range(2)]
+            results = [run.result(timeout=time_left()) for run in runs]
+    finally:
+        stop.set()
+        hammering.join(timeout=time_left(10))
+    for model, loss in results:
+        assert loss == alone_loss
+        for (key, a), b in zip(
+            alone.state_dict().items(), model.state_dict().values(), strict=True
+        ):
+            assert torch.equal(a, b), key
+
+
+def test_forked_rng_draws_are_immune_to_other_threads_and_equal_the_global_rngs(
+    time_left: Callable[..., float],
+) -> None:
+    """Inside ``forked_rng(seed)`` this thread's draws (``nn.init``, ``torch.rand``, Tensor
+    methods) give the seeded global RNG's numbers, even while another thread reseeds it."""
+    import threading
+
+    from nas.training import forked_rng
+
+    def draws() -> tuple[torch.Tensor, ...]:
+        return (torch.rand(3), nn.Linear(4, 2).weight.detach().clone(), torch.empty(5).normal_())
+
+    torch.manual_seed(4)
+    expected, expected_next = draws(), torch.rand(6)
+    inside, other_done = threading.Event(), threading.Event()
+
+    def reseed() -> None:
+        inside.wait(timeout=time_left(10))
+        torch.manual_seed(99)  # no lock: as third-party code would
+        torch.rand(10)
+        other_done.set()
+
+    t = threading.Thread(target=reseed)
+    t.start()
+    with forked_rng(4) as generator:
+        inside.set()
+        assert other_done.wait(timeout=time_left(10))
+        got = draws()
+    t.join(timeout=time_left(10))
+    for a, b in zip(expected, got, strict=True):
+        assert torch.equal(a, b)
+    # The yielded generator goes on where the global RNG would have.
+    assert torch.equal(torch.rand(6, generator=generator), expected_next)
 
 
 def test_forked_rng_seeds_inside_and_restores_outside_even_on_error() -> None:
