@@ -118,16 +118,18 @@ class PruningTrial:
         self.last_value: float | None = None
         self.last_step = 0
 
-    def report(self, step: int, value: float) -> None:
+    def report(self, step: int, value: float, *, final: bool = False) -> None:
         """Report the value after ``step`` epochs; raises ``TrialPruned`` (and tells the study
-        PRUNED) when the pruner stops the trial here."""
+        PRUNED) when the pruner stops the trial here. ``final``: the trial's last epoch, after
+        which it completes whatever the pruner would say (nothing is left to save), so the
+        pruner is not asked."""
         if self._done:
             return
         self.last_value = float(value)
         self.last_step = step
         with _quiet():
             self._trial.report(float(value), step)
-            prune = self._trial.should_prune()
+            prune = not final and self._trial.should_prune()
         if prune:
             self._tell("PRUNED")
             raise TrialPruned(step, self._owner.name)

@@ -304,7 +304,8 @@ class StandaloneEvaluator(Evaluator):
             if may_restart and epoch == 0 and acc <= chance:
                 raise _BelowChance  # before the pruner hears of this run
             last["model"] = model
-            pruning.report(epoch + 1, acc)
+            # A trial that trained all its epochs completes: the pruner is not asked then.
+            pruning.report(epoch + 1, acc, final=epoch + 1 == recipe.epochs)
 
         try:
             while True:

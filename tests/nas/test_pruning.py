@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import numpy as np
 import pytest
 
 from nas.errors import SpecError
@@ -65,6 +66,51 @@ def test_resource_pruners_prune_bad_curves_never_a_good_one(name: str) -> None:
 def test_pruner_none_builds_nothing() -> None:
     with pytest.raises(ValueError):
         Pruning(PrunerConfig(name="none"), max_resource=4)
+
+
+def test_a_trials_final_epoch_is_reported_but_never_judged() -> None:
+    """After its last epoch a trial has nothing left to save: it completes, even where the
+    pruner would have stopped it there (a worse curve than the median at that step)."""
+    pruning = Pruning(PrunerConfig(name="median", n_startup_trials=1), max_resource=2)
+    assert run_curve(pruning, good(2)) is None
+    trial = pruning.begin()
+    with pytest.raises(TrialPruned):
+        trial.report(1, bad(2, 0)[0])  # not its last epoch: judged
+    trial = pruning.begin()
+    trial.report(1, bad(1, 0)[0], final=True)  # a one-epoch trial's only epoch
+    assert trial.last_step == 1
+    trial.complete(bad(1, 0)[0])
+
+
+def standalone_evaluator(epochs: int, pruner: Any) -> Any:
+    from workers.search import build_components
+
+    spec = with_pruner(pruner, epochs=epochs) if pruner else copy.deepcopy(SPEC)
+    spec["evaluator"]["epochs"] = epochs
+    components = build_components(parse_spec(spec))
+    arch = components.space.sample(np.random.default_rng(0))
+    return components.evaluator, arch
+
+
+class _AlwaysPrune:
+    """An Optuna pruner that stops every trial it is asked about."""
+
+    def prune(self, study: Any, trial: Any) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_a_standalone_trial_is_pruned_before_its_last_epoch_never_after_it(epochs: int) -> None:
+    evaluator, arch = standalone_evaluator(epochs, {"name": "median", "n_startup_trials": 0})
+    evaluator.pruning.study.pruner = _AlwaysPrune()
+    (result,) = evaluator.evaluate([arch])
+    if epochs == 1:  # its only epoch is its last: trained in full, so complete
+        assert result.state is TrialState.COMPLETE, result.error
+        assert result.objective == result.metrics["val_accuracy"]
+    else:
+        assert result.state is TrialState.PRUNED
+        assert result.error == "pruned at epoch 1 by the median pruner"
+        assert result.metrics["epochs_trained"] == 1
 
 
 # --- spec validation ---------------------------------------------------------------------
