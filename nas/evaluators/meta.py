@@ -721,7 +721,8 @@ class MetaEvaluator(Evaluator):
         resume, self._resume = self._resume, None
         if index is not None and resume is not None and self._resumes(resume, arch, settings):
             start, reported = self._restore(resume, learner, stream)
-            for epoch, value in enumerate(reported):  # what the lost process had reported
+            # what the lost process had reported (steps are meta-epochs done: 1, 2, ...)
+            for epoch, value in enumerate(reported, start=1):
                 if self.report is not None:
                     self.report(index, epoch, {"meta_train_loss": value})
         last = reported[-1] if reported else math.nan
@@ -736,7 +737,7 @@ class MetaEvaluator(Evaluator):
                         self._snapshot, arch, settings, learner, stream, iteration + 1, reported
                     )
                     try:
-                        self.report(index, iteration // window, {"meta_train_loss": last})
+                        self.report(index, len(reported), {"meta_train_loss": last})
                     finally:
                         self._checkpoint = None
         return learner, last

@@ -282,10 +282,12 @@ class StandaloneEvaluator(Evaluator):
     ) -> TrialResult:
         last: dict[str, Any] = {}
 
+        # Intermediate values' and the pruner's steps are epochs trained (1, 2, ...);
+        # ``epoch`` counts from 0.
         def on_epoch(epoch: int, loss: float) -> None:
             last["loss"] = loss
             if self.report is not None and pruning is None:
-                self.report(index, epoch, {"train_loss": loss})
+                self.report(index, epoch + 1, {"train_loss": loss})
 
         # Chance: always answering the most frequent validation class.
         labels = self._valid[1]
@@ -300,7 +302,7 @@ class StandaloneEvaluator(Evaluator):
                 return
             acc = accuracy(model, *self._valid)
             if self.report is not None:
-                self.report(index, epoch, {"val_accuracy": acc, "train_loss": last["loss"]})
+                self.report(index, epoch + 1, {"val_accuracy": acc, "train_loss": last["loss"]})
             if may_restart and epoch == 0 and acc <= chance:
                 raise _BelowChance  # before the pruner hears of this run
             last["model"] = model

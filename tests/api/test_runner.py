@@ -91,7 +91,7 @@ def test_running_trials_are_visible_with_intermediate_values(client: NasClient) 
     trials = list(client.all_trials(job_id))
     assert [t["state"] for t in trials] == ["COMPLETE"] * 3
     detail = client.trial(trials[0]["id"])
-    assert [v["step"] for v in detail["intermediate_values"]] == [0, 1, 2]
+    assert [v["step"] for v in detail["intermediate_values"]] == [1, 2, 3]  # epochs trained
     assert detail["worker"].startswith("inline@")
     assert detail["metrics"]["params"] > 0 and detail["started_at"] < detail["finished_at"]
 

@@ -103,6 +103,8 @@ class _AlwaysPrune:
 def test_a_standalone_trial_is_pruned_before_its_last_epoch_never_after_it(epochs: int) -> None:
     evaluator, arch = standalone_evaluator(epochs, {"name": "median", "n_startup_trials": 0})
     evaluator.pruning.study.pruner = _AlwaysPrune()
+    steps: list[int] = []
+    evaluator.report = lambda i, step, values: steps.append(step)
     (result,) = evaluator.evaluate([arch])
     if epochs == 1:  # its only epoch is its last: trained in full, so complete
         assert result.state is TrialState.COMPLETE, result.error
@@ -111,6 +113,16 @@ def test_a_standalone_trial_is_pruned_before_its_last_epoch_never_after_it(epoch
         assert result.state is TrialState.PRUNED
         assert result.error == "pruned at epoch 1 by the median pruner"
         assert result.metrics["epochs_trained"] == 1
+    assert steps == [1]  # intermediate values' steps are epochs trained, from 1
+
+
+def test_standalone_intermediate_steps_are_epochs_trained_from_one() -> None:
+    evaluator, arch = standalone_evaluator(3, None)
+    steps: list[int] = []
+    evaluator.report = lambda i, step, values: steps.append(step)
+    (result,) = evaluator.evaluate([arch])
+    assert result.state is TrialState.COMPLETE
+    assert steps == [1, 2, 3]
 
 
 # --- spec validation ---------------------------------------------------------------------

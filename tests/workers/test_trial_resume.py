@@ -69,11 +69,12 @@ def test_a_checkpoint_inside_a_trial_resumes_it_where_it_was(evaluator: str) -> 
     first.events.on_safe_point = on_safe_point
     first.run()
     assert [c.loop["running"] for c in checkpoints] == [
-        {"number": 0, "epoch": e} for e in range(10)
+        {"number": 0, "epoch": e}
+        for e in range(1, 11)  # meta-epochs done
     ]
     assert all(c.trial_count == 0 and c.controller["pending"] for c in checkpoints)
 
-    # A new process restored from the checkpoint after meta-epoch 3 (16 of 40 iterations).
+    # A new process restored from the checkpoint after meta-epoch 4 (16 of 40 iterations).
     reports: list[tuple[int, int]] = []
     again = SearchLoop(
         parse_spec(spec),
@@ -93,7 +94,7 @@ def test_a_checkpoint_inside_a_trial_resumes_it_where_it_was(evaluator: str) -> 
     outcome = again.run()
     assert outcome is not None
     assert draws == 40 - 16  # the meta-batches after the checkpoint only
-    assert reports == [(0, e) for e in range(10)]  # every meta-epoch once, the lost ones too
+    assert reports == [(0, e) for e in range(1, 11)]  # every meta-epoch once, the lost ones too
     (trial,) = outcome.trials
     assert trial.candidate_id == reference.trials[0].candidate_id
     assert trial.hparams == reference.trials[0].hparams
