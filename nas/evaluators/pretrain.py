@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from nas.architecture import Architecture
 from nas.datasets.episodes import EpisodeTasks
 from nas.datasets.tasks import TaskBatch
+from nas.errors import at_submit
 from nas.evaluators.base import EvaluatorConfig
 from nas.evaluators.meta import FewShotConfig, FewShotLearner, MetaEvaluator
 from nas.models import build_model
@@ -54,9 +55,10 @@ class PretrainConfig(FewShotConfig):
     @classmethod
     def _no_episodes(cls, value: Any, info: ValidationInfo) -> Any:
         """Meta-training's episodes do not apply: a value other than the default (which a
-        stored spec writes out) would be ignored, so it is refused."""
+        stored spec writes out) would be ignored, so it is refused at submit (a job stored
+        before this check still loads)."""
         field = info.field_name or ""
-        if value != cls.model_fields[field].default:
+        if at_submit(info.context) and value != cls.model_fields[field].default:
             raise ValueError(
                 f"pretrain trains on plain minibatches of batch_size examples, not on "
                 f"episodes: {field} does not apply (meta-validation and meta-test tasks take "

@@ -318,10 +318,12 @@ def test_a_job_stored_before_those_checks_still_loads() -> None:
     from nas.errors import AT_SUBMIT
     from nas.evaluators.matching import MatchingConfig
     from nas.evaluators.meta import MetaSgdConfig
+    from nas.evaluators.pretrain import PretrainConfig
     from nas.spaces.metaqnn import MetaQNNConfig
 
     for config, params in (
         (MatchingConfig, {"fce_steps": 3}),
+        (PretrainConfig, {"shots": 5, "meta_batch": 8}),
         (MetaSgdConfig, {"eval_lr": 0.1}),
         (MetaQNNConfig, {"max_fc": 0, "fc_units": [16]}),
         (MetaQNNControllerConfig, {"schedule": [[1.0, 5]], "total_models": 40}),
