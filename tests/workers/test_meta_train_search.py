@@ -193,15 +193,35 @@ def test_a_stop_inside_an_iteration_records_the_iterations_before_it(tmp_path: P
     spec["evaluator"].update(iterations=10, steps=10, record_every=5)
     points: list[SafePoint] = []
     search: MetaTrainSearch | None = None
+    inside: list[bool] = []  # per question after iteration 2: asked from inside step()
+    returned: list[object] = []
 
     def stop_in_the_third_iteration() -> str | None:
         assert search is not None
-        return "shutdown" if search.trainer.iterations == 2 else None
+        if search.trainer.iterations != 2:
+            return None
+        inside.append(stepping[0])
+        # (the questions between iterations would stop it there: only one from inside the
+        # third iteration's episodes does, after some of its steps)
+        return "shutdown" if inside.count(True) >= 3 else None
 
     search = MetaTrainSearch(
         parse_spec(spec),
         events=SearchEvents(should_stop=stop_in_the_third_iteration, on_safe_point=points.append),
     )
+    step, stepping = search.trainer.step, [False]
+
+    def recorded_step(**kwargs: object) -> object:
+        stepping[0] = True
+        try:
+            result = step(**kwargs)  # type: ignore[arg-type]
+        finally:
+            stepping[0] = False
+        returned.append(result)
+        return result
+
+    search.trainer.step = recorded_step  # type: ignore[method-assign]
     search.run()
+    assert returned[-1] is None and len(returned) == 3  # the third iteration was abandoned
     assert search.trainer.iterations == 2 and search.consistent
     assert [p.curve["iteration"] for p in points if p.curve is not None] == [2]
