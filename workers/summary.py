@@ -85,6 +85,9 @@ def summarize(
                 "trial": t.number,
                 "architecture": t.architecture.to_dict(),
                 "genotype": space.describe(t.architecture),
+                # (a joint search's front holds configurations: an architecture may be on it
+                # twice, with other hyperparameters)
+                **({"hparams": dict(t.hparams)} if spec.hparams else {}),
                 "values": {m: t.result.metrics[m] for m, _ in spec.objective.objectives},
             }
             for t in outcome.pareto

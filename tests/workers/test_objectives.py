@@ -216,3 +216,10 @@ def test_a_joint_searchs_front_holds_configurations_not_architectures(nb201_tabl
         ]
     )
     assert [t.number for t in loop.pareto()] == [1, 2]
+    outcome = loop._outcome()
+    summary = summarize(loop.resolved, outcome, loop.components.space)
+    # each entry says which configuration it is (the architecture alone is on it twice)
+    assert [(p["trial"], p["hparams"]) for p in summary["pareto"]] == [
+        (1, {"rate": 0.1}),
+        (2, {"rate": 0.2}),
+    ]
