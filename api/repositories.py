@@ -217,7 +217,7 @@ class JobRepository:
         self.session.execute(
             update(JobModel)
             .where(JobModel.id == job_id)
-            .values(**values)
+            .values(**_storable(values))
             .execution_options(synchronize_session=False)
         )
 
@@ -227,7 +227,7 @@ class JobRepository:
         result = self.session.execute(
             update(JobModel)
             .where(JobModel.id == job_id, JobModel.runner == holder)
-            .values(**values)
+            .values(**_storable(values))
             .execution_options(synchronize_session=False)
         )
         return result.rowcount == 1
@@ -271,6 +271,15 @@ def _running_row(job_id: int, trial: RunningTrial) -> dict[str, Any]:
         "worker": trial.worker,
         "started_at": _timestamp(trial.started_at),
     }
+
+
+def _storable(values: dict[str, Any]) -> dict[str, Any]:
+    """A job's fields as stored: its summary (the best's metrics, the Pareto values, the
+    final figures) with numbers that are not finite as null, which JSON can hold (PostgreSQL
+    refused the finished job's row over one NaN metric)."""
+    if values.get("summary") is not None:
+        values = {**values, "summary": finite(values["summary"])}
+    return values
 
 
 def _record_row(job_id: int, record: TrialRecord) -> dict[str, Any]:

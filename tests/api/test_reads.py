@@ -227,6 +227,10 @@ def test_a_trial_with_a_metric_that_is_not_finite_is_stored_and_read_back_withou
             trials = TrialRepository(session)
             trials.add_records(job.id, [record])
             trials.add_intermediate(job.id, 0, 0, {"loss": float("nan")})
+            # the finished job's summary holds the best's metrics as told (PostgreSQL
+            # refused the job's row over the NaN)
+            best = {"trial": 0, "metrics": dict(result.metrics)}
+            JobRepository(session).set_fields(job.id, summary={"best": best})
             job_id = job.id
         with session_scope(write) as session:
             trials = TrialRepository(session)
@@ -237,5 +241,7 @@ def test_a_trial_with_a_metric_that_is_not_finite_is_stored_and_read_back_withou
             assert row.metrics == {"val_accuracy": 1.0, "train_loss": None, "x": None}
             assert trial_record(row).result.metrics == {"val_accuracy": 1.0}
             assert [v.values for v in trials.intermediate(job_id, 0)] == [{"loss": None}]
+            stored = JobRepository(session).get(job_id)
+            assert stored is not None and stored.summary["best"]["metrics"] == row.metrics
     finally:
         engine.dispose()
