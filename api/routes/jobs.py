@@ -213,8 +213,7 @@ def delete_job(
 
 
 def _sort_keys(evaluator: str) -> list[str]:
-    cls = EVALUATORS.get(evaluator)
-    return ["number", "objective", *cls.metrics, *cls.extra_metrics]
+    return ["number", "objective", *EVALUATORS.get(evaluator).trial_metrics()]
 
 
 @router.get("/{job_id}/trials", response_model=TrialList, response_class=Response)
@@ -284,7 +283,7 @@ def _trials_page(key_hash: str | None, job_id: int, q: TrialQuery, as_json: bool
             listed = EVALUATORS.get(evaluator).listed_metrics(params)
         except ValueError:  # a section stored by an older version: its own names only
             listed = ()
-        valid += [m for m in listed if m not in valid]
+        valid = ["number", "objective", *dict.fromkeys((*listed, *valid[2:]))]
     if q.sort not in valid or not METRIC_NAME.match(q.sort):
         raise _query_error("sort", f"unknown sort key {q.sort!r}; valid: {', '.join(valid)}")
     if q.after is not None and q.sort != "number":

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict
 
 from nas.architecture import Architecture
+from nas.constraints import CONSTRAINTS
 from nas.spaces.base import SearchSpace
 from nas.trial import TrialResult
 
@@ -202,11 +203,18 @@ class Evaluator(ABC):
         return cls.metrics
 
     @classmethod
+    def trial_metrics(cls) -> tuple[str, ...]:
+        """The metric names its trials may hold whatever the spec: ``metrics``,
+        ``extra_metrics`` and the figures of its ``constraint_keys`` (what a trial pruned by
+        a constraint holds), each once."""
+        figures = (CONSTRAINTS[key] for key in cls.constraint_keys)
+        return tuple(dict.fromkeys((*cls.metrics, *cls.extra_metrics, *figures)))
+
+    @classmethod
     def listed_metrics(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
         """The metric names a trial may hold with these (stored) evaluator ``params``, what
-        a trial listing sorts by: ``metrics`` and ``extra_metrics``, unless the parameters
-        choose them."""
-        return cls.metrics + cls.extra_metrics
+        a trial listing sorts by: ``trial_metrics``, unless the parameters choose them."""
+        return cls.trial_metrics()
 
     @classmethod
     def data_problems(cls, spec: JobSpec) -> list[SpecProblem]:

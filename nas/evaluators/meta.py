@@ -257,6 +257,8 @@ class MetaEvaluator(Evaluator):
     regression: ClassVar[bool] = True
     Config: ClassVar[type[EvaluatorConfig]] = MetaConfig
     metrics = ("meta_val_mse", "meta_train_loss", "params")
+    #: (a classification task distribution's trials report accuracy instead)
+    extra_metrics = ("meta_val_accuracy",)
     #: What a classification task distribution makes it report.
     classification_metrics: ClassVar[tuple[str, ...]] = (
         "meta_val_accuracy",

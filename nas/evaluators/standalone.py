@@ -13,7 +13,7 @@ from pydantic import Field
 
 from nas.architecture import Architecture
 from nas.datasets import DatasetSplits, load_dataset
-from nas.evaluators.base import Evaluator, EvaluatorConfig, ReportFn
+from nas.evaluators.base import RETRAINING_METRICS, Evaluator, EvaluatorConfig, ReportFn
 from nas.hparams import TRAINING_HPARAMS
 from nas.models import count_parameters
 from nas.pruning import PrunerConfig, Pruning, PruningTrial, TrialPruned
@@ -81,7 +81,7 @@ class StandaloneEvaluator(Evaluator):
     name = "standalone"
     Config = StandaloneConfig
     metrics = ("val_accuracy", "train_loss", "params", "flops")
-    extra_metrics = ("lr_restarts", "epochs_trained", "test_accuracy", "train_seconds")
+    extra_metrics = ("lr_restarts", "epochs_trained", *RETRAINING_METRICS)
     hparam_keys = tuple(TRAINING_HPARAMS)
     constraint_keys = ("max_params", "max_flops", "max_latency_ms")
     metric_notes: ClassVar[Mapping[str, str]] = {
