@@ -10,8 +10,8 @@ and Hyperband with ``min_resource`` 1 judge a trial first after its first epoch.
 pruner's ``n_warmup_steps`` is the number of epochs during which it never prunes (0: it may
 prune after the first epoch).
 
-The study lives in memory, in the evaluator's process: after a service restart (or in each
-Ray worker process) the pruner starts fresh and prunes nothing until it has seen
+The study lives in memory, in the evaluator, one per search: after a service restart (or in
+each Ray worker process) the pruner starts fresh and prunes nothing until it has seen
 ``n_startup_trials`` (median) or enough trials at a rung again.
 """
 

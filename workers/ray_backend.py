@@ -14,7 +14,10 @@
   task ``CUDA_VISIBLE_DEVICES`` names the GPU Ray assigned, so ``device: auto`` uses it.
 - Cheap evaluators (tables) answer a whole batch in one task, never one task per lookup.
 - The resolved spec is put in Ray's object store once per search; each worker process
-  builds the evaluator (dataset, table) once per search and keeps it.
+  builds the evaluator (dataset, table) once per run of a search (a job's run or resume)
+  and keeps it while it serves that run, the evaluators of its ``MAX_CACHED_SEARCHES``
+  latest runs at most. Two jobs never share one, whatever their specs: the evaluator
+  holds the run's own state (a pruner's memory of its trials).
 - A worker process or node that dies mid-trial: Ray retries the task (``max_retries``, default
   2) from the start of the trial; after that the trial is a FAIL with the cause and the job
   goes on. A task that raises is not retried (a bug does not fix itself) and is a FAIL too,
@@ -26,11 +29,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import socket
+import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -55,17 +58,25 @@ from workers.backend import (
 )
 from workers.supernet_group import Follower
 
-#: Per worker process: the evaluator of the last spec seen (datasets load once), by the
-#: hash of the stored spec.
-_CACHE: dict[str, Evaluator] = {}
+#: Per worker process: how many searches' evaluators it keeps (the most recently used).
+MAX_CACHED_SEARCHES = 4
+
+#: Per worker process: the evaluators of the searches it ran trials of lately, by the run id
+#: of the search (``RayTaskExecutor``), least recently used first. Keyed by the run, never by
+#: the spec: an evaluator holds the search's own state (a pruner's memory of its trials),
+#: which another job of the same spec must not inherit. (Datasets and tables are cheap to
+#: load again: generated data comes from ``cache_dir()``, tables from ``load_table``'s
+#: cache.)
+_CACHE: OrderedDict[str, Evaluator] = OrderedDict()
 
 
-def _evaluator_for(search_id: str, resolved: ResolvedSpec) -> Evaluator:
-    evaluator = _CACHE.get(search_id)
+def _evaluator_for(run_id: str, resolved: ResolvedSpec) -> Evaluator:
+    evaluator = _CACHE.pop(run_id, None)
     if evaluator is None:
         _, evaluator = build_evaluator(resolved)
-        _CACHE.clear()
-        _CACHE[search_id] = evaluator
+    _CACHE[run_id] = evaluator
+    while len(_CACHE) > MAX_CACHED_SEARCHES:
+        _CACHE.popitem(last=False)
     return evaluator
 
 
@@ -80,7 +91,7 @@ def _worker_name() -> str:
 
 
 def _run_trials(
-    search_id: str,
+    run_id: str,
     resolved: ResolvedSpec,
     archs: list[Architecture],
     hparams: list[dict[str, Any]],
@@ -92,7 +103,7 @@ def _run_trials(
     takes other arguments than its message), which would hide the cause."""
     reports: list[tuple[int, int, dict[str, float]]] = []
     try:
-        evaluator = _evaluator_for(search_id, resolved)
+        evaluator = _evaluator_for(run_id, resolved)
         evaluator.report = lambda i, epoch, values: reports.append((i, epoch, dict(values)))
         results = evaluator.evaluate(archs, hparams)
     except Exception as exc:  # noqa: BLE001 - any error is the trials' FAIL, as text
@@ -288,9 +299,8 @@ class RayTaskExecutor(TrialExecutor):
         import ray
 
         super().__init__()
-        # Workers keep the evaluator per spec: jobs of the same spec reuse the loaded data.
-        canonical = json.dumps(resolved.to_dict(), sort_keys=True)
-        self._search_id = hashlib.sha256(canonical.encode()).hexdigest()
+        # Workers keep an evaluator per run of a search (``_CACHE``): this run's own.
+        self._run_id = uuid.uuid4().hex
         self._resolved = ray.put(resolved)
         self.parallelism = workers
         self.max_retries = max_retries
@@ -320,7 +330,7 @@ class RayTaskExecutor(TrialExecutor):
         import ray
 
         hps = [dict(h) for h in hparams]
-        key, spec = self._search_id, self._resolved
+        key, spec = self._run_id, self._resolved
         if evaluator.instant:
             groups = [list(range(len(archs)))]
             refs = [self._lookup.remote(key, spec, list(archs), hps)]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from nas.trial import TrialRecord
+from nas.trial import TrialRecord, TrialState
 from workers.backend import Backend, SafePoint, SearchEvents, SearchState
 from workers.search import parse_spec
 
@@ -39,6 +39,23 @@ SUPERNET_SPEC: dict[str, Any] = {
         "derive_samples": 4,
     },
     "budget": {"minutes": 5},
+    "seed": 0,
+}
+
+
+#: Trials that train, judged by the median pruner (it prunes once 2 trials completed).
+PRUNED_SPEC: dict[str, Any] = {
+    "name": "contract-pruned",
+    "dataset": {"name": "digits"},
+    "space": {"name": "mlp", "max_layers": 2},
+    "controller": {"name": "random"},
+    "evaluator": {
+        "name": "standalone",
+        "epochs": 3,
+        "batch_size": 128,
+        "pruner": {"name": "median", "n_startup_trials": 2},
+    },
+    "budget": {"trials": 8},
     "seed": 0,
 }
 
@@ -126,6 +143,27 @@ class BackendContract:
         _, outcome = run(backend, spec, rest, restore=(state, done))
         assert key(done + rest.trials) == key(whole.trials)
         assert [t.number for t in outcome.trials] == list(range(120))
+
+    @pytest.mark.slow
+    def test_each_run_has_its_own_pruner(self, backend: Backend) -> None:
+        """A pruner judges a trial against the trials of its own search only (on Ray: those
+        its worker process ran): the median pruner prunes no trial before 2 of that run
+        completed there, and a second run of the same spec, where one process ran every
+        trial, prunes exactly as the first. (A pruner that remembered the first run's trials
+        pruned the second's first trial.)"""
+        first, second = Recorder(), Recorder()
+        run(backend, PRUNED_SPEC, first)
+        run(backend, PRUNED_SPEC, second)
+        assert TrialState.PRUNED in [t.result.state for t in first.trials]  # it does prune
+        for records in (first.trials, second.trials):
+            completed: dict[str, int] = {}  # by worker process
+            for t in records:
+                if t.result.state is TrialState.PRUNED:
+                    assert completed.get(t.worker, 0) >= 2, (t.number, t.result.error)
+                elif t.result.state is TrialState.COMPLETE:
+                    completed[t.worker] = completed.get(t.worker, 0) + 1
+        if len({t.worker for t in first.trials + second.trials}) == 1:
+            assert key(second.trials) == key(first.trials)
 
     @pytest.mark.slow
     def test_a_supernet_search_checkpoints_each_epoch_and_resumes_from_one(

@@ -1,0 +1,39 @@
+"""``workers.ray_backend`` pieces that need no Ray instance (the Ray runs themselves:
+``test_backend_contract.py``, ``test_ray_errors.py``, ``tests/api/test_ray*.py``)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import pytest
+
+from workers import ray_backend
+
+
+def test_a_worker_process_keeps_each_runs_evaluator_while_others_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two jobs whose trials alternate in one worker process each keep their own evaluator
+    (a pruner's memory of the job's trials); at most ``MAX_CACHED_SEARCHES`` are kept, the
+    least recently used dropped first."""
+    built: list[object] = []
+
+    def build(resolved: Any) -> tuple[None, object]:
+        built.append(object())
+        return None, built[-1]
+
+    monkeypatch.setattr(ray_backend, "build_evaluator", build)
+    monkeypatch.setattr(ray_backend, "_CACHE", OrderedDict())
+    spec: Any = "the same spec for every run"
+    first = ray_backend._evaluator_for("run-a", spec)
+    other = ray_backend._evaluator_for("run-b", spec)
+    assert other is not first  # a run of the same spec has its own
+    assert ray_backend._evaluator_for("run-a", spec) is first  # not lost to run-b
+    assert ray_backend._evaluator_for("run-b", spec) is other
+    for i in range(ray_backend.MAX_CACHED_SEARCHES - 1):
+        ray_backend._evaluator_for(f"run-{i}", spec)
+    assert len(built) == 2 + ray_backend.MAX_CACHED_SEARCHES - 1
+    assert ray_backend._evaluator_for("run-b", spec) is other  # still among the latest
+    assert ray_backend._evaluator_for("run-a", spec) is not first  # the oldest, dropped
+    assert len(ray_backend._CACHE) == ray_backend.MAX_CACHED_SEARCHES
