@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -227,16 +228,26 @@ class SearchRun(ABC):
         """Release what the run holds (threads, an actor)."""
 
 
+@dataclass(frozen=True)
+class TrialRun:
+    """Where and when one trial of a batch ran (wall-clock seconds since the epoch), as its
+    executor measured it; the search loop records it with the trial."""
+
+    worker: str
+    started: float
+    finished: float
+
+
 class TrialExecutor(ABC):
     """Evaluates a batch of candidates for a search loop: here, or as Ray tasks."""
 
     #: How many trials run at once (the spec's ``resources.workers``).
     parallelism: int = 1
-    #: Where each trial of the last batch ran, in order (recorded with each trial).
-    last_workers: list[str]
+    #: Where and when each trial of the last batch ran, in order (recorded with each trial).
+    last_runs: list[TrialRun]
 
     def __init__(self) -> None:
-        self.last_workers = []
+        self.last_runs = []
 
     @property
     @abstractmethod
@@ -279,8 +290,12 @@ class InlineExecutor(TrialExecutor):
         *,
         should_stop: StopFn | None = None,
     ) -> list[TrialResult]:
-        self.last_workers = [self.worker_name] * len(archs)
-        return evaluator.evaluate(list(archs), list(hparams))
+        started = time.time()
+        results = evaluator.evaluate(list(archs), list(hparams))
+        # One call evaluates the batch: each trial's time is the batch's (a batch of
+        # trials that train inline is one trial; of lookups, one table read).
+        self.last_runs = [TrialRun(self.worker_name, started, time.time())] * len(archs)
+        return results
 
 
 class Backend(ABC):

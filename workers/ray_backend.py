@@ -13,6 +13,10 @@
   (fractions allowed); Ray places it only on a node that has those resources, and inside the
   task ``CUDA_VISIBLE_DEVICES`` names the GPU Ray assigned, so ``device: auto`` uses it.
 - Cheap evaluators (tables) answer a whole batch in one task, never one task per lookup.
+- A task measures its own start and end: each trial records its task's times (kept within
+  its batch's span, whatever the worker's clock), not its batch's. The loop waits for the
+  whole batch before it proposes the next (``SearchLoop``: results are told in trial
+  order, and a checkpoint has no trial in flight).
 - The resolved spec is put in Ray's object store once per search; each worker process
   builds the evaluator (dataset, table) once per run of a search (a job's run or resume)
   and keeps it while it serves that run, the evaluators of its ``MAX_CACHED_SEARCHES``
@@ -32,6 +36,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -54,6 +59,7 @@ from workers.backend import (
     StopFn,
     TrialExecutor,
     TrialLog,
+    TrialRun,
     controller_state_of,
 )
 from workers.supernet_group import Follower
@@ -95,12 +101,14 @@ def _run_trials(
     resolved: ResolvedSpec,
     archs: list[Architecture],
     hparams: list[dict[str, Any]],
-) -> tuple[list[TrialResult], list[tuple[int, int, dict[str, float]]], str]:
-    """The task body: evaluate a batch; returns results, intermediate values, the worker.
+) -> tuple[list[TrialResult], list[tuple[int, int, dict[str, float]]], TrialRun]:
+    """The task body: evaluate a batch; returns results, intermediate values, and where and
+    when the task ran (its own start and end: a trial's times, not its batch's).
 
     An error is returned as each trial's FAIL, with its type and text: an exception
     travels back through Ray only if it pickles, and many do not (any whose constructor
     takes other arguments than its message), which would hide the cause."""
+    started = time.time()
     reports: list[tuple[int, int, dict[str, float]]] = []
     try:
         evaluator = _evaluator_for(run_id, resolved)
@@ -108,8 +116,8 @@ def _run_trials(
         results = evaluator.evaluate(archs, hparams)
     except Exception as exc:  # noqa: BLE001 - any error is the trials' FAIL, as text
         failed = TrialResult.failed(f"trial raised: {_error_text(exc)}")
-        return [failed] * len(archs), [], _worker_name()
-    return results, reports, _worker_name()
+        return [failed] * len(archs), [], TrialRun(_worker_name(), started, time.time())
+    return results, reports, TrialRun(_worker_name(), started, time.time())
 
 
 def _error_text(exc: BaseException) -> str:
@@ -337,6 +345,7 @@ class RayTaskExecutor(TrialExecutor):
         else:
             groups = [[i] for i in range(len(archs))]
             refs = [self._train.remote(key, spec, [a], [h]) for a, h in zip(archs, hps)]
+        submitted = time.time()
         pending = list(refs)
         while pending:
             _, pending = ray.wait(pending, num_returns=len(pending), timeout=self.poll_s)
@@ -344,11 +353,14 @@ class RayTaskExecutor(TrialExecutor):
                 for ref in pending:
                     ray.cancel(ref, force=True)
                 raise Interrupted(why)
+        collected = time.time()
         results: list[TrialResult | None] = [None] * len(archs)
-        workers = ["ray"] * len(archs)
+        # A task that returned nothing (it could not start, its worker was lost) ran for
+        # all we know from the batch's submission to its collection.
+        runs = [TrialRun("ray", submitted, collected)] * len(archs)
         for group, ref in zip(groups, refs, strict=True):
             try:
-                outputs, reports, worker = ray.get(ref)
+                outputs, reports, ran = ray.get(ref)
             except ray.exceptions.RayTaskError as exc:
                 # Outside the task body's own handler (its arguments did not unpickle).
                 cause = _error_text(exc.cause) if exc.cause is not None else str(exc)
@@ -368,13 +380,16 @@ class RayTaskExecutor(TrialExecutor):
                         f"{str(exc).splitlines()[0] if str(exc) else ''}"
                     )
                 continue
+            # Inside the batch's window, whatever the skew of the worker's clock.
+            started = min(max(ran.started, submitted), collected)
+            ran = TrialRun(ran.worker, started, min(max(ran.finished, started), collected))
             for i, output in zip(group, outputs, strict=True):
                 results[i] = output
-                workers[i] = worker
+                runs[i] = ran
             if evaluator.report is not None:
                 for index, epoch, values in reports:
                     evaluator.report(group[index], epoch, values)
-        self.last_workers = workers
+        self.last_runs = runs
         return [r for r in results if r is not None]
 
 

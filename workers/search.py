@@ -386,14 +386,13 @@ class SearchLoop:
             [c.hparams for c in batch],
             should_stop=self.budget.should_stop,
         )
-        workers = self.executor.last_workers
-        finished = time.time()
+        runs = self.executor.last_runs
         why: str | None = None
-        for i, (candidate, result) in enumerate(zip(batch, results, strict=True)):
+        for candidate, result, ran in zip(batch, results, runs, strict=True):
             result = self._primary(result)
             if not self.budget.admit(result):
                 break
-            self._record(candidate, result, started, finished, worker=workers[i])
+            self._record(candidate, result, ran.started, ran.finished, worker=ran.worker)
             controller.tell(candidate.id, result)
             # A PRUNED answer that cost nothing is an infeasible candidate (a combination a
             # benchmark table does not hold), as a constraint's: it counts towards the same

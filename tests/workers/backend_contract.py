@@ -166,6 +166,26 @@ class BackendContract:
             assert key(second.trials) == key(first.trials)
 
     @pytest.mark.slow
+    def test_each_trial_records_its_own_times(self, backend: Backend) -> None:
+        """Trials that run side by side (``resources.workers`` 2) each record when they
+        themselves started and finished, not their batch's start and end."""
+        spec = {
+            **PRUNED_SPEC,
+            "evaluator": {"name": "standalone", "epochs": 2, "batch_size": 128},
+            "budget": {"trials": 6},
+            "resources": {"workers": 2},
+        }
+        recorder = Recorder()
+        run(backend, spec, recorder)
+        times = [(t.started_at, t.finished_at) for t in recorder.trials]
+        assert len(set(times)) == len(times), times
+        for t in recorder.trials:
+            assert t.started_at <= t.finished_at
+            assert t.finished_at - t.started_at >= t.result.cost_s - 0.01, t
+        for before, after in zip(recorder.trials, recorder.trials[1:]):
+            assert before.started_at <= after.finished_at
+
+    @pytest.mark.slow
     def test_a_supernet_search_checkpoints_each_epoch_and_resumes_from_one(
         self, backend: Backend
     ) -> None:

@@ -65,4 +65,4 @@ def test_a_worker_error_that_does_not_pickle_reaches_the_trial_as_text(
     assert "UnpicklableError: error 7: the learning rate is cursed" in hostile.error
     assert "worker lost" not in hostile.error  # no worker was lost: the trial raised
     assert plain.state is TrialState.COMPLETE, plain.error  # the other trial is unaffected
-    assert all(w.startswith("ray:") for w in executor.last_workers)
+    assert all(r.worker.startswith("ray:") for r in executor.last_runs)
