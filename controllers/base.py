@@ -215,6 +215,14 @@ class Controller(ABC):
         self._pending[candidate.id] = candidate
         return candidate
 
+    def pending_limit(self) -> tuple[int | None, str | None]:
+        """How many candidates this controller has out at once at most (past them ``ask``
+        answers "not now", whatever the caller could run), ``None`` for no bound; and the
+        ``controller:`` setting that sets the bound, ``None`` when none does. More trials
+        than this cannot run side by side: a job whose ``resources.workers`` asks for more
+        is refused (``workers.loops.check_startable``) rather than run fewer at a time."""
+        return None, None
+
     def tell(self, candidate_id: int, result: TrialResult) -> None:
         """Report the result of a candidate. Telling the same id again is a no-op."""
         candidate = self._pending.pop(candidate_id, None)

@@ -161,6 +161,10 @@ class EnasController(Controller):
         }
 
     # --- sampling --------------------------------------------------------------------------
+    def pending_limit(self) -> tuple[int | None, str | None]:
+        # A policy step per num_aggregate rewards: no more are asked for before it.
+        return self.num_aggregate, "num_aggregate"
+
     def _propose(self) -> Architecture | None:
         # "Not now" once a full aggregation group is out: the policy cannot change before
         # those rewards come back, so further samples would all come from a stale policy.

@@ -143,6 +143,9 @@ class RegularizedEvolution(Controller):
         self._told: dict[str, float] = {}
         self.reused = 0  # children answered from ``_told`` instead of being proposed
 
+    def pending_limit(self) -> tuple[int | None, str | None]:
+        return self.max_pending, "max_pending"
+
     def _propose(self) -> Architecture | tuple[Architecture, Mapping[str, Any]] | None:
         if self.max_pending is not None and len(self._pending) >= self.max_pending:
             return None  # not now: tell pending results first

@@ -196,6 +196,9 @@ class OptunaController(Controller):
         return study
 
     # --- ask / tell ------------------------------------------------------------------------
+    def pending_limit(self) -> tuple[int | None, str | None]:
+        return self.max_pending, "max_pending"
+
     def _propose(self) -> Architecture | tuple[Architecture, Mapping[str, Any]] | None:
         return self._ask()
 

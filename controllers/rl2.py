@@ -248,6 +248,9 @@ class Rl2Controller(Controller):
         self._scores: list[float] = []
         self._seen: set[tuple[int, ...]] = set()
 
+    def pending_limit(self) -> tuple[int | None, str | None]:
+        return 1, None  # each proposal follows the previous result
+
     def _propose(self) -> Architecture | None:
         if self._pending:
             return None  # each proposal follows the previous result

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from controllers import Controller
 from nas.datasets import DATASETS, check_dataset, dataset_shape
 from nas.errors import NasError, SpecError, spec_error_at_field
 from nas.evaluators import EVALUATORS
@@ -60,7 +61,44 @@ def check_startable(resolved: ResolvedSpec) -> None:
         )
     if loop_class(resolved).builds_controller:
         with _errors_at("controller"):
-            build_controller(resolved, space)
+            controller = build_controller(resolved, space)
+        check_parallel_trials(resolved, controller)
+
+
+def check_parallel_trials(resolved: ResolvedSpec, controller: Controller) -> None:
+    """``resources.workers`` trials side by side need a controller that has that many
+    candidates out at once (``Controller.pending_limit``): one that has fewer would run
+    fewer trials at a time, silently. Refused (``SpecError`` at ``resources.workers``,
+    naming the controller's setting). Not for searches whose workers are not trials side
+    by side: a supernet's group of workers, table lookups (answered in batches)."""
+    spec = resolved.spec
+    workers = spec.resources.workers
+    if (
+        workers == 1
+        or loop_class(resolved).keeps_evaluator_state
+        or EVALUATORS.get(spec.evaluator.name).instant
+    ):
+        return
+    limit, setting = controller.pending_limit()
+    if limit is None or limit >= workers:
+        return
+    why = (
+        f"controller.{setting}: {limit}"
+        if setting is not None
+        else "each proposal follows the previous result"
+    )
+    fix = f"set resources.workers: {limit}"
+    if setting is not None:
+        fix += (
+            f", or controller.{setting}: {workers} or more (or null where allowed) to run "
+            f"{workers} trials at once (each proposal then sees fewer earlier results)"
+        )
+    raise SpecError.at(
+        ["resources", "workers"],
+        f"controller {spec.controller.name!r} has at most {limit} candidate"
+        f"{'' if limit == 1 else 's'} out at once ({why}), so workers: {workers} would run "
+        f"{limit} trial{'' if limit == 1 else 's'} at a time; {fix}",
+    )
 
 
 @contextmanager
@@ -75,4 +113,4 @@ def _errors_at(section: str) -> Iterator[None]:
         raise spec_error_at_field(exc, [section]) from None
 
 
-__all__ = ["LOOPS", "check_startable", "loop_class"]
+__all__ = ["LOOPS", "check_parallel_trials", "check_startable", "loop_class"]

@@ -58,6 +58,18 @@ class ControllerContract:
         for candidate in asked:
             space.validate(candidate.architecture)
 
+    def test_pending_limit_is_what_ask_keeps_to(self, space: SearchSpace) -> None:
+        """``pending_limit`` (what decides how many trials may run side by side) is where
+        ``ask`` answers "not now": that many candidates come out untold, no more (an
+        unbounded controller gives 30)."""
+        controller = type(self).make_controller(space, 0)
+        limit, setting = controller.pending_limit()
+        asked = []
+        while len(asked) < 30 and (candidate := controller.ask()) is not None:
+            asked.append(candidate)
+        assert len(asked) == (30 if limit is None else limit)
+        assert setting is None or setting in type(controller).Config.model_fields
+
     def test_tell_is_idempotent_and_rejects_unknown_ids(self, space: SearchSpace) -> None:
         controller = type(self).make_controller(space, 0)
         candidate = controller.ask()

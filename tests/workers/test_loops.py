@@ -39,8 +39,10 @@ def test_a_tables_columns_are_checked_at_their_fields(tmp_path: Path) -> None:
     check_startable(parse_spec(_table_spec(table)))  # a good one passes
     assert _problem(_table_spec(table, metrics=["note"])) == (
         ["evaluator", "metrics", 0],
-        "column 'note' must be numeric (a finite number, or an empty cell for a missing "
-        "value, in every row); data row 1 is not a finite number",
+        (
+            "column 'note' must be numeric (a finite number, or an empty cell for a missing "
+            "value, in every row); data row 1 is not a finite number"
+        ),
     )
     assert _problem(_table_spec(table, cost=[{"column": "secs"}])) == (
         ["evaluator", "cost", 0],
@@ -191,3 +193,75 @@ def test_episodes_over_a_file_need_enough_examples_in_its_smallest_class(tmp_pat
             "174 (its smallest): lower them"
         ),
     )
+
+
+def _parallel_spec(controller: dict[str, Any], workers: int = 2, **spec: Any) -> dict[str, Any]:
+    return {
+        "name": "side-by-side",
+        "dataset": {"name": "digits"},
+        "space": {"name": "mlp", "max_layers": 2},
+        "controller": controller,
+        "evaluator": {"name": "standalone", "epochs": 1},
+        "budget": {"trials": 4},
+        "resources": {"workers": workers},
+        **spec,
+    }
+
+
+@pytest.mark.parametrize(
+    ("controller", "setting"),
+    [
+        ({"name": "tpe"}, "max_pending"),
+        ({"name": "gp"}, "max_pending"),
+        ({"name": "cmaes"}, "max_pending"),
+        ({"name": "nsga2"}, "max_pending"),
+        ({"name": "evolution"}, "max_pending"),
+        ({"name": "grid", "max_pending": 1}, "max_pending"),  # unbounded unless set
+        ({"name": "enas", "num_aggregate": 1}, "num_aggregate"),
+    ],
+)
+def test_workers_a_controller_cannot_keep_busy_are_refused(
+    controller: dict[str, Any], setting: str
+) -> None:
+    """A controller that has fewer candidates out at once than ``resources.workers`` ran the
+    trials one at a time, silently: refused at the field, naming what to set."""
+    loc, msg = _problem(_parallel_spec(controller))
+    assert loc == ["resources", "workers"]
+    assert f"controller.{setting}: 1)" in msg, msg
+    assert "would run 1 trial at a time" in msg, msg
+    assert "set resources.workers: 1" in msg and f"controller.{setting}: 2 or more" in msg, msg
+
+
+@pytest.mark.parametrize(
+    "controller",
+    [
+        {"name": "random"},
+        {"name": "metaqnn"},
+        {"name": "qmc"},
+        {"name": "grid"},
+        {"name": "enas"},  # num_aggregate 20
+        {"name": "tpe", "max_pending": 2},
+        {"name": "evolution", "max_pending": None},
+    ],
+)
+def test_workers_a_controller_keeps_busy_are_accepted(controller: dict[str, Any]) -> None:
+    check_startable(parse_spec(_parallel_spec(controller)))
+
+
+def test_workers_that_are_not_trials_side_by_side_are_not_checked(nb201_table: Path) -> None:
+    """Table lookups are answered in batches, and a supernet's workers train it together:
+    their workers are not trials side by side."""
+    spec = _parallel_spec(
+        {"name": "tpe"},
+        dataset={"name": "nb201-cifar10"},
+        space={"name": "nb201"},
+        evaluator={"name": "tabular", "table": str(nb201_table)},
+    )
+    check_startable(parse_spec(spec))
+    supernet = _parallel_spec(
+        {"name": "enas", "num_aggregate": 1},
+        space={"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]},
+        evaluator={"name": "shared-weights", "epochs": 1, "rewards_per_epoch": 2},
+    )
+    check_startable(parse_spec(supernet))
+    check_startable(parse_spec(_parallel_spec({"name": "tpe"}, workers=1)))
