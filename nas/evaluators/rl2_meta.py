@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from nas.architecture import Architecture
 from nas.datasets import FILE_PARAM, NB201_DATASETS
 from nas.datasets.table import NotANumber, read_table
-from nas.errors import DatasetError, SpecError
+from nas.errors import DatasetError, SpecError, at_submit
 from nas.evaluators.base import Evaluator, EvaluatorConfig
 from nas.evaluators.tabular import load_table, resolve_table_path
 from nas.spaces.base import SearchSpace
@@ -96,9 +96,11 @@ class JobTask(BaseModel):
 
     @field_validator("fitness")
     @classmethod
-    def _finite(cls, fitness: list[float]) -> list[float]:
+    def _finite(cls, fitness: list[float], info: ValidationInfo) -> list[float]:
+        """At submit (a job stored before this check, whose tasks may hold NaN, still
+        loads: a value that is not finite counts as no result there)."""
         bad = next((i for i, value in enumerate(fitness) if not math.isfinite(value)), None)
-        if bad is not None:
+        if bad is not None and at_submit(info.context):
             raise ValueError(f"fitness values must be finite numbers; item {bad} is not")
         return fitness
 

@@ -36,13 +36,21 @@ def test_a_jobs_trials_are_a_task_with_the_mean_of_repeated_architectures() -> N
     assert math.isclose(evaluator.evaluate([space.make(trials[2])])[0].objective, 50.0)
 
 
-def test_a_job_task_built_in_python_with_a_fitness_that_is_not_finite_is_refused() -> None:
+def test_a_job_task_with_a_fitness_that_is_not_finite_is_refused_at_submit() -> None:
+    """A job stored before the check (its tasks written with a NaN) still loads: the NaN
+    counts as no result, as it did."""
+    from nas.errors import AT_SUBMIT
+    from nas.evaluators.rl2_meta import Rl2MetaConfig
+
+    params = {
+        "jobs": [3],
+        "job_tasks": [{"job": 3, "choices": [[1] * 6, [2] * 6], "fitness": [1.0, math.nan]}],
+    }
     with pytest.raises(ValueError, match="fitness values must be finite numbers; item 1"):
-        Rl2MetaEvaluator(
-            space=Nb201Space(),
-            jobs=[3],
-            job_tasks=[{"job": 3, "choices": [[1] * 6, [2] * 6], "fitness": [1.0, math.nan]}],
-        )
+        Rl2MetaConfig.model_validate(params, context=AT_SUBMIT)
+    evaluator = Rl2MetaEvaluator(space=Nb201Space(), **params)  # type: ignore[arg-type]
+    ((_, fitness),) = evaluator.task_fitness()
+    assert np.isfinite(fitness).sum() == 1
 
 
 def test_unresolved_jobs_and_foreign_architectures_are_errors_at_their_fields() -> None:
