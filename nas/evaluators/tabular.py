@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import itertools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -112,7 +113,8 @@ def load_table(path: Path) -> Nb201Table:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", newline="") as handle:
-            rows = list(csv.DictReader(handle))
+            # (one row past the table's is enough to refuse a larger file: not read whole)
+            rows = list(itertools.islice(csv.DictReader(handle), NUM_ARCHS + 1))
         if len(rows) != NUM_ARCHS or not {"ops", "arch_str", "index"} <= set(rows[0]):
             raise ValueError
         return _table(rows)

@@ -4,6 +4,8 @@ spec at submit as ``job_tasks``, are a task over the space's decisions."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -184,3 +186,30 @@ def test_an_iteration_too_large_for_memory_is_refused_at_submit() -> None:
             dataset="nb201-cifar10",
             dataset_params={},
         )
+
+
+def test_a_file_named_as_the_nb201_table_is_read_no_further_than_the_table_is_long(
+    tmp_path: Path,
+) -> None:
+    """It was read whole (every row as a dict) before being refused: a large file under the
+    data roots named as evaluator.table cost its size in memory at submit."""
+    from unittest import mock
+
+    from nas.evaluators import tabular
+
+    big = tmp_path / "big.csv"
+    with big.open("w") as handle:
+        handle.write("ops,arch_str,index\n")
+        handle.writelines(f"000000,x,{i}\n" for i in range(tabular.NUM_ARCHS + 5000))
+    rows_read = []
+    real = tabular.csv.DictReader
+
+    def counting(handle: Any) -> Any:
+        for row in real(handle):
+            rows_read.append(1)
+            yield row
+
+    refused = pytest.raises(DatasetError, match="expected the NAS-Bench-201 table")
+    with mock.patch.object(tabular.csv, "DictReader", counting), refused:
+        tabular.load_table.__wrapped__(big)
+    assert len(rows_read) == tabular.NUM_ARCHS + 1
