@@ -27,7 +27,7 @@ from api.repositories import ArtifactRepository, JobRepository, TrialRepository
 from api.storage import storage_error
 from controllers.rl2 import META_EVALUATOR, PolicyFileError, load_policy, space_mismatch
 from nas.errors import NasError, SpecError
-from nas.evaluators.rl2_meta import MAX_ARCHITECTURES, MAX_JOB_TRIALS, Rl2MetaConfig
+from nas.evaluators.rl2_meta import MAX_JOB_TRIALS, Rl2MetaConfig, Rl2MetaEvaluator
 from nas.spec import ResolvedSpec
 from workers.meta_train import POLICY_KIND
 from workers.search import parse_spec
@@ -74,15 +74,11 @@ def resolve_meta_jobs(
             )
         given[task.job] = task.model_dump()
     try:
-        cardinalities = [d.num_choices for d in resolved.build_space().decisions()]
+        space = resolved.build_space()
     except NasError as exc:  # a table space whose file is wrong: its own field's error
         raise SpecError.at(["space"], str(exc)) from None
-    if math.prod(cardinalities) > MAX_ARCHITECTURES:
-        raise SpecError.at(
-            ["space"],
-            f"meta-training plays episodes in spaces of at most {MAX_ARCHITECTURES:,} "
-            f"architectures; this one has {math.prod(cardinalities):,}",
-        )
+    # (before any job is read: a space too large, or an iteration too large, is refused)
+    Rl2MetaEvaluator.check_size(space, config)
     stored = resolved.to_dict()
     direction = resolved.spec.objective.direction
     jobs, trials = JobRepository(session), TrialRepository(session)

@@ -378,11 +378,11 @@ class Rl2MetaEvaluator(Evaluator):
         them): the NAS-Bench-201 table (``tasks``: ``table`` or the default one), the
         tables' columns and fitness (``tables``), the jobs' trials (``job_tasks``:
         architectures of this space)."""
-        cls._check_size(space, Rl2MetaConfig.model_validate(params))
+        cls.check_size(space, Rl2MetaConfig.model_validate(params))
         cls(space=space, **params)
 
     @staticmethod
-    def _check_size(space: SearchSpace, config: Rl2MetaConfig) -> None:
+    def check_size(space: SearchSpace, config: Rl2MetaConfig) -> None:
         """A space too large to play episodes in (at ``space``) or an iteration too large
         to hold in memory (``MAX_ITERATION_BYTES``, at ``evaluator.batch``)."""
         cardinalities = [d.num_choices for d in space.decisions()]
@@ -411,7 +411,7 @@ class Rl2MetaEvaluator(Evaluator):
         self.config = Rl2MetaConfig.model_validate(params)
         self.space = space
         self.metrics = (self.config.fitness,)  # type: ignore[misc]
-        self._check_size(space, self.config)
+        self.check_size(space, self.config)
         self.cardinalities = [d.num_choices for d in space.decisions()]
         size = math.prod(self.cardinalities)
         if self.config.tasks:
