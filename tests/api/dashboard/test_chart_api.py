@@ -72,7 +72,12 @@ def test_chart_endpoints(server: LiveServer, user_key: str, client: Any) -> None
     assert client.history(jid, points=50) == hist
     assert client.parallel(jid, top=10, sample=20) == pc
     assert client.importance(jid, top=50, sample=100, evaluator="fanova") == imp
-    assert client.pareto(jid)["front"] == [] and client.timeline(jid, limit=5)["workers"]
+    assert (
+        client.pareto(jid, sample=7)
+        == _get(server, user_key, f"/jobs/{jid}/pareto?sample=7").json()
+    )
+    latest = client.timeline(jid, limit=5)["workers"]
+    assert sum(len(w["trials"]) for w in latest) == 5
 
     # timeline: the latest 40 trials by worker
     tl = _get(server, user_key, f"/jobs/{jid}/timeline?limit=40").json()
