@@ -30,7 +30,7 @@ from api.repositories import CheckpointRepository, CurveRepository, JobRepositor
 from tests.api.conftest import make_settings
 
 OUR_TABLES = {t.name for t in Base.metadata.sorted_tables}
-HEAD = "0005"
+HEAD = "0006"
 
 
 def test_upgrade_creates_every_table_with_our_version_table(database_url: str) -> None:
@@ -78,7 +78,7 @@ def test_a_server_that_does_not_migrate_starts_only_on_a_database_at_head(
         if raised:
             raise raised[0]
 
-    with pytest.raises(SchemaNotCurrent, match=r"at revision none \(never migrated\), not 0005"):
+    with pytest.raises(SchemaNotCurrent, match=rf"at revision none \(never migrated\), not {HEAD}"):
         start_and_stop()
     engine = make_engine(database_url)
     try:
@@ -219,5 +219,43 @@ def test_upgrade_to_0003_copies_checkpointed_epochs_into_the_curve_table(
             assert points[0].values == {"train_loss": 2.0, "mean_reward": 40.5, "entropy": 1.5}
             assert points[1].values["mean_reward"] is None
             assert CurveRepository(session).points(other) == []
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_to_0006_counts_stored_intermediate_steps_from_one(database_url: str) -> None:
+    """Steps were stored from 0 (a trial pruned at epoch 2 showed steps 0 and 1); they count
+    epochs trained from 1 since, and the upgrade moves the stored ones alike (and back)."""
+    from alembic import command
+
+    from api.db import alembic_config
+    from api.repositories import TrialRepository
+
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine, "0005")
+        write = make_session_factory(engine, write=True)
+        with session_scope(write) as session:
+            job_id = (
+                JobRepository(session)
+                .add(JobModel(name="old", spec={}, state="SUCCEEDED", state_counts={}))
+                .id
+            )
+            trials = TrialRepository(session)
+            for step in (0, 1, 2):
+                trials.add_intermediate(job_id, 0, step, {"val_accuracy": 10.0 * step})
+
+        def steps() -> list[tuple[int, float]]:
+            with write() as session:
+                rows = TrialRepository(session).intermediate(job_id, 0)
+                return [(r.step, r.values["val_accuracy"]) for r in rows]
+
+        upgrade(engine)
+        assert steps() == [(1, 0.0), (2, 10.0), (3, 20.0)]
+        config = alembic_config(database_url)
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0005")
+        assert steps() == [(0, 0.0), (1, 10.0), (2, 20.0)]
     finally:
         engine.dispose()
