@@ -373,12 +373,11 @@ class Rl2MetaEvaluator(Evaluator):
         dataset: str,
         dataset_params: Mapping[str, Any],
     ) -> None:
-        """The memory an iteration would hold in this space (``iteration_bytes``), and the
-        tasks as the job would read them when it starts (building the evaluator reads
-        them): the NAS-Bench-201 table (``tasks``: ``table`` or the default one), the
-        tables' columns and fitness (``tables``), the jobs' trials (``job_tasks``:
-        architectures of this space)."""
-        cls.check_size(space, Rl2MetaConfig.model_validate(params))
+        """The evaluator as the job builds it when it starts: the memory an iteration
+        would hold in this space (``check_size``, first), then the tasks read: the
+        NAS-Bench-201 table (``tasks``: ``table`` or the default one), the tables' columns
+        and fitness (``tables``), the jobs' trials (``job_tasks``: architectures of this
+        space)."""
         cls(space=space, **params)
 
     @staticmethod
