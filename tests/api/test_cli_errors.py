@@ -347,14 +347,31 @@ def test_a_spec_file_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) -> N
     [
         ("NAS_AUTH", "maybe", "Input should be 'keys' or 'none' (got 'maybe')"),
         ("NAS_MAX_RUNNING_JOBS", "-1", "greater than or equal to 1 (got '-1')"),
+        ("NAS_JOB_LEASE_S", "inf", "Input should be a finite number (got 'inf')"),
+        ("NAS_JOB_LEASE_S", "1e20", "less than or equal to 86400 (got '1e20')"),
+        ("NAS_POLL_INTERVAL_S", "1e10", "less than or equal to 60 (got '1e10')"),
+        ("NAS_FLUSH_INTERVAL_S", "inf", "Input should be a finite number (got 'inf')"),
+        ("NAS_DB_RETRY_S", "1e300", "less than or equal to 86400 (got '1e300')"),
     ],
 )
 def test_a_bad_setting_from_the_environment_is_one_line_naming_the_variable(
     variable: str, value: str, says: str
 ) -> None:
     """A bad ``$NAS_...`` setting printed pydantic's traceback, naming a field ('auth') that
-    the user never wrote rather than the variable."""
-    ran = nas("serve", "--port", "0", "--backend", "inline", **{variable: value})
+    the user never wrote rather than the variable. ``NAS_JOB_LEASE_S=inf`` (or 1e20) started
+    a server whose every runner tick then failed with an ``OverflowError`` (a lease is a
+    ``timedelta``, a poll a thread wait): durations are finite and bounded. Checked before
+    anything connects (the unreachable database makes a server that would start anyway
+    fail at once)."""
+    ran = nas(
+        "serve",
+        "--port",
+        "0",
+        "--backend",
+        "inline",
+        NAS_DATABASE_URL=UNREACHABLE_PG,
+        **{variable: value},
+    )
     assert ran.returncode == 2, ran.stderr
     assert ran.stderr.startswith(f"error: ${variable}: ") and says in ran.stderr, ran.stderr
     assert len(ran.stderr.splitlines()) == 1
@@ -388,37 +405,6 @@ def test_keys_refuse_ids_and_names_the_database_cannot_hold_alike_on_both(
     from api import cli, models
 
     assert cli.KEY_NAME_LENGTH == models.KEY_NAME_LENGTH  # --help's bound is the column's
-
-
-@pytest.mark.parametrize(
-    ("variable", "value", "says"),
-    [
-        ("NAS_JOB_LEASE_S", "inf", "Input should be a finite number (got 'inf')"),
-        ("NAS_JOB_LEASE_S", "1e20", "less than or equal to 86400 (got '1e20')"),
-        ("NAS_POLL_INTERVAL_S", "1e10", "less than or equal to 60 (got '1e10')"),
-        ("NAS_FLUSH_INTERVAL_S", "inf", "Input should be a finite number (got 'inf')"),
-        ("NAS_DB_RETRY_S", "1e300", "less than or equal to 86400 (got '1e300')"),
-    ],
-)
-def test_a_duration_setting_too_long_to_wait_is_refused_at_start(
-    variable: str, value: str, says: str
-) -> None:
-    """``NAS_JOB_LEASE_S=inf`` (or 1e20) started a server whose every runner tick then failed
-    with an ``OverflowError`` (a lease is a ``timedelta``, a poll a thread wait): no job ever
-    started. Durations are now finite and bounded, checked before anything connects (the
-    unreachable database makes a server that would start anyway fail at once)."""
-    ran = nas(
-        "serve",
-        "--port",
-        "0",
-        "--backend",
-        "inline",
-        NAS_DATABASE_URL=UNREACHABLE_PG,
-        **{variable: value},
-    )
-    assert ran.returncode == 2, ran.stderr
-    assert ran.stderr.startswith(f"error: ${variable}: ") and says in ran.stderr, ran.stderr
-    assert len(ran.stderr.splitlines()) == 1
 
 
 @sqlite_only
