@@ -10,22 +10,30 @@ and Hyperband with ``min_resource`` 1 judge a trial first after its first epoch.
 pruner's ``n_warmup_steps`` is the number of epochs during which it never prunes (0: it may
 prune after the first epoch).
 
-The study lives in memory, in the evaluator, one per search: after a service restart (or in
-each Ray worker process) the pruner starts fresh and prunes nothing until it has seen
-``n_startup_trials`` (median) or enough trials at a rung again.
+The study lives in memory, in the evaluator, one per search. Its record of the trials told
+(``memory``: each trial's verdict, intermediate values and the pruner's own marks, as plain
+data) is what the search loop checkpoints and hands back (``restore``) when the search
+resumes, and what a Ray task's evaluator is given before it trains, so a trial is judged
+against the same earlier trials whichever process runs it and however often the search
+stopped.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["PRUNERS", "PrunerConfig", "Pruning", "PruningTrial", "TrialPruned"]
+__all__ = ["PRUNERS", "PrunerConfig", "Pruning", "PruningTrial", "TrialMemory", "TrialPruned"]
+
+#: One told trial as the study holds it (``Pruning.memory``): ``state`` (COMPLETE, PRUNED,
+#: FAIL), ``value``, ``steps`` (``[[epoch, value], ...]``) and the pruner's ``marks``
+#: (Optuna system attributes: successive halving's completed rungs).
+TrialMemory = dict[str, Any]
 
 PrunerName = Literal["median", "successive_halving", "hyperband", "none"]
 
@@ -148,29 +156,65 @@ class PruningTrial:
         self._done = True
         with _quiet():
             if state == "COMPLETE":
-                self._owner.study.tell(self._trial, value)
+                told = self._owner.study.tell(self._trial, value)
             else:
-                self._owner.study.tell(self._trial, state=getattr(OptunaState, state))
+                told = self._owner.study.tell(self._trial, state=getattr(OptunaState, state))
+        self._owner._remember(told)
 
 
 class Pruning:
     """The pruner bridge: one in-memory study per evaluator (see the module's docstring)."""
 
     def __init__(self, config: PrunerConfig, *, max_resource: int, seed: int = 0) -> None:
-        import optuna
 
         if config.name == "none":
             raise ValueError("pruner 'none' prunes nothing: build no Pruning")
         self.name = config.name
         self.config = config
-        with _quiet():
-            # A fixed name: Hyperband assigns brackets by a hash of name and trial number.
-            self.study = optuna.create_study(
-                study_name="nas-pruning",
-                direction="maximize",
-                pruner=self._make_pruner(config, max_resource),
-                sampler=optuna.samplers.RandomSampler(seed=seed),
-            )
+        self._max_resource = max_resource
+        self._seed = seed
+        self._memory: list[TrialMemory] = []
+        self._study: Any = None  # built from ``_memory`` when first needed
+
+    @property
+    def study(self) -> Any:
+        """The Optuna study holding every trial of ``memory`` (rebuilt after ``restore``)."""
+        if self._study is None:
+            import optuna
+
+            with _quiet():
+                # A fixed name: Hyperband assigns brackets by a hash of name and trial number.
+                study = optuna.create_study(
+                    study_name="nas-pruning",
+                    direction="maximize",
+                    pruner=self._make_pruner(self.config, self._max_resource),
+                    sampler=optuna.samplers.RandomSampler(seed=self._seed),
+                )
+                study.add_trials([_frozen(m) for m in self._memory])
+            self._study = study
+        return self._study
+
+    def memory(self) -> list[TrialMemory]:
+        """Every trial told so far, in order, as plain data (see ``TrialMemory``)."""
+        return list(self._memory)
+
+    def restore(self, memory: Sequence[Mapping[str, Any]]) -> None:
+        """Make the study hold exactly ``memory``'s trials (a checkpoint's, or the search
+        loop's copy handed to a Ray task); nothing is rebuilt when it already does."""
+        memory = [dict(m) for m in memory]
+        if memory != self._memory:
+            self._memory = memory
+            self._study = None
+
+    def _remember(self, trial: Any) -> None:
+        self._memory.append(
+            {
+                "state": trial.state.name,
+                "value": trial.value,
+                "steps": [[int(k), float(v)] for k, v in sorted(trial.intermediate_values.items())],
+                "marks": dict(trial.system_attrs),
+            }
+        )
 
     @staticmethod
     def _make_pruner(config: PrunerConfig, max_resource: int) -> Any:
@@ -203,3 +247,18 @@ class Pruning:
         """A new trial of the study (nothing is suggested in it)."""
         with _quiet():
             return PruningTrial(self, self.study.ask())
+
+
+def _frozen(memory: Mapping[str, Any]) -> Any:
+    """A remembered trial as Optuna's ``FrozenTrial``, to add to a rebuilt study."""
+    from optuna.trial import TrialState as OptunaState
+    from optuna.trial import create_trial
+
+    state = getattr(OptunaState, str(memory["state"]))
+    value = memory.get("value")
+    return create_trial(
+        state=state,
+        value=None if state is OptunaState.FAIL or value is None else float(value),
+        intermediate_values={int(k): float(v) for k, v in memory.get("steps", ())},
+        system_attrs=dict(memory.get("marks") or {}),
+    )

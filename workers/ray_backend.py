@@ -20,8 +20,11 @@
 - The resolved spec is put in Ray's object store once per search; each worker process
   builds the evaluator (dataset, table) once per run of a search (a job's run or resume)
   and keeps it while it serves that run, the evaluators of its ``MAX_CACHED_SEARCHES``
-  latest runs at most. Two jobs never share one, whatever their specs: the evaluator
-  holds the run's own state (a pruner's memory of its trials).
+  latest runs at most. Two jobs never share one, whatever their specs. What judges later
+  trials (a pruner's memory of the earlier ones, ``Evaluator.memory``) is the search's, not
+  the process's: the loop's evaluator holds it (its checkpoints store it), each task gets
+  it with its batch and sends back what its trials added, in the batch's order. A trial is
+  judged against the trials of earlier batches, whichever process ran them.
 - A worker process or node that dies mid-trial: Ray retries the task (``max_retries``, default
   2) from the start of the trial; after that the trial is a FAIL with the cause and the job
   goes on. A task that raises is not retried (a bug does not fix itself) and is a FAIL too,
@@ -69,8 +72,9 @@ MAX_CACHED_SEARCHES = 4
 
 #: Per worker process: the evaluators of the searches it ran trials of lately, by the run id
 #: of the search (``RayTaskExecutor``), least recently used first. Keyed by the run, never by
-#: the spec: an evaluator holds the search's own state (a pruner's memory of its trials),
-#: which another job of the same spec must not inherit. (Datasets and tables are cheap to
+#: the spec: an evaluator may hold the search's own state, which another job of the same
+#: spec must not inherit (a pruner's memory is handed to each task anyway: ``_run_trials``).
+#: (Datasets and tables are cheap to
 #: load again: generated data comes from ``cache_dir()``, tables from ``load_table``'s
 #: cache.)
 _CACHE: OrderedDict[str, Evaluator] = OrderedDict()
@@ -96,14 +100,24 @@ def _worker_name() -> str:
     return f"ray:{socket.gethostname()}:{node}:{os.getpid()}"
 
 
+#: What a task returns: results, intermediate values ``(index, epoch, values)``, where and
+#: when it ran, and the evaluator's memory entries of its trials (``Evaluator.memory``).
+TaskOutput = tuple[
+    list[TrialResult], list[tuple[int, int, dict[str, float]]], TrialRun, list[dict[str, Any]]
+]
+
+
 def _run_trials(
     run_id: str,
     resolved: ResolvedSpec,
     archs: list[Architecture],
     hparams: list[dict[str, Any]],
-) -> tuple[list[TrialResult], list[tuple[int, int, dict[str, float]]], TrialRun]:
-    """The task body: evaluate a batch; returns results, intermediate values, and where and
-    when the task ran (its own start and end: a trial's times, not its batch's).
+    memory: list[dict[str, Any]] | None = None,
+) -> TaskOutput:
+    """The task body: evaluate a batch, its evaluator first given the search's ``memory``
+    of earlier trials (a pruner's: whichever process runs the trial, it is judged against
+    the same ones); returns results, intermediate values, where and when the task ran (its
+    own start and end: a trial's times, not its batch's) and the memory its trials added.
 
     An error is returned as each trial's FAIL, with its type and text: an exception
     travels back through Ray only if it pickles, and many do not (any whose constructor
@@ -112,12 +126,15 @@ def _run_trials(
     reports: list[tuple[int, int, dict[str, float]]] = []
     try:
         evaluator = _evaluator_for(run_id, resolved)
+        if memory is not None:
+            evaluator.restore_memory(memory)
         evaluator.report = lambda i, epoch, values: reports.append((i, epoch, dict(values)))
         results = evaluator.evaluate(archs, hparams)
+        added = (evaluator.memory() or [])[len(memory or ()) :]
     except Exception as exc:  # noqa: BLE001 - any error is the trials' FAIL, as text
         failed = TrialResult.failed(f"trial raised: {_error_text(exc)}")
-        return [failed] * len(archs), [], TrialRun(_worker_name(), started, time.time())
-    return results, reports, TrialRun(_worker_name(), started, time.time())
+        return [failed] * len(archs), [], TrialRun(_worker_name(), started, time.time()), []
+    return results, reports, TrialRun(_worker_name(), started, time.time()), added
 
 
 def _error_text(exc: BaseException) -> str:
@@ -339,12 +356,16 @@ class RayTaskExecutor(TrialExecutor):
 
         hps = [dict(h) for h in hparams]
         key, spec = self._run_id, self._resolved
+        # Every task of the batch starts from the search's memory as it is now (this loop's
+        # evaluator holds it; checkpoints store it), not from its worker process's.
+        memory = evaluator.memory()
+        shared = ray.put(memory) if memory else memory
         if evaluator.instant:
             groups = [list(range(len(archs)))]
-            refs = [self._lookup.remote(key, spec, list(archs), hps)]
+            refs = [self._lookup.remote(key, spec, list(archs), hps, shared)]
         else:
             groups = [[i] for i in range(len(archs))]
-            refs = [self._train.remote(key, spec, [a], [h]) for a, h in zip(archs, hps)]
+            refs = [self._train.remote(key, spec, [a], [h], shared) for a, h in zip(archs, hps)]
         submitted = time.time()
         pending = list(refs)
         while pending:
@@ -360,7 +381,7 @@ class RayTaskExecutor(TrialExecutor):
         runs = [TrialRun("ray", submitted, collected)] * len(archs)
         for group, ref in zip(groups, refs, strict=True):
             try:
-                outputs, reports, ran = ray.get(ref)
+                outputs, reports, ran, added = ray.get(ref)
             except ray.exceptions.RayTaskError as exc:
                 # Outside the task body's own handler (its arguments did not unpickle).
                 cause = _error_text(exc.cause) if exc.cause is not None else str(exc)
@@ -386,10 +407,14 @@ class RayTaskExecutor(TrialExecutor):
             for i, output in zip(group, outputs, strict=True):
                 results[i] = output
                 runs[i] = ran
+            if memory is not None:
+                memory.extend(added)  # in the batch's order, whatever order tasks ended in
             if evaluator.report is not None:
                 for index, epoch, values in reports:
                     evaluator.report(group[index], epoch, values)
         self.last_runs = runs
+        if memory is not None:
+            evaluator.restore_memory(memory)
         return [r for r in results if r is not None]
 
 

@@ -255,6 +255,10 @@ class SearchLoop:
             "elapsed_s": self.budget.elapsed() if self._running else self._elapsed_before,
             "curve": list(self.curve),
         }
+        memory = self.components.evaluator.memory()
+        if memory is not None:
+            # What judges later trials (a pruner's record of these): restored on resume.
+            state["memory"] = memory
         if self._trial_state is not None:
             # A checkpoint inside the running trial (number ``trials``): the controller's
             # state holds its candidate as pending, the evaluator state is the trial's.
@@ -271,6 +275,8 @@ class SearchLoop:
         self.budget.used_simulated = float(state["used_simulated"])
         self._elapsed_before = float(state["elapsed_s"])
         self.curve = list(state.get("curve", []))
+        if "memory" in state:
+            self.components.evaluator.restore_memory(state["memory"])
 
     def state(self) -> SearchState:
         """The whole search's checkpoint: controller, loop, and evaluator state (inside a

@@ -359,6 +359,20 @@ class Evaluator(ABC):
         and its exports use; called after ``final_metrics`` for the same architecture."""
         return None
 
+    def memory(self) -> list[dict[str, Any]] | None:
+        """What this evaluator keeps from the trials it evaluated that judges later ones (a
+        pruner's record of each: its verdict and intermediate values), one plain-data entry
+        per trial in the order evaluated; ``None`` (the default) when it keeps nothing. The
+        search loop checkpoints it and hands it back with ``restore_memory`` on resume, and
+        gives its copy to each Ray task, so a trial is judged against the same earlier
+        trials wherever it runs."""
+        return None
+
+    def restore_memory(self, memory: Sequence[Mapping[str, Any]]) -> None:
+        """Make the evaluator's memory exactly ``memory`` (an earlier ``memory()``)."""
+        if memory:
+            raise ValueError(f"evaluator {self.name!r} keeps no memory of its trials")
+
     def trial_checkpoint(self) -> bytes | None:
         """Asked from inside ``report`` while a trial runs in this process: the trial's state
         as it is now, from which ``resume_trial`` makes a later evaluation of the same

@@ -225,6 +225,16 @@ class StandaloneEvaluator(Evaluator):
         kernels); not with a pruner, which judges a trial against those told before it."""
         return self.pruning is None
 
+    def memory(self) -> list[dict[str, Any]] | None:
+        """The pruner's record of the trials it judged (``Pruning.memory``); none without."""
+        return self.pruning.memory() if self.pruning is not None else None
+
+    def restore_memory(self, memory: Sequence[Mapping[str, Any]]) -> None:
+        if self.pruning is None:
+            super().restore_memory(memory)
+        else:
+            self.pruning.restore(memory)
+
     def trial_seed(self, arch: Architecture) -> int:
         """Deterministic per (job seed, architecture): the same architecture trains the same."""
         return zlib.crc32(f"{self.seed}:{arch.key}".encode())

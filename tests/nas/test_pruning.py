@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,39 @@ def test_resource_pruners_prune_bad_curves_never_a_good_one(name: str) -> None:
     assert sum(p is not None for p in pruned) >= 4
     assert all(p is None or p < 8 for p in pruned)
     assert run_curve(pruning, [v + 5 for v in good(8)]) is None  # the best curve yet
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        PrunerConfig(name="median", n_startup_trials=2),
+        PrunerConfig(name="successive_halving", reduction_factor=2),
+        PrunerConfig(name="hyperband", reduction_factor=2),
+    ],
+    ids=lambda c: c.name,
+)
+def test_a_pruning_restored_from_its_memory_judges_as_the_original(
+    config: PrunerConfig,
+) -> None:
+    """A search resumed from a checkpoint (or a Ray task given the search's memory) judges
+    each later trial as the uninterrupted pruner would: the memory, through JSON as a
+    checkpoint stores it, carries the verdicts, intermediate values and the pruner's marks
+    (successive halving's rungs)."""
+    curves = [good(8)] * 2 + [bad(8, k) for k in range(6)] + [good(8)]
+    later = [bad(8, k) for k in range(6, 14)] + [[v + 1 for v in good(8)]]
+    original = Pruning(config, max_resource=8)
+    for curve in curves:
+        run_curve(original, curve)
+    memory = json.loads(json.dumps(original.memory()))
+    assert [m["state"] for m in memory].count("PRUNED") >= 2
+    restored = Pruning(config, max_resource=8)
+    restored.restore(memory)
+    fresh = Pruning(config, max_resource=8)  # what a resumed search had before: no memory
+    verdicts = [run_curve(original, c) for c in later]
+    assert [run_curve(restored, c) for c in later] == verdicts
+    assert any(v is not None for v in verdicts)
+    assert [run_curve(fresh, c) for c in later] != verdicts
+    assert restored.memory() == json.loads(json.dumps(original.memory()))
 
 
 def test_pruner_none_builds_nothing() -> None:

@@ -145,25 +145,44 @@ class BackendContract:
         assert [t.number for t in outcome.trials] == list(range(120))
 
     @pytest.mark.slow
-    def test_each_run_has_its_own_pruner(self, backend: Backend) -> None:
-        """A pruner judges a trial against the trials of its own search only (on Ray: those
-        its worker process ran): the median pruner prunes no trial before 2 of that run
-        completed there, and a second run of the same spec, where one process ran every
-        trial, prunes exactly as the first. (A pruner that remembered the first run's trials
-        pruned the second's first trial.)"""
+    def test_a_pruner_judges_by_its_own_runs_trials_and_resumes_with_them(
+        self, backend: Backend
+    ) -> None:
+        """A pruner judges a trial against the earlier trials of its own search only,
+        wherever they ran (on Ray: whichever worker process): the median pruner prunes no
+        trial before 2 of the run completed, and a second run of the same spec prunes
+        exactly as the first (a pruner that remembered the first run's trials pruned the
+        second's first trial). A run stopped after 4 trials and restored from its checkpoint
+        prunes as the whole run did (a pruner that started fresh on resume trained the
+        next trials fully)."""
         first, second = Recorder(), Recorder()
         run(backend, PRUNED_SPEC, first)
         run(backend, PRUNED_SPEC, second)
-        assert TrialState.PRUNED in [t.result.state for t in first.trials]  # it does prune
-        for records in (first.trials, second.trials):
-            completed: dict[str, int] = {}  # by worker process
-            for t in records:
-                if t.result.state is TrialState.PRUNED:
-                    assert completed.get(t.worker, 0) >= 2, (t.number, t.result.error)
-                elif t.result.state is TrialState.COMPLETE:
-                    completed[t.worker] = completed.get(t.worker, 0) + 1
-        if len({t.worker for t in first.trials + second.trials}) == 1:
-            assert key(second.trials) == key(first.trials)
+        states = [t.result.state for t in first.trials]
+        assert TrialState.PRUNED in states[4:6], states  # a fresh pruner would not prune here
+        for number, state in enumerate(states):
+            if state is TrialState.PRUNED:
+                assert states[:number].count(TrialState.COMPLETE) >= 2, states
+        assert key(second.trials) == key(first.trials)
+        stopped = Recorder(stop_after_trials=4)
+        run(backend, PRUNED_SPEC, stopped)
+        state = stopped.states[-1]
+        assert state.trial_count == 4 and len(state.loop["memory"]) == 4
+        rest = Recorder()
+        done = stopped.trials[:4]
+        run(backend, PRUNED_SPEC, rest, restore=(state, done))
+        assert key(done + rest.trials) == key(first.trials)
+
+    @pytest.mark.slow
+    def test_trials_side_by_side_are_pruned_the_same_every_run(self, backend: Backend) -> None:
+        """With ``resources.workers`` 2 each trial is judged against the job's earlier
+        trials, not those its worker process happened to run: two runs prune alike."""
+        spec = {**PRUNED_SPEC, "resources": {"workers": 2}}
+        first, second = Recorder(), Recorder()
+        run(backend, spec, first)
+        run(backend, spec, second)
+        assert TrialState.PRUNED in [t.result.state for t in first.trials]
+        assert key(second.trials) == key(first.trials)
 
     @pytest.mark.slow
     def test_each_trial_records_its_own_times(self, backend: Backend) -> None:

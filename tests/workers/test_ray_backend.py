@@ -15,7 +15,7 @@ def test_a_worker_process_keeps_each_runs_evaluator_while_others_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Two jobs whose trials alternate in one worker process each keep their own evaluator
-    (a pruner's memory of the job's trials); at most ``MAX_CACHED_SEARCHES`` are kept, the
+    (its loaded data; a job's own state); at most ``MAX_CACHED_SEARCHES`` are kept, the
     least recently used dropped first."""
     built: list[object] = []
 
