@@ -30,9 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["PRUNERS", "PrunerConfig", "Pruning", "PruningTrial", "TrialMemory", "TrialPruned"]
 
-#: One told trial as the study holds it (``Pruning.memory``): ``state`` (COMPLETE, PRUNED,
-#: FAIL), ``value``, ``steps`` (``[[epoch, value], ...]``) and the pruner's ``marks``
-#: (Optuna system attributes: successive halving's completed rungs).
+#: One told trial as the pruner reads it (``Pruning.memory``): ``state`` (COMPLETE, PRUNED,
+#: FAIL), a completed trial's ``value`` and (median) its ``steps`` (``[[epoch, value],
+#: ...]``), and the pruner's ``marks`` (Optuna system attributes: successive halving's and
+#: Hyperband's completed rungs).
 TrialMemory = dict[str, Any]
 
 PrunerName = Literal["median", "successive_halving", "hyperband", "none"]
@@ -166,7 +167,6 @@ class Pruning:
     """The pruner bridge: one in-memory study per evaluator (see the module's docstring)."""
 
     def __init__(self, config: PrunerConfig, *, max_resource: int, seed: int = 0) -> None:
-
         if config.name == "none":
             raise ValueError("pruner 'none' prunes nothing: build no Pruning")
         self.name = config.name
@@ -207,14 +207,19 @@ class Pruning:
             self._study = None
 
     def _remember(self, trial: Any) -> None:
-        self._memory.append(
-            {
-                "state": trial.state.name,
-                "value": trial.value,
-                "steps": [[int(k), float(v)] for k, v in sorted(trial.intermediate_values.items())],
-                "marks": dict(trial.system_attrs),
-            }
-        )
+        """Keep what the pruner reads of a told trial, and no more (the memory is stored
+        with every checkpoint): the median pruner reads the intermediate values of
+        completed trials only, successive halving and Hyperband their marks (each rung's
+        value) of every trial, none the value of a trial that did not complete."""
+        memory: TrialMemory = {"state": trial.state.name}
+        if trial.state.name == "COMPLETE":
+            memory["value"] = float(trial.value)
+            if self.name == "median":
+                steps = sorted(trial.intermediate_values.items())
+                memory["steps"] = [[int(k), float(v)] for k, v in steps]
+        if trial.system_attrs:
+            memory["marks"] = dict(trial.system_attrs)
+        self._memory.append(memory)
 
     @staticmethod
     def _make_pruner(config: PrunerConfig, max_resource: int) -> Any:
