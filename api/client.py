@@ -187,7 +187,8 @@ class NasClient:
     ) -> Path:
         """Stream a GET's file to ``path`` (a file, or a folder for the server's file name,
         else ``fallback``: an existing folder, or any path ending in a slash, created),
-        through a temporary file so a failed download leaves nothing."""
+        through a temporary file so a failed download leaves nothing. A device or a named
+        pipe is written into; a symbolic link is kept, the file it names replaced."""
         timeout = httpx.Timeout(30.0, read=600.0)  # the server builds and checks the file
         with (
             self._reaching(),
@@ -199,13 +200,22 @@ class NasClient:
             target = Path(path) if path is not None else Path.cwd()
             if target.is_dir() or str(path).endswith(("/", os.sep)):
                 target = target / (self._filename(response) or fallback)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.part")
+            if target.exists() and not target.is_file():
+                # A device, a named pipe (``/dev/null``, ``/dev/stdout``): written into,
+                # never replaced by a file.
+                with target.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+                return target
+            # A symbolic link stays: the file it points to is the one replaced.
+            written = target.resolve() if target.is_symlink() else target
+            written.parent.mkdir(parents=True, exist_ok=True)
+            tmp = written.with_name(f".{written.name}.part")
             try:
                 with tmp.open("wb") as out:
                     for chunk in response.iter_bytes():
                         out.write(chunk)
-                tmp.replace(target)
+                tmp.replace(written)
             finally:
                 tmp.unlink(missing_ok=True)
         return target

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +192,40 @@ def test_export_to_a_path_ending_in_a_slash_creates_that_folder(
     assert made.returncode == 0, made.stderr
     assert (tmp_path / "dirnew").is_dir()  # was: a file named 'dirnew'
     assert [p.read_bytes() for p in (tmp_path / "dirnew").iterdir()] == [expected]
+
+
+@sqlite_only
+def test_export_writes_into_a_pipe_or_a_links_file_never_replacing_them(
+    server: LiveServer, auth: list[str], nb201_job: int, tmp_path: Path
+) -> None:
+    """``-o /dev/null`` (as root) replaced the device with a file, a named pipe became a
+    file, a symbolic link a copy: the download's temporary file was renamed over each."""
+    out = tmp_path / "out"
+    out.mkdir()
+    with server.client(auth[-1]) as client:
+        expected = client.export(nb201_job, "json", path=out / "best.json").read_bytes()
+    fifo = out / "fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    made = nas("export", str(nb201_job), "-o", "fifo", *auth, cwd=out)
+    reader.join(timeout=30)
+    assert made.returncode == 0, made.stderr
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and received == [expected]
+
+    real = out / "real.json"
+    real.write_text("earlier")
+    (out / "link.json").symlink_to(real)
+    with server.client(auth[-1]) as client:
+        client.export(nb201_job, "json", path=out / "link.json")
+    assert (out / "link.json").is_symlink() and real.read_bytes() == expected
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.json",
+        "fifo",
+        "link.json",
+        "real.json",
+    ]
 
 
 @sqlite_only
