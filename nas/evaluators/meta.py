@@ -288,7 +288,11 @@ class MetaEvaluator(Evaluator):
             "matching: query cross-entropy, labelled from the support set; pretrain: "
             "cross-entropy over every meta-training class)"
         ),
-        "params": "parameters of the trial's network",
+        "params": (
+            "parameters of the network the trial trained (protonet, matching: its embedding, "
+            "without the N-way classifier an export adds; pretrain: with a classifier over "
+            "every meta-training class instead of it)"
+        ),
         "meta_val_accuracy": (
             "accuracy (%) on the query examples of the meta-validation tasks (N-way episodes "
             "of classes meta-training never saw) after adapting to their support sets: the "

@@ -86,7 +86,11 @@ class StandaloneEvaluator(Evaluator):
     constraint_keys = ("max_params", "max_flops", "max_latency_ms")
     metric_notes: ClassVar[Mapping[str, str]] = {
         **Evaluator.metric_notes,
-        "params": "parameters of the trial's network",
+        "params": (
+            "parameters of the network the trial trained (protonet, matching: its embedding, "
+            "without the N-way classifier an export adds; pretrain: with a classifier over "
+            "every meta-training class instead of it)"
+        ),
         "flops": (
             "FLOPs per example of the trial's network (multiplies and adds counted "
             "separately: twice its MACs)"

@@ -397,6 +397,9 @@ def test_model_card_labels_each_figure_and_they_agree(nb201_table: Path, tmp_pat
     )
     latency_row = next(line for line in card.splitlines() if line.startswith("| latency_s |"))
     assert "NAS-Bench-201" in latency_row and "not measured on this machine" in latency_row
+    # Four significant digits below 1 (was 0.02 for 0.0150 s: two decimals of a second).
+    shown = float(latency_row.split("|")[2])
+    assert shown == pytest.approx(metrics["latency_s"], rel=1e-3), latency_row
     # Every metric row says what it is.
     rows = [
         line

@@ -35,7 +35,8 @@ def _number(value: Any, name: str = "") -> str:
     if isinstance(value, float) and name in COUNTS and value.is_integer():
         return str(int(value))
     if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e-2 or abs(value) >= 1e5 else f"{value:.2f}"
+        # Below 1 (a loss, a latency in seconds) two decimals say too little: 0.015 is not 0.02.
+        return f"{value:.4g}" if abs(value) < 1 or abs(value) >= 1e5 else f"{value:.2f}"
     return str(value)
 
 
