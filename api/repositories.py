@@ -384,16 +384,21 @@ class TrialRepository:
         return {state: int(n) for state, n in rows}
 
     def mark_running_failed(self, job_id: int, error: str) -> int:
-        result = self.session.execute(
-            update(TrialModel)
-            .where(
+        """The job's RUNNING (and WAITING) trials become FAIL with ``error``, ending now;
+        each costs the time it ran (it recorded 0 s, while its timeline bar ran on)."""
+        now = utcnow()
+        running = self.session.scalars(
+            select(TrialModel).where(
                 TrialModel.job_id == job_id,
                 TrialModel.state.in_((TrialState.RUNNING.value, TrialState.WAITING.value)),
             )
-            .values(state=TrialState.FAIL.value, error=error, finished_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        return int(result.rowcount or 0)
+        ).all()
+        for trial in running:
+            trial.state, trial.error, trial.finished_at = TrialState.FAIL.value, error, now
+            if trial.started_at is not None:
+                trial.cost_s = max(0.0, (now - trial.started_at).total_seconds())
+        self.session.flush()
+        return len(running)
 
     def all_before(self, job_id: int, number: int) -> Sequence[TrialModel]:
         return self.session.scalars(

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,10 @@ def test_cancel_stops_a_running_job_within_seconds_and_keeps_its_trials(
     assert len(complete) >= 2 and all(t["objective"] is not None for t in complete)
     # A trial that was training when the cancel came is FAIL with the cause, never RUNNING.
     assert all("cancelled" in t["error"] for t in trials if t["state"] == "FAIL")
+    for t in trials:  # ... and costs the time it ran (it said 0 s)
+        if t["state"] == "FAIL":
+            ran = datetime.fromisoformat(t["finished_at"]) - datetime.fromisoformat(t["started_at"])
+            assert t["cost_s"] == pytest.approx(ran.total_seconds(), abs=0.01) and t["cost_s"] > 0
     assert job["n_trials"] == len(trials)
     # the reason counts them as the listing does (it said "after 0 trials" beside 1 FAIL)
     stopped = sum(t["state"] == "FAIL" for t in trials)
