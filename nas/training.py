@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from nas.architecture import Architecture
 from nas.errors import NasError
@@ -311,15 +312,41 @@ def accuracy(
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> int:
     """Forward FLOPs for one example (multiply and add counted separately), by torch's own
-    FLOP counter."""
-    from torch.utils.flop_counter import FlopCounterMode
-
+    FLOP formulas (``torch.utils.flop_counter``), counted in this thread only."""
     was_training = model.training
     model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    counter = _FlopCount()
+    with torch.no_grad(), counter:
         model(torch.zeros(1, *input_shape, device=device))
     model.train(was_training)
-    return int(counter.get_total_flops())
+    return counter.flops
+
+
+class _FlopCount(TorchDispatchMode):
+    """Sums ``torch.utils.flop_counter``'s formulas over the ops this thread runs under it,
+    as ``FlopCounterMode`` totals them. Not ``FlopCounterMode`` itself: its module tracker
+    registers forward hooks on every module of the process, which ran in other threads too
+    and broke a concurrent job's backward pass (an ENAS policy's step: "Expected gradient
+    function to be set"); a dispatch mode is the calling thread's alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        from torch.utils.flop_counter import flop_registry
+
+        kwargs = kwargs or {}
+        if func is not torch.ops.prim.device.default:
+            with self:  # counted in what it decomposes into, as FlopCounterMode does
+                out = func.decompose(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
+        out = func(*args, **kwargs)
+        packet = func._overloadpacket
+        if packet in flop_registry:
+            self.flops += int(flop_registry[packet](*args, **kwargs, out_val=out))
+        return out
 
 
 def train_from_scratch(

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from nas.datasets import DatasetSplits
 from nas.evaluators.standalone import StandaloneEvaluator
-from nas.spaces import MacroSpace
-from nas.training import FocalLoss, TrainRecipe, focal_loss, make_loss
+from nas.models import build_model
+from nas.spaces import MacroSpace, MetaQNNSpace, MicroSpace, MlpSpace, SearchSpace
+from nas.training import FocalLoss, TrainRecipe, count_flops, focal_loss, make_loss
 
 
 def test_focal_loss_with_gamma_zero_is_cross_entropy() -> None:
@@ -321,3 +323,43 @@ def test_trials_on_a_gpu_leave_the_global_cuda_rng_as_it_was() -> None:
         with forked_rng(7, cuda):
             draws.append(torch.rand(8, device=cuda).cpu())
     assert torch.equal(draws[0], draws[1])
+
+
+@pytest.mark.parametrize(
+    ("space", "input_shape"),
+    [
+        (MacroSpace(layers=3, channels=4), (1, 40)),
+        (MicroSpace(cells=1, nodes=2, stages=2, channels=4), (1, 40)),
+        (MlpSpace(max_layers=2), (64,)),
+        (MetaQNNSpace(max_layers=3, input_size=40, channels=4), (1, 40)),
+    ],
+    ids=lambda v: getattr(v, "name", str(v)),
+)
+def test_count_flops_totals_as_torchs_flop_counter(
+    space: SearchSpace, input_shape: tuple[int, ...]
+) -> None:
+    device = torch.device("cpu")
+    for seed in range(3):
+        model = build_model(space, space.sample(np.random.default_rng(seed)), input_shape, 10)
+        with torch.no_grad(), FlopCounterMode(display=False) as reference:
+            model.eval()(torch.zeros(1, *input_shape))
+        assert count_flops(model, input_shape, device) == reference.get_total_flops() > 0
+
+
+def test_count_flops_hooks_no_module_of_another_thread() -> None:
+    """torch's ``FlopCounterMode`` registers forward hooks on every module of the process
+    while it counts: a concurrent job's ENAS policy step ran them and its backward failed
+    ("Expected gradient function to be set"). Counting must touch only this thread."""
+    seen: list[int] = []
+
+    class Probe(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(len(nn.modules.module._global_forward_pre_hooks))
+            return self.linear(x)
+
+    assert count_flops(Probe(), (4,), torch.device("cpu")) == 2 * 4 * 2
+    assert seen == [0]
