@@ -49,11 +49,18 @@ StateDep = Annotated[AppState, Depends(app_state)]
 
 
 def _principal(request: Request, session: ReadSession) -> Principal:
-    """The caller, looked up in the request's read session (one connection per request)."""
+    """The caller, looked up in the request's read session, whose connection goes back to
+    the pool right after: a request that writes would otherwise hold it while it waits for
+    a second one (its write session). On SQLite, where writers queue for the lock, enough
+    submits at once then held every pooled connection and each waited out the pool's
+    time-out (500s)."""
     state = app_state(request)
     if state.settings.auth == "none":
         return LOCAL_ADMIN
-    principal = authenticate(session, request.headers.get("authorization"))
+    try:
+        principal = authenticate(session, request.headers.get("authorization"))
+    finally:
+        session.rollback()  # ends the read transaction; a later read begins another
     if principal is None:
         raise unauthorized()
     return principal

@@ -104,3 +104,30 @@ def test_concurrent_readers_and_writers(server_factory: Any) -> None:
             after = page["next_after"]
         assert page["count"] == WRITERS * PER_WRITER
     assert numbers == list(range(WRITERS * PER_WRITER))
+
+
+def test_many_submits_at_once_are_all_created(server_factory: Any) -> None:
+    """24 submits at once: on SQLite each held its read connection (the key lookup) while it
+    waited for a second, its write session, until the 15-connection pool ran dry; they all
+    waited out the pool's 30 s, then most answered 500."""
+    server: LiveServer = server_factory(run_jobs=False)
+    headers = {"Authorization": f"Bearer {server.create_key('a')}"}
+    answers: list[tuple[int, float]] = []
+    start = threading.Barrier(24)
+
+    def submit() -> None:
+        with httpx.Client(base_url=server.url, headers=headers, timeout=60) as http:
+            start.wait()
+            began = time.monotonic()
+            response = http.post("/api/v1/jobs", json=nb201_spec())
+            answers.append((response.status_code, time.monotonic() - began))
+
+    threads = [threading.Thread(target=submit) for _ in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    assert sorted(code for code, _ in answers) == [201] * 24
+    assert max(seconds for _, seconds in answers) < 25  # not a pool's 30 s time-out
+    with httpx.Client(base_url=server.url, headers=headers) as http:
+        assert http.get("/api/v1/jobs?limit=100").json()["count"] == 24
