@@ -35,6 +35,9 @@ log = logging.getLogger("nas.api")
 #: Where /docs and /redoc load their scripts, styles and icon from (this server).
 DOCS_ASSETS = "/docs/assets"
 
+#: How long a shutdown waits for retrainings to stop after their current epoch.
+RETRAIN_STOP_S = 30.0
+
 
 class _BodyTooLarge(Exception):
     pass
@@ -187,6 +190,11 @@ def create_app(settings: Settings | None = None, *, jobs_at_startup: bool = True
             yield
         finally:
             request_stop(app)
+            retrainings = getattr(app.state, "nas_retrainings", None)
+            if retrainings is not None and not retrainings.stop(timeout=RETRAIN_STOP_S):
+                log.warning(
+                    "a retraining did not stop within %.0f s of the shutdown", RETRAIN_STOP_S
+                )
             if runner is not None:
                 runner.stop()
             if started_ray:

@@ -159,6 +159,9 @@ def retrain_final(
     return entries
 
 
+#: The error of a retraining trial whose server stopped while it trained.
+STOPPED_BY_SHUTDOWN = "the server stopped while this retraining ran"
+
 #: In a retraining's scratch folder: ``host:pid`` of the process that trains there.
 _OWNER = "owner"
 
@@ -190,8 +193,27 @@ class Retrainings:
         self._slots = threading.BoundedSemaphore(limit)
         self._lock = threading.Lock()
         self._live: dict[int, set[int]] = {}  # job id -> trial numbers
+        self._threads: set[threading.Thread] = set()
+        self._stopping = threading.Event()
         self.worker = f"{socket.gethostname()}:{os.getpid()}{RETRAIN_WORKER}"
         self.lease_s = lease_s
+
+    def stop_reason(self) -> str | None:
+        """Asked by each retraining after every epoch: why it must stop, if it must."""
+        return STOPPED_BY_SHUTDOWN if self._stopping.is_set() else None
+
+    def stop(self, timeout: float) -> bool:
+        """At the server's shutdown: every retraining stops after its current epoch (its
+        trial FAIL, ``STOPPED_BY_SHUTDOWN``); waits up to ``timeout`` seconds for them, so
+        none is cut off inside torch when the process exits (which aborted the server).
+        True when all stopped in time."""
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in threads)
 
     def running(self, job_id: int) -> set[int]:
         with self._lock:
@@ -226,6 +248,8 @@ class Retrainings:
             finally:
                 done.set()
                 self._done(job_id, number)
+                with self._lock:
+                    self._threads.discard(threading.current_thread())
 
         def beat() -> None:
             assert write is not None
@@ -236,7 +260,10 @@ class Retrainings:
                 except SQLAlchemyError:  # a database hiccup: the next beat tries again
                     log.warning("job %d: retraining trial %d: heartbeat failed", job_id, number)
 
-        threading.Thread(target=target, name=f"nas-retrain-{job_id}-{number}", daemon=True).start()
+        thread = threading.Thread(target=target, name=f"nas-retrain-{job_id}-{number}", daemon=True)
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
         if write is not None:
             threading.Thread(target=beat, name=f"nas-beat-{job_id}-{number}", daemon=True).start()
 
@@ -264,7 +291,7 @@ def reap_stale_retrainings(session: Session, job_id: int, retrainings: Retrainin
             job_id,
             trial.number,
             state=TrialState.FAIL.value,
-            error="the server stopped while this retraining ran",
+            error=STOPPED_BY_SHUTDOWN,
             finished_at=utcnow(),
         )
     if stale:
@@ -342,7 +369,13 @@ def start_retrain(
         job_id,
         number,
         lambda: _retrain(
-            write, artifacts, spec, started, ranked.architecture, dict(ranked.hparams)
+            write,
+            artifacts,
+            spec,
+            started,
+            ranked.architecture,
+            dict(ranked.hparams),
+            should_stop=retrainings.stop_reason,
         ),
         write,
     )
@@ -356,7 +389,11 @@ def _retrain(
     started: RetrainStarted,
     arch: Architecture,
     hparams: dict[str, Any] | None = None,
+    *,
+    should_stop: StopFn | None = None,
 ) -> None:
+    from workers.backend import Interrupted
+
     job_id, number = started.job_id, started.trial_number
     began = time.perf_counter()
 
@@ -392,9 +429,12 @@ def _retrain(
             ranks=[started.rank - 1],
             trial=number,
             record=complete,
+            should_stop=should_stop,
         )
     except NotFoundError:
         return  # the job was deleted meanwhile: nothing to record
+    except Interrupted:
+        _fail_retrain(write, started, error=STOPPED_BY_SHUTDOWN, began=began)
     except Exception as exc:
         log.exception("job %d: retraining (trial %d) failed", job_id, number)
         _fail_retrain(write, started, error=f"{type(exc).__name__}: {exc}", began=began)

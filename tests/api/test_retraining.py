@@ -5,6 +5,7 @@ their weights under the job's folder and records them (the runner's ``final:`` s
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +24,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.db import make_engine, make_session_factory, session_scope, upgrade
 from api.models import ArtifactModel, JobModel, JobState, TrialModel
 from api.repositories import JobRepository, TrialRepository
-from api.retraining import Retrainings, reap_stale_retrainings, retrain_final
+from api.retraining import (
+    STOPPED_BY_SHUTDOWN,
+    Retrainings,
+    reap_stale_retrainings,
+    retrain_final,
+)
 from api.services import NotFoundError
 from nas.architecture import Architecture
 from nas.export import load_network
@@ -215,3 +221,49 @@ def test_a_retraining_renews_its_heartbeat_and_a_silent_one_is_reaped_on_any_mac
     finally:
         release.set()
     wait_for(lambda: not retrainings.running(job_id), timeout=10)
+
+
+def test_sigterm_during_a_retraining_stops_it_and_the_server_cleanly(tmp_path: Path) -> None:
+    """``nas serve`` aborted on SIGTERM while a retraining trained ("terminate called without
+    an active exception", exit 134: the interpreter ended inside its thread's torch call),
+    leaving its trial RUNNING until a later request reaped it."""
+    from api.client import NasClient
+
+    data = tmp_path / "d"
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "nas"), "serve", "--port", "0", "--no-auth"]
+        + ["--data-dir", str(data), "--backend", "inline"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        url = None
+        while url is None:
+            line = proc.stdout.readline()
+            assert line, "nas serve ended before printing its URL"
+            if "listening on http://" in line:
+                url = line.split("listening on ")[1].split()[0]
+        with NasClient(url) as client:
+            job_id = client.submit(standalone_spec(trials=1, epochs=1))["id"]
+            assert client.wait(job_id, timeout=60)["state"] == "SUCCEEDED"
+            trial_id = client.retrain(job_id)["trial_id"]  # 60 epochs: final:'s default
+            wait_for(lambda: client.trial(trial_id)["state"] == "RUNNING", timeout=30)
+            time.sleep(0.5)  # an epoch or so into it
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+        output = proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 0, output
+    assert "terminate called" not in output and "Traceback" not in output, output
+    engine = make_engine(f"sqlite:///{data / 'nas.db'}")
+    try:
+        with sessionmaker(engine)() as session:
+            trial = session.scalars(select(TrialModel).where(TrialModel.id == trial_id)).one()
+            assert (trial.state, trial.error) == ("FAIL", STOPPED_BY_SHUTDOWN)
+    finally:
+        engine.dispose()
