@@ -300,7 +300,9 @@ def param_importance(
 
 
 def timeline(session: Session, job: JobModel, limit: int) -> dict[str, Any]:
-    """The latest ``limit`` trials with a start and end time, by worker."""
+    """The search's latest ``limit`` trials with a start and end time, by worker: not the
+    retrainings asked for after it (``nas retrain``, minutes or days later), whose lane
+    squeezed the search into a sliver of the time axis."""
     rows = session.execute(
         select(
             TrialModel.number,
@@ -309,7 +311,11 @@ def timeline(session: Session, job: JobModel, limit: int) -> dict[str, Any]:
             TrialModel.started_at,
             TrialModel.finished_at,
         )
-        .where(TrialModel.job_id == job.id, TrialModel.started_at.is_not(None))
+        .where(
+            TrialModel.job_id == job.id,
+            TrialModel.started_at.is_not(None),
+            or_(TrialModel.worker.is_(None), TrialModel.worker.not_like(f"%{RETRAIN_WORKER}")),
+        )
         .order_by(TrialModel.number.desc())
         .limit(limit)
     ).all()

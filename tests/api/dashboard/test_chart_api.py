@@ -161,7 +161,7 @@ def test_the_page_and_only_its_files_are_served(server: LiveServer) -> None:
     assert httpx.get(f"{server.url}/dashboard/index.html").status_code == 404
 
 
-def test_the_history_axis_ends_with_the_search_not_its_retrainings(
+def test_the_history_and_timeline_end_with_the_search_not_its_retrainings(
     server: LiveServer, user_key: str, client: Any
 ) -> None:
     """A retraining is the job's next trial (no objective): the history counted it, and the
@@ -175,6 +175,9 @@ def test_the_history_axis_ends_with_the_search_not_its_retrainings(
     hist = _get(server, user_key, f"/jobs/{job['id']}/history").json()
     assert hist["n_trials"] == 3
     assert max(b["end"] for b in hist["buckets"]) == 2
+    # nor does the timeline's time axis run on to it (its lane squeezed the search)
+    lanes = _get(server, user_key, f"/jobs/{job['id']}/timeline").json()["workers"]
+    assert sorted(t["trial"] for lane in lanes for t in lane["trials"]) == [0, 1, 2]
 
 
 def test_a_joint_searchs_front_holds_configurations_not_architectures(
