@@ -58,27 +58,40 @@ function tickText(ts) {
   return (t) => t.toFixed(digits);
 }
 
+// Width of a label at 10 px, over-estimated (a digit of a wide sans-serif is 6.4 px).
+const textWidth = (text) => 6.5 * text.length;
+
+// A chart's margins and scales. The left margin fits the widest y tick label, right of the
+// axis title's 16 px: values that barely change need many digits, which a fixed 52 px cut
+// at the left edge and ran into the axis title.
+function frame(xd, yd) {
+  const yt = ticks(yd), ys = tickText(yt);
+  const widest = Math.max(0, ...yt.map((t) => textWidth(ys(t))));
+  const m = { ...M, l: Math.min(W / 2, Math.max(M.l, Math.ceil(22 + widest))) };
+  return { m, yt, ys, x: scale(xd, [m.l, W - m.r]), y: scale(yd, [H - m.b, m.t]) };
+}
+
 // xInteger: the x values are counts (trials, epochs, steps, iterations): whole ticks only.
-function axes(svg, x, y, xd, yd, xLabel, yLabel, xInteger = false) {
+function axes(svg, { m, x, y, yt, ys }, xd, xLabel, yLabel, xInteger = false) {
   const g = s("g", { class: "axis" });
-  g.append(s("line", { x1: M.l, y1: H - M.b, x2: W - M.r, y2: H - M.b }));
-  g.append(s("line", { x1: M.l, y1: M.t, x2: M.l, y2: H - M.b }));
+  g.append(s("line", { x1: m.l, y1: H - m.b, x2: W - m.r, y2: H - m.b }));
+  g.append(s("line", { x1: m.l, y1: m.t, x2: m.l, y2: H - m.b }));
   let xt = ticks(xd);
   if (xInteger) {
     const whole = xt.filter(Number.isInteger);
     xt = whole.length ? whole : [Math.round((xd[0] + xd[1]) / 2)];
   }
-  const xs = tickText(xInteger ? [0, 1] : xt), yt = ticks(yd), ys = tickText(yt);
+  const xs = tickText(xInteger ? [0, 1] : xt);
   for (const t of xt) {
-    g.append(s("line", { x1: x(t), x2: x(t), y1: H - M.b, y2: H - M.b + 4 }));
-    g.append(s("text", { x: x(t), y: H - M.b + 14, "text-anchor": "middle" }, xs(t)));
+    g.append(s("line", { x1: x(t), x2: x(t), y1: H - m.b, y2: H - m.b + 4 }));
+    g.append(s("text", { x: x(t), y: H - m.b + 14, "text-anchor": "middle" }, xs(t)));
   }
   for (const t of yt) {
-    g.append(s("line", { x1: M.l - 4, x2: M.l, y1: y(t), y2: y(t) }));
-    g.append(s("text", { x: M.l - 6, y: y(t) + 3, "text-anchor": "end" }, ys(t)));
+    g.append(s("line", { x1: m.l - 4, x2: m.l, y1: y(t), y2: y(t) }));
+    g.append(s("text", { x: m.l - 6, y: y(t) + 3, "text-anchor": "end" }, ys(t)));
   }
-  g.append(s("text", { x: (M.l + W - M.r) / 2, y: H - 4, "text-anchor": "middle" }, xLabel));
-  g.append(s("text", { x: 10, y: (M.t + H - M.b) / 2, transform: `rotate(-90 10 ${(M.t + H - M.b) / 2})`, "text-anchor": "middle" }, yLabel));
+  g.append(s("text", { x: (m.l + W - m.r) / 2, y: H - 4, "text-anchor": "middle" }, xLabel));
+  g.append(s("text", { class: "y-title", x: 10, y: (m.t + H - m.b) / 2, transform: `rotate(-90 10 ${(m.t + H - m.b) / 2})`, "text-anchor": "middle" }, yLabel));
   svg.append(g);
 }
 
@@ -104,9 +117,9 @@ export function lineChart(id, title, series, { xLabel = "epoch", yLabel = "", xF
   const xs = series.flatMap((q) => q.points.map((p) => p[0]));
   const ys = series.flatMap((q) => q.points.map((p) => p[1]));
   const xd = extent(xs), yd = extent(ys);
-  const x = scale(xd, [M.l, W - M.r]), y = scale(yd, [H - M.b, M.t]);
+  const f = frame(xd, yd), { x, y } = f;
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", role: "img" });
-  axes(svg, x, y, xd, yd, xLabel, yLabel, xs.every(Number.isInteger));
+  axes(svg, f, xd, xLabel, yLabel, xs.every(Number.isInteger));
   let marks = 0;
   // a line equal to an earlier one would hide it: drawn dashed, its legend names the other
   // (q.same: what makes two series the same where their points may differ, e.g. in length)
@@ -139,11 +152,11 @@ export function lineChart(id, title, series, { xLabel = "epoch", yLabel = "", xF
 export function historyChart(id, title, hist, metric) {
   const ys = hist.buckets.flatMap((b) => [b.min, b.max]).concat(hist.best_so_far.map((b) => b.value));
   const xd = [0, Math.max(1, hist.n_trials - 1)], yd = extent(ys);
-  const x = scale(xd, [M.l, W - M.r]), y = scale(yd, [H - M.b, M.t]);
+  const f = frame(xd, yd), { x, y } = f;
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", role: "img" });
-  axes(svg, x, y, xd, yd, "trial", metric, true);
+  axes(svg, f, xd, "trial", metric, true);
   // each bucket: a bar from its lowest to its highest objective (a dot for a single value)
-  const bw = Math.min(3, Math.max(1, ((W - M.l - M.r) / Math.max(1, hist.buckets.length)) * 0.8));
+  const bw = Math.min(3, Math.max(1, ((W - f.m.l - f.m.r) / Math.max(1, hist.buckets.length)) * 0.8));
   let d = "";
   const dots = s("g", { fill: "#6f93d3" });
   for (const b of hist.buckets) {
@@ -173,7 +186,7 @@ export function barChart(id, title, items) {
   const max = Math.max(1e-12, ...items.map((i) => i.value));
   items.forEach((it, i) => {
     const w = ((W - left - 40) * it.value) / max;
-    svg.append(s("text", { x: left - 6, y: M.t + i * bh + 13, "text-anchor": "end" }, it.name.slice(0, 26)));
+    svg.append(s("text", { x: left - 6, y: M.t + i * bh + 13, "text-anchor": "end" }, it.name.length > 26 ? `${it.name.slice(0, 25)}…` : it.name, s("title", {}, it.name)));
     svg.append(s("rect", { x: left, y: M.t + i * bh + 2, width: Math.max(1, w), height: bh - 6, fill: COLORS[0] }, s("title", {}, `${it.name}: ${fmt(it.value)}`)));
     svg.append(s("text", { x: left + w + 4, y: M.t + i * bh + 13 }, fmt(it.value, 3)));
   });
@@ -235,11 +248,13 @@ export function timelineChart(id, title, tl) {
   const all = tl.workers.flatMap((w) => w.trials);
   const t = (iso) => Date.parse(iso);
   const lo = Math.min(...all.map((r) => t(r.start))), hi = Math.max(...all.map((r) => (r.end ? t(r.end) : t(r.start))));
-  const lane = 22, height = M.t + tl.workers.length * lane + 30, left = 110;
+  // a long name (a Ray worker's) keeps its end, marked cut, and is whole on hover
+  const names = tl.workers.map((w) => (w.worker.length > 18 ? `…${w.worker.slice(-17)}` : w.worker));
+  const lane = 22, height = M.t + tl.workers.length * lane + 30, left = Math.max(110, Math.ceil(10 + Math.max(...names.map(textWidth))));
   const x = scale([lo, hi === lo ? lo + 1 : hi], [left, W - M.r]);
   const svg = s("svg", { viewBox: `0 0 ${W} ${height}`, class: "plot", role: "img" });
   tl.workers.forEach((w, i) => {
-    svg.append(s("text", { x: left - 6, y: M.t + i * lane + 14, "text-anchor": "end" }, w.worker.slice(-18)));
+    svg.append(s("text", { x: left - 6, y: M.t + i * lane + 14, "text-anchor": "end", class: "worker" }, names[i], s("title", {}, w.worker)));
     for (const r of w.trials) {
       const x0 = x(t(r.start)), x1 = r.end ? x(t(r.end)) : x0 + 2;
       svg.append(s("rect", { x: x0, y: M.t + i * lane + 3, width: Math.max(1, x1 - x0), height: lane - 8, fill: TIMELINE_FILL[r.state] ?? "#b3261e", "data-state": r.state },
@@ -259,9 +274,9 @@ export function timelineChart(id, title, tl) {
 // points: [{trial, x, y, front}] ; names: [xName, yName]
 export function scatterChart(id, title, points, [xn, yn]) {
   const xd = extent(points.map((p) => p.x)), yd = extent(points.map((p) => p.y));
-  const x = scale(xd, [M.l, W - M.r]), y = scale(yd, [H - M.b, M.t]);
+  const f = frame(xd, yd), { x, y } = f;
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", role: "img" });
-  axes(svg, x, y, xd, yd, xn, yn);
+  axes(svg, f, xd, xn, yn);
   const front = points.filter((p) => p.front).sort((a, b) => a.x - b.x);
   for (const p of points) svg.append(s("circle", { cx: x(p.x), cy: y(p.y), r: p.front ? 3.5 : 2, fill: p.front ? "#b3261e" : "#9db8e6" }, s("title", {}, `trial ${p.trial}: ${xn} ${fmt(p.x)}, ${yn} ${fmt(p.y)}`)));
   if (front.length > 1) svg.append(s("path", { class: "best", d: "M" + front.map((p) => `${x(p.x).toFixed(1)},${y(p.y).toFixed(1)}`).join("L") }));

@@ -529,6 +529,44 @@ def test_count_axes_have_whole_ticks(page: Page, site: Site) -> None:
     assert page.errors == []
 
 
+def test_axis_and_lane_labels_are_whole_and_apart(page: Page, site: Site) -> None:
+    """Values that barely change (4.275682 to 4.275705) had y tick labels cut at the chart's
+    left edge and over the axis title (a fixed 52 px margin); a timeline cut a Ray worker's
+    name to its last 18 characters unmarked ('y:vm:4d6d2ccc:7850'), with no way to read it
+    whole. Drawn here by the dashboard's own chart module, from such values."""
+    p = page.page
+    drawn = p.evaluate(
+        """async () => {
+          const m = await import('/dashboard/charts.js');
+          const flat = m.lineChart('flat', 'flat', [{ name: 'val_loss',
+            points: [[1, 4.275682], [2, 4.275705], [3, 4.275691]] }], { yLabel: 'val_loss' });
+          const at = (iso) => `2024-01-01T00:00:0${iso}Z`;
+          const lanes = m.timelineChart('lanes', 'lanes', { workers: [
+            { worker: 'ray:vm:4d6d2ccc:7850', trials: [{ trial: 0, state: 'COMPLETE', start: at(0), end: at(2) }] },
+            { worker: 'inline@vm:1', trials: [{ trial: 1, state: 'COMPLETE', start: at(1), end: at(3) }] }] });
+          document.querySelector('#main').prepend(flat, lanes);
+          const box = (el) => el.getBoundingClientRect();
+          const edge = box(flat.querySelector('svg')).left;
+          const ticks = [...flat.querySelectorAll('g.axis text[text-anchor=end]')]
+            .map((t) => [t.textContent, box(t).left - edge]);
+          const title = box(flat.querySelector('g.axis text[transform]')).right - edge;
+          const names = [...lanes.querySelectorAll('text.worker')].map((t) =>
+            [t.firstChild.textContent, t.querySelector('title')?.textContent,
+             box(t).left - box(lanes.querySelector('svg')).left]);
+          return { ticks, title, names };
+        }"""
+    )
+    texts = [text for text, _ in drawn["ticks"]]
+    assert len(texts) >= 3 and len(set(texts)) == len(texts), texts  # told apart
+    # each whole inside the chart, right of the y axis title
+    assert all(left > drawn["title"] >= 0 for _, left in drawn["ticks"]), drawn
+    (cut, cut_title, cut_left), (short, short_title, _) = drawn["names"]
+    assert cut == "…:vm:4d6d2ccc:7850" and cut_title == "ray:vm:4d6d2ccc:7850", drawn
+    assert cut_left >= 0, drawn
+    assert short == short_title == "inline@vm:1", drawn
+    assert page.errors == []
+
+
 def test_sorting_by_keyboard_keeps_the_focus(page: Page, site: Site) -> None:
     """The header row is drawn again on every load: Enter on a sort button dropped the focus
     to the page's body."""
