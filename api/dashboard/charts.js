@@ -102,11 +102,19 @@ function figure(id, title, svg, table, note) {
     h("details", {}, h("summary", {}, "Data table"), table));
 }
 
+// Numbers right-aligned, text left-aligned (a long genotype, right-aligned in a wide table,
+// sat past the card's edge and its cell looked blank), and a long text wraps.
 export function dataTable(headers, rows, limit = 300) {
   const shown = rows.slice(0, limit);
+  const numeric = headers.map((_, j) => shown.every((r) => r[j] == null || typeof r[j] === "number"));
+  const cell = (c, j) => {
+    const text = fmt(c);
+    const cls = typeof c === "number" || (c == null && numeric[j]) ? "num" : text.length > 40 ? "long" : null;
+    return h("td", { class: cls }, text);
+  };
   return h("div", { class: "scroll" }, h("table", {},
-    h("thead", {}, h("tr", {}, headers.map((c) => h("th", { scope: "col", class: "num" }, c)))),
-    h("tbody", {}, shown.length ? shown.map((r) => h("tr", {}, r.map((c) => h("td", { class: "num" }, fmt(c)))))
+    h("thead", {}, h("tr", {}, headers.map((c, j) => h("th", { scope: "col", class: numeric[j] ? "num" : null }, c)))),
+    h("tbody", {}, shown.length ? shown.map((r) => h("tr", {}, r.map(cell)))
       : h("tr", {}, h("td", { colspan: headers.length, class: "muted" }, "None.")))),
     rows.length > limit ? h("p", { class: "muted" }, `first ${limit} of ${rows.length} rows`) : null);
 }

@@ -152,6 +152,20 @@ def test_every_page_renders_with_its_charts_and_no_console_error(page: Page, sit
     best = "#compare div:has(> h2:has-text('Best architectures')) tbody tr td:last-child"
     cells = p.locator(best).all_text_contents()
     assert len(cells) == 2 and all(":" in c for c in cells), cells
+    # text left-aligned, numbers right-aligned: a right-aligned genotype in a wide table sat
+    # past the card's edge (its cell looked blank); each starts inside its scroll box
+    table = "#compare div:has(> h2:has-text('Best architectures'))"
+    aligned = p.locator(f"{table} tbody tr:first-child td").evaluate_all(
+        "tds => tds.map(t => getComputedStyle(t).textAlign)"
+    )
+    assert aligned == ["right", "right", "left", "right", "left"], aligned
+    starts = p.locator(f"{table} tbody td:last-child").evaluate_all(
+        "tds => tds.map(t => { const r = document.createRange(); r.selectNodeContents(t);"
+        " const x = r.getBoundingClientRect().left;"
+        " return [x - t.getBoundingClientRect().left,"
+        " x < t.closest('.scroll').getBoundingClientRect().right]; })"
+    )
+    assert all(0 <= x < 20 and seen for x, seen in starts), starts
     page.go("/compare?jobs=abc")
     p.wait_for_selector("#compare [role=alert]:has-text('Not job ids: abc')")
     assert page.errors == []
