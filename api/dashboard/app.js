@@ -404,6 +404,13 @@ function trialsTable(job, metricNames) {
       metricNames.map((m) => h("td", { class: "num" }, fmt(t.metrics?.[m]))),
       h("td", {}, Object.entries(t.hparams || {}).map(([k, v]) => `${k}=${fmt(v)}`).join(" ")),
       h("td", { class: "num", title: t.simulated ? "simulated training time (a benchmark table's, not measured here)" : null }, t.simulated ? `${fmt(t.cost_s, 2)} sim.` : fmt(t.cost_s, 2)), h("td", {}, t.worker ?? "–"))));
+    // an empty page says why (its body was blank)
+    if (!page.data.length) {
+      const why = st.state ? `No ${st.state} trials${page.count ? " this far" : ""}.`
+        : job.spec?.evaluator?.name === "rl2-meta" ? "No trials: a meta-training job trains a policy, not architectures (its curves are above)."
+          : page.count ? "No trials this far." : ["QUEUED", "RUNNING"].includes(job.state) ? "No trials yet." : "No trials.";
+      tbody.append(h("tr", {}, h("td", { colspan: cols.length + 3, class: "muted", id: "trials-none" }, why)));
+    }
     const first = st.cursors.length * st.limit + 1;
     info.textContent = page.count ? `${first}–${first + page.data.length - 1} of ${page.count} trials` : "no trials";
     const focused = document.activeElement;
@@ -607,16 +614,22 @@ async function trialPage(id) {
 }
 
 // --- compare -------------------------------------------------------------------------------
+const COMPARE_MAX = 6; // jobs on one chart (its colours and legend stay readable)
+
 async function comparePage(params) {
   // job ids: whole numbers, each once (parseInt took "1.5" for job 1; "1,1" drew job 1 twice)
   const tokens = (params.get("jobs") || "").split(",").map((x) => x.trim()).filter(Boolean);
   const wrong = tokens.filter((x) => !/^[0-9]+$/.test(x) || Number(x) < 1 || Number(x) > 2147483647);
-  const ids = [...new Set(tokens.filter((x) => !wrong.includes(x)).map(Number))].slice(0, 6);
-  const input = h("input", { id: "compare-jobs", value: ids.join(","), placeholder: "1,2", pattern: "[0-9, ]+" });
+  const asked = [...new Set(tokens.filter((x) => !wrong.includes(x)).map(Number))];
+  const ids = asked.slice(0, COMPARE_MAX);
+  // the box keeps what was asked (it was rewritten to the first 6, the rest dropped unsaid)
+  const input = h("input", { id: "compare-jobs", value: tokens.join(","), placeholder: "1,2", pattern: "[0-9, ]+" });
   const form = h("form", { class: "controls", onsubmit: (e) => { e.preventDefault(); location.hash = `#/compare?jobs=${input.value.replace(/\s/g, "")}`; } },
     h("label", { for: "compare-jobs" }, "Job ids (comma-separated)", input), h("button", { type: "submit" }, "Compare"));
   const out = h("div", { class: "grid", id: "compare" });
-  render(h("h1", {}, "Compare jobs"), form, out);
+  const limited = asked.length > ids.length ? h("p", { class: "warnings", role: "note", id: "compare-limit" },
+    `Compare shows at most ${COMPARE_MAX} jobs: showing ${ids.join(", ")}; left out ${asked.slice(COMPARE_MAX).join(", ")}.`) : null;
+  render(h("h1", {}, "Compare jobs"), form, limited, out);
   if (wrong.length) out.append(h("p", { class: "error", role: "alert", id: "compare-wrong" }, `Not job ids: ${wrong.join(", ")} (give whole numbers from 1, separated by commas).`));
   if (!ids.length) {
     if (params.get("jobs") && !wrong.length) out.append(h("p", { class: "error", role: "alert" }, `No job ids in "${params.get("jobs")}": give numbers separated by commas, e.g. 1,2.`));
@@ -640,8 +653,9 @@ async function comparePage(params) {
     same: hist.best_so_far.length ? `${metricOf(job)}:${JSON.stringify(hist.best_so_far)}` : undefined,
   })), { xLabel: "trial", yLabel: shared ? metrics[0] : "each job's objective" }));
   // each best architecture by its decisions' choices, named (the drawing's genotype)
-  const named = await Promise.all(ok.map(async ({ best }) => {
-    if (!best[0]) return "–";
+  // (a job without a completed trial says so: its row was dashes)
+  const named = await Promise.all(ok.map(async ({ job, best }) => {
+    if (!best[0]) return job.n_trials ? `no completed trial (${job.n_trials} trials)` : "no trials";
     try {
       const d = await api(`/trials/${best[0].id}/drawing`);
       return Object.entries(d.genotype).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ");

@@ -200,6 +200,7 @@ def test_trials_table_pages_sorts_and_filters(page: Page, site: Site) -> None:
     # filter: no trial FAILED in this job, all COMPLETE
     p.select_option("#trial-state", "FAIL")
     p.wait_for_function("document.querySelector('#trials-count').textContent === 'no trials'")
+    assert p.inner_text("#trials tbody") == "No FAIL trials."  # (the body was blank)
     p.select_option("#trial-state", "COMPLETE")
     p.wait_for_function(
         "document.querySelector('#trials-count').textContent.endsWith('of 120 trials')"
@@ -497,7 +498,8 @@ def test_a_declined_delete_does_nothing_and_row_choices_survive_a_redraw(
 
 
 def test_a_meta_training_job_offers_its_policy(page: Page, site: Site) -> None:
-    """A meta-training job's only result is its policy file; its page offered Delete alone."""
+    """A meta-training job's only result is its policy file; its page offered Delete alone.
+    It has no trials: its trials table was an empty body, its Compare row dashes."""
     from tests.workers.test_meta_train_search import table_meta_spec
 
     with site.server.client(site.key) as client:
@@ -514,6 +516,10 @@ def test_a_meta_training_job_offers_its_policy(page: Page, site: Site) -> None:
     captions = p.locator("figure.chart figcaption").all_text_contents()
     assert any("meta_train: auc_z per iteration" in c for c in captions), captions
     assert not any("iteration per" in c or "per epoch" in c for c in captions), captions
+    p.wait_for_selector("#trials-none:has-text('No trials: a meta-training job trains a policy')")
+    p = page.go(f"/compare?jobs={job['id']}")
+    best = "#compare div:has(> h2:has-text('Best architectures')) tbody td:last-child"
+    assert p.wait_for_selector(best).inner_text() == "no trials"
     assert page.errors == []
 
 
@@ -793,7 +799,22 @@ def test_odd_addresses_say_what_they_show(page: Page, site: Site) -> None:
     best = "#compare div:has(> h2:has-text('Best architectures')) tbody tr"
     p.wait_for_selector(best)
     assert p.locator(best).count() == 1  # named twice, drawn once
-    assert page.errors == []
+    # more than 6 jobs: the first 6 compared, the rest named as left out (they were dropped
+    # unsaid, and the box rewritten to the first 6)
+    ids = [site.nb201["id"], site.enas["id"], site.multi["id"], site.metaqnn["id"]]
+    ids += [2_000_000_000 + i for i in range(4)]  # (no such jobs: said not found)
+    asked = ",".join(map(str, ids))
+    p = page.go(f"/compare?jobs={asked}")
+    notice = p.inner_text("#compare-limit")
+    assert notice == (
+        f"Compare shows at most 6 jobs: showing {', '.join(map(str, ids[:6]))};"
+        f" left out {ids[6]}, {ids[7]}."
+    ), notice
+    assert p.input_value("#compare-jobs") == asked
+    p.wait_for_selector(best)
+    assert p.locator(best).count() == 4
+    assert p.locator("#compare [role=alert]:has-text('not found')").count() == 2
+    assert [e for e in page.errors if "404" not in e] == []  # (the 404s are expected)
 
 
 def test_compare_says_when_two_jobs_draw_the_same_line(page: Page, site: Site) -> None:
@@ -895,6 +916,9 @@ def test_owners_cancel_answers_compare_lengths_and_pager_focus(
         assert client.best(empty, 1) == []
     p = page.go(f"/compare?jobs={site.nb201['id']},{empty},{longer['id']}")
     p.wait_for_selector("#compare-best")
+    architectures = "#compare div:has(> h2:has-text('Best architectures')) tbody td:last-child"
+    p.wait_for_selector(architectures)
+    assert p.locator(architectures).nth(1).inner_text() == "no completed trial (2 trials)"
     legend = p.locator("#compare-best text.legend").all_text_contents()
     # (the empty job: no line, so not in the legend either)
     assert legend == [
