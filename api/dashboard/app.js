@@ -358,13 +358,27 @@ async function stream(path, onEvent, signal) {
   }
 }
 
+// The metric columns a trials page adds: its trials' numeric metrics, in the order met.
+const MAX_METRIC_COLUMNS = 12;
+function addMetricNames(names, trials) {
+  let added = false;
+  for (const t of trials) for (const [k, v] of Object.entries(t.metrics || {})) {
+    if (typeof v === "number" && !names.includes(k) && names.length < MAX_METRIC_COLUMNS) { names.push(k); added = true; }
+  }
+  return added;
+}
+
+// metricNames: the columns to start with; each page shown adds those its trials hold (a
+// pruned trial's epochs_trained, a retraining's test_accuracy), and a column once shown stays.
 function trialsTable(job, metricNames) {
   const st = { state: "", sort: "number", order: "asc", limit: 25, offset: 0, after: null, cursors: [] };
   const tbody = h("tbody");
   const info = h("span", { class: "muted", id: "trials-count", "aria-live": "polite" });
   const stateSel = h("select", { id: "trial-state" }, h("option", { value: "" }, "all"), TRIAL_STATES.map((x) => h("option", { value: x }, x)));
   const sortKeys = ["number", "objective", ...metricNames];
-  const sortSel = h("select", { id: "trial-sort" }, sortKeys.map((k) => h("option", { value: k }, k)));
+  const sortSel = h("select", { id: "trial-sort" });
+  const sortOptions = () => sortSel.replaceChildren(...sortKeys.map((k) => h("option", { value: k, selected: k === st.sort }, k)));
+  sortOptions();
   const orderSel = h("select", { id: "trial-order" }, h("option", { value: "asc" }, "ascending"), h("option", { value: "desc" }, "descending"));
   const prev = h("button", { type: "button", id: "trials-prev" }, "← Previous");
   const next = h("button", { type: "button", id: "trials-next" }, "Next →");
@@ -392,6 +406,11 @@ function trialsTable(job, metricNames) {
     if (st.after !== null) q.set("after", st.after); else if (st.offset) q.set("offset", st.offset);
     const page = await api(`/jobs/${job.id}/trials?${q}`);
     if (mine !== requests) return;
+    const before = metricNames.length;
+    if (addMetricNames(metricNames, page.data)) {
+      for (const m of metricNames.slice(before)) { sortKeys.push(m); cols.push(m); }
+      sortOptions();
+    }
     heads();
     tbody.replaceChildren(...page.data.map((t) => h("tr", { "data-trial": t.number },
       h("td", { class: "num" }, h("a", { href: `#/trials/${t.id}` }, t.number)),
@@ -485,6 +504,30 @@ function curvesCharts(curves) {
   return charts;
 }
 
+// Figures as "name value" pairs; a figure's 95% interval (name_ci95) goes with it as ±.
+function figures(values) {
+  const pairs = Object.entries(values || {}).filter(([k, v]) => typeof v === "number" && !(k.endsWith("_ci95") && `${k.slice(0, -5)}` in values));
+  return pairs.map(([k, v]) => `${k} ${fmt(v)}${typeof values[`${k}_ci95`] === "number" ? ` ± ${fmt(values[`${k}_ci95`])}` : ""}`).join(", ");
+}
+// What a finished job measured on data its search never saw: the best architecture's
+// final_metrics (a benchmark table's test accuracy, meta-test tasks' scores) and each
+// retraining's figures (final:, Retrain best: trained from scratch, scored on the test
+// split). Not what the search ranked by, and said so.
+const RETRAINED = ["test_accuracy", "train_loss", "params", "flops", "train_seconds"];
+function heldOut(summary, ranked) {
+  const rows = [];
+  const best = summary?.best;
+  if (best && figures(best.final_metrics)) rows.push([`best architecture${best.trial != null ? ` (trial ${best.trial})` : ""}`, figures(best.final_metrics)]);
+  for (const f of summary?.final || []) {
+    const kept = Object.fromEntries(RETRAINED.filter((k) => k in f).map((k) => [k, f[k]]));
+    rows.push([`retrained rank ${(f.rank ?? 0) + 1}${f.trial != null ? ` (trial ${f.trial})` : ""}`, figures(kept)]);
+  }
+  if (!rows.length) return null;
+  return h("div", { id: "job-held-out" },
+    h("table", { class: "held-out" }, h("tbody", {}, rows.map(([what, text]) => h("tr", {}, h("th", { scope: "row" }, what), h("td", {}, text))))),
+    h("span", { class: "muted" }, `Measured after the search on held-out data (a test split, meta-test tasks): not what the search ranked by (${ranked}).`));
+}
+
 async function jobPage(id) {
   const left = leaving();
   let job;
@@ -494,13 +537,15 @@ async function jobPage(id) {
   const metric = spec.objective?.metrics?.[0] || spec.objective?.metric || "objective";
   const evaluatorMetrics = new Set();
   const head = h("div");
-  const drawHead = (j) => head.replaceChildren(...[
+  const ranked = spec.objective?.metrics?.length > 1 ? spec.objective.metrics.join(", ") : metric;
+  const drawHead = (j, held = heldOut(j.summary ?? job.summary, ranked)) => head.replaceChildren(...[
     facts([
       ["State", h("span", {}, stateTag(j.state), j.reason ? ` — ${j.reason}` : "")],
       ...(j.owner ? [["Owner", j.owner]] : []),
       ["Progress", progress(j)], ["ETA", eta(j)],
       ["Best so far", j.best ? h("span", { id: "job-best" }, `${metric} ${fmt(j.best.value)} (trial ${j.best.trial_number})`,
         spec.objective?.metrics?.length > 1 ? h("span", { class: "muted" }, " — by the first objective; the Pareto front below weighs them all") : null) : "–"],
+      ...(held ? [["Held-out", held]] : []),
       ["Trials", `${j.n_trials} (${Object.entries(j.trial_states).map(([k, v]) => `${k} ${v}`).join(", ") || "none"})`],
       ["Controller", spec.controller?.policy_job != null ? `${spec.controller.name} (the policy of job ${spec.controller.policy_job})` : spec.controller?.name],
       ["Space", spec.space?.name], ["Dataset", spec.dataset?.name],
@@ -515,7 +560,8 @@ async function jobPage(id) {
       h("ul", {}, j.warnings.map((w) => h("li", {}, w)))) : null,
     h("p", {}, actions(j, () => route(), spec.evaluator?.name))].filter((n) => n != null));
   drawHead(job);
-  // The evaluator's metrics: those the job's trials report (first page).
+  // The evaluator's metrics: those the job's first completed trials report (the trials
+  // table adds those of each page it shows).
   try {
     const sample = await api(`/jobs/${id}/trials?limit=5&state=COMPLETE`);
     for (const t of sample.data) for (const [k, v] of Object.entries(t.metrics || {})) if (typeof v === "number") evaluatorMetrics.add(k);
@@ -560,14 +606,7 @@ async function jobPage(id) {
   let pending = null, lastCharts = Date.now();
   const flush = async () => {
     pending = null;
-    if (!metricNames.length) {
-      // Opened before any trial completed: the table has no metric columns yet. Once one has
-      // metrics, the page is drawn again with them.
-      const sample = await api(`/jobs/${id}/trials?limit=5&state=COMPLETE`).catch(() => null);
-      const found = sample?.data.some((t) => Object.values(t.metrics || {}).some((v) => typeof v === "number"));
-      if (found && !left()) { route(); return; }
-    }
-    table.refresh();
+    table.refresh(); // (a trial completed since: its metrics' columns are added)
     if (Date.now() - lastCharts > 4000) { lastCharts = Date.now(); loadCharts().catch(() => {}); }
   };
   stream(`/jobs/${id}/events`, (event, data) => {
@@ -585,15 +624,35 @@ async function trialPage(id) {
   if (left()) return;
   const iv = t.intermediate_values || [];
   const keys = [...new Set(iv.flatMap((v) => Object.keys(v.values).filter((k) => typeof v.values[k] === "number")))];
-  const charts = keys.length ? [lineChart("intermediate", "Intermediate values per step", keys.map((k) => ({ name: k, points: iv.map((v) => [v.step, v.values[k]]) })), { xLabel: "step", yLabel: keys.join(", ") })] : [h("p", { class: "muted" }, "No intermediate values.")];
+  // each value on a chart of its own (a loss near 2 lay flat on an accuracy's 0-100 axis)
+  const charts = keys.length ? keys.map((k) => lineChart(`intermediate-${k.replace(/[^\w-]/g, "_")}`, `${k} per step`,
+    [{ name: k, points: iv.map((v) => [v.step, v.values[k]]) }], { xLabel: "step", yLabel: k })) : [h("p", { class: "muted" }, "No intermediate values.")];
+  // A retraining (Retrain best, nas retrain) is a trial of the job with no objective: the
+  // search did not rank it. Which rank it retrained: the job's summary.final entry of this
+  // trial (once it completed), else the ranked architecture it equals.
+  const retraining = (t.worker || "").endsWith(":retrain");
+  let objective = fmt(t.objective);
+  if (retraining) {
+    let rank = null;
+    try {
+      const summary = (await api(`/jobs/${t.job_id}`)).summary || {};
+      const entry = (summary.final || []).find((f) => f.trial === t.number);
+      const same = JSON.stringify(t.architecture?.choices);
+      const index = entry ? entry.rank : (summary.ranked || []).findIndex((r) => JSON.stringify(r.architecture?.choices) === same);
+      if (index != null && index >= 0) rank = index + 1;
+    } catch { /* said without its rank */ }
+    if (left()) return;
+    const acc = t.metrics?.test_accuracy;
+    objective = h("span", { id: "trial-retraining" }, `${fmt(t.objective)}: a retraining of the job's ${rank ? `rank ${rank} architecture` : "architecture below"}, trained from scratch and scored on the test split${acc != null ? ` (test_accuracy ${fmt(acc)})` : ""}; it has no objective, as the search did not rank it.`);
+  }
   const arch = h("div", { id: "architecture" }, h("p", { class: "muted" }, "Drawing…"));
   const json = () => {
     const url = URL.createObjectURL(new Blob([JSON.stringify(t, null, 2)], { type: "application/json" }));
     const a = h("a", { href: url, download: `job${t.job_id}-trial${t.number}.json` }); document.body.append(a); a.click(); a.remove();
   };
   render(h("nav", { "aria-label": "Breadcrumb" }, h("a", { href: "#/" }, "Jobs"), " › ", h("a", { href: `#/jobs/${t.job_id}` }, `Job ${t.job_id}`), " › ", `Trial ${t.number}`),
-    h("h1", {}, `Trial ${t.number} of job ${t.job_id}`),
-    facts([["State", stateTag(t.state)], ["Objective", fmt(t.objective)], ["Seconds", t.simulated ? `${fmt(t.cost_s, 2)} (simulated: a benchmark table's training time, not measured here)` : fmt(t.cost_s, 2)], ["Worker", t.worker], ["Error", t.error]]),
+    h("h1", {}, `Trial ${t.number} of job ${t.job_id}${retraining ? " (a retraining)" : ""}`),
+    facts([["State", stateTag(t.state)], ["Objective", objective], ["Seconds", t.simulated ? `${fmt(t.cost_s, 2)} (simulated: a benchmark table's training time, not measured here)` : fmt(t.cost_s, 2)], ["Worker", t.worker], ["Error", t.error]]),
     h("h2", {}, "Metrics"), dataTable(["metric", "value"], Object.entries(t.metrics || {})),
     h("h2", {}, "Hyperparameters"), dataTable(["name", "value"], Object.entries(t.hparams || {})),
     h("h2", {}, "Intermediate values"), h("div", { class: "grid" }, charts),

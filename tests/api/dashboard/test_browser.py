@@ -115,6 +115,12 @@ def test_every_page_renders_with_its_charts_and_no_console_error(page: Page, sit
     page.go(f"/jobs/{site.nb201['id']}")
     p.wait_for_selector("#charts[data-loaded]")
     assert _chart_counts(p)["history"] >= 120
+    # its held-out figure (the table's test accuracy of the best), said not to be what the
+    # search ranked by (the page showed none)
+    held = p.inner_text("#main dt:has-text('Held-out') + dd #job-held-out")
+    test_accuracy = site.nb201["summary"]["best"]["final_metrics"]["test_accuracy"]
+    assert f"test_accuracy {test_accuracy:.4f}".rstrip("0").rstrip(".") in held, held
+    assert "not what the search ranked by (val_accuracy)" in held, held
     # a trial: metrics, and its architecture drawn by the space as SVG with the genotype
     p.click("#trials tbody tr[data-trial='0'] a")
     p.wait_for_selector("#drawing svg.arch")
@@ -664,21 +670,56 @@ def test_the_skip_link_keeps_the_page(page: Page, site: Site) -> None:
 def test_a_retraining_is_followed_and_named_in_the_trials_table(page: Page, site: Site) -> None:
     """'Retrain best' said 'done' as soon as the retraining had started, and the finished
     job's page (no live updates) kept its trial RUNNING until reloaded; a retraining also
-    showed as a plain trial with no objective, its test accuracy only in a column further on."""
-    spec = standalone_spec(trials=2, epochs=1, name="retrained", final={"epochs": 1})
+    showed as a plain trial with no objective, its test accuracy only in a column further on.
+    The metric columns came from the first 5 completed trials only (a pruned trial's
+    epochs_trained, trial 6's test_accuracy had none); the job's page never showed a
+    retraining's held-out figures, and the retraining's own page showed its objective "–"
+    without saying why."""
+    pruned = {"name": "median", "n_startup_trials": 2}  # (with a pruner: val_accuracy too)
+    evaluator = {"name": "standalone", "epochs": 2, "batch_size": 64, "pruner": pruned}
+    spec = standalone_spec(6, 2, name="retrained", final={"epochs": 1}, evaluator=evaluator)
     with site.server.client(site.key) as client:
         job = client.wait(client.submit(spec)["id"], timeout=120)
     p = page.go(f"/jobs/{job['id']}")
+    # the search's own final: retraining of its best, on the test split
+    held = "#main dt:has-text('Held-out') + dd #job-held-out"
+    p.wait_for_selector(f"{held} th:text-is('retrained rank 1')")
+    assert "test_accuracy " in p.inner_text(held) and "not what the search ranked by" in (
+        p.inner_text(held)
+    )
     p.click("button:has-text('Retrain best')")
     status = ".actions [role=status]"
-    p.wait_for_selector(f"{status}:has-text('Retrain best: started as trial 2')")
-    row = "#trials tbody tr[data-trial='2']"
+    p.wait_for_selector(f"{status}:has-text('Retrain best: started as trial 6')")
+    row = "#trials tbody tr[data-trial='6']"
     p.wait_for_selector(f"{row} .retraining")  # RUNNING first, then redrawn once it ended
-    p.wait_for_selector(f"{status}:has-text('Retrain best: trial 2 COMPLETE, test_accuracy')")
+    p.wait_for_selector(f"{status}:has-text('Retrain best: trial 6 COMPLETE, test_accuracy')")
     p.wait_for_selector(f"{row} .retraining:has-text('retraining: test_accuracy ')")
     with site.server.client(site.key) as client:
-        trial = client.trials(job["id"], limit=5)["data"][2]
+        trials = client.trials(job["id"], limit=10)["data"]
+    trial = trials[6]
     assert trial["state"] == "COMPLETE" and trial["worker"].endswith(":retrain"), trial
+    # its metrics have columns (test_accuracy: no other trial of the job holds it), as
+    # have a pruned trial's (epochs_trained)
+    assert any(t["state"] == "PRUNED" for t in trials), [t["state"] for t in trials]
+    p.wait_for_selector(f"{held} th:text-is('retrained rank 1 (trial 6)')")
+    p.wait_for_selector("#trials thead button[data-sort='test_accuracy']")
+    heads = p.locator("#trials thead th").all_text_contents()
+    assert "epochs_trained" in heads, heads
+    cell = p.locator(f"{row} td").nth(heads.index("test_accuracy")).inner_text()
+    assert cell == f"{trial['metrics']['test_accuracy']:.4f}".rstrip("0").rstrip("."), cell
+    # its own page says it is a retraining, of which rank
+    page.go(f"/trials/{trial['id']}")
+    said = p.inner_text("#main dt:has-text('Objective') + dd")
+    assert said.startswith("–: a retraining of the job's rank 1 architecture"), said
+    assert "(test_accuracy " in said, said
+    # a searched trial's intermediate values each on a chart of its own, one line each (a
+    # loss near 2 lay flat on the accuracy's 0-100 axis)
+    page.go(f"/trials/{trials[0]['id']}")
+    lines = p.locator("figure.chart[id^='intermediate-']").evaluate_all(
+        "fs => Object.fromEntries(fs.map(f => [f.id, f.querySelectorAll('path.line').length]))"
+    )
+    assert {"intermediate-val_accuracy", "intermediate-train_loss"} <= set(lines), lines
+    assert set(lines.values()) == {1}, lines
     assert page.errors == []
 
 
