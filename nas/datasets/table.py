@@ -29,7 +29,15 @@ from pydantic import BaseModel, ConfigDict
 from nas.datasets.base import DatasetEntry
 from nas.errors import DatasetError
 
-__all__ = ["ENTRIES", "CsvTable", "NotANumber", "TableDatasetConfig", "read_table"]
+__all__ = [
+    "ENTRIES",
+    "CsvTable",
+    "NotANumber",
+    "TableDatasetConfig",
+    "TableTooLarge",
+    "bounded_lines",
+    "read_table",
+]
 
 #: The largest table read: its text (the file on disk, and as read once decompressed; a
 #: column's cells counted at its longest cell's width, as they are held) and its cells
@@ -125,13 +133,13 @@ def read_table(path: str | Path, *, where: str) -> CsvTable:
         raise DatasetError(f"{where}: {TOO_LARGE}")
     try:
         return _read(str(real), stat.st_mtime_ns, stat.st_size)
-    except _TooLarge:
+    except TableTooLarge:
         raise DatasetError(f"{where}: {TOO_LARGE}") from None
     except _NotATable as exc:
         raise DatasetError(f"{where}: {EXPECTED}; {exc}") from None
 
 
-class _TooLarge(Exception):
+class TableTooLarge(Exception):
     """The table is over ``MAX_TABLE_BYTES`` or ``MAX_TABLE_CELLS``."""
 
 
@@ -153,7 +161,7 @@ def _read(path: str, mtime_ns: int, size: int) -> CsvTable:
     try:
         opened = gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
         with opened as binary, io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as text:
-            reader = csv.reader(_lines(text))
+            reader = csv.reader(bounded_lines(text))
             header = next(reader, None)
             rows = []
             cells = 0
@@ -161,7 +169,7 @@ def _read(path: str, mtime_ns: int, size: int) -> CsvTable:
                 if row:
                     cells += len(row)
                     if cells > MAX_TABLE_CELLS:
-                        raise _TooLarge
+                        raise TableTooLarge
                     rows.append(row)
     except (OSError, EOFError, UnicodeDecodeError, csv.Error, gzip.BadGzipFile):
         raise _NotATable("this file is not one") from None
@@ -172,14 +180,14 @@ def _read(path: str, mtime_ns: int, size: int) -> CsvTable:
     return _columns(header, [[row[j] for row in rows] for j in range(len(header))])
 
 
-def _lines(text: io.TextIOBase) -> Iterator[str]:
+def bounded_lines(text: io.TextIOBase) -> Iterator[str]:
     """The lines of ``text``, each at most ``MAX_LINE_CHARS`` and all together at most
-    ``MAX_TABLE_BYTES`` characters (``_TooLarge`` past either, before reading on)."""
+    ``MAX_TABLE_BYTES`` characters (``TableTooLarge`` past either, before reading on)."""
     total = 0
     while line := text.readline(MAX_LINE_CHARS + 1):
         total += len(line)
         if total > MAX_TABLE_BYTES or (len(line) > MAX_LINE_CHARS and line[-1] != "\n"):
-            raise _TooLarge
+            raise TableTooLarge
         yield line
 
 
@@ -196,7 +204,7 @@ def _columns(header: list[str], cells: list[list[str]]) -> CsvTable:
     # Held as fixed-width text: each cell as wide as its column's longest.
     widths = [max(map(len, column)) for column in cells]
     if len(cells[0]) * sum(widths) > MAX_TABLE_BYTES:
-        raise _TooLarge
+        raise TableTooLarge
     columns = {}
     for name, column in zip(names, cells, strict=True):
         values = np.array(column, dtype=str)
@@ -217,7 +225,7 @@ def _read_parquet(path: str) -> tuple[list[str], list[list[str]]]:
             sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
             > MAX_TABLE_BYTES
         ):
-            raise _TooLarge
+            raise TableTooLarge
         table = pq.read_table(path)
     except (OSError, pa.ArrowException, ValueError):
         raise _NotATable("this file is not one (an unreadable Parquet file)") from None

@@ -23,6 +23,7 @@ from pydantic import Field
 
 from nas.architecture import Architecture
 from nas.datasets import FILE_PARAM, NB201_DATASETS
+from nas.datasets.table import MAX_LINE_CHARS, MAX_TABLE_BYTES, TableTooLarge, bounded_lines
 from nas.errors import DatasetError
 from nas.evaluators.base import Evaluator, EvaluatorConfig
 from nas.spaces.base import SearchSpace
@@ -112,12 +113,22 @@ def load_table(path: Path) -> Nb201Table:
     )
     opener = gzip.open if path.suffix == ".gz" else open
     try:
+        if path.stat().st_size > MAX_TABLE_BYTES:
+            raise TableTooLarge
         with opener(path, "rt", newline="") as handle:
-            # (one row past the table's is enough to refuse a larger file: not read whole)
-            rows = list(itertools.islice(csv.DictReader(handle), NUM_ARCHS + 1))
+            # Read in bounded lines (a file of one endless line was read whole: gigabytes),
+            # and one row past the table's is enough to refuse a larger file.
+            reader = csv.DictReader(bounded_lines(handle))
+            rows = list(itertools.islice(reader, NUM_ARCHS + 1))
         if len(rows) != NUM_ARCHS or not {"ops", "arch_str", "index"} <= set(rows[0]):
             raise ValueError
         return _table(rows)
+    except TableTooLarge:
+        raise DatasetError(
+            f"{expected}; this file is larger than any such table may be (at most "
+            f"{MAX_TABLE_BYTES // 2**20} MiB of text, lines of at most "
+            f"{MAX_LINE_CHARS // 2**20} MiB)"
+        ) from None
     except (OSError, ValueError, KeyError, UnicodeDecodeError, EOFError, csv.Error):
         raise DatasetError(expected) from None
 

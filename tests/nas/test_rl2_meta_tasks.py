@@ -213,3 +213,31 @@ def test_a_file_named_as_the_nb201_table_is_read_no_further_than_the_table_is_lo
     with mock.patch.object(tabular.csv, "DictReader", counting), refused:
         tabular.load_table.__wrapped__(big)
     assert len(rows_read) == tabular.NUM_ARCHS + 1
+
+
+def test_a_table_of_one_endless_line_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    """``load_table`` read a file's line whole before looking at it: a 20 GiB file without a
+    newline (or a small gzip that expands to one) grew the server by gigabytes, at submit
+    and again when the job ran. Lines and text are bounded as the ``table`` space's are."""
+    import gzip
+    import tracemalloc
+
+    from nas.evaluators import tabular
+
+    bomb = tmp_path / "bomb.csv.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as out:
+        out.write(b"ops,arch_str,index,")
+        for _ in range(200):
+            out.write(b"x" * 2**20)  # 200 MiB of one header line, about 200 KiB compressed
+    sparse = tmp_path / "sparse.csv"
+    with sparse.open("wb") as out:
+        out.truncate(20 * 2**30)  # 20 GiB of no newline (a sparse file: no disk used)
+    for path in (bomb, sparse):
+        tracemalloc.start()
+        try:
+            with pytest.raises(DatasetError, match="larger than any such table may be"):
+                tabular.load_table.__wrapped__(path)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 64 * 2**20, (path.name, peak)
