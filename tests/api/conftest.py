@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -184,6 +186,35 @@ def nb201_spec(**overrides: Any) -> dict[str, Any]:
     }
     spec.update(overrides)
     return spec
+
+
+@contextmanager
+def serving(
+    *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``nas serve --port 0 ARGS`` in a process of its own, once it has printed its URL:
+    the process (its output merged into ``stdout``) and the URL; killed on the way out if it
+    still runs."""
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "nas"), "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stdout is not None
+    try:
+        url = None
+        while url is None:
+            line = proc.stdout.readline()
+            assert line, "nas serve ended before printing its URL"
+            if "listening on http://" in line:
+                url = line.split("listening on ")[1].split()[0]
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def standalone_spec(trials: int = 12, epochs: int = 3, **overrides: Any) -> dict[str, Any]:

@@ -3,17 +3,14 @@ its job goes: finished, or deleted while watched. Each test failed before its fi
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-
 from api.client import NasClient
-from tests.api.conftest import nb201_spec
+from tests.api.conftest import nb201_spec, serving
 
 NAS = str(Path(sys.executable).parent / "nas")
 
@@ -39,35 +36,19 @@ def test_a_job_deleted_while_watched_ends_the_stream_with_a_deleted_end(
 def test_serve_stops_quietly_on_sigterm_while_a_stream_is_open(tmp_path: Path) -> None:
     """An open stream held ``nas serve``'s shutdown until uvicorn cancelled it: an ERROR
     ("timeout graceful shutdown exceeded") and a 55-line CancelledError traceback."""
-    proc = subprocess.Popen(
-        [NAS, "serve", "--port", "0", "--no-auth", "--data-dir", str(tmp_path / "d")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "NAS_RUN_JOBS": "false"},  # the job stays QUEUED, watched
-    )
-    assert proc.stdout is not None
-    try:
-        url = None
-        while url is None:
-            line = proc.stdout.readline()
-            assert line, "nas serve ended before printing its URL"
-            if "listening on http://" in line:
-                url = line.split("listening on ")[1].split()[0]
-        with NasClient(url) as client:
-            job_id = client.submit(nb201_spec())["id"]
-            events = client.events(job_id)
-            assert next(events)[0] == "job"  # the stream is open
-            proc.send_signal(signal.SIGTERM)
-            started = time.monotonic()
-            code = proc.wait(timeout=30)
-            stopped_in = time.monotonic() - started
-            assert list(events) == []  # closed without an end: the job was not finished
+    # (NAS_RUN_JOBS false: the job stays QUEUED, watched)
+    serve = serving("--no-auth", "--data-dir", str(tmp_path / "d"), env={"NAS_RUN_JOBS": "false"})
+    with serve as (proc, url), NasClient(url) as client:
+        job_id = client.submit(nb201_spec())["id"]
+        events = client.events(job_id)
+        assert next(events)[0] == "job"  # the stream is open
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = proc.wait(timeout=30)
+        stopped_in = time.monotonic() - started
+        assert list(events) == []  # closed without an end: the job was not finished
+        assert proc.stdout is not None
         output = proc.stdout.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert code == 0, output
     assert stopped_in < 3, (stopped_in, output)
     assert "Traceback" not in output and "ERROR" not in output, output

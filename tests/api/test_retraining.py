@@ -34,7 +34,7 @@ from api.services import NotFoundError
 from nas.architecture import Architecture
 from nas.export import load_network
 from nas.trial import RunningTrial
-from tests.api.conftest import standalone_spec, wait_for
+from tests.api.conftest import serving, standalone_spec, wait_for
 from workers.search import parse_spec
 
 
@@ -230,34 +230,17 @@ def test_sigterm_during_a_retraining_stops_it_and_the_server_cleanly(tmp_path: P
     from api.client import NasClient
 
     data = tmp_path / "d"
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "nas"), "serve", "--port", "0", "--no-auth"]
-        + ["--data-dir", str(data), "--backend", "inline"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    try:
-        url = None
-        while url is None:
-            line = proc.stdout.readline()
-            assert line, "nas serve ended before printing its URL"
-            if "listening on http://" in line:
-                url = line.split("listening on ")[1].split()[0]
-        with NasClient(url) as client:
-            job_id = client.submit(standalone_spec(trials=1, epochs=1))["id"]
-            assert client.wait(job_id, timeout=60)["state"] == "SUCCEEDED"
-            trial_id = client.retrain(job_id)["trial_id"]  # 60 epochs: final:'s default
-            wait_for(lambda: client.trial(trial_id)["state"] == "RUNNING", timeout=30)
-            time.sleep(0.5)  # an epoch or so into it
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=60)
+    serve = serving("--no-auth", "--data-dir", str(data), "--backend", "inline")
+    with serve as (proc, url), NasClient(url) as client:
+        job_id = client.submit(standalone_spec(trials=1, epochs=1))["id"]
+        assert client.wait(job_id, timeout=60)["state"] == "SUCCEEDED"
+        trial_id = client.retrain(job_id)["trial_id"]  # 60 epochs: final:'s default
+        wait_for(lambda: client.trial(trial_id)["state"] == "RUNNING", timeout=30)
+        time.sleep(0.5)  # an epoch or so into it
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+        assert proc.stdout is not None
         output = proc.stdout.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert code == 0, output
     assert "terminate called" not in output and "Traceback" not in output, output
     engine = make_engine(f"sqlite:///{data / 'nas.db'}")
