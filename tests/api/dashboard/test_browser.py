@@ -7,7 +7,7 @@ errors appear at the field of the spec editor."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import pairwise
 from typing import Any
 
@@ -392,7 +392,9 @@ def test_a_full_first_page_keeps_counting_and_the_list_shows_new_jobs(
     assert page.errors == []
 
 
-def test_a_running_jobs_eta_counts_down_between_updates(page: Page, site: Site) -> None:
+def test_a_running_jobs_eta_counts_down_between_updates(
+    page: Page, site: Site, time_left: Callable[..., float]
+) -> None:
     """The ETA was computed when a job's row was drawn, and the row is redrawn only when the
     job changes: during a long trial it stood still. It counts down now, in the same
     element, from the finishing time estimated at the last update."""
@@ -400,15 +402,19 @@ def test_a_running_jobs_eta_counts_down_between_updates(page: Page, site: Site) 
         job = client.submit(standalone_spec(trials=3, epochs=60, name="eta"))
         try:
             p = page.go("/")
-            # the first trial completed (progress > 0): the row has an estimate
+            # the first trial completed (progress > 0): the row has an estimate (a loaded
+            # machine trains the 60 epochs for minutes)
             cell = p.wait_for_selector(
-                f"#jobs tr[data-job='{job['id']}'] .eta[data-finish]", timeout=60_000
+                f"#jobs tr[data-job='{job['id']}'] .eta[data-finish]",
+                timeout=1000 * time_left(180),
             )
             before = cell.text_content()
+            # seconds count down each second; an estimate in minutes (a slow machine's)
+            # within a minute
             p.wait_for_function(
                 "([el, before]) => el.isConnected && el.textContent !== before",
                 arg=[cell, before],
-                timeout=5_000,
+                timeout=1000 * time_left(65),
             )
             finish = int(cell.get_attribute("data-finish") or 0)
             now = p.evaluate("Date.now()")
