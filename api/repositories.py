@@ -85,6 +85,13 @@ class ApiKeyRepository:
             )
         )
 
+    def is_active(self, key_id: int) -> bool:
+        """The key exists and is not revoked."""
+        found = self.session.scalar(
+            select(ApiKeyModel.id).where(ApiKeyModel.id == key_id, ApiKeyModel.revoked_at.is_(None))
+        )
+        return found is not None
+
     def list(self) -> Sequence[ApiKeyModel]:
         return self.session.scalars(select(ApiKeyModel).order_by(ApiKeyModel.id)).all()
 

@@ -333,18 +333,25 @@ def _visible_job_id(job_id: JobId, session: ReadSession, principal: CurrentPrinc
 
 @router.get("/{job_id}/events", response_class=EventSourceResponse)
 async def job_events(
-    job_id: Annotated[int, Depends(_visible_job_id)], request: Request, state: StateDep
+    job_id: Annotated[int, Depends(_visible_job_id)],
+    request: Request,
+    state: StateDep,
+    principal: CurrentPrincipal,
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events: ``job`` (state, progress, trial count, best) whenever it changes,
     ``trial`` (number, state, objective) for each trial as it is recorded, and a last
     ``end`` once the job has finished (``state``, ``reason``), or ``DELETED`` once it is
-    deleted while watched."""
+    deleted while watched. The stream closes (no ``end``) once the caller's key is revoked:
+    it went on sending until the job ended."""
     # Trials are sent once per state: a RUNNING trial is sent again when it finishes.
     # ``done`` is the highest number below which every trial was sent finished.
     done, sent, last_job = -1, dict[int, str](), None
     poll = state.settings.poll_interval_s
     while True:
-        job, trials = await asyncio.to_thread(_poll, state, job_id, done)
+        polled = await asyncio.to_thread(_poll, state, job_id, done, principal.key_id)
+        if polled is None:  # the key was revoked since
+            return
+        job, trials = polled
         if job is None:  # deleted since the stream started (or since the last poll)
             reason = f"job {job_id} was deleted while it was watched"
             yield ServerSentEvent(event="end", data={"state": "DELETED", "reason": reason})
@@ -377,8 +384,14 @@ async def job_events(
             await asyncio.sleep(poll)
 
 
-def _poll(state: AppState, job_id: int, last_number: int) -> tuple[Any, list[Any]]:
+def _poll(
+    state: AppState, job_id: int, last_number: int, key_id: int | None
+) -> tuple[Any, list[Any]] | None:
+    """The job and its trials after ``last_number``; ``None`` once the key ``key_id`` (the
+    caller's; ``None`` without auth) is revoked."""
     with state.read() as session:
+        if key_id is not None and not ApiKeyRepository(session).is_active(key_id):
+            return None
         job = JobRepository(session).get(job_id)
         trials = list(TrialRepository(session).after(job_id, last_number, 500))
         return job, trials

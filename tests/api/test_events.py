@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import select
 
 from api.client import NasClient
 from tests.api.conftest import nb201_spec, serving
@@ -31,6 +34,32 @@ def test_a_job_deleted_while_watched_ends_the_stream_with_a_deleted_end(
     assert rest == [
         ("end", {"state": "DELETED", "reason": f"job {job_id} was deleted while it was watched"})
     ]
+
+
+def test_a_stream_closes_once_its_key_is_revoked(server_factory: Any) -> None:
+    """An open stream went on sending a job's events after its key was revoked, while every
+    new request with the key was a 401."""
+    from api.db import session_scope
+    from api.models import ApiKeyModel
+    from api.repositories import ApiKeyRepository
+
+    server = server_factory(run_jobs=False)  # the job stays QUEUED: its stream stays open
+    key = server.create_key("watcher")
+    with server.client(key) as client:
+        job_id = client.submit(nb201_spec())["id"]
+        events = client.events(job_id)
+        assert next(events)[0] == "job"
+        with session_scope(server.app.state.nas.write) as session:
+            (key_id,) = session.scalars(
+                select(ApiKeyModel.id).where(ApiKeyModel.name == "watcher")
+            ).all()
+            assert ApiKeyRepository(session).revoke(key_id)
+        rest: list[Any] = []
+        reader = threading.Thread(target=lambda: rest.extend(events), daemon=True)
+        reader.start()
+        reader.join(timeout=15)
+        assert not reader.is_alive(), "the stream still runs"
+        assert rest == []  # closed, without an end: the job did not end
 
 
 def test_serve_stops_quietly_on_sigterm_while_a_stream_is_open(tmp_path: Path) -> None:
