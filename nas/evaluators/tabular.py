@@ -228,6 +228,20 @@ class TabularEvaluator(Evaluator):
     ) -> TabularEvaluator:
         return cls(dataset=dataset, **params)
 
+    @classmethod
+    def check_files(
+        cls,
+        *,
+        space: SearchSpace,
+        params: Mapping[str, Any],
+        dataset: str,
+        dataset_params: Mapping[str, Any],
+    ) -> None:
+        """The table read and its columns found as the job will (once per process: it is
+        cached), so a file that is not the NAS-Bench-201 table is a 422 at submit (the job
+        was created and failed when it started)."""
+        cls(dataset=dataset, **params)
+
     def __init__(self, *, dataset: str, table: str | None = None, epochs: int = 12) -> None:
         if dataset not in NB201_DATASETS:
             raise DatasetError(

@@ -347,6 +347,12 @@ def test_what_a_meta_training_job_would_meet_when_it_starts_is_a_422_at_submit(
     }
     for spec, loc, says in (
         (meta_spec(table=tiny), ["evaluator", "table"], "expected the NAS-Bench-201 table"),
+        # (and a tabular search's: created, then FAILED at its start)
+        (
+            nb201_spec(evaluator={"name": "tabular", "table": tiny}),
+            ["evaluator", "table"],
+            "expected the NAS-Bench-201 table",
+        ),
         (
             {**on_tables, "evaluator": _tables(tiny, str(infinite))},
             ["evaluator", "tables", 1],
