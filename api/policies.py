@@ -86,7 +86,7 @@ def resolve_meta_jobs(
     for i, job_id in enumerate(config.jobs):
         loc = ["evaluator", "jobs", i]
         job = jobs.get(job_id, owner_id=principal.key_id, any_owner=principal.sees_all)
-        if job is None and job_id in given and jobs.get(job_id) is None:
+        if job is None and job_id in given and jobs.get(job_id) is None and jobs.was_given(job_id):
             tasks.append(given[job_id])  # read when it existed; the job is gone now
             continue
         if job is None:

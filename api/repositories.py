@@ -27,6 +27,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -122,6 +123,23 @@ class JobRepository:
         self.session.add(job)
         self.session.flush()
         return job
+
+    def was_given(self, job_id: int) -> bool:
+        """Whether ``job_id`` was ever a job's id (it may be deleted since): ids are never
+        reused, so it is at most the highest id given (SQLite's AUTOINCREMENT counter,
+        PostgreSQL's sequence)."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            highest = self.session.scalar(
+                text(
+                    "SELECT pg_sequence_last_value("
+                    "pg_get_serial_sequence('nas_jobs', 'id')::regclass)"
+                )
+            )
+        else:
+            highest = self.session.scalar(
+                text("SELECT seq FROM sqlite_sequence WHERE name = 'nas_jobs'")
+            )
+        return 1 <= job_id <= int(highest or 0)
 
     def get(
         self, job_id: int, *, owner_id: int | None = None, any_owner: bool = True

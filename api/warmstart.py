@@ -115,13 +115,17 @@ def _check_recorded_sources(
 ) -> None:
     """``warm_start.sources`` as a stored spec records them, sent back: a source job that
     still exists must be the caller's (or any, for an admin), so that a job page never names
-    another user's job as its source; one deleted since is taken as recorded."""
+    another user's job as its source; one deleted since is taken as recorded. An id no job
+    ever had is refused as another user's job is (it was taken as deleted: made-up
+    provenance, and a way to tell others' ids from unused ones)."""
     repository = JobRepository(session)
     for i, source in enumerate(sources):
         if source.job_id is None or principal.sees_all:
             continue
         job = repository.get(source.job_id, any_owner=True)
-        if job is not None and job.owner_id != principal.key_id:
+        if (job is not None and job.owner_id != principal.key_id) or (
+            job is None and not repository.was_given(source.job_id)
+        ):
             raise SpecError.at(
                 ["warm_start", "sources", i, "job_id"],
                 f"job {source.job_id} is not one of yours; a recorded source is a job of "

@@ -284,8 +284,11 @@ def test_job_tasks_a_client_sends_do_not_stand_in_for_a_job(
             other.submit(nb201_spec(budget={"trials": 3}))["id"], timeout=time_left(60)
         )
     mine = client.wait(client.submit(nb201_spec(budget={"trials": 4}))["id"], timeout=time_left(60))
-    assert theirs["state"] == mine["state"] == "SUCCEEDED"
+    gone = client.wait(client.submit(nb201_spec(budget={"trials": 1}))["id"], timeout=time_left(60))
+    client.delete(gone["id"])
+    assert theirs["state"] == mine["state"] == gone["state"] == "SUCCEEDED"
     made_up = {"choices": [[1] * 6], "fitness": [99.0]}
+    never = gone["id"] + 1000  # an id no job had: not a deleted job's (it was taken as one)
 
     def meta(jobs: list[int], *tasks: dict[str, Any]) -> dict[str, Any]:
         spec = meta_spec(jobs=jobs, job_tasks=list(tasks), iterations=1)
@@ -300,13 +303,11 @@ def test_job_tasks_a_client_sends_do_not_stand_in_for_a_job(
         ),
         (meta([], {"job": mine["id"], **made_up}), ["evaluator", "job_tasks"], "evaluator.jobs"),
         (
-            meta(
-                [mine["id"] + 1000],
-                {"job": mine["id"] + 1000, "choices": [[9] * 6], "fitness": [1.0]},
-            ),
+            meta([gone["id"]], {"job": gone["id"], "choices": [[9] * 6], "fitness": [1.0]}),
             ["evaluator", "job_tasks", 0],
             "not architectures of this space",
         ),
+        (meta([never], {"job": never, **made_up}), ["evaluator", "jobs", 0], f"no job {never}"),
         (
             meta([mine["id"]], {"job": mine["id"] + 1, **made_up}),
             ["evaluator", "job_tasks", 0],

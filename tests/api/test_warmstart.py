@@ -116,8 +116,16 @@ def test_sources_of_another_space_or_user_are_a_422_at_their_field(
             assert info.value.status_code == 422
             assert info.value.detail[0]["loc"] == ["warm_start", "sources", 0, "job_id"]
             assert f"job {source['id']} is not one of yours" in info.value.detail[0]["msg"]
+        # an id no job ever had is refused alike (it was taken as a deleted source)
+        never = {**recorded, "job_id": 2**31 - 1}
+        with pytest.raises(ApiError) as info:
+            stranger.submit(nb201_spec(warm_start={"priors": [prior], "sources": [never]}))
+        assert f"job {2**31 - 1} is not one of yours" in info.value.detail[0]["msg"]
         # a source deleted since is taken as recorded (a stored spec outlives its sources)
-        gone = {**recorded, "job_id": 2**31 - 1}
+        deleted = stranger.submit(nb201_spec(budget={"trials": 1}))["id"]
+        stranger.wait(deleted, timeout=60)
+        stranger.delete(deleted)
+        gone = {**recorded, "job_id": deleted}
         warm = {"priors": [prior], "sources": [gone]}
         job = stranger.submit(nb201_spec(budget={"trials": 1}, warm_start=warm))
         assert job["spec"]["warm_start"]["sources"] == [gone]
