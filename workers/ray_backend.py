@@ -293,18 +293,29 @@ def check_group_fits(resolved: ResolvedSpec, address: str | None = None) -> None
             f"(NCCL), not a share of one: set gpus_per_trial: 1, or 0 to train on CPUs",
         )
     places = 0
-    for node_cpus, node_gpus in _alive_nodes(address):
+    nodes = _alive_nodes(address)
+    for node_cpus, node_gpus in nodes:
         fits = int(node_cpus / cpus + 1e-9)
         if gpus > 0:
             fits = min(fits, int(node_gpus / gpus + 1e-9))
         places += fits
+    each = f"{cpus:g} CPUs" + (f" and {gpus:g} GPUs" if gpus else "")
+    if places == 0:  # (not even workers: 1 would start: "set workers: 1 or fewer" misled)
+        raise SpecError.at(
+            [
+                "resources",
+                "gpus_per_trial" if gpus and any(c >= cpus for c, _ in nodes) else "cpus_per_trial",
+            ],
+            f"no node of the Ray cluster holds one worker of {each}, so the search would wait "
+            "for good; ask for less per worker (cpus_per_trial, gpus_per_trial) or add a "
+            "larger node",
+        )
     if places < resources.workers:
-        each = f"{cpus:g} CPUs" + (f" and {gpus:g} GPUs" if gpus else "")
         raise SpecError.at(
             ["resources", "workers"],
-            f"the Ray cluster can hold {places} workers of {each} each at once, fewer than "
-            f"workers={resources.workers}; set workers: {max(1, places)} or fewer, ask for "
-            f"less per worker (cpus_per_trial, gpus_per_trial), or add nodes",
+            f"the Ray cluster can hold {places} worker{'s' if places > 1 else ''} of {each} "
+            f"each at once, fewer than workers={resources.workers}; set workers: {places} or "
+            "fewer, ask for less per worker (cpus_per_trial, gpus_per_trial), or add nodes",
         )
 
 

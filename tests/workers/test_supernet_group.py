@@ -164,3 +164,31 @@ def test_workers_a_search_cannot_use_are_refused(tmp_path: Any) -> None:
         check_group_fits(parse_spec(meta))
     assert err.value.errors[0]["loc"] == ("resources", "workers")
     assert "one Ray actor" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "workers", "loc", "says"),
+    [
+        # 0 fit: "set workers: 1 or fewer" misled (workers: 1 was accepted and waited for good)
+        ([(2.0, 0.0)], 2, "cpus_per_trial", "no node of the Ray cluster holds one worker of 3"),
+        ([(3.0, 0.0), (2.0, 0.0)], 2, "workers", "can hold 1 worker of 3 CPUs each"),
+        ([(6.0, 0.0)], 3, "workers", "can hold 2 workers of 3 CPUs each"),
+    ],
+)
+def test_a_group_the_cluster_cannot_place_names_what_would_fit(
+    monkeypatch: pytest.MonkeyPatch,
+    nodes: list[tuple[float, float]],
+    workers: int,
+    loc: str,
+    says: str,
+) -> None:
+    """The nodes' CPUs as ``ray.nodes()`` reports them (a cluster of those nodes)."""
+    from nas.errors import SpecError
+    from workers import ray_backend
+
+    monkeypatch.setattr(ray_backend, "_alive_nodes", lambda address: nodes)
+    spec = parse_spec({**SPEC, "resources": {"workers": workers, "cpus_per_trial": 3}})
+    with pytest.raises(SpecError) as err:
+        ray_backend.check_group_fits(spec)
+    assert err.value.errors[0]["loc"] == ("resources", loc)
+    assert says in str(err.value), str(err.value)
