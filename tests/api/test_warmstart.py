@@ -89,7 +89,7 @@ def test_a_warm_started_job_proposes_its_sources_best_first_and_outlives_them(
 
 
 def test_sources_of_another_space_or_user_are_a_422_at_their_field(
-    server: LiveServer, client: NasClient
+    server: LiveServer, client: NasClient, time_left: Callable[..., float]
 ) -> None:
     source = client.wait(client.submit(nb201_spec(budget={"trials": 5}))["id"], timeout=120)
     other_space = standalone_spec(warm_start={"jobs": [source["id"]]})
@@ -123,7 +123,7 @@ def test_sources_of_another_space_or_user_are_a_422_at_their_field(
         assert f"job {2**31 - 1} is not one of yours" in info.value.detail[0]["msg"]
         # a source deleted since is taken as recorded (a stored spec outlives its sources)
         deleted = stranger.submit(nb201_spec(budget={"trials": 1}))["id"]
-        stranger.wait(deleted, timeout=60)
+        stranger.wait(deleted, timeout=time_left(60))
         stranger.delete(deleted)
         gone = {**recorded, "job_id": deleted}
         warm = {"priors": [prior], "sources": [gone]}
