@@ -113,11 +113,15 @@ def _run_trials(
     archs: list[Architecture],
     hparams: list[dict[str, Any]],
     memory: list[dict[str, Any]] | None = None,
+    position: int = 0,
 ) -> TaskOutput:
     """The task body: evaluate a batch, its evaluator first given the search's ``memory``
     of earlier trials (a pruner's: whichever process runs the trial, it is judged against
     the same ones); returns results, intermediate values, where and when the task ran (its
     own start and end: a trial's times, not its batch's) and the memory its trials added.
+    ``position``: the task's first trial's place in its batch, whose earlier trials run
+    beside it: they stand in the memory as trials that told nothing (FAIL), so this one
+    has the number it will have in the merged memory (Hyperband's bracket follows it).
 
     An error is returned as each trial's FAIL, with its type and text: an exception
     travels back through Ray only if it pickles, and many do not (any whose constructor
@@ -127,10 +131,10 @@ def _run_trials(
     try:
         evaluator = _evaluator_for(run_id, resolved)
         if memory is not None:
-            evaluator.restore_memory(memory)
+            evaluator.restore_memory([*memory, *[{"state": "FAIL"}] * position])
         evaluator.report = lambda i, epoch, values: reports.append((i, epoch, dict(values)))
         results = evaluator.evaluate(archs, hparams)
-        added = (evaluator.memory() or [])[len(memory or ()) :]
+        added = (evaluator.memory() or [])[len(memory) + position :] if memory is not None else []
     except Exception as exc:  # noqa: BLE001 - any error is the trials' FAIL, as text
         failed = TrialResult.failed(f"trial raised: {_error_text(exc)}")
         return [failed] * len(archs), [], TrialRun(_worker_name(), started, time.time()), []
@@ -376,7 +380,10 @@ class RayTaskExecutor(TrialExecutor):
             refs = [self._lookup.remote(key, spec, list(archs), hps, shared)]
         else:
             groups = [[i] for i in range(len(archs))]
-            refs = [self._train.remote(key, spec, [a], [h], shared) for a, h in zip(archs, hps)]
+            refs = [
+                self._train.remote(key, spec, [a], [h], shared, i)
+                for i, (a, h) in enumerate(zip(archs, hps, strict=True))
+            ]
         submitted = time.time()
         pending = list(refs)
         while pending:

@@ -37,3 +37,25 @@ def test_a_worker_process_keeps_each_runs_evaluator_while_others_run(
     assert ray_backend._evaluator_for("run-b", spec) is other  # still among the latest
     assert ray_backend._evaluator_for("run-a", spec) is not first  # the oldest, dropped
     assert len(ray_backend._CACHE) == ray_backend.MAX_CACHED_SEARCHES
+
+
+def test_a_task_judges_its_trial_by_its_place_in_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every task of a batch gets the memory as the batch began; the k-th trial of the batch
+    was asked as the pruner's trial ``len(memory)`` (Hyperband's bracket follows the number)
+    but merged back as ``len(memory) + k``: its rungs then counted in another bracket. It is
+    asked as ``len(memory) + k``, the trials beside it standing in as told nothing."""
+    import numpy as np
+
+    from tests.workers.backend_contract import PRUNED_SPEC
+    from workers.search import parse_spec
+
+    monkeypatch.setattr(ray_backend, "_CACHE", OrderedDict())
+    spec = {**PRUNED_SPEC, "evaluator": {**PRUNED_SPEC["evaluator"], "epochs": 2}}
+    spec["evaluator"]["pruner"] = {"name": "hyperband", "reduction_factor": 2}
+    resolved = parse_spec(spec)
+    arch = resolved.build_space().sample(np.random.default_rng(0))
+    earlier = [{"state": "COMPLETE", "value": 50.0, "marks": {}}] * 3
+    results, _, _, added = ray_backend._run_trials("run", resolved, [arch], [{}], earlier, 2)
+    study = ray_backend._CACHE["run"].pruning.study  # type: ignore[attr-defined]
+    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4, 5]
+    assert len(added) == 1 and added[0]["state"] == results[0].state.value
