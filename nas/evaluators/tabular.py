@@ -134,9 +134,18 @@ def load_table(path: Path) -> Nb201Table:
 
 
 def _table(rows: list[dict[str, str]]) -> Nb201Table:
-    order = np.empty(NUM_ARCHS, dtype=np.int64)
+    """The table's columns in architecture order; ``ValueError`` for rows that are not one
+    architecture each (a row of another width, an ``ops`` twice or out of range)."""
+    if any(None in row or None in row.values() for row in rows):
+        raise ValueError("a row has more or fewer cells than the header")
+    order = np.full(NUM_ARCHS, -1, dtype=np.int64)
     for i, row in enumerate(rows):
-        order[Nb201Table.code(int(ch) for ch in row["ops"].zfill(6))] = i
+        ops = row["ops"].zfill(6)
+        if len(ops) != 6 or not all(ch in "01234" for ch in ops):
+            raise ValueError(f"ops {row['ops']!r} is not an architecture")
+        order[Nb201Table.code(int(ch) for ch in ops)] = i
+    if (order < 0).any():
+        raise ValueError("an architecture's ops appear twice")
     numeric = [k for k in rows[0] if k not in ("arch_str", "ops") and not k.startswith("edge")]
     columns = {
         k: np.array([float(rows[i][k]) if rows[i][k] != "" else np.nan for i in order])

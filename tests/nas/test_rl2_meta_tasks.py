@@ -241,3 +241,30 @@ def test_a_table_of_one_endless_line_is_refused_without_reading_it_whole(tmp_pat
         finally:
             tracemalloc.stop()
         assert peak < 64 * 2**20, (path.name, peak)
+
+
+@pytest.mark.parametrize("fault", ["ops twice", "a cell too many", "a cell too few", "bad ops"])
+def test_a_table_whose_rows_are_not_one_architecture_each_is_refused_with_what_was_expected(
+    tmp_path: Path, fault: str
+) -> None:
+    """Read at submit (a tabular search's table too), such a file raised IndexError or
+    AttributeError there: a 500, or silently wrong rows."""
+    import itertools
+
+    from nas.evaluators import tabular
+
+    lines = ["ops,arch_str,index,c10_val12"]
+    for i, ops in enumerate(itertools.product("01234", repeat=6)):
+        lines.append(f"{''.join(ops)},x,{i},50")
+    if fault == "ops twice":
+        lines[2] = lines[1]
+    elif fault == "a cell too many":
+        lines[1] += ",7"
+    elif fault == "a cell too few":
+        lines[5] = "000004,x"
+    else:
+        lines[3] = "0000x2,x,2,50"
+    path = tmp_path / "table.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match="expected the NAS-Bench-201 table"):
+        tabular.load_table.__wrapped__(path)
