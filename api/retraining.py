@@ -416,6 +416,9 @@ def _retrain(
             job_id, summary=summary, state_counts=trials.state_counts(job_id)
         )
 
+    if should_stop is not None and should_stop():  # waited for a slot while the server stopped
+        _fail_retrain(write, started, error=STOPPED_BY_SHUTDOWN, began=began)
+        return
     try:
         resolved = ResolvedSpec.from_stored(spec)
         retrain_final(

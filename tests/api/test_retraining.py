@@ -223,6 +223,35 @@ def test_a_retraining_renews_its_heartbeat_and_a_silent_one_is_reaped_on_any_mac
     wait_for(lambda: not retrainings.running(job_id), timeout=10)
 
 
+def test_a_retraining_that_waited_for_a_slot_through_a_shutdown_never_starts(
+    write: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """A retraining queued for a slot got it while the server stopped and began to train
+    (reading its data, its first epoch) past the shutdown's wait. It fails at once now."""
+    from api.retraining import RetrainStarted, _retrain
+
+    job_id = _job(write, standalone_spec())
+    retrainings = Retrainings(limit=1)
+    release = threading.Event()
+    _running(write, job_id, 0, retrainings.worker, ago=0)
+    _running(write, job_id, 1, retrainings.worker, ago=0)
+    retrainings.run(job_id, 0, lambda: release.wait(30), write)
+    started = RetrainStarted(job_id, 1, 0, 1, {})
+    # (a spec it cannot even read: had it started, the trial's error would say so)
+    queued = lambda: _retrain(
+        write, tmp_path, {}, started, Architecture("x", (0,)), should_stop=retrainings.stop_reason
+    )
+    retrainings.run(job_id, 1, queued, write)
+    stopping = threading.Thread(target=retrainings.stop, args=(20.0,))
+    stopping.start()
+    wait_for(lambda: retrainings.stop_reason() is not None, timeout=10)
+    release.set()
+    stopping.join(30)
+    assert not stopping.is_alive()
+    trial = _trial(write, job_id, 1)
+    assert (trial.state, trial.error) == ("FAIL", STOPPED_BY_SHUTDOWN)
+
+
 def test_sigterm_during_a_retraining_stops_it_and_the_server_cleanly(tmp_path: Path) -> None:
     """``nas serve`` aborted on SIGTERM while a retraining trained ("terminate called without
     an active exception", exit 134: the interpreter ended inside its thread's torch call),
