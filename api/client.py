@@ -200,10 +200,11 @@ class NasClient:
             target = Path(path) if path is not None else Path.cwd()
             if target.is_dir() or str(path).endswith(("/", os.sep)):
                 target = target / (self._filename(response) or fallback)
-            if target.exists() and not target.is_file():
-                # A device, a named pipe (``/dev/null``, ``/dev/stdout``): written into,
-                # never replaced by a file.
-                with target.open("wb") as out:
+            if target.exists() and (not target.is_file() or target.parts[:2] == ("/", "dev")):
+                # A device, a named pipe (``/dev/null``), anything under /dev (``/dev/stdout``
+                # redirected to a file: appended to, as a shell's ``>>`` asked): written
+                # into, never replaced by a file.
+                with target.open("ab") as out:  # (a file behind it: not truncated)
                     for chunk in response.iter_bytes():
                         out.write(chunk)
                 return target

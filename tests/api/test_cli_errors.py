@@ -220,10 +220,27 @@ def test_export_writes_into_a_pipe_or_a_links_file_never_replacing_them(
     with server.client(auth[-1]) as client:
         client.export(nb201_job, "json", path=out / "link.json")
     assert (out / "link.json").is_symlink() and real.read_bytes() == expected
+    # -o /dev/stdout with stdout appended to a file (>>): written after what it held (the
+    # link's file was replaced, what it held lost)
+    log = out / "log.txt"
+    log.write_text("before\n")
+    unset = ("NAS_SERVER", "NAS_API_KEY", "NAS_DATABASE_URL", "NAS_DATA_DIR")
+    with log.open("ab") as appended:
+        made = subprocess.run(
+            [NAS, "export", str(nb201_job), "-o", "/dev/stdout", *auth],
+            stdout=appended,
+            stderr=subprocess.PIPE,
+            env={k: v for k, v in os.environ.items() if k not in unset},
+            timeout=120,
+            check=False,
+        )
+    assert made.returncode == 0, made.stderr
+    assert log.read_bytes().startswith(b"before\n" + expected)  # (then the "wrote" line)
     assert sorted(p.name for p in out.iterdir()) == [
         "best.json",
         "fifo",
         "link.json",
+        "log.txt",
         "real.json",
     ]
 
