@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -24,14 +24,17 @@ sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 UNREACHABLE_PG = "postgresql+psycopg://nobody@127.0.0.1:1/db"
 
 
-def nas(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+def nas(
+    *args: str, cwd: Path | None = None, stdout: IO[bytes] | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
     """``nas ARGS`` in a subprocess, with no server, key or database from the caller's
-    environment."""
+    environment; its output captured (``stdout``: written to that file instead)."""
     unset = ("NAS_SERVER", "NAS_API_KEY", "NAS_DATABASE_URL", "NAS_DATA_DIR")
     environ = {k: v for k, v in os.environ.items() if k not in unset}
     return subprocess.run(
         [NAS, *args],
-        capture_output=True,
+        stdout=subprocess.PIPE if stdout is None else stdout,
+        stderr=subprocess.PIPE,
         text=True,
         timeout=120,
         env={**environ, **env},
@@ -224,16 +227,8 @@ def test_export_writes_into_a_pipe_or_a_links_file_never_replacing_them(
     # link's file was replaced, what it held lost)
     log = out / "log.txt"
     log.write_text("before\n")
-    unset = ("NAS_SERVER", "NAS_API_KEY", "NAS_DATABASE_URL", "NAS_DATA_DIR")
     with log.open("ab") as appended:
-        made = subprocess.run(
-            [NAS, "export", str(nb201_job), "-o", "/dev/stdout", *auth],
-            stdout=appended,
-            stderr=subprocess.PIPE,
-            env={k: v for k, v in os.environ.items() if k not in unset},
-            timeout=120,
-            check=False,
-        )
+        made = nas("export", str(nb201_job), "-o", "/dev/stdout", *auth, stdout=appended)
     assert made.returncode == 0, made.stderr
     assert log.read_bytes().startswith(b"before\n" + expected)  # (then the "wrote" line)
     assert sorted(p.name for p in out.iterdir()) == [
