@@ -23,6 +23,7 @@ from tests.api.conftest import (
     standalone_spec,
     wait_for,
 )
+from tests.conftest import FAST_NODE_DEATH
 from workers.search import parse_spec
 
 
@@ -32,7 +33,11 @@ def cluster() -> Iterator[Cluster]:
     cluster = Cluster(
         initialize_head=True,
         connect=True,
-        head_node_args={"num_cpus": 0, "include_dashboard": False},
+        head_node_args={
+            "num_cpus": 0,
+            "include_dashboard": False,
+            "_system_config": FAST_NODE_DEATH,
+        },
     )
     cluster.add_node(num_cpus=1)
     cluster.gpu_node = cluster.add_node(num_cpus=1, num_gpus=1)  # type: ignore[attr-defined]

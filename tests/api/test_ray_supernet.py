@@ -15,6 +15,7 @@ from ray.cluster_utils import Cluster
 
 from api.client import ApiError
 from tests.api.conftest import LiveServer, cluster_processes, make_settings, wait_for
+from tests.conftest import FAST_NODE_DEATH
 
 EPOCHS, REWARDS = 4, 6
 
@@ -44,7 +45,11 @@ def cluster() -> Iterator[Cluster]:
     cluster = Cluster(
         initialize_head=True,
         connect=True,
-        head_node_args={"num_cpus": 0, "include_dashboard": False},
+        head_node_args={
+            "num_cpus": 0,
+            "include_dashboard": False,
+            "_system_config": FAST_NODE_DEATH,
+        },
     )
     cluster.worker_nodes_list = [  # type: ignore[attr-defined]
         cluster.add_node(num_cpus=1),

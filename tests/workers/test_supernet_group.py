@@ -16,6 +16,7 @@ from ray.cluster_utils import Cluster
 from torch import nn
 
 from nas.evaluators import SharedWeightEvaluator
+from tests.conftest import FAST_NODE_DEATH
 from workers.backend import SafePoint, SearchEvents, SearchState
 from workers.ray_backend import ActorRun
 from workers.search import build_components, parse_spec
@@ -47,7 +48,11 @@ def cluster() -> Iterator[Cluster]:
     cluster = Cluster(
         initialize_head=True,
         connect=True,
-        head_node_args={"num_cpus": 0, "include_dashboard": False},
+        head_node_args={
+            "num_cpus": 0,
+            "include_dashboard": False,
+            "_system_config": FAST_NODE_DEATH,
+        },
     )
     cluster.add_node(num_cpus=1)
     cluster.add_node(num_cpus=1)
