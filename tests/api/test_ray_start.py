@@ -40,6 +40,9 @@ def test_nas_serve_joins_a_cluster_started_with_ray_start(
     # Ray (>= 2.59) authenticates with a token; a driver given an address needs the mode set
     # to find the token the head wrote (~/.ray/auth_token), as on a real second machine.
     env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token"}
+    # On SIGTERM the head first drains its node for 30 s (for Ray Serve): the test's stop,
+    # which signals the whole process group, GCS included, waited it out every run.
+    head_env = {**env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
     # A fresh machine has no token yet: make one, as the README's setup does.
     subprocess.run(
         [str(ray_bin), "get-auth-token", "--generate"], capture_output=True, check=True, env=env
@@ -56,7 +59,7 @@ def test_nas_serve_joins_a_cluster_started_with_ray_start(
             "--disable-usage-stats",
         ],
         cwd=REPO,
-        env=env,
+        env=head_env,
         stdout=(tmp_path / "ray.log").open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
