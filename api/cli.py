@@ -192,8 +192,6 @@ def describe_database(url: str) -> str:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
-    from api.app import create_app
-
     settings = _settings(args)
     # One line, not a failed start's traceback (the app's start checks the schema too).
     _check_connects(args, _database_url(args), schema=not settings.migrate_on_start)
@@ -215,6 +213,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         f"backend: {settings.backend}",
         file=sys.stderr,
     )
+    # The whole service (torch, ...) only now: a bad setting or an unreachable database is
+    # said at once, not after seconds of imports.
+    from api.app import create_app
+
     server = _quiet_server(
         create_app(settings, jobs_at_startup=False),  # jobs once the port is bound
         host=args.host,
