@@ -7,6 +7,7 @@ gets its own database, dropped afterwards. It never skips: CI starts the server 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -98,6 +99,38 @@ class PollingClient(NasClient):
         return super().wait_trial(trial_id, timeout=timeout, poll=poll)
 
 
+class _PromptServer(uvicorn.Server):
+    """uvicorn's server, quicker to stop: uvicorn looks at ``should_exit`` every 0.1 s and
+    then sleeps 0.1 s more before it waits for open connections, 0.2 s per stop that the
+    suite's ~700 servers spent idle. This one looks every 10 ms and waits only for what is
+    still open (at most ``STOP_S``, then cancels it), then runs the app's shutdown as
+    uvicorn does."""
+
+    STOP_S = 30.0
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            await asyncio.sleep(0.01)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        deadline = time.monotonic() + self.STOP_S
+        while self.server_state.connections or self.server_state.tasks:
+            if time.monotonic() > deadline:
+                for task in self.server_state.tasks:
+                    task.cancel()
+                break
+            await asyncio.sleep(0.01)
+        for server in self.servers:
+            await server.wait_closed()
+        await self.lifespan.shutdown()
+
+
 class LiveServer:
     """uvicorn serving ``create_app(settings)`` on a free port, in a thread."""
 
@@ -107,7 +140,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
+        self.server = _PromptServer(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> LiveServer:
