@@ -19,6 +19,7 @@ from nas.datasets import (
     dataset_shape,
     load_dataset,
 )
+from nas.datasets.digits import digits_arrays, digits_file
 from nas.errors import DatasetError, SpecError, UnknownNameError
 from workers.search import parse_spec
 
@@ -107,6 +108,35 @@ def test_digits_shapes() -> None:
     assert data.num_classes == 10
     assert 0.0 <= data.x_train.min() and data.x_train.max() <= 1.0
     assert_same_splits(data, load_dataset("digits", seed=1))
+
+
+def test_digits_are_scikit_learns_read_from_its_file_without_importing_it() -> None:
+    """The digits come from scikit-learn's own file (importing ``sklearn.datasets`` cost 1.1 s
+    of CPU in every process that trained on them), and are exactly what it gives."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    assert digits_file() is not None  # a scikit-learn that moved it would import it again
+    pixels, labels = digits_arrays()
+    reference = load_digits()
+    assert np.array_equal(pixels, reference.data) and np.array_equal(labels, reference.target)
+    imported = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys; from nas.datasets import load_dataset; "
+                "load_dataset('digits', seed=0); print('sklearn' in sys.modules)"
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert imported.stdout.strip() == "False", imported.stderr
 
 
 # --- npz ---------------------------------------------------------------------------------------
