@@ -399,11 +399,12 @@ def test_a_running_jobs_eta_counts_down_between_updates(
     job changes: during a long trial it stood still. It counts down now, in the same
     element, from the finishing time estimated at the last update."""
     with site.server.client(site.key) as client:
-        job = client.submit(standalone_spec(trials=3, epochs=60, name="eta"))
+        # Short trials, many: the first soon gives an estimate, the rest keep the job running
+        job = client.submit(standalone_spec(trials=12, epochs=15, name="eta"))
         try:
             p = page.go("/")
             # the first trial completed (progress > 0): the row has an estimate (a loaded
-            # machine trains the 60 epochs for minutes)
+            # machine trains the 15 epochs for a minute)
             cell = p.wait_for_selector(
                 f"#jobs tr[data-job='{job['id']}'] .eta[data-finish]",
                 timeout=1000 * time_left(180),
