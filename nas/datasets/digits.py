@@ -41,7 +41,8 @@ def digits_file() -> Path | None:
     """scikit-learn's own copy of the digits, ``sklearn/datasets/data/digits.csv.gz``, found
     without importing scikit-learn; ``None`` where this scikit-learn keeps it elsewhere."""
     spec = importlib.util.find_spec("sklearn")  # a top-level package: nothing is imported
-    for folder in (spec.submodule_search_locations or []) if spec else []:
+    folders = (spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
         file = Path(folder) / "datasets" / "data" / "digits.csv.gz"
         if file.is_file():
             return file
