@@ -283,12 +283,14 @@ def _timestamp(epoch_s: float | None) -> datetime | None:
     return None if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC)
 
 
-def _running_row(job_id: int, trial: RunningTrial) -> dict[str, Any]:
+def _running_row(
+    job_id: int, trial: RunningTrial, state: TrialState = TrialState.RUNNING
+) -> dict[str, Any]:
     return {
         "job_id": job_id,
         "number": trial.number,
         "candidate_id": trial.candidate_id,
-        "state": TrialState.RUNNING.value,
+        "state": state.value,
         "architecture": trial.architecture.to_dict(),
         "arch_key": trial.architecture.key[:500],
         "hparams": dict(trial.hparams),
@@ -360,11 +362,33 @@ class TrialRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
+    def add_waiting(self, job_id: int, trials: Sequence[RunningTrial]) -> None:
+        """Record trials handed to workers that have not started them (state WAITING); a
+        number recorded already (a retried write) is kept as it is."""
+        rows = [_running_row(job_id, t, TrialState.WAITING) for t in trials]
+        _insert_new(self.session, TrialModel, rows, ("job_id", "number"))
+
     def add_running(self, job_id: int, trials: Sequence[RunningTrial]) -> None:
-        """Record trials that started and have no result yet (state RUNNING); a number
-        recorded already (a retried write) is kept as it is."""
+        """Record trials that started and have no result yet (state RUNNING): new rows, or
+        rows WAITING until now, which take the trial's worker and start; any other row of
+        that number (a retried write, a finished trial) is kept as it is."""
         rows = [_running_row(job_id, t) for t in trials]
         _insert_new(self.session, TrialModel, rows, ("job_id", "number"))
+        for trial in trials:
+            self.session.execute(
+                update(TrialModel)
+                .where(
+                    TrialModel.job_id == job_id,
+                    TrialModel.number == trial.number,
+                    TrialModel.state == TrialState.WAITING.value,
+                )
+                .values(
+                    state=TrialState.RUNNING.value,
+                    worker=trial.worker,
+                    started_at=_timestamp(trial.started_at),
+                )
+                .execution_options(synchronize_session=False)
+            )
 
     def add_records(self, job_id: int, records: Sequence[TrialRecord]) -> None:
         """Record finished trials; a number recorded already (a retried write) is kept."""
@@ -408,9 +432,10 @@ class TrialRepository:
         ).all()
         return {state: int(n) for state, n in rows}
 
-    def mark_running_failed(self, job_id: int, error: str) -> int:
-        """The job's RUNNING (and WAITING) trials become FAIL with ``error``, ending now;
-        each costs the time it ran (it recorded 0 s, while its timeline bar ran on)."""
+    def mark_running_failed(self, job_id: int, error: str, waiting_error: str | None = None) -> int:
+        """The job's RUNNING trials become FAIL with ``error``, ending now, each costing the
+        time it ran (it recorded 0 s, while its timeline bar ran on); its WAITING ones, which
+        never started, FAIL with ``waiting_error`` (or ``error``) at no cost."""
         now = utcnow()
         running = self.session.scalars(
             select(TrialModel).where(
@@ -419,7 +444,9 @@ class TrialRepository:
             )
         ).all()
         for trial in running:
-            trial.state, trial.error, trial.finished_at = TrialState.FAIL.value, error, now
+            waited = trial.state == TrialState.WAITING.value
+            trial.error = (waiting_error or error) if waited else error
+            trial.state, trial.finished_at = TrialState.FAIL.value, now
             if trial.started_at is not None:
                 trial.cost_s = max(0.0, (now - trial.started_at).total_seconds())
         self.session.flush()

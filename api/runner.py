@@ -227,7 +227,8 @@ class JobExecution(threading.Thread):
         self._finished: list[TrialRecord] = []  # RUNNING rows to finish
         self._curve: dict[str, list[Mapping[str, Any]]] = {}  # curve points to insert, by series
         self._iterations: int | None = None  # the last recorded meta-training iteration
-        self._running: set[int] = set()
+        self._waiting: set[int] = set()  # numbers of WAITING rows (handed to Ray, not started)
+        self._running: set[int] = set()  # numbers of RUNNING rows
         self._counts: dict[str, int] = {}
         self._last_flush = 0.0
         self._evaluator_files: list[Path] = []  # the newest is the checkpoint's
@@ -255,6 +256,7 @@ class JobExecution(threading.Thread):
                     JobState.FAILED,
                     short_error(exc),
                     running_error=f"the job failed while this trial ran: {short_error(exc)}",
+                    waiting_error=f"the job failed before this trial started: {short_error(exc)}",
                 )
             except Exception:  # the database is gone: the lease will expire
                 log.exception("job %d: could not record the failure", self.job_id)
@@ -290,6 +292,7 @@ class JobExecution(threading.Thread):
         check_data_paths(resolved, roots, private=private, own_files=own_files, stored=True)
         events = SearchEvents(
             on_trial=self._on_trial,
+            on_trials_queued=self._on_trials_queued,
             on_trials_started=self._on_trials_started,
             on_intermediate=self._on_intermediate,
             on_safe_point=self._on_safe_point,
@@ -304,15 +307,15 @@ class JobExecution(threading.Thread):
             outcome = None
         self._flush(checkpoint=search.consistent)
         if self._stop_reason == CANCELLED:
-            running = len(self._running)  # (marked FAIL with the job)
+            running, waiting = len(self._running), len(self._waiting)  # (FAIL with the job)
             unit = loop_class(resolved).progress_unit  # (meta-training runs no trials)
             count = len(search.trials) if unit == "finished trials" else self._iterations or 0
             done = f"{count} {unit}"
             self._finish(
                 JobState.CANCELLED,
-                f"cancelled by user after {done}"
-                + (f" ({running} running, now FAIL)" if running else ""),
+                f"cancelled by user after {done}" + _unfinished(running, waiting),
                 running_error="the job was cancelled while this trial ran",
+                waiting_error="the job was cancelled before this trial started",
             )
             return
         if self._stop_reason is not None or outcome is None:
@@ -452,11 +455,28 @@ class JobExecution(threading.Thread):
         )
 
     # --- events from the search ------------------------------------------------------------
+    def _count(self, state: TrialState, delta: int) -> None:
+        self._counts[state.value] = self._counts.get(state.value, 0) + delta
+
+    def _on_trials_queued(self, trials: list[RunningTrial]) -> None:
+        self._waiting.update(t.number for t in trials)
+        self._count(TrialState.WAITING, len(trials))
+
+        def work(session: Session) -> None:
+            TrialRepository(session).add_waiting(self.job_id, trials)
+            self._job_counters(session)
+
+        self._write("recording waiting trials", work)
+
     def _on_trials_started(self, trials: list[RunningTrial]) -> None:
+        trials = [t for t in trials if t.number not in self._running]
+        if not trials:
+            return
+        waited = sum(t.number in self._waiting for t in trials)
+        self._waiting.difference_update(t.number for t in trials)
         self._running.update(t.number for t in trials)
-        self._counts[TrialState.RUNNING.value] = self._counts.get(
-            TrialState.RUNNING.value, 0
-        ) + len(trials)
+        self._count(TrialState.WAITING, -waited)
+        self._count(TrialState.RUNNING, len(trials))
 
         def work(session: Session) -> None:
             TrialRepository(session).add_running(self.job_id, trials)
@@ -477,13 +497,17 @@ class JobExecution(threading.Thread):
         self._counts[state] = self._counts.get(state, 0) + 1
         if record.number in self._running:
             self._running.discard(record.number)
-            self._counts[TrialState.RUNNING.value] -= 1
+            self._count(TrialState.RUNNING, -1)
+            self._finished.append(record)
+        elif record.number in self._waiting:  # ended without starting (its worker was lost)
+            self._waiting.discard(record.number)
+            self._count(TrialState.WAITING, -1)
             self._finished.append(record)
         else:
             self._records.append(record)
 
     def _on_safe_point(self, point: SafePoint) -> None:
-        if self._running and not point.running:  # refused by the budget after they started
+        if (self._running or self._waiting) and not point.running:  # refused by the budget
             self._drop_running()
         if point.curve is not None:
             self._curve.setdefault(point.series, []).append(point.curve)
@@ -561,9 +585,11 @@ class JobExecution(threading.Thread):
             raise LeaseLost(f"job {self.job_id} is held by another runner")
 
     def _drop_running(self) -> None:
-        numbers = sorted(self._running)
-        self._counts[TrialState.RUNNING.value] -= len(numbers)
+        numbers = sorted(self._running | self._waiting)
+        self._count(TrialState.RUNNING, -len(self._running))
+        self._count(TrialState.WAITING, -len(self._waiting))
         self._running.clear()
+        self._waiting.clear()
 
         def work(session: Session) -> None:
             for number in numbers:
@@ -580,11 +606,13 @@ class JobExecution(threading.Thread):
         summary: dict[str, Any] | None = None,
         progress: float | None = None,
         running_error: str | None = None,
+        waiting_error: str | None = None,
         final_controller: tuple[dict[str, Any], int] | None = None,
     ) -> None:
         """Record the job finished, if this runner still holds it; ``running_error``: its
         RUNNING trials become FAIL with that error in the same transaction (so that a runner
-        that lost the job cannot fail the trials of the one that took it over);
+        that lost the job cannot fail the trials of the one that took it over), its WAITING
+        ones with ``waiting_error`` (or the same);
         ``final_controller``: the controller's state at the end and the trials it was told,
         kept in its checkpoint row in the same transaction (a finished job is never resumed
         from it)."""
@@ -603,7 +631,7 @@ class JobExecution(threading.Thread):
         def work(session: Session) -> None:
             trials = TrialRepository(session)
             if running_error is not None:
-                trials.mark_running_failed(self.job_id, running_error)
+                trials.mark_running_failed(self.job_id, running_error, waiting_error)
             if final_controller is not None:
                 controller_state, told = final_controller
                 CheckpointRepository(session).set_final_controller(
@@ -634,6 +662,13 @@ class JobExecution(threading.Thread):
             ),
         )
         log.info("job %d: released at %s", self.job_id, self._stop_reason)
+
+
+def _unfinished(running: int, waiting: int) -> str:
+    """What a cancel's reason says of the trials it ended: `` (2 running, 1 waiting, now
+    FAIL)``, or nothing."""
+    parts = [f"{n} {what}" for n, what in ((running, "running"), (waiting, "waiting")) if n]
+    return f" ({', '.join(parts)}, now FAIL)" if parts else ""
 
 
 def _resume_position(trials: int, curve: list[dict[str, Any]]) -> str:

@@ -120,12 +120,13 @@ class TrialRecord:
 
 @dataclass(frozen=True)
 class RunningTrial:
-    """A trial that has started training and has no result yet (the service shows it
-    RUNNING until its ``TrialRecord`` arrives)."""
+    """A trial that trains and has no result yet: RUNNING since ``started_at`` on
+    ``worker``, or WAITING for a worker (both ``None``), until its ``TrialRecord``
+    arrives."""
 
     number: int
     candidate_id: int
     architecture: Architecture
     hparams: Mapping[str, Any]
-    started_at: float
-    worker: str
+    started_at: float | None
+    worker: str | None

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 #: ``None`` to go on.
 StopFn = Callable[[], "str | None"]
 
+#: ``on_start(indices, worker, at)``: the batch's trials ``indices`` started to run on
+#: ``worker`` at ``at`` (epoch seconds).
+StartFn = Callable[[Sequence[int], str, float], None]
+
 
 class Interrupted(Exception):
     """Raised out of a running search when ``should_stop`` asked to stop while trials ran;
@@ -64,8 +68,12 @@ class SearchEvents:
     """What a running search reports, each called from the thread that runs the search.
 
     - ``on_trial(record)``: once per recorded trial, in number order.
-    - ``on_trials_started(trials)``: trials that train are about to run (not called for
-      instant evaluators, whose trials have no RUNNING phase).
+    - ``on_trials_queued(trials)``: trials that train were handed to workers that may not
+      start them at once (Ray tasks wait for free resources); they have no worker nor start
+      yet, and are WAITING until ``on_trials_started`` names them.
+    - ``on_trials_started(trials)``: trials that train start to run, each with where and
+      when (not called for instant evaluators, whose trials have no RUNNING phase); a
+      batch's trials may start together (inline) or one by one (Ray).
     - ``on_intermediate(number, epoch, values)``: a running trial's intermediate values.
     - ``on_safe_point(point)``: see ``SafePoint``.
     - ``should_stop()``: see ``StopFn``; polled between batches, reward groups and epochs of
@@ -73,6 +81,7 @@ class SearchEvents:
     """
 
     on_trial: Callable[[TrialRecord], None] | None = None
+    on_trials_queued: Callable[[list[RunningTrial]], None] | None = None
     on_trials_started: Callable[[list[RunningTrial]], None] | None = None
     on_intermediate: Callable[[int, int, Mapping[str, float]], None] | None = None
     on_safe_point: Callable[[SafePoint], None] | None = None
@@ -243,6 +252,8 @@ class TrialExecutor(ABC):
 
     #: How many trials run at once (the spec's ``resources.workers``).
     parallelism: int = 1
+    #: Whether a trial handed over may wait before it starts (for a free worker).
+    queues: bool = False
     #: Where and when each trial of the last batch ran, in order (recorded with each trial).
     last_runs: list[TrialRun]
 
@@ -262,8 +273,10 @@ class TrialExecutor(ABC):
         hparams: Sequence[Mapping[str, Any]],
         *,
         should_stop: StopFn | None = None,
+        on_start: StartFn | None = None,
     ) -> list[TrialResult]:
-        """One result per architecture, in order. May raise ``Interrupted``."""
+        """One result per architecture, in order; ``on_start`` hears when and where each
+        trial starts to run. May raise ``Interrupted``."""
 
     def close(self) -> None:
         """Release threads or remote workers."""
@@ -289,8 +302,11 @@ class InlineExecutor(TrialExecutor):
         hparams: Sequence[Mapping[str, Any]],
         *,
         should_stop: StopFn | None = None,
+        on_start: StartFn | None = None,
     ) -> list[TrialResult]:
         started = time.time()
+        if on_start is not None:
+            on_start(range(len(archs)), self.worker_name, started)
         results = evaluator.evaluate(list(archs), list(hparams))
         # One call evaluates the batch: each trial's time is the batch's (a batch of
         # trials that train inline is one trial; of lookups, one table read).

@@ -13,6 +13,10 @@
   (fractions allowed); Ray places it only on a node that has those resources, and inside the
   task ``CUDA_VISIBLE_DEVICES`` names the GPU Ray assigned, so ``device: auto`` uses it.
 - Cheap evaluators (tables) answer a whole batch in one task, never one task per lookup.
+- A task that trains is a Ray generator (``_run_trials``): it tells its start when a worker
+  runs it (until then its trial WAITs: ``SearchEvents.on_trials_queued``) and each
+  intermediate value as it is measured, so the service follows Ray trials live as it
+  follows inline ones; its result comes last.
 - A task measures its own start and end: each trial records its task's times (kept within
   its batch's span, whatever the worker's clock), not its batch's. The loop waits for the
   whole batch before it proposes the next (``SearchLoop``: results are told in trial
@@ -37,16 +41,19 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
 import socket
+import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from nas.architecture import Architecture
 from nas.evaluators import Evaluator, build_evaluator
+from nas.evaluators.base import ReportFn
 from nas.spec import ResolvedSpec
 from nas.trial import TrialRecord, TrialResult
 from workers.backend import (
@@ -59,6 +66,7 @@ from workers.backend import (
     SearchOutcome,
     SearchRun,
     SearchState,
+    StartFn,
     StopFn,
     TrialExecutor,
     TrialLog,
@@ -100,11 +108,44 @@ def _worker_name() -> str:
     return f"ray:{socket.gethostname()}:{node}:{os.getpid()}"
 
 
-#: What a task returns: results, intermediate values ``(index, epoch, values)``, where and
-#: when it ran, and the evaluator's memory entries of its trials (``Evaluator.memory``).
-TaskOutput = tuple[
-    list[TrialResult], list[tuple[int, int, dict[str, float]]], TrialRun, list[dict[str, Any]]
-]
+#: What evaluating a batch gives: results, where and when it ran (its own start and end: a
+#: trial's times, not its batch's), and the evaluator's memory entries its trials added
+#: (``Evaluator.memory``).
+BatchOutput = tuple[list[TrialResult], TrialRun, list[dict[str, Any]]]
+
+
+def _evaluate_batch(
+    run_id: str,
+    resolved: ResolvedSpec,
+    archs: list[Architecture],
+    hparams: list[dict[str, Any]],
+    memory: list[dict[str, Any]] | None = None,
+    position: int = 0,
+    report: ReportFn | None = None,
+    started: float | None = None,
+) -> BatchOutput:
+    """Evaluate a batch in this worker, its evaluator first given the search's ``memory``
+    of earlier trials (a pruner's: whichever process runs the trial, it is judged against
+    the same ones); ``report`` hears each intermediate value. ``position``: the first
+    trial's place in its batch, whose earlier trials run beside it: they stand in the
+    memory as trials that told nothing (FAIL), so this one has the number it will have in
+    the merged memory (Hyperband's bracket follows it). The task body of table lookups.
+
+    An error is returned as each trial's FAIL, with its type and text: an exception
+    travels back through Ray only if it pickles, and many do not (any whose constructor
+    takes other arguments than its message), which would hide the cause."""
+    started = time.time() if started is None else started
+    try:
+        evaluator = _evaluator_for(run_id, resolved)
+        if memory is not None:
+            evaluator.restore_memory([*memory, *[{"state": "FAIL"}] * position])
+        evaluator.report = report
+        results = evaluator.evaluate(archs, hparams)
+        added = (evaluator.memory() or [])[len(memory) + position :] if memory is not None else []
+    except Exception as exc:  # noqa: BLE001 - any error is the trials' FAIL, as text
+        failed = TrialResult.failed(f"trial raised: {_error_text(exc)}")
+        return [failed] * len(archs), TrialRun(_worker_name(), started, time.time()), []
+    return results, TrialRun(_worker_name(), started, time.time()), added
 
 
 def _run_trials(
@@ -114,31 +155,41 @@ def _run_trials(
     hparams: list[dict[str, Any]],
     memory: list[dict[str, Any]] | None = None,
     position: int = 0,
-) -> TaskOutput:
-    """The task body: evaluate a batch, its evaluator first given the search's ``memory``
-    of earlier trials (a pruner's: whichever process runs the trial, it is judged against
-    the same ones); returns results, intermediate values, where and when the task ran (its
-    own start and end: a trial's times, not its batch's) and the memory its trials added.
-    ``position``: the task's first trial's place in its batch, whose earlier trials run
-    beside it: they stand in the memory as trials that told nothing (FAIL), so this one
-    has the number it will have in the merged memory (Hyperband's bracket follows it).
-
-    An error is returned as each trial's FAIL, with its type and text: an exception
-    travels back through Ray only if it pickles, and many do not (any whose constructor
-    takes other arguments than its message), which would hide the cause."""
+) -> Iterator[tuple[Any, ...]]:
+    """The task body of trials that train, a Ray generator: it tells the search as it
+    goes, so the service shows a trial RUNNING when it starts (not while it waits for a
+    worker) and its intermediate values as they are measured (not once it has ended).
+    Yields ``("started", worker, time)`` first, then ``("value", index, epoch, values)``
+    for each intermediate value, and last ``("done", BatchOutput)``. The batch trains in
+    a thread of this task, whose values the task yields as they come."""
     started = time.time()
-    reports: list[tuple[int, int, dict[str, float]]] = []
-    try:
-        evaluator = _evaluator_for(run_id, resolved)
-        if memory is not None:
-            evaluator.restore_memory([*memory, *[{"state": "FAIL"}] * position])
-        evaluator.report = lambda i, epoch, values: reports.append((i, epoch, dict(values)))
-        results = evaluator.evaluate(archs, hparams)
-        added = (evaluator.memory() or [])[len(memory) + position :] if memory is not None else []
-    except Exception as exc:  # noqa: BLE001 - any error is the trials' FAIL, as text
-        failed = TrialResult.failed(f"trial raised: {_error_text(exc)}")
-        return [failed] * len(archs), [], TrialRun(_worker_name(), started, time.time()), []
-    return results, reports, TrialRun(_worker_name(), started, time.time()), added
+    yield ("started", _worker_name(), started)
+    events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+
+    def work() -> None:
+        output: BatchOutput | None = None
+        try:
+            output = _evaluate_batch(
+                run_id,
+                resolved,
+                archs,
+                hparams,
+                memory,
+                position,
+                lambda i, epoch, values: events.put(("value", i, epoch, dict(values))),
+                started,
+            )
+        finally:  # (a BaseException too: the task must not wait for good)
+            events.put(("done", output))
+
+    threading.Thread(target=work, name="trials", daemon=True).start()
+    while True:
+        event = events.get()
+        if event[0] == "done" and event[1] is None:
+            raise RuntimeError("the trial's thread ended without a result")
+        yield event
+        if event[0] == "done":
+            return
 
 
 def _error_text(exc: BaseException) -> str:
@@ -326,6 +377,8 @@ def check_group_fits(resolved: ResolvedSpec, address: str | None = None) -> None
 class RayTaskExecutor(TrialExecutor):
     """Evaluates a search loop's batches as Ray tasks; see the module docstring."""
 
+    queues = True
+
     def __init__(
         self,
         resolved: ResolvedSpec,
@@ -345,15 +398,16 @@ class RayTaskExecutor(TrialExecutor):
         self.parallelism = workers
         self.max_retries = max_retries
         self.poll_s = poll_s
-        remote = ray.remote(_run_trials)
-        self._train = remote.options(
+        self._train = ray.remote(_run_trials).options(
             num_cpus=cpus_per_trial,
             num_gpus=gpus_per_trial,
             max_retries=max_retries,
             retry_exceptions=False,
         )
         # Table lookups: one light task per batch.
-        self._lookup = remote.options(num_cpus=min(cpus_per_trial, 1.0), max_retries=max_retries)
+        self._lookup = ray.remote(_evaluate_batch).options(
+            num_cpus=min(cpus_per_trial, 1.0), max_retries=max_retries
+        )
 
     @property
     def worker_name(self) -> str:
@@ -366,6 +420,7 @@ class RayTaskExecutor(TrialExecutor):
         hparams: Sequence[Mapping[str, Any]],
         *,
         should_stop: StopFn | None = None,
+        on_start: StartFn | None = None,
     ) -> list[TrialResult]:
         import ray
 
@@ -377,63 +432,128 @@ class RayTaskExecutor(TrialExecutor):
         shared = ray.put(memory) if memory else memory
         if evaluator.instant:
             groups = [list(range(len(archs)))]
-            refs = [self._lookup.remote(key, spec, list(archs), hps, shared)]
+            tasks = [self._lookup.remote(key, spec, list(archs), hps, shared)]
         else:
             groups = [[i] for i in range(len(archs))]
-            refs = [
+            tasks = [
                 self._train.remote(key, spec, [a], [h], shared, i)
                 for i, (a, h) in enumerate(zip(archs, hps, strict=True))
             ]
         submitted = time.time()
-        pending = list(refs)
-        while pending:
-            _, pending = ray.wait(pending, num_returns=len(pending), timeout=self.poll_s)
-            if pending and should_stop is not None and (why := should_stop()):
-                for ref in pending:
-                    ray.cancel(ref, force=True)
-                raise Interrupted(why)
+        outputs: list[BatchOutput | None] = [None] * len(tasks)
+        errors: list[str | None] = [None] * len(tasks)
+        collect = _Collect(evaluator, groups, submitted, on_start)
+        pending = list(range(len(tasks)))
+        try:
+            while pending:
+                ready, _ = ray.wait([tasks[k] for k in pending], num_returns=1, timeout=self.poll_s)
+                ready_ids = {id(task) for task in ready}
+                for k in [k for k in pending if id(tasks[k]) in ready_ids]:
+                    try:
+                        done = collect.take(k, tasks[k])
+                    except (ray.exceptions.RayError, OSError) as exc:  # the task failed
+                        errors[k] = self._failure_text(exc)
+                        done = True
+                    if done:
+                        pending.remove(k)
+                        outputs[k] = collect.outputs.get(k)
+                if pending and should_stop is not None and (why := should_stop()):
+                    raise Interrupted(why)
+        except BaseException:  # a stop (``Interrupted``), from here or from a report
+            for k in pending:
+                ray.cancel(tasks[k], force=True)
+            raise
         collected = time.time()
         results: list[TrialResult | None] = [None] * len(archs)
         # A task that returned nothing (it could not start, its worker was lost) ran for
         # all we know from the batch's submission to its collection.
         runs = [TrialRun("ray", submitted, collected)] * len(archs)
-        for group, ref in zip(groups, refs, strict=True):
-            try:
-                outputs, reports, ran, added = ray.get(ref)
-            except ray.exceptions.RayTaskError as exc:
-                # Outside the task body's own handler (its arguments did not unpickle).
-                cause = _error_text(exc.cause) if exc.cause is not None else str(exc)
+        for k, group in enumerate(groups):
+            output = outputs[k]
+            if output is None:
+                error = errors[k] or "the task ended without a result"
                 for i in group:
-                    results[i] = TrialResult.failed(f"trial raised: {cause}")
+                    results[i] = TrialResult.failed(error)
                 continue
-            except ray.exceptions.UnserializableException as exc:
-                # The task raised an error that does not pickle: its text is all there is.
-                for i in group:
-                    results[i] = TrialResult.failed(f"trial raised: {_unserializable_text(exc)}")
-                continue
-            except (ray.exceptions.RayError, OSError) as exc:
-                # The worker process or its node died (each time, retries included).
-                for i in group:
-                    results[i] = TrialResult.failed(
-                        f"worker lost after {self.max_retries} retries: {type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''}"
-                    )
-                continue
+            trial_results, ran, added = output
             # Inside the batch's window, whatever the skew of the worker's clock.
             started = min(max(ran.started, submitted), collected)
             ran = TrialRun(ran.worker, started, min(max(ran.finished, started), collected))
-            for i, output in zip(group, outputs, strict=True):
-                results[i] = output
+            for i, result in zip(group, trial_results, strict=True):
+                results[i] = result
                 runs[i] = ran
             if memory is not None:
                 memory.extend(added)  # in the batch's order, whatever order tasks ended in
-            if evaluator.report is not None:
-                for index, epoch, values in reports:
-                    evaluator.report(group[index], epoch, values)
         self.last_runs = runs
         if memory is not None:
             evaluator.restore_memory(memory)
         return [r for r in results if r is not None]
+
+    def _failure_text(self, exc: BaseException) -> str:
+        """A failed task's FAIL text."""
+        import ray
+
+        if isinstance(exc, ray.exceptions.RayTaskError):
+            # Outside the task body's own handler (its arguments did not unpickle).
+            cause = _error_text(exc.cause) if exc.cause is not None else str(exc)
+            return f"trial raised: {cause}"
+        if isinstance(exc, ray.exceptions.UnserializableException):
+            # The task raised an error that does not pickle: its text is all there is.
+            return f"trial raised: {_unserializable_text(exc)}"
+        # Otherwise the worker process or its node died (each time, retries included).
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return f"worker lost after {self.max_retries} retries: {type(exc).__name__}: {first}"
+
+
+class _Collect:
+    """What a batch's tasks told so far: each trial's start (``on_start``) and intermediate
+    values (the loop's ``evaluator.report``) passed on as they come, once each (a task
+    retried after a lost worker tells its start and values again), and each task's
+    ``BatchOutput``."""
+
+    def __init__(
+        self,
+        evaluator: Evaluator,
+        groups: list[list[int]],
+        submitted: float,
+        on_start: StartFn | None,
+    ) -> None:
+        self.evaluator = evaluator
+        self.groups = groups
+        self.submitted = submitted
+        self.on_start = on_start
+        self.outputs: dict[int, BatchOutput] = {}
+        self._started: set[int] = set()
+        self._values: set[tuple[int, int, int]] = set()
+
+    def take(self, k: int, task: Any) -> bool:
+        """Take what task ``k`` has ready; True once it has ended. Raises its failure."""
+        import ray
+
+        if isinstance(task, ray.ObjectRef):  # a lookup: one result
+            self.outputs[k] = ray.get(task)
+            return True
+        while True:
+            try:
+                ref = next(task)
+            except StopIteration:
+                return True
+            event = ray.get(ref)
+            if event[0] == "done":
+                self.outputs[k] = event[1]
+                return True
+            if event[0] == "started" and k not in self._started:
+                self._started.add(k)
+                if self.on_start is not None:
+                    at = min(max(event[2], self.submitted), time.time())
+                    self.on_start(self.groups[k], event[1], at)
+            elif event[0] == "value" and (k, event[1], event[2]) not in self._values:
+                self._values.add((k, event[1], event[2]))
+                if self.evaluator.report is not None:
+                    self.evaluator.report(self.groups[k][event[1]], event[2], event[3])
+            ready, _ = ray.wait([task], timeout=0)
+            if not ready:
+                return False
 
 
 class RayBackend(Backend):

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -37,6 +37,7 @@ from workers.backend import (
     SearchEvents,
     SearchOutcome,
     SearchState,
+    StartFn,
     StopFn,
     TrialExecutor,
     TrialLog,
@@ -370,27 +371,38 @@ class SearchLoop:
     def _evaluate(self, batch: list[Candidate]) -> None:
         controller, evaluator = self.components.controller, self.components.evaluator
         self._batch_first = len(self.trials)
-        started = time.time()
-        if not evaluator.instant and self.events.on_trials_started is not None:
-            worker = self.executor.worker_name
-            self.events.on_trials_started(
-                [
-                    RunningTrial(
-                        self._batch_first + i,
-                        c.id,
-                        c.architecture,
-                        dict(c.hparams),
-                        started,
-                        worker,
-                    )
-                    for i, c in enumerate(batch)
-                ]
-            )
+        first = self._batch_first
+
+        def opened(
+            indices: Sequence[int], worker: str | None, at: float | None
+        ) -> list[RunningTrial]:
+            return [
+                RunningTrial(
+                    first + i,
+                    batch[i].id,
+                    batch[i].architecture,
+                    dict(batch[i].hparams),
+                    at,
+                    worker,
+                )
+                for i in indices
+            ]
+
+        on_start: StartFn | None = None
+        if not evaluator.instant:
+            if self.executor.queues and self.events.on_trials_queued is not None:
+                self.events.on_trials_queued(opened(range(len(batch)), None, None))
+            if (started := self.events.on_trials_started) is not None:
+
+                def on_start(indices: Sequence[int], worker: str, at: float) -> None:
+                    started(opened(indices, worker, at))
+
         results = self.executor.evaluate(
             evaluator,
             [c.architecture for c in batch],
             [c.hparams for c in batch],
             should_stop=self.budget.should_stop,
+            on_start=on_start,
         )
         runs = self.executor.last_runs
         why: str | None = None

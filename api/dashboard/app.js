@@ -6,7 +6,7 @@ import { h, fmt, lineChart, historyChart, barChart, parallelChart, timelineChart
 const KEY = "nas_api_key";
 const main = document.getElementById("main");
 const JOB_STATES = ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"];
-const TRIAL_STATES = ["RUNNING", "COMPLETE", "PRUNED", "FAIL"];
+const TRIAL_STATES = ["WAITING", "RUNNING", "COMPLETE", "PRUNED", "FAIL"];
 let stopLive = () => {};
 // Bumped by each route(): a page whose fetch returns after the user went elsewhere sees it
 // changed and neither renders nor starts live updates (it overwrote the newer page).

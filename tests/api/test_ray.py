@@ -125,6 +125,59 @@ def test_gpu_trials_run_only_on_gpu_nodes_and_survive_losing_the_node(
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # a loaded machine; each wait is sized by time_left
+def test_a_trial_waiting_for_a_worker_shows_waiting_and_a_running_ones_epochs_show_live(
+    cluster: Cluster, tmp_path: Path, time_left: Callable[..., float]
+) -> None:
+    """Two CPUs, three trials at once: the third waits for a CPU and shows WAITING, with no
+    worker nor start (it showed RUNNING on a "ray" lane from its batch's start); a running
+    trial's epochs show while it trains (they came once its task had ended). A cancel
+    then says which trials it ended running and which waiting."""
+    server = LiveServer(
+        make_settings(f"sqlite:///{tmp_path / 'nas.db'}", tmp_path / "data", backend="ray")
+    ).start()
+    try:
+        with server.client(server.create_key("a")) as client:
+            spec = standalone_spec(trials=3, epochs=200, resources={"workers": 3})
+            job_id = client.submit(spec)["id"]
+            wait_for(
+                lambda: client.job(job_id)["trial_states"] == {"RUNNING": 2, "WAITING": 1},
+                timeout=time_left(240),
+            )
+            trials = client.trials(job_id)["data"]
+            (waiting,) = [t for t in trials if t["state"] == "WAITING"]
+            assert waiting["worker"] is None and waiting["started_at"] is None
+            running = [t for t in trials if t["state"] == "RUNNING"]
+            assert all(t["worker"].startswith("ray:") and t["started_at"] for t in running)
+            live = wait_for(
+                lambda: next(
+                    (
+                        d
+                        for t in running
+                        if (d := client.trial(t["id"]))["state"] == "RUNNING"
+                        and d["intermediate_values"]
+                    ),
+                    None,
+                ),
+                timeout=time_left(240),
+            )
+            assert live["intermediate_values"][0]["step"] == 1
+            client.cancel(job_id)
+            job = client.wait(job_id, timeout=time_left())
+            assert job["state"] == "CANCELLED", job["reason"]
+            assert job["reason"].endswith("(2 running, 1 waiting, now FAIL)"), job["reason"]
+            trials = list(client.all_trials(job_id))
+            assert [t["state"] for t in trials] == ["FAIL"] * 3
+            (waited,) = [t for t in trials if t["number"] == waiting["number"]]
+            assert waited["error"] == "the job was cancelled before this trial started"
+            assert waited["started_at"] is None and waited["cost_s"] == 0
+            ran = [t for t in trials if t["number"] != waiting["number"]]
+            assert all(t["error"] == "the job was cancelled while this trial ran" for t in ran)
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # a loaded machine; each wait is sized by time_left
 def test_a_trial_whose_retries_are_spent_fails_with_the_cause(
     cluster: Cluster, tmp_path: Path, time_left: Callable[..., float]
 ) -> None:

@@ -70,10 +70,21 @@ class Recorder:
         self.stop_after_trials = stop_after_trials
         self.search: Any = None
         self.restored = 0  # trials handed back on restore (not reported again)
+        self.log: list[tuple[int, str]] = []  # (trial number, what was told of it), in order
 
     def events(self) -> SearchEvents:
+        def told(what: str) -> Any:
+            return lambda trials: self.log.extend((t.number, what) for t in trials)
+
+        def record(trial: TrialRecord) -> None:
+            self.log.append((trial.number, "result"))
+            self.trials.append(trial)
+
         return SearchEvents(
-            on_trial=self.trials.append,
+            on_trial=record,
+            on_trials_queued=told("queued"),
+            on_trials_started=told("started"),
+            on_intermediate=lambda number, epoch, _: self.log.append((number, f"epoch {epoch}")),
             on_safe_point=self._safe_point,
             should_stop=self._should_stop,
         )
@@ -114,6 +125,24 @@ def key(records: list[TrialRecord]) -> list[tuple[Any, ...]]:
 
 class BackendContract:
     """Shared behaviour of all backends; subclasses provide the ``backend`` fixture."""
+
+    def test_a_training_trial_is_told_started_then_its_values_then_its_result(
+        self, backend: Backend
+    ) -> None:
+        """What the service shows of a trial as it goes: WAITING (only where trials wait
+        for a worker), RUNNING from its start, its epochs' values, its result."""
+        spec = {
+            **PRUNED_SPEC,
+            "evaluator": {"name": "standalone", "epochs": 2, "batch_size": 128},
+            "budget": {"trials": 3},
+        }
+        recorder = Recorder()
+        run(backend, spec, recorder)
+        for number in range(3):
+            told = [what for n, what in recorder.log if n == number]
+            start = told.index("started")
+            assert told[:start] in ([], ["queued"]), told
+            assert told[start:] == ["started", "epoch 1", "epoch 2", "result"], told
 
     def test_runs_a_table_search_to_its_budget(self, backend: Backend, nb201_table: Any) -> None:
         recorder = Recorder()

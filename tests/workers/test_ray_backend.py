@@ -55,7 +55,35 @@ def test_a_task_judges_its_trial_by_its_place_in_the_batch(monkeypatch: pytest.M
     resolved = parse_spec(spec)
     arch = resolved.build_space().sample(np.random.default_rng(0))
     earlier = [{"state": "COMPLETE", "value": 50.0, "marks": {}}] * 3
-    results, _, _, added = ray_backend._run_trials("run", resolved, [arch], [{}], earlier, 2)
+    results, _, added = ray_backend._evaluate_batch("run", resolved, [arch], [{}], earlier, 2)
     study = ray_backend._CACHE["run"].pruning.study  # type: ignore[attr-defined]
     assert [t.number for t in study.trials] == [0, 1, 2, 3, 4, 5]
     assert len(added) == 1 and added[0]["state"] == results[0].state.value
+
+
+def test_a_training_task_tells_its_start_and_each_value_as_it_goes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The task body of trials that train (run here, outside Ray) yields its start before
+    any training, each epoch's values as they are measured, its result last."""
+    import numpy as np
+
+    from tests.workers.backend_contract import PRUNED_SPEC
+    from workers.search import parse_spec
+
+    monkeypatch.setattr(ray_backend, "_CACHE", OrderedDict())
+    spec = {**PRUNED_SPEC, "evaluator": {**PRUNED_SPEC["evaluator"], "epochs": 2}}
+    spec["evaluator"].pop("pruner", None)
+    resolved = parse_spec(spec)
+    arch = resolved.build_space().sample(np.random.default_rng(0))
+    stream = ray_backend._run_trials("run", resolved, [arch], [{}], None, 0)
+    kind, worker, started = next(stream)
+    assert kind == "started" and worker and started > 0
+    # nothing trained yet: the evaluator is built in the thread the next step starts
+    assert "run" not in ray_backend._CACHE
+    events = list(stream)
+    assert [e[0] for e in events] == ["value", "value", "done"]
+    assert [(e[1], e[2]) for e in events[:2]] == [(0, 1), (0, 2)]  # trial 0, epochs 1 and 2
+    results, ran, _ = events[-1][1]
+    assert results[0].state.value == "COMPLETE"
+    assert ran.started == started and ran.finished >= started

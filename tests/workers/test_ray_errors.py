@@ -1,9 +1,11 @@
-"""What a trial's error says on Ray: the worker's exception as text, whatever its type;
-"worker lost" only when a worker was lost (tests/api/test_ray.py kills one)."""
+"""Ray tasks on a one-CPU instance: what a trial's error says (the worker's exception as
+text, whatever its type; "worker lost" only when a worker was lost: tests/api/test_ray.py
+kills one), and what a batch tells while its trials wait and run."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -66,3 +68,51 @@ def test_a_worker_error_that_does_not_pickle_reaches_the_trial_as_text(
     assert "worker lost" not in hostile.error  # no worker was lost: the trial raised
     assert plain.state is TrialState.COMPLETE, plain.error  # the other trial is unaffected
     assert all(r.worker.startswith("ray:") for r in executor.last_runs)
+
+
+def test_a_batch_tells_each_trials_start_and_values_while_the_others_wait(
+    ray_instance: None,
+) -> None:
+    """One CPU, a batch of two trials: the second waits for the first. Each trial's start
+    is told when its task starts (not when the batch was handed to Ray), and the first
+    trial's epochs are told while the second has not started, not once the batch ends."""
+    import time
+
+    from workers.ray_backend import RayTaskExecutor
+
+    resolved = parse_spec(
+        {
+            "name": "digits-standalone",
+            "dataset": {"name": "digits"},
+            "space": {"name": "mlp", "max_layers": 1},
+            "controller": {"name": "random"},
+            "evaluator": {"name": "standalone", "epochs": 2, "batch_size": 128},
+            "budget": {"trials": 2},
+            "seed": 0,
+        }
+    )
+    space, evaluator = build_evaluator(resolved)
+    archs = [space.sample(np.random.default_rng(i)) for i in range(2)]
+    told: list[tuple[Any, ...]] = []
+    evaluator.report = lambda i, epoch, values: told.append(("epoch", i, epoch, time.time()))
+
+    def on_start(indices: Any, worker: str, at: float) -> None:
+        told.extend(("started", i, worker, at) for i in indices)
+
+    executor = RayTaskExecutor(resolved, workers=2, poll_s=0.05)
+    submitted = time.time()
+    results = executor.evaluate(evaluator, archs, [{}, {}], on_start=on_start)
+    assert [r.state for r in results] == [TrialState.COMPLETE] * 2, results
+    assert [t[:3] if t[0] == "epoch" else t[:2] for t in told] == [
+        ("started", 0),
+        ("epoch", 0, 1),
+        ("epoch", 0, 2),
+        ("started", 1),
+        ("epoch", 1, 1),
+        ("epoch", 1, 2),
+    ]
+    first, second = executor.last_runs
+    started_second = told[3][3]
+    assert started_second >= first.finished > submitted  # it waited for the only CPU
+    assert started_second == second.started  # the start told is the one recorded
+    assert told[3][2] == second.worker and second.worker.startswith("ray:")
