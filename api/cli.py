@@ -797,6 +797,41 @@ def _check_ray_reachable(address: str) -> None:
             "NAS_RAY_ADDRESS / RAY_ADDRESS",
             code=1,
         ) from None
+    _check_ray_token(address)
+
+
+def _check_ray_token(address: str, wait_s: float = 10.0) -> None:
+    """The Ray cluster at ``address`` takes this process's token (``CommandError`` when it
+    refuses it): Ray's own connect tried for 20 s, a warning a second, then a traceback.
+    Asks its GCS once, as Ray's connect does first; an answer other than a refusal, or none
+    within ``wait_s``, leaves the verdict to Ray's connect."""
+    import threading
+
+    try:
+        from ray._raylet import GcsClient
+        from ray.exceptions import AuthenticationError
+    except ImportError:  # (a Ray without either: its connect tells)
+        return
+    refused: list[str] = []
+
+    def ask() -> None:
+        try:
+            GcsClient(address=address)
+        except AuthenticationError as exc:
+            refused.append(str(exc).split(". ")[0])
+        except Exception:  # noqa: BLE001, S110 - any other answer: Ray's connect tells
+            pass
+
+    asking = threading.Thread(target=ask, name="ray-token-check", daemon=True)
+    asking.start()
+    asking.join(wait_s)
+    if refused:
+        raise CommandError(
+            f"the Ray cluster at {address} refused this server's token ({refused[0]}): give "
+            "it the head's token (RAY_AUTH_TOKEN, or the file ~/.ray/auth_token or "
+            "RAY_AUTH_TOKEN_PATH names; `ray get-auth-token` on the head prints it)",
+            code=1,
+        )
 
 
 def _db(args: argparse.Namespace, url: str) -> Any:

@@ -7,7 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -30,15 +32,20 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(10)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(450)  # a loaded machine; each wait is sized by time_left
-def test_nas_serve_joins_a_cluster_started_with_ray_start(
-    tmp_path: Path, time_left: Callable[..., float]
-) -> None:
-    ray_port, api_port = free_port(), free_port()
+@dataclass
+class Head:
+    """A head started by ``ray start --head`` (one CPU), and the environment that has its
+    token (``RAY_AUTH_MODE=token``: Ray then finds the token the head wrote,
+    ~/.ray/auth_token, as on a real second machine)."""
+
+    port: int
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
+    ray_port = free_port()
     ray_bin = Path(sys.executable).parent / "ray"
-    # Ray (>= 2.59) authenticates with a token; a driver given an address needs the mode set
-    # to find the token the head wrote (~/.ray/auth_token), as on a real second machine.
     env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token"}
     # On SIGTERM the head first drains its node for 30 s (for Ray Serve): the test's stop,
     # which signals the whole process group, GCS included, waited it out every run.
@@ -47,7 +54,8 @@ def test_nas_serve_joins_a_cluster_started_with_ray_start(
     subprocess.run(
         [str(ray_bin), "get-auth-token", "--generate"], capture_output=True, check=True, env=env
     )
-    head = subprocess.Popen(
+    log = tmp_path_factory.mktemp("head") / "ray.log"
+    process = subprocess.Popen(
         [
             str(ray_bin),
             "start",
@@ -60,10 +68,23 @@ def test_nas_serve_joins_a_cluster_started_with_ray_start(
         ],
         cwd=REPO,
         env=head_env,
-        stdout=(tmp_path / "ray.log").open("wb"),
+        stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    try:
+        wait_for(lambda: "Ray runtime started" in log.read_text(), timeout=120, interval=0.5)
+        yield Head(ray_port, env)
+    finally:
+        _stop(process)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(450)  # a loaded machine; each wait is sized by time_left
+def test_nas_serve_joins_a_cluster_started_with_ray_start(
+    head: Head, tmp_path: Path, time_left: Callable[..., float]
+) -> None:
+    ray_port, env, api_port = head.port, head.env, free_port()
     database = f"sqlite:///{tmp_path / 'nas.db'}"
     engine = make_engine(database)
     upgrade(engine)
@@ -72,11 +93,6 @@ def test_nas_serve_joins_a_cluster_started_with_ray_start(
     engine.dispose()
     server = None
     try:
-        wait_for(
-            lambda: "Ray runtime started" in (tmp_path / "ray.log").read_text(),
-            timeout=time_left(120),
-            interval=0.5,
-        )
         server = subprocess.Popen(
             [
                 sys.executable,
@@ -117,4 +133,33 @@ def test_nas_serve_joins_a_cluster_started_with_ray_start(
     finally:
         if server is not None:
             _stop(server)
-        _stop(head)
+
+
+@pytest.mark.timeout(120)
+def test_nas_serve_with_another_token_than_the_heads_says_so_at_once(
+    head: Head, tmp_path: Path
+) -> None:
+    """Ray's own connect warned once a second for 20 s, then ended in a traceback."""
+    env = {
+        **head.env,
+        "RAY_AUTH_TOKEN": "0" * 32,
+        "NAS_DATABASE_URL": f"sqlite:///{tmp_path / 'nas.db'}",
+        "NAS_DATA_DIR": str(tmp_path / "data"),
+    }
+    command = [sys.executable, "-m", "api.cli", "serve", "--port", str(free_port())]
+    started = time.monotonic()
+    done = subprocess.run(
+        [*command, "--ray-address", f"127.0.0.1:{head.port}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert time.monotonic() - started < 15  # 20 s of Ray's retries before
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: the Ray cluster at 127.0.0.1:{head.port} refused")
+    assert "InvalidAuthToken" in last and "RAY_AUTH_TOKEN" in last
+    assert "Traceback" not in done.stderr
