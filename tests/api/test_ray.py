@@ -164,6 +164,7 @@ def test_a_trial_waiting_for_a_worker_shows_waiting_and_a_running_ones_epochs_sh
             client.cancel(job_id)
             job = client.wait(job_id, timeout=time_left())
             assert job["state"] == "CANCELLED", job["reason"]
+            wait_for(lambda: not _trial_task_running(cluster), timeout=time_left(60))
             assert job["reason"].endswith("(2 running, 1 waiting, now FAIL)"), job["reason"]
             trials = list(client.all_trials(job_id))
             assert [t["state"] for t in trials] == ["FAIL"] * 3
