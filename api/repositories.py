@@ -370,8 +370,9 @@ class TrialRepository:
 
     def add_running(self, job_id: int, trials: Sequence[RunningTrial]) -> None:
         """Record trials that started and have no result yet (state RUNNING): new rows, or
-        rows WAITING until now, which take the trial's worker and start; any other row of
-        that number (a retried write, a finished trial) is kept as it is."""
+        rows WAITING or RUNNING until now (a trial started again after its worker was
+        lost), which take the trial's worker and start; a finished trial's row is kept as
+        it is."""
         rows = [_running_row(job_id, t) for t in trials]
         _insert_new(self.session, TrialModel, rows, ("job_id", "number"))
         for trial in trials:
@@ -380,7 +381,7 @@ class TrialRepository:
                 .where(
                     TrialModel.job_id == job_id,
                     TrialModel.number == trial.number,
-                    TrialModel.state == TrialState.WAITING.value,
+                    TrialModel.state.in_((TrialState.WAITING.value, TrialState.RUNNING.value)),
                 )
                 .values(
                     state=TrialState.RUNNING.value,

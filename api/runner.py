@@ -469,14 +469,21 @@ class JobExecution(threading.Thread):
         self._write("recording waiting trials", work)
 
     def _on_trials_started(self, trials: list[RunningTrial]) -> None:
-        trials = [t for t in trials if t.number not in self._running]
-        if not trials:
-            return
-        waited = sum(t.number in self._waiting for t in trials)
-        self._waiting.difference_update(t.number for t in trials)
-        self._running.update(t.number for t in trials)
+        fresh = [t for t in trials if t.number not in self._running]
+        for trial in trials:
+            if trial.number in self._running:  # its worker was lost: Ray runs it again
+                log.warning(
+                    "job %d: trial %d started again, on %s: its worker was lost, and Ray "
+                    "runs such a trial again from its start (resources.max_retries)",
+                    self.job_id,
+                    trial.number,
+                    trial.worker,
+                )
+        waited = sum(t.number in self._waiting for t in fresh)
+        self._waiting.difference_update(t.number for t in fresh)
+        self._running.update(t.number for t in fresh)
         self._count(TrialState.WAITING, -waited)
-        self._count(TrialState.RUNNING, len(trials))
+        self._count(TrialState.RUNNING, len(fresh))
 
         def work(session: Session) -> None:
             TrialRepository(session).add_running(self.job_id, trials)

@@ -159,11 +159,15 @@ def _run_trials(
     """The task body of trials that train, a Ray generator: it tells the search as it
     goes, so the service shows a trial RUNNING when it starts (not while it waits for a
     worker) and its intermediate values as they are measured (not once it has ended).
-    Yields ``("started", worker, time)`` first, then ``("value", index, epoch, values)``
-    for each intermediate value, and last ``("done", BatchOutput)``. The batch trains in
-    a thread of this task, whose values the task yields as they come."""
+    Yields ``("started", attempt)`` first, then ``("value", attempt, index, epoch,
+    values)`` for each intermediate value, and last ``("done", attempt, BatchOutput)``;
+    ``attempt`` is ``(worker, start time)``: a task Ray runs again after its worker was
+    lost yields it anew, and only its items past those already told reach the caller
+    (Ray's streams are by position). The batch trains in a thread of this task, whose
+    values the task yields as they come."""
     started = time.time()
-    yield ("started", _worker_name(), started)
+    attempt = (_worker_name(), started)
+    yield ("started", attempt)
     events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
 
     def work() -> None:
@@ -176,16 +180,16 @@ def _run_trials(
                 hparams,
                 memory,
                 position,
-                lambda i, epoch, values: events.put(("value", i, epoch, dict(values))),
+                lambda i, epoch, values: events.put(("value", attempt, i, epoch, dict(values))),
                 started,
             )
         finally:  # (a BaseException too: the task must not wait for good)
-            events.put(("done", output))
+            events.put(("done", attempt, output))
 
     threading.Thread(target=work, name="trials", daemon=True).start()
     while True:
         event = events.get()
-        if event[0] == "done" and event[1] is None:
+        if event[0] == "done" and event[2] is None:
             raise RuntimeError("the trial's thread ended without a result")
         yield event
         if event[0] == "done":
@@ -507,9 +511,10 @@ class RayTaskExecutor(TrialExecutor):
 
 class _Collect:
     """What a batch's tasks told so far: each trial's start (``on_start``) and intermediate
-    values (the loop's ``evaluator.report``) passed on as they come, once each (a task
-    retried after a lost worker tells its start and values again), and each task's
-    ``BatchOutput``."""
+    values (the loop's ``evaluator.report``) passed on as they come, and each task's
+    ``BatchOutput``. A task Ray ran again after its worker was lost starts anew: its trials'
+    start is told again (another worker, a later time), and its values of epochs told
+    already are not told twice."""
 
     def __init__(
         self,
@@ -523,7 +528,7 @@ class _Collect:
         self.submitted = submitted
         self.on_start = on_start
         self.outputs: dict[int, BatchOutput] = {}
-        self._started: set[int] = set()
+        self._attempts: dict[int, tuple[str, float]] = {}
         self._values: set[tuple[int, int, int]] = set()
 
     def take(self, k: int, task: Any) -> bool:
@@ -538,19 +543,20 @@ class _Collect:
                 ref = next(task)
             except StopIteration:
                 return True
-            event = ray.get(ref)
-            if event[0] == "done":
-                self.outputs[k] = event[1]
-                return True
-            if event[0] == "started" and k not in self._started:
-                self._started.add(k)
+            kind, attempt, *rest = ray.get(ref)
+            if self._attempts.get(k) != attempt:
+                self._attempts[k] = attempt
                 if self.on_start is not None:
-                    at = min(max(event[2], self.submitted), time.time())
-                    self.on_start(self.groups[k], event[1], at)
-            elif event[0] == "value" and (k, event[1], event[2]) not in self._values:
-                self._values.add((k, event[1], event[2]))
+                    worker, at = attempt
+                    self.on_start(self.groups[k], worker, min(max(at, self.submitted), time.time()))
+            if kind == "done":
+                self.outputs[k] = rest[0]
+                return True
+            if kind == "value" and (k, rest[0], rest[1]) not in self._values:
+                index, epoch, values = rest
+                self._values.add((k, index, epoch))
                 if self.evaluator.report is not None:
-                    self.evaluator.report(self.groups[k][event[1]], event[2], event[3])
+                    self.evaluator.report(self.groups[k][index], epoch, values)
             ready, _ = ray.wait([task], timeout=0)
             if not ready:
                 return False

@@ -74,7 +74,10 @@ def test_a_cluster_joined_through_ray_address_may_grow_as_one_named_by_the_setti
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # a loaded machine; each wait is sized by time_left
 def test_gpu_trials_run_only_on_gpu_nodes_and_survive_losing_the_node(
-    cluster: Cluster, tmp_path: Path, time_left: Callable[..., float]
+    cluster: Cluster,
+    tmp_path: Path,
+    time_left: Callable[..., float],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     with postgres_database() as url:
         server = LiveServer(make_settings(url, tmp_path / "data", backend="ray")).start()
@@ -119,6 +122,13 @@ def test_gpu_trials_run_only_on_gpu_nodes_and_survive_losing_the_node(
                 nodes = {t["worker"].split(":")[2] for t in trials}
                 assert nodes <= gpu_nodes, (nodes, gpu_nodes)  # never on the CPU-only node
                 assert len(nodes) == 2  # the retried trial finished on the new node
+                # the retry is said (it went unlogged), naming the worker that runs it
+                (again,) = [
+                    r.getMessage() for r in caplog.records if "started again" in r.getMessage()
+                ]
+                assert again.startswith(f"job {job_id}: trial ")
+                (retried,) = [t for t in trials if f"trial {t['number']} started" in again]
+                assert f"on {retried['worker']}: its worker was lost" in again
         finally:
             server.stop()
 

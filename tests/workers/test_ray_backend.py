@@ -77,13 +77,15 @@ def test_a_training_task_tells_its_start_and_each_value_as_it_goes(
     resolved = parse_spec(spec)
     arch = resolved.build_space().sample(np.random.default_rng(0))
     stream = ray_backend._run_trials("run", resolved, [arch], [{}], None, 0)
-    kind, worker, started = next(stream)
+    kind, attempt = next(stream)
+    worker, started = attempt
     assert kind == "started" and worker and started > 0
     # nothing trained yet: the evaluator is built in the thread the next step starts
     assert "run" not in ray_backend._CACHE
     events = list(stream)
     assert [e[0] for e in events] == ["value", "value", "done"]
-    assert [(e[1], e[2]) for e in events[:2]] == [(0, 1), (0, 2)]  # trial 0, epochs 1 and 2
-    results, ran, _ = events[-1][1]
+    assert all(e[1] == attempt for e in events)  # each item says which attempt it is of
+    assert [(e[2], e[3]) for e in events[:2]] == [(0, 1), (0, 2)]  # trial 0, epochs 1 and 2
+    results, ran, _ = events[-1][2]
     assert results[0].state.value == "COMPLETE"
     assert ran.started == started and ran.finished >= started
