@@ -142,8 +142,9 @@ def resolve_policy_job(
     stored_copy: Path | None = None,
 ) -> PolicyCopy | None:
     """The policy of the spec's ``controller.policy_job`` (``None`` without one), checked:
-    the caller's SUCCEEDED ``rl2-meta`` job, its policy stored and readable, trained for the
-    decisions of this spec's space. Anything else is a 422 at ``controller.policy_job``.
+    the caller's SUCCEEDED ``rl2-meta`` job (or a CANCELLED one, which kept its policy as
+    trained so far), its policy stored and readable, trained for the decisions of this
+    spec's space. Anything else is a 422 at ``controller.policy_job``.
     ``stored_copy``: the copy of that policy an earlier job of the caller ran (its stored
     spec submitted again, ``stored_copy_path``), used when the meta-training job is gone."""
     if resolved.spec.controller.name != "rl2":
@@ -168,10 +169,11 @@ def resolve_policy_job(
         raise SpecError.at(
             _LOC, f"job {job_id} is not a meta-training job (evaluator {META_EVALUATOR})"
         )
-    if job.state != JobState.SUCCEEDED.value:
+    if job.state not in (JobState.SUCCEEDED.value, JobState.CANCELLED.value):
         raise SpecError.at(
             _LOC,
-            f"job {job_id} is {job.state}; a policy comes from a SUCCEEDED meta-training job",
+            f"job {job_id} is {job.state}; a policy comes from a SUCCEEDED meta-training job "
+            "(or a CANCELLED one that kept its policy as trained so far)",
         )
     stored = stored_policy(session, job_id)
     if stored is None:

@@ -79,7 +79,7 @@ from workers.backend import (
     SearchState,
 )
 from workers.final import ranked_hparams
-from workers.loops import loop_class
+from workers.loops import files_at, loop_class
 from workers.summary import summarize
 
 log = logging.getLogger("nas.runner")
@@ -311,9 +311,10 @@ class JobExecution(threading.Thread):
             unit = loop_class(resolved).progress_unit  # (meta-training runs no trials)
             count = len(search.trials) if unit == "finished trials" else self._iterations or 0
             done = f"{count} {unit}"
+            kept = self._keep_files_so_far(resolved, search)
             self._finish(
                 JobState.CANCELLED,
-                f"cancelled by user after {done}" + _unfinished(running, waiting),
+                f"cancelled by user after {done}" + _unfinished(running, waiting) + kept,
                 running_error="the job was cancelled while this trial ran",
                 waiting_error="the job was cancelled before this trial started",
             )
@@ -365,6 +366,19 @@ class JobExecution(threading.Thread):
             progress=1.0,
             final_controller=final_controller,
         )
+
+    def _keep_files_so_far(self, resolved: ResolvedSpec, search: SearchRun) -> str:
+        """Store what a cancelled search keeps beyond its trials (a meta-training's policy
+        as of its last checkpoint: ``files_at``); what the cancel's reason says of it."""
+        if not loop_class(resolved).keeps_files_when_stopped or not search.consistent:
+            return ""
+        try:
+            files = files_at(resolved, search.state(), search.trials)
+            self._store_files(files)
+        except Exception:  # the cancel goes on without them, said in the log
+            log.exception("job %d: could not keep its files so far", self.job_id)
+            return ""
+        return f"; kept as trained so far: {', '.join(f.name for f in files)}" if files else ""
 
     def _store_files(self, files: Sequence[OutputFile]) -> None:
         """The files the search produced (a meta-trained policy), as the job's artifacts under

@@ -6,7 +6,7 @@ loop module (a ``workers.search.SearchLoop`` subclass) plus one entry here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from controllers import Controller
@@ -16,6 +16,8 @@ from nas.evaluators import EVALUATORS
 from nas.registry import Registry
 from nas.spaces.base import SearchSpace
 from nas.spec import ResolvedSpec
+from nas.trial import TrialRecord
+from workers.backend import OutputFile, SearchState
 from workers.meta_train import MetaTrainSearch
 from workers.search import SearchLoop, build_controller
 from workers.shared import SharedWeightSearch
@@ -114,3 +116,17 @@ def _errors_at(section: str) -> Iterator[None]:
 
 
 __all__ = ["LOOPS", "check_parallel_trials", "check_startable", "loop_class"]
+
+
+def files_at(
+    resolved: ResolvedSpec, state: SearchState, trials: Sequence[TrialRecord]
+) -> list[OutputFile]:
+    """What a search stopped at the checkpoint ``state`` keeps beyond its trials
+    (``SearchLoop.keeps_files_when_stopped``: a meta-training's policy so far), built from
+    that state here, wherever the search ran (on Ray it ran in an actor a stop ended)."""
+    cls = loop_class(resolved)
+    if not cls.keeps_files_when_stopped:
+        return []
+    loop = cls(resolved)
+    loop.load_state(state, list(trials))
+    return loop.files_so_far()

@@ -57,6 +57,7 @@ class MetaTrainSearch(SearchLoop):
     keeps_evaluator_state = True
     builds_controller = False
     progress_unit = "meta-training iterations"
+    keeps_files_when_stopped = True
 
     def __init__(
         self,
@@ -191,16 +192,16 @@ class MetaTrainSearch(SearchLoop):
             "raise budget.minutes or lower evaluator.iterations",
         )
 
-    def _outcome(self) -> SearchOutcome:
-        trainer = self.trainer
-        if not self.budget.reason:
-            self.budget.reason = f"meta-training iterations done ({trainer.iterations})"
-        short, error = self._time_limit()
-        summary = trainer.summary()
-        spec = self.resolved.spec
+    def files_so_far(self) -> list[OutputFile]:
+        """The policy as trained so far (none before the first iteration): what a cancelled
+        meta-training job keeps; its meta says how many of the planned iterations it had."""
+        return [self._policy_file()] if self.trainer.iterations else []
+
+    def _policy_file(self) -> OutputFile:
         space = self.components.space
         meta: dict[str, Any] = {
-            **summary,
+            **self.trainer.summary(),
+            "iterations_planned": self.planned,
             "space": {
                 "name": space.name,
                 "version": space.version,
@@ -208,12 +209,20 @@ class MetaTrainSearch(SearchLoop):
                 # What a later job's space must have for this policy: its decisions.
                 "decisions": [[d.name, list(d.choices)] for d in space.decisions()],
             },
-            "direction": spec.objective.direction,
-            "seed": spec.seed,
+            "direction": self.resolved.spec.objective.direction,
+            "seed": self.resolved.spec.seed,
         }
+        return OutputFile(POLICY_FILE, POLICY_KIND, policy_bytes(self.trainer.policy, meta))
+
+    def _outcome(self) -> SearchOutcome:
+        trainer = self.trainer
+        if not self.budget.reason:
+            self.budget.reason = f"meta-training iterations done ({trainer.iterations})"
+        short, error = self._time_limit()
+        summary = trainer.summary()
         files = []
         if not self.interrupted and error is None:  # (a failed job's policy names nothing)
-            files.append(OutputFile(POLICY_FILE, POLICY_KIND, policy_bytes(trainer.policy, meta)))
+            files.append(self._policy_file())
         return SearchOutcome(
             trials=[],
             best=None,

@@ -205,6 +205,9 @@ class SearchLoop:
     #: What the loop's progress is counted in, for a cancel's reason: its finished trials,
     #: or (``"meta-training iterations"``) the ``iteration`` of its curve points.
     progress_unit: ClassVar[str] = "finished trials"
+    #: A stop (a cancel) keeps what the loop's files hold so far (``files_so_far``): a
+    #: meta-training's policy. A search's result so far is its trials.
+    keeps_files_when_stopped: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -478,6 +481,10 @@ class SearchLoop:
             error=error,
             files=files,
         )
+
+    def files_so_far(self) -> list[OutputFile]:
+        """The files the loop would leave if it ended here (``keeps_files_when_stopped``)."""
+        return []
 
     def cut_short(self) -> str | None:
         """What the search did not do because the time budget ran out first, or ``None``:

@@ -149,10 +149,11 @@ def export_architecture(
 )
 def download_policy(job_id: JobId, principal: CurrentPrincipal, state: StateDep) -> FileResponse:
     """Download the job's RL² policy file (``rl2-policy.pt``): a SUCCEEDED meta-training
-    (``rl2-meta``) job's result, or the copy an ``rl2`` job runs. It is what
-    ``controller: {name: rl2, policy: FILE}`` reads (``nas search``, or another service).
-    404 for a job that has none (any other job, a meta-training job that did not succeed),
-    exactly as for another user's job."""
+    (``rl2-meta``) job's result (a CANCELLED one's as trained until the cancel), or the copy
+    an ``rl2`` job runs. It is what ``controller: {name: rl2, policy: FILE}`` reads
+    (``nas search``, or another service). 404 for a job that has none (any other job, a
+    meta-training job that failed or was cancelled before its first iteration), exactly as
+    for another user's job."""
     artifacts = state.settings.resolved_artifacts_dir()
     with state.read() as session:
         try:

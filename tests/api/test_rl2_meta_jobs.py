@@ -1,11 +1,12 @@
 """Meta-training as a job (issue 14): an ``rl2-meta`` job records its curve, stores its
 policy as an artifact, and later jobs name it (``policy_job``), copied at submit so deleting
-the meta-training job breaks nothing; a policy for another space is a 422; cancel stops it."""
+the meta-training job breaks nothing; a policy for another space is a 422; cancel stops it
+and keeps the policy as trained so far."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from api.cli import describe_job, main
 from api.client import ApiError, NasClient
 from controllers.rl2 import load_policy
-from tests.api.conftest import LiveServer, nb201_spec, wait_for
+from tests.api.conftest import LiveServer, make_settings, nb201_spec, wait_for
 
 
 def meta_spec(**evaluator: Any) -> dict[str, Any]:
@@ -169,7 +170,7 @@ def _tables(*paths: str) -> dict[str, Any]:
     return {"name": "rl2-meta", "tables": list(paths), "fitness": "acc", "iterations": 2}
 
 
-def test_cancel_stops_meta_training_at_its_next_iteration(
+def test_cancel_stops_meta_training_at_its_next_iteration_and_keeps_its_policy(
     client: NasClient, tmp_path: Path
 ) -> None:
     job = client.submit(meta_spec(iterations=100_000, record_every=1))
@@ -178,16 +179,71 @@ def test_cancel_stops_meta_training_at_its_next_iteration(
     done = client.wait(job["id"], timeout=60)
     assert done["state"] == "CANCELLED" and done["reason"].startswith("cancelled")
     # (it said "after 0 finished trials": a meta-training job runs none)
-    assert re.fullmatch(r"cancelled by user after \d+ meta-training iterations", done["reason"])
-    assert done["summary"] is None  # no policy from a cancelled meta-training
-    assert len(client.curves(done["id"])["epochs"]["meta_train"]) < 1000
-    with pytest.raises(ApiError) as info:  # no policy to download
-        client.policy(done["id"], tmp_path)
-    assert info.value.status_code == 404 and "no RL² policy" in str(info.value.detail)
+    _assert_kept_as_trained_so_far(client, done, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def ray_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    import ray
+
+    from workers.ray_backend import ensure_ray
+
+    # Ray's workers inherit the environment at its start: the session's dataset cache.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("NAS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "nas-cache"))
+        started = ensure_ray(num_cpus=1)
+    yield
+    if started:
+        ray.shutdown()
+
+
+@pytest.mark.slow
+def test_a_meta_training_cancelled_on_ray_keeps_its_policy_too(
+    ray_instance: None, tmp_path: Path
+) -> None:
+    """On Ray the meta-training runs in an actor, which the cancel ends: what it keeps is
+    built here from its last checkpoint."""
+    settings = make_settings(f"sqlite:///{tmp_path / 'nas.db'}", tmp_path / "data", backend="ray")
+    server = LiveServer(settings).start()
+    try:
+        with server.client(server.create_key("a")) as client:
+            job = client.submit(meta_spec(iterations=100_000, record_every=1))
+            wait_for(
+                lambda: len(client.curves(job["id"])["epochs"].get("meta_train", [])) >= 2,
+                timeout=120,
+            )
+            client.cancel(job["id"])
+            done = client.wait(job["id"], timeout=60)
+            assert done["state"] == "CANCELLED", done["reason"]
+            _assert_kept_as_trained_so_far(client, done, tmp_path)
+    finally:
+        server.stop()
+
+
+def _assert_kept_as_trained_so_far(client: NasClient, done: dict[str, Any], tmp_path: Path) -> None:
+    """A cancelled meta-training keeps its policy as of its last recorded iteration (it
+    kept nothing: the minutes it had trained were lost), and a later job may name it."""
+    found = re.fullmatch(
+        r"cancelled by user after (\d+) meta-training iterations; kept as trained so far: "
+        r"rl2-policy.pt",
+        done["reason"],
+    )
+    assert found, done["reason"]
+    iterations = int(found[1])
+    assert 0 < iterations < 1000
+    assert done["summary"] is None  # a cancelled job has no summary; its files stay
+    assert client.curves(done["id"])["epochs"]["meta_train"][-1]["iteration"] == iterations
+    _, meta = load_policy(client.policy(done["id"], tmp_path))
+    assert meta["iterations"] == iterations and meta["iterations_planned"] == 100_000
+    user = client.submit(
+        nb201_spec(controller={"name": "rl2", "policy_job": done["id"]}, budget={"trials": 3})
+    )
+    finished = client.wait(user["id"], timeout=60)
+    assert finished["state"] == "SUCCEEDED", finished["reason"]
 
 
 def test_a_cancel_stops_a_long_iteration_and_an_iteration_too_large_is_refused(
-    client: NasClient, time_left: Callable[..., float]
+    client: NasClient, time_left: Callable[..., float], tmp_path: Path
 ) -> None:
     """10,000 steps x 1,024 episodes x a GRU of 1,024 was accepted and grew the server to
     18 GB in 35 s, and a cancel answered 200 but waited for the iteration to end: the
@@ -205,6 +261,9 @@ def test_a_cancel_stops_a_long_iteration_and_an_iteration_too_large_is_refused(
     done = client.wait(job["id"], timeout=time_left(20))
     assert done["state"] == "CANCELLED"
     assert done["reason"] == "cancelled by user after 0 meta-training iterations"
+    with pytest.raises(ApiError) as info:  # nothing trained: no policy kept
+        client.policy(done["id"], tmp_path)
+    assert info.value.status_code == 404 and "no RL² policy" in str(info.value.detail)
 
 
 def test_meta_training_on_earlier_jobs_of_the_service(
