@@ -33,6 +33,7 @@ architecture (``Controller._sample_hparams``), and do not enter the REINFORCE up
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -133,11 +134,17 @@ class EnasController(Controller):
                 skip_target=skip_target,
                 shared_heads=shared_heads,
             )
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr)
         self.baseline = 0.0
         self.aggregated = 0  # rewards accumulated since the last policy step
         self.updates = 0
         self.history: list[dict[str, float]] = []  # reward / entropy / baseline per tell
+
+    @functools.cached_property
+    def optimizer(self) -> torch.optim.Adam:
+        """The policy's optimizer, made on first use (a policy step, a checkpoint): making a
+        torch optimizer imports ``torch._dynamo`` (1-2.5 s of CPU), which a controller built
+        only to check a spec at submit never needs (a service's first ENAS submit took 4 s)."""
+        return torch.optim.Adam(self.policy.parameters(), lr=self.lr)
 
     @property
     def rewards_per_epoch(self) -> int:  # type: ignore[override]
