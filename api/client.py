@@ -177,7 +177,8 @@ class NasClient:
         """Download a job's RL² policy file (a meta-training job's result, or the copy an
         ``rl2`` job runs) to ``path``: a file, or a folder (default: the current one; a path
         ending in ``/`` is a folder, created if missing) to save it under the server's file
-        name. 404 (``ApiError``) for a job without one."""
+        name. ``ApiError``: 409 for a job without one (its detail says why), 404 for no such
+        job of yours."""
         return self._download(
             f"/api/v1/jobs/{job_id}/policy", {}, path, f"rl2-policy-job{job_id}.pt"
         )

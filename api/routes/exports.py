@@ -13,11 +13,13 @@ from pydantic import BaseModel, Field
 from api.db import session_scope
 from api.deps import CurrentPrincipal, JobId, StateDep
 from api.exports import cached_export, plan_export, record_export, write_export
+from api.models import JobModel
 from api.policies import stored_policy
 from api.ranking import InvalidRequestError
 from api.retraining import Retrainings, start_retrain
 from api.services import ConflictError, JobService, NotFoundError
 from api.storage import StorageError
+from controllers.rl2 import META_EVALUATOR
 from nas.errors import DatasetError, ExportError, WeightsMismatchError
 from nas.export import FORMATS
 from nas.trial import TrialState
@@ -144,28 +146,48 @@ def export_architecture(
     response_class=FileResponse,
     responses={
         200: {"description": "the policy file, as an attachment", "content": {"*/*": {}}},
-        404: {"description": "no such job, another user's, or a job without a policy"},
+        404: {"description": "no such job, or another user's"},
+        409: {"description": "a job of yours without a policy (yet), and why"},
     },
 )
 def download_policy(job_id: JobId, principal: CurrentPrincipal, state: StateDep) -> FileResponse:
     """Download the job's RL² policy file (``rl2-policy.pt``): a SUCCEEDED meta-training
     (``rl2-meta``) job's result (a CANCELLED one's as trained until the cancel), or the copy
     an ``rl2`` job runs. It is what ``controller: {name: rl2, policy: FILE}`` reads
-    (``nas search``, or another service). 404 for a job that has none (any other job, a
-    meta-training job that failed or was cancelled before its first iteration), exactly as
-    for another user's job."""
+    (``nas search``, or another service). 404 for no such job (or another user's); 409 for
+    a job of yours that has none, saying why (any other job, a meta-training job that runs,
+    failed, or was cancelled before its first iteration)."""
     artifacts = state.settings.resolved_artifacts_dir()
     with state.read() as session:
         try:
-            JobService(session).get(principal, job_id)
+            job = JobService(session).get(principal, job_id)
         except NotFoundError as exc:
             raise _http_error(exc) from None
         stored = stored_policy(session, job_id)
     path = None if stored is None else artifacts / stored.path
     if path is None or not path.is_file():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} has no RL² policy")
+        raise HTTPException(status.HTTP_409_CONFLICT, _no_policy(job_id, job, stored is not None))
     return FileResponse(
         path, media_type="application/octet-stream", filename=f"rl2-policy-job{job_id}.pt"
+    )
+
+
+def _no_policy(job_id: int, job: JobModel, recorded: bool) -> str:
+    """Why a job of the caller's has no policy to download."""
+    if recorded:  # the row is there, the file is not: the artifacts are not this server's
+        return f"job {job_id} has no RL² policy: its file is missing from this server's artifacts"
+    spec = job.spec or {}
+    if (spec.get("evaluator") or {}).get("name") == META_EVALUATOR:
+        why = {
+            "QUEUED": "it has not started",
+            "RUNNING": "it is still meta-training (a policy is stored when it ends)",
+            "CANCELLED": "it was cancelled before its first iteration",
+            "FAILED": "it failed",
+        }.get(job.state, "none was stored")
+        return f"job {job_id} has no RL² policy: {why}"
+    return (
+        f"job {job_id} has no RL² policy: only a meta-training job ({META_EVALUATOR}) leaves "
+        "one, and an rl2 job keeps the copy it runs"
     )
 
 

@@ -182,6 +182,22 @@ def test_cancel_stops_meta_training_at_its_next_iteration_and_keeps_its_policy(
     _assert_kept_as_trained_so_far(client, done, tmp_path)
 
 
+def test_a_job_without_a_policy_says_why_there_is_none(client: NasClient, tmp_path: Path) -> None:
+    """It was a 404, as for a job that does not exist (the stateful fuzzer took it for a
+    resource lost right after its creation)."""
+    job = client.submit(nb201_spec(budget={"trials": 3}))
+    with pytest.raises(ApiError) as info:
+        client.policy(job["id"], tmp_path)
+    assert info.value.status_code == 409
+    assert info.value.detail == (
+        f"job {job['id']} has no RL² policy: only a meta-training job (rl2-meta) leaves one, "
+        "and an rl2 job keeps the copy it runs"
+    )
+    with pytest.raises(ApiError) as missing:
+        client.policy(10**6, tmp_path)
+    assert missing.value.status_code == 404
+
+
 @pytest.fixture(scope="module")
 def ray_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     import ray
@@ -261,9 +277,12 @@ def test_a_cancel_stops_a_long_iteration_and_an_iteration_too_large_is_refused(
     done = client.wait(job["id"], timeout=time_left(20))
     assert done["state"] == "CANCELLED"
     assert done["reason"] == "cancelled by user after 0 meta-training iterations"
-    with pytest.raises(ApiError) as info:  # nothing trained: no policy kept
+    with pytest.raises(ApiError) as info:  # nothing trained: no policy kept, and why
         client.policy(done["id"], tmp_path)
-    assert info.value.status_code == 404 and "no RL² policy" in str(info.value.detail)
+    assert info.value.status_code == 409
+    assert info.value.detail == (
+        f"job {done['id']} has no RL² policy: it was cancelled before its first iteration"
+    )
 
 
 def test_meta_training_on_earlier_jobs_of_the_service(
