@@ -137,7 +137,7 @@ def test_nas_serve_joins_a_cluster_started_with_ray_start(
 
 @pytest.mark.timeout(120)
 def test_nas_serve_with_another_token_than_the_heads_says_so_at_once(
-    head: Head, tmp_path: Path
+    head: Head, tmp_path: Path, time_left: Callable[..., float]
 ) -> None:
     """Ray's own connect warned once a second for 20 s, then ended in a traceback."""
     env = {
@@ -154,7 +154,7 @@ def test_nas_serve_with_another_token_than_the_heads_says_so_at_once(
         env=env,
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=time_left(100),
         check=False,
     )
     assert done.returncode == 1, done.stderr
