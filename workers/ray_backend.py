@@ -40,15 +40,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import re
 import socket
-import threading
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from nas.architecture import Architecture
@@ -148,6 +149,14 @@ def _evaluate_batch(
     return results, TrialRun(_worker_name(), started, time.time()), added
 
 
+@functools.cache
+def _trainer_thread() -> ThreadPoolExecutor:
+    """The one thread of this worker process that trains its tasks' trials, kept from task
+    to task: torch's thread pools belong to the thread that uses them, so a new thread per
+    task built them anew each time (a batch of two 8-epoch digits trials took 28 % longer)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="trials")
+
+
 def _run_trials(
     run_id: str,
     resolved: ResolvedSpec,
@@ -186,7 +195,7 @@ def _run_trials(
         finally:  # (a BaseException too: the task must not wait for good)
             events.put(("done", attempt, output))
 
-    threading.Thread(target=work, name="trials", daemon=True).start()
+    _trainer_thread().submit(work)
     while True:
         event = events.get()
         if event[0] == "done" and event[2] is None:
