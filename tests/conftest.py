@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,9 +25,27 @@ def nb201_table() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _isolated_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Generated datasets go to one cache per test session, not the user's cache dir."""
     monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "nas-cache"))
+
+
+def local_ray(tmp_path_factory: pytest.TempPathFactory, num_cpus: int) -> Iterator[None]:
+    """The body of a module's ``ray_instance`` fixture (``yield from``): a local Ray instance
+    of ``num_cpus`` CPUs whose workers use the session's dataset cache (they inherit the
+    environment at its start), shut down after the module unless one was running already."""
+    import ray
+
+    from workers.ray_backend import ensure_ray
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("NAS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "nas-cache"))
+        started = ensure_ray(num_cpus=num_cpus)
+    yield
+    if started:
+        ray.shutdown()
 
 
 #: Ray system config for the tests' clusters: a killed node is found dead in about 1.5 s, not

@@ -16,6 +16,7 @@ from api.cli import describe_job, main
 from api.client import ApiError, NasClient
 from controllers.rl2 import load_policy
 from tests.api.conftest import LiveServer, make_settings, nb201_spec, wait_for
+from tests.conftest import local_ray
 
 
 def meta_spec(**evaluator: Any) -> dict[str, Any]:
@@ -200,17 +201,7 @@ def test_a_job_without_a_policy_says_why_there_is_none(client: NasClient, tmp_pa
 
 @pytest.fixture(scope="module")
 def ray_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    import ray
-
-    from workers.ray_backend import ensure_ray
-
-    # Ray's workers inherit the environment at its start: the session's dataset cache.
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("NAS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "nas-cache"))
-        started = ensure_ray(num_cpus=1)
-    yield
-    if started:
-        ray.shutdown()
+    yield from local_ray(tmp_path_factory, num_cpus=1)
 
 
 @pytest.mark.slow

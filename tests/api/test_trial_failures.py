@@ -12,23 +12,13 @@ import pytest
 import yaml
 
 from tests.api.conftest import LiveServer, make_settings, postgres_database, standalone_spec
-from tests.conftest import REPO
+from tests.conftest import REPO, local_ray
 
 
 @pytest.fixture(scope="module")
 def ray_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """One local Ray instance for the module; the servers below join it."""
-    import ray
-
-    from workers.ray_backend import ensure_ray
-
-    # Ray's workers inherit the environment at its start: the session's dataset cache.
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("NAS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "nas-cache"))
-        started = ensure_ray(num_cpus=2)
-    yield
-    if started:
-        ray.shutdown()
+    yield from local_ray(tmp_path_factory, num_cpus=2)
 
 
 def _diverging_spec(data_dir: Path, trials: int = 3) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import local_ray
 from tests.workers.backend_contract import BackendContract
 from workers.backend import Backend, InlineBackend
 
@@ -17,15 +18,8 @@ class TestInlineBackend(BackendContract):
 
 
 @pytest.fixture(scope="module")
-def ray_instance() -> Iterator[None]:
-    import ray
-
-    from workers.ray_backend import ensure_ray
-
-    started = ensure_ray(num_cpus=2)
-    yield
-    if started:
-        ray.shutdown()
+def ray_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    yield from local_ray(tmp_path_factory, num_cpus=2)
 
 
 class TestRayBackend(BackendContract):

@@ -12,23 +12,14 @@ import pytest
 
 from nas.evaluators import build_evaluator
 from nas.trial import TrialState
+from tests.conftest import local_ray
 from tests.workers.hostile import HostileNumber, UnpicklableError
 from workers.search import parse_spec
 
 
 @pytest.fixture(scope="module")
 def ray_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    import ray
-
-    from workers.ray_backend import ensure_ray
-
-    # Ray's workers inherit the environment at its start: the session's dataset cache.
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("NAS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "nas-cache"))
-        started = ensure_ray(num_cpus=1)
-    yield
-    if started:
-        ray.shutdown()
+    yield from local_ray(tmp_path_factory, num_cpus=1)
 
 
 def test_the_hostile_error_really_does_not_pickle() -> None:
@@ -39,24 +30,31 @@ def test_the_hostile_error_really_does_not_pickle() -> None:
 
 
 @pytest.mark.slow
+def _two_trials(space: dict[str, Any], epochs: int, batch_size: int) -> tuple[Any, Any, list[Any]]:
+    """A standalone digits spec of ``space``, its evaluator and two of its architectures."""
+    resolved = parse_spec(
+        {
+            "name": "digits-standalone",
+            "dataset": {"name": "digits"},
+            "space": space,
+            "controller": {"name": "random"},
+            "evaluator": {"name": "standalone", "epochs": epochs, "batch_size": batch_size},
+            "budget": {"trials": 2},
+            "seed": 0,
+        }
+    )
+    built, evaluator = build_evaluator(resolved)
+    return resolved, evaluator, [built.sample(np.random.default_rng(i)) for i in range(2)]
+
+
 def test_a_worker_error_that_does_not_pickle_reaches_the_trial_as_text(
     ray_instance: None,
 ) -> None:
     from workers.ray_backend import RayTaskExecutor
 
-    resolved = parse_spec(
-        {
-            "name": "digits-standalone",
-            "dataset": {"name": "digits"},
-            "space": {"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]},
-            "controller": {"name": "random"},
-            "evaluator": {"name": "standalone", "epochs": 1, "batch_size": 64},
-            "budget": {"trials": 2},
-            "seed": 0,
-        }
+    resolved, evaluator, archs = _two_trials(
+        {"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]}, 1, 64
     )
-    space, evaluator = build_evaluator(resolved)
-    archs = [space.sample(np.random.default_rng(i)) for i in range(2)]
     executor = RayTaskExecutor(resolved, max_retries=2, poll_s=0.05)
     results = executor.evaluate(
         evaluator, archs, [{"lr": HostileNumber("the learning rate is cursed")}, {"lr": 0.01}]
@@ -80,19 +78,7 @@ def test_a_batch_tells_each_trials_start_and_values_while_the_others_wait(
 
     from workers.ray_backend import RayTaskExecutor
 
-    resolved = parse_spec(
-        {
-            "name": "digits-standalone",
-            "dataset": {"name": "digits"},
-            "space": {"name": "mlp", "max_layers": 1},
-            "controller": {"name": "random"},
-            "evaluator": {"name": "standalone", "epochs": 2, "batch_size": 128},
-            "budget": {"trials": 2},
-            "seed": 0,
-        }
-    )
-    space, evaluator = build_evaluator(resolved)
-    archs = [space.sample(np.random.default_rng(i)) for i in range(2)]
+    resolved, evaluator, archs = _two_trials({"name": "mlp", "max_layers": 1}, 2, 128)
     told: list[tuple[Any, ...]] = []
     evaluator.report = lambda i, epoch, values: told.append(("epoch", i, epoch, time.time()))
 
