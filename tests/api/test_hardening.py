@@ -122,7 +122,9 @@ def test_non_finite_json_numbers_are_refused(
     base = json.dumps({k: v for k, v in nb201_spec().items() if k != "budget"})[:-1]
     response = _post_json(http, base + ", " + body + "}")
     assert response.status_code == 422, response.text
-    assert "finite" in response.text
+    # at the field, as in YAML (it was the whole document's error)
+    assert _locs(response) == [field], response.text
+    assert "numbers must be finite" in response.text
     _no_jobs(http)
 
 
