@@ -670,6 +670,26 @@ async function trialPage(id) {
     arch.replaceChildren(h("figure", { class: "chart", id: "drawing" }, h("figcaption", {}, `${d.space} architecture of trial ${d.trial}`), document.importNode(svg, true),
       h("details", {}, h("summary", {}, "Drawing as text"), h("pre", { class: "drawing" }, d.text))), ...genotype);
   } catch (err) { arch.replaceChildren(errorBox(err)); }
+  followTrial(id, t, left);
+}
+
+// A trial that waits or runs is asked again every 2 s, and its page drawn again when it
+// changed (its state, worker, an epoch's values, its result), until it has ended or the
+// user went elsewhere: its page stood as first drawn.
+function followTrial(id, shown, left) {
+  if (!["WAITING", "RUNNING"].includes(shown.state)) return;
+  const seen = JSON.stringify(shown);
+  setTimeout(async () => {
+    if (left()) return;
+    let t;
+    try { t = await api(`/trials/${id}`); } catch (err) {
+      // gone with its job (404), signed out (401); else a passing fault: asked again
+      if (err.status !== 404 && err.status !== 401 && !left()) followTrial(id, shown, left);
+      return;
+    }
+    if (left()) return;
+    if (JSON.stringify(t) !== seen) trialPage(id); else followTrial(id, shown, left);
+  }, 2000);
 }
 
 // --- compare -------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from api.client import ApiError
-from tests.api.conftest import nb201_spec, standalone_spec
+from tests.api.conftest import nb201_spec, standalone_spec, wait_for
 from tests.api.dashboard.conftest import Site
 
 
@@ -727,6 +727,38 @@ def test_a_retraining_is_followed_and_named_in_the_trials_table(page: Page, site
     )
     assert {"intermediate-val_accuracy", "intermediate-train_loss"} <= set(lines), lines
     assert set(lines.values()) == {1}, lines
+    assert page.errors == []
+
+
+def test_a_running_trials_page_follows_it_until_it_ends(
+    page: Page, site: Site, time_left: Callable[..., float]
+) -> None:
+    """A trial's page was drawn once: opened while the trial trained, it kept its state and
+    the epochs it had then. It follows the trial now: each epoch's values as they come, then
+    its result."""
+    with site.server.client(site.key) as client:
+        job = client.submit(standalone_spec(trials=1, epochs=60, name="follow"))
+        try:
+            trial = wait_for(
+                lambda: next(iter(client.trials(job["id"], state="RUNNING")["data"]), None),
+                timeout=time_left(120),
+            )
+            p = page.go(f"/trials/{trial['id']}")
+            state = "#main dt:has-text('State') + dd"
+            assert p.inner_text(state) == "RUNNING"
+            chart = "#intermediate-train_loss svg"  # (each epoch's; validation at the end)
+            # more epochs drawn than when the page was first drawn, without a reload
+            first = int(p.get_attribute(chart, "data-count") or 0) if p.query_selector(chart) else 0
+            p.wait_for_function(
+                f"(n) => Number(document.querySelector('{chart}')?.dataset.count) > n",
+                arg=first,
+                timeout=1000 * time_left(120),
+            )
+            p.wait_for_selector(f"{state}:has-text('COMPLETE')", timeout=1000 * time_left(180))
+            assert p.get_attribute(chart, "data-count") == "60"
+        finally:
+            with contextlib.suppress(ApiError):  # (409 once it has ended)
+                client.cancel(job["id"])
     assert page.errors == []
 
 
