@@ -172,8 +172,8 @@ def _run_trials(
     values)`` for each intermediate value, and last ``("done", attempt, BatchOutput)``;
     ``attempt`` is ``(worker, start time)``: a task Ray runs again after its worker was
     lost yields it anew, and only its items past those already told reach the caller
-    (Ray's streams are by position). The batch trains in a thread of this task, whose
-    values the task yields as they come."""
+    (Ray's streams are by position). The batch trains in the process's training thread
+    (``_trainer_thread``), whose values the task yields as they come."""
     started = time.time()
     attempt = (_worker_name(), started)
     yield ("started", attempt)
