@@ -115,9 +115,6 @@ def _errors_at(section: str) -> Iterator[None]:
         raise spec_error_at_field(exc, [section]) from None
 
 
-__all__ = ["LOOPS", "check_parallel_trials", "check_startable", "loop_class"]
-
-
 def files_at(
     resolved: ResolvedSpec, state: SearchState, trials: Sequence[TrialRecord]
 ) -> list[OutputFile]:
@@ -130,3 +127,6 @@ def files_at(
     loop = cls(resolved)
     loop.load_state(state, list(trials))
     return loop.files_so_far()
+
+
+__all__ = ["LOOPS", "check_parallel_trials", "check_startable", "files_at", "loop_class"]
