@@ -453,7 +453,6 @@ class RayTaskExecutor(TrialExecutor):
                 for i, (a, h) in enumerate(zip(archs, hps, strict=True))
             ]
         submitted = time.time()
-        outputs: list[BatchOutput | None] = [None] * len(tasks)
         errors: list[str | None] = [None] * len(tasks)
         collect = _Collect(evaluator, groups, submitted, on_start)
         pending = list(range(len(tasks)))
@@ -469,7 +468,6 @@ class RayTaskExecutor(TrialExecutor):
                         done = True
                     if done:
                         pending.remove(k)
-                        outputs[k] = collect.outputs.get(k)
                 if pending and should_stop is not None and (why := should_stop()):
                     raise Interrupted(why)
         except BaseException:  # a stop (``Interrupted``), from here or from a report
@@ -482,7 +480,7 @@ class RayTaskExecutor(TrialExecutor):
         # all we know from the batch's submission to its collection.
         runs = [TrialRun("ray", submitted, collected)] * len(archs)
         for k, group in enumerate(groups):
-            output = outputs[k]
+            output = collect.outputs.get(k)
             if output is None:
                 error = errors[k] or "the task ended without a result"
                 for i in group:
@@ -522,8 +520,8 @@ class _Collect:
     """What a batch's tasks told so far: each trial's start (``on_start``) and intermediate
     values (the loop's ``evaluator.report``) passed on as they come, and each task's
     ``BatchOutput``. A task Ray ran again after its worker was lost starts anew: its trials'
-    start is told again (another worker, a later time), and its values of epochs told
-    already are not told twice."""
+    start is told again (another worker, a later time); Ray hands over only its items past
+    those already taken, so no epoch's values come twice."""
 
     def __init__(
         self,
@@ -538,7 +536,6 @@ class _Collect:
         self.on_start = on_start
         self.outputs: dict[int, BatchOutput] = {}
         self._attempts: dict[int, tuple[str, float]] = {}
-        self._values: set[tuple[int, int, int]] = set()
 
     def take(self, k: int, task: Any) -> bool:
         """Take what task ``k`` has ready; True once it has ended. Raises its failure."""
@@ -561,11 +558,9 @@ class _Collect:
             if kind == "done":
                 self.outputs[k] = rest[0]
                 return True
-            if kind == "value" and (k, rest[0], rest[1]) not in self._values:
+            if kind == "value" and self.evaluator.report is not None:
                 index, epoch, values = rest
-                self._values.add((k, index, epoch))
-                if self.evaluator.report is not None:
-                    self.evaluator.report(self.groups[k][index], epoch, values)
+                self.evaluator.report(self.groups[k][index], epoch, values)
             ready, _ = ray.wait([task], timeout=0)
             if not ready:
                 return False
