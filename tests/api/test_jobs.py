@@ -105,7 +105,8 @@ def test_trials_sort_by_the_metrics_their_rows_show(
     """A standalone trial's lr_restarts, and a retraining's test_accuracy, are columns of
     the listing (nas trials shows them) but sorting by them was a 422."""
     job = client.wait(
-        client.submit(standalone_spec(trials=2, epochs=1))["id"], timeout=time_left(120)
+        client.submit(standalone_spec(trials=2, epochs=1, final={"epochs": 1}))["id"],
+        timeout=time_left(120),
     )
     assert job["state"] == "SUCCEEDED", job["reason"]
     retraining = client.retrain(job["id"], 1)["trial_id"]

@@ -737,7 +737,7 @@ def test_a_running_trials_page_follows_it_until_it_ends(
     the epochs it had then. It follows the trial now: each epoch's values as they come, then
     its result."""
     with site.server.client(site.key) as client:
-        job = client.submit(standalone_spec(trials=1, epochs=60, name="follow"))
+        job = client.submit(standalone_spec(trials=1, epochs=30, name="follow"))
         try:
             trial = wait_for(
                 lambda: next(iter(client.trials(job["id"], state="RUNNING")["data"]), None),
@@ -755,7 +755,7 @@ def test_a_running_trials_page_follows_it_until_it_ends(
                 timeout=1000 * time_left(120),
             )
             p.wait_for_selector(f"{state}:has-text('COMPLETE')", timeout=1000 * time_left(180))
-            assert p.get_attribute(chart, "data-count") == "60"
+            assert p.get_attribute(chart, "data-count") == "30"
         finally:
             with contextlib.suppress(ApiError):  # (409 once it has ended)
                 client.cancel(job["id"])

@@ -168,7 +168,9 @@ def test_the_history_and_timeline_end_with_the_search_not_its_retrainings(
     best-so-far line ran on to it."""
     from tests.api.conftest import standalone_spec
 
-    job = client.wait(client.submit(standalone_spec(trials=3, epochs=1))["id"], timeout=60)
+    job = client.wait(
+        client.submit(standalone_spec(trials=3, epochs=1, final={"epochs": 1}))["id"], timeout=60
+    )
     started = client.retrain(job["id"], 1)
     assert client.wait_trial(started["trial_id"], timeout=120)["state"] == "COMPLETE"
     assert client.job(job["id"])["n_trials"] == 4
