@@ -83,12 +83,24 @@ function bestOf(objectives) {
 }
 function stateTag(state) { return h("span", { class: `state state-${state}` }, state); }
 // The ETA is a finishing time estimated from the progress when the job was read; it counts
-// down between reads (the page redraws a job only when the job changed).
+// down between reads (the page redraws a job only when the job changed). From the job's start
+// at first; once this page has seen the progress grow twice, from the pace between the first
+// growth it saw and the last (times of this browser's clock alone): the time before (building
+// the dataset and the model, or a server down until the job resumed) no longer counts as the
+// search's pace. (A page opened mid-trial does not know when that trial's progress began.)
+const progressSeen = new Map(); // job id -> { at, progress, grew }: the pace's starting point
 function eta(job) {
   if (job.state !== "RUNNING" || !job.started_at || !(job.progress > 0)) return "–";
-  const spent = (Date.now() - Date.parse(job.started_at)) / 1000;
-  const left = (spent * (1 - job.progress)) / job.progress;
-  return h("span", { class: "eta", "data-finish": String(Math.round(Date.now() + 1000 * left)) }, etaText(left));
+  const now = Date.now();
+  let seen = progressSeen.get(job.id);
+  if (!seen || job.progress < seen.progress || (!seen.grew && job.progress > seen.progress)) {
+    seen = { at: now, progress: job.progress, grew: Boolean(seen) && job.progress > seen.progress };
+    progressSeen.set(job.id, seen);
+  }
+  const left = seen.grew && job.progress > seen.progress
+    ? ((now - seen.at) / 1000) * (1 - job.progress) / (job.progress - seen.progress)
+    : ((now - Date.parse(job.started_at)) / 1000) * (1 - job.progress) / job.progress;
+  return h("span", { class: "eta", "data-finish": String(Math.round(now + 1000 * left)) }, etaText(left));
 }
 function etaText(left) {
   if (left < 0.5) return "any moment";

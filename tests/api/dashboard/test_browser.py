@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from itertools import pairwise
 from typing import Any
 
@@ -15,6 +16,8 @@ import numpy as np
 import pytest
 
 from api.client import ApiError
+from api.db import session_scope
+from api.models import JobModel
 from tests.api.conftest import nb201_spec, standalone_spec, wait_for
 from tests.api.dashboard.conftest import Site
 
@@ -422,6 +425,40 @@ def test_a_running_jobs_eta_counts_down_between_updates(
             assert finish > now - 60_000, (finish, now)  # a finishing time, not a duration
         finally:
             client.cancel(job["id"])
+    assert page.errors == []
+
+
+def test_the_eta_follows_the_pace_of_the_search_not_the_time_before_it(
+    page: Page, site: Site, time_left: Callable[..., float]
+) -> None:
+    """The ETA extrapolated the time since the job's start: a job that spent hours before
+    its trials (building its data, or its server down until it resumed) was given hours for
+    a minute of trials left (54 min or more after 10 h). Once the page has seen the progress
+    grow twice it goes by the pace between those readings."""
+    with site.server.client(site.key) as client:
+        job = client.submit(standalone_spec(trials=12, epochs=15, name="paced"))
+        try:
+            wait_for(lambda: client.job(job["id"])["progress"] > 0, timeout=time_left(180))
+            with session_scope(site.server.app.state.nas.write) as session:
+                row = session.get(JobModel, job["id"])
+                assert row is not None and row.started_at is not None
+                row.started_at -= timedelta(hours=10)
+            p = page.go("/")
+            cell = f"#jobs tr[data-job='{job['id']}'] .eta[data-finish]"
+            first = p.wait_for_selector(cell, timeout=1000 * time_left(60))
+            assert (first.text_content() or "").endswith(" h")  # from the job's start
+            # (12 trials of 15 epochs: under a minute on a quiet machine, about 10 on a
+            # loaded one; counted from the start, 54 min or more)
+            p.wait_for_function(
+                "(sel) => { const el = document.querySelector(sel);"
+                " return !el || Number(el.dataset.finish) - Date.now() < 20 * 60_000; }",
+                arg=cell,
+                timeout=1000 * time_left(240),
+            )
+            assert p.query_selector(cell), "the job ended with its ETA counted from its start"
+        finally:
+            with contextlib.suppress(ApiError):
+                client.cancel(job["id"])
     assert page.errors == []
 
 
