@@ -8,15 +8,17 @@ opened by a ``workers`` backend (inline, or Ray from ``settings.backend``) as a
 Durability: trial records are written in batches, each batch in one transaction with the
 search's checkpoint at a safe point (the controller's and the loop's state, and, when the
 search keeps evaluator state such as a supernet, a reference to the file of that state saved
-just before) and the search curve's new points. The checkpoint
-therefore always covers exactly the trials numbered below its ``trial_count``. A job whose
-runner dies (``kill -9``, a lost machine) is taken over by the next runner: trials after the
-checkpoint (unfinished work) and curve points after it are removed and redone, the search
-is restored from the checkpoint, and it goes on with the next trial number. Nothing recorded before the checkpoint is
-redone; no number is used twice or skipped. A trial that can resume part-way (a
-meta-learning trial, at the end of each meta-epoch: ``SafePoint.running``) is checkpointed
-inside, with its own state as the evaluator file: the next runner continues that trial (same
-number) from its last meta-epoch instead of from scratch.
+just before) and the search curve's new points; a trial that ends while others of its batch
+still run (Ray tasks) is written at once, ahead of the checkpoint that will cover it. The
+checkpoint therefore always covers exactly the trials numbered below its ``trial_count``. A
+job whose runner dies (``kill -9``, a lost machine) is taken over by the next runner: trials
+after the checkpoint (unfinished work, and such trials of an unfinished batch) and curve
+points after it are removed and redone, the search is restored from the checkpoint, and it
+goes on with the next trial number. Nothing recorded before the checkpoint is redone; no
+number is used twice or skipped. A trial that can resume part-way (a meta-learning trial, at
+the end of each meta-epoch: ``SafePoint.running``) is checkpointed inside, with its own
+state as the evaluator file: the next runner continues that trial (same number) from its
+last meta-epoch instead of from scratch.
 
 Leases: a runner renews ``heartbeat_at`` of its jobs every poll; a RUNNING job whose lease
 expired (``job_lease_s``), whose runner released it at shutdown, or whose runner is a dead
@@ -229,6 +231,8 @@ class JobExecution(threading.Thread):
         self._iterations: int | None = None  # the last recorded meta-training iteration
         self._waiting: set[int] = set()  # numbers of WAITING rows (handed to Ray, not started)
         self._running: set[int] = set()  # numbers of RUNNING rows
+        # Trials shown ended ahead of their record (on_trial_ended): number -> their state
+        self._ended: dict[int, str] = {}
         self._counts: dict[str, int] = {}
         self._last_flush = 0.0
         self._evaluator_files: list[Path] = []  # the newest is the checkpoint's
@@ -294,6 +298,7 @@ class JobExecution(threading.Thread):
             on_trial=self._on_trial,
             on_trials_queued=self._on_trials_queued,
             on_trials_started=self._on_trials_started,
+            on_trial_ended=self._on_trial_ended,
             on_intermediate=self._on_intermediate,
             on_safe_point=self._on_safe_point,
             should_stop=self._should_stop,
@@ -309,7 +314,9 @@ class JobExecution(threading.Thread):
         if self._stop_reason == CANCELLED:
             running, waiting = len(self._running), len(self._waiting)  # (FAIL with the job)
             unit = loop_class(resolved).progress_unit  # (meta-training runs no trials)
-            count = len(search.trials) if unit == "finished trials" else self._iterations or 0
+            # (trials shown ended whose record waited for one before them count too)
+            finished = len(search.trials) + len(self._ended)
+            count = finished if unit == "finished trials" else self._iterations or 0
             done = f"{count} {unit}"
             kept = self._keep_files_so_far(resolved, search)
             self._finish(
@@ -513,7 +520,30 @@ class JobExecution(threading.Thread):
             ),
         )
 
+    def _on_trial_ended(self, record: TrialRecord) -> None:
+        """Show a trial ended before its turn to be recorded: its row is finished now (the
+        record ``_on_trial`` gets later is the same)."""
+        if record.number in self._running:
+            self._running.discard(record.number)
+            self._count(TrialState.RUNNING, -1)
+        elif record.number in self._waiting:  # ended without starting (its worker was lost)
+            self._waiting.discard(record.number)
+            self._count(TrialState.WAITING, -1)
+        else:
+            return
+        state = record.result.state.value
+        self._ended[record.number] = state
+        self._count(record.result.state, 1)
+
+        def work(session: Session) -> None:
+            TrialRepository(session).finish_records(self.job_id, [record])
+            self._job_counters(session)
+
+        self._write("recording an ended trial", work)
+
     def _on_trial(self, record: TrialRecord) -> None:
+        if self._ended.pop(record.number, None) is not None:
+            return  # shown already (_on_trial_ended), with this very record
         state = record.result.state.value
         self._counts[state] = self._counts.get(state, 0) + 1
         if record.number in self._running:
@@ -526,9 +556,14 @@ class JobExecution(threading.Thread):
             self._finished.append(record)
         else:
             self._records.append(record)
+        if self._running or self._waiting:
+            # Others of its batch still run (Ray tasks): shown as ended now, not when the
+            # batch ends; the checkpoint that covers it comes at the batch's end.
+            self._flush(checkpoint=False)
 
     def _on_safe_point(self, point: SafePoint) -> None:
-        if (self._running or self._waiting) and not point.running:  # refused by the budget
+        # Trials still out at a safe point between batches: the budget refused them
+        if (self._running or self._waiting or self._ended) and not point.running:
             self._drop_running()
         if point.curve is not None:
             self._curve.setdefault(point.series, []).append(point.curve)
@@ -606,11 +641,14 @@ class JobExecution(threading.Thread):
             raise LeaseLost(f"job {self.job_id} is held by another runner")
 
     def _drop_running(self) -> None:
-        numbers = sorted(self._running | self._waiting)
+        numbers = sorted(self._running | self._waiting | self._ended.keys())
         self._count(TrialState.RUNNING, -len(self._running))
         self._count(TrialState.WAITING, -len(self._waiting))
+        for state in self._ended.values():
+            self._count(TrialState(state), -1)
         self._running.clear()
         self._waiting.clear()
+        self._ended.clear()
 
         def work(session: Session) -> None:
             for number in numbers:

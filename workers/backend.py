@@ -39,6 +39,10 @@ StopFn = Callable[[], "str | None"]
 #: ``worker`` at ``at`` (epoch seconds).
 StartFn = Callable[[Sequence[int], str, float], None]
 
+#: ``on_result(index, result, run)``: the batch's ``index``-th trial ended with ``result``,
+#: having run as ``run`` says, while others of its batch may still run.
+ResultFn = Callable[[int, TrialResult, "TrialRun"], None]
+
 
 class Interrupted(Exception):
     """Raised out of a running search when ``should_stop`` asked to stop while trials ran;
@@ -74,6 +78,9 @@ class SearchEvents:
     - ``on_trials_started(trials)``: trials that train start to run, each with where and
       when (not called for instant evaluators, whose trials have no RUNNING phase); a
       batch's trials may start together (inline) or one by one (Ray).
+    - ``on_trial_ended(record)``: a trial that trains ended while one before it in its
+      batch still runs (Ray tasks end in any order): its record as ``on_trial`` will give
+      it once those before it are recorded, so that it shows as ended meanwhile.
     - ``on_intermediate(number, epoch, values)``: a running trial's intermediate values.
     - ``on_safe_point(point)``: see ``SafePoint``.
     - ``should_stop()``: see ``StopFn``; polled between batches, reward groups and epochs of
@@ -83,6 +90,7 @@ class SearchEvents:
     on_trial: Callable[[TrialRecord], None] | None = None
     on_trials_queued: Callable[[list[RunningTrial]], None] | None = None
     on_trials_started: Callable[[list[RunningTrial]], None] | None = None
+    on_trial_ended: Callable[[TrialRecord], None] | None = None
     on_intermediate: Callable[[int, int, Mapping[str, float]], None] | None = None
     on_safe_point: Callable[[SafePoint], None] | None = None
     should_stop: StopFn | None = None
@@ -274,9 +282,12 @@ class TrialExecutor(ABC):
         *,
         should_stop: StopFn | None = None,
         on_start: StartFn | None = None,
+        on_result: ResultFn | None = None,
     ) -> list[TrialResult]:
         """One result per architecture, in order; ``on_start`` hears when and where each
-        trial starts to run. May raise ``Interrupted``."""
+        trial starts to run, and ``on_result`` each result that is in before the batch's
+        last (trials that end one by one: Ray tasks), so that the loop records it at once.
+        May raise ``Interrupted``."""
 
     def close(self) -> None:
         """Release threads or remote workers."""
@@ -303,6 +314,7 @@ class InlineExecutor(TrialExecutor):
         *,
         should_stop: StopFn | None = None,
         on_start: StartFn | None = None,
+        on_result: ResultFn | None = None,
     ) -> list[TrialResult]:
         started = time.time()
         if on_start is not None:

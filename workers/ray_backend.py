@@ -62,6 +62,7 @@ from workers.backend import (
     InlineExecutor,
     Interrupted,
     LocalRun,
+    ResultFn,
     SafePoint,
     SearchEvents,
     SearchOutcome,
@@ -434,6 +435,7 @@ class RayTaskExecutor(TrialExecutor):
         *,
         should_stop: StopFn | None = None,
         on_start: StartFn | None = None,
+        on_result: ResultFn | None = None,
     ) -> list[TrialResult]:
         import ray
 
@@ -453,8 +455,31 @@ class RayTaskExecutor(TrialExecutor):
                 for i, (a, h) in enumerate(zip(archs, hps, strict=True))
             ]
         submitted = time.time()
-        errors: list[str | None] = [None] * len(tasks)
         collect = _Collect(evaluator, groups, submitted, on_start)
+        results: list[TrialResult | None] = [None] * len(archs)
+        runs: list[TrialRun | None] = [None] * len(archs)
+        added: dict[int, list[dict[str, Any]]] = {}  # each task's new memory entries
+
+        def ended(k: int, error: str | None) -> None:
+            """Task ``k`` has ended: its trials' results and runs, told at once."""
+            now = time.time()
+            output = collect.outputs.get(k)
+            if output is None:
+                # A task that returned nothing (it could not start, its worker was lost)
+                # ran for all we know from the batch's submission until now.
+                failed = TrialResult.failed(error or "the task ended without a result")
+                told = [(i, failed, TrialRun("ray", submitted, now)) for i in groups[k]]
+            else:
+                trial_results, ran, added[k] = output
+                # Inside the batch's window, whatever the skew of the worker's clock.
+                started = min(max(ran.started, submitted), now)
+                ran = TrialRun(ran.worker, started, min(max(ran.finished, started), now))
+                told = [(i, r, ran) for i, r in zip(groups[k], trial_results, strict=True)]
+            for i, result, run in told:
+                results[i], runs[i] = result, run
+                if on_result is not None:
+                    on_result(i, result, run)
+
         pending = list(range(len(tasks)))
         try:
             while pending:
@@ -462,41 +487,22 @@ class RayTaskExecutor(TrialExecutor):
                 ready_ids = {id(task) for task in ready}
                 for k in [k for k in pending if id(tasks[k]) in ready_ids]:
                     try:
-                        done = collect.take(k, tasks[k])
+                        done, error = collect.take(k, tasks[k]), None
                     except (ray.exceptions.RayError, OSError) as exc:  # the task failed
-                        errors[k] = self._failure_text(exc)
-                        done = True
+                        done, error = True, self._failure_text(exc)
                     if done:
                         pending.remove(k)
+                        ended(k, error)
                 if pending and should_stop is not None and (why := should_stop()):
                     raise Interrupted(why)
         except BaseException:  # a stop (``Interrupted``), from here or from a report
             for k in pending:
                 ray.cancel(tasks[k], force=True)
             raise
-        collected = time.time()
-        results: list[TrialResult | None] = [None] * len(archs)
-        # A task that returned nothing (it could not start, its worker was lost) ran for
-        # all we know from the batch's submission to its collection.
-        runs = [TrialRun("ray", submitted, collected)] * len(archs)
-        for k, group in enumerate(groups):
-            output = collect.outputs.get(k)
-            if output is None:
-                error = errors[k] or "the task ended without a result"
-                for i in group:
-                    results[i] = TrialResult.failed(error)
-                continue
-            trial_results, ran, added = output
-            # Inside the batch's window, whatever the skew of the worker's clock.
-            started = min(max(ran.started, submitted), collected)
-            ran = TrialRun(ran.worker, started, min(max(ran.finished, started), collected))
-            for i, result in zip(group, trial_results, strict=True):
-                results[i] = result
-                runs[i] = ran
-            if memory is not None:
-                memory.extend(added)  # in the batch's order, whatever order tasks ended in
-        self.last_runs = runs
+        self.last_runs = [run for run in runs if run is not None]
         if memory is not None:
+            for k in range(len(tasks)):  # in the batch's order, whatever order tasks ended in
+                memory.extend(added.get(k, ()))
             evaluator.restore_memory(memory)
         return [r for r in results if r is not None]
 

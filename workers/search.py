@@ -41,6 +41,7 @@ from workers.backend import (
     StopFn,
     TrialExecutor,
     TrialLog,
+    TrialRun,
 )
 
 __all__ = [
@@ -400,29 +401,55 @@ class SearchLoop:
                 def on_start(indices: Sequence[int], worker: str, at: float) -> None:
                     started(opened(indices, worker, at))
 
+        # Each result is recorded as soon as those before it in the batch are: a trial that
+        # ended while others of its batch still run (Ray tasks) is not kept RUNNING for them.
+        ready: dict[int, tuple[TrialResult, TrialRun]] = {}
+        recorded = 0  # the batch's first trials recorded so far
+        refused = False  # the budget refused a result: the rest of the batch is not recorded
+        why: str | None = None  # the last infeasible candidate's reason
+
+        def record_ready() -> None:
+            nonlocal recorded, refused, why
+            while not refused and recorded in ready:
+                result, ran = ready.pop(recorded)
+                candidate = batch[recorded]
+                result = self._primary(result)
+                if not self.budget.admit(result):
+                    refused = True
+                    return
+                self._record(candidate, result, ran.started, ran.finished, worker=ran.worker)
+                controller.tell(candidate.id, result)
+                recorded += 1
+                # A PRUNED answer that cost nothing is an infeasible candidate (a combination
+                # a benchmark table does not hold), as a constraint's: it counts towards the
+                # same stop after too many in a row.
+                if result.state is TrialState.PRUNED and result.cost_s == 0:
+                    self._infeasible_in_a_row += 1
+                    why = result.error
+                else:
+                    self._infeasible_in_a_row = 0
+
+        def on_result(index: int, result: TrialResult, ran: TrialRun) -> None:
+            ready[index] = (result, ran)
+            record_ready()
+            ended = self.events.on_trial_ended
+            if index in ready and ended is not None and not evaluator.instant and not refused:
+                # Waits for a trial before it: its end is told now, its record in turn.
+                ended(self._record_of(first + index, batch[index], self._primary(result), ran))
+
         results = self.executor.evaluate(
             evaluator,
             [c.architecture for c in batch],
             [c.hparams for c in batch],
             should_stop=self.budget.should_stop,
             on_start=on_start,
+            on_result=on_result,
         )
         runs = self.executor.last_runs
-        why: str | None = None
-        for candidate, result, ran in zip(batch, results, runs, strict=True):
-            result = self._primary(result)
-            if not self.budget.admit(result):
-                break
-            self._record(candidate, result, ran.started, ran.finished, worker=ran.worker)
-            controller.tell(candidate.id, result)
-            # A PRUNED answer that cost nothing is an infeasible candidate (a combination a
-            # benchmark table does not hold), as a constraint's: it counts towards the same
-            # stop after too many in a row.
-            if result.state is TrialState.PRUNED and result.cost_s == 0:
-                self._infeasible_in_a_row += 1
-                why = result.error
-            else:
-                self._infeasible_in_a_row = 0
+        for i, (result, ran) in enumerate(zip(results, runs, strict=True)):
+            if i >= recorded:
+                ready.setdefault(i, (result, ran))
+        record_ready()
         if self._infeasible_in_a_row >= self.max_infeasible_in_a_row and not self.budget.reason:
             self.budget.reason = (
                 f"no feasible candidate in the last {self._infeasible_in_a_row} proposals ({why})"
@@ -610,6 +637,22 @@ class SearchLoop:
         while len(batch) < limit and (candidate := controller.ask()) is not None:
             batch.append(candidate)
         return batch
+
+    @staticmethod
+    def _record_of(
+        number: int, candidate: Candidate, result: TrialResult, ran: TrialRun
+    ) -> TrialRecord:
+        """The record trial ``number`` gets when it is recorded (``_record``)."""
+        return TrialRecord(
+            number=number,
+            candidate_id=candidate.id,
+            architecture=candidate.architecture,
+            hparams=dict(candidate.hparams),
+            result=result,
+            started_at=ran.started,
+            finished_at=ran.finished,
+            worker=ran.worker,
+        )
 
     def _record(
         self,

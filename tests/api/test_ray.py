@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import ray
@@ -183,6 +184,48 @@ def test_a_trial_waiting_for_a_worker_shows_waiting_and_a_running_ones_epochs_sh
             assert waited["started_at"] is None and waited["cost_s"] == 0
             ran = [t for t in trials if t["number"] != waiting["number"]]
             assert all(t["error"] == "the job was cancelled while this trial ran" for t in ran)
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # a loaded machine; each wait is sized by time_left
+def test_a_trial_shows_its_result_when_its_task_ends_not_when_its_batch_does(
+    cluster: Cluster, tmp_path: Path, time_left: Callable[..., float]
+) -> None:
+    """A batch's trials stayed RUNNING until its last one ended: a trial done while another
+    trained (its worker already on the batch's next trial) still showed RUNNING, two of them
+    on one worker. Three trials on two CPUs: the first to end is COMPLETE while the third
+    trains; each trial is recorded once."""
+    server = LiveServer(
+        make_settings(f"sqlite:///{tmp_path / 'nas.db'}", tmp_path / "data", backend="ray")
+    ).start()
+    try:
+        with server.client(server.create_key("a")) as client:
+            spec = standalone_spec(trials=3, epochs=40, resources={"workers": 3})
+            job_id = client.submit(spec)["id"]
+
+            def ended_beside_running() -> dict[str, Any] | None:
+                job = client.job(job_id)
+                states = job["trial_states"]
+                ended = states.get("COMPLETE") and states.get("RUNNING")
+                return job if ended or job["state"] != "RUNNING" else None
+
+            job = wait_for(ended_beside_running, timeout=time_left(240), interval=0.02)
+            trials = client.trials(job_id)["data"]
+            assert job["state"] == "RUNNING", ("no trial showed ended before its batch", trials)
+            done = [t for t in trials if t["state"] == "COMPLETE"]
+            assert all(t["finished_at"] and "val_accuracy" in t["metrics"] for t in done)
+            on = [t["worker"] for t in trials if t["state"] == "RUNNING"]
+            assert len(set(on)) == len(on), trials  # one running trial per worker
+            job = client.wait(job_id, timeout=time_left())
+            assert job["state"] == "SUCCEEDED", job["reason"]
+            assert job["trial_states"] == {"COMPLETE": 3}
+            again = list(client.all_trials(job_id))
+            assert [t["number"] for t in again] == [0, 1, 2]
+            assert {t["id"]: t["metrics"] for t in again if t["id"] in {d["id"] for d in done}} == {
+                d["id"]: d["metrics"] for d in done
+            }
     finally:
         server.stop()
 

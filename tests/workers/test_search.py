@@ -6,7 +6,8 @@ import pytest
 
 from controllers import RandomSearch
 from nas.evaluators import TabularEvaluator
-from workers.backend import SearchEvents
+from nas.trial import TrialRecord
+from workers.backend import InlineExecutor, SearchEvents
 from workers.search import SearchComponents, SearchLoop, build_components, parse_spec
 
 
@@ -97,3 +98,50 @@ def test_trial_callback_sees_every_trial_in_order(nb201_table: Path) -> None:
         events=SearchEvents(on_trial=lambda r: seen.append(r.number)),
     ).run()
     assert seen == list(range(300)) == [t.number for t in outcome.trials]
+
+
+class EndsInReverse(InlineExecutor):
+    """Evaluates here, then tells each result as if the batch's trials had ended last to
+    first (Ray tasks end in any order)."""
+
+    parallelism = 3
+
+    def evaluate(
+        self, evaluator, archs, hparams, *, should_stop=None, on_start=None, on_result=None
+    ):  # type: ignore[no-untyped-def]
+        results = super().evaluate(evaluator, archs, hparams, on_start=on_start)
+        for i in reversed(range(len(results))) if on_result is not None else ():
+            on_result(i, results[i], self.last_runs[i])
+        return results
+
+
+def test_a_trial_that_ends_before_the_one_before_it_is_told_ended_then_recorded_in_turn() -> None:
+    """Records keep the batch's order (the controller hears results in trial order); a trial
+    ending ahead of an earlier one is told at once (``on_trial_ended``: the runner shows it
+    ended), with the very record it is given in its turn."""
+    spec = {
+        "name": "t",
+        "dataset": {"name": "digits"},
+        "space": {"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "standalone", "epochs": 1, "batch_size": 64},
+        "budget": {"trials": 3},
+        "seed": 0,
+    }
+    seen: list[tuple[str, TrialRecord]] = []
+    events = SearchEvents(
+        on_trial=lambda r: seen.append(("recorded", r)),
+        on_trial_ended=lambda r: seen.append(("ended", r)),
+    )
+    outcome = SearchLoop(parse_spec(spec), events=events, executor=EndsInReverse()).run()
+    assert outcome is not None and [t.number for t in outcome.trials] == [0, 1, 2]
+    # told 2, 1, 0: 2 and 1 wait for 0; once 0 is in, all three are recorded in order
+    assert [(what, r.number) for what, r in seen] == [
+        ("ended", 2),
+        ("ended", 1),
+        ("recorded", 0),
+        ("recorded", 1),
+        ("recorded", 2),
+    ]
+    ended = {r.number: r for what, r in seen if what == "ended"}
+    assert all(ended[t.number] == t for t in outcome.trials if t.number in ended)
