@@ -338,13 +338,26 @@ def timeline(session: Session, job: JobModel, limit: int) -> dict[str, Any]:
 # --- a trial's architecture drawing ------------------------------------------------------------
 def trial_drawing(job: JobModel, trial: TrialModel) -> dict[str, Any]:
     """The trial's architecture as its space draws it (text), its genotype, and an SVG;
-    a space with no network to draw (a user's table) gives its genotype alone."""
+    a space with no network to draw (a user's table) gives its genotype alone. A
+    retraining is drawn as it was retrained (``final.channels``: its width), as the model
+    card draws it."""
+    from api.exports import network_space
     from nas.datasets import dataset_shape
     from nas.export.card import draw_network
     from nas.export.network import build_network
 
     resolved = ResolvedSpec.from_stored(job.spec)
-    space = resolved.build_space()
+    retrained = next(
+        (
+            entry
+            for entry in (job.summary or {}).get("final") or ()
+            if trial.worker is not None
+            and trial.worker.endswith(RETRAIN_WORKER)
+            and entry.get("trial") == trial.number
+        ),
+        None,
+    )
+    space = resolved.build_space() if retrained is None else network_space(resolved, retrained)
     arch = Architecture.from_dict(trial.architecture)
     genotype = space.describe(arch)
     if space.network_class is None:

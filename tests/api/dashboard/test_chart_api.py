@@ -165,14 +165,19 @@ def test_the_history_and_timeline_end_with_the_search_not_its_retrainings(
     server: LiveServer, user_key: str, client: Any
 ) -> None:
     """A retraining is the job's next trial (no objective): the history counted it, and the
-    best-so-far line ran on to it."""
+    best-so-far line ran on to it. Its drawing is the network it trained (``final.channels``
+    wider than the search's 8; it was drawn at the searched width)."""
     from tests.api.conftest import standalone_spec
 
-    job = client.wait(
-        client.submit(standalone_spec(trials=3, epochs=1, final={"epochs": 1}))["id"], timeout=60
-    )
+    spec = standalone_spec(trials=3, epochs=1, final={"epochs": 1, "channels": 12})
+    job = client.wait(client.submit(spec)["id"], timeout=60)
     started = client.retrain(job["id"], 1)
     assert client.wait_trial(started["trial_id"], timeout=120)["state"] == "COMPLETE"
+    drawn = _get(server, user_key, f"/trials/{started['trial_id']}/drawing").json()["text"]
+    assert "(12, 8, 8)" in drawn and "(8, 8, 8)" not in drawn, drawn
+    searched = client.trials(job["id"])["data"][0]["id"]
+    drawn = _get(server, user_key, f"/trials/{searched}/drawing").json()["text"]
+    assert "(8, 8, 8)" in drawn and "(12, 8, 8)" not in drawn, drawn
     assert client.job(job["id"])["n_trials"] == 4
     hist = _get(server, user_key, f"/jobs/{job['id']}/history").json()
     assert hist["n_trials"] == 3
