@@ -279,7 +279,9 @@ def train_epochs(
             index = order[start : start + recipe.batch_size]
             loss = loss_fn(model(x[index]), y[index])
             if not torch.isfinite(loss):
-                raise DivergedError(f"loss became {loss.item()} in epoch {epoch}")
+                raise DivergedError(
+                    f"loss became {loss.item()} in epoch {epoch + 1} of {recipe.epochs}"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if recipe.grad_clip is not None:

@@ -42,7 +42,8 @@ def _assert_failed_with_the_first_error(server: LiveServer) -> None:
     assert [t["state"] for t in trials] == ["FAIL"] * 3
     assert job["state"] == "FAILED", job
     reason = job["reason"]
-    assert reason.startswith("all 3 trials failed; first error: diverged: loss became nan")
+    first = "all 3 trials failed; first error: diverged: loss became nan in epoch 1 of 1"
+    assert reason.startswith(first), reason  # epochs count from 1, as elsewhere
     assert len(reason) <= 400
     assert job["trial_states"] == {"FAIL": 3}
     assert job["best"] is None
