@@ -222,17 +222,31 @@ class JobRepository:
         )
         return result.rowcount == 1
 
-    def renew(self, runner: str, job_ids: Iterable[int]) -> dict[int, bool]:
-        """Renew the leases of ``runner``'s jobs; answers which ask to be cancelled."""
+    def renew(
+        self, runner: str, job_ids: Iterable[int], progress: Mapping[int, float] | None = None
+    ) -> dict[int, bool]:
+        """Renew the leases of ``runner``'s jobs, with the ``progress`` of those it names
+        (a time budget's share moves during a long trial too); answers which ask to be
+        cancelled."""
         ids = list(job_ids)
         if not ids:
             return {}
-        self.session.execute(
-            update(JobModel)
-            .where(JobModel.id.in_(ids), JobModel.runner == runner)
-            .values(heartbeat_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
+        now, progress = utcnow(), progress or {}
+        plain = [job_id for job_id in ids if job_id not in progress]
+        for job_id, fraction in progress.items():
+            self.session.execute(
+                update(JobModel)
+                .where(JobModel.id == job_id, JobModel.runner == runner)
+                .values(heartbeat_at=now, progress=fraction)
+                .execution_options(synchronize_session=False)
+            )
+        if plain:
+            self.session.execute(
+                update(JobModel)
+                .where(JobModel.id.in_(plain), JobModel.runner == runner)
+                .values(heartbeat_at=now)
+                .execution_options(synchronize_session=False)
+            )
         rows = self.session.execute(
             select(JobModel.id, JobModel.cancel_requested).where(JobModel.id.in_(ids))
         ).all()

@@ -184,8 +184,14 @@ class JobRunner:
                 del self._executions[job_id]
             running = list(self._executions)
         if running:
+            progress = {}
+            for job_id in running:
+                execution = self._executions.get(job_id)
+                search = execution.search if execution is not None else None
+                if search is not None:  # (a time budget's share grows during a long trial)
+                    progress[job_id] = round(search.fraction_done(), 4)
             with session_scope(self.write) as session:
-                cancel = JobRepository(session).renew(self.runner_id, running)
+                cancel = JobRepository(session).renew(self.runner_id, running, progress)
             for job_id, requested in cancel.items():
                 if requested:
                     self._executions[job_id].request_stop(CANCELLED)

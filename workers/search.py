@@ -240,6 +240,7 @@ class SearchLoop:
         self._batch_first = 0
         self._running = False
         self.components.evaluator.report = self._report
+        self.components.evaluator.poll = self._poll
 
     @property
     def trials(self) -> list[TrialRecord]:
@@ -458,11 +459,15 @@ class SearchLoop:
     def _report(self, index: int, epoch: int, values: Mapping[str, float]) -> None:
         """The evaluator's intermediate value of the batch's ``index``-th trial; a stop
         asked for meanwhile ends the batch here (``Interrupted``)."""
-        if self.budget.should_stop is not None and (why := self.budget.should_stop()):
-            raise Interrupted(why)
+        self._poll()
         if self.events.on_intermediate is not None:
             self.events.on_intermediate(self._batch_first + index, epoch, values)
         self._trial_safe_point(epoch)
+
+    def _poll(self) -> None:
+        """A stop asked for (cancel, shutdown) ends the running trial here: ``Interrupted``."""
+        if self.budget.should_stop is not None and (why := self.budget.should_stop()):
+            raise Interrupted(why)
 
     def _trial_safe_point(self, epoch: int) -> None:
         """A safe point inside the running trial, where its evaluator can resume it from

@@ -94,6 +94,10 @@ class Evaluator(ABC):
     #: Intermediate values of running trials go here when set (the service stores them);
     #: evaluators that train per trial call it after each epoch.
     report: ReportFn | None = None
+    #: Called between the steps of a long training (each meta-iteration) when set: the
+    #: search loop's raises when the search must stop now (a cancel, a server shutdown),
+    #: so that a trial stops within a step rather than at its next ``report``.
+    poll: Callable[[], None] | None = None
 
     @classmethod
     def learns_graph(cls, params: Mapping[str, Any]) -> bool:

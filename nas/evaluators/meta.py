@@ -733,6 +733,8 @@ class MetaEvaluator(Evaluator):
                     self.report(index, epoch, {"meta_train_loss": value})
         last = reported[-1] if reported else math.nan
         for iteration in range(start, total):
+            if self.poll is not None:  # (a meta-epoch of a large network takes minutes)
+                self.poll()
             losses.append(learner.step(self._draw(stream, settings)))
             if len(losses) == window or iteration == total - 1:
                 last = sum(losses) / len(losses)

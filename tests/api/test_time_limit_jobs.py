@@ -4,13 +4,15 @@ with ``budget.on_time_limit: fail``; retraining wider than the searched size und
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from api.cli import describe_job
 from api.client import NasClient
-from tests.api.conftest import LiveServer, nb201_spec, standalone_spec
+from tests.api.conftest import LiveServer, nb201_spec, standalone_spec, wait_for
 from tests.workers.test_meta_train_search import table_meta_spec
 from tests.workers.test_time_limit import _spec
 
@@ -74,3 +76,41 @@ def test_a_minutes_budget_is_the_plan_in_the_service_too(server_factory: Any) ->
         client.cancel(meta["id"])
         again = client.submit(meta["spec"])  # the stored spec submits again
         client.cancel(again["id"])
+
+
+def test_a_long_meta_learning_trial_shows_its_time_and_stops_at_once_on_cancel(
+    client: NasClient, time_left: Callable[..., float]
+) -> None:
+    """A meta-learning trial reports at the end of each of its 10 meta-epochs: before its
+    first, the job's progress stood at its start value although its time budget ran (job
+    progress was written only with trials), and a cancel waited for that meta-epoch's end
+    (minutes for a large network). Now progress follows the time budget while the trial
+    runs, and a cancel stops it within a meta-iteration."""
+    spec = {
+        "name": "long-maml",
+        "dataset": {"name": "sinusoid"},
+        "space": {"name": "mlp", "min_layers": 2, "max_layers": 2, "widths": [40]},
+        "controller": {"name": "random"},
+        # 100,000 meta-iterations to a meta-epoch: never one within this test
+        "evaluator": {"name": "maml", "meta_iterations": 1_000_000},
+        "objective": {"metric": "meta_val_mse", "direction": "minimize"},
+        "budget": {"trials": 1, "minutes": 10},
+    }
+    job_id = client.submit(spec)["id"]
+    trial = wait_for(
+        lambda: next(iter(client.trials(job_id, state="RUNNING")["data"]), None),
+        timeout=time_left(60),
+    )
+    first = client.job(job_id)["progress"]
+    grown = wait_for(
+        lambda: (p := client.job(job_id)["progress"]) > first + 0.001 and p,
+        timeout=time_left(30),
+    )
+    assert grown <= 0.2 and client.trial(trial["id"])["intermediate_values"] == []
+    client.cancel(job_id)
+    asked = time.monotonic()
+    job = client.wait(job_id, timeout=time_left(60), poll=0.1)
+    assert job["state"] == "CANCELLED", job["reason"]
+    assert time.monotonic() - asked < 20, "the cancel waited for the meta-epoch"
+    (ended,) = client.all_trials(job_id)
+    assert ended["state"] == "FAIL" and "cancelled while this trial ran" in ended["error"]
