@@ -101,11 +101,12 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _print_warnings(warnings: Sequence[str] | None) -> None:
-    """Each warning on a line of its own, on stdout and (when that is not a terminal)
-    stderr, so neither a log nor an interactive user misses it."""
+    """Each warning on a line of its own, on stdout and, when stdout goes elsewhere than a
+    terminal that stderr shows, on stderr too: neither a log nor an interactive user misses
+    it, and output captured as one stream has it once."""
     for warning in warnings or []:
         print(f"WARNING: {warning}")
-        if not sys.stdout.isatty():
+        if not sys.stdout.isatty() and sys.stderr.isatty():
             print(f"WARNING: {warning}", file=sys.stderr)
 
 
@@ -623,7 +624,10 @@ def _paren(text: str | None) -> str:
 def _cmd_cancel(args: argparse.Namespace) -> int:
     with _client(args) as client:
         job = client.cancel(args.job)
-    print(f"job {job['id']} {job['state']} (cancel requested)")
+    if job["state"] == "RUNNING":  # it stops at its next trial or epoch
+        print(f"job {job['id']} RUNNING (cancel requested; it stops at its next trial or epoch)")
+    else:  # a QUEUED job is cancelled at once
+        print(f"job {job['id']} {job['state']}")
     return 0
 
 

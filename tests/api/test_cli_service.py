@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from api.cli import main
+from api.cli import _print_warnings, main
 from tests.api.conftest import LiveServer, nb201_spec
 
 
@@ -82,3 +82,22 @@ def test_serve_says_at_once_when_its_ray_cluster_cannot_be_reached(
     assert code == 1
     err = capsys.readouterr().err
     assert f"error: the Ray cluster at 127.0.0.1:{port} cannot be reached" in err
+
+
+def test_cancel_says_what_became_of_the_job_and_captured_warnings_print_once(
+    server_factory, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    """A QUEUED job is cancelled at once: 'job 1 CANCELLED (cancel requested)' said both.
+    A warning went to stdout and stderr whenever stdout was not a terminal: twice in output
+    captured as one stream (``2>&1``); now on stderr too only when stderr is a terminal."""
+    server = server_factory(run_jobs=False)  # its jobs stay QUEUED
+    auth = ["--server", server.url, "--api-key", server.create_key("a")]
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(nb201_spec()))
+    assert main(["submit", str(spec), *auth]) == 0
+    capsys.readouterr()
+    assert main(["cancel", "1", *auth]) == 0
+    assert capsys.readouterr().out == "job 1 CANCELLED\n"
+    _print_warnings(["the time budget cut it short"])
+    printed = capsys.readouterr()  # (neither stream is a terminal here)
+    assert printed.out == "WARNING: the time budget cut it short\n" and printed.err == ""
