@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from api.models import JobModel
+from api.policies import stored_policy
 from api.repositories import TrialRepository
 from api.services import ConflictError
 from controllers.rl2 import META_EVALUATOR
@@ -61,11 +62,14 @@ def rank_architecture(session: Session, job: JobModel, rank: int) -> RankedArchi
     maximize = job.maximize
     count = len(listed) + trials.count_ranked(job.id, exclude_keys=keys)
     if count == 0 and (job.spec.get("evaluator") or {}).get("name") == META_EVALUATOR:
-        raise ConflictError(
-            f"job {job.id} is a meta-training job ({META_EVALUATOR}): it trains an RL² policy, not "
-            f"architectures; download the policy: GET /api/v1/jobs/{job.id}/policy "
-            f"(nas policy {job.id})"
-        )
+        told = f"job {job.id} is a meta-training job ({META_EVALUATOR}): it trains an RL² policy, not architectures"
+        if stored_policy(session, job.id) is not None:
+            told += f"; download the policy: GET /api/v1/jobs/{job.id}/policy (nas policy {job.id})"
+        elif job.state in ("QUEUED", "RUNNING"):
+            told += f"; once it ends, GET /api/v1/jobs/{job.id}/policy (nas policy {job.id}) downloads it"
+        else:  # (failed, or cancelled before its first iteration)
+            told += f", and it ended {job.state} without one"
+        raise ConflictError(told)
     if count == 0:
         running = job.state in ("QUEUED", "RUNNING")
         raise ConflictError(

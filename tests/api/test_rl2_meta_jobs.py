@@ -274,6 +274,10 @@ def test_a_cancel_stops_a_long_iteration_and_an_iteration_too_large_is_refused(
     assert info.value.detail == (
         f"job {done['id']} has no RL² policy: it was cancelled before its first iteration"
     )
+    with pytest.raises(ApiError) as info:  # it sent the caller to that 409 for the policy
+        client.export(done["id"], "json", path=tmp_path / "x.json")
+    assert info.value.status_code == 409 and "/policy" not in str(info.value)
+    assert "it ended CANCELLED without one" in str(info.value)
 
 
 def test_meta_training_on_earlier_jobs_of_the_service(
