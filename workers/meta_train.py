@@ -237,8 +237,12 @@ class MetaTrainSearch(SearchLoop):
         )
 
 
-def _finite(values: Mapping[str, float]) -> dict[str, float | None]:
-    return {k: (float(v) if np.isfinite(v) else None) for k, v in values.items()}
+def _finite(values: Mapping[str, float]) -> dict[str, float | int | None]:
+    """The figures as JSON holds them: non-finite ones ``None``, the iteration a count."""
+    return {
+        k: (int(v) if k == "iteration" else float(v)) if np.isfinite(v) else None
+        for k, v in values.items()
+    }
 
 
 __all__ = ["POLICY_FILE", "POLICY_KIND", "MetaTrainSearch"]

@@ -60,6 +60,8 @@ def test_nas_search_writes_the_policy_and_the_curve(tmp_path: Path) -> None:
     spec["objective"]["direction"] = "minimize"  # an error to minimise: negated, same loop
     summary = run_local_search(parse_spec(spec), tmp_path / "run", progress=False)
     assert summary["meta_training"]["iterations"] == 4
+    last = summary["meta_training"]["last"]  # (its iteration was 4.0, as the curve had 4)
+    assert last["iteration"] == 4 and isinstance(last["iteration"], int)
     policy, meta = load_policy(tmp_path / "run" / "rl2-policy.pt")
     assert policy.cardinalities == [5, 5, 5] and meta["direction"] == "minimize"
     assert meta["space"]["decisions"][0] == ["a", ["0", "1", "2", "3", "4"]]
