@@ -480,7 +480,13 @@ def _check_training_key(name: str, p: Param) -> list[tuple[tuple[str | int, ...]
             elif key.kind == "choice":
                 ok = isinstance(choice, str) and key.check(choice)
             elif key.kind == "integer":
-                ok = isinstance(choice, int) and not isinstance(choice, bool) and key.check(choice)
+                whole = isinstance(choice, int) and not isinstance(choice, bool)
+                if not whole and isinstance(choice, (int, float)):
+                    problems.append(
+                        (("choices", i), f"{choice!r} is not valid for {name}: a whole number")
+                    )
+                    continue
+                ok = whole and key.check(choice)
             else:
                 ok = isinstance(choice, (int, float)) and not isinstance(choice, bool)
                 if ok:

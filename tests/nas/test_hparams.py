@@ -173,6 +173,12 @@ CASES = [
         "'lion' is not valid for optimizer: adam, adamw, sgd",
     ),
     ("training-optimizer-type", {"optimizer": f()}, ("optimizer", "type"), "use type categorical"),
+    (  # (it said "2.5 is not valid for batch_size: 1 <= batch_size <= 65536")
+        "training-integer-choice-not-whole",
+        {"batch_size": {"type": "categorical", "choices": [32, 2.5]}},
+        ("batch_size", "choices", 1),
+        "2.5 is not valid for batch_size: a whole number",
+    ),
     (
         "training-loss-choice",
         {"loss": {"type": "categorical", "choices": ["mse"]}},
