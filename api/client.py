@@ -191,6 +191,13 @@ class NasClient:
         through a temporary file so a failed download leaves nothing. A device or a named
         pipe is written into; a symbolic link is kept, the file it names replaced."""
         timeout = httpx.Timeout(30.0, read=600.0)  # the server builds and checks the file
+        folder = path is not None and str(path).endswith(("/", os.sep))
+        if path is not None and not folder and not Path(path).parent.is_dir():
+            # (only a path ending in a slash asks for folders to be made)
+            raise FileNotFoundError(
+                f"no such folder: {str(Path(path).parent)!r} (for {str(path)!r}; end a path "
+                "with / to have its folders made and the file named by the server)"
+            )
         with (
             self._reaching(),
             self._http.stream("GET", url, params=params, timeout=timeout) as response,
@@ -199,7 +206,7 @@ class NasClient:
                 response.read()
                 self._check(response)
             target = Path(path) if path is not None else Path.cwd()
-            if target.is_dir() or str(path).endswith(("/", os.sep)):
+            if target.is_dir() or folder:
                 target = target / (self._filename(response) or fallback)
             if target.exists() and (not target.is_file() or target.parts[:2] == ("/", "dev")):
                 # A device, a named pipe (``/dev/null``), anything under /dev (``/dev/stdout``
@@ -211,7 +218,7 @@ class NasClient:
                 return target
             # A symbolic link stays: the file it points to is the one replaced.
             written = target.resolve() if target.is_symlink() else target
-            written.parent.mkdir(parents=True, exist_ok=True)
+            written.parent.mkdir(parents=True, exist_ok=True)  # (a folder asked for: made)
             tmp = written.with_name(f".{written.name}.part")
             try:
                 with tmp.open("wb") as out:

@@ -195,6 +195,11 @@ def test_export_to_a_path_ending_in_a_slash_creates_that_folder(
     assert made.returncode == 0, made.stderr
     assert (tmp_path / "dirnew").is_dir()  # was: a file named 'dirnew'
     assert [p.read_bytes() for p in (tmp_path / "dirnew").iterdir()] == [expected]
+    # a file in a folder that does not exist: refused, nothing made (its folders were made)
+    missing = nas("export", str(nb201_job), "-o", "nowhere/deeper/x.json", *auth, cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr.startswith("error: no such folder: 'nowhere/deeper'"), missing.stderr
+    assert not (tmp_path / "nowhere").exists()
 
 
 @sqlite_only
