@@ -26,7 +26,7 @@ from api.models import ArtifactModel, JobModel, JobState
 from api.repositories import ArtifactRepository, JobRepository, TrialRepository
 from api.storage import storage_error
 from controllers.rl2 import META_EVALUATOR, PolicyFileError, load_policy, space_mismatch
-from nas.errors import NasError, SpecError
+from nas.errors import NasError, SpecError, spec_error_at_field
 from nas.evaluators.rl2_meta import MAX_JOB_TRIALS, Rl2MetaConfig, Rl2MetaEvaluator
 from nas.spec import ResolvedSpec
 from workers.meta_train import POLICY_KIND
@@ -76,7 +76,7 @@ def resolve_meta_jobs(
     try:
         space = resolved.build_space()
     except NasError as exc:  # a table space whose file is wrong: its own field's error
-        raise SpecError.at(["space"], str(exc)) from None
+        raise spec_error_at_field(exc, ["space"]) from None
     # (before any job is read: a space too large, or an iteration too large, is refused)
     Rl2MetaEvaluator.check_size(space, config)
     stored = resolved.to_dict()
@@ -196,7 +196,7 @@ def _checked(job_id: int, data: bytes, resolved: ResolvedSpec, whose: str) -> Po
     try:
         decisions = [[d.name, list(d.choices)] for d in space.decisions()]
     except NasError as exc:  # a table space whose file is wrong: its own field's error
-        raise SpecError.at(["space"], str(exc)) from None
+        raise spec_error_at_field(exc, ["space"]) from None
     mismatch = space_mismatch(meta, space) if meta.get("space") else "records no space"
     if mismatch is not None:
         raise SpecError.at(_LOC, f"{whose} policy {mismatch}")

@@ -117,6 +117,7 @@ def _downloads_the_policy(
     assert got == tmp_path / f"rl2-policy-job{meta_job}.pt"
     assert got.read_bytes() == (stored / "rl2-policy.pt").read_bytes()
     out = tmp_path / "cli" / "p.pt"
+    out.parent.mkdir()
     argv = ["policy", str(meta_job), "-o", str(out), "--server", server.url, "--api-key", key]
     assert main(argv) == 0
     assert out.read_bytes() == got.read_bytes() and "RL² policy" in capsys.readouterr().out
@@ -145,6 +146,14 @@ def _refused_at_the_field(server: LiveServer, client: NasClient, meta_job: int) 
     }
     for spec, loc, says in (
         (other, ["controller", "policy_job"], "trained for the decisions of space 'nb201'"),
+        (  # a wrong table's field, as with any controller (it was at 'space')
+            {
+                **other,
+                "space": {**other["space"], "decisions": ["a", {"column": "b", "choices": [7, 8]}]},
+            },
+            ["space", "decisions", 1, "choices"],
+            "must be exactly the distinct values",
+        ),
         (nb201_spec(controller={"name": "rl2"}), ["controller", "policy"], "policy_job"),
         (meta_spec() | {"budget": {"trials": 5}}, ["budget", "trials"], "evaluator.iterations"),
         (
