@@ -1001,7 +1001,8 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None
         current = _model_in(field.annotation)
         if current is None:
             return None
-    return list(current.model_fields)
+    skip = getattr(current, "inapplicable_fields", frozenset())  # (inherited, refused)
+    return [name for name in current.model_fields if name not in skip]
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

@@ -42,6 +42,9 @@ __all__ = ["PretrainConfig", "PretrainEvaluator", "PretrainLearner"]
 
 
 class PretrainConfig(FewShotConfig):
+    #: Fields of the episodes it does not train on: refused (below), so never listed as valid
+    inapplicable_fields: ClassVar[frozenset[str]] = frozenset({"meta_batch", "shots", "queries"})
+
     meta_iterations: int = Field(
         1000, ge=1, le=10_000_000, description="pretraining minibatches (on all meta-train classes)"
     )

@@ -368,3 +368,20 @@ def test_pretrain_is_not_held_to_the_episode_sizes_it_does_not_draw() -> None:
     with pytest.raises(SpecError) as info:
         parse_spec(unset_shots("protonet"))
     assert [tuple(e["loc"]) for e in info.value.errors] == [("evaluator", "shots")]
+
+
+def test_pretrain_does_not_list_the_episode_settings_among_its_valid_fields() -> None:
+    """An unknown field's message listed meta_batch, shots and queries as valid, each of
+    which it then refuses."""
+    from tests.nas.test_evaluator_contract import _fewshot_spec
+
+    spec = _fewshot_spec("pretrain")
+    spec["evaluator"]["epochs"] = 1
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec, strict=True)
+    [error] = info.value.errors
+    assert error["msg"].startswith("unknown field; valid: meta_iterations, ")
+    assert "finetune_steps" in error["msg"]
+    assert not {"meta_batch", "shots", "queries"} & set(
+        error["msg"].split("; valid: ")[1].split(", ")
+    )
