@@ -182,9 +182,22 @@ class TableEvaluator(Evaluator):
         """The base checks with the columns the spec names, plus: a constraint needs its
         column (``evaluator.figures``), a simulated-time budget needs ``evaluator.cost``."""
         config = _config(spec)
+        decisions = spec.space.params.get("decisions") if spec.space.name == "table" else None
+        columns = {
+            d if isinstance(d, str) else d.get("column") if isinstance(d, Mapping) else None
+            for d in decisions or ()
+        }
         # The columns first: a fitness the table lacks is the problem, more than an
-        # objective.metric that names another column.
-        problems = [*_missing_columns(spec, config), *super().spec_problems(spec)]
+        # objective.metric that names another column; and a fitness that is a decision
+        # column is, not the objective.metric whose valid list would offer it.
+        base = super().spec_problems(spec)
+        if config.fitness in columns:
+            base = [
+                p
+                for p in base
+                if p[0][:2] not in (("objective", "metric"), ("objective", "metrics"))
+            ]
+        problems = [*_missing_columns(spec, config), *base]
         constraints = spec.objective.constraints
         for key in constraints.limits() if constraints is not None else {}:
             figure = CONSTRAINTS[key]
@@ -198,11 +211,6 @@ class TableEvaluator(Evaluator):
                         ),
                     )
                 )
-        decisions = spec.space.params.get("decisions") if spec.space.name == "table" else None
-        columns = {
-            d if isinstance(d, str) else d.get("column") if isinstance(d, Mapping) else None
-            for d in decisions or ()
-        }
         for field, column in (("fitness", config.fitness), ("heldout", config.heldout)):
             if column is not None and column in columns:
                 problems.append(

@@ -450,6 +450,9 @@ def test_the_spec_is_checked_against_the_columns_it_names(bench: Path) -> None:
     problems = _problems(doc)
     assert set(problems) == {("evaluator", "fitness"), ("evaluator", "heldout")}
     assert "'width' is a decision column" in problems[("evaluator", "fitness")]
+    # nor is the objective.metric named elsewhere refused with that column as "valid"
+    doc["objective"]["metric"] = "val_acc"
+    assert set(_problems(doc)) == {("evaluator", "fitness"), ("evaluator", "heldout")}
 
 
 def test_columns_the_table_lacks_are_reported_at_their_fields_with_the_objective(
