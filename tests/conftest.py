@@ -63,16 +63,18 @@ FAST_NODE_DEATH = {
 LONGEST_FILES = (
     "tests/api/dashboard/test_browser.py",
     "tests/api/test_fuzz_postgresql.py",
-    "tests/api/test_fuzz.py",
-    "tests/api/test_runner.py",
-    "tests/api/test_crash.py",
-    "tests/api/test_cli_errors.py",
     "tests/api/test_ray.py",
+    "tests/api/test_cli_errors.py",
+    "tests/api/test_crash.py",
     "tests/api/test_cli_usability.py",
-    "tests/api/test_warmstart.py",
-    "tests/api/test_ray_supernet.py",
-    "tests/controllers/test_optuna.py",
     "tests/workers/test_backend_contract.py",
+    "tests/api/test_runner.py",
+    "tests/api/test_ray_supernet.py",
+    "tests/api/test_fuzz.py",
+    "tests/api/test_hardening.py",
+    "tests/api/test_export_api.py",
+    "tests/api/test_warmstart.py",
+    "tests/controllers/test_optuna.py",
 )
 
 

@@ -202,7 +202,7 @@ def test_a_trial_shows_its_result_when_its_task_ends_not_when_its_batch_does(
     ).start()
     try:
         with server.client(server.create_key("a")) as client:
-            spec = standalone_spec(trials=3, epochs=40, resources={"workers": 3})
+            spec = standalone_spec(trials=3, epochs=12, resources={"workers": 3})
             job_id = client.submit(spec)["id"]
 
             def ended_beside_running() -> dict[str, Any] | None:
