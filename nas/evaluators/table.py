@@ -222,6 +222,21 @@ class TableEvaluator(Evaluator):
                         ),
                     )
                 )
+        if (
+            spec.budget.simulated_seconds is not None
+            and config.cost
+            and not any(part.scale for part in config.cost)
+        ):
+            problems.append(
+                (
+                    ("evaluator", "cost"),
+                    (
+                        "every cost column has scale 0, so queries cost nothing and "
+                        "budget.simulated_seconds is never reached; give a column a scale "
+                        "above 0, or use budget.trials"
+                    ),
+                )
+            )
         if spec.budget.simulated_seconds is not None and not config.cost:
             problems.append(
                 (

@@ -438,6 +438,9 @@ def test_the_spec_is_checked_against_the_columns_it_names(bench: Path) -> None:
     doc = spec(bench, budget={"simulated_seconds": 100})
     doc["evaluator"]["cost"] = []
     assert list(_problems(doc)) == [("budget", "simulated_seconds")]
+    # (scale 0 everywhere: 100,000 free queries of a 9-row table ran to budget.max_trials)
+    doc["evaluator"]["cost"] = [{"column": "seconds", "scale": 0}]
+    assert "never reached" in _problems(doc)[("evaluator", "cost")]
     doc = spec(bench, objective={"metric": "val", "constraints": {"max_flops": 1}})
     assert "evaluator.figures.flops" in _problems(doc)[("objective", "constraints", "max_flops")]
     doc = spec(bench)
