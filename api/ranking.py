@@ -62,11 +62,15 @@ def rank_architecture(session: Session, job: JobModel, rank: int) -> RankedArchi
     maximize = job.maximize
     count = len(listed) + trials.count_ranked(job.id, exclude_keys=keys)
     if count == 0 and (job.spec.get("evaluator") or {}).get("name") == META_EVALUATOR:
-        told = f"job {job.id} is a meta-training job ({META_EVALUATOR}): it trains an RL² policy, not architectures"
+        told = (
+            f"job {job.id} is a meta-training job ({META_EVALUATOR}): it trains an RL² "
+            "policy, not architectures"
+        )
+        get = f"GET /api/v1/jobs/{job.id}/policy (nas policy {job.id})"
         if stored_policy(session, job.id) is not None:
-            told += f"; download the policy: GET /api/v1/jobs/{job.id}/policy (nas policy {job.id})"
+            told += f"; download the policy: {get}"
         elif job.state in ("QUEUED", "RUNNING"):
-            told += f"; once it ends, GET /api/v1/jobs/{job.id}/policy (nas policy {job.id}) downloads it"
+            told += f"; once it ends, {get} downloads it"
         else:  # (failed, or cancelled before its first iteration)
             told += f", and it ended {job.state} without one"
         raise ConflictError(told)

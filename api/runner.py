@@ -238,7 +238,7 @@ class JobExecution(threading.Thread):
         self._waiting: set[int] = set()  # numbers of WAITING rows (handed to Ray, not started)
         self._running: set[int] = set()  # numbers of RUNNING rows
         # Trials shown ended ahead of their record (on_trial_ended): number -> their state
-        self._ended: dict[int, str] = {}
+        self._ended: dict[int, TrialState] = {}
         self._counts: dict[str, int] = {}
         self._last_flush = 0.0
         self._evaluator_files: list[Path] = []  # the newest is the checkpoint's
@@ -537,8 +537,7 @@ class JobExecution(threading.Thread):
             self._count(TrialState.WAITING, -1)
         else:
             return
-        state = record.result.state.value
-        self._ended[record.number] = state
+        self._ended[record.number] = record.result.state
         self._count(record.result.state, 1)
 
         def work(session: Session) -> None:
@@ -651,7 +650,7 @@ class JobExecution(threading.Thread):
         self._count(TrialState.RUNNING, -len(self._running))
         self._count(TrialState.WAITING, -len(self._waiting))
         for state in self._ended.values():
-            self._count(TrialState(state), -1)
+            self._count(state, -1)
         self._running.clear()
         self._waiting.clear()
         self._ended.clear()
