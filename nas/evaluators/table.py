@@ -222,21 +222,6 @@ class TableEvaluator(Evaluator):
                         ),
                     )
                 )
-        if (
-            spec.budget.simulated_seconds is not None
-            and config.cost
-            and not any(part.scale for part in config.cost)
-        ):
-            problems.append(
-                (
-                    ("evaluator", "cost"),
-                    (
-                        "every cost column has scale 0, so queries cost nothing and "
-                        "budget.simulated_seconds is never reached; give a column a scale "
-                        "above 0, or use budget.trials"
-                    ),
-                )
-            )
         if spec.budget.simulated_seconds is not None and not config.cost:
             problems.append(
                 (
@@ -244,6 +229,17 @@ class TableEvaluator(Evaluator):
                     (
                         "queries cost nothing without evaluator.cost (the columns whose sum is "
                         "a query's simulated seconds); set it or use budget.trials"
+                    ),
+                )
+            )
+        elif spec.budget.simulated_seconds is not None and not any(p.scale for p in config.cost):
+            problems.append(
+                (
+                    ("evaluator", "cost"),
+                    (
+                        "every cost column has scale 0, so queries cost nothing and "
+                        "budget.simulated_seconds is never reached; give a column a scale "
+                        "above 0, or use budget.trials"
                     ),
                 )
             )
