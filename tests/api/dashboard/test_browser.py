@@ -7,6 +7,7 @@ errors appear at the field of the spec editor."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from itertools import pairwise
@@ -380,7 +381,8 @@ def test_a_full_first_page_keeps_counting_and_the_list_shows_new_jobs(
     27 trials' after the job ended with 45), and the jobs list polled only while a listed job
     ran, so a job submitted elsewhere never appeared."""
     with site.server.client(site.key) as client:
-        job = client.submit(standalone_spec(trials=30, epochs=1, name="live-full"))
+        space = {"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]}
+        job = client.submit(standalone_spec(trials=30, epochs=1, name="live-full", space=space))
         p = page.go(f"/jobs/{job['id']}")
         p.wait_for_selector("#trials")
         client.wait(job["id"], timeout=120)
@@ -388,9 +390,15 @@ def test_a_full_first_page_keeps_counting_and_the_list_shows_new_jobs(
             "document.querySelector('#trials-count').textContent === '1–25 of 30 trials'",
             timeout=15_000,
         )
+        # The list looks again every 10 s while none of its jobs runs: the page's clock is
+        # moved on past that instead of waiting for it.
+        p.clock.install()
+        p.reload()
         p = page.go("/")
+        p.wait_for_selector(f"#jobs tr[data-job='{job['id']}']")
         late = client.submit(nb201_spec(budget={"trials": 3}, name="late"))
         client.wait(late["id"], timeout=60)
+        p.clock.fast_forward(10_000)
         p.wait_for_selector(f"#jobs tr[data-job='{late['id']}']", timeout=20_000)
     assert page.errors == []
 
@@ -405,26 +413,33 @@ def test_a_running_jobs_eta_counts_down_between_updates(
         # Short trials, many: the first soon gives an estimate, the rest keep the job running
         job = client.submit(standalone_spec(trials=12, epochs=15, name="eta"))
         try:
+            # The page's clock, moved on by a minute: an estimate in minutes (a loaded
+            # machine's) changes too, without waiting for it
+            page.page.clock.install()
+            page.page.reload()
             p = page.go("/")
+            cell = f"#jobs tr[data-job='{job['id']}'] .eta[data-finish]"
             # the first trial completed (progress > 0): the row has an estimate (a loaded
             # machine trains the 15 epochs for a minute)
-            cell = p.wait_for_selector(
-                f"#jobs tr[data-job='{job['id']}'] .eta[data-finish]",
-                timeout=1000 * time_left(180),
+            p.wait_for_selector(cell, timeout=1000 * time_left(180))
+            read = (
+                "(sel) => { const el = document.querySelector(sel);"
+                " const same = !!el && el === window.etaCell; window.etaCell = el;"
+                " return el && [same, el.dataset.finish, el.textContent]; }"
             )
-            before = cell.text_content()
-            # seconds count down each second; an estimate in minutes (a slow machine's)
-            # within a minute
-            p.wait_for_function(
-                "([el, before]) => el.isConnected && el.textContent !== before",
-                arg=[cell, before],
-                timeout=1000 * time_left(65),
-            )
-            finish = int(cell.get_attribute("data-finish") or 0)
-            now = p.evaluate("Date.now()")
-            assert finish > now - 60_000, (finish, now)  # a finishing time, not a duration
+            shown = p.evaluate(read, cell)
+            for _ in range(20):  # until no trial ended (and redrew the row) in between
+                p.clock.fast_forward(61_000)
+                before, shown = shown, p.evaluate(read, cell)
+                if shown is None or shown[0]:
+                    break
+            assert shown is not None and shown[0], "the row was redrawn at every try"
+            assert shown[1] == before[1] and shown[2] != before[2], (before, shown)
+            # a finishing time (by the page's clock, ahead of this one), not a duration
+            assert int(shown[1]) > 1000 * time.time() - 60_000, shown
         finally:
-            client.cancel(job["id"])
+            with contextlib.suppress(ApiError):  # it may have ended
+                client.cancel(job["id"])
     assert page.errors == []
 
 
