@@ -42,3 +42,7 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   fi
 fi
 $VPIP install --quiet -e ".[dev]"
+# The project's own modules compiled once, here: Python reads these files even where it may
+# not write them (PYTHONDONTWRITEBYTECODE=1), so that each `nas` command, server and Ray
+# worker process does not compile some 30,000 lines again (about 0.8 s of a core each).
+.venv/bin/python -m compileall -q -j 0 nas api workers controllers >/dev/null
