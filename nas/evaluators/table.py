@@ -73,9 +73,25 @@ _HELDOUT_APART = (
 )
 
 
+#: What the evaluator reports under its own name: a column of that name would overwrite it.
+ROW_METRIC = "table_row"
+
+
+def _not_the_row(column: str) -> str:
+    """A reported column is not named as the figure the evaluator reports itself (the row's
+    number, ``table_row``), which it would overwrite."""
+    if column == ROW_METRIC:
+        raise ValueError(
+            f"{ROW_METRIC!r} is the name the evaluator reports each architecture's row number "
+            "under; rename that column of the table"
+        )
+    return column
+
+
 def _not_fitness_or_heldout(column: str, info: ValidationInfo) -> str:
     """A metric column is neither the fitness (reported already) nor the held-out column
     (never shown to the search); refused at ``metrics.<i>``."""
+    _not_the_row(column)
     if column == info.data.get("fitness"):
         raise ValueError(f"{column!r} is the fitness, reported already; drop it from metrics")
     if column == info.data.get("heldout"):
@@ -110,9 +126,16 @@ class TableEvaluatorConfig(EvaluatorConfig):
         description="the columns objective.constraints read: params, flops, latency_ms",
     )
 
+    @field_validator("fitness")
+    @classmethod
+    def _fitness_not_the_row(cls, value: str) -> str:
+        return _not_the_row(value)
+
     @field_validator("heldout")
     @classmethod
     def _heldout_not_fitness(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            _not_the_row(value)
         if value is not None and value == info.data.get("fitness"):
             raise ValueError(_HELDOUT_APART.format(value))
         return value
@@ -150,7 +173,7 @@ class TableEvaluator(Evaluator):
     constraint_keys = ("max_params", "max_flops", "max_latency_ms")
     metric_notes: ClassVar[Mapping[str, str]] = {
         **Evaluator.metric_notes,
-        "table_row": "the architecture's row in the benchmark table (0 = the first data row)",
+        ROW_METRIC: "the architecture's row in the benchmark table (0 = the first data row)",
     }
     trains_networks = False
     simulates_cost = True
@@ -439,7 +462,7 @@ class TableEvaluator(Evaluator):
         row = self.space.row_of(arch)
         if row is None:
             return {}
-        out: dict[str, float] = {"table_row": row}
+        out: dict[str, float] = {ROW_METRIC: row}
         if self._heldout is not None and not math.isnan(self._heldout[row]):
             out[self.heldout] = float(self._heldout[row])  # type: ignore[index]
         return out

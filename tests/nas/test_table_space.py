@@ -456,6 +456,15 @@ def test_the_spec_is_checked_against_the_columns_it_names(bench: Path) -> None:
     # nor is the objective.metric named elsewhere refused with that column as "valid"
     doc["objective"]["metric"] = "val_acc"
     assert set(_problems(doc)) == {("evaluator", "fitness"), ("evaluator", "heldout")}
+    # a column named as the row number the evaluator reports (table_row) overwrote it
+    for field, value in (("heldout", "table_row"), ("metrics", ["table_row"])):
+        doc = spec(bench)
+        doc["evaluator"][field] = value
+        loc = ("evaluator", field) if field == "heldout" else ("evaluator", field, 0)
+        assert "rename that column" in _problems(doc)[loc]
+    doc = spec(bench, objective={"metric": "table_row"})
+    doc["evaluator"]["fitness"] = "table_row"
+    assert "rename that column" in _problems(doc)[("evaluator", "fitness")]
 
 
 def test_columns_the_table_lacks_are_reported_at_their_fields_with_the_objective(
