@@ -156,6 +156,9 @@ def _source_jobs(
             if job is None:
                 raise SpecError.at(loc, f"no job {job_id} of yours")
             _check_same_search(loc, job, stored)
+            problem = _other_direction(job, stored)
+            if problem is not None:
+                raise SpecError.at(loc, problem)
             found.append((loc, job))
         return found
     query = select(JobModel).where(
@@ -167,7 +170,12 @@ def _source_jobs(
         same = job.spec.get("space") == stored["space"]
         # (a job with no completed trial, cancelled at its first, has nothing to give)
         completed = (job.state_counts or {}).get(TrialState.COMPLETE.value, 0) > 0
-        if same and completed and job.spec.get("hparams") == stored.get("hparams"):
+        if (
+            same
+            and completed
+            and job.spec.get("hparams") == stored.get("hparams")
+            and _other_direction(job, stored) is None
+        ):
             found.append((["warm_start", "query"], job))
         if len(found) == limit:
             break
@@ -177,6 +185,22 @@ def _source_jobs(
             "none of your finished jobs searched this space (same space and parameters)",
         )
     return found
+
+
+def _other_direction(job: JobModel, stored: dict[str, Any]) -> str | None:
+    """Why ``job`` cannot lend its best to this spec when it searched this spec's objective
+    metric the other way (its best are this job's worst); ``None`` when it did not."""
+    objective = stored.get("objective") or {}
+    metric, direction = objective.get("metric"), objective.get("direction", "maximize")
+    theirs = job.spec.get("objective") or {}
+    if theirs.get("metric") != metric or job.direction == direction:
+        return None
+    # One of the two directions is wrong, and only the user knows which (as for RL²'s
+    # meta-training jobs): its best taken as this job's best would start from the worst.
+    return (
+        f"job {job.id} {job.direction}d {metric!r}; this job would {direction} it: set "
+        f"objective.direction: {job.direction}, or warm-start from jobs that {direction}d it"
+    )
 
 
 def _check_same_search(loc: list[Any], job: JobModel, stored: dict[str, Any]) -> None:

@@ -273,12 +273,18 @@ def _ranked(source: Source) -> list[tuple[SourceTrial, float]]:
 
 
 def source_from_run(
-    run: str | Path, *, space: Mapping[str, Any], loc: Sequence[str | int] = ("warm_start", "runs")
+    run: str | Path,
+    *,
+    space: Mapping[str, Any],
+    loc: Sequence[str | int] = ("warm_start", "runs"),
+    objective: tuple[str, str] | None = None,
 ) -> Source:
     """A ``nas search`` output folder (its ``spec.yaml`` and ``trials.jsonl``) as a source.
     Its space section must equal ``space`` (the target's as stored, parameters included),
-    and it must have completed a trial (as a service source job must). A folder that is
-    not one, or is damaged, is a ``SpecError`` at ``loc`` (``warm_start.runs.I``)."""
+    it must have completed a trial (as a service source job must), and, given the target's
+    ``objective`` (metric, direction), it must not have searched that metric the other way
+    (its best would be the target's worst). A folder that is not one, or is damaged, is a
+    ``SpecError`` at ``loc`` (``warm_start.runs.I``)."""
     folder = Path(run).expanduser()
     spec = read_run_spec(folder, loc=loc)
     try:
@@ -290,11 +296,26 @@ def source_from_run(
             loc,
             f"{str(folder)!r} searched space {spec.get('space')}; this job searches {dict(space)}",
         )
-    objective = spec.get("objective") or {}
-    direction = objective.get("direction", "maximize") if isinstance(objective, Mapping) else None
+    objective_of_run = spec.get("objective") or {}
+    direction = (
+        objective_of_run.get("direction", "maximize")
+        if isinstance(objective_of_run, Mapping)
+        else None
+    )
     if direction not in ("maximize", "minimize"):
         raise SpecError.at(
             loc, f"{str(folder)!r}: its spec.yaml has no objective direction (maximize or minimize)"
+        )
+    if (
+        objective is not None
+        and objective[0] == objective_of_run.get("metric", objective[0])
+        and direction != objective[1]
+    ):
+        raise SpecError.at(
+            loc,
+            f"{str(folder)!r} {direction}d {objective[0]!r}; this job would {objective[1]} "
+            f"it: set objective.direction: {direction}, or warm-start from runs that "
+            f"{objective[1]}d it",
         )
     trials = []
     for number, line in enumerate(lines, start=1):
@@ -337,14 +358,26 @@ def resolve_runs(document: Mapping[str, Any]) -> dict[str, Any]:
     space = doc.get("space")
     if not isinstance(warm, Mapping) or not warm.get("runs") or not isinstance(space, Mapping):
         return doc  # (a malformed section is reported by the spec's own validation)
+    recorded = warm.get("sources")
+    if (
+        warm.get("priors") is not None
+        and isinstance(recorded, list)
+        and [s.get("run") if isinstance(s, Mapping) else None for s in recorded]
+        == list(warm["runs"])
+    ):
+        # A run's own spec.yaml run again: its sources were resolved when it ran and are in
+        # it, so it needs none of them (a folder moved or replaced since, or a relative path
+        # read from another folder, made it an error or silently another start).
+        return doc
     from pydantic import ValidationError
 
     from nas.spaces import SPACES
-    from nas.spec import Component, WarmStartSpec
+    from nas.spec import Component, ObjectiveSpec, WarmStartSpec
 
     try:
         component = Component.model_validate(dict(space))
         section = WarmStartSpec.model_validate(dict(warm))
+        objective = ObjectiveSpec.model_validate(doc.get("objective") or {})
     except ValidationError:
         return doc  # reported at its field by the spec's own validation
     if component.name not in SPACES:
@@ -353,7 +386,12 @@ def resolve_runs(document: Mapping[str, Any]) -> dict[str, Any]:
     config = space_class.Config.model_validate(component.params)
     stored_space = {"name": component.name, **config.model_dump(mode="json")}
     sources = [
-        source_from_run(run, space=stored_space, loc=["warm_start", "runs", i])
+        source_from_run(
+            run,
+            space=stored_space,
+            loc=["warm_start", "runs", i],
+            objective=(objective.metric, objective.direction),
+        )
         for i, run in enumerate(warm["runs"])
     ]
     predicted = section.predicted_count(joint=bool(doc.get("hparams")))

@@ -171,6 +171,30 @@ def test_a_query_passes_over_jobs_without_a_completed_trial(client: NasClient) -
     assert [s["job_id"] for s in job["spec"]["warm_start"]["sources"]] == [good["id"]]
 
 
+def test_a_source_that_searched_the_metric_the_other_way_is_refused_or_passed_over(
+    client: NasClient,
+) -> None:
+    """A source that minimised val_accuracy lent its lowest accuracies to a job maximising
+    it, as its best: the target started from the worst cells of the space (1.0 %)."""
+    lowest = {"metric": "val_accuracy", "direction": "minimize"}
+    wrong = client.wait(
+        client.submit(nb201_spec(budget={"trials": 8}, objective=lowest))["id"], timeout=120
+    )
+    with pytest.raises(ApiError) as info:
+        client.submit(nb201_spec(warm_start={"jobs": [wrong["id"]]}))
+    assert info.value.status_code == 422
+    assert info.value.detail[0]["loc"] == ["warm_start", "jobs", 0]
+    assert f"job {wrong['id']} minimized 'val_accuracy'" in info.value.detail[0]["msg"]
+    assert "objective.direction: minimize" in info.value.detail[0]["msg"]
+    assert client.jobs()["count"] == 1  # nothing created
+    # the same direction is a source; a query passes over the other
+    same = client.submit(nb201_spec(objective=lowest, warm_start={"jobs": [wrong["id"]]}))
+    assert same["spec"]["warm_start"]["sources"][0]["job_id"] == wrong["id"]
+    right = client.wait(client.submit(nb201_spec(budget={"trials": 8}))["id"], timeout=120)
+    job = client.submit(nb201_spec(warm_start={"query": "same-space", "limit": 5}))
+    assert [s["job_id"] for s in job["spec"]["warm_start"]["sources"]] == [right["id"]]
+
+
 def test_a_source_named_twice_or_sources_made_up_are_refused(client: NasClient) -> None:
     source = client.wait(client.submit(nb201_spec(budget={"trials": 5}))["id"], timeout=120)
     with pytest.raises(ApiError) as info:

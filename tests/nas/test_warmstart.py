@@ -114,6 +114,21 @@ def test_nas_search_resolves_runs(tmp_path, monkeypatch) -> None:  # type: ignor
     with pytest.raises(SpecError) as info:
         resolve_runs(other)
     assert info.value.errors[0]["loc"] == ("warm_start", "runs", 0)
+    # A resolved spec (the warm run's spec.yaml) run again keeps its priors: the source
+    # folder moved away was an error, and a folder put in its place a silently other start.
+    again = resolve_runs(target)
+    (tmp_path / "src").rename(tmp_path / "moved")
+    assert resolve_runs(again) == again
+    # A source that searched the metric the other way lends its worst: refused.
+    run_local_search(
+        parse_spec({**spec, "objective": {"metric": "val_accuracy", "direction": "minimize"}}),
+        tmp_path / "src",
+        progress=False,
+    )
+    with pytest.raises(SpecError) as info:
+        resolve_runs(target)
+    assert info.value.errors[0]["loc"] == ("warm_start", "runs", 0)
+    assert "minimized 'val_accuracy'; this job would maximize it" in info.value.errors[0]["msg"]
 
 
 NB201_RUN_SPEC = {
