@@ -448,6 +448,12 @@ def _watch(client: Any, job_id: int) -> int:
                     )
                 bar.set_postfix_str(status, refresh=False)
                 bar.update(round(100 * data["progress"], 1) - bar.n)
+    except KeyboardInterrupt:
+        # Only the watching stops: the job goes on on the server, which the user must know.
+        raise KeyboardInterrupt(
+            f"job {job_id} goes on running on the server: 'nas watch {job_id}' follows it "
+            f"again, 'nas cancel {job_id}' stops it"
+        ) from None
     finally:
         bar.close()
     job = client.job(job_id)
@@ -1260,8 +1266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # (what the interrupted command leaves behind, where it says: a job that goes on,
+        # a run folder's files)
+        print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
         return 130
 
 

@@ -354,10 +354,17 @@ class JobExecution(threading.Thread):
                 )
             except Interrupted:
                 if self._stop_reason == CANCELLED:
+                    # The search itself had ended: its answer (its ranking, ENAS's derived
+                    # architectures, its files) is kept; only the retraining is not.
+                    summary = summarize(resolved, outcome, search.space, [])
+                    summary.pop("trials", None)
+                    self._store_files(outcome.files)
                     self._finish(
                         JobState.CANCELLED,
                         f"cancelled by user during the final retraining, after "
-                        f"{len(search.trials)} trials",
+                        f"{len(search.trials)} trials (the search's result is kept; the "
+                        "retraining is not)",
+                        summary=summary,
                     )
                 else:  # a server shutdown: the next runner searches on from the checkpoint
                     self._release()

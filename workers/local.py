@@ -12,6 +12,7 @@ reads it: ``workers.warmstart``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -22,10 +23,11 @@ import yaml
 from tqdm import tqdm
 
 from nas.errors import SpecError
+from nas.spaces.base import SearchSpace
 from nas.spec import ResolvedSpec
 from nas.training import cuda_index
 from nas.trial import TrialRecord
-from workers.backend import InlineBackend, LocalRun, SafePoint, SearchEvents
+from workers.backend import InlineBackend, LocalRun, SafePoint, SearchEvents, SearchOutcome
 from workers.final import ranked_hparams, retrain
 from workers.summary import summarize
 from workers.warmstart import CONTROLLER_FILE
@@ -72,7 +74,19 @@ def check_runnable_inline(resolved: ResolvedSpec) -> None:
 
 
 def default_run_dir(resolved: ResolvedSpec) -> Path:
-    return Path("runs") / f"{resolved.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """A new folder ``runs/NAME-TIMESTAMP``, made here (``-2``, ``-3``, ... when another run
+    of the same name took it in the same second: runs started together, a seed sweep in
+    the background, wrote into one folder, each over the others' files)."""
+    base = Path("runs") / f"{resolved.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        folder = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            folder.mkdir()  # (atomic: only one process makes a folder)
+        except FileExistsError:
+            continue
+        return folder
+    raise AssertionError("unreachable")
 
 
 def run_local_search(
@@ -122,7 +136,12 @@ def run_local_search(
         events = SearchEvents(on_trial=on_trial, on_safe_point=on_safe_point)
         search = InlineBackend().open(resolved, events)
         try:
-            outcome = search.run()
+            try:
+                outcome = search.run()
+            except KeyboardInterrupt:
+                raise KeyboardInterrupt(
+                    f"the trials completed so far are in {out_dir / 'trials.jsonl'}"
+                ) from None
             # The controller's final state: what a later search's warm start may take
             # (``workers.warmstart``: ENAS's policy, MetaQNN's Q-table).
             # (Not search.state(): that would also serialise a supernet.)
@@ -134,14 +153,40 @@ def run_local_search(
             search.close()
     for warning in outcome.warnings:  # at once: a retraining may take minutes
         print(f"WARNING: {warning}", file=stream)
-    final = []
+    # The search's result first, kept whatever becomes of the retraining (an interrupt
+    # there lost it all: for ENAS, the architectures derived from the supernet)
+    summary = _write_results(resolved, outcome, search.space, [], out_dir)
     if resolved.spec.final is not None and outcome.ranked:
         top = outcome.ranked[: resolved.spec.final.retrain_top_k]
         archs = [arch for arch, _ in top]
         print(f"retraining {len(archs)} architecture(s) from scratch ...", file=stream)
         hparams = ranked_hparams(outcome.trials, top)
-        final = retrain(resolved, search.space, archs, out_dir=out_dir, hparams=hparams)
-    summary = summarize(resolved, outcome, search.space, final)
+        try:
+            final = retrain(resolved, search.space, archs, out_dir=out_dir, hparams=hparams)
+        except KeyboardInterrupt:
+            summary["warnings"].append(
+                "the final retraining was interrupted: the search's result stands, "
+                "retrained as none (summary.final is empty)"
+            )
+            (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            raise KeyboardInterrupt(
+                f"during the final retraining; the search's result is in {out_dir} "
+                "(summary.json, best_architecture.json), without the retraining"
+            ) from None
+        summary = _write_results(resolved, outcome, search.space, final, out_dir)
+    return summary
+
+
+def _write_results(
+    resolved: ResolvedSpec,
+    outcome: SearchOutcome,
+    space: SearchSpace,
+    final: list[dict[str, Any]],
+    out_dir: Path,
+) -> dict[str, Any]:
+    """Write the run's results beside its trials (with ``final``: the retrained
+    architectures); the summary."""
+    summary = summarize(resolved, outcome, space, final)
     if summary["best"] is not None:
         (out_dir / "best_architecture.json").write_text(
             json.dumps(summary["best"], indent=2) + "\n"

@@ -202,3 +202,69 @@ def test_a_damaged_warm_start_run_is_a_field_error_not_a_traceback(
         assert f"warm_start.runs.0: {str(run)!r}" in err and message in err, err
         assert "Traceback" not in err
         assert not (tmp_path / "run").exists()
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three runs of one spec started together (a seed sweep with &) all wrote into
+    runs/NAME-TIMESTAMP, each over the others' files."""
+    from workers.local import default_run_dir
+    from workers.search import parse_spec
+
+    monkeypatch.chdir(tmp_path)
+    resolved = parse_spec(yaml.safe_load((REPO / "examples/nb201-random.yaml").read_text()))
+    monkeypatch.setattr("time.strftime", lambda _format: "20261206-080000")
+    folders = [default_run_dir(resolved) for _ in range(3)]
+    assert [f.name for f in folders] == [
+        "nb201-random-20261206-080000",
+        "nb201-random-20261206-080000-2",
+        "nb201-random-20261206-080000-3",
+    ]
+    assert all(f.is_dir() for f in folders)
+
+
+@pytest.mark.slow
+def test_an_interrupt_during_the_final_retraining_keeps_the_searchs_result(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C during final: left spec.yaml and trials.jsonl only, and said 'interrupted':
+    the search's answer (for ENAS the architecture derived from the supernet) was lost."""
+    import signal
+
+    spec = {
+        "name": "tiny",
+        "dataset": {"name": "digits"},
+        "space": {"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "standalone", "epochs": 1, "batch_size": 64},
+        "budget": {"trials": 2},
+        "final": {"epochs": 10_000, "retrain_top_k": 1},
+        "seed": 1,
+    }
+    spec_file, out = tmp_path / "tiny.yaml", tmp_path / "run"
+    spec_file.write_text(yaml.safe_dump(spec))
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "nas"), "search", str(spec_file), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # (the progress bar's lines end in \r: read to the notice)
+            if "retraining 1 architecture(s) from scratch" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert f"interrupted: during the final retraining; the search's result is in {out}" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trials"] == 2 and summary["final"] == []
+    assert "the final retraining was interrupted" in summary["warnings"][-1]
+    best = json.loads((out / "best_architecture.json").read_text())
+    assert best["architecture"] == summary["best"]["architecture"]

@@ -231,6 +231,39 @@ def test_watch_of_a_missing_job_draws_no_bar(server: LiveServer) -> None:
     assert "job 999:" not in watched.stderr
 
 
+@sqlite_only
+def test_ctrl_c_on_watch_says_the_job_goes_on(server: LiveServer) -> None:
+    """Ctrl-C on 'nas submit --wait' said 'interrupted' only: the job ran on on the server,
+    and nothing said so or how to stop it."""
+    from tests.api.conftest import standalone_spec
+
+    key = server.create_key("cli")
+    with server.client(key) as client:
+        job = client.submit(standalone_spec(trials=200, epochs=50))
+        proc = subprocess.Popen(
+            [NAS, "watch", str(job["id"]), "--server", server.url, "--api-key", key],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stderr is not None
+            drawn = ""
+            while f"job {job['id']}: " not in drawn:  # its bar is drawn: it is watching
+                char = proc.stderr.read(1)
+                assert char, drawn
+                drawn += char
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            client.cancel(job["id"])
+    assert proc.returncode == 130, err
+    assert f"interrupted: job {job['id']} goes on running on the server" in err
+    assert f"'nas cancel {job['id']}' stops it" in err
+
+
 # --- nas serve ----------------------------------------------------------------------------------
 def _read_lines(stream: Any, lines: queue.Queue[str]) -> None:
     for line in stream:

@@ -88,6 +88,11 @@ def test_cancel_during_the_final_retraining_stops_it_at_the_next_epoch(
     assert "during the final retraining" in job["reason"]
     assert not (job["summary"] or {}).get("final")
     assert [t["state"] for t in client.all_trials(job_id)] == ["COMPLETE"]
+    # The search had ended: its result is kept (summary was null, and an ENAS job's derived
+    # architecture, its answer, was lost with it)
+    [trial] = client.all_trials(job_id)
+    assert job["summary"]["best"]["architecture"] == trial["architecture"]
+    assert job["summary"]["best"]["trial"] == 0 and job["summary"]["final"] == []
 
 
 def test_running_trials_are_visible_with_intermediate_values(client: NasClient) -> None:
