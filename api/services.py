@@ -32,7 +32,7 @@ from nas.evaluators import EVALUATORS
 from nas.export import get_format, supported_formats
 from nas.spec import ResolvedSpec
 from nas.training import cuda_index
-from workers.loops import check_startable
+from workers.loops import check_startable, with_pinned_space
 from workers.search import parse_spec
 
 
@@ -310,6 +310,8 @@ class JobService:
         artifacts = settings.resolved_artifacts_dir()
         document, stored_copy = without_stored_copy(document, artifacts)  # a stored spec again
         resolved = with_absolute_files(parse_spec(document, strict=strict, check_files=confine))
+        # (a table's choices written out: before the sources it is compared with, stored so)
+        resolved = with_pinned_space(resolved)
         # (before the limits: they fill in a trial budget, which a meta-training spec refuses)
         resolved = check_limits(resolve_meta_jobs(self.session, principal, resolved), settings)
         resolved = resolve_warm_start(self.session, principal, resolved)

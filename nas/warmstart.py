@@ -385,6 +385,11 @@ def resolve_runs(document: Mapping[str, Any]) -> dict[str, Any]:
     space_class = SPACES.get(component.name)
     config = space_class.Config.model_validate(component.params)
     stored_space = {"name": component.name, **config.model_dump(mode="json")}
+    target_space = space_class.from_config(config)
+    if target_space.pinned_config() != target_space.config:
+        # as the run's spec.yaml stored it (workers.loops.with_pinned_space): a table's
+        # choices as read from the table
+        stored_space = {"name": component.name, **target_space.pinned_config()}
     sources = [
         source_from_run(
             run,

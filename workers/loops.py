@@ -67,6 +67,20 @@ def check_startable(resolved: ResolvedSpec) -> None:
         check_parallel_trials(resolved, controller)
 
 
+def with_pinned_space(resolved: ResolvedSpec) -> ResolvedSpec:
+    """``resolved`` with its space's parameters as the space read them from its files
+    (``SearchSpace.pinned_config``: a table's choices), for the spec a job or a run stores;
+    a file the space cannot read is a ``SpecError`` at ``space``."""
+    with _errors_at("space"):
+        space = resolved.build_space()
+        pinned = space.pinned_config()
+    if pinned == space.config:  # (a space that reads no file: its parameters as given)
+        return resolved
+    stored = resolved.to_dict()
+    stored["space"] = {"name": stored["space"]["name"], **pinned}
+    return ResolvedSpec.from_stored(stored)
+
+
 def check_parallel_trials(resolved: ResolvedSpec, controller: Controller) -> None:
     """``resources.workers`` trials side by side need a controller that has that many
     candidates out at once (``Controller.pending_limit``): one that has fewer would run

@@ -83,6 +83,13 @@ class SearchSpace(ABC):
         """The parameters that rebuild this space (``type(self).from_config(space.config)``)."""
         return {}
 
+    def pinned_config(self) -> dict[str, Any]:
+        """``config`` with what the space read from its files written out (a table's
+        choices), so that a stored spec keeps naming the same architectures by the same
+        choice indices when a file changes later; the same as ``config`` for a space that
+        reads none."""
+        return self.config
+
     # --- the network ---------------------------------------------------------------------------
     def build_network(
         self,

@@ -169,6 +169,17 @@ class TableSpace(SearchSpace):
             ],
         }
 
+    def pinned_config(self) -> dict[str, Any]:
+        """Every decision with its choices, as read from the table now: an architecture's
+        choices are indices into them, and a value added to a column later would move them
+        (a finished job's exports and drawings, and warm starts from it, then named other
+        rows). With them written out, a table that no longer holds exactly those values is
+        refused (``space.decisions.<i>.choices``) instead."""
+        return {
+            "path": self.path,
+            "decisions": [{"column": d.name, "choices": list(d.choices)} for d in self.decisions()],
+        }
+
     # --- the table ---------------------------------------------------------------------
     @property
     def table(self) -> CsvTable:

@@ -304,6 +304,36 @@ def test_a_table_jobs_trials_sort_by_its_own_metric_columns(
     assert client.trials(job["id"], sort="params")["count"] == page["count"]  # a constraint's
 
 
+def test_a_table_that_gained_a_value_is_refused_not_read_as_other_rows(
+    server: LiveServer, client: NasClient
+) -> None:
+    """An architecture's choices are indices into each column's values: a row with a new
+    value added to the table moved them, and a finished job's exports, drawings and warm
+    starts named other rows without a word (its best 'sgd' became 'rmsprop'). The job
+    stores each decision's choices as read at its submit: a table that no longer holds
+    exactly those is refused at them."""
+    path = write_table(server.settings.data_dir, "grows.csv")
+    job = client.wait(client.submit(table_spec(path))["id"], timeout=120)
+    assert job["state"] == "SUCCEEDED", job["reason"]
+    assert job["spec"]["space"]["decisions"] == [
+        {"column": "opt", "choices": ["adam", "sgd"]},
+        {"column": "width", "choices": ["8", "16", "64"]},
+    ]
+    trial = next(t for t in client.all_trials(job["id"]) if t["state"] == "COMPLETE")
+    with path.open("a") as table:
+        table.write("rmsprop,8,50.0,49.5,10\n")
+    for url, params in _reading_the_table(job, trial):
+        response = client._http.get(url, params=params)
+        assert response.status_code == 409, (url, response.text)
+        assert "space.decisions.0.choices" in response.text, (url, response.text)
+    with pytest.raises(ApiError) as info:
+        client.submit(job["spec"])
+    assert info.value.detail[0]["loc"][:3] == ["space", "decisions", 0]
+    # a job submitted now stores the table as it is
+    again = client.submit(table_spec(path))
+    assert again["spec"]["space"]["decisions"][0]["choices"] == ["adam", "rmsprop", "sgd"]
+
+
 def test_a_table_trials_drawing_is_its_genotype_without_a_picture(
     server: LiveServer, client: NasClient
 ) -> None:
