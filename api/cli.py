@@ -42,13 +42,14 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from nas.spec import load_spec_file
     from nas.warmstart import resolve_runs
     from workers.local import default_run_dir, run_local_search
-    from workers.loops import check_startable
+    from workers.loops import check_startable, with_pinned_space
     from workers.search import parse_spec
     from workers.warmstart import resolve_run_controller
 
     document = resolve_run_controller(resolve_runs(load_spec_file(args.spec)))
     resolved = parse_spec(document, strict=True)  # as the service reads a body
     check_startable(resolved)  # what the job would find at its start, before any folder
+    resolved = with_pinned_space(resolved)  # (spec.yaml: a table's choices as read now)
     out = Path(args.out) if args.out else default_run_dir(resolved)
     if out.exists() and not out.is_dir():
         print(
@@ -85,18 +86,18 @@ def _cmd_search(args: argparse.Namespace) -> int:
         print("no trial completed")
         return 1
     trial = f"trial {best['trial']} " if "trial" in best else ""
-    print(f"best: {trial}{json.dumps(best['objective'])}")
+    print(f"best: {trial}{json.dumps(best['objective'], ensure_ascii=False)}")
     if best["final_metrics"]:
-        print(f"final: {json.dumps(best['final_metrics'])}")
+        print(f"final: {json.dumps(best['final_metrics'], ensure_ascii=False)}")
     if "final" in best:
         final = best["final"]
         print(
             f"retrained: test_accuracy={final['test_accuracy']:.2f} params={final['params']} "
             f"flops={final['flops']} weights={final.get('weights', '-')}"
         )
-    print(f"genotype: {json.dumps(best['genotype'])}")
+    print(f"genotype: {json.dumps(best['genotype'], ensure_ascii=False)}")
     if best.get("hparams"):  # a joint search: the best trial's hyperparameters too
-        print(f"hparams: {json.dumps(best['hparams'])}")
+        print(f"hparams: {json.dumps(best['hparams'], ensure_ascii=False)}")
     return 0
 
 
@@ -421,15 +422,16 @@ def _watch(client: Any, job_id: int) -> int:
     first = client.job(job_id)  # a job that is not there (404) is said before any bar is drawn
     # A meta-training job runs no trials: its progress is its curve (series meta_train).
     meta = (first.get("spec", {}).get("evaluator") or {}).get("name") == "rl2-meta"
-    bar = tqdm(
-        total=100,
-        unit="%",
-        desc=f"job {job_id}",
-        file=sys.stderr,
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
-    )
     job: dict[str, Any] = {}
-    try:
+    bar = None
+    try:  # (from the bar on: an interrupt as soon as it shows says the job goes on)
+        bar = tqdm(
+            total=100,
+            unit="%",
+            desc=f"job {job_id}",
+            file=sys.stderr,
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
+        )
         for event, data in client.events(job_id):
             if event == "end" and data.get("state") == "DELETED":
                 bar.close()
@@ -455,7 +457,8 @@ def _watch(client: Any, job_id: int) -> int:
             f"again, 'nas cancel {job_id}' stops it"
         ) from None
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     job = client.job(job_id)
     print(f"job {job_id} {job['state']}: {job['reason']}")
     _print_warnings(job.get("warnings"))
@@ -473,7 +476,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if args.spec:
         import yaml
 
-        print(yaml.safe_dump(job["spec"], sort_keys=False), end="")
+        print(yaml.safe_dump(job["spec"], sort_keys=False, allow_unicode=True), end="")
         return 0
     if args.json:
         print(json.dumps(job, indent=2))
@@ -577,7 +580,7 @@ def describe_result(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None
         choices = ", ".join(str(c) for c in arch.get("choices", []))
         lines.append(f"  architecture: {arch.get('space')} v{arch.get('version')} [{choices}]")
     if genotype is not None:
-        lines.append(f"  genotype: {json.dumps(genotype)}")
+        lines.append(f"  genotype: {json.dumps(genotype, ensure_ascii=False)}")
     lines.append(f"  hyperparameters: {_pairs(hparams) if hparams else '-'}")
     lines.append(f"  metrics: {_pairs(metrics) if metrics else '-'}")
     if held_out:
@@ -657,8 +660,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if path is None:
         print(f"wrote job {args.job} rank {args.rank} to stdout", file=sys.stderr)
         return 0
-    print(f"wrote {path} ({path.stat().st_size:,} bytes): job {args.job} rank {args.rank}")
+    print(f"wrote {_written(path)}: job {args.job} rank {args.rank}")
     return 0
+
+
+def _written(path: Path) -> str:
+    """``path`` with its size when it is a file the download made (a device or a named
+    pipe, written into, has none to tell: /dev/null said 0 bytes)."""
+    if path.is_file() and path.parts[:2] != ("/", "dev"):
+        return f"{path} ({path.stat().st_size:,} bytes)"
+    return str(path)
 
 
 def _download(output: str | None, fetch: Callable[[str | None], Path]) -> Path | None:
@@ -684,7 +695,7 @@ def _cmd_policy(args: argparse.Namespace) -> int:
         print(f"wrote job {args.job}'s RL² policy to stdout", file=sys.stderr)
         return 0
     print(
-        f"wrote {path} ({path.stat().st_size:,} bytes): job {args.job}'s RL² policy, "
+        f"wrote {_written(path)}: job {args.job}'s RL² policy, "
         f"for controller: {{name: rl2, policy: {path}}}"
     )
     return 0

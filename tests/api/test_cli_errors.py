@@ -221,6 +221,8 @@ def test_export_writes_into_a_pipe_or_a_links_file_never_replacing_them(
     reader.join(timeout=30)
     assert made.returncode == 0, made.stderr
     assert stat.S_ISFIFO(fifo.lstat().st_mode) and received == [expected]
+    # (its size was the pipe's, 0 bytes, though the reader got them all)
+    assert made.stdout.startswith(f"wrote fifo: job {nb201_job} rank 1"), made.stdout
 
     real = out / "real.json"
     real.write_text("earlier")
