@@ -250,6 +250,8 @@ def test_an_interrupt_during_the_final_retraining_keeps_the_searchs_result(
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
+        # as from a terminal: a pytest-xdist worker ignores SIGINT, and its children would
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stderr is not None

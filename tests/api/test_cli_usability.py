@@ -245,6 +245,8 @@ def test_ctrl_c_on_watch_says_the_job_goes_on(server: LiveServer) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+        # as from a terminal: a pytest-xdist worker ignores SIGINT, and its children would
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             assert proc.stderr is not None
