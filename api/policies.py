@@ -163,6 +163,14 @@ def resolve_policy_job(
                 data = None
             if data is not None:
                 return _checked(job_id, data, resolved, f"job {holder}'s copy of job {job_id}'s")
+    if job is None and jobs.was_given(job_id):
+        # (it said "no job N of yours" of the user's own deleted job)
+        copy = "" if stored_copy is None else f", as is the copy job {holder} ran"
+        raise SpecError.at(
+            _LOC,
+            f"job {job_id} was deleted, and its policy with it{copy}: name another "
+            "meta-training job, or give a policy file (controller.policy)",
+        )
     if job is None:
         raise SpecError.at(_LOC, f"no job {job_id} of yours")
     if (job.spec.get("evaluator") or {}).get("name") != META_EVALUATOR:

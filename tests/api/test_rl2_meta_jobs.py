@@ -98,6 +98,7 @@ def test_a_meta_training_job_stores_a_policy_that_later_jobs_name(
         client.submit(nb201_spec(controller={"name": "rl2", "policy_job": meta["id"]}))
     assert gone.value.status_code == 422
     assert gone.value.detail[0]["loc"] == ["controller", "policy_job"]
+    assert f"job {meta['id']} was deleted, and its policy with it" in str(gone.value)
     # ... but the stored spec of the job that ran its policy submits again, from that job's
     # copy (it said "no job N of yours", though nas show --spec promises it submits)
     rerun = client.submit(client.job(user["id"])["spec"])
@@ -105,6 +106,15 @@ def test_a_meta_training_job_stores_a_policy_that_later_jobs_name(
     assert rerun_copy.is_relative_to(artifacts / "jobs" / str(rerun["id"]))
     assert rerun_copy.read_bytes() == copy.read_bytes()
     assert client.wait(rerun["id"], timeout=60)["state"] == "SUCCEEDED"
+    # with the jobs that held copies gone too, the stored spec says so (it said "no job N
+    # of yours" of the user's own deleted job)
+    for held in (user["id"], rerun["id"]):
+        client.delete(held)
+    with pytest.raises(ApiError) as none_left:
+        client.submit(done["spec"])
+    assert f"job {meta['id']} was deleted, and its policy with it, as is the copy job" in str(
+        none_left.value
+    )
 
 
 def _downloads_the_policy(
