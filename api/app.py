@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import Depends, FastAPI, Request, Response, status
 from fastapi.dependencies.utils import is_scalar_field
 from fastapi.exception_handlers import http_exception_handler
@@ -124,6 +125,37 @@ class HeadAsGet:
         await self.app({**scope, "method": "GET", HEAD_KEY: True}, receive, headers_only)
 
 
+class ClientGone:
+    """A client that leaves an event stream (a dashboard tab closed, Ctrl-C on ``nas
+    watch``) while FastAPI's SSE keep-alive task is sending fails that task with anyio's
+    ``BrokenResourceError``, and uvicorn logged it as "Exception in ASGI application" with
+    a 75-line traceback, on one disconnect in three or so (fastapi discussion 15725, not
+    fixed upstream). Nothing went wrong: once the response has started, an error made only
+    of those (a closed or broken stream) ends the request quietly."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except BaseExceptionGroup as group:
+            _, other = group.split((anyio.BrokenResourceError, anyio.ClosedResourceError))
+            if not started or other is not None:
+                raise
+            log.debug("%s %s: the client left the stream", scope["method"], scope["path"])
+
+
 def request_stop(app: FastAPI) -> None:
     """Tell the app its server is stopping: open event streams end at their next poll.
 
@@ -219,6 +251,7 @@ def create_app(settings: Settings | None = None, *, jobs_at_startup: bool = True
     app.state.stopping = threading.Event()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HeadAsGet)
+    app.add_middleware(ClientGone)
     routers = [
         health.router,
         jobs.router,

@@ -3,6 +3,7 @@ its job goes: finished, or deleted while watched. Each test failed before its fi
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -10,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 from sqlalchemy import select
 
 from api.client import NasClient
@@ -60,6 +63,35 @@ def test_a_stream_closes_once_its_key_is_revoked(server_factory: Any) -> None:
         reader.join(timeout=15)
         assert not reader.is_alive(), "the stream still runs"
         assert rest == []  # closed, without an end: the job did not end
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_client_leaving_a_stream_is_no_server_error(server_factory: Any) -> None:
+    """A client that left a long stream (a closed tab, Ctrl-C on nas watch) while it was
+    being sent made uvicorn log "Exception in ASGI application" and a 75-line traceback
+    (anyio's BrokenResourceError in FastAPI's SSE keep-alive task) on about one
+    disconnect in three."""
+    server = server_factory()
+    key = server.create_key("watcher")
+    with server.client(key) as client:
+        job = client.wait(client.submit(nb201_spec(budget={"trials": 5000}))["id"], timeout=120)
+    logged: list[str] = []
+    handler = logging.Handler(level=logging.ERROR)
+    handler.emit = lambda record: logged.append(record.getMessage())  # type: ignore[method-assign]
+    uvicorn_log = logging.getLogger("uvicorn.error")  # (set up by the server's start)
+    uvicorn_log.addHandler(handler)
+    try:
+        for _ in range(10):
+            headers = {"Authorization": f"Bearer {key}"}
+            with (
+                httpx.Client(base_url=server.url, headers=headers) as http,
+                http.stream("GET", f"/api/v1/jobs/{job['id']}/events") as stream,
+            ):
+                next(stream.iter_bytes())  # (5,000 trial events follow: left mid-send)
+        time.sleep(0.5)  # (the server has seen each leave)
+    finally:
+        uvicorn_log.removeHandler(handler)
+    assert logged == []
 
 
 def test_serve_stops_quietly_on_sigterm_while_a_stream_is_open(tmp_path: Path) -> None:
