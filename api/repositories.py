@@ -47,7 +47,10 @@ from api.models import (
 from nas.architecture import Architecture
 from nas.trial import RunningTrial, TrialRecord, TrialResult, TrialState
 
-METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
+#: A metric name the trial listing sorts by: a table's columns are named as the user's file
+#: names them (``val/acc``, ``acc@1``, ``train time (s)``); a double quote, a backslash or a
+#: control character would end or escape SQLite's JSON path (``$."name"``).
+METRIC_NAME = re.compile(r'^[^"\\\x00-\x1f\x7f]{1,100}$')
 
 
 def _insert_new(

@@ -302,6 +302,21 @@ def test_a_table_jobs_trials_sort_by_its_own_metric_columns(
         assert refused.value.status_code == 422, refused.value
         assert f"unknown sort key '{column}'; valid: number, objective, val, " in str(refused.value)
     assert client.trials(job["id"], sort="params")["count"] == page["count"]  # a constraint's
+    # Columns named as exported CSVs name them: accepted at submit, then refused as sort
+    # keys by a pattern of letters, digits and _.- (the listing itself called them valid)
+    odd = server.settings.data_dir / "odd.csv"
+    odd.write_text(write_table(server.settings.data_dir).read_text().replace(
+        "opt,width,val,test,seconds", "opt,width,val/acc,acc@1,train time (s)"
+    ))  # fmt: skip
+    spec = table_spec(odd, objective={"metric": "val/acc"}, controller={"name": "grid"})
+    spec["evaluator"] = {
+        "name": "table", "fitness": "val/acc", "metrics": ["acc@1", "train time (s)"],
+    }  # fmt: skip
+    job = client.wait(client.submit(spec)["id"], timeout=120)
+    for column in ("val/acc", "acc@1", "train time (s)"):
+        page = client.trials(job["id"], sort=column, order="desc")
+        values = [t["metrics"][column] for t in page["data"] if t["state"] == "COMPLETE"]
+        assert len(values) == len(ROWS) and values == sorted(values, reverse=True), column
 
 
 def test_a_table_that_gained_a_value_is_refused_not_read_as_other_rows(
