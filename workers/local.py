@@ -159,9 +159,9 @@ def run_local_search(
     if resolved.spec.final is not None and outcome.ranked:
         top = outcome.ranked[: resolved.spec.final.retrain_top_k]
         archs = [arch for arch, _ in top]
-        print(f"retraining {len(archs)} architecture(s) from scratch ...", file=stream)
         hparams = ranked_hparams(outcome.trials, top)
-        try:
+        try:  # (from the notice on: an interrupt as soon as it shows keeps the result)
+            print(f"retraining {len(archs)} architecture(s) from scratch ...", file=stream)
             final = retrain(resolved, search.space, archs, out_dir=out_dir, hparams=hparams)
         except KeyboardInterrupt:
             summary["warnings"].append(
