@@ -131,6 +131,18 @@ def _check_recorded_sources(
                 f"job {source.job_id} is not one of yours; a recorded source is a job of "
                 "yours, or one deleted since",
             )
+        if job is None:
+            continue
+        # A job's name and dataset never change: a record that differs was edited (a job
+        # page would name job 2 'nb-rand' on CIFAR-10 for 'ws-random' on CIFAR-100).
+        for field, theirs in (("name", job.name), ("dataset", job.spec["dataset"]["name"])):
+            recorded = getattr(source, field)
+            if recorded is not None and recorded != theirs:
+                raise SpecError.at(
+                    ["warm_start", "sources", i, field],
+                    f"job {source.job_id}'s {field} is {theirs!r}, not {recorded!r}: a "
+                    "recorded source is as its job was resolved",
+                )
 
 
 def _controller_state(checkpoints: CheckpointRepository, job_id: int) -> dict[str, Any] | None:

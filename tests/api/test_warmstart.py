@@ -3,6 +3,7 @@ configurations first, shows its sources, and outlives them."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -190,6 +191,14 @@ def test_a_source_that_searched_the_metric_the_other_way_is_refused_or_passed_ov
     # the same direction is a source; a query passes over the other
     same = client.submit(nb201_spec(objective=lowest, warm_start={"jobs": [wrong["id"]]}))
     assert same["spec"]["warm_start"]["sources"][0]["job_id"] == wrong["id"]
+    # its stored spec, its source's record edited: the job page named another job's name
+    for field, value in (("name", "another"), ("dataset", "nb201-cifar100")):
+        edited = copy.deepcopy(same["spec"])
+        edited["warm_start"]["sources"][0][field] = value
+        with pytest.raises(ApiError) as info:
+            client.submit(edited)
+        assert info.value.detail[0]["loc"] == ["warm_start", "sources", 0, field]
+        assert f"job {wrong['id']}'s {field} is " in info.value.detail[0]["msg"]
     right = client.wait(client.submit(nb201_spec(budget={"trials": 8}))["id"], timeout=120)
     job = client.submit(nb201_spec(warm_start={"query": "same-space", "limit": 5}))
     assert [s["job_id"] for s in job["spec"]["warm_start"]["sources"]] == [right["id"]]
