@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -90,12 +91,18 @@ def default_run_dir(resolved: ResolvedSpec) -> Path:
 
 
 def run_local_search(
-    resolved: ResolvedSpec, out_dir: Path, *, progress: bool = True, stream: TextIO = sys.stderr
+    resolved: ResolvedSpec,
+    out_dir: Path,
+    *,
+    progress: bool = True,
+    stream: TextIO | None = None,
 ) -> dict[str, Any]:
     """Run the search (and the final retraining) and write the run directory; returns the
-    summary."""
+    summary. Progress and notices go to ``stream`` (standard error by default)."""
+    stream = sys.stderr if stream is None else stream  # (the one at the call, not at import)
     check_runnable_inline(resolved)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _clear_earlier_run(out_dir, stream)
     (out_dir / "spec.yaml").write_text(yaml.safe_dump(resolved.to_dict(), sort_keys=False))
     bar = tqdm(
         total=100,
@@ -175,6 +182,36 @@ def run_local_search(
             ) from None
         summary = _write_results(resolved, outcome, search.space, final, out_dir)
     return summary
+
+
+#: What a run writes in its folder (``final/`` too: the retrained weights).
+RUN_FILES = (
+    "spec.yaml",
+    "trials.jsonl",
+    "best_architecture.json",
+    "architectures.json",
+    "curve.json",
+    CONTROLLER_FILE,
+    "rl2-policy.pt",
+    "meta-weights.pt",
+    "summary.json",
+)
+
+
+def _clear_earlier_run(out_dir: Path, stream: TextIO) -> None:
+    """Remove what an earlier run left in ``out_dir`` (its files, nothing else): a run into
+    a folder used before left the other's summary.json (40 trials beside an empty
+    trials.jsonl), weights under final/ of another architecture, a controller.json a warm
+    start would read as this run's."""
+    earlier = [out_dir / name for name in RUN_FILES if (out_dir / name).is_file()]
+    final = out_dir / "final"
+    if not earlier and not final.is_dir():
+        return
+    print(f"{out_dir} held an earlier run: its files are replaced by this one's", file=stream)
+    for path in earlier:
+        path.unlink()
+    if final.is_dir():
+        shutil.rmtree(final)
 
 
 def _write_results(

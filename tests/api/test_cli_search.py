@@ -13,6 +13,7 @@ import yaml
 from api.cli import main
 from nas.architecture import Architecture
 from nas.spaces import MacroSpace, Nb201Space
+from tests.conftest import sigint_as_from_a_terminal
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -245,13 +246,13 @@ def test_an_interrupt_during_the_final_retraining_keeps_the_searchs_result(
     spec_file, out = tmp_path / "tiny.yaml", tmp_path / "run"
     spec_file.write_text(yaml.safe_dump(spec))
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "nas"), "search", str(spec_file), "--out", str(out)],
+        sigint_as_from_a_terminal(
+            [str(Path(sys.executable).parent / "nas"), "search", str(spec_file), "--out", str(out)]
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
-        # as from a terminal: a pytest-xdist worker ignores SIGINT, and its children would
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stderr is not None
@@ -270,3 +271,26 @@ def test_an_interrupt_during_the_final_retraining_keeps_the_searchs_result(
     assert "the final retraining was interrupted" in summary["warnings"][-1]
     best = json.loads((out / "best_architecture.json").read_text())
     assert best["architecture"] == summary["best"]["architecture"]
+
+
+def test_a_folder_used_before_holds_this_runs_files_only(
+    tmp_path: Path, nb201_table: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out into a folder of an earlier run left that run's other files: its summary.json
+    (40 trials) beside this run's trials.jsonl, another architecture's final/ weights."""
+    spec = yaml.safe_load((REPO / "examples/nb201-random.yaml").read_text())
+    spec["evaluator"]["table"] = str(nb201_table)
+    spec["budget"] = {"trials": 5}
+    spec_file, out = tmp_path / "spec.yaml", tmp_path / "run"
+    spec_file.write_text(yaml.safe_dump(spec))
+    out.mkdir()
+    (out / "summary.json").write_text('{"trials": 40}')
+    (out / "curve.json").write_text("[]")
+    (out / "final").mkdir()
+    (out / "final" / "rank0.pt").write_bytes(b"weights of another architecture")
+    (out / "notes.txt").write_text("mine")
+    assert main(["search", str(spec_file), "--out", str(out), "--quiet"]) == 0
+    assert f"{out} held an earlier run: its files are replaced" in capsys.readouterr().err
+    assert json.loads((out / "summary.json").read_text())["trials"] == 5
+    assert not (out / "final").exists() and not (out / "curve.json").exists()
+    assert (out / "notes.txt").read_text() == "mine"  # not a run's file: kept
