@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -56,6 +57,19 @@ FAST_NODE_DEATH = {
     "health_check_period_ms": 500,
     "health_check_failure_threshold": 3,
 }
+
+
+def sigint_as_from_a_terminal(argv: list[str]) -> list[str]:
+    """``argv`` run with SIGINT's default action, as a terminal's Ctrl-C finds a command: a
+    pytest-xdist worker ignores SIGINT, and a child inherits that, so it would never hear
+    the test's interrupt. (Set in the child itself, then exec'd: Popen's ``preexec_fn`` is
+    unsafe in a process with threads, as a test's live server has.)"""
+    reset = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    return [sys.executable, "-c", reset, *argv]
+
 
 #: The longest files (measured with ``make test``'s ``--durations``), collected first:
 #: pytest-xdist hands whole files to its workers in collection order, so a long file handed

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from api.models import JobState
 from api.version import VERSION
 from tests.api.conftest import LiveServer, nb201_spec
+from tests.conftest import sigint_as_from_a_terminal
 
 REPO = Path(__file__).resolve().parents[2]
 NAS = str(Path(sys.executable).parent / "nas")
@@ -241,12 +242,12 @@ def test_ctrl_c_on_watch_says_the_job_goes_on(server: LiveServer) -> None:
     with server.client(key) as client:
         job = client.submit(standalone_spec(trials=200, epochs=50))
         proc = subprocess.Popen(
-            [NAS, "watch", str(job["id"]), "--server", server.url, "--api-key", key],
+            sigint_as_from_a_terminal(
+                [NAS, "watch", str(job["id"]), "--server", server.url, "--api-key", key]
+            ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        # as from a terminal: a pytest-xdist worker ignores SIGINT, and its children would
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             assert proc.stderr is not None
