@@ -16,7 +16,13 @@ from api.repositories import CheckpointRepository, JobRepository, TrialRepositor
 from nas.errors import SpecError
 from nas.spec import ResolvedSpec, WarmSourceSpec
 from nas.trial import TrialState
-from nas.warmstart import Source, SourceTrial, observations_from_trials, priors_for
+from nas.warmstart import (
+    Source,
+    SourceTrial,
+    observations_from_trials,
+    other_direction,
+    priors_for,
+)
 from workers.search import parse_spec
 from workers.warmstart import controller_transfer, models_observations
 
@@ -201,18 +207,12 @@ def _source_jobs(
 
 def _other_direction(job: JobModel, stored: dict[str, Any]) -> str | None:
     """Why ``job`` cannot lend its best to this spec when it searched this spec's objective
-    metric the other way (its best are this job's worst); ``None`` when it did not."""
+    metric the other way (``nas.warmstart.other_direction``); ``None`` when it did not."""
     objective = stored.get("objective") or {}
     metric, direction = objective.get("metric"), objective.get("direction", "maximize")
-    theirs = job.spec.get("objective") or {}
-    if theirs.get("metric") != metric or job.direction == direction:
+    if (job.spec.get("objective") or {}).get("metric") != metric:
         return None
-    # One of the two directions is wrong, and only the user knows which (as for RL²'s
-    # meta-training jobs): its best taken as this job's best would start from the worst.
-    return (
-        f"job {job.id} {job.direction}d {metric!r}; this job would {direction} it: set "
-        f"objective.direction: {job.direction}, or warm-start from jobs that {direction}d it"
-    )
+    return other_direction(f"job {job.id}", str(metric), job.direction, direction, "jobs")
 
 
 def _check_same_search(loc: list[Any], job: JobModel, stored: dict[str, Any]) -> None:

@@ -272,6 +272,20 @@ def _ranked(source: Source) -> list[tuple[SourceTrial, float]]:
     return [(trial, 1.0 - rank / n) for rank, trial in enumerate(done)]
 
 
+def other_direction(source: str, metric: str, theirs: str, ours: str, kind: str) -> str | None:
+    """Why ``source`` (a job, a run folder) cannot lend its best to a search of ``metric``
+    in the direction ``ours`` when it searched it the other way, ``theirs`` (its best are
+    that search's worst); ``None`` when the two go the same way. One of the two is wrong,
+    and only the user knows which (as for RL²'s meta-training jobs). ``kind``: what the
+    user would warm-start from instead (``jobs``, ``runs``)."""
+    if theirs == ours:
+        return None
+    return (
+        f"{source} {theirs}d {metric!r}; this job would {ours} it: set objective.direction: "
+        f"{theirs}, or warm-start from {kind} that {ours}d it"
+    )
+
+
 def source_from_run(
     run: str | Path,
     *,
@@ -306,17 +320,10 @@ def source_from_run(
         raise SpecError.at(
             loc, f"{str(folder)!r}: its spec.yaml has no objective direction (maximize or minimize)"
         )
-    if (
-        objective is not None
-        and objective[0] == objective_of_run.get("metric", objective[0])
-        and direction != objective[1]
-    ):
-        raise SpecError.at(
-            loc,
-            f"{str(folder)!r} {direction}d {objective[0]!r}; this job would {objective[1]} "
-            f"it: set objective.direction: {direction}, or warm-start from runs that "
-            f"{objective[1]}d it",
-        )
+    if objective is not None and objective[0] == objective_of_run.get("metric", objective[0]):
+        problem = other_direction(repr(str(folder)), objective[0], direction, objective[1], "runs")
+        if problem is not None:
+            raise SpecError.at(loc, problem)
     trials = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -386,10 +393,11 @@ def resolve_runs(document: Mapping[str, Any]) -> dict[str, Any]:
     config = space_class.Config.model_validate(component.params)
     stored_space = {"name": component.name, **config.model_dump(mode="json")}
     target_space = space_class.from_config(config)
-    if target_space.pinned_config() != target_space.config:
+    pinned = target_space.pinned_config()
+    if pinned != target_space.config:
         # as the run's spec.yaml stored it (workers.loops.with_pinned_space): a table's
         # choices as read from the table
-        stored_space = {"name": component.name, **target_space.pinned_config()}
+        stored_space = {"name": component.name, **pinned}
     sources = [
         source_from_run(
             run,
