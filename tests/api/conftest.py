@@ -26,7 +26,7 @@ import pytest
 import uvicorn
 
 from api.app import create_app
-from api.client import NasClient
+from api.client import NasClient, tls_context
 from api.settings import Settings
 from tests.conftest import NB201_TABLE
 
@@ -202,7 +202,10 @@ def client(server: LiveServer, user_key: str) -> Iterator[NasClient]:
 def http(server: LiveServer, user_key: str) -> Iterator[httpx.Client]:
     """Plain HTTP as the user, for what the client would not send (bad bodies, headers)."""
     with httpx.Client(
-        base_url=server.url, headers={"Authorization": f"Bearer {user_key}"}, timeout=60
+        base_url=server.url,
+        headers={"Authorization": f"Bearer {user_key}"},
+        timeout=60,
+        verify=tls_context(),
     ) as c:
         yield c
 

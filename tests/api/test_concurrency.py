@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from api.client import tls_context
 from api.db import session_scope
 from api.models import JobModel
 from api.repositories import JobRepository, TrialRepository
@@ -67,7 +68,9 @@ def test_concurrent_readers_and_writers(server_factory: Any) -> None:
     def reader(index: int) -> None:
         rng = random.Random(index)
         last_count = 0
-        with httpx.Client(base_url=server.url, headers=headers, timeout=60) as http:
+        with httpx.Client(
+            base_url=server.url, headers=headers, timeout=60, verify=tls_context()
+        ) as http:
             while not done.is_set():
                 if rng.random() < 0.5:
                     path = f"/api/v1/jobs/{job_id}/trials?limit=50&after={rng.randint(-1, 999)}"
@@ -116,7 +119,9 @@ def test_many_submits_at_once_are_all_created(server_factory: Any) -> None:
     start = threading.Barrier(24)
 
     def submit() -> None:
-        with httpx.Client(base_url=server.url, headers=headers, timeout=60) as http:
+        with httpx.Client(
+            base_url=server.url, headers=headers, timeout=60, verify=tls_context()
+        ) as http:
             start.wait()
             began = time.monotonic()
             response = http.post("/api/v1/jobs", json=nb201_spec())

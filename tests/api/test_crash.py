@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from api.auth import create_key
+from api.client import tls_context
 from api.db import make_engine, make_session_factory, session_scope, upgrade
 from tests.api.conftest import PollingClient, free_port, standalone_spec, wait_for
 from tests.conftest import REPO
@@ -45,11 +46,12 @@ def _serve(
         if process.poll() is not None:
             raise AssertionError(f"the server exited: {log.read_text()[-2000:]}")
         try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            return http.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
         except httpx.HTTPError:
             return False
 
-    wait_for(healthy, timeout=timeout, interval=0.2)
+    with httpx.Client(timeout=1, verify=tls_context()) as http:
+        wait_for(healthy, timeout=timeout, interval=0.2)
     return process
 
 

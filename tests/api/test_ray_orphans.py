@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from api.auth import create_key
-from api.client import NasClient
+from api.client import NasClient, tls_context
 from api.db import make_engine, make_session_factory, session_scope, upgrade
 from tests.api.conftest import free_port, standalone_spec, wait_for
 from tests.conftest import REPO
@@ -90,7 +90,12 @@ def test_kill_9_of_a_ray_backed_server_leaves_no_process_it_started(
         def healthy() -> bool:
             assert server.poll() is None, log.read_text()[-2000:]
             try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+                return (
+                    httpx.get(
+                        f"http://127.0.0.1:{port}/healthz", timeout=1, verify=tls_context()
+                    ).status_code
+                    == 200
+                )
             except httpx.HTTPError:
                 return False
 

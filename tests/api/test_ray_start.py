@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from api.auth import create_key
-from api.client import NasClient
+from api.client import NasClient, tls_context
 from api.db import make_engine, make_session_factory, session_scope, upgrade
 from tests.api.conftest import free_port, nb201_spec, wait_for
 from tests.conftest import REPO
@@ -116,7 +116,12 @@ def test_nas_serve_joins_a_cluster_started_with_ray_start(
                 tmp_path / "serve.log"
             ).read_text()
             try:
-                return httpx.get(f"http://127.0.0.1:{api_port}/healthz").status_code == 200
+                return (
+                    httpx.get(
+                        f"http://127.0.0.1:{api_port}/healthz", verify=tls_context()
+                    ).status_code
+                    == 200
+                )
             except httpx.HTTPError:
                 return False
 
