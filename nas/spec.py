@@ -639,6 +639,37 @@ _SpecLoader.add_implicit_resolver(
     list("-+0123456789"),
 )
 
+# YAML 1.2's integers and booleans too (its core schema): PyYAML's YAML 1.1 read ``010`` as 8,
+# ``1:30`` as 90, ``0b11`` as 3 and ``yes``, ``no``, ``on``, ``off`` as booleans, so that
+# ``seed: 010`` ran seed 8 without a word and ``name: no`` was refused as not a string. Now
+# ``010`` is 10, ``0o10`` 8, ``0x10`` 16 (digits grouped by ``_`` as before: ``1_000``), and
+# the others are the strings they show (refused at their field where a number or a boolean
+# is due).
+_YAML_INT = "tag:yaml.org,2002:int"
+_YAML_BOOL = "tag:yaml.org,2002:bool"
+_SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_YAML_INT, _YAML_BOOL)]
+    for first, resolvers in _SpecLoader.yaml_implicit_resolvers.items()
+}
+_SpecLoader.add_implicit_resolver(
+    _YAML_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_SpecLoader.add_implicit_resolver(
+    _YAML_INT,
+    re.compile(r"^(?:[-+]?[0-9]+(?:_[0-9]+)*|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text)  # decimal, leading zeros and all; the pattern admits only what int() reads
+
+
+_SpecLoader.add_constructor(_YAML_INT, _yaml_int)
+
 
 class _DuplicatedKeys(dict[str, Any]):
     """A JSON object that held a key more than once (``duplicated``, last value kept): the

@@ -155,6 +155,11 @@ def test_a_yaml_body_is_as_strict_as_json_and_reads_its_exponents(http: httpx.Cl
     response = _post(http, base + "budget: {trials: 3}\n" + hparams, "application/yaml")
     assert response.status_code == 201, response.text
     assert response.json()["spec"]["hparams"]["rate"]["low"] == 0.0001
+    # YAML 1.2's integers, not PyYAML's YAML 1.1: 'seed: 010' ran as seed 8, 'seed: yes' as 1
+    response = _post(http, base + "budget: {trials: 3}\nseed: 010\n", "application/yaml")
+    assert response.status_code == 201 and response.json()["spec"]["seed"] == 10, response.text
+    response = _post(http, base + "budget: {trials: 3}\nseed: yes\n", "application/yaml")
+    assert response.status_code == 422 and "seed" in _locs(response), response.text
 
 
 def test_oversized_body_is_413(server_factory: Any) -> None:

@@ -139,3 +139,37 @@ def test_a_yaml_file_in_flow_style_is_read_as_yaml_and_a_json_file_as_json(
     # JSON in a .yaml file is still JSON: indented with tabs, it is no YAML
     (tmp_path / "tabs.yaml").write_text(json.dumps({"name": "x", "n": [1, 2]}, indent="\t"))
     assert load_spec_file(tmp_path / "tabs.yaml") == {"name": "x", "n": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("value", "read"),
+    [
+        ("010", 10),  # YAML 1.1 (PyYAML): 8, an octal number
+        ("-007", -7),
+        ("0o10", 8),
+        ("0x1F", 31),
+        ("1_000", 1000),
+        ("1:30", "1:30"),  # YAML 1.1: 90, a base-60 number
+        ("0b11", "0b11"),  # YAML 1.1: 3
+        ("1__0", "1__0"),
+        ("yes", "yes"),  # YAML 1.1: True, and "no", "on", "off" booleans too
+        ("no", "no"),
+        ("Off", "Off"),
+        ("true", True),
+        ("FALSE", False),
+    ],
+)
+def test_yaml_reads_integers_and_booleans_as_yaml_1_2_and_json_do(value: str, read: object) -> None:
+    """``seed: 010`` ran seed 8 and ``name: no`` was refused as not a string: PyYAML reads
+    YAML 1.1, whose octal, base-60 and yes/no/on/off forms no JSON user expects."""
+    data = parse_document(f"name: x\nvalue: {value}\n", syntax="yaml")
+    assert data["value"] == read and type(data["value"]) is type(read)
+
+
+def test_a_yaml_key_of_yes_no_on_off_is_the_string_it_shows() -> None:
+    """YAML 1.1 made the key ``on:`` a boolean, refused as a key that is not a string."""
+    assert parse_document("name: x\non: 1\nno: 2\n", syntax="yaml") == {
+        "name": "x",
+        "on": 1,
+        "no": 2,
+    }
