@@ -416,8 +416,12 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
 
 def _watch(client: Any, job_id: int) -> int:
-    """A live progress bar from the job's event stream; prints the best result at the end."""
+    """A live progress bar from the job's event stream; prints the best result at the end.
+    A job already finished is said at once: its stream replays every trial first (seconds
+    for a job of thousands)."""
     from tqdm import tqdm
+
+    from api.client import FINISHED
 
     first = client.job(job_id)  # a job that is not there (404) is said before any bar is drawn
     # A meta-training job runs no trials: its progress is its curve (series meta_train).
@@ -432,7 +436,8 @@ def _watch(client: Any, job_id: int) -> int:
             file=sys.stderr,
             bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
         )
-        for event, data in client.events(job_id):
+        events = [("job", first)] if first["state"] in FINISHED else client.events(job_id)
+        for event, data in events:
             if event == "end" and data.get("state") == "DELETED":
                 bar.close()
                 print(f"job {job_id} DELETED: {data['reason']}")

@@ -15,9 +15,9 @@ from typing import IO, Any
 
 import pytest
 
-from api.cli import main
+from api.cli import _watch, main
 from api.client import ApiError, NasClient, ServerUnreachable
-from tests.api.conftest import LiveServer, free_port, nb201_spec
+from tests.api.conftest import LiveServer, PollingClient, free_port, nb201_spec
 
 NAS = str(Path(sys.executable).parent / "nas")
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -156,6 +156,25 @@ def test_watch_of_a_meta_training_job_shows_its_iterations(
     assert main(["watch", str(job_id), *auth]) == 0
     bar = capsys.readouterr().err
     assert "iteration=" in bar and "auc_z=" in bar and "trials=0" not in bar, bar
+
+
+@sqlite_only
+def test_watch_of_a_finished_job_says_it_without_replaying_its_trials(
+    server: LiveServer, auth: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The event stream of a finished job sends every trial before its end: watching a
+    finished job of thousands of trials waited seconds for lines it never printed."""
+    job_id = finished(server, auth, nb201_spec(budget={"trials": 30}))
+
+    class NoStream(PollingClient):
+        def events(self, job_id: int) -> Any:
+            raise AssertionError("the event stream of a finished job was read")
+
+    with NoStream(server.url, api_key=auth[-1]) as client:
+        assert _watch(client, job_id) == 0
+    out, err = capsys.readouterr()
+    assert f"job {job_id} SUCCEEDED" in out and 'trials: 30 {"COMPLETE": 30}' in out, out
+    assert "100%" in err and "SUCCEEDED trials=30 best=" in err, err
 
 
 # --- 4: --top with page options -----------------------------------------------------------------
