@@ -484,9 +484,11 @@ def _scaled(part: ScaledColumn, values: np.ndarray, where: str) -> np.ndarray:
 
 
 def _missing_columns(spec: JobSpec, config: TableEvaluatorConfig) -> list[SpecProblem]:
-    """Each column the evaluator names that the space's table lacks, at the field naming it
-    (the table is read as the space reads it, once per process; a service has confined its
-    path by then). A table that cannot be read is a problem at its own field."""
+    """Each column the evaluator or the space's decisions name that the space's table lacks,
+    at the field naming it (the table is read as the space reads it, once per process; a
+    service has confined its path by then): all in one answer (a missing decision column
+    was said only once the evaluator's were fixed). A table that cannot be read is a problem
+    at its own field."""
     path = spec.space.params.get("path") if spec.space.name == TableSpace.name else None
     if not isinstance(path, str) or not path:
         return []
@@ -495,7 +497,14 @@ def _missing_columns(spec: JobSpec, config: TableEvaluatorConfig) -> list[SpecPr
     except DatasetError as exc:
         at = AT_FIELD.fullmatch(str(exc))
         return [(("space", "path"), at.group(2) if at else str(exc))]
-    named: list[tuple[tuple[Any, ...], str]] = [(("evaluator", "fitness"), config.fitness)]
+    named: list[tuple[tuple[Any, ...], str]] = []
+    decisions = spec.space.params.get("decisions")
+    for i, decision in enumerate(decisions if isinstance(decisions, list) else []):
+        column = decision.get("column") if isinstance(decision, dict) else decision
+        column = getattr(column, "column", column)  # a TableDecision, in a spec built in Python
+        if isinstance(column, str):
+            named.append((("space", "decisions", i), column))
+    named.append((("evaluator", "fitness"), config.fitness))
     if config.heldout is not None:
         named.append((("evaluator", "heldout"), config.heldout))
     named += [(("evaluator", "metrics", i), m) for i, m in enumerate(config.metrics)]

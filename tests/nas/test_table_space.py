@@ -495,6 +495,22 @@ def test_columns_the_table_lacks_are_reported_at_their_fields_with_the_objective
     assert ("objective", "metric") not in _problems(doc)
 
 
+def test_a_missing_decision_column_is_said_with_the_evaluators_in_one_answer(
+    bench: Path,
+) -> None:
+    """A decision column the table lacks was said only once the evaluator's missing columns
+    were fixed: two rounds of corrections for one typo each."""
+    doc = spec(bench)
+    doc["space"]["decisions"] = ["opt", {"column": "depth"}, "widht"]
+    doc["evaluator"]["fitness"] = doc["objective"]["metric"] = "accuracy"
+    problems = _problems(doc)
+    assert problems == {
+        ("space", "decisions", 1): "the table has no column 'depth'",
+        ("space", "decisions", 2): "the table has no column 'widht'",
+        ("evaluator", "fitness"): "the table has no column 'accuracy'",
+    }
+
+
 def test_column_conflicts_and_bad_decisions_are_reported_at_the_field_written(
     bench: Path,
 ) -> None:
