@@ -961,6 +961,7 @@ def _check_hparams(
     errors.extend(problems)
     if isinstance(evaluator, str) and evaluator in EVALUATORS:
         used = EVALUATORS.get(evaluator).hparam_keys
+        own = EVALUATORS.get(evaluator).Config.model_fields
         for name in raw:
             if name in PROCEDURE_HPARAMS and name not in used:
                 users = [n for n in EVALUATORS.names() if name in EVALUATORS.get(n).hparam_keys]
@@ -969,6 +970,18 @@ def _check_hparams(
                         ("hparams", name),
                         f"{name!r} sets the training procedure, which evaluator {evaluator!r} "
                         f"does not set per trial; evaluators that do: {', '.join(users)}",
+                    )
+                )
+            elif name in own and name not in used:
+                # (MAML's eval_lr was searched, recorded and exported as a hyperparameter,
+                # and every trial ran the evaluator's own value)
+                per_trial = ", ".join(sorted(used)) or "none"
+                errors.append(
+                    _err(
+                        ("hparams", name),
+                        f"{name!r} is a parameter of evaluator {evaluator!r} that it does not "
+                        f"take per trial: set evaluator.{name} instead (what it takes per "
+                        f"trial: {per_trial})",
                     )
                 )
         if params is not None and not problems:

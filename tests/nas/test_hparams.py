@@ -262,6 +262,36 @@ def test_user_defined_names_are_allowed_with_any_evaluator_training_names_are_no
     assert "evaluator 'tabular' does not set per trial" in error["msg"]
 
 
+def test_a_name_of_the_evaluators_own_parameter_it_does_not_take_per_trial_is_refused() -> None:
+    """MAML's ``eval_lr`` searched under ``hparams:`` was recorded and exported as each
+    trial's hyperparameter while every trial ran the evaluator's own value."""
+    doc = {
+        "name": "hpe",
+        "dataset": {"name": "sinusoid"},
+        "space": {"name": "mlp", "max_layers": 1, "widths": [20]},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "maml", "meta_iterations": 2},
+        "objective": {"metric": "meta_val_mse", "direction": "minimize"},
+        "hparams": {
+            "eval_lr": {"type": "categorical", "choices": [0.00001, 0.5]},
+            "inner_lr": f(low=0.01),  # one it takes per trial
+            "note": {"type": "categorical", "choices": ["a", "b"]},  # the user's own
+        },
+        "budget": {"trials": 1},
+    }
+    with pytest.raises(SpecError) as info:
+        parse_spec(doc)
+    [error] = info.value.errors
+    assert error["loc"] == ("hparams", "eval_lr")
+    assert error["msg"] == (
+        "'eval_lr' is a parameter of evaluator 'maml' that it does not take per trial: set "
+        "evaluator.eval_lr instead (what it takes per trial: first_order, inner_lr, "
+        "inner_steps, meta_batch, outer_lr)"
+    )
+    del doc["hparams"]["eval_lr"]
+    assert list(parse_spec(doc).hparams) == ["inner_lr", "note"]
+
+
 def test_to_dict_round_trips() -> None:
     space = HparamSpace.from_spec(JOINT)
     again = HparamSpace.from_spec(json.loads(json.dumps(space.to_dict())))
