@@ -194,6 +194,12 @@ def test_specs_say_what_classification_needs() -> None:
         "evaluator 'protonet' classifies: it needs N-way classification episodes "
         "(valid: episodes, glyphs); 'sinusoid' is a regression task distribution"
     )
+    # Only the dataset: MAML's default objective on mnist1d (meta_val_accuracy, for a
+    # classification dataset) was refused too, as not reported (valid: meta_val_mse...)
+    mnist1d = _spec(dataset={"name": "mnist1d"}, objective=None)
+    mnist1d["evaluator"] = {"name": "maml", "meta_iterations": 2}
+    del mnist1d["objective"]
+    assert list(_problems(mnist1d)) == [("dataset", "name")]
     problems = _problems(_spec(objective={"metric": "meta_val_mse", "direction": "minimize"}))
     assert (
         "does not report 'meta_val_mse'; valid: meta_val_accuracy"
