@@ -22,7 +22,7 @@ reported ten times per trial.
 ``final_metrics`` (the search's best architecture only): the mean and 95% confidence
 interval (1.96 standard errors) over ``test_tasks`` (600) meta-test tasks of the MSE after
 each of ``final_steps`` (1, 5, 10) steps: ``meta_test_mse_5step``,
-``meta_test_mse_5step_ci95``. It uses the meta-learned weights of the architecture's
+``meta_test_mse_5step_ci95`` (from the tasks' sample standard deviation; none with one task). It uses the meta-learned weights of the architecture's
 best trial when this evaluator ran it (``nas search``, the inline backend); elsewhere (a
 Ray worker ran the trial, or another process before a resume) it meta-trains the
 architecture again with that trial's ``hparams`` from the same seeds (the same tasks and
@@ -982,8 +982,10 @@ class MetaEvaluator(Evaluator):
             finite = torch.isfinite(values) & torch.isfinite(scores[:, index, 0].double())
             if bool(finite.all()):
                 out[name] = float(values.mean())
-                half = 1.96 * float(values.std(unbiased=False)) / math.sqrt(len(values))
-                out[f"{name}_ci95"] = half
+                if len(values) > 1:  # one task has no spread to tell (it said +- 0)
+                    # the sample's standard deviation: over N, small test sets were too sure
+                    half = 1.96 * float(values.std(unbiased=True)) / math.sqrt(len(values))
+                    out[f"{name}_ci95"] = half
             else:
                 out[f"meta_test_diverged_{k}step"] = float(1.0 - finite.double().mean())
         return out

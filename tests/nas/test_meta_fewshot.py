@@ -237,6 +237,16 @@ def test_a_fewshot_search_runs_end_to_end() -> None:
     assert 0 <= final["meta_test_accuracy"] <= 100 and final["meta_test_accuracy_ci95"] >= 0
 
 
+def test_one_meta_test_task_gives_a_mean_and_no_interval() -> None:
+    """One task's scores have no spread to tell: its 95% interval said +- 0 (a standard
+    deviation over N, 0 for N = 1)."""
+    spec = _spec(budget={"trials": 1})
+    spec["evaluator"]["test_tasks"] = 1
+    outcome = SearchLoop(parse_spec(spec)).run()
+    assert outcome is not None
+    assert set(outcome.final_metrics) == {"meta_test_accuracy"}
+
+
 def test_the_example_spec_is_valid() -> None:
     resolved = parse_spec(load_spec_file(REPO / "examples/glyphs-protonet.yaml"))
     spec = resolved.spec
