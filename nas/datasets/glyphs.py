@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nas.datasets.base import DatasetEntry, cache_dir
-from nas.datasets.episodes import EpisodeTasks, check_split, split_counts
+from nas.datasets.episodes import EpisodeTasks, check_split, ways_problem
 
 __all__ = ["ENTRIES", "GlyphsConfig", "generate_glyphs"]
 
@@ -68,13 +68,10 @@ class GlyphsConfig(BaseModel):
                 f"generated and held whole; at most {MAX_PIXELS:,} (lower classes, samples "
                 "or size)"
             )
-        counts = split_counts(self.classes, self.class_split)
-        if min(counts.values()) < self.ways:
-            raise ValueError(
-                f"{self.ways}-way tasks need at least {self.ways} classes in each split; "
-                f"{self.classes} classes split {counts['train']}/{counts['valid']}/"
-                f"{counts['test']} by class_split {list(self.class_split)}"
-            )
+        # (the episodes' message: it lacked what to change)
+        problem = ways_problem(self.classes, self.ways, self.class_split, "glyphs")
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 

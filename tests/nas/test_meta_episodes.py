@@ -126,8 +126,10 @@ def test_glyphs_are_generated_once_cached_and_classes_are_distinct() -> None:
     nearest = y[d.argmin(axis=1)]
     assert (nearest == y).mean() > 0.5  # chance: 1/20
     assert 0.0 <= x.min() and x.max() <= 1.0 and x.shape == (120, 1, 16, 16)
-    with pytest.raises(ValidationError, match="5-way tasks need at least 5 classes"):
+    with pytest.raises(ValidationError, match="5-way tasks need at least 5 classes") as info:
         GlyphsConfig(classes=10, ways=5)
+    assert "glyphs has 10 classes" in str(info.value)  # as the episodes say it, with what to do
+    assert "lower ways or change class_split" in str(info.value)
     # generated whole: 153 GiB of pixels was accepted and failed the job at start
     with pytest.raises(ValidationError, match=r"is 40,960,000,000 pixels \(152.6 GiB\)"):
         GlyphsConfig(classes=10_000, samples=1000, size=64)
