@@ -499,6 +499,10 @@ class MetaEvaluator(Evaluator):
         space_cls = SPACES.get(spec.space.name)
         if not space_cls.trainable:
             trainable = [n for n in SPACES if SPACES.get(n).trainable]
+            if dataset.tasks is not None and (shape := _task_input(spec)) is not None:
+                # those that take these inputs (all trainable ones named mlp's rivals for
+                # sinusoid, which then refused the inputs in a second answer)
+                trainable = [n for n in trainable if _default_takes(SPACES.get(n), shape)]
             problems.append(
                 (
                     ("space", "name"),

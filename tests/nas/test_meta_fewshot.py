@@ -401,3 +401,22 @@ def test_pretrain_does_not_list_the_episode_settings_among_its_valid_fields() ->
     assert not {"meta_batch", "shots", "queries"} & set(
         error["msg"].split("; valid: ")[1].split(", ")
     )
+
+
+def test_a_space_without_a_network_names_only_spaces_that_take_the_tasks_inputs() -> None:
+    """MAML on sinusoid with nb201 listed every trainable space as valid; the next answer
+    then refused enas-macro for sinusoid's inputs: only mlp takes them."""
+    problems = _problems(
+        {
+            "name": "sine",
+            "dataset": {"name": "sinusoid"},
+            "space": {"name": "nb201"},
+            "controller": {"name": "random"},
+            "evaluator": {"name": "maml", "meta_iterations": 2},
+            "objective": {"metric": "meta_val_mse", "direction": "minimize"},
+            "budget": {"trials": 1},
+        }
+    )
+    assert problems[("space", "name")] == (
+        "evaluator 'maml' trains networks; space 'nb201' has no trainable network here (valid: mlp)"
+    )
