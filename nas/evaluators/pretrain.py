@@ -50,7 +50,7 @@ class PretrainConfig(FewShotConfig):
     )
     batch_size: int = Field(64, ge=1, le=65_536, description="examples per pretraining minibatch")
     finetune_steps: int = Field(
-        100, ge=0, le=10_000, description="gradient steps of a new task's head on its support set"
+        100, ge=1, le=10_000, description="gradient steps of a new task's head on its support set"
     )
     finetune_lr: float = Field(1.0, gt=0, le=100, description="step size of those steps")
 

@@ -420,3 +420,16 @@ def test_a_space_without_a_network_names_only_spaces_that_take_the_tasks_inputs(
     assert problems[("space", "name")] == (
         "evaluator 'maml' trains networks; space 'nb201' has no trainable network here (valid: mlp)"
     )
+
+
+def test_pretrain_takes_at_least_one_fine_tuning_step() -> None:
+    """With finetune_steps 0 the new head stayed at zero: every query was class 0, a job
+    scored chance and said nothing."""
+    from tests.nas.test_evaluator_contract import _fewshot_spec
+
+    spec = _fewshot_spec("pretrain", finetune_steps=0)
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec, strict=True)
+    [error] = info.value.errors
+    assert error["loc"] == ("evaluator", "finetune_steps")
+    assert "greater than or equal to 1" in error["msg"]
