@@ -188,6 +188,29 @@ class StandaloneEvaluator(Evaluator):
             for name in ("restart_factor", "max_restarts"):
                 ignored(name, f"{name} applies with restart_below_chance: true only")
         pruner, epochs = config.pruner, config.epochs
+        objective = spec.objective
+        if (
+            pruner is not None
+            and pruner.name != "none"
+            and (
+                objective.is_multi
+                or objective.metric != "val_accuracy"
+                or objective.direction != "maximize"
+            )
+        ):
+            # (with direction minimize, or objective params, it pruned the trials the
+            # search was after, and the job said nothing)
+            sought = ", ".join(f"{m} ({d})" for m, d in objective.objectives)
+            problems.append(
+                (
+                    ("evaluator", "pruner"),
+                    (
+                        f"a pruner stops trials whose validation accuracy lags, higher being "
+                        f"better; this job seeks {sought}: it would stop the trials sought. "
+                        "Use the pruner with objective val_accuracy, maximize, or leave it out"
+                    ),
+                )
+            )
         if pruner is not None and "epochs" not in searched:
             if pruner.min_resource is not None and pruner.min_resource > epochs:
                 problems.append(

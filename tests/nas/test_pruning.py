@@ -218,6 +218,35 @@ def test_pruner_epochs_past_the_trials_are_refused_unless_epochs_is_searched(
     parse_spec(with_pruner({**pruner, field: 4 - (field == "n_warmup_steps")}))  # the bound
 
 
+@pytest.mark.parametrize(
+    ("objective", "sought"),
+    [
+        ({"metric": "val_accuracy", "direction": "minimize"}, "val_accuracy (minimize)"),
+        ({"metric": "params", "direction": "minimize"}, "params (minimize)"),
+        (
+            {"metrics": ["val_accuracy", "params"], "directions": ["maximize", "minimize"]},
+            "val_accuracy (maximize), params (minimize)",
+        ),
+    ],
+)
+def test_a_pruner_is_refused_for_an_objective_other_than_the_accuracy_it_judges(
+    objective: dict[str, Any], sought: str
+) -> None:
+    """A pruner judges validation accuracy, higher better: with direction minimize or
+    objective params it pruned the very trials the search was after, without a word."""
+    spec = with_pruner({"name": "median"})
+    spec["objective"] = objective
+    if "metrics" in objective:
+        spec["controller"] = {"name": "nsga2"}
+    assert spec_errors(spec)[("evaluator", "pruner")] == (
+        "a pruner stops trials whose validation accuracy lags, higher being better; this job "
+        f"seeks {sought}: it would stop the trials sought. Use the pruner with objective "
+        "val_accuracy, maximize, or leave it out"
+    )
+    spec["evaluator"]["pruner"] = {"name": "none"}
+    parse_spec(spec)
+
+
 def test_a_pruner_spec_round_trips() -> None:
     resolved = parse_spec(with_pruner({"name": "hyperband", "reduction_factor": 2}))
     assert resolved.evaluator_params["pruner"]["name"] == "hyperband"
