@@ -292,13 +292,16 @@ def source_from_run(
     space: Mapping[str, Any],
     loc: Sequence[str | int] = ("warm_start", "runs"),
     objective: tuple[str, str] | None = None,
+    hparams: Mapping[str, Any] | None | bool = False,
 ) -> Source:
     """A ``nas search`` output folder (its ``spec.yaml`` and ``trials.jsonl``) as a source.
     Its space section must equal ``space`` (the target's as stored, parameters included),
     it must have completed a trial (as a service source job must), and, given the target's
     ``objective`` (metric, direction), it must not have searched that metric the other way
-    (its best would be the target's worst). A folder that is not one, or is damaged, is a
-    ``SpecError`` at ``loc`` (``warm_start.runs.I``)."""
+    (its best would be the target's worst). Given the target's ``hparams`` section as stored
+    (``None``: it has none; ``False``, the default: not checked), the run must have searched
+    the same one, or none, as a service source job must. A folder that is not one, or is
+    damaged, is a ``SpecError`` at ``loc`` (``warm_start.runs.I``)."""
     folder = Path(run).expanduser()
     spec = read_run_spec(folder, loc=loc)
     try:
@@ -310,6 +313,10 @@ def source_from_run(
             loc,
             f"{str(folder)!r} searched space {spec.get('space')}; this job searches {dict(space)}",
         )
+    if hparams is not False:
+        problem = _other_hparams(repr(str(folder)), spec.get("hparams") or None, hparams or None)
+        if problem is not None:
+            raise SpecError.at(loc, problem)
     objective_of_run = spec.get("objective") or {}
     direction = (
         objective_of_run.get("direction", "maximize")
@@ -339,6 +346,28 @@ def source_from_run(
         # (the service's 422 for a source job with none: priors from nothing are no start)
         raise SpecError.at(loc, f"{str(folder)!r} has no completed trial to start from")
     return source
+
+
+def _other_hparams(
+    source: str, theirs: Mapping[str, Any] | None, ours: Mapping[str, Any] | None
+) -> str | None:
+    """Why a source that searched ``theirs`` cannot lend hyperparameters to a job that
+    searches ``ours`` (``hparams`` sections as stored), or ``None``: the same section, or
+    none (its architectures then come with sampled hyperparameters). Said once, at the
+    source: each of its configurations was refused on its own, at warm_start.priors.N."""
+    if theirs is None or theirs == ours:
+        return None
+    if ours is None:
+        return (
+            f"{source} searched hyperparameters too (an hparams section) and this job "
+            "searches none: give it the same hparams section, or warm-start from a source "
+            "without one"
+        )
+    differ = [n for n in dict.fromkeys((*theirs, *ours)) if theirs.get(n) != ours.get(n)]
+    return (
+        f"{source} searched other hyperparameters (not the same: {', '.join(differ)}); the hparams "
+        "sections must match"
+    )
 
 
 def read_run_spec(folder: Path, *, loc: Sequence[str | int]) -> dict[str, Any]:
@@ -398,12 +427,22 @@ def resolve_runs(document: Mapping[str, Any]) -> dict[str, Any]:
         # as the run's spec.yaml stored it (workers.loops.with_pinned_space): a table's
         # choices as read from the table
         stored_space = {"name": component.name, **pinned}
+    hparams: dict[str, Any] | None | bool = None
+    if doc.get("hparams"):
+        from nas.hparams import HparamSpace
+
+        # (a section with problems of its own is reported at its fields, not checked here)
+        hparams = False
+        if isinstance(doc["hparams"], Mapping):
+            parsed, problems = HparamSpace.parse(doc["hparams"])
+            hparams = False if problems else parsed.to_dict()
     sources = [
         source_from_run(
             run,
             space=stored_space,
             loc=["warm_start", "runs", i],
             objective=(objective.metric, objective.direction),
+            hparams=hparams,
         )
         for i, run in enumerate(warm["runs"])
     ]

@@ -131,6 +131,57 @@ def test_nas_search_resolves_runs(tmp_path, monkeypatch) -> None:  # type: ignor
     assert "minimized 'val_accuracy'; this job would maximize it" in info.value.errors[0]["msg"]
 
 
+def test_a_run_of_other_hyperparameters_is_refused_once_at_its_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A run searched with another hparams section (a range narrowed to zoom in) was
+    refused with one error per prior and observation (43 lines), at fields the user never
+    wrote, and never named the folder; the service said it once, at the source."""
+    from nas.warmstart import resolve_runs
+    from workers.local import run_local_search
+    from workers.search import parse_spec
+
+    hparams = {
+        "rate": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+        "opt": {"type": "categorical", "choices": ["a", "b"]},
+    }
+    spec = {
+        "name": "src",
+        "dataset": {"name": "nb201-cifar10"},
+        "space": {"name": "nb201"},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "tabular"},
+        "hparams": hparams,
+        "budget": {"trials": 8},
+        "seed": 3,
+    }
+    run_local_search(parse_spec(spec), tmp_path / "src", progress=False)
+    target = {**spec, "name": "tgt", "warm_start": {"runs": [str(tmp_path / "src")], "top_k": 2}}
+    warm = parse_spec(resolve_runs(target)).spec.warm_start  # the same section: lent
+    assert warm is not None and warm.priors and all(p.hparams for p in warm.priors)
+    narrowed = {**target, "hparams": {**hparams, "rate": {**hparams["rate"], "high": 1e-3}}}
+    with pytest.raises(SpecError) as info:
+        resolve_runs(narrowed)
+    assert [(e["loc"], e["msg"]) for e in info.value.errors] == [
+        (
+            ("warm_start", "runs", 0),
+            (
+                f"{str(tmp_path / 'src')!r} searched other hyperparameters (not the same: "
+                "rate); the hparams sections must match"
+            ),
+        )
+    ]
+    with pytest.raises(SpecError) as info:
+        resolve_runs({k: v for k, v in target.items() if k != "hparams"})
+    assert "searched hyperparameters too" in info.value.errors[0]["msg"]
+    # a run without hyperparameters lends its architectures to a job that searches some
+    run_local_search(
+        parse_spec({k: v for k, v in spec.items() if k != "hparams"}),
+        tmp_path / "plain",
+        progress=False,
+    )
+    plain = {**target, "warm_start": {"runs": [str(tmp_path / "plain")], "top_k": 2}}
+    assert parse_spec(resolve_runs(plain)).spec.warm_start is not None
+
+
 NB201_RUN_SPEC = {
     "name": "src",
     "dataset": {"name": "nb201-cifar10"},
