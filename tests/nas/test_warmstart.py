@@ -143,16 +143,7 @@ def test_a_run_of_other_hyperparameters_is_refused_once_at_its_folder(tmp_path) 
         "rate": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
         "opt": {"type": "categorical", "choices": ["a", "b"]},
     }
-    spec = {
-        "name": "src",
-        "dataset": {"name": "nb201-cifar10"},
-        "space": {"name": "nb201"},
-        "controller": {"name": "random"},
-        "evaluator": {"name": "tabular"},
-        "hparams": hparams,
-        "budget": {"trials": 8},
-        "seed": 3,
-    }
+    spec = {**NB201_RUN_SPEC, "hparams": hparams, "budget": {"trials": 8}, "seed": 3}
     run_local_search(parse_spec(spec), tmp_path / "src", progress=False)
     target = {**spec, "name": "tgt", "warm_start": {"runs": [str(tmp_path / "src")], "top_k": 2}}
     warm = parse_spec(resolve_runs(target)).spec.warm_start  # the same section: lent
