@@ -49,6 +49,15 @@ def test_protocol_budget_discards_the_query_that_overruns(nb201_table: Path) -> 
     assert "simulated time budget" in outcome.stop_reason
 
 
+def test_the_simulated_time_is_counted_under_a_trials_budget_too(nb201_table: Path) -> None:
+    """A tabular search by trials said simulated_time_s 0.0 in its summary, its trials
+    holding thousands of seconds of simulated cost."""
+    outcome = SearchLoop(parse_spec(nb201_spec(nb201_table, trials=20))).run()
+    assert len(outcome.trials) == 20
+    spent = sum(t.result.cost_s for t in outcome.trials)
+    assert spent > 1000 and outcome.simulated_s == pytest.approx(spent)
+
+
 def test_best_is_the_highest_fitness_and_reports_its_table_test_accuracy(nb201_table: Path) -> None:
     resolved = parse_spec(nb201_spec(nb201_table))
     outcome = SearchLoop(resolved).run()
