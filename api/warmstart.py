@@ -21,6 +21,7 @@ from nas.warmstart import (
     SourceTrial,
     observations_from_trials,
     other_direction,
+    other_hparams,
     priors_for,
 )
 from workers.search import parse_spec
@@ -219,15 +220,8 @@ def _check_same_search(loc: list[Any], job: JobModel, stored: dict[str, Any]) ->
     space, theirs = stored["space"], job.spec.get("space")
     if theirs != space:
         raise SpecError.at(loc, f"job {job.id} searched space {theirs}; this job searches {space}")
-    if stored.get("hparams") and job.spec.get("hparams") not in (None, stored["hparams"]):
-        raise SpecError.at(
-            loc, f"job {job.id} searched other hyperparameters; the hparams sections must match"
-        )
-    if not stored.get("hparams") and job.spec.get("hparams"):
-        # (else each of its configurations was refused on its own, at warm_start.priors.N)
-        raise SpecError.at(
-            loc,
-            f"job {job.id} searched hyperparameters too (an hparams section) and this job "
-            "searches none: give it the same hparams section, or warm-start from a job "
-            "without one",
-        )
+    problem = other_hparams(
+        f"job {job.id}", job.spec.get("hparams") or None, stored.get("hparams") or None
+    )
+    if problem is not None:
+        raise SpecError.at(loc, problem)

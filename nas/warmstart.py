@@ -43,6 +43,7 @@ __all__ = [
     "SourceTrial",
     "check_priors",
     "observations_from_trials",
+    "other_hparams",
     "predicted_priors",
     "priors_for",
     "priors_from_trials",
@@ -314,7 +315,7 @@ def source_from_run(
             f"{str(folder)!r} searched space {spec.get('space')}; this job searches {dict(space)}",
         )
     if hparams is not False:
-        problem = _other_hparams(repr(str(folder)), spec.get("hparams") or None, hparams or None)
+        problem = other_hparams(repr(str(folder)), spec.get("hparams") or None, hparams or None)
         if problem is not None:
             raise SpecError.at(loc, problem)
     objective_of_run = spec.get("objective") or {}
@@ -348,7 +349,7 @@ def source_from_run(
     return source
 
 
-def _other_hparams(
+def other_hparams(
     source: str, theirs: Mapping[str, Any] | None, ours: Mapping[str, Any] | None
 ) -> str | None:
     """Why a source that searched ``theirs`` cannot lend hyperparameters to a job that
