@@ -47,14 +47,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default=str(REPO / "examples/mnist1d-enas-macro.yaml"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--max-params", type=int, default=None,
-                        help="search under objective.constraints.max_params")
-    parser.add_argument("--out", default=None,
-                        help="keep each seed's run directory as OUT/seed<N> (default: discarded)")
-    parser.add_argument("--retrain-only", nargs="+", default=None, metavar="OP",
-                        help="no search: retrain this architecture (one op per layer)")
-    parser.add_argument("--final", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override fields of the spec's final section (JSON values)")
+    parser.add_argument(
+        "--max-params", type=int, default=None, help="search under objective.constraints.max_params"
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="keep each seed's run directory as OUT/seed<N> (default: discarded)",
+    )
+    parser.add_argument(
+        "--retrain-only",
+        nargs="+",
+        default=None,
+        metavar="OP",
+        help="no search: retrain this architecture (one op per layer)",
+    )
+    parser.add_argument(
+        "--final",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override fields of the spec's final section (JSON values)",
+    )
     args = parser.parse_args()
     if args.retrain_only is not None:
         retrain_only(args)
@@ -74,32 +88,43 @@ def main() -> None:
             space = resolved.build_space()
             data = load_dataset(resolved.spec.dataset.name, seed=seed, **resolved.dataset_params)
             archs = [Architecture.from_dict(r["architecture"]) for r in summary["ranked"]]
-            figures = measure_architectures(space, archs, data.input_shape, data.num_classes,
-                                            torch.device("cpu"), ["params"])
+            figures = measure_architectures(
+                space, archs, data.input_shape, data.num_classes, torch.device("cpu"), ["params"]
+            )
             derived_max = max(f["params"] for f in figures)
-            print(f"seed {seed}: {len(archs)} derived, at most {derived_max:.0f} params; "
-                  f"trials {summary['trial_states']}; warnings {summary['warnings']}", flush=True)
-        rows.append({
-            "seed": seed,
-            "search_s": summary["wall_time_s"],
-            "total_s": total,
-            "cpu_s": cpu,
-            "test_accuracy": final["test_accuracy"],
-            "params": final["params"],
-            "genotype": final["genotype"],
-            "derived_max_params": derived_max,
-        })
+            print(
+                f"seed {seed}: {len(archs)} derived, at most {derived_max:.0f} params; "
+                f"trials {summary['trial_states']}; warnings {summary['warnings']}",
+                flush=True,
+            )
+        rows.append(
+            {
+                "seed": seed,
+                "search_s": summary["wall_time_s"],
+                "total_s": total,
+                "cpu_s": cpu,
+                "test_accuracy": final["test_accuracy"],
+                "params": final["params"],
+                "genotype": final["genotype"],
+                "derived_max_params": derived_max,
+            }
+        )
         width = (final.get("space_config") or {}).get("channels")
-        print(f"seed {seed}: search {summary['wall_time_s']:.1f} s, total {total:.1f} s "
-              f"(process CPU {cpu:.1f} s), test {final['test_accuracy']:.2f} %, "
-              f"params {final['params']} (retrained at {width} channels); "
-              f"genotype {final['genotype']}", flush=True)
+        print(
+            f"seed {seed}: search {summary['wall_time_s']:.1f} s, total {total:.1f} s "
+            f"(process CPU {cpu:.1f} s), test {final['test_accuracy']:.2f} %, "
+            f"params {final['params']} (retrained at {width} channels); "
+            f"genotype {final['genotype']}",
+            flush=True,
+        )
 
     def spread(key: str) -> str:
         values = [r[key] for r in rows]
         std = statistics.stdev(values) if len(values) > 1 else 0.0
-        return (f"mean {statistics.mean(values):.2f} +- {std:.2f} (median {statistics.median(values):.2f}, "
-                f"min {min(values):.2f}, max {max(values):.2f})")
+        return (
+            f"mean {statistics.mean(values):.2f} +- {std:.2f} (median {statistics.median(values):.2f}, "
+            f"min {min(values):.2f}, max {max(values):.2f})"
+        )
 
     limit = args.max_params
     accuracy_target = 99.0 if limit is None else 99.3
@@ -115,9 +140,11 @@ def main() -> None:
         derived = max(r["derived_max_params"] for r in rows)
         within = within and derived <= limit
         print(f"derived architectures: at most {derived:.0f} params  target <= {limit}")
-    ok = (max(r["total_s"] for r in rows) <= 600
-          and statistics.mean(r["test_accuracy"] for r in rows) >= accuracy_target
-          and within)
+    ok = (
+        max(r["total_s"] for r in rows) <= 600
+        and statistics.mean(r["test_accuracy"] for r in rows) >= accuracy_target
+        and within
+    )
     print("PASS" if ok else "FAIL")
 
 
@@ -154,16 +181,20 @@ def retrain_only(args: argparse.Namespace) -> None:
         if len(args.retrain_only) != len(layer_ops) or not set(args.retrain_only) <= set(ops):
             raise SystemExit(f"--retrain-only: {len(layer_ops)} ops, each one of {', '.join(ops)}")
         given = iter(args.retrain_only)
-        choices = [d.choices.index(next(given)) if d.name.endswith(".op") else 0
-                   for d in decisions]
+        choices = [d.choices.index(next(given)) if d.name.endswith(".op") else 0 for d in decisions]
         started = time.perf_counter()
         result = retrain(resolved, space, [space.make(choices)])[0]
         accuracies.append(result["test_accuracy"])
-        print(f"seed {seed}: test {result['test_accuracy']:.2f} %, params {result['params']}, "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
+        print(
+            f"seed {seed}: test {result['test_accuracy']:.2f} %, params {result['params']}, "
+            f"{time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
     std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
-    print(f"{' '.join(args.retrain_only)}: test accuracy mean {statistics.mean(accuracies):.2f} "
-          f"+- {std:.2f} over seeds {args.seeds}; final {resolved.spec.final}")
+    print(
+        f"{' '.join(args.retrain_only)}: test accuracy mean {statistics.mean(accuracies):.2f} "
+        f"+- {std:.2f} over seeds {args.seeds}; final {resolved.spec.final}"
+    )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 from nas.spec import load_spec_file
-from workers.search import parse_spec
 from workers.local import run_local_search
+from workers.search import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,18 +37,26 @@ def main() -> None:
         **enas_spec,
         "name": "random-same-budget",
         "controller": {"name": "random"},
-        "evaluator": {"name": "standalone", "epochs": args.random_epochs,
-                      "batch_size": enas_spec["evaluator"].get("batch_size", 128)},
+        "evaluator": {
+            "name": "standalone",
+            "epochs": args.random_epochs,
+            "batch_size": enas_spec["evaluator"].get("batch_size", 128),
+        },
         "budget": {"minutes": budget_min},
     }
     with tempfile.TemporaryDirectory() as out:
         rand = run_local_search(parse_spec(random_spec), Path(out), progress=False)
     print(f"same space and data, seed {args.seed}, search wall budget {enas['wall_time_s']:.1f} s")
     print(f"{'method':28s} {'evaluated':>10s} {'search s':>9s} {'test %':>7s} {'params':>8s}")
-    for label, s in (("ENAS (shared weights)", enas), (f"random ({args.random_epochs} ep standalone)", rand)):
+    for label, s in (
+        ("ENAS (shared weights)", enas),
+        (f"random ({args.random_epochs} ep standalone)", rand),
+    ):
         final = s["final"][0]
-        print(f"{label:28s} {s['trials']:>10d} {s['wall_time_s']:>9.1f} "
-              f"{final['test_accuracy']:>7.2f} {final['params']:>8d}")
+        print(
+            f"{label:28s} {s['trials']:>10d} {s['wall_time_s']:>9.1f} "
+            f"{final['test_accuracy']:>7.2f} {final['params']:>8d}"
+        )
 
 
 if __name__ == "__main__":

@@ -436,8 +436,8 @@ class Checks:
         )
 
     def check_enas_search(self) -> str:
-        from workers.search import parse_spec
         from workers.local import run_local_search
+        from workers.search import parse_spec
 
         spec = {
             "name": "gpu-check-enas",

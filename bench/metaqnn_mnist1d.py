@@ -32,10 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 def run(spec: dict[str, Any], controller_name: str) -> dict[str, Any]:
     from controllers import MetaQNN
     from nas.spaces import MetaQNNSpace
-    from workers.search import parse_spec
     from nas.trial import TrialState
     from workers.final import retrain
-    from workers.search import SearchLoop, build_components
+    from workers.search import SearchLoop, build_components, parse_spec
 
     spec = json.loads(json.dumps(spec))
     if controller_name != "metaqnn":

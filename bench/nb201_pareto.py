@@ -41,8 +41,7 @@ from controllers import CONTROLLERS
 from nas.evaluators import TabularEvaluator
 from nas.evaluators.tabular import TABLE_ENV
 from nas.pareto import hypervolume_2d, non_dominated
-from workers.search import parse_spec
-from workers.search import SearchComponents, SearchLoop, build_components
+from workers.search import SearchComponents, SearchLoop, build_components, parse_spec
 
 DEFAULT_TABLE = REPO.parent / "shared" / "data" / "nb201" / "nb201_tabular.csv.gz"
 BUDGET_S = 12_000.0

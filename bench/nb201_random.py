@@ -27,8 +27,7 @@ if str(REPO) not in sys.path:
 
 from controllers import CONTROLLERS
 from nas.evaluators.tabular import TABLE_ENV
-from workers.search import parse_spec
-from workers.search import SearchComponents, SearchLoop, build_components
+from workers.search import SearchComponents, SearchLoop, build_components, parse_spec
 
 DEFAULT_TABLE = REPO.parent / "shared" / "data" / "nb201" / "nb201_tabular.csv.gz"
 
@@ -75,8 +74,10 @@ def run_dataset(
     queries: list[int] = []
     simulated: list[float] = []
     for seed in range(runs):
-        resolved = first if seed == 0 else parse_spec(
-            make_spec(dataset, table, seed, budget, controller_spec)
+        resolved = (
+            first
+            if seed == 0
+            else parse_spec(make_spec(dataset, table, seed, budget, controller_spec))
         )
         spec = resolved.spec
         controller = CONTROLLERS.get(spec.controller.name)(

@@ -40,7 +40,8 @@ class Architecture:
             raise ValueError(f"architecture JSON lacks {missing}; it needs space, choices")
         choices = data["choices"]
         if not isinstance(choices, Sequence) or isinstance(choices, str):
-            raise ValueError("architecture 'choices' must be a list of integers")
+            # (a ValueError, as every malformed architecture is: callers answer it with a 4xx)
+            raise ValueError("architecture 'choices' must be a list of integers")  # noqa: TRY004
         return cls(str(data["space"]), tuple(choices), int(data.get("version", 1)))
 
     def to_json(self) -> str:
@@ -58,8 +59,8 @@ class Architecture:
 
 def _as_index(value: object) -> int:
     """An integer choice; 1.7, "2" or True are rejected rather than silently converted."""
-    if isinstance(value, bool):
-        raise ValueError(f"architecture choices must be integers, got {value!r}")
+    if isinstance(value, bool):  # a ValueError, as for any other non-integer
+        raise ValueError(f"architecture choices must be integers, got {value!r}")  # noqa: TRY004
     if isinstance(value, float) and value.is_integer():
         return int(value)  # JSON writers may emit 2.0
     try:

@@ -167,7 +167,7 @@ def _task_shape(name: str, params_json: str) -> tuple[tuple[int, ...], int]:
 def split_size(n: int, fraction: float, where: str = "") -> int:
     """How many of ``n`` examples ``split_off`` takes off (at least one, and not all);
     ``DatasetError`` (prefixed by the field ``where``) when that leaves none."""
-    n_off = max(1, int(round(n * fraction)))
+    n_off = max(1, round(n * fraction))
     if n_off >= n:
         at = f"{where}: " if where else ""
         raise DatasetError(

@@ -47,7 +47,7 @@ def load_npz(
     try:
         data = np.load(file, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError("a single array")
+            raise ValueError("a single array")  # noqa: TRY004 (answered below as a bad file)
         with data:
             arrays = {k: data[k] for k in data.files if k in _ARRAYS}
     except (OSError, ValueError, EOFError, KeyError):  # corrupt, .npy, pickled object arrays
