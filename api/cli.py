@@ -39,7 +39,7 @@ BROKEN_PIPE = 141
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from nas.spec import load_spec_file
+    from nas.spec import load_spec_file, spec_warnings
     from nas.warmstart import resolve_runs
     from workers.local import default_run_dir, run_local_search
     from workers.loops import check_startable, with_pinned_space
@@ -57,6 +57,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    for warning in spec_warnings(resolved.spec):  # now, not after the whole search
+        print(f"WARNING: {warning}", file=sys.stderr)
     summary = run_local_search(resolved, out, progress=not args.quiet)
     best = summary["best"]
     print(f"run directory: {out}")
@@ -302,6 +304,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     with _client(args) as client:
         job = client.submit(args.spec)
         print(f"job {job['id']} ({job['name']}) {job['state']}")
+        _print_warnings(job.get("warnings"))
         if args.wait:
             return _watch(client, job["id"])
     return 0

@@ -37,8 +37,10 @@ class JobRead(_Read):
     summary: dict[str, Any] | None = None
     warnings: list[str] = Field(
         default_factory=list,
-        description="what a reader of a finished job's result must know, e.g. that the time "
-        "budget stopped a shared-weight search's supernet training before its epochs",
+        description="what a reader of the job or its result must know, e.g. that the time "
+        "budget stopped a shared-weight search's supernet training before its epochs, or "
+        "that a hyperparameter of the user's own is named almost like one the evaluator "
+        "takes per trial (learning_rate for lr), which every trial ignores",
     )
     owner: str | None = None
     retrain_refused: str | None = Field(

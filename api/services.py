@@ -30,7 +30,7 @@ from controllers import CONTROLLERS
 from nas.errors import SpecError
 from nas.evaluators import EVALUATORS
 from nas.export import get_format, supported_formats
-from nas.spec import ResolvedSpec
+from nas.spec import ResolvedSpec, spec_warnings
 from nas.training import cuda_index
 from workers.loops import check_startable, with_pinned_space
 from workers.search import parse_spec
@@ -384,7 +384,12 @@ def job_read(job: JobModel, owner: str | None = None, *, with_spec: bool = True)
         finished_at=job.finished_at,
         spec=job.spec if with_spec else {},
         summary=job.summary,
-        warnings=list((job.summary or {}).get("warnings") or []),
+        # (the spec's own from the start; a finished job's summary holds them too)
+        warnings=list(
+            dict.fromkeys(
+                [*spec_warnings(resolved.spec), *((job.summary or {}).get("warnings") or [])]
+            )
+        ),
         owner=owner,
         retrain_refused=refused,
         export_formats=_export_formats(resolved, refused),

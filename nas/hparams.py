@@ -28,6 +28,7 @@ user's own: sampled, searched and recorded per trial like the rest.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -56,6 +57,7 @@ __all__ = [
     "IntParam",
     "InvalidHparamsError",
     "TrainingKey",
+    "meant_name",
 ]
 
 Value = str | int | float | bool | None
@@ -177,6 +179,46 @@ META_HPARAMS: dict[str, TrainingKey] = {
 #: Every name that sets a training procedure (``TRAINING_HPARAMS`` and ``META_HPARAMS``): a
 #: spec may search one only with an evaluator that sets it per trial (``hparam_keys``).
 PROCEDURE_HPARAMS: dict[str, TrainingKey] = {**TRAINING_HPARAMS, **META_HPARAMS}
+
+#: What other tools call the procedure names (PyTorch, Keras, learn2learn, Ray Tune examples).
+_OTHER_TOOLS_NAMES = {
+    "learning_rate": "lr",
+    "lr_scheduler": "lr_schedule",
+    "scheduler": "lr_schedule",
+    "wd": "weight_decay",
+    "l2": "weight_decay",
+    "optim": "optimizer",
+    "opt": "optimizer",
+    "bs": "batch_size",
+    "num_epochs": "epochs",
+    "n_epochs": "epochs",
+    "max_epochs": "epochs",
+    "loss_fn": "loss",
+    "criterion": "loss",
+    "inner_learning_rate": "inner_lr",
+    "fast_lr": "inner_lr",
+    "adaptation_steps": "inner_steps",
+    "num_inner_steps": "inner_steps",
+    "outer_learning_rate": "outer_lr",
+    "meta_lr": "outer_lr",
+    "meta_batch_size": "meta_batch",
+    "tasks_per_batch": "meta_batch",
+}
+
+
+def meant_name(name: str, taken: Sequence[str]) -> str | None:
+    """The name among ``taken`` (an evaluator's per-trial procedure names) that the user's
+    own hyperparameter ``name`` was most likely meant to be (``learning_rate`` for ``lr``,
+    ``momentun`` for ``momentum``, ``LR``), or ``None``: a search over such a name trains
+    every trial the same way while looking as if it searched the procedure."""
+    key = name.strip().lower().replace("-", "_").replace(" ", "_")
+    if key in taken:
+        return key
+    other = _OTHER_TOOLS_NAMES.get(key)
+    if other in taken:
+        return other
+    close = difflib.get_close_matches(key, list(taken), n=1, cutoff=0.8)
+    return close[0] if close else None
 
 
 # --- the space ---------------------------------------------------------------------------------

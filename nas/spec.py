@@ -51,6 +51,7 @@ __all__ = [
     "load_spec_file",
     "parse_document",
     "parse_spec",
+    "spec_warnings",
 ]
 
 #: One problem of a spec: the field path and what is wrong (and what would be valid).
@@ -992,6 +993,31 @@ def _check_hparams(
                     if msg is not None:
                         errors.append(_err(("hparams", name), msg))
     return None if problems else space
+
+
+def spec_warnings(spec: JobSpec) -> list[str]:
+    """What in a valid ``spec`` is most likely not what its author meant, each as a line the
+    job shows with its warnings (``nas search``, ``nas submit``, the API's ``warnings``): a
+    hyperparameter of the user's own named like one the evaluator takes per trial
+    (``learning_rate`` for ``lr``), which every trial would ignore."""
+    from nas.evaluators import EVALUATORS
+    from nas.hparams import PROCEDURE_HPARAMS, meant_name
+
+    if not spec.hparams or spec.evaluator.name not in EVALUATORS:
+        return []
+    taken = EVALUATORS.get(spec.evaluator.name).hparam_keys
+    warnings = []
+    for name in spec.hparams:
+        if name in PROCEDURE_HPARAMS:
+            continue
+        meant = meant_name(name, taken)
+        if meant is not None and meant not in spec.hparams:
+            warnings.append(
+                f"hparams.{name} is a name of your own: searched and recorded, but evaluator "
+                f"{spec.evaluator.name!r} trains every trial with its own {meant!r}; name it "
+                f"{meant!r} to search it"
+            )
+    return warnings
 
 
 def _outside_field(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from nas.spaces import SearchSpace
-from nas.spec import ResolvedSpec
+from nas.spec import ResolvedSpec, spec_warnings
 from nas.trial import TrialState
 from workers.backend import SearchOutcome
 from workers.final import earning_trial
@@ -57,8 +57,9 @@ def summarize(
         "trial_states": states,
         "stop_reason": outcome.stop_reason,
         # What the reader must know about this result (the time budget cut the search
-        # short): shown by nas search, nas show / watch, and the job over HTTP.
-        "warnings": list(outcome.warnings),
+        # short, a hyperparameter named almost like one the evaluator takes): shown by nas
+        # search, nas show / watch, and the job over HTTP.
+        "warnings": [*spec_warnings(spec), *outcome.warnings],
         "wall_time_s": round(outcome.wall_s, 3),
         "simulated_time_s": round(outcome.simulated_s, 3),
         "best": best,

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from api.cli import _print_warnings, main
-from tests.api.conftest import LiveServer, nb201_spec
+from tests.api.conftest import LiveServer, nb201_spec, standalone_spec
 
 
 def test_keys_submit_watch_jobs_trials_cancel(
@@ -101,3 +101,25 @@ def test_cancel_says_what_became_of_the_job_and_captured_warnings_print_once(
     _print_warnings(["the time budget cut it short"])
     printed = capsys.readouterr()  # (neither stream is a terminal here)
     assert printed.out == "WARNING: the time budget cut it short\n" and printed.err == ""
+
+
+def test_submit_says_at_once_that_a_hyperparameter_is_named_almost_like_a_per_trial_one(
+    server_factory, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    """``learning_rate`` for ``lr``: the job searched a name no evaluator reads; its warning
+    is the job's from its submit on, not only once it has finished."""
+    server = server_factory(run_jobs=False)  # the job stays QUEUED
+    key = server.create_key("a")
+    auth = ["--server", server.url, "--api-key", key]
+    spec = tmp_path / "job.yaml"
+    lr = {"type": "float", "low": 0.001, "high": 0.1, "log": True}
+    spec.write_text(yaml.safe_dump(standalone_spec(hparams={"learning_rate": lr})))
+    assert main(["submit", str(spec), *auth]) == 0
+    out = capsys.readouterr().out
+    assert "job 1 (digits-standalone) QUEUED\nWARNING: hparams.learning_rate is a name" in out
+    assert "its own 'lr'; name it 'lr' to search it" in out
+    with server.client(key) as client:
+        job = client.job(1)
+    assert job["state"] == "QUEUED" and len(job["warnings"]) == 1
+    assert main(["show", "1", *auth]) == 0
+    assert "WARNING: hparams.learning_rate" in capsys.readouterr().out

@@ -292,6 +292,43 @@ def test_a_name_of_the_evaluators_own_parameter_it_does_not_take_per_trial_is_re
     assert list(parse_spec(doc).hparams) == ["inner_lr", "note"]
 
 
+def test_a_name_of_the_users_own_spelled_like_a_per_trial_one_is_a_warning() -> None:
+    """``learning_rate`` for ``lr``: searched and recorded while every trial trained with the
+    evaluator's own lr, without a word."""
+    from nas.spec import spec_warnings
+
+    doc = {
+        "name": "hpw",
+        "dataset": {"name": "digits"},
+        "space": {"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "standalone", "epochs": 1},
+        "hparams": {
+            "learning_rate": f(low=0.01),
+            "momentun": f(low=0.5),
+            "width": {"type": "int", "low": 8, "high": 16},  # the user's own, meant so
+        },
+        "budget": {"trials": 1},
+    }
+    assert spec_warnings(parse_spec(doc).spec) == [
+        (
+            "hparams.learning_rate is a name of your own: searched and recorded, but evaluator "
+            "'standalone' trains every trial with its own 'lr'; name it 'lr' to search it"
+        ),
+        (
+            "hparams.momentun is a name of your own: searched and recorded, but evaluator "
+            "'standalone' trains every trial with its own 'momentum'; name it 'momentum' to "
+            "search it"
+        ),
+    ]
+    doc["hparams"]["lr"] = f(low=0.01)  # both: the user knows lr, learning_rate is meant
+    assert [w.split()[0] for w in spec_warnings(parse_spec(doc).spec)] == ["hparams.momentun"]
+    # an evaluator that takes none per trial: a procedure name is refused, a near one is moot
+    doc["evaluator"] = {"name": "shared-weights", "epochs": 1}
+    del doc["hparams"]["lr"]
+    assert spec_warnings(parse_spec(doc).spec) == []
+
+
 def test_to_dict_round_trips() -> None:
     space = HparamSpace.from_spec(JOINT)
     again = HparamSpace.from_spec(json.loads(json.dumps(space.to_dict())))
@@ -452,3 +489,21 @@ def test_a_procedure_range_is_checked_against_the_evaluators_own_field(
     assert parse_spec(spec).hparams is not None
     spec["evaluator"]["name"], spec["hparams"]["inner_steps"]["low"] = "maml", 0
     assert parse_spec(spec).hparams is not None  # MAML takes 0 steps (its field does)
+
+
+def test_a_name_of_the_users_own_meant_as_a_procedure_name_is_recognised() -> None:
+    from nas.hparams import TRAINING_HPARAMS, meant_name
+
+    taken = list(TRAINING_HPARAMS)
+    assert meant_name("learning_rate", taken) == "lr"  # another tool's name
+    assert meant_name("LR", taken) == "lr"
+    assert meant_name("momentun", taken) == "momentum"  # a typo
+    assert meant_name("Weight-Decay", taken) == "weight_decay"
+    assert meant_name("num_epochs", taken) == "epochs"
+    # names of the user's own that mean something else
+    assert meant_name("width", taken) is None
+    assert meant_name("lr_decay", taken) is None
+    assert meant_name("dropout", taken) is None
+    # only among what the evaluator takes per trial
+    assert meant_name("learning_rate", ["inner_lr", "outer_lr"]) is None
+    assert meant_name("meta_lr", ["inner_lr", "outer_lr"]) == "outer_lr"

@@ -19,12 +19,17 @@ def test_joint_search_records_every_choice_per_trial(tmp_path: Path) -> None:
     doc = yaml.safe_load((REPO / "examples/mnist1d-joint.yaml").read_text())
     doc["dataset"]["num_samples"] = 600  # the example's search, on a smaller dataset
     doc["final"] = {"retrain_top_k": 1, "epochs": 1, "train_on": "train"}
+    # a name of the user's own, spelled as other tools spell weight decay: searched and
+    # recorded, and the summary says that no trial trained with it
+    doc["hparams"]["wd"] = {"type": "float", "low": 0.0, "high": 0.01}
     resolved = parse_spec(doc)
     assert resolved.hparams is not None
     summary = run_local_search(resolved, tmp_path / "run", progress=False)
 
     trials = [json.loads(line) for line in (tmp_path / "run/trials.jsonl").read_text().splitlines()]
     assert len(trials) == 6
+    (warning,) = summary["warnings"]
+    assert warning.startswith("hparams.wd is a name of your own") and "'weight_decay'" in warning
     assert all(t["state"] == "COMPLETE" for t in trials)
     for t in trials:
         hp = t["hparams"]
