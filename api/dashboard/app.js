@@ -128,6 +128,27 @@ async function download(path, fallbackName) {
 // row whenever any listed job changes (every 2 s while one runs), and a redraw kept neither
 // the export format chosen nor the last action's answer.
 const actionState = new Map();
+// The jobs whose running retraining a page follows (the jobs list draws a row again every
+// 2 s while a job runs: one follower per job, not one per drawing).
+const followedRetrainings = new Set();
+
+// A finished job's retraining runs as a RUNNING trial of the job, which the server counts:
+// while one runs it refuses another (409), so the page says it runs instead of offering the
+// button, and shows itself again (after()) once the job has no RUNNING trial left.
+function followRetraining(job, after) {
+  if (followedRetrainings.has(job.id)) return;
+  followedRetrainings.add(job.id);
+  const left = leaving();
+  const poll = async () => {
+    if (left()) { followedRetrainings.delete(job.id); return; }
+    let now;
+    try { now = await api(`/jobs/${job.id}`); } catch { followedRetrainings.delete(job.id); return; }
+    if ((now.trial_states?.RUNNING ?? 0) > 0) { setTimeout(poll, 3000); return; }
+    followedRetrainings.delete(job.id);
+    if (!left()) after();
+  };
+  setTimeout(poll, 3000);
+}
 
 function actions(job, after, evaluator) {
   const kept = actionState.get(job.id) || {};
@@ -185,13 +206,18 @@ function actions(job, after, evaluator) {
     }
   } }, "Export");
   const finished = !["QUEUED", "RUNNING"].includes(job.state);
+  // (a finished job's RUNNING trials are retrainings: another is refused until they end)
+  const retraining = finished && (job.trial_states?.RUNNING ?? 0) > 0;
+  if (retraining && job.best && !job.retrain_refused) followRetraining(job, after);
   const policy = evaluator === "rl2-meta" && job.state === "SUCCEEDED"; // its result: the policy file
   return h("span", { class: "actions" },
     finished ? null : act("Cancel", () => api(`/jobs/${job.id}/cancel`, { method: "POST" }), undefined, true,
       `Cancel job ${job.id}? Its running trials stop and are recorded as failed; finished trials are kept.`),
     // The server's own rule: retrain_refused says why it would refuse (a table, few-shot tasks).
     // (nothing to retrain or export before a completed trial: the server would refuse)
-    finished && job.best && !job.retrain_refused ? act("Retrain best", retrain) : null,
+    finished && job.best && !job.retrain_refused
+      ? (retraining ? h("span", { class: "muted retraining", id: `retraining-${job.id}` }, "A retraining is running ")
+        : act("Retrain best", retrain)) : null,
     job.best && formats.length ? fmtSel : null, " ", job.best && formats.length ? exportButton() : null,
     policy ? act("Download policy", () => download(`/jobs/${job.id}/policy`, `rl2-policy-job${job.id}.pt`), undefined, false) : null,
     " ", finished ? act("Delete", async () => {

@@ -782,6 +782,27 @@ def test_a_retraining_is_followed_and_named_in_the_trials_table(page: Page, site
     assert page.errors == []
 
 
+def test_a_running_retraining_is_said_instead_of_offering_another(page: Page, site: Site) -> None:
+    """A finished job's page offered 'Retrain best' while a retraining of it ran (started by
+    'nas retrain' or another page), which the server refuses (409: one at a time): the page
+    says it runs instead, and offers the button again once it has ended."""
+    spec = standalone_spec(2, 1, name="retraining-long", final={"epochs": 60})
+    with site.server.client(site.key) as client:
+        job = client.wait(client.submit(spec)["id"], timeout=120)
+        assert job["state"] == "SUCCEEDED", job["reason"]
+        started = client.retrain(job["id"])
+    p = page.go(f"/jobs/{job['id']}")
+    p.wait_for_selector(f"#main #retraining-{job['id']}:has-text('A retraining is running')")
+    assert p.locator("#main button:has-text('Retrain best')").count() == 0
+    with site.server.client(site.key) as client:  # (it was still running when said so)
+        assert client.trial(started["trial_id"])["state"] in ("RUNNING", "COMPLETE")
+        ended = client.wait_trial(started["trial_id"], timeout=120)
+    assert ended["state"] == "COMPLETE", ended
+    p.wait_for_selector("#main button:has-text('Retrain best')", timeout=30_000)
+    assert p.locator(f"#retraining-{job['id']}").count() == 0
+    assert page.errors == []
+
+
 def test_a_running_trials_page_follows_it_until_it_ends(
     page: Page, site: Site, time_left: Callable[..., float]
 ) -> None:
