@@ -760,10 +760,12 @@ async function comparePage(params) {
   // Steps: the best holds until the next improvement (a line between them showed a gradual gain).
   const steps = (best) => best.flatMap((b, i) => (i ? [[b.trial, best[i - 1].value], [b.trial, b.value]] : [[b.trial, b.value]]));
   const metricOf = (job) => job.spec?.objective?.metric || "objective";
-  const metrics = [...new Set(ok.map(({ job }) => metricOf(job)))];
+  // (jobs without a completed trial have no line: alone, they drew an empty chart)
+  const plotted = ok.filter(({ hist }) => hist.best_so_far.length);
+  const metrics = [...new Set(plotted.map(({ job }) => metricOf(job)))];
   // one y axis: named by the metric when the jobs share it, else each line names its own
   const shared = metrics.length === 1;
-  out.prepend(lineChart("compare-best", `Best so far by trial${shared ? `: ${metrics[0]}` : ""}`, ok.map(({ job, hist }) => ({
+  if (plotted.length) out.prepend(lineChart("compare-best", `Best so far by trial${shared ? `: ${metrics[0]}` : ""}`, plotted.map(({ job, hist }) => ({
     name: shared ? `job ${job.id}` : `job ${job.id} (${metricOf(job)})`,
     points: steps(hist.best_so_far).concat(hist.best_so_far.length ? [[hist.n_trials - 1, hist.best_so_far.at(-1).value]] : []),
     // the same improvements are the same line, however long each job ran on after its last

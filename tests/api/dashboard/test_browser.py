@@ -1078,6 +1078,11 @@ def test_owners_cancel_answers_compare_lengths_and_pager_focus(
         f"job {site.nb201['id']}",
         f"job {longer['id']} (same as job {site.nb201['id']})",
     ], legend
+    # that job alone: said, with no chart (an empty one with a 0..1 axis was drawn)
+    p = page.go(f"/compare?jobs={empty}")
+    p.wait_for_selector(f"#compare p:has-text('Job {empty}: no completed trial, nothing to plot')")
+    p.wait_for_selector(architectures)
+    assert p.locator("#compare-best").count() == 0
 
     p = page.go(f"/jobs/{site.nb201['id']}")
     p.wait_for_selector("#trials tbody tr[data-trial]")
