@@ -555,11 +555,16 @@ def describe_result(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None
     lines: list[str] = []
     meta = summary.get("meta_training")
     if meta:  # an rl2-meta job: its policy, not an architecture
+        trained = f"meta-training: {meta['iterations']} iterations in {meta['seconds']} s on "
+        stored = job.get("state") in ("SUCCEEDED", "CANCELLED") and any(
+            f.get("kind") == "rl2_policy" for f in summary.get("files") or []
+        )
         lines.append(
-            f"meta-training: {meta['iterations']} iterations in {meta['seconds']} s on "
-            f"{', '.join(meta['tasks'])}; policy stored: name it with "
+            f"{trained}{', '.join(meta['tasks'])}; policy stored: name it with "
             f"controller: {{name: rl2, policy_job: {job['id']}}}, or download it: "
             f"nas policy {job['id']}"
+            if stored  # (a FAILED job was said to have one, which no job could name)
+            else f"{trained}{', '.join(meta['tasks'])}; no policy stored ({job.get('state')})"
         )
     best = summary.get("best")
     if best:

@@ -154,18 +154,24 @@ def resolve_policy_job(
         return None
     jobs = JobRepository(session)
     job = jobs.get(job_id, owner_id=principal.key_id, any_owner=principal.sees_all)
+    holder = None  # the job whose copy the stored spec names, unless another user's
     if job is None and stored_copy is not None:
-        holder = int(stored_copy.parent.parent.name)
-        if jobs.get(holder, owner_id=principal.key_id, any_owner=principal.sees_all):
+        named = int(stored_copy.parent.parent.name)
+        if jobs.get(named) is None:
+            holder = named  # deleted since, its copy with it
+        elif jobs.get(named, owner_id=principal.key_id, any_owner=principal.sees_all):
+            holder = named
             try:
                 data = stored_copy.read_bytes()
             except OSError:
                 data = None
             if data is not None:
                 return _checked(job_id, data, resolved, f"job {holder}'s copy of job {job_id}'s")
-    if job is None and jobs.was_given(job_id):
-        # (it said "no job N of yours" of the user's own deleted job)
-        copy = "" if stored_copy is None else f", as is the copy job {holder} ran"
+    if job is None and jobs.get(job_id) is None and jobs.was_given(job_id):
+        # (it said "no job N of yours" of the user's own deleted job; and "was deleted" of
+        # another user's job, which exists: that one is "no job N of yours", as a job
+        # never created is)
+        copy = "" if holder is None else f", as is the copy job {holder} ran"
         raise SpecError.at(
             _LOC,
             f"job {job_id} was deleted, and its policy with it{copy}: name another "

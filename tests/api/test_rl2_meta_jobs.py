@@ -90,6 +90,17 @@ def test_a_meta_training_job_stores_a_policy_that_later_jobs_name(
         )
     assert both.value.detail[0]["loc"][:2] == ["controller", "policy"]
     _refused_at_the_field(server, client, meta["id"])
+    # another user's, job and copy alike: no job of theirs, as an id never given is (it
+    # said "was deleted", of jobs that exist)
+    with server.client(server.create_key("other")) as other:
+        for spec in (
+            nb201_spec(controller={"name": "rl2", "policy_job": meta["id"]}),
+            again["spec"],
+        ):
+            with pytest.raises(ApiError) as foreign:
+                other.submit(spec)
+            assert foreign.value.status_code == 422
+            assert foreign.value.detail[0]["msg"] == f"no job {meta['id']} of yours"
     client.delete(meta["id"])  # the source goes; the job that uses its policy does not care
     done = client.wait(user["id"], timeout=60)
     assert done["state"] == "SUCCEEDED", done["reason"]
@@ -200,6 +211,19 @@ def test_cancel_stops_meta_training_at_its_next_iteration_and_keeps_its_policy(
     assert done["state"] == "CANCELLED" and done["reason"].startswith("cancelled")
     # (it said "after 0 finished trials": a meta-training job runs none)
     _assert_kept_as_trained_so_far(client, done, tmp_path)
+
+
+def test_a_meta_training_failed_by_its_time_limit_is_not_said_to_have_a_policy(
+    client: NasClient,
+) -> None:
+    """nas show / watch said 'policy stored: name it with policy_job N, or download it' of a
+    job FAILED by budget.on_time_limit: fail, which stores none (both ways a 4xx)."""
+    spec = meta_spec(iterations=100_000, record_every=1)
+    spec["budget"] = {"minutes": 0.03, "on_time_limit": "fail"}
+    job = client.wait(client.submit(spec)["id"], timeout=60)
+    assert job["state"] == "FAILED" and job["summary"]["meta_training"], job["reason"]
+    shown = "\n".join(describe_job(job, None))
+    assert "policy stored: name it" not in shown and "no policy stored (FAILED)" in shown, shown
 
 
 def test_a_job_without_a_policy_says_why_there_is_none(client: NasClient, tmp_path: Path) -> None:
