@@ -188,6 +188,10 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+#: The PostgreSQL advisory lock key that serialises schema upgrades (any constant of ours).
+_UPGRADE_LOCK = 0x6E61735F6462  # "nas_db"
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (idempotent).
 
@@ -201,8 +205,15 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         driver = connection.connection.dbapi_connection
         if sqlite:
             driver.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            # One upgrade at a time (servers starting together on a new database: one died
+            # of "database is locked", or on PostgreSQL of a duplicate type, while both
+            # created the tables); the next then finds the schema at head. SQLite: BEGIN
+            # IMMEDIATE, which waits on the busy timeout; PostgreSQL: a lock to the commit.
+            connection.execution_options(nas_write=True)
         try:
             with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_UPGRADE_LOCK})")
                 config.attributes["connection"] = connection
                 command.upgrade(config, revision)
                 if sqlite:

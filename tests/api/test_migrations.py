@@ -4,6 +4,8 @@ share the database."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,26 @@ def test_upgrade_creates_every_table_with_our_version_table(database_url: str) -
         tables = set(inspect(engine).get_table_names())
         assert OUR_TABLES | {VERSION_TABLE} <= tables
         assert "alembic_version" not in tables
+        assert current_revision(engine) == HEAD
+    finally:
+        engine.dispose()
+
+
+def test_upgrades_started_together_on_a_new_database_all_succeed(database_url: str) -> None:
+    """Servers (or nas db upgrade and a server) starting at once on a new PostgreSQL
+    database: one of them died of a duplicate key while both created the tables."""
+    code = "import sys; from api.db import make_engine, upgrade; upgrade(make_engine(sys.argv[1]))"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, database_url], stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
+    engine = make_engine(database_url)
+    try:
         assert current_revision(engine) == HEAD
     finally:
         engine.dispose()
