@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Match, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.db import check_schema, make_engine, make_session_factory, upgrade
+from api.db import check_schema, make_engine, make_session_factory, short_error, upgrade
 from api.deps import AppState
 from api.openapi import install_openapi
 from api.reads import make_reader
@@ -32,6 +32,26 @@ from api.version import VERSION
 from nas.errors import NasError, SpecError
 
 log = logging.getLogger("nas.api")
+
+#: A 503's detail: the database did not answer (down, unreachable, out of connections).
+DATABASE_UNAVAILABLE = "the database is unavailable; try again shortly"
+
+
+def _database_unavailable_errors() -> tuple[type[Exception], ...]:
+    """What a request meets when the database does not answer: a connection refused or
+    lost (the drivers' and SQLAlchemy's OperationalError), no pooled connection in time
+    (SQLAlchemy's and psycopg_pool's time-outs)."""
+    import psycopg
+    import psycopg_pool
+    import sqlalchemy.exc
+
+    return (
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.TimeoutError,
+        psycopg.OperationalError,
+        psycopg_pool.PoolTimeout,
+    )
+
 
 #: Where /docs and /redoc load their scripts, styles and icon from (this server).
 DOCS_ASSETS = "/docs/assets"
@@ -273,6 +293,18 @@ def create_app(settings: Settings | None = None, *, jobs_at_startup: bool = True
     async def _nas_error(_request: Request, exc: NasError) -> JSONResponse:
         detail: Any = [{"loc": [], "msg": str(exc), "type": type(exc).__name__}]
         return AsciiJSONResponse({"detail": detail}, status_code=422)
+
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The database down or unreachable (or its pool out of connections for long): a
+        # request's plain-text 500 said nothing of it; what it was goes to the log only.
+        log.warning("%s %s: the database is unavailable: %s", request.method,
+                    request.url.path, short_error(exc))  # fmt: skip
+        return JSONResponse(
+            {"detail": DATABASE_UNAVAILABLE}, status_code=503, headers={"Retry-After": "5"}
+        )
+
+    for unavailable in _database_unavailable_errors():
+        app.add_exception_handler(unavailable, _database_unavailable)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

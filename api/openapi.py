@@ -7,7 +7,8 @@
   server checks keys (``NAS_AUTH=keys``).
 - Every status the server answers, with its body: 401 (a missing or unknown key), 404 (an id
   that is not yours or does not exist), 422 (any parameter out of range), and for the spec
-  body 400 (not UTF-8), 413 (too large) and 415 (another content type).
+  body 400 (not UTF-8), 413 (too large) and 415 (another content type); 503 when the
+  database does not answer.
 
 The rules live here, in one place, rather than repeated on each route.
 """
@@ -41,6 +42,7 @@ _PLAIN_ERRORS = {
     409: "the request does not fit the resource's state",
     413: "the body is larger than NAS_MAX_BODY_BYTES",
     415: "a content type other than JSON or YAML",
+    503: "the database is unavailable; try again shortly",
 }
 _VALIDATION = {
     "description": "invalid input: one entry per problem, with its field path (loc)",
@@ -106,6 +108,7 @@ def _complete(doc: dict[str, Any], *, auth: bool) -> None:
             codes: set[int] = set()
             if path.startswith("/api/"):
                 responses.setdefault("422", _VALIDATION)
+                codes.add(503)  # (every one reads the database)
                 if auth:
                     codes.add(401)
                     operation["security"] = [{"bearerAuth": []}]

@@ -100,6 +100,11 @@ class SyncReader:
         return None
 
 
+#: How long a read waits for a pooled PostgreSQL connection (a busy pool frees one in
+#: milliseconds; the database down frees none).
+CONNECTION_WAIT_S = 10.0
+
+
 class PgReader:
     """Runs plans on PostgreSQL through psycopg's asyncio pool of ``size`` autocommit
     connections, on the event loop."""
@@ -140,7 +145,8 @@ class PgReader:
         return await self._drive(make_plan())
 
     async def _drive(self, plan: Plan[T]) -> T:
-        async with self.pool.connection() as connection:
+        # (a database down: no connection comes, and the request answers 503 after the wait)
+        async with self.pool.connection(timeout=CONNECTION_WAIT_S) as connection:
             try:
                 statement, params = next(plan)
                 while True:

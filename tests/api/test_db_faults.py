@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from sqlalchemy import select, text
@@ -272,3 +273,51 @@ def test_a_flush_replayed_after_it_committed_adds_nothing_twice(database_url: st
             assert len(session.scalars(select(CurvePointModel.id)).all()) == 1
     finally:
         engine.dispose()
+
+
+def test_requests_answer_503_while_the_database_refuses_connections(
+    pg_server: Any, pg_url: str
+) -> None:
+    """The database down: the API answered a plain-text 500 at once (the key's lookup), and
+    a trial listing the same after waiting 30 s for a pooled connection. Now a JSON 503
+    that names the database, within the read pool's wait, and 200s again once it is back."""
+    from api.reads import CONNECTION_WAIT_S
+
+    server: LiveServer = pg_server()
+    key = server.create_key("user")
+    with server.client(key) as client:
+        job_id = client.wait(client.submit(nb201_spec(budget={"trials": 5}))["id"], timeout=60)[
+            "id"
+        ]
+    name = pg_url.rsplit("/", 1)[1]
+    paths = ["/api/v1/jobs", f"/api/v1/jobs/{job_id}", f"/api/v1/jobs/{job_id}/trials"]
+    with psycopg.connect(
+        _psycopg_url(pg_url.rsplit("/", 1)[0] + "/postgres"), autocommit=True
+    ) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        try:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+            with httpx.Client(
+                base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+            ) as http:
+                for path in paths:
+                    began = time.monotonic()
+                    answer = http.get(path)
+                    assert answer.status_code == 503, (path, answer.text)
+                    assert answer.json() == {
+                        "detail": "the database is unavailable; try again shortly"
+                    }
+                    assert time.monotonic() - began < CONNECTION_WAIT_S + 5, path
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+    ) as http:
+        for path in paths:
+            answer = wait_for(
+                lambda path=path: (r := http.get(path)).status_code == 200 and r, timeout=30
+            )
+            assert answer, path
