@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -43,15 +44,21 @@ def hash_key(key: str) -> str:
 
 def check_key_name(name: str) -> str:
     """``name`` if a key may have it, else ``ValueError`` saying what is valid: 1 to
-    ``KEY_NAME_LENGTH`` characters, not blank, text every database stores as given (no
-    NUL, which PostgreSQL refuses, and no undecodable bytes: an argument that was not UTF-8
+    ``KEY_NAME_LENGTH`` characters, not blank, text every database stores as given and a
+    terminal prints as one line (no control characters: NUL, which PostgreSQL refuses,
+    newlines, escapes), and no undecodable bytes: an argument that was not UTF-8
     reaches Python as lone surrogates, which no driver can encode)."""
     if not name.strip():
         raise ValueError(f"must not be empty or blank, got {name!r}")
     if len(name) > KEY_NAME_LENGTH:
         raise ValueError(f"at most {KEY_NAME_LENGTH} characters, got {len(name)}")
-    if "\x00" in name:
-        raise ValueError("must not contain NUL characters")
+    control = next((c for c in name if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        # (a newline or an escape sequence in a name wrote rows of its own, or restyled the
+        # terminal, where 'nas keys list' and the owner columns print it)
+        raise ValueError(
+            f"must not contain control characters (newlines, tabs, escapes), got {control!r}"
+        )
     try:
         name.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -807,7 +807,8 @@ def _check_connects(args: argparse.Namespace, url: str, *, schema: bool = False)
         raise _unreachable(args, url, exc) from None
     except SchemaNotCurrent as exc:
         raise CommandError(
-            f"cannot serve {describe_database(url)} (from {_database_source(args)}): {exc}",
+            f"cannot {'use' if args.command == 'keys' else 'serve'} {describe_database(url)} "
+            f"(from {_database_source(args)}): {exc}",
             code=1,
         ) from None
     finally:
@@ -868,15 +869,19 @@ def _check_ray_token(address: str, wait_s: float = 10.0) -> None:
         )
 
 
-def _db(args: argparse.Namespace, url: str) -> Any:
-    """An engine on ``url``, upgraded to the latest schema."""
+def _db(args: argparse.Namespace, url: str, *, migrate: bool = True) -> Any:
+    """An engine on ``url``, upgraded to the latest schema; without ``migrate``, checked to
+    be at it (a ``CommandError`` otherwise, as a server that does not migrate refuses it)."""
+    if not migrate:
+        _check_connects(args, url, schema=True)
     from sqlalchemy.exc import DBAPIError
 
     from api.db import make_engine, upgrade
 
     engine = make_engine(url)
     try:
-        upgrade(engine)
+        if migrate:
+            upgrade(engine)
     except DBAPIError as exc:
         engine.dispose()
         raise _unreachable(args, url, exc) from None
@@ -898,7 +903,14 @@ def _cmd_keys(args: argparse.Namespace) -> int:
             f"no database at {database_file.resolve()} (from {_database_source(args)}), so no "
             "keys: pass the server's --db or --data-dir ('nas keys create' makes a new one)"
         )
-    engine = _db(args, url)
+    # (NAS_MIGRATE_ON_START=false: the operator upgrades the schema, 'nas keys' does not)
+    migrate = _settings(args).migrate_on_start
+    if fresh and not migrate:
+        raise CommandError(
+            f"no database at {database_file.resolve()} (from {_database_source(args)}), and "
+            "NAS_MIGRATE_ON_START is false: create it with 'nas db upgrade' first"
+        )
+    engine = _db(args, url, migrate=migrate)
     factory = make_session_factory(engine, write=True)
     where = describe_database(url)
     with session_scope(factory) as session:

@@ -464,6 +464,12 @@ def test_keys_refuse_ids_and_names_the_database_cannot_hold_alike_on_both(
         ("revoke", str(2**31)): f"argument id: {2**31} is not in 1..{2**31 - 1}",
         ("create", "--name", "a" * 201): "argument --name: at most 200 characters, got 201",
         ("create", "--name", os.fsdecode(b"bad\xffname")): "argument --name: not UTF-8 text",
+        # (a newline wrote a row of 'nas keys list' of its own: a forged active admin key)
+        ("create", "--name", "evil\n   9  nas_FAKE...  root  admin active"): (
+            "argument --name: must not contain control characters (newlines, tabs, escapes), "
+            "got '\\n'"
+        ),
+        ("create", "--name", "red\x1b[31m"): "must not contain control characters",
     }
     made = nas("keys", "create", "--name", "a" * 200, "--db", database_url)
     assert made.returncode == 0, made.stderr
@@ -499,6 +505,39 @@ def test_serve_without_migrating_a_database_never_migrated_is_one_line(database_
     assert ran.stderr.startswith("error: cannot serve sqlite:///"), ran.stderr
     assert "revision none (never migrated)" in ran.stderr and "'nas db upgrade'" in ran.stderr
     assert len(ran.stderr.splitlines()) == 1
+
+
+def test_keys_leave_the_schema_to_the_operator_without_migrate_on_start(
+    database_url: str, tmp_path: Path
+) -> None:
+    """``nas keys list`` (or create, revoke) upgraded the schema whatever
+    ``NAS_MIGRATE_ON_START`` said: an operator who upgrades by hand (older servers still
+    running) had the schema changed by what looked like a read. Now they refuse, as the
+    server does, on a database not at its schema's revision."""
+    from api.db import current_revision, make_engine
+
+    engine = make_engine(database_url)
+    with engine.connect():  # a database there, never migrated (SQLite: an empty file)
+        pass
+    engine.dispose()
+    for action in (["list"], ["create", "--name", "a"]):
+        ran = nas("keys", *action, "--db", database_url, NAS_MIGRATE_ON_START="false")
+        assert ran.returncode == 1, ran.stderr
+        assert ran.stderr.startswith("error: cannot use "), ran.stderr
+        assert "revision none (never migrated)" in ran.stderr and "'nas db upgrade'" in ran.stderr
+    engine = make_engine(database_url)
+    try:
+        assert current_revision(engine) is None  # untouched
+    finally:
+        engine.dispose()
+    missing = tmp_path / "none" / "nas.db"
+    ran = nas("keys", "create", "--name", "a", "--db", f"sqlite:///{missing}",
+              NAS_MIGRATE_ON_START="false")  # fmt: skip
+    assert ran.returncode == 2 and "create it with 'nas db upgrade' first" in ran.stderr
+    assert not missing.exists()
+    assert nas("db", "--db", database_url, "upgrade").returncode == 0
+    made = nas("keys", "create", "--name", "a", "--db", database_url, NAS_MIGRATE_ON_START="false")
+    assert made.returncode == 0, made.stderr
 
 
 def test_serve_on_a_port_already_taken_claims_no_job(server_factory: Any, tmp_path: Path) -> None:
