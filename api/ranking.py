@@ -71,7 +71,7 @@ def rank_architecture(session: Session, job: JobModel, rank: int) -> RankedArchi
             told += f"; download the policy: {get}"
         elif job.state in ("QUEUED", "RUNNING"):
             told += f"; once it ends, {get} downloads it"
-        else:  # (failed, or cancelled before its first iteration)
+        else:  # (failed, or cancelled before its first recorded iteration)
             told += f", and it ended {job.state} without one"
         raise ConflictError(told)
     if count == 0:

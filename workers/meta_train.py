@@ -56,7 +56,8 @@ class MetaTrainSearch(SearchLoop):
 
     keeps_evaluator_state = True
     builds_controller = False
-    progress_unit = "meta-training iterations"
+    # (a cancel keeps the policy as of its last curve point: iterations since are not kept)
+    progress_unit = "recorded meta-training iterations"
     keeps_files_when_stopped = True
 
     def __init__(

@@ -207,7 +207,7 @@ class SearchLoop:
     #: trains a policy instead (meta-training) builds none.
     builds_controller: ClassVar[bool] = True
     #: What the loop's progress is counted in, for a cancel's reason: its finished trials,
-    #: or (``"meta-training iterations"``) the ``iteration`` of its curve points.
+    #: or (``"recorded meta-training iterations"``) the ``iteration`` of its last curve point.
     progress_unit: ClassVar[str] = "finished trials"
     #: A stop (a cancel) keeps what the loop's files hold so far (``files_so_far``): a
     #: meta-training's policy. A search's result so far is its trials.

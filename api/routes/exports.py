@@ -156,7 +156,7 @@ def download_policy(job_id: JobId, principal: CurrentPrincipal, state: StateDep)
     an ``rl2`` job runs. It is what ``controller: {name: rl2, policy: FILE}`` reads
     (``nas search``, or another service). 404 for no such job (or another user's); 409 for
     a job of yours that has none, saying why (any other job, a meta-training job that runs,
-    failed, or was cancelled before its first iteration)."""
+    failed, or was cancelled before its first recorded iteration)."""
     artifacts = state.settings.resolved_artifacts_dir()
     with state.read() as session:
         try:
@@ -181,7 +181,9 @@ def _no_policy(job_id: int, job: JobModel, recorded: bool) -> str:
         why = {
             "QUEUED": "it has not started",
             "RUNNING": "it is still meta-training (a policy is stored when it ends)",
-            "CANCELLED": "it was cancelled before its first iteration",
+            # (a cancel keeps the policy as of the last curve point, every record_every)
+            "CANCELLED": "it was cancelled before its first recorded iteration "
+            "(evaluator.record_every)",
             "FAILED": "it failed",
         }.get(job.state, "none was stored")
         return f"job {job_id} has no RL² policy: {why}"

@@ -274,7 +274,8 @@ def _assert_kept_as_trained_so_far(client: NasClient, done: dict[str, Any], tmp_
     """A cancelled meta-training keeps its policy as of its last recorded iteration (it
     kept nothing: the minutes it had trained were lost), and a later job may name it."""
     found = re.fullmatch(
-        r"cancelled by user after (\d+) meta-training iterations; kept as trained so far: "
+        r"cancelled by user after (\d+) recorded meta-training iterations; kept as trained so "
+        r"far: "
         r"rl2-policy.pt",
         done["reason"],
     )
@@ -310,12 +311,13 @@ def test_a_cancel_stops_a_long_iteration_and_an_iteration_too_large_is_refused(
     client.cancel(job["id"])
     done = client.wait(job["id"], timeout=time_left(20))
     assert done["state"] == "CANCELLED"
-    assert done["reason"] == "cancelled by user after 0 meta-training iterations"
+    assert done["reason"] == "cancelled by user after 0 recorded meta-training iterations"
     with pytest.raises(ApiError) as info:  # nothing trained: no policy kept, and why
         client.policy(done["id"], tmp_path)
     assert info.value.status_code == 409
     assert info.value.detail == (
-        f"job {done['id']} has no RL² policy: it was cancelled before its first iteration"
+        f"job {done['id']} has no RL² policy: it was cancelled before its first recorded "
+        "iteration (evaluator.record_every)"
     )
     with pytest.raises(ApiError) as info:  # it sent the caller to that 409 for the policy
         client.export(done["id"], "json", path=tmp_path / "x.json")
