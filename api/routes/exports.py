@@ -187,6 +187,13 @@ def _no_policy(job_id: int, job: JobModel, recorded: bool) -> str:
             "FAILED": "it failed",
         }.get(job.state, "none was stored")
         return f"job {job_id} has no RL² policy: {why}"
+    controller = spec.get("controller") or {}
+    if controller.get("name") == "rl2" and controller.get("policy"):
+        # (it said "an rl2 job keeps the copy it runs" of a job that runs a file of yours)
+        return (
+            f"job {job_id} keeps no RL² policy: it runs the policy file its spec names "
+            "(controller.policy), which stays yours; a job that names policy_job keeps a copy"
+        )
     return (
         f"job {job_id} has no RL² policy: only a meta-training job ({META_EVALUATOR}) leaves "
         "one, and an rl2 job keeps the copy it runs"

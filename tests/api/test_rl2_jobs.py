@@ -29,6 +29,13 @@ def test_an_rl2_job_runs_with_a_policy_under_the_data_roots(
     done = client.wait(job["id"], timeout=120)
     assert done["state"] == "SUCCEEDED", done["reason"]
     assert done["n_trials"] == 15
+    with pytest.raises(ApiError) as none:  # (it said "an rl2 job keeps the copy it runs")
+        client.policy(job["id"], tmp_path)
+    assert none.value.status_code == 409
+    assert none.value.detail == (
+        f"job {job['id']} keeps no RL² policy: it runs the policy file its spec names "
+        "(controller.policy), which stays yours; a job that names policy_job keeps a copy"
+    )
     outside = _policy(tmp_path / "elsewhere" / "rl2.pt")
     with pytest.raises(ApiError) as info:
         client.submit(nb201_spec(controller={"name": "rl2", "policy": outside}))
