@@ -939,13 +939,16 @@ def _listing_header(with_key: bool) -> Select[Any]:
     )
 
 
-#: A job's stored evaluator section, for the rare read that needs more of its spec than
-#: the listing header (a table job's metric names).
-_JOB_EVALUATOR = select(JobModel.spec["evaluator"]).where(JobModel.id == bindparam("job_id"))
+#: A job's stored evaluator and dataset sections, for the rare read that needs more of its
+#: spec than the listing header (a table job's metric names, a meta-learner's dataset).
+_JOB_EVALUATOR = select(JobModel.spec["evaluator"], JobModel.spec["dataset"]).where(
+    JobModel.id == bindparam("job_id")
+)
 
 
 def job_evaluator_query(job_id: int) -> tuple[Select[Any], dict[str, Any]]:
-    """The job's stored ``evaluator`` section (one row, one column; none when it is gone)."""
+    """The job's stored ``evaluator`` and ``dataset`` sections (one row, two columns; none
+    when it is gone)."""
     return _JOB_EVALUATOR, {"job_id": job_id}
 
 

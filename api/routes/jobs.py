@@ -271,20 +271,34 @@ def _trials_page(key_hash: str | None, job_id: int, q: TrialQuery, as_json: bool
     if not header or header[0][1] is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
     _, _, n_trials, state_counts, evaluator = header[0]
+    entry = EVALUATORS.get(evaluator)
     valid = _sort_keys(evaluator)
-    if q.sort not in valid and not EVALUATORS.get(evaluator).metrics and METRIC_NAME.match(q.sort):
+    unknown = q.sort not in valid and METRIC_NAME.match(q.sort) is not None
+    dataset = None
+    if (
+        unknown and (not entry.metrics or entry.dataset_metrics)
+    ) or q.sort in entry.dataset_metrics:
         # A table's metrics are the columns its spec names (a column it does not name, such
-        # as the held-out one, no trial holds: the sort was ignored).
+        # as the held-out one, no trial holds: the sort was ignored); a meta-learner's
+        # depend on its dataset (a classification job sorted by meta_val_mse: the same).
         rows = yield job_evaluator_query(job_id)
         if not rows:  # deleted meanwhile
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
         params = {k: v for k, v in (rows[0][0] or {}).items() if k != "name"}
+        dataset = (rows[0][1] or {}).get("name")
         try:
-            listed = EVALUATORS.get(evaluator).listed_metrics(params)
+            listed = entry.listed_metrics(params, dataset)
         except ValueError:  # a section stored by an older version: its own names only
             listed = ()
-        valid = ["number", "objective", *dict.fromkeys((*listed, *valid[2:]))]
+        also = () if entry.dataset_metrics else valid[2:]
+        valid = ["number", "objective", *dict.fromkeys((*listed, *also))]
     if q.sort not in valid or not METRIC_NAME.match(q.sort):
+        if q.sort in entry.trial_metrics():
+            raise _query_error(
+                "sort",
+                f"job {job_id}'s trials hold no {q.sort!r} (its dataset {dataset!r}); valid: "
+                + ", ".join(valid),
+            )
         raise _query_error("sort", f"unknown sort key {q.sort!r}; valid: {', '.join(valid)}")
     if q.after is not None and q.sort != "number":
         raise _query_error(

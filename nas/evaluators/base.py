@@ -50,6 +50,10 @@ class Evaluator(ABC):
     #: Metrics some of its trials hold beyond ``metrics``, which an objective cannot name
     #: but a trial listing sorts by (a pruned trial's epochs, a retraining's test accuracy).
     extra_metrics: ClassVar[tuple[str, ...]] = ()
+    #: Metrics of those that only some datasets' trials hold (a meta-learner's
+    #: ``meta_val_mse`` on regression tasks, ``meta_val_accuracy`` on classification
+    #: episodes): a trial listing sorted by one reads the job's dataset (``listed_metrics``).
+    dataset_metrics: ClassVar[tuple[str, ...]] = ()
     #: How many candidates a search loop should gather per ``evaluate`` call.
     batch_size: ClassVar[int] = 1
     #: True when ``evaluate`` answers without training (a table lookup, a shared-weight
@@ -220,9 +224,12 @@ class Evaluator(ABC):
         return tuple(dict.fromkeys((*cls.metrics, *cls.extra_metrics, *figures)))
 
     @classmethod
-    def listed_metrics(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
-        """The metric names a trial may hold with these (stored) evaluator ``params``, what
-        a trial listing sorts by: ``trial_metrics``, unless the parameters choose them."""
+    def listed_metrics(
+        cls, params: Mapping[str, Any], dataset: str | None = None
+    ) -> tuple[str, ...]:
+        """The metric names a trial may hold with these (stored) evaluator ``params`` on
+        ``dataset`` (``None``: any), what a trial listing sorts by: ``trial_metrics``, unless
+        the parameters or the dataset choose them."""
         return cls.trial_metrics()
 
     @classmethod

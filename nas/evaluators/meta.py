@@ -259,6 +259,7 @@ class MetaEvaluator(Evaluator):
     metrics = ("meta_val_mse", "meta_train_loss", "params")
     #: (a classification task distribution's trials report accuracy instead)
     extra_metrics = ("meta_val_accuracy",)
+    dataset_metrics = ("meta_val_mse", "meta_val_accuracy")
     #: What a classification task distribution makes it report.
     classification_metrics: ClassVar[tuple[str, ...]] = (
         "meta_val_accuracy",
@@ -654,6 +655,20 @@ class MetaEvaluator(Evaluator):
             return cls.classification_metrics
         return cls.metrics
 
+    @classmethod
+    def listed_metrics(
+        cls, params: Mapping[str, Any], dataset: str | None = None
+    ) -> tuple[str, ...]:
+        """``trial_metrics`` less the ``dataset_metrics`` the dataset's trials do not hold (a
+        classification job's ``meta_val_mse``)."""
+        metrics = cls.trial_metrics()
+        if dataset is None or dataset not in DATASETS:
+            return metrics
+        entry = DATASETS.get(dataset)
+        classification = entry.tasks is not None and entry.task_loss == "cross_entropy"
+        held = cls.classification_metrics if classification else cls.metrics
+        return tuple(m for m in metrics if m not in cls.dataset_metrics or m in held)
+
     # --- evaluation ------------------------------------------------------------------------
     def trial_seed(self, arch: Architecture) -> int:
         """Deterministic per (job seed, architecture): the same architecture starts from the
@@ -1045,6 +1060,7 @@ class MetricEvaluator(MetaEvaluator):
     adapts_by_steps = False
     learns_weights = False
     regression = False
+    dataset_metrics = ()  # (classification episodes only)
     Config: ClassVar[type[EvaluatorConfig]] = FewShotConfig
 
     @classmethod

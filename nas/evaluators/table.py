@@ -186,7 +186,9 @@ class TableEvaluator(Evaluator):
         return _config(spec).reported
 
     @classmethod
-    def listed_metrics(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
+    def listed_metrics(
+        cls, params: Mapping[str, Any], dataset: str | None = None
+    ) -> tuple[str, ...]:
         """The columns reported, and the constraint figures a pruned trial holds."""
         config = TableEvaluatorConfig.model_validate(params)
         return (*config.reported, *CONSTRAINTS.values())

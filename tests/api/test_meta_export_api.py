@@ -76,6 +76,19 @@ def test_a_meta_learning_job_exports_its_meta_learned_weights(
     job_id = job["id"]
     assert job["state"] == "SUCCEEDED", job
     assert job["summary"]["files"] == [{"name": META_WEIGHTS_FILE, "kind": "meta_weights"}]
+    # sorted by what its (regression) trials hold; by the accuracy of classification
+    # episodes, a 422 (it was number order: a sort by a value no trial holds)
+    by_mse = client.trials(job_id, sort="meta_val_mse")["data"]
+    assert [t["metrics"]["meta_val_mse"] for t in by_mse] == sorted(
+        t["metrics"]["meta_val_mse"] for t in by_mse
+    )
+    with pytest.raises(ApiError) as refused:
+        client.trials(job_id, sort="meta_val_accuracy")
+    assert refused.value.status_code == 422
+    assert refused.value.detail[0]["msg"] == (
+        f"job {job_id}'s trials hold no 'meta_val_accuracy' (its dataset 'sinusoid'); valid: "
+        "number, objective, meta_val_mse, meta_train_loss, params, flops, latency_ms"
+    )
     artifacts = server.settings.resolved_artifacts_dir()
     with server.app.state.nas.read() as session:
         rows = session.scalars(
