@@ -25,6 +25,9 @@ class Principal:
     key_id: int | None
     name: str
     admin: bool
+    #: The hash of the key the caller sent (``None`` without auth): a long request (an event
+    #: stream) ends once that key is revoked or rotated.
+    key_hash: str | None = None
 
     @property
     def sees_all(self) -> bool:
@@ -77,6 +80,15 @@ def create_key(session: Session, *, name: str, admin: bool = False) -> tuple[Api
     return row, key
 
 
+def rotate_key(session: Session, key_id: int) -> tuple[ApiKeyModel, str] | None:
+    """A new secret for the active key ``key_id`` (its id, name, role and jobs stay): returns
+    the row and the new key (shown once); the old key is refused from now on. ``None`` when
+    no active key has that id."""
+    key = generate_key()
+    row = ApiKeyRepository(session).replace_secret(key_id, prefix=key[:12], key_hash=hash_key(key))
+    return None if row is None else (row, key)
+
+
 def bearer_token(authorization: str | None) -> str | None:
     """The key of an ``Authorization: Bearer <key>`` header, or ``None``."""
     if not authorization:
@@ -93,7 +105,8 @@ def authenticate(session: Session, authorization: str | None) -> Principal | Non
     token = bearer_token(authorization)
     if token is None:
         return None
-    row = ApiKeyRepository(session).active_by_hash(hash_key(token))
+    key_hash = hash_key(token)
+    row = ApiKeyRepository(session).active_by_hash(key_hash)
     if row is None:
         return None
-    return Principal(key_id=row.id, name=row.name, admin=row.admin)
+    return Principal(key_id=row.id, name=row.name, admin=row.admin, key_hash=key_hash)

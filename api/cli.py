@@ -889,7 +889,7 @@ def _db(args: argparse.Namespace, url: str, *, migrate: bool = True) -> Any:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from api.auth import create_key
+    from api.auth import create_key, rotate_key
     from api.db import make_session_factory, session_scope
     from api.repositories import ApiKeyRepository
     from api.settings import sqlite_file
@@ -936,6 +936,19 @@ def _cmd_keys(args: argparse.Namespace) -> int:
                 state = "revoked" if row.revoked_at else "active"
                 admin = "admin" if row.admin else "user"
                 print(f"{row.id:>4}  {row.prefix}...  {row.name:<20} {admin:<5} {state}")
+        elif args.keys_command == "rotate":
+            rotated = rotate_key(session, args.id)
+            if rotated is None:
+                print(f"error: no active key {args.id}", file=sys.stderr)
+                return 2
+            row, key = rotated
+            print(key)
+            print(
+                f"key {row.id} '{row.name}'{' (admin)' if row.admin else ''} has a new secret "
+                f"in database {where}, shown only now; its jobs stay its own, and the old "
+                "secret is refused from now on (open event streams with it end)",
+                file=sys.stderr,
+            )
         else:
             if not ApiKeyRepository(session).revoke(args.id):
                 print(f"error: no active key {args.id}", file=sys.stderr)
@@ -1250,7 +1263,13 @@ def build_parser() -> argparse.ArgumentParser:
     listing = keys_sub.add_parser("list", help="list keys")
     revoke = keys_sub.add_parser("revoke", help="revoke a key")
     revoke.add_argument("id", type=_bounded(1, MAX_ID), help=f"key id (nas keys list), 1..{MAX_ID}")
-    for action in (create, listing, revoke):
+    rotate = keys_sub.add_parser(
+        "rotate",
+        help="give a key a new secret and print it (shown once): its jobs, name and role stay, "
+        "the old secret is refused from now on",
+    )
+    rotate.add_argument("id", type=_bounded(1, MAX_ID), help=f"key id (nas keys list), 1..{MAX_ID}")
+    for action in (create, listing, revoke, rotate):
         _add_database_options(action, argparse.SUPPRESS)
     keys.set_defaults(func=_cmd_keys)
 

@@ -89,12 +89,28 @@ class ApiKeyRepository:
             )
         )
 
-    def is_active(self, key_id: int) -> bool:
-        """The key exists and is not revoked."""
-        found = self.session.scalar(
-            select(ApiKeyModel.id).where(ApiKeyModel.id == key_id, ApiKeyModel.revoked_at.is_(None))
+    def is_active(self, key_id: int, key_hash: str | None = None) -> bool:
+        """The key exists and is not revoked (with ``key_hash``: nor rotated since)."""
+        statement = select(ApiKeyModel.id).where(
+            ApiKeyModel.id == key_id, ApiKeyModel.revoked_at.is_(None)
         )
-        return found is not None
+        if key_hash is not None:
+            statement = statement.where(ApiKeyModel.key_hash == key_hash)
+        return self.session.scalar(statement) is not None
+
+    def replace_secret(self, key_id: int, *, prefix: str, key_hash: str) -> ApiKeyModel | None:
+        """Give the active key ``key_id`` another secret (``rotate_key``); ``None`` when no
+        active key has that id."""
+        row = self.session.scalar(
+            select(ApiKeyModel)
+            .where(ApiKeyModel.id == key_id, ApiKeyModel.revoked_at.is_(None))
+            .with_for_update()
+        )
+        if row is None:
+            return None
+        row.prefix, row.key_hash = prefix, key_hash
+        self.session.flush()
+        return row
 
     def list(self) -> Sequence[ApiKeyModel]:
         return self.session.scalars(select(ApiKeyModel).order_by(ApiKeyModel.id)).all()

@@ -355,14 +355,14 @@ async def job_events(
     """Server-sent events: ``job`` (state, progress, trial count, best) whenever it changes,
     ``trial`` (number, state, objective) for each trial as it is recorded, and a last
     ``end`` once the job has finished (``state``, ``reason``), or ``DELETED`` once it is
-    deleted while watched. The stream closes (no ``end``) once the caller's key is revoked:
-    it went on sending until the job ended."""
+    deleted while watched. The stream closes (no ``end``) once the caller's key is revoked
+    or rotated: it went on sending until the job ended."""
     # Trials are sent once per state: a RUNNING trial is sent again when it finishes.
     # ``done`` is the highest number below which every trial was sent finished.
     done, sent, last_job = -1, dict[int, str](), None
     poll = state.settings.poll_interval_s
     while True:
-        polled = await asyncio.to_thread(_poll, state, job_id, done, principal.key_id)
+        polled = await asyncio.to_thread(_poll, state, job_id, done, principal)
         if polled is None:  # the key was revoked since
             return
         job, trials = polled
@@ -399,12 +399,15 @@ async def job_events(
 
 
 def _poll(
-    state: AppState, job_id: int, last_number: int, key_id: int | None
+    state: AppState, job_id: int, last_number: int, principal: Principal
 ) -> tuple[Any, list[Any]] | None:
-    """The job and its trials after ``last_number``; ``None`` once the key ``key_id`` (the
-    caller's; ``None`` without auth) is revoked."""
+    """The job and its trials after ``last_number``; ``None`` once the caller's key (none
+    without auth) is revoked or rotated."""
     with state.read() as session:
-        if key_id is not None and not ApiKeyRepository(session).is_active(key_id):
+        key_id = principal.key_id
+        if key_id is not None and not ApiKeyRepository(session).is_active(
+            key_id, principal.key_hash
+        ):
             return None
         job = JobRepository(session).get(job_id)
         trials = list(TrialRepository(session).after(job_id, last_number, 500))

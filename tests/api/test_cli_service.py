@@ -123,3 +123,45 @@ def test_submit_says_at_once_that_a_hyperparameter_is_named_almost_like_a_per_tr
     assert job["state"] == "QUEUED" and len(job["warnings"]) == 1
     assert main(["show", "1", *auth]) == 0
     assert "WARNING: hparams.learning_rate" in capsys.readouterr().out
+
+
+def test_a_rotated_key_keeps_its_jobs_and_refuses_its_old_secret(
+    server_factory, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    """Jobs belong to the key that submitted them: an operator replacing a leaked secret by
+    revoking the key and creating another (same name) left its jobs to no one but admins.
+    ``nas keys rotate`` gives the key a new secret; its jobs stay, the old secret is a 401,
+    and an event stream opened with it ends."""
+    import threading
+
+    import httpx
+
+    server = server_factory(run_jobs=False)  # the job stays QUEUED: its stream stays open
+    db = ["--db", server.settings.resolved_database_url()]
+    old = server.create_key("alice")
+    with server.client(old) as client:
+        job_id = client.submit(nb201_spec())["id"]
+        events = client.events(job_id)
+        assert next(events)[0] == "job"
+        assert main(["keys", *db, "rotate", "1"]) == 0
+        printed = capsys.readouterr()
+        new = printed.out.strip()
+        assert new.startswith("nas_") and new != old
+        assert "key 1 'alice' has a new secret" in printed.err
+        rest: list[object] = []
+        reader = threading.Thread(target=lambda: rest.extend(events), daemon=True)
+        reader.start()
+        reader.join(timeout=15)
+        assert not reader.is_alive(), "the old secret's stream still runs"
+    for path in ("/api/v1/jobs", f"/api/v1/jobs/{job_id}/trials"):  # (the listing's own check)
+        answer = httpx.get(server.url + path, headers={"Authorization": f"Bearer {old}"})
+        assert answer.status_code == 401, (path, answer.text)
+    with server.client(new) as client:
+        assert [job["id"] for job in client.jobs()["data"]] == [job_id]
+        assert client.trials(job_id)["count"] == 0
+    assert main(["keys", *db, "list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 1 and f"{new[:12]}..." in listed[0] and "active" in listed[0]
+    assert main(["keys", *db, "revoke", "1"]) == 0
+    assert main(["keys", *db, "rotate", "1"]) == 2  # a revoked key stays revoked
+    assert capsys.readouterr().err.endswith("error: no active key 1\n")
