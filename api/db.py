@@ -87,6 +87,17 @@ def make_session_factory(engine: Engine, *, write: bool = False) -> sessionmaker
     return sessionmaker(bind, expire_on_commit=False)
 
 
+def one_snapshot(session: Session) -> Session:
+    """``session`` with every read of its transaction on one snapshot, called before its
+    first statement. PostgreSQL's default (read committed) takes one per statement: an
+    export that ranks a job's trials in several reads met a delete between two of them (a
+    trial the first read found was gone in the next). SQLite's transaction already reads one
+    snapshot (WAL)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    return session
+
+
 @contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error."""

@@ -506,6 +506,13 @@ def write_export(plan: ExportPlan, artifacts: Path) -> Path:
         os.replace(tmp, target)
     except ExportError:
         raise
+    except (FileNotFoundError, FileExistsError):
+        # The job's folder was moved aside meanwhile, by its delete (a 500 said nothing of
+        # it; mkdir meets that as an existing folder that is then no folder)
+        if target.parent.exists():
+            raise
+        _remove_empty_folders(target.parent, artifacts)
+        raise NotFoundError(f"job {plan.job_id} not found") from None
     except Exception as exc:
         fault = storage_error(
             exc, target.parent, f"writing the {plan.fmt.name} export", "nothing was written"
@@ -525,6 +532,8 @@ def record_export(session: Session, plan: ExportPlan, artifacts: Path, path: Pat
     deleted meanwhile (the file is then removed)."""
     if JobRepository(session).lock(plan.job_id) is None:
         path.unlink(missing_ok=True)
+        # (the folders write_export made again after the delete had moved the job's aside)
+        _remove_empty_folders(path.parent, artifacts)
         raise NotFoundError(f"job {plan.job_id} not found")
     ArtifactRepository(session).put(
         job_id=plan.job_id,
@@ -533,6 +542,18 @@ def record_export(session: Session, plan: ExportPlan, artifacts: Path, path: Pat
         size_bytes=path.stat().st_size,
         meta=plan.meta(artifacts),
     )
+
+
+def _remove_empty_folders(folder: Path, artifacts: Path) -> None:
+    """``folder`` and its parents up to the artifacts' ``jobs`` folder, each while empty."""
+    stop = artifacts / "jobs"
+    while folder.is_relative_to(stop) and folder != stop:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another export's file), or gone
+            if folder.exists():
+                return
+        folder = folder.parent
 
 
 def cached_export(session: Session, plan: ExportPlan, artifacts: Path) -> Path | None:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from api.models import JobModel
 from api.policies import stored_policy
 from api.repositories import TrialRepository
-from api.services import ConflictError
+from api.services import ConflictError, NotFoundError
 from controllers.rl2 import META_EVALUATOR
 from nas.architecture import Architecture
 
@@ -97,7 +97,8 @@ def rank_architecture(session: Session, job: JobModel, rank: int) -> RankedArchi
             job.id, rank - 1 - len(listed), exclude_keys=keys, maximize=maximize
         )
         trial = trials.best_of_architecture(job.id, key, maximize=maximize)
-        assert trial is not None  # the ranking came from it
+        if trial is None:  # the job was deleted between the two reads (each its own snapshot)
+            raise NotFoundError(f"job {job.id} not found")
         arch = Architecture.from_dict(trial.architecture)
     final = None
     for entry in summary.get("final") or []:

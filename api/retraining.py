@@ -324,7 +324,8 @@ def start_retrain(
     with session_scope(write) as session:
         JobService(session).get(principal, job_id)  # 404 before anything else
         job = JobRepository(session).lock(job_id)
-        assert job is not None
+        if job is None:  # deleted since (a 500 on PostgreSQL, where the lock waited for it)
+            raise NotFoundError(f"job {job_id} not found")
         resolved = ResolvedSpec.from_stored(job.spec)
         problem = trainable_problem(resolved)
         if problem is not None:

@@ -3,14 +3,18 @@ retraining from scratch."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from enum import Enum
-from typing import Annotated, Any
+from pathlib import Path
+from typing import IO, Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from api.db import session_scope
+from api.db import one_snapshot, session_scope
 from api.deps import CurrentPrincipal, JobId, StateDep
 from api.exports import cached_export, plan_export, record_export, write_export
 from api.models import JobModel
@@ -84,7 +88,7 @@ def export_architecture(
     untrained: Annotated[
         bool, Query(description="allow torchscript/onnx with freshly initialised weights")
     ] = False,
-) -> FileResponse:
+) -> StreamingResponse:
     """Download the job's ``rank``-th best distinct architecture (1-based) as ``json``
     (architecture, metrics, provenance), ``pytorch`` (a zip: ``model.py``, ``weights.pt``
     when trained, ``architecture.json``), ``torchscript``, ``onnx`` or ``model-card``
@@ -98,6 +102,7 @@ def export_architecture(
     artifacts = state.settings.resolved_artifacts_dir()
     try:
         with state.read() as session:
+            one_snapshot(session)  # (the job's delete may commit between the plan's reads)
             plan = plan_export(
                 session,
                 artifacts,
@@ -138,7 +143,36 @@ def export_architecture(
             status.HTTP_409_CONFLICT,
             f"job {job_id}'s files cannot be read as they were at submit: {exc}",
         ) from None
-    return FileResponse(path, media_type=plan.media_type, filename=plan.filename)
+    return _download(path, plan.media_type, plan.filename, job_id)
+
+
+def _download(path: Path, media_type: str, filename: str, job_id: int) -> StreamingResponse:
+    """The file as an attachment, opened now: a delete of the job right after (its folder
+    moved aside) leaves the whole file to send. (A FileResponse opened the path once the
+    answer was under way: a 500, or a 200 whose body broke off, for a download that met
+    the job's delete.) A file gone already: the job was deleted, a 404."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found") from None
+    size = os.fstat(handle.fileno()).st_size
+    quoted = quote(filename)
+    disposition = (
+        f'attachment; filename="{filename}"'
+        if quoted == filename
+        else f"attachment; filename*=utf-8''{quoted}"
+    )
+    return StreamingResponse(
+        _chunks(handle),
+        media_type=media_type,
+        headers={"Content-Length": str(size), "Content-Disposition": disposition},
+    )
+
+
+def _chunks(handle: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    with handle:
+        while chunk := handle.read(size):
+            yield chunk
 
 
 @router.get(
@@ -150,7 +184,9 @@ def export_architecture(
         409: {"description": "a job of yours without a policy (yet), and why"},
     },
 )
-def download_policy(job_id: JobId, principal: CurrentPrincipal, state: StateDep) -> FileResponse:
+def download_policy(
+    job_id: JobId, principal: CurrentPrincipal, state: StateDep
+) -> StreamingResponse:
     """Download the job's RL² policy file (``rl2-policy.pt``): a SUCCEEDED meta-training
     (``rl2-meta``) job's result (a CANCELLED one's as trained until the cancel), or the copy
     an ``rl2`` job runs. It is what ``controller: {name: rl2, policy: FILE}`` reads
@@ -167,9 +203,7 @@ def download_policy(job_id: JobId, principal: CurrentPrincipal, state: StateDep)
     path = None if stored is None else artifacts / stored.path
     if path is None or not path.is_file():
         raise HTTPException(status.HTTP_409_CONFLICT, _no_policy(job_id, job, stored is not None))
-    return FileResponse(
-        path, media_type="application/octet-stream", filename=f"rl2-policy-job{job_id}.pt"
-    )
+    return _download(path, "application/octet-stream", f"rl2-policy-job{job_id}.pt", job_id)
 
 
 def _no_policy(job_id: int, job: JobModel, recorded: bool) -> str:

@@ -487,3 +487,82 @@ def test_retrained_weights_missing_here_are_a_409_that_says_where(
         assert f"({weights}) are not in this server's artifacts folder" in str(err)
     doc = json.loads(client.export(job["id"], "json", 1, tmp_path / "best.json").read_text())
     assert doc["rank"] == 1  # the architecture itself still exports
+
+
+def test_a_download_opened_before_the_jobs_delete_sends_the_whole_file(tmp_path: Path) -> None:
+    """The download was a FileResponse, which opened the path once the answer was under
+    way: a delete moving the job's folder aside between the two made it a 500, or a 200
+    whose body broke off. The file is now opened first."""
+    import asyncio
+
+    from fastapi import HTTPException
+
+    from api.routes.exports import _download
+
+    folder = tmp_path / "jobs" / "7" / "exports"
+    folder.mkdir(parents=True)
+    data = bytes(range(256)) * 9000  # more than one chunk
+    (folder / "rank1-pytorch.zip").write_bytes(data)
+    response = _download(folder / "rank1-pytorch.zip", "application/zip", "job7 é.zip", 7)
+    (tmp_path / "jobs" / "7").rename(tmp_path / "jobs" / ".deleting-7")  # the delete
+    for path in (tmp_path / "jobs" / ".deleting-7").rglob("*"):
+        if path.is_file():
+            path.unlink()
+
+    async def body() -> bytes:
+        return b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[misc]
+
+    assert asyncio.run(body()) == data
+    assert response.headers["content-length"] == str(len(data))
+    assert (
+        response.headers["content-disposition"] == "attachment; filename*=utf-8''job7%20%C3%A9.zip"
+    )
+    with pytest.raises(HTTPException) as gone:  # gone before it was opened: the job is
+        _download(folder / "rank1-pytorch.zip", "application/zip", "x.zip", 7)
+    assert gone.value.status_code == 404
+
+
+def test_exports_and_retrains_racing_the_jobs_delete_answer_200_or_404(
+    server: LiveServer, client: NasClient, user_key: str
+) -> None:
+    """Exports and retrains sent while the job was being deleted: 500s (a file gone under
+    the answer, a folder moved aside under a write, a ranking whose trials went between two
+    reads, a lock on a row deleted meanwhile), 200s whose body broke off, and the export
+    folders made again after the delete left behind."""
+    import random
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    artifacts = server.settings.resolved_artifacts_dir()
+    exports = [("pytorch", 1), ("model-card", 1), ("json", 2), ("pytorch", 3), ("json", 1)]
+    answers: list[tuple[str, int]] = []
+
+    def send(method: str, path: str, pause: float, **params: Any) -> int:
+        with httpx.Client(base_url=server.url, timeout=60,
+                          headers={"Authorization": f"Bearer {user_key}"}) as http:  # fmt: skip
+            start.wait()
+            time.sleep(pause)
+            return http.request(method, path, params=params).status_code
+
+    for seed in range(4):
+        job = client.wait(
+            client.submit(nb201_spec(budget={"trials": 60}, seed=seed))["id"], timeout=60
+        )
+        at = f"/api/v1/jobs/{job['id']}"
+        start = threading.Barrier(len(exports) + 2)
+        rng = random.Random(seed)
+        with ThreadPoolExecutor(len(exports) + 2) as pool:
+            futures = {
+                pool.submit(send, "GET", f"{at}/export", rng.random() * 0.3, format=f, rank=r): (
+                    "export"
+                )
+                for f, r in exports
+            }
+            futures[pool.submit(send, "POST", f"{at}/retrain", rng.random() * 0.3)] = "retrain"
+            futures[pool.submit(send, "DELETE", at, 0.1 + rng.random() * 0.15)] = "delete"
+            answers += [(what, future.result(timeout=120)) for future, what in futures.items()]
+        assert not (artifacts / "jobs" / str(job["id"])).exists(), answers[-7:]
+    assert all(status < 500 for _, status in answers), answers
+    assert {status for what, status in answers if what == "export"} <= {200, 404}, answers
