@@ -1075,7 +1075,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     _add_client_options(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    search = sub.add_parser("search", help="run one search in this process")
+    search = sub.add_parser(
+        "search",
+        help="run one search in this process",
+        description="run one search in this process (no server): a spec file in, a run folder out",
+    )
     search.add_argument("spec", help="job spec, YAML or JSON")
     search.add_argument("--out", help="run directory (default: runs/NAME-TIMESTAMP)")
     search.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -1086,7 +1090,11 @@ def build_parser() -> argparse.ArgumentParser:
         _add_client_options(cmd, argparse.SUPPRESS)
         return cmd
 
-    serve = sub.add_parser("serve", help="run the service (HTTP API + job runner)")
+    serve = sub.add_parser(
+        "serve",
+        help="run the service (HTTP API + job runner)",
+        description="run the service: the HTTP API, the dashboard and the job runner",
+    )
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
     )
@@ -1249,6 +1257,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser(
         "keys",
         help="manage API keys (on the database directly: use the server's --db or --data-dir)",
+        description="manage API keys: create, list, revoke or rotate them, on the database "
+        "directly (use the server's --db or --data-dir)",
     )
     _add_database_options(keys, None)
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -1273,7 +1283,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_database_options(action, argparse.SUPPRESS)
     keys.set_defaults(func=_cmd_keys)
 
-    db = sub.add_parser("db", help="database schema")
+    db = sub.add_parser(
+        "db", help="database schema", description="the database's schema: upgrade it"
+    )
     db.add_argument("action", choices=["upgrade"], help="upgrade: migrate to the latest schema")
     _add_database_options(db, None)
     db.set_defaults(func=_cmd_db)

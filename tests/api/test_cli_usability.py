@@ -349,3 +349,16 @@ def test_demo_log_redirected_to_a_file_is_whole_and_says_what_next(tmp_path: Pat
     assert "genotype:" in text and "held-out: test_accuracy=" in text
     assert f"the database {data}/nas.db" in text and f"{data}/artifacts/jobs/1/" in text
     assert ".venv/bin/nas export 1 --format pytorch -o model.zip" in text
+
+
+def test_every_commands_help_says_what_it_does() -> None:
+    """'nas --help' ends with "'nas COMMAND --help' describes a command", but search, serve,
+    keys and db printed their usage and options alone."""
+    import argparse
+
+    from api.cli import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    undescribed = [name for name, sub in commands.choices.items() if not sub.description]
+    assert undescribed == []
