@@ -276,11 +276,12 @@ def test_a_flush_replayed_after_it_committed_adds_nothing_twice(database_url: st
 
 
 def test_requests_answer_503_while_the_database_refuses_connections(
-    pg_server: Any, pg_url: str
+    pg_server: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The database down: the API answered a plain-text 500 at once (the key's lookup), and
     a trial listing the same after waiting 30 s for a pooled connection. Now a JSON 503
     that names the database, within the read pool's wait, and 200s again once it is back."""
+    monkeypatch.setattr("api.reads.CONNECTION_WAIT_S", 2.0)  # (10 s: the test's time)
     from api.reads import CONNECTION_WAIT_S
 
     server: LiveServer = pg_server()
