@@ -22,6 +22,7 @@ from nas.warmstart import (
     observations_from_trials,
     other_direction,
     other_hparams,
+    other_space,
     priors_for,
 )
 from workers.search import parse_spec
@@ -217,9 +218,9 @@ def _other_direction(job: JobModel, stored: dict[str, Any]) -> str | None:
 
 
 def _check_same_search(loc: list[Any], job: JobModel, stored: dict[str, Any]) -> None:
-    space, theirs = stored["space"], job.spec.get("space")
-    if theirs != space:
-        raise SpecError.at(loc, f"job {job.id} searched space {theirs}; this job searches {space}")
+    problem = other_space(f"job {job.id}", job.spec.get("space"), stored["space"])
+    if problem is not None:
+        raise SpecError.at(loc, problem)
     problem = other_hparams(
         f"job {job.id}", job.spec.get("hparams") or None, stored.get("hparams") or None
     )

@@ -309,11 +309,9 @@ def source_from_run(
         lines = (folder / "trials.jsonl").read_text().splitlines()
     except (OSError, UnicodeDecodeError):
         raise SpecError.at(loc, f"{str(folder)!r} is not a nas search output folder") from None
-    if spec.get("space") != dict(space):
-        raise SpecError.at(
-            loc,
-            f"{str(folder)!r} searched space {spec.get('space')}; this job searches {dict(space)}",
-        )
+    problem = other_space(repr(str(folder)), spec.get("space"), space)
+    if problem is not None:
+        raise SpecError.at(loc, problem)
     if hparams is not False:
         problem = other_hparams(repr(str(folder)), spec.get("hparams") or None, hparams or None)
         if problem is not None:
@@ -347,6 +345,30 @@ def source_from_run(
         # (the service's 422 for a source job with none: priors from nothing are no start)
         raise SpecError.at(loc, f"{str(folder)!r} has no completed trial to start from")
     return source
+
+
+def other_space(source: str, theirs: Any, ours: Mapping[str, Any]) -> str | None:
+    """Why a source that searched space section ``theirs`` cannot lend its trials to a job
+    that searches ``ours`` (sections as stored, parameters included), or ``None``: the same
+    section. The fields that differ are named with both values (the whole sections, several
+    hundred characters for a table space, left the reader to find them)."""
+    if theirs == dict(ours):
+        return None
+    if not isinstance(theirs, Mapping):
+        return f"{source} has no space section; the spaces must match"
+    if theirs.get("name") != ours.get("name"):
+        return f"{source} searched space {theirs.get('name')!r}; this job searches {ours.get('name')!r}"
+
+    def shown(value: Any) -> str:
+        text = repr(value)
+        return text if len(text) <= 60 else text[:59] + "…"
+
+    differ = [
+        f"{key}: {shown(theirs.get(key, '(unset)'))} there, {shown(ours.get(key, '(unset)'))} here"
+        for key in dict.fromkeys((*theirs, *ours))
+        if theirs.get(key) != ours.get(key)
+    ]
+    return f"{source} searched another space ({'; '.join(differ)}); the spaces must match"
 
 
 def other_hparams(

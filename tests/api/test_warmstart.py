@@ -97,7 +97,22 @@ def test_sources_of_another_space_or_user_are_a_422_at_their_field(
     with pytest.raises(ApiError) as info:
         client.submit(other_space)
     assert info.value.detail[0]["loc"] == ["warm_start", "jobs", 0]
-    assert "space" in info.value.detail[0]["msg"]
+    # the fields that differ, not the two whole sections
+    assert info.value.detail[0]["msg"] == (
+        f"job {source['id']} searched space 'nb201'; this job searches 'enas-macro'"
+    )
+    # the same space otherwise set: the fields that differ, with both values
+    narrower = standalone_spec(warm_start={"jobs": [source["id"]]})
+    del narrower["warm_start"]
+    wider = client.wait(client.submit({**narrower, "budget": {"trials": 1}})["id"], timeout=120)
+    narrower["space"] = {**narrower["space"], "channels": 4}
+    narrower["warm_start"] = {"jobs": [wider["id"]]}
+    with pytest.raises(ApiError) as info:
+        client.submit(narrower)
+    assert info.value.detail[0]["msg"] == (
+        f"job {wider['id']} searched another space (channels: 8 there, 4 here); the spaces "
+        "must match"
+    )
     stranger_key = server.create_key("someone-else")
     with server.client(stranger_key) as stranger:
         with pytest.raises(ApiError) as info:
