@@ -30,6 +30,7 @@ from controllers import CONTROLLERS
 from nas.errors import SpecError
 from nas.evaluators import EVALUATORS
 from nas.export import get_format, supported_formats
+from nas.paths import spec_path
 from nas.spec import ResolvedSpec, spec_warnings
 from nas.training import cuda_index
 from workers.loops import check_startable, with_pinned_space
@@ -160,7 +161,7 @@ def check_data_paths(
         own = own_files if own_files is not None and loc[0] == "controller" else None
         real: Path | None
         try:
-            real = Path(os.path.realpath(Path(value).expanduser()))
+            real = Path(os.path.realpath(spec_path(value)))
         except (ValueError, RuntimeError):  # a NUL byte, a lone surrogate, ~nosuchuser
             real = None
         inside = real is not None and (
@@ -205,12 +206,13 @@ def with_absolute_files(resolved: ResolvedSpec) -> ResolvedSpec:
     stored = resolved.to_dict()
     changed = False
     for loc, value in resolved.file_params(CONTROLLERS):  # (section, name[, index])
-        if os.path.isabs(os.path.expanduser(value)):
+        absolute = str(spec_path(value))  # (and its .. taken lexically, as readers take it)
+        if absolute == value:
             continue
         container: Any = stored
         for key in loc[:-1]:
             container = container[key]
-        container[loc[-1]] = os.path.abspath(os.path.expanduser(value))
+        container[loc[-1]] = absolute
         changed = True
     return ResolvedSpec.from_stored(stored) if changed else resolved
 

@@ -37,6 +37,7 @@ from controllers.base import Candidate, Controller, ControllerConfig, one_torch_
 from nas.architecture import Architecture
 from nas.datasets import FILE_PARAM
 from nas.errors import NasError
+from nas.paths import spec_path
 from nas.rng import forked_rng
 from nas.spaces.base import SearchSpace
 from nas.trial import TrialResult
@@ -98,7 +99,7 @@ def save_policy(policy: Rl2Policy, path: str | Path | io.BytesIO, meta: Mapping[
 
 
 def load_policy(path: str | Path | io.BytesIO) -> tuple[Rl2Policy, dict[str, Any]]:
-    source = path if isinstance(path, io.BytesIO) else Path(path).expanduser()
+    source = path if isinstance(path, io.BytesIO) else spec_path(path)
     try:
         data = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - an untrusted file: torch.load raises many kinds

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -35,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from nas.datasets.base import FILE_PARAM, DatasetEntry, check_dataset, load_dataset
 from nas.datasets.tasks import SPLITS, TaskBatch, TaskDistribution
 from nas.errors import DatasetError
+from nas.paths import spec_path
 
 __all__ = ["ENTRIES", "EpisodeTasks", "EpisodesConfig", "split_classes"]
 
@@ -248,7 +248,7 @@ def _shape(**config: Any) -> tuple[tuple[int, ...], int] | None:
 
 def _npz_labels(path: str) -> list[np.ndarray]:
     """An npz file's labels (``y``, and ``y_test`` when it has one), read alone."""
-    with np.load(Path(path).expanduser(), allow_pickle=False) as data:
+    with np.load(spec_path(path), allow_pickle=False) as data:
         return [np.asarray(data[k]).ravel() for k in ("y", "y_test") if k in data.files]
 
 

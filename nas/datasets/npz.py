@@ -23,6 +23,7 @@ from nas.datasets.base import (
     with_channels,
 )
 from nas.errors import DatasetError
+from nas.paths import spec_path
 
 _ARRAYS = ("x", "y", "x_test", "y_test")
 _EXPECTED = "expected an .npz file of numeric arrays x, y (optionally x_test, y_test)"
@@ -134,7 +135,7 @@ def _check_splits(n: int, has_test: bool, valid_fraction: float, test_fraction: 
 
 
 def _file(path: str) -> Path:
-    file = Path(path).expanduser()
+    file = spec_path(path)
     if not file.is_file():
         raise DatasetError(f"dataset.path: no such file {str(file)!r}")
     return file

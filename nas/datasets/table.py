@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from nas.datasets.base import DatasetEntry
 from nas.errors import DatasetError
+from nas.paths import spec_path
 
 __all__ = [
     "ENTRIES",
@@ -121,7 +122,7 @@ def read_table(path: str | Path, *, where: str) -> CsvTable:
     """The table at ``path``, read once per process while the file is unchanged (cached by
     resolved path, modification time and size). ``where`` names the spec field that gave
     the path; every error is a ``DatasetError`` starting with it."""
-    file = Path(path).expanduser()
+    file = spec_path(path)
     try:
         stat = file.stat()
         real = file.resolve(strict=True)

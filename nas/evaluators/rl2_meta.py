@@ -43,6 +43,7 @@ from nas.datasets.table import NotANumber, read_table
 from nas.errors import DatasetError, SpecError, at_submit
 from nas.evaluators.base import Evaluator, EvaluatorConfig
 from nas.evaluators.tabular import load_table, resolve_table_path
+from nas.paths import spec_path
 from nas.spaces.base import SearchSpace
 from nas.spaces.table import TableSpace
 from nas.trial import TrialResult, TrialState
@@ -451,7 +452,7 @@ class Rl2MetaEvaluator(Evaluator):
             where = f"evaluator.tables.{i}"
             table = read_table(path, where=where)
             # The same file under two paths (a link) would be one task counted twice.
-            real = Path(path).expanduser().resolve()
+            real = spec_path(path).resolve()
             if real in files:
                 raise DatasetError(
                     f"{where}: the same file as evaluator.tables.{files[real]} (under another "

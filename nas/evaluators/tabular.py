@@ -26,6 +26,7 @@ from nas.datasets import FILE_PARAM, NB201_DATASETS
 from nas.datasets.table import MAX_LINE_CHARS, MAX_TABLE_BYTES, TableTooLarge, bounded_lines
 from nas.errors import DatasetError
 from nas.evaluators.base import Evaluator, EvaluatorConfig
+from nas.paths import spec_path
 from nas.spaces.base import SearchSpace
 from nas.spaces.nb201 import Nb201Space
 from nas.trial import TrialResult, TrialState
@@ -92,7 +93,7 @@ def default_table_path() -> Path | None:
 
 
 def resolve_table_path(table: str | None) -> Path:
-    file = Path(table).expanduser() if table else default_table_path()
+    file = spec_path(table) if table else default_table_path()
     if file is None:
         raise DatasetError(
             f"evaluator.table: no NAS-Bench-201 table configured; set evaluator.table or "

@@ -229,6 +229,32 @@ def test_files_outside_the_data_roots_are_refused_alike(
     _no_jobs(http)
 
 
+def test_a_path_through_folders_outside_the_roots_answers_alike_whether_they_exist(
+    http: httpx.Client, server: LiveServer, tmp_path: Path
+) -> None:
+    """``/X/../../<data dir>/file.npz`` was accepted when the folder ``/X`` outside the data
+    roots existed and a 422 "no such file" when it did not (the check took ``..`` lexically,
+    the reader through the kernel): a map of the machine's folders and running processes
+    (``/proc/PID``). Every reader now takes ``..`` as the check does, and the job stores the
+    path without it."""
+    data_dir = server.settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    good = data_dir / "inside.npz"
+    np.savez(good, x=np.zeros((40, 8), dtype=np.float32), y=np.arange(40) % 2)
+    (tmp_path / "exists" / "deeper").mkdir(parents=True)
+    up = "/".join([".."] * len(good.parent.parts[1:]))
+    stored = []
+    for detour in (tmp_path / "exists" / "deeper", tmp_path / "missing" / "deeper"):
+        path = f"{detour}/../../{up}{good}"
+        response = http.post(
+            "/api/v1/jobs",
+            json=standalone_spec(trials=1, dataset={"name": "npz", "path": path}),
+        )
+        assert response.status_code == 201, (path, response.text)
+        stored.append(response.json()["spec"]["dataset"]["path"])
+    assert stored == [str(good), str(good)]
+
+
 def test_a_relative_path_is_stored_absolute_and_its_refusal_says_how_it_is_read(
     http: httpx.Client, server: LiveServer
 ) -> None:
