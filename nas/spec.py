@@ -576,11 +576,15 @@ def parse_document(
     try:
         if syntax == "json":
             # NaN and Infinity (JSON's extension) read as numbers, refused below at their field
-            data = json.loads(text, parse_constant=float, object_pairs_hook=_json_object)
+            data = json.loads(
+                text, parse_constant=float, parse_int=_json_int, object_pairs_hook=_json_object
+            )
         else:
             data = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader
     except _DuplicateYamlKey as exc:
         raise SpecError.at(["<document>"], f"{source}: {exc}", "duplicate_key") from None
+    except _HugeInteger as exc:
+        raise SpecError.at(["<document>"], f"{source}: {exc}", "integer_too_large") from None
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise SpecError.at(
             ["<document>"], f"{source} is not valid {syntax.upper()}: {exc}"
@@ -662,8 +666,30 @@ _SpecLoader.add_implicit_resolver(
 )
 
 
+#: The most characters an integer of a spec may be written with (a 64-bit field takes 20):
+#: Python refuses to read decimals of more than 4,300 digits (a 500), and reads hex ones
+#: of any length, whose size checks then failed the same way.
+MAX_INTEGER_CHARS = 100
+
+
+class _HugeInteger(ValueError):
+    def __init__(self, text: str) -> None:
+        super().__init__(
+            f"an integer written with {len(text)} characters (at most {MAX_INTEGER_CHARS}; "
+            "a spec's integers fit in 64 bits)"
+        )
+
+
+def _json_int(text: str) -> int:
+    if len(text) > MAX_INTEGER_CHARS:
+        raise _HugeInteger(text)
+    return int(text)
+
+
 def _yaml_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
     text = str(loader.construct_scalar(node))
+    if len(text) > MAX_INTEGER_CHARS:
+        raise _HugeInteger(text)
     if text.startswith(("0o", "0x")):
         return int(text[2:], 8 if text[1] == "o" else 16)
     return int(text)  # decimal, leading zeros and all; the pattern admits only what int() reads

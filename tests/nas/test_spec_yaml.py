@@ -173,3 +173,20 @@ def test_a_yaml_key_of_yes_no_on_off_is_the_string_it_shows() -> None:
         "on": 1,
         "no": 2,
     }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"name": "t", "seed": ' + "1" * 5001 + "}",  # past Python's 4,300 digits: a 500
+        "name: t\nseed: " + "1" * 5001,
+        "name: t\nseed: 0x" + "f" * 5000,  # read, then a 500 in the size check
+    ],
+)
+def test_an_integer_of_thousands_of_digits_is_a_422_not_a_500(text: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_document(text, source="the body")
+    (error,) = info.value.errors
+    assert error["loc"] == ("<document>",)
+    assert error["msg"].startswith("the body: an integer written with 50")
+    assert "(at most 100; a spec's integers fit in 64 bits)" in error["msg"]
