@@ -39,6 +39,22 @@ class NpzConfig(DatasetConfig):
     )
 
 
+#: What reading an archive that is not a valid .npz raises: a corrupt or truncated file, an
+#: .npy, pickled object arrays, and (a 500 before) members flagged encrypted
+#: (RuntimeError), an unknown compression method (NotImplementedError), a header whose
+#: shape is too large to hold (MemoryError).
+_UNREADABLE = (
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    zipfile.BadZipFile,
+    RuntimeError,
+    NotImplementedError,
+    MemoryError,
+)
+
+
 def load_npz(
     *, name: str, seed: int, valid_fraction: float, test_fraction: float, path: str
 ) -> DatasetSplits:
@@ -51,7 +67,7 @@ def load_npz(
             raise ValueError("a single array")  # noqa: TRY004 (answered below as a bad file)
         with data:
             arrays = {k: data[k] for k in data.files if k in _ARRAYS}
-    except (OSError, ValueError, EOFError, KeyError):  # corrupt, .npy, pickled object arrays
+    except _UNREADABLE:  # corrupt, .npy, pickled object arrays
         raise DatasetError(f"dataset.path: {_EXPECTED}; this file is not one") from None
     _check_arrays({k: (a.shape, a.dtype) for k, a in arrays.items()})
     x, y = arrays["x"], arrays["y"]
@@ -103,7 +119,7 @@ def check_npz(
                     headers[key] = (tuple(shape), np.dtype(dtype))
                     if key in ("y", "y_test") and np.issubdtype(np.dtype(dtype), np.integer):
                         ranges[key] = _streamed_range(member, np.dtype(dtype))
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+    except _UNREADABLE:
         raise DatasetError(f"dataset.path: {_EXPECTED}; this file is not one") from None
     _check_arrays(headers)
     _check_splits(headers["y"][0][0], "y_test" in headers, valid_fraction, test_fraction)

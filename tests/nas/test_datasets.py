@@ -276,6 +276,29 @@ def test_npz_not_an_npz_file(tmp_path: Path) -> None:
         load_dataset("npz", path=str(path))
 
 
+@pytest.mark.parametrize("damage", ["encrypted", "compression 99"])
+def test_an_npz_whose_members_zip_cannot_open_is_said_to_be_none(
+    tmp_path: Path, damage: str
+) -> None:
+    """Members flagged encrypted (zipfile's RuntimeError) or compressed by a method zipfile
+    lacks (NotImplementedError) went through both the submit's check and the loader as
+    500s."""
+    path = write_npz(tmp_path / "d.npz", x=np.zeros((20, 4)), y=np.arange(20) % 2)
+    data = bytearray(Path(path).read_bytes())
+    for signature, flags, method in ((b"PK\x03\x04", 6, 8), (b"PK\x01\x02", 8, 10)):
+        at = data.find(signature)
+        while at >= 0:
+            if damage == "encrypted":
+                data[at + flags] |= 1
+            else:
+                data[at + method : at + method + 2] = (99).to_bytes(2, "little")
+            at = data.find(signature, at + 4)
+    Path(path).write_bytes(bytes(data))
+    for call in (check_dataset, load_dataset):
+        with pytest.raises(DatasetError, match="expected an .npz file"):
+            call("npz", path=path)
+
+
 def test_npz_given_an_npy_file(tmp_path: Path) -> None:
     path = tmp_path / "x.npy"
     np.save(path, np.zeros((10, 4)))
