@@ -294,8 +294,14 @@ def param_importance(
         if evaluator == "fanova"
         else PedAnovaImportanceEvaluator()
     )
-    found = get_param_importances(study, evaluator=chosen, normalize=True)
-    result["importances"] = [{"name": k, "importance": float(v)} for k, v in found.items()]
+    # (normalized here: optuna's own divided by the sum, zero when nothing explains the
+    # objective, a ZeroDivisionError and a 500)
+    found = get_param_importances(study, evaluator=chosen, normalize=False)
+    total = sum(float(v) for v in found.values())
+    if total > 0:
+        result["importances"] = [
+            {"name": k, "importance": float(v) / total} for k, v in found.items()
+        ]
     return result
 
 

@@ -221,6 +221,10 @@ def meant_name(name: str, taken: Sequence[str]) -> str | None:
     return close[0] if close else None
 
 
+#: The most hyperparameters a spec may search (tuning libraries' spaces hold tens).
+MAX_HPARAMS = 100
+
+
 # --- the space ---------------------------------------------------------------------------------
 class HparamSpace:
     """An ordered set of hyperparameters, some conditional on earlier categorical ones.
@@ -259,6 +263,10 @@ class HparamSpace:
         base = tuple(loc)
         errors: list[dict[str, Any]] = []
         params: dict[str, Param] = {}
+        if len(raw) > MAX_HPARAMS:
+            # (20,000 were accepted: each importance chart of the job then cost seconds to
+            # minutes of the server's CPU, and one of them a 500)
+            return cls({}), [_err(base, f"at most {MAX_HPARAMS} hyperparameters, got {len(raw)}")]
         names = [str(n) for n in raw]
         for index, (name, entry) in enumerate(raw.items()):
             at = (*base, str(name))

@@ -507,3 +507,17 @@ def test_a_name_of_the_users_own_meant_as_a_procedure_name_is_recognised() -> No
     # only among what the evaluator takes per trial
     assert meant_name("learning_rate", ["inner_lr", "outer_lr"]) is None
     assert meant_name("meta_lr", ["inner_lr", "outer_lr"]) == "outer_lr"
+
+
+def test_more_than_a_hundred_hyperparameters_are_refused_at_the_section() -> None:
+    """20,000 were accepted (an 850 KB spec): each importance chart of the job then cost the
+    server seconds to minutes of CPU."""
+    from nas.hparams import MAX_HPARAMS
+
+    many = {f"p{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(MAX_HPARAMS + 1)}
+    space, problems = HparamSpace.parse(many)
+    assert [(p["loc"], p["msg"]) for p in problems] == [
+        (("hparams",), "at most 100 hyperparameters, got 101")
+    ]
+    del many[f"p{MAX_HPARAMS}"]
+    assert len(HparamSpace.from_spec(many).params) == MAX_HPARAMS
