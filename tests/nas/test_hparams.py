@@ -515,7 +515,7 @@ def test_more_than_a_hundred_hyperparameters_are_refused_at_the_section() -> Non
     from nas.hparams import MAX_HPARAMS
 
     many = {f"p{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(MAX_HPARAMS + 1)}
-    space, problems = HparamSpace.parse(many)
+    _, problems = HparamSpace.parse(many)
     assert [(p["loc"], p["msg"]) for p in problems] == [
         (("hparams",), "at most 100 hyperparameters, got 101")
     ]
