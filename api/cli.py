@@ -41,7 +41,7 @@ BROKEN_PIPE = 141
 def _cmd_search(args: argparse.Namespace) -> int:
     from nas.spec import load_spec_file, spec_warnings
     from nas.warmstart import resolve_runs
-    from workers.local import default_run_dir, run_local_search
+    from workers.local import default_run_dir, out_dir_problem, run_local_search
     from workers.loops import check_startable, with_pinned_space
     from workers.search import parse_spec
     from workers.warmstart import resolve_run_controller
@@ -56,6 +56,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
             f"error: --out {out}: a file is there; name a folder (created if missing)",
             file=sys.stderr,
         )
+        return 2
+    problem = out_dir_problem(out)
+    if problem is not None:
+        print(f"error: --out {problem}", file=sys.stderr)
         return 2
     for warning in spec_warnings(resolved.spec):  # now, not after the whole search
         print(f"WARNING: {warning}", file=sys.stderr)

@@ -12,9 +12,9 @@ reads it: ``workers.warmstart``).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -198,20 +198,63 @@ RUN_FILES = (
 )
 
 
-def _clear_earlier_run(out_dir: Path, stream: TextIO) -> None:
-    """Remove what an earlier run left in ``out_dir`` (its files, nothing else): a run into
-    a folder used before left the other's summary.json (40 trials beside an empty
-    trials.jsonl), weights under final/ of another architecture, a controller.json a warm
-    start would read as this run's."""
-    earlier = [out_dir / name for name in RUN_FILES if (out_dir / name).is_file()]
+def _run_files(out_dir: Path) -> list[Path]:
+    """The files of ``out_dir`` that a run writes: ``RUN_FILES`` and ``final/rank*.pt``."""
+    found = [out_dir / name for name in RUN_FILES if (out_dir / name).is_file()]
     final = out_dir / "final"
-    if not earlier and not final.is_dir():
+    if final.is_dir():
+        found += sorted(p for p in final.glob("rank*.pt") if p.is_file())
+    return found
+
+
+def _holds_a_run(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds a run of ``nas search``: its ``trials.jsonl`` beside the
+    ``spec.yaml`` it writes (a stored spec, every section there)."""
+    if not (out_dir / "trials.jsonl").is_file():
+        return False
+    try:
+        spec = yaml.safe_load((out_dir / "spec.yaml").read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(spec, dict) and {
+        "name", "dataset", "space", "controller", "evaluator", "budget"
+    } <= set(spec)  # fmt: skip
+
+
+def out_dir_problem(out_dir: Path) -> str | None:
+    """Why ``nas search --out out_dir`` must not run there, or ``None``: a folder that holds
+    files a run writes (a spec.yaml of the user's, a summary.json of another tool) but no
+    earlier run, which this run would overwrite. (They were deleted, a final/ folder of the
+    user's whole, with 'held an earlier run' said of a folder that never held one.)"""
+    if not out_dir.is_dir() or _holds_a_run(out_dir):
+        return None
+    mine = _run_files(out_dir)
+    if not mine:
+        return None
+    names = ", ".join(str(p.relative_to(out_dir)) for p in mine[:5])
+    return (
+        f"{out_dir} holds {names}, files a run writes, but no earlier run of nas search (its "
+        "spec.yaml and trials.jsonl): they would be overwritten; name another folder"
+    )
+
+
+def _clear_earlier_run(out_dir: Path, stream: TextIO) -> None:
+    """Remove what an earlier run left in ``out_dir`` (its files, nothing else: other files
+    of final/ too): a run into a folder used before left the other's summary.json (40
+    trials beside an empty trials.jsonl), weights under final/ of another architecture, a
+    controller.json a warm start would read as this run's. ``ValueError`` (``out_dir_problem``)
+    when the folder holds files of those names but no run."""
+    problem = out_dir_problem(out_dir)
+    if problem is not None:
+        raise ValueError(problem)
+    earlier = _run_files(out_dir)
+    if not earlier:
         return
     print(f"{out_dir} held an earlier run: its files are replaced by this one's", file=stream)
     for path in earlier:
         path.unlink()
-    if final.is_dir():
-        shutil.rmtree(final)
+    with contextlib.suppress(OSError):  # (kept when the user's own files are there)
+        (out_dir / "final").rmdir()
 
 
 def _write_results(

@@ -282,15 +282,36 @@ def test_a_folder_used_before_holds_this_runs_files_only(
     spec["evaluator"]["table"] = str(nb201_table)
     spec["budget"] = {"trials": 5}
     spec_file, out = tmp_path / "spec.yaml", tmp_path / "run"
+    spec_file.write_text(yaml.safe_dump({**spec, "budget": {"trials": 40}}))
+    assert main(["search", str(spec_file), "--out", str(out), "--quiet"]) == 0  # the earlier
+    capsys.readouterr()
     spec_file.write_text(yaml.safe_dump(spec))
-    out.mkdir()
-    (out / "summary.json").write_text('{"trials": 40}')
     (out / "curve.json").write_text("[]")
     (out / "final").mkdir()
     (out / "final" / "rank0.pt").write_bytes(b"weights of another architecture")
+    (out / "final" / "report.txt").write_text("mine")  # the user's own, in final/ too
     (out / "notes.txt").write_text("mine")
     assert main(["search", str(spec_file), "--out", str(out), "--quiet"]) == 0
     assert f"{out} held an earlier run: its files are replaced" in capsys.readouterr().err
     assert json.loads((out / "summary.json").read_text())["trials"] == 5
-    assert not (out / "final").exists() and not (out / "curve.json").exists()
+    assert not (out / "final" / "rank0.pt").exists() and not (out / "curve.json").exists()
     assert (out / "notes.txt").read_text() == "mine"  # not a run's file: kept
+    assert (out / "final" / "report.txt").read_text() == "mine"  # (final/ was removed whole)
+
+
+def test_a_folder_with_files_of_a_runs_names_but_no_run_is_refused_and_kept(
+    tmp_path: Path, nb201_table: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out . in a project folder deleted the user's own spec.yaml (and final/, whole),
+    saying the folder 'held an earlier run' that it never held."""
+    spec = yaml.safe_load((REPO / "examples/nb201-random.yaml").read_text())
+    spec["evaluator"]["table"] = str(nb201_table)
+    spec["budget"] = {"trials": 5}
+    project = tmp_path / "project"
+    project.mkdir()
+    own = "# my commented spec\n" + yaml.safe_dump(spec)
+    (project / "spec.yaml").write_text(own)
+    assert main(["search", str(project / "spec.yaml"), "--out", str(project), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --out {project} holds spec.yaml, files a run writes, but no earlier run" in err
+    assert (project / "spec.yaml").read_text() == own and not (project / "trials.jsonl").exists()
