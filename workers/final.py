@@ -151,6 +151,7 @@ def retrain(
     data: DatasetSplits | None = None,
     hparams: Sequence[Mapping[str, Any]] | None = None,
     should_stop: StopFn | None = None,
+    done: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Train each architecture from scratch with the ``final:`` recipe; report test accuracy,
     parameters and FLOPs, and save the weights under ``out_dir/final/`` when given.
@@ -159,7 +160,9 @@ def retrain(
     recipe's training-procedure fields for that architecture, except ``epochs``: the final
     section's epoch count always holds (searches train for a few epochs only).
     ``should_stop`` is asked after every epoch: ``Interrupted`` when it answers a reason (a
-    cancel, a server shutdown), so that a long retraining stops within an epoch."""
+    cancel, a server shutdown), so that a long retraining stops within an epoch. ``done``:
+    the list each result is appended to as its architecture is retrained (what an
+    interrupt leaves: the retrainings that finished; the list returned otherwise)."""
 
     def after_epoch(epoch: int, loss: float) -> None:
         reason = should_stop() if should_stop is not None else None
@@ -180,7 +183,7 @@ def retrain(
     searched_space = final_space(resolved, space)
     constraints = spec.objective.constraints
     limits = constraints.limits() if constraints is not None else {}
-    results = []
+    results = [] if done is None else done
     for rank, arch in enumerate(archs):
         started = time.perf_counter()
         build_space = searched_space

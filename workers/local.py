@@ -167,18 +167,28 @@ def run_local_search(
         top = outcome.ranked[: resolved.spec.final.retrain_top_k]
         archs = [arch for arch, _ in top]
         hparams = ranked_hparams(outcome.trials, top)
+        finished: list[dict[str, Any]] = []  # (what an interrupt leaves of the retraining)
         try:  # (from the notice on: an interrupt as soon as it shows keeps the result)
             print(f"retraining {len(archs)} architecture(s) from scratch ...", file=stream)
-            final = retrain(resolved, search.space, archs, out_dir=out_dir, hparams=hparams)
+            # (weights paths absolute: relative ones were the working directory's)
+            final = retrain(
+                resolved, search.space, archs, out_dir=out_dir.resolve(), hparams=hparams,
+                done=finished,
+            )  # fmt: skip
         except KeyboardInterrupt:
+            # The retrainings that finished stand (the first of two was dropped, its
+            # weights left under final/ with nothing to say whose they were).
+            summary = _write_results(resolved, outcome, search.space, finished, out_dir)
             summary["warnings"].append(
-                "the final retraining was interrupted: the search's result stands, "
-                "retrained as none (summary.final is empty)"
+                f"the final retraining was interrupted after {len(finished)} of its "
+                f"{len(archs)} architectures: the search's result stands, with the "
+                f"retrainings that finished ({len(finished)} in summary.final)"
             )
             (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             raise KeyboardInterrupt(
                 f"during the final retraining; the search's result is in {out_dir} "
-                "(summary.json, best_architecture.json), without the retraining"
+                f"(summary.json, best_architecture.json), with {len(finished)} of "
+                f"{len(archs)} retrainings"
             ) from None
         summary = _write_results(resolved, outcome, search.space, final, out_dir)
     return summary
