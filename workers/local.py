@@ -146,6 +146,19 @@ def run_local_search(
             try:
                 outcome = search.run()
             except KeyboardInterrupt:
+                assert isinstance(search, LocalRun)
+                if type(search.loop).keeps_files_when_stopped:  # meta-training: its policy
+                    # (it said the trials were in trials.jsonl, empty: a meta-training runs
+                    # none, and the policy trained for minutes was lost)
+                    kept = search.loop.files_so_far()
+                    for file in kept:
+                        (out_dir / file.name).write_bytes(file.data)
+                    raise KeyboardInterrupt(
+                        "the policy as trained so far is in "
+                        + ", ".join(str(out_dir / f.name) for f in kept)
+                        if kept
+                        else "before the first meta-training iteration ended: nothing to keep"
+                    ) from None
                 raise KeyboardInterrupt(
                     f"the trials completed so far are in {out_dir / 'trials.jsonl'}"
                 ) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -360,3 +361,44 @@ def test_a_folder_with_files_of_a_runs_names_but_no_run_is_refused_and_kept(
     err = capsys.readouterr().err
     assert f"error: --out {project} holds spec.yaml, files a run writes, but no earlier run" in err
     assert (project / "spec.yaml").read_text() == own and not (project / "trials.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_an_interrupted_meta_training_keeps_its_policy_as_trained_so_far(
+    tmp_path: Path, nb201_table: Path
+) -> None:
+    """Ctrl-C during an rl2-meta run said 'the trials completed so far are in trials.jsonl',
+    an empty file (a meta-training runs no trials), and lost the policy trained until then,
+    which the service keeps on a cancel."""
+    import signal
+
+    from controllers.rl2 import load_policy
+
+    spec = yaml.safe_load((REPO / "examples/rl2-meta-nb201.yaml").read_text())
+    spec["evaluator"].update(iterations=100_000, record_every=1, steps=10, batch=4, hidden=8)
+    (tmp_path / "meta.yaml").write_text(yaml.safe_dump(spec))
+    proc = subprocess.Popen(
+        sigint_as_from_a_terminal(
+            [str(Path(sys.executable).parent / "nas"), "search", "meta.yaml", "--out", "run"]
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "NAS_NB201_TABLE": str(nb201_table)},
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # (the progress bar's lines end in \r)
+            if "iteration=2" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    policy = tmp_path / "run" / "rl2-policy.pt"
+    assert f"interrupted: the policy as trained so far is in {Path('run') / policy.name}" in err
+    _, meta = load_policy(policy)
+    assert meta["iterations"] >= 2 and meta["iterations_planned"] == 100_000
