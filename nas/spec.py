@@ -1209,14 +1209,16 @@ def _check_combinations(
                 "hyperparameters too (an hparams section): set predicted to 0 or leave it out",
             )
         )
-    if warm is not None and warm.priors:
+    # (observations given without priors went unchecked to the controller, whose error
+    # named the section controller)
+    if warm is not None and (warm.priors or warm.observations):
         from nas.hparams import HparamSpace
         from nas.warmstart import check_priors
 
         hparams, problems = HparamSpace.parse(spec.hparams) if spec.hparams else (None, [])
         if not problems:
             built = space.from_config(space_params)
-            priors = [p.model_dump() for p in warm.priors]
+            priors = [p.model_dump() for p in warm.priors or ()]
             for loc, msg in check_priors(priors, built, hparams):
                 errors.append(_err(loc, msg))
             observations = [p.model_dump() for p in warm.observations or ()]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from nas.errors import SpecError
 from nas.spaces import Nb201Space
@@ -21,6 +22,8 @@ from nas.warmstart import (
     priors_for,
     priors_from_trials,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _trial(choices: list[int], objective: float | None, complete: bool = True) -> SourceTrial:
@@ -75,6 +78,23 @@ def test_priors_must_belong_to_the_space() -> None:
     ]
     with_hparams = {**good, "hparams": {"lr": 0.1}}
     assert check_priors([with_hparams], space, None)[0][0] == ("warm_start", "priors", 0, "hparams")
+
+
+def test_observations_without_priors_are_checked_at_their_field() -> None:
+    """A stored spec's observations given without priors went unchecked to the controller:
+    tpe's "'77' not in (0, 1, 2, 3, 4)" at the section controller."""
+    from workers.search import parse_spec
+
+    doc = yaml.safe_load((REPO / "examples/nb201-random.yaml").read_text())
+    doc["controller"] = {"name": "tpe"}
+    architecture = {"space": "nb201", "choices": [0, 0, 0, 0, 0, 77], "version": 1}
+    observed = [{"architecture": architecture, "score": 1.0}]
+    doc["warm_start"] = {"priors": [], "observations": observed}  # (as a stored spec has it)
+    with pytest.raises(SpecError) as info:
+        parse_spec(doc)
+    [error] = info.value.errors
+    assert error["loc"] == ("warm_start", "observations", 0, "architecture")
+    assert error["msg"].startswith("not an architecture of this space")
 
 
 def test_nas_search_resolves_runs(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
