@@ -92,12 +92,31 @@ class SpecBody:
 
 async def _spec_document(request: Request) -> SpecBody:
     """The request body as a spec document: JSON, or YAML with a YAML content type."""
-    # Media types are case-insensitive (RFC 9110 8.3.1); parameters (charset) are ignored.
-    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    # Media types are case-insensitive (RFC 9110 8.3.1).
+    header = request.headers.get("content-type", "application/json")
+    media, _, parameters = (part.strip().lower() for part in header.partition(";"))
     if media not in SPEC_MEDIA_TYPES:
         raise HTTPException(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
             f"content-type {media!r} is not supported; send one of {', '.join(SPEC_MEDIA_TYPES)}",
+        )
+    charset = next(
+        (p.split("=", 1)[1].strip().strip('"') for p in parameters.split(";") if "=" in p
+         and p.split("=", 1)[0].strip() == "charset"),
+        "utf-8",
+    )  # fmt: skip
+    if charset.replace("-", "").replace("_", "") != "utf8":
+        # (utf-16 was accepted, and the body read as UTF-8 all the same)
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            f"charset {charset!r} is not supported; send the spec as UTF-8 (charset=utf-8)",
+        )
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        # (a gzip body was said to be "not UTF-8 text")
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            f"content-encoding {encoding!r} is not supported; send the spec uncompressed",
         )
     raw = await request.body()
     try:

@@ -41,7 +41,7 @@ _PLAIN_ERRORS = {
     404: "no such resource, or another user's",
     409: "the request does not fit the resource's state",
     413: "the body is larger than NAS_MAX_BODY_BYTES",
-    415: "a content type other than JSON or YAML",
+    415: "a content type other than JSON or YAML (UTF-8, uncompressed)",
     503: "the database is unavailable; try again shortly",
 }
 _VALIDATION = {

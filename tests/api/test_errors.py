@@ -122,6 +122,9 @@ def test_invalid_specs_are_422_with_the_field_path(
         ("", "application/json", 422, "empty"),
         ("name: x", "text/html", 415, "application/yaml"),
         (b"\xff\xfe", "application/json", 400, "UTF-8"),
+        # (read as UTF-8 whatever the charset said)
+        ('{"name": "x"}'.encode("utf-16"), "application/json; charset=utf-16", 415, "UTF-8"),
+        ("name: x", "application/yaml; charset=UTF-8", 422, "budget"),  # (only UTF-8 is)
     ],
 )
 def test_malformed_bodies(
@@ -130,6 +133,24 @@ def test_malformed_bodies(
     response = _post(http, body, content_type)
     assert response.status_code == status, response.text
     assert fragment in response.text
+    assert http.get("/api/v1/jobs").json()["count"] == 0
+
+
+def test_a_compressed_body_is_said_to_be_one(http: httpx.Client) -> None:
+    """A gzip body (Content-Encoding: gzip) was 'not UTF-8 text'."""
+    import gzip
+    import json
+
+    body = gzip.compress(json.dumps(nb201_spec()).encode())
+    response = http.post(
+        "/api/v1/jobs",
+        content=body,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert response.status_code == 415, response.text
+    assert response.json()["detail"] == (
+        "content-encoding 'gzip' is not supported; send the spec uncompressed"
+    )
     assert http.get("/api/v1/jobs").json()["count"] == 0
 
 
