@@ -494,6 +494,7 @@ def test_a_download_opened_before_the_jobs_delete_sends_the_whole_file(tmp_path:
     way: a delete moving the job's folder aside between the two made it a 500, or a 200
     whose body broke off. The file is now opened first."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from fastapi import HTTPException
 
@@ -512,7 +513,8 @@ def test_a_download_opened_before_the_jobs_delete_sends_the_whole_file(tmp_path:
     async def body() -> bytes:
         return b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[misc]
 
-    assert asyncio.run(body()) == data
+    with ThreadPoolExecutor(1) as thread:  # (a loop of its own: pytest's may be running here)
+        assert thread.submit(asyncio.run, body()).result(timeout=60) == data
     assert response.headers["content-length"] == str(len(data))
     assert (
         response.headers["content-disposition"] == "attachment; filename*=utf-8''job7%20%C3%A9.zip"

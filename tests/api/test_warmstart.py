@@ -104,7 +104,9 @@ def test_sources_of_another_space_or_user_are_a_422_at_their_field(
     # the same space otherwise set: the fields that differ, with both values
     narrower = standalone_spec(warm_start={"jobs": [source["id"]]})
     del narrower["warm_start"]
-    wider = client.wait(client.submit({**narrower, "budget": {"trials": 1}})["id"], timeout=120)
+    wider = client.wait(
+        client.submit({**narrower, "budget": {"trials": 1}})["id"], timeout=time_left(120)
+    )
     narrower["space"] = {**narrower["space"], "channels": 4}
     narrower["warm_start"] = {"jobs": [wider["id"]]}
     with pytest.raises(ApiError) as info:
