@@ -786,7 +786,7 @@ def test_a_running_retraining_is_said_instead_of_offering_another(page: Page, si
     """A finished job's page offered 'Retrain best' while a retraining of it ran (started by
     'nas retrain' or another page), which the server refuses (409: one at a time): the page
     says it runs instead, and offers the button again once it has ended."""
-    spec = standalone_spec(2, 1, name="retraining-long", final={"epochs": 60})
+    spec = standalone_spec(2, 1, name="retraining-long", final={"epochs": 30})
     with site.server.client(site.key) as client:
         job = client.wait(client.submit(spec)["id"], timeout=120)
         assert job["state"] == "SUCCEEDED", job["reason"]
