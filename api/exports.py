@@ -535,11 +535,15 @@ def record_export(session: Session, plan: ExportPlan, artifacts: Path, path: Pat
         # (the folders write_export made again after the delete had moved the job's aside)
         _remove_empty_folders(path.parent, artifacts)
         raise NotFoundError(f"job {plan.job_id} not found")
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:  # moved aside by the job's delete, which has not committed yet
+        raise NotFoundError(f"job {plan.job_id} not found") from None
     ArtifactRepository(session).put(
         job_id=plan.job_id,
         kind="export",
         path=plan.relative_path,
-        size_bytes=path.stat().st_size,
+        size_bytes=size,
         meta=plan.meta(artifacts),
     )
 
