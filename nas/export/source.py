@@ -9,9 +9,11 @@ network writes itself in its ``write_source`` hook, with the ``SourceWriter`` gi
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import textwrap
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -26,6 +28,23 @@ from nas.export.provenance import package_version
 from nas.models.base import ClassifierHead
 from nas.spaces.base import SearchSpace
 from nas.training import forked_rng
+
+#: ``inspect.getsource`` of a class parses its module (``ast.parse``), which CPython 3.11
+#: cannot do in two threads at once ("AST constructor recursion depth mismatch", a 500 for
+#: one of two pytorch exports served together): one at a time, each source read once.
+_SOURCE_LOCK = threading.Lock()
+
+
+@functools.cache
+def _cached_source(obj: Any) -> str:
+    return inspect.getsource(obj).rstrip()
+
+
+def source_of(obj: Any) -> str:
+    """The source of a helper or class the written modules copy (read once per process)."""
+    with _SOURCE_LOCK:
+        return _cached_source(obj)
+
 
 __all__ = ["CONTEXT_FILE", "INDENT", "RATES_FILE", "SourceWriter", "export_pytorch_source"]
 
@@ -229,7 +248,7 @@ class SourceWriter:
                 needed.extend(d for d in deps if d not in needed)
         helpers = [h for h in _HELPERS if h in needed]
         classes = [c for c in requirements if c in self.used or c in needed]
-        return [inspect.getsource(obj).rstrip() for obj in (*helpers, *classes)]
+        return [source_of(obj) for obj in (*helpers, *classes)]
 
     # --- formatting, for the hooks ----------------------------------------------------------
     @staticmethod
