@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -229,6 +230,37 @@ def test_runs_started_in_the_same_second_get_their_own_folders(
     assert all(f.is_dir() for f in folders)
 
 
+def _tiny_digits_spec(name: str, trials: int, final: dict[str, Any]) -> dict[str, Any]:
+    """A search of a few one-epoch trials on digits, then its ``final`` retraining."""
+    return {
+        "name": name,
+        "dataset": {"name": "digits"},
+        "space": {"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "standalone", "epochs": 1, "batch_size": 64},
+        "budget": {"trials": trials},
+        "final": final,
+        "seed": 1,
+    }
+
+
+def _interruptible_search(
+    cwd: Path, spec_file: str, out: str, **popen: Any
+) -> subprocess.Popen[str]:
+    """``nas search SPEC --out OUT`` in ``cwd``, which a SIGINT interrupts as Ctrl-C does
+    (stdout piped; stderr piped unless ``popen`` says otherwise)."""
+    popen.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen(
+        sigint_as_from_a_terminal(
+            [str(Path(sys.executable).parent / "nas"), "search", spec_file, "--out", out]
+        ),
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        **popen,
+    )
+
+
 @pytest.mark.slow
 def test_an_interrupt_during_the_final_retraining_keeps_the_searchs_result(
     tmp_path: Path,
@@ -237,27 +269,10 @@ def test_an_interrupt_during_the_final_retraining_keeps_the_searchs_result(
     the search's answer (for ENAS the architecture derived from the supernet) was lost."""
     import signal
 
-    spec = {
-        "name": "tiny",
-        "dataset": {"name": "digits"},
-        "space": {"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]},
-        "controller": {"name": "random"},
-        "evaluator": {"name": "standalone", "epochs": 1, "batch_size": 64},
-        "budget": {"trials": 2},
-        "final": {"epochs": 10_000, "retrain_top_k": 1},
-        "seed": 1,
-    }
+    spec = _tiny_digits_spec("tiny", 2, {"epochs": 10_000, "retrain_top_k": 1})
     spec_file, out = tmp_path / "tiny.yaml", tmp_path / "run"
     spec_file.write_text(yaml.safe_dump(spec))
-    proc = subprocess.Popen(
-        sigint_as_from_a_terminal(
-            [str(Path(sys.executable).parent / "nas"), "search", str(spec_file), "--out", str(out)]
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-    )
+    proc = _interruptible_search(tmp_path, str(spec_file), str(out))
     try:
         assert proc.stderr is not None
         for line in proc.stderr:  # (the progress bar's lines end in \r: read to the notice)
@@ -286,28 +301,11 @@ def test_an_interrupt_during_the_second_retraining_keeps_the_first(
     weights' path was the working directory's, not found once read from elsewhere."""
     import signal
 
-    spec = {
-        "name": "two",
-        "dataset": {"name": "digits"},
-        "space": {"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]},
-        "controller": {"name": "random"},
-        "evaluator": {"name": "standalone", "epochs": 1, "batch_size": 64},
-        "budget": {"trials": 3},
-        # the first architecture's 40 epochs end; the second's are interrupted
-        "final": {"epochs": 40, "retrain_top_k": 2},
-        "seed": 1,
-    }
+    # the first architecture's 40 epochs end; the second's are interrupted
+    spec = _tiny_digits_spec("two", 3, {"epochs": 40, "retrain_top_k": 2})
     spec_file, out = tmp_path / "two.yaml", Path("run")
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(spec))
-    proc = subprocess.Popen(
-        sigint_as_from_a_terminal(
-            [str(Path(sys.executable).parent / "nas"), "search", str(spec_file), "--out", "run"]
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=tmp_path,
-    )
+    proc = _interruptible_search(tmp_path, str(spec_file), "run", stderr=subprocess.DEVNULL)
     first = tmp_path / "run" / "final" / "rank0.pt"
     try:
         wait_for(first.is_file, timeout=time_left(240), interval=0.01)
@@ -384,15 +382,8 @@ def test_an_interrupted_meta_training_keeps_its_policy_as_trained_so_far(
     spec = yaml.safe_load((REPO / "examples/rl2-meta-nb201.yaml").read_text())
     spec["evaluator"].update(iterations=100_000, record_every=1, steps=10, batch=4, hidden=8)
     (tmp_path / "meta.yaml").write_text(yaml.safe_dump(spec))
-    proc = subprocess.Popen(
-        sigint_as_from_a_terminal(
-            [str(Path(sys.executable).parent / "nas"), "search", "meta.yaml", "--out", "run"]
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "NAS_NB201_TABLE": str(nb201_table)},
+    proc = _interruptible_search(
+        tmp_path, "meta.yaml", "run", env={**os.environ, "NAS_NB201_TABLE": str(nb201_table)}
     )
     try:
         assert proc.stderr is not None
