@@ -502,48 +502,46 @@ def _cell_graph(
 
 
 def pareto(session: Session, job: JobModel, sample: int) -> dict[str, Any]:
-    """The first two objectives of a job's completed trials: every trial on the
-    non-dominated front (``nas.pareto.non_dominated``) and up to ``sample`` others
-    evenly spaced by number. A single-objective job has no front (``objectives`` then
-    names one metric and the lists are empty)."""
+    """A job's completed trials on its objectives: every trial on the non-dominated front
+    over all of them (``nas.pareto.non_dominated``, as the job's summary has it) and up to
+    ``sample`` others evenly spaced by number. A single-objective job has no front
+    (``objectives`` then names one metric and the lists are empty)."""
     objective = ResolvedSpec.from_stored(job.spec).spec.objective
     pairs = objective.objectives
     result: dict[str, Any] = {
         "job_id": job.id,
-        "objectives": [{"metric": m, "direction": d} for m, d in pairs[:2]],
+        "objectives": [{"metric": m, "direction": d} for m, d in pairs],
         "front": [],
         "others": [],
     }
     if len(pairs) < 2:
         return result
-    (m0, d0), (m1, d1) = pairs[:2]
     rows = session.execute(
         select(TrialModel.number, TrialModel.metrics, TrialModel.architecture, TrialModel.hparams)
         .where(TrialModel.job_id == job.id, TrialModel.state == _COMPLETE)
         .order_by(TrialModel.number)
     ).all()
-    points: list[tuple[float, float, int]] = []
+    points: list[tuple[list[float], int]] = []
     first_of: dict[str, int] = {}  # configuration -> its first trial's index in points
     for number, metrics, architecture, hparams in rows:
-        a, b = (metrics or {}).get(m0), (metrics or {}).get(m1)
-        numbers = isinstance(a, int | float) and isinstance(b, int | float)
-        if numbers and math.isfinite(a) and math.isfinite(b):
+        values = [(metrics or {}).get(m) for m, _ in pairs]
+        if all(isinstance(v, int | float) and math.isfinite(v) for v in values):
             configuration = json.dumps([architecture, hparams or {}], sort_keys=True)
             first_of.setdefault(configuration, len(points))
-            points.append((float(a), float(b), int(number)))
+            points.append(([float(v) for v in values], int(number)))  # type: ignore[arg-type]
     # The project's front (nas.pareto: O(n log n) for two objectives), best first objective
     # first, as the job's summary has it: one trial per configuration (architecture and
     # hyperparameters: its first), so two configurations with equal values are both on it,
     # a repeated one once.
     firsts = sorted(first_of.values())
-    indices = non_dominated([points[i][:2] for i in firsts], [d0, d1])
-    sign = -1.0 if d0 == "maximize" else 1.0
-    chosen = sorted((points[firsts[i]] for i in indices), key=lambda p: (sign * p[0], p[2]))
-    front = [{"trial": n, "values": [a, b]} for a, b, n in chosen]
+    indices = non_dominated([points[i][0] for i in firsts], [d for _, d in pairs])
+    sign = -1.0 if pairs[0][1] == "maximize" else 1.0
+    chosen = sorted((points[firsts[i]] for i in indices), key=lambda p: (sign * p[0][0], p[1]))
+    front = [{"trial": n, "values": v} for v, n in chosen]
     on_front = {p["trial"] for p in front}
-    rest = [p for p in points if p[2] not in on_front]
+    rest = [p for p in points if p[1] not in on_front]
     step = max(1, math.ceil(len(rest) / max(1, sample))) if sample else 0
-    others = [] if not step else sorted(rest, key=lambda p: p[2])[::step][:sample]
+    others = [] if not step else sorted(rest, key=lambda p: p[1])[::step][:sample]
     result["front"] = front
-    result["others"] = [{"trial": n, "values": [a, b]} for a, b, n in others]
+    result["others"] = [{"trial": n, "values": v} for v, n in others]
     return result

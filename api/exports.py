@@ -41,6 +41,7 @@ from nas.datasets import DATASETS, dataset_shape
 from nas.errors import ExportError
 from nas.evaluators import EVALUATORS
 from nas.export import ExportContext, ExportFormat, get_format, supported_formats
+from nas.export.formats.model_card import describe_metric
 from nas.metalearning import META_WEIGHTS_FILE, MetaWeights
 from nas.spaces import SPACES, SearchSpace
 from nas.spec import FinalSpec, ResolvedSpec
@@ -476,11 +477,24 @@ def export_context(plan: ExportPlan, resolved: ResolvedSpec) -> ExportContext:
 
 def _metric_notes(resolved: ResolvedSpec, metrics: Mapping[str, Any]) -> dict[str, str]:
     """What each metric is for this job (``Evaluator.metric_description``: e.g. its number
-    of meta-test tasks); metrics its evaluator does not describe are left out."""
+    of meta-test tasks), and which are its objectives; metrics neither describes are left
+    out."""
     evaluator = EVALUATORS.get(resolved.spec.evaluator.name)
     notes = {
         name: evaluator.metric_description(name, resolved.evaluator_params) for name in metrics
     }
+    # What the search ranked by is the job's objective, whichever metric that is.
+    objectives = resolved.spec.objective.objectives
+    for place, (name, direction) in enumerate(objectives):
+        if name not in metrics:
+            continue
+        role = (
+            f"what the search ranked by ({direction})"
+            if place == 0
+            else f"objective {place + 1} of {len(objectives)} ({direction}): it breaks ties "
+            "of the ones before it"
+        )
+        notes[name] = f"{notes[name] or describe_metric(name) or name}; {role}"
     return {name: note for name, note in notes.items() if note}
 
 

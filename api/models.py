@@ -129,6 +129,14 @@ class JobModel(Base):
     def maximize(self) -> bool:
         return self.direction == "maximize"
 
+    @property
+    def tie_breaks(self) -> list[tuple[str, str]]:
+        """The objectives after the first (``(metric, direction)``), which break ties of the
+        first when trials are ranked (``nas.pareto.tie_break_key``); none with one."""
+        objective = self.spec.get("objective") or {}
+        metrics, directions = objective.get("metrics") or [], objective.get("directions") or []
+        return [(str(m), str(d)) for m, d in zip(metrics, directions, strict=False)][1:]
+
 
 class TrialModel(Base):
     __tablename__ = "nas_trials"

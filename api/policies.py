@@ -107,7 +107,7 @@ def resolve_meta_jobs(
                 f"set objective.direction: {theirs}, or meta-train on jobs that {direction}d it",
             )
         choices, fitness = [], []
-        for row in trials.top(job_id, MAX_JOB_TRIALS, maximize=job.maximize):
+        for row in trials.top(job_id, MAX_JOB_TRIALS, maximize=job.maximize, then=job.tie_breaks):
             value = (row.metrics or {}).get(config.fitness)
             if (
                 isinstance(value, int | float)

@@ -3,7 +3,8 @@
 Rank K (1-based, like "top-K") is the job's K-th best distinct architecture. A finished
 search's own ranking comes first (the summary's ``ranked``: the best trials, or for ENAS the
 architectures derived from the supernet; final retraining trained these), then the other
-architectures of completed trials by their best objective (ties: the earlier trial first).
+architectures of completed trials by their best objective (several objectives: ties broken by
+the others, in order; then the earlier trial first).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def rank_architecture(session: Session, job: JobModel, rank: int) -> RankedArchi
     ]
     keys = [arch.key[:500] for arch, _ in listed]
     trials = TrialRepository(session)
-    maximize = job.maximize
+    maximize, then = job.maximize, job.tie_breaks
     count = len(listed) + trials.count_ranked(job.id, exclude_keys=keys)
     if count == 0 and (job.spec.get("evaluator") or {}).get("name") == META_EVALUATOR:
         told = (
@@ -91,12 +92,12 @@ def rank_architecture(session: Session, job: JobModel, rank: int) -> RankedArchi
         )
     if rank <= len(listed):
         arch, score = listed[rank - 1]
-        trial = trials.best_of_architecture(job.id, arch.key[:500], maximize=maximize)
+        trial = trials.best_of_architecture(job.id, arch.key[:500], maximize=maximize, then=then)
     else:
         key, score = trials.ranked_architecture(
-            job.id, rank - 1 - len(listed), exclude_keys=keys, maximize=maximize
+            job.id, rank - 1 - len(listed), exclude_keys=keys, maximize=maximize, then=then
         )
-        trial = trials.best_of_architecture(job.id, key, maximize=maximize)
+        trial = trials.best_of_architecture(job.id, key, maximize=maximize, then=then)
         if trial is None:  # the job was deleted between the two reads (each its own snapshot)
             raise NotFoundError(f"job {job.id} not found")
         arch = Architecture.from_dict(trial.architecture)

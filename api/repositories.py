@@ -496,8 +496,11 @@ class TrialRepository:
     def get(self, trial_id: int) -> TrialModel | None:
         return self.session.get(TrialModel, trial_id)
 
-    def top(self, job_id: int, k: int, *, maximize: bool) -> Sequence[TrialModel]:
-        key = TrialModel.objective.desc() if maximize else TrialModel.objective.asc()
+    def top(
+        self, job_id: int, k: int, *, maximize: bool, then: Sequence[tuple[str, str]] = ()
+    ) -> Sequence[TrialModel]:
+        """The best ``k`` completed trials by objective, ties broken by the other objectives
+        ``then`` (``JobModel.tie_breaks``), then the earlier trial."""
         return self.session.scalars(
             select(TrialModel)
             .where(
@@ -505,7 +508,8 @@ class TrialRepository:
                 TrialModel.state == TrialState.COMPLETE.value,
                 TrialModel.objective.is_not(None),
             )
-            .order_by(key, TrialModel.number)
+            .order_by(*rank_order(TrialModel.objective, TrialModel.metrics, maximize, then))
+            .order_by(TrialModel.number)
             .limit(k)
         ).all()
 
@@ -539,27 +543,59 @@ class TrialRepository:
         return int(self.session.scalar(select(func.count()).select_from(query)) or 0)
 
     def ranked_architecture(
-        self, job_id: int, offset: int, *, exclude_keys: Sequence[str] = (), maximize: bool
+        self,
+        job_id: int,
+        offset: int,
+        *,
+        exclude_keys: Sequence[str] = (),
+        maximize: bool,
+        then: Sequence[tuple[str, str]] = (),
     ) -> tuple[str, float]:
         """The ``offset``-th (0-based) best distinct architecture of the completed trials by
-        its best objective (ties: the one first tried first): its key and best value."""
-        best = func.max(TrialModel.objective) if maximize else func.min(TrialModel.objective)
-        first = func.min(TrialModel.number)
-        row = self.session.execute(
+        its best trial (``best_of_architecture``), ties the one first tried first: its key
+        and best objective."""
+        tie_breaks = [
+            metric_value(TrialModel.metrics, m).label(f"then_{i}") for i, (m, _) in enumerate(then)
+        ]
+        place = func.row_number().over(
+            partition_by=TrialModel.arch_key,
+            order_by=[
+                *rank_order(TrialModel.objective, TrialModel.metrics, maximize, then),
+                TrialModel.number,
+            ],
+        )
+        per_architecture = (
             self._ranked_query(job_id, exclude_keys)
-            .add_columns(best.label("value"))
-            .group_by(TrialModel.arch_key)
-            .order_by(best.desc() if maximize else best.asc(), first.asc())
+            .add_columns(
+                TrialModel.objective.label("value"),
+                place.label("place"),
+                func.min(TrialModel.number).over(partition_by=TrialModel.arch_key).label("first"),
+                *tie_breaks,
+            )
+            .subquery()
+        )
+        c = per_architecture.c
+        order = rank_order(
+            c.value, None, maximize, [(c[f"then_{i}"], d) for i, (_, d) in enumerate(then)]
+        )
+        row = self.session.execute(
+            select(c.arch_key, c.value)
+            .where(c.place == 1)
+            .order_by(*order, c.first)
             .offset(offset)
             .limit(1)
         ).one()
         return str(row.arch_key), float(row.value)
 
     def best_of_architecture(
-        self, job_id: int, arch_key: str, *, maximize: bool
+        self,
+        job_id: int,
+        arch_key: str,
+        *,
+        maximize: bool,
+        then: Sequence[tuple[str, str]] = (),
     ) -> TrialModel | None:
-        """The completed trial with the best objective for ``arch_key`` (earliest on ties)."""
-        key = TrialModel.objective.desc() if maximize else TrialModel.objective.asc()
+        """The completed trial of ``arch_key`` that ranks first (``top``'s order)."""
         return self.session.scalar(
             select(TrialModel)
             .where(
@@ -568,7 +604,8 @@ class TrialRepository:
                 TrialModel.state == TrialState.COMPLETE.value,
                 TrialModel.objective.is_not(None),
             )
-            .order_by(key, TrialModel.number)
+            .order_by(*rank_order(TrialModel.objective, TrialModel.metrics, maximize, then))
+            .order_by(TrialModel.number)
             .limit(1)
         )
 
@@ -1062,3 +1099,21 @@ def _page_order(columns: Any, sort: str, descending: bool) -> list[Any]:
         return [columns.number.desc() if descending else columns.number.asc()]
     key = columns.objective if sort == "objective" else columns.metrics[sort].as_float()
     return [(key.desc() if descending else key.asc()).nulls_last(), columns.number.asc()]
+
+
+def metric_value(metrics: Any, name: str) -> ColumnElement[Any]:
+    """A trial's metric ``name`` as a float (NULL when it has none), from a ``metrics`` column."""
+    return metrics[name].as_float()
+
+
+def rank_order(
+    objective: Any, metrics: Any, maximize: bool, then: Sequence[tuple[Any, str]]
+) -> list[Any]:
+    """ORDER BY of a ranking, best first: ``objective``, then each tie-breaking objective of
+    ``then`` (a metric's name read from ``metrics``, or with ``metrics`` None a column),
+    missing values last: ``nas.pareto.tie_break_key`` in SQL."""
+    order = [objective.desc() if maximize else objective.asc()]
+    for name, direction in then:
+        value = name if metrics is None else metric_value(metrics, name)
+        order.append((value.desc() if direction == "maximize" else value.asc()).nulls_last())
+    return order

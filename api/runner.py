@@ -349,7 +349,7 @@ class JobExecution(threading.Thread):
                     resolved,
                     search.space,
                     [arch for arch, _ in top],
-                    ranked_hparams(outcome.trials, top),
+                    ranked_hparams(outcome.trials, top, resolved.spec.objective.objectives[1:]),
                     should_stop=self._should_stop,
                 )
             except Interrupted:

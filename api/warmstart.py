@@ -75,7 +75,11 @@ def resolve_warm_start(
         # take the best.
         everything = (warm.observations_per_source if observing else 0) or predicted
         take = max(2 * warm.top_k, _OBSERVATION_SCAN if everything else 0)
-        rows = trials.top(job.id, take, maximize=job.maximize) if completed else []
+        rows = (
+            trials.top(job.id, take, maximize=job.maximize, then=job.tie_breaks)
+            if completed
+            else []
+        )
         if not rows:
             raise SpecError.at(loc, f"job {job.id} has no completed trial to start from")
         sources.append(

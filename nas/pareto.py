@@ -8,11 +8,13 @@ point dominates. Equal points are all kept (callers de-duplicate by architecture
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["hypervolume_2d", "non_dominated"]
+__all__ = ["hypervolume_2d", "non_dominated", "tie_break_key"]
 
 
 def _signed(points: Sequence[Sequence[float]], directions: Sequence[str]) -> np.ndarray:
@@ -22,6 +24,27 @@ def _signed(points: Sequence[Sequence[float]], directions: Sequence[str]) -> np.
             raise ValueError(f"direction must be 'maximize' or 'minimize', got {d!r}")
     signs = np.array([1.0 if d == "maximize" else -1.0 for d in directions])
     return values * signs  # larger is better in every column
+
+
+def tie_break_key(metrics: Mapping[str, Any], then: Sequence[tuple[str, str]]) -> tuple[float, ...]:
+    """How a trial ranks among trials whose first objective is equal: its values of the
+    other objectives ``then`` (``(metric, direction)``, in order), larger better in each
+    place, a missing or NaN value worst. Ranking by the first objective and breaking its
+    ties by this, a job's best trial is on its Pareto front (a point that dominated it would
+    be at least as good in the first objective, so tied, and better here).
+
+    Example:
+        >>> tie_break_key({"params_M": 0.07, "val_accuracy": 73.7}, [("val_accuracy", "maximize")])
+        (73.7,)
+    """
+    key = []
+    for metric, direction in then:
+        value = metrics.get(metric)
+        if not isinstance(value, int | float) or math.isnan(value):
+            key.append(-math.inf)
+        else:
+            key.append(float(value) if direction == "maximize" else -float(value))
+    return tuple(key)
 
 
 def non_dominated(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:

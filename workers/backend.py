@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas.architecture import Architecture
 from nas.evaluators import Evaluator
+from nas.pareto import tie_break_key
 from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
 from nas.trial import RunningTrial, TrialRecord, TrialResult, TrialState
@@ -170,10 +171,13 @@ FAILURE_ERROR_CHARS = 300
 
 
 class TrialLog:
-    """The trials of one search in number order, and the best COMPLETE one so far."""
+    """The trials of one search in number order, and the best COMPLETE one so far: by the
+    objective, ties broken by the other objectives ``then`` in order (``(metric,
+    direction)``; ``nas.pareto.tie_break_key``), then the earlier trial."""
 
-    def __init__(self, *, maximize: bool) -> None:
+    def __init__(self, *, maximize: bool, then: Sequence[tuple[str, str]] = ()) -> None:
         self.maximize = maximize
+        self.then = list(then)
         self.trials: list[TrialRecord] = []
         self.best: TrialRecord | None = None
 
@@ -191,8 +195,13 @@ class TrialLog:
             self.add(record)
 
     def better(self, a: TrialResult, b: TrialResult) -> bool:
-        assert a.objective is not None and b.objective is not None
-        return a.objective > b.objective if self.maximize else a.objective < b.objective
+        return self.rank_key(a) > self.rank_key(b)
+
+    def rank_key(self, result: TrialResult) -> tuple[float, ...]:
+        """Larger is better: the objective, then the tie-breaking objectives."""
+        assert result.objective is not None
+        first = result.objective if self.maximize else -result.objective
+        return (first, *tie_break_key(result.metrics, self.then))
 
 
 class SearchRun(ABC):

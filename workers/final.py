@@ -17,6 +17,7 @@ from nas.architecture import Architecture
 from nas.constraints import CONSTRAINTS, measure_architectures, verdict
 from nas.datasets import DatasetSplits, load_dataset
 from nas.models import count_parameters
+from nas.pareto import tie_break_key
 from nas.spaces import SPACES, SearchSpace
 from nas.spec import FinalSpec, ResolvedSpec
 from nas.training import (
@@ -123,21 +124,38 @@ def fit_width(
     return with_channels(space, good)
 
 
-def earning_trial(trials: Sequence[Any], arch: Architecture, score: float) -> Any | None:
-    """The first trial of ``arch`` whose objective is ``score``: the one that earned a ranked
-    architecture its score (a later one with the same result is a repeat, or a recorded
-    result reused); ``None`` when no trial did (a derived ENAS architecture)."""
-    return next((t for t in trials if t.architecture == arch and t.result.objective == score), None)
+def earning_trial(
+    trials: Sequence[Any],
+    arch: Architecture,
+    score: float,
+    then: Sequence[tuple[str, str]] = (),
+) -> Any | None:
+    """The trial that earned a ranked architecture its score: the first trial of ``arch``
+    whose objective is ``score`` (a later one with the same result is a repeat, or a
+    recorded result reused) and, of several objectives, the best of those by the others
+    ``then`` (``nas.pareto.tie_break_key``, as the search ranked them); ``None`` when no
+    trial did (a derived ENAS architecture)."""
+    earning = None
+    for t in trials:
+        if t.architecture != arch or t.result.objective != score:
+            continue
+        if earning is None or tie_break_key(t.result.metrics, then) > tie_break_key(
+            earning.result.metrics, then
+        ):
+            earning = t
+    return earning
 
 
 def ranked_hparams(
-    trials: Sequence[Any], ranked: Sequence[tuple[Architecture, float]]
+    trials: Sequence[Any],
+    ranked: Sequence[tuple[Architecture, float]],
+    then: Sequence[tuple[str, str]] = (),
 ) -> list[dict[str, Any]]:
     """The hyperparameters of the trial that earned each ranked architecture its score
     (``{}`` when no trial did: a derived ENAS architecture)."""
     out = []
     for arch, score in ranked:
-        trial = earning_trial(trials, arch, score)
+        trial = earning_trial(trials, arch, score, then)
         out.append(dict(trial.hparams) if trial is not None else {})
     return out
 

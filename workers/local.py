@@ -179,7 +179,7 @@ def run_local_search(
     if resolved.spec.final is not None and outcome.ranked:
         top = outcome.ranked[: resolved.spec.final.retrain_top_k]
         archs = [arch for arch, _ in top]
-        hparams = ranked_hparams(outcome.trials, top)
+        hparams = ranked_hparams(outcome.trials, top, resolved.spec.objective.objectives[1:])
         finished: list[dict[str, Any]] = []  # (what an interrupt leaves of the retraining)
         try:  # (from the notice on: an interrupt as soon as it shows keeps the result)
             print(f"retraining {len(archs)} architecture(s) from scratch ...", file=stream)

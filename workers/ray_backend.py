@@ -715,7 +715,10 @@ class ActorRun(SearchRun):
         self._followers: list[Any] = []
         self._follow_refs: list[Any] = []
         self._group: Any = None  # the placement group
-        self._log = TrialLog(maximize=resolved.spec.objective.direction == "maximize")
+        objective = resolved.spec.objective
+        self._log = TrialLog(
+            maximize=objective.direction == "maximize", then=objective.objectives[1:]
+        )
         self._state: SearchState | None = None
         self._final_controller: dict[str, Any] | None = None
         self._progress = 0.0

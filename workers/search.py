@@ -236,7 +236,7 @@ class SearchLoop:
             max_trials=budget.max_trials,
         )
         self.maximize = resolved.spec.objective.direction == "maximize"
-        self.log = TrialLog(maximize=self.maximize)
+        self.log = TrialLog(maximize=self.maximize, then=resolved.spec.objective.objectives[1:])
         self.curve: list[dict[str, Any]] = []
         self._elapsed_before = 0.0
         self._infeasible_in_a_row = 0
@@ -558,17 +558,18 @@ class SearchLoop:
         return final.retrain_top_k if final is not None else 1
 
     def ranked(self, k: int) -> list[tuple[Architecture, float]]:
-        """The best ``k`` distinct architectures by objective, best first."""
-        best: dict[Architecture, float] = {}
+        """The best ``k`` distinct architectures by objective (several objectives: ties
+        broken by the others, as ``best``), best first."""
+        best: dict[Architecture, TrialRecord] = {}
         for t in self.trials:
-            value = t.result.objective
-            if t.result.state is not TrialState.COMPLETE or value is None:
+            if t.result.state is not TrialState.COMPLETE or t.result.objective is None:
                 continue
             old = best.get(t.architecture)
-            if old is None or (value > old if self.maximize else value < old):
-                best[t.architecture] = value
-        order = sorted(best.items(), key=lambda kv: kv[1], reverse=self.maximize)
-        return order[:k]
+            if old is None or self.log.better(t.result, old.result):
+                best[t.architecture] = t
+        # (stable: of equal architectures, the one first tried first)
+        order = sorted(best.values(), key=lambda t: self.log.rank_key(t.result), reverse=True)
+        return [(t.architecture, t.result.objective) for t in order[:k]]  # type: ignore[misc]
 
     def pareto(self) -> list[TrialRecord]:
         """The Pareto front of the COMPLETE trials over the spec's objectives (several

@@ -36,7 +36,8 @@ def summarize(
             "objective": {spec.objective.metric: score},
             "final_metrics": outcome.final_metrics,
         }
-        trial = earning_trial(outcome.trials, arch, score)  # whose hparams final: used
+        then = spec.objective.objectives[1:]
+        trial = earning_trial(outcome.trials, arch, score, then)  # whose hparams final: used
         if trial is not None:
             best["trial"] = trial.number
             best["metrics"] = dict(trial.result.metrics)

@@ -582,7 +582,7 @@ async function jobPage(id) {
       ...(j.owner ? [["Owner", j.owner]] : []),
       ["Progress", progress(j)], ["ETA", eta(j)],
       ["Best so far", j.best ? h("span", { id: "job-best" }, `${metric} ${fmt(j.best.value)} (trial ${j.best.trial_number})`,
-        spec.objective?.metrics?.length > 1 ? h("span", { class: "muted" }, " — by the first objective; the Pareto front below weighs them all") : null) : "–"],
+        spec.objective?.metrics?.length > 1 ? h("span", { class: "muted" }, " — by the first objective, ties by the others in order; the Pareto front below weighs them all") : null) : "–"],
       ...(held ? [["Held-out", held]] : []),
       ["Trials", `${j.n_trials} (${Object.entries(j.trial_states).map(([k, v]) => `${k} ${v}`).join(", ") || "none"})`],
       ["Controller", spec.controller?.policy_job != null ? `${spec.controller.name} (the policy of job ${spec.controller.policy_job})` : spec.controller?.name],
@@ -618,10 +618,13 @@ async function jobPage(id) {
       spec.objective?.metrics?.length > 1 ? api(`/jobs/${id}/pareto?sample=1000`) : Promise.resolve(null)]);
     const [pc, imp, tl, pf] = extra.map((r) => (r.status === "fulfilled" ? r.value : null));
     if (pf && pf.front.length) {
-      const names = pf.objectives.map((o) => `${o.metric} (${o.direction})`);
-      charts.prepend(scatterChart("pareto", `Pareto front: ${names.join(" vs ")}`,
+      const names = pf.objectives.map((o) => `${o.metric} (${o.direction})`).slice(0, 2);
+      // (with three or more objectives a point of the front may look dominated in the two drawn)
+      const over = pf.objectives.length > 2 ? `, the front over all ${pf.objectives.length} objectives (${pf.objectives.slice(2).map((o) => o.metric).join(", ")} not drawn)` : "";
+      charts.prepend(scatterChart("pareto", `Pareto front: ${names.join(" vs ")}${over}`,
         [...pf.front.map((p) => ({ trial: p.trial, x: p.values[0], y: p.values[1], front: true })),
-         ...pf.others.map((p) => ({ trial: p.trial, x: p.values[0], y: p.values[1], front: false }))], names));
+         ...pf.others.map((p) => ({ trial: p.trial, x: p.values[0], y: p.values[1], front: false }))], names,
+        { line: pf.objectives.length === 2 }));
     }
     if (pc && pc.rows.length && pc.columns.length) charts.append(parallelChart("parallel", "Parallel coordinates: decisions, hyperparameters and the objective", pc));
     if (imp && imp.importances.length) charts.append(barChart("importance", `Importance for ${metric} (Optuna PED-ANOVA over ${imp.trials} trials)`, imp.importances.slice(0, 15).map((i) => ({ name: i.name, value: i.importance }))));

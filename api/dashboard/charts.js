@@ -280,14 +280,15 @@ export function timelineChart(id, title, tl) {
 }
 
 // points: [{trial, x, y, front}] ; names: [xName, yName]
-export function scatterChart(id, title, points, [xn, yn]) {
+// (line: join the front's points, a staircase in two objectives; with more it is none)
+export function scatterChart(id, title, points, [xn, yn], { line = true } = {}) {
   const xd = extent(points.map((p) => p.x)), yd = extent(points.map((p) => p.y));
   const f = frame(xd, yd), { x, y } = f;
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", role: "img" });
   axes(svg, f, xd, xn, yn);
   const front = points.filter((p) => p.front).sort((a, b) => a.x - b.x);
   for (const p of points) svg.append(s("circle", { cx: x(p.x), cy: y(p.y), r: p.front ? 3.5 : 2, fill: p.front ? "#b3261e" : "#9db8e6" }, s("title", {}, `trial ${p.trial}: ${xn} ${fmt(p.x)}, ${yn} ${fmt(p.y)}`)));
-  if (front.length > 1) svg.append(s("path", { class: "best", d: "M" + front.map((p) => `${x(p.x).toFixed(1)},${y(p.y).toFixed(1)}`).join("L") }));
+  if (line && front.length > 1) svg.append(s("path", { class: "best", d: "M" + front.map((p) => `${x(p.x).toFixed(1)},${y(p.y).toFixed(1)}`).join("L") }));
   svg.setAttribute("data-count", points.length);
   return figure(id, title, svg, dataTable(["trial", xn, yn, "on the front"], front.map((p) => [p.trial, p.x, p.y, "yes"])));
 }

@@ -217,12 +217,12 @@ class ObjectiveName(BaseModel):
 
 class ParetoPoint(BaseModel):
     trial: int = Field(description="the trial's number")
-    values: list[float] = Field(description="its first two objectives' metrics")
+    values: list[float] = Field(description="its metric of each objective, in their order")
 
 
 class JobPareto(BaseModel):
     job_id: int
-    objectives: list[ObjectiveName] = Field(description="the first two objectives")
+    objectives: list[ObjectiveName] = Field(description="the job's objectives, the first first")
     front: list[ParetoPoint] = Field(description="every non-dominated trial, by the first")
     others: list[ParetoPoint] = Field(description="a sample of the dominated trials")
 
@@ -234,9 +234,9 @@ def job_pareto(
     principal: CurrentPrincipal,
     sample: Annotated[int, Query(ge=0, le=5000, description="dominated trials shown")] = 1000,
 ) -> dict[str, Any]:
-    """A multi-objective job's Pareto front over its first two objectives (every
-    non-dominated completed trial) and a sample of the dominated ones; empty lists for a
-    single-objective job."""
+    """A multi-objective job's Pareto front over all its objectives (every non-dominated
+    completed trial, as the job's summary has it; the dashboard draws the first two) and a
+    sample of the dominated ones; empty lists for a single-objective job."""
     return charts.pareto(session, _job(session, principal, job_id), sample)
 
 

@@ -334,9 +334,10 @@ def best_trials(
     principal: CurrentPrincipal,
     k: Annotated[int, Query(ge=1, le=1000)] = 1,
 ) -> list[TrialRead]:
-    """The top-K completed trials by the job's objective, best first."""
+    """The top-K completed trials by the job's objective, best first (several objectives:
+    ties broken by the others, in order, as the job's best)."""
     job = _job(session, principal, job_id)
-    rows = TrialRepository(session).top(job_id, k, maximize=job.maximize)
+    rows = TrialRepository(session).top(job_id, k, maximize=job.maximize, then=job.tie_breaks)
     return [TrialRead.model_validate(r) for r in rows]
 
 

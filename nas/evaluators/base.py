@@ -85,7 +85,7 @@ class Evaluator(ABC):
     #: unit and where it was measured, for readers of exports (the model card). The names
     #: here mean the same for every evaluator; a subclass adds the names of its own.
     metric_notes: ClassVar[Mapping[str, str]] = {
-        "val_accuracy": "validation accuracy (%): the search's estimate, what it ranked by",
+        "val_accuracy": "validation accuracy (%): the search's estimate",
         "test_accuracy": "test accuracy (%) on held-out data the search never saw",
         "train_loss": "mean training loss of the last epoch",
     }

@@ -318,6 +318,49 @@ def test_tabular_job_exports_the_architecture_but_cannot_train(
     assert _rows(server, job_id)["trials"] == 0
 
 
+def test_ties_of_a_first_objective_rank_by_the_others_in_every_read(
+    client: NasClient, tmp_path: Path
+) -> None:
+    """Size first, accuracy second: NAS-Bench-201 cells tie on size. The job's best, /best
+    and the export ranks (the summary's rank 1, then the database's ranking) order tied
+    trials by accuracy; they ranked the tied trial tried first, dominated, as the best."""
+    objective = {"metrics": ["params_M", "val_accuracy"], "directions": ["minimize", "maximize"]}
+    spec = nb201_spec(budget={"trials": 80}, objective=objective, seed=4)
+    job = client.wait(_submit(client, spec), timeout=60)
+    assert job["state"] == "SUCCEEDED"
+    best_of: dict[str, tuple[float, float, int]] = {}  # architecture -> its best trial's key
+    for t in client.all_trials(job["id"]):
+        if t["state"] == "COMPLETE":
+            key = (t["metrics"]["params_M"], -t["metrics"]["val_accuracy"], t["number"])
+            arch = json.dumps(t["architecture"], sort_keys=True)
+            best_of[arch] = min(best_of.get(arch, key), key)
+    expected = sorted(best_of.values(), key=lambda k: (k[0], k[1]))  # (ties: tried first)
+    assert expected[0][0] == expected[1][0]  # (what the test needs: a tie at the top)
+    assert job["best"]["trial_number"] == expected[0][2]
+    assert job["best"]["trial_number"] in {p["trial"] for p in job["summary"]["pareto"]}
+    ranked_trials = [n for *_, n in sorted(_all_keys(client, job["id"]))]
+    assert [t["number"] for t in client.best(job["id"], k=5)] == ranked_trials[:5]
+    for rank in range(1, 9):
+        doc = json.loads(client.export(job["id"], "json", rank, tmp_path / "a.json").read_text())
+        got = (doc["metrics"]["params_M"], -doc["metrics"]["val_accuracy"])
+        assert got == expected[rank - 1][:2], rank
+    # The model card says which metric the search ranked by (it named val_accuracy always).
+    card = client.export(job["id"], "model-card", 1, tmp_path / "card.md").read_text()
+    rows = {line.split(" | ")[0].strip("| "): line for line in card.splitlines() if " | " in line}
+    assert rows["params_M"].endswith("what the search ranked by (minimize) |")
+    assert "objective 2 of 2 (maximize): it breaks ties" in rows["val_accuracy"]
+    assert card.count("ranked by") == 1
+
+
+def _all_keys(client: NasClient, job_id: int) -> list[tuple[float, float, int]]:
+    """(size, -accuracy, number) of each completed trial."""
+    return [
+        (t["metrics"]["params_M"], -t["metrics"]["val_accuracy"], t["number"])
+        for t in client.all_trials(job_id)
+        if t["state"] == "COMPLETE"
+    ]
+
+
 def test_a_job_where_no_candidate_was_feasible_says_so_and_exports_nothing(
     client: NasClient, tmp_path: Path
 ) -> None:

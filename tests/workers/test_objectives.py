@@ -169,6 +169,39 @@ def test_nb201_multi_objective_search_reports_its_front(nb201_table: Path, contr
     assert entry["values"] == dict(zip(ACC_PARAMS["metrics"], point(front[0]), strict=True))
 
 
+def test_ties_of_the_first_objective_are_broken_by_the_others(nb201_table: Path) -> None:
+    """With the model size first, many NAS-Bench-201 cells tie on it: the best, the ranking
+    and the trial whose hyperparameters a retraining uses are the best of the tied by the
+    next objective, so the job's best is on its own Pareto front (it was the tied trial
+    tried first, dominated)."""
+    from workers.final import earning_trial
+
+    spec = nb201_spec(
+        nb201_table, metrics=["params_M", "val_accuracy"], directions=["minimize", "maximize"]
+    )
+    spec["budget"], spec["seed"] = {"trials": 80}, 4
+    resolved = parse_spec(spec)
+    loop = SearchLoop(resolved)
+    outcome = loop.run()
+    complete = by_state(outcome, TrialState.COMPLETE)
+    smallest = min(t.result.objective for t in complete)
+    tied = [t for t in complete if t.result.objective == smallest]
+    assert len({t.result.metrics["val_accuracy"] for t in tied}) > 1  # (what the test needs)
+    winner = max(tied, key=lambda t: (t.result.metrics["val_accuracy"], -t.number))
+    assert winner is not tied[0]
+    assert outcome.best is winner
+    assert outcome.best.number in {t.number for t in outcome.pareto}
+    assert outcome.ranked[0] == (winner.architecture, smallest)
+    then = resolved.spec.objective.objectives[1:]
+    assert earning_trial(outcome.trials, winner.architecture, smallest, then) is winner
+    # The ranking continues by the same order: each next architecture no better.
+    keys = [
+        loop.log.rank_key(earning_trial(outcome.trials, a, v, then).result)
+        for a, v in loop.ranked(10)
+    ]
+    assert keys == sorted(keys, reverse=True)
+
+
 def test_single_objective_reports_no_front(nb201_table: Path) -> None:
     resolved = parse_spec(nb201_spec(nb201_table))
     loop = SearchLoop(resolved)
