@@ -15,7 +15,7 @@ import json
 import os
 import ssl
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
@@ -27,6 +27,9 @@ from nas.spec import file_syntax
 from nas.trial import TrialState
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+#: How long an event stream may stay silent before ``events`` gives up on it: the server
+#: sends a keep-alive every 15 s when there is nothing else to send.
+EVENTS_SILENCE_S = 60.0
 FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
 
 
@@ -135,6 +138,10 @@ class NasClient:
         """Submit a spec: a path to a YAML/JSON file, or a mapping."""
         if isinstance(spec, Mapping):
             return self._request("POST", "/api/v1/jobs", json=dict(spec))
+        if not isinstance(spec, str | os.PathLike):
+            raise TypeError(
+                f"a spec is a path to a YAML or JSON file or a mapping, not a {type(spec).__name__}"
+            )
         path = Path(spec)
         try:
             text = path.read_bytes().decode("utf-8")
@@ -155,9 +162,13 @@ class NasClient:
         return self._request("GET", "/api/v1/jobs", params=params)
 
     def job(self, job_id: int) -> dict[str, Any]:
+        """A job: state, progress, trial counts, best so far, its spec, and its summary once
+        finished. ``ApiError`` 404 for no such job of yours."""
         return self._request("GET", f"/api/v1/jobs/{job_id}")
 
     def cancel(self, job_id: int) -> dict[str, Any]:
+        """Cancel a queued or running job (its trials are kept); returns the job. The
+        search stops at its next check, within seconds (``wait`` for the final state)."""
         return self._request("POST", f"/api/v1/jobs/{job_id}/cancel")
 
     def delete(self, job_id: int) -> None:
@@ -248,16 +259,53 @@ class NasClient:
         return self._request("POST", f"/api/v1/jobs/{job_id}/retrain", params={"rank": rank})
 
     def wait_trial(
-        self, trial_id: int, *, timeout: float | None = None, poll: float = 0.5
+        self,
+        trial_id: int,
+        *,
+        timeout: float | None = None,
+        poll: float = 0.5,
+        unreachable_s: float = 60.0,
     ) -> dict[str, Any]:
-        """Poll a trial until it is no longer WAITING or RUNNING; returns it."""
+        """Poll a trial until it is no longer WAITING or RUNNING; returns it. Timeouts and a
+        server out of reach as ``wait``."""
+        return self._poll_until(
+            lambda: self.trial(trial_id),
+            lambda trial: TrialState(trial["state"]).is_finished(),
+            f"trial {trial_id}",
+            timeout,
+            poll,
+            unreachable_s,
+        )
+
+    def _poll_until(
+        self,
+        read: Callable[[], dict[str, Any]],
+        done: Callable[[dict[str, Any]], bool],
+        what: str,
+        timeout: float | None,
+        poll: float,
+        unreachable_s: float,
+    ) -> dict[str, Any]:
+        """``read()`` every ``poll`` seconds until ``done`` says yes; ``ServerUnreachable``
+        only after ``unreachable_s`` seconds in a row out of reach (a restart is not an
+        end), ``TimeoutError`` after ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        out_since: float | None = None
+        state = "unknown"
         while True:
-            trial = self.trial(trial_id)
-            if TrialState(trial["state"]).is_finished():
-                return trial
+            try:
+                item = read()
+            except ServerUnreachable:
+                now = time.monotonic()
+                out_since = now if out_since is None else out_since
+                if now - out_since >= unreachable_s or (deadline is not None and now > deadline):
+                    raise
+            else:
+                out_since, state = None, item["state"]
+                if done(item):
+                    return item
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"trial {trial_id} still {trial['state']} after {timeout} s")
+                raise TimeoutError(f"{what} still {state} after {timeout} s")
             time.sleep(poll)
 
     @staticmethod
@@ -289,6 +337,12 @@ class NasClient:
         offset: int = 0,
         after: int | None = None,
     ) -> dict[str, Any]:
+        """A page of a job's trials: ``{data, count, next_after}``. ``state`` filters (any
+        case); ``sort`` is ``number``, ``objective`` or a metric's name, ``order`` ``asc`` or
+        ``desc``; ``count`` is the total over all pages. Page by ``offset``, or (with
+        ``sort="number"`` only) by ``after``: the trial number the previous page's
+        ``next_after`` gave (``None`` on the last page), which stays right while the job
+        adds trials."""
         params: dict[str, Any] = {"sort": sort, "order": order, "limit": limit, "offset": offset}
         if state:
             params["state"] = state.upper()  # any case, as the CLI takes it
@@ -296,20 +350,26 @@ class NasClient:
             params["after"] = after
         return self._request("GET", f"/api/v1/jobs/{job_id}/trials", params=params)
 
-    def all_trials(self, job_id: int, *, page: int = 1000) -> Iterator[dict[str, Any]]:
-        """Every trial in number order, page by page (keyset paging)."""
+    def all_trials(
+        self, job_id: int, *, page: int = 1000, state: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every trial (of ``state``, any case) in number order, page by page (keyset
+        paging)."""
         after = -1
         while True:
-            batch = self.trials(job_id, limit=page, after=after)
+            batch = self.trials(job_id, state=state, limit=page, after=after)
             yield from batch["data"]
             if batch["next_after"] is None:
                 return
             after = batch["next_after"]
 
     def trial(self, trial_id: int) -> dict[str, Any]:
+        """One trial by its id (the ``id`` of a listing's row, not its number)."""
         return self._request("GET", f"/api/v1/trials/{trial_id}")
 
     def best(self, job_id: int, k: int = 1) -> list[dict[str, Any]]:
+        """The job's best ``k`` completed trials, best first (several objectives: ties of the
+        first broken by the others in order)."""
         return self._request("GET", f"/api/v1/jobs/{job_id}/best", params={"k": k})
 
     def curves(self, job_id: int) -> dict[str, Any]:
@@ -338,7 +398,7 @@ class NasClient:
         return self._request("GET", f"/api/v1/jobs/{job_id}/importance", params=params)
 
     def pareto(self, job_id: int, *, sample: int = 1000) -> dict[str, Any]:
-        """The Pareto front of a job with several objectives (its first two), and up to
+        """The Pareto front of a job with several objectives (over all of them), and up to
         ``sample`` dominated trials."""
         return self._request("GET", f"/api/v1/jobs/{job_id}/pareto", params={"sample": sample})
 
@@ -347,39 +407,66 @@ class NasClient:
         return self._request("GET", f"/api/v1/jobs/{job_id}/timeline", params={"limit": limit})
 
     def health(self) -> dict[str, Any]:
+        """The server's health (``/healthz``: ``status``, ``database``, ``version``);
+        ``ApiError`` 503 when it cannot reach its database."""
         return self._request("GET", "/healthz")
 
     def events(self, job_id: int) -> Iterator[tuple[str, Any]]:
-        """Server-sent events of a job as ``(event, data)`` until it ends."""
+        """Server-sent events of a job as ``(event, data)`` until its ``end`` event (the
+        job finished, or was deleted). ``ServerUnreachable`` when the stream stops short of
+        it: the server closed it (it stopped, or the API key was revoked or rotated) or sent
+        nothing, not even its keep-alive, for ``EVENTS_SILENCE_S`` (a server stalled, a
+        connection lost without a word); calling ``events`` again follows the job on."""
+        silence = httpx.Timeout(30.0, read=EVENTS_SILENCE_S)
         with (
             self._reaching(),
-            self._http.stream(
-                "GET", f"/api/v1/jobs/{job_id}/events", timeout=httpx.Timeout(30.0, read=None)
-            ) as response,
+            self._http.stream("GET", f"/api/v1/jobs/{job_id}/events", timeout=silence) as response,
         ):
             if response.status_code >= 400:
                 response.read()
-                raise ApiError(response.status_code, response.json().get("detail"))
+                self._check(response)
             event, data = "message", []
-            for line in response.iter_lines():
-                if line == "":
-                    if data:
-                        yield event, json.loads("\n".join(data))
-                        if event == "end":
-                            return
-                    event, data = "message", []
-                elif line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:"):
-                    data.append(line[5:].strip())
+            try:
+                for line in response.iter_lines():
+                    if line == "":
+                        if data:
+                            yield event, json.loads("\n".join(data))
+                            if event == "end":
+                                return
+                        event, data = "message", []
+                    elif line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data.append(line[5:].strip())
+            except httpx.ReadTimeout:
+                raise ServerUnreachable(
+                    self.server,
+                    f"job {job_id}'s event stream sent nothing, not even a keep-alive, for "
+                    f"{EVENTS_SILENCE_S:g} s",
+                ) from None
+            raise ServerUnreachable(
+                self.server,
+                f"job {job_id}'s event stream closed before the job ended (the server "
+                "stopped, or the API key was revoked or rotated)",
+            )
 
-    def wait(self, job_id: int, *, timeout: float | None = None, poll: float = 0.5) -> dict:
-        """Poll until the job has finished; returns it."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            job = self.job(job_id)
-            if job["state"] in FINISHED:
-                return job
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job['state']} after {timeout} s")
-            time.sleep(poll)
+    def wait(
+        self,
+        job_id: int,
+        *,
+        timeout: float | None = None,
+        poll: float = 0.5,
+        unreachable_s: float = 60.0,
+    ) -> dict:
+        """Poll until the job has finished; returns it. ``TimeoutError`` after ``timeout``
+        seconds (``None``: no limit). A server that cannot be reached is asked again, as a
+        restarted server takes its running jobs over, until it has been out of reach for
+        ``unreachable_s`` seconds in a row: then ``ServerUnreachable``."""
+        return self._poll_until(
+            lambda: self.job(job_id),
+            lambda job: job["state"] in FINISHED,
+            f"job {job_id}",
+            timeout,
+            poll,
+            unreachable_s,
+        )

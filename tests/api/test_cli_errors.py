@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -17,7 +18,7 @@ import pytest
 
 from api.cli import _watch, main
 from api.client import ApiError, NasClient, ServerUnreachable
-from tests.api.conftest import LiveServer, PollingClient, free_port, nb201_spec
+from tests.api.conftest import LiveServer, PollingClient, free_port, make_settings, nb201_spec
 
 NAS = str(Path(sys.executable).parent / "nas")
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -365,6 +366,36 @@ def test_client_names_the_url_of_a_refused_connection() -> None:
     assert str(caught.value).startswith(f"cannot talk to the server at {url}: ")
     with pytest.raises(ValueError, match="needs http:// or https://"):
         NasClient("localhost:8772")
+
+
+@sqlite_only
+def test_client_wait_outlasts_a_server_restart(
+    database_url: str, tmp_path: Path, time_left: Any
+) -> None:
+    """A restarted server takes its jobs over, but ``wait`` gave up at the first refused
+    connection of the restart; out of reach for ``unreachable_s`` in a row, it still
+    raises."""
+    first = LiveServer(make_settings(database_url, tmp_path / "data", run_jobs=False)).start()
+    key = first.create_key("u")
+    with first.client(key) as client:
+        job_id = client.submit(nb201_spec(budget={"trials": 5}))["id"]
+    first.stop()
+    waited: list[Any] = []
+    with NasClient(first.url, api_key=key) as client:
+        with pytest.raises(ServerUnreachable):
+            client.wait(job_id, unreachable_s=0.3, poll=0.05)
+        thread = threading.Thread(
+            target=lambda: waited.append(client.wait(job_id, timeout=time_left(60), poll=0.05))
+        )
+        thread.start()
+        time.sleep(0.3)  # (the wait meets refused connections)
+        second = LiveServer(make_settings(database_url, tmp_path / "data"), port=first.port)
+        try:
+            second.start()
+            thread.join(time_left(60))
+        finally:
+            second.stop()
+    assert [job["state"] for job in waited] == ["SUCCEEDED"]
 
 
 # --- 10: whole column titles --------------------------------------------------------------------

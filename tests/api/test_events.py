@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from api.client import NasClient
+from api.client import ApiError, NasClient, ServerUnreachable
 from tests.api.conftest import nb201_spec, serving
 
 NAS = str(Path(sys.executable).parent / "nas")
@@ -58,11 +58,22 @@ def test_a_stream_closes_once_its_key_is_revoked(server_factory: Any) -> None:
             ).all()
             assert ApiKeyRepository(session).revoke(key_id)
         rest: list[Any] = []
-        reader = threading.Thread(target=lambda: rest.extend(events), daemon=True)
+
+        def read() -> None:
+            try:
+                rest.extend(events)
+            except ServerUnreachable as exc:
+                rest.append(exc)
+
+        reader = threading.Thread(target=read, daemon=True)
         reader.start()
         reader.join(timeout=15)
         assert not reader.is_alive(), "the stream still runs"
-        assert rest == []  # closed, without an end: the job did not end
+        # closed, without an end (the job did not end): an error for the client, which
+        # returned as if the job had ended
+        [error] = rest
+        assert isinstance(error, ServerUnreachable)
+        assert f"job {job_id}'s event stream closed before the job ended" in str(error)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -107,10 +118,55 @@ def test_serve_stops_quietly_on_sigterm_while_a_stream_is_open(tmp_path: Path) -
         started = time.monotonic()
         code = proc.wait(timeout=30)
         stopped_in = time.monotonic() - started
-        assert list(events) == []  # closed without an end: the job was not finished
+        with pytest.raises(ServerUnreachable, match="closed before the job ended"):
+            next(events)  # closed without an end: the job was not finished
         assert proc.stdout is not None
         output = proc.stdout.read()
     assert code == 0, output
     assert stopped_in < 3, (stopped_in, output)
     assert "Traceback" not in output and "ERROR" not in output, output
     assert "nas serve: stopped" in output
+
+
+def test_a_silent_stream_and_a_non_json_error_are_client_errors(
+    monkeypatch: pytest.MonkeyPatch, time_left: Any
+) -> None:
+    """A stream that sends nothing, not even the 15 s keep-alive (a stalled server), hung
+    ``events`` for ever; an error page that is not JSON (a proxy's 502) was a
+    JSONDecodeError instead of the ``ApiError`` every other call raises."""
+    import socket
+
+    import api.client
+
+    monkeypatch.setattr(api.client, "EVENTS_SILENCE_S", 0.5)
+    answers = {
+        "/api/v1/jobs/1/events": b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+        b"transfer-encoding: chunked\r\n\r\n",
+        "/api/v1/jobs/2/events": b"HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\n"
+        b"content-length: 13\r\n\r\n<h1>502</h1>\n",
+    }
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(time_left(20))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        for _ in answers:
+            conn, _ = listener.accept()
+            path = conn.recv(65536).split(b" ")[1].decode()
+            conn.sendall(answers[path])
+            held.append(conn)  # (open, silent)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with NasClient(url) as client:
+            with pytest.raises(ServerUnreachable, match="sent nothing, not even a keep-alive"):
+                next(client.events(1))
+            with pytest.raises(ApiError) as caught:
+                next(client.events(2))
+            assert caught.value.status_code == 502
+    finally:
+        for conn in held:
+            conn.close()
+        listener.close()
