@@ -191,7 +191,7 @@ def _source_jobs(
     if not principal.sees_all:
         query = query.where(JobModel.owner_id == principal.key_id)
     for job in session.scalars(query.order_by(JobModel.id.desc()).limit(_QUERY_SCAN)):
-        same = job.spec.get("space") == stored["space"]
+        same = other_space(f"job {job.id}", job.spec.get("space"), stored["space"]) is None
         # (a job with no completed trial, cancelled at its first, has nothing to give)
         completed = (job.state_counts or {}).get(TrialState.COMPLETE.value, 0) > 0
         if (

@@ -347,12 +347,33 @@ def source_from_run(
     return source
 
 
+def space_with_defaults(section: Any) -> Any:
+    """A stored space section with the parameters it leaves out at their defaults, as a
+    stored spec is read back (``ResolvedSpec.from_stored``): the first versions stored only
+    the parameters a spec gave, so their jobs' sections never equalled a new job's. A
+    section of no known space, or one its space no longer accepts, is returned as it is."""
+    from pydantic import ValidationError
+
+    from nas.spaces import SPACES
+
+    if not isinstance(section, Mapping) or section.get("name") not in SPACES:
+        return section
+    params = {k: v for k, v in section.items() if k != "name"}
+    try:
+        config = SPACES.get(section["name"]).Config.model_validate(params)
+    except ValidationError:
+        return section
+    return {"name": section["name"], **config.model_dump(mode="json")}
+
+
 def other_space(source: str, theirs: Any, ours: Mapping[str, Any]) -> str | None:
     """Why a source that searched space section ``theirs`` cannot lend its trials to a job
-    that searches ``ours`` (sections as stored, parameters included), or ``None``: the same
-    section. The fields that differ are named with both values (the whole sections, several
-    hundred characters for a table space, left the reader to find them)."""
-    if theirs == dict(ours):
+    that searches ``ours`` (sections as stored, parameters included; those left out at their
+    defaults), or ``None``: the same section. The fields that differ are named with both
+    values (the whole sections, several hundred characters for a table space, left the
+    reader to find them)."""
+    theirs, ours = space_with_defaults(theirs), space_with_defaults(dict(ours))
+    if theirs == ours:
         return None
     if not isinstance(theirs, Mapping):
         return f"{source} has no space section; the spaces must match"

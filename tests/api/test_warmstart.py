@@ -161,6 +161,31 @@ def test_sources_of_another_space_or_user_are_a_422_at_their_field(
     assert "searched hyperparameters too" in info.value.detail[0]["msg"]
 
 
+def test_a_job_stored_without_its_spaces_defaults_is_a_source(
+    server: LiveServer, client: NasClient, time_left: Callable[..., float]
+) -> None:
+    """The first versions stored a space section as given, defaults left out: such a job
+    was "another space" (channel_growth '(unset)' there, 2 here) to every new job, named
+    or queried, though the same."""
+    from api.db import session_scope
+    from api.models import JobModel
+
+    spec = standalone_spec(trials=1, epochs=1)
+    old = client.wait(client.submit(spec)["id"], timeout=time_left(120))
+    assert old["state"] == "SUCCEEDED"
+    with session_scope(server.app.state.nas.write) as session:
+        job = session.get(JobModel, old["id"])
+        job.spec = {**job.spec, "space": spec["space"]}  # (as the first versions stored it)
+    for warm in ({"jobs": [old["id"]]}, {"query": "same-space"}):
+        job = client.submit({**spec, "warm_start": warm})
+        assert [s["job_id"] for s in job["spec"]["warm_start"]["sources"]] == [old["id"]]
+        client.cancel(job["id"])
+    differ = {**spec["space"], "channel_growth": 1}
+    with pytest.raises(ApiError) as info:
+        client.submit({**spec, "space": differ, "warm_start": {"jobs": [old["id"]]}})
+    assert "(channel_growth: 2 there, 1 here)" in info.value.detail[0]["msg"]
+
+
 def test_a_same_space_query_takes_the_newest_finished_jobs(client: NasClient) -> None:
     ids = [
         client.wait(client.submit(nb201_spec(budget={"trials": 8}, seed=s))["id"], timeout=120)[
