@@ -799,12 +799,13 @@ def _check_connects(args: argparse.Namespace, url: str, *, schema: bool = False)
     that does not migrate it needs."""
     from sqlalchemy.exc import DBAPIError
 
-    from api.db import SchemaNotCurrent, check_schema, make_engine
+    from api.db import SchemaNotCurrent, check_schema, check_upgradable, make_engine
 
     engine = make_engine(url)
     try:
-        with engine.connect():
-            pass
+        with engine.connect() as connection:
+            if not schema:  # (it will be upgraded: can it be?)
+                check_upgradable(connection)
         if schema:
             check_schema(engine)
     except DBAPIError as exc:
@@ -880,7 +881,7 @@ def _db(args: argparse.Namespace, url: str, *, migrate: bool = True) -> Any:
         _check_connects(args, url, schema=True)
     from sqlalchemy.exc import DBAPIError
 
-    from api.db import make_engine, upgrade
+    from api.db import SchemaUnusable, make_engine, upgrade
 
     engine = make_engine(url)
     try:
@@ -889,6 +890,11 @@ def _db(args: argparse.Namespace, url: str, *, migrate: bool = True) -> Any:
     except DBAPIError as exc:
         engine.dispose()
         raise _unreachable(args, url, exc) from None
+    except SchemaUnusable as exc:
+        engine.dispose()
+        raise CommandError(
+            f"cannot use {describe_database(url)} (from {_database_source(args)}): {exc}", code=1
+        ) from None
     return engine
 
 

@@ -192,6 +192,21 @@ def retry_transient(
             pause = min(pause * 2, RETRY_PAUSE_MAX_S)
 
 
+#: What the migrations make that the models do not declare: alembic's autogenerate leaves
+#: them alone (it would write a migration dropping them). The objective-order indexes are
+#: dialect-specific: migration 0002 makes them, the models only mention them.
+MADE_BY_MIGRATIONS = frozenset(
+    {VERSION_TABLE, "ix_nas_trials_job_objective_asc", "ix_nas_trials_job_objective_desc"}
+)
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Alembic's ``include_object`` hook: compare everything but ``MADE_BY_MIGRATIONS``."""
+    return name not in MADE_BY_MIGRATIONS
+
+
 def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -225,6 +240,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             with connection.begin():
                 if connection.dialect.name == "postgresql":
                     connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_UPGRADE_LOCK})")
+                check_upgradable(connection)
                 config.attributes["connection"] = connection
                 command.upgrade(config, revision)
                 if sqlite:
@@ -237,11 +253,48 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return _revision_of(connection)
+
+
+def _revision_of(connection: Any) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-        return context.get_current_revision()
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+def _known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
+
+
+def check_upgradable(connection: Any) -> None:
+    """``SchemaUnusable`` when ``upgrade`` cannot bring this database to this version's
+    schema: a newer version wrote it (a revision this one does not know), or it holds the
+    service's tables without the table that says their revision (alembic then tried to
+    create them again: "table nas_api_keys already exists", read as a connection problem)."""
+    from sqlalchemy import inspect
+
+    found = _revision_of(connection)
+    if found is not None and found not in _known_revisions():
+        raise SchemaUnusable(_newer_schema(found))
+    if found is None and inspect(connection).has_table("nas_jobs"):
+        raise SchemaUnusable(
+            f"the database holds this service's tables but not its schema revision (the "
+            f"table {VERSION_TABLE} is missing), so which migrations it has had is unknown: "
+            f"restore that table (or 'alembic stamp' the revision its tables are at), or use "
+            "a new database"
+        )
+
+
+def _newer_schema(found: str) -> str:
+    return (
+        f"the database is at schema revision {found}, which this version (schema "
+        f"{head_revision()}) does not know: a newer version of nas wrote it; use that version "
+        "or a newer one (an older one cannot read or downgrade it)"
+    )
 
 
 def head_revision() -> str:
@@ -258,6 +311,11 @@ class SchemaNotCurrent(Exception):
     it (``NAS_MIGRATE_ON_START=false``)."""
 
 
+class SchemaUnusable(SchemaNotCurrent):
+    """The database's schema cannot be brought to ``head_revision`` by this version
+    (``check_upgradable``)."""
+
+
 def check_schema(engine: Engine) -> None:
     """``SchemaNotCurrent`` unless the database is at ``head_revision``. A server that
     does not migrate on start checks this first: on a database never migrated, or migrated
@@ -265,6 +323,8 @@ def check_schema(engine: Engine) -> None:
     tick."""
     found = current_revision(engine)
     head = head_revision()
+    if found is not None and found not in _known_revisions():
+        raise SchemaUnusable(_newer_schema(found))
     if found != head:
         raise SchemaNotCurrent(
             f"the database is at revision {found or 'none (never migrated)'}, not {head} "

@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from api.db import VERSION_TABLE
+from api.db import VERSION_TABLE, include_object
 from api.models import Base
 
 config = context.config
@@ -18,6 +18,7 @@ def _configure(connection) -> None:  # type: ignore[no-untyped-def]
         connection=connection,
         target_metadata=target_metadata,
         version_table=VERSION_TABLE,
+        include_object=include_object,  # (autogenerate: not the indexes only migrations make)
         render_as_batch=connection.dialect.name == "sqlite",
     )
 

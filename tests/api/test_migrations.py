@@ -4,11 +4,11 @@ share the database."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pytest
@@ -18,10 +18,15 @@ from sqlalchemy import func, inspect, select
 
 from api.app import create_app
 from api.db import (
+    MIGRATIONS,
     VERSION_TABLE,
     SchemaNotCurrent,
+    SchemaUnusable,
+    alembic_config,
+    check_schema,
     current_revision,
     head_revision,
+    include_object,
     make_engine,
     make_session_factory,
     session_scope,
@@ -153,24 +158,34 @@ def test_optuna_storage_shares_the_database(database_url: str) -> None:
         engine.dispose()
 
 
-def test_migrations_build_exactly_the_models_schema(database_url: str) -> None:
-    # The objective-order indexes are dialect-specific: migration 0002 makes them, the models
-    # only mention them.
-    made_by_migrations = {
-        VERSION_TABLE,
-        "ix_nas_trials_job_objective_asc",
-        "ix_nas_trials_job_objective_desc",
-    }
-
-    def ours(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-        return name not in made_by_migrations
+def test_migrations_build_exactly_the_models_schema(database_url: str, tmp_path: Path) -> None:
+    """With the hook alembic's environment gives autogenerate (``api.db.include_object``):
+    without it, a generated migration would drop the indexes only migration 0002 makes."""
+    from alembic import command
 
     engine = make_engine(database_url)
     try:
         upgrade(engine)
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"include_object": ours})
+            context = MigrationContext.configure(
+                connection, opts={"include_object": include_object}
+            )
             assert compare_metadata(context, Base.metadata) == []
+        # Autogenerate through the project's environment writes an empty migration (into
+        # a folder of this test's: the project's would give other tests a new head).
+        config = alembic_config(database_url)
+        versions = MIGRATIONS / "versions"
+        config.set_main_option("path_separator", "os")
+        config.set_main_option("version_locations", f"{versions}{os.pathsep}{tmp_path}")
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            script = command.revision(
+                config, "drift", autogenerate=True, rev_id="9999", version_path=str(tmp_path)
+            )
+        source = Path(script.path).read_text()  # type: ignore[union-attr]
+        assert Path(script.path).parent == tmp_path  # type: ignore[union-attr]
+        body = source.split("def upgrade() -> None:")[1]
+        assert "op." not in body, source
     finally:
         engine.dispose()
 
@@ -266,18 +281,61 @@ def test_upgrade_to_0006_counts_stored_intermediate_steps_from_one(database_url:
             trials = TrialRepository(session)
             for step in (0, 1, 2):
                 trials.add_intermediate(job_id, 0, step, {"val_accuracy": 10.0 * step})
+            # Written by the code that counted from 1 while the schema was still at 0005:
+            # already right (it moved up too, a 2-epoch trial reaching step 3)
+            for step in (1, 2):
+                trials.add_intermediate(job_id, 1, step, {"val_accuracy": 10.0 * step})
 
-        def steps() -> list[tuple[int, float]]:
+        def steps(trial: int = 0) -> list[tuple[int, float]]:
             with write() as session:
-                rows = TrialRepository(session).intermediate(job_id, 0)
+                rows = TrialRepository(session).intermediate(job_id, trial)
                 return [(r.step, r.values["val_accuracy"]) for r in rows]
 
         upgrade(engine)
         assert steps() == [(1, 0.0), (2, 10.0), (3, 20.0)]
+        assert steps(1) == [(1, 10.0), (2, 20.0)]
         config = alembic_config(database_url)
         with engine.begin() as connection:
             config.attributes["connection"] = connection
             command.downgrade(config, "0005")
         assert steps() == [(0, 0.0), (1, 10.0), (2, 20.0)]
+    finally:
+        engine.dispose()
+
+
+def test_a_database_of_a_newer_version_or_without_its_revision_is_refused_in_one_line(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database a newer version wrote (a revision this one does not know) gave every
+    command alembic's traceback; one with the tables but no version table was said to be a
+    "database error: table nas_api_keys already exists", and nas serve printed tracebacks."""
+    from sqlalchemy import text
+
+    from api.cli import main
+
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine)
+        with engine.begin() as connection:
+            connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '0099'"))
+        commands = (["db", "--db", database_url, "upgrade"], ["serve", "--db", database_url])
+        for args in commands:
+            assert main(args) == 1
+            err = capsys.readouterr().err
+            assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+            assert "at schema revision 0099, which this version (schema 0006) does not " in err
+            assert "a newer version of nas wrote it" in err
+        with pytest.raises(SchemaUnusable, match="a newer version of nas wrote it"):
+            upgrade(engine)
+        with pytest.raises(SchemaUnusable, match="a newer version of nas wrote it"):
+            check_schema(engine)  # (NAS_MIGRATE_ON_START=false: not "run nas db upgrade")
+        with engine.begin() as connection:
+            connection.execute(text(f"DROP TABLE {VERSION_TABLE}"))
+        for args in commands:
+            assert main(args) == 1
+            err = capsys.readouterr().err
+            assert "Traceback" not in err and "already exists" not in err, err
+            assert f"the table {VERSION_TABLE} is missing" in err
+        assert not inspect(engine).has_table(VERSION_TABLE)  # (nothing made meanwhile)
     finally:
         engine.dispose()
