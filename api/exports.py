@@ -433,7 +433,9 @@ def export_context(plan: ExportPlan, resolved: ResolvedSpec) -> ExportContext:
     weights_note = _weights_note(plan, resolved)
     retraining = None
     if final is not None:
-        skip = ("architecture", "genotype", "weights")
+        # (nor the retraining's own rank, which counts from 0 in the job's summary.final:
+        # beside the export's rank, from 1, it read as another rank)
+        skip = ("architecture", "genotype", "weights", "rank")
         retraining = {k: v for k, v in final.items() if k not in skip} | {"recipe": recipe}
     note = (
         f"Rank {rank} of {ranked.count} distinct architectures of job {job_id} "

@@ -123,7 +123,9 @@ def test_serve_stops_quietly_on_sigterm_while_a_stream_is_open(tmp_path: Path) -
         assert proc.stdout is not None
         output = proc.stdout.read()
     assert code == 0, output
-    assert stopped_in < 3, (stopped_in, output)
+    # Held until the 5 s graceful timeout, uvicorn would have logged its ERROR (checked
+    # below); the time alone is no proof on a loaded machine (3.8 s seen, none held).
+    assert stopped_in < 30, (stopped_in, output)
     assert "Traceback" not in output and "ERROR" not in output, output
     assert "nas serve: stopped" in output
 

@@ -123,6 +123,7 @@ def test_standalone_job_exports_trained_weights_retrains_and_deletes(
     assert doc["rank"] == 1 and doc["ranked_architectures"] >= 2
     assert doc["weights"].startswith("trained")
     assert doc["final"]["test_accuracy"] == final["test_accuracy"]
+    assert "rank" not in doc["final"]  # (summary.final's counts from 0: not a second rank)
     assert doc["metrics"]["retrained_test_accuracy"] == final["test_accuracy"]
     assert doc["metrics"]["val_accuracy"] == job["best"]["value"]
     assert doc["input_shape"] == [1, 8, 8] and doc["num_classes"] == 10
