@@ -537,7 +537,10 @@ def pareto(session: Session, job: JobModel, sample: int) -> dict[str, Any]:
     indices = non_dominated([points[i][0] for i in firsts], [d for _, d in pairs])
     sign = -1.0 if pairs[0][1] == "maximize" else 1.0
     chosen = sorted((points[firsts[i]] for i in indices), key=lambda p: (sign * p[0][0], p[1]))
-    front = [{"trial": n, "values": v} for v, n in chosen]
+    # Each member's export/retrain rank, as the finished job's summary names it (none while
+    # the job runs, or for a job an older version ran)
+    ranks = {p.get("trial"): p.get("rank") for p in (job.summary or {}).get("pareto") or []}
+    front = [{"trial": n, "values": v, "rank": ranks.get(n)} for v, n in chosen]
     on_front = {p["trial"] for p in front}
     rest = [p for p in points if p[1] not in on_front]
     step = max(1, math.ceil(len(rest) / max(1, sample))) if sample else 0

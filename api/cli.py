@@ -605,7 +605,9 @@ def describe_result(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None
     pareto = summary.get("pareto") or []
     if pareto:  # a multi-objective job: no one best, a front
         lines.append(f"Pareto front: {len(pareto)} trials (GET /api/v1/jobs/{job['id']}/pareto)")
-        lines += [f"  trial {p['trial']}: {_pairs(p['values'])}" for p in pareto[:10]]
+        for p in pareto[:10]:  # (rank: what nas export/retrain --rank take; older jobs: none)
+            rank = f" (rank {p['rank']})" if "rank" in p else ""
+            lines.append(f"  trial {p['trial']}{rank}: {_pairs(p['values'])}")
         if len(pareto) > 10:
             lines.append(f"  ... and {len(pareto) - 10} more")
     for final in summary.get("final") or []:

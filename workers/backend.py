@@ -203,6 +203,21 @@ class TrialLog:
         first = result.objective if self.maximize else -result.objective
         return (first, *tie_break_key(result.metrics, self.then))
 
+    def ranked(self, trials: Sequence[TrialRecord] | None = None) -> list[TrialRecord]:
+        """Each distinct architecture's best COMPLETE trial of ``trials`` (default: the
+        log's), best first; of equal ones, the architecture tried first first. The job's
+        ranking: its summary's ``ranked`` is the head of it, the service's export and
+        retrain ranks follow it (``api.ranking``)."""
+        best: dict[Architecture, TrialRecord] = {}
+        for t in self.trials if trials is None else trials:
+            if t.result.state is not TrialState.COMPLETE or t.result.objective is None:
+                continue
+            old = best.get(t.architecture)
+            if old is None or self.better(t.result, old.result):
+                best[t.architecture] = t
+        # (stable: of equal architectures, the one first tried first)
+        return sorted(best.values(), key=lambda t: self.rank_key(t.result), reverse=True)
+
 
 class SearchRun(ABC):
     """One search opened by a backend. Restore (optional), ``run``, read ``state`` at safe

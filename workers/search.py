@@ -560,16 +560,8 @@ class SearchLoop:
     def ranked(self, k: int) -> list[tuple[Architecture, float]]:
         """The best ``k`` distinct architectures by objective (several objectives: ties
         broken by the others, as ``best``), best first."""
-        best: dict[Architecture, TrialRecord] = {}
-        for t in self.trials:
-            if t.result.state is not TrialState.COMPLETE or t.result.objective is None:
-                continue
-            old = best.get(t.architecture)
-            if old is None or self.log.better(t.result, old.result):
-                best[t.architecture] = t
-        # (stable: of equal architectures, the one first tried first)
-        order = sorted(best.values(), key=lambda t: self.log.rank_key(t.result), reverse=True)
-        return [(t.architecture, t.result.objective) for t in order[:k]]  # type: ignore[misc]
+        order = self.log.ranked()[:k]
+        return [(t.architecture, t.result.objective) for t in order]  # type: ignore[misc]
 
     def pareto(self) -> list[TrialRecord]:
         """The Pareto front of the COMPLETE trials over the spec's objectives (several

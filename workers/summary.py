@@ -9,7 +9,7 @@ from typing import Any
 from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec, spec_warnings
 from nas.trial import TrialState
-from workers.backend import SearchOutcome
+from workers.backend import SearchOutcome, TrialLog
 from workers.final import earning_trial
 
 
@@ -82,9 +82,14 @@ def summarize(
     if (failure := outcome.failure()) is not None:
         summary["failure"] = failure
     if spec.objective.is_multi:  # the Pareto front over the objectives, in trial order
+        # Each with its architecture's rank, which exports and retrains address (1-based).
+        objectives = spec.objective.objectives
+        log = TrialLog(maximize=objectives[0][1] == "maximize", then=objectives[1:])
+        rank = {t.architecture: place for place, t in enumerate(log.ranked(outcome.trials), 1)}
         summary["pareto"] = [
             {
                 "trial": t.number,
+                "rank": rank[t.architecture],
                 "architecture": t.architecture.to_dict(),
                 "genotype": space.describe(t.architecture),
                 # (a joint search's front holds configurations: an architecture may be on it

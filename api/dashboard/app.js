@@ -622,7 +622,7 @@ async function jobPage(id) {
       // (with three or more objectives a point of the front may look dominated in the two drawn)
       const over = pf.objectives.length > 2 ? `, the front over all ${pf.objectives.length} objectives (${pf.objectives.slice(2).map((o) => o.metric).join(", ")} not drawn)` : "";
       charts.prepend(scatterChart("pareto", `Pareto front: ${names.join(" vs ")}${over}`,
-        [...pf.front.map((p) => ({ trial: p.trial, x: p.values[0], y: p.values[1], front: true })),
+        [...pf.front.map((p) => ({ trial: p.trial, x: p.values[0], y: p.values[1], front: true, rank: p.rank })),
          ...pf.others.map((p) => ({ trial: p.trial, x: p.values[0], y: p.values[1], front: false }))], names,
         { line: pf.objectives.length === 2 }));
     }

@@ -290,5 +290,6 @@ export function scatterChart(id, title, points, [xn, yn], { line = true } = {}) 
   for (const p of points) svg.append(s("circle", { cx: x(p.x), cy: y(p.y), r: p.front ? 3.5 : 2, fill: p.front ? "#b3261e" : "#9db8e6" }, s("title", {}, `trial ${p.trial}: ${xn} ${fmt(p.x)}, ${yn} ${fmt(p.y)}`)));
   if (line && front.length > 1) svg.append(s("path", { class: "best", d: "M" + front.map((p) => `${x(p.x).toFixed(1)},${y(p.y).toFixed(1)}`).join("L") }));
   svg.setAttribute("data-count", points.length);
-  return figure(id, title, svg, dataTable(["trial", xn, yn, "on the front"], front.map((p) => [p.trial, p.x, p.y, "yes"])));
+  // (rank: what export and retrain take, once the job has finished)
+  return figure(id, title, svg, dataTable(["trial", xn, yn, "on the front", "rank"], front.map((p) => [p.trial, p.x, p.y, "yes", p.rank ?? "–"])));
 }

@@ -218,6 +218,11 @@ class ObjectiveName(BaseModel):
 class ParetoPoint(BaseModel):
     trial: int = Field(description="the trial's number")
     values: list[float] = Field(description="its metric of each objective, in their order")
+    rank: int | None = Field(
+        None,
+        description="a front member's architecture's rank, which export and retrain take "
+        "(null while the job runs, and for the dominated trials)",
+    )
 
 
 class JobPareto(BaseModel):

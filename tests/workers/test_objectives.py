@@ -165,8 +165,13 @@ def test_nb201_multi_objective_search_reports_its_front(nb201_table: Path, contr
     summary = summarize(resolved, outcome, loop.components.space)
     assert [p["trial"] for p in summary["pareto"]] == [t.number for t in front]
     entry = summary["pareto"][0]
-    assert set(entry) == {"trial", "architecture", "genotype", "values"}
+    assert set(entry) == {"trial", "rank", "architecture", "genotype", "values"}
     assert entry["values"] == dict(zip(ACC_PARAMS["metrics"], point(front[0]), strict=True))
+    # rank: its architecture's place in the job's ranking (the best first, from 1)
+    order = [t.architecture for t in loop.log.ranked()]
+    for p, t in zip(summary["pareto"], front, strict=True):
+        assert p["rank"] == order.index(t.architecture) + 1
+    assert min(p["rank"] for p in summary["pareto"]) == 1  # (the best is on the front)
 
 
 def test_ties_of_the_first_objective_are_broken_by_the_others(nb201_table: Path) -> None:

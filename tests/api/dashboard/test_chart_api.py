@@ -173,6 +173,23 @@ def test_the_pareto_front_of_three_objectives_weighs_all_three(
         assert values == [summary[trial][m] for m in names]
     two = non_dominated([v[:2] for v in front.values()], ["minimize", "maximize"])
     assert len(two) < len(front)  # (what the test needs: the third objective matters here)
+    # Each member says its rank, which export takes (a member had no way to its export but
+    # trying ranks one by one); nas show prints it.
+    shown = describe_job(client.job(job["id"]), None)
+    for member in pf["front"]:
+        doc = client._request(
+            "GET",
+            f"/api/v1/jobs/{job['id']}/export",
+            params={"format": "json", "rank": member["rank"]},
+        )
+        entry = next(p for p in job["summary"]["pareto"] if p["trial"] == member["trial"])
+        assert entry["rank"] == member["rank"]
+        assert doc["architecture"] == entry["architecture"]
+        if member["trial"] in [p["trial"] for p in job["summary"]["pareto"][:10]]:
+            assert any(
+                f"trial {member['trial']} (rank {member['rank']}): " in line for line in shown
+            )
+    assert all(p["rank"] is None for p in pf["others"])
 
 
 def test_the_page_and_only_its_files_are_served(server: LiveServer) -> None:
