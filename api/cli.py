@@ -104,6 +104,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     print(f"genotype: {json.dumps(best['genotype'], ensure_ascii=False)}")
     if best.get("hparams"):  # a joint search: the best trial's hyperparameters too
         print(f"hparams: {json.dumps(best['hparams'], ensure_ascii=False)}")
+    if summary.get("pareto"):  # several objectives: the front, not only the best
+        print(f"Pareto front: {len(summary['pareto'])} trials ({out / 'summary.json'}: pareto)")
     return 0
 
 

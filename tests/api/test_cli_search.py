@@ -52,6 +52,26 @@ def test_nas_search_on_nb201_writes_the_run_directory(tmp_path: Path, nb201_tabl
     assert yaml.safe_load((out / "spec.yaml").read_text())["name"] == "nb201-random"
 
 
+def test_nas_search_of_several_objectives_names_its_front(
+    tmp_path: Path, nb201_table: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It printed only the best by the first objective: the front was in summary.json alone."""
+    spec = yaml.safe_load((REPO / "examples/nb201-random.yaml").read_text())
+    spec["evaluator"]["table"] = str(nb201_table)
+    spec["objective"] = {
+        "metrics": ["params_M", "val_accuracy"],
+        "directions": ["minimize", "maximize"],
+    }
+    spec["budget"] = {"trials": 40}
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "run"
+    assert main(["search", str(spec_file), "--out", str(out), "--quiet"]) == 0
+    pareto = json.loads((out / "summary.json").read_text())["pareto"]
+    printed = capsys.readouterr().out.splitlines()
+    assert f"Pareto front: {len(pareto)} trials ({out / 'summary.json'}: pareto)" in printed
+
+
 @pytest.mark.slow
 def test_nas_search_tiny_mnist1d_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = {
