@@ -844,6 +844,29 @@ def _check_ray_reachable(address: str) -> None:
     _check_ray_token(address)
 
 
+def _missing_ray_token() -> str | None:
+    """Why this process has no Ray token although ``RAY_AUTH_MODE`` asks for one, looked up
+    where Ray looks (``RAY_AUTH_TOKEN``, else the file ``RAY_AUTH_TOKEN_PATH`` names, else
+    ``~/.ray/auth_token``); ``None`` when it has one, or token auth is not asked for here."""
+    if os.environ.get("RAY_AUTH_MODE", "").strip().lower() != "token":
+        return None
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return None
+    named = os.environ.get("RAY_AUTH_TOKEN_PATH", "").strip()
+    path = Path(named or "~/.ray/auth_token").expanduser()
+    try:
+        if path.read_text(errors="replace").strip():
+            return None
+        found = "is empty"
+    except OSError as exc:
+        found = f"cannot be read ({exc.strerror or exc})"
+    where = f"RAY_AUTH_TOKEN_PATH's {str(path)!r}" if named else f"{str(path)!r}"
+    return (
+        f"RAY_AUTH_MODE is token, but this process has none: RAY_AUTH_TOKEN is "
+        f"{'empty' if 'RAY_AUTH_TOKEN' in os.environ else 'unset'} and {where} {found}"
+    )
+
+
 def _check_ray_token(address: str, wait_s: float = 10.0) -> None:
     """The Ray cluster at ``address`` takes this process's token (``CommandError`` when it
     refuses it): Ray's own connect tried for 20 s, a warning a second, then a traceback.
@@ -851,6 +874,13 @@ def _check_ray_token(address: str, wait_s: float = 10.0) -> None:
     within ``wait_s``, leaves the verdict to Ray's connect."""
     import threading
 
+    if (missing := _missing_ray_token()) is not None:
+        # (Ray's own loader fails a C++ check then: a 30-frame native stack, "a bug in Ray")
+        raise CommandError(
+            f"cannot join the Ray cluster at {address}: {missing}; give this server the "
+            "head's token (`ray get-auth-token` on the head prints it)",
+            code=1,
+        )
     try:
         from ray._raylet import GcsClient
         from ray.exceptions import AuthenticationError
