@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import signal
 import statistics
 import sys
@@ -411,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     peer_db = None if args.no_peer else create_database(args.pg, "bench_dash_optuna")
     servers: list[ServerProcess] = []
     tmp = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
+    finished = False
     try:
         url = sqlalchemy_url(args.pg, ours_db)
         job_id, key, ingest_s = ingest(url, trials, args.curves)
@@ -484,9 +486,14 @@ def main(argv: list[str] | None = None) -> int:
             bound = "" if peer_complete else "more than "
             print(f"  ratio (optuna-dashboard / ours): {bound}{peer_m / ours_m:.1f}x "
                   "(target >= 10x)")  # fmt: skip
+        finished = True
     finally:
         for server in servers:
             server.stop()
+        if finished:  # (the servers' logs: kept only to read what went wrong)
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"the servers' logs are in {tmp}", file=sys.stderr)
         drop_database(args.pg, ours_db)
         if peer_db is not None:
             drop_database(args.pg, peer_db)

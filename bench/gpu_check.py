@@ -42,12 +42,14 @@ Exit status 1 when a check failed. Without a GPU everything runs on the CPU (dev
 from __future__ import annotations
 
 import argparse
+import atexit
 import copy
 import io
 import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -675,8 +677,9 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="write checks, timings and environment here")
     args = parser.parse_args()
 
-    if not os.environ.get("NAS_CACHE_DIR"):
+    if not os.environ.get("NAS_CACHE_DIR"):  # (a cache of this run's own, removed at its end)
         os.environ["NAS_CACHE_DIR"] = tempfile.mkdtemp(prefix="gpu-check-cache-")
+        atexit.register(shutil.rmtree, os.environ["NAS_CACHE_DIR"], True)
     torch.manual_seed(0)
     env = describe_environment()
     print("environment: " + json.dumps(env), flush=True)

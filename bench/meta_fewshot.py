@@ -38,7 +38,7 @@ meta-validation episodes, ``final_metrics`` for the 600 meta-test episodes); the
     nice -n 10 .venv/bin/python bench/meta_fewshot.py [--size 20] [--filters 8]
         [--iterations 100] [--meta-batch 4] [--queries 5] [--eval-queries 5]
         [--search-trials 6] [--search-iterations 30] [--methods ...] [--shots 1 5]
-        [--no-search] [--seed 0] [--out meta_fewshot.json]
+        [--no-search] [--seed 0] [--out runs/meta_fewshot.json]
 """
 
 from __future__ import annotations
@@ -231,7 +231,12 @@ def main() -> None:
     parser.add_argument("--shots", nargs="*", type=int, default=[1, 5])
     parser.add_argument("--no-search", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("meta_fewshot.json"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/meta_fewshot.json"),
+        help="where the report goes (default: runs/meta_fewshot.json, which git ignores)",
+    )
     args = parser.parse_args()
     _SIZE[0] = args.size
 

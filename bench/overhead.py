@@ -374,9 +374,11 @@ def _tune_trainable(config: dict[str, Any], spec_json: str) -> None:
     from ray import tune
 
     from nas.architecture import Architecture as Arch
+    from nas.spec import ResolvedSpec
     from workers.ray_backend import _evaluator_for  # per worker process: built once, cached
 
-    evaluator = _evaluator_for(spec_json)
+    # (the service's own cache of a worker's evaluators, keyed by the search: one here)
+    evaluator = _evaluator_for("bench-overhead", ResolvedSpec.from_stored(json.loads(spec_json)))
     choices = tuple(int(config[f"e{i}"]) for i in range(6))
     result = evaluator.evaluate([Arch("nb201", choices)])[0]
     tune.report({"val_accuracy": float(result.objective)})

@@ -255,7 +255,12 @@ def main() -> None:
         "ground truth is their mean, and with 2 or more the first two's tau is printed as "
         "'standalone vs standalone', the agreement of the ground truth with itself",
     )
-    parser.add_argument("--cache", default="/tmp/supernet_ranking_cache.json")
+    parser.add_argument(
+        "--cache",
+        default="/tmp/supernet_ranking_cache.json",
+        help="standalone trainings' results, kept between runs and reused (default: "
+        "/tmp/supernet_ranking_cache.json; delete it to train them again)",
+    )
     parser.add_argument(
         "--jobs",
         type=int,
