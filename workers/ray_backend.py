@@ -41,6 +41,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import queue
 import re
@@ -76,6 +77,8 @@ from workers.backend import (
     controller_state_of,
 )
 from workers.supernet_group import Follower
+
+log = logging.getLogger("nas.ray")
 
 #: Per worker process: how many searches' evaluators it keeps (the most recently used).
 MAX_CACHED_SEARCHES = 4
@@ -798,18 +801,38 @@ class ActorRun(SearchRun):
                     self.events.on_safe_point(point)
             if step["outcome"] is not None:
                 self._final_controller = step["controller"]
-                return step["outcome"]
+                outcome = step["outcome"]
+                if self.restarts:  # (what used up max_retries: the log said it, nothing else)
+                    outcome.warnings.append(
+                        f"the {self._what} was lost {self.restarts} time"
+                        f"{'s' if self.restarts > 1 else ''} and started again from the last "
+                        f"checkpoint each time (resources.max_retries: {self.max_restarts})"
+                    )
+                return outcome
+
+    @property
+    def _what(self) -> str:
+        return "search actor" if self.workers == 1 else f"group of {self.workers} workers"
 
     def _lost(self, exc: BaseException) -> None:
         """An actor of the search is lost: end them all; fail once restarts are spent."""
         self.restarts += 1
         self.close()
+        cause = str(exc).splitlines()[0] if str(exc) else repr(exc)
         if self.restarts > self.max_restarts:
-            what = "search actor" if self.workers == 1 else f"group of {self.workers} workers"
             raise RuntimeError(
-                f"the {what} was lost {self.restarts} times (max_retries "
-                f"{self.max_restarts}): {str(exc).splitlines()[0] if str(exc) else exc!r}"
+                f"the {self._what} was lost {self.restarts} times (max_retries "
+                f"{self.max_restarts}): {cause}"
             ) from None
+        log.warning(
+            "search %r: its %s was lost (%s); started again from the last checkpoint "
+            "(restart %d of resources.max_retries %d)",
+            self.resolved.spec.name,
+            self._what,
+            cause,
+            self.restarts,
+            self.max_restarts,
+        )
 
     def _start(self, should_stop: StopFn) -> str | None:
         """Start the search's actor, or its group of ``workers`` actors joined into one

@@ -126,6 +126,11 @@ def test_losing_a_workers_node_mid_epoch_restarts_the_group_from_the_last_epoch(
         # The last epoch's rewards came from the restarted group, on the new node too.
         last = {_node(t) for t in trials if t["epoch"] == epochs - 1}
         assert last - before, (before, last)
+        # The restart is said (it used up max_retries without a word but Ray's log line)
+        assert (
+            "the group of 2 workers was lost 1 time and started again from the last "
+            "checkpoint each time (resources.max_retries: 1)"
+        ) in job["warnings"], job["warnings"]
 
 
 def _group_processes(cluster: Cluster) -> int:
