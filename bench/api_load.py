@@ -44,6 +44,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _args import description, non_negative_float, positive_float
 from _service import (
     CLK,
     DEFAULT_PG,
@@ -655,7 +656,7 @@ def print_read(r: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--trials", type=int, default=100_000, help="trial rows (default 100000)")
     parser.add_argument(
         "--batch", type=int, default=1_000, help="rows per transaction (default 1000)"
@@ -663,16 +664,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients (default 50)")
     parser.add_argument(
         "--seconds",
-        type=float,
+        type=positive_float,
         default=20.0,
         help="measured seconds of read load per configuration (default 20)",
     )
     parser.add_argument(
-        "--warmup", type=float, default=2.0, help="seconds of load before measuring (default 2)"
+        "--warmup",
+        type=non_negative_float,
+        default=2.0,
+        help="seconds of load before measuring (default 2)",
     )
     parser.add_argument(
         "--think-ms",
-        type=float,
+        type=non_negative_float,
         default=0.0,
         help="mean pause of each client between requests (default 0)",
     )

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _args import description, non_negative_int, positive_float, positive_int
 from _service import (
     DEFAULT_PG,
     REPO,
@@ -393,15 +394,28 @@ def timed_loads(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=100_000)
-    parser.add_argument("--curves", type=int, default=10_000, help="trials with intermediates")
-    parser.add_argument("--loads", type=int, default=5)
-    parser.add_argument("--pg", default=os.environ.get("NAS_TEST_PG", DEFAULT_PG))
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument(
+        "--trials", type=positive_int, default=100_000, help="trials of the job (default 100000)"
+    )
+    parser.add_argument(
+        "--curves",
+        type=non_negative_int,
+        default=10_000,
+        help="trials with intermediates (default 10000)",
+    )
+    parser.add_argument(
+        "--loads", type=positive_int, default=5, help="page loads of each dashboard (default 5)"
+    )
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("NAS_TEST_PG", DEFAULT_PG),
+        help=f"admin connection to PostgreSQL (default: $NAS_TEST_PG, else {DEFAULT_PG})",
+    )
     parser.add_argument("--no-peer", action="store_true", help="skip optuna-dashboard")
     parser.add_argument(
-        "--timeout", type=float, default=900.0, help="seconds a load may take before the "
-        "series stops (its figure is then a lower bound)"
+        "--timeout", type=positive_float, default=900.0, help="seconds a load may take before "
+        "the series stops (its figure is then a lower bound; default 900)"
     )  # fmt: skip
     args = parser.parse_args(argv)
 

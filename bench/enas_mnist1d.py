@@ -31,10 +31,12 @@ import time
 from pathlib import Path
 
 import torch
+from _args import description, existing_file, non_negative_int, one_line, positive_int
 
 from nas.architecture import Architecture
 from nas.constraints import measure_architectures
 from nas.datasets import load_dataset
+from nas.errors import SpecError
 from nas.spec import ResolvedSpec, load_spec_file
 from workers.final import retrain
 from workers.local import run_local_search
@@ -44,16 +46,31 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", default=str(REPO / "examples/mnist1d-enas-macro.yaml"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument(
-        "--max-params", type=int, default=None, help="search under objective.constraints.max_params"
+        "--spec",
+        type=existing_file,
+        default=str(REPO / "examples/mnist1d-enas-macro.yaml"),
+        help="job spec (default: examples/mnist1d-enas-macro.yaml)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=non_negative_int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="one run per seed (default: 0 1 2)",
+    )
+    parser.add_argument(
+        "--max-params",
+        type=positive_int,
+        default=None,
+        help="search under objective.constraints.max_params (default: no limit)",
     )
     parser.add_argument(
         "--out",
         default=None,
-        help="keep each seed's run directory as OUT/seed<N> (default: discarded)",
+        help="keep each seed's run directory as OUT/seed<N> (default: discarded; not with "
+        "--retrain-only, which runs no search)",
     )
     parser.add_argument(
         "--retrain-only",
@@ -70,6 +87,15 @@ def main() -> None:
         help="override fields of the spec's final section (JSON values)",
     )
     args = parser.parse_args()
+    if args.retrain_only is not None and args.out is not None:
+        parser.error(
+            "--out keeps each seed's search run directory; --retrain-only runs no search and "
+            "writes none (leave --out out)"
+        )
+    try:  # the spec, --max-params and --final, checked before any work
+        seed_spec(args, args.seeds[0])
+    except SpecError as error:
+        parser.error(f"--spec {args.spec}: {one_line(error)}")
     if args.retrain_only is not None:
         retrain_only(args)
         return

@@ -15,6 +15,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from _args import description, existing_file, non_negative_int, one_line, positive_int
+
+from nas.errors import SpecError
 from nas.spec import load_spec_file
 from workers.local import run_local_search
 from workers.search import parse_spec
@@ -23,13 +26,27 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", default=str(REPO / "examples/mnist1d-enas-macro.yaml"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--random-epochs", type=int, default=8)
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument(
+        "--spec",
+        type=existing_file,
+        default=str(REPO / "examples/mnist1d-enas-macro.yaml"),
+        help="ENAS job spec (default: examples/mnist1d-enas-macro.yaml)",
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="(default 0)")
+    parser.add_argument(
+        "--random-epochs",
+        type=positive_int,
+        default=8,
+        help="standalone epochs of each random child (default 8)",
+    )
     args = parser.parse_args()
-    enas_spec = load_spec_file(args.spec)
-    enas_spec["seed"] = args.seed
+    try:  # checked before any work
+        enas_spec = load_spec_file(args.spec)
+        enas_spec["seed"] = args.seed
+        parse_spec(enas_spec)
+    except SpecError as error:
+        parser.error(f"--spec {args.spec}: {one_line(error)}")
     with tempfile.TemporaryDirectory() as out:
         enas = run_local_search(parse_spec(enas_spec), Path(out), progress=False)
     budget_min = enas["wall_time_s"] / 60.0

@@ -65,6 +65,7 @@ if str(REPO) not in sys.path:
 
 import numpy as np
 import torch
+from _args import description, positive_int
 
 from nas.architecture import Architecture
 from nas.datasets import DatasetSplits, load_dataset
@@ -661,7 +662,7 @@ def print_table(timings: dict[str, dict[str, float]], env: dict[str, Any]) -> st
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--device", default="auto", help="device of the checks (auto|cpu|cuda)")
     parser.add_argument(
         "--timing-devices",
@@ -669,8 +670,15 @@ def main() -> int:
         default=None,
         help="devices to time; default: cuda (when present) and cpu",
     )
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure")
-    parser.add_argument("--num-samples", type=int, default=5000, help="MNIST-1D train + test")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=3, help="timed runs per figure (default 3)"
+    )
+    parser.add_argument(
+        "--num-samples",
+        type=positive_int,
+        default=5000,
+        help="MNIST-1D train + test (default 5000)",
+    )
     parser.add_argument("--skip-checks", action="store_true")
     parser.add_argument("--only", default=None, help="run only the checks whose name has this")
     parser.add_argument("--skip-timings", action="store_true")

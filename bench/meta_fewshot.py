@@ -57,6 +57,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import torch
+from _args import description, positive_int
 
 from nas.evaluators import build_evaluator
 from nas.spaces import MetaQNNSpace
@@ -218,24 +219,39 @@ def search(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=20)
-    parser.add_argument("--filters", type=int, default=8)
-    parser.add_argument("--iterations", type=int, default=100)
-    parser.add_argument("--meta-batch", type=int, default=4)
-    parser.add_argument("--queries", type=int, default=5)
-    parser.add_argument("--eval-queries", type=int, default=5)
-    parser.add_argument("--search-trials", type=int, default=6)
-    parser.add_argument("--search-iterations", type=int, default=30)
-    parser.add_argument("--methods", nargs="*", default=list(METHODS))
-    parser.add_argument("--shots", nargs="*", type=int, default=[1, 5])
+    parser = argparse.ArgumentParser(
+        description=description(__doc__), formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--size", type=positive_int, default=20, help="glyph size")
+    parser.add_argument("--filters", type=positive_int, default=8, help="conv filters")
+    parser.add_argument("--iterations", type=positive_int, default=100, help="meta-iterations")
+    parser.add_argument("--meta-batch", type=positive_int, default=4, help="tasks per iteration")
+    parser.add_argument(
+        "--queries", type=positive_int, default=5, help="query examples per meta-training task"
+    )
+    parser.add_argument(
+        "--eval-queries", type=positive_int, default=5, help="query examples per meta-test task"
+    )
+    parser.add_argument(
+        "--search-trials", type=positive_int, default=6, help="trials of the architecture search"
+    )
+    parser.add_argument(
+        "--search-iterations",
+        type=positive_int,
+        default=30,
+        help="meta-iterations of each search trial",
+    )
+    parser.add_argument(
+        "--methods", nargs="*", default=list(METHODS), choices=list(METHODS), help="methods"
+    )
+    parser.add_argument("--shots", nargs="*", type=positive_int, default=[1, 5], help="shots")
     parser.add_argument("--no-search", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--out",
         type=Path,
         default=Path("runs/meta_fewshot.json"),
-        help="where the report goes (default: runs/meta_fewshot.json, which git ignores)",
+        help="where the report goes (runs/ is ignored by git)",
     )
     args = parser.parse_args()
     _SIZE[0] = args.size

@@ -48,6 +48,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import torch
+from _args import description, positive_float, positive_int
 
 from nas.datasets import load_tasks
 from nas.datasets.tasks import TaskBatch
@@ -175,12 +176,20 @@ def fmt(entry: dict[str, list[float]]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=10.0, help="MAML's meta-training")
-    parser.add_argument("--other-minutes", type=float, default=3.0, help="each other method's")
-    parser.add_argument("--iterations", type=int, default=70_000, help="MAML's at most")
-    parser.add_argument("--pretrain-iterations", type=int, default=20_000)
-    parser.add_argument("--speed-seconds", type=float, default=8.0)
+    parser = argparse.ArgumentParser(
+        description=description(__doc__), formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--minutes", type=positive_float, default=10.0, help="MAML's meta-training")
+    parser.add_argument(
+        "--other-minutes", type=positive_float, default=3.0, help="each other method's"
+    )
+    parser.add_argument("--iterations", type=positive_int, default=70_000, help="MAML's at most")
+    parser.add_argument(
+        "--pretrain-iterations", type=positive_int, default=20_000, help="pretraining's at most"
+    )
+    parser.add_argument(
+        "--speed-seconds", type=positive_float, default=8.0, help="each speed measurement"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args()

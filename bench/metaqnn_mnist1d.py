@@ -26,6 +26,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _args import (
+    description,
+    existing_file,
+    non_negative_int,
+    one_line,
+    positive_float,
+    positive_int,
+)
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -113,24 +122,48 @@ def report(row: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", default=str(REPO / "examples/mnist1d-metaqnn.yaml"))
-    parser.add_argument("--minutes", type=float, default=2.0, help="search wall budget")
-    parser.add_argument("--models", type=int, default=None, help="schedule length and trials")
-    parser.add_argument("--sec-per-model", type=float, default=1.5, help="for the default --models")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument(
+        "--spec",
+        type=existing_file,
+        default=str(REPO / "examples/mnist1d-metaqnn.yaml"),
+        help="job spec (default: examples/mnist1d-metaqnn.yaml)",
+    )
+    parser.add_argument(
+        "--minutes", type=positive_float, default=2.0, help="search wall budget (default 2)"
+    )
+    parser.add_argument(
+        "--models",
+        type=positive_int,
+        default=None,
+        help="schedule length and trials (default: what --minutes fits at --sec-per-model, "
+        "at least 10)",
+    )
+    parser.add_argument(
+        "--sec-per-model",
+        type=positive_float,
+        default=1.5,
+        help="for the default --models (default 1.5)",
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="(default 0)")
     parser.add_argument("--random", action="store_true", help="also run random search")
     parser.add_argument("--json", help="write the rows to this file")
     args = parser.parse_args()
     os.environ.setdefault("NAS_TORCH_THREADS", "1")
 
+    from nas.errors import SpecError
     from nas.spec import load_spec_file
+    from workers.search import parse_spec
 
-    spec = load_spec_file(args.spec)
     models = args.models or max(10, int(args.minutes * 60 / args.sec_per_model))
-    spec["seed"] = args.seed
-    spec["budget"] = {"minutes": args.minutes, "trials": models}
-    spec["controller"] = {**spec["controller"], "total_models": models}
+    try:  # checked before any work
+        spec = load_spec_file(args.spec)
+        spec["seed"] = args.seed
+        spec["budget"] = {"minutes": args.minutes, "trials": models}
+        spec["controller"] = {**spec["controller"], "total_models": models}
+        parse_spec(spec)
+    except SpecError as error:
+        parser.error(f"--spec {args.spec}: {one_line(error)}")
     print(
         f"spec {args.spec}: {args.minutes} min, {models} models, seed {args.seed}; "
         f"space {spec['space']}; evaluator {spec['evaluator']}"

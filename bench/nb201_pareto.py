@@ -37,6 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from _args import description, positive_int, prefix_of, row_names
+
 from controllers import CONTROLLERS
 from nas.evaluators import TabularEvaluator
 from nas.evaluators.tabular import TABLE_ENV
@@ -118,10 +120,23 @@ def run(table: str, runs: int, controller: dict, shared: SearchComponents) -> li
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=20, help="seeds 0..runs-1 (default 20)")
-    parser.add_argument("--only", nargs="+", default=None, help="rows whose label starts so")
-    parser.add_argument("--table", default=os.environ.get(TABLE_ENV) or str(DEFAULT_TABLE))
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument(
+        "--runs", type=positive_int, default=20, help="seeds 0..runs-1 (default 20)"
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        type=prefix_of(CONTROLLERS_RUN),
+        default=None,
+        metavar="NAME",
+        help=f"rows whose label starts so: {', '.join(row_names(CONTROLLERS_RUN))} (default: all)",
+    )
+    parser.add_argument(
+        "--table",
+        default=os.environ.get(TABLE_ENV) or str(DEFAULT_TABLE),
+        help=f"nb201_tabular.csv.gz (default: ${TABLE_ENV}, else {DEFAULT_TABLE})",
+    )
     args = parser.parse_args(argv)
     table = Path(args.table).expanduser()
     if not table.is_file():

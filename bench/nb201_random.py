@@ -24,6 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+if str(REPO / "bench") not in sys.path:  # (when imported as bench.nb201_random)
+    sys.path.insert(0, str(REPO / "bench"))
+
+from _args import description, positive_float, positive_int
 
 from controllers import CONTROLLERS
 from nas.evaluators.tabular import TABLE_ENV
@@ -139,9 +143,13 @@ def report(r: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=[*DATASETS, "all"], default="cifar10")
-    parser.add_argument("--runs", type=int, default=100, help="runs, seeds 0..runs-1 (default 100)")
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument(
+        "--dataset", choices=[*DATASETS, "all"], default="cifar10", help="(default: cifar10)"
+    )
+    parser.add_argument(
+        "--runs", type=positive_int, default=100, help="runs, seeds 0..runs-1 (default 100)"
+    )
     parser.add_argument(
         "--table",
         default=os.environ.get(TABLE_ENV) or str(DEFAULT_TABLE),
@@ -149,13 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--budget",
-        type=float,
+        type=positive_float,
         default=None,
         help="simulated seconds per run (default: the protocol's budget of each dataset)",
     )
     args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
     table = Path(args.table).expanduser()
     if not table.is_file():
         parser.error(f"no NAS-Bench-201 table at {str(table)!r} (set --table or ${TABLE_ENV})")

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _args import description, positive_int, prefix_of, row_names
 from nb201_random import DATASETS, DEFAULT_TABLE, TABLE_ENV, run_dataset
 
 #: NAS-Bench-201 paper, CIFAR-10 at 12,000 s (from the table's README).
@@ -53,12 +54,27 @@ CONTROLLERS: dict[str, tuple[dict, str | None, int | None]] = {
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=[*DATASETS, "all"], default="cifar10")
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--gp-runs", type=int, default=5, help="runs of gp (default 5)")
-    parser.add_argument("--only", nargs="+", default=None, help="rows whose label starts so")
-    parser.add_argument("--table", default=os.environ.get(TABLE_ENV) or str(DEFAULT_TABLE))
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument(
+        "--dataset", choices=[*DATASETS, "all"], default="cifar10", help="(default: cifar10)"
+    )
+    parser.add_argument(
+        "--runs", type=positive_int, default=100, help="seeds 0..runs-1 (default 100)"
+    )
+    parser.add_argument("--gp-runs", type=positive_int, default=5, help="runs of gp (default 5)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        type=prefix_of(CONTROLLERS),
+        default=None,
+        metavar="NAME",
+        help=f"rows whose label starts so: {', '.join(row_names(CONTROLLERS))} (default: all)",
+    )
+    parser.add_argument(
+        "--table",
+        default=os.environ.get(TABLE_ENV) or str(DEFAULT_TABLE),
+        help=f"nb201_tabular.csv.gz (default: ${TABLE_ENV}, else {DEFAULT_TABLE})",
+    )
     args = parser.parse_args()
     datasets = list(DATASETS) if args.dataset == "all" else [args.dataset]
     rows = {

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _args import description, positive_float, positive_int
 from _service import (
     DEFAULT_PG,
     REPO,
@@ -642,7 +643,7 @@ def summary_rows(res: dict[str, Any], args: argparse.Namespace) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--trials", type=int, default=2000, help="evaluations per method (2000)")
     parser.add_argument("--skip-tune", action="store_true", help="leave Ray Tune out")
     parser.add_argument(
@@ -663,23 +664,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--flush-interval",
-        type=float,
+        type=positive_float,
         default=None,
         help="NAS_FLUSH_INTERVAL_S of the server (default: unset, the service's 1.0)",
     )
     parser.add_argument(
         "--server-poll",
-        type=float,
+        type=positive_float,
         default=None,
         help="NAS_POLL_INTERVAL_S of the server (default: unset, the service's 0.5)",
     )
     parser.add_argument(
         "--ray-num-cpus",
-        type=int,
+        type=positive_int,
         default=None,
         help="NAS_RAY_NUM_CPUS of the server and num_cpus of Tune's Ray (default: all)",
     )
-    parser.add_argument("--client-poll-ms", type=float, default=20.0, help="GET job period (20)")
+    parser.add_argument(
+        "--client-poll-ms", type=positive_float, default=20.0, help="GET job period (20)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--show-log", action="store_true", help="print the server log's tail")
     args = parser.parse_args(argv)

@@ -28,11 +28,33 @@ from workers.search import parse_spec
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--batches", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2)
+    # (no bench/_args.py here: this file is also copied into older checkouts to measure them)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--epochs", type=int, default=8, help="training epochs of each trial (default 8)"
+    )
+    parser.add_argument(
+        "--batches",
+        type=int,
+        default=32,
+        help="batches of --workers trials; the first two are left out (default 32)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="trials per batch and CPUs of the local Ray instance (default 2)",
+    )
     args = parser.parse_args()
+    if args.epochs < 1:
+        parser.error(f"argument --epochs: must be at least 1, got {args.epochs}")
+    if args.batches < 3:
+        parser.error(
+            f"argument --batches: must be at least 3 (the first two batches are warm-up and "
+            f"left out of the figure), got {args.batches}"
+        )
+    if args.workers < 1:
+        parser.error(f"argument --workers: must be at least 1, got {args.workers}")
     started = ensure_ray(num_cpus=args.workers)
     resolved = parse_spec(
         {

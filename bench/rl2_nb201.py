@@ -28,6 +28,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from _args import (
+    at_least,
+    description,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
+
 from workers.backend import InlineBackend, SearchEvents
 from workers.search import SearchLoop, parse_spec
 
@@ -56,30 +64,65 @@ def row(label: str, values: list[float]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--seconds", type=float, default=600.0, help="meta-training time cap")
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument(
+        "--runs",
+        type=positive_int,
+        default=100,
+        help="searches per row, seeds 0..runs-1 (default 100)",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=positive_float,
+        default=600.0,
+        help="meta-training time cap (default 600)",
+    )
     parser.add_argument(
         "--iterations",
-        type=int,
+        type=positive_int,
         default=3000,
         help="meta-training iterations (the same policy whatever the load, unless --seconds "
-        "stops it first)",
+        "stops it first; default 3000)",
     )
-    parser.add_argument("--steps", type=int, default=None, help="rl2-meta steps (default: its own)")
-    parser.add_argument("--batch", type=int, default=None, help="rl2-meta batch")
-    parser.add_argument("--lr", type=float, default=None, help="rl2-meta lr")
     parser.add_argument(
-        "--entropy-weight", type=float, default=None, help="rl2-meta entropy_weight"
+        "--steps",
+        type=at_least(2),
+        default=None,
+        help="rl2-meta steps (default: its own)",
+    )
+    parser.add_argument(
+        "--batch", type=at_least(2), default=None, help="rl2-meta batch (default: its own)"
+    )
+    parser.add_argument(
+        "--lr", type=positive_float, default=None, help="rl2-meta lr (default: its own)"
+    )
+    parser.add_argument(
+        "--entropy-weight",
+        type=non_negative_float,
+        default=None,
+        help="rl2-meta entropy_weight (default: its own)",
     )
     parser.add_argument(
         "--rl2-only",
         action="store_true",
         help="skip REA and TPE (they do not depend on the policy)",
     )
-    parser.add_argument("--targets", nargs="+", default=["imagenet16-120"], choices=list(DATASETS))
-    parser.add_argument("--out", type=Path, default=Path("runs/rl2"))
-    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument(
+        "--targets",
+        nargs="+",
+        default=["imagenet16-120"],
+        choices=list(DATASETS),
+        help="held-out datasets, one split each (default: imagenet16-120)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/rl2"),
+        help="directory of the meta-trained policies, rl2-<target>.pt (default: runs/rl2)",
+    )
+    parser.add_argument(
+        "--queries", type=positive_int, default=50, help="the short budget, in queries (default 50)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for target in args.targets:

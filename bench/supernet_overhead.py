@@ -58,6 +58,7 @@ if str(REPO) not in sys.path:
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _args import description, non_negative_int, positive_int
 
 from nas.architecture import Architecture
 from nas.models import build_supernet, count_parameters
@@ -257,14 +258,22 @@ def fmt_ms(seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=description(__doc__), formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--configs", choices=[*CONFIG_SETS, *CONFIGS], default="both")
-    parser.add_argument("--archs", type=int, default=10, help="sampled architectures per config")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per variant")
-    parser.add_argument("--repeats", type=int, default=10, help="interleaved rounds")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--archs", type=positive_int, default=10, help="sampled architectures per config"
+    )
+    parser.add_argument("--batch", type=positive_int, default=128, help="batch size")
+    parser.add_argument(
+        "--warmup", type=non_negative_int, default=3, help="untimed steps per variant"
+    )
+    parser.add_argument("--repeats", type=positive_int, default=10, help="interleaved rounds")
+    parser.add_argument(
+        "--steps", type=positive_int, default=3, help="timed steps per variant per round"
+    )
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--variants",
@@ -282,6 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
         parser.error(f"unknown variants {bad}; valid: {', '.join(VARIANTS)}")
+    if "active" in variants and args.warmup < 1:
+        parser.error(
+            "--warmup 0 with the 'active' variant: its parameters are found from the grads "
+            "of the warm-up steps (use --warmup 1 or more, or leave 'active' out of --variants)"
+        )
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     configs = CONFIG_SETS.get(args.configs, [args.configs])

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _args import at_least, description, non_negative_int, positive_int
 from scipy.stats import kendalltau, spearmanr
 
 from nas.architecture import Architecture
@@ -225,16 +226,25 @@ def _figures(truth: list[float], scores: list[float]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", default=["macro"], choices=sorted(CASES))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--archs", type=int, default=30)
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument(
-        "--epochs", type=int, default=None, help="supernet epochs (default: the example's)"
+        "--cases", nargs="+", default=["macro"], choices=sorted(CASES), help="(default: macro)"
+    )
+    parser.add_argument(
+        "--seeds", type=non_negative_int, nargs="+", default=[0, 1, 2], help="(default: 0 1 2)"
+    )
+    parser.add_argument(
+        "--archs",
+        type=at_least(2, "a rank correlation needs two"),
+        default=30,
+        help="architectures ranked per case and seed (default 30)",
+    )
+    parser.add_argument(
+        "--epochs", type=positive_int, default=None, help="supernet epochs (default: the example's)"
     )
     parser.add_argument(
         "--standalone-epochs",
-        type=int,
+        type=positive_int,
         default=None,
         help="standalone epochs (default: the evaluator's default recipe)",
     )
@@ -242,18 +252,22 @@ def main() -> None:
         "--variants",
         nargs="+",
         default=["enas", "enas+bn", "cycle", "cycle+bn", "warmup", "warmup+bn"],
-        help=f"training variant ({', '.join(TRAINING)}), '+bn' to score with bn_recalibration",
+        help=f"training variant ({', '.join(TRAINING)}), '+bn' to score with bn_recalibration "
+        "(default: enas enas+bn cycle cycle+bn warmup warmup+bn)",
     )
     parser.add_argument(
-        "--bn-batches", type=int, default=8, help="bn_recalibration of the '+bn' variants"
+        "--bn-batches",
+        type=positive_int,
+        default=8,
+        help="bn_recalibration of the '+bn' variants (default 8)",
     )
     parser.add_argument(
         "--truth-seeds",
-        type=int,
+        type=positive_int,
         default=1,
         help="standalone trainings per architecture (trial seeds seed, seed+1000, ...): the "
         "ground truth is their mean, and with 2 or more the first two's tau is printed as "
-        "'standalone vs standalone', the agreement of the ground truth with itself",
+        "'standalone vs standalone', the agreement of the ground truth with itself (default 1)",
     )
     parser.add_argument(
         "--cache",
@@ -263,10 +277,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--jobs",
-        type=int,
+        type=positive_int,
         default=1,
         help="processes training the standalone ground truth side by side (e.g. on a GPU "
-        "machine, where each small network leaves the device mostly idle)",
+        "machine, where each small network leaves the device mostly idle; default 1)",
     )
     parser.add_argument("--out", default=None, help="write every figure as JSON here")
     parser.add_argument(
@@ -277,7 +291,10 @@ def main() -> None:
     args = parser.parse_args()
     for variant in args.variants:
         if variant.removesuffix("+bn") not in TRAINING:
-            parser.error(f"unknown variant {variant!r}")
+            parser.error(
+                f"unknown variant {variant!r}: one of {', '.join(TRAINING)}, each optionally "
+                "with '+bn'"
+            )
     cache = Path(args.cache)
     rows: list[dict[str, Any]] = []
     for case in args.cases:

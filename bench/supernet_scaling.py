@@ -34,6 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from _args import at_least, description, positive_float, positive_int
+
 
 def spec_for(args: argparse.Namespace, workers: int) -> dict[str, Any]:
     return {
@@ -114,22 +116,33 @@ def run_one(args: argparse.Namespace, workers: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         nargs="+",
         default=None,
         help="worker counts (default: 1 2 on CPU, 1..GPUs with --device cuda)",
     )
-    parser.add_argument("--dataset", default="mnist1d")
-    parser.add_argument("--layers", type=int, default=6)
-    parser.add_argument("--channels", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=128, help="global minibatch")
-    parser.add_argument("--rewards", type=int, default=100, help="rewards per epoch")
-    parser.add_argument("--epochs", type=int, default=4, help="the first is a warm-up")
-    parser.add_argument("--cpus", type=float, default=1.0, help="CPUs per worker")
+    parser.add_argument("--dataset", default="mnist1d", help="(default: mnist1d)")
+    parser.add_argument("--layers", type=positive_int, default=6, help="(default 6)")
+    parser.add_argument("--channels", type=positive_int, default=32, help="(default 32)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=128, help="global minibatch (default 128)"
+    )
+    parser.add_argument(
+        "--rewards", type=positive_int, default=100, help="rewards per epoch (default 100)"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=at_least(2, "the first is a warm-up, left out of the figures"),
+        default=4,
+        help="the first is a warm-up (default 4)",
+    )
+    parser.add_argument(
+        "--cpus", type=positive_float, default=1.0, help="CPUs per worker (default 1)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args()

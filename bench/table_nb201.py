@@ -28,6 +28,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import yaml
+from _args import description, positive_int
 
 from bench.nb201_random import DEFAULT_TABLE, run_dataset
 from nas.evaluators.tabular import TABLE_ENV
@@ -64,16 +65,16 @@ def run_table(table: str, runs: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=100, help="seeds 0..runs-1 (default 100)")
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument(
+        "--runs", type=positive_int, default=100, help="seeds 0..runs-1 (default 100)"
+    )
     parser.add_argument(
         "--table",
         default=os.environ.get(TABLE_ENV) or str(DEFAULT_TABLE),
         help=f"nb201_tabular.csv.gz (default: ${TABLE_ENV}, else {DEFAULT_TABLE})",
     )
     args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
     table = Path(args.table).expanduser()
     if not table.is_file():
         parser.error(f"no NAS-Bench-201 table at {str(table)!r} (set --table or ${TABLE_ENV})")

@@ -30,6 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from _args import at_least, description, non_negative_int, positive_int
+
 from nas.warmstart import Source, observations_from_trials, priors_from_trials, source_trials
 from workers.search import SearchLoop, parse_spec
 
@@ -57,17 +59,31 @@ def curve(outcome: Any) -> list[float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--source-trials", type=int, default=20)
-    parser.add_argument("--top-k", type=int, default=5)
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument(
+        "--seeds", type=positive_int, default=5, help="seeds 0..seeds-1 (default 5)"
+    )
+    parser.add_argument(
+        "--trials",
+        type=at_least(3, "the report shows the best after a third of them"),
+        default=30,
+        help="trials of each digits search (default 30)",
+    )
+    parser.add_argument(
+        "--source-trials",
+        type=positive_int,
+        default=20,
+        help="trials of the MNIST-1D source search (default 20)",
+    )
+    parser.add_argument(
+        "--top-k", type=positive_int, default=5, help="priors taken from the source (default 5)"
+    )
     parser.add_argument(
         "--observations",
-        type=int,
+        type=non_negative_int,
         default=200,
         help="the source's trials given as observations (the spec's observations_per_source "
-        "default); 0: priors only",
+        "default); 0: priors only (default 200)",
     )
     args = parser.parse_args()
     ratios = []

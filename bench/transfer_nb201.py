@@ -30,6 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from _args import description, non_negative_int, positive_int
+
+from controllers import CONTROLLERS
 from nas.spaces.nb201 import Nb201Space
 from nas.warmstart import Source, observations_from_trials, priors_for, source_trials
 from workers.search import SearchLoop, parse_spec
@@ -88,27 +91,57 @@ def warm_starts(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--only", nargs="+", default=["tpe", "evolution"])
-    parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(DATASETS))
-    parser.add_argument("--source", default="cifar10", choices=[*DATASETS, "related"])
-    parser.add_argument("--top-k", type=int, default=10, help="priors taken from the source")
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument(
+        "--runs", type=positive_int, default=100, help="seeds 0..runs-1 (default 100)"
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=["tpe", "evolution"],
+        choices=CONTROLLERS.names(),
+        metavar="CONTROLLER",
+        help=f"controllers, each one of {', '.join(CONTROLLERS.names())} (default: tpe evolution)",
+    )
+    parser.add_argument(
+        "--targets",
+        nargs="+",
+        default=list(TARGETS),
+        choices=list(DATASETS),
+        help=f"(default: {' '.join(TARGETS)})",
+    )
+    parser.add_argument(
+        "--source",
+        default="cifar10",
+        choices=[*DATASETS, "related"],
+        help="(default: cifar10; related: each target's nearest other dataset)",
+    )
+    parser.add_argument(
+        "--top-k", type=positive_int, default=10, help="priors taken from the source (default 10)"
+    )
     parser.add_argument(
         "--predicted",
-        type=int,
+        type=non_negative_int,
         default=None,
         help="of the top-k, architectures predicted by a model of the source's trials "
         "(warm_start.predicted; default: the spec's, half of top-k)",
     )
-    parser.add_argument("--queries", type=int, default=20, help="the short budget, in queries")
+    parser.add_argument(
+        "--queries", type=positive_int, default=20, help="the short budget, in queries (default 20)"
+    )
     parser.add_argument(
         "--observations",
-        type=int,
+        type=non_negative_int,
         default=200,
-        help="source trials given as observations (warm_start.observations_per_source; 0: none)",
+        help="source trials given as observations (warm_start.observations_per_source; 0: none; "
+        "default 200)",
     )
     args = parser.parse_args()
+    if args.predicted is not None and args.predicted > args.top_k:
+        parser.error(
+            f"--predicted ({args.predicted}) counts among the --top-k ({args.top_k}) priors: "
+            "it must not exceed --top-k"
+        )
     predicted = args.top_k // 2 if args.predicted is None else args.predicted
     print(
         f"source {args.source}, top_k {args.top_k} (predicted {predicted}), "
