@@ -24,6 +24,11 @@ def _ray_start_flags() -> str:
 
 
 def _check_command(command: list[str], ray_help: str) -> None:
+    if command[:2] == ["sh", "-c"]:  # commands joined by &&, the last one exec'd
+        for part in command[2].split("&&"):
+            words = shlex.split(part)
+            _check_command(words[1:] if words[0] == "exec" else words, ray_help)
+        return
     if command[0] == "nas":
         build_parser().parse_args(command[1:])  # exits (SystemExit) on an unknown option
     elif command[:2] == ["ray", "start"]:
@@ -52,7 +57,15 @@ def test_compose_services_volumes_healthchecks_and_gpu() -> None:
     assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
     api = services["api"]
     assert api["environment"]["NAS_DATABASE_URL"].startswith("postgresql+psycopg://")
-    assert "--ray-address" in api["command"]
+    # The API's container joins the cluster as a node running no trials, then serves: a Ray
+    # driver runs on a node of its cluster (nas serve alone never reached it)
+    script = api["command"][2]
+    assert script.startswith("ray start --address=ray-head:6379 --num-cpus=0 && exec nas serve")
+    assert "--ray-address ray-head:6379" in script
+    # Every Ray node has the same token
+    for name in ("ray-head", "gpu-worker", "api"):
+        assert services[name]["environment"]["RAY_AUTH_MODE"] == "token", name
+        assert services[name]["environment"]["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN:?")
     assert {"postgres", "ray-head"} <= set(api["depends_on"])
     assert {"pgdata", "artifacts"} <= set(compose["volumes"])
 
@@ -80,6 +93,12 @@ def test_kuberay_manifest_has_a_head_and_a_gpu_worker_group() -> None:
     group = spec["workerGroupSpecs"][0]
     worker = group["template"]["spec"]["containers"][0]
     assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
+    # the token from one Secret on every node; no volume of a claim the manifest never made
+    for container in (head, worker):
+        env = {e["name"]: e for e in container["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "token"
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "nas-ray-token"
+    assert "volumes" not in group["template"]["spec"]
     for key in group["rayStartParams"]:
         assert f"--{key}" in ray_help
 
