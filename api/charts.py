@@ -21,10 +21,11 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from api.models import JobModel, TrialModel
+from api.ranking import configuration_ranks
 from api.repositories import TrialRepository
 from api.retraining import RETRAIN_WORKER
 from nas.architecture import Architecture
-from nas.pareto import non_dominated
+from nas.pareto import non_dominated, objective_values
 from nas.spec import ResolvedSpec
 from nas.trial import TrialState
 
@@ -517,34 +518,53 @@ def pareto(session: Session, job: JobModel, sample: int) -> dict[str, Any]:
     if len(pairs) < 2:
         return result
     rows = session.execute(
-        select(TrialModel.number, TrialModel.metrics, TrialModel.architecture, TrialModel.hparams)
-        .where(TrialModel.job_id == job.id, TrialModel.state == _COMPLETE)
+        select(
+            TrialModel.number,
+            TrialModel.metrics,
+            TrialModel.architecture,
+            TrialModel.hparams,
+            TrialModel.arch_key,
+        )
+        .where(
+            TrialModel.job_id == job.id,
+            TrialModel.state == _COMPLETE,
+            TrialModel.objective.is_not(None),  # (not a retraining's record)
+        )
         .order_by(TrialModel.number)
     ).all()
-    points: list[tuple[list[float], int]] = []
+    # (number, its values for the front: a missing one the worst, as ranked; shown: null)
+    points: list[tuple[int, list[float], list[float | None]]] = []
     first_of: dict[str, int] = {}  # configuration -> its first trial's index in points
-    for number, metrics, architecture, hparams in rows:
-        values = [(metrics or {}).get(m) for m, _ in pairs]
-        if all(isinstance(v, int | float) and math.isfinite(v) for v in values):
-            configuration = json.dumps([architecture, hparams or {}], sort_keys=True)
-            first_of.setdefault(configuration, len(points))
-            points.append(([float(v) for v in values], int(number)))  # type: ignore[arg-type]
+    member: dict[int, tuple[str, dict[str, Any]]] = {}  # number -> its arch key, hparams
+    for number, metrics, architecture, hparams, arch_key in rows:
+        configuration = json.dumps([architecture, hparams or {}], sort_keys=True)
+        first_of.setdefault(configuration, len(points))
+        values = objective_values(metrics or {}, pairs)
+        shown = [v if math.isfinite(v) else None for v in values]
+        points.append((int(number), values, shown))
+        member[int(number)] = (arch_key, hparams or {})
     # The project's front (nas.pareto: O(n log n) for two objectives), best first objective
     # first, as the job's summary has it: one trial per configuration (architecture and
     # hyperparameters: its first), so two configurations with equal values are both on it,
     # a repeated one once.
     firsts = sorted(first_of.values())
-    indices = non_dominated([points[i][0] for i in firsts], [d for _, d in pairs])
+    indices = non_dominated([points[i][1] for i in firsts], [d for _, d in pairs])
     sign = -1.0 if pairs[0][1] == "maximize" else 1.0
-    chosen = sorted((points[firsts[i]] for i in indices), key=lambda p: (sign * p[0][0], p[1]))
-    # Each member's export/retrain rank, as the finished job's summary names it (none while
-    # the job runs, or for a job an older version ran)
-    ranks = {p.get("trial"): p.get("rank") for p in (job.summary or {}).get("pareto") or []}
-    front = [{"trial": n, "values": v, "rank": ranks.get(n)} for v, n in chosen]
+    chosen = sorted((points[firsts[i]] for i in indices), key=lambda p: (sign * p[1][0], p[0]))
+    # Each member's rank, the one export and retrain take, where that rank's trial has the
+    # member's hyperparameters (api.ranking.configuration_ranks)
+    ranks = configuration_ranks(session, job) if chosen else {}
+
+    def rank(number: int) -> int | None:
+        key, hparams = member[number]
+        place, ranked_hparams = ranks.get(key, (None, None))
+        return place if ranked_hparams == hparams else None
+
+    front = [{"trial": n, "values": shown, "rank": rank(n)} for n, _, shown in chosen]
     on_front = {p["trial"] for p in front}
-    rest = [p for p in points if p[1] not in on_front]
+    rest = [p for p in points if p[0] not in on_front]
     step = max(1, math.ceil(len(rest) / max(1, sample))) if sample else 0
-    others = [] if not step else sorted(rest, key=lambda p: p[1])[::step][:sample]
+    others = [] if not step else sorted(rest, key=lambda p: p[0])[::step][:sample]
     result["front"] = front
-    result["others"] = [{"trial": n, "values": v} for v, n in others]
+    result["others"] = [{"trial": n, "values": shown} for n, _, shown in others]
     return result

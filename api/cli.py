@@ -487,6 +487,13 @@ def _cmd_show(args: argparse.Namespace) -> int:
     with _client(args) as client:
         job = client.job(args.job)
         best = client.best(args.job, 1) if job["n_trials"] and not args.spec else []
+        # Several objectives and no summary's front yet (running, or cancelled): the front
+        # of the trials so far, with their ranks
+        objective = (job.get("spec") or {}).get("objective") or {}
+        several = len(objective.get("metrics") or []) > 1 and job["n_trials"] and not args.spec
+        pareto = None
+        if several and not (job.get("summary") or {}).get("pareto"):
+            pareto = client.pareto(args.job, sample=0)
     if args.spec:
         import yaml
 
@@ -495,16 +502,21 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(job, indent=2))
         return 0
-    for line in describe_job(job, best[0] if best else None):
+    for line in describe_job(job, best[0] if best else None, pareto):
         print(line)
     return 0
 
 
-def describe_job(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None) -> list[str]:
+def describe_job(
+    job: Mapping[str, Any],
+    best_trial: Mapping[str, Any] | None,
+    pareto: Mapping[str, Any] | None = None,
+) -> list[str]:
     """``nas show``: the job's state and progress, then its best architecture with genotype,
     hyperparameters, metrics and held-out figures (test accuracy: the evaluator's final
     figures and any retraining), as text lines. A finished job's summary is used when it has
-    one; before that, the best trial so far (``best_trial``)."""
+    one; before that, the best trial so far (``best_trial``) and the Pareto front so far
+    (``pareto``: ``GET /jobs/{id}/pareto``'s answer)."""
     spec = job.get("spec") or {}
     lines = [f"job {job['id']} {job['name']}: {job['state']}" + _paren(job.get("reason"))]
     lines += [f"WARNING: {warning}" for warning in job.get("warnings") or []]
@@ -539,7 +551,7 @@ def describe_job(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None) -
                 if isinstance(s, Mapping)
             )
         )
-    return lines + describe_result(job, best_trial)
+    return lines + describe_result(job, best_trial, pareto)
 
 
 def _objectives(objective: Mapping[str, Any]) -> str:
@@ -551,7 +563,11 @@ def _objectives(objective: Mapping[str, Any]) -> str:
     return f"objective {objective.get('metric', '-')} ({objective.get('direction', '-')})"
 
 
-def describe_result(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None) -> list[str]:
+def describe_result(
+    job: Mapping[str, Any],
+    best_trial: Mapping[str, Any] | None,
+    pareto: Mapping[str, Any] | None = None,
+) -> list[str]:
     """The result part of ``nas show`` (also the end of ``nas watch`` and ``submit --wait``):
     an RL² meta-training job's policy, or the best architecture (the summary's, which for a
     shared-weight search is derived from it, not a trial; before a summary, the best trial
@@ -604,14 +620,23 @@ def describe_result(job: Mapping[str, Any], best_trial: Mapping[str, Any] | None
     lines.append(f"  metrics: {_pairs(metrics) if metrics else '-'}")
     if held_out:
         lines.append(f"  held-out: {_pairs(held_out)}")
-    pareto = summary.get("pareto") or []
-    if pareto:  # a multi-objective job: no one best, a front
-        lines.append(f"Pareto front: {len(pareto)} trials (GET /api/v1/jobs/{job['id']}/pareto)")
-        for p in pareto[:10]:  # (rank: what nas export/retrain --rank take; older jobs: none)
-            rank = f" (rank {p['rank']})" if "rank" in p else ""
+    front = summary.get("pareto") or []
+    so_far = ""
+    if not front and pareto and pareto.get("front"):  # (no summary: running, or cancelled)
+        names = [o["metric"] for o in pareto["objectives"]]
+        front = [
+            {**p, "values": dict(zip(names, p["values"], strict=True))} for p in pareto["front"]
+        ]
+        so_far = " so far" if job.get("state") in ("QUEUED", "RUNNING") else ""
+    if front:  # a multi-objective job: no one best, a front
+        lines.append(
+            f"Pareto front{so_far}: {len(front)} trials (GET /api/v1/jobs/{job['id']}/pareto)"
+        )
+        for p in front[:10]:  # (rank: what nas export/retrain --rank take; older jobs: none)
+            rank = f" (rank {p['rank']})" if p.get("rank") is not None else ""
             lines.append(f"  trial {p['trial']}{rank}: {_pairs(p['values'])}")
-        if len(pareto) > 10:
-            lines.append(f"  ... and {len(pareto) - 10} more")
+        if len(front) > 10:
+            lines.append(f"  ... and {len(front) - 10} more")
     for final in summary.get("final") or []:
         figures = {
             k: final[k] for k in ("test_accuracy", "train_loss", "params", "flops") if k in final

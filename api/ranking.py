@@ -21,7 +21,7 @@ from api.services import ConflictError, NotFoundError
 from controllers.rl2 import META_EVALUATOR
 from nas.architecture import Architecture
 
-__all__ = ["InvalidRequestError", "RankedArchitecture", "rank_architecture"]
+__all__ = ["InvalidRequestError", "RankedArchitecture", "configuration_ranks", "rank_architecture"]
 
 
 class InvalidRequestError(ValueError):
@@ -115,3 +115,22 @@ def rank_architecture(session: Session, job: JobModel, rank: int) -> RankedArchi
         hparams=dict(trial.hparams or {}) if trial is not None else {},
         final=final,
     )
+
+
+def configuration_ranks(session: Session, job: JobModel) -> dict[str, tuple[int, dict[str, Any]]]:
+    """Every ranked architecture's rank (``rank_architecture``'s, from 1) by its key (as
+    ``TrialModel.arch_key``), with the hyperparameters of the trial an export or retraining
+    of that rank takes: a configuration of a joint search that is not its architecture's
+    best has no rank of its own."""
+    summary = job.summary or {}
+    listed = [Architecture.from_dict(item["architecture"]) for item in summary.get("ranked") or []]
+    keys = [arch.key[:500] for arch in listed]
+    trials = TrialRepository(session)
+    maximize, then = job.maximize, job.tie_breaks
+    ranks: dict[str, tuple[int, dict[str, Any]]] = {}
+    for key in keys:
+        trial = trials.best_of_architecture(job.id, key, maximize=maximize, then=then)
+        ranks[key] = (len(ranks) + 1, dict(trial.hparams or {}) if trial is not None else {})
+    for key, hparams in trials.ranking(job.id, exclude_keys=keys, maximize=maximize, then=then):
+        ranks[key] = (len(ranks) + 1, hparams)
+    return ranks

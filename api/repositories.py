@@ -554,6 +554,30 @@ class TrialRepository:
         """The ``offset``-th (0-based) best distinct architecture of the completed trials by
         its best trial (``best_of_architecture``), ties the one first tried first: its key
         and best objective."""
+        ranking = self._ranking(job_id, exclude_keys, maximize, then)
+        row = self.session.execute(ranking.offset(offset).limit(1)).one()
+        return str(row.arch_key), float(row.value)
+
+    def ranking(
+        self,
+        job_id: int,
+        *,
+        exclude_keys: Sequence[str] = (),
+        maximize: bool,
+        then: Sequence[tuple[str, str]] = (),
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Every distinct architecture of the completed trials (other than ``exclude_keys``)
+        in ``ranked_architecture``'s order: its key and its best trial's hyperparameters."""
+        rows = self.session.execute(self._ranking(job_id, exclude_keys, maximize, then)).all()
+        return [(str(row.arch_key), dict(row.hparams or {})) for row in rows]
+
+    def _ranking(
+        self,
+        job_id: int,
+        exclude_keys: Sequence[str],
+        maximize: bool,
+        then: Sequence[tuple[str, str]],
+    ) -> Select[Any]:
         tie_breaks = [
             metric_value(TrialModel.metrics, m).label(f"then_{i}") for i, (m, _) in enumerate(then)
         ]
@@ -568,6 +592,7 @@ class TrialRepository:
             self._ranked_query(job_id, exclude_keys)
             .add_columns(
                 TrialModel.objective.label("value"),
+                TrialModel.hparams.label("hparams"),
                 place.label("place"),
                 func.min(TrialModel.number).over(partition_by=TrialModel.arch_key).label("first"),
                 *tie_breaks,
@@ -578,14 +603,7 @@ class TrialRepository:
         order = rank_order(
             c.value, None, maximize, [(c[f"then_{i}"], d) for i, (_, d) in enumerate(then)]
         )
-        row = self.session.execute(
-            select(c.arch_key, c.value)
-            .where(c.place == 1)
-            .order_by(*order, c.first)
-            .offset(offset)
-            .limit(1)
-        ).one()
-        return str(row.arch_key), float(row.value)
+        return select(c.arch_key, c.value, c.hparams).where(c.place == 1).order_by(*order, c.first)
 
     def best_of_architecture(
         self,

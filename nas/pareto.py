@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["hypervolume_2d", "non_dominated", "tie_break_key"]
+__all__ = ["hypervolume_2d", "non_dominated", "objective_values", "tie_break_key"]
 
 
 def _signed(points: Sequence[Sequence[float]], directions: Sequence[str]) -> np.ndarray:
@@ -24,6 +24,22 @@ def _signed(points: Sequence[Sequence[float]], directions: Sequence[str]) -> np.
             raise ValueError(f"direction must be 'maximize' or 'minimize', got {d!r}")
     signs = np.array([1.0 if d == "maximize" else -1.0 for d in directions])
     return values * signs  # larger is better in every column
+
+
+def objective_values(
+    metrics: Mapping[str, Any], objectives: Sequence[tuple[str, str]]
+) -> list[float]:
+    """A trial's point for ``non_dominated``: its value of each objective ``(metric,
+    direction)``, a missing or NaN one the worst there is (-inf maximized, +inf minimized),
+    as ``tie_break_key`` ranks it: a trial lacking a later objective stays on the front when
+    the others make it so (the job's best among them), instead of being left off."""
+    point = []
+    for metric, direction in objectives:
+        value = metrics.get(metric)
+        if not isinstance(value, int | float) or math.isnan(value):
+            value = -math.inf if direction == "maximize" else math.inf
+        point.append(float(value))
+    return point
 
 
 def tie_break_key(metrics: Mapping[str, Any], then: Sequence[tuple[str, str]]) -> tuple[float, ...]:
@@ -81,7 +97,9 @@ def _non_dominated_2d(values: np.ndarray) -> list[int]:
         while end < len(order) and values[order[end], 0] == x:
             end += 1
         top = values[order[start], 1]  # the group's best second value (sorted descending)
-        if top > best_before:
+        # (the first group is on the front whatever its second value, -inf included: a
+        # missing value, worst)
+        if start == 0 or top > best_before:
             front.extend(int(i) for i in order[start:end] if values[i, 1] == top)
         best_before = max(best_before, top)
         start = end

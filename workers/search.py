@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from nas.architecture import Architecture
 from nas.errors import SpecError
 from nas.evaluators import Evaluator, build_evaluator
 from nas.metalearning import META_WEIGHTS_FILE, META_WEIGHTS_KIND
-from nas.pareto import non_dominated
+from nas.pareto import non_dominated, objective_values
 from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
 from nas.trial import RunningTrial, TrialRecord, TrialResult, TrialState
@@ -566,8 +565,8 @@ class SearchLoop:
     def pareto(self) -> list[TrialRecord]:
         """The Pareto front of the COMPLETE trials over the spec's objectives (several
         objectives only; ``[]`` with one): one trial per configuration (architecture and
-        hyperparameters: its first), in trial order. A trial lacking an objective metric
-        (or with NaN) is left out."""
+        hyperparameters: its first), in trial order. A metric a trial lacks (or NaN) is the
+        worst value there (``nas.pareto.objective_values``), as the ranking has it."""
         objectives = self.resolved.spec.objective.objectives
         if len(objectives) < 2:
             return []
@@ -576,11 +575,10 @@ class SearchLoop:
             # (a joint search's configurations of one architecture are distinct points: one
             # that dominates another of the same architecture was left off the front)
             configuration = (t.architecture, json.dumps(dict(t.hparams), sort_keys=True))
-            if t.result.state is not TrialState.COMPLETE or configuration in first:
+            if t.result.state is not TrialState.COMPLETE or t.result.objective is None:
                 continue
-            values = [float(t.result.metrics.get(metric, math.nan)) for metric, _ in objectives]
-            if not any(math.isnan(v) for v in values):
-                first[configuration] = (t, values)
+            if configuration not in first:
+                first[configuration] = (t, objective_values(t.result.metrics, objectives))
         candidates = list(first.values())
         front = non_dominated([v for _, v in candidates], [d for _, d in objectives])
         return [candidates[i][0] for i in front]

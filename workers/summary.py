@@ -4,6 +4,7 @@ job."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from nas.spaces import SearchSpace
@@ -82,21 +83,37 @@ def summarize(
     if (failure := outcome.failure()) is not None:
         summary["failure"] = failure
     if spec.objective.is_multi:  # the Pareto front over the objectives, in trial order
-        # Each with its architecture's rank, which exports and retrains address (1-based).
+        # Each with its rank, which exports and retrains address (1-based): its
+        # architecture's, when that rank's trial has its hyperparameters (a joint search's
+        # other configurations of a ranked architecture have none: null).
         objectives = spec.objective.objectives
         log = TrialLog(maximize=objectives[0][1] == "maximize", then=objectives[1:])
-        rank = {t.architecture: place for place, t in enumerate(log.ranked(outcome.trials), 1)}
+        ranked = {
+            t.architecture: (place, t) for place, t in enumerate(log.ranked(outcome.trials), 1)
+        }
+
+        def rank(t: Any) -> int | None:
+            place, ranked_trial = ranked[t.architecture]
+            return place if dict(ranked_trial.hparams) == dict(t.hparams) else None
+
         summary["pareto"] = [
             {
                 "trial": t.number,
-                "rank": rank[t.architecture],
+                "rank": rank(t),
                 "architecture": t.architecture.to_dict(),
                 "genotype": space.describe(t.architecture),
                 # (a joint search's front holds configurations: an architecture may be on it
                 # twice, with other hyperparameters)
                 **({"hparams": dict(t.hparams)} if spec.hparams else {}),
-                "values": {m: t.result.metrics[m] for m, _ in spec.objective.objectives},
+                "values": {m: _finite(t.result.metrics.get(m)) for m, _ in objectives},
             }
             for t in outcome.pareto
         ]
     return summary
+
+
+def _finite(value: Any) -> Any:
+    """A metric as JSON holds it: a number that is missing or not finite is ``None``."""
+    if isinstance(value, int | float) and not math.isfinite(value):
+        return None
+    return value

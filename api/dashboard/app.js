@@ -618,12 +618,12 @@ async function jobPage(id) {
       spec.objective?.metrics?.length > 1 ? api(`/jobs/${id}/pareto?sample=1000`) : Promise.resolve(null)]);
     const [pc, imp, tl, pf] = extra.map((r) => (r.status === "fulfilled" ? r.value : null));
     if (pf && pf.front.length) {
-      const names = pf.objectives.map((o) => `${o.metric} (${o.direction})`).slice(0, 2);
+      const names = pf.objectives.map((o) => `${o.metric} (${o.direction})`);
       // (with three or more objectives a point of the front may look dominated in the two drawn)
       const over = pf.objectives.length > 2 ? `, the front over all ${pf.objectives.length} objectives (${pf.objectives.slice(2).map((o) => o.metric).join(", ")} not drawn)` : "";
-      charts.prepend(scatterChart("pareto", `Pareto front: ${names.join(" vs ")}${over}`,
-        [...pf.front.map((p) => ({ trial: p.trial, x: p.values[0], y: p.values[1], front: true, rank: p.rank })),
-         ...pf.others.map((p) => ({ trial: p.trial, x: p.values[0], y: p.values[1], front: false }))], names,
+      const point = (p, front) => ({ trial: p.trial, x: p.values[0], y: p.values[1], values: p.values, front, rank: p.rank });
+      charts.prepend(scatterChart("pareto", `Pareto front: ${names.slice(0, 2).join(" vs ")}${over}`,
+        [...pf.front.map((p) => point(p, true)), ...pf.others.map((p) => point(p, false))], names,
         { line: pf.objectives.length === 2 }));
     }
     if (pc && pc.rows.length && pc.columns.length) charts.append(parallelChart("parallel", "Parallel coordinates: decisions, hyperparameters and the objective", pc));

@@ -279,17 +279,21 @@ export function timelineChart(id, title, tl) {
   return figure(id, title, svg, dataTable(["trial", "worker", "state", "seconds"], rows, 200));
 }
 
-// points: [{trial, x, y, front}] ; names: [xName, yName]
+// points: [{trial, x, y, values, front, rank}]; names: each objective's (the first two drawn, every one a column of the front's table);
+// a point without a value there (null: the trial has no such metric) is not drawn.
 // (line: join the front's points, a staircase in two objectives; with more it is none)
-export function scatterChart(id, title, points, [xn, yn], { line = true } = {}) {
-  const xd = extent(points.map((p) => p.x)), yd = extent(points.map((p) => p.y));
+export function scatterChart(id, title, points, names, { line = true } = {}) {
+  const [xn, yn] = names;
+  const drawn = points.filter((p) => p.x != null && p.y != null);
+  const xd = extent(drawn.map((p) => p.x)), yd = extent(drawn.map((p) => p.y));
   const f = frame(xd, yd), { x, y } = f;
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", role: "img" });
   axes(svg, f, xd, xn, yn);
-  const front = points.filter((p) => p.front).sort((a, b) => a.x - b.x);
-  for (const p of points) svg.append(s("circle", { cx: x(p.x), cy: y(p.y), r: p.front ? 3.5 : 2, fill: p.front ? "#b3261e" : "#9db8e6" }, s("title", {}, `trial ${p.trial}: ${xn} ${fmt(p.x)}, ${yn} ${fmt(p.y)}`)));
+  const front = drawn.filter((p) => p.front).sort((a, b) => a.x - b.x);
+  for (const p of drawn) svg.append(s("circle", { cx: x(p.x), cy: y(p.y), r: p.front ? 3.5 : 2, fill: p.front ? "#b3261e" : "#9db8e6" }, s("title", {}, `trial ${p.trial}: ${xn} ${fmt(p.x)}, ${yn} ${fmt(p.y)}`)));
   if (line && front.length > 1) svg.append(s("path", { class: "best", d: "M" + front.map((p) => `${x(p.x).toFixed(1)},${y(p.y).toFixed(1)}`).join("L") }));
-  svg.setAttribute("data-count", points.length);
-  // (rank: what export and retrain take, once the job has finished)
-  return figure(id, title, svg, dataTable(["trial", xn, yn, "on the front", "rank"], front.map((p) => [p.trial, p.x, p.y, "yes", p.rank ?? "–"])));
+  svg.setAttribute("data-count", drawn.length);
+  // (rank: what export and retrain take)
+  const members = points.filter((p) => p.front);
+  return figure(id, title, svg, dataTable(["trial", ...names, "on the front", "rank"], members.map((p) => [p.trial, ...(p.values ?? [p.x, p.y]).map((v) => v ?? "–"), "yes", p.rank ?? "–"])));
 }

@@ -217,11 +217,16 @@ class ObjectiveName(BaseModel):
 
 class ParetoPoint(BaseModel):
     trial: int = Field(description="the trial's number")
-    values: list[float] = Field(description="its metric of each objective, in their order")
+    values: list[float | None] = Field(
+        description="its metric of each objective, in their order (null: the trial has none, "
+        "the worst value for the front, as for the ranking)"
+    )
     rank: int | None = Field(
         None,
-        description="a front member's architecture's rank, which export and retrain take "
-        "(null while the job runs, and for the dominated trials)",
+        description="a front member's rank, which export and retrain take; null for a "
+        "joint search's configuration whose architecture ranks by another of its "
+        "configurations (that rank's export has the other's hyperparameters), and for the "
+        "dominated trials",
     )
 
 

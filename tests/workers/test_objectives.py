@@ -261,3 +261,39 @@ def test_a_joint_searchs_front_holds_configurations_not_architectures(nb201_tabl
         (1, {"rate": 0.1}),
         (2, {"rate": 0.2}),
     ]
+    assert [p["rank"] for p in summary["pareto"]] == [1, 2]
+    # Ranks are architectures': with a third configuration of ``arch`` on the front, better
+    # by accuracy, that one is rank 2 (an export of rank 2 has its hyperparameters) and trial
+    # 2's has none (it said rank 2, whose export had the other's hyperparameters).
+    loop.log.trials.append(record(4, arch, 0.3, 29.0, 2.6))
+    summary = summarize(loop.resolved, loop._outcome(), loop.components.space)
+    ranks = {p["trial"]: p["rank"] for p in summary["pareto"]}
+    assert ranks == {1: 1, 2: None, 4: 2}
+
+
+def test_a_trial_lacking_a_later_objective_is_on_the_front_as_ranked(tmp_path: Path) -> None:
+    """The row with the best accuracy has no latency: it was left off the front (and off the
+    dashboard's points), so the job's best was not on its own front."""
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,acc,lat\nx,1,0.5,3\nx,2,0.7,2\ny,1,0.95,\ny,2,0.6,1\n")
+    spec = {
+        "name": "t",
+        "dataset": {"name": "table"},
+        "space": {"name": "table", "path": str(table), "decisions": ["a", "b"]},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "table", "fitness": "acc", "metrics": ["lat"]},
+        "objective": {"metrics": ["acc", "lat"], "directions": ["maximize", "minimize"]},
+        "budget": {"trials": 40},
+        "seed": 0,
+    }
+    resolved = parse_spec(spec)
+    loop = SearchLoop(resolved)
+    outcome = loop.run()
+    best = outcome.best
+    assert best.result.metrics["acc"] == 0.95 and "lat" not in best.result.metrics
+    summary = summarize(resolved, outcome, loop.components.space)
+    front = {p["trial"]: p for p in summary["pareto"]}
+    assert best.number in front and front[best.number]["rank"] == 1
+    assert front[best.number]["values"] == {"acc": 0.95, "lat": None}
+    accs = sorted(p["values"]["acc"] for p in front.values())
+    assert accs == [0.6, 0.7, 0.95]  # (0.5 at latency 3: dominated by 0.7 at 2)

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from api.cli import describe_job
+from api.cli import describe_job, main
 from nas.pareto import non_dominated
 from tests.api.conftest import LiveServer, nb201_spec
 
@@ -192,6 +192,39 @@ def test_the_pareto_front_of_three_objectives_weighs_all_three(
     assert all(p["rank"] is None for p in pf["others"])
 
 
+def test_a_job_without_a_summary_gives_its_fronts_ranks_too(
+    server: LiveServer, user_key: str, client: Any, capsys: Any
+) -> None:
+    """A cancelled job keeps no summary: its front's ranks were null (they came from the
+    summary) and nas show printed no front, though export by rank worked."""
+    from api.db import session_scope
+    from api.models import JobModel
+
+    objective = {"metrics": ["params_M", "val_accuracy"], "directions": ["minimize", "maximize"]}
+    job = client.wait(
+        client.submit(nb201_spec(budget={"trials": 60}, objective=objective, seed=4))["id"],
+        timeout=60,
+    )
+    with session_scope(server.app.state.nas.write) as session:  # (as a cancel leaves it)
+        row = session.get(JobModel, job["id"])
+        row.summary, row.state = None, "CANCELLED"
+    pf = _get(server, user_key, f"/jobs/{job['id']}/pareto?sample=0").json()
+    ranks = {p["trial"]: p["rank"] for p in pf["front"]}
+    assert ranks == {p["trial"]: p["rank"] for p in job["summary"]["pareto"]}
+    assert sorted(ranks.values())[0] == 1
+    for trial, rank in ranks.items():
+        doc = client._request(
+            "GET", f"/api/v1/jobs/{job['id']}/export", params={"format": "json", "rank": rank}
+        )
+        assert doc["provenance"]["trial"] == trial
+    shown = describe_job(client.job(job["id"]), client.best(job["id"])[0], pf)
+    assert f"Pareto front: {len(ranks)} trials (GET /api/v1/jobs/{job['id']}/pareto)" in shown
+    first = min(ranks, key=lambda t: ranks[t])
+    assert any(line.startswith(f"  trial {first} (rank 1): params_M=") for line in shown)
+    assert main(["show", str(job["id"]), "--server", server.url, "--api-key", user_key]) == 0
+    assert capsys.readouterr().out.splitlines()[-len(shown) :] == shown  # nas show asks for it
+
+
 def test_the_page_and_only_its_files_are_served(server: LiveServer) -> None:
     page = httpx.get(server.url + "/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -273,9 +306,10 @@ def test_a_joint_searchs_front_holds_configurations_not_architectures(
             TrialRepository(session).add_records(job.id, records)
             session.flush()
             front = pareto(session, job, sample=0)["front"]
+        # (rank 2: trial 2's configuration is its architecture's best, which rank 2 exports)
         assert front == [
-            {"trial": 1, "values": [30.0, 3.0]},
-            {"trial": 2, "values": [27.5, 2.5]},
+            {"trial": 1, "values": [30.0, 3.0], "rank": 1},
+            {"trial": 2, "values": [27.5, 2.5], "rank": 2},
         ]
     finally:
         engine.dispose()
