@@ -211,7 +211,7 @@ def test_a_job_without_a_summary_gives_its_fronts_ranks_too(
     pf = _get(server, user_key, f"/jobs/{job['id']}/pareto?sample=0").json()
     ranks = {p["trial"]: p["rank"] for p in pf["front"]}
     assert ranks == {p["trial"]: p["rank"] for p in job["summary"]["pareto"]}
-    assert sorted(ranks.values())[0] == 1
+    assert min(ranks.values()) == 1
     for trial, rank in ranks.items():
         doc = client._request(
             "GET", f"/api/v1/jobs/{job['id']}/export", params={"format": "json", "rank": rank}
