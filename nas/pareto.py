@@ -30,13 +30,15 @@ def objective_values(
     metrics: Mapping[str, Any], objectives: Sequence[tuple[str, str]]
 ) -> list[float]:
     """A trial's point for ``non_dominated``: its value of each objective ``(metric,
-    direction)``, a missing or NaN one the worst there is (-inf maximized, +inf minimized),
-    as ``tie_break_key`` ranks it: a trial lacking a later objective stays on the front when
-    the others make it so (the job's best among them), instead of being left off."""
+    direction)``, a missing or non-finite one the worst there is (-inf maximized, +inf
+    minimized), as ``tie_break_key`` ranks it: a trial lacking a later objective stays on
+    the front when the others make it so (the job's best among them), instead of being
+    left off."""
     point = []
     for metric, direction in objectives:
         value = metrics.get(metric)
-        if not isinstance(value, int | float) or math.isnan(value):
+        # (an infinite value too: stored, it is null, as a missing one)
+        if not isinstance(value, int | float) or not math.isfinite(value):
             value = -math.inf if direction == "maximize" else math.inf
         point.append(float(value))
     return point
@@ -45,9 +47,10 @@ def objective_values(
 def tie_break_key(metrics: Mapping[str, Any], then: Sequence[tuple[str, str]]) -> tuple[float, ...]:
     """How a trial ranks among trials whose first objective is equal: its values of the
     other objectives ``then`` (``(metric, direction)``, in order), larger better in each
-    place, a missing or NaN value worst. Ranking by the first objective and breaking its
-    ties by this, a job's best trial is on its Pareto front (a point that dominated it would
-    be at least as good in the first objective, so tied, and better here).
+    place, a missing or non-finite value worst (as stored: null, last in SQL). Ranking by
+    the first objective and breaking its ties by this, a job's best trial is on its Pareto
+    front (a point that dominated it would be at least as good in the first objective, so
+    tied, and better here).
 
     Example:
         >>> tie_break_key({"params_M": 0.07, "val_accuracy": 73.7}, [("val_accuracy", "maximize")])
@@ -56,7 +59,8 @@ def tie_break_key(metrics: Mapping[str, Any], then: Sequence[tuple[str, str]]) -
     key = []
     for metric, direction in then:
         value = metrics.get(metric)
-        if not isinstance(value, int | float) or math.isnan(value):
+        # (an infinite value too: the database stores it as null, which ranks last)
+        if not isinstance(value, int | float) or not math.isfinite(value):
             key.append(-math.inf)
         else:
             key.append(float(value) if direction == "maximize" else -float(value))

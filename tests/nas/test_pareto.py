@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
 
-from nas.pareto import hypervolume_2d, non_dominated
+from nas.pareto import hypervolume_2d, non_dominated, objective_values, tie_break_key
 
 ACC_PARAMS = ("maximize", "minimize")
 
@@ -46,6 +47,34 @@ def test_two_objectives_match_brute_force(directions: tuple[str, str]) -> None:
     rng = np.random.default_rng(0)
     for _ in range(50):
         points = rng.integers(0, 5, size=(int(rng.integers(1, 30)), 2)).astype(float)
+        assert non_dominated(points, directions) == brute_front(points, directions)
+
+
+@pytest.mark.parametrize("directions", list(itertools.product(("maximize", "minimize"), repeat=2)))
+def test_missing_values_are_the_worst_and_the_front_stays_exact(
+    directions: tuple[str, str],
+) -> None:
+    """A missing, NaN or infinite metric is the worst value of its objective (stored, an
+    infinity is null, which SQL ranks last: an infinity that ranked first in memory made the
+    job's best and its database ranking disagree). The 2-D sweep kept no point of the best
+    first value whose second was the worst: it left the job's best off its own front."""
+    objectives = list(zip(("a", "b"), directions, strict=True))
+    worst = [-math.inf if d == "maximize" else math.inf for d in directions]
+    assert objective_values({"a": 1.0}, objectives) == [1.0, worst[1]]
+    for bad in (math.nan, math.inf, -math.inf, None, "x"):
+        assert objective_values({"a": bad, "b": 2.0}, objectives) == [worst[0], 2.0]
+        assert tie_break_key({"b": bad}, objectives[1:]) == (-math.inf,)
+    assert tie_break_key({"b": 2.0}, objectives[1:]) == (
+        2.0 if directions[1] == "maximize" else -2.0,
+    )
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        metrics = [
+            {k: v for k, v in zip("ab", rng.integers(0, 4, 2).tolist(), strict=True)
+             if rng.random() > 0.2}
+            for _ in range(int(rng.integers(1, 15)))
+        ]  # fmt: skip
+        points = np.array([objective_values(m, objectives) for m in metrics])
         assert non_dominated(points, directions) == brute_front(points, directions)
 
 
