@@ -871,16 +871,19 @@ def _check_ray_reachable(address: str) -> None:
 
 def _missing_ray_token() -> str | None:
     """Why this process has no Ray token although ``RAY_AUTH_MODE`` asks for one, looked up
-    where Ray looks (``RAY_AUTH_TOKEN``, else the file ``RAY_AUTH_TOKEN_PATH`` names, else
-    ``~/.ray/auth_token``); ``None`` when it has one, or token auth is not asked for here."""
+    where Ray's loader looks (``RAY_AUTH_TOKEN``, else the file ``RAY_AUTH_TOKEN_PATH``
+    names, else ``~/.ray/auth_token``; its first line); ``None`` when it has one, when token
+    auth is not asked for here, or when Kubernetes' service-account token serves
+    (``RAY_ENABLE_K8S_TOKEN_AUTH``: left to Ray, whose check of the token follows)."""
     if os.environ.get("RAY_AUTH_MODE", "").strip().lower() != "token":
         return None
-    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_ENABLE_K8S_TOKEN_AUTH"):
         return None
     named = os.environ.get("RAY_AUTH_TOKEN_PATH", "").strip()
     path = Path(named or "~/.ray/auth_token").expanduser()
     try:
-        if path.read_text(errors="replace").strip():
+        lines = path.read_text(errors="replace").splitlines()
+        if lines and lines[0].strip():
             return None
         found = "is empty"
     except OSError as exc:
