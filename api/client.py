@@ -288,17 +288,22 @@ class NasClient:
     ) -> dict[str, Any]:
         """``read()`` every ``poll`` seconds until ``done`` says yes; ``ServerUnreachable``
         only after ``unreachable_s`` seconds in a row out of reach (a restart is not an
-        end), ``TimeoutError`` after ``timeout``."""
+        end), ``TimeoutError`` after ``timeout`` (also while out of reach)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         out_since: float | None = None
         state = "unknown"
         while True:
             try:
                 item = read()
-            except ServerUnreachable:
+            except ServerUnreachable as exc:
                 now = time.monotonic()
                 out_since = now if out_since is None else out_since
-                if now - out_since >= unreachable_s or (deadline is not None and now > deadline):
+                if deadline is not None and now > deadline:
+                    raise TimeoutError(
+                        f"{what} still {state} after {timeout} s, the server out of reach for "
+                        f"the last {now - out_since:.0f} s ({exc.reason})"
+                    ) from exc
+                if now - out_since >= unreachable_s:
                     raise
             else:
                 out_since, state = None, item["state"]

@@ -384,6 +384,8 @@ def test_client_wait_outlasts_a_server_restart(
     with NasClient(first.url, api_key=key) as client:
         with pytest.raises(ServerUnreachable):
             client.wait(job_id, unreachable_s=0.3, poll=0.05)
+        with pytest.raises(TimeoutError, match="out of reach for the last"):
+            client.wait(job_id, timeout=0.3, poll=0.05)  # (a timeout is a timeout)
         thread = threading.Thread(
             target=lambda: waited.append(client.wait(job_id, timeout=time_left(60), poll=0.05))
         )
