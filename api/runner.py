@@ -308,6 +308,7 @@ class JobExecution(threading.Thread):
             on_intermediate=self._on_intermediate,
             on_safe_point=self._on_safe_point,
             should_stop=self._should_stop,
+            on_waiting=self._on_waiting,
         )
         search = self._backend().open(resolved, events)
         self.search = search
@@ -634,6 +635,21 @@ class JobExecution(threading.Thread):
             self._evaluator_files.append(path)
             self._saved_at = _progress_key(state)
         return str(self._evaluator_files[-1].relative_to(self.runner.artifacts))
+
+    def _on_waiting(self, text: str | None) -> None:
+        """What the search waits for (Ray to place it) is the running job's reason, which
+        nas show and the job page show; ``None`` clears it."""
+        if text is not None:
+            log.info("job %d: %s", self.job_id, text)
+
+        def work(session: Session) -> None:
+            held = JobRepository(session).set_fields_held(
+                self.job_id, self.runner.runner_id, reason=text
+            )
+            if not held:
+                raise LeaseLost(f"job {self.job_id} is held by another runner")
+
+        self._write("noting what the search waits for", work)
 
     def _job_counters(self, session: Session) -> None:
         search = self.search

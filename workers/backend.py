@@ -86,6 +86,9 @@ class SearchEvents:
     - ``on_safe_point(point)``: see ``SafePoint``.
     - ``should_stop()``: see ``StopFn``; polled between batches, reward groups and epochs of
       training trials.
+    - ``on_waiting(text)``: the search has waited a while for something outside it (Ray to
+      place its actor, or its group of workers): a sentence saying what; ``None`` once it
+      goes on.
     """
 
     on_trial: Callable[[TrialRecord], None] | None = None
@@ -95,6 +98,7 @@ class SearchEvents:
     on_intermediate: Callable[[int, int, Mapping[str, float]], None] | None = None
     on_safe_point: Callable[[SafePoint], None] | None = None
     should_stop: StopFn | None = None
+    on_waiting: Callable[[str | None], None] | None = None
 
 
 @dataclass

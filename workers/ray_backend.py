@@ -693,6 +693,10 @@ class ActorRun(SearchRun):
     failed because one is gone, ends the whole group and starts it again from the last
     state (counted as one restart); a stop ends every member."""
 
+    #: How long the search waits for Ray to start its actor (place its group) before it
+    #: says so (``SearchEvents.on_waiting``): a job RUNNING at 0 trials said nothing.
+    WAITING_NOTE_S = 10.0
+
     def __init__(
         self,
         resolved: ResolvedSpec,
@@ -840,15 +844,29 @@ class ActorRun(SearchRun):
         returned instead."""
         # Trials arrive with their safe point, so the log matches the last state.
         args = (self.resolved, self._state, self._log.trials)
+        cpus, gpus = self._bundle["CPU"], self._bundle["GPU"]
+        each = f"{cpus:g} CPU{'s' * (cpus != 1)}" + (
+            f" and {gpus:g} GPU{'s' * (gpus != 1)}" if gpus else ""
+        )
         if self.workers == 1:
             self._actor = self._actor_class.options(**self._options).remote(*args)
-            return self._wait(self._actor.ready.remote(), should_stop)
+            waiting = (
+                f"the search's actor has not started after {self.WAITING_NOTE_S:g} s: it asks "
+                f"for {each} on one node and waits until the Ray cluster has them free "
+                "(another job may hold them)"
+            )
+            return self._wait(self._actor.ready.remote(), should_stop, waiting=waiting)
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         bundle = {k: v for k, v in self._bundle.items() if v > 0}
         self._group = placement_group([bundle] * self.workers, strategy="PACK")
-        if (why := self._wait(self._group.ready(), should_stop)) is not None:
+        waiting = (
+            f"waiting for the Ray cluster to place the {self.workers} workers together, "
+            f"{each} each: it has not the room free (another job may hold it); the search "
+            "starts once it has"
+        )
+        if (why := self._wait(self._group.ready(), should_stop, waiting=waiting)) is not None:
             return why
 
         def place(index: int) -> dict[str, Any]:
@@ -881,23 +899,36 @@ class ActorRun(SearchRun):
         self._follow_refs = [f.follow.remote() for f in self._followers]
         return None
 
-    def _wait(self, ref: Any, should_stop: StopFn, *, value: bool = False) -> Any:
+    def _wait(
+        self, ref: Any, should_stop: StopFn, *, value: bool = False, waiting: str | None = None
+    ) -> Any:
         """Wait for ``ref`` (then ``ray.get`` it: an error it carries is raised); a stop
         asked for meanwhile is returned instead. A group's followers are watched meanwhile:
         one that ended (lost, or raised) raises its error here. With ``value``, ``ref``'s
-        value comes back in a ``_Value`` (a stop is still a ``str``)."""
+        value comes back in a ``_Value`` (a stop is still a ``str``). ``waiting``: what the
+        search waits for, said (``SearchEvents.on_waiting``) once it has waited
+        ``WAITING_NOTE_S``, and unsaid when the wait ends."""
         import ray
 
         watched = [ref, *(r for r in self._follow_refs if r != ref)]
-        while True:
-            ready, _ = ray.wait(watched, num_returns=1, timeout=self.poll_s)
-            if ref in ready:
-                break
-            for done in ready:
-                ray.get(done)  # a follower's error (lost: RayActorError; or it raised)
-                watched.remove(done)  # it returned: the lead said stop
-            if (why := should_stop()) is not None:
-                return why
+        started, said = time.monotonic(), False
+        try:
+            while True:
+                ready, _ = ray.wait(watched, num_returns=1, timeout=self.poll_s)
+                if ref in ready:
+                    break
+                for done in ready:
+                    ray.get(done)  # a follower's error (lost: RayActorError; or it raised)
+                    watched.remove(done)  # it returned: the lead said stop
+                if (why := should_stop()) is not None:
+                    return why
+                late = time.monotonic() - started >= self.WAITING_NOTE_S
+                if waiting and late and not said and self.events.on_waiting is not None:
+                    self.events.on_waiting(waiting)
+                    said = True
+        finally:
+            if said and self.events.on_waiting is not None:
+                self.events.on_waiting(None)
         result = ray.get(ref)
         return _Value(result) if value else None
 

@@ -140,20 +140,43 @@ def _group_processes(cluster: Cluster) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)  # a loaded machine; each wait is sized by time_left
-def test_cancel_ends_every_worker_of_the_group(
-    cluster: Cluster, server: LiveServer, time_left: Callable[..., float]
+@pytest.mark.timeout(300)  # a loaded machine; each wait is sized by time_left
+def test_a_group_waiting_for_room_says_so_and_cancel_ends_every_worker(
+    cluster: Cluster,
+    server: LiveServer,
+    monkeypatch: pytest.MonkeyPatch,
+    time_left: Callable[..., float],
 ) -> None:
+    """A second group while the first holds both nodes' CPUs sat RUNNING at 0 trials with
+    no word (the Ray probe): its reason says what it waits for, until it starts. A cancel
+    ends every worker of a group and its placement group."""
+    from workers.ray_backend import ActorRun
+
+    monkeypatch.setattr(ActorRun, "WAITING_NOTE_S", 0.5)
     with server.client(server.create_key("a")) as client:
-        spec = _spec(epochs=1000)  # runs until cancelled
-        job_id = client.submit(spec)["id"]
+        first = client.submit(_spec(epochs=1000))["id"]  # runs until cancelled
         wait_for(
-            lambda: client.job(job_id)["n_trials"] >= REWARDS and _group_processes(cluster) == 2,
+            lambda: client.job(first)["n_trials"] >= REWARDS and _group_processes(cluster) == 2,
             timeout=time_left(120),
             interval=0.05,
         )
-        client.cancel(job_id)
-        job = client.wait(job_id, timeout=time_left(60))
+        second = client.submit(_spec(epochs=1000))["id"]
+        wait_for(
+            lambda: (client.job(second).get("reason") or "").startswith("waiting"),
+            timeout=time_left(60),
+        )
+        job = client.job(second)
+        assert job["state"] == "RUNNING" and job["n_trials"] == 0
+        assert job["reason"] == (
+            "waiting for the Ray cluster to place the 2 workers together, 1 CPU each: it has "
+            "not the room free (another job may hold it); the search starts once it has"
+        )
+        client.cancel(first)
+        assert client.wait(first, timeout=time_left(60))["state"] == "CANCELLED"
+        wait_for(lambda: client.job(second)["n_trials"] > 0, timeout=time_left(120))
+        assert client.job(second)["reason"] is None  # (unsaid once it started)
+        client.cancel(second)
+        job = client.wait(second, timeout=time_left(60))
         assert job["state"] == "CANCELLED", job
         # Both workers end and their placement group is gone: the nodes' CPUs are free.
         wait_for(
