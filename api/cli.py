@@ -13,7 +13,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -251,7 +252,6 @@ def _quiet_server(app: Any, **config: Any) -> Any:
     with a traceback)."""
     import signal
     import threading
-    from collections.abc import Iterator
     from contextlib import contextmanager
 
     import uvicorn
@@ -424,6 +424,51 @@ def _cmd_watch(args: argparse.Namespace) -> int:
         return _watch(client, args.job)
 
 
+#: How long ``nas watch`` (and ``submit --wait``) follow a job through a server out of reach
+#: before giving up: a restarted server takes its jobs over, as ``NasClient.wait`` rides out.
+WATCH_UNREACHABLE_S = 60.0
+
+
+def _followed_events(
+    client: Any, job_id: int, say: Callable[[str], None]
+) -> Iterator[tuple[str, Any]]:
+    """The job's events (``NasClient.events``), followed again when the stream stops short
+    of the job's end (a server restart, a stall), until the server has been out of reach
+    for ``WATCH_UNREACHABLE_S`` in a row (``CommandError`` naming the next step). A key the
+    server refuses since (revoked, or rotated) is said as such."""
+    from api.client import ApiError, ServerUnreachable, format_detail
+
+    out_since: float | None = None
+    while True:
+        started = time.monotonic()
+        try:
+            for event, data in client.events(job_id):
+                out_since = None  # (it answers again)
+                yield event, data
+            return  # (its end event)
+        except ServerUnreachable as exc:
+            out_since = started if out_since is None else out_since
+            if time.monotonic() - out_since >= WATCH_UNREACHABLE_S:
+                raise CommandError(
+                    f"cannot follow job {job_id}: {exc.reason}; out of reach for "
+                    f"{WATCH_UNREACHABLE_S:g} s: the job goes on once the server is back, "
+                    f"where 'nas watch {job_id}' follows it again"
+                ) from None
+            say(
+                f"job {job_id}: {exc.reason}; following it again as soon as the server "
+                f"answers (for up to {WATCH_UNREACHABLE_S:g} s)"
+            )
+            time.sleep(1.0)
+        except ApiError as exc:
+            if exc.status_code == 401:
+                raise CommandError(
+                    f"the server refuses this API key since the watch began (revoked, or "
+                    f"rotated: a rotated key's new secret follows job {job_id}, a new key "
+                    f"does not): {format_detail(exc.detail)}"
+                ) from None
+            raise
+
+
 def _watch(client: Any, job_id: int) -> int:
     """A live progress bar from the job's event stream; prints the best result at the end.
     A job already finished is said at once: its stream replays every trial first (seconds
@@ -445,7 +490,11 @@ def _watch(client: Any, job_id: int) -> int:
             file=sys.stderr,
             bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
         )
-        events = [("job", first)] if first["state"] in FINISHED else client.events(job_id)
+        events = (
+            [("job", first)]
+            if first["state"] in FINISHED
+            else _followed_events(client, job_id, lambda text: bar.write(text, file=sys.stderr))
+        )
         for event, data in events:
             if event == "end" and data.get("state") == "DELETED":
                 bar.close()

@@ -290,21 +290,39 @@ class NasClient:
         only after ``unreachable_s`` seconds in a row out of reach (a restart is not an
         end), ``TimeoutError`` after ``timeout`` (also while out of reach)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        out_since: float | None = None
+        out_since: float | None = None  # (when the first request that failed was sent)
         state = "unknown"
         while True:
+            asked = time.monotonic()
             try:
                 item = read()
             except ServerUnreachable as exc:
                 now = time.monotonic()
-                out_since = now if out_since is None else out_since
+                # (from when the failed request was sent: a hung server's 30 s timeouts
+                # counted from their end let 60 s become 90)
+                out_since = asked if out_since is None else out_since
+                out = now - out_since
                 if deadline is not None and now > deadline:
                     raise TimeoutError(
                         f"{what} still {state} after {timeout} s, the server out of reach for "
-                        f"the last {now - out_since:.0f} s ({exc.reason})"
+                        f"the last {out:.0f} s ({exc.reason})"
                     ) from exc
-                if now - out_since >= unreachable_s:
-                    raise
+                if out >= unreachable_s:
+                    raise ServerUnreachable(
+                        self.server,
+                        f"{exc.reason} (out of reach for {out:.0f} s in a row while waiting for "
+                        f"{what}; a restarted server takes its jobs over: wait again once it is "
+                        "back)",
+                    ) from exc
+            except ApiError as exc:
+                if exc.status_code == 401 and state != "unknown":
+                    raise ApiError(
+                        401,
+                        f"{format_detail(exc.detail)} (this key was accepted earlier in this "
+                        "wait: it has been revoked, or rotated; a rotated key's new secret "
+                        "sees its jobs, a new key does not)",
+                    ) from exc
+                raise
             else:
                 out_since, state = None, item["state"]
                 if done(item):

@@ -400,6 +400,100 @@ def test_client_wait_outlasts_a_server_restart(
     assert [job["state"] for job in waited] == ["SUCCEEDED"]
 
 
+@sqlite_only
+def test_nas_watch_follows_a_job_through_a_server_restart(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], time_left: Any
+) -> None:
+    """nas watch (and submit --wait) exited 2 half a second into a server's restart, which
+    takes the job over, with no next step; now it follows the job on once the server is
+    back, saying so meanwhile."""
+    first = LiveServer(make_settings(database_url, tmp_path / "data", run_jobs=False)).start()
+    key = first.create_key("u")
+    with first.client(key) as client:
+        job_id = client.submit(nb201_spec(budget={"trials": 5}))["id"]  # (QUEUED: not run)
+    codes: list[int] = []
+    args = ["watch", str(job_id), "--server", first.url, "--api-key", key]
+    watcher = threading.Thread(target=lambda: codes.append(main(args)))
+    watcher.start()
+    time.sleep(0.5)  # (the watch's stream is open)
+    from api.app import request_stop
+
+    request_stop(first.app)  # (as nas serve's SIGTERM does: streams end, no end event)
+    first.stop()
+    time.sleep(1.5)  # (the watch meets a refused connection)
+    second = LiveServer(make_settings(database_url, tmp_path / "data"), port=first.port)
+    try:
+        second.start()
+        watcher.join(time_left(60))
+    finally:
+        second.stop()
+    assert codes == [0]
+    captured = capsys.readouterr()
+    assert f"job {job_id} SUCCEEDED" in captured.out
+    assert f"job {job_id}: job {job_id}'s event stream closed before the job ended" in captured.err
+    assert "following it again as soon as the server answers (for up to 60 s)" in captured.err
+
+
+@sqlite_only
+def test_a_wait_whose_key_is_revoked_says_so(
+    database_url: str, tmp_path: Path, time_left: Any
+) -> None:
+    """A key revoked during a wait was answered with the 401's advice to create a key, whose
+    new key sees none of the old one's jobs."""
+    from api.db import session_scope
+    from api.repositories import ApiKeyRepository
+
+    server_off = LiveServer(make_settings(database_url, tmp_path / "data", run_jobs=False)).start()
+    try:
+        key = server_off.create_key("revoked-later")
+        with server_off.client(key) as client:
+            job_id = client.submit(nb201_spec())["id"]  # (QUEUED for ever here)
+            raised: list[BaseException] = []
+
+            def wait() -> None:
+                try:
+                    client.wait(job_id, timeout=time_left(60), poll=0.05)
+                except BaseException as exc:  # noqa: BLE001 - checked below
+                    raised.append(exc)
+
+            waiter = threading.Thread(target=wait)
+            waiter.start()
+            time.sleep(0.3)
+            with session_scope(server_off.app.state.nas.write) as session:
+                keys = ApiKeyRepository(session)
+                (row,) = [k for k in keys.list() if k.name == "revoked-later"]
+                assert keys.revoke(row.id)
+            waiter.join(time_left(30))
+    finally:
+        server_off.stop()
+    [error] = raised
+    assert isinstance(error, ApiError) and error.status_code == 401
+    assert "accepted earlier in this wait: it has been revoked, or rotated" in str(error)
+
+
+def test_wait_on_a_hung_server_gives_up_after_unreachable_s_not_a_request_timeout_more(
+    time_left: Any,
+) -> None:
+    """The out-of-reach time counted from the first request's timeout, not its start: a
+    hung server's 60 s became 90."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    listener.listen(16)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with NasClient(url, api_key="k", timeout=1.0) as client:
+            started = time.monotonic()
+            with pytest.raises(ServerUnreachable) as caught:
+                client.wait(1, unreachable_s=1.5, poll=0.05)
+            took = time.monotonic() - started
+    finally:
+        listener.close()
+    assert "out of reach for 2 s in a row while waiting for job 1" in str(caught.value)
+    assert "wait again once it is back" in str(caught.value)
+    assert took < 2.9, took  # (two timed-out requests, not three)
+
+
 # --- 10: whole column titles --------------------------------------------------------------------
 @sqlite_only
 def test_trials_show_whole_column_titles(
