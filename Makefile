@@ -16,11 +16,13 @@ install-test:
 run: install
 	bash scripts/demo.sh examples/mnist1d-random.yaml
 
-# Two workers, each taking whole test files (module fixtures stay in one process): every test
-# already has its own database, port, Ray instance and temporary folders. Files go out in
-# collection order, the longest first (tests/conftest.py), not xdist's most-tests-first.
+# Three workers on a 2-core machine (the Ray and subprocess tests wait on other processes
+# part of the time: 594 s against 648-675 s with two, BENCHMARKS.md), each taking whole test
+# files (module fixtures stay in one process): every test already has its own database,
+# port, Ray instance and temporary folders. Files go out in collection order, the longest
+# first (tests/conftest.py), not xdist's most-tests-first.
 test: install-test
-	.venv/bin/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
+	.venv/bin/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder --durations=15
 
 bench-nb201: install
 	.venv/bin/python bench/nb201_random.py
