@@ -50,14 +50,20 @@ class RankedArchitecture:
     final: dict[str, Any] | None = None
 
 
+def _search_ranking(job: JobModel) -> list[tuple[Architecture, float | None]]:
+    """The finished search's own ranking (the summary's ``ranked``), which ranks 1.. are
+    first: each architecture with its score."""
+    return [
+        (Architecture.from_dict(item["architecture"]), item.get("score"))
+        for item in (job.summary or {}).get("ranked") or []
+    ]
+
+
 def rank_architecture(session: Session, job: JobModel, rank: int) -> RankedArchitecture:
     """The job's ``rank``-th best distinct architecture. ``ConflictError`` when the job has
     none yet, ``InvalidRequestError`` when ``rank`` is out of range."""
     summary = job.summary or {}
-    listed = [
-        (Architecture.from_dict(item["architecture"]), item.get("score"))
-        for item in summary.get("ranked") or []
-    ]
+    listed = _search_ranking(job)
     keys = [arch.key[:500] for arch, _ in listed]
     trials = TrialRepository(session)
     maximize, then = job.maximize, job.tie_breaks
@@ -122,9 +128,7 @@ def configuration_ranks(session: Session, job: JobModel) -> dict[str, tuple[int,
     ``TrialModel.arch_key``), with the hyperparameters of the trial an export or retraining
     of that rank takes: a configuration of a joint search that is not its architecture's
     best has no rank of its own."""
-    summary = job.summary or {}
-    listed = [Architecture.from_dict(item["architecture"]) for item in summary.get("ranked") or []]
-    keys = [arch.key[:500] for arch in listed]
+    keys = [arch.key[:500] for arch, _ in _search_ranking(job)]
     trials = TrialRepository(session)
     maximize, then = job.maximize, job.tie_breaks
     ranks: dict[str, tuple[int, dict[str, Any]]] = {}
