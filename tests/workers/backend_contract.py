@@ -230,8 +230,11 @@ class BackendContract:
         for t in recorder.trials:
             assert t.started_at <= t.finished_at
             assert t.finished_at - t.started_at >= t.result.cost_s - 0.01, t
-        for before, after in zip(recorder.trials, recorder.trials[1:]):
-            assert before.started_at <= after.finished_at
+        # Batches of one trial per worker: the two of a batch run side by side, in either
+        # order (one may wait for its worker process while the other has run), and a trial
+        # of the next batch starts once every trial before it has ended.
+        for before, after in zip(recorder.trials, recorder.trials[2:]):
+            assert before.finished_at <= after.started_at, times
 
     @pytest.mark.slow
     def test_a_supernet_search_checkpoints_each_epoch_and_resumes_from_one(
