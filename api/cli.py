@@ -1414,6 +1414,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:
+        # Also while the command still imports what it needs (its first half second), not
+        # only once it runs. (What the interrupted command leaves behind, where it says: a
+        # job that goes on, a run folder's files.)
+        print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     import httpx
 
     from api.client import ApiError, ServerUnreachable
@@ -1454,11 +1465,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
-        # (what the interrupted command leaves behind, where it says: a job that goes on,
-        # a run folder's files)
-        print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

@@ -267,6 +267,21 @@ def test_ctrl_c_on_watch_says_the_job_goes_on(server: LiveServer) -> None:
     assert f"'nas cancel {job['id']}' stops it" in err
 
 
+def test_ctrl_c_while_a_command_starts_says_interrupted_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C in a command's first half second (while it imports and reads its arguments)
+    printed a traceback; later it printed 'interrupted' and exited 130: now both alike."""
+    import api.cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api.cli, "build_parser", interrupted)
+    assert api.cli.main(["jobs"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
 # --- nas serve ----------------------------------------------------------------------------------
 def _read_lines(stream: Any, lines: queue.Queue[str]) -> None:
     for line in stream:
