@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -27,6 +28,21 @@ from sqlalchemy.types import TypeDecorator
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+#: ``TrialModel.arch_key``'s length.
+ARCH_KEY_LENGTH = 500
+
+
+def stored_arch_key(key: str) -> str:
+    """An architecture's key (``Architecture.key``) as ``TrialModel.arch_key`` holds it: a
+    longer one (enas-macro past some 20 layers) ends in its SHA-256 instead, so that two
+    architectures apart only past the column's length stay two (cut short, they were one
+    architecture to the ranking, exports and retraining)."""
+    if len(key) <= ARCH_KEY_LENGTH:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{key[: ARCH_KEY_LENGTH - len(digest) - 1]}~{digest}"
 
 
 class Base(DeclarativeBase):
@@ -154,7 +170,7 @@ class TrialModel(Base):
     candidate_id: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16))
     architecture: Mapped[dict[str, Any]] = mapped_column(JSON)
-    arch_key: Mapped[str] = mapped_column(String(500))
+    arch_key: Mapped[str] = mapped_column(String(ARCH_KEY_LENGTH))
     hparams: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     objective: Mapped[float | None] = mapped_column(Float, nullable=True)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

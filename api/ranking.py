@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from api.models import JobModel
+from api.models import JobModel, stored_arch_key
 from api.policies import stored_policy
 from api.repositories import TrialRepository
 from api.services import ConflictError, NotFoundError
@@ -64,7 +64,7 @@ def rank_architecture(session: Session, job: JobModel, rank: int) -> RankedArchi
     none yet, ``InvalidRequestError`` when ``rank`` is out of range."""
     summary = job.summary or {}
     listed = _search_ranking(job)
-    keys = [arch.key[:500] for arch, _ in listed]
+    keys = [stored_arch_key(arch.key) for arch, _ in listed]
     trials = TrialRepository(session)
     maximize, then = job.maximize, job.tie_breaks
     count = len(listed) + trials.count_ranked(job.id, exclude_keys=keys)
@@ -98,7 +98,9 @@ def rank_architecture(session: Session, job: JobModel, rank: int) -> RankedArchi
         )
     if rank <= len(listed):
         arch, score = listed[rank - 1]
-        trial = trials.best_of_architecture(job.id, arch.key[:500], maximize=maximize, then=then)
+        trial = trials.best_of_architecture(
+            job.id, stored_arch_key(arch.key), maximize=maximize, then=then
+        )
     else:
         key, score = trials.ranked_architecture(
             job.id, rank - 1 - len(listed), exclude_keys=keys, maximize=maximize, then=then
@@ -128,7 +130,7 @@ def configuration_ranks(session: Session, job: JobModel) -> dict[str, tuple[int,
     ``TrialModel.arch_key``), with the hyperparameters of the trial an export or retraining
     of that rank takes: a configuration of a joint search that is not its architecture's
     best has no rank of its own."""
-    keys = [arch.key[:500] for arch, _ in _search_ranking(job)]
+    keys = [stored_arch_key(arch.key) for arch, _ in _search_ranking(job)]
     trials = TrialRepository(session)
     maximize, then = job.maximize, job.tie_breaks
     ranks: dict[str, tuple[int, dict[str, Any]]] = {}

@@ -42,6 +42,7 @@ from api.models import (
     JobModel,
     JobState,
     TrialModel,
+    stored_arch_key,
     utcnow,
 )
 from nas.architecture import Architecture
@@ -325,7 +326,7 @@ def _running_row(
         "candidate_id": trial.candidate_id,
         "state": state.value,
         "architecture": trial.architecture.to_dict(),
-        "arch_key": trial.architecture.key[:500],
+        "arch_key": stored_arch_key(trial.architecture.key),
         "hparams": dict(trial.hparams),
         "metrics": {},
         "worker": trial.worker,
@@ -350,7 +351,7 @@ def _record_row(job_id: int, record: TrialRecord) -> dict[str, Any]:
         "candidate_id": record.candidate_id,
         "state": result.state.value,
         "architecture": record.architecture.to_dict(),
-        "arch_key": record.architecture.key[:500],
+        "arch_key": stored_arch_key(record.architecture.key),
         "hparams": dict(record.hparams),
         "objective": result.objective,
         # JSON holds no NaN or infinity (PostgreSQL refused the row; SQLite's JSON functions,

@@ -37,7 +37,7 @@ from api.repositories import CheckpointRepository, CurveRepository, JobRepositor
 from tests.api.conftest import make_settings
 
 OUR_TABLES = {t.name for t in Base.metadata.sorted_tables}
-HEAD = "0006"
+HEAD = "0007"
 
 
 def test_upgrade_creates_every_table_with_our_version_table(database_url: str) -> None:
@@ -303,6 +303,60 @@ def test_upgrade_to_0006_counts_stored_intermediate_steps_from_one(database_url:
         engine.dispose()
 
 
+def test_upgrade_to_0007_keeps_long_architecture_keys_apart(database_url: str) -> None:
+    """Keys past the column's 500 characters were stored cut short (two architectures apart
+    only past there were one); the upgrade rewrites them as they are stored now (and back)."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from api.models import TrialModel, stored_arch_key
+    from nas.architecture import Architecture
+
+    long = Architecture("enas-macro", (0,) * 24 + (1,) * 276)
+    short = Architecture("nb201", (0, 1, 2, 3, 4, 0))
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine, "0006")
+        write = make_session_factory(engine, write=True)
+        with session_scope(write) as session:
+            job_id = (
+                JobRepository(session)
+                .add(JobModel(name="old", spec={}, state="SUCCEEDED", state_counts={}))
+                .id
+            )
+        with engine.begin() as connection:
+            for number, arch in enumerate((long, short)):
+                connection.execute(
+                    text(
+                        "INSERT INTO nas_trials (job_id, number, candidate_id, state, "
+                        "architecture, arch_key, hparams, metrics, cost_s, simulated) VALUES "
+                        "(:job, :number, :number, 'COMPLETE', :arch, :key, '{}', '{}', 0, false)"
+                    ),
+                    {
+                        "job": job_id,
+                        "number": number,
+                        "arch": arch.to_json(),
+                        "key": arch.key[:500],
+                    },
+                )
+
+        def keys() -> list[str]:
+            with write() as session:
+                rows = session.query(TrialModel).order_by(TrialModel.number)
+                return [row.arch_key for row in rows]
+
+        upgrade(engine)
+        assert keys() == [stored_arch_key(long.key), short.key]
+        assert keys()[0] != long.key[:500]
+        config = alembic_config(database_url)
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0006")
+        assert keys() == [long.key[:500], short.key]
+    finally:
+        engine.dispose()
+
+
 def test_a_database_of_a_newer_version_or_without_its_revision_is_refused_in_one_line(
     database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -323,7 +377,7 @@ def test_a_database_of_a_newer_version_or_without_its_revision_is_refused_in_one
             assert main(args) == 1
             err = capsys.readouterr().err
             assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-            assert "at schema revision 0099, which this version (schema 0006) does not " in err
+            assert "at schema revision 0099, which this version (schema 0007) does not " in err
             assert "a newer version of nas wrote it" in err
         with pytest.raises(SchemaUnusable, match="a newer version of nas wrote it"):
             upgrade(engine)
