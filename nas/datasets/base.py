@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -104,6 +106,38 @@ def cache_dir() -> Path:
     if root:
         return Path(root)
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nas-service"
+
+
+#: Held while a dataset is generated into the cache: jobs are threads of one server, and
+#: two generating at once (the same file, or MNIST-1D's generator, which draws from NumPy's
+#: global random state) interleaved their draws into a wrong dataset and raced for one
+#: temporary file.
+_GENERATING = threading.Lock()
+
+
+def cached_arrays(
+    path: Path, make: Callable[[], Mapping[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
+    """The arrays of the cache file ``path``, made by ``make`` (one generation at a time in
+    this process) and stored there when it does not exist yet. The file is written under a
+    name of its own first and then moved into place: processes that make it at once (Ray
+    workers) each write whole files, and a reader never sees a torn one."""
+    if not path.exists():
+        with _GENERATING:
+            if not path.exists():  # (made meanwhile by the thread before this one)
+                arrays = {k: np.asarray(v) for k, v in make().items()}
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.stem}.", suffix=".tmp")
+                try:
+                    with os.fdopen(fd, "wb") as file:
+                        np.savez_compressed(file, **arrays)
+                    os.replace(tmp, path)
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
+                return arrays
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
 
 
 def load_dataset(name: str, *, seed: int = 0, **config: Any) -> DatasetSplits:

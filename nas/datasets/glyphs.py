@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from nas.datasets.base import DatasetEntry, cache_dir
+from nas.datasets.base import DatasetEntry, cache_dir, cached_arrays
 from nas.datasets.episodes import EpisodeTasks, check_split, ways_problem
 
 __all__ = ["ENTRIES", "GlyphsConfig", "generate_glyphs"]
@@ -132,16 +131,13 @@ def load_glyphs(**params: Any) -> tuple[np.ndarray, np.ndarray]:
         json.dumps({**params, "version": _VERSION}, sort_keys=True).encode()
     ).hexdigest()[:12]
     path = cache_dir() / f"glyphs-{digest}.npz"
-    if path.exists():
-        with np.load(path) as data:
-            return data["x"].astype(np.float32) / 255.0, data["y"]
-    x, y = generate_glyphs(**params)
-    stored = np.round(x * 255.0).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, x=stored, y=y)
-    os.replace(tmp, path)  # atomic: concurrent writers cannot leave a torn file
-    return stored.astype(np.float32) / 255.0, y  # the cached values, first time too
+
+    def make() -> dict[str, np.ndarray]:
+        x, y = generate_glyphs(**params)
+        return {"x": np.round(x * 255.0).astype(np.uint8), "y": y}
+
+    arrays = cached_arrays(path, make)
+    return arrays["x"].astype(np.float32) / 255.0, arrays["y"]  # the cached values, first time too
 
 
 def _tasks(**config: Any) -> EpisodeTasks:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -15,6 +14,7 @@ from nas.datasets.base import (
     DatasetEntry,
     DatasetSplits,
     cache_dir,
+    cached_arrays,
     finish_splits,
     split_size,
     with_channels,
@@ -62,21 +62,17 @@ def load_mnist1d(
     params = {"num_samples": num_samples, "train_split": train_split, "seed": generation_seed}
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir() / f"mnist1d-{digest}.npz"
-    if path.exists():
-        with np.load(path) as data:
-            arrays = {k: data[k] for k in ("x", "y", "x_test", "y_test")}
-    else:
+
+    def make() -> dict[str, np.ndarray]:
         from mnist1d.data import get_dataset_args, make_dataset
 
         args = get_dataset_args()
         for key, value in params.items():
             setattr(args, key, value)
         made = make_dataset(args)  # generated locally; never downloaded
-        arrays = {k: np.asarray(made[k]) for k in ("x", "y", "x_test", "y_test")}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)  # atomic: concurrent writers cannot leave a torn file
+        return {k: np.asarray(made[k]) for k in ("x", "y", "x_test", "y_test")}
+
+    arrays = cached_arrays(path, make)
     return finish_splits(
         name,
         with_channels(arrays["x"]),

@@ -92,6 +92,40 @@ def test_mnist1d_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         load_dataset("mnist1d", num_samples=300)
 
 
+def test_jobs_generating_datasets_at_once_each_get_the_right_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs are threads of one server: two generating MNIST-1D at once raced for one
+    temporary file (one job FAILED with a FileNotFoundError) and interleaved their draws
+    from NumPy's global random state, so the file both then read was not MNIST-1D (a tenth
+    of its labels right)."""
+    import threading
+
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
+    sizes = (200, 300, 200, 300)
+    loaded: dict[int, Any] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(sizes))
+
+    def load(i: int) -> None:
+        start.wait()
+        try:
+            loaded[i] = load_dataset("mnist1d", num_samples=sizes[i])
+        except Exception as exc:  # noqa: BLE001 (the test reports what the thread raised)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(len(sizes))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()) == [".npz", ".npz"]
+    for i, size in enumerate(sizes):  # against a generation alone, in a cache of its own
+        monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / f"alone-{i}"))
+        assert_same_splits(loaded[i], load_dataset("mnist1d", num_samples=size))
+
+
 def test_cache_dir_defaults_to_the_user_cache(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
