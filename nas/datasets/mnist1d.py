@@ -60,7 +60,9 @@ def load_mnist1d(
     generation_seed: int,
 ) -> DatasetSplits:
     params = {"num_samples": num_samples, "train_split": train_split, "seed": generation_seed}
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    # (cache version 2: a file of version 1 may hold the draws of two generations at once)
+    cached = {**params, "cache_version": 2}
+    digest = hashlib.sha256(json.dumps(cached, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir() / f"mnist1d-{digest}.npz"
 
     def make() -> dict[str, np.ndarray]:
