@@ -79,12 +79,31 @@ def non_dominated(points: Sequence[Sequence[float]], directions: Sequence[str]) 
     values = _signed(points, directions)
     if values.shape[1] == 2:
         return _non_dominated_2d(values)
-    front = []
-    for i, v in enumerate(values):
-        dominated = np.any(np.all(values >= v, axis=1) & np.any(values > v, axis=1))
-        if not dominated:
-            front.append(i)
-    return front
+    return _non_dominated_sweep(values)
+
+
+def _non_dominated_sweep(values: np.ndarray) -> list[int]:
+    """Any number of objectives, larger better: the distinct points in descending
+    lexicographic order, each checked against the front found so far only (every point
+    that could dominate it comes before it, and one that is dominated has a dominator on
+    that front): O(n f) for a front of f points, where comparing every pair took 83 s for
+    15,625 points of three objectives."""
+    # (NaN, which compares false with everything, would stay off the sort's order: as a
+    # missing value, the worst)
+    values = np.where(np.isnan(values), -np.inf, values)
+    distinct, inverse = np.unique(values, axis=0, return_inverse=True)
+    order = np.lexsort(-distinct.T[::-1])  # first column first, each descending
+    front = np.empty_like(distinct)  # its first ``size`` rows
+    size = 0
+    on_front = np.zeros(len(distinct), dtype=bool)
+    for i in order:
+        v = distinct[i]
+        # (a distinct point at least as good everywhere is better somewhere)
+        if not np.any(np.all(front[:size] >= v, axis=1)):
+            front[size] = v
+            size += 1
+            on_front[i] = True
+    return [int(i) for i in np.flatnonzero(on_front[inverse.reshape(-1)])]
 
 
 def _non_dominated_2d(values: np.ndarray) -> list[int]:

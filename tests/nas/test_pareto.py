@@ -50,6 +50,20 @@ def test_two_objectives_match_brute_force(directions: tuple[str, str]) -> None:
         assert non_dominated(points, directions) == brute_front(points, directions)
 
 
+@pytest.mark.parametrize("d", [3, 4])
+def test_more_objectives_match_brute_force(d: int) -> None:
+    """Three or more objectives sweep the distinct points (a front check per point, where
+    comparing every pair was quadratic: 83 s for 15,625 points): the same front, equal
+    points and missing values (the worst) included."""
+    rng = np.random.default_rng(d)
+    for directions in itertools.product(("maximize", "minimize"), repeat=d):
+        for _ in range(10):
+            points = rng.integers(0, 4, size=(int(rng.integers(1, 40)), d)).astype(float)
+            points[rng.random(points.shape) < 0.05] = np.inf
+            points[rng.random(points.shape) < 0.05] = -np.inf
+            assert non_dominated(points, directions) == brute_front(points, directions)
+
+
 @pytest.mark.parametrize("directions", list(itertools.product(("maximize", "minimize"), repeat=2)))
 def test_missing_values_are_the_worst_and_the_front_stays_exact(
     directions: tuple[str, str],
