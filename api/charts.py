@@ -518,13 +518,7 @@ def pareto(session: Session, job: JobModel, sample: int) -> dict[str, Any]:
     if len(pairs) < 2:
         return result
     rows = session.execute(
-        select(
-            TrialModel.number,
-            TrialModel.metrics,
-            TrialModel.architecture,
-            TrialModel.hparams,
-            TrialModel.arch_key,
-        )
+        select(TrialModel.number, TrialModel.metrics, TrialModel.hparams, TrialModel.arch_key)
         .where(
             TrialModel.job_id == job.id,
             TrialModel.state == _COMPLETE,
@@ -534,10 +528,12 @@ def pareto(session: Session, job: JobModel, sample: int) -> dict[str, Any]:
     ).all()
     # (number, its values for the front: a missing one the worst, as ranked; shown: null)
     points: list[tuple[int, list[float], list[float | None]]] = []
-    first_of: dict[str, int] = {}  # configuration -> its first trial's index in points
+    first_of: dict[tuple[str, str], int] = {}  # configuration -> its first trial's index
     member: dict[int, tuple[str, dict[str, Any]]] = {}  # number -> its arch key, hparams
-    for number, metrics, architecture, hparams, arch_key in rows:
-        configuration = json.dumps([architecture, hparams or {}], sort_keys=True)
+    for number, metrics, hparams, arch_key in rows:
+        # (the architecture by its stored key, one per architecture: not its JSON, read and
+        # written again for each of 100,000 trials)
+        configuration = (arch_key, json.dumps(hparams or {}, sort_keys=True) if hparams else "")
         first_of.setdefault(configuration, len(points))
         values = objective_values(metrics or {}, pairs)
         shown = [v if math.isfinite(v) else None for v in values]
