@@ -23,7 +23,12 @@ class JobRead(_Read):
     id: int
     name: str
     state: str
-    reason: str | None = Field(None, description="why the job ended, or its failure")
+    reason: str | None = Field(
+        None,
+        description="why the job ended, or its failure; before that, what it waits for (a "
+        "free run slot while QUEUED; Ray's room, or a server to take it over when its own "
+        "stopped renewing its lease, while RUNNING)",
+    )
     cancel_requested: bool
     progress: float = Field(description="fraction of the budget spent, 0..1")
     n_trials: int

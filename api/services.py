@@ -364,7 +364,46 @@ class JobService:
         return job
 
 
-def job_read(job: JobModel, owner: str | None = None, *, with_spec: bool = True) -> JobRead:
+#: A QUEUED job's reason, until it starts.
+QUEUED_REASON = (
+    "waiting to start: each server that runs jobs runs NAS_MAX_RUNNING_JOBS of them at once, "
+    "the oldest queued first"
+)
+
+
+def waiting_reason(job: JobModel, lease_s: float | None) -> str | None:
+    """What a job waits for that its row does not say: a QUEUED job a free run slot, and a
+    RUNNING one whose server stopped renewing its lease (``lease_s``: the server's
+    ``NAS_JOB_LEASE_S``) a server to take it over; its progress stood still without a
+    word."""
+    if job.state == JobState.QUEUED.value and not job.cancel_requested:
+        return QUEUED_REASON
+    if job.state != JobState.RUNNING.value or lease_s is None:
+        return None
+    taken_over = "a server with a free run slot takes the job over and resumes it from its "
+    renewed = job.heartbeat_at
+    if job.runner is None:  # (released by its server as it stopped)
+        return f"its server stopped and released it: {taken_over}last checkpoint"
+    if renewed is None:
+        return None
+    if (utcnow() - renewed).total_seconds() <= lease_s:
+        return None
+    # (a fixed text while it lasts: the event stream sends the job when it changes)
+    return (
+        f"its server ({job.runner}) has not renewed its lease since "
+        f"{renewed:%Y-%m-%d %H:%M:%S} UTC (stopped or unreachable): {taken_over}last checkpoint"
+    )
+
+
+def job_read(
+    job: JobModel,
+    owner: str | None = None,
+    *,
+    with_spec: bool = True,
+    lease_s: float | None = None,
+) -> JobRead:
+    """The job as the API shows it; with ``lease_s`` (the server's ``NAS_JOB_LEASE_S``), a
+    job waiting to start or to be taken over says so (``waiting_reason``)."""
     best = None
     if job.best_trial_number is not None and job.best_value is not None:
         best = BestSoFar(trial_number=job.best_trial_number, value=job.best_value)
@@ -374,7 +413,7 @@ def job_read(job: JobModel, owner: str | None = None, *, with_spec: bool = True)
         id=job.id,
         name=job.name,
         state=job.state,
-        reason=job.reason,
+        reason=waiting_reason(job, lease_s) or job.reason,
         cancel_requested=job.cancel_requested,
         progress=job.progress,
         n_trials=job.n_trials,

@@ -345,6 +345,7 @@ class JobOverviewList(BaseModel):
 def jobs_overview(
     session: ReadSession,
     principal: CurrentPrincipal,
+    server: StateDep,
     state: JobStateParam | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -362,7 +363,9 @@ def jobs_overview(
     return JobOverviewList(
         data=[
             JobOverview(
-                job=job_read(j, owners.get(j.owner_id), with_spec=False),
+                job=job_read(
+                    j, owners.get(j.owner_id), with_spec=False, lease_s=server.settings.job_lease_s
+                ),
                 **charts.spec_overview(j.spec),
             )
             for j in rows

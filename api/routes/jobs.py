@@ -124,13 +124,14 @@ def submit_job(
     runner = getattr(request.app.state, "runner", None)
     if runner is not None:  # after the commit (the session closes before the response)
         background.add_task(runner.wake)
-    return job_read(job, principal.name)
+    return job_read(job, principal.name, lease_s=state.settings.job_lease_s)
 
 
 @router.get("", response_model=JobList)
 def list_jobs(
     session: ReadSession,
     principal: CurrentPrincipal,
+    server: StateDep,
     state: JobStateParam | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -145,7 +146,13 @@ def list_jobs(
     )
     owners = ApiKeyRepository(session).names(j.owner_id for j in rows)
     return JobList(
-        data=[job_read(j, owners.get(j.owner_id), with_spec=False) for j in rows], count=total
+        data=[
+            job_read(
+                j, owners.get(j.owner_id), with_spec=False, lease_s=server.settings.job_lease_s
+            )
+            for j in rows
+        ],
+        count=total,
     )
 
 
@@ -155,10 +162,12 @@ def _owner(session: Any, job: Any) -> str | None:
 
 
 @router.get("/{job_id}", response_model=JobRead)
-def get_job(job_id: JobId, session: ReadSession, principal: CurrentPrincipal) -> JobRead:
+def get_job(
+    job_id: JobId, session: ReadSession, principal: CurrentPrincipal, state: StateDep
+) -> JobRead:
     """Status, progress, trial counts, best so far, and the summary once finished."""
     job = _job(session, principal, job_id)
-    return job_read(job, _owner(session, job))
+    return job_read(job, _owner(session, job), lease_s=state.settings.job_lease_s)
 
 
 @router.post(
@@ -166,7 +175,9 @@ def get_job(job_id: JobId, session: ReadSession, principal: CurrentPrincipal) ->
     response_model=JobRead,
     responses={409: {"description": "the job already finished"}},
 )
-def cancel_job(job_id: JobId, session: WriteSession, principal: CurrentPrincipal) -> JobRead:
+def cancel_job(
+    job_id: JobId, session: WriteSession, principal: CurrentPrincipal, state: StateDep
+) -> JobRead:
     """Stop a job; its recorded trials are kept. 409 when it already finished."""
     try:
         job = JobService(session).cancel(principal, job_id)
@@ -174,7 +185,7 @@ def cancel_job(job_id: JobId, session: WriteSession, principal: CurrentPrincipal
         raise _not_found(exc) from None
     except ConflictError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    return job_read(job, _owner(session, job))
+    return job_read(job, _owner(session, job), lease_s=state.settings.job_lease_s)
 
 
 @router.delete(
@@ -384,7 +395,7 @@ async def job_events(
             if number == done + 1 and TrialState(trial_state).is_finished():
                 done = number
                 sent.pop(number, None)
-        snapshot = job_read(job, with_spec=False).model_dump(
+        snapshot = job_read(job, with_spec=False, lease_s=state.settings.job_lease_s).model_dump(
             mode="json", exclude={"spec", "summary", "created_at", "owner"}
         )
         if snapshot != last_job:

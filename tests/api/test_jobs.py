@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -84,6 +85,52 @@ def test_cancel_queued_and_finished_jobs(server_factory) -> None:  # type: ignor
         with pytest.raises(ApiError) as err:
             client.cancel(job["id"])
         assert err.value.status_code == 409 and "already CANCELLED" in str(err.value)
+
+
+def test_a_job_waiting_to_start_or_to_be_taken_over_says_so(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """A QUEUED job (every run slot busy, or no server that runs jobs) and a RUNNING one
+    whose server stopped (its progress frozen until another server had a free slot) had no
+    reason: the job page said RUNNING, 0 %, and nothing else."""
+    from datetime import timedelta
+
+    from api.db import make_session_factory, session_scope
+    from api.models import utcnow
+    from api.repositories import JobRepository
+    from api.services import QUEUED_REASON
+
+    server: LiveServer = server_factory(run_jobs=False)  # nothing picks jobs up
+    write = make_session_factory(server.app.state.nas.engine, write=True)
+
+    def stored(**values: object) -> None:
+        with session_scope(write) as session:
+            JobRepository(session).set_fields(job_id, **values)
+
+    key = server.create_key("a")
+    with server.client(key) as client:
+        job = client.submit(nb201_spec())
+        job_id = job["id"]
+        assert job["reason"] == QUEUED_REASON
+        assert client.job(job_id)["reason"] == QUEUED_REASON
+        assert client.jobs()["data"][0]["reason"] == QUEUED_REASON
+        overview = httpx.get(
+            f"{server.url}/api/v1/dashboard/jobs", headers={"Authorization": f"Bearer {key}"}
+        ).json()["data"][0]["job"]
+        assert overview["reason"] == QUEUED_REASON
+        lease = server.settings.job_lease_s
+        stored(state="RUNNING", runner="gone:1:x", heartbeat_at=utcnow() + timedelta(seconds=60))
+        assert client.job(job_id)["reason"] is None  # (its lease holds)
+        renewed = utcnow() - timedelta(seconds=lease + 60)
+        stored(heartbeat_at=renewed)
+        reason = client.job(job_id)["reason"]
+        assert reason == (
+            f"its server (gone:1:x) has not renewed its lease since "
+            f"{renewed:%Y-%m-%d %H:%M:%S} UTC (stopped or unreachable): a server with a free "
+            "run slot takes the job over and resumes it from its last checkpoint"
+        )
+        stored(runner=None, heartbeat_at=None)  # released by its server as it stopped
+        assert client.job(job_id)["reason"].startswith("its server stopped and released it: ")
+        stored(runner="here:1:y", heartbeat_at=utcnow(), reason="waiting for Ray")
+        assert client.job(job_id)["reason"] == "waiting for Ray"  # the runner's own
 
 
 def test_jobs_list_is_paged_newest_first(client: NasClient) -> None:
