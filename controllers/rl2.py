@@ -131,10 +131,17 @@ def space_mismatch(meta: Mapping[str, Any], space: SearchSpace) -> str | None:
     decisions = [[d.name, list(d.choices)] for d in space.decisions()]
     if trained_for.get("name") == space.name and trained_for.get("decisions") == decisions:
         return None
+    trained, shape = trained_for.get("decisions"), _shape(decisions)
+    differ = ""
+    if _shape(trained) == shape and trained_for.get("name") == space.name:
+        # (alike by name and number of choices: say which decision's choices differ, e.g.
+        # the mlp space's widths, where the two lists read the same)
+        names = [d[0] for d, ours in zip(trained, decisions, strict=True) if list(d[1]) != ours[1]]
+        differ = f" (the choices of {', '.join(names)} differ)" if names else ""
     return (
         f"was trained for the decisions of space {trained_for.get('name')!r} "
-        f"{_shape(trained_for.get('decisions'))}; this job's space {space.name!r} has "
-        f"{_shape(decisions)}: meta-train on this space's tasks"
+        f"{_shape(trained)}; this job's space {space.name!r} has {shape}{differ}: "
+        "meta-train on this space's tasks"
     )
 
 

@@ -116,7 +116,15 @@ def test_a_policy_file_of_another_space_with_the_same_choice_counts_is_refused(
         path,
         {"space": {**meta["space"], "decisions": reversed_choices}},
     )
-    with pytest.raises(PolicyFileError, match="trained for the decisions of space 'nb201'"):
+    with pytest.raises(PolicyFileError, match="trained for the decisions of space 'nb201'") as err:
+        Rl2Controller(space=space, seed=0, policy=str(path))
+    # (alike by name and counts, the two lists read the same: which choices differ is said)
+    names = ", ".join(name for name, _ in decisions)
+    assert f"(the choices of {names} differ)" in str(err.value)
+    one = [list(d) for d in decisions]
+    one[2] = [one[2][0], one[2][1][::-1]]
+    save_policy(Rl2Policy([5] * 6, hidden=8), path, {"space": {"name": "nb201", "decisions": one}})
+    with pytest.raises(PolicyFileError, match=f"the choices of {one[2][0]} differ"):
         Rl2Controller(space=space, seed=0, policy=str(path))
 
 
