@@ -728,8 +728,12 @@ def _paren(text: str | None) -> str:
 def _cmd_cancel(args: argparse.Namespace) -> int:
     with _client(args) as client:
         job = client.cancel(args.job)
-    if job["state"] == "RUNNING":  # it stops at its next trial or epoch
-        print(f"job {job['id']} RUNNING (cancel requested; it stops at its next trial or epoch)")
+    if job["state"] == "RUNNING":
+        when = "at its next trial or epoch"
+        if (job.get("spec", {}).get("evaluator") or {}).get("name") == "rl2-meta":
+            # (a meta-training job has neither: it abandons the iteration under way)
+            when = "within seconds, keeping its policy as of its last whole iteration"
+        print(f"job {job['id']} RUNNING (cancel requested; it stops {when})")
     else:  # a QUEUED job is cancelled at once
         print(f"job {job['id']} {job['state']}")
     return 0

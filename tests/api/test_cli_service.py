@@ -99,6 +99,23 @@ def test_cancel_says_what_became_of_the_job_and_captured_warnings_print_once(
     capsys.readouterr()
     assert main(["cancel", "1", *auth]) == 0
     assert capsys.readouterr().out == "job 1 CANCELLED\n"
+    # A running one stops at its next trial or epoch; a meta-training job has neither.
+    from api.db import make_session_factory, session_scope
+    from api.repositories import JobRepository
+    from tests.api.test_rl2_meta_jobs import meta_spec
+
+    write = make_session_factory(server.app.state.nas.engine, write=True)
+    for number, job_spec in ((2, nb201_spec()), (3, meta_spec())):
+        spec.write_text(yaml.safe_dump(job_spec))
+        assert main(["submit", str(spec), *auth]) == 0
+        with session_scope(write) as session:
+            JobRepository(session).set_fields(number, state="RUNNING", runner="elsewhere:1:x")
+        capsys.readouterr()
+        assert main(["cancel", str(number), *auth]) == 0
+        said = capsys.readouterr().out
+        assert said.startswith(f"job {number} RUNNING (cancel requested; it stops "), said
+        assert ("its next trial or epoch" in said) == (number == 2), said
+        assert ("its last whole iteration" in said) == (number == 3), said
     _print_warnings(["the time budget cut it short"])
     printed = capsys.readouterr()  # (neither stream is a terminal here)
     assert printed.out == "WARNING: the time budget cut it short\n" and printed.err == ""
