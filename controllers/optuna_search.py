@@ -64,6 +64,30 @@ from nas.trial import TrialResult, TrialState
 #: Optuna parameter names of hyperparameters: ``hparam:lr`` (never an architecture decision's).
 HP_PREFIX = "hparam:"
 
+#: The most values of one integer (or stepped float) hyperparameter ``gp`` takes: Optuna's
+#: GPSampler lists every one at each proposal (a range of 10^12 asked for 7 TiB).
+GP_MAX_VALUES = 10_000_000
+#: How far from 0, in steps, ``cmaes`` with margin takes an integer (or stepped float)
+#: hyperparameter: past some 2^52 a float cannot hold the half steps its margin works with,
+#: and ``cmaes`` failed on an assertion (values past 1e32) a few dozen trials in.
+CMAES_MARGIN_MAX_STEPS = 2**50
+
+
+def _discrete_hparams(spec: Any) -> Iterator[tuple[str, float, float, float]]:
+    """The spec's integer and stepped float hyperparameters: name, low, high, step (none
+    when its hparams section is invalid: that is said at its own fields)."""
+    from nas.hparams import FloatParam, HparamSpace, IntParam
+
+    if not spec.hparams:
+        return
+    space, problems = HparamSpace.parse(spec.hparams)
+    if problems:
+        return
+    for name, p in space.params.items():
+        if isinstance(p, IntParam) or (isinstance(p, FloatParam) and p.step is not None):
+            yield name, p.low, p.high, p.step
+
+
 _STATES = {
     "COMPLETE": OptunaState.COMPLETE,
     "FAIL": OptunaState.FAIL,
@@ -585,6 +609,26 @@ class CmaEsController(OptunaController):
     Config = CmaEsConfig
     integer_params = True
 
+    @classmethod
+    def spec_problems(
+        cls, spec: Any, params: Mapping[str, Any]
+    ) -> list[tuple[tuple[Any, ...], str]]:
+        """With margin (the default), integer and stepped hyperparameters within
+        ``CMAES_MARGIN_MAX_STEPS`` steps of 0."""
+        if params.get("with_margin", True) is False:
+            return []
+        problems = []
+        for name, low, high, step in _discrete_hparams(spec):
+            if max(abs(low), abs(high)) / step > CMAES_MARGIN_MAX_STEPS:
+                why = (
+                    f"controller 'cmaes' with with_margin (its default) takes integer and "
+                    f"stepped values up to {CMAES_MARGIN_MAX_STEPS:,} steps from 0 (past that "
+                    f"it fails a few dozen trials in): {name} spans {low}..{high} by {step}; a "
+                    "smaller range, a larger step, or controller.with_margin: false"
+                )
+                problems.append((("hparams", name), why))
+        return problems
+
     def __init__(
         self,
         *,
@@ -658,6 +702,24 @@ class GpController(OptunaController):
     name = "gp"
     Config = GpConfig
     models_observations = True
+
+    @classmethod
+    def spec_problems(
+        cls, spec: Any, params: Mapping[str, Any]
+    ) -> list[tuple[tuple[Any, ...], str]]:
+        """Integer and stepped hyperparameters of at most ``GP_MAX_VALUES`` values."""
+        problems = []
+        for name, low, high, step in _discrete_hparams(spec):
+            count = math.floor((high - low) / step + 1e-9) + 1
+            if count > GP_MAX_VALUES:
+                why = (
+                    "controller 'gp' lists every value of an integer or stepped hyperparameter "
+                    f"at each proposal (Optuna's GPSampler): {name} has {count:,} ({low}..{high} "
+                    f"by {step}), at most {GP_MAX_VALUES:,}: a larger step, type float without "
+                    "a step, or another controller (tpe, cmaes, random)"
+                )
+                problems.append((("hparams", name), why))
+        return problems
 
     def __init__(
         self, *, n_startup_trials: int = 10, deterministic_objective: bool = False, **kwargs: Any

@@ -322,6 +322,59 @@ def test_sizes_that_cannot_fit_in_memory_are_refused_at_their_field(
     assert "less than or equal to" in problem["msg"]
 
 
+@pytest.mark.parametrize(
+    ("controller", "x", "refused"),
+    [
+        # gp lists every value at each proposal: 10^12 asked for 7 TiB and failed the job
+        ("gp", {"type": "int", "low": 0, "high": 10**12}, True),
+        ("gp", {"type": "int", "low": 1, "high": 2**62, "log": True}, True),
+        ("gp", {"type": "float", "low": 0.0, "high": 1.0, "step": 1e-9}, True),
+        ("gp", {"type": "int", "low": 0, "high": 10**12, "step": 10**6}, False),
+        ("gp", {"type": "float", "low": 0.0, "high": 1e12}, False),  # (no step: continuous)
+        # cmaes with margin failed an assertion a few dozen trials in past 2^52 or so
+        ("cmaes", {"type": "int", "low": -(2**61), "high": 2**61}, True),
+        ("cmaes", {"type": "int", "low": 0, "high": 10**16}, True),
+        ("cmaes", {"type": "int", "low": -(2**50), "high": 2**50}, False),
+        ("tpe", {"type": "int", "low": -(2**61), "high": 2**61}, False),
+    ],
+)
+def test_hyperparameter_ranges_a_sampler_cannot_take_are_refused_at_submit(
+    controller: str, x: dict[str, Any], refused: bool
+) -> None:
+    """The job was accepted and FAILED after its first trial (gp: a MemoryError; cmaes: an
+    AssertionError of the cmaes package): now a 422 at the hyperparameter."""
+    spec = {
+        "name": "wide",
+        "dataset": {"name": "nb201-cifar10"},
+        "space": {"name": "nb201"},
+        "controller": {"name": controller},
+        "evaluator": {"name": "tabular"},
+        "hparams": {"x": x},
+        "budget": {"trials": 2},
+    }
+    if not refused:
+        parse_spec(spec)
+        return
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec)
+    (problem,) = info.value.errors
+    assert list(problem["loc"]) == ["hparams", "x"]
+    assert f"controller '{controller}'" in problem["msg"]
+    if controller == "cmaes":  # (without margin it takes them)
+        parse_spec({**spec, "controller": {"name": "cmaes", "with_margin": False}})
+
+
+def test_cmaes_with_margin_runs_on_at_the_widest_range_it_accepts() -> None:
+    """Past the accepted range (2^53) cmaes failed 46 trials in; at it, it runs on."""
+    space, _ = HparamSpace.parse({"x": {"type": "int", "low": -(2**50), "high": 2**50}})
+    controller = CmaEsController(space=Nb201Space(), seed=0, hparams=space)
+    rng = np.random.default_rng(0)
+    for _ in range(120):
+        candidate = controller.ask()
+        assert candidate is not None and abs(candidate.hparams["x"]) <= 2**50
+        controller.tell(candidate.id, TrialResult(TrialState.COMPLETE, objective=rng.random()))
+
+
 # --- learning ------------------------------------------------------------------------------
 def test_tpe_beats_random_search_on_nas_bench_201(nb201_table: Path) -> None:
     """NAS-Bench-201 protocol (CIFAR-10, 12,000 simulated s), 10 seeded runs each: TPE's mean
