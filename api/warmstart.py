@@ -190,23 +190,32 @@ def _source_jobs(
     )
     if not principal.sees_all:
         query = query.where(JobModel.owner_id == principal.key_id)
+    # Jobs of this space left out, by why (said when none is left: the space alone read as
+    # the reason where the jobs had searched other hyperparameters)
+    left_out = {"searched other hyperparameters (hparams)": 0, "had no completed trial": 0}
+    left_out["ranked by its objective the other way"] = 0
     for job in session.scalars(query.order_by(JobModel.id.desc()).limit(_QUERY_SCAN)):
-        same = other_space(f"job {job.id}", job.spec.get("space"), stored["space"]) is None
+        if other_space(f"job {job.id}", job.spec.get("space"), stored["space"]) is not None:
+            continue
         # (a job with no completed trial, cancelled at its first, has nothing to give)
-        completed = (job.state_counts or {}).get(TrialState.COMPLETE.value, 0) > 0
-        if (
-            same
-            and completed
-            and job.spec.get("hparams") == stored.get("hparams")
-            and _other_direction(job, stored) is None
-        ):
+        if job.spec.get("hparams") != stored.get("hparams"):
+            left_out["searched other hyperparameters (hparams)"] += 1
+        elif (job.state_counts or {}).get(TrialState.COMPLETE.value, 0) == 0:
+            left_out["had no completed trial"] += 1
+        elif _other_direction(job, stored) is not None:
+            left_out["ranked by its objective the other way"] += 1
+        else:
             found.append((["warm_start", "query"], job))
         if len(found) == limit:
             break
     if not found:
+        why = ", ".join(f"{n} {what}" for what, n in left_out.items() if n)
         raise SpecError.at(
             ["warm_start", "query"],
-            "none of your finished jobs searched this space (same space and parameters)",
+            f"none of your finished jobs that searched this space (same space and parameters) "
+            f"can lend to this one: {why}"
+            if why
+            else "none of your finished jobs searched this space (same space and parameters)",
         )
     return found
 

@@ -214,6 +214,23 @@ def test_a_query_passes_over_jobs_without_a_completed_trial(client: NasClient) -
     assert [s["job_id"] for s in job["spec"]["warm_start"]["sources"]] == [good["id"]]
 
 
+def test_a_query_that_finds_none_says_why_the_jobs_of_the_space_were_passed_over(
+    client: NasClient,
+) -> None:
+    """'none of your finished jobs searched this space' while many had: they had searched
+    other hyperparameters (or none), which the refusal did not say."""
+    client.wait(client.submit(nb201_spec(budget={"trials": 4}))["id"], timeout=120)
+    hparams = {"temperature": {"type": "float", "low": 0.5, "high": 2.0}}
+    with pytest.raises(ApiError) as info:
+        client.submit(nb201_spec(hparams=hparams, warm_start={"query": "same-space"}))
+    (problem,) = info.value.detail
+    assert problem["loc"][-2:] == ["warm_start", "query"]
+    assert problem["msg"] == (
+        "none of your finished jobs that searched this space (same space and parameters) "
+        "can lend to this one: 1 searched other hyperparameters (hparams)"
+    )
+
+
 def test_a_source_that_searched_the_metric_the_other_way_is_refused_or_passed_over(
     client: NasClient,
 ) -> None:
