@@ -751,6 +751,12 @@ def adapt(
             if ADAPTATION["loss"] == "cross_entropy":
                 loss = torch.nn.functional.cross_entropy(out, support_y)
             else:
+                if out.shape != support_y.shape:  # (K,) against (K, 1) broadcast to (K, K)
+                    raise ValueError(
+                        f"support_y has shape {tuple(support_y.shape)} and the outputs "
+                        f"{tuple(out.shape)}: give targets of the outputs' shape, e.g. "
+                        "y.reshape(-1, 1) for one output"
+                    )
                 loss = ((out - support_y) ** 2).mean()
             grads = torch.autograd.grad(loss, list(params.values()))
             with torch.no_grad():

@@ -155,6 +155,11 @@ def test_a_metasgd_search_exports_its_meta_learned_weights_and_adapt(tmp_path: P
         assert torch.equal(value, meta.weights[name])
     with pytest.raises(ValueError, match="rates"):
         ns["adapt"](net, tasks.support_x[0], tasks.support_y[0])  # rates are not guessed
+    # Targets (K,) against outputs (K, 1) broadcast to a (K, K) loss, silently: refused.
+    sx, sy = tasks.support_x[0], tasks.support_y[0]
+    assert sy.shape == (len(sx), 1)
+    with pytest.raises(ValueError, match=r"support_y has shape \(\d+,\) and the outputs"):
+        ns["adapt"](net, sx, sy.flatten(), rates=rates)
 
     # The other network formats take the meta-learned weights too (their own load-back
     # check compares them with the network built from these weights).
