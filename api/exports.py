@@ -442,7 +442,7 @@ def export_context(plan: ExportPlan, resolved: ResolvedSpec) -> ExportContext:
         f"({plan.job_name}). **Weights: {weights_note}.**"
     )
     if plan.weights is None:
-        note += " The accuracies below are the search's estimates, not of these weights."
+        note += " The figures below are the search's estimates, not of these weights."
     metrics = _metrics(plan, resolved)
     return ExportContext(
         space=space,
