@@ -297,11 +297,18 @@ def _quiet_server(app: Any, **config: Any) -> Any:
                     break
             shown = f"[{host}]" if ":" in host else host
             url = f"http://{shown}:{port}"
+            settings = self.config.app.state.nas.settings
             print(
                 f"nas serve: listening on {url} (dashboard at {url}/, API docs at {url}/docs); "
                 "Ctrl-C or SIGTERM stops it",
                 flush=True,
             )
+            if not settings.run_jobs:  # (its jobs wait QUEUED for a server that runs them)
+                print(
+                    "nas serve: runs no jobs (NAS_RUN_JOBS=false): jobs submitted here run on "
+                    "a server of the same database that does",
+                    flush=True,
+                )
 
     return QuietServer(uvicorn.Config(app, **config))
 

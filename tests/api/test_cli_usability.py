@@ -289,15 +289,17 @@ def _read_lines(stream: Any, lines: queue.Queue[str]) -> None:
     lines.put("")
 
 
-def _serve_until_signal(tmp_path: Path, backend: str, sig: signal.Signals) -> tuple[int, str]:
-    """Start ``nas serve --port 0``, wait for the URL it prints, check it answers there, send
-    ``sig``; the exit status and everything it wrote."""
+def _serve_until_signal(
+    tmp_path: Path, backend: str, sig: signal.Signals, **env: str
+) -> tuple[int, str]:
+    """Start ``nas serve --port 0`` (with ``env`` added), wait for the URL it prints, check it
+    answers there, send ``sig``; the exit status and everything it wrote."""
     proc = subprocess.Popen(
         [NAS, "serve", "--port", "0", "--backend", backend, "--data-dir", str(tmp_path / "d")],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "NAS_RAY_NUM_CPUS": "1"},
+        env={**os.environ, "NAS_RAY_NUM_CPUS": "1", **env},
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
@@ -325,9 +327,14 @@ def _serve_until_signal(tmp_path: Path, backend: str, sig: signal.Signals) -> tu
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_serve_prints_its_url_and_stops_quietly(tmp_path: Path, sig: signal.Signals) -> None:
-    code, output = _serve_until_signal(tmp_path, "inline", sig)
+    # (once as an API-only server, which says that it runs no jobs: its jobs stayed QUEUED
+    # without a word when no other server ran them)
+    api_only = sig == signal.SIGINT
+    env = {"NAS_RUN_JOBS": "false"} if api_only else {}
+    code, output = _serve_until_signal(tmp_path, "inline", sig, **env)
     assert code == 0, output
     assert "Traceback" not in output and "nas serve: stopped" in output
+    assert ("nas serve: runs no jobs (NAS_RUN_JOBS=false)" in output) == api_only, output
 
 
 @pytest.mark.slow
