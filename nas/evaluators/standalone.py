@@ -211,14 +211,21 @@ class StandaloneEvaluator(Evaluator):
                     ),
                 )
             )
-        if pruner is not None and "epochs" not in searched:
+        # With epochs searched (hparams), against the most epochs a trial may train: a
+        # pruner that none of them reaches was accepted without a word.
+        most, searched_epochs = epochs, "epochs" in searched
+        if searched_epochs:
+            most = _most_epochs(spec.hparams)
+        if pruner is not None and most is not None:
+            epochs = most
+            of = f"epochs ({epochs}{', the most hparams.epochs takes' if searched_epochs else ''})"
             if pruner.min_resource is not None and pruner.min_resource > epochs:
                 problems.append(
                     (
                         ("evaluator", "pruner", "min_resource"),
                         (
-                            f"{pruner.min_resource} exceeds epochs ({epochs}): no trial would "
-                            f"reach the first rung; at most {epochs}"
+                            f"{pruner.min_resource} exceeds {of}: no trial would reach the "
+                            f"first rung; at most {epochs}"
                         ),
                     )
                 )
@@ -227,8 +234,8 @@ class StandaloneEvaluator(Evaluator):
                     (
                         ("evaluator", "pruner", "max_resource"),
                         (
-                            f"{pruner.max_resource} is beyond the trials' epochs ({epochs}): "
-                            f"Hyperband would plan rungs no trial reaches; at most {epochs}"
+                            f"{pruner.max_resource} is beyond the trials' {of}: Hyperband "
+                            f"would plan rungs no trial reaches; at most {epochs}"
                         ),
                     )
                 )
@@ -237,8 +244,8 @@ class StandaloneEvaluator(Evaluator):
                     (
                         ("evaluator", "pruner", "n_warmup_steps"),
                         (
-                            f"{pruner.n_warmup_steps} warm-up epochs of {epochs}: the pruner "
-                            f"would never prune; at most {epochs - 1}"
+                            f"{pruner.n_warmup_steps} warm-up epochs of {of}: the pruner would "
+                            f"never prune; at most {epochs - 1}"
                         ),
                     )
                 )
@@ -401,3 +408,18 @@ class StandaloneEvaluator(Evaluator):
             },
             cost_s=time.perf_counter() - started,
         )
+
+
+def _most_epochs(hparams: Mapping[str, Any] | None) -> int | None:
+    """The most epochs ``hparams.epochs`` lets a trial train (``None`` when the section is
+    invalid, which is said at its own fields)."""
+    from nas.hparams import CategoricalParam, HparamSpace
+
+    space, problems = HparamSpace.parse(hparams or {})
+    param = None if problems else space.params.get("epochs")
+    if param is None:
+        return None
+    if isinstance(param, CategoricalParam):
+        numbers = [c for c in param.choices if isinstance(c, int) and not isinstance(c, bool)]
+        return max(numbers) if numbers else None
+    return int(param.high)

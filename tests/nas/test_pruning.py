@@ -216,6 +216,15 @@ def test_pruner_epochs_past_the_trials_are_refused_unless_epochs_is_searched(
     searched["hparams"] = {"epochs": {"type": "int", "low": 2, "high": 8}}
     parse_spec(searched)  # a trial may train long enough
     parse_spec(with_pruner({**pruner, field: 4 - (field == "n_warmup_steps")}))  # the bound
+    # ... but not when no epochs the search takes reach it (accepted without a word)
+    for epochs in (
+        {"type": "int", "low": 1, "high": 3},
+        {"type": "categorical", "choices": [2, 3]},
+    ):
+        searched["hparams"] = {"epochs": epochs}
+        msg = spec_errors(searched)[("evaluator", "pruner", field)]
+        assert "epochs (3, the most hparams.epochs takes)" in msg, msg
+        assert f"at most {3 - (field == 'n_warmup_steps')}" in msg, msg
 
 
 @pytest.mark.parametrize(
