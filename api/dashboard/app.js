@@ -644,11 +644,16 @@ async function jobPage(id) {
   if (!["QUEUED", "RUNNING"].includes(job.state)) return;
   const ctl = new AbortController();
   stopLive = () => ctl.abort();
-  let pending = null, lastCharts = Date.now();
+  let pending = null, lastCharts = Date.now(), charting = false;
   const flush = async () => {
     pending = null;
     table.refresh(); // (a trial completed since: its metrics' columns are added)
-    if (Date.now() - lastCharts > 4000) { lastCharts = Date.now(); loadCharts().catch(() => {}); }
+    // 4 s after the last charts were drawn, not while they load (a large job's take seconds:
+    // a new load every 4 s piled up its requests on the server)
+    if (!charting && Date.now() - lastCharts > 4000) {
+      charting = true;
+      loadCharts().catch(() => {}).finally(() => { charting = false; lastCharts = Date.now(); });
+    }
   };
   stream(`/jobs/${id}/events`, (event, data) => {
     if (event === "job") drawHead({ ...job, ...data });
