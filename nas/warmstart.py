@@ -33,6 +33,7 @@ import numpy as np
 
 from nas.architecture import Architecture
 from nas.errors import SpecError
+from nas.pareto import tie_break_key
 from nas.trial import TrialRecord, TrialState
 
 if TYPE_CHECKING:
@@ -330,17 +331,25 @@ def source_from_run(
         problem = other_direction(repr(str(folder)), objective[0], direction, objective[1], "runs")
         if problem is not None:
             raise SpecError.at(loc, problem)
-    trials = []
+    trials: list[tuple[SourceTrial, tuple[float, ...]]] = []
+    then = _tie_breaks(objective_of_run)
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            trials.append(_run_trial(json.loads(line)))
+            row = json.loads(line)
+            trial = _run_trial(row)
         except (ValueError, TypeError) as exc:  # (json.JSONDecodeError is a ValueError)
             raise SpecError.at(
                 loc, f"{str(folder)!r}: line {number} of trials.jsonl is not a trial: {exc}"
             ) from None
-    source = Source(str(folder), trials, direction == "maximize")
+        metrics = row.get("metrics")
+        trials.append((trial, tie_break_key(metrics if isinstance(metrics, Mapping) else {}, then)))
+    # Ties of the first objective broken by the next ones, as the run ranked its trials (a
+    # run of several objectives lent, of two cells of one size, the first tried): the rank
+    # below sorts by the objective alone and keeps this order among equal values.
+    trials.sort(key=lambda pair: tuple(-v for v in pair[1]))
+    source = Source(str(folder), [t for t, _ in trials], direction == "maximize")
     if not _ranked(source):
         # (the service's 422 for a source job with none: priors from nothing are no start)
         raise SpecError.at(loc, f"{str(folder)!r} has no completed trial to start from")
@@ -518,6 +527,18 @@ def source_trials(records: Iterable[TrialRecord]) -> list[SourceTrial]:
         )
         for r in records
     ]
+
+
+def _tie_breaks(objective: Any) -> list[tuple[str, str]]:
+    """A run's objectives after its first (``(metric, direction)``), from its spec's
+    objective section; none for one objective, or a section that names them otherwise."""
+    if not isinstance(objective, Mapping):
+        return []
+    metrics, directions = objective.get("metrics"), objective.get("directions")
+    if not isinstance(metrics, list) or not isinstance(directions, list):
+        return []
+    pairs = list(zip(metrics, directions, strict=False))[1:]
+    return [(str(m), str(d)) for m, d in pairs if d in ("maximize", "minimize")]
 
 
 def _run_trial(row: Any) -> SourceTrial:

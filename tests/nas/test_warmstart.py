@@ -258,6 +258,41 @@ def test_a_damaged_run_folder_is_a_field_error_at_its_index(
     ]
 
 
+def test_a_run_of_several_objectives_lends_its_ties_in_the_runs_own_order(tmp_path: Path) -> None:
+    """A run ranked params_M first, val_accuracy second: of two cells of one size it lent
+    the one tried first (29.9 %) as its best, where the run's best was the other (73.8 %)."""
+    from nas.warmstart import _ranked, source_from_run
+
+    objective = {
+        "metric": "params_M",
+        "direction": "minimize",
+        "metrics": ["params_M", "val_accuracy"],
+        "directions": ["minimize", "maximize"],
+    }
+    rows = [
+        {**GOOD_ROW, "objective": 0.07, "metrics": {"params_M": 0.07, "val_accuracy": 29.9}},
+        {
+            **GOOD_ROW,
+            "architecture": {"space": "nb201", "version": 1, "choices": [1, 1, 1, 1, 1, 1]},
+            "objective": 0.07,
+            "metrics": {"params_M": 0.07, "val_accuracy": 73.8},
+        },
+        {  # (a trial lacking the second objective ranks last among its ties)
+            **GOOD_ROW,
+            "architecture": {"space": "nb201", "version": 1, "choices": [2, 2, 2, 2, 2, 2]},
+            "objective": 0.07,
+        },
+    ]
+    run = write_run(
+        tmp_path / "mo",
+        spec={**NB201_RUN_SPEC, "objective": objective},
+        trials="".join(json.dumps(row) + "\n" for row in rows),
+    )
+    source = source_from_run(run, space=NB201_RUN_SPEC["space"])
+    ranked = [t.architecture["choices"][0] for t, _ in _ranked(source)]
+    assert ranked == [1, 0, 2]
+
+
 def _hidden_best_source(space: Nb201Space, best: tuple[int, ...], n: int, seed: int) -> Source:
     """A source that tried ``n`` random architectures, never ``best``, scored by how many
     decisions they share with it plus a bonus for sharing the first two together."""
