@@ -400,15 +400,24 @@ def job_read(
     owner: str | None = None,
     *,
     with_spec: bool = True,
-    lease_s: float | None = None,
+    settings: Settings | None = None,
+    check_files: bool = False,
 ) -> JobRead:
-    """The job as the API shows it; with ``lease_s`` (the server's ``NAS_JOB_LEASE_S``), a
-    job waiting to start or to be taken over says so (``waiting_reason``)."""
+    """The job as the API shows it; with the server's ``settings``, a job waiting to start
+    or to be taken over says so (``waiting_reason``), and with ``check_files`` too (one
+    job's read: it looks at the disk), a finished job whose files left the data roots says
+    in ``retrain_refused`` that a retraining would be refused (409) for it."""
     best = None
     if job.best_trial_number is not None and job.best_value is not None:
         best = BestSoFar(trial_number=job.best_trial_number, value=job.best_value)
     resolved = ResolvedSpec.from_stored(job.spec)
     refused = trainable_problem(resolved)
+    if refused is None and check_files and settings is not None:
+        try:
+            check_job_files(job, settings, ("space", "dataset"), resolved=resolved)
+        except ConflictError as exc:
+            refused = str(exc)
+    lease_s = None if settings is None else settings.job_lease_s
     return JobRead(
         id=job.id,
         name=job.name,

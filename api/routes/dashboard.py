@@ -363,9 +363,7 @@ def jobs_overview(
     return JobOverviewList(
         data=[
             JobOverview(
-                job=job_read(
-                    j, owners.get(j.owner_id), with_spec=False, lease_s=server.settings.job_lease_s
-                ),
+                job=job_read(j, owners.get(j.owner_id), with_spec=False, settings=server.settings),
                 **charts.spec_overview(j.spec),
             )
             for j in rows

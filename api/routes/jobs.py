@@ -124,7 +124,7 @@ def submit_job(
     runner = getattr(request.app.state, "runner", None)
     if runner is not None:  # after the commit (the session closes before the response)
         background.add_task(runner.wake)
-    return job_read(job, principal.name, lease_s=state.settings.job_lease_s)
+    return job_read(job, principal.name, settings=state.settings)
 
 
 @router.get("", response_model=JobList)
@@ -147,9 +147,7 @@ def list_jobs(
     owners = ApiKeyRepository(session).names(j.owner_id for j in rows)
     return JobList(
         data=[
-            job_read(
-                j, owners.get(j.owner_id), with_spec=False, lease_s=server.settings.job_lease_s
-            )
+            job_read(j, owners.get(j.owner_id), with_spec=False, settings=server.settings)
             for j in rows
         ],
         count=total,
@@ -167,7 +165,7 @@ def get_job(
 ) -> JobRead:
     """Status, progress, trial counts, best so far, and the summary once finished."""
     job = _job(session, principal, job_id)
-    return job_read(job, _owner(session, job), lease_s=state.settings.job_lease_s)
+    return job_read(job, _owner(session, job), settings=state.settings, check_files=True)
 
 
 @router.post(
@@ -185,7 +183,7 @@ def cancel_job(
         raise _not_found(exc) from None
     except ConflictError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    return job_read(job, _owner(session, job), lease_s=state.settings.job_lease_s)
+    return job_read(job, _owner(session, job), settings=state.settings)
 
 
 @router.delete(
@@ -395,7 +393,7 @@ async def job_events(
             if number == done + 1 and TrialState(trial_state).is_finished():
                 done = number
                 sent.pop(number, None)
-        snapshot = job_read(job, with_spec=False, lease_s=state.settings.job_lease_s).model_dump(
+        snapshot = job_read(job, with_spec=False, settings=state.settings).model_dump(
             mode="json", exclude={"spec", "summary", "created_at", "owner"}
         )
         if snapshot != last_job:

@@ -427,10 +427,14 @@ def test_a_job_whose_data_file_now_leads_out_of_the_roots_is_not_retrained(
     spec = standalone_spec(trials=1, epochs=1, dataset={"name": "npz", "path": str(data)})
     job_id = client.submit(spec)["id"]
     assert client.wait(job_id, timeout=60)["state"] == "SUCCEEDED"
+    assert client.job(job_id)["retrain_refused"] is None
     outside = tmp_path / "outside.npz"
     np.savez(outside, **arrays)
     data.unlink()
     data.symlink_to(outside)
+    # The job read says so beforehand (it said null: the dashboard offered Retrain best)
+    refused = client.job(job_id)["retrain_refused"]
+    assert "dataset.path no longer lies under this server's data roots" in refused, refused
     err = _error(lambda: client.retrain(job_id, 1))
     assert err.status_code == 409
     assert "not readable here: dataset.path no longer lies under this server's data roots" in str(
