@@ -205,8 +205,17 @@ def with_absolute_files(resolved: ResolvedSpec) -> ResolvedSpec:
     meta-training are compared with it: they are stored so.)"""
     stored = resolved.to_dict()
     changed = False
+    listed: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # (section, name, path) -> its loc
     for loc, value in resolved.file_params(CONTROLLERS):  # (section, name[, index])
         absolute = str(spec_path(value))  # (and its .. taken lexically, as readers take it)
+        if len(loc) == 3:  # a list of files: each once (rl2-meta's tables), however written
+            first = listed.setdefault((*loc[:2], absolute), loc)
+            if first != loc:
+                raise SpecError.at(
+                    list(loc),
+                    f"the same file as {'.'.join(map(str, first))} (written another way: "
+                    f"{value!r}); each may appear once",
+                )
         if absolute == value:
             continue
         container: Any = stored

@@ -483,6 +483,12 @@ def test_what_a_meta_training_job_would_meet_when_it_starts_is_a_422_at_submit(
             ["evaluator", "tables", 1],
             "the same file as evaluator.tables.0",
         ),
+        # ... written another way: a 500 (a ValidationError of the absolute paths)
+        (
+            {**on_tables, "evaluator": _tables(tiny, tiny.replace("/tiny", "/./tiny"))},
+            ["evaluator", "tables", 1],
+            "the same file as evaluator.tables.0 (written another way",
+        ),
     ):
         with pytest.raises(ApiError) as info:
             client.submit(spec)
