@@ -121,7 +121,13 @@ def retrain_final(
     placed: list[Path] = []
     try:
         entries = retrain(
-            resolved, space, list(archs), out_dir=scratch, hparams=hparams, should_stop=should_stop
+            resolved,
+            space,
+            list(archs),
+            out_dir=scratch,
+            hparams=hparams,
+            should_stop=should_stop,
+            ranks=ranks,
         )
         for entry, rank in zip(entries, ranks, strict=True):
             name = f"retrain-trial{trial}" if trial is not None else f"rank{rank}"

@@ -170,9 +170,13 @@ def retrain(
     hparams: Sequence[Mapping[str, Any]] | None = None,
     should_stop: StopFn | None = None,
     done: list[dict[str, Any]] | None = None,
+    ranks: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Train each architecture from scratch with the ``final:`` recipe; report test accuracy,
     parameters and FLOPs, and save the weights under ``out_dir/final/`` when given.
+    ``ranks``: each architecture's 0-based rank in the job's ranking (default 0, 1, ...),
+    which seeds its training: a retraining of rank K alone repeats what ``final:`` trained
+    for it.
 
     ``hparams`` (joint search: each architecture's trial's hyperparameters) override the
     recipe's training-procedure fields for that architecture, except ``epochs``: the final
@@ -202,12 +206,13 @@ def retrain(
     constraints = spec.objective.constraints
     limits = constraints.limits() if constraints is not None else {}
     results = [] if done is None else done
-    for rank, arch in enumerate(archs):
+    ranks = list(range(len(archs))) if ranks is None else list(ranks)
+    for i, (rank, arch) in enumerate(zip(ranks, archs, strict=True)):
         started = time.perf_counter()
         build_space = searched_space
         if final.channels == "fit":
             build_space = fit_width(space, arch, data.input_shape, data.num_classes, limits, device)
-        trial_hparams = dict(hparams[rank]) if hparams is not None else {}
+        trial_hparams = dict(hparams[i]) if hparams is not None else {}
         model, loss = train_from_scratch(
             build_space,
             arch,

@@ -98,6 +98,13 @@ def test_trains_places_and_records_the_weights(
     ]
     # The weights are the network's: they load strictly into what exports build.
     load_network(space, archs[1], (1, 8, 8), 10, artifacts / final[1]["weights"])
+    trained = torch.load(artifacts / final[1]["weights"], weights_only=True)
+    # Rank 2 alone (POST /retrain?rank=2) repeats what final: trained for it: it was seeded
+    # as rank 1 (a list of one), and scored what that architecture scores as the best.
+    (again,) = retrain_final(write, artifacts, job_id, resolved, space, [archs[1]], [{}], ranks=[1])
+    assert again["rank"] == 1 and again["test_accuracy"] == final[1]["test_accuracy"]
+    retrained = torch.load(artifacts / again["weights"], weights_only=True)
+    assert all(torch.equal(retrained[k], v) for k, v in trained.items())
 
 
 def test_a_retraining_trial_records_with_its_caller_or_not_at_all(
