@@ -5,6 +5,7 @@ the arrays; loading finds the rest (label values)."""
 
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,9 @@ def load_npz(
     """Read the file. Errors say what the file must hold, never what it does hold (a service
     must not tell a client about files it reads)."""
     file = _file(path)
+    headers, _ = _read_headers(file)  # (its size before its arrays are read: changed since?)
+    if headers:
+        _check_size(headers)
     try:
         data = np.load(file, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
@@ -100,6 +104,23 @@ def check_npz(
     labels are streamed for their range, never held whole. Raises the ``DatasetError`` that
     loading it would."""
     file = _file(path)
+    headers, ranges = _read_headers(file, ranges_of=("y", "y_test"))
+    if headers is None:  # a newer format: loading will tell
+        return
+    _check_arrays(headers)
+    _check_size(headers)
+    _check_splits(headers["y"][0][0], "y_test" in headers, valid_fraction, test_fraction)
+    for key, extent in ranges.items():
+        if extent is not None:
+            _check_label_range(key, *extent)
+
+
+def _read_headers(
+    file: Path, ranges_of: tuple[str, ...] = ()
+) -> tuple[dict[str, tuple[tuple[int, ...], np.dtype]] | None, dict[str, tuple[int, int] | None]]:
+    """The arrays' ``(shape, dtype)`` by name from their headers (``None``: a format newer
+    than this reads), and the value range of the integer arrays named in ``ranges_of``,
+    streamed."""
     headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     ranges: dict[str, tuple[int, int] | None] = {}
     try:
@@ -114,18 +135,14 @@ def check_npz(
                         shape, _, dtype = np.lib.format.read_array_header_1_0(member)
                     elif version == (2, 0):
                         shape, _, dtype = np.lib.format.read_array_header_2_0(member)
-                    else:  # a newer format: loading will tell
-                        return
+                    else:
+                        return None, {}
                     headers[key] = (tuple(shape), np.dtype(dtype))
-                    if key in ("y", "y_test") and np.issubdtype(np.dtype(dtype), np.integer):
+                    if key in ranges_of and np.issubdtype(np.dtype(dtype), np.integer):
                         ranges[key] = _streamed_range(member, np.dtype(dtype))
     except _UNREADABLE:
         raise DatasetError(f"dataset.path: {_EXPECTED}; this file is not one") from None
-    _check_arrays(headers)
-    _check_splits(headers["y"][0][0], "y_test" in headers, valid_fraction, test_fraction)
-    for key, extent in ranges.items():
-        if extent is not None:
-            _check_label_range(key, *extent)
+    return headers, ranges
 
 
 def _streamed_range(member: Any, dtype: np.dtype, chunk: int = 1 << 20) -> tuple[int, int] | None:
@@ -138,6 +155,17 @@ def _streamed_range(member: Any, dtype: np.dtype, chunk: int = 1 << 20) -> tuple
             lo, hi = int(values.min()), int(values.max())
             low, high = (lo, hi) if low is None else (min(low, lo), max(high, hi))
     return None if low is None else (low, high)
+
+
+def _check_size(arrays: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    """The examples within ``MAX_EXAMPLE_BYTES`` as float32 (their headers' shapes)."""
+    values = sum(math.prod(arrays[k][0]) for k in ("x", "x_test") if k in arrays)
+    if 4 * values > MAX_EXAMPLE_BYTES:
+        raise DatasetError(
+            f"dataset.path: the examples (x, x_test) hold {values:,} values, "
+            f"{4 * values / (1 << 30):.2f} GiB as float32; at most {MAX_EXAMPLE_BYTES >> 30} "
+            "GiB: train on a subset or at a lower resolution"
+        )
 
 
 def _check_splits(n: int, has_test: bool, valid_fraction: float, test_fraction: float) -> None:
@@ -198,6 +226,10 @@ def _check_pair(
 #: The most classes a dataset's labels may name: a label of 10^9 would make a network of
 #: 10^9 outputs.
 MAX_CLASSES = 100_000
+#: The most the examples (``x`` and ``x_test``) may hold as float32, as training takes them:
+#: a 1.3 MB archive of zeros held 1.28 GB and took a server to 4 GB at submit. CIFAR-10
+#: (50,000 x 3 x 32 x 32) is 0.6 GiB.
+MAX_EXAMPLE_BYTES = 1 << 30
 
 
 def _check_label_range(yname: str, low: int, high: int) -> None:

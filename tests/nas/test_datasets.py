@@ -333,6 +333,27 @@ def test_an_npz_whose_members_zip_cannot_open_is_said_to_be_none(
             call("npz", path=path)
 
 
+def test_npz_examples_past_the_size_limit_are_refused_from_their_headers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1.3 MB archive of zeros held 1.28 GB of examples: accepted, its job took the server
+    to 4 GB (and an episodes submit read it all, 68 s). Past the limit (here lowered to
+    what 100 float32 values take) the headers say so, at submit and at load, before the
+    arrays are read."""
+    import nas.datasets.npz
+
+    monkeypatch.setattr(nas.datasets.npz, "MAX_EXAMPLE_BYTES", 400)
+    fits = write_npz(tmp_path / "fits.npz", x=np.zeros((25, 4), np.uint8), y=np.arange(25) % 2)
+    check_dataset("npz", path=fits)
+    load_dataset("npz", path=fits)
+    big = write_npz(tmp_path / "big.npz", x=np.zeros((26, 4), np.uint8), y=np.arange(26) % 2)
+    for call in (check_dataset, load_dataset):
+        with pytest.raises(DatasetError, match=r"hold 104 values, .* at most 0 GiB"):
+            call("npz", path=big)
+    with pytest.raises(DatasetError, match="hold 104 values"):
+        check_dataset("episodes", source="npz", path=big, ways=2)
+
+
 def test_npz_given_an_npy_file(tmp_path: Path) -> None:
     path = tmp_path / "x.npy"
     np.save(path, np.zeros((10, 4)))
