@@ -181,18 +181,42 @@ def dataset_shape(
         known = entry.task_shape(**dict(params or {})) if entry.task_shape is not None else None
         if known is not None:
             return known
-        return _task_shape(name, json.dumps(dict(params or {}), sort_keys=True, default=str))
-    return _loaded_shape(name, json.dumps(dict(params or {}), sort_keys=True, default=str), seed)
+        return _task_shape(
+            name, json.dumps(dict(params or {}), sort_keys=True, default=str), _stamp(params)
+        )
+    return _loaded_shape(
+        name, json.dumps(dict(params or {}), sort_keys=True, default=str), seed, _stamp(params)
+    )
+
+
+def _stamp(params: Mapping[str, Any] | None) -> tuple[int, int] | None:
+    """The modification time and size of the file a dataset's ``path`` names: a file
+    changed in place (other columns, other classes) is loaded again, not answered from the
+    cache (exports built the old shape while a retraining trained the new)."""
+    from nas.paths import spec_path
+
+    path = (params or {}).get("path")
+    if not isinstance(path, str):
+        return None
+    try:
+        stat = spec_path(path).stat()
+    except (OSError, ValueError, RuntimeError):
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 @lru_cache(maxsize=32)
-def _loaded_shape(name: str, params_json: str, seed: int) -> tuple[tuple[int, ...], int]:
+def _loaded_shape(
+    name: str, params_json: str, seed: int, stamp: tuple[int, int] | None = None
+) -> tuple[tuple[int, ...], int]:
     data = load_dataset(name, seed=seed, **json.loads(params_json))
     return tuple(int(v) for v in data.input_shape), int(data.num_classes)
 
 
 @lru_cache(maxsize=32)
-def _task_shape(name: str, params_json: str) -> tuple[tuple[int, ...], int]:
+def _task_shape(
+    name: str, params_json: str, stamp: tuple[int, int] | None = None
+) -> tuple[tuple[int, ...], int]:
     tasks = load_tasks(name, **json.loads(params_json))
     return tuple(int(v) for v in tasks.input_shape), int(tasks.outputs)
 

@@ -354,6 +354,18 @@ def test_npz_examples_past_the_size_limit_are_refused_from_their_headers(
         check_dataset("episodes", source="npz", path=big, ways=2)
 
 
+def test_a_dataset_file_changed_in_place_gives_its_new_shape(tmp_path: Path) -> None:
+    """The shape was cached per path for the process: once the file changed, exports built
+    the old network (64 inputs, 10 classes) while a retraining trained the new (32, 5)."""
+    import os
+
+    path = write_npz(tmp_path / "d.npz", x=np.zeros((20, 4)), y=np.arange(20) % 2)
+    assert dataset_shape("npz", {"path": path}) == ((1, 4), 2)
+    write_npz(tmp_path / "d.npz", x=np.zeros((30, 6)), y=np.arange(30) % 3)
+    os.utime(path, ns=(1, 1))  # (another time whatever the clock's resolution)
+    assert dataset_shape("npz", {"path": path}) == ((1, 6), 3)
+
+
 def test_npz_given_an_npy_file(tmp_path: Path) -> None:
     path = tmp_path / "x.npy"
     np.save(path, np.zeros((10, 4)))
