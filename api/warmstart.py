@@ -53,6 +53,7 @@ def resolve_warm_start(
             )
         if warm is not None:
             _check_recorded_sources(session, principal, warm.sources or [])
+            _check_named_sources(session, principal, warm)
         return resolved
     resolved_from = [source.job_id for source in warm.sources or []]
     if warm.priors is not None and resolved_from and resolved_from == (warm.jobs or resolved_from):
@@ -61,6 +62,7 @@ def resolve_warm_start(
         # been deleted, though a stored job outlives its sources). Jobs edited since name
         # other sources: those are resolved.
         _check_recorded_sources(session, principal, warm.sources or [])
+        _check_named_sources(session, principal, warm)
         return resolved
     stored = resolved.to_dict()
     jobs = _source_jobs(session, principal, warm.jobs, warm.limit, stored)
@@ -120,6 +122,27 @@ def resolve_warm_start(
     ]
     stored["warm_start"]["predicted"] = predicted
     return parse_spec(stored)
+
+
+def _check_named_sources(session: Session, principal: Principal, warm: Any) -> None:
+    """The job a given prior or observation names as its ``source``: one of the recorded
+    ``sources`` (checked by ``_check_recorded_sources``), or a job of the caller's. Another
+    user's job was taken as named, and the job page then said its configurations came from
+    it."""
+    recorded = {source.job_id for source in warm.sources or []}
+    repository = JobRepository(session)
+    for kind in ("priors", "observations"):
+        for i, entry in enumerate(getattr(warm, kind) or []):
+            job_id = entry.source
+            if not isinstance(job_id, int) or job_id in recorded or principal.sees_all:
+                continue
+            if repository.get(job_id, owner_id=principal.key_id, any_owner=False) is None:
+                raise SpecError.at(
+                    ["warm_start", kind, i, "source"],
+                    f"no job {job_id} of yours: a source names the job of yours it came from "
+                    "(one of warm_start.sources); leave it out for a configuration of your own",
+                )
+            recorded.add(job_id)  # (each job looked up once)
 
 
 def _check_recorded_sources(

@@ -148,6 +148,19 @@ def test_sources_of_another_space_or_user_are_a_422_at_their_field(
         job = stranger.submit(nb201_spec(budget={"trials": 1}, warm_start=warm))
         assert job["spec"]["warm_start"]["sources"] == [gone]
         assert stranger.jobs()["count"] == 1
+        # A prior (or observation) naming another user's job as its source, no recorded
+        # sources beside: stored as named (the stranger's job said it came from that job).
+        for kind in ("priors", "observations"):
+            named = {**prior, "source": source["id"]}
+            learner = {"name": "tpe"}  # (observations go to a controller that models them)
+            warm = {"priors": [prior], kind: [named]}  # (observations come with priors)
+            with pytest.raises(ApiError) as info:
+                stranger.submit(nb201_spec(controller=learner, warm_start=warm))
+            assert info.value.detail[0]["loc"] == ["warm_start", kind, 0, "source"]
+            assert f"no job {source['id']} of yours" in info.value.detail[0]["msg"]
+        assert stranger.jobs()["count"] == 1  # (nothing created)
+        mine = {**prior, "source": job["id"]}  # a job of the caller's own: taken
+        stranger.submit(nb201_spec(budget={"trials": 1}, warm_start={"priors": [mine]}))
     with pytest.raises(ApiError) as info:
         client.submit(nb201_spec(warm_start={"runs": ["/tmp/run"]}))
     assert info.value.detail[0]["loc"] == ["warm_start", "runs"]
