@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -260,24 +261,34 @@ def test_upgrade_to_0003_copies_checkpointed_epochs_into_the_curve_table(
         engine.dispose()
 
 
+def _old_job(write: Any) -> int:
+    """A finished job's row, written at an older revision (the ORM's columns it has)."""
+    with session_scope(write) as session:
+        job = JobModel(name="old", spec={}, state="SUCCEEDED", state_counts={})
+        return JobRepository(session).add(job).id
+
+
+def _downgrade(engine: Any, database_url: str, revision: str) -> None:
+    from alembic import command
+
+    config = alembic_config(database_url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
 def test_upgrade_to_0006_counts_stored_intermediate_steps_from_one(database_url: str) -> None:
     """Steps were stored from 0 (a trial pruned at epoch 2 showed steps 0 and 1); they count
     epochs trained from 1 since, and the upgrade moves the stored ones alike (and back)."""
-    from alembic import command
 
-    from api.db import alembic_config
     from api.repositories import TrialRepository
 
     engine = make_engine(database_url)
     try:
         upgrade(engine, "0005")
         write = make_session_factory(engine, write=True)
+        job_id = _old_job(write)
         with session_scope(write) as session:
-            job_id = (
-                JobRepository(session)
-                .add(JobModel(name="old", spec={}, state="SUCCEEDED", state_counts={}))
-                .id
-            )
             trials = TrialRepository(session)
             for step in (0, 1, 2):
                 trials.add_intermediate(job_id, 0, step, {"val_accuracy": 10.0 * step})
@@ -294,10 +305,7 @@ def test_upgrade_to_0006_counts_stored_intermediate_steps_from_one(database_url:
         upgrade(engine)
         assert steps() == [(1, 0.0), (2, 10.0), (3, 20.0)]
         assert steps(1) == [(1, 10.0), (2, 20.0)]
-        config = alembic_config(database_url)
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0005")
+        _downgrade(engine, database_url, "0005")
         assert steps() == [(0, 0.0), (1, 10.0), (2, 20.0)]
     finally:
         engine.dispose()
@@ -306,7 +314,6 @@ def test_upgrade_to_0006_counts_stored_intermediate_steps_from_one(database_url:
 def test_upgrade_to_0007_keeps_long_architecture_keys_apart(database_url: str) -> None:
     """Keys past the column's 500 characters were stored cut short (two architectures apart
     only past there were one); the upgrade rewrites them as they are stored now (and back)."""
-    from alembic import command
     from sqlalchemy import text
 
     from api.models import TrialModel, stored_arch_key
@@ -318,12 +325,7 @@ def test_upgrade_to_0007_keeps_long_architecture_keys_apart(database_url: str) -
     try:
         upgrade(engine, "0006")
         write = make_session_factory(engine, write=True)
-        with session_scope(write) as session:
-            job_id = (
-                JobRepository(session)
-                .add(JobModel(name="old", spec={}, state="SUCCEEDED", state_counts={}))
-                .id
-            )
+        job_id = _old_job(write)
         with engine.begin() as connection:
             for number, arch in enumerate((long, short)):
                 connection.execute(
@@ -348,10 +350,7 @@ def test_upgrade_to_0007_keeps_long_architecture_keys_apart(database_url: str) -
         upgrade(engine)
         assert keys() == [stored_arch_key(long.key), short.key]
         assert keys()[0] != long.key[:500]
-        config = alembic_config(database_url)
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0006")
+        _downgrade(engine, database_url, "0006")
         assert keys() == [long.key[:500], short.key]
     finally:
         engine.dispose()
