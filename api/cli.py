@@ -693,13 +693,20 @@ def describe_result(
             lines.append(f"  trial {p['trial']}{rank}: {_pairs(p['values'])}")
         if len(front) > 10:
             lines.append(f"  ... and {len(front) - 10} more")
-    for final in summary.get("final") or []:
+    finals = summary.get("final") or []
+    for i, final in enumerate(finals):
         figures = {
             k: final[k] for k in ("test_accuracy", "train_loss", "params", "flops") if k in final
         }
         weights = final.get("weights", "-")
+        # (a rank retrained again: exports take the latest, as the API's ranking does)
+        later = any(
+            f.get("weights") and f.get("architecture") == final.get("architecture")
+            for f in finals[i + 1 :]
+        )
         lines.append(
             f"retrained rank {int(final.get('rank', 0)) + 1}: {_pairs(figures)} weights={weights}"
+            + (" (retrained again below: exports take the latest)" if later else "")
         )
     job_id = job["id"]
     # the space's own formats (a table space exports its architecture as json only)

@@ -282,6 +282,31 @@ def test_ctrl_c_while_a_command_starts_says_interrupted_not_a_traceback(
     assert capsys.readouterr().err == "interrupted\n"
 
 
+def test_show_says_which_retraining_of_a_rank_exports_take() -> None:
+    """A rank retrained twice (final:, then nas retrain) was listed twice alike, without
+    saying that exports take the latest."""
+    from api.cli import describe_result
+    from tests.api.conftest import standalone_spec
+
+    arch = {"space": "mlp", "version": 1, "choices": [0, 1]}
+    other = {"space": "mlp", "version": 1, "choices": [1, 1]}
+    finals = [
+        {"rank": 0, "architecture": arch, "test_accuracy": 43.2, "weights": "f/rank0.pt"},
+        {"rank": 1, "architecture": other, "test_accuracy": 30.6, "weights": "f/rank1.pt"},
+        {"rank": 0, "architecture": arch, "test_accuracy": 43.2, "weights": "f/retrain-trial4.pt"},
+    ]
+    best = {"trial": 0, "architecture": arch, "objective": {"val_accuracy": 50.0}}
+    job = {"id": 1, "state": "SUCCEEDED", "spec": standalone_spec(), "export_formats": ["json"]}
+    shown = describe_result({**job, "summary": {"best": best, "final": finals}}, None)
+    retrained = [line for line in shown if line.startswith("retrained rank")]
+    again = " (retrained again below: exports take the latest)"
+    assert retrained == [
+        f"retrained rank 1: test_accuracy=43.2 weights=f/rank0.pt{again}",
+        "retrained rank 2: test_accuracy=30.6 weights=f/rank1.pt",
+        "retrained rank 1: test_accuracy=43.2 weights=f/retrain-trial4.pt",
+    ]
+
+
 # --- nas serve ----------------------------------------------------------------------------------
 def _read_lines(stream: Any, lines: queue.Queue[str]) -> None:
     for line in stream:
