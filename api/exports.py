@@ -364,7 +364,9 @@ def _weights_note(plan: ExportPlan, resolved: ResolvedSpec) -> str:
     if plan.weights is not None and final is not None:
         accuracy = final.get("test_accuracy")
         tested = "" if accuracy is None else f", test accuracy {accuracy:.2f}"
-        return f"trained, from scratch with the job's final recipe{tested}"
+        # (a job without a final: section retrains, with nas retrain, by its defaults)
+        recipe = "final recipe" if resolved.spec.final is not None else "final: defaults"
+        return f"trained, from scratch with the job's {recipe}{tested}"
     space = resolved.spec.space.name
     if "pytorch" not in supported_formats(space):
         return f"none: space {space!r} builds no network, its architectures are choices only"

@@ -121,7 +121,10 @@ def test_standalone_job_exports_trained_weights_retrains_and_deletes(
         doc["architecture"] == final["architecture"] == job["summary"]["ranked"][0]["architecture"]
     )
     assert doc["rank"] == 1 and doc["ranked_architectures"] >= 2
-    assert doc["weights"].startswith("trained")
+    assert doc["weights"] == (
+        f"trained, from scratch with the job's final recipe, test accuracy "
+        f"{final['test_accuracy']:.2f}"
+    )
     assert doc["final"]["test_accuracy"] == final["test_accuracy"]
     assert "rank" not in doc["final"]  # (summary.final's counts from 0: not a second rank)
     assert doc["metrics"]["retrained_test_accuracy"] == final["test_accuracy"]
