@@ -375,8 +375,8 @@ class JobService:
 
 #: A QUEUED job's reason, until it starts.
 QUEUED_REASON = (
-    "waiting to start: each server that runs jobs runs NAS_MAX_RUNNING_JOBS of them at once, "
-    "the oldest queued first"
+    "waiting for a free run slot (each server that runs jobs runs NAS_MAX_RUNNING_JOBS of them "
+    "at once, the oldest queued first)"
 )
 
 

@@ -212,7 +212,8 @@ function actions(job, after, evaluator) {
   const policy = evaluator === "rl2-meta" && job.state === "SUCCEEDED"; // its result: the policy file
   return h("span", { class: "actions" },
     finished ? null : act("Cancel", () => api(`/jobs/${job.id}/cancel`, { method: "POST" }), undefined, true,
-      `Cancel job ${job.id}? Its running trials stop and are recorded as failed; finished trials are kept.`),
+      job.state === "QUEUED" ? `Cancel job ${job.id}? It has not started: it ends CANCELLED at once.`
+        : `Cancel job ${job.id}? Its running trials stop and are recorded as failed; finished trials are kept.`),
     // The server's own rule: retrain_refused says why it would refuse (a table, few-shot tasks).
     // (nothing to retrain or export before a completed trial: the server would refuse)
     finished && job.best && !job.retrain_refused
@@ -592,6 +593,8 @@ async function jobPage(id) {
         : `${metric} (${spec.objective?.direction || ""})`],
       ["Warm start", ((spec.warm_start?.sources || []).map((x) => (x.job_id != null ? `job ${x.job_id} (${x.name})` : `run ${x.run}`)).join(", ") || "–")
         + (spec.warm_start?.predicted ? `; ${spec.warm_start.predicted} predicted by a model of their trials` : "")],
+      // why there is no Retrain best (the button was just absent)
+      ...(j.retrain_refused ? [["Retraining", h("span", { id: "retrain-refused", class: "muted" }, `not offered: ${j.retrain_refused}`)]] : []),
     ]),
     // what a reader of the result must know (the time budget cut the search short, ...)
     j.warnings?.length ? h("div", { class: "warnings", id: "job-warnings", role: "note" }, h("strong", {}, "Warnings"),
@@ -812,7 +815,13 @@ async function route() {
   } catch (err) {
     if (err.status !== 401 && !left()) render(errorBox(err));
   }
-  if (!left()) { main.dataset.route = location.hash || "#/"; keepFocus(); }
+  if (!left()) {
+    main.dataset.route = location.hash || "#/";
+    // each page its own title, its heading's (tabs, history and screen readers told none apart)
+    const heading = main.querySelector("h1")?.textContent?.trim();
+    document.title = heading ? `${heading} – nas-service dashboard` : "nas-service dashboard";
+    keepFocus();
+  }
 }
 
 function start() {

@@ -125,6 +125,10 @@ def test_every_page_renders_with_its_charts_and_no_console_error(page: Page, sit
     test_accuracy = site.nb201["summary"]["best"]["final_metrics"]["test_accuracy"]
     assert f"test_accuracy {test_accuracy:.4f}".rstrip("0").rstrip(".") in held, held
     assert "not what the search ranked by (val_accuracy)" in held, held
+    # why it offers no Retrain best, and a title of its own (every page had the same one)
+    refused = p.inner_text("#retrain-refused")
+    assert refused == f"not offered: {site.nb201['retrain_refused']}", refused
+    assert p.title() == f"Job {site.nb201['id']}: {site.nb201['name']} – nas-service dashboard"
     # a trial: metrics, and its architecture drawn by the space as SVG with the genotype
     p.click("#trials tbody tr[data-trial='0'] a")
     p.wait_for_selector("#drawing svg.arch")
