@@ -161,8 +161,9 @@ def test_a_group_waiting_for_room_says_so_and_cancel_ends_every_worker(
             interval=0.05,
         )
         second = client.submit(_spec(epochs=1000))["id"]
+        # (not a QUEUED job's "waiting for a free run slot": Ray's room, once it started)
         wait_for(
-            lambda: (client.job(second).get("reason") or "").startswith("waiting"),
+            lambda: (client.job(second).get("reason") or "").startswith("waiting for the Ray"),
             timeout=time_left(60),
         )
         job = client.job(second)
