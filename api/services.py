@@ -414,7 +414,7 @@ def job_read(
 ) -> JobRead:
     """The job as the API shows it; with the server's ``settings``, a job waiting to start
     or to be taken over says so (``waiting_reason``), and with ``check_files`` too (one
-    job's read: it looks at the disk), a finished job whose files left the data roots says
+    job's read: it looks at the disk), a job whose files left the data roots says
     in ``retrain_refused`` that a retraining would be refused (409) for it."""
     best = None
     if job.best_trial_number is not None and job.best_value is not None:

@@ -391,13 +391,21 @@ def test_client_wait_outlasts_a_server_restart(
         )
         thread.start()
         time.sleep(0.3)  # (the wait meets refused connections)
-        second = LiveServer(make_settings(database_url, tmp_path / "data"), port=first.port)
-        try:
-            second.start()
-            thread.join(time_left(60))
-        finally:
-            second.stop()
+        _back_on_its_port(first, database_url, tmp_path, thread, time_left)
     assert [job["state"] for job in waited] == ["SUCCEEDED"]
+
+
+def _back_on_its_port(
+    stopped: LiveServer, database_url: str, tmp_path: Path, follower: Any, time_left: Any
+) -> None:
+    """The server ``stopped`` started again on its port (a restart, which runs jobs), until
+    ``follower`` (a thread following a job through the restart) has ended."""
+    again = LiveServer(make_settings(database_url, tmp_path / "data"), port=stopped.port)
+    try:
+        again.start()
+        follower.join(time_left(60))
+    finally:
+        again.stop()
 
 
 @sqlite_only
@@ -421,12 +429,7 @@ def test_nas_watch_follows_a_job_through_a_server_restart(
     request_stop(first.app)  # (as nas serve's SIGTERM does: streams end, no end event)
     first.stop()
     time.sleep(1.5)  # (the watch meets a refused connection)
-    second = LiveServer(make_settings(database_url, tmp_path / "data"), port=first.port)
-    try:
-        second.start()
-        watcher.join(time_left(60))
-    finally:
-        second.stop()
+    _back_on_its_port(first, database_url, tmp_path, watcher, time_left)
     assert codes == [0]
     captured = capsys.readouterr()
     assert f"job {job_id} SUCCEEDED" in captured.out
