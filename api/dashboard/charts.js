@@ -36,18 +36,35 @@ function extent(values) {
   let lo = Infinity, hi = -Infinity;
   for (const v of values) if (Number.isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; }
   if (lo === Infinity) return [0, 1];
-  if (lo === hi) { const d = Math.abs(lo) * 0.05 || 0.5; return [lo - d, hi + d]; }
+  // Values a float step or so apart (0.3 and 0.30000000000000004) are drawn as equal: no
+  // tick step fits between them.
+  if (hi - lo <= Math.max(Math.abs(lo), Math.abs(hi)) * 1e-12) {
+    const d = Math.abs(lo) * 0.05 || 0.5;
+    return [lo - d, hi + d];
+  }
   return [lo, hi];
 }
 
-function scale([d0, d1], [r0, r1]) { return (v) => r0 + ((v - d0) / (d1 - d0)) * (r1 - r0); }
+// (Halves first: values of +-1e308 are finite, their difference is not.)
+function scale([d0, d1], [r0, r1]) {
+  return (v) => r0 + ((v / 2 - d0 / 2) / (d1 / 2 - d0 / 2)) * (r1 - r0);
+}
 
+// Round ticks over [lo, hi], at most a few per chart whatever the floats do (a step under
+// a float's resolution at that size never moved the loop on: the page hung). The span is
+// taken in halves, as in scale: values of +-1e308 have ticks too.
 function ticks([lo, hi], n = 5) {
-  const step = Math.pow(10, Math.floor(Math.log10((hi - lo) / n)));
-  const err = (n * step) / (hi - lo);
+  const half = hi / 2 - lo / 2;
+  if (!(half > 0) || !Number.isFinite(half)) return [];
+  const step = Math.pow(10, Math.floor(Math.log10(half / n) + Math.LOG10E * Math.LN2));
+  const err = (n * step) / 2 / half;
   const k = err <= 0.15 ? 10 : err <= 0.35 ? 5 : err <= 0.75 ? 2 : 1;
-  const st = step * k, out = [];
-  for (let v = Math.ceil(lo / st) * st; v <= hi + st * 1e-9; v += st) out.push(+v.toPrecision(12));
+  const st = step * k, first = Math.ceil(lo / st) * st, out = [];
+  for (let i = 0; i <= 4 * n; i++) {
+    const v = first + i * st;
+    if (v > hi + st * 1e-9) break;
+    out.push(+v.toPrecision(12));
+  }
   return out;
 }
 

@@ -656,6 +656,27 @@ def test_axis_and_lane_labels_are_whole_and_apart(page: Page, site: Site) -> Non
     assert page.errors == []
 
 
+def test_values_a_float_step_apart_or_at_the_float_limits_draw(page: Page, site: Site) -> None:
+    """Two objective values one float step apart (0.3 and 0.30000000000000004, a user's
+    table) hung the page: the tick step fell under the float resolution there and the tick
+    loop never moved on. Values of +-1e308 (a span past the largest float) drew no axis."""
+    drawn = page.page.evaluate(
+        """async () => {
+          const m = await import('/dashboard/charts.js');
+          const near = m.lineChart('near', 'near', [{ name: 'v',
+            points: [[1, 0.3], [2, 0.30000000000000004]] }], { yLabel: 'v' });
+          const far = m.lineChart('far', 'far', [{ name: 'v',
+            points: [[1, -1e308], [2, 1e308]] }], { yLabel: 'v' });
+          const ys = (el) => [...el.querySelectorAll('g.axis text[text-anchor=end]')]
+            .map((t) => t.textContent);
+          return { near: ys(near), far: ys(far), marks: far.querySelectorAll('circle').length };
+        }"""
+    )
+    assert 2 <= len(drawn["near"]) <= 21 and len(set(drawn["near"])) == len(drawn["near"]), drawn
+    assert 2 <= len(drawn["far"]) <= 21, drawn
+    assert page.errors == []
+
+
 def test_sorting_by_keyboard_keeps_the_focus(page: Page, site: Site) -> None:
     """The header row is drawn again on every load: Enter on a sort button dropped the focus
     to the page's body."""
