@@ -359,10 +359,13 @@ class TableEvaluator(Evaluator):
         self._cost = np.zeros(space.table.rows)
         for i, part in enumerate(config.cost):
             values = self._numeric(part.column, f"evaluator.cost.{i}")
-            if not np.all(np.isfinite(values) & (values >= 0)):
+            bad = np.flatnonzero(~(np.isfinite(values) & (values >= 0)))
+            if bad.size:
+                row = int(bad[0])
+                found = "empty" if np.isnan(values[row]) else "negative"
                 raise DatasetError(
                     f"evaluator.cost.{i}: column {part.column!r} must hold a non-negative number "
-                    "in every row"
+                    f"in every row; data row {row + 1} is {found}"
                 )
             scaled_cost = _scaled(part, values, f"evaluator.cost.{i}.scale")
             with np.errstate(over="ignore"):  # an overflowing sum is refused below

@@ -176,10 +176,13 @@ def _message(path: Path, decisions: list[Any] | None = None, **evaluator: Any) -
         (["opt", "val", "test", "seconds"], [["a", 1, "inf", 1]], ["opt"], {"heldout": "test"},
          "evaluator.heldout: column 'test' must be numeric"),
         # a cost that is missing or negative
+        # (the README says these name the data row; they did not)
         (["opt", "val", "test", "seconds"], [["a", 1, 1, ""]], ["opt"], {},
-         "evaluator.cost.0: column 'seconds' must hold a non-negative number in every row"),
-        (["opt", "val", "test", "seconds"], [["a", 1, 1, -5]], ["opt"], {},
-         "evaluator.cost.0: column 'seconds' must hold a non-negative number in every row"),
+         ("evaluator.cost.0: column 'seconds' must hold a non-negative number in every row; "
+          "data row 1 is empty")),
+        (["opt", "val", "test", "seconds"], [["a", 1, 1, 3], ["b", 1, 1, -5]], ["opt"], {},
+         ("evaluator.cost.0: column 'seconds' must hold a non-negative number in every row; "
+          "data row 2 is negative")),
         # a scale that overflows a column's values to infinity (the listing answered
         # Infinity; a simulated-time budget was spent by the first query, with no trial)
         (["opt", "val", "test", "seconds"], [["a", 1, 1, 1], ["b", 1, 1, 10]], ["opt"],
