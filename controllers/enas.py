@@ -204,6 +204,15 @@ class EnasController(Controller):
         self.baseline -= (1.0 - self.baseline_decay) * (self.baseline - reward)
         advantage = reward - self.baseline
         loss = -out.log_prob * advantage + self.skip_weight * out.skip_penalty
+        if not torch.isfinite(loss):
+            # (a step on it would make every weight NaN, and the next sample fail with
+            # "Probabilities contain NaN", naming nothing the user set)
+            raise ValueError(
+                f"controller: the ENAS policy's loss for trial {candidate.id} is not a finite "
+                f"number (its reward {reward:g}: score {score!r} x controller.reward_scale "
+                f"{self.reward_scale:g}, or controller.failure_reward; controller.skip_weight "
+                f"{self.skip_weight:g}): use smaller values"
+            )
         (loss / self.num_aggregate).backward()
         self.aggregated += 1
         if self.aggregated >= self.num_aggregate:

@@ -145,3 +145,13 @@ def test_the_curves_baseline_is_in_the_scores_units() -> None:
     stats = controller.curve_stats(10)
     assert stats["baseline"] == controller.baseline / controller.reward_scale
     assert 10 < stats["baseline"] < 100  # about the scores' 90, less the warm-up from 0
+
+
+def test_a_reward_past_the_float_range_fails_naming_the_setting() -> None:
+    """``reward_scale: 1e308`` was accepted; the first update made every policy weight NaN
+    and the job failed with numpy's "Probabilities contain NaN", naming nothing."""
+    controller = EnasController(space=Nb201Space(), seed=0, reward_scale=1e308, num_aggregate=1)
+    candidate = controller.ask()
+    with pytest.raises(ValueError, match=r"not a finite number.*controller\.reward_scale 1e\+308"):
+        controller.tell(candidate.id, TrialResult(TrialState.COMPLETE, objective=90.0))
+    assert all(torch.isfinite(p).all() for p in controller.policy.parameters())
