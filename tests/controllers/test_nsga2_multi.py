@@ -65,9 +65,13 @@ def test_the_study_has_one_direction_per_objective_and_gets_every_value() -> Non
     study = controller.study
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE] * 2
     trials = study.trials
-    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "FAIL", "FAIL"]
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL"]
     expected = two_metrics(a).metrics
     assert trials[0].values == [expected["val_accuracy"], -expected["params"]]  # larger is better
+    # the infeasible and the failed trial: worse than the completed one in each objective
+    # (by 1 where there is no spread yet), so that the sampler moves away from them
+    penalty = [expected["val_accuracy"] - 1, -expected["params"] - 1]
+    assert trials[1].values == trials[2].values == penalty
 
 
 def test_single_objective_study_is_unchanged() -> None:
