@@ -60,6 +60,11 @@ class StandaloneConfig(EvaluatorConfig):
     pruner: PrunerConfig | None = None
 
 
+def _out_of_cpu_memory(exc: BaseException) -> bool:
+    """``exc`` says that memory ran out on the CPU (torch's allocator, or Python's)."""
+    return isinstance(exc, MemoryError) or "can't allocate memory" in str(exc)
+
+
 class _BelowChance(Exception):
     """The first epoch ended no better than chance: restart with a smaller learning rate."""
 
@@ -394,6 +399,12 @@ class StandaloneEvaluator(Evaluator):
             return TrialResult.failed(f"diverged: {exc}", cost_s=time.perf_counter() - started)
         except torch.cuda.OutOfMemoryError as exc:
             torch.cuda.empty_cache()
+            return TrialResult.failed(f"out of memory: {exc}", cost_s=time.perf_counter() - started)
+        except (RuntimeError, MemoryError) as exc:
+            # The CPU's allocator raises a plain RuntimeError: it failed the whole job (and
+            # `nas search` with a traceback) where the trial alone should have
+            if not _out_of_cpu_memory(exc):
+                raise
             return TrialResult.failed(f"out of memory: {exc}", cost_s=time.perf_counter() - started)
         val = accuracy(model, *self._valid)
         return TrialResult(
