@@ -82,9 +82,18 @@ class MetaQNNConfig(SpaceConfig):
     channels: int = Field(
         64, ge=4, le=1024, description="largest filter count; choices channels/4, /2, x1"
     )
-    kernels: list[int] = Field([1, 3, 5], min_length=1, description="conv receptive fields")
+    # (at most 64 kernels and FC widths: every step of a walk weighs each action, and 100,000
+    # kernels took minutes per sample, deaf to a cancel)
+    kernels: list[int] = Field(
+        [1, 3, 5],
+        min_length=1,
+        max_length=64,
+        description="conv receptive fields (odd, at most input_size)",
+    )
     pools: list[int] = Field([2, 3], description="max-pool kernels (stride 2); [] for none")
-    fc_units: list[int] = Field([128, 64, 32], description="FC widths; [] for no FC layers")
+    fc_units: list[int] = Field(
+        [128, 64, 32], max_length=64, description="FC widths; [] for no FC layers"
+    )
     max_fc: int = Field(2, ge=0, le=8, description="most FC layers (the paper: 2)")
     size_bins: list[int] | None = Field(
         None,
@@ -106,6 +115,13 @@ class MetaQNNConfig(SpaceConfig):
                 raise ValueError(f"{name} {values} must be positive")
         if any(k % 2 == 0 for k in self.kernels):
             raise ValueError(f"kernels {self.kernels} must be odd ('same' padding)")
+        if at_submit(info.context) and max(self.kernels) > self.input_size:
+            # (a receptive field past the representation is never legal: with every kernel
+            # past it, no walk could start, and the job failed on an IndexError)
+            raise ValueError(
+                f"kernels: {max(self.kernels)} exceeds input_size {self.input_size}, and no "
+                f"layer could use it; use kernels of at most {self.input_size}"
+            )
         if any(k not in (2, 3) for k in self.pools):
             raise ValueError(f"pools {self.pools}: each must be 2 or 3 (stride-2 max pooling)")
         if (

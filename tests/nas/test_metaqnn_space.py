@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from nas.architecture import Architecture
-from nas.errors import InvalidArchitectureError
+from nas.errors import InvalidArchitectureError, SpecError
 from nas.models import build_model, build_supernet, count_parameters
 from nas.spaces import SPACES, MetaQNNSpace, SearchSpace, create_space
 from nas.spaces.metaqnn import MetaQNNNetwork, default_size_bins
@@ -362,3 +362,29 @@ def test_final_retraining_width_override_applies() -> None:
     assert isinstance(wide, MetaQNNSpace) and wide.filters == (16, 32, 64)
     a = space.from_labels(["C(3,16)", "GAP"])
     assert wide.labels(a) == ["C(3,64)", "GAP", "SM"]
+
+
+@pytest.mark.parametrize(
+    ("space", "match"),
+    [
+        # every first layer illegal: accepted, then the job failed on an IndexError
+        ({"kernels": [41]}, "space.kernels: 41 exceeds input_size 40.*at most 40"),
+        ({"kernels": [1, 3, 1_000_001]}, "space.kernels: 1000001 exceeds input_size 40"),
+        # 100,000 kernels took minutes per sample, deaf to a cancel
+        ({"kernels": list(range(1, 260, 2))}, "space.kernels: List should have at most 64"),
+        ({"fc_units": list(range(1, 100))}, "space.fc_units: List should have at most 64"),
+    ],
+)
+def test_a_space_no_walk_could_use_or_too_long_to_walk_is_refused_at_submit(
+    space: dict, match: str
+) -> None:
+    spec = {
+        "name": "q",
+        "dataset": {"name": "mnist1d"},
+        "space": {"name": "metaqnn", **space},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "standalone", "epochs": 1},
+        "budget": {"trials": 1},
+    }
+    with pytest.raises(SpecError, match=match):
+        parse_spec(spec)
