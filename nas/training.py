@@ -49,6 +49,58 @@ class DivergedError(NasError, RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+class TooLargeError(NasError, MemoryError):
+    """A network would need more memory to train than its device has free."""
+
+
+def free_bytes(device: torch.device) -> int | None:
+    """Memory free for a new allocation on ``device``: the CUDA device's free memory, the
+    machine's available memory (Linux ``MemAvailable``) for the CPU; ``None`` unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_fits(
+    space: SearchSpace,
+    arch: Architecture,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    batch_size: int,
+    device: torch.device,
+) -> None:
+    """Raise ``TooLargeError`` when training ``arch`` would need more than ``device`` has
+    free: its parameters four times (weights, gradients, two optimizer moments) and one
+    minibatch's layer outputs twice (kept for backward, and their gradients). Such a
+    network once took the server's process to its memory limit, an allocation of a few GB at
+    a time, before the allocator failed (or the kernel's OOM killer chose a process)."""
+    from nas.models import training_bytes
+
+    need = training_bytes(space, arch, input_shape, num_classes, batch_size)
+    free = free_bytes(device)
+    if need is None or free is None:
+        return
+    params, outputs = need
+    total = 4 * params + 2 * outputs
+    if total > free:
+        gib = 2**30
+        raise TooLargeError(
+            f"the network needs about {total / gib:.1f} GiB to train (parameters, gradients "
+            f"and optimizer state {4 * params / gib:.1f} GiB, a minibatch of {batch_size}'s "
+            f"activations {2 * outputs / gib:.1f} GiB), more than the {free / gib:.1f} GiB "
+            f"free on {device}; not trained"
+        )
+
+
 def cuda_index(device: object) -> int | None:
     """The CUDA device a ``device`` setting names (``cuda`` is 0); ``None`` for ``auto`` and
     ``cpu``."""
@@ -371,6 +423,8 @@ def train_from_scratch(
     epoch with the model in eval mode (and may raise to abandon the run, e.g. to restart it)."""
     from nas.models import build_model
 
+    batch = min(recipe.batch_size, len(train[1]))
+    check_fits(space, arch, tuple(input_shape), num_classes, batch, device)
     # Only the build holds the RNG lock; training draws from generators of its own, so
     # trials that run beside each other in threads of one process train as when alone.
     with forked_rng(seed, device) as init_rng:

@@ -61,7 +61,8 @@ class StandaloneConfig(EvaluatorConfig):
 
 
 def _out_of_cpu_memory(exc: BaseException) -> bool:
-    """``exc`` says that memory ran out on the CPU (torch's allocator, or Python's)."""
+    """``exc`` says that memory ran out on the CPU (torch's allocator, or Python's), or
+    would have (``nas.training.TooLargeError``, a ``MemoryError``)."""
     return isinstance(exc, MemoryError) or "can't allocate memory" in str(exc)
 
 

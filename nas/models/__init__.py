@@ -50,6 +50,42 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def training_bytes(
+    space: SearchSpace,
+    arch: Architecture,
+    input_shape: Sequence[int],
+    num_classes: int,
+    batch_size: int,
+) -> tuple[int, int] | None:
+    """What training ``arch`` on minibatches of ``batch_size`` takes, without allocating
+    it: the network built and run on torch's ``meta`` device. Returns the bytes of its
+    parameters and of one minibatch's layer outputs (what backward keeps), or ``None`` where
+    a network cannot run there."""
+    import torch
+
+    outputs = 0
+
+    def count(_module: nn.Module, _inputs: object, output: object) -> None:
+        nonlocal outputs
+        for t in output if isinstance(output, (tuple, list)) else (output,):
+            if isinstance(t, torch.Tensor):
+                outputs += t.numel() * t.element_size()
+
+    try:
+        with torch.device("meta"):
+            model = build_model(space, arch, input_shape, num_classes)
+        params = sum(p.numel() * p.element_size() for p in model.parameters())
+        leaves = [m for m in model.modules() if next(m.children(), None) is None]
+        hooks = [m.register_forward_hook(count) for m in leaves]
+        model.train()
+        model(torch.empty((batch_size, *input_shape), device="meta"))
+        for hook in hooks:
+            hook.remove()
+    except (NotImplementedError, RuntimeError):
+        return None  # (an op without a meta kernel: the training finds out for real)
+    return params, outputs
+
+
 __all__ = [
     "ClassifierHead",
     "NetworkSource",
@@ -57,4 +93,5 @@ __all__ = [
     "build_model",
     "build_supernet",
     "count_parameters",
+    "training_bytes",
 ]
