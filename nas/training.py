@@ -77,15 +77,18 @@ def check_fits(
     num_classes: int,
     batch_size: int,
     device: torch.device,
+    *,
+    supernet: bool = False,
 ) -> None:
     """Raise ``TooLargeError`` when training ``arch`` would need more than ``device`` has
     free: its parameters four times (weights, gradients, two optimizer moments) and one
     minibatch's layer outputs twice (kept for backward, and their gradients). Such a
     network once took the server's process to its memory limit, an allocation of a few GB at
-    a time, before the allocator failed (or the kernel's OOM killer chose a process)."""
+    a time, before the allocator failed (or the kernel's OOM killer chose a process).
+    ``supernet``: the space's supernet, training ``arch`` (``training_bytes``)."""
     from nas.models import training_bytes
 
-    need = training_bytes(space, arch, input_shape, num_classes, batch_size)
+    need = training_bytes(space, arch, input_shape, num_classes, batch_size, supernet=supernet)
     free = free_bytes(device)
     if need is None or free is None:
         return
@@ -94,7 +97,7 @@ def check_fits(
     if total > free:
         gib = 2**30
         raise TooLargeError(
-            f"the network needs about {total / gib:.1f} GiB to train (parameters, gradients "
+            f"the {'supernet' if supernet else 'network'} needs about {total / gib:.1f} GiB to train (parameters, gradients "
             f"and optimizer state {4 * params / gib:.1f} GiB, a minibatch of {batch_size}'s "
             f"activations {2 * outputs / gib:.1f} GiB), more than the {free / gib:.1f} GiB "
             f"free on {device}; not trained"

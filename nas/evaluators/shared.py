@@ -55,6 +55,7 @@ from nas.spaces.base import SearchSpace
 from nas.spec import DeviceSetting
 from nas.training import (
     accuracy,
+    check_fits,
     configure_cpu_threads,
     forked_rng,
     select_device,
@@ -215,6 +216,17 @@ class SharedWeightEvaluator(Evaluator):
         self.device = select_device(self.config.device)
         if self.device.type == "cpu":
             configure_cpu_threads()
+        # (a 48 x 1024 supernet at batch 65,536 took the server's process to 5 GB and
+        # beyond: one that cannot fit is said at once, with a child's share of the outputs)
+        check_fits(
+            space,
+            space.sample(np.random.default_rng(0)),
+            tuple(data.input_shape),
+            data.num_classes,
+            min(self.config.batch_size, len(data.y_train)),
+            self.device,
+            supernet=True,
+        )
         with forked_rng(seed, self.device):  # global RNG (CPU and CUDA) untouched
             self.supernet = build_supernet(space, data.input_shape, data.num_classes).to(
                 self.device

@@ -56,11 +56,14 @@ def training_bytes(
     input_shape: Sequence[int],
     num_classes: int,
     batch_size: int,
+    *,
+    supernet: bool = False,
 ) -> tuple[int, int] | None:
     """What training ``arch`` on minibatches of ``batch_size`` takes, without allocating
     it: the network built and run on torch's ``meta`` device. Returns the bytes of its
     parameters and of one minibatch's layer outputs (what backward keeps), or ``None`` where
-    a network cannot run there."""
+    a network cannot run there. ``supernet``: the space's whole supernet's parameters, and
+    the outputs of ``arch``'s path through it."""
     import torch
 
     outputs = 0
@@ -73,12 +76,17 @@ def training_bytes(
 
     try:
         with torch.device("meta"):
-            model = build_model(space, arch, input_shape, num_classes)
+            model = (
+                build_supernet(space, input_shape, num_classes)
+                if supernet
+                else build_model(space, arch, input_shape, num_classes)
+            )
         params = sum(p.numel() * p.element_size() for p in model.parameters())
         leaves = [m for m in model.modules() if next(m.children(), None) is None]
         hooks = [m.register_forward_hook(count) for m in leaves]
         model.train()
-        model(torch.empty((batch_size, *input_shape), device="meta"))
+        x = torch.empty((batch_size, *input_shape), device="meta")
+        model(x, arch) if supernet else model(x)
         for hook in hooks:
             hook.remove()
     except (NotImplementedError, RuntimeError):

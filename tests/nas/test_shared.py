@@ -16,7 +16,7 @@ from nas.datasets import DatasetSplits, load_dataset
 from nas.errors import SpecError
 from nas.evaluators.shared import SharedWeightConfig, SharedWeightEvaluator
 from nas.spaces import MacroSpace
-from nas.training import accuracy
+from nas.training import TooLargeError, accuracy
 from workers.search import parse_spec
 
 SPACE = MacroSpace(layers=3, channels=4)
@@ -276,3 +276,15 @@ def test_schedule_and_reward_settings_are_bounded(field: str, value: int, limit:
     [error] = info.value.errors()
     assert error["loc"] == (field,) and error["ctx"]["le"] == limit
     SharedWeightConfig(**{field: limit})
+
+
+def test_a_supernet_that_cannot_fit_in_free_memory_is_refused_before_it_is_built() -> None:
+    """A 48 x 1024 supernet at batch 65,536 was built, taking the server's process to 5 GB
+    and beyond. Measured on torch's meta device first: said at once, nothing allocated."""
+    data = load_dataset("digits")
+    with pytest.raises(TooLargeError, match=r"^the supernet needs about \d+\.\d GiB to train"):
+        SharedWeightEvaluator(
+            space=MacroSpace(layers=32, channels=1024),  # about 185 GiB
+            data=data,
+            config=SharedWeightConfig(batch_size=65_536),
+        )
