@@ -63,6 +63,7 @@ class SharedWeightSearch(SearchLoop):
             raise TypeError("SharedWeightSearch needs the shared-weights evaluator")
         self.evaluator: SharedWeightEvaluator = self.components.evaluator
         self._at_epoch_end = True  # nothing recorded since the last epoch's checkpoint
+        self._rewards_done = 0  # of the epoch under way (``fraction_done``)
         self.warnings: list[str] = []
         constraints = resolved.spec.objective.constraints
         self.limits = constraints.limits() if constraints is not None else {}
@@ -81,7 +82,13 @@ class SharedWeightSearch(SearchLoop):
         return own if own is not None else self.default_rewards_per_epoch
 
     def fraction_done(self) -> float:
-        return max(self.budget.fraction_used(), self.evaluator.epoch / self.evaluator.config.epochs)
+        """Epochs done, an epoch's reward phase counting for half of it: the evaluator's
+        epoch counts one once its supernet training ends, and the progress ran a whole
+        epoch ahead (100 % while the last epoch's rewards still ran)."""
+        done = float(self.evaluator.epoch)
+        if not self._at_epoch_end:
+            done -= 0.5 * (1.0 - self._rewards_done / max(1, self.rewards_per_epoch))
+        return max(self.budget.fraction_used(), done / self.evaluator.config.epochs)
 
     @property
     def consistent(self) -> bool:
@@ -107,6 +114,7 @@ class SharedWeightSearch(SearchLoop):
             except _NoFeasibleChild as exc:
                 self.budget.reason = str(exc)
                 break
+            self._rewards_done = 0
             self._at_epoch_end = False
             epoch = evaluator.epoch - 1
             rewards: list[float] = []
@@ -135,6 +143,7 @@ class SharedWeightSearch(SearchLoop):
                     if result.state is TrialState.COMPLETE:
                         rewards.append(float(result.objective))  # type: ignore[arg-type]
                     step += 1
+                    self._rewards_done = step
                 self._infeasible_in_a_row = (
                     self._infeasible_in_a_row + len(batch) if not feasible else 0
                 )

@@ -164,3 +164,28 @@ def test_the_search_actor_restores_a_supernet_saved_on_a_gpu(
     for key, value in evaluator.supernet.state_dict().items():
         assert value.device.type == evaluator.device.type, key
         assert torch.equal(value.cpu(), saved[key].cpu()), key
+
+
+def test_progress_counts_an_epochs_rewards_not_only_its_training() -> None:
+    """The evaluator's epoch counts one as soon as the supernet's training ends, before the
+    epoch's rewards: the job showed 100 % with the last epoch's rewards (and a quarter of
+    its trials) still to come. Each epoch's training is half of it, its rewards the rest."""
+    from workers.backend import InlineBackend, SearchEvents
+
+    spec = {**TINY, "final": None, "budget": {"trials": 10_000}}  # (no clock: a loaded machine)
+    seen: list[tuple[int, int, float]] = []
+    holder: dict[str, object] = {}
+    events = SearchEvents(
+        on_trial=lambda t: seen.append((t.epoch, t.step, holder["search"].fraction_done()))
+    )
+    search = InlineBackend().open(parse_spec(spec), events)
+    holder["search"] = search
+    try:
+        search.run()
+        assert search.fraction_done() == 1.0
+    finally:
+        search.close()
+    assert len(seen) == 20
+    for epoch, step, progress in seen:
+        # recorded as each reward's trial is: epoch e's training and `step` of its rewards
+        assert progress == pytest.approx((epoch + 0.5 + 0.5 * step / 10) / 2), seen
