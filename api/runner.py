@@ -342,6 +342,14 @@ class JobExecution(threading.Thread):
             top = outcome.ranked[: spec_final.retrain_top_k]
             # The retraining reads the dataset again, maybe hours after the start.
             check_data_paths(resolved, roots, private=private, sections=("dataset",), stored=True)
+            # (the search's progress is at 100 % meanwhile, which said nothing of it: the
+            # job looked done, or stuck, for as long as the retraining took)
+            which = "best architecture" if len(top) == 1 else f"{len(top)} best architectures"
+            n = len(search.trials)
+            self._on_waiting(
+                f"the search ended after {n} trial{'' if n == 1 else 's'}; retraining its "
+                f"{which} with final: ({spec_final.epochs} epochs each)"
+            )
             try:
                 final = retrain_final(
                     self.runner.write,
@@ -637,8 +645,9 @@ class JobExecution(threading.Thread):
         return str(self._evaluator_files[-1].relative_to(self.runner.artifacts))
 
     def _on_waiting(self, text: str | None) -> None:
-        """What the search waits for (Ray to place it) is the running job's reason, which
-        nas show and the job page show; ``None`` clears it."""
+        """What the search waits for (Ray to place it), or what the job does after it (the
+        final retraining), is the running job's reason, which nas show and the job page
+        show; ``None`` clears it."""
         if text is not None:
             log.info("job %d: %s", self.job_id, text)
 

@@ -68,6 +68,12 @@ def test_cancel_during_the_final_retraining_stops_it_at_the_next_epoch(
         return job["state"] == "RUNNING" and job["trial_states"].get("COMPLETE", 0) == 1
 
     wait_for(retraining, timeout=time_left(60))
+    # The job says what it does (it said nothing, at 100 %, for as long as the retraining took)
+    said = "the search ended after 1 trial; retraining its best architecture with final: "
+    job = wait_for(
+        lambda: (j := client.job(job_id))["reason"] is not None and j, timeout=time_left(30)
+    )
+    assert job["reason"] == said + "(10000 epochs each)", job
     # An export asked meanwhile says the weights are coming, not "retrain it first" (which
     # a running job refuses).
     with pytest.raises(ApiError) as refused:
