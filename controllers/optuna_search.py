@@ -54,6 +54,7 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.samplers import BaseSampler
+from optuna.search_space import IntersectionSearchSpace
 from optuna.trial import TrialState as OptunaState
 from optuna.trial import create_trial
 from pydantic import Field
@@ -64,6 +65,9 @@ from nas.trial import TrialResult, TrialState
 
 #: Optuna parameter names of hyperparameters: ``hparam:lr`` (never an architecture decision's).
 HP_PREFIX = "hparam:"
+#: Where Optuna's samplers keep their ``IntersectionSearchSpace`` (``_keep_intersection``):
+#: NSGA-II, TPE (multivariate) and CMA-ES ``_search_space``, GP the other.
+_INTERSECTION_ATTRS = ("_search_space", "_intersection_search_space")
 #: The system attribute of a study trial told a penalty (``OptunaSearch._penalty``): it failed.
 PENALTY_ATTR = "nas:penalty"
 
@@ -177,7 +181,22 @@ class OptunaController(Controller):
         sampler = self._make_sampler(self._seed_for(number))
         if self._pseudo:
             sampler = _ObservingSampler(sampler, self._pseudo)
+        else:
+            self._keep_intersection(sampler)
         self.study.sampler = sampler
+
+    def _keep_intersection(self, sampler: BaseSampler) -> None:
+        """Hand the fresh sampler the study's intersection search space of the samplers
+        before it. Optuna computes it incrementally, over the trials it has not seen; a
+        fresh one per ask went over every trial each time, and a search of n trials took
+        time in n^2 (``nsga2`` at 1,000 trials: 24 ms per ask against plain Optuna's 0.9).
+        It is a function of the study's finished trials alone, so the proposals stay
+        those of a fresh one (and of a restored controller, whose new study starts a new
+        one: ``_new_study``). Not with pseudo-observations, whose view of the trials moves."""
+        for attr in _INTERSECTION_ATTRS:
+            fresh = getattr(sampler, attr, None)
+            if isinstance(fresh, IntersectionSearchSpace):
+                setattr(sampler, attr, self._intersections.setdefault(attr, fresh))
 
     def _use_observations(self) -> None:
         """The sources' trials become pseudo-observations of the sampler (``models_observations``,
@@ -212,6 +231,7 @@ class OptunaController(Controller):
         return self._storage.get_n_trials(self._study_id)  # study.trials would deep-copy all
 
     def _new_study(self) -> optuna.Study:
+        self._intersections: dict[str, IntersectionSearchSpace] = {}  # (_keep_intersection)
         self._storage = optuna.storages.InMemoryStorage()
         with quiet_optuna():
             study = optuna.create_study(
