@@ -15,7 +15,11 @@ class _Read(BaseModel):
 
 
 class BestSoFar(BaseModel):
-    trial_number: int
+    trial_number: int | None = Field(
+        description="the trial that scored it; null once a shared-weight search has ended: "
+        "its best architecture is derived from the supernet, not a trial (its trials scored "
+        "one minibatch each), and value is that architecture's score on the validation data"
+    )
     value: float
 
 

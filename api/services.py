@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -404,6 +405,19 @@ def waiting_reason(job: JobModel, lease_s: float | None) -> str | None:
     )
 
 
+def summary_best(summary: dict[str, Any] | None) -> BestSoFar | None:
+    """A finished search's best, as its summary has it (what nas show, the exports and the
+    retraining use), or ``None`` before a summary. For a shared-weight search it names no
+    trial: the architecture is derived from the supernet and scored on the validation data,
+    while each trial scored one sampled child on one minibatch, the best of which was shown
+    as the job's best (a higher figure, for another architecture)."""
+    best = (summary or {}).get("best") or {}
+    value = next(iter((best.get("objective") or {}).values()), None)
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return BestSoFar(trial_number=best.get("trial"), value=float(value))
+
+
 def job_read(
     job: JobModel,
     owner: str | None = None,
@@ -416,8 +430,8 @@ def job_read(
     or to be taken over says so (``waiting_reason``), and with ``check_files`` too (one
     job's read: it looks at the disk), a job whose files left the data roots says
     in ``retrain_refused`` that a retraining would be refused (409) for it."""
-    best = None
-    if job.best_trial_number is not None and job.best_value is not None:
+    best = summary_best(job.summary)
+    if best is None and job.best_trial_number is not None and job.best_value is not None:
         best = BestSoFar(trial_number=job.best_trial_number, value=job.best_value)
     resolved = ResolvedSpec.from_stored(job.spec)
     refused = trainable_problem(resolved)

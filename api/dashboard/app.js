@@ -78,6 +78,11 @@ function describe(detail) {
   if (Array.isArray(detail)) return detail.map((d) => `${(d.loc || []).join(".")}: ${d.msg}`).join("; ");
   return String(detail);
 }
+// A job's best names its trial; a finished shared-weight search's is derived from the supernet.
+function bestSource(best) {
+  return best.trial_number != null ? `trial ${best.trial_number}` : "derived from the supernet, on the validation data";
+}
+
 function bestOf(objectives) {
   return objectives.length > 1 ? `best ${objectives[0]} (the first of ${objectives.join(", ")})` : `best ${objectives[0] ?? "objective"}`;
 }
@@ -350,7 +355,8 @@ async function jobsPage(params) {
         job.warnings?.length ? h("div", { class: "warning", title: job.warnings.join("\n") }, `⚠ ${job.warnings.length === 1 ? "a warning" : `${job.warnings.length} warnings`}: see its page`) : null),
       h("td", {}, progress(job)), h("td", {}, eta(job)),
       // (a multi-objective job's best is by its first objective: the title says so)
-      h("td", { class: "num", title: job.best ? `${bestOf(o.objectives || [])}, trial ${job.best.trial_number}` : "" }, job.best ? `${fmt(job.best.value)} (#${job.best.trial_number})` : "–"),
+      // (a finished shared-weight search's best is derived from its supernet: no trial)
+      h("td", { class: "num", title: job.best ? `${bestOf(o.objectives || [])}, ${bestSource(job.best)}` : "" }, job.best ? `${fmt(job.best.value)} (${job.best.trial_number != null ? `#${job.best.trial_number}` : "derived"})` : "–"),
       h("td", { class: "num" }, job.n_trials),
       h("td", {}, o.controller), h("td", {}, o.space), h("td", {}, o.dataset),
       h("td", { class: "wrap" }, o.warm_start.length ? o.warm_start.join(", ") : "–"),
@@ -582,7 +588,7 @@ async function jobPage(id) {
       ["State", h("span", {}, stateTag(j.state), j.reason ? ` — ${j.reason}` : "")],
       ...(j.owner ? [["Owner", j.owner]] : []),
       ["Progress", progress(j)], ["ETA", eta(j)],
-      ["Best so far", j.best ? h("span", { id: "job-best" }, `${metric} ${fmt(j.best.value)} (trial ${j.best.trial_number})`,
+      [j.best?.trial_number === null ? "Best" : "Best so far", j.best ? h("span", { id: "job-best" }, `${metric} ${fmt(j.best.value)} (${bestSource(j.best)})`,
         spec.objective?.metrics?.length > 1 ? h("span", { class: "muted" }, " — by the first objective, ties by the others in order; the Pareto front below weighs them all") : null) : "–"],
       ...(held ? [["Held-out", held]] : []),
       ["Trials", `${j.n_trials} (${Object.entries(j.trial_states).map(([k, v]) => `${k} ${v}`).join(", ") || "none"})`],

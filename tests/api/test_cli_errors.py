@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import pytest
 
-from api.cli import _watch, main
+from api.cli import _fmt, _watch, main
 from api.client import ApiError, NasClient, ServerUnreachable
 from tests.api.conftest import LiveServer, PollingClient, free_port, make_settings, nb201_spec
 
@@ -144,6 +144,16 @@ def test_watch_of_a_shared_weight_search_prints_the_best_that_show_prints(
     assert any(line.startswith("retrained rank 1: test_accuracy=") for line in shown)
     assert watched[-len(shown[best:]) :] == shown[best:]  # the same lines, word for word
     assert not any(line.startswith("best: trial") for line in watched)
+
+    # The job's best (GET /jobs/{id}, nas jobs' BEST) is that derived architecture's score,
+    # not the best of the trials' one-minibatch rewards (another architecture's, higher).
+    with server.client(auth[-1]) as client:
+        job = client.job(job_id)
+    derived = job["summary"]["best"]["objective"]["val_accuracy"]
+    assert job["best"] == {"trial_number": None, "value": derived}
+    assert main(["jobs", *auth]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "tiny-enas" in line)
+    assert row.split()[-1] == _fmt(derived), row
 
 
 @sqlite_only

@@ -97,11 +97,17 @@ def test_every_page_renders_with_its_charts_and_no_console_error(page: Page, sit
     assert retrain[site.enas["id"]].count() == 1 and retrain[site.nb201["id"]].count() == 0
     enas_row = p.locator(f"#jobs tr[data-job='{site.enas['id']}']").inner_text()
     assert "enas" in enas_row and "enas-macro" in enas_row and "digits" in enas_row
+    # its best is the architecture derived from the supernet, which no trial scored
+    derived = site.enas["summary"]["best"]["objective"]["val_accuracy"]
+    assert site.enas["best"] == {"trial_number": None, "value": derived}
+    assert "(derived)" in enas_row and "(#" not in enas_row, enas_row
     assert _unlabelled_controls(p) == []
 
     # the ENAS job: history, supernet curves, parallel coordinates, importance, timeline
     page.go(f"/jobs/{site.enas['id']}")
     p.wait_for_selector("#charts[data-loaded]")
+    best = p.inner_text("#main dt:has-text('Best') + dd #job-best")
+    assert "derived from the supernet" in best and "trial" not in best, best
     counts = _chart_counts(p)
     assert _unlabelled_controls(p) == []
     # every chart has a caption naming it and its numbers in a table
