@@ -87,8 +87,8 @@ class SearchEvents:
     - ``should_stop()``: see ``StopFn``; polled between batches, reward groups and epochs of
       training trials.
     - ``on_waiting(text)``: the search has waited a while for something outside it (Ray to
-      place its actor, or its group of workers): a sentence saying what; ``None`` once it
-      goes on.
+      place its actor, or its group of workers, or to start any of its waiting trials): a
+      sentence saying what; ``None`` once it goes on.
     """
 
     on_trial: Callable[[TrialRecord], None] | None = None

@@ -49,7 +49,7 @@ import socket
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -396,6 +396,11 @@ class RayTaskExecutor(TrialExecutor):
 
     queues = True
 
+    #: How long none of the search's trials may run, though some wait for Ray to start
+    #: them, before the search says so (``on_waiting``): a job whose only trial waited for
+    #: CPUs another job held sat RUNNING with no word.
+    WAITING_NOTE_S = 10.0
+
     def __init__(
         self,
         resolved: ResolvedSpec,
@@ -405,12 +410,22 @@ class RayTaskExecutor(TrialExecutor):
         gpus_per_trial: float = 0.0,
         max_retries: int = 2,
         poll_s: float = 0.2,
+        on_waiting: Callable[[str | None], None] | None = None,
     ) -> None:
         import ray
 
         super().__init__()
         # Workers keep an evaluator per run of a search (``_CACHE``): this run's own.
         self._run_id = uuid.uuid4().hex
+        self._on_waiting = on_waiting
+        each = f"{cpus_per_trial:g} CPU{'s' * (cpus_per_trial != 1)}" + (
+            f" and {gpus_per_trial:g} GPU{'s' * (gpus_per_trial != 1)}" if gpus_per_trial else ""
+        )
+        self._waiting_text = (
+            f"no trial of this search has run for {self.WAITING_NOTE_S:g} s: each asks for "
+            f"{each} on one node and waits until the Ray cluster has them free (another job "
+            "may hold them)"
+        )
         self._resolved = ray.put(resolved)
         self.parallelism = workers
         self.max_retries = max_retries
@@ -484,6 +499,8 @@ class RayTaskExecutor(TrialExecutor):
                     on_result(i, result, run)
 
         pending = list(range(len(tasks)))
+        idle_since, said = time.monotonic(), False  # (since none of its trials ran)
+        wait_s = self.WAITING_NOTE_S
         try:
             while pending:
                 ready, _ = ray.wait([tasks[k] for k in pending], num_returns=1, timeout=self.poll_s)
@@ -498,10 +515,22 @@ class RayTaskExecutor(TrialExecutor):
                         ended(k, error)
                 if pending and should_stop is not None and (why := should_stop()):
                     raise Interrupted(why)
+                if not evaluator.instant and self._on_waiting is not None:
+                    if any(collect.started(k) for k in pending):
+                        idle_since = time.monotonic()
+                        if said:
+                            self._on_waiting(None)
+                            said = False
+                    elif pending and not said and time.monotonic() - idle_since >= wait_s:
+                        self._on_waiting(self._waiting_text)
+                        said = True
         except BaseException:  # a stop (``Interrupted``), from here or from a report
             for k in pending:
                 ray.cancel(tasks[k], force=True)
             raise
+        finally:
+            if said and self._on_waiting is not None:
+                self._on_waiting(None)
         self.last_runs = [run for run in runs if run is not None]
         if memory is not None:
             for k in range(len(tasks)):  # in the batch's order, whatever order tasks ended in
@@ -545,6 +574,10 @@ class _Collect:
         self.on_start = on_start
         self.outputs: dict[int, BatchOutput] = {}
         self._attempts: dict[int, tuple[str, float]] = {}
+
+    def started(self, k: int) -> bool:
+        """Whether task ``k`` has told its start (its trials run, or ran)."""
+        return k in self._attempts
 
     def take(self, k: int, task: Any) -> bool:
         """Take what task ``k`` has ready; True once it has ended. Raises its failure."""
@@ -607,6 +640,7 @@ class RayBackend(Backend):
             gpus_per_trial=resources.gpus_per_trial,
             max_retries=resources.max_retries,
             poll_s=self.poll_s,
+            on_waiting=events.on_waiting,
         )
         return LocalRun(loop_class(resolved)(resolved, events=events, executor=executor))
 

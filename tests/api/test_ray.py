@@ -137,12 +137,19 @@ def test_gpu_trials_run_only_on_gpu_nodes_and_survive_losing_the_node(
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # a loaded machine; each wait is sized by time_left
 def test_a_trial_waiting_for_a_worker_shows_waiting_and_a_running_ones_epochs_show_live(
-    cluster: Cluster, tmp_path: Path, time_left: Callable[..., float]
+    cluster: Cluster,
+    tmp_path: Path,
+    time_left: Callable[..., float],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Two CPUs, three trials at once: the third waits for a CPU and shows WAITING, with no
     worker nor start (it showed RUNNING on a "ray" lane from its batch's start); a running
-    trial's epochs show while it trains (they came once its task had ended). A cancel
-    then says which trials it ended running and which waiting."""
+    trial's epochs show while it trains (they came once its task had ended). A second job,
+    none of whose trials can run, says so in its reason (it sat RUNNING with no word) until
+    one starts. A cancel then says which trials it ended running and which waiting."""
+    from workers.ray_backend import RayTaskExecutor
+
+    monkeypatch.setattr(RayTaskExecutor, "WAITING_NOTE_S", 0.5)
     server = LiveServer(
         make_settings(f"sqlite:///{tmp_path / 'nas.db'}", tmp_path / "data", backend="ray")
     ).start()
@@ -172,9 +179,23 @@ def test_a_trial_waiting_for_a_worker_shows_waiting_and_a_running_ones_epochs_sh
                 timeout=time_left(240),
             )
             assert live["intermediate_values"][0]["step"] == 1
+            other = client.submit(standalone_spec(trials=1, epochs=200))["id"]
+            wait_for(lambda: client.job(other).get("reason"), timeout=time_left(60))
+            job = client.job(other)
+            assert job["state"] == "RUNNING" and job["trial_states"] == {"WAITING": 1}, job
+            assert job["reason"] == (
+                "no trial of this search has run for 0.5 s: each asks for 1 CPU on one node "
+                "and waits until the Ray cluster has them free (another job may hold them)"
+            )
             client.cancel(job_id)
             job = client.wait(job_id, timeout=time_left())
             assert job["state"] == "CANCELLED", job["reason"]
+            wait_for(
+                lambda: client.job(other)["trial_states"] == {"RUNNING": 1}, timeout=time_left(120)
+            )
+            wait_for(lambda: client.job(other)["reason"] is None, timeout=time_left(30))
+            client.cancel(other)
+            assert client.wait(other, timeout=time_left())["state"] == "CANCELLED"
             wait_for(lambda: not _trial_task_running(cluster), timeout=time_left(60))
             assert job["reason"].endswith("(2 running, 1 waiting, now FAIL)"), job["reason"]
             trials = list(client.all_trials(job_id))
