@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
 from controllers.base import Controller, ControllerConfig
@@ -45,9 +44,8 @@ class RandomSearch(Controller):
         size = self.space.size()
         if self._remaining is None and len(self._seen) * 2 >= size:
             # Dense: rejection sampling would slow down, so list the unseen ones once.
-            radices = [d.num_choices for d in self.space.decisions()]
-            grid = np.stack(np.unravel_index(np.arange(size), radices), axis=1)
-            unseen = [tuple(map(int, row)) for row in grid if tuple(row) not in self._seen]
+            # (the legal ones: a MetaQNN space's choices also combine into illegal ones)
+            unseen = [c for c in self.space.choice_sequences() if c not in self._seen]
             self._remaining = [unseen[i] for i in self.rng.permutation(len(unseen))]
         if self._remaining is not None:
             if not self._remaining:

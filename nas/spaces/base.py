@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -261,6 +262,11 @@ class SearchSpace(ABC):
     def size(self) -> int:
         """Number of distinct choice sequences (an exact Python int; may be astronomically big)."""
         return math.prod(int(c) for c in self._cardinalities)
+
+    def choice_sequences(self) -> Iterator[tuple[int, ...]]:
+        """Every legal choice sequence, ``size()`` of them, the last decision varying fastest
+        (mixed-radix order). Only for a space small enough to list."""
+        return itertools.product(*(range(int(c)) for c in self._cardinalities))
 
     def describe(self, arch: Architecture) -> dict[str, Any]:
         """A readable genotype: decision name -> chosen label."""

@@ -44,7 +44,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
@@ -423,6 +423,19 @@ class MetaQNNSpace(SearchSpace):
     def size(self) -> int:
         """Number of legal architectures (counted exactly by dynamic programming)."""
         return self._completions(self.initial_state())
+
+    def choice_sequences(self) -> Iterator[tuple[int, ...]]:
+        """The legal architectures' choices, depth first in action order (the choices'
+        product also counts illegal sequences: a layer past ``max_layers``, PAD first)."""
+
+        def walk(state: LayerState, prefix: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+            if state.terminated:
+                yield prefix + (self.pad,) * (self.max_layers + 1 - len(prefix))
+                return
+            for action in self.legal_actions(state):
+                yield from walk(self.next_state(state, action), (*prefix, action))
+
+        return walk(self.initial_state(), ())
 
     def sample(self, rng: np.random.Generator) -> Architecture:
         """Uniform over the legal architectures: each step picks an action with probability

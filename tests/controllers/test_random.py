@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from controllers import CONTROLLERS, RandomSearch
-from nas.spaces import MacroSpace, Nb201Space
+from nas.spaces import MacroSpace, MetaQNNSpace, Nb201Space
 from tests.controllers.contract import (
     ControllerContract,
     JointControllerContract,
@@ -68,6 +68,28 @@ def test_unique_exhausts_a_finite_space_cleanly() -> None:
     assert len(set(seen)) == 72
     assert controller.finished
     assert controller.ask() is None
+
+
+def test_unique_exhausts_a_metaqnn_space_of_legal_sequences_only() -> None:
+    """A MetaQNN space's choices also combine into illegal sequences (4,913 combinations,
+    108 legal): listing the unseen ones by mixed-radix code made ``space.make`` raise
+    InvalidArchitectureError at the 55th ask (the probe of the controllers)."""
+    space = MetaQNNSpace(max_layers=2, input_size=8, channels=8)
+    controller = RandomSearch(space=space, seed=0, unique=True)
+    seen = []
+    while (candidate := controller.ask()) is not None:
+        seen.append(candidate.architecture)
+        controller.tell(candidate.id, fake_result(candidate))
+    assert len(seen) == len(set(seen)) == space.size() == 108
+    assert controller.finished
+
+
+def test_every_space_lists_its_legal_sequences() -> None:
+    for space in (MacroSpace(layers=2, channels=4), MetaQNNSpace(max_layers=2, input_size=8)):
+        listed = list(space.choice_sequences())
+        assert len(listed) == len(set(listed)) == space.size()
+        for choices in listed:
+            space.make(choices)  # (raises for an illegal one)
 
 
 def test_unique_resume_in_the_dense_phase_continues_without_repeats() -> None:
