@@ -197,6 +197,11 @@ class Controller(ABC):
         if self._finished:
             return None
         if self._seeds:
+            # Priors are candidates like any: past the pending limit, "not now" (an rl2 job
+            # handed out all its priors at once, an enas one past num_aggregate).
+            limit, _ = self.pending_limit()
+            if limit is not None and len(self._pending) >= limit:
+                return None
             proposal = self._propose_seed(*self._seeds[0])
             if proposal is not None:
                 self._seeds.pop(0)

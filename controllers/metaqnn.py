@@ -431,6 +431,17 @@ class MetaQNN(Controller):
         self._asked += 1
         return arch
 
+    def _propose_seed(
+        self, architecture: Architecture, hparams: dict[str, Any]
+    ) -> tuple[Architecture, Mapping[str, Any]] | None:
+        """A warm-start prior takes a model's place in the epsilon schedule (its result is
+        counted in the stage it ran in), so that the schedule spans every trial of the job:
+        priors used to leave it behind (20 trials with 5 priors ended at epsilon 0.5) and
+        were counted in the last stage's models (epsilon 0.1) before it had begun."""
+        self._stage_of[self._next_id] = self._stage(self._asked)
+        self._asked += 1
+        return super()._propose_seed(architecture, hparams)
+
     def _fallback(self, pending: set[tuple[int, ...]]) -> Architecture | None:
         """A uniform sample never asked before, after ``duplicate_retries`` repeats; ``None``
         once the space is exhausted (finished, or "not now" while results are pending)."""

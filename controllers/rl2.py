@@ -259,14 +259,32 @@ class Rl2Controller(Controller):
     def pending_limit(self) -> tuple[int | None, str | None]:
         return 1, None  # each proposal follows the previous result
 
-    def _propose(self) -> Architecture | None:
-        if self._pending:
-            return None  # each proposal follows the previous result
+    def _step(self) -> list[np.ndarray]:
+        """One step of the episode: the recurrent state takes in the previous proposal and
+        its reward; the policy's choice probabilities for the next proposal."""
         prev = None if self._prev is None else torch.tensor([self._prev])
         with torch.no_grad(), one_torch_thread():
             x = self.policy.encode(prev, torch.tensor([self._signal]), 1)
             logits, self._h = self.policy.step(x, self._h)
-            probs = [torch.softmax(lg[0].double(), 0).numpy() for lg in logits]
+            return [torch.softmax(lg[0].double(), 0).numpy() for lg in logits]
+
+    def _propose_seed(
+        self, architecture: Architecture, hparams: dict[str, Any]
+    ) -> tuple[Architecture, Mapping[str, Any]] | None:
+        """A warm-start prior is a step of the episode as a proposal is, the prior in the
+        sampled action's place: its result reaches the recurrent state at the next step
+        (the state skipped priors, so that it saw only the last one's), and ``unique``
+        never proposes it again."""
+        if self._pending:
+            return None  # each proposal follows the previous result
+        self._step()
+        self._seen.add(architecture.choices)
+        return super()._propose_seed(architecture, hparams)
+
+    def _propose(self) -> Architecture | None:
+        if self._pending:
+            return None  # each proposal follows the previous result
+        probs = self._step()
         for _ in range(RESAMPLES):
             choices = tuple(int(self.rng.choice(len(p), p=p / p.sum())) for p in probs)
             if not self.unique or choices not in self._seen:

@@ -142,6 +142,17 @@ class ControllerContract:
         for candidate in asked[5:]:
             space.validate(candidate.architecture)
 
+    def test_warm_start_priors_keep_to_the_pending_limit(self, space: SearchSpace) -> None:
+        """Priors are candidates like any: an rl2 job handed out all its priors at once
+        ("always 1"), an enas one more than num_aggregate (the probe of the controllers)."""
+        controller = type(self).make_controller(space, 0)
+        controller.warm_start(self._priors(space, 30, isinstance(self, JointControllerContract)))
+        limit, _ = controller.pending_limit()
+        asked = []
+        while len(asked) < 30 and (candidate := controller.ask()) is not None:
+            asked.append(candidate)
+        assert len(asked) == (30 if limit is None else limit)
+
     def test_warm_start_resumes_exactly_mid_priors(self, space: SearchSpace) -> None:
         joint = isinstance(self, JointControllerContract)
         priors = self._priors(space, 6, joint)

@@ -139,6 +139,26 @@ def test_epsilon_follows_the_schedule_by_models_asked_and_stays_at_the_last() ->
     assert Controller.state_curves(state) == {}
 
 
+def test_warm_start_priors_take_the_first_places_of_the_schedule() -> None:
+    """With 5 priors of 20 trials the schedule ended at epsilon 0.5 (priors did not move
+    it) and the priors counted as epsilon 0.1's models before that stage began."""
+    space = Nb201Space()
+    rng = np.random.default_rng(9)
+    priors = [{"architecture": space.sample(rng).to_dict(), "score": 0.9} for _ in range(5)]
+    controller = MetaQNN(space=space, seed=0, total_models=20)
+    controller.warm_start(priors)
+    seen = []
+    for _ in range(20):
+        seen.append(controller.epsilon)
+        candidate = controller.ask()
+        controller.tell(candidate.id, fake_result(candidate))
+    assert seen[:5] == [1.0] * 5  # the priors ran in epsilon 1.0's places
+    assert seen[-1] == controller.schedule[-1][0] == 0.1
+    curve = controller.reward_curve
+    assert [c["models"] for c in curve] == [c["planned"] for c in curve]
+    assert sum(c["models"] for c in curve) == 20
+
+
 # --- Q-learning -----------------------------------------------------------------------------
 def test_one_replay_is_the_papers_backward_q_update() -> None:
     space = MetaQNNSpace(max_layers=1, input_size=1, channels=4, kernels=[1], pools=[], fc_units=[])

@@ -21,6 +21,7 @@ from controllers.rl2 import (
     save_policy,
 )
 from nas.spaces import Nb201Space, SearchSpace
+from nas.trial import TrialResult, TrialState
 from tests.controllers.contract import ControllerContract, JointControllerContract, joint_hparams
 
 _POLICIES: dict[tuple[int, ...], str] = {}
@@ -56,6 +57,37 @@ def test_registered_and_one_proposal_at_a_time() -> None:
     controller = Rl2Controller(space=Nb201Space(), seed=0, policy=policy_for(Nb201Space()))
     assert controller.ask() is not None
     assert controller.ask() is None  # waits for the result of the first
+
+
+def test_warm_start_priors_pass_through_the_recurrent_state() -> None:
+    """Priors skipped the policy's step: its state saw only the last prior's result (two
+    jobs whose priors differed but for the last proposed alike after them), and unique
+    could propose a prior again."""
+    space = Nb201Space()
+    rng = np.random.default_rng(9)
+    archs = [space.sample(rng) for _ in range(5)]
+
+    def after(priors: list) -> tuple[list, Rl2Controller]:
+        controller = Rl2Controller(space=space, seed=0, policy=policy_for(space))
+        controller.warm_start(
+            [{"architecture": a.to_dict(), "score": 1.0 - i / 10} for i, a in enumerate(priors)]
+        )
+        for i in range(len(priors)):
+            candidate = controller.ask()
+            assert candidate.architecture == priors[i]
+            controller.tell(candidate.id, TrialResult(TrialState.COMPLETE, objective=50.0 + i))
+        assert not bool((controller._h == 0).all())  # the state moved on
+        assert all(a.choices in controller._seen for a in priors)
+        asked = []
+        for _ in range(3):
+            candidate = controller.ask()
+            asked.append(candidate.architecture)
+            controller.tell(candidate.id, TrialResult(TrialState.COMPLETE, objective=40.0))
+        return asked, controller
+
+    _, a = after([archs[0], archs[1], archs[4]])
+    _, b = after([archs[2], archs[3], archs[4]])  # the same last prior
+    assert not torch.equal(a._h, b._h)
 
 
 def test_the_signal_is_the_share_of_earlier_scores_beaten() -> None:
