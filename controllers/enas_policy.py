@@ -182,7 +182,10 @@ class EnasPolicy(nn.Module):
                 x = self.g_emb
             anchors.append(h)
             anchors_w1.append(self.w_attn_1(h))
-        return penalty
+        # The mean over the layers that choose skips, as ENAS's general_controller
+        # (tf.reduce_mean of the per-layer KL sums): the sum made skip_weight's official 0.8
+        # act layers - 1 times as strongly.
+        return penalty / max(1, layers - 1)
 
     def _run_micro(self, picker: _Picker) -> torch.Tensor:
         nodes = self.space.nodes  # type: ignore[attr-defined]

@@ -54,6 +54,19 @@ def test_macro_skip_penalty_pulls_skip_density_toward_the_target() -> None:
     assert float(out.skip_penalty.detach()) > 0  # KL to Bernoulli(0.4) is positive away from it
 
 
+def test_macro_skip_penalty_is_the_mean_over_layers_as_in_the_official_controller() -> None:
+    """ENAS's general_controller averages the layers' KL sums (tf.reduce_mean); their sum
+    made the official skip_weight act layers - 1 (here 7) times as strongly. An untrained
+    policy's skip probabilities are near 1/2: each of layer l's l skip decisions then adds
+    about kl (both columns, as the official code), so the mean over layers 1..7 is about
+    kl * 8 / 2, the sum kl * 28."""
+    space = MacroSpace(layers=8, channels=4)
+    controller = EnasController(space=space, seed=0, skip_target=0.4)
+    out = controller.policy.run(rng=np.random.default_rng(0))
+    kl = 0.5 * np.log(0.5 / 0.6) + 0.5 * np.log(0.5 / 0.4)
+    assert float(out.skip_penalty.detach()) == pytest.approx(kl * 8 / 2, rel=0.3)
+
+
 def test_micro_defaults_come_from_the_micro_script() -> None:
     micro = EnasController(space=MicroSpace(nodes=2), seed=0)
     macro = EnasController(space=MacroSpace(layers=3), seed=0)
