@@ -21,6 +21,12 @@ flags and ``scripts/cifar10_{macro,micro}_search.sh``):
 | ``num_aggregate`` | 20 (micro: 10) | macro / micro search scripts |
 | ``train_steps`` | 50 (micro: 30) | macro / micro search scripts: rewards per epoch = train_steps x num_aggregate |
 
+The skip-connection penalty (macro) is the mean over layers of each layer's KL to the
+prior, as ``general_controller`` computes it. Not reproduced: ``micro_controller``'s op-logit
+biases (a learned ``b_soft`` started at [10, 10, 0, 0, 0] and, on normal cells, a fixed
+[0.25, 0.25, -0.25, -0.25, -0.25]), which start the micro policy with separable convolutions
+about 2.5 times as likely as each other op; here every op starts equally likely.
+
 Rewards: the job's objective scaled by ``reward_scale`` (0.01: accuracies here are percents,
 ENAS's rewards are fractions); a failed trial gets ``failure_reward`` (0.0, i.e. the worst
 accuracy) so the policy learns to avoid it. The baseline starts at 0.0, as in ENAS.
