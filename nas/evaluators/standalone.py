@@ -190,6 +190,27 @@ class StandaloneEvaluator(Evaluator):
                 ignored("label_smoothing", "loss focal does not smooth labels")
         if "optimizer" not in searched and config.optimizer != "sgd":
             ignored("momentum", f"only optimizer sgd uses momentum ({config.optimizer} does not)")
+        # A searched setting that no trial's recipe would use (momentum with every trial on
+        # adam): accepted, recorded per trial, and never used (the probe of the evaluators).
+        for name, parent, uses, because in (
+            ("momentum", "optimizer", {"sgd"}, "only optimizer sgd uses momentum"),
+            ("focal_gamma", "loss", {"focal"}, "only loss focal uses focal_gamma"),
+            (
+                "label_smoothing",
+                "loss",
+                {"cross_entropy", "label_smoothing"},
+                "loss focal does not smooth labels",
+            ),
+        ):
+            values = _parent_values(spec.hparams, name, parent, getattr(config, parent))
+            if name in searched and values is not None and not values & uses:
+                told = ", ".join(str(v) for v in sorted(values, key=str))
+                text = (
+                    f"{because}, and the trials' {parent} is {told}: every trial would ignore "
+                    f"the {name} searched; search {parent} too, with "
+                    f"{' or '.join(sorted(uses))} among its choices, or set evaluator.{parent}"
+                )
+                problems.append((("hparams", name), text))
         if not config.restart_below_chance:
             for name in ("restart_factor", "max_restarts"):
                 ignored(name, f"{name} applies with restart_below_chance: true only")
@@ -420,6 +441,31 @@ class StandaloneEvaluator(Evaluator):
             },
             cost_s=time.perf_counter() - started,
         )
+
+
+def _parent_values(
+    hparams: Mapping[str, Any] | None, name: str, parent: str, fixed: Any
+) -> set[Any] | None:
+    """The values the recipe's ``parent`` (``fixed``, the evaluator's, unless ``hparams``
+    searches it) takes in the trials where the searched ``name`` is active (a condition on
+    ``parent`` narrows them); ``None`` when the section is invalid (said at its own fields)
+    or ``name`` is not searched."""
+    from nas.hparams import CategoricalParam, HparamSpace
+
+    space, problems = HparamSpace.parse(hparams or {})
+    if problems or name not in space.params:
+        return None
+    target = space.params.get(parent)
+    if target is None:
+        values = {fixed}
+    elif isinstance(target, CategoricalParam):
+        values = set(target.choices)
+    else:
+        return None
+    condition = space.params[name].condition
+    if condition is not None and condition.param == parent:
+        values &= set(condition.values)
+    return values
 
 
 def _most_epochs(hparams: Mapping[str, Any] | None) -> int | None:

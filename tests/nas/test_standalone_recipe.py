@@ -71,3 +71,63 @@ def test_settings_that_count_and_stored_specs_pass(evaluator: dict[str, Any]) ->
     resolved = parse_spec(spec_with(**evaluator))
     assert parse_spec(resolved.to_dict()).to_dict() == resolved.to_dict()
     assert parse_spec(parse_spec(SPEC).to_dict()).evaluator_params["momentum"] == 0.9
+
+
+FLOAT = {"type": "float", "low": 0.1, "high": 0.9}
+
+
+@pytest.mark.parametrize(
+    ("evaluator", "hparams", "field", "message"),
+    [
+        ({}, {"momentum": FLOAT}, "momentum", "only optimizer sgd uses momentum"),
+        (
+            {},
+            {"optimizer": {"type": "categorical", "choices": ["adam", "adamw"]}, "momentum": FLOAT},
+            "momentum",
+            "the trials' optimizer is adam, adamw",
+        ),
+        ({}, {"focal_gamma": FLOAT}, "focal_gamma", "only loss focal uses focal_gamma"),
+        ({"loss": "focal"}, {"label_smoothing": FLOAT}, "label_smoothing", "does not smooth"),
+        (
+            {},
+            {
+                "loss": {"type": "categorical", "choices": ["cross_entropy", "focal"]},
+                "focal_gamma": {**FLOAT, "condition": {"param": "loss", "equals": "cross_entropy"}},
+            },
+            "focal_gamma",
+            "the trials' loss is cross_entropy",
+        ),
+    ],
+)
+def test_a_searched_setting_no_trial_would_use_is_refused_at_its_field(
+    evaluator: dict[str, Any], hparams: dict[str, Any], field: str, message: str
+) -> None:
+    """hparams.momentum with every trial on adam was accepted, recorded per trial and never
+    used: each value trained alike (the probe of the evaluators)."""
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec_with(hparams, **evaluator))
+    found = {tuple(e["loc"]): e["msg"] for e in info.value.errors}
+    assert message in found[("hparams", field)], found
+    assert "every trial would ignore" in found[("hparams", field)]
+
+
+@pytest.mark.parametrize(
+    ("evaluator", "hparams"),
+    [
+        ({"optimizer": "sgd"}, {"momentum": FLOAT}),
+        ({}, {"optimizer": {"type": "categorical", "choices": ["adam", "sgd"]}, "momentum": FLOAT}),
+        (
+            {},
+            {
+                "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
+                "momentum": {**FLOAT, "condition": {"param": "optimizer", "equals": "sgd"}},
+            },
+        ),
+        ({"loss": "focal"}, {"focal_gamma": FLOAT}),
+        ({}, {"label_smoothing": FLOAT}),
+    ],
+)
+def test_a_searched_setting_some_trials_use_passes(
+    evaluator: dict[str, Any], hparams: dict[str, Any]
+) -> None:
+    parse_spec(spec_with(hparams, **evaluator))
