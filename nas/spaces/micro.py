@@ -2,8 +2,10 @@
 
 A normal and a reduction cell of ``nodes`` nodes each. Node ``i`` takes two inputs from the
 two cell inputs or earlier nodes and applies one op to each; the node output is their sum.
-The cell output concatenates all nodes. Cells are stacked: ``cells`` normal cells per stage,
-a reduction cell between stages.
+The cell output concatenates all nodes (as DARTS does; ENAS concatenates only the nodes no
+other node reads, so cells here are wider than ENAS's for the same choices). Cells are
+stacked: ``cells`` normal cells per stage, a reduction cell between stages (so at least two
+stages: with one, the reduction cell's decisions would change nothing).
 
 This module is the whole space: its decisions (``MicroSpace``), the network it builds
 (``MicroNetwork`` of ``Cell``s, a supernet or a standalone child), the cell classes that
@@ -16,10 +18,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-from pydantic import Field
+from pydantic import Field, ValidationInfo, model_validator
 from torch import nn
 
 from nas.architecture import Architecture
+from nas.errors import at_submit
 from nas.models.base import ClassifierHead, NetworkSource, SpaceNetwork
 from nas.ops import OPS, FactorizedReduce, ReLUConvBN, batch_norm, conv_layer
 from nas.spaces.base import Decision, SearchSpace, SpaceConfig
@@ -38,6 +41,18 @@ class MicroConfig(SpaceConfig):
     stages: int = Field(3, ge=1, le=5, description="stages; a reduction cell between stages")
     channels: int = Field(16, ge=1, le=512, description="channels per node in the first stage")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier")
+
+    @model_validator(mode="after")
+    def _a_reduction_cell_is_built(self, info: ValidationInfo) -> MicroConfig:
+        if at_submit(info.context) and self.stages == 1:  # (a job stored before still loads)
+            # (its reduce.* decisions changed nothing: the size squared, the searches and
+            # the controller spending choices on them)
+            raise ValueError(
+                f"stages: 1 builds no reduction cell, so the space's {4 * self.nodes} "
+                "reduce.* decisions would change nothing; use stages of 2 or more (a "
+                "reduction cell between stages)"
+            )
+        return self
 
 
 def input_labels(node: int) -> tuple[str, ...]:

@@ -372,3 +372,16 @@ def test_a_spec_stored_before_the_submit_rules_still_loads(doc: dict[str, Any]) 
     resolved = ResolvedSpec.from_stored(stored)
     assert resolved.spec.resources.cpus_per_trial == 0.00001
     assert resolved.spec.warm_start is not None and resolved.spec.warm_start.limit == 3
+    micro = {**stored, "space": {"name": "enas-micro", "nodes": 2, "stages": 1}}
+    assert ResolvedSpec.from_stored(micro).spec.space.params["stages"] == 1
+
+
+def test_a_one_stage_micro_space_is_refused_at_stages(doc: dict[str, Any]) -> None:
+    """One stage builds no reduction cell: its 4 x nodes reduce.* decisions changed nothing
+    (two architectures differing there built the same network; the probe of the spaces)."""
+    doc["space"] = {"name": "enas-micro", "nodes": 2, "stages": 1, "channels": 4}
+    doc["dataset"], doc["evaluator"] = {"name": "digits"}, {"name": "standalone"}
+    doc["budget"] = {"trials": 2}
+    assert "builds no reduction cell" in error_at(doc, ("space", "stages"))["msg"]
+    doc["space"]["stages"] = 2
+    parse_spec(doc)
