@@ -304,14 +304,18 @@ class TabularEvaluator(Evaluator):
     def constraint_figures(
         self, archs: Sequence[Architecture], figures: Sequence[str]
     ) -> list[dict[str, float]]:
-        """From the table: parameters (analytic count), FLOPs (NB201's convention) and the
-        recorded latency, in units (not millions, not seconds)."""
+        """From the table: parameters (analytic count), FLOPs and the recorded latency, in
+        units (not millions, not seconds). FLOPs count a multiply and an add apart, as
+        ``standalone`` does (torch's counter), so a ``max_flops`` means the same network
+        size on both: twice the table's ``flops_M``, which counts multiply-accumulates (the
+        network built from the cell counts exactly twice it); the limit let networks of up
+        to twice the size through here."""
         for arch in archs:
             self.space.validate(arch)
         codes = self.table.codes(archs)
         columns = {
             "params": self._params * 1e6,
-            "flops": self._flops * 1e6,
+            "flops": self._flops * 2e6,
             "latency_ms": self._latency * 1e3,
         }
         return [{f: float(columns[f][code]) for f in figures} for code in codes]
