@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from nas.datasets.base import (
+    TEST_SPLIT_SEED,
     DatasetConfig,
     DatasetEntry,
     DatasetSplits,
@@ -71,7 +72,7 @@ def load_digits(
     pixels, labels = digits_arrays()
     x = (pixels.reshape(-1, 8, 8) / 16.0).astype(np.float32)[:, None, :, :]  # (N, 1, 8, 8)
     y = labels.astype(np.int64)
-    x_train, y_train, x_test, y_test = split_off(x, y, test_fraction, seed, 0)
+    x_train, y_train, x_test, y_test = split_off(x, y, test_fraction, TEST_SPLIT_SEED, 0)
     return finish_splits(
         name, x_train, y_train, x_test, y_test, seed=seed, valid_fraction=valid_fraction
     )

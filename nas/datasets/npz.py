@@ -15,6 +15,7 @@ from pydantic import Field
 
 from nas.datasets.base import (
     FILE_PARAM,
+    TEST_SPLIT_SEED,
     DatasetConfig,
     DatasetEntry,
     DatasetSplits,
@@ -83,7 +84,7 @@ def load_npz(
         x_test, y_test = arrays["x_test"], arrays["y_test"]
         x_train, y_train = x, y
     else:
-        x_train, y_train, x_test, y_test = split_off(x, y, test_fraction, seed, 0)
+        x_train, y_train, x_test, y_test = split_off(x, y, test_fraction, TEST_SPLIT_SEED, 0)
     return finish_splits(
         name,
         with_channels(x_train),
