@@ -248,6 +248,9 @@ class FinalSpec(_Strict):
     weight_decay: float = Field(0.0, ge=0, le=1)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    loss: Literal["cross_entropy", "label_smoothing", "focal"] = "cross_entropy"
+    focal_gamma: float = Field(2.0, ge=0, le=10, description="with loss: focal")
+    momentum: float = Field(0.9, ge=0, lt=1, description="with optimizer: sgd (Nesterov)")
     train_on: Literal["train", "train+valid"] = "train+valid"
     channels: Annotated[int, Field(ge=1, le=1024)] | Literal["fit"] | None = Field(
         None,
@@ -1265,6 +1268,21 @@ def _check_combinations(
                 f"the space's channels, or to fit (the widest width within them)",
             )
         )
+    if final is not None:
+        # A setting the rest of the retraining recipe would ignore (as the standalone
+        # evaluator's), unless a joint search sets what it depends on per architecture.
+        searched = set(spec.hparams or ())
+        fields = type(final).model_fields
+        ignored = []
+        if "loss" not in searched and final.loss != "focal":
+            ignored.append(("focal_gamma", f"only loss focal uses focal_gamma ({final.loss})"))
+        if "loss" not in searched and final.loss == "focal":
+            ignored.append(("label_smoothing", "loss focal does not smooth labels"))
+        if "optimizer" not in searched and final.optimizer != "sgd":
+            ignored.append(("momentum", f"only optimizer sgd uses momentum ({final.optimizer})"))
+        for name, because in ignored:
+            if getattr(final, name) != fields[name].default:
+                errors.append(_err(("final", name), f"{because}; got {getattr(final, name)}"))
     if spec.final is not None and not space.trainable:
         trainable = [n for n in SPACES.names() if SPACES.get(n).trainable]
         errors.append(

@@ -44,6 +44,9 @@ def retraining_recipe(final: FinalSpec, hparams: Mapping[str, Any] | None = None
         weight_decay=final.weight_decay,
         lr_schedule=final.lr_schedule,
         label_smoothing=final.label_smoothing,
+        loss=final.loss,
+        focal_gamma=final.focal_gamma,
+        momentum=final.momentum,
     )
     return recipe.with_hparams(hparams, exclude=("epochs",))
 

@@ -128,3 +128,49 @@ def test_the_summary_names_the_trial_whose_hyperparameters_final_retrains_with()
     summary = summarize(resolved, outcome, space)
     assert summary["best"]["trial"] == 1
     assert summary["best"]["hparams"] == ranked_hparams(trials, outcome.ranked)[0] == {"lr": 0.01}
+
+
+def _final_spec(**final: Any) -> dict[str, Any]:
+    return {
+        "name": "final-recipe",
+        "dataset": {"name": "digits"},
+        "space": {"name": "enas-macro", "layers": 2, "channels": 4, "reductions": [1]},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "standalone", "epochs": 1},
+        "budget": {"trials": 1},
+        "final": {"epochs": 1, **final},
+    }
+
+
+def test_final_retrains_with_its_loss_focal_gamma_and_momentum() -> None:
+    """final: could not set them: an evaluator on the focal loss was retrained on plain
+    cross-entropy, final: {optimizer: sgd} always with momentum 0.9 (the probe of the
+    evaluators)."""
+    from workers.final import retraining_recipe
+
+    resolved = parse_spec(_final_spec(loss="focal", focal_gamma=3.0))
+    recipe = retraining_recipe(resolved.spec.final)
+    assert (recipe.loss, recipe.focal_gamma) == ("focal", 3.0)
+    recipe = retraining_recipe(parse_spec(_final_spec(optimizer="sgd", momentum=0.5)).spec.final)
+    assert (recipe.optimizer, recipe.momentum) == ("sgd", 0.5)
+    # a joint search's trial hyperparameters still set them over final's
+    assert retraining_recipe(resolved.spec.final, {"loss": "cross_entropy"}).loss == "cross_entropy"
+
+
+@pytest.mark.parametrize(
+    ("final", "field", "message"),
+    [
+        ({"focal_gamma": 3.0}, "focal_gamma", "only loss focal uses focal_gamma"),
+        ({"loss": "focal", "label_smoothing": 0.1}, "label_smoothing", "does not smooth"),
+        ({"momentum": 0.5}, "momentum", "only optimizer sgd uses momentum"),
+    ],
+)
+def test_a_final_setting_the_recipe_would_ignore_is_refused_at_its_field(
+    final: dict[str, Any], field: str, message: str
+) -> None:
+    from nas.errors import SpecError
+
+    with pytest.raises(SpecError) as info:
+        parse_spec(_final_spec(**final))
+    found = {tuple(e["loc"]): e["msg"] for e in info.value.errors}
+    assert message in found[("final", field)], found
