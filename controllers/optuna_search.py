@@ -952,6 +952,16 @@ class GridController(OptunaController):
                 f"more than max_size={max_size:,}; use a smaller space, raise max_size, or "
                 f"choose another controller"
             )
+        combinations = math.prod(d.num_choices for d in self.space.decisions())
+        if combinations != size:
+            # (Optuna's grid is every combination: the first illegal one raised
+            # InvalidArchitectureError from the job)
+            raise ValueError(
+                f"controller.name: grid search walks every combination of the decisions' "
+                f"choices, and only {size:,} of the {combinations:,} of space "
+                f"{self.space.name!r} are legal architectures; use random with unique: true "
+                "to try each legal one once"
+            )
         self.max_size = max_size
         self._grid = {
             name: list(range(d.num_choices))

@@ -460,6 +460,8 @@ def _parent_values(
         values = {fixed}
     elif isinstance(target, CategoricalParam):
         values = set(target.choices)
+        if target.condition is not None:  # where it is inactive, the evaluator's holds
+            values.add(fixed)
     else:
         return None
     condition = space.params[name].condition

@@ -340,6 +340,15 @@ def test_grid_resumed_midway_asks_the_rest_without_repeats() -> None:
     assert {c.architecture for c in first} | set(rest_a) == everything
 
 
+def test_grid_refuses_a_space_whose_combinations_are_not_all_legal() -> None:
+    """Optuna's grid is every combination of the choices: on a MetaQNN space its first ask
+    raised InvalidArchitectureError (the review of the random-unique fix)."""
+    from nas.spaces import MetaQNNSpace
+
+    with pytest.raises(ValueError, match=r"only 108 of the 4,913 .* are legal"):
+        GridController(space=MetaQNNSpace(max_layers=2, input_size=8, channels=8), seed=0)
+
+
 def test_grid_refuses_a_space_too_big_to_enumerate() -> None:
     with pytest.raises(ValueError, match=r"81,000,000,000,000 architectures.*max_size=100,000"):
         GridController(space=MicroSpace(nodes=3), seed=0)

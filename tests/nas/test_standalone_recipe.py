@@ -125,6 +125,18 @@ def test_a_searched_setting_no_trial_would_use_is_refused_at_its_field(
         ),
         ({"loss": "focal"}, {"focal_gamma": FLOAT}),
         ({}, {"label_smoothing": FLOAT}),
+        (  # where the searched optimizer is inactive, the evaluator's sgd trains
+            {"optimizer": "sgd"},
+            {
+                "lr_schedule": {"type": "categorical", "choices": ["constant", "cosine"]},
+                "optimizer": {
+                    "type": "categorical",
+                    "choices": ["adam", "adamw"],
+                    "condition": {"param": "lr_schedule", "equals": "cosine"},
+                },
+                "momentum": FLOAT,
+            },
+        ),
     ],
 )
 def test_a_searched_setting_some_trials_use_passes(
