@@ -237,6 +237,9 @@ class JobRepository:
                 runner=runner,
                 heartbeat_at=now,
                 started_at=func.coalesce(JobModel.started_at, now),
+                # What the last runner's search waited for (Ray's room, its final
+                # retraining) is not this one's: it stayed while the trials ran again.
+                reason=None,
             )
             .execution_options(synchronize_session=False)
         )

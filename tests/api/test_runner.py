@@ -300,6 +300,38 @@ def test_a_job_whose_lease_expired_is_taken_over(server_factory: Any) -> None:
         assert job["state"] == "RUNNING" and job["n_trials"] == 0  # its lease still holds
 
 
+def test_a_claim_clears_what_the_last_runners_search_waited_for(server_factory: Any) -> None:
+    """A RUNNING job's reason is what its search waits for (Ray's room, its final
+    retraining): a server that took it over kept the dead one's note while its trials ran
+    again (the review of the Ray waiting note)."""
+    from datetime import UTC, datetime, timedelta
+
+    from api.db import session_scope
+    from api.repositories import JobRepository
+
+    held: LiveServer = server_factory(run_jobs=False)
+    with held.client(held.create_key("a")) as client:
+        job_id = client.submit(standalone_spec(trials=2, epochs=1))["id"]
+    now = datetime.now(UTC)
+    with session_scope(held.app.state.nas.write) as session:
+        jobs = JobRepository(session)
+        jobs.set_fields(
+            job_id,
+            state="RUNNING",
+            runner="elsewhere:1:x",
+            heartbeat_at=now - timedelta(seconds=10),
+            reason="no trial of this search has run for 10 s: ...",
+        )
+    with session_scope(held.app.state.nas.write) as session:
+        jobs = JobRepository(session)
+        job = jobs.get(job_id)
+        assert job is not None
+        assert jobs.claim(job, "here:1:y", stale_before=now, force=False)
+    with session_scope(held.app.state.nas.read) as session:
+        job = JobRepository(session).get(job_id)
+        assert job is not None and (job.runner, job.reason) == ("here:1:y", None)
+
+
 def test_a_job_claimed_while_the_runner_stops_is_stopped_and_released(
     server_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
