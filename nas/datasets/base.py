@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
-from nas.errors import DatasetError
+from nas.errors import DatasetError, at_submit
 from nas.registry import Registry
 
 if TYPE_CHECKING:
@@ -235,12 +235,42 @@ def split_size(n: int, fraction: float, where: str = "") -> int:
 
 
 #: The seed of the test split of a dataset that has none of its own (digits, an npz file
-#: without ``x_test``): the same for every job, whatever its seed. With the job's seed, the
-#: test examples of one seed were training examples of another (267 of digits' 359 between
-#: seeds 0 and 1): held-out figures did not compare across seeds, and a warm start from
-#: another seed's job ranked on this one's test examples. The validation split follows the
-#: job's seed. (Seed 0 splits as before.)
+#: without ``x_test``) when the spec does not set ``test_split_seed``: the same for every
+#: job, whatever its seed. With the job's seed, the test examples of one seed were training
+#: examples of another (267 of digits' 359 between seeds 0 and 1): held-out figures did not
+#: compare across seeds, and a warm start from another seed's job ranked on this one's test
+#: examples. The validation split follows the job's seed. (Seed 0 splits as before.)
 TEST_SPLIT_SEED = 0
+
+
+class HeldOutConfig(DatasetConfig):
+    """A dataset whose test split is cut from its examples."""
+
+    test_split_seed: int | None = Field(
+        None,
+        ge=0,
+        lt=2**63,
+        description="seed of the test split, the same for every job seed (0 unless set); "
+        "a job stored before this setting has none and splits by its own seed, as it did",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_fixed_test_split(cls, data: Any, info: ValidationInfo) -> Any:
+        """Filled in at submit, so the stored spec says it; a spec stored before it keeps
+        null (its job's seed), so that a resumed or retrained job splits as it did."""
+        fill = isinstance(data, dict) and data.get("test_split_seed") is None
+        return (
+            {**data, "test_split_seed": TEST_SPLIT_SEED}
+            if fill and at_submit(info.context)
+            else data
+        )
+
+
+def held_out_seed(job_seed: int, test_split_seed: int | None) -> int:
+    """The seed that cuts the test split: the spec's, or a job stored before the setting's
+    own seed."""
+    return job_seed if test_split_seed is None else test_split_seed
 
 
 def split_off(

@@ -10,11 +10,11 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from nas.datasets.base import (
-    TEST_SPLIT_SEED,
-    DatasetConfig,
     DatasetEntry,
     DatasetSplits,
+    HeldOutConfig,
     finish_splits,
+    held_out_seed,
     split_off,
     split_size,
 )
@@ -24,7 +24,7 @@ from nas.errors import DatasetError
 DIGITS_EXAMPLES = 1797
 
 
-class DigitsConfig(DatasetConfig):
+class DigitsConfig(HeldOutConfig):
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share held out for testing")
 
     @model_validator(mode="after")
@@ -67,12 +67,19 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_digits(
-    *, name: str, seed: int, valid_fraction: float, test_fraction: float
+    *,
+    name: str,
+    seed: int,
+    valid_fraction: float,
+    test_fraction: float,
+    test_split_seed: int | None = None,
 ) -> DatasetSplits:
     pixels, labels = digits_arrays()
     x = (pixels.reshape(-1, 8, 8) / 16.0).astype(np.float32)[:, None, :, :]  # (N, 1, 8, 8)
     y = labels.astype(np.int64)
-    x_train, y_train, x_test, y_test = split_off(x, y, test_fraction, TEST_SPLIT_SEED, 0)
+    x_train, y_train, x_test, y_test = split_off(
+        x, y, test_fraction, held_out_seed(seed, test_split_seed), 0
+    )
     return finish_splits(
         name, x_train, y_train, x_test, y_test, seed=seed, valid_fraction=valid_fraction
     )

@@ -15,11 +15,11 @@ from pydantic import Field
 
 from nas.datasets.base import (
     FILE_PARAM,
-    TEST_SPLIT_SEED,
-    DatasetConfig,
     DatasetEntry,
     DatasetSplits,
+    HeldOutConfig,
     finish_splits,
+    held_out_seed,
     split_off,
     split_size,
     with_channels,
@@ -31,7 +31,7 @@ _ARRAYS = ("x", "y", "x_test", "y_test")
 _EXPECTED = "expected an .npz file of numeric arrays x, y (optionally x_test, y_test)"
 
 
-class NpzConfig(DatasetConfig):
+class NpzConfig(HeldOutConfig):
     path: str = Field(
         description="an .npz file with arrays x, y and optionally x_test, y_test",
         json_schema_extra=FILE_PARAM,
@@ -58,7 +58,13 @@ _UNREADABLE = (
 
 
 def load_npz(
-    *, name: str, seed: int, valid_fraction: float, test_fraction: float, path: str
+    *,
+    name: str,
+    seed: int,
+    valid_fraction: float,
+    test_fraction: float,
+    path: str,
+    test_split_seed: int | None = None,
 ) -> DatasetSplits:
     """Read the file. Errors say what the file must hold, never what it does hold (a service
     must not tell a client about files it reads)."""
@@ -84,7 +90,9 @@ def load_npz(
         x_test, y_test = arrays["x_test"], arrays["y_test"]
         x_train, y_train = x, y
     else:
-        x_train, y_train, x_test, y_test = split_off(x, y, test_fraction, TEST_SPLIT_SEED, 0)
+        x_train, y_train, x_test, y_test = split_off(
+            x, y, test_fraction, held_out_seed(seed, test_split_seed), 0
+        )
     return finish_splits(
         name,
         with_channels(x_train),

@@ -224,19 +224,36 @@ def test_npz_splits_are_deterministic_by_seed(tmp_path: Path) -> None:
     )
     # the test split is the same for every seed (held-out figures compare across seeds); the
     # validation split follows the seed
-    five, six = load_dataset("npz", path=path, seed=5), load_dataset("npz", path=path, seed=6)
+    five, six = (load_dataset("npz", path=path, seed=s, test_split_seed=0) for s in (5, 6))
     assert np.array_equal(five.x_test, six.x_test) and np.array_equal(five.y_test, six.y_test)
     assert not np.array_equal(five.x_valid, six.x_valid)
 
 
 def test_digits_test_split_is_the_same_for_every_seed() -> None:
     """It followed the job's seed: 267 of seed 0's 359 test digits were training examples
-    at seed 1 (the probe of the evaluators)."""
-    zero, one = load_dataset("digits", seed=0), load_dataset("digits", seed=1)
+    at seed 1 (the probe of the evaluators). A spec fills test_split_seed in at submit; a
+    job stored before the setting (none in its spec) splits by its seed, as it did."""
+    from workers.search import parse_spec
+
+    spec = {
+        "name": "split",
+        "dataset": {"name": "digits"},
+        "space": {"name": "enas-macro", "layers": 2, "channels": 4},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "standalone", "epochs": 1},
+        "budget": {"trials": 1},
+    }
+    params = parse_spec(spec).dataset_params
+    assert params["test_split_seed"] == 0
+    zero, one = (load_dataset("digits", seed=s, **params) for s in (0, 1))
     assert np.array_equal(zero.x_test, one.x_test) and np.array_equal(zero.y_test, one.y_test)
     assert not np.array_equal(zero.x_valid, one.x_valid)
     test = {x.tobytes() for x in zero.x_test}
     assert not test & {x.tobytes() for x in np.concatenate([one.x_train, one.x_valid])}
+    # stored before: the job's own seed
+    stored = {k: v for k, v in params.items() if k != "test_split_seed"}
+    assert not np.array_equal(load_dataset("digits", seed=1, **stored).x_test, zero.x_test)
+    assert np.array_equal(load_dataset("digits", seed=0, **stored).x_test, zero.x_test)
 
 
 def _bad_npz_cases() -> list[object]:
