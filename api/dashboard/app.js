@@ -588,7 +588,7 @@ async function jobPage(id) {
       ["State", h("span", {}, stateTag(j.state), j.reason ? ` — ${j.reason}` : "")],
       ...(j.owner ? [["Owner", j.owner]] : []),
       ["Progress", progress(j)], ["ETA", eta(j)],
-      [j.best?.trial_number === null ? "Best" : "Best so far", j.best ? h("span", { id: "job-best" }, `${metric} ${fmt(j.best.value)} (${bestSource(j.best)})`,
+      [["QUEUED", "RUNNING"].includes(j.state) ? "Best so far" : "Best", j.best ? h("span", { id: "job-best" }, `${metric} ${fmt(j.best.value)} (${bestSource(j.best)})`,
         spec.objective?.metrics?.length > 1 ? h("span", { class: "muted" }, " — by the first objective, ties by the others in order; the Pareto front below weighs them all") : null) : "–"],
       ...(held ? [["Held-out", held]] : []),
       ["Trials", `${j.n_trials} (${Object.entries(j.trial_states).map(([k, v]) => `${k} ${v}`).join(", ") || "none"})`],
