@@ -135,6 +135,10 @@ class SearchOutcome:
     final_metrics: dict[str, float] = field(default_factory=dict)
     #: Best architectures with their selection score, best first (top-K of the search).
     ranked: list[tuple[Architecture, float]] = field(default_factory=list)
+    #: The ranked architectures were derived from a supernet (a shared-weight search) and
+    #: scored on the validation split: no trial earned their scores, even one of the same
+    #: architecture whose minibatch score happens to equal it.
+    derived: bool = False
     #: Per-epoch controller curve (shared-weight search): reward, entropy, baseline, loss.
     curve: list[dict[str, float]] = field(default_factory=list)
     #: Several objectives: the non-dominated COMPLETE trials (one per configuration,

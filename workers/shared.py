@@ -186,6 +186,7 @@ class SharedWeightSearch(SearchLoop):
             wall_s=self.budget.elapsed(),
             simulated_s=0.0,
             ranked=ranked,
+            derived=True,
             curve=self.curve,
             warnings=self.warnings,
             error=error,

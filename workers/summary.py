@@ -38,7 +38,9 @@ def summarize(
             "final_metrics": outcome.final_metrics,
         }
         then = spec.objective.objectives[1:]
-        trial = earning_trial(outcome.trials, arch, score, then)  # whose hparams final: used
+        # (whose hparams final: used; none for a derived architecture, even where a trial of
+        # it scored the same on its minibatch: the job page then named that trial)
+        trial = None if outcome.derived else earning_trial(outcome.trials, arch, score, then)
         if trial is not None:
             best["trial"] = trial.number
             best["metrics"] = dict(trial.result.metrics)
