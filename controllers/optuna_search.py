@@ -507,23 +507,30 @@ class _StudyView:
     def _all(self) -> list[optuna.trial.FrozenTrial]:
         if self._cache is None:
             real = self._study._get_trials(deepcopy=False, use_cache=False)
-            done = {_config_key(t): t.value for t in real if t.state is OptunaState.COMPLETE}
+            told = [t for t in real if t.state is OptunaState.COMPLETE]
+            # A FAIL or infeasible trial is told as COMPLETE with a penalty value: it is no
+            # anchor (a failed prior took its source's high score, and counted as well as
+            # the best), and its pseudo-observation goes too; it ranks below every value.
+            failed = {_config_key(t) for t in told if t.system_attrs.get(PENALTY_ATTR)}
+            done = {_config_key(t): t.value for t in told if not t.system_attrs.get(PENALTY_ATTR)}
             anchors = [(done[k], p.value) for p in self._pseudo if (k := _config_key(p)) in done]
             pseudo = []
             for p in self._pseudo:
-                if _config_key(p) not in done:
+                if _config_key(p) not in done and _config_key(p) not in failed:
                     view = copy.copy(p)
                     view.number = len(pseudo)
                     pseudo.append(view)
-            values = np.sort(
-                np.asarray([t.value for t in real if t.state is OptunaState.COMPLETE], dtype=float)
-            )
+            values = np.sort(np.asarray(list(done.values()), dtype=float))
             to_scale = _anchored_scale(anchors, values)
+            scaled = {id(t): to_scale(float(t.value)) for t in told if _config_key(t) in done}
+            every = [*scaled.values(), *(p.value for p in pseudo)]
+            lo, hi = (min(every), max(every)) if every else (0.0, 0.0)
+            below = lo - (hi - lo) if hi > lo else lo - 1.0
             out = list(pseudo)
             for t in real:
                 view = _shifted(t, len(pseudo))
                 if t.state is OptunaState.COMPLETE:
-                    view.value = to_scale(float(t.value))
+                    view.value = scaled.get(id(t), below)
                 out.append(view)
             self._cache = out
         return self._cache

@@ -162,3 +162,28 @@ def test_tpe_keeps_the_source_scores_of_priors_that_do_well_here() -> None:
     # Source scores 1.0, 0.975, 0.95; here 90, 91, 89: the isotonic fit pools the first two.
     assert priors == pytest.approx([0.9875, 0.9875, 0.95])
     assert 0 <= job[3].value < 0.95 and job[4].value == pytest.approx(0.99375)
+
+
+def test_a_prior_that_fails_here_ranks_below_everything_not_as_its_source_rated_it() -> None:
+    """A FAIL (or infeasible) trial is told to the study as COMPLETE with a penalty: it was
+    an anchor, paired with its source's high score, so a failed prior counted as well as
+    the best in TPE's view (the probe of the warm start). Its pseudo-observation goes too."""
+    from controllers.optuna_search import _StudyView
+
+    observations = [
+        {"architecture": {"space": "nb201", "choices": [r // 5**i % 5 for i in range(6)]},
+         "score": 1.0 - r / 40}
+        for r in range(40)
+    ]  # fmt: skip
+    controller = TpeController(space=Nb201Space(), seed=4)
+    controller.warm_start(observations[:3], observations=observations)
+    told = [TrialResult(TrialState.COMPLETE, objective=94.0), TrialResult.failed("empty cell")]
+    told.append(TrialResult(TrialState.COMPLETE, objective=95.0))
+    for result in told:
+        candidate = controller.ask()
+        controller.tell(candidate.id, result)
+    view = _StudyView(controller.study, controller._pseudo).get_trials(deepcopy=False)
+    pseudo, job = view[:-3], view[-3:]
+    assert len(pseudo) == len(observations) - 3  # the failed prior's is gone too
+    failed = job[1].value
+    assert failed < min(t.value for t in [*pseudo, job[0], job[2]])
