@@ -221,7 +221,10 @@ def _source_jobs(
         if other_space(f"job {job.id}", job.spec.get("space"), stored["space"]) is not None:
             continue
         # (a job with no completed trial, cancelled at its first, has nothing to give)
-        if job.spec.get("hparams") != stored.get("hparams"):
+        # (as jobs: lists them: the same hparams section, or none, whose architectures get
+        # sampled hyperparameters; a query passed over a source without one)
+        theirs, ours = job.spec.get("hparams") or None, stored.get("hparams") or None
+        if other_hparams(f"job {job.id}", theirs, ours) is not None:
             left_out["searched other hyperparameters (hparams)"] += 1
         elif (job.state_counts or {}).get(TrialState.COMPLETE.value, 0) == 0:
             left_out["had no completed trial"] += 1
