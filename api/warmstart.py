@@ -23,6 +23,7 @@ from nas.warmstart import (
     other_direction,
     other_hparams,
     other_space,
+    other_version,
     priors_for,
 )
 from workers.search import parse_spec
@@ -84,14 +85,16 @@ def resolve_warm_start(
         )
         if not rows:
             raise SpecError.at(loc, f"job {job.id} has no completed trial to start from")
-        sources.append(
-            Source(
-                job.id,
-                [SourceTrial(r.architecture, r.hparams or {}, r.objective) for r in rows],
-                job.maximize,
-                completed,
-            )
+        source = Source(
+            job.id,
+            [SourceTrial(r.architecture, r.hparams or {}, r.objective) for r in rows],
+            job.maximize,
+            completed,
         )
+        problem = other_version(f"job {job.id}", source.trials, stored["space"])
+        if problem is not None:
+            raise SpecError.at(loc, problem)
+        sources.append(source)
     priors = priors_for(sources, resolved.build_space(), top_k=warm.top_k, predicted=predicted)
     stored["warm_start"]["priors"] = priors
     stored["warm_start"]["observations"] = (

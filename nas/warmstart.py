@@ -350,10 +350,39 @@ def source_from_run(
     # below sorts by the objective alone and keeps this order among equal values.
     trials.sort(key=lambda pair: tuple(-v for v in pair[1]))
     source = Source(str(folder), [t for t, _ in trials], direction == "maximize")
+    problem = other_version(repr(str(folder)), source.trials, space)
+    if problem is not None:
+        raise SpecError.at(loc, problem)
     if not _ranked(source):
         # (the service's 422 for a source job with none: priors from nothing are no start)
         raise SpecError.at(loc, f"{str(folder)!r} has no completed trial to start from")
     return source
+
+
+def other_version(
+    source: str, trials: Sequence[SourceTrial], space: Mapping[str, Any]
+) -> str | None:
+    """Why a source whose trials searched another version of the space (``space``: the
+    target's section as stored) cannot lend them, or ``None``. Said once, at the source: it
+    was one error per prior and per observation (up to 200 a source), and the model still
+    predicted this version's architectures from the other version's trials."""
+    from nas.spaces import SPACES
+
+    name = space.get("name")
+    if name not in SPACES:
+        return None
+    ours = SPACES.get(name).version
+    theirs = sorted(
+        {t.architecture.get("version") for t in trials if isinstance(t.architecture, Mapping)}
+        - {ours},
+        key=str,
+    )
+    if not theirs:
+        return None
+    return (
+        f"{source} searched version {', '.join(map(str, theirs))} of space {name!r}; this "
+        f"job's {name!r} is version {ours}: the spaces must match"
+    )
 
 
 def space_with_defaults(section: Any) -> Any:

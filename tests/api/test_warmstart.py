@@ -435,3 +435,27 @@ def test_the_stored_size_is_measured_as_the_yaml_it_is_printed_in() -> None:
     with pytest.raises(SpecError, match="above this server's body limit"):
         check_resubmittable(resolved, limit)
     check_resubmittable(resolved, as_yaml)
+
+
+def test_a_source_job_of_another_space_version_is_a_422_at_its_field(
+    server: LiveServer, client: NasClient
+) -> None:
+    """Said once, at warm_start.jobs.0 (it was one error per prior and observation)."""
+    from sqlalchemy import select
+
+    from api.db import session_scope
+    from api.models import TrialModel
+
+    source = client.wait(client.submit(nb201_spec(budget={"trials": 6}))["id"], timeout=120)
+    with session_scope(server.app.state.nas.write) as session:
+        for trial in session.scalars(select(TrialModel).where(TrialModel.job_id == source["id"])):
+            trial.architecture = {**trial.architecture, "version": 2}  # (a space bumped since)
+    with pytest.raises(ApiError) as info:
+        client.submit(nb201_spec(warm_start={"jobs": [source["id"]]}))
+    said = (
+        f"job {source['id']} searched version 2 of space 'nb201'; this job's 'nb201' is "
+        "version 1: the spaces must match"
+    )
+    assert [(p["loc"][-3:], p["msg"]) for p in info.value.detail] == [
+        (["warm_start", "jobs", 0], said)
+    ]

@@ -193,6 +193,31 @@ def test_a_run_of_other_hyperparameters_is_refused_once_at_its_folder(tmp_path) 
     assert parse_spec(resolve_runs(plain)).spec.warm_start is not None
 
 
+def test_a_run_of_another_space_version_is_refused_once_at_its_folder(tmp_path: Path) -> None:
+    """Its trials' architectures of another version gave one error per prior and per
+    observation, and the model predicted this version's architectures from them (the probe
+    of the warm start)."""
+    from nas.warmstart import resolve_runs
+    from workers.local import run_local_search
+    from workers.search import parse_spec
+
+    spec = {**NB201_RUN_SPEC, "budget": {"trials": 8}}
+    run_local_search(parse_spec(spec), tmp_path / "src", progress=False)
+    trials = tmp_path / "src" / "trials.jsonl"
+    rows = [json.loads(line) for line in trials.read_text().splitlines() if line.strip()]
+    for row in rows:
+        row["architecture"]["version"] = 2
+    trials.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    target = {**spec, "name": "tgt", "warm_start": {"runs": [str(tmp_path / "src")], "top_k": 2}}
+    with pytest.raises(SpecError) as info:
+        resolve_runs(target)
+    said = (
+        f"{str(tmp_path / 'src')!r} searched version 2 of space 'nb201'; this job's "
+        "'nb201' is version 1: the spaces must match"
+    )
+    assert [(e["loc"], e["msg"]) for e in info.value.errors] == [(("warm_start", "runs", 0), said)]
+
+
 NB201_RUN_SPEC = {
     "name": "src",
     "dataset": {"name": "nb201-cifar10"},
