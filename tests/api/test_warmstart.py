@@ -228,22 +228,24 @@ def test_a_query_passes_over_jobs_without_a_completed_trial(client: NasClient) -
 
 
 def test_a_query_that_finds_none_says_why_the_jobs_of_the_space_were_passed_over(
-    client: NasClient,
+    client: NasClient, time_left: Callable[..., float]
 ) -> None:
     """'none of your finished jobs searched this space' while many had: they had searched
     other hyperparameters, which the refusal did not say. A source that searched none lends
     its architectures (with sampled hyperparameters), as when jobs: lists it: a query passed
     over it (the probe of the warm start)."""
-    plain = client.wait(client.submit(nb201_spec(budget={"trials": 4}))["id"], timeout=120)
+    plain = nb201_spec(budget={"trials": 4})
+    plain = client.wait(client.submit(plain)["id"], timeout=time_left(120))
     hparams = {"temperature": {"type": "float", "low": 0.5, "high": 2.0}}
     job = client.submit(nb201_spec(hparams=hparams, warm_start={"query": "same-space"}))
     assert [s["job_id"] for s in job["spec"]["warm_start"]["sources"]] == [plain["id"]]
     client.cancel(job["id"])
-    client.wait(job["id"], timeout=120)
+    client.wait(job["id"], timeout=time_left(120))
     for done in (job["id"], plain["id"]):  # (the first a source of its hparams too)
         client.delete(done)
-    other = {"temperature": {"type": "float", "low": 0.5, "high": 3.0}}
-    client.wait(client.submit(nb201_spec(hparams=other, budget={"trials": 4}))["id"], timeout=120)
+    other = nb201_spec(hparams={"temperature": {"type": "float", "low": 0.5, "high": 3.0}})
+    other["budget"] = {"trials": 4}
+    client.wait(client.submit(other)["id"], timeout=time_left(120))
     with pytest.raises(ApiError) as info:
         client.submit(nb201_spec(hparams=hparams, warm_start={"query": "same-space"}))
     (problem,) = info.value.detail
