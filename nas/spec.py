@@ -1271,16 +1271,10 @@ def _check_combinations(
     if final is not None:
         # A setting the rest of the retraining recipe would ignore (as the standalone
         # evaluator's), unless a joint search sets what it depends on per architecture.
-        searched = set(spec.hparams or ())
+        from nas.training import unused_settings
+
         fields = type(final).model_fields
-        ignored = []
-        if "loss" not in searched and final.loss != "focal":
-            ignored.append(("focal_gamma", f"only loss focal uses focal_gamma ({final.loss})"))
-        if "loss" not in searched and final.loss == "focal":
-            ignored.append(("label_smoothing", "loss focal does not smooth labels"))
-        if "optimizer" not in searched and final.optimizer != "sgd":
-            ignored.append(("momentum", f"only optimizer sgd uses momentum ({final.optimizer})"))
-        for name, because in ignored:
+        for name, because in unused_settings(final, set(spec.hparams or ())):
             if getattr(final, name) != fields[name].default:
                 errors.append(_err(("final", name), f"{because}; got {getattr(final, name)}"))
     if spec.final is not None and not space.trainable:

@@ -221,6 +221,33 @@ def _cpu_jiffies(cpus: Collection[int]) -> dict[int, tuple[int, int]]:
     return out
 
 
+#: Recipe settings that only some values of another setting use: name -> (that setting,
+#: the values of it that use the name, why). A value the rest of the recipe would ignore is
+#: refused at its field: the standalone evaluator's, a searched one (``hparams:``), and
+#: ``final:``'s.
+DEPENDENT_SETTINGS: dict[str, tuple[str, frozenset[str], str]] = {
+    "momentum": ("optimizer", frozenset({"sgd"}), "only optimizer sgd uses momentum"),
+    "focal_gamma": ("loss", frozenset({"focal"}), "only loss focal uses focal_gamma"),
+    "label_smoothing": (
+        "loss",
+        frozenset({"cross_entropy", "label_smoothing"}),
+        "loss focal does not smooth labels",
+    ),
+}
+
+
+def unused_settings(recipe: Any, searched: Collection[str] = ()) -> list[tuple[str, str]]:
+    """The dependent settings (``DEPENDENT_SETTINGS``) that ``recipe`` (settings as
+    attributes: an evaluator's config, ``final:``) would ignore, unless a joint search sets
+    what they depend on (``searched``): each as (name, why)."""
+    out = []
+    for name, (parent, uses, because) in DEPENDENT_SETTINGS.items():
+        value = getattr(recipe, parent)
+        if parent not in searched and value not in uses:
+            out.append((name, f"{because} ({parent} {value} does not use it)"))
+    return out
+
+
 @dataclass(frozen=True)
 class TrainRecipe:
     """How a network is trained (the training procedure of one trial).

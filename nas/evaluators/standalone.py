@@ -20,6 +20,7 @@ from nas.pruning import PrunerConfig, Pruning, PruningTrial, TrialPruned
 from nas.spaces.base import SearchSpace
 from nas.spec import DeviceSetting
 from nas.training import (
+    DEPENDENT_SETTINGS,
     DivergedError,
     TrainRecipe,
     accuracy,
@@ -28,6 +29,7 @@ from nas.training import (
     select_device,
     to_tensors,
     train_from_scratch,
+    unused_settings,
 )
 from nas.trial import TrialResult, TrialState
 
@@ -183,25 +185,11 @@ class StandaloneEvaluator(Evaluator):
             if getattr(config, name) != default[name]:
                 problems.append((("evaluator", name), f"{because}; got {getattr(config, name)}"))
 
-        if "loss" not in searched:
-            if config.loss != "focal":
-                ignored("focal_gamma", f"only loss focal uses focal_gamma (loss is {config.loss})")
-            else:
-                ignored("label_smoothing", "loss focal does not smooth labels")
-        if "optimizer" not in searched and config.optimizer != "sgd":
-            ignored("momentum", f"only optimizer sgd uses momentum ({config.optimizer} does not)")
+        for name, because in unused_settings(config, searched):
+            ignored(name, because)
         # A searched setting that no trial's recipe would use (momentum with every trial on
         # adam): accepted, recorded per trial, and never used (the probe of the evaluators).
-        for name, parent, uses, because in (
-            ("momentum", "optimizer", {"sgd"}, "only optimizer sgd uses momentum"),
-            ("focal_gamma", "loss", {"focal"}, "only loss focal uses focal_gamma"),
-            (
-                "label_smoothing",
-                "loss",
-                {"cross_entropy", "label_smoothing"},
-                "loss focal does not smooth labels",
-            ),
-        ):
+        for name, (parent, uses, because) in DEPENDENT_SETTINGS.items():
             values = _parent_values(spec.hparams, name, parent, getattr(config, parent))
             if name in searched and values is not None and not values & uses:
                 told = ", ".join(str(v) for v in sorted(values, key=str))
