@@ -79,6 +79,18 @@ def summarize(
             f"no trial completed ({counts}): there is no best architecture to retrain or "
             "export; with objective.constraints, no candidate may have met them"
         )
+    elif (
+        not outcome.trials
+        and best is None
+        and outcome.failure() is None
+        and "meta_training" not in outcome.report  # (a policy, no trials, by design)
+    ):
+        # The budget ran out before the first trial (a tiny budget.minutes): the job
+        # SUCCEEDED with nothing to show, which went without a word.
+        summary["warnings"].append(
+            f"no trial completed (none ran: the search stopped before its first trial, "
+            f"{outcome.stop_reason}): there is no best architecture to retrain or export"
+        )
     summary.update(outcome.report)  # a meta-training job's meta_training
     if outcome.files:
         summary["files"] = [{"name": f.name, "kind": f.kind} for f in outcome.files]

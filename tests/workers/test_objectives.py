@@ -87,6 +87,22 @@ def test_constraints_nothing_satisfies_stop_the_search(nb201_table: Path) -> Non
     assert summary["warnings"] == [warning]
 
 
+def test_a_search_whose_budget_ends_before_its_first_trial_says_so(nb201_table: Path) -> None:
+    """A budget too small for one trial: the job SUCCEEDED with no trial, no best and no
+    warning (the probe of spec validation); its summary now says no trial completed."""
+    spec = nb201_spec(nb201_table)
+    spec["budget"] = {"minutes": 1e-9}
+    resolved = parse_spec(spec)
+    loop = SearchLoop(resolved)
+    outcome = loop.run()
+    assert outcome.trials == [] and outcome.failure() is None
+    summary = summarize(resolved, outcome, loop.components.space)
+    assert summary["best"] is None
+    (warning,) = summary["warnings"]
+    assert warning.startswith("no trial completed (none ran: the search stopped before its first")
+    assert outcome.stop_reason in warning
+
+
 def test_infeasible_candidates_are_never_trained(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = {
         "name": "c",
