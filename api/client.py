@@ -23,7 +23,7 @@ from typing import Any, Self
 import httpx
 
 from nas.errors import SpecError
-from nas.spec import file_syntax
+from nas.spec import document_problems, file_syntax
 from nas.trial import TrialState
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -137,7 +137,17 @@ class NasClient:
     def submit(self, spec: str | Path | Mapping[str, Any]) -> dict[str, Any]:
         """Submit a spec: a path to a YAML/JSON file, or a mapping."""
         if isinstance(spec, Mapping):
-            return self._request("POST", "/api/v1/jobs", json=dict(spec))
+            body = dict(spec)
+            try:
+                json.dumps(body, allow_nan=False)
+            except ValueError as exc:  # NaN or infinity: httpx's bare ValueError named no field
+                problems = [p for p in document_problems(body) if "finite" in p[1]]
+                if not problems:
+                    raise
+                raise SpecError(
+                    [{"loc": loc, "msg": msg, "type": "value_error"} for loc, msg in problems]
+                ) from exc
+            return self._request("POST", "/api/v1/jobs", json=body)
         if not isinstance(spec, str | os.PathLike):
             raise TypeError(
                 f"a spec is a path to a YAML or JSON file or a mapping, not a {type(spec).__name__}"

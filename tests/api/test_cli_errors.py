@@ -18,6 +18,7 @@ import pytest
 
 from api.cli import _fmt, _watch, main
 from api.client import ApiError, NasClient, ServerUnreachable
+from nas.errors import SpecError
 from tests.api.conftest import LiveServer, PollingClient, free_port, make_settings, nb201_spec
 
 NAS = str(Path(sys.executable).parent / "nas")
@@ -376,6 +377,23 @@ def test_client_names_the_url_of_a_refused_connection() -> None:
     assert str(caught.value).startswith(f"cannot talk to the server at {url}: ")
     with pytest.raises(ValueError, match="needs http:// or https://"):
         NasClient("localhost:8772")
+
+
+def test_client_names_the_field_of_a_number_json_cannot_send() -> None:
+    """A NaN in a spec mapping raised httpx's bare ``ValueError: Out of range float values
+    are not JSON compliant`` (the probe of spec validation): no field, not a ``SpecError``;
+    the same NaN sent as raw JSON was a clear 422. Refused before any request is made."""
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens: no request may be needed
+    spec = {**nb201_spec(), "budget": {"minutes": float("nan")}}
+    with NasClient(url, api_key="k") as client, pytest.raises(SpecError) as caught:
+        client.submit(spec)
+    assert caught.value.errors == [
+        {
+            "loc": ("budget", "minutes"),
+            "msg": "numbers must be finite, got nan",
+            "type": "value_error",
+        }
+    ]
 
 
 @sqlite_only
