@@ -815,7 +815,12 @@ def document_problems(data: Any, at: tuple[Any, ...] = ()) -> list[SpecProblem]:
         if isinstance(value, dict):
             for key, item in value.items():
                 if not isinstance(key, str):
-                    problems.append((loc, f"keys must be strings, got {type(key).__name__}"))
+                    shown = repr(key) if len(repr(key)) <= 40 else f"{repr(key)[:37]}..."
+                    msg = (
+                        f"keys must be strings, got {type(key).__name__} {shown} (in YAML, "
+                        "quote a key that reads as a number: '1': ...)"
+                    )
+                    problems.append((loc, msg))
                 elif not _valid_unicode(key):
                     problems.append((loc, "a key is not valid Unicode (a lone surrogate)"))
                 elif "\x00" in key:

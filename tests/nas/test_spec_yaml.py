@@ -190,3 +190,11 @@ def test_an_integer_of_thousands_of_digits_is_a_422_not_a_500(text: str) -> None
     assert error["loc"] == ("<document>",)
     assert error["msg"].startswith("the body: an integer written with 50")
     assert "(at most 100; a spec's integers fit in 64 bits)" in error["msg"]
+
+
+def test_a_key_that_is_not_a_string_is_named_with_how_to_quote_it() -> None:
+    """The 422 said "keys must be strings, got int" at the document's root (the probe of
+    spec validation): which key, and how to write it, were left to guess."""
+    error = refusal("name: x\nhparams:\n  1: {type: int, low: 1, high: 4}\n", syntax="yaml")
+    assert error["loc"] == ("hparams",)
+    assert error["msg"].startswith("keys must be strings, got int 1 (in YAML, quote a key")
