@@ -375,15 +375,26 @@ class MetaEvaluator(Evaluator):
         """A task's support + query examples of a class (meta-training's, and evaluation's)
         above the ``per_class`` examples a class has (``have`` says so, and what to do)."""
         config = cls.Config.model_validate(dict(params))
-        sizes = [("eval_shots", config.eval_shots, config.eval_points or _CLASS_QUERIES)]
+        # Each as (shots' field, the query count's field where one was given, shots,
+        # queries): the error names the larger of the two (the query count where one was
+        # given and it is larger: queries 10 with shots 1 named shots).
+        sizes = [
+            (
+                "eval_shots",
+                "eval_points" if config.eval_points else None,
+                config.eval_shots,
+                config.eval_points or _CLASS_QUERIES,
+            )
+        ]
         if cls.trains_on_episodes:
-            sizes.insert(0, ("shots", config.shots, config.queries or config.shots))
+            given = "queries" if config.queries else None
+            sizes.insert(0, ("shots", given, config.shots, config.queries or config.shots))
         return [
             (
-                ("evaluator", loc),
+                ("evaluator", given if given and queries > shots else field),
                 f"a task takes {shots} support + {queries} query examples of each class; {have}",
             )
-            for loc, shots, queries in sizes
+            for field, given, shots, queries in sizes
             if shots + queries > per_class
         ]
 

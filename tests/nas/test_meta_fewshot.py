@@ -218,6 +218,11 @@ def test_specs_say_what_classification_needs() -> None:
         "(its samples): lower them, or raise the dataset's samples"
     )
     assert "5 support + 15 query" in defaults[("evaluator", "eval_shots")]
+    # the query count named where it was given and is the larger (the probe: queries 10
+    # with shots 1 named shots)
+    many = _problems(_spec(evaluator={"name": "maml", "shots": 1, "queries": 10}))
+    assert "1 support + 10 query" in many[("evaluator", "queries")]
+    assert ("evaluator", "shots") not in many
     small = {"shots": 1, "queries": 2, "eval_shots": 1, "eval_points": 2}
     maml = _spec(evaluator={"name": "maml", "eval_steps": 3, **small})
     assert parse_spec(maml).spec.evaluator.name == "maml"

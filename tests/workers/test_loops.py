@@ -177,7 +177,7 @@ def test_episodes_over_a_file_need_enough_examples_in_its_smallest_class(tmp_pat
     check_startable(parse_spec(spec))  # 1 + 2 of 3: enough
     spec["evaluator"]["eval_points"] = 3
     assert _problem(spec) == (
-        ["evaluator", "eval_shots"],
+        ["evaluator", "eval_points"],  # (the larger of the two, the one given)
         (
             "a task takes 1 support + 3 query examples of each class; class 9 of dataset.path has "
             "only 3 (its smallest): lower them, or leave that class out of the file"
