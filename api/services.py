@@ -361,7 +361,13 @@ class JobService:
         """A QUEUED job is cancelled at once; a RUNNING one is asked to stop (its runner
         stops within a poll interval and keeps every recorded trial). Cancelling a finished
         job is a 409."""
-        job = self.get(principal, job_id)
+        self.get(principal, job_id)  # (whose it is)
+        # Read again, locked: a delete (or the job's end) committed since the read above
+        # made the flush below update no row, a 500 on PostgreSQL (the probe of lifecycle
+        # operations); now it waits for them and answers from what they left.
+        job = self.jobs.lock(job_id)
+        if job is None:
+            raise NotFoundError(f"job {job_id} not found")
         state = JobState(job.state)
         if state.is_finished():
             raise ConflictError(f"job {job_id} is already {state.value}")

@@ -6,17 +6,20 @@ from __future__ import annotations
 import random
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from api.client import tls_context
 from api.db import session_scope
 from api.models import JobModel
 from api.repositories import JobRepository, TrialRepository
+from api.services import JobService
 from nas.architecture import Architecture
 from nas.trial import TrialRecord, TrialResult, TrialState
-from tests.api.conftest import LiveServer, nb201_spec
+from tests.api.conftest import LiveServer, make_settings, nb201_spec, postgres_database
 
 WRITERS, PER_WRITER, BATCH, READERS = 4, 250, 10, 32
 
@@ -136,3 +139,38 @@ def test_many_submits_at_once_are_all_created(server_factory: Any) -> None:
     assert max(seconds for _, seconds in answers) < 25  # not a pool's 30 s time-out
     with httpx.Client(base_url=server.url, headers=headers) as http:
         assert http.get("/api/v1/jobs?limit=100").json()["count"] == 24
+
+
+def test_a_cancel_that_meets_a_committed_delete_is_a_404(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a cancel racing a delete of its QUEUED job answered 500 (the probe of
+    lifecycle operations: ``StaleDataError``, its UPDATE matched no row), the delete having
+    committed between the cancel's read and its flush. The interleaving made certain: the
+    job is deleted, in another transaction, right after the cancel's first read. (SQLite
+    serialises writing sessions, so the window is PostgreSQL's.)"""
+    with postgres_database() as url:
+        server = LiveServer(make_settings(url, tmp_path / "data", run_jobs=False)).start()
+        try:
+            headers = {"Authorization": f"Bearer {server.create_key('a')}"}
+            write = server.app.state.nas.write
+            read_job = JobService.get
+
+            def read_then_deleted(self: JobService, principal: Any, job_id: int) -> Any:
+                job = read_job(self, principal, job_id)
+                with session_scope(write) as other:
+                    assert JobRepository(other).delete(job_id)
+                return job
+
+            with httpx.Client(
+                base_url=server.url, headers=headers, timeout=60, verify=tls_context()
+            ) as http:
+                job_id = http.post("/api/v1/jobs", json=nb201_spec()).json()["id"]
+                monkeypatch.setattr(JobService, "get", read_then_deleted)
+                answer = http.post(f"/api/v1/jobs/{job_id}/cancel")
+                monkeypatch.undo()
+                assert answer.status_code == 404, answer.text
+                assert answer.json()["detail"] == f"job {job_id} not found"
+                assert http.get(f"/api/v1/jobs/{job_id}").status_code == 404
+        finally:
+            server.stop()
