@@ -29,6 +29,7 @@ from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
 from nas.trial import RunningTrial, TrialRecord, TrialResult, TrialState
 from workers.backend import (
+    FAILURE_ERROR_CHARS,
     InlineExecutor,
     Interrupted,
     OutputFile,
@@ -239,6 +240,7 @@ class SearchLoop:
         self.curve: list[dict[str, Any]] = []
         self._elapsed_before = 0.0
         self._infeasible_in_a_row = 0
+        self._failed_in_a_row = 0
         self._batch_first = 0
         self._running = False
         self.components.evaluator.report = self._report
@@ -410,9 +412,10 @@ class SearchLoop:
         recorded = 0  # the batch's first trials recorded so far
         refused = False  # the budget refused a result: the rest of the batch is not recorded
         why: str | None = None  # the last infeasible candidate's reason
+        failed: str | None = None  # the last failed trial's error
 
         def record_ready() -> None:
-            nonlocal recorded, refused, why
+            nonlocal recorded, refused, why, failed
             while not refused and recorded in ready:
                 result, ran = ready.pop(recorded)
                 candidate = batch[recorded]
@@ -431,6 +434,11 @@ class SearchLoop:
                     why = result.error
                 else:
                     self._infeasible_in_a_row = 0
+                if result.state is TrialState.FAIL:
+                    self._failed_in_a_row += 1
+                    failed = result.error
+                else:
+                    self._failed_in_a_row = 0
 
         def on_result(index: int, result: TrialResult, ran: TrialRun) -> None:
             ready[index] = (result, ran)
@@ -456,6 +464,12 @@ class SearchLoop:
         if self._infeasible_in_a_row >= self.max_infeasible_in_a_row and not self.budget.reason:
             self.budget.reason = (
                 f"no feasible candidate in the last {self._infeasible_in_a_row} proposals ({why})"
+            )
+        if self._failed_in_a_row >= self.max_failed_in_a_row and not self.budget.reason:
+            latest = " ".join((failed or "unknown error").split())[:FAILURE_ERROR_CHARS]
+            self.budget.reason = (
+                f"the last {self._failed_in_a_row} trials failed in a row, the latest with: "
+                f"{latest}"
             )
 
     def _report(self, index: int, epoch: int, values: Mapping[str, float]) -> None:
@@ -587,6 +601,10 @@ class SearchLoop:
     #: Stop when this many proposals in a row were infeasible: constraints that (almost)
     #: nothing satisfies would otherwise loop forever under a simulated-time budget.
     max_infeasible_in_a_row: int = 1000
+    #: Stop when this many trials in a row FAILed: an error every trial meets (a table file
+    #: removed under a running job) costs no simulated time, so a simulated-time budget ran
+    #: 100,000 failing trials in seconds (the probe of lifecycle operations).
+    max_failed_in_a_row: int = 100
 
     def _prune_infeasible(self, batch: list[Candidate]) -> list[Candidate]:
         """Check ``objective.constraints`` before anything is evaluated: each infeasible

@@ -87,6 +87,51 @@ def test_constraints_nothing_satisfies_stop_the_search(nb201_table: Path) -> Non
     assert summary["warnings"] == [warning]
 
 
+def test_trials_failing_in_a_row_stop_the_search(
+    nb201_table: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure that costs no simulated time (a table file removed under a running job,
+    on Ray) let a simulated-time budget run 100,000 failing trials in seconds (the probe of
+    lifecycle operations); now 100 failures in a row stop the search, which then failed."""
+    from nas.evaluators.tabular import TabularEvaluator
+    from nas.trial import TrialResult
+
+    resolved = parse_spec(nb201_spec(nb201_table))
+    calls = {"n": 0}
+    evaluate = TabularEvaluator.evaluate
+
+    def failing(self: Any, archs: Any, hparams: Any = None) -> list[TrialResult]:
+        results = []
+        for arch in archs:  # three complete first: the stop is about the ones in a row
+            calls["n"] += 1
+            ok = calls["n"] <= 3
+            results += (
+                evaluate(self, [arch]) if ok else [TrialResult.failed("space.path: no such file")]
+            )
+        return results
+
+    monkeypatch.setattr(TabularEvaluator, "evaluate", failing)
+    outcome = SearchLoop(resolved).run()
+    failed = by_state(outcome, TrialState.FAIL)
+    # (checked after each batch of proposals: the table's batches are large)
+    assert 100 <= len(failed) < 1000 and len(by_state(outcome, TrialState.COMPLETE)) == 3
+    assert outcome.stop_reason == (
+        f"the last {len(failed)} trials failed in a row, the latest with: space.path: no such file"
+    )
+    assert outcome.failure() is None  # some completed: a result, with its stop reason
+    # every trial failing: the search failed, after a few hundred of them, not 100,000
+    monkeypatch.setattr(TabularEvaluator, "evaluate", lambda self, archs, hparams=None: [
+        TrialResult.failed("space.path: no such file") for _ in archs
+    ])  # fmt: skip
+    spec = nb201_spec(nb201_table)
+    spec["budget"] = {"simulated_seconds": 1e9}
+    outcome = SearchLoop(parse_spec(spec)).run()
+    assert 100 <= len(outcome.trials) < 1000, len(outcome.trials)
+    assert outcome.failure() == (
+        f"all {len(outcome.trials)} trials failed; first error: space.path: no such file"
+    )
+
+
 def test_a_search_whose_budget_ends_before_its_first_trial_says_so(nb201_table: Path) -> None:
     """A budget too small for one trial: the job SUCCEEDED with no trial, no best and no
     warning (the probe of spec validation); its summary now says no trial completed."""
