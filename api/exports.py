@@ -523,6 +523,11 @@ def write_export(plan: ExportPlan, artifacts: Path) -> Path:
         plan.fmt.write(ctx, tmp)
         os.replace(tmp, target)
     except ExportError:
+        if not target.parent.exists():
+            # A format's own error over the folder its job's delete moved aside meanwhile
+            # (ONNX's: a 422 at query.format that named the server's temporary file)
+            _remove_empty_folders(target.parent, artifacts)
+            raise NotFoundError(f"job {plan.job_id} not found") from None
         raise
     except (FileNotFoundError, FileExistsError):
         # The job's folder was moved aside meanwhile, by its delete (a 500 said nothing of

@@ -575,6 +575,29 @@ def test_a_download_opened_before_the_jobs_delete_sends_the_whole_file(tmp_path:
     assert gone.value.status_code == 404
 
 
+def test_a_format_failing_on_the_folder_its_jobs_delete_moved_aside_is_a_404(
+    server: LiveServer, client: NasClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ONNX export racing the job's delete answered 422 at query.format with the
+    server's temporary path (the probe of lifecycle operations): the exporter wraps the
+    missing folder in its own error. The delete made certain: the folder moves aside
+    while the format writes."""
+    from nas.errors import ExportError
+    from nas.export.formats.onnx import OnnxFormat
+
+    job_id = client.wait(_submit(client, nb201_spec(budget={"trials": 5})), timeout=60)["id"]
+    folder = server.settings.resolved_artifacts_dir() / "jobs" / str(job_id)
+
+    def deleted_meanwhile(self: Any, ctx: Any, path: Path) -> Path:
+        folder.rename(folder.with_name(f".deleting-{job_id}"))
+        raise ExportError(f"ONNX export failed: [Errno 2] No such file or directory: '{path}'")
+
+    monkeypatch.setattr(OnnxFormat, "write", deleted_meanwhile)
+    err = _error(lambda: client.export(job_id, "onnx", 1, tmp_path / "x", untrained=True))
+    assert err.status_code == 404 and err.detail == f"job {job_id} not found", err
+    assert not folder.exists()  # (the folders made for the write are not left behind)
+
+
 def test_exports_and_retrains_racing_the_jobs_delete_answer_200_or_404(
     server: LiveServer, client: NasClient, user_key: str
 ) -> None:
