@@ -737,6 +737,18 @@ class JobExecution(threading.Thread):
                 counts = trials.state_counts(self.job_id)
                 values["state_counts"] = counts
                 values["n_trials"] = sum(counts.values())
+            # A cancel that came as the search ended (answered 200, then the job SUCCEEDED
+            # with nothing said: the probe of lifecycle operations) is said in the reason.
+            # The row is locked first, as a cancel locks it: one of the two sees the other.
+            job = JobRepository(session).lock(self.job_id)
+            if (
+                job is not None
+                and job.cancel_requested
+                and state in (JobState.SUCCEEDED, JobState.FAILED)
+            ):
+                values["reason"] = (
+                    f"{reason} (the cancel requested as the search ended came too late to stop it)"
+                )
             if not JobRepository(session).set_fields_held(
                 self.job_id, self.runner.runner_id, **values
             ):

@@ -18,7 +18,7 @@ from api.db import session_scope
 from api.models import JobModel
 from api.repositories import JobRepository
 from api.runner import JobRunner
-from tests.api.conftest import LiveServer, make_settings, standalone_spec, wait_for
+from tests.api.conftest import LiveServer, make_settings, nb201_spec, standalone_spec, wait_for
 
 
 def _numbers(client: NasClient, job_id: int) -> list[int]:
@@ -99,6 +99,33 @@ def test_cancel_during_the_final_retraining_stops_it_at_the_next_epoch(
     [trial] = client.all_trials(job_id)
     assert job["summary"]["best"]["architecture"] == trial["architecture"]
     assert job["summary"]["best"]["trial"] == 0 and job["summary"]["final"] == []
+
+
+def test_a_cancel_that_comes_as_the_search_ends_is_said_in_the_reason(
+    server: LiveServer, client: NasClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel answered 200 as the search ended, then the job SUCCEEDED with
+    ``cancel_requested`` true and nothing said (the probe of lifecycle operations). The
+    cancel made certain to come between the search's end and the job's record of it."""
+    from api.auth import LOCAL_ADMIN
+    from api.runner import JobExecution
+    from api.services import JobService
+
+    finish = JobExecution._finish
+
+    def cancelled_meanwhile(self: JobExecution, state: Any, reason: str, **kwargs: Any) -> None:
+        with session_scope(server.app.state.nas.write) as session:
+            job = JobService(session).cancel(LOCAL_ADMIN, self.job_id)
+            assert job.state == "RUNNING"
+        finish(self, state, reason, **kwargs)
+
+    monkeypatch.setattr(JobExecution, "_finish", cancelled_meanwhile)
+    job = client.wait(client.submit(nb201_spec(budget={"trials": 5}))["id"], timeout=60)
+    assert job["state"] == "SUCCEEDED" and job["cancel_requested"], job
+    assert job["reason"] == (
+        "trial budget reached (5) (the cancel requested as the search ended came too late to "
+        "stop it)"
+    )
 
 
 def test_running_trials_are_visible_with_intermediate_values(client: NasClient) -> None:
