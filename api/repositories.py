@@ -501,10 +501,20 @@ class TrialRepository:
         return self.session.get(TrialModel, trial_id)
 
     def top(
-        self, job_id: int, k: int, *, maximize: bool, then: Sequence[tuple[str, str]] = ()
+        self,
+        job_id: int,
+        k: int,
+        *,
+        maximize: bool,
+        then: Sequence[tuple[str, str]] = (),
+        metric: str | None = None,
     ) -> Sequence[TrialModel]:
-        """The best ``k`` completed trials by objective, ties broken by the other objectives
-        ``then`` (``JobModel.tie_breaks``), then the earlier trial."""
+        """The best ``k`` completed trials by objective (or by the metric ``metric``, those
+        without it last), ties broken by the other objectives ``then``
+        (``JobModel.tie_breaks``), then the earlier trial."""
+        key = TrialModel.objective if metric is None else metric_value(TrialModel.metrics, metric)
+        order = rank_order(key, TrialModel.metrics, maximize, then)
+        order[0] = order[0].nulls_last()
         return self.session.scalars(
             select(TrialModel)
             .where(
@@ -512,7 +522,7 @@ class TrialRepository:
                 TrialModel.state == TrialState.COMPLETE.value,
                 TrialModel.objective.is_not(None),
             )
-            .order_by(*rank_order(TrialModel.objective, TrialModel.metrics, maximize, then))
+            .order_by(*order)
             .order_by(TrialModel.number)
             .limit(k)
         ).all()

@@ -19,8 +19,9 @@ from nas.trial import TrialState
 from nas.warmstart import (
     Source,
     SourceTrial,
+    lent_by,
+    objectives_of,
     observations_from_trials,
-    other_direction,
     other_hparams,
     other_space,
     other_version,
@@ -78,17 +79,27 @@ def resolve_warm_start(
         # take the best.
         everything = (warm.observations_per_source if observing else 0) or predicted
         take = max(2 * warm.top_k, _OBSERVATION_SCAN if everything else 0)
+        rank_by = _lent_by(job, stored)[1]
+        if rank_by is None:  # by its own objective, ties by its others
+            maximize, then = job.maximize, job.tie_breaks
+        else:  # by this job's metric, one of its later objectives, this job's way
+            maximize, then = stored["objective"].get("direction", "maximize") == "maximize", []
         rows = (
-            trials.top(job.id, take, maximize=job.maximize, then=job.tie_breaks)
+            trials.top(job.id, take, maximize=maximize, then=then, metric=rank_by)
             if completed
             else []
         )
-        if not rows:
+        scores = [r.objective if rank_by is None else (r.metrics or {}).get(rank_by) for r in rows]
+        if not any(score is not None for score in scores):
             raise SpecError.at(loc, f"job {job.id} has no completed trial to start from")
         source = Source(
             job.id,
-            [SourceTrial(r.architecture, r.hparams or {}, r.objective) for r in rows],
-            job.maximize,
+            [
+                SourceTrial(r.architecture, r.hparams or {}, score)
+                for r, score in zip(rows, scores, strict=True)
+                if score is not None
+            ],
+            maximize,
             completed,
         )
         problem = other_version(f"job {job.id}", source.trials, stored["space"])
@@ -249,14 +260,20 @@ def _source_jobs(
     return found
 
 
-def _other_direction(job: JobModel, stored: dict[str, Any]) -> str | None:
-    """Why ``job`` cannot lend its best to this spec when it searched this spec's objective
-    metric the other way (``nas.warmstart.other_direction``); ``None`` when it did not."""
+def _lent_by(job: JobModel, stored: dict[str, Any]) -> tuple[str | None, str | None]:
+    """How ``job`` lends to this spec (``nas.warmstart.lent_by``): why it cannot, where it
+    searched this spec's objective metric the other way (as any of its objectives: only its
+    first was looked at), and the metric to rank its trials by where this spec's is one of
+    its later objectives."""
     objective = stored.get("objective") or {}
-    metric, direction = objective.get("metric"), objective.get("direction", "maximize")
-    if (job.spec.get("objective") or {}).get("metric") != metric:
-        return None
-    return other_direction(f"job {job.id}", str(metric), job.direction, direction, "jobs")
+    ours = (str(objective.get("metric")), str(objective.get("direction", "maximize")))
+    theirs = objectives_of(job.spec.get("objective")) or [(ours[0], job.direction)]
+    return lent_by(f"job {job.id}", theirs, ours, "jobs")
+
+
+def _other_direction(job: JobModel, stored: dict[str, Any]) -> str | None:
+    """Why ``job`` cannot lend its best to this spec, or ``None`` (``_lent_by``)."""
+    return _lent_by(job, stored)[0]
 
 
 def _check_same_search(loc: list[Any], job: JobModel, stored: dict[str, Any]) -> None:

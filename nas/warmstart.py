@@ -25,7 +25,7 @@ import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -288,6 +288,38 @@ def other_direction(source: str, metric: str, theirs: str, ours: str, kind: str)
     )
 
 
+def objectives_of(objective: Any) -> list[tuple[str, str]]:
+    """A search's objectives, ``(metric, direction)``, from its spec's objective section,
+    the first the one it ranked its trials by; none for a section that names none."""
+    if not isinstance(objective, Mapping):
+        return []
+    metrics, directions = objective.get("metrics"), objective.get("directions")
+    if isinstance(metrics, list) and isinstance(directions, list):
+        pairs = zip(metrics, directions, strict=False)
+        return [(str(m), str(d)) for m, d in pairs if d in ("maximize", "minimize")]
+    metric = objective.get("metric")
+    if metric is None:
+        return []
+    return [(str(metric), str(objective.get("direction", "maximize")))]
+
+
+def lent_by(
+    source: str, theirs: Sequence[tuple[str, str]], ours: tuple[str, str], kind: str
+) -> tuple[str | None, str | None]:
+    """How a source that searched the objectives ``theirs`` lends to a search of ``ours``
+    (metric, direction): ``(why it cannot, the metric to rank its trials by)``. It cannot
+    where it searched our metric the other way, as any of its objectives (its best by it are
+    our worst; ``other_direction``). Where our metric is one of its later objectives (a
+    Pareto search of size and accuracy lending to an accuracy search), its trials are ranked
+    by that metric: ranked by its first, its smallest networks were lent as the most
+    accurate. Otherwise ``None``: by its own first objective."""
+    for place, (metric, direction) in enumerate(theirs):
+        if metric == ours[0]:
+            problem = other_direction(source, metric, direction, ours[1], kind)
+            return problem, metric if place > 0 and problem is None else None
+    return None, None
+
+
 def source_from_run(
     run: str | Path,
     *,
@@ -327,12 +359,14 @@ def source_from_run(
         raise SpecError.at(
             loc, f"{str(folder)!r}: its spec.yaml has no objective direction (maximize or minimize)"
         )
-    if objective is not None and objective[0] == objective_of_run.get("metric", objective[0]):
-        problem = other_direction(repr(str(folder)), objective[0], direction, objective[1], "runs")
+    rank_by = None
+    if objective is not None:
+        ran = objectives_of(objective_of_run) or [(objective[0], direction)]
+        problem, rank_by = lent_by(repr(str(folder)), ran, objective, "runs")
         if problem is not None:
             raise SpecError.at(loc, problem)
     trials: list[tuple[SourceTrial, tuple[float, ...]]] = []
-    then = _tie_breaks(objective_of_run)
+    then = [] if rank_by is not None else _tie_breaks(objective_of_run)
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -344,12 +378,18 @@ def source_from_run(
                 loc, f"{str(folder)!r}: line {number} of trials.jsonl is not a trial: {exc}"
             ) from None
         metrics = row.get("metrics")
-        trials.append((trial, tie_break_key(metrics if isinstance(metrics, Mapping) else {}, then)))
+        metrics = metrics if isinstance(metrics, Mapping) else {}
+        if rank_by is not None:  # (ranked by this job's metric, one of the run's later ones)
+            value = metrics.get(rank_by)
+            number_given = isinstance(value, int | float) and not isinstance(value, bool)
+            trial = replace(trial, objective=float(value) if number_given else None)
+        trials.append((trial, tie_break_key(metrics, then)))
     # Ties of the first objective broken by the next ones, as the run ranked its trials (a
     # run of several objectives lent, of two cells of one size, the first tried): the rank
     # below sorts by the objective alone and keeps this order among equal values.
     trials.sort(key=lambda pair: tuple(-v for v in pair[1]))
-    source = Source(str(folder), [t for t, _ in trials], direction == "maximize")
+    maximize = (objective[1] if rank_by is not None else direction) == "maximize"  # type: ignore[index]
+    source = Source(str(folder), [t for t, _ in trials], maximize)
     problem = other_version(repr(str(folder)), source.trials, space)
     if problem is not None:
         raise SpecError.at(loc, problem)
@@ -560,14 +600,8 @@ def source_trials(records: Iterable[TrialRecord]) -> list[SourceTrial]:
 
 def _tie_breaks(objective: Any) -> list[tuple[str, str]]:
     """A run's objectives after its first (``(metric, direction)``), from its spec's
-    objective section; none for one objective, or a section that names them otherwise."""
-    if not isinstance(objective, Mapping):
-        return []
-    metrics, directions = objective.get("metrics"), objective.get("directions")
-    if not isinstance(metrics, list) or not isinstance(directions, list):
-        return []
-    pairs = list(zip(metrics, directions, strict=False))[1:]
-    return [(str(m), str(d)) for m, d in pairs if d in ("maximize", "minimize")]
+    objective section; none for one objective."""
+    return objectives_of(objective)[1:]
 
 
 def _run_trial(row: Any) -> SourceTrial:

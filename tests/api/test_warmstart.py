@@ -288,6 +288,42 @@ def test_a_source_that_searched_the_metric_the_other_way_is_refused_or_passed_ov
     assert [s["job_id"] for s in job["spec"]["warm_start"]["sources"]] == [right["id"]]
 
 
+def test_a_pareto_source_lends_its_best_by_this_jobs_metric_and_not_the_other_way(
+    client: NasClient, time_left: Callable[..., float]
+) -> None:
+    """A source of several objectives was checked and ranked by its first alone (the probe
+    of combined features): one searching [params_M, val_accuracy] lent its smallest
+    networks as the most accurate to a job maximising val_accuracy, and one that minimised
+    val_accuracy as its second objective was taken as a source of a job maximising it."""
+    pareto = {"metrics": ["params_M", "val_accuracy"], "directions": ["minimize", "maximize"]}
+    source = client.wait(
+        client.submit(nb201_spec(budget={"trials": 30}, objective=pareto))["id"],
+        timeout=time_left(120),
+    )
+    job = client.submit(nb201_spec(warm_start={"jobs": [source["id"]], "top_k": 5, "predicted": 0}))
+    trials = list(client.all_trials(source["id"]))
+    best_first = sorted(trials, key=lambda t: (-t["metrics"]["val_accuracy"], t["number"]))
+    expected: list[list[int]] = []
+    for trial in best_first:
+        if trial["architecture"]["choices"] not in expected:
+            expected.append(trial["architecture"]["choices"])
+    priors = job["spec"]["warm_start"]["priors"]
+    assert [p["architecture"]["choices"] for p in priors] == expected[:5]
+    # the other way round, as its second objective: refused, and a query passes it over
+    lowest = {"metrics": ["params_M", "val_accuracy"], "directions": ["minimize", "minimize"]}
+    wrong = client.wait(
+        client.submit(nb201_spec(budget={"trials": 8}, objective=lowest))["id"],
+        timeout=time_left(120),
+    )
+    with pytest.raises(ApiError) as info:
+        client.submit(nb201_spec(warm_start={"jobs": [wrong["id"]]}))
+    assert info.value.detail[0]["loc"] == ["warm_start", "jobs", 0]
+    assert f"job {wrong['id']} minimized 'val_accuracy'" in info.value.detail[0]["msg"]
+    query = client.submit(nb201_spec(warm_start={"query": "same-space", "limit": 5}))
+    taken = [s["job_id"] for s in query["spec"]["warm_start"]["sources"]]
+    assert source["id"] in taken and wrong["id"] not in taken, taken
+
+
 def test_a_source_named_twice_or_sources_made_up_are_refused(client: NasClient) -> None:
     source = client.wait(client.submit(nb201_spec(budget={"trials": 5}))["id"], timeout=120)
     with pytest.raises(ApiError) as info:

@@ -151,6 +151,51 @@ def test_nas_search_resolves_runs(tmp_path, monkeypatch) -> None:  # type: ignor
     assert "minimized 'val_accuracy'; this job would maximize it" in info.value.errors[0]["msg"]
 
 
+def test_a_pareto_run_lends_its_best_by_this_jobs_metric_and_not_the_other_way(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """As for a service source: a run of [params_M, val_accuracy] lent its smallest
+    networks as the best of a job maximising val_accuracy, and one that minimised
+    val_accuracy as its second objective was a source of such a job."""
+    from nas.warmstart import resolve_runs
+    from workers.local import run_local_search
+    from workers.search import parse_spec
+
+    spec = {
+        "name": "src",
+        "dataset": {"name": "nb201-cifar10"},
+        "space": {"name": "nb201"},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "tabular"},
+        "objective": {"metrics": ["params_M", "val_accuracy"], "directions": ["minimize", "maximize"]},
+        "budget": {"trials": 20},
+        "seed": 3,
+    }  # fmt: skip
+    run_local_search(parse_spec(spec), tmp_path / "src", progress=False)
+    rows = [
+        json.loads(line) for line in (tmp_path / "src" / "trials.jsonl").read_text().splitlines()
+    ]
+    rows.sort(key=lambda row: -row["metrics"]["val_accuracy"])  # (stable: the first tried)
+    expected: list[list[int]] = []
+    for row in rows:
+        if row["architecture"]["choices"] not in expected:
+            expected.append(row["architecture"]["choices"])
+    target = {
+        **spec,
+        "name": "tgt",
+        "objective": {"metric": "val_accuracy", "direction": "maximize"},
+        "warm_start": {"runs": [str(tmp_path / "src")], "top_k": 4, "predicted": 0},
+    }
+    warm = parse_spec(resolve_runs(target)).spec.warm_start
+    assert warm is not None and warm.priors is not None
+    assert [p.architecture["choices"] for p in warm.priors] == expected[:4]
+    lowest = {"metrics": ["params_M", "val_accuracy"], "directions": ["minimize", "minimize"]}
+    run_local_search(parse_spec({**spec, "objective": lowest}), tmp_path / "low", progress=False)
+    other = {**target, "warm_start": {"runs": [str(tmp_path / "low")]}}
+    with pytest.raises(SpecError) as info:
+        resolve_runs(other)
+    assert info.value.errors[0]["loc"] == ("warm_start", "runs", 0)
+    assert "minimized 'val_accuracy'; this job would maximize it" in info.value.errors[0]["msg"]
+
+
 def test_a_run_of_other_hyperparameters_is_refused_once_at_its_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A run searched with another hparams section (a range narrowed to zoom in) was
     refused with one error per prior and observation (43 lines), at fields the user never
