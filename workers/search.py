@@ -145,15 +145,33 @@ class SearchComponents:
 
 def build_components(resolved: ResolvedSpec) -> SearchComponents:
     space, evaluator = build_evaluator(resolved)
-    controller = build_controller(resolved, space, deterministic_evaluator=evaluator.deterministic)
+    constraints = resolved.spec.objective.constraints
+    limits = constraints.limits() if constraints is not None else {}
+
+    def feasible(priors: Sequence[Mapping[str, Any]]) -> list[bool]:
+        archs = [Architecture.from_dict(p["architecture"]) for p in priors]
+        return [why is None for why, _ in evaluator.check_constraints(archs, limits)]
+
+    controller = build_controller(
+        resolved,
+        space,
+        deterministic_evaluator=evaluator.deterministic,
+        feasible=feasible if limits else None,
+    )
     return SearchComponents(space, evaluator, controller)
 
 
 def build_controller(
-    resolved: ResolvedSpec, space: SearchSpace, *, deterministic_evaluator: bool = False
+    resolved: ResolvedSpec,
+    space: SearchSpace,
+    *,
+    deterministic_evaluator: bool = False,
+    feasible: Callable[[Sequence[Mapping[str, Any]]], list[bool]] | None = None,
 ) -> Controller:
     """The spec's controller over ``space``, warm-started as its ``warm_start`` says (the
-    priors and observations; a transferred policy or Q-table)."""
+    priors and observations; a transferred policy or Q-table). ``feasible``: which priors
+    meet the job's ``objective.constraints``; the others are not proposed (a source's, or
+    a model's, prior over this job's limits was a PRUNED trial of its budget)."""
     spec = resolved.spec
     controller = CONTROLLERS.get(spec.controller.name)(
         space=space,
@@ -177,9 +195,11 @@ def build_controller(
                 controller.load_transferred(warm.controller_state["state"])
             except (KeyError, TypeError, ValueError) as exc:
                 raise SpecError.at(["warm_start", "controller_state"], str(exc)) from None
+        priors = [p.model_dump() for p in warm.priors]
+        if feasible is not None and priors:
+            priors = [p for p, ok in zip(priors, feasible(priors), strict=True) if ok]
         controller.warm_start(
-            [p.model_dump() for p in warm.priors],
-            observations=[p.model_dump() for p in warm.observations or ()],
+            priors, observations=[p.model_dump() for p in warm.observations or ()]
         )
     return controller
 

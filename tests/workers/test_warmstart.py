@@ -102,3 +102,41 @@ def test_observations_are_kept_only_for_controllers_that_learn_from_them(
     assert warm["priors"]  # (the priors are every controller's)
     assert len(warm["observations"]) == (1 if kept else 0)
     assert models_observations(target) is kept
+
+
+@pytest.mark.parametrize("controller", ["random", "evolution", "tpe"])
+def test_priors_over_the_jobs_constraints_are_not_proposed(
+    nb201_table: Path, controller: str
+) -> None:
+    """A prior (a source's, or predicted by its model) over this job's
+    ``objective.constraints`` was proposed and PRUNED, a trial of the budget spent on
+    nothing (the probe of combined features): it is left out."""
+    from nas.architecture import Architecture
+    from nas.trial import TrialState
+    from workers.search import SearchLoop, parse_spec
+
+    spec = {
+        "name": "t",
+        "dataset": {"name": "nb201-cifar10"},
+        "space": {"name": "nb201"},
+        "controller": {"name": controller},
+        "evaluator": {"name": "tabular", "table": str(nb201_table)},
+        "objective": {"metric": "val_accuracy", "constraints": {"max_params": 4e5}},
+        "budget": {"trials": 4},
+        "seed": 0,
+    }
+    archs = [[3, 3, 3, 3, 3, 3], [1, 2, 1, 2, 1, 2], [3, 1, 3, 1, 3, 1], [2, 2, 2, 2, 2, 2]]
+    priors = [
+        {"architecture": {"space": "nb201", "version": 1, "choices": a}, "score": 1 - i / 10}
+        for i, a in enumerate(archs)
+    ]
+    loop = SearchLoop(parse_spec({**spec, "warm_start": {"priors": priors}}))
+    verdicts = loop.components.evaluator.check_constraints(
+        [Architecture("nb201", tuple(a), 1) for a in archs], {"max_params": 4e5}
+    )
+    feasible = [a for a, (why, _) in zip(archs, verdicts, strict=True) if why is None]
+    assert 0 < len(feasible) < len(archs), verdicts  # (the test's own premise)
+    outcome = loop.run()
+    first = outcome.trials[: len(feasible)]
+    assert [list(t.architecture.choices) for t in first] == feasible
+    assert all(t.result.state is TrialState.COMPLETE for t in first)
