@@ -517,9 +517,11 @@ function trialsTable(job, metricNames) {
 // MetaQNN's reward per epsilon stage (the controller's own curve, one point per stage).
 function stagesChart(points) {
   const label = (i) => { const p = points[i]; return p ? `ε ${p.epsilon} (stage ${i}, ${p.models}/${p.planned} models)` : String(i); };
-  return lineChart("curve-epsilon-stages", "MetaQNN: mean and best reward by epsilon stage",
+  // (the reward is the objective times the controller's reward_scale, 0.01 by default: an
+  // accuracy of 19 % shows here as 0.19, beside the page's 19.0)
+  return lineChart("curve-epsilon-stages", "MetaQNN: mean and best reward by epsilon stage (reward = objective × reward_scale)",
     ["mean_reward", "best_reward"].map((k) => ({ name: k, points: points.map((p) => [p.epoch, p[k]]) })),
-    { xLabel: "stage", yLabel: "reward", xFormat: label });
+    { xLabel: "stage", yLabel: "reward (objective × reward_scale)", xFormat: label });
 }
 
 function curvesCharts(curves) {
@@ -790,15 +792,23 @@ async function comparePage(params) {
   })), { xLabel: "trial", yLabel: shared ? metrics[0] : "each job's objective" }));
   // each best architecture by its decisions' choices, named (the drawing's genotype)
   // (a job without a completed trial says so: its row was dashes)
+  // A finished shared-weight search's best is derived from its supernet, not its best trial
+  // (one minibatch each): the row showed that trial, another architecture and score than
+  // the job's own page and record.
+  const derived = ({ job }) => (job.best && job.best.trial_number == null && job.summary?.best?.genotype ? job.summary.best : null);
+  const genotypeText = (genotype) => Object.entries(genotype).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ");
   const named = await Promise.all(ok.map(async ({ job, best }) => {
+    if (derived({ job })) return genotypeText(derived({ job }).genotype);
     if (!best[0]) return job.n_trials ? `no completed trial (${job.n_trials} trials)` : "no trials";
     try {
       const d = await api(`/trials/${best[0].id}/drawing`);
-      return Object.entries(d.genotype).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ");
+      return genotypeText(d.genotype);
     } catch { return best[0].architecture.choices.join("."); }
   }));
   out.append(h("div", {}, h("h2", {}, "Best architectures"), dataTable(["job", "trial", "metric", "objective", "architecture"],
-    ok.map(({ job, best }, i) => [job.id, best[0]?.number ?? null, metricOf(job), best[0]?.objective ?? null, named[i]]))));
+    ok.map(({ job, best }, i) => (derived({ job })
+      ? [job.id, "derived", metricOf(job), job.best.value, named[i]]
+      : [job.id, best[0]?.number ?? null, metricOf(job), best[0]?.objective ?? null, named[i]])))));
 }
 
 // --- router --------------------------------------------------------------------------------

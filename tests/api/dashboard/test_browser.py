@@ -7,6 +7,7 @@ errors appear at the field of the spec editor."""
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -172,6 +173,16 @@ def test_every_page_renders_with_its_charts_and_no_console_error(page: Page, sit
     best = "#compare div:has(> h2:has-text('Best architectures')) tbody tr td:last-child"
     cells = p.locator(best).all_text_contents()
     assert len(cells) == 2 and all(":" in c for c in cells), cells
+    # the shared-weight job's best is its derived architecture, as on its own page (the row
+    # showed its best one-minibatch trial: another architecture and score)
+    row = p.locator("#compare div:has(> h2:has-text('Best architectures')) tbody tr").nth(1)
+    enas_cells = row.locator("td").all_text_contents()
+    genotype = site.enas["summary"]["best"]["genotype"]
+    shown = ", ".join(
+        f"{k}: {json.dumps(v, separators=(',', ':')) if isinstance(v, dict | list) else v}"
+        for k, v in genotype.items()
+    )
+    assert enas_cells[1] == "derived" and enas_cells[4] == shown, (enas_cells, shown)
     # text left-aligned, numbers right-aligned: a right-aligned genotype in a wide table sat
     # past the card's edge (its cell looked blank); each starts inside its scroll box
     table = "#compare div:has(> h2:has-text('Best architectures'))"
