@@ -159,16 +159,8 @@ def test_a_pareto_run_lends_its_best_by_this_jobs_metric_and_not_the_other_way(t
     from workers.local import run_local_search
     from workers.search import parse_spec
 
-    spec = {
-        "name": "src",
-        "dataset": {"name": "nb201-cifar10"},
-        "space": {"name": "nb201"},
-        "controller": {"name": "random"},
-        "evaluator": {"name": "tabular"},
-        "objective": {"metrics": ["params_M", "val_accuracy"], "directions": ["minimize", "maximize"]},
-        "budget": {"trials": 20},
-        "seed": 3,
-    }  # fmt: skip
+    pareto = {"metrics": ["params_M", "val_accuracy"], "directions": ["minimize", "maximize"]}
+    spec = {**NB201_RUN_SPEC, "objective": pareto, "budget": {"trials": 20}, "seed": 3}
     run_local_search(parse_spec(spec), tmp_path / "src", progress=False)
     rows = [
         json.loads(line) for line in (tmp_path / "src" / "trials.jsonl").read_text().splitlines()
