@@ -91,6 +91,20 @@ def summarize(
             f"no trial completed (none ran: the search stopped before its first trial, "
             f"{outcome.stop_reason}): there is no best architecture to retrain or export"
         )
+    asked = spec.final.retrain_top_k if spec.final is not None else 0
+    if final and len(final) < asked:
+        # (fewer architectures than asked were retrained, without a word: a shared-weight
+        # search ranks only those it derives)
+        why = (
+            "a shared-weight search retrains the distinct architectures its "
+            "evaluator.derive_samples draws from the policy: raise derive_samples"
+            if outcome.derived
+            else "it had no more distinct architectures"
+        )
+        summary["warnings"].append(
+            f"final.retrain_top_k is {asked}, but the search ranked {len(outcome.ranked)} "
+            f"architecture(s), so {len(final)} were retrained ({why})"
+        )
     summary.update(outcome.report)  # a meta-training job's meta_training
     if outcome.files:
         summary["files"] = [{"name": f.name, "kind": f.kind} for f in outcome.files]

@@ -69,6 +69,21 @@ def test_enas_search_end_to_end_writes_trials_curve_and_retrained_weights(tmp_pa
     assert best["final"]["test_accuracy"] == final[0]["test_accuracy"]
 
 
+def test_fewer_derived_architectures_than_final_asks_for_are_said(tmp_path: Path) -> None:
+    """final.retrain_top_k above the architectures a shared-weight search derives
+    (distinct draws of derive_samples) retrained fewer, without a word (the probe of
+    retraining)."""
+    spec = {**TINY, "evaluator": {**TINY["evaluator"], "top_k": 1, "derive_samples": 1}}
+    summary = run_local_search(parse_spec(spec), tmp_path, progress=False)
+    assert len(summary["final"]) == 1
+    said = (
+        "final.retrain_top_k is 2, but the search ranked 1 architecture(s), so 1 were "
+        "retrained (a shared-weight search retrains the distinct architectures its "
+        "evaluator.derive_samples draws from the policy: raise derive_samples)"
+    )
+    assert summary["warnings"] == [said]
+
+
 @pytest.fixture(scope="module")
 def evaluator() -> SharedWeightEvaluator:
     data = load_dataset("mnist1d", seed=0, num_samples=400)
