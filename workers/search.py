@@ -545,9 +545,29 @@ class SearchLoop:
             final_metrics=final,
             ranked=[] if error is not None else self.ranked(self.top_k),
             pareto=self.pareto(),
-            warnings=[short] if short is not None else [],
+            warnings=[w for w in (short, self.trial_cut()) if w is not None],
             error=error,
             files=files,
+        )
+
+    def trial_cut(self) -> str | None:
+        """What a trial limit left undone of a plan that was no trial count (``minutes``,
+        ``simulated_seconds``): the server's cap (``budget.max_trials``, from
+        ``NAS_MAX_TRIALS_PER_JOB``) ended such a search without a word (the probe of
+        budgets), or ``None``."""
+        budget = self.budget
+        if self.interrupted or budget.trials is not None or budget.max_trials is None:
+            return None
+        if not budget.reason.startswith("trial limit reached"):
+            return None
+        plan = (
+            f"simulated_seconds ({budget.used_simulated:g} of {budget.simulated_seconds:g} s used)"
+            if budget.simulated_seconds is not None
+            else f"minutes ({budget.minutes:g})"
+        )
+        return (
+            f"the server's trial limit ({budget.max_trials}, budget.max_trials: "
+            f"NAS_MAX_TRIALS_PER_JOB) ended the search before its budget.{plan}"
         )
 
     def files_so_far(self) -> list[OutputFile]:

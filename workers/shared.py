@@ -177,7 +177,7 @@ class SharedWeightSearch(SearchLoop):
         # Interrupted (cancel, shutdown): stop now; deriving scores many samples on the whole
         # validation split, which is the kind of work a cancel must not wait for. A search
         # failed by its time limit derives nothing either: nothing is to be retrained.
-        self.warnings = [short] if short is not None else []
+        self.warnings = [w for w in (short, self.trial_cut()) if w is not None]
         ranked = [] if self.interrupted or error is not None else self.derive()
         return SearchOutcome(
             trials=self.trials,
@@ -190,6 +190,29 @@ class SharedWeightSearch(SearchLoop):
             curve=self.curve,
             warnings=self.warnings,
             error=error,
+        )
+
+    def trial_cut(self) -> str | None:
+        """The rewards (each a trial) a trial count left undone of the epochs' plan
+        (``budget.trials``, or the server's cap ``budget.max_trials``): the search ended
+        there without a word (the probe of budgets), or ``None``."""
+        budget, config = self.budget, self.evaluator.config
+        planned = config.epochs * config.rewards_per_epoch
+        trial_stop = budget.reason.startswith(("trial budget reached", "trial limit reached"))
+        if self.interrupted or not trial_stop or budget.used_trials >= planned:
+            return None
+        which = (
+            f"budget.trials ({budget.trials})"
+            if budget.reason.startswith("trial budget reached")
+            else f"the server's trial limit ({budget.max_trials}, budget.max_trials: "
+            "NAS_MAX_TRIALS_PER_JOB)"
+        )
+        return (
+            f"{which} stopped the search after {budget.used_trials} of its {planned} rewards "
+            f"({config.rewards_per_epoch} per epoch; supernet epoch {self.evaluator.epoch} of "
+            f"{config.epochs}): the controller and the shared weights trained less than "
+            "planned, and the derived architectures were ranked by them (lower "
+            "evaluator.epochs or rewards_per_epoch)"
         )
 
     def cut_short(self) -> str | None:

@@ -87,6 +87,23 @@ def test_constraints_nothing_satisfies_stop_the_search(nb201_table: Path) -> Non
     assert summary["warnings"] == [warning]
 
 
+def test_the_servers_trial_limit_ending_a_simulated_budget_is_said(nb201_table: Path) -> None:
+    """budget.max_trials (the server's NAS_MAX_TRIALS_PER_JOB) ended a search planned by
+    simulated seconds at 20 trials, 2,346 of its 12,000 s used, without a word."""
+    spec = nb201_spec(nb201_table)
+    spec["budget"] = {"simulated_seconds": 12000, "max_trials": 20}
+    resolved = parse_spec(spec)
+    loop = SearchLoop(resolved)
+    outcome = loop.run()
+    assert len(outcome.trials) == 20
+    summary = summarize(resolved, outcome, loop.components.space)
+    (warning,) = summary["warnings"]
+    assert warning.startswith(
+        "the server's trial limit (20, budget.max_trials: NAS_MAX_TRIALS_PER_JOB) ended the "
+        f"search before its budget.simulated_seconds ({outcome.simulated_s:g} of 12000 s used)"
+    ), warning
+
+
 def test_trials_failing_in_a_row_stop_the_search(
     nb201_table: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -84,6 +84,21 @@ def test_fewer_derived_architectures_than_final_asks_for_are_said(tmp_path: Path
     assert summary["warnings"] == [said]
 
 
+def test_a_trial_count_that_cuts_the_supernets_epochs_is_said(tmp_path: Path) -> None:
+    """Each reward is a trial: budget.trials, or the server's cap (budget.max_trials from
+    NAS_MAX_TRIALS_PER_JOB), ended a shared-weight search epochs before its plan without a
+    word (the probe of budgets)."""
+    for budget, which in (
+        ({"trials": 12}, "budget.trials (12)"),
+        ({"minutes": 2, "max_trials": 12}, "the server's trial limit (12, budget.max_trials"),
+    ):
+        spec = {**TINY, "budget": budget, "final": None}
+        summary = run_local_search(parse_spec(spec), tmp_path / str(len(budget)), progress=False)
+        (warning,) = summary["warnings"]
+        assert warning.startswith(which), warning
+        assert "stopped the search after 12 of its 20 rewards (10 per epoch; supernet" in warning
+
+
 @pytest.fixture(scope="module")
 def evaluator() -> SharedWeightEvaluator:
     data = load_dataset("mnist1d", seed=0, num_samples=400)
