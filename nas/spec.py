@@ -182,6 +182,18 @@ class BudgetSpec(_Strict):
         "search's epochs, or budget.trials): stop and finish with a warning, or fail the job",
     )
 
+    @field_validator("on_time_limit")
+    @classmethod
+    def _fail_needs_minutes(cls, value: str, info: ValidationInfo) -> str:
+        """``fail`` without ``minutes`` was accepted and could never apply (the probe of
+        budgets). (At submit only: a job stored before still loads.)"""
+        if at_submit(info.context) and value == "fail" and info.data.get("minutes") is None:
+            raise ValueError(
+                "fail applies when budget.minutes run out before the search's planned work; "
+                "there are no minutes here: set budget.minutes, or leave on_time_limit out"
+            )
+        return value
+
     @field_validator("max_trials")
     @classmethod
     def _cap_at_or_above_the_plan(cls, value: int | None, info: ValidationInfo) -> int | None:

@@ -385,3 +385,17 @@ def test_a_one_stage_micro_space_is_refused_at_stages(doc: dict[str, Any]) -> No
     assert "builds no reduction cell" in error_at(doc, ("space", "stages"))["msg"]
     doc["space"]["stages"] = 2
     parse_spec(doc)
+
+
+def test_on_time_limit_fail_without_minutes_is_refused(doc: dict[str, Any]) -> None:
+    """``fail`` was accepted with no minutes, where it could never apply (the probe of
+    budgets); a stored job's spec (read back, not submitted) still loads."""
+    doc["budget"] = {"simulated_seconds": 12000, "on_time_limit": "fail"}
+    error = error_at(doc, ("budget", "on_time_limit"))
+    assert "there are no minutes here: set budget.minutes" in error["msg"]
+    doc["budget"] = {"simulated_seconds": 12000, "minutes": 5, "on_time_limit": "fail"}
+    assert parse_spec(doc).spec.budget.on_time_limit == "fail"
+    from nas.spec import BudgetSpec
+
+    stored = BudgetSpec.model_validate({"trials": 3, "on_time_limit": "fail"})  # no context
+    assert stored.on_time_limit == "fail"
