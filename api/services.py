@@ -118,10 +118,12 @@ def check_limits(resolved: ResolvedSpec, settings: Settings) -> ResolvedSpec:
         ),
     ):
         if value is not None and value > limit:
+            # (as many digits as tell the two apart: 1.0000001e9 showed as 1e+09, the limit)
+            shown = f"{value:g}" if f"{value:g}" != f"{limit:g}" else repr(value)
             problems.append(
                 {
                     "loc": ("budget", field),
-                    "msg": f"at most {limit:g} on this server ({setting}); got {value:g}",
+                    "msg": f"at most {limit:g} on this server ({setting}); got {shown}",
                     "type": "less_than_equal",
                 }
             )

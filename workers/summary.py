@@ -88,8 +88,9 @@ def summarize(
         # The budget ran out before the first trial (a tiny budget.minutes): the job
         # SUCCEEDED with nothing to show, which went without a word.
         summary["warnings"].append(
-            f"no trial completed (none ran: the search stopped before its first trial, "
-            f"{outcome.stop_reason}): there is no best architecture to retrain or export"
+            f"no trial completed (none recorded: the budget ended before a first trial "
+            f"counted, {outcome.stop_reason}): there is no best architecture to retrain or "
+            "export"
         )
     asked = spec.final.retrain_top_k if spec.final is not None else 0
     if final and len(final) < asked:

@@ -163,6 +163,10 @@ def test_budgets_above_the_server_limits_are_refused(http: httpx.Client) -> None
     ):
         response = http.post("/api/v1/jobs", json=nb201_spec(budget=budget))
         assert loc in _locs(response), (budget, response.text)
+    # just above the limit: the value shown tells the two apart ("at most 1e+09; got 1e+09")
+    response = http.post("/api/v1/jobs", json=nb201_spec(budget={"simulated_seconds": 1.0000001e9}))
+    (error,) = response.json()["detail"]
+    assert error["msg"].endswith("(NAS_MAX_SIMULATED_SECONDS); got 1000000100.0"), error
     _no_jobs(http)
 
 

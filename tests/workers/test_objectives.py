@@ -161,7 +161,7 @@ def test_a_search_whose_budget_ends_before_its_first_trial_says_so(nb201_table: 
     summary = summarize(resolved, outcome, loop.components.space)
     assert summary["best"] is None
     (warning,) = summary["warnings"]
-    assert warning.startswith("no trial completed (none ran: the search stopped before its first")
+    assert warning.startswith("no trial completed (none recorded: the budget ended before a first")
     assert outcome.stop_reason in warning
 
 
