@@ -66,7 +66,7 @@ from api.repositories import (
     TrialRepository,
 )
 from api.retraining import retrain_final
-from api.services import check_data_paths, job_files_dir
+from api.services import check_data_paths, data_fingerprints, job_files_dir
 from api.settings import Settings
 from nas.spec import ResolvedSpec
 from nas.trial import RunningTrial, TrialRecord, TrialState
@@ -244,6 +244,8 @@ class JobExecution(threading.Thread):
         self._evaluator_files: list[Path] = []  # the newest is the checkpoint's
         self._saved_at: tuple[int, int, int] | None = None  # _progress_key of the newest file
         self.search: SearchRun | None = None
+        # The dataset's files as the search read them (``data_fingerprints``), for the summary
+        self._data_files: dict[str, dict[str, Any]] = {}
 
     # --- control ---------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -300,6 +302,9 @@ class JobExecution(threading.Thread):
         own_files = job_files_dir(self.settings, self.job_id)
         private = self.settings.private_paths()
         check_data_paths(resolved, roots, private=private, own_files=own_files, stored=True)
+        # What the dataset's file held when the search read it (the summary keeps it): a
+        # retraining or export after it was replaced is refused (``check_job_files``).
+        self._data_files = data_fingerprints(resolved)
         events = SearchEvents(
             on_trial=self._on_trial,
             on_trials_queued=self._on_trials_queued,
@@ -720,7 +725,9 @@ class JobExecution(threading.Thread):
             "heartbeat_at": None,
         }
         if summary is not None:
-            values["summary"] = summary
+            values["summary"] = (
+                {**summary, "data_files": self._data_files} if self._data_files else summary
+            )
         if progress is not None:
             values["progress"] = progress
 

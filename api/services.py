@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import os
@@ -229,6 +230,57 @@ def with_absolute_files(resolved: ResolvedSpec) -> ResolvedSpec:
     return ResolvedSpec.from_stored(stored) if changed else resolved
 
 
+def data_fingerprints(resolved: ResolvedSpec) -> dict[str, dict[str, Any]]:
+    """The dataset's files (``dataset.path``) by field: size, modification time and SHA-256,
+    taken when the job starts and kept in its summary (``data_files``), so that a retraining
+    or an export can tell a file replaced since the search (it trained and tested on the new
+    data without a word, and exports took its shapes: the probe of retraining)."""
+    out = {}
+    for loc, value in resolved.file_params(CONTROLLERS):
+        if loc[0] != "dataset":
+            continue
+        path = Path(os.path.realpath(spec_path(value)))
+        out[".".join(map(str, loc))] = {**_stat_of(path), "sha256": _sha256(path)}
+    return out
+
+
+def _stat_of(path: Path) -> dict[str, int]:
+    info = path.stat()
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def changed_data_files(resolved: ResolvedSpec, recorded: Any) -> list[str]:
+    """The fields of ``recorded`` (a summary's ``data_files``) whose file differs now: its
+    contents (the size and time alike are taken as unchanged without reading it; a file
+    only touched since reads the same)."""
+    if not isinstance(recorded, Mapping):
+        return []
+    changed = []
+    for loc, value in resolved.file_params(CONTROLLERS):
+        field = ".".join(map(str, loc))
+        was = recorded.get(field)
+        if not isinstance(was, Mapping):
+            continue
+        path = Path(os.path.realpath(spec_path(value)))
+        try:
+            if {k: was.get(k) for k in ("size", "mtime_ns")} == _stat_of(path):
+                continue
+            if was.get("sha256") == _sha256(path):
+                continue
+        except OSError:
+            pass  # (gone or unreadable: said as changed)
+        changed.append(field)
+    return changed
+
+
 def _is_file(path: Path) -> bool:
     """A regular file that this process can see (a folder it may not enter: not one)."""
     try:
@@ -269,6 +321,14 @@ def check_job_files(
     except SpecError as exc:
         where = "; ".join(f"{'.'.join(map(str, e['loc']))} {e['msg']}" for e in exc.errors)
         raise ConflictError(f"job {job.id}'s files are not readable here: {where}") from None
+    if "dataset" in sections and job.summary:
+        changed = changed_data_files(resolved, job.summary.get("data_files"))
+        if changed:
+            raise ConflictError(
+                f"job {job.id}'s {', '.join(changed)}: the file changed since the search (other "
+                "contents): training or exporting now would use other data than its trials "
+                "did; put the search's file back, or submit a new job on this one"
+            )
 
 
 def _check_cuda_devices(resolved: ResolvedSpec, backend: str, runs_jobs: bool) -> None:

@@ -4,6 +4,7 @@ SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import zipfile
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from api.models import (
     JobModel,
     TrialModel,
 )
-from api.repositories import TrialRepository
+from api.repositories import JobRepository, TrialRepository
 from nas.architecture import Architecture
 from nas.export import load_network
 from nas.spaces import SPACES, Nb201Space
@@ -468,6 +469,12 @@ def test_weights_that_no_longer_fit_the_jobs_data_are_a_409_that_says_retrain(
     job_id = client.submit(spec)["id"]
     assert client.wait(job_id, timeout=120)["state"] == "SUCCEEDED"
     np.savez(data, x=x, y=np.arange(60) % 7)  # seven classes now
+    # A job that records what its file held (``summary.data_files``) says the file changed
+    # (see the test below); one stored before it did, that its weights no longer fit.
+    with session_scope(server.app.state.nas.write) as session:
+        job = JobRepository(session).get(job_id)
+        assert job is not None and "dataset.path" in job.summary["data_files"]
+        job.summary = {k: v for k, v in job.summary.items() if k != "data_files"}
     for fmt in ("pytorch", "onnx"):
         err = _error(
             lambda fmt=fmt: client._request(
@@ -478,6 +485,40 @@ def test_weights_that_no_longer_fit_the_jobs_data_are_a_409_that_says_retrain(
         assert "do not fit the network its spec builds now" in str(err)
         assert f"nas retrain {job_id} --rank 1" in str(err)
         assert "state_dict" not in str(err)
+
+
+def test_a_data_file_replaced_since_the_search_is_refused_for_retraining_and_export(
+    client: NasClient, server: LiveServer
+) -> None:
+    """A job's data file overwritten after its search (other examples, shapes and classes):
+    a retraining trained and tested on the new data without a word, rewrote the job's
+    rank-1 figures, and exports took the new shapes (the probe of retraining). A file only
+    touched since, its contents the same, is still the job's."""
+    data_dir = server.settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data = data_dir / "replaced.npz"
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 16)).astype(np.float32)
+    np.savez(data, x=x, y=np.arange(60) % 3)
+    spec = standalone_spec(trials=2, epochs=1, dataset={"name": "npz", "path": str(data)})
+    job_id = client.submit(spec)["id"]
+    job = client.wait(job_id, timeout=120)
+    assert job["state"] == "SUCCEEDED" and job["retrain_refused"] is None
+    recorded = job["summary"]["data_files"]["dataset.path"]
+    assert recorded["size"] == data.stat().st_size and len(recorded["sha256"]) == 64
+    os.utime(data, ns=(time.time_ns(), time.time_ns() + 10**9))  # touched: the same data
+    assert client.job(job_id)["retrain_refused"] is None
+    client._request("GET", f"/api/v1/jobs/{job_id}/export", params={"format": "json"})
+    np.savez(data, x=rng.normal(size=(50, 3, 4)).astype(np.float32), y=np.arange(50) % 5)
+    said = f"job {job_id}'s dataset.path: the file changed since the search (other contents)"
+    assert said in client.job(job_id)["retrain_refused"]
+    err = _error(lambda: client.retrain(job_id, 1))
+    assert err.status_code == 409 and said in str(err)
+    err = _error(
+        lambda: client._request("GET", f"/api/v1/jobs/{job_id}/export", params={"format": "json"})
+    )
+    assert err.status_code == 409 and said in str(err)
+    assert client.job(job_id)["n_trials"] == 2  # nothing recorded
 
 
 def test_a_retraining_on_another_server_blocks_deletion_until_its_heartbeat_stops(
