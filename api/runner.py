@@ -751,6 +751,7 @@ class JobExecution(threading.Thread):
             if (
                 job is not None
                 and job.cancel_requested
+                and self._stop_reason != CANCELLED  # (it saw the cancel: not too late)
                 and state in (JobState.SUCCEEDED, JobState.FAILED)
             ):
                 values["reason"] = (

@@ -249,18 +249,30 @@ def _stat_of(path: Path) -> dict[str, int]:
     return {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
 
 
+#: Digests by (path, inode, size, mtime_ns): a file put back by a copy (the same contents,
+#: another time) was read whole again at every job read, chart and export.
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+
+
 def _sha256(path: Path) -> str:
+    info = path.stat()
+    key = (str(path), info.st_ino, info.st_size, info.st_mtime_ns)
+    if (known := _DIGESTS.get(key)) is not None:
+        return known
     digest = hashlib.sha256()
     with path.open("rb") as file:
         for chunk in iter(lambda: file.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()
+    if len(_DIGESTS) >= 1024:
+        _DIGESTS.clear()
+    _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
 
 
 def changed_data_files(resolved: ResolvedSpec, recorded: Any) -> list[str]:
     """The fields of ``recorded`` (a summary's ``data_files``) whose file differs now: its
-    contents (the size and time alike are taken as unchanged without reading it; a file
-    only touched since reads the same)."""
+    contents (the size and time alike are taken as unchanged without reading it, another
+    size as changed; a file only touched since reads the same, its digest kept)."""
     if not isinstance(recorded, Mapping):
         return []
     changed = []
@@ -271,9 +283,10 @@ def changed_data_files(resolved: ResolvedSpec, recorded: Any) -> list[str]:
             continue
         path = Path(os.path.realpath(spec_path(value)))
         try:
-            if {k: was.get(k) for k in ("size", "mtime_ns")} == _stat_of(path):
+            now = _stat_of(path)
+            if {k: was.get(k) for k in ("size", "mtime_ns")} == now:
                 continue
-            if was.get("sha256") == _sha256(path):
+            if was.get("size") == now["size"] and was.get("sha256") == _sha256(path):
                 continue
         except OSError:
             pass  # (gone or unreadable: said as changed)

@@ -187,7 +187,9 @@ class BudgetSpec(_Strict):
     def _fail_needs_minutes(cls, value: str, info: ValidationInfo) -> str:
         """``fail`` without ``minutes`` was accepted and could never apply (the probe of
         budgets). (At submit only: a job stored before still loads.)"""
-        if at_submit(info.context) and value == "fail" and info.data.get("minutes") is None:
+        # (minutes missing from info.data failed their own check: said there, not here)
+        minutes_given = "minutes" not in info.data or info.data["minutes"] is not None
+        if at_submit(info.context) and value == "fail" and not minutes_given:
             raise ValueError(
                 "fail applies when budget.minutes run out before the search's planned work; "
                 "there are no minutes here: set budget.minutes, or leave on_time_limit out"

@@ -204,6 +204,21 @@ def build_controller(
     return controller
 
 
+def _infeasible(trial: TrialRecord) -> bool:
+    """A candidate told infeasible: PRUNED at no cost (a constraint, a table's missing row)."""
+    return trial.result.state is TrialState.PRUNED and trial.result.cost_s == 0
+
+
+def _in_a_row(trials: Sequence[TrialRecord], counted: Callable[[TrialRecord], bool]) -> int:
+    """How many of the last ``trials`` in a row are ``counted``."""
+    n = 0
+    for trial in reversed(trials):
+        if not counted(trial):
+            break
+        n += 1
+    return n
+
+
 class SearchLoop:
     """Runs one search of trials (ask a batch, evaluate it, tell) to the end of its budget.
 
@@ -301,6 +316,10 @@ class SearchLoop:
                 f"checkpoint covers {state['trials']} trials but {len(trials)} were given"
             )
         self.log.load(trials)
+        # The stops after so many in a row count on from the trials (a resumed job counted
+        # from 0: it ran on past where the uninterrupted one stopped)
+        self._infeasible_in_a_row = _in_a_row(trials, _infeasible)
+        self._failed_in_a_row = _in_a_row(trials, lambda t: t.result.state is TrialState.FAIL)
         self.budget.used_trials = int(state["used_trials"])
         self.budget.used_simulated = float(state["used_simulated"])
         self._elapsed_before = float(state["elapsed_s"])

@@ -395,6 +395,8 @@ def test_on_time_limit_fail_without_minutes_is_refused(doc: dict[str, Any]) -> N
     assert "there are no minutes here: set budget.minutes" in error["msg"]
     doc["budget"] = {"simulated_seconds": 12000, "minutes": 5, "on_time_limit": "fail"}
     assert parse_spec(doc).spec.budget.on_time_limit == "fail"
+    doc["budget"] = {"minutes": 0, "on_time_limit": "fail"}  # said at minutes alone
+    assert [e["loc"] for e in errors_of(doc)] == [("budget", "minutes")]
     from nas.spec import BudgetSpec
 
     stored = BudgetSpec.model_validate({"trials": 3, "on_time_limit": "fail"})  # no context

@@ -149,6 +149,27 @@ def test_trials_failing_in_a_row_stop_the_search(
     )
 
 
+def test_a_resumed_search_counts_the_failures_in_a_row_on(
+    nb201_table: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The count behind the stop after 100 failures in a row started from 0 on resume: a
+    job resumed at 60 failures ran 100 more, not 40 (the review of the stop)."""
+    from nas.evaluators.tabular import TabularEvaluator
+    from nas.trial import TrialResult
+
+    monkeypatch.setattr(TabularEvaluator, "evaluate", lambda self, archs, hparams=None: [
+        TrialResult.failed("space.path: no such file") for _ in archs
+    ])  # fmt: skip
+    spec = nb201_spec(nb201_table)
+    spec["budget"] = {"trials": 60}
+    first = SearchLoop(parse_spec(spec))
+    first.run()
+    assert len(first.trials) == 60
+    resumed = SearchLoop(parse_spec(spec))
+    resumed.load_state(first.state(), list(first.trials))
+    assert resumed._failed_in_a_row == 60 and resumed._infeasible_in_a_row == 0
+
+
 def test_a_search_whose_budget_ends_before_its_first_trial_says_so(nb201_table: Path) -> None:
     """A budget too small for one trial: the job SUCCEEDED with no trial, no best and no
     warning (the probe of spec validation); its summary now says no trial completed."""
