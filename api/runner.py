@@ -66,7 +66,7 @@ from api.repositories import (
     TrialRepository,
 )
 from api.retraining import retrain_final
-from api.services import check_data_paths, data_fingerprints, job_files_dir
+from api.services import changed_data_files, check_data_paths, data_fingerprints, job_files_dir
 from api.settings import Settings
 from nas.spec import ResolvedSpec
 from nas.trial import RunningTrial, TrialRecord, TrialState
@@ -90,6 +90,15 @@ T = TypeVar("T")
 
 CANCELLED = "cancelled"
 SHUTDOWN = "server shutdown"
+
+
+#: The checkpoint's ``loop_state`` key of the dataset's fingerprints (``data_fingerprints``)
+#: as the job's start took them: the runner's, never the search loop's.
+_DATA_FILES = "data_files"
+
+
+class DataChanged(Exception):
+    """The job's dataset file differs from the one its trials read."""
 
 
 class LeaseLost(Exception):
@@ -317,7 +326,7 @@ class JobExecution(threading.Thread):
         )
         search = self._backend().open(resolved, events)
         self.search = search
-        self._resume(search)
+        self._resume(search, resolved)
         try:
             outcome = search.run()
         except Interrupted:
@@ -344,9 +353,13 @@ class JobExecution(threading.Thread):
         final: list[dict[str, Any]] = []
         spec_final = resolved.spec.final
         if spec_final is not None and outcome.ranked:
-            top = outcome.ranked[: spec_final.retrain_top_k]
             # The retraining reads the dataset again, maybe hours after the start.
             check_data_paths(resolved, roots, private=private, sections=("dataset",), stored=True)
+        # A dataset file replaced while the search ran: its later trials may have read the
+        # new one, and final: would train (and its test figures, exports) on it without a word.
+        changed = changed_data_files(resolved, self._data_files)
+        if spec_final is not None and outcome.ranked and not changed:
+            top = outcome.ranked[: spec_final.retrain_top_k]
             # (the search's progress is at 100 % meanwhile, which said nothing of it: the
             # job looked done, or stuck, for as long as the retraining took)
             which = "best architecture" if len(top) == 1 else f"{len(top)} best architectures"
@@ -385,6 +398,13 @@ class JobExecution(threading.Thread):
                 return
         summary = summarize(resolved, outcome, search.space, final)
         summary.pop("trials", None)
+        if changed:
+            summary["warnings"].append(
+                f"{', '.join(changed)}: the file changed while the search ran (other contents "
+                "than at its start): trials after the change may have read the new file"
+                + (", and final: retrained nothing" if spec_final is not None else "")
+                + "; retraining and exports are refused until the search's file is back"
+            )
         self._store_files(outcome.files)
         # A search whose every trial failed found nothing: FAILED, with the first error.
         failure = outcome.failure()
@@ -450,7 +470,24 @@ class JobExecution(threading.Thread):
         return RayBackend()
 
     # --- resume ----------------------------------------------------------------------------
-    def _resume(self, search: SearchRun) -> None:
+    def _check_data_kept(self, resolved: ResolvedSpec, recorded: Any, trials: int) -> None:
+        """A resumed search goes on only on the dataset its checkpoint's trials read: the
+        fingerprints its start took (kept in the checkpoint) become the job's again, and a
+        file replaced while no server ran the job fails it (its trials so far are kept): the
+        search would mix two datasets, and the summary would vouch for the new one."""
+        if not isinstance(recorded, Mapping) or not recorded:
+            return  # (a checkpoint from before fingerprints were kept: taken anew)
+        changed = changed_data_files(resolved, recorded)
+        if changed:
+            raise DataChanged(
+                f"{', '.join(changed)}: the file changed while the job was stopped (other "
+                f"contents than its {trials} trials so far read): the search cannot go on "
+                "with other data; its trials are kept: put the file back and submit the job "
+                "again, or warm-start a new job from this one"
+            )
+        self._data_files = dict(recorded)
+
+    def _resume(self, search: SearchRun, resolved: ResolvedSpec) -> None:
         def work(session: Session) -> tuple[Any, int, dict[str, int], list[TrialRecord]]:
             trials = TrialRepository(session)
             checkpoint = CheckpointRepository(session).get(self.job_id)
@@ -470,7 +507,9 @@ class JobExecution(threading.Thread):
 
         checkpoint, removed, self._counts, records = self._write("resuming", work)
         if checkpoint is not None:
-            state = SearchState(checkpoint.controller_state, checkpoint.loop_state)
+            loop_state = dict(checkpoint.loop_state)
+            self._check_data_kept(resolved, loop_state.pop(_DATA_FILES, None), len(records))
+            state = SearchState(checkpoint.controller_state, loop_state)
             evaluator_path = checkpoint.evaluator_path
         if checkpoint is None:
             if removed:
@@ -618,7 +657,10 @@ class JobExecution(threading.Thread):
                     self.job_id,
                     trial_count=state.trial_count,
                     controller_state=state.controller,
-                    loop_state=state.loop,
+                    # (what the dataset held at the start: a resume goes on only on it)
+                    loop_state={**state.loop, _DATA_FILES: self._data_files}
+                    if self._data_files
+                    else state.loop,
                     evaluator_path=evaluator_path,
                 )
                 for series, points in curve.items():

@@ -265,8 +265,8 @@ def _sha256(path: Path) -> str:
             digest.update(chunk)
     if len(_DIGESTS) >= 1024:
         _DIGESTS.clear()
-    _DIGESTS[key] = digest.hexdigest()
-    return _DIGESTS[key]
+    _DIGESTS[key] = known = digest.hexdigest()
+    return known  # (not read back: another thread may have cleared the cache meanwhile)
 
 
 def changed_data_files(resolved: ResolvedSpec, recorded: Any) -> list[str]:

@@ -234,6 +234,64 @@ def test_a_dataset_swapped_out_of_the_roots_during_the_search_is_not_retrained_o
     assert job["n_trials"] == 120  # the search ran; only the retraining was refused
 
 
+def test_a_dataset_replaced_during_the_search_is_said_and_not_retrained_on(
+    client: NasClient, server: LiveServer, time_left: Callable[..., float]
+) -> None:
+    """A file overwritten under the roots while the search ran (other classes): ``final:``
+    retrained on the new file (its test accuracy 0.0, a 7-class head) and the job SUCCEEDED
+    with no warning, only its exports refused afterwards (the review of ``data_files``)."""
+    data_dir = server.settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data = data_dir / "replaced.npz"
+    x = np.random.default_rng(0).normal(size=(60, 16)).astype(np.float32)
+    np.savez(data, x=x, y=np.arange(60) % 3)
+    spec = standalone_spec(
+        trials=40, epochs=1, dataset={"name": "npz", "path": str(data)}, final={"epochs": 1}
+    )
+    job_id = client.submit(spec)["id"]
+    wait_for(lambda: client.job(job_id)["n_trials"] >= 1, timeout=time_left(60))
+    np.savez(data, x=x, y=np.arange(60) % 7)
+    job = client.wait(job_id, timeout=time_left())
+    assert job["state"] == "SUCCEEDED", job["reason"]
+    assert job["summary"]["final"] == []
+    said = (
+        "dataset.path: the file changed while the search ran (other contents than at its "
+        "start): trials after the change may have read the new file, and final: retrained "
+        "nothing; retraining and exports are refused until the search's file is back"
+    )
+    assert said in job["warnings"], job["warnings"]
+    assert "the file changed since the search" in job["retrain_refused"]
+
+
+def test_a_dataset_replaced_while_the_job_was_stopped_fails_its_resume(
+    server_factory: Any, time_left: Callable[..., float]
+) -> None:
+    """A restarted server took the file's fingerprints anew: a dataset replaced while no
+    server ran the job went unseen, its later trials trained on other data, and the new file
+    became the one its summary vouched for (retraining and exports allowed)."""
+    first: LiveServer = server_factory()
+    data_dir = first.settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data = data_dir / "kept.npz"
+    x = np.random.default_rng(0).normal(size=(60, 16)).astype(np.float32)
+    np.savez(data, x=x, y=np.arange(60) % 3)
+    key = first.create_key("a")
+    spec = standalone_spec(trials=400, epochs=1, dataset={"name": "npz", "path": str(data)})
+    with first.client(key) as client:
+        job_id = client.submit(spec)["id"]
+        wait_for(lambda: client.job(job_id)["n_trials"] >= 3, timeout=time_left(60))
+    first.stop()  # released at a checkpoint, still RUNNING
+    np.savez(data, x=x, y=np.arange(60) % 7)
+    second: LiveServer = server_factory()
+    with second.client(key) as client:
+        job = client.wait(job_id, timeout=time_left(60))
+        trials = list(client.all_trials(job_id))
+    assert job["state"] == "FAILED", job["reason"]
+    assert "dataset.path: the file changed while the job was stopped" in job["reason"]
+    assert "its trials are kept" in job["reason"]
+    assert trials and all(t["state"] != "RUNNING" for t in trials)  # (the checkpoint's)
+
+
 def _enas_spec() -> dict[str, Any]:
     return {
         "name": "digits-enas",
