@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -754,9 +755,10 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from api.client import ApiError
+    from api.client import ApiError, UntrainedExportWarning
 
-    with _client(args) as client:
+    with _client(args) as client, warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always", UntrainedExportWarning)
         try:
             path = _download(
                 args.output,
@@ -770,10 +772,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
                 detail = exc.detail.replace("untrained=true", "--untrained")
                 raise ApiError(exc.status_code, detail) from None
             raise
+        # (a bundle without trained weights was written without a word: the probe of a new
+        # user's tasks ran the zip's model.py for weights.pt that it never held)
+        untrained = any(issubclass(w.category, UntrainedExportWarning) for w in said)
+        refused = client.job(args.job).get("retrain_refused") if untrained else None
+    note = " (untrained: random weights)" if untrained else ""
     if path is None:
-        print(f"wrote job {args.job} rank {args.rank} to stdout", file=sys.stderr)
-        return 0
-    print(f"wrote {_written(path)}: job {args.job} rank {args.rank}")
+        print(f"wrote job {args.job} rank {args.rank}{note} to stdout", file=sys.stderr)
+    else:
+        print(f"wrote {_written(path)}: job {args.job} rank {args.rank}{note}")
+    if untrained:
+        how = (
+            f"'nas retrain {args.job} --rank {args.rank}' trains it, then export again"
+            if refused is None
+            else f"it cannot be retrained here ({refused})"
+        )
+        print(f"note: the network has random weights; {how}", file=sys.stderr)
     return 0
 
 

@@ -15,6 +15,7 @@ import json
 import os
 import ssl
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,16 @@ import httpx
 from nas.errors import SpecError
 from nas.spec import document_problems, file_syntax
 from nas.trial import TrialState
+
+#: An export's response header: ``trained`` or ``untrained`` (the network's weights are
+#: random: a pytorch bundle or model card of an architecture never retrained); absent for a
+#: format without a network (json).
+WEIGHTS_HEADER = "X-NAS-Weights"
+
+
+class UntrainedExportWarning(UserWarning):
+    """An export without ``untrained=True`` came back with random weights."""
+
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 #: How long an event stream may stay silent before ``events`` gives up on it: the server
@@ -141,7 +152,9 @@ class NasClient:
             try:
                 json.dumps(body, allow_nan=False)
             except ValueError as exc:  # NaN or infinity: httpx's bare ValueError named no field
-                problems = [p for p in document_problems(body) if "finite" in p[1]]
+                found = document_problems(body)
+                # (the non-finite numbers, or else what hid them: a non-string key's value)
+                problems = [p for p in found if "finite" in p[1]] or found
                 if not problems:
                     raise
                 raise SpecError(
@@ -203,9 +216,19 @@ class NasClient:
         params: dict[str, Any] = {"format": format, "rank": rank}
         if untrained:
             params["untrained"] = "true"
-        return self._download(
-            f"/api/v1/jobs/{job_id}/export", params, path, f"job{job_id}-rank{rank}"
+        headers: dict[str, str] = {}
+        written = self._download(
+            f"/api/v1/jobs/{job_id}/export", params, path, f"job{job_id}-rank{rank}", headers
         )
+        if headers.get(WEIGHTS_HEADER.lower()) == "untrained" and not untrained:
+            warnings.warn(
+                f"job {job_id} rank {rank}: the exported network has random weights (the "
+                "job holds no trained weights of it); retrain(job_id, rank), where the job's "
+                "retrain_refused is null, then export again for trained ones",
+                UntrainedExportWarning,
+                stacklevel=2,
+            )
+        return written
 
     def policy(self, job_id: int, path: str | Path | None = None) -> Path:
         """Download a job's RL² policy file (a meta-training job's result, or the copy an
@@ -218,12 +241,18 @@ class NasClient:
         )
 
     def _download(
-        self, url: str, params: dict[str, Any], path: str | Path | None, fallback: str
+        self,
+        url: str,
+        params: dict[str, Any],
+        path: str | Path | None,
+        fallback: str,
+        headers: dict[str, str] | None = None,
     ) -> Path:
         """Stream a GET's file to ``path`` (a file, or a folder for the server's file name,
         else ``fallback``: an existing folder, or any path ending in a slash, created),
         through a temporary file so a failed download leaves nothing. A device or a named
-        pipe is written into; a symbolic link is kept, the file it names replaced."""
+        pipe is written into; a symbolic link is kept, the file it names replaced.
+        ``headers``: filled with the response's (lower-case names)."""
         timeout = httpx.Timeout(30.0, read=600.0)  # the server builds and checks the file
         folder = path is not None and str(path).endswith(("/", os.sep))
         if path is not None and not folder and not Path(path).parent.is_dir():
@@ -239,6 +268,8 @@ class NasClient:
             if response.status_code >= 400:
                 response.read()
                 self._check(response)
+            if headers is not None:
+                headers.update((k.lower(), v) for k, v in response.headers.items())
             target = Path(path) if path is not None else Path.cwd()
             if target.is_dir() or folder:
                 target = target / (self._filename(response) or fallback)

@@ -841,7 +841,7 @@ def document_problems(data: Any, at: tuple[Any, ...] = ()) -> list[SpecProblem]:
                     problems.append((loc, _NUL))
                 else:
                     stack.append(((*loc, key), item))
-        elif isinstance(value, list):
+        elif isinstance(value, list | tuple):  # (a tuple: a Python caller's list)
             stack.extend(((*loc, i), item) for i, item in enumerate(value))
         elif isinstance(value, bool) or value is None:
             continue

@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from api.client import WEIGHTS_HEADER
 from api.db import one_snapshot, session_scope
 from api.deps import CurrentPrincipal, JobId, StateDep
 from api.exports import cached_export, plan_export, record_export, write_export
@@ -143,10 +144,17 @@ def export_architecture(
             status.HTTP_409_CONFLICT,
             f"job {job_id}'s files cannot be read as they were at submit: {exc}",
         ) from None
-    return _download(path, plan.media_type, plan.filename, job_id)
+    # (whether the network holds trained weights: a pytorch bundle or a model card without
+    # them was written without a word, and a file saved under another name lost the tag)
+    weights = None
+    if plan.fmt.needs_network:
+        weights = "untrained" if plan.weights is None else "trained"
+    return _download(path, plan.media_type, plan.filename, job_id, weights=weights)
 
 
-def _download(path: Path, media_type: str, filename: str, job_id: int) -> StreamingResponse:
+def _download(
+    path: Path, media_type: str, filename: str, job_id: int, *, weights: str | None = None
+) -> StreamingResponse:
     """The file as an attachment, opened now: a delete of the job right after (its folder
     moved aside) leaves the whole file to send. (A FileResponse opened the path once the
     answer was under way: a 500, or a 200 whose body broke off, for a download that met
@@ -165,7 +173,11 @@ def _download(path: Path, media_type: str, filename: str, job_id: int) -> Stream
     return StreamingResponse(
         _chunks(handle),
         media_type=media_type,
-        headers={"Content-Length": str(size), "Content-Disposition": disposition},
+        headers={
+            "Content-Length": str(size),
+            "Content-Disposition": disposition,
+            **({WEIGHTS_HEADER: weights} if weights is not None else {}),
+        },
     )
 
 

@@ -299,6 +299,16 @@ def test_export_refusal_names_the_untrained_option(
     assert refused.returncode == 2
     assert "HTTP 409" in refused.stderr and "add --untrained for the bare graph" in refused.stderr
     assert "untrained=true" not in refused.stderr  # the API's query parameter, not an option
+    # A bundle without trained weights is written, and said (it was without a word).
+    made = nas("export", str(nb201_job), "--format", "pytorch", "-o", "m.zip", *auth, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.rstrip().endswith(f"job {nb201_job} rank 1 (untrained: random weights)")
+    assert made.stderr.startswith(
+        "note: the network has random weights; it cannot be retrained here ("
+    ), made.stderr
+    asked = nas("export", str(nb201_job), "--format", "pytorch", "--untrained", "-o", "u.zip",
+                *auth, cwd=tmp_path)  # fmt: skip
+    assert asked.returncode == 0 and asked.stderr == "", asked.stderr
 
 
 @sqlite_only
@@ -394,6 +404,19 @@ def test_client_names_the_field_of_a_number_json_cannot_send() -> None:
             "type": "value_error",
         }
     ]
+    # In a tuple (sent as a JSON array), and under a key JSON turns into a string: the same
+    # bare ValueError was left (the review of that change).
+    spec = {**nb201_spec(), "space": {"name": "nb201", "reductions": (1, float("inf"))}}
+    with NasClient(url, api_key="k") as client, pytest.raises(SpecError) as caught:
+        client.submit(spec)
+    assert [(e["loc"], e["msg"]) for e in caught.value.errors] == [
+        (("space", "reductions", 1), "numbers must be finite, got inf")
+    ]
+    spec = {**nb201_spec(), "evaluator": {"name": "tabular", 1: float("nan")}}
+    with NasClient(url, api_key="k") as client, pytest.raises(SpecError) as caught:
+        client.submit(spec)
+    assert caught.value.errors[0]["loc"] == ("evaluator",)
+    assert caught.value.errors[0]["msg"].startswith("keys must be strings, got int 1")
 
 
 @sqlite_only

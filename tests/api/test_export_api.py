@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 from sqlalchemy import func, select
 
 from api.cli import main
-from api.client import ApiError, NasClient
+from api.client import WEIGHTS_HEADER, ApiError, NasClient, UntrainedExportWarning
 from api.db import session_scope
 from api.models import (
     ArtifactModel,
@@ -159,6 +160,8 @@ def test_standalone_job_exports_trained_weights_retrains_and_deletes(
 
     onnx_path = client.export(job_id, "onnx", 1, tmp_path)  # a folder: the server's name
     assert onnx_path.name == f"digits-standalone-job{job_id}-rank1.onnx"
+    head = client._http.get(f"/api/v1/jobs/{job_id}/export", params={"format": "onnx"})
+    assert head.headers[WEIGHTS_HEADER] == "trained"
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     (logits,) = session.run(["logits"], {"input": x.numpy()})
     np.testing.assert_allclose(logits, expected.numpy(), atol=1e-4)
@@ -281,10 +284,24 @@ def test_tabular_job_exports_the_architecture_but_cannot_train(
     assert err.status_code == 422 and "cannot be retrained" in str(err) and "tabular" in str(err)
     assert client.job(job_id)["n_trials"] == 30  # nothing recorded
 
-    card = client.export(job_id, "model-card", count, tmp_path / "card.md").read_text()
+    # A bundle or card without trained weights says so (it came without a word: the probe
+    # of a new user's tasks); the bare graph asked for, or json, does not warn.
+    untrained = f"job {job_id} rank {count}: the exported network has random weights"
+    with pytest.warns(UntrainedExportWarning, match=untrained):
+        card = client.export(job_id, "model-card", count, tmp_path / "card.md").read_text()
     assert "Weights: none" in card and "search's estimates" in card
-    with zipfile.ZipFile(client.export(job_id, "pytorch", 2, tmp_path / "m.zip")) as archive:
+    with pytest.warns(UntrainedExportWarning, match=f"job {job_id} rank 2: "):
+        bundle = client.export(job_id, "pytorch", 2, tmp_path / "m.zip")
+    with zipfile.ZipFile(bundle) as archive:
         assert sorted(archive.namelist()) == ["architecture.json", "model.py"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrainedExportWarning)
+        client.export(job_id, "pytorch", 2, tmp_path / "bare.zip", untrained=True)
+        client.export(job_id, "json", 2, tmp_path / "2.json")
+    head = client._http.get(f"/api/v1/jobs/{job_id}/export", params={"format": "pytorch"})
+    assert head.headers[WEIGHTS_HEADER] == "untrained"
+    head = client._http.get(f"/api/v1/jobs/{job_id}/export", params={"format": "json"})
+    assert WEIGHTS_HEADER not in head.headers
     graph = client.export(job_id, "torchscript", 1, tmp_path / "g.pt", untrained=True)
     assert torch.jit.load(str(graph))(_input((3, 32, 32))).shape == (1, 10)
     # downloaded into a folder, its name says the weights are random
@@ -350,7 +367,8 @@ def test_ties_of_a_first_objective_rank_by_the_others_in_every_read(
         got = (doc["metrics"]["params_M"], -doc["metrics"]["val_accuracy"])
         assert got == expected[rank - 1][:2], rank
     # The model card says which metric the search ranked by (it named val_accuracy always).
-    card = client.export(job["id"], "model-card", 1, tmp_path / "card.md").read_text()
+    with pytest.warns(UntrainedExportWarning):  # (a table job: no weights)
+        card = client.export(job["id"], "model-card", 1, tmp_path / "card.md").read_text()
     rows = {line.split(" | ")[0].strip("| "): line for line in card.splitlines() if " | " in line}
     assert rows["params_M"].endswith("what the search ranked by (minimize) |")
     assert "objective 2 of 2 (maximize): it breaks ties" in rows["val_accuracy"]
