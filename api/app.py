@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.db import check_schema, make_engine, make_session_factory, short_error, upgrade
-from api.deps import AppState
+from api.deps import AppState, require_caller
 from api.openapi import install_openapi
 from api.reads import make_reader
 from api.routes import curves, dashboard, exports, health, jobs, trials
@@ -343,10 +343,12 @@ def known_query_parameters(request: Request) -> None:
     for name in request.query_params:
         if name not in known:
             valid = ", ".join(sorted(known)) or "none"
+            require_caller(request)  # (no key: a 401 first, as for any other problem)
             raise _query_error(name, f"unknown query parameter {name!r}; valid: {valid}")
         # one value each: a second (?format=json&format=onnx) silently won
         given = len(request.query_params.getlist(name))
         if given > 1 and known[name]:
+            require_caller(request)
             raise _query_error(name, f"query parameter {name!r} given {given} times; give it once")
 
 

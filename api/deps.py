@@ -58,12 +58,34 @@ def _principal(request: Request, session: ReadSession) -> Principal:
     if state.settings.auth == "none":
         return LOCAL_ADMIN
     try:
-        principal = authenticate(session, request.headers.get("authorization"))
+        principal = authenticate(session, authorization_header(request))
     finally:
         session.rollback()  # ends the read transaction; a later read begins another
     if principal is None:
         raise unauthorized()
     return principal
+
+
+def require_caller(request: Request) -> None:
+    """A known key, checked ahead of the route's own dependencies: the router-wide query
+    check answered 422 (naming the route's parameters) to a request without a key, which
+    the README promises a 401."""
+    if app_state(request).settings.auth == "none":
+        return
+    with app_state(request).read() as session:
+        _principal(request, session)
+
+
+def authorization_header(request: Request) -> str | None:
+    """The one Authorization header: with two, the first one's key was taken, whatever
+    the second said (a 400: a client or proxy adds one it should replace)."""
+    given = request.headers.getlist("authorization")
+    if len(given) > 1:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            f"{len(given)} Authorization headers; send one: 'Authorization: Bearer <key>'",
+        )
+    return given[0] if given else None
 
 
 def unauthorized() -> HTTPException:

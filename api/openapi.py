@@ -5,10 +5,12 @@
   nowhere in the document).
 - The bearer-key security scheme, required by every operation but ``/healthz`` when the
   server checks keys (``NAS_AUTH=keys``).
-- Every status the server answers, with its body: 401 (a missing or unknown key), 404 (an id
-  that is not yours or does not exist), 422 (any parameter out of range), and for the spec
-  body 400 (not UTF-8), 413 (too large) and 415 (another content type); 503 when the
-  database does not answer.
+- Every status an operation answers, with its body: 401 (a missing or unknown key, or 400
+  for two Authorization headers), 404 (an id that is not yours or does not exist), 422 (any
+  parameter out of range), and for the spec body 400 (not UTF-8), 413 (too large) and 415
+  (another content type); 413 for a body past the limit sent to any POST or DELETE; 503
+  when the database does not answer. (Not operations': 405 for a method a path does not
+  take, with ``Allow``; 307 from a path with a trailing slash to the one without.)
 
 The rules live here, in one place, rather than repeated on each route.
 """
@@ -36,7 +38,7 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 
 _PLAIN_ERRORS = {
-    400: "the body is not UTF-8 text",
+    400: "the body is not UTF-8 text, or two Authorization headers",
     401: "missing or invalid API key (send 'Authorization: Bearer <key>')",
     404: "no such resource, or another user's",
     409: "the request does not fit the resource's state",
@@ -103,19 +105,21 @@ def _complete(doc: dict[str, Any], *, auth: bool) -> None:
         }
     _link_jobs(doc["paths"])
     for path, operations in doc["paths"].items():
-        for operation in operations.values():
+        for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             codes: set[int] = set()
             if path.startswith("/api/"):
                 responses.setdefault("422", _VALIDATION)
                 codes.add(503)  # (every one reads the database)
                 if auth:
-                    codes.add(401)
+                    codes.update((400, 401))  # (400: two Authorization headers)
                     operation["security"] = [{"bearerAuth": []}]
             if "{" in path:
                 codes.add(404)
             if "requestBody" in operation:
                 codes.update((400, 413, 415))
+            elif method in ("post", "put", "patch", "delete"):
+                codes.add(413)  # (a body it does not read is still refused past the limit)
             for code in sorted(codes):
                 _plain(responses, code)
             for code, response in responses.items():

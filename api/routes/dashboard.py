@@ -3,12 +3,13 @@ bounded-size chart data it reads (``api.charts``), behind the same API keys as t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, Field
 
@@ -62,12 +63,36 @@ def index(state: StateDep) -> HTMLResponse:
 
 
 @pages.get("/dashboard/{name}")
-def asset(name: str) -> FileResponse:
-    """One of the dashboard's own files (a fixed list: nothing else is served)."""
+def asset(name: str, request: Request) -> Response:
+    """One of the dashboard's own files (a fixed list: nothing else is served); 304 when the
+    browser's copy is current (its ``ETag`` or ``Last-Modified`` sent back): every page load
+    sent the whole script again, though ``no-cache`` asks the browser to revalidate."""
     media = _ASSETS.get(name)
     if media is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dashboard file {name!r}")
-    return FileResponse(STATIC / name, media_type=media, headers={"Cache-Control": "no-cache"})
+    path = STATIC / name
+    response = FileResponse(
+        path, media_type=media, headers={"Cache-Control": "no-cache"}, stat_result=path.stat()
+    )
+    if _not_modified(response.headers, request.headers):
+        kept = {k: response.headers[k] for k in ("etag", "last-modified", "cache-control")}
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=kept)
+    return response
+
+
+def _not_modified(ours: Mapping[str, str], theirs: Mapping[str, str]) -> bool:
+    """RFC 9110's conditions: ``If-None-Match`` (weak comparison) when sent, else
+    ``If-Modified-Since`` against ``Last-Modified``."""
+    if (match := theirs.get("if-none-match")) is not None:
+        tags = {tag.strip().removeprefix("W/") for tag in match.split(",")}
+        return "*" in tags or ours["etag"].removeprefix("W/") in tags
+    since = theirs.get("if-modified-since")
+    if since is None:
+        return False
+    try:
+        return parsedate_to_datetime(ours["last-modified"]) <= parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False  # (an unreadable date: the whole file)
 
 
 def _job(session: Any, principal: Any, job_id: int) -> Any:

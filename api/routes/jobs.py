@@ -10,6 +10,7 @@ from fastapi import (
     APIRouter,
     BackgroundTasks,
     Depends,
+    Header,
     HTTPException,
     Query,
     Request,
@@ -30,6 +31,7 @@ from api.deps import (
     StateDep,
     WriteSession,
     app_state,
+    authorization_header,
     unauthorized,
 )
 from api.models import JobState
@@ -53,7 +55,20 @@ from nas.trial import TrialState
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
-JobStateParam = Enum("JobStateParam", {s.value: s.value for s in JobState})  # type: ignore[misc]
+
+class _AnyCase(str, Enum):
+    """A state as a query parameter, in any case (``?state=running``): the CLI and the
+    Python client took any, HTTP only the upper-case value (a 422)."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if isinstance(value, str):
+            return next((m for m in cls if m.value == value.upper()), None)
+        return None
+
+
+JobStateParam = _AnyCase("JobStateParam", {s.value: s.value for s in JobState})  # type: ignore[call-overload]
+TrialStateParam = _AnyCase("TrialStateParam", {s.value: s.value for s in TrialState})  # type: ignore[call-overload]
 
 _spec_body = {
     "requestBody": {
@@ -112,9 +127,11 @@ def submit_job(
     state: StateDep,
     request: Request,
     background: BackgroundTasks,
+    response: Response,
 ) -> JobRead:
     """Submit a job spec (JSON, or YAML with a YAML content type). The spec is validated
-    whole; an invalid one creates nothing and answers 422 with every problem's path."""
+    whole; an invalid one creates nothing and answers 422 with every problem's path. The
+    201's ``Location`` is the new job's URL."""
     try:
         job = JobService(session, settings=state.settings).submit(
             principal, document.document, strict=document.strict
@@ -124,6 +141,7 @@ def submit_job(
     runner = getattr(request.app.state, "runner", None)
     if runner is not None:  # after the commit (the session closes before the response)
         background.add_task(runner.wake)
+    response.headers["Location"] = f"{router.prefix}/{job.id}"
     return job_read(job, principal.name, settings=state.settings)
 
 
@@ -225,11 +243,22 @@ def _sort_keys(evaluator: str) -> list[str]:
     return ["number", "objective", *EVALUATORS.get(evaluator).trial_metrics()]
 
 
-@router.get("/{job_id}/trials", response_model=TrialList, response_class=Response)
+@router.get(
+    "/{job_id}/trials",
+    response_model=TrialList,
+    response_class=Response,
+    # (the body is written by the database: FastAPI, given a plain Response, left the
+    # 200's content out of the OpenAPI document)
+    responses={
+        200: {
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TrialList"}}}
+        }
+    },
+)
 async def list_trials(
     job_id: JobId,
     request: Request,
-    state: TrialState | None = None,
+    state: TrialStateParam | None = None,
     sort: Annotated[
         str,
         Query(
@@ -252,7 +281,7 @@ async def list_trials(
     app = app_state(request)
     key_hash = None
     if app.settings.auth != "none":
-        token = bearer_token(request.headers.get("authorization"))
+        token = bearer_token(authorization_header(request))
         if token is None:
             raise unauthorized()
         key_hash = hash_key(token)
@@ -361,15 +390,26 @@ async def job_events(
     request: Request,
     state: StateDep,
     principal: CurrentPrincipal,
+    last_event_id: Annotated[
+        int | None,
+        Header(
+            ge=-1,
+            le=INT32_MAX,
+            description="a trial event's id: resume after it (EventSource sends it)",
+        ),
+    ] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events: ``job`` (state, progress, trial count, best) whenever it changes,
     ``trial`` (number, state, objective) for each trial as it is recorded, and a last
     ``end`` once the job has finished (``state``, ``reason``), or ``DELETED`` once it is
     deleted while watched. The stream closes (no ``end``) once the caller's key is revoked
-    or rotated: it went on sending until the job ended."""
+    or rotated: it went on sending until the job ended. A ``trial`` event's ``id`` is the
+    highest trial number up to which every trial was sent finished: a client that reconnects
+    with it as ``Last-Event-ID`` (``EventSource`` does) is sent the trials after it (again,
+    those it saw finished above it) instead of all of them."""
     # Trials are sent once per state: a RUNNING trial is sent again when it finishes.
-    # ``done`` is the highest number below which every trial was sent finished.
-    done, sent, last_job = -1, dict[int, str](), None
+    # ``done`` is the highest number up to which every trial was sent finished.
+    done, sent, last_job = -1 if last_event_id is None else last_event_id, dict[int, str](), None
     poll = state.settings.poll_interval_s
     while True:
         polled = await asyncio.to_thread(_poll, state, job_id, done, principal)
@@ -382,17 +422,18 @@ async def job_events(
             return
         fresh = False
         for number, trial_state, objective in trials:
-            if sent.get(number) != trial_state:
-                sent[number] = trial_state
-                fresh = True
-                yield ServerSentEvent(
-                    event="trial",
-                    id=str(number),
-                    data={"number": number, "state": trial_state, "objective": objective},
-                )
+            news = sent.get(number) != trial_state
+            sent[number] = trial_state
             if number == done + 1 and TrialState(trial_state).is_finished():
                 done = number
                 sent.pop(number, None)
+            if news:
+                fresh = True
+                yield ServerSentEvent(
+                    event="trial",
+                    id=str(done),
+                    data={"number": number, "state": trial_state, "objective": objective},
+                )
         snapshot = job_read(job, with_spec=False, settings=state.settings).model_dump(
             mode="json", exclude={"spec", "summary", "created_at", "owner"}
         )

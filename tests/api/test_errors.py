@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import LiveServer, nb201_spec
+from tests.api.conftest import LiveServer, nb201_spec, wait_for
 
 
 def _post(http: httpx.Client, body: bytes | str, content_type: str = "application/json") -> Any:
@@ -236,6 +236,20 @@ def test_bad_query_parameters(http: httpx.Client, path: str, loc: str, fragment:
     assert response.status_code == 422, response.text
     errors = _locs(response)
     assert loc in errors and fragment.lower() in errors[loc].lower(), errors
+
+
+def test_a_state_filter_takes_any_case(http: httpx.Client) -> None:
+    """``?state=complete`` was a 422 over HTTP while ``nas trials --state complete`` and the
+    Python client took any case (the probe of a new user's tasks)."""
+    job_id = _post(http, json.dumps(nb201_spec(budget={"trials": 3}))).json()["id"]
+    wait_for(lambda: http.get(f"/api/v1/jobs/{job_id}").json()["state"] == "SUCCEEDED", 60)
+    for given in ("complete", "Complete", "COMPLETE"):
+        page = http.get(f"/api/v1/jobs/{job_id}/trials", params={"state": given})
+        assert page.status_code == 200 and page.json()["count"] == 3, (given, page.text)
+    for given in ("succeeded", "SUCCEEDED"):
+        page = http.get("/api/v1/jobs", params={"state": given})
+        assert page.status_code == 200 and page.json()["count"] == 1, (given, page.text)
+    assert http.get("/api/v1/jobs", params={"state": "running"}).json()["count"] == 0
 
 
 def test_the_dashboard_page_takes_any_query(http: httpx.Client) -> None:

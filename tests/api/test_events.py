@@ -3,6 +3,7 @@ its job goes: finished, or deleted while watched. Each test failed before its fi
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -172,3 +173,37 @@ def test_a_silent_stream_and_a_non_json_error_are_client_errors(
         for conn in held:
             conn.close()
         listener.close()
+
+
+def _trial_events(http: httpx.Client, job_id: int, **headers: str) -> list[tuple[str, int]]:
+    """The ``(id, number)`` of each trial event of a finished job's stream."""
+    out: list[tuple[str, int]] = []
+    with http.stream("GET", f"/api/v1/jobs/{job_id}/events", headers=headers) as response:
+        assert response.status_code == 200, response.read()
+        fields: dict[str, str] = {}
+        for line in response.iter_lines():
+            if line:
+                name, _, value = line.partition(":")
+                fields[name] = value.strip()
+                continue
+            if fields.get("event") == "trial":
+                out.append((fields["id"], json.loads(fields["data"])["number"]))
+            fields = {}
+    return out
+
+
+def test_a_stream_resumes_after_the_last_event_id_it_sent(server: Any, http: httpx.Client) -> None:
+    """The stream sent ``id:`` lines but ignored ``Last-Event-ID``: an ``EventSource`` that
+    reconnected was sent every trial again (the probe of HTTP semantics)."""
+    job_id = http.post("/api/v1/jobs", json=nb201_spec(budget={"trials": 8})).json()["id"]
+    NasClient(server.url, api_key=http.headers["authorization"].split()[1]).wait(job_id, timeout=60)
+    everything = _trial_events(http, job_id)
+    # each trial's id: the number up to which every trial was sent finished
+    assert everything == [(str(n), n) for n in range(8)]
+    assert _trial_events(http, job_id, **{"Last-Event-ID": "4"}) == [
+        (str(n), n) for n in range(5, 8)
+    ]
+    assert _trial_events(http, job_id, **{"Last-Event-ID": "-1"}) == everything
+    refused = http.get(f"/api/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "x"})
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["header", "last-event-id"]

@@ -233,6 +233,18 @@ def test_the_page_and_only_its_files_are_served(server: LiveServer) -> None:
         assert httpx.get(f"{server.url}/dashboard/{name}").status_code == 200
     assert httpx.get(f"{server.url}/dashboard/..%2Fapp.py").status_code == 404
     assert httpx.get(f"{server.url}/dashboard/index.html").status_code == 404
+    # The browser's copy sent back: 304, no body (every load sent the whole script again).
+    full = httpx.get(f"{server.url}/dashboard/app.js")
+    etag, modified = full.headers["etag"], full.headers["last-modified"]
+    for condition in ({"If-None-Match": etag}, {"If-None-Match": f'"x", W/{etag}'},
+                      {"If-Modified-Since": modified}):  # fmt: skip
+        again = httpx.get(f"{server.url}/dashboard/app.js", headers=condition)
+        assert again.status_code == 304 and again.content == b"", condition
+        assert again.headers["etag"] == etag and again.headers["cache-control"] == "no-cache"
+    for condition in ({"If-None-Match": '"other"'}, {"If-Modified-Since": "not a date"},
+                      {"If-None-Match": '"other"', "If-Modified-Since": modified}):  # fmt: skip
+        again = httpx.get(f"{server.url}/dashboard/app.js", headers=condition)
+        assert again.status_code == 200 and again.content == full.content, condition
 
 
 def test_the_history_and_timeline_end_with_the_search_not_its_retrainings(
