@@ -326,7 +326,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 def _cmd_jobs(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        page = client.jobs(state=args.state, limit=args.limit, offset=args.offset)
+        page = client.jobs(state=args.state, name=args.name, limit=args.limit, offset=args.offset)
     if args.json:
         print(json.dumps(page, indent=2))
         return 0
@@ -1288,6 +1288,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STATE",
         help=f"only jobs in this state, any case: {', '.join(JOB_STATES)}",
     )
+    jobs.add_argument("--name", help="only jobs of this name (the spec's name, exactly)")
     jobs.add_argument(
         "--limit",
         type=_bounded(1, MAX_PAGE),

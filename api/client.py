@@ -177,11 +177,21 @@ class NasClient:
             "POST", "/api/v1/jobs", content=text.encode(), headers={"Content-Type": content_type}
         )
 
-    def jobs(self, *, state: str | None = None, limit: int = 50, offset: int = 0) -> dict:
-        """A page of your jobs, newest first (``{data, count}``); ``state`` in any case."""
+    def jobs(
+        self,
+        *,
+        state: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> dict:
+        """A page of your jobs, newest first (``{data, count}``); ``state`` in any case;
+        ``name``: only the jobs of that name."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if state:
             params["state"] = state.upper()  # any case, as the CLI takes it
+        if name is not None:
+            params["name"] = name
         return self._request("GET", "/api/v1/jobs", params=params)
 
     def job(self, job_id: int) -> dict[str, Any]:

@@ -179,12 +179,15 @@ class JobRepository:
         state: str | None,
         limit: int,
         offset: int,
+        name: str | None = None,
     ) -> tuple[Sequence[JobModel], int]:
         query: Select[Any] = select(JobModel)
         if not any_owner:
             query = query.where(JobModel.owner_id == owner_id)
         if state is not None:
             query = query.where(JobModel.state == state)
+        if name is not None:
+            query = query.where(JobModel.name == name)
         total = self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
         rows = self.session.scalars(
             query.order_by(JobModel.id.desc()).limit(limit).offset(offset)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from nas.spaces.base import SearchSpace
 
 __all__ = [
+    "JOB_NAME_PATTERN",
     "ControllerEntry",
     "JobSpec",
     "ResolvedSpec",
@@ -56,6 +57,10 @@ __all__ = [
 
 #: One problem of a spec: the field path and what is wrong (and what would be valid).
 SpecProblem = tuple[tuple[Any, ...], str]
+
+
+#: What a job's name may be: it names its files (exports, run folders) and its downloads.
+JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
 
 class ControllerEntry(Protocol):
@@ -416,7 +421,7 @@ class WarmStartSpec(_Strict):
 
 
 class JobSpec(_Strict):
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    name: str = Field(min_length=1, max_length=200, pattern=JOB_NAME_PATTERN)
     dataset: Component
     space: Component
     controller: Component

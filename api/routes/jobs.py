@@ -51,6 +51,7 @@ from api.schemas import JobList, JobRead, TrialList, TrialRead
 from api.services import ConflictError, JobService, NotFoundError, job_read
 from api.storage import StorageError
 from nas.evaluators import EVALUATORS
+from nas.spec import JOB_NAME_PATTERN
 from nas.trial import TrialState
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -151,14 +152,24 @@ def list_jobs(
     principal: CurrentPrincipal,
     server: StateDep,
     state: JobStateParam | None = None,
+    name: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            pattern=JOB_NAME_PATTERN,
+            description="only jobs of this name (the spec's name, exactly)",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> JobList:
-    """Your jobs (all jobs for an admin), newest first."""
+    """Your jobs (all jobs for an admin), newest first; ``state``, ``name``: only those."""
     rows, total = JobRepository(session).page(
         owner_id=principal.key_id,
         any_owner=principal.sees_all,
         state=state.value if state else None,
+        name=name,
         limit=limit,
         offset=offset,
     )

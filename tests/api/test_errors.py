@@ -215,7 +215,7 @@ def test_oversized_body_is_413(server_factory: Any) -> None:
         (
             "/api/v1/jobs?stat=RUNNING",
             "query.stat",
-            "unknown query parameter 'stat'; valid: limit, offset, state",
+            "unknown query parameter 'stat'; valid: limit, name, offset, state",
         ),
         ("/api/v1/jobs/{id}/export?formt=onnx", "query.formt", "valid: format, rank, untrained"),
         ("/api/v1/jobs/{id}/best?K=3", "query.K", "valid: k"),

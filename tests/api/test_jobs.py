@@ -137,6 +137,17 @@ def test_jobs_list_is_paged_newest_first(client: NasClient) -> None:
     ids = [client.submit(nb201_spec(name=f"job{i}", budget={"trials": 5}))["id"] for i in range(3)]
     page = client.jobs(limit=2)
     assert page["count"] == 3 and [j["id"] for j in page["data"]] == ids[::-1][:2]
+    # By name, as Optuna looks a study up (the probe of a new user's tasks: a 422 before)
+    ids.append(client.submit(nb201_spec(name="job1", budget={"trials": 5}))["id"])
+    named = client.jobs(name="job1")
+    assert named["count"] == 2 and [j["id"] for j in named["data"]] == [ids[3], ids[1]]
+    assert client.jobs(name="job").get("count") == 0  # the name exactly, not a prefix
+    with pytest.raises(ApiError) as refused:
+        client.jobs(name="no spaces")
+    assert refused.value.status_code == 422 and refused.value.detail[0]["loc"] == [
+        "query",
+        "name",
+    ]
 
 
 def test_healthz_reports_the_database(server: LiveServer) -> None:
