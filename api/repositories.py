@@ -831,6 +831,15 @@ class CheckpointRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
+    def trial_count(self, job_id: int) -> int:
+        """How many trials the job's checkpoint covers (0 without one), its state unread."""
+        return (
+            self.session.scalar(
+                select(CheckpointModel.trial_count).where(CheckpointModel.job_id == job_id)
+            )
+            or 0
+        )
+
     def get(self, job_id: int) -> CheckpointModel | None:
         return self.session.get(CheckpointModel, job_id)
 

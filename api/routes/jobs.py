@@ -39,6 +39,7 @@ from api.reads import Plan
 from api.repositories import (
     METRIC_NAME,
     ApiKeyRepository,
+    CheckpointRepository,
     JobRepository,
     TrialRepository,
     job_evaluator_query,
@@ -415,7 +416,8 @@ async def job_events(
     ``end`` once the job has finished (``state``, ``reason``), or ``DELETED`` once it is
     deleted while watched. The stream closes (no ``end``) once the caller's key is revoked
     or rotated: it went on sending until the job ended. A ``trial`` event's ``id`` is the
-    highest trial number up to which every trial was sent finished: a client that reconnects
+    highest trial number up to which every trial was sent finished (and, while the job runs,
+    its checkpoint covers): a client that reconnects
     with it as ``Last-Event-ID`` (``EventSource`` does) is sent the trials after it (again,
     those it saw finished above it) instead of all of them."""
     # Trials are sent once per state: a RUNNING trial is sent again when it finishes.
@@ -426,7 +428,7 @@ async def job_events(
         polled = await asyncio.to_thread(_poll, state, job_id, done, principal)
         if polled is None:  # the key was revoked since
             return
-        job, trials = polled
+        job, trials, covered = polled
         if job is None:  # deleted since the stream started (or since the last poll)
             reason = f"job {job_id} was deleted while it was watched"
             yield ServerSentEvent(event="end", data={"state": "DELETED", "reason": reason})
@@ -442,7 +444,10 @@ async def job_events(
                 fresh = True
                 yield ServerSentEvent(
                     event="trial",
-                    id=str(done),
+                    # (not past the checkpoint of a running job: the trials after it are
+                    # run again by a resume, maybe to other results, which a client
+                    # reconnecting after the restart must be sent)
+                    id=str(done if covered is None else min(done, covered - 1)),
                     data={"number": number, "state": trial_state, "objective": objective},
                 )
         snapshot = job_read(job, with_spec=False, settings=state.settings).model_dump(
@@ -462,9 +467,10 @@ async def job_events(
 
 def _poll(
     state: AppState, job_id: int, last_number: int, principal: Principal
-) -> tuple[Any, list[Any]] | None:
-    """The job and its trials after ``last_number``; ``None`` once the caller's key (none
-    without auth) is revoked or rotated."""
+) -> tuple[Any, list[Any], int | None] | None:
+    """The job, its trials after ``last_number``, and (while it is not finished) how many
+    trials its checkpoint covers; ``None`` once the caller's key (none without auth) is
+    revoked or rotated."""
     with state.read() as session:
         key_id = principal.key_id
         if key_id is not None and not ApiKeyRepository(session).is_active(
@@ -473,4 +479,7 @@ def _poll(
             return None
         job = JobRepository(session).get(job_id)
         trials = list(TrialRepository(session).after(job_id, last_number, 500))
-        return job, trials
+        covered = None
+        if job is not None and not JobState(job.state).is_finished():
+            covered = CheckpointRepository(session).trial_count(job_id)
+        return job, trials, covered

@@ -207,3 +207,48 @@ def test_a_stream_resumes_after_the_last_event_id_it_sent(server: Any, http: htt
     refused = http.get(f"/api/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "x"})
     assert refused.status_code == 422
     assert refused.json()["detail"][0]["loc"] == ["header", "last-event-id"]
+
+
+def test_a_running_jobs_trial_ids_stop_at_its_checkpoint(server_factory: Any) -> None:
+    """Trials recorded after a running job's checkpoint (a Ray batch's early finishers, a
+    shared-weight epoch under way) are run again by a resume, maybe to other results: an id
+    past them let a client that reconnected after the restart miss those (the review of
+    ``Last-Event-ID``)."""
+    from api.db import session_scope
+    from api.repositories import CheckpointRepository, TrialRepository
+    from nas.architecture import Architecture
+    from nas.trial import TrialRecord, TrialResult, TrialState
+
+    server = server_factory(run_jobs=False)  # the job stays unfinished: the rows are ours
+    key = server.create_key("watcher")
+    with server.client(key) as client:
+        job_id = client.submit(nb201_spec())["id"]
+    arch = Architecture("nb201", (0,) * 6)
+    with session_scope(server.app.state.nas.write) as session:
+        TrialRepository(session).add_records(
+            job_id,
+            [
+                TrialRecord(n, n, arch, {}, TrialResult(TrialState.COMPLETE, 0.5), 0.0, 0.0)
+                for n in range(4)
+            ],
+        )
+        CheckpointRepository(session).save(
+            job_id, trial_count=2, controller_state={}, loop_state={}, evaluator_path=None
+        )
+    got: list[tuple[str, int]] = []
+    with (
+        httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as http,
+        http.stream("GET", f"/api/v1/jobs/{job_id}/events", timeout=30) as response,
+    ):
+        fields: dict[str, str] = {}
+        for line in response.iter_lines():
+            if line:
+                name, _, value = line.partition(":")
+                fields[name] = value.strip()
+                continue
+            if fields.get("event") == "trial":
+                got.append((fields["id"], json.loads(fields["data"])["number"]))
+            if fields.get("event") == "job":
+                break  # (after this poll's trials)
+            fields = {}
+    assert got == [("0", 0), ("1", 1), ("1", 2), ("1", 3)]
