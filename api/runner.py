@@ -477,6 +477,9 @@ class JobExecution(threading.Thread):
         search would mix two datasets, and the summary would vouch for the new one."""
         if not isinstance(recorded, Mapping) or not recorded:
             return  # (a checkpoint from before fingerprints were kept: taken anew)
+        # (the job's, also when it fails: its summary keeps them, so that a retraining or
+        # an export on the new file is refused as for any finished job)
+        self._data_files = dict(recorded)
         changed = changed_data_files(resolved, recorded)
         if changed:
             raise DataChanged(
@@ -485,7 +488,6 @@ class JobExecution(threading.Thread):
                 "with other data; its trials are kept: put the file back and submit the job "
                 "again, or warm-start a new job from this one"
             )
-        self._data_files = dict(recorded)
 
     def _resume(self, search: SearchRun, resolved: ResolvedSpec) -> None:
         def work(session: Session) -> tuple[Any, int, dict[str, int], list[TrialRecord]]:
@@ -770,6 +772,10 @@ class JobExecution(threading.Thread):
             values["summary"] = (
                 {**summary, "data_files": self._data_files} if self._data_files else summary
             )
+        elif self._data_files and state in (JobState.FAILED, JobState.CANCELLED):
+            # A job ended without a result keeps what its trials read all the same: its
+            # trials can be retrained and exported, which must not take another file.
+            values["summary"] = {"data_files": self._data_files}
         if progress is not None:
             values["progress"] = progress
 

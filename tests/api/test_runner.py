@@ -290,6 +290,16 @@ def test_a_dataset_replaced_while_the_job_was_stopped_fails_its_resume(
     assert "dataset.path: the file changed while the job was stopped" in job["reason"]
     assert "its trials are kept" in job["reason"]
     assert trials and all(t["state"] != "RUNNING" for t in trials)  # (the checkpoint's)
+    # Its trials are still not retrained or exported on the new file (the failed job had
+    # no summary, so nothing was compared: the review of this check).
+    with second.client(key) as client:
+        assert "the file changed since the search" in client.job(job_id)["retrain_refused"]
+        with pytest.raises(ApiError) as refused:
+            client.retrain(job_id, 1)
+        assert refused.value.status_code == 409
+        with pytest.raises(ApiError) as refused:
+            client.export(job_id, "pytorch", 1, second.settings.data_dir / "m.zip")
+        assert refused.value.status_code == 409
 
 
 def _enas_spec() -> dict[str, Any]:
