@@ -479,6 +479,11 @@ def other_hparams(
     source: each of its configurations was refused on its own, at warm_start.priors.N."""
     if theirs is None or theirs == ours:
         return None
+    # (the same section written with or without its defaults: a nas search run's spec.yaml
+    # stores it as written, the job's as parsed, log: false and an int's step: 1 filled in)
+    theirs, ours = _normal_hparams(theirs), _normal_hparams(ours)
+    if theirs == ours:
+        return None
     if ours is None:
         return (
             f"{source} searched hyperparameters too (an hparams section) and this job "
@@ -490,6 +495,17 @@ def other_hparams(
         f"{source} searched other hyperparameters (not the same: {', '.join(differ)}); the hparams "
         "sections must match"
     )
+
+
+def _normal_hparams(section: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """An ``hparams`` section with its defaults filled in (``HparamSpace.to_dict``); as
+    given when it does not parse (compared as it is)."""
+    from nas.hparams import HparamSpace
+
+    if not isinstance(section, Mapping):
+        return section
+    parsed, problems = HparamSpace.parse(section)
+    return section if problems else parsed.to_dict()
 
 
 def read_run_spec(folder: Path, *, loc: Sequence[str | int]) -> dict[str, Any]:

@@ -200,7 +200,11 @@ def test_nas_search_prints_the_best_trials_hyperparameters(
         "space": {"name": "nb201"},
         "controller": {"name": "random"},
         "evaluator": {"name": "tabular"},
-        "hparams": {"tag": {"type": "categorical", "choices": ["a", "b"]}},
+        "hparams": {
+            "tag": {"type": "categorical", "choices": ["a", "b"]},
+            "beta": {"type": "float", "low": 0.1, "high": 1.0},
+            "width": {"type": "int", "low": 16, "high": 128, "step": 16},
+        },
         "budget": {"trials": 5},
     }
     spec_file = tmp_path / "joint.yaml"
@@ -208,6 +212,19 @@ def test_nas_search_prints_the_best_trials_hyperparameters(
     assert main(["search", str(spec_file), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     best = json.loads((tmp_path / "run/summary.json").read_text())["best"]
     assert f"hparams: {json.dumps(best['hparams'])}" in capsys.readouterr().out.splitlines()
+    # Warm-started from that run with the same section, as written: refused, "searched other
+    # hyperparameters (not the same: beta, width)" (the run's spec.yaml keeps the section as
+    # written, the new job's was compared with its defaults filled in: the probe of
+    # reproducibility)
+    warm = {**spec, "warm_start": {"runs": [str(tmp_path / "run")], "top_k": 2}}
+    spec_file.write_text(yaml.safe_dump(warm))
+    assert main(["search", str(spec_file), "--out", str(tmp_path / "warm"), "--quiet"]) == 0
+    trials = [
+        json.loads(line) for line in (tmp_path / "warm/trials.jsonl").read_text().splitlines()
+    ]
+    source = [json.loads(line) for line in (tmp_path / "run/trials.jsonl").read_text().splitlines()]
+    ranked = sorted(source, key=lambda t: -t["objective"])
+    assert trials[0]["hparams"] == ranked[0]["hparams"]
 
 
 def test_a_damaged_warm_start_run_is_a_field_error_not_a_traceback(
