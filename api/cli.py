@@ -15,9 +15,9 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from nas.errors import NasError
 from nas.trial import TrialState
@@ -343,6 +343,14 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def _cmd_trials(args: argparse.Namespace) -> int:
+    if args.csv:
+        paged = ("top", "sort", "order", "limit", "offset")
+        given = [f"--{name}" for name in paged if getattr(args, name) is not None]
+        if given:  # every trial, in number order
+            raise CommandError(f"--csv cannot be combined with {', '.join(given)}")
+        with _client(args) as client:
+            trials_csv(client.all_trials(args.job, state=args.state), sys.stdout)
+        return 0
     if args.top:
         given = [f"--{name}" for name in TRIALS_PAGE_OPTIONS if getattr(args, name) is not None]
         if given:  # the best K are the best K of all trials: a page of them means nothing
@@ -370,6 +378,54 @@ def _cmd_trials(args: argparse.Namespace) -> int:
         print(line)
     print(footer)
     return 0
+
+
+def trials_csv(rows: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
+    """Trials as CSV: number, state, objective, one column per metric, per hyperparameter
+    (``hp.NAME``) and per architecture choice (``choice.I``: the decision's choice index),
+    then cost, errors and times; a cell a trial has no value for is empty."""
+    import csv
+
+    rows = list(rows)
+    metrics = list(dict.fromkeys(k for t in rows for k in t.get("metrics") or {}))
+    hparams = list(dict.fromkeys(k for t in rows for k in t.get("hparams") or {}))
+    width = max((len(t["architecture"]["choices"]) for t in rows), default=0)
+    tail = ("cost_s", "simulated", "error", "worker", "epoch", "step", "started_at", "finished_at")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        [
+            "number",
+            "state",
+            "objective",
+            *metrics,
+            *(f"hp.{name}" for name in hparams),
+            *(f"choice.{i}" for i in range(width)),
+            *tail,
+        ]
+    )
+    for t in rows:
+        choices = list(t["architecture"]["choices"])
+        metric, hparam = t.get("metrics") or {}, t.get("hparams") or {}
+        writer.writerow(
+            [
+                t["number"],
+                t["state"],
+                _csv_cell(t["objective"]),
+                *(_csv_cell(metric.get(k)) for k in metrics),
+                *(_csv_cell(hparam.get(k)) for k in hparams),
+                *(choices + [""] * (width - len(choices))),
+                *(_csv_cell(t.get(k)) for k in tail),
+            ]
+        )
+
+
+def _csv_cell(value: Any) -> Any:
+    """None as an empty cell, anything not a number or text as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | int | float | str):
+        return value
+    return json.dumps(value)
 
 
 def trials_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -1346,7 +1402,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"at most this many trials, 1..{MAX_PAGE} (default 50)",
     )
     trials.add_argument("--offset", type=_bounded(0, 10_000_000), help="skip this many (default 0)")
-    trials.add_argument("--json", action="store_true", help="the API's JSON instead of a table")
+    shape = trials.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="the API's JSON instead of a table")
+    shape.add_argument(
+        "--csv",
+        action="store_true",
+        help="every trial (of --state) as CSV on stdout, in number order: one column per "
+        "metric, hyperparameter (hp.NAME) and architecture choice (choice.I), for a "
+        "spreadsheet or pandas (not with --top, --sort, --order, --limit, --offset)",
+    )
     trials.set_defaults(func=_cmd_trials)
 
     curves = client_command("curves", "a job's per-epoch curves and best-so-far history")

@@ -3,6 +3,8 @@ subprocesses against a real server, the way a shell runs it."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import queue
 import signal
@@ -154,6 +156,31 @@ def test_trials_show_metrics_and_hyperparameters(
     top = nas("trials", str(job_id), "--top", "2", *auth)
     assert top.returncode == 0, top.stderr
     assert top.stdout.splitlines()[-1] == "(the best 2 of 1000 trials)"
+
+
+@sqlite_only
+def test_every_trial_as_csv(server: LiveServer, finished_job: tuple[str, int]) -> None:
+    """Every trial as CSV, for a spreadsheet or pandas (as Optuna's trials_dataframe; there
+    was no way but paging the JSON: the probe of a new user's tasks)."""
+    key, job_id = finished_job
+    auth = ("--server", server.url, "--api-key", key)
+    made = nas("trials", str(job_id), "--csv", *auth)
+    assert made.returncode == 0, made.stderr
+    rows = list(csv.DictReader(io.StringIO(made.stdout)))
+    with server.client(key) as client:
+        trials = list(client.all_trials(job_id))
+    assert len(rows) == len(trials) == 1000
+    assert list(rows[0])[:9] == [
+        "number", "state", "objective", "val_accuracy", "params_M", "flops_M", "latency_s",
+        "hp.width", "choice.0",
+    ]  # fmt: skip
+    for row, trial in zip(rows, trials, strict=True):
+        assert int(row["number"]) == trial["number"] and row["state"] == trial["state"]
+        assert float(row["objective"]) == trial["objective"]
+        assert int(row["hp.width"]) == trial["hparams"]["width"]
+        assert [int(row[f"choice.{i}"]) for i in range(6)] == trial["architecture"]["choices"]
+    refused = nas("trials", str(job_id), "--csv", "--limit", "5", *auth)
+    assert refused.returncode == 2 and "--csv cannot be combined with --limit" in refused.stderr
 
 
 def test_a_trials_table_keeps_a_choice_name_whole_and_marks_what_it_cuts() -> None:
