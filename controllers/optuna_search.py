@@ -267,7 +267,10 @@ class OptunaController(Controller):
             hparams = (
                 None if self._hp_space is None else self._hp_space.suggest(trial, prefix=HP_PREFIX)
             )
-        arch = self.space.make([int(trial.params[name]) for name in self._names])
+        # (a space with rules between its decisions: the combination drawn stands for the
+        # legal architecture it maps onto; the study keeps what was drawn)
+        drawn = [int(trial.params[name]) for name in self._names]
+        arch = self.space.make(self.space.legal_choices(drawn))
         return arch if hparams is None else (arch, hparams)
 
     def _propose_seed(

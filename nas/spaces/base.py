@@ -150,6 +150,14 @@ class SearchSpace(ABC):
         self.validate(arch)
         return arch
 
+    def legal_choices(self, choices: Sequence[int]) -> tuple[int, ...]:
+        """``choices`` (each within its decision's range) as a legal architecture's: the
+        same in a space where every combination is one. A space with rules between its
+        decisions (``metaqnn``) maps each illegal choice onto a legal one, deterministically,
+        for a controller that draws each decision on its own (Optuna's samplers): what it
+        drew then has a value, that of the architecture it stands for."""
+        return tuple(int(c) for c in choices)
+
     def holds(self, arch: Architecture) -> bool:
         """Whether ``arch`` (a valid choice sequence) is one this space can evaluate; every
         sequence in most spaces, only the table's rows in ``table``. Used where candidates

@@ -396,6 +396,19 @@ class MetaQNNSpace(SearchSpace):
                 raise InvalidArchitectureError(reason, decision=f"step{step}")
             state = self.next_state(state, choice)
 
+    def legal_choices(self, choices: Sequence[int]) -> tuple[int, ...]:
+        """Step by step, an illegal choice becomes the legal action at its index modulo
+        their count (after termination only PAD is legal); legal sequences are unchanged."""
+        state, out = self.initial_state(), []
+        for choice in choices:
+            choice = int(choice)
+            if self.illegal_reason(state, choice) is not None:
+                legal = self.legal_actions(state)
+                choice = legal[choice % len(legal)]
+            out.append(choice)
+            state = self.next_state(state, choice)
+        return tuple(out)
+
     def _is_legal(self, choices: tuple[int, ...]) -> bool:
         state = self.initial_state()
         for choice in choices:
