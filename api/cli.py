@@ -44,12 +44,15 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from nas.spec import load_spec_file, spec_warnings
     from nas.warmstart import resolve_runs
     from workers.local import default_run_dir, out_dir_problem, run_local_search
-    from workers.loops import check_startable, with_pinned_space
+    from workers.loops import check_startable, with_absolute_files, with_pinned_space
     from workers.search import parse_spec
     from workers.warmstart import resolve_run_controller
 
     document = resolve_run_controller(resolve_runs(load_spec_file(args.spec)))
     resolved = parse_spec(document, strict=True)  # as the service reads a body
+    # (spec.yaml with the files as read here: run again from another folder, or as a warm
+    # start's source, a relative path named another file or none)
+    resolved = with_absolute_files(resolved)
     check_startable(resolved)  # what the job would find at its start, before any folder
     resolved = with_pinned_space(resolved)  # (spec.yaml: a table's choices as read now)
     out = Path(args.out) if args.out else default_run_dir(resolved)

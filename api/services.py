@@ -35,7 +35,7 @@ from nas.export import get_format, supported_formats
 from nas.paths import spec_path
 from nas.spec import ResolvedSpec, spec_warnings
 from nas.training import cuda_index
-from workers.loops import check_startable, with_pinned_space
+from workers.loops import check_startable, with_absolute_files, with_pinned_space
 from workers.search import parse_spec
 
 
@@ -200,34 +200,6 @@ def check_data_paths(
         problems.append({"loc": loc, "msg": msg, "type": "path_not_allowed"})
     if problems:
         raise SpecError(problems)
-
-
-def with_absolute_files(resolved: ResolvedSpec) -> ResolvedSpec:
-    """``resolved`` with each file it names as an absolute path: a relative one is read
-    from the server's working directory, and was stored as written, so a server started
-    from another folder later found no such file. (Before the sources of a warm start or a
-    meta-training are compared with it: they are stored so.)"""
-    stored = resolved.to_dict()
-    changed = False
-    listed: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # (section, name, path) -> its loc
-    for loc, value in resolved.file_params(CONTROLLERS):  # (section, name[, index])
-        absolute = str(spec_path(value))  # (and its .. taken lexically, as readers take it)
-        if len(loc) == 3:  # a list of files: each once (rl2-meta's tables), however written
-            first = listed.setdefault((*loc[:2], absolute), loc)
-            if first != loc:
-                raise SpecError.at(
-                    list(loc),
-                    f"the same file as {'.'.join(map(str, first))} (written another way: "
-                    f"{value!r}); each may appear once",
-                )
-        if absolute == value:
-            continue
-        container: Any = stored
-        for key in loc[:-1]:
-            container = container[key]
-        container[loc[-1]] = absolute
-        changed = True
-    return ResolvedSpec.from_stored(stored) if changed else resolved
 
 
 def data_fingerprints(resolved: ResolvedSpec) -> dict[str, dict[str, Any]]:

@@ -432,6 +432,8 @@ def space_with_defaults(section: Any) -> Any:
     section of no known space, or one its space no longer accepts, is returned as it is."""
     from pydantic import ValidationError
 
+    from nas.datasets import FILE_PARAM
+    from nas.paths import spec_path
     from nas.spaces import SPACES
 
     if not isinstance(section, Mapping) or section.get("name") not in SPACES:
@@ -441,7 +443,16 @@ def space_with_defaults(section: Any) -> Any:
         config = SPACES.get(section["name"]).Config.model_validate(params)
     except ValidationError:
         return section
-    return {"name": section["name"], **config.model_dump(mode="json")}
+    dumped = config.model_dump(mode="json")
+    # A file as every reader opens it (``spec_path``): a table written relative in one
+    # spec and absolute in the other is the same space (a nas search run's spec.yaml kept
+    # the path as written).
+    for name, field in type(config).model_fields.items():
+        extra = field.json_schema_extra
+        marked = isinstance(extra, dict) and all(extra.get(k) == v for k, v in FILE_PARAM.items())
+        if marked and isinstance(dumped.get(name), str):
+            dumped[name] = str(spec_path(dumped[name]))
+    return {"name": section["name"], **dumped}
 
 
 def other_space(source: str, theirs: Any, ours: Mapping[str, Any]) -> str | None:

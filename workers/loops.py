@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
-from controllers import Controller
+from controllers import CONTROLLERS, Controller
 from nas.datasets import DATASETS, check_dataset, dataset_shape
 from nas.errors import NasError, SpecError, spec_error_at_field
 from nas.evaluators import EVALUATORS
+from nas.paths import spec_path
 from nas.registry import Registry
 from nas.spaces.base import SearchSpace
 from nas.spec import ResolvedSpec
@@ -65,6 +67,34 @@ def check_startable(resolved: ResolvedSpec) -> None:
         with _errors_at("controller"):
             controller = build_controller(resolved, space)
         check_parallel_trials(resolved, controller)
+
+
+def with_absolute_files(resolved: ResolvedSpec) -> ResolvedSpec:
+    """``resolved`` with each file it names as an absolute path: a relative one is read
+    from the working directory, and was stored as written, so a server (or a run's
+    spec.yaml run again) started from another folder later found no such file. (Before the sources of a warm start or a
+    meta-training are compared with it: they are stored so.)"""
+    stored = resolved.to_dict()
+    changed = False
+    listed: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # (section, name, path) -> its loc
+    for loc, value in resolved.file_params(CONTROLLERS):  # (section, name[, index])
+        absolute = str(spec_path(value))  # (and its .. taken lexically, as readers take it)
+        if len(loc) == 3:  # a list of files: each once (rl2-meta's tables), however written
+            first = listed.setdefault((*loc[:2], absolute), loc)
+            if first != loc:
+                raise SpecError.at(
+                    list(loc),
+                    f"the same file as {'.'.join(map(str, first))} (written another way: "
+                    f"{value!r}); each may appear once",
+                )
+        if absolute == value:
+            continue
+        container: Any = stored
+        for key in loc[:-1]:
+            container = container[key]
+        container[loc[-1]] = absolute
+        changed = True
+    return ResolvedSpec.from_stored(stored) if changed else resolved
 
 
 def with_pinned_space(resolved: ResolvedSpec) -> ResolvedSpec:

@@ -437,3 +437,42 @@ def test_an_interrupted_meta_training_keeps_its_policy_as_trained_so_far(
     assert f"interrupted: the policy as trained so far is in {Path('run') / policy.name}" in err
     _, meta = load_policy(policy)
     assert meta["iterations"] >= 2 and meta["iterations_planned"] == 100_000
+
+
+def test_a_relative_table_path_is_stored_absolute_and_compares_as_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's spec.yaml kept ``space.path`` as written: run again from another folder it
+    found no such file, and a warm start naming the same file by its absolute path was
+    refused as another space (the probe of nas search)."""
+    data = tmp_path / "t"
+    data.mkdir()
+    rows = ["a,b,acc"] + [f"{a},{b},{(3 * a + b) % 7}" for a in range(3) for b in range(3)]
+    (data / "bench.csv").write_text("\n".join(rows) + "\n")
+    spec = {
+        "name": "rel",
+        "dataset": {"name": "table"},
+        "space": {"name": "table", "path": "t/bench.csv", "decisions": ["a", "b"]},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "table", "fitness": "acc"},
+        "objective": {"metric": "acc", "direction": "maximize"},
+        "budget": {"trials": 4},
+        "seed": 0,
+    }
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rel.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["search", "rel.yaml", "--out", "run", "--quiet"]) == 0
+    stored = yaml.safe_load((tmp_path / "run/spec.yaml").read_text())
+    assert stored["space"]["path"] == str(data / "bench.csv")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["search", str(tmp_path / "run/spec.yaml"), "--out", "again", "--quiet"]) == 0
+    # a source written relative (a run of before), the target absolute: the same space
+    monkeypatch.chdir(tmp_path)
+    stored["space"]["path"] = "t/bench.csv"
+    (tmp_path / "run/spec.yaml").write_text(yaml.safe_dump(stored))
+    warm = {**spec, "space": {**spec["space"], "path": str(data / "bench.csv")}}
+    warm["warm_start"] = {"runs": [str(tmp_path / "run")], "top_k": 2}
+    (tmp_path / "warm.yaml").write_text(yaml.safe_dump(warm))
+    assert main(["search", "warm.yaml", "--out", "warm", "--quiet"]) == 0
