@@ -394,13 +394,20 @@ def trials_csv(rows: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
     hparams = list(dict.fromkeys(k for t in rows for k in t.get("hparams") or {}))
     width = max((len(t["architecture"]["choices"]) for t in rows), default=0)
     tail = ("cost_s", "simulated", "error", "worker", "epoch", "step", "started_at", "finished_at")
+    # A metric named as another column (a table's own column "error", "state", "hp.x") is
+    # metric.NAME: two columns of one name were one column to a reader (pandas: error.1).
+    taken = {"number", "state", "objective", *tail}
+    titles = [
+        f"metric.{m}" if m in taken or m.startswith(("hp.", "choice.", "metric.")) else m
+        for m in metrics
+    ]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
         [
             "number",
             "state",
             "objective",
-            *metrics,
+            *titles,
             *(f"hp.{name}" for name in hparams),
             *(f"choice.{i}" for i in range(width)),
             *tail,

@@ -183,6 +183,28 @@ def test_every_trial_as_csv(server: LiveServer, finished_job: tuple[str, int]) -
     assert refused.returncode == 2 and "--csv cannot be combined with --limit" in refused.stderr
 
 
+def test_a_metric_named_as_another_csv_column_is_told_apart() -> None:
+    """A table's own metric columns named ``error`` or ``state`` gave the CSV two columns of
+    one name (pandas read the trial's error as ``error.1``: the review of --csv)."""
+    from api.cli import trials_csv
+
+    row = {
+        "number": 0, "state": "COMPLETE", "objective": 0.5, "hparams": {"x": 1},
+        "metrics": {"val": 0.5, "error": 1.5, "state": 2, "hp.x": 3, 'naïve "q", r': 4},
+        "architecture": {"choices": [1, 0]}, "error": None, "cost_s": 1.0,
+    }  # fmt: skip
+    out = io.StringIO()
+    trials_csv([row], out)
+    header, values = list(csv.reader(io.StringIO(out.getvalue())))
+    assert header[:9] == [
+        "number", "state", "objective", "val", "metric.error", "metric.state", "metric.hp.x",
+        'naïve "q", r', "hp.x",
+    ]  # fmt: skip
+    assert len(set(header)) == len(header)
+    assert dict(zip(header, values, strict=True))["error"] == ""
+    assert dict(zip(header, values, strict=True))["metric.error"] == "1.5"
+
+
 def test_a_trials_table_keeps_a_choice_name_whole_and_marks_what_it_cuts() -> None:
     """Text cells were cut at 14 characters with nothing to show it: 'label_smoothin'."""
     from api.cli import trials_table
