@@ -501,7 +501,10 @@ def other_hparams(
             "searches none: give it the same hparams section, or warm-start from a source "
             "without one"
         )
-    differ = [n for n in dict.fromkeys((*theirs, *ours)) if theirs.get(n) != ours.get(n)]
+    if not isinstance(theirs, Mapping) or not isinstance(ours, Mapping):
+        # (a hand-edited run folder's spec.yaml: it raised AttributeError)
+        return f"{source} has an hparams section that is not a mapping; the hparams sections must match"
+    differ = [str(n) for n in dict.fromkeys((*theirs, *ours)) if theirs.get(n) != ours.get(n)]
     return (
         f"{source} searched other hyperparameters (not the same: {', '.join(differ)}); the hparams "
         "sections must match"

@@ -460,3 +460,20 @@ def test_the_predicted_count_defaults_to_half_of_top_k_and_is_checked() -> None:
         parse_spec(joint)
     assert [e["loc"] for e in info.value.errors] == [("warm_start", "predicted")]
     assert "predicted to 0" in info.value.errors[0]["msg"]
+
+
+def test_a_malformed_hparams_section_of_a_source_is_said_not_raised() -> None:
+    """A hand-edited run folder's spec.yaml: a section that is no mapping raised
+    AttributeError, one with a non-string key TypeError (the review of other_hparams)."""
+    from nas.warmstart import other_hparams
+
+    ours = {"lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True}}
+    said = other_hparams("'run'", "notamapping", ours)
+    assert (
+        said
+        == "'run' has an hparams section that is not a mapping; the hparams sections must match"
+    )
+    said = other_hparams("'run'", {1: {"type": "categorical", "choices": [1]}}, ours)
+    assert said is not None and "not the same: 1, lr" in said
+    same = {"lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True, "step": None}}
+    assert other_hparams("'run'", same, ours) is None
