@@ -175,10 +175,15 @@ def test_a_silent_stream_and_a_non_json_error_are_client_errors(
         listener.close()
 
 
-def _trial_events(http: httpx.Client, job_id: int, **headers: str) -> list[tuple[str, int]]:
-    """The ``(id, number)`` of each trial event of a finished job's stream."""
+def _trial_events(
+    http: httpx.Client, job_id: int, *, until: str = "end", **headers: str
+) -> list[tuple[str, int]]:
+    """The ``(id, number)`` of each trial event of a job's stream, read up to its first event
+    named ``until`` (``end``: a finished job's whole stream; ``job``: a first poll's)."""
     out: list[tuple[str, int]] = []
-    with http.stream("GET", f"/api/v1/jobs/{job_id}/events", headers=headers) as response:
+    with http.stream(
+        "GET", f"/api/v1/jobs/{job_id}/events", headers=headers, timeout=30
+    ) as response:
         assert response.status_code == 200, response.read()
         fields: dict[str, str] = {}
         for line in response.iter_lines():
@@ -188,6 +193,8 @@ def _trial_events(http: httpx.Client, job_id: int, **headers: str) -> list[tuple
                 continue
             if fields.get("event") == "trial":
                 out.append((fields["id"], json.loads(fields["data"])["number"]))
+            if fields.get("event") == until:
+                break
             fields = {}
     return out
 
@@ -235,20 +242,6 @@ def test_a_running_jobs_trial_ids_stop_at_its_checkpoint(server_factory: Any) ->
         CheckpointRepository(session).save(
             job_id, trial_count=2, controller_state={}, loop_state={}, evaluator_path=None
         )
-    got: list[tuple[str, int]] = []
-    with (
-        httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as http,
-        http.stream("GET", f"/api/v1/jobs/{job_id}/events", timeout=30) as response,
-    ):
-        fields: dict[str, str] = {}
-        for line in response.iter_lines():
-            if line:
-                name, _, value = line.partition(":")
-                fields[name] = value.strip()
-                continue
-            if fields.get("event") == "trial":
-                got.append((fields["id"], json.loads(fields["data"])["number"]))
-            if fields.get("event") == "job":
-                break  # (after this poll's trials)
-            fields = {}
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as http:
+        got = _trial_events(http, job_id, until="job")  # (a first poll's trials)
     assert got == [("0", 0), ("1", 1), ("1", 2), ("1", 3)]
