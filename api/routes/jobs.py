@@ -417,9 +417,9 @@ async def job_events(
     deleted while watched. The stream closes (no ``end``) once the caller's key is revoked
     or rotated: it went on sending until the job ended. A ``trial`` event's ``id`` is the
     highest trial number up to which every trial was sent finished (and, while the job runs,
-    its checkpoint covers): a client that reconnects
-    with it as ``Last-Event-ID`` (``EventSource`` does) is sent the trials after it (again,
-    those it saw finished above it) instead of all of them."""
+    its checkpoint covers): a client that reconnects with it as ``Last-Event-ID``
+    (``EventSource`` does) is sent the trials after it (again, those it saw finished above
+    it) instead of all of them."""
     # Trials are sent once per state: a RUNNING trial is sent again when it finishes.
     # ``done`` is the highest number up to which every trial was sent finished.
     done, sent, last_job = -1 if last_event_id is None else last_event_id, dict[int, str](), None
