@@ -240,6 +240,9 @@ class JobExecution(threading.Thread):
         self.job_id = job_id
         self.settings = runner.settings
         self._stop_reason: str | None = None
+        #: ``_stop_reason`` as the search ended (a cancel seen after it stopped nothing),
+        #: once it has
+        self._stopped_by: tuple[str | None] | None = None
         self._records: list[TrialRecord] = []  # finished trials to insert
         self._finished: list[TrialRecord] = []  # RUNNING rows to finish
         self._curve: dict[str, list[Mapping[str, Any]]] = {}  # curve points to insert, by series
@@ -331,6 +334,8 @@ class JobExecution(threading.Thread):
             outcome = search.run()
         except Interrupted:
             outcome = None
+        finally:
+            self._stopped_by = (self._stop_reason,)
         self._flush(checkpoint=search.consistent)
         if self._stop_reason == CANCELLED:
             running, waiting = len(self._running), len(self._waiting)  # (FAIL with the job)
@@ -799,7 +804,9 @@ class JobExecution(threading.Thread):
             if (
                 job is not None
                 and job.cancel_requested
-                and self._stop_reason != CANCELLED  # (it saw the cancel: not too late)
+                # (the search saw the cancel: not too late; the heartbeat's read of it
+                # after the search ended stopped nothing)
+                and (self._stopped_by or (self._stop_reason,))[0] != CANCELLED
                 and state in (JobState.SUCCEEDED, JobState.FAILED)
             ):
                 values["reason"] = (
