@@ -467,7 +467,7 @@ class ResolvedSpec:
         """The files this spec names: ``((section, parameter), path)`` for each set component
         parameter marked ``FILE_PARAM`` (``dataset.path``, ``evaluator.table``; with the
         ``controllers`` registry, the controller's too: ``controller.policy``)."""
-        from nas.datasets import DATASETS, FILE_PARAM
+        from nas.datasets import DATASETS, is_file_param
         from nas.evaluators import EVALUATORS
         from nas.spaces import SPACES
 
@@ -483,10 +483,7 @@ class ResolvedSpec:
             entry = registry.get(getattr(self.spec, section).name)
             config = entry.config if section == "dataset" else entry.Config
             for name, field in config.model_fields.items():
-                extra = field.json_schema_extra
-                marked = isinstance(extra, dict) and all(
-                    extra.get(k) == v for k, v in FILE_PARAM.items()
-                )
+                marked = is_file_param(field)
                 value = params.get(name)
                 if marked and isinstance(value, str):
                     found.append(((section, name), value))

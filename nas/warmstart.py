@@ -432,7 +432,7 @@ def space_with_defaults(section: Any) -> Any:
     section of no known space, or one its space no longer accepts, is returned as it is."""
     from pydantic import ValidationError
 
-    from nas.datasets import FILE_PARAM
+    from nas.datasets import is_file_param
     from nas.paths import spec_path
     from nas.spaces import SPACES
 
@@ -448,9 +448,7 @@ def space_with_defaults(section: Any) -> Any:
     # spec and absolute in the other is the same space (a nas search run's spec.yaml kept
     # the path as written).
     for name, field in type(config).model_fields.items():
-        extra = field.json_schema_extra
-        marked = isinstance(extra, dict) and all(extra.get(k) == v for k, v in FILE_PARAM.items())
-        if marked and isinstance(dumped.get(name), str):
+        if is_file_param(field) and isinstance(dumped.get(name), str):
             dumped[name] = str(spec_path(dumped[name]))
     return {"name": section["name"], **dumped}
 

@@ -23,6 +23,7 @@ from nas.datasets.base import (
     cache_dir,
     check_dataset,
     dataset_shape,
+    is_file_param,
     load_dataset,
     load_tasks,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "cache_dir",
     "check_dataset",
     "dataset_shape",
+    "is_file_param",
     "load_dataset",
     "load_tasks",
 ]

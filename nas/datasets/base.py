@@ -100,6 +100,12 @@ DATASETS: Registry[DatasetEntry] = Registry("dataset")
 FILE_PARAM: dict[str, Any] = {"x-nas-file": True}
 
 
+def is_file_param(field: Any) -> bool:
+    """Whether a pydantic field is marked ``FILE_PARAM`` (a path to a file)."""
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and all(extra.get(k) == v for k, v in FILE_PARAM.items())
+
+
 def cache_dir() -> Path:
     """Where generated datasets are cached: ``$NAS_CACHE_DIR`` or the user's cache dir."""
     root = os.environ.get("NAS_CACHE_DIR")
