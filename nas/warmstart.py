@@ -517,7 +517,19 @@ def _normal_hparams(section: Mapping[str, Any] | None) -> Mapping[str, Any] | No
     if not isinstance(section, Mapping):
         return section
     parsed, problems = HparamSpace.parse(section)
-    return section if problems else parsed.to_dict()
+    if problems:
+        return section
+    out = parsed.to_dict()
+    for name, param in parsed.params.items():
+        if param.condition is not None:
+            # (``equals: b``, ``in: [b]`` and ``in: [b, b]`` make the same condition, and the
+            # order of ``in``'s values means nothing: compared as the set they are)
+            values = sorted({repr(v): v for v in param.condition.values}.items())
+            out[name]["condition"] = {
+                "param": param.condition.param,
+                "in": [v for _, v in values],
+            }
+    return out
 
 
 def read_run_spec(folder: Path, *, loc: Sequence[str | int]) -> dict[str, Any]:

@@ -477,3 +477,26 @@ def test_a_malformed_hparams_section_of_a_source_is_said_not_raised() -> None:
     assert said is not None and "not the same: 1, lr" in said
     same = {"lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True, "step": None}}
     assert other_hparams("'run'", same, ours) is None
+
+
+def test_a_condition_written_with_equals_or_in_is_the_same_hparams_section() -> None:
+    """``equals: b`` and ``in: [b]`` (or ``in`` in another order) are one condition: a
+    source written either way lends its configurations (they were refused as "other
+    hyperparameters")."""
+    from nas.warmstart import other_hparams
+
+    def section(condition: dict) -> dict:
+        return {
+            "optimizer": {"type": "categorical", "choices": ["sgd", "adam", "adamw"]},
+            "momentum": {"type": "float", "low": 0.5, "high": 0.99, "condition": condition},
+        }
+
+    ours = section({"param": "optimizer", "equals": "sgd"})
+    assert other_hparams("'run'", section({"param": "optimizer", "in": ["sgd"]}), ours) is None
+    both = section({"param": "optimizer", "in": ["sgd", "adamw"]})
+    assert (
+        other_hparams("'run'", section({"param": "optimizer", "in": ["adamw", "sgd"]}), both)
+        is None
+    )
+    said = other_hparams("'run'", section({"param": "optimizer", "in": ["adam"]}), ours)
+    assert said is not None and "momentum" in said
