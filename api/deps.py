@@ -67,9 +67,9 @@ def _principal(request: Request, session: ReadSession) -> Principal:
 
 
 def require_caller(request: Request) -> None:
-    """A known key, checked ahead of the route's own dependencies: the router-wide query
-    check answered 422 (naming the route's parameters) to a request without a key, which
-    the README promises a 401."""
+    """A known key (else the 401 or 400 raised), checked when a request's parameters are
+    invalid, ahead of answering 422 (naming the route's parameters) to a request without a
+    key, which the README promises a 401."""
     if app_state(request).settings.auth == "none":
         return
     with app_state(request).read() as session:

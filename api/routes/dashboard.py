@@ -91,8 +91,8 @@ def _not_modified(ours: Mapping[str, str], theirs: Mapping[str, str]) -> bool:
         return False
     try:
         return parsedate_to_datetime(ours["last-modified"]) <= parsedate_to_datetime(since)
-    except (TypeError, ValueError):
-        return False  # (an unreadable date: the whole file)
+    except (TypeError, ValueError, OverflowError):
+        return False  # (an unreadable date, or a year past datetime's: the whole file)
 
 
 def _job(session: Any, principal: Any, job_id: int) -> Any:

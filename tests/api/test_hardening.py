@@ -398,10 +398,19 @@ def test_a_request_without_a_key_is_a_401_before_its_query_is_checked(
     route's parameters; the README promises 401. Two Authorization headers took the first
     one's key whatever the second said."""
     with httpx.Client(base_url=server.url, timeout=60, verify=tls_context()) as anonymous:
-        for query in ("?foo=1", "?limit=1&limit=2"):
-            response = anonymous.get(f"/api/v1/jobs{query}")
-            assert response.status_code == 401, (query, response.text)
-            assert response.headers["www-authenticate"] == "Bearer"
+        for path in (
+            "/api/v1/jobs?foo=1",
+            "/api/v1/jobs?limit=1&limit=2",
+            # the trial listing checks the key in its own query: its 422 came first
+            "/api/v1/jobs/1/trials?limit=0",
+            "/api/v1/jobs/1/trials?state=nope",
+            "/api/v1/jobs/x/trials",
+        ):
+            for key in (None, "nas_x"):  # no key, and one the server does not know
+                headers = {"Authorization": f"Bearer {key}"} if key else {}
+                response = anonymous.get(path, headers=headers)
+                assert response.status_code == 401, (path, key, response.text)
+                assert response.headers["www-authenticate"] == "Bearer"
         response = anonymous.get(
             "/api/v1/jobs", headers=[("Authorization", f"Bearer {user_key}")] * 2
         )
@@ -412,11 +421,17 @@ def test_a_request_without_a_key_is_a_401_before_its_query_is_checked(
             headers=[("Authorization", "Bearer nope"), ("Authorization", f"Bearer {user_key}")],
         )
         assert response.status_code == 400
+        response = anonymous.get(
+            "/api/v1/jobs/1/trials?limit=0", headers=[("Authorization", f"Bearer {user_key}")] * 2
+        )
+        assert response.status_code == 400
     created = http.post("/api/v1/jobs", json=nb201_spec(budget={"trials": 1}))
     assert created.status_code == 201
     assert created.headers["location"] == f"/api/v1/jobs/{created.json()['id']}"
     refused = http.get("/api/v1/jobs?foo=1")  # with the key: the query's own 422
     assert refused.status_code == 422 and "unknown query parameter 'foo'" in refused.text
+    refused = http.get("/api/v1/jobs/1/trials?limit=0")
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["query", "limit"]
 
 
 def test_an_unsupported_method_lists_every_method_of_the_path(http: httpx.Client) -> None:
