@@ -457,7 +457,7 @@ def _parse_entry(
         )
         return None
     kind = entry.get("type")
-    if kind not in _MODELS:
+    if not isinstance(kind, str) or kind not in _MODELS:  # ([int]: unhashable, a TypeError)
         msg = "field required" if kind is None else f"unknown type {kind!r}"
         errors.append(_err((*at, "type"), f"{msg}; valid: {', '.join(TYPES)}"))
         return None

@@ -76,6 +76,9 @@ CASES = [
         "unknown type 'loguniform'; valid: categorical, float, int",
     ),
     ("missing-type", {"x": {"low": 1}}, ("x", "type"), "field required; valid: categorical"),
+    # unhashable: a TypeError, a traceback from nas search and a 500 from the service
+    ("list-type", {"x": {"type": ["int"]}}, ("x", "type"), "unknown type ['int']; valid:"),
+    ("mapping-type", {"x": {"type": {"a": 1}}}, ("x", "type"), "unknown type {'a': 1}; valid:"),
     ("not-a-mapping", {"x": [1, 2]}, ("x",), "must be a mapping with a type"),
     ("missing-field", {"x": {"type": "float", "low": 1}}, ("x", "high"), "field required"),
     ("unknown-field", {"x": f(lower=0)}, ("x", "lower"), "valid: low, high, log, step, condition"),

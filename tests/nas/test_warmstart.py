@@ -475,6 +475,8 @@ def test_a_malformed_hparams_section_of_a_source_is_said_not_raised() -> None:
     )
     said = other_hparams("'run'", {1: {"type": "categorical", "choices": [1]}}, ours)
     assert said is not None and "not the same: 1, lr" in said
+    said = other_hparams("'run'", {"lr": {"type": ["float"], "low": 0.001, "high": 0.1}}, ours)
+    assert said is not None and "not the same: lr" in said  # (a TypeError: unhashable)
     same = {"lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True, "step": None}}
     assert other_hparams("'run'", same, ours) is None
 
