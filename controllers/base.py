@@ -12,6 +12,7 @@ have asked next. A controller is not thread-safe; the job runner calls it from o
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -322,3 +323,9 @@ class Controller(ABC):
         if result.state is not TrialState.COMPLETE or result.objective is None:
             return None
         return result.objective if self.direction == "maximize" else -result.objective
+
+
+def config_key(architecture: Architecture, hparams: Mapping[str, Any]) -> str:
+    """One configuration (architecture and hyperparameters) as a plain-data key: a
+    controller that reuses a deterministic evaluator's told results looks them up by it."""
+    return architecture.key + "|" + json.dumps(dict(hparams), sort_keys=True)

@@ -45,7 +45,6 @@ architecture's decisions vs. the parent's active hyperparameters).
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from controllers.base import Candidate, Controller, ControllerConfig
+from controllers.base import Candidate, Controller, ControllerConfig, config_key
 from nas.architecture import Architecture
 from nas.trial import TrialResult
 
@@ -157,7 +156,7 @@ class RegularizedEvolution(Controller):
                 if isinstance(proposal, tuple)
                 else (proposal, {} if self.hparam_space is None else None)
             )
-            if hparams is None or (score := self._told.get(_config_key(arch, hparams))) is None:
+            if hparams is None or (score := self._told.get(config_key(arch, hparams))) is None:
                 return proposal
             # Trained before and deterministic: its result joins again, at no training cost.
             self.reused += 1
@@ -194,7 +193,7 @@ class RegularizedEvolution(Controller):
 
     def _observe(self, candidate: Candidate, result: TrialResult, score: float | None) -> None:
         if self.deterministic_evaluator and score is not None:
-            self._told[_config_key(candidate.architecture, candidate.hparams)] = score
+            self._told[config_key(candidate.architecture, candidate.hparams)] = score
         self._join(Member(candidate.architecture, score, dict(candidate.hparams)))
 
     def _join(self, member: Member) -> None:
@@ -216,8 +215,3 @@ class RegularizedEvolution(Controller):
         self._random_proposals = int(state["random_proposals"])
         self._told = {str(k): float(v) for k, v in state.get("told", {}).items()}
         self.reused = int(state.get("reused", 0))
-
-
-def _config_key(architecture: Architecture, hparams: Mapping[str, Any]) -> str:
-    """One configuration (architecture and hyperparameters) as a plain-data key."""
-    return architecture.key + "|" + json.dumps(dict(hparams), sort_keys=True)

@@ -33,6 +33,13 @@ its condition holds, so the samplers see a define-by-run space (Optuna samples p
 outside the common search space independently). ``grid`` cannot grid continuous values: it
 grids the architectures and samples hyperparameters uniformly per candidate.
 
+Repeats: where the evaluator is deterministic (``deterministic_evaluator``), a proposal whose
+configuration completed before is told its recorded result at once (a study trial marked
+``REUSED_ATTR``, no candidate) and the sampler asks again, at most ``max_reuses_per_ask``
+times per ask; so trial numbers and candidate ids part (``_trial_of``), and ``reused``
+counts the repeats. On ``metaqnn`` many drawn combinations are one legal architecture: ``gp``
+proposed one of them 13 times in 30 trials.
+
 ``max_pending`` bounds the candidates out at once (see ``controllers.evolution``): 1 for the
 learning samplers, so each proposal sees every earlier result; unbounded for ``qmc`` and
 ``grid``, which learn nothing from results. Optuna's log messages and experimental-feature
@@ -59,7 +66,7 @@ from optuna.trial import TrialState as OptunaState
 from optuna.trial import create_trial
 from pydantic import Field
 
-from controllers.base import Candidate, Controller, ControllerConfig
+from controllers.base import Candidate, Controller, ControllerConfig, config_key
 from nas.architecture import Architecture
 from nas.trial import TrialResult, TrialState
 
@@ -70,6 +77,9 @@ HP_PREFIX = "hparam:"
 _INTERSECTION_ATTRS = ("_search_space", "_intersection_search_space")
 #: The system attribute of a study trial told a penalty (``OptunaSearch._penalty``): it failed.
 PENALTY_ATTR = "nas:penalty"
+#: The system attribute of a study trial answered from a told result (a deterministic
+#: evaluator's repeat): no candidate, no trial of the job (``OptunaController._ask``).
+REUSED_ATTR = "nas:reused"
 
 #: The most values of one integer (or stepped float) hyperparameter ``gp`` takes: Optuna's
 #: GPSampler lists every one at each proposal (a range of 10^12 asked for 7 TiB).
@@ -168,6 +178,11 @@ class OptunaController(Controller):
         self.study = self._new_study()
         #: The observations as Optuna trials (numbers 0..P-1, value = rank score), built once.
         self._pseudo: list[optuna.trial.FrozenTrial] = []
+        #: The study trial of each pending candidate (a reused repeat is a trial, no candidate).
+        self._trial_of: dict[int, int] = {}
+        #: Completed configurations' told values (deterministic evaluators: ``_ask``).
+        self._told: dict[str, float | list[float]] = {}
+        self.reused = 0  # repeats answered from ``_told`` instead of being proposed
 
     # --- samplers --------------------------------------------------------------------------
     @abstractmethod
@@ -202,8 +217,8 @@ class OptunaController(Controller):
     def _use_observations(self) -> None:
         """The sources' trials become pseudo-observations of the sampler (``models_observations``,
         one objective): each ask shows the sampler them before this job's trials, on one
-        scale by rank (``_ObservingSampler``). They are not trials of the study, so trial
-        numbers stay candidate ids and the checkpoint's trials stay this job's."""
+        scale by rank (``_ObservingSampler``). They are not trials of the study, so the
+        checkpoint's trials stay this job's."""
         self._pseudo = []
         if not self.models_observations or self._multi:
             return
@@ -256,22 +271,57 @@ class OptunaController(Controller):
         """The study's next trial; with ``fixed`` parameters (a warm start), that one."""
         if self.max_pending is not None and len(self._pending) >= self.max_pending:
             return None  # not now: tell pending results first
-        number = self._n_trials()
-        if number != self._next_id:  # one trial per candidate: trial number == candidate id
-            raise RuntimeError(f"study has {number} trials but candidate {self._next_id} is next")
-        with quiet_optuna():
-            self._use_sampler(number)
-            if fixed is not None:
-                self.study.enqueue_trial(dict(fixed), skip_if_exists=False)
-            trial = self.study.ask(self._distributions)
-            hparams = (
-                None if self._hp_space is None else self._hp_space.suggest(trial, prefix=HP_PREFIX)
-            )
-        # (a space with rules between its decisions: the combination drawn stands for the
-        # legal architecture it maps onto; the study keeps what was drawn)
-        drawn = [int(trial.params[name]) for name in self._names]
-        arch = self.space.make(self.space.legal_choices(drawn))
+        for attempt in range(self.max_reuses_per_ask + 1):
+            number = self._n_trials()
+            if number != self._next_id + self.reused:  # every trial a candidate or a reuse
+                raise RuntimeError(
+                    f"study has {number} trials but candidate {self._next_id} is next after "
+                    f"{self.reused} reused"
+                )
+            with quiet_optuna():
+                self._use_sampler(number)
+                if fixed is not None:
+                    self.study.enqueue_trial(dict(fixed), skip_if_exists=False)
+                trial = self.study.ask(self._distributions)
+                hparams = (
+                    None
+                    if self._hp_space is None
+                    else self._hp_space.suggest(trial, prefix=HP_PREFIX)
+                )
+            # (a space with rules between its decisions: the combination drawn stands for
+            # the legal architecture it maps onto; the study keeps what was drawn)
+            drawn = [int(trial.params[name]) for name in self._names]
+            arch = self.space.make(self.space.legal_choices(drawn))
+            told = None if fixed is not None else self._told.get(self._key(arch, hparams))
+            if told is None or attempt == self.max_reuses_per_ask:
+                break
+            # Evaluated before, and the evaluator is deterministic: the study learns the
+            # result again at no training cost, and asks again (as evolution and MetaQNN do).
+            with quiet_optuna():
+                self._use_sampler(number)
+                self._storage.set_trial_system_attr(trial._trial_id, REUSED_ATTR, True)
+                self.study.tell(number, told)
+            self.reused += 1
+        self._trial_of[self._next_id] = number
         return arch if hparams is None else (arch, hparams)
+
+    #: Repeats answered from told results in one ask before a repeat is proposed anyway (a
+    #: nearly exhausted space must not stall the search).
+    max_reuses_per_ask = 100
+
+    def _key(self, arch: Architecture, hparams: Mapping[str, Any] | None) -> str | None:
+        """The configuration's key in ``_told``, ``None`` when nothing may be reused: the
+        evaluator is not deterministic, or hyperparameters are sampled after the ask
+        (``grid``'s)."""
+        if not self.deterministic_evaluator:
+            return None
+        if hparams is None:
+            if self.hparam_space is not None:
+                return None
+            hparams = {}
+        elif self.hparam_space is not None:
+            hparams = self.hparam_space.tidy(hparams)  # (as ask records them)
+        return config_key(arch, hparams)
 
     def _propose_seed(
         self, architecture: Architecture, hparams: dict[str, Any]
@@ -305,24 +355,29 @@ class OptunaController(Controller):
         return values
 
     def _observe(self, candidate: Candidate, result: TrialResult, score: float | None) -> None:
+        # (a checkpoint from before reuses: trial number == candidate id)
+        number = self._trial_of.pop(candidate.id, candidate.id)
+        key = self._key(candidate.architecture, candidate.hparams)
         with quiet_optuna():
-            self._use_sampler(candidate.id)
+            self._use_sampler(number)
             values = self._values(result) if self._multi else None
             if values is not None:
-                self.study.tell(candidate.id, values)
+                self.study.tell(number, values)
+                if key is not None:
+                    self._told[key] = values
             elif not self._multi and score is not None and not math.isnan(score):
-                self.study.tell(candidate.id, score)
+                self.study.tell(number, score)
+                if key is not None:
+                    self._told[key] = score
             elif (penalty := self._penalty(result)) is not None:
                 trial_id = self._storage.get_trial_id_from_study_id_trial_number(
-                    self._study_id, candidate.id
+                    self._study_id, number
                 )
                 self._storage.set_trial_system_attr(trial_id, PENALTY_ATTR, True)
-                self.study.tell(candidate.id, penalty)
+                self.study.tell(number, penalty)
             else:
                 pruned = result.state is TrialState.PRUNED
-                self.study.tell(
-                    candidate.id, state=OptunaState.PRUNED if pruned else OptunaState.FAIL
-                )
+                self.study.tell(number, state=OptunaState.PRUNED if pruned else OptunaState.FAIL)
 
     def _penalty(self, result: TrialResult) -> float | list[float] | None:
         """What a failed or infeasible trial is told as: a value worse than every completed
@@ -380,17 +435,22 @@ class OptunaController(Controller):
             "study_system_attrs": copy.deepcopy(
                 self._storage.get_study_system_attrs(self._study_id)
             ),
+            "reused": self.reused,
+            "trial_of": {str(c): n for c, n in self._trial_of.items()},
         }
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         saved = state["optuna"]
-        if len(saved["trials"]) != self._next_id:
+        self.reused = int(saved.get("reused", 0))
+        if len(saved["trials"]) != self._next_id + self.reused:
             raise ValueError(
                 f"state_dict holds {len(saved['trials'])} Optuna trials for {self._next_id} "
-                f"candidates; it is corrupt"
+                f"candidates and {self.reused} reused results; it is corrupt"
             )
+        self._trial_of = {int(c): int(n) for c, n in saved.get("trial_of", {}).items()}
+        self._told = {}
         self.sampler_seed = int(saved["sampler_seed"])
         self.study = self._new_study()
         for key, value in saved["study_system_attrs"].items():
@@ -414,6 +474,11 @@ class OptunaController(Controller):
                         system_attrs=self._attrs_from_state(number, t["system_attrs"]),
                     )
                 )
+                if complete and not t["system_attrs"].get(PENALTY_ATTR):
+                    arch = self.space.make(self.space.legal_choices(t["choices"]))
+                    key = self._key(arch, t.get("hparams") if self._hp_space else None)
+                    if key is not None:
+                        self._told[key] = t["values"] if self._multi else t["value"]
 
 
 class _ObservingSampler(BaseSampler):
