@@ -36,7 +36,7 @@ grids the architectures and samples hyperparameters uniformly per candidate.
 Repeats: where the evaluator is deterministic (``deterministic_evaluator``), a proposal whose
 configuration completed before is told its recorded result at once (a study trial marked
 ``REUSED_ATTR``, no candidate) and the sampler asks again, at most ``max_reuses_per_ask``
-times per ask; so trial numbers and candidate ids part (``_trial_of``), and ``reused``
+times per ask (a space whose every architecture completed is finished); so trial numbers and candidate ids part (``_trial_of``), and ``reused``
 counts the repeats. On ``metaqnn`` many drawn combinations are one legal architecture: ``gp``
 proposed one of them 13 times in 30 trials.
 
@@ -271,7 +271,12 @@ class OptunaController(Controller):
         """The study's next trial; with ``fixed`` parameters (a warm start), that one."""
         if self.max_pending is not None and len(self._pending) >= self.max_pending:
             return None  # not now: tell pending results first
-        for attempt in range(self.max_reuses_per_ask + 1):
+        if fixed is None and self._exhausted():
+            # Every architecture has its result, and the evaluator would give it again.
+            self._finished = not self._pending
+            return None
+        forced, repeats = fixed, 0
+        while True:
             number = self._n_trials()
             if number != self._next_id + self.reused:  # every trial a candidate or a reuse
                 raise RuntimeError(
@@ -280,8 +285,8 @@ class OptunaController(Controller):
                 )
             with quiet_optuna():
                 self._use_sampler(number)
-                if fixed is not None:
-                    self.study.enqueue_trial(dict(fixed), skip_if_exists=False)
+                if forced is not None:
+                    self.study.enqueue_trial(dict(forced), skip_if_exists=False)
                 trial = self.study.ask(self._distributions)
                 hparams = (
                     None
@@ -292,8 +297,8 @@ class OptunaController(Controller):
             # the legal architecture it maps onto; the study keeps what was drawn)
             drawn = [int(trial.params[name]) for name in self._names]
             arch = self.space.make(self.space.legal_choices(drawn))
-            told = None if fixed is not None else self._told.get(self._key(arch, hparams))
-            if told is None or attempt == self.max_reuses_per_ask:
+            told = None if forced is not None else self._told.get(self._key(arch, hparams))
+            if told is None:
                 break
             # Evaluated before, and the evaluator is deterministic: the study learns the
             # result again at no training cost, and asks again (as evolution and MetaQNN do).
@@ -302,12 +307,36 @@ class OptunaController(Controller):
                 self._storage.set_trial_system_attr(trial._trial_id, REUSED_ATTR, True)
                 self.study.tell(number, told)
             self.reused += 1
+            repeats += 1
+            if repeats >= self.max_reuses_per_ask:
+                # The sampler keeps to what it has: a uniform architecture instead, one not
+                # evaluated where the space allows (as MetaQNN's fallback).
+                forced = dict(zip(self._names, self._fallback().choices, strict=True))
         self._trial_of[self._next_id] = number
         return arch if hparams is None else (arch, hparams)
 
-    #: Repeats answered from told results in one ask before a repeat is proposed anyway (a
-    #: nearly exhausted space must not stall the search).
-    max_reuses_per_ask = 100
+    #: Repeats answered from told results in a row before a uniform architecture is asked
+    #: instead: each is a sampler's ask and a trial of the study (``gp`` fits its model to
+    #: them all; at 20 a 72-architecture space searched to its end took it over 300 s).
+    max_reuses_per_ask = 5
+
+    def _fallback(self) -> Architecture:
+        """A uniform architecture, one not evaluated unless 1,000 draws find none (or the
+        job searches hyperparameters too, whose values the sampler then suggests)."""
+        for _ in range(1000):
+            arch = self.space.sample(self.rng)
+            if self.hparam_space is not None or config_key(arch, {}) not in self._told:
+                break
+        return arch
+
+    def _exhausted(self) -> bool:
+        """Every architecture completed (no hyperparameters searched), and the evaluator is
+        deterministic: nothing is left to learn."""
+        return (
+            self.deterministic_evaluator
+            and self.hparam_space is None
+            and len(self._told) >= self.space.size()
+        )
 
     def _key(self, arch: Architecture, hparams: Mapping[str, Any] | None) -> str | None:
         """The configuration's key in ``_told``, ``None`` when nothing may be reused: the
@@ -832,6 +861,9 @@ class GpController(OptunaController):
     """
 
     name = "gp"
+    #: A repeat told again does not move a GP's proposal (a point it has already sits at the
+    #: top of its acquisition): after one, the uniform fallback (``OptunaController._ask``).
+    max_reuses_per_ask = 1
     Config = GpConfig
     models_observations = True
 
