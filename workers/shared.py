@@ -197,7 +197,10 @@ class SharedWeightSearch(SearchLoop):
         (``budget.trials``, or the server's cap ``budget.max_trials``): the search ended
         there without a word (the probe of budgets), or ``None``."""
         budget, config = self.budget, self.evaluator.config
-        planned = config.epochs * config.rewards_per_epoch
+        # (the resolved count: the config's is None for the controller's own, and every
+        # search without the setting failed here with a TypeError as it ended)
+        per_epoch = self.rewards_per_epoch
+        planned = config.epochs * per_epoch
         trial_stop = budget.reason.startswith(("trial budget reached", "trial limit reached"))
         if self.interrupted or not trial_stop or budget.used_trials >= planned:
             return None
@@ -209,7 +212,7 @@ class SharedWeightSearch(SearchLoop):
         )
         return (
             f"{which} stopped the search after {budget.used_trials} of its {planned} rewards "
-            f"({config.rewards_per_epoch} per epoch; supernet epoch {self.evaluator.epoch} of "
+            f"({per_epoch} per epoch; supernet epoch {self.evaluator.epoch} of "
             f"{config.epochs}): the controller and the shared weights trained less than "
             "planned, and the derived architectures were ranked by them (lower "
             "evaluator.epochs or rewards_per_epoch)"

@@ -88,12 +88,21 @@ def test_a_trial_count_that_cuts_the_supernets_epochs_is_said(tmp_path: Path) ->
     """Each reward is a trial: budget.trials, or the server's cap (budget.max_trials from
     NAS_MAX_TRIALS_PER_JOB), ended a shared-weight search epochs before its plan without a
     word (the probe of budgets)."""
-    for budget, which in (
-        ({"trials": 12}, "budget.trials (12)"),
-        ({"minutes": 2, "max_trials": 12}, "the server's trial limit (12, budget.max_trials"),
+    # without rewards_per_epoch, the controller's own count (train_steps x num_aggregate):
+    # every such search failed as it ended (a TypeError: the setting's None multiplied)
+    own = {
+        "controller": {**TINY["controller"], "train_steps": 2},
+        "evaluator": {k: v for k, v in TINY["evaluator"].items() if k != "rewards_per_epoch"},
+    }
+    for budget, which, more in (
+        ({"trials": 12}, "budget.trials (12)", {}),
+        ({"minutes": 2, "max_trials": 12}, "the server's trial limit (12, budget.max_trials", {}),
+        ({"trials": 12}, "budget.trials (12)", own),
     ):
-        spec = {**TINY, "budget": budget, "final": None}
-        summary = run_local_search(parse_spec(spec), tmp_path / str(len(budget)), progress=False)
+        spec = {**TINY, "budget": budget, "final": None, **more}
+        summary = run_local_search(
+            parse_spec(spec), tmp_path / f"{len(budget)}{len(more)}", progress=False
+        )
         (warning,) = summary["warnings"]
         assert warning.startswith(which), warning
         assert "stopped the search after 12 of its 20 rewards (10 per epoch; supernet" in warning
