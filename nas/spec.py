@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from nas.architecture import Architecture
 from nas.errors import AT_FIELD, AT_SUBMIT, SpecError, at_submit
 from nas.hparams import HparamSpace
 from nas.registry import Registry
@@ -292,10 +293,35 @@ class FinalSpec(_Strict):
         return value
 
 
+class ArchitectureSpec(_Strict):
+    """An architecture as ``Architecture.to_dict`` writes it (a trial's, an export's
+    ``architecture``); whether it is one of the job's space is checked against the space."""
+
+    space: str = Field(min_length=1, max_length=200)
+    version: int = Field(1, ge=1, le=2**31 - 1)
+    choices: list[int] = Field(max_length=100_000)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _as_stored(cls, data: Any, handler: Any, info: ValidationInfo) -> ArchitectureSpec:
+        """A job stored before the field was checked (a plain mapping then) loads as it was
+        read: its unknown keys left out, its version as ``int()`` took it."""
+        if at_submit(info.context) or not isinstance(data, Mapping):
+            return handler(data)
+        try:
+            return handler(data)
+        except ValidationError:
+            arch = Architecture.from_dict(data)
+            return cls.model_construct(
+                space=arch.space, version=arch.version, choices=list(arch.choices)
+            )
+
+
 class PriorSpec(_Strict):
     """One configuration taken from a source search (``nas.warmstart``): proposed first."""
 
-    architecture: dict[str, Any]
+    # (a plain mapping took a version of true, "1" or 1.9 and kept unknown keys)
+    architecture: ArchitectureSpec
     hparams: dict[str, Any] = Field(default_factory=dict)
     score: float = Field(ge=0, le=1, description="rank in its source: 1 = the source's best")
     source: int | str | None = Field(None, description="the source job id or run folder")

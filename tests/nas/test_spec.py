@@ -401,3 +401,32 @@ def test_on_time_limit_fail_without_minutes_is_refused(doc: dict[str, Any]) -> N
 
     stored = BudgetSpec.model_validate({"trials": 3, "on_time_limit": "fail"})  # no context
     assert stored.on_time_limit == "fail"
+
+
+def test_a_priors_architecture_is_checked_field_by_field_and_loads_as_stored_before(
+    doc: dict[str, Any],
+) -> None:
+    """A prior's architecture was a plain mapping: a version of true, "1" or 1.9 was
+    taken (as int() took it) and an unknown key kept in the stored spec (the spec fuzz
+    probe). A job stored so before still loads."""
+    arch = {"space": "nb201", "version": 1, "choices": [0] * 6}
+    doc["warm_start"] = {"priors": [{"architecture": arch, "score": 1.0}]}
+    assert parse_spec(doc, strict=True).spec.warm_start.priors[0].architecture.choices == [0] * 6
+    for bad, loc in (
+        ({**arch, "version": True}, ("version",)),
+        ({**arch, "version": "1"}, ("version",)),
+        ({**arch, "version": 1.9}, ("version",)),
+        ({**arch, "zz_unknown": 1}, ("zz_unknown",)),
+        ({**arch, "choices": ["0", *arch["choices"][1:]]}, ("choices", 0)),
+    ):
+        doc["warm_start"] = {"priors": [{"architecture": bad, "score": 1.0}]}
+        with pytest.raises(SpecError) as info:
+            parse_spec(doc, strict=True)  # (as the service and nas search read documents)
+        where = [e["loc"] for e in info.value.errors]
+        assert where == [("warm_start", "priors", 0, "architecture", *loc)], (bad, where)
+    stored = parse_spec({k: v for k, v in doc.items() if k != "warm_start"}).to_dict()
+    stored["warm_start"] = {
+        "priors": [{"architecture": {**arch, "version": 1.9, "zz": 1}, "score": 1.0}]
+    }
+    (prior,) = ResolvedSpec.from_stored(stored).spec.warm_start.priors
+    assert prior.model_dump()["architecture"] == {**arch, "version": 1}

@@ -124,7 +124,7 @@ def test_nas_search_resolves_runs(tmp_path, monkeypatch) -> None:  # type: ignor
         tuple(json.loads(line)["architecture"]["choices"])
         for line in (tmp_path / "src" / "trials.jsonl").read_text().splitlines()
     }
-    assert all(tuple(p.architecture["choices"]) not in tried for p in warm.priors if p.predicted)
+    assert all(tuple(p.architecture.choices) not in tried for p in warm.priors if p.predicted)
     none = {**target, "warm_start": {**target["warm_start"], "predicted": 0}}
     warm = parse_spec(resolve_runs(none)).spec.warm_start
     assert warm is not None and warm.sources == [
@@ -178,7 +178,7 @@ def test_a_pareto_run_lends_its_best_by_this_jobs_metric_and_not_the_other_way(t
     }
     warm = parse_spec(resolve_runs(target)).spec.warm_start
     assert warm is not None and warm.priors is not None
-    assert [p.architecture["choices"] for p in warm.priors] == expected[:4]
+    assert [p.architecture.choices for p in warm.priors] == expected[:4]
     lowest = {"metrics": ["params_M", "val_accuracy"], "directions": ["minimize", "minimize"]}
     run_local_search(parse_spec({**spec, "objective": lowest}), tmp_path / "low", progress=False)
     other = {**target, "warm_start": {"runs": [str(tmp_path / "low")]}}
