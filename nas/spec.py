@@ -305,13 +305,19 @@ class ArchitectureSpec(_Strict):
     @classmethod
     def _as_stored(cls, data: Any, handler: Any, info: ValidationInfo) -> ArchitectureSpec:
         """A job stored before the field was checked (a plain mapping then) loads as it was
-        read: its unknown keys left out, its version as ``int()`` took it."""
+        read: its unknown keys left out, its version as ``int()`` took it; one that no
+        architecture reads (a row edited by hand) as it is, for its own start to refuse
+        (it failed every listing of its user's jobs)."""
         if at_submit(info.context) or not isinstance(data, Mapping):
             return handler(data)
         try:
             return handler(data)
         except ValidationError:
-            arch = Architecture.from_dict(data)
+            try:
+                arch = Architecture.from_dict(data)
+            except (TypeError, ValueError):
+                fields = {k: data[k] for k in cls.model_fields if k in data}
+                return cls.model_construct(**fields)
             return cls.model_construct(
                 space=arch.space, version=arch.version, choices=list(arch.choices)
             )

@@ -430,3 +430,8 @@ def test_a_priors_architecture_is_checked_field_by_field_and_loads_as_stored_bef
     }
     (prior,) = ResolvedSpec.from_stored(stored).spec.warm_start.priors
     assert prior.model_dump()["architecture"] == {**arch, "version": 1}
+    # a row edited by hand: it loads (it answered every listing of the user's jobs 500)
+    for version in ("abc", None):
+        stored["warm_start"]["priors"][0]["architecture"] = {**arch, "version": version}
+        (prior,) = ResolvedSpec.from_stored(stored).spec.warm_start.priors
+        assert prior.architecture.version == version
