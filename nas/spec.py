@@ -913,7 +913,8 @@ def _valid_unicode(text: str) -> bool:
 def _with_default_objective(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """``data`` with the evaluator's own objective (``Evaluator.default_objective``) where it
     names no metric (a MAML job on sinusoid minimizes ``meta_val_mse`` unless told), and a
-    named metric's known direction (``Evaluator.metric_direction``) where it names none."""
+    named metric's known direction (``Evaluator.metric_direction``) where it names none
+    (of several metrics, where each is known)."""
     from nas.evaluators import EVALUATORS
 
     objective = data.get("objective", {})
@@ -934,6 +935,16 @@ def _with_default_objective(data: Mapping[str, Any]) -> Mapping[str, Any]:
         known = entry.metric_direction(objective["metric"])
         if known is not None:
             filled["direction"] = known
+    elif (
+        isinstance(metrics := objective.get("metrics"), list)
+        and all(isinstance(m, str) for m in metrics)
+        and "directions" not in objective
+    ):
+        # several objectives, as one: each metric's own direction where every one is known
+        # (else ``directions`` is asked for: a metric of your own has no direction to take)
+        known = [entry.metric_direction(m) for m in metrics]
+        if metrics and all(d is not None for d in known):
+            filled["directions"] = known
     return data if filled == dict(objective) else {**data, "objective": filled}
 
 

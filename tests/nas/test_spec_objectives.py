@@ -50,12 +50,17 @@ def test_several_objectives_parse_and_name_the_primary(doc: dict[str, Any]) -> N
     }
     objective = parse_spec(doc).spec.objective
     assert (objective.metric, objective.direction) == ("params_M", "minimize")
+    # directions left out: each metric's own, as for one objective (it was a 422 here)
+    doc["objective"] = {"metrics": ["val_accuracy", "params_M"]}
+    objective = parse_spec(doc).spec.objective
+    assert objective.objectives == [("val_accuracy", "maximize"), ("params_M", "minimize")]
 
 
 @pytest.mark.parametrize(
     ("objective", "loc", "message"),
     [
-        ({"metrics": ["val_accuracy", "params_M"]}, ("objective",), "set directions"),
+        # (a metric of your own has no known direction to take)
+        ({"metrics": ["val_accuracy", "mine"]}, ("objective",), "set directions"),
         (
             {"metrics": ["val_accuracy", "params_M"], "directions": ["maximize"]},
             ("objective", "directions"),
