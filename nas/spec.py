@@ -215,7 +215,13 @@ class BudgetSpec(_Strict):
     @model_validator(mode="after")
     def _at_least_one(self) -> BudgetSpec:
         if self.trials is None and self.minutes is None and self.simulated_seconds is None:
-            raise ValueError("set at least one of trials, minutes, simulated_seconds")
+            capped = (
+                f" (max_trials: {self.max_trials} is a cap on them, not a plan: for exactly "
+                f"that many, trials: {self.max_trials})"
+                if self.max_trials is not None
+                else ""
+            )
+            raise ValueError(f"set at least one of trials, minutes, simulated_seconds{capped}")
         return self
 
 

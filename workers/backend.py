@@ -88,7 +88,8 @@ class SearchEvents:
       training trials.
     - ``on_waiting(text)``: the search has waited a while for something outside it (Ray to
       place its actor, or its group of workers, or to start any of its waiting trials): a
-      sentence saying what; ``None`` once it goes on.
+      sentence saying what; ``None`` once it goes on. Also what it does after its trials
+      when that takes a while (``Evaluator.final_metrics_work``: the meta-test).
     """
 
     on_trial: Callable[[TrialRecord], None] | None = None

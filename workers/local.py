@@ -140,7 +140,12 @@ def run_local_search(
                     entropy=_fmt(point.curve.get("entropy")),
                 )
 
-        events = SearchEvents(on_trial=on_trial, on_safe_point=on_safe_point)
+        def on_waiting(text: str | None) -> None:
+            if text is not None:  # (what the search does after its trials: the bar is full)
+                bar.clear()
+                print(f"{text} ...", file=stream)
+
+        events = SearchEvents(on_trial=on_trial, on_safe_point=on_safe_point, on_waiting=on_waiting)
         search = InlineBackend().open(resolved, events)
         try:
             try:

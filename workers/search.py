@@ -550,6 +550,12 @@ class SearchLoop:
         files: list[OutputFile] = []
         if best is not None and not self.interrupted and error is None:
             evaluator = self.components.evaluator
+            work = evaluator.final_metrics_work()
+            if work is not None and self.events.on_waiting is not None:
+                n = len(self.trials)
+                self.events.on_waiting(
+                    f"the search ended after {n} trial{'' if n == 1 else 's'}; {work}"
+                )
             final = evaluator.final_metrics(best.architecture, best.hparams)
             # What the search itself learned for its best (the meta-learned weights).
             learned = evaluator.learned_weights(best.architecture, best.hparams)

@@ -365,6 +365,12 @@ class Evaluator(ABC):
         them: the meta-learning ones). Never shown to a controller."""
         return {}
 
+    def final_metrics_work(self) -> str | None:
+        """What ``final_metrics`` does when it takes a while, as a phrase for the job's
+        reason and ``nas search``'s output while it runs; ``None`` (the default) when it is
+        a look-up."""
+        return None
+
     def learned_weights(
         self, arch: Architecture, hparams: Mapping[str, Any] | None = None
     ) -> bytes | None:

@@ -3,8 +3,10 @@ from ``hparams:``, meta-trained by MAML on sinusoid tasks, through the ordinary 
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,3 +113,22 @@ def test_metasgd_with_its_defaults_scores_after_the_steps_its_rates_learned() ->
     assert trial.result.state is TrialState.COMPLETE, trial.result.error
     # predicting 0 everywhere scores about 4.25 (the mean of amplitude^2 / 2)
     assert trial.result.objective < 2.0, trial.result.objective
+
+
+def test_the_meta_test_after_the_trials_is_said_while_it_runs(tmp_path: Path) -> None:
+    """On glyphs the meta-test of the best architecture took longer than a short search,
+    with nas search's bar at 100 % and nothing said (a job's reason neither): the minimal-spec
+    probe took it for a hang."""
+    from workers.backend import SearchEvents
+    from workers.local import run_local_search
+
+    spec = parse_spec({**SPEC, "budget": {"trials": 1}, "hparams": None})
+    said: list[str | None] = []
+    outcome = SearchLoop(spec, events=SearchEvents(on_waiting=said.append)).run()
+    assert outcome is not None and outcome.final_metrics
+    assert said == [
+        "the search ended after 1 trial; meta-testing the best architecture on 40 tasks"
+    ]
+    stream = io.StringIO()
+    run_local_search(spec, tmp_path, progress=False, stream=stream)
+    assert f"{said[0]} ...\n" in stream.getvalue()

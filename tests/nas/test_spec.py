@@ -96,6 +96,12 @@ CASES: list[tuple[str, Mutation, tuple[object, ...], str]] = [
     ),
     ("wrong-type", lambda d: d.update(budget={"trials": "ten"}), ("budget", "trials"), "integer"),
     ("empty-budget", lambda d: d.update(budget={}), ("budget",), "set at least one of trials"),
+    (  # (it said only the line above: why a cap is not enough was not said)
+        "cap-only-budget",
+        lambda d: d.update(budget={"max_trials": 7}),
+        ("budget",),
+        "simulated_seconds (max_trials: 7 is a cap on them, not a plan: for exactly that many, trials: 7)",
+    ),
     ("no-budget", lambda d: d.pop("budget"), ("budget",), "field required"),
     (
         "controller-param-type",
