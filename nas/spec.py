@@ -937,7 +937,11 @@ def _with_default_objective(data: Mapping[str, Any]) -> Mapping[str, Any]:
         metric, direction = entry.default_objective(str(dataset_name), evaluator)
         filled["metric"] = metric
         filled.setdefault("direction", direction)
-    elif isinstance(objective.get("metric"), str) and "direction" not in objective:
+    elif (
+        isinstance(objective.get("metric"), str)
+        and "direction" not in objective
+        and "metrics" not in objective  # (several: their directions, below)
+    ):
         known = entry.metric_direction(objective["metric"])
         if known is not None:
             filled["direction"] = known

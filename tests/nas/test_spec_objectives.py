@@ -51,9 +51,10 @@ def test_several_objectives_parse_and_name_the_primary(doc: dict[str, Any]) -> N
     objective = parse_spec(doc).spec.objective
     assert (objective.metric, objective.direction) == ("params_M", "minimize")
     # directions left out: each metric's own, as for one objective (it was a 422 here)
-    doc["objective"] = {"metrics": ["val_accuracy", "params_M"]}
-    objective = parse_spec(doc).spec.objective
-    assert objective.objectives == [("val_accuracy", "maximize"), ("params_M", "minimize")]
+    for given in ({}, {"metric": "val_accuracy"}, {"direction": "maximize"}):
+        doc["objective"] = {"metrics": ["val_accuracy", "params_M"], **given}
+        objective = parse_spec(doc).spec.objective
+        assert objective.objectives == [("val_accuracy", "maximize"), ("params_M", "minimize")]
 
 
 @pytest.mark.parametrize(
