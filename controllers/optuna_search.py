@@ -35,10 +35,12 @@ grids the architectures and samples hyperparameters uniformly per candidate.
 
 Repeats: where the evaluator is deterministic (``deterministic_evaluator``), a proposal whose
 configuration completed before is told its recorded result at once (a study trial marked
-``REUSED_ATTR``, no candidate) and the sampler asks again, at most ``max_reuses_per_ask``
-times per ask (a space whose every architecture completed is finished); so trial numbers and candidate ids part (``_trial_of``), and ``reused``
-counts the repeats. On ``metaqnn`` many drawn combinations are one legal architecture: ``gp``
-proposed one of them 13 times in 30 trials.
+``REUSED_ATTR``, no candidate) and the sampler asks again; after ``max_reuses_per_ask``
+repeats in a row the study's next trial is a uniform architecture not yet evaluated
+(``_fallback``), and a space whose every architecture completed is finished. So trial
+numbers and candidate ids part (``_trial_of``); ``reused`` counts the repeats. On ``metaqnn``
+many drawn combinations are one legal architecture: ``gp`` proposed one of them 13 times in
+30 trials.
 
 ``max_pending`` bounds the candidates out at once (see ``controllers.evolution``): 1 for the
 learning samplers, so each proposal sees every earlier result; unbounded for ``qmc`` and

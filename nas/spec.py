@@ -314,11 +314,11 @@ class ArchitectureSpec(_Strict):
         read: its unknown keys left out, its version as ``int()`` took it; one that no
         architecture reads (a row edited by hand) as it is, for its own start to refuse
         (it failed every listing of its user's jobs)."""
-        if at_submit(info.context) or not isinstance(data, Mapping):
-            return handler(data)
         try:
             return handler(data)
         except ValidationError:
+            if at_submit(info.context) or not isinstance(data, Mapping):
+                raise
             try:
                 arch = Architecture.from_dict(data)
             except (TypeError, ValueError):
