@@ -72,8 +72,9 @@ def check_startable(resolved: ResolvedSpec) -> None:
 def with_absolute_files(resolved: ResolvedSpec) -> ResolvedSpec:
     """``resolved`` with each file it names as an absolute path: a relative one is read
     from the working directory, and was stored as written, so a server (or a run's
-    spec.yaml run again) started from another folder later found no such file. (Before the sources of a warm start or a
-    meta-training are compared with it: they are stored so.)"""
+    spec.yaml run again) started from another folder later found no such file. (Before
+    the sources of a warm start or a meta-training are compared with it: they are stored
+    so.)"""
     stored = resolved.to_dict()
     changed = False
     listed: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # (section, name, path) -> its loc
