@@ -246,6 +246,12 @@ def _check_label_range(yname: str, low: int, high: int) -> None:
         raise DatasetError(
             f"dataset.path: {yname} must hold integer class labels 0..K-1, K at most {MAX_CLASSES}"
         )
+    if yname == "y" and low > 0:
+        # Labels 1..K trained a K+1-way network whose class 0 had no example, without a word.
+        raise DatasetError(
+            "dataset.path: y must hold class labels 0..K-1 with class 0 among them; labels "
+            "that start at 1 leave class 0 without examples: subtract 1 from y (and y_test)"
+        )
 
 
 ENTRIES = {

@@ -291,6 +291,10 @@ def _bad_npz_cases() -> list[object]:
         pytest.param(
             {"x": x, "y": y + 10**6}, ["class labels 0..K-1, K at most 100000"], id="huge-labels"
         ),
+        # (a K+1-way network trained with class 0 empty, without a word)
+        pytest.param(
+            {"x": x, "y": y + 1}, ["class 0 among them", "subtract 1 from y"], id="one-based-labels"
+        ),
         pytest.param(
             {"x": x[:, :0], "y": y}, ["x examples must have every dimension at least 1"], id="flat"
         ),
