@@ -114,9 +114,15 @@ def generate_glyphs(
         affine = rot @ shr * scale[:, None, :]
         points = _bezier(control).reshape(samples, -1, 2) - 0.5  # (S, strokes * P, 2)
         points = np.einsum("sij,spj->spi", affine, points) + 0.5 + shift[:, None, :]
-        distance = np.sqrt(
-            ((pixels[None, :, None, :] - points[:, None, :, :]) ** 2).sum(-1).min(-1)
-        )  # (S, pixels)
+        # Squared distances per axis, in place: the same values as squaring and summing the
+        # (S, pixels, points, 2) differences, 4-5x faster (generation took 27 s of 200
+        # characters, a cancel unseen meanwhile).
+        dy = pixels[None, :, None, 0] - points[:, None, :, 0]
+        dx = pixels[None, :, None, 1] - points[:, None, :, 1]
+        dy *= dy
+        dx *= dx
+        dy += dx
+        distance = np.sqrt(dy.min(-1))  # (S, pixels)
         width = rng.uniform(0.03, 0.05, size=(samples, 1))
         ink = np.clip((width - distance) * size + 0.5, 0.0, 1.0)
         images[c] = ink + rng.normal(0.0, noise, size=ink.shape)

@@ -3,6 +3,7 @@ generated ``glyphs`` benchmark (disjoint class splits, N-way K-shot episodes, se
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,11 @@ def test_glyphs_are_generated_once_cached_and_classes_are_distinct() -> None:
     nearest = y[d.argmin(axis=1)]
     assert (nearest == y).mean() > 0.5  # chance: 1/20
     assert 0.0 <= x.min() and x.max() <= 1.0 and x.shape == (120, 1, 16, 16)
+    # the drawings of generator version 1, as cached (8-bit), whatever the code computing
+    # them: caches keep them under the version, so a faster distance computation must draw
+    # the same pixels
+    cached_pixels = np.round(x * 255.0).astype(np.uint8).tobytes()
+    assert hashlib.sha256(cached_pixels).hexdigest()[:16] == "930d6dc1ed1d69b7"
     with pytest.raises(ValidationError, match="5-way tasks need at least 5 classes") as info:
         GlyphsConfig(classes=10, ways=5)
     assert "glyphs has 10 classes" in str(info.value)  # as the episodes say it, with what to do
