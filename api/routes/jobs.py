@@ -326,10 +326,13 @@ def _trials_page(key_hash: str | None, job_id: int, q: TrialQuery, as_json: bool
     unknown = q.sort not in valid and METRIC_NAME.match(q.sort) is not None
     dataset = None
     if (
-        unknown and (not entry.metrics or entry.dataset_metrics)
-    ) or q.sort in entry.dataset_metrics:
+        (unknown and (not entry.metrics or entry.dataset_metrics))
+        or q.sort in entry.dataset_metrics
+        or (not entry.metrics and q.sort in valid[2:])
+    ):
         # A table's metrics are the columns its spec names (a column it does not name, such
-        # as the held-out one, no trial holds: the sort was ignored); a meta-learner's
+        # as the held-out one, no trial holds: the sort was ignored), and the constraint
+        # figures whose columns it names (params without one: the same); a meta-learner's
         # depend on its dataset (a classification job sorted by meta_val_mse: the same).
         rows = yield job_evaluator_query(job_id)
         if not rows:  # deleted meanwhile
@@ -339,9 +342,8 @@ def _trials_page(key_hash: str | None, job_id: int, q: TrialQuery, as_json: bool
         try:
             listed = entry.listed_metrics(params, dataset)
         except ValueError:  # a section stored by an older version: its own names only
-            listed = ()
-        also = () if entry.dataset_metrics else valid[2:]
-        valid = ["number", "objective", *dict.fromkeys((*listed, *also))]
+            listed = () if entry.dataset_metrics else tuple(valid[2:])
+        valid = ["number", "objective", *dict.fromkeys(listed)]
     if q.sort not in valid or not METRIC_NAME.match(q.sort):
         if q.sort in entry.trial_metrics():
             raise _query_error(

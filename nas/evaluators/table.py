@@ -189,9 +189,12 @@ class TableEvaluator(Evaluator):
     def listed_metrics(
         cls, params: Mapping[str, Any], dataset: str | None = None
     ) -> tuple[str, ...]:
-        """The columns reported, and the constraint figures a pruned trial holds."""
+        """The columns reported, and the constraint figures a pruned trial holds: those with
+        a column in ``figures`` (a job without them offered params, flops and latency_ms,
+        which no trial of it holds)."""
         config = TableEvaluatorConfig.model_validate(params)
-        return (*config.reported, *CONSTRAINTS.values())
+        figures = [f for f in CONSTRAINTS.values() if getattr(config.figures, f) is not None]
+        return (*config.reported, *figures)
 
     @classmethod
     def default_objective(

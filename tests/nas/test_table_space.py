@@ -424,6 +424,10 @@ def test_constraints_read_the_figures_columns(bench: Path) -> None:
     assert outcome.best.result.objective == 80.0  # (adam, 64) has 4000 params
     errors = sorted(t.result.error or "" for t in outcome.trials if t.result.error)
     assert errors == ["infeasible: params 4000 > max_params 2500", "not in the table"]
+    # what a trial listing sorts by: the pruned trials' figure of the column given, no other
+    params = {k: v for k, v in doc["evaluator"].items() if k != "name"}
+    assert TableEvaluator.listed_metrics(params)[-1:] == ("params",)
+    assert "params" not in TableEvaluator.listed_metrics({**params, "figures": {}})
 
 
 # --- the spec ------------------------------------------------------------------------------
