@@ -458,7 +458,7 @@ def export_context(plan: ExportPlan, resolved: ResolvedSpec) -> ExportContext:
         metric_notes=_metric_notes(resolved, metrics),
         hyperparameters=ranked.hparams,
         recipe=recipe if final is not None else None,
-        job_id=str(job_id),
+        job_id=job_id,
         trial=ranked.trial_number,
         seed=resolved.spec.seed,
         command=(

@@ -133,6 +133,7 @@ def test_standalone_job_exports_trained_weights_retrains_and_deletes(
     assert doc["metrics"]["val_accuracy"] == job["best"]["value"]
     assert doc["input_shape"] == [1, 8, 8] and doc["num_classes"] == 10
     assert doc["provenance"]["trial"] == job["best"]["trial_number"]
+    assert doc["provenance"]["job_id"] == job["id"]  # an int, as everywhere (it was "1")
     # what an input is: the exported network scores 10 % on raw load_digits() images
     assert doc["inputs"].startswith("scikit-learn's load_digits() images divided by 16")
 

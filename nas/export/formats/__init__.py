@@ -70,7 +70,7 @@ def export(
     options: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
     hyperparameters: Mapping[str, Any] | None = None,
-    job_id: str | None = None,
+    job_id: int | None = None,
     trial: int | None = None,
     seed: int | None = None,
     command: str | None = None,

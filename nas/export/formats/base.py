@@ -78,7 +78,7 @@ class ExportContext:
     hyperparameters: Mapping[str, Any] | None = None
     #: The training recipe that made ``weights``; the model card lists it as ``final.<name>``.
     recipe: Mapping[str, Any] | None = None
-    job_id: str | None = None
+    job_id: int | None = None
     trial: int | None = None
     seed: int | None = None
     #: The command that reproduces the export (the model card shows it).

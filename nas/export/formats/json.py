@@ -40,7 +40,7 @@ def export_json(
     num_classes: int | None = None,
     hyperparameters: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
-    job_id: str | None = None,
+    job_id: int | None = None,
     trial: int | None = None,
     seed: int | None = None,
     options: Mapping[str, Any] | None = None,

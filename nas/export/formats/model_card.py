@@ -59,7 +59,7 @@ def model_card(
     accuracies: Mapping[str, Any] | None = None,
     command: str | None = None,
     hyperparameters: Mapping[str, Any] | None = None,
-    job_id: str | None = None,
+    job_id: int | None = None,
     trial: int | None = None,
     seed: int | None = None,
     latency_runs: int = 50,
