@@ -56,8 +56,9 @@ class JobRead(_Read):
         None,
         description="why `POST /jobs/{id}/retrain` refuses this job's architectures (422: a "
         "tabular benchmark, a few-shot task distribution, a space without a trainable "
-        "network; GET /jobs/{id} also a 409: a file of the job's no longer under the data "
-        "roots), or null when they can be retrained once the job has finished",
+        "network; a 409: a job that ended without a completed trial; GET /jobs/{id} also a "
+        "409: a file of the job's no longer under the data roots), or null when they can be "
+        "retrained once the job has finished",
     )
     export_formats: list[str] = Field(
         default_factory=list,

@@ -493,6 +493,14 @@ def job_read(
             check_job_files(job, settings, ("space", "dataset"), resolved=resolved)
         except ConflictError as exc:
             refused = str(exc)
+    formats = _export_formats(resolved, refused)
+    finished = job.state not in ("QUEUED", "RUNNING")
+    completed = best is not None or (job.state_counts or {}).get("COMPLETE")
+    if refused is None and finished and not completed:
+        # (said null, and POST /retrain answered 409: nothing to retrain, for good)
+        refused = (
+            f"job {job.id} ended {job.state} without a completed trial: there is nothing to retrain"
+        )
     lease_s = None if settings is None else settings.job_lease_s
     return JobRead(
         id=job.id,
@@ -518,7 +526,7 @@ def job_read(
         ),
         owner=owner,
         retrain_refused=refused,
-        export_formats=_export_formats(resolved, refused),
+        export_formats=formats,
     )
 
 

@@ -429,6 +429,18 @@ def test_queued_and_running_jobs(server_factory: Any, tmp_path: Path) -> None:
 
         client.delete(queued)  # never started: deleted at once
         assert _rows(server, queued)["jobs"] == 0
+        # cancelled before it started: nothing to retrain, said where the dashboard looks
+        # (retrain_refused was null while POST /retrain answered 409)
+        cancelled = _submit(client, standalone_spec())
+        assert client.cancel(cancelled)["state"] == "CANCELLED"
+        refused = client.job(cancelled)["retrain_refused"]
+        assert refused == (
+            f"job {cancelled} ended CANCELLED without a completed trial: there is nothing to "
+            "retrain"
+        )
+        assert "json" in client.job(cancelled)["export_formats"]  # (what the space exports)
+        err = _error(lambda: client.retrain(cancelled, 1))
+        assert err.status_code == 409 and "without a completed trial" in str(err)
         client.cancel(long_job)
         assert client.wait(long_job, timeout=30)["state"] == "CANCELLED"
         # the same export again: written anew for the job's new state, not served as cached
