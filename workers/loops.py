@@ -48,14 +48,18 @@ def check_startable(resolved: ResolvedSpec) -> None:
         space = resolved.build_space()
         space.decisions()
         entry = DATASETS.get(spec.dataset.name)
-        # A space with its own demands on the input (MetaQNN's input_size), on generated
-        # data (a user's file is read when the job starts): building it costs seconds.
+        # A space with its own demands on the input (MetaQNN's input_size): on generated
+        # data, building it costs seconds; a user's file tells from its headers (an npz of
+        # 16 x 16 images failed the job at its start).
         demands = type(space).input_shape_problem is not SearchSpace.input_shape_problem
+        shape: tuple[int, ...] | None = None
         if demands and entry.load is not None and entry.check is None:
             shape, _ = dataset_shape(spec.dataset.name, resolved.dataset_params, spec.seed)
-            problem = space.input_shape_problem(shape)  # MetaQNN's input_size
-            if problem is not None:
-                raise SpecError.at(["space"], problem)
+        elif demands and entry.example_shape is not None:
+            shape = entry.example_shape(**resolved.dataset_params)
+        problem = None if shape is None else space.input_shape_problem(shape)
+        if problem is not None:  # MetaQNN's input_size
+            raise SpecError.at(["space"], problem)
     with _errors_at("evaluator"):
         EVALUATORS.get(spec.evaluator.name).check_files(
             space=space,

@@ -87,6 +87,11 @@ class DatasetEntry:
     #: file the dataset reads (its structure, not its data), raising the ``DatasetError``
     #: that loading it would.
     check: Callable[..., None] | None = None
+    #: Not None: one example's shape as the networks take it, from the file's headers
+    #: without reading its arrays (``None`` from it: only loading tells), for the checks at
+    #: submit that need the input (MetaQNN's ``input_size``). Only ``check_startable`` calls
+    #: it, after ``check``.
+    example_shape: Callable[..., tuple[int, ...] | None] | None = None
     #: What one input is as the networks take it: the data and its preprocessing, which a
     #: user of an exported model must repeat (the exports say it). ``None``: no network input.
     inputs: str | None = None

@@ -265,3 +265,36 @@ def test_workers_that_are_not_trials_side_by_side_are_not_checked(nb201_table: P
     )
     check_startable(parse_spec(supernet))
     check_startable(parse_spec(_parallel_spec({"name": "tpe"}, workers=1)))
+
+
+@pytest.mark.parametrize(
+    ("x", "fits", "size"),
+    [
+        (np.zeros((40, 3, 16, 16), np.float32), 16, "(16, 16)"),
+        (np.zeros((40, 64)), 64, "(64,)"),  # 1-D examples get a channel axis: (1, 64)
+    ],
+)
+def test_metaqnns_input_size_is_checked_against_an_npz_files_headers(
+    tmp_path: Path, x: np.ndarray, fits: int, size: str
+) -> None:
+    """A user's npz file of another spatial size than the space's input_size was accepted and
+    failed the job at its start (``nas search``: a traceback); generated data was checked."""
+    path = tmp_path / "d.npz"
+    np.savez(path, x=x, y=np.arange(40) % 2)
+    spec = {
+        "name": "m",
+        "dataset": {"name": "npz", "path": str(path)},
+        "space": {"name": "metaqnn", "max_layers": 3, "channels": 8},
+        "controller": {"name": "random"},
+        "evaluator": {"name": "standalone", "epochs": 1},
+        "budget": {"trials": 1},
+    }
+    assert _problem(spec) == (
+        ["space"],
+        (
+            f"space metaqnn has input_size 40 but the data's spatial size is {size}; set the "
+            f"space's input_size to {fits}"
+        ),
+    )
+    spec["space"]["input_size"] = fits
+    check_startable(parse_spec(spec))
