@@ -291,6 +291,12 @@ def _bad_npz_cases() -> list[object]:
         pytest.param(
             {"x": x, "y": y + 10**6}, ["class labels 0..K-1, K at most 100000"], id="huge-labels"
         ),
+        # (a 7-way network trained on 4 classes, tested on the 3 others)
+        pytest.param(
+            {"x": x, "y": y, "x_test": x, "y_test": y + 3},
+            ["y_test must hold only classes that y holds"],
+            id="test-classes-past-y",
+        ),
         # (a K+1-way network trained with class 0 empty, without a word)
         pytest.param(
             {"x": x, "y": y + 1}, ["class 0 among them", "subtract 1 from y"], id="one-based-labels"
@@ -409,6 +415,16 @@ def test_npz_given_an_npy_file(tmp_path: Path) -> None:
 def test_npz_with_object_arrays(tmp_path: Path) -> None:
     path = write_npz(tmp_path / "o.npz", x=np.array([{}] * 10, dtype=object), y=np.arange(10))
     with pytest.raises(DatasetError):
+        load_dataset("npz", path=path)
+
+
+def test_npz_test_classes_that_y_skips_are_found_when_loading(tmp_path: Path) -> None:
+    """Within y's range but not in y (classes 0 and 2 trained, 1 tested): the headers' label
+    ranges cannot tell, loading does."""
+    x, y = signals(30)
+    path = write_npz(tmp_path / "gap.npz", x=x, y=y // 2 * 2, x_test=x, y_test=y)
+    check_dataset("npz", path=path)
+    with pytest.raises(DatasetError, match="y_test must hold only classes that y holds"):
         load_dataset("npz", path=path)
 
 
