@@ -219,13 +219,15 @@ class TableEvaluator(Evaluator):
         # objective.metric that names another column; and a fitness that is a decision
         # column is, not the objective.metric whose valid list would offer it.
         base = super().spec_problems(spec)
+        missing = _missing_columns(spec, config)
         if config.fitness in columns:
-            base = [
-                p
-                for p in base
-                if p[0][:2] not in (("objective", "metric"), ("objective", "metrics"))
-            ]
-        problems = [*_missing_columns(spec, config), *base]
+            base = [p for p in base if p[0][:2] not in _OBJECTIVE_AT]
+        elif any(loc[:2] in _REPORTED_AT for loc, _ in missing):
+            # So is a fitness (or metric) the table lacks, for an objective metric naming a
+            # column it has: that was said unreported, valid: the misspelt fitness.
+            header = _header(spec)
+            base = [p for p in base if _objective_metric(spec, p[0]) not in header]
+        problems = [*missing, *base]
         constraints = spec.objective.constraints
         for key in constraints.limits() if constraints is not None else {}:
             figure = CONSTRAINTS[key]
@@ -489,6 +491,29 @@ def _scaled(part: ScaledColumn, values: np.ndarray, where: str) -> np.ndarray:
             f"row {int(overflow[0]) + 1}; use a smaller scale"
         )
     return scaled
+
+
+#: Where the spec names the columns the evaluator reports (what objective metrics name).
+_REPORTED_AT = (("evaluator", "fitness"), ("evaluator", "metrics"))
+_OBJECTIVE_AT = (("objective", "metric"), ("objective", "metrics"))
+
+
+def _objective_metric(spec: JobSpec, loc: tuple[Any, ...]) -> str | None:
+    """The objective metric a problem at ``loc`` is about (``None``: another problem)."""
+    if loc == ("objective", "metric"):
+        return spec.objective.metric
+    if loc[:2] == ("objective", "metrics") and len(loc) == 3 and spec.objective.metrics:
+        return spec.objective.metrics[loc[2]]
+    return None
+
+
+def _header(spec: JobSpec) -> set[str]:
+    """The table's column names (none when it cannot be read: said at space.path)."""
+    path = spec.space.params.get("path") if spec.space.name == TableSpace.name else None
+    try:
+        return set(read_table(path, where="space.path").header) if isinstance(path, str) else set()
+    except DatasetError:
+        return set()
 
 
 def _missing_columns(spec: JobSpec, config: TableEvaluatorConfig) -> list[SpecProblem]:

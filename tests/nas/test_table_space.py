@@ -497,9 +497,13 @@ def test_columns_the_table_lacks_are_reported_at_their_fields_with_the_objective
     ]
     assert problems[("evaluator", "fitness")] == "the table has no column 'nope'"
     assert problems[("evaluator", "figures", "flops")] == "the table has no column 'flop_count'"
-    assert ("objective", "metric") in problems  # still 'val', which is not the fitness
+    # 'val', a column of the table, is not the (misspelt) fitness: the fitness is the
+    # problem (it said "does not report 'val'; valid: nope", the misspelling)
+    assert ("objective", "metric") not in problems
     doc["objective"] = {"metric": "nope"}
     assert ("objective", "metric") not in _problems(doc)
+    doc["objective"] = {"metric": "vall"}  # a column of neither: said with the rest
+    assert "does not report 'vall'" in _problems(doc)[("objective", "metric")]
 
 
 def test_a_missing_decision_column_is_said_with_the_evaluators_in_one_answer(
