@@ -345,12 +345,13 @@ async function jobsPage(params) {
     // A redraw keeps the keyboard focus where it was: the same control of the same job's row.
     const active = document.activeElement, row = active?.closest?.("tr[data-job]");
     const where = row && tbody.contains(row) ? [row.dataset.job, [...row.querySelectorAll("a, button, select")].indexOf(active)] : null;
-    // an admin's list holds other users' jobs: each says whose it is
-    const owners = new Set(page.data.map(({ job }) => job.owner));
-    caption.textContent = owners.size > 1 ? "Jobs of every user, newest first" : "Your jobs, newest first";
+    // an admin's list holds other users' jobs: each says whose it is (a page of one other
+    // user's jobs was captioned "Your jobs", their owner unsaid)
+    const everyUser = Boolean(page.all_users);
+    caption.textContent = everyUser ? "Jobs of every user, newest first" : "Your jobs, newest first";
     tbody.replaceChildren(...page.data.map(({ job, ...o }) => h("tr", { "data-job": job.id },
       h("td", { class: "name" }, h("a", { href: `#/jobs/${job.id}` }, `${job.id} · ${job.name}`),
-        owners.size > 1 && job.owner ? h("div", { class: "muted owner" }, `by ${job.owner}`) : null),
+        everyUser && job.owner ? h("div", { class: "muted owner" }, `by ${job.owner}`) : null),
       h("td", {}, stateTag(job.state), job.reason ? h("div", { class: "muted reason", title: job.reason }, job.reason.length > 60 ? `${job.reason.slice(0, 59)}…` : job.reason) : null,
         job.warnings?.length ? h("div", { class: "warning", title: job.warnings.join("\n") }, `⚠ ${job.warnings.length === 1 ? "a warning" : `${job.warnings.length} warnings`}: see its page`) : null),
       h("td", {}, progress(job)), h("td", {}, eta(job)),

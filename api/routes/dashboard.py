@@ -364,6 +364,10 @@ class JobOverview(BaseModel):
 class JobOverviewList(BaseModel):
     data: list[JobOverview]
     count: int
+    all_users: bool = Field(
+        False,
+        description="the list holds every user's jobs (an admin's key): each names its owner",
+    )
 
 
 @router.get("/dashboard/jobs", response_model=JobOverviewList)
@@ -394,4 +398,6 @@ def jobs_overview(
             for j in rows
         ],
         count=total,
+        # (a server without keys has one user: its jobs are owned by none)
+        all_users=principal.sees_all and principal.key_id is not None,
     )

@@ -1077,7 +1077,14 @@ def test_owners_cancel_answers_compare_lengths_and_pager_focus(
     """An admin's list did not say whose job was whose; Cancel said 'Cancel: [object
     Object]'; two runs of one spec that ran on for different lengths drew one line over the
     other; the pager's Next, disabled under the keyboard's focus, dropped it to the body."""
-    admin = Page(browser, site, site.server.create_key("boss", admin=True))
+    boss = site.server.create_key("boss", admin=True)
+    # every user's jobs or the caller's own, as the server knows it (a page holding one
+    # other user's jobs only was captioned "Your jobs", their owner unsaid)
+    with site.server.client(boss) as client:
+        assert client._request("GET", "/api/v1/dashboard/jobs?limit=1")["all_users"] is True
+    with site.server.client(site.key) as client:
+        assert client._request("GET", "/api/v1/dashboard/jobs?limit=1")["all_users"] is False
+    admin = Page(browser, site, boss)
     try:
         p = admin.page
         p.wait_for_selector("#jobs caption:has-text('Jobs of every user')")
