@@ -46,9 +46,15 @@ __all__ = ["TableDecision", "TableSpace", "TableSpaceConfig"]
 
 
 def _as_text(value: Any) -> Any:
-    """A number written in a YAML spec (``16``) names the cell ``16``; booleans are not
-    cells and are left for validation to refuse."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    """A number written in a YAML spec (``16``) names the cell ``16``; a boolean names no
+    one cell (``True``, ``true``, ``1``?): refused, saying to quote the cell as written (it
+    was pydantic's bare 'Input should be a valid string')."""
+    if isinstance(value, bool):
+        raise ValueError(  # noqa: TRY004 (pydantic reports a ValueError at the field)
+            f"{str(value).lower()} is a boolean, not a cell of the table: write the cell as "
+            f"the column holds it, quoted (e.g. '{value}')"
+        )
+    if isinstance(value, int | float):
         return str(value)
     return value
 

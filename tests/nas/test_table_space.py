@@ -538,6 +538,8 @@ def test_column_conflicts_and_bad_decisions_are_reported_at_the_field_written(
     for decision, loc, msg in [
         ({"column": "width", "choices": 5}, ("choices",), "Input should be a valid"),
         ({"column": "width", "choices": ["8", "8"]}, ("choices",), "each choice may appear once"),
+        # (a YAML true names no one cell: it said only 'Input should be a valid string')
+        ({"column": "width", "choices": [True, False]}, ("choices",), "quoted (e.g. 'True')"),
         ({"column": "width", "colour": 1}, ("colour",), "unknown field; valid: column, choices"),
         (7, (), "a decision is a column name or {column, choices}"),
     ]:
