@@ -24,14 +24,14 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from nas.datasets.base import FILE_PARAM, DatasetEntry, check_dataset, load_dataset
+from nas.datasets.base import FILE_PARAM, DatasetEntry, load_dataset
+from nas.datasets.npz import NpzConfig, check_npz, load_npz
 from nas.datasets.tasks import SPLITS, TaskBatch, TaskDistribution
 from nas.errors import DatasetError
 from nas.paths import spec_path
@@ -222,8 +222,13 @@ def check_split(shares: tuple[float, float, float]) -> None:
 
 def _tasks(**config: Any) -> EpisodeTasks:
     params = EpisodesConfig.model_validate(config)
-    source: Mapping[str, Any] = {"path": params.path} if params.source == "npz" else {}
-    data = load_dataset(params.source, seed=0, **source)
+    if params.source == "npz" and params.path is not None:
+        # (its classes are pooled and split here: y need not hold class 0, nor y_test only
+        # y's classes, as Omniglot's background and evaluation alphabets do not)
+        npz = NpzConfig(path=params.path).model_dump()
+        data = load_npz(name="npz", seed=0, **npz, pooled_classes=True)
+    else:
+        data = load_dataset(params.source, seed=0)
     x = np.concatenate([data.x_train, data.x_valid, data.x_test])
     y = np.concatenate([data.y_train, data.y_valid, data.y_test])
     return EpisodeTasks(
@@ -277,7 +282,7 @@ def _check(**config: Any) -> None:
     params = EpisodesConfig.model_validate(config)
     if params.source != "npz" or params.path is None:
         return
-    check_dataset("npz", path=params.path)
+    check_npz(**NpzConfig(path=params.path).model_dump(), pooled_classes=True)
     labels = _npz_labels(params.path)
     name = f"episodes over {params.source}"
     problem = ways_problem(

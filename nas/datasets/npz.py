@@ -65,9 +65,12 @@ def load_npz(
     test_fraction: float,
     path: str,
     test_split_seed: int | None = None,
+    pooled_classes: bool = False,
 ) -> DatasetSplits:
     """Read the file. Errors say what the file must hold, never what it does hold (a service
-    must not tell a client about files it reads)."""
+    must not tell a client about files it reads). ``pooled_classes``: the caller pools y and
+    y_test and splits their classes itself (episodes), so y's classes are not the network's:
+    class 0 may be absent from y and y_test may hold classes y does not."""
     file = _file(path)
     headers, _ = _read_headers(file)  # (its size before its arrays are read: changed since?)
     if headers:
@@ -86,7 +89,9 @@ def load_npz(
     for key in ("y", "y_test"):
         if key in arrays and len(arrays[key]):
             _check_label_range(key, int(arrays[key].min()), int(arrays[key].max()))
-    if "y_test" in arrays and len(arrays["y_test"]) and len(y):
+            if key == "y" and not pooled_classes:
+                _check_class_zero(int(arrays[key].min()))
+    if not pooled_classes and "y_test" in arrays and len(arrays["y_test"]) and len(y):
         _check_test_classes(int(y.max()), int(arrays["y_test"].max()))
         if not np.isin(np.unique(arrays["y_test"]), np.unique(y)).all():
             raise DatasetError(f"dataset.path: {_TEST_CLASSES}")
@@ -109,13 +114,18 @@ def load_npz(
 
 
 def check_npz(
-    *, path: str, valid_fraction: float = 0.1, test_fraction: float = 0.2, **_: Any
+    *,
+    path: str,
+    valid_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    pooled_classes: bool = False,
+    **_: Any,
 ) -> None:
     """What the file's array headers and labels tell, without reading the examples: an .npz
     archive holding x and y (and x_test with y_test) of numeric types, ranks and lengths that
     fit, enough examples for the splits, labels 0..K-1 (K at most ``MAX_CLASSES``). The
     labels are streamed for their range, never held whole. Raises the ``DatasetError`` that
-    loading it would."""
+    loading it would (``pooled_classes``: as ``load_npz``'s)."""
     file = _file(path)
     headers, ranges = _read_headers(file, ranges_of=("y", "y_test"))
     if headers is None:  # a newer format: loading will tell
@@ -126,8 +136,11 @@ def check_npz(
     for key, extent in ranges.items():
         if extent is not None:
             _check_label_range(key, *extent)
-    if ranges.get("y") is not None and ranges.get("y_test") is not None:
-        _check_test_classes(ranges["y"][1], ranges["y_test"][1])
+    y_range, test_range = ranges.get("y"), ranges.get("y_test")
+    if y_range is not None and not pooled_classes:
+        _check_class_zero(y_range[0])
+        if test_range is not None:
+            _check_test_classes(y_range[1], test_range[1])
 
 
 def npz_example_shape(*, path: str, **_: Any) -> tuple[int, ...] | None:
@@ -262,11 +275,16 @@ def _check_label_range(yname: str, low: int, high: int) -> None:
         raise DatasetError(
             f"dataset.path: {yname} must hold integer class labels 0..K-1, K at most {MAX_CLASSES}"
         )
-    if yname == "y" and low > 0:
-        # Labels 1..K trained a K+1-way network whose class 0 had no example, without a word.
+
+
+def _check_class_zero(low: int) -> None:
+    """y's smallest label is 0: labels 1..K trained a K+1-way network whose class 0 had no
+    example, without a word."""
+    if low > 0:
         raise DatasetError(
             "dataset.path: y must hold class labels 0..K-1 with class 0 among them; labels "
-            "that start at 1 leave class 0 without examples: subtract 1 from y (and y_test)"
+            "that start above 0 leave the classes below without examples: relabel y (and "
+            "y_test) from 0, e.g. subtract 1 from labels 1..K"
         )
 
 

@@ -318,7 +318,7 @@ def test_a_file_under_the_roots_runs_and_errors_name_no_content(
     for name, arrays, says in [
         ("negative", {"y": np.full(20, -7)}, "y must hold integer class labels 0..K-1"),
         ("huge", {"y": np.full(20, 10**9)}, "class labels 0..K-1, K at most 100000"),
-        ("one-based", {"y": np.arange(20) % 3 + 1}, "labels that start at 1 leave class 0"),
+        ("one-based", {"y": np.arange(20) % 3 + 1}, "labels that start above 0 leave the"),
         ("flat", {"x": np.zeros((20, 0), np.float32)}, "every dimension at least 1"),
         ("few", {"x": np.zeros((2, 16), np.float32), "y": np.zeros(2, int)}, "too few examples"),
     ]:

@@ -299,7 +299,9 @@ def _bad_npz_cases() -> list[object]:
         ),
         # (a K+1-way network trained with class 0 empty, without a word)
         pytest.param(
-            {"x": x, "y": y + 1}, ["class 0 among them", "subtract 1 from y"], id="one-based-labels"
+            {"x": x, "y": y + 1},
+            ["class 0 among them", "relabel y (and y_test) from 0"],
+            id="one-based-labels",
         ),
         pytest.param(
             {"x": x[:, :0], "y": y}, ["x examples must have every dimension at least 1"], id="flat"

@@ -107,6 +107,17 @@ def test_episodes_over_an_npz_file(tmp_path: Path) -> None:
     np.savez(path, x=x[:, 0, 0][:, None].repeat(4, axis=1), y=y)
     tasks = load_tasks("episodes", source="npz", path=str(path), ways=2)
     assert tasks.input_shape == (1, 4) and [len(c) for c in tasks.splits.values()] == [8, 2, 2]
+    # Omniglot's layout: background classes in y, evaluation classes in y_test, labels from 1;
+    # episodes pool and split the classes themselves, so the rules a classifier's labels
+    # follow (class 0 in y, y_test's classes among y's) do not apply (they refused this)
+    signals = x[:, 0, 0][:, None].repeat(4, axis=1)
+    apart = tmp_path / "apart.npz"
+    np.savez(apart, x=signals[:30], y=y[:30] + 1, x_test=signals[30:], y_test=y[30:] + 1)
+    check = DATASETS.get("episodes").check
+    assert check is not None
+    check(source="npz", path=str(apart), ways=2)
+    tasks = load_tasks("episodes", source="npz", path=str(apart), ways=2)
+    assert sorted(int(c) for split in tasks.splits.values() for c in split) == list(range(1, 13))
 
 
 def test_glyphs_are_generated_once_cached_and_classes_are_distinct() -> None:
