@@ -222,11 +222,11 @@ class TableEvaluator(Evaluator):
         missing = _missing_columns(spec, config)
         if config.fitness in columns:
             base = [p for p in base if p[0][:2] not in _OBJECTIVE_AT]
-        elif any(loc[:2] in _REPORTED_AT for loc, _ in missing):
-            # So is a fitness (or metric) the table lacks, for an objective metric naming a
-            # column it has: that was said unreported, valid: the misspelt fitness.
-            header = _header(spec)
-            base = [p for p in base if _objective_metric(spec, p[0]) not in header]
+        elif missing:
+            # An objective metric not reported is said with the reported columns the table
+            # has (a misspelt fitness was offered as the valid one, for an objective naming
+            # the table's real column), and, for a column of results, where to name it.
+            base = [_unreported(spec, config, columns, p) for p in base]
         problems = [*missing, *base]
         constraints = spec.objective.constraints
         for key in constraints.limits() if constraints is not None else {}:
@@ -493,8 +493,6 @@ def _scaled(part: ScaledColumn, values: np.ndarray, where: str) -> np.ndarray:
     return scaled
 
 
-#: Where the spec names the columns the evaluator reports (what objective metrics name).
-_REPORTED_AT = (("evaluator", "fitness"), ("evaluator", "metrics"))
 _OBJECTIVE_AT = (("objective", "metric"), ("objective", "metrics"))
 
 
@@ -505,6 +503,24 @@ def _objective_metric(spec: JobSpec, loc: tuple[Any, ...]) -> str | None:
     if loc[:2] == ("objective", "metrics") and len(loc) == 3 and spec.objective.metrics:
         return spec.objective.metrics[loc[2]]
     return None
+
+
+def _unreported(
+    spec: JobSpec, config: TableEvaluatorConfig, decisions: set[Any], problem: SpecProblem
+) -> SpecProblem:
+    """``problem`` as said when some column the spec names is missing from the table: an
+    objective metric's valid list holds only the reported columns the table has, and a
+    metric naming a column of results says to report it."""
+    loc, _ = problem
+    metric = _objective_metric(spec, loc)
+    if metric is None:
+        return problem
+    header = _header(spec)
+    valid = [c for c in config.reported if c in header]
+    msg = f"evaluator 'table' does not report {metric!r}"
+    if metric in header and metric not in decisions and metric != config.heldout:
+        msg += ", a column of the table: name it as evaluator.fitness or in evaluator.metrics"
+    return loc, msg + (f"; valid: {', '.join(valid)}" if valid else "")
 
 
 def _header(spec: JobSpec) -> set[str]:

@@ -497,13 +497,27 @@ def test_columns_the_table_lacks_are_reported_at_their_fields_with_the_objective
     ]
     assert problems[("evaluator", "fitness")] == "the table has no column 'nope'"
     assert problems[("evaluator", "figures", "flops")] == "the table has no column 'flop_count'"
-    # 'val', a column of the table, is not the (misspelt) fitness: the fitness is the
-    # problem (it said "does not report 'val'; valid: nope", the misspelling)
-    assert ("objective", "metric") not in problems
+    # 'val', a column of the table, is not the (misspelt) fitness: said with where to name
+    # it, and the valid list holds only reported columns the table has (it was "valid:
+    # nope, absent", the misspellings)
+    assert problems[("objective", "metric")] == (
+        "evaluator 'table' does not report 'val', a column of the table: name it as "
+        "evaluator.fitness or in evaluator.metrics; valid: params"
+    )
     doc["objective"] = {"metric": "nope"}
     assert ("objective", "metric") not in _problems(doc)
     doc["objective"] = {"metric": "vall"}  # a column of neither: said with the rest
-    assert "does not report 'vall'" in _problems(doc)[("objective", "metric")]
+    assert _problems(doc)[("objective", "metric")] == (
+        "evaluator 'table' does not report 'vall'; valid: params"
+    )
+    # the held-out or a decision column: no advice to report it (found by a review: these
+    # were hidden until the missing columns were fixed)
+    for metric in ("test", "width"):
+        doc["evaluator"]["heldout"] = "test"
+        doc["objective"] = {"metric": metric}
+        assert _problems(doc)[("objective", "metric")] == (
+            f"evaluator 'table' does not report {metric!r}; valid: params"
+        )
 
 
 def test_a_missing_decision_column_is_said_with_the_evaluators_in_one_answer(
