@@ -366,7 +366,8 @@ class JobOverviewList(BaseModel):
     count: int
     all_users: bool = Field(
         False,
-        description="the list holds every user's jobs (an admin's key): each names its owner",
+        description="the list holds every user's jobs (an admin's key, or a server without keys "
+        "over jobs of keyed users): each names its owner",
     )
 
 
@@ -398,6 +399,8 @@ def jobs_overview(
             for j in rows
         ],
         count=total,
-        # (a server without keys has one user: its jobs are owned by none)
-        all_users=principal.sees_all and principal.key_id is not None,
+        # (a server without keys has one user, unless its database holds jobs of keys
+        # from when it had them)
+        all_users=principal.sees_all
+        and (principal.key_id is not None or any(j.owner_id is not None for j in rows)),
     )

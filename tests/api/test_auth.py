@@ -221,6 +221,9 @@ def test_a_job_is_visible_without_a_key_when_auth_is_off(server_factory: Any) ->
         page = http.get("/api/v1/jobs")
         assert page.status_code == 200, page.text
         assert [j["id"] for j in page.json()["data"]] == [job_id]
+        # the dashboard's list says whose (a keyed user's job, on a server without keys)
+        listed = http.get("/api/v1/dashboard/jobs").json()
+        assert listed["all_users"] is True and listed["data"][0]["job"]["owner"] == "user-a"
         job = http.get(f"/api/v1/jobs/{job_id}")
         assert job.status_code == 200 and job.json()["state"] == "QUEUED", job.text
         # Submitting and cancelling need no key either.
@@ -228,6 +231,8 @@ def test_a_job_is_visible_without_a_key_when_auth_is_off(server_factory: Any) ->
         assert response.status_code == 201, response.text
         cancelled = http.post(f"/api/v1/jobs/{job_id}/cancel")
         assert cancelled.status_code == 200 and cancelled.json()["state"] == "CANCELLED"
+        # a page of this server's own jobs only (owned by none): one user
+        assert http.get("/api/v1/dashboard/jobs?limit=1").json()["all_users"] is False
 
 
 def test_another_users_job_looks_like_a_missing_one(world: World) -> None:
