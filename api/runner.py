@@ -337,6 +337,26 @@ class JobExecution(threading.Thread):
         finally:
             self._stopped_by = (self._stop_reason,)
         self._flush(checkpoint=search.consistent)
+        if (
+            self._stop_reason == CANCELLED
+            and outcome is not None
+            and outcome.stop_reason != CANCELLED
+        ):
+            # The search had ended by its budget (the cancel came during a few-shot job's
+            # meta-test, or as the search ended): its answer is kept, as a cancel during
+            # final: keeps it; it was thrown away once the meta-test had run to its end.
+            summary = summarize(resolved, outcome, search.space, [])
+            summary.pop("trials", None)
+            self._store_files(outcome.files)
+            n = len(search.trials)
+            self._finish(
+                JobState.CANCELLED,
+                f"cancelled by user after the search's {n} trial{'' if n == 1 else 's'} "
+                "had ended (the search's result is kept"
+                + ("; see its warnings)" if outcome.warnings else ")"),
+                summary=summary,
+            )
+            return
         if self._stop_reason == CANCELLED:
             running, waiting = len(self._running), len(self._waiting)  # (FAIL with the job)
             unit = loop_class(resolved).progress_unit  # (meta-training runs no trials)

@@ -152,6 +152,15 @@ def run_local_search(
                 outcome = search.run()
             except KeyboardInterrupt:
                 assert isinstance(search, LocalRun)
+                stopped = search.loop.stopped_outcome
+                if stopped is not None:  # during the meta-test, after the search
+                    summary = _write_results(resolved, stopped, search.space, [], out_dir)
+                    for warning in summary["warnings"]:
+                        print(f"WARNING: {warning}", file=stream)
+                    raise KeyboardInterrupt(
+                        f"after the search; its result is in {out_dir} (summary.json, "
+                        "best_architecture.json), without the figures of the work after it"
+                    ) from None
                 if type(search.loop).keeps_files_when_stopped:  # meta-training: its policy
                     # (it said the trials were in trials.jsonl, empty: a meta-training runs
                     # none, and the policy trained for minutes was lost)

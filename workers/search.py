@@ -280,6 +280,9 @@ class SearchLoop:
         self._running = False
         self.components.evaluator.report = self._report
         self.components.evaluator.poll = self._poll
+        #: What ``run`` would have answered when Ctrl-C stopped the work after the search
+        #: (a meta-test): the search's result, which ``nas search`` then writes.
+        self.stopped_outcome: SearchOutcome | None = None
 
     @property
     def trials(self) -> list[TrialRecord]:
@@ -546,8 +549,9 @@ class SearchLoop:
     def _outcome(self) -> SearchOutcome:
         best = self.best
         short, error = self._time_limit()
-        final = {}
+        final: dict[str, float] = {}
         files: list[OutputFile] = []
+        warnings = [w for w in (short, self.trial_cut()) if w is not None]
         if best is not None and not self.interrupted and error is None:
             evaluator = self.components.evaluator
             work = evaluator.final_metrics_work()
@@ -556,11 +560,39 @@ class SearchLoop:
                 self.events.on_waiting(
                     f"the search ended after {n} trial{'' if n == 1 else 's'}; {work}"
                 )
-            final = evaluator.final_metrics(best.architecture, best.hparams)
-            # What the search itself learned for its best (the meta-learned weights).
-            learned = evaluator.learned_weights(best.architecture, best.hparams)
+            # A stop during this work (a few-shot job's meta-test: a minute and more) leaves
+            # the search's answer standing without its figures: a cancel there was seen
+            # only at its end, and threw the result away; Ctrl-C kept only trials.jsonl.
+            try:
+                final = evaluator.final_metrics(best.architecture, best.hparams)
+            except (Interrupted, KeyboardInterrupt) as exc:
+                why = str(exc) if isinstance(exc, Interrupted) else "interrupted"
+                warnings.append(
+                    f"{work or 'the final figures of the best architecture'} stopped ({why}): "
+                    "the search's result stands without those figures"
+                )
+                if isinstance(exc, KeyboardInterrupt):
+                    self.stopped_outcome = self._outcome_of(best, {}, [], warnings, error)
+                    raise
+            # What the search itself learned for its best (the meta-learned weights):
+            # cheap once the meta-test's learner is at hand; learned again otherwise,
+            # which a stop asked for meanwhile ends at once.
+            try:
+                learned = evaluator.learned_weights(best.architecture, best.hparams)
+            except Interrupted:
+                learned = None
             if learned is not None:
                 files.append(OutputFile(META_WEIGHTS_FILE, META_WEIGHTS_KIND, learned))
+        return self._outcome_of(best, final, files, warnings, error)
+
+    def _outcome_of(
+        self,
+        best: TrialRecord | None,
+        final: dict[str, float],
+        files: list[OutputFile],
+        warnings: list[str],
+        error: str | None,
+    ) -> SearchOutcome:
         return SearchOutcome(
             trials=self.trials,
             best=best,
@@ -570,7 +602,7 @@ class SearchLoop:
             final_metrics=final,
             ranked=[] if error is not None else self.ranked(self.top_k),
             pareto=self.pareto(),
-            warnings=[w for w in (short, self.trial_cut()) if w is not None],
+            warnings=warnings,
             error=error,
             files=files,
         )

@@ -990,19 +990,22 @@ class MetaEvaluator(Evaluator):
         eval_steps = self._eval_steps(settings)
         final_steps = list(getattr(self.config, "final_steps", [])) if self.adapts_by_steps else []
         steps = [eval_steps, *final_steps] if self.classification else final_steps
-        parts = [
-            learner.scores(
-                batch.to(self.device), steps, lr=self._eval_lr(settings), chunk=self.eval_chunk
+        parts = []
+        for batch in self.tasks.fixed_batches(
+            "test",
+            self.seed,
+            n_tasks=self.config.test_tasks,
+            shots=self.config.eval_shots,
+            queries=self.eval_queries,
+            grid=True,
+        ):
+            if self.poll is not None:  # (600 tasks on glyphs: a minute, deaf to a cancel)
+                self.poll()
+            parts.append(
+                learner.scores(
+                    batch.to(self.device), steps, lr=self._eval_lr(settings), chunk=self.eval_chunk
+                )
             )
-            for batch in self.tasks.fixed_batches(
-                "test",
-                self.seed,
-                n_tasks=self.config.test_tasks,
-                shots=self.config.eval_shots,
-                queries=self.eval_queries,
-                grid=True,
-            )
-        ]
         scores = torch.cat(parts)
         column = 1 if self.classification else 0
         names = (

@@ -243,3 +243,22 @@ def test_a_metric_based_job_offers_the_exports_it_can_make(
         assert "full-context embeddings (fce)" in str(refused.value)
         assert "format=pytorch" in str(refused.value)
     client.export(job["id"], "onnx", 1, tmp_path / "m.onnx", untrained=True)  # the bare graph
+
+
+def test_a_cancel_during_the_meta_test_keeps_the_searchs_result(client: NasClient) -> None:
+    """The cancel was seen only once the meta-test ended (56 s on glyphs), and the job's
+    result was then thrown away (summary null): a cancel during final: keeps it."""
+    spec = {**SPEC, "evaluator": {**SPEC["evaluator"], "test_tasks": 100_000}}
+    job_id = _submit(client, spec)
+    wait_for(lambda: "meta-testing" in (client.job(job_id)["reason"] or ""), timeout=120)
+    client.cancel(job_id)
+    job = client.wait(job_id, timeout=60)
+    assert job["state"] == "CANCELLED", job
+    assert job["reason"] == (
+        "cancelled by user after the search's 2 trials had ended (the search's result is "
+        "kept; see its warnings)"
+    )
+    assert job["summary"]["best"]["architecture"] and job["best"] is not None
+    assert not job["summary"]["best"].get("final_metrics")
+    assert any("stopped (cancelled)" in w for w in job["warnings"]), job["warnings"]
+    assert job["summary"]["files"] == [{"name": META_WEIGHTS_FILE, "kind": "meta_weights"}]

@@ -4,6 +4,7 @@ from ``hparams:``, meta-trained by MAML on sinusoid tasks, through the ordinary 
 from __future__ import annotations
 
 import io
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,3 +133,38 @@ def test_the_meta_test_after_the_trials_is_said_while_it_runs(tmp_path: Path) ->
     stream = io.StringIO()
     run_local_search(spec, tmp_path, progress=False, stream=stream)
     assert f"{said[0]} ...\n" in stream.getvalue()
+
+
+def test_a_stop_during_the_meta_test_keeps_the_searchs_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel during the meta-test was seen only at its end (56 s on glyphs) and the job's
+    result thrown away; Ctrl-C there left only trials.jsonl. Now the meta-test stops at its
+    next batch of tasks and the search's answer stands, without the meta-test figures."""
+    from nas.evaluators.meta import MetaEvaluator
+    from workers.backend import SearchEvents
+    from workers.local import run_local_search
+
+    spec = parse_spec({**SPEC, "budget": {"trials": 1}, "hparams": None})
+    said: list[str | None] = []
+    events = SearchEvents(on_waiting=said.append, should_stop=lambda: "cancelled" if said else None)
+    outcome = SearchLoop(spec, events=events).run()
+    assert outcome is not None and outcome.best is not None
+    assert outcome.final_metrics == {} and outcome.ranked  # the search's answer stands
+    (warning,) = outcome.warnings
+    assert warning == (
+        "meta-testing the best architecture on 40 tasks stopped (cancelled): the search's "
+        "result stands without those figures"
+    )
+    assert [f.name for f in outcome.files] == ["meta-weights.pt"]  # (the trial's, at hand)
+
+    def interrupted(*_: Any, **__: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MetaEvaluator, "final_metrics", interrupted)
+    with pytest.raises(KeyboardInterrupt, match="after the search; its result is in"):
+        run_local_search(spec, tmp_path, progress=False, stream=io.StringIO())
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["best"] is not None and not summary["best"].get("final_metrics")
+    assert "stopped (interrupted)" in summary["warnings"][-1]
+    assert (tmp_path / "best_architecture.json").is_file()
