@@ -375,6 +375,9 @@ class JobExecution(threading.Thread):
         if self._stop_reason is not None or outcome is None:
             self._release()
             return
+        if self._running or self._waiting or self._ended:
+            # Trials the time budget stopped (the search's reason says so): not results
+            self._drop_running()
         final: list[dict[str, Any]] = []
         spec_final = resolved.spec.final
         if spec_final is not None and outcome.ranked:

@@ -100,7 +100,7 @@ class Budget:
             self.reason = f"trial budget reached ({self.trials})"
         elif self.max_trials is not None and self.used_trials >= self.max_trials:
             self.reason = f"trial limit reached ({self.max_trials}, budget.max_trials)"
-        elif self.minutes is not None and self.elapsed() >= self.minutes * 60:
+        elif self.time_up():
             self.reason = f"time budget reached ({self.minutes} min)"
             self.timed_out = True
         return bool(self.reason)
@@ -123,6 +123,10 @@ class Budget:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def time_up(self) -> bool:
+        """``minutes`` are set and spent."""
+        return self.minutes is not None and self.elapsed() >= self.minutes * 60
 
     def fraction_used(self) -> float:
         """How much of the tightest budget is spent, 0..1 (for progress bars)."""
@@ -280,6 +284,10 @@ class SearchLoop:
         self._running = False
         self.components.evaluator.report = self._report
         self.components.evaluator.poll = self._poll
+        #: Trials are being evaluated: the time budget stops them too (``_stop_now``).
+        self._in_trials = False
+        #: The reason the time budget gave when it stopped running trials.
+        self._time_stop: str | None = None
         #: What ``run`` would have answered when Ctrl-C stopped the work after the search
         #: (a meta-test): the search's result, which ``nas search`` then writes.
         self.stopped_outcome: SearchOutcome | None = None
@@ -490,14 +498,31 @@ class SearchLoop:
                 # Waits for a trial before it: its end is told now, its record in turn.
                 ended(self._record_of(first + index, batch[index], self._primary(result), ran))
 
-        results = self.executor.evaluate(
-            evaluator,
-            [c.architecture for c in batch],
-            [c.hparams for c in batch],
-            should_stop=self.budget.should_stop,
-            on_start=on_start,
-            on_result=on_result,
-        )
+        self._in_trials = True
+        try:
+            results = self.executor.evaluate(
+                evaluator,
+                [c.architecture for c in batch],
+                [c.hparams for c in batch],
+                should_stop=self._stop_now,
+                on_start=on_start,
+                on_result=on_result,
+            )
+        except Interrupted as exc:
+            if self._time_stop is None or str(exc) != self._time_stop:
+                raise  # a cancel or a shutdown
+            # The time budget ran out while trials ran, which fails the job: those that
+            # ended are recorded, the others stopped and dropped.
+            record_ready()
+            stopped = len(batch) - recorded
+            self.budget.reason = (
+                f"{self._time_stop}; the {'trial' if stopped == 1 else f'{stopped} trials'} "
+                "running then stopped"
+            )
+            self.budget.timed_out = True
+            return
+        finally:
+            self._in_trials = False
         runs = self.executor.last_runs
         for i, (result, ran) in enumerate(zip(results, runs, strict=True)):
             if i >= recorded:
@@ -523,9 +548,24 @@ class SearchLoop:
         self._trial_safe_point(epoch)
 
     def _poll(self) -> None:
-        """A stop asked for (cancel, shutdown) ends the running trial here: ``Interrupted``."""
-        if self.budget.should_stop is not None and (why := self.budget.should_stop()):
+        """A stop asked for (cancel, shutdown), or the time budget spent while trials run,
+        ends the running trial here: ``Interrupted``."""
+        if (why := self._stop_now()) is not None:
             raise Interrupted(why)
+
+    def _stop_now(self) -> str | None:
+        """Why work must stop now: a cancel or a shutdown, or, while trials are evaluated,
+        a time budget whose end fails the job (``on_time_limit: fail`` before
+        ``budget.trials``: the running trial went on to its end, 35 s of a 15 s budget,
+        only for the job to fail); ``None`` to go on."""
+        if self.budget.should_stop is not None and (why := self.budget.should_stop()):
+            return why
+        budget, plan = self.budget, self.resolved.spec.budget
+        fails = plan.on_time_limit == "fail" and budget.trials is not None
+        if self._in_trials and fails and budget.time_up():
+            self._time_stop = f"time budget reached ({budget.minutes} min)"
+            return self._time_stop
+        return None
 
     def _trial_safe_point(self, epoch: int) -> None:
         """A safe point inside the running trial, where its evaluator can resume it from
@@ -551,7 +591,7 @@ class SearchLoop:
         short, error = self._time_limit()
         final: dict[str, float] = {}
         files: list[OutputFile] = []
-        warnings = [w for w in (short, self.trial_cut()) if w is not None]
+        warnings = [w for w in (short, self.trial_cut(), self._overran()) if w is not None]
         if best is not None and not self.interrupted and error is None:
             evaluator = self.components.evaluator
             work = evaluator.final_metrics_work()
@@ -605,6 +645,30 @@ class SearchLoop:
             warnings=warnings,
             error=error,
             files=files,
+        )
+
+    def _overran(self) -> str | None:
+        """The search went on well past its time budget, or ``None``: the time is checked
+        between trials, and a trial running when it ran out ends first (a 40-epoch trial
+        took a 15 s search to 50 s, which only the wall time showed)."""
+        budget = self.budget
+        if not budget.timed_out or budget.minutes is None or self.interrupted:
+            return None
+        allowed = budget.minutes * 60
+        elapsed = budget.elapsed()
+        if elapsed <= allowed + max(2.0, 0.1 * allowed):
+            return None
+        fail = budget.trials is not None and self.resolved.spec.budget.on_time_limit != "fail"
+        return (
+            f"the search took {elapsed / 60:.2f} min of its {budget.minutes:g} min time "
+            "budget: the time is checked between trials, and those running when it ran out "
+            "ended first (shorten the trials, e.g. evaluator.epochs"
+            + (
+                ", or set budget.on_time_limit: fail to stop them at once and fail the job"
+                if fail
+                else ""
+            )
+            + ")"
         )
 
     def trial_cut(self) -> str | None:

@@ -114,3 +114,17 @@ def test_a_long_meta_learning_trial_shows_its_time_and_stops_at_once_on_cancel(
     assert time.monotonic() - asked < 20, "the cancel waited for the meta-epoch"
     (ended,) = client.all_trials(job_id)
     assert ended["state"] == "FAIL" and "cancelled while this trial ran" in ended["error"]
+
+
+def test_on_time_limit_fail_stops_a_running_trial_and_leaves_no_trial_running(
+    client: NasClient,
+) -> None:
+    """The job failed only once its running trial had ended (35 s of a 15 s budget); now
+    the trial stops at its next epoch, and its row is not left RUNNING in a FAILED job."""
+    from tests.workers.test_time_limit import LONG_TRIALS
+
+    job = client.wait(client.submit(LONG_TRIALS)["id"], timeout=100)
+    assert job["state"] == "FAILED", job
+    assert "budget.on_time_limit: fail" in job["reason"]
+    assert job["n_trials"] == 0 and job["trial_states"] == {}, job
+    assert job["summary"]["stop_reason"].endswith("the trial running then stopped")
