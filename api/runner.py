@@ -341,6 +341,7 @@ class JobExecution(threading.Thread):
             self._stop_reason == CANCELLED
             and outcome is not None
             and outcome.stop_reason != CANCELLED
+            and outcome.error is None
         ):
             # The search had ended by its budget (the cancel came during a few-shot job's
             # meta-test, or as the search ended): its answer is kept, as a cancel during

@@ -289,6 +289,7 @@ class SearchLoop:
         #: The reason the time budget gave when it stopped running trials.
         self._time_stop: str | None = None
         self._wall_s = 0.0  # (the search's wall time, as its outcome says it)
+        self._ended = False  # (the search itself ended: what runs now is the work after it)
         #: What ``run`` would have answered when Ctrl-C stopped the work after the search
         #: (a meta-test): the search's result, which ``nas search`` then writes.
         self.stopped_outcome: SearchOutcome | None = None
@@ -390,12 +391,15 @@ class SearchLoop:
         budget's clock stands still in between)."""
         self.budget.started = time.monotonic() - self._elapsed_before
         self._running = True
+        self._ended = False
         try:
             if self._search(pause):
                 return self._outcome()
             return None
         finally:
-            self._elapsed_before = self.budget.elapsed()
+            # (the search's own time: a meta-test stopped by a shutdown, in the checkpoint
+            # the runner keeps, came back into the resumed job's clock and wall time)
+            self._elapsed_before = self._wall_s if self._ended else self.budget.elapsed()
             self._running = False
 
     def _safe_point(self, point: SafePoint, pause: Callable[[], bool] | None) -> bool:
@@ -516,9 +520,10 @@ class SearchLoop:
             # ended are recorded, the others stopped and dropped.
             record_ready()
             stopped = len(batch) - recorded
-            self.budget.reason = (
-                f"{self._time_stop}; the {'trial' if stopped == 1 else f'{stopped} trials'} "
-                "running then stopped"
+            self.budget.reason = self._time_stop + (
+                "; the trial running then stopped"
+                if stopped == 1
+                else f"; the {stopped} trials not recorded by then dropped"
             )
             self.budget.timed_out = True
             return
@@ -591,7 +596,7 @@ class SearchLoop:
         best = self.best
         # The search's own time: the meta-test after it is not (83 s of a 15 s budget read
         # as an overrun), as final: is not
-        self._wall_s = self.budget.elapsed()
+        self._wall_s, self._ended = self.budget.elapsed(), True
         short, error = self._time_limit()
         final: dict[str, float] = {}
         files: list[OutputFile] = []
@@ -625,6 +630,9 @@ class SearchLoop:
                 learned = evaluator.learned_weights(best.architecture, best.hparams)
             except Interrupted:
                 learned = None
+            except KeyboardInterrupt:
+                self.stopped_outcome = self._outcome_of(best, final, [], warnings, error)
+                raise
             if learned is not None:
                 files.append(OutputFile(META_WEIGHTS_FILE, META_WEIGHTS_KIND, learned))
         return self._outcome_of(best, final, files, warnings, error)

@@ -183,6 +183,10 @@ def test_the_meta_test_is_outside_the_searchs_wall_time(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(MetaEvaluator, "final_metrics", slow)
     started = time.monotonic()
-    outcome = SearchLoop(parse_spec({**SPEC, "budget": {"trials": 1}, "hparams": None})).run()
+    loop = SearchLoop(parse_spec({**SPEC, "budget": {"trials": 1}, "hparams": None}))
+    outcome = loop.run()
     assert outcome is not None
     assert outcome.wall_s <= time.monotonic() - started - 1.0
+    # nor is it in the checkpoint a runner keeps after the search (a shutdown during the
+    # meta-test put it back into the resumed job's clock, its wall time and an overrun)
+    assert loop.state_dict()["elapsed_s"] == outcome.wall_s
