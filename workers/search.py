@@ -252,6 +252,19 @@ class SearchLoop:
     #: meta-training's policy. A search's result so far is its trials.
     keeps_files_when_stopped: ClassVar[bool] = False
 
+    # (class defaults: a loop of its own __init__, the meta-training's, has them too)
+    #: What ``run`` would have answered when Ctrl-C stopped the work after the search (a
+    #: meta-test): the search's result, which ``nas search`` then writes.
+    stopped_outcome: SearchOutcome | None = None
+    #: Trials are being evaluated: a time budget whose end fails the job stops them too.
+    _in_trials: bool = False
+    #: The reason the time budget gave when it stopped running trials.
+    _time_stop: str | None = None
+    #: The search's own wall time, as its outcome says it (set when the search ends).
+    _wall_s: float = 0.0
+    #: The search itself has ended: what runs now is the work after it (a meta-test).
+    _ended: bool = False
+
     def __init__(
         self,
         resolved: ResolvedSpec,
@@ -284,15 +297,6 @@ class SearchLoop:
         self._running = False
         self.components.evaluator.report = self._report
         self.components.evaluator.poll = self._poll
-        #: Trials are being evaluated: the time budget stops them too (``_stop_now``).
-        self._in_trials = False
-        #: The reason the time budget gave when it stopped running trials.
-        self._time_stop: str | None = None
-        self._wall_s = 0.0  # (the search's wall time, as its outcome says it)
-        self._ended = False  # (the search itself ended: what runs now is the work after it)
-        #: What ``run`` would have answered when Ctrl-C stopped the work after the search
-        #: (a meta-test): the search's result, which ``nas search`` then writes.
-        self.stopped_outcome: SearchOutcome | None = None
 
     @property
     def trials(self) -> list[TrialRecord]:
@@ -391,7 +395,7 @@ class SearchLoop:
         budget's clock stands still in between)."""
         self.budget.started = time.monotonic() - self._elapsed_before
         self._running = True
-        self._ended = False
+        self._ended, self.stopped_outcome = False, None
         try:
             if self._search(pause):
                 return self._outcome()

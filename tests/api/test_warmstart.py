@@ -239,7 +239,10 @@ def test_a_query_that_finds_none_says_why_the_jobs_of_the_space_were_passed_over
     hparams = {"temperature": {"type": "float", "low": 0.5, "high": 2.0}}
     job = client.submit(nb201_spec(hparams=hparams, warm_start={"query": "same-space"}))
     assert [s["job_id"] for s in job["spec"]["warm_start"]["sources"]] == [plain["id"]]
-    client.cancel(job["id"])
+    try:
+        client.cancel(job["id"])
+    except ApiError as exc:  # (table lookups: on a loaded machine it may have ended first)
+        assert exc.status_code == 409 and "already" in str(exc), exc
     client.wait(job["id"], timeout=time_left(120))
     for done in (job["id"], plain["id"]):  # (the first a source of its hparams too)
         client.delete(done)
