@@ -68,6 +68,7 @@ from api.repositories import (
 from api.retraining import retrain_final
 from api.services import changed_data_files, check_data_paths, data_fingerprints, job_files_dir
 from api.settings import Settings
+from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec
 from nas.trial import RunningTrial, TrialRecord, TrialState
 from workers.backend import (
@@ -77,6 +78,7 @@ from workers.backend import (
     OutputFile,
     SafePoint,
     SearchEvents,
+    SearchOutcome,
     SearchRun,
     SearchState,
 )
@@ -346,16 +348,14 @@ class JobExecution(threading.Thread):
             # The search had ended by its budget (the cancel came during a few-shot job's
             # meta-test, or as the search ended): its answer is kept, as a cancel during
             # final: keeps it; it was thrown away once the meta-test had run to its end.
-            summary = summarize(resolved, outcome, search.space, [])
-            summary.pop("trials", None)
-            self._store_files(outcome.files)
             n = len(search.trials)
-            self._finish(
-                JobState.CANCELLED,
+            self._cancelled_keeping(
+                resolved,
+                outcome,
+                search.space,
                 f"cancelled by user after the search's {n} trial{'' if n == 1 else 's'} "
                 "had ended (the search's result is kept"
                 + ("; see its warnings)" if outcome.warnings else ")"),
-                summary=summary,
             )
             return
         if self._stop_reason == CANCELLED:
@@ -412,15 +412,13 @@ class JobExecution(threading.Thread):
                 if self._stop_reason == CANCELLED:
                     # The search itself had ended: its answer (its ranking, ENAS's derived
                     # architectures, its files) is kept; only the retraining is not.
-                    summary = summarize(resolved, outcome, search.space, [])
-                    summary.pop("trials", None)
-                    self._store_files(outcome.files)
-                    self._finish(
-                        JobState.CANCELLED,
+                    self._cancelled_keeping(
+                        resolved,
+                        outcome,
+                        search.space,
                         f"cancelled by user during the final retraining, after "
                         f"{len(search.trials)} trials (the search's result is kept; the "
                         "retraining is not)",
-                        summary=summary,
                     )
                 else:  # a server shutdown: the next runner searches on from the checkpoint
                     self._release()
@@ -754,6 +752,16 @@ class JobExecution(threading.Thread):
         )
         if not held:  # rolls the unit of work back: nothing of it is written
             raise LeaseLost(f"job {self.job_id} is held by another runner")
+
+    def _cancelled_keeping(
+        self, resolved: ResolvedSpec, outcome: SearchOutcome, space: SearchSpace, reason: str
+    ) -> None:
+        """Finish the job CANCELLED by a cancel that came after its search had ended: the
+        search's answer (summary, ranking, files) is kept, without a retraining."""
+        summary = summarize(resolved, outcome, space, [])
+        summary.pop("trials", None)
+        self._store_files(outcome.files)
+        self._finish(JobState.CANCELLED, reason, summary=summary)
 
     def _drop_running(self) -> None:
         numbers = sorted(self._running | self._waiting | self._ended.keys())
