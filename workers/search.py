@@ -672,8 +672,7 @@ class SearchLoop:
             return None
         if self.components.evaluator.instant:
             return None  # (lookups: what time they take past it is bookkeeping, not trials)
-        allowed = budget.minutes * 60
-        elapsed = budget.elapsed()
+        allowed, elapsed = budget.minutes * 60, self._wall_s
         if elapsed <= allowed + max(2.0, 0.1 * allowed):
             return None
         fail = budget.trials is not None and self.resolved.spec.budget.on_time_limit != "fail"
