@@ -352,17 +352,19 @@ def _cmd_trials(args: argparse.Namespace) -> int:
         if given:  # every trial, in number order
             raise CommandError(f"--csv cannot be combined with {', '.join(given)}")
         with _client(args) as client:
-            trials_csv(client.all_trials(args.job, state=args.state), sys.stdout)
+            decisions = table_decisions(client.job(args.job)["spec"])
+            trials_csv(client.all_trials(args.job, state=args.state), sys.stdout, decisions)
         return 0
     if args.top:
         given = [f"--{name}" for name in TRIALS_PAGE_OPTIONS if getattr(args, name) is not None]
         if given:  # the best K are the best K of all trials: a page of them means nothing
             raise CommandError(f"--top cannot be combined with {', '.join(given)}")
     with _client(args) as client:
+        job = client.job(args.job)
         if args.top:
             rows = client.best(args.job, args.top)
             answer: Any = rows  # (/best answers a list)
-            footer = f"(the best {len(rows)} of {client.job(args.job)['n_trials']} trials)"
+            footer = f"(the best {len(rows)} of {job['n_trials']} trials)"
         else:
             page = client.trials(
                 args.job,
@@ -377,15 +379,44 @@ def _cmd_trials(args: argparse.Namespace) -> int:
     if args.json:  # the API's JSON: a page (data, count, next cursor), or /best's list
         print(json.dumps(answer, indent=2))
         return 0
-    for line in trials_table(rows):
+    for line in trials_table(rows, table_decisions(job["spec"])):
         print(line)
     print(footer)
     return 0
 
 
-def trials_csv(rows: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
+def table_decisions(spec: Mapping[str, Any]) -> list[tuple[str, list[str]]] | None:
+    """A table job's decisions as its stored spec pins them, ``(column, choices)`` in order:
+    its trials' choice indices read as the table's own cells (``optimizer=adam``, not
+    ``2``), without reading the table, which may be on the server's machine only. ``None``
+    for other spaces (their choice indices are listed as they are)."""
+    space = spec.get("space") or {}
+    decisions = space.get("decisions")
+    if space.get("name") != "table" or not isinstance(decisions, list):
+        return None
+    if not all(isinstance(d, dict) and isinstance(d.get("choices"), list) for d in decisions):
+        return None  # (a spec stored before its choices were pinned)
+    return [(str(d["column"]), [str(c) for c in d["choices"]]) for d in decisions]
+
+
+def _named_choices(
+    choices: Sequence[int], decisions: Sequence[tuple[str, Sequence[str]]]
+) -> list[tuple[str, str]]:
+    """``(column, cell)`` of each choice index of a table job's architecture."""
+    return [
+        (column, values[c] if 0 <= c < len(values) else str(c))
+        for c, (column, values) in zip(choices, decisions, strict=False)
+    ]
+
+
+def trials_csv(
+    rows: Iterable[Mapping[str, Any]],
+    out: IO[str],
+    decisions: Sequence[tuple[str, Sequence[str]]] | None = None,
+) -> None:
     """Trials as CSV: number, state, objective, one column per metric, per hyperparameter
-    (``hp.NAME``) and per architecture choice (``choice.I``: the decision's choice index),
+    (``hp.NAME``) and per architecture choice (``choice.I``: the decision's choice index; a
+    table job's, given its ``decisions``, ``choice.COLUMN``: the cell as the table holds it),
     then cost, errors and times; a cell a trial has no value for is empty."""
     import csv
 
@@ -393,6 +424,13 @@ def trials_csv(rows: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
     metrics = list(dict.fromkeys(k for t in rows for k in t.get("metrics") or {}))
     hparams = list(dict.fromkeys(k for t in rows for k in t.get("hparams") or {}))
     width = max((len(t["architecture"]["choices"]) for t in rows), default=0)
+    if decisions is not None:
+        width = len(decisions)
+    choice_titles = (
+        [f"choice.{column}" for column, _ in decisions]
+        if decisions is not None
+        else [f"choice.{i}" for i in range(width)]
+    )
     tail = ("cost_s", "simulated", "error", "worker", "epoch", "step", "started_at", "finished_at")
     # A metric named as another column (a table's own column "error", "state", "hp.x") is
     # metric.NAME: two columns of one name were one column to a reader (pandas: error.1).
@@ -409,12 +447,14 @@ def trials_csv(rows: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
             "objective",
             *titles,
             *(f"hp.{name}" for name in hparams),
-            *(f"choice.{i}" for i in range(width)),
+            *choice_titles,
             *tail,
         ]
     )
     for t in rows:
-        choices = list(t["architecture"]["choices"])
+        choices: list[Any] = list(t["architecture"]["choices"])
+        if decisions is not None:
+            choices = [cell for _, cell in _named_choices(choices, decisions)]
         metric, hparam = t.get("metrics") or {}, t.get("hparams") or {}
         writer.writerow(
             [
@@ -438,9 +478,13 @@ def _csv_cell(value: Any) -> Any:
     return json.dumps(value)
 
 
-def trials_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def trials_table(
+    rows: Sequence[Mapping[str, Any]],
+    decisions: Sequence[tuple[str, Sequence[str]]] | None = None,
+) -> list[str]:
     """Trials as text lines: number, state, objective, one column per metric and per
-    hyperparameter (``hp.NAME``) any of them has, then the architecture's choices."""
+    hyperparameter (``hp.NAME``) any of them has, then the architecture's choices (a table
+    job's, given its ``decisions``, as ``column=cell``)."""
     metrics = list(dict.fromkeys(k for t in rows for k in t.get("metrics") or {}))
     hparams = list(dict.fromkeys(k for t in rows for k in t.get("hparams") or {}))
     columns: list[tuple[str, Callable[[Mapping[str, Any]], Any]]] = [
@@ -459,8 +503,13 @@ def trials_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         line += "".join(
             f"  {_cell(get(t), w):>{w}}" for (_, get), w in zip(columns, widths, strict=True)
         )
-        choices = ",".join(str(c) for c in t["architecture"]["choices"])
-        lines.append(f"{line}  {choices[:80]}")
+        arch = t["architecture"]["choices"]
+        choices = (
+            ",".join(str(c) for c in arch)
+            if decisions is None
+            else " ".join(f"{column}={cell}" for column, cell in _named_choices(arch, decisions))
+        )
+        lines.append(f"{line}  {choices if len(choices) <= 80 else choices[:79] + '…'}")
     return lines
 
 

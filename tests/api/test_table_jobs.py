@@ -3,6 +3,8 @@ data roots is searched like any job, warm-starts another, and is read only from 
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.cli import describe_result
+from api.cli import describe_result, main
 from api.client import ApiError, NasClient
 from tests.api.conftest import LiveServer
 
@@ -318,6 +320,36 @@ def test_a_table_jobs_trials_sort_by_its_own_metric_columns(
         page = client.trials(job["id"], sort=column, order="desc")
         values = [t["metrics"][column] for t in page["data"] if t["state"] == "COMPLETE"]
         assert len(values) == len(ROWS) and values == sorted(values, reverse=True), column
+
+
+def test_a_table_jobs_trials_list_the_tables_cells_not_choice_indices(
+    server: LiveServer, client: NasClient, user_key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``nas trials`` and its ``--csv`` named a table job's architectures by choice index
+    (``0,2``), which the user's table never holds: they read as the table's cells."""
+    path = write_table(server.settings.data_dir)
+    job = client.wait(
+        client.submit(table_spec(path, controller={"name": "grid"}))["id"], timeout=120
+    )
+    trials = list(client.all_trials(job["id"]))
+    auth = ["--server", server.url, "--api-key", user_key]
+    assert main(["trials", str(job["id"]), "--csv", *auth]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == len(trials) == 6  # (2 x 3 combinations, one not in the table)
+    assert {(r["choice.opt"], r["choice.width"]) for r in rows} == {
+        (o, w) for o in ("adam", "sgd") for w in ("8", "16", "64")
+    }
+    for row in rows:
+        if row["state"] == "COMPLETE":
+            assert float(row["val"]) == ROWS[(row["choice.opt"], row["choice.width"])][0]
+        else:
+            assert (row["choice.opt"], row["choice.width"]) == ("sgd", "64")
+    assert main(["trials", str(job["id"]), "--sort", "val", "--order", "desc", *auth]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].endswith("  opt=adam width=64"), lines
+    assert lines[2].endswith("  opt=adam width=16"), lines
+    assert main(["trials", str(job["id"]), "--top", "1", *auth]) == 0
+    assert capsys.readouterr().out.splitlines()[1].endswith("  opt=adam width=64")
 
 
 def test_a_table_that_gained_a_value_is_refused_not_read_as_other_rows(
