@@ -184,6 +184,9 @@ class EpisodesConfig(BaseModel):
         (0.6, 0.2, 0.2), description="shares of the classes for meta-train, -validation, -test"
     )
     split_seed: int = Field(0, ge=0, description="seed of the class split")
+    channels_last_check: bool = Field(
+        True, description="source npz: as the npz dataset's (refuse images that look (N, H, W, C))"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> EpisodesConfig:
@@ -225,7 +228,9 @@ def _tasks(**config: Any) -> EpisodeTasks:
     if params.source == "npz" and params.path is not None:
         # (its classes are pooled and split here: y need not hold class 0, nor y_test only
         # y's classes, as Omniglot's background and evaluation alphabets do not)
-        npz = NpzConfig(path=params.path).model_dump()
+        npz = NpzConfig(
+            path=params.path, channels_last_check=params.channels_last_check
+        ).model_dump()
         data = load_npz(name="npz", seed=0, **npz, pooled_classes=True)
     else:
         data = load_dataset(params.source, seed=0)
@@ -282,7 +287,8 @@ def _check(**config: Any) -> None:
     params = EpisodesConfig.model_validate(config)
     if params.source != "npz" or params.path is None:
         return
-    check_npz(**NpzConfig(path=params.path).model_dump(), pooled_classes=True)
+    npz = NpzConfig(path=params.path, channels_last_check=params.channels_last_check)
+    check_npz(**npz.model_dump(), pooled_classes=True)
     labels = _npz_labels(params.path)
     name = f"episodes over {params.source}"
     problem = ways_problem(

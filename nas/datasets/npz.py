@@ -39,6 +39,12 @@ class NpzConfig(HeldOutConfig):
     test_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="share held out for testing when the file has no x_test"
     )
+    channels_last_check: bool = Field(
+        True,
+        description="refuse images that look channels-last, (N, H, W, C) with C 1, 3 or 4 "
+        "and H over 4 (the networks take (N, C, H, W) and would read rows as channels); "
+        "false for a file whose (N, C, H, W) examples only look so",
+    )
 
 
 #: What reading an archive that is not a valid .npz raises: a corrupt or truncated file, an
@@ -66,6 +72,7 @@ def load_npz(
     path: str,
     test_split_seed: int | None = None,
     pooled_classes: bool = False,
+    channels_last_check: bool = True,
 ) -> DatasetSplits:
     """Read the file. Errors say what the file must hold, never what it does hold (a service
     must not tell a client about files it reads). ``pooled_classes``: the caller pools y and
@@ -83,7 +90,7 @@ def load_npz(
             arrays = {k: data[k] for k in data.files if k in _ARRAYS}
     except _UNREADABLE:  # corrupt, .npy, pickled object arrays
         raise DatasetError(f"dataset.path: {_EXPECTED}; this file is not one") from None
-    _check_arrays({k: (a.shape, a.dtype) for k, a in arrays.items()})
+    _check_arrays({k: (a.shape, a.dtype) for k, a in arrays.items()}, channels_last_check)
     x, y = arrays["x"], arrays["y"]
     _check_splits(len(y), "y_test" in arrays, valid_fraction, test_fraction)
     for key in ("y", "y_test"):
@@ -119,6 +126,7 @@ def check_npz(
     valid_fraction: float = 0.1,
     test_fraction: float = 0.2,
     pooled_classes: bool = False,
+    channels_last_check: bool = True,
     **_: Any,
 ) -> None:
     """What the file's array headers and labels tell, without reading the examples: an .npz
@@ -130,7 +138,7 @@ def check_npz(
     headers, ranges = _read_headers(file, ranges_of=("y", "y_test"))
     if headers is None:  # a newer format: loading will tell
         return
-    _check_arrays(headers)
+    _check_arrays(headers, channels_last_check)
     _check_size(headers)
     _check_splits(headers["y"][0][0], "y_test" in headers, valid_fraction, test_fraction)
     for key, extent in ranges.items():
@@ -223,7 +231,9 @@ def _file(path: str) -> Path:
     return file
 
 
-def _check_arrays(arrays: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+def _check_arrays(
+    arrays: dict[str, tuple[tuple[int, ...], np.dtype]], channels_last_check: bool = True
+) -> None:
     """The arrays' presence, types, ranks and lengths, from ``(shape, dtype)`` of each."""
     if "x" not in arrays or "y" not in arrays:
         raise DatasetError(f"dataset.path: {_EXPECTED}; x or y is missing")
@@ -234,6 +244,21 @@ def _check_arrays(arrays: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
         _check_pair("x_test", "y_test", arrays["x_test"], arrays["y_test"])
         if arrays["x_test"][0][1:] != arrays["x"][0][1:]:
             raise DatasetError("dataset.path: x_test examples must have the shape of x examples")
+    if channels_last_check:
+        _check_channels_first(arrays["x"][0])
+
+
+def _check_channels_first(shape: tuple[int, ...]) -> None:
+    """Images stored channels-last, ``(N, 28, 28, 1)`` or ``(N, 32, 32, 3)``, were taken as
+    28 channels of 28 x 1 images: they trained, badly, without a word. Such a shape (last
+    axis 1, 3 or 4, the first of the example over 4) is refused, saying how to store it."""
+    if len(shape) == 4 and shape[-1] in (1, 3, 4) and shape[1] > 4:
+        raise DatasetError(
+            "dataset.path: x looks channels-last, (N, H, W, C) with C 1, 3 or 4; the networks "
+            "take (N, C, H, W): store np.moveaxis(x, -1, 1) as x (and x_test likewise); if its "
+            "examples really are (C, H, W) with W 1, 3 or 4, set "
+            "dataset.channels_last_check: false"
+        )
 
 
 def _check_pair(

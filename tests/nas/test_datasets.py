@@ -216,6 +216,32 @@ def test_npz_keeps_image_inputs(tmp_path: Path) -> None:
     assert data.num_classes == 4
 
 
+def test_npz_images_stored_channels_last_are_refused_unless_said_to_be_channels_first(
+    tmp_path: Path,
+) -> None:
+    """(N, 28, 28, 1) was read as 28 channels of 28 x 1 images and trained, badly, without a
+    word (a user's probe). Refused at submit (from the headers) and at load, saying how to
+    store the file; a file that only looks so is taken with the check off."""
+    rng = np.random.default_rng(0)
+    last = write_npz(tmp_path / "last.npz", x=rng.normal(size=(40, 8, 8, 3)), y=np.arange(40) % 8)
+    for call in (check_dataset, load_dataset):
+        with pytest.raises(DatasetError, match=r"x looks channels-last.*np\.moveaxis\(x, -1, 1\)"):
+            call("npz", path=last)
+    data = load_dataset("npz", path=last, channels_last_check=False)
+    assert_well_formed(data, (8, 8, 3))
+    moved = np.moveaxis(np.load(last)["x"], -1, 1)
+    fixed = write_npz(tmp_path / "first.npz", x=moved, y=np.arange(40) % 8)
+    assert_well_formed(load_dataset("npz", path=fixed), (3, 8, 8))
+    # as an episodes source too
+    with pytest.raises(DatasetError, match="x looks channels-last"):
+        check_dataset("episodes", source="npz", path=last, ways=2)
+    check_dataset("episodes", source="npz", path=last, ways=2, channels_last_check=False)
+    # (N, 1, 28, 28) and small images with few channels, (N, 4, 3, 3), are channels-first
+    for shape in ((40, 1, 28, 28), (40, 4, 3, 3), (40, 3, 5, 4)):
+        ok = write_npz(tmp_path / "ok.npz", x=np.zeros(shape), y=np.arange(40) % 4)
+        check_dataset("npz", path=ok)
+
+
 def test_npz_splits_are_deterministic_by_seed(tmp_path: Path) -> None:
     x, y = signals(100)
     path = write_npz(tmp_path / "d.npz", x=x, y=y)
