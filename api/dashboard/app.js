@@ -25,8 +25,24 @@ function headers(extra = {}) {
   return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
 }
 
+// The server out of reach (stopped, restarting, the network down): fetch rejects with a
+// TypeError ("Failed to fetch"). A banner says so until a request is answered again; the
+// pages go on asking (a page froze for good after a server restart, without a word).
+function unreachable(err) { return err instanceof TypeError; }
+const offline = h("p", { id: "offline", role: "status", class: "offline", hidden: true },
+  "The server cannot be reached (stopped or restarting?): this page keeps trying and updates once it answers.");
+document.querySelector("header").after(offline);
+function setOffline(down) { offline.hidden = !down; }
+
 async function api(path, { method = "GET", body, type, raw = false, signal } = {}) {
-  const res = await fetch(`/api/v1${path}`, { method, body, signal, headers: headers(type ? { "Content-Type": type } : {}) });
+  let res;
+  try {
+    res = await fetch(`/api/v1${path}`, { method, body, signal, headers: headers(type ? { "Content-Type": type } : {}) });
+  } catch (err) {
+    if (unreachable(err) && !signal?.aborted) setOffline(true);
+    throw err;
+  }
+  setOffline(false);
   if (res.status === 401) { showLogin("That API key was not accepted; enter a valid key."); throw new ApiError(401, "unauthorized"); }
   if (!res.ok) {
     let detail = res.statusText;
@@ -71,12 +87,20 @@ function keepFocus() {
   if (!document.activeElement || document.activeElement === document.body) main.focus({ preventScroll: true });
 }
 function errorBox(err) {
-  const msg = err.status === 404 ? "Not found: no such job or trial, or it is not yours." : describe(err.detail ?? err.message);
+  const msg = err.status === 404 ? "Not found: no such job or trial, or it is not yours."
+    : unreachable(err) ? "The server cannot be reached (stopped or restarting?): trying again every few seconds."
+      : describe(err.detail ?? err.message);
   return h("p", { role: "alert", class: "error", "data-status": err.status ?? "" }, msg);
 }
 function describe(detail) {
   if (Array.isArray(detail)) return detail.map((d) => `${(d.loc || []).join(".")}: ${d.msg}`).join("; ");
   return String(detail);
+}
+// A page whose first read found no server asks again (a restarting server) while it is shown.
+function retryPage(err, left) {
+  if (!unreachable(err) || left()) return;
+  const timer = setTimeout(() => { if (!left()) route(); }, 3000);
+  stopLive = () => clearTimeout(timer);
 }
 // A job's best names its trial; a finished shared-weight search's is derived from the supernet.
 function bestSource(best) {
@@ -338,7 +362,7 @@ async function jobsPage(params) {
     clearTimeout(timer);
     const live = page.data.some(({ job }) => ["QUEUED", "RUNNING"].includes(job.state));
     // Often while a listed job runs; now and then otherwise, for jobs submitted elsewhere.
-    timer = setTimeout(() => load().catch(() => {}), live ? 2000 : 10000);
+    timer = setTimeout(poll, live ? 2000 : 10000);
     if (unchanged) return;
     count.textContent = page.data.length && page.count > limit
       ? `${offset + 1}–${offset + page.data.length} of ${page.count} jobs` : `${page.count} job(s)`;
@@ -370,11 +394,23 @@ async function jobsPage(params) {
       offset > 0 ? h("a", { href: `#/?state=${state}&offset=${Math.max(0, Math.min(offset, Math.ceil(page.count / limit) * limit) - limit)}` }, "← Newer") : null,
       offset + limit < page.count ? h("a", { href: `#/?state=${state}&offset=${offset + limit}` }, "Older →") : null].filter(Boolean));
   };
+  // A failed read (the server restarting) is asked again: one failure ended the polling,
+  // the list frozen until a reload. (Signed out, 401: the login stops it.)
+  const poll = () => load().catch((err) => {
+    if (left() || err.status === 401) return;
+    clearTimeout(timer);
+    timer = setTimeout(poll, 5000);
+  });
   stopLive = () => clearTimeout(timer);
   render(h("h1", {}, "Jobs"),
     h("div", { class: "controls" }, h("label", { for: "job-state" }, "State", filter), count), notice,
     table, pager, submitForm(() => load()));
-  await load();
+  try { await load(); } catch (err) {
+    if (err.status === 401 || left()) return;
+    tbody.replaceChildren(h("tr", {}, h("td", { colspan: 11 }, errorBox(err))));
+    clearTimeout(timer);
+    timer = setTimeout(poll, unreachable(err) ? 3000 : 5000);
+  }
 }
 
 // --- job page ------------------------------------------------------------------------------
@@ -414,18 +450,51 @@ function addMetricNames(names, trials) {
   return added;
 }
 
+// A table job's decisions as its stored spec pins them ({column, choices}), whose cells its
+// trials' choice indices name (opt=adam, not 0); null for other spaces.
+function tableDecisions(spec) {
+  const decisions = spec?.space?.name === "table" ? spec.space.decisions : null;
+  return Array.isArray(decisions) && decisions.every((d) => d && Array.isArray(d.choices)) ? decisions : null;
+}
+
 // metricNames: the columns to start with; each page shown adds those its trials hold (a
 // pruned trial's epochs_trained, a retraining's test_accuracy), and a column once shown stays.
-function trialsTable(job, metricNames) {
+// params: the page's address's state, sort, order and offset, which the table keeps there as
+// they change (Back from a trial, a reload or a link showed trial 1 in number order again).
+function trialsTable(job, metricNames, params = new URLSearchParams()) {
   const st = { state: "", sort: "number", order: "asc", limit: 25, offset: 0, after: null, cursors: [] };
+  const askedState = (params.get("state") || "").toUpperCase();
+  if (TRIAL_STATES.includes(askedState)) st.state = askedState;
+  const askedSort = params.get("sort");
+  if (askedSort) {
+    st.sort = askedSort; // (one the job has not got: the server's answer says which it has)
+    if (!["number", "objective", ...metricNames].includes(askedSort)) metricNames.push(askedSort);
+  }
+  if (params.get("order") === "desc") st.order = "desc";
+  const askedOffset = Number(params.get("offset") || 0);
+  if (Number.isInteger(askedOffset) && askedOffset > 0) {
+    st.offset = Math.floor(askedOffset / st.limit) * st.limit;
+    st.cursors = Array.from({ length: st.offset / st.limit }, (_, k) => ({ after: null, offset: k * st.limit }));
+  }
+  const choices = tableDecisions(job.spec);
+  const fixedCols = choices ? 4 : 3; // the columns after the metrics'
+  const keepInAddress = () => {
+    const q = new URLSearchParams();
+    if (st.state) q.set("state", st.state);
+    if (st.sort !== "number") q.set("sort", st.sort);
+    if (st.order !== "asc") q.set("order", st.order);
+    if (st.cursors.length) q.set("offset", st.cursors.length * st.limit);
+    const here = `#/jobs/${job.id}`, want = `${here}${q.size ? `?${q}` : ""}`;
+    if (location.hash.split("?")[0] === here && location.hash !== want) history.replaceState(history.state, "", want);
+  };
   const tbody = h("tbody");
   const info = h("span", { class: "muted", id: "trials-count", "aria-live": "polite" });
-  const stateSel = h("select", { id: "trial-state" }, h("option", { value: "" }, "all"), TRIAL_STATES.map((x) => h("option", { value: x }, x)));
+  const stateSel = h("select", { id: "trial-state" }, h("option", { value: "" }, "all"), TRIAL_STATES.map((x) => h("option", { value: x, selected: x === st.state }, x)));
   const sortKeys = ["number", "objective", ...metricNames];
   const sortSel = h("select", { id: "trial-sort" });
   const sortOptions = () => sortSel.replaceChildren(...sortKeys.map((k) => h("option", { value: k, selected: k === st.sort }, k)));
   sortOptions();
-  const orderSel = h("select", { id: "trial-order" }, h("option", { value: "asc" }, "ascending"), h("option", { value: "desc" }, "descending"));
+  const orderSel = h("select", { id: "trial-order" }, h("option", { value: "asc" }, "ascending"), h("option", { value: "desc", selected: st.order === "desc" }, "descending"));
   const prev = h("button", { type: "button", id: "trials-prev" }, "← Previous");
   const next = h("button", { type: "button", id: "trials-next" }, "Next →");
   const cols = ["number", "state", "objective", ...metricNames];
@@ -441,7 +510,8 @@ function trialsTable(job, metricNames) {
       const sortable = sortKeys.includes(c);
       return h("th", { scope: "col", class: c === "state" ? "" : "num", "aria-sort": st.sort === c ? (st.order === "asc" ? "ascending" : "descending") : null },
         sortable ? h("button", { type: "button", "data-sort": c, onclick: () => setSort(c) }, c) : c);
-    }), h("th", { scope: "col" }, "hyperparameters"), h("th", { scope: "col", class: "num" }, "seconds"), h("th", { scope: "col" }, "worker"));
+    }), h("th", { scope: "col" }, "hyperparameters"), choices ? h("th", { scope: "col" }, "architecture") : null,
+    h("th", { scope: "col", class: "num" }, "seconds"), h("th", { scope: "col" }, "worker"));
     if (focused) headRow.querySelector(`button[data-sort="${focused}"]`)?.focus();
   };
   let requests = 0; // only the newest request's answer is shown (an older one may come later)
@@ -468,13 +538,18 @@ function trialsTable(job, metricNames) {
       h("td", { class: "num" }, fmt(t.objective)),
       metricNames.map((m) => h("td", { class: "num" }, fmt(t.metrics?.[m]))),
       h("td", {}, Object.entries(t.hparams || {}).map(([k, v]) => `${k}=${fmt(v)}`).join(" ")),
+      // a table job's row: the table's own cells (the trial's page has them too)
+      choices ? h("td", { class: "cells" }, choices.map((d, i) => {
+        const c = t.architecture?.choices?.[i];
+        return `${d.column}=${d.choices[c] ?? c}`;
+      }).join(" ")) : null,
       h("td", { class: "num", title: t.simulated ? "simulated training time (a benchmark table's, not measured here)" : null }, t.simulated ? `${fmt(t.cost_s, 2)} sim.` : fmt(t.cost_s, 2)), h("td", {}, t.worker ?? "–"))));
     // an empty page says why (its body was blank)
     if (!page.data.length) {
       const why = st.state ? `No ${st.state} trials${page.count ? " this far" : ""}.`
         : job.spec?.evaluator?.name === "rl2-meta" ? "No trials: a meta-training job trains a policy, not architectures (its curves are above)."
           : page.count ? "No trials this far." : ["QUEUED", "RUNNING"].includes(job.state) ? "No trials yet." : "No trials.";
-      tbody.append(h("tr", {}, h("td", { colspan: cols.length + 3, class: "muted", id: "trials-none" }, why)));
+      tbody.append(h("tr", {}, h("td", { colspan: cols.length + fixedCols, class: "muted", id: "trials-none" }, why)));
     }
     const first = st.cursors.length * st.limit + 1;
     info.textContent = page.count ? `${first}–${first + page.data.length - 1} of ${page.count} trials` : "no trials";
@@ -487,8 +562,9 @@ function trialsTable(job, metricNames) {
     if (focused === prev && prev.disabled && !next.disabled) next.focus();
     st.nextAfter = page.next_after;
     st.pageLen = page.data.length;
+    keepInAddress();
   };
-  const reload = () => (load().catch((err) => tbody.replaceChildren(h("tr", {}, h("td", { colspan: cols.length + 3 }, errorBox(err))))));
+  const reload = () => (load().catch((err) => tbody.replaceChildren(h("tr", {}, h("td", { colspan: cols.length + fixedCols }, errorBox(err))))));
   const reset = () => { st.offset = 0; st.after = null; st.cursors = []; reload(); };
   stateSel.addEventListener("change", () => { st.state = stateSel.value; reset(); });
   sortSel.addEventListener("change", () => { st.sort = sortSel.value; reset(); });
@@ -576,10 +652,10 @@ function heldOut(summary, ranked) {
     h("span", { class: "muted" }, `Measured after the search on held-out data (a test split, meta-test tasks): not what the search ranked by (${ranked}).`));
 }
 
-async function jobPage(id) {
+async function jobPage(id, params) {
   const left = leaving();
   let job;
-  try { job = await api(`/jobs/${id}`); } catch (err) { if (!left()) render(h("h1", {}, `Job ${id}`), errorBox(err)); return; }
+  try { job = await api(`/jobs/${id}`); } catch (err) { if (!left()) { render(h("h1", {}, `Job ${id}`), errorBox(err)); retryPage(err, left); } return; }
   if (left()) return;
   const spec = job.spec || {};
   const metric = spec.objective?.metrics?.[0] || spec.objective?.metric || "objective";
@@ -618,7 +694,7 @@ async function jobPage(id) {
   } catch { /* the table shows the error */ }
   if (left()) return;
   const metricNames = [...evaluatorMetrics].slice(0, 8);
-  const table = trialsTable(job, metricNames);
+  const table = trialsTable(job, metricNames, params);
   const charts = h("div", { class: "grid", id: "charts" });
   const loadCharts = async () => {
     const [hist, curves] = await Promise.all([api(`/jobs/${id}/history?points=1500`), api(`/jobs/${id}/curves`)]);
@@ -667,18 +743,42 @@ async function jobPage(id) {
       loadCharts().catch(() => {}).finally(() => { charting = false; lastCharts = Date.now(); });
     }
   };
-  stream(`/jobs/${id}/events`, (event, data) => {
-    if (event === "job") drawHead({ ...job, ...data });
-    if (event === "trial" && !pending) pending = setTimeout(flush, 400);
-    if (event === "end") { setTimeout(() => { table.refresh(); loadCharts().catch(() => {}); api(`/jobs/${id}`).then(drawHead).catch(() => {}); }, 300); }
-  }, ctl.signal).catch(() => {});
+  // The events until the job's end; a stream that stops short (the server stopped or
+  // restarted: its streams end) is followed again once the server answers, the job read
+  // anew (the page stood as it was, its ETA counting down, for good).
+  const follow = async () => {
+    let ended = false;
+    try {
+      await stream(`/jobs/${id}/events`, (event, data) => {
+        if (event === "job") drawHead({ ...job, ...data });
+        if (event === "trial" && !pending) pending = setTimeout(flush, 400);
+        if (event === "end") { ended = true; setTimeout(() => { table.refresh(); loadCharts().catch(() => {}); api(`/jobs/${id}`).then(drawHead).catch(() => {}); }, 300); }
+      }, ctl.signal);
+    } catch (err) {
+      if (ctl.signal.aborted || err.status === 401 || err.status === 404) return;
+    }
+    if (ended || ctl.signal.aborted) return;
+    setTimeout(async () => {
+      if (ctl.signal.aborted) return;
+      try {
+        job = await api(`/jobs/${id}`, { signal: ctl.signal });
+        if (ctl.signal.aborted) return;
+        drawHead(job); table.refresh(); loadCharts().catch(() => {});
+        if (!["QUEUED", "RUNNING"].includes(job.state)) return;
+      } catch (err) {
+        if (ctl.signal.aborted || err.status === 401 || err.status === 404) return;
+      }
+      follow();
+    }, 3000);
+  };
+  follow();
 }
 
 // --- trial page ----------------------------------------------------------------------------
 async function trialPage(id) {
   let t;
   const left = leaving();
-  try { t = await api(`/trials/${id}`); } catch (err) { if (!left()) render(h("h1", {}, `Trial ${id}`), errorBox(err)); return; }
+  try { t = await api(`/trials/${id}`); } catch (err) { if (!left()) { render(h("h1", {}, `Trial ${id}`), errorBox(err)); retryPage(err, left); } return; }
   if (left()) return;
   const iv = t.intermediate_values || [];
   const keys = [...new Set(iv.flatMap((v) => Object.keys(v.values).filter((k) => typeof v.values[k] === "number")))];
@@ -824,7 +924,7 @@ async function route() {
   // an id is 1..2^31-1 (0 or a longer number showed the server's validation message)
   const id = (re) => { const found = re.exec(path); return found && Number(found[1]) >= 1 && Number(found[1]) <= 2147483647 ? found : null; };
   try {
-    if ((m = id(/^\/jobs\/(\d+)$/))) await jobPage(m[1]);
+    if ((m = id(/^\/jobs\/(\d+)$/))) await jobPage(m[1], params);
     else if ((m = id(/^\/trials\/(\d+)$/))) await trialPage(m[1]);
     else if (path === "/compare") await comparePage(params);
     else if (path === "" || path === "/") await jobsPage(params);

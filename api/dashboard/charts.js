@@ -29,7 +29,11 @@ export function fmt(v, digits = 4) {
   if (typeof v !== "number") return String(v);
   if (Number.isInteger(v)) return String(v);
   const a = Math.abs(v);
-  return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(2) : v.toFixed(digits).replace(/\.?0+$/, "");
+  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(2);
+  // below the digits asked for, three significant ones (0.00113 s at 2 digits showed "0",
+  // while 0.000968 s showed 9.68e-4)
+  if (a !== 0 && a < 10 ** -digits) return v.toPrecision(3).replace(/\.?0+$/, "");
+  return v.toFixed(digits).replace(/\.?0+$/, "");
 }
 
 function extent(values) {

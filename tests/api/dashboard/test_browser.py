@@ -1147,3 +1147,110 @@ def test_owners_cancel_answers_compare_lengths_and_pager_focus(
         )
     assert p.evaluate("document.activeElement.id") == "trials-prev"
     assert page.errors == []
+
+
+def test_a_table_jobs_trials_show_the_tables_cells(page: Page, site: Site) -> None:
+    """A table job's trials table had its metrics and an empty hyperparameters column: which
+    row of the user's table a trial was showed only on its own page (the dashboard probe)."""
+    from tests.api.test_table_jobs import ROWS, table_spec, write_table
+
+    path = write_table(site.server.settings.data_dir / "cells")
+    with site.server.client(site.key) as client:
+        job = client.wait(
+            client.submit(table_spec(path, controller={"name": "grid"}))["id"], timeout=60
+        )
+    p = page.go(f"/jobs/{job['id']}")
+    p.wait_for_selector("#trials tbody tr[data-trial]")
+    heads = p.locator("#trials thead th").all_inner_texts()
+    assert "architecture" in heads, heads
+    at = heads.index("architecture") + 1
+    shown = p.locator(f"#trials tbody tr td:nth-child({at})").all_inner_texts()
+    assert sorted(shown) == sorted(
+        f"opt={o} width={w}" for o in ("adam", "sgd") for w in ("8", "16", "64")
+    )
+    values = p.locator("#trials tbody tr td:nth-child(4)").all_inner_texts()  # (val)
+    for cells, val in zip(shown, values, strict=True):
+        opt, width = (c.split("=")[1] for c in cells.split())
+        assert val == ("–" if (opt, width) not in ROWS else f"{ROWS[(opt, width)][0]:g}")
+    assert page.errors == []
+
+
+def test_the_trials_tables_sort_and_page_are_kept_in_the_address(page: Page, site: Site) -> None:
+    """Sorted by the objective, on page 2: Back from a trial (or a reload, or the link sent
+    to a colleague) showed page 1 in number order (the dashboard probe)."""
+    p = page.go(f"/jobs/{site.nb201['id']}")
+    p.wait_for_selector("#trials tbody tr[data-trial]")
+    p.click("#trials th button[data-sort='objective']")
+    p.wait_for_selector("#trials th[aria-sort='descending']")
+    p.click("#trials-next")
+    p.wait_for_function("document.querySelector('#trials-count').textContent.startsWith('26–50')")
+    expected = f"#/jobs/{site.nb201['id']}?sort=objective&order=desc&offset=25"
+    p.wait_for_function("want => location.hash === want", arg=expected)
+    rows = _rows(p, "trials")
+    p.click(f"#trials tbody tr[data-trial='{rows[0]}'] a")
+    p.wait_for_selector("h1:has-text('Trial')")
+    p.go_back()
+    p.wait_for_function("document.querySelector('#trials-count')?.textContent.startsWith('26–50')")
+    assert _rows(p, "trials") == rows
+    assert p.locator("#trial-sort").input_value() == "objective"
+    assert p.locator("#trial-order").input_value() == "desc"
+    p.click("#trials-prev")  # (the pages before it are there to go back to)
+    p.wait_for_function("document.querySelector('#trials-count').textContent.startsWith('1–25')")
+    p.wait_for_function(
+        "want => location.hash === want", arg=f"#/jobs/{site.nb201['id']}?sort=objective&order=desc"
+    )
+    assert page.errors == []
+
+
+@pytest.mark.timeout(300)
+def test_pages_say_the_server_is_gone_and_follow_it_again_once_restarted(
+    browser: Any, tmp_path: Any
+) -> None:
+    """A server restarted under an open job page left it as it was, its ETA counting down,
+    for good; the jobs list stopped polling at its first failed read (a job submitted
+    after the restart never appeared); a page opened while the server was down said only
+    'Failed to fetch' and stayed so (the dashboard probe). Each now says the server cannot
+    be reached and follows it again once it answers."""
+    from types import SimpleNamespace
+
+    from tests.api.conftest import LiveServer, make_settings
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'nas.db'}", tmp_path / "data")
+    server = LiveServer(settings).start()
+    key = server.create_key("restart")
+    site = SimpleNamespace(url=server.url, key=key)
+    pages: list[Page] = []
+    try:
+        with server.client(key) as client:
+            job = client.submit(standalone_spec(trials=12, epochs=1, name="restarted"))
+        jobs, job_page, gone = (Page(browser, site, key) for _ in range(3))  # type: ignore[arg-type]
+        pages += [jobs, job_page, gone]
+        job_page.go(f"/jobs/{job['id']}")
+        job_page.page.wait_for_selector("#trials tbody tr[data-trial] a")
+        trial = job_page.page.locator("#trials tbody tr[data-trial] a").first.get_attribute("href")
+        server.stop()
+        for p in (jobs.page, job_page.page):
+            p.wait_for_selector("#offline", state="visible")
+        # a page asked for while the server is down: said so (not 'Failed to fetch'), retried
+        gone.page.evaluate("fragment => { location.hash = fragment; }", trial)
+        gone.page.wait_for_selector("main [role=alert]:has-text('cannot be reached')")
+
+        server = LiveServer(settings, port=server.port).start()
+        with server.client(key) as client:
+            later = client.submit(standalone_spec(trials=1, epochs=1, name="after"))
+            jobs.page.wait_for_selector(f"#jobs tr[data-job='{later['id']}']")
+            assert jobs.page.locator("#offline").is_hidden()
+            gone.page.wait_for_selector("h1:has-text('Trial')")
+            done = client.wait(job["id"], timeout=120)
+        # the job page follows the job again: its end shown, every trial listed
+        job_page.page.wait_for_selector(f"#main .state-{done['state']}")
+        job_page.page.wait_for_function(
+            "n => document.querySelector('#trials-count').textContent.endsWith(`of ${n} trials`)",
+            arg=done["n_trials"],
+        )
+        for p in pages:
+            assert [e for e in p.errors if "Failed to load resource" not in e] == [], p.errors
+    finally:
+        for p in pages:
+            p.context.close()
+        server.stop()
