@@ -10,9 +10,12 @@ NAME --db URL``)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -68,7 +71,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
         return 2
     for warning in spec_warnings(resolved.spec):  # now, not after the whole search
         print(f"WARNING: {warning}", file=sys.stderr)
-    summary = run_local_search(resolved, out, progress=not args.quiet)
+    with _terminate_as_interrupt():
+        summary = run_local_search(resolved, out, progress=not args.quiet)
     best = summary["best"]
     print(f"run directory: {out}")
     meta = summary.get("meta_training")
@@ -1569,15 +1573,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, taken as Ctrl-C is (``_terminate_as_interrupt``)."""
+
+
+_terminated = False
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler's time limit) stops ``nas search``
+    as Ctrl-C does, keeping what the run has (it ended at once, the trials' file empty:
+    the HPO probe); the exit status is then 143, as a shell reports a SIGTERM. The signal's
+    earlier handling comes back afterwards (the command may run inside another program)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        global _terminated
+        _terminated = True
+        raise _Terminated("terminated (SIGTERM)")
+
+    before = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    global _terminated
+    _terminated = False
     try:
         return _main(argv)
     except KeyboardInterrupt as exc:
         # Also while the command still imports what it needs (its first half second), not
         # only once it runs. (What the interrupted command leaves behind, where it says: a
         # job that goes on, a run folder's files.)
-        print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
-        return 130
+        what = "terminated" if _terminated else "interrupted"
+        print(f"{what}: {exc}" if str(exc) else what, file=sys.stderr)
+        return 143 if _terminated else 130
 
 
 def _main(argv: Sequence[str] | None) -> int:

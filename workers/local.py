@@ -124,6 +124,7 @@ def run_local_search(
 
         def on_trial(record: TrialRecord) -> None:
             log.write(json.dumps(record.to_dict()) + "\n")
+            log.flush()  # (on disk as it ends: a kill -9 or an OOM kill lost every trial)
             best = search.best.result.objective if search.best is not None else None
             show(trials=str(record.number + 1), best=_fmt(best))
 

@@ -625,21 +625,35 @@ class SearchLoop:
                     "the search's result stands without those figures"
                 )
                 if isinstance(exc, KeyboardInterrupt):
-                    self.stopped_outcome = self._outcome_of(best, {}, [], warnings, error)
+                    # the weights the search learned stand with its result (Ctrl-C of nas
+                    # search lost meta-weights.pt, which a cancel in the service kept),
+                    # where they are at hand: not learned again after a Ctrl-C
+                    kept = (
+                        self._learned_files(best)
+                        if evaluator.learned_weights_ready(best.architecture)
+                        else []
+                    )
+                    self.stopped_outcome = self._outcome_of(best, {}, kept, warnings, error)
                     raise
             # What the search itself learned for its best (the meta-learned weights):
             # cheap once the meta-test's learner is at hand; learned again otherwise,
             # which a stop asked for meanwhile ends at once.
             try:
-                learned = evaluator.learned_weights(best.architecture, best.hparams)
+                files = self._learned_files(best)
             except Interrupted:
-                learned = None
+                files = []
             except KeyboardInterrupt:
                 self.stopped_outcome = self._outcome_of(best, final, [], warnings, error)
                 raise
-            if learned is not None:
-                files.append(OutputFile(META_WEIGHTS_FILE, META_WEIGHTS_KIND, learned))
         return self._outcome_of(best, final, files, warnings, error)
+
+    def _learned_files(self, best: TrialRecord) -> list[OutputFile]:
+        """The weights the search learned for its best architecture, as the run's file
+        (none for evaluators whose weights come from a ``final:`` retraining)."""
+        learned = self.components.evaluator.learned_weights(best.architecture, best.hparams)
+        return (
+            [] if learned is None else [OutputFile(META_WEIGHTS_FILE, META_WEIGHTS_KIND, learned)]
+        )
 
     def _outcome_of(
         self,

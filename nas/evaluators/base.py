@@ -381,6 +381,12 @@ class Evaluator(ABC):
         and its exports use; called after ``final_metrics`` for the same architecture."""
         return None
 
+    def learned_weights_ready(self, arch: Architecture) -> bool:
+        """Whether ``learned_weights(arch)`` answers at once, without learning anything
+        again (what a search stopped by Ctrl-C may still ask for); the default's ``None``
+        always does."""
+        return True
+
     def memory(self) -> list[dict[str, Any]] | None:
         """What this evaluator keeps from the trials it evaluated that judges later ones (a
         pruner's record of each: its verdict and intermediate values), one plain-data entry

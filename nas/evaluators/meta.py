@@ -919,6 +919,12 @@ class MetaEvaluator(Evaluator):
         self._final = (arch.key, learner, settings)
         return learner, settings
 
+    def learned_weights_ready(self, arch: Architecture) -> bool:
+        """The architecture's learner is at hand (the meta-test's, or a trial's state kept
+        here): no meta-training again."""
+        final = self._final is not None and self._final[0] == arch.key
+        return final or arch.key in self._learned
+
     def _embedding_file(
         self,
         arch: Architecture,

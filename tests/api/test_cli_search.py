@@ -299,6 +299,41 @@ def _interruptible_search(
 
 
 @pytest.mark.slow
+def test_a_sigterm_keeps_the_trials_completed_as_ctrl_c_does(
+    tmp_path: Path, time_left: Callable[..., float]
+) -> None:
+    """``kill`` (a batch scheduler's time limit, ``timeout``) ended nas search at once with
+    nothing said and trials.jsonl empty, though trials had completed (the HPO probe): its
+    lines were buffered, and SIGTERM was not handled. Each trial is on disk as it ends (a
+    kill -9 keeps it too), and SIGTERM stops the search as Ctrl-C does."""
+    import signal
+
+    spec = _tiny_digits_spec("term", 200, {"epochs": 1})
+    del spec["final"]
+    spec_file, out = tmp_path / "term.yaml", tmp_path / "run"
+    spec_file.write_text(yaml.safe_dump(spec))
+    proc = _interruptible_search(tmp_path, str(spec_file), str(out), stderr=subprocess.PIPE)
+    trials = out / "trials.jsonl"
+    try:
+        # a completed trial is on disk while the search runs (it stayed in a buffer)
+        wait_for(
+            lambda: trials.is_file() and trials.read_text().count("\n") >= 2,
+            timeout=time_left(240),
+            interval=0.05,
+        )
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=time_left(120))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert f"terminated: the trials completed so far are in {trials}" in err
+    lines = trials.read_text().splitlines()
+    assert len(lines) >= 2 and [json.loads(x)["number"] for x in lines] == list(range(len(lines)))
+
+
+@pytest.mark.slow
 def test_an_interrupt_during_the_final_retraining_keeps_the_searchs_result(
     tmp_path: Path,
 ) -> None:

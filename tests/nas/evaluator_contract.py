@@ -115,7 +115,9 @@ class EvaluatorContract:
         arch = self._archs(space, 1, seed=4)[0]
         metrics = evaluator.final_metrics(arch)
         assert all(isinstance(v, float | int) for v in metrics.values())
-        # Weights the search learned itself (meta-learning): of that architecture, or none.
+        # Weights the search learned itself (meta-learning): of that architecture, or none;
+        # at hand once its final figures are (a Ctrl-C after them still keeps them)
+        assert evaluator.learned_weights_ready(arch)
         learned = evaluator.learned_weights(arch)
         if learned is not None:
             assert MetaWeights.load(learned).architecture == arch.to_dict()

@@ -168,6 +168,9 @@ def test_a_stop_during_the_meta_test_keeps_the_searchs_result(
     assert summary["best"] is not None and not summary["best"].get("final_metrics")
     assert "stopped (interrupted)" in summary["warnings"][-1]
     assert (tmp_path / "best_architecture.json").is_file()
+    # the weights the search learned too, as the service's cancel keeps them (the few-shot
+    # probe: Ctrl-C lost meta-weights.pt); the same as the uninterrupted outcome's
+    assert (tmp_path / "meta-weights.pt").read_bytes() == outcome.files[0].data
 
 
 def test_the_meta_test_is_outside_the_searchs_wall_time(monkeypatch: pytest.MonkeyPatch) -> None:
