@@ -194,7 +194,11 @@ def check_data_paths(
             )
         elif not _is_file(real):
             again = " any more" if stored else ""
-            msg = f"no such file under the data roots{again}: {value!r}"
+            msg = (
+                f"a folder, not a file: name the file in it: {value!r}"
+                if real.is_dir()
+                else f"no such file under the data roots{again}: {value!r}"
+            )
         else:
             continue
         problems.append({"loc": loc, "msg": msg, "type": "path_not_allowed"})

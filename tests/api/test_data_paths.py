@@ -87,6 +87,11 @@ def test_only_the_sections_asked_for_and_messages_for_a_stored_job(tmp_path: Pat
     with pytest.raises(SpecError) as gone:
         check_data_paths(_npz(roots[0] / "gone.npz"), roots, private=(), stored=True)
     assert "no such file under the data roots any more" in str(gone.value)
+    # a folder under the roots is said to be one (it was 'no such file': the HPO probe)
+    (roots[0] / "runs").mkdir()
+    with pytest.raises(SpecError) as folder:
+        check_data_paths(_npz(roots[0] / "runs"), roots, private=())
+    assert f"a folder, not a file: name the file in it: '{roots[0] / 'runs'}'" in str(folder.value)
     with pytest.raises(SpecError) as at_submit:
         check_data_paths(outside, roots, private=())
     assert "must name a file under this server's data roots" in str(at_submit.value)
