@@ -29,7 +29,7 @@ function headers(extra = {}) {
 // TypeError ("Failed to fetch"). A banner says so until a request is answered again; the
 // pages go on asking (a page froze for good after a server restart, without a word).
 function unreachable(err) { return err instanceof TypeError; }
-const offline = h("p", { id: "offline", role: "status", class: "offline", hidden: true },
+const offline = h("p", { id: "offline", "aria-live": "polite", class: "offline", hidden: true },
   "The server cannot be reached (stopped or restarting?): this page keeps trying and updates once it answers.");
 document.querySelector("header").after(offline);
 function setOffline(down) { offline.hidden = !down; }
@@ -506,12 +506,12 @@ function trialsTable(job, metricNames, params = new URLSearchParams()) {
   const heads = () => {
     // redrawn on every load: a sort button that had the focus (a keyboard user's) keeps it
     const focused = headRow.contains(document.activeElement) ? document.activeElement.dataset.sort : null;
-    headRow.replaceChildren(...cols.map((c) => {
+    headRow.replaceChildren(...[...cols.map((c) => {
       const sortable = sortKeys.includes(c);
       return h("th", { scope: "col", class: c === "state" ? "" : "num", "aria-sort": st.sort === c ? (st.order === "asc" ? "ascending" : "descending") : null },
         sortable ? h("button", { type: "button", "data-sort": c, onclick: () => setSort(c) }, c) : c);
     }), h("th", { scope: "col" }, "hyperparameters"), choices ? h("th", { scope: "col" }, "architecture") : null,
-    h("th", { scope: "col", class: "num" }, "seconds"), h("th", { scope: "col" }, "worker"));
+    h("th", { scope: "col", class: "num" }, "seconds"), h("th", { scope: "col" }, "worker")].filter((n) => n !== null));
     if (focused) headRow.querySelector(`button[data-sort="${focused}"]`)?.focus();
   };
   let requests = 0; // only the newest request's answer is shown (an older one may come later)

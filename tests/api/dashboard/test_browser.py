@@ -1237,17 +1237,18 @@ def test_pages_say_the_server_is_gone_and_follow_it_again_once_restarted(
 
         server = LiveServer(settings, port=server.port).start()
         with server.client(key) as client:
+            done = client.wait(job["id"], timeout=120)  # (taken over by the new server)
+            # the job page follows the job again: its end shown, every trial listed
+            job_page.page.wait_for_selector(f"#main .state-{done['state']}")
+            job_page.page.wait_for_function(
+                "n => document.querySelector('#trials-count').textContent.endsWith(`of ${n} trials`)",
+                arg=done["n_trials"],
+            )
+            gone.page.wait_for_selector("h1:has-text('Trial')")
+            # the jobs list polls again: a job submitted since shows up
             later = client.submit(standalone_spec(trials=1, epochs=1, name="after"))
             jobs.page.wait_for_selector(f"#jobs tr[data-job='{later['id']}']")
             assert jobs.page.locator("#offline").is_hidden()
-            gone.page.wait_for_selector("h1:has-text('Trial')")
-            done = client.wait(job["id"], timeout=120)
-        # the job page follows the job again: its end shown, every trial listed
-        job_page.page.wait_for_selector(f"#main .state-{done['state']}")
-        job_page.page.wait_for_function(
-            "n => document.querySelector('#trials-count').textContent.endsWith(`of ${n} trials`)",
-            arg=done["n_trials"],
-        )
         for p in pages:
             assert [e for e in p.errors if "Failed to load resource" not in e] == [], p.errors
     finally:
