@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -563,7 +564,7 @@ def _followed_events(
     of the job's end (a server restart, a stall), until the server has been out of reach
     for ``WATCH_UNREACHABLE_S`` in a row (``CommandError`` naming the next step). A key the
     server refuses since (revoked, or rotated) is said as such."""
-    from api.client import ApiError, ServerUnreachable, format_detail
+    from api.client import ApiError, format_detail, passing_fault
 
     out_since: float | None = None
     while True:
@@ -573,19 +574,6 @@ def _followed_events(
                 out_since = None  # (it answers again)
                 yield event, data
             return  # (its end event)
-        except ServerUnreachable as exc:
-            out_since = started if out_since is None else out_since
-            if time.monotonic() - out_since >= WATCH_UNREACHABLE_S:
-                raise CommandError(
-                    f"cannot follow job {job_id}: {exc.reason}; out of reach for "
-                    f"{WATCH_UNREACHABLE_S:g} s: the job goes on once the server is back, "
-                    f"where 'nas watch {job_id}' follows it again"
-                ) from None
-            say(
-                f"job {job_id}: {exc.reason}; following it again as soon as the server "
-                f"answers (for up to {WATCH_UNREACHABLE_S:g} s)"
-            )
-            time.sleep(1.0)
         except ApiError as exc:
             if exc.status_code == 401:
                 raise CommandError(
@@ -593,7 +581,21 @@ def _followed_events(
                     f"rotated: a rotated key's new secret follows job {job_id}, a new key "
                     f"does not): {format_detail(exc.detail)}"
                 ) from None
-            raise
+            reason = passing_fault(exc)  # (no answer, or a 503: its database out a moment)
+            if reason is None:
+                raise
+            out_since = started if out_since is None else out_since
+            if time.monotonic() - out_since >= WATCH_UNREACHABLE_S:
+                raise CommandError(
+                    f"cannot follow job {job_id}: {reason}; out of reach for "
+                    f"{WATCH_UNREACHABLE_S:g} s: the job goes on once the server is back, "
+                    f"where 'nas watch {job_id}' follows it again"
+                ) from None
+            say(
+                f"job {job_id}: {reason}; following it again as soon as the server "
+                f"answers (for up to {WATCH_UNREACHABLE_S:g} s)"
+            )
+            time.sleep(1.0)
 
 
 def _watch(client: Any, job_id: int) -> int:
@@ -997,12 +999,15 @@ def _database_url(args: argparse.Namespace) -> str:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-    url = shown = _settings(args).resolved_database_url()
+    url = _settings(args).resolved_database_url()
+    # (a URL that does not parse is shown with its password masked all the same)
+    shown = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
     try:
         parsed = make_url(url)
         shown = parsed.render_as_string(hide_password=True)
         parsed.get_dialect().import_dbapi()
-    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+    # (ValueError: a port that is no number, an unclosed [ of an IPv6 host: a traceback)
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
         raise CommandError(
             f"{_database_source(args)}: {shown!r} is not a database URL this service can use "
             f"({str(exc).splitlines()[0]}); use sqlite:///FILE or "

@@ -63,6 +63,18 @@ class ServerUnreachable(ApiError):
         Exception.__init__(self, f"cannot talk to the server at {server}: {reason}")
 
 
+def passing_fault(exc: ApiError) -> str | None:
+    """What made a request fail for a while only, or ``None``: no answer (a server
+    restarting), or 503 (its database out for a moment: "try again shortly", with
+    ``Retry-After``). A wait rides these out (a 503 ended ``wait`` and ``nas watch`` at
+    once, the job going on: the PostgreSQL probe)."""
+    if isinstance(exc, ServerUnreachable):
+        return exc.reason
+    if exc.status_code == 503:
+        return f"HTTP 503: {format_detail(exc.detail)}"
+    return None
+
+
 #: What a server URL may end in that is the API's prefix, not part of the server's address.
 API_PREFIX = "/api/v1"
 
@@ -347,7 +359,17 @@ class NasClient:
             asked = time.monotonic()
             try:
                 item = read()
-            except ServerUnreachable as exc:
+            except ApiError as exc:
+                reason = passing_fault(exc)
+                if reason is None:
+                    if exc.status_code == 401 and state != "unknown":
+                        raise ApiError(
+                            401,
+                            f"{format_detail(exc.detail)} (this key was accepted earlier in "
+                            "this wait: it has been revoked, or rotated; a rotated key's new "
+                            "secret sees its jobs, a new key does not)",
+                        ) from exc
+                    raise
                 now = time.monotonic()
                 # (from when the failed request was sent: a hung server's 30 s timeouts
                 # counted from their end let 60 s become 90)
@@ -356,24 +378,19 @@ class NasClient:
                 if deadline is not None and now > deadline:
                     raise TimeoutError(
                         f"{what} still {state} after {timeout} s, the server out of reach for "
-                        f"the last {out:.0f} s ({exc.reason})"
+                        f"the last {out:.0f} s ({reason})"
                     ) from exc
-                if out >= unreachable_s:
+                if out >= unreachable_s and isinstance(exc, ServerUnreachable):
                     raise ServerUnreachable(
                         self.server,
-                        f"{exc.reason} (out of reach for {out:.0f} s in a row while waiting for "
+                        f"{reason} (out of reach for {out:.0f} s in a row while waiting for "
                         f"{what}; a restarted server takes its jobs over: wait again once it is "
                         "back)",
                     ) from exc
-            except ApiError as exc:
-                if exc.status_code == 401 and state != "unknown":
+                if out >= unreachable_s:
                     raise ApiError(
-                        401,
-                        f"{format_detail(exc.detail)} (this key was accepted earlier in this "
-                        "wait: it has been revoked, or rotated; a rotated key's new secret "
-                        "sees its jobs, a new key does not)",
+                        503, f"{reason} (for {out:.0f} s in a row while waiting for {what})"
                     ) from exc
-                raise
             else:
                 out_since, state = None, item["state"]
                 if done(item):

@@ -134,9 +134,14 @@ class PgReader:
 
     async def run(self, make_plan: Callable[[], Plan[T]]) -> T:
         import psycopg
+        from psycopg_pool import PoolTimeout
 
         try:
             return await self._drive(make_plan())
+        except PoolTimeout:
+            # No connection came within the wait (the database down): that is the answer
+            # (a PoolTimeout is an OperationalError, and a second wait made it 20 s, not 10)
+            raise
         except psycopg.OperationalError:
             # Connections lost meanwhile (a database restart, an idle timeout): the pool has
             # thrown this one away; check the idle ones (they died too, most likely) and try

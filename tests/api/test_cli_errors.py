@@ -89,6 +89,27 @@ def test_keys_create_refuses_a_blank_name_naming_the_option(tmp_path: Path, name
 
 # --- 2: an unusable or unreachable database -----------------------------------------------------
 @pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://postgres:secret@127.0.0.1:notaport/x",
+        "postgresql+psycopg://postgres@[::1:5432/x",
+    ],
+)
+def test_a_database_url_that_does_not_parse_is_one_line_without_its_password(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A port that is no number, or an unclosed [ of an IPv6 host, was a traceback
+    (make_url's ValueError; the PostgreSQL probe)."""
+    from api.cli import main
+
+    assert main(["keys", "list", "--db", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --db: 'postgresql+psycopg://postgres") and "Traceback" not in err
+    assert "is not a database URL this service can use" in err, err
+    assert "secret" not in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
     "command",
     [
         ["keys", "--db", "bogus://x", "list"],
