@@ -45,12 +45,25 @@ _PLAIN_ERRORS = {
     413: "the body is larger than NAS_MAX_BODY_BYTES",
     415: "a content type other than JSON or YAML (UTF-8, uncompressed)",
     503: "the database is unavailable; try again shortly",
+    507: "the artifacts storage is full; nothing was written",
 }
 _VALIDATION = {
     "description": "invalid input: one entry per problem, with its field path (loc)",
     "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
     },
+}
+
+
+_EITHER_ERROR = {
+    "application/json": {
+        "schema": {
+            "anyOf": [
+                {"$ref": "#/components/schemas/HTTPValidationError"},
+                {"$ref": "#/components/schemas/Error"},
+            ]
+        }
+    }
 }
 
 
@@ -109,7 +122,10 @@ def _complete(doc: dict[str, Any], *, auth: bool) -> None:
             responses = operation.setdefault("responses", {})
             codes: set[int] = set()
             if path.startswith("/api/"):
-                responses.setdefault("422", _VALIDATION)
+                if "content" not in responses.setdefault("422", _VALIDATION):
+                    # a route's own 422 (a rank out of range, an unknown format): a message,
+                    # or the problems of its parameters (a generated client parsed neither)
+                    responses["422"]["content"] = _EITHER_ERROR
                 codes.add(503)  # (every one reads the database)
                 if auth:
                     codes.update((400, 401))  # (400: two Authorization headers)
@@ -121,7 +137,7 @@ def _complete(doc: dict[str, Any], *, auth: bool) -> None:
             elif method in ("post", "put", "patch", "delete"):
                 codes.add(413)  # (a body it does not read is still refused past the limit)
             for code in sorted(codes):
-                _plain(responses, code)
+                _plain(responses, code, every=True)
             for code, response in responses.items():
                 if code in {str(c) for c in _PLAIN_ERRORS} and "content" not in response:
                     _plain(responses, int(code))
@@ -180,6 +196,12 @@ def _components() -> dict[str, dict[str, type[BaseModel]]]:
     }
 
 
-def _plain(responses: dict[str, Any], code: int) -> None:
+def _plain(responses: dict[str, Any], code: int, *, every: bool = False) -> None:
+    """The plain error ``code`` with its body; ``every``: one every such operation may
+    answer (a 503 of the database), said beside a route's own reasons for it, which
+    replaced it ("read-only storage" alone on a DELETE)."""
     response = responses.setdefault(str(code), {"description": _PLAIN_ERRORS[code]})
+    generic = _PLAIN_ERRORS[code]
+    if every and generic not in response.get("description", ""):
+        response["description"] = f"{generic}; or: {response.get('description', '')}"
     response["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}

@@ -259,7 +259,13 @@ class RetrainRead(BaseModel):
     "/{job_id}/retrain",
     response_model=RetrainRead,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=_errors,
+    responses={
+        **_errors,
+        422: {
+            "description": "rank out of range, or a job whose data cannot be trained on "
+            "(a NAS-Bench-201 table, a user's benchmark table)"
+        },
+    },
 )
 def retrain_architecture(
     job_id: JobId,
