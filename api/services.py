@@ -29,7 +29,7 @@ from api.settings import Settings
 from api.trainable import trainable_problem
 from api.warmstart import resolve_warm_start
 from controllers import CONTROLLERS
-from nas.errors import SpecError
+from nas.errors import DatasetError, SpecError
 from nas.evaluators import EVALUATORS
 from nas.export import get_format, supported_formats
 from nas.paths import spec_path
@@ -310,6 +310,16 @@ def check_job_files(
     except SpecError as exc:
         where = "; ".join(f"{'.'.join(map(str, e['loc']))} {e['msg']}" for e in exc.errors)
         raise ConflictError(f"job {job.id}'s files are not readable here: {where}") from None
+    if "space" in sections:
+        # a space read from a file (a table) still reads as its job pinned it: an export
+        # kept from before the table changed was served as if it did (rank 1's, where
+        # rank 2's, written now, answered 409: the warm-start probe)
+        try:
+            resolved.build_space().decisions()
+        except DatasetError as exc:
+            raise ConflictError(
+                f"job {job.id}'s files cannot be read as they were at submit: {exc}"
+            ) from None
     if "dataset" in sections and job.summary:
         changed = changed_data_files(resolved, job.summary.get("data_files"))
         if changed:

@@ -368,6 +368,10 @@ def test_a_table_that_gained_a_value_is_refused_not_read_as_other_rows(
         {"column": "width", "choices": ["8", "16", "64"]},
     ]
     trial = next(t for t in client.all_trials(job["id"]) if t["state"] == "COMPLETE")
+    # exported once before (kept under the job's artifacts): not served again as if the
+    # table still read so (rank 1's copy was, where rank 2's answered 409: the probe)
+    kept = client._http.get(f"/api/v1/jobs/{job['id']}/export", params={"format": "json"})
+    assert kept.status_code == 200, kept.text
     with path.open("a") as table:
         table.write("rmsprop,8,50.0,49.5,10\n")
     for url, params in _reading_the_table(job, trial):
