@@ -460,7 +460,7 @@ def other_space(source: str, theirs: Any, ours: Mapping[str, Any]) -> str | None
     values (the whole sections, several hundred characters for a table space, left the
     reader to find them)."""
     theirs, ours = space_with_defaults(theirs), space_with_defaults(dict(ours))
-    if theirs == ours:
+    if theirs == ours or _same_table_decisions(theirs, ours):
         return None
     if not isinstance(theirs, Mapping):
         return f"{source} has no space section; the spaces must match"
@@ -477,6 +477,25 @@ def other_space(source: str, theirs: Any, ours: Mapping[str, Any]) -> str | None
         if theirs.get(key) != ours.get(key)
     ]
     return f"{source} searched another space ({'; '.join(differ)}); the spaces must match"
+
+
+def _same_table_decisions(theirs: Any, ours: Mapping[str, Any]) -> bool:
+    """Two of a user's tables whose decisions are the same columns with the same choices,
+    each given (as a job stores them), are one search space over other data: a CIFAR-10
+    table lends its trials to a CIFAR-100 one as NAS-Bench-201's datasets do (the file's
+    path made them other spaces). Their architectures, indices into those choices, name
+    the same cells in both; a combination the target's table lacks is pruned there."""
+    if not isinstance(theirs, Mapping) or not theirs.get("name") == ours.get("name") == "table":
+        return False
+
+    def pinned(section: Mapping[str, Any]) -> Any:
+        decisions = section.get("decisions")
+        explicit = isinstance(decisions, list) and all(
+            isinstance(d, Mapping) and isinstance(d.get("choices"), list) for d in decisions
+        )
+        return {k: v for k, v in section.items() if k != "path"} if explicit else None
+
+    return pinned(theirs) is not None and pinned(theirs) == pinned(ours)
 
 
 def other_hparams(

@@ -109,6 +109,35 @@ def test_a_table_job_warm_starts_from_another_on_the_same_table(
     assert done["summary"]["best"]["final_metrics"]["test"] == 88.5
 
 
+def test_a_table_job_warm_starts_from_one_on_another_table_of_the_same_decisions(
+    server: LiveServer, client: NasClient
+) -> None:
+    """Two tables of the same columns and choices (a CIFAR-10 and a CIFAR-100 benchmark)
+    were other spaces for their paths alone: a warm start between them was a 422 (the
+    warm-start probe). The source lends its rows' ranks; a table of other choices does not."""
+    source_path = write_table(server.settings.data_dir / "a")
+    source = client.wait(
+        client.submit(table_spec(source_path, controller={"name": "grid"}))["id"], timeout=120
+    )
+    other = write_table(server.settings.data_dir / "b", "other.csv")
+    other.write_text(other.read_text().replace("90.0,88.5", "91.0,89.5"))
+    warm = {"jobs": [source["id"]], "top_k": 2, "predicted": 0}
+    job = client.wait(
+        client.submit(table_spec(other, budget={"trials": 4}, warm_start=warm, seed=3))["id"],
+        timeout=120,
+    )
+    assert job["state"] == "SUCCEEDED", job["reason"]
+    first = client.trials(job["id"], limit=2)["data"]
+    assert [t["objective"] for t in first] == [91.0, 80.0]  # the source's two best rows
+    # another column's choices: other architectures, refused at the field as before
+    fewer = write_table(server.settings.data_dir / "c", "fewer.csv")
+    fewer.write_text("\n".join(x for x in fewer.read_text().splitlines() if ",64," not in x))
+    with pytest.raises(ApiError) as refused:
+        client.submit(table_spec(fewer, warm_start=warm))
+    assert refused.value.status_code == 422
+    assert "searched another space" in str(refused.value) and "decisions" in str(refused.value)
+
+
 def test_a_table_outside_the_data_roots_is_refused_before_it_is_read(
     server: LiveServer, client: NasClient, tmp_path: Path
 ) -> None:
