@@ -110,10 +110,13 @@ def delete_job(
                     f"POST /api/v1/jobs/{job_id}/cancel)"
                 )
                 raise ConflictError(f"job {job_id} is RUNNING: {hint}")
-            # This server's retrainings, and any other server's whose heartbeat is fresh.
+            # This server's retrainings, and any other server's whose heartbeat is fresh: a
+            # RUNNING retraining trial (its result is the last thing a retraining writes;
+            # this server's registry of them, cleared a moment later, answered 409 to a
+            # delete right after 'nas retrain' had seen it COMPLETE)
             reap_stale_retrainings(session, job_id, retrainings)
             recorded = TrialRepository(session).running(job_id, worker_suffix=RETRAIN_WORKER)
-            if retrainings.running(job_id) or recorded:
+            if recorded:
                 raise ConflictError(
                     f"a retraining of job {job_id} is running; delete the job when it has finished"
                 )

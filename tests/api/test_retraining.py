@@ -230,6 +230,35 @@ def test_a_retraining_renews_its_heartbeat_and_a_silent_one_is_reaped_on_any_mac
     wait_for(lambda: not retrainings.running(job_id), timeout=10)
 
 
+def test_a_job_deletes_once_its_retrainings_trial_is_recorded_finished(
+    write: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """'nas retrain' saw its trial COMPLETE and 'nas delete' right after answered 409 "a
+    retraining is running": the retraining's thread, whose last write that result is, had
+    not yet left this server's registry (a CI run). Only a RUNNING retraining trial stops
+    a delete; one recorded finished does not, whatever the registry says a moment longer."""
+    from api.auth import LOCAL_ADMIN
+    from api.deletion import delete_job
+    from api.services import ConflictError
+
+    retrainings = Retrainings(limit=1, lease_s=60.0)
+    job_id = _job(write, standalone_spec())
+    arch = Architecture("enas-macro", (0, 0, 0))
+    with session_scope(write) as session:
+        TrialRepository(session).add_running(job_id, [RunningTrial(
+            number=0, candidate_id=-1, architecture=arch, hparams={}, started_at=time.time(),
+            worker=retrainings.worker,
+        )])  # fmt: skip
+    retrainings._add(job_id, 0)  # its thread runs
+    with pytest.raises(ConflictError, match="a retraining of job"):
+        delete_job(write, tmp_path / "artifacts", retrainings, LOCAL_ADMIN, job_id)
+    with session_scope(write) as session:
+        TrialRepository(session).finish(job_id, 0, state="COMPLETE", metrics={})
+    delete_job(write, tmp_path / "artifacts", retrainings, LOCAL_ADMIN, job_id)  # (still listed)
+    with session_scope(write) as session:
+        assert JobRepository(session).get(job_id) is None
+
+
 def test_a_retraining_that_waited_for_a_slot_through_a_shutdown_never_starts(
     write: sessionmaker[Session], tmp_path: Path
 ) -> None:
