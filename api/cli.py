@@ -1001,7 +1001,7 @@ def _database_url(args: argparse.Namespace) -> str:
 
     url = _settings(args).resolved_database_url()
     # (a URL that does not parse is shown with its password masked all the same)
-    shown = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+    shown = re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)  # (to the last @: one may be in it)
     try:
         parsed = make_url(url)
         shown = parsed.render_as_string(hide_password=True)

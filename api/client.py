@@ -376,8 +376,9 @@ class NasClient:
                 out_since = asked if out_since is None else out_since
                 out = now - out_since
                 if deadline is not None and now > deadline:
+                    how = "out of reach" if isinstance(exc, ServerUnreachable) else "answering 503"
                     raise TimeoutError(
-                        f"{what} still {state} after {timeout} s, the server out of reach for "
+                        f"{what} still {state} after {timeout} s, the server {how} for "
                         f"the last {out:.0f} s ({reason})"
                     ) from exc
                 if out >= unreachable_s and isinstance(exc, ServerUnreachable):
@@ -389,7 +390,9 @@ class NasClient:
                     ) from exc
                 if out >= unreachable_s:
                     raise ApiError(
-                        503, f"{reason} (for {out:.0f} s in a row while waiting for {what})"
+                        503,
+                        f"{format_detail(exc.detail)} (for {out:.0f} s in a row while waiting "
+                        f"for {what})",
                     ) from exc
             else:
                 out_since, state = None, item["state"]

@@ -28,7 +28,8 @@ function headers(extra = {}) {
 // The server out of reach (stopped, restarting, the network down): fetch rejects with a
 // TypeError ("Failed to fetch"). A banner says so until a request is answered again; the
 // pages go on asking (a page froze for good after a server restart, without a word).
-function unreachable(err) { return err instanceof TypeError; }
+class Unreachable extends Error {}
+function unreachable(err) { return err instanceof Unreachable; }
 const offline = h("p", { id: "offline", "aria-live": "polite", class: "offline", hidden: true },
   "The server cannot be reached (stopped or restarting?): this page keeps trying and updates once it answers.");
 document.querySelector("header").after(offline);
@@ -39,8 +40,9 @@ async function api(path, { method = "GET", body, type, raw = false, signal } = {
   try {
     res = await fetch(`/api/v1${path}`, { method, body, signal, headers: headers(type ? { "Content-Type": type } : {}) });
   } catch (err) {
-    if (unreachable(err) && !signal?.aborted) setOffline(true);
-    throw err;
+    if (signal?.aborted) throw err;
+    setOffline(true);
+    throw new Unreachable(err.message);
   }
   setOffline(false);
   if (res.status === 401) { showLogin("That API key was not accepted; enter a valid key."); throw new ApiError(401, "unauthorized"); }
@@ -457,12 +459,14 @@ function tableDecisions(spec) {
   return Array.isArray(decisions) && decisions.every((d) => d && Array.isArray(d.choices)) ? decisions : null;
 }
 
+const MAX_OFFSET = 10_000_000; // the server's largest trials offset
 // metricNames: the columns to start with; each page shown adds those its trials hold (a
 // pruned trial's epochs_trained, a retraining's test_accuracy), and a column once shown stays.
 // params: the page's address's state, sort, order and offset, which the table keeps there as
 // they change (Back from a trial, a reload or a link showed trial 1 in number order again).
-function trialsTable(job, metricNames, params = new URLSearchParams()) {
-  const st = { state: "", sort: "number", order: "asc", limit: 25, offset: 0, after: null, cursors: [] };
+function trialsTable(job, metricNames, params = new URLSearchParams(), left = () => false) {
+  // restored: the rows before the page the address named (its pages are not in cursors)
+  const st = { state: "", sort: "number", order: "asc", limit: 25, offset: 0, after: null, cursors: [], restored: 0 };
   const askedState = (params.get("state") || "").toUpperCase();
   if (TRIAL_STATES.includes(askedState)) st.state = askedState;
   const askedSort = params.get("sort");
@@ -472,20 +476,23 @@ function trialsTable(job, metricNames, params = new URLSearchParams()) {
   }
   if (params.get("order") === "desc") st.order = "desc";
   const askedOffset = Number(params.get("offset") || 0);
-  if (Number.isInteger(askedOffset) && askedOffset > 0) {
-    st.offset = Math.floor(askedOffset / st.limit) * st.limit;
-    st.cursors = Array.from({ length: st.offset / st.limit }, (_, k) => ({ after: null, offset: k * st.limit }));
+  if (Number.isInteger(askedOffset) && askedOffset > 0) { // (at most the server's limit)
+    st.offset = st.restored = Math.floor(Math.min(askedOffset, MAX_OFFSET) / st.limit) * st.limit;
   }
   const choices = tableDecisions(job.spec);
   const fixedCols = choices ? 4 : 3; // the columns after the metrics'
+  const rowsBefore = () => st.restored + st.cursors.length * st.limit; // rows before the page
   const keepInAddress = () => {
     const q = new URLSearchParams();
     if (st.state) q.set("state", st.state);
     if (st.sort !== "number") q.set("sort", st.sort);
     if (st.order !== "asc") q.set("order", st.order);
-    if (st.cursors.length) q.set("offset", st.cursors.length * st.limit);
+    if (rowsBefore()) q.set("offset", rowsBefore());
     const here = `#/jobs/${job.id}`, want = `${here}${q.size ? `?${q}` : ""}`;
-    if (location.hash.split("?")[0] === here && location.hash !== want) history.replaceState(history.state, "", want);
+    if (location.hash.split("?")[0] === here && location.hash !== want) {
+      history.replaceState(history.state, "", want);
+      main.dataset.route = want; // (the page is the one at the new address)
+    }
   };
   const tbody = h("tbody");
   const info = h("span", { class: "muted", id: "trials-count", "aria-live": "polite" });
@@ -521,7 +528,7 @@ function trialsTable(job, metricNames, params = new URLSearchParams()) {
     if (st.state) q.set("state", st.state);
     if (st.after !== null) q.set("after", st.after); else if (st.offset) q.set("offset", st.offset);
     const page = await api(`/jobs/${job.id}/trials?${q}`);
-    if (mine !== requests) return;
+    if (mine !== requests || left()) return; // (the user went elsewhere: nor the address)
     const before = metricNames.length;
     if (addMetricNames(metricNames, page.data)) {
       for (const m of metricNames.slice(before)) { sortKeys.push(m); cols.push(m); }
@@ -551,10 +558,11 @@ function trialsTable(job, metricNames, params = new URLSearchParams()) {
           : page.count ? "No trials this far." : ["QUEUED", "RUNNING"].includes(job.state) ? "No trials yet." : "No trials.";
       tbody.append(h("tr", {}, h("td", { colspan: cols.length + fixedCols, class: "muted", id: "trials-none" }, why)));
     }
-    const first = st.cursors.length * st.limit + 1;
-    info.textContent = page.count ? `${first}–${first + page.data.length - 1} of ${page.count} trials` : "no trials";
+    const first = rowsBefore() + 1;
+    info.textContent = !page.count ? "no trials"
+      : page.data.length ? `${first}–${first + page.data.length - 1} of ${page.count} trials` : `none this far: ${page.count} trials`;
     const focused = document.activeElement;
-    prev.disabled = st.cursors.length === 0;
+    prev.disabled = rowsBefore() === 0;
     next.disabled = first + page.data.length - 1 >= page.count;
     // a pager button disabled under the keyboard's focus (the last page reached) hands the
     // focus to the other one, which was lost to the page's body
@@ -565,7 +573,7 @@ function trialsTable(job, metricNames, params = new URLSearchParams()) {
     keepInAddress();
   };
   const reload = () => (load().catch((err) => tbody.replaceChildren(h("tr", {}, h("td", { colspan: cols.length + fixedCols }, errorBox(err))))));
-  const reset = () => { st.offset = 0; st.after = null; st.cursors = []; reload(); };
+  const reset = () => { st.offset = 0; st.after = null; st.cursors = []; st.restored = 0; reload(); };
   stateSel.addEventListener("change", () => { st.state = stateSel.value; reset(); });
   sortSel.addEventListener("change", () => { st.sort = sortSel.value; reset(); });
   orderSel.addEventListener("change", () => { st.order = orderSel.value; reset(); });
@@ -576,7 +584,13 @@ function trialsTable(job, metricNames, params = new URLSearchParams()) {
     else st.offset += st.limit;
     reload();
   });
-  prev.addEventListener("click", () => { const c = st.cursors.pop(); if (c) { st.after = c.after; st.offset = c.offset; } reload(); });
+  prev.addEventListener("click", () => {
+    const c = st.cursors.pop();
+    if (c) { st.after = c.after; st.offset = c.offset; } else if (st.restored > 0) { // (a page the address named)
+      st.after = null; st.offset = st.restored = Math.max(0, st.restored - st.limit);
+    }
+    reload();
+  });
   const el = h("section", { "aria-labelledby": "trials-title" },
     h("h2", { id: "trials-title" }, "Trials"),
     h("div", { class: "controls" },
@@ -694,7 +708,7 @@ async function jobPage(id, params) {
   } catch { /* the table shows the error */ }
   if (left()) return;
   const metricNames = [...evaluatorMetrics].slice(0, 8);
-  const table = trialsTable(job, metricNames, params);
+  const table = trialsTable(job, metricNames, params, left);
   const charts = h("div", { class: "grid", id: "charts" });
   const loadCharts = async () => {
     const [hist, curves] = await Promise.all([api(`/jobs/${id}/history?points=1500`), api(`/jobs/${id}/curves`)]);
@@ -752,7 +766,13 @@ async function jobPage(id, params) {
       await stream(`/jobs/${id}/events`, (event, data) => {
         if (event === "job") drawHead({ ...job, ...data });
         if (event === "trial" && !pending) pending = setTimeout(flush, 400);
-        if (event === "end") { ended = true; setTimeout(() => { table.refresh(); loadCharts().catch(() => {}); api(`/jobs/${id}`).then(drawHead).catch(() => {}); }, 300); }
+        if (event === "end") {
+          ended = true;
+          setTimeout(() => {
+            if (ctl.signal.aborted) return; // (the user went elsewhere meanwhile)
+            table.refresh(); loadCharts().catch(() => {}); api(`/jobs/${id}`).then(drawHead).catch(() => {});
+          }, 300);
+        }
       }, ctl.signal);
     } catch (err) {
       if (ctl.signal.aborted || err.status === 401 || err.status === 404) return;

@@ -28,10 +28,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from nas.datasets.base import FILE_PARAM, DatasetEntry, load_dataset
-from nas.datasets.npz import NpzConfig, check_npz, load_npz
+from nas.datasets.npz import NpzConfig, check_npz, load_npz, stored_before_check
 from nas.datasets.tasks import SPLITS, TaskBatch, TaskDistribution
 from nas.errors import DatasetError
 from nas.paths import spec_path
@@ -187,6 +187,11 @@ class EpisodesConfig(BaseModel):
     channels_last_check: bool = Field(
         True, description="source npz: as the npz dataset's (refuse images that look (N, H, W, C))"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unchecked_when_stored_before(cls, data: Any, info: ValidationInfo) -> Any:
+        return stored_before_check(data, info)
 
     @model_validator(mode="after")
     def _check(self) -> EpisodesConfig:

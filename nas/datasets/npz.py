@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationInfo, model_validator
 
 from nas.datasets.base import (
     FILE_PARAM,
@@ -24,7 +24,7 @@ from nas.datasets.base import (
     split_size,
     with_channels,
 )
-from nas.errors import DatasetError
+from nas.errors import DatasetError, at_submit
 from nas.paths import spec_path
 
 _ARRAYS = ("x", "y", "x_test", "y_test")
@@ -43,8 +43,14 @@ class NpzConfig(HeldOutConfig):
         True,
         description="refuse images that look channels-last, (N, H, W, C) with C 1, 3 or 4 "
         "and H over 4 (the networks take (N, C, H, W) and would read rows as channels); "
-        "false for a file whose (N, C, H, W) examples only look so",
+        "false for a file whose (N, C, H, W) examples only look so; a job stored before "
+        "this setting has none and reads its file as it did",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unchecked_when_stored_before(cls, data: Any, info: ValidationInfo) -> Any:
+        return stored_before_check(data, info)
 
 
 #: What reading an archive that is not a valid .npz raises: a corrupt or truncated file, an
@@ -61,6 +67,15 @@ _UNREADABLE = (
     NotImplementedError,
     MemoryError,
 )
+
+
+def stored_before_check(data: Any, info: ValidationInfo) -> Any:
+    """``channels_last_check`` as a spec stored before the setting is read: off, as its job
+    trained on the file then (it said to set the check off, which a stored job cannot, and
+    its retraining failed); a spec submitted now takes the default, on."""
+    if isinstance(data, dict) and "channels_last_check" not in data and not at_submit(info.context):
+        return {**data, "channels_last_check": False}
+    return data
 
 
 def load_npz(

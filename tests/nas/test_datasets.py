@@ -21,6 +21,7 @@ from nas.datasets import (
 )
 from nas.datasets.digits import digits_arrays, digits_file
 from nas.errors import DatasetError, SpecError, UnknownNameError
+from nas.spec import ResolvedSpec
 from workers.search import parse_spec
 
 SPLITS = ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test")
@@ -226,7 +227,7 @@ def test_npz_images_stored_channels_last_are_refused_unless_said_to_be_channels_
     last = write_npz(tmp_path / "last.npz", x=rng.normal(size=(40, 8, 8, 3)), y=np.arange(40) % 8)
     for call in (check_dataset, load_dataset):
         with pytest.raises(DatasetError, match=r"x looks channels-last.*np\.moveaxis\(x, -1, 1\)"):
-            call("npz", path=last)
+            call("npz", path=last, channels_last_check=True)
     data = load_dataset("npz", path=last, channels_last_check=False)
     assert_well_formed(data, (8, 8, 3))
     moved = np.moveaxis(np.load(last)["x"], -1, 1)
@@ -234,8 +235,23 @@ def test_npz_images_stored_channels_last_are_refused_unless_said_to_be_channels_
     assert_well_formed(load_dataset("npz", path=fixed), (3, 8, 8))
     # as an episodes source too
     with pytest.raises(DatasetError, match="x looks channels-last"):
-        check_dataset("episodes", source="npz", path=last, ways=2)
+        check_dataset("episodes", source="npz", path=last, ways=2, channels_last_check=True)
     check_dataset("episodes", source="npz", path=last, ways=2, channels_last_check=False)
+    # on at submit, as the stored spec then says; a spec stored before the setting has
+    # none and reads its file as its job did (told to set it off, which a stored job
+    # cannot, its retraining failed: the review)
+    spec = {
+        "name": "cl", "dataset": {"name": "npz", "path": last},
+        "space": {"name": "mlp"}, "controller": {"name": "random"},
+        "evaluator": {"name": "standalone", "epochs": 1}, "budget": {"trials": 1},
+    }  # fmt: skip
+    resolved = parse_spec(spec)
+    assert resolved.dataset_params["channels_last_check"] is True
+    stored = resolved.to_dict()
+    del stored["dataset"]["channels_last_check"]
+    before = ResolvedSpec.from_stored(stored).dataset_params
+    assert "channels_last_check" not in before
+    assert_well_formed(load_dataset("npz", **before), (8, 8, 3))
     # (N, 1, 28, 28) and small images with few channels, (N, 4, 3, 3), are channels-first
     for shape in ((40, 1, 28, 28), (40, 4, 3, 3), (40, 3, 5, 4)):
         ok = write_npz(tmp_path / "ok.npz", x=np.zeros(shape), y=np.arange(40) % 4)

@@ -1199,6 +1199,14 @@ def test_the_trials_tables_sort_and_page_are_kept_in_the_address(page: Page, sit
     p.wait_for_function(
         "want => location.hash === want", arg=f"#/jobs/{site.nb201['id']}?sort=objective&order=desc"
     )
+    # an offset past the trials (or past any number) is said, the pages before it reachable
+    # (a huge one replaced the page by "Invalid array length": the review)
+    # (not page.go: the address is made canonical, offset=10000000, as it loads)
+    p.evaluate("h => { location.hash = h; }", f"#/jobs/{site.nb201['id']}?offset=100000000000000")
+    p.wait_for_function(
+        "document.querySelector('#trials-count')?.textContent === 'none this far: 120 trials'"
+    )
+    assert p.locator("#trials-prev").is_enabled()
     assert page.errors == []
 
 
@@ -1222,12 +1230,15 @@ def test_pages_say_the_server_is_gone_and_follow_it_again_once_restarted(
     pages: list[Page] = []
     try:
         with server.client(key) as client:
-            job = client.submit(standalone_spec(trials=12, epochs=1, name="restarted"))
+            # (long enough to be running when the server stops: ~0.5 s a trial)
+            job = client.submit(standalone_spec(trials=20, epochs=2, name="restarted"))
         jobs, job_page, gone = (Page(browser, site, key) for _ in range(3))  # type: ignore[arg-type]
         pages += [jobs, job_page, gone]
         job_page.go(f"/jobs/{job['id']}")
         job_page.page.wait_for_selector("#trials tbody tr[data-trial] a")
         trial = job_page.page.locator("#trials tbody tr[data-trial] a").first.get_attribute("href")
+        with server.client(key) as client:
+            assert client.job(job["id"])["state"] == "RUNNING"  # (the page follows it)
         server.stop()
         for p in (jobs.page, job_page.page):
             p.wait_for_selector("#offline", state="visible")
