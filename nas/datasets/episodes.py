@@ -28,10 +28,17 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from nas.datasets.base import FILE_PARAM, DatasetEntry, load_dataset
-from nas.datasets.npz import NpzConfig, check_npz, load_npz, stored_before_check
+from nas.datasets.npz import NpzConfig, channels_last_default, check_npz, load_npz
 from nas.datasets.tasks import SPLITS, TaskBatch, TaskDistribution
 from nas.errors import DatasetError
 from nas.paths import spec_path
@@ -184,14 +191,19 @@ class EpisodesConfig(BaseModel):
         (0.6, 0.2, 0.2), description="shares of the classes for meta-train, -validation, -test"
     )
     split_seed: int = Field(0, ge=0, description="seed of the class split")
-    channels_last_check: bool = Field(
-        True, description="source npz: as the npz dataset's (refuse images that look (N, H, W, C))"
+    channels_last_check: bool | None = Field(
+        None,
+        validate_default=True,
+        description="source npz: as the npz dataset's (refuse images that look (N, H, W, C))",
+        json_schema_extra={"default": True},
     )
 
-    @model_validator(mode="before")
+    # (a field's validator: a model's "before" one made the JSON arrays of class_split
+    # Python lists, which strict validation refuses as its tuple)
+    @field_validator("channels_last_check")
     @classmethod
-    def _unchecked_when_stored_before(cls, data: Any, info: ValidationInfo) -> Any:
-        return stored_before_check(data, info)
+    def _unchecked_when_stored_before(cls, value: bool | None, info: ValidationInfo) -> bool:
+        return channels_last_default(value, info)
 
     @model_validator(mode="after")
     def _check(self) -> EpisodesConfig:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from nas.datasets.base import (
     FILE_PARAM,
@@ -39,18 +39,20 @@ class NpzConfig(HeldOutConfig):
     test_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="share held out for testing when the file has no x_test"
     )
-    channels_last_check: bool = Field(
-        True,
+    channels_last_check: bool | None = Field(
+        None,
+        validate_default=True,
         description="refuse images that look channels-last, (N, H, W, C) with C 1, 3 or 4 "
         "and H over 4 (the networks take (N, C, H, W) and would read rows as channels); "
-        "false for a file whose (N, C, H, W) examples only look so; a job stored before "
-        "this setting has none and reads its file as it did",
+        "false for a file whose (N, C, H, W) examples only look so. Unset: true for a spec "
+        "submitted now (stored so); a job stored before this setting reads its file as it did",
+        json_schema_extra={"default": True},
     )
 
-    @model_validator(mode="before")
+    @field_validator("channels_last_check")
     @classmethod
-    def _unchecked_when_stored_before(cls, data: Any, info: ValidationInfo) -> Any:
-        return stored_before_check(data, info)
+    def _unchecked_when_stored_before(cls, value: bool | None, info: ValidationInfo) -> bool:
+        return channels_last_default(value, info)
 
 
 #: What reading an archive that is not a valid .npz raises: a corrupt or truncated file, an
@@ -69,13 +71,11 @@ _UNREADABLE = (
 )
 
 
-def stored_before_check(data: Any, info: ValidationInfo) -> Any:
-    """``channels_last_check`` as a spec stored before the setting is read: off, as its job
-    trained on the file then (it said to set the check off, which a stored job cannot, and
-    its retraining failed); a spec submitted now takes the default, on."""
-    if isinstance(data, dict) and "channels_last_check" not in data and not at_submit(info.context):
-        return {**data, "channels_last_check": False}
-    return data
+def channels_last_default(value: bool | None, info: ValidationInfo) -> bool:
+    """``channels_last_check`` unset: on at submit (the stored spec then says so); off for a
+    spec stored before the setting, as its job trained on the file then (it was told to set
+    the check off, which a stored job cannot, and its retraining failed)."""
+    return at_submit(info.context) if value is None else value
 
 
 def load_npz(
