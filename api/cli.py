@@ -1578,10 +1578,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, taken as Ctrl-C is (``_terminate_as_interrupt``)."""
-
-
+#: Set by ``_terminate_as_interrupt``'s handler: the interrupt ``main`` meets was a SIGTERM.
 _terminated = False
 
 
@@ -1598,7 +1595,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
     def terminate(signum: int, frame: Any) -> None:
         global _terminated
         _terminated = True
-        raise _Terminated("terminated (SIGTERM)")
+        raise KeyboardInterrupt("terminated (SIGTERM)")
 
     before = signal.signal(signal.SIGTERM, terminate)
     try:
