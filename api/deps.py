@@ -169,6 +169,23 @@ def _invalid(loc: list[str], msg: str) -> HTTPException:
 SpecDocument = Annotated[SpecBody, Depends(_spec_document)]
 
 
+async def _no_body(request: Request) -> None:
+    """For a POST whose parameters are all in its query: a body that says something is a
+    422 (a JSON ``{"rank": 2}`` sent to ``/retrain`` retrained rank 1 without a word). An
+    empty body, ``{}`` or ``null`` say nothing."""
+    raw = (await request.body()).strip()
+    if raw in (b"", b"{}", b"null"):
+        return
+    raise _invalid(
+        ["body"],
+        f"{request.method} {request.url.path} takes no body: its parameters are query "
+        "parameters (e.g. ?rank=2)",
+    )
+
+
+NoBody = Depends(_no_body)
+
+
 #: The id columns' ranges: job ids are 32-bit integers (``INTEGER`` on PostgreSQL), trial ids
 #: 64-bit. An id outside them is a 422 naming the path parameter, never a database error.
 INT32_MAX = 2**31 - 1

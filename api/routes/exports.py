@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from api.client import WEIGHTS_HEADER
 from api.db import one_snapshot, session_scope
-from api.deps import CurrentPrincipal, JobId, StateDep
+from api.deps import CurrentPrincipal, JobId, NoBody, StateDep
 from api.exports import cached_export, plan_export, record_export, write_export
 from api.models import JobModel
 from api.policies import stored_policy
@@ -259,11 +259,13 @@ class RetrainRead(BaseModel):
     "/{job_id}/retrain",
     response_model=RetrainRead,
     status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[NoBody],
     responses={
         **_errors,
         422: {
-            "description": "rank out of range, or a job whose data cannot be trained on "
-            "(a NAS-Bench-201 table, a user's benchmark table)"
+            "description": "rank out of range, a body (the rank is a query parameter), or a "
+            "job whose data cannot be trained on (a NAS-Bench-201 table, a user's benchmark "
+            "table)"
         },
     },
 )

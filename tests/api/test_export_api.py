@@ -283,6 +283,14 @@ def test_tabular_job_exports_the_architecture_but_cannot_train(
         assert "untrained=true" in str(err)
     err = _error(lambda: client.retrain(job_id, 1))
     assert err.status_code == 422 and "cannot be retrained" in str(err) and "tabular" in str(err)
+    # The rank is a query parameter: a JSON body naming one was ignored (rank 1 retrained).
+    retrain = f"/api/v1/jobs/{job_id}/retrain"
+    said = client._http.post(retrain, json={"rank": 2})
+    assert said.status_code == 422, said.text
+    assert said.json()["detail"][0]["loc"] == ["body"] and "?rank=2" in said.text
+    for empty in ({}, None):  # says nothing: the job's own problem answers
+        answer = client._http.post(retrain, json=empty)
+        assert answer.status_code == 422 and "cannot be retrained" in answer.text
     assert client.job(job_id)["n_trials"] == 30  # nothing recorded
 
     # A bundle or card without trained weights says so (it came without a word: the probe
