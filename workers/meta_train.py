@@ -88,7 +88,7 @@ class MetaTrainSearch(SearchLoop):
         self.curve: list[dict[str, Any]] = []
         self._elapsed_before = 0.0
         self._infeasible_in_a_row = 0
-        self._batch_first = 0
+        self._batch_numbers: list[int] = []
         self._running = False
         self._recorded = True  # the last iteration is in a curve point (and checkpointed)
         config = self.evaluator.config

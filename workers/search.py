@@ -293,7 +293,7 @@ class SearchLoop:
         self._elapsed_before = 0.0
         self._infeasible_in_a_row = 0
         self._failed_in_a_row = 0
-        self._batch_first = 0
+        self._batch_numbers: list[int] = []  # the trial number of each candidate evaluated
         self._running = False
         self.components.evaluator.report = self._report
         self.components.evaluator.poll = self._poll
@@ -428,18 +428,24 @@ class SearchLoop:
                 raise RuntimeError(
                     f"controller {controller.name!r} proposed nothing although no result is pending"
                 )
-            batch = self._prune_infeasible(batch)
-            if batch:
-                self._evaluate(batch)
+            self._evaluate(batch, self._constraint_checks(batch))
             # A result the budget refused leaves its candidate pending: not a safe point.
             if self.consistent and self._safe_point(SafePoint(), pause):
                 return False
         return True
 
-    def _evaluate(self, batch: list[Candidate]) -> None:
+    def _evaluate(
+        self, batch: list[Candidate], settled: dict[int, tuple[TrialResult, TrialRun]]
+    ) -> None:
+        """Evaluate the batch's candidates but those ``settled`` already (infeasible ones,
+        by their index in the batch) and record every one in the batch's order: trial
+        numbers follow the order of the proposals (an infeasible candidate was recorded
+        before the feasible ones proposed ahead of it: a warm start's first prior showed as
+        trial 7)."""
         controller, evaluator = self.components.controller, self.components.evaluator
-        self._batch_first = len(self.trials)
-        first = self._batch_first
+        first = len(self.trials)
+        evaluated = [i for i in range(len(batch)) if i not in settled]
+        self._batch_numbers = [first + i for i in evaluated]
 
         def opened(
             indices: Sequence[int], worker: str | None, at: float | None
@@ -453,13 +459,13 @@ class SearchLoop:
                     at,
                     worker,
                 )
-                for i in indices
+                for i in (evaluated[j] for j in indices)
             ]
 
         on_start: StartFn | None = None
         if not evaluator.instant:
             if self.executor.queues and self.events.on_trials_queued is not None:
-                self.events.on_trials_queued(opened(range(len(batch)), None, None))
+                self.events.on_trials_queued(opened(range(len(evaluated)), None, None))
             if (started := self.events.on_trials_started) is not None:
 
                 def on_start(indices: Sequence[int], worker: str, at: float) -> None:
@@ -467,7 +473,7 @@ class SearchLoop:
 
         # Each result is recorded as soon as those before it in the batch are: a trial that
         # ended while others of its batch still run (Ray tasks) is not kept RUNNING for them.
-        ready: dict[int, tuple[TrialResult, TrialRun]] = {}
+        ready: dict[int, tuple[TrialResult, TrialRun]] = dict(settled)
         recorded = 0  # the batch's first trials recorded so far
         refused = False  # the budget refused a result: the rest of the batch is not recorded
         why: str | None = None  # the last infeasible candidate's reason
@@ -500,6 +506,7 @@ class SearchLoop:
                     self._failed_in_a_row = 0
 
         def on_result(index: int, result: TrialResult, ran: TrialRun) -> None:
+            index = evaluated[index]
             ready[index] = (result, ran)
             record_ready()
             ended = self.events.on_trial_ended
@@ -507,12 +514,16 @@ class SearchLoop:
                 # Waits for a trial before it: its end is told now, its record in turn.
                 ended(self._record_of(first + index, batch[index], self._primary(result), ran))
 
+        record_ready()  # the infeasible candidates ahead of the first one evaluated
+        if not evaluated:
+            self._stop_if_in_a_row(why, failed)
+            return
         self._in_trials = True
         try:
             results = self.executor.evaluate(
                 evaluator,
-                [c.architecture for c in batch],
-                [c.hparams for c in batch],
+                [batch[i].architecture for i in evaluated],
+                [batch[i].hparams for i in evaluated],
                 should_stop=self._stop_now,
                 on_start=on_start,
                 on_result=on_result,
@@ -523,7 +534,7 @@ class SearchLoop:
             # The time budget ran out while trials ran, which fails the job: those that
             # ended are recorded, the others stopped and dropped.
             record_ready()
-            stopped = len(batch) - recorded
+            stopped = sum(1 for i in evaluated if i >= recorded)
             self.budget.reason = self._time_stop + (
                 "; the trial running then stopped"
                 if stopped == 1
@@ -534,10 +545,15 @@ class SearchLoop:
         finally:
             self._in_trials = False
         runs = self.executor.last_runs
-        for i, (result, ran) in enumerate(zip(results, runs, strict=True)):
+        for i, result, ran in zip(evaluated, results, runs, strict=True):
             if i >= recorded:
                 ready.setdefault(i, (result, ran))
         record_ready()
+        self._stop_if_in_a_row(why, failed)
+
+    def _stop_if_in_a_row(self, why: str | None, failed: str | None) -> None:
+        """End the search after too many infeasible candidates or failed trials in a row
+        (``why``, ``failed``: the last one's reason or error)."""
         if self._infeasible_in_a_row >= self.max_infeasible_in_a_row and not self.budget.reason:
             self.budget.reason = (
                 f"no feasible candidate in the last {self._infeasible_in_a_row} proposals ({why})"
@@ -554,7 +570,7 @@ class SearchLoop:
         asked for meanwhile ends the batch here (``Interrupted``)."""
         self._poll()
         if self.events.on_intermediate is not None:
-            self.events.on_intermediate(self._batch_first + index, epoch, values)
+            self.events.on_intermediate(self._batch_numbers[index], epoch, values)
         self._trial_safe_point(epoch)
 
     def _poll(self) -> None:
@@ -798,36 +814,25 @@ class SearchLoop:
     #: 100,000 failing trials in seconds (the probe of lifecycle operations).
     max_failed_in_a_row: int = 100
 
-    def _prune_infeasible(self, batch: list[Candidate]) -> list[Candidate]:
+    def _constraint_checks(self, batch: list[Candidate]) -> dict[int, tuple[TrialResult, TrialRun]]:
         """Check ``objective.constraints`` before anything is evaluated: each infeasible
-        candidate becomes a PRUNED trial at once (its measured figures as metrics, the
-        reason as error, no cost), counted in the trial budget and told to the controller
-        as not complete. Returns the feasible candidates, in order."""
+        candidate's result, by its index in the batch, a PRUNED trial (its measured figures
+        as metrics, the reason as error, no cost), counted in the trial budget and told to
+        the controller as not complete when it is recorded, in the batch's order."""
         constraints = self.resolved.spec.objective.constraints
         limits = constraints.limits() if constraints is not None else {}
         if not limits:
-            return batch
-        controller, evaluator = self.components.controller, self.components.evaluator
+            return {}
         started = time.time()
-        checks = evaluator.check_constraints([c.architecture for c in batch], limits)
-        finished = time.time()
-        feasible = []
-        for candidate, (why, figures) in zip(batch, checks, strict=True):
-            if why is None:
-                feasible.append(candidate)
-                self._infeasible_in_a_row = 0
-                continue
-            result = TrialResult(TrialState.PRUNED, metrics=figures, error=why)
-            self.budget.admit(result)
-            self._record(candidate, result, started, finished, worker=self.executor.worker_name)
-            controller.tell(candidate.id, result)
-            self._infeasible_in_a_row += 1
-        if not feasible and self._infeasible_in_a_row >= self.max_infeasible_in_a_row:
-            self.budget.reason = (
-                f"no feasible candidate in the last {self._infeasible_in_a_row} proposals "
-                f"(objective.constraints: {limits})"
-            )
-        return feasible
+        checks = self.components.evaluator.check_constraints(
+            [c.architecture for c in batch], limits
+        )
+        ran = TrialRun(self.executor.worker_name, started, time.time())
+        return {
+            i: (TrialResult(TrialState.PRUNED, metrics=figures, error=why), ran)
+            for i, (why, figures) in enumerate(checks)
+            if why is not None
+        }
 
     def _primary(self, result: TrialResult) -> TrialResult:
         """The result with ``objective`` = the spec's ``objective.metric`` (the first of

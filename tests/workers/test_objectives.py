@@ -58,6 +58,10 @@ def test_infeasible_nb201_candidates_are_pruned_at_no_cost(nb201_table: Path) ->
     assert not pending & {t.candidate_id for t in outcome.trials}
     assert loop.budget.used_trials == len(outcome.trials)
     assert outcome.best.result.metrics["params_M"] * 1e6 <= 4e5
+    # Numbered in the order proposed, the pruned among the evaluated (a batch's pruned
+    # candidates came first: a warm start's first prior showed as trial 7).
+    ids = [t.candidate_id for t in outcome.trials]
+    assert ids == sorted(ids) and [t.number for t in outcome.trials] == list(range(len(ids)))
 
 
 def test_pruned_candidates_count_in_the_trial_budget(nb201_table: Path) -> None:
