@@ -118,6 +118,26 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def _plain(value: Any, loc: list[str | int]) -> Any:
+    """``value`` as JSON can hold it: numpy scalars and arrays (a notebook's values) as
+    numbers and lists, tuples as lists; anything else JSON lacks is a ``SpecError`` naming
+    its field (a bare ``TypeError``, "Object of type int64 is not JSON serializable", named
+    none)."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {key: _plain(item, [*loc, str(key)]) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item, [*loc, i]) for i, item in enumerate(value)]
+    if hasattr(value, "dtype") and hasattr(value, "tolist"):  # numpy, without importing it
+        return _plain(value.tolist(), loc)
+    raise SpecError.at(
+        loc or ["<document>"],
+        f"a {type(value).__name__} is not a JSON value: give a number, a string, a boolean, "
+        "null, a list or a mapping",
+    )
+
+
 class NasClient:
     """Talks to ``nas serve``. ``server`` defaults to ``$NAS_SERVER`` and ``api_key`` to
     ``$NAS_API_KEY``."""
@@ -128,6 +148,7 @@ class NasClient:
         self.server = server_url(server or os.environ.get("NAS_SERVER") or DEFAULT_SERVER)
         key = api_key if api_key is not None else os.environ.get("NAS_API_KEY")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._timeout = timeout
         self._http = httpx.Client(
             base_url=self.server, headers=headers, timeout=timeout, verify=tls_context()
         )
@@ -160,7 +181,7 @@ class NasClient:
     def submit(self, spec: str | Path | Mapping[str, Any]) -> dict[str, Any]:
         """Submit a spec: a path to a YAML/JSON file, or a mapping."""
         if isinstance(spec, Mapping):
-            body = dict(spec)
+            body = _plain(spec, [])
             try:
                 json.dumps(body, allow_nan=False)
             except ValueError as exc:  # NaN or infinity: httpx's bare ValueError named no field
@@ -176,6 +197,12 @@ class NasClient:
         if not isinstance(spec, str | os.PathLike):
             raise TypeError(
                 f"a spec is a path to a YAML or JSON file or a mapping, not a {type(spec).__name__}"
+            )
+        if isinstance(spec, str) and ("\n" in spec or spec.lstrip().startswith("{")):
+            # (it was read as a file name: "OSError: File name too long")
+            raise TypeError(
+                "a spec is a path to a YAML or JSON file or a mapping, not the text of one: "
+                "parse it first (yaml.safe_load(text)) and submit the mapping"
             )
         path = Path(spec)
         try:
@@ -332,7 +359,7 @@ class NasClient:
         """Poll a trial until it is no longer WAITING or RUNNING; returns it. Timeouts and a
         server out of reach as ``wait``."""
         return self._poll_until(
-            lambda: self.trial(trial_id),
+            f"/api/v1/trials/{trial_id}",
             lambda trial: TrialState(trial["state"]).is_finished(),
             f"trial {trial_id}",
             timeout,
@@ -342,23 +369,28 @@ class NasClient:
 
     def _poll_until(
         self,
-        read: Callable[[], dict[str, Any]],
+        path: str,
         done: Callable[[dict[str, Any]], bool],
         what: str,
         timeout: float | None,
         poll: float,
         unreachable_s: float,
     ) -> dict[str, Any]:
-        """``read()`` every ``poll`` seconds until ``done`` says yes; ``ServerUnreachable``
+        """GET ``path`` every ``poll`` seconds until ``done`` says yes; ``ServerUnreachable``
         only after ``unreachable_s`` seconds in a row out of reach (a restart is not an
-        end), ``TimeoutError`` after ``timeout`` (also while out of reach)."""
+        end), ``TimeoutError`` after ``timeout`` (also while out of reach: no request waits
+        past it, where a hung server's answer was waited for the client's whole 30 s)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         out_since: float | None = None  # (when the first request that failed was sent)
         state = "unknown"
         while True:
             asked = time.monotonic()
             try:
-                item = read()
+                if deadline is None:
+                    item = self._request("GET", path)
+                else:  # (at least a moment: a last look once the time is up)
+                    left = max(deadline - asked, 0.2)
+                    item = self._request("GET", path, timeout=min(left, self._timeout))
             except ApiError as exc:
                 reason = passing_fault(exc)
                 if reason is None:
@@ -557,7 +589,7 @@ class NasClient:
         restarted server takes its running jobs over, until it has been out of reach for
         ``unreachable_s`` seconds in a row: then ``ServerUnreachable``."""
         return self._poll_until(
-            lambda: self.job(job_id),
+            f"/api/v1/jobs/{job_id}",
             lambda job: job["state"] in FINISHED,
             f"job {job_id}",
             timeout,

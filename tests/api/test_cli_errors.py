@@ -441,6 +441,37 @@ def test_client_names_the_field_of_a_number_json_cannot_send() -> None:
 
 
 @sqlite_only
+def test_client_sends_numpy_values_as_numbers_and_names_a_field_json_lacks(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """A notebook's ``np.int64`` seed raised a bare ``TypeError: Object of type int64 is
+    not JSON serializable`` naming no field (the probe of the Python client); a spec's text
+    given as a str was read as a file name (``OSError: File name too long``)."""
+    import datetime
+
+    import numpy as np
+
+    spec = {**nb201_spec(), "seed": np.int64(3)}
+    spec["space"] = {"name": "nb201", "reductions": np.array([1, 2])}
+    with server.client(server.create_key("numpy")) as client:
+        sent = client.submit({**spec, "space": {"name": "nb201"}})["spec"]
+        assert sent["seed"] == 3 and type(sent["seed"]) is int
+        with pytest.raises(ApiError) as answer:  # sent as a list: the server's own answer
+            client.submit(spec)
+        assert answer.value.status_code == 422 and "reductions" in str(answer.value)
+        spec = {**nb201_spec(), "budget": {"minutes": datetime.date(2026, 1, 1)}}
+        with pytest.raises(SpecError) as caught:
+            client.submit(spec)
+        (error,) = caught.value.errors
+        assert (
+            error["loc"] == ("budget", "minutes") and "a date is not a JSON value" in error["msg"]
+        )
+        with pytest.raises(TypeError, match="not the text of one: parse it first"):
+            client.submit(json.dumps(nb201_spec()))
+        assert client.jobs()["count"] == 1
+
+
+@sqlite_only
 def test_client_wait_outlasts_a_server_restart(
     database_url: str, tmp_path: Path, time_left: Any
 ) -> None:
@@ -567,6 +598,27 @@ def test_wait_on_a_hung_server_gives_up_after_unreachable_s_not_a_request_timeou
     assert "out of reach for 2 s in a row while waiting for job 1" in str(caught.value)
     assert "wait again once it is back" in str(caught.value)
     assert took < 2.9, took  # (two timed-out requests, not three)
+
+
+def test_wait_on_a_hung_server_ends_at_its_timeout_not_the_clients_request_timeout() -> None:
+    """``wait(timeout=1)`` on a server that accepts and never answers raised
+    ``TimeoutError`` after the client's 30 s request timeout (the probe of the Python
+    client: SIGSTOP'd server, 30.1 s for a 5 s wait)."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    listener.listen(16)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with NasClient(url, api_key="k") as client:  # the default 30 s per request
+            for wait in (client.wait, client.wait_trial):
+                started = time.monotonic()
+                with pytest.raises(TimeoutError, match=r"still unknown after 1\.0 s"):
+                    wait(1, timeout=1.0, poll=0.05)
+                took = time.monotonic() - started
+                assert took < 5, took  # (1 s, and a last look of at most 0.2 s)
+    finally:
+        listener.close()
 
 
 # --- 10: whole column titles --------------------------------------------------------------------
