@@ -154,31 +154,25 @@ def resolve_policy_job(
         return None
     jobs = JobRepository(session)
     job = jobs.get(job_id, owner_id=principal.key_id, any_owner=principal.sees_all)
-    holder = None  # the job whose copy the stored spec names, unless another user's
     if job is None and stored_copy is not None:
         named = int(stored_copy.parent.parent.name)
-        if jobs.get(named) is None:
-            holder = named  # deleted since, its copy with it
-        elif jobs.get(named, owner_id=principal.key_id, any_owner=principal.sees_all):
-            holder = named
+        if jobs.get(named, owner_id=principal.key_id, any_owner=principal.sees_all):
             try:
                 data = stored_copy.read_bytes()
             except OSError:
                 data = None
             if data is not None:
-                return _checked(job_id, data, resolved, f"job {holder}'s copy of job {job_id}'s")
-    if job is None and jobs.get(job_id) is None and jobs.was_given(job_id):
-        # (it said "no job N of yours" of the user's own deleted job; and "was deleted" of
-        # another user's job, which exists: that one is "no job N of yours", as a job
-        # never created is)
-        copy = "" if holder is None else f", as is the copy job {holder} ran"
+                return _checked(job_id, data, resolved, f"job {named}'s copy of job {job_id}'s")
+    if job is None:
+        # One answer for another user's job, a deleted one and an id never given: it said
+        # "was deleted" of ids deleted by anyone, which told another user's deleted jobs
+        # from their live ones (the probe of a team's server).
         raise SpecError.at(
             _LOC,
-            f"job {job_id} was deleted, and its policy with it{copy}: name another "
-            "meta-training job, or give a policy file (controller.policy)",
+            f"no job {job_id} of yours (a deleted meta-training job's policy is deleted with "
+            "it, and so is the copy a deleted job ran): name a meta-training job of yours, "
+            "or give a policy file (controller.policy)",
         )
-    if job is None:
-        raise SpecError.at(_LOC, f"no job {job_id} of yours")
     if (job.spec.get("evaluator") or {}).get("name") != META_EVALUATOR:
         raise SpecError.at(
             _LOC, f"job {job_id} is not a meta-training job (evaluator {META_EVALUATOR})"

@@ -199,7 +199,9 @@ def test_a_job_stored_without_its_spaces_defaults_is_a_source(
     assert "(channel_growth: 2 there, 1 here)" in info.value.detail[0]["msg"]
 
 
-def test_a_same_space_query_takes_the_newest_finished_jobs(client: NasClient) -> None:
+def test_a_same_space_query_takes_the_newest_finished_jobs(
+    server: LiveServer, client: NasClient
+) -> None:
     ids = [
         client.wait(client.submit(nb201_spec(budget={"trials": 8}, seed=s))["id"], timeout=120)[
             "id"
@@ -210,6 +212,15 @@ def test_a_same_space_query_takes_the_newest_finished_jobs(client: NasClient) ->
     sources = [s["job_id"] for s in job["spec"]["warm_start"]["sources"]]
     assert sources == [ids[2], ids[1]]
     assert len(job["spec"]["warm_start"]["priors"]) == 6
+    # "your newest finished jobs": an admin's own, not every user's (the probe of a team's
+    # server: an admin's query took five users' jobs)
+    with server.client(server.create_key("admin", admin=True)) as admin:
+        with pytest.raises(ApiError) as refused:
+            admin.submit(nb201_spec(warm_start={"query": "same-space"}))
+        assert refused.value.status_code == 422 and "warm_start" in str(refused.value)
+        mine = admin.wait(admin.submit(nb201_spec(budget={"trials": 8}))["id"], timeout=120)
+        job = admin.submit(nb201_spec(warm_start={"query": "same-space"}))
+        assert [s["job_id"] for s in job["spec"]["warm_start"]["sources"]] == [mine["id"]]
 
 
 def test_a_query_passes_over_jobs_without_a_completed_trial(client: NasClient) -> None:
