@@ -896,20 +896,38 @@ def _cmd_export(args: argparse.Namespace) -> int:
         # (a bundle without trained weights was written without a word: the probe of a new
         # user's tasks ran the zip's model.py for weights.pt that it never held)
         untrained = any(issubclass(w.category, UntrainedExportWarning) for w in said)
-        refused = client.job(args.job).get("retrain_refused") if untrained else None
+        how = _how_to_train(client, args.job, args.rank) if untrained else ""
     note = " (untrained: random weights)" if untrained else ""
     if path is None:
         print(f"wrote job {args.job} rank {args.rank}{note} to stdout", file=sys.stderr)
     else:
         print(f"wrote {_written(path)}: job {args.job} rank {args.rank}{note}")
     if untrained:
-        how = (
-            f"'nas retrain {args.job} --rank {args.rank}' trains it, then export again"
-            if refused is None
-            else f"it cannot be retrained here ({refused})"
-        )
         print(f"note: the network has random weights; {how}", file=sys.stderr)
     return 0
+
+
+def _how_to_train(client: Any, job_id: int, rank: int) -> str:
+    """How the export of ``rank`` gets trained weights, now: it said "'nas retrain' trains
+    it" of a job still running and while another retraining ran, both a 409 (the probe of
+    exports)."""
+    job = client.job(job_id)
+    refused = job.get("retrain_refused")
+    if refused is not None:
+        return f"it cannot be retrained here ({refused})"
+    retrain = f"'nas retrain {job_id} --rank {rank}'"
+    if job["state"] in ("QUEUED", "RUNNING"):
+        final = (job.get("spec") or {}).get("final")
+        if final is not None and rank <= int(final.get("retrain_top_k", 1)):
+            return "the job still runs: its final: retraining trains it, then export again"
+        return f"the job still runs: {retrain} once it has finished, then export again"
+    running = client.trials(job_id, state="RUNNING", limit=1)["data"]
+    if running:
+        return (
+            f"a retraining of the job runs (trial {running[0]['number']}): export again once "
+            f"it has ended, or then run {retrain}"
+        )
+    return f"{retrain} trains it, then export again"
 
 
 def _written(path: Path) -> str:

@@ -413,9 +413,12 @@ def test_a_job_where_no_candidate_was_feasible_says_so_and_exports_nothing(
     assert f"job {job['id']} ended SUCCEEDED without a completed trial" in str(err)
 
 
-def test_queued_and_running_jobs(server_factory: Any, tmp_path: Path) -> None:
+def test_queued_and_running_jobs(
+    server_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     server: LiveServer = server_factory(max_running_jobs=1)
-    with server.client(server.create_key("a")) as client:
+    key = server.create_key("a")
+    with server.client(key) as client:
         long_job = _submit(client, standalone_spec(trials=500, epochs=2))
         wait_for(lambda: client.job(long_job)["state"] == "RUNNING", timeout=30)
         queued = _submit(client, standalone_spec())  # waits: one job at a time
@@ -434,6 +437,13 @@ def test_queued_and_running_jobs(server_factory: Any, tmp_path: Path) -> None:
         assert doc["rank"] == 1 and doc["weights"].startswith("none")
         assert "once it has finished, retrain it" in doc["weights"]
         assert _error(lambda: client.retrain(long_job, 1)).status_code == 409
+        # nas export's note says so too (it said "'nas retrain' trains it": a 409 now)
+        capsys.readouterr()
+        auth = ["--server", server.url, "--api-key", key]
+        out = str(tmp_path / "r.zip")
+        assert main(["export", str(long_job), "--format", "pytorch", "-o", out, *auth]) == 0
+        note = capsys.readouterr().err
+        assert f"the job still runs: 'nas retrain {long_job} --rank 1' once it has finished" in note
 
         client.delete(queued)  # never started: deleted at once
         assert _rows(server, queued)["jobs"] == 0
