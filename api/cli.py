@@ -1249,8 +1249,29 @@ def _cmd_keys(args: argparse.Namespace) -> int:
                 print(f"error: no active key {args.id}", file=sys.stderr)
                 return 2
             print(f"key {args.id} revoked")
+            # (its jobs went on without a word: a leaked key's queue kept taking run slots)
+            going = _unfinished_jobs(session, args.id)
+            if going:
+                ids = ", ".join(str(i) for i in going[:20]) + (", ..." if len(going) > 20 else "")
+                print(
+                    f"its {len(going)} queued or running job(s) go on ({ids}): an admin key "
+                    "cancels them (nas cancel ID)",
+                    file=sys.stderr,
+                )
     engine.dispose()
     return 0
+
+
+def _unfinished_jobs(session: Any, key_id: int) -> list[int]:
+    """The ids of the key's QUEUED and RUNNING jobs, oldest first."""
+    from sqlalchemy import select
+
+    from api.models import JobModel
+
+    query = select(JobModel.id).where(
+        JobModel.owner_id == key_id, JobModel.state.in_(["QUEUED", "RUNNING"])
+    )
+    return list(session.scalars(query.order_by(JobModel.id)))
 
 
 def _cmd_db(args: argparse.Namespace) -> int:

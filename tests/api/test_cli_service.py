@@ -54,10 +54,21 @@ def test_keys_submit_watch_jobs_trials_cancel(
 
     assert main(["keys", *db, "list"]) == 0
     assert "cli-user" in capsys.readouterr().out
-    assert main(["keys", *db, "revoke", "1"]) == 0
+    # A revoked key's jobs go on: the revoke says which, and who cancels them (it said
+    # nothing: the probe of a team's server).
+    long = tmp_path / "long.yaml"
+    long.write_text(yaml.safe_dump(standalone_spec(trials=500, epochs=2)))
+    assert main(["submit", str(long), *auth]) == 0
     capsys.readouterr()
+    assert main(["keys", *db, "revoke", "1"]) == 0
+    said = capsys.readouterr()
+    assert said.out == "key 1 revoked\n"
+    assert "its 1 queued or running job(s) go on (3): an admin key cancels them" in said.err
     assert main(["jobs", *auth]) == 2
     assert "401" in capsys.readouterr().err
+    assert main(["keys", *db, "create", "--name", "admin", "--admin"]) == 0
+    admin = ["--server", server.url, "--api-key", capsys.readouterr().out.strip()]
+    assert main(["cancel", "3", *admin]) == 0
 
 
 def test_bad_spec_and_unreachable_server(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
