@@ -14,6 +14,7 @@ which validates nothing again.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -1155,6 +1156,15 @@ def _pydantic_errors(
             msg = "unknown field" + (f"; valid: {', '.join(valid)}" if valid else "")
         elif err["type"] == "missing":
             msg = "field required"
+            # (a misspelt name was left unsaid: "controller.name: field required" of
+            # {nmae: random}, where a misspelt top-level section is named: the probe of
+            # the Python client)
+            given = err.get("input")
+            if isinstance(given, Mapping) and err["loc"]:
+                like = difflib.get_close_matches(
+                    str(err["loc"][-1]), [str(k) for k in given], n=1, cutoff=0.6
+                )
+                msg += f" ({like[0]!r} given: misspelt?)" if like else ""
         elif err["type"] == "value_error":  # a validator's own message, without pydantic's tag
             msg = msg.removeprefix("Value error, ")
         out.append({"loc": tuple(err["loc"]), "msg": msg, "type": err["type"]})

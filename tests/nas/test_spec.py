@@ -180,6 +180,13 @@ CASES: list[tuple[str, Mutation, tuple[object, ...], str]] = [
     ("negative-seed", lambda d: d.update(seed=-1), ("seed",), "greater than or equal to 0"),
     ("space-not-a-mapping", lambda d: d.update(space=["nb201"]), ("space",), "dictionary"),
     ("space-without-name", lambda d: d.update(space={}), ("space", "name"), "field required"),
+    # a misspelt name is said (it was "field required" alone: the probe of the Python client)
+    (
+        "controller-name-misspelt",
+        lambda d: d.update(controller={"nmae": "random"}),
+        ("controller", "name"),
+        "field required ('nmae' given: misspelt?)",
+    ),
 ]
 
 
