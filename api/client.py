@@ -262,7 +262,7 @@ class NasClient:
         (json, pytorch (a zip), torchscript, onnx, model-card) to ``path``: a file, or a
         folder (default: the current one; a path ending in ``/`` is a folder, created if
         missing) to save it under the server's file name."""
-        params: dict[str, Any] = {"format": format, "rank": rank}
+        params: dict[str, Any] = {"format": format.lower(), "rank": rank}  # any case, as state
         if untrained:
             params["untrained"] = "true"
         headers: dict[str, str] = {}

@@ -270,6 +270,9 @@ def test_tabular_job_exports_the_architecture_but_cannot_train(
     assert job["state"] == "SUCCEEDED"
     doc = json.loads(client.export(job_id, path=tmp_path / "a.json").read_text())
     assert doc["architecture"] == job["summary"]["best"]["architecture"]
+    # a format in any case, as a state filter (format="JSON" was a 422)
+    same = client.export(job_id, "JSON", path=tmp_path / "A.json").read_bytes()
+    assert same == (tmp_path / "a.json").read_bytes()
     assert doc["input_shape"] == [3, 32, 32] and doc["num_classes"] == 10
     assert doc["weights"].startswith("none") and "tabular" in doc["weights"]
     assert doc["metrics"]["val_accuracy"] == job["best"]["value"]
