@@ -1248,9 +1248,9 @@ def _cmd_keys(args: argparse.Namespace) -> int:
             if not ApiKeyRepository(session).revoke(args.id):
                 print(f"error: no active key {args.id}", file=sys.stderr)
                 return 2
-            print(f"key {args.id} revoked")
             # (its jobs went on without a word: a leaked key's queue kept taking run slots)
-            going = _unfinished_jobs(session, args.id)
+            going = _unfinished_jobs(session, args.id)  # (before a word: it may fail)
+            print(f"key {args.id} revoked")
             if going:
                 ids = ", ".join(str(i) for i in going[:20]) + (", ..." if len(going) > 20 else "")
                 print(

@@ -126,11 +126,22 @@ def _plain(value: Any, loc: list[str | int]) -> Any:
     if value is None or isinstance(value, str | bool | int | float):
         return value
     if isinstance(value, Mapping):
-        return {key: _plain(item, [*loc, str(key)]) for key, item in value.items()}
+        plain = {}
+        for key, item in value.items():
+            if hasattr(key, "dtype") and hasattr(key, "tolist"):  # a numpy number
+                key = key.tolist()
+            if not (key is None or isinstance(key, str | bool | int | float)):
+                raise SpecError.at(
+                    loc or ["<document>"],
+                    f"keys must be strings, got {type(key).__name__} {key!r}",
+                )
+            plain[key] = _plain(item, [*loc, str(key)])
+        return plain
     if isinstance(value, list | tuple):
         return [_plain(item, [*loc, i]) for i, item in enumerate(value)]
-    if hasattr(value, "dtype") and hasattr(value, "tolist"):  # numpy, without importing it
-        return _plain(value.tolist(), loc)
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    if hasattr(value, "tolist") and kind is not None and kind not in "mMOV":
+        return _plain(value.tolist(), loc)  # numpy numbers and arrays, without numpy
     raise SpecError.at(
         loc or ["<document>"],
         f"a {type(value).__name__} is not a JSON value: give a number, a string, a boolean, "
@@ -378,8 +389,9 @@ class NasClient:
     ) -> dict[str, Any]:
         """GET ``path`` every ``poll`` seconds until ``done`` says yes; ``ServerUnreachable``
         only after ``unreachable_s`` seconds in a row out of reach (a restart is not an
-        end), ``TimeoutError`` after ``timeout`` (also while out of reach: no request waits
-        past it, where a hung server's answer was waited for the client's whole 30 s)."""
+        end), ``TimeoutError`` after ``timeout`` (also while out of reach: a request waits at
+        most until then, or a second for a last look, where a hung server's answer was waited
+        for the client's whole 30 s)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         out_since: float | None = None  # (when the first request that failed was sent)
         state = "unknown"
@@ -388,9 +400,11 @@ class NasClient:
             try:
                 if deadline is None:
                     item = self._request("GET", path)
-                else:  # (at least a moment: a last look once the time is up)
-                    left = max(deadline - asked, 0.2)
-                    item = self._request("GET", path, timeout=min(left, self._timeout))
+                else:  # (at least a second: a last look once the time is up)
+                    left = max(deadline - asked, 1.0)
+                    if isinstance(self._timeout, int | float):  # (None: no request limit)
+                        left = min(left, self._timeout)
+                    item = self._request("GET", path, timeout=left)
             except ApiError as exc:
                 reason = passing_fault(exc)
                 if reason is None:

@@ -161,8 +161,13 @@ def resolve_policy_job(
                 data = stored_copy.read_bytes()
             except OSError:
                 data = None
-            if data is not None:
-                return _checked(job_id, data, resolved, f"job {named}'s copy of job {job_id}'s")
+            if data is None:  # (the caller's own job: said as such, not "no job N")
+                raise SpecError.at(
+                    _LOC,
+                    f"job {named}'s copy of job {job_id}'s policy cannot be read: name a "
+                    "meta-training job of yours, or give a policy file (controller.policy)",
+                )
+            return _checked(job_id, data, resolved, f"job {named}'s copy of job {job_id}'s")
     if job is None:
         # One answer for another user's job, a deleted one and an id never given: it said
         # "was deleted" of ids deleted by anyone, which told another user's deleted jobs

@@ -1161,9 +1161,9 @@ def _pydantic_errors(
             # the Python client)
             given = err.get("input")
             if isinstance(given, Mapping) and err["loc"]:
-                like = difflib.get_close_matches(
-                    str(err["loc"][-1]), [str(k) for k in given], n=1, cutoff=0.6
-                )
+                known = set(_fields_at(model, tuple(err["loc"])[:-1]) or ()) if model else set()
+                others = [str(k) for k in given if str(k) not in known]  # (not a field's own)
+                like = difflib.get_close_matches(str(err["loc"][-1]), others, n=1, cutoff=0.6)
                 msg += f" ({like[0]!r} given: misspelt?)" if like else ""
         elif err["type"] == "value_error":  # a validator's own message, without pydantic's tag
             msg = msg.removeprefix("Value error, ")

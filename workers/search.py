@@ -534,7 +534,7 @@ class SearchLoop:
             # The time budget ran out while trials ran, which fails the job: those that
             # ended are recorded, the others stopped and dropped.
             record_ready()
-            stopped = sum(1 for i in evaluated if i >= recorded)
+            stopped = len(batch) - recorded  # (with the infeasible after those, unrecorded)
             self.budget.reason = self._time_stop + (
                 "; the trial running then stopped"
                 if stopped == 1

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import IO, Annotated, Any
 from urllib.parse import quote
 
+import anyio
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from api.client import WEIGHTS_HEADER
 from api.db import one_snapshot, session_scope
-from api.deps import CurrentPrincipal, JobId, NoBody, StateDep
+from api.deps import CurrentPrincipal, JobId, StateDep, refuse_body
 from api.exports import cached_export, plan_export, record_export, write_export
 from api.models import JobModel
 from api.policies import stored_policy
@@ -259,7 +260,6 @@ class RetrainRead(BaseModel):
     "/{job_id}/retrain",
     response_model=RetrainRead,
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[NoBody],
     responses={
         **_errors,
         422: {
@@ -269,7 +269,7 @@ class RetrainRead(BaseModel):
         },
     },
 )
-def retrain_architecture(
+async def retrain_architecture(
     job_id: JobId,
     request: Request,
     principal: CurrentPrincipal,
@@ -284,15 +284,18 @@ def retrain_architecture(
     409 while the job runs or another retraining of it runs, or when its files no longer lie
     under the data roots; 422 for a job whose data cannot be trained on (NAS-Bench-201
     tables)."""
+    await refuse_body(request)  # (after the key and the path: a 401 comes first)
     try:
-        started = start_retrain(
-            state.write,
-            state.settings.resolved_artifacts_dir(),
-            retrainings(request.app),
-            principal,
-            job_id,
-            rank,
-            settings=state.settings,
+        started = await anyio.to_thread.run_sync(
+            lambda: start_retrain(
+                state.write,
+                state.settings.resolved_artifacts_dir(),
+                retrainings(request.app),
+                principal,
+                job_id,
+                rank,
+                settings=state.settings,
+            )
         )
     except (NotFoundError, ConflictError, InvalidRequestError) as exc:
         raise _http_error(exc) from None

@@ -466,6 +466,11 @@ def test_client_sends_numpy_values_as_numbers_and_names_a_field_json_lacks(
         assert (
             error["loc"] == ("budget", "minutes") and "a date is not a JSON value" in error["msg"]
         )
+        spec = {**nb201_spec(), "seed": np.datetime64("2026-01-01T00:00:00.000000000")}
+        with pytest.raises(SpecError, match="a datetime64 is not a JSON value"):
+            client.submit(spec)  # (not its nanoseconds as a number)
+        with pytest.raises(SpecError, match="keys must be strings, got tuple"):
+            client.submit({**nb201_spec(), "space": {"name": "nb201", (1, 2): 3}})
         with pytest.raises(TypeError, match="not the text of one: parse it first"):
             client.submit(json.dumps(nb201_spec()))
         assert client.jobs()["count"] == 1
@@ -610,13 +615,15 @@ def test_wait_on_a_hung_server_ends_at_its_timeout_not_the_clients_request_timeo
     listener.listen(16)
     url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     try:
-        with NasClient(url, api_key="k") as client:  # the default 30 s per request
-            for wait in (client.wait, client.wait_trial):
-                started = time.monotonic()
-                with pytest.raises(TimeoutError, match=r"still unknown after 1\.0 s"):
-                    wait(1, timeout=1.0, poll=0.05)
-                took = time.monotonic() - started
-                assert took < 5, took  # (1 s, and a last look of at most 0.2 s)
+        # the default 30 s per request, and none (httpx's timeout=None: it was a TypeError)
+        for limit in (30.0, None):
+            with NasClient(url, api_key="k", timeout=limit) as client:
+                for wait in (client.wait, client.wait_trial):
+                    started = time.monotonic()
+                    with pytest.raises(TimeoutError, match=r"still unknown after 1\.0 s"):
+                        wait(1, timeout=1.0, poll=0.05)
+                    took = time.monotonic() - started
+                    assert took < 5, took  # (1 s, and a last look of at most 1 s)
     finally:
         listener.close()
 

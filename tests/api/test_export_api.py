@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import onnxruntime
 import pytest
@@ -291,9 +292,13 @@ def test_tabular_job_exports_the_architecture_but_cannot_train(
     said = client._http.post(retrain, json={"rank": 2})
     assert said.status_code == 422, said.text
     assert said.json()["detail"][0]["loc"] == ["body"] and "?rank=2" in said.text
-    for empty in ({}, None):  # says nothing: the job's own problem answers
-        answer = client._http.post(retrain, json=empty)
+    for empty in ({}, None, "{ }", "null\n"):  # says nothing: the job's own problem answers
+        sent = {"json": empty} if not isinstance(empty, str) else {"content": empty}
+        answer = client._http.post(retrain, **sent)
         assert answer.status_code == 422 and "cannot be retrained" in answer.text
+    # without a key: a 401 first, the body unread (it was a 422 naming the body)
+    stranger = httpx.post(f"{client.server}{retrain}", json={"rank": 2})
+    assert stranger.status_code == 401, stranger.text
     assert client.job(job_id)["n_trials"] == 30  # nothing recorded
 
     # A bundle or card without trained weights says so (it came without a word: the probe

@@ -190,6 +190,14 @@ CASES: list[tuple[str, Mutation, tuple[object, ...], str]] = [
 ]
 
 
+def test_a_missing_field_is_not_said_misspelt_as_another_field(doc: dict[str, Any]) -> None:
+    """The hint names a key no field takes: a prior's ``source`` is its own field, not a
+    misspelt ``score`` (the review of the hint)."""
+    prior = {"architecture": {"space": "nb201", "choices": [0] * 6}, "source": 3}
+    doc["warm_start"] = {"priors": [prior]}
+    assert error_at(doc, ("warm_start", "priors", 0, "score"))["msg"] == "field required"
+
+
 @pytest.mark.parametrize(
     ("mutate", "loc", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
