@@ -338,12 +338,18 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(page, indent=2))
         return 0
-    print(f"{'ID':>5}  {'NAME':<24} {'STATE':<10} {'TRIALS':>7} {'PROGRESS':>8}  BEST")
+    # Whose each job is, where the page holds several users' (an admin's list: it showed
+    # no owner, the JSON's field alone did: the probe of a team's server)
+    owners = {job.get("owner") for job in page["data"]}
+    width = max((len(str(o)) for o in owners), default=0) if len(owners) > 1 else 0
+    owner_title = f"{'OWNER':<{max(width, 5)}}  " if width else ""
+    print(f"{'ID':>5}  {owner_title}{'NAME':<24} {'STATE':<10} {'TRIALS':>7} {'PROGRESS':>8}  BEST")
     for job in page["data"]:
         best = job["best"]["value"] if job["best"] else None
+        owner = f"{job.get('owner') or '-'!s:<{max(width, 5)}}  " if width else ""
         print(
-            f"{job['id']:>5}  {job['name'][:24]:<24} {job['state']:<10} {job['n_trials']:>7} "
-            f"{100 * job['progress']:>7.1f}%  {_fmt(best)}"
+            f"{job['id']:>5}  {owner}{job['name'][:24]:<24} {job['state']:<10} "
+            f"{job['n_trials']:>7} {100 * job['progress']:>7.1f}%  {_fmt(best)}"
         )
     shown, count = len(page["data"]), page["count"]
     print(f"({count} jobs)" if shown == count else f"({shown} shown of {count})")

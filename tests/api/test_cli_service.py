@@ -69,6 +69,18 @@ def test_keys_submit_watch_jobs_trials_cancel(
     assert main(["keys", *db, "create", "--name", "admin", "--admin"]) == 0
     admin = ["--server", server.url, "--api-key", capsys.readouterr().out.strip()]
     assert main(["cancel", "3", *admin]) == 0
+    # an admin's list of several users' jobs says whose each is (only the JSON did)
+    assert main(["submit", str(spec), *admin]) == 0
+    capsys.readouterr()
+    assert main(["jobs", *admin]) == 0
+    header, *rows, _ = capsys.readouterr().out.splitlines()
+    assert header.split()[:3] == ["ID", "OWNER", "NAME"], header
+    assert [row.split()[:2] for row in rows] == [
+        ["4", "admin"],
+        ["3", "cli-user"],
+        ["2", "cli-user"],
+        ["1", "cli-user"],
+    ]
 
 
 def test_bad_spec_and_unreachable_server(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
