@@ -837,9 +837,27 @@ class SearchLoop:
     def _primary(self, result: TrialResult) -> TrialResult:
         """The result with ``objective`` = the spec's ``objective.metric`` (the first of
         several), when the evaluator reported that metric under another objective."""
-        value = result.metrics.get(self.resolved.spec.objective.metric)
-        if result.state is not TrialState.COMPLETE or value is None or value == result.objective:
+        spec = self.resolved.spec
+        metric = spec.objective.metric
+        value = result.metrics.get(metric)
+        if result.state is not TrialState.COMPLETE or value == result.objective:
             return result
+        if value is None:
+            own, _ = type(self.components.evaluator).default_objective(
+                spec.dataset.name, self.resolved.evaluator_params
+            )
+            if metric == own:  # the evaluator's own objective, as it reported it
+                return result
+            # Without it the trial kept the evaluator's objective (a table's fitness) as
+            # this metric's value: an empty cell of 'params' ranked first at its accuracy
+            # (the probe of multi-objective search); failed, as an empty fitness cell is.
+            return dataclasses.replace(
+                result,
+                state=TrialState.FAIL,
+                objective=None,
+                error=f"no {metric!r} for this trial (objective.metric): an empty cell of "
+                "its table row, or a figure its evaluator did not report for it",
+            )
         return dataclasses.replace(result, objective=float(value))
 
     def _gather(self, controller: Controller, batch_size: int) -> list[Candidate]:

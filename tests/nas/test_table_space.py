@@ -342,6 +342,28 @@ def test_cost_is_the_scaled_sum_and_an_empty_fitness_is_a_failed_row(tmp_path: P
     assert evaluator.final_metrics(space.make([1])) == {"table_row": 1}  # no held-out value
 
 
+def test_an_empty_cell_of_the_objective_metric_fails_its_row(tmp_path: Path) -> None:
+    """An objective on a reported column other than the fitness, its cell empty: the row's
+    trial kept the fitness as that metric's value (an accuracy of 0.01 ranked first as 0.01
+    parameters: the probe of multi-objective search), in one objective or the first of
+    several; it fails, as an empty fitness cell does."""
+    path = write_csv(tmp_path / "t.csv", ["a", "acc", "p"], [[0, 0.01, ""], [1, 95, 1], [2, 90, 2]])
+    for objective in (
+        {"metric": "p", "direction": "minimize"},
+        {"metrics": ["p", "acc"], "directions": ["minimize", "maximize"]},
+    ):
+        doc = spec(path, space={"name": "table", "path": str(path), "decisions": ["a"]})
+        doc["evaluator"] = {"name": "table", "fitness": "acc", "metrics": ["p"]}
+        doc["objective"] = objective
+        doc["budget"] = {"trials": 12}  # (random: the three rows, some again)
+        outcome = SearchLoop(parse_spec(doc)).run()
+        assert outcome is not None
+        empty = [t.result for t in outcome.trials if t.result.metrics["acc"] == 0.01]
+        assert empty and all(r.state is TrialState.FAIL and r.objective is None for r in empty)
+        assert "no 'p' for this trial" in empty[0].error
+        assert outcome.best is not None and outcome.best.result.metrics["p"] == 1.0
+
+
 def test_a_search_spends_simulated_time_on_rows_only(bench: Path) -> None:
     doc = spec(bench, controller={"name": "grid"}, budget={"simulated_seconds": 1000, "trials": 6})
     loop = SearchLoop(parse_spec(doc))
