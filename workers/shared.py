@@ -178,6 +178,7 @@ class SharedWeightSearch(SearchLoop):
         # validation split, which is the kind of work a cancel must not wait for. A search
         # failed by its time limit derives nothing either: nothing is to be retrained.
         self.warnings = [w for w in (short, self.trial_cut()) if w is not None]
+        self.warnings += self.components.warnings
         ranked = [] if self.interrupted or error is not None else self.derive()
         return SearchOutcome(
             trials=self.trials,

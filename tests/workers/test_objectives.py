@@ -64,6 +64,33 @@ def test_infeasible_nb201_candidates_are_pruned_at_no_cost(nb201_table: Path) ->
     assert ids == sorted(ids) and [t.number for t in outcome.trials] == list(range(len(ids)))
 
 
+def test_priors_the_constraints_prune_are_said(nb201_table: Path) -> None:
+    """A warm start's priors are its sources' best by their objective: all five of a
+    Pareto source's broke max_params and were left out, and nothing said so (the probe of
+    multi-objective search)."""
+    spec = nb201_spec(nb201_table, constraints={"max_params": 3e5})
+    spec["budget"] = {"trials": 20}
+    prior = {"space": "nb201", "version": 1}
+    spec["warm_start"] = {
+        "priors": [
+            {"architecture": {**prior, "choices": [3] * 6}, "score": 1.0},  # all 3x3 convs
+            {"architecture": {**prior, "choices": [1] * 6}, "score": 0.5},  # all skips
+        ]
+    }
+    resolved = parse_spec(spec)
+    loop = SearchLoop(resolved)
+    outcome = loop.run()
+    assert outcome.trials[0].architecture.choices == (1,) * 6  # the feasible one, first
+    assert all(t.architecture.choices != (3,) * 6 for t in outcome.trials)  # never proposed
+    warnings = summarize(resolved, outcome, loop.components.space)["warnings"]
+    said = (
+        "warm start: 1 of its 2 priors break objective.constraints and were left out (a "
+        "source's best are chosen by its own objective): a source searched under the same "
+        "constraints lends feasible ones"
+    )
+    assert [w for w in warnings if w.startswith("warm start: ")] == [said]
+
+
 def test_pruned_candidates_count_in_the_trial_budget(nb201_table: Path) -> None:
     spec = nb201_spec(nb201_table, constraints={"max_params": 3e5})
     spec["budget"] = {"trials": 50}
