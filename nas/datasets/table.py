@@ -176,8 +176,17 @@ def _read(path: str, mtime_ns: int, size: int) -> CsvTable:
         raise _NotATable("this file is not one") from None
     if not header or any(not name.strip() for name in header):
         raise _NotATable("the header row must name every column")
-    if any(len(row) != len(header) for row in rows):
-        raise _NotATable("a row has more or fewer cells than the header has columns")
+    # (a file separated by ';' read as one column 'a;v', or failed with no row named)
+    other = next((sep for sep in ";\t|" if len(header) == 1 and sep in header[0]), None)
+    hint = f" (its header holds {other!r}: a CSV file here is separated by commas)" if other else ""
+    bad = next((r for r, row in enumerate(rows) if len(row) != len(header)), None)
+    if bad is not None:
+        raise _NotATable(
+            f"data row {bad} has {len(rows[bad])} cells, the header {len(header)} columns "
+            f"(a cell holding a comma is quoted){hint}"
+        )
+    if hint:
+        raise _NotATable(f"it has one column{hint}")
     return _columns(header, [[row[j] for row in rows] for j in range(len(header))])
 
 

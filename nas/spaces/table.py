@@ -237,10 +237,16 @@ def _table_index(
             cells = np.char.strip(table.text(column))  # a cell "adam " is "adam"
         except KeyError:
             raise DatasetError(f"{where}: the table has no column {column!r}") from None
-        if not all(cells.tolist()):
-            raise DatasetError(
+        listed = cells.tolist()
+        # (a NaN, Parquet's or the text "nan", was a choice "nan" that sorted the column's
+        # numbers as text: 16, 32, 64, 8, nan; a missing value, as an empty cell is)
+        blank = next(
+            (r for r, cell in enumerate(listed) if not cell or cell.lower() == "nan"), None
+        )
+        if blank is not None:
+            raise DatasetError(  # (no cell repeated: the file may not be the caller's)
                 f"{where}: column {column!r} must hold a value in every row (a decision "
-                "column has no empty cells)"
+                f"column has no empty or not-a-number cells: data row {blank})"
             )
         distinct, inverse = np.unique(cells, return_inverse=True)
         values = [str(v) for v in distinct.tolist()]
@@ -248,22 +254,32 @@ def _table_index(
             order = _sorted(values)
         else:
             if len(choices) != len(values) or set(choices) != set(values):
+                # (named: a YAML 0.00001 read as 1e-05, against the file's text 0.00001)
+                # (the caller's own choices only: no cell of the file is repeated)
+                absent = [c for c in choices if c not in set(values)]
+                untold = len(set(values) - set(choices))
                 raise DatasetError(
                     f"{where}.choices: must be exactly the distinct values of column "
-                    f"{column!r}, each once (a given choice is not in the column, or a "
-                    "value of the column is not given)"
+                    f"{column!r}, each once, as the file writes them"
+                    + (f"; not in the column: {', '.join(map(repr, absent))}" if absent else "")
+                    + (f"; {untold} of its values not given" if untold else "")
+                    + ("; a repeated choice" if len(set(choices)) != len(choices) else "")
+                    + " (write a number as text, quoted, where YAML would change it: '0.00001')"
                 )
             order = list(choices)
         position = {value: k for k, value in enumerate(order)}
         remap = np.array([position[v] for v in values], dtype=np.int64)
         codes[:, i] = remap[inverse.reshape(-1)]
         decisions.append(Decision(column, tuple(order), "op"))
-    rows = {tuple(code): r for r, code in enumerate(codes.tolist())}
-    if len(rows) != table.rows:
-        raise DatasetError(
-            "space.decisions: expected one row per combination of the decision columns' "
-            "values; two rows of the table have the same values in every decision column"
-        )
+    rows: dict[tuple[int, ...], int] = {}
+    for r, code in enumerate(codes.tolist()):
+        first = rows.setdefault(tuple(code), r)
+        if first != r:  # (the rows were not named: an export of several seeds has many)
+            raise DatasetError(
+                "space.decisions: expected one row per combination of the decision columns' "
+                f"values; data rows {first} and {r} have the same values in every decision "
+                "column (one row per combination: average a benchmark's seeds first)"
+            )
     return tuple(decisions), rows
 
 

@@ -115,6 +115,34 @@ def test_explicit_choices_must_be_exactly_the_columns_values(
     assert str(info.value).startswith("space.decisions.1.choices: must be exactly the distinct")
 
 
+def test_a_refused_table_names_the_choice_the_rows_and_the_separator(tmp_path: Path) -> None:
+    """What the probe of users' tables met, each refused without naming what to fix: a
+    YAML number (1e-05) against the file's text (0.00001), two rows of one combination, a
+    NaN decision cell (it was a choice 'nan' that sorted the numbers as text), a file
+    separated by semicolons."""
+    lrs = write_csv(tmp_path / "lrs.csv", ["lr", "v"], [["0.00001", 1], ["0.001", 2]])
+    space = TableSpace(path=str(lrs), decisions=[{"column": "lr", "choices": ["1e-05", "0.001"]}])
+    with pytest.raises(DatasetError) as info:
+        space.decisions()
+    assert "not in the column: '1e-05'; 1 of its values not given" in str(info.value)
+    assert "0.00001" not in str(info.value).split("(write")[0]  # (no cell repeated)
+    assert "quoted, where YAML would change it" in str(info.value)
+    dup = write_csv(tmp_path / "dup.csv", ["w", "v"], [[8, 1], [16, 2], [8, 3]])
+    with pytest.raises(DatasetError, match="data rows 0 and 2 have the same values"):
+        TableSpace(path=str(dup), decisions=["w"]).decisions()
+    nan = write_csv(tmp_path / "nan.csv", ["w", "v"], [[8, 1], ["nan", 2], [16, 3]])
+    with pytest.raises(DatasetError, match="no empty or not-a-number cells: data row 1"):
+        TableSpace(path=str(nan), decisions=["w"]).decisions()
+    semi = tmp_path / "semi.csv"
+    semi.write_text("w;v\n8;1\n16;2\n")
+    with pytest.raises(DatasetError, match="a CSV file here is separated by commas"):
+        TableSpace(path=str(semi), decisions=["w"]).decisions()
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("w,v\n8,1\n16,2,3\n")
+    with pytest.raises(DatasetError, match="data row 1 has 3 cells, the header 2 columns"):
+        TableSpace(path=str(ragged), decisions=["w"]).decisions()
+
+
 def test_the_config_rebuilds_the_space_and_is_validated(bench: Path) -> None:
     space = create_space(
         "table", path=str(bench), decisions=["opt", {"column": "width", "choices": [8, 16, 64]}]
