@@ -75,9 +75,19 @@ def summarize(
         # Every trial PRUNED (constraints no candidate met, a pruner) or some failed: the
         # job ran, but it found nothing to retrain or export, which the reader must see.
         counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        # (why, as far as the trials tell: the constraints were named where none were set)
+        constrained = spec.objective.constraints is not None and spec.objective.constraints.limits()
+        missing = sum(t.result.error == "not in the table" for t in outcome.trials)
+        why = (
+            "; with objective.constraints, no candidate may have met them"
+            if constrained
+            else f"; {missing} proposed combinations the table does not hold"
+            if missing
+            else ""
+        )
         summary["warnings"].append(
             f"no trial completed ({counts}): there is no best architecture to retrain or "
-            "export; with objective.constraints, no candidate may have met them"
+            f"export{why}"
         )
     elif (
         not outcome.trials

@@ -23,6 +23,7 @@ from nas.evaluators import TableEvaluator, build_evaluator
 from nas.spaces import TableSpace, create_space
 from nas.trial import TrialState
 from workers.search import SearchLoop, parse_spec
+from workers.summary import summarize
 
 REPO = Path(__file__).resolve().parents[2]
 #: A cell value that no error message may repeat.
@@ -390,6 +391,23 @@ def test_an_empty_cell_of_the_objective_metric_fails_its_row(tmp_path: Path) -> 
         assert empty and all(r.state is TrialState.FAIL and r.objective is None for r in empty)
         assert "no 'p' for this trial" in empty[0].error
         assert outcome.best is not None and outcome.best.result.metrics["p"] == 1.0
+
+
+def test_a_search_that_met_only_missing_rows_says_so_not_constraints(tmp_path: Path) -> None:
+    """'no trial completed ...: with objective.constraints, no candidate may have met
+    them' was said of a table job without constraints (the probe of users' tables)."""
+    path = write_csv(tmp_path / "t.csv", ["a", "b", "v"], [[0, 0, ""], [1, 1, ""]])
+    doc = spec(path, space={"name": "table", "path": str(path), "decisions": ["a", "b"]})
+    doc["evaluator"] = {"name": "table", "fitness": "v"}
+    doc["objective"] = {"metric": "v"}
+    doc["budget"] = {"trials": 12}
+    resolved = parse_spec(doc)
+    loop = SearchLoop(resolved)
+    outcome = loop.run()
+    missing = sum(t.result.state is TrialState.PRUNED for t in outcome.trials)
+    (warning,) = summarize(resolved, outcome, space_of(loop))["warnings"]
+    assert warning.endswith(f"; {missing} proposed combinations the table does not hold")
+    assert "constraints" not in warning and missing > 0
 
 
 def test_a_search_spends_simulated_time_on_rows_only(bench: Path) -> None:
