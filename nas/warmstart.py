@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -471,12 +471,47 @@ def other_space(source: str, theirs: Any, ours: Mapping[str, Any]) -> str | None
         text = repr(value)
         return text if len(text) <= 60 else text[:59] + "…"
 
+    table = theirs.get("name") == "table"
     differ = [
         f"{key}: {shown(theirs.get(key, '(unset)'))} there, {shown(ours.get(key, '(unset)'))} here"
         for key in dict.fromkeys((*theirs, *ours))
-        if theirs.get(key) != ours.get(key)
+        # (two tables' paths may differ, and their decisions are named one by one below:
+        # the path was named, and the decisions cut inside the first, the same on both)
+        if theirs.get(key) != ours.get(key) and not (table and key in ("path", "decisions"))
     ]
+    if table and (theirs.get("decisions") != ours.get("decisions") or not differ):
+        differ += _table_decisions_differ(theirs.get("decisions"), ours.get("decisions"), shown)
     return f"{source} searched another space ({'; '.join(differ)}); the spaces must match"
+
+
+def _table_decisions_differ(theirs: Any, ours: Any, shown: Callable[[Any], str]) -> list[str]:
+    """The decisions of two table spaces that differ, each named (its column, its choices
+    there and here; a decision given without choices takes its column's values)."""
+    if not isinstance(theirs, list) or not isinstance(ours, list):
+        return [f"decisions: {shown(theirs)} there, {shown(ours)} here"]
+
+    def column(d: Any) -> Any:
+        return d.get("column") if isinstance(d, Mapping) else d
+
+    def choices(d: Any) -> Any:
+        return d.get("choices") if isinstance(d, Mapping) else "(the column's values)"
+
+    if [column(d) for d in theirs] != [column(d) for d in ours]:
+        there, here = [column(d) for d in theirs], [column(d) for d in ours]
+        return [f"decision columns: {there} there, {here} here"]
+    differ = [
+        f"decision {column(a)!r}: choices {shown(choices(a))} there, {shown(choices(b))} here"
+        for a, b in zip(theirs, ours, strict=True)
+        if a != b
+    ]
+    unpinned = [column(d) for d in (*theirs, *ours) if not isinstance(choices(d), list)]
+    if unpinned:  # (their files' values, which may differ: not one space as given)
+        differ.append(
+            f"decision {unpinned[0]!r} gives no choices (its file's values); two tables are one "
+            "space where every decision gives its choices, {column: C, choices: [...]}, the "
+            "same in both"
+        )
+    return differ
 
 
 def _same_table_decisions(theirs: Any, ours: Mapping[str, Any]) -> bool:
