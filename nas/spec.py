@@ -1107,10 +1107,26 @@ def spec_warnings(spec: JobSpec) -> list[str]:
     from nas.evaluators import EVALUATORS
     from nas.hparams import PROCEDURE_HPARAMS, meant_name
 
-    if not spec.hparams or spec.evaluator.name not in EVALUATORS:
-        return []
-    taken = EVALUATORS.get(spec.evaluator.name).hparam_keys
     warnings = []
+    final = spec.final
+    small = [
+        metric
+        for metric, direction in spec.objective.objectives
+        if direction == "minimize" and metric.startswith(("params", "flops", "latency"))
+    ]
+    if final is not None and final.channels == "fit" and small:
+        # (a front point of 5,050 parameters was retrained and exported at 11,935: within
+        # max_params, but not the model chosen for its size: the probe of multi-objective
+        # search)
+        warnings.append(
+            f"final.channels: fit widens each retrained architecture up to "
+            f"objective.constraints, while the objective minimises {small[0]!r}: the "
+            "retrained models are larger than the trials chosen for their size; give "
+            "final.channels the search's width to retrain them as found"
+        )
+    if not spec.hparams or spec.evaluator.name not in EVALUATORS:
+        return warnings
+    taken = EVALUATORS.get(spec.evaluator.name).hparam_keys
     for name in spec.hparams:
         if name in PROCEDURE_HPARAMS:
             continue

@@ -190,6 +190,27 @@ CASES: list[tuple[str, Mutation, tuple[object, ...], str]] = [
 ]
 
 
+def test_channels_fit_with_a_size_objective_is_said() -> None:
+    """fit widens each retrained architecture up to the constraints: with an objective
+    that minimises size, the front's small model was exported at the limit (the probe of
+    multi-objective search)."""
+    from nas.spec import spec_warnings
+
+    doc = load_spec_file(EXAMPLE.parent / "mnist1d-random.yaml")
+    doc["objective"] = {
+        "metrics": ["val_accuracy", "params"],
+        "directions": ["maximize", "minimize"],
+        "constraints": {"max_params": 12000},
+    }
+    doc["controller"] = {"name": "random"}
+    doc["final"] = {"epochs": 1, "channels": "fit"}
+    (warning,) = spec_warnings(parse_spec(doc).spec)
+    assert warning.startswith("final.channels: fit widens each retrained architecture")
+    assert "minimises 'params'" in warning
+    doc["final"] = {"epochs": 1, "channels": 16}  # as found: nothing to say
+    assert spec_warnings(parse_spec(doc).spec) == []
+
+
 def test_a_missing_field_is_not_said_misspelt_as_another_field(doc: dict[str, Any]) -> None:
     """The hint names a key no field takes: a prior's ``source`` is its own field, not a
     misspelt ``score`` (the review of the hint)."""
