@@ -494,17 +494,20 @@ def _table_decisions_differ(theirs: Any, ours: Any, shown: Callable[[Any], str])
         return d.get("column") if isinstance(d, Mapping) else d
 
     def choices(d: Any) -> Any:
-        return d.get("choices") if isinstance(d, Mapping) else "(the column's values)"
+        given = d.get("choices") if isinstance(d, Mapping) else None
+        return given if given is not None else "(the column's values)"
 
     if [column(d) for d in theirs] != [column(d) for d in ours]:
         there, here = [column(d) for d in theirs], [column(d) for d in ours]
         return [f"decision columns: {there} there, {here} here"]
+    pairs = [(a, b) for a, b in zip(theirs, ours, strict=True) if choices(a) != choices(b)]
     differ = [
         f"decision {column(a)!r}: choices {shown(choices(a))} there, {shown(choices(b))} here"
-        for a, b in zip(theirs, ours, strict=True)
-        if a != b
+        for a, b in pairs
     ]
-    unpinned = [column(d) for d in (*theirs, *ours) if not isinstance(choices(d), list)]
+    # (a decision of those that differ first: it named one the same on both sides)
+    candidates = [d for pair in pairs for d in pair] or [*theirs, *ours]
+    unpinned = [column(d) for d in candidates if not isinstance(choices(d), list)]
     if unpinned:  # (their files' values, which may differ: not one space as given)
         differ.append(
             f"decision {unpinned[0]!r} gives no choices (its file's values); two tables are one "

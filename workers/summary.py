@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from nas.evaluators.table import NOT_IN_TABLE
 from nas.spaces import SearchSpace
 from nas.spec import ResolvedSpec, spec_warnings
 from nas.trial import TrialState
@@ -77,14 +78,10 @@ def summarize(
         counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
         # (why, as far as the trials tell: the constraints were named where none were set)
         constrained = spec.objective.constraints is not None and spec.objective.constraints.limits()
-        missing = sum(t.result.error == "not in the table" for t in outcome.trials)
-        why = (
-            "; with objective.constraints, no candidate may have met them"
-            if constrained
-            else f"; {missing} proposed combinations the table does not hold"
-            if missing
-            else ""
-        )
+        missing = sum(t.result.error == NOT_IN_TABLE for t in outcome.trials)
+        why = f"; {missing} proposed combinations the table does not hold" if missing else ""
+        if constrained and missing < len(outcome.trials):
+            why += "; with objective.constraints, no candidate may have met them"
         summary["warnings"].append(
             f"no trial completed ({counts}): there is no best architecture to retrain or "
             f"export{why}"

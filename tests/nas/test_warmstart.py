@@ -502,3 +502,21 @@ def test_a_condition_written_with_equals_or_in_is_the_same_hparams_section() -> 
     )
     said = other_hparams("'run'", section({"param": "optimizer", "in": ["adam"]}), ours)
     assert said is not None and "momentum" in said
+
+
+def test_two_tables_refused_as_one_space_name_the_decision_that_differs() -> None:
+    """The refusal named the paths (which may differ) and cut the decisions inside the
+    first, the same on both (the probe of users' tables); then it named a decision the same
+    on both sides as giving no choices (the review)."""
+    from nas.warmstart import other_space
+
+    width = {"column": "width", "choices": ["8", "16"]}
+    theirs = {"name": "table", "path": "/d/a.csv", "decisions": ["opt", width]}
+    wider = {**width, "choices": ["8", "16", "128"]}
+    said = other_space("job 2", theirs, {**theirs, "path": "/d/b.csv", "decisions": ["opt", wider]})
+    assert said is not None and "path" not in said
+    assert "decision 'width': choices ['8', '16'] there, ['8', '16', '128'] here" in said
+    unpinned = {**theirs, "decisions": ["opt", "width"]}
+    said = other_space("job 2", unpinned, theirs)
+    assert said is not None and "decision 'width' gives no choices" in said
+    assert "'opt' gives" not in said
