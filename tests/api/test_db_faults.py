@@ -282,7 +282,7 @@ def test_requests_answer_503_while_the_database_refuses_connections(
     """The database down: the API answered a plain-text 500 at once (the key's lookup), and
     a trial listing the same after waiting 30 s for a pooled connection. Now a JSON 503
     that names the database, within the read pool's wait, and 200s again once it is back."""
-    monkeypatch.setattr("api.reads.CONNECTION_WAIT_S", 3.0)  # (10 s: the test's time)
+    monkeypatch.setattr("api.reads.CONNECTION_WAIT_S", 4.0)  # (10 s: the test's time)
     from api.reads import CONNECTION_WAIT_S
 
     server: LiveServer = pg_server()
@@ -314,8 +314,9 @@ def test_requests_answer_503_while_the_database_refuses_connections(
                         "detail": "the database is unavailable; try again shortly"
                     }
                     # one wait, not two (the pool's timeout was retried as a lost
-                    # connection: 20 s for the 10 s the README says; the PostgreSQL probe)
-                    assert time.monotonic() - began < CONNECTION_WAIT_S * 1.5 + 0.5, path
+                    # connection: 20 s for the 10 s the README says; the PostgreSQL probe),
+                    # with room for a loaded machine (a CI run took 5.2 s of one 3 s wait)
+                    assert time.monotonic() - began < CONNECTION_WAIT_S * 1.75, path
             # a client waiting for the job meanwhile rides the 503s out, as it rides out a
             # server out of reach (it raised at the first: nas watch, NasClient.wait)
             waited = waiting.submit(waiter.wait, job_id, timeout=60)
