@@ -1192,7 +1192,7 @@ def _db(args: argparse.Namespace, url: str, *, migrate: bool = True) -> Any:
 def _cmd_keys(args: argparse.Namespace) -> int:
     from api.auth import create_key, rotate_key
     from api.db import make_session_factory, session_scope
-    from api.repositories import ApiKeyRepository
+    from api.repositories import ApiKeyRepository, JobRepository
     from api.settings import sqlite_file
 
     url = _database_url(args)
@@ -1255,7 +1255,7 @@ def _cmd_keys(args: argparse.Namespace) -> int:
                 print(f"error: no active key {args.id}", file=sys.stderr)
                 return 2
             # (its jobs went on without a word: a leaked key's queue kept taking run slots)
-            going = _unfinished_jobs(session, args.id)  # (before a word: it may fail)
+            going = JobRepository(session).unfinished_ids(args.id)  # (before a word: it may fail)
             print(f"key {args.id} revoked")
             if going:
                 ids = ", ".join(str(i) for i in going[:20]) + (", ..." if len(going) > 20 else "")
@@ -1266,18 +1266,6 @@ def _cmd_keys(args: argparse.Namespace) -> int:
                 )
     engine.dispose()
     return 0
-
-
-def _unfinished_jobs(session: Any, key_id: int) -> list[int]:
-    """The ids of the key's QUEUED and RUNNING jobs, oldest first."""
-    from sqlalchemy import select
-
-    from api.models import JobModel
-
-    query = select(JobModel.id).where(
-        JobModel.owner_id == key_id, JobModel.state.in_(["QUEUED", "RUNNING"])
-    )
-    return list(session.scalars(query.order_by(JobModel.id)))
 
 
 def _cmd_db(args: argparse.Namespace) -> int:

@@ -194,6 +194,12 @@ class JobRepository:
         ).all()
         return rows, total
 
+    def unfinished_ids(self, owner_id: int) -> list[int]:
+        """The ids of the owner's QUEUED and RUNNING jobs, oldest first."""
+        states = [JobState.QUEUED.value, JobState.RUNNING.value]
+        query = select(JobModel.id).where(JobModel.owner_id == owner_id, JobModel.state.in_(states))
+        return list(self.session.scalars(query.order_by(JobModel.id)))
+
     def claimable(self, *, stale_before: datetime, limit: int) -> Sequence[JobModel]:
         """QUEUED jobs and RUNNING jobs whose runner let its lease expire (or released it),
         oldest first."""

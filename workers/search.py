@@ -851,7 +851,8 @@ class SearchLoop:
 
     def _primary(self, result: TrialResult) -> TrialResult:
         """The result with ``objective`` = the spec's ``objective.metric`` (the first of
-        several), when the evaluator reported that metric under another objective."""
+        several), when the evaluator reported that metric under another objective; a
+        COMPLETE result without that metric (not the evaluator's own objective) is a FAIL."""
         spec = self.resolved.spec
         metric = spec.objective.metric
         value = result.metrics.get(metric)

@@ -256,8 +256,9 @@ def _table_index(
             if len(choices) != len(values) or set(choices) != set(values):
                 # (named: a YAML 0.00001 read as 1e-05, against the file's text 0.00001)
                 # (the caller's own choices only: no cell of the file is repeated)
-                absent = [c for c in choices if c not in set(values)]
-                untold = len(set(values) - set(choices))
+                known = set(values)
+                absent = [c for c in choices if c not in known]
+                untold = len(known - set(choices))
                 raise DatasetError(
                     f"{where}.choices: must be exactly the distinct values of column "
                     f"{column!r}, each once, as the file writes them"
