@@ -35,10 +35,18 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    ValidationError,
+    model_validator,
+)
 
 from nas.errors import NasError, SpecError
 
@@ -60,7 +68,24 @@ __all__ = [
     "meant_name",
 ]
 
-Value = str | int | float | bool | None
+
+def _scalar(value: Any) -> Any:
+    """A choice (or a condition's value) is one JSON scalar: said once, where pydantic's
+    union told each of its members apart ("choices.0.str: Input should be a valid string",
+    then .int, .float, .bool) for a mapping or a list."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    kind = (
+        "a mapping"
+        if isinstance(value, Mapping)
+        else "a list"
+        if isinstance(value, list)
+        else type(value).__name__
+    )
+    raise ValueError(f"must be a string, a number, true, false or null, not {kind}")
+
+
+Value = Annotated[str | int | float | bool | None, BeforeValidator(_scalar)]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
 TYPES = ("categorical", "float", "int")
 

@@ -227,6 +227,24 @@ def test_every_problem_is_reported_together() -> None:
     }
 
 
+def test_a_choice_that_is_no_scalar_is_one_problem_at_its_index() -> None:
+    """A mapping or a list as a choice (or a condition's value) was four problems, one per
+    member of the scalar union ("choices.0.str: Input should be a valid string", then .int,
+    .float, .bool): the probe of an Optuna user."""
+    errors = errors_of(
+        {
+            "x": {"type": "categorical", "choices": [{"a": 1}, [1], "ok"]},
+            "y": f(condition={"param": "x", "equals": {"q": 1}}),
+        }
+    )
+    scalar = "must be a string, a number, true, false or null"
+    assert errors == {
+        ("hparams", "x", "choices", 0): f"{scalar}, not a mapping",
+        ("hparams", "x", "choices", 1): f"{scalar}, not a list",
+        ("hparams", "y", "condition", "equals"): f"{scalar}, not a mapping",
+    }
+
+
 def test_yaml_exponents_without_a_dot_are_read_as_numbers_for_ranges() -> None:
     space = HparamSpace.from_spec(JOINT)
     assert space.params["lr"].low == 1e-4  # YAML gives the string "1e-4": read as a number
