@@ -115,7 +115,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if best.get("hparams"):  # a joint search: the best trial's hyperparameters too
         print(f"hparams: {json.dumps(best['hparams'], ensure_ascii=False)}")
     if summary.get("pareto"):  # several objectives: the front, not only the best
-        print(f"Pareto front: {len(summary['pareto'])} trials ({out / 'summary.json'}: pareto)")
+        front = _count(len(summary["pareto"]), "trial")
+        print(f"Pareto front: {front} ({out / 'summary.json'}: pareto)")
     return 0
 
 
@@ -352,7 +353,7 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
             f"{job['n_trials']:>7} {100 * job['progress']:>7.1f}%  {_fmt(best)}"
         )
     shown, count = len(page["data"]), page["count"]
-    print(f"({count} jobs)" if shown == count else f"({shown} shown of {count})")
+    print(f"({_count(count, 'job')})" if shown == count else f"({shown} shown of {count})")
     return 0
 
 
@@ -375,7 +376,7 @@ def _cmd_trials(args: argparse.Namespace) -> int:
         if args.top:
             rows = client.best(args.job, args.top)
             answer: Any = rows  # (/best answers a list)
-            footer = f"(the best {len(rows)} of {job['n_trials']} trials)"
+            footer = f"(the best {len(rows)} of {_count(job['n_trials'], 'trial')})"
         else:
             page = client.trials(
                 args.job,
@@ -544,7 +545,7 @@ def _cmd_curves(args: argparse.Namespace) -> int:
     if "meta_train" in curves["epochs"] and not curves["n_trials"]:
         return 0  # (a meta-training job runs no trials: there is no best so far to show)
     steps = curves["best_so_far"]
-    print(f"best so far ({curves['direction']}, {curves['n_trials']} trials):")
+    print(f"best so far ({curves['direction']}, {_count(curves['n_trials'], 'trial')}):")
     print(f"{'TRIAL':>6}  {'VALUE':>10}")
     for step in steps:
         print(f"{step['trial']:>6}  {_fmt(step['value']):>10}")
@@ -710,7 +711,7 @@ def describe_job(
         if job.get(f"{k}_at")
     )
     lines.append(
-        f"progress {100 * job['progress']:.1f}%, {job['n_trials']} trials "
+        f"progress {100 * job['progress']:.1f}%, {_count(job['n_trials'], 'trial')} "
         f"{json.dumps(job.get('trial_states') or {})}, resumes {job.get('resumes', 0)}; {times}"
     )
     objective = spec.get("objective") or {}
@@ -814,7 +815,8 @@ def describe_result(
         so_far = " so far" if job.get("state") in ("QUEUED", "RUNNING") else ""
     if front:  # a multi-objective job: no one best, a front
         lines.append(
-            f"Pareto front{so_far}: {len(front)} trials (GET /api/v1/jobs/{job['id']}/pareto)"
+            f"Pareto front{so_far}: {_count(len(front), 'trial')} "
+            f"(GET /api/v1/jobs/{job['id']}/pareto)"
         )
         for p in front[:10]:  # (rank: what nas export/retrain --rank take; older jobs: none)
             rank = f" (rank {p['rank']})" if p.get("rank") is not None else ""
@@ -865,6 +867,11 @@ def _pairs(values: Mapping[str, Any]) -> str:
 
 def _paren(text: str | None) -> str:
     return f" ({text})" if text else ""
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 trial``, ``2 trials``, ``0 trials``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:

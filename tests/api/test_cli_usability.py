@@ -118,7 +118,7 @@ def test_help_version_and_option_values(server: LiveServer, finished_job: tuple[
     auth = ("--server", server.url, "--api-key", key)
     jobs = nas("jobs", "--state", "succeeded", *auth)  # any case
     assert jobs.returncode == 0, jobs.stderr
-    assert "(1 jobs)" in jobs.stdout
+    assert "(1 job)" in jobs.stdout
     assert nas("jobs", "--state", "running", *auth).stdout.endswith("(0 jobs)\n")
     bad = nas("trials", str(job_id), "--limit", "0", *auth)
     assert bad.returncode == 2 and "0 is not in 1..1000" in bad.stderr
@@ -354,6 +354,32 @@ def test_show_says_which_retraining_of_a_rank_exports_take() -> None:
         "retrained rank 2: test_accuracy=30.6 weights=f/rank1.pt",
         "retrained rank 1: test_accuracy=43.2 weights=f/retrain-trial4.pt",
     ]
+
+
+def test_show_counts_one_trial_in_the_singular() -> None:
+    """A front of one trial read "Pareto front: 1 trials" (the probe of an Optuna user)."""
+    from api.cli import describe_job
+    from tests.api.conftest import standalone_spec
+
+    arch = {"space": "mlp", "version": 1, "choices": [0, 1]}
+    objectives = [
+        {"metric": "val_accuracy", "direction": "maximize"},
+        {"metric": "params", "direction": "minimize"},
+    ]
+    job = {
+        "id": 7,
+        "name": "mo",
+        "state": "RUNNING",
+        "progress": 0.5,
+        "n_trials": 1,
+        "trial_states": {"COMPLETE": 1},
+        "spec": standalone_spec(),
+    }
+    front = {"objectives": objectives, "front": [{"trial": 0, "values": [90.0, 1200]}]}
+    best = {"number": 0, "architecture": arch, "objective": 90.0, "metrics": {"val_accuracy": 90.0}}
+    shown = describe_job(job, best, front)
+    assert any(line.startswith("progress 50.0%, 1 trial {") for line in shown), shown
+    assert "Pareto front so far: 1 trial (GET /api/v1/jobs/7/pareto)" in shown
 
 
 # --- nas serve ----------------------------------------------------------------------------------
