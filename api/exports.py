@@ -451,7 +451,11 @@ def export_context(plan: ExportPlan, resolved: ResolvedSpec) -> ExportContext:
         arch=ranked.architecture,
         input_shape=input_shape,
         num_classes=num_classes,
-        inputs=None if input_shape is None else DATASETS.get(resolved.spec.dataset.name).inputs,
+        inputs=(
+            None
+            if input_shape is None
+            else DATASETS.get(resolved.spec.dataset.name).inputs_for(resolved.dataset_params)
+        ),
         weights=meta.weights if meta is not None else plan.weights,
         adaptation=None if meta is None else {**meta.adaptation(), **_shots(resolved, num_classes)},
         metrics=metrics,

@@ -93,8 +93,14 @@ class DatasetEntry:
     #: it, after ``check``.
     example_shape: Callable[..., tuple[int, ...] | None] | None = None
     #: What one input is as the networks take it: the data and its preprocessing, which a
-    #: user of an exported model must repeat (the exports say it). ``None``: no network input.
-    inputs: str | None = None
+    #: user of an exported model must repeat (the exports say it). ``None``: no network input;
+    #: a callable: the text from the spec's dataset parameters (``inputs_for``), where they
+    #: set what the inputs are (a generated distribution's ranges, an image's size).
+    inputs: str | Callable[..., str] | None = None
+
+    def inputs_for(self, params: Mapping[str, Any]) -> str | None:
+        """``inputs`` for a job whose dataset section has ``params``."""
+        return self.inputs(**params) if callable(self.inputs) else self.inputs
 
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")

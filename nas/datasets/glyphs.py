@@ -165,6 +165,15 @@ def _shape(**config: Any) -> tuple[tuple[int, ...], int]:
     return (1, params.size, params.size), params.ways
 
 
+def _inputs(**config: Any) -> str:
+    size = GlyphsConfig.model_validate(config).size
+    return (
+        "generated glyph drawings, ink 1 on paper 0 plus Gaussian pixel noise, float32, "
+        f"shape (1, {size}, {size}); a task's N classes are labelled 0..N-1 in the order it "
+        "drew them"
+    )
+
+
 ENTRIES = {
     "glyphs": DatasetEntry(
         GlyphsConfig,
@@ -173,8 +182,6 @@ ENTRIES = {
         task_loss="cross_entropy",
         task_shape=_shape,
         task_class_examples=lambda **config: GlyphsConfig.model_validate(config).samples,
-        inputs="generated glyph drawings, ink 1 on paper 0 plus Gaussian pixel noise, float32, "
-        "shape (1, size, size); a task's N classes are labelled 0..N-1 in the order it drew "
-        "them",
+        inputs=_inputs,
     )
 }

@@ -127,6 +127,21 @@ def _tasks(**config: object) -> SinusoidTasks:
     return SinusoidTasks(**SinusoidConfig.model_validate(config).model_dump())
 
 
+def _inputs(config: SinusoidConfig) -> str:
+    """The exports' input text: the job's own ranges (a model meta-trained on x in [0, 2]
+    said "x in [-5, 5]", the defaults: the probe of a few-shot researcher)."""
+    (x_low, x_high), (a_low, a_high), (p_low, p_high) = (
+        config.x_range,
+        config.amplitude,
+        config.phase,
+    )
+    return (
+        f"one number x in [{x_low:g}, {x_high:g}], shape (1,); the one output is a task's "
+        f"y = A sin(x - phi) (A in [{a_low:g}, {a_high:g}], phi in [{p_low:g}, {p_high:g}]), "
+        "regressed (mean squared error) after adapting to its support points"
+    )
+
+
 # One input, one output (``num_classes`` is the network's output width here).
 ENTRIES = {
     "sinusoid": DatasetEntry(
@@ -135,7 +150,6 @@ ENTRIES = {
         tasks=_tasks,
         input_shape=(1,),
         num_classes=1,
-        inputs="one number x in [-5, 5], shape (1,); the one output is a task's y = A sin(x - "
-        "phi), regressed (mean squared error) after adapting to its support points",
+        inputs=lambda **config: _inputs(SinusoidConfig.model_validate(config)),
     )
 }

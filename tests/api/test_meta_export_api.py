@@ -26,7 +26,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:D
 
 SPEC: dict[str, Any] = {
     "name": "sine-metasgd",
-    "dataset": {"name": "sinusoid"},
+    "dataset": {"name": "sinusoid", "x_range": [-4.5, 4.5]},  # (the exports say so)
     "space": {"name": "mlp", "max_layers": 2, "widths": [20, 40]},
     "controller": {"name": "random"},
     "evaluator": {
@@ -103,6 +103,9 @@ def test_a_meta_learning_job_exports_its_meta_learned_weights(
 
     doc = json.loads(client.export(job_id, "json", 1, tmp_path / "a.json").read_text())
     assert doc["weights"].startswith("meta-learned by the search (metasgd)")
+    # the job's own input range (every export said the default's "x in [-5, 5]")
+    assert doc["inputs"].startswith("one number x in [-4.5, 4.5], shape (1,)"), doc["inputs"]
+    assert "(A in [0.1, 5], phi in [0, 3.14159])" in doc["inputs"]
     assert (
         doc["metrics"]["meta_test_mse_2step"]
         == job["summary"]["best"]["final_metrics"]["meta_test_mse_2step"]
@@ -148,6 +151,9 @@ def test_a_meta_learning_job_exports_its_meta_learned_weights(
         assert np.allclose(net(x).numpy(), want, atol=1e-5)
     card = client.export(job_id, "model-card", 1, tmp_path / "card.md").read_text()
     assert "Weights: meta-learned" in card and "nas retrain" not in card
+    assert f"| Inputs | {doc['inputs']} |" in card
+    source = " ".join((tmp_path / "bundle" / "model.py").read_text().split())
+    assert f"Inputs: {doc['inputs']}." in source
     # each metric says what it is for this job: its 10 meta-test tasks, its step counts
     rows = {line.split(" | ")[0].strip("| "): line for line in card.splitlines() if " | " in line}
     assert (
