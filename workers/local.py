@@ -155,6 +155,7 @@ def run_local_search(
                 assert isinstance(search, LocalRun)
                 stopped = search.loop.stopped_outcome
                 if stopped is not None:  # during the meta-test, after the search
+                    _write_controller(search, out_dir)  # (a warm start's, as a whole run's)
                     summary = _write_results(resolved, stopped, search.space, [], out_dir)
                     for warning in summary["warnings"]:
                         print(f"WARNING: {warning}", file=stream)
@@ -177,12 +178,7 @@ def run_local_search(
                 raise KeyboardInterrupt(
                     f"the trials completed so far are in {out_dir / 'trials.jsonl'}"
                 ) from None
-            # The controller's final state: what a later search's warm start may take
-            # (``workers.warmstart``: ENAS's policy, MetaQNN's Q-table).
-            # (Not search.state(): that would also serialise a supernet.)
-            assert isinstance(search, LocalRun)
-            controller = search.loop.components.controller.state_dict()
-            (out_dir / CONTROLLER_FILE).write_text(json.dumps(controller) + "\n")
+            _write_controller(search, out_dir)
         finally:
             bar.close()
             search.close()
@@ -220,6 +216,15 @@ def run_local_search(
             ) from None
         summary = _write_results(resolved, outcome, search.space, final, out_dir)
     return summary
+
+
+def _write_controller(search: Any, out_dir: Path) -> None:
+    """The controller's final state: what a later search's warm start may take
+    (``workers.warmstart``: ENAS's policy, MetaQNN's Q-table). (Not ``search.state()``:
+    that would also serialise a supernet.)"""
+    assert isinstance(search, LocalRun)
+    controller = search.loop.components.controller.state_dict()
+    (out_dir / CONTROLLER_FILE).write_text(json.dumps(controller) + "\n")
 
 
 #: What a run writes in its folder (``final/`` too: the retrained weights).

@@ -171,6 +171,9 @@ def test_a_stop_during_the_meta_test_keeps_the_searchs_result(
     # the weights the search learned too, as the service's cancel keeps them (the few-shot
     # probe: Ctrl-C lost meta-weights.pt); the same as the uninterrupted outcome's
     assert (tmp_path / "meta-weights.pt").read_bytes() == outcome.files[0].data
+    # and the controller's state, which a later search's warm start reads (it was written
+    # only by a run left to finish)
+    assert json.loads((tmp_path / "controller.json").read_text())["next_id"] == 1
 
 
 def test_the_meta_test_is_outside_the_searchs_wall_time(monkeypatch: pytest.MonkeyPatch) -> None:
