@@ -375,26 +375,32 @@ class MetaEvaluator(Evaluator):
         """A task's support + query examples of a class (meta-training's, and evaluation's)
         above the ``per_class`` examples a class has (``have`` says so, and what to do)."""
         config = cls.Config.model_validate(dict(params))
-        # Each as (shots' field, the query count's field where one was given, shots,
-        # queries): the error names the larger of the two (the query count where one was
-        # given and it is larger: queries 10 with shots 1 named shots).
+        # Each as (shots' field, the query count's field, shots, queries, whether the query
+        # count is its default): the error names the larger of the two (queries 10 with
+        # shots 1 named shots; eval_shots 1 beside eval_points' default 15 named eval_shots,
+        # which was already at its least: the few-shot probe).
         sizes = [
             (
                 "eval_shots",
-                "eval_points" if config.eval_points else None,
+                "eval_points",
                 config.eval_shots,
                 config.eval_points or _CLASS_QUERIES,
+                not config.eval_points,
             )
         ]
         if cls.trains_on_episodes:
-            given = "queries" if config.queries else None
-            sizes.insert(0, ("shots", given, config.shots, config.queries or config.shots))
+            sizes.insert(
+                0,
+                ("shots", "queries", config.shots, config.queries or config.shots, False),
+            )
         return [
             (
-                ("evaluator", given if given and queries > shots else field),
-                f"a task takes {shots} support + {queries} query examples of each class; {have}",
+                ("evaluator", query_field if queries > shots else field),
+                f"a task takes {shots} support + {queries} query examples of each class"
+                + (f" ({query_field} unset: {queries})" if default and queries > shots else "")
+                + f"; {have}",
             )
-            for field, given, shots, queries in sizes
+            for field, query_field, shots, queries, default in sizes
             if shots + queries > per_class
         ]
 

@@ -217,7 +217,11 @@ def test_specs_say_what_classification_needs() -> None:
         "a task takes 10 support + 10 query examples of each class; 'glyphs' has 6 of each "
         "(its samples): lower them, or raise the dataset's samples"
     )
-    assert "5 support + 15 query" in defaults[("evaluator", "eval_shots")]
+    # (eval_points at its default, the larger: named, as the field to lower)
+    assert (
+        "5 support + 15 query examples of each class (eval_points unset: 15); "
+        in (defaults[("evaluator", "eval_points")])
+    )
     # the query count named where it was given and is the larger (the probe: queries 10
     # with shots 1 named shots)
     many = _problems(_spec(evaluator={"name": "maml", "shots": 1, "queries": 10}))
