@@ -137,9 +137,18 @@ function etaText(left) {
   if (left < 0.5) return "any moment";
   return left < 90 ? `${Math.round(left)} s` : left < 5400 ? `${Math.round(left / 60)} min` : `${(left / 3600).toFixed(1)} h`;
 }
+// A running trial's seconds so far, counting up between reads (cost_s is 0 until it ends).
+function elapsedText(since) { return `${Math.max(0, Math.round((Date.now() - since) / 1000))} so far (running)`; }
 setInterval(() => {
   for (const el of document.querySelectorAll(".eta[data-finish]")) el.textContent = etaText((Number(el.dataset.finish) - Date.now()) / 1000);
+  for (const el of document.querySelectorAll(".elapsed[data-since]")) el.textContent = elapsedText(Number(el.dataset.since));
 }, 1000);
+// A time the server gave (ISO 8601 with its offset) in this browser's time zone, to the second.
+function when(iso) {
+  if (!iso) return null;
+  const d = new Date(iso), pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
 function progress(job) {
   const pct = Math.round(100 * job.progress);
   return h("span", {}, h("progress", { max: 100, value: pct, "aria-label": `job ${job.id} progress` }), ` ${pct}%`);
@@ -153,6 +162,7 @@ async function download(path, fallbackName) {
   const a = h("a", { href: url, download: m ? m[1] : fallbackName });
   document.body.append(a); a.click(); a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10000);
+  return res;
 }
 
 // What the user chose or was told in a job's actions, by job id: the jobs list redraws a
@@ -226,7 +236,14 @@ function actions(job, after, evaluator) {
   const exportButton = () => h("button", { type: "button", onclick: async () => {
     const fmtName = fmtSel.value, path = `/jobs/${job.id}/export?format=${fmtName}&rank=1`;
     say("Export…");
-    try { await download(path, `job${job.id}.${fmtName}`); say("Export: done"); } catch (err) {
+    // (an architecture never retrained exports with random weights: said, as nas export and
+    // the Python client say it; the page said "done" alone)
+    try {
+      const res = await download(path, `job${job.id}.${fmtName}`);
+      say(res.headers.get("x-nas-weights") === "untrained"
+        ? `Export: done, untrained: the network's weights are random (the job holds no trained weights of it)${finished && !job.retrain_refused ? "; Retrain best, then export again for trained ones" : ""}`
+        : "Export: done");
+    } catch (err) {
       say(`Export: ${err.status === 404 ? "not found" : describe(err.detail ?? err.message)}`);
       if (err.status === 409 && String(err.detail).includes("untrained=true")) {
         status.append(" ", h("button", { type: "button", class: "untrained", onclick: async () => {
@@ -366,8 +383,9 @@ async function jobsPage(params) {
     // Often while a listed job runs; now and then otherwise, for jobs submitted elsewhere.
     timer = setTimeout(poll, live ? 2000 : 10000);
     if (unchanged) return;
-    count.textContent = page.data.length && page.count > limit
-      ? `${offset + 1}–${offset + page.data.length} of ${page.count} jobs` : `${page.count} job(s)`;
+    // (a range wherever the page is not all of them: #/?offset=3 of 6 jobs said "6 job(s)")
+    count.textContent = page.data.length && page.data.length < page.count
+      ? `${offset + 1}–${offset + page.data.length} of ${page.count} jobs` : `${page.count} job${page.count === 1 ? "" : "s"}`;
     // A redraw keeps the keyboard focus where it was: the same control of the same job's row.
     const active = document.activeElement, row = active?.closest?.("tr[data-job]");
     const where = row && tbody.contains(row) ? [row.dataset.job, [...row.querySelectorAll("a, button, select")].indexOf(active)] : null;
@@ -830,7 +848,14 @@ async function trialPage(id) {
   };
   render(h("nav", { "aria-label": "Breadcrumb" }, h("a", { href: "#/" }, "Jobs"), " › ", h("a", { href: `#/jobs/${t.job_id}` }, `Job ${t.job_id}`), " › ", `Trial ${t.number}`),
     h("h1", {}, `Trial ${t.number} of job ${t.job_id}${retraining ? " (a retraining)" : ""}`),
-    facts([["State", stateTag(t.state)], ["Objective", objective], ["Seconds", t.simulated ? `${fmt(t.cost_s, 2)} (simulated: a benchmark table's training time, not measured here)` : fmt(t.cost_s, 2)], ["Worker", t.worker], ["Error", t.error]]),
+    // (a running trial showed "Seconds 0" and not when it started: the dashboard probe)
+    facts([["State", stateTag(t.state)], ["Objective", objective],
+      ["Started", when(t.started_at) ?? (t.state === "WAITING" ? "not yet: it waits for a worker" : null)],
+      ["Finished", when(t.finished_at)],
+      ["Seconds", t.state === "RUNNING" && t.started_at
+        ? h("span", { class: "elapsed", "data-since": String(Date.parse(t.started_at)) }, elapsedText(Date.parse(t.started_at)))
+        : t.simulated ? `${fmt(t.cost_s, 2)} (simulated: a benchmark table's training time, not measured here)` : fmt(t.cost_s, 2)],
+      ["Worker", t.worker], ["Error", t.error]]),
     h("h2", {}, "Metrics"), dataTable(["metric", "value"], Object.entries(t.metrics || {})),
     h("h2", {}, "Hyperparameters"), dataTable(["name", "value"], Object.entries(t.hparams || {})),
     h("h2", {}, "Intermediate values"), h("div", { class: "grid" }, charts),

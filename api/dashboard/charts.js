@@ -225,8 +225,10 @@ export function barChart(id, title, items) {
 
 // pc: {columns: [{name, kind, labels, min, max}], rows: [{trial, top, values, objective}], metric}
 export function parallelChart(id, title, pc) {
-  const cols = [...pc.columns, { name: pc.metric, kind: "float" }];
-  const rowsV = pc.rows.map((r) => [...r.values, r.objective]);
+  // the objective first, as Optuna draws it: last, it lay beyond a narrow card's edge, to be
+  // found only by scrolling sideways (the dashboard probe)
+  const cols = [{ name: pc.metric, kind: "float" }, ...pc.columns];
+  const rowsV = pc.rows.map((r) => [r.objective, ...r.values]);
   const width = Math.max(W, 70 * cols.length + 60), top = 28, bottom = H - 20;
   // never drawn below its natural size (many axes shrank its labels to 5 px): the card
   // scrolls sideways instead

@@ -421,6 +421,14 @@ def test_a_full_first_page_keeps_counting_and_the_list_shows_new_jobs(
         client.wait(late["id"], timeout=60)
         p.clock.fast_forward(10_000)
         p.wait_for_selector(f"#jobs tr[data-job='{late['id']}']", timeout=20_000)
+        # a page that is not all of them says which (#/?offset=1 said "N job(s)", all of them)
+        total = client.jobs()["count"]
+        p = page.go("/?offset=1")
+        p.wait_for_function(
+            "want => document.querySelector('#jobs-count')?.textContent === want",
+            arg=f"2–{min(total, 51)} of {total} jobs",
+            timeout=15_000,
+        )
     assert page.errors == []
 
 
@@ -752,6 +760,15 @@ def test_parallel_coordinates_with_many_axes_keep_their_size(page: Page, site: S
     assert natural > 900 and drawn >= natural - 1, (drawn, natural)
     widths = p.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[1], widths  # the card scrolls, not the page
+    # the objective is the first axis, in sight without scrolling (last, it lay past the
+    # card's edge: the dashboard probe)
+    first, fits = p.evaluate(
+        "() => { const s = document.querySelector('#parallel svg');"
+        " const t = s.querySelector('text.pc-label'), box = t.getBoundingClientRect();"
+        " const card = s.parentElement.getBoundingClientRect();"
+        " return [t.textContent, box.right <= card.right]; }"
+    )
+    assert first.startswith("val_accuracy") and fits, (first, fits)  # (text, then its title)
     assert page.errors == []
 
 
@@ -862,6 +879,17 @@ def test_a_running_trials_page_follows_it_until_it_ends(
             p = page.go(f"/trials/{trial['id']}")
             state = "#main dt:has-text('State') + dd"
             assert p.inner_text(state) == "RUNNING"
+            # when it started, and its seconds so far, counting (it said "Seconds 0" and not
+            # when it started: the dashboard probe)
+            started = p.inner_text("#main dt:has-text('Started') + dd")
+            assert started == p.evaluate(
+                "iso => { const d = new Date(iso), z = (n) => String(n).padStart(2, '0');"
+                " return `${d.getFullYear()}-${z(d.getMonth() + 1)}-${z(d.getDate())} `"
+                " + `${z(d.getHours())}:${z(d.getMinutes())}:${z(d.getSeconds())}`; }",
+                trial["started_at"],
+            ), started
+            seconds = "#main dt:has-text('Seconds') + dd"
+            assert p.inner_text(seconds).endswith(" so far (running)")
             chart = "#intermediate-train_loss svg"  # (each epoch's; validation at the end)
             # more epochs drawn than when the page was first drawn, without a reload
             first = int(p.get_attribute(chart, "data-count") or 0) if p.query_selector(chart) else 0
@@ -872,6 +900,9 @@ def test_a_running_trials_page_follows_it_until_it_ends(
             )
             p.wait_for_selector(f"{state}:has-text('COMPLETE')", timeout=1000 * time_left(180))
             assert p.get_attribute(chart, "data-count") == "30"
+            ended = client.trial(trial["id"])
+            assert p.inner_text(seconds) == f"{ended['cost_s']:.2f}".rstrip("0").rstrip(".")
+            assert p.inner_text("#main dt:has-text('Finished') + dd") != "–"
         finally:
             with contextlib.suppress(ApiError):  # (409 once it has ended)
                 client.cancel(job["id"])
@@ -1061,6 +1092,17 @@ def test_an_export_without_weights_offers_the_untrained_graph(page: Page, site: 
         p.get_by_role("button", name="Download the untrained onnx graph").click()
     assert download.value.suggested_filename.endswith("-untrained.onnx")
     p.wait_for_selector(".actions [role=status]:has-text('the untrained onnx graph downloaded')")
+    # a bundle of random weights is served (200) and said so, as nas export and the client
+    # say it (the page said "Export: done" alone: the dashboard probe)
+    p.select_option(f"select[aria-label='export format for job {job['id']}']", "pytorch")
+    with p.expect_download() as download:
+        p.get_by_role("button", name="Export", exact=True).click()
+    assert download.value.suggested_filename.endswith("-untrained.zip")
+    status = p.wait_for_selector(".actions [role=status]:has-text('Export: done')")
+    assert status.text_content() == (
+        "Export: done, untrained: the network's weights are random (the job holds no trained "
+        "weights of it); Retrain best, then export again for trained ones"
+    )
     p = page.go(f"/jobs/{site.multi['id']}")
     p.wait_for_selector("#job-best:has-text('by the first objective')")
     p = page.go("/")
