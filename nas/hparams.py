@@ -73,6 +73,8 @@ def _scalar(value: Any) -> Any:
     """A choice (or a condition's value) is one JSON scalar: said once, where pydantic's
     union told each of its members apart ("choices.0.str: Input should be a valid string",
     then .int, .float, .bool) for a mapping or a list."""
+    if isinstance(value, np.generic):  # (in-process callers: numpy's scalars as Python's)
+        value = value.item()
     if value is None or isinstance(value, str | int | float | bool):
         return value
     kind = (

@@ -155,8 +155,8 @@ def run_local_search(
                 assert isinstance(search, LocalRun)
                 stopped = search.loop.stopped_outcome
                 if stopped is not None:  # during the meta-test, after the search
-                    _write_controller(search, out_dir)  # (a warm start's, as a whole run's)
                     summary = _write_results(resolved, stopped, search.space, [], out_dir)
+                    _write_controller(search, out_dir)  # (a warm start's, as a whole run's)
                     for warning in summary["warnings"]:
                         print(f"WARNING: {warning}", file=stream)
                     raise KeyboardInterrupt(

@@ -241,7 +241,7 @@ function actions(job, after, evaluator) {
     try {
       const res = await download(path, `job${job.id}.${fmtName}`);
       say(res.headers.get("x-nas-weights") === "untrained"
-        ? `Export: done, untrained: the network's weights are random (the job holds no trained weights of it)${finished && !job.retrain_refused ? "; Retrain best, then export again for trained ones" : ""}`
+        ? `Export: done, untrained: the network's weights are random (the job holds no trained weights of it)${finished && !retraining && !job.retrain_refused ? "; Retrain best, then export again for trained ones" : ""}`
         : "Export: done");
     } catch (err) {
       say(`Export: ${err.status === 404 ? "not found" : describe(err.detail ?? err.message)}`);
@@ -746,7 +746,7 @@ async function jobPage(id, params) {
         [...pf.front.map((p) => point(p, true)), ...pf.others.map((p) => point(p, false))], names,
         { line: pf.objectives.length === 2 }));
     }
-    if (pc && pc.rows.length && pc.columns.length) charts.append(parallelChart("parallel", "Parallel coordinates: decisions, hyperparameters and the objective", pc));
+    if (pc && pc.rows.length && pc.columns.length) charts.append(parallelChart("parallel", "Parallel coordinates: the objective, decisions and hyperparameters", pc));
     if (imp && imp.importances.length) charts.append(barChart("importance", `Importance for ${metric} (Optuna PED-ANOVA over ${imp.trials} trials)`, imp.importances.slice(0, 15).map((i) => ({ name: i.name, value: i.importance }))));
     // (it was left out without a word: nothing to explain yet)
     else if (imp && imp.trials > 0) charts.append(h("p", { class: "muted", id: "importance-none" }, `No importance chart for ${metric}: over ${imp.trials} completed trial(s), nothing explains it yet (it needs two or more with different values, and a decision or hyperparameter that varies).`));

@@ -136,8 +136,9 @@ def _inputs(config: SinusoidConfig) -> str:
         config.phase,
     )
     return (
-        f"one number x in [{x_low:g}, {x_high:g}], shape (1,); the one output is a task's "
-        f"y = A sin(x - phi) (A in [{a_low:g}, {a_high:g}], phi in [{p_low:g}, {p_high:g}]), "
+        f"one number x in [{x_low:.12g}, {x_high:.12g}], shape (1,); the one output is a "
+        f"task's y = A sin(x - phi) (A in [{a_low:.12g}, {a_high:.12g}], phi in "
+        f"[{p_low:.12g}, {p_high:.12g}]), "
         "regressed (mean squared error) after adapting to its support points"
     )
 

@@ -105,7 +105,7 @@ def test_a_meta_learning_job_exports_its_meta_learned_weights(
     assert doc["weights"].startswith("meta-learned by the search (metasgd)")
     # the job's own input range (every export said the default's "x in [-5, 5]")
     assert doc["inputs"].startswith("one number x in [-4.5, 4.5], shape (1,)"), doc["inputs"]
-    assert "(A in [0.1, 5], phi in [0, 3.14159])" in doc["inputs"]
+    assert "(A in [0.1, 5], phi in [0, 3.14159265359])" in doc["inputs"]
     assert (
         doc["metrics"]["meta_test_mse_2step"]
         == job["summary"]["best"]["final_metrics"]["meta_test_mse_2step"]

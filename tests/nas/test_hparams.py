@@ -243,6 +243,11 @@ def test_a_choice_that_is_no_scalar_is_one_problem_at_its_index() -> None:
         ("hparams", "x", "choices", 1): f"{scalar}, not a list",
         ("hparams", "y", "condition", "equals"): f"{scalar}, not a mapping",
     }
+    # numpy's scalars (an in-process caller's) are Python's: np.int64(3) was the float 3.0
+    space = HparamSpace.from_spec(
+        {"x": {"type": "categorical", "choices": [np.int64(3), np.bool_(True), np.str_("a")]}}
+    )
+    assert [(type(c), c) for c in space.params["x"].choices] == [(int, 3), (bool, True), (str, "a")]
 
 
 def test_yaml_exponents_without_a_dot_are_read_as_numbers_for_ranges() -> None:
