@@ -105,7 +105,8 @@ def history(session: Session, job: JobModel, buckets: int) -> dict[str, Any]:
 
 
 def spec_overview(spec: dict[str, Any] | None) -> dict[str, Any]:
-    """The stored spec's component names, objective metric(s) and warm-start sources."""
+    """The stored spec's component names, objective metric(s), warm-start sources and time
+    budget."""
     spec = spec or {}
 
     def name(section: str) -> str | None:
@@ -138,7 +139,13 @@ def spec_overview(spec: dict[str, Any] | None) -> dict[str, Any]:
         "evaluator": name("evaluator"),
         "objectives": [str(m) for m in metrics],
         "warm_start": sources,
+        "budget_minutes": _minutes((spec.get("budget") or {}).get("minutes")),
     }
+
+
+def _minutes(value: Any) -> float | None:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if number and math.isfinite(value) and value > 0 else None
 
 
 def _sample(session: Session, job: JobModel, top: int, sample: int) -> list[TrialModel]:

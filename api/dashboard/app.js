@@ -120,7 +120,10 @@ function stateTag(state) { return h("span", { class: `state state-${state}` }, s
 // the dataset and the model, or a server down until the job resumed) no longer counts as the
 // search's pace. (A page opened mid-trial does not know when that trial's progress began.)
 const progressSeen = new Map(); // job id -> { at, progress, grew }: the pace's starting point
-function eta(job) {
+// A time budget bounds it: the search ends within (1 - progress) of its budget.minutes (the
+// progress is at least the share of the time spent), where a pace read from the first
+// coarse steps said 13 min for a job of 10 (the dashboard probe).
+function eta(job, minutes = null) {
   if (job.state !== "RUNNING" || !job.started_at || !(job.progress > 0)) return "–";
   const now = Date.now();
   let seen = progressSeen.get(job.id);
@@ -128,9 +131,10 @@ function eta(job) {
     seen = { at: now, progress: job.progress, grew: Boolean(seen) && job.progress > seen.progress };
     progressSeen.set(job.id, seen);
   }
-  const left = seen.grew && job.progress > seen.progress
+  const paced = seen.grew && job.progress > seen.progress
     ? ((now - seen.at) / 1000) * (1 - job.progress) / (job.progress - seen.progress)
     : ((now - Date.parse(job.started_at)) / 1000) * (1 - job.progress) / job.progress;
+  const left = minutes > 0 ? Math.min(paced, 60 * minutes * (1 - job.progress)) : paced;
   return h("span", { class: "eta", "data-finish": String(Math.round(now + 1000 * left)) }, etaText(left));
 }
 function etaText(left) {
@@ -398,7 +402,7 @@ async function jobsPage(params) {
         everyUser && job.owner ? h("div", { class: "muted owner" }, `by ${job.owner}`) : null),
       h("td", {}, stateTag(job.state), job.reason ? h("div", { class: "muted reason", title: job.reason }, job.reason.length > 60 ? `${job.reason.slice(0, 59)}…` : job.reason) : null,
         job.warnings?.length ? h("div", { class: "warning", title: job.warnings.join("\n") }, `⚠ ${job.warnings.length === 1 ? "a warning" : `${job.warnings.length} warnings`}: see its page`) : null),
-      h("td", {}, progress(job)), h("td", {}, eta(job)),
+      h("td", {}, progress(job)), h("td", {}, eta(job, o.budget_minutes)),
       // (a multi-objective job's best is by its first objective: the title says so)
       // (a finished shared-weight search's best is derived from its supernet: no trial)
       h("td", { class: "num", title: job.best ? `${bestOf(o.objectives || [])}, ${bestSource(job.best)}` : "" }, job.best ? `${fmt(job.best.value)} (${job.best.trial_number != null ? `#${job.best.trial_number}` : "derived"})` : "–"),
@@ -698,7 +702,7 @@ async function jobPage(id, params) {
     facts([
       ["State", h("span", {}, stateTag(j.state), j.reason ? ` — ${j.reason}` : "")],
       ...(j.owner ? [["Owner", j.owner]] : []),
-      ["Progress", progress(j)], ["ETA", eta(j)],
+      ["Progress", progress(j)], ["ETA", eta(j, spec.budget?.minutes)],
       [["QUEUED", "RUNNING"].includes(j.state) ? "Best so far" : "Best", j.best ? h("span", { id: "job-best" }, `${metric} ${fmt(j.best.value)} (${bestSource(j.best)})`,
         spec.objective?.metrics?.length > 1 ? h("span", { class: "muted" }, " — by the first objective, ties by the others in order; the Pareto front below weighs them all") : null) : "–"],
       ...(held ? [["Held-out", held]] : []),

@@ -359,6 +359,9 @@ class JobOverview(BaseModel):
     evaluator: str | None
     objectives: list[str] = Field(description="the objective's metric(s)")
     warm_start: list[str] = Field(description="warm-start sources: 'job 3', a query, a run")
+    budget_minutes: float | None = Field(
+        None, description="the spec's budget.minutes: the search ends within them"
+    )
 
 
 class JobOverviewList(BaseModel):

@@ -506,6 +506,31 @@ def test_the_eta_follows_the_pace_of_the_search_not_the_time_before_it(
     assert page.errors == []
 
 
+def test_the_eta_never_passes_the_time_budget(
+    page: Page, site: Site, time_left: Callable[..., float]
+) -> None:
+    """A pace read from the first coarse steps of a 10-minute job's progress said 13 min
+    (the dashboard probe): the search ends within (1 - progress) of its budget.minutes."""
+    with site.server.client(site.key) as client:
+        spec = standalone_spec(trials=12, epochs=15, name="timed", budget={"minutes": 3})
+        job = client.submit(spec)
+        try:
+            wait_for(lambda: client.job(job["id"])["progress"] > 0, timeout=time_left(180))
+            with session_scope(site.server.app.state.nas.write) as session:
+                row = session.get(JobModel, job["id"])
+                assert row is not None and row.started_at is not None
+                row.started_at -= timedelta(hours=10)  # (counted from it: hours)
+            for fragment in ("/", f"/jobs/{job['id']}"):
+                p = page.go(fragment)
+                cell = p.wait_for_selector(".eta[data-finish]", timeout=1000 * time_left(60))
+                left_s = int(cell.get_attribute("data-finish") or 0) - p.evaluate("Date.now()")
+                assert 0 < left_s <= 180_000, (fragment, left_s, cell.text_content())
+        finally:
+            with contextlib.suppress(ApiError):
+                client.cancel(job["id"])
+    assert page.errors == []
+
+
 def test_parallel_coordinates_choice_labels_do_not_overlap(page: Page, site: Site) -> None:
     """A decision with more choices than its axis has room for printed every label, one over
     the other; now it names as many as fit (the first and the last among them), each with

@@ -101,6 +101,7 @@ def test_chart_endpoints(server: LiveServer, user_key: str, client: Any) -> None
         "random", "nb201", "nb201-cifar10", "tabular"
     )  # fmt: skip
     assert row["job"]["id"] == jid and row["warm_start"] == []
+    assert row["budget_minutes"] is None  # (a trial budget; the ETA's bound where one is set)
 
     # another user: 404 like a missing job or trial; no key: 401; bad parameters: 422
     other = server.create_key("user-b")
