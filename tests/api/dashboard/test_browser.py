@@ -1078,6 +1078,12 @@ def test_compare_says_when_two_jobs_draw_the_same_line(page: Page, site: Site) -
         "ps => ps.map(p => p.getAttribute('stroke-dasharray'))"
     )
     assert dashes[0] is None and dashes[1], dashes
+    # the legend lies on the plot: a white halo keeps it readable where lines cross it (six
+    # jobs' lines ran through its text: the dashboard probe)
+    halo = p.locator("#compare-best text.legend").first.evaluate(
+        "t => { const c = getComputedStyle(t); return [c.paintOrder, c.stroke]; }"
+    )
+    assert halo[0].startswith("stroke") and halo[1] == "rgb(255, 255, 255)", halo
     assert page.errors == []
 
 
