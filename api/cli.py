@@ -1300,14 +1300,19 @@ def _cell(value: Any, width: int = 12) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"  # cut, and says so
 
 
+def _whole(text: str) -> int:
+    """An argparse type: a whole number written in digits (``int`` read ``nas delete 3_2`` as
+    job 32, as the server read ``/jobs/3_2``: the HTTP API probe)."""
+    if not re.fullmatch(r"-?[0-9]+", text):
+        raise argparse.ArgumentTypeError(f"not a whole number in digits: {text!r}")
+    return int(text)
+
+
 def _bounded(low: int, high: int) -> Callable[[str], int]:
     """An argparse type: an integer in ``low..high``."""
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        value = _whole(text)
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{value} is not in {low}..{high}")
         return value
@@ -1470,7 +1475,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a job's state and progress, and its best architecture: genotype, hyperparameters, "
         "metrics, held-out test accuracy",
     )
-    show.add_argument("job", type=int, help="job id")
+    show.add_argument("job", type=_whole, help="job id")
     shown = show.add_mutually_exclusive_group()
     shown.add_argument("--json", action="store_true", help="the API's JSON document of the job")
     shown.add_argument(
@@ -1481,7 +1486,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=_cmd_show)
 
     trials = client_command("trials", "list a job's trials with their metrics and hyperparameters")
-    trials.add_argument("job", type=int, help="job id")
+    trials.add_argument("job", type=_whole, help="job id")
     trials.add_argument(
         "--top",
         type=_bounded(1, MAX_PAGE),
@@ -1522,20 +1527,20 @@ def build_parser() -> argparse.ArgumentParser:
     trials.set_defaults(func=_cmd_trials)
 
     curves = client_command("curves", "a job's per-epoch curves and best-so-far history")
-    curves.add_argument("job", type=int, help="job id")
+    curves.add_argument("job", type=_whole, help="job id")
     curves.add_argument("--json", action="store_true", help="the API's JSON instead of tables")
     curves.set_defaults(func=_cmd_curves)
 
     watch = client_command("watch", "live progress of a job until it ends")
-    watch.add_argument("job", type=int, help="job id")
+    watch.add_argument("job", type=_whole, help="job id")
     watch.set_defaults(func=_cmd_watch)
 
     cancel = client_command("cancel", "cancel a job (its trials are kept)")
-    cancel.add_argument("job", type=int, help="job id")
+    cancel.add_argument("job", type=_whole, help="job id")
     cancel.set_defaults(func=_cmd_cancel)
 
     export = client_command("export", "download one of a job's best architectures")
-    export.add_argument("job", type=int, help="job id")
+    export.add_argument("job", type=_whole, help="job id")
     export.add_argument(
         "--format",
         default="json",
@@ -1544,7 +1549,7 @@ def build_parser() -> argparse.ArgumentParser:
         "classify()), torchscript, onnx (few-shot embeddings: output 'embedding'), "
         "model-card (Markdown); a table space: json only",
     )
-    export.add_argument("--rank", type=int, default=1, help="1 = the best (default)")
+    export.add_argument("--rank", type=_whole, default=1, help="1 = the best (default)")
     export.add_argument(
         "-o",
         "--output",
@@ -1561,7 +1566,7 @@ def build_parser() -> argparse.ArgumentParser:
     policy = client_command(
         "policy", "download a job's RL² policy (a meta-training job's rl2-policy.pt)"
     )
-    policy.add_argument("job", type=int, help="job id")
+    policy.add_argument("job", type=_whole, help="job id")
     policy.add_argument(
         "-o",
         "--output",
@@ -1571,13 +1576,13 @@ def build_parser() -> argparse.ArgumentParser:
     policy.set_defaults(func=_cmd_policy)
 
     retrain = client_command("retrain", "retrain one of a job's best architectures from scratch")
-    retrain.add_argument("job", type=int, help="job id")
-    retrain.add_argument("--rank", type=int, default=1, help="1 = the best (default)")
+    retrain.add_argument("job", type=_whole, help="job id")
+    retrain.add_argument("--rank", type=_whole, default=1, help="1 = the best (default)")
     retrain.add_argument("--no-wait", action="store_true", help="start it and return")
     retrain.set_defaults(func=_cmd_retrain)
 
     delete = client_command("delete", "delete a job with its trials and files")
-    delete.add_argument("job", type=int, help="job id")
+    delete.add_argument("job", type=_whole, help="job id")
     delete.set_defaults(func=_cmd_delete)
 
     keys = sub.add_parser(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request, status
+from pydantic import BeforeValidator
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -193,5 +195,21 @@ async def refuse_body(request: Request) -> None:
 #: 64-bit. An id outside them is a 422 naming the path parameter, never a database error.
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
-JobId = Annotated[int, Path(ge=1, le=INT32_MAX, description="the job's id")]
-TrialId = Annotated[int, Path(ge=1, le=INT64_MAX, description="the trial's id")]
+
+
+def _in_digits(value: Any) -> Any:
+    """A whole number of a path, query or header is written in digits (``-`` first for a
+    cursor's -1): Python's ``int`` reads ``3_2`` as 32 and ``+2`` or `` 2`` as 2, pydantic
+    ``2.0`` as 2, and ``DELETE /jobs/3_2`` deleted job 32 (the HTTP API probe)."""
+    if isinstance(value, str) and not re.fullmatch(r"-?[0-9]+", value):
+        raise ValueError(f"must be a whole number written in digits, got {value!r}")
+    return value
+
+
+#: The metadata of every integer parameter: ``Annotated[int, Query(...), DIGITS]``.
+DIGITS = BeforeValidator(_in_digits)
+#: An empty header as no header (an ``EventSource`` may send ``Last-Event-ID:`` empty on its
+#: first connect: it was a 422).
+BLANK_AS_ABSENT = BeforeValidator(lambda v: None if isinstance(v, str) and not v.strip() else v)
+JobId = Annotated[int, Path(ge=1, le=INT32_MAX, description="the job's id"), DIGITS]
+TrialId = Annotated[int, Path(ge=1, le=INT64_MAX, description="the trial's id"), DIGITS]

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, Field
 
 from api import charts
-from api.deps import CurrentPrincipal, JobId, ReadSession, StateDep, TrialId
+from api.deps import DIGITS, CurrentPrincipal, JobId, ReadSession, StateDep, TrialId
 from api.repositories import ApiKeyRepository, JobRepository, TrialRepository
 from api.routes.jobs import JobStateParam
 from api.schemas import JobRead
@@ -151,7 +151,7 @@ def job_history(
     job_id: JobId,
     session: ReadSession,
     principal: CurrentPrincipal,
-    points: Annotated[int, Query(ge=10, le=5000, description="most buckets")] = 2000,
+    points: Annotated[int, Query(ge=10, le=5000, description="most buckets"), DIGITS] = 2000,
 ) -> dict[str, Any]:
     """The objective over trial numbers downsampled to at most ``points`` buckets (each its
     lowest and highest completed objective) and every best-so-far step, however many
@@ -188,8 +188,8 @@ def job_parallel(
     session: ReadSession,
     principal: CurrentPrincipal,
     state: StateDep,
-    top: Annotated[int, Query(ge=1, le=1000, description="best trials")] = 100,
-    sample: Annotated[int, Query(ge=0, le=2000, description="others, evenly spaced")] = 400,
+    top: Annotated[int, Query(ge=1, le=1000, description="best trials"), DIGITS] = 100,
+    sample: Annotated[int, Query(ge=0, le=2000, description="others, evenly spaced"), DIGITS] = 400,
 ) -> dict[str, Any]:
     """Parallel coordinates: each decision and hyperparameter of the ``top`` best completed
     trials and of ``sample`` others evenly spaced by number, with the objective."""
@@ -220,8 +220,8 @@ def job_importance(
     session: ReadSession,
     principal: CurrentPrincipal,
     state: StateDep,
-    top: Annotated[int, Query(ge=1, le=1000)] = 100,
-    sample: Annotated[int, Query(ge=0, le=2000)] = 200,
+    top: Annotated[int, Query(ge=1, le=1000), DIGITS] = 100,
+    sample: Annotated[int, Query(ge=0, le=2000), DIGITS] = 200,
     evaluator: Annotated[
         Literal["ped-anova", "fanova"],
         Query(description="Optuna's PedAnovaImportanceEvaluator (fast) or fANOVA (16 trees)"),
@@ -267,7 +267,9 @@ def job_pareto(
     job_id: JobId,
     session: ReadSession,
     principal: CurrentPrincipal,
-    sample: Annotated[int, Query(ge=0, le=5000, description="dominated trials shown")] = 1000,
+    sample: Annotated[
+        int, Query(ge=0, le=5000, description="dominated trials shown"), DIGITS
+    ] = 1000,
 ) -> dict[str, Any]:
     """A multi-objective job's Pareto front over all its objectives (every non-dominated
     completed trial, as the job's summary has it; the dashboard draws the first two) and a
@@ -297,7 +299,7 @@ def job_timeline(
     job_id: JobId,
     session: ReadSession,
     principal: CurrentPrincipal,
-    limit: Annotated[int, Query(ge=1, le=5000, description="latest trials")] = 500,
+    limit: Annotated[int, Query(ge=1, le=5000, description="latest trials"), DIGITS] = 500,
 ) -> dict[str, Any]:
     """The latest ``limit`` trials' start and end times, by worker."""
     return charts.timeline(session, _job(session, principal, job_id), limit)
@@ -380,8 +382,8 @@ def jobs_overview(
     principal: CurrentPrincipal,
     server: StateDep,
     state: JobStateParam | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200), DIGITS] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000), DIGITS] = 0,
 ) -> JobOverviewList:
     """Your jobs (all for an admin), newest first, with each one's controller, space,
     dataset, evaluator, objective and warm-start sources."""

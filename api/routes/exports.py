@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from api.client import WEIGHTS_HEADER
 from api.db import one_snapshot, session_scope
-from api.deps import CurrentPrincipal, JobId, StateDep, refuse_body
+from api.deps import DIGITS, CurrentPrincipal, JobId, StateDep, refuse_body
 from api.exports import cached_export, plan_export, record_export, write_export
 from api.models import JobModel
 from api.policies import stored_policy
@@ -86,7 +86,7 @@ def export_architecture(
     principal: CurrentPrincipal,
     state: StateDep,
     fmt: Annotated[ExportFormat, Query(alias="format")] = _JSON,
-    rank: Annotated[int, Query(description="1 = the best distinct architecture")] = 1,
+    rank: Annotated[int, Query(description="1 = the best distinct architecture"), DIGITS] = 1,
     untrained: Annotated[
         bool, Query(description="allow torchscript/onnx with freshly initialised weights")
     ] = False,
@@ -274,7 +274,7 @@ async def retrain_architecture(
     request: Request,
     principal: CurrentPrincipal,
     state: StateDep,
-    rank: Annotated[int, Query(description="1 = the best distinct architecture")] = 1,
+    rank: Annotated[int, Query(description="1 = the best distinct architecture"), DIGITS] = 1,
 ) -> RetrainRead:
     """Retrain the ``rank``-th best architecture of a finished job from scratch with the
     job's ``final:`` recipe (its defaults when the spec has none), in the background. It is

@@ -22,6 +22,8 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from api.auth import Principal, bearer_token, hash_key
 from api.deletion import delete_job as delete_job_and_files
 from api.deps import (
+    BLANK_AS_ABSENT,
+    DIGITS,
     INT32_MAX,
     AppState,
     CurrentPrincipal,
@@ -162,8 +164,8 @@ def list_jobs(
             description="only jobs of this name (the spec's name, exactly)",
         ),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000), DIGITS] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000), DIGITS] = 0,
 ) -> JobList:
     """Your jobs (all jobs for an admin), newest first; ``state``, ``name``: only those."""
     rows, total = JobRepository(session).page(
@@ -280,10 +282,12 @@ async def list_trials(
         ),
     ] = "number",
     order: Literal["asc", "desc"] = "asc",
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000), DIGITS] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000), DIGITS] = 0,
     after: Annotated[
-        int | None, Query(ge=-1, le=INT32_MAX, description="keyset cursor (number order)")
+        int | None,
+        Query(ge=-1, le=INT32_MAX, description="keyset cursor (number order)"),
+        DIGITS,
     ] = None,
 ) -> Response:
     """A page of a job's trials, filtered by state and sorted by number, objective or any
@@ -384,7 +388,7 @@ def best_trials(
     job_id: JobId,
     session: ReadSession,
     principal: CurrentPrincipal,
-    k: Annotated[int, Query(ge=1, le=1000)] = 1,
+    k: Annotated[int, Query(ge=1, le=1000), DIGITS] = 1,
 ) -> list[TrialRead]:
     """The top-K completed trials by the job's objective, best first (several objectives:
     ties broken by the others, in order, as the job's best)."""
@@ -409,8 +413,11 @@ async def job_events(
         Header(
             ge=-1,
             le=INT32_MAX,
-            description="a trial event's id: resume after it (EventSource sends it)",
+            description="a trial event's id: resume after it (EventSource sends it); empty: "
+            "from the start",
         ),
+        DIGITS,
+        BLANK_AS_ABSENT,  # (pydantic runs the last first)
     ] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events: ``job`` (state, progress, trial count, best) whenever it changes,

@@ -228,6 +228,25 @@ def test_trials_top_refuses_the_page_options_it_would_ignore(
     assert capsys.readouterr().err == f"error: --top cannot be combined with {named}\n"
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["delete", "3_2"],
+        ["show", "+2"],
+        ["export", "1", "--rank", "0_1"],
+        ["jobs", "--limit", "1_0"],
+    ],
+)
+def test_a_number_is_written_in_digits(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """``nas delete 3_2`` deleted job 32 (Python's int reads "3_2" as 32), as the server read
+    /jobs/3_2: refused before anything is asked of the server."""
+    server = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--server", server])
+    assert exit_.value.code == 2
+    assert "not a whole number in digits" in capsys.readouterr().err
+
+
 # --- 5, 8: export paths, stdout, the --untrained hint -------------------------------------------
 @pytest.fixture
 def nb201_job(server: LiveServer, auth: list[str]) -> int:

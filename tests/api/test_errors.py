@@ -272,3 +272,37 @@ def test_unknown_ids_are_404(http: httpx.Client) -> None:
         assert response.status_code == 404, (path, response.text)
         assert "999" in response.json()["detail"]
     assert http.get("/api/v1/jobs/abc").status_code == 422
+
+
+def test_a_whole_number_is_written_in_digits(http: httpx.Client) -> None:
+    """Ids and numbers were read as Python reads them: DELETE /jobs/3_2 deleted job 32,
+    /trials/9_28 read trial 928, ?limit=1.0 was 1 (the HTTP API probe). Each is a 422 at its
+    parameter now, nothing done."""
+    ids = [_post(http, json.dumps(nb201_spec(budget={"trials": 2}))).json()["id"] for _ in range(2)]
+    for job_id in ids:
+        wait_for(lambda j=job_id: http.get(f"/api/v1/jobs/{j}").json()["state"] == "SUCCEEDED", 60)
+    first, second = ids
+    typo = f"{str(second)[:-1]}_{str(second)[-1]}" if second >= 10 else f"0_{second}"
+    for method, path, loc in [
+        ("DELETE", f"/api/v1/jobs/{typo}", "path.job_id"),
+        ("GET", f"/api/v1/jobs/+{first}", "path.job_id"),
+        ("GET", f"/api/v1/jobs/{first}.0", "path.job_id"),
+        ("GET", f"/api/v1/jobs/{first}/trials?limit=1.0", "query.limit"),
+        ("GET", f"/api/v1/jobs/{first}/trials?after=0_1", "query.after"),
+        ("GET", f"/api/v1/jobs/{first}/export?rank=0_1", "query.rank"),
+        ("GET", "/api/v1/trials/1_0", "path.trial_id"),
+        ("GET", "/api/v1/dashboard/jobs?offset=%201", "query.offset"),
+    ]:
+        response = http.request(method, path)
+        assert response.status_code == 422, (path, response.text)
+        assert "must be a whole number written in digits" in _locs(response)[loc], response.text
+    assert http.get("/api/v1/jobs").json()["count"] == 2  # nothing deleted
+    assert http.get(f"/api/v1/jobs/{first}/trials?limit=1&after=-1").status_code == 200
+    # an event stream's empty Last-Event-ID (an EventSource's first connect) is none
+    with http.stream(
+        "GET", f"/api/v1/jobs/{first}/events", headers={"Last-Event-ID": ""}
+    ) as stream:
+        assert stream.status_code == 200
+        assert any(line.startswith("event: end") for line in stream.iter_lines())
+    bad = http.get(f"/api/v1/jobs/{first}/events", headers={"Last-Event-ID": "1_0"})
+    assert bad.status_code == 422 and "header.last-event-id" in _locs(bad), bad.text
