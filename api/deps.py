@@ -172,7 +172,9 @@ def _invalid(loc: list[str], msg: str) -> HTTPException:
 SpecDocument = Annotated[SpecBody, Depends(_spec_document)]
 
 
-async def refuse_body(request: Request) -> None:
+async def refuse_body(
+    request: Request, why: str = "its parameters are query parameters (e.g. ?rank=2)"
+) -> None:
     """For a POST whose parameters are all in its query, called by its route once the key
     and the path are checked: a body that says something is a 422 (a JSON ``{"rank": 2}``
     sent to ``/retrain`` retrained rank 1 without a word). No body, or JSON ``{}`` or
@@ -186,8 +188,7 @@ async def refuse_body(request: Request) -> None:
         if said not in ({}, None):
             raise _invalid(
                 ["body"],
-                f"{request.method} {request.url.path} takes no body: its parameters are query "
-                "parameters (e.g. ?rank=2)",
+                f"{request.method} {request.url.path} takes no body" + (f": {why}" if why else ""),
             )
 
 
@@ -213,3 +214,14 @@ DIGITS = BeforeValidator(_in_digits)
 BLANK_AS_ABSENT = BeforeValidator(lambda v: None if isinstance(v, str) and not v.strip() else v)
 JobId = Annotated[int, Path(ge=1, le=INT32_MAX, description="the job's id"), DIGITS]
 TrialId = Annotated[int, Path(ge=1, le=INT64_MAX, description="the trial's id"), DIGITS]
+
+
+async def _no_body(request: Request, job_id: JobId, principal: CurrentPrincipal) -> None:
+    """``refuse_body`` for a job's route that takes nothing at all (cancel, delete), once its
+    key (``principal``) and its path (``job_id``) are checked: a body such as
+    ``{"force": true}`` on a DELETE was taken and ignored."""
+    del job_id, principal  # (checked first: a 401 or a bad path before the body)
+    await refuse_body(request, why="")
+
+
+NoBody = Annotated[None, Depends(_no_body)]

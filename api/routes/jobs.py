@@ -28,6 +28,7 @@ from api.deps import (
     AppState,
     CurrentPrincipal,
     JobId,
+    NoBody,
     ReadSession,
     SpecDocument,
     StateDep,
@@ -206,7 +207,11 @@ def get_job(
     responses={409: {"description": "the job already finished"}},
 )
 def cancel_job(
-    job_id: JobId, session: WriteSession, principal: CurrentPrincipal, state: StateDep
+    job_id: JobId,
+    session: WriteSession,
+    principal: CurrentPrincipal,
+    state: StateDep,
+    _: NoBody,
 ) -> JobRead:
     """Stop a job; its recorded trials are kept. 409 when it already finished."""
     try:
@@ -229,7 +234,7 @@ def cancel_job(
     },
 )
 def delete_job(
-    job_id: JobId, request: Request, principal: CurrentPrincipal, state: StateDep
+    job_id: JobId, request: Request, principal: CurrentPrincipal, state: StateDep, _: NoBody
 ) -> Response:
     """Delete a job (yours, or any for an admin) with everything recorded of it: trials,
     intermediate values, checkpoint, artifact rows, and its files under the artifacts folder.

@@ -306,3 +306,23 @@ def test_a_whole_number_is_written_in_digits(http: httpx.Client) -> None:
         assert any(line.startswith("event: end") for line in stream.iter_lines())
     bad = http.get(f"/api/v1/jobs/{first}/events", headers={"Last-Event-ID": "1_0"})
     assert bad.status_code == 422 and "header.last-event-id" in _locs(bad), bad.text
+
+
+def test_cancel_and_delete_refuse_a_body_that_says_something(http: httpx.Client) -> None:
+    """A body on POST /cancel or DELETE (``{"force": true}``) was taken and ignored, where
+    /retrain refused one: a 422 at ``body`` now, after the key and the path, nothing done."""
+    job_id = _post(http, json.dumps(nb201_spec(budget={"trials": 2}))).json()["id"]
+    wait_for(lambda: http.get(f"/api/v1/jobs/{job_id}").json()["state"] == "SUCCEEDED", 60)
+    for method, path in [
+        ("POST", f"/api/v1/jobs/{job_id}/cancel"),
+        ("DELETE", f"/api/v1/jobs/{job_id}"),
+    ]:
+        said = http.request(method, path, json={"force": True})
+        assert said.status_code == 422, said.text
+        assert _locs(said) == {"body": f"{method} {path} takes no body"}, said.text
+        bad_path = http.request(method, path.replace(f"/{job_id}", "/x"), json={"force": True})
+        assert "path.job_id" in _locs(bad_path), bad_path.text  # the path first
+        stranger = httpx.request(method, f"{http.base_url}{path}", json={"force": True})
+        assert stranger.status_code == 401, stranger.text  # the key first
+    assert http.post(f"/api/v1/jobs/{job_id}/cancel", json={}).status_code == 409  # (finished)
+    assert http.delete(f"/api/v1/jobs/{job_id}").status_code == 204  # no body: deleted
