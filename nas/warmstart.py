@@ -443,7 +443,7 @@ def space_with_defaults(section: Any) -> Any:
         config = SPACES.get(section["name"]).Config.model_validate(params)
     except ValidationError:
         return section
-    dumped = config.model_dump(mode="json")
+    dumped = config.as_built()
     # A file as every reader opens it (``spec_path``): a table written relative in one
     # spec and absolute in the other is the same space (a nas search run's spec.yaml kept
     # the path as written).

@@ -45,6 +45,13 @@ class SpaceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def as_built(self) -> dict[str, Any]:
+        """The parameters as the space is built from them (JSON values): a parameter left
+        ``None`` for a default derived from the others filled in, so two sections that build
+        one space compare equal (a warm start refused a source whose spec wrote out the
+        ``reductions`` the other left to their default: the probe of a NAS researcher)."""
+        return self.model_dump(mode="json")
+
 
 class SearchSpace(ABC):
     """What is allowed, how to sample, validate, mutate and encode it.

@@ -62,6 +62,14 @@ class MacroConfig(SpaceConfig):
                 raise ValueError(f"reductions {self.reductions} repeat a layer index")
         return self
 
+    def as_built(self) -> dict[str, Any]:
+        built = super().as_built()
+        given = self.reductions
+        built["reductions"] = (
+            sorted(given) if given is not None else default_reductions(self.layers)
+        )
+        return built
+
 
 def default_reductions(layers: int) -> list[int]:
     """ENAS puts its pooling layers at one and two thirds of the depth."""

@@ -140,6 +140,12 @@ class MetaQNNConfig(SpaceConfig):
                 raise ValueError(f"size_bins {bins} must be positive and strictly descending")
         return self
 
+    def as_built(self) -> dict[str, Any]:
+        built = super().as_built()
+        if self.size_bins is None:
+            built["size_bins"] = default_size_bins(self.input_size)
+        return built
+
 
 def default_size_bins(input_size: int) -> list[int]:
     """The paper's R-size bin edges (8 and 4 for a 32-pixel input) scaled to ``input_size``."""

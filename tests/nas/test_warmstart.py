@@ -520,3 +520,22 @@ def test_two_tables_refused_as_one_space_name_the_decision_that_differs() -> Non
     said = other_space("job 2", unpinned, theirs)
     assert said is not None and "decision 'width' gives no choices" in said
     assert "'opt' gives" not in said
+
+
+def test_a_default_written_out_is_the_same_space() -> None:
+    """A source whose spec wrote out the reductions the other left to their default ([1, 2]
+    for 3 layers) searched "another space (reductions: [1, 2] there, None here)": the same
+    network, refused in nas search, by job id and skipped by a same-space query (the probe
+    of a NAS researcher). MetaQNN's size bins alike; a real difference is still named."""
+    from nas.warmstart import other_space
+
+    macro = {"name": "enas-macro", "layers": 3, "channels": 8}
+    assert other_space("job 1", {**macro, "reductions": [1, 2]}, macro) is None
+    assert other_space("job 1", macro, {**macro, "reductions": [2, 1]}) is None  # (a set)
+    said = other_space("job 1", {**macro, "reductions": [1]}, macro)
+    assert said == (
+        "job 1 searched another space (reductions: [1] there, [1, 2] here); the spaces must match"
+    )
+    metaqnn = {"name": "metaqnn", "input_size": 40}
+    assert other_space("job 1", {**metaqnn, "size_bins": [10, 5]}, metaqnn) is None
+    assert other_space("job 1", {**metaqnn, "size_bins": [12, 5]}, metaqnn) is not None
