@@ -4,7 +4,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import (
     APIRouter,
@@ -62,18 +62,21 @@ router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 
 class _AnyCase(str, Enum):
-    """A state as a query parameter, in any case (``?state=running``): the CLI and the
-    Python client took any, HTTP only the upper-case value (a 422)."""
+    """A state (or an order) as a query parameter, in any case (``?state=running``,
+    ``?order=DESC``): the CLI and the Python client took any, HTTP only the value as
+    written (a 422)."""
 
     @classmethod
     def _missing_(cls, value: object) -> Any:
         if isinstance(value, str):
-            return next((m for m in cls if m.value == value.upper()), None)
+            return next((m for m in cls if m.value.lower() == value.lower()), None)
         return None
 
 
 JobStateParam = _AnyCase("JobStateParam", {s.value: s.value for s in JobState})  # type: ignore[call-overload]
 TrialStateParam = _AnyCase("TrialStateParam", {s.value: s.value for s in TrialState})  # type: ignore[call-overload]
+OrderParam = _AnyCase("OrderParam", {"asc": "asc", "desc": "desc"})  # type: ignore[call-overload]
+ASCENDING = OrderParam("asc")
 
 _spec_body = {
     "requestBody": {
@@ -286,7 +289,7 @@ async def list_trials(
             description="number, objective or a metric the job's evaluator reports",
         ),
     ] = "number",
-    order: Literal["asc", "desc"] = "asc",
+    order: OrderParam = ASCENDING,
     limit: Annotated[int, Query(ge=1, le=1000), DIGITS] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000), DIGITS] = 0,
     after: Annotated[
@@ -306,7 +309,9 @@ async def list_trials(
         if token is None:
             raise unauthorized()
         key_hash = hash_key(token)
-    query = TrialQuery(state.value if state else None, sort, order == "desc", limit, offset, after)
+    query = TrialQuery(
+        state.value if state else None, sort, order.value == "desc", limit, offset, after
+    )
     as_json = app.reader.dialect == "postgresql"
     body = await app.reader.run(lambda: _trials_page(key_hash, job_id, query, as_json))
     return Response(body, media_type="application/json")
@@ -364,6 +369,11 @@ def _trials_page(key_hash: str | None, job_id: int, q: TrialQuery, as_json: bool
     if q.after is not None and q.sort != "number":
         raise _query_error(
             "after", "the after cursor needs sort=number; use offset for other orders"
+        )
+    if q.after is not None and q.offset:
+        # (two ways to page: ?after=5&offset=5 skipped five past the cursor, unsaid)
+        raise _query_error(
+            "offset", "give after (a cursor) or offset, not both: each says where a page starts"
         )
     total = n_trials if q.state is None else int((state_counts or {}).get(q.state, 0))
     after, offset = q.after, q.offset

@@ -209,6 +209,7 @@ def test_oversized_body_is_413(server_factory: Any) -> None:
         ("/api/v1/jobs/{id}/trials?sort=bogus", "query.sort", "val_accuracy"),
         ("/api/v1/jobs/{id}/trials?limit=0", "query.limit", "greater"),
         ("/api/v1/jobs/{id}/trials?sort=objective&after=3", "query.after", "sort=number"),
+        ("/api/v1/jobs/{id}/trials?after=5&offset=5", "query.offset", "after (a cursor) or offset"),
         ("/api/v1/jobs/{id}/best?k=100000", "query.k", "less"),
         ("/api/v1/jobs?state=DONE", "query.state", "QUEUED"),
         # a parameter the route does not take: a typo was answered as if it were not there
@@ -250,6 +251,11 @@ def test_a_state_filter_takes_any_case(http: httpx.Client) -> None:
         page = http.get("/api/v1/jobs", params={"state": given})
         assert page.status_code == 200 and page.json()["count"] == 1, (given, page.text)
     assert http.get("/api/v1/jobs", params={"state": "running"}).json()["count"] == 0
+    # an order too (?order=DESC was a 422 where ?state=complete was taken)
+    numbers = [
+        t["number"] for t in http.get(f"/api/v1/jobs/{job_id}/trials?order=DESC").json()["data"]
+    ]
+    assert numbers == [2, 1, 0], numbers
 
 
 def test_the_dashboard_page_takes_any_query(http: httpx.Client) -> None:
