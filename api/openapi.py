@@ -11,6 +11,10 @@
   (another content type); 413 for a body past the limit sent to any POST or DELETE; 503
   when the database does not answer. (Not operations': 405 for a method a path does not
   take, with ``Allow``; 307 from a path with a trailing slash to the one without.)
+- The response headers a client acts on (``_HEADERS``): a created job's ``Location``, a
+  download's ``Content-Disposition`` and an export's ``X-NAS-Weights``, a 503's
+  ``Retry-After``, a 401's ``WWW-Authenticate`` (a client generated from the document could
+  not learn to tell an export of random weights: the HTTP API probe).
 
 The rules live here, in one place, rather than repeated on each route.
 """
@@ -65,6 +69,36 @@ _EITHER_ERROR = {
         }
     }
 }
+
+
+def _header(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "string"}}
+
+
+_ATTACHMENT = _header("the file's name: attachment; filename=\"...\" (or filename*=utf-8''...)")
+#: Response headers by (path, method, status); ``*`` for every path and method.
+_HEADERS: dict[tuple[str, str, str], dict[str, Any]] = {
+    ("/api/v1/jobs", "post", "201"): {"Location": _header("the created job's URL")},
+    ("/api/v1/jobs/{job_id}/export", "get", "200"): {
+        "Content-Disposition": _ATTACHMENT,
+        "X-NAS-Weights": _header(
+            "trained, or untrained: the network's weights are random (an architecture "
+            "never retrained, or untrained=true asked for the bare graph); absent for json"
+        ),
+    },
+    ("/api/v1/jobs/{job_id}/policy", "get", "200"): {"Content-Disposition": _ATTACHMENT},
+    ("*", "*", "503"): {
+        "Retry-After": _header("seconds to wait, when the database is unavailable (5)")
+    },
+    ("*", "*", "401"): {"WWW-Authenticate": _header("Bearer")},
+}
+
+
+def _add_headers(path: str, method: str, responses: dict[str, Any]) -> None:
+    for code, response in responses.items():
+        for where in ((path, method, code), ("*", "*", code)):
+            if where in _HEADERS:
+                response.setdefault("headers", {}).update(_HEADERS[where])
 
 
 def install_openapi(app: FastAPI, *, auth: bool) -> None:
@@ -147,6 +181,7 @@ def _complete(doc: dict[str, Any], *, auth: bool) -> None:
                     if "itemSchema" in media:
                         media.pop("itemSchema")
                         media["schema"] = {"type": "string", "description": "server-sent events"}
+            _add_headers(path, method, responses)
 
 
 #: From a created job to what a client can do with it (OpenAPI links: generated clients and

@@ -402,6 +402,19 @@ def test_the_openapi_document_validates_and_every_ref_resolves(http: httpx.Clien
     assert delete["description"].startswith("the database is unavailable; try again shortly; or:")
     retrain = doc["paths"]["/api/v1/jobs/{job_id}/retrain"]["post"]["responses"]["422"]
     assert "format" not in retrain["description"], retrain  # (the export's words)
+    # The headers a client acts on are declared (none was: a generated client could not
+    # learn to tell an export of random weights, X-NAS-Weights: the HTTP API probe).
+    paths = doc["paths"]
+    assert set(submit["responses"]["201"]["headers"]) == {"Location"}
+    export = paths["/api/v1/jobs/{job_id}/export"]["get"]["responses"]["200"]
+    assert set(export["headers"]) == {"Content-Disposition", "X-NAS-Weights"}
+    assert "untrained" in export["headers"]["X-NAS-Weights"]["description"]
+    assert (
+        "Content-Disposition"
+        in paths["/api/v1/jobs/{job_id}/policy"]["get"]["responses"]["200"]["headers"]
+    )
+    assert "Retry-After" in paths["/api/v1/jobs/{job_id}"]["get"]["responses"]["503"]["headers"]
+    assert "WWW-Authenticate" in submit["responses"]["401"]["headers"]
 
 
 def test_a_request_without_a_key_is_a_401_before_its_query_is_checked(
