@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from api.models import JobModel, TrialModel
 from api.ranking import configuration_ranks
-from api.repositories import TrialRepository
+from api.repositories import TrialRepository, iso_utc
 from api.retraining import RETRAIN_WORKER
 from nas.architecture import Architecture
 from nas.pareto import non_dominated, objective_values
@@ -339,8 +339,9 @@ def timeline(session: Session, job: JobModel, limit: int) -> dict[str, Any]:
             {
                 "trial": number,
                 "state": state,
-                "start": started.isoformat(),
-                "end": None if finished is None else finished.isoformat(),
+                # (as the job and trial reads write them: ``Z``, where these said +00:00)
+                "start": iso_utc(started),
+                "end": None if finished is None else iso_utc(finished),
             }
         )
     return {

@@ -83,6 +83,15 @@ def test_chart_endpoints(server: LiveServer, user_key: str, client: Any) -> None
     # timeline: the latest 40 trials by worker
     tl = _get(server, user_key, f"/jobs/{jid}/timeline?limit=40").json()
     assert sum(len(w["trials"]) for w in tl["workers"]) == 40
+    # its times written as the trial reads write them (they said +00:00 where those say Z)
+    by_number = {t["number"]: t for t in trials}
+    for lane in tl["workers"]:
+        for t in lane["trials"]:
+            if t["trial"] in by_number:
+                assert (t["start"], t["end"]) == (
+                    by_number[t["trial"]]["started_at"],
+                    by_number[t["trial"]]["finished_at"],
+                ), t
 
     # a trial's drawing: the space's own text (as in the model card) and its SVG
     trial = trials[0]
