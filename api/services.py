@@ -119,12 +119,16 @@ def check_limits(resolved: ResolvedSpec, settings: Settings) -> ResolvedSpec:
         ),
     ):
         if value is not None and value > limit:
-            # (as many digits as tell the two apart: 1.0000001e9 showed as 1e+09, the limit)
-            shown = f"{value:g}" if f"{value:g}" != f"{limit:g}" else repr(value)
+            # (as many digits as tell the two apart: 1.0000001e9 showed as 1e+09, the limit;
+            # a count in full: trials 10^12 read "got 1e+12")
+            def written(number: float) -> str:
+                return str(number) if isinstance(number, int) else f"{number:g}"
+
+            shown = written(value) if written(value) != written(limit) else repr(value)
             problems.append(
                 {
                     "loc": ("budget", field),
-                    "msg": f"at most {limit:g} on this server ({setting}); got {shown}",
+                    "msg": f"at most {written(limit)} on this server ({setting}); got {shown}",
                     "type": "less_than_equal",
                 }
             )

@@ -168,6 +168,10 @@ def test_budgets_above_the_server_limits_are_refused(http: httpx.Client) -> None
     response = http.post("/api/v1/jobs", json=nb201_spec(budget={"simulated_seconds": 1.0000001e9}))
     (error,) = response.json()["detail"]
     assert error["msg"].endswith("(NAS_MAX_SIMULATED_SECONDS); got 1000000100.0"), error
+    # a count in full (it said "got 1e+12")
+    response = http.post("/api/v1/jobs", json=nb201_spec(budget={"trials": 10**12}))
+    (error,) = response.json()["detail"]
+    assert error["msg"].endswith("(NAS_MAX_TRIALS_PER_JOB); got 1000000000000"), error
     _no_jobs(http)
 
 
