@@ -216,12 +216,14 @@ JobId = Annotated[int, Path(ge=1, le=INT32_MAX, description="the job's id"), DIG
 TrialId = Annotated[int, Path(ge=1, le=INT64_MAX, description="the trial's id"), DIGITS]
 
 
-async def _no_body(request: Request, job_id: JobId, principal: CurrentPrincipal) -> None:
-    """``refuse_body`` for a job's route that takes nothing at all (cancel, delete), once its
-    key (``principal``) and its path (``job_id``) are checked: a body such as
-    ``{"force": true}`` on a DELETE was taken and ignored."""
-    del job_id, principal  # (checked first: a 401 or a bad path before the body)
+async def _job_id_without_body(request: Request, job_id: JobId, principal: CurrentPrincipal) -> int:
+    """The path's job id of a route that takes nothing else (cancel, delete), with
+    ``refuse_body`` once the key (``principal``) and the path are checked: a body such as
+    ``{"force": true}`` on a DELETE was taken and ignored. (The route takes its id from here:
+    declared twice, a bad one was two identical problems.)"""
+    del principal  # (checked first: a 401 before the body)
     await refuse_body(request, why="")
+    return job_id
 
 
-NoBody = Annotated[None, Depends(_no_body)]
+JobIdWithoutBody = Annotated[int, Depends(_job_id_without_body)]

@@ -29,6 +29,7 @@ from controllers.rl2 import META_EVALUATOR, PolicyFileError, load_policy, space_
 from nas.errors import NasError, SpecError, spec_error_at_field
 from nas.evaluators.rl2_meta import MAX_JOB_TRIALS, Rl2MetaConfig, Rl2MetaEvaluator
 from nas.spec import ResolvedSpec
+from nas.warmstart import other_space
 from workers.meta_train import POLICY_KIND
 from workers.search import parse_spec
 
@@ -91,12 +92,10 @@ def resolve_meta_jobs(
             continue
         if job is None:
             raise SpecError.at(loc, f"no job {job_id} of yours")
-        if job.spec.get("space") != stored["space"]:
-            raise SpecError.at(
-                loc,
-                f"job {job_id} searched space {job.spec.get('space')}; this job meta-trains "
-                f"on {stored['space']}",
-            )
+        # (as built: a source that wrote out a default the other left out is the same space)
+        problem = other_space(f"job {job_id}", job.spec.get("space"), stored["space"])
+        if problem is not None:
+            raise SpecError.at(loc, problem)
         theirs = _direction_of(job.spec, config.fitness)
         if theirs is not None and theirs != direction:
             # One of the two directions is wrong, and only the user knows which: negating

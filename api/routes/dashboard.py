@@ -362,7 +362,9 @@ class JobOverview(BaseModel):
     objectives: list[str] = Field(description="the objective's metric(s)")
     warm_start: list[str] = Field(description="warm-start sources: 'job 3', a query, a run")
     budget_minutes: float | None = Field(
-        None, description="the spec's budget.minutes: the search ends within them"
+        None,
+        description="the spec's budget.minutes where the time is all its progress measures "
+        "(no trials or simulated_seconds budget, a search of trials): it ends within them",
     )
 
 

@@ -28,7 +28,7 @@ from api.deps import (
     AppState,
     CurrentPrincipal,
     JobId,
-    NoBody,
+    JobIdWithoutBody,
     ReadSession,
     SpecDocument,
     StateDep,
@@ -210,11 +210,7 @@ def get_job(
     responses={409: {"description": "the job already finished"}},
 )
 def cancel_job(
-    job_id: JobId,
-    session: WriteSession,
-    principal: CurrentPrincipal,
-    state: StateDep,
-    _: NoBody,
+    job_id: JobIdWithoutBody, session: WriteSession, principal: CurrentPrincipal, state: StateDep
 ) -> JobRead:
     """Stop a job; its recorded trials are kept. 409 when it already finished."""
     try:
@@ -237,7 +233,7 @@ def cancel_job(
     },
 )
 def delete_job(
-    job_id: JobId, request: Request, principal: CurrentPrincipal, state: StateDep, _: NoBody
+    job_id: JobIdWithoutBody, request: Request, principal: CurrentPrincipal, state: StateDep
 ) -> Response:
     """Delete a job (yours, or any for an admin) with everything recorded of it: trials,
     intermediate values, checkpoint, artifact rows, and its files under the artifacts folder.

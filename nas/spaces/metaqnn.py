@@ -142,6 +142,7 @@ class MetaQNNConfig(SpaceConfig):
 
     def as_built(self) -> dict[str, Any]:
         built = super().as_built()
+        built["fc_units"] = sorted(self.fc_units, reverse=True)  # (as the space orders them)
         if self.size_bins is None:
             built["size_bins"] = default_size_bins(self.input_size)
         return built

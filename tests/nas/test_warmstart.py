@@ -539,3 +539,4 @@ def test_a_default_written_out_is_the_same_space() -> None:
     metaqnn = {"name": "metaqnn", "input_size": 40}
     assert other_space("job 1", {**metaqnn, "size_bins": [10, 5]}, metaqnn) is None
     assert other_space("job 1", {**metaqnn, "size_bins": [12, 5]}, metaqnn) is not None
+    assert other_space("job 1", {**metaqnn, "fc_units": [32, 64, 128]}, metaqnn) is None

@@ -338,3 +338,22 @@ def test_a_joint_searchs_front_holds_configurations_not_architectures(
         ]
     finally:
         engine.dispose()
+
+
+def test_the_eta_is_bounded_by_minutes_only_where_time_is_all_the_progress_measures() -> None:
+    """The progress is the largest share of the budgets spent (trials, minutes, simulated
+    time) or of a supernet's epochs, a meta-training's iterations: (1 - progress) of the
+    minutes bounds the time left only where the minutes are all it measures (the review:
+    50 of 100 trials in 5 of 60 minutes was said to end in 30 minutes)."""
+    from api.charts import time_bound
+
+    def spec(evaluator: str, **budget: Any) -> dict[str, Any]:
+        return {"evaluator": {"name": evaluator}, "budget": budget}
+
+    assert time_bound(spec("standalone", minutes=10)) == 10.0
+    assert time_bound(spec("standalone", minutes=10, max_trials=5000)) == 10.0  # (a cap)
+    assert time_bound(spec("standalone", minutes=60, trials=100)) is None
+    assert time_bound(spec("tabular", minutes=60, simulated_seconds=1e5)) is None
+    assert time_bound(spec("shared-weights", minutes=10)) is None
+    assert time_bound(spec("rl2-meta", minutes=10)) is None
+    assert time_bound(spec("standalone", trials=12)) is None
