@@ -132,16 +132,24 @@ class _PromptServer(uvicorn.Server):
 
 
 class LiveServer:
-    """uvicorn serving ``create_app(settings)`` on a free port, in a thread."""
+    """uvicorn serving ``create_app(settings)`` on a free port (or ``port``: a server started
+    again where one stopped), in a thread. Its socket is bound here and handed to uvicorn: a
+    port chosen free and bound later was taken in between by another process of the suite
+    once ("address already in use", a CI run red)."""
 
     def __init__(self, settings: Settings, port: int | None = None) -> None:
         self.settings = settings
-        self.port = port or free_port()
+        self.socket = socket.socket()
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", port or 0))
+        self.port = int(self.socket.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = _PromptServer(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
+        )
 
     def start(self) -> LiveServer:
         self.thread.start()
@@ -155,6 +163,7 @@ class LiveServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(60)
+        self.socket.close()  # (closed with its server once it started; a never-started one's)
 
     def client(self, api_key: str | None = None) -> NasClient:
         return PollingClient(self.url, api_key=api_key or "")
