@@ -672,6 +672,20 @@ class TrialRepository:
             .execution_options(synchronize_session=False)
         )
 
+    def start_now(self, job_id: int, number: int) -> None:
+        """The job's RUNNING trial ``number`` starts now (a retraining that waited for a
+        slot since it was asked for)."""
+        self.session.execute(
+            update(TrialModel)
+            .where(
+                TrialModel.job_id == job_id,
+                TrialModel.number == number,
+                TrialModel.state == TrialState.RUNNING.value,
+            )
+            .values(started_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
     def finish(self, job_id: int, number: int, **values: Any) -> None:
         """Set a trial's result fields (state, metrics, error, finished_at, ...)."""
         if "metrics" in values:

@@ -426,6 +426,12 @@ def _retrain(
     if should_stop is not None and should_stop():  # waited for a slot while the server stopped
         _fail_retrain(write, started, error=STOPPED_BY_SHUTDOWN, began=began)
         return
+    try:  # its slot is taken now: it starts now (it showed its request's time, however long
+        # it had waited for the slot, and a trial's page counted its seconds from there)
+        with session_scope(write) as session:
+            TrialRepository(session).start_now(job_id, number)
+    except SQLAlchemyError:  # (a database hiccup: the request's time stays)
+        log.warning("job %d: retraining trial %d: its start was not recorded", job_id, number)
     try:
         resolved = ResolvedSpec.from_stored(spec)
         retrain_final(

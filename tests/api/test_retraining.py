@@ -288,6 +288,32 @@ def test_a_retraining_that_waited_for_a_slot_through_a_shutdown_never_starts(
     assert (trial.state, trial.error) == ("FAIL", STOPPED_BY_SHUTDOWN)
 
 
+def test_a_retraining_that_waited_for_a_slot_starts_when_it_gets_one(
+    write: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """A retraining waiting for a slot showed its request's time as its start (and a trial
+    page its seconds from there): it starts when its slot is free."""
+    from api.retraining import RetrainStarted, _retrain
+
+    job_id = _job(write, standalone_spec())
+    retrainings = Retrainings(limit=1)
+    release = threading.Event()
+    _running(write, job_id, 0, retrainings.worker, ago=0)
+    _running(write, job_id, 1, retrainings.worker, ago=0)
+    asked = _trial(write, job_id, 1).started_at
+    retrainings.run(job_id, 0, lambda: release.wait(30), write)
+    started = RetrainStarted(job_id, 1, 0, 1, {})
+    # (a spec it cannot read: it fails once started, its start recorded first)
+    queued = lambda: _retrain(write, tmp_path, {}, started, Architecture("x", (0,)))
+    retrainings.run(job_id, 1, queued, write)
+    time.sleep(1.0)  # it waits for the slot
+    release.set()
+    wait_for(lambda: _trial(write, job_id, 1).state == "FAIL", timeout=30)
+    trial = _trial(write, job_id, 1)
+    assert asked is not None and trial.started_at is not None
+    assert (trial.started_at - asked).total_seconds() >= 0.9, (asked, trial.started_at)
+
+
 def test_sigterm_during_a_retraining_stops_it_and_the_server_cleanly(tmp_path: Path) -> None:
     """``nas serve`` aborted on SIGTERM while a retraining trained ("terminate called without
     an active exception", exit 134: the interpreter ended inside its thread's torch call),
