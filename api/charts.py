@@ -105,8 +105,7 @@ def history(session: Session, job: JobModel, buckets: int) -> dict[str, Any]:
 
 
 def spec_overview(spec: dict[str, Any] | None) -> dict[str, Any]:
-    """The stored spec's component names, objective metric(s), warm-start sources and time
-    budget."""
+    """The stored spec's component names, objective metric(s) and warm-start sources."""
     spec = spec or {}
 
     def name(section: str) -> str | None:
@@ -139,26 +138,7 @@ def spec_overview(spec: dict[str, Any] | None) -> dict[str, Any]:
         "evaluator": name("evaluator"),
         "objectives": [str(m) for m in metrics],
         "warm_start": sources,
-        "budget_minutes": time_bound(spec),
     }
-
-
-def time_bound(spec: dict[str, Any]) -> float | None:
-    """The spec's ``budget.minutes`` where the time is all its progress measures (a search
-    of trials with no trial or simulated-time budget: its progress is the share of those
-    minutes spent), else ``None``: another budget, or a supernet's epochs or a
-    meta-training's iterations, may run ahead of the time, and its progress with them."""
-    from nas.evaluators import EVALUATORS
-
-    budget = spec.get("budget") or {}
-    value = budget.get("minutes")
-    evaluator = (spec.get("evaluator") or {}).get("name")
-    if budget.get("trials") is not None or budget.get("simulated_seconds") is not None:
-        return None
-    if evaluator not in EVALUATORS or EVALUATORS.get(evaluator).search != "trials":
-        return None
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    return float(value) if number and math.isfinite(value) and value > 0 else None
 
 
 def _sample(session: Session, job: JobModel, top: int, sample: int) -> list[TrialModel]:

@@ -60,6 +60,13 @@ class JobRead(_Read):
         "409: a file of the job's no longer under the data roots), or null when they can be "
         "retrained once the job has finished",
     )
+    time_bound_minutes: float | None = Field(
+        None,
+        description="the spec's budget.minutes where the time is all its progress measures "
+        "(a search of trials without a trials or simulated_seconds budget): it ends within "
+        "(1 - progress) of them; null where another budget, a supernet's epochs or a "
+        "meta-training's iterations move the progress too",
+    )
     export_formats: list[str] = Field(
         default_factory=list,
         description="the formats of `GET /jobs/{id}/export` that this job's space exports to "

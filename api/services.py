@@ -544,8 +544,21 @@ def job_read(
         ),
         owner=owner,
         retrain_refused=refused,
+        time_bound_minutes=_time_bound(resolved),
         export_formats=formats,
     )
+
+
+def _time_bound(resolved: ResolvedSpec) -> float | None:
+    """``budget.minutes`` where the time is all the progress measures (``JobRead``'s
+    ``time_bound_minutes``): the dashboard's ETA never passes what is left of it (a pace read
+    from the first coarse steps said 13 min for a 10-minute job: the dashboard probe)."""
+    budget = resolved.spec.budget
+    if budget.trials is not None or budget.simulated_seconds is not None:
+        return None
+    if EVALUATORS.get(resolved.spec.evaluator.name).search != "trials":
+        return None  # (a supernet's epochs, a meta-training's iterations)
+    return budget.minutes
 
 
 def check_resubmittable(resolved: ResolvedSpec, max_body_bytes: int) -> None:

@@ -120,11 +120,11 @@ function stateTag(state) { return h("span", { class: `state state-${state}` }, s
 // the dataset and the model, or a server down until the job resumed) no longer counts as the
 // search's pace. (A page opened mid-trial does not know when that trial's progress began.)
 const progressSeen = new Map(); // job id -> { at, progress, grew }: the pace's starting point
-// A time budget bounds it where the time is all the progress measures (minutes: the jobs
-// overview's budget_minutes, or timeBound of a job's spec): the search ends within
-// (1 - progress) of them, where a pace read from the first coarse steps said 13 min for a
-// job of 10 (the dashboard probe).
-function eta(job, minutes = null) {
+// A time budget bounds it where the time is all the progress measures (the job's
+// time_bound_minutes): the search ends within (1 - progress) of them, where a pace read from
+// the first coarse steps said 13 min for a job of 10 (the dashboard probe).
+function eta(job) {
+  const minutes = job.time_bound_minutes;
   if (job.state !== "RUNNING" || !job.started_at || !(job.progress > 0)) return "–";
   const now = Date.now();
   let seen = progressSeen.get(job.id);
@@ -137,14 +137,6 @@ function eta(job, minutes = null) {
     : ((now - Date.parse(job.started_at)) / 1000) * (1 - job.progress) / job.progress;
   const left = minutes > 0 ? Math.min(paced, 60 * minutes * (1 - job.progress)) : paced;
   return h("span", { class: "eta", "data-finish": String(Math.round(now + 1000 * left)) }, etaText(left));
-}
-// api/charts.time_bound's rule, for a job's page (its spec at hand): budget.minutes without a
-// trials or simulated_seconds budget, in a search of trials (a supernet's epochs and a
-// meta-training's iterations move the progress too, ahead of the time).
-function timeBound(spec) {
-  const b = spec.budget || {};
-  const trials = !["shared-weights", "rl2-meta"].includes(spec.evaluator?.name);
-  return trials && b.trials == null && b.simulated_seconds == null ? b.minutes ?? null : null;
 }
 function etaText(left) {
   if (left < 0.5) return "any moment";
@@ -411,7 +403,7 @@ async function jobsPage(params) {
         everyUser && job.owner ? h("div", { class: "muted owner" }, `by ${job.owner}`) : null),
       h("td", {}, stateTag(job.state), job.reason ? h("div", { class: "muted reason", title: job.reason }, job.reason.length > 60 ? `${job.reason.slice(0, 59)}…` : job.reason) : null,
         job.warnings?.length ? h("div", { class: "warning", title: job.warnings.join("\n") }, `⚠ ${job.warnings.length === 1 ? "a warning" : `${job.warnings.length} warnings`}: see its page`) : null),
-      h("td", {}, progress(job)), h("td", {}, eta(job, o.budget_minutes)),
+      h("td", {}, progress(job)), h("td", {}, eta(job)),
       // (a multi-objective job's best is by its first objective: the title says so)
       // (a finished shared-weight search's best is derived from its supernet: no trial)
       h("td", { class: "num", title: job.best ? `${bestOf(o.objectives || [])}, ${bestSource(job.best)}` : "" }, job.best ? `${fmt(job.best.value)} (${job.best.trial_number != null ? `#${job.best.trial_number}` : "derived"})` : "–"),
@@ -711,7 +703,7 @@ async function jobPage(id, params) {
     facts([
       ["State", h("span", {}, stateTag(j.state), j.reason ? ` — ${j.reason}` : "")],
       ...(j.owner ? [["Owner", j.owner]] : []),
-      ["Progress", progress(j)], ["ETA", eta(j, timeBound(spec))],
+      ["Progress", progress(j)], ["ETA", eta(j)],
       [["QUEUED", "RUNNING"].includes(j.state) ? "Best so far" : "Best", j.best ? h("span", { id: "job-best" }, `${metric} ${fmt(j.best.value)} (${bestSource(j.best)})`,
         spec.objective?.metrics?.length > 1 ? h("span", { class: "muted" }, " — by the first objective, ties by the others in order; the Pareto front below weighs them all") : null) : "–"],
       ...(held ? [["Held-out", held]] : []),

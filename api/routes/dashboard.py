@@ -361,11 +361,6 @@ class JobOverview(BaseModel):
     evaluator: str | None
     objectives: list[str] = Field(description="the objective's metric(s)")
     warm_start: list[str] = Field(description="warm-start sources: 'job 3', a query, a run")
-    budget_minutes: float | None = Field(
-        None,
-        description="the spec's budget.minutes where the time is all its progress measures "
-        "(no trials or simulated_seconds budget, a search of trials): it ends within them",
-    )
 
 
 class JobOverviewList(BaseModel):

@@ -110,7 +110,7 @@ def test_chart_endpoints(server: LiveServer, user_key: str, client: Any) -> None
         "random", "nb201", "nb201-cifar10", "tabular"
     )  # fmt: skip
     assert row["job"]["id"] == jid and row["warm_start"] == []
-    assert row["budget_minutes"] is None  # (a trial budget; the ETA's bound where one is set)
+    assert row["job"]["time_bound_minutes"] is None  # (a trial budget: no bound of the ETA)
 
     # another user: 404 like a missing job or trial; no key: 401; bad parameters: 422
     other = server.create_key("user-b")
@@ -345,15 +345,20 @@ def test_the_eta_is_bounded_by_minutes_only_where_time_is_all_the_progress_measu
     time) or of a supernet's epochs, a meta-training's iterations: (1 - progress) of the
     minutes bounds the time left only where the minutes are all it measures (the review:
     50 of 100 trials in 5 of 60 minutes was said to end in 30 minutes)."""
-    from api.charts import time_bound
+    from api.services import _time_bound
+    from nas.spec import ResolvedSpec
+    from tests.api.conftest import standalone_spec
 
-    def spec(evaluator: str, **budget: Any) -> dict[str, Any]:
-        return {"evaluator": {"name": evaluator}, "budget": budget}
+    def bound(evaluator: dict[str, Any], **budget: Any) -> float | None:
+        spec = {**standalone_spec(), "evaluator": evaluator, "budget": budget}
+        return _time_bound(ResolvedSpec.from_stored(spec))
 
-    assert time_bound(spec("standalone", minutes=10)) == 10.0
-    assert time_bound(spec("standalone", minutes=10, max_trials=5000)) == 10.0  # (a cap)
-    assert time_bound(spec("standalone", minutes=60, trials=100)) is None
-    assert time_bound(spec("tabular", minutes=60, simulated_seconds=1e5)) is None
-    assert time_bound(spec("shared-weights", minutes=10)) is None
-    assert time_bound(spec("rl2-meta", minutes=10)) is None
-    assert time_bound(spec("standalone", trials=12)) is None
+    standalone = {"name": "standalone", "epochs": 1}
+    assert bound(standalone, minutes=10) == 10.0
+    assert bound(standalone, minutes=10, max_trials=5000) == 10.0  # (a cap)
+    assert bound(standalone, minutes=60, trials=100) is None
+    assert bound(standalone, minutes=60, simulated_seconds=1e5) is None
+    assert bound({"name": "shared-weights"}, minutes=10) is None
+    meta = {"name": "rl2-meta", "tasks": ["nb201-cifar10", "nb201-cifar100"], "iterations": 5}
+    assert bound(meta, minutes=10) is None
+    assert bound(standalone, trials=12) is None
