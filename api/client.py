@@ -481,8 +481,8 @@ class NasClient:
         case); ``sort`` is ``number``, ``objective`` or a metric's name, ``order`` ``asc`` or
         ``desc``; ``count`` is the total over all pages. Page by ``offset``, or (with
         ``sort="number"`` only) by ``after``: the trial number the previous page's
-        ``next_after`` gave (``None`` on the last page), which stays right while the job
-        adds trials."""
+        ``next_after`` gave, which stays right while the job adds trials. ``next_after`` is
+        ``None`` on the last page; a running job's later trials follow its last number."""
         params: dict[str, Any] = {"sort": sort, "order": order, "limit": limit, "offset": offset}
         if state:
             params["state"] = state.upper()  # any case, as the CLI takes it

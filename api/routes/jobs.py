@@ -377,11 +377,13 @@ def _trials_page(key_hash: str | None, job_id: int, q: TrialQuery, as_json: bool
         # Numbers run without gaps from 0 to n_trials - 1: an offset is a keyset position.
         after = n_trials - offset if q.descending else offset - 1
         offset = 0
+    # One row past the page says whether another page follows: a full last page gave a
+    # cursor to an empty one.
     page = yield trial_page_query(
-        as_json, job_id, q.state, q.sort, q.descending, q.limit, offset, after
+        as_json, job_id, q.state, q.sort, q.descending, q.limit + 1, offset, after
     )
-    rows = trial_rows_json(page, as_json)
-    next_after = rows[-1][0] if q.sort == "number" and len(rows) == q.limit else None
+    rows = trial_rows_json(page[: q.limit], as_json)
+    next_after = rows[-1][0] if q.sort == "number" and len(page) > q.limit else None
     data = ",".join(text for _, text in rows)
     next_json = "null" if next_after is None else str(next_after)
     return f'{{"data":[{data}],"count":{total},"next_after":{next_json}}}'

@@ -52,6 +52,13 @@ def test_trial_listing_pages_filters_and_sorts(client: NasClient) -> None:
     assert [t["number"] for t in page["data"]] == [118, 117, 116]
     page = client.trials(job_id, limit=50, after=49)
     assert page["data"][0]["number"] == 50 and page["next_after"] == 99
+    # A full last page ends the cursor (it gave one to an empty page), filtered or not.
+    for state in (None, "COMPLETE"):
+        page = client.trials(job_id, state=state, limit=20, after=99)
+        assert [t["number"] for t in page["data"]] == list(range(100, 120))
+        assert page["next_after"] is None, state
+    assert client.trials(job_id, order="desc", limit=20, after=20)["next_after"] is None
+    assert client.trials(job_id, order="desc", limit=20, after=21)["next_after"] == 1
     by_objective = client.trials(job_id, sort="objective", order="desc", limit=10)["data"]
     assert [t["objective"] for t in by_objective] == [
         t["objective"] for t in client.best(job_id, 10)

@@ -27,7 +27,7 @@ def test_listed_trials_equal_their_detail_exactly(server_factory: Any) -> None:
         job_id = client.submit(nb201_spec(budget={"trials": 40}))["id"]
         client.wait(job_id, timeout=60)
         page = client.trials(job_id, limit=40)
-        assert page["count"] == 40 and page["next_after"] == 39
+        assert page["count"] == 40 and page["next_after"] is None  # a full last page
         for listed in page["data"]:
             detail = client.trial(listed["id"])
             assert set(listed) == set(detail) - {"intermediate_values"}
