@@ -118,6 +118,34 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
+class NoEntityTags:
+    """The API sends no entity tags, so a request that changes something under a condition
+    on one (``If-Match: "v1"``) cannot be met: 412 (RFC 9110 13.1.1), before anything
+    changes. It was ignored: a client guarding a cancel or a delete with it acted
+    unguarded. ``If-Match: *`` (any current representation) holds wherever the resource
+    exists, which the route checks as always."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        tags = [v for name, v in scope["headers"] if name == b"if-match"]
+        if tags and any(t.strip() != b"*" for t in b",".join(tags).split(b",")):
+            response = JSONResponse(
+                {
+                    "detail": "If-Match: this API sends no entity tags (ETag), so no tag can "
+                    "match; send the request without If-Match, or with If-Match: *"
+                },
+                status_code=status.HTTP_412_PRECONDITION_FAILED,
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 #: Set in the scope of a HEAD request that ``HeadAsGet`` passes on as a GET.
 HEAD_KEY = "nas.head"
 
@@ -274,6 +302,7 @@ def create_app(settings: Settings | None = None, *, jobs_at_startup: bool = True
     app.state.stopping = threading.Event()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HeadAsGet)
+    app.add_middleware(NoEntityTags)
     app.add_middleware(ClientGone)
     routers = [
         health.router,

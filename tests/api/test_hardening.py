@@ -503,6 +503,25 @@ def test_head_answers_the_headers_of_get_without_a_body(
         http.post(f"/api/v1/jobs/{running}/cancel")
 
 
+def test_if_match_with_a_tag_is_a_412_and_changes_nothing(http: httpx.Client) -> None:
+    """The API sends no entity tags: a delete guarded by ``If-Match: "v1"`` deleted the job
+    all the same (the header was ignored)."""
+    tagged = {"If-Match": '"v1"'}
+    refused = http.post("/api/v1/jobs", json=nb201_spec(budget={"trials": 3}), headers=tagged)
+    assert refused.status_code == 412 and "If-Match" in refused.json()["detail"]
+    _no_jobs(http)
+    job_id = http.post("/api/v1/jobs", json=nb201_spec(budget={"trials": 3})).json()["id"]
+    wait_for(lambda: http.get(f"/api/v1/jobs/{job_id}").json()["state"] == "SUCCEEDED", 60)
+    for method, path in (("POST", "/cancel"), ("POST", "/retrain"), ("DELETE", "")):
+        for tag in ('"v1"', '*, "v1"', 'W/"v1"'):
+            answer = http.request(method, f"/api/v1/jobs/{job_id}{path}", headers={"If-Match": tag})
+            assert answer.status_code == 412, (method, path, tag, answer.text)
+    assert http.get(f"/api/v1/jobs/{job_id}").json()["state"] == "SUCCEEDED"
+    assert http.get(f"/api/v1/jobs/{job_id}", headers=tagged).status_code == 200  # reads: as ever
+    assert http.delete(f"/api/v1/jobs/{job_id}", headers={"If-Match": "*"}).status_code < 300
+    assert http.get(f"/api/v1/jobs/{job_id}").status_code == 404
+
+
 def test_an_empty_or_scalar_yaml_body_is_a_422_naming_the_document(http: httpx.Client) -> None:
     for text in ("''\n", "just text", "[1, 2]"):
         assert _locs(_post_yaml(http, text)) == [["<document>"]]
