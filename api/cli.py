@@ -159,11 +159,16 @@ class CommandError(Exception):
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from api.client import NasClient
+    from api.client import ApiKeyError, NasClient, api_key_header
 
     server = getattr(args, "server", None)
+    key = getattr(args, "api_key", None)
     try:
-        return NasClient(server, api_key=getattr(args, "api_key", None))
+        if key is not None:
+            api_key_header(key, "--api-key")  # (its error names the option)
+        return NasClient(server, api_key=key)
+    except ApiKeyError as exc:
+        raise CommandError(str(exc)) from None
     except ValueError as exc:  # not an http(s) URL
         source = "--server" if server else "$NAS_SERVER"
         raise CommandError(f"{source}: {exc}") from None

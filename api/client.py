@@ -149,16 +149,43 @@ def _plain(value: Any, loc: list[str | int]) -> Any:
     )
 
 
+class ApiKeyError(ValueError):
+    """An API key no request can carry (a character an HTTP header cannot hold)."""
+
+
+def api_key_header(key: str | None, source: str) -> dict[str, str]:
+    """The ``Authorization`` header of ``key`` (from ``source``, named in the error),
+    the whitespace around it dropped: a key read from a file ends in a newline. A key
+    with a character a header cannot carry is an ``ApiKeyError`` that does not repeat the
+    key: it was sent, failed in httpx as "cannot talk to the server ... Illegal header
+    value b'Bearer <the whole key>'", and ``wait`` took it for a server out of reach."""
+    key = (key or "").strip()
+    if not key:
+        return {}
+    for i, char in enumerate(key):
+        if not "!" <= char <= "~":
+            raise ApiKeyError(
+                f"{source}: the API key holds {'a space' if char.isspace() else repr(char)} "
+                f"at character {i + 1} of {len(key)}; keys are printable ASCII "
+                "(nas_ and letters, digits, - and _): was it copied whole?"
+            )
+    return {"Authorization": f"Bearer {key}"}
+
+
 class NasClient:
     """Talks to ``nas serve``. ``server`` defaults to ``$NAS_SERVER`` and ``api_key`` to
-    ``$NAS_API_KEY``."""
+    ``$NAS_API_KEY`` (the whitespace around a key dropped; a key with a character a header
+    cannot carry: ``ApiKeyError``, a ``ValueError``). A closed client (after its ``with``
+    block) raises ``RuntimeError`` saying so."""
 
     def __init__(
         self, server: str | None = None, *, api_key: str | None = None, timeout: float = 30.0
     ) -> None:
         self.server = server_url(server or os.environ.get("NAS_SERVER") or DEFAULT_SERVER)
-        key = api_key if api_key is not None else os.environ.get("NAS_API_KEY")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        if api_key is not None:
+            headers = api_key_header(api_key, "api_key")
+        else:
+            headers = api_key_header(os.environ.get("NAS_API_KEY"), "$NAS_API_KEY")
         self._timeout = timeout
         self._http = httpx.Client(
             base_url=self.server, headers=headers, timeout=timeout, verify=tls_context()
@@ -183,6 +210,11 @@ class NasClient:
     def _reaching(self) -> Iterator[None]:
         """Turn httpx's transport errors (refused, unknown host, timeout, connection lost)
         into ``ServerUnreachable`` naming this client's server."""
+        if self._http.is_closed:  # (httpx's own RuntimeError said "Cannot send a request")
+            raise RuntimeError(
+                "this NasClient is closed (its `with` block has ended, or close() was "
+                "called): make a new one"
+            )
         try:
             yield
         except httpx.TransportError as exc:
@@ -444,9 +476,13 @@ class NasClient:
                 out_since, state = None, item["state"]
                 if done(item):
                     return item
-            if deadline is not None and time.monotonic() > deadline:
+            if deadline is None:
+                time.sleep(poll)
+                continue
+            left = deadline - time.monotonic()
+            if left < 0:
                 raise TimeoutError(f"{what} still {state} after {timeout} s")
-            time.sleep(poll)
+            time.sleep(min(poll, left))  # (a poll past the deadline overran the timeout)
 
     @staticmethod
     def _filename(response: httpx.Response) -> str | None:

@@ -647,6 +647,80 @@ def test_wait_on_a_hung_server_ends_at_its_timeout_not_the_clients_request_timeo
         listener.close()
 
 
+def test_a_wait_ends_by_its_timeout_whatever_its_poll(time_left: Any) -> None:
+    """``wait(timeout=2, poll=15)`` slept its whole poll first: a TimeoutError after 15 s
+    (the probe of the Python client)."""
+    import http.server
+
+    class Running(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"state": "RUNNING"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    answering = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Running)
+    threading.Thread(target=answering.serve_forever, daemon=True).start()
+    try:
+        with NasClient(f"http://127.0.0.1:{answering.server_port}", api_key="k") as client:
+            for wait in (client.wait, client.wait_trial):
+                started = time.monotonic()
+                with pytest.raises(TimeoutError, match=r"still RUNNING after 0\.5 s"):
+                    wait(1, timeout=0.5, poll=time_left(15))
+                took = time.monotonic() - started
+                assert took < 5, took  # (0.5 s and a last look, not the 15 s poll)
+    finally:
+        answering.shutdown()
+        answering.server_close()
+
+
+@sqlite_only
+def test_a_key_read_with_its_newline_works_and_a_broken_key_is_named_not_echoed(
+    server: LiveServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key read from a file (its newline) failed as "cannot talk to the server ...
+    Illegal header value b'Bearer <the whole key>'", which ``wait`` retried for 60 s as a
+    server out of reach; a non-ASCII key raised a bare UnicodeEncodeError."""
+    from api.client import ApiKeyError
+
+    key = server.create_key("from-a-file")
+    for padded in (f"{key}\n", f" {key} ", f"\t{key}\r\n"):
+        with NasClient(server.url, api_key=padded) as client:
+            assert client.jobs()["count"] == 0
+    monkeypatch.setenv("NAS_API_KEY", f"{key}\n")
+    with NasClient(server.url) as client:
+        assert client.jobs()["count"] == 0
+    assert main(["jobs", "--server", server.url]) == 0
+    capsys.readouterr()
+    secret = key.removeprefix("nas_")
+    for broken, said in ((f"{key[:8]} {key[8:]}", "a space at character 9"), ("nas_ключ", "'к'")):
+        with pytest.raises(ApiKeyError, match=f"api_key: the API key holds {said}") as caught:
+            NasClient(server.url, api_key=broken)
+        assert secret[4:] not in str(caught.value)
+        assert main(["jobs", "--server", server.url, "--api-key", broken]) == 2
+        err = capsys.readouterr().err
+        assert f"--api-key: the API key holds {said}" in err and secret[4:] not in err, err
+        monkeypatch.setenv("NAS_API_KEY", broken)
+        assert main(["jobs", "--server", server.url]) == 2
+        err = capsys.readouterr().err
+        assert f"$NAS_API_KEY: the API key holds {said}" in err and secret[4:] not in err, err
+
+
+def test_a_closed_client_says_it_is_closed() -> None:
+    """A notebook's cell run again after its ``with`` block: httpx's "Cannot send a request,
+    as the client has been closed"."""
+    with NasClient("http://127.0.0.1:9", api_key="k") as client:
+        pass
+    for call in (client.jobs, lambda: client.delete(1), lambda: list(client.events(1))):
+        with pytest.raises(RuntimeError, match="this NasClient is closed"):
+            call()
+
+
 # --- 10: whole column titles --------------------------------------------------------------------
 @sqlite_only
 def test_trials_show_whole_column_titles(
