@@ -192,7 +192,8 @@ def _settings(args: argparse.Namespace) -> Any:
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else ""
             source = options[field] if field in overrides else f"$NAS_{field.upper()}"
-            problems.append(f"{source}: {error['msg']} (got {error.get('input')!r})")
+            msg = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{source}: {msg} (got {error.get('input')!r})")
         raise CommandError("; ".join(problems)) from None
 
 
@@ -219,6 +220,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
     settings = _settings(args)
+    _check_folders(args, settings)
     # One line, not a failed start's traceback (the app's start checks the schema too).
     _check_connects(args, _database_url(args), schema=not settings.migrate_on_start)
     if args.no_auth:
@@ -1029,6 +1031,33 @@ def _database_source(args: argparse.Namespace) -> str:
     return "the default data directory ./.nas"
 
 
+def _check_folders(args: argparse.Namespace, settings: Any) -> None:
+    """The data folder is a folder where it exists, and the artifacts folder is one or can be
+    made (``CommandError`` naming the setting): a file there started a server whose every
+    export was a 500 and whose retrainings were accepted, then failed."""
+    if getattr(args, "data_dir", None):
+        data_source = "--data-dir"
+    elif os.environ.get("NAS_DATA_DIR"):
+        data_source = "$NAS_DATA_DIR"
+    else:
+        data_source = "the default data directory"
+    if settings.artifacts_dir is not None:
+        artifacts_source = "$NAS_ARTIFACTS_DIR"
+    else:
+        artifacts_source = f"the artifacts folder (artifacts/ under {data_source})"
+    data = settings.data_dir.expanduser()
+    if data.exists() and not data.is_dir():
+        raise CommandError(f"{data_source} {str(data)!r} is a file, not a folder", code=1)
+    artifacts = settings.resolved_artifacts_dir().expanduser()
+    try:
+        artifacts.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "a file, not a folder" if artifacts.is_file() else (exc.strerror or str(exc))
+        raise CommandError(
+            f"{artifacts_source} {str(artifacts)!r} cannot be used as a folder: {why}", code=1
+        ) from None
+
+
 def _database_url(args: argparse.Namespace) -> str:
     """The command's database URL, checked to be one SQLAlchemy can use (``CommandError``
     naming where it came from and what is valid, before anything connects)."""
@@ -1071,7 +1100,15 @@ def _check_connects(args: argparse.Namespace, url: str, *, schema: bool = False)
 
     from api.db import SchemaNotCurrent, check_schema, check_upgradable, make_engine
 
-    engine = make_engine(url)
+    try:
+        engine = make_engine(url)  # (creates a SQLite file's folder)
+    except OSError as exc:  # (it printed "error: [Errno 17] File exists: '...'")
+        raise CommandError(
+            f"cannot use database {describe_database(url)} (from {_database_source(args)}): "
+            f"its folder cannot be made: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename else ""),
+            code=1,
+        ) from None
     try:
         with engine.connect() as connection:
             if not schema:  # (it will be upgraded: can it be?)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import uuid
@@ -533,11 +534,21 @@ def write_export(plan: ExportPlan, artifacts: Path) -> Path:
             _remove_empty_folders(target.parent, artifacts)
             raise NotFoundError(f"job {plan.job_id} not found") from None
         raise
-    except (FileNotFoundError, FileExistsError):
+    except (FileNotFoundError, FileExistsError) as exc:
         # The job's folder was moved aside meanwhile, by its delete (a 500 said nothing of
         # it; mkdir meets that as an existing folder that is then no folder)
-        if target.parent.exists():
+        if target.parent.is_dir():
             raise
+        if target.parent.exists():  # a file where the folder should be (was a 500)
+            fault = storage_error(
+                NotADirectoryError(errno.ENOTDIR, str(exc)),
+                target.parent,
+                f"writing the {plan.fmt.name} export",
+                "nothing was written",
+            )
+            assert fault is not None
+            log.warning("job %d: %s (%s)", plan.job_id, fault, exc)
+            raise fault from None
         _remove_empty_folders(target.parent, artifacts)
         raise NotFoundError(f"job {plan.job_id} not found") from None
     except Exception as exc:

@@ -86,12 +86,28 @@ class Settings(BaseSettings):
     #: A spec body nested deeper than this is refused before it is parsed into objects.
     max_spec_depth: int = Field(32, ge=8, le=512)
 
+    @field_validator("data_dir", "database_url", "artifacts_dir", mode="before")
+    @classmethod
+    def _not_blank(cls, value: Any) -> Any:
+        # A variable set but empty (a compose file's unset ${VAR}) read as the current
+        # folder: the data root and database of wherever the server was started, unsaid.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("set but empty: unset it for the default, or name one")
+        return value
+
     @field_validator("data_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: Any) -> Any:
         if isinstance(value, str):
             text = value.strip()
-            return json.loads(text) if text.startswith("[") else text.split(os.pathsep)
+            value = json.loads(text) if text.startswith("[") else text.split(os.pathsep)
+        if isinstance(value, list) and any(isinstance(v, str) and not v.strip() for v in value):
+            # (an empty entry, "" or "a::b", was the current folder: files of wherever the
+            # server was started became readable by any spec)
+            raise ValueError(
+                "an empty folder name (an empty variable, or a separator too many) would be "
+                "the current folder: name each folder, or unset it for the default roots"
+            )
         return value
 
     def resolved_database_url(self) -> str:

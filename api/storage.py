@@ -15,7 +15,7 @@ from pathlib import Path
 __all__ = ["StorageError", "storage_error"]
 
 FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-UNWRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+UNWRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOTDIR}
 
 
 class StorageError(Exception):
@@ -42,6 +42,7 @@ def storage_error(
         cause = {
             errno.EROFS: "read-only",
             errno.EIO: "failing (I/O error)",
+            errno.ENOTDIR: "not a folder (a file stands where its folder should be)",
         }.get(code, "not writable (permission denied)")
     else:
         state = _filesystem_state(folder)

@@ -780,6 +780,11 @@ def test_a_spec_file_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) -> N
         ("NAS_POLL_INTERVAL_S", "1e10", "less than or equal to 60 (got '1e10')"),
         ("NAS_FLUSH_INTERVAL_S", "inf", "Input should be a finite number (got 'inf')"),
         ("NAS_DB_RETRY_S", "1e300", "less than or equal to 86400 (got '1e300')"),
+        # set but empty (a compose file's unset ${VAR}): the current folder, unsaid
+        ("NAS_DATA_DIR", "", "set but empty: unset it for the default, or name one (got '')"),
+        ("NAS_ARTIFACTS_DIR", " ", "set but empty"),
+        ("NAS_DATA_ROOTS", "", "an empty folder name"),
+        ("NAS_DATA_ROOTS", "/srv/a::/srv/b", "would be the current folder"),
     ],
 )
 def test_a_bad_setting_from_the_environment_is_one_line_naming_the_variable(
@@ -803,6 +808,38 @@ def test_a_bad_setting_from_the_environment_is_one_line_naming_the_variable(
     assert ran.returncode == 2, ran.stderr
     assert ran.stderr.startswith(f"error: ${variable}: ") and says in ran.stderr, ran.stderr
     assert len(ran.stderr.splitlines()) == 1
+
+
+def test_a_file_where_the_servers_folders_should_be_is_named_at_start(tmp_path: Path) -> None:
+    """A file as the artifacts folder started a server whose exports were all 500s and
+    whose retrainings failed after their 202; a file on the data folder's or database's
+    path printed "error: [Errno 20] Not a directory" naming no setting."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    serve = ("serve", "--port", "0", "--backend", "inline")
+    cases = [
+        (
+            {"NAS_ARTIFACTS_DIR": str(afile), "NAS_DATA_DIR": str(tmp_path / "d")},
+            (),
+            f"$NAS_ARTIFACTS_DIR '{afile}' cannot be used as a folder: a file, not a folder",
+        ),
+        ({}, ("--data-dir", str(afile)), f"--data-dir '{afile}' is a file, not a folder"),
+        (
+            {},
+            ("--data-dir", str(afile / "d")),
+            "the artifacts folder (artifacts/ under --data-dir)",
+        ),
+        (
+            {"NAS_DATA_DIR": str(tmp_path / "d")},
+            ("--db", f"sqlite:///{afile}/x.db"),
+            "(from --db): its folder cannot be made: File exists",
+        ),
+    ]
+    for env, args, says in cases:
+        ran = nas(*serve, *args, cwd=tmp_path, **env)
+        assert ran.returncode == 1, ran.stderr
+        assert ran.stderr.startswith("error: ") and says in ran.stderr, ran.stderr
+        assert len(ran.stderr.splitlines()) == 1, ran.stderr
 
 
 # --- 12: key ids and names the database cannot hold ---------------------------------------------

@@ -187,6 +187,26 @@ def test_full_artifacts_answer_507_and_a_delete_still_removes_everything(
     assert _files(artifacts.path) == set()
 
 
+def test_a_file_where_a_folder_of_the_artifacts_should_be_answers_503(
+    served: tuple[LiveServer, NasClient, int], artifacts: Mount
+) -> None:
+    """A file where the artifacts' folders should be (an operator's mistake) made every
+    export a 500 with a ``NotADirectoryError`` traceback in the log."""
+    server, client, job_id = served
+    for folder in (artifacts.path / "jobs" / str(job_id) / "exports", artifacts.path / "jobs"):
+        aside = folder.with_name(folder.name + ".aside")
+        folder.rename(aside)
+        folder.write_text("not a folder")
+        try:
+            refused = _export(server, client, job_id, "pytorch")
+            assert refused.status_code == 503, (folder, refused.text)
+            assert "not a folder" in refused.json()["detail"], refused.text
+        finally:
+            folder.unlink()
+            aside.rename(folder)
+    assert _export(server, client, job_id, "pytorch").status_code == 200
+
+
 def test_a_delete_removes_what_an_interrupted_delete_left(
     served: tuple[LiveServer, NasClient, int], artifacts: Mount
 ) -> None:
