@@ -200,20 +200,21 @@ class JobRepository:
         query = select(JobModel.id).where(JobModel.owner_id == owner_id, JobModel.state.in_(states))
         return list(self.session.scalars(query.order_by(JobModel.id)))
 
-    def claimable(self, *, stale_before: datetime, limit: int) -> Sequence[JobModel]:
+    def claimable(
+        self, *, stale_before: datetime, limit: int | None, cancelled: bool = False
+    ) -> Sequence[JobModel]:
         """QUEUED jobs and RUNNING jobs whose runner let its lease expire (or released it),
-        oldest first."""
+        oldest first; ``cancelled``: only such RUNNING jobs asked to cancel."""
+        unheld = (JobModel.state == JobState.RUNNING.value) & (
+            JobModel.heartbeat_at.is_(None) | (JobModel.heartbeat_at < stale_before)
+        )
+        condition = (
+            unheld & JobModel.cancel_requested.is_(True)
+            if cancelled
+            else or_(JobModel.state == JobState.QUEUED.value, unheld)
+        )
         return self.session.scalars(
-            select(JobModel)
-            .where(
-                or_(
-                    JobModel.state == JobState.QUEUED.value,
-                    (JobModel.state == JobState.RUNNING.value)
-                    & (JobModel.heartbeat_at.is_(None) | (JobModel.heartbeat_at < stale_before)),
-                )
-            )
-            .order_by(JobModel.id)
-            .limit(limit)
+            select(JobModel).where(condition).order_by(JobModel.id).limit(limit)
         ).all()
 
     def running_elsewhere(self, runner: str) -> Sequence[JobModel]:

@@ -206,24 +206,37 @@ class JobRunner:
             for job_id, requested in cancel.items():
                 if requested:
                     self._executions[job_id].request_stop(CANCELLED)
-        free = self.settings.max_running_jobs - len(running)
-        if free <= 0 or self._stop.is_set():
+        if self._stop.is_set():
             return
+        free = self.settings.max_running_jobs - len(running)
         stale_before = utcnow() - timedelta(seconds=self.settings.job_lease_s)
-        claimed: list[tuple[int, bool]] = []
+        claimed: list[tuple[int, bool, bool]] = []  # (job, resumed, to cancel)
         with session_scope(self.write) as session:
             jobs = JobRepository(session)
-            candidates = list(jobs.claimable(stale_before=stale_before, limit=free))
-            dead = [j for j in jobs.running_elsewhere(self.runner_id) if runner_is_dead(j.runner)]
-            for job in [*dead, *candidates]:
-                if len(claimed) >= free or any(job.id == c for c, _ in claimed):
+            # A cancelled job that no server runs (released at a shutdown, its lease out) is
+            # taken whatever the free slots, to end at once: it waited RUNNING for a free
+            # slot, a delete refused meanwhile, then ran a trial before its cancel was seen.
+            ending = list(jobs.claimable(stale_before=stale_before, limit=None, cancelled=True))
+            candidates, dead = [], []
+            if free > 0:
+                candidates = list(jobs.claimable(stale_before=stale_before, limit=free))
+                dead = [
+                    j for j in jobs.running_elsewhere(self.runner_id) if runner_is_dead(j.runner)
+                ]
+            for job in [*ending, *dead, *candidates]:
+                cancel = job.state == JobState.RUNNING.value and bool(job.cancel_requested)
+                taken = sum(1 for _, _, to_cancel in claimed if not to_cancel)
+                if (taken >= free and not cancel) or any(job.id == c for c, _, _ in claimed):
                     continue
                 was_running = job.state == JobState.RUNNING.value
                 if jobs.claim(job, self.runner_id, stale_before=stale_before, force=job in dead):
-                    claimed.append((job.id, was_running))
-        for job_id, resumed in claimed:
-            log.info("job %d: %s", job_id, "taking over" if resumed else "starting")
+                    claimed.append((job.id, was_running, cancel))
+        for job_id, resumed, cancel in claimed:
+            doing = "taking over" if resumed else "starting"
+            log.info("job %d: %s", job_id, f"{doing} to cancel it" if cancel else doing)
             execution = JobExecution(self, job_id)
+            if cancel:  # (seen at the next renewal, it ran a trial first)
+                execution.request_stop(CANCELLED)
             with self._lock:
                 self._executions[job_id] = execution
             execution.start()
@@ -516,22 +529,28 @@ class JobExecution(threading.Thread):
                 "again, or warm-start a new job from this one"
             )
 
+    def _drop_past_checkpoint(self, session: Session) -> tuple[Any, int, dict[str, int]]:
+        """Remove the trials and curve points past the last checkpoint (work a resume does
+        again), the job's counts with them: ``(checkpoint or None, trials removed, counts)``."""
+        trials = TrialRepository(session)
+        checkpoint = CheckpointRepository(session).get(self.job_id)
+        keep = checkpoint.trial_count if checkpoint is not None else 0
+        removed = trials.delete_from(self.job_id, keep)
+        epochs = len(checkpoint.loop_state.get("curve", [])) if checkpoint is not None else 0
+        CurveRepository(session).delete_from(self.job_id, None, epochs)
+        counts = trials.state_counts(self.job_id)
+        JobRepository(session).set_fields(
+            self.job_id, n_trials=sum(counts.values()), state_counts=dict(counts)
+        )
+        return checkpoint, removed, counts
+
     def _resume(self, search: SearchRun, resolved: ResolvedSpec) -> None:
         def work(session: Session) -> tuple[Any, int, dict[str, int], list[TrialRecord]]:
-            trials = TrialRepository(session)
-            checkpoint = CheckpointRepository(session).get(self.job_id)
-            keep = checkpoint.trial_count if checkpoint is not None else 0
-            removed = trials.delete_from(self.job_id, keep)
-            epochs = len(checkpoint.loop_state.get("curve", [])) if checkpoint is not None else 0
-            CurveRepository(session).delete_from(self.job_id, None, epochs)
-            counts = trials.state_counts(self.job_id)
-            records = trials.records_before(self.job_id, keep)
-            JobRepository(session).set_fields(
-                self.job_id,
-                n_trials=sum(counts.values()),
-                state_counts=dict(counts),
-                **({"resumes": JobModel.resumes + 1} if checkpoint is not None else {}),
-            )
+            checkpoint, removed, counts = self._drop_past_checkpoint(session)
+            if checkpoint is None:
+                return checkpoint, removed, counts, []
+            records = TrialRepository(session).records_before(self.job_id, checkpoint.trial_count)
+            JobRepository(session).set_fields(self.job_id, resumes=JobModel.resumes + 1)
             return checkpoint, removed, counts, records
 
         checkpoint, removed, self._counts, records = self._write("resuming", work)
@@ -857,13 +876,17 @@ class JobExecution(threading.Thread):
         log.info("job %d: %s (%s)", self.job_id, state.value, reason)
 
     def _release(self) -> None:
-        """Leave the job RUNNING with no lease: the next runner resumes it at once."""
-        self._write(
-            "releasing it",
-            lambda session: JobRepository(session).set_fields_held(
+        """Leave the job RUNNING with no lease: the next runner resumes it at once. Its
+        trials past the last checkpoint go now, as the resume would drop them: a trial the
+        stop interrupted stayed RUNNING on show while no server ran it."""
+
+        def work(session: Session) -> None:
+            if JobRepository(session).set_fields_held(
                 self.job_id, self.runner.runner_id, runner=None, heartbeat_at=None
-            ),
-        )
+            ):
+                self._drop_past_checkpoint(session)
+
+        self._write("releasing it", work)
         log.info("job %d: released at %s", self.job_id, self._stop_reason)
 
 

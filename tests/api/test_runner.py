@@ -471,3 +471,41 @@ def test_a_job_claimed_while_the_runner_stops_is_stopped_and_released(
     trials = job.n_trials
     time.sleep(0.5)
     assert row().n_trials == trials  # nothing runs it any more
+
+
+def test_a_released_job_shows_no_running_trial_and_a_cancel_ends_it_at_once(
+    server_factory: Any, time_left: Callable[..., float]
+) -> None:
+    """The operator's probe: a job its server released at a shutdown kept a RUNNING trial on
+    show while nothing ran it; cancelled, it stayed RUNNING (and could not be deleted) until
+    a server had a free run slot, then ran a trial again before its cancel was seen."""
+    first: LiveServer = server_factory(max_running_jobs=2)
+    key = first.create_key("a")
+
+    def under_way(client: NasClient, job_id: int) -> bool:
+        states = client.job(job_id)["trial_states"]
+        return states.get("COMPLETE", 0) >= 1 and states.get("RUNNING", 0) >= 1
+
+    with first.client(key) as client:
+        busy = client.submit(standalone_spec(trials=200, epochs=8))["id"]
+        released = client.submit(standalone_spec(trials=200, epochs=8))["id"]
+        wait_for(lambda: under_way(client, busy) and under_way(client, released), time_left(120))
+    first.stop()  # both released at a checkpoint, still RUNNING
+    second: LiveServer = server_factory(max_running_jobs=1)  # takes the older job only
+    with second.client(key) as client:
+        wait_for(lambda: client.job(busy)["resumes"] == 1, time_left(60))
+        job = client.job(released)
+        assert job["state"] == "RUNNING" and "released" in job["reason"], job
+        assert set(job["trial_states"]) == {"COMPLETE"}, job["trial_states"]
+        trials = list(client.all_trials(released))
+        assert {t["state"] for t in trials} == {"COMPLETE"}
+        assert len(trials) == job["n_trials"]
+
+        client.cancel(released)
+        job = client.wait(released, timeout=time_left(30))
+        assert job["state"] == "CANCELLED", job
+        assert job["n_trials"] == len(trials)  # no trial ran again to see the cancel
+        assert client.job(busy)["state"] == "RUNNING"  # its slot was not needed
+        client.delete(released)
+        client.cancel(busy)
+        client.wait(busy, timeout=time_left(60))
