@@ -25,7 +25,14 @@ from starlette.routing import BaseRoute, Match, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.db import check_schema, make_engine, make_session_factory, short_error, upgrade
+from api.db import (
+    check_schema,
+    database_full,
+    make_engine,
+    make_session_factory,
+    short_error,
+    upgrade,
+)
 from api.deps import AppState, require_caller
 from api.openapi import install_openapi
 from api.reads import make_reader
@@ -38,6 +45,10 @@ log = logging.getLogger("nas.api")
 
 #: A 503's detail: the database did not answer (down, unreachable, out of connections).
 DATABASE_UNAVAILABLE = "the database is unavailable; try again shortly"
+DATABASE_FULL = (
+    "the database's storage is full: nothing was written. Free space on its disk (or raise "
+    "its quota), then try again"
+)
 
 
 def _database_unavailable_errors() -> tuple[type[Exception], ...]:
@@ -331,6 +342,8 @@ def create_app(settings: Settings | None = None, *, jobs_at_startup: bool = True
         # request's plain-text 500 said nothing of it; what it was goes to the log only.
         log.warning("%s %s: the database is unavailable: %s", request.method,
                     request.url.path, short_error(exc))  # fmt: skip
+        if database_full(exc):  # (a 503 "try again shortly": no wait frees the space)
+            return JSONResponse({"detail": DATABASE_FULL}, status_code=507)
         return JSONResponse(
             {"detail": DATABASE_UNAVAILABLE}, status_code=503, headers={"Retry-After": "5"}
         )

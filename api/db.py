@@ -139,6 +139,21 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
 
 
+#: SQLite's result code for a full database or disk; PostgreSQL's SQLSTATE disk_full.
+SQLITE_FULL = 13
+PG_DISK_FULL = "53100"
+
+
+def database_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database's storage being full (SQLite's "database or disk is
+    full", PostgreSQL's ``disk_full``): nothing more can be written until space is freed,
+    which waiting alone does not bring."""
+    orig = getattr(exc, "orig", None) or exc
+    if getattr(orig, "sqlite_errorcode", None) == SQLITE_FULL:
+        return True
+    return getattr(orig, "sqlstate", None) == PG_DISK_FULL
+
+
 def short_error(exc: BaseException, limit: int = 300) -> str:
     """``exc`` in at most ``limit`` characters, for a job's reason or a trial's error: a
     database error is its driver's message (first line), never the statement or its

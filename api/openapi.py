@@ -9,7 +9,7 @@
   for two Authorization headers), 404 (an id that is not yours or does not exist), 422 (any
   parameter out of range), and for the spec body 400 (not UTF-8), 413 (too large) and 415
   (another content type); 413 for a body past the limit sent to any POST or DELETE; 503
-  when the database does not answer. (Not operations': 405 for a method a path does not
+  when the database does not answer, 507 for a write when its storage is full. (Not operations': 405 for a method a path does not
   take, with ``Allow``; 307 from a path with a trailing slash to the one without.)
 - The response headers a client acts on (``_HEADERS``): a created job's ``Location``, a
   download's ``Content-Disposition`` and an export's ``X-NAS-Weights``, a 503's
@@ -49,7 +49,7 @@ _PLAIN_ERRORS = {
     413: "the body is larger than NAS_MAX_BODY_BYTES",
     415: "a content type other than JSON or YAML (UTF-8, uncompressed)",
     503: "the database is unavailable; try again shortly",
-    507: "the artifacts storage is full; nothing was written",
+    507: "the artifacts storage (or the database's) is full; nothing was written",
 }
 _VALIDATION = {
     "description": "invalid input: one entry per problem, with its field path (loc)",
@@ -170,6 +170,8 @@ def _complete(doc: dict[str, Any], *, auth: bool) -> None:
                 codes.update((400, 413, 415))
             elif method in ("post", "put", "patch", "delete"):
                 codes.add(413)  # (a body it does not read is still refused past the limit)
+            if path.startswith("/api/") and method in ("post", "put", "patch", "delete"):
+                codes.add(507)  # (the database's disk full: every write)
             for code in sorted(codes):
                 _plain(responses, code, every=True)
             for code, response in responses.items():

@@ -91,6 +91,8 @@ log = logging.getLogger("nas.runner")
 T = TypeVar("T")
 
 CANCELLED = "cancelled"
+#: A runner tick that keeps failing is logged once, then at most this often.
+TICK_LOG_EVERY_S = 60.0
 SHUTDOWN = "server shutdown"
 
 
@@ -142,6 +144,14 @@ class JobRunner:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Since when every tick has failed (monotonic), and with what; ``None``: working.
+        self._failing: tuple[float, str] | None = None
+
+    def failing(self) -> tuple[float, str] | None:
+        """``(seconds, error)`` while every tick has failed that long (the database out or
+        full: no job can start or renew), else ``None``."""
+        failing = self._failing
+        return None if failing is None else (time.monotonic() - failing[0], failing[1])
 
     def start(self) -> None:
         """Start taking jobs (once; a second call does nothing)."""
@@ -178,14 +188,32 @@ class JobRunner:
 
     # --- supervision -----------------------------------------------------------------------
     def _supervise(self) -> None:
+        logged_at = 0.0  # (a failing tick was logged every poll: 2 lines a second)
+        unlogged = 0
         while not self._stop.is_set():
             try:
                 self._tick()
             except Exception as exc:  # the database may be briefly unreachable: log, retry
-                if not is_transient(exc):
-                    log.exception("runner tick failed")
-                else:  # the next poll tries again, on a new connection
-                    log.warning("runner tick failed: %s", short_error(exc))
+                now, error = time.monotonic(), short_error(exc)
+                if self._failing is None:
+                    self._failing = (now, error)
+                    logged_at = 0.0
+                else:
+                    self._failing = (self._failing[0], error)
+                if now - logged_at < TICK_LOG_EVERY_S:
+                    unlogged += 1
+                else:
+                    again = f" ({unlogged} more times since)" if unlogged else ""
+                    if not is_transient(exc):
+                        log.exception("runner tick failed%s", again)
+                    else:  # the next poll tries again, on a new connection
+                        log.warning("runner tick failed%s: %s", again, error)
+                    logged_at, unlogged = now, 0
+            else:
+                if self._failing is not None:
+                    took = time.monotonic() - self._failing[0]
+                    log.warning("runner ticks work again after %.0f s of failures", took)
+                    self._failing, unlogged = None, 0
             self._wake.wait(self.settings.poll_interval_s)
             self._wake.clear()
 

@@ -152,6 +152,10 @@ class JobCurves(BaseModel):
 class Health(BaseModel):
     status: str
     database: str
+    runner: str = Field(
+        description="ok; off (an API-only server); or failing for N s: the error (every "
+        "runner tick: no job starts or renews; 503 after 10 s)"
+    )
     version: str
 
 

@@ -16,6 +16,7 @@ import contextlib
 import errno
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ import httpx
 import pytest
 
 from api.client import ApiError, NasClient
-from tests.api.conftest import LiveServer, nb201_spec, wait_for
+from api.runner import JobRunner
+from tests.api.conftest import LiveServer, make_settings, nb201_spec, wait_for
 
 
 class Mount:
@@ -224,3 +226,53 @@ def test_a_delete_removes_what_an_interrupted_delete_left(
     assert _delete(server, client, job_id).status_code == 204
     assert not gone.exists() and kept.is_dir()
     assert not (jobs / str(job_id)).exists()
+
+
+def test_a_full_sqlite_disk_is_a_507_an_unhealthy_server_and_one_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator's probe: with the SQLite database's disk full a submit answered "503 the
+    database is unavailable; try again shortly" (no wait frees the space), /healthz said ok
+    while no job could start, and the runner logged its failing tick twice a second."""
+    import logging
+
+    import api.routes.health
+
+    monkeypatch.setattr(api.routes.health, "RUNNER_FAILING_S", 1.0)
+    disk = Mount(tmp_path / "db", size_kb=2048)
+    server = LiveServer(
+        make_settings(f"sqlite:///{disk.path / 'nas.db'}", tmp_path / "data", run_jobs=False)
+    ).start()
+    runner = None
+    try:
+        key = server.create_key("a")
+        http = httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        )
+        queued = http.post("/api/v1/jobs", json=nb201_spec(budget={"trials": 3})).json()["id"]
+        filler = disk.fill()
+        refused = http.post("/api/v1/jobs", json=nb201_spec(budget={"trials": 3}))
+        assert refused.status_code == 507, refused.text
+        assert "database's storage is full" in refused.json()["detail"]
+        assert http.get("/api/v1/jobs").json()["count"] == 1  # reads answer
+
+        caplog.set_level(logging.WARNING, logger="nas.runner")
+        runner = JobRunner(server.settings, server.app.state.nas.engine)
+        server.app.state.runner = runner
+        runner.start()
+        wait_for(lambda: http.get("/healthz").status_code == 503, timeout=30)
+        health = http.get("/healthz").json()
+        assert health["status"] == "unavailable" and health["database"] == "sqlite"
+        assert health["runner"].startswith("failing for ") and "full" in health["runner"]
+        time.sleep(1.0)  # ten more ticks at 0.1 s
+        failed = [r for r in caplog.records if "runner tick failed" in r.getMessage()]
+        assert len(failed) == 1, [r.getMessage() for r in failed]
+
+        filler.unlink()  # space again: the queued job starts, the server is healthy
+        wait_for(lambda: http.get(f"/api/v1/jobs/{queued}").json()["state"] == "SUCCEEDED", 60)
+        assert http.get("/healthz").json() == {**health, "status": "ok", "runner": "ok"}
+    finally:
+        if runner is not None:
+            runner.stop()
+        server.stop()
+        disk.unmount()
