@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request, status
@@ -13,9 +14,10 @@ from pydantic import BeforeValidator
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.auth import LOCAL_ADMIN, Principal, authenticate
+from api.auth import LOCAL_ADMIN, Principal, authenticate, bearer_token, hash_key
 from api.db import session_scope
 from api.reads import Reader
+from api.repositories import ApiKeyRepository, iso_utc
 from api.settings import Settings
 from nas.spec import parse_document
 
@@ -61,11 +63,14 @@ def _principal(request: Request, session: ReadSession) -> Principal:
     if state.settings.auth == "none":
         return LOCAL_ADMIN
     try:
-        principal = authenticate(session, authorization_header(request))
+        header = authorization_header(request)
+        principal = authenticate(session, header)
+        token = bearer_token(header) if principal is None else None
+        revoked = ApiKeyRepository(session).revoked_at(hash_key(token)) if token else None
     finally:
         session.rollback()  # ends the read transaction; a later read begins another
     if principal is None:
-        raise unauthorized()
+        raise unauthorized(revoked)
     return principal
 
 
@@ -91,7 +96,16 @@ def authorization_header(request: Request) -> str | None:
     return given[0] if given else None
 
 
-def unauthorized() -> HTTPException:
+def unauthorized(revoked_at: datetime | None = None) -> HTTPException:
+    """The 401; ``revoked_at``: the key was one of this server's, revoked then (it was told
+    to create a key against the right database, as for a key never known here)."""
+    if revoked_at is not None:
+        return HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            f"this API key was revoked at {iso_utc(revoked_at)}: ask an admin for a new one "
+            "('nas keys create'); an admin sees the revoked key's jobs",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return HTTPException(
         status.HTTP_401_UNAUTHORIZED,
         "missing or invalid API key: send 'Authorization: Bearer <key>' "

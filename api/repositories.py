@@ -90,6 +90,11 @@ class ApiKeyRepository:
             )
         )
 
+    def revoked_at(self, key_hash: str) -> datetime | None:
+        """When the key of ``key_hash`` was revoked; ``None``: active, or never a key here."""
+        statement, params = revoked_key_query(key_hash)
+        return self.session.execute(statement, params).scalar()
+
     def is_active(self, key_id: int, key_hash: str | None = None) -> bool:
         """The key exists and is not revoked (with ``key_hash``: nor rotated since)."""
         statement = select(ApiKeyModel.id).where(
@@ -1018,6 +1023,17 @@ _FLOATS = ("objective", "cost_s")
 
 # The hot read path (``api.reads``): statements built once per shape, with bound parameters
 # for the values, so a request neither builds nor compiles SQL.
+_REVOKED_KEY = select(ApiKeyModel.revoked_at).where(
+    ApiKeyModel.key_hash == bindparam("key_hash"), ApiKeyModel.revoked_at.is_not(None)
+)
+
+
+def revoked_key_query(key_hash: str) -> tuple[Select[Any], dict[str, Any]]:
+    """When the key of ``key_hash`` was revoked (a 401 says so); no row: never a key here
+    (or rotated since: the old secret's hash is gone)."""
+    return _REVOKED_KEY, {"key_hash": key_hash}
+
+
 def listing_header_query(job_id: int, key_hash: str | None) -> tuple[Select[Any], dict[str, Any]]:
     """What a trial listing needs, with the caller's key checked in the same query.
 

@@ -47,6 +47,7 @@ from api.repositories import (
     TrialRepository,
     job_evaluator_query,
     listing_header_query,
+    revoked_key_query,
     trial_page_query,
     trial_rows_json,
 )
@@ -327,7 +328,8 @@ def _trials_page(key_hash: str | None, job_id: int, q: TrialQuery, as_json: bool
     """The listing's plan: the caller, the job and its counters, then the page."""
     header = yield listing_header_query(job_id, key_hash)
     if not header and key_hash is not None:
-        raise unauthorized()
+        revoked = yield revoked_key_query(key_hash)
+        raise unauthorized(revoked[0][0] if revoked else None)
     if not header or header[0][1] is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
     _, _, n_trials, state_counts, evaluator = header[0]
