@@ -109,12 +109,22 @@ class CsvTable:
         return self._numbers[column]
 
 
+def data_row(*indices: int) -> str:
+    """How an error names a table's rows (index 0 = the first below the header): "data
+    row 1" for the first, "data rows 1 and 3", in every message alike (some said "data row
+    0" for the first, others "data row 1"). A result's ``table_row`` counts from 0."""
+    numbers = [str(i + 1) for i in indices]
+    if len(numbers) == 1:
+        return f"data row {numbers[0]}"
+    return f"data rows {', '.join(numbers[:-1])} and {numbers[-1]}"
+
+
 class NotANumber(ValueError):
     """A cell of a numeric column is not a finite number; ``row`` is its data row (0 = the
     first)."""
 
     def __init__(self, row: int) -> None:
-        super().__init__(f"data row {row + 1} is not a finite number")
+        super().__init__(f"{data_row(row)} is not a finite number")
         self.row = row
 
 
@@ -182,7 +192,7 @@ def _read(path: str, mtime_ns: int, size: int) -> CsvTable:
     bad = next((r for r, row in enumerate(rows) if len(row) != len(header)), None)
     if bad is not None:
         raise _NotATable(
-            f"data row {bad} has {len(rows[bad])} cells, the header {len(header)} columns "
+            f"{data_row(bad)} has {len(rows[bad])} cells, the header {len(header)} columns "
             f"(a cell holding a comma is quoted){hint}"
         )
     if hint:

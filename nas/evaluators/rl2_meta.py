@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from nas.architecture import Architecture
 from nas.datasets import FILE_PARAM, NB201_DATASETS
-from nas.datasets.table import NotANumber, read_table
+from nas.datasets.table import NotANumber, data_row, read_table
 from nas.errors import DatasetError, SpecError, at_submit
 from nas.evaluators.base import Evaluator, EvaluatorConfig
 from nas.evaluators.tabular import load_table, resolve_table_path
@@ -486,9 +486,14 @@ class Rl2MetaEvaluator(Evaluator):
                     f"{where}: column {self.config.fitness!r} must be numeric (a finite number, "
                     f"or an empty cell for a missing value, in every row); {exc}"
                 ) from None
-            if len(np.unique(codes)) != len(codes):
+            _, first, counts = np.unique(codes, return_index=True, return_counts=True)
+            if (counts > 1).any():  # (named, as a table search names them)
+                code = codes[first[np.argmax(counts > 1)]]
+                same = np.flatnonzero(codes == code)[:2].tolist()
                 raise DatasetError(
-                    f"{where}: two rows have the same values in every decision column"
+                    f"{where}: {data_row(*same)} have the same values in "
+                    "every decision column (one row per combination: average a benchmark's "
+                    "seeds first)"
                 )
             fitness = np.full(size, np.nan)
             fitness[codes] = values

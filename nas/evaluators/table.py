@@ -33,7 +33,7 @@ from pydantic import (
 
 from nas.architecture import Architecture
 from nas.constraints import CONSTRAINTS
-from nas.datasets.table import NotANumber, read_table
+from nas.datasets.table import NotANumber, data_row, read_table
 from nas.errors import AT_FIELD, DatasetError
 from nas.evaluators.base import Evaluator, EvaluatorConfig
 from nas.spaces.base import SearchSpace
@@ -370,7 +370,7 @@ class TableEvaluator(Evaluator):
                 found = "empty" if np.isnan(values[row]) else "negative"
                 raise DatasetError(
                     f"evaluator.cost.{i}: column {part.column!r} must hold a non-negative number "
-                    f"in every row; data row {row + 1} is {found}"
+                    f"in every row; {data_row(row)} is {found}"
                 )
             scaled_cost = _scaled(part, values, f"evaluator.cost.{i}.scale")
             with np.errstate(over="ignore"):  # an overflowing sum is refused below
@@ -378,8 +378,8 @@ class TableEvaluator(Evaluator):
         if not np.all(np.isfinite(self._cost)):
             row = int(np.flatnonzero(~np.isfinite(self._cost))[0])
             raise DatasetError(
-                f"evaluator.cost: the sum of scale * column is not a finite number in data row "
-                f"{row + 1}; use smaller scales"
+                "evaluator.cost: the sum of scale * column is not a finite number in "
+                f"{data_row(row)}; use smaller scales"
             )
         self._figures: dict[str, np.ndarray] = {}
         for figure in CONSTRAINTS.values():
@@ -487,8 +487,8 @@ def _scaled(part: ScaledColumn, values: np.ndarray, where: str) -> np.ndarray:
     overflow = np.flatnonzero(np.isinf(scaled))
     if len(overflow):
         raise DatasetError(
-            f"{where}: {part.scale:g} * column {part.column!r} is not a finite number in data "
-            f"row {int(overflow[0]) + 1}; use a smaller scale"
+            f"{where}: {part.scale:g} * column {part.column!r} is not a finite number in "
+            f"{data_row(int(overflow[0]))}; use a smaller scale"
         )
     return scaled
 

@@ -38,7 +38,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from nas.architecture import Architecture
 from nas.datasets import FILE_PARAM
-from nas.datasets.table import CsvTable, read_table
+from nas.datasets.table import CsvTable, data_row, read_table
 from nas.errors import DatasetError
 from nas.spaces.base import Decision, SearchSpace, SpaceConfig
 
@@ -246,7 +246,7 @@ def _table_index(
         if blank is not None:
             raise DatasetError(  # (no cell repeated: the file may not be the caller's)
                 f"{where}: column {column!r} must hold a value in every row (a decision "
-                f"column has no empty or not-a-number cells: data row {blank})"
+                f"column has no empty or not-a-number cells: {data_row(blank)})"
             )
         distinct, inverse = np.unique(cells, return_inverse=True)
         values = [str(v) for v in distinct.tolist()]
@@ -278,7 +278,7 @@ def _table_index(
         if first != r:  # (the rows were not named: an export of several seeds has many)
             raise DatasetError(
                 "space.decisions: expected one row per combination of the decision columns' "
-                f"values; data rows {first} and {r} have the same values in every decision "
+                f"values; {data_row(first, r)} have the same values in every decision "
                 "column (one row per combination: average a benchmark's seeds first)"
             )
     return tuple(decisions), rows

@@ -456,6 +456,8 @@ def test_what_a_meta_training_job_would_meet_when_it_starts_is_a_422_at_submit(
     infinite.write_text(Path(tiny).read_text().replace(",3\n", ",inf\n"))
     link = server.settings.data_dir / "link.csv"
     link.symlink_to(tiny)
+    twice = server.settings.data_dir / "twice.csv"  # x,1 again: data rows 1 and 7
+    twice.write_text(Path(tiny).read_text() + "x,1,9\n")
     on_tables = {
         "name": "tables",
         "dataset": {"name": "table"},
@@ -478,6 +480,12 @@ def test_what_a_meta_training_job_would_meet_when_it_starts_is_a_422_at_submit(
             "data row 4 is not a finite number",
         ),
         (meta_spec(fitness="c10_val12"), ["evaluator", "fitness"], "evaluator.tables"),
+        # (named as a table space names them: it said "two rows")
+        (
+            {**on_tables, "evaluator": _tables(tiny, str(twice))},
+            ["evaluator", "tables", 1],
+            "data rows 1 and 7 have the same values in every decision column",
+        ),
         (
             {**on_tables, "evaluator": _tables(tiny, str(link))},
             ["evaluator", "tables", 1],

@@ -129,10 +129,10 @@ def test_a_refused_table_names_the_choice_the_rows_and_the_separator(tmp_path: P
     assert "0.00001" not in str(info.value).split("(write")[0]  # (no cell repeated)
     assert "quoted, where YAML would change it" in str(info.value)
     dup = write_csv(tmp_path / "dup.csv", ["w", "v"], [[8, 1], [16, 2], [8, 3]])
-    with pytest.raises(DatasetError, match="data rows 0 and 2 have the same values"):
+    with pytest.raises(DatasetError, match="data rows 1 and 3 have the same values"):
         TableSpace(path=str(dup), decisions=["w"]).decisions()
     nan = write_csv(tmp_path / "nan.csv", ["w", "v"], [[8, 1], ["nan", 2], [16, 3]])
-    with pytest.raises(DatasetError, match="no empty or not-a-number cells: data row 1"):
+    with pytest.raises(DatasetError, match="no empty or not-a-number cells: data row 2"):
         TableSpace(path=str(nan), decisions=["w"]).decisions()
     semi = tmp_path / "semi.csv"
     semi.write_text("w;v\n8;1\n16;2\n")
@@ -140,7 +140,7 @@ def test_a_refused_table_names_the_choice_the_rows_and_the_separator(tmp_path: P
         TableSpace(path=str(semi), decisions=["w"]).decisions()
     ragged = tmp_path / "ragged.csv"
     ragged.write_text("w,v\n8,1\n16,2,3\n")
-    with pytest.raises(DatasetError, match="data row 1 has 3 cells, the header 2 columns"):
+    with pytest.raises(DatasetError, match="data row 2 has 3 cells, the header 2 columns"):
         TableSpace(path=str(ragged), decisions=["w"]).decisions()
 
 
