@@ -203,7 +203,7 @@ def _source_jobs(
     session: Session,
     principal: Principal,
     ids: list[int] | None,
-    limit: int,
+    limit: int | None,
     stored: dict[str, Any],
 ) -> list[tuple[list[Any], JobModel]]:
     repository = JobRepository(session)

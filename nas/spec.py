@@ -377,7 +377,12 @@ class WarmStartSpec(_Strict):
         None, min_length=1, max_length=50
     )
     query: Literal["same-space"] | None = None
-    limit: int = Field(5, ge=1, le=50, description="most source jobs a query takes")
+    limit: int | None = Field(
+        None,
+        ge=1,
+        le=50,
+        description="most source jobs a query takes (a query only: default 5); null otherwise",
+    )
     runs: list[str] | None = Field(None, min_length=1, max_length=50)
     top_k: int = Field(20, ge=1, le=1000, description="configurations taken from the sources")
     predicted: int | None = Field(
@@ -423,21 +428,24 @@ class WarmStartSpec(_Strict):
             raise ValueError(f"name sources one way: {' or '.join(named)}")
         if not named and self.priors is None:
             raise ValueError("name the sources: jobs, query or runs")
+        if self.query is not None and self.limit is None:
+            self.limit = 5
         return self
 
     @field_validator("limit")
     @classmethod
-    def _limit_of_a_query(cls, value: int, info: ValidationInfo) -> int:
+    def _limit_of_a_query(cls, value: int | None, info: ValidationInfo) -> int | None:
         """``limit`` caps a query's jobs; another one with ``jobs`` or ``runs`` would be
-        ignored (the default, which a stored spec holds, is left alone)."""
-        if not at_submit(info.context) or "query" not in info.data:  # (a job stored before
-            return value  # still loads; a bad query has its own error)
-        if info.data["query"] is None and value != 5:
+        ignored. (Specs stored before it defaulted to null hold 5 there, the old default:
+        taken, and stored as null, so that ``nas show --spec`` of such a job submits.)"""
+        if value is None or "query" not in info.data or info.data["query"] is not None:
+            return value  # (a bad query has its own error)
+        if value != 5 and at_submit(info.context):
             raise ValueError(
                 "limit caps the jobs of a query (query: same-space); jobs and runs are used "
                 "as listed: leave it out"
             )
-        return value
+        return None
 
     @field_validator("predicted")
     @classmethod

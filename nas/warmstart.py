@@ -263,7 +263,11 @@ def observations_from_trials(sources: Sequence[Source], *, per_source: int) -> l
 
 def _ranked(source: Source) -> list[tuple[SourceTrial, float]]:
     """A source's completed trials with a finite objective, best first, each with its rank
-    score ``1 - rank / n`` (``n`` the source's completed trials, rank 0 its best)."""
+    score ``1 - rank / n`` (``n`` the source's completed trials, rank 0 its best); repeats of
+    one configuration with one objective share the best rank among them (a table's three
+    runs of one architecture were scored 0.625, 0.5 and 0.375: a model-based controller saw
+    one result as good and bad). Other configurations of an equal objective keep their
+    ranks: a run of several objectives broke those ties by its next objectives."""
     done = [
         t
         for t in source.trials
@@ -271,7 +275,12 @@ def _ranked(source: Source) -> list[tuple[SourceTrial, float]]:
     ]
     done.sort(key=lambda t: -t.objective if source.maximize else t.objective)  # type: ignore[operator]
     n = max(source.completed or 0, len(done))
-    return [(trial, 1.0 - rank / n) for rank, trial in enumerate(done)]
+    first: dict[str, int] = {}  # the best rank of each (configuration, objective)
+    ranked: list[tuple[SourceTrial, float]] = []
+    for rank, trial in enumerate(done):
+        key = json.dumps([trial.architecture, trial.hparams, trial.objective], sort_keys=True)
+        ranked.append((trial, 1.0 - first.setdefault(key, rank) / n))
+    return ranked
 
 
 def other_direction(source: str, metric: str, theirs: str, ours: str, kind: str) -> str | None:

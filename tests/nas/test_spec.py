@@ -403,6 +403,13 @@ def test_a_limit_without_a_query_is_refused_at_limit(doc: dict[str, Any]) -> Non
     """It capped nothing: jobs and runs are used as listed."""
     doc["warm_start"] = {"jobs": [1, 2, 3], "limit": 2}
     assert "limit caps the jobs of a query" in error_at(doc, ("warm_start", "limit"))["msg"]
+    # It is stored only with a query (every stored spec showed limit: 5 beside its jobs);
+    # a spec stored with that old default submits again, stored without it.
+    for written in ({"jobs": [1]}, {"jobs": [1], "limit": 5}, {"runs": ["r"]}):
+        doc["warm_start"] = written
+        assert parse_spec(doc).to_dict()["warm_start"].get("limit") is None, written
+    doc["warm_start"] = {"query": "same-space"}
+    assert parse_spec(doc).to_dict()["warm_start"]["limit"] == 5
 
 
 def test_a_spec_stored_before_the_submit_rules_still_loads(doc: dict[str, Any]) -> None:
@@ -413,7 +420,8 @@ def test_a_spec_stored_before_the_submit_rules_still_loads(doc: dict[str, Any]) 
     stored["warm_start"] = {"jobs": [1, 2], "limit": 3, "priors": []}
     resolved = ResolvedSpec.from_stored(stored)
     assert resolved.spec.resources.cpus_per_trial == 0.00001
-    assert resolved.spec.warm_start is not None and resolved.spec.warm_start.limit == 3
+    # (the limit it ignored is dropped: stored again, the spec holds none)
+    assert resolved.spec.warm_start is not None and resolved.spec.warm_start.limit is None
     micro = {**stored, "space": {"name": "enas-micro", "nodes": 2, "stages": 1}}
     assert ResolvedSpec.from_stored(micro).spec.space.params["stages"] == 1
 

@@ -18,6 +18,7 @@ from nas.warmstart import (
     Source,
     SourceTrial,
     check_priors,
+    observations_from_trials,
     predicted_priors,
     priors_for,
     priors_from_trials,
@@ -540,3 +541,23 @@ def test_a_default_written_out_is_the_same_space() -> None:
     assert other_space("job 1", {**metaqnn, "size_bins": [10, 5]}, metaqnn) is None
     assert other_space("job 1", {**metaqnn, "size_bins": [12, 5]}, metaqnn) is not None
     assert other_space("job 1", {**metaqnn, "fc_units": [32, 64, 128]}, metaqnn) is None
+
+
+def test_repeats_of_one_configuration_share_its_score_as_observations() -> None:
+    """The probe of warm starts: a table's three runs of one architecture (one result) were
+    observations scored 0.625, 0.5 and 0.375, so TPE saw it as both good and bad. Another
+    architecture of the same objective keeps its own rank."""
+    source = Source(
+        1,
+        [
+            _trial([0] * 6, 0.9),
+            _trial([1] * 6, 0.8),
+            _trial([2] * 6, 0.8),
+            _trial([1] * 6, 0.8),
+            _trial([3] * 6, 0.5),
+        ],
+        True,
+    )
+    observed = observations_from_trials([source], per_source=10)
+    scores = [(o["architecture"]["choices"][0], round(o["score"], 9)) for o in observed]
+    assert scores == [(0, 1.0), (1, 0.8), (2, 0.6), (1, 0.8), (3, 0.2)]
