@@ -346,10 +346,12 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(page, indent=2))
         return 0
-    # Whose each job is, where the page holds several users' (an admin's list: it showed
-    # no owner, the JSON's field alone did: the probe of a team's server)
+    # Whose each job is, in a list of every user's jobs (an admin's: it showed no owner, the
+    # JSON's field alone did; then only where the page held several users', so an admin's
+    # page of one user's jobs read as the admin's own: the operator's probe)
     owners = {job.get("owner") for job in page["data"]}
-    width = max((len(str(o)) for o in owners), default=0) if len(owners) > 1 else 0
+    shown = page.get("all_users") or len(owners) > 1
+    width = max((len(str(o or "-")) for o in owners), default=0) if shown else 0
     owner_title = f"{'OWNER':<{max(width, 5)}}  " if width else ""
     print(f"{'ID':>5}  {owner_title}{'NAME':<24} {'STATE':<10} {'TRIALS':>7} {'PROGRESS':>8}  BEST")
     for job in page["data"]:

@@ -79,6 +79,11 @@ class JobRead(_Read):
 class JobList(BaseModel):
     data: list[JobRead]
     count: int
+    all_users: bool = Field(
+        False,
+        description="the list holds every user's jobs (an admin's key, or a server without keys "
+        "over jobs of keyed users): each names its owner",
+    )
 
 
 class TrialRead(_Read):

@@ -8,7 +8,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -487,6 +487,14 @@ def summary_best(summary: dict[str, Any] | None) -> BestSoFar | None:
     if not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return BestSoFar(trial_number=best.get("trial"), value=float(value))
+
+
+def lists_all_users(principal: Principal, rows: Sequence[JobModel]) -> bool:
+    """Whether a job list holds every user's jobs, each naming its owner: an admin's key, or
+    a server without keys over jobs of keys from when it had them (it has one user else)."""
+    return principal.sees_all and (
+        principal.key_id is not None or any(j.owner_id is not None for j in rows)
+    )
 
 
 def job_read(

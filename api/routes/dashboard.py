@@ -18,7 +18,14 @@ from api.deps import DIGITS, CurrentPrincipal, JobId, ReadSession, StateDep, Tri
 from api.repositories import ApiKeyRepository, JobRepository, TrialRepository
 from api.routes.jobs import JobStateParam
 from api.schemas import JobRead
-from api.services import ConflictError, JobService, NotFoundError, check_job_files, job_read
+from api.services import (
+    ConflictError,
+    JobService,
+    NotFoundError,
+    check_job_files,
+    job_read,
+    lists_all_users,
+)
 from api.settings import Settings
 from nas.errors import DatasetError, ExportError, NasError
 
@@ -401,8 +408,5 @@ def jobs_overview(
             for j in rows
         ],
         count=total,
-        # (a server without keys has one user, unless its database holds jobs of keys
-        # from when it had them)
-        all_users=principal.sees_all
-        and (principal.key_id is not None or any(j.owner_id is not None for j in rows)),
+        all_users=lists_all_users(principal, rows),
     )

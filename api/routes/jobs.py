@@ -53,7 +53,7 @@ from api.repositories import (
 )
 from api.routes.exports import retrainings
 from api.schemas import JobList, JobRead, TrialList, TrialRead
-from api.services import ConflictError, JobService, NotFoundError, job_read
+from api.services import ConflictError, JobService, NotFoundError, job_read, lists_all_users
 from api.storage import StorageError
 from nas.evaluators import EVALUATORS
 from nas.spec import JOB_NAME_PATTERN
@@ -188,6 +188,7 @@ def list_jobs(
             for j in rows
         ],
         count=total,
+        all_users=lists_all_users(principal, rows),
     )
 
 

@@ -69,6 +69,14 @@ def test_keys_submit_watch_jobs_trials_cancel(
     assert main(["keys", *db, "create", "--name", "admin", "--admin"]) == 0
     admin = ["--server", server.url, "--api-key", capsys.readouterr().out.strip()]
     assert main(["cancel", "3", *admin]) == 0
+    capsys.readouterr()
+    # an admin's page of one other user's jobs says whose (it read as the admin's own)
+    with server.client(admin[-1]) as client:
+        assert client.wait(3, timeout=60)["state"] == "CANCELLED"
+    assert main(["jobs", "--state", "cancelled", *admin]) == 0
+    header, *rows, _ = capsys.readouterr().out.splitlines()
+    assert header.split()[:3] == ["ID", "OWNER", "NAME"], header
+    assert [row.split()[:2] for row in rows] == [["3", "cli-user"]]
     # an admin's list of several users' jobs says whose each is (only the JSON did)
     assert main(["submit", str(spec), *admin]) == 0
     capsys.readouterr()
