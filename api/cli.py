@@ -220,6 +220,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
     settings = _settings(args)
+    _check_host(args.host)
     _check_folders(args, settings)
     # One line, not a failed start's traceback (the app's start checks the schema too).
     _check_connects(args, _database_url(args), schema=not settings.migrate_on_start)
@@ -1031,6 +1032,22 @@ def _database_source(args: argparse.Namespace) -> str:
     if os.environ.get("NAS_DATA_DIR"):
         return "$NAS_DATA_DIR"
     return "the default data directory ./.nas"
+
+
+def _check_host(host: str) -> None:
+    """``--host`` is an address this machine can bind (``CommandError`` naming it): uvicorn
+    said "ERROR: [Errno -2] Name or service not known", naming neither."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CommandError(
+            f"--host {host!r}: no such address ({why}); e.g. 127.0.0.1, or "
+            "0.0.0.0 for every interface",
+            code=1,
+        ) from None
 
 
 def _check_folders(args: argparse.Namespace, settings: Any) -> None:

@@ -842,6 +842,13 @@ def test_a_file_where_the_servers_folders_should_be_is_named_at_start(tmp_path: 
         assert len(ran.stderr.splitlines()) == 1, ran.stderr
 
 
+def test_a_host_that_does_not_resolve_is_named_at_start(tmp_path: Path) -> None:
+    """uvicorn said "ERROR: [Errno -2] Name or service not known", naming no option."""
+    ran = nas("serve", "--port", "0", "--backend", "inline", "--host", "999.1.1.1", cwd=tmp_path)
+    assert ran.returncode == 1, ran.stderr
+    assert ran.stderr.startswith("error: --host '999.1.1.1': no such address ("), ran.stderr
+
+
 # --- 12: key ids and names the database cannot hold ---------------------------------------------
 def test_keys_refuse_ids_and_names_the_database_cannot_hold_alike_on_both(
     database_url: str,
