@@ -188,7 +188,7 @@ class JobRunner:
 
     # --- supervision -----------------------------------------------------------------------
     def _supervise(self) -> None:
-        logged_at = 0.0  # (a failing tick was logged every poll: 2 lines a second)
+        logged_at: float | None = None  # (a failing tick was logged every poll: 2 a second)
         unlogged = 0
         while not self._stop.is_set():
             try:
@@ -197,10 +197,10 @@ class JobRunner:
                 now, error = time.monotonic(), short_error(exc)
                 if self._failing is None:
                     self._failing = (now, error)
-                    logged_at = 0.0
+                    logged_at = None
                 else:
                     self._failing = (self._failing[0], error)
-                if now - logged_at < TICK_LOG_EVERY_S:
+                if logged_at is not None and now - logged_at < TICK_LOG_EVERY_S:
                     unlogged += 1
                 else:
                     again = f" ({unlogged} more times since)" if unlogged else ""
