@@ -581,17 +581,20 @@ def _followed_events(
     of the job's end (a server restart, a stall), until the server has been out of reach
     for ``WATCH_UNREACHABLE_S`` in a row (``CommandError`` naming the next step). A key the
     server refuses since (revoked, or rotated) is said as such."""
-    from api.client import ApiError, format_detail, passing_fault
+    from api.client import ApiError, ServerUnreachable, format_detail, passing_fault
 
     out_since: float | None = None
+    last_event_id: int | None = None  # (followed again from there: every trial was sent again)
     while True:
         started = time.monotonic()
         try:
-            for event, data in client.events(job_id):
+            for event, data in client.events(job_id, last_event_id=last_event_id):
                 out_since = None  # (it answers again)
                 yield event, data
             return  # (its end event)
         except ApiError as exc:
+            if isinstance(exc, ServerUnreachable) and exc.last_event_id is not None:
+                last_event_id = exc.last_event_id
             if exc.status_code == 401:
                 raise CommandError(
                     f"the server refuses this API key since the watch began (revoked, or "

@@ -57,9 +57,11 @@ class ServerUnreachable(ApiError):
     """No HTTP answer came: the server at ``server`` refused the connection, was not found,
     timed out or broke the connection off. ``status_code`` is ``None``."""
 
-    def __init__(self, server: str, reason: str) -> None:
+    def __init__(self, server: str, reason: str, *, last_event_id: int | None = None) -> None:
         self.server, self.reason = server, reason
         self.status_code, self.detail = None, reason  # type: ignore[assignment]
+        #: Where an event stream that stopped short had got to (``NasClient.events``).
+        self.last_event_id = last_event_id
         Exception.__init__(self, f"cannot talk to the server at {server}: {reason}")
 
 
@@ -587,16 +589,21 @@ class NasClient:
         ``ApiError`` 503 when it cannot reach its database."""
         return self._request("GET", "/healthz")
 
-    def events(self, job_id: int) -> Iterator[tuple[str, Any]]:
+    def events(self, job_id: int, *, last_event_id: int | None = None) -> Iterator[tuple[str, Any]]:
         """Server-sent events of a job as ``(event, data)`` until its ``end`` event (the
         job finished, or was deleted). ``ServerUnreachable`` when the stream stops short of
         it: the server closed it (it stopped, or the API key was revoked or rotated) or sent
         nothing, not even its keep-alive, for ``EVENTS_SILENCE_S`` (a server stalled, a
-        connection lost without a word); calling ``events`` again follows the job on."""
+        connection lost without a word); calling ``events`` again with that error's
+        ``last_event_id`` follows the job on from there (without it, every trial is sent
+        again), as a browser's ``EventSource`` reconnects."""
         silence = httpx.Timeout(30.0, read=EVENTS_SILENCE_S)
+        headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+        seen = last_event_id
+        url = f"/api/v1/jobs/{job_id}/events"
         with (
             self._reaching(),
-            self._http.stream("GET", f"/api/v1/jobs/{job_id}/events", timeout=silence) as response,
+            self._http.stream("GET", url, timeout=silence, headers=headers) as response,
         ):
             if response.status_code >= 400:
                 response.read()
@@ -614,16 +621,20 @@ class NasClient:
                         event = line[6:].strip()
                     elif line.startswith("data:"):
                         data.append(line[5:].strip())
+                    elif line.startswith("id:") and line[3:].strip().lstrip("-").isdigit():
+                        seen = int(line[3:].strip())
             except httpx.ReadTimeout:
                 raise ServerUnreachable(
                     self.server,
                     f"job {job_id}'s event stream sent nothing, not even a keep-alive, for "
                     f"{EVENTS_SILENCE_S:g} s",
+                    last_event_id=seen,
                 ) from None
             raise ServerUnreachable(
                 self.server,
                 f"job {job_id}'s event stream closed before the job ended (the server "
                 "stopped, or the API key was revoked or rotated)",
+                last_event_id=seen,
             )
 
     def wait(

@@ -245,3 +245,42 @@ def test_a_running_jobs_trial_ids_stop_at_its_checkpoint(server_factory: Any) ->
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as http:
         got = _trial_events(http, job_id, until="job")  # (a first poll's trials)
     assert got == [("0", 0), ("1", 1), ("1", 2), ("1", 3)]
+
+
+def test_the_client_follows_a_stream_on_from_where_it_stopped(
+    server: Any, http: httpx.Client, time_left: Any
+) -> None:
+    """``events`` called again after a stream stopped short replayed every trial: the error
+    now says where the stream had got to, and ``last_event_id`` follows on from there."""
+    import socket
+
+    stopped = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+        b'event: trial\r\nid: 0\r\ndata: {"number": 0}\r\n\r\n'
+        b'event: trial\r\nid: 1\r\ndata: {"number": 1}\r\n\r\n'
+    )
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(time_left(20))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(stopped)
+        conn.close()  # (the server stopped)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        with NasClient(f"http://127.0.0.1:{listener.getsockname()[1]}") as client:
+            got = []
+            with pytest.raises(ServerUnreachable) as caught:
+                for event, data in client.events(1):
+                    got.append((event, data["number"]))
+    finally:
+        listener.close()
+    assert got == [("trial", 0), ("trial", 1)] and caught.value.last_event_id == 1
+
+    job_id = http.post("/api/v1/jobs", json=nb201_spec(budget={"trials": 8})).json()["id"]
+    with NasClient(server.url, api_key=http.headers["authorization"].split()[1]) as client:
+        client.wait(job_id, timeout=time_left(60))
+        numbers = [d["number"] for e, d in client.events(job_id, last_event_id=4) if e == "trial"]
+    assert numbers == [5, 6, 7]
