@@ -275,6 +275,7 @@ def _quiet_server(app: Any, **config: Any) -> Any:
     import uvicorn
 
     from api.app import request_stop, start_jobs
+    from api.http_protocol import BoundedHeadProtocol
 
     signals = (signal.SIGINT, signal.SIGTERM)
 
@@ -328,7 +329,7 @@ def _quiet_server(app: Any, **config: Any) -> Any:
                     flush=True,
                 )
 
-    return QuietServer(uvicorn.Config(app, **config))
+    return QuietServer(uvicorn.Config(app, http=BoundedHeadProtocol, **config))
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:

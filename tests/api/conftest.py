@@ -27,6 +27,7 @@ import uvicorn
 
 from api.app import create_app
 from api.client import NasClient, tls_context
+from api.http_protocol import BoundedHeadProtocol
 from api.settings import Settings
 from tests.conftest import NB201_TABLE
 
@@ -145,7 +146,13 @@ class LiveServer:
         self.port = int(self.socket.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            http=BoundedHeadProtocol,  # (as nas serve's)
+        )
         self.server = _PromptServer(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True

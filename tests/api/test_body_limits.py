@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.api.conftest import nb201_spec
+from tests.api.conftest import LiveServer, nb201_spec
 
 NB201_YAML = (
     "name: {name}\ndataset: {{name: nb201-cifar10}}\nspace: {{name: nb201}}\n"
@@ -119,3 +119,44 @@ def test_the_content_type_is_matched_in_any_case(
     response = _post(http, body, content_type)
     assert response.status_code == 201, response.text
     assert response.json()["name"] == "cased"
+
+
+def test_a_request_head_past_its_bound_is_a_431_before_it_is_all_read(
+    server: LiveServer, http: httpx.Client
+) -> None:
+    """A client without a key sent 1,000 headers of 1 MiB: the server took all of them in
+    (its memory up by a gigabyte, kept after the connection closed), then answered 401 (the
+    security probe). Bodies are not counted; keep-alive requests after a body still work."""
+    import socket
+
+    from api.http_protocol import MAX_HEAD_BYTES
+
+    host, port = "127.0.0.1", server.port
+    with socket.create_connection((host, port), timeout=30) as conn:
+        conn.sendall(b"GET /api/v1/jobs HTTP/1.1\r\nHost: x\r\n")
+        line = b"X-Big: " + b"a" * 4096 + b"\r\n"
+        answer = b""
+        try:
+            for _ in range(4 * MAX_HEAD_BYTES // len(line)):  # never an end of head
+                conn.sendall(line)
+        except OSError:  # (the server's half-close made a send fail)
+            pass
+        while chunk := conn.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b"larger than 65536 bytes" in answer
+    # a head within the bound: answered as ever; a body past the head's bound is no head
+    assert http.get("/api/v1/jobs", headers={"X-Pad": "a" * 60_000}).status_code == 200
+    big = json.dumps({**nb201_spec(), "tags_pad": "x" * 200_000})
+    assert http.post("/api/v1/jobs", content=big).status_code == 422  # (the unknown field)
+    with socket.create_connection((host, port), timeout=30) as conn:
+        body = b"{}"
+        request = (
+            b"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2\r\n\r\n" + body
+        )
+        conn.sendall(request + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while answer.count(b"HTTP/1.1 ") < 2 and (chunk := conn.recv(65536)):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 401 ") and b"HTTP/1.1 200 " in answer, answer[:300]
