@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -468,9 +469,9 @@ def trials_csv(
             "number",
             "state",
             "objective",
-            *titles,
+            *map(_no_formula, titles),
             *(f"hp.{name}" for name in hparams),
-            *choice_titles,
+            *map(_no_formula, choice_titles),
             *tail,
         ]
     )
@@ -486,19 +487,37 @@ def trials_csv(
                 _csv_cell(t["objective"]),
                 *(_csv_cell(metric.get(k)) for k in metrics),
                 *(_csv_cell(hparam.get(k)) for k in hparams),
-                *(choices + [""] * (width - len(choices))),
+                *(_csv_cell(c) for c in choices + [""] * (width - len(choices))),
                 *(_csv_cell(t.get(k)) for k in tail),
             ]
         )
 
 
 def _csv_cell(value: Any) -> Any:
-    """None as an empty cell, anything not a number or text as JSON."""
+    """None as an empty cell, anything not a number or text as JSON; text that a
+    spreadsheet would run as a formula (``=HYPERLINK(...)``, a categorical choice or a
+    table's cell) behind a ``'``, as OWASP advises: it was written as it was, a live formula
+    in the spreadsheet the CSV is for (the security probe)."""
     if value is None:
         return ""
-    if isinstance(value, bool | int | float | str):
+    if isinstance(value, str):
+        return _no_formula(value)
+    if isinstance(value, bool | int | float):
         return value
     return json.dumps(value)
+
+
+def _no_formula(text: str) -> str:
+    """``text``, with a ``'`` before it when a spreadsheet would read it as a formula (it
+    starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) and it is not a
+    number (``-0.5`` stays a number)."""
+    if not text.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return text
+    try:
+        float(text)
+    except ValueError:
+        return "'" + text
+    return text
 
 
 def trials_table(
@@ -530,7 +549,10 @@ def trials_table(
         choices = (
             ",".join(str(c) for c in arch)
             if decisions is None
-            else " ".join(f"{column}={cell}" for column, cell in _named_choices(arch, decisions))
+            else " ".join(
+                f"{column}={_printable(str(cell))}"
+                for column, cell in _named_choices(arch, decisions)
+            )
         )
         lines.append(f"{line}  {choices if len(choices) <= 80 else choices[:79] + '…'}")
     return lines
@@ -1361,8 +1383,18 @@ def _cell(value: Any, width: int = 12) -> str:
         return _fmt(value)
     if value is None:
         return _fmt(value)
-    text = str(value)
+    text = _printable(str(value))
     return text if len(text) <= width else text[: width - 1] + "…"  # cut, and says so
+
+
+def _printable(text: str) -> str:
+    """``text`` with its control characters escaped (``\x1b``, ``\n``): a value read from
+    a file (a table's cell) printed as it was could clear the terminal or forge a row."""
+    if not any(unicodedata.category(c) == "Cc" for c in text):
+        return text
+    return "".join(
+        c.encode("unicode_escape").decode() if unicodedata.category(c) == "Cc" else c for c in text
+    )
 
 
 def _whole(text: str) -> int:

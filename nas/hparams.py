@@ -32,6 +32,7 @@ import difflib
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -75,7 +76,16 @@ def _scalar(value: Any) -> Any:
     then .int, .float, .bool) for a mapping or a list."""
     if isinstance(value, np.generic):  # (in-process callers: numpy's scalars as Python's)
         value = value.item()
-    if value is None or isinstance(value, str | int | float | bool):
+    if isinstance(value, str):
+        control = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+        if control is not None:
+            # (an escape sequence cleared the terminal of whoever listed the trials, an
+            # admin's too, and a newline forged a row of 'nas trials': the security probe)
+            raise ValueError(
+                f"must not contain control characters (newlines, tabs, escapes), got {control!r}"
+            )
+        return value
+    if value is None or isinstance(value, int | float | bool):
         return value
     kind = (
         "a mapping"

@@ -205,6 +205,34 @@ def test_a_metric_named_as_another_csv_column_is_told_apart() -> None:
     assert dict(zip(header, values, strict=True))["metric.error"] == "1.5"
 
 
+def test_text_a_file_gave_is_printed_escaped_and_written_to_csv_as_no_formula() -> None:
+    """A table's cells (a file's text) and other text values were printed as they were: an
+    escape sequence cleared the terminal, a newline forged a row; in the CSV a cell
+    ``=HYPERLINK(...)`` became a live formula in the spreadsheet (the security probe)."""
+    from api.cli import trials_csv, trials_table
+
+    row = {
+        "number": 0, "state": "COMPLETE", "objective": 0.5, "metrics": {"m": -0.5},
+        "hparams": {"h": "\x1b[2Jx"}, "architecture": {"choices": [0, 1]}, "error": "=1+1",
+    }  # fmt: skip
+    decisions = [("opt", ["\x1b[31mred", "b"]), ("w", ['=HYPERLINK("http://e/")', "-1"])]
+    lines = trials_table([row], decisions)
+    assert len(lines) == 2 and "\x1b" not in "".join(lines), lines
+    assert "opt=\\x1b[31mred" in lines[1] and "\\x1b[2Jx" in lines[1], lines
+    out = io.StringIO()
+    trials_csv([row], out, decisions)
+    header, values = list(csv.reader(io.StringIO(out.getvalue())))
+    cells = dict(zip(header, values, strict=True))
+    assert cells["choice.w"] == "-1"  # a number stays one, and so does a negative metric
+    assert cells["m"] == "-0.5"
+    assert cells["error"] == "'=1+1"
+    row["architecture"] = {"choices": [0, 0]}
+    out = io.StringIO()
+    trials_csv([row], out, decisions)
+    header, values = list(csv.reader(io.StringIO(out.getvalue())))
+    assert dict(zip(header, values, strict=True))["choice.w"] == '\'=HYPERLINK("http://e/")'
+
+
 def test_a_trials_table_keeps_a_choice_name_whole_and_marks_what_it_cuts() -> None:
     """Text cells were cut at 14 characters with nothing to show it: 'label_smoothin'."""
     from api.cli import trials_table

@@ -250,6 +250,23 @@ def test_a_choice_that_is_no_scalar_is_one_problem_at_its_index() -> None:
     assert [(type(c), c) for c in space.params["x"].choices] == [(int, 3), (bool, True), (str, "a")]
 
 
+def test_a_choice_with_control_characters_is_refused_at_its_index() -> None:
+    """An escape sequence as a choice cleared the terminal of whoever listed the trials (an
+    admin's too), and a newline forged a row of ``nas trials`` (the security probe)."""
+    errors = errors_of(
+        {
+            "x": {"type": "categorical", "choices": ["ok", "\x1b[2J\x1b[Hforged", "a\nrow"]},
+            "y": f(condition={"param": "x", "equals": "\t"}),
+        }
+    )
+    said = "must not contain control characters (newlines, tabs, escapes), got"
+    assert errors == {
+        ("hparams", "x", "choices", 1): f"{said} '\\x1b'",
+        ("hparams", "x", "choices", 2): f"{said} '\\n'",
+        ("hparams", "y", "condition", "equals"): f"{said} '\\t'",
+    }
+
+
 def test_yaml_exponents_without_a_dot_are_read_as_numbers_for_ranges() -> None:
     space = HparamSpace.from_spec(JOINT)
     assert space.params["lr"].low == 1e-4  # YAML gives the string "1e-4": read as a number
