@@ -46,10 +46,11 @@ from pydantic import (
     Field,
     FiniteFloat,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
-from nas.errors import NasError, SpecError
+from nas.errors import AT_SUBMIT, NasError, SpecError, at_submit
 
 if TYPE_CHECKING:
     import optuna
@@ -70,15 +71,16 @@ __all__ = [
 ]
 
 
-def _scalar(value: Any) -> Any:
+def _scalar(value: Any, info: ValidationInfo) -> Any:
     """A choice (or a condition's value) is one JSON scalar: said once, where pydantic's
     union told each of its members apart ("choices.0.str: Input should be a valid string",
-    then .int, .float, .bool) for a mapping or a list."""
+    then .int, .float, .bool) for a mapping or a list. At submit, text without control
+    characters (a job stored before that rule still loads)."""
     if isinstance(value, np.generic):  # (in-process callers: numpy's scalars as Python's)
         value = value.item()
     if isinstance(value, str):
         control = next((c for c in value if unicodedata.category(c) == "Cc"), None)
-        if control is not None:
+        if control is not None and at_submit(info.context):
             # (an escape sequence cleared the terminal of whoever listed the trials, an
             # admin's too, and a newline forged a row of 'nas trials': the security probe)
             raise ValueError(
@@ -282,7 +284,7 @@ class HparamSpace:
     ) -> HparamSpace:
         """Validate the ``hparams:`` mapping; raise ``SpecError`` with every problem found,
         each at its path (``hparams.lr.high``)."""
-        space, errors = cls.parse(raw, loc=loc)
+        space, errors = cls.parse(raw, loc=loc, submitted=True)
         if errors:
             raise SpecError(errors)
         return space
@@ -294,9 +296,12 @@ class HparamSpace:
         *,
         loc: Sequence[str | int] = ("hparams",),
         strict: bool = False,
+        submitted: bool = False,
     ) -> tuple[HparamSpace, list[dict[str, Any]]]:
         """Like ``from_spec``, but answers the space (of the valid entries) and the errors.
-        ``strict``: as JSON, nothing coerced (``low: true``, ``log: "yes"`` are refused)."""
+        ``strict``: as JSON, nothing coerced (``low: true``, ``log: "yes"`` are refused);
+        ``submitted``: a section submitted now, held to the rules of a submit (a stored
+        one is read as it was accepted)."""
         base = tuple(loc)
         errors: list[dict[str, Any]] = []
         params: dict[str, Param] = {}
@@ -316,7 +321,7 @@ class HparamSpace:
                     )
                 )
                 continue
-            param = _parse_entry(at, entry, errors, strict=strict)
+            param = _parse_entry(at, entry, errors, strict=strict, submitted=submitted)
             if param is None:
                 continue
             problems = _check_param(param) + _check_training_key(name, param)
@@ -482,7 +487,12 @@ def _err(loc: Sequence[str | int], msg: str) -> dict[str, Any]:
 
 
 def _parse_entry(
-    at: tuple[str, ...], entry: Any, errors: list[dict[str, Any]], *, strict: bool = False
+    at: tuple[str, ...],
+    entry: Any,
+    errors: list[dict[str, Any]],
+    *,
+    strict: bool = False,
+    submitted: bool = False,
 ) -> Param | None:
     if not isinstance(entry, Mapping):
         errors.append(
@@ -498,10 +508,13 @@ def _parse_entry(
         msg = "field required" if kind is None else f"unknown type {kind!r}"
         errors.append(_err((*at, "type"), f"{msg}; valid: {', '.join(TYPES)}"))
         return None
+    context = AT_SUBMIT if submitted else None
     try:
         if strict:  # as JSON: a JSON array is a tuple, nothing else is coerced
-            return _MODELS[kind].model_validate_json(json.dumps(dict(entry)), strict=True)  # type: ignore[return-value]
-        return _MODELS[kind].model_validate(dict(entry))  # type: ignore[return-value]
+            return _MODELS[kind].model_validate_json(  # type: ignore[return-value]
+                json.dumps(dict(entry)), strict=True, context=context
+            )
+        return _MODELS[kind].model_validate(dict(entry), context=context)  # type: ignore[return-value]
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             msg = err["msg"]

@@ -1070,7 +1070,7 @@ def _check_hparams(
 
     if not raw:
         return None
-    space, problems = HparamSpace.parse(raw, strict=strict)
+    space, problems = HparamSpace.parse(raw, strict=strict, submitted=True)
     errors.extend(problems)
     if isinstance(evaluator, str) and evaluator in EVALUATORS:
         used = EVALUATORS.get(evaluator).hparam_keys

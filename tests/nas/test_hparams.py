@@ -265,6 +265,9 @@ def test_a_choice_with_control_characters_is_refused_at_its_index() -> None:
         ("hparams", "x", "choices", 2): f"{said} '\\n'",
         ("hparams", "y", "condition", "equals"): f"{said} '\\t'",
     }
+    # a job stored before the rule still loads (its listings answered 500 else)
+    stored, problems = HparamSpace.parse({"x": {"type": "categorical", "choices": ["a\nb"]}})
+    assert not problems and list(stored.params["x"].choices) == ["a\nb"]
 
 
 def test_yaml_exponents_without_a_dot_are_read_as_numbers_for_ranges() -> None:
