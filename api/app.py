@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from fastapi import Depends, FastAPI, Request, Response, status
@@ -155,6 +157,60 @@ class NoEntityTags:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+class NoKeysGuard:
+    """A server without keys (``NAS_AUTH=none``) trusts every caller, so it answers only its
+    own pages and local tools: a change sent by another site's page (``Sec-Fetch-Site``
+    cross-site or same-site, or an ``Origin`` other than the ``Host`` asked) is a 403, and
+    so is any request for a ``Host`` that is a name other than ``localhost`` and those of
+    ``NAS_ALLOWED_HOSTS`` (an IP address is always taken). Any web page the user opened
+    could cancel or delete jobs with a plain form post; through a name of its own resolved
+    to this machine (DNS rebinding), read them all (the security probe)."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
+        self.app = app
+        self.allowed = {h.lower() for h in allowed_hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "")
+        refused = None
+        if not self._known_host(host):
+            refused = (
+                f"Host {host!r}: a server without keys answers only to its IP addresses, "
+                "localhost and the names of NAS_ALLOWED_HOSTS"
+            )
+        elif scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            site = headers.get("sec-fetch-site", "").lower()
+            origin = headers.get("origin")
+            if site in ("cross-site", "same-site") or (
+                origin is not None and urlsplit(origin).netloc.lower() != host.lower()
+            ):
+                refused = (
+                    "a change sent from another site's page: a server without keys takes "
+                    "changes only from its own pages and from clients that are no browser"
+                )
+        if refused is None:
+            await self.app(scope, receive, send)
+            return
+        response = JSONResponse({"detail": refused}, status_code=status.HTTP_403_FORBIDDEN)
+        await response(scope, receive, send)
+
+    def _known_host(self, host: str) -> bool:
+        name = urlsplit(f"//{host}").hostname or ""
+        if not name or name == "localhost" or name.endswith(".localhost"):
+            return True  # (no Host: HTTP/1.0, not a browser's)
+        if name in self.allowed:
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
 
 
 #: Set in the scope of a HEAD request that ``HeadAsGet`` passes on as a GET.
@@ -314,6 +370,8 @@ def create_app(settings: Settings | None = None, *, jobs_at_startup: bool = True
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HeadAsGet)
     app.add_middleware(NoEntityTags)
+    if settings.auth == "none":
+        app.add_middleware(NoKeysGuard, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(ClientGone)
     routers = [
         health.router,

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     #: these folders (symlinks resolved). Default: ``data_dir``, the NAS-Bench-201 table's
     #: folder and the dataset cache. From the environment: a JSON list or ``:``-separated.
     data_roots: Annotated[list[Path] | None, NoDecode] = None
+    #: Host names a server without keys (``auth: none``) answers to besides its IP
+    #: addresses and ``localhost`` (a browser's page for another name is refused: DNS
+    #: rebinding). From the environment: a JSON list or comma-separated.
+    allowed_hosts: Annotated[list[str], NoDecode] = []
     #: Limits checked at submit (422 above them). A job without ``budget.trials`` is stored
     #: with ``budget.max_trials: max_trials_per_job``, so that no job writes rows without end.
     max_trials_per_job: int = Field(100_000, ge=1, le=2**31 - 1)
@@ -93,6 +97,16 @@ class Settings(BaseSettings):
         # folder: the data root and database of wherever the server was started, unsaid.
         if isinstance(value, str) and not value.strip():
             raise ValueError("set but empty: unset it for the default, or name one")
+        return value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [h.strip() for h in text.split(",") if h.strip()]
         return value
 
     @field_validator("data_roots", mode="before")

@@ -209,6 +209,47 @@ def test_auth_matrix(world: World, endpoint: str, principal: str) -> None:
         assert response.json()["status"] == "ok", where
 
 
+def test_a_server_without_keys_takes_no_change_from_another_sites_page(
+    server_factory: Any,
+) -> None:
+    """With ``--no-auth`` any web page the user opened cancelled jobs by a plain form post,
+    and through a name of its own resolved to this machine (DNS rebinding) read them all
+    (the security probe). A keyed server needs no such guard: a page has no key to send."""
+    open_server: LiveServer = server_factory(auth="none", run_jobs=False, allowed_hosts=["mybox"])
+    own = f"127.0.0.1:{open_server.port}"
+    with httpx.Client(base_url=open_server.url, timeout=30) as http:
+        job_id = http.post("/api/v1/jobs", json=TINY_JOB).json()["id"]  # (a tool: no Origin)
+        for headers in (
+            {"Origin": "http://evil.example"},
+            {"Sec-Fetch-Site": "cross-site"},
+            {"Sec-Fetch-Site": "same-site", "Origin": f"http://{own}"},
+        ):
+            for method, path in (
+                ("POST", "/api/v1/jobs"),
+                ("POST", f"/api/v1/jobs/{job_id}/cancel"),
+            ):
+                body = TINY_JOB if path == "/api/v1/jobs" else None
+                refused = http.request(method, path, json=body, headers=headers)
+                assert refused.status_code == 403, (headers, path, refused.text)
+                assert "another site's page" in refused.json()["detail"]
+        assert http.get("/api/v1/jobs").json()["count"] == 1
+        assert http.get(f"/api/v1/jobs/{job_id}").json()["state"] == "QUEUED"
+        for host in ("evil.example", f"evil.example:{open_server.port}", "127.0.0.1.nip.io"):
+            refused = http.get("/api/v1/jobs", headers={"Host": host})
+            assert refused.status_code == 403, (host, refused.text)
+            assert "NAS_ALLOWED_HOSTS" in refused.json()["detail"]
+        for host in (own, f"localhost:{open_server.port}", "mybox", "[::1]:80"):
+            assert http.get("/api/v1/jobs", headers={"Host": host}).status_code == 200, host
+        # its own page's change: Origin is the Host asked (Sec-Fetch-Site: same-origin)
+        mine = {"Origin": f"http://{own}", "Sec-Fetch-Site": "same-origin"}
+        assert http.post("/api/v1/jobs", json=TINY_JOB, headers=mine).status_code == 201
+    keyed: LiveServer = server_factory(run_jobs=False)
+    key = keyed.create_key("a")
+    headers = {"Authorization": f"Bearer {key}", "Host": "evil.example", "Origin": "http://e"}
+    with httpx.Client(base_url=keyed.url, timeout=30) as http:
+        assert http.post("/api/v1/jobs", json=TINY_JOB, headers=headers).status_code == 201
+
+
 def test_a_job_is_visible_without_a_key_when_auth_is_off(server_factory: Any) -> None:
     keyed: LiveServer = server_factory(run_jobs=False)
     key_a = keyed.create_key("user-a")
