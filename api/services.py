@@ -198,11 +198,12 @@ def check_data_paths(
             )
         elif not _is_file(real):
             again = " any more" if stored else ""
-            msg = (
-                f"a folder, not a file: name the file in it: {value!r}"
-                if real.is_dir()
-                else f"no such file under the data roots{again}: {value!r}"
-            )
+            if real.is_dir():
+                msg = f"a folder, not a file: name the file in it: {value!r}"
+            elif real.exists():  # (a named pipe, a socket, a device: "no such file" it said)
+                msg = f"not a regular file (a pipe, socket or device): {value!r}"
+            else:
+                msg = f"no such file under the data roots{again}: {value!r}"
         else:
             continue
         problems.append({"loc": loc, "msg": msg, "type": "path_not_allowed"})

@@ -4,6 +4,7 @@ the sections asked for are checked; the messages say what changed since submit."
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -92,6 +93,11 @@ def test_only_the_sections_asked_for_and_messages_for_a_stored_job(tmp_path: Pat
     with pytest.raises(SpecError) as folder:
         check_data_paths(_npz(roots[0] / "runs"), roots, private=())
     assert f"a folder, not a file: name the file in it: '{roots[0] / 'runs'}'" in str(folder.value)
+    # a named pipe is there, and no file (it was 'no such file': the security probe)
+    os.mkfifo(roots[0] / "pipe.npz")
+    with pytest.raises(SpecError) as pipe:
+        check_data_paths(_npz(roots[0] / "pipe.npz"), roots, private=())
+    assert "not a regular file (a pipe, socket or device)" in str(pipe.value)
     with pytest.raises(SpecError) as at_submit:
         check_data_paths(outside, roots, private=())
     assert "must name a file under this server's data roots" in str(at_submit.value)
