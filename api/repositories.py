@@ -1075,14 +1075,14 @@ def _listing_header(with_key: bool) -> Select[Any]:
 
 #: A job's stored evaluator and dataset sections, for the rare read that needs more of its
 #: spec than the listing header (a table job's metric names, a meta-learner's dataset).
-_JOB_EVALUATOR = select(JobModel.spec["evaluator"], JobModel.spec["dataset"]).where(
-    JobModel.id == bindparam("job_id")
-)
+_JOB_EVALUATOR = select(
+    JobModel.spec["evaluator"], JobModel.spec["dataset"], JobModel.spec["objective"]
+).where(JobModel.id == bindparam("job_id"))
 
 
 def job_evaluator_query(job_id: int) -> tuple[Select[Any], dict[str, Any]]:
-    """The job's stored ``evaluator`` and ``dataset`` sections (one row, two columns; none
-    when it is gone)."""
+    """The job's stored ``evaluator``, ``dataset`` and ``objective`` sections (one row,
+    three columns; none when it is gone)."""
     return _JOB_EVALUATOR, {"job_id": job_id}
 
 

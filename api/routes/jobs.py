@@ -55,6 +55,7 @@ from api.routes.exports import retrainings
 from api.schemas import JobList, JobRead, TrialList, TrialRead
 from api.services import ConflictError, JobService, NotFoundError, job_read, lists_all_users
 from api.storage import StorageError
+from nas.constraints import CONSTRAINTS
 from nas.evaluators import EVALUATORS
 from nas.spec import JOB_NAME_PATTERN
 from nas.trial import TrialState
@@ -337,9 +338,16 @@ def _trials_page(key_hash: str | None, job_id: int, q: TrialQuery, as_json: bool
     entry = EVALUATORS.get(evaluator)
     valid = _sort_keys(evaluator)
     unknown = q.sort not in valid and METRIC_NAME.match(q.sort) is not None
-    dataset = None
+    # A constraint's figure that the evaluator reports only for a constraint the job sets
+    # (a NAS-Bench-201 job's params without max_params: no trial holds it, and the sort was
+    # ignored, the trials in number order: the CLI probe)
+    figures = {CONSTRAINTS[key]: key for key in entry.constraint_keys} if entry.metrics else {}
+    for held in (*entry.metrics, *entry.extra_metrics):
+        figures.pop(held, None)
+    dataset, why_not = None, ""
     if (
-        (unknown and (not entry.metrics or entry.dataset_metrics))
+        unknown
+        or q.sort in figures
         or q.sort in entry.dataset_metrics
         or (not entry.metrics and q.sort in valid[2:])
     ):
@@ -352,17 +360,21 @@ def _trials_page(key_hash: str | None, job_id: int, q: TrialQuery, as_json: bool
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
         params = {k: v for k, v in (rows[0][0] or {}).items() if k != "name"}
         dataset = (rows[0][1] or {}).get("name")
+        why_not = f" (its dataset {dataset!r})"
         try:
             listed = entry.listed_metrics(params, dataset)
         except ValueError:  # a section stored by an older version: its own names only
             listed = () if entry.dataset_metrics else tuple(valid[2:])
-        valid = ["number", "objective", *dict.fromkeys(listed)]
+        constraints = (rows[0][2] or {}).get("constraints") or {}
+        unset = {f for f, key in figures.items() if constraints.get(key) is None}
+        if q.sort in unset:
+            why_not = f" (it sets no objective.constraints.{figures[q.sort]})"
+        valid = ["number", "objective", *(m for m in dict.fromkeys(listed) if m not in unset)]
     if q.sort not in valid or not METRIC_NAME.match(q.sort):
         if q.sort in entry.trial_metrics():
             raise _query_error(
                 "sort",
-                f"job {job_id}'s trials hold no {q.sort!r} (its dataset {dataset!r}); valid: "
-                + ", ".join(valid),
+                f"job {job_id}'s trials hold no {q.sort!r}{why_not}; valid: " + ", ".join(valid),
             )
         raise _query_error("sort", f"unknown sort key {q.sort!r}; valid: {', '.join(valid)}")
     if q.after is not None and q.sort != "number":

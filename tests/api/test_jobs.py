@@ -63,6 +63,14 @@ def test_trial_listing_pages_filters_and_sorts(client: NasClient) -> None:
     assert [t["objective"] for t in by_objective] == [
         t["objective"] for t in client.best(job_id, 10)
     ]
+    # a constraint's figure the job does not constrain: no trial holds it (the sort was
+    # ignored, the trials in number order: the CLI probe)
+    with pytest.raises(ApiError) as refused:
+        client.trials(job_id, sort="params", order="desc")
+    said = str(refused.value)
+    assert refused.value.status_code == 422
+    assert "trials hold no 'params' (it sets no objective.constraints.max_params)" in said
+    assert "params_M" in said and "latency_ms" not in said, said
     by_metric = client.trials(job_id, sort="params_M", order="asc", limit=120)["data"]
     values = [t["metrics"]["params_M"] for t in by_metric]
     assert values == sorted(values)
