@@ -31,7 +31,7 @@ from api.db import session_scope
 from api.models import JobState
 from api.repositories import ArtifactRepository, JobRepository, TrialRepository
 from api.retraining import RETRAIN_WORKER, Retrainings, job_dir, reap_stale_retrainings
-from api.services import ConflictError, JobService
+from api.services import ConflictError, JobService, NotFoundError
 from api.storage import storage_error
 
 log = logging.getLogger("nas.deletion")
@@ -140,6 +140,10 @@ def delete_job(
                 log.warning("job %d: %s (%s)", job_id, fault, exc)
                 raise fault from None
             if not JobRepository(session).delete(job_id):
+                # (a delete through another server at the same moment took it first: it
+                # was told "started meanwhile: cancel it first", of a job that was gone)
+                if JobRepository(session).state_now(job_id) is None:
+                    raise NotFoundError(f"job {job_id} not found")
                 raise ConflictError(f"job {job_id} started meanwhile: cancel it first")
     except BaseException:
         # Not deleted (or the commit's answer was lost: then the job is gone after all).

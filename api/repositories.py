@@ -319,6 +319,11 @@ class JobRepository:
             .execution_options(populate_existing=True)
         )
 
+    def state_now(self, job_id: int) -> str | None:
+        """The job's state as the database has it now (not the session's copy of the row);
+        ``None`` when it is gone."""
+        return self.session.scalar(select(JobModel.state).where(JobModel.id == job_id))
+
     def delete(self, job_id: int) -> bool:
         """Delete a job that is not RUNNING; its trials, intermediate values, checkpoint,
         curve points and artifact rows go with it (ON DELETE CASCADE). False when it is

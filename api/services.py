@@ -183,7 +183,9 @@ def check_data_paths(
             msg = (
                 "no longer lies under this server's data roots (NAS_DATA_ROOTS): the file was "
                 "moved or replaced by a link out of them, or the roots changed, since the job "
-                "was submitted; submit it again naming a file under them"
+                "was submitted, or the server that accepted it has other roots (servers that "
+                "share a database must share NAS_DATA_ROOTS, whose default is each one's "
+                "NAS_DATA_DIR); submit it again naming a file under them"
             )
         elif not inside:
             relative = (

@@ -174,3 +174,38 @@ def test_a_cancel_that_meets_a_committed_delete_is_a_404(
                 assert http.get(f"/api/v1/jobs/{job_id}").status_code == 404
         finally:
             server.stop()
+
+
+def test_a_delete_that_meets_a_committed_delete_is_a_404(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two deletes of one finished job through two servers at once: the later one was told
+    "job N started meanwhile: cancel it first" of a job that was gone (the probe of servers
+    sharing a database). Made certain as above: the job is deleted in another transaction
+    right after the delete's first read (PostgreSQL's window)."""
+    import api.deletion
+
+    with postgres_database() as url:
+        server = LiveServer(make_settings(url, tmp_path / "data", run_jobs=False)).start()
+        try:
+            headers = {"Authorization": f"Bearer {server.create_key('a')}"}
+            write = server.app.state.nas.write
+            reap = api.deletion.reap_stale_retrainings
+
+            def then_deleted(session: Any, job_id: int, retrainings: Any) -> None:
+                reap(session, job_id, retrainings)
+                with session_scope(write) as other:
+                    assert JobRepository(other).delete(job_id)
+
+            with httpx.Client(
+                base_url=server.url, headers=headers, timeout=60, verify=tls_context()
+            ) as http:
+                job_id = http.post("/api/v1/jobs", json=nb201_spec()).json()["id"]
+                assert http.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200
+                monkeypatch.setattr(api.deletion, "reap_stale_retrainings", then_deleted)
+                answer = http.delete(f"/api/v1/jobs/{job_id}")
+                monkeypatch.undo()
+                assert answer.status_code == 404, answer.text
+                assert answer.json()["detail"] == f"job {job_id} not found"
+        finally:
+            server.stop()
