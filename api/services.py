@@ -181,11 +181,10 @@ def check_data_paths(
         )
         if not inside and stored:
             msg = (
-                "no longer lies under this server's data roots (NAS_DATA_ROOTS): the file was "
-                "moved or replaced by a link out of them, or the roots changed, since the job "
-                "was submitted, or the server that accepted it has other roots (servers that "
-                "share a database must share NAS_DATA_ROOTS, whose default is each one's "
-                "NAS_DATA_DIR); submit it again naming a file under them"
+                "no longer lies under this server's data roots (NAS_DATA_ROOTS): moved or "
+                "linked out of them since the submit, or the roots changed or are not those "
+                "of the server that took it (servers of one database share them); submit it "
+                "again naming a file under them"
             )
         elif not inside:
             relative = (
