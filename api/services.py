@@ -183,7 +183,7 @@ def check_data_paths(
             msg = (
                 "no longer lies under this server's data roots (NAS_DATA_ROOTS): moved or "
                 "linked out of them since the submit, or the roots changed or are not those "
-                "of the server that took it (servers of one database share them); submit it "
+                "of the accepting server (servers of one database share them); submit it "
                 "again naming a file under them"
             )
         elif not inside:
