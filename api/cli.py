@@ -88,7 +88,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         for warning in summary.get("warnings") or []:
             print(f"WARNING: {warning}")
         if summary.get("failure"):  # (budget.on_time_limit: fail)
-            print(f"meta-training failed: {summary['failure']}")
+            print(f"error: meta-training failed: {summary['failure']}", file=sys.stderr)
             return 1
         return 0
     print(
@@ -96,11 +96,12 @@ def _cmd_search(args: argparse.Namespace) -> int:
     )
     for warning in summary.get("warnings") or []:  # stderr had it as the search ended
         print(f"WARNING: {warning}")
+    # (a failure went to stdout alone, where a script's error handling does not look)
     if summary.get("failure"):
-        print(f"search failed: {summary['failure']}")
+        print(f"error: search failed: {summary['failure']}", file=sys.stderr)
         return 1
     if best is None:
-        print("no trial completed")
+        print("error: no trial completed", file=sys.stderr)
         return 1
     trial = f"trial {best['trial']} " if "trial" in best else ""
     print(f"best: {trial}{json.dumps(best['objective'], ensure_ascii=False)}")
@@ -164,6 +165,10 @@ def _client(args: argparse.Namespace) -> Any:
 
     server = getattr(args, "server", None)
     key = getattr(args, "api_key", None)
+    # (an empty --server, "$UNSET_VAR", fell back to $NAS_SERVER without a word)
+    for option, value in (("--server", server), ("--api-key", key)):
+        if value is not None and not value.strip():
+            raise CommandError(f"{option} is empty: give one, or leave the option out")
     try:
         if key is not None:
             api_key_header(key, "--api-key")  # (its error names the option)
@@ -1019,15 +1024,24 @@ def _cmd_policy(args: argparse.Namespace) -> int:
 def _cmd_retrain(args: argparse.Namespace) -> int:
     with _client(args) as client:
         started = client.retrain(args.job, args.rank)
-        print(
-            f"job {args.job} rank {args.rank}: retraining as trial {started['trial_number']} "
-            f"(id {started['trial_id']})",
-            file=sys.stderr,
-        )
-        if args.no_wait:
-            print(json.dumps(started))
-            return 0
-        trial = client.wait_trial(started["trial_id"])
+        try:  # (from its start on: a Ctrl-C as the line below printed said nothing more)
+            print(
+                f"job {args.job} rank {args.rank}: retraining as trial "
+                f"{started['trial_number']} (id {started['trial_id']})",
+                file=sys.stderr,
+            )
+            if args.no_wait:
+                print(json.dumps(started))
+                return 0
+            trial = client.wait_trial(started["trial_id"])
+        except KeyboardInterrupt:
+            # (it said "interrupted" alone: the retraining went on, a delete and another
+            # retraining of the job refused until it ended: the CLI probe)
+            raise KeyboardInterrupt(
+                f"the retraining goes on on the server (trial {started['trial_number']} of "
+                f"job {args.job}): 'nas trials {args.job} --state running' shows it; the job "
+                "cannot be deleted or retrained again until it ends"
+            ) from None
     if trial["state"] != TrialState.COMPLETE.value:
         print(f"error: retraining {trial['state']}: {trial['error']}", file=sys.stderr)
         return 1
@@ -1675,7 +1689,11 @@ def build_parser() -> argparse.ArgumentParser:
     retrain = client_command("retrain", "retrain one of a job's best architectures from scratch")
     retrain.add_argument("job", type=_whole, help="job id")
     retrain.add_argument("--rank", type=_whole, default=1, help="1 = the best (default)")
-    retrain.add_argument("--no-wait", action="store_true", help="start it and return")
+    retrain.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="start it and return, printing the API's answer as JSON (trial_id to poll)",
+    )
     retrain.set_defaults(func=_cmd_retrain)
 
     delete = client_command("delete", "delete a job with its trials and files")

@@ -167,7 +167,7 @@ def api_key_header(key: str | None, source: str) -> dict[str, str]:
     for i, char in enumerate(key):
         if not "!" <= char <= "~":
             raise ApiKeyError(
-                f"{source}: the API key holds {'a space' if char.isspace() else repr(char)} "
+                f"{source}: the API key holds {'a space' if char == ' ' else repr(char)} "
                 f"at character {i + 1} of {len(key)}; keys are printable ASCII "
                 "(nas_ and letters, digits, - and _): was it copied whole?"
             )

@@ -711,6 +711,16 @@ def test_a_key_read_with_its_newline_works_and_a_broken_key_is_named_not_echoed(
         assert f"$NAS_API_KEY: the API key holds {said}" in err and secret[4:] not in err, err
 
 
+def test_an_empty_server_or_key_option_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--server "$UNSET"`` fell back to $NAS_SERVER without a word (the CLI probe); a tab
+    or newline in a key was called "a space"."""
+    for option in ("--server", "--api-key"):
+        assert main(["jobs", option, ""]) == 2
+        assert f"error: {option} is empty" in capsys.readouterr().err
+    assert main(["jobs", "--api-key", "nas_ab\tc", "--server", "http://127.0.0.1:9"]) == 2
+    assert "the API key holds '\\t' at character 7 of 8" in capsys.readouterr().err
+
+
 def test_a_closed_client_says_it_is_closed() -> None:
     """A notebook's cell run again after its ``with`` block: httpx's "Cannot send a request,
     as the client has been closed"."""

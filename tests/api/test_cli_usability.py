@@ -344,6 +344,41 @@ def test_ctrl_c_on_watch_says_the_job_goes_on(server: LiveServer) -> None:
     assert f"'nas cancel {job['id']}' stops it" in err
 
 
+@sqlite_only
+def test_ctrl_c_on_retrain_says_the_retraining_goes_on(server: LiveServer) -> None:
+    """Ctrl-C while 'nas retrain' waited said 'interrupted' only: the retraining ran on, and
+    a delete or another retraining of the job was refused until it ended (the CLI probe)."""
+    from tests.api.conftest import standalone_spec
+
+    key = server.create_key("cli")
+    with server.client(key) as client:
+        job = client.submit(standalone_spec(trials=1, epochs=1))
+        assert client.wait(job["id"], timeout=120)["state"] == "SUCCEEDED"
+        proc = subprocess.Popen(
+            sigint_as_from_a_terminal(
+                [NAS, "retrain", str(job["id"]), "--server", server.url, "--api-key", key]
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stderr is not None
+            said = ""
+            while "retraining as trial" not in said:  # started: it waits now
+                char = proc.stderr.read(1)
+                assert char, said
+                said += char
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130, err
+    assert f"interrupted: the retraining goes on on the server (trial 1 of job {job['id']})" in err
+    assert "cannot be deleted or retrained again until it ends" in err
+
+
 def test_ctrl_c_while_a_command_starts_says_interrupted_not_a_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

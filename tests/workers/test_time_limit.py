@@ -63,13 +63,13 @@ def test_on_time_limit_fail_fails_the_search_without_retraining(
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(_spec(on_time_limit="fail")))
     assert main(["search", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 1
-    out = capsys.readouterr().out
+    said = capsys.readouterr()
     summary = yaml.safe_load((tmp_path / "run" / "summary.json").read_text())
     assert "budget.on_time_limit: fail" in summary["failure"]
     assert "stopped the supernet's training" in summary["failure"]
     assert "or set budget.on_time_limit: fail" not in summary["failure"]  # it is set
     assert summary["final"] == [] and summary["ranked"] == []
-    assert "search failed:" in out
+    assert "error: search failed:" in said.err and "search failed" not in said.out
 
 
 def test_a_search_that_trains_all_its_epochs_has_no_warning(tmp_path: Path) -> None:
