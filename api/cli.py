@@ -566,6 +566,8 @@ def trials_table(
 def _cmd_curves(args: argparse.Namespace) -> int:
     with _client(args) as client:
         curves = client.curves(args.job)
+        # (only where no trial completed: "yet" of a job that had ended)
+        state = client.job(args.job)["state"] if not curves["best_so_far"] else None
     if args.json:
         print(json.dumps(curves, indent=2))
         return 0
@@ -587,8 +589,9 @@ def _cmd_curves(args: argparse.Namespace) -> int:
     print(f"{'TRIAL':>6}  {'VALUE':>10}")
     for step in steps:
         print(f"{step['trial']:>6}  {_fmt(step['value']):>10}")
-    if not steps:
-        print("(no completed trial yet)")
+    if not steps:  # ("yet" of a job that had ended: the CLI probe)
+        ended = state in ("SUCCEEDED", "FAILED", "CANCELLED")
+        print("(no completed trial)" if ended else "(no completed trial yet)")
     return 0
 
 

@@ -720,7 +720,13 @@ class SearchLoop:
         allowed, elapsed = budget.minutes * 60, self._wall_s
         if elapsed <= allowed + max(2.0, 0.1 * allowed):
             return None
-        fail = budget.trials is not None and self.resolved.spec.budget.on_time_limit != "fail"
+        if self.resolved.spec.budget.on_time_limit == "fail":
+            # (it said the trials "ended first", where they were stopped: the CLI probe)
+            return (
+                f"the search took {elapsed / 60:.2f} min of its {budget.minutes:g} min time "
+                "budget: stopping the trials running when it ran out took the rest"
+            )
+        fail = budget.trials is not None
         return (
             f"the search took {elapsed / 60:.2f} min of its {budget.minutes:g} min time "
             "budget: the time is checked between trials, and those running when it ran out "

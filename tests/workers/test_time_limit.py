@@ -125,6 +125,9 @@ def test_on_time_limit_fail_stops_the_running_trial_at_once(tmp_path: Path) -> N
     )
     assert "after 0 of its 5 trials (budget.on_time_limit: fail)" in summary["failure"]
     assert (tmp_path / "trials.jsonl").read_text() == ""
+    # (an overrun said the running trials "ended first", where they were stopped)
+    for warning in summary["warnings"]:
+        assert "ended first" not in warning, warning
 
 
 def test_a_search_far_past_its_time_budget_says_so(tmp_path: Path) -> None:
