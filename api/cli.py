@@ -227,6 +227,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _check_host(args.host)
+    _check_port(args.host, args.port)
     _check_folders(args, settings)
     # One line, not a failed start's traceback (the app's start checks the schema too).
     _check_connects(args, _database_url(args), schema=not settings.migrate_on_start)
@@ -1091,6 +1092,27 @@ def _check_host(host: str) -> None:
             "0.0.0.0 for every interface",
             code=1,
         ) from None
+
+
+def _check_port(host: str, port: int) -> None:
+    """``--port`` can be bound on ``host`` now (``CommandError`` naming it): uvicorn said
+    "ERROR: [Errno 98] ... address already in use" after the database's migration lines,
+    and exited 3 (the CLI probe). (uvicorn binds it again a moment later.)"""
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # (as uvicorn binds)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CommandError(
+                f"--port {port}: cannot listen on {host}:{port} "
+                f"({exc.strerror or exc}): another server runs there? choose another port",
+                code=1,
+            ) from None
 
 
 def _check_folders(args: argparse.Namespace, settings: Any) -> None:

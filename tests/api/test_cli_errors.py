@@ -959,6 +959,8 @@ def test_serve_on_a_port_already_taken_claims_no_job(server_factory: Any, tmp_pa
         ran = nas(
             "serve", "--port", str(api.port), "--db", url, "--backend", "inline", cwd=tmp_path
         )
-        assert ran.returncode != 0 and "address already in use" in ran.stderr, ran.stderr
+        assert ran.returncode == 1, ran.stderr  # (uvicorn's exit 3, its raw error line)
+        assert ran.stderr.startswith(f"error: --port {api.port}: cannot listen on "), ran.stderr
+        assert "address already in use" in ran.stderr.lower(), ran.stderr
         assert "listening" not in ran.stdout
         assert client.job(job_id)["state"] == "QUEUED"
