@@ -91,6 +91,8 @@ log = logging.getLogger("nas.runner")
 T = TypeVar("T")
 
 CANCELLED = "cancelled"
+#: Cancelled jobs no server runs that one tick takes to end (the next ticks take the rest).
+ENDING_PER_TICK = 8
 #: A runner tick that keeps failing is logged once, then at most this often.
 TICK_LOG_EVERY_S = 60.0
 SHUTDOWN = "server shutdown"
@@ -238,13 +240,25 @@ class JobRunner:
             return
         free = self.settings.max_running_jobs - len(running)
         stale_before = utcnow() - timedelta(seconds=self.settings.job_lease_s)
+        # A cancelled job that no server runs (released at a shutdown, its lease out) is
+        # taken whatever the free slots, to end at once: it waited RUNNING for a free slot,
+        # a delete refused meanwhile, then ran a trial before its cancel was seen. Looked
+        # for in a read: with every slot taken, a tick takes no write lock (SQLite's BEGIN
+        # IMMEDIATE twice a second, beside the jobs' own writes: the review).
+        with self.read() as session:
+            cancelled = JobRepository(session).claimable(
+                stale_before=stale_before, limit=ENDING_PER_TICK, cancelled=True
+            )
+        if free <= 0 and not cancelled:
+            return
         claimed: list[tuple[int, bool, bool]] = []  # (job, resumed, to cancel)
         with session_scope(self.write) as session:
             jobs = JobRepository(session)
-            # A cancelled job that no server runs (released at a shutdown, its lease out) is
-            # taken whatever the free slots, to end at once: it waited RUNNING for a free
-            # slot, a delete refused meanwhile, then ran a trial before its cancel was seen.
-            ending = list(jobs.claimable(stale_before=stale_before, limit=None, cancelled=True))
+            ending = []
+            if cancelled:
+                ending = list(
+                    jobs.claimable(stale_before=stale_before, limit=ENDING_PER_TICK, cancelled=True)
+                )
             candidates, dead = [], []
             if free > 0:
                 candidates = list(jobs.claimable(stale_before=stale_before, limit=free))
@@ -319,6 +333,16 @@ class JobExecution(threading.Thread):
         except Exception as exc:  # noqa: BLE001 - any error fails the job, with its cause
             log.error("job %d failed:\n%s", self.job_id, traceback.format_exc())
             try:
+                if self._stop_reason == CANCELLED:
+                    # The user's cancel stands: a released job taken to be cancelled whose
+                    # resume failed (its file gone, Ray down) ended FAILED (the review).
+                    self._finish(
+                        JobState.CANCELLED,
+                        f"cancelled by user (as it stopped: {short_error(exc, 200)})",
+                        running_error="the job was cancelled while this trial ran",
+                        waiting_error="the job was cancelled before this trial started",
+                    )
+                    return
                 self._finish(
                     JobState.FAILED,
                     short_error(exc),

@@ -509,3 +509,30 @@ def test_a_released_job_shows_no_running_trial_and_a_cancel_ends_it_at_once(
         client.delete(released)
         client.cancel(busy)
         client.wait(busy, timeout=time_left(60))
+
+
+def test_a_cancelled_released_job_whose_resume_fails_ends_cancelled(
+    server_factory: Any, time_left: Callable[..., float]
+) -> None:
+    """A released job taken only to be cancelled resumes first: when that failed (its file
+    gone meanwhile) it ended FAILED, the user's cancel lost (the review)."""
+    api_only: LiveServer = server_factory(run_jobs=False)
+    data_dir = api_only.settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data = data_dir / "data.npz"
+    np.savez(data, x=np.zeros((40, 16), np.float32), y=np.arange(40) % 2)
+    key = api_only.create_key("a")
+    with api_only.client(key) as client:
+        spec = standalone_spec(trials=2, epochs=1, dataset={"name": "npz", "path": str(data)})
+        job_id = client.submit(spec)["id"]
+    with session_scope(api_only.app.state.nas.write) as session:  # as a shutdown leaves it
+        JobRepository(session).set_fields(
+            job_id, state="RUNNING", runner=None, heartbeat_at=None, cancel_requested=True
+        )
+    data.unlink()
+    runner: LiveServer = server_factory()
+    with runner.client(key) as client:
+        job = client.wait(job_id, timeout=time_left(60))
+    assert job["state"] == "CANCELLED", job
+    assert job["reason"].startswith("cancelled by user (as it stopped: "), job["reason"]
+    assert "dataset.path" in job["reason"]
