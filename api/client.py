@@ -630,6 +630,12 @@ class NasClient:
                     f"{EVENTS_SILENCE_S:g} s",
                     last_event_id=seen,
                 ) from None
+            except httpx.TransportError as exc:  # (broken off: a server killed, a network)
+                raise ServerUnreachable(
+                    self.server,
+                    f"job {job_id}'s event stream broke off: {str(exc) or type(exc).__name__}",
+                    last_event_id=seen,
+                ) from exc
             raise ServerUnreachable(
                 self.server,
                 f"job {job_id}'s event stream closed before the job ended (the server "

@@ -254,30 +254,42 @@ def test_the_client_follows_a_stream_on_from_where_it_stopped(
     now says where the stream had got to, and ``last_event_id`` follows on from there."""
     import socket
 
-    stopped = (
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+    events = (
         b'event: trial\r\nid: 0\r\ndata: {"number": 0}\r\n\r\n'
         b'event: trial\r\nid: 1\r\ndata: {"number": 1}\r\n\r\n'
     )
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(time_left(20))
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+    endings = {
+        "closed": head + b"connection: close\r\n\r\n" + events,  # (the server stopped)
+        # a chunked stream cut mid-way (a server killed, a network lost): httpx's
+        # RemoteProtocolError, which lost where the stream had got to (the review)
+        "broken": head
+        + b"transfer-encoding: chunked\r\n\r\n"
+        + f"{len(events):x}\r\n".encode()
+        + events
+        + b"\r\n",
+    }
+    for ending, answer in endings.items():
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.settimeout(time_left(20))
 
-    def serve() -> None:
-        conn, _ = listener.accept()
-        conn.recv(65536)
-        conn.sendall(stopped)
-        conn.close()  # (the server stopped)
+        def serve(listener: socket.socket = listener, answer: bytes = answer) -> None:
+            conn, _ = listener.accept()
+            conn.recv(65536)
+            conn.sendall(answer)
+            conn.close()
 
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        with NasClient(f"http://127.0.0.1:{listener.getsockname()[1]}") as client:
-            got = []
-            with pytest.raises(ServerUnreachable) as caught:
-                for event, data in client.events(1):
-                    got.append((event, data["number"]))
-    finally:
-        listener.close()
-    assert got == [("trial", 0), ("trial", 1)] and caught.value.last_event_id == 1
+        threading.Thread(target=serve, daemon=True).start()
+        try:
+            with NasClient(f"http://127.0.0.1:{listener.getsockname()[1]}") as client:
+                got = []
+                with pytest.raises(ServerUnreachable) as caught:
+                    for event, data in client.events(1):
+                        got.append((event, data["number"]))
+        finally:
+            listener.close()
+        assert got == [("trial", 0), ("trial", 1)], ending
+        assert caught.value.last_event_id == 1, (ending, caught.value)
 
     job_id = http.post("/api/v1/jobs", json=nb201_spec(budget={"trials": 8})).json()["id"]
     with NasClient(server.url, api_key=http.headers["authorization"].split()[1]) as client:
