@@ -145,7 +145,7 @@ class NoEntityTags:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        tags = [v for name, v in scope["headers"] if name == b"if-match"]
+        tags = [v for name, v in scope["headers"] if name == b"if-match" and v.strip()]
         if tags and any(t.strip() != b"*" for t in b",".join(tags).split(b",")):
             response = JSONResponse(
                 {
@@ -187,12 +187,14 @@ class NoKeysGuard:
         elif scope["method"] not in ("GET", "HEAD", "OPTIONS"):
             site = headers.get("sec-fetch-site", "").lower()
             origin = headers.get("origin")
+            sent_from = urlsplit(origin).netloc.lower() if origin is not None else None
             if site in ("cross-site", "same-site") or (
-                origin is not None and urlsplit(origin).netloc.lower() != host.lower()
+                sent_from is not None and sent_from != host.lower()
             ):
                 refused = (
-                    "a change sent from another site's page: a server without keys takes "
-                    "changes only from its own pages and from clients that are no browser"
+                    f"a change sent from another site's page (Origin {origin!r}, Host "
+                    f"{host!r}): a server without keys takes changes only from its own pages "
+                    "and from clients that are no browser (behind a proxy: keep the Host)"
                 )
         if refused is None:
             await self.app(scope, receive, send)
@@ -201,7 +203,7 @@ class NoKeysGuard:
         await response(scope, receive, send)
 
     def _known_host(self, host: str) -> bool:
-        name = urlsplit(f"//{host}").hostname or ""
+        name = (urlsplit(f"//{host}").hostname or "").rstrip(".")  # (localhost. is localhost)
         if not name or name == "localhost" or name.endswith(".localhost"):
             return True  # (no Host: HTTP/1.0, not a browser's)
         if name in self.allowed:

@@ -556,7 +556,7 @@ def trials_table(
             ",".join(str(c) for c in arch)
             if decisions is None
             else " ".join(
-                f"{column}={_printable(str(cell))}"
+                f"{_printable(column)}={_printable(str(cell))}"
                 for column, cell in _named_choices(arch, decisions)
             )
         )

@@ -104,9 +104,15 @@ class Settings(BaseSettings):
     def _split_hosts(cls, value: Any) -> Any:
         if isinstance(value, str):
             text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [h.strip() for h in text.split(",") if h.strip()]
+            value = (
+                json.loads(text)
+                if text.startswith("[")
+                else [h.strip() for h in text.split(",") if h.strip()]
+            )
+        for host in value if isinstance(value, list) else ():
+            if isinstance(host, str) and (":" in host or "/" in host):
+                # (a name with its port, mybox:8000, never matched: names are compared)
+                raise ValueError("each a host name alone, without a port or scheme")
         return value
 
     @field_validator("data_roots", mode="before")

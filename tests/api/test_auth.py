@@ -238,7 +238,7 @@ def test_a_server_without_keys_takes_no_change_from_another_sites_page(
             refused = http.get("/api/v1/jobs", headers={"Host": host})
             assert refused.status_code == 403, (host, refused.text)
             assert "NAS_ALLOWED_HOSTS" in refused.json()["detail"]
-        for host in (own, f"localhost:{open_server.port}", "mybox", "[::1]:80"):
+        for host in (own, f"localhost:{open_server.port}", "localhost.", "mybox", "[::1]:80"):
             assert http.get("/api/v1/jobs", headers={"Host": host}).status_code == 200, host
         # its own page's change: Origin is the Host asked (Sec-Fetch-Site: same-origin)
         mine = {"Origin": f"http://{own}", "Sec-Fetch-Site": "same-origin"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -160,3 +161,16 @@ def test_a_request_head_past_its_bound_is_a_431_before_it_is_all_read(
         while answer.count(b"HTTP/1.1 ") < 2 and (chunk := conn.recv(65536)):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 401 ") and b"HTTP/1.1 200 " in answer, answer[:300]
+
+
+def test_nas_serve_speaks_the_bounded_protocol(tmp_path: Path) -> None:
+    """The test servers set the protocol themselves: ``nas serve``'s own server must too
+    (the review: without it no test would notice)."""
+    from api.app import create_app
+    from api.cli import _quiet_server
+    from api.http_protocol import BoundedHeadProtocol
+    from tests.api.conftest import make_settings
+
+    app = create_app(make_settings(f"sqlite:///{tmp_path / 'nas.db'}", tmp_path))
+    server = _quiet_server(app, host="127.0.0.1", port=0, log_level="warning")
+    assert server.config.http is BoundedHeadProtocol

@@ -795,6 +795,8 @@ def test_a_spec_file_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) -> N
         ("NAS_ARTIFACTS_DIR", " ", "set but empty"),
         ("NAS_DATA_ROOTS", "", "an empty folder name"),
         ("NAS_DATA_ROOTS", "/srv/a::/srv/b", "would be the current folder"),
+        # (a name with its port never matched: names are compared)
+        ("NAS_ALLOWED_HOSTS", "mybox:8000", "each a host name alone, without a port"),
     ],
 )
 def test_a_bad_setting_from_the_environment_is_one_line_naming_the_variable(

@@ -215,10 +215,12 @@ def test_text_a_file_gave_is_printed_escaped_and_written_to_csv_as_no_formula() 
         "number": 0, "state": "COMPLETE", "objective": 0.5, "metrics": {"m": -0.5},
         "hparams": {"h": "\x1b[2Jx"}, "architecture": {"choices": [0, 1]}, "error": "=1+1",
     }  # fmt: skip
-    decisions = [("opt", ["\x1b[31mred", "b"]), ("w", ['=HYPERLINK("http://e/")', "-1"])]
+    decisions = [("o\x1bpt", ["\x1b[31mred", "b"]), ("w", ['=HYPERLINK("http://e/")', "-1"])]
     lines = trials_table([row], decisions)
     assert len(lines) == 2 and "\x1b" not in "".join(lines), lines
-    assert "opt=\\x1b[31mred" in lines[1] and "\\x1b[2Jx" in lines[1], lines
+    assert "o\\x1bpt=" in lines[1], lines  # (the column's name too: the review)
+    decisions[0] = ("opt", decisions[0][1])
+    assert "pt=\\x1b[31mred" in lines[1] and "\\x1b[2Jx" in lines[1], lines
     out = io.StringIO()
     trials_csv([row], out, decisions)
     header, values = list(csv.reader(io.StringIO(out.getvalue())))

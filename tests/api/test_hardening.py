@@ -518,6 +518,8 @@ def test_if_match_with_a_tag_is_a_412_and_changes_nothing(http: httpx.Client) ->
             assert answer.status_code == 412, (method, path, tag, answer.text)
     assert http.get(f"/api/v1/jobs/{job_id}").json()["state"] == "SUCCEEDED"
     assert http.get(f"/api/v1/jobs/{job_id}", headers=tagged).status_code == 200  # reads: as ever
+    # an empty If-Match is none, as other blank headers are
+    assert http.post(f"/api/v1/jobs/{job_id}/cancel", headers={"If-Match": ""}).status_code == 409
     assert http.delete(f"/api/v1/jobs/{job_id}", headers={"If-Match": "*"}).status_code < 300
     assert http.get(f"/api/v1/jobs/{job_id}").status_code == 404
 
