@@ -102,25 +102,20 @@ class Settings(BaseSettings):
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            value = (
-                json.loads(text)
-                if text.startswith("[")
-                else [h.strip() for h in text.split(",") if h.strip()]
-            )
-        for host in value if isinstance(value, list) else ():
+        hosts = _env_list(value, ",")
+        if not isinstance(hosts, list):
+            return hosts  # (pydantic says what it is not)
+        hosts = [h.strip() if isinstance(h, str) else h for h in hosts]
+        for host in hosts:
             if isinstance(host, str) and (":" in host or "/" in host):
                 # (a name with its port, mybox:8000, never matched: names are compared)
                 raise ValueError("each a host name alone, without a port or scheme")
-        return value
+        return [h for h in hosts if h != ""]
 
     @field_validator("data_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            value = json.loads(text) if text.startswith("[") else text.split(os.pathsep)
+        value = _env_list(value, os.pathsep)
         if isinstance(value, list) and any(isinstance(v, str) and not v.strip() for v in value):
             # (an empty entry, "" or "a::b", was the current folder: files of wherever the
             # server was started became readable by any spec)
@@ -166,6 +161,15 @@ class Settings(BaseSettings):
             if table is not None:
                 roots.append(table.parent)
         return [Path(os.path.realpath(root.expanduser())) for root in roots if str(root)]
+
+
+def _env_list(value: Any, separator: str) -> Any:
+    """A list setting as the environment gives it: a JSON list, or ``separator``-separated
+    text; anything else (a list given in Python) as it is."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    return json.loads(text) if text.startswith("[") else text.split(separator)
 
 
 def sqlite_file(url: str) -> Path | None:

@@ -311,6 +311,30 @@ def test_watch_of_a_missing_job_draws_no_bar(server: LiveServer) -> None:
     assert "job 999:" not in watched.stderr
 
 
+def _ctrl_c_after(argv: list[str], said: str) -> tuple[int, str]:
+    """Run ``argv``, send it SIGINT (as a terminal's Ctrl-C) once its stderr has said
+    ``said``; its exit status and the rest of its stderr."""
+    proc = subprocess.Popen(
+        sigint_as_from_a_terminal(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        seen = ""
+        while said not in seen:
+            char = proc.stderr.read(1)
+            assert char, seen
+            seen += char
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err
+
+
 @sqlite_only
 def test_ctrl_c_on_watch_says_the_job_goes_on(server: LiveServer) -> None:
     """Ctrl-C on 'nas submit --wait' said 'interrupted' only: the job ran on on the server,
@@ -320,28 +344,14 @@ def test_ctrl_c_on_watch_says_the_job_goes_on(server: LiveServer) -> None:
     key = server.create_key("cli")
     with server.client(key) as client:
         job = client.submit(standalone_spec(trials=200, epochs=50))
-        proc = subprocess.Popen(
-            sigint_as_from_a_terminal(
-                [NAS, "watch", str(job["id"]), "--server", server.url, "--api-key", key]
-            ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert proc.stderr is not None
-            drawn = ""
-            while f"job {job['id']}: " not in drawn:  # its bar is drawn: it is watching
-                char = proc.stderr.read(1)
-                assert char, drawn
-                drawn += char
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=60)
+        try:  # (once its bar is drawn: it is watching)
+            code, err = _ctrl_c_after(
+                [NAS, "watch", str(job["id"]), "--server", server.url, "--api-key", key],
+                f"job {job['id']}: ",
+            )
         finally:
-            if proc.poll() is None:
-                proc.kill()
             client.cancel(job["id"])
-    assert proc.returncode == 130, err
+    assert code == 130, err
     assert f"interrupted: job {job['id']} goes on running on the server" in err
     assert f"'nas cancel {job['id']}' stops it" in err
 
@@ -356,27 +366,11 @@ def test_ctrl_c_on_retrain_says_the_retraining_goes_on(server: LiveServer) -> No
     with server.client(key) as client:
         job = client.submit(standalone_spec(trials=1, epochs=1))
         assert client.wait(job["id"], timeout=120)["state"] == "SUCCEEDED"
-        proc = subprocess.Popen(
-            sigint_as_from_a_terminal(
-                [NAS, "retrain", str(job["id"]), "--server", server.url, "--api-key", key]
-            ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        code, err = _ctrl_c_after(  # (once it has started: it waits now)
+            [NAS, "retrain", str(job["id"]), "--server", server.url, "--api-key", key],
+            "retraining as trial",
         )
-        try:
-            assert proc.stderr is not None
-            said = ""
-            while "retraining as trial" not in said:  # started: it waits now
-                char = proc.stderr.read(1)
-                assert char, said
-                said += char
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    assert proc.returncode == 130, err
+    assert code == 130, err
     assert f"interrupted: the retraining goes on on the server (trial 1 of job {job['id']})" in err
     assert "cannot be deleted or retrained again until it ends" in err
 

@@ -160,11 +160,9 @@ def test_several_jobs_run_at_once(server_factory: Any, time_left: Callable[..., 
             assert _numbers(client, job_id) == list(range(4))
 
 
-def test_a_dataset_broken_after_submit_fails_the_job_and_leaves_no_trial_running(
-    server_factory: Any, time_left: Callable[..., float]
-) -> None:
-    """A file that passed the submit checks and broke since fails the job naming the field,
-    and leaves no trial RUNNING."""
+def _npz_job_queued(server_factory: Any) -> tuple[LiveServer, str, Path, int]:
+    """A server that runs no job, a key, an ``npz`` file under its data folder and a QUEUED
+    standalone job on it."""
     api_only: LiveServer = server_factory(run_jobs=False)
     data_dir = api_only.settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -173,7 +171,16 @@ def test_a_dataset_broken_after_submit_fails_the_job_and_leaves_no_trial_running
     key = api_only.create_key("a")
     with api_only.client(key) as client:
         spec = standalone_spec(trials=2, epochs=1, dataset={"name": "npz", "path": str(data)})
-        job_id = client.submit(spec)["id"]
+        job_id = int(client.submit(spec)["id"])
+    return api_only, key, data, job_id
+
+
+def test_a_dataset_broken_after_submit_fails_the_job_and_leaves_no_trial_running(
+    server_factory: Any, time_left: Callable[..., float]
+) -> None:
+    """A file that passed the submit checks and broke since fails the job naming the field,
+    and leaves no trial RUNNING."""
+    _, key, data, job_id = _npz_job_queued(server_factory)
     np.savez(data, x=np.zeros((40, 0), np.float32), y=np.arange(40) % 2)  # no features
     runner: LiveServer = server_factory()
     with runner.client(key) as client:
@@ -516,15 +523,7 @@ def test_a_cancelled_released_job_whose_resume_fails_ends_cancelled(
 ) -> None:
     """A released job taken only to be cancelled resumes first: when that failed (its file
     gone meanwhile) it ended FAILED, the user's cancel lost (the review)."""
-    api_only: LiveServer = server_factory(run_jobs=False)
-    data_dir = api_only.settings.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    data = data_dir / "data.npz"
-    np.savez(data, x=np.zeros((40, 16), np.float32), y=np.arange(40) % 2)
-    key = api_only.create_key("a")
-    with api_only.client(key) as client:
-        spec = standalone_spec(trials=2, epochs=1, dataset={"name": "npz", "path": str(data)})
-        job_id = client.submit(spec)["id"]
+    api_only, key, data, job_id = _npz_job_queued(server_factory)
     with session_scope(api_only.app.state.nas.write) as session:  # as a shutdown leaves it
         JobRepository(session).set_fields(
             job_id, state="RUNNING", runner=None, heartbeat_at=None, cancel_requested=True
