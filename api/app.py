@@ -187,7 +187,7 @@ class NoKeysGuard:
         elif scope["method"] not in ("GET", "HEAD", "OPTIONS"):
             site = headers.get("sec-fetch-site", "").lower()
             origin = headers.get("origin")
-            sent_from = urlsplit(origin).netloc.lower() if origin is not None else None
+            sent_from = _netloc(origin) if origin is not None else None
             if site in ("cross-site", "same-site") or (
                 sent_from is not None and sent_from != host.lower()
             ):
@@ -203,7 +203,10 @@ class NoKeysGuard:
         await response(scope, receive, send)
 
     def _known_host(self, host: str) -> bool:
-        name = (urlsplit(f"//{host}").hostname or "").rstrip(".")  # (localhost. is localhost)
+        try:
+            name = (urlsplit(f"//{host}").hostname or "").rstrip(".")  # (localhost.: localhost)
+        except ValueError:  # ("[::1": not a host a browser sends)
+            return False
         if not name or name == "localhost" or name.endswith(".localhost"):
             return True  # (no Host: HTTP/1.0, not a browser's)
         if name in self.allowed:
@@ -213,6 +216,14 @@ class NoKeysGuard:
         except ValueError:
             return False
         return True
+
+
+def _netloc(url: str) -> str:
+    """``url``'s host and port, lowercase (a URL that is none: itself, which no Host is)."""
+    try:
+        return urlsplit(url).netloc.lower()
+    except ValueError:
+        return url
 
 
 #: Set in the scope of a HEAD request that ``HeadAsGet`` passes on as a GET.

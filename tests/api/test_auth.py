@@ -221,6 +221,7 @@ def test_a_server_without_keys_takes_no_change_from_another_sites_page(
         job_id = http.post("/api/v1/jobs", json=TINY_JOB).json()["id"]  # (a tool: no Origin)
         for headers in (
             {"Origin": "http://evil.example"},
+            {"Origin": "http://["},  # (no URL: a 403, not a 500)
             {"Sec-Fetch-Site": "cross-site"},
             {"Sec-Fetch-Site": "same-site", "Origin": f"http://{own}"},
         ):
@@ -234,7 +235,12 @@ def test_a_server_without_keys_takes_no_change_from_another_sites_page(
                 assert "another site's page" in refused.json()["detail"]
         assert http.get("/api/v1/jobs").json()["count"] == 1
         assert http.get(f"/api/v1/jobs/{job_id}").json()["state"] == "QUEUED"
-        for host in ("evil.example", f"evil.example:{open_server.port}", "127.0.0.1.nip.io"):
+        for host in (
+            "evil.example",
+            f"evil.example:{open_server.port}",
+            "127.0.0.1.nip.io",
+            "[::1",
+        ):
             refused = http.get("/api/v1/jobs", headers={"Host": host})
             assert refused.status_code == 403, (host, refused.text)
             assert "NAS_ALLOWED_HOSTS" in refused.json()["detail"]

@@ -636,7 +636,10 @@ def test_npz_data_no_result_can_be_had_from_is_refused(tmp_path: Path) -> None:
     x failed every trial as "diverged", blaming the model, and in x_test was scored."""
     x, y = signals(30)
     refused_at_submit = {
-        "empty test": ({"x": x, "y": y, "x_test": x[:0], "y_test": y[:0]}, "x_test holds no example"),
+        "empty test": (
+            {"x": x, "y": y, "x_test": x[:0], "y_test": y[:0]},
+            "x_test holds no example",
+        ),
         "one class": ({"x": x, "y": np.zeros(30, np.int64)}, "y holds one class only"),
     }
     for case, (arrays, says) in refused_at_submit.items():
