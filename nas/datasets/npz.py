@@ -113,7 +113,7 @@ def load_npz(
             _check_label_range(key, int(arrays[key].min()), int(arrays[key].max()))
             if key == "y" and not pooled_classes:
                 _check_class_zero(int(arrays[key].min()))
-                _check_classes(len(np.unique(arrays[key])))
+                _check_classes(int(arrays[key].min()), int(arrays[key].max()))
     for key in ("x", "x_test"):
         if key in arrays:
             _check_finite(key, arrays[key])
@@ -162,11 +162,11 @@ def check_npz(
     _check_splits(headers["y"][0][0], "y_test" in headers, valid_fraction, test_fraction)
     for key, extent in ranges.items():
         if extent is not None:
-            _check_label_range(key, extent[0], extent[1])
+            _check_label_range(key, *extent)
     y_range, test_range = ranges.get("y"), ranges.get("y_test")
     if y_range is not None and not pooled_classes:
         _check_class_zero(y_range[0])
-        _check_classes(y_range[2])
+        _check_classes(*y_range)
         if test_range is not None:
             _check_test_classes(y_range[1], test_range[1])
 
@@ -183,14 +183,12 @@ def npz_example_shape(*, path: str, **_: Any) -> tuple[int, ...] | None:
 
 def _read_headers(
     file: Path, ranges_of: tuple[str, ...] = ()
-) -> tuple[
-    dict[str, tuple[tuple[int, ...], np.dtype]] | None, dict[str, tuple[int, int, int] | None]
-]:
+) -> tuple[dict[str, tuple[tuple[int, ...], np.dtype]] | None, dict[str, tuple[int, int] | None]]:
     """The arrays' ``(shape, dtype)`` by name from their headers (``None``: a format newer
-    than this reads), and the value range and distinct values of the integer arrays named
-    in ``ranges_of``, streamed."""
+    than this reads), and the value range of the integer arrays named in ``ranges_of``,
+    streamed."""
     headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
-    ranges: dict[str, tuple[int, int, int] | None] = {}
+    ranges: dict[str, tuple[int, int] | None] = {}
     try:
         with zipfile.ZipFile(file) as archive:
             members = {n.removesuffix(".npy"): n for n in archive.namelist() if n.endswith(".npy")}
@@ -213,21 +211,16 @@ def _read_headers(
     return headers, ranges
 
 
-def _streamed_range(
-    member: Any, dtype: np.dtype, chunk: int = 1 << 20
-) -> tuple[int, int, int] | None:
-    """``(min, max, distinct values)`` of the integers left in ``member``, read ``chunk`` at
-    a time (None: no values; the distinct values counted up to ``MAX_CLASSES + 1``)."""
+def _streamed_range(member: Any, dtype: np.dtype, chunk: int = 1 << 20) -> tuple[int, int] | None:
+    """``(min, max)`` of the integers left in ``member``, read ``chunk`` at a time (None: no
+    values)."""
     low = high = None
-    seen: set[int] = set()
     while data := member.read(chunk * dtype.itemsize):
         values = np.frombuffer(data[: len(data) - len(data) % dtype.itemsize], dtype=dtype)
         if len(values):
             lo, hi = int(values.min()), int(values.max())
             low, high = (lo, hi) if low is None else (min(low, lo), max(high, hi))
-            if len(seen) <= MAX_CLASSES:
-                seen.update(np.unique(values).tolist())
-    return None if low is None else (low, high, len(seen))
+    return None if low is None else (low, high)
 
 
 def _check_size(arrays: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
@@ -353,11 +346,11 @@ _TEST_CLASSES = (
 )
 
 
-def _check_classes(distinct: int) -> None:
-    """y holds at least two classes: one class alone scored a trivial 100 % without a word
-    (the probe of own data). (Sparse class ids, 0, 9, 18, are taken: the network has an
-    output per id up to the largest.)"""
-    if distinct < 2:
+def _check_classes(low: int, high: int) -> None:
+    """y holds at least two classes (its labels' range says so): one class alone scored a
+    trivial 100 % without a word (the probe of own data). (Sparse class ids, 0, 9, 18, are
+    taken: the network has an output per id up to the largest.)"""
+    if low == high:
         raise DatasetError(
             "dataset.path: y holds one class only: a classifier needs examples of at least two"
         )
