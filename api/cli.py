@@ -1071,6 +1071,11 @@ def _database_source(args: argparse.Namespace) -> str:
         return "--db"
     if os.environ.get("NAS_DATABASE_URL"):
         return "$NAS_DATABASE_URL"
+    return _data_dir_source(args)
+
+
+def _data_dir_source(args: argparse.Namespace) -> str:
+    """Where the command's data directory came from, as the user gave it."""
     if getattr(args, "data_dir", None):
         return "--data-dir"
     if os.environ.get("NAS_DATA_DIR"):
@@ -1119,12 +1124,7 @@ def _check_folders(args: argparse.Namespace, settings: Any) -> None:
     """The data folder is a folder where it exists, and the artifacts folder is one or can be
     made (``CommandError`` naming the setting): a file there started a server whose every
     export was a 500 and whose retrainings were accepted, then failed."""
-    if getattr(args, "data_dir", None):
-        data_source = "--data-dir"
-    elif os.environ.get("NAS_DATA_DIR"):
-        data_source = "$NAS_DATA_DIR"
-    else:
-        data_source = "the default data directory"
+    data_source = _data_dir_source(args)
     if settings.artifacts_dir is not None:
         artifacts_source = "$NAS_ARTIFACTS_DIR"
     else:
